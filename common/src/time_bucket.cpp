@@ -45,6 +45,8 @@ Result<int64_t> parse_duration(std::string_view text) {
 
 std::string format_duration(int64_t seconds) {
   for (const auto& u : kUnits) {
+    if (u.suffix == 'w') continue;  // "7d" reads better than "1w"
+
     if (seconds >= u.seconds && seconds % u.seconds == 0)
       return std::to_string(seconds / u.seconds) + u.suffix;
   }

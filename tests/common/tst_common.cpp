@@ -1,0 +1,339 @@
+// Unit tests for common/: names and tags, canonical keys and hashes, durations and retention,
+// bucket math, the sketch and its wire form. Tables of must-pass / must-fail cases.
+#include <QtTest>
+
+#include <cmath>
+#include <random>
+
+#include "tally/common/series_key.h"
+#include "tally/common/sketch.h"
+#include "tally/common/status.h"
+#include "tally/common/time_bucket.h"
+#include "tally/common/wire.h"
+
+using namespace tally;
+
+class TestCommon : public QObject {
+  Q_OBJECT
+ private slots:
+  void metricName_data();
+  void metricName();
+  void tagKey_data();
+  void tagKey();
+  void tagValue_data();
+  void tagValue();
+  void tagsRejectDuplicatesAndTooMany();
+  void seriesKeyIsCanonicalAndRoundTrips();
+  void hashDiffersByTagOrderOnlyBeforeCanonicalisation();
+  void duration_data();
+  void duration();
+  void retention_data();
+  void retention();
+  void bucketStart_data();
+  void bucketStart();
+  void manualClock();
+  void sketchQuantilesWithinOnePercent_data();
+  void sketchQuantilesWithinOnePercent();
+  void sketchMergeEqualsSingleSketch();
+  void sketchNegativeAndZero();
+  void sketchWireRoundTripAndValidation();
+  void resultCarriesValueOrStatus();
+};
+
+void TestCommon::metricName_data() {
+  QTest::addColumn<QString>("name");
+  QTest::addColumn<bool>("ok");
+  QTest::newRow("dotted") << "user.signup" << true;
+  QTest::newRow("colon-dash") << "api:errors-total" << true;
+  QTest::newRow("underscore first") << "_internal.x" << true;
+  QTest::newRow("digits") << "a1.b2" << true;
+  QTest::newRow("200 bytes") << QString(200, 'a') << true;
+  QTest::newRow("201 bytes") << QString(201, 'a') << false;
+  QTest::newRow("empty") << "" << false;
+  QTest::newRow("digit first") << "1abc" << false;
+  QTest::newRow("dot first") << ".abc" << false;
+  QTest::newRow("space") << "a b" << false;
+  QTest::newRow("slash") << "a/b" << false;
+  QTest::newRow("unicode") << QString::fromUtf8("caf\u00e9") << false;
+}
+
+void TestCommon::metricName() {
+  QFETCH(QString, name);
+  QFETCH(bool, ok);
+  QCOMPARE(validate_metric_name(name.toStdString()).is_ok(), ok);
+}
+
+void TestCommon::tagKey_data() {
+  QTest::addColumn<QString>("key");
+  QTest::addColumn<bool>("ok");
+  QTest::newRow("plain") << "region" << true;
+  QTest::newRow("dots dashes") << "k8s.pod-name" << true;
+  QTest::newRow("100 bytes") << QString(100, 'k') << true;
+  QTest::newRow("101 bytes") << QString(101, 'k') << false;
+  QTest::newRow("colon") << "a:b" << false;
+  QTest::newRow("equals") << "a=b" << false;
+  QTest::newRow("empty") << "" << false;
+  QTest::newRow("digit first") << "9k" << false;
+}
+
+void TestCommon::tagKey() {
+  QFETCH(QString, key);
+  QFETCH(bool, ok);
+  QCOMPARE(validate_tag_key(key.toStdString()).is_ok(), ok);
+}
+
+void TestCommon::tagValue_data() {
+  QTest::addColumn<QByteArray>("value");
+  QTest::addColumn<bool>("ok");
+  QTest::newRow("plain") << QByteArray("eu-west-1") << true;
+  QTest::newRow("path") << QByteArray("/api/v1/login?x=1") << true;
+  QTest::newRow("spaces and equals") << QByteArray("a b=c,d") << true;
+  QTest::newRow("utf8") << QByteArray("M\xc3\xbcnchen \xe2\x82\xac \xf0\x9f\x98\x80") << true;
+  QTest::newRow("200 bytes") << QByteArray(200, 'v') << true;
+  QTest::newRow("201 bytes") << QByteArray(201, 'v') << false;
+  QTest::newRow("empty") << QByteArray("") << false;
+  QTest::newRow("newline") << QByteArray("a\nb") << false;
+  QTest::newRow("tab") << QByteArray("a\tb") << false;
+  QTest::newRow("unit separator") << QByteArray("a\x1f" "b") << false;
+  QTest::newRow("DEL") << QByteArray("a\x7f") << false;
+  QTest::newRow("C1 control") << QByteArray("a\xc2\x85") << false;
+  QTest::newRow("bad utf8") << QByteArray("a\xff") << false;
+  QTest::newRow("truncated utf8") << QByteArray("a\xe2\x82") << false;
+  QTest::newRow("overlong") << QByteArray("\xc0\xaf") << false;
+  QTest::newRow("surrogate") << QByteArray("\xed\xa0\x80") << false;
+}
+
+void TestCommon::tagValue() {
+  QFETCH(QByteArray, value);
+  QFETCH(bool, ok);
+  QCOMPARE(validate_tag_value(value.toStdString()).is_ok(), ok);
+}
+
+void TestCommon::tagsRejectDuplicatesAndTooMany() {
+  QVERIFY(validate_tags({{"a", "1"}, {"b", "2"}}).is_ok());
+  auto dup = validate_tags({{"a", "1"}, {"a", "2"}});
+  QVERIFY(!dup.is_ok());
+  QVERIFY(dup.message().find("twice") != std::string::npos);
+  Tags many;
+  for (int i = 0; i < 33; ++i) many.push_back({"k" + std::to_string(i), "v"});
+  QVERIFY(!validate_tags(many).is_ok());
+  many.pop_back();
+  QVERIFY(validate_tags(many).is_ok());
+}
+
+void TestCommon::seriesKeyIsCanonicalAndRoundTrips() {
+  Tags a{{"status", "500"}, {"endpoint", "/login"}};
+  Tags b{{"endpoint", "/login"}, {"status", "500"}};
+  canonicalize(a);
+  canonicalize(b);
+  QCOMPARE(series_key("api.errors", a), series_key("api.errors", b));
+  QCOMPARE(series_key("api.errors", a), std::string("api.errors\x1f" "endpoint=/login\x1fstatus=500"));
+  QCOMPARE(series_hash(series_key("api.errors", a)), series_hash(series_key("api.errors", b)));
+  auto parsed = parse_series_key(series_key("api.errors", {{"q", "a=b"}}));
+  QVERIFY(parsed.has_value());
+  QCOMPARE(parsed->first, std::string("api.errors"));
+  QCOMPARE(parsed->second, (Tags{{"q", "a=b"}}));
+  auto bare = parse_series_key("m");
+  QVERIFY(bare.has_value());
+  QVERIFY(bare->second.empty());
+  QCOMPARE(tags_to_string(a), std::string("endpoint=/login,status=500"));
+}
+
+void TestCommon::hashDiffersByTagOrderOnlyBeforeCanonicalisation() {
+  QVERIFY(series_hash(series_key("m", {{"a", "1"}})) != series_hash(series_key("m", {{"a", "2"}})));
+  QVERIFY(series_hash(series_key("m", {{"a", "1"}})) != series_hash(series_key("n", {{"a", "1"}})));
+  // Fixed vector: the hash is part of the storage layout (shard placement).
+  QCOMPARE(series_hash(""), uint64_t(0x2D06800538D394C2ULL));
+}
+
+void TestCommon::duration_data() {
+  QTest::addColumn<QString>("text");
+  QTest::addColumn<qint64>("seconds");  // -1 = must fail
+  QTest::newRow("seconds") << "10s" << qint64(10);
+  QTest::newRow("bare") << "45" << qint64(45);
+  QTest::newRow("minutes") << "5m" << qint64(300);
+  QTest::newRow("hours") << "6h" << qint64(21600);
+  QTest::newRow("days") << "7d" << qint64(604800);
+  QTest::newRow("weeks") << "2w" << qint64(1209600);
+  QTest::newRow("years") << "2y" << qint64(2 * 365 * 86400);
+  QTest::newRow("spaces") << " 1h " << qint64(3600);
+  QTest::newRow("zero") << "0s" << qint64(-1);
+  QTest::newRow("negative") << "-5s" << qint64(-1);
+  QTest::newRow("unit only") << "h" << qint64(-1);
+  QTest::newRow("bad unit") << "5x" << qint64(-1);
+  QTest::newRow("fraction") << "1.5h" << qint64(-1);
+  QTest::newRow("empty") << "" << qint64(-1);
+  QTest::newRow("overflow") << "99999999999999999y" << qint64(-1);
+}
+
+void TestCommon::duration() {
+  QFETCH(QString, text);
+  QFETCH(qint64, seconds);
+  auto r = parse_duration(text.toStdString());
+  QCOMPARE(r.has_value(), seconds >= 0);
+  if (seconds >= 0) {
+    QCOMPARE(*r, seconds);
+    QCOMPARE(*parse_duration(format_duration(*r)), seconds);
+  }
+}
+
+void TestCommon::retention_data() {
+  QTest::addColumn<QString>("text");
+  QTest::addColumn<QString>("canonical");  // empty = must fail
+  QTest::newRow("default") << QString::fromLatin1(kDefaultRetention.data()) << "1s:6h,10s:7d,1m:30d,1h:2y";
+  QTest::newRow("single") << "1s:1d" << "1s:1d";
+  QTest::newRow("spaces") << "1s:6h, 10s:7d" << "1s:6h,10s:7d";
+  QTest::newRow("not multiple") << "1s:6h,15s:7d,20s:30d" << "";
+  QTest::newRow("not increasing") << "1s:6h,1s:7d" << "";
+  QTest::newRow("coarse first") << "10s:6h" << "";
+  QTest::newRow("shorter retention") << "1s:7d,10s:1d" << "";
+  QTest::newRow("less than a bucket") << "1s:6h,1h:30m" << "";
+  QTest::newRow("missing colon") << "1s" << "";
+  QTest::newRow("empty item") << "1s:6h," << "";
+}
+
+void TestCommon::retention() {
+  QFETCH(QString, text);
+  QFETCH(QString, canonical);
+  auto r = parse_retention(text.toStdString());
+  QCOMPARE(r.has_value(), !canonical.isEmpty());
+  if (r) QCOMPARE(QString::fromStdString(format_retention(*r)), canonical);
+  else QVERIFY(!r.status().message().empty());
+}
+
+void TestCommon::bucketStart_data() {
+  QTest::addColumn<qint64>("t");
+  QTest::addColumn<qint64>("res");
+  QTest::addColumn<qint64>("start");
+  QTest::newRow("aligned") << qint64(1700000000) << qint64(10) << qint64(1700000000);
+  QTest::newRow("inside") << qint64(1700000009) << qint64(10) << qint64(1700000000);
+  QTest::newRow("minute") << qint64(1700000059) << qint64(60) << qint64(1700000040);
+  QTest::newRow("hour") << qint64(1700003599) << qint64(3600) << qint64(1700002800);
+  QTest::newRow("negative") << qint64(-1) << qint64(10) << qint64(-10);
+  QTest::newRow("negative aligned") << qint64(-10) << qint64(10) << qint64(-10);
+  QTest::newRow("zero") << qint64(0) << qint64(60) << qint64(0);
+}
+
+void TestCommon::bucketStart() {
+  QFETCH(qint64, t);
+  QFETCH(qint64, res);
+  QFETCH(qint64, start);
+  QCOMPARE(bucket_start(t, res), start);
+}
+
+void TestCommon::manualClock() {
+  ManualClock c(1'700'000'000'500);
+  QCOMPARE(c.now_s(), int64_t(1'700'000'000));
+  c.advance_ms(600);
+  QCOMPARE(c.now_s(), int64_t(1'700'000'001));
+  c.set_ms(0);
+  QCOMPARE(c.now_ms(), int64_t(0));
+}
+
+void TestCommon::sketchQuantilesWithinOnePercent_data() {
+  QTest::addColumn<int>("distribution");  // 0 uniform, 1 lognormal, 2 exponential
+  QTest::newRow("uniform 1..1000") << 0;
+  QTest::newRow("lognormal latency") << 1;
+  QTest::newRow("exponential") << 2;
+}
+
+void TestCommon::sketchQuantilesWithinOnePercent() {
+  QFETCH(int, distribution);
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> uni(1, 1000);
+  std::lognormal_distribution<double> logn(3, 1);
+  std::exponential_distribution<double> expo(0.01);
+  std::vector<double> values;
+  Sketch s;
+  for (int i = 0; i < 100000; ++i) {
+    double v = distribution == 0 ? uni(rng) : distribution == 1 ? logn(rng) : expo(rng) + 0.001;
+    values.push_back(v);
+    s.add(v);
+  }
+  std::sort(values.begin(), values.end());
+  QCOMPARE(s.count(), uint64_t(100000));
+  QCOMPARE(s.min(), values.front());
+  QCOMPARE(s.max(), values.back());
+  for (double q : {0.01, 0.25, 0.5, 0.9, 0.99, 0.999}) {
+    double exact = values[static_cast<size_t>(q * (values.size() - 1))];
+    double got = s.quantile(q);
+    QVERIFY2(std::abs(got - exact) <= 0.01 * exact + 1e-12,
+             qPrintable(QString("q=%1 exact=%2 got=%3").arg(q).arg(exact).arg(got)));
+  }
+}
+
+void TestCommon::sketchMergeEqualsSingleSketch() {
+  Sketch all, a, b;
+  for (int i = 1; i <= 5000; ++i) {
+    double v = i * 0.37;
+    all.add(v);
+    (i % 3 ? a : b).add(v);
+  }
+  a.merge(b);
+  QCOMPARE(a.count(), all.count());
+  QCOMPARE(a.positive_bins().size(), all.positive_bins().size());
+  for (double q : {0.1, 0.5, 0.9, 0.99}) QCOMPARE(a.quantile(q), all.quantile(q));
+  uint64_t binned = 0;
+  for (const auto& bin : a.bins()) {
+    QVERIFY(bin.lower < bin.upper);
+    binned += bin.count;
+  }
+  QCOMPARE(binned, uint64_t(5000));
+  Sketch empty;
+  a.merge(empty);
+  QCOMPARE(a.count(), uint64_t(5000));
+  empty.merge(a);
+  QVERIFY(empty == a);
+}
+
+void TestCommon::sketchNegativeAndZero() {
+  Sketch s;
+  s.add(-10);
+  s.add(0, 3);
+  s.add(10);
+  s.add(std::nan(""));  // ignored
+  QCOMPARE(s.count(), uint64_t(5));
+  QCOMPARE(s.zero_count(), uint64_t(3));
+  QCOMPARE(s.sum(), 0.0);
+  QCOMPARE(s.quantile(0), -10.0);
+  QCOMPARE(s.quantile(0.5), 0.0);
+  QCOMPARE(s.quantile(1), 10.0);
+  QVERIFY(std::abs(s.quantile(0.1) + 10) <= 0.1);
+  auto bins = s.bins();
+  QCOMPARE(bins.size(), size_t(3));
+  QVERIFY(bins[0].upper < 0 && bins[2].lower > 0);
+}
+
+void TestCommon::sketchWireRoundTripAndValidation() {
+  Sketch s;
+  for (int i = 0; i < 1000; ++i) s.add(i % 2 ? i * 1.5 : -i * 0.5);
+  wire::Sketch p;
+  sketch_to_proto(s, &p);
+  auto back = sketch_from_proto(p);
+  QVERIFY(back.has_value());
+  QVERIFY(*back == s);
+
+  wire::Sketch bad = p;
+  bad.set_count(p.count() + 1);  // bins no longer add up
+  QVERIFY(!sketch_from_proto(bad).has_value());
+  bad = p;
+  bad.add_pos_keys(1);  // column lengths differ
+  QVERIFY(!sketch_from_proto(bad).has_value());
+  bad = p;
+  bad.set_pos_keys(0, 1'000'000);  // key out of range
+  QVERIFY(!sketch_from_proto(bad).has_value());
+}
+
+void TestCommon::resultCarriesValueOrStatus() {
+  Result<int> ok = 5;
+  QVERIFY(ok.has_value());
+  QCOMPARE(*ok, 5);
+  QVERIFY(ok.status().is_ok());
+  Result<int> err = Status::io_error("disk full");
+  QVERIFY(!err.has_value());
+  QCOMPARE(err.status().code(), StatusCode::kIoError);
+  QCOMPARE(err.status().to_string(), std::string("io_error: disk full"));
+}
+
+QTEST_APPLESS_MAIN(TestCommon)
+#include "tst_common.moc"
