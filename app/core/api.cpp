@@ -1,0 +1,226 @@
+#include "api.h"
+
+#include <nlohmann/json.hpp>
+
+namespace tally::dash {
+
+using nlohmann::json;
+
+std::string Series::label(const std::string& metric) const {
+  if (tags.empty()) return metric;
+  return tags_to_string(tags);
+}
+
+std::string percentEncode(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+        c == '.' || c == '~') {
+      out += char(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+namespace {
+
+std::string commonParams(const QueryRequest& r) {
+  std::string q = "metric=" + percentEncode(r.metric);
+  for (const auto& f : r.filters) q += "&filter=" + percentEncode(f.toString());
+  if (r.from || r.to) q += "&from=" + std::to_string(r.from) + "&to=" + std::to_string(r.to);
+  return q;
+}
+
+template <typename T>
+T num(const json& j, const char* key, T def = T()) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return def;
+  return it->get<T>();
+}
+
+std::string str(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_string()) return {};
+  return it->get<std::string>();
+}
+
+Result<json> parseJson(std::string_view body) {
+  try {
+    json j = json::parse(body.begin(), body.end());
+    if (!j.is_object()) return Status::corruption("collector answered with JSON that is not an object");
+    return j;
+  } catch (const json::exception& e) {
+    return Status::corruption(std::string("collector answered with invalid JSON: ") + e.what());
+  }
+}
+
+std::vector<Bin> parseBins(const json& arr) {
+  std::vector<Bin> out;
+  if (!arr.is_array()) return out;
+  out.reserve(arr.size());
+  for (const auto& b : arr) out.push_back({num<double>(b, "lower"), num<double>(b, "upper"), num<uint64_t>(b, "count")});
+  return out;
+}
+
+}  // namespace
+
+std::string queryPath(const QueryRequest& r) {
+  std::string q = "/api/query?" + commonParams(r);
+  if (!r.groupBy.empty()) {
+    std::string g;
+    for (size_t i = 0; i < r.groupBy.size(); ++i) g += (i ? "," : "") + r.groupBy[i];
+    q += "&group_by=" + percentEncode(g);
+  }
+  q += "&step=" + (r.step > 0 ? std::to_string(r.step) : std::string("auto"));
+  q += "&fn=" + percentEncode(r.fn);
+  return q;
+}
+
+std::string histogramPath(const QueryRequest& r) {
+  std::string q = "/api/histogram?" + commonParams(r);
+  if (r.histogramBuckets > 0) q += "&buckets=" + std::to_string(r.histogramBuckets);
+  return q;
+}
+
+std::string heatmapPath(const QueryRequest& r) {
+  std::string q = "/api/heatmap?" + commonParams(r);
+  q += "&step=" + (r.step > 0 ? std::to_string(r.step) : std::string("auto"));
+  return q;
+}
+
+std::string tagsPath(std::string_view metric) { return "/api/tags?metric=" + percentEncode(metric); }
+
+std::string metricsPath(std::string_view search) {
+  return search.empty() ? std::string("/api/metrics") : "/api/metrics?search=" + percentEncode(search);
+}
+
+Result<QueryResult> parseQuery(std::string_view body) {
+  auto doc = parseJson(body);
+  if (!doc) return doc.status();
+  const json& j = *doc;
+  QueryResult r;
+  r.metric = str(j, "metric");
+  r.kind = str(j, "kind");
+  r.fn = str(j, "fn");
+  r.from = num<int64_t>(j, "from");
+  r.to = num<int64_t>(j, "to");
+  r.step = num<int64_t>(j, "step");
+  r.resolution = num<int64_t>(j, "resolution");
+  auto series = j.find("series");
+  if (series == j.end() || !series->is_array()) return Status::corruption("query answer has no \"series\" array");
+  for (const auto& s : *series) {
+    Series out;
+    if (auto tags = s.find("tags"); tags != s.end() && tags->is_object())
+      for (auto it = tags->begin(); it != tags->end(); ++it)
+        out.tags.push_back({it.key(), it->is_string() ? it->get<std::string>() : it->dump()});
+    canonicalize(out.tags);
+    if (auto pts = s.find("points"); pts != s.end() && pts->is_array()) {
+      out.points.reserve(pts->size());
+      for (const auto& p : *pts) {
+        if (!p.is_array() || p.size() < 2 || !p[0].is_number()) continue;
+        double v = p[1].is_number() ? p[1].get<double>() : std::numeric_limits<double>::quiet_NaN();
+        out.points.push_back({p[0].get<int64_t>(), v});
+      }
+    }
+    if (auto pf = s.find("partial_from"); pf != s.end() && pf->is_number()) out.partialFrom = pf->get<int64_t>();
+    r.series.push_back(std::move(out));
+  }
+  return r;
+}
+
+Result<HistogramResult> parseHistogram(std::string_view body) {
+  auto doc = parseJson(body);
+  if (!doc) return doc.status();
+  const json& j = *doc;
+  HistogramResult h;
+  h.metric = str(j, "metric");
+  h.count = num<uint64_t>(j, "count");
+  h.sum = num<double>(j, "sum");
+  h.min = num<double>(j, "min");
+  h.max = num<double>(j, "max");
+  h.p50 = num<double>(j, "p50");
+  h.p90 = num<double>(j, "p90");
+  h.p99 = num<double>(j, "p99");
+  if (auto b = j.find("buckets"); b != j.end()) h.buckets = parseBins(*b);
+  return h;
+}
+
+Result<HeatmapResult> parseHeatmap(std::string_view body) {
+  auto doc = parseJson(body);
+  if (!doc) return doc.status();
+  const json& j = *doc;
+  HeatmapResult h;
+  h.metric = str(j, "metric");
+  h.step = num<int64_t>(j, "step");
+  h.from = num<int64_t>(j, "from");
+  h.to = num<int64_t>(j, "to");
+  auto cols = j.find("columns");
+  if (cols == j.end() || !cols->is_array()) return Status::corruption("heatmap answer has no \"columns\" array");
+  for (const auto& c : *cols) {
+    HeatmapColumn col;
+    col.time = num<int64_t>(c, "time");
+    col.count = num<uint64_t>(c, "count");
+    col.p50 = num<double>(c, "p50");
+    col.p90 = num<double>(c, "p90");
+    col.p99 = num<double>(c, "p99");
+    if (auto b = c.find("buckets"); b != c.end()) col.buckets = parseBins(*b);
+    h.columns.push_back(std::move(col));
+  }
+  return h;
+}
+
+Result<std::vector<MetricInfo>> parseMetrics(std::string_view body) {
+  auto doc = parseJson(body);
+  if (!doc) return doc.status();
+  auto m = doc->find("metrics");
+  if (m == doc->end() || !m->is_array()) return Status::corruption("metrics answer has no \"metrics\" array");
+  std::vector<MetricInfo> out;
+  for (const auto& e : *m) out.push_back({str(e, "name"), str(e, "kind"), num<int64_t>(e, "series")});
+  return out;
+}
+
+Result<TagValues> parseTags(std::string_view body) {
+  auto doc = parseJson(body);
+  if (!doc) return doc.status();
+  auto t = doc->find("tags");
+  if (t == doc->end() || !t->is_object()) return Status::corruption("tags answer has no \"tags\" object");
+  TagValues out;
+  for (auto it = t->begin(); it != t->end(); ++it) {
+    auto& vals = out[it.key()];
+    if (it->is_array())
+      for (const auto& v : *it)
+        if (v.is_string()) vals.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+Health parseHealth(int httpStatus, std::string_view body) {
+  Health h;
+  auto doc = parseJson(body);
+  if (doc) {
+    h.status = str(*doc, "status");
+    h.reason = str(*doc, "reason");
+    h.uptimeS = num<int64_t>(*doc, "uptime_s");
+    h.series = num<int64_t>(*doc, "series");
+  }
+  h.ok = httpStatus == 200 && (h.status.empty() || h.status == "ok");
+  if (!h.ok && h.reason.empty()) h.reason = errorMessage(httpStatus, body);
+  return h;
+}
+
+std::string errorMessage(int httpStatus, std::string_view body) {
+  if (auto doc = parseJson(body)) {
+    std::string e = str(*doc, "error");
+    if (e.empty()) e = str(*doc, "reason");
+    if (!e.empty()) return e;
+  }
+  if (httpStatus == 0) return "no answer from the collector";
+  return "HTTP " + std::to_string(httpStatus);
+}
+
+}  // namespace tally::dash

@@ -1,0 +1,122 @@
+// The collector's HTTP/JSON API (docs/API.md) as plain values: request URLs and parsed responses.
+//
+// Everything here is Qt-free so the parsing is unit-tested without a network; the app's
+// CollectorClient does the HTTP and hands these structs to the GUI thread.
+// Thread-safety: values and pure functions.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dashboard.h"
+#include "tally/common/series_key.h"
+#include "tally/common/status.h"
+
+namespace tally::dash {
+
+struct Point {
+  int64_t t;  // bucket start, unix seconds
+  double v;
+  bool operator==(const Point&) const = default;
+};
+
+struct Series {
+  Tags tags;  // only the group-by keys
+  std::vector<Point> points;
+  std::optional<int64_t> partialFrom;
+  std::string label(const std::string& metric) const;  // "endpoint=/login,status=500", or metric
+  bool operator==(const Series&) const = default;
+};
+
+struct QueryResult {
+  std::string metric;
+  std::string kind;
+  std::string fn;
+  int64_t from = 0;
+  int64_t to = 0;
+  int64_t step = 0;
+  int64_t resolution = 0;
+  std::vector<Series> series;
+};
+
+struct Bin {
+  double lower;  // exclusive
+  double upper;  // inclusive
+  uint64_t count;
+  bool operator==(const Bin&) const = default;
+};
+
+struct HistogramResult {
+  std::string metric;
+  uint64_t count = 0;
+  double sum = 0, min = 0, max = 0, p50 = 0, p90 = 0, p99 = 0;
+  std::vector<Bin> buckets;
+};
+
+struct HeatmapColumn {
+  int64_t time = 0;
+  uint64_t count = 0;
+  double p50 = 0, p90 = 0, p99 = 0;
+  std::vector<Bin> buckets;
+};
+
+struct HeatmapResult {
+  std::string metric;
+  int64_t step = 0;
+  int64_t from = 0;
+  int64_t to = 0;
+  std::vector<HeatmapColumn> columns;
+};
+
+struct MetricInfo {
+  std::string name;
+  std::string kind;
+  int64_t series = 0;
+  bool operator==(const MetricInfo&) const = default;
+};
+
+struct Health {
+  bool ok = false;
+  std::string status;
+  std::string reason;
+  int64_t uptimeS = 0;
+  int64_t series = 0;
+};
+
+using TagValues = std::map<std::string, std::vector<std::string>>;
+
+struct QueryRequest {
+  std::string metric;
+  std::vector<TagFilter> filters;
+  std::vector<std::string> groupBy;
+  std::string fn = "sum";
+  int64_t from = 0;
+  int64_t to = 0;
+  int64_t step = 0;  // 0 = auto
+  int histogramBuckets = 0;  // /api/histogram only; 0 = collector default
+};
+
+// RFC 3986 percent-encoding of everything but unreserved characters.
+std::string percentEncode(std::string_view s);
+
+// Path and query string, e.g. "/api/query?metric=api.errors&filter=status%3D500&from=..".
+std::string queryPath(const QueryRequest& r);
+std::string histogramPath(const QueryRequest& r);
+std::string heatmapPath(const QueryRequest& r);
+std::string tagsPath(std::string_view metric);
+std::string metricsPath(std::string_view search = {});
+
+Result<QueryResult> parseQuery(std::string_view body);
+Result<HistogramResult> parseHistogram(std::string_view body);
+Result<HeatmapResult> parseHeatmap(std::string_view body);
+Result<std::vector<MetricInfo>> parseMetrics(std::string_view body);
+Result<TagValues> parseTags(std::string_view body);
+Health parseHealth(int httpStatus, std::string_view body);
+// The {"error": "..."} message of a failed call, or a description of the status.
+std::string errorMessage(int httpStatus, std::string_view body);
+
+}  // namespace tally::dash

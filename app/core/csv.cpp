@@ -1,0 +1,121 @@
+#include "csv.h"
+
+#include <charconv>
+#include <cmath>
+#include <ctime>
+#include <set>
+
+namespace tally::dash {
+
+std::string csvField(std::string_view s) {
+  if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+std::string formatNumber(double v) {
+  if (std::isnan(v)) return "";
+  char buf[64];
+  auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, ptr);
+}
+
+std::string formatIsoUtc(int64_t t) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string seriesToCsv(const std::string& metric, const std::string& fn, const std::vector<Series>& series,
+                        int64_t from, int64_t to) {
+  std::set<std::string> keys;
+  for (const auto& s : series)
+    for (const auto& t : s.tags) keys.insert(t.key);
+  std::string out = "timestamp,time,metric,fn";
+  for (const auto& k : keys) out += "," + csvField(k);
+  out += ",value\n";
+  for (const auto& s : series) {
+    std::string tagCols;
+    for (const auto& k : keys) {
+      std::string v;
+      for (const auto& t : s.tags)
+        if (t.key == k) v = t.value;
+      tagCols += "," + csvField(v);
+    }
+    std::string prefix = "," + csvField(metric) + "," + csvField(fn) + tagCols + ",";
+    for (const auto& p : s.points) {
+      if (p.t < from || p.t >= to) continue;
+      out += std::to_string(p.t) + "," + formatIsoUtc(p.t) + prefix + formatNumber(p.v) + "\n";
+    }
+  }
+  return out;
+}
+
+std::string histogramToCsv(const HistogramResult& h) {
+  std::string out = "lower,upper,count\n";
+  for (const auto& b : h.buckets)
+    out += formatNumber(b.lower) + "," + formatNumber(b.upper) + "," + std::to_string(b.count) + "\n";
+  return out;
+}
+
+std::string heatmapToCsv(const HeatmapResult& h, int64_t from, int64_t to) {
+  std::string out = "timestamp,time,count,p50,p90,p99,lower,upper,bin_count\n";
+  for (const auto& c : h.columns) {
+    if (c.time < from || c.time >= to) continue;
+    std::string prefix = std::to_string(c.time) + "," + formatIsoUtc(c.time) + "," + std::to_string(c.count) + "," +
+                         formatNumber(c.p50) + "," + formatNumber(c.p90) + "," + formatNumber(c.p99) + ",";
+    for (const auto& b : c.buckets)
+      out += prefix + formatNumber(b.lower) + "," + formatNumber(b.upper) + "," + std::to_string(b.count) + "\n";
+  }
+  return out;
+}
+
+std::vector<std::vector<std::string>> parseCsv(std::string_view text) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> row;
+  std::string field;
+  bool quoted = false, any = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
+        field += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        field += c;
+      }
+      continue;
+    }
+    any = true;
+    if (c == '"') quoted = true;
+    else if (c == ',') {
+      row.push_back(std::move(field));
+      field.clear();
+    } else if (c == '\n') {
+      row.push_back(std::move(field));
+      field.clear();
+      rows.push_back(std::move(row));
+      row.clear();
+      any = false;
+    } else if (c != '\r') {
+      field += c;
+    }
+  }
+  if (any || !field.empty() || !row.empty()) {
+    row.push_back(std::move(field));
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+}  // namespace tally::dash

@@ -1,0 +1,96 @@
+// The dashboard document: panels, their queries and layout, and its JSON form (docs/DASHBOARD.md).
+//
+// A Dashboard is a plain value. parseDashboard() validates everything a file may get wrong and
+// names the offending field ("panels[2].chart: unknown chart type 'pie'"); a file written by a
+// newer Tally (version > kDashboardVersion) is refused rather than half-read.
+// Thread-safety: values and pure functions.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tally/common/series_key.h"
+#include "tally/common/status.h"
+
+namespace tally::dash {
+
+inline constexpr int kDashboardVersion = 1;
+inline constexpr std::string_view kDashboardFormat = "tally-dashboard";
+inline constexpr int kGridColumns = 12;
+
+enum class ChartType { Line, StackedArea, Bars, Histogram, Heatmap };
+const char* chartTypeName(ChartType type);  // "line", "stacked", "bars", "histogram", "heatmap"
+std::optional<ChartType> parseChartType(std::string_view name);
+bool chartNeedsDistribution(ChartType type);  // histogram and heatmap
+
+enum class FilterOp { Eq, NotEq, Regex };
+const char* filterOpName(FilterOp op);  // "=", "!=", "=~"
+std::optional<FilterOp> parseFilterOp(std::string_view op);
+
+struct TagFilter {
+  std::string key;
+  FilterOp op = FilterOp::Eq;
+  std::string value;
+  std::string toString() const;  // "endpoint!=/login", the API's `filter` parameter
+  // Same meaning as the collector: =~ is an ECMAScript regex matching the whole value; a series
+  // without the key has the value "" for != and =~ purposes and never matches =.
+  bool matches(const Tags& tags) const;
+  bool operator==(const TagFilter&) const = default;
+};
+
+// The functions of docs/API.md's /api/query.
+const std::vector<std::string>& queryFunctions();
+bool isQueryFunction(std::string_view fn);
+
+struct GridRect {
+  int x = 0;  // column, 0..kGridColumns-1
+  int y = 0;  // row
+  int w = 6;  // columns
+  int h = 4;  // rows
+  bool operator==(const GridRect&) const = default;
+};
+
+struct PanelSpec {
+  std::string title;
+  std::string metric;
+  std::vector<TagFilter> filters;
+  std::vector<std::string> groupBy;
+  std::string fn = "sum";
+  ChartType chart = ChartType::Line;
+  std::string unit;
+  bool logY = false;
+  GridRect grid;
+  bool operator==(const PanelSpec&) const = default;
+  std::string displayTitle() const;  // title, or "fn(metric) by k" when untitled
+};
+
+// Either a relative range ending now ("1h") or a fixed [from, to) in unix seconds.
+struct TimeRangeSpec {
+  std::string relative = "1h";
+  std::optional<int64_t> from;
+  std::optional<int64_t> to;
+  bool isCustom() const { return from.has_value() && to.has_value(); }
+  bool operator==(const TimeRangeSpec&) const = default;
+};
+
+struct Dashboard {
+  std::string title = "Untitled";
+  TimeRangeSpec range;
+  bool live = true;
+  std::vector<PanelSpec> panels;
+  bool operator==(const Dashboard&) const = default;
+};
+
+Status validatePanel(const PanelSpec& panel, const std::string& where = "panel");
+Status validateDashboard(const Dashboard& dashboard);
+
+Result<Dashboard> parseDashboard(std::string_view json);
+std::string serializeDashboard(const Dashboard& dashboard);  // pretty-printed, ends with '\n'
+
+// First free place for a new panel of width w and height h below or beside the others.
+GridRect placeNewPanel(const std::vector<PanelSpec>& panels, int w = 6, int h = 4);
+
+}  // namespace tally::dash

@@ -1,0 +1,564 @@
+// Unit tests for the dashboard's Qt-free core: dashboard JSON, API parsing, CSV, decimation,
+// step selection and ticks, and the live merge. Links no GUI.
+#include <QtTest>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "core/api.h"
+#include "core/csv.h"
+#include "core/dashboard.h"
+#include "core/decimate.h"
+#include "core/live_buffer.h"
+#include "core/time_range.h"
+
+using namespace tally;
+using namespace tally::dash;
+
+namespace {
+std::string readFile(const QString& path) {
+  std::ifstream in(path.toStdString(), std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+QString testData(const char* name) { return QStringLiteral(TALLY_TEST_DATA "/") + name; }
+}  // namespace
+
+class TestDashboardCore : public QObject {
+  Q_OBJECT
+ private slots:
+  void dashboardRoundTrip();
+  void shippedDashboardsParse_data();
+  void shippedDashboardsParse();
+  void badDashboardRefused_data();
+  void badDashboardRefused();
+  void filterMatches_data();
+  void filterMatches();
+  void placeNewPanelAvoidsOthers();
+  void queryPathEncodes();
+  void parseQueryAnswer();
+  void parseHistogramAndHeatmap();
+  void parseErrors();
+  void csvEscapesAndRoundTrips();
+  void seriesCsvHasTagsAndOnlyVisibleRange();
+  void lttbKeepsEndpointsAndExtremes_data();
+  void lttbKeepsEndpointsAndExtremes();
+  void minMaxPerPixelKeepsExtremes();
+  void visibleRangeWidens();
+  void chooseStep_data();
+  void chooseStep();
+  void niceTicksAreNice();
+  void timeTicksAligned();
+  void formatValueShort_data();
+  void formatValueShort();
+  void liveBatchRoundTrip();
+  void liveReplacesBucketValues();
+  void liveGroupsAndAggregates();
+  void liveCorrectionBeforeCoverageAsksForRequery();
+  void livePercentilesFromMergedSketch();
+  void liveBoundedMemory();
+};
+
+static Dashboard sampleDashboard() {
+  Dashboard d;
+  d.title = "Sample \"quoted\" ünïcode";
+  d.range.relative = "6h";
+  d.live = false;
+  PanelSpec p;
+  p.title = "Errors by endpoint";
+  p.metric = "api.errors";
+  p.filters = {{"status", FilterOp::NotEq, "200"}, {"endpoint", FilterOp::Regex, "/api/.*"}};
+  p.groupBy = {"endpoint"};
+  p.fn = "rate";
+  p.chart = ChartType::StackedArea;
+  p.unit = "req/s";
+  p.logY = true;
+  p.grid = {6, 4, 6, 5};
+  d.panels.push_back(p);
+  PanelSpec h;
+  h.metric = "api.latency_ms";
+  h.chart = ChartType::Heatmap;
+  d.panels.push_back(h);
+  return d;
+}
+
+void TestDashboardCore::dashboardRoundTrip() {
+  Dashboard d = sampleDashboard();
+  std::string text = serializeDashboard(d);
+  auto back = parseDashboard(text);
+  QVERIFY2(back.has_value(), back.status().message().c_str());
+  QVERIFY(*back == d);
+  QCOMPARE(serializeDashboard(*back), text);
+  // A custom range round-trips too.
+  d.range.from = 1700000000;
+  d.range.to = 1700003600;
+  auto custom = parseDashboard(serializeDashboard(d));
+  QVERIFY(custom.has_value());
+  QVERIFY(custom->range.isCustom());
+  QCOMPARE(*custom->range.from, int64_t(1700000000));
+}
+
+void TestDashboardCore::shippedDashboardsParse_data() {
+  QTest::addColumn<QString>("path");
+  QTest::newRow("demo") << QStringLiteral(TALLY_SOURCE_DIR "/resources/dashboards/demo.json");
+  QTest::newRow("collector health") << QStringLiteral(TALLY_SOURCE_DIR "/resources/dashboards/collector-health.json");
+}
+
+void TestDashboardCore::shippedDashboardsParse() {
+  QFETCH(QString, path);
+  std::string text = readFile(path);
+  QVERIFY(!text.empty());
+  auto d = parseDashboard(text);
+  QVERIFY2(d.has_value(), d.status().message().c_str());
+  QVERIFY(d->panels.size() >= 4);
+}
+
+void TestDashboardCore::badDashboardRefused_data() {
+  QTest::addColumn<QString>("file");
+  QTest::addColumn<QString>("reason");
+  QTest::newRow("truncated") << "corrupt-truncated.json" << "not valid JSON";
+  QTest::newRow("not an object") << "corrupt-array.json" << "top level must be a JSON object";
+  QTest::newRow("wrong format") << "corrupt-format.json" << "\"format\" must be \"tally-dashboard\"";
+  QTest::newRow("future version") << "future-version.json" << "newer Tally: dashboard version 99";
+  QTest::newRow("bad chart") << "corrupt-chart.json" << "panels[1].chart: unknown chart type 'pie'";
+  QTest::newRow("bad filter op") << "corrupt-filter.json" << "panels[0].filters[0].op: unknown operator '~'";
+  QTest::newRow("grid overflow") << "corrupt-grid.json" << "panels[0].grid";
+  QTest::newRow("bad fn") << "corrupt-fn.json" << "panels[0].fn: unknown function 'median'";
+  QTest::newRow("bad regex") << "corrupt-regex.json" << "bad regular expression";
+  QTest::newRow("no version") << "corrupt-noversion.json" << "\"version\" is missing";
+}
+
+void TestDashboardCore::badDashboardRefused() {
+  QFETCH(QString, file);
+  QFETCH(QString, reason);
+  std::string text = readFile(testData(file.toUtf8().constData()));
+  QVERIFY2(!text.empty(), qPrintable(file));
+  auto d = parseDashboard(text);
+  QVERIFY(!d.has_value());
+  QVERIFY2(QString::fromStdString(d.status().message()).contains(reason), d.status().message().c_str());
+}
+
+void TestDashboardCore::filterMatches_data() {
+  QTest::addColumn<QString>("op");
+  QTest::addColumn<QString>("value");
+  QTest::addColumn<QString>("tagValue");  // empty = tag absent
+  QTest::addColumn<bool>("match");
+  QTest::newRow("eq") << "=" << "eu" << "eu" << true;
+  QTest::newRow("eq other") << "=" << "eu" << "us" << false;
+  QTest::newRow("eq absent") << "=" << "eu" << "" << false;
+  QTest::newRow("ne") << "!=" << "eu" << "us" << true;
+  QTest::newRow("ne same") << "!=" << "eu" << "eu" << false;
+  QTest::newRow("ne absent") << "!=" << "eu" << "" << true;
+  QTest::newRow("re whole") << "=~" << "e." << "eu" << true;
+  QTest::newRow("re not partial") << "=~" << "e" << "eu" << false;
+  QTest::newRow("re alt") << "=~" << "us|eu" << "us" << true;
+}
+
+void TestDashboardCore::filterMatches() {
+  QFETCH(QString, op);
+  QFETCH(QString, value);
+  QFETCH(QString, tagValue);
+  QFETCH(bool, match);
+  TagFilter f{"region", *parseFilterOp(op.toStdString()), value.toStdString()};
+  Tags tags = {{"host", "a"}};
+  if (!tagValue.isEmpty()) tags.push_back({"region", tagValue.toStdString()});
+  QCOMPARE(f.matches(tags), match);
+}
+
+void TestDashboardCore::placeNewPanelAvoidsOthers() {
+  std::vector<PanelSpec> panels(2);
+  panels[0].grid = {0, 0, 6, 4};
+  panels[1].grid = {6, 0, 6, 4};
+  GridRect r = placeNewPanel(panels, 6, 4);
+  QCOMPARE(r, (GridRect{0, 4, 6, 4}));
+  panels.push_back({});
+  panels[2].grid = r;
+  QCOMPARE(placeNewPanel(panels, 6, 4), (GridRect{6, 4, 6, 4}));
+}
+
+void TestDashboardCore::queryPathEncodes() {
+  QueryRequest r;
+  r.metric = "api.errors";
+  r.filters = {{"endpoint", FilterOp::Regex, "/api/.*"}, {"status", FilterOp::NotEq, "200"}};
+  r.groupBy = {"endpoint", "status"};
+  r.fn = "rate";
+  r.from = 100;
+  r.to = 200;
+  r.step = 10;
+  QCOMPARE(queryPath(r), std::string("/api/query?metric=api.errors&filter=endpoint%3D~%2Fapi%2F.%2A"
+                                     "&filter=status%21%3D200&from=100&to=200&group_by=endpoint%2Cstatus"
+                                     "&step=10&fn=rate"));
+  r.step = 0;
+  QVERIFY(heatmapPath(r).find("&step=auto") != std::string::npos);
+  r.histogramBuckets = 40;
+  QVERIFY(histogramPath(r).find("&buckets=40") != std::string::npos);
+  QCOMPARE(tagsPath("a b"), std::string("/api/tags?metric=a%20b"));
+}
+
+void TestDashboardCore::parseQueryAnswer() {
+  auto r = parseQuery(readFile(testData("query.json")));
+  QVERIFY2(r.has_value(), r.status().message().c_str());
+  QCOMPARE(r->metric, std::string("api.errors"));
+  QCOMPARE(r->step, int64_t(10));
+  QCOMPARE(r->series.size(), size_t(2));
+  QCOMPARE(r->series[0].tags, (Tags{{"endpoint", "/cart"}}));
+  QCOMPARE(r->series[0].points.size(), size_t(3));
+  QCOMPARE(r->series[0].points[1], (Point{1700000010, 2.5}));
+  QVERIFY(r->series[1].partialFrom.has_value());
+  QCOMPARE(*r->series[1].partialFrom, int64_t(1700000020));
+  QVERIFY(!r->series[0].partialFrom.has_value());
+}
+
+void TestDashboardCore::parseHistogramAndHeatmap() {
+  auto h = parseHistogram(readFile(testData("histogram.json")));
+  QVERIFY(h.has_value());
+  QCOMPARE(h->count, uint64_t(6));
+  QCOMPARE(h->buckets.size(), size_t(3));
+  QCOMPARE(h->buckets[2], (Bin{9.9, 10.1, 1}));
+  auto m = parseHeatmap(readFile(testData("heatmap.json")));
+  QVERIFY(m.has_value());
+  QCOMPARE(m->columns.size(), size_t(2));
+  QCOMPARE(m->columns[1].p99, 40.0);
+  QCOMPARE(m->columns[1].buckets.size(), size_t(2));
+}
+
+void TestDashboardCore::parseErrors() {
+  QVERIFY(!parseQuery("{\"metric\":\"x\"}").has_value());
+  QVERIFY(!parseQuery("[1,2").has_value());
+  QCOMPARE(errorMessage(400, "{\"error\":\"unknown fn 'x'\"}"), std::string("unknown fn 'x'"));
+  QCOMPARE(errorMessage(502, "<html>"), std::string("HTTP 502"));
+  Health ok = parseHealth(200, "{\"status\":\"ok\",\"uptime_s\":12,\"series\":340}");
+  QVERIFY(ok.ok);
+  QCOMPARE(ok.series, int64_t(340));
+  Health bad = parseHealth(503, "{\"status\":\"unavailable\",\"reason\":\"disk full\"}");
+  QVERIFY(!bad.ok);
+  QCOMPARE(bad.reason, std::string("disk full"));
+  auto metrics = parseMetrics("{\"metrics\":[{\"name\":\"a.b\",\"kind\":\"counter\",\"series\":2}]}");
+  QVERIFY(metrics.has_value());
+  QCOMPARE(metrics->at(0), (MetricInfo{"a.b", "counter", 2}));
+  auto tags = parseTags("{\"metric\":\"a\",\"tags\":{\"k\":[\"v1\",\"v2\"]}}");
+  QVERIFY(tags.has_value());
+  QCOMPARE(tags->at("k").size(), size_t(2));
+}
+
+void TestDashboardCore::csvEscapesAndRoundTrips() {
+  QCOMPARE(csvField("plain"), std::string("plain"));
+  QCOMPARE(csvField("a,b"), std::string("\"a,b\""));
+  QCOMPARE(csvField("say \"hi\""), std::string("\"say \"\"hi\"\"\""));
+  QCOMPARE(csvField("two\nlines"), std::string("\"two\nlines\""));
+  std::string text = "a,\"b,c\",\"d\"\"e\"\nx,\"multi\nline\",\n";
+  auto rows = parseCsv(text);
+  QCOMPARE(rows.size(), size_t(2));
+  QCOMPARE(rows[0], (std::vector<std::string>{"a", "b,c", "d\"e"}));
+  QCOMPARE(rows[1], (std::vector<std::string>{"x", "multi\nline", ""}));
+  for (double v : {0.1, 1.0 / 3.0, 1e20, -2.5, 123456789.125})
+    QCOMPARE(std::stod(formatNumber(v)), v);
+  QCOMPARE(formatNumber(3), std::string("3"));
+}
+
+void TestDashboardCore::seriesCsvHasTagsAndOnlyVisibleRange() {
+  std::vector<Series> series(2);
+  series[0].tags = {{"endpoint", "/a,b"}};
+  series[0].points = {{90, 1}, {100, 2}, {110, 3}, {120, 4}};
+  series[1].tags = {{"endpoint", "/c"}, {"status", "500"}};
+  series[1].points = {{100, 0.5}};
+  auto rows = parseCsv(seriesToCsv("api.errors", "sum", series, 100, 120));
+  QCOMPARE(rows.size(), size_t(4));
+  QCOMPARE(rows[0], (std::vector<std::string>{"timestamp", "time", "metric", "fn", "endpoint", "status", "value"}));
+  QCOMPARE(rows[1], (std::vector<std::string>{"100", "1970-01-01T00:01:40Z", "api.errors", "sum", "/a,b", "", "2"}));
+  QCOMPARE(rows[3], (std::vector<std::string>{"100", "1970-01-01T00:01:40Z", "api.errors", "sum", "/c", "500", "0.5"}));
+}
+
+void TestDashboardCore::lttbKeepsEndpointsAndExtremes_data() {
+  QTest::addColumn<int>("n");
+  QTest::addColumn<int>("threshold");
+  QTest::addColumn<int>("seed");
+  QTest::newRow("1M to 1000") << 1000000 << 1000 << 1;
+  QTest::newRow("10k to 300") << 10000 << 300 << 2;
+  QTest::newRow("small to 3") << 50 << 3 << 3;
+  QTest::newRow("below threshold") << 100 << 500 << 4;
+}
+
+void TestDashboardCore::lttbKeepsEndpointsAndExtremes() {
+  QFETCH(int, n);
+  QFETCH(int, threshold);
+  QFETCH(int, seed);
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> noise(0, 1);
+  std::vector<XY> in(n);
+  for (int i = 0; i < n; ++i) in[i] = {double(i), std::sin(i / 500.0) * 10 + noise(rng)};
+  in[n / 3].y = 1000;   // a spike
+  in[n / 2].y = -1000;  // a dip
+  auto out = lttb(in, size_t(threshold));
+  QVERIFY(out.size() <= std::max<size_t>(size_t(threshold) + 1, std::min<size_t>(n, threshold)));
+  QCOMPARE(out.front(), in.front());
+  QCOMPARE(out.back(), in.back());
+  QVERIFY(std::find(out.begin(), out.end(), in[n / 3]) != out.end());
+  QVERIFY(std::find(out.begin(), out.end(), in[n / 2]) != out.end());
+  QVERIFY(std::is_sorted(out.begin(), out.end(), [](const XY& a, const XY& b) { return a.x < b.x; }));
+}
+
+void TestDashboardCore::minMaxPerPixelKeepsExtremes() {
+  std::vector<XY> in;
+  for (int i = 0; i < 100000; ++i) in.push_back({double(i), double(i % 97)});
+  in[5000].y = 500;
+  auto out = minMaxPerPixel(in, 0, 100000, 200);
+  QVERIFY(out.size() <= 800);
+  QCOMPARE(out.front(), in.front());
+  QCOMPARE(out.back(), in.back());
+  QVERIFY(std::find(out.begin(), out.end(), in[5000]) != out.end());
+}
+
+void TestDashboardCore::visibleRangeWidens() {
+  std::vector<XY> in = {{0, 0}, {10, 0}, {20, 0}, {30, 0}, {40, 0}};
+  auto [a, b] = visibleRange(in, 15, 25);
+  QCOMPARE(a, size_t(1));
+  QCOMPARE(b, size_t(4));
+  auto [c, d] = visibleRange(in, -10, 100);
+  QCOMPARE(c, size_t(0));
+  QCOMPARE(d, size_t(5));
+}
+
+void TestDashboardCore::chooseStep_data() {
+  QTest::addColumn<qint64>("range");
+  QTest::addColumn<qint64>("age");  // now - from
+  QTest::addColumn<int>("pixels");
+  QTest::addColumn<qint64>("step");
+  QTest::newRow("5m at 900px") << qint64(300) << qint64(300) << 900 << qint64(1);
+  QTest::newRow("1h at 900px") << qint64(3600) << qint64(3600) << 900 << qint64(15);
+  QTest::newRow("1h at 300px") << qint64(3600) << qint64(3600) << 300 << qint64(60);
+  QTest::newRow("24h at 1200px") << qint64(86400) << qint64(86400) << 1200 << qint64(300);
+  QTest::newRow("7d at 1200px") << qint64(7 * 86400) << qint64(7 * 86400) << 1200 << qint64(1800);
+  QTest::newRow("30d at 1200px") << qint64(30 * 86400) << qint64(30 * 86400) << 1200 << qint64(7200);
+  QTest::newRow("zoomed 5m two days ago: 10s data only") << qint64(300) << qint64(2 * 86400) << 900 << qint64(10);
+  QTest::newRow("zoomed 1h 20 days ago: 1m data only") << qint64(3600) << qint64(20 * 86400) << 900 << qint64(60);
+  QTest::newRow("tiny width") << qint64(3600) << qint64(3600) << 1 << qint64(3600);
+}
+
+void TestDashboardCore::chooseStep() {
+  QFETCH(qint64, range);
+  QFETCH(qint64, age);
+  QFETCH(int, pixels);
+  QFETCH(qint64, step);
+  auto retention = parse_retention(kDefaultRetention);
+  QVERIFY(retention.has_value());
+  const int64_t now = 1800000000;
+  TimeWindow w{now - age, now - age + range};
+  QCOMPARE(qint64(dash::chooseStep(w, pixels, now, *retention)), step);
+}
+
+void TestDashboardCore::niceTicksAreNice() {
+  auto t = niceTicks(0, 97, 6);
+  QCOMPARE(t, (std::vector<double>{0, 20, 40, 60, 80}));
+  auto u = niceTicks(0.3, 1.1, 5);
+  QCOMPARE(u.size(), size_t(4));
+  QVERIFY(std::abs(u[0] - 0.4) < 1e-12);
+  QVERIFY(niceTicks(5, 5, 5).empty());
+  QCOMPARE(niceCeil(97), 100.0);
+  QCOMPARE(niceCeil(0), 1.0);
+}
+
+void TestDashboardCore::timeTicksAligned() {
+  qputenv("TZ", "UTC");
+  tzset();
+  auto t = timeTicks(1700000030, 1700003630, 8);  // one hour
+  QVERIFY(!t.empty() && t.size() <= 9);
+  for (const auto& tick : t) QCOMPARE(tick.t % 600, int64_t(0));
+  QCOMPARE(t.front().label.size(), size_t(5));  // HH:MM
+  auto s = timeTicks(1700000000, 1700000060, 6);
+  QCOMPARE(s.front().label.size(), size_t(8));  // HH:MM:SS
+  auto d = timeTicks(1700000000, 1700000000 + 30 * 86400, 6);
+  QVERIFY(d.front().label.find(':') == std::string::npos);
+}
+
+void TestDashboardCore::formatValueShort_data() {
+  QTest::addColumn<double>("v");
+  QTest::addColumn<QString>("text");
+  QTest::newRow("zero") << 0.0 << "0";
+  QTest::newRow("small") << 0.25 << "0.25";
+  QTest::newRow("int") << 1234.0 << "1234";
+  QTest::newRow("k") << 15000.0 << "15k";
+  QTest::newRow("M") << 2250000.0 << "2.25M";
+  QTest::newRow("negative") << -3e9 << "-3G";
+  QTest::newRow("tiny") << 0.00012 << "0.00012";
+}
+
+void TestDashboardCore::formatValueShort() {
+  QFETCH(double, v);
+  QFETCH(QString, text);
+  QCOMPARE(QString::fromStdString(formatValue(v)), text);
+}
+
+static QueryResult emptyResult(const char* kind, int64_t step, int64_t from, int64_t to) {
+  QueryResult r;
+  r.kind = kind;
+  r.step = step;
+  r.from = from;
+  r.to = to;
+  return r;
+}
+
+static LiveUpdate counterUpdate(const char* region, int64_t t, double v,
+                                LiveUpdate::State st = LiveUpdate::State::Final) {
+  LiveUpdate u;
+  u.metric = "user.signup";
+  u.tags = {{"region", region}};
+  u.kind = Kind::kCounter;
+  u.time = t;
+  u.state = st;
+  u.value = v;
+  u.sum = v;
+  u.count = 1;
+  return u;
+}
+
+void TestDashboardCore::liveBatchRoundTrip() {
+  auto s = std::make_shared<Sketch>();
+  for (int i = 1; i <= 100; ++i) s->add(i);
+  LiveUpdate d;
+  d.metric = "api.latency_ms";
+  d.tags = {{"endpoint", "/x"}};
+  d.kind = Kind::kDistribution;
+  d.time = 1700000000;
+  d.state = LiveUpdate::State::Correction;
+  d.value = 100;
+  d.count = 100;
+  d.sum = 5050;
+  d.sketch = s;
+  std::string bytes = encodeLiveBatch({counterUpdate("eu", 1700000000, 3), d});
+  auto back = decodeLiveBatch(bytes.data(), bytes.size());
+  QVERIFY(back.has_value());
+  QCOMPARE(back->size(), size_t(2));
+  QCOMPARE((*back)[0].value, 3.0);
+  QCOMPARE((*back)[1].state, LiveUpdate::State::Correction);
+  QVERIFY((*back)[1].sketch);
+  QVERIFY(*(*back)[1].sketch == *s);
+  std::string garbage = "\xff\xff\xff";
+  QVERIFY(!decodeLiveBatch(garbage.data(), garbage.size()).has_value());
+}
+
+void TestDashboardCore::liveReplacesBucketValues() {
+  LiveBuffer buf;
+  buf.reset({"user.signup", {}, {}, "sum"}, 1000);
+  QueryResult r;
+  r.kind = "counter";
+  r.step = 1;
+  r.from = 995;
+  r.to = 1002;
+  r.series.push_back({});
+  for (int64_t t = 995; t < 1002; ++t) r.series[0].points.push_back({t, 1});
+  // A partial bucket grows and is replaced, never added up.
+  QVERIFY(buf.apply(counterUpdate("eu", 1001, 2, LiveUpdate::State::Partial)));
+  QVERIFY(buf.apply(counterUpdate("eu", 1001, 5, LiveUpdate::State::Partial)));
+  QVERIFY(buf.apply(counterUpdate("eu", 1001, 6, LiveUpdate::State::Final)));
+  QVERIFY(buf.apply(counterUpdate("eu", 1003, 4, LiveUpdate::State::Partial)));
+  QVERIFY(!buf.apply([] { auto u = counterUpdate("eu", 1001, 1); u.metric = "other"; return u; }()));
+  QueryResult m = r;
+  buf.mergeInto(m, 1004);
+  QCOMPARE(m.to, int64_t(1004));
+  const auto& pts = m.series[0].points;
+  QCOMPARE(pts.size(), size_t(9));
+  QCOMPARE(pts[0], (Point{995, 1}));      // before coverage: the HTTP answer
+  QCOMPARE(pts[5], (Point{1000, 1}));     // covered, no live data: kept
+  QCOMPARE(pts[6], (Point{1001, 6}));     // replaced by the final value
+  QCOMPARE(pts[7], (Point{1002, 0}));     // new bucket, zero-filled counter
+  QCOMPARE(pts[8], (Point{1003, 4}));     // new bucket from live
+  QCOMPARE(*m.series[0].partialFrom, int64_t(1003));
+  // A correction replaces the final value.
+  buf.apply(counterUpdate("eu", 1001, 7, LiveUpdate::State::Correction));
+  m = r;
+  buf.mergeInto(m, 1004);
+  QCOMPARE(m.series[0].points[6], (Point{1001, 7}));
+  QVERIFY(!buf.takeStaleCorrection().has_value());
+}
+
+void TestDashboardCore::liveGroupsAndAggregates() {
+  LiveBuffer buf;
+  buf.reset({"user.signup", {{"region", FilterOp::NotEq, "ap"}}, {"region"}, "sum"}, 1000);
+  for (int64_t t = 1000; t < 1010; ++t) {
+    buf.apply(counterUpdate("eu", t, 1));
+    buf.apply(counterUpdate("us", t, 2));
+    buf.apply(counterUpdate("ap", t, 100));  // filtered out
+  }
+  QueryResult r;
+  r.kind = "counter";
+  r.step = 5;
+  r.from = 990;
+  r.to = 1000;
+  buf.mergeInto(r, 1010);
+  QCOMPARE(r.series.size(), size_t(2));
+  QCOMPARE(r.series[0].tags, (Tags{{"region", "eu"}}));
+  QCOMPARE(r.series[0].points, (std::vector<Point>{{990, 0}, {995, 0}, {1000, 5}, {1005, 5}}));
+  QCOMPARE(r.series[1].points.back(), (Point{1005, 10}));
+  // rate and avg follow the API table.
+  LiveBuffer rate;
+  rate.reset({"user.signup", {}, {}, "rate"}, 1000);
+  LiveBuffer avg;
+  avg.reset({"user.signup", {}, {}, "avg"}, 1000);
+  for (int64_t t = 1000; t < 1010; ++t)
+    for (const char* region : {"eu", "us"}) {
+      rate.apply(counterUpdate(region, t, region[0] == 'e' ? 1 : 3));
+      avg.apply(counterUpdate(region, t, region[0] == 'e' ? 1 : 3));
+    }
+  QueryResult rr = emptyResult("counter", 10, 1000, 1010);
+  rate.mergeInto(rr, 1010);
+  QCOMPARE(rr.series[0].points, (std::vector<Point>{{1000, 4.0}}));  // 40 over 10 s
+  QueryResult ar = emptyResult("counter", 10, 1000, 1010);
+  avg.mergeInto(ar, 1010);
+  QCOMPARE(ar.series[0].points, (std::vector<Point>{{1000, 20.0}}));  // (10 + 30) / 2 series
+}
+
+void TestDashboardCore::liveCorrectionBeforeCoverageAsksForRequery() {
+  LiveBuffer buf;
+  buf.reset({"user.signup", {}, {}, "sum"}, 1000);
+  QVERIFY(buf.apply(counterUpdate("eu", 990, 3, LiveUpdate::State::Correction)));
+  auto stale = buf.takeStaleCorrection();
+  QVERIFY(stale.has_value());
+  QCOMPARE(*stale, int64_t(990));
+  QVERIFY(!buf.takeStaleCorrection().has_value());
+  QCOMPARE(buf.cellCount(), size_t(0));
+}
+
+void TestDashboardCore::livePercentilesFromMergedSketch() {
+  LiveBuffer buf;
+  buf.reset({"api.latency_ms", {}, {}, "p90"}, 1000);
+  Sketch all;
+  for (int64_t t = 1000; t < 1010; ++t) {
+    auto s = std::make_shared<Sketch>();
+    for (int i = 0; i < 50; ++i) s->add(double(t - 999) * 10 + i);
+    all.merge(*s);
+    LiveUpdate u;
+    u.metric = "api.latency_ms";
+    u.kind = Kind::kDistribution;
+    u.time = t;
+    u.state = LiveUpdate::State::Final;
+    u.count = s->count();
+    u.value = double(s->count());
+    u.sum = s->sum();
+    u.min = s->min();
+    u.max = s->max();
+    u.sketch = s;
+    buf.apply(u);
+  }
+  QueryResult r = emptyResult("distribution", 10, 1000, 1010);
+  buf.mergeInto(r, 1010);
+  QCOMPARE(r.series.size(), size_t(1));
+  QCOMPARE(r.series[0].points.size(), size_t(1));
+  QCOMPARE(r.series[0].points[0].v, all.quantile(0.9));
+}
+
+void TestDashboardCore::liveBoundedMemory() {
+  LiveBuffer buf;
+  buf.reset({"user.signup", {}, {}, "sum", 1000}, 0);
+  for (int64_t t = 0; t < 5000; ++t) buf.apply(counterUpdate("eu", t, 1));
+  QVERIFY(buf.cellCount() <= 1000);
+  QVERIFY(buf.coverageStart() > 0);
+  buf.pruneBefore(4990);
+  QCOMPARE(buf.cellCount(), size_t(10));
+}
+
+QTEST_APPLESS_MAIN(TestDashboardCore)
+#include "tst_dashboard_core.moc"
