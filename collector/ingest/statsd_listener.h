@@ -1,0 +1,95 @@
+// StatsdListener: receives StatsD / DogStatsD datagrams on UDP (default 127.0.0.1:8125) and/or a
+// unix datagram socket, parses them (statsd_parser.h) and hands the samples to a sink.
+//
+// One thread owns the sockets: poll -> recvmmsg -> parse_statsd_packet -> sink. What the sink
+// receives (docs/format/statsd.md):
+//   - counters, gauges and distributions as parsed, with `timestamp_s` set: the line's "|T" or
+//     else the receive time from the injected clock (unix seconds);
+//   - never kSet: the listener keeps the unique members of each (series, 1 s bucket) and, when
+//     the bucket closes on the clock (or 2 s after it opened, for "|T" in the future), emits one
+//     kGauge sample whose value is the number of unique members and whose timestamp_s is the
+//     bucket start. Open sets are flushed on stop().
+// The sink is called on the listener thread only, about once per receive burst, with at least
+// one sample. An exception from the sink is caught, counted and logged.
+//
+// A rejected line bumps its reason's counter and is logged at most once per log_interval_ms as
+//   event=statsd_reject reason=metric_name line_number=2 detail="..." line="..." suppressed=3
+// (`suppressed` = rejects not logged since the previous line).
+//
+// Thread-safety: start() and stop() from the owning thread; counters() and udp_port() from any
+// thread. Not restartable: one start() per object.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ingest/statsd_parser.h"
+#include "tally/common/status.h"
+#include "tally/common/time_bucket.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace tally::collector {
+
+using StatsdSink = std::function<void(std::vector<StatsdSample>&&)>;
+
+struct StatsdListenerOptions {
+  // "host:port" (port 0 picks a free port, read it back with udp_port()), "[::1]:8125", or "off".
+  std::string udp = "127.0.0.1:8125";
+  // A unix datagram socket to bind as well; empty = none. A stale socket file is replaced; a
+  // path another live listener is bound to is an error.
+  std::string unix_path;
+  unsigned unix_mode = 0622;           // permission bits of the socket file: anyone may send
+  int recv_buffer_bytes = 4 << 20;     // SO_RCVBUF request; the kernel caps it at rmem_max
+  size_t max_open_sets = 100'000;      // (series, bucket) sets held at once
+  size_t max_set_members = 100'000;    // unique members counted per set and bucket
+  int64_t log_interval_ms = 1000;      // at most one reject log line per interval
+  std::shared_ptr<spdlog::logger> logger;  // null: spdlog's default logger
+};
+
+// A snapshot; every field counts since start().
+struct StatsdCounters {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  uint64_t lines_ok = 0;
+  uint64_t samples = 0;  // samples parsed (sets included, before they become gauges)
+  std::array<uint64_t, kStatsdRejectReasons> lines_rejected{};  // indexed by StatsdReject
+  uint64_t sets_emitted = 0;          // set buckets closed into a gauge sample
+  uint64_t set_members_dropped = 0;   // members not counted: max_open_sets / max_set_members
+  uint64_t sink_errors = 0;           // exceptions thrown by the sink
+  uint64_t receive_errors = 0;        // recvmmsg failures other than EAGAIN / EINTR
+
+  uint64_t rejected(StatsdReject r) const { return lines_rejected[static_cast<size_t>(r)]; }
+  uint64_t lines_rejected_total() const;
+};
+
+class StatsdListener {
+ public:
+  StatsdListener(StatsdListenerOptions options, StatsdSink sink, const Clock& clock = SystemClock::instance());
+  ~StatsdListener();  // stop()
+  StatsdListener(const StatsdListener&) = delete;
+  StatsdListener& operator=(const StatsdListener&) = delete;
+
+  // Binds the sockets and starts the thread. Fails with a message naming the address for a bad
+  // address, a port in use, a unix path that is too long, not a socket, or in use. With udp
+  // "off" and no unix path it succeeds and does nothing.
+  Status start();
+  // Wakes the thread, flushes open sets to the sink, joins, closes the sockets and removes the
+  // unix socket file. Idempotent.
+  void stop();
+
+  uint16_t udp_port() const;  // the bound UDP port; 0 when UDP is off or not started
+  StatsdCounters counters() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tally::collector
