@@ -1,1 +1,131 @@
-int main() { return 0; }
+// tally-collector: receives metric batches (ZeroMQ, StatsD), aggregates them into time buckets,
+// keeps them in sharded SQLite files and serves queries (HTTP) and a live stream (ZeroMQ PUB).
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+using namespace tally;
+using namespace tally::collector;
+
+int main(int argc, char** argv) {
+  CollectorConfig defaults;
+  CLI::App app{"tally-collector: receives metrics from Tally SDKs and StatsD clients, aggregates them into\n"
+               "1 s / 10 s / 1 m / 1 h buckets, stores them in sharded SQLite files and serves queries.\n"
+               "Settings come from --config (TOML) and are overridden by the flags below.",
+               "tally-collector"};
+  app.get_formatter()->column_width(34);
+  std::string config_path;
+  app.add_option("-c,--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
+  // Flags are read into optionals so only what was given overrides the file.
+  std::optional<std::string> data_dir, ingest, http, live, statsd, statsd_unix, retention, lateness, max_future,
+      log_level, log_file, ready_file;
+  std::optional<uint32_t> shards;
+  std::optional<uint64_t> max_batch_bytes;
+  bool no_self_metrics = false, print_config = false;
+  app.add_option("--data-dir", data_dir, "Data directory (default " + defaults.data_dir + ")");
+  app.add_option("--shards", shards, "Shard files, fixed when the data directory is created (default: one per core)");
+  app.add_option("--ingest", ingest, "ZeroMQ endpoint SDKs send to (default " + defaults.ingest + ")");
+  app.add_option("--http", http, "HTTP API host:port, port 0 picks one (default " + defaults.http + ")");
+  app.add_option("--live", live, "ZeroMQ PUB endpoint of the live stream, or off (default " + defaults.live + ")");
+  app.add_option("--statsd", statsd, "StatsD UDP host:port, or off (default " + defaults.statsd + ")");
+  app.add_option("--statsd-unix", statsd_unix, "StatsD unix datagram socket path (default: none)");
+  app.add_option("--retention", retention, "Resolutions and how long each is kept (default " + defaults.retention + ")");
+  app.add_option("--lateness", lateness, "How long a bucket stays open after it ends (default 2s)");
+  app.add_option("--max-future", max_future, "Reject points further ahead than this (default 10m)");
+  app.add_option("--max-batch-bytes", max_batch_bytes, "Largest accepted batch (default 64 MiB)");
+  app.add_flag("--no-self-metrics", no_self_metrics, "Do not record the collector's own tally.collector.* metrics");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error (default info)");
+  app.add_option("--log-file", log_file, "Log to this file instead of stderr");
+  app.add_option("--ready-file", ready_file, "Write the bound endpoints here (JSON) once listening");
+  app.add_flag("--print-config", print_config, "Print the effective configuration as TOML and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  CollectorConfig cfg;
+  if (!config_path.empty()) {
+    auto loaded = load_config_file(config_path, cfg);
+    if (!loaded) {
+      std::cerr << "tally-collector: " << loaded.status().message() << "\n";
+      return 2;
+    }
+    cfg = *loaded;
+  }
+  if (data_dir) cfg.data_dir = *data_dir;
+  if (shards) cfg.shards = *shards;
+  if (ingest) cfg.ingest = *ingest;
+  if (http) cfg.http = *http;
+  if (live) cfg.live = *live;
+  if (statsd) cfg.statsd = *statsd;
+  if (statsd_unix) cfg.statsd_unix = *statsd_unix;
+  if (retention) cfg.retention = *retention;
+  if (max_batch_bytes) cfg.max_batch_bytes = *max_batch_bytes;
+  if (log_level) cfg.log_level = *log_level;
+  if (log_file) cfg.log_file = *log_file;
+  if (ready_file) cfg.ready_file = *ready_file;
+  if (no_self_metrics) cfg.self_metrics = false;
+  for (auto [text, field, name] : {std::tuple{&lateness, &cfg.lateness_s, "--lateness"}, {&max_future, &cfg.max_future_s, "--max-future"}}) {
+    if (!*text) continue;
+    auto d = parse_duration(**text);
+    if (!d) {
+      std::cerr << "tally-collector: " << name << ": " << d.status().message() << "\n";
+      return 2;
+    }
+    *field = *d;
+  }
+  if (auto s = cfg.validate(); !s) {
+    std::cerr << "tally-collector: " << s.message() << "\n";
+    return 2;
+  }
+  if (print_config) {
+    std::cout << config_to_toml(cfg);
+    return 0;
+  }
+  if (auto s = setup_logging(cfg.log_level, cfg.log_file); !s) {
+    std::cerr << "tally-collector: " << s.message() << "\n";
+    return 2;
+  }
+
+  // Block the stop signals in every thread; the main thread waits for them below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto server = Server::create(cfg, SystemClock::instance());
+  if (!server) {
+    spdlog::critical("event=start_failed error=\"{}\"", server.status().to_string());
+    return 1;
+  }
+  auto bound = (*server)->start();
+  if (!bound) {
+    spdlog::critical("event=start_failed error=\"{}\"", bound.status().to_string());
+    return 1;
+  }
+  spdlog::info("event=listening ingest={} http={} live={} statsd={}", bound->ingest, bound->http_port, bound->live,
+               cfg.statsd);
+  if (!cfg.ready_file.empty()) {
+    const std::string tmp = cfg.ready_file + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << "{\"ingest\":\"" << bound->ingest << "\",\"http_port\":" << bound->http_port << ",\"live\":\""
+          << bound->live << "\",\"pid\":" << getpid() << "}\n";
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, cfg.ready_file, ec);
+    if (ec) spdlog::warn("event=ready_file_failed path={} error=\"{}\"", cfg.ready_file, ec.message());
+  }
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("event=stopping signal={}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  (*server)->stop();
+  return 0;
+}

@@ -1,0 +1,349 @@
+#include "aggregate/shard.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "tally/common/wire.h"
+
+namespace tally::collector {
+namespace {
+
+wire::LiveUpdate make_update(const SeriesInfo& info, int64_t time, const BucketAgg& agg,
+                             wire::LiveUpdate::State state) {
+  wire::LiveUpdate u;
+  u.set_metric(info.metric);
+  for (const auto& t : info.tags) {
+    auto* tag = u.add_tags();
+    tag->set_key(t.key);
+    tag->set_value(t.value);
+  }
+  u.set_kind(kind_to_proto(info.kind));
+  u.set_resolution_s(1);
+  u.set_time(time);
+  u.set_state(state);
+  u.set_sum(agg.sum);
+  u.set_count(agg.count);
+  if (info.kind != Kind::kCounter && agg.count > 0) {
+    u.set_min(agg.min);
+    u.set_max(agg.max);
+  }
+  switch (info.kind) {
+    case Kind::kCounter: u.set_value(agg.sum); break;
+    case Kind::kGauge: u.set_value(agg.last); break;
+    case Kind::kDistribution:
+      u.set_value(static_cast<double>(agg.count));
+      if (agg.sketch) sketch_to_proto(*agg.sketch, u.mutable_sketch());
+      break;
+  }
+  return u;
+}
+
+}  // namespace
+
+Shard::Shard(ShardOptions opts, std::unique_ptr<ShardStore> store, const Clock& clock, LivePublisher* live,
+             SelfMetrics& metrics)
+    : opts_(std::move(opts)), store_(std::move(store)), clock_(clock), live_(live), metrics_(metrics) {
+  due_.resize(opts_.resolutions.size());
+}
+
+Shard::~Shard() { stop(); }
+
+void Shard::start() {
+  last_retention_s_ = clock_.now_s();
+  thread_ = std::thread([this] { run(); });
+}
+
+void Shard::stop() {
+  {
+    std::lock_guard lock(queue_mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Shard::submit(ShardWork&& work) {
+  {
+    std::lock_guard lock(queue_mu_);
+    queue_.push_back(std::move(work));
+  }
+  metrics_.queue_depth.fetch_add(1, std::memory_order_relaxed);
+  queue_cv_.notify_one();
+}
+
+size_t Shard::queue_depth() const {
+  std::lock_guard lock(queue_mu_);
+  return queue_.size();
+}
+
+void Shard::restore_series(const SeriesInfo* info) {
+  std::lock_guard lock(state_mu_);
+  auto& s = series_[info->id];
+  s.info = info;
+  s.open.resize(opts_.resolutions.size());
+}
+
+Shard::SeriesState& Shard::state(const SeriesInfo* info) {
+  auto it = series_.find(info->id);
+  if (it != series_.end()) return it->second;
+  auto& s = series_[info->id];
+  s.info = info;
+  s.open.resize(opts_.resolutions.size());
+  return s;
+}
+
+Shard::OpenBucket& Shard::bucket(SeriesState& s, size_t res, int64_t point_time, bool* late) {
+  const int64_t step = opts_.resolutions[res].step_s;
+  const int64_t start = bucket_start(point_time, step);
+  auto& open = s.open[res];
+  auto it = open.find(start);
+  if (it != open.end()) {
+    *late = it->second.late;
+    return it->second;
+  }
+  OpenBucket& b = open[start];
+  b.late = start + step <= watermark(clock_.now_s());
+  *late = b.late;
+  due_[res].insert({start + step, s.info->id});
+  return b;
+}
+
+void Shard::apply(ShardWork& w) {
+  std::lock_guard lock(state_mu_);
+  for (const auto* info : w.new_series) {
+    state(info);
+    pending_series_.push_back(info);
+  }
+  const size_t nres = opts_.resolutions.size();
+  uint64_t late = 0;
+  auto touch = [&](uint64_t sid, int64_t time, auto&& add) {
+    auto it = series_.find(sid);
+    if (it == series_.end()) return;  // unreachable: ingest sends definitions first
+    for (size_t r = 0; r < nres; ++r) {
+      bool is_late = false;
+      OpenBucket& b = bucket(it->second, r, time, &is_late);
+      add(b.agg);
+      if (r == 0) {
+        if (is_late) ++late;
+        b.dirty = true;
+        dirty_live_.insert(sid);
+      }
+    }
+  };
+  for (const auto& p : w.counters) touch(p.series_id, p.time, [&](BucketAgg& a) { a.add_counter(p.value); });
+  for (const auto& p : w.gauges)
+    touch(p.series_id, p.time, [&](BucketAgg& a) { a.add_gauge(p.last, p.min, p.max, p.sum, p.count); });
+  for (const auto& p : w.dists) touch(p.series_id, p.time, [&](BucketAgg& a) { a.add_sketch(p.sketch); });
+  if (late) metrics_.late_points.fetch_add(late, std::memory_order_relaxed);
+  applied_lsn_.store(w.lsn, std::memory_order_release);
+}
+
+bool Shard::flush(int64_t now_s, bool everything) {
+  const int64_t wm = watermark(now_s);
+  struct Item {
+    SeriesState* s;
+    size_t res;
+    int64_t start;
+  };
+  std::vector<Item> items;
+  for (size_t r = 0; r < due_.size(); ++r) {
+    const int64_t step = opts_.resolutions[r].step_s;
+    for (auto it = due_[r].begin(); it != due_[r].end() && (everything || it->first <= wm); ++it) {
+      auto sit = series_.find(it->second);
+      if (sit != series_.end()) items.push_back({&sit->second, r, it->first - step});
+    }
+  }
+  if (items.empty() && pending_series_.empty()) return true;
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const uint64_t lsn = applied_lsn_.load(std::memory_order_relaxed);
+  std::vector<wire::LiveUpdate> updates;
+  Status s = store_->begin();
+  for (size_t i = 0; s && i < pending_series_.size(); ++i) s = store_->put_series(*pending_series_[i]);
+  for (size_t i = 0; s && i < items.size(); ++i) {
+    const auto& it = items[i];
+    OpenBucket& b = it.s->open[it.res].at(it.start);
+    const bool final = it.start + opts_.resolutions[it.res].step_s <= wm;
+    if (it.res == 0 && b.late && live_) {
+      BucketAgg merged;
+      s = store_->merge_bucket(it.s->info->id, it.s->info->kind, it.res, it.start, b.agg, lsn, &merged);
+      if (s) updates.push_back(make_update(*it.s->info, it.start, merged, wire::LiveUpdate::CORRECTION));
+    } else {
+      s = store_->merge_bucket(it.s->info->id, it.s->info->kind, it.res, it.start, b.agg, lsn, nullptr);
+      if (s && it.res == 0 && final && live_)
+        updates.push_back(make_update(*it.s->info, it.start, b.agg, wire::LiveUpdate::FINAL));
+    }
+  }
+  if (s) s = store_->set_meta("applied_lsn", static_cast<int64_t>(lsn));
+  if (!s) {
+    store_->rollback();
+    metrics_.flush_errors.fetch_add(1, std::memory_order_relaxed);
+    if (healthy_.exchange(false)) {
+      spdlog::error("event=flush_failed shard={} error=\"{}\"", opts_.index, s.to_string());
+      metrics_.storage_healthy.store(0);
+    }
+    return false;
+  }
+  {
+    // Commit and drop from memory atomically with respect to readers (see read()).
+    std::lock_guard lock(state_mu_);
+    s = store_->commit();
+    if (s) {
+      for (const auto& it : items) {
+        it.s->open[it.res].erase(it.start);
+        due_[it.res].erase({it.start + opts_.resolutions[it.res].step_s, it.s->info->id});
+      }
+      pending_series_.clear();
+    }
+  }
+  if (!s) {
+    store_->rollback();
+    metrics_.flush_errors.fetch_add(1, std::memory_order_relaxed);
+    if (healthy_.exchange(false)) {
+      spdlog::error("event=flush_failed shard={} error=\"{}\"", opts_.index, s.to_string());
+      metrics_.storage_healthy.store(0);
+    }
+    return false;
+  }
+  stored_lsn_.store(lsn, std::memory_order_release);
+  if (!healthy_.exchange(true)) {
+    spdlog::info("event=storage_recovered shard={}", opts_.index);
+    metrics_.storage_healthy.store(1);
+  }
+  metrics_.buckets_written.fetch_add(items.size(), std::memory_order_relaxed);
+  metrics_.flush_latency.record_us(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()));
+  if (live_) live_->publish(std::move(updates));
+  return true;
+}
+
+void Shard::publish_partials() {
+  if (!live_ || dirty_live_.empty()) return;
+  std::vector<wire::LiveUpdate> updates;
+  {
+    std::lock_guard lock(state_mu_);
+    for (uint64_t sid : dirty_live_) {
+      auto it = series_.find(sid);
+      if (it == series_.end()) continue;
+      for (auto& [start, b] : it->second.open[0]) {
+        if (!b.dirty || b.late) continue;
+        b.dirty = false;
+        updates.push_back(make_update(*it->second.info, start, b.agg, wire::LiveUpdate::PARTIAL));
+      }
+    }
+    dirty_live_.clear();
+  }
+  live_->publish(std::move(updates));
+}
+
+void Shard::apply_retention(int64_t now_s) {
+  std::vector<uint64_t> ids;
+  {
+    std::lock_guard lock(state_mu_);
+    ids.reserve(series_.size());
+    for (const auto& [id, s] : series_) ids.push_back(id);
+  }
+  int64_t deleted = 0;
+  Status s = store_->begin();
+  for (size_t i = 0; s && i < ids.size(); ++i) {
+    for (size_t r = 0; s && r < opts_.resolutions.size(); ++r) {
+      s = store_->delete_before(ids[i], r, now_s - opts_.resolutions[r].retention_s, &deleted);
+    }
+  }
+  if (s) s = store_->commit();
+  if (!s) {
+    store_->rollback();
+    spdlog::warn("event=retention_failed shard={} error=\"{}\"", opts_.index, s.to_string());
+    return;
+  }
+  if (deleted) {
+    metrics_.retention_deleted.fetch_add(static_cast<uint64_t>(deleted), std::memory_order_relaxed);
+    spdlog::info("event=retention shard={} deleted_buckets={}", opts_.index, deleted);
+  }
+}
+
+void Shard::run() {
+  std::deque<ShardWork> work;
+  while (true) {
+    bool stopping;
+    {
+      std::unique_lock lock(queue_mu_);
+      queue_cv_.wait_for(lock, std::chrono::milliseconds(opts_.tick_ms),
+                         [&] { return stopping_ || !queue_.empty(); });
+      work.swap(queue_);
+      stopping = stopping_;
+    }
+    for (auto& w : work) {
+      apply(w);
+      metrics_.queue_depth.fetch_sub(1, std::memory_order_relaxed);
+    }
+    work.clear();
+    const int64_t now_ms = clock_.now_ms();
+    if (stopping) {
+      publish_partials();
+      if (!flush(now_ms / 1000, true))
+        spdlog::error("event=shutdown_flush_failed shard={} (open buckets are lost unless the log replays them)",
+                      opts_.index);
+      return;
+    }
+    flush(now_ms / 1000, false);
+    if (now_ms - last_partial_ms_ >= 1000) {
+      publish_partials();
+      last_partial_ms_ = now_ms;
+    }
+    if (now_ms / 1000 - last_retention_s_ >= opts_.retention_every_s) {
+      apply_retention(now_ms / 1000);
+      last_retention_s_ = now_ms / 1000;
+    }
+  }
+}
+
+Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
+                   std::vector<std::vector<StoredBucket>>* out, int64_t* wm) {
+  auto reader = store_->acquire_reader();
+  if (!reader) return reader.status();
+  out->assign(series.size(), {});
+  std::vector<std::vector<StoredBucket>> open(series.size());
+  {
+    std::lock_guard lock(state_mu_);
+    if (auto s = (*reader)->begin_snapshot(); !s) return s;
+    *wm = watermark(clock_.now_s());
+    for (size_t i = 0; i < series.size(); ++i) {
+      auto it = series_.find(series[i]->id);
+      if (it == series_.end()) continue;
+      const auto& m = it->second.open[res];
+      for (auto b = m.lower_bound(from); b != m.end() && b->first < to; ++b)
+        open[i].push_back({b->first, b->second.agg});
+    }
+  }
+  Status s;
+  for (size_t i = 0; s && i < series.size(); ++i)
+    s = (*reader)->read(series[i]->id, series[i]->kind, res, from, to, &(*out)[i]);
+  (*reader)->end_snapshot();
+  store_->release_reader(std::move(*reader));
+  if (!s) return s;
+  // stored (+) open, both in time order.
+  for (size_t i = 0; i < series.size(); ++i) {
+    if (open[i].empty()) continue;
+    auto& stored = (*out)[i];
+    std::vector<StoredBucket> merged;
+    merged.reserve(stored.size() + open[i].size());
+    size_t a = 0, b = 0;
+    while (a < stored.size() || b < open[i].size()) {
+      if (b == open[i].size() || (a < stored.size() && stored[a].time < open[i][b].time)) {
+        merged.push_back(std::move(stored[a++]));
+      } else if (a == stored.size() || open[i][b].time < stored[a].time) {
+        merged.push_back(std::move(open[i][b++]));
+      } else {
+        stored[a].agg.merge(open[i][b++].agg, series[i]->kind);
+        merged.push_back(std::move(stored[a++]));
+      }
+    }
+    stored.swap(merged);
+  }
+  return Status::ok();
+}
+
+}  // namespace tally::collector

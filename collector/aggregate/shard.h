@@ -1,0 +1,138 @@
+// Shard: one worker thread that owns a slice of the series (by key hash), their open buckets at
+// every resolution, and one ShardStore.
+//
+// Ingest hands it ShardWork; the thread merges points into open buckets, and on each tick
+// finalises the buckets whose end the watermark (clock - lateness) has passed: it writes them in
+// one transaction, publishes them as FINAL, and drops them from memory. A point for a bucket that
+// is already final is late: it is merged into the stored bucket and published as a CORRECTION.
+// Queries read "stored (+) open" through read(), which takes the open buckets and pins the
+// SQLite snapshot under one mutex, so a bucket is never seen twice or missed while it moves
+// from memory to disk. Thread-safety: submit() and read() from any thread; the rest is the
+// shard thread's.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "aggregate/bucket.h"
+#include "aggregate/catalog.h"
+#include "live/publisher.h"
+#include "self_metrics.h"
+#include "storage/shard_store.h"
+#include "tally/common/time_bucket.h"
+
+namespace tally::collector {
+
+struct CounterIn {
+  uint64_t series_id;
+  int64_t time;
+  double value;
+};
+struct GaugeIn {
+  uint64_t series_id;
+  int64_t time;
+  double last, min, max, sum;
+  uint64_t count;
+};
+struct DistIn {
+  uint64_t series_id;
+  int64_t time;
+  Sketch sketch;
+};
+
+// Points for one shard from one batch (or one StatsD flush), in arrival order.
+struct ShardWork {
+  uint64_t lsn = 0;
+  std::vector<const SeriesInfo*> new_series;
+  std::vector<CounterIn> counters;
+  std::vector<GaugeIn> gauges;
+  std::vector<DistIn> dists;
+  size_t points() const { return counters.size() + gauges.size() + dists.size(); }
+};
+
+struct ShardOptions {
+  uint32_t index = 0;
+  std::vector<Resolution> resolutions;
+  int64_t lateness_s = 2;
+  int64_t tick_ms = 100;
+  int64_t retention_every_s = 60;
+};
+
+class Shard {
+ public:
+  Shard(ShardOptions opts, std::unique_ptr<ShardStore> store, const Clock& clock, LivePublisher* live,
+        SelfMetrics& metrics);
+  ~Shard();
+
+  void start();
+  // Drains the queue, writes every open bucket (final or not) and stops the thread.
+  void stop();
+  void submit(ShardWork&& work);
+  // Registers a series restored from storage at start-up.
+  void restore_series(const SeriesInfo* info);
+
+  // Stored (+) open buckets of each series at resolution res in [from, to): out[i] belongs to
+  // series[i], in time order. *watermark receives the watermark the open buckets were taken at.
+  Status read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
+              std::vector<std::vector<StoredBucket>>* out, int64_t* watermark);
+
+  size_t queue_depth() const;
+  bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
+  uint64_t applied_lsn() const { return applied_lsn_.load(std::memory_order_acquire); }
+  uint64_t stored_lsn() const { return stored_lsn_.load(std::memory_order_acquire); }
+  ShardStore& store() { return *store_; }
+
+ private:
+  struct OpenBucket {
+    BucketAgg agg;
+    bool late = false;   // the bucket was already final when this data arrived
+    bool dirty = false;  // changed since the last PARTIAL publication (1 s only)
+  };
+  struct SeriesState {
+    const SeriesInfo* info = nullptr;
+    std::vector<std::map<int64_t, OpenBucket>> open;  // per resolution, by bucket start
+  };
+
+  void run();
+  void apply(ShardWork& w);
+  OpenBucket& bucket(SeriesState& s, size_t res, int64_t point_time, bool* late);
+  SeriesState& state(const SeriesInfo* info);
+  // Writes due buckets (all of them when everything is set); returns false on a storage error.
+  bool flush(int64_t now_s, bool everything);
+  void publish_partials();
+  void apply_retention(int64_t now_s);
+  int64_t watermark(int64_t now_s) const { return now_s - opts_.lateness_s; }
+
+  const ShardOptions opts_;
+  std::unique_ptr<ShardStore> store_;
+  const Clock& clock_;
+  LivePublisher* live_;
+  SelfMetrics& metrics_;
+
+  mutable std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<ShardWork> queue_;   // GUARDED_BY(queue_mu_)
+  bool stopping_ = false;         // GUARDED_BY(queue_mu_)
+
+  // Open buckets: written by the shard thread under state_mu_, read by queries under it.
+  mutable std::mutex state_mu_;
+  std::unordered_map<uint64_t, SeriesState> series_;            // GUARDED_BY(state_mu_)
+  std::vector<std::set<std::pair<int64_t, uint64_t>>> due_;     // per resolution: (bucket end, series id)
+  std::vector<const SeriesInfo*> pending_series_;               // not yet in the series table
+  std::set<uint64_t> dirty_live_;                               // series with dirty 1 s buckets
+
+  std::atomic<bool> healthy_{true};
+  std::atomic<uint64_t> applied_lsn_{0};
+  std::atomic<uint64_t> stored_lsn_{0};
+  int64_t last_partial_ms_ = 0;
+  int64_t last_retention_s_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace tally::collector

@@ -1,0 +1,111 @@
+#include "config.h"
+
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace tally::collector {
+
+Status CollectorConfig::validate() {
+  auto r = parse_retention(retention);
+  if (!r) return Status::invalid_argument("retention: " + r.status().message());
+  resolutions = *r;
+  if (lateness_s < 0 || lateness_s > 3600) return Status::invalid_argument("lateness must be 0s..1h");
+  if (max_future_s < 0) return Status::invalid_argument("max_future must not be negative");
+  if (shards > 256) return Status::invalid_argument("shards must be at most 256");
+  if (data_dir.empty()) return Status::invalid_argument("data_dir is empty");
+  if (max_batch_bytes < 1024) return Status::invalid_argument("max_batch_bytes must be at least 1024");
+  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (!kLevels.count(log_level)) return Status::invalid_argument("log_level must be one of trace, debug, info, warn, error");
+  return Status::ok();
+}
+
+Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfig c) {
+  toml::table t;
+#if TOML_EXCEPTIONS
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << path << ":" << e.source().begin.line << ": " << e.description();
+    return Status::invalid_argument(os.str());
+  }
+#else
+  auto parsed = toml::parse_file(path);
+  if (!parsed) {
+    std::ostringstream os;
+    os << path << ":" << parsed.error().source().begin.line << ": " << parsed.error().description();
+    return Status::invalid_argument(os.str());
+  }
+  t = std::move(parsed).table();
+#endif
+  static const std::set<std::string> kKeys = {"data_dir", "shards", "ingest", "http", "live", "statsd", "statsd_unix",
+                                              "retention", "lateness", "max_future", "max_batch_bytes",
+                                              "self_metrics", "log_level", "log_file"};
+  for (const auto& [k, v] : t) {
+    if (!kKeys.count(std::string(k.str()))) return Status::invalid_argument(path + ": unknown setting '" + std::string(k.str()) + "'");
+  }
+  auto str = [&](const char* key, std::string& out) -> Status {
+    if (auto n = t[key]; n) {
+      auto v = n.value<std::string>();
+      if (!v) return Status::invalid_argument(path + ": '" + key + "' must be a string");
+      out = *v;
+    }
+    return Status::ok();
+  };
+  auto dur = [&](const char* key, int64_t& out) -> Status {
+    if (auto n = t[key]; n) {
+      if (auto i = n.value<int64_t>()) { out = *i; return Status::ok(); }
+      auto v = n.value<std::string>();
+      if (!v) return Status::invalid_argument(path + ": '" + key + "' must be a duration like \"2s\"");
+      auto d = parse_duration(*v);
+      if (!d) return Status::invalid_argument(path + ": '" + key + "': " + d.status().message());
+      out = *d;
+    }
+    return Status::ok();
+  };
+  for (auto [key, field] : {std::pair{"data_dir", &c.data_dir}, {"ingest", &c.ingest}, {"http", &c.http},
+                            {"live", &c.live}, {"statsd", &c.statsd}, {"statsd_unix", &c.statsd_unix},
+                            {"retention", &c.retention}, {"log_level", &c.log_level}, {"log_file", &c.log_file}}) {
+    if (auto s = str(key, *field); !s) return s;
+  }
+  if (auto s = dur("lateness", c.lateness_s); !s) return s;
+  if (auto s = dur("max_future", c.max_future_s); !s) return s;
+  if (auto n = t["shards"]; n) {
+    auto v = n.value<int64_t>();
+    if (!v || *v < 0) return Status::invalid_argument(path + ": 'shards' must be a non-negative integer");
+    c.shards = static_cast<uint32_t>(*v);
+  }
+  if (auto n = t["max_batch_bytes"]; n) {
+    auto v = n.value<int64_t>();
+    if (!v || *v <= 0) return Status::invalid_argument(path + ": 'max_batch_bytes' must be a positive integer");
+    c.max_batch_bytes = static_cast<uint64_t>(*v);
+  }
+  if (auto n = t["self_metrics"]; n) {
+    auto v = n.value<bool>();
+    if (!v) return Status::invalid_argument(path + ": 'self_metrics' must be true or false");
+    c.self_metrics = *v;
+  }
+  return c;
+}
+
+std::string config_to_toml(const CollectorConfig& c) {
+  std::ostringstream o;
+  o << "data_dir = \"" << c.data_dir << "\"\n"
+    << "shards = " << c.shards << "\n"
+    << "ingest = \"" << c.ingest << "\"\n"
+    << "http = \"" << c.http << "\"\n"
+    << "live = \"" << c.live << "\"\n"
+    << "statsd = \"" << c.statsd << "\"\n"
+    << "statsd_unix = \"" << c.statsd_unix << "\"\n"
+    << "retention = \"" << c.retention << "\"\n"
+    << "lateness = \"" << format_duration(c.lateness_s) << "\"\n"
+    << "max_future = \"" << format_duration(c.max_future_s) << "\"\n"
+    << "max_batch_bytes = " << c.max_batch_bytes << "\n"
+    << "self_metrics = " << (c.self_metrics ? "true" : "false") << "\n"
+    << "log_level = \"" << c.log_level << "\"\n"
+    << "log_file = \"" << c.log_file << "\"\n";
+  return o.str();
+}
+
+}  // namespace tally::collector

@@ -1,0 +1,39 @@
+// decode_batch: validates one SDK Batch and turns it into per-shard work.
+//
+// Validation happens before anything changes: a batch with a malformed definition, an invalid
+// name or tag, a kind that contradicts the metric's, ragged columns, a non-finite value or a bad
+// sketch is rejected whole (INVALID, with the reason) and touches nothing. A batch naming refs
+// the collector does not know gets UNKNOWN_REF with the list. Points older than the longest
+// retention or too far in the future are dropped one by one and counted; the rest is accepted.
+// Thread-safety: called from the ingest thread, which owns the ProducerTable.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "aggregate/catalog.h"
+#include "aggregate/shard.h"
+#include "ingest/producer_table.h"
+#include "tally.pb.h"
+
+namespace tally::collector {
+
+struct IngestLimits {
+  int64_t max_age_s = 2 * 365 * 86400;  // the longest retention
+  int64_t max_future_s = 600;
+};
+
+struct DecodedBatch {
+  wire::Ack::Code code = wire::Ack::OK;
+  std::string reason;
+  std::vector<uint32_t> unknown_refs;
+  std::vector<ShardWork> per_shard;    // index = shard
+  uint64_t points = 0;
+  uint64_t rejected_old = 0;
+  uint64_t rejected_future = 0;
+};
+
+DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers, SeriesCatalog& catalog,
+                          const IngestLimits& limits, int64_t now_s);
+
+}  // namespace tally::collector

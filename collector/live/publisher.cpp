@@ -1,0 +1,67 @@
+#include "live/publisher.h"
+
+#include <map>
+
+namespace tally::collector {
+
+Result<std::string> LivePublisher::start(const std::string& endpoint) {
+  if (endpoint == "off") return std::string("off");
+  socket_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pub);
+  socket_->set(zmq::sockopt::sndhwm, 100000);
+  socket_->set(zmq::sockopt::linger, 0);
+  try {
+    socket_->bind(endpoint);
+  } catch (const zmq::error_t& e) {
+    return Status::io_error("cannot bind live endpoint " + endpoint + ": " + e.what());
+  }
+  std::string bound = socket_->get(zmq::sockopt::last_endpoint);
+  enabled_ = true;
+  thread_ = std::thread([this] { run(); });
+  return bound;
+}
+
+void LivePublisher::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  socket_.reset();
+}
+
+void LivePublisher::publish(std::vector<wire::LiveUpdate>&& updates) {
+  if (!enabled_ || updates.empty()) return;
+  {
+    std::lock_guard lock(mu_);
+    if (queue_.size() + updates.size() > kMaxQueued) return;  // nobody is keeping up; drop
+    for (auto& u : updates) queue_.push_back(std::move(u));
+  }
+  cv_.notify_one();
+}
+
+void LivePublisher::run() {
+  std::vector<wire::LiveUpdate> batch;
+  while (true) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty() && stopping_) return;
+      batch.swap(queue_);
+    }
+    std::map<std::string, wire::LiveBatch> by_metric;
+    for (auto& u : batch) {
+      auto& lb = by_metric[u.metric()];
+      *lb.add_updates() = std::move(u);
+    }
+    batch.clear();
+    for (auto& [metric, lb] : by_metric) {
+      std::string payload = lb.SerializeAsString();
+      socket_->send(zmq::buffer(metric), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      socket_->send(zmq::buffer(payload), zmq::send_flags::dontwait);
+      metrics_.live_updates.fetch_add(static_cast<uint64_t>(lb.updates_size()), std::memory_order_relaxed);
+    }
+  }
+}
+
+}  // namespace tally::collector

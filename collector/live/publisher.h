@@ -1,0 +1,49 @@
+// LivePublisher: the ZeroMQ PUB side of the live stream (docs/API.md, "Live stream").
+//
+// Shards hand it LiveUpdates from their threads; one publisher thread owns the PUB socket and
+// sends, per metric, one LiveBatch per drain, with the metric name as the topic frame. A slow or
+// absent subscriber never blocks a shard: the queue is bounded and overflow is dropped (ZeroMQ's
+// high-water mark does the same on the socket). Thread-safety: publish() from any thread.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "self_metrics.h"
+#include "tally.pb.h"
+#include "tally/common/status.h"
+
+namespace tally::collector {
+
+class LivePublisher {
+ public:
+  LivePublisher(zmq::context_t& ctx, SelfMetrics& metrics) : ctx_(ctx), metrics_(metrics) {}
+  ~LivePublisher() { stop(); }
+
+  // Binds the PUB socket ("off" disables publishing); returns the bound endpoint.
+  Result<std::string> start(const std::string& endpoint);
+  void stop();
+  void publish(std::vector<wire::LiveUpdate>&& updates);
+
+ private:
+  void run();
+
+  static constexpr size_t kMaxQueued = 1 << 20;
+  zmq::context_t& ctx_;
+  SelfMetrics& metrics_;
+  std::unique_ptr<zmq::socket_t> socket_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<wire::LiveUpdate> queue_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;                // GUARDED_BY(mu_)
+  bool enabled_ = false;
+};
+
+}  // namespace tally::collector

@@ -1,0 +1,44 @@
+// HttpApi: the collector's HTTP/JSON API (docs/API.md) on cpp-httplib: metrics list, tags, range
+// query, histogram, heatmap, /healthz and /metrics. Parameter parsing lives here; the work is the
+// QueryEngine's. Bad queries get 400 with {"error": ...} and are counted.
+// Thread-safety: start()/stop() from the owning thread; handlers run on httplib's pool.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "query/query_engine.h"
+#include "self_metrics.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace tally::collector {
+
+// Parses a time parameter: unix seconds, "now", or "-<duration>" relative to now.
+Result<int64_t> parse_time_param(std::string_view text, int64_t now_s);
+
+class HttpApi {
+ public:
+  HttpApi(QueryEngine& engine, const SeriesCatalog& catalog, Router& router, SelfMetrics& metrics, const Clock& clock);
+  ~HttpApi();
+
+  // Listens on "host:port" (port 0 picks a free one); returns the bound port.
+  Result<int> start(const std::string& listen);
+  void stop();
+
+ private:
+  void routes();
+  QueryEngine& engine_;
+  const SeriesCatalog& catalog_;
+  Router& router_;
+  SelfMetrics& metrics_;
+  const Clock& clock_;
+  int64_t started_s_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+};
+
+}  // namespace tally::collector

@@ -1,0 +1,378 @@
+#include "query/query_engine.h"
+
+#include <cmath>
+#include <future>
+#include <limits>
+#include <map>
+
+namespace tally::collector {
+namespace {
+
+constexpr int64_t kMaxPointsPerSeries = 100000;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Accumulates one group's step bucket from per-series step aggregates.
+struct GroupAcc {
+  double total = 0;      // counter totals / gauge sums
+  double last_sum = 0;   // gauges: sum of each series' last
+  uint64_t count = 0;
+  uint64_t nseries = 0;
+  double min = kInf, max = -kInf;
+  Sketch sketch;
+
+  void fold(const BucketAgg& a, Kind kind) {
+    ++nseries;
+    switch (kind) {
+      case Kind::kCounter:
+        total += a.sum;
+        min = std::min(min, a.sum);
+        max = std::max(max, a.sum);
+        break;
+      case Kind::kGauge:
+        total += a.sum;
+        last_sum += a.last;
+        count += a.count;
+        min = std::min(min, a.min);
+        max = std::max(max, a.max);
+        break;
+      case Kind::kDistribution:
+        if (a.sketch) sketch.merge(*a.sketch);
+        break;
+    }
+  }
+
+  std::optional<double> value(Fn fn, Kind kind, int64_t step) const {
+    if (kind == Kind::kDistribution) {
+      if (sketch.empty()) return std::nullopt;
+      switch (fn) {
+        case Fn::kSum: return sketch.sum();
+        case Fn::kCount: return static_cast<double>(sketch.count());
+        case Fn::kRate: return static_cast<double>(sketch.count()) / static_cast<double>(step);
+        case Fn::kAvg: return sketch.sum() / static_cast<double>(sketch.count());
+        case Fn::kMin: return sketch.min();
+        case Fn::kMax: return sketch.max();
+        case Fn::kP50: return sketch.quantile(0.5);
+        case Fn::kP90: return sketch.quantile(0.9);
+        case Fn::kP99: return sketch.quantile(0.99);
+      }
+    }
+    if (nseries == 0) return std::nullopt;
+    if (kind == Kind::kCounter) {
+      switch (fn) {
+        case Fn::kSum:
+        case Fn::kCount: return total;
+        case Fn::kRate: return total / static_cast<double>(step);
+        case Fn::kAvg: return total / static_cast<double>(nseries);
+        case Fn::kMin: return min;
+        case Fn::kMax: return max;
+        default: return std::nullopt;
+      }
+    }
+    switch (fn) {  // gauge
+      case Fn::kSum: return last_sum;
+      case Fn::kCount: return static_cast<double>(count);
+      case Fn::kAvg: return count ? total / static_cast<double>(count) : 0.0;
+      case Fn::kMin: return min;
+      case Fn::kMax: return max;
+      default: return std::nullopt;
+    }
+  }
+};
+
+// Calls emit(step_start, per-series aggregate) for each step bucket that has data.
+template <typename Emit>
+void per_step(const std::vector<StoredBucket>& buckets, Kind kind, int64_t step, Emit&& emit) {
+  size_t i = 0;
+  while (i < buckets.size()) {
+    int64_t s = bucket_start(buckets[i].time, step);
+    BucketAgg acc = buckets[i].agg;
+    size_t j = i + 1;
+    for (; j < buckets.size() && bucket_start(buckets[j].time, step) == s; ++j) acc.merge(buckets[j].agg, kind);
+    emit(s, acc);
+    i = j;
+  }
+}
+
+}  // namespace
+
+Result<TagFilter> parse_filter(std::string_view text) {
+  TagFilter f;
+  size_t pos = text.find_first_of("=!");
+  if (pos == std::string_view::npos || pos == 0)
+    return Status::invalid_argument("filter '" + std::string(text) + "' must be key=value, key!=value or key=~regex");
+  f.key = std::string(text.substr(0, pos));
+  std::string_view rest = text.substr(pos);
+  if (rest.starts_with("!=")) {
+    f.op = TagFilter::Op::kNe;
+    f.value = std::string(rest.substr(2));
+  } else if (rest.starts_with("=~")) {
+    f.op = TagFilter::Op::kRe;
+    f.value = std::string(rest.substr(2));
+  } else if (rest.starts_with("=")) {
+    f.op = TagFilter::Op::kEq;
+    f.value = std::string(rest.substr(1));
+  } else {
+    return Status::invalid_argument("filter '" + std::string(text) + "' must be key=value, key!=value or key=~regex");
+  }
+  if (auto s = validate_tag_key(f.key); !s) return Status::invalid_argument("filter '" + std::string(text) + "': " + s.message());
+  if (f.op == TagFilter::Op::kRe) {
+    // Regex compilation reports errors by exception: this is the boundary where it becomes a value.
+    try {
+      f.re = std::make_shared<const std::regex>(f.value, std::regex::ECMAScript | std::regex::optimize);
+    } catch (const std::regex_error& e) {
+      return Status::invalid_argument("filter '" + std::string(text) + "': bad regex: " + e.what());
+    }
+  }
+  return f;
+}
+
+bool filter_matches(const std::vector<TagFilter>& filters, const Tags& tags) {
+  for (const auto& f : filters) {
+    const std::string* v = nullptr;
+    for (const auto& t : tags) {
+      if (t.key == f.key) { v = &t.value; break; }
+    }
+    static const std::string kEmpty;
+    const std::string& value = v ? *v : kEmpty;  // an absent tag compares as "" (as in Prometheus)
+    switch (f.op) {
+      case TagFilter::Op::kEq: if (!v || value != f.value) return false; break;
+      case TagFilter::Op::kNe: if (value == f.value) return false; break;
+      case TagFilter::Op::kRe: if (!std::regex_match(value, *f.re)) return false; break;
+    }
+  }
+  return true;
+}
+
+std::optional<Fn> parse_fn(std::string_view n) {
+  static const std::pair<std::string_view, Fn> kFns[] = {
+      {"sum", Fn::kSum}, {"rate", Fn::kRate}, {"avg", Fn::kAvg}, {"min", Fn::kMin}, {"max", Fn::kMax},
+      {"count", Fn::kCount}, {"p50", Fn::kP50}, {"p90", Fn::kP90}, {"p99", Fn::kP99}};
+  for (const auto& [name, fn] : kFns) if (name == n) return fn;
+  return std::nullopt;
+}
+
+const char* fn_name(Fn fn) {
+  switch (fn) {
+    case Fn::kSum: return "sum";
+    case Fn::kRate: return "rate";
+    case Fn::kAvg: return "avg";
+    case Fn::kMin: return "min";
+    case Fn::kMax: return "max";
+    case Fn::kCount: return "count";
+    case Fn::kP50: return "p50";
+    case Fn::kP90: return "p90";
+    case Fn::kP99: return "p99";
+  }
+  return "?";
+}
+
+std::vector<Sketch::Bin> coarsen_bins(const std::vector<Sketch::Bin>& bins, size_t max_bins) {
+  if (max_bins == 0 || bins.size() <= max_bins) return bins;
+  std::vector<Sketch::Bin> out;
+  const size_t per = (bins.size() + max_bins - 1) / max_bins;
+  for (size_t i = 0; i < bins.size(); i += per) {
+    Sketch::Bin b = bins[i];
+    for (size_t j = i + 1; j < std::min(bins.size(), i + per); ++j) {
+      b.upper = bins[j].upper;
+      b.count += bins[j].count;
+    }
+    out.push_back(b);
+  }
+  return out;
+}
+
+Result<std::pair<int64_t, size_t>> QueryEngine::plan(int64_t from, int64_t to, int64_t step, int64_t points) const {
+  if (to <= from) return Status::invalid_argument("'to' must be after 'from'");
+  const int64_t now = clock_.now_s();
+  auto covers = [&](size_t r) { return now - resolutions_[r].retention_s <= from; };
+  if (step > 0) {
+    // The coarsest resolution that divides the step and still holds the start of the range.
+    std::optional<size_t> best;
+    for (size_t r = 0; r < resolutions_.size(); ++r) {
+      if (step % resolutions_[r].step_s != 0) continue;
+      if (covers(r) || !best) best = r;
+    }
+    if (!best) best = 0;
+    if ((to - from) / step > kMaxPointsPerSeries)
+      return Status::invalid_argument("step " + std::to_string(step) + "s gives more than " +
+                                      std::to_string(kMaxPointsPerSeries) + " points; use a larger step");
+    return std::make_pair(step, *best);
+  }
+  if (points <= 0) points = 300;
+  const int64_t raw = std::max<int64_t>(1, (to - from + points - 1) / points);
+  // The finest resolution at least as coarse as the wanted step that holds the range's start.
+  for (size_t r = 0; r < resolutions_.size(); ++r) {
+    if (resolutions_[r].step_s >= raw && covers(r)) return std::make_pair(resolutions_[r].step_s, r);
+  }
+  // Every resolution that holds the start is finer than wanted, or none holds it: use the
+  // coarsest one with the step rounded up to its multiple.
+  const size_t r = resolutions_.size() - 1;
+  const int64_t rs = resolutions_[r].step_s;
+  return std::make_pair((raw + rs - 1) / rs * rs, r);
+}
+
+Result<QueryEngine::Matched> QueryEngine::match(const RangeQuery& q) const {
+  auto kind = catalog_.kind_of(q.metric);
+  if (!kind) return Status::not_found("unknown metric '" + q.metric + "'");
+  Matched m{*kind, {}};
+  for (const SeriesInfo* s : catalog_.series_of(q.metric)) {
+    if (filter_matches(q.filters, s->tags)) m.series.push_back(s);
+  }
+  return m;
+}
+
+Status QueryEngine::read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
+                         std::vector<std::vector<StoredBucket>>* out, int64_t* watermark) const {
+  out->assign(series.size(), {});
+  std::vector<std::vector<size_t>> by_shard(router_.shard_count());
+  for (size_t i = 0; i < series.size(); ++i) by_shard[series[i]->shard].push_back(i);
+  struct Part {
+    std::vector<const SeriesInfo*> series;
+    std::vector<std::vector<StoredBucket>> buckets;
+    int64_t watermark = 0;
+    Status status;
+  };
+  std::vector<Part> parts(by_shard.size());
+  auto run_shard = [&](size_t sh) {
+    Part& p = parts[sh];
+    for (size_t i : by_shard[sh]) p.series.push_back(series[i]);
+    p.status = router_.shard(sh).read(p.series, res, from, to, &p.buckets, &p.watermark);
+  };
+  // Fan out to the shards that hold matching series; the calling thread takes the last one.
+  std::vector<std::future<void>> futures;
+  std::vector<size_t> busy;
+  for (size_t sh = 0; sh < by_shard.size(); ++sh) if (!by_shard[sh].empty()) busy.push_back(sh);
+  for (size_t k = 0; k + 1 < busy.size(); ++k) futures.push_back(std::async(std::launch::async, run_shard, busy[k]));
+  if (!busy.empty()) run_shard(busy.back());
+  for (auto& f : futures) f.wait();
+  *watermark = std::numeric_limits<int64_t>::max();
+  for (size_t sh : busy) {
+    if (!parts[sh].status) return parts[sh].status;
+    *watermark = std::min(*watermark, parts[sh].watermark);
+    for (size_t k = 0; k < by_shard[sh].size(); ++k) (*out)[by_shard[sh][k]] = std::move(parts[sh].buckets[k]);
+  }
+  if (busy.empty()) *watermark = clock_.now_s();
+  return Status::ok();
+}
+
+Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
+  auto m = match(q);
+  if (!m) return m.status();
+  const Kind kind = m->kind;
+  const bool percentile = q.fn == Fn::kP50 || q.fn == Fn::kP90 || q.fn == Fn::kP99;
+  if (percentile && kind != Kind::kDistribution)
+    return Status::invalid_argument(std::string(fn_name(q.fn)) + " needs a distribution; '" + q.metric + "' is a " + kind_name(kind));
+  if (q.fn == Fn::kRate && kind == Kind::kGauge)
+    return Status::invalid_argument("rate is not defined for a gauge");
+  auto p = plan(q.from, q.to, q.step, q.points);
+  if (!p) return p.status();
+  const auto [step, res] = *p;
+  RangeResult out;
+  out.kind = kind;
+  out.step = step;
+  out.resolution = resolutions_[res].step_s;
+  out.from = bucket_start(q.from, step);
+  out.to = bucket_start(q.to - 1, step) + step;
+  if ((out.to - out.from) / step > kMaxPointsPerSeries)
+    return Status::invalid_argument("the range has more than " + std::to_string(kMaxPointsPerSeries) + " steps");
+
+  std::vector<std::vector<StoredBucket>> buckets;
+  int64_t wm = 0;
+  if (auto s = read(m->series, res, out.from, out.to, &buckets, &wm); !s) return s;
+
+  // Group the series by their group-by tag values.
+  std::map<Tags, std::map<int64_t, GroupAcc>> groups;
+  for (size_t i = 0; i < m->series.size(); ++i) {
+    Tags key;
+    for (const auto& g : q.group_by) {
+      for (const auto& t : m->series[i]->tags) {
+        if (t.key == g) key.push_back(t);
+      }
+    }
+    auto& g = groups[key];
+    per_step(buckets[i], kind, step, [&](int64_t s, const BucketAgg& a) { g[s].fold(a, kind); });
+  }
+  const bool zero_fill = kind == Kind::kCounter && (q.fn == Fn::kSum || q.fn == Fn::kRate || q.fn == Fn::kCount);
+  for (auto& [key, steps] : groups) {
+    SeriesResult sr;
+    sr.group = key;
+    if (zero_fill) {
+      for (int64_t t = out.from; t < out.to; t += step) {
+        auto it = steps.find(t);
+        sr.points.emplace_back(t, it == steps.end() ? 0.0 : it->second.value(q.fn, kind, step).value_or(0.0));
+      }
+    } else {
+      for (const auto& [t, acc] : steps) {
+        if (auto v = acc.value(q.fn, kind, step)) sr.points.emplace_back(t, *v);
+      }
+    }
+    // Step buckets whose end is past the watermark still have open buckets in them.
+    int64_t first_open = bucket_start(wm, step);
+    if (first_open + step <= wm) first_open += step;
+    if (first_open < out.to && !sr.points.empty() && sr.points.back().first >= first_open)
+      sr.partial_from = std::max(first_open, out.from);
+    out.series.push_back(std::move(sr));
+  }
+  return out;
+}
+
+Result<HistogramResult> QueryEngine::histogram(const RangeQuery& q, size_t max_bins) const {
+  auto m = match(q);
+  if (!m) return m.status();
+  if (m->kind != Kind::kDistribution)
+    return Status::invalid_argument("a histogram needs a distribution; '" + q.metric + "' is a " + kind_name(m->kind));
+  // One step over the whole range at the coarsest resolution that holds it.
+  auto p = plan(q.from, q.to, 0, 1);
+  if (!p) return p.status();
+  const size_t res = p->second;
+  const int64_t rs = resolutions_[res].step_s;
+  HistogramResult out;
+  out.from = bucket_start(q.from, rs);
+  out.to = bucket_start(q.to - 1, rs) + rs;
+  std::vector<std::vector<StoredBucket>> buckets;
+  int64_t wm = 0;
+  if (auto s = read(m->series, res, out.from, out.to, &buckets, &wm); !s) return s;
+  Sketch all;
+  for (const auto& series : buckets)
+    for (const auto& b : series)
+      if (b.agg.sketch) all.merge(*b.agg.sketch);
+  out.count = all.count();
+  out.sum = all.sum();
+  out.min = all.min();
+  out.max = all.max();
+  out.p50 = all.quantile(0.5);
+  out.p90 = all.quantile(0.9);
+  out.p99 = all.quantile(0.99);
+  out.buckets = coarsen_bins(all.bins(), max_bins);
+  return out;
+}
+
+Result<HeatmapResult> QueryEngine::heatmap(const RangeQuery& q, size_t max_bins) const {
+  auto m = match(q);
+  if (!m) return m.status();
+  if (m->kind != Kind::kDistribution)
+    return Status::invalid_argument("a heatmap needs a distribution; '" + q.metric + "' is a " + kind_name(m->kind));
+  auto p = plan(q.from, q.to, q.step, q.points);
+  if (!p) return p.status();
+  const auto [step, res] = *p;
+  HeatmapResult out;
+  out.step = step;
+  out.from = bucket_start(q.from, step);
+  out.to = bucket_start(q.to - 1, step) + step;
+  std::vector<std::vector<StoredBucket>> buckets;
+  int64_t wm = 0;
+  if (auto s = read(m->series, res, out.from, out.to, &buckets, &wm); !s) return s;
+  std::map<int64_t, Sketch> columns;
+  for (const auto& series : buckets) {
+    per_step(series, Kind::kDistribution, step, [&](int64_t s, const BucketAgg& a) {
+      if (a.sketch) columns[s].merge(*a.sketch);
+    });
+  }
+  for (const auto& [t, sk] : columns) {
+    out.columns.push_back({t, sk.count(), sk.quantile(0.5), sk.quantile(0.9), sk.quantile(0.99),
+                           coarsen_bins(sk.bins(), max_bins)});
+  }
+  return out;
+}
+
+}  // namespace tally::collector

@@ -1,0 +1,92 @@
+#include "self_metrics.h"
+
+#include <bit>
+#include <sstream>
+
+namespace tally::collector {
+
+void LatencyStat::record_us(uint64_t us) {
+  count.fetch_add(1, std::memory_order_relaxed);
+  sum_us.fetch_add(us, std::memory_order_relaxed);
+  int b = us == 0 ? 0 : std::min(kBuckets - 1, static_cast<int>(std::bit_width(us)) - 1);
+  buckets[b].fetch_add(1, std::memory_order_relaxed);
+}
+
+double LatencyStat::quantile_s(double q) const {
+  uint64_t n = count.load(std::memory_order_relaxed);
+  if (n == 0) return 0;
+  auto rank = static_cast<uint64_t>(q * static_cast<double>(n - 1));
+  uint64_t seen = 0;
+  for (int b = 0; b < kBuckets; ++b) {
+    seen += buckets[b].load(std::memory_order_relaxed);
+    if (seen > rank) return static_cast<double>(uint64_t(1) << (b + 1)) / 1e6;
+  }
+  return static_cast<double>(uint64_t(1) << kBuckets) / 1e6;
+}
+
+namespace {
+
+void family(std::ostringstream& o, const char* name, const char* type, const char* help) {
+  o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+}
+
+template <typename T>
+void sample(std::ostringstream& o, const char* name, const T& v) {
+  o << name << ' ' << v.load(std::memory_order_relaxed) << '\n';
+}
+
+void summary(std::ostringstream& o, const char* name, const char* help, const LatencyStat& s) {
+  family(o, name, "summary", help);
+  for (double q : {0.5, 0.9, 0.99}) o << name << "{quantile=\"" << q << "\"} " << s.quantile_s(q) << '\n';
+  o << name << "_sum " << static_cast<double>(s.sum_us.load()) / 1e6 << '\n';
+  o << name << "_count " << s.count.load() << '\n';
+}
+
+}  // namespace
+
+std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
+  std::ostringstream o;
+  struct C {
+    const char* name;
+    const char* help;
+    const std::atomic<uint64_t>* v;
+  };
+  const C counters[] = {
+      {"tally_batches_received_total", "Batches received over ZeroMQ.", &batches_received},
+      {"tally_batches_rejected_total", "Batches rejected as invalid (error Ack).", &batches_rejected},
+      {"tally_batches_duplicate_total", "Batches already seen (same producer and sequence).", &batches_duplicate},
+      {"tally_batches_unknown_ref_total", "Batches naming a series reference the collector does not know.", &batches_unknown_ref},
+      {"tally_batches_unavailable_total", "Batches refused because storage was unavailable.", &batches_unavailable},
+      {"tally_points_received_total", "Points accepted from all ingest paths.", &points_received},
+      {"tally_points_rejected_old_total", "Points older than the longest retention.", &points_rejected_old},
+      {"tally_points_rejected_future_total", "Points further in the future than allowed.", &points_rejected_future},
+      {"tally_bytes_received_total", "Bytes of batches received.", &bytes_received},
+      {"tally_sdk_dropped_batches_total", "Batches SDK producers report they dropped.", &sdk_dropped_batches},
+      {"tally_statsd_lines_total", "StatsD lines accepted.", &statsd_lines},
+      {"tally_statsd_rejected_total", "StatsD lines rejected.", &statsd_rejected},
+      {"tally_late_points_total", "Points that arrived for a final bucket and were merged into it.", &late_points},
+      {"tally_buckets_written_total", "Buckets written to storage.", &buckets_written},
+      {"tally_flush_errors_total", "Storage transactions that failed.", &flush_errors},
+      {"tally_retention_deleted_total", "Buckets deleted by retention.", &retention_deleted},
+      {"tally_queries_total", "Queries answered.", &queries},
+      {"tally_queries_rejected_total", "Queries rejected as invalid.", &queries_rejected},
+      {"tally_live_updates_total", "Bucket updates published on the live stream.", &live_updates},
+  };
+  for (const auto& c : counters) {
+    family(o, c.name, "counter", c.help);
+    sample(o, c.name, *c.v);
+  }
+  family(o, "tally_queue_depth", "gauge", "Work items waiting in the shard queues.");
+  sample(o, "tally_queue_depth", queue_depth);
+  family(o, "tally_series", "gauge", "Series known to the collector.");
+  sample(o, "tally_series", series);
+  family(o, "tally_storage_healthy", "gauge", "1 when storage accepts writes, 0 when it does not.");
+  sample(o, "tally_storage_healthy", storage_healthy);
+  family(o, "tally_uptime_seconds", "gauge", "Seconds since the collector started.");
+  o << "tally_uptime_seconds " << uptime_s << '\n';
+  summary(o, "tally_flush_latency_seconds", "Time to write one shard transaction.", flush_latency);
+  summary(o, "tally_query_latency_seconds", "Time to answer one query.", query_latency);
+  return o.str();
+}
+
+}  // namespace tally::collector

@@ -1,0 +1,107 @@
+#include "server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "storage/data_dir.h"
+
+namespace tally::collector {
+
+Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clock& clock) {
+  if (auto s = config.validate(); !s) return s;
+  std::unique_ptr<Server> srv(new Server(std::move(config), clock));
+  const auto& cfg = srv->config_;
+
+  // Storage: the data directory fixes the shard count when it is created.
+  uint32_t wanted = cfg.shards ? cfg.shards : std::max(1u, std::thread::hardware_concurrency());
+  auto dir = open_data_dir(cfg.data_dir, wanted);
+  if (!dir) return dir.status();
+  if (!dir->created && cfg.shards && cfg.shards != dir->shards)
+    spdlog::warn("event=shards_fixed configured={} stored={} note=\"the data directory keeps the count it was created with\"",
+                 cfg.shards, dir->shards);
+  srv->catalog_ = std::make_unique<SeriesCatalog>(dir->shards);
+  srv->live_ = std::make_unique<LivePublisher>(srv->zmq_, srv->metrics_);
+
+  // Aggregation: one worker per shard, each owning its series and its SQLite file.
+  std::vector<Shard*> raw;
+  uint64_t max_lsn = 0;
+  for (uint32_t i = 0; i < dir->shards; ++i) {
+    auto store = ShardStore::open(shard_path(*dir, i), cfg.resolutions);
+    if (!store) return store.status();
+    auto series = (*store)->load_series();
+    if (!series) return series.status();
+    auto lsn = (*store)->get_meta("applied_lsn", 0);
+    if (!lsn) return lsn.status();
+    max_lsn = std::max(max_lsn, static_cast<uint64_t>(*lsn));
+    ShardOptions so;
+    so.index = i;
+    so.resolutions = cfg.resolutions;
+    so.lateness_s = cfg.lateness_s;
+    auto shard = std::make_unique<Shard>(so, std::move(*store), clock, srv->live_.get(), srv->metrics_);
+    for (auto& info : *series) {
+      if (srv->catalog_->shard_of(info.hash) != i)
+        return Status::corruption(shard_path(*dir, i) + ": series " + std::to_string(info.id) + " belongs to another shard");
+      srv->catalog_->restore(info);
+      shard->restore_series(srv->catalog_->by_id(info.id));
+    }
+    raw.push_back(shard.get());
+    srv->shards_.push_back(std::move(shard));
+  }
+  srv->router_ = std::make_unique<Router>(raw);
+  srv->router_->set_next_lsn(max_lsn + 1);
+
+  // Ingest: producers' refs and sequence windows, then the ROUTER socket.
+  auto producers = ProducerTable::open((std::filesystem::path(cfg.data_dir) / "ingest.sqlite").string(), *srv->catalog_);
+  if (!producers) return producers.status();
+  srv->producers_ = std::move(*producers);
+  ZmqIngestOptions io;
+  io.endpoint = cfg.ingest;
+  io.max_batch_bytes = cfg.max_batch_bytes;
+  io.limits.max_future_s = cfg.max_future_s;
+  io.limits.max_age_s = cfg.resolutions.back().retention_s;
+  srv->ingest_ = std::make_unique<ZmqIngest>(srv->zmq_, io, *srv->catalog_, *srv->producers_, *srv->router_, clock,
+                                             srv->metrics_);
+  if (cfg.self_metrics) {
+    srv->reporter_ = std::make_unique<SelfReporter>(*srv->catalog_, *srv->router_, srv->metrics_, clock);
+    srv->ingest_->set_tick([r = srv->reporter_.get()] { r->tick(); });
+  }
+
+  // Query.
+  srv->engine_ = std::make_unique<QueryEngine>(*srv->catalog_, *srv->router_, cfg.resolutions, clock);
+  srv->http_ = std::make_unique<HttpApi>(*srv->engine_, *srv->catalog_, *srv->router_, srv->metrics_, clock);
+  srv->metrics_.series.store(static_cast<int64_t>(srv->catalog_->size()));
+  spdlog::info("event=opened data_dir={} shards={} series={} retention={} created={}", cfg.data_dir, dir->shards,
+               srv->catalog_->size(), cfg.retention, dir->created);
+  return srv;
+}
+
+Server::~Server() { stop(); }
+
+Result<BoundEndpoints> Server::start() {
+  BoundEndpoints b;
+  for (auto& s : shards_) s->start();
+  auto live = live_->start(config_.live);
+  if (!live) return live.status();
+  b.live = *live;
+  auto http = http_->start(config_.http);
+  if (!http) return http.status();
+  b.http_port = *http;
+  auto ingest = ingest_->start();
+  if (!ingest) return ingest.status();
+  b.ingest = *ingest;
+  return b;
+}
+
+void Server::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (ingest_) ingest_->stop();
+  for (auto& s : shards_) s->stop();
+  if (http_) http_->stop();
+  if (live_) live_->stop();
+  spdlog::info("event=stopped series={}", catalog_ ? catalog_->size() : 0);
+}
+
+}  // namespace tally::collector

@@ -1,0 +1,66 @@
+// Server: wires the collector's pipeline together: data directory and shards (storage +
+// aggregation), the catalog, ZeroMQ ingest, the live publisher, the HTTP API and the collector's
+// own metrics. Reading this file top to bottom reads the pipeline.
+// Thread-safety: create/start/stop from one thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "aggregate/catalog.h"
+#include "aggregate/router.h"
+#include "aggregate/shard.h"
+#include "config.h"
+#include "ingest/producer_table.h"
+#include "ingest/zmq_ingest.h"
+#include "live/publisher.h"
+#include "query/http_api.h"
+#include "query/query_engine.h"
+#include "self_metrics.h"
+#include "self_reporter.h"
+
+namespace tally::collector {
+
+struct BoundEndpoints {
+  std::string ingest;
+  int http_port = 0;
+  std::string live;
+};
+
+class Server {
+ public:
+  // Opens the data directory and loads what is stored; nothing listens yet.
+  static Result<std::unique_ptr<Server>> create(CollectorConfig config, const Clock& clock);
+  ~Server();
+
+  Result<BoundEndpoints> start();
+  // Stops ingest first, then writes every open bucket, then stops the rest.
+  void stop();
+
+  SelfMetrics& metrics() { return metrics_; }
+  Router& router() { return *router_; }
+  SeriesCatalog& catalog() { return *catalog_; }
+
+ private:
+  Server(CollectorConfig config, const Clock& clock) : config_(std::move(config)), clock_(clock) {}
+
+  CollectorConfig config_;
+  const Clock& clock_;
+  SelfMetrics metrics_;
+  zmq::context_t zmq_{1};
+  std::unique_ptr<SeriesCatalog> catalog_;
+  std::unique_ptr<LivePublisher> live_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::unique_ptr<Router> router_;
+  std::unique_ptr<ProducerTable> producers_;
+  std::unique_ptr<ZmqIngest> ingest_;
+  std::unique_ptr<SelfReporter> reporter_;
+  std::unique_ptr<QueryEngine> engine_;
+  std::unique_ptr<HttpApi> http_;
+  bool stopped_ = false;
+};
+
+}  // namespace tally::collector

@@ -1,0 +1,26 @@
+// DataDir: the data directory's layout (docs/format/storage.md): a TALLY file that records the
+// format version and the shard count, fixed when the directory is created, and the shard files
+// shard-NN.sqlite. Thread-safety: pure functions over the filesystem.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "tally/common/status.h"
+
+namespace tally::collector {
+
+inline constexpr int kDataFormatVersion = 1;
+
+struct DataDirLayout {
+  std::string path;
+  uint32_t shards = 0;
+  bool created = false;  // this call created it
+};
+
+// Opens or creates the data directory. `wanted_shards` is used only when creating it; an existing
+// directory keeps its own count.
+Result<DataDirLayout> open_data_dir(const std::string& path, uint32_t wanted_shards);
+std::string shard_path(const DataDirLayout& d, uint32_t shard);
+
+}  // namespace tally::collector
