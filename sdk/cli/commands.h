@@ -1,0 +1,65 @@
+// The `tally` tool's subcommands (docs/CLI.md). Each returns an exit code (exit_codes.h), writes
+// its result to `out` and one-line problems to `err`. main.cpp parses the command line into these
+// structs. Thread-safety: one command at a time.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "output.h"
+
+namespace tally::cli {
+
+struct GlobalOptions {
+  std::string collector = "http://127.0.0.1:7071";
+  std::string ingest = "tcp://127.0.0.1:7070";
+  std::string live = "tcp://127.0.0.1:7072";
+  Format format = Format::kTable;
+  std::chrono::milliseconds timeout{10'000};  // HTTP requests; emit's wait for the ack
+};
+
+struct QueryArgs {
+  std::string metric;
+  std::vector<std::string> filters;   // "k=v", "k!=v", "k=~re"
+  std::vector<std::string> group_by;
+  std::string from = "-1h";
+  std::string to = "now";
+  std::string step = "auto";
+  std::string fn = "sum";
+};
+
+struct MetricsArgs {
+  std::string search;
+};
+
+struct TagsArgs {
+  std::string metric;
+};
+
+struct EmitArgs {
+  std::string metric;
+  double value = 1;
+  std::string kind = "counter";     // counter, gauge, distribution
+  std::vector<std::string> tags;    // "k=v"
+};
+
+struct TailArgs {
+  std::vector<std::string> metrics;
+  std::vector<std::string> filters;  // "k=v": only updates whose tag k equals v
+  bool final_only = false;           // skip PARTIAL updates
+  uint64_t count = 0;                // stop after this many updates; 0 = never
+  std::chrono::milliseconds duration{0};  // stop after this long; 0 = never
+};
+
+int run_query(const GlobalOptions& g, const QueryArgs& a, std::ostream& out, std::ostream& err);
+int run_metrics(const GlobalOptions& g, const MetricsArgs& a, std::ostream& out, std::ostream& err);
+int run_tags(const GlobalOptions& g, const TagsArgs& a, std::ostream& out, std::ostream& err);
+int run_emit(const GlobalOptions& g, const EmitArgs& a, std::ostream& out, std::ostream& err);
+// Runs until `stop` is set (SIGINT/SIGTERM), count updates were printed, or duration passed.
+int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>& stop, std::ostream& out,
+             std::ostream& err);
+
+}  // namespace tally::cli
