@@ -16,8 +16,15 @@ using detail::kInvalidRef;
 
 namespace {
 
+// Orders gauge sets across threads so the bucket's `last` is the latest one. The TSC is
+// synchronised across cores on the x86 machines we run on and costs a fraction of
+// clock_gettime.
 int64_t gauge_order() {
+#if defined(__x86_64__)
+  return static_cast<int64_t>(__builtin_ia32_rdtsc());
+#else
   return std::chrono::steady_clock::now().time_since_epoch().count();
+#endif
 }
 
 void set_gauge_slot(GaugeSlot* g, double v) {

@@ -201,8 +201,14 @@ Slot* ClientCore::lookup(Kind kind, std::string_view metric, const TagSpan& tags
   ThreadState* ts = local();
   uint64_t h = lookup_hash(metric, tags);
   Slot* s = ts->lookup.find(h, metric, tags);
-  if (s) [[likely]] {
-    if (s->series->kind == kind) [[likely]] return s;
+  if (s && s->series->kind == kind) [[likely]] return s;
+  return lookup_slow(ts, h, s, kind, metric, tags);
+}
+
+
+Slot* ClientCore::lookup_slow(ThreadState* ts, uint64_t h, Slot* s, Kind kind, std::string_view metric,
+                              const TagSpan& tags) {
+  if (s) {
     invalid_values_.fetch_add(1, std::memory_order_relaxed);
     set_error("metric '" + std::string(metric) + "' is a " + kind_name(s->series->kind) + ", not a " +
               kind_name(kind));

@@ -70,6 +70,8 @@ class ClientCore {
 
   ThreadState* local_slow();
   Slot* make_slot(ThreadState* ts, uint32_t ref);
+  [[gnu::noinline]] Slot* lookup_slow(ThreadState* ts, uint64_t hash, Slot* found, Kind kind,
+                                      std::string_view metric, const TagSpan& tags);
   void set_error(std::string msg);
   void wake();
 

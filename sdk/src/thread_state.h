@@ -19,6 +19,7 @@
 #include "tally/client.h"
 #include "tally/common/series_key.h"
 #include "tally/common/sketch.h"
+#include "series_hash.h"
 #include "wire_format.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -68,7 +69,7 @@ struct CounterSlot final : Slot {
 struct GaugeAgg {
   uint64_t count = 0;
   double last = 0, min = 0, max = 0, sum = 0;
-  int64_t last_order = 0;  // steady-clock ns of `last`, to pick the latest across threads
+  int64_t last_order = 0;  // when `last` was set (TSC or steady clock), to pick the latest across threads
 
   void add(double v, int64_t order) {
     if (count == 0) {
@@ -191,18 +192,23 @@ class LookupTable {
   void insert(uint64_t hash, Slot* slot);
 
   static bool same_series(const SeriesInfo& s, std::string_view metric, const TagSpan& tags) {
-    if (s.tags.size() != tags.size() || s.metric != metric) return false;
-    for (size_t i = 0; i < tags.size(); ++i) {
+    const size_t n = tags.size();
+    if (s.tags.size() != n || !same_bytes(s.metric, metric)) return false;
+    for (size_t i = 0; i < n; ++i) {
       TagView t = tags[i];
-      bool found = false;
-      for (const Tag& st : s.tags) {
-        if (st.key == t.key) {
-          if (st.value != t.value) return false;
-          found = true;
-          break;
+      // Callers usually pass tags in one fixed order; try the same position first.
+      const Tag* match = nullptr;
+      if (same_bytes(s.tags[i].key, t.key)) {
+        match = &s.tags[i];
+      } else {
+        for (const Tag& st : s.tags) {
+          if (same_bytes(st.key, t.key)) {
+            match = &st;
+            break;
+          }
         }
       }
-      if (!found) return false;
+      if (!match || !same_bytes(match->value, t.value)) return false;
     }
     return true;
   }
