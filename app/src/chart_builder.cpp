@@ -1,0 +1,647 @@
+#include "chart_builder.h"
+
+#include <QAreaSeries>
+#include <QCategoryAxis>
+#include <QGraphicsItem>
+#include <QGuiApplication>
+#include <QLegendMarker>
+#include <QLineSeries>
+#include <QLogValueAxis>
+#include <QPainter>
+#include <QValueAxis>
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "core/decimate.h"
+#include "panel_controller.h"
+
+using namespace tally;
+using namespace tally::dash;
+
+// Cells of a distribution over time, drawn under the percentile lines in the plot area.
+class HeatmapItem : public QGraphicsItem {
+ public:
+  HeatmapItem(QChart* chart) : QGraphicsItem(chart), m_chart(chart) { setZValue(3.5); }
+  void setData(HeatmapResult data, QAbstractSeries* ref) {
+    prepareGeometryChange();
+    m_data = std::move(data);
+    m_ref = ref;
+    m_max = 1;
+    for (const auto& c : m_data.columns)
+      for (const auto& b : c.buckets) m_max = std::max<uint64_t>(m_max, b.count);
+    update();
+  }
+  QRectF boundingRect() const override { return m_chart->plotArea(); }
+  void areaChanged() {
+    prepareGeometryChange();
+    update();
+  }
+  void paint(QPainter* p, const QStyleOptionGraphicsItem*, QWidget*) override {
+    if (!m_ref || m_data.columns.empty()) return;
+    const QRectF area = m_chart->plotArea();
+    p->save();
+    p->setClipRect(area);
+    p->setPen(Qt::NoPen);
+    const double step = double(std::max<int64_t>(1, m_data.step));
+    const double logMax = std::log1p(double(m_max));
+    for (const auto& c : m_data.columns)
+      for (const auto& b : c.buckets) {
+        double lower = b.lower > 0 ? b.lower : std::max(1e-9, b.upper / 1.02);
+        QPointF a = m_chart->mapToPosition(QPointF(double(c.time), lower), m_ref);
+        QPointF z = m_chart->mapToPosition(QPointF(double(c.time) + step, b.upper), m_ref);
+        QRectF r = QRectF(a, z).normalized();
+        if (r.height() < 1) r.setHeight(1);
+        p->setBrush(ramp(std::log1p(double(b.count)) / logMax));
+        p->drawRect(r.adjusted(0, 0, 0.5, 0));
+      }
+    p->restore();
+  }
+  // Light yellow to deep purple: readable under dark percentile lines.
+  static QColor ramp(double t) {
+    static const QColor stops[] = {QColor(255, 247, 188), QColor(254, 196, 79), QColor(236, 112, 20),
+                                   QColor(204, 76, 2), QColor(122, 1, 119)};
+    t = std::clamp(t, 0.0, 1.0) * 4;
+    int i = std::min(3, int(t));
+    double f = t - i;
+    const QColor &a = stops[i], &b = stops[i + 1];
+    return QColor::fromRgbF(float(a.redF() + (b.redF() - a.redF()) * f), float(a.greenF() + (b.greenF() - a.greenF()) * f),
+                            float(a.blueF() + (b.blueF() - a.blueF()) * f));
+  }
+
+ private:
+  QChart* m_chart;
+  QAbstractSeries* m_ref = nullptr;
+  HeatmapResult m_data;
+  uint64_t m_max = 1;
+};
+
+namespace {
+
+const char* kLabelProperty = "tallyLabel";
+
+QString unitTitle(const PanelSpec& spec) { return QString::fromStdString(spec.unit); }
+
+QString valueText(double v, const PanelSpec& spec) {
+  QString s = QString::number(v, 'g', 10);
+  if (!spec.unit.empty()) s += ' ' + QString::fromStdString(spec.unit);
+  return s;
+}
+
+}  // namespace
+
+PanelChart::PanelChart(QChart* chart, QObject* parent) : QObject(parent), m_chart(chart) {
+  m_chart->setAnimationOptions(QChart::NoAnimation);
+  m_chart->setMargins(QMargins(2, 2, 2, 2));
+  m_chart->setBackgroundRoundness(0);
+  m_chart->legend()->setAlignment(Qt::AlignBottom);
+  QFont f = m_chart->legend()->font();
+  f.setPointSizeF(8.5);
+  m_chart->legend()->setFont(f);
+}
+
+PanelChart::~PanelChart() = default;
+
+bool PanelChart::openGLAvailable() {
+  return QGuiApplication::platformName() == QLatin1String("xcb") && qEnvironmentVariableIsEmpty("TALLY_NO_OPENGL");
+}
+
+QColor PanelChart::seriesColor(int index) {
+  // Tableau 10: distinguishable, also in print.
+  static const QColor palette[] = {QColor("#4e79a7"), QColor("#f28e2b"), QColor("#e15759"), QColor("#76b7b2"),
+                                   QColor("#59a14f"), QColor("#edc948"), QColor("#b07aa1"), QColor("#ff9da7"),
+                                   QColor("#9c755f"), QColor("#bab0ac")};
+  return palette[index % 10];
+}
+
+QStringList PanelChart::seriesNames() const {
+  QStringList out;
+  for (auto* s : m_chart->series()) out << s->name();
+  return out;
+}
+
+void PanelChart::clear() {
+  delete m_heatmap;
+  m_heatmap = nullptr;
+  m_chart->removeAllSeries();
+  for (QAbstractAxis* a : m_chart->axes()) {
+    m_chart->removeAxis(a);
+    delete a;
+  }
+  m_lines.clear();
+  m_lowers.clear();
+  m_x = m_y = nullptr;
+}
+
+void PanelChart::render(const PanelController& panel) {
+  const PanelSpec& spec = panel.spec();
+  Kind kind = Kind::Line;
+  switch (spec.chart) {
+    case ChartType::Line: kind = Kind::Line; break;
+    case ChartType::StackedArea: kind = Kind::Stacked; break;
+    case ChartType::Bars: kind = Kind::Bars; break;
+    case ChartType::Histogram: kind = Kind::Histogram; break;
+    case ChartType::Heatmap: kind = Kind::Heatmap; break;
+  }
+  QStringList labels;
+  bool logX = false, logY = spec.logY;
+  if (kind == Kind::Histogram) {
+    labels = {"count", "p50", "p90", "p99"};
+    if (const auto* h = panel.histogram(); h && !h->buckets.empty()) {
+      double lo = h->buckets.front().lower, hi = h->buckets.back().upper;
+      logX = lo > 0 && hi / lo > 50;
+    }
+  } else if (kind == Kind::Heatmap) {
+    labels = {"p50", "p90", "p99"};
+    logY = true;
+    if (const auto* h = panel.heatmap())
+      for (const auto& c : h->columns)
+        for (const auto& b : c.buckets)
+          if (b.upper <= 0) logY = false;
+  } else if (const auto* r = panel.series()) {
+    for (const auto& s : r->series) labels << QString::fromStdString(s.label(spec.metric));
+  }
+  QStringList hidden = panel.hiddenSeries().values();
+  hidden.sort();
+  QString key = QStringLiteral("%1|%2|%3|%4|%5|%6|%7")
+                    .arg(int(kind))
+                    .arg(logX)
+                    .arg(logY)
+                    .arg(labels.join(QChar(0x1f)), hidden.join(QChar(0x1f)), unitTitle(spec),
+                         QString::fromStdString(spec.displayTitle()));
+  if (key != m_shapeKey || kind != m_kind) {
+    m_shapeKey = key;
+    m_kind = kind;
+    m_labels = labels;
+    clear();
+    if (m_showTitle) {
+      QFont tf = m_chart->titleFont();
+      tf.setPointSizeF(10);
+      tf.setBold(true);
+      m_chart->setTitleFont(tf);
+      m_chart->setTitle(QString::fromStdString(spec.displayTitle()));
+    }
+    // Axes first, then series.
+    if (kind == Kind::Histogram) {
+      if (logX) {
+        auto* ax = new QLogValueAxis;
+        ax->setBase(10);
+        ax->setLabelFormat("%g");
+        ax->setMinorTickCount(8);
+        m_x = ax;
+      } else {
+        m_x = new QCategoryAxis;
+        static_cast<QCategoryAxis*>(m_x)->setLabelsPosition(QCategoryAxis::AxisLabelsPositionOnValue);
+      }
+      m_x->setTitleText(unitTitle(spec));
+    } else {
+      auto* ax = new QCategoryAxis;
+      ax->setLabelsPosition(QCategoryAxis::AxisLabelsPositionOnValue);
+      m_x = ax;
+    }
+    if (logY) {
+      auto* ay = new QLogValueAxis;
+      ay->setBase(10);
+      ay->setLabelFormat("%g");
+      ay->setMinorTickCount(8);
+      m_y = ay;
+    } else {
+      auto* ay = new QCategoryAxis;
+      ay->setLabelsPosition(QCategoryAxis::AxisLabelsPositionOnValue);
+      m_y = ay;
+    }
+    if (kind == Kind::Histogram) m_y->setTitleText(tr("count"));
+    else m_y->setTitleText(unitTitle(spec));
+    QFont af = m_x->labelsFont();
+    af.setPointSizeF(8);
+    m_x->setLabelsFont(af);
+    m_y->setLabelsFont(af);
+    QFont tf = m_y->titleFont();
+    tf.setPointSizeF(8);
+    tf.setBold(false);
+    m_x->setTitleFont(tf);
+    m_y->setTitleFont(tf);
+    m_chart->addAxis(m_x, Qt::AlignBottom);
+    m_chart->addAxis(m_y, Qt::AlignLeft);
+
+    auto addLine = [&](const QString& label, QColor color, Qt::PenStyle style, qreal width) {
+      auto* s = new QLineSeries;
+      s->setName(label);
+      s->setProperty(kLabelProperty, label);
+      QPen pen(color, width, style);
+      pen.setCosmetic(true);
+      s->setPen(pen);
+      m_chart->addSeries(s);
+      s->attachAxis(m_x);
+      s->attachAxis(m_y);
+      return s;
+    };
+    auto addArea = [&](const QString& label, QColor color, qreal alpha) {
+      auto* upper = new QLineSeries;
+      auto* lower = new QLineSeries;
+      auto* area = new QAreaSeries(upper, lower);
+      area->setName(label);
+      area->setProperty(kLabelProperty, label);
+      QColor fill = color;
+      fill.setAlphaF(float(alpha));
+      area->setBrush(fill);
+      QPen pen(color.darker(115), 1.2);
+      pen.setCosmetic(true);
+      area->setPen(pen);
+      m_chart->addSeries(area);
+      area->attachAxis(m_x);
+      area->attachAxis(m_y);
+      m_lines << upper;
+      m_lowers << lower;
+    };
+    switch (kind) {
+      case Kind::Line:
+        for (int i = 0; i < labels.size(); ++i) {
+          auto* s = addLine(labels[i], seriesColor(i), Qt::SolidLine, 1.8);
+          s->setUseOpenGL(m_useOpenGL);
+          m_lines << s;
+        }
+        break;
+      case Kind::Stacked:
+        for (int i = 0; i < labels.size(); ++i) addArea(labels[i], seriesColor(i), 0.65);
+        break;
+      case Kind::Bars:
+        for (int i = 0; i < labels.size(); ++i) addArea(labels[i], seriesColor(i), 0.9);
+        break;
+      case Kind::Histogram:
+        addArea("count", seriesColor(0), 0.8);
+        m_lines << addLine("p50", QColor("#2b2b2b"), Qt::DashLine, 1.5);
+        m_lines << addLine("p90", QColor("#e15759"), Qt::DashLine, 1.5);
+        m_lines << addLine("p99", QColor("#7a0177"), Qt::DotLine, 2.0);
+        break;
+      case Kind::Heatmap:
+        m_lines << addLine("p50", QColor("#1f4e9c"), Qt::SolidLine, 1.8);
+        m_lines << addLine("p90", QColor("#2a9d8f"), Qt::SolidLine, 1.8);
+        m_lines << addLine("p99", QColor("#111111"), Qt::DashLine, 1.8);
+        m_heatmap = new HeatmapItem(m_chart);
+        connect(m_chart, &QChart::plotAreaChanged, this, [this] {
+          if (m_heatmap) m_heatmap->areaChanged();
+        });
+        break;
+      case Kind::None: break;
+    }
+    hookLegend();
+    for (auto* s : m_chart->series()) {
+      const QString label = s->property(kLabelProperty).toString();
+      if (!panel.hiddenSeries().contains(label)) continue;
+      s->setVisible(false);
+      for (QLegendMarker* m : m_chart->legend()->markers(s)) {
+        m->setVisible(true);
+        m->setLabelBrush(QColor(160, 160, 160));
+        QColor c = m->brush().color();
+        c.setAlphaF(0.25f);
+        m->setBrush(c);
+      }
+    }
+  }
+  m_drawnPoints = 0;
+  switch (kind) {
+    case Kind::Histogram: renderHistogram(panel); break;
+    case Kind::Heatmap: renderHeatmap(panel); break;
+    default: renderSeries(panel); break;
+  }
+}
+
+void PanelChart::hookLegend() {
+  for (QLegendMarker* m : m_chart->legend()->markers()) {
+    connect(m, &QLegendMarker::clicked, this, [this, m] {
+      emit legendClicked(m->series()->property(kLabelProperty).toString());
+    });
+  }
+}
+
+void PanelChart::setTimeAxis(double from, double to) {
+  auto* ax = qobject_cast<QCategoryAxis*>(m_x);
+  if (!ax) return;
+  for (const QString& l : ax->categoriesLabels()) ax->remove(l);
+  const int pixels = int(std::max<qreal>(200, m_chart->plotArea().width()));
+  ax->setStartValue(from);
+  QSet<QString> used;
+  for (const auto& t : timeTicks(int64_t(std::ceil(from)), int64_t(to), std::max(2, pixels / 90))) {
+    if (double(t.t) <= from || double(t.t) > to) continue;
+    QString label = QString::fromStdString(t.label);
+    while (used.contains(label)) label += ' ';
+    used.insert(label);
+    ax->append(label, double(t.t));
+  }
+  ax->setRange(from, to);
+}
+
+void PanelChart::setValueAxis(QAbstractAxis* axis, double min, double max, bool log, int pixels, bool horizontal) {
+  if (!std::isfinite(min) || !std::isfinite(max)) {
+    min = 0;
+    max = 1;
+  }
+  if (log) {
+    min = std::pow(10.0, std::floor(std::log10(std::max(min, 1e-12))));
+    max = std::pow(10.0, std::ceil(std::log10(std::max(max, min * 10))));
+    if (max <= min) max = min * 10;
+    axis->setRange(min, max);
+    return;
+  }
+  auto* ax = qobject_cast<QCategoryAxis*>(axis);
+  if (!ax) {
+    axis->setRange(min, max);
+    return;
+  }
+  if (max <= min) max = min + 1;
+  int maxTicks = std::max(3, pixels / (horizontal ? 80 : 38));
+  std::vector<double> ticks = niceTicks(min, max, maxTicks);
+  if (ticks.size() >= 2) {
+    double step = ticks[1] - ticks[0];
+    if (ticks.back() < max - step * 1e-9) ticks.push_back(ticks.back() + step);
+    if (ticks.front() > min + step * 1e-9) ticks.insert(ticks.begin(), ticks.front() - step);
+  } else {
+    ticks = {min, max};
+  }
+  for (const QString& l : ax->categoriesLabels()) ax->remove(l);
+  double lo = ticks.front(), hi = ticks.back();
+  double eps = (hi - lo) * 1e-9;
+  ax->setStartValue(lo - eps);
+  QSet<QString> used;
+  for (double t : ticks) {
+    QString label = QString::fromStdString(formatValue(t));
+    while (used.contains(label)) label += ' ';
+    used.insert(label);
+    ax->append(label, t);
+  }
+  ax->setRange(lo - eps, hi);
+}
+
+void PanelChart::renderSeries(const PanelController& panel) {
+  const QueryResult* r = panel.series();
+  const TimeWindow win = panel.shownWindow();
+  const double from = double(win.from), to = double(win.to);
+  setTimeAxis(from, to);
+  const int px = int(std::max<qreal>(100, m_chart->plotArea().width()));
+  const bool log = panel.spec().logY;
+  double yMin = 0, yMax = 0;
+  bool any = false;
+  auto extend = [&](double v) {
+    if (log && v <= 0) return;
+    if (!any) yMin = yMax = v;
+    yMin = std::min(yMin, v);
+    yMax = std::max(yMax, v);
+    any = true;
+  };
+  if (!r) {
+    for (auto* s : m_lines) s->clear();
+    setValueAxis(m_y, 0, 1, log, int(m_chart->plotArea().height()), false);
+    return;
+  }
+  const auto& all = r->series;
+  auto hidden = [&](size_t i) {
+    return panel.hiddenSeries().contains(QString::fromStdString(all[i].label(panel.spec().metric)));
+  };
+  if (m_kind == Kind::Line) {
+    for (size_t i = 0; i < all.size() && int(i) < m_lines.size(); ++i) {
+      if (hidden(i)) {
+        m_lines[int(i)]->clear();
+        continue;
+      }
+      std::vector<XY> pts;
+      pts.reserve(all[i].points.size());
+      for (const auto& p : all[i].points)
+        if (!log || p.v > 0) pts.push_back({double(p.t), p.v});
+      auto [a, b] = visibleRange(pts, from, to);
+      std::vector<XY> vis(pts.begin() + long(a), pts.begin() + long(b));
+      for (const auto& p : vis)
+        if (p.x >= from && p.x <= to) extend(p.y);
+      std::vector<XY> dec = lttb(vis, size_t(px) * 2);
+      QList<QPointF> q;
+      q.reserve(qsizetype(dec.size()));
+      for (const auto& p : dec) q.append(QPointF(p.x, p.y));
+      m_drawnPoints += int(q.size());
+      m_lines[int(i)]->replace(q);
+    }
+  } else {
+    // Stacked area or bars: cumulative over the visible groups on the union of bucket times.
+    std::map<int64_t, std::vector<double>> grid;
+    std::vector<size_t> shown;
+    for (size_t i = 0; i < all.size(); ++i)
+      if (!hidden(i)) shown.push_back(i);
+    for (size_t k = 0; k < shown.size(); ++k)
+      for (const auto& p : all[shown[k]].points) {
+        if (double(p.t) < from - double(r->step) || double(p.t) > to) continue;
+        auto& row = grid[p.t];
+        row.resize(shown.size(), 0.0);
+        row[k] = std::isfinite(p.v) ? p.v : 0.0;
+      }
+    std::vector<int64_t> times;
+    times.reserve(grid.size());
+    for (auto& [t, row] : grid) {
+      times.push_back(t);
+      row.resize(shown.size(), 0.0);
+    }
+    // Too many buckets for the width (stacked only; bars follow the step): keep per pixel column
+    // the bucket with the largest total, the same one for every layer.
+    std::vector<size_t> pick;
+    if (m_kind == Kind::Stacked && times.size() > size_t(px) * 2) {
+      long lastCol = -1;
+      for (size_t j = 0; j < times.size(); ++j) {
+        long col = long((double(times[j]) - from) / (to - from) * px * 2);
+        double total = 0;
+        for (double v : grid[times[j]]) total += v;
+        if (col != lastCol) {
+          pick.push_back(j);
+          lastCol = col;
+        } else {
+          double best = 0;
+          for (double v : grid[times[pick.back()]]) best += v;
+          if (total > best) pick.back() = j;
+        }
+      }
+    } else {
+      for (size_t j = 0; j < times.size(); ++j) pick.push_back(j);
+    }
+    const double step = double(std::max<int64_t>(1, r->step));
+    const double stepPx = step / std::max(1.0, to - from) * px;
+    const double gap = m_kind == Kind::Bars && stepPx >= 4 ? step * 0.12 : 0;
+    const double base = log ? 1e-12 : 0;
+    std::vector<QList<QPointF>> uppers(shown.size()), lowers(shown.size());
+    for (size_t j : pick) {
+      const auto& row = grid[times[j]];
+      double t0 = double(times[j]);
+      double cum = base;
+      for (size_t k = 0; k < shown.size(); ++k) {
+        double lo = cum, hi = cum + row[k];
+        cum = hi;
+        if (m_kind == Kind::Stacked) {
+          uppers[k].append(QPointF(t0, hi));
+          lowers[k].append(QPointF(t0, lo));
+        } else {
+          double a = t0 + gap / 2, b = t0 + step - gap / 2;
+          uppers[k] << QPointF(a, lo) << QPointF(a, hi) << QPointF(b, hi) << QPointF(b, lo);
+          lowers[k] << QPointF(a, lo) << QPointF(b, lo);
+        }
+      }
+      if (t0 >= from && t0 <= to) extend(cum);
+    }
+    if (any) extend(base > 0 ? yMin : 0);
+    for (int i = 0; i < m_lines.size(); ++i) {
+      auto it = std::find(shown.begin(), shown.end(), size_t(i));
+      if (it == shown.end()) {
+        m_lines[i]->clear();
+        m_lowers[i]->clear();
+        continue;
+      }
+      size_t k = size_t(it - shown.begin());
+      m_drawnPoints += int(uppers[k].size());
+      m_lines[i]->replace(uppers[k]);
+      m_lowers[i]->replace(lowers[k]);
+    }
+  }
+  if (!any) yMin = 0, yMax = log ? 10 : 1;
+  if (!log && yMin > 0 && m_kind == Kind::Line && yMin > (yMax - yMin) * 2) {
+    // A flat-ish line far from zero keeps its detail; otherwise the axis starts at zero.
+  } else if (!log && yMin > 0) {
+    yMin = 0;
+  }
+  if (log && any) {
+    // Bars and stacked areas start at the axis floor.
+    double floor = std::pow(10.0, std::floor(std::log10(yMin)));
+    for (auto* l : m_lowers) {
+      QList<QPointF> pts = l->points();
+      for (auto& p : pts) p.setY(std::max(p.y(), floor));
+      l->replace(pts);
+    }
+    for (int i = 0; i < m_lowers.size(); ++i) {
+      QList<QPointF> pts = m_lines[i]->points();
+      for (auto& p : pts) p.setY(std::max(p.y(), floor));
+      m_lines[i]->replace(pts);
+    }
+  }
+  setValueAxis(m_y, yMin, yMax, log, int(m_chart->plotArea().height()), false);
+}
+
+void PanelChart::renderHistogram(const PanelController& panel) {
+  const HistogramResult* h = panel.histogram();
+  const bool log = panel.spec().logY;
+  if (!h || h->buckets.empty()) {
+    for (auto* s : m_chart->series())
+      if (auto* x = qobject_cast<QXYSeries*>(s)) x->clear();
+    m_lines[0]->clear();
+    m_lowers[0]->clear();
+    setValueAxis(m_x, 0, 1, false, int(m_chart->plotArea().width()), true);
+    setValueAxis(m_y, 0, 1, log, int(m_chart->plotArea().height()), false);
+    return;
+  }
+  double maxCount = 1;
+  for (const auto& b : h->buckets) maxCount = std::max(maxCount, double(b.count));
+  const double base = log ? 0.5 : 0;
+  QList<QPointF> upper, lower;
+  for (const auto& b : h->buckets) {
+    double c = std::max(base, double(b.count));
+    upper << QPointF(b.lower, base) << QPointF(b.lower, c) << QPointF(b.upper, c) << QPointF(b.upper, base);
+    lower << QPointF(b.lower, base) << QPointF(b.upper, base);
+  }
+  m_lines[0]->replace(upper);
+  m_lowers[0]->replace(lower);
+  m_drawnPoints = int(upper.size());
+  double top = log ? std::pow(10.0, std::ceil(std::log10(maxCount * 1.05))) : niceCeil(maxCount * 1.05);
+  const double ps[] = {h->p50, h->p90, h->p99};
+  const char* names[] = {"p50", "p90", "p99"};
+  for (int i = 0; i < 3; ++i) {
+    m_lines[i + 1]->replace(QList<QPointF>{QPointF(ps[i], base), QPointF(ps[i], top)});
+    m_lines[i + 1]->setName(QStringLiteral("%1 %2").arg(names[i], valueText(ps[i], panel.spec())));
+  }
+  m_chart->series().first()->setName(tr("count %1").arg(h->count));
+  double lo = h->buckets.front().lower, hi = h->buckets.back().upper;
+  if (qobject_cast<QLogValueAxis*>(m_x)) {
+    setValueAxis(m_x, lo, hi, true, 0, true);
+  } else {
+    double pad = (hi - lo) * 0.02;
+    setValueAxis(m_x, std::min(0.0, lo) < 0 ? lo - pad : std::max(0.0, lo - pad), hi + pad, false,
+                 int(m_chart->plotArea().width()), true);
+  }
+  setValueAxis(m_y, log ? base : 0, top, log, int(m_chart->plotArea().height()), false);
+}
+
+void PanelChart::renderHeatmap(const PanelController& panel) {
+  const HeatmapResult* h = panel.heatmap();
+  const TimeWindow win = panel.shownWindow();
+  setTimeAxis(double(win.from), double(win.to));
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  QList<QPointF> p[3];
+  if (h) {
+    const double half = double(h->step) / 2;
+    for (const auto& c : h->columns) {
+      if (c.time < win.from || c.time >= win.to) continue;
+      for (const auto& b : c.buckets) {
+        lo = std::min(lo, b.lower > 0 ? b.lower : b.upper / 1.02);
+        hi = std::max(hi, b.upper);
+      }
+      if (c.count == 0) continue;
+      p[0] << QPointF(double(c.time) + half, c.p50);
+      p[1] << QPointF(double(c.time) + half, c.p90);
+      p[2] << QPointF(double(c.time) + half, c.p99);
+    }
+  }
+  for (int i = 0; i < 3; ++i) {
+    m_lines[i]->replace(p[i]);
+    m_drawnPoints += int(p[i].size());
+  }
+  if (!(hi > lo)) {
+    lo = 1;
+    hi = 10;
+  }
+  setValueAxis(m_y, lo, hi, qobject_cast<QLogValueAxis*>(m_y) != nullptr, int(m_chart->plotArea().height()), false);
+  if (m_heatmap) {
+    HeatmapResult copy = h ? *h : HeatmapResult{};
+    m_heatmap->setData(std::move(copy), m_lines[0]);
+  }
+}
+
+QString PanelChart::hoverText(const PanelController& panel, QPointF value) const {
+  const PanelSpec& spec = panel.spec();
+  const double x = value.x();
+  if (m_kind == Kind::Histogram) {
+    const HistogramResult* h = panel.histogram();
+    if (!h) return {};
+    for (const auto& b : h->buckets)
+      if (x > b.lower && x <= b.upper)
+        return tr("(%1, %2] %3\ncount %4").arg(b.lower, 0, 'g', 6).arg(b.upper, 0, 'g', 6)
+            .arg(unitTitle(spec)).arg(b.count);
+    return tr("p50 %1\np90 %2\np99 %3").arg(valueText(h->p50, spec), valueText(h->p90, spec), valueText(h->p99, spec));
+  }
+  if (m_kind == Kind::Heatmap) {
+    const HeatmapResult* h = panel.heatmap();
+    if (!h) return {};
+    for (const auto& c : h->columns) {
+      if (x < double(c.time) || x >= double(c.time + std::max<int64_t>(1, h->step))) continue;
+      QString text = QString::fromStdString(formatLocalTime(c.time)) + tr("\n%1 observations").arg(c.count);
+      for (const auto& b : c.buckets)
+        if (value.y() > b.lower && value.y() <= b.upper)
+          text += tr("\n(%1, %2]: %3").arg(b.lower, 0, 'g', 5).arg(b.upper, 0, 'g', 5).arg(b.count);
+      text += tr("\np50 %1  p90 %2  p99 %3")
+                  .arg(valueText(c.p50, spec), valueText(c.p90, spec), valueText(c.p99, spec));
+      return text;
+    }
+    return {};
+  }
+  const QueryResult* r = panel.series();
+  if (!r || r->series.empty()) return {};
+  const int64_t step = std::max<int64_t>(1, r->step);
+  const int64_t t = bucket_start(int64_t(std::floor(x)), step) + (r->from % step + step) % step;
+  QString text = QString::fromStdString(formatLocalTime(t));
+  if (step > 1) text += tr(" (+%1)").arg(QString::fromStdString(format_duration(step)));
+  int lines = 0;
+  for (const auto& s : r->series) {
+    QString label = QString::fromStdString(s.label(spec.metric));
+    if (panel.hiddenSeries().contains(label)) continue;
+    auto it = std::lower_bound(s.points.begin(), s.points.end(), t, [](const Point& p, int64_t v) { return p.t < v; });
+    if (it == s.points.end() || it->t != t) continue;
+    if (++lines > 12) {
+      text += "\n…";
+      break;
+    }
+    text += '\n' + label + ": " + valueText(it->v, spec);
+    if (s.partialFrom && t >= *s.partialFrom) text += tr(" (partial)");
+  }
+  return text;
+}

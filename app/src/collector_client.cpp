@@ -1,0 +1,100 @@
+#include "collector_client.h"
+
+#include <QNetworkAccessManager>
+#include <QNetworkReply>
+#include <QNetworkRequest>
+
+using namespace tally;
+using namespace tally::dash;
+
+CollectorClient::CollectorClient(const QUrl& baseUrl, QObject* parent)
+    : QObject(parent), m_baseUrl(baseUrl), m_nam(new QNetworkAccessManager(this)) {
+  m_pool.setMaxThreadCount(2);
+}
+
+CollectorClient::~CollectorClient() { m_pool.waitForDone(); }
+
+void CollectorClient::get(const std::string& path, QObject* context, RawCallback cb) {
+  QUrl url = m_baseUrl;
+  QString p = QString::fromStdString(path);
+  int q = p.indexOf('?');
+  url.setPath(q < 0 ? p : p.left(q));
+  url.setQuery(q < 0 ? QString() : p.mid(q + 1), QUrl::StrictMode);
+  QNetworkRequest req(url);
+  req.setTransferTimeout(m_timeoutMs);
+  req.setRawHeader("Accept", "application/json");
+  QNetworkReply* reply = m_nam->get(req);
+  ++m_inFlight;
+  QPointer<QObject> ctx(context);
+  connect(reply, &QNetworkReply::finished, this, [this, reply, ctx, cb = std::move(cb)] {
+    reply->deleteLater();
+    --m_inFlight;
+    QVariant statusAttr = reply->attribute(QNetworkRequest::HttpStatusCodeAttribute);
+    int status = statusAttr.isValid() ? statusAttr.toInt() : 0;
+    QString netError;
+    if (status == 0) {
+      netError = reply->errorString();
+      emit unreachable(netError);
+    } else {
+      emit reachable();
+    }
+    if (ctx) cb(status, reply->readAll(), netError);
+  });
+}
+
+template <typename T>
+void CollectorClient::getParsed(const std::string& path, QObject* context, Callback<T> cb,
+                                Result<T> (*parse)(std::string_view)) {
+  QPointer<QObject> ctx(context);
+  QString where = m_baseUrl.toString();
+  get(path, context, [this, ctx, cb, parse, where](int status, QByteArray body, QString netError) {
+    if (status == 0) {
+      cb(Status::unavailable(QStringLiteral("collector at %1 is unreachable: %2").arg(where, netError).toStdString()));
+      return;
+    }
+    if (status != 200) {
+      std::string msg = errorMessage(status, std::string_view(body.constData(), size_t(body.size())));
+      cb(status == 404 ? Status::not_found(msg) : Status::invalid_argument(msg));
+      return;
+    }
+    // Parse off the GUI thread; hand the value back through this object's event queue.
+    m_pool.start([this, ctx, cb, parse, body] {
+      auto parsed = std::make_shared<Result<T>>(parse(std::string_view(body.constData(), size_t(body.size()))));
+      QMetaObject::invokeMethod(this, [ctx, cb, parsed] {
+        if (ctx) cb(std::move(*parsed));
+      }, Qt::QueuedConnection);
+    });
+  });
+}
+
+void CollectorClient::fetchMetrics(QObject* context, Callback<std::vector<MetricInfo>> cb) {
+  getParsed<std::vector<MetricInfo>>(metricsPath(), context, std::move(cb), &parseMetrics);
+}
+
+void CollectorClient::fetchTags(const QString& metric, QObject* context, Callback<TagValues> cb) {
+  getParsed<TagValues>(tagsPath(metric.toStdString()), context, std::move(cb), &parseTags);
+}
+
+void CollectorClient::query(const QueryRequest& request, QObject* context, Callback<QueryResult> cb) {
+  getParsed<QueryResult>(queryPath(request), context, std::move(cb), &parseQuery);
+}
+
+void CollectorClient::histogram(const QueryRequest& request, QObject* context, Callback<HistogramResult> cb) {
+  getParsed<HistogramResult>(histogramPath(request), context, std::move(cb), &parseHistogram);
+}
+
+void CollectorClient::heatmap(const QueryRequest& request, QObject* context, Callback<HeatmapResult> cb) {
+  getParsed<HeatmapResult>(heatmapPath(request), context, std::move(cb), &parseHeatmap);
+}
+
+void CollectorClient::fetchHealth(QObject* context, std::function<void(Health, bool)> cb) {
+  get("/healthz", context, [cb](int status, QByteArray body, QString netError) {
+    if (status == 0) {
+      Health h;
+      h.reason = netError.toStdString();
+      cb(h, false);
+      return;
+    }
+    cb(parseHealth(status, std::string_view(body.constData(), size_t(body.size()))), true);
+  });
+}

@@ -1,0 +1,63 @@
+// CollectorClient: the collector's HTTP/JSON API (docs/API.md) over an asynchronous
+// QNetworkAccessManager. Replies are parsed on the client's own thread pool (a range query can
+// hold a million points) and handed to the caller as plain result structs, on the GUI thread,
+// through a callback that is dropped if its context object is gone.
+// Failures arrive as a Status: kUnavailable when the collector cannot be reached (no HTTP
+// answer), kNotFound for 404, kInvalidArgument for other HTTP errors (with the collector's
+// {"error": ...} message), kCorruption for an answer that does not parse.
+// Thread-safety: a QObject of the GUI thread; call it there.
+#pragma once
+
+#include <QObject>
+#include <QPointer>
+#include <QThreadPool>
+#include <QUrl>
+#include <functional>
+
+#include "core/api.h"
+
+class QNetworkAccessManager;
+
+class CollectorClient : public QObject {
+  Q_OBJECT
+ public:
+  template <typename T>
+  using Callback = std::function<void(tally::Result<T>)>;
+
+  explicit CollectorClient(const QUrl& baseUrl, QObject* parent = nullptr);
+  ~CollectorClient() override;
+
+  QUrl baseUrl() const { return m_baseUrl; }
+  void setBaseUrl(const QUrl& url) { m_baseUrl = url; }
+  // Seconds before an unanswered request fails (default 15).
+  void setTimeout(int seconds) { m_timeoutMs = seconds * 1000; }
+
+  void fetchMetrics(QObject* context, Callback<std::vector<tally::dash::MetricInfo>> cb);
+  void fetchTags(const QString& metric, QObject* context, Callback<tally::dash::TagValues> cb);
+  void query(const tally::dash::QueryRequest& request, QObject* context, Callback<tally::dash::QueryResult> cb);
+  void histogram(const tally::dash::QueryRequest& request, QObject* context,
+                 Callback<tally::dash::HistogramResult> cb);
+  void heatmap(const tally::dash::QueryRequest& request, QObject* context, Callback<tally::dash::HeatmapResult> cb);
+  // Health never fails as a Result: an unreachable collector is a Health with ok == false.
+  void fetchHealth(QObject* context, std::function<void(tally::dash::Health, bool reachable)> cb);
+
+  int requestsInFlight() const { return m_inFlight; }
+
+ signals:
+  // Any request that got no HTTP answer / any answer at all: drives the health banner quickly.
+  void unreachable(const QString& reason);
+  void reachable();
+
+ private:
+  using RawCallback = std::function<void(int httpStatus, QByteArray body, QString networkError)>;
+  void get(const std::string& path, QObject* context, RawCallback cb);
+  template <typename T>
+  void getParsed(const std::string& path, QObject* context, Callback<T> cb,
+                 tally::Result<T> (*parse)(std::string_view));
+
+  QUrl m_baseUrl;
+  QNetworkAccessManager* m_nam;
+  int m_timeoutMs = 15000;
+  int m_inFlight = 0;
+  QThreadPool m_pool;  // last member: destroyed first, waits for running parses
+};

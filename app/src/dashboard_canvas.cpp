@@ -1,0 +1,217 @@
+#include "dashboard_canvas.h"
+
+#include <QResizeEvent>
+#include <algorithm>
+#include <cmath>
+
+#include "panel_controller.h"
+#include "panel_editor.h"
+#include "panel_widget.h"
+
+using namespace tally::dash;
+
+namespace {
+bool overlaps(const GridRect& a, const GridRect& b) {
+  return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+}
+constexpr int kGap = 6;
+}  // namespace
+
+DashboardCanvas::DashboardCanvas(CollectorClient* client, LiveSubscriber* live, QWidget* parent)
+    : QWidget(parent), m_client(client), m_live(live) {
+  setObjectName("dashboardCanvas");
+  m_tick.setInterval(1000);
+  connect(&m_tick, &QTimer::timeout, this, [this] {
+    for (auto* p : m_panels) p->controller()->tick();
+  });
+}
+
+void DashboardCanvas::setDashboard(const Dashboard& d) {
+  qDeleteAll(m_panels);
+  m_panels.clear();
+  m_dashboard = d;
+  m_dashboard.panels.clear();
+  for (const auto& spec : d.panels) addPanel(spec, false);
+  setLive(d.live);
+  relayout();
+}
+
+Dashboard DashboardCanvas::dashboard() const {
+  Dashboard d = m_dashboard;
+  d.panels.clear();
+  for (auto* p : m_panels) d.panels.push_back(p->spec());
+  return d;
+}
+
+double DashboardCanvas::columnWidth() const { return double(std::max(width(), 400) - kGap) / kGridColumns; }
+
+QRect DashboardCanvas::cellRect(const GridRect& g) const {
+  const double cw = columnWidth();
+  int x = int(std::round(g.x * cw)) + kGap;
+  int w = int(std::round((g.x + g.w) * cw)) - int(std::round(g.x * cw)) - kGap;
+  return QRect(x, g.y * kRowHeight + kGap, w, g.h * kRowHeight - kGap);
+}
+
+QSize DashboardCanvas::sizeHint() const {
+  int rows = 0;
+  for (auto* p : m_panels) rows = std::max(rows, p->spec().grid.y + p->spec().grid.h);
+  return QSize(900, std::max(1, rows) * kRowHeight + kGap);
+}
+
+void DashboardCanvas::relayout() {
+  int rows = 0;
+  for (auto* p : m_panels) {
+    p->setGeometry(cellRect(p->spec().grid));
+    rows = std::max(rows, p->spec().grid.y + p->spec().grid.h);
+  }
+  setMinimumHeight((rows + 2) * kRowHeight);  // room below to drag panels into
+  updateGeometry();
+}
+
+void DashboardCanvas::resizeEvent(QResizeEvent* e) {
+  QWidget::resizeEvent(e);
+  relayout();
+}
+
+void DashboardCanvas::wire(PanelWidget* panel) {
+  connect(panel, &PanelWidget::removeRequested, this, &DashboardCanvas::removePanel);
+  connect(panel, &PanelWidget::editRequested, this, &DashboardCanvas::editPanel);
+  connect(panel, &PanelWidget::duplicateRequested, this, [this](PanelWidget* p) {
+    PanelSpec s = p->spec();
+    addPanel(s, true);
+  });
+  connect(panel, &PanelWidget::moveRequested, this, &DashboardCanvas::movePanel);
+  connect(panel, &PanelWidget::resizeRequested, this, &DashboardCanvas::resizePanel);
+  connect(panel, &PanelWidget::metricDropped, this, [this](PanelWidget* p, const QString& metric) {
+    PanelSpec s = p->spec();
+    const bool sameKind = !s.metric.empty();
+    s.metric = metric.toStdString();
+    s.filters.clear();
+    s.groupBy.clear();
+    if (!sameKind) s.title.clear();
+    else s.title.clear();
+    p->setSpec(s);
+    emit modified();
+  });
+  connect(panel, &PanelWidget::headerDragged, this, [this](PanelWidget* p, QPoint d, bool finished) {
+    const GridRect g = p->spec().grid;
+    QRect home = cellRect(g);
+    if (!finished) {
+      p->raise();
+      p->move(home.topLeft() + d);
+      return;
+    }
+    GridRect n = g;
+    n.x = std::clamp(g.x + int(std::round(d.x() / columnWidth())), 0, kGridColumns - g.w);
+    n.y = std::max(0, g.y + int(std::round(double(d.y()) / kRowHeight)));
+    setPanelGrid(p, n);
+  });
+  connect(panel, &PanelWidget::gripDragged, this, [this](PanelWidget* p, QPoint d, bool finished) {
+    const GridRect g = p->spec().grid;
+    QRect home = cellRect(g);
+    if (!finished) {
+      p->resize(std::max(120, home.width() + d.x()), std::max(100, home.height() + d.y()));
+      return;
+    }
+    GridRect n = g;
+    n.w = std::clamp(g.w + int(std::round(d.x() / columnWidth())), 1, kGridColumns - g.x);
+    n.h = std::clamp(g.h + int(std::round(double(d.y()) / kRowHeight)), 2, 100);
+    setPanelGrid(p, n);
+  });
+}
+
+PanelWidget* DashboardCanvas::addPanel(const PanelSpec& specIn, bool findPlace) {
+  PanelSpec spec = specIn;
+  if (findPlace) {
+    std::vector<PanelSpec> others;
+    for (auto* p : m_panels) others.push_back(p->spec());
+    spec.grid = placeNewPanel(others, std::min(spec.grid.w, kGridColumns), std::max(2, spec.grid.h));
+  }
+  auto* panel = new PanelWidget(m_client, m_live, this);
+  m_panels.append(panel);
+  wire(panel);
+  panel->controller()->setLive(m_dashboard.live);
+  panel->controller()->setPixelWidth(std::max(200, cellRect(spec.grid).width() - 70));
+  panel->controller()->setRange(m_dashboard.range);
+  panel->setSpec(spec);
+  panel->setGeometry(cellRect(spec.grid));
+  panel->show();
+  relayout();
+  if (findPlace) emit modified();
+  return panel;
+}
+
+void DashboardCanvas::removePanel(PanelWidget* panel) {
+  if (!m_panels.removeOne(panel)) return;
+  panel->hide();
+  panel->deleteLater();
+  relayout();
+  emit modified();
+}
+
+void DashboardCanvas::setPanelGrid(PanelWidget* panel, const GridRect& grid) {
+  GridRect g = grid;
+  g.w = std::clamp(g.w, 1, kGridColumns);
+  g.x = std::clamp(g.x, 0, kGridColumns - g.w);
+  g.y = std::max(0, g.y);
+  g.h = std::clamp(g.h, 1, 100);
+  panel->controller()->setGrid(g);
+  pushDownOverlaps(panel);
+  relayout();
+  emit modified();
+}
+
+void DashboardCanvas::movePanel(PanelWidget* panel, int dx, int dy) {
+  GridRect g = panel->spec().grid;
+  g.x += dx;
+  g.y += dy;
+  setPanelGrid(panel, g);
+}
+
+void DashboardCanvas::resizePanel(PanelWidget* panel, int dw, int dh) {
+  GridRect g = panel->spec().grid;
+  g.w += dw;
+  g.h += dh;
+  setPanelGrid(panel, g);
+}
+
+void DashboardCanvas::pushDownOverlaps(PanelWidget* moved) {
+  // Whatever the moved panel now covers moves below it, and so on down the page.
+  QList<PanelWidget*> queue{moved};
+  int guard = 0;
+  while (!queue.isEmpty() && ++guard < 1000) {
+    PanelWidget* top = queue.takeFirst();
+    const GridRect t = top->spec().grid;
+    for (auto* p : m_panels) {
+      if (p == top || p == moved) continue;
+      GridRect g = p->spec().grid;
+      if (!overlaps(g, t)) continue;
+      g.y = t.y + t.h;
+      p->controller()->setGrid(g);
+      queue.append(p);
+    }
+  }
+}
+
+void DashboardCanvas::setRange(const TimeRangeSpec& range) {
+  m_dashboard.range = range;
+  for (auto* p : m_panels) p->controller()->setRange(range);
+}
+
+void DashboardCanvas::setLive(bool live) {
+  m_dashboard.live = live;
+  for (auto* p : m_panels) p->controller()->setLive(live);
+  if (live) m_tick.start();
+  else m_tick.stop();
+}
+
+void DashboardCanvas::refreshAll() {
+  for (auto* p : m_panels) p->controller()->refresh();
+}
+
+void DashboardCanvas::editPanel(PanelWidget* panel) {
+  PanelEditor editor(m_client, panel->spec(), this);
+  if (editor.exec() != QDialog::Accepted) return;
+  panel->setSpec(editor.spec());
+  emit modified();
+}

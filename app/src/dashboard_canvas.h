@@ -1,0 +1,63 @@
+// DashboardCanvas: the grid of panels (kGridColumns columns, rows of rowHeight() pixels).
+// Panels are placed by their GridRect; dragging a panel's header moves it and its corner grip
+// resizes it, snapping to cells; panels it lands on are pushed down. Owns the PanelWidgets and
+// passes the dashboard's range and live flag to them; slides live windows once a second.
+#pragma once
+
+#include <QList>
+#include <QTimer>
+#include <QWidget>
+
+#include "core/dashboard.h"
+
+class CollectorClient;
+class LiveSubscriber;
+class PanelWidget;
+
+class DashboardCanvas : public QWidget {
+  Q_OBJECT
+ public:
+  DashboardCanvas(CollectorClient* client, LiveSubscriber* live, QWidget* parent = nullptr);
+
+  void setDashboard(const tally::dash::Dashboard& dashboard);
+  tally::dash::Dashboard dashboard() const;  // title, range, live and the panels as they are now
+
+  const QList<PanelWidget*>& panels() const { return m_panels; }
+  PanelWidget* addPanel(const tally::dash::PanelSpec& spec, bool findPlace = true);
+  void removePanel(PanelWidget* panel);
+  void movePanel(PanelWidget* panel, int dx, int dy);
+  void resizePanel(PanelWidget* panel, int dw, int dh);
+  void setPanelGrid(PanelWidget* panel, const tally::dash::GridRect& grid);
+
+  void setTitle(const QString& title) { m_dashboard.title = title.toStdString(); }
+  void setRange(const tally::dash::TimeRangeSpec& range);
+  void setLive(bool live);
+  bool isLive() const { return m_dashboard.live; }
+  tally::dash::TimeRangeSpec range() const { return m_dashboard.range; }
+
+  static constexpr int kRowHeight = 64;
+  QRect cellRect(const tally::dash::GridRect& g) const;
+  QSize sizeHint() const override;
+
+ public slots:
+  void refreshAll();
+  void editPanel(PanelWidget* panel);
+
+ signals:
+  void modified();
+
+ protected:
+  void resizeEvent(QResizeEvent* e) override;
+
+ private:
+  void relayout();
+  void pushDownOverlaps(PanelWidget* moved);
+  void wire(PanelWidget* panel);
+  double columnWidth() const;
+
+  CollectorClient* m_client;
+  LiveSubscriber* m_live;
+  tally::dash::Dashboard m_dashboard;  // title, range, live; panels live in the widgets
+  QList<PanelWidget*> m_panels;
+  QTimer m_tick;
+};

@@ -1,0 +1,148 @@
+#include "headless.h"
+
+#include <QDateTime>
+#include <QDir>
+#include <QEventLoop>
+#include <QFileInfo>
+#include <QTimer>
+#include <cstdio>
+#include <memory>
+
+#include "collector_client.h"
+#include "core/time_range.h"
+#include "dashboard_document.h"
+#include "exporter.h"
+#include "panel_controller.h"
+
+using namespace tally::dash;
+
+namespace {
+void err(const QString& s) { std::fprintf(stderr, "tally-dashboard: %s\n", qPrintable(s)); }
+
+bool parseRange(const QString& text, TimeRangeSpec* out) {
+  int colon = text.indexOf(':');
+  if (colon > 0) {
+    bool a = false, b = false;
+    qint64 from = text.left(colon).toLongLong(&a), to = text.mid(colon + 1).toLongLong(&b);
+    if (!a || !b || to <= from) return false;
+    out->from = from;
+    out->to = to;
+    return true;
+  }
+  if (!tally::parse_duration(text.toStdString())) return false;
+  *out = TimeRangeSpec{};
+  out->relative = text.toStdString();
+  return true;
+}
+
+QString withIndex(const QString& path, int index) {
+  QFileInfo fi(path);
+  QString base = fi.completeBaseName(), suffix = fi.suffix();
+  return fi.dir().filePath(QStringLiteral("%1-%2%3").arg(base).arg(index).arg(suffix.isEmpty() ? "" : "." + suffix));
+}
+}  // namespace
+
+int runHeadless(const HeadlessOptions& o) {
+  if (o.dashboard.isEmpty()) {
+    err("--dashboard FILE is required for an export");
+    return kExitUsage;
+  }
+  Dashboard d;
+  QString error;
+  if (!DashboardDocument::read(o.dashboard, &d, &error)) {
+    err("cannot open dashboard " + error);
+    return kExitDashboard;
+  }
+  if (!o.range.isEmpty() && !parseRange(o.range, &d.range)) {
+    err(QStringLiteral("--range '%1' is neither a duration like 1h nor FROM:TO unix seconds").arg(o.range));
+    return kExitUsage;
+  }
+  if (o.panel < 0 || o.panel > int(d.panels.size())) {
+    err(QStringLiteral("--panel %1: the dashboard has %2 panels").arg(o.panel).arg(d.panels.size()));
+    return kExitUsage;
+  }
+  CollectorClient client(o.collector);
+  client.setTimeout(o.timeoutS);
+
+  // Is the collector there at all?
+  QEventLoop loop;
+  bool reachable = false;
+  QString reason;
+  client.fetchHealth(&loop, [&](Health h, bool ok) {
+    reachable = ok;
+    reason = QString::fromStdString(h.reason);
+    loop.quit();
+  });
+  loop.exec();
+  if (!reachable) {
+    err(QStringLiteral("cannot reach the collector at %1: %2").arg(o.collector.toString(), reason));
+    return kExitUnreachable;
+  }
+
+  std::vector<std::unique_ptr<PanelController>> panels;
+  int pending = 0;
+  const int rows = [&] {
+    int r = 1;
+    for (const auto& p : d.panels) r = std::max(r, p.grid.y + p.grid.h);
+    return r;
+  }();
+  for (size_t i = 0; i < d.panels.size(); ++i) {
+    if (o.panel && int(i) + 1 != o.panel) continue;
+    auto c = std::make_unique<PanelController>(&client, nullptr);
+    const auto& g = d.panels[i].grid;
+    int width = o.panel ? o.size.width() : o.size.width() * g.w / kGridColumns;
+    c->setPixelWidth(std::max(100, width - 80));
+    c->setRange(d.range);  // no metric yet: no query
+    QObject::connect(c.get(), &PanelController::queryFinished, &loop, [&] {
+      if (--pending == 0) loop.quit();
+    });
+    ++pending;
+    c->setSpec(d.panels[i]);
+    if (d.panels[i].metric.empty()) --pending;
+    panels.push_back(std::move(c));
+  }
+  Q_UNUSED(rows);
+  QTimer::singleShot(o.timeoutS * 1000, &loop, &QEventLoop::quit);
+  if (pending > 0) loop.exec();
+
+  int exitCode = kExitOk;
+  for (size_t i = 0; i < panels.size(); ++i) {
+    if (!panels[i]->error().isEmpty() || (!panels[i]->hasData() && !panels[i]->spec().metric.empty())) {
+      err(QStringLiteral("panel %1 (%2): %3")
+              .arg(o.panel ? o.panel : int(i) + 1)
+              .arg(QString::fromStdString(panels[i]->spec().displayTitle()),
+                   panels[i]->error().isEmpty() ? QStringLiteral("no answer in %1 s").arg(o.timeoutS) : panels[i]->error()));
+      exitCode = kExitQueryFailed;
+    }
+  }
+  if (!o.png.isEmpty()) {
+    bool ok;
+    if (o.panel) {
+      ok = Exporter::writePanelImage(*panels.front(), o.png, o.size, &error);
+    } else {
+      QList<const PanelController*> list;
+      for (const auto& p : panels) list << p.get();
+      TimeWindow w = resolveRange(d.range, QDateTime::currentSecsSinceEpoch());
+      QString subtitle = QStringLiteral("%1 – %2").arg(QString::fromStdString(formatLocalTime(w.from)),
+                                                        QString::fromStdString(formatLocalTime(w.to)));
+      ok = Exporter::writeDashboardImage(QString::fromStdString(d.title), subtitle, list, o.png, o.size, &error);
+    }
+    if (!ok) {
+      err(error);
+      return kExitCantWrite;
+    }
+    std::printf("%s\n", qPrintable(QFileInfo(o.png).absoluteFilePath()));
+  }
+  if (!o.csv.isEmpty()) {
+    for (size_t i = 0; i < panels.size(); ++i) {
+      QString path = panels.size() == 1 ? o.csv : withIndex(o.csv, int(i) + 1);
+      if (!Exporter::writeCsv(*panels[i], path, &error)) {
+        err(error);
+        return kExitCantWrite;
+      }
+      std::printf("%s\n", qPrintable(QFileInfo(path).absoluteFilePath()));
+    }
+  }
+  std::fflush(stdout);
+  return exitCode;
+}

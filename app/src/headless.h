@@ -1,0 +1,33 @@
+// The dashboard's command-line exports, without a window:
+//   tally-dashboard --collector http://127.0.0.1:7071 --dashboard FILE [--range 1h]
+//                   [--export-png out.png [--size 1600x900]] [--export-csv out.csv] [--panel N]
+// PNG (or .svg / .pdf by suffix) is the whole dashboard, or panel N (1-based) alone. CSV is panel
+// N's shown data, or with several panels one file per panel: out-1.csv, out-2.csv, ...
+#pragma once
+
+#include <QSize>
+#include <QString>
+#include <QUrl>
+
+struct HeadlessOptions {
+  QUrl collector = QUrl("http://127.0.0.1:7071");
+  QString dashboard;
+  QString range;  // "1h", or "FROM:TO" in unix seconds; empty = the dashboard's own
+  QString png;
+  QString csv;
+  QSize size = QSize(1600, 900);
+  int panel = 0;  // 1-based; 0 = all
+  int timeoutS = 30;
+};
+
+// Exit codes, also printed by --help.
+enum HeadlessExit {
+  kExitOk = 0,
+  kExitUsage = 64,          // bad command line (EX_USAGE)
+  kExitDashboard = 65,      // dashboard file unreadable, corrupt or from a newer Tally (EX_DATAERR)
+  kExitUnreachable = 69,    // collector unreachable or unhealthy (EX_UNAVAILABLE)
+  kExitQueryFailed = 70,    // a panel's query failed; files are still written, showing the error
+  kExitCantWrite = 73,      // an output file could not be written (EX_CANTCREAT)
+};
+
+int runHeadless(const HeadlessOptions& options);

@@ -1,0 +1,387 @@
+#include "main_window.h"
+
+#include <QApplication>
+#include <QCloseEvent>
+#include <QComboBox>
+#include <QDir>
+#include <QRegularExpression>
+#include <QDockWidget>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QHBoxLayout>
+#include <QInputDialog>
+#include <QLabel>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QPushButton>
+#include <QScrollArea>
+#include <QStandardPaths>
+#include <QStatusBar>
+#include <QToolBar>
+#include <QVBoxLayout>
+
+#include "collector_client.h"
+#include "core/time_range.h"
+#include "dashboard_canvas.h"
+#include "dashboard_document.h"
+#include "exporter.h"
+#include "health_monitor.h"
+#include "live_subscriber.h"
+#include "metric_browser.h"
+#include "metric_tree_model.h"
+#include "panel_controller.h"
+#include "panel_widget.h"
+#include "time_range_picker.h"
+
+using namespace tally::dash;
+
+MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
+    : QMainWindow(parent),
+      m_client(new CollectorClient(options.collector, this)),
+      m_live(new LiveSubscriber(this)),
+      m_health(new HealthMonitor(m_client, this)),
+      m_document(new DashboardDocument(this)) {
+  setWindowIcon(QIcon(":/tally/icons/tally.svg"));
+  QString liveError;
+  if (!m_live->connectTo(options.live, &liveError)) qWarning("tally-dashboard: %s", qPrintable(liveError));
+
+  m_canvas = new DashboardCanvas(m_client, m_live, this);
+  auto* scroll = new QScrollArea(this);
+  scroll->setWidget(m_canvas);
+  scroll->setWidgetResizable(true);
+  scroll->setFrameShape(QFrame::NoFrame);
+
+  m_banner = new QWidget(this);
+  m_banner->setObjectName("collectorBanner");
+  m_banner->setStyleSheet("#collectorBanner { background: #fce8e6; border-bottom: 1px solid #f28b82; }");
+  m_bannerText = new QLabel(m_banner);
+  m_bannerText->setWordWrap(true);
+  auto* retry = new QPushButton(tr("Retry now"), m_banner);
+  connect(retry, &QPushButton::clicked, m_health, &HealthMonitor::checkNow);
+  auto* bl = new QHBoxLayout(m_banner);
+  bl->setContentsMargins(10, 6, 10, 6);
+  bl->addWidget(m_bannerText, 1);
+  bl->addWidget(retry);
+  m_banner->hide();
+
+  auto* central = new QWidget(this);
+  auto* cl = new QVBoxLayout(central);
+  cl->setContentsMargins(0, 0, 0, 0);
+  cl->setSpacing(0);
+  cl->addWidget(m_banner);
+  cl->addWidget(scroll, 1);
+  setCentralWidget(central);
+
+  m_browser = new MetricBrowser(m_client, this);
+  auto* dock = new QDockWidget(tr("Metrics"), this);
+  dock->setObjectName("metricsDock");
+  dock->setWidget(m_browser);
+  dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
+  addDockWidget(Qt::LeftDockWidgetArea, dock);
+  connect(m_browser, &MetricBrowser::metricActivated, this, &MainWindow::addPanelForMetric);
+
+  m_range = new TimeRangePicker(this);
+  m_statusCollector = new QLabel(this);
+  m_statusHealth = new QLabel(this);
+  m_statusLive = new QLabel(this);
+  m_statusCollector->setText(tr("Collector %1").arg(options.collector.toString()));
+  statusBar()->addWidget(m_statusCollector);
+  statusBar()->addWidget(m_statusHealth);
+  statusBar()->addPermanentWidget(m_statusLive);
+
+  buildActions();
+
+  connect(m_range, &TimeRangePicker::rangeChanged, this, [this](const TimeRangeSpec& r) {
+    m_canvas->setRange(r);
+    m_document->setModified(true);
+  });
+  connect(m_canvas, &DashboardCanvas::modified, this, [this] { m_document->setModified(true); });
+  connect(m_document, &DashboardDocument::changed, this, [this] {
+    updateTitle();
+    updateRecentMenu();
+  });
+  connect(m_health, &HealthMonitor::updated, this, &MainWindow::updateHealth);
+  connect(m_health, &HealthMonitor::recovered, this, [this] {
+    m_canvas->refreshAll();
+    m_browser->reload();
+  });
+  auto* countdown = new QTimer(this);
+  countdown->start(1000);
+  connect(countdown, &QTimer::timeout, this, &MainWindow::updateHealth);
+
+  // The dashboard to show: the one asked for, else the last one, else the demo.
+  QString path = options.dashboard.isEmpty() ? m_document->lastDashboard() : options.dashboard;
+  if (path.isEmpty() || !QFileInfo::exists(path) || !openDashboard(path, !options.dashboard.isEmpty()))
+    setDashboard(DashboardDocument::builtin(":/tally/dashboards/demo.json"), QString());
+  m_health->start();
+  m_browser->reload();
+  resize(1400, 900);
+}
+
+void MainWindow::buildActions() {
+  QMenu* file = menuBar()->addMenu(tr("&File"));
+  file->addAction(tr("&New dashboard"), QKeySequence::New, this, &MainWindow::newDashboard);
+  file->addAction(tr("&Open…"), QKeySequence::Open, this, &MainWindow::open);
+  m_recentMenu = file->addMenu(tr("Open &recent"));
+  QMenu* shipped = file->addMenu(tr("Open shipped dashboard"));
+  shipped->addAction(tr("Tally demo"), this, [this] {
+    if (maybeSave()) setDashboard(DashboardDocument::builtin(":/tally/dashboards/demo.json"), QString());
+  });
+  shipped->addAction(tr("Collector health"), this, [this] {
+    if (maybeSave()) setDashboard(DashboardDocument::builtin(":/tally/dashboards/collector-health.json"), QString());
+  });
+  file->addSeparator();
+  file->addAction(tr("&Save"), QKeySequence::Save, this, &MainWindow::save);
+  file->addAction(tr("Save &as…"), QKeySequence::SaveAs, this, &MainWindow::saveAs);
+  file->addAction(tr("&Duplicate"), this, &MainWindow::duplicate);
+  file->addAction(tr("&Import…"), this, &MainWindow::importDashboard);
+  file->addAction(tr("&Export dashboard file…"), this, &MainWindow::exportDashboard);
+  file->addAction(tr("Export dashboard &image…"), this, &MainWindow::exportDashboardImage);
+  file->addSeparator();
+  file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
+
+  QToolBar* tb = addToolBar(tr("Dashboard"));
+  tb->setObjectName("mainToolbar");
+  tb->setMovable(false);
+  tb->addAction(tr("Add panel"), this, [this] {
+    PanelSpec s;
+    s.grid.h = 5;
+    PanelWidget* p = m_canvas->addPanel(s);
+    m_canvas->editPanel(p);
+  });
+  tb->addSeparator();
+  tb->addWidget(new QLabel(tr(" Range "), tb));
+  tb->addWidget(m_range);
+  m_liveAction = tb->addAction(tr("Live"));
+  m_liveAction->setObjectName("liveAction");
+  m_liveAction->setCheckable(true);
+  m_liveAction->setToolTip(tr("Follow new data as it arrives (the window slides)"));
+  connect(m_liveAction, &QAction::toggled, this, [this](bool on) {
+    if (on == m_canvas->isLive()) return;
+    m_canvas->setLive(on);
+    m_document->setModified(true);
+  });
+  QAction* refresh = tb->addAction(tr("Refresh"), m_canvas, &DashboardCanvas::refreshAll);
+  refresh->setShortcut(QKeySequence::Refresh);
+  QAction* rename = tb->addAction(tr("Rename…"));
+  connect(rename, &QAction::triggered, this, [this] {
+    bool ok = false;
+    QString t = QInputDialog::getText(this, tr("Dashboard title"), tr("Title:"), QLineEdit::Normal,
+                                      QString::fromStdString(m_canvas->dashboard().title), &ok);
+    if (!ok || t.trimmed().isEmpty()) return;
+    m_canvas->setTitle(t.trimmed());
+    m_document->setModified(true);
+    updateTitle();
+  });
+}
+
+void MainWindow::setDashboard(const Dashboard& d, const QString& path) {
+  m_canvas->setDashboard(d);
+  m_range->setRange(d.range);
+  m_liveAction->blockSignals(true);
+  m_liveAction->setChecked(d.live);
+  m_liveAction->blockSignals(false);
+  m_document->setPath(path);
+  m_document->setModified(false);
+  if (!path.isEmpty()) {
+    m_document->addRecent(path);
+    m_document->rememberLast(path);
+  }
+  updateTitle();
+}
+
+void MainWindow::showError(const QString& title, const QString& text) {
+  if (m_interactive) QMessageBox::warning(this, title, text);
+  else qWarning("tally-dashboard: %s", qPrintable(text));
+}
+
+bool MainWindow::openDashboard(const QString& path, bool interactive) {
+  Dashboard d;
+  QString error;
+  if (!DashboardDocument::read(path, &d, &error)) {
+    m_interactive = interactive;
+    showError(tr("Cannot open dashboard"), tr("The dashboard was not opened and nothing was changed.\n\n%1").arg(error));
+    m_interactive = true;
+    statusBar()->showMessage(error, 15000);
+    return false;
+  }
+  setDashboard(d, QFileInfo(path).absoluteFilePath());
+  return true;
+}
+
+bool MainWindow::saveDashboard(const QString& path) {
+  QString error;
+  if (!DashboardDocument::write(m_canvas->dashboard(), path, &error)) {
+    showError(tr("Cannot save dashboard"), error);
+    return false;
+  }
+  m_document->setPath(QFileInfo(path).absoluteFilePath());
+  m_document->setModified(false);
+  m_document->addRecent(path);
+  m_document->rememberLast(path);
+  return true;
+}
+
+void MainWindow::newDashboard() {
+  if (!maybeSave()) return;
+  Dashboard d;
+  d.range = m_canvas->range();
+  d.live = true;
+  setDashboard(d, QString());
+}
+
+static QString dashboardsDir() {
+  QString dir = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/dashboards";
+  QDir().mkpath(dir);
+  return dir;
+}
+
+void MainWindow::open() {
+  if (!maybeSave()) return;
+  QString path = QFileDialog::getOpenFileName(this, tr("Open dashboard"), dashboardsDir(),
+                                              tr("Tally dashboards (*.json);;All files (*)"));
+  if (!path.isEmpty()) openDashboard(path);
+}
+
+bool MainWindow::save() {
+  if (m_document->path().isEmpty()) return saveAs();
+  return saveDashboard(m_document->path());
+}
+
+bool MainWindow::saveAs() {
+  QString suggested = dashboardsDir() + "/" +
+                      QString::fromStdString(m_canvas->dashboard().title).replace(QRegularExpression("[^A-Za-z0-9._-]+"), "-") +
+                      ".json";
+  QString path = QFileDialog::getSaveFileName(this, tr("Save dashboard"), suggested, tr("Tally dashboards (*.json)"));
+  if (path.isEmpty()) return false;
+  if (!path.endsWith(".json")) path += ".json";
+  return saveDashboard(path);
+}
+
+void MainWindow::duplicate() {
+  Dashboard d = m_canvas->dashboard();
+  d.title = tr("Copy of %1").arg(QString::fromStdString(d.title)).toStdString();
+  setDashboard(d, QString());
+  m_document->setModified(true);
+  statusBar()->showMessage(tr("Duplicated: this copy is not saved yet"), 8000);
+}
+
+void MainWindow::importDashboard() {
+  if (!maybeSave()) return;
+  QString path = QFileDialog::getOpenFileName(this, tr("Import dashboard"), QString(),
+                                              tr("Tally dashboards (*.json);;All files (*)"));
+  if (path.isEmpty()) return;
+  Dashboard d;
+  QString error;
+  if (!DashboardDocument::read(path, &d, &error)) {
+    showError(tr("Cannot import dashboard"), error);
+    return;
+  }
+  // An import is a new, unsaved copy: the original file is never written.
+  setDashboard(d, QString());
+  m_document->setModified(true);
+}
+
+void MainWindow::exportDashboard() {
+  QString path = QFileDialog::getSaveFileName(this, tr("Export dashboard file"), QString(), tr("Tally dashboards (*.json)"));
+  if (path.isEmpty()) return;
+  QString error;
+  if (!DashboardDocument::write(m_canvas->dashboard(), path, &error)) showError(tr("Export failed"), error);
+}
+
+void MainWindow::exportDashboardImage() {
+  bool ok = false;
+  QString sizeText = QInputDialog::getText(this, tr("Export dashboard image"), tr("Size in pixels (WIDTHxHEIGHT):"),
+                                           QLineEdit::Normal, "1600x900", &ok);
+  if (!ok) return;
+  QSize size = Exporter::parseSize(sizeText);
+  if (!size.isValid()) {
+    showError(tr("Export failed"), tr("'%1' is not a size like 1600x900").arg(sizeText));
+    return;
+  }
+  QString path = QFileDialog::getSaveFileName(this, tr("Export dashboard image"), "dashboard.png",
+                                              tr("PNG (*.png);;SVG (*.svg);;PDF (*.pdf)"));
+  if (path.isEmpty()) return;
+  QList<const PanelController*> panels;
+  for (auto* p : m_canvas->panels()) panels << p->controller();
+  Dashboard d = m_canvas->dashboard();
+  QString error;
+  QString subtitle = m_range->combo()->currentText();
+  if (!Exporter::writeDashboardImage(QString::fromStdString(d.title), subtitle, panels, path, size, &error))
+    showError(tr("Export failed"), error);
+}
+
+void MainWindow::addPanelForMetric(const QString& metric) {
+  PanelSpec s;
+  s.metric = metric.toStdString();
+  s.grid.h = 5;
+  const QString kind = m_browser->model()->kindOf(metric);
+  if (kind == "distribution") s.fn = "p99";
+  else if (kind == "gauge") s.fn = "avg";
+  else s.fn = "rate";
+  m_canvas->addPanel(s);
+}
+
+bool MainWindow::maybeSave() {
+  if (!m_document->isModified() || m_canvas->panels().isEmpty()) return true;
+  auto answer = QMessageBox::question(this, tr("Unsaved dashboard"),
+                                      tr("Save the changes to “%1”?").arg(QString::fromStdString(m_canvas->dashboard().title)),
+                                      QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel);
+  if (answer == QMessageBox::Save) return save();
+  return answer == QMessageBox::Discard;
+}
+
+void MainWindow::closeEvent(QCloseEvent* e) {
+  if (!maybeSave()) {
+    e->ignore();
+    return;
+  }
+  m_document->rememberLast(m_document->path());
+  e->accept();
+}
+
+void MainWindow::updateTitle() {
+  setWindowTitle(QStringLiteral("%1%2 — %3 — Tally")
+                     .arg(QString::fromStdString(m_canvas->dashboard().title), m_document->isModified() ? "*" : "",
+                          m_document->displayName()));
+}
+
+void MainWindow::updateRecentMenu() {
+  m_recentMenu->clear();
+  for (const QString& path : m_document->recentFiles())
+    m_recentMenu->addAction(path, this, [this, path] {
+      if (maybeSave()) openDashboard(path);
+    });
+  m_recentMenu->setEnabled(!m_recentMenu->isEmpty());
+}
+
+void MainWindow::updateHealth() {
+  using S = HealthMonitor::State;
+  const auto& h = m_health->lastHealth();
+  switch (m_health->state()) {
+    case S::Unknown:
+      m_statusHealth->setText(tr("● connecting…"));
+      break;
+    case S::Healthy:
+      m_statusHealth->setText(tr("<span style='color:#188038'>●</span> healthy, %1 series, up %2")
+                                  .arg(h.series)
+                                  .arg(QString::fromStdString(tally::format_duration(std::max<int64_t>(1, h.uptimeS)))));
+      break;
+    case S::Unhealthy:
+      m_statusHealth->setText(tr("<span style='color:#e37400'>●</span> unhealthy: %1").arg(m_health->reason()));
+      break;
+    case S::Unreachable:
+      m_statusHealth->setText(tr("<span style='color:#d93025'>●</span> unreachable"));
+      break;
+  }
+  const bool bad = m_health->state() == S::Unreachable || m_health->state() == S::Unhealthy;
+  if (bad) {
+    QString what = m_health->state() == S::Unreachable ? tr("Cannot reach the collector at %1: %2")
+                                                       : tr("The collector at %1 reports a problem: %2");
+    m_bannerText->setText(what.arg(m_client->baseUrl().toString(), m_health->reason()) +
+                          tr(" — retrying in %1 s.").arg(m_health->nextRetrySeconds()));
+  }
+  m_banner->setVisible(bad);
+  m_statusLive->setText(m_canvas->isLive() ? tr("live %1 · %2 updates").arg(m_live->endpoint()).arg(m_live->framesReceived())
+                                           : tr("live off"));
+}

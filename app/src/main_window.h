@@ -1,0 +1,87 @@
+// MainWindow: wires the pieces together and holds the actions: the metric browser dock, the
+// dashboard canvas, the toolbar (range, live, refresh, add panel), the File menu (new, open,
+// recent, save, save as, duplicate, import, export), the collector banner and the status bar.
+// Everything that does work lives in the widgets and controllers it creates.
+#pragma once
+
+#include <QMainWindow>
+#include <QUrl>
+
+#include "core/dashboard.h"
+
+class CollectorClient;
+class DashboardCanvas;
+class DashboardDocument;
+class HealthMonitor;
+class LiveSubscriber;
+class MetricBrowser;
+class QAction;
+class QLabel;
+class QMenu;
+class QPushButton;
+class TimeRangePicker;
+
+struct MainWindowOptions {
+  QUrl collector = QUrl("http://127.0.0.1:7071");
+  QString live = "tcp://127.0.0.1:7072";
+  QString dashboard;  // open this instead of the last one
+};
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+ public:
+  explicit MainWindow(const MainWindowOptions& options, QWidget* parent = nullptr);
+
+  DashboardCanvas* canvas() const { return m_canvas; }
+  DashboardDocument* document() const { return m_document; }
+  MetricBrowser* browser() const { return m_browser; }
+  CollectorClient* client() const { return m_client; }
+  HealthMonitor* health() const { return m_health; }
+  LiveSubscriber* liveSubscriber() const { return m_live; }
+  TimeRangePicker* rangePicker() const { return m_range; }
+  QWidget* banner() const { return m_banner; }
+  QAction* liveAction() const { return m_liveAction; }
+
+  // Opens a file; on failure shows the reason (path and what is wrong) and keeps the current one.
+  bool openDashboard(const QString& path, bool interactive = true);
+  bool saveDashboard(const QString& path);
+  void setDashboard(const tally::dash::Dashboard& d, const QString& path);
+
+ public slots:
+  void newDashboard();
+  void open();
+  bool save();
+  bool saveAs();
+  void duplicate();
+  void importDashboard();
+  void exportDashboard();
+  void exportDashboardImage();
+  void addPanelForMetric(const QString& metric);
+
+ protected:
+  void closeEvent(QCloseEvent* e) override;
+
+ private:
+  void buildActions();
+  void updateTitle();
+  void updateRecentMenu();
+  void updateHealth();
+  bool maybeSave();
+  void showError(const QString& title, const QString& text);
+
+  CollectorClient* m_client;
+  LiveSubscriber* m_live;
+  HealthMonitor* m_health;
+  DashboardDocument* m_document;
+  DashboardCanvas* m_canvas;
+  MetricBrowser* m_browser;
+  TimeRangePicker* m_range;
+  QWidget* m_banner;
+  QLabel* m_bannerText;
+  QLabel* m_statusCollector;
+  QLabel* m_statusHealth;
+  QLabel* m_statusLive;
+  QAction* m_liveAction = nullptr;
+  QMenu* m_recentMenu = nullptr;
+  bool m_interactive = true;
+};

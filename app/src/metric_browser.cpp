@@ -1,0 +1,75 @@
+#include "metric_browser.h"
+
+#include <QHeaderView>
+#include <QLabel>
+#include <QLineEdit>
+#include <QSortFilterProxyModel>
+#include <QToolButton>
+#include <QTreeView>
+#include <QVBoxLayout>
+
+#include "collector_client.h"
+#include "metric_tree_model.h"
+
+MetricBrowser::MetricBrowser(CollectorClient* client, QWidget* parent)
+    : QWidget(parent), m_client(client), m_model(new MetricTreeModel(this)), m_proxy(new QSortFilterProxyModel(this)) {
+  m_proxy->setSourceModel(m_model);
+  m_proxy->setRecursiveFilteringEnabled(true);
+  m_proxy->setFilterRole(MetricTreeModel::MetricNameRole);
+  m_proxy->setFilterCaseSensitivity(Qt::CaseInsensitive);
+  m_proxy->setFilterKeyColumn(MetricTreeModel::NameColumn);
+
+  m_search = new QLineEdit(this);
+  m_search->setObjectName("metricSearch");
+  m_search->setPlaceholderText(tr("Search metrics"));
+  m_search->setClearButtonEnabled(true);
+  auto* refresh = new QToolButton(this);
+  refresh->setText(QStringLiteral("⟳"));
+  refresh->setToolTip(tr("Reload the metric list"));
+  connect(refresh, &QToolButton::clicked, this, &MetricBrowser::reload);
+
+  m_view = new QTreeView(this);
+  m_view->setObjectName("metricTree");
+  m_view->setModel(m_proxy);
+  m_view->setDragEnabled(true);
+  m_view->setDragDropMode(QAbstractItemView::DragOnly);
+  m_view->setUniformRowHeights(true);
+  m_view->header()->setStretchLastSection(false);
+  m_view->header()->setSectionResizeMode(MetricTreeModel::NameColumn, QHeaderView::Stretch);
+  m_view->header()->setSectionResizeMode(MetricTreeModel::KindColumn, QHeaderView::ResizeToContents);
+  m_view->header()->setSectionResizeMode(MetricTreeModel::SeriesColumn, QHeaderView::ResizeToContents);
+  m_status = new QLabel(this);
+  m_status->setWordWrap(true);
+
+  auto* top = new QHBoxLayout;
+  top->addWidget(m_search);
+  top->addWidget(refresh);
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(4, 4, 4, 4);
+  layout->addLayout(top);
+  layout->addWidget(m_view);
+  layout->addWidget(m_status);
+
+  connect(m_search, &QLineEdit::textChanged, this, [this](const QString& text) {
+    m_proxy->setFilterFixedString(text);
+    if (!text.isEmpty()) m_view->expandAll();
+  });
+  connect(m_view, &QTreeView::doubleClicked, this, [this](const QModelIndex& index) {
+    if (index.data(MetricTreeModel::IsMetricRole).toBool())
+      emit metricActivated(index.data(MetricTreeModel::MetricNameRole).toString());
+  });
+}
+
+void MetricBrowser::reload() {
+  m_client->fetchMetrics(this, [this](tally::Result<std::vector<tally::dash::MetricInfo>> r) {
+    if (!r) {
+      m_status->setText(tr("Metrics: %1").arg(QString::fromStdString(r.status().message())));
+      return;
+    }
+    QStringList expanded;
+    m_model->setMetrics(*r);
+    m_view->expandToDepth(0);
+    m_status->setText(tr("%n metric(s)", nullptr, int(r->size())));
+    emit metricsLoaded();
+  });
+}

@@ -1,0 +1,38 @@
+// MetricBrowser: the dock on the left: a search box over the metric tree (matches anywhere in the
+// dotted name, keeps the path to each match), kind icons, drag a metric onto a panel or
+// double-click to add a panel for it.
+#pragma once
+
+#include <QWidget>
+
+class CollectorClient;
+class MetricTreeModel;
+class QLineEdit;
+class QLabel;
+class QSortFilterProxyModel;
+class QTreeView;
+
+class MetricBrowser : public QWidget {
+  Q_OBJECT
+ public:
+  MetricBrowser(CollectorClient* client, QWidget* parent = nullptr);
+
+  MetricTreeModel* model() const { return m_model; }
+  QTreeView* view() const { return m_view; }
+  QLineEdit* searchEdit() const { return m_search; }
+
+ public slots:
+  void reload();
+
+ signals:
+  void metricActivated(const QString& metric);
+  void metricsLoaded();
+
+ private:
+  CollectorClient* m_client;
+  MetricTreeModel* m_model;
+  QSortFilterProxyModel* m_proxy;
+  QTreeView* m_view;
+  QLineEdit* m_search;
+  QLabel* m_status;
+};

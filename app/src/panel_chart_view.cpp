@@ -1,0 +1,135 @@
+#include "panel_chart_view.h"
+
+#include <QMouseEvent>
+#include <QRubberBand>
+#include <QToolTip>
+#include <QValueAxis>
+#include <cmath>
+
+#include "chart_builder.h"
+#include "panel_controller.h"
+
+PanelChartView::PanelChartView(PanelController* panel, QWidget* parent)
+    : QChartView(new QChart, parent), m_panel(panel) {
+  m_chart = new PanelChart(chart(), this);
+  m_chart->setUseOpenGL(PanelChart::openGLAvailable());
+  setRenderHint(QPainter::Antialiasing);
+  setRubberBand(QChartView::NoRubberBand);  // our own: zoom must re-query, not scale
+  setMouseTracking(true);
+  setMinimumSize(160, 110);
+  connect(m_chart, &PanelChart::legendClicked, this, [this](const QString& label) {
+    m_panel->setSeriesHidden(label, !m_panel->hiddenSeries().contains(label));
+  });
+  connect(chart(), &QChart::plotAreaChanged, this, [this](const QRectF& r) { emit plotWidthChanged(int(r.width())); });
+}
+
+void PanelChartView::redraw() { m_chart->render(*m_panel); }
+
+QPointF PanelChartView::toValue(QPointF pos) const {
+  if (chart()->series().isEmpty()) return {};
+  return chart()->mapToValue(mapToScene(pos.toPoint()), chart()->series().first());
+}
+
+void PanelChartView::mousePressEvent(QMouseEvent* e) {
+  m_pressPos = e->pos();
+  if (!chart()->plotArea().contains(mapToScene(e->pos()))) {
+    QChartView::mousePressEvent(e);  // legend clicks
+    return;
+  }
+  if (e->button() == Qt::RightButton || e->button() == Qt::MiddleButton ||
+      (e->button() == Qt::LeftButton && (e->modifiers() & Qt::ShiftModifier))) {
+    m_drag = Drag::Pan;
+    auto w = m_panel->window();
+    m_panFrom = double(w.from);
+    m_panTo = double(w.to);
+    setCursor(Qt::ClosedHandCursor);
+  } else if (e->button() == Qt::LeftButton) {
+    m_drag = Drag::Zoom;
+    if (!m_band) m_band = new QRubberBand(QRubberBand::Rectangle, this);
+    m_band->setGeometry(QRect(m_pressPos, QSize()));
+    m_band->show();
+  }
+  e->accept();
+}
+
+void PanelChartView::mouseMoveEvent(QMouseEvent* e) {
+  if (m_drag == Drag::Zoom && m_band) {
+    QRectF plot = chart()->plotArea();
+    QRect r = QRect(m_pressPos, e->pos()).normalized();
+    if (m_chart->isTimeChart()) {  // time zoom spans the plot height
+      r.setTop(int(plot.top()));
+      r.setBottom(int(plot.bottom()));
+    }
+    m_band->setGeometry(r);
+    return;
+  }
+  if (m_drag == Drag::Pan) {
+    QPointF a = toValue(m_pressPos), b = toValue(e->pos());
+    if (m_chart->isTimeChart()) {
+      double dx = a.x() - b.x();
+      chart()->axes(Qt::Horizontal).first()->setRange(m_panFrom + dx, m_panTo + dx);
+    } else {
+      chart()->scroll(-(e->pos().x() - m_pressPos.x()), 0);
+      m_pressPos = e->pos();
+    }
+    return;
+  }
+  if (chart()->plotArea().contains(mapToScene(e->pos()))) {
+    QString text = m_chart->hoverText(*m_panel, toValue(e->pos()));
+    if (!text.isEmpty()) QToolTip::showText(e->globalPosition().toPoint(), text, this);
+  } else {
+    QToolTip::hideText();
+  }
+  QChartView::mouseMoveEvent(e);
+}
+
+void PanelChartView::mouseReleaseEvent(QMouseEvent* e) {
+  Drag drag = m_drag;
+  m_drag = Drag::None;
+  unsetCursor();
+  if (drag == Drag::Zoom && m_band) {
+    m_band->hide();
+    QRect r = m_band->geometry();
+    if (r.width() < 6) return;
+    QPointF a = toValue(r.topLeft()), b = toValue(r.bottomRight());
+    if (m_chart->isTimeChart()) emitWindow(std::min(a.x(), b.x()), std::max(a.x(), b.x()));
+    else chart()->zoomIn(QRectF(mapToScene(r.topLeft()), mapToScene(r.bottomRight())));
+    return;
+  }
+  if (drag == Drag::Pan && m_chart->isTimeChart()) {
+    QPointF a = toValue(m_pressPos), b = toValue(e->pos());
+    double dx = a.x() - b.x();
+    if (std::abs(e->pos().x() - m_pressPos.x()) > 2) emitWindow(m_panFrom + dx, m_panTo + dx);
+    return;
+  }
+  QChartView::mouseReleaseEvent(e);
+}
+
+void PanelChartView::mouseDoubleClickEvent(QMouseEvent*) {
+  chart()->zoomReset();
+  emit resetZoomRequested();
+}
+
+void PanelChartView::wheelEvent(QWheelEvent* e) {
+  if (!m_chart->isTimeChart() || e->angleDelta().y() == 0) return;
+  auto w = m_panel->window();
+  double at = toValue(e->position()).x();
+  double factor = e->angleDelta().y() > 0 ? 0.8 : 1.25;
+  emitWindow(at - (at - double(w.from)) * factor, at + (double(w.to) - at) * factor);
+  e->accept();
+}
+
+void PanelChartView::emitWindow(double from, double to) {
+  if (to - from < 2) to = from + 2;
+  emit zoomRequested(qint64(std::floor(from)), qint64(std::ceil(to)));
+}
+
+void PanelChartView::resizeEvent(QResizeEvent* e) {
+  QChartView::resizeEvent(e);
+  redraw();  // axes tick density follows the size
+}
+
+void PanelChartView::leaveEvent(QEvent* e) {
+  QToolTip::hideText();
+  QChartView::leaveEvent(e);
+}

@@ -1,0 +1,47 @@
+// PanelChartView: the chart of one panel and its mouse: drag a rubber band to zoom (time charts
+// re-query at the finer step; the histogram zooms locally), right- or shift-drag to pan, wheel to
+// zoom around the cursor, double-click to reset, hover for the exact time and values, click a
+// legend entry to hide its group.
+#pragma once
+
+#include <QChartView>
+#include <QPointer>
+
+class PanelChart;
+class PanelController;
+class QRubberBand;
+
+class PanelChartView : public QChartView {
+  Q_OBJECT
+ public:
+  PanelChartView(PanelController* panel, QWidget* parent = nullptr);
+  PanelChart* panelChart() const { return m_chart; }
+
+ public slots:
+  void redraw();
+
+ signals:
+  void zoomRequested(qint64 from, qint64 to);
+  void resetZoomRequested();
+  void plotWidthChanged(int pixels);
+
+ protected:
+  void mousePressEvent(QMouseEvent* e) override;
+  void mouseMoveEvent(QMouseEvent* e) override;
+  void mouseReleaseEvent(QMouseEvent* e) override;
+  void mouseDoubleClickEvent(QMouseEvent* e) override;
+  void wheelEvent(QWheelEvent* e) override;
+  void resizeEvent(QResizeEvent* e) override;
+  void leaveEvent(QEvent* e) override;
+
+ private:
+  QPointF toValue(QPointF pos) const;
+  void emitWindow(double from, double to);
+
+  PanelController* m_panel;
+  PanelChart* m_chart;
+  QRubberBand* m_band = nullptr;
+  QPoint m_pressPos;
+  enum class Drag { None, Zoom, Pan } m_drag = Drag::None;
+  double m_panFrom = 0, m_panTo = 0;
+};

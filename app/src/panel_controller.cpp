@@ -1,0 +1,254 @@
+#include "panel_controller.h"
+
+#include <QDateTime>
+
+#include "collector_client.h"
+#include "core/csv.h"
+#include "live_subscriber.h"
+
+using namespace tally;
+using namespace tally::dash;
+
+namespace {
+const std::vector<Resolution>& defaultRetention() {
+  static const std::vector<Resolution> r = *parse_retention(kDefaultRetention);
+  return r;
+}
+}  // namespace
+
+PanelController::PanelController(CollectorClient* client, LiveSubscriber* live, QObject* parent)
+    : QObject(parent), m_client(client), m_liveSub(live), m_now([] { return QDateTime::currentSecsSinceEpoch(); }) {
+  m_requeryTimer.setSingleShot(true);
+  connect(&m_requeryTimer, &QTimer::timeout, this, &PanelController::refresh);
+  if (m_liveSub) connect(m_liveSub, &LiveSubscriber::updatesReceived, this, &PanelController::onLiveUpdates);
+  m_window = resolveRange(m_range, now());
+}
+
+PanelController::~PanelController() {
+  if (m_liveSub && !m_subscribed.isEmpty()) m_liveSub->unsubscribe(m_subscribed);
+}
+
+void PanelController::setSpec(const PanelSpec& spec) {
+  PanelSpec old = m_spec;
+  m_spec = spec;
+  bool queryChanged = old.metric != spec.metric || old.filters != spec.filters || old.groupBy != spec.groupBy ||
+                      old.fn != spec.fn || chartNeedsDistribution(old.chart) != chartNeedsDistribution(spec.chart) ||
+                      (old.chart == ChartType::Histogram) != (spec.chart == ChartType::Histogram);
+  if (old.chart != spec.chart && (old.chart == ChartType::Bars || spec.chart == ChartType::Bars)) queryChanged = true;
+  if (queryChanged) {
+    m_series.reset();
+    m_histogram.reset();
+    m_heatmap.reset();
+    m_hidden.clear();
+    updateSubscription();
+    resetLive();
+    refresh();
+  } else {
+    emit dataChanged();
+  }
+}
+
+void PanelController::setRange(const TimeRangeSpec& range) {
+  m_range = range;
+  m_zoom.reset();
+  m_window = resolveRange(m_range, now());
+  refresh();
+}
+
+void PanelController::setLive(bool live) {
+  if (m_live == live) return;
+  m_live = live;
+  updateSubscription();
+  resetLive();
+  if (live) refresh();
+}
+
+void PanelController::updateSubscription() {
+  QString want = m_live && m_liveSub ? QString::fromStdString(m_spec.metric) : QString();
+  if (want == m_subscribed) return;
+  if (m_liveSub && !m_subscribed.isEmpty()) m_liveSub->unsubscribe(m_subscribed);
+  m_subscribed = want;
+  if (m_liveSub && !m_subscribed.isEmpty()) m_liveSub->subscribe(m_subscribed);
+}
+
+void PanelController::resetLive() {
+  LiveBuffer::Options o;
+  o.metric = m_spec.metric;
+  o.filters = m_spec.filters;
+  o.groupBy = m_spec.groupBy;
+  o.fn = m_spec.fn;
+  // Buckets from the next second on are seen whole: every update carries the bucket's full value
+  // and each bucket gets a FINAL after the subscription is in place.
+  m_liveBuffer.reset(std::move(o), now() + 1);
+}
+
+void PanelController::zoomTo(const TimeWindow& window) {
+  if (window.length() < 2) return;
+  m_zoom = window;
+  m_window = window;
+  refresh();
+}
+
+void PanelController::resetZoom() {
+  if (!m_zoom) return;
+  m_zoom.reset();
+  m_window = resolveRange(m_range, now());
+  refresh();
+}
+
+void PanelController::setPixelWidth(int pixels) {
+  pixels = std::max(50, pixels);
+  if (pixels == m_pixelWidth) return;
+  int64_t oldStep = step();
+  m_pixelWidth = pixels;
+  if (step() != oldStep && hasData()) {
+    m_requeryTimer.start(150);
+  }
+}
+
+int64_t PanelController::step() const {
+  int ppp = m_spec.chart == ChartType::Bars ? 8 : m_spec.chart == ChartType::Heatmap ? 8 : 3;
+  return chooseStep(m_window, m_pixelWidth, now(), defaultRetention(), ppp);
+}
+
+TimeWindow PanelController::shownWindow() const {
+  int64_t st = m_series ? m_series->step : m_heatmap ? m_heatmap->step : 0;
+  if (m_spec.chart == ChartType::Histogram || st <= 0) return m_window;
+  return {bucket_start(m_window.from, st), m_window.to};
+}
+
+bool PanelController::hasData() const { return m_series || m_histogram || m_heatmap; }
+
+QueryRequest PanelController::request() const {
+  QueryRequest r;
+  r.metric = m_spec.metric;
+  r.filters = m_spec.filters;
+  r.groupBy = m_spec.groupBy;
+  r.fn = m_spec.fn;
+  r.from = m_window.from;
+  r.to = m_window.to;
+  r.step = step();
+  r.histogramBuckets = std::clamp(m_pixelWidth / 10, 10, 120);
+  return r;
+}
+
+void PanelController::refresh() {
+  m_requeryTimer.stop();
+  if (!m_zoom) m_window = resolveRange(m_range, now());
+  if (m_spec.metric.empty() || !m_client) {
+    m_error.clear();
+    emit stateChanged();
+    return;
+  }
+  const quint64 gen = ++m_generation;
+  ++m_queries;
+  m_loading = true;
+  emit stateChanged();
+  QueryRequest req = request();
+  m_queriedWindow = m_window;
+  auto stale = [this, gen] { return gen != m_generation; };
+  switch (m_spec.chart) {
+    case ChartType::Histogram:
+      m_client->histogram(req, this, [this, stale](Result<HistogramResult> r) {
+        if (stale()) return;
+        if (r) m_histogram = std::move(*r);
+        finish(r.status());
+      });
+      break;
+    case ChartType::Heatmap:
+      m_client->heatmap(req, this, [this, stale](Result<HeatmapResult> r) {
+        if (stale()) return;
+        if (r) m_heatmap = std::move(*r);
+        finish(r.status());
+      });
+      break;
+    default:
+      m_client->query(req, this, [this, stale](Result<QueryResult> r) {
+        if (stale()) return;
+        if (r) {
+          m_series = std::move(*r);
+          if (m_live && !m_zoom) mergeLive();
+        }
+        finish(r.status());
+      });
+  }
+}
+
+void PanelController::finish(const Status& status) {
+  m_loading = false;
+  m_error = status ? QString() : QString::fromStdString(status.message());
+  emit stateChanged();
+  emit dataChanged();
+  emit queryFinished(status.is_ok());
+}
+
+void PanelController::mergeLive() {
+  if (!m_series) return;
+  m_liveBuffer.pruneBefore(m_series->from);
+  m_liveBuffer.mergeInto(*m_series, m_window.to);
+}
+
+void PanelController::tick() {
+  if (!m_live || m_zoom || m_range.isCustom()) return;
+  m_window = resolveRange(m_range, now());
+  if (m_series && !m_loading) {
+    // Re-query once the window has slid a quarter of its length past the last answer, or the
+    // step no longer fits the width: this bounds memory and picks up anything the stream missed.
+    if (m_window.from - m_queriedWindow.from > m_window.length() / 4 || step() != m_series->step) {
+      refresh();
+      return;
+    }
+    mergeLive();
+  }
+  emit dataChanged();
+}
+
+void PanelController::onLiveUpdates(const QString& metric, const std::vector<LiveUpdate>& updates) {
+  if (!m_live || metric != m_subscribed) return;
+  bool changed = false;
+  for (const auto& u : updates) changed |= m_liveBuffer.apply(u);
+  if (!changed) return;
+  if (auto stale = m_liveBuffer.takeStaleCorrection(); stale && *stale >= m_window.from) {
+    if (!m_requeryTimer.isActive()) m_requeryTimer.start(300);
+  }
+  if (chartNeedsDistribution(m_spec.chart)) {
+    if (!m_requeryTimer.isActive() && !m_loading) m_requeryTimer.start(2000);
+    return;
+  }
+  if (m_zoom) return;
+  mergeLive();
+  emit dataChanged();
+}
+
+void PanelController::setSeriesHidden(const QString& label, bool hidden) {
+  if (hidden) m_hidden.insert(label);
+  else m_hidden.remove(label);
+  emit dataChanged();
+}
+
+std::vector<Series> PanelController::visibleSeries() const {
+  std::vector<Series> out;
+  if (!m_series) return out;
+  const TimeWindow shown = shownWindow();
+  for (const auto& s : m_series->series) {
+    if (m_hidden.contains(QString::fromStdString(s.label(m_spec.metric)))) continue;
+    Series v;
+    v.tags = s.tags;
+    v.partialFrom = s.partialFrom;
+    for (const auto& p : s.points)
+      if (p.t >= shown.from && p.t < shown.to) v.points.push_back(p);
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+std::string PanelController::csv() const {
+  switch (m_spec.chart) {
+    case ChartType::Histogram:
+      return m_histogram ? histogramToCsv(*m_histogram) : histogramToCsv({});
+    case ChartType::Heatmap:
+      return heatmapToCsv(m_heatmap ? *m_heatmap : HeatmapResult{}, shownWindow().from, shownWindow().to);
+    default:
+      return seriesToCsv(m_spec.metric, m_spec.fn, visibleSeries(), shownWindow().from, shownWindow().to);
+  }
+}

@@ -1,0 +1,306 @@
+#include "panel_editor.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QCompleter>
+#include <QDialogButtonBox>
+#include <QFormLayout>
+#include <QLabel>
+#include <QLineEdit>
+#include <QListWidget>
+#include <QPushButton>
+#include <QStandardItemModel>
+#include <QToolButton>
+#include <QVBoxLayout>
+
+#include "collector_client.h"
+
+using namespace tally;
+using namespace tally::dash;
+
+namespace {
+struct ChartChoice {
+  ChartType type;
+  const char* label;
+};
+const ChartChoice kCharts[] = {{ChartType::Line, "Line"},
+                               {ChartType::StackedArea, "Stacked area"},
+                               {ChartType::Bars, "Bars per bucket"},
+                               {ChartType::Histogram, "Histogram (distribution)"},
+                               {ChartType::Heatmap, "Heatmap over time (distribution)"}};
+const char* fnLabel(const std::string& fn) {
+  if (fn == "sum") return "sum";
+  if (fn == "rate") return "rate per second";
+  if (fn == "avg") return "average";
+  if (fn == "min") return "min";
+  if (fn == "max") return "max";
+  if (fn == "count") return "count";
+  if (fn == "p50") return "p50 (median)";
+  if (fn == "p90") return "p90";
+  if (fn == "p99") return "p99";
+  return fn.c_str();
+}
+void setItemEnabled(QComboBox* combo, int index, bool enabled) {
+  if (auto* model = qobject_cast<QStandardItemModel*>(combo->model()))
+    if (auto* item = model->item(index)) item->setEnabled(enabled);
+}
+}  // namespace
+
+PanelEditor::PanelEditor(CollectorClient* client, const PanelSpec& spec, QWidget* parent)
+    : QDialog(parent), m_client(client), m_original(spec) {
+  setWindowTitle(tr("Edit panel"));
+  setMinimumWidth(520);
+
+  m_metric = new QComboBox(this);
+  m_metric->setObjectName("metricCombo");
+  m_metric->setEditable(true);
+  m_metric->setInsertPolicy(QComboBox::NoInsert);
+  m_metric->completer()->setFilterMode(Qt::MatchContains);
+  m_metric->completer()->setCompletionMode(QCompleter::PopupCompletion);
+  m_metric->setEditText(QString::fromStdString(spec.metric));
+  m_kindLabel = new QLabel(this);
+
+  auto* filterBox = new QWidget(this);
+  m_filterLayout = new QVBoxLayout(filterBox);
+  m_filterLayout->setContentsMargins(0, 0, 0, 0);
+  m_addFilter = new QPushButton(tr("Add filter"), this);
+  m_addFilter->setObjectName("addFilterButton");
+  connect(m_addFilter, &QPushButton::clicked, this, [this] { addFilterRow(); });
+
+  m_groupBy = new QListWidget(this);
+  m_groupBy->setObjectName("groupByList");
+  m_groupBy->setMaximumHeight(90);
+  m_groupBy->setFlow(QListView::LeftToRight);
+  m_groupBy->setWrapping(true);
+  for (const auto& k : spec.groupBy) m_pendingGroupBy << QString::fromStdString(k);
+
+  m_fn = new QComboBox(this);
+  m_fn->setObjectName("fnCombo");
+  for (const auto& fn : queryFunctions()) m_fn->addItem(tr(fnLabel(fn)), QString::fromStdString(fn));
+  m_fn->setCurrentIndex(std::max(0, m_fn->findData(QString::fromStdString(spec.fn))));
+
+  m_chart = new QComboBox(this);
+  m_chart->setObjectName("chartCombo");
+  for (const auto& c : kCharts) m_chart->addItem(tr(c.label), QString::fromLatin1(chartTypeName(c.type)));
+  m_chart->setCurrentIndex(std::max(0, m_chart->findData(QString::fromLatin1(chartTypeName(spec.chart)))));
+
+  m_title = new QLineEdit(QString::fromStdString(spec.title), this);
+  m_title->setObjectName("titleEdit");
+  m_title->setPlaceholderText(tr("Automatic: function(metric) by tags"));
+  m_unit = new QLineEdit(QString::fromStdString(spec.unit), this);
+  m_unit->setObjectName("unitEdit");
+  m_unit->setPlaceholderText(tr("e.g. ms, req/s"));
+  m_logY = new QCheckBox(tr("Logarithmic y axis"), this);
+  m_logY->setObjectName("logYCheck");
+  m_logY->setChecked(spec.logY);
+  m_error = new QLabel(this);
+  m_error->setStyleSheet("color: #b3261e;");
+  m_error->setWordWrap(true);
+
+  auto* form = new QFormLayout;
+  auto* metricRow = new QHBoxLayout;
+  metricRow->addWidget(m_metric, 1);
+  metricRow->addWidget(m_kindLabel);
+  form->addRow(tr("Metric"), metricRow);
+  auto* filters = new QVBoxLayout;
+  filters->addWidget(filterBox);
+  filters->addWidget(m_addFilter, 0, Qt::AlignLeft);
+  form->addRow(tr("Filters"), filters);
+  form->addRow(tr("Group by"), m_groupBy);
+  form->addRow(tr("Function"), m_fn);
+  form->addRow(tr("Chart"), m_chart);
+  form->addRow(tr("Title"), m_title);
+  form->addRow(tr("Unit"), m_unit);
+  form->addRow(QString(), m_logY);
+
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, this);
+  connect(buttons, &QDialogButtonBox::accepted, this, &PanelEditor::accept);
+  connect(buttons, &QDialogButtonBox::rejected, this, &PanelEditor::reject);
+  auto* layout = new QVBoxLayout(this);
+  layout->addLayout(form);
+  layout->addWidget(m_error);
+  layout->addWidget(buttons);
+
+  for (const auto& f : spec.filters) addFilterRow(f);
+
+  connect(m_metric, &QComboBox::currentTextChanged, this, [this](const QString& text) {
+    updateForKind();
+    loadTags(text);
+  });
+  connect(m_chart, &QComboBox::currentIndexChanged, this, &PanelEditor::updateForKind);
+
+  if (m_client) {
+    m_client->fetchMetrics(this, [this](Result<std::vector<MetricInfo>> r) {
+      if (!r) {
+        m_error->setText(tr("Cannot list metrics: %1").arg(QString::fromStdString(r.status().message())));
+        return;
+      }
+      m_metrics = *r;
+      const QString current = m_metric->currentText();
+      m_metric->blockSignals(true);
+      m_metric->clear();
+      for (const auto& m : m_metrics) m_metric->addItem(QString::fromStdString(m.name));
+      m_metric->setEditText(current);
+      m_metric->blockSignals(false);
+      updateForKind();
+      emit metricsLoaded();
+    });
+  }
+  loadTags(m_metric->currentText());
+  updateForKind();
+}
+
+void PanelEditor::loadTags(const QString& metric) {
+  m_tagsLoaded = false;
+  m_tags.clear();
+  if (!m_client || metric.isEmpty()) return;
+  m_client->fetchTags(metric, this, [this, metric](Result<TagValues> r) {
+    if (metric != m_metric->currentText()) return;  // superseded
+    m_tags = r ? *r : TagValues{};
+    // Group-by choices: keep what was checked, add the metric's keys.
+    QStringList checked = m_pendingGroupBy;
+    for (int i = 0; i < m_groupBy->count(); ++i)
+      if (m_groupBy->item(i)->checkState() == Qt::Checked) checked << m_groupBy->item(i)->text();
+    m_pendingGroupBy.clear();
+    m_groupBy->clear();
+    QStringList keys;
+    for (const auto& [k, v] : m_tags) keys << QString::fromStdString(k);
+    for (const QString& k : checked)
+      if (!keys.contains(k)) keys << k;
+    for (const QString& k : keys) {
+      auto* item = new QListWidgetItem(k, m_groupBy);
+      item->setFlags(item->flags() | Qt::ItemIsUserCheckable);
+      item->setCheckState(checked.contains(k) ? Qt::Checked : Qt::Unchecked);
+    }
+    for (auto& row : m_rows) {
+      const QString key = row.key->currentText();
+      row.key->blockSignals(true);
+      row.key->clear();
+      for (const auto& [k, v] : m_tags) row.key->addItem(QString::fromStdString(k));
+      row.key->setEditText(key);
+      row.key->blockSignals(false);
+      fillValues(row);
+    }
+    m_tagsLoaded = true;
+    emit tagsLoaded(metric);
+  });
+}
+
+PanelEditor::FilterRow PanelEditor::addFilterRow(const TagFilter& filter) {
+  auto* row = new QWidget(this);
+  auto* hl = new QHBoxLayout(row);
+  hl->setContentsMargins(0, 0, 0, 0);
+  FilterRow r{row, new QComboBox(row), new QComboBox(row), new QComboBox(row)};
+  r.key->setEditable(true);
+  r.key->setObjectName("filterKey");
+  r.key->setInsertPolicy(QComboBox::NoInsert);
+  for (const auto& [k, v] : m_tags) r.key->addItem(QString::fromStdString(k));
+  r.key->setEditText(QString::fromStdString(filter.key));
+  r.op->setObjectName("filterOp");
+  for (FilterOp op : {FilterOp::Eq, FilterOp::NotEq, FilterOp::Regex}) r.op->addItem(filterOpName(op));
+  r.op->setCurrentText(filterOpName(filter.op));
+  r.op->setToolTip(tr("= equals, != differs, =~ matches the regular expression (whole value)"));
+  r.value->setEditable(true);
+  r.value->setObjectName("filterValue");
+  r.value->setInsertPolicy(QComboBox::NoInsert);
+  r.value->completer()->setFilterMode(Qt::MatchContains);
+  r.value->setMinimumWidth(160);
+  auto* remove = new QToolButton(row);
+  remove->setText(QStringLiteral("✕"));
+  remove->setToolTip(tr("Remove this filter"));
+  hl->addWidget(r.key, 2);
+  hl->addWidget(r.op);
+  hl->addWidget(r.value, 3);
+  hl->addWidget(remove);
+  m_filterLayout->addWidget(row);
+  m_rows.append(r);
+  fillValues(m_rows.last());
+  r.value->setEditText(QString::fromStdString(filter.value));
+  connect(remove, &QToolButton::clicked, this, [this, row] { removeRow(row); });
+  connect(r.key, &QComboBox::currentTextChanged, this, [this, row] {
+    for (auto& x : m_rows)
+      if (x.row == row) fillValues(x);
+  });
+  return r;
+}
+
+void PanelEditor::fillValues(FilterRow& row) {
+  const QString current = row.value->currentText();
+  row.value->blockSignals(true);
+  row.value->clear();
+  auto it = m_tags.find(row.key->currentText().toStdString());
+  if (it != m_tags.end())
+    for (const auto& v : it->second) row.value->addItem(QString::fromStdString(v));
+  row.value->setEditText(current);
+  row.value->blockSignals(false);
+}
+
+void PanelEditor::removeRow(QWidget* row) {
+  for (int i = 0; i < m_rows.size(); ++i)
+    if (m_rows[i].row == row) {
+      m_rows.removeAt(i);
+      row->deleteLater();
+      return;
+    }
+}
+
+void PanelEditor::updateForKind() {
+  QString kind;
+  for (const auto& m : m_metrics)
+    if (QString::fromStdString(m.name) == m_metric->currentText()) kind = QString::fromStdString(m.kind);
+  m_kindLabel->setText(kind);
+  const bool dist = kind == "distribution", gauge = kind == "gauge", known = !kind.isEmpty();
+  for (int i = 0; i < m_fn->count(); ++i) {
+    const QString fn = m_fn->itemData(i).toString();
+    bool ok = true;
+    if (fn.startsWith('p')) ok = !known || dist;
+    if (fn == "rate") ok = !gauge;
+    setItemEnabled(m_fn, i, ok);
+  }
+  for (int i = 0; i < m_chart->count(); ++i) {
+    auto type = parseChartType(m_chart->itemData(i).toString().toStdString());
+    setItemEnabled(m_chart, i, !known || dist || !chartNeedsDistribution(*type));
+  }
+  auto type = parseChartType(m_chart->currentData().toString().toStdString());
+  const bool distChart = type && chartNeedsDistribution(*type);
+  m_fn->setEnabled(!distChart);
+  m_groupBy->setEnabled(!distChart);
+}
+
+PanelSpec PanelEditor::spec() const {
+  PanelSpec s = m_original;
+  s.metric = m_metric->currentText().trimmed().toStdString();
+  s.filters.clear();
+  for (const auto& r : m_rows) {
+    TagFilter f;
+    f.key = r.key->currentText().trimmed().toStdString();
+    if (f.key.empty()) continue;
+    f.op = parseFilterOp(r.op->currentText().toStdString()).value_or(FilterOp::Eq);
+    f.value = r.value->currentText().toStdString();
+    s.filters.push_back(std::move(f));
+  }
+  s.groupBy.clear();
+  if (m_groupBy->count() == 0)
+    for (const QString& k : m_pendingGroupBy) s.groupBy.push_back(k.toStdString());
+  for (int i = 0; i < m_groupBy->count(); ++i)
+    if (m_groupBy->item(i)->checkState() == Qt::Checked) s.groupBy.push_back(m_groupBy->item(i)->text().toStdString());
+  s.fn = m_fn->currentData().toString().toStdString();
+  s.chart = parseChartType(m_chart->currentData().toString().toStdString()).value_or(ChartType::Line);
+  s.title = m_title->text().trimmed().toStdString();
+  s.unit = m_unit->text().trimmed().toStdString();
+  s.logY = m_logY->isChecked();
+  return s;
+}
+
+void PanelEditor::accept() {
+  PanelSpec s = spec();
+  if (s.metric.empty()) {
+    m_error->setText(tr("Choose a metric."));
+    return;
+  }
+  if (auto st = validatePanel(s, "panel"); !st) {
+    m_error->setText(QString::fromStdString(st.message()));
+    return;
+  }
+  QDialog::accept();
+}

@@ -1,0 +1,82 @@
+// PanelEditor: the dialog that builds a PanelSpec: metric (completed from /api/metrics), tag
+// filters (key, =, !=, =~, value; keys and values completed from /api/tags), group-by tags,
+// function, chart type, title, unit, log y. Functions and chart types that the metric's kind
+// cannot answer are disabled (rate of a gauge, percentiles of a counter, histogram of a counter).
+// The dialog holds no data beyond its widgets; spec() reads them.
+#pragma once
+
+#include <QDialog>
+#include <QList>
+
+#include "core/api.h"
+#include "core/dashboard.h"
+
+class CollectorClient;
+class QCheckBox;
+class QComboBox;
+class QLabel;
+class QLineEdit;
+class QListWidget;
+class QPushButton;
+class QVBoxLayout;
+
+class PanelEditor : public QDialog {
+  Q_OBJECT
+ public:
+  PanelEditor(CollectorClient* client, const tally::dash::PanelSpec& spec, QWidget* parent = nullptr);
+
+  tally::dash::PanelSpec spec() const;
+
+  // For tests and scripted use: the widgets by role.
+  QComboBox* metricCombo() const { return m_metric; }
+  QComboBox* fnCombo() const { return m_fn; }
+  QComboBox* chartCombo() const { return m_chart; }
+  QListWidget* groupByList() const { return m_groupBy; }
+  QLineEdit* titleEdit() const { return m_title; }
+  QLineEdit* unitEdit() const { return m_unit; }
+  QCheckBox* logYCheck() const { return m_logY; }
+  QPushButton* addFilterButton() const { return m_addFilter; }
+  struct FilterRow {
+    QWidget* row;
+    QComboBox* key;
+    QComboBox* op;
+    QComboBox* value;
+  };
+  const QList<FilterRow>& filterRows() const { return m_rows; }
+  FilterRow addFilterRow(const tally::dash::TagFilter& filter = {});
+  bool tagsLoaded() const { return m_tagsLoaded; }
+  const tally::dash::TagValues& tagValues() const { return m_tags; }
+
+ public slots:
+  void accept() override;
+
+ signals:
+  void tagsLoaded(const QString& metric);
+  void metricsLoaded();
+
+ private:
+  void loadTags(const QString& metric);
+  void updateForKind();
+  void fillValues(FilterRow& row);
+  void removeRow(QWidget* row);
+
+  CollectorClient* m_client;
+  tally::dash::PanelSpec m_original;
+  std::vector<tally::dash::MetricInfo> m_metrics;
+  tally::dash::TagValues m_tags;
+  bool m_tagsLoaded = false;
+  QStringList m_pendingGroupBy;
+
+  QComboBox* m_metric;
+  QLabel* m_kindLabel;
+  QVBoxLayout* m_filterLayout;
+  QPushButton* m_addFilter;
+  QList<FilterRow> m_rows;
+  QListWidget* m_groupBy;
+  QComboBox* m_fn;
+  QComboBox* m_chart;
+  QLineEdit* m_title;
+  QLineEdit* m_unit;
+  QCheckBox* m_logY;
+  QLabel* m_error;
+};

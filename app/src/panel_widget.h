@@ -1,0 +1,69 @@
+// PanelWidget: one panel of the dashboard grid: a header (title, which doubles as the handle to
+// move the panel; edit, reset zoom, export and menu buttons), the chart, a line for errors and
+// "no data", and a corner grip to resize. Drop a metric from the browser onto it to plot that
+// metric. Redraws are coalesced: data changes start a 40 ms timer, the chart redraws once.
+#pragma once
+
+#include <QFrame>
+#include <QTimer>
+
+#include "core/dashboard.h"
+
+class CollectorClient;
+class LiveSubscriber;
+class PanelChartView;
+class PanelController;
+class QLabel;
+class QToolButton;
+
+class PanelWidget : public QFrame {
+  Q_OBJECT
+ public:
+  PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget* parent = nullptr);
+
+  PanelController* controller() const { return m_controller; }
+  PanelChartView* chartView() const { return m_view; }
+  tally::dash::PanelSpec spec() const;
+  void setSpec(const tally::dash::PanelSpec& spec);
+  QWidget* header() const { return m_header; }
+  QWidget* grip() const { return m_grip; }
+  QLabel* messageLabel() const { return m_message; }
+  int redrawCount() const { return m_redraws; }
+
+ public slots:
+  void exportCsvDialog();
+  void exportImageDialog();
+  // Redraws now instead of at the next timer tick (exports, tests).
+  void flushRedraw();
+
+ signals:
+  void editRequested(PanelWidget* panel);
+  void removeRequested(PanelWidget* panel);
+  void duplicateRequested(PanelWidget* panel);
+  void moveRequested(PanelWidget* panel, int dx, int dy);    // in grid cells
+  void resizeRequested(PanelWidget* panel, int dw, int dh);  // in grid cells
+  void headerDragged(PanelWidget* panel, QPoint delta, bool finished);  // pixels since press
+  void gripDragged(PanelWidget* panel, QPoint delta, bool finished);
+  void metricDropped(PanelWidget* panel, const QString& metric);
+
+ protected:
+  void dragEnterEvent(QDragEnterEvent* e) override;
+  void dropEvent(QDropEvent* e) override;
+  bool eventFilter(QObject* watched, QEvent* event) override;
+
+ private:
+  void updateState();
+  void scheduleRedraw();
+
+  PanelController* m_controller;
+  PanelChartView* m_view;
+  QWidget* m_header;
+  QLabel* m_title;
+  QLabel* m_message;
+  QToolButton* m_resetZoom;
+  QWidget* m_grip;
+  QTimer m_redrawTimer;
+  QPoint m_pressGlobal;
+  bool m_dragging = false;
+  int m_redraws = 0;
+};

@@ -1,0 +1,5 @@
+#include "resources.h"
+
+#include <QtGlobal>
+
+void initTallyResources() { Q_INIT_RESOURCE(tally); }
