@@ -56,6 +56,7 @@ class TestSdk : public QObject {
   void unavailableIsResentLater();
   void invalidAckIsCountedNotResent();
   void boundedBufferKeepsNewestAndCountsDrops();
+  void collectorRestartLosesNothing();
   void destructorDeliversPending();
   void exitedThreadsAreStillFlushed();
   void gaugesKeepLastMinMaxSumCount();
@@ -289,6 +290,38 @@ void TestSdk::boundedBufferKeepsNewestAndCountsDrops() {
   QCOMPARE(got[2].seq(), uint64_t(10));
   QCOMPARE(got[0].dropped_batches(), uint64_t(7));
   QCOMPARE(collector.counter_total("test.buffered"), 8.0 + 9.0 + 10.0);
+}
+
+void TestSdk::collectorRestartLosesNothing() {
+  ManualClock clock(kT0);
+  std::string endpoint;
+  double before = 0;
+  auto opts = ClientOptions{};
+  opts.clock = &clock;
+  opts.close_timeout = 3s;
+  std::unique_ptr<Client> client;
+  auto hits = [&] { return client->counter("test.restart", {{"host", "a"}}); };
+  {
+    FakeCollector first;
+    endpoint = first.endpoint();
+    opts.endpoint = endpoint;
+    client = std::make_unique<Client>(opts);
+    hits().add(5);
+    QVERIFY(client->flush(5s));
+    before = first.counter_total("test.restart{host=a}");
+  }  // the collector goes away, with its ref dictionary
+  hits().add(7);
+  QVERIFY(!client->flush(300ms));
+  FakeCollector second(endpoint);  // a new, empty collector on the same port
+  // The batch may have gone into the dying connection; the ack timeout covers that case.
+  clock.advance_ms(2000);
+  QVERIFY(client->flush(10s));
+  QCOMPARE(before, 5.0);
+  QCOMPARE(second.counter_total("test.restart{host=a}"), 7.0);
+  auto st = client->stats();
+  QCOMPARE(st.batches_acked, uint64_t(2));
+  QCOMPARE(st.batches_dropped, uint64_t(0));
+  QCOMPARE(st.unknown_ref_acks, uint64_t(1));  // the new collector asked for the definition
 }
 
 void TestSdk::destructorDeliversPending() {
