@@ -143,7 +143,7 @@ int run_emit(const GlobalOptions& g, const EmitArgs& a, std::ostream& out, std::
     return kExitUsage;
   }
   if (stats.batches_rejected > 0) {
-    err << "tally: the collector rejected the value: " << client.last_error() << '\n';
+    err << "tally: " << client.last_error() << '\n';
     return kExitRejected;
   }
   if (!flushed || stats.batches_acked == 0) {

@@ -67,6 +67,9 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", timeout, "HTTP request timeout; how long emit waits for the ack")
       ->check(duration)
       ->capture_default_str();
+  // Scripts and aliases add flags after the defaults: the last one given wins.
+  for (const char* name : {"--collector", "--ingest", "--live", "--format", "--timeout"})
+    app.get_option(name)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
   QueryArgs qa;
   auto* query = app.add_subcommand("query", "Range query: one value per step bucket per group");
