@@ -187,7 +187,7 @@ void PanelChart::render(const PanelController& panel) {
         auto* ax = new QLogValueAxis;
         ax->setBase(10);
         ax->setLabelFormat("%g");
-        ax->setMinorTickCount(8);
+        ax->setMinorTickCount(0);
         m_x = ax;
       } else {
         m_x = new QCategoryAxis;
@@ -203,7 +203,7 @@ void PanelChart::render(const PanelController& panel) {
       auto* ay = new QLogValueAxis;
       ay->setBase(10);
       ay->setLabelFormat("%g");
-      ay->setMinorTickCount(8);
+      ay->setMinorTickCount(0);
       m_y = ay;
     } else {
       auto* ay = new QCategoryAxis;
@@ -350,6 +350,7 @@ void PanelChart::setValueAxis(QAbstractAxis* axis, double min, double max, bool 
     return;
   }
   if (max <= min) max = min + 1;
+  max += (max - min) * 0.04;  // headroom: the highest point does not touch the frame
   int maxTicks = std::max(3, pixels / (horizontal ? 80 : 38));
   std::vector<double> ticks = niceTicks(min, max, maxTicks);
   if (ticks.size() >= 2) {
@@ -548,7 +549,9 @@ void PanelChart::renderHistogram(const PanelController& panel) {
   const char* names[] = {"p50", "p90", "p99"};
   for (int i = 0; i < 3; ++i) {
     m_lines[i + 1]->replace(QList<QPointF>{QPointF(ps[i], base), QPointF(ps[i], top)});
-    m_lines[i + 1]->setName(QStringLiteral("%1 %2").arg(names[i], valueText(ps[i], panel.spec())));
+    m_lines[i + 1]->setName(QStringLiteral("%1 %2 %3")
+                                .arg(names[i], QString::number(ps[i], 'g', 4), unitTitle(panel.spec()))
+                                .trimmed());
   }
   m_chart->series().first()->setName(tr("count %1").arg(h->count));
   double lo = h->buckets.front().lower, hi = h->buckets.back().upper;
