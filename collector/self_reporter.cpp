@@ -11,7 +11,8 @@ const SeriesInfo* SelfReporter::series(const char* name, Kind kind, std::vector<
 }
 
 void SelfReporter::tick() {
-  const int64_t t = clock_.now_s() - 1;  // the second that just ended
+  // Deltas go into the current second: it is still open, so they are never late.
+  const int64_t t = clock_.now_s();
   std::vector<ShardWork> work(router_.shard_count());
   const std::pair<const char*, const std::atomic<uint64_t>*> counters[] = {
       {"tally.collector.points_received", &metrics_.points_received},

@@ -43,6 +43,7 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
     for (auto& info : *series) {
       if (srv->catalog_->shard_of(info.hash) != i)
         return Status::corruption(shard_path(*dir, i) + ": series " + std::to_string(info.id) + " belongs to another shard");
+      info.shard = i;
       srv->catalog_->restore(info);
       shard->restore_series(srv->catalog_->by_id(info.id));
     }

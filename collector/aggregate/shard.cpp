@@ -97,15 +97,16 @@ Shard::SeriesState& Shard::state(const SeriesInfo* info) {
 Shard::OpenBucket& Shard::bucket(SeriesState& s, size_t res, int64_t point_time, bool* late) {
   const int64_t step = opts_.resolutions[res].step_s;
   const int64_t start = bucket_start(point_time, step);
+  // Late: the watermark has passed the bucket's end. If the bucket is still in memory (not yet
+  // written) the point merges there and the FINAL value includes it; otherwise a new "late"
+  // bucket is merged into the stored one and published as a CORRECTION.
+  const bool past = start + step <= watermark(clock_.now_s());
+  *late = past;
   auto& open = s.open[res];
   auto it = open.find(start);
-  if (it != open.end()) {
-    *late = it->second.late;
-    return it->second;
-  }
+  if (it != open.end()) return it->second;
   OpenBucket& b = open[start];
-  b.late = start + step <= watermark(clock_.now_s());
-  *late = b.late;
+  b.late = past;
   due_[res].insert({start + step, s.info->id});
   return b;
 }

@@ -82,7 +82,9 @@ Result<RangeQuery> parse_range(const httplib::Request& req, int64_t now_s, bool 
   }
   auto from = parse_time_param(req.has_param("from") ? req.get_param_value("from") : "-1h", now_s);
   if (!from) return Status::invalid_argument("from: " + from.status().message());
-  auto to = parse_time_param(req.has_param("to") ? req.get_param_value("to") : "now", now_s);
+  // `to` is exclusive, so "now" means up to and including the current, still open, second.
+  std::string to_text = req.has_param("to") ? req.get_param_value("to") : "now";
+  auto to = to_text == "now" ? Result<int64_t>(now_s + 1) : parse_time_param(to_text, now_s);
   if (!to) return Status::invalid_argument("to: " + to.status().message());
   q.from = *from;
   q.to = *to;

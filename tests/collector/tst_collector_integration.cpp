@@ -1,0 +1,407 @@
+// Integration tests: the real tally-collector as a child process on loopback ports with a temp
+// data directory, fed by the real SDK or by hand-made batches over a real DEALER socket, checked
+// through the real HTTP API. Every count is compared exactly.
+#include <QtTest>
+
+#include <atomic>
+#include <thread>
+
+#include "collector_process.h"
+#include "tally/client.h"
+#include "tally/common/time_bucket.h"
+
+using namespace tally;
+using namespace tally::testing;
+
+namespace {
+
+int64_t now_s() { return SystemClock::instance().now_s(); }
+
+// A batch builder for hand-made frames.
+struct BatchBuilder {
+  wire::Batch b;
+  BatchBuilder(uint64_t producer, uint64_t seq) {
+    b.set_producer_id(producer);
+    b.set_seq(seq);
+  }
+  BatchBuilder& def(uint32_t ref, const std::string& metric, std::vector<std::pair<std::string, std::string>> tags,
+                    wire::Kind kind = wire::COUNTER) {
+    auto* d = b.add_defs();
+    d->set_ref(ref);
+    d->set_metric(metric);
+    d->set_kind(kind);
+    for (auto& [k, v] : tags) {
+      auto* t = d->add_tags();
+      t->set_key(k);
+      t->set_value(v);
+    }
+    return *this;
+  }
+  BatchBuilder& count(uint32_t ref, int64_t t, double v) {
+    b.mutable_counters()->add_refs(ref);
+    b.mutable_counters()->add_times(t);
+    b.mutable_counters()->add_values(v);
+    return *this;
+  }
+};
+
+std::string q(const std::string& metric, int64_t from, int64_t to, const std::string& extra = "") {
+  return "/api/query?metric=" + metric + "&from=" + std::to_string(from) + "&to=" + std::to_string(to) + extra;
+}
+
+std::map<std::string, double> by_tag(const json& answer, const std::string& key) {
+  std::map<std::string, double> out;
+  for (const auto& s : answer["series"]) {
+    double t = 0;
+    for (const auto& p : s["points"]) t += p[1].get<double>();
+    out[s["tags"].value(key, std::string("<none>"))] = t;
+  }
+  return out;
+}
+
+}  // namespace
+
+class TestCollectorIntegration : public QObject {
+  Q_OBJECT
+ private slots:
+  void millionIncrementsFromFourThreadsComeBackExactly();
+  void filtersAndGroupBySelectTheRightSeries();
+  void sumsAgreeAcrossResolutions();
+  void latePointIsMergedAndPublishedAsCorrection();
+  void duplicateBatchCountsOnce();
+  void malformedFrameAndInvalidNameAreRejectedWhileServingCorrectTotals();
+  void dataAndDeduplicationSurviveACleanRestart();
+  void gaugesAndDistributionsThroughTheSdk();
+  void badQueriesGetClearErrors();
+};
+
+void TestCollectorIntegration::millionIncrementsFromFourThreadsComeBackExactly() {
+  CollectorProcess c;
+  QVERIFY(c.start());
+  const int64_t start = now_s();
+  {
+    ClientOptions o;
+    o.endpoint = c.ingest();
+    o.flush_interval = std::chrono::milliseconds(200);
+    Client client(o);
+    std::vector<Counter> handles;
+    for (int i = 0; i < 100; ++i) handles.push_back(client.counter("test.hits", {{"series", std::to_string(i)}}));
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 250000; ++i) {
+          if (i % 2) handles[static_cast<size_t>((i + t) % 100)].add();
+          else client.count("test.hits", 1, {{"series", std::to_string((i + t) % 100)}});
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    QVERIFY(client.flush(std::chrono::seconds(20)));
+    QCOMPARE(client.stats().batches_dropped, uint64_t(0));
+  }
+  const int64_t end = now_s() + 2;
+  json all = c.get(q("test.hits", start - 5, end));
+  QCOMPARE(all["_status"].get<int>(), 200);
+  QCOMPARE(total(all), 1000000.0);
+  json grouped = c.get(q("test.hits", start - 5, end, "&group_by=series"));
+  QCOMPARE(grouped["series"].size(), size_t(100));
+  for (const auto& [k, v] : by_tag(grouped, "series")) QCOMPARE(v, 10000.0);
+  // Auto step over the same range reads the same data at a coarser step.
+  json coarse = c.get(q("test.hits", start - 60, end + 60, "&step=auto&points=10"));
+  QCOMPARE(total(coarse), 1000000.0);
+}
+
+void TestCollectorIntegration::filtersAndGroupBySelectTheRightSeries() {
+  CollectorProcess c;
+  QVERIFY(c.start());
+  RawProducer p(c.ingest());
+  const int64_t t = now_s() - 30;
+  BatchBuilder b(42, 1);
+  b.def(1, "api.errors", {{"endpoint", "/a"}, {"status", "500"}})
+      .def(2, "api.errors", {{"endpoint", "/a"}, {"status", "503"}})
+      .def(3, "api.errors", {{"status", "500"}, {"endpoint", "/b"}})  // tag order does not matter
+      .def(4, "api.errors", {{"endpoint", "/c"}})
+      .count(1, t, 3).count(2, t, 5).count(3, t, 7).count(4, t, 11);
+  auto ack = p.send(b.b);
+  QVERIFY(ack);
+  QCOMPARE(ack->code(), wire::Ack::OK);
+
+  struct Case {
+    std::string extra;
+    double expected;
+    size_t series;
+  };
+  const Case cases[] = {
+      {"", 26, 1},
+      {"&filter=endpoint%3D/a", 8, 1},
+      {"&filter=status!%3D500", 16, 1},  // absent status counts as "" (the /c series)
+      {"&filter=status%3D~50.", 15, 1},
+      {"&filter=endpoint%3D~/[ab]&filter=status%3D500", 10, 1},
+      {"&filter=endpoint%3D/zzz", 0, 0},
+      {"&group_by=endpoint", 26, 3},
+      {"&group_by=status", 26, 3},  // 500, 503 and the series without status
+      {"&group_by=endpoint,status", 26, 4},
+  };
+  for (const auto& cs : cases) {
+    json r = c.get(q("api.errors", t - 10, t + 10, cs.extra));
+    QCOMPARE(r["_status"].get<int>(), 200);
+    QVERIFY2(r["series"].size() == cs.series, cs.extra.c_str());
+    if (cs.series) QVERIFY2(total(r) == cs.expected, cs.extra.c_str());
+  }
+  auto byEndpoint = by_tag(c.get(q("api.errors", t - 10, t + 10, "&group_by=endpoint")), "endpoint");
+  QCOMPARE(byEndpoint["/a"], 8.0);
+  QCOMPARE(byEndpoint["/b"], 7.0);
+  QCOMPARE(byEndpoint["/c"], 11.0);
+  auto byStatus = by_tag(c.get(q("api.errors", t - 10, t + 10, "&group_by=status")), "status");
+  QCOMPARE(byStatus["500"], 10.0);
+  QCOMPARE(byStatus["503"], 5.0);
+  QCOMPARE(byStatus["<none>"], 11.0);
+
+  json tags = c.get("/api/tags?metric=api.errors");
+  QCOMPARE(tags["tags"]["endpoint"], json({"/a", "/b", "/c"}));
+  QCOMPARE(tags["tags"]["status"], json({"500", "503"}));
+  json metrics = c.get("/api/metrics?search=api.");
+  QCOMPARE(metrics["metrics"].size(), size_t(1));
+  QCOMPARE(metrics["metrics"][0]["series"].get<int>(), 4);
+  QCOMPARE(metrics["metrics"][0]["kind"].get<std::string>(), std::string("counter"));
+}
+
+void TestCollectorIntegration::sumsAgreeAcrossResolutions() {
+  CollectorProcess c;
+  QVERIFY(c.start());
+  RawProducer p(c.ingest());
+  // Three whole minutes of points, one per second, values 1..180, ending well before the watermark.
+  const int64_t t0 = bucket_start(now_s() - 400, 60);
+  BatchBuilder b(7, 1);
+  b.def(1, "res.check", {{"k", "v"}});
+  double expected = 0;
+  for (int i = 0; i < 180; ++i) {
+    b.count(1, t0 + i, i + 1);
+    expected += i + 1;
+  }
+  QCOMPARE(p.send(b.b)->code(), wire::Ack::OK);
+  json prev;
+  for (const char* step : {"1", "10", "60"}) {
+    json r;
+    QVERIFY(eventually([&] {
+      r = c.get(q("res.check", t0, t0 + 180, std::string("&step=") + step));
+      return total(r) == expected;
+    }));
+    QCOMPARE(r["resolution"].get<int>(), std::atoi(step));
+  }
+  // Per minute, every resolution gives the same three numbers.
+  for (const char* step : {"1", "10", "60"}) {
+    json r = c.get(q("res.check", t0, t0 + 180, std::string("&step=") + step));
+    double minute[3] = {0, 0, 0};
+    for (const auto& pt : r["series"][0]["points"]) minute[(pt[0].get<int64_t>() - t0) / 60] += pt[1].get<double>();
+    QCOMPARE(minute[0], 1830.0);   // 1..60
+    QCOMPARE(minute[1], 5430.0);   // 61..120
+    QCOMPARE(minute[2], 9030.0);   // 121..180
+  }
+  json rate = c.get(q("res.check", t0, t0 + 60, "&step=60&fn=rate"));
+  QCOMPARE(rate["series"][0]["points"][0][1].get<double>(), 1830.0 / 60);
+}
+
+void TestCollectorIntegration::latePointIsMergedAndPublishedAsCorrection() {
+  CollectorProcess c;
+  QVERIFY(c.start({"--lateness", "1s"}));
+  zmq::context_t ctx;
+  zmq::socket_t sub(ctx, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::subscribe, "late.metric");
+  sub.connect(c.live());
+  RawProducer p(c.ingest());
+  const int64_t t = now_s();
+  QCOMPARE(p.send(BatchBuilder(9, 1).def(1, "late.metric", {}).count(1, t, 2).b)->code(), wire::Ack::OK);
+  // Reads the live stream; returns true once an update for bucket t with this state and value came.
+  auto saw = [&](wire::LiveUpdate::State state, double value) {
+    return eventually([&] {
+      zmq::message_t topic, payload;
+      while (sub.recv(topic, zmq::recv_flags::dontwait)) {
+        (void)sub.recv(payload);
+        wire::LiveBatch lb;
+        if (!lb.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) continue;
+        for (const auto& u : lb.updates())
+          if (u.time() == t && u.state() == state && u.value() == value) return true;
+      }
+      return false;
+    });
+  };
+  // The bucket closes (FINAL, value 2) and leaves memory; then a point for it arrives late.
+  QVERIFY(saw(wire::LiveUpdate::FINAL, 2));
+  json closed = c.get(q("late.metric", t, t + 1, "&step=1"));
+  QCOMPARE(total(closed), 2.0);
+  QVERIFY(!closed["series"][0].contains("partial_from"));
+  QCOMPARE(p.send(BatchBuilder(9, 2).count(1, t, 3).b)->code(), wire::Ack::OK);
+  QVERIFY(saw(wire::LiveUpdate::CORRECTION, 5));
+  QCOMPARE(total(c.get(q("late.metric", t, t + 1, "&step=1"))), 5.0);
+  for (const char* step : {"10", "60"}) QCOMPARE(total(c.get(q("late.metric", t - 60, t + 60, std::string("&step=") + step))), 5.0);
+  auto [status, metrics] = c.get_raw("/metrics");
+  QVERIFY2(metrics.find("\ntally_late_points_total 1\n") != std::string::npos,
+           metrics.substr(metrics.find("\ntally_late_points_total "), 40).c_str());
+}
+
+void TestCollectorIntegration::duplicateBatchCountsOnce() {
+  CollectorProcess c;
+  QVERIFY(c.start());
+  RawProducer p(c.ingest());
+  const int64_t t = now_s() - 20;
+  auto batch = BatchBuilder(11, 1).def(1, "dup.metric", {}).count(1, t, 4).b;
+  QCOMPARE(p.send(batch)->code(), wire::Ack::OK);
+  QCOMPARE(p.send(batch)->code(), wire::Ack::DUPLICATE);
+  QCOMPARE(p.send(batch)->code(), wire::Ack::DUPLICATE);
+  // Out of order is fine: seq 3 then the missing 2, each once.
+  QCOMPARE(p.send(BatchBuilder(11, 3).count(1, t, 10).b)->code(), wire::Ack::OK);
+  QCOMPARE(p.send(BatchBuilder(11, 2).count(1, t, 100).b)->code(), wire::Ack::OK);
+  QCOMPARE(p.send(BatchBuilder(11, 2).count(1, t, 100).b)->code(), wire::Ack::DUPLICATE);
+  QVERIFY(eventually([&] { return total(c.get(q("dup.metric", t - 5, t + 5))) == 114; }));
+  auto [s, metrics] = c.get_raw("/metrics");
+  QVERIFY(metrics.find("tally_batches_duplicate_total 3\n") != std::string::npos);
+}
+
+void TestCollectorIntegration::malformedFrameAndInvalidNameAreRejectedWhileServingCorrectTotals() {
+  CollectorProcess c;
+  QVERIFY(c.start());
+  RawProducer p(c.ingest());
+  const int64_t t = now_s() - 20;
+  QCOMPARE(p.send(BatchBuilder(5, 1).def(1, "good.metric", {}).count(1, t, 6).b)->code(), wire::Ack::OK);
+
+  auto garbage = p.send_frame(std::string("\xff\xff\xff\xff not a protobuf", 20));
+  QVERIFY(garbage);
+  QCOMPARE(garbage->code(), wire::Ack::INVALID);
+  QVERIFY(garbage->reason().find("malformed") != std::string::npos);
+
+  // A valid series next to an invalid one: the whole batch is refused, nothing is created.
+  auto bad = p.send(BatchBuilder(5, 2).def(1, "good.metric", {}).def(2, "1bad name", {}).def(3, "other.new", {})
+                        .count(1, t, 1000).count(3, t, 1).b);
+  QVERIFY(bad);
+  QCOMPARE(bad->code(), wire::Ack::INVALID);
+  QVERIFY2(bad->reason().find("metric name") != std::string::npos, bad->reason().c_str());
+  auto badTag = p.send(BatchBuilder(5, 3).def(4, "good.metric", {{"k", std::string(201, 'v')}}).count(4, t, 1).b);
+  QCOMPARE(badTag->code(), wire::Ack::INVALID);
+  QVERIFY(badTag->reason().find("tag value") != std::string::npos);
+  auto kind = p.send(BatchBuilder(5, 4).def(5, "good.metric", {{"x", "y"}}, wire::GAUGE).b);
+  QCOMPARE(kind->code(), wire::Ack::INVALID);
+  QVERIFY(kind->reason().find("is a counter") != std::string::npos);
+  auto ragged = BatchBuilder(5, 5).count(1, t, 1).b;
+  ragged.mutable_counters()->add_times(t);
+  QCOMPARE(p.send(ragged)->code(), wire::Ack::INVALID);
+  auto unknown = p.send(BatchBuilder(5, 6).count(77, t, 1).b);
+  QCOMPARE(unknown->code(), wire::Ack::UNKNOWN_REF);
+  QCOMPARE(unknown->unknown_refs_size(), 1);
+  QCOMPARE(unknown->unknown_refs(0), 77u);
+  auto nan = p.send(BatchBuilder(5, 7).count(1, t, std::nan("")).b);
+  QCOMPARE(nan->code(), wire::Ack::INVALID);
+
+  // The collector still serves and still counts exactly.
+  QCOMPARE(p.send(BatchBuilder(5, 8).count(1, t, 4).b)->code(), wire::Ack::OK);
+  QVERIFY(eventually([&] { return total(c.get(q("good.metric", t - 5, t + 5))) == 10; }));
+  json metrics = c.get("/api/metrics?search=other");
+  QCOMPARE(metrics["metrics"].size(), size_t(0));
+  auto [s, prom] = c.get_raw("/metrics");
+  QVERIFY(prom.find("tally_batches_rejected_total 6\n") != std::string::npos);
+  QVERIFY(prom.find("tally_batches_unknown_ref_total 1\n") != std::string::npos);
+  QCOMPARE(c.get("/healthz")["status"].get<std::string>(), std::string("ok"));
+}
+
+void TestCollectorIntegration::dataAndDeduplicationSurviveACleanRestart() {
+  CollectorProcess c;
+  QVERIFY(c.start());
+  const int64_t t = now_s();
+  auto first = BatchBuilder(13, 1).def(1, "restart.metric", {{"a", "b"}}).count(1, t - 100, 5).count(1, t, 7).b;
+  {
+    RawProducer p(c.ingest());
+    QCOMPARE(p.send(first)->code(), wire::Ack::OK);
+  }
+  QVERIFY(eventually([&] { return total(c.get(q("restart.metric", t - 200, t + 5))) == 12; }));
+  QCOMPARE(c.stop(), 0);
+  QVERIFY(c.start());
+  json after = c.get(q("restart.metric", t - 200, t + 5));
+  QVERIFY2(total(after) == 12.0, after.dump().c_str());
+  RawProducer p(c.ingest());
+  // The same batch again is still a duplicate; the refs are remembered, so seq 2 needs no defs.
+  QCOMPARE(p.send(first)->code(), wire::Ack::DUPLICATE);
+  QCOMPARE(p.send(BatchBuilder(13, 2).count(1, t, 1).b)->code(), wire::Ack::OK);
+  QVERIFY(eventually([&] { return total(c.get(q("restart.metric", t - 200, t + 5))) == 13; }));
+  for (const char* step : {"10", "60"})
+    QCOMPARE(total(c.get(q("restart.metric", t - 240, t + 60, std::string("&step=") + step))), 13.0);
+}
+
+void TestCollectorIntegration::gaugesAndDistributionsThroughTheSdk() {
+  CollectorProcess c;
+  QVERIFY(c.start());
+  const int64_t start = now_s();
+  {
+    ClientOptions o;
+    o.endpoint = c.ingest();
+    Client client(o);
+    auto depth = client.gauge("queue.depth", {{"queue", "q1"}});
+    for (int v : {5, 9, 2, 7}) depth.set(v);
+    auto lat = client.distribution("api.latency_ms", {{"endpoint", "/login"}});
+    for (int i = 1; i <= 1000; ++i) lat.observe(i);
+    QVERIFY(client.flush(std::chrono::seconds(10)));
+  }
+  const int64_t end = now_s() + 2;
+  json mx = c.get(q("queue.depth", start - 5, end, "&fn=max&step=60"));
+  json mn = c.get(q("queue.depth", start - 5, end, "&fn=min&step=60"));
+  json cnt = c.get(q("queue.depth", start - 5, end, "&fn=count&step=60"));
+  double maxv = 0, minv = 1e9, count = 0;
+  for (const auto& p : mx["series"][0]["points"]) maxv = std::max(maxv, p[1].get<double>());
+  for (const auto& p : mn["series"][0]["points"]) minv = std::min(minv, p[1].get<double>());
+  QCOMPARE(maxv, 9.0);
+  QCOMPARE(minv, 2.0);
+  QCOMPARE(total(cnt), 4.0);
+  QCOMPARE(total(c.get(q("api.latency_ms", start - 5, end, "&fn=count&step=60"))), 1000.0);
+  QCOMPARE(total(c.get(q("api.latency_ms", start - 5, end, "&fn=sum&step=60"))), 500500.0);
+  json h = c.get("/api/histogram?metric=api.latency_ms&from=" + std::to_string(start - 5) + "&to=" + std::to_string(end));
+  QCOMPARE(h["count"].get<int>(), 1000);
+  QCOMPARE(h["min"].get<double>(), 1.0);
+  QCOMPARE(h["max"].get<double>(), 1000.0);
+  QVERIFY(std::abs(h["p50"].get<double>() - 500) <= 5.0);
+  QVERIFY(std::abs(h["p99"].get<double>() - 990) <= 9.9);
+  uint64_t binned = 0;
+  for (const auto& b : h["buckets"]) binned += b["count"].get<uint64_t>();
+  QCOMPARE(binned, uint64_t(1000));
+  QVERIFY(h["buckets"].size() <= 60);
+  json hm = c.get("/api/heatmap?metric=api.latency_ms&step=60&from=" + std::to_string(start - 5) + "&to=" + std::to_string(end));
+  uint64_t hm_count = 0;
+  for (const auto& col : hm["columns"]) hm_count += col["count"].get<uint64_t>();
+  QCOMPARE(hm_count, uint64_t(1000));
+}
+
+void TestCollectorIntegration::badQueriesGetClearErrors() {
+  CollectorProcess c;
+  QVERIFY(c.start());
+  RawProducer p(c.ingest());
+  QCOMPARE(p.send(BatchBuilder(3, 1).def(1, "q.metric", {}).count(1, now_s() - 10, 1).b)->code(), wire::Ack::OK);
+  QVERIFY(eventually([&] { return c.get("/api/metrics")["metrics"].size() > 0; }));
+  struct Case {
+    std::string path;
+    int status;
+    std::string words;
+  };
+  const Case cases[] = {
+      {"/api/query", 400, "missing parameter 'metric'"},
+      {"/api/query?metric=q.metric&fn=median", 400, "unknown fn"},
+      {"/api/query?metric=q.metric&fn=p99", 400, "needs a distribution"},
+      {"/api/query?metric=q.metric&filter=k%3D~(", 400, "bad regex"},
+      {"/api/query?metric=q.metric&filter=novalue", 400, "must be key=value"},
+      {"/api/query?metric=q.metric&from=-1h&to=-2h", 400, "'to' must be after 'from'"},
+      {"/api/query?metric=q.metric&from=yesterday", 400, "from:"},
+      {"/api/query?metric=q.metric&step=0s", 400, "step:"},
+      {"/api/query?metric=q.metric&step=1&from=-30d", 400, "larger step"},
+      {"/api/query?metric=nope.metric", 404, "unknown metric"},
+      {"/api/query?metric=bad%20name", 400, "metric:"},
+      {"/api/histogram?metric=q.metric", 400, "needs a distribution"},
+      {"/api/tags?metric=nope", 404, "unknown metric"},
+      {"/api/nothing", 404, "no such endpoint"},
+  };
+  for (const auto& cs : cases) {
+    json r = c.get(cs.path);
+    QVERIFY2(r["_status"].get<int>() == cs.status, (cs.path + " -> " + r.dump()).c_str());
+    QVERIFY2(r["error"].get<std::string>().find(cs.words) != std::string::npos, (cs.path + " -> " + r.dump()).c_str());
+  }
+  QCOMPARE(c.get("/healthz")["status"].get<std::string>(), std::string("ok"));
+}
+
+QTEST_GUILESS_MAIN(TestCollectorIntegration)
+#include "tst_collector_integration.moc"
