@@ -17,6 +17,7 @@
 #include <limits>
 #include <map>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace tally::collector {
@@ -167,6 +168,7 @@ struct StatsdListener::Impl {
   void handle_datagram(std::string_view data, bool truncated, int64_t now_ms);
   void add_to_set(StatsdSample&& s, int64_t now_ms);
   void close_sets(int64_t now_ms, bool all);
+  void resolve_gauge(StatsdSample& s);
   void deliver();
   void log_reject(size_t line_number, std::string_view line, StatsdReject reason, std::string_view detail,
                   int64_t now_ms);
@@ -190,13 +192,14 @@ struct StatsdListener::Impl {
   std::vector<StatsdSample> pending;
   std::vector<StatsdLineError> errors;
   std::map<std::pair<int64_t, std::string>, OpenSet> sets;
+  std::unordered_map<std::string, double> gauges;  // series key -> current value
   int64_t next_set_close_ms = std::numeric_limits<int64_t>::max();
   int64_t last_log_ms = std::numeric_limits<int64_t>::min();
   uint64_t suppressed_logs = 0;
 
   // Counters: written by the listener thread, read by anyone.
   std::atomic<uint64_t> packets{0}, bytes{0}, lines_ok{0}, samples{0}, sets_emitted{0},
-      set_members_dropped{0}, sink_errors{0}, receive_errors{0};
+      set_members_dropped{0}, gauge_deltas_untracked{0}, sink_errors{0}, receive_errors{0};
   std::array<std::atomic<uint64_t>, kStatsdRejectReasons> rejected{};
 
   static void bump(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
@@ -280,6 +283,7 @@ StatsdCounters StatsdListener::counters() const {
   for (size_t i = 0; i < kStatsdRejectReasons; ++i) c.lines_rejected[i] = get(m.rejected[i]);
   c.sets_emitted = get(m.sets_emitted);
   c.set_members_dropped = get(m.set_members_dropped);
+  c.gauge_deltas_untracked = get(m.gauge_deltas_untracked);
   c.sink_errors = get(m.sink_errors);
   c.receive_errors = get(m.receive_errors);
   return c;
@@ -374,12 +378,29 @@ void StatsdListener::Impl::handle_datagram(std::string_view data, bool truncated
     if (s.type == StatsdType::kSet) {
       add_to_set(std::move(s), now_ms);
     } else {
+      if (s.type == StatsdType::kGauge && options.resolve_gauge_deltas) resolve_gauge(s);
       if (keep != i) pending[keep] = std::move(s);
       ++keep;
     }
   }
   pending.resize(keep);
   bump(packets);  // last, so that a reader who sees the packet sees its lines counted
+}
+
+void StatsdListener::Impl::resolve_gauge(StatsdSample& s) {
+  std::string key = series_key(s.metric, s.tags);
+  auto it = gauges.find(key);
+  if (it == gauges.end()) {
+    if (gauges.size() >= options.max_gauge_series) {
+      if (s.delta) bump(gauge_deltas_untracked);
+      s.delta = false;  // applied to 0
+      return;
+    }
+    it = gauges.emplace(std::move(key), 0.0).first;
+  }
+  it->second = s.delta ? it->second + s.value : s.value;
+  s.value = it->second;
+  s.delta = false;
 }
 
 void StatsdListener::Impl::add_to_set(StatsdSample&& s, int64_t now_ms) {

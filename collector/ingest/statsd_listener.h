@@ -5,6 +5,9 @@
 // receives (docs/format/statsd.md):
 //   - counters, gauges and distributions as parsed, with `timestamp_s` set: the line's "|T" or
 //     else the receive time from the injected clock (unix seconds);
+//   - gauges as absolute values: the listener keeps each StatsD gauge's current value and turns
+//     "+N" / "-N" into that value plus N (from 0 for a gauge it has not seen since it started,
+//     as StatsD does), so `delta` is always false on what the sink gets (resolve_gauge_deltas);
 //   - never kSet: the listener keeps the unique members of each (series, 1 s bucket) and, when
 //     the bucket closes on the clock (or 2 s after it opened, for "|T" in the future), emits one
 //     kGauge sample whose value is the number of unique members and whose timestamp_s is the
@@ -49,6 +52,10 @@ struct StatsdListenerOptions {
   int recv_buffer_bytes = 4 << 20;     // SO_RCVBUF request; the kernel caps it at rmem_max
   size_t max_open_sets = 100'000;      // (series, bucket) sets held at once
   size_t max_set_members = 100'000;    // unique members counted per set and bucket
+  // Apply gauge deltas here, against the last value this listener saw for the series. Off: the
+  // sink gets delta samples and applies them itself.
+  bool resolve_gauge_deltas = true;
+  size_t max_gauge_series = 100'000;   // gauges whose current value is kept
   int64_t log_interval_ms = 1000;      // at most one reject log line per interval
   std::shared_ptr<spdlog::logger> logger;  // null: spdlog's default logger
 };
@@ -62,6 +69,7 @@ struct StatsdCounters {
   std::array<uint64_t, kStatsdRejectReasons> lines_rejected{};  // indexed by StatsdReject
   uint64_t sets_emitted = 0;          // set buckets closed into a gauge sample
   uint64_t set_members_dropped = 0;   // members not counted: max_open_sets / max_set_members
+  uint64_t gauge_deltas_untracked = 0; // deltas applied to 0 because max_gauge_series was reached
   uint64_t sink_errors = 0;           // exceptions thrown by the sink
   uint64_t receive_errors = 0;        // recvmmsg failures other than EAGAIN / EINTR
 

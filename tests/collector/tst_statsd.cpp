@@ -123,6 +123,8 @@ class TestStatsd : public QObject {
   void udpPortZeroAndPortInUse();
   void setsBecomeGaugesWhenTheBucketCloses();
   void setsAreFlushedOnStop();
+  void gaugeDeltasAreResolvedPerSeries();
+  void gaugeDeltasPassThroughWhenNotResolved();
   void unixDatagramSocket();
   void unixSocketStaleFileReplacedLiveOneRefused();
   void truncatedUnixDatagramCountsTheCutLine();
@@ -468,16 +470,17 @@ void TestStatsd::udpSumsAreExact() {
   QCOMPARE(dists["lat{region=eu}"], 200.0 * 35);
   QCOMPARE(dists["size{}"], 200.0 * 100);
   uint64_t lat_weight = 0;
-  int deltas = 0;
+  double conns = -1;
   double last_depth = -1;
   for (const auto& s : got.samples()) {
     QCOMPARE(s.timestamp_s, kT0Ms / 1000);  // stamped with the injected clock
     if (s.metric == "lat") lat_weight += s.observation_weight();
-    if (s.metric == "conns") deltas += s.delta ? 1 : 0;
+    if (s.metric == "conns") conns = s.value;
+    QVERIFY(!s.delta);  // the listener applied the gauge deltas
     if (s.metric == "depth") last_depth = s.value;
   }
   QCOMPARE(lat_weight, uint64_t{200 * 4});
-  QCOMPARE(deltas, 200);
+  QCOMPARE(conns, 200.0);  // 200 times "+1"
   QCOMPARE(last_depth, 199.0);  // one socket, one thread: datagrams arrive in order
 }
 
@@ -564,6 +567,46 @@ void TestStatsd::setsAreFlushedOnStop() {
   QCOMPARE(samples[0].type, StatsdType::kGauge);
   QCOMPARE(samples[0].value, 2.0);
   QCOMPARE(samples[0].timestamp_s, int64_t{1600000000});
+}
+
+void TestStatsd::gaugeDeltasAreResolvedPerSeries() {
+  Collected got;
+  StatsdListenerOptions opt;
+  opt.udp = "127.0.0.1:0";
+  opt.max_gauge_series = 2;
+  StatsdListener listener(opt, got.sink());
+  QVERIFY(listener.start().is_ok());
+  UdpSender sender(listener.udp_port());
+  // A delta on an unseen gauge starts from 0; a plain value sets; deltas add to the last value;
+  // the same metric with other tags is another gauge; a third series is over the limit.
+  QVERIFY(sender.send("g:+2|g|#h:a\ng:10|g|#h:a\ng:-3|g|#h:a\ng:+1:+1|g|#h:a\ng:+5|g|#h:b\ng:+7|g|#h:c\ng:+7|g|#h:c"));
+  QTRY_COMPARE(got.size(), size_t{8});
+  std::vector<std::pair<std::string, double>> values;
+  for (const auto& s : got.samples()) {
+    QVERIFY(!s.delta);
+    values.emplace_back(tags_to_string(s.tags), s.value);
+  }
+  const std::vector<std::pair<std::string, double>> want{{"h=a", 2}, {"h=a", 10}, {"h=a", 7}, {"h=a", 8},
+                                                         {"h=a", 9}, {"h=b", 5},  {"h=c", 7}, {"h=c", 7}};
+  QCOMPARE(values, want);
+  listener.stop();
+  QCOMPARE(listener.counters().gauge_deltas_untracked, uint64_t{2});
+}
+
+void TestStatsd::gaugeDeltasPassThroughWhenNotResolved() {
+  Collected got;
+  StatsdListenerOptions opt;
+  opt.udp = "127.0.0.1:0";
+  opt.resolve_gauge_deltas = false;
+  StatsdListener listener(opt, got.sink());
+  QVERIFY(listener.start().is_ok());
+  UdpSender sender(listener.udp_port());
+  QVERIFY(sender.send("g:+2|g\ng:-3|g\ng:4|g"));
+  QTRY_COMPARE(got.size(), size_t{3});
+  auto s = got.samples();
+  QCOMPARE(std::make_pair(s[0].value, s[0].delta), std::make_pair(2.0, true));
+  QCOMPARE(std::make_pair(s[1].value, s[1].delta), std::make_pair(-3.0, true));
+  QCOMPARE(std::make_pair(s[2].value, s[2].delta), std::make_pair(4.0, false));
 }
 
 void TestStatsd::unixDatagramSocket() {
