@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
                "Settings come from --config (TOML) and are overridden by the flags below.",
                "tally-collector"};
   app.get_formatter()->column_width(34);
+  // A later flag wins, so scripts can append overrides.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   std::string config_path;
   app.add_option("-c,--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
   // Flags are read into optionals so only what was given overrides the file.
@@ -109,14 +111,14 @@ int main(int argc, char** argv) {
     spdlog::critical("event=start_failed error=\"{}\"", bound.status().to_string());
     return 1;
   }
-  spdlog::info("event=listening ingest={} http={} live={} statsd={}", bound->ingest, bound->http_port, bound->live,
-               cfg.statsd);
+  spdlog::info("event=listening ingest={} http={} live={} statsd={} statsd_port={}", bound->ingest, bound->http_port,
+               bound->live, cfg.statsd, bound->statsd_port);
   if (!cfg.ready_file.empty()) {
     const std::string tmp = cfg.ready_file + ".tmp";
     {
       std::ofstream out(tmp, std::ios::trunc);
       out << "{\"ingest\":\"" << bound->ingest << "\",\"http_port\":" << bound->http_port << ",\"live\":\""
-          << bound->live << "\",\"pid\":" << getpid() << "}\n";
+          << bound->live << "\",\"statsd_port\":" << bound->statsd_port << ",\"pid\":" << getpid() << "}\n";
     }
     std::error_code ec;
     std::filesystem::rename(tmp, cfg.ready_file, ec);

@@ -64,10 +64,21 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   io.limits.max_age_s = cfg.resolutions.back().retention_s;
   srv->ingest_ = std::make_unique<ZmqIngest>(srv->zmq_, io, *srv->catalog_, *srv->producers_, *srv->router_, clock,
                                              srv->metrics_);
-  if (cfg.self_metrics) {
-    srv->reporter_ = std::make_unique<SelfReporter>(*srv->catalog_, *srv->router_, srv->metrics_, clock);
-    srv->ingest_->set_tick([r = srv->reporter_.get()] { r->tick(); });
-  }
+  // StatsD / DogStatsD over UDP and a unix datagram socket.
+  srv->statsd_router_ = std::make_unique<StatsdRouter>(*srv->catalog_, *srv->router_, srv->metrics_, io.limits, clock);
+  StatsdListenerOptions so;
+  so.udp = cfg.statsd;
+  so.unix_path = cfg.statsd_unix;
+  srv->statsd_ = std::make_unique<StatsdListener>(
+      so, [r = srv->statsd_router_.get()](std::vector<StatsdSample>&& s) { (*r)(std::move(s)); }, clock);
+
+  if (cfg.self_metrics) srv->reporter_ = std::make_unique<SelfReporter>(*srv->catalog_, *srv->router_, srv->metrics_, clock);
+  srv->ingest_->set_tick([s = srv.get()] {
+    auto c = s->statsd_->counters();
+    s->metrics_.statsd_lines.store(c.lines_ok, std::memory_order_relaxed);
+    s->metrics_.statsd_rejected.store(c.lines_rejected_total() + s->statsd_router_->rejected(), std::memory_order_relaxed);
+    if (s->reporter_) s->reporter_->tick();
+  });
 
   // Query.
   srv->engine_ = std::make_unique<QueryEngine>(*srv->catalog_, *srv->router_, cfg.resolutions, clock);
@@ -89,6 +100,8 @@ Result<BoundEndpoints> Server::start() {
   auto http = http_->start(config_.http);
   if (!http) return http.status();
   b.http_port = *http;
+  if (auto s = statsd_->start(); !s) return s;
+  b.statsd_port = statsd_->udp_port();
   auto ingest = ingest_->start();
   if (!ingest) return ingest.status();
   b.ingest = *ingest;
@@ -99,6 +112,7 @@ void Server::stop() {
   if (stopped_) return;
   stopped_ = true;
   if (ingest_) ingest_->stop();
+  if (statsd_) statsd_->stop();
   for (auto& s : shards_) s->stop();
   if (http_) http_->stop();
   if (live_) live_->stop();

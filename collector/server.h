@@ -15,6 +15,8 @@
 #include "aggregate/shard.h"
 #include "config.h"
 #include "ingest/producer_table.h"
+#include "ingest/statsd_listener.h"
+#include "ingest/statsd_sink.h"
 #include "ingest/zmq_ingest.h"
 #include "live/publisher.h"
 #include "query/http_api.h"
@@ -28,6 +30,7 @@ struct BoundEndpoints {
   std::string ingest;
   int http_port = 0;
   std::string live;
+  int statsd_port = 0;  // 0 when StatsD UDP is off
 };
 
 class Server {
@@ -57,6 +60,8 @@ class Server {
   std::unique_ptr<Router> router_;
   std::unique_ptr<ProducerTable> producers_;
   std::unique_ptr<ZmqIngest> ingest_;
+  std::unique_ptr<StatsdRouter> statsd_router_;
+  std::unique_ptr<StatsdListener> statsd_;
   std::unique_ptr<SelfReporter> reporter_;
   std::unique_ptr<QueryEngine> engine_;
   std::unique_ptr<HttpApi> http_;

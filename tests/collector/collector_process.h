@@ -48,6 +48,7 @@ class CollectorProcess {
           ingest_ = j["ingest"].get<std::string>();
           http_port_ = j["http_port"].get<int>();
           live_ = j["live"].get<std::string>();
+          statsd_port_ = j.value("statsd_port", 0);
           return true;
         }
       }
@@ -76,6 +77,7 @@ class CollectorProcess {
   const std::string& ingest() const { return ingest_; }
   const std::string& live() const { return live_; }
   int http_port() const { return http_port_; }
+  int statsd_port() const { return statsd_port_; }
   QString data_dir() const { return data_dir_; }
   QString temp_path() const { return tmp_.path(); }
 
@@ -103,6 +105,7 @@ class CollectorProcess {
   QProcess proc_;
   std::string ingest_, live_;
   int http_port_ = 0;
+  int statsd_port_ = 0;
 };
 
 // A DEALER socket that sends raw frames and waits for the Ack.

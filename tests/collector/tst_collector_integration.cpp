@@ -1,6 +1,7 @@
 // Integration tests: the real tally-collector as a child process on loopback ports with a temp
 // data directory, fed by the real SDK or by hand-made batches over a real DEALER socket, checked
 // through the real HTTP API. Every count is compared exactly.
+#include <QUdpSocket>
 #include <QtTest>
 
 #include <atomic>
@@ -73,6 +74,7 @@ class TestCollectorIntegration : public QObject {
   void dataAndDeduplicationSurviveACleanRestart();
   void gaugesAndDistributionsThroughTheSdk();
   void badQueriesGetClearErrors();
+  void statsdLinesOverUdpCountExactly();
 };
 
 void TestCollectorIntegration::millionIncrementsFromFourThreadsComeBackExactly() {
@@ -401,6 +403,34 @@ void TestCollectorIntegration::badQueriesGetClearErrors() {
     QVERIFY2(r["error"].get<std::string>().find(cs.words) != std::string::npos, (cs.path + " -> " + r.dump()).c_str());
   }
   QCOMPARE(c.get("/healthz")["status"].get<std::string>(), std::string("ok"));
+}
+
+void TestCollectorIntegration::statsdLinesOverUdpCountExactly() {
+  CollectorProcess c;
+  QVERIFY(c.start({"--statsd", "127.0.0.1:0"}));
+  QVERIFY(c.statsd_port() > 0);
+  QUdpSocket udp;
+  const int64_t start = now_s();
+  auto send = [&](const QByteArray& packet) {
+    QCOMPARE(udp.writeDatagram(packet, QHostAddress::LocalHost, static_cast<quint16>(c.statsd_port())), packet.size());
+  };
+  for (int i = 0; i < 100; ++i) send("ad.click:1|c|#campaign:spring,country:de\nad.click:2|c|@0.5|#campaign:spring,country:fr");
+  send("ad.click:1|c\nbroken line\nad.click:x|c\nlat.ms:10|ms\nlat.ms:20|h|#endpoint:/a\nq.len:5|g\nq.len:+3|g");
+  send("ad.click:1|g");  // ad.click is a counter: refused, counted
+  QVERIFY(eventually([&] { return total(c.get(q("ad.click", start - 5, now_s() + 2))) == 501; }));
+  auto byCountry = by_tag(c.get(q("ad.click", start - 5, now_s() + 2, "&group_by=country")), "country");
+  QCOMPARE(byCountry["de"], 100.0);
+  QCOMPARE(byCountry["fr"], 400.0);  // 2 at @0.5 counts 4
+  QCOMPARE(byCountry["<none>"], 1.0);
+  QVERIFY(eventually([&] { return total(c.get(q("lat.ms", start - 5, now_s() + 2, "&fn=count"))) == 2; }));
+  json last = c.get(q("q.len", start - 5, now_s() + 2, "&fn=max&step=60"));
+  double mx = 0;
+  for (const auto& p : last["series"][0]["points"]) mx = std::max(mx, p[1].get<double>());
+  QCOMPARE(mx, 8.0);
+  QVERIFY(eventually([&] {
+    auto [st, prom] = c.get_raw("/metrics");
+    return prom.find("\ntally_statsd_rejected_total 3\n") != std::string::npos;
+  }));
 }
 
 QTEST_GUILESS_MAIN(TestCollectorIntegration)
