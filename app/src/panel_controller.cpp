@@ -216,6 +216,7 @@ void PanelController::onLiveUpdates(const QString& metric, const std::vector<Liv
     return;
   }
   if (m_zoom) return;
+  if (!m_range.isCustom()) m_window = resolveRange(m_range, now());
   mergeLive();
   emit dataChanged();
 }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <QObject>
+#include <QPointer>
 #include <QSet>
 #include <QTimer>
 #include <optional>
@@ -88,7 +89,7 @@ class PanelController : public QObject {
   int64_t now() const { return m_now(); }
 
   CollectorClient* m_client;
-  LiveSubscriber* m_liveSub;
+  QPointer<LiveSubscriber> m_liveSub;  // may go first when the window is torn down
   tally::dash::PanelSpec m_spec;
   tally::dash::TimeRangeSpec m_range;
   std::optional<tally::dash::TimeWindow> m_zoom;

@@ -44,7 +44,7 @@ class PanelEditor : public QDialog {
   };
   const QList<FilterRow>& filterRows() const { return m_rows; }
   FilterRow addFilterRow(const tally::dash::TagFilter& filter = {});
-  bool tagsLoaded() const { return m_tagsLoaded; }
+  bool hasTags() const { return m_tagsLoaded; }
   const tally::dash::TagValues& tagValues() const { return m_tags; }
 
  public slots:
