@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include "storage/wal.h"
+
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
@@ -15,6 +17,8 @@ Status CollectorConfig::validate() {
   if (shards > 256) return Status::invalid_argument("shards must be at most 256");
   if (data_dir.empty()) return Status::invalid_argument("data_dir is empty");
   if (max_batch_bytes < 1024) return Status::invalid_argument("max_batch_bytes must be at least 1024");
+  if (auto f = parse_fsync_policy(fsync); !f) return Status::invalid_argument("fsync: " + f.status().message());
+  if (checkpoint_s < 1 || checkpoint_s > 3600) return Status::invalid_argument("checkpoint must be 1s..1h");
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (!kLevels.count(log_level)) return Status::invalid_argument("log_level must be one of trace, debug, info, warn, error");
   return Status::ok();
@@ -41,7 +45,7 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
 #endif
   static const std::set<std::string> kKeys = {"data_dir", "shards", "ingest", "http", "live", "statsd", "statsd_unix",
                                               "retention", "lateness", "max_future", "max_batch_bytes",
-                                              "self_metrics", "log_level", "log_file"};
+                                              "self_metrics", "log_level", "log_file", "fsync", "checkpoint"};
   for (const auto& [k, v] : t) {
     if (!kKeys.count(std::string(k.str()))) return Status::invalid_argument(path + ": unknown setting '" + std::string(k.str()) + "'");
   }
@@ -66,11 +70,13 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
   };
   for (auto [key, field] : {std::pair{"data_dir", &c.data_dir}, {"ingest", &c.ingest}, {"http", &c.http},
                             {"live", &c.live}, {"statsd", &c.statsd}, {"statsd_unix", &c.statsd_unix},
-                            {"retention", &c.retention}, {"log_level", &c.log_level}, {"log_file", &c.log_file}}) {
+                            {"retention", &c.retention}, {"log_level", &c.log_level}, {"log_file", &c.log_file},
+                            {"fsync", &c.fsync}}) {
     if (auto s = str(key, *field); !s) return s;
   }
   if (auto s = dur("lateness", c.lateness_s); !s) return s;
   if (auto s = dur("max_future", c.max_future_s); !s) return s;
+  if (auto s = dur("checkpoint", c.checkpoint_s); !s) return s;
   if (auto n = t["shards"]; n) {
     auto v = n.value<int64_t>();
     if (!v || *v < 0) return Status::invalid_argument(path + ": 'shards' must be a non-negative integer");
@@ -103,6 +109,8 @@ std::string config_to_toml(const CollectorConfig& c) {
     << "max_future = \"" << format_duration(c.max_future_s) << "\"\n"
     << "max_batch_bytes = " << c.max_batch_bytes << "\n"
     << "self_metrics = " << (c.self_metrics ? "true" : "false") << "\n"
+    << "fsync = \"" << c.fsync << "\"\n"
+    << "checkpoint = \"" << format_duration(c.checkpoint_s) << "\"\n"
     << "log_level = \"" << c.log_level << "\"\n"
     << "log_file = \"" << c.log_file << "\"\n";
   return o.str();

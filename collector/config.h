@@ -25,6 +25,8 @@ struct CollectorConfig {
   int64_t max_future_s = 600;
   uint64_t max_batch_bytes = 64u << 20;
   bool self_metrics = true;
+  std::string fsync = "always";       // write-ahead log: always, never, or an interval like "100ms"
+  int64_t checkpoint_s = 30;          // how often open buckets are written so the log can shrink
   std::string log_level = "info";
   std::string log_file;  // empty = stderr
   std::string ready_file;  // written with the bound endpoints once listening (for tests and scripts)

@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
   // Flags are read into optionals so only what was given overrides the file.
   std::optional<std::string> data_dir, ingest, http, live, statsd, statsd_unix, retention, lateness, max_future,
-      log_level, log_file, ready_file;
+      log_level, log_file, ready_file, fsync, checkpoint;
   std::optional<uint32_t> shards;
   std::optional<uint64_t> max_batch_bytes;
   bool no_self_metrics = false, print_config = false;
@@ -43,6 +43,8 @@ int main(int argc, char** argv) {
   app.add_option("--lateness", lateness, "How long a bucket stays open after it ends (default 2s)");
   app.add_option("--max-future", max_future, "Reject points further ahead than this (default 10m)");
   app.add_option("--max-batch-bytes", max_batch_bytes, "Largest accepted batch (default 64 MiB)");
+  app.add_option("--fsync", fsync, "Write-ahead log sync: always (default), never, or an interval like 100ms");
+  app.add_option("--checkpoint", checkpoint, "How often open buckets are written so the log can shrink (default 30s)");
   app.add_flag("--no-self-metrics", no_self_metrics, "Do not record the collector's own tally.collector.* metrics");
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error (default info)");
   app.add_option("--log-file", log_file, "Log to this file instead of stderr");
@@ -71,8 +73,10 @@ int main(int argc, char** argv) {
   if (log_level) cfg.log_level = *log_level;
   if (log_file) cfg.log_file = *log_file;
   if (ready_file) cfg.ready_file = *ready_file;
+  if (fsync) cfg.fsync = *fsync;
   if (no_self_metrics) cfg.self_metrics = false;
-  for (auto [text, field, name] : {std::tuple{&lateness, &cfg.lateness_s, "--lateness"}, {&max_future, &cfg.max_future_s, "--max-future"}}) {
+  for (auto [text, field, name] : {std::tuple{&lateness, &cfg.lateness_s, "--lateness"}, {&max_future, &cfg.max_future_s, "--max-future"},
+                                    {&checkpoint, &cfg.checkpoint_s, "--checkpoint"}}) {
     if (!*text) continue;
     auto d = parse_duration(**text);
     if (!d) {
@@ -100,6 +104,8 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // A file-size limit (RLIMIT_FSIZE) must surface as a write error (EFBIG), handled like a full disk.
+  std::signal(SIGXFSZ, SIG_IGN);
 
   auto server = Server::create(cfg, SystemClock::instance());
   if (!server) {

@@ -39,6 +39,7 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
     so.index = i;
     so.resolutions = cfg.resolutions;
     so.lateness_s = cfg.lateness_s;
+    so.checkpoint_every_s = cfg.checkpoint_s;
     auto shard = std::make_unique<Shard>(so, std::move(*store), clock, srv->live_.get(), srv->metrics_);
     for (auto& info : *series) {
       if (srv->catalog_->shard_of(info.hash) != i)
@@ -51,9 +52,8 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
     srv->shards_.push_back(std::move(shard));
   }
   srv->router_ = std::make_unique<Router>(raw);
-  srv->router_->set_next_lsn(max_lsn + 1);
 
-  // Ingest: producers' refs and sequence windows, then the ROUTER socket.
+  // Ingest: producers' refs and sequence windows, the write-ahead log, then the ROUTER socket.
   auto producers = ProducerTable::open((std::filesystem::path(cfg.data_dir) / "ingest.sqlite").string(), *srv->catalog_);
   if (!producers) return producers.status();
   srv->producers_ = std::move(*producers);
@@ -62,8 +62,50 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   io.max_batch_bytes = cfg.max_batch_bytes;
   io.limits.max_future_s = cfg.max_future_s;
   io.limits.max_age_s = cfg.resolutions.back().retention_s;
-  srv->ingest_ = std::make_unique<ZmqIngest>(srv->zmq_, io, *srv->catalog_, *srv->producers_, *srv->router_, clock,
-                                             srv->metrics_);
+
+  WalOptions wo;
+  wo.dir = (std::filesystem::path(cfg.data_dir) / "wal").string();
+  auto policy = parse_fsync_policy(cfg.fsync);
+  wo.fsync = policy->first;
+  wo.fsync_interval_ms = policy->second;
+  auto wal = Wal::open(wo);
+  if (!wal) return wal.status();
+  srv->wal_ = std::move(*wal);
+  // Replay: every logged batch goes through the same decoding; each shard skips the points its
+  // stored buckets already hold (their LSN says so), so nothing is lost and nothing is doubled.
+  uint64_t replayed = 0, reapplied_points = 0;
+  Status replay_status;
+  Status rs = srv->wal_->replay([&](uint64_t lsn, std::string_view payload) {
+    wire::Batch batch;
+    if (!batch.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      spdlog::error("event=wal_record_undecodable lsn={}", lsn);
+      return;
+    }
+    DecodedBatch d = decode_batch(batch, *srv->producers_, *srv->catalog_, io.limits, clock.now_s());
+    if (d.code != wire::Ack::OK) {
+      spdlog::error("event=wal_record_rejected lsn={} reason=\"{}\"", lsn, d.reason);
+      return;
+    }
+    srv->producers_->mark_seen(batch.producer_id(), batch.seq());
+    for (size_t i = 0; i < d.per_shard.size(); ++i) {
+      auto& w = d.per_shard[i];
+      if (w.points() == 0 && w.new_series.empty()) continue;
+      w.lsn = lsn;
+      reapplied_points += w.points();
+      if (auto s = srv->shards_[i]->replay(w); !s && replay_status) replay_status = s;
+    }
+    ++replayed;
+  });
+  if (!rs) return rs;
+  if (!replay_status) return replay_status;
+  // New records must follow every LSN the shards have stored, even if the log was emptied.
+  srv->wal_->advance_to(max_lsn + 1);
+  if (auto s = srv->producers_->save_sequences(); !s) return s;
+  spdlog::info("event=wal_replayed records={} points_considered={} next_lsn={} log_bytes={}", replayed, reapplied_points,
+               srv->wal_->next_lsn(), srv->wal_->bytes());
+
+  srv->ingest_ = std::make_unique<ZmqIngest>(srv->zmq_, io, *srv->catalog_, *srv->producers_, *srv->router_,
+                                             *srv->wal_, clock, srv->metrics_);
   // StatsD / DogStatsD over UDP and a unix datagram socket.
   srv->statsd_router_ = std::make_unique<StatsdRouter>(*srv->catalog_, *srv->router_, srv->metrics_, io.limits, clock);
   StatsdListenerOptions so;
@@ -83,6 +125,7 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   // Query.
   srv->engine_ = std::make_unique<QueryEngine>(*srv->catalog_, *srv->router_, cfg.resolutions, clock);
   srv->http_ = std::make_unique<HttpApi>(*srv->engine_, *srv->catalog_, *srv->router_, srv->metrics_, clock);
+  srv->http_->set_health_check([i = srv->ingest_.get()] { return i->log_healthy(); });
   srv->metrics_.series.store(static_cast<int64_t>(srv->catalog_->size()));
   spdlog::info("event=opened data_dir={} shards={} series={} retention={} created={}", cfg.data_dir, dir->shards,
                srv->catalog_->size(), cfg.retention, dir->created);

@@ -23,6 +23,7 @@
 #include "query/query_engine.h"
 #include "self_metrics.h"
 #include "self_reporter.h"
+#include "storage/wal.h"
 
 namespace tally::collector {
 
@@ -35,7 +36,8 @@ struct BoundEndpoints {
 
 class Server {
  public:
-  // Opens the data directory and loads what is stored; nothing listens yet.
+  // Opens the data directory, loads what is stored and replays the write-ahead log; nothing
+  // listens yet.
   static Result<std::unique_ptr<Server>> create(CollectorConfig config, const Clock& clock);
   ~Server();
 
@@ -59,6 +61,7 @@ class Server {
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<ProducerTable> producers_;
+  std::unique_ptr<Wal> wal_;
   std::unique_ptr<ZmqIngest> ingest_;
   std::unique_ptr<StatsdRouter> statsd_router_;
   std::unique_ptr<StatsdListener> statsd_;

@@ -10,7 +10,7 @@ packages=(
   protobuf-compiler libprotobuf-dev
   libsqlite3-dev
   libcpp-httplib-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev
-  libxxhash-dev libzstd-dev libsnappy-dev
+  libxxhash-dev libzstd-dev libsnappy-dev zlib1g-dev
   xvfb xauth curl
 )
 

@@ -1,9 +1,10 @@
-// Router: hands per-shard work to the shard workers and numbers it with a log sequence number
-// (LSN). Every ingest path (ZeroMQ batches, StatsD, the collector's own metrics) goes through it.
+// Router: hands per-shard work to the shard workers. Every ingest path (ZeroMQ batches, StatsD,
+// the collector's own metrics) goes through it.
 // Thread-safety: route() from any thread.
 #pragma once
 
-#include <atomic>
+#include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "aggregate/shard.h"
@@ -14,18 +15,23 @@ class Router {
  public:
   explicit Router(std::vector<Shard*> shards) : shards_(std::move(shards)) {}
 
-  // Submits every non-empty item of per_shard (index = shard) under one new LSN; returns it.
-  uint64_t route(std::vector<ShardWork>&& per_shard) {
-    uint64_t lsn = next_lsn_.fetch_add(1, std::memory_order_relaxed);
+  // Submits every non-empty item of per_shard (index = shard). `lsn` is the write-ahead log
+  // record the work came from, 0 for unlogged work (StatsD, the collector's own metrics). Logged
+  // work is routed by the ingest thread alone, so each shard sees it in LSN order.
+  void route(std::vector<ShardWork>&& per_shard, uint64_t lsn = 0) {
     for (size_t i = 0; i < per_shard.size() && i < shards_.size(); ++i) {
       auto& w = per_shard[i];
       if (w.points() == 0 && w.new_series.empty()) continue;
       w.lsn = lsn;
       shards_[i]->submit(std::move(w));
     }
-    return lsn;
   }
-  void set_next_lsn(uint64_t lsn) { next_lsn_.store(lsn, std::memory_order_relaxed); }
+  // The LSN below which every logged point is in SQLite, over all shards.
+  uint64_t safe_lsn() const {
+    uint64_t safe = UINT64_MAX;
+    for (auto* s : shards_) safe = std::min(safe, s->safe_lsn());
+    return safe == UINT64_MAX ? 0 : safe;
+  }
   bool healthy() const {
     for (auto* s : shards_) if (!s->healthy()) return false;
     return true;
@@ -35,7 +41,6 @@ class Router {
 
  private:
   std::vector<Shard*> shards_;
-  std::atomic<uint64_t> next_lsn_{1};
 };
 
 }  // namespace tally::collector

@@ -45,12 +45,17 @@ Shard::Shard(ShardOptions opts, std::unique_ptr<ShardStore> store, const Clock& 
              SelfMetrics& metrics)
     : opts_(std::move(opts)), store_(std::move(store)), clock_(clock), live_(live), metrics_(metrics) {
   due_.resize(opts_.resolutions.size());
+  // Where the last run left off; a store that cannot say starts from zero (replay re-checks).
+  if (auto a = store_->get_meta("applied_lsn", 0); a) applied_lsn_ = static_cast<uint64_t>(*a);
+  if (auto s = store_->get_meta("safe_lsn", 0); s) safe_lsn_ = static_cast<uint64_t>(*s);
 }
 
 Shard::~Shard() { stop(); }
 
 void Shard::start() {
   last_retention_s_ = clock_.now_s();
+  last_checkpoint_s_ = clock_.now_s();
+  replay_lsn_cache_.clear();
   thread_ = std::thread([this] { run(); });
 }
 
@@ -111,7 +116,24 @@ Shard::OpenBucket& Shard::bucket(SeriesState& s, size_t res, int64_t point_time,
   return b;
 }
 
-void Shard::apply(ShardWork& w) {
+bool Shard::replay_skips(uint64_t series_id, size_t res, int64_t point_time, uint64_t lsn) {
+  if (lsn <= safe_lsn_.load(std::memory_order_relaxed)) return true;
+  const int64_t start = bucket_start(point_time, opts_.resolutions[res].step_s);
+  auto key = std::make_tuple(series_id, res, start);
+  auto it = replay_lsn_cache_.find(key);
+  if (it == replay_lsn_cache_.end()) {
+    auto stored = store_->stored_lsn(series_id, res, start);
+    it = replay_lsn_cache_.emplace(key, stored ? *stored : 0).first;
+  }
+  return lsn <= it->second;
+}
+
+Status Shard::replay(ShardWork& w) {
+  apply(w, true);
+  return Status::ok();
+}
+
+void Shard::apply(ShardWork& w, bool replaying) {
   std::lock_guard lock(state_mu_);
   for (const auto* info : w.new_series) {
     state(info);
@@ -123,6 +145,7 @@ void Shard::apply(ShardWork& w) {
     auto it = series_.find(sid);
     if (it == series_.end()) return;  // unreachable: ingest sends definitions first
     for (size_t r = 0; r < nres; ++r) {
+      if (replaying && replay_skips(sid, r, time, w.lsn)) continue;
       bool is_late = false;
       OpenBucket& b = bucket(it->second, r, time, &is_late);
       add(b.agg);
@@ -137,8 +160,8 @@ void Shard::apply(ShardWork& w) {
   for (const auto& p : w.gauges)
     touch(p.series_id, p.time, [&](BucketAgg& a) { a.add_gauge(p.last, p.min, p.max, p.sum, p.count); });
   for (const auto& p : w.dists) touch(p.series_id, p.time, [&](BucketAgg& a) { a.add_sketch(p.sketch); });
-  if (late) metrics_.late_points.fetch_add(late, std::memory_order_relaxed);
-  applied_lsn_.store(w.lsn, std::memory_order_release);
+  if (late && !replaying) metrics_.late_points.fetch_add(late, std::memory_order_relaxed);
+  if (w.lsn > applied_lsn_.load(std::memory_order_relaxed)) applied_lsn_.store(w.lsn, std::memory_order_release);
 }
 
 bool Shard::flush(int64_t now_s, bool everything) {
@@ -156,7 +179,23 @@ bool Shard::flush(int64_t now_s, bool everything) {
       if (sit != series_.end()) items.push_back({&sit->second, r, it->first - step});
     }
   }
-  if (items.empty() && pending_series_.empty()) return true;
+  if (items.empty() && pending_series_.empty()) {
+    if (everything) {
+      const uint64_t lsn = applied_lsn_.load(std::memory_order_relaxed);
+      if (lsn > safe_lsn_.load(std::memory_order_relaxed)) {
+        Status s = store_->begin();
+        if (s) s = store_->set_meta("safe_lsn", static_cast<int64_t>(lsn));
+        if (s) s = store_->commit();
+        if (!s) {
+          store_->rollback();
+          return false;
+        }
+        safe_lsn_.store(lsn, std::memory_order_release);
+      }
+      last_checkpoint_s_ = now_s;
+    }
+    return true;
+  }
 
   const auto t0 = std::chrono::steady_clock::now();
   const uint64_t lsn = applied_lsn_.load(std::memory_order_relaxed);
@@ -167,10 +206,13 @@ bool Shard::flush(int64_t now_s, bool everything) {
     const auto& it = items[i];
     OpenBucket& b = it.s->open[it.res].at(it.start);
     const bool final = it.start + opts_.resolutions[it.res].step_s <= wm;
-    if (it.res == 0 && b.late && live_) {
+    // A bucket that was late, or partly written by a checkpoint, is published with its merged value.
+    if (it.res == 0 && live_ && (b.late || (final && it.start <= last_checkpoint_s_))) {
       BucketAgg merged;
       s = store_->merge_bucket(it.s->info->id, it.s->info->kind, it.res, it.start, b.agg, lsn, &merged);
-      if (s) updates.push_back(make_update(*it.s->info, it.start, merged, wire::LiveUpdate::CORRECTION));
+      if (s && (b.late || final))
+        updates.push_back(make_update(*it.s->info, it.start, merged,
+                                      b.late ? wire::LiveUpdate::CORRECTION : wire::LiveUpdate::FINAL));
     } else {
       s = store_->merge_bucket(it.s->info->id, it.s->info->kind, it.res, it.start, b.agg, lsn, nullptr);
       if (s && it.res == 0 && final && live_)
@@ -178,6 +220,7 @@ bool Shard::flush(int64_t now_s, bool everything) {
     }
   }
   if (s) s = store_->set_meta("applied_lsn", static_cast<int64_t>(lsn));
+  if (s && everything) s = store_->set_meta("safe_lsn", static_cast<int64_t>(lsn));
   if (!s) {
     store_->rollback();
     metrics_.flush_errors.fetch_add(1, std::memory_order_relaxed);
@@ -208,7 +251,10 @@ bool Shard::flush(int64_t now_s, bool everything) {
     }
     return false;
   }
-  stored_lsn_.store(lsn, std::memory_order_release);
+  if (everything) {
+    safe_lsn_.store(lsn, std::memory_order_release);
+    last_checkpoint_s_ = now_s;
+  }
   if (!healthy_.exchange(true)) {
     spdlog::info("event=storage_recovered shard={}", opts_.index);
     metrics_.storage_healthy.store(1);
@@ -289,7 +335,8 @@ void Shard::run() {
                       opts_.index);
       return;
     }
-    flush(now_ms / 1000, false);
+    if (now_ms / 1000 - last_checkpoint_s_ >= opts_.checkpoint_every_s) flush(now_ms / 1000, true);
+    else flush(now_ms / 1000, false);
     if (now_ms - last_partial_ms_ >= 1000) {
       publish_partials();
       last_partial_ms_ = now_ms;

@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <tuple>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -62,6 +63,9 @@ struct ShardOptions {
   int64_t lateness_s = 2;
   int64_t tick_ms = 100;
   int64_t retention_every_s = 60;
+  // Every this often all open buckets are written (as partial buckets where still open), so the
+  // write-ahead log before that point can be deleted.
+  int64_t checkpoint_every_s = 30;
 };
 
 class Shard {
@@ -76,6 +80,9 @@ class Shard {
   void submit(ShardWork&& work);
   // Registers a series restored from storage at start-up.
   void restore_series(const SeriesInfo* info);
+  // Start-up only, before start(): applies logged work read back from the write-ahead log,
+  // skipping every point whose stored bucket already includes this LSN.
+  Status replay(ShardWork& work);
 
   // Stored (+) open buckets of each series at resolution res in [from, to): out[i] belongs to
   // series[i], in time order. *watermark receives the watermark the open buckets were taken at.
@@ -85,7 +92,8 @@ class Shard {
   size_t queue_depth() const;
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
   uint64_t applied_lsn() const { return applied_lsn_.load(std::memory_order_acquire); }
-  uint64_t stored_lsn() const { return stored_lsn_.load(std::memory_order_acquire); }
+  // Every logged point with an LSN up to this one is in SQLite.
+  uint64_t safe_lsn() const { return safe_lsn_.load(std::memory_order_acquire); }
   ShardStore& store() { return *store_; }
 
  private:
@@ -100,11 +108,12 @@ class Shard {
   };
 
   void run();
-  void apply(ShardWork& w);
+  void apply(ShardWork& w, bool replaying = false);
   OpenBucket& bucket(SeriesState& s, size_t res, int64_t point_time, bool* late);
   SeriesState& state(const SeriesInfo* info);
-  // Writes due buckets (all of them when everything is set); returns false on a storage error.
+  // Writes due buckets (all of them when everything is set: a checkpoint); false on a storage error.
   bool flush(int64_t now_s, bool everything);
+  bool replay_skips(uint64_t series_id, size_t res, int64_t point_time, uint64_t lsn);
   void publish_partials();
   void apply_retention(int64_t now_s);
   int64_t watermark(int64_t now_s) const { return now_s - opts_.lateness_s; }
@@ -129,9 +138,11 @@ class Shard {
 
   std::atomic<bool> healthy_{true};
   std::atomic<uint64_t> applied_lsn_{0};
-  std::atomic<uint64_t> stored_lsn_{0};
+  std::atomic<uint64_t> safe_lsn_{0};
+  int64_t last_checkpoint_s_ = 0;
   int64_t last_partial_ms_ = 0;
   int64_t last_retention_s_ = 0;
+  std::map<std::tuple<uint64_t, size_t, int64_t>, uint64_t> replay_lsn_cache_;  // start-up only
   std::thread thread_;
 };
 

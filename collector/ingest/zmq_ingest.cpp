@@ -2,11 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace tally::collector {
 
 ZmqIngest::ZmqIngest(zmq::context_t& ctx, ZmqIngestOptions opts, SeriesCatalog& catalog, ProducerTable& producers,
-                     Router& router, const Clock& clock, SelfMetrics& metrics)
-    : ctx_(ctx), opts_(std::move(opts)), catalog_(catalog), producers_(producers), router_(router),
+                     Router& router, Wal& wal, const Clock& clock, SelfMetrics& metrics)
+    : ctx_(ctx), opts_(std::move(opts)), catalog_(catalog), producers_(producers), router_(router), wal_(wal),
       clock_(clock), metrics_(metrics) {}
 
 Result<std::string> ZmqIngest::start() {
@@ -37,8 +39,8 @@ void ZmqIngest::run() {
   while (!stopping_) {
     try {
       zmq::poll(items, 1, std::chrono::milliseconds(100));
-      // Drain what is there before ticking, so a busy socket is served in bursts.
-      for (int n = 0; n < 10000 && (items[0].revents & ZMQ_POLLIN); ++n) {
+      // Take what is there as one group: one log sync, then all the acks.
+      for (int n = 0; n < 1000 && (items[0].revents & ZMQ_POLLIN); ++n) {
         zmq::message_t identity, payload;
         if (!socket_->recv(identity, zmq::recv_flags::dontwait)) break;
         // DEALER sends one frame; a REQ peer adds an empty delimiter. The payload is the last frame.
@@ -49,23 +51,85 @@ void ZmqIngest::run() {
         }
         handle(identity, payload);
       }
+      commit_group();
     } catch (const zmq::error_t& e) {
       if (e.num() == ETERM) return;
       spdlog::error("event=ingest_socket_error error=\"{}\"", e.what());
     }
+    (void)wal_.sync();  // the interval policy syncs here when its time has come
     int64_t now_ms = clock_.now_ms();
     if (now_ms - last_tick_ms >= 1000) {
       last_tick_ms = now_ms;
       if (tick_) tick_();
+      const uint64_t appended = wal_.next_lsn() - 1;
       if (auto s = producers_.save_sequences(); !s)
         spdlog::warn("event=producer_state_save_failed error=\"{}\"", s.to_string());
+      else
+        seqs_saved_lsn_ = appended;
+      // Records whose points are all in SQLite and whose seqs are saved are no longer needed.
+      if (auto s = wal_.truncate(std::min(router_.safe_lsn(), seqs_saved_lsn_)); !s)
+        spdlog::warn("event=wal_truncate_failed error=\"{}\"", s.to_string());
     }
   }
+  commit_group();
+  (void)wal_.sync(true);
   if (auto s = producers_.save_sequences(); !s)
     spdlog::error("event=producer_state_save_failed error=\"{}\"", s.to_string());
 }
 
-void ZmqIngest::handle(const zmq::message_t& identity, const zmq::message_t& payload) {
+void ZmqIngest::set_log_health(bool ok, const Status& why) {
+  if (log_healthy_.exchange(ok) == ok) return;
+  if (ok) {
+    spdlog::info("event=log_recovered note=\"acknowledging batches again\"");
+  } else {
+    spdlog::error("event=log_unwritable error=\"{}\" note=\"batches are answered UNAVAILABLE; SDKs keep and resend them\"",
+                  why.to_string());
+  }
+  metrics_.storage_healthy.store(ok && router_.healthy() ? 1 : 0);
+}
+
+void ZmqIngest::commit_group() {
+  if (group_.empty()) return;
+  Status s = wal_.sync();
+  if (!s) {
+    // Not durable: take the whole group back out of the log and let the producers resend.
+    if (auto r = wal_.rollback(*group_mark_); !r)
+      spdlog::error("event=wal_rollback_failed error=\"{}\"", r.to_string());
+    set_log_health(false, s);
+    for (auto& p : group_) {
+      p.ack.set_code(wire::Ack::UNAVAILABLE);
+      p.ack.set_reason("the collector cannot make the batch durable: " + s.message());
+      metrics_.batches_unavailable.fetch_add(1, std::memory_order_relaxed);
+      send_ack(p.identity, p.ack);
+    }
+  } else {
+    set_log_health(true, s);
+    for (auto& p : group_) {
+      producers_.mark_seen(p.ack.producer_id(), p.ack.seq());
+      router_.route(std::move(p.decoded.per_shard), p.lsn);
+      metrics_.points_received.fetch_add(p.decoded.points, std::memory_order_relaxed);
+      metrics_.points_rejected_old.fetch_add(p.decoded.rejected_old, std::memory_order_relaxed);
+      metrics_.points_rejected_future.fetch_add(p.decoded.rejected_future, std::memory_order_relaxed);
+      if (p.dropped_batches) {
+        // Producers report a running total; the metric adds what is new since the last report.
+        uint64_t& seen = dropped_by_producer_[p.ack.producer_id()];
+        if (p.dropped_batches > seen) {
+          metrics_.sdk_dropped_batches.fetch_add(p.dropped_batches - seen, std::memory_order_relaxed);
+          seen = p.dropped_batches;
+        }
+      }
+      if (p.decoded.rejected_old || p.decoded.rejected_future)
+        log_reject(std::to_string(p.decoded.rejected_old + p.decoded.rejected_future) +
+                       " points outside the accepted time range",
+                   p.ack.producer_id());
+      send_ack(p.identity, p.ack);
+    }
+  }
+  group_.clear();
+  group_mark_.reset();
+}
+
+void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) {
   metrics_.batches_received.fetch_add(1, std::memory_order_relaxed);
   metrics_.bytes_received.fetch_add(payload.size(), std::memory_order_relaxed);
   wire::Ack ack;
@@ -89,9 +153,19 @@ void ZmqIngest::handle(const zmq::message_t& identity, const zmq::message_t& pay
     send_ack(identity, ack);
     return;
   }
-  if (producers_.seen(batch.producer_id(), batch.seq())) {
-    metrics_.batches_duplicate.fetch_add(1, std::memory_order_relaxed);
-    ack.set_code(wire::Ack::DUPLICATE);
+  bool in_group = false;
+  for (const auto& p : group_) in_group |= p.ack.producer_id() == batch.producer_id() && p.ack.seq() == batch.seq();
+  if (in_group || producers_.seen(batch.producer_id(), batch.seq())) {
+    // A copy inside the current group is answered after the group's sync, like the original.
+    if (in_group) commit_group();
+    if (!producers_.seen(batch.producer_id(), batch.seq())) {  // the original's group failed
+      ack.set_code(wire::Ack::UNAVAILABLE);
+      ack.set_reason("the collector cannot make the batch durable now");
+      metrics_.batches_unavailable.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      ack.set_code(wire::Ack::DUPLICATE);
+      metrics_.batches_duplicate.fetch_add(1, std::memory_order_relaxed);
+    }
     send_ack(identity, ack);
     return;
   }
@@ -107,24 +181,19 @@ void ZmqIngest::handle(const zmq::message_t& identity, const zmq::message_t& pay
   ack.set_reason(d.reason);
   for (uint32_t r : d.unknown_refs) ack.add_unknown_refs(r);
   switch (d.code) {
-    case wire::Ack::OK:
-      producers_.mark_seen(batch.producer_id(), batch.seq());
-      router_.route(std::move(d.per_shard));
-      metrics_.points_received.fetch_add(d.points, std::memory_order_relaxed);
-      metrics_.points_rejected_old.fetch_add(d.rejected_old, std::memory_order_relaxed);
-      metrics_.points_rejected_future.fetch_add(d.rejected_future, std::memory_order_relaxed);
-      if (batch.dropped_batches()) {
-        // Producers report a running total; the metric adds what is new since the last report.
-        uint64_t& seen = dropped_by_producer_[batch.producer_id()];
-        if (batch.dropped_batches() > seen) {
-          metrics_.sdk_dropped_batches.fetch_add(batch.dropped_batches() - seen, std::memory_order_relaxed);
-          seen = batch.dropped_batches();
-        }
+    case wire::Ack::OK: {
+      if (!group_mark_) group_mark_ = wal_.mark();
+      auto lsn = wal_.append(std::string_view(static_cast<const char*>(payload.data()), payload.size()));
+      if (!lsn) {
+        set_log_health(false, lsn.status());
+        metrics_.batches_unavailable.fetch_add(1, std::memory_order_relaxed);
+        ack.set_code(wire::Ack::UNAVAILABLE);
+        ack.set_reason("the collector cannot log the batch: " + lsn.status().message());
+        break;
       }
-      if (d.rejected_old || d.rejected_future)
-        log_reject(std::to_string(d.rejected_old + d.rejected_future) + " points outside the accepted time range",
-                   batch.producer_id());
-      break;
+      group_.push_back(Pending{std::move(identity), std::move(ack), std::move(d), *lsn, batch.dropped_batches()});
+      return;  // acknowledged by commit_group()
+    }
     case wire::Ack::INVALID:
       metrics_.batches_rejected.fetch_add(1, std::memory_order_relaxed);
       log_reject(d.reason, batch.producer_id());

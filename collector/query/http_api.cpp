@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "query/prom_api.h"
+
 namespace tally::collector {
 namespace {
 
@@ -173,7 +175,7 @@ void HttpApi::routes() {
   };
 
   s.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-    if (!router_.healthy()) {
+    if (!router_.healthy() || (health_ && !health_())) {
       reply(res, 503, {{"status", "unavailable"}, {"reason", "storage is not accepting writes (disk full or unwritable); batches are not acknowledged"}});
       return;
     }
@@ -245,6 +247,8 @@ void HttpApi::routes() {
                       {"buckets", bins_json(c.buckets)}});
     reply(res, 200, {{"metric", q->metric}, {"from", r->from}, {"to", r->to}, {"step", r->step}, {"columns", std::move(cols)}});
   }));
+
+  register_prom_routes(s, engine_, catalog_, clock_, metrics_);
 
   s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.body.empty()) error(res, res.status, res.status == 404 ? "no such endpoint" : "request failed");

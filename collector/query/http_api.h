@@ -4,6 +4,7 @@
 // Thread-safety: start()/stop() from the owning thread; handlers run on httplib's pool.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -25,6 +26,8 @@ class HttpApi {
   HttpApi(QueryEngine& engine, const SeriesCatalog& catalog, Router& router, SelfMetrics& metrics, const Clock& clock);
   ~HttpApi();
 
+  // Extra health condition beside the shards' (e.g. the write-ahead log is writable).
+  void set_health_check(std::function<bool()> fn) { health_ = std::move(fn); }
   // Listens on "host:port" (port 0 picks a free one); returns the bound port.
   Result<int> start(const std::string& listen);
   void stop();
@@ -37,6 +40,7 @@ class HttpApi {
   SelfMetrics& metrics_;
   const Clock& clock_;
   int64_t started_s_;
+  std::function<bool()> health_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
 };

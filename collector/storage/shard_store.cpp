@@ -79,6 +79,7 @@ Status ShardStore::prepare() {
   upsert_.resize(nres_);
   select_.resize(nres_);
   delete_.resize(nres_);
+  lsn_.resize(nres_);
   for (size_t r = 0; r < nres_; ++r) {
     // Counters and gauges merge in SQL; distributions (sketch blobs) merge in C++ and replace.
     if (auto s = p(&upsert_[r], "INSERT INTO " + table(r) +
@@ -94,6 +95,7 @@ Status ShardStore::prepare() {
         !s)
       return s;
     if (auto s = p(&delete_[r], "DELETE FROM " + table(r) + " WHERE series_id=? AND t<?"); !s) return s;
+    if (auto s = p(&lsn_[r], "SELECT lsn FROM " + table(r) + " WHERE series_id=? AND t=?"); !s) return s;
   }
   return Status::ok();
 }
@@ -179,6 +181,19 @@ Status ShardStore::delete_before(uint64_t series_id, size_t res, int64_t before,
   Status s = st.run();
   if (s && deleted) *deleted += sqlite3_changes(db_->raw());
   return s;
+}
+
+Result<uint64_t> ShardStore::stored_lsn(uint64_t series_id, size_t res, int64_t time) {
+  auto& st = lsn_[res];
+  st.bind(1, series_id).bind(2, time);
+  auto row = st.step();
+  if (!row) {
+    st.reset();
+    return row.status();
+  }
+  uint64_t lsn = *row ? static_cast<uint64_t>(st.int64(0)) : 0;
+  st.reset();
+  return lsn;
 }
 
 Result<int64_t> ShardStore::get_meta(std::string_view key, int64_t fallback) {

@@ -61,6 +61,9 @@ class ShardStore {
                       uint64_t lsn, BucketAgg* merged_out);
   // Retention: drops buckets of a series older than `before` at resolution res.
   Status delete_before(uint64_t series_id, size_t res, int64_t before, int64_t* deleted);
+  // The LSN recorded with the stored bucket (series, res, time): every logged point up to it
+  // that belongs to that bucket is in it. 0 when nothing is stored there.
+  Result<uint64_t> stored_lsn(uint64_t series_id, size_t res, int64_t time);
   Result<int64_t> get_meta(std::string_view key, int64_t fallback);
   Status set_meta(std::string_view key, int64_t value);
 
@@ -77,7 +80,7 @@ class ShardStore {
   size_t nres_;
   std::unique_ptr<Db> db_;
   Stmt begin_, commit_, rollback_, put_series_, get_meta_, set_meta_;
-  std::vector<Stmt> upsert_, select_, delete_;
+  std::vector<Stmt> upsert_, select_, delete_, lsn_;
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<ShardReader>> readers_;  // GUARDED_BY(readers_mu_)
 };
