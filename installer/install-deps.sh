@@ -12,6 +12,7 @@ packages=(
   libcpp-httplib-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev
   libxxhash-dev libzstd-dev libsnappy-dev zlib1g-dev
   xvfb xauth curl
+  prometheus  # promtool checks /metrics; a real server scrapes the collector in tests
 )
 
 missing=()

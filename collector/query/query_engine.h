@@ -91,6 +91,14 @@ class QueryEngine {
   Result<std::pair<int64_t, size_t>> plan(int64_t from, int64_t to, int64_t step, int64_t points) const;
   const std::vector<Resolution>& resolutions() const { return resolutions_; }
 
+  // Stored (+) open buckets of each series at resolution index res over [from, to), out[i] for
+  // series[i] in time order, for callers that combine buckets themselves (the Prometheus API).
+  Status read_buckets(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
+                      std::vector<std::vector<StoredBucket>>* out) const {
+    int64_t watermark = 0;
+    return read(series, res, from, to, out, &watermark);
+  }
+
  private:
   struct Matched {
     Kind kind;
