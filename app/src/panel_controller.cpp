@@ -40,6 +40,7 @@ void PanelController::setSpec(const PanelSpec& spec) {
     m_histogram.reset();
     m_heatmap.reset();
     m_hidden.clear();
+    m_liveKind.clear();
     updateSubscription();
     resetLive();
     refresh();
@@ -183,7 +184,20 @@ void PanelController::finish(const Status& status) {
 }
 
 void PanelController::mergeLive() {
-  if (!m_series) return;
+  if (!m_series) {
+    // A metric the collector did not know at query time (404) starts from the stream alone.
+    if (m_liveBuffer.cellCount() == 0 || m_liveKind.empty()) return;
+    QueryResult r;
+    r.metric = m_spec.metric;
+    r.kind = m_liveKind;
+    r.fn = m_spec.fn;
+    r.step = step();
+    r.from = bucket_start(m_window.from, r.step);
+    r.to = r.from;
+    m_series = std::move(r);
+    m_error.clear();
+    emit stateChanged();
+  }
   m_liveBuffer.pruneBefore(m_series->from);
   m_liveBuffer.mergeInto(*m_series, m_window.to);
 }
@@ -207,6 +221,7 @@ void PanelController::onLiveUpdates(const QString& metric, const std::vector<Liv
   if (!m_live || metric != m_subscribed) return;
   bool changed = false;
   for (const auto& u : updates) changed |= m_liveBuffer.apply(u);
+  if (changed && m_liveKind.empty()) m_liveKind = kind_name(updates.front().kind);
   if (!changed) return;
   if (auto stale = m_liveBuffer.takeStaleCorrection(); stale && *stale >= m_window.from) {
     if (!m_requeryTimer.isActive()) m_requeryTimer.start(300);

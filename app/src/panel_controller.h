@@ -110,5 +110,6 @@ class PanelController : public QObject {
   QSet<QString> m_hidden;
 
   tally::dash::LiveBuffer m_liveBuffer;
+  std::string m_liveKind;  // kind of the metric as the stream tells it
   QTimer m_requeryTimer;
 };

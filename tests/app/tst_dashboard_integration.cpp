@@ -1,0 +1,411 @@
+// The dashboard against a real tally-collector process fed by the real SDK (tally::Client):
+// a panel built through the editor's widgets holds exactly the API's numbers; group-by gives one
+// series per tag value; live updates arrive over ZeroMQ and a late point's correction replaces
+// the bucket's value; CSV export equals the shown data; PNG export has the requested size and is
+// not blank; the headless command line exports and reports errors with its exit codes; the
+// shipped dashboards' metrics exist.
+#include <QComboBox>
+#include <QEventLoop>
+#include <QListWidget>
+#include <QNetworkAccessManager>
+#include <QNetworkReply>
+#include <QProcess>
+#include <QStandardPaths>
+#include <QTcpServer>
+#include <QtTest>
+#include <map>
+
+#include "collector_client.h"
+#include "collector_fixture.h"
+#include "core/csv.h"
+#include "exporter.h"
+#include "headless.h"
+#include "live_subscriber.h"
+#include "panel_controller.h"
+#include "panel_editor.h"
+#include "panel_widget.h"
+#include "resources.h"
+#include "tally/client.h"
+
+using namespace tally;
+using namespace tally::dash;
+
+namespace {
+
+// GET through Qt, parsed by the core: what the API says, independently of the panel.
+QueryResult apiQuery(const QUrl& base, const QueryRequest& r) {
+  QNetworkAccessManager nam;
+  QUrl url = base;
+  QString p = QString::fromStdString(queryPath(r));
+  url.setPath(p.left(p.indexOf('?')));
+  url.setQuery(p.mid(p.indexOf('?') + 1));
+  QNetworkReply* reply = nam.get(QNetworkRequest(url));
+  QEventLoop loop;
+  QObject::connect(reply, &QNetworkReply::finished, &loop, &QEventLoop::quit);
+  loop.exec();
+  QByteArray body = reply->readAll();
+  reply->deleteLater();
+  auto q = parseQuery(std::string_view(body.constData(), size_t(body.size())));
+  return q ? *q : QueryResult{};
+}
+
+double total(const Series& s) {
+  double t = 0;
+  for (const auto& p : s.points) t += p.v;
+  return t;
+}
+
+int distinctColors(const QImage& img) {
+  QSet<QRgb> colors;
+  for (int y = 0; y < img.height(); y += 2)
+    for (int x = 0; x < img.width(); x += 2) colors.insert(img.pixel(x, y));
+  return int(colors.size());
+}
+
+struct Run {
+  int code = -1;
+  QString out, err;
+};
+
+Run runDashboard(const QStringList& args) {
+  QProcess p;
+  QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+  env.insert("QT_QPA_PLATFORM", "offscreen");
+  p.setProcessEnvironment(env);
+  p.start(TALLY_DASHBOARD_BIN, args);
+  p.waitForFinished(60000);
+  return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1, QString::fromUtf8(p.readAllStandardOutput()),
+          QString::fromUtf8(p.readAllStandardError())};
+}
+
+}  // namespace
+
+class TestDashboardIntegration : public QObject {
+  Q_OBJECT
+ private slots:
+  void initTestCase();
+  void panelFromEditorHoldsApiNumbers();
+  void groupByGivesOneSeriesPerTagValue();
+  void csvExportEqualsShownData();
+  void pngExportHasSizeAndIsNotBlank();
+  void liveUpdatesArriveAndCorrectionsReplace();
+  void headlessExportWritesFiles();
+  void headlessExitCodes();
+  void shippedCollectorHealthDashboardResolves();
+
+ private:
+  CollectorFixture m_collector;
+  std::unique_ptr<Client> m_sdk;
+  CollectorClient* m_client = nullptr;
+  std::unique_ptr<PanelWidget> m_panel;  // built through the editor, reused by the export tests
+};
+
+void TestDashboardIntegration::initTestCase() {
+  QStandardPaths::setTestModeEnabled(true);
+  initTallyResources();
+  QVERIFY2(m_collector.start(), "the collector did not start");
+  ClientOptions o;
+  o.endpoint = m_collector.ingest().toStdString();
+  m_sdk = std::make_unique<Client>(o);
+  // Known totals: api.errors by endpoint and status, user.signup by region.
+  const std::map<std::pair<std::string, std::string>, int> errors = {
+      {{"/login", "500"}, 7}, {{"/login", "503"}, 2}, {{"/cart", "500"}, 4}, {{"/cart", "503"}, 9}, {{"/search", "500"}, 1}};
+  for (const auto& [k, n] : errors)
+    for (int i = 0; i < n; ++i) m_sdk->count("api.errors", 1, {{"endpoint", k.first}, {"status", k.second}});
+  for (int i = 0; i < 11; ++i) m_sdk->count("user.signup", 1, {{"region", "eu"}});
+  for (int i = 0; i < 6; ++i) m_sdk->count("user.signup", 1, {{"region", "us"}});
+  m_sdk->count("user.signup", 2.5, {{"region", "apac"}});
+  for (int i = 1; i <= 200; ++i) m_sdk->observe("api.latency_ms", double(i), {{"endpoint", "/login"}});
+  m_sdk->set_gauge("queue.depth", 12);
+  QVERIFY(m_sdk->flush(std::chrono::seconds(10)));
+  m_client = new CollectorClient(m_collector.url(), this);
+}
+
+void TestDashboardIntegration::panelFromEditorHoldsApiNumbers() {
+  PanelEditor editor(m_client, PanelSpec{});
+  QSignalSpy metrics(&editor, &PanelEditor::metricsLoaded);
+  QVERIFY(metrics.wait(10000));
+  QVERIFY(editor.metricCombo()->findText("api.errors") >= 0);
+  editor.metricCombo()->setCurrentIndex(editor.metricCombo()->findText("api.errors"));
+  QTRY_VERIFY_WITH_TIMEOUT(editor.hasTags(), 10000);
+  auto row = editor.addFilterRow();
+  row.key->setCurrentIndex(row.key->findText("status"));
+  row.op->setCurrentText("!=");
+  QVERIFY(row.value->findText("503") >= 0);
+  row.value->setCurrentIndex(row.value->findText("503"));
+  for (int i = 0; i < editor.groupByList()->count(); ++i)
+    if (editor.groupByList()->item(i)->text() == "endpoint") editor.groupByList()->item(i)->setCheckState(Qt::Checked);
+  editor.fnCombo()->setCurrentIndex(editor.fnCombo()->findData("sum"));
+  editor.chartCombo()->setCurrentIndex(editor.chartCombo()->findData("line"));
+  editor.accept();
+  QCOMPARE(editor.result(), int(QDialog::Accepted));
+  const PanelSpec spec = editor.spec();
+  QCOMPARE(spec.filters.size(), size_t(1));
+
+  m_panel = std::make_unique<PanelWidget>(m_client, nullptr);
+  m_panel->resize(900, 420);
+  m_panel->show();
+  TimeRangeSpec range;
+  range.relative = "15m";
+  m_panel->controller()->setRange(range);
+  QSignalSpy done(m_panel->controller(), &PanelController::queryFinished);
+  m_panel->setSpec(spec);
+  QVERIFY(done.wait(10000));
+  QVERIFY2(done.last().first().toBool(), qPrintable(m_panel->controller()->error()));
+  const QueryResult* shown = m_panel->controller()->series();
+  QVERIFY(shown);
+  // The same query straight from the API: identical buckets and values.
+  QueryRequest r;
+  r.metric = spec.metric;
+  r.filters = spec.filters;
+  r.groupBy = spec.groupBy;
+  r.fn = spec.fn;
+  r.from = shown->from;
+  r.to = shown->to;
+  r.step = shown->step;
+  QueryResult api = apiQuery(m_collector.url(), r);
+  QCOMPARE(api.series.size(), shown->series.size());
+  for (size_t i = 0; i < api.series.size(); ++i) {
+    QCOMPARE(shown->series[i].tags, api.series[i].tags);
+    QCOMPARE(shown->series[i].points, api.series[i].points);
+  }
+  // And the numbers are what the SDK sent: status != 503, by endpoint.
+  std::map<std::string, double> byEndpoint;
+  for (const auto& s : shown->series) byEndpoint[s.tags.at(0).value] = total(s);
+  QCOMPARE(byEndpoint, (std::map<std::string, double>{{"/cart", 4}, {"/login", 7}, {"/search", 1}}));
+  m_panel->flushRedraw();
+}
+
+void TestDashboardIntegration::groupByGivesOneSeriesPerTagValue() {
+  PanelController c(m_client, nullptr);
+  TimeRangeSpec range;
+  range.relative = "15m";
+  c.setRange(range);
+  QSignalSpy done(&c, &PanelController::queryFinished);
+  PanelSpec s;
+  s.metric = "user.signup";
+  s.groupBy = {"region"};
+  c.setSpec(s);
+  QVERIFY(done.wait(10000));
+  QVERIFY(c.series());
+  QCOMPARE(c.series()->series.size(), size_t(3));
+  std::map<std::string, double> totals;
+  for (const auto& se : c.series()->series) {
+    QCOMPARE(se.tags.size(), size_t(1));
+    QCOMPARE(se.tags[0].key, std::string("region"));
+    totals[se.tags[0].value] = total(se);
+  }
+  QCOMPARE(totals, (std::map<std::string, double>{{"apac", 2.5}, {"eu", 11}, {"us", 6}}));
+  // Without group-by: one series holding everything.
+  s.groupBy.clear();
+  c.setSpec(s);
+  QVERIFY(done.wait(10000));
+  QCOMPARE(c.series()->series.size(), size_t(1));
+  QCOMPARE(total(c.series()->series[0]), 19.5);
+}
+
+void TestDashboardIntegration::csvExportEqualsShownData() {
+  QVERIFY(m_panel);
+  QTemporaryDir dir;
+  QString path = dir.filePath("panel.csv");
+  QString err;
+  QVERIFY2(Exporter::writeCsv(*m_panel->controller(), path, &err), qPrintable(err));
+  QFile f(path);
+  QVERIFY(f.open(QIODevice::ReadOnly));
+  QByteArray text = f.readAll();
+  auto rows = parseCsv(std::string_view(text.constData(), size_t(text.size())));
+  QVERIFY(rows.size() > 1);
+  QCOMPARE(rows[0], (std::vector<std::string>{"timestamp", "time", "metric", "fn", "endpoint", "value"}));
+  size_t row = 1;
+  for (const auto& s : m_panel->controller()->visibleSeries())
+    for (const auto& p : s.points) {
+      QVERIFY(row < rows.size());
+      QCOMPARE(std::stoll(rows[row][0]), p.t);
+      QCOMPARE(rows[row][2], std::string("api.errors"));
+      QCOMPARE(rows[row][4], s.tags[0].value);
+      QCOMPARE(std::stod(rows[row][5]), p.v);
+      ++row;
+    }
+  QCOMPARE(row, rows.size());
+  // The shown series are the API's, clipped to the window.
+  const auto& all = m_panel->controller()->series()->series;
+  QCOMPARE(m_panel->controller()->visibleSeries().size(), all.size());
+}
+
+void TestDashboardIntegration::pngExportHasSizeAndIsNotBlank() {
+  QVERIFY(m_panel);
+  QTemporaryDir dir;
+  QString path = dir.filePath("panel.png");
+  QString err;
+  QVERIFY2(Exporter::writePanelImage(*m_panel->controller(), path, QSize(1000, 560), &err), qPrintable(err));
+  QImage img(path);
+  QCOMPARE(img.size(), QSize(1000, 560));
+  QVERIFY(distinctColors(img) > 30);
+}
+
+void TestDashboardIntegration::liveUpdatesArriveAndCorrectionsReplace() {
+  LiveSubscriber sub;
+  QVERIFY(sub.connectTo(m_collector.live()));
+  PanelController c(m_client, &sub);
+  c.setPixelWidth(900);
+  TimeRangeSpec range;
+  range.relative = "5m";
+  c.setRange(range);
+  c.setLive(true);
+  QSignalSpy done(&c, &PanelController::queryFinished);
+  PanelSpec s;
+  s.metric = "live.test";
+  s.groupBy = {"k"};
+  c.setSpec(s);
+  QVERIFY(done.wait(10000));  // 404 for a metric that does not exist yet is fine
+  QCOMPARE(c.step(), int64_t(1));
+  QTest::qWait(2500);  // let the subscription settle past the coverage start
+  const int queriesBefore = c.queriesIssued();
+  m_sdk->count("live.test", 3, {{"k", "a"}});
+  QVERIFY(m_sdk->flush(std::chrono::seconds(10)));
+  auto findValue = [&c](double v) -> int64_t {
+    if (!c.series()) return 0;
+    for (const auto& se : c.series()->series)
+      for (const auto& p : se.points)
+        if (p.v == v) return p.t;
+    return 0;
+  };
+  // The bucket appears from the stream, without another query.
+  QTRY_VERIFY_WITH_TIMEOUT(findValue(3) != 0, 5000);
+  QCOMPARE(c.queriesIssued(), queriesBefore);
+  QVERIFY(c.liveBuffer().cellCount() > 0);
+  const int64_t t0 = findValue(3);
+  // Wait until the bucket is final (watermark: 2 s lateness), then send a late point for it.
+  QTest::qWait(4000);
+  ManualClock past(t0 * 1000 + 500);
+  ClientOptions lateOptions;
+  lateOptions.endpoint = m_collector.ingest().toStdString();
+  lateOptions.clock = &past;
+  {
+    Client late(lateOptions);
+    late.count("live.test", 4, {{"k", "a"}});
+    QVERIFY(late.flush(std::chrono::seconds(10)));
+  }
+  // The correction replaces the bucket: 7, not 3 and not 3 + 7.
+  auto valueAt = [&c](int64_t t) -> double {
+    if (!c.series()) return -1;
+    for (const auto& se : c.series()->series)
+      for (const auto& p : se.points)
+        if (p.t == t) return p.v;
+    return -1;
+  };
+  QTRY_COMPARE_WITH_TIMEOUT(valueAt(t0), 7.0, 8000);
+  QueryRequest r;
+  r.metric = "live.test";
+  r.groupBy = {"k"};
+  r.from = t0;
+  r.to = t0 + 1;
+  r.step = 1;
+  QueryResult api = apiQuery(m_collector.url(), r);
+  QCOMPARE(api.series.size(), size_t(1));
+  QCOMPARE(api.series[0].points.front().v, 7.0);
+}
+
+void TestDashboardIntegration::headlessExportWritesFiles() {
+  QTemporaryDir dir;
+  Dashboard d;
+  d.title = "Headless";
+  d.range.relative = "15m";
+  PanelSpec a;
+  a.metric = "user.signup";
+  a.groupBy = {"region"};
+  a.chart = ChartType::StackedArea;
+  a.grid = {0, 0, 6, 4};
+  PanelSpec b;
+  b.metric = "api.latency_ms";
+  b.chart = ChartType::Histogram;
+  b.grid = {6, 0, 6, 4};
+  d.panels = {a, b};
+  QFile f(dir.filePath("d.json"));
+  QVERIFY(f.open(QIODevice::WriteOnly));
+  f.write(QByteArray::fromStdString(serializeDashboard(d)));
+  f.close();
+  Run run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard", dir.filePath("d.json"),
+                          "--range", "15m", "--export-png", dir.filePath("out.png"), "--size", "1200x700",
+                          "--export-csv", dir.filePath("out.csv")});
+  QVERIFY2(run.code == 0, qPrintable(run.err));
+  QImage img(dir.filePath("out.png"));
+  QCOMPARE(img.size(), QSize(1200, 700));
+  QVERIFY(distinctColors(img) > 30);
+  QVERIFY(run.out.contains(dir.filePath("out-1.csv")));
+  QFile csv1(dir.filePath("out-1.csv")), csv2(dir.filePath("out-2.csv"));
+  QVERIFY(csv1.open(QIODevice::ReadOnly) && csv2.open(QIODevice::ReadOnly));
+  QByteArray t1 = csv1.readAll();
+  double signups = 0;
+  auto rows = parseCsv(std::string_view(t1.constData(), size_t(t1.size())));
+  for (size_t i = 1; i < rows.size(); ++i) signups += std::stod(rows[i].back());
+  QCOMPARE(signups, 19.5);
+  QVERIFY(csv2.readAll().startsWith("lower,upper,count\n"));
+  // One panel alone, as SVG.
+  run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard", dir.filePath("d.json"), "--panel",
+                      "2", "--export-png", dir.filePath("hist.svg"), "--size", "800x400"});
+  QVERIFY2(run.code == 0, qPrintable(run.err));
+  QVERIFY(QFileInfo(dir.filePath("hist.svg")).size() > 1000);
+}
+
+void TestDashboardIntegration::headlessExitCodes() {
+  QTemporaryDir dir;
+  const QString demo = QStringLiteral(TALLY_SOURCE_DIR "/resources/dashboards/demo.json");
+  // Unreachable collector.
+  QTcpServer probe;
+  probe.listen(QHostAddress::LocalHost, 0);
+  const quint16 port = probe.serverPort();
+  probe.close();
+  Run run = runDashboard({"--collector", QStringLiteral("http://127.0.0.1:%1").arg(port), "--dashboard", demo,
+                          "--export-png", dir.filePath("x.png")});
+  QCOMPARE(run.code, int(kExitUnreachable));
+  QVERIFY2(run.err.contains("cannot reach the collector"), qPrintable(run.err));
+  QVERIFY(!QFile::exists(dir.filePath("x.png")));
+  // Corrupt and future dashboards: path and reason, nothing written.
+  for (const char* name : {"corrupt-truncated.json", "future-version.json"}) {
+    const QString path = QStringLiteral(TALLY_TEST_DATA "/") + name;
+    run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard", path, "--export-png",
+                        dir.filePath("y.png")});
+    QCOMPARE(run.code, int(kExitDashboard));
+    QVERIFY2(run.err.contains(path), qPrintable(run.err));
+    QVERIFY(!QFile::exists(dir.filePath("y.png")));
+  }
+  // A panel whose query fails: the file is still written, the exit code says so.
+  Dashboard d;
+  PanelSpec bad;
+  bad.metric = "queue.depth";
+  bad.fn = "rate";  // not defined for gauges
+  d.panels = {bad};
+  QFile f(dir.filePath("bad.json"));
+  QVERIFY(f.open(QIODevice::WriteOnly));
+  f.write(QByteArray::fromStdString(serializeDashboard(d)));
+  f.close();
+  run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard", dir.filePath("bad.json"),
+                      "--export-png", dir.filePath("z.png")});
+  QCOMPARE(run.code, int(kExitQueryFailed));
+  QVERIFY(QFile::exists(dir.filePath("z.png")));
+  // Bad command line.
+  run = runDashboard({"--export-png", dir.filePath("w.png"), "--size", "huge"});
+  QCOMPARE(run.code, int(kExitUsage));
+  // Unwritable output.
+  run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard", demo, "--export-png",
+                      "/nonexistent-dir/out.png"});
+  QCOMPARE(run.code, int(kExitCantWrite));
+}
+
+void TestDashboardIntegration::shippedCollectorHealthDashboardResolves() {
+  // Every metric of the shipped "Collector health" dashboard exists in the collector's own
+  // metrics: the export's queries all succeed.
+  QTemporaryDir dir;
+  Run run;
+  QTRY_VERIFY_WITH_TIMEOUT(
+      (run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard",
+                           QStringLiteral(TALLY_SOURCE_DIR "/resources/dashboards/collector-health.json"),
+                           "--export-png", dir.filePath("health.png")}),
+       run.code == 0),
+      20000);
+  QCOMPARE(QImage(dir.filePath("health.png")).size(), QSize(1600, 900));
+}
+
+QTEST_MAIN(TestDashboardIntegration)
+#include "tst_dashboard_integration.moc"
