@@ -147,7 +147,8 @@ class Lexer {
         return true;
       }
       char c = s_[i_];
-      auto two = [&](char next) { return i_ + 1 < s_.size() && s_[i_ + 1] == next; };
+      // After the first character is consumed: is the next one `next`?
+      auto two = [&](char next) { return i_ < s_.size() && s_[i_] == next; };
       if (is_alpha(c) || (c == ':' && brackets == 0)) {
         size_t b = i_;
         while (i_ < s_.size() && (is_alnum(s_[i_]) || s_[i_] == ':')) ++i_;
