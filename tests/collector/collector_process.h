@@ -38,7 +38,12 @@ class CollectorProcess {
                         "--shards", "2"};
     args += extra;
     proc_.setProcessChannelMode(QProcess::ForwardedErrorChannel);
-    proc_.start(TALLY_COLLECTOR_BIN, args);
+    if (wrapper_.isEmpty()) {
+      proc_.start(TALLY_COLLECTOR_BIN, args);
+    } else {
+      // e.g. {"prlimit", "--fsize=400000", "--"}: the wrapper execs the collector (same pid).
+      proc_.start(wrapper_.front(), wrapper_.mid(1) + QStringList{TALLY_COLLECTOR_BIN} + args);
+    }
     if (!proc_.waitForStarted(5000)) return false;
     for (int i = 0; i < 200; ++i) {
       std::ifstream in(ready_file_.toStdString());
@@ -49,6 +54,7 @@ class CollectorProcess {
           http_port_ = j["http_port"].get<int>();
           live_ = j["live"].get<std::string>();
           statsd_port_ = j.value("statsd_port", 0);
+          pid_ = j.value("pid", 0);
           return true;
         }
       }
@@ -78,6 +84,9 @@ class CollectorProcess {
   const std::string& live() const { return live_; }
   int http_port() const { return http_port_; }
   int statsd_port() const { return statsd_port_; }
+  int pid() const { return pid_; }
+  // A program (and its arguments) that runs the collector, e.g. prlimit with a file-size limit.
+  void set_wrapper(QStringList wrapper) { wrapper_ = std::move(wrapper); }
   QString data_dir() const { return data_dir_; }
   QString temp_path() const { return tmp_.path(); }
 
@@ -106,6 +115,8 @@ class CollectorProcess {
   std::string ingest_, live_;
   int http_port_ = 0;
   int statsd_port_ = 0;
+  int pid_ = 0;
+  QStringList wrapper_;
 };
 
 // A DEALER socket that sends raw frames and waits for the Ack.
