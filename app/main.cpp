@@ -2,6 +2,7 @@
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QStandardPaths>
+#include <QTimer>
 #include <cstdio>
 
 #include "exporter.h"
@@ -41,7 +42,10 @@ int main(int argc, char** argv) {
   QCommandLineOption size("size", "Image size for --export-png.", "WxH", "1600x900");
   QCommandLineOption panel("panel", "Export only panel N (1-based, in file order).", "N", "0");
   QCommandLineOption timeout("timeout", "Seconds to wait for the collector's answers.", "S", "30");
-  parser.addOptions({collector, live, dashboard, range, png, csv, size, panel, timeout});
+  QCommandLineOption screenshot("screenshot", "Open the window, save a screenshot of it after --screenshot-delay "
+                                "seconds and quit (for documentation).", "FILE");
+  QCommandLineOption screenshotDelay("screenshot-delay", "Seconds before --screenshot.", "S", "8");
+  parser.addOptions({collector, live, dashboard, range, png, csv, size, panel, timeout, screenshot, screenshotDelay});
   if (!parser.parse(QApplication::arguments())) {
     std::fprintf(stderr, "tally-dashboard: %s\n", qPrintable(parser.errorText()));
     return kExitUsage;
@@ -77,6 +81,15 @@ int main(int argc, char** argv) {
   mo.dashboard = parser.value(dashboard);
   if (!parser.value(range).isEmpty()) qWarning("tally-dashboard: --range applies to exports; use the toolbar");
   MainWindow w(mo);
+  if (parser.isSet(size)) w.resize(Exporter::parseSize(parser.value(size)));
   w.show();
+  if (parser.isSet(screenshot)) {
+    const QString file = parser.value(screenshot);
+    QTimer::singleShot(parser.value(screenshotDelay).toInt() * 1000, &w, [&w, file] {
+      const bool ok = w.grab().save(file);
+      std::fprintf(ok ? stdout : stderr, "%s %s\n", ok ? "wrote" : "cannot write", qPrintable(file));
+      QApplication::exit(ok ? 0 : kExitCantWrite);
+    });
+  }
   return app.exec();
 }

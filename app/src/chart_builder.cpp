@@ -40,21 +40,69 @@ class HeatmapItem : public QGraphicsItem {
   void paint(QPainter* p, const QStyleOptionGraphicsItem*, QWidget*) override {
     if (!m_ref || m_data.columns.empty()) return;
     const QRectF area = m_chart->plotArea();
+    const auto axes = m_chart->axes(Qt::Vertical);
+    if (axes.isEmpty()) return;
+    double yMin = 0, yMax = 1;
+    bool log = false;
+    if (auto* la = qobject_cast<QLogValueAxis*>(axes.first())) {
+      yMin = la->min();
+      yMax = la->max();
+      log = yMin > 0;
+    } else if (auto* va = qobject_cast<QValueAxis*>(axes.first())) {
+      yMin = va->min();
+      yMax = va->max();
+    }
+    if (!(yMax > yMin)) return;
+    // The sketch's bins are ~2% wide: far thinner than a pixel row at most sizes. Re-bin each
+    // column into rows about 4 px high (log-spaced on a log axis) so cells read as a heatmap.
+    const int rows = std::max(8, int(area.height() / 4));
+    auto toUnit = [&](double v) {
+      if (log) return (std::log(std::max(v, yMin)) - std::log(yMin)) / (std::log(yMax) - std::log(yMin));
+      return (v - yMin) / (yMax - yMin);
+    };
+    auto rowValue = [&](int r) {
+      double u = double(r) / rows;
+      return log ? std::exp(std::log(yMin) + u * (std::log(yMax) - std::log(yMin))) : yMin + u * (yMax - yMin);
+    };
+    std::vector<std::vector<double>> cells(m_data.columns.size(), std::vector<double>(size_t(rows), 0.0));
+    double maxCell = 0;
+    for (size_t c = 0; c < m_data.columns.size(); ++c)
+      for (const auto& b : m_data.columns[c].buckets) {
+        // Spread the bin's count over the rows it covers (in axis units), so wide merged bins
+        // leave no gaps and narrow ones land in one row.
+        double lower = b.lower > 0 ? b.lower : b.upper / 1.02;
+        double u0 = std::clamp(toUnit(lower) * rows, 0.0, double(rows));
+        double u1 = std::clamp(toUnit(std::max(b.upper, lower)) * rows, 0.0, double(rows));
+        if (u1 - u0 < 1e-9) {
+          int r = std::clamp(int(u0), 0, rows - 1);
+          cells[c][size_t(r)] += double(b.count);
+          continue;
+        }
+        for (int r = int(u0); r < rows && r < u1; ++r) {
+          double overlap = std::min(u1, double(r + 1)) - std::max(u0, double(r));
+          if (overlap > 0) cells[c][size_t(r)] += double(b.count) * overlap / (u1 - u0);
+        }
+      }
+    for (const auto& col : cells)
+      for (double v : col) maxCell = std::max(maxCell, v);
+    if (maxCell <= 0) return;
     p->save();
     p->setClipRect(area);
     p->setPen(Qt::NoPen);
     const double step = double(std::max<int64_t>(1, m_data.step));
-    const double logMax = std::log1p(double(m_max));
-    for (const auto& c : m_data.columns)
-      for (const auto& b : c.buckets) {
-        double lower = b.lower > 0 ? b.lower : std::max(1e-9, b.upper / 1.02);
-        QPointF a = m_chart->mapToPosition(QPointF(double(c.time), lower), m_ref);
-        QPointF z = m_chart->mapToPosition(QPointF(double(c.time) + step, b.upper), m_ref);
-        QRectF r = QRectF(a, z).normalized();
-        if (r.height() < 1) r.setHeight(1);
-        p->setBrush(ramp(std::log1p(double(b.count)) / logMax));
-        p->drawRect(r.adjusted(0, 0, 0.5, 0));
+    const double logMax = std::log1p(maxCell);
+    for (size_t c = 0; c < m_data.columns.size(); ++c) {
+      const double t = double(m_data.columns[c].time);
+      for (int r = 0; r < rows; ++r) {
+        double n = cells[c][size_t(r)];
+        if (n <= 0) continue;
+        QPointF a = m_chart->mapToPosition(QPointF(t, rowValue(r)), m_ref);
+        QPointF z = m_chart->mapToPosition(QPointF(t + step, rowValue(r + 1)), m_ref);
+        QRectF rect = QRectF(a, z).normalized().adjusted(0, -0.5, 0.5, 0);
+        p->setBrush(ramp(std::log1p(n) / logMax));
+        p->drawRect(rect);
       }
+    }
     p->restore();
   }
   // Light yellow to deep purple: readable under dark percentile lines.
@@ -275,9 +323,9 @@ void PanelChart::render(const PanelController& panel) {
         m_lines << addLine("p99", QColor("#7a0177"), Qt::DotLine, 2.0);
         break;
       case Kind::Heatmap:
-        m_lines << addLine("p50", QColor("#1f4e9c"), Qt::SolidLine, 1.8);
-        m_lines << addLine("p90", QColor("#2a9d8f"), Qt::SolidLine, 1.8);
-        m_lines << addLine("p99", QColor("#111111"), Qt::DashLine, 1.8);
+        m_lines << addLine("p50", QColor("#00b4ff"), Qt::SolidLine, 2.4);
+        m_lines << addLine("p90", QColor("#1a9e1a"), Qt::SolidLine, 2.2);
+        m_lines << addLine("p99", QColor("#000000"), Qt::DashLine, 2.2);
         m_heatmap = new HeatmapItem(m_chart);
         connect(m_chart, &QChart::plotAreaChanged, this, [this] {
           if (m_heatmap) m_heatmap->areaChanged();

@@ -76,6 +76,7 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   auto* dock = new QDockWidget(tr("Metrics"), this);
   dock->setObjectName("metricsDock");
   dock->setWidget(m_browser);
+  m_browser->setMinimumWidth(240);
   dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
   addDockWidget(Qt::LeftDockWidgetArea, dock);
   connect(m_browser, &MetricBrowser::metricActivated, this, &MainWindow::addPanelForMetric);

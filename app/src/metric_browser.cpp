@@ -38,6 +38,7 @@ MetricBrowser::MetricBrowser(CollectorClient* client, QWidget* parent)
   m_view->header()->setSectionResizeMode(MetricTreeModel::NameColumn, QHeaderView::Stretch);
   m_view->header()->setSectionResizeMode(MetricTreeModel::KindColumn, QHeaderView::ResizeToContents);
   m_view->header()->setSectionResizeMode(MetricTreeModel::SeriesColumn, QHeaderView::ResizeToContents);
+  m_view->setColumnHidden(MetricTreeModel::KindColumn, true);  // the icon says it; the tooltip spells it
   m_status = new QLabel(this);
   m_status->setWordWrap(true);
 

@@ -152,7 +152,7 @@ void PanelWidget::flushRedraw() {
 void PanelWidget::updateState() {
   const PanelSpec& s = m_controller->spec();
   QString title = QString::fromStdString(s.displayTitle());
-  if (m_controller->isLoading()) title += QStringLiteral("  …");
+  if (m_controller->isLoading() && !m_controller->hasData()) title += QStringLiteral("  …");
   m_title->setText(title);
   m_title->setToolTip(QString::fromStdString(s.metric));
   m_resetZoom->setVisible(m_controller->isZoomed());
