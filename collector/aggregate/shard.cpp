@@ -200,6 +200,7 @@ bool Shard::flush(int64_t now_s, bool everything) {
   const auto t0 = std::chrono::steady_clock::now();
   const uint64_t lsn = applied_lsn_.load(std::memory_order_relaxed);
   std::vector<wire::LiveUpdate> updates;
+  const bool publish = live_ || final_sink_;
   Status s = store_->begin();
   for (size_t i = 0; s && i < pending_series_.size(); ++i) s = store_->put_series(*pending_series_[i]);
   for (size_t i = 0; s && i < items.size(); ++i) {
@@ -207,7 +208,7 @@ bool Shard::flush(int64_t now_s, bool everything) {
     OpenBucket& b = it.s->open[it.res].at(it.start);
     const bool final = it.start + opts_.resolutions[it.res].step_s <= wm;
     // A bucket that was late, or partly written by a checkpoint, is published with its merged value.
-    if (it.res == 0 && live_ && (b.late || (final && it.start <= last_checkpoint_s_))) {
+    if (it.res == 0 && publish && (b.late || (final && it.start <= last_checkpoint_s_))) {
       BucketAgg merged;
       s = store_->merge_bucket(it.s->info->id, it.s->info->kind, it.res, it.start, b.agg, lsn, &merged);
       if (s && (b.late || final))
@@ -215,7 +216,7 @@ bool Shard::flush(int64_t now_s, bool everything) {
                                       b.late ? wire::LiveUpdate::CORRECTION : wire::LiveUpdate::FINAL));
     } else {
       s = store_->merge_bucket(it.s->info->id, it.s->info->kind, it.res, it.start, b.agg, lsn, nullptr);
-      if (s && it.res == 0 && final && live_)
+      if (s && it.res == 0 && final && publish)
         updates.push_back(make_update(*it.s->info, it.start, b.agg, wire::LiveUpdate::FINAL));
     }
   }
@@ -262,6 +263,7 @@ bool Shard::flush(int64_t now_s, bool everything) {
   metrics_.buckets_written.fetch_add(items.size(), std::memory_order_relaxed);
   metrics_.flush_latency.record_us(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()));
+  if (final_sink_ && !updates.empty()) final_sink_(updates);
   if (live_) live_->publish(std::move(updates));
   return true;
 }

@@ -13,6 +13,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -74,6 +75,11 @@ class Shard {
         SelfMetrics& metrics);
   ~Shard();
 
+  // Receives every 1 s bucket this shard finalises (FINAL) or corrects (CORRECTION), after it is
+  // stored, on the shard thread (e.g. the remote-write forwarder). Set before start().
+  using FinalSink = std::function<void(const std::vector<wire::LiveUpdate>&)>;
+  void set_final_sink(FinalSink sink) { final_sink_ = std::move(sink); }
+
   void start();
   // Drains the queue, writes every open bucket (final or not) and stops the thread.
   void stop();
@@ -122,6 +128,7 @@ class Shard {
   std::unique_ptr<ShardStore> store_;
   const Clock& clock_;
   LivePublisher* live_;
+  FinalSink final_sink_;
   SelfMetrics& metrics_;
 
   mutable std::mutex queue_mu_;
