@@ -334,6 +334,10 @@ void PanelChart::render(const PanelController& panel) {
       case Kind::None: break;
     }
     hookLegend();
+    // One series without tags needs no legend: the title says what it is.
+    const bool single = (kind == Kind::Line || kind == Kind::Stacked || kind == Kind::Bars) && labels.size() == 1 &&
+                        labels.first() == QString::fromStdString(spec.metric);
+    m_chart->legend()->setVisible(!single);
     for (auto* s : m_chart->series()) {
       const QString label = s->property(kLabelProperty).toString();
       if (!panel.hiddenSeries().contains(label)) continue;
@@ -546,7 +550,12 @@ void PanelChart::renderSeries(const PanelController& panel) {
     }
   }
   if (!any) yMin = 0, yMax = log ? 10 : 1;
-  if (!log && yMin > 0 && m_kind == Kind::Line && yMin > (yMax - yMin) * 2) {
+  if (!log && yMin == yMax) {
+    // A flat line sits in the middle of the plot, not on its frame.
+    const double v = yMin;
+    yMin = v > 0 ? 0 : v == 0 ? 0 : v * 2;
+    yMax = v > 0 ? v * 2 : v == 0 ? 1 : 0;
+  } else if (!log && yMin > 0 && m_kind == Kind::Line && yMin > (yMax - yMin) * 2) {
     // A flat-ish line far from zero keeps its detail; otherwise the axis starts at zero.
   } else if (!log && yMin > 0) {
     yMin = 0;

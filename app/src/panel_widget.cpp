@@ -10,6 +10,9 @@
 #include <QMimeData>
 #include <QMouseEvent>
 #include <QRegularExpression>
+#include <QDialog>
+#include <QHeaderView>
+#include <QTableView>
 #include <QToolButton>
 #include <QVBoxLayout>
 
@@ -18,6 +21,7 @@
 #include "metric_tree_model.h"
 #include "panel_chart_view.h"
 #include "panel_controller.h"
+#include "panel_table_model.h"
 
 using namespace tally::dash;
 
@@ -64,6 +68,7 @@ PanelWidget::PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget*
   menu->addAction(tr("Edit…"), this, [this] { emit editRequested(this); });
   menu->addAction(tr("Duplicate"), this, [this] { emit duplicateRequested(this); });
   menu->addAction(tr("Refresh"), m_controller, &PanelController::refresh);
+  menu->addAction(tr("Show data…"), this, &PanelWidget::showDataTable);
   menu->addSeparator();
   menu->addAction(tr("Move left"), this, [this] { emit moveRequested(this, -1, 0); });
   menu->addAction(tr("Move right"), this, [this] { emit moveRequested(this, 1, 0); });
@@ -211,6 +216,24 @@ bool PanelWidget::eventFilter(QObject* watched, QEvent* event) {
     return true;
   }
   return QFrame::eventFilter(watched, event);
+}
+
+void PanelWidget::showDataTable() {
+  // The rows the CSV export would hold, in a table; a snapshot (refresh by reopening).
+  auto* dlg = new QDialog(this);
+  dlg->setAttribute(Qt::WA_DeleteOnClose);
+  dlg->setWindowTitle(tr("Data: %1").arg(QString::fromStdString(spec().displayTitle())));
+  auto* model = new PanelTableModel(dlg);
+  model->setFromPanel(*m_controller);
+  auto* view = new QTableView(dlg);
+  view->setModel(model);
+  view->setSortingEnabled(false);
+  view->verticalHeader()->setVisible(false);
+  view->horizontalHeader()->setStretchLastSection(true);
+  auto* layout = new QVBoxLayout(dlg);
+  layout->addWidget(view);
+  dlg->resize(720, 480);
+  dlg->show();
 }
 
 void PanelWidget::exportCsvDialog() {

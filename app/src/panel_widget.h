@@ -32,6 +32,7 @@ class PanelWidget : public QFrame {
 
  public slots:
   void exportCsvDialog();
+  void showDataTable();
   void exportImageDialog();
   // Redraws now instead of at the next timer tick (exports, tests).
   void flushRedraw();
