@@ -147,6 +147,7 @@ void PanelController::refresh() {
   emit stateChanged();
   QueryRequest req = request();
   m_queriedWindow = m_window;
+  m_requestedStep = req.step;
   auto stale = [this, gen] { return gen != m_generation; };
   switch (m_spec.chart) {
     case ChartType::Histogram:
@@ -208,7 +209,8 @@ void PanelController::tick() {
   if (m_series && !m_loading) {
     // Re-query once the window has slid a quarter of its length past the last answer, or the
     // step no longer fits the width: this bounds memory and picks up anything the stream missed.
-    if (m_window.from - m_queriedWindow.from > m_window.length() / 4 || step() != m_series->step) {
+    // (Compared with the step asked for: the collector may answer with another one.)
+    if (m_window.from - m_queriedWindow.from > m_window.length() / 4 || step() != m_requestedStep) {
       refresh();
       return;
     }

@@ -95,6 +95,7 @@ class PanelController : public QObject {
   std::optional<tally::dash::TimeWindow> m_zoom;
   tally::dash::TimeWindow m_window;
   tally::dash::TimeWindow m_queriedWindow;
+  int64_t m_requestedStep = 0;
   int m_pixelWidth = 800;
   bool m_live = false;
   QString m_subscribed;
