@@ -5,6 +5,7 @@
 #include <QTimer>
 #include <cstdio>
 
+#include "dashboard_canvas.h"
 #include "exporter.h"
 #include "headless.h"
 #include "main_window.h"
@@ -79,8 +80,16 @@ int main(int argc, char** argv) {
   mo.collector = collectorUrl;
   mo.live = parser.value(live);
   mo.dashboard = parser.value(dashboard);
-  if (!parser.value(range).isEmpty()) qWarning("tally-dashboard: --range applies to exports; use the toolbar");
   MainWindow w(mo);
+  if (!parser.value(range).isEmpty()) {
+    tally::dash::TimeRangeSpec r;
+    if (!parseRangeArg(parser.value(range), &r)) {
+      std::fprintf(stderr, "tally-dashboard: --range '%s' is neither a duration like 1h nor FROM:TO\n",
+                   qPrintable(parser.value(range)));
+      return kExitUsage;
+    }
+    w.setTimeRange(r);
+  }
   if (parser.isSet(size)) w.resize(Exporter::parseSize(parser.value(size)));
   w.show();
   if (parser.isSet(screenshot)) {

@@ -19,7 +19,9 @@ using namespace tally::dash;
 namespace {
 void err(const QString& s) { std::fprintf(stderr, "tally-dashboard: %s\n", qPrintable(s)); }
 
-bool parseRange(const QString& text, TimeRangeSpec* out) {
+}  // namespace
+
+bool parseRangeArg(const QString& text, TimeRangeSpec* out) {
   int colon = text.indexOf(':');
   if (colon > 0) {
     bool a = false, b = false;
@@ -34,6 +36,8 @@ bool parseRange(const QString& text, TimeRangeSpec* out) {
   out->relative = text.toStdString();
   return true;
 }
+
+namespace {
 
 QString withIndex(const QString& path, int index) {
   QFileInfo fi(path);
@@ -53,7 +57,7 @@ int runHeadless(const HeadlessOptions& o) {
     err("cannot open dashboard " + error);
     return kExitDashboard;
   }
-  if (!o.range.isEmpty() && !parseRange(o.range, &d.range)) {
+  if (!o.range.isEmpty() && !parseRangeArg(o.range, &d.range)) {
     err(QStringLiteral("--range '%1' is neither a duration like 1h nor FROM:TO unix seconds").arg(o.range));
     return kExitUsage;
   }

@@ -9,6 +9,8 @@
 #include <QString>
 #include <QUrl>
 
+#include "core/dashboard.h"
+
 struct HeadlessOptions {
   QUrl collector = QUrl("http://127.0.0.1:7071");
   QString dashboard;
@@ -31,3 +33,6 @@ enum HeadlessExit {
 };
 
 int runHeadless(const HeadlessOptions& options);
+
+// "1h" (a duration ending now) or "FROM:TO" (unix seconds); false if neither.
+bool parseRangeArg(const QString& text, tally::dash::TimeRangeSpec* out);

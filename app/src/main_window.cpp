@@ -191,6 +191,12 @@ void MainWindow::setDashboard(const Dashboard& d, const QString& path) {
   updateTitle();
 }
 
+void MainWindow::setTimeRange(const TimeRangeSpec& range) {
+  m_range->setRange(range);
+  m_canvas->setRange(range);
+  m_document->setModified(true);
+}
+
 void MainWindow::showError(const QString& title, const QString& text) {
   if (m_interactive) QMessageBox::warning(this, title, text);
   else qWarning("tally-dashboard: %s", qPrintable(text));

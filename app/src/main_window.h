@@ -46,6 +46,7 @@ class MainWindow : public QMainWindow {
   bool openDashboard(const QString& path, bool interactive = true);
   bool saveDashboard(const QString& path);
   void setDashboard(const tally::dash::Dashboard& d, const QString& path);
+  void setTimeRange(const tally::dash::TimeRangeSpec& range);  // like choosing it in the toolbar
 
  public slots:
   void newDashboard();
