@@ -21,8 +21,53 @@ Status CollectorConfig::validate() {
   if (checkpoint_s < 1 || checkpoint_s > 3600) return Status::invalid_argument("checkpoint must be 1s..1h");
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (!kLevels.count(log_level)) return Status::invalid_argument("log_level must be one of trace, debug, info, warn, error");
+  remote_write.add_default_labels();
+  if (auto s = remote_write.validate(); !s) return s;
   return Status::ok();
 }
+
+namespace {
+
+// The remote_write_* keys (forward/remote_write_options.h).
+Status load_remote_write(const toml::table& t, const std::string& path, RemoteWriteOptions& rw) {
+  if (auto n = t["remote_write_url"]; n) {
+    auto v = n.value<std::string>();
+    if (!v) return Status::invalid_argument(path + ": 'remote_write_url' must be a string");
+    rw.url = *v;
+  }
+  if (auto n = t["remote_write_labels"]; n) {
+    const toml::table* labels = n.as_table();
+    if (!labels) return Status::invalid_argument(path + ": 'remote_write_labels' must be a table like { instance = \"c1\" }");
+    for (const auto& [k, v] : *labels) {
+      auto value = v.value<std::string>();
+      if (!value) return Status::invalid_argument(path + ": remote_write_labels." + std::string(k.str()) + " must be a string");
+      if (auto s = rw.set_label(std::string(k.str()) + "=" + *value); !s) return s;
+    }
+  }
+  for (auto [key, field] : {std::pair{"remote_write_max_samples", &rw.max_samples_per_request},
+                            {"remote_write_max_buffered", &rw.max_buffered_samples}}) {
+    if (auto n = t[key]; n) {
+      auto v = n.value<int64_t>();
+      if (!v || *v <= 0) return Status::invalid_argument(path + ": '" + key + "' must be a positive integer");
+      *field = static_cast<uint64_t>(*v);
+    }
+  }
+  for (auto [key, field] : {std::pair{"remote_write_flush_interval", &rw.flush_interval_ms},
+                            {"remote_write_timeout", &rw.timeout_ms},
+                            {"remote_write_min_backoff", &rw.min_backoff_ms},
+                            {"remote_write_max_backoff", &rw.max_backoff_ms}}) {
+    if (auto n = t[key]; n) {
+      auto v = n.value<std::string>();
+      if (!v) return Status::invalid_argument(path + ": '" + key + "' must be a duration like \"500ms\" or \"5s\"");
+      auto d = parse_duration_ms(*v);
+      if (!d) return Status::invalid_argument(path + ": '" + key + "': " + d.status().message());
+      *field = *d;
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
 
 Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfig c) {
   toml::table t;
@@ -45,7 +90,10 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
 #endif
   static const std::set<std::string> kKeys = {"data_dir", "shards", "ingest", "http", "live", "statsd", "statsd_unix",
                                               "retention", "lateness", "max_future", "max_batch_bytes",
-                                              "self_metrics", "log_level", "log_file", "fsync", "checkpoint"};
+                                              "self_metrics", "log_level", "log_file", "fsync", "checkpoint",
+                                              "remote_write_url", "remote_write_labels", "remote_write_max_samples",
+                                              "remote_write_flush_interval", "remote_write_max_buffered",
+                                              "remote_write_timeout", "remote_write_min_backoff", "remote_write_max_backoff"};
   for (const auto& [k, v] : t) {
     if (!kKeys.count(std::string(k.str()))) return Status::invalid_argument(path + ": unknown setting '" + std::string(k.str()) + "'");
   }
@@ -92,6 +140,7 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
     if (!v) return Status::invalid_argument(path + ": 'self_metrics' must be true or false");
     c.self_metrics = *v;
   }
+  if (auto s = load_remote_write(t, path, c.remote_write); !s) return s;
   return c;
 }
 
@@ -113,6 +162,17 @@ std::string config_to_toml(const CollectorConfig& c) {
     << "checkpoint = \"" << format_duration(c.checkpoint_s) << "\"\n"
     << "log_level = \"" << c.log_level << "\"\n"
     << "log_file = \"" << c.log_file << "\"\n";
+  const auto& rw = c.remote_write;
+  o << "remote_write_url = \"" << rw.url << "\"\n"
+    << "remote_write_labels = {";
+  for (size_t i = 0; i < rw.labels.size(); ++i) o << (i ? ", " : " ") << rw.labels[i].first << " = \"" << rw.labels[i].second << "\"";
+  o << (rw.labels.empty() ? "}\n" : " }\n")
+    << "remote_write_max_samples = " << rw.max_samples_per_request << "\n"
+    << "remote_write_flush_interval = \"" << format_duration_ms(rw.flush_interval_ms) << "\"\n"
+    << "remote_write_max_buffered = " << rw.max_buffered_samples << "\n"
+    << "remote_write_timeout = \"" << format_duration_ms(rw.timeout_ms) << "\"\n"
+    << "remote_write_min_backoff = \"" << format_duration_ms(rw.min_backoff_ms) << "\"\n"
+    << "remote_write_max_backoff = \"" << format_duration_ms(rw.max_backoff_ms) << "\"\n";
   return o.str();
 }
 

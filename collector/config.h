@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "forward/remote_write_options.h"
 #include "tally/common/status.h"
 #include "tally/common/time_bucket.h"
 
@@ -30,6 +31,7 @@ struct CollectorConfig {
   std::string log_level = "info";
   std::string log_file;  // empty = stderr
   std::string ready_file;  // written with the bound endpoints once listening (for tests and scripts)
+  RemoteWriteOptions remote_write;  // the remote_write_* keys; forwarding is off without a url
 
   std::vector<Resolution> resolutions;  // parsed from retention by validate()
   Status validate();

@@ -50,6 +50,19 @@ int main(int argc, char** argv) {
   app.add_option("--log-file", log_file, "Log to this file instead of stderr");
   app.add_option("--ready-file", ready_file, "Write the bound endpoints here (JSON) once listening");
   app.add_flag("--print-config", print_config, "Print the effective configuration as TOML and exit");
+  // Remote-write forwarding (docs/SCALING.md).
+  std::optional<std::string> rw_url, rw_flush, rw_timeout, rw_min_backoff, rw_max_backoff;
+  std::optional<uint64_t> rw_max_samples, rw_max_buffered;
+  std::vector<std::string> rw_labels;
+  app.add_option("--remote-write-url", rw_url, "Forward final buckets by Prometheus remote-write to this URL (default: off)");
+  app.add_option("--remote-write-label", rw_labels, "name=value added to every forwarded series; repeatable (default instance=<hostname>)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--remote-write-max-samples", rw_max_samples, "Samples per remote-write request (default 2000)");
+  app.add_option("--remote-write-flush-interval", rw_flush, "Send a smaller request after this long (default 1s)");
+  app.add_option("--remote-write-max-buffered", rw_max_buffered, "Samples kept while the receiver is away; then the oldest go (default 500000)");
+  app.add_option("--remote-write-timeout", rw_timeout, "Per request (default 10s)");
+  app.add_option("--remote-write-min-backoff", rw_min_backoff, "First retry delay, doubling (default 100ms)");
+  app.add_option("--remote-write-max-backoff", rw_max_backoff, "Longest retry delay (default 5s)");
   CLI11_PARSE(app, argc, argv);
 
   CollectorConfig cfg;
@@ -79,6 +92,27 @@ int main(int argc, char** argv) {
                                     {&checkpoint, &cfg.checkpoint_s, "--checkpoint"}}) {
     if (!*text) continue;
     auto d = parse_duration(**text);
+    if (!d) {
+      std::cerr << "tally-collector: " << name << ": " << d.status().message() << "\n";
+      return 2;
+    }
+    *field = *d;
+  }
+  if (rw_url) cfg.remote_write.url = *rw_url;
+  if (rw_max_samples) cfg.remote_write.max_samples_per_request = *rw_max_samples;
+  if (rw_max_buffered) cfg.remote_write.max_buffered_samples = *rw_max_buffered;
+  for (const auto& l : rw_labels) {
+    if (auto s = cfg.remote_write.set_label(l); !s) {
+      std::cerr << "tally-collector: --remote-write-label: " << s.message() << "\n";
+      return 2;
+    }
+  }
+  for (auto [text, field, name] : {std::tuple{&rw_flush, &cfg.remote_write.flush_interval_ms, "--remote-write-flush-interval"},
+                                    {&rw_timeout, &cfg.remote_write.timeout_ms, "--remote-write-timeout"},
+                                    {&rw_min_backoff, &cfg.remote_write.min_backoff_ms, "--remote-write-min-backoff"},
+                                    {&rw_max_backoff, &cfg.remote_write.max_backoff_ms, "--remote-write-max-backoff"}}) {
+    if (!*text) continue;
+    auto d = parse_duration_ms(**text);
     if (!d) {
       std::cerr << "tally-collector: " << name << ": " << d.status().message() << "\n";
       return 2;

@@ -71,6 +71,10 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
       {"tally_queries_total", "Queries answered.", &queries},
       {"tally_queries_rejected_total", "Queries rejected as invalid.", &queries_rejected},
       {"tally_live_updates_total", "Bucket updates published on the live stream.", &live_updates},
+      {"tally_remote_write_samples_total", "Samples the remote-write receiver accepted.", &remote_write_samples},
+      {"tally_remote_write_dropped_samples_total", "Samples not forwarded: buffer full (oldest dropped), rejected with a 4xx, or unsent at stop.", &remote_write_dropped},
+      {"tally_remote_write_failed_requests_total", "Remote-write requests that failed (network error or HTTP error status).", &remote_write_failed_requests},
+      {"tally_remote_write_retries_total", "Remote-write requests sent again after a 5xx, 429 or network error.", &remote_write_retries},
   };
   for (const auto& c : counters) {
     family(o, c.name, "counter", c.help);
@@ -82,6 +86,8 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   sample(o, "tally_series", series);
   family(o, "tally_storage_healthy", "gauge", "1 when storage accepts writes, 0 when it does not.");
   sample(o, "tally_storage_healthy", storage_healthy);
+  family(o, "tally_remote_write_queue_samples", "gauge", "Samples waiting to be forwarded by remote-write, or in flight.");
+  sample(o, "tally_remote_write_queue_samples", remote_write_queue);
   family(o, "tally_uptime_seconds", "gauge", "Seconds since the collector started.");
   o << "tally_uptime_seconds " << uptime_s << '\n';
   summary(o, "tally_flush_latency_seconds", "Time to write one shard transaction.", flush_latency);

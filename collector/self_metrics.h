@@ -49,6 +49,12 @@ struct SelfMetrics {
   LatencyStat query_latency;
   // live
   std::atomic<uint64_t> live_updates{0};
+  // remote-write forwarding (forward/remote_write.h)
+  std::atomic<uint64_t> remote_write_samples{0};          // accepted by the receiver
+  std::atomic<uint64_t> remote_write_dropped{0};          // buffer full, rejected (4xx) or unsent at stop
+  std::atomic<uint64_t> remote_write_failed_requests{0};  // every request that did not succeed
+  std::atomic<uint64_t> remote_write_retries{0};
+  std::atomic<int64_t> remote_write_queue{0};             // samples waiting or in flight
 
   std::string to_prometheus(int64_t uptime_s) const;
 };

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <filesystem>
 #include <thread>
 
@@ -52,6 +53,14 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
     srv->shards_.push_back(std::move(shard));
   }
   srv->router_ = std::make_unique<Router>(raw);
+
+  // Forwarding: every final or corrected 1 s bucket goes by remote-write to a distributed engine.
+  if (cfg.remote_write.enabled()) {
+    auto rw = RemoteWriter::create(cfg.remote_write, srv->shards_.size(), srv->metrics_, clock);
+    if (!rw) return rw.status();
+    srv->remote_write_ = std::move(*rw);
+    for (size_t i = 0; i < srv->shards_.size(); ++i) srv->shards_[i]->set_final_sink(srv->remote_write_->sink(i));
+  }
 
   // Ingest: producers' refs and sequence windows, the write-ahead log, then the ROUTER socket.
   auto producers = ProducerTable::open((std::filesystem::path(cfg.data_dir) / "ingest.sqlite").string(), *srv->catalog_);
@@ -136,6 +145,7 @@ Server::~Server() { stop(); }
 
 Result<BoundEndpoints> Server::start() {
   BoundEndpoints b;
+  if (remote_write_) remote_write_->start();
   for (auto& s : shards_) s->start();
   auto live = live_->start(config_.live);
   if (!live) return live.status();
@@ -156,7 +166,17 @@ void Server::stop() {
   stopped_ = true;
   if (ingest_) ingest_->stop();
   if (statsd_) statsd_->stop();
+  if (remote_write_) {
+    // Only final buckets are forwarded: let the watermark pass everything received (bounded
+    // in real time, for clocks that do not move) so the last seconds are sent, not just stored.
+    const int64_t until_s = clock_.now_s() + 1 + config_.lateness_s;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(config_.lateness_s + 2);
+    while (clock_.now_s() < until_s && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));  // two shard ticks: finalise and hand over
+  }
   for (auto& s : shards_) s->stop();
+  if (remote_write_) remote_write_->stop();  // sends what is queued, within its drain timeout
   if (http_) http_->stop();
   if (live_) live_->stop();
   spdlog::info("event=stopped series={}", catalog_ ? catalog_->size() : 0);

@@ -1,6 +1,6 @@
 // Server: wires the collector's pipeline together: data directory and shards (storage +
-// aggregation), the catalog, ZeroMQ ingest, the live publisher, the HTTP API and the collector's
-// own metrics. Reading this file top to bottom reads the pipeline.
+// aggregation), the catalog, ZeroMQ ingest, the live publisher, remote-write forwarding, the HTTP
+// API and the collector's own metrics. Reading this file top to bottom reads the pipeline.
 // Thread-safety: create/start/stop from one thread.
 #pragma once
 
@@ -14,6 +14,7 @@
 #include "aggregate/router.h"
 #include "aggregate/shard.h"
 #include "config.h"
+#include "forward/remote_write.h"
 #include "ingest/producer_table.h"
 #include "ingest/statsd_listener.h"
 #include "ingest/statsd_sink.h"
@@ -58,6 +59,7 @@ class Server {
   zmq::context_t zmq_{1};
   std::unique_ptr<SeriesCatalog> catalog_;
   std::unique_ptr<LivePublisher> live_;
+  std::unique_ptr<RemoteWriter> remote_write_;  // outlives the shards that feed it
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<ProducerTable> producers_;

@@ -13,6 +13,7 @@ packages=(
   libxxhash-dev libzstd-dev libsnappy-dev zlib1g-dev
   xvfb xauth curl
   prometheus  # promtool checks /metrics; a real server scrapes the collector in tests
+  victoria-metrics  # remote-write forwarding is tested against a real single-node server
 )
 
 missing=()

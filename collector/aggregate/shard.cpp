@@ -211,9 +211,14 @@ bool Shard::flush(int64_t now_s, bool everything) {
     if (it.res == 0 && publish && (b.late || (final && it.start <= last_checkpoint_s_))) {
       BucketAgg merged;
       s = store_->merge_bucket(it.s->info->id, it.s->info->kind, it.res, it.start, b.agg, lsn, &merged);
-      if (s && (b.late || final))
+      if (s && (b.late || final)) {
         updates.push_back(make_update(*it.s->info, it.start, merged,
                                       b.late ? wire::LiveUpdate::CORRECTION : wire::LiveUpdate::FINAL));
+        if (b.late) {
+          updates.back().set_added_sum(b.agg.sum);
+          updates.back().set_added_count(b.agg.count);
+        }
+      }
     } else {
       s = store_->merge_bucket(it.s->info->id, it.s->info->kind, it.res, it.start, b.agg, lsn, nullptr);
       if (s && it.res == 0 && final && publish)

@@ -1,0 +1,421 @@
+#include "forward/remote_write.h"
+
+#include <httplib.h>
+#include <snappy.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <regex>
+
+#include "query/prom_api.h"
+#include "remote_write.pb.h"
+#include "tally/common/series_key.h"
+#include "tally/common/wire.h"
+
+namespace tally::collector {
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+Result<int64_t> parse_duration_ms(std::string_view text) {
+  if (text.size() > 2 && text.substr(text.size() - 2) == "ms") {
+    int64_t ms = 0;
+    auto digits = text.substr(0, text.size() - 2);
+    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), ms);
+    if (ec != std::errc() || ptr != digits.data() + digits.size() || ms <= 0)
+      return Status::invalid_argument("duration '" + std::string(text) + "' is not a positive whole number of ms");
+    return ms;
+  }
+  auto s = parse_duration(text);
+  if (!s) return s.status();
+  if (*s > INT64_MAX / 1000) return Status::invalid_argument("duration is too large");
+  return *s * 1000;
+}
+
+std::string format_duration_ms(int64_t ms) {
+  if (ms > 0 && ms % 1000 == 0) return format_duration(ms / 1000);
+  return std::to_string(ms) + "ms";
+}
+
+Status RemoteWriteOptions::validate() const {
+  if (url.empty()) return Status::ok();
+  static const std::regex kUrl(R"(^https?://[^/\s]+(/\S*)?$)");
+  if (!std::regex_match(url, kUrl))
+    return Status::invalid_argument("remote_write_url must look like http://host:port/api/v1/write, not '" + url + "'");
+  for (const auto& [k, v] : labels) {
+    if (k.empty() || k.rfind("__", 0) == 0 || prom_label_name(k) != k)
+      return Status::invalid_argument("remote_write_labels: '" + k + "' is no Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not __...)");
+  }
+  if (max_samples_per_request < 1) return Status::invalid_argument("remote_write_max_samples must be at least 1");
+  if (max_buffered_samples < max_samples_per_request)
+    return Status::invalid_argument("remote_write_max_buffered must be at least remote_write_max_samples");
+  if (flush_interval_ms < 10 || flush_interval_ms > 60000)
+    return Status::invalid_argument("remote_write_flush_interval must be 10ms..1m");
+  if (timeout_ms < 100 || timeout_ms > 600000) return Status::invalid_argument("remote_write_timeout must be 100ms..10m");
+  if (min_backoff_ms < 1 || max_backoff_ms < min_backoff_ms || max_backoff_ms > 600000)
+    return Status::invalid_argument("remote_write backoff must satisfy 1ms <= min_backoff <= max_backoff <= 10m");
+  return Status::ok();
+}
+
+void RemoteWriteOptions::add_default_labels() {
+  if (!enabled() || std::any_of(labels.begin(), labels.end(), [](const auto& l) { return l.first == "instance"; })) return;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == 0) std::snprintf(host, sizeof host, "tally-collector");
+  labels.emplace_back("instance", host);
+}
+
+Status RemoteWriteOptions::set_label(std::string_view name_eq_value) {
+  auto eq = name_eq_value.find('=');
+  if (eq == std::string_view::npos || eq == 0)
+    return Status::invalid_argument("remote-write label must be name=value, not '" + std::string(name_eq_value) + "'");
+  std::string name(name_eq_value.substr(0, eq)), value(name_eq_value.substr(eq + 1));
+  auto it = std::find_if(labels.begin(), labels.end(), [&](const auto& l) { return l.first == name; });
+  if (it != labels.end()) it->second = value;
+  else labels.emplace_back(name, value);
+  return Status::ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mapping
+
+namespace {
+
+constexpr double kQuantiles[] = {0.5, 0.9, 0.99};  // as the read API's bare distribution selector
+constexpr const char* kQuantileLabels[] = {"0.5", "0.9", "0.99"};
+
+}  // namespace
+
+PromSampleMapper::PromSampleMapper(int64_t floor_ms, std::vector<std::pair<std::string, std::string>> extra_labels)
+    : floor_ms_(floor_ms), extra_labels_(std::move(extra_labels)) {}
+
+std::shared_ptr<const PromLabels> PromSampleMapper::labels(const wire::LiveUpdate& u, const std::string& name,
+                                                            const char* quantile) const {
+  auto l = std::make_shared<PromLabels>();
+  auto has = [&](const std::string& n) {
+    return std::any_of(l->begin(), l->end(), [&](const auto& p) { return p.first == n; });
+  };
+  l->emplace_back("__name__", name);
+  if (quantile) l->emplace_back("quantile", quantile);
+  // Tags arrive sorted by key: when two keys map to one label name the first wins, as in the
+  // read API; names Prometheus reserves (__*) are left out.
+  for (const auto& t : u.tags()) {
+    std::string n = prom_label_name(t.key());
+    if (n.rfind("__", 0) == 0 || t.value().empty() || has(n)) continue;
+    l->emplace_back(std::move(n), t.value());
+  }
+  for (const auto& [k, v] : extra_labels_)
+    if (!v.empty() && !has(k)) l->emplace_back(k, v);
+  std::sort(l->begin(), l->end());
+  return l;
+}
+
+PromSampleMapper::State& PromSampleMapper::state(const wire::LiveUpdate& u) {
+  std::string key = u.metric();
+  for (const auto& t : u.tags()) {
+    key += kKeySeparator;
+    key += t.key();
+    key += '=';
+    key += t.value();
+  }
+  auto [it, created] = series_.try_emplace(std::move(key));
+  State& s = it->second;
+  if (created) {
+    const std::string name = prom_metric_name(u.metric());
+    switch (u.kind()) {
+      case wire::DISTRIBUTION:
+        s.cumulative.push_back({labels(u, name + "_count", nullptr)});
+        s.cumulative.push_back({labels(u, name + "_sum", nullptr)});
+        for (const char* q : kQuantileLabels) s.plain.push_back({labels(u, name, q)});
+        break;
+      case wire::GAUGE:
+        s.plain.push_back({labels(u, name, nullptr)});
+        break;
+      default:
+        s.cumulative.push_back({labels(u, name, nullptr)});
+        break;
+    }
+  }
+  return s;
+}
+
+void PromSampleMapper::add(Cumulative& c, double delta, int64_t bucket_end_ms, std::vector<PromSample>* out) {
+  // Never before the series' newest sample (a correction lands there) nor before this run began.
+  const int64_t t = std::max({bucket_end_ms, c.last_ms + 1, floor_ms_ + 1});
+  if (c.last_ms < 0) out->push_back({c.labels, t - 1, 0.0});  // where this run's total starts
+  c.total += delta;
+  c.last_ms = t;
+  out->push_back({c.labels, t, c.total});
+}
+
+void PromSampleMapper::set(Plain& p, double value, int64_t bucket_end_ms, std::vector<PromSample>* out) {
+  if (bucket_end_ms <= p.last_ms || bucket_end_ms <= floor_ms_) {
+    ++skipped_;
+    return;
+  }
+  p.last_ms = bucket_end_ms;
+  out->push_back({p.labels, bucket_end_ms, value});
+}
+
+void PromSampleMapper::map(const wire::LiveUpdate& u, std::vector<PromSample>* out) {
+  const bool correction = u.state() == wire::LiveUpdate::CORRECTION;
+  if (!correction && u.state() != wire::LiveUpdate::FINAL) return;
+  const int64_t end_ms = (u.time() + std::max(1, u.resolution_s())) * 1000;
+  State& s = state(u);
+  s.last_update_ms = std::max(s.last_update_ms, end_ms);
+  switch (u.kind()) {
+    case wire::DISTRIBUTION: {
+      add(s.cumulative[0], static_cast<double>(correction ? u.added_count() : u.count()), end_ms, out);
+      add(s.cumulative[1], correction ? u.added_sum() : u.sum(), end_ms, out);
+      if (u.count() == 0 || !u.has_sketch()) break;
+      auto sketch = sketch_from_proto(u.sketch());
+      if (!sketch) break;
+      for (size_t i = 0; i < std::size(kQuantiles); ++i) set(s.plain[i], sketch->quantile(kQuantiles[i]), end_ms, out);
+      break;
+    }
+    case wire::GAUGE:
+      set(s.plain[0], u.value(), end_ms, out);
+      break;
+    default:
+      add(s.cumulative[0], correction ? u.added_sum() : u.value(), end_ms, out);
+      break;
+  }
+}
+
+size_t PromSampleMapper::forget_idle(int64_t before_ms) {
+  return std::erase_if(series_, [&](const auto& kv) { return kv.second.last_update_ms < before_ms; });
+}
+
+std::string encode_write_request(const std::vector<PromSample>& samples) {
+  prometheus::WriteRequest req;
+  std::unordered_map<const PromLabels*, prometheus::TimeSeries*> by_series;
+  for (const auto& s : samples) {
+    auto [it, created] = by_series.try_emplace(s.labels.get(), nullptr);
+    if (created) {
+      it->second = req.add_timeseries();
+      for (const auto& [k, v] : *s.labels) {
+        auto* l = it->second->add_labels();
+        l->set_name(k);
+        l->set_value(v);
+      }
+    }
+    auto* p = it->second->add_samples();
+    p->set_value(s.value);
+    p->set_timestamp(s.time_ms);
+  }
+  std::string raw = req.SerializeAsString(), compressed;
+  snappy::Compress(raw.data(), raw.size(), &compressed);
+  return compressed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending
+
+namespace {
+
+// Series not updated for this long are forgotten (see forget_idle); checked this often.
+constexpr int64_t kIdleForgetMs = 3600 * 1000;
+constexpr int64_t kIdleCheckMs = 60 * 1000;
+// Failure logs: at most one line per this interval (the counters have the full story).
+constexpr int64_t kLogEveryMs = 10000;
+
+}  // namespace
+
+Result<std::unique_ptr<RemoteWriter>> RemoteWriter::create(RemoteWriteOptions opts, size_t shards,
+                                                           SelfMetrics& metrics, const Clock& clock) {
+  if (auto s = opts.validate(); !s) return s;
+  if (!opts.enabled()) return Status::invalid_argument("remote_write_url is empty");
+  return std::unique_ptr<RemoteWriter>(new RemoteWriter(std::move(opts), shards, metrics, clock));
+}
+
+RemoteWriter::RemoteWriter(RemoteWriteOptions opts, size_t shards, SelfMetrics& metrics, const Clock& clock)
+    : opts_([&] {
+        opts.add_default_labels();
+        return std::move(opts);
+      }()),
+      metrics_(metrics),
+      clock_(clock) {
+  // http://host:port/path -> ("http://host:port", "/path")
+  const size_t host_begin = opts_.url.find("://") + 3;
+  const size_t slash = opts_.url.find('/', host_begin);
+  scheme_host_port_ = opts_.url.substr(0, slash);
+  path_ = slash == std::string::npos ? "/" : opts_.url.substr(slash);
+  const int64_t floor_ms = clock_.now_ms();
+  for (size_t i = 0; i < shards; ++i) mappers_.push_back(std::make_unique<PromSampleMapper>(floor_ms, opts_.labels));
+}
+
+RemoteWriter::~RemoteWriter() { stop(); }
+
+Shard::FinalSink RemoteWriter::sink(size_t shard) {
+  PromSampleMapper* mapper = mappers_.at(shard).get();
+  auto next_idle_check = std::make_shared<int64_t>(0);
+  return [this, mapper, next_idle_check](const std::vector<wire::LiveUpdate>& updates) {
+    std::vector<PromSample> samples;
+    samples.reserve(updates.size() * 2);
+    for (const auto& u : updates) mapper->map(u, &samples);
+    const int64_t now = clock_.now_ms();
+    if (now >= *next_idle_check) {
+      if (size_t n = mapper->forget_idle(now - kIdleForgetMs))
+        spdlog::info("event=remote_write_series_forgotten series={} idle_s={}", n, kIdleForgetMs / 1000);
+      *next_idle_check = now + kIdleCheckMs;
+    }
+    if (!samples.empty()) enqueue(std::move(samples));
+  };
+}
+
+void RemoteWriter::enqueue(std::vector<PromSample>&& samples) {
+  uint64_t dropped = 0;
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& s : samples) {
+      if (queue_.size() >= opts_.max_buffered_samples) {
+        queue_.pop_front();  // the oldest goes: a later cumulative sample still carries its count
+        ++dropped;
+      }
+      queue_.push_back(std::move(s));
+    }
+    metrics_.remote_write_queue.store(static_cast<int64_t>(queue_.size() + in_flight_), std::memory_order_relaxed);
+    wake = queue_.size() >= opts_.max_samples_per_request;
+  }
+  if (dropped) metrics_.remote_write_dropped.fetch_add(dropped, std::memory_order_relaxed);
+  if (wake) cv_.notify_one();
+}
+
+void RemoteWriter::start() {
+  spdlog::info("event=remote_write_started url={} max_samples={} flush_interval={} max_buffered={}", opts_.url,
+               opts_.max_samples_per_request, format_duration_ms(opts_.flush_interval_ms), opts_.max_buffered_samples);
+  thread_ = std::thread([this] { run(); });
+}
+
+void RemoteWriter::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    if (!stopping_) drain_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.drain_timeout_ms);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mu_);
+  if (!queue_.empty()) {
+    metrics_.remote_write_dropped.fetch_add(queue_.size(), std::memory_order_relaxed);
+    spdlog::warn("event=remote_write_unsent samples={} url={} reason=\"stopping; the receiver did not take them in time\"",
+                 queue_.size(), opts_.url);
+    queue_.clear();
+  }
+  metrics_.remote_write_queue.store(0, std::memory_order_relaxed);
+}
+
+bool RemoteWriter::drain_expired() {
+  std::lock_guard lock(mu_);
+  return stopping_ && std::chrono::steady_clock::now() >= drain_deadline_;
+}
+
+bool RemoteWriter::wait_backoff(int64_t ms) {
+  std::unique_lock lock(mu_);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  // Only a stop whose drain deadline passes cuts the wait short (stop() notifies).
+  while (true) {
+    const auto limit = stopping_ ? std::min(until, drain_deadline_) : until;
+    if (std::chrono::steady_clock::now() >= limit) break;
+    cv_.wait_until(lock, limit);
+  }
+  return !(stopping_ && std::chrono::steady_clock::now() >= drain_deadline_);
+}
+
+RemoteWriter::Outcome RemoteWriter::post(const std::string& body, int* http_status, std::string* error) {
+  if (!client_) {
+    client_ = std::make_unique<httplib::Client>(scheme_host_port_);
+    const auto t = std::chrono::milliseconds(opts_.timeout_ms);
+    client_->set_connection_timeout(t);
+    client_->set_read_timeout(t);
+    client_->set_write_timeout(t);
+    client_->set_keep_alive(true);
+  }
+  httplib::Headers headers = {{"Content-Encoding", "snappy"},
+                              {"X-Prometheus-Remote-Write-Version", "0.1.0"},
+                              {"User-Agent", "tally-collector"}};
+  auto res = client_->Post(path_, headers, body, "application/x-protobuf");
+  *http_status = res ? res->status : 0;
+  if (!res) {
+    *error = httplib::to_string(res.error());
+    client_.reset();  // a fresh connection next time
+    return Outcome::kRetry;
+  }
+  if (res->status >= 200 && res->status < 300) return Outcome::kSent;
+  *error = res->body.substr(0, 200);
+  // Remote-write 1.0: 5xx may be retried, 4xx must not be (the same data would fail again),
+  // except 429 (the receiver asks to slow down).
+  if (res->status >= 500 || res->status == 429) return Outcome::kRetry;
+  return Outcome::kRejected;
+}
+
+void RemoteWriter::run() {
+  int64_t last_failed_log_ms = INT64_MIN / 2, last_rejected_log_ms = INT64_MIN / 2;
+  auto next_flush = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.flush_interval_ms);
+  std::vector<PromSample> batch;
+  while (true) {
+    batch.clear();
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_until(lock, next_flush,
+                     [&] { return stopping_ || queue_.size() >= opts_.max_samples_per_request; });
+      if (queue_.empty()) {
+        if (stopping_) return;
+        next_flush = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.flush_interval_ms);
+        continue;
+      }
+      // A partial request only when the interval is over (or at stop).
+      if (queue_.size() < opts_.max_samples_per_request && !stopping_ && std::chrono::steady_clock::now() < next_flush)
+        continue;
+      const size_t n = std::min<size_t>(queue_.size(), opts_.max_samples_per_request);
+      batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(n)));
+      queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
+      in_flight_ = n;
+    }
+    next_flush = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.flush_interval_ms);
+    const std::string body = encode_write_request(batch);
+    int64_t backoff = opts_.min_backoff_ms;
+    bool sent = false;
+    for (int attempt = 0;; ++attempt) {
+      int status = 0;
+      std::string error;
+      Outcome o = post(body, &status, &error);
+      if (o == Outcome::kSent) {
+        metrics_.remote_write_samples.fetch_add(batch.size(), std::memory_order_relaxed);
+        if (attempt > 0) spdlog::info("event=remote_write_recovered url={} attempts={}", opts_.url, attempt + 1);
+        sent = true;
+        break;
+      }
+      metrics_.remote_write_failed_requests.fetch_add(1, std::memory_order_relaxed);
+      const int64_t now = clock_.now_ms();
+      int64_t& last_log_ms = o == Outcome::kRejected ? last_rejected_log_ms : last_failed_log_ms;
+      const bool log = now - last_log_ms >= kLogEveryMs;
+      if (log) last_log_ms = now;
+      if (o == Outcome::kRejected) {
+        if (log)
+          spdlog::error("event=remote_write_rejected url={} status={} samples={} error=\"{}\" (not retried: a 4xx would repeat)",
+                        opts_.url, status, batch.size(), error);
+        break;
+      }
+      if (log)
+        spdlog::warn("event=remote_write_failed url={} status={} samples={} retry_in_ms={} error=\"{}\"", opts_.url,
+                     status, batch.size(), backoff, error);
+      if (!wait_backoff(backoff)) break;
+      metrics_.remote_write_retries.fetch_add(1, std::memory_order_relaxed);
+      backoff = std::min(backoff * 2, opts_.max_backoff_ms);
+    }
+    if (!sent) metrics_.remote_write_dropped.fetch_add(batch.size(), std::memory_order_relaxed);
+    {
+      std::lock_guard lock(mu_);
+      in_flight_ = 0;
+      metrics_.remote_write_queue.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
+    }
+    if (drain_expired()) return;
+  }
+}
+
+}  // namespace tally::collector

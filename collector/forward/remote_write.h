@@ -1,0 +1,151 @@
+// Remote-write forwarding: the collector as a pre-aggregation tier in front of a distributed
+// time-series engine (VictoriaMetrics, Mimir, Thanos Receive, Prometheus). Every 1 s bucket a
+// shard finalises or corrects becomes Prometheus samples that are sent by Prometheus remote-write
+// 1.0 (protobuf WriteRequest, snappy, HTTP POST). docs/SCALING.md describes the deployment.
+//
+// What a Tally series becomes (names by prom_metric_name/prom_label_name, as the read API):
+//   counter       name                        cumulative: the running total since this forwarder
+//                                             first saw the series
+//   gauge         name                        the bucket's last value
+//   distribution  name_count, name_sum        cumulative, like counters
+//                 name{quantile="0.5|0.9|0.99"} the quantiles of the bucket's observations
+// A bucket's samples carry its end time ([t, t+1) -> (t+1)*1000 ms): a count shows once its
+// second is over, as in the read API, so increase(x[w]) over the remote data equals the sum of
+// the buckets in the window. A cumulative series starts with a 0 sample 1 ms before its first
+// value, so increase() counts the first bucket too and a forwarder restart reads as a counter
+// reset (totals live in memory; a restart starts them again from 0).
+// A correction (late points merged into a final bucket) adds what it added to the running total,
+// at the series' newest timestamp: remote stores cannot rewrite the past of a cumulative series,
+// so a late point counts in the remote data when it arrived, not in its own second. Gauge and
+// quantile samples whose time is not after the series' newest sample are not sent (remote
+// stores refuse out-of-order samples).
+//
+// Thread-safety: sink(i) is called on shard i's thread only (it maps with that shard's own state,
+// then appends to a bounded queue under a short lock; it never waits for the network). One
+// sender thread does all HTTP. start()/stop() from one thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "aggregate/shard.h"
+#include "forward/remote_write_options.h"
+#include "self_metrics.h"
+#include "tally.pb.h"
+#include "tally/common/time_bucket.h"
+
+namespace httplib {
+class Client;
+}
+
+namespace tally::collector {
+
+// A Prometheus label set, sorted by name, __name__ included. Shared by every sample of a series.
+using PromLabels = std::vector<std::pair<std::string, std::string>>;
+
+struct PromSample {
+  std::shared_ptr<const PromLabels> labels;
+  int64_t time_ms = 0;
+  double value = 0;
+};
+
+// Turns bucket updates into samples, keeping per series the running totals and newest timestamps.
+// One per shard (a series lives in one shard); not thread-safe.
+class PromSampleMapper {
+ public:
+  // floor_ms: no sample is stamped earlier (the forwarder's start: newer than anything an
+  // earlier run of this collector sent). extra_labels: RemoteWriteOptions::labels.
+  PromSampleMapper(int64_t floor_ms, std::vector<std::pair<std::string, std::string>> extra_labels);
+
+  // Appends the samples of one FINAL or CORRECTION update; PARTIAL updates are ignored.
+  void map(const wire::LiveUpdate& u, std::vector<PromSample>* out);
+  // Forgets series with no update whose time is after before_ms (their totals restart from 0,
+  // which remote stores read as a counter reset: nothing is lost).
+  size_t forget_idle(int64_t before_ms);
+  size_t series() const { return series_.size(); }
+  // Samples not sent because they were not newer than their series' newest sample.
+  uint64_t skipped() const { return skipped_; }
+
+ private:
+  struct Cumulative {
+    std::shared_ptr<const PromLabels> labels;
+    double total = 0;
+    int64_t last_ms = -1;  // -1: nothing sent yet
+  };
+  struct Plain {
+    std::shared_ptr<const PromLabels> labels;
+    int64_t last_ms = -1;
+  };
+  struct State {
+    std::vector<Cumulative> cumulative;  // counter: [value]; distribution: [_count, _sum]
+    std::vector<Plain> plain;            // gauge: [value]; distribution: quantiles
+    int64_t last_update_ms = 0;
+  };
+
+  State& state(const wire::LiveUpdate& u);
+  std::shared_ptr<const PromLabels> labels(const wire::LiveUpdate& u, const std::string& name,
+                                           const char* quantile) const;
+  void add(Cumulative& c, double delta, int64_t bucket_end_ms, std::vector<PromSample>* out);
+  void set(Plain& p, double value, int64_t bucket_end_ms, std::vector<PromSample>* out);
+
+  const int64_t floor_ms_;
+  const std::vector<std::pair<std::string, std::string>> extra_labels_;
+  std::unordered_map<std::string, State> series_;  // by Tally series key
+  uint64_t skipped_ = 0;
+};
+
+// Serialises samples as one snappy-compressed prometheus.WriteRequest, grouped by series in
+// first-appearance order, each series' samples in the order given.
+std::string encode_write_request(const std::vector<PromSample>& samples);
+
+class RemoteWriter {
+ public:
+  // Checks the options (the URL must be http:// or https://).
+  static Result<std::unique_ptr<RemoteWriter>> create(RemoteWriteOptions opts, size_t shards, SelfMetrics& metrics,
+                                                      const Clock& clock);
+  ~RemoteWriter();
+
+  // The sink for shard i's final buckets (Shard::set_final_sink).
+  Shard::FinalSink sink(size_t shard);
+
+  void start();
+  // Sends what is queued for up to drain_timeout_ms (retrying as usual), then drops the rest
+  // (counted) and stops the thread. Call after the shards have stopped.
+  void stop();
+
+ private:
+  RemoteWriter(RemoteWriteOptions opts, size_t shards, SelfMetrics& metrics, const Clock& clock);
+  void enqueue(std::vector<PromSample>&& samples);
+  void run();
+  enum class Outcome { kSent, kRetry, kRejected };
+  Outcome post(const std::string& body, int* http_status, std::string* error);
+  // Waits up to ms unless stopping is past its drain deadline; false once it is.
+  bool wait_backoff(int64_t ms);
+  bool drain_expired();
+
+  const RemoteWriteOptions opts_;
+  SelfMetrics& metrics_;
+  const Clock& clock_;
+  std::string scheme_host_port_;
+  std::string path_;
+  std::vector<std::unique_ptr<PromSampleMapper>> mappers_;  // [shard], used on that shard's thread
+  std::unique_ptr<httplib::Client> client_;                  // sender thread only (keep-alive)
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<PromSample> queue_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;         // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point drain_deadline_;  // GUARDED_BY(mu_), set with stopping_
+  size_t in_flight_ = 0;          // samples in the request being sent; GUARDED_BY(mu_)
+  std::thread thread_;
+};
+
+}  // namespace tally::collector

@@ -1,0 +1,49 @@
+// RemoteWriteOptions: the settings of the remote-write forwarder (collector/forward/remote_write.h),
+// the `remote_write_*` keys of the collector's configuration. An empty url turns it off.
+// Thread-safety: a value type.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "tally/common/status.h"
+
+namespace tally::collector {
+
+struct RemoteWriteOptions {
+  // http(s)://host:port/path of a Prometheus remote-write receiver; empty = forwarding off.
+  std::string url;
+  // Added to every forwarded series unless the series has a tag of that name. They must tell
+  // this collector's series apart from every other collector's (each keeps its own running
+  // totals). An empty value removes a label. The default is instance=<hostname>.
+  std::vector<std::pair<std::string, std::string>> labels;
+  // Samples per request: a request is sent when this many are queued or flush_interval_ms passed.
+  uint64_t max_samples_per_request = 2000;
+  int64_t flush_interval_ms = 1000;
+  // Samples waiting to be sent (memory: ~40 bytes each). When full the oldest are dropped, counted.
+  uint64_t max_buffered_samples = 500000;
+  // Per request (connect, send, receive).
+  int64_t timeout_ms = 10000;
+  // Retries of 5xx, 429 and network errors wait min_backoff, doubling up to max_backoff.
+  int64_t min_backoff_ms = 100;
+  int64_t max_backoff_ms = 5000;
+  // At stop, how long queued samples may still be sent before they are dropped (counted).
+  int64_t drain_timeout_ms = 10000;
+
+  bool enabled() const { return !url.empty(); }
+  // When forwarding is on and no instance label is set: instance=<hostname>.
+  void add_default_labels();
+  Status validate() const;
+  // Sets (or, with an empty value, removes) one label; "name=value" from a flag.
+  Status set_label(std::string_view name_eq_value);
+};
+
+// "250ms", "5s", "2m" or a bare number of seconds -> milliseconds.
+Result<int64_t> parse_duration_ms(std::string_view text);
+// The inverse, shortest form: 1500 -> "1500ms", 5000 -> "5s".
+std::string format_duration_ms(int64_t ms);
+
+}  // namespace tally::collector
