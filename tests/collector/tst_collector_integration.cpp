@@ -75,6 +75,7 @@ class TestCollectorIntegration : public QObject {
   void gaugesAndDistributionsThroughTheSdk();
   void badQueriesGetClearErrors();
   void statsdLinesOverUdpCountExactly();
+  void thirtyDayQueryReadsHourlyRollupsAndEqualsWhatWasSent();
 };
 
 void TestCollectorIntegration::millionIncrementsFromFourThreadsComeBackExactly() {
@@ -431,6 +432,31 @@ void TestCollectorIntegration::statsdLinesOverUdpCountExactly() {
     auto [st, prom] = c.get_raw("/metrics");
     return prom.find("\ntally_statsd_rejected_total 3\n") != std::string::npos;
   }));
+}
+
+void TestCollectorIntegration::thirtyDayQueryReadsHourlyRollupsAndEqualsWhatWasSent() {
+  CollectorProcess c;
+  QVERIFY(c.start());
+  RawProducer p(c.ingest());
+  const int64_t now = now_s();
+  // One point every 37 minutes over the last 30 days, values 1, 2, 3, ...
+  BatchBuilder b(21, 1);
+  b.def(1, "month.metric", {{"k", "v"}});
+  double expected = 0;
+  int n = 0;
+  for (int64_t t = now - 30 * 86400 + 600; t < now - 60; t += 37 * 60) {
+    b.count(1, t, ++n);
+    expected += n;
+  }
+  QCOMPARE(p.send(b.b)->code(), wire::Ack::OK);
+  json r;
+  QVERIFY(eventually([&] {
+    r = c.get(q("month.metric", now - 30 * 86400, now, "&step=auto"));
+    return total(r) == expected;
+  }));
+  QCOMPARE(r["resolution"].get<int>(), 3600);  // the planner read the 1 h rollups
+  QCOMPARE(total(c.get(q("month.metric", now - 30 * 86400, now, "&step=1d"))), expected);
+  QCOMPARE(total(c.get(q("month.metric", now - 30 * 86400, now, "&step=1h"))), expected);
 }
 
 QTEST_GUILESS_MAIN(TestCollectorIntegration)
