@@ -1,10 +1,12 @@
 // ShardStore: one shard's SQLite file (data_dir/shard-NN.sqlite): its series and, per
-// resolution, its stored buckets keyed (series, bucket time).
+// resolution, its stored buckets.
 //
-// This is the narrow seam between aggregation and the on-disk layout (docs/format/storage.md):
-// the shard worker calls the writer methods, queries use a ShardReader. Writes merge into what is
-// stored ("stored (+) new"), so partial buckets flushed at shutdown and late points both land
-// exactly. Thread-safety: the writer methods belong to the one shard thread; each ShardReader has
+// This is the narrow seam between aggregation and the on-disk layout (docs/format/storage.md,
+// docs/format/chunk.md): the shard worker calls the writer methods, queries use a ShardReader.
+// Writes merge into what is stored ("stored (+) new"), so partial buckets flushed at shutdown and
+// late points both land exactly. Buckets land as hot rows; compact() later encodes closed windows
+// into per-series segments and chunks, which changes where a bucket lives but never what any read
+// returns. Thread-safety: the writer methods belong to the one shard thread; each ShardReader has
 // its own connection and belongs to one thread at a time; SQLite's WAL mode lets readers run
 // beside the writer on a consistent snapshot.
 #pragma once
@@ -21,32 +23,75 @@
 
 namespace tally::collector {
 
+class PointReader;
+class PointWriter;
+
 struct StoredBucket {
   int64_t time;
   BucketAgg agg;
 };
 
+struct SeriesRef {
+  uint64_t id;
+  Kind kind;
+};
+
+// A query's step buckets: [from, to) in steps of `step` (from and to multiples of step, step a
+// multiple of the resolution read). Row r of a grid array is out[r * steps() .. (r + 1) * steps()).
+struct StepGrid {
+  int64_t from = 0, to = 0, step = 1;
+  size_t steps() const { return static_cast<size_t>((to - from) / step); }
+};
+
+enum class StorageLayout {
+  kChunks,     // hot rows, segments and chunks (the format)
+  kPlainRows,  // one row per bucket: the first format, kept as a baseline and test reference
+};
+
+struct ShardStoreOptions {
+  StorageLayout layout = StorageLayout::kChunks;
+};
+
+struct CompactStats {
+  uint64_t hot_rows = 0;   // hot rows encoded into segments
+  uint64_t segments = 0;   // segments written
+  uint64_t chunks = 0;     // chunks written (each from up to kSegmentsPerChunk segments)
+};
+
 class ShardReader {
  public:
+  ShardReader();
+  ~ShardReader();
   // Pins a read snapshot; reads until end_snapshot() see one consistent state.
   Status begin_snapshot();
   void end_snapshot();
   // Appends the stored buckets of a series at resolution index res with from <= time < to,
   // in time order.
   Status read(uint64_t series_id, Kind kind, size_t res, int64_t from, int64_t to, std::vector<StoredBucket>* out);
+  // The same for many series at once: out->at(i) belongs to series[i]. shard_series (how many
+  // series the shard holds) picks between point lookups and one scan per window.
+  Status read(const std::vector<SeriesRef>& series, size_t res, int64_t from, int64_t to, size_t shard_series,
+              std::vector<std::vector<StoredBucket>>* out);
+  // Counters only: adds the sum of every stored bucket of series[i] in [grid.from, grid.to) to
+  // out[rows[i] * grid.steps() + step index]. Decodes chunks straight into the grid: no BucketAgg.
+  Status add_counter_sums(const std::vector<SeriesRef>& series, const std::vector<uint32_t>& rows, size_t res,
+                          const StepGrid& grid, size_t shard_series, double* out);
 
  private:
   friend class ShardStore;
   std::unique_ptr<Db> db_;
-  Stmt begin_, end_, pin_;
-  std::vector<Stmt> read_;  // per resolution
+  Stmt begin_, end_;
+  std::unique_ptr<PointReader> points_;
 };
 
 class ShardStore {
  public:
-  static Result<std::unique_ptr<ShardStore>> open(const std::string& path, const std::vector<Resolution>& resolutions);
+  static Result<std::unique_ptr<ShardStore>> open(const std::string& path, const std::vector<Resolution>& resolutions,
+                                                  ShardStoreOptions options = {});
+  ~ShardStore();
 
   const std::string& path() const { return path_; }
+  StorageLayout layout() const { return options_.layout; }
 
   // Every series stored in this shard (start-up).
   Result<std::vector<SeriesInfo>> load_series();
@@ -57,30 +102,42 @@ class ShardStore {
   void rollback();
   Status put_series(const SeriesInfo& s);
   // stored (+) agg. When merged_out is set it receives the merged bucket (for corrections).
+  // `time` is the bucket's start; lsn the log position the write includes (see stored_lsn).
   Status merge_bucket(uint64_t series_id, Kind kind, size_t res, int64_t time, const BucketAgg& agg,
                       uint64_t lsn, BucketAgg* merged_out);
-  // Retention: drops buckets of a series older than `before` at resolution res.
+  // Retention: drops a series' buckets older than `before` at resolution res. Encoded buckets go
+  // a whole segment or chunk at a time, once all of it is older than `before`.
   Status delete_before(uint64_t series_id, size_t res, int64_t before, int64_t* deleted);
-  // The LSN recorded with the stored bucket (series, res, time): every logged point up to it
-  // that belongs to that bucket is in it. 0 when nothing is stored there.
+  // The same for every series of the shard at once (range deletes: use this one).
+  Status delete_all_before(size_t res, int64_t before, int64_t* deleted);
+  // The log position of the bucket (series, res, time): every log record at or below it that
+  // touched this bucket is stored. A hot row keeps its own; a segment or chunk keeps the largest of
+  // what went into it, valid for each of its buckets because compact() only encodes windows that
+  // were final and written by the flush before it. 0 when nothing is stored there.
   Result<uint64_t> stored_lsn(uint64_t series_id, size_t res, int64_t time);
+  // Encodes every window that ends at or before `watermark` (all its buckets final and written)
+  // into segments, then chunks; one transaction per window. Call it outside begin()/commit(), after
+  // a successful flush; a no-op for kPlainRows and when nothing is due.
+  Status compact(int64_t watermark, CompactStats* stats = nullptr);
   Result<int64_t> get_meta(std::string_view key, int64_t fallback);
   Status set_meta(std::string_view key, int64_t value);
 
   // --- readers (any thread): a pool of connections ---
   Result<std::unique_ptr<ShardReader>> acquire_reader();
   void release_reader(std::unique_ptr<ShardReader> r);
+  // Closes the pooled connections (their page caches go with them). For benchmarks.
+  void drop_readers();
 
  private:
-  ShardStore(std::string path, size_t nres) : path_(std::move(path)), nres_(nres) {}
+  ShardStore(std::string path, std::vector<Resolution> resolutions, ShardStoreOptions options);
   Status prepare();
-  Status read_row(size_t res, uint64_t series_id, int64_t time, Kind kind, BucketAgg* out, bool* found);
 
   std::string path_;
-  size_t nres_;
+  std::vector<Resolution> resolutions_;
+  ShardStoreOptions options_;
   std::unique_ptr<Db> db_;
+  std::unique_ptr<PointWriter> points_;
   Stmt begin_, commit_, rollback_, put_series_, get_meta_, set_meta_;
-  std::vector<Stmt> upsert_, select_, delete_, lsn_;
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<ShardReader>> readers_;  // GUARDED_BY(readers_mu_)
 };

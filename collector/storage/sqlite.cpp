@@ -42,7 +42,7 @@ Status Stmt::run() {
 
 Db::~Db() { sqlite3_close_v2(db_); }
 
-Result<std::unique_ptr<Db>> Db::open(const std::string& path, bool create, bool read_only) {
+Result<std::unique_ptr<Db>> Db::open(const std::string& path, bool create, bool read_only, int page_size) {
   sqlite3* db = nullptr;
   int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
   if (create && !read_only) flags |= SQLITE_OPEN_CREATE;
@@ -56,6 +56,10 @@ Result<std::unique_ptr<Db>> Db::open(const std::string& path, bool create, bool 
   std::unique_ptr<Db> out(new Db(db, path));
   sqlite3_busy_timeout(db, 5000);
   if (!read_only) {
+    // Only a file without a header takes a new page size, and WAL mode writes the header.
+    if (page_size > 0) {
+      if (auto s = out->exec("PRAGMA page_size=" + std::to_string(page_size)); !s) return s;
+    }
     if (auto s = out->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"); !s) return s;
   }
   return out;

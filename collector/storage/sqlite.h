@@ -68,8 +68,10 @@ class Db {
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
 
-  // Opens (creating if asked) a database file in WAL mode with a busy timeout.
-  static Result<std::unique_ptr<Db>> open(const std::string& path, bool create, bool read_only = false);
+  // Opens (creating if asked) a database file in WAL mode with a busy timeout. page_size (bytes, a
+  // power of two) applies when the file is new; 0 keeps SQLite's default.
+  static Result<std::unique_ptr<Db>> open(const std::string& path, bool create, bool read_only = false,
+                                          int page_size = 0);
 
   Status exec(std::string_view sql);
   Result<Stmt> prepare(std::string_view sql);

@@ -1,0 +1,728 @@
+#include "storage/chunk_codec.h"
+
+#include <xxhash.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+
+#include "storage/chunk_format.h"
+
+namespace tally::collector {
+namespace {
+
+namespace cf = chunk_format;
+
+// --- bytes in and out ---
+
+void put_u8(std::string* out, uint8_t v) { out->push_back(static_cast<char>(v)); }
+void put_varint(std::string* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+void put_le32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+void put_u32(std::string* out, uint32_t v) {
+  uint8_t b[4];
+  put_le32(b, v);
+  out->append(reinterpret_cast<const char*>(b), 4);
+}
+void put_f64(std::string* out, double v) {
+  uint64_t bits = std::bit_cast<uint64_t>(v);
+  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(bits >> (8 * i)));
+}
+uint32_t get_le32(const uint8_t* p) {
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+
+// A bounds-checked reader: any read past the end sets ok = false and returns zeros.
+struct Reader {
+  const uint8_t* p;
+  const uint8_t* end;
+  bool ok = true;
+
+  size_t left() const { return static_cast<size_t>(end - p); }
+  uint8_t u8() {
+    if (p == end) return fail(), 0;
+    return *p++;
+  }
+  uint64_t varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (p == end) return fail(), 0;
+      uint8_t b = *p++;
+      v |= uint64_t{b & 0x7fu} << shift;
+      if (!(b & 0x80)) return v;
+    }
+    return fail(), 0;
+  }
+  double f64() {
+    if (left() < 8) return fail(), 0.0;
+    uint64_t bits = 0;
+    for (int i = 0; i < 8; ++i) bits |= uint64_t{p[i]} << (8 * i);
+    p += 8;
+    return std::bit_cast<double>(bits);
+  }
+  const uint8_t* bytes(size_t n) {
+    if (left() < n) return fail(), nullptr;
+    const uint8_t* r = p;
+    p += n;
+    return r;
+  }
+  void fail() {
+    ok = false;
+    p = end;
+  }
+};
+
+// --- tokens: small values are themselves, larger ones a log bucket plus raw extra bits ---
+
+inline uint32_t token_of(uint64_t u, int* nextra) {
+  if (u < cf::kDirectTokens) {
+    *nextra = 0;
+    return static_cast<uint32_t>(u);
+  }
+  const int b = 63 - std::countl_zero(u);
+  const auto sub = static_cast<uint32_t>((u >> (b - cf::kMantissaBits)) & ((1u << cf::kMantissaBits) - 1));
+  *nextra = b - cf::kMantissaBits;
+  return cf::kDirectTokens + static_cast<uint32_t>(b - cf::kDirectBits) * (1u << cf::kMantissaBits) + sub;
+}
+
+inline int extra_bits_of(uint32_t token) {
+  if (token < cf::kDirectTokens) return 0;
+  return static_cast<int>((token - cf::kDirectTokens) >> cf::kMantissaBits) + cf::kDirectBits - cf::kMantissaBits;
+}
+
+inline uint64_t value_of(uint32_t token, uint64_t extra) {
+  if (token < cf::kDirectTokens) return token;
+  const int nextra = extra_bits_of(token);
+  const uint64_t top = (1u << cf::kMantissaBits) | ((token - cf::kDirectTokens) & ((1u << cf::kMantissaBits) - 1));
+  return (top << nextra) | extra;
+}
+
+struct BitWriter {
+  std::string* out;
+  uint64_t acc = 0;
+  int n = 0;
+  void put(uint64_t v, int bits) {
+    while (bits > 32) {
+      put32(v & 0xffffffffu, 32);
+      v >>= 32;
+      bits -= 32;
+    }
+    put32(v, bits);
+  }
+  void put32(uint64_t v, int bits) {
+    acc |= v << n;
+    n += bits;
+    while (n >= 8) {
+      out->push_back(static_cast<char>(acc & 0xff));
+      acc >>= 8;
+      n -= 8;
+    }
+  }
+  void finish() {
+    if (n > 0) out->push_back(static_cast<char>(acc & 0xff));
+    acc = 0;
+    n = 0;
+  }
+};
+
+struct BitReader {
+  const uint8_t* p;
+  const uint8_t* end;
+  uint64_t acc = 0;
+  int n = 0;
+  bool ok = true;
+  uint64_t get(int bits) {
+    uint64_t v = 0;
+    int shift = 0;
+    while (bits > 32) {
+      v |= get32(32) << shift;
+      shift += 32;
+      bits -= 32;
+    }
+    return v | (get32(bits) << shift);
+  }
+  uint64_t get32(int bits) {
+    while (n < bits) {
+      if (p == end) {
+        ok = false;
+        return 0;
+      }
+      acc |= uint64_t{*p++} << n;
+      n += 8;
+    }
+    uint64_t v = acc & ((uint64_t{1} << bits) - 1);
+    acc >>= bits;
+    n -= bits;
+    return v;
+  }
+};
+
+// --- rANS over byte tokens with a static order-0 model ---
+
+struct Model {
+  int prob_bits = 0;
+  uint32_t ntok = 0;
+  uint32_t freq[cf::kTokens] = {};
+  uint32_t start[cf::kTokens] = {};
+};
+
+int ceil_log2(uint64_t v) { return v <= 1 ? 0 : 64 - std::countl_zero(v - 1); }
+
+// Quantises counts (adding up to n) to frequencies adding up to 2^P, each present token >= 1.
+void normalise(const uint32_t* counts, size_t n, Model* m) {
+  m->ntok = 0;
+  for (uint32_t t = 0; t < cf::kTokens; ++t) m->ntok += counts[t] ? 1 : 0;
+  m->prob_bits = std::clamp(std::max(ceil_log2(n), ceil_log2(m->ntok) + 1), cf::kRansMinProbBits, cf::kRansMaxProbBits);
+  const uint32_t total = 1u << m->prob_bits;
+  int64_t sum = 0;
+  for (uint32_t t = 0; t < cf::kTokens; ++t) {
+    if (!counts[t]) {
+      m->freq[t] = 0;
+      continue;
+    }
+    auto f = static_cast<uint32_t>(std::llround(static_cast<double>(counts[t]) * total / static_cast<double>(n)));
+    m->freq[t] = std::max<uint32_t>(1, f);
+    sum += m->freq[t];
+  }
+  // Fix the rounding where it costs least: take from the token losing the fewest bits per unit
+  // (count / freq smallest), give to the one gaining most (count / freq largest).
+  while (sum != total) {
+    int best = -1;
+    double best_ratio = 0;
+    for (uint32_t t = 0; t < cf::kTokens; ++t) {
+      if (!counts[t] || (sum > total && m->freq[t] <= 1)) continue;
+      double ratio = static_cast<double>(counts[t]) / m->freq[t];
+      if (best < 0 || (sum > total ? ratio < best_ratio : ratio > best_ratio)) {
+        best = static_cast<int>(t);
+        best_ratio = ratio;
+      }
+    }
+    if (sum > total) {
+      --m->freq[best];
+      --sum;
+    } else {
+      ++m->freq[best];
+      ++sum;
+    }
+  }
+  uint32_t acc = 0;
+  for (uint32_t t = 0; t < cf::kTokens; ++t) {
+    m->start[t] = acc;
+    acc += m->freq[t];
+  }
+}
+
+// Table: ntok - 1 (u8); one token: its value; else P (u8) then per token (ascending) the gap from
+// the previous token and freq - 1, as varints. Then the stream: varint length, bytes.
+void rans_encode(const uint8_t* tokens, size_t n, const uint32_t* counts, std::string* out) {
+  Model m;
+  normalise(counts, n, &m);
+  put_u8(out, static_cast<uint8_t>(m.ntok - 1));
+  if (m.ntok == 1) {
+    put_u8(out, tokens[0]);
+    return;
+  }
+  put_u8(out, static_cast<uint8_t>(m.prob_bits));
+  int prev = -1;
+  for (uint32_t t = 0; t < cf::kTokens; ++t) {
+    if (!m.freq[t]) continue;
+    put_varint(out, static_cast<uint64_t>(static_cast<int>(t) - prev - 1));
+    put_varint(out, m.freq[t] - 1);
+    prev = static_cast<int>(t);
+  }
+  thread_local std::vector<uint8_t> buf;
+  buf.resize(2 * n + 16);
+  uint8_t* const end = buf.data() + buf.size();
+  uint8_t* ptr = end;
+  uint32_t x[2] = {cf::kRansLow, cf::kRansLow};
+  const int P = m.prob_bits;
+  // Encode backwards so the decoder reads forwards; symbol i uses state i & 1.
+  for (size_t i = n; i-- > 0;) {
+    const uint32_t s = tokens[i];
+    const uint32_t f = m.freq[s];
+    uint32_t& st = x[i & 1];
+    const uint32_t xmax = ((cf::kRansLow >> P) << 8) * f;
+    while (st >= xmax) {
+      *--ptr = static_cast<uint8_t>(st & 0xff);
+      st >>= 8;
+    }
+    st = ((st / f) << P) + (st % f) + m.start[s];
+  }
+  ptr -= 4;
+  put_le32(ptr, x[1]);
+  ptr -= 4;
+  put_le32(ptr, x[0]);
+  const auto len = static_cast<size_t>(end - ptr);
+  put_varint(out, len);
+  out->append(reinterpret_cast<const char*>(ptr), len);
+}
+
+// Decodes n tokens; false when the table or the stream is malformed.
+bool rans_decode(Reader& in, size_t n, uint8_t* tokens) {
+  const uint32_t ntok = in.u8() + 1u;
+  if (!in.ok) return false;
+  if (ntok == 1) {
+    const uint8_t t = in.u8();
+    std::memset(tokens, t, n);
+    return in.ok;
+  }
+  const int P = in.u8();
+  if (P < cf::kRansMinProbBits || P > cf::kRansMaxProbBits) return false;
+  const uint32_t total = 1u << P;
+  uint8_t sym_of[1u << cf::kRansMaxProbBits];
+  uint32_t freq[cf::kTokens], start[cf::kTokens];
+  uint32_t acc = 0;
+  int prev = -1;
+  for (uint32_t k = 0; k < ntok; ++k) {
+    const uint64_t gap = in.varint();
+    const uint64_t f = in.varint() + 1;
+    if (!in.ok || gap >= cf::kTokens || prev + 1 + gap >= cf::kTokens || f > total - acc) return false;
+    const auto t = static_cast<uint32_t>(prev + 1 + static_cast<int>(gap));
+    freq[t] = static_cast<uint32_t>(f);
+    start[t] = acc;
+    std::memset(sym_of + acc, static_cast<int>(t), f);
+    acc += static_cast<uint32_t>(f);
+    prev = static_cast<int>(t);
+  }
+  if (acc != total) return false;
+  const uint64_t len = in.varint();
+  const uint8_t* p = in.bytes(len);
+  if (!in.ok || len < 8) return false;
+  const uint8_t* const end = p + len;
+  uint32_t x0 = get_le32(p), x1 = get_le32(p + 4);
+  p += 8;
+  const uint32_t mask = total - 1;
+  auto step = [&](uint32_t& x) -> uint8_t {
+    const uint32_t slot = x & mask;
+    const uint8_t s = sym_of[slot];
+    x = freq[s] * (x >> P) + slot - start[s];
+    while (x < cf::kRansLow) {
+      if (p == end) return 0;  // reported by the final state check
+      x = (x << 8) | *p++;
+    }
+    return s;
+  };
+  size_t i = 0;
+  for (; i + 1 < n; i += 2) {
+    tokens[i] = step(x0);
+    tokens[i + 1] = step(x1);
+  }
+  if (i < n) tokens[i] = step(x0);
+  // A well-formed stream ends exactly where both states return to their initial value.
+  return x0 == cf::kRansLow && x1 == cf::kRansLow && p == end;
+}
+
+// --- columns ---
+
+inline uint64_t zigzag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
+inline int64_t unzigzag(uint64_t u) { return static_cast<int64_t>(u >> 1) ^ -static_cast<int64_t>(u & 1); }
+
+bool integral(double v) {
+  return v == std::trunc(v) && std::fabs(v) <= cf::kMaxIntegral && !(v == 0 && std::signbit(v));
+}
+
+// Estimated bytes of a token stream: order-0 entropy, extra bits and about two bytes a table entry.
+double estimate(const uint32_t* counts, size_t n, uint64_t extra_bits) {
+  double bits = static_cast<double>(extra_bits);
+  uint32_t ntok = 0;
+  for (uint32_t t = 0; t < cf::kTokens; ++t) {
+    if (!counts[t]) continue;
+    ++ntok;
+    bits -= counts[t] * std::log2(static_cast<double>(counts[t]) / static_cast<double>(n));
+  }
+  return bits / 8 + 2.0 * ntok;
+}
+
+void encode_int_column(const double* v, size_t n, std::string* out) {
+  thread_local std::vector<uint64_t> raw, delta;
+  thread_local std::vector<uint8_t> tokens;
+  raw.resize(n);
+  delta.resize(n);
+  uint32_t raw_counts[cf::kTokens] = {}, delta_counts[cf::kTokens] = {};
+  uint64_t raw_extra = 0, delta_extra = 0;
+  int64_t prev = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const auto iv = static_cast<int64_t>(v[i]);
+    int e;
+    raw[i] = zigzag(iv);
+    ++raw_counts[token_of(raw[i], &e)];
+    raw_extra += static_cast<uint64_t>(e);
+    delta[i] = zigzag(iv - prev);
+    ++delta_counts[token_of(delta[i], &e)];
+    delta_extra += static_cast<uint64_t>(e);
+    prev = iv;
+  }
+  const bool use_delta = estimate(delta_counts, n, delta_extra) < estimate(raw_counts, n, raw_extra);
+  const std::vector<uint64_t>& u = use_delta ? delta : raw;
+  put_u8(out, static_cast<uint8_t>(use_delta ? cf::ColumnEncoding::kIntDelta : cf::ColumnEncoding::kIntRaw));
+  tokens.resize(n);
+  std::string extra;
+  BitWriter bw{&extra};
+  for (size_t i = 0; i < n; ++i) {
+    int e;
+    tokens[i] = static_cast<uint8_t>(token_of(u[i], &e));
+    if (e) bw.put(u[i] & ((uint64_t{1} << e) - 1), e);
+  }
+  bw.finish();
+  rans_encode(tokens.data(), n, use_delta ? delta_counts : raw_counts, out);
+  put_varint(out, extra.size());
+  out->append(extra);
+}
+
+void put_bytes_block(std::string* out, const uint8_t* data, size_t n) {
+  thread_local std::string z;
+  z.resize(ZSTD_compressBound(n));
+  size_t zn = ZSTD_compress(z.data(), z.size(), data, n, cf::kZstdLevel);
+  put_varint(out, n);
+  if (!ZSTD_isError(zn) && zn < n) {
+    put_u8(out, static_cast<uint8_t>(cf::BytesEncoding::kZstd));
+    put_varint(out, zn);
+    out->append(z.data(), zn);
+  } else {
+    put_u8(out, static_cast<uint8_t>(cf::BytesEncoding::kStored));
+    out->append(reinterpret_cast<const char*>(data), n);
+  }
+}
+
+// Reads a bytes block into *out; false when malformed or not of the expected length.
+bool get_bytes_block(Reader& in, std::vector<uint8_t>* out, uint64_t max_len) {
+  const uint64_t n = in.varint();
+  const uint8_t enc = in.u8();
+  if (!in.ok || n > max_len) return false;
+  out->resize(n);
+  if (enc == static_cast<uint8_t>(cf::BytesEncoding::kStored)) {
+    const uint8_t* p = in.bytes(n);
+    if (!in.ok) return false;
+    if (n) std::memcpy(out->data(), p, n);
+    return true;
+  }
+  if (enc != static_cast<uint8_t>(cf::BytesEncoding::kZstd)) return false;
+  const uint64_t zn = in.varint();
+  const uint8_t* p = in.bytes(zn);
+  if (!in.ok) return false;
+  size_t got = ZSTD_decompress(out->data(), n, p, zn);
+  return !ZSTD_isError(got) && got == n;
+}
+
+void encode_float_column(const double* v, size_t n, std::string* out) {
+  put_u8(out, static_cast<uint8_t>(cf::ColumnEncoding::kFloat));
+  thread_local std::vector<uint8_t> planes;
+  planes.resize(8 * n);
+  uint64_t prev = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t bits = std::bit_cast<uint64_t>(v[i]);
+    const uint64_t x = bits ^ prev;
+    prev = bits;
+    for (size_t b = 0; b < 8; ++b) planes[b * n + i] = static_cast<uint8_t>(x >> (8 * b));
+  }
+  put_bytes_block(out, planes.data(), planes.size());
+}
+
+void encode_column(const double* v, size_t n, std::string* out) {
+  if (n == 0) return;
+  const uint64_t first = std::bit_cast<uint64_t>(v[0]);
+  bool same = true, ints = true;
+  for (size_t i = 0; i < n; ++i) {
+    same = same && std::bit_cast<uint64_t>(v[i]) == first;
+    ints = ints && integral(v[i]);
+  }
+  if (same) {
+    put_u8(out, static_cast<uint8_t>(cf::ColumnEncoding::kConst));
+    put_f64(out, v[0]);
+  } else if (ints) {
+    encode_int_column(v, n, out);
+  } else {
+    encode_float_column(v, n, out);
+  }
+}
+
+// Decodes a column of n values into out[0..n).
+bool decode_column(Reader& in, size_t n, double* out) {
+  if (n == 0) return true;
+  const uint8_t enc = in.u8();
+  if (!in.ok) return false;
+  switch (static_cast<cf::ColumnEncoding>(enc)) {
+    case cf::ColumnEncoding::kConst: {
+      const double v = in.f64();
+      std::fill(out, out + n, v);
+      return in.ok;
+    }
+    case cf::ColumnEncoding::kIntRaw:
+    case cf::ColumnEncoding::kIntDelta: {
+      thread_local std::vector<uint8_t> tokens;
+      tokens.resize(n);
+      if (!rans_decode(in, n, tokens.data())) return false;
+      const uint64_t elen = in.varint();
+      const uint8_t* e = in.bytes(elen);
+      if (!in.ok) return false;
+      BitReader br{e, e + elen};
+      if (static_cast<cf::ColumnEncoding>(enc) == cf::ColumnEncoding::kIntRaw) {
+        for (size_t i = 0; i < n; ++i) {
+          const uint32_t t = tokens[i];
+          const uint64_t u = t < cf::kDirectTokens ? t : value_of(t, br.get(extra_bits_of(t)));
+          out[i] = static_cast<double>(unzigzag(u));
+        }
+      } else {
+        uint64_t acc = 0;  // unsigned: a damaged stream may overflow, which must not be UB
+        for (size_t i = 0; i < n; ++i) {
+          const uint32_t t = tokens[i];
+          const uint64_t u = t < cf::kDirectTokens ? t : value_of(t, br.get(extra_bits_of(t)));
+          acc += static_cast<uint64_t>(unzigzag(u));
+          out[i] = static_cast<double>(static_cast<int64_t>(acc));
+        }
+      }
+      return br.ok;
+    }
+    case cf::ColumnEncoding::kFloat: {
+      thread_local std::vector<uint8_t> planes;
+      if (!get_bytes_block(in, &planes, 8 * static_cast<uint64_t>(n)) || planes.size() != 8 * n) return false;
+      uint64_t prev = 0;
+      for (size_t i = 0; i < n; ++i) {
+        uint64_t x = 0;
+        for (size_t b = 0; b < 8; ++b) x |= uint64_t{planes[b * n + i]} << (8 * b);
+        prev ^= x;
+        out[i] = std::bit_cast<double>(prev);
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+// --- presence ---
+
+void encode_presence(uint32_t nslots, const std::vector<ChunkSlot>& slots, std::string* out) {
+  std::vector<uint32_t> runs;
+  uint32_t pos = 0;
+  size_t i = 0;
+  while (i < slots.size()) {
+    runs.push_back(slots[i].index - pos);  // absent
+    size_t j = i + 1;
+    while (j < slots.size() && slots[j].index == slots[j - 1].index + 1) ++j;
+    runs.push_back(static_cast<uint32_t>(j - i));  // present
+    pos = slots[j - 1].index + 1;
+    i = j;
+  }
+  if (pos < nslots) runs.push_back(nslots - pos);
+  put_varint(out, runs.size());
+  for (uint32_t r : runs) put_varint(out, r);
+}
+
+// Present runs as [begin, end) pairs; false when the runs do not add up to nslots.
+bool decode_presence(Reader& in, uint32_t nslots, std::vector<std::pair<uint32_t, uint32_t>>* present,
+                     size_t* npresent) {
+  present->clear();
+  *npresent = 0;
+  const uint64_t nruns = in.varint();
+  if (!in.ok || nruns > uint64_t{nslots} + 1) return false;
+  uint64_t pos = 0;
+  for (uint64_t r = 0; r < nruns; ++r) {
+    const uint64_t len = in.varint();
+    if (!in.ok || len > nslots - pos) return false;
+    if (r % 2 == 1 && len > 0) {
+      present->emplace_back(static_cast<uint32_t>(pos), static_cast<uint32_t>(pos + len));
+      *npresent += len;
+    }
+    pos += len;
+  }
+  return pos == nslots;
+}
+
+// --- sketch bins (distributions) ---
+
+void put_bins(std::string* out, const std::vector<Sketch::KeyCount>& bins, int32_t* first_prev) {
+  put_varint(out, bins.size());
+  if (bins.empty()) return;
+  put_varint(out, zigzag(int64_t{bins[0].key} - *first_prev));
+  *first_prev = bins[0].key;
+  put_varint(out, bins[0].count);
+  for (size_t i = 1; i < bins.size(); ++i) {
+    put_varint(out, static_cast<uint64_t>(int64_t{bins[i].key} - bins[i - 1].key - 1));
+    put_varint(out, bins[i].count);
+  }
+}
+
+bool get_bins(Reader& in, std::vector<Sketch::KeyCount>* bins, int32_t* first_prev) {
+  bins->clear();
+  const uint64_t n = in.varint();
+  if (!in.ok || n > static_cast<uint64_t>(2 * kMaxSketchKey + 1)) return false;
+  int64_t key = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    if (i == 0) {
+      key = *first_prev + unzigzag(in.varint());
+      *first_prev = static_cast<int32_t>(std::clamp<int64_t>(key, -kMaxSketchKey, kMaxSketchKey));
+    } else {
+      key += static_cast<int64_t>(std::min<uint64_t>(in.varint(), 1u << 20)) + 1;
+    }
+    const uint64_t count = in.varint();
+    if (!in.ok || key < -kMaxSketchKey || key > kMaxSketchKey) return false;
+    bins->push_back({static_cast<int32_t>(key), count});
+  }
+  return true;
+}
+
+Status corrupt(const char* what) { return Status::corruption(std::string("chunk: ") + what); }
+
+// Checks version, kind, slot count and checksum; leaves `in` at the presence runs.
+Status open_chunk(std::string_view blob, Kind kind, uint32_t nslots, Reader* in) {
+  if (blob.size() < 2 + 1 + 4) return corrupt("too short");
+  const auto* b = reinterpret_cast<const uint8_t*>(blob.data());
+  const size_t body = blob.size() - 4;
+  if (XXH32(b, body, cf::kChecksumSeed) != get_le32(b + body)) return corrupt("checksum mismatch");
+  *in = Reader{b, b + body};
+  if (in->u8() != cf::kChunkVersion) return corrupt("unknown version");
+  if (in->u8() != static_cast<uint8_t>(kind)) return corrupt("wrong kind");
+  if (in->varint() != nslots || !in->ok) return corrupt("wrong slot count");
+  return Status::ok();
+}
+
+}  // namespace
+
+std::string encode_chunk(Kind kind, uint32_t nslots, const std::vector<ChunkSlot>& slots) {
+  std::string out;
+  put_u8(&out, cf::kChunkVersion);
+  put_u8(&out, static_cast<uint8_t>(kind));
+  put_varint(&out, nslots);
+  encode_presence(nslots, slots, &out);
+  const size_t n = slots.size();
+  thread_local std::vector<double> col;
+  col.resize(n);
+  auto column = [&](auto&& get) {
+    for (size_t i = 0; i < n; ++i) col[i] = get(slots[i].agg);
+    encode_column(col.data(), n, &out);
+  };
+  switch (kind) {
+    case Kind::kCounter:
+      column([](const BucketAgg& a) { return a.sum; });
+      break;
+    case Kind::kGauge:
+      column([](const BucketAgg& a) { return static_cast<double>(a.count); });
+      column([](const BucketAgg& a) { return a.sum; });
+      column([](const BucketAgg& a) { return a.min; });
+      column([](const BucketAgg& a) { return a.max; });
+      column([](const BucketAgg& a) { return a.last; });
+      break;
+    case Kind::kDistribution: {
+      column([](const BucketAgg& a) { return a.sketch ? static_cast<double>(a.sketch->zero_count()) : 0.0; });
+      std::string bins;
+      int32_t first_pos = 0, first_neg = 0;
+      for (const auto& s : slots) {
+        put_bins(&bins, s.agg.sketch ? s.agg.sketch->positive_bins() : std::vector<Sketch::KeyCount>{}, &first_pos);
+        put_bins(&bins, s.agg.sketch ? s.agg.sketch->negative_bins() : std::vector<Sketch::KeyCount>{}, &first_neg);
+      }
+      if (n) put_bytes_block(&out, reinterpret_cast<const uint8_t*>(bins.data()), bins.size());
+      column([](const BucketAgg& a) { return a.sketch ? a.sketch->sum() : a.sum; });
+      column([](const BucketAgg& a) { return a.sketch ? a.sketch->min() : a.min; });
+      column([](const BucketAgg& a) { return a.sketch ? a.sketch->max() : a.max; });
+      break;
+    }
+  }
+  put_u32(&out, XXH32(out.data(), out.size(), cf::kChecksumSeed));
+  return out;
+}
+
+Status decode_chunk(std::string_view blob, Kind kind, uint32_t nslots, std::vector<ChunkSlot>* out) {
+  out->clear();
+  Reader in{nullptr, nullptr};
+  if (auto s = open_chunk(blob, kind, nslots, &in); !s) return s;
+  thread_local std::vector<std::pair<uint32_t, uint32_t>> present;
+  size_t n = 0;
+  if (!decode_presence(in, nslots, &present, &n)) return corrupt("bad presence runs");
+  out->resize(n);
+  size_t k = 0;
+  for (auto [b, e] : present)
+    for (uint32_t i = b; i < e; ++i) (*out)[k++].index = i;
+  thread_local std::vector<double> col;
+  col.resize(n);
+  auto column = [&](auto&& set) {
+    if (!decode_column(in, n, col.data())) return false;
+    for (size_t i = 0; i < n; ++i) set((*out)[i].agg, col[i]);
+    return true;
+  };
+  switch (kind) {
+    case Kind::kCounter:
+      if (!column([](BucketAgg& a, double v) { a.sum = v; })) return corrupt("bad sum column");
+      break;
+    case Kind::kGauge:
+      if (!column([](BucketAgg& a, double v) { a.count = v >= 0 && v <= cf::kMaxIntegral ? static_cast<uint64_t>(v) : 0; }) ||
+          !column([](BucketAgg& a, double v) { a.sum = v; }) || !column([](BucketAgg& a, double v) { a.min = v; }) ||
+          !column([](BucketAgg& a, double v) { a.max = v; }) || !column([](BucketAgg& a, double v) { a.last = v; }))
+        return corrupt("bad gauge column");
+      break;
+    case Kind::kDistribution: {
+      thread_local std::vector<double> zero;
+      zero.resize(n);
+      if (!decode_column(in, n, zero.data())) return corrupt("bad zero-count column");
+      thread_local std::vector<uint8_t> bins;
+      if (n && !get_bytes_block(in, &bins, uint64_t{1} << 30)) return corrupt("bad sketch bins");
+      if (!column([](BucketAgg& a, double v) { a.sum = v; }) || !column([](BucketAgg& a, double v) { a.min = v; }) ||
+          !column([](BucketAgg& a, double v) { a.max = v; }))
+        return corrupt("bad distribution column");
+      Reader bin_in{bins.data(), bins.data() + bins.size()};
+      std::vector<Sketch::KeyCount> pos, neg;
+      int32_t first_pos = 0, first_neg = 0;
+      for (size_t i = 0; i < n; ++i) {
+        if (!get_bins(bin_in, &pos, &first_pos) || !get_bins(bin_in, &neg, &first_neg))
+          return corrupt("bad sketch bins");
+        BucketAgg& a = (*out)[i].agg;
+        if (!(zero[i] >= 0 && zero[i] <= cf::kMaxIntegral)) return corrupt("bad zero count");
+        uint64_t count = static_cast<uint64_t>(zero[i]);
+        for (const auto* bs : {&pos, &neg})
+          for (const auto& kc : *bs) {
+            if (count + kc.count < count) return corrupt("sketch count overflows");
+            count += kc.count;
+          }
+        a.count = count;
+        if (count == 0) continue;  // a bucket without samples has no sketch
+        auto sk = Sketch::from_parts(count, a.sum, a.min, a.max, static_cast<uint64_t>(zero[i]), pos, neg);
+        if (!sk) return corrupt("bad sketch");
+        a.sketch = std::make_unique<Sketch>(std::move(*sk));
+      }
+      if (bin_in.p != bin_in.end) return corrupt("trailing sketch bytes");
+      break;
+    }
+  }
+  if (in.p != in.end) return corrupt("trailing bytes");
+  return Status::ok();
+}
+
+Result<Kind> chunk_kind(std::string_view blob) {
+  if (blob.size() < 2 || static_cast<uint8_t>(blob[0]) != cf::kChunkVersion) return corrupt("unknown version");
+  const auto k = static_cast<uint8_t>(blob[1]);
+  if (k != static_cast<uint8_t>(Kind::kCounter) && k != static_cast<uint8_t>(Kind::kGauge) &&
+      k != static_cast<uint8_t>(Kind::kDistribution))
+    return corrupt("unknown kind");
+  return static_cast<Kind>(k);
+}
+
+Status decode_counter_sums(std::string_view blob, uint32_t nslots, double* dense) {
+  Reader in{nullptr, nullptr};
+  if (auto s = open_chunk(blob, Kind::kCounter, nslots, &in); !s) return s;
+  thread_local std::vector<std::pair<uint32_t, uint32_t>> present;
+  size_t n = 0;
+  if (!decode_presence(in, nslots, &present, &n)) return corrupt("bad presence runs");
+  if (n == nslots) {
+    if (!decode_column(in, n, dense)) return corrupt("bad sum column");
+  } else {
+    thread_local std::vector<double> col;
+    col.resize(n);
+    if (!decode_column(in, n, col.data())) return corrupt("bad sum column");
+    std::fill(dense, dense + nslots, 0.0);
+    size_t k = 0;
+    for (auto [b, e] : present)
+      for (uint32_t i = b; i < e; ++i) dense[i] = col[k++];
+  }
+  if (in.p != in.end) return corrupt("trailing bytes");
+  return Status::ok();
+}
+
+}  // namespace tally::collector

@@ -1,0 +1,80 @@
+// Constants of the shard file's point storage and of the chunk encoding (docs/format/chunk.md).
+//
+// Points of one series at one resolution live in three tiers, each holding a disjoint time range:
+//   hot rows   one row per bucket, the newest minute or two (cheap appends, exact upserts)
+//   segments   one blob per series per kSegmentSlots buckets (a minute at 1 s)
+//   chunks     one blob per series per kChunkSlots buckets (an hour at 1 s)
+// A segment or chunk blob is a chunk in the format below; only its slot count differs.
+// Changing anything here changes the on-disk format: bump the version it belongs to.
+#pragma once
+
+#include <cstdint>
+
+namespace tally::collector::chunk_format {
+
+// meta('storage_format') of a shard file. 1: plain rows points_<res>(series_id, t, ...);
+// 2: hot rows + segments + chunks. A version-1 file is converted when it is opened.
+inline constexpr int kStorageFormat = 2;
+
+// First byte of every chunk blob.
+inline constexpr uint8_t kChunkVersion = 1;
+
+// Buckets per segment and per chunk, at every resolution: at 1 s a segment is a minute and a
+// chunk an hour; at 10 s, 10 minutes and 10 hours. An hour of 1 s buckets is what the entropy coder
+// needs: its table costs about 25 bytes, 0.007 bytes a point; a minute-long chunk would spend more
+// on tables than on values (measured on the standard dataset, docs/BENCHMARKS.md).
+inline constexpr uint32_t kSegmentSlots = 60;
+inline constexpr uint32_t kChunkSlots = 3600;
+static_assert(kChunkSlots % kSegmentSlots == 0);
+inline constexpr uint32_t kSegmentsPerChunk = kChunkSlots / kSegmentSlots;
+
+// Segment and chunk rows are keyed by one integer, (window index << 32) | series id, so one
+// window's blobs are one key range in series order and a compaction appends at the end of the
+// b-tree. Series ids must fit in 32 bits.
+inline constexpr int kKeySeriesBits = 32;
+inline constexpr uint64_t kMaxChunkSeriesId = (uint64_t{1} << kKeySeriesBits) - 1;
+
+// Page size of new shard files. Chunk rows are 0.1-4 KiB; with 4 KiB pages a quarter of each
+// page is left empty, with 16 KiB pages about 6 % (measured, docs/format/chunk.md).
+inline constexpr int kPageSize = 16384;
+
+// Chunk header: kind byte (the Kind enum's value).
+// Columns per kind, each one of the encodings below:
+//   counter       sum
+//   gauge         count, sum, min, max, last
+//   distribution  zero count, sketch bins (a byte stream), sum, min, max
+enum class ColumnEncoding : uint8_t {
+  kConst = 0,     // every value is bitwise the same double: 8 bytes
+  kIntRaw = 1,    // integral values: zigzag(v) as rANS tokens + extra bits
+  kIntDelta = 2,  // integral values: zigzag(v - previous) as rANS tokens + extra bits
+  kFloat = 3,     // XOR with the previous value, byte planes, zstd (or stored when zstd does not help)
+};
+// Integral values are coded exactly only up to 2^53 in magnitude; beyond that a column is kFloat.
+inline constexpr double kMaxIntegral = 9007199254740992.0;  // 2^53
+
+// Sketch bins stream encoding (distributions).
+enum class BytesEncoding : uint8_t { kStored = 0, kZstd = 1 };
+inline constexpr int kZstdLevel = 3;
+
+// Tokens: a value u >= 0 below kDirectTokens is its own token; a larger one with its top bit at
+// position b (b >= 4) is token kDirectTokens + (b - 4) * 4 + (the two bits below the top bit),
+// followed by b - 2 extra bits stored raw. 16 + 60 * 4 = 256 tokens cover every uint64.
+inline constexpr uint32_t kDirectTokens = 16;
+inline constexpr int kDirectBits = 4;      // log2(kDirectTokens)
+inline constexpr int kMantissaBits = 2;
+inline constexpr uint32_t kTokens = 256;
+
+// rANS: 32-bit states kept in [kRansLow, kRansLow << 8), byte-wise renormalisation, two
+// interleaved states; token frequencies are quantised to 2^P with P chosen per column.
+inline constexpr uint32_t kRansLow = 1u << 23;
+inline constexpr int kRansMinProbBits = 4;
+inline constexpr int kRansMaxProbBits = 12;
+
+// Presence: the chunk's slot count, then run lengths alternating absent, present, absent, ...
+// (the first run may be 0), adding up to the slot count.
+inline constexpr uint32_t kMaxSlots = 1u << 20;
+
+// Last four bytes of every chunk: XXH32 of the bytes before them, little-endian.
+inline constexpr uint32_t kChecksumSeed = 0x7a11c4u;
+
+}  // namespace tally::collector::chunk_format

@@ -1,0 +1,958 @@
+// ChunkLayout: a resolution's points in three tiers with disjoint time ranges (chunk_format.h):
+//
+//   chunk_<step>  [.., chunk_until)          key (t / (step * kChunkSlots)) << 32 | series -> blob
+//   seg_<step>    [chunk_until, seg_until)   key (t / (step * kSegmentSlots)) << 32 | series -> blob
+//   hot_<step>    [seg_until, ..)            (t, series) -> one bucket per row
+//
+// meta('seg_until.<step>') and meta('chunk_until.<step>') hold the two boundaries; compaction moves
+// them forward in the same transaction that moves the data, so a reader's snapshot always sees
+// every bucket exactly once. Writes go to the tier that holds their time: new buckets to hot
+// rows (appends, since time leads the key), late ones into their segment or chunk (decode, merge,
+// re-encode). Compaction streams: one cursor per slot of the window, merged by series id, so
+// memory holds one series at a time and the new blobs append in key order.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <unordered_map>
+
+#include "storage/chunk_codec.h"
+#include "storage/chunk_format.h"
+#include "storage/point_layout.h"
+#include "tally/common/wire.h"
+
+namespace tally::collector {
+namespace {
+
+namespace cf = chunk_format;
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+enum Tier { kSeg = 0, kChunk = 1 };
+constexpr const char* kTierTable[2] = {"seg_", "chunk_"};
+constexpr uint32_t kTierSlots[2] = {cf::kSegmentSlots, cf::kChunkSlots};
+
+// Tables and boundaries are named by the resolution's step in seconds (hot_1, chunk_10, ...), not
+// its place in the retention list, so a changed list never reads one step's data as another's.
+std::string hot_table(const Resolution& r) { return "hot_" + std::to_string(r.step_s); }
+std::string tier_table(Tier t, const Resolution& r) { return kTierTable[t] + std::to_string(r.step_s); }
+std::string until_key(Tier t, const Resolution& r) {
+  return (t == kSeg ? "seg_until." : "chunk_until.") + std::to_string(r.step_s);
+}
+
+inline int64_t blob_key(int64_t index, uint64_t series_id) {
+  return static_cast<int64_t>((static_cast<uint64_t>(index) << cf::kKeySeriesBits) | series_id);
+}
+inline uint64_t key_series(int64_t key) { return static_cast<uint64_t>(key) & cf::kMaxChunkSeriesId; }
+inline int64_t key_index(int64_t key) { return key >> cf::kKeySeriesBits; }
+
+Status prepare_into(Db& db, Stmt* out, const std::string& sql) {
+  auto st = db.prepare(sql);
+  if (!st) return st.status();
+  *out = std::move(*st);
+  return Status::ok();
+}
+
+// Hot row value columns, in this order: sum, count, min, max, last, sketch. Counters keep only
+// the sum; min and max are NULL when a bucket has no samples.
+constexpr const char* kHotValues = "sum, count, min, max, last, sketch";
+
+void bind_hot_values(Stmt& st, int first, Kind kind, const BucketAgg& a) {
+  st.bind(first, a.sum).bind(first + 1, a.count);
+  if (kind == Kind::kCounter || a.count == 0) {
+    st.bind_null(first + 2).bind_null(first + 3);
+  } else {
+    st.bind(first + 2, a.min).bind(first + 3, a.max);
+  }
+  if (kind == Kind::kCounter) st.bind_null(first + 4);
+  else st.bind(first + 4, a.last);
+  if (kind == Kind::kDistribution && a.sketch) {
+    wire::Sketch p;
+    sketch_to_proto(*a.sketch, &p);
+    std::string blob = p.SerializeAsString();
+    st.bind_blob(first + 5, blob.data(), blob.size());
+  } else {
+    st.bind_null(first + 5);
+  }
+}
+
+Status read_hot_values(const Stmt& st, int first, Kind kind, BucketAgg* a) {
+  a->sum = st.real(first);
+  if (kind == Kind::kCounter) return Status::ok();
+  a->count = static_cast<uint64_t>(st.int64(first + 1));
+  a->min = st.is_null(first + 2) ? kInf : st.real(first + 2);
+  a->max = st.is_null(first + 3) ? -kInf : st.real(first + 3);
+  a->last = st.is_null(first + 4) ? 0.0 : st.real(first + 4);
+  if (kind == Kind::kDistribution && !st.is_null(first + 5)) {
+    auto blob = st.blob(first + 5);
+    wire::Sketch p;
+    if (!p.ParseFromArray(blob.data(), static_cast<int>(blob.size())))
+      return Status::corruption("stored sketch does not parse");
+    auto s = sketch_from_proto(p);
+    if (!s) return Status::corruption("stored sketch: " + s.status().message());
+    a->sketch = std::make_unique<Sketch>(std::move(*s));
+  }
+  return Status::ok();
+}
+
+Result<Kind> kind_of(int64_t v) {
+  if (v != static_cast<int>(Kind::kCounter) && v != static_cast<int>(Kind::kGauge) &&
+      v != static_cast<int>(Kind::kDistribution))
+    return Status::corruption("hot row with unknown kind " + std::to_string(v));
+  return static_cast<Kind>(v);
+}
+
+// Merges `agg` into the slot at `index` of a decoded chunk (slots sorted by index).
+BucketAgg& merge_slot(std::vector<ChunkSlot>* slots, uint32_t index, const BucketAgg& agg, Kind kind) {
+  auto it = std::lower_bound(slots->begin(), slots->end(), index,
+                             [](const ChunkSlot& s, uint32_t i) { return s.index < i; });
+  if (it != slots->end() && it->index == index) {
+    it->agg.merge(agg, kind);
+    return it->agg;
+  }
+  it = slots->insert(it, ChunkSlot{index, agg});
+  return it->agg;
+}
+
+// Both the writer and the reader prepare these per resolution.
+struct TierStmts {
+  Stmt get;       // SELECT lsn, data WHERE key=?
+  Stmt first;     // the smallest key
+  Stmt scan;      // key, lsn, data for key in [?, ?)
+};
+
+Status prepare_tier(Db& db, Tier t, const Resolution& r, TierStmts* s) {
+  const std::string tb = tier_table(t, r);
+  if (auto st = prepare_into(db, &s->get, "SELECT lsn, data FROM " + tb + " WHERE key=?"); !st) return st;
+  if (auto st = prepare_into(db, &s->first, "SELECT key FROM " + tb + " ORDER BY key LIMIT 1"); !st) return st;
+  return prepare_into(db, &s->scan, "SELECT key, lsn, data FROM " + tb + " WHERE key>=? AND key<? ORDER BY key");
+}
+
+// Runs a one-row query; *found tells whether there was a row, fn(stmt) reads it.
+template <typename Fn>
+Status one_row(Stmt& st, bool* found, Fn&& fn) {
+  auto row = st.step();
+  if (!row) {
+    st.reset();
+    return row.status();
+  }
+  *found = *row;
+  Status s = *row ? fn(st) : Status::ok();
+  st.reset();
+  return s;
+}
+
+class ChunkWriter final : public PointWriter {
+ public:
+  ChunkWriter(Db& db, std::vector<Resolution> res) : db_(db), res_(std::move(res)) {}
+
+  Status prepare() {
+    const size_t n = res_.size();
+    per_res_.resize(n);
+    until_[kSeg].assign(n, 0);
+    until_[kChunk].assign(n, 0);
+    if (auto s = prepare_into(db_, &begin_, "BEGIN IMMEDIATE"); !s) return s;
+    if (auto s = prepare_into(db_, &commit_, "COMMIT"); !s) return s;
+    if (auto s = prepare_into(db_, &rollback_, "ROLLBACK"); !s) return s;
+    if (auto s = prepare_into(db_, &get_meta_, "SELECT value FROM meta WHERE key=?"); !s) return s;
+    if (auto s = prepare_into(db_, &set_meta_, "INSERT INTO meta(key, value) VALUES(?,?)"
+                                               " ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+        !s)
+      return s;
+    for (size_t r = 0; r < n; ++r) {
+      auto& p = per_res_[r];
+      const std::string hot = hot_table(res_[r]);
+      if (auto s = prepare_into(db_, &p.hot_add_counter,
+                                "INSERT INTO " + hot + "(t, series_id, kind, lsn, sum, count) VALUES(?,?,?,?,?,0)"
+                                " ON CONFLICT(t, series_id) DO UPDATE SET sum=sum+excluded.sum,"
+                                " lsn=max(lsn, excluded.lsn)");
+          !s)
+        return s;
+      if (auto s = prepare_into(db_, &p.hot_put, "INSERT OR REPLACE INTO " + hot + "(t, series_id, kind, lsn, " +
+                                                     kHotValues + ") VALUES(?,?,?,?,?,?,?,?,?,?)");
+          !s)
+        return s;
+      if (auto s = prepare_into(db_, &p.hot_get, std::string("SELECT kind, lsn, ") + kHotValues + " FROM " + hot +
+                                                     " WHERE t=? AND series_id=?");
+          !s)
+        return s;
+      if (auto s = prepare_into(db_, &p.hot_first, "SELECT t FROM " + hot + " ORDER BY t LIMIT 1"); !s) return s;
+      if (auto s = prepare_into(db_, &p.hot_delete_range, "DELETE FROM " + hot + " WHERE t>=? AND t<?"); !s) return s;
+      if (auto s = prepare_into(db_, &p.hot_delete_series, "DELETE FROM " + hot + " WHERE t<? AND series_id=?"); !s)
+        return s;
+      for (Tier t : {kSeg, kChunk}) {
+        auto& ts = p.tier[t];
+        const std::string tb = tier_table(t, res_[r]);
+        if (auto s = prepare_tier(db_, t, res_[r], &ts.q); !s) return s;
+        if (auto s = prepare_into(db_, &ts.put, "INSERT OR REPLACE INTO " + tb + "(key, lsn, data) VALUES(?,?,?)"); !s)
+          return s;
+        if (auto s = prepare_into(db_, &ts.del, "DELETE FROM " + tb + " WHERE key=?"); !s) return s;
+        if (auto s = prepare_into(db_, &ts.del_range, "DELETE FROM " + tb + " WHERE key>=? AND key<?"); !s) return s;
+        if (auto s = prepare_into(db_, &ts.del_below, "DELETE FROM " + tb + " WHERE key<?"); !s) return s;
+        auto v = meta(until_key(t, res_[r]));
+        if (!v) return v.status();
+        until_[t][r] = *v;
+      }
+    }
+    return Status::ok();
+  }
+
+  Status merge(uint64_t series_id, Kind kind, size_t r, int64_t time, const BucketAgg& agg, uint64_t lsn,
+               BucketAgg* merged_out) override {
+    if (time < 0) return Status::invalid_argument("bucket time before 1970");
+    if (series_id > cf::kMaxChunkSeriesId) return Status::invalid_argument("series id beyond the chunk key range");
+    if (time >= until_[kSeg][r]) return merge_hot(series_id, kind, r, time, agg, lsn, merged_out);
+    const Tier t = time >= until_[kChunk][r] ? kSeg : kChunk;
+    return merge_blob(t, series_id, kind, r, time, agg, lsn, merged_out);
+  }
+
+  Status delete_before(uint64_t series_id, size_t r, int64_t before, int64_t* deleted) override {
+    auto& p = per_res_[r];
+    p.hot_delete_series.bind(1, before).bind(2, series_id);
+    if (auto s = p.hot_delete_series.run(); !s) return s;
+    count_changes(deleted);
+    for (Tier t : {kSeg, kChunk}) {
+      auto& ts = p.tier[t];
+      bool found = false;
+      int64_t first = 0;
+      if (auto s = one_row(ts.q.first, &found, [&](const Stmt& st) { first = st.int64(0); return Status::ok(); }); !s)
+        return s;
+      if (!found) continue;
+      // Whole windows only: the ones that end at or before `before`.
+      const int64_t limit = bucket_start(before, window(t, r)) / window(t, r);
+      for (int64_t i = key_index(first); i < limit; ++i) {
+        ts.del.bind(1, blob_key(i, series_id));
+        if (auto s = ts.del.run(); !s) return s;
+        count_changes(deleted);
+      }
+    }
+    return Status::ok();
+  }
+
+  Status delete_all_before(size_t r, int64_t before, int64_t* deleted) override {
+    auto& p = per_res_[r];
+    p.hot_delete_range.bind(1, std::numeric_limits<int64_t>::min()).bind(2, before);
+    if (auto s = p.hot_delete_range.run(); !s) return s;
+    count_changes(deleted);
+    for (Tier t : {kSeg, kChunk}) {
+      const int64_t limit = bucket_start(before, window(t, r)) / window(t, r);
+      if (limit <= 0) continue;
+      auto& del = p.tier[t].del_below;
+      del.bind(1, blob_key(limit, 0));
+      if (auto s = del.run(); !s) return s;
+      count_changes(deleted);
+    }
+    return Status::ok();
+  }
+
+  Result<uint64_t> stored_lsn(uint64_t series_id, size_t r, int64_t time) override {
+    time = bucket_start(time, res_[r].step_s);
+    if (time < 0 || series_id > cf::kMaxChunkSeriesId) return uint64_t{0};
+    bool found = false;
+    uint64_t lsn = 0;
+    auto get = [&](const Stmt& st) {
+      lsn = static_cast<uint64_t>(st.int64(1));
+      return Status::ok();
+    };
+    auto get_blob = [&](const Stmt& st) {
+      lsn = static_cast<uint64_t>(st.int64(0));
+      return Status::ok();
+    };
+    if (time >= until_[kSeg][r]) {
+      auto& st = per_res_[r].hot_get;
+      st.bind(1, time).bind(2, series_id);
+      if (auto s = one_row(st, &found, get); !s) return s;
+      return lsn;
+    }
+    const Tier t = time >= until_[kChunk][r] ? kSeg : kChunk;
+    auto& st = per_res_[r].tier[t].q.get;
+    st.bind(1, blob_key(time / window(t, r), series_id));
+    if (auto s = one_row(st, &found, get_blob); !s) return s;
+    return lsn;
+  }
+
+  Status compact(int64_t watermark, CompactStats* stats) override {
+    for (size_t r = 0; r < res_.size(); ++r) {
+      // Hot rows -> segments, for every segment window that has ended.
+      const int64_t seg_target = bucket_start(watermark, window(kSeg, r));
+      if (seg_target > until_[kSeg][r]) {
+        while (true) {
+          bool found = false;
+          int64_t first = 0;
+          if (auto s = one_row(per_res_[r].hot_first, &found, [&](const Stmt& st) {
+                first = st.int64(0);
+                return Status::ok();
+              });
+              !s)
+            return s;
+          if (!found || first >= seg_target) break;
+          if (auto s = transaction([&] { return compact_hot(r, bucket_start(first, window(kSeg, r)), stats); }); !s)
+            return s;
+        }
+        if (until_[kSeg][r] < seg_target) {
+          if (auto s = transaction([&] { return set_until(kSeg, r, seg_target); }); !s) return s;
+        }
+      }
+      // Segments -> chunks, for every chunk window below the segment boundary.
+      const int64_t chunk_target = bucket_start(until_[kSeg][r], window(kChunk, r));
+      if (chunk_target > until_[kChunk][r]) {
+        while (true) {
+          bool found = false;
+          int64_t first = 0;
+          if (auto s = one_row(per_res_[r].tier[kSeg].q.first, &found, [&](const Stmt& st) {
+                first = st.int64(0);
+                return Status::ok();
+              });
+              !s)
+            return s;
+          const int64_t start = key_index(first) * window(kSeg, r);
+          if (!found || start >= chunk_target) break;
+          if (auto s = transaction([&] { return compact_segments(r, bucket_start(start, window(kChunk, r)), stats); });
+              !s)
+            return s;
+        }
+        if (until_[kChunk][r] < chunk_target) {
+          if (auto s = transaction([&] { return set_until(kChunk, r, chunk_target); }); !s) return s;
+        }
+      }
+    }
+    return Status::ok();
+  }
+
+ private:
+  struct TierWriter {
+    TierStmts q;
+    Stmt put, del, del_range, del_below;
+  };
+  struct PerRes {
+    Stmt hot_add_counter, hot_put, hot_get, hot_first, hot_delete_range, hot_delete_series;
+    TierWriter tier[2];
+    std::vector<Stmt> hot_cursors;  // compaction: one per slot of a segment
+    std::vector<Stmt> seg_cursors;  // compaction: one per segment of a chunk
+  };
+
+  int64_t window(Tier t, size_t r) const { return res_[r].step_s * kTierSlots[t]; }
+
+  void count_changes(int64_t* deleted) {
+    if (deleted) *deleted += sqlite3_changes(db_.raw());
+  }
+
+  Result<int64_t> meta(const std::string& key) {
+    get_meta_.bind(1, std::string_view(key));
+    bool found = false;
+    int64_t v = 0;
+    if (auto s = one_row(get_meta_, &found, [&](const Stmt& st) {
+          v = st.int64(0);
+          return Status::ok();
+        });
+        !s)
+      return s;
+    return v;
+  }
+
+  // Writes the boundary; the cached value follows only once the transaction commits.
+  Status set_until(Tier t, size_t r, int64_t v) {
+    set_meta_.bind(1, std::string_view(until_key(t, res_[r]))).bind(2, v);
+    if (auto s = set_meta_.run(); !s) return s;
+    pending_until_.push_back({t, r, v});
+    return Status::ok();
+  }
+
+  template <typename Fn>
+  Status transaction(Fn&& fn) {
+    pending_until_.clear();
+    if (auto s = begin_.run(); !s) return s;
+    Status s = fn();
+    if (s) s = commit_.run();
+    if (!s) {
+      (void)rollback_.run();
+      pending_until_.clear();
+      return s;
+    }
+    for (const auto& p : pending_until_) until_[p.tier][p.res] = std::max(until_[p.tier][p.res], p.value);
+    pending_until_.clear();
+    return Status::ok();
+  }
+
+  Status merge_hot(uint64_t series_id, Kind kind, size_t r, int64_t time, const BucketAgg& agg, uint64_t lsn,
+                   BucketAgg* merged_out) {
+    auto& p = per_res_[r];
+    if (kind == Kind::kCounter && !merged_out) {
+      p.hot_add_counter.bind(1, time).bind(2, series_id).bind(3, static_cast<int>(kind)).bind(4, lsn).bind(5, agg.sum);
+      return p.hot_add_counter.run();
+    }
+    // Gauges keep the later `last` and sketches merge in C++: read, merge, replace.
+    BucketAgg merged;
+    uint64_t stored_lsn = 0;
+    bool found = false;
+    p.hot_get.bind(1, time).bind(2, series_id);
+    if (auto s = one_row(p.hot_get, &found, [&](const Stmt& st) -> Status {
+          if (st.int64(0) != static_cast<int>(kind)) return Status::corruption("hot row of another kind");
+          stored_lsn = static_cast<uint64_t>(st.int64(1));
+          return read_hot_values(st, 2, kind, &merged);
+        });
+        !s)
+      return s;
+    if (found) merged.merge(agg, kind);
+    else merged = agg;
+    auto& put = p.hot_put;
+    put.bind(1, time).bind(2, series_id).bind(3, static_cast<int>(kind)).bind(4, std::max(stored_lsn, lsn));
+    bind_hot_values(put, 5, kind, merged);
+    if (auto s = put.run(); !s) return s;
+    if (merged_out) *merged_out = std::move(merged);
+    return Status::ok();
+  }
+
+  // A bucket into its encoded segment or chunk: decode, merge, re-encode (late points only).
+  Status merge_blob(Tier t, uint64_t series_id, Kind kind, size_t r, int64_t time, const BucketAgg& agg, uint64_t lsn,
+                    BucketAgg* merged_out) {
+    auto& ts = per_res_[r].tier[t];
+    const int64_t w = window(t, r);
+    const int64_t start = bucket_start(time, w);
+    const int64_t key = blob_key(start / w, series_id);
+    std::vector<ChunkSlot> slots;
+    uint64_t stored_lsn = 0;
+    bool found = false;
+    ts.q.get.bind(1, key);
+    if (auto s = one_row(ts.q.get, &found, [&](const Stmt& st) {
+          stored_lsn = static_cast<uint64_t>(st.int64(0));
+          return decode_chunk(st.blob(1), kind, kTierSlots[t], &slots);
+        });
+        !s)
+      return s;
+    const auto index = static_cast<uint32_t>((time - start) / res_[r].step_s);
+    BucketAgg& merged = merge_slot(&slots, index, agg, kind);
+    if (merged_out) *merged_out = merged;
+    return put_blob(ts, key, std::max(stored_lsn, lsn), encode_chunk(kind, kTierSlots[t], slots));
+  }
+
+  Status put_blob(TierWriter& ts, int64_t key, uint64_t lsn, const std::string& blob) {
+    ts.put.bind(1, key).bind(2, lsn).bind_blob(3, blob.data(), blob.size());
+    return ts.put.run();
+  }
+
+  // Merges `slots` with what the tier already holds for `key` (only after unusual histories,
+  // e.g. hot rows converted from plain rows below a boundary).
+  Status merge_existing(TierWriter& ts, Tier t, int64_t key, Kind kind, std::vector<ChunkSlot>* slots,
+                        uint64_t* lsn) {
+    bool found = false;
+    std::vector<ChunkSlot> stored;
+    ts.q.get.bind(1, key);
+    if (auto s = one_row(ts.q.get, &found, [&](const Stmt& st) {
+          *lsn = std::max(*lsn, static_cast<uint64_t>(st.int64(0)));
+          return decode_chunk(st.blob(1), kind, kTierSlots[t], &stored);
+        });
+        !s)
+      return s;
+    if (!found) return Status::ok();
+    for (auto& sl : *slots) merge_slot(&stored, sl.index, sl.agg, kind);
+    slots->swap(stored);
+    return Status::ok();
+  }
+
+  // Where encoded buckets of window [w, ...) of tier t go: the tier itself, or the chunks when the
+  // chunk boundary has already passed it.
+  Tier target_tier(Tier t, size_t r, int64_t w) const {
+    return t == kSeg && w < until_[kChunk][r] ? kChunk : t;
+  }
+
+  // Moves the hot rows of segment window [w, w + window) into segments.
+  Status compact_hot(size_t r, int64_t w, CompactStats* stats) {
+    auto& p = per_res_[r];
+    const int64_t step = res_[r].step_s;
+    const uint32_t n = cf::kSegmentSlots;
+    if (p.hot_cursors.empty()) {
+      p.hot_cursors.resize(n);
+      for (auto& c : p.hot_cursors) {
+        if (auto s = prepare_into(db_, &c, std::string("SELECT series_id, kind, lsn, ") + kHotValues + " FROM " +
+                                               hot_table(res_[r]) + " WHERE t=? ORDER BY series_id");
+            !s)
+          return s;
+      }
+    }
+    std::vector<bool> live(n);
+    auto advance = [&](uint32_t k) -> Status {
+      auto row = p.hot_cursors[k].step();
+      if (!row) return row.status();
+      live[k] = *row;
+      return Status::ok();
+    };
+    Status s;
+    for (uint32_t k = 0; s && k < n; ++k) {
+      p.hot_cursors[k].bind(1, w + k * step);
+      s = advance(k);
+    }
+    // Encoded windows below a boundary merge with what is there (see merge_existing).
+    const Tier t = target_tier(kSeg, r, w);
+    const bool fresh = w >= until_[kSeg][r];
+    std::vector<ChunkSlot> slots;
+    while (s) {
+      uint64_t sid = std::numeric_limits<uint64_t>::max();
+      for (uint32_t k = 0; k < n; ++k)
+        if (live[k]) sid = std::min(sid, static_cast<uint64_t>(p.hot_cursors[k].int64(0)));
+      if (sid == std::numeric_limits<uint64_t>::max()) break;
+      slots.clear();
+      uint64_t lsn = 0;
+      Kind kind = Kind::kCounter;
+      for (uint32_t k = 0; s && k < n; ++k) {
+        auto& c = p.hot_cursors[k];
+        if (!live[k] || static_cast<uint64_t>(c.int64(0)) != sid) continue;
+        auto kd = kind_of(c.int64(1));
+        if (!kd) {
+          s = kd.status();
+          break;
+        }
+        if (!slots.empty() && *kd != kind) {
+          s = Status::corruption("series " + std::to_string(sid) + " has hot rows of two kinds");
+          break;
+        }
+        kind = *kd;
+        lsn = std::max(lsn, static_cast<uint64_t>(c.int64(2)));
+        slots.push_back({k, {}});
+        s = read_hot_values(c, 3, kind, &slots.back().agg);
+        if (s) s = advance(k);
+        if (stats) ++stats->hot_rows;
+      }
+      if (!s) break;
+      if (sid > cf::kMaxChunkSeriesId) {
+        s = Status::corruption("series id beyond the chunk key range");
+        break;
+      }
+      if (t == kChunk) {
+        // The chunk boundary is past this window already: merge bucket by bucket.
+        for (auto& sl : slots) {
+          s = merge_blob(kChunk, sid, kind, r, w + sl.index * step, sl.agg, lsn, nullptr);
+          if (!s) break;
+        }
+        continue;
+      }
+      const int64_t key = blob_key(w / window(kSeg, r), sid);
+      if (!fresh) s = merge_existing(p.tier[kSeg], kSeg, key, kind, &slots, &lsn);
+      if (s) s = put_blob(p.tier[kSeg], key, lsn, encode_chunk(kind, n, slots));
+      if (stats) ++stats->segments;
+    }
+    for (auto& c : p.hot_cursors) c.reset();
+    if (!s) return s;
+    p.hot_delete_range.bind(1, w).bind(2, w + window(kSeg, r));
+    if (auto st = p.hot_delete_range.run(); !st) return st;
+    return until_[kSeg][r] < w + window(kSeg, r) ? set_until(kSeg, r, w + window(kSeg, r)) : Status::ok();
+  }
+
+  // Moves the segments of chunk window [c, c + window) into chunks.
+  Status compact_segments(size_t r, int64_t c, CompactStats* stats) {
+    auto& p = per_res_[r];
+    const uint32_t n = cf::kSegmentsPerChunk;
+    if (p.seg_cursors.empty()) {
+      p.seg_cursors.resize(n);
+      for (auto& cur : p.seg_cursors) {
+        if (auto s = prepare_into(db_, &cur, "SELECT key, lsn, data FROM " + tier_table(kSeg, res_[r]) +
+                                                 " WHERE key>=? AND key<? ORDER BY key");
+            !s)
+          return s;
+      }
+    }
+    const int64_t first_index = c / window(kSeg, r);
+    std::vector<bool> live(n);
+    auto advance = [&](uint32_t k) -> Status {
+      auto row = p.seg_cursors[k].step();
+      if (!row) return row.status();
+      live[k] = *row;
+      return Status::ok();
+    };
+    Status s;
+    for (uint32_t k = 0; s && k < n; ++k) {
+      p.seg_cursors[k].bind(1, blob_key(first_index + k, 0)).bind(2, blob_key(first_index + k + 1, 0));
+      s = advance(k);
+    }
+    const bool fresh = c >= until_[kChunk][r];
+    std::vector<ChunkSlot> slots, seg;
+    while (s) {
+      uint64_t sid = std::numeric_limits<uint64_t>::max();
+      for (uint32_t k = 0; k < n; ++k)
+        if (live[k]) sid = std::min(sid, key_series(p.seg_cursors[k].int64(0)));
+      if (sid == std::numeric_limits<uint64_t>::max()) break;
+      slots.clear();
+      uint64_t lsn = 0;
+      Kind kind = Kind::kCounter;
+      for (uint32_t k = 0; s && k < n; ++k) {
+        auto& cur = p.seg_cursors[k];
+        if (!live[k] || key_series(cur.int64(0)) != sid) continue;
+        auto blob = cur.blob(2);
+        auto kd = chunk_kind(blob);
+        if (!kd) {
+          s = kd.status();
+          break;
+        }
+        if (!slots.empty() && *kd != kind) {
+          s = Status::corruption("series " + std::to_string(sid) + " has segments of two kinds");
+          break;
+        }
+        kind = *kd;
+        lsn = std::max(lsn, static_cast<uint64_t>(cur.int64(1)));
+        s = decode_chunk(blob, kind, cf::kSegmentSlots, &seg);
+        for (auto& sl : seg) slots.push_back({k * cf::kSegmentSlots + sl.index, std::move(sl.agg)});
+        if (s) s = advance(k);
+      }
+      if (!s) break;
+      const int64_t key = blob_key(c / window(kChunk, r), sid);
+      if (!fresh) s = merge_existing(p.tier[kChunk], kChunk, key, kind, &slots, &lsn);
+      if (s) s = put_blob(p.tier[kChunk], key, lsn, encode_chunk(kind, cf::kChunkSlots, slots));
+      if (stats) ++stats->chunks;
+    }
+    for (auto& cur : p.seg_cursors) cur.reset();
+    if (!s) return s;
+    auto& del = p.tier[kSeg].del_range;
+    del.bind(1, blob_key(first_index, 0)).bind(2, blob_key(first_index + n, 0));
+    if (auto st = del.run(); !st) return st;
+    return until_[kChunk][r] < c + window(kChunk, r) ? set_until(kChunk, r, c + window(kChunk, r)) : Status::ok();
+  }
+
+  struct PendingUntil {
+    Tier tier;
+    size_t res;
+    int64_t value;
+  };
+
+  Db& db_;
+  const std::vector<Resolution> res_;
+  std::vector<PerRes> per_res_;
+  std::vector<int64_t> until_[2];  // committed boundaries, per tier and resolution
+  std::vector<PendingUntil> pending_until_;
+  Stmt begin_, commit_, rollback_, get_meta_, set_meta_;
+};
+
+class ChunkReader final : public PointReader {
+ public:
+  ChunkReader(Db& db, std::vector<Resolution> res) : db_(db), res_(std::move(res)) {}
+
+  Status prepare() {
+    const size_t n = res_.size();
+    per_res_.resize(n);
+    until_[kSeg].assign(n, 0);
+    until_[kChunk].assign(n, 0);
+    if (auto s = prepare_into(db_, &pin_, "SELECT key, value FROM meta"); !s) return s;
+    for (size_t r = 0; r < n; ++r) {
+      for (Tier t : {kSeg, kChunk}) until_keys_[t].push_back(until_key(t, res_[r]));
+      auto& p = per_res_[r];
+      const std::string hot = hot_table(res_[r]);
+      if (auto s = prepare_into(db_, &p.hot_get, std::string("SELECT kind, ") + kHotValues + " FROM " + hot +
+                                                     " WHERE t=? AND series_id=?");
+          !s)
+        return s;
+      if (auto s = prepare_into(db_, &p.hot_scan, std::string("SELECT t, series_id, kind, ") + kHotValues + " FROM " +
+                                                      hot + " WHERE t>=? AND t<? ORDER BY t, series_id");
+          !s)
+        return s;
+      if (auto s = prepare_into(db_, &p.hot_first, "SELECT t FROM " + hot + " ORDER BY t LIMIT 1"); !s) return s;
+      if (auto s = prepare_into(db_, &p.hot_last, "SELECT t FROM " + hot + " ORDER BY t DESC LIMIT 1"); !s) return s;
+      for (Tier t : {kSeg, kChunk})
+        if (auto s = prepare_tier(db_, t, res_[r], &p.tier[t]); !s) return s;
+    }
+    return Status::ok();
+  }
+
+  Status pin() override {
+    for (auto& v : until_) std::fill(v.begin(), v.end(), 0);
+    while (true) {
+      auto row = pin_.step();
+      if (!row) {
+        pin_.reset();
+        return row.status();
+      }
+      if (!*row) break;
+      const std::string_view key = pin_.text(0);
+      for (size_t r = 0; r < res_.size(); ++r)
+        for (Tier t : {kSeg, kChunk})
+          if (key == until_keys_[t][r]) until_[t][r] = pin_.int64(1);
+    }
+    pin_.reset();
+    return Status::ok();
+  }
+
+  Status read(const std::vector<SeriesRef>& series, size_t r, int64_t from, int64_t to, size_t shard_series,
+              std::vector<std::vector<StoredBucket>>* out) override {
+    out->assign(series.size(), {});
+    if (r >= res_.size()) return Status::invalid_argument("no resolution " + std::to_string(r));
+    std::vector<ChunkSlot> slots;
+    auto on_blob = [&](Tier t, size_t i, int64_t start, int64_t lo, int64_t hi, std::string_view blob) -> Status {
+      if (auto s = decode_chunk(blob, series[i].kind, kTierSlots[t], &slots); !s) return s;
+      auto& dst = (*out)[i];
+      for (auto& sl : slots) {
+        const int64_t time = start + sl.index * res_[r].step_s;
+        if (time >= lo && time < hi) dst.push_back({time, std::move(sl.agg)});
+      }
+      return Status::ok();
+    };
+    auto on_row = [&](size_t i, int64_t time, const Stmt& st, int first) -> Status {
+      StoredBucket b{time, {}};
+      if (auto s = read_hot_values(st, first, series[i].kind, &b.agg); !s) return s;
+      (*out)[i].push_back(std::move(b));
+      return Status::ok();
+    };
+    return visit(series, r, from, to, shard_series, on_blob, on_row);
+  }
+
+  Status add_counter_sums(const std::vector<SeriesRef>& series, const std::vector<uint32_t>& rows, size_t r,
+                          const StepGrid& grid, size_t shard_series, double* out) override {
+    if (r >= res_.size()) return Status::invalid_argument("no resolution " + std::to_string(r));
+    const int64_t step = res_[r].step_s;
+    if (grid.step % step != 0 || grid.from % step != 0)
+      return Status::invalid_argument("the grid step must be a multiple of the resolution");
+    const size_t steps = grid.steps();
+    const int64_t per_step = grid.step / step;
+    thread_local std::vector<double> dense;
+    dense.resize(cf::kChunkSlots);
+    auto on_blob = [&](Tier t, size_t i, int64_t start, int64_t lo, int64_t hi, std::string_view blob) -> Status {
+      const uint32_t nslots = kTierSlots[t];
+      if (auto s = decode_counter_sums(blob, nslots, dense.data()); !s) return s;
+      // Slots [jlo, jhi) fall in [lo, hi); each grid step takes per_step consecutive slots.
+      const auto jlo = static_cast<uint32_t>(std::max<int64_t>(0, (lo - start + step - 1) / step));
+      const auto jhi = static_cast<uint32_t>(std::min<int64_t>(nslots, (hi - start + step - 1) / step));
+      if (jlo >= jhi) return Status::ok();
+      double* row = out + rows[i] * steps;
+      const int64_t k = (start + int64_t{jlo} * step - grid.from) / step;
+      size_t idx = static_cast<size_t>(k / per_step);
+      int64_t rem = k % per_step;
+      if (per_step == 1) {
+        for (uint32_t j = jlo; j < jhi; ++j) row[idx++] += dense[j];
+      } else {
+        for (uint32_t j = jlo; j < jhi; ++j) {
+          row[idx] += dense[j];
+          if (++rem == per_step) {
+            rem = 0;
+            ++idx;
+          }
+        }
+      }
+      return Status::ok();
+    };
+    auto on_row = [&](size_t i, int64_t time, const Stmt& st, int first) -> Status {
+      add_to_grid(grid, out + rows[i] * steps, time, st.real(first));
+      return Status::ok();
+    };
+    return visit(series, r, grid.from, grid.to, shard_series, on_blob, on_row);
+  }
+
+ private:
+  struct PerRes {
+    Stmt hot_get, hot_scan, hot_first, hot_last;
+    TierStmts tier[2];
+  };
+
+  int64_t window(Tier t, size_t r) const { return res_[r].step_s * kTierSlots[t]; }
+
+  // Point lookups for a few series, one scan per window (or of the hot range) for many: a scan
+  // reads every series' row of the window, so it pays when the query wants a good share of them.
+  static bool few(size_t n, size_t shard_series) { return shard_series == 0 || n * 8 <= shard_series; }
+
+  // Calls on_blob for each segment and chunk and on_row for each hot row holding buckets of the
+  // series in [from, to), tier by tier in time order, so each series' calls come in time order.
+  template <typename OnBlob, typename OnRow>
+  Status visit(const std::vector<SeriesRef>& series, size_t r, int64_t from, int64_t to, size_t shard_series,
+               OnBlob&& on_blob, OnRow&& on_row) {
+    from = std::max<int64_t>(from, 0);
+    if (to <= from || series.empty()) return Status::ok();
+    const bool lookups = few(series.size(), shard_series);
+    std::unordered_map<uint64_t, size_t> index;
+    if (!lookups) {
+      index.reserve(series.size() * 2);
+      for (size_t i = 0; i < series.size(); ++i) index.emplace(series[i].id, i);
+    }
+    const int64_t cu = until_[kChunk][r], su = until_[kSeg][r];
+    if (auto s = visit_tier(kChunk, series, r, from, std::min(to, cu), lookups, index, on_blob); !s) return s;
+    if (auto s = visit_tier(kSeg, series, r, std::max(from, cu), std::min(to, su), lookups, index, on_blob); !s)
+      return s;
+    return visit_hot(series, r, std::max(from, su), to, lookups, index, on_row);
+  }
+
+  template <typename OnBlob>
+  Status visit_tier(Tier t, const std::vector<SeriesRef>& series, size_t r, int64_t lo, int64_t hi, bool lookups,
+                    const std::unordered_map<uint64_t, size_t>& index, OnBlob&& on_blob) {
+    if (lo >= hi) return Status::ok();
+    auto& ts = per_res_[r].tier[t];
+    // Start at the oldest stored window rather than walk empty ones.
+    bool found = false;
+    int64_t first = 0;
+    if (auto s = one_row(ts.first, &found, [&](const Stmt& st) {
+          first = st.int64(0);
+          return Status::ok();
+        });
+        !s)
+      return s;
+    if (!found) return Status::ok();
+    const int64_t w = window(t, r);
+    for (int64_t c = std::max(bucket_start(lo, w), key_index(first) * w); c < hi; c += w) {
+      const int64_t wi = c / w;
+      if (lookups) {
+        for (size_t i = 0; i < series.size(); ++i) {
+          if (series[i].id > cf::kMaxChunkSeriesId) continue;
+          ts.get.bind(1, blob_key(wi, series[i].id));
+          if (auto s = one_row(ts.get, &found, [&](const Stmt& st) { return on_blob(t, i, c, lo, hi, st.blob(1)); });
+              !s)
+            return s;
+        }
+        continue;
+      }
+      ts.scan.bind(1, blob_key(wi, 0)).bind(2, blob_key(wi + 1, 0));
+      while (true) {
+        auto row = ts.scan.step();
+        if (!row) {
+          ts.scan.reset();
+          return row.status();
+        }
+        if (!*row) break;
+        auto it = index.find(key_series(ts.scan.int64(0)));
+        if (it == index.end()) continue;
+        if (auto s = on_blob(t, it->second, c, lo, hi, ts.scan.blob(2)); !s) {
+          ts.scan.reset();
+          return s;
+        }
+      }
+      ts.scan.reset();
+    }
+    return Status::ok();
+  }
+
+  template <typename OnRow>
+  Status visit_hot(const std::vector<SeriesRef>& series, size_t r, int64_t lo, int64_t hi, bool lookups,
+                   const std::unordered_map<uint64_t, size_t>& index, OnRow&& on_row) {
+    if (lo >= hi) return Status::ok();
+    auto& p = per_res_[r];
+    auto check_kind = [&](size_t i, int64_t k) -> Status {
+      if (k != static_cast<int>(series[i].kind))
+        return Status::corruption("series " + std::to_string(series[i].id) + " has hot rows of another kind");
+      return Status::ok();
+    };
+    if (!lookups) {
+      p.hot_scan.bind(1, lo).bind(2, hi);
+      while (true) {
+        auto row = p.hot_scan.step();
+        if (!row) {
+          p.hot_scan.reset();
+          return row.status();
+        }
+        if (!*row) break;
+        auto it = index.find(static_cast<uint64_t>(p.hot_scan.int64(1)));
+        if (it == index.end()) continue;
+        Status s = check_kind(it->second, p.hot_scan.int64(2));
+        if (s) s = on_row(it->second, p.hot_scan.int64(0), p.hot_scan, 3);
+        if (!s) {
+          p.hot_scan.reset();
+          return s;
+        }
+      }
+      p.hot_scan.reset();
+      return Status::ok();
+    }
+    // Look up only between the first and the last hot bucket.
+    bool found = false;
+    auto get_t = [](int64_t* v) {
+      return [v](const Stmt& st) {
+        *v = st.int64(0);
+        return Status::ok();
+      };
+    };
+    int64_t first = 0, last = 0;
+    if (auto s = one_row(p.hot_first, &found, get_t(&first)); !s || !found) return s;
+    if (auto s = one_row(p.hot_last, &found, get_t(&last)); !s || !found) return s;
+    const int64_t step = res_[r].step_s;
+    lo = std::max(lo, first);
+    hi = std::min(hi, last + step);
+    for (int64_t t = bucket_start(lo, step); t < hi; t += step) {
+      if (t < lo) continue;
+      for (size_t i = 0; i < series.size(); ++i) {
+        p.hot_get.bind(1, t).bind(2, series[i].id);
+        if (auto s = one_row(p.hot_get, &found, [&](const Stmt& st) -> Status {
+              if (auto k = check_kind(i, st.int64(0)); !k) return k;
+              return on_row(i, t, st, 1);
+            });
+            !s)
+          return s;
+      }
+    }
+    return Status::ok();
+  }
+
+  Db& db_;
+  const std::vector<Resolution> res_;
+  std::vector<PerRes> per_res_;
+  std::vector<int64_t> until_[2];  // as of the pinned snapshot
+  std::vector<std::string> until_keys_[2];
+  Stmt pin_;
+};
+
+}  // namespace
+
+std::string chunk_layout_schema(const std::vector<Resolution>& resolutions) {
+  std::string schema;
+  for (size_t r = 0; r < resolutions.size(); ++r) {
+    // Hot rows: time leads the key so each flush appends; counters store only the sum.
+    schema += "CREATE TABLE IF NOT EXISTS " + hot_table(resolutions[r]) +
+              "(t INTEGER NOT NULL, series_id INTEGER NOT NULL, kind INTEGER NOT NULL, lsn INTEGER NOT NULL,"
+              " sum REAL NOT NULL, count INTEGER NOT NULL, min REAL, max REAL, last REAL, sketch BLOB,"
+              " PRIMARY KEY(t, series_id)) WITHOUT ROWID;";
+    // Encoded blobs: a rowid table packs 0.1-4 KiB rows into pages better than a WITHOUT ROWID one.
+    for (Tier t : {kSeg, kChunk})
+      schema += "CREATE TABLE IF NOT EXISTS " + tier_table(t, resolutions[r]) +
+                "(key INTEGER PRIMARY KEY, lsn INTEGER NOT NULL, data BLOB NOT NULL);";
+  }
+  return schema;
+}
+
+Result<std::unique_ptr<PointWriter>> make_chunk_writer(Db& db, const std::vector<Resolution>& resolutions) {
+  auto w = std::make_unique<ChunkWriter>(db, resolutions);
+  if (auto s = w->prepare(); !s) return s;
+  return std::unique_ptr<PointWriter>(std::move(w));
+}
+
+Result<std::unique_ptr<PointReader>> make_chunk_reader(Db& db, const std::vector<Resolution>& resolutions) {
+  auto r = std::make_unique<ChunkReader>(db, resolutions);
+  if (auto s = r->prepare(); !s) return s;
+  return std::unique_ptr<PointReader>(std::move(r));
+}
+
+Status convert_rows_to_chunks(Db& db, const std::vector<Resolution>& resolutions) {
+  if (auto s = db.exec(chunk_layout_schema(resolutions)); !s) return s;
+  if (auto s = db.exec("BEGIN IMMEDIATE"); !s) return s;
+  Status s;
+  for (size_t r = 0; s && r < resolutions.size(); ++r) {
+    Result<bool> row = false;
+    {
+      auto exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name='points_" + std::to_string(r) + "'");
+      if (!exists) {
+        s = exists.status();
+        break;
+      }
+      row = exists->step();
+    }  // finalised here: DROP TABLE below fails while a statement reads the schema
+    if (!row) {
+      s = row.status();
+      break;
+    }
+    if (!*row) continue;
+    const std::string p = "points_" + std::to_string(r);
+    // Counters kept zeros in min/max/last; empty gauges and distributions have no min/max.
+    s = db.exec("INSERT OR REPLACE INTO " + hot_table(resolutions[r]) + "(t, series_id, kind, lsn, " + kHotValues +
+                ") SELECT p.t, p.series_id, s.kind, p.lsn, p.sum, p.count,"
+                " CASE WHEN s.kind = 1 OR p.count = 0 THEN NULL ELSE p.min END,"
+                " CASE WHEN s.kind = 1 OR p.count = 0 THEN NULL ELSE p.max END,"
+                " CASE WHEN s.kind = 1 THEN NULL ELSE p.last END, p.sketch"
+                " FROM " + p + " p JOIN series s ON s.id = p.series_id;"
+                "DROP TABLE " + p + ";");
+  }
+  if (s) s = db.exec("INSERT INTO meta(key, value) VALUES('storage_format', " +
+                     std::to_string(cf::kStorageFormat) + ") ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+  if (s) s = db.exec("COMMIT");
+  if (!s) {
+    (void)db.exec("ROLLBACK");
+    return s;
+  }
+  // New files use kPageSize; an old one takes it by a VACUUM, which needs a rollback journal.
+  s = db.exec("PRAGMA journal_mode=DELETE; PRAGMA page_size=" + std::to_string(cf::kPageSize) +
+              "; VACUUM; PRAGMA journal_mode=WAL;");
+  if (!s) spdlog::warn("event=storage_convert_vacuum_failed path={} error=\"{}\"", db.path(), s.to_string());
+  return Status::ok();
+}
+
+}  // namespace tally::collector
