@@ -99,20 +99,20 @@ Shard::SeriesState& Shard::state(const SeriesInfo* info) {
   return s;
 }
 
-Shard::OpenBucket& Shard::bucket(SeriesState& s, size_t res, int64_t point_time, bool* late) {
+Shard::OpenBucket& Shard::bucket(SeriesState& s, size_t res, int64_t point_time, int64_t wm, bool* late) {
   const int64_t step = opts_.resolutions[res].step_s;
   const int64_t start = bucket_start(point_time, step);
   // Late: the watermark has passed the bucket's end. If the bucket is still in memory (not yet
   // written) the point merges there and the FINAL value includes it; otherwise a new "late"
   // bucket is merged into the stored one and published as a CORRECTION.
-  const bool past = start + step <= watermark(clock_.now_s());
+  const bool past = start + step <= wm;
   *late = past;
   auto& open = s.open[res];
   auto it = open.find(start);
   if (it != open.end()) return it->second;
   OpenBucket& b = open[start];
   b.late = past;
-  due_[res].insert({start + step, s.info->id});
+  due_[res][start + step].push_back(s.info->id);
   return b;
 }
 
@@ -140,19 +140,24 @@ void Shard::apply(ShardWork& w, bool replaying) {
     pending_series_.push_back(info);
   }
   const size_t nres = opts_.resolutions.size();
+  const int64_t wm = watermark(clock_.now_s());
   uint64_t late = 0;
   auto touch = [&](uint64_t sid, int64_t time, auto&& add) {
     auto it = series_.find(sid);
     if (it == series_.end()) return;  // unreachable: ingest sends definitions first
+    SeriesState& st = it->second;
     for (size_t r = 0; r < nres; ++r) {
       if (replaying && replay_skips(sid, r, time, w.lsn)) continue;
       bool is_late = false;
-      OpenBucket& b = bucket(it->second, r, time, &is_late);
+      OpenBucket& b = bucket(st, r, time, wm, &is_late);
       add(b.agg);
       if (r == 0) {
         if (is_late) ++late;
         b.dirty = true;
-        dirty_live_.insert(sid);
+        if (live_ && !st.listed) {
+          st.listed = true;
+          dirty_live_.push_back(sid);
+        }
       }
     }
   };
@@ -172,11 +177,15 @@ bool Shard::flush(int64_t now_s, bool everything) {
     int64_t start;
   };
   std::vector<Item> items;
+  std::vector<size_t> done(due_.size(), 0);  // per resolution: leading due_ entries taken
   for (size_t r = 0; r < due_.size(); ++r) {
     const int64_t step = opts_.resolutions[r].step_s;
-    for (auto it = due_[r].begin(); it != due_[r].end() && (everything || it->first <= wm); ++it) {
-      auto sit = series_.find(it->second);
-      if (sit != series_.end()) items.push_back({&sit->second, r, it->first - step});
+    for (auto it = due_[r].begin(); it != due_[r].end() && (everything || it->first <= wm); ++it, ++done[r]) {
+      for (uint64_t sid : it->second) {
+        auto sit = series_.find(sid);
+        if (sit != series_.end() && sit->second.open[r].count(it->first - step))
+          items.push_back({&sit->second, r, it->first - step});
+      }
     }
   }
   if (items.empty() && pending_series_.empty()) {
@@ -241,9 +250,11 @@ bool Shard::flush(int64_t now_s, bool everything) {
     std::lock_guard lock(state_mu_);
     s = store_->commit();
     if (s) {
-      for (const auto& it : items) {
-        it.s->open[it.res].erase(it.start);
-        due_[it.res].erase({it.start + opts_.resolutions[it.res].step_s, it.s->info->id});
+      for (const auto& it : items) it.s->open[it.res].erase(it.start);
+      for (size_t r = 0; r < due_.size(); ++r) {
+        auto end = due_[r].begin();
+        std::advance(end, static_cast<long>(done[r]));
+        due_[r].erase(due_[r].begin(), end);
       }
       pending_series_.clear();
     }
@@ -281,6 +292,7 @@ void Shard::publish_partials() {
     for (uint64_t sid : dirty_live_) {
       auto it = series_.find(sid);
       if (it == series_.end()) continue;
+      it->second.listed = false;
       for (auto& [start, b] : it->second.open[0]) {
         if (!b.dirty || b.late) continue;
         b.dirty = false;

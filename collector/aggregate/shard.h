@@ -110,12 +110,13 @@ class Shard {
   };
   struct SeriesState {
     const SeriesInfo* info = nullptr;
+    bool listed = false;  // in dirty_live_
     std::vector<std::map<int64_t, OpenBucket>> open;  // per resolution, by bucket start
   };
 
   void run();
   void apply(ShardWork& w, bool replaying = false);
-  OpenBucket& bucket(SeriesState& s, size_t res, int64_t point_time, bool* late);
+  OpenBucket& bucket(SeriesState& s, size_t res, int64_t point_time, int64_t watermark, bool* late);
   SeriesState& state(const SeriesInfo* info);
   // Writes due buckets (all of them when everything is set: a checkpoint); false on a storage error.
   bool flush(int64_t now_s, bool everything);
@@ -139,9 +140,9 @@ class Shard {
   // Open buckets: written by the shard thread under state_mu_, read by queries under it.
   mutable std::mutex state_mu_;
   std::unordered_map<uint64_t, SeriesState> series_;            // GUARDED_BY(state_mu_)
-  std::vector<std::set<std::pair<int64_t, uint64_t>>> due_;     // per resolution: (bucket end, series id)
+  std::vector<std::map<int64_t, std::vector<uint64_t>>> due_;   // per resolution: bucket end -> series ids
   std::vector<const SeriesInfo*> pending_series_;               // not yet in the series table
-  std::set<uint64_t> dirty_live_;                               // series with dirty 1 s buckets
+  std::vector<uint64_t> dirty_live_;                            // series with dirty 1 s buckets
 
   std::atomic<bool> healthy_{true};
   std::atomic<uint64_t> applied_lsn_{0};
