@@ -514,7 +514,7 @@ void PanelChart::renderSeries(const PanelController& panel) {
     }
     const double step = double(std::max<int64_t>(1, r->step));
     const double stepPx = step / std::max(1.0, to - from) * px;
-    const double gap = m_kind == Kind::Bars && stepPx >= 4 ? step * 0.12 : 0;
+    const double gap = m_kind == Kind::Bars && stepPx >= 4 ? step * 0.2 : 0;
     const double base = log ? 1e-12 : 0;
     std::vector<QList<QPointF>> uppers(shown.size()), lowers(shown.size());
     for (size_t j : pick) {

@@ -83,13 +83,12 @@ void DashboardCanvas::wire(PanelWidget* panel) {
   connect(panel, &PanelWidget::moveRequested, this, &DashboardCanvas::movePanel);
   connect(panel, &PanelWidget::resizeRequested, this, &DashboardCanvas::resizePanel);
   connect(panel, &PanelWidget::metricDropped, this, [this](PanelWidget* p, const QString& metric) {
+    // The panel now shows the dropped metric; filters, group-by and title belonged to the old one.
     PanelSpec s = p->spec();
-    const bool sameKind = !s.metric.empty();
     s.metric = metric.toStdString();
     s.filters.clear();
     s.groupBy.clear();
-    if (!sameKind) s.title.clear();
-    else s.title.clear();
+    s.title.clear();
     p->setSpec(s);
     emit modified();
   });

@@ -4,7 +4,9 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QSortFilterProxyModel>
+#include <QTimer>
 #include <QToolButton>
+#include <algorithm>
 #include <QTreeView>
 #include <QVBoxLayout>
 
@@ -55,6 +57,10 @@ MetricBrowser::MetricBrowser(CollectorClient* client, QWidget* parent)
     m_proxy->setFilterFixedString(text);
     if (!text.isEmpty()) m_view->expandAll();
   });
+  // New metrics show up without a click; the list is small (one row per metric name).
+  auto* poll = new QTimer(this);
+  poll->start(30000);
+  connect(poll, &QTimer::timeout, this, &MetricBrowser::reload);
   connect(m_view, &QTreeView::doubleClicked, this, [this](const QModelIndex& index) {
     if (index.data(MetricTreeModel::IsMetricRole).toBool())
       emit metricActivated(index.data(MetricTreeModel::MetricNameRole).toString());
@@ -67,9 +73,17 @@ void MetricBrowser::reload() {
       m_status->setText(tr("Metrics: %1").arg(QString::fromStdString(r.status().message())));
       return;
     }
-    QStringList expanded;
-    m_model->setMetrics(*r);
-    m_view->expandToDepth(0);
+    // A reset collapses the tree and drops the selection: only when names or kinds changed.
+    auto names = [](const std::vector<tally::dash::MetricInfo>& v) {
+      std::vector<std::pair<std::string, std::string>> out;
+      for (const auto& m : v) out.emplace_back(m.name, m.kind);
+      std::sort(out.begin(), out.end());
+      return out;
+    };
+    if (names(*r) != names(m_model->metrics()) || m_model->rowCount() == 0) {
+      m_model->setMetrics(*r);
+      m_view->expandToDepth(0);
+    }
     m_status->setText(tr("%n metric(s)", nullptr, int(r->size())));
     emit metricsLoaded();
   });

@@ -330,6 +330,26 @@ void Shard::apply_retention(int64_t now_s) {
   }
 }
 
+void Shard::compact_storage(int64_t now_s) {
+  // Runs right after a successful flush with the same watermark: every window it encodes is final
+  // and written, which is what makes a chunk's single LSN valid for all its buckets.
+  CompactStats cs;
+  const auto t0 = std::chrono::steady_clock::now();
+  Status s = store_->compact(watermark(now_s), &cs);
+  if (!s) {
+    if (!compact_failed_) spdlog::warn("event=compaction_failed shard={} error=\"{}\"", opts_.index, s.to_string());
+    compact_failed_ = true;
+    return;
+  }
+  if (compact_failed_) spdlog::info("event=compaction_recovered shard={}", opts_.index);
+  compact_failed_ = false;
+  if (cs.chunks) {
+    spdlog::info("event=chunks_written shard={} chunks={} segments={} hot_rows={} ms={}", opts_.index, cs.chunks,
+                 cs.segments, cs.hot_rows,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
+  }
+}
+
 void Shard::run() {
   std::deque<ShardWork> work;
   while (true) {
@@ -356,6 +376,7 @@ void Shard::run() {
     }
     if (now_ms / 1000 - last_checkpoint_s_ >= opts_.checkpoint_every_s) flush(now_ms / 1000, true);
     else flush(now_ms / 1000, false);
+    if (healthy_.load(std::memory_order_relaxed)) compact_storage(now_ms / 1000);
     if (now_ms - last_partial_ms_ >= 1000) {
       publish_partials();
       last_partial_ms_ = now_ms;
@@ -373,10 +394,12 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
   if (!reader) return reader.status();
   out->assign(series.size(), {});
   std::vector<std::vector<StoredBucket>> open(series.size());
+  size_t shard_series = 0;
   {
     std::lock_guard lock(state_mu_);
     if (auto s = (*reader)->begin_snapshot(); !s) return s;
     *wm = watermark(clock_.now_s());
+    shard_series = series_.size();
     for (size_t i = 0; i < series.size(); ++i) {
       auto it = series_.find(series[i]->id);
       if (it == series_.end()) continue;
@@ -385,9 +408,10 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
         open[i].push_back({b->first, b->second.agg});
     }
   }
-  Status s;
-  for (size_t i = 0; s && i < series.size(); ++i)
-    s = (*reader)->read(series[i]->id, series[i]->kind, res, from, to, &(*out)[i]);
+  std::vector<SeriesRef> refs;
+  refs.reserve(series.size());
+  for (const auto* info : series) refs.push_back({info->id, info->kind});
+  Status s = (*reader)->read(refs, res, from, to, shard_series, out);
   (*reader)->end_snapshot();
   store_->release_reader(std::move(*reader));
   if (!s) return s;
@@ -411,6 +435,37 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
     stored.swap(merged);
   }
   return Status::ok();
+}
+
+Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series, const std::vector<uint32_t>& rows,
+                               size_t res, const StepGrid& grid, double* out, int64_t* wm) {
+  auto reader = store_->acquire_reader();
+  if (!reader) return reader.status();
+  const size_t steps = grid.steps();
+  size_t shard_series = 0;
+  {
+    // Open buckets and the snapshot under one lock, as in read(); sums need no merging: stored
+    // and open parts of a bucket simply add.
+    std::lock_guard lock(state_mu_);
+    if (auto s = (*reader)->begin_snapshot(); !s) return s;
+    *wm = watermark(clock_.now_s());
+    shard_series = series_.size();
+    for (size_t i = 0; i < series.size(); ++i) {
+      auto it = series_.find(series[i]->id);
+      if (it == series_.end()) continue;
+      const auto& m = it->second.open[res];
+      double* row = out + rows[i] * steps;
+      for (auto b = m.lower_bound(grid.from); b != m.end() && b->first < grid.to; ++b)
+        row[(b->first - grid.from) / grid.step] += b->second.agg.sum;
+    }
+  }
+  std::vector<SeriesRef> refs;
+  refs.reserve(series.size());
+  for (const auto* info : series) refs.push_back({info->id, info->kind});
+  Status s = (*reader)->add_counter_sums(refs, rows, res, grid, shard_series, out);
+  (*reader)->end_snapshot();
+  store_->release_reader(std::move(*reader));
+  return s;
 }
 
 }  // namespace tally::collector

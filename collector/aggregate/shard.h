@@ -94,6 +94,11 @@ class Shard {
   // series[i], in time order. *watermark receives the watermark the open buckets were taken at.
   Status read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
               std::vector<std::vector<StoredBucket>>* out, int64_t* watermark);
+  // Counters only, the query fast path: adds the stored (+) open sums of series[i] over the grid's
+  // steps to out[rows[i] * grid.steps() + step index] (out: rows x steps doubles), decoding chunks
+  // straight into it. *watermark as for read().
+  Status add_counter_sums(const std::vector<const SeriesInfo*>& series, const std::vector<uint32_t>& rows,
+                          size_t res, const StepGrid& grid, double* out, int64_t* watermark);
 
   size_t queue_depth() const;
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
@@ -123,6 +128,8 @@ class Shard {
   bool replay_skips(uint64_t series_id, size_t res, int64_t point_time, uint64_t lsn);
   void publish_partials();
   void apply_retention(int64_t now_s);
+  // Encodes the storage windows the flush before it has closed (ShardStore::compact).
+  void compact_storage(int64_t now_s);
   int64_t watermark(int64_t now_s) const { return now_s - opts_.lateness_s; }
 
   const ShardOptions opts_;
@@ -150,6 +157,7 @@ class Shard {
   int64_t last_checkpoint_s_ = 0;
   int64_t last_partial_ms_ = 0;
   int64_t last_retention_s_ = 0;
+  bool compact_failed_ = false;  // logged once per failure streak
   std::map<std::tuple<uint64_t, size_t, int64_t>, uint64_t> replay_lsn_cache_;  // start-up only
   std::thread thread_;
 };
