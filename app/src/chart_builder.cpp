@@ -295,7 +295,9 @@ void PanelChart::render(const PanelController& panel) {
       area->setBrush(fill);
       QPen pen(color.darker(115), 1.2);
       pen.setCosmetic(true);
-      area->setPen(pen);
+      // Bars are one polygon per layer, joined along the gaps by zero-height edges: no outline,
+      // or those edges would show as slanted lines between bars.
+      area->setPen(kind == Kind::Bars ? QPen(Qt::NoPen) : pen);
       m_chart->addSeries(area);
       area->attachAxis(m_x);
       area->attachAxis(m_y);
@@ -514,7 +516,9 @@ void PanelChart::renderSeries(const PanelController& panel) {
     }
     const double step = double(std::max<int64_t>(1, r->step));
     const double stepPx = step / std::max(1.0, to - from) * px;
-    const double gap = m_kind == Kind::Bars && stepPx >= 4 ? step * 0.2 : 0;
+    // At least 3 px between bars (the outline eats one), at most 45% of a bar.
+    const double gapPx = std::min(std::max(3.0, stepPx * 0.2), stepPx * 0.45);
+    const double gap = m_kind == Kind::Bars && stepPx >= 5 ? gapPx * step / stepPx : 0;
     const double base = log ? 1e-12 : 0;
     std::vector<QList<QPointF>> uppers(shown.size()), lowers(shown.size());
     for (size_t j : pick) {
