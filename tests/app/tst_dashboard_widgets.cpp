@@ -138,6 +138,7 @@ class TestDashboardWidgets : public QObject {
   void csvEqualsShownSeries();
   void millionPointsAreDecimated();
   void zoomRequeriesWithFinerStep();
+  void mouseZoomPanAndReset();
   void queryErrorShowsInPanel();
   void unreachableCollectorShowsBannerAndBacksOff();
   void badDashboardFileRefusedAndUntouched_data();
@@ -356,6 +357,50 @@ void TestDashboardWidgets::zoomRequeriesWithFinerStep() {
   QVERIFY(done.wait(5000));
   QVERIFY(!panel.controller()->isZoomed());
   QVERIFY(m_api->lastRequest("/api/query").contains("step=15"));
+}
+
+void TestDashboardWidgets::mouseZoomPanAndReset() {
+  PanelWidget panel(m_client, nullptr);
+  panel.resize(900, 420);
+  panel.show();
+  QVERIFY(QTest::qWaitForWindowExposed(&panel));
+  panel.controller()->setNowFunction([] { return kFrom + 1200; });
+  panel.controller()->setRange(fixedRange(1200));
+  QSignalSpy done(panel.controller(), &PanelController::queryFinished);
+  PanelSpec s;
+  s.metric = "user.signup";
+  panel.setSpec(s);
+  QVERIFY(done.wait(5000));
+  panel.flushRedraw();
+  PanelChartView* view = panel.chartView();
+  QSignalSpy zoom(view, &PanelChartView::zoomRequested);
+  QSignalSpy reset(view, &PanelChartView::resetZoomRequested);
+  const QRectF plot = view->chart()->plotArea();
+  auto at = [&](double fx) { return view->mapFromScene(QPointF(plot.left() + plot.width() * fx, plot.center().y())); };
+  // Rubber band from 25% to 75% of the plot: the middle half of the window.
+  QTest::mousePress(view->viewport(), Qt::LeftButton, Qt::NoModifier, at(0.25));
+  QTest::mouseMove(view->viewport(), at(0.5));
+  QTest::mouseMove(view->viewport(), at(0.75));
+  QTest::mouseRelease(view->viewport(), Qt::LeftButton, Qt::NoModifier, at(0.75));
+  QCOMPARE(zoom.size(), 1);
+  const qint64 from = zoom[0][0].toLongLong(), to = zoom[0][1].toLongLong();
+  QVERIFY2(std::abs(from - (kFrom + 300)) <= 10 && std::abs(to - (kFrom + 900)) <= 10,
+           qPrintable(QString("%1..%2").arg(from - kFrom).arg(to - kFrom)));
+  QTRY_VERIFY_WITH_TIMEOUT(panel.controller()->isZoomed() && !panel.controller()->isLoading(), 5000);
+  panel.flushRedraw();
+  // Right-drag pans: the window moves by the dragged span, keeping its length.
+  zoom.clear();
+  QTest::mousePress(view->viewport(), Qt::RightButton, Qt::NoModifier, at(0.6));
+  QTest::mouseMove(view->viewport(), at(0.4));
+  QTest::mouseRelease(view->viewport(), Qt::RightButton, Qt::NoModifier, at(0.4));
+  QCOMPARE(zoom.size(), 1);
+  const qint64 len = zoom[0][1].toLongLong() - zoom[0][0].toLongLong();
+  QVERIFY(std::abs(len - (to - from)) <= 2);
+  QVERIFY(zoom[0][0].toLongLong() > from);  // dragged left: later times
+  // Double-click resets.
+  QTest::mouseDClick(view->viewport(), Qt::LeftButton, Qt::NoModifier, at(0.5));
+  QCOMPARE(reset.size(), 1);
+  QTRY_VERIFY_WITH_TIMEOUT(!panel.controller()->isZoomed(), 3000);
 }
 
 void TestDashboardWidgets::queryErrorShowsInPanel() {
