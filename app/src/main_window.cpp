@@ -362,6 +362,13 @@ void MainWindow::updateRecentMenu() {
   m_recentMenu->setEnabled(!m_recentMenu->isEmpty());
 }
 
+static QString humanDuration(int64_t s) {
+  if (s >= 86400) return QStringLiteral("%1d %2h").arg(s / 86400).arg(s % 86400 / 3600);
+  if (s >= 3600) return QStringLiteral("%1h %2m").arg(s / 3600).arg(s % 3600 / 60);
+  if (s >= 60) return QStringLiteral("%1m").arg(s / 60);
+  return QStringLiteral("%1s").arg(std::max<int64_t>(0, s));
+}
+
 void MainWindow::updateHealth() {
   using S = HealthMonitor::State;
   const auto& h = m_health->lastHealth();
@@ -372,7 +379,7 @@ void MainWindow::updateHealth() {
     case S::Healthy:
       m_statusHealth->setText(tr("<span style='color:#188038'>●</span> healthy, %1 series, up %2")
                                   .arg(h.series)
-                                  .arg(QString::fromStdString(tally::format_duration(std::max<int64_t>(1, h.uptimeS)))));
+                                  .arg(humanDuration(h.uptimeS)));
       break;
     case S::Unhealthy:
       m_statusHealth->setText(tr("<span style='color:#e37400'>●</span> unhealthy: %1").arg(m_health->reason()));
