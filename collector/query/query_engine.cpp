@@ -4,11 +4,15 @@
 #include <future>
 #include <limits>
 #include <map>
+#include <unordered_map>
 
 namespace tally::collector {
 namespace {
 
 constexpr int64_t kMaxPointsPerSeries = 100000;
+// The counter fast path keeps a groups x steps grid per shard: beyond this many cells (64 MiB of
+// doubles) a query takes the general path.
+constexpr size_t kMaxFastPathCells = size_t{8} << 20;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Accumulates one group's step bucket from per-series step aggregates.
@@ -255,6 +259,52 @@ Status QueryEngine::read(const std::vector<const SeriesInfo*>& series, size_t re
   return Status::ok();
 }
 
+Status QueryEngine::sum_counters(const std::vector<const SeriesInfo*>& series, const std::vector<uint32_t>& group_of,
+                                 size_t groups, size_t res, const StepGrid& grid, std::vector<double>* totals,
+                                 int64_t* watermark) const {
+  const size_t cells = groups * grid.steps();
+  struct Part {
+    std::vector<const SeriesInfo*> series;
+    std::vector<uint32_t> rows;
+    std::vector<double> grid;
+    int64_t watermark = 0;
+    Status status;
+  };
+  std::vector<Part> parts(router_.shard_count());
+  for (size_t i = 0; i < series.size(); ++i) {
+    Part& p = parts[series[i]->shard];
+    p.series.push_back(series[i]);
+    p.rows.push_back(group_of[i]);
+  }
+  std::vector<size_t> busy;
+  for (size_t sh = 0; sh < parts.size(); ++sh)
+    if (!parts[sh].series.empty()) busy.push_back(sh);
+  // The first busy shard adds straight into the totals; the others into grids of their own.
+  totals->assign(cells, 0.0);
+  auto run_shard = [&](size_t k) {
+    Part& p = parts[busy[k]];
+    double* out = totals->data();
+    if (k > 0) {
+      p.grid.assign(cells, 0.0);
+      out = p.grid.data();
+    }
+    p.status = router_.shard(busy[k]).add_counter_sums(p.series, p.rows, res, grid, out, &p.watermark);
+  };
+  std::vector<std::future<void>> futures;
+  for (size_t k = 1; k < busy.size(); ++k) futures.push_back(std::async(std::launch::async, run_shard, k));
+  if (!busy.empty()) run_shard(0);
+  for (auto& f : futures) f.wait();
+  *watermark = std::numeric_limits<int64_t>::max();
+  for (size_t k = 0; k < busy.size(); ++k) {
+    const Part& p = parts[busy[k]];
+    if (!p.status) return p.status;
+    *watermark = std::min(*watermark, p.watermark);
+    for (size_t c = 0; k > 0 && c < cells; ++c) (*totals)[c] += p.grid[c];
+  }
+  if (busy.empty()) *watermark = clock_.now_s();
+  return Status::ok();
+}
+
 Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
   auto m = match(q);
   if (!m) return m.status();
@@ -276,6 +326,61 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
   if ((out.to - out.from) / step > kMaxPointsPerSeries)
     return Status::invalid_argument("the range has more than " + std::to_string(kMaxPointsPerSeries) + " steps");
 
+  // Counter sums, rates and counts add bucket sums and nothing else: the fast path hands each shard
+  // a grid of groups x steps and never builds a bucket, a map or a sketch.
+  const bool zero_fill = kind == Kind::kCounter && (q.fn == Fn::kSum || q.fn == Fn::kRate || q.fn == Fn::kCount);
+  if (zero_fill) {
+    std::vector<uint32_t> group_of(m->series.size());
+    std::vector<Tags> keys;
+    std::unordered_map<std::string, uint32_t> index;
+    std::string sig;
+    for (size_t i = 0; i < m->series.size(); ++i) {
+      sig.clear();
+      for (const auto& g : q.group_by) {
+        for (const auto& t : m->series[i]->tags) {
+          if (t.key == g) sig.append(t.value).push_back(kKeySeparator);
+        }
+        sig.push_back('\x1e');
+      }
+      auto [it, added] = index.emplace(sig, static_cast<uint32_t>(keys.size()));
+      if (added) {
+        Tags key;
+        for (const auto& g : q.group_by)
+          for (const auto& t : m->series[i]->tags)
+            if (t.key == g) key.push_back(t);
+        keys.push_back(std::move(key));
+      }
+      group_of[i] = it->second;
+    }
+    const StepGrid grid{out.from, out.to, step};
+    const size_t steps = grid.steps();
+    if (keys.size() * steps <= kMaxFastPathCells) {
+      std::vector<double> totals;
+      int64_t wm = 0;
+      if (auto s = sum_counters(m->series, group_of, keys.size(), res, grid, &totals, &wm); !s) return s;
+      // Groups come out in Tags order, as the general path's std::map gives them.
+      std::vector<uint32_t> order(keys.size());
+      for (uint32_t g = 0; g < order.size(); ++g) order[g] = g;
+      std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return keys[a] < keys[b]; });
+      int64_t first_open = bucket_start(wm, step);
+      if (first_open + step <= wm) first_open += step;
+      for (uint32_t g : order) {
+        SeriesResult sr;
+        sr.group = keys[g];
+        sr.points.reserve(steps);
+        const double* row = totals.data() + g * steps;
+        for (size_t k = 0; k < steps; ++k) {
+          const double v = q.fn == Fn::kRate ? row[k] / static_cast<double>(step) : row[k];
+          sr.points.emplace_back(out.from + static_cast<int64_t>(k) * step, v);
+        }
+        if (first_open < out.to && !sr.points.empty() && sr.points.back().first >= first_open)
+          sr.partial_from = std::max(first_open, out.from);
+        out.series.push_back(std::move(sr));
+      }
+      return out;
+    }
+  }
+
   std::vector<std::vector<StoredBucket>> buckets;
   int64_t wm = 0;
   if (auto s = read(m->series, res, out.from, out.to, &buckets, &wm); !s) return s;
@@ -292,7 +397,6 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
     auto& g = groups[key];
     per_step(buckets[i], kind, step, [&](int64_t s, const BucketAgg& a) { g[s].fold(a, kind); });
   }
-  const bool zero_fill = kind == Kind::kCounter && (q.fn == Fn::kSum || q.fn == Fn::kRate || q.fn == Fn::kCount);
   for (auto& [key, steps] : groups) {
     SeriesResult sr;
     sr.group = key;

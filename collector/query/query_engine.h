@@ -108,6 +108,11 @@ class QueryEngine {
   // Reads every series at resolution res over [from, to); out[i] for series[i].
   Status read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
               std::vector<std::vector<StoredBucket>>* out, int64_t* watermark) const;
+  // Counters: adds every series' bucket sums on the grid into totals[group_of[i] * steps + step],
+  // shards in parallel, each decoding straight into its own grid; shard grids add up in shard order.
+  Status sum_counters(const std::vector<const SeriesInfo*>& series, const std::vector<uint32_t>& group_of,
+                      size_t groups, size_t res, const StepGrid& grid, std::vector<double>* totals,
+                      int64_t* watermark) const;
 
   const SeriesCatalog& catalog_;
   Router& router_;

@@ -9,6 +9,10 @@
 #include <cmath>
 #include <random>
 
+#include "aggregate/router.h"
+#include "aggregate/shard.h"
+#include "query/query_engine.h"
+#include "self_metrics.h"
 #include "storage/chunk_codec.h"
 #include "storage/chunk_format.h"
 #include "storage/shard_store.h"
@@ -140,6 +144,8 @@ class TestChunks : public QObject {
   void storedLsnSurvivesCompaction();
   void plainRowFileIsConverted();
   void retentionDropsWholeWindows();
+  void queriesOverChunksEqualPlainRows_data();
+  void queriesOverChunksEqualPlainRows();
 };
 
 void TestChunks::roundTrip_data() {
@@ -584,6 +590,183 @@ void TestChunks::retentionDropsWholeWindows() {
   QVERIFY(st.chunks->delete_before(3, 0, kT0 + 3 * 3600, &deleted).is_ok());
   QVERIFY(st.chunks->commit().is_ok());
   QVERIFY(read_all(*st.chunks, 3, Kind::kCounter, 0, kT0, kT0 + 3 * 3600).empty());
+}
+
+// --- the whole query path: shards, compaction, open buckets, the counter fast path ---
+
+namespace {
+
+// A collector's aggregation and query half over one storage layout, driven by a manual clock.
+struct Pipeline {
+  QTemporaryDir dir;
+  ManualClock clock{kT0 * 1000};
+  SelfMetrics metrics;
+  std::vector<Resolution> res = *parse_retention("1s:6h,10s:7d,1m:30d");
+  SeriesCatalog catalog{2};
+  std::vector<std::unique_ptr<Shard>> shards;
+  std::unique_ptr<Router> router;
+  std::unique_ptr<QueryEngine> engine;
+  uint64_t lsn = 0;
+
+  explicit Pipeline(StorageLayout layout) {
+    std::vector<Shard*> raw;
+    for (uint32_t i = 0; i < 2; ++i) {
+      auto store = ShardStore::open((dir.path() + QString("/shard-%1.sqlite").arg(i)).toStdString(), res, {layout});
+      ShardOptions o;
+      o.index = i;
+      o.resolutions = res;
+      o.tick_ms = 1;
+      o.retention_every_s = 1 << 30;
+      shards.push_back(std::make_unique<Shard>(o, std::move(*store), clock, nullptr, metrics));
+      raw.push_back(shards.back().get());
+    }
+    router = std::make_unique<Router>(raw);
+    engine = std::make_unique<QueryEngine>(catalog, *router, res, clock);
+    for (auto& s : shards) s->start();
+  }
+  ~Pipeline() {
+    for (auto& s : shards) s->stop();
+  }
+  // Points (series, time, value) at clock `now_s`; returns once every shard has applied them.
+  void send(int64_t now_s, const std::vector<std::tuple<const SeriesInfo*, int64_t, double>>& points,
+            const std::vector<const SeriesInfo*>& fresh = {}) {
+    clock.set_ms(now_s * 1000);
+    std::vector<ShardWork> work(2);
+    for (const auto* info : fresh) work[info->shard].new_series.push_back(info);
+    for (const auto& [info, t, v] : points) {
+      auto& w = work[info->shard];
+      if (info->kind == Kind::kCounter) w.counters.push_back({info->id, t, v});
+      else if (info->kind == Kind::kGauge) w.gauges.push_back({info->id, t, v, v, v, v, 1});
+      else {
+        Sketch sk;
+        sk.add(v);
+        w.dists.push_back({info->id, t, sk});
+      }
+    }
+    std::vector<bool> busy(2);
+    for (size_t i = 0; i < 2; ++i) busy[i] = work[i].points() > 0 || !work[i].new_series.empty();
+    router->route(std::move(work), ++lsn);
+    for (size_t i = 0; i < 2; ++i)
+      while ((busy[i] && shards[i]->applied_lsn() < lsn) || shards[i]->queue_depth() > 0) QThread::usleep(50);
+  }
+};
+
+}  // namespace
+
+void TestChunks::queriesOverChunksEqualPlainRows_data() {
+  QTest::addColumn<QString>("metric");
+  QTest::addColumn<QString>("fn");
+  QTest::addColumn<QString>("groupBy");
+  QTest::addColumn<qint64>("step");
+  QTest::addColumn<qint64>("from");
+  QTest::addColumn<qint64>("to");
+  const qint64 end = kT0 + 3720;
+  for (qint64 step : {1, 7, 10, 60, 300}) {
+    for (const char* fn : {"sum", "rate", "count", "avg", "max"}) {
+      QTest::newRow(qPrintable(QString("req %1 by code, step %2").arg(fn).arg(step)))
+          << "req" << fn << "code" << step << qint64(kT0) << end;
+    }
+    QTest::newRow(qPrintable(QString("req sum, no grouping, step %1, inside the chunk").arg(step)))
+        << "req" << "sum" << "" << step << qint64(kT0 + 1234) << qint64(kT0 + 2345);
+    QTest::newRow(qPrintable(QString("req sum by code,region step %1 across tiers").arg(step)))
+        << "req" << "sum" << "code,region" << step << qint64(kT0 + 3500) << end + 100;
+    QTest::newRow(qPrintable(QString("temp avg by region, step %1").arg(step)))
+        << "temp" << "avg" << "region" << step << qint64(kT0) << end;
+    QTest::newRow(qPrintable(QString("lat p90, step %1").arg(step))) << "lat" << "p90" << "" << step << qint64(kT0) << end;
+  }
+}
+
+// The same points, with late ones, into a pipeline over chunks and one over plain rows; the
+// chunk one has compacted its first hour into chunks and the minutes after into segments, and
+// keeps the newest buckets as hot rows and open buckets. Every query answers the same; counter
+// sums also equal the points sent.
+void TestChunks::queriesOverChunksEqualPlainRows() {
+  QFETCH(QString, metric);
+  QFETCH(QString, fn);
+  QFETCH(QString, groupBy);
+  QFETCH(qint64, step);
+  QFETCH(qint64, from);
+  QFETCH(qint64, to);
+  static std::unique_ptr<Pipeline> chunks, rows;
+  static std::map<std::pair<std::string, int64_t>, double> sent;  // (code, second) -> req total
+  if (!chunks) {
+    chunks = std::make_unique<Pipeline>(StorageLayout::kChunks);
+    rows = std::make_unique<Pipeline>(StorageLayout::kPlainRows);
+    std::mt19937_64 rng(11);
+    std::vector<std::pair<const SeriesInfo*, std::string>> all;
+    for (auto* p : {chunks.get(), rows.get()}) {
+      std::vector<const SeriesInfo*> created;
+      auto make = [&](const char* m, Kind k, Tags tags) {
+        bool fresh = false;
+        auto s = p->catalog.get_or_create(m, tags, k, &fresh);
+        created.push_back(*s);
+        if (p == chunks.get()) {
+          std::string code;
+          for (const auto& t : tags)
+            if (t.key == "code") code = t.value;
+          all.push_back({*s, code});
+        }
+      };
+      for (const char* code : {"200", "500"})
+        for (const char* region : {"a", "b", "c"}) make("req", Kind::kCounter, {{"code", code}, {"region", region}});
+      for (const char* region : {"a", "b"}) make("temp", Kind::kGauge, {{"region", region}});
+      make("lat", Kind::kDistribution, {{"region", "a"}});
+      p->send(kT0, {}, created);
+    }
+    // An hour and two minutes, sparse, and now and then a point two minutes late.
+    for (int64_t t = kT0; t < kT0 + 3720; t += 1 + static_cast<int64_t>(rng() % 9)) {
+      std::vector<std::tuple<const SeriesInfo*, int64_t, double>> pts;
+      for (const auto& [info, code] : all) {
+        if (rng() % 3 == 0) continue;
+        const int64_t when = rng() % 40 == 0 && t > kT0 + 200 ? t - 120 - static_cast<int64_t>(rng() % 60) : t;
+        const double v = info->kind == Kind::kCounter ? static_cast<double>(rng() % 6) : static_cast<double>(rng() % 100) - 20;
+        pts.push_back({info, when, v});
+        if (info->kind == Kind::kCounter) sent[{code, when}] += v;
+      }
+      for (auto* p : {chunks.get(), rows.get()}) {
+        std::vector<std::tuple<const SeriesInfo*, int64_t, double>> mine;
+        for (const auto& [info, when, v] : pts)
+          mine.push_back({*p->catalog.find(info->metric, info->tags, info->kind), when, v});
+        p->send(t + 1, mine);
+      }
+    }
+    for (auto* p : {chunks.get(), rows.get()}) p->send(kT0 + 3725, {});
+    QThread::msleep(50);  // a few ticks: the last flush and compaction
+  }
+  RangeQuery q;
+  q.metric = metric.toStdString();
+  q.fn = *parse_fn(fn.toStdString());
+  for (const auto& g : groupBy.split(',', Qt::SkipEmptyParts)) q.group_by.push_back(g.toStdString());
+  q.step = step;
+  q.from = from;
+  q.to = to;
+  auto a = chunks->engine->range(q);
+  auto b = rows->engine->range(q);
+  QVERIFY2(a.has_value(), a.status().to_string().c_str());
+  QVERIFY2(b.has_value(), b.status().to_string().c_str());
+  QCOMPARE(a->resolution, b->resolution);
+  QCOMPARE(a->series.size(), b->series.size());
+  for (size_t i = 0; i < a->series.size(); ++i) {
+    QVERIFY(a->series[i].group == b->series[i].group);
+    QCOMPARE(a->series[i].partial_from.has_value(), b->series[i].partial_from.has_value());
+    QCOMPARE(a->series[i].points.size(), b->series[i].points.size());
+    for (size_t k = 0; k < a->series[i].points.size(); ++k) {
+      QCOMPARE(a->series[i].points[k].first, b->series[i].points[k].first);
+      QCOMPARE(a->series[i].points[k].second, b->series[i].points[k].second);
+    }
+  }
+  if (metric == "req" && fn == "sum" && groupBy == "code") {
+    for (const auto& sr : a->series) {
+      for (const auto& [t, v] : sr.points) {
+        double want = 0;
+        for (auto it = sent.lower_bound({sr.group[0].value, t}); it != sent.end() && it->first.first == sr.group[0].value &&
+                                                                  it->first.second < t + step;
+             ++it)
+          want += it->second;
+        QCOMPARE(v, want);
+      }
+    }
+  }
 }
 
 QTEST_GUILESS_MAIN(TestChunks)
