@@ -21,10 +21,12 @@ class TestDiskFull : public QObject {
 
 void TestDiskFull::stopsAcknowledgingAndResumesWhenSpaceIsBack() {
   CollectorProcess c;
-  c.set_wrapper({"prlimit", "--fsize=300000:unlimited", "--"});  // soft limit; the hard one stays open
   const QString log = c.temp_path() + "/collector.log";
   QVERIFY(c.start({"--log-file", log, "--no-self-metrics"}));
   QVERIFY(c.pid() > 0);
+  // Once it runs, cap the size of any file it writes (the soft limit; the hard one stays open so
+  // it can be lifted again without privileges).
+  QCOMPARE(QProcess::execute("prlimit", {"--pid", QString::number(c.pid()), "--fsize=700000:unlimited"}), 0);
   const int64_t start = SystemClock::instance().now_s();
 
   ClientOptions o;
@@ -34,7 +36,7 @@ void TestDiskFull::stopsAcknowledgingAndResumesWhenSpaceIsBack() {
   Client client(o);
   int64_t sent = 0;
   std::vector<Counter> handles;
-  for (int i = 0; i < 300; ++i) handles.push_back(client.counter("disk.fill", {{"series", std::to_string(i)}, {"pad", std::string(150, 'p')}}));
+  for (int i = 0; i < 2000; ++i) handles.push_back(client.counter("disk.fill", {{"series", std::to_string(i)}, {"pad", std::string(150, 'p')}}));
   // Emit until the collector reports it cannot write.
   bool unhealthy = false;
   for (int round = 0; round < 600 && !unhealthy; ++round) {
