@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "storage/data_dir.h"
@@ -53,6 +55,50 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
     srv->shards_.push_back(std::move(shard));
   }
   srv->router_ = std::make_unique<Router>(raw);
+
+  // A changed retention list applies to the existing data now, and the log says what it does.
+  if (!dir->created && !dir->retention.empty() && dir->retention != cfg.retention) {
+    auto old = parse_retention(dir->retention);
+    if (!old) return Status::corruption(cfg.data_dir + "/TALLY: bad retention: " + old.status().message());
+    for (const auto& o : *old) {
+      auto it = std::find_if(cfg.resolutions.begin(), cfg.resolutions.end(),
+                             [&](const Resolution& r) { return r.step_s == o.step_s; });
+      if (it == cfg.resolutions.end()) {
+        spdlog::warn("event=retention_change resolution={} action=unread note=\"no longer configured: its stored buckets "
+                     "stay on disk but are no longer read or kept up to date\"", format_duration(o.step_s));
+      } else if (it->retention_s < o.retention_s) {
+        spdlog::warn("event=retention_change resolution={} old={} new={} action=drop_older note=\"buckets older than {} "
+                     "are deleted now\"", format_duration(o.step_s), format_duration(o.retention_s),
+                     format_duration(it->retention_s), format_duration(it->retention_s));
+      } else if (it->retention_s > o.retention_s) {
+        spdlog::info("event=retention_change resolution={} old={} new={} action=keep_longer", format_duration(o.step_s),
+                     format_duration(o.retention_s), format_duration(it->retention_s));
+      }
+    }
+    for (size_t r = 0; r < cfg.resolutions.size(); ++r) {
+      const int64_t step = cfg.resolutions[r].step_s;
+      if (std::any_of(old->begin(), old->end(), [&](const Resolution& o) { return o.step_s == step; })) continue;
+      // New resolution: fill it from the coarsest finer resolution that existed before.
+      std::optional<size_t> src;
+      for (size_t f = 0; f < r; ++f) {
+        if (std::any_of(old->begin(), old->end(), [&](const Resolution& o) { return o.step_s == cfg.resolutions[f].step_s; }))
+          src = f;
+      }
+      uint64_t written = 0;
+      if (src) {
+        for (auto& shard : srv->shards_) {
+          auto n = shard->backfill(r, *src);
+          if (!n) return n.status();
+          written += *n;
+        }
+      }
+      spdlog::info("event=retention_change resolution={} action=added filled_from={} buckets_written={}", format_duration(step),
+                   src ? format_duration(cfg.resolutions[*src].step_s) : std::string("none"), written);
+    }
+  }
+  if (dir->retention != cfg.retention) {
+    if (auto s = record_retention(*dir, cfg.retention); !s) return s;
+  }
 
   // Forwarding: every final or corrected 1 s bucket goes by remote-write to a distributed engine.
   if (cfg.remote_write.enabled()) {

@@ -53,7 +53,8 @@ Shard::Shard(ShardOptions opts, std::unique_ptr<ShardStore> store, const Clock& 
 Shard::~Shard() { stop(); }
 
 void Shard::start() {
-  last_retention_s_ = clock_.now_s();
+  // The first retention pass runs right away: a shortened retention applies on start.
+  last_retention_s_ = clock_.now_s() - opts_.retention_every_s;
   last_checkpoint_s_ = clock_.now_s();
   replay_lsn_cache_.clear();
   thread_ = std::thread([this] { run(); });
@@ -126,6 +127,39 @@ bool Shard::replay_skips(uint64_t series_id, size_t res, int64_t point_time, uin
     it = replay_lsn_cache_.emplace(key, stored ? *stored : 0).first;
   }
   return lsn <= it->second;
+}
+
+Result<uint64_t> Shard::backfill(size_t res, size_t from_res) {
+  const int64_t step = opts_.resolutions[res].step_s;
+  auto reader = store_->acquire_reader();
+  if (!reader) return reader.status();
+  std::vector<const SeriesInfo*> all;
+  for (const auto& [id, st] : series_) all.push_back(st.info);
+  uint64_t written = 0;
+  Status s = store_->begin();
+  for (size_t i = 0; s && i < all.size(); ++i) {
+    std::vector<StoredBucket> rows;
+    if (s = (*reader)->begin_snapshot(); !s) break;
+    s = (*reader)->read(all[i]->id, all[i]->kind, from_res, INT64_MIN / 4, INT64_MAX / 4, &rows);
+    (*reader)->end_snapshot();
+    size_t a = 0;
+    while (s && a < rows.size()) {
+      const int64_t start = bucket_start(rows[a].time, step);
+      BucketAgg acc = rows[a].agg;
+      size_t b = a + 1;
+      for (; b < rows.size() && bucket_start(rows[b].time, step) == start; ++b) acc.merge(rows[b].agg, all[i]->kind);
+      s = store_->merge_bucket(all[i]->id, all[i]->kind, res, start, acc, applied_lsn_.load(), nullptr);
+      ++written;
+      a = b;
+    }
+  }
+  store_->release_reader(std::move(*reader));
+  if (s) s = store_->commit();
+  if (!s) {
+    store_->rollback();
+    return s;
+  }
+  return written;
 }
 
 Status Shard::replay(ShardWork& w) {

@@ -89,6 +89,10 @@ class Shard {
   // Start-up only, before start(): applies logged work read back from the write-ahead log,
   // skipping every point whose stored bucket already includes this LSN.
   Status replay(ShardWork& work);
+  // Start-up only, before start(): fills resolution `res` (newly configured) from the stored
+  // buckets of the finer resolution `from_res`, so existing data is readable at the new step.
+  // Returns the number of buckets written.
+  Result<uint64_t> backfill(size_t res, size_t from_res);
 
   // Stored (+) open buckets of each series at resolution res in [from, to): out[i] belongs to
   // series[i], in time order. *watermark receives the watermark the open buckets were taken at.

@@ -23,6 +23,7 @@ Result<DataDirLayout> open_data_dir(const std::string& path, uint32_t wanted_sha
     while (std::getline(in, line)) {
       if (line.rfind("format=", 0) == 0) version = std::atoi(line.c_str() + 7);
       if (line.rfind("shards=", 0) == 0) d.shards = static_cast<uint32_t>(std::atoi(line.c_str() + 7));
+      if (line.rfind("retention=", 0) == 0) d.retention = line.substr(10);
     }
     if (version != kDataFormatVersion)
       return Status::corruption(meta.string() + ": format " + std::to_string(version) + ", this collector reads format " +
@@ -43,6 +44,21 @@ Result<DataDirLayout> open_data_dir(const std::string& path, uint32_t wanted_sha
   fs::rename(tmp, meta, ec);
   if (ec) return Status::io_error("cannot create " + meta.string() + ": " + ec.message());
   return d;
+}
+
+Status record_retention(const DataDirLayout& d, const std::string& retention) {
+  const fs::path meta = fs::path(d.path) / "TALLY";
+  const fs::path tmp = fs::path(d.path) / "TALLY.tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << "format=" << kDataFormatVersion << "\nshards=" << d.shards << "\nretention=" << retention << "\n";
+    out.flush();
+    if (!out) return Status::io_error("cannot write " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, meta, ec);
+  if (ec) return Status::io_error("cannot update " + meta.string() + ": " + ec.message());
+  return Status::ok();
 }
 
 std::string shard_path(const DataDirLayout& d, uint32_t shard) {

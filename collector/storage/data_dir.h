@@ -16,11 +16,14 @@ struct DataDirLayout {
   std::string path;
   uint32_t shards = 0;
   bool created = false;  // this call created it
+  std::string retention;  // the retention list the data was last opened with ("" if unknown)
 };
 
 // Opens or creates the data directory. `wanted_shards` is used only when creating it; an existing
 // directory keeps its own count.
 Result<DataDirLayout> open_data_dir(const std::string& path, uint32_t wanted_shards);
 std::string shard_path(const DataDirLayout& d, uint32_t shard);
+// Records the retention list now in effect (after any change was applied).
+Status record_retention(const DataDirLayout& d, const std::string& retention);
 
 }  // namespace tally::collector

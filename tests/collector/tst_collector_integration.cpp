@@ -1,6 +1,7 @@
 // Integration tests: the real tally-collector as a child process on loopback ports with a temp
 // data directory, fed by the real SDK or by hand-made batches over a real DEALER socket, checked
 // through the real HTTP API. Every count is compared exactly.
+#include <QFile>
 #include <QUdpSocket>
 #include <QtTest>
 
@@ -76,6 +77,7 @@ class TestCollectorIntegration : public QObject {
   void badQueriesGetClearErrors();
   void statsdLinesOverUdpCountExactly();
   void thirtyDayQueryReadsHourlyRollupsAndEqualsWhatWasSent();
+  void changedRetentionAppliesToExistingDataOnTheNextStart();
 };
 
 void TestCollectorIntegration::millionIncrementsFromFourThreadsComeBackExactly() {
@@ -457,6 +459,43 @@ void TestCollectorIntegration::thirtyDayQueryReadsHourlyRollupsAndEqualsWhatWasS
   QCOMPARE(r["resolution"].get<int>(), 3600);  // the planner read the 1 h rollups
   QCOMPARE(total(c.get(q("month.metric", now - 30 * 86400, now, "&step=1d"))), expected);
   QCOMPARE(total(c.get(q("month.metric", now - 30 * 86400, now, "&step=1h"))), expected);
+}
+
+void TestCollectorIntegration::changedRetentionAppliesToExistingDataOnTheNextStart() {
+  CollectorProcess c;
+  const QString log = c.temp_path() + "/collector.log";
+  QVERIFY(c.start({"--retention", "1s:1h,1m:1d", "--log-file", log}));
+  const int64_t now = now_s();
+  BatchBuilder b(31, 1);
+  b.def(1, "ret.metric", {});
+  double all = 0, recent = 0;
+  for (int i = 0; i < 50; ++i) {  // one point a minute over the last 50 minutes
+    const int64_t t = now - 3000 + i * 60;
+    b.count(1, t, i + 1);
+    all += i + 1;
+    if (t >= now - 600 + 60) recent += i + 1;
+  }
+  {
+    RawProducer p(c.ingest());
+    QCOMPARE(p.send(b.b)->code(), wire::Ack::OK);
+  }
+  QVERIFY(eventually([&] { return total(c.get(q("ret.metric", now - 3600, now + 1, "&step=60"))) == all; }));
+  QCOMPARE(c.stop(), 0);
+
+  // A 10 s resolution appears (filled from the 1 s data) and 1 s keeps only 10 minutes.
+  QVERIFY(c.start({"--retention", "1s:10m,10s:1d,1m:1d", "--log-file", log}));
+  json tens = c.get(q("ret.metric", now - 3600, now + 1, "&step=10"));
+  QCOMPARE(tens["resolution"].get<int>(), 10);
+  QCOMPARE(total(tens), all);
+  QCOMPARE(total(c.get(q("ret.metric", now - 3600, now + 1, "&step=60"))), all);
+  // The 1 s buckets older than the new retention are deleted.
+  QVERIFY(eventually([&] { return total(c.get(q("ret.metric", now - 600 + 60, now + 1, "&step=1"))) == recent &&
+                                  total(c.get(q("ret.metric", now - 3600, now - 600, "&step=1&points=100000"))) == 0; }));
+  QFile f(log);
+  QVERIFY(f.open(QIODevice::ReadOnly));
+  const QByteArray text = f.readAll();
+  QVERIFY(text.contains("event=retention_change resolution=1s old=1h new=10m action=drop_older"));
+  QVERIFY(text.contains("event=retention_change resolution=10s action=added filled_from=1s"));
 }
 
 QTEST_GUILESS_MAIN(TestCollectorIntegration)
