@@ -8,6 +8,7 @@
 #include <atomic>
 #include <thread>
 
+#include "batch_builder.h"
 #include "collector_process.h"
 #include "tally/client.h"
 #include "tally/common/time_bucket.h"
@@ -18,34 +19,6 @@ using namespace tally::testing;
 namespace {
 
 int64_t now_s() { return SystemClock::instance().now_s(); }
-
-// A batch builder for hand-made frames.
-struct BatchBuilder {
-  wire::Batch b;
-  BatchBuilder(uint64_t producer, uint64_t seq) {
-    b.set_producer_id(producer);
-    b.set_seq(seq);
-  }
-  BatchBuilder& def(uint32_t ref, const std::string& metric, std::vector<std::pair<std::string, std::string>> tags,
-                    wire::Kind kind = wire::COUNTER) {
-    auto* d = b.add_defs();
-    d->set_ref(ref);
-    d->set_metric(metric);
-    d->set_kind(kind);
-    for (auto& [k, v] : tags) {
-      auto* t = d->add_tags();
-      t->set_key(k);
-      t->set_value(v);
-    }
-    return *this;
-  }
-  BatchBuilder& count(uint32_t ref, int64_t t, double v) {
-    b.mutable_counters()->add_refs(ref);
-    b.mutable_counters()->add_times(t);
-    b.mutable_counters()->add_values(v);
-    return *this;
-  }
-};
 
 std::string q(const std::string& metric, int64_t from, int64_t to, const std::string& extra = "") {
   return "/api/query?metric=" + metric + "&from=" + std::to_string(from) + "&to=" + std::to_string(to) + extra;
