@@ -7,11 +7,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <bit>
 #include <cstdio>
+#include <cstring>
 #include <regex>
 
 #include "query/prom_api.h"
-#include "remote_write.pb.h"
 #include "tally/common/series_key.h"
 #include "tally/common/wire.h"
 
@@ -91,25 +92,25 @@ constexpr const char* kQuantileLabels[] = {"0.5", "0.9", "0.99"};
 PromSampleMapper::PromSampleMapper(int64_t floor_ms, std::vector<std::pair<std::string, std::string>> extra_labels)
     : floor_ms_(floor_ms), extra_labels_(std::move(extra_labels)) {}
 
-std::shared_ptr<const PromLabels> PromSampleMapper::labels(const wire::LiveUpdate& u, const std::string& name,
-                                                            const char* quantile) const {
-  auto l = std::make_shared<PromLabels>();
+std::shared_ptr<const PromSeries> PromSampleMapper::series(const wire::LiveUpdate& u, const std::string& name,
+                                                             const char* quantile) const {
+  PromLabels l;
   auto has = [&](const std::string& n) {
-    return std::any_of(l->begin(), l->end(), [&](const auto& p) { return p.first == n; });
+    return std::any_of(l.begin(), l.end(), [&](const auto& p) { return p.first == n; });
   };
-  l->emplace_back("__name__", name);
-  if (quantile) l->emplace_back("quantile", quantile);
+  l.emplace_back("__name__", name);
+  if (quantile) l.emplace_back("quantile", quantile);
   // Tags arrive sorted by key: when two keys map to one label name the first wins, as in the
   // read API; names Prometheus reserves (__*) are left out.
   for (const auto& t : u.tags()) {
     std::string n = prom_label_name(t.key());
     if (n.rfind("__", 0) == 0 || t.value().empty() || has(n)) continue;
-    l->emplace_back(std::move(n), t.value());
+    l.emplace_back(std::move(n), t.value());
   }
   for (const auto& [k, v] : extra_labels_)
-    if (!v.empty() && !has(k)) l->emplace_back(k, v);
-  std::sort(l->begin(), l->end());
-  return l;
+    if (!v.empty() && !has(k)) l.emplace_back(k, v);
+  std::sort(l.begin(), l.end());
+  return std::make_shared<const PromSeries>(l);
 }
 
 PromSampleMapper::State& PromSampleMapper::state(const wire::LiveUpdate& u) {
@@ -126,15 +127,15 @@ PromSampleMapper::State& PromSampleMapper::state(const wire::LiveUpdate& u) {
     const std::string name = prom_metric_name(u.metric());
     switch (u.kind()) {
       case wire::DISTRIBUTION:
-        s.cumulative.push_back({labels(u, name + "_count", nullptr)});
-        s.cumulative.push_back({labels(u, name + "_sum", nullptr)});
-        for (const char* q : kQuantileLabels) s.plain.push_back({labels(u, name, q)});
+        s.cumulative.push_back({series(u, name + "_count", nullptr)});
+        s.cumulative.push_back({series(u, name + "_sum", nullptr)});
+        for (const char* q : kQuantileLabels) s.plain.push_back({series(u, name, q)});
         break;
       case wire::GAUGE:
-        s.plain.push_back({labels(u, name, nullptr)});
+        s.plain.push_back({series(u, name, nullptr)});
         break;
       default:
-        s.cumulative.push_back({labels(u, name, nullptr)});
+        s.cumulative.push_back({series(u, name, nullptr)});
         break;
     }
   }
@@ -144,10 +145,10 @@ PromSampleMapper::State& PromSampleMapper::state(const wire::LiveUpdate& u) {
 void PromSampleMapper::add(Cumulative& c, double delta, int64_t bucket_end_ms, std::vector<PromSample>* out) {
   // Never before the series' newest sample (a correction lands there) nor before this run began.
   const int64_t t = std::max({bucket_end_ms, c.last_ms + 1, floor_ms_ + 1});
-  if (c.last_ms < 0) out->push_back({c.labels, t - 1, 0.0});  // where this run's total starts
+  if (c.last_ms < 0) out->push_back({c.series, t - 1, 0.0});  // where this run's total starts
   c.total += delta;
   c.last_ms = t;
-  out->push_back({c.labels, t, c.total});
+  out->push_back({c.series, t, c.total});
 }
 
 void PromSampleMapper::set(Plain& p, double value, int64_t bucket_end_ms, std::vector<PromSample>* out) {
@@ -156,7 +157,7 @@ void PromSampleMapper::set(Plain& p, double value, int64_t bucket_end_ms, std::v
     return;
   }
   p.last_ms = bucket_end_ms;
-  out->push_back({p.labels, bucket_end_ms, value});
+  out->push_back({p.series, bucket_end_ms, value});
 }
 
 void PromSampleMapper::map(const wire::LiveUpdate& u, std::vector<PromSample>* out) {
@@ -188,24 +189,123 @@ size_t PromSampleMapper::forget_idle(int64_t before_ms) {
   return std::erase_if(series_, [&](const auto& kv) { return kv.second.last_update_ms < before_ms; });
 }
 
-std::string encode_write_request(const std::vector<PromSample>& samples) {
-  prometheus::WriteRequest req;
-  std::unordered_map<const PromLabels*, prometheus::TimeSeries*> by_series;
-  for (const auto& s : samples) {
-    auto [it, created] = by_series.try_emplace(s.labels.get(), nullptr);
-    if (created) {
-      it->second = req.add_timeseries();
-      for (const auto& [k, v] : *s.labels) {
-        auto* l = it->second->add_labels();
-        l->set_name(k);
-        l->set_value(v);
-      }
-    }
-    auto* p = it->second->add_samples();
-    p->set_value(s.value);
-    p->set_timestamp(s.time_ms);
+// Protobuf wire format (remote_write.proto): a length-delimited field is (field << 3 | 2), a
+// varint length, the bytes; Sample.value is fixed64 (field 1, type 1), Sample.timestamp a varint
+// (field 2, type 0).
+namespace {
+
+constexpr char kTimeSeriesTag = (1 << 3) | 2;  // WriteRequest.timeseries
+constexpr char kLabelTag = (1 << 3) | 2;       // TimeSeries.labels
+constexpr char kSampleTag = (2 << 3) | 2;      // TimeSeries.samples
+constexpr char kNameTag = (1 << 3) | 2;        // Label.name
+constexpr char kValueTag = (2 << 3) | 2;       // Label.value
+constexpr char kSampleValueTag = (1 << 3) | 1; // Sample.value
+constexpr char kTimestampTag = (2 << 3) | 0;   // Sample.timestamp
+
+static_assert(std::endian::native == std::endian::little, "Sample.value is copied as little-endian fixed64");
+
+size_t varint_size(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
   }
-  std::string raw = req.SerializeAsString(), compressed;
+  return n;
+}
+void put_varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+void put_bytes(std::string& out, char tag, std::string_view b) {
+  out.push_back(tag);
+  put_varint(out, b.size());
+  out.append(b);
+}
+size_t sample_size(const PromSample& s) {
+  return 1 + 8 + 1 + varint_size(static_cast<uint64_t>(s.time_ms));
+}
+
+}  // namespace
+
+PromSeries::PromSeries(const PromLabels& labels) {
+  std::string label;
+  for (const auto& [k, v] : labels) {
+    label.clear();
+    put_bytes(label, kNameTag, k);
+    put_bytes(label, kValueTag, v);
+    put_bytes(encoded_labels, kLabelTag, label);
+  }
+  encoded_labels.shrink_to_fit();
+}
+
+PromLabels PromSeries::labels() const {
+  // Only what the constructor writes: tag, one-or-more-byte varint length, bytes.
+  PromLabels out;
+  std::string_view in = encoded_labels;
+  auto bytes = [&](std::string_view& from) {
+    from.remove_prefix(1);  // tag
+    uint64_t n = 0;
+    for (int shift = 0;; shift += 7) {
+      const auto b = static_cast<uint8_t>(from.front());
+      from.remove_prefix(1);
+      n |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (b < 0x80) break;
+    }
+    std::string_view v = from.substr(0, n);
+    from.remove_prefix(n);
+    return v;
+  };
+  while (!in.empty()) {
+    std::string_view label = bytes(in);
+    std::string_view name = bytes(label);
+    std::string_view value = bytes(label);
+    out.emplace_back(std::string(name), std::string(value));
+  }
+  return out;
+}
+
+std::string encode_write_request(const std::vector<PromSample>& samples) {
+  // Group by series, keeping first-appearance order and each series' sample order.
+  struct Group {
+    const PromSeries* series;
+    std::vector<uint32_t> samples;
+    size_t bytes;
+  };
+  std::vector<Group> groups;
+  std::unordered_map<const PromSeries*, size_t> index;
+  index.reserve(samples.size());
+  for (uint32_t i = 0; i < samples.size(); ++i) {
+    auto [it, created] = index.try_emplace(samples[i].series.get(), groups.size());
+    if (created) groups.push_back({samples[i].series.get(), {}, samples[i].series->encoded_labels.size()});
+    Group& g = groups[it->second];
+    g.samples.push_back(i);
+    const size_t n = sample_size(samples[i]);
+    g.bytes += 1 + varint_size(n) + n;
+  }
+  size_t total = 0;
+  for (const auto& g : groups) total += 1 + varint_size(g.bytes) + g.bytes;
+  std::string raw;
+  raw.reserve(total);
+  for (const auto& g : groups) {
+    raw.push_back(kTimeSeriesTag);
+    put_varint(raw, g.bytes);
+    raw.append(g.series->encoded_labels);
+    for (uint32_t i : g.samples) {
+      const PromSample& s = samples[i];
+      raw.push_back(kSampleTag);
+      put_varint(raw, sample_size(s));
+      raw.push_back(kSampleValueTag);
+      char le[8];
+      std::memcpy(le, &s.value, 8);  // fixed64 is little-endian, as this machine (asserted above)
+      raw.append(le, 8);
+      raw.push_back(kTimestampTag);
+      put_varint(raw, static_cast<uint64_t>(s.time_ms));
+    }
+  }
+  std::string compressed;
   snappy::Compress(raw.data(), raw.size(), &compressed);
   return compressed;
 }
@@ -334,6 +434,7 @@ RemoteWriter::Outcome RemoteWriter::post(const std::string& body, int* http_stat
     client_->set_read_timeout(t);
     client_->set_write_timeout(t);
     client_->set_keep_alive(true);
+    client_->set_tcp_nodelay(true);  // else Nagle holds the body back ~40 ms behind the headers
   }
   httplib::Headers headers = {{"Content-Encoding", "snappy"},
                               {"X-Prometheus-Remote-Write-Version", "0.1.0"},

@@ -48,11 +48,20 @@ class Client;
 
 namespace tally::collector {
 
-// A Prometheus label set, sorted by name, __name__ included. Shared by every sample of a series.
+// A Prometheus label set, sorted by name, __name__ included.
 using PromLabels = std::vector<std::pair<std::string, std::string>>;
 
+// One Prometheus series, shared by all its samples: its labels kept only in encoded form (the
+// repeated prometheus.Label fields of a TimeSeries), so a request copies them instead of encoding
+// them every second, and a forwarded series costs its label bytes once.
+struct PromSeries {
+  explicit PromSeries(const PromLabels& labels);
+  PromLabels labels() const;  // decoded again (tests, logs)
+  std::string encoded_labels;
+};
+
 struct PromSample {
-  std::shared_ptr<const PromLabels> labels;
+  std::shared_ptr<const PromSeries> series;
   int64_t time_ms = 0;
   double value = 0;
 };
@@ -76,12 +85,12 @@ class PromSampleMapper {
 
  private:
   struct Cumulative {
-    std::shared_ptr<const PromLabels> labels;
+    std::shared_ptr<const PromSeries> series;
     double total = 0;
     int64_t last_ms = -1;  // -1: nothing sent yet
   };
   struct Plain {
-    std::shared_ptr<const PromLabels> labels;
+    std::shared_ptr<const PromSeries> series;
     int64_t last_ms = -1;
   };
   struct State {
@@ -91,7 +100,7 @@ class PromSampleMapper {
   };
 
   State& state(const wire::LiveUpdate& u);
-  std::shared_ptr<const PromLabels> labels(const wire::LiveUpdate& u, const std::string& name,
+  std::shared_ptr<const PromSeries> series(const wire::LiveUpdate& u, const std::string& name,
                                            const char* quantile) const;
   void add(Cumulative& c, double delta, int64_t bucket_end_ms, std::vector<PromSample>* out);
   void set(Plain& p, double value, int64_t bucket_end_ms, std::vector<PromSample>* out);
@@ -102,8 +111,10 @@ class PromSampleMapper {
   uint64_t skipped_ = 0;
 };
 
-// Serialises samples as one snappy-compressed prometheus.WriteRequest, grouped by series in
-// first-appearance order, each series' samples in the order given.
+// Serialises samples as one snappy-compressed prometheus.WriteRequest (remote_write.proto),
+// grouped by series in first-appearance order, each series' samples in the order given. The
+// protobuf is written by hand from the pre-encoded labels: no message objects, no allocation
+// per label.
 std::string encode_write_request(const std::vector<PromSample>& samples);
 
 class RemoteWriter {

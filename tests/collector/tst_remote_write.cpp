@@ -75,7 +75,7 @@ wire::LiveUpdate correction(wire::Kind kind, int64_t t, double merged, double ad
 }
 
 std::string label(const PromSample& s, const std::string& name) {
-  for (const auto& [k, v] : *s.labels)
+  for (const auto& [k, v] : s.series->labels())
     if (k == name) return v;
   return "<none>";
 }
@@ -344,8 +344,8 @@ void TestRemoteWrite::labelsFollowTheReadApiNames() {
   // __ names are left out; a tag beats a configured label; an empty value is no label.
   const PromLabels want = {
       {"__name__", "api_latency_ms"}, {"dc", "eu"}, {"http_method", "GET"}, {"instance", "from-tag"}};
-  QCOMPARE(*out[0].labels, want);
-  QCOMPARE(out[0].labels.get(), out[1].labels.get());  // one label set per series, shared
+  QCOMPARE(out[0].series->labels(), want);
+  QCOMPARE(out[0].series.get(), out[1].series.get());  // one label set per series, shared
 }
 
 void TestRemoteWrite::idleSeriesAreForgottenAndRestartFromZero() {
@@ -380,6 +380,25 @@ void TestRemoteWrite::requestGroupsSamplesBySeries() {
   for (int i = 1; i < a.samples_size(); ++i) QVERIFY(a.samples(i).timestamp() > a.samples(i - 1).timestamp());
   QCOMPARE(a.samples(3).value(), 3.0);
   QCOMPARE(req.timeseries(1).samples(3).value(), 6.0);
+
+  // The hand-written encoding against the generated parser: odd values, long strings, big times.
+  auto series = std::make_shared<const PromSeries>(
+      PromLabels{{"__name__", "g"}, {"long", std::string(300, 'x')}, {"utf8", "größe"}});
+  std::vector<PromSample> odd = {{series, 0, 0.0}, {series, 1, -2.25}, {series, 1'800'000'000'000, 1e300},
+                                 {series, INT64_C(1) << 62, -0.0}};
+  prometheus::WriteRequest r2;
+  QVERIFY(decode(encode_write_request(odd), &r2));
+  QCOMPARE(r2.timeseries_size(), 1);
+  QCOMPARE(r2.timeseries(0).labels(1).value(), std::string(300, 'x'));
+  QCOMPARE(r2.timeseries(0).labels(2).value(), std::string("größe"));
+  QCOMPARE(series->labels()[1].second, std::string(300, 'x'));  // a two-byte length read back
+  QCOMPARE(r2.timeseries(0).samples_size(), 4);
+  for (int i = 0; i < 4; ++i) {
+    QCOMPARE(r2.timeseries(0).samples(i).timestamp(), odd[static_cast<size_t>(i)].time_ms);
+    QCOMPARE(r2.timeseries(0).samples(i).value(), odd[static_cast<size_t>(i)].value);
+  }
+  QVERIFY(decode(encode_write_request({}), &r2));
+  QCOMPARE(r2.timeseries_size(), 0);
 }
 
 void TestRemoteWrite::optionsAreChecked_data() {
