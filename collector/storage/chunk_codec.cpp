@@ -570,6 +570,106 @@ bool get_bins(Reader& in, std::vector<Sketch::KeyCount>* bins, int32_t* first_pr
   return true;
 }
 
+// --- hot rows ---
+
+// One entry: varint id gap (from the previous id, 0 before the first), tag, value.
+void put_hot_entry(std::string* out, uint64_t prev_id, const HotEntry& e) {
+  put_varint(out, e.series_id - prev_id);
+  const BucketAgg& a = e.agg;
+  switch (e.kind) {
+    case Kind::kCounter:
+      if (integral(a.sum)) {
+        put_u8(out, static_cast<uint8_t>(e.kind) | cf::kHotVarint);
+        put_varint(out, zigzag(static_cast<int64_t>(a.sum)));
+      } else {
+        put_u8(out, static_cast<uint8_t>(e.kind));
+        put_f64(out, a.sum);
+      }
+      break;
+    case Kind::kGauge:
+      put_u8(out, static_cast<uint8_t>(e.kind));
+      put_varint(out, a.count);
+      put_f64(out, a.sum);
+      put_f64(out, a.min);
+      put_f64(out, a.max);
+      put_f64(out, a.last);
+      break;
+    case Kind::kDistribution: {
+      put_u8(out, static_cast<uint8_t>(e.kind));
+      int32_t first_pos = 0, first_neg = 0;
+      put_varint(out, a.sketch ? a.sketch->zero_count() : 0);
+      put_bins(out, a.sketch ? a.sketch->positive_bins() : std::vector<Sketch::KeyCount>{}, &first_pos);
+      put_bins(out, a.sketch ? a.sketch->negative_bins() : std::vector<Sketch::KeyCount>{}, &first_neg);
+      put_f64(out, a.sketch ? a.sketch->sum() : a.sum);
+      put_f64(out, a.sketch ? a.sketch->min() : a.min);
+      put_f64(out, a.sketch ? a.sketch->max() : a.max);
+      break;
+    }
+  }
+}
+
+// Reads one entry after prev_id; with skip set only advances past it.
+bool get_hot_entry(Reader& in, uint64_t prev_id, HotEntry* e, bool skip) {
+  const uint64_t gap = in.varint();
+  const uint8_t tag = in.u8();
+  if (!in.ok || (prev_id > 0 && gap == 0) || gap > UINT64_MAX - prev_id) return false;
+  e->series_id = prev_id + gap;
+  const uint8_t k = tag & cf::kHotKindMask;
+  if (k != static_cast<uint8_t>(Kind::kCounter) && k != static_cast<uint8_t>(Kind::kGauge) &&
+      k != static_cast<uint8_t>(Kind::kDistribution))
+    return false;
+  e->kind = static_cast<Kind>(k);
+  BucketAgg& a = e->agg;
+  switch (e->kind) {
+    case Kind::kCounter:
+      if (tag & cf::kHotVarint) {
+        const uint64_t u = in.varint();
+        if (!skip) a.sum = static_cast<double>(unzigzag(u));
+      } else {
+        const double v = in.f64();
+        if (!skip) a.sum = v;
+      }
+      return in.ok;
+    case Kind::kGauge: {
+      const uint64_t count = in.varint();
+      const double sum = in.f64(), min = in.f64(), max = in.f64(), last = in.f64();
+      if (!skip) {
+        a.count = count;
+        a.sum = sum;
+        a.min = min;
+        a.max = max;
+        a.last = last;
+      }
+      return in.ok;
+    }
+    case Kind::kDistribution: {
+      const uint64_t zero = in.varint();
+      std::vector<Sketch::KeyCount> pos, neg;
+      int32_t first_pos = 0, first_neg = 0;
+      if (!get_bins(in, &pos, &first_pos) || !get_bins(in, &neg, &first_neg)) return false;
+      const double sum = in.f64(), min = in.f64(), max = in.f64();
+      if (!in.ok) return false;
+      if (skip) return true;
+      uint64_t count = zero;
+      for (const auto* bs : {&pos, &neg})
+        for (const auto& kc : *bs) {
+          if (count + kc.count < count) return false;
+          count += kc.count;
+        }
+      a.sum = sum;
+      a.min = min;
+      a.max = max;
+      a.count = count;
+      if (count == 0) return true;
+      auto sk = Sketch::from_parts(count, sum, min, max, zero, pos, neg);
+      if (!sk) return false;
+      a.sketch = std::make_unique<Sketch>(std::move(*sk));
+      return true;
+    }
+  }
+  return false;
+}
+
 Status corrupt(const char* what) { return Status::corruption(std::string("chunk: ") + what); }
 
 // Checks version, kind, slot count and checksum; leaves `in` at the presence runs.
@@ -692,6 +792,59 @@ Status decode_chunk(std::string_view blob, Kind kind, uint32_t nslots, std::vect
     }
   }
   if (in.p != in.end) return corrupt("trailing bytes");
+  return Status::ok();
+}
+
+std::string encode_hot_row(const std::vector<HotEntry>& entries) {
+  std::string out;
+  out.reserve(4 + entries.size() * 3);
+  put_varint(&out, entries.size());
+  uint64_t prev = 0;
+  for (const auto& e : entries) {
+    put_hot_entry(&out, prev, e);
+    prev = e.series_id;
+  }
+  return out;
+}
+
+Status decode_hot_row(std::string_view blob, std::vector<HotEntry>* out) {
+  out->clear();
+  const auto* b = reinterpret_cast<const uint8_t*>(blob.data());
+  Reader in{b, b + blob.size()};
+  const uint64_t n = in.varint();
+  if (!in.ok || n > blob.size()) return corrupt("bad hot row");
+  out->resize(n);
+  uint64_t prev = 0;
+  for (auto& e : *out) {
+    if (!get_hot_entry(in, prev, &e, false)) return corrupt("bad hot row entry");
+    prev = e.series_id;
+  }
+  if (in.p != in.end) return corrupt("trailing hot row bytes");
+  return Status::ok();
+}
+
+Status find_in_hot_row(std::string_view blob, uint64_t series_id, HotEntry* out, bool* found) {
+  *found = false;
+  const auto* b = reinterpret_cast<const uint8_t*>(blob.data());
+  Reader in{b, b + blob.size()};
+  const uint64_t n = in.varint();
+  if (!in.ok || n > blob.size()) return corrupt("bad hot row");
+  uint64_t prev = 0;
+  HotEntry scratch;
+  for (uint64_t i = 0; i < n; ++i) {
+    // Peek at the id; decode the values only of the one wanted.
+    Reader peek = in;
+    const uint64_t id = prev + peek.varint();
+    const bool want = id == series_id;
+    if (want) *out = HotEntry{};
+    if (!get_hot_entry(in, prev, want ? out : &scratch, !want)) return corrupt("bad hot row entry");
+    if (want) {
+      *found = true;
+      return Status::ok();
+    }
+    if (id > series_id) return Status::ok();  // sorted: not there
+    prev = id;
+  }
   return Status::ok();
 }
 

@@ -35,6 +35,19 @@ Status decode_chunk(std::string_view blob, Kind kind, uint32_t nslots, std::vect
 // The kind a chunk says it holds (no other check); corruption when it is not a chunk.
 Result<Kind> chunk_kind(std::string_view blob);
 
+// A hot row: the buckets of one bucket time for a group of series (chunk_format::kHotGroupBits),
+// written by flushes before compaction encodes them into segments.
+struct HotEntry {
+  uint64_t series_id = 0;
+  Kind kind = Kind::kCounter;
+  BucketAgg agg;
+};
+// entries: sorted by series id, each id once.
+std::string encode_hot_row(const std::vector<HotEntry>& entries);
+Status decode_hot_row(std::string_view blob, std::vector<HotEntry>* out);
+// One series' entry, skipping the others; *found is false when the row has none.
+Status find_in_hot_row(std::string_view blob, uint64_t series_id, HotEntry* out, bool* found);
+
 // Counters only, for queries that add sums: dense[i] = the sum of slot i, 0 where it is absent.
 // dense must hold nslots values.
 Status decode_counter_sums(std::string_view blob, uint32_t nslots, double* dense);

@@ -2,14 +2,15 @@
 //
 //   chunk_<step>  [.., chunk_until)          key (t / (step * kChunkSlots)) << 32 | series -> blob
 //   seg_<step>    [chunk_until, seg_until)   key (t / (step * kSegmentSlots)) << 32 | series -> blob
-//   hot_<step>    [seg_until, ..)            (t, series) -> one bucket per row
+//   hot_<step>    [seg_until, ..)            (t, series id >> kHotGroupBits) -> that time's buckets
 //
 // meta('seg_until.<step>') and meta('chunk_until.<step>') hold the two boundaries; compaction moves
 // them forward in the same transaction that moves the data, so a reader's snapshot always sees
 // every bucket exactly once. Writes go to the tier that holds their time: new buckets to hot
-// rows (appends, since time leads the key), late ones into their segment or chunk (decode, merge,
-// re-encode). Compaction streams: one cursor per slot of the window, merged by series id, so
-// memory holds one series at a time and the new blobs append in key order.
+// rows (gathered per row during the transaction and written at commit, as appends since time
+// leads the key), late ones into their segment or chunk (decode, merge, re-encode). Compaction
+// streams: one cursor per slot of the window, merged by series id, so memory holds one series
+// (or one hot-row group) at a time and the new blobs append in key order.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -54,53 +55,21 @@ Status prepare_into(Db& db, Stmt* out, const std::string& sql) {
   return Status::ok();
 }
 
-// Hot row value columns, in this order: sum, count, min, max, last, sketch. Counters keep only
-// the sum; min and max are NULL when a bucket has no samples.
-constexpr const char* kHotValues = "sum, count, min, max, last, sketch";
+inline uint64_t hot_group(uint64_t series_id) { return series_id >> cf::kHotGroupBits; }
 
-void bind_hot_values(Stmt& st, int first, Kind kind, const BucketAgg& a) {
-  st.bind(first, a.sum).bind(first + 1, a.count);
-  if (kind == Kind::kCounter || a.count == 0) {
-    st.bind_null(first + 2).bind_null(first + 3);
+// Merges `later` into the entry for its series (inserting it), keeping entries sorted by id.
+Status merge_entry(std::vector<HotEntry>* entries, HotEntry&& later, BucketAgg** merged) {
+  auto it = std::lower_bound(entries->begin(), entries->end(), later.series_id,
+                             [](const HotEntry& e, uint64_t id) { return e.series_id < id; });
+  if (it != entries->end() && it->series_id == later.series_id) {
+    if (it->kind != later.kind)
+      return Status::corruption("series " + std::to_string(later.series_id) + " stored as another kind");
+    it->agg.merge(later.agg, later.kind);
   } else {
-    st.bind(first + 2, a.min).bind(first + 3, a.max);
+    it = entries->insert(it, std::move(later));
   }
-  if (kind == Kind::kCounter) st.bind_null(first + 4);
-  else st.bind(first + 4, a.last);
-  if (kind == Kind::kDistribution && a.sketch) {
-    wire::Sketch p;
-    sketch_to_proto(*a.sketch, &p);
-    std::string blob = p.SerializeAsString();
-    st.bind_blob(first + 5, blob.data(), blob.size());
-  } else {
-    st.bind_null(first + 5);
-  }
-}
-
-Status read_hot_values(const Stmt& st, int first, Kind kind, BucketAgg* a) {
-  a->sum = st.real(first);
-  if (kind == Kind::kCounter) return Status::ok();
-  a->count = static_cast<uint64_t>(st.int64(first + 1));
-  a->min = st.is_null(first + 2) ? kInf : st.real(first + 2);
-  a->max = st.is_null(first + 3) ? -kInf : st.real(first + 3);
-  a->last = st.is_null(first + 4) ? 0.0 : st.real(first + 4);
-  if (kind == Kind::kDistribution && !st.is_null(first + 5)) {
-    auto blob = st.blob(first + 5);
-    wire::Sketch p;
-    if (!p.ParseFromArray(blob.data(), static_cast<int>(blob.size())))
-      return Status::corruption("stored sketch does not parse");
-    auto s = sketch_from_proto(p);
-    if (!s) return Status::corruption("stored sketch: " + s.status().message());
-    a->sketch = std::make_unique<Sketch>(std::move(*s));
-  }
+  if (merged) *merged = &it->agg;
   return Status::ok();
-}
-
-Result<Kind> kind_of(int64_t v) {
-  if (v != static_cast<int>(Kind::kCounter) && v != static_cast<int>(Kind::kGauge) &&
-      v != static_cast<int>(Kind::kDistribution))
-    return Status::corruption("hot row with unknown kind " + std::to_string(v));
-  return static_cast<Kind>(v);
 }
 
 // Merges `agg` into the slot at `index` of a decoded chunk (slots sorted by index).
@@ -144,6 +113,17 @@ Status one_row(Stmt& st, bool* found, Fn&& fn) {
 }
 
 class ChunkWriter final : public PointWriter {
+  struct RowKey {
+    size_t res;
+    int64_t t;
+    uint64_t grp;
+    bool operator<(const RowKey& o) const { return std::tie(res, t, grp) < std::tie(o.res, o.t, o.grp); }
+  };
+  struct PendingRow {
+    bool loaded = false;  // entries include the stored row
+    uint64_t lsn = 0;
+    std::vector<HotEntry> entries;  // sorted by series id
+  };
  public:
   ChunkWriter(Db& db, std::vector<Resolution> res) : db_(db), res_(std::move(res)) {}
 
@@ -163,24 +143,14 @@ class ChunkWriter final : public PointWriter {
     for (size_t r = 0; r < n; ++r) {
       auto& p = per_res_[r];
       const std::string hot = hot_table(res_[r]);
-      if (auto s = prepare_into(db_, &p.hot_add_counter,
-                                "INSERT INTO " + hot + "(t, series_id, kind, lsn, sum, count) VALUES(?,?,?,?,?,0)"
-                                " ON CONFLICT(t, series_id) DO UPDATE SET sum=sum+excluded.sum,"
-                                " lsn=max(lsn, excluded.lsn)");
+      if (auto s = prepare_into(db_, &p.hot_put, "INSERT OR REPLACE INTO " + hot + "(t, grp, lsn, data) VALUES(?,?,?,?)");
           !s)
         return s;
-      if (auto s = prepare_into(db_, &p.hot_put, "INSERT OR REPLACE INTO " + hot + "(t, series_id, kind, lsn, " +
-                                                     kHotValues + ") VALUES(?,?,?,?,?,?,?,?,?,?)");
-          !s)
-        return s;
-      if (auto s = prepare_into(db_, &p.hot_get, std::string("SELECT kind, lsn, ") + kHotValues + " FROM " + hot +
-                                                     " WHERE t=? AND series_id=?");
-          !s)
-        return s;
+      if (auto s = prepare_into(db_, &p.hot_get, "SELECT lsn, data FROM " + hot + " WHERE t=? AND grp=?"); !s) return s;
+      if (auto s = prepare_into(db_, &p.hot_del, "DELETE FROM " + hot + " WHERE t=? AND grp=?"); !s) return s;
       if (auto s = prepare_into(db_, &p.hot_first, "SELECT t FROM " + hot + " ORDER BY t LIMIT 1"); !s) return s;
       if (auto s = prepare_into(db_, &p.hot_delete_range, "DELETE FROM " + hot + " WHERE t>=? AND t<?"); !s) return s;
-      if (auto s = prepare_into(db_, &p.hot_delete_series, "DELETE FROM " + hot + " WHERE t<? AND series_id=?"); !s)
-        return s;
+      if (auto s = prepare_into(db_, &p.hot_older, "SELECT t FROM " + hot + " WHERE t<? AND grp=?"); !s) return s;
       for (Tier t : {kSeg, kChunk}) {
         auto& ts = p.tier[t];
         const std::string tb = tier_table(t, res_[r]);
@@ -209,9 +179,30 @@ class ChunkWriter final : public PointWriter {
 
   Status delete_before(uint64_t series_id, size_t r, int64_t before, int64_t* deleted) override {
     auto& p = per_res_[r];
-    p.hot_delete_series.bind(1, before).bind(2, series_id);
-    if (auto s = p.hot_delete_series.run(); !s) return s;
-    count_changes(deleted);
+    // Hot rows hold other series too: take this one out of each row older than `before`.
+    std::vector<int64_t> times;
+    p.hot_older.bind(1, before).bind(2, hot_group(series_id));
+    while (true) {
+      auto row = p.hot_older.step();
+      if (!row) {
+        p.hot_older.reset();
+        return row.status();
+      }
+      if (!*row) break;
+      times.push_back(p.hot_older.int64(0));
+    }
+    p.hot_older.reset();
+    for (int64_t t : times) {
+      std::vector<HotEntry> entries;
+      uint64_t lsn = 0;
+      if (auto s = load_hot(r, t, hot_group(series_id), &entries, &lsn, nullptr); !s) return s;
+      auto it = std::lower_bound(entries.begin(), entries.end(), series_id,
+                                 [](const HotEntry& e, uint64_t id) { return e.series_id < id; });
+      if (it == entries.end() || it->series_id != series_id) continue;
+      entries.erase(it);
+      if (auto s = store_hot(r, t, hot_group(series_id), entries, lsn); !s) return s;
+      if (deleted) ++*deleted;
+    }
     for (Tier t : {kSeg, kChunk}) {
       auto& ts = p.tier[t];
       bool found = false;
@@ -251,25 +242,39 @@ class ChunkWriter final : public PointWriter {
     if (time < 0 || series_id > cf::kMaxChunkSeriesId) return uint64_t{0};
     bool found = false;
     uint64_t lsn = 0;
-    auto get = [&](const Stmt& st) {
-      lsn = static_cast<uint64_t>(st.int64(1));
-      return Status::ok();
-    };
-    auto get_blob = [&](const Stmt& st) {
-      lsn = static_cast<uint64_t>(st.int64(0));
-      return Status::ok();
-    };
+    // A row or blob answers for a bucket it holds; for one it lacks, 0 is always safe: nothing of
+    // that bucket is stored, so nothing can be counted twice.
     if (time >= until_[kSeg][r]) {
       auto& st = per_res_[r].hot_get;
-      st.bind(1, time).bind(2, series_id);
-      if (auto s = one_row(st, &found, get); !s) return s;
-      return lsn;
+      st.bind(1, time).bind(2, hot_group(series_id));
+      HotEntry e;
+      bool has = false;
+      if (auto s = one_row(st, &found, [&](const Stmt& row) {
+            lsn = static_cast<uint64_t>(row.int64(0));
+            return find_in_hot_row(row.blob(1), series_id, &e, &has);
+          });
+          !s)
+        return s;
+      return has ? lsn : 0;
     }
     const Tier t = time >= until_[kChunk][r] ? kSeg : kChunk;
+    const int64_t w = window(t, r);
     auto& st = per_res_[r].tier[t].q.get;
-    st.bind(1, blob_key(time / window(t, r), series_id));
-    if (auto s = one_row(st, &found, get_blob); !s) return s;
-    return lsn;
+    st.bind(1, blob_key(bucket_start(time, w) / w, series_id));
+    std::vector<ChunkSlot> slots;
+    Kind kind = Kind::kCounter;
+    if (auto s = one_row(st, &found, [&](const Stmt& row) -> Status {
+          lsn = static_cast<uint64_t>(row.int64(0));
+          auto k = chunk_kind(row.blob(1));
+          if (!k) return k.status();
+          kind = *k;
+          return decode_chunk(row.blob(1), kind, kTierSlots[t], &slots);
+        });
+        !s)
+      return s;
+    const auto index = static_cast<uint32_t>((time - bucket_start(time, w)) / res_[r].step_s);
+    const bool has = std::any_of(slots.begin(), slots.end(), [&](const ChunkSlot& c) { return c.index == index; });
+    return found && has ? lsn : 0;
   }
 
   Status compact(int64_t watermark, CompactStats* stats) override {
@@ -326,7 +331,7 @@ class ChunkWriter final : public PointWriter {
     Stmt put, del, del_range, del_below;
   };
   struct PerRes {
-    Stmt hot_add_counter, hot_put, hot_get, hot_first, hot_delete_range, hot_delete_series;
+    Stmt hot_put, hot_get, hot_del, hot_first, hot_delete_range, hot_older;
     TierWriter tier[2];
     std::vector<Stmt> hot_cursors;  // compaction: one per slot of a segment
     std::vector<Stmt> seg_cursors;  // compaction: one per segment of a chunk
@@ -375,35 +380,74 @@ class ChunkWriter final : public PointWriter {
     return Status::ok();
   }
 
+  // A bucket into its hot row. Rows gather in pending_ and are written by before_commit(), so a
+  // flush writes each row once; merged_out needs the stored row now, so that loads it first.
   Status merge_hot(uint64_t series_id, Kind kind, size_t r, int64_t time, const BucketAgg& agg, uint64_t lsn,
                    BucketAgg* merged_out) {
-    auto& p = per_res_[r];
-    if (kind == Kind::kCounter && !merged_out) {
-      p.hot_add_counter.bind(1, time).bind(2, series_id).bind(3, static_cast<int>(kind)).bind(4, lsn).bind(5, agg.sum);
-      return p.hot_add_counter.run();
+    PendingRow& row = pending_[RowKey{r, time, hot_group(series_id)}];
+    if (merged_out && !row.loaded) {
+      if (auto s = load_pending(r, time, hot_group(series_id), &row); !s) return s;
     }
-    // Gauges keep the later `last` and sketches merge in C++: read, merge, replace.
-    BucketAgg merged;
-    uint64_t stored_lsn = 0;
-    bool found = false;
-    p.hot_get.bind(1, time).bind(2, series_id);
-    if (auto s = one_row(p.hot_get, &found, [&](const Stmt& st) -> Status {
-          if (st.int64(0) != static_cast<int>(kind)) return Status::corruption("hot row of another kind");
-          stored_lsn = static_cast<uint64_t>(st.int64(1));
-          return read_hot_values(st, 2, kind, &merged);
-        });
-        !s)
-      return s;
-    if (found) merged.merge(agg, kind);
-    else merged = agg;
-    auto& put = p.hot_put;
-    put.bind(1, time).bind(2, series_id).bind(3, static_cast<int>(kind)).bind(4, std::max(stored_lsn, lsn));
-    bind_hot_values(put, 5, kind, merged);
-    if (auto s = put.run(); !s) return s;
-    if (merged_out) *merged_out = std::move(merged);
+    BucketAgg* merged = nullptr;
+    if (auto s = merge_entry(&row.entries, HotEntry{series_id, kind, agg}, &merged); !s) return s;
+    row.lsn = std::max(row.lsn, lsn);
+    if (merged_out) *merged_out = *merged;
     return Status::ok();
   }
 
+  // Reads a stored hot row; *found (if given) tells whether there was one.
+  Status load_hot(size_t r, int64_t t, uint64_t grp, std::vector<HotEntry>* entries, uint64_t* lsn, bool* found) {
+    auto& st = per_res_[r].hot_get;
+    st.bind(1, t).bind(2, grp);
+    bool f = false;
+    if (auto s = one_row(st, &f, [&](const Stmt& row) {
+          *lsn = static_cast<uint64_t>(row.int64(0));
+          return decode_hot_row(row.blob(1), entries);
+        });
+        !s)
+      return s;
+    if (found) *found = f;
+    return Status::ok();
+  }
+
+  Status store_hot(size_t r, int64_t t, uint64_t grp, const std::vector<HotEntry>& entries, uint64_t lsn) {
+    auto& p = per_res_[r];
+    if (entries.empty()) {
+      p.hot_del.bind(1, t).bind(2, grp);
+      return p.hot_del.run();
+    }
+    const std::string data = encode_hot_row(entries);
+    p.hot_put.bind(1, t).bind(2, grp).bind(3, lsn).bind_blob(4, data.data(), data.size());
+    return p.hot_put.run();
+  }
+
+  // stored (+) what the transaction gathered so far, in that order.
+  Status load_pending(size_t r, int64_t t, uint64_t grp, PendingRow* row) {
+    std::vector<HotEntry> stored;
+    uint64_t lsn = 0;
+    if (auto s = load_hot(r, t, grp, &stored, &lsn, nullptr); !s) return s;
+    for (auto& e : row->entries)
+      if (auto s = merge_entry(&stored, std::move(e), nullptr); !s) return s;
+    row->entries.swap(stored);
+    row->lsn = std::max(row->lsn, lsn);
+    row->loaded = true;
+    return Status::ok();
+  }
+
+ public:
+  Status before_commit() override {
+    Status s;
+    for (auto& [key, row] : pending_) {
+      if (!row.loaded) s = load_pending(key.res, key.t, key.grp, &row);
+      if (s) s = store_hot(key.res, key.t, key.grp, row.entries, row.lsn);
+      if (!s) break;
+    }
+    pending_.clear();
+    return s;
+  }
+  void after_rollback() override { pending_.clear(); }
+
+ private:
   // A bucket into its encoded segment or chunk: decode, merge, re-encode (late points only).
   Status merge_blob(Tier t, uint64_t series_id, Kind kind, size_t r, int64_t time, const BucketAgg& agg, uint64_t lsn,
                     BucketAgg* merged_out) {
@@ -457,7 +501,9 @@ class ChunkWriter final : public PointWriter {
     return t == kSeg && w < until_[kChunk][r] ? kChunk : t;
   }
 
-  // Moves the hot rows of segment window [w, w + window) into segments.
+  // Moves the hot rows of segment window [w, w + window) into segments: one cursor per slot, each
+  // walking its rows in group order; a group's rows (one per slot at most) become its series'
+  // segments, in id order.
   Status compact_hot(size_t r, int64_t w, CompactStats* stats) {
     auto& p = per_res_[r];
     const int64_t step = res_[r].step_s;
@@ -465,8 +511,8 @@ class ChunkWriter final : public PointWriter {
     if (p.hot_cursors.empty()) {
       p.hot_cursors.resize(n);
       for (auto& c : p.hot_cursors) {
-        if (auto s = prepare_into(db_, &c, std::string("SELECT series_id, kind, lsn, ") + kHotValues + " FROM " +
-                                               hot_table(res_[r]) + " WHERE t=? ORDER BY series_id");
+        if (auto s = prepare_into(db_, &c, "SELECT grp, lsn, data FROM " + hot_table(res_[r]) +
+                                               " WHERE t=? ORDER BY grp");
             !s)
           return s;
       }
@@ -486,51 +532,55 @@ class ChunkWriter final : public PointWriter {
     // Encoded windows below a boundary merge with what is there (see merge_existing).
     const Tier t = target_tier(kSeg, r, w);
     const bool fresh = w >= until_[kSeg][r];
-    std::vector<ChunkSlot> slots;
-    while (s) {
-      uint64_t sid = std::numeric_limits<uint64_t>::max();
-      for (uint32_t k = 0; k < n; ++k)
-        if (live[k]) sid = std::min(sid, static_cast<uint64_t>(p.hot_cursors[k].int64(0)));
-      if (sid == std::numeric_limits<uint64_t>::max()) break;
-      slots.clear();
-      uint64_t lsn = 0;
+    struct Series {
       Kind kind = Kind::kCounter;
+      uint64_t lsn = 0;
+      std::vector<ChunkSlot> slots;
+    };
+    std::map<uint64_t, Series> group;
+    std::vector<HotEntry> entries;
+    while (s) {
+      uint64_t grp = std::numeric_limits<uint64_t>::max();
+      for (uint32_t k = 0; k < n; ++k)
+        if (live[k]) grp = std::min(grp, static_cast<uint64_t>(p.hot_cursors[k].int64(0)));
+      if (grp == std::numeric_limits<uint64_t>::max()) break;
+      group.clear();
       for (uint32_t k = 0; s && k < n; ++k) {
         auto& c = p.hot_cursors[k];
-        if (!live[k] || static_cast<uint64_t>(c.int64(0)) != sid) continue;
-        auto kd = kind_of(c.int64(1));
-        if (!kd) {
-          s = kd.status();
-          break;
+        if (!live[k] || static_cast<uint64_t>(c.int64(0)) != grp) continue;
+        const auto lsn = static_cast<uint64_t>(c.int64(1));
+        s = decode_hot_row(c.blob(2), &entries);
+        for (size_t e = 0; s && e < entries.size(); ++e) {
+          Series& ser = group[entries[e].series_id];
+          if (!ser.slots.empty() && ser.kind != entries[e].kind) {
+            s = Status::corruption("series " + std::to_string(entries[e].series_id) + " has hot rows of two kinds");
+            break;
+          }
+          ser.kind = entries[e].kind;
+          ser.lsn = std::max(ser.lsn, lsn);
+          ser.slots.push_back({k, std::move(entries[e].agg)});
         }
-        if (!slots.empty() && *kd != kind) {
-          s = Status::corruption("series " + std::to_string(sid) + " has hot rows of two kinds");
-          break;
-        }
-        kind = *kd;
-        lsn = std::max(lsn, static_cast<uint64_t>(c.int64(2)));
-        slots.push_back({k, {}});
-        s = read_hot_values(c, 3, kind, &slots.back().agg);
         if (s) s = advance(k);
-        if (stats) ++stats->hot_rows;
+        if (stats) stats->hot_rows += entries.size();
       }
-      if (!s) break;
-      if (sid > cf::kMaxChunkSeriesId) {
-        s = Status::corruption("series id beyond the chunk key range");
-        break;
-      }
-      if (t == kChunk) {
-        // The chunk boundary is past this window already: merge bucket by bucket.
-        for (auto& sl : slots) {
-          s = merge_blob(kChunk, sid, kind, r, w + sl.index * step, sl.agg, lsn, nullptr);
-          if (!s) break;
+      for (auto it = group.begin(); s && it != group.end(); ++it) {
+        const uint64_t sid = it->first;
+        Series& ser = it->second;
+        if (sid > cf::kMaxChunkSeriesId) {
+          s = Status::corruption("series id beyond the chunk key range");
+          break;
         }
-        continue;
+        if (t == kChunk) {
+          // The chunk boundary is past this window already: merge bucket by bucket.
+          for (size_t i = 0; s && i < ser.slots.size(); ++i)
+            s = merge_blob(kChunk, sid, ser.kind, r, w + ser.slots[i].index * step, ser.slots[i].agg, ser.lsn, nullptr);
+          continue;
+        }
+        const int64_t key = blob_key(w / window(kSeg, r), sid);
+        if (!fresh) s = merge_existing(p.tier[kSeg], kSeg, key, ser.kind, &ser.slots, &ser.lsn);
+        if (s) s = put_blob(p.tier[kSeg], key, ser.lsn, encode_chunk(ser.kind, n, ser.slots));
+        if (stats) ++stats->segments;
       }
-      const int64_t key = blob_key(w / window(kSeg, r), sid);
-      if (!fresh) s = merge_existing(p.tier[kSeg], kSeg, key, kind, &slots, &lsn);
-      if (s) s = put_blob(p.tier[kSeg], key, lsn, encode_chunk(kind, n, slots));
-      if (stats) ++stats->segments;
     }
     for (auto& c : p.hot_cursors) c.reset();
     if (!s) return s;
@@ -619,6 +669,7 @@ class ChunkWriter final : public PointWriter {
   std::vector<PerRes> per_res_;
   std::vector<int64_t> until_[2];  // committed boundaries, per tier and resolution
   std::vector<PendingUntil> pending_until_;
+  std::map<RowKey, PendingRow> pending_;  // hot rows of the open transaction, in key order
   Stmt begin_, commit_, rollback_, get_meta_, set_meta_;
 };
 
@@ -636,12 +687,8 @@ class ChunkReader final : public PointReader {
       for (Tier t : {kSeg, kChunk}) until_keys_[t].push_back(until_key(t, res_[r]));
       auto& p = per_res_[r];
       const std::string hot = hot_table(res_[r]);
-      if (auto s = prepare_into(db_, &p.hot_get, std::string("SELECT kind, ") + kHotValues + " FROM " + hot +
-                                                     " WHERE t=? AND series_id=?");
-          !s)
-        return s;
-      if (auto s = prepare_into(db_, &p.hot_scan, std::string("SELECT t, series_id, kind, ") + kHotValues + " FROM " +
-                                                      hot + " WHERE t>=? AND t<? ORDER BY t, series_id");
+      if (auto s = prepare_into(db_, &p.hot_get, "SELECT data FROM " + hot + " WHERE t=? AND grp=?"); !s) return s;
+      if (auto s = prepare_into(db_, &p.hot_scan, "SELECT t, data FROM " + hot + " WHERE t>=? AND t<? ORDER BY t, grp");
           !s)
         return s;
       if (auto s = prepare_into(db_, &p.hot_first, "SELECT t FROM " + hot + " ORDER BY t LIMIT 1"); !s) return s;
@@ -684,10 +731,8 @@ class ChunkReader final : public PointReader {
       }
       return Status::ok();
     };
-    auto on_row = [&](size_t i, int64_t time, const Stmt& st, int first) -> Status {
-      StoredBucket b{time, {}};
-      if (auto s = read_hot_values(st, first, series[i].kind, &b.agg); !s) return s;
-      (*out)[i].push_back(std::move(b));
+    auto on_row = [&](size_t i, int64_t time, HotEntry& e) -> Status {
+      (*out)[i].push_back({time, std::move(e.agg)});
       return Status::ok();
     };
     return visit(series, r, from, to, shard_series, on_blob, on_row);
@@ -727,8 +772,8 @@ class ChunkReader final : public PointReader {
       }
       return Status::ok();
     };
-    auto on_row = [&](size_t i, int64_t time, const Stmt& st, int first) -> Status {
-      add_to_grid(grid, out + rows[i] * steps, time, st.real(first));
+    auto on_row = [&](size_t i, int64_t time, HotEntry& e) -> Status {
+      add_to_grid(grid, out + rows[i] * steps, time, e.agg.sum);
       return Status::ok();
     };
     return visit(series, r, grid.from, grid.to, shard_series, on_blob, on_row);
@@ -819,12 +864,13 @@ class ChunkReader final : public PointReader {
                    const std::unordered_map<uint64_t, size_t>& index, OnRow&& on_row) {
     if (lo >= hi) return Status::ok();
     auto& p = per_res_[r];
-    auto check_kind = [&](size_t i, int64_t k) -> Status {
-      if (k != static_cast<int>(series[i].kind))
+    auto deliver = [&](size_t i, int64_t t, HotEntry& e) -> Status {
+      if (e.kind != series[i].kind)
         return Status::corruption("series " + std::to_string(series[i].id) + " has hot rows of another kind");
-      return Status::ok();
+      return on_row(i, t, e);
     };
     if (!lookups) {
+      std::vector<HotEntry> entries;
       p.hot_scan.bind(1, lo).bind(2, hi);
       while (true) {
         auto row = p.hot_scan.step();
@@ -833,10 +879,12 @@ class ChunkReader final : public PointReader {
           return row.status();
         }
         if (!*row) break;
-        auto it = index.find(static_cast<uint64_t>(p.hot_scan.int64(1)));
-        if (it == index.end()) continue;
-        Status s = check_kind(it->second, p.hot_scan.int64(2));
-        if (s) s = on_row(it->second, p.hot_scan.int64(0), p.hot_scan, 3);
+        const int64_t t = p.hot_scan.int64(0);
+        Status s = decode_hot_row(p.hot_scan.blob(1), &entries);
+        for (size_t k = 0; s && k < entries.size(); ++k) {
+          auto it = index.find(entries[k].series_id);
+          if (it != index.end()) s = deliver(it->second, t, entries[k]);
+        }
         if (!s) {
           p.hot_scan.reset();
           return s;
@@ -859,16 +907,20 @@ class ChunkReader final : public PointReader {
     const int64_t step = res_[r].step_s;
     lo = std::max(lo, first);
     hi = std::min(hi, last + step);
+    HotEntry e;
     for (int64_t t = bucket_start(lo, step); t < hi; t += step) {
       if (t < lo) continue;
       for (size_t i = 0; i < series.size(); ++i) {
-        p.hot_get.bind(1, t).bind(2, series[i].id);
-        if (auto s = one_row(p.hot_get, &found, [&](const Stmt& st) -> Status {
-              if (auto k = check_kind(i, st.int64(0)); !k) return k;
-              return on_row(i, t, st, 1);
+        bool has = false;
+        p.hot_get.bind(1, t).bind(2, hot_group(series[i].id));
+        if (auto s = one_row(p.hot_get, &found, [&](const Stmt& st) {
+              return find_in_hot_row(st.blob(0), series[i].id, &e, &has);
             });
             !s)
           return s;
+        if (has) {
+          if (auto s = deliver(i, t, e); !s) return s;
+        }
       }
     }
     return Status::ok();
@@ -887,11 +939,10 @@ class ChunkReader final : public PointReader {
 std::string chunk_layout_schema(const std::vector<Resolution>& resolutions) {
   std::string schema;
   for (size_t r = 0; r < resolutions.size(); ++r) {
-    // Hot rows: time leads the key so each flush appends; counters store only the sum.
+    // Hot rows: time leads the key so each flush appends.
     schema += "CREATE TABLE IF NOT EXISTS " + hot_table(resolutions[r]) +
-              "(t INTEGER NOT NULL, series_id INTEGER NOT NULL, kind INTEGER NOT NULL, lsn INTEGER NOT NULL,"
-              " sum REAL NOT NULL, count INTEGER NOT NULL, min REAL, max REAL, last REAL, sketch BLOB,"
-              " PRIMARY KEY(t, series_id)) WITHOUT ROWID;";
+              "(t INTEGER NOT NULL, grp INTEGER NOT NULL, lsn INTEGER NOT NULL, data BLOB NOT NULL,"
+              " PRIMARY KEY(t, grp)) WITHOUT ROWID;";
     // Encoded blobs: a rowid table packs 0.1-4 KiB rows into pages better than a WITHOUT ROWID one.
     for (Tier t : {kSeg, kChunk})
       schema += "CREATE TABLE IF NOT EXISTS " + tier_table(t, resolutions[r]) +
@@ -912,6 +963,67 @@ Result<std::unique_ptr<PointReader>> make_chunk_reader(Db& db, const std::vector
   return std::unique_ptr<PointReader>(std::move(r));
 }
 
+namespace {
+
+// Plain rows of one resolution into hot rows, (time, group) by (time, group). Counters kept
+// zeros in min/max/last; gauges and distributions without samples have no min/max.
+Status convert_table(Db& db, const std::string& from, const std::string& to) {
+  auto read = db.prepare("SELECT p.t, p.series_id, s.kind, p.lsn, p.sum, p.count, p.min, p.max, p.last, p.sketch FROM " +
+                         from + " p JOIN series s ON s.id = p.series_id ORDER BY p.t, p.series_id");
+  if (!read) return read.status();
+  auto put = db.prepare("INSERT OR REPLACE INTO " + to + "(t, grp, lsn, data) VALUES(?,?,?,?)");
+  if (!put) return put.status();
+  std::vector<HotEntry> entries;
+  int64_t t = 0;
+  uint64_t grp = 0, lsn = 0;
+  auto write = [&]() -> Status {
+    if (entries.empty()) return Status::ok();
+    const std::string data = encode_hot_row(entries);
+    put->bind(1, t).bind(2, grp).bind(3, lsn).bind_blob(4, data.data(), data.size());
+    entries.clear();
+    lsn = 0;
+    return put->run();
+  };
+  while (true) {
+    auto row = read->step();
+    if (!row) return row.status();
+    if (!*row) break;
+    const int64_t rt = read->int64(0);
+    const auto sid = static_cast<uint64_t>(read->int64(1));
+    if (rt != t || hot_group(sid) != grp) {
+      if (auto s = write(); !s) return s;
+      t = rt;
+      grp = hot_group(sid);
+    }
+    HotEntry e;
+    e.series_id = sid;
+    e.kind = static_cast<Kind>(read->int64(2));
+    lsn = std::max(lsn, static_cast<uint64_t>(read->int64(3)));
+    e.agg.sum = read->real(4);
+    if (e.kind != Kind::kCounter) {
+      e.agg.count = static_cast<uint64_t>(read->int64(5));
+      if (e.agg.count > 0) {
+        e.agg.min = read->real(6);
+        e.agg.max = read->real(7);
+      }
+      e.agg.last = read->real(8);
+    }
+    if (e.kind == Kind::kDistribution && !read->is_null(9)) {
+      auto blob = read->blob(9);
+      wire::Sketch p;
+      if (!p.ParseFromArray(blob.data(), static_cast<int>(blob.size())))
+        return Status::corruption(from + ": stored sketch does not parse");
+      auto sk = sketch_from_proto(p);
+      if (!sk) return Status::corruption(from + ": stored sketch: " + sk.status().message());
+      e.agg.sketch = std::make_unique<Sketch>(std::move(*sk));
+    }
+    entries.push_back(std::move(e));
+  }
+  return write();
+}
+
+}  // namespace
+
 Status convert_rows_to_chunks(Db& db, const std::vector<Resolution>& resolutions) {
   if (auto s = db.exec(chunk_layout_schema(resolutions)); !s) return s;
   if (auto s = db.exec("BEGIN IMMEDIATE"); !s) return s;
@@ -931,15 +1043,8 @@ Status convert_rows_to_chunks(Db& db, const std::vector<Resolution>& resolutions
       break;
     }
     if (!*row) continue;
-    const std::string p = "points_" + std::to_string(r);
-    // Counters kept zeros in min/max/last; empty gauges and distributions have no min/max.
-    s = db.exec("INSERT OR REPLACE INTO " + hot_table(resolutions[r]) + "(t, series_id, kind, lsn, " + kHotValues +
-                ") SELECT p.t, p.series_id, s.kind, p.lsn, p.sum, p.count,"
-                " CASE WHEN s.kind = 1 OR p.count = 0 THEN NULL ELSE p.min END,"
-                " CASE WHEN s.kind = 1 OR p.count = 0 THEN NULL ELSE p.max END,"
-                " CASE WHEN s.kind = 1 THEN NULL ELSE p.last END, p.sketch"
-                " FROM " + p + " p JOIN series s ON s.id = p.series_id;"
-                "DROP TABLE " + p + ";");
+    s = convert_table(db, "points_" + std::to_string(r), hot_table(resolutions[r]));
+    if (s) s = db.exec("DROP TABLE points_" + std::to_string(r));
   }
   if (s) s = db.exec("INSERT INTO meta(key, value) VALUES('storage_format', " +
                      std::to_string(cf::kStorageFormat) + ") ON CONFLICT(key) DO UPDATE SET value=excluded.value");

@@ -25,6 +25,10 @@ class PointWriter {
   virtual Result<uint64_t> stored_lsn(uint64_t series_id, size_t res, int64_t time) = 0;
   // Runs its own transactions; called outside one.
   virtual Status compact(int64_t watermark, CompactStats* stats) = 0;
+  // Writes what merge() gathered in the transaction; called just before COMMIT.
+  virtual Status before_commit() { return Status::ok(); }
+  // Forgets it; called after ROLLBACK.
+  virtual void after_rollback() {}
 };
 
 class PointReader {

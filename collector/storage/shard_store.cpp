@@ -114,9 +114,24 @@ Result<std::vector<SeriesInfo>> ShardStore::load_series() {
   return out;
 }
 
-Status ShardStore::begin() { return begin_.run(); }
-Status ShardStore::commit() { return commit_.run(); }
-void ShardStore::rollback() { (void)rollback_.run(); }
+Status ShardStore::begin() {
+  Status s = begin_.run();
+  in_transaction_ = s.is_ok();
+  return s;
+}
+
+Status ShardStore::commit() {
+  if (auto s = points_->before_commit(); !s) return s;  // the caller rolls back
+  Status s = commit_.run();
+  if (s) in_transaction_ = false;
+  return s;
+}
+
+void ShardStore::rollback() {
+  (void)rollback_.run();
+  points_->after_rollback();
+  in_transaction_ = false;
+}
 
 Status ShardStore::put_series(const SeriesInfo& s) {
   std::string key = series_key(s.metric, s.tags);
@@ -128,7 +143,13 @@ Status ShardStore::put_series(const SeriesInfo& s) {
 Status ShardStore::merge_bucket(uint64_t series_id, Kind kind, size_t res, int64_t time, const BucketAgg& agg,
                                 uint64_t lsn, BucketAgg* merged_out) {
   if (res >= resolutions_.size()) return Status::invalid_argument("no resolution " + std::to_string(res));
-  return points_->merge(series_id, kind, res, time, agg, lsn, merged_out);
+  if (in_transaction_) return points_->merge(series_id, kind, res, time, agg, lsn, merged_out);
+  // Outside begin()/commit(): a transaction of its own.
+  if (auto s = begin(); !s) return s;
+  Status s = points_->merge(series_id, kind, res, time, agg, lsn, merged_out);
+  if (s) s = commit();
+  if (!s) rollback();
+  return s;
 }
 
 Status ShardStore::delete_before(uint64_t series_id, size_t res, int64_t before, int64_t* deleted) {

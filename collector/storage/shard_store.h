@@ -103,6 +103,7 @@ class ShardStore {
   Status put_series(const SeriesInfo& s);
   // stored (+) agg. When merged_out is set it receives the merged bucket (for corrections).
   // `time` is the bucket's start; lsn the log position the write includes (see stored_lsn).
+  // Inside begin()/commit() writes may be gathered and land at commit(); outside, it commits.
   Status merge_bucket(uint64_t series_id, Kind kind, size_t res, int64_t time, const BucketAgg& agg,
                       uint64_t lsn, BucketAgg* merged_out);
   // Retention: drops a series' buckets older than `before` at resolution res. Encoded buckets go
@@ -137,6 +138,7 @@ class ShardStore {
   ShardStoreOptions options_;
   std::unique_ptr<Db> db_;
   std::unique_ptr<PointWriter> points_;
+  bool in_transaction_ = false;
   Stmt begin_, commit_, rollback_, put_series_, get_meta_, set_meta_;
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<ShardReader>> readers_;  // GUARDED_BY(readers_mu_)
