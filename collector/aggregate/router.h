@@ -24,6 +24,7 @@ class Router {
       if (w.points() == 0 && w.new_series.empty()) continue;
       w.lsn = lsn;
       shards_[i]->submit(std::move(w));
+      if (lsn) shards_[i]->note_routed(lsn);
     }
   }
   // The LSN below which every logged point is in SQLite, over all shards.

@@ -79,6 +79,16 @@ void Shard::submit(ShardWork&& work) {
   queue_cv_.notify_one();
 }
 
+bool Shard::wait_applied(std::chrono::milliseconds timeout) const {
+  const uint64_t target = routed_lsn_.load(std::memory_order_acquire);
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (applied_lsn_.load(std::memory_order_acquire) < target) {
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return true;
+}
+
 size_t Shard::queue_depth() const {
   std::lock_guard lock(queue_mu_);
   return queue_.size();
@@ -424,6 +434,7 @@ void Shard::run() {
 
 Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
                    std::vector<std::vector<StoredBucket>>* out, int64_t* wm) {
+  (void)wait_applied(std::chrono::milliseconds(500));  // see note_routed()
   auto reader = store_->acquire_reader();
   if (!reader) return reader.status();
   out->assign(series.size(), {});
@@ -473,6 +484,7 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
 
 Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series, const std::vector<uint32_t>& rows,
                                size_t res, const StepGrid& grid, double* out, int64_t* wm) {
+  (void)wait_applied(std::chrono::milliseconds(500));  // see note_routed()
   auto reader = store_->acquire_reader();
   if (!reader) return reader.status();
   const size_t steps = grid.steps();

@@ -11,6 +11,7 @@
 // shard thread's.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -107,6 +108,11 @@ class Shard {
   size_t queue_depth() const;
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
   uint64_t applied_lsn() const { return applied_lsn_.load(std::memory_order_acquire); }
+  // Read-your-acknowledged-writes: the router notes the newest logged work it handed over, and a
+  // query waits (bounded) until the shard has applied it, so a batch acknowledged before a query
+  // started is in that query's answer.
+  void note_routed(uint64_t lsn) { routed_lsn_.store(lsn, std::memory_order_release); }
+  bool wait_applied(std::chrono::milliseconds timeout) const;
   // Every logged point with an LSN up to this one is in SQLite.
   uint64_t safe_lsn() const { return safe_lsn_.load(std::memory_order_acquire); }
   ShardStore& store() { return *store_; }
@@ -157,6 +163,7 @@ class Shard {
 
   std::atomic<bool> healthy_{true};
   std::atomic<uint64_t> applied_lsn_{0};
+  std::atomic<uint64_t> routed_lsn_{0};
   std::atomic<uint64_t> safe_lsn_{0};
   int64_t last_checkpoint_s_ = 0;
   int64_t last_partial_ms_ = 0;
