@@ -44,6 +44,15 @@ Status load_remote_write(const toml::table& t, const std::string& path, RemoteWr
       if (auto s = rw.set_label(std::string(k.str()) + "=" + *value); !s) return s;
     }
   }
+  if (auto n = t["remote_write_headers"]; n) {
+    const toml::table* headers = n.as_table();
+    if (!headers) return Status::invalid_argument(path + ": 'remote_write_headers' must be a table like { \"X-Scope-OrgID\" = \"team-a\" }");
+    for (const auto& [k, v] : *headers) {
+      auto value = v.value<std::string>();
+      if (!value) return Status::invalid_argument(path + ": remote_write_headers." + std::string(k.str()) + " must be a string");
+      rw.headers.emplace_back(std::string(k.str()), *value);
+    }
+  }
   for (auto [key, field] : {std::pair{"remote_write_max_samples", &rw.max_samples_per_request},
                             {"remote_write_max_buffered", &rw.max_buffered_samples}}) {
     if (auto n = t[key]; n) {
@@ -91,7 +100,8 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
   static const std::set<std::string> kKeys = {"data_dir", "shards", "ingest", "http", "live", "statsd", "statsd_unix",
                                               "retention", "lateness", "max_future", "max_batch_bytes",
                                               "self_metrics", "log_level", "log_file", "fsync", "checkpoint",
-                                              "remote_write_url", "remote_write_labels", "remote_write_max_samples",
+                                              "remote_write_url", "remote_write_labels", "remote_write_headers",
+                                              "remote_write_max_samples",
                                               "remote_write_flush_interval", "remote_write_max_buffered",
                                               "remote_write_timeout", "remote_write_min_backoff", "remote_write_max_backoff"};
   for (const auto& [k, v] : t) {
@@ -166,7 +176,11 @@ std::string config_to_toml(const CollectorConfig& c) {
   o << "remote_write_url = \"" << rw.url << "\"\n"
     << "remote_write_labels = {";
   for (size_t i = 0; i < rw.labels.size(); ++i) o << (i ? ", " : " ") << rw.labels[i].first << " = \"" << rw.labels[i].second << "\"";
-  o << (rw.labels.empty() ? "}\n" : " }\n")
+  o << (rw.labels.empty() ? "}\n" : " }\n");
+  // Header values may be secrets (Authorization): names only.
+  o << "remote_write_headers = {";
+  for (size_t i = 0; i < rw.headers.size(); ++i) o << (i ? ", " : " ") << '"' << rw.headers[i].first << "\" = \"(set)\"";
+  o << (rw.headers.empty() ? "}\n" : " }\n")
     << "remote_write_max_samples = " << rw.max_samples_per_request << "\n"
     << "remote_write_flush_interval = \"" << format_duration_ms(rw.flush_interval_ms) << "\"\n"
     << "remote_write_max_buffered = " << rw.max_buffered_samples << "\n"

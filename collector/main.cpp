@@ -53,9 +53,11 @@ int main(int argc, char** argv) {
   // Remote-write forwarding (docs/SCALING.md).
   std::optional<std::string> rw_url, rw_flush, rw_timeout, rw_min_backoff, rw_max_backoff;
   std::optional<uint64_t> rw_max_samples, rw_max_buffered;
-  std::vector<std::string> rw_labels;
+  std::vector<std::string> rw_labels, rw_headers;
   app.add_option("--remote-write-url", rw_url, "Forward final buckets by Prometheus remote-write to this URL (default: off)");
   app.add_option("--remote-write-label", rw_labels, "name=value added to every forwarded series; repeatable (default instance=<hostname>)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--remote-write-header", rw_headers, "\"Name: value\" sent with every request (e.g. X-Scope-OrgID); repeatable")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--remote-write-max-samples", rw_max_samples, "Samples per remote-write request (default 2000)");
   app.add_option("--remote-write-flush-interval", rw_flush, "Send a smaller request after this long (default 1s)");
@@ -104,6 +106,12 @@ int main(int argc, char** argv) {
   for (const auto& l : rw_labels) {
     if (auto s = cfg.remote_write.set_label(l); !s) {
       std::cerr << "tally-collector: --remote-write-label: " << s.message() << "\n";
+      return 2;
+    }
+  }
+  for (const auto& h : rw_headers) {
+    if (auto s = cfg.remote_write.add_header(h); !s) {
+      std::cerr << "tally-collector: --remote-write-header: " << s.message() << "\n";
       return 2;
     }
   }

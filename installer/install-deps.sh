@@ -14,6 +14,7 @@ packages=(
   xvfb xauth curl
   prometheus  # promtool checks /metrics; a real server scrapes the collector in tests
   victoria-metrics  # remote-write forwarding is tested against a real single-node server
+  dpkg-dev file     # make package: dpkg-shlibdeps computes Depends of the .debs
 )
 
 missing=()

@@ -50,6 +50,11 @@ Status RemoteWriteOptions::validate() const {
     if (k.empty() || k.rfind("__", 0) == 0 || prom_label_name(k) != k)
       return Status::invalid_argument("remote_write_labels: '" + k + "' is no Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not __...)");
   }
+  static const std::regex kHeaderName(R"(^[A-Za-z0-9!#$%&'*+.^_`|~-]+$)");
+  for (const auto& [k, v] : headers) {
+    if (!std::regex_match(k, kHeaderName) || v.find_first_of("\r\n") != std::string::npos)
+      return Status::invalid_argument("remote_write_headers: '" + k + "' is no valid HTTP header");
+  }
   if (max_samples_per_request < 1) return Status::invalid_argument("remote_write_max_samples must be at least 1");
   if (max_buffered_samples < max_samples_per_request)
     return Status::invalid_argument("remote_write_max_buffered must be at least remote_write_max_samples");
@@ -58,6 +63,16 @@ Status RemoteWriteOptions::validate() const {
   if (timeout_ms < 100 || timeout_ms > 600000) return Status::invalid_argument("remote_write_timeout must be 100ms..10m");
   if (min_backoff_ms < 1 || max_backoff_ms < min_backoff_ms || max_backoff_ms > 600000)
     return Status::invalid_argument("remote_write backoff must satisfy 1ms <= min_backoff <= max_backoff <= 10m");
+  return Status::ok();
+}
+
+Status RemoteWriteOptions::add_header(std::string_view name_colon_value) {
+  auto colon = name_colon_value.find(':');
+  if (colon == std::string_view::npos || colon == 0)
+    return Status::invalid_argument("remote-write header must be 'Name: value', not '" + std::string(name_colon_value) + "'");
+  std::string_view value = name_colon_value.substr(colon + 1);
+  while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+  headers.emplace_back(std::string(name_colon_value.substr(0, colon)), std::string(value));
   return Status::ok();
 }
 
@@ -114,7 +129,11 @@ std::shared_ptr<const PromSeries> PromSampleMapper::series(const wire::LiveUpdat
 }
 
 PromSampleMapper::State& PromSampleMapper::state(const wire::LiveUpdate& u) {
-  std::string key = u.metric();
+  size_t n = u.metric().size();
+  for (const auto& t : u.tags()) n += t.key().size() + t.value().size() + 2;
+  std::string key;
+  key.reserve(n);
+  key = u.metric();
   for (const auto& t : u.tags()) {
     key += kKeySeparator;
     key += t.key();
@@ -439,6 +458,7 @@ RemoteWriter::Outcome RemoteWriter::post(const std::string& body, int* http_stat
   httplib::Headers headers = {{"Content-Encoding", "snappy"},
                               {"X-Prometheus-Remote-Write-Version", "0.1.0"},
                               {"User-Agent", "tally-collector"}};
+  for (const auto& [k, v] : opts_.headers) headers.emplace(k, v);
   auto res = client_->Post(path_, headers, body, "application/x-protobuf");
   *http_status = res ? res->status : 0;
   if (!res) {

@@ -20,6 +20,8 @@ struct RemoteWriteOptions {
   // this collector's series apart from every other collector's (each keeps its own running
   // totals). An empty value removes a label. The default is instance=<hostname>.
   std::vector<std::pair<std::string, std::string>> labels;
+  // Extra HTTP headers on every request, e.g. X-Scope-OrgID (a Mimir tenant) or Authorization.
+  std::vector<std::pair<std::string, std::string>> headers;
   // Samples per request: a request is sent when this many are queued or flush_interval_ms passed.
   uint64_t max_samples_per_request = 2000;
   int64_t flush_interval_ms = 1000;
@@ -39,6 +41,8 @@ struct RemoteWriteOptions {
   Status validate() const;
   // Sets (or, with an empty value, removes) one label; "name=value" from a flag.
   Status set_label(std::string_view name_eq_value);
+  // Adds one header; "Name: value" from a flag.
+  Status add_header(std::string_view name_colon_value);
 };
 
 // "250ms", "5s", "2m" or a bare number of seconds -> milliseconds.

@@ -413,6 +413,8 @@ void TestRemoteWrite::optionsAreChecked_data() {
   QTest::newRow("no scheme") << "vm:8428/api/v1/write" << "" << false;
   QTest::newRow("reserved label") << "http://vm/w" << "__name__=x" << false;
   QTest::newRow("dotted label") << "http://vm/w" << "a.b=x" << false;
+  QTest::newRow("header") << "http://vm/w" << "H:X-Scope-OrgID: t1" << true;
+  QTest::newRow("bad header") << "http://vm/w" << "H:Bad Header: t1" << false;
 }
 
 void TestRemoteWrite::optionsAreChecked() {
@@ -421,7 +423,8 @@ void TestRemoteWrite::optionsAreChecked() {
   QFETCH(bool, ok);
   RemoteWriteOptions o;
   o.url = url.toStdString();
-  if (!label.isEmpty()) QVERIFY(o.set_label(label.toStdString()).is_ok());
+  if (label.startsWith("H:")) QVERIFY(o.add_header(label.mid(2).toStdString()).is_ok());
+  else if (!label.isEmpty()) QVERIFY(o.set_label(label.toStdString()).is_ok());
   QCOMPARE(o.validate().is_ok(), ok);
   QCOMPARE(parse_duration_ms("250ms").value(), int64_t(250));
   QCOMPARE(parse_duration_ms("2s").value(), int64_t(2000));
@@ -447,7 +450,7 @@ void TestRemoteWrite::receiverSeesTheProtocolAndRetriesOnlyServerErrors() {
     ++requests;
     {
       std::lock_guard lock(mu);
-      for (const char* h : {"Content-Encoding", "Content-Type", "X-Prometheus-Remote-Write-Version"})
+      for (const char* h : {"Content-Encoding", "Content-Type", "X-Prometheus-Remote-Write-Version", "X-Scope-OrgID"})
         headers[h] = req.get_header_value(h);
     }
     if (failures_left.fetch_sub(1) > 0) {
@@ -490,7 +493,7 @@ void TestRemoteWrite::receiverSeesTheProtocolAndRetriesOnlyServerErrors() {
 
   CollectorProcess c;
   QVERIFY(c.start(remote_write_args("http://127.0.0.1:" + std::to_string(port) + "/api/v1/write", "fake") +
-                  QStringList{"--no-self-metrics"}));
+                  QStringList{"--no-self-metrics", "--remote-write-header", "X-Scope-OrgID: team-a"}));
   RawProducer p(c.ingest());
   wire::Batch b;
   b.set_producer_id(7);
@@ -518,6 +521,7 @@ void TestRemoteWrite::receiverSeesTheProtocolAndRetriesOnlyServerErrors() {
     QCOMPARE(headers["Content-Encoding"], std::string("snappy"));
     QCOMPARE(headers["Content-Type"], std::string("application/x-protobuf"));
     QCOMPARE(headers["X-Prometheus-Remote-Write-Version"], std::string("0.1.0"));
+    QCOMPARE(headers["X-Scope-OrgID"], std::string("team-a"));  // --remote-write-header
     QVERIFY(ordered);
   }
   QVERIFY(eventually([&] { return self_metric(c, "tally_remote_write_samples_total") >= 4; }));  // 0 + 3 buckets
