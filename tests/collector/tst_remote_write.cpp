@@ -14,12 +14,14 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <numeric>
 #include <thread>
 
 #include "collector_process.h"
+#include "config.h"
 #include "forward/remote_write.h"
 #include "remote_write.pb.h"
 #include "tally/client.h"
@@ -238,6 +240,8 @@ class TestRemoteWrite : public QObject {
   void requestGroupsSamplesBySeries();
   void optionsAreChecked_data();
   void optionsAreChecked();
+  void configFileKeys_data();
+  void configFileKeys();
 
   void receiverSeesTheProtocolAndRetriesOnlyServerErrors();
   void victoriaMetricsHoldsExactlyWhatWasEmitted();
@@ -431,6 +435,54 @@ void TestRemoteWrite::optionsAreChecked() {
   QVERIFY(!parse_duration_ms("-5ms").has_value());
   QCOMPARE(format_duration_ms(1500), std::string("1500ms"));
   QCOMPARE(format_duration_ms(60000), std::string("1m"));
+}
+
+void TestRemoteWrite::configFileKeys_data() {
+  QTest::addColumn<QString>("toml");
+  QTest::addColumn<QString>("error");  // empty = must load
+  QTest::newRow("off") << "" << "";
+  QTest::newRow("all keys")
+      << "remote_write_url = \"http://vm:8428/api/v1/write\"\nremote_write_labels = { instance = \"c1\", dc = \"eu\" }\n"
+         "remote_write_headers = { \"X-Scope-OrgID\" = \"t\" }\nremote_write_max_samples = 500\n"
+         "remote_write_flush_interval = \"250ms\"\nremote_write_max_buffered = 10000\nremote_write_timeout = \"3s\"\n"
+         "remote_write_min_backoff = \"10ms\"\nremote_write_max_backoff = \"1m\"\n"
+      << "";
+  QTest::newRow("labels not a table") << "remote_write_labels = \"instance=c1\"" << "must be a table";
+  QTest::newRow("bad label name") << "remote_write_url = \"http://vm/w\"\nremote_write_labels = { \"a-b\" = \"x\" }" << "label name";
+  QTest::newRow("bad duration") << "remote_write_flush_interval = \"soon\"" << "remote_write_flush_interval";
+  QTest::newRow("buffer below request") << "remote_write_url = \"http://vm/w\"\nremote_write_max_buffered = 10" << "max_buffered";
+  QTest::newRow("typo") << "remote_write_uri = \"http://vm/w\"" << "unknown setting";
+}
+
+void TestRemoteWrite::configFileKeys() {
+  QFETCH(QString, toml);
+  QFETCH(QString, error);
+  QTemporaryDir dir;
+  const std::string path = (dir.path() + "/c.toml").toStdString();
+  std::ofstream(path) << toml.toStdString();
+  auto c = load_config_file(path, CollectorConfig());
+  Status s = c.has_value() ? c->validate() : c.status();
+  if (!error.isEmpty()) {
+    QVERIFY(!s.is_ok());
+    QVERIFY2(s.message().find(error.toStdString()) != std::string::npos, s.message().c_str());
+    return;
+  }
+  QVERIFY2(s.is_ok(), s.to_string().c_str());
+  if (QTest::currentDataTag() == QString("all keys")) {
+    const RemoteWriteOptions& o = c->remote_write;
+    QCOMPARE(o.labels, (std::vector<std::pair<std::string, std::string>>{{"dc", "eu"}, {"instance", "c1"}}));
+    QCOMPARE(o.headers.size(), size_t(1));
+    QCOMPARE(o.max_samples_per_request, uint64_t(500));
+    QCOMPARE(o.flush_interval_ms, int64_t(250));
+    QCOMPARE(o.max_buffered_samples, uint64_t(10000));
+    QCOMPARE(o.timeout_ms, int64_t(3000));
+    QCOMPARE(o.min_backoff_ms, int64_t(10));
+    QCOMPARE(o.max_backoff_ms, int64_t(60000));
+    QVERIFY(config_to_toml(*c).find("remote_write_labels = { dc = \"eu\", instance = \"c1\" }") != std::string::npos);
+  } else {
+    QVERIFY(!c->remote_write.enabled());
+    QVERIFY(c->remote_write.labels.empty());  // no default label while forwarding is off
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
