@@ -432,6 +432,11 @@ void Shard::run() {
   }
 }
 
+int64_t Shard::retention_horizon(size_t res) const {
+  const int64_t keep = opts_.resolutions[res].retention_s;
+  return keep > 0 ? clock_.now_s() - keep : std::numeric_limits<int64_t>::min();
+}
+
 Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
                    std::vector<std::vector<StoredBucket>>* out, int64_t* wm) {
   (void)wait_applied(std::chrono::milliseconds(500));  // see note_routed()
@@ -444,6 +449,9 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
     std::lock_guard lock(state_mu_);
     if (auto s = (*reader)->begin_snapshot(); !s) return s;
     *wm = watermark(clock_.now_s());
+    // Buckets past the resolution's retention are not returned, though storage drops them a
+    // whole segment or chunk at a time.
+    from = std::max(from, retention_horizon(res));
     shard_series = series_.size();
     for (size_t i = 0; i < series.size(); ++i) {
       auto it = series_.find(series[i]->id);
@@ -489,26 +497,28 @@ Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series, con
   if (!reader) return reader.status();
   const size_t steps = grid.steps();
   size_t shard_series = 0;
+  StepGrid g = grid;
   {
     // Open buckets and the snapshot under one lock, as in read(); sums need no merging: stored
     // and open parts of a bucket simply add.
     std::lock_guard lock(state_mu_);
     if (auto s = (*reader)->begin_snapshot(); !s) return s;
     *wm = watermark(clock_.now_s());
+    g.since = std::max(g.since, retention_horizon(res));  // as in read()
     shard_series = series_.size();
     for (size_t i = 0; i < series.size(); ++i) {
       auto it = series_.find(series[i]->id);
       if (it == series_.end()) continue;
       const auto& m = it->second.open[res];
       double* row = out + rows[i] * steps;
-      for (auto b = m.lower_bound(grid.from); b != m.end() && b->first < grid.to; ++b)
-        row[(b->first - grid.from) / grid.step] += b->second.agg.sum;
+      for (auto b = m.lower_bound(std::max(g.from, g.since)); b != m.end() && b->first < g.to; ++b)
+        row[(b->first - g.from) / g.step] += b->second.agg.sum;
     }
   }
   std::vector<SeriesRef> refs;
   refs.reserve(series.size());
   for (const auto* info : series) refs.push_back({info->id, info->kind});
-  Status s = (*reader)->add_counter_sums(refs, rows, res, grid, shard_series, out);
+  Status s = (*reader)->add_counter_sums(refs, rows, res, g, shard_series, out);
   (*reader)->end_snapshot();
   store_->release_reader(std::move(*reader));
   return s;

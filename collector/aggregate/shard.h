@@ -140,6 +140,8 @@ class Shard {
   void apply_retention(int64_t now_s);
   // Encodes the storage windows the flush before it has closed (ShardStore::compact).
   void compact_storage(int64_t now_s);
+  // The oldest bucket time a query may see at resolution res (its retention).
+  int64_t retention_horizon(size_t res) const;
   int64_t watermark(int64_t now_s) const { return now_s - opts_.lateness_s; }
 
   const ShardOptions opts_;

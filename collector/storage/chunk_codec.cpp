@@ -266,58 +266,72 @@ void rans_encode(const uint8_t* tokens, size_t n, const uint32_t* counts, std::s
   out->append(reinterpret_cast<const char*>(ptr), len);
 }
 
-// Decodes n tokens; false when the table or the stream is malformed.
-bool rans_decode(Reader& in, size_t n, uint8_t* tokens) {
-  const uint32_t ntok = in.u8() + 1u;
+// A decoding table: slot -> token, and each token's frequency and start.
+struct DecTable {
+  int prob_bits = 0;
+  uint32_t ntok = 0;
+  uint8_t single = 0;  // the token when ntok == 1
+  uint16_t freq[cf::kTokens];
+  uint16_t start[cf::kTokens];
+  uint8_t sym[1u << cf::kRansMaxProbBits];
+};
+
+// Reads the table written by rans_encode; false when malformed.
+bool read_table(Reader& in, DecTable* t) {
+  t->ntok = in.u8() + 1u;
   if (!in.ok) return false;
-  if (ntok == 1) {
-    const uint8_t t = in.u8();
-    std::memset(tokens, t, n);
+  if (t->ntok == 1) {
+    t->single = in.u8();
     return in.ok;
   }
   const int P = in.u8();
   if (P < cf::kRansMinProbBits || P > cf::kRansMaxProbBits) return false;
+  t->prob_bits = P;
   const uint32_t total = 1u << P;
-  uint8_t sym_of[1u << cf::kRansMaxProbBits];
-  uint32_t freq[cf::kTokens], start[cf::kTokens];
   uint32_t acc = 0;
   int prev = -1;
-  for (uint32_t k = 0; k < ntok; ++k) {
+  for (uint32_t k = 0; k < t->ntok; ++k) {
     const uint64_t gap = in.varint();
     const uint64_t f = in.varint() + 1;
     if (!in.ok || gap >= cf::kTokens || prev + 1 + gap >= cf::kTokens || f > total - acc) return false;
-    const auto t = static_cast<uint32_t>(prev + 1 + static_cast<int>(gap));
-    freq[t] = static_cast<uint32_t>(f);
-    start[t] = acc;
-    std::memset(sym_of + acc, static_cast<int>(t), f);
+    const auto tok = static_cast<uint32_t>(prev + 1 + static_cast<int>(gap));
+    t->freq[tok] = static_cast<uint16_t>(f);
+    t->start[tok] = static_cast<uint16_t>(acc);
+    std::memset(t->sym + acc, static_cast<int>(tok), f);
     acc += static_cast<uint32_t>(f);
-    prev = static_cast<int>(t);
+    prev = static_cast<int>(tok);
   }
-  if (acc != total) return false;
-  const uint64_t len = in.varint();
-  const uint8_t* p = in.bytes(len);
-  if (!in.ok || len < 8) return false;
-  const uint8_t* const end = p + len;
+  return acc == total;
+}
+
+// Decodes n tokens from the stream [p, end). The states live in registers (nothing takes their
+// address), so the byte stores cannot force them to memory. False when the stream is malformed:
+// a well-formed one ends exactly where both states are back at their initial value.
+bool rans_run(const DecTable& t, const uint8_t* p, const uint8_t* const end, size_t n, uint8_t* __restrict tokens) {
+  if (end - p < 8) return false;
   uint32_t x0 = get_le32(p), x1 = get_le32(p + 4);
   p += 8;
-  const uint32_t mask = total - 1;
-  auto step = [&](uint32_t& x) -> uint8_t {
-    const uint32_t slot = x & mask;
-    const uint8_t s = sym_of[slot];
-    x = freq[s] * (x >> P) + slot - start[s];
-    while (x < cf::kRansLow) {
-      if (p == end) return 0;  // reported by the final state check
-      x = (x << 8) | *p++;
-    }
-    return s;
-  };
+  const int P = t.prob_bits;
+  const uint32_t mask = (1u << P) - 1;
+  const uint8_t* __restrict sym = t.sym;
+  const uint16_t* __restrict freq = t.freq;
+  const uint16_t* __restrict start = t.start;
   size_t i = 0;
   for (; i + 1 < n; i += 2) {
-    tokens[i] = step(x0);
-    tokens[i + 1] = step(x1);
+    const uint32_t s0 = sym[x0 & mask], s1 = sym[x1 & mask];
+    x0 = freq[s0] * (x0 >> P) + (x0 & mask) - start[s0];
+    x1 = freq[s1] * (x1 >> P) + (x1 & mask) - start[s1];
+    while (x0 < cf::kRansLow && p != end) x0 = (x0 << 8) | *p++;
+    while (x1 < cf::kRansLow && p != end) x1 = (x1 << 8) | *p++;
+    tokens[i] = static_cast<uint8_t>(s0);
+    tokens[i + 1] = static_cast<uint8_t>(s1);
   }
-  if (i < n) tokens[i] = step(x0);
-  // A well-formed stream ends exactly where both states return to their initial value.
+  if (i < n) {
+    const uint32_t s0 = sym[x0 & mask];
+    x0 = freq[s0] * (x0 >> P) + (x0 & mask) - start[s0];
+    while (x0 < cf::kRansLow && p != end) x0 = (x0 << 8) | *p++;
+    tokens[i] = static_cast<uint8_t>(s0);
+  }
   return x0 == cf::kRansLow && x1 == cf::kRansLow && p == end;
 }
 
@@ -349,11 +363,14 @@ void encode_int_column(const double* v, size_t n, std::string* out) {
   delta.resize(n);
   uint32_t raw_counts[cf::kTokens] = {}, delta_counts[cf::kTokens] = {};
   uint64_t raw_extra = 0, delta_extra = 0;
+  bool negative = false;
+  for (size_t i = 0; i < n; ++i) negative = negative || v[i] < 0;
+  // Values as they are when none is negative (counts: 0..15 need no extra bits), else zigzag.
   int64_t prev = 0;
   for (size_t i = 0; i < n; ++i) {
     const auto iv = static_cast<int64_t>(v[i]);
     int e;
-    raw[i] = zigzag(iv);
+    raw[i] = negative ? zigzag(iv) : static_cast<uint64_t>(iv);
     ++raw_counts[token_of(raw[i], &e)];
     raw_extra += static_cast<uint64_t>(e);
     delta[i] = zigzag(iv - prev);
@@ -363,7 +380,9 @@ void encode_int_column(const double* v, size_t n, std::string* out) {
   }
   const bool use_delta = estimate(delta_counts, n, delta_extra) < estimate(raw_counts, n, raw_extra);
   const std::vector<uint64_t>& u = use_delta ? delta : raw;
-  put_u8(out, static_cast<uint8_t>(use_delta ? cf::ColumnEncoding::kIntDelta : cf::ColumnEncoding::kIntRaw));
+  put_u8(out, static_cast<uint8_t>(use_delta  ? cf::ColumnEncoding::kIntDelta
+                                   : negative ? cf::ColumnEncoding::kIntRaw
+                                              : cf::ColumnEncoding::kIntUnsigned));
   tokens.resize(n);
   std::string extra;
   BitWriter bw{&extra};
@@ -427,7 +446,22 @@ void encode_float_column(const double* v, size_t n, std::string* out) {
   put_bytes_block(out, planes.data(), planes.size());
 }
 
-void encode_column(const double* v, size_t n, std::string* out) {
+void encode_packed_column(const double* v, size_t n, std::string* out) {
+  int64_t lo = static_cast<int64_t>(v[0]), hi = lo;
+  for (size_t i = 1; i < n; ++i) {
+    lo = std::min(lo, static_cast<int64_t>(v[i]));
+    hi = std::max(hi, static_cast<int64_t>(v[i]));
+  }
+  const int width = std::bit_width(static_cast<uint64_t>(hi - lo));
+  put_u8(out, static_cast<uint8_t>(cf::ColumnEncoding::kIntPacked));
+  put_varint(out, zigzag(lo));
+  put_u8(out, static_cast<uint8_t>(width));
+  BitWriter bw{out};
+  for (size_t i = 0; i < n; ++i) bw.put(static_cast<uint64_t>(static_cast<int64_t>(v[i]) - lo), width);
+  bw.finish();
+}
+
+void encode_column(const double* v, size_t n, std::string* out, bool packed) {
   if (n == 0) return;
   const uint64_t first = std::bit_cast<uint64_t>(v[0]);
   bool same = true, ints = true;
@@ -438,6 +472,8 @@ void encode_column(const double* v, size_t n, std::string* out) {
   if (same) {
     put_u8(out, static_cast<uint8_t>(cf::ColumnEncoding::kConst));
     put_f64(out, v[0]);
+  } else if (ints && packed) {
+    encode_packed_column(v, n, out);
   } else if (ints) {
     encode_int_column(v, n, out);
   } else {
@@ -456,31 +492,80 @@ bool decode_column(Reader& in, size_t n, double* out) {
       std::fill(out, out + n, v);
       return in.ok;
     }
+    case cf::ColumnEncoding::kIntUnsigned:
     case cf::ColumnEncoding::kIntRaw:
     case cf::ColumnEncoding::kIntDelta: {
+      const auto e_kind = static_cast<cf::ColumnEncoding>(enc);
+      thread_local DecTable table;
       thread_local std::vector<uint8_t> tokens;
+      if (!read_table(in, &table)) return false;
       tokens.resize(n);
-      if (!rans_decode(in, n, tokens.data())) return false;
+      if (table.ntok == 1) {
+        std::memset(tokens.data(), table.single, n);
+      } else {
+        const uint64_t len = in.varint();
+        const uint8_t* p = in.bytes(len);
+        if (!in.ok || !rans_run(table, p, p + len, n, tokens.data())) return false;
+      }
       const uint64_t elen = in.varint();
       const uint8_t* e = in.bytes(elen);
       if (!in.ok) return false;
-      BitReader br{e, e + elen};
-      if (static_cast<cf::ColumnEncoding>(enc) == cf::ColumnEncoding::kIntRaw) {
+      // Small tokens are their value: a table; larger ones take their extra bits.
+      double direct[cf::kDirectTokens];
+      for (uint32_t t = 0; t < cf::kDirectTokens; ++t)
+        direct[t] = e_kind == cf::ColumnEncoding::kIntUnsigned ? static_cast<double>(t)
+                                                               : static_cast<double>(unzigzag(t));
+      const uint8_t* __restrict tk = tokens.data();
+      if (elen == 0 && e_kind != cf::ColumnEncoding::kIntDelta) {
+        // No token needed extra bits: every one is direct (checked, a damaged stream may lie).
         for (size_t i = 0; i < n; ++i) {
-          const uint32_t t = tokens[i];
-          const uint64_t u = t < cf::kDirectTokens ? t : value_of(t, br.get(extra_bits_of(t)));
-          out[i] = static_cast<double>(unzigzag(u));
+          if (tk[i] >= cf::kDirectTokens && extra_bits_of(tk[i]) > 0) return false;
+          out[i] = tk[i] < cf::kDirectTokens ? direct[tk[i]] : 0.0;
         }
-      } else {
-        uint64_t acc = 0;  // unsigned: a damaged stream may overflow, which must not be UB
-        for (size_t i = 0; i < n; ++i) {
-          const uint32_t t = tokens[i];
-          const uint64_t u = t < cf::kDirectTokens ? t : value_of(t, br.get(extra_bits_of(t)));
-          acc += static_cast<uint64_t>(unzigzag(u));
-          out[i] = static_cast<double>(static_cast<int64_t>(acc));
+        return true;
+      }
+      BitReader br{e, e + elen};
+      auto value = [&br](uint32_t t) -> uint64_t { return value_of(t, br.get(extra_bits_of(t))); };
+      switch (e_kind) {
+        case cf::ColumnEncoding::kIntUnsigned:
+          for (size_t i = 0; i < n; ++i)
+            out[i] = tk[i] < cf::kDirectTokens ? direct[tk[i]] : static_cast<double>(value(tk[i]));
+          break;
+        case cf::ColumnEncoding::kIntRaw:
+          for (size_t i = 0; i < n; ++i)
+            out[i] = tk[i] < cf::kDirectTokens ? direct[tk[i]] : static_cast<double>(unzigzag(value(tk[i])));
+          break;
+        default: {
+          uint64_t acc = 0;  // unsigned: a damaged stream may overflow, which must not be UB
+          for (size_t i = 0; i < n; ++i) {
+            const uint64_t u = tk[i] < cf::kDirectTokens ? tk[i] : value(tk[i]);
+            acc += static_cast<uint64_t>(unzigzag(u));
+            out[i] = static_cast<double>(static_cast<int64_t>(acc));
+          }
         }
       }
       return br.ok;
+    }
+    case cf::ColumnEncoding::kIntPacked: {
+      const auto lo = static_cast<uint64_t>(unzigzag(in.varint()));
+      const int width = in.u8();
+      const uint64_t bytes = (static_cast<uint64_t>(width) * n + 7) / 8;
+      const uint8_t* p = in.bytes(bytes);
+      if (!in.ok || width > 56) return false;  // integral columns span at most 2^54
+      // Every value's bits are inside the block (its length was checked): no bounds checks below.
+      const uint64_t mask = width == 64 ? ~uint64_t{0} : (uint64_t{1} << width) - 1;
+      uint64_t acc = 0;
+      int have = 0;
+      for (size_t i = 0; i < n; ++i) {
+        while (have < width) {
+          acc |= uint64_t{*p++} << have;
+          have += 8;
+        }
+        out[i] = static_cast<double>(static_cast<int64_t>(lo + (acc & mask)));
+        acc = width == 0 ? acc : acc >> width;
+        have -= width;
+      }
+      return true;
     }
     case cf::ColumnEncoding::kFloat: {
       thread_local std::vector<uint8_t> planes;
@@ -696,9 +781,10 @@ std::string encode_chunk(Kind kind, uint32_t nslots, const std::vector<ChunkSlot
   const size_t n = slots.size();
   thread_local std::vector<double> col;
   col.resize(n);
+  const bool packed = nslots <= cf::kSegmentSlots;
   auto column = [&](auto&& get) {
     for (size_t i = 0; i < n; ++i) col[i] = get(slots[i].agg);
-    encode_column(col.data(), n, &out);
+    encode_column(col.data(), n, &out, packed);
   };
   switch (kind) {
     case Kind::kCounter:
@@ -855,6 +941,25 @@ Result<Kind> chunk_kind(std::string_view blob) {
       k != static_cast<uint8_t>(Kind::kDistribution))
     return corrupt("unknown kind");
   return static_cast<Kind>(k);
+}
+
+Status decode_counter_runs(std::string_view blob, uint32_t nslots, std::vector<SlotRun>* runs,
+                           std::vector<double>* values) {
+  Reader in{nullptr, nullptr};
+  if (auto s = open_chunk(blob, Kind::kCounter, nslots, &in); !s) return s;
+  thread_local std::vector<std::pair<uint32_t, uint32_t>> present;
+  size_t n = 0;
+  if (!decode_presence(in, nslots, &present, &n)) return corrupt("bad presence runs");
+  runs->clear();
+  uint32_t first = 0;
+  for (auto [b, e] : present) {
+    runs->push_back({b, e, first});
+    first += e - b;
+  }
+  values->resize(n);
+  if (!decode_column(in, n, values->data())) return corrupt("bad sum column");
+  if (in.p != in.end) return corrupt("trailing bytes");
+  return Status::ok();
 }
 
 Status decode_counter_sums(std::string_view blob, uint32_t nslots, double* dense) {

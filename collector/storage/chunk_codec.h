@@ -52,4 +52,13 @@ Status find_in_hot_row(std::string_view blob, uint64_t series_id, HotEntry* out,
 // dense must hold nslots values.
 Status decode_counter_sums(std::string_view blob, uint32_t nslots, double* dense);
 
+// Counters only, without touching absent slots: the runs of present slots [begin, end) and their
+// sums, values[first + k] for slot begin + k of a run.
+struct SlotRun {
+  uint32_t begin, end;
+  uint32_t first;
+};
+Status decode_counter_runs(std::string_view blob, uint32_t nslots, std::vector<SlotRun>* runs,
+                           std::vector<double>* values);
+
 }  // namespace tally::collector

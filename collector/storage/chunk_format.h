@@ -19,14 +19,23 @@ inline constexpr int kStorageFormat = 2;
 // First byte of every chunk blob.
 inline constexpr uint8_t kChunkVersion = 1;
 
-// Buckets per segment and per chunk, at every resolution: at 1 s a segment is a minute and a
-// chunk an hour; at 10 s, 10 minutes and 10 hours. An hour of 1 s buckets is what the entropy coder
-// needs: its table costs about 25 bytes, 0.007 bytes a point; a minute-long chunk would spend more
-// on tables than on values (measured on the standard dataset, docs/BENCHMARKS.md).
+// Buckets per segment: a minute at 1 s, 10 minutes at 10 s. Buckets per chunk: an hour, and at
+// least kMinChunkSlots (1 s: 3600; 10 s: 360; 1 m: 360 = 6 h; 1 h: 360 = 15 days), rounded up to
+// whole segments. An hour of 1 s buckets is what the entropy coder needs: its table costs about 25
+// bytes, 0.007 bytes a point; a minute-long chunk would spend more on tables than on values. Coarser
+// resolutions hold bigger values, so 360 of them carry the table as well, and a query for the last
+// hours at 10 s or 1 m reads one chunk per series and hour, not six segments (docs/BENCHMARKS.md).
 inline constexpr uint32_t kSegmentSlots = 60;
-inline constexpr uint32_t kChunkSlots = 3600;
-static_assert(kChunkSlots % kSegmentSlots == 0);
-inline constexpr uint32_t kSegmentsPerChunk = kChunkSlots / kSegmentSlots;
+inline constexpr int64_t kChunkSpanS = 3600;
+inline constexpr uint32_t kMinChunkSlots = 360;
+inline constexpr uint32_t kChunkSlots = 3600;  // at 1 s, the largest
+constexpr uint32_t chunk_slots(int64_t step_s) {
+  const int64_t per_hour = (kChunkSpanS + step_s - 1) / step_s;
+  const int64_t n = per_hour > kMinChunkSlots ? per_hour : kMinChunkSlots;
+  return static_cast<uint32_t>((n + kSegmentSlots - 1) / kSegmentSlots * kSegmentSlots);
+}
+static_assert(chunk_slots(1) == 3600 && chunk_slots(10) == 360 && chunk_slots(60) == 360 && chunk_slots(7) == 540);
+static_assert(kChunkSlots % kSegmentSlots == 0 && kMinChunkSlots % kSegmentSlots == 0);
 
 // Segment and chunk rows are keyed by one integer, (window index << 32) | series id, so one
 // window's blobs are one key range in series order and a compaction appends at the end of the
@@ -56,7 +65,11 @@ enum class ColumnEncoding : uint8_t {
   kIntRaw = 1,    // integral values: zigzag(v) as rANS tokens + extra bits
   kIntDelta = 2,  // integral values: zigzag(v - previous) as rANS tokens + extra bits
   kFloat = 3,     // XOR with the previous value, byte planes, zstd (or stored when zstd does not help)
+  kIntUnsigned = 4,  // integral values >= 0 (most counters): v as rANS tokens + extra bits
+  kIntPacked = 5,    // integral values: zigzag(min) varint, bit width u8, (v - min) in that many bits
 };
+// Segments are read far more often than their size matters (they live an hour at most): their
+// integral columns are bit-packed, which decodes several times faster than rANS; chunks use rANS.
 // Integral values are coded exactly only up to 2^53 in magnitude; beyond that a column is kFloat.
 inline constexpr double kMaxIntegral = 9007199254740992.0;  // 2^53
 

@@ -1,6 +1,6 @@
 // ChunkLayout: a resolution's points in three tiers with disjoint time ranges (chunk_format.h):
 //
-//   chunk_<step>  [.., chunk_until)          key (t / (step * kChunkSlots)) << 32 | series -> blob
+//   chunk_<step>  [.., chunk_until)          key (t / (step * chunk_slots(step))) << 32 | series -> blob
 //   seg_<step>    [chunk_until, seg_until)   key (t / (step * kSegmentSlots)) << 32 | series -> blob
 //   hot_<step>    [seg_until, ..)            (t, series id >> kHotGroupBits) -> that time's buckets
 //
@@ -32,7 +32,10 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 enum Tier { kSeg = 0, kChunk = 1 };
 constexpr const char* kTierTable[2] = {"seg_", "chunk_"};
-constexpr uint32_t kTierSlots[2] = {cf::kSegmentSlots, cf::kChunkSlots};
+// Buckets per blob of a tier at a resolution.
+inline uint32_t tier_slots(Tier t, const Resolution& r) {
+  return t == kSeg ? cf::kSegmentSlots : cf::chunk_slots(r.step_s);
+}
 
 // Tables and boundaries are named by the resolution's step in seconds (hot_1, chunk_10, ...), not
 // its place in the retention list, so a changed list never reads one step's data as another's.
@@ -268,7 +271,7 @@ class ChunkWriter final : public PointWriter {
           auto k = chunk_kind(row.blob(1));
           if (!k) return k.status();
           kind = *k;
-          return decode_chunk(row.blob(1), kind, kTierSlots[t], &slots);
+          return decode_chunk(row.blob(1), kind, tier_slots(t, res_[r]), &slots);
         });
         !s)
       return s;
@@ -337,7 +340,7 @@ class ChunkWriter final : public PointWriter {
     std::vector<Stmt> seg_cursors;  // compaction: one per segment of a chunk
   };
 
-  int64_t window(Tier t, size_t r) const { return res_[r].step_s * kTierSlots[t]; }
+  int64_t window(Tier t, size_t r) const { return res_[r].step_s * tier_slots(t, res_[r]); }
 
   void count_changes(int64_t* deleted) {
     if (deleted) *deleted += sqlite3_changes(db_.raw());
@@ -461,14 +464,14 @@ class ChunkWriter final : public PointWriter {
     ts.q.get.bind(1, key);
     if (auto s = one_row(ts.q.get, &found, [&](const Stmt& st) {
           stored_lsn = static_cast<uint64_t>(st.int64(0));
-          return decode_chunk(st.blob(1), kind, kTierSlots[t], &slots);
+          return decode_chunk(st.blob(1), kind, tier_slots(t, res_[r]), &slots);
         });
         !s)
       return s;
     const auto index = static_cast<uint32_t>((time - start) / res_[r].step_s);
     BucketAgg& merged = merge_slot(&slots, index, agg, kind);
     if (merged_out) *merged_out = merged;
-    return put_blob(ts, key, std::max(stored_lsn, lsn), encode_chunk(kind, kTierSlots[t], slots));
+    return put_blob(ts, key, std::max(stored_lsn, lsn), encode_chunk(kind, tier_slots(t, res_[r]), slots));
   }
 
   Status put_blob(TierWriter& ts, int64_t key, uint64_t lsn, const std::string& blob) {
@@ -478,14 +481,14 @@ class ChunkWriter final : public PointWriter {
 
   // Merges `slots` with what the tier already holds for `key` (only after unusual histories,
   // e.g. hot rows converted from plain rows below a boundary).
-  Status merge_existing(TierWriter& ts, Tier t, int64_t key, Kind kind, std::vector<ChunkSlot>* slots,
-                        uint64_t* lsn) {
+  Status merge_existing(size_t r, Tier t, int64_t key, Kind kind, std::vector<ChunkSlot>* slots, uint64_t* lsn) {
+    TierWriter& ts = per_res_[r].tier[t];
     bool found = false;
     std::vector<ChunkSlot> stored;
     ts.q.get.bind(1, key);
     if (auto s = one_row(ts.q.get, &found, [&](const Stmt& st) {
           *lsn = std::max(*lsn, static_cast<uint64_t>(st.int64(0)));
-          return decode_chunk(st.blob(1), kind, kTierSlots[t], &stored);
+          return decode_chunk(st.blob(1), kind, tier_slots(t, res_[r]), &stored);
         });
         !s)
       return s;
@@ -577,7 +580,7 @@ class ChunkWriter final : public PointWriter {
           continue;
         }
         const int64_t key = blob_key(w / window(kSeg, r), sid);
-        if (!fresh) s = merge_existing(p.tier[kSeg], kSeg, key, ser.kind, &ser.slots, &ser.lsn);
+        if (!fresh) s = merge_existing(r, kSeg, key, ser.kind, &ser.slots, &ser.lsn);
         if (s) s = put_blob(p.tier[kSeg], key, ser.lsn, encode_chunk(ser.kind, n, ser.slots));
         if (stats) ++stats->segments;
       }
@@ -592,7 +595,7 @@ class ChunkWriter final : public PointWriter {
   // Moves the segments of chunk window [c, c + window) into chunks.
   Status compact_segments(size_t r, int64_t c, CompactStats* stats) {
     auto& p = per_res_[r];
-    const uint32_t n = cf::kSegmentsPerChunk;
+    const uint32_t n = tier_slots(kChunk, res_[r]) / cf::kSegmentSlots;
     if (p.seg_cursors.empty()) {
       p.seg_cursors.resize(n);
       for (auto& cur : p.seg_cursors) {
@@ -646,8 +649,8 @@ class ChunkWriter final : public PointWriter {
       }
       if (!s) break;
       const int64_t key = blob_key(c / window(kChunk, r), sid);
-      if (!fresh) s = merge_existing(p.tier[kChunk], kChunk, key, kind, &slots, &lsn);
-      if (s) s = put_blob(p.tier[kChunk], key, lsn, encode_chunk(kind, cf::kChunkSlots, slots));
+      if (!fresh) s = merge_existing(r, kChunk, key, kind, &slots, &lsn);
+      if (s) s = put_blob(p.tier[kChunk], key, lsn, encode_chunk(kind, tier_slots(kChunk, res_[r]), slots));
       if (stats) ++stats->chunks;
     }
     for (auto& cur : p.seg_cursors) cur.reset();
@@ -672,6 +675,32 @@ class ChunkWriter final : public PointWriter {
   std::map<RowKey, PendingRow> pending_;  // hot rows of the open transaction, in key order
   Stmt begin_, commit_, rollback_, get_meta_, set_meta_;
 };
+
+// Adds n consecutive slot sums, the first at time t0, into a grid row; per_step slots make a step.
+void add_run(double* row, const StepGrid& grid, int64_t t0, int64_t step, int64_t per_step, const double* v,
+             uint32_t n) {
+  const int64_t k = (t0 - grid.from) / step;  // slots from the grid's start
+  size_t idx = static_cast<size_t>(k / per_step);
+  int64_t rem = k % per_step;
+  uint32_t j = 0;
+  if (per_step == 1) {
+    for (; j < n; ++j) row[idx++] += v[j];
+    return;
+  }
+  for (; j < n && rem != 0; ++j) {  // the rest of a step the run starts inside
+    row[idx] += v[j];
+    if (++rem == per_step) {
+      rem = 0;
+      ++idx;
+    }
+  }
+  for (; j + per_step <= n; j += static_cast<uint32_t>(per_step)) {  // whole steps
+    double sum = 0;
+    for (int64_t q = 0; q < per_step; ++q) sum += v[j + q];
+    row[idx++] += sum;
+  }
+  for (; j < n; ++j) row[idx] += v[j];
+}
 
 class ChunkReader final : public PointReader {
  public:
@@ -723,7 +752,7 @@ class ChunkReader final : public PointReader {
     if (r >= res_.size()) return Status::invalid_argument("no resolution " + std::to_string(r));
     std::vector<ChunkSlot> slots;
     auto on_blob = [&](Tier t, size_t i, int64_t start, int64_t lo, int64_t hi, std::string_view blob) -> Status {
-      if (auto s = decode_chunk(blob, series[i].kind, kTierSlots[t], &slots); !s) return s;
+      if (auto s = decode_chunk(blob, series[i].kind, tier_slots(t, res_[r]), &slots); !s) return s;
       auto& dst = (*out)[i];
       for (auto& sl : slots) {
         const int64_t time = start + sl.index * res_[r].step_s;
@@ -746,29 +775,19 @@ class ChunkReader final : public PointReader {
       return Status::invalid_argument("the grid step must be a multiple of the resolution");
     const size_t steps = grid.steps();
     const int64_t per_step = grid.step / step;
-    thread_local std::vector<double> dense;
-    dense.resize(cf::kChunkSlots);
+    thread_local std::vector<SlotRun> runs;
+    thread_local std::vector<double> values;
     auto on_blob = [&](Tier t, size_t i, int64_t start, int64_t lo, int64_t hi, std::string_view blob) -> Status {
-      const uint32_t nslots = kTierSlots[t];
-      if (auto s = decode_counter_sums(blob, nslots, dense.data()); !s) return s;
+      const uint32_t nslots = tier_slots(t, res_[r]);
+      if (auto s = decode_counter_runs(blob, nslots, &runs, &values); !s) return s;
       // Slots [jlo, jhi) fall in [lo, hi); each grid step takes per_step consecutive slots.
       const auto jlo = static_cast<uint32_t>(std::max<int64_t>(0, (lo - start + step - 1) / step));
       const auto jhi = static_cast<uint32_t>(std::min<int64_t>(nslots, (hi - start + step - 1) / step));
-      if (jlo >= jhi) return Status::ok();
       double* row = out + rows[i] * steps;
-      const int64_t k = (start + int64_t{jlo} * step - grid.from) / step;
-      size_t idx = static_cast<size_t>(k / per_step);
-      int64_t rem = k % per_step;
-      if (per_step == 1) {
-        for (uint32_t j = jlo; j < jhi; ++j) row[idx++] += dense[j];
-      } else {
-        for (uint32_t j = jlo; j < jhi; ++j) {
-          row[idx] += dense[j];
-          if (++rem == per_step) {
-            rem = 0;
-            ++idx;
-          }
-        }
+      for (const SlotRun& run : runs) {
+        const uint32_t b = std::max(run.begin, jlo), e = std::min(run.end, jhi);
+        if (b >= e) continue;
+        add_run(row, grid, start + int64_t{b} * step, step, per_step, values.data() + run.first + (b - run.begin), e - b);
       }
       return Status::ok();
     };
@@ -776,7 +795,7 @@ class ChunkReader final : public PointReader {
       add_to_grid(grid, out + rows[i] * steps, time, e.agg.sum);
       return Status::ok();
     };
-    return visit(series, r, grid.from, grid.to, shard_series, on_blob, on_row);
+    return visit(series, r, std::max(grid.from, grid.since), grid.to, shard_series, on_blob, on_row);
   }
 
  private:
@@ -785,7 +804,7 @@ class ChunkReader final : public PointReader {
     TierStmts tier[2];
   };
 
-  int64_t window(Tier t, size_t r) const { return res_[r].step_s * kTierSlots[t]; }
+  int64_t window(Tier t, size_t r) const { return res_[r].step_s * tier_slots(t, res_[r]); }
 
   // Point lookups for a few series, one scan per window (or of the hot range) for many: a scan
   // reads every series' row of the window, so it pays when the query wants a good share of them.

@@ -197,7 +197,7 @@ class RowReader final : public PointReader {
     const size_t steps = grid.steps();
     for (size_t i = 0; i < series.size(); ++i) {
       double* row = out + rows[i] * steps;
-      Status s = scan(series[i], res, grid.from, grid.to, [&](int64_t t, const Stmt& st) -> Status {
+      Status s = scan(series[i], res, std::max(grid.from, grid.since), grid.to, [&](int64_t t, const Stmt& st) -> Status {
         add_to_grid(grid, row, t, st.real(1));
         return Status::ok();
       });

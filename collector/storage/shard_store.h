@@ -11,6 +11,7 @@
 // beside the writer on a consistent snapshot.
 #pragma once
 
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,6 +41,7 @@ struct SeriesRef {
 // multiple of the resolution read). Row r of a grid array is out[r * steps() .. (r + 1) * steps()).
 struct StepGrid {
   int64_t from = 0, to = 0, step = 1;
+  int64_t since = std::numeric_limits<int64_t>::min();  // buckets before this are not read (retention)
   size_t steps() const { return static_cast<size_t>((to - from) / step); }
 };
 
@@ -55,7 +57,7 @@ struct ShardStoreOptions {
 struct CompactStats {
   uint64_t hot_rows = 0;   // hot rows encoded into segments
   uint64_t segments = 0;   // segments written
-  uint64_t chunks = 0;     // chunks written (each from up to kSegmentsPerChunk segments)
+  uint64_t chunks = 0;     // chunks written (each from the segments of its window)
 };
 
 class ShardReader {

@@ -378,17 +378,24 @@ LayoutResult run_layout(StorageLayout layout, const Dataset& d, const fs::path& 
     r.sum1 = time_query(raw_engine, sum, check_sum);
   }
 
-  // Every resolution compacted as far as it goes (rollup windows are 10 h to 150 days long).
+  // Every resolution compacted as far as it goes (rollup windows are 10 h to 150 days long), on a
+  // copy: the data directory stays as a live collector would have it.
   if (layout == StorageLayout::kChunks) {
-    for (const auto& p : paths) {
-      auto store = ShardStore::open(p, res, {layout});
-      if (store) (void)(*store)->compact(kStart + 3LL * 365 * 86400);
-    }
+    const fs::path copy = dir.string() + "-compacted";
+    fs::remove_all(copy);
+    fs::create_directories(copy);
     double file = 0;
     for (const auto& p : paths) {
-      checkpoint(p);
-      r.bytes_all_compacted += used_bytes(p, &file);
+      const fs::path c = copy / fs::path(p).filename();
+      fs::copy_file(p, c);
+      {
+        auto store = ShardStore::open(c.string(), res, {layout});
+        if (store) (void)(*store)->compact(kStart + 3LL * 365 * 86400);
+      }
+      checkpoint(c.string());
+      r.bytes_all_compacted += used_bytes(c.string(), &file);
     }
+    fs::remove_all(copy);
   }
   return r;
 }

@@ -65,7 +65,7 @@ QString diff(Kind kind, const BucketAgg& a, const BucketAgg& b) {
 
 // Value shapes for the round-trip table.
 enum class Shape {
-  kSmallCounts, kFractional, kAllZeros, kLarge, kBeyondExact, kNegative, kCumulative, kSparse, kEmpty,
+  kSmallCounts, kFractional, kAllZeros, kLarge, kExtremes, kBeyondExact, kNegative, kCumulative, kSparse, kEmpty,
   kOneSlot, kNaNAndInf, kMinusZero, kGauges, kGaugeIntegral, kSketches, kSketchesSparse
 };
 
@@ -80,6 +80,7 @@ std::vector<ChunkSlot> make_slots(Shape shape, uint32_t nslots) {
       case Shape::kFractional: add(i, counter(poisson(rng) / 3.0)); break;
       case Shape::kAllZeros: add(i, counter(0)); break;
       case Shape::kLarge: add(i, counter(static_cast<double>((uint64_t{1} << 53) - rng() % 1000))); break;
+      case Shape::kExtremes: add(i, counter(i % 2 ? cf::kMaxIntegral : -cf::kMaxIntegral + i)); break;
       case Shape::kBeyondExact: add(i, counter(1e300 * (i % 7) + 1e17)); break;
       case Shape::kNegative: add(i, counter(-static_cast<double>(poisson(rng)) * (i % 2 ? 1 : 1000))); break;
       case Shape::kCumulative: add(i, counter(1e6 + i * 17.0 + poisson(rng))); break;
@@ -160,6 +161,7 @@ void TestChunks::roundTrip_data() {
     row(name("counter fractional"), Kind::kCounter, Shape::kFractional, n);
     row(name("counter all zeros"), Kind::kCounter, Shape::kAllZeros, n);
     row(name("counter large, up to 2^53"), Kind::kCounter, Shape::kLarge, n);
+    row(name("counter from -2^53 to 2^53"), Kind::kCounter, Shape::kExtremes, n);
     row(name("counter beyond 2^53"), Kind::kCounter, Shape::kBeyondExact, n);
     row(name("counter negative"), Kind::kCounter, Shape::kNegative, n);
     row(name("counter cumulative (delta wins)"), Kind::kCounter, Shape::kCumulative, n);
