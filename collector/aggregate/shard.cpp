@@ -439,7 +439,7 @@ int64_t Shard::retention_horizon(size_t res) const {
 
 Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
                    std::vector<std::vector<StoredBucket>>* out, int64_t* wm) {
-  (void)wait_applied(std::chrono::milliseconds(500));  // see note_routed()
+  (void)wait_applied(std::chrono::milliseconds(5000));  // see note_routed(); bounded for an overloaded shard
   auto reader = store_->acquire_reader();
   if (!reader) return reader.status();
   out->assign(series.size(), {});
@@ -492,7 +492,7 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
 
 Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series, const std::vector<uint32_t>& rows,
                                size_t res, const StepGrid& grid, double* out, int64_t* wm) {
-  (void)wait_applied(std::chrono::milliseconds(500));  // see note_routed()
+  (void)wait_applied(std::chrono::milliseconds(5000));  // see note_routed(); bounded for an overloaded shard
   auto reader = store_->acquire_reader();
   if (!reader) return reader.status();
   const size_t steps = grid.steps();
