@@ -399,14 +399,27 @@ void RemoteWriter::enqueue(std::vector<PromSample>&& samples) {
     metrics_.remote_write_queue.store(static_cast<int64_t>(queue_.size() + in_flight_), std::memory_order_relaxed);
     wake = queue_.size() >= opts_.max_samples_per_request;
   }
-  if (dropped) metrics_.remote_write_dropped.fetch_add(dropped, std::memory_order_relaxed);
+  if (dropped) {
+    metrics_.remote_write_dropped.fetch_add(dropped, std::memory_order_relaxed);
+    const int64_t now = clock_.now_ms();
+    int64_t last = last_drop_log_ms_.load(std::memory_order_relaxed);
+    if (now - last >= kLogEveryMs && last_drop_log_ms_.compare_exchange_strong(last, now))
+      spdlog::warn("event=remote_write_buffer_full dropped_oldest={} max_buffered={} url={}", dropped,
+                   opts_.max_buffered_samples, opts_.url);
+  }
   if (wake) cv_.notify_one();
 }
 
 void RemoteWriter::start() {
   spdlog::info("event=remote_write_started url={} max_samples={} flush_interval={} max_buffered={}", opts_.url,
                opts_.max_samples_per_request, format_duration_ms(opts_.flush_interval_ms), opts_.max_buffered_samples);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    try {
+      run();
+    } catch (const std::exception& e) {  // the thread's boundary: say so, forwarding stops
+      spdlog::critical("event=remote_write_thread_failed url={} error=\"{}\"", opts_.url, e.what());
+    }
+  });
 }
 
 void RemoteWriter::stop() {

@@ -25,6 +25,7 @@
 // sender thread does all HTTP. start()/stop() from one thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -156,6 +157,7 @@ class RemoteWriter {
   bool stopping_ = false;         // GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point drain_deadline_;  // GUARDED_BY(mu_), set with stopping_
   size_t in_flight_ = 0;          // samples in the request being sent; GUARDED_BY(mu_)
+  std::atomic<int64_t> last_drop_log_ms_{INT64_MIN / 2};  // bounds the buffer-full log line
   std::thread thread_;
 };
 

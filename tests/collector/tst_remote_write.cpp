@@ -244,6 +244,7 @@ class TestRemoteWrite : public QObject {
   void configFileKeys();
 
   void receiverSeesTheProtocolAndRetriesOnlyServerErrors();
+  void fullBufferDropsTheOldestButCountersKeepTheirTotal();
   void victoriaMetricsHoldsExactlyWhatWasEmitted();
   void victoriaMetricsStartingLateStillGetsEverything();
 };
@@ -597,6 +598,63 @@ void TestRemoteWrite::receiverSeesTheProtocolAndRetriesOnlyServerErrors() {
   QThread::msleep(1200);  // a retry would have come by now (max backoff 500 ms)
   QCOMPARE(requests.load(), before + 1);
   QCOMPARE(self_metric(c, "tally_remote_write_retries_total"), 2.0);
+  QCOMPARE(self_metric(c, "tally_remote_write_queue_samples"), 0.0);
+  QCOMPARE(c.stop(), 0);
+}
+
+void TestRemoteWrite::fullBufferDropsTheOldestButCountersKeepTheirTotal() {
+  // A receiver that answers 503 until told otherwise, then keeps the newest value per series.
+  std::mutex mu;
+  std::atomic<bool> up{false};
+  std::map<std::string, double> last;
+  httplib::Server server;
+  server.Post("/w", [&](const httplib::Request& req, httplib::Response& res) {
+    prometheus::WriteRequest w;
+    if (!up || !decode(req.body, &w)) {
+      res.status = 503;
+      return;
+    }
+    std::lock_guard lock(mu);
+    for (const auto& ts : w.timeseries())
+      for (const auto& smp : ts.samples()) last[ts.labels(0).value()] = smp.value();
+    res.status = 204;
+  });
+  const int port = server.bind_to_any_port("127.0.0.1");
+  std::thread serving([&] { server.listen_after_bind(); });
+  struct Join {
+    httplib::Server& s;
+    std::thread& t;
+    ~Join() {
+      s.stop();
+      t.join();
+    }
+  } join{server, serving};
+
+  CollectorProcess c;
+  // Room for 2 waiting samples and 1 in flight: a counter with 6 buckets must overflow it.
+  QVERIFY(c.start(remote_write_args("http://127.0.0.1:" + std::to_string(port) + "/w", "full") +
+                  QStringList{"--no-self-metrics", "--remote-write-max-samples", "1", "--remote-write-max-buffered", "2"}));
+  double sent = 0;
+  {
+    ClientOptions o;
+    o.endpoint = c.ingest();
+    o.flush_interval = std::chrono::milliseconds(200);
+    Client client(o);
+    auto hits = client.counter("full.hits");
+    for (int i = 0; i < 6; ++i) {
+      hits.add(i + 1);
+      sent += i + 1;
+      QThread::msleep(1000);
+    }
+    QVERIFY(client.flush(std::chrono::seconds(10)));
+  }
+  QVERIFY(eventually([&] { return self_metric(c, "tally_remote_write_dropped_samples_total") >= 3; }, 15000));
+  up = true;
+  // The newest cumulative sample carries every count, including those of the dropped samples.
+  QVERIFY(eventually([&] {
+    std::lock_guard lock(mu);
+    return last["full_hits"] == sent;
+  }, 15000));
   QCOMPARE(self_metric(c, "tally_remote_write_queue_samples"), 0.0);
   QCOMPARE(c.stop(), 0);
 }
