@@ -94,17 +94,31 @@ inline uint32_t token_of(uint64_t u, int* nextra) {
   return cf::kDirectTokens + static_cast<uint32_t>(b - cf::kDirectBits) * (1u << cf::kMantissaBits) + sub;
 }
 
-inline int extra_bits_of(uint32_t token) {
+constexpr int extra_bits_of(uint32_t token) {
   if (token < cf::kDirectTokens) return 0;
   return static_cast<int>((token - cf::kDirectTokens) >> cf::kMantissaBits) + cf::kDirectBits - cf::kMantissaBits;
 }
 
-inline uint64_t value_of(uint32_t token, uint64_t extra) {
+constexpr uint64_t value_of(uint32_t token, uint64_t extra) {
   if (token < cf::kDirectTokens) return token;
   const int nextra = extra_bits_of(token);
   const uint64_t top = (1u << cf::kMantissaBits) | ((token - cf::kDirectTokens) & ((1u << cf::kMantissaBits) - 1));
   return (top << nextra) | extra;
 }
+
+// Per token: the extra bits it takes and its value with those bits zero, so decoding a value is
+// base[t] | next(nbits[t]) for every token alike (direct tokens take no bits).
+struct TokenTables {
+  uint8_t nbits[cf::kTokens];
+  uint64_t base[cf::kTokens];
+  constexpr TokenTables() : nbits(), base() {
+    for (uint32_t t = 0; t < cf::kTokens; ++t) {
+      nbits[t] = static_cast<uint8_t>(extra_bits_of(t));
+      base[t] = value_of(t, 0);
+    }
+  }
+};
+constexpr TokenTables kTokenTables;
 
 struct BitWriter {
   std::string* out;
@@ -141,6 +155,12 @@ struct BitReader {
   int n = 0;
   bool ok = true;
   uint64_t get(int bits) {
+    if (bits <= n) {  // the common case: the buffer holds them
+      const uint64_t v = acc & ((uint64_t{1} << bits) - 1);
+      acc >>= bits;
+      n -= bits;
+      return v;
+    }
     uint64_t v = 0;
     int shift = 0;
     while (bits > 32) {
@@ -151,6 +171,15 @@ struct BitReader {
     return v | (get32(bits) << shift);
   }
   uint64_t get32(int bits) {
+    if (n < bits && end - p >= 8) {
+      // Fast refill: as many whole bytes as fit in the 64-bit buffer.
+      uint64_t word;
+      std::memcpy(&word, p, 8);
+      const int take = (63 - n) >> 3;
+      acc |= (take == 8 ? word : word & ((uint64_t{1} << (8 * take)) - 1)) << n;
+      p += take;
+      n += 8 * take;
+    }
     while (n < bits) {
       if (p == end) {
         ok = false;
@@ -240,16 +269,17 @@ void rans_encode(const uint8_t* tokens, size_t n, const uint32_t* counts, std::s
     prev = static_cast<int>(t);
   }
   thread_local std::vector<uint8_t> buf;
-  buf.resize(2 * n + 16);
+  buf.resize(2 * n + 4 * cf::kRansStates + 8);
   uint8_t* const end = buf.data() + buf.size();
   uint8_t* ptr = end;
-  uint32_t x[2] = {cf::kRansLow, cf::kRansLow};
+  uint32_t x[cf::kRansStates];
+  std::fill(x, x + cf::kRansStates, cf::kRansLow);
   const int P = m.prob_bits;
-  // Encode backwards so the decoder reads forwards; symbol i uses state i & 1.
+  // Encode backwards so the decoder reads forwards; symbol i uses state i % kRansStates.
   for (size_t i = n; i-- > 0;) {
     const uint32_t s = tokens[i];
     const uint32_t f = m.freq[s];
-    uint32_t& st = x[i & 1];
+    uint32_t& st = x[i % cf::kRansStates];
     const uint32_t xmax = ((cf::kRansLow >> P) << 8) * f;
     while (st >= xmax) {
       *--ptr = static_cast<uint8_t>(st & 0xff);
@@ -257,16 +287,17 @@ void rans_encode(const uint8_t* tokens, size_t n, const uint32_t* counts, std::s
     }
     st = ((st / f) << P) + (st % f) + m.start[s];
   }
-  ptr -= 4;
-  put_le32(ptr, x[1]);
-  ptr -= 4;
-  put_le32(ptr, x[0]);
+  for (int k = cf::kRansStates; k-- > 0;) {  // state 0 first in the stream
+    ptr -= 4;
+    put_le32(ptr, x[k]);
+  }
   const auto len = static_cast<size_t>(end - ptr);
   put_varint(out, len);
   out->append(reinterpret_cast<const char*>(ptr), len);
 }
 
-// A decoding table: slot -> token, and each token's frequency and start.
+// A decoding table: slot -> token, and each token's frequency and start. (One packed 32-bit
+// entry per slot saves two loads a value but costs more to build than it saves at 360 values.)
 struct DecTable {
   int prob_bits = 0;
   uint32_t ntok = 0;
@@ -306,33 +337,46 @@ bool read_table(Reader& in, DecTable* t) {
 
 // Decodes n tokens from the stream [p, end). The states live in registers (nothing takes their
 // address), so the byte stores cannot force them to memory. False when the stream is malformed:
-// a well-formed one ends exactly where both states are back at their initial value.
+// a well-formed one ends exactly where every state is back at its initial value.
 bool rans_run(const DecTable& t, const uint8_t* p, const uint8_t* const end, size_t n, uint8_t* __restrict tokens) {
-  if (end - p < 8) return false;
-  uint32_t x0 = get_le32(p), x1 = get_le32(p + 4);
-  p += 8;
+  static_assert(cf::kRansStates == 4);
+  if (end - p < 16) return false;
+  uint32_t x0 = get_le32(p), x1 = get_le32(p + 4), x2 = get_le32(p + 8), x3 = get_le32(p + 12);
+  p += 16;
   const int P = t.prob_bits;
   const uint32_t mask = (1u << P) - 1;
   const uint8_t* __restrict sym = t.sym;
   const uint16_t* __restrict freq = t.freq;
   const uint16_t* __restrict start = t.start;
+  auto renorm = [&p, end](uint32_t x) {
+    while (x < cf::kRansLow && p != end) x = (x << 8) | *p++;
+    return x;
+  };
   size_t i = 0;
-  for (; i + 1 < n; i += 2) {
-    const uint32_t s0 = sym[x0 & mask], s1 = sym[x1 & mask];
+  for (; i + 3 < n; i += 4) {
+    const uint32_t s0 = sym[x0 & mask], s1 = sym[x1 & mask], s2 = sym[x2 & mask], s3 = sym[x3 & mask];
     x0 = freq[s0] * (x0 >> P) + (x0 & mask) - start[s0];
     x1 = freq[s1] * (x1 >> P) + (x1 & mask) - start[s1];
-    while (x0 < cf::kRansLow && p != end) x0 = (x0 << 8) | *p++;
-    while (x1 < cf::kRansLow && p != end) x1 = (x1 << 8) | *p++;
+    x2 = freq[s2] * (x2 >> P) + (x2 & mask) - start[s2];
+    x3 = freq[s3] * (x3 >> P) + (x3 & mask) - start[s3];
+    x0 = renorm(x0);  // in state order: the order the encoder wrote them, reversed
+    x1 = renorm(x1);
+    x2 = renorm(x2);
+    x3 = renorm(x3);
     tokens[i] = static_cast<uint8_t>(s0);
     tokens[i + 1] = static_cast<uint8_t>(s1);
+    tokens[i + 2] = static_cast<uint8_t>(s2);
+    tokens[i + 3] = static_cast<uint8_t>(s3);
   }
-  if (i < n) {
-    const uint32_t s0 = sym[x0 & mask];
-    x0 = freq[s0] * (x0 >> P) + (x0 & mask) - start[s0];
-    while (x0 < cf::kRansLow && p != end) x0 = (x0 << 8) | *p++;
+  uint32_t* const xs[4] = {&x0, &x1, &x2, &x3};  // the tail, at most three values
+  for (size_t k = 0; i < n; ++i, ++k) {
+    uint32_t x = *xs[k];
+    const uint32_t s0 = sym[x & mask];
+    x = renorm(freq[s0] * (x >> P) + (x & mask) - start[s0]);
+    *xs[k] = x;
     tokens[i] = static_cast<uint8_t>(s0);
   }
-  return x0 == cf::kRansLow && x1 == cf::kRansLow && p == end;
+  return x0 == cf::kRansLow && x1 == cf::kRansLow && x2 == cf::kRansLow && x3 == cf::kRansLow && p == end;
 }
 
 // --- columns ---
@@ -496,7 +540,7 @@ bool decode_column(Reader& in, size_t n, double* out) {
     case cf::ColumnEncoding::kIntRaw:
     case cf::ColumnEncoding::kIntDelta: {
       const auto e_kind = static_cast<cf::ColumnEncoding>(enc);
-      thread_local DecTable table;
+      DecTable table;  // on the stack, about 5 KiB
       thread_local std::vector<uint8_t> tokens;
       if (!read_table(in, &table)) return false;
       tokens.resize(n);
@@ -525,21 +569,25 @@ bool decode_column(Reader& in, size_t n, double* out) {
         return true;
       }
       BitReader br{e, e + elen};
-      auto value = [&br](uint32_t t) -> uint64_t { return value_of(t, br.get(extra_bits_of(t))); };
+      const uint8_t* __restrict nbits = kTokenTables.nbits;
+      const uint64_t* __restrict base = kTokenTables.base;
       switch (e_kind) {
         case cf::ColumnEncoding::kIntUnsigned:
-          for (size_t i = 0; i < n; ++i)
-            out[i] = tk[i] < cf::kDirectTokens ? direct[tk[i]] : static_cast<double>(value(tk[i]));
+          for (size_t i = 0; i < n; ++i) {
+            const uint32_t t = tk[i];
+            out[i] = t < cf::kDirectTokens ? direct[t] : static_cast<double>(base[t] | br.get(nbits[t]));
+          }
           break;
         case cf::ColumnEncoding::kIntRaw:
-          for (size_t i = 0; i < n; ++i)
-            out[i] = tk[i] < cf::kDirectTokens ? direct[tk[i]] : static_cast<double>(unzigzag(value(tk[i])));
+          for (size_t i = 0; i < n; ++i) {
+            const uint32_t t = tk[i];
+            out[i] = t < cf::kDirectTokens ? direct[t] : static_cast<double>(unzigzag(base[t] | br.get(nbits[t])));
+          }
           break;
         default: {
           uint64_t acc = 0;  // unsigned: a damaged stream may overflow, which must not be UB
           for (size_t i = 0; i < n; ++i) {
-            const uint64_t u = tk[i] < cf::kDirectTokens ? tk[i] : value(tk[i]);
-            acc += static_cast<uint64_t>(unzigzag(u));
+            acc += static_cast<uint64_t>(unzigzag(base[tk[i]] | br.get(nbits[tk[i]])));
             out[i] = static_cast<double>(static_cast<int64_t>(acc));
           }
         }

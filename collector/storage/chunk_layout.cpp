@@ -712,9 +712,17 @@ class ChunkReader final : public PointReader {
     until_[kSeg].assign(n, 0);
     until_[kChunk].assign(n, 0);
     if (auto s = prepare_into(db_, &pin_, "SELECT key, value FROM meta"); !s) return s;
-    for (size_t r = 0; r < n; ++r) {
+    for (size_t r = 0; r < n; ++r)
       for (Tier t : {kSeg, kChunk}) until_keys_[t].push_back(until_key(t, res_[r]));
-      auto& p = per_res_[r];
+    return Status::ok();
+  }
+
+  // A resolution's statements, prepared when first read: a query reads one resolution, and a new
+  // connection (a query without a warm page cache) should not pay for all of them.
+  Status prepare_res(size_t r) {
+    auto& p = per_res_[r];
+    if (p.prepared) return Status::ok();
+    {
       const std::string hot = hot_table(res_[r]);
       if (auto s = prepare_into(db_, &p.hot_get, "SELECT data FROM " + hot + " WHERE t=? AND grp=?"); !s) return s;
       if (auto s = prepare_into(db_, &p.hot_scan, "SELECT t, data FROM " + hot + " WHERE t>=? AND t<? ORDER BY t, grp");
@@ -725,6 +733,7 @@ class ChunkReader final : public PointReader {
       for (Tier t : {kSeg, kChunk})
         if (auto s = prepare_tier(db_, t, res_[r], &p.tier[t]); !s) return s;
     }
+    p.prepared = true;
     return Status::ok();
   }
 
@@ -800,6 +809,7 @@ class ChunkReader final : public PointReader {
 
  private:
   struct PerRes {
+    bool prepared = false;
     Stmt hot_get, hot_scan, hot_first, hot_last;
     TierStmts tier[2];
   };
@@ -817,6 +827,7 @@ class ChunkReader final : public PointReader {
                OnBlob&& on_blob, OnRow&& on_row) {
     from = std::max<int64_t>(from, 0);
     if (to <= from || series.empty()) return Status::ok();
+    if (auto s = prepare_res(r); !s) return s;
     const bool lookups = few(series.size(), shard_series);
     std::unordered_map<uint64_t, size_t> index;
     if (!lookups) {

@@ -66,6 +66,14 @@ double cpu_seconds() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+// The machine's load: the query latencies mean little when other work shares the cores.
+std::string loadavg() {
+  std::ifstream in("/proc/loadavg");
+  std::string line;
+  std::getline(in, line);
+  return line + "\n";
+}
+
 double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -169,18 +177,19 @@ bool load_dataset(const std::string& gen_src, int64_t seconds, const fs::path& t
 // --- one layout ---
 
 struct Quantiles {
-  double p50 = 0, p99 = 0;
+  double p50 = 0, p99 = 0, cpu = 0;  // cpu: process CPU-ms per run, all threads
 };
 Quantiles quantiles(std::vector<double> ms) {
   std::sort(ms.begin(), ms.end());
   auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<size_t>(q * static_cast<double>(ms.size())))]; };
-  return {at(0.5), at(0.99)};
+  return {at(0.5), at(0.99), 0};
 }
 
 struct LayoutResult {
   double ingest_wall_s = 0, ingest_cpu_s = 0, compact_wall_s = 0, flush_s = 0;
   double bytes_1s = 0, bytes_all = 0, bytes_file = 0, bytes_all_compacted = 0;
   std::map<std::string, double> table_bytes;
+  size_t runs_done = SIZE_MAX;  // the fewest runs any query got
   Quantiles one, sum10, sum1;
   bool ok = true;
 };
@@ -329,11 +338,17 @@ LayoutResult run_layout(StorageLayout layout, const Dataset& d, const fs::path& 
     QueryEngine raw_engine(catalog, router, {res[0]}, clock);  // 1 s buckets only
     auto time_query = [&](const QueryEngine& e, const RangeQuery& q, auto&& check) {
       std::vector<double> ms;
+      double cpu_ms = 0;
+      const auto started = std::chrono::steady_clock::now();
       for (int i = 0; i <= runs; ++i) {
+        // A slow layout gets at most a minute per query (and at least 5 runs).
+        if (i > 5 && since(started) > 60) break;
         for (auto& s : shards) s->store().drop_readers();
         const auto t0 = std::chrono::steady_clock::now();
+        const double c0 = cpu_seconds();
         auto out = e.range(q);
         const double took = since(t0) * 1e3;
+        if (i > 0) cpu_ms += (cpu_seconds() - c0) * 1e3;
         if (!out || !check(*out)) {
           std::fprintf(stderr, "bench_storage: query %s gave a wrong answer\n", q.metric.c_str());
           r.ok = false;
@@ -341,7 +356,10 @@ LayoutResult run_layout(StorageLayout layout, const Dataset& d, const fs::path& 
         }
         if (i > 0) ms.push_back(took);  // run 0 warms the OS page cache
       }
-      return quantiles(ms);
+      r.runs_done = std::min(r.runs_done, ms.size());
+      Quantiles out = quantiles(ms);
+      out.cpu = cpu_ms / static_cast<double>(ms.size());
+      return out;
     };
     RangeQuery one;
     one.metric = "api_requests";
@@ -441,6 +459,7 @@ int main(int argc, char** argv) {
               " parse %.2f CPU-s, %.0f ns a line), %u shards, retention %s, %d query runs\n",
               d.series.size(), d.seconds, d.points, since(g0), d.parse_cpu_s, d.parse_cpu_s * 1e9 / d.points, kShards,
               std::string(kDefaultRetention).c_str(), runs);
+  std::printf("load average at the start: %s", loadavg().c_str());
 
   std::vector<std::pair<const char*, LayoutResult>> results;
   results.emplace_back("chunks", run_layout(StorageLayout::kChunks, d, tmp / "chunks", runs));
@@ -448,6 +467,7 @@ int main(int argc, char** argv) {
   const Reference vm;
   const double m = static_cast<double>(d.points) / 1e6;
 
+  std::printf("load average at the end: %s", loadavg().c_str());
   std::printf("\n%-52s", "");
   for (const auto& [name, r] : results) std::printf(" %14s", name);
   std::printf(" %14s\n", "VictoriaMetrics");
@@ -474,7 +494,10 @@ int main(int argc, char** argv) {
   line("query: sum by (status), step 10 s, p99 ms", [&](const LayoutResult& r) { return r.sum10.p99; }, vm.sum_p99_ms, f1);
   line("query: sum by (status), step 10 s from 1 s, p50 ms", [&](const LayoutResult& r) { return r.sum1.p50; }, -1, f1);
   line("query: sum by (status), step 10 s from 1 s, p99 ms", [&](const LayoutResult& r) { return r.sum1.p99; }, -1, f1);
-  (void)f0;
+  line("query: CPU ms per run, one series", [&](const LayoutResult& r) { return r.one.cpu; }, -1, f3);
+  line("query: CPU ms per run, sum by (status) step 10 s", [&](const LayoutResult& r) { return r.sum10.cpu; }, -1, f1);
+  line("query: CPU ms per run, same from 1 s", [&](const LayoutResult& r) { return r.sum1.cpu; }, -1, f1);
+  line("query: runs (fewest of the three queries)", [&](const LayoutResult& r) { return static_cast<double>(r.runs_done); }, -1, f0);
   std::printf("\ntables (MiB):");
   for (const auto& [name, r] : results)
     for (const auto& [t, b] : r.table_bytes)
