@@ -64,8 +64,15 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
       auto it = std::find_if(cfg.resolutions.begin(), cfg.resolutions.end(),
                              [&](const Resolution& r) { return r.step_s == o.step_s; });
       if (it == cfg.resolutions.end()) {
-        spdlog::warn("event=retention_change resolution={} action=unread note=\"no longer configured: its stored buckets "
-                     "stay on disk but are no longer read or kept up to date\"", format_duration(o.step_s));
+        spdlog::warn("event=retention_change resolution={} old={} action=drop note=\"no longer configured: its stored "
+                     "buckets are deleted now\"", format_duration(o.step_s), format_duration(o.retention_s));
+        uint64_t freed = 0;
+        for (auto& shard : srv->shards_) {
+          uint64_t bytes = 0;
+          if (auto st = shard->store().drop_step(o.step_s, &bytes); !st) return st;
+          freed += bytes;
+        }
+        spdlog::info("event=retention_change resolution={} action=dropped freed_bytes={}", format_duration(o.step_s), freed);
       } else if (it->retention_s < o.retention_s) {
         spdlog::warn("event=retention_change resolution={} old={} new={} action=drop_older note=\"buckets older than {} "
                      "are deleted now\"", format_duration(o.step_s), format_duration(o.retention_s),

@@ -993,6 +993,19 @@ Result<std::unique_ptr<PointReader>> make_chunk_reader(Db& db, const std::vector
   return std::unique_ptr<PointReader>(std::move(r));
 }
 
+Status drop_chunk_layout_step(Db& db, int64_t step_s) {
+  const Resolution r{step_s, 0};
+  std::string sql = "BEGIN IMMEDIATE;DROP TABLE IF EXISTS " + hot_table(r) + ";";
+  for (Tier t : {kSeg, kChunk})
+    sql += "DROP TABLE IF EXISTS " + tier_table(t, r) + ";DELETE FROM meta WHERE key='" + until_key(t, r) + "';";
+  sql += "COMMIT;";
+  if (auto s = db.exec(sql); !s) {
+    (void)db.exec("ROLLBACK");
+    return s;
+  }
+  return Status::ok();
+}
+
 namespace {
 
 // Plain rows of one resolution into hot rows, (time, group) by (time, group). Counters kept

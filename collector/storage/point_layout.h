@@ -52,6 +52,10 @@ Result<std::unique_ptr<PointReader>> make_row_reader(Db& db, const std::vector<R
 std::string chunk_layout_schema(const std::vector<Resolution>& resolutions);
 std::string row_layout_schema(const std::vector<Resolution>& resolutions);
 
+// Deletes every stored bucket of one step: its tables and its boundaries in meta, in one
+// transaction. The pages go to SQLite's free list and are reused by later writes.
+Status drop_chunk_layout_step(Db& db, int64_t step_s);
+
 // Converts a file's plain rows into the chunk layout's hot rows (compaction then encodes them).
 Status convert_rows_to_chunks(Db& db, const std::vector<Resolution>& resolutions);
 

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "storage/chunk_format.h"
 #include "storage/point_layout.h"
 
@@ -112,6 +114,27 @@ Result<std::vector<SeriesInfo>> ShardStore::load_series() {
     out.push_back(std::move(info));
   }
   return out;
+}
+
+Status ShardStore::drop_step(int64_t step_s, uint64_t* freed_bytes) {
+  if (std::any_of(resolutions_.begin(), resolutions_.end(), [&](const Resolution& r) { return r.step_s == step_s; }))
+    return Status::invalid_argument(path_ + ": resolution " + std::to_string(step_s) + " s is configured; not dropped");
+  auto free_pages = [this]() -> Result<int64_t> {
+    auto st = db_->prepare("SELECT freelist_count * page_size FROM pragma_freelist_count, pragma_page_size");
+    if (!st) return st.status();
+    auto row = st->step();
+    if (!row) return row.status();
+    return *row ? st->int64(0) : 0;
+  };
+  auto before = free_pages();
+  if (!before) return before.status();
+  if (options_.layout != StorageLayout::kChunks)
+    return Status::invalid_argument(path_ + ": plain rows name tables by position; a step cannot be dropped");
+  if (auto s = drop_chunk_layout_step(*db_, step_s); !s) return s;
+  auto after = free_pages();
+  if (!after) return after.status();
+  *freed_bytes = static_cast<uint64_t>(std::max<int64_t>(0, *after - *before));
+  return Status::ok();
 }
 
 Status ShardStore::begin() {

@@ -122,6 +122,10 @@ class ShardStore {
   // into segments, then chunks; one transaction per window. Call it outside begin()/commit(), after
   // a successful flush; a no-op for kPlainRows and when nothing is due.
   Status compact(int64_t watermark, CompactStats* stats = nullptr);
+  // Start-up, before the shard runs: deletes every stored bucket of a step (seconds) the
+  // configured retention list no longer has. *freed_bytes: how much of the file became free
+  // pages, which later writes reuse.
+  Status drop_step(int64_t step_s, uint64_t* freed_bytes);
   Result<int64_t> get_meta(std::string_view key, int64_t fallback);
   Status set_meta(std::string_view key, int64_t value);
 

@@ -5,6 +5,8 @@
 #include <QUdpSocket>
 #include <QtTest>
 
+#include <sqlite3.h>
+
 #include <atomic>
 #include <thread>
 
@@ -322,7 +324,7 @@ void TestCollectorIntegration::gaugesAndDistributionsThroughTheSdk() {
   json mx = c.get(q("queue.depth", start - 5, end, "&fn=max&step=60"));
   json mn = c.get(q("queue.depth", start - 5, end, "&fn=min&step=60"));
   json cnt = c.get(q("queue.depth", start - 5, end, "&fn=count&step=60"));
-  double maxv = 0, minv = 1e9, count = 0;
+  double maxv = 0, minv = 1e9;
   for (const auto& p : mx["series"][0]["points"]) maxv = std::max(maxv, p[1].get<double>());
   for (const auto& p : mn["series"][0]["points"]) minv = std::min(minv, p[1].get<double>());
   QCOMPARE(maxv, 9.0);
@@ -434,6 +436,25 @@ void TestCollectorIntegration::thirtyDayQueryReadsHourlyRollupsAndEqualsWhatWasS
   QCOMPARE(total(c.get(q("month.metric", now - 30 * 86400, now, "&step=1h"))), expected);
 }
 
+// Every table name in the data directory's shard files.
+static QStringList shard_tables(const QString& data_dir) {
+  QStringList out;
+  for (const QFileInfo& fi : QDir(data_dir).entryInfoList({"shard-*.sqlite"}, QDir::Files)) {
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(fi.filePath().toUtf8().constData(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+      sqlite3_close(db);
+      return {};
+    }
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type='table'", -1, &st, nullptr);
+    while (st && sqlite3_step(st) == SQLITE_ROW)
+      out << QString::fromUtf8(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+  }
+  return out;
+}
+
 void TestCollectorIntegration::changedRetentionAppliesToExistingDataOnTheNextStart() {
   CollectorProcess c;
   const QString log = c.temp_path() + "/collector.log";
@@ -471,6 +492,25 @@ void TestCollectorIntegration::changedRetentionAppliesToExistingDataOnTheNextSta
   const QByteArray text = f.readAll();
   QVERIFY(text.contains("event=retention_change resolution=1s old=1h new=10m action=drop_older"));
   QVERIFY(text.contains("event=retention_change resolution=10s action=added filled_from=1s"));
+  QVERIFY(!text.contains("action=drop "));
+  QCOMPARE(c.stop(), 0);
+
+  // 1 m leaves the list: its buckets are deleted (logged first), and 1 m steps read the 10 s data.
+  QVERIFY(shard_tables(c.data_dir()).contains("chunk_60"));
+  QVERIFY(c.start({"--retention", "1s:10m,10s:1d", "--log-file", log}));
+  json minutes = c.get(q("ret.metric", now - 3600, now + 1, "&step=60"));
+  QCOMPARE(minutes["resolution"].get<int>(), 10);
+  QCOMPARE(total(minutes), all);
+  f.seek(0);
+  const QByteArray after = f.readAll();
+  const qsizetype warned = after.indexOf("event=retention_change resolution=1m old=1d action=drop ");
+  QVERIFY(warned >= 0);
+  QVERIFY(after.indexOf("event=retention_change resolution=1m action=dropped freed_bytes=") > warned);
+  QCOMPARE(c.stop(), 0);
+  const QStringList tables = shard_tables(c.data_dir());
+  QVERIFY2(!tables.isEmpty(), "no shard files");
+  for (const QString& t : tables) QVERIFY2(!t.endsWith("_60"), qPrintable("left behind: " + t));
+  QVERIFY(tables.contains("chunk_10"));
 }
 
 QTEST_GUILESS_MAIN(TestCollectorIntegration)
