@@ -1,6 +1,10 @@
 #include "dashboard.h"
 
+#include <strings.h>
+
 #include <algorithm>
+#include <cctype>
+#include <cstring>
 #include <regex>
 
 #include <nlohmann/json.hpp>
@@ -37,6 +41,7 @@ const char* filterOpName(FilterOp op) {
     case FilterOp::Eq: return "=";
     case FilterOp::NotEq: return "!=";
     case FilterOp::Regex: return "=~";
+    case FilterOp::NotRegex: return "!~";
   }
   return "=";
 }
@@ -45,6 +50,7 @@ std::optional<FilterOp> parseFilterOp(std::string_view op) {
   if (op == "=") return FilterOp::Eq;
   if (op == "!=") return FilterOp::NotEq;
   if (op == "=~") return FilterOp::Regex;
+  if (op == "!~") return FilterOp::NotRegex;
   return std::nullopt;
 }
 
@@ -58,8 +64,10 @@ bool TagFilter::matches(const Tags& tags) const {
     case FilterOp::Eq: return found && *found == value;
     case FilterOp::NotEq: return !found || *found != value;
     case FilterOp::Regex:
+    case FilterOp::NotRegex:
       try {
-        return std::regex_match(found ? *found : std::string(), std::regex(value, std::regex::ECMAScript));
+        bool m = std::regex_match(found ? *found : std::string(), std::regex(value, std::regex::ECMAScript));
+        return op == FilterOp::Regex ? m : !m;
       } catch (const std::regex_error&) {
         return false;
       }
@@ -79,6 +87,7 @@ bool isQueryFunction(std::string_view fn) {
 
 std::string PanelSpec::displayTitle() const {
   if (!title.empty()) return title;
+  if (!source.empty() && !promql.empty()) return promql.size() > 80 ? promql.substr(0, 77) + "..." : promql;
   if (metric.empty()) return "New panel";
   std::string t = chartNeedsDistribution(chart) ? metric : fn + "(" + metric + ")";
   if (!groupBy.empty()) {
@@ -88,15 +97,87 @@ std::string PanelSpec::displayTitle() const {
   return t;
 }
 
-Status validatePanel(const PanelSpec& p, const std::string& where) {
-  if (!p.metric.empty()) {
-    if (auto s = validate_metric_name(p.metric); !s) return Status::invalid_argument(where + ".metric: " + s.message());
+namespace {
+
+bool hasControlChars(std::string_view s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) return true;
+  return false;
+}
+
+// Prometheus names: any UTF-8 without control characters (Prometheus 3 quotes the unusual ones);
+// the Tally collector's stricter rules apply to collector panels only.
+Status validatePromName(std::string_view name, const char* what) {
+  if (name.empty()) return Status::invalid_argument(std::string(what) + " is empty");
+  if (name.size() > 1024) return Status::invalid_argument(std::string(what) + " is longer than 1024 bytes");
+  if (hasControlChars(name)) return Status::invalid_argument(std::string(what) + " contains a control character");
+  return Status::ok();
+}
+
+// RFC 9110 token characters.
+bool isHeaderName(std::string_view s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s)
+    if (!std::isalnum(c) && !std::strchr("!#$%&'*+-.^_`|~", c)) return false;
+  return true;
+}
+
+}  // namespace
+
+Status validateDataSource(const DataSource& d, const std::string& where) {
+  if (d.name.empty()) return Status::invalid_argument(where + ".name: missing");
+  if (d.name.size() > 64 || hasControlChars(d.name))
+    return Status::invalid_argument(where + ".name: at most 64 bytes without control characters");
+  std::string_view url = d.url;
+  size_t scheme = url.starts_with("http://") ? 7 : url.starts_with("https://") ? 8 : 0;
+  if (scheme == 0 || url.size() == scheme || url[scheme] == '/' || url.find_first_of(" \t\r\n?#") != std::string_view::npos)
+    return Status::invalid_argument(where + ".url: '" + d.url +
+                                    "' is not an http:// or https:// URL of a Prometheus API (no query string)");
+  for (size_t i = 0; i < d.headers.size(); ++i) {
+    const auto& [k, v] = d.headers[i];
+    if (!isHeaderName(k)) return Status::invalid_argument(where + ".headers: '" + k + "' is not an HTTP header name");
+    if (v.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
+      return Status::invalid_argument(where + ".headers." + k + ": the value contains a line break");
+    for (size_t j = 0; j < i; ++j)
+      if (strcasecmp(d.headers[j].first.c_str(), k.c_str()) == 0)
+        return Status::invalid_argument(where + ".headers: '" + k + "' is given twice");
   }
+  if (d.minStepS < 1 || d.minStepS > 86400) return Status::invalid_argument(where + ".min_step: must be 1s..1d");
+  return Status::ok();
+}
+
+const DataSource* findSource(const Dashboard& d, std::string_view name) {
+  for (const auto& s : d.sources)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+int dashboardFileVersion(const Dashboard& d) { return d.sources.empty() ? 1 : kDashboardVersion; }
+
+Status validatePanel(const PanelSpec& p, const std::string& where) {
+  const bool prom = !p.source.empty();
+  if (!p.metric.empty()) {
+    if (auto s = prom ? validatePromName(p.metric, "metric name") : validate_metric_name(p.metric); !s)
+      return Status::invalid_argument(where + ".metric: " + s.message());
+  }
+  if (!prom && !p.promql.empty())
+    return Status::invalid_argument(where + ".promql: a PromQL expression needs a Prometheus data source");
+  if (prom && chartNeedsDistribution(p.chart))
+    return Status::invalid_argument(where + ".chart: " + chartTypeName(p.chart) +
+                                    " needs the Tally collector's distributions; a Prometheus source draws line, "
+                                    "stacked or bars");
   if (!isQueryFunction(p.fn)) return Status::invalid_argument(where + ".fn: unknown function '" + p.fn + "'");
   for (size_t i = 0; i < p.filters.size(); ++i) {
     const auto& f = p.filters[i];
     std::string w = where + ".filters[" + std::to_string(i) + "]";
+    if (prom) {
+      // Prometheus checks its own (RE2) regular expressions; a bad one is the panel's query error.
+      if (auto s = validatePromName(f.key, "label name"); !s) return Status::invalid_argument(w + ".key: " + s.message());
+      continue;
+    }
     if (auto s = validate_tag_key(f.key); !s) return Status::invalid_argument(w + ".key: " + s.message());
+    if (f.op == FilterOp::NotRegex)
+      return Status::invalid_argument(w + ".op: !~ needs a Prometheus data source (the collector knows =, !=, =~)");
     if (f.op == FilterOp::Regex) {
       try {
         std::regex re(f.value, std::regex::ECMAScript);
@@ -106,7 +187,7 @@ Status validatePanel(const PanelSpec& p, const std::string& where) {
     }
   }
   for (size_t i = 0; i < p.groupBy.size(); ++i)
-    if (auto s = validate_tag_key(p.groupBy[i]); !s)
+    if (auto s = prom ? validatePromName(p.groupBy[i], "label name") : validate_tag_key(p.groupBy[i]); !s)
       return Status::invalid_argument(where + ".group_by[" + std::to_string(i) + "]: " + s.message());
   const auto& g = p.grid;
   if (g.x < 0 || g.w < 1 || g.x + g.w > kGridColumns)
@@ -121,8 +202,20 @@ Status validateDashboard(const Dashboard& d) {
   } else if (auto r = parse_duration(d.range.relative); !r) {
     return Status::invalid_argument("range.last: " + r.status().message());
   }
-  for (size_t i = 0; i < d.panels.size(); ++i)
-    if (auto s = validatePanel(d.panels[i], "panels[" + std::to_string(i) + "]"); !s) return s;
+  for (size_t i = 0; i < d.sources.size(); ++i) {
+    const std::string where = "sources[" + std::to_string(i) + "]";
+    if (auto s = validateDataSource(d.sources[i], where); !s) return s;
+    for (size_t j = 0; j < i; ++j)
+      if (d.sources[j].name == d.sources[i].name)
+        return Status::invalid_argument(where + ".name: '" + d.sources[i].name + "' is defined twice");
+  }
+  for (size_t i = 0; i < d.panels.size(); ++i) {
+    const std::string where = "panels[" + std::to_string(i) + "]";
+    const auto& p = d.panels[i];
+    if (!p.source.empty() && !findSource(d, p.source))
+      return Status::invalid_argument(where + ".source: no data source named '" + p.source + "' in \"sources\"");
+    if (auto s = validatePanel(p, where); !s) return s;
+  }
   return Status::ok();
 }
 
@@ -179,6 +272,8 @@ PanelSpec readPanel(Reader& r, const json& p, const std::string& where) {
     return out;
   }
   out.title = r.str(p, "title", where);
+  out.source = r.str(p, "source", where);
+  out.promql = r.str(p, "promql", where);
   out.metric = r.str(p, "metric", where);
   out.fn = r.str(p, "fn", where, false, "sum");
   std::string chart = r.str(p, "chart", where, false, "line");
@@ -200,7 +295,7 @@ PanelSpec readPanel(Reader& r, const json& p, const std::string& where) {
         tf.key = r.str(item, "key", w, true);
         std::string op = r.str(item, "op", w, false, "=");
         if (auto o = parseFilterOp(op)) tf.op = *o;
-        else r.fail(w + ".op: unknown operator '" + op + "' (=, !=, =~)");
+        else r.fail(w + ".op: unknown operator '" + op + "' (=, !=, =~, !~)");
         tf.value = r.str(item, "value", w, true);
         out.filters.push_back(std::move(tf));
       }
@@ -222,6 +317,31 @@ PanelSpec readPanel(Reader& r, const json& p, const std::string& where) {
       out.grid.h = static_cast<int>(r.integer(*g, "h", where + ".grid", 4));
     }
   }
+  return out;
+}
+
+DataSource readSource(Reader& r, const json& s, const std::string& where) {
+  DataSource out;
+  if (!s.is_object()) {
+    r.fail(where + ": must be an object {name, type, url, headers, min_step}");
+    return out;
+  }
+  out.name = r.str(s, "name", where, true);
+  std::string type = r.str(s, "type", where, true);
+  if (r.error.empty() && type != "prometheus")
+    r.fail(where + ".type: unknown data source type '" + type + "' (prometheus)");
+  out.url = r.str(s, "url", where, true);
+  if (const json* h = r.get(s, "headers", where, false)) {
+    if (!h->is_object()) r.fail(where + ".headers: must be an object {\"Header-Name\": \"value\"}");
+    else
+      for (auto it = h->begin(); it != h->end(); ++it) {
+        if (!it->is_string()) r.fail(where + ".headers." + it.key() + ": must be a string");
+        else out.headers.emplace_back(it.key(), it->get<std::string>());
+      }
+  }
+  std::string minStep = r.str(s, "min_step", where, false, "10s");
+  if (auto d = parse_duration(minStep)) out.minStepS = *d;
+  else r.fail(where + ".min_step: " + d.status().message());
   return out;
 }
 
@@ -262,6 +382,12 @@ Result<Dashboard> parseDashboard(std::string_view text) {
       d.range.relative = r.str(*range, "last", "range", false, "1h");
     }
   }
+  if (const json* sources = r.get(doc, "sources", "dashboard", false)) {
+    if (!sources->is_array()) r.fail("sources: must be an array");
+    else
+      for (size_t i = 0; i < sources->size(); ++i)
+        d.sources.push_back(readSource(r, (*sources)[i], "sources[" + std::to_string(i) + "]"));
+  }
   if (const json* panels = r.get(doc, "panels", "dashboard", false)) {
     if (!panels->is_array()) r.fail("panels: must be an array");
     else
@@ -276,7 +402,7 @@ Result<Dashboard> parseDashboard(std::string_view text) {
 std::string serializeDashboard(const Dashboard& d) {
   json doc = json::object();
   doc["format"] = kDashboardFormat;
-  doc["version"] = kDashboardVersion;
+  doc["version"] = dashboardFileVersion(d);
   doc["title"] = d.title;
   doc["live"] = d.live;
   json range = json::object();
@@ -287,10 +413,22 @@ std::string serializeDashboard(const Dashboard& d) {
     range["last"] = d.range.relative;
   }
   doc["range"] = range;
+  if (!d.sources.empty()) {
+    json sources = json::array();
+    for (const auto& s : d.sources) {
+      json headers = json::object();
+      for (const auto& [k, v] : s.headers) headers[k] = v;
+      sources.push_back({{"name", s.name}, {"type", "prometheus"}, {"url", s.url}, {"headers", headers},
+                         {"min_step", format_duration(s.minStepS)}});
+    }
+    doc["sources"] = sources;
+  }
   json panels = json::array();
   for (const auto& p : d.panels) {
     json jp = json::object();
     jp["title"] = p.title;
+    if (!p.source.empty()) jp["source"] = p.source;
+    if (!p.promql.empty()) jp["promql"] = p.promql;
     jp["metric"] = p.metric;
     json filters = json::array();
     for (const auto& f : p.filters) filters.push_back({{"key", f.key}, {"op", filterOpName(f.op)}, {"value", f.value}});

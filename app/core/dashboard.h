@@ -3,6 +3,8 @@
 // A Dashboard is a plain value. parseDashboard() validates everything a file may get wrong and
 // names the offending field ("panels[2].chart: unknown chart type 'pie'"); a file written by a
 // newer Tally (version > kDashboardVersion) is refused rather than half-read.
+// Panels read the Tally collector, or a named Prometheus-compatible data source (VictoriaMetrics,
+// Prometheus, Mimir, Thanos) that the dashboard defines (version 2 of the file).
 // Thread-safety: values and pure functions.
 #pragma once
 
@@ -17,7 +19,9 @@
 
 namespace tally::dash {
 
-inline constexpr int kDashboardVersion = 1;
+// Version 2 added data sources; a dashboard without any is still written as version 1, so older
+// Tally builds keep opening it (they would read a panel's "source" as the collector's metric).
+inline constexpr int kDashboardVersion = 2;
 inline constexpr std::string_view kDashboardFormat = "tally-dashboard";
 inline constexpr int kGridColumns = 12;
 
@@ -26,8 +30,8 @@ const char* chartTypeName(ChartType type);  // "line", "stacked", "bars", "histo
 std::optional<ChartType> parseChartType(std::string_view name);
 bool chartNeedsDistribution(ChartType type);  // histogram and heatmap
 
-enum class FilterOp { Eq, NotEq, Regex };
-const char* filterOpName(FilterOp op);  // "=", "!=", "=~"
+enum class FilterOp { Eq, NotEq, Regex, NotRegex };  // NotRegex (!~): Prometheus sources only
+const char* filterOpName(FilterOp op);  // "=", "!=", "=~", "!~"
 std::optional<FilterOp> parseFilterOp(std::string_view op);
 
 struct TagFilter {
@@ -36,7 +40,7 @@ struct TagFilter {
   std::string value;
   std::string toString() const;  // "endpoint!=/login", the API's `filter` parameter
   // Same meaning as the collector: =~ is an ECMAScript regex matching the whole value; a series
-  // without the key has the value "" for != and =~ purposes and never matches =.
+  // without the key has the value "" for !=, =~ and !~ purposes and never matches =.
   bool matches(const Tags& tags) const;
   bool operator==(const TagFilter&) const = default;
 };
@@ -53,8 +57,21 @@ struct GridRect {
   bool operator==(const GridRect&) const = default;
 };
 
+// A Prometheus-compatible query API that panels may read instead of the collector.
+struct DataSource {
+  std::string name;  // unique within the dashboard; panels name it in their `source`
+  std::string url;   // API base: http://vm:8428, http://vmselect:8481/select/0/prometheus
+  // Sent with every request: Authorization, X-Scope-OrgID (a Mimir tenant), ...
+  std::vector<std::pair<std::string, std::string>> headers;
+  int64_t minStepS = 10;  // finest query step; at least the scrape interval of what it holds
+  bool operator==(const DataSource&) const = default;
+};
+Status validateDataSource(const DataSource& source, const std::string& where = "source");
+
 struct PanelSpec {
   std::string title;
+  std::string source;  // "" = the Tally collector, else a DataSource's name
+  std::string promql;  // Prometheus sources only: a raw expression used instead of metric/filters/fn
   std::string metric;
   std::vector<TagFilter> filters;
   std::vector<std::string> groupBy;
@@ -65,6 +82,8 @@ struct PanelSpec {
   GridRect grid;
   bool operator==(const PanelSpec&) const = default;
   std::string displayTitle() const;  // title, or "fn(metric) by k" when untitled
+  bool hasQuery() const { return !metric.empty() || !promql.empty(); }
+  bool onCollector() const { return source.empty(); }
 };
 
 // Either a relative range ending now ("1h") or a fixed [from, to) in unix seconds.
@@ -80,12 +99,18 @@ struct Dashboard {
   std::string title = "Untitled";
   TimeRangeSpec range;
   bool live = true;
+  std::vector<DataSource> sources;
   std::vector<PanelSpec> panels;
   bool operator==(const Dashboard&) const = default;
 };
 
+// Checks a panel by the rules of its kind of source (metric names, filter operators, charts); that
+// a named source exists is validateDashboard()'s job.
 Status validatePanel(const PanelSpec& panel, const std::string& where = "panel");
 Status validateDashboard(const Dashboard& dashboard);
+const DataSource* findSource(const Dashboard& dashboard, std::string_view name);
+// The version a file needs: 1 without data sources, else kDashboardVersion.
+int dashboardFileVersion(const Dashboard& dashboard);
 
 Result<Dashboard> parseDashboard(std::string_view json);
 std::string serializeDashboard(const Dashboard& dashboard);  // pretty-printed, ends with '\n'

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "data_sources.h"
 #include "panel_controller.h"
 #include "panel_editor.h"
 #include "panel_widget.h"
@@ -18,7 +19,7 @@ constexpr int kGap = 6;
 }  // namespace
 
 DashboardCanvas::DashboardCanvas(CollectorClient* client, LiveSubscriber* live, QWidget* parent)
-    : QWidget(parent), m_client(client), m_live(live) {
+    : QWidget(parent), m_client(client), m_live(live), m_sources(new DataSources(this)) {
   setObjectName("dashboardCanvas");
   m_tick.setInterval(1000);
   connect(&m_tick, &QTimer::timeout, this, [this] {
@@ -31,6 +32,7 @@ void DashboardCanvas::setDashboard(const Dashboard& d) {
   m_panels.clear();
   m_dashboard = d;
   m_dashboard.panels.clear();
+  m_sources->setSources(d.sources);
   for (const auto& spec : d.panels) addPanel(spec, false);
   setLive(d.live);
   relayout();
@@ -38,6 +40,7 @@ void DashboardCanvas::setDashboard(const Dashboard& d) {
 
 Dashboard DashboardCanvas::dashboard() const {
   Dashboard d = m_dashboard;
+  d.sources = m_sources->sources();
   d.panels.clear();
   for (auto* p : m_panels) d.panels.push_back(p->spec());
   return d;
@@ -82,9 +85,13 @@ void DashboardCanvas::wire(PanelWidget* panel) {
   });
   connect(panel, &PanelWidget::moveRequested, this, &DashboardCanvas::movePanel);
   connect(panel, &PanelWidget::resizeRequested, this, &DashboardCanvas::resizePanel);
-  connect(panel, &PanelWidget::metricDropped, this, [this](PanelWidget* p, const QString& metric) {
+  connect(panel, &PanelWidget::metricDropped, this, [this](PanelWidget* p, const QString& metric, const QString& source) {
     // The panel now shows the dropped metric; filters, group-by and title belonged to the old one.
     PanelSpec s = p->spec();
+    if (s.source != source.toStdString() && !chartNeedsDistribution(s.chart)) s.fn = source.isEmpty() ? "sum" : "rate";
+    if (!source.isEmpty() && chartNeedsDistribution(s.chart)) s.chart = ChartType::Line;
+    s.source = source.toStdString();
+    s.promql.clear();
     s.metric = metric.toStdString();
     s.filters.clear();
     s.groupBy.clear();
@@ -127,6 +134,7 @@ PanelWidget* DashboardCanvas::addPanel(const PanelSpec& specIn, bool findPlace) 
     spec.grid = placeNewPanel(others, std::min(spec.grid.w, kGridColumns), std::max(2, spec.grid.h));
   }
   auto* panel = new PanelWidget(m_client, m_live, this);
+  panel->controller()->setDataSources(m_sources);
   m_panels.append(panel);
   wire(panel);
   panel->controller()->setLive(m_dashboard.live);
@@ -204,12 +212,30 @@ void DashboardCanvas::setLive(bool live) {
   else m_tick.stop();
 }
 
+void DashboardCanvas::setSources(const std::vector<DataSource>& sources, const std::map<std::string, std::string>& renamed) {
+  for (auto* p : m_panels) {
+    auto it = renamed.find(p->spec().source);
+    if (p->spec().source.empty() || it == renamed.end()) continue;
+    PanelSpec s = p->spec();
+    s.source = it->second;
+    p->setSpec(s);
+  }
+  m_sources->setSources(sources);  // panels on a source re-query
+  emit modified();
+}
+
+int DashboardCanvas::panelsUsingSource(const std::string& name) const {
+  int n = 0;
+  for (auto* p : m_panels) n += p->spec().source == name;
+  return n;
+}
+
 void DashboardCanvas::refreshAll() {
   for (auto* p : m_panels) p->controller()->refresh();
 }
 
 void DashboardCanvas::editPanel(PanelWidget* panel) {
-  PanelEditor editor(m_client, panel->spec(), this);
+  PanelEditor editor(m_client, m_sources, panel->spec(), this);
   if (editor.exec() != QDialog::Accepted) return;
   panel->setSpec(editor.spec());
   emit modified();

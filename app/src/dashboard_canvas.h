@@ -1,16 +1,19 @@
 // DashboardCanvas: the grid of panels (kGridColumns columns, rows of rowHeight() pixels).
 // Panels are placed by their GridRect; dragging a panel's header moves it and its corner grip
 // resizes it, snapping to cells; panels it lands on are pushed down. Owns the PanelWidgets and
-// passes the dashboard's range and live flag to them; slides live windows once a second.
+// passes the dashboard's range and live flag to them; slides live windows once a second. Holds the
+// dashboard's data sources (DataSources) that panels on a Prometheus-compatible server read.
 #pragma once
 
 #include <QList>
+#include <map>
 #include <QTimer>
 #include <QWidget>
 
 #include "core/dashboard.h"
 
 class CollectorClient;
+class DataSources;
 class LiveSubscriber;
 class PanelWidget;
 
@@ -30,6 +33,10 @@ class DashboardCanvas : public QWidget {
   void setPanelGrid(PanelWidget* panel, const tally::dash::GridRect& grid);
 
   void setTitle(const QString& title) { m_dashboard.title = title.toStdString(); }
+  DataSources* dataSources() const { return m_sources; }
+  // Replaces the data sources; `renamed` maps old names to new ones, and the panels follow.
+  void setSources(const std::vector<tally::dash::DataSource>& sources, const std::map<std::string, std::string>& renamed);
+  int panelsUsingSource(const std::string& name) const;
   void setRange(const tally::dash::TimeRangeSpec& range);
   void setLive(bool live);
   bool isLive() const { return m_dashboard.live; }
@@ -57,6 +64,7 @@ class DashboardCanvas : public QWidget {
 
   CollectorClient* m_client;
   LiveSubscriber* m_live;
+  DataSources* m_sources;
   tally::dash::Dashboard m_dashboard;  // title, range, live; panels live in the widgets
   QList<PanelWidget*> m_panels;
   QTimer m_tick;

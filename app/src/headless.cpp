@@ -11,6 +11,7 @@
 #include "collector_client.h"
 #include "core/time_range.h"
 #include "dashboard_document.h"
+#include "data_sources.h"
 #include "exporter.h"
 #include "panel_controller.h"
 
@@ -67,20 +68,29 @@ int runHeadless(const HeadlessOptions& o) {
   }
   CollectorClient client(o.collector);
   client.setTimeout(o.timeoutS);
+  DataSources sources;
+  sources.setTimeout(o.timeoutS);
+  sources.setSources(d.sources);
 
-  // Is the collector there at all?
+  // Is the collector there at all? (Only asked when a panel to export reads it; an unreachable
+  // Prometheus source is that panel's error.)
   QEventLoop loop;
-  bool reachable = false;
-  QString reason;
-  client.fetchHealth(&loop, [&](Health h, bool ok) {
-    reachable = ok;
-    reason = QString::fromStdString(h.reason);
-    loop.quit();
-  });
-  loop.exec();
-  if (!reachable) {
-    err(QStringLiteral("cannot reach the collector at %1: %2").arg(o.collector.toString(), reason));
-    return kExitUnreachable;
+  bool needsCollector = false;
+  for (size_t i = 0; i < d.panels.size(); ++i)
+    needsCollector |= (!o.panel || int(i) + 1 == o.panel) && d.panels[i].onCollector() && d.panels[i].hasQuery();
+  if (needsCollector) {
+    bool reachable = false;
+    QString reason;
+    client.fetchHealth(&loop, [&](Health h, bool ok) {
+      reachable = ok;
+      reason = QString::fromStdString(h.reason);
+      loop.quit();
+    });
+    loop.exec();
+    if (!reachable) {
+      err(QStringLiteral("cannot reach the collector at %1: %2").arg(o.collector.toString(), reason));
+      return kExitUnreachable;
+    }
   }
 
   std::vector<std::unique_ptr<PanelController>> panels;
@@ -93,6 +103,7 @@ int runHeadless(const HeadlessOptions& o) {
   for (size_t i = 0; i < d.panels.size(); ++i) {
     if (o.panel && int(i) + 1 != o.panel) continue;
     auto c = std::make_unique<PanelController>(&client, nullptr);
+    c->setDataSources(&sources);
     const auto& g = d.panels[i].grid;
     int width = o.panel ? o.size.width() : o.size.width() * g.w / kGridColumns;
     c->setPixelWidth(std::max(100, width - 80));
@@ -102,7 +113,7 @@ int runHeadless(const HeadlessOptions& o) {
     });
     ++pending;
     c->setSpec(d.panels[i]);
-    if (d.panels[i].metric.empty()) --pending;
+    if (!d.panels[i].hasQuery()) --pending;
     panels.push_back(std::move(c));
   }
   Q_UNUSED(rows);
@@ -111,7 +122,7 @@ int runHeadless(const HeadlessOptions& o) {
 
   int exitCode = kExitOk;
   for (size_t i = 0; i < panels.size(); ++i) {
-    if (!panels[i]->error().isEmpty() || (!panels[i]->hasData() && !panels[i]->spec().metric.empty())) {
+    if (!panels[i]->error().isEmpty() || (!panels[i]->hasData() && panels[i]->spec().hasQuery())) {
       err(QStringLiteral("panel %1 (%2): %3")
               .arg(o.panel ? o.panel : int(i) + 1)
               .arg(QString::fromStdString(panels[i]->spec().displayTitle()),

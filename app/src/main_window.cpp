@@ -24,6 +24,8 @@
 #include "core/time_range.h"
 #include "dashboard_canvas.h"
 #include "dashboard_document.h"
+#include "data_sources.h"
+#include "data_sources_dialog.h"
 #include "exporter.h"
 #include "health_monitor.h"
 #include "live_subscriber.h"
@@ -73,6 +75,7 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   setCentralWidget(central);
 
   m_browser = new MetricBrowser(m_client, this);
+  m_browser->setDataSources(m_canvas->dataSources());
   auto* dock = new QDockWidget(tr("Metrics"), this);
   dock->setObjectName("metricsDock");
   dock->setWidget(m_browser);
@@ -141,6 +144,11 @@ void MainWindow::buildActions() {
   file->addSeparator();
   file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
 
+  QMenu* dash = menuBar()->addMenu(tr("&Dashboard"));
+  QAction* sources = dash->addAction(tr("Data &sources…"), this, &MainWindow::editDataSources);
+  sources->setObjectName("dataSourcesAction");
+  sources->setToolTip(tr("Prometheus-compatible servers (VictoriaMetrics, Prometheus) panels can read"));
+
   QToolBar* tb = addToolBar(tr("Dashboard"));
   tb->setObjectName("mainToolbar");
   tb->setMovable(false);
@@ -150,6 +158,7 @@ void MainWindow::buildActions() {
     PanelWidget* p = m_canvas->addPanel(s);
     m_canvas->editPanel(p);
   });
+  tb->addAction(sources);
   tb->addSeparator();
   tb->addWidget(new QLabel(tr(" Range "), tb));
   tb->addWidget(m_range);
@@ -322,11 +331,26 @@ void MainWindow::addPanelForMetric(const QString& metric) {
   PanelSpec s;
   s.metric = metric.toStdString();
   s.grid.h = 5;
+  s.source = m_browser->currentSource().toStdString();
   const QString kind = m_browser->model()->kindOf(metric);
-  if (kind == "distribution") s.fn = "p99";
+  if (!s.source.empty()) {
+    // Prometheus does not say a metric's type here; its naming conventions do.
+    if (metric.endsWith("_bucket")) s.fn = "p99";
+    else if (metric.endsWith("_total") || metric.endsWith("_count") || metric.endsWith("_sum")) s.fn = "rate";
+    else s.fn = "max";
+  } else if (kind == "distribution") s.fn = "p99";
   else if (kind == "gauge") s.fn = "avg";
   else s.fn = "rate";
   m_canvas->addPanel(s);
+}
+
+void MainWindow::editDataSources() {
+  DataSourcesDialog dialog(m_canvas->dataSources()->sources(),
+                           [this](const std::string& name) { return m_canvas->panelsUsingSource(name); }, this);
+  if (dialog.exec() != QDialog::Accepted) return;
+  if (dialog.sources() == m_canvas->dataSources()->sources() && dialog.renamed().empty()) return;
+  m_canvas->setSources(dialog.sources(), dialog.renamed());
+  m_document->setModified(true);
 }
 
 bool MainWindow::maybeSave() {

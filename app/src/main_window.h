@@ -1,6 +1,7 @@
 // MainWindow: wires the pieces together and holds the actions: the metric browser dock, the
 // dashboard canvas, the toolbar (range, live, refresh, add panel), the File menu (new, open,
-// recent, save, save as, duplicate, import, export), the collector banner and the status bar.
+// recent, save, save as, duplicate, import, export), the Dashboard menu (data sources), the
+// collector banner and the status bar.
 // Everything that does work lives in the widgets and controllers it creates.
 #pragma once
 
@@ -58,6 +59,7 @@ class MainWindow : public QMainWindow {
   void exportDashboard();
   void exportDashboardImage();
   void addPanelForMetric(const QString& metric);
+  void editDataSources();
 
  protected:
   void closeEvent(QCloseEvent* e) override;

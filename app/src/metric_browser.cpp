@@ -11,7 +11,11 @@
 #include <QVBoxLayout>
 
 #include "collector_client.h"
+#include "data_sources.h"
 #include "metric_tree_model.h"
+#include "prom_client.h"
+
+#include <QComboBox>
 
 MetricBrowser::MetricBrowser(CollectorClient* client, QWidget* parent)
     : QWidget(parent), m_client(client), m_model(new MetricTreeModel(this)), m_proxy(new QSortFilterProxyModel(this)) {
@@ -21,6 +25,12 @@ MetricBrowser::MetricBrowser(CollectorClient* client, QWidget* parent)
   m_proxy->setFilterCaseSensitivity(Qt::CaseInsensitive);
   m_proxy->setFilterKeyColumn(MetricTreeModel::NameColumn);
 
+  m_sourceCombo = new QComboBox(this);
+  m_sourceCombo->setObjectName("metricSourceCombo");
+  m_sourceCombo->setToolTip(tr("Whose metrics to list"));
+  m_sourceCombo->addItem(tr("Tally collector"), QString());
+  m_sourceCombo->hide();
+  connect(m_sourceCombo, &QComboBox::currentIndexChanged, this, &MetricBrowser::reload);
   m_search = new QLineEdit(this);
   m_search->setObjectName("metricSearch");
   m_search->setPlaceholderText(tr("Search metrics"));
@@ -49,6 +59,7 @@ MetricBrowser::MetricBrowser(CollectorClient* client, QWidget* parent)
   top->addWidget(refresh);
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(4, 4, 4, 4);
+  layout->addWidget(m_sourceCombo);
   layout->addLayout(top);
   layout->addWidget(m_view);
   layout->addWidget(m_status);
@@ -67,8 +78,49 @@ MetricBrowser::MetricBrowser(CollectorClient* client, QWidget* parent)
   });
 }
 
+void MetricBrowser::setDataSources(DataSources* sources) {
+  m_sources = sources;
+  connect(m_sources, &DataSources::changed, this, &MetricBrowser::updateSources);
+  updateSources();
+}
+
+void MetricBrowser::updateSources() {
+  const QString current = currentSource();
+  m_sourceCombo->blockSignals(true);
+  m_sourceCombo->clear();
+  m_sourceCombo->addItem(tr("Tally collector"), QString());
+  for (const QString& name : m_sources->names()) m_sourceCombo->addItem(name, name);
+  const int keep = m_sourceCombo->findData(current);
+  m_sourceCombo->setCurrentIndex(std::max(0, keep));
+  m_sourceCombo->blockSignals(false);
+  m_sourceCombo->setVisible(m_sourceCombo->count() > 1);
+  if (keep < 0) reload();
+}
+
+QString MetricBrowser::currentSource() const { return m_sourceCombo->currentData().toString(); }
+
 void MetricBrowser::reload() {
+  const QString source = currentSource();
+  if (!source.isEmpty()) {
+    PromClient* client = m_sources ? m_sources->client(source.toStdString()) : nullptr;
+    if (!client) return;
+    client->fetchMetricNames(this, [this, source](tally::Result<std::vector<std::string>> r) {
+      if (source != currentSource()) return;  // superseded
+      if (!r) {
+        m_status->setText(tr("Metrics of %1: %2").arg(source, QString::fromStdString(r.status().message())));
+        return;
+      }
+      std::vector<tally::dash::MetricInfo> metrics;
+      for (auto& name : *r) metrics.push_back({std::move(name), "", 0});
+      m_model->setSource(source);
+      m_model->setMetrics(metrics);
+      m_status->setText(tr("%n metric(s) in %1", nullptr, int(metrics.size())).arg(source));
+      emit metricsLoaded();
+    });
+    return;
+  }
   m_client->fetchMetrics(this, [this](tally::Result<std::vector<tally::dash::MetricInfo>> r) {
+    if (!currentSource().isEmpty()) return;  // superseded
     if (!r) {
       m_status->setText(tr("Metrics: %1").arg(QString::fromStdString(r.status().message())));
       return;
@@ -80,7 +132,8 @@ void MetricBrowser::reload() {
       std::sort(out.begin(), out.end());
       return out;
     };
-    if (names(*r) != names(m_model->metrics()) || m_model->rowCount() == 0) {
+    if (names(*r) != names(m_model->metrics()) || m_model->rowCount() == 0 || !m_model->source().isEmpty()) {
+      m_model->setSource(QString());
       m_model->setMetrics(*r);
       m_view->expandToDepth(0);
     }

@@ -140,6 +140,7 @@ QMimeData* MetricTreeModel::mimeData(const QModelIndexList& indexes) const {
     if (n->metricIndex < 0) continue;
     auto* mime = new QMimeData;
     mime->setData(kMetricMimeType, n->path.toUtf8());
+    mime->setData(kSourceMimeType, m_source.toUtf8());
     mime->setText(n->path);
     return mime;
   }

@@ -1,6 +1,7 @@
 // MetricTreeModel: the collector's metrics as a tree of their dotted names
 // ("api" > "errors" for api.errors). A node may be both a metric and a prefix of others.
-// Columns: name, kind, series. Metric nodes drag as kMetricMimeType (and text/plain) onto panels.
+// Columns: name, kind, series. Metric nodes drag as kMetricMimeType (and text/plain) onto panels,
+// with the data source they come from as kSourceMimeType ("" = the collector).
 // Thread-safety: GUI thread.
 #pragma once
 
@@ -12,6 +13,7 @@
 #include "core/api.h"
 
 inline constexpr const char* kMetricMimeType = "application/x-tally-metric";
+inline constexpr const char* kSourceMimeType = "application/x-tally-source";
 
 class MetricTreeModel : public QAbstractItemModel {
   Q_OBJECT
@@ -24,6 +26,9 @@ class MetricTreeModel : public QAbstractItemModel {
 
   void setMetrics(const std::vector<tally::dash::MetricInfo>& metrics);
   const std::vector<tally::dash::MetricInfo>& metrics() const { return m_metrics; }
+  // The data source the metrics come from ("" = the collector); travels with drags.
+  void setSource(const QString& source) { m_source = source; }
+  QString source() const { return m_source; }
   QString kindOf(const QString& metric) const;  // "" if unknown
   QModelIndex indexOfMetric(const QString& metric) const;
   static QIcon kindIcon(const QString& kind);
@@ -51,4 +56,5 @@ class MetricTreeModel : public QAbstractItemModel {
 
   std::vector<tally::dash::MetricInfo> m_metrics;
   std::unique_ptr<Node> m_root;
+  QString m_source;
 };

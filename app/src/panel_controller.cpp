@@ -1,10 +1,14 @@
 #include "panel_controller.h"
 
 #include <QDateTime>
+#include <limits>
 
 #include "collector_client.h"
 #include "core/csv.h"
+#include "core/promql.h"
+#include "data_sources.h"
 #include "live_subscriber.h"
+#include "prom_client.h"
 
 using namespace tally;
 using namespace tally::dash;
@@ -24,6 +28,15 @@ PanelController::PanelController(CollectorClient* client, LiveSubscriber* live, 
   m_window = resolveRange(m_range, now());
 }
 
+void PanelController::setDataSources(DataSources* sources) {
+  if (m_sources) disconnect(m_sources, nullptr, this, nullptr);
+  m_sources = sources;
+  if (m_sources)
+    connect(m_sources, &DataSources::changed, this, [this] {
+      if (onPrometheus()) refresh();
+    });
+}
+
 PanelController::~PanelController() {
   if (m_liveSub && !m_subscribed.isEmpty()) m_liveSub->unsubscribe(m_subscribed);
 }
@@ -31,7 +44,8 @@ PanelController::~PanelController() {
 void PanelController::setSpec(const PanelSpec& spec) {
   PanelSpec old = m_spec;
   m_spec = spec;
-  bool queryChanged = old.metric != spec.metric || old.filters != spec.filters || old.groupBy != spec.groupBy ||
+  bool queryChanged = old.source != spec.source || old.promql != spec.promql || old.metric != spec.metric ||
+                      old.filters != spec.filters || old.groupBy != spec.groupBy ||
                       old.fn != spec.fn || chartNeedsDistribution(old.chart) != chartNeedsDistribution(spec.chart) ||
                       (old.chart == ChartType::Histogram) != (spec.chart == ChartType::Histogram);
   if (old.chart != spec.chart && (old.chart == ChartType::Bars || spec.chart == ChartType::Bars)) queryChanged = true;
@@ -65,7 +79,7 @@ void PanelController::setLive(bool live) {
 }
 
 void PanelController::updateSubscription() {
-  QString want = m_live && m_liveSub ? QString::fromStdString(m_spec.metric) : QString();
+  QString want = m_live && m_liveSub && !onPrometheus() ? QString::fromStdString(m_spec.metric) : QString();
   if (want == m_subscribed) return;
   if (m_liveSub && !m_subscribed.isEmpty()) m_liveSub->unsubscribe(m_subscribed);
   m_subscribed = want;
@@ -108,6 +122,11 @@ void PanelController::setPixelWidth(int pixels) {
 }
 
 int64_t PanelController::step() const {
+  if (onPrometheus()) {
+    const DataSource* src = m_sources ? m_sources->find(m_spec.source) : nullptr;
+    const std::vector<Resolution> finest = {{src ? src->minStepS : 10, std::numeric_limits<int64_t>::max()}};
+    return chooseStep(m_window, m_pixelWidth, now(), finest, m_spec.chart == ChartType::Bars ? 8 : 3);
+  }
   int ppp = m_spec.chart == ChartType::Bars ? 8 : m_spec.chart == ChartType::Heatmap ? 8 : 3;
   return chooseStep(m_window, m_pixelWidth, now(), defaultRetention(), ppp);
 }
@@ -136,6 +155,10 @@ QueryRequest PanelController::request() const {
 void PanelController::refresh() {
   m_requeryTimer.stop();
   if (!m_zoom) m_window = resolveRange(m_range, now());
+  if (onPrometheus()) {
+    refreshPrometheus();
+    return;
+  }
   if (m_spec.metric.empty() || !m_client) {
     m_error.clear();
     emit stateChanged();
@@ -176,6 +199,51 @@ void PanelController::refresh() {
   }
 }
 
+void PanelController::refreshPrometheus() {
+  if (!m_spec.hasQuery()) {
+    m_error.clear();
+    emit stateChanged();
+    return;
+  }
+  const quint64 gen = ++m_generation;
+  ++m_queries;
+  m_queriedWindow = m_window;
+  m_requestedStep = step();
+  m_lastQueryAt = now();
+  PromClient* client = m_sources ? m_sources->client(m_spec.source) : nullptr;
+  if (!client) {
+    m_series.reset();
+    finish(Status::not_found("no data source named '" + m_spec.source + "' in this dashboard"));
+    return;
+  }
+  auto expr = buildPromQL(m_spec, format_duration(m_requestedStep));
+  if (!expr) {
+    m_series.reset();
+    m_lastPromQL.clear();
+    finish(expr.status());
+    return;
+  }
+  m_lastPromQL = *expr;
+  m_loading = true;
+  emit stateChanged();
+  const PromRange range = promRangeFor(m_window.from, m_window.to, m_requestedStep);
+  client->queryRange(*expr, range, this, [this, gen, range](Result<QueryResult> r) {
+    if (gen != m_generation) return;
+    if (r) {
+      r->metric = m_spec.metric;
+      r->fn = m_spec.promql.empty() ? m_spec.fn : "promql";
+      r->from = range.start - range.step;
+      r->to = range.end;
+      // The bucket holding "now" is still filling up.
+      const int64_t last = range.end - range.step;
+      if (now() < range.end)
+        for (auto& s : r->series) s.partialFrom = last;
+      m_series = std::move(*r);
+    }
+    finish(r.status());
+  });
+}
+
 void PanelController::finish(const Status& status) {
   m_loading = false;
   m_error = status ? QString() : QString::fromStdString(status.message());
@@ -206,6 +274,12 @@ void PanelController::mergeLive() {
 void PanelController::tick() {
   if (!m_live || m_zoom || m_range.isCustom()) return;
   m_window = resolveRange(m_range, now());
+  if (onPrometheus()) {
+    // No stream from a Prometheus server: ask again once a step has passed (at most every 5 s).
+    if (!m_loading && now() - m_lastQueryAt >= std::max<int64_t>(5, m_requestedStep)) refresh();
+    else emit dataChanged();
+    return;
+  }
   if (m_series && !m_loading) {
     // Re-query once the window has slid a quarter of its length past the last answer, or the
     // step no longer fits the width: this bounds memory and picks up anything the stream missed.
@@ -267,6 +341,8 @@ std::string PanelController::csv() const {
     case ChartType::Heatmap:
       return heatmapToCsv(m_heatmap ? *m_heatmap : HeatmapResult{}, shownWindow().from, shownWindow().to);
     default:
+      if (onPrometheus() && !m_spec.promql.empty())
+        return seriesToCsv(m_spec.promql, "promql", visibleSeries(), shownWindow().from, shownWindow().to);
       return seriesToCsv(m_spec.metric, m_spec.fn, visibleSeries(), shownWindow().from, shownWindow().to);
   }
 }

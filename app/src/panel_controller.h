@@ -7,6 +7,11 @@
 // second); series panels merge LiveBuffer's buckets (replace, never add), histogram and heatmap
 // panels re-query at most every two seconds while updates arrive. A correction older than what
 // the buffer covers triggers a re-query.
+//
+// A panel whose spec names a data source asks that source's PromClient (DataSources) for a
+// query_range of the PromQL its settings stand for (promql.h), with a step no finer than the
+// source's min_step; live, it re-queries every step (at least every 5 s) instead of listening to
+// the collector's stream.
 // Thread-safety: GUI thread.
 #pragma once
 
@@ -22,6 +27,7 @@
 #include "core/time_range.h"
 
 class CollectorClient;
+class DataSources;
 class LiveSubscriber;
 
 class PanelController : public QObject {
@@ -30,7 +36,12 @@ class PanelController : public QObject {
   PanelController(CollectorClient* client, LiveSubscriber* live, QObject* parent = nullptr);
   ~PanelController() override;
 
+  // Where panels on a Prometheus-compatible source find its client; without it they show an error.
+  void setDataSources(DataSources* sources);
   const tally::dash::PanelSpec& spec() const { return m_spec; }
+  bool onPrometheus() const { return !m_spec.source.empty(); }
+  // The PromQL of the last query of a Prometheus panel ("" for collector panels).
+  const std::string& lastPromQL() const { return m_lastPromQL; }
   void setSpec(const tally::dash::PanelSpec& spec);  // re-queries if the query changed
   void setGrid(const tally::dash::GridRect& grid) { m_spec.grid = grid; }
 
@@ -82,6 +93,7 @@ class PanelController : public QObject {
 
  private:
   void resetLive();
+  void refreshPrometheus();
   void updateSubscription();
   tally::dash::QueryRequest request() const;
   void finish(const tally::Status& status);
@@ -89,6 +101,9 @@ class PanelController : public QObject {
   int64_t now() const { return m_now(); }
 
   CollectorClient* m_client;
+  QPointer<DataSources> m_sources;
+  std::string m_lastPromQL;
+  int64_t m_lastQueryAt = 0;
   QPointer<LiveSubscriber> m_liveSub;  // may go first when the window is torn down
   tally::dash::PanelSpec m_spec;
   tally::dash::TimeRangeSpec m_range;

@@ -14,6 +14,9 @@
 #include <QVBoxLayout>
 
 #include "collector_client.h"
+#include "core/promql.h"
+#include "data_sources.h"
+#include "prom_client.h"
 
 using namespace tally;
 using namespace tally::dash;
@@ -47,9 +50,24 @@ void setItemEnabled(QComboBox* combo, int index, bool enabled) {
 }  // namespace
 
 PanelEditor::PanelEditor(CollectorClient* client, const PanelSpec& spec, QWidget* parent)
-    : QDialog(parent), m_client(client), m_original(spec) {
+    : PanelEditor(client, nullptr, spec, parent) {}
+
+PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const PanelSpec& spec, QWidget* parent)
+    : QDialog(parent), m_client(client), m_sources(sources), m_original(spec) {
   setWindowTitle(tr("Edit panel"));
   setMinimumWidth(520);
+
+  m_source = new QComboBox(this);
+  m_source->setObjectName("sourceCombo");
+  m_source->addItem(tr("Tally collector"), QString());
+  if (m_sources)
+    for (const QString& name : m_sources->names()) m_source->addItem(name, name);
+  if (!spec.source.empty() && m_source->findData(QString::fromStdString(spec.source)) < 0)
+    m_source->addItem(QString::fromStdString(spec.source), QString::fromStdString(spec.source));
+  m_source->setCurrentIndex(std::max(0, m_source->findData(QString::fromStdString(spec.source))));
+  m_source->setEnabled(m_source->count() > 1);
+  m_source->setToolTip(tr("Where the panel's data comes from; add Prometheus-compatible servers under "
+                          "Dashboard ▸ Data sources"));
 
   m_metric = new QComboBox(this);
   m_metric->setObjectName("metricCombo");
@@ -96,8 +114,29 @@ PanelEditor::PanelEditor(CollectorClient* client, const PanelSpec& spec, QWidget
   m_error = new QLabel(this);
   m_error->setStyleSheet("color: #b3261e;");
   m_error->setWordWrap(true);
+  m_note = new QLabel(this);
+  m_note->setObjectName("noteLabel");
+  m_note->setStyleSheet("color: #5f6368;");
+  m_note->setWordWrap(true);
+
+  m_promRow = new QWidget(this);
+  auto* promLayout = new QVBoxLayout(m_promRow);
+  promLayout->setContentsMargins(0, 0, 0, 0);
+  m_promql = new QLineEdit(QString::fromStdString(spec.promql), m_promRow);
+  m_promql->setObjectName("promqlEdit");
+  m_promql->setPlaceholderText(tr("Optional; replaces metric, filters, group by and function. "
+                                  "e.g. sum by (job) (rate(http_requests_total[$__interval]))"));
+  m_preview = new QLabel(m_promRow);
+  m_preview->setObjectName("promqlPreview");
+  m_preview->setWordWrap(true);
+  m_preview->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  m_preview->setStyleSheet("color: #5f6368; font-family: monospace;");
+  promLayout->addWidget(new QLabel(tr("PromQL expression ($__interval = the panel's step):"), m_promRow));
+  promLayout->addWidget(m_promql);
+  promLayout->addWidget(m_preview);
 
   auto* form = new QFormLayout;
+  form->addRow(tr("Source"), m_source);
   auto* metricRow = new QHBoxLayout;
   metricRow->addWidget(m_metric, 1);
   metricRow->addWidget(m_kindLabel);
@@ -108,6 +147,7 @@ PanelEditor::PanelEditor(CollectorClient* client, const PanelSpec& spec, QWidget
   form->addRow(tr("Filters"), filters);
   form->addRow(tr("Group by"), m_groupBy);
   form->addRow(tr("Function"), m_fn);
+  form->addRow(QString(), m_note);
   form->addRow(tr("Chart"), m_chart);
   form->addRow(tr("Title"), m_title);
   form->addRow(tr("Unit"), m_unit);
@@ -118,6 +158,7 @@ PanelEditor::PanelEditor(CollectorClient* client, const PanelSpec& spec, QWidget
   connect(buttons, &QDialogButtonBox::rejected, this, &PanelEditor::reject);
   auto* layout = new QVBoxLayout(this);
   layout->addLayout(form);
+  layout->addWidget(m_promRow);
   layout->addWidget(m_error);
   layout->addWidget(buttons);
 
@@ -128,34 +169,81 @@ PanelEditor::PanelEditor(CollectorClient* client, const PanelSpec& spec, QWidget
     loadTags(text);
   });
   connect(m_chart, &QComboBox::currentIndexChanged, this, &PanelEditor::updateForKind);
+  connect(m_fn, &QComboBox::currentIndexChanged, this, &PanelEditor::updatePreview);
+  connect(m_promql, &QLineEdit::textChanged, this, &PanelEditor::updateForKind);
+  connect(m_groupBy, &QListWidget::itemChanged, this, &PanelEditor::updatePreview);
+  connect(m_source, &QComboBox::currentIndexChanged, this, &PanelEditor::sourceChanged);
 
-  if (m_client) {
-    m_client->fetchMetrics(this, [this](Result<std::vector<MetricInfo>> r) {
-      if (!r) {
-        m_error->setText(tr("Cannot list metrics: %1").arg(QString::fromStdString(r.status().message())));
-        return;
-      }
-      m_metrics = *r;
-      const QString current = m_metric->currentText();
-      m_metric->blockSignals(true);
-      m_metric->clear();
-      for (const auto& m : m_metrics) m_metric->addItem(QString::fromStdString(m.name));
-      m_metric->setEditText(current);
-      m_metric->blockSignals(false);
-      updateForKind();
-      emit metricsLoaded();
-    });
-  }
+  m_promRow->setVisible(onPrometheus());
+  loadMetrics();
   loadTags(m_metric->currentText());
   updateForKind();
+}
+
+bool PanelEditor::onPrometheus() const { return !m_source->currentData().toString().isEmpty(); }
+
+void PanelEditor::sourceChanged() {
+  m_promRow->setVisible(onPrometheus());
+  for (auto& row : m_rows) {
+    const int notRegex = row.op->findText(filterOpName(FilterOp::NotRegex));
+    if (onPrometheus() && notRegex < 0) row.op->addItem(filterOpName(FilterOp::NotRegex));
+    if (!onPrometheus() && notRegex >= 0) row.op->removeItem(notRegex);
+  }
+  m_metrics.clear();
+  m_metric->blockSignals(true);
+  m_metric->clear();
+  m_metric->blockSignals(false);
+  m_metric->setEditText(QString());
+  loadMetrics();
+  updateForKind();
+}
+
+void PanelEditor::loadMetrics() {
+  const QString source = m_source->currentData().toString();
+  auto apply = [this, source](Result<std::vector<MetricInfo>> r) {
+    if (source != m_source->currentData().toString()) return;  // superseded
+    if (!r) {
+      m_error->setText(tr("Cannot list metrics: %1").arg(QString::fromStdString(r.status().message())));
+      return;
+    }
+    m_error->clear();
+    m_metrics = *r;
+    const QString current = m_metric->currentText();
+    m_metric->blockSignals(true);
+    m_metric->clear();
+    for (const auto& m : m_metrics) m_metric->addItem(QString::fromStdString(m.name));
+    m_metric->setEditText(current);
+    m_metric->blockSignals(false);
+    updateForKind();
+    emit metricsLoaded();
+  };
+  if (source.isEmpty()) {
+    if (m_client) m_client->fetchMetrics(this, apply);
+    return;
+  }
+  PromClient* client = m_sources ? m_sources->client(source.toStdString()) : nullptr;
+  if (!client) {
+    m_error->setText(tr("No data source named '%1'").arg(source));
+    return;
+  }
+  client->fetchMetricNames(this, [apply](Result<std::vector<std::string>> r) {
+    if (!r) {
+      apply(r.status());
+      return;
+    }
+    std::vector<MetricInfo> metrics;
+    for (auto& n : *r) metrics.push_back({std::move(n), "", 0});
+    apply(std::move(metrics));
+  });
 }
 
 void PanelEditor::loadTags(const QString& metric) {
   m_tagsLoaded = false;
   m_tags.clear();
-  if (!m_client || metric.isEmpty()) return;
-  m_client->fetchTags(metric, this, [this, metric](Result<TagValues> r) {
-    if (metric != m_metric->currentText()) return;  // superseded
+  if (metric.isEmpty()) return;
+  const QString source = m_source->currentData().toString();
+  auto callback = [this, metric, source](Result<TagValues> r) {
+    if (metric != m_metric->currentText() || source != m_source->currentData().toString()) return;  // superseded
     m_tags = r ? *r : TagValues{};
     // Group-by choices: keep what was checked, add the metric's keys.
     QStringList checked = m_pendingGroupBy;
@@ -182,8 +270,14 @@ void PanelEditor::loadTags(const QString& metric) {
       fillValues(row);
     }
     m_tagsLoaded = true;
+    updatePreview();
     emit tagsLoaded(metric);
-  });
+  };
+  if (source.isEmpty()) {
+    if (m_client) m_client->fetchTags(metric, this, callback);
+  } else if (PromClient* client = m_sources ? m_sources->client(source.toStdString()) : nullptr) {
+    client->fetchTags(metric.toStdString(), this, callback);
+  }
 }
 
 PanelEditor::FilterRow PanelEditor::addFilterRow(const TagFilter& filter) {
@@ -198,8 +292,10 @@ PanelEditor::FilterRow PanelEditor::addFilterRow(const TagFilter& filter) {
   r.key->setEditText(QString::fromStdString(filter.key));
   r.op->setObjectName("filterOp");
   for (FilterOp op : {FilterOp::Eq, FilterOp::NotEq, FilterOp::Regex}) r.op->addItem(filterOpName(op));
+  if (onPrometheus()) r.op->addItem(filterOpName(FilterOp::NotRegex));
   r.op->setCurrentText(filterOpName(filter.op));
-  r.op->setToolTip(tr("= equals, != differs, =~ matches the regular expression (whole value)"));
+  r.op->setToolTip(tr("= equals, != differs, =~ matches the regular expression (whole value), "
+                      "!~ does not match it (Prometheus sources)"));
   r.value->setEditable(true);
   r.value->setObjectName("filterValue");
   r.value->setInsertPolicy(QComboBox::NoInsert);
@@ -217,6 +313,8 @@ PanelEditor::FilterRow PanelEditor::addFilterRow(const TagFilter& filter) {
   fillValues(m_rows.last());
   r.value->setEditText(QString::fromStdString(filter.value));
   connect(remove, &QToolButton::clicked, this, [this, row] { removeRow(row); });
+  connect(r.op, &QComboBox::currentIndexChanged, this, &PanelEditor::updatePreview);
+  connect(r.value, &QComboBox::currentTextChanged, this, &PanelEditor::updatePreview);
   connect(r.key, &QComboBox::currentTextChanged, this, [this, row] {
     for (auto& x : m_rows)
       if (x.row == row) fillValues(x);
@@ -240,11 +338,41 @@ void PanelEditor::removeRow(QWidget* row) {
     if (m_rows[i].row == row) {
       m_rows.removeAt(i);
       row->deleteLater();
+      updatePreview();
       return;
     }
 }
 
 void PanelEditor::updateForKind() {
+  if (onPrometheus()) {
+    // No kinds here: what has no PromQL form is disabled and the note says why.
+    m_kindLabel->clear();
+    const std::string metric = m_metric->currentText().trimmed().toStdString();
+    std::vector<std::string> names;
+    for (const auto& m : m_metrics) names.push_back(m.name);
+    QStringList notes;
+    for (int i = 0; i < m_fn->count(); ++i) {
+      const std::string fn = m_fn->itemData(i).toString().toStdString();
+      Status st = metric.empty() ? Status::ok() : promFunctionSupported(fn, metric, names);
+      setItemEnabled(m_fn, i, st.is_ok());
+      if (!st && fn == "p99") notes << tr("Percentiles: %1.").arg(QString::fromStdString(st.message()));
+    }
+    for (int i = 0; i < m_chart->count(); ++i) {
+      auto type = parseChartType(m_chart->itemData(i).toString().toStdString());
+      setItemEnabled(m_chart, i, !chartNeedsDistribution(*type));
+    }
+    if (auto type = parseChartType(m_chart->currentData().toString().toStdString()); type && chartNeedsDistribution(*type))
+      m_chart->setCurrentIndex(m_chart->findData(QString::fromLatin1(chartTypeName(ChartType::Line))));
+    notes << tr("Histogram and heatmap charts need the Tally collector's distributions.");
+    const bool raw = !m_promql->text().trimmed().isEmpty();
+    if (raw) notes.prepend(tr("The PromQL expression is used as written: metric, filters, group by and function are ignored."));
+    m_note->setText(notes.join(' '));
+    m_fn->setEnabled(!raw);
+    m_groupBy->setEnabled(!raw);
+    updatePreview();
+    return;
+  }
+  m_note->clear();
   QString kind;
   for (const auto& m : m_metrics)
     if (QString::fromStdString(m.name) == m_metric->currentText()) kind = QString::fromStdString(m.kind);
@@ -267,8 +395,21 @@ void PanelEditor::updateForKind() {
   m_groupBy->setEnabled(!distChart);
 }
 
+void PanelEditor::updatePreview() {
+  if (!onPrometheus()) return;
+  PanelSpec s = spec();
+  if (!s.hasQuery()) {
+    m_preview->setText(tr("Choose a metric or write an expression."));
+    return;
+  }
+  auto e = buildPromQL(s, "$__interval");
+  m_preview->setText(e ? tr("Queries: %1").arg(QString::fromStdString(*e)) : QString::fromStdString(e.status().message()));
+}
+
 PanelSpec PanelEditor::spec() const {
   PanelSpec s = m_original;
+  s.source = m_source->currentData().toString().toStdString();
+  s.promql = s.source.empty() ? std::string() : m_promql->text().trimmed().toStdString();
   s.metric = m_metric->currentText().trimmed().toStdString();
   s.filters.clear();
   for (const auto& r : m_rows) {
@@ -294,9 +435,17 @@ PanelSpec PanelEditor::spec() const {
 
 void PanelEditor::accept() {
   PanelSpec s = spec();
-  if (s.metric.empty()) {
-    m_error->setText(tr("Choose a metric."));
+  if (!s.hasQuery()) {
+    m_error->setText(s.source.empty() ? tr("Choose a metric.") : tr("Choose a metric or write a PromQL expression."));
     return;
+  }
+  if (!s.source.empty() && s.promql.empty()) {
+    std::vector<std::string> names;
+    for (const auto& m : m_metrics) names.push_back(m.name);
+    if (auto st = promFunctionSupported(s.fn, s.metric, names); !st) {
+      m_error->setText(QString::fromStdString(st.message()));
+      return;
+    }
   }
   if (auto st = validatePanel(s, "panel"); !st) {
     m_error->setText(QString::fromStdString(st.message()));

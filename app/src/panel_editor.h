@@ -2,6 +2,11 @@
 // filters (key, =, !=, =~, value; keys and values completed from /api/tags), group-by tags,
 // function, chart type, title, unit, log y. Functions and chart types that the metric's kind
 // cannot answer are disabled (rate of a gauge, percentiles of a counter, histogram of a counter).
+// The data source comes first: the Tally collector, or one of the dashboard's Prometheus-compatible
+// sources, whose metrics and labels complete from its /api/v1 endpoints, which adds the !~
+// operator and a raw PromQL expression, shows the PromQL the settings generate, and disables
+// (with a note saying why) what has no PromQL form: percentiles without a histogram, histogram
+// and heatmap charts.
 // The dialog holds no data beyond its widgets; spec() reads them.
 #pragma once
 
@@ -12,6 +17,7 @@
 #include "core/dashboard.h"
 
 class CollectorClient;
+class DataSources;
 class QCheckBox;
 class QComboBox;
 class QLabel;
@@ -24,10 +30,16 @@ class PanelEditor : public QDialog {
   Q_OBJECT
  public:
   PanelEditor(CollectorClient* client, const tally::dash::PanelSpec& spec, QWidget* parent = nullptr);
+  PanelEditor(CollectorClient* client, DataSources* sources, const tally::dash::PanelSpec& spec,
+              QWidget* parent = nullptr);
 
   tally::dash::PanelSpec spec() const;
 
   // For tests and scripted use: the widgets by role.
+  QComboBox* sourceCombo() const { return m_source; }
+  QLineEdit* promqlEdit() const { return m_promql; }
+  QLabel* promqlPreview() const { return m_preview; }
+  QLabel* noteLabel() const { return m_note; }
   QComboBox* metricCombo() const { return m_metric; }
   QComboBox* fnCombo() const { return m_fn; }
   QComboBox* chartCombo() const { return m_chart; }
@@ -55,18 +67,28 @@ class PanelEditor : public QDialog {
   void metricsLoaded();
 
  private:
+  void loadMetrics();
   void loadTags(const QString& metric);
+  void sourceChanged();
+  bool onPrometheus() const;
+  void updatePreview();
   void updateForKind();
   void fillValues(FilterRow& row);
   void removeRow(QWidget* row);
 
   CollectorClient* m_client;
+  DataSources* m_sources;
   tally::dash::PanelSpec m_original;
   std::vector<tally::dash::MetricInfo> m_metrics;
   tally::dash::TagValues m_tags;
   bool m_tagsLoaded = false;
   QStringList m_pendingGroupBy;
 
+  QComboBox* m_source;
+  QLineEdit* m_promql;
+  QLabel* m_preview;
+  QLabel* m_note;
+  QWidget* m_promRow;
   QComboBox* m_metric;
   QLabel* m_kindLabel;
   QVBoxLayout* m_filterLayout;

@@ -186,7 +186,7 @@ void PanelWidget::dropEvent(QDropEvent* e) {
   QString metric = QString::fromUtf8(e->mimeData()->data(kMetricMimeType));
   if (metric.isEmpty()) return;
   e->acceptProposedAction();
-  emit metricDropped(this, metric);
+  emit metricDropped(this, metric, QString::fromUtf8(e->mimeData()->data(kSourceMimeType)));
 }
 
 bool PanelWidget::eventFilter(QObject* watched, QEvent* event) {

@@ -45,7 +45,7 @@ class PanelWidget : public QFrame {
   void resizeRequested(PanelWidget* panel, int dw, int dh);  // in grid cells
   void headerDragged(PanelWidget* panel, QPoint delta, bool finished);  // pixels since press
   void gripDragged(PanelWidget* panel, QPoint delta, bool finished);
-  void metricDropped(PanelWidget* panel, const QString& metric);
+  void metricDropped(PanelWidget* panel, const QString& metric, const QString& source);  // "" = collector
 
  protected:
   void dragEnterEvent(QDragEnterEvent* e) override;

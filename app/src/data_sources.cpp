@@ -1,0 +1,49 @@
+#include "data_sources.h"
+
+#include "prom_client.h"
+
+using namespace tally::dash;
+
+DataSources::DataSources(QObject* parent) : QObject(parent) {}
+
+void DataSources::setSources(const std::vector<DataSource>& sources) {
+  if (sources == m_sources) return;
+  std::map<std::string, PromClient*> clients;
+  for (const auto& s : sources) {
+    auto it = m_clients.find(s.name);
+    if (it != m_clients.end() && it->second->source() == s) {
+      clients[s.name] = it->second;
+      m_clients.erase(it);
+    } else {
+      auto* c = new PromClient(s, this);
+      c->setTimeout(m_timeoutS);
+      clients[s.name] = c;
+    }
+  }
+  for (auto& [name, c] : m_clients) c->deleteLater();  // callbacks in flight die with it
+  m_clients = std::move(clients);
+  m_sources = sources;
+  emit changed();
+}
+
+QStringList DataSources::names() const {
+  QStringList out;
+  for (const auto& s : m_sources) out << QString::fromStdString(s.name);
+  return out;
+}
+
+PromClient* DataSources::client(const std::string& name) const {
+  auto it = m_clients.find(name);
+  return it == m_clients.end() ? nullptr : it->second;
+}
+
+const DataSource* DataSources::find(const std::string& name) const {
+  for (const auto& s : m_sources)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+void DataSources::setTimeout(int seconds) {
+  m_timeoutS = seconds;
+  for (auto& [name, c] : m_clients) c->setTimeout(seconds);
+}

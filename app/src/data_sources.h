@@ -1,0 +1,38 @@
+// DataSources: the dashboard's Prometheus-compatible data sources and one PromClient for each.
+// The canvas owns one; panels, the panel editor and the metric browser look their source's client
+// up by name. Replacing the list keeps the clients of unchanged sources (their requests in flight
+// stay valid) and emits changed().
+// Thread-safety: a QObject of the GUI thread.
+#pragma once
+
+#include <QObject>
+#include <QStringList>
+#include <map>
+#include <vector>
+
+#include "core/dashboard.h"
+
+class PromClient;
+
+class DataSources : public QObject {
+  Q_OBJECT
+ public:
+  explicit DataSources(QObject* parent = nullptr);
+
+  const std::vector<tally::dash::DataSource>& sources() const { return m_sources; }
+  void setSources(const std::vector<tally::dash::DataSource>& sources);
+  QStringList names() const;
+  // nullptr for "" (the collector) and for unknown names.
+  PromClient* client(const std::string& name) const;
+  const tally::dash::DataSource* find(const std::string& name) const;
+  // Seconds before a request fails, for every client (headless --timeout).
+  void setTimeout(int seconds);
+
+ signals:
+  void changed();
+
+ private:
+  std::vector<tally::dash::DataSource> m_sources;
+  std::map<std::string, PromClient*> m_clients;
+  int m_timeoutS = 15;
+};
