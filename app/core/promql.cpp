@@ -282,7 +282,7 @@ Result<std::string> parsePromBuildInfo(std::string_view body) {
   if (!data) return data.status();
   if (!data->is_object()) return Status::corruption("buildinfo answer: \"data\" is not an object");
   auto v = data->find("version");
-  if (v == data->end() || !v->is_string()) return Status::corruption("buildinfo answer has no \"version\"");
+  if (v == data->end() || !v->is_string()) return std::string();  // VictoriaMetrics answers {}
   return v->get<std::string>();
 }
 

@@ -67,7 +67,7 @@ Result<QueryResult> parsePromMatrix(std::string_view body, int64_t step);
 Result<std::vector<std::string>> parsePromStrings(std::string_view body);
 // Any answer: ok for {"status":"success","data":...}, else what is wrong.
 Status checkPromAnswer(std::string_view body);
-// The version in /api/v1/status/buildinfo.
+// The version in /api/v1/status/buildinfo; "" when the server leaves it out.
 Result<std::string> parsePromBuildInfo(std::string_view body);
 // An error answer's "errorType: error", else a description of the HTTP status.
 std::string promErrorMessage(int httpStatus, std::string_view body);

@@ -121,7 +121,8 @@ void PromClient::testConnection(QObject* context, Callback<std::string> cb) {
   getParsed<std::string>(promBuildInfoPath(), context, [this, ctx, cb](Result<std::string> info) {
     if (!ctx) return;
     if (info) {
-      cb(std::string("Connected: Prometheus API, version " + *info));
+      cb(std::string(info->empty() ? "Connected: Prometheus API (the server does not report a version)"
+                                   : "Connected: Prometheus API, version " + *info));
       return;
     }
     if (info.status().code() == StatusCode::kUnavailable) {
