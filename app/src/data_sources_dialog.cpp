@@ -188,8 +188,9 @@ void DataSourcesDialog::removeSource() {
   const Item& it = m_items[size_t(row)];
   const int used = it.originalName.empty() || !m_panelsUsing ? 0 : m_panelsUsing(it.originalName);
   if (used > 0) {
-    m_error->setText(tr("'%1' is used by %n panel(s); point them at another source first.", nullptr, used)
-                         .arg(QString::fromStdString(it.originalName)));
+    m_error->setText(tr("'%1' is used by %2; point them at another source first.")
+                         .arg(QString::fromStdString(it.originalName),
+                              used == 1 ? tr("1 panel") : tr("%1 panels").arg(used)));
     return;
   }
   m_error->clear();

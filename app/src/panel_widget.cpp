@@ -159,10 +159,15 @@ void PanelWidget::updateState() {
   QString title = QString::fromStdString(s.displayTitle());
   if (m_controller->isLoading() && !m_controller->hasData()) title += QStringLiteral("  …");
   m_title->setText(title);
-  m_title->setToolTip(QString::fromStdString(s.metric));
+  m_title->setToolTip(s.onCollector() ? QString::fromStdString(s.metric)
+                                      : tr("%1 (data source %2)")
+                                            .arg(QString::fromStdString(m_controller->lastPromQL().empty()
+                                                                            ? s.metric
+                                                                            : m_controller->lastPromQL()),
+                                                 QString::fromStdString(s.source)));
   m_resetZoom->setVisible(m_controller->isZoomed());
   QString msg;
-  if (s.metric.empty()) msg = tr("Drop a metric here, or click ✎ to choose one.");
+  if (!s.hasQuery()) msg = tr("Drop a metric here, or click ✎ to choose one.");
   else if (!m_controller->error().isEmpty()) msg = tr("Query failed: %1").arg(m_controller->error());
   else if (m_controller->hasData() && !m_controller->isLoading()) {
     bool empty = true;
