@@ -32,10 +32,12 @@
 #include "collector_fixture.h"
 #include "core/csv.h"
 #include "core/promql.h"
+#include "dashboard_canvas.h"
 #include "data_sources.h"
 #include "data_sources_dialog.h"
 #include "panel_controller.h"
 #include "panel_editor.h"
+#include "panel_widget.h"
 #include "prom_client.h"
 #include "resources.h"
 #include "tally/client.h"
@@ -113,6 +115,57 @@ class VictoriaMetrics {
   int m_port = 0;
 };
 
+// A real Prometheus server (Debian package prometheus) serving blocks that promtool builds from
+// OpenMetrics text with explicit timestamps; it scrapes nothing.
+class PrometheusServer {
+ public:
+  ~PrometheusServer() {
+    if (m_proc.state() == QProcess::NotRunning) return;
+    m_proc.terminate();
+    if (!m_proc.waitForFinished(10000)) {
+      m_proc.kill();
+      m_proc.waitForFinished(5000);
+    }
+  }
+  static bool installed() {
+    return !QStandardPaths::findExecutable("prometheus").isEmpty() && !QStandardPaths::findExecutable("promtool").isEmpty();
+  }
+  bool start(const QByteArray& openMetrics) {
+    QFile om(m_dir.filePath("samples.om"));
+    if (!om.open(QIODevice::WriteOnly) || om.write(openMetrics) != openMetrics.size()) return false;
+    om.close();
+    QFile cfg(m_dir.filePath("prometheus.yml"));
+    if (!cfg.open(QIODevice::WriteOnly)) return false;
+    cfg.write("global:\n  scrape_interval: 1h\n");
+    cfg.close();
+    QProcess tool;
+    tool.setProcessChannelMode(QProcess::MergedChannels);
+    tool.start(QStandardPaths::findExecutable("promtool"),
+               {"tsdb", "create-blocks-from", "openmetrics", om.fileName(), m_dir.filePath("data")});
+    if (!tool.waitForFinished(30000) || tool.exitCode() != 0) {
+      qWarning("promtool: %s", tool.readAll().constData());
+      return false;
+    }
+    m_port = freePort();
+    m_proc.setProcessChannelMode(QProcess::ForwardedChannels);
+    m_proc.start(QStandardPaths::findExecutable("prometheus"),
+                 {"--config.file=" + cfg.fileName(), "--storage.tsdb.path=" + m_dir.filePath("data"),
+                  "--web.listen-address=127.0.0.1:" + QString::number(m_port), "--log.level=error"});
+    if (!m_proc.waitForStarted(5000)) return false;
+    for (int i = 0; i < 150; ++i) {
+      if (http("GET", url("/-/ready")).first == 200) return true;
+      QThread::msleep(100);
+    }
+    return false;
+  }
+  QUrl url(const QString& path = {}) const { return QUrl(QStringLiteral("http://127.0.0.1:%1%2").arg(m_port).arg(path)); }
+
+ private:
+  QTemporaryDir m_dir;
+  QProcess m_proc;
+  int m_port = 0;
+};
+
 // The loaded data: 36 samples 10 s apart at T0 + 5 + 10 k (k = 0..35), so each minute bucket
 // [T0 + 60 m, T0 + 60 (m + 1)) holds samples k = 6 m .. 6 m + 5 and PromQL's window
 // (b, b + 60] at the bucket's end sees exactly them.
@@ -151,6 +204,17 @@ QByteArray importText(int64_t t0) {
   return out;
 }
 
+// The gauges again, as OpenMetrics for promtool (timestamps in seconds).
+QByteArray openMetricsText(int64_t t0) {
+  QByteArray out = "# TYPE temp gauge\n";
+  for (int k = 0; k < kSamples; ++k) {
+    const QByteArray t = QByteArray::number(qint64(t0 + 5 + 10 * k));
+    out += "temp{room=\"x\"} " + QByteArray::number(tempX(k)) + " " + t + "\n";
+    out += "temp{room=\"y\"} " + QByteArray::number(tempY(k)) + " " + t + "\n";
+  }
+  return out + "# EOF\n";
+}
+
 // One value per minute bucket from the samples it holds.
 std::vector<Point> perMinute(int64_t t0, const std::function<double(int firstK)>& f) {
   std::vector<Point> out;
@@ -186,6 +250,8 @@ class TestDashboardPrometheus : public QObject {
   void liveModeRequeriesEveryStep();
   void dataSourcesDialogTestsTheConnection();
   void headlessExportMixesCollectorAndVictoriaMetrics();
+  void prometheusServerAnswersTheSamePanels();
+  void canvasPanelsFollowRenamedSources();
 
  private:
   bool runQuery(PanelController& c, const PanelSpec& spec, int64_t from, int64_t to);
@@ -538,6 +604,87 @@ void TestDashboardPrometheus::headlessExportMixesCollectorAndVictoriaMetrics() {
                                 "--export-csv", dir.filePath("vm-only.csv")});
   QVERIFY(p.waitForFinished(60000));
   QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+}
+
+// The same panel code against Prometheus itself: gauge functions are exact there too (its
+// increase() and rate() extrapolate to the window's edges, so counters are not compared here).
+void TestDashboardPrometheus::prometheusServerAnswersTheSamePanels() {
+  if (!PrometheusServer::installed()) QSKIP("prometheus/promtool not installed (installer/install-deps.sh installs them)");
+  PrometheusServer prom;
+  QVERIFY2(prom.start(openMetricsText(m_t0)), "prometheus did not start");
+  DataSources sources;
+  sources.setSources({{"prom", prom.url().toString().toStdString(), {}, 60}});
+
+  DataSourcesDialog dialog(sources.sources(), {});
+  QSignalSpy tested(&dialog, &DataSourcesDialog::testFinished);
+  dialog.testButton()->click();
+  QVERIFY(tested.wait(10000));
+  QVERIFY2(dialog.testResult()->text().startsWith("Connected: Prometheus API, version 2."), qPrintable(dialog.testResult()->text()));
+
+  struct Case {
+    const char* fn;
+    const char* promql;
+    Expected expected;
+  };
+  const std::vector<Case> cases = {
+      {"max", "", {{"room=x", perMinute(m_t0, [](int k) { return over6(k, tempX, "max"); })},
+                   {"room=y", perMinute(m_t0, [](int k) { return over6(k, tempY, "max"); })}}},
+      {"min", "", {{"room=x", perMinute(m_t0, [](int k) { return over6(k, tempX, "min"); })},
+                   {"room=y", perMinute(m_t0, [](int k) { return over6(k, tempY, "min"); })}}},
+      {"count", "", {{"room=x", perMinute(m_t0, [](int) { return 6.0; })}, {"room=y", perMinute(m_t0, [](int) { return 6.0; })}}},
+      {"sum", "sum(count_over_time(temp[$__interval]))", {{"", perMinute(m_t0, [](int) { return 12.0; })}}},
+  };
+  for (const auto& tc : cases) {
+    PanelSpec spec;
+    spec.source = "prom";
+    spec.metric = "temp";
+    spec.groupBy = {"room"};
+    spec.fn = tc.fn;
+    spec.promql = tc.promql;
+    PanelController c(nullptr, nullptr);
+    c.setDataSources(&sources);
+    c.setPixelWidth(800);
+    TimeRangeSpec range;
+    range.from = m_t0;
+    range.to = m_t0 + 60 * kMinutes;
+    c.setRange(range);
+    QSignalSpy done(&c, &PanelController::queryFinished);
+    c.setSpec(spec);
+    QVERIFY(done.wait(15000));
+    QVERIFY2(c.error().isEmpty(), qPrintable(c.error()));
+    std::vector<Series> shown = c.visibleSeries();
+    QCOMPARE(shown.size(), tc.expected.size());
+    size_t i = 0;
+    for (const auto& [label, points] : tc.expected) {
+      QCOMPARE(QString::fromStdString(shown[i].label(spec.promql.empty() ? spec.metric : "")), QString::fromStdString(label));
+      QVERIFY2(shown[i].points == points,
+               (c.lastPromQL() + "\nshown " + describe(shown[i].points) + "\nloaded " + describe(points)).c_str());
+      ++i;
+    }
+  }
+}
+
+void TestDashboardPrometheus::canvasPanelsFollowRenamedSources() {
+  DashboardCanvas canvas(nullptr, nullptr);
+  Dashboard d;
+  d.sources = {{"vm", m_vm.url().toString().toStdString(), {}, 60}};
+  PanelSpec p;
+  p.source = "vm";
+  p.metric = "req_total";
+  d.panels = {p, PanelSpec{}};
+  canvas.setDashboard(d);
+  QCOMPARE(canvas.panelsUsingSource("vm"), 1);
+  QSignalSpy modified(&canvas, &DashboardCanvas::modified);
+  canvas.setSources({{"victoria", m_vm.url().toString().toStdString(), {}, 60}}, {{"vm", "victoria"}});
+  QCOMPARE(modified.count(), 1);
+  QCOMPARE(QString::fromStdString(canvas.panels()[0]->spec().source), QStringLiteral("victoria"));
+  QVERIFY(canvas.panels()[1]->spec().onCollector());
+  const Dashboard after = canvas.dashboard();
+  QCOMPARE(after.sources.size(), size_t(1));
+  QVERIFY2(validateDashboard(after).is_ok(), validateDashboard(after).message().c_str());
+  QSignalSpy done(canvas.panels()[0]->controller(), &PanelController::queryFinished);
+  QVERIFY(done.count() > 0 || done.wait(10000));
+  QVERIFY2(canvas.panels()[0]->controller()->error().isEmpty(), qPrintable(canvas.panels()[0]->controller()->error()));
 }
 
 QTEST_MAIN(TestDashboardPrometheus)
