@@ -134,7 +134,8 @@ Status promFunctionSupported(const std::string& fn, const std::string& metric, c
   return Status::ok();
 }
 
-Result<std::string> buildPromQL(const PanelSpec& p, const std::string& range) {
+Result<std::string> buildPromQL(const PanelSpec& p, int64_t stepS) {
+  const std::string range = format_duration(stepS);
   if (!p.promql.empty()) {
     std::string e = replaceAll(p.promql, "$__rate_interval", range);
     return replaceAll(std::move(e), "$__interval", range);
@@ -146,7 +147,7 @@ Result<std::string> buildPromQL(const PanelSpec& p, const std::string& range) {
   const std::string sel = promSelector(p.metric, p.filters) + "[" + range + "]";
   const std::string& fn = p.fn;
   if (fn == "sum") return aggregate("sum", p.groupBy, "increase(" + sel + ")");
-  if (fn == "rate") return aggregate("sum", p.groupBy, "rate(" + sel + ")");
+  if (fn == "rate") return aggregate("sum", p.groupBy, "increase(" + sel + ")") + " / " + std::to_string(stepS);
   if (fn == "count") return aggregate("sum", p.groupBy, "count_over_time(" + sel + ")");
   if (fn == "avg" || fn == "min" || fn == "max") return aggregate(fn.c_str(), p.groupBy, fn + "_over_time(" + sel + ")");
   if (fn == "p50" || fn == "p90" || fn == "p99") {

@@ -34,15 +34,18 @@ std::string promSelector(std::string_view metric, const std::vector<TagFilter>& 
 // histogram: the metric is "x_bucket", or `names` holds "x_bucket". The error says why not.
 Status promFunctionSupported(const std::string& fn, const std::string& metric, const std::vector<std::string>& names);
 
-// The expression of a panel on a Prometheus source for buckets of `range` (a PromQL duration,
-// "60s", or "$__interval" for display):
-//   sum   sum by (g) (increase(m{f}[range]))      what a counter added in the bucket
-//   rate  sum by (g) (rate(m{f}[range]))
-//   avg   avg by (g) (avg_over_time(m{f}[range]))  min/max likewise with min_/max_over_time
-//   count sum by (g) (count_over_time(m{f}[range])) samples in the bucket
-//   pNN   histogram_quantile(0.NN, sum by (g, le) (rate(m_bucket{f}[range])))
-// A raw `promql` is used as written, with $__interval, $__rate_interval and $__range replaced.
-Result<std::string> buildPromQL(const PanelSpec& panel, const std::string& range);
+// The expression of a panel on a Prometheus source for buckets of `stepS` seconds (R = that as a
+// PromQL duration, "1m"):
+//   sum   sum by (g) (increase(m{f}[R]))       what a counter added in the bucket
+//   rate  sum by (g) (increase(m{f}[R])) / S   per second. Prometheus defines rate() as exactly
+//         this; VictoriaMetrics' rate() divides by the time between the samples instead, which
+//         multiplies a new series' first bucket by up to 1000 when it starts with a 0 sample 1 ms
+//         before its first value (as the collector's remote-write sends them).
+//   avg   avg by (g) (avg_over_time(m{f}[R]))  min/max likewise with min_/max_over_time
+//   count sum by (g) (count_over_time(m{f}[R])) samples in the bucket
+//   pNN   histogram_quantile(0.NN, sum by (g, le) (rate(m_bucket{f}[R])))
+// A raw `promql` is used as written, with $__interval and $__rate_interval replaced by R.
+Result<std::string> buildPromQL(const PanelSpec& panel, int64_t stepS);
 
 struct PromRange {
   int64_t start = 0;  // first evaluation time: end of the first bucket

@@ -216,7 +216,7 @@ void PanelController::refreshPrometheus() {
     finish(Status::not_found("no data source named '" + m_spec.source + "' in this dashboard"));
     return;
   }
-  auto expr = buildPromQL(m_spec, format_duration(m_requestedStep));
+  auto expr = buildPromQL(m_spec, m_requestedStep);
   if (!expr) {
     m_series.reset();
     m_lastPromQL.clear();

@@ -402,8 +402,9 @@ void PanelEditor::updatePreview() {
     m_preview->setText(tr("Choose a metric or write an expression."));
     return;
   }
-  auto e = buildPromQL(s, "$__interval");
-  m_preview->setText(e ? tr("Queries: %1").arg(QString::fromStdString(*e)) : QString::fromStdString(e.status().message()));
+  // The step follows the panel's width and range; a minute shows the shape.
+  auto e = buildPromQL(s, 60);
+  m_preview->setText(e ? tr("At a 1m step: %1").arg(QString::fromStdString(*e)) : QString::fromStdString(e.status().message()));
 }
 
 PanelSpec PanelEditor::spec() const {

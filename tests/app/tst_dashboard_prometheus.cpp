@@ -173,6 +173,8 @@ class PrometheusServer {
 //   req_total{path="/b"}  counter, adds 2 at each sample
 //   temp{room="x"}        gauge, k % 5;   temp{room="y"}: 100 + k % 4
 //   lat_bucket{le=...}    histogram: 3 observations per sample, all in (1, 2]
+//   fresh_total           counter as the collector's remote-write starts one: a 0 sample 1 ms
+//                         before its first value; adds 6 at each sample
 constexpr int kSamples = 36;
 constexpr int kMinutes = 6;
 double incA(int k) { return k % 7 + 1; }
@@ -187,6 +189,7 @@ QByteArray importText(int64_t t0) {
   // Counters start from an explicit 0, so the first bucket's increase has a sample before it.
   line(R"(req_total{path="/a"})", 0, t0 - 5);
   line(R"(req_total{path="/b"})", 0, t0 - 5);
+  out += "fresh_total 0 " + QByteArray::number(qint64(t0 + 5) * 1000 - 1) + "\n";
   for (const char* le : {"1", "2", "4", "+Inf"}) line(QByteArray("lat_bucket{le=\"") + le + "\"}", 0, t0 - 5);
   double a = 0, b = 0, obs = 0;
   for (int k = 0; k < kSamples; ++k) {
@@ -196,6 +199,7 @@ QByteArray importText(int64_t t0) {
     obs += 3;
     line(R"(req_total{path="/a"})", a, t);
     line(R"(req_total{path="/b"})", b, t);
+    line("fresh_total", 6.0 * (k + 1), t);
     line(R"(temp{room="x"})", tempX(k), t);
     line(R"(temp{room="y"})", tempY(k), t);
     line(R"(lat_bucket{le="1"})", 0, t);
@@ -311,6 +315,10 @@ void TestDashboardPrometheus::panelSeriesEqualLoadedSamples_data() {
   QTest::newRow("rate by path") << "req_total" << F{} << G{"path"} << "rate" << ""
                                 << Expected{{"path=/a", perMinute(t0, [&](int k) { return sumA(k) / 60; })},
                                             {"path=/b", perMinute(t0, [](int) { return 12.0 / 60; })}};
+  // VictoriaMetrics' rate() would divide the first bucket by 50.001 s, not 60 (regression).
+  QTest::newRow("rate of a series starting with remote-write's 0 sample")
+      << "fresh_total" << F{} << G{} << "rate" << ""
+      << Expected{{"fresh_total", perMinute(t0, [](int) { return 36.0 / 60; })}};
   QTest::newRow("filter =") << "req_total" << F{{"path", FilterOp::Eq, "/b"}} << G{} << "sum" << ""
                             << Expected{{"req_total", perMinute(t0, sumB)}};
   QTest::newRow("filter !=") << "req_total" << F{{"path", FilterOp::NotEq, "/b"}} << G{} << "sum" << ""
@@ -382,7 +390,7 @@ void TestDashboardPrometheus::metricListAndLabelCompletion() {
     loop.quit();
   });
   loop.exec();
-  QCOMPARE(names, (std::vector<std::string>{"lat_bucket", "req_total", "temp"}));
+  QCOMPARE(names, (std::vector<std::string>{"fresh_total", "lat_bucket", "req_total", "temp"}));
 
   PanelSpec spec;
   spec.source = "vm";
@@ -391,7 +399,7 @@ void TestDashboardPrometheus::metricListAndLabelCompletion() {
   QVERIFY(editor.promqlEdit()->isVisibleTo(&editor));
   QSignalSpy metrics(&editor, &PanelEditor::metricsLoaded);
   QVERIFY(metrics.wait(10000));
-  QCOMPARE(editor.metricCombo()->count(), 3);
+  QCOMPARE(editor.metricCombo()->count(), 4);
   editor.metricCombo()->setCurrentIndex(editor.metricCombo()->findText("req_total"));
   QTRY_VERIFY_WITH_TIMEOUT(editor.hasTags(), 10000);
   QCOMPARE(editor.tagValues(), (TagValues{{"path", {"/a", "/b"}}}));
@@ -405,7 +413,7 @@ void TestDashboardPrometheus::metricListAndLabelCompletion() {
   row.value->setCurrentIndex(row.value->findText("/b"));
   editor.fnCombo()->setCurrentIndex(editor.fnCombo()->findData("rate"));
   QCOMPARE(editor.promqlPreview()->text(),
-           QStringLiteral("Queries: sum (rate(req_total{path!~\"/b\"}[$__interval]))"));
+           QStringLiteral("At a 1m step: sum (increase(req_total{path!~\"/b\"}[1m])) / 60"));
   // Percentiles of a counter have no PromQL form: disabled, and the note says why.
   auto* model = qobject_cast<QStandardItemModel*>(editor.fnCombo()->model());
   QVERIFY(!model->item(editor.fnCombo()->findData("p99"))->isEnabled());

@@ -62,7 +62,7 @@ void TestDashboardPromQL::promqlFromPanel_data() {
   QTest::newRow("sum by") << "api_errors" << F{} << G{"endpoint", "status"} << "sum" << ""
                           << "sum by (endpoint, status) (increase(api_errors[1m]))";
   QTest::newRow("rate") << "http_requests_total" << F{{"code", FilterOp::Eq, "200"}} << G{"job"} << "rate" << ""
-                        << "sum by (job) (rate(http_requests_total{code=\"200\"}[1m]))";
+                        << "sum by (job) (increase(http_requests_total{code=\"200\"}[1m])) / 60";
   QTest::newRow("all four operators")
       << "api_errors"
       << F{{"a", FilterOp::Eq, "x"}, {"b", FilterOp::NotEq, "y"}, {"c", FilterOp::Regex, "5.."}, {"d", FilterOp::NotRegex, "/health|/ready"}}
@@ -108,7 +108,7 @@ void TestDashboardPromQL::promqlFromPanel() {
   p.groupBy = groupBy;
   p.fn = fn.toStdString();
   p.promql = promql.toStdString();
-  auto e = buildPromQL(p, format_duration(60));
+  auto e = buildPromQL(p, 60);
   QVERIFY2(e.has_value(), e.status().message().c_str());
   QCOMPARE(QString::fromStdString(*e), expected);
   QVERIFY2(validatePanel(p).is_ok(), validatePanel(p).message().c_str());
