@@ -114,6 +114,7 @@ void MetricBrowser::reload() {
       for (auto& name : *r) metrics.push_back({std::move(name), "", 0});
       m_model->setSource(source);
       m_model->setMetrics(metrics);
+      m_view->setColumnHidden(MetricTreeModel::SeriesColumn, true);  // unknown there
       m_status->setText(tr("%n metric(s) in %1", nullptr, int(metrics.size())).arg(source));
       emit metricsLoaded();
     });
@@ -135,6 +136,7 @@ void MetricBrowser::reload() {
     if (names(*r) != names(m_model->metrics()) || m_model->rowCount() == 0 || !m_model->source().isEmpty()) {
       m_model->setSource(QString());
       m_model->setMetrics(*r);
+      m_view->setColumnHidden(MetricTreeModel::SeriesColumn, false);
       m_view->expandToDepth(0);
     }
     m_status->setText(tr("%n metric(s)", nullptr, int(r->size())));

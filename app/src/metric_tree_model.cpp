@@ -97,11 +97,14 @@ QVariant MetricTreeModel::data(const QModelIndex& index, int role) const {
     case Qt::DisplayRole:
       if (index.column() == NameColumn) return n->segment;
       if (index.column() == KindColumn) return kind;
-      if (index.column() == SeriesColumn && m) return qlonglong(m->series);
+      if (index.column() == SeriesColumn && m && m_source.isEmpty()) return qlonglong(m->series);
       return {};
     case Qt::DecorationRole:
+      // A Prometheus source does not say what kind a metric is: no icon rather than a wrong one.
+      if (m && kind.isEmpty()) return {};
       return index.column() == NameColumn ? QVariant(kindIcon(kind)) : QVariant();
     case Qt::ToolTipRole:
+      if (m && !m_source.isEmpty()) return QStringLiteral("%1\nfrom data source %2").arg(n->path, m_source);
       return m ? QStringLiteral("%1\n%2, %3 series").arg(n->path, kind).arg(m->series) : n->path;
     case Qt::TextAlignmentRole:
       return index.column() == SeriesColumn ? QVariant(Qt::AlignRight | Qt::AlignVCenter) : QVariant();

@@ -224,9 +224,21 @@ void PanelController::refreshPrometheus() {
     return;
   }
   m_lastPromQL = *expr;
+  // Buckets still filling up are left out: an evaluation time in the future is answered from
+  // older data (VictoriaMetrics repeats its last point there), not from the bucket's samples.
+  PromRange range = promRangeFor(m_window.from, m_window.to, m_requestedStep);
+  range.end = std::min(range.end, bucket_start(now(), range.step));
+  if (range.end < range.start) {
+    QueryResult empty;
+    empty.metric = m_spec.metric;
+    empty.step = empty.resolution = range.step;
+    empty.from = empty.to = range.start - range.step;
+    m_series = std::move(empty);
+    finish(Status::ok());
+    return;
+  }
   m_loading = true;
   emit stateChanged();
-  const PromRange range = promRangeFor(m_window.from, m_window.to, m_requestedStep);
   client->queryRange(*expr, range, this, [this, gen, range](Result<QueryResult> r) {
     if (gen != m_generation) return;
     if (r) {
@@ -234,10 +246,6 @@ void PanelController::refreshPrometheus() {
       r->fn = m_spec.promql.empty() ? m_spec.fn : "promql";
       r->from = range.start - range.step;
       r->to = range.end;
-      // The bucket holding "now" is still filling up.
-      const int64_t last = range.end - range.step;
-      if (now() < range.end)
-        for (auto& s : r->series) s.partialFrom = last;
       m_series = std::move(*r);
     }
     finish(r.status());
@@ -276,7 +284,8 @@ void PanelController::tick() {
   m_window = resolveRange(m_range, now());
   if (onPrometheus()) {
     // No stream from a Prometheus server: ask again once a step has passed (at most every 5 s).
-    if (!m_loading && now() - m_lastQueryAt >= std::max<int64_t>(5, m_requestedStep)) refresh();
+    const bool due = now() - m_lastQueryAt >= std::max<int64_t>(5, m_requestedStep) || step() != m_requestedStep;
+    if (!m_loading && due) refresh();
     else emit dataChanged();
     return;
   }

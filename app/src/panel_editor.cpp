@@ -355,7 +355,10 @@ void PanelEditor::updateForKind() {
       const std::string fn = m_fn->itemData(i).toString().toStdString();
       Status st = metric.empty() ? Status::ok() : promFunctionSupported(fn, metric, names);
       setItemEnabled(m_fn, i, st.is_ok());
-      if (!st && fn == "p99") notes << tr("Percentiles: %1.").arg(QString::fromStdString(st.message()));
+      if (!st && fn == "p99") {
+        QString why = QString::fromStdString(st.message());
+        notes << why.left(1).toUpper() + why.mid(1) + '.';
+      }
     }
     for (int i = 0; i < m_chart->count(); ++i) {
       auto type = parseChartType(m_chart->itemData(i).toString().toStdString());
