@@ -35,10 +35,10 @@ void SelfReporter::tick() {
     uint64_t delta = v - last_[i];
     last_[i] = v;
     if (const SeriesInfo* s = series(counters[i].first, Kind::kCounter, work))
-      work[s->shard].counters.push_back({s->id, t, static_cast<double>(delta)});
+      work[s->shard].counters.push_back({s, t, static_cast<double>(delta)});
   }
   auto gauge = [&](const char* name, double v) {
-    if (const SeriesInfo* s = series(name, Kind::kGauge, work)) work[s->shard].gauges.push_back({s->id, t, v, v, v, v, 1});
+    if (const SeriesInfo* s = series(name, Kind::kGauge, work)) work[s->shard].gauges.push_back({s, t, v, v, v, v, 1});
   };
   gauge("tally.collector.series", static_cast<double>(catalog_.size()));
   gauge("tally.collector.queue_depth", static_cast<double>(metrics_.queue_depth.load()));

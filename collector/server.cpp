@@ -48,7 +48,7 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
       if (srv->catalog_->shard_of(info.hash) != i)
         return Status::corruption(shard_path(*dir, i) + ": series " + std::to_string(info.id) + " belongs to another shard");
       info.shard = i;
-      srv->catalog_->restore(info);
+      if (auto s = srv->catalog_->restore(info); !s) return s;
       shard->restore_series(srv->catalog_->by_id(info.id));
     }
     raw.push_back(shard.get());

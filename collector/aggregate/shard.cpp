@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <unordered_map>
 
 #include "tally/common/wire.h"
 
@@ -12,11 +14,11 @@ namespace {
 wire::LiveUpdate make_update(const SeriesInfo& info, int64_t time, const BucketAgg& agg,
                              wire::LiveUpdate::State state) {
   wire::LiveUpdate u;
-  u.set_metric(info.metric);
-  for (const auto& t : info.tags) {
+  u.set_metric(std::string(info.metric()));
+  for (const auto& t : info.tags()) {
     auto* tag = u.add_tags();
-    tag->set_key(t.key);
-    tag->set_value(t.value);
+    tag->set_key(std::string(t.key));
+    tag->set_value(std::string(t.value));
   }
   u.set_kind(kind_to_proto(info.kind));
   u.set_resolution_s(1);
@@ -39,12 +41,20 @@ wire::LiveUpdate make_update(const SeriesInfo& info, int64_t time, const BucketA
   return u;
 }
 
+size_t kind_index(Kind k) { return static_cast<size_t>(static_cast<int>(k) - 1); }
+
+BucketAgg counter_agg(double sum) {
+  BucketAgg a;
+  a.sum = sum;
+  return a;
+}
+
 }  // namespace
 
 Shard::Shard(ShardOptions opts, std::unique_ptr<ShardStore> store, const Clock& clock, LivePublisher* live,
              SelfMetrics& metrics)
     : opts_(std::move(opts)), store_(std::move(store)), clock_(clock), live_(live), metrics_(metrics) {
-  due_.resize(opts_.resolutions.size());
+  windows_.resize(opts_.resolutions.size());
   // Where the last run left off; a store that cannot say starts from zero (replay re-checks).
   if (auto a = store_->get_meta("applied_lsn", 0); a) applied_lsn_ = static_cast<uint64_t>(*a);
   if (auto s = store_->get_meta("safe_lsn", 0); s) safe_lsn_ = static_cast<uint64_t>(*s);
@@ -96,35 +106,117 @@ size_t Shard::queue_depth() const {
 
 void Shard::restore_series(const SeriesInfo* info) {
   std::lock_guard lock(state_mu_);
-  auto& s = series_[info->id];
-  s.info = info;
-  s.open.resize(opts_.resolutions.size());
+  add_series(info);
 }
 
-Shard::SeriesState& Shard::state(const SeriesInfo* info) {
-  auto it = series_.find(info->id);
-  if (it != series_.end()) return it->second;
-  auto& s = series_[info->id];
-  s.info = info;
-  s.open.resize(opts_.resolutions.size());
-  return s;
+void Shard::add_series(const SeriesInfo* info) {
+  auto& v = series_[kind_index(info->kind)];
+  if (v.size() <= info->slot) v.resize(info->slot + 1, nullptr);
+  if (!v[info->slot]) {
+    v[info->slot] = info;
+    ++series_count_;
+  }
 }
 
-Shard::OpenBucket& Shard::bucket(SeriesState& s, size_t res, int64_t point_time, int64_t wm, bool* late) {
-  const int64_t step = opts_.resolutions[res].step_s;
-  const int64_t start = bucket_start(point_time, step);
-  // Late: the watermark has passed the bucket's end. If the bucket is still in memory (not yet
-  // written) the point merges there and the FINAL value includes it; otherwise a new "late"
-  // bucket is merged into the stored one and published as a CORRECTION.
-  const bool past = start + step <= wm;
-  *late = past;
-  auto& open = s.open[res];
-  auto it = open.find(start);
-  if (it != open.end()) return it->second;
-  OpenBucket& b = open[start];
-  b.late = past;
-  due_[res][start + step].push_back(s.info->id);
-  return b;
+bool Shard::owns(const SeriesInfo* info) const {
+  const auto& v = series_[kind_index(info->kind)];
+  return info->slot < v.size() && v[info->slot] == info;
+}
+
+Shard::Page& Shard::page(Window& w, Kind kind, uint32_t slot) {
+  const size_t k = kind_index(kind);
+  auto& pages = w.pages[k];
+  const size_t at = slot / kPageSlots;
+  if (pages.size() <= at) pages.resize(at + 1);
+  if (!pages[at]) {
+    if (!free_pages_[k].empty()) {
+      pages[at] = std::move(free_pages_[k].back());
+      free_pages_[k].pop_back();
+    } else {
+      pages[at] = std::make_unique<Page>();
+      if (kind == Kind::kCounter) pages[at]->sums = std::make_unique<double[]>(kPageSlots);
+      else pages[at]->aggs = std::make_unique<BucketAgg[]>(kPageSlots);
+    }
+  }
+  return *pages[at];
+}
+
+template <typename Fn>
+void Shard::for_each_bucket(const Window& w, size_t k, Fn&& fn) {
+  const auto& pages = w.pages[k];
+  for (size_t p = 0; p < pages.size(); ++p) {
+    if (!pages[p]) continue;
+    const Page& pg = *pages[p];
+    for (size_t word = 0; word < pg.present.size(); ++word) {
+      for (uint64_t bits = pg.present[word]; bits; bits &= bits - 1) {
+        const size_t i = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
+        fn(static_cast<uint32_t>(p * kPageSlots + i), pg.sums ? &pg.sums[i] : nullptr,
+           pg.aggs ? &pg.aggs[i] : nullptr);
+      }
+    }
+  }
+}
+
+std::pair<const double*, const BucketAgg*> Shard::find_bucket(const Window& w, const SeriesInfo* info) {
+  const auto& pages = w.pages[kind_index(info->kind)];
+  const size_t at = info->slot / kPageSlots, i = info->slot % kPageSlots;
+  if (at >= pages.size() || !pages[at] || !(pages[at]->present[i / 64] >> (i % 64) & 1)) return {nullptr, nullptr};
+  const Page& pg = *pages[at];
+  return {pg.sums ? &pg.sums[i] : nullptr, pg.aggs ? &pg.aggs[i] : nullptr};
+}
+
+void Shard::recycle(Window&& w) {
+  for (size_t k = 0; k < kKinds; ++k) {
+    for (auto& pg : w.pages[k]) {
+      if (!pg) continue;
+      if (pg->aggs) {
+        for (size_t word = 0; word < pg->present.size(); ++word)
+          for (uint64_t bits = pg->present[word]; bits; bits &= bits - 1)
+            pg->aggs[word * 64 + static_cast<size_t>(__builtin_ctzll(bits))] = BucketAgg();
+      }
+      pg->present.fill(0);
+      pg->dirty.fill(0);
+      free_pages_[k].push_back(std::move(pg));
+    }
+  }
+}
+
+template <typename AddSum, typename AddAgg>
+void Shard::add_point(const SeriesInfo* info, int64_t time, int64_t wm, uint64_t lsn, bool replaying, uint64_t* late,
+                      AddSum&& add_sum, AddAgg&& add_agg) {
+  const size_t slot = info->slot % kPageSlots, word = slot / 64;
+  const uint64_t bit = uint64_t{1} << (slot % 64);
+  for (size_t r = 0; r < windows_.size(); ++r) {
+    if (replaying && replay_skips(info->id, r, time, lsn)) continue;
+    const int64_t step = opts_.resolutions[r].step_s;
+    const int64_t start = bucket_start(time, step);
+    // Late: the watermark has passed the bucket's end. If its window is still in memory (not yet
+    // written) the point merges there and the FINAL value includes it; otherwise it goes to a
+    // late bucket that is merged into the stored one and published as a CORRECTION.
+    const bool past = start + step <= wm;
+    if (past && r == 0) ++*late;
+    auto& wins = windows_[r];
+    auto wit = wins.find(start);
+    if (wit == wins.end()) {
+      if (past) {
+        auto [lit, added] = late_.try_emplace(LateKey{r, start, info->id});
+        if (added) lit->second.info = info;
+        add_agg(lit->second.agg);
+        continue;
+      }
+      wit = wins.try_emplace(start).first;
+    }
+    Page& pg = page(wit->second, info->kind, info->slot);
+    const bool fresh = !(pg.present[word] & bit);
+    if (fresh) pg.present[word] |= bit;
+    if (pg.sums) {
+      if (fresh) pg.sums[slot] = 0;
+      add_sum(pg.sums[slot]);
+    } else {
+      add_agg(pg.aggs[slot]);
+    }
+    if (r == 0) pg.dirty[word] |= bit;
+  }
 }
 
 bool Shard::replay_skips(uint64_t series_id, size_t res, int64_t point_time, uint64_t lsn) {
@@ -144,7 +236,9 @@ Result<uint64_t> Shard::backfill(size_t res, size_t from_res) {
   auto reader = store_->acquire_reader();
   if (!reader) return reader.status();
   std::vector<const SeriesInfo*> all;
-  for (const auto& [id, st] : series_) all.push_back(st.info);
+  for (const auto& v : series_)
+    for (const auto* info : v)
+      if (info) all.push_back(info);
   uint64_t written = 0;
   Status s = store_->begin();
   for (size_t i = 0; s && i < all.size(); ++i) {
@@ -180,59 +274,46 @@ Status Shard::replay(ShardWork& w) {
 void Shard::apply(ShardWork& w, bool replaying) {
   std::lock_guard lock(state_mu_);
   for (const auto* info : w.new_series) {
-    state(info);
+    add_series(info);
     pending_series_.push_back(info);
   }
-  const size_t nres = opts_.resolutions.size();
   const int64_t wm = watermark(clock_.now_s());
   uint64_t late = 0;
-  auto touch = [&](uint64_t sid, int64_t time, auto&& add) {
-    auto it = series_.find(sid);
-    if (it == series_.end()) return;  // unreachable: ingest sends definitions first
-    SeriesState& st = it->second;
-    for (size_t r = 0; r < nres; ++r) {
-      if (replaying && replay_skips(sid, r, time, w.lsn)) continue;
-      bool is_late = false;
-      OpenBucket& b = bucket(st, r, time, wm, &is_late);
-      add(b.agg);
-      if (r == 0) {
-        if (is_late) ++late;
-        b.dirty = true;
-        if (live_ && !st.listed) {
-          st.listed = true;
-          dirty_live_.push_back(sid);
-        }
-      }
-    }
-  };
-  for (const auto& p : w.counters) touch(p.series_id, p.time, [&](BucketAgg& a) { a.add_counter(p.value); });
-  for (const auto& p : w.gauges)
-    touch(p.series_id, p.time, [&](BucketAgg& a) { a.add_gauge(p.last, p.min, p.max, p.sum, p.count); });
-  for (const auto& p : w.dists) touch(p.series_id, p.time, [&](BucketAgg& a) { a.add_sketch(p.sketch); });
+  // A point of a series this shard does not know is dropped (unreachable: ingest sends
+  // definitions first).
+  for (const auto& p : w.counters) {
+    if (!owns(p.series)) continue;
+    add_point(p.series, p.time, wm, w.lsn, replaying, &late, [&](double& sum) { sum += p.value; },
+              [&](BucketAgg& a) { a.add_counter(p.value); });
+  }
+  for (const auto& p : w.gauges) {
+    if (!owns(p.series)) continue;
+    add_point(p.series, p.time, wm, w.lsn, replaying, &late, [](double&) {},
+              [&](BucketAgg& a) { a.add_gauge(p.last, p.min, p.max, p.sum, p.count); });
+  }
+  for (const auto& p : w.dists) {
+    if (!owns(p.series)) continue;
+    add_point(p.series, p.time, wm, w.lsn, replaying, &late, [](double&) {},
+              [&](BucketAgg& a) { a.add_sketch(p.sketch); });
+  }
   if (late && !replaying) metrics_.late_points.fetch_add(late, std::memory_order_relaxed);
   if (w.lsn > applied_lsn_.load(std::memory_order_relaxed)) applied_lsn_.store(w.lsn, std::memory_order_release);
 }
 
 bool Shard::flush(int64_t now_s, bool everything) {
   const int64_t wm = watermark(now_s);
-  struct Item {
-    SeriesState* s;
-    size_t res;
-    int64_t start;
-  };
-  std::vector<Item> items;
-  std::vector<size_t> done(due_.size(), 0);  // per resolution: leading due_ entries taken
-  for (size_t r = 0; r < due_.size(); ++r) {
+  // Due: every window whose end the watermark has passed (all of them for a checkpoint) and every
+  // late bucket. The shard thread alone changes windows_ and late_, so they stay as they are until
+  // the commit below.
+  std::vector<std::pair<size_t, int64_t>> due;  // resolution, window start
+  for (size_t r = 0; r < windows_.size(); ++r) {
     const int64_t step = opts_.resolutions[r].step_s;
-    for (auto it = due_[r].begin(); it != due_[r].end() && (everything || it->first <= wm); ++it, ++done[r]) {
-      for (uint64_t sid : it->second) {
-        auto sit = series_.find(sid);
-        if (sit != series_.end() && sit->second.open[r].count(it->first - step))
-          items.push_back({&sit->second, r, it->first - step});
-      }
+    for (const auto& [start, w] : windows_[r]) {
+      if (!everything && start + step > wm) break;
+      due.emplace_back(r, start);
     }
   }
-  if (items.empty() && pending_series_.empty()) {
+  if (due.empty() && late_.empty() && pending_series_.empty()) {
     if (everything) {
       const uint64_t lsn = applied_lsn_.load(std::memory_order_relaxed);
       if (lsn > safe_lsn_.load(std::memory_order_relaxed)) {
@@ -254,30 +335,42 @@ bool Shard::flush(int64_t now_s, bool everything) {
   const uint64_t lsn = applied_lsn_.load(std::memory_order_relaxed);
   std::vector<wire::LiveUpdate> updates;
   const bool publish = live_ || final_sink_;
+  uint64_t written = 0;
   Status s = store_->begin();
-  for (size_t i = 0; s && i < pending_series_.size(); ++i) s = store_->put_series(*pending_series_[i]);
-  for (size_t i = 0; s && i < items.size(); ++i) {
-    const auto& it = items[i];
-    OpenBucket& b = it.s->open[it.res].at(it.start);
-    const bool final = it.start + opts_.resolutions[it.res].step_s <= wm;
+  for (size_t i = 0; s && i < pending_series_.size(); ++i) s = store_->put_series(pending_series_[i]->def());
+  auto write = [&](const SeriesInfo& info, size_t res, int64_t start, const BucketAgg& agg, bool late) {
+    const bool final = start + opts_.resolutions[res].step_s <= wm;
+    ++written;
     // A bucket that was late, or partly written by a checkpoint, is published with its merged value.
-    if (it.res == 0 && publish && (b.late || (final && it.start <= last_checkpoint_s_))) {
+    if (res == 0 && publish && (late || (final && start <= last_checkpoint_s_))) {
       BucketAgg merged;
-      s = store_->merge_bucket(it.s->info->id, it.s->info->kind, it.res, it.start, b.agg, lsn, &merged);
-      if (s && (b.late || final)) {
-        updates.push_back(make_update(*it.s->info, it.start, merged,
-                                      b.late ? wire::LiveUpdate::CORRECTION : wire::LiveUpdate::FINAL));
-        if (b.late) {
-          updates.back().set_added_sum(b.agg.sum);
-          updates.back().set_added_count(b.agg.count);
+      s = store_->merge_bucket(info.id, info.kind, res, start, agg, lsn, &merged);
+      if (s && (late || final)) {
+        updates.push_back(
+            make_update(info, start, merged, late ? wire::LiveUpdate::CORRECTION : wire::LiveUpdate::FINAL));
+        if (late) {
+          updates.back().set_added_sum(agg.sum);
+          updates.back().set_added_count(agg.count);
         }
       }
     } else {
-      s = store_->merge_bucket(it.s->info->id, it.s->info->kind, it.res, it.start, b.agg, lsn, nullptr);
-      if (s && it.res == 0 && final && publish)
-        updates.push_back(make_update(*it.s->info, it.start, b.agg, wire::LiveUpdate::FINAL));
+      s = store_->merge_bucket(info.id, info.kind, res, start, agg, lsn, nullptr);
+      if (s && res == 0 && final && publish) updates.push_back(make_update(info, start, agg, wire::LiveUpdate::FINAL));
     }
+  };
+  for (const auto& [res, start] : due) {
+    const Window& w = windows_[res].at(start);
+    for (size_t k = 0; s && k < kKinds; ++k) {
+      for_each_bucket(w, k, [&](uint32_t slot, const double* sum, const BucketAgg* agg) {
+        if (!s) return;
+        if (sum) write(*series_[k][slot], res, start, counter_agg(*sum), false);
+        else write(*series_[k][slot], res, start, *agg, false);
+      });
+    }
+    if (!s) break;
   }
+  for (auto it = late_.begin(); s && it != late_.end(); ++it)
+    write(*it->second.info, std::get<0>(it->first), std::get<1>(it->first), it->second.agg, true);
   if (s) s = store_->set_meta("applied_lsn", static_cast<int64_t>(lsn));
   if (s && everything) s = store_->set_meta("safe_lsn", static_cast<int64_t>(lsn));
   if (!s) {
@@ -294,13 +387,21 @@ bool Shard::flush(int64_t now_s, bool everything) {
     std::lock_guard lock(state_mu_);
     s = store_->commit();
     if (s) {
-      for (const auto& it : items) it.s->open[it.res].erase(it.start);
-      for (size_t r = 0; r < due_.size(); ++r) {
-        auto end = due_[r].begin();
-        std::advance(end, static_cast<long>(done[r]));
-        due_[r].erase(due_[r].begin(), end);
+      for (const auto& [res, start] : due) {
+        auto it = windows_[res].find(start);
+        recycle(std::move(it->second));
+        windows_[res].erase(it);
       }
+      late_.clear();
       pending_series_.clear();
+      // Keep at most as many spare pages as are in use: enough for the next windows.
+      for (size_t k = 0; k < kKinds; ++k) {
+        size_t in_use = 0;
+        for (const auto& wins : windows_)
+          for (const auto& [start, w] : wins)
+            for (const auto& pg : w.pages[k]) in_use += pg != nullptr;
+        if (free_pages_[k].size() > in_use) free_pages_[k].resize(in_use);
+      }
     }
   }
   if (!s) {
@@ -320,7 +421,7 @@ bool Shard::flush(int64_t now_s, bool everything) {
     spdlog::info("event=storage_recovered shard={}", opts_.index);
     metrics_.storage_healthy.store(1);
   }
-  metrics_.buckets_written.fetch_add(items.size(), std::memory_order_relaxed);
+  metrics_.buckets_written.fetch_add(written, std::memory_order_relaxed);
   metrics_.flush_latency.record_us(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()));
   if (final_sink_ && !updates.empty()) final_sink_(updates);
@@ -329,31 +430,39 @@ bool Shard::flush(int64_t now_s, bool everything) {
 }
 
 void Shard::publish_partials() {
-  if (!live_ || dirty_live_.empty()) return;
+  if (!live_) return;
   std::vector<wire::LiveUpdate> updates;
   {
     std::lock_guard lock(state_mu_);
-    for (uint64_t sid : dirty_live_) {
-      auto it = series_.find(sid);
-      if (it == series_.end()) continue;
-      it->second.listed = false;
-      for (auto& [start, b] : it->second.open[0]) {
-        if (!b.dirty || b.late) continue;
-        b.dirty = false;
-        updates.push_back(make_update(*it->second.info, start, b.agg, wire::LiveUpdate::PARTIAL));
+    for (auto& [start, w] : windows_[0]) {
+      for (size_t k = 0; k < kKinds; ++k) {
+        for (size_t p = 0; p < w.pages[k].size(); ++p) {
+          Page* pg = w.pages[k][p].get();
+          if (!pg) continue;
+          for (size_t word = 0; word < pg->dirty.size(); ++word) {
+            for (uint64_t bits = pg->dirty[word]; bits; bits &= bits - 1) {
+              const size_t i = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
+              const SeriesInfo& info = *series_[k][p * kPageSlots + i];
+              if (pg->sums) updates.push_back(make_update(info, start, counter_agg(pg->sums[i]), wire::LiveUpdate::PARTIAL));
+              else updates.push_back(make_update(info, start, pg->aggs[i], wire::LiveUpdate::PARTIAL));
+            }
+            pg->dirty[word] = 0;
+          }
+        }
       }
     }
-    dirty_live_.clear();
   }
-  live_->publish(std::move(updates));
+  if (!updates.empty()) live_->publish(std::move(updates));
 }
 
 void Shard::apply_retention(int64_t now_s) {
   std::vector<uint64_t> ids;
   {
     std::lock_guard lock(state_mu_);
-    ids.reserve(series_.size());
-    for (const auto& [id, s] : series_) ids.push_back(id);
+    ids.reserve(series_count_);
+    for (const auto& v : series_)
+      for (const auto* info : v)
+        if (info) ids.push_back(info->id);
   }
   int64_t deleted = 0;
   Status s = store_->begin();
@@ -452,13 +561,36 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
     // Buckets past the resolution's retention are not returned, though storage drops them a
     // whole segment or chunk at a time.
     from = std::max(from, retention_horizon(res));
-    shard_series = series_.size();
-    for (size_t i = 0; i < series.size(); ++i) {
-      auto it = series_.find(series[i]->id);
-      if (it == series_.end()) continue;
-      const auto& m = it->second.open[res];
-      for (auto b = m.lower_bound(from); b != m.end() && b->first < to; ++b)
-        open[i].push_back({b->first, b->second.agg});
+    shard_series = series_count_;
+    const auto& wins = windows_[res];
+    for (auto w = wins.lower_bound(from); w != wins.end() && w->first < to; ++w) {
+      for (size_t i = 0; i < series.size(); ++i) {
+        if (!owns(series[i])) continue;
+        auto [sum, agg] = find_bucket(w->second, series[i]);
+        if (sum) open[i].push_back({w->first, counter_agg(*sum)});
+        else if (agg) open[i].push_back({w->first, *agg});
+      }
+    }
+    // Late buckets: rare and few; a window and a late bucket never share a start.
+    auto lo = late_.lower_bound(LateKey{res, from, 0});
+    auto hi = late_.lower_bound(LateKey{res, to, 0});
+    if (lo != hi) {
+      std::unordered_map<uint64_t, size_t> index;
+      for (size_t i = 0; i < series.size(); ++i) index.emplace(series[i]->id, i);
+      for (auto it = lo; it != hi; ++it) {
+        auto at = index.find(std::get<2>(it->first));
+        if (at != index.end()) open[at->second].push_back({std::get<1>(it->first), it->second.agg});
+      }
+      for (size_t i = 0; i < open.size(); ++i) {
+        auto& o = open[i];
+        std::stable_sort(o.begin(), o.end(), [](const StoredBucket& a, const StoredBucket& b) { return a.time < b.time; });
+        size_t n = 0;
+        for (size_t j = 0; j < o.size(); ++j) {
+          if (n && o[n - 1].time == o[j].time) o[n - 1].agg.merge(o[j].agg, series[i]->kind);
+          else if (n++ != j) o[n - 1] = std::move(o[j]);
+        }
+        o.resize(n);
+      }
     }
   }
   std::vector<SeriesRef> refs;
@@ -505,14 +637,28 @@ Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series, con
     if (auto s = (*reader)->begin_snapshot(); !s) return s;
     *wm = watermark(clock_.now_s());
     g.since = std::max(g.since, retention_horizon(res));  // as in read()
-    shard_series = series_.size();
-    for (size_t i = 0; i < series.size(); ++i) {
-      auto it = series_.find(series[i]->id);
-      if (it == series_.end()) continue;
-      const auto& m = it->second.open[res];
-      double* row = out + rows[i] * steps;
-      for (auto b = m.lower_bound(std::max(g.from, g.since)); b != m.end() && b->first < g.to; ++b)
-        row[(b->first - g.from) / g.step] += b->second.agg.sum;
+    shard_series = series_count_;
+    const auto& wins = windows_[res];
+    for (auto w = wins.lower_bound(std::max(g.from, g.since)); w != wins.end() && w->first < g.to; ++w) {
+      const size_t step = static_cast<size_t>((w->first - g.from) / g.step);
+      for (size_t i = 0; i < series.size(); ++i) {
+        if (!owns(series[i])) continue;
+        auto [sum, agg] = find_bucket(w->second, series[i]);
+        if (sum) out[rows[i] * steps + step] += *sum;
+        else if (agg) out[rows[i] * steps + step] += agg->sum;
+      }
+    }
+    auto lo = late_.lower_bound(LateKey{res, std::max(g.from, g.since), 0});
+    auto hi = late_.lower_bound(LateKey{res, g.to, 0});
+    if (lo != hi) {
+      std::unordered_map<uint64_t, size_t> index;
+      for (size_t i = 0; i < series.size(); ++i) index.emplace(series[i]->id, i);
+      for (auto it = lo; it != hi; ++it) {
+        auto at = index.find(std::get<2>(it->first));
+        if (at == index.end()) continue;
+        out[rows[at->second] * steps + static_cast<size_t>((std::get<1>(it->first) - g.from) / g.step)] +=
+            it->second.agg.sum;
+      }
     }
   }
   std::vector<SeriesRef> refs;

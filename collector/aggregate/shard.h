@@ -5,12 +5,22 @@
 // finalises the buckets whose end the watermark (clock - lateness) has passed: it writes them in
 // one transaction, publishes them as FINAL, and drops them from memory. A point for a bucket that
 // is already final is late: it is merged into the stored bucket and published as a CORRECTION.
+//
+// Memory (docs/BENCHMARKS.md, bench_memory): open buckets are kept per window (one bucket start
+// at one resolution) rather than per series. A window holds pages of 1024 series slots (the
+// catalog's dense per-shard, per-kind SeriesInfo::slot) with a presence bitmap: a counter's open
+// bucket is one double, a gauge's or distribution's one BucketAgg. Pages are allocated when a
+// slot in their range is first touched and recycled when the window is finalised, which happens
+// to the whole window at once when its end passes the watermark. Buckets that were already final
+// when their data came (late) wait in a small map until the next flush.
+//
 // Queries read "stored (+) open" through read(), which takes the open buckets and pins the
 // SQLite snapshot under one mutex, so a bucket is never seen twice or missed while it moves
 // from memory to disk. Thread-safety: submit() and read() from any thread; the rest is the
 // shard thread's.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -32,19 +42,20 @@
 
 namespace tally::collector {
 
+// Points carry their catalog series (which holds the shard's slot for it).
 struct CounterIn {
-  uint64_t series_id;
+  const SeriesInfo* series;
   int64_t time;
   double value;
 };
 struct GaugeIn {
-  uint64_t series_id;
+  const SeriesInfo* series;
   int64_t time;
   double last, min, max, sum;
   uint64_t count;
 };
 struct DistIn {
-  uint64_t series_id;
+  const SeriesInfo* series;
   int64_t time;
   Sketch sketch;
 };
@@ -118,21 +129,43 @@ class Shard {
   ShardStore& store() { return *store_; }
 
  private:
-  struct OpenBucket {
-    BucketAgg agg;
-    bool late = false;   // the bucket was already final when this data arrived
-    bool dirty = false;  // changed since the last PARTIAL publication (1 s only)
+  static constexpr size_t kPageSlots = 1024;
+  static constexpr size_t kKinds = 3;  // counter, gauge, distribution (Kind - 1)
+  // The open buckets of kPageSlots consecutive slots of one kind in one window.
+  struct Page {
+    std::array<uint64_t, kPageSlots / 64> present{};
+    std::array<uint64_t, kPageSlots / 64> dirty{};  // changed since the last PARTIAL publication (1 s only)
+    std::unique_ptr<double[]> sums;                 // counters
+    std::unique_ptr<BucketAgg[]> aggs;              // gauges and distributions
   };
-  struct SeriesState {
+  // Every open bucket of one resolution with one bucket start.
+  struct Window {
+    std::array<std::vector<std::unique_ptr<Page>>, kKinds> pages;  // per kind, by slot / kPageSlots
+  };
+  // A bucket that was already final when this data arrived; merged into storage at the next flush.
+  struct LateBucket {
     const SeriesInfo* info = nullptr;
-    bool listed = false;  // in dirty_live_
-    std::vector<std::map<int64_t, OpenBucket>> open;  // per resolution, by bucket start
+    BucketAgg agg;
   };
+  using LateKey = std::tuple<size_t, int64_t, uint64_t>;  // resolution, bucket start, series id
 
   void run();
   void apply(ShardWork& w, bool replaying = false);
-  OpenBucket& bucket(SeriesState& s, size_t res, int64_t point_time, int64_t watermark, bool* late);
-  SeriesState& state(const SeriesInfo* info);
+  // Makes info one of this shard's series (idempotent).
+  void add_series(const SeriesInfo* info);
+  bool owns(const SeriesInfo* info) const;
+  // Adds one point to the bucket of info at every resolution (add_sum for counters' sums, add_agg
+  // for every other open bucket).
+  template <typename AddSum, typename AddAgg>
+  void add_point(const SeriesInfo* info, int64_t time, int64_t wm, uint64_t lsn, bool replaying, uint64_t* late,
+                 AddSum&& add_sum, AddAgg&& add_agg);
+  Page& page(Window& w, Kind kind, uint32_t slot);
+  // Calls fn(slot, sum or nullptr, agg or nullptr) for every open bucket of kind k in w.
+  template <typename Fn>
+  static void for_each_bucket(const Window& w, size_t k, Fn&& fn);
+  // The open bucket of info in w: sum (counters) or agg, or both nullptr when it has none.
+  static std::pair<const double*, const BucketAgg*> find_bucket(const Window& w, const SeriesInfo* info);
+  void recycle(Window&& w);
   // Writes due buckets (all of them when everything is set: a checkpoint); false on a storage error.
   bool flush(int64_t now_s, bool everything);
   bool replay_skips(uint64_t series_id, size_t res, int64_t point_time, uint64_t lsn);
@@ -158,10 +191,12 @@ class Shard {
 
   // Open buckets: written by the shard thread under state_mu_, read by queries under it.
   mutable std::mutex state_mu_;
-  std::unordered_map<uint64_t, SeriesState> series_;            // GUARDED_BY(state_mu_)
-  std::vector<std::map<int64_t, std::vector<uint64_t>>> due_;   // per resolution: bucket end -> series ids
+  std::array<std::vector<const SeriesInfo*>, kKinds> series_;   // per kind, by slot; GUARDED_BY(state_mu_)
+  size_t series_count_ = 0;                                     // GUARDED_BY(state_mu_)
+  std::vector<std::map<int64_t, Window>> windows_;              // per resolution, by bucket start; GUARDED_BY(state_mu_)
+  std::map<LateKey, LateBucket> late_;                          // GUARDED_BY(state_mu_)
+  std::array<std::vector<std::unique_ptr<Page>>, kKinds> free_pages_;  // finalised windows' pages, for reuse
   std::vector<const SeriesInfo*> pending_series_;               // not yet in the series table
-  std::vector<uint64_t> dirty_live_;                            // series with dirty 1 s buckets
 
   std::atomic<bool> healthy_{true};
   std::atomic<uint64_t> applied_lsn_{0};

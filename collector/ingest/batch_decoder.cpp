@@ -134,20 +134,20 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers, Se
   for (int i = 0; i < c.refs_size(); ++i) {
     if (!time_ok(c.times(i))) continue;
     const SeriesInfo* s = lookup(c.refs(i));
-    out.per_shard[s->shard].counters.push_back({s->id, c.times(i), c.values(i)});
+    out.per_shard[s->shard].counters.push_back({s, c.times(i), c.values(i)});
     ++out.points;
   }
   for (int i = 0; i < ng; ++i) {
     if (!time_ok(g.times(i))) continue;
     const SeriesInfo* s = lookup(g.refs(i));
-    out.per_shard[s->shard].gauges.push_back({s->id, g.times(i), g.last(i), g.min(i), g.max(i), g.sum(i), g.count(i)});
+    out.per_shard[s->shard].gauges.push_back({s, g.times(i), g.last(i), g.min(i), g.max(i), g.sum(i), g.count(i)});
     ++out.points;
   }
   for (int i = 0; i < batch.distributions_size(); ++i) {
     const auto& d = batch.distributions(i);
     if (!time_ok(d.time())) continue;
     const SeriesInfo* s = lookup(d.ref());
-    out.per_shard[s->shard].dists.push_back({s->id, d.time(), std::move(sketches[static_cast<size_t>(i)])});
+    out.per_shard[s->shard].dists.push_back({s, d.time(), std::move(sketches[static_cast<size_t>(i)])});
     ++out.points;
   }
   return out;

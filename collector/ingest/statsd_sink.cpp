@@ -31,15 +31,15 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
     if (created) w.new_series.push_back(si);
     const int64_t t = s.timestamp_s;
     switch (kind) {
-      case Kind::kCounter: w.counters.push_back({si->id, t, s.value}); break;
-      case Kind::kGauge: w.gauges.push_back({si->id, t, s.value, s.value, s.value, s.value, 1}); break;
+      case Kind::kCounter: w.counters.push_back({si, t, s.value}); break;
+      case Kind::kGauge: w.gauges.push_back({si, t, s.value, s.value, s.value, s.value, 1}); break;
       case Kind::kDistribution: sketches[{si->id, t}].add(s.value, s.observation_weight()); break;
     }
     ++accepted;
   }
   for (auto& [key, sketch] : sketches) {
     const SeriesInfo* si = catalog_.by_id(key.first);
-    work[si->shard].dists.push_back({key.first, key.second, std::move(sketch)});
+    work[si->shard].dists.push_back({si, key.second, std::move(sketch)});
   }
   router_.route(std::move(work));
   metrics_.points_received.fetch_add(accepted, std::memory_order_relaxed);

@@ -203,7 +203,7 @@ void HttpApi::routes() {
     if (!catalog_.kind_of(metric)) return error(res, 404, "unknown metric '" + metric + "'");
     std::map<std::string, std::set<std::string>> tags;
     for (const SeriesInfo* s : catalog_.series_of(metric))
-      for (const auto& t : s->tags) tags[t.key].insert(t.value);
+      for (const auto& t : s->tags()) tags[std::string(t.key)].emplace(t.value);
     json o = json::object();
     for (const auto& [k, vs] : tags) o[k] = json(std::vector<std::string>(vs.begin(), vs.end()));
     reply(res, 200, {{"metric", metric}, {"tags", o}});

@@ -245,21 +245,20 @@ struct Leaf {
 Labels labels_of(const SeriesInfo& s, const std::string& name) {
   Labels l;
   l["__name__"] = name;
-  for (const auto& t : s.tags) {
+  for (const auto& t : s.tags()) {
     std::string k = prom_label_name(t.key);
     if (k.starts_with("__")) continue;  // reserved for Prometheus's own labels
-    l.emplace(std::move(k), t.value);   // mapped-key collisions: the first tag in key order wins
+    l.emplace(std::move(k), std::string(t.value));   // mapped-key collisions: the first tag in key order wins
   }
   return l;
 }
 
 // A matcher's label: the Prometheus label, else a Tally tag key given quoted ({"http.method"="GET"}).
-const std::string& label_value(const Labels& l, const SeriesInfo& s, const std::string& name) {
-  static const std::string kEmpty;
+std::string label_value(const Labels& l, const SeriesInfo& s, const std::string& name) {
   if (auto it = l.find(name); it != l.end()) return it->second;
-  for (const auto& t : s.tags)
-    if (t.key == name) return t.value;
-  return kEmpty;
+  for (const auto& t : s.tags())
+    if (t.key == name) return std::string(t.value);
+  return {};
 }
 
 MaybeError select_leaf(const SeriesCatalog& catalog, const Node& sel, const Exposed& e, bool quantile_label, Leaf* out) {

@@ -130,22 +130,33 @@ Result<TagFilter> parse_filter(std::string_view text) {
   return f;
 }
 
-bool filter_matches(const std::vector<TagFilter>& filters, const Tags& tags) {
+namespace {
+
+// An absent tag compares as "" (as in Prometheus).
+template <typename TagRange>
+bool matches_all(const std::vector<TagFilter>& filters, const TagRange& tags) {
   for (const auto& f : filters) {
-    const std::string* v = nullptr;
+    std::optional<std::string_view> v;
     for (const auto& t : tags) {
-      if (t.key == f.key) { v = &t.value; break; }
+      if (t.key == f.key) {
+        v = std::string_view(t.value);
+        break;
+      }
     }
-    static const std::string kEmpty;
-    const std::string& value = v ? *v : kEmpty;  // an absent tag compares as "" (as in Prometheus)
+    const std::string_view value = v.value_or(std::string_view());
     switch (f.op) {
       case TagFilter::Op::kEq: if (!v || value != f.value) return false; break;
       case TagFilter::Op::kNe: if (value == f.value) return false; break;
-      case TagFilter::Op::kRe: if (!std::regex_match(value, *f.re)) return false; break;
+      case TagFilter::Op::kRe: if (!std::regex_match(value.begin(), value.end(), *f.re)) return false; break;
     }
   }
   return true;
 }
+
+}  // namespace
+
+bool filter_matches(const std::vector<TagFilter>& filters, const Tags& tags) { return matches_all(filters, tags); }
+bool filter_matches(const std::vector<TagFilter>& filters, const TagsView& tags) { return matches_all(filters, tags); }
 
 std::optional<Fn> parse_fn(std::string_view n) {
   static const std::pair<std::string_view, Fn> kFns[] = {
@@ -220,7 +231,7 @@ Result<QueryEngine::Matched> QueryEngine::match(const RangeQuery& q) const {
   if (!kind) return Status::not_found("unknown metric '" + q.metric + "'");
   Matched m{*kind, {}};
   for (const SeriesInfo* s : catalog_.series_of(q.metric)) {
-    if (filter_matches(q.filters, s->tags)) m.series.push_back(s);
+    if (filter_matches(q.filters, s->tags())) m.series.push_back(s);
   }
   return m;
 }
@@ -337,7 +348,7 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
     for (size_t i = 0; i < m->series.size(); ++i) {
       sig.clear();
       for (const auto& g : q.group_by) {
-        for (const auto& t : m->series[i]->tags) {
+        for (const auto& t : m->series[i]->tags()) {
           if (t.key == g) sig.append(t.value).push_back(kKeySeparator);
         }
         sig.push_back('\x1e');
@@ -346,7 +357,7 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
       if (added) {
         Tags key;
         for (const auto& g : q.group_by)
-          for (const auto& t : m->series[i]->tags)
+          for (const auto& t : m->series[i]->tags())
             if (t.key == g) key.push_back(t);
         keys.push_back(std::move(key));
       }
@@ -390,7 +401,7 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
   for (size_t i = 0; i < m->series.size(); ++i) {
     Tags key;
     for (const auto& g : q.group_by) {
-      for (const auto& t : m->series[i]->tags) {
+      for (const auto& t : m->series[i]->tags()) {
         if (t.key == g) key.push_back(t);
       }
     }

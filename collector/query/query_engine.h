@@ -29,6 +29,7 @@ struct TagFilter {
 // Parses "key=value", "key!=value", "key=~regex".
 Result<TagFilter> parse_filter(std::string_view text);
 bool filter_matches(const std::vector<TagFilter>& filters, const Tags& tags);
+bool filter_matches(const std::vector<TagFilter>& filters, const TagsView& tags);
 
 enum class Fn { kSum, kRate, kAvg, kMin, kMax, kCount, kP50, kP90, kP99 };
 std::optional<Fn> parse_fn(std::string_view name);

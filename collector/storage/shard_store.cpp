@@ -92,15 +92,15 @@ Status ShardStore::prepare() {
                       "INSERT INTO meta(key, value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value");
 }
 
-Result<std::vector<SeriesInfo>> ShardStore::load_series() {
+Result<std::vector<SeriesDef>> ShardStore::load_series() {
   auto st = db_->prepare("SELECT id, metric, tags, kind FROM series");
   if (!st) return st.status();
-  std::vector<SeriesInfo> out;
+  std::vector<SeriesDef> out;
   while (true) {
     auto row = st->step();
     if (!row) return row.status();
     if (!*row) break;
-    SeriesInfo info;
+    SeriesDef info;
     info.id = static_cast<uint64_t>(st->int64(0));
     info.metric = std::string(st->text(1));
     auto key = parse_series_key(std::string(info.metric) + std::string(st->text(2)));
@@ -156,7 +156,7 @@ void ShardStore::rollback() {
   in_transaction_ = false;
 }
 
-Status ShardStore::put_series(const SeriesInfo& s) {
+Status ShardStore::put_series(const SeriesDef& s) {
   std::string key = series_key(s.metric, s.tags);
   put_series_.bind(1, s.id).bind(2, std::string_view(s.metric)).bind(3, std::string_view(key).substr(s.metric.size()))
       .bind(4, static_cast<int>(s.kind));

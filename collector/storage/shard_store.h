@@ -96,13 +96,13 @@ class ShardStore {
   StorageLayout layout() const { return options_.layout; }
 
   // Every series stored in this shard (start-up).
-  Result<std::vector<SeriesInfo>> load_series();
+  Result<std::vector<SeriesDef>> load_series();
 
   // --- writer (shard thread) ---
   Status begin();
   Status commit();
   void rollback();
-  Status put_series(const SeriesInfo& s);
+  Status put_series(const SeriesDef& s);
   // stored (+) agg. When merged_out is set it receives the merged bucket (for corrections).
   // `time` is the bucket's start; lsn the log position the write includes (see stored_lsn).
   // Inside begin()/commit() writes may be gathered and land at commit(); outside, it commits.

@@ -278,7 +278,7 @@ LayoutResult run_layout(StorageLayout layout, const Dataset& d, const fs::path& 
         for (const auto* info : ids) work[info->shard].new_series.push_back(info);
       const uint32_t* row = &d.values[static_cast<size_t>(t) * 10000];
       for (size_t c = 0; c < ids.size(); ++c)
-        work[ids[c]->shard].counters.push_back({ids[c]->id, kStart + t, static_cast<double>(row[c])});
+        work[ids[c]->shard].counters.push_back({ids[c], kStart + t, static_cast<double>(row[c])});
       // Poll gently: a spinning bench thread would take a core from the two shard threads.
       for (auto& s : shards)
         while (s->applied_lsn() < lsn) std::this_thread::sleep_for(std::chrono::microseconds(20));
@@ -368,7 +368,7 @@ LayoutResult run_layout(StorageLayout layout, const Dataset& d, const fs::path& 
     one.to = kStart + d.seconds;
     one.step = 1;
     size_t col = 0;
-    while (col < ids.size() && series_key(ids[col]->metric, ids[col]->tags) !=
+    while (col < ids.size() && series_key(ids[col]->metric(), ids[col]->tags().materialize()) !=
                                    series_key("api_requests", {{"endpoint", "e1"}, {"region", "r1"}, {"status", "200"}}))
       ++col;
     r.one = time_query(engine, one, [&](const RangeResult& out) {

@@ -557,7 +557,7 @@ void TestChunks::plainRowFileIsConverted() {
     auto rows = ShardStore::open(path, kRes, {StorageLayout::kPlainRows});
     QVERIFY(rows.has_value());
     QVERIFY((*rows)->begin().is_ok());
-    QVERIFY((*rows)->put_series(SeriesInfo{9, 0, 0, Kind::kGauge, "g", {}}).is_ok());
+    QVERIFY((*rows)->put_series(SeriesDef{9, 0, 0, Kind::kGauge, "g", {}}).is_ok());
     for (int i = 0; i < 200; ++i)
       QVERIFY((*rows)->merge_bucket(9, Kind::kGauge, 0, kT0 + i, gauge(i, i, i, i, 1), 50 + i, nullptr).is_ok());
     QVERIFY((*rows)->commit().is_ok());
@@ -639,12 +639,12 @@ struct Pipeline {
     for (const auto* info : fresh) work[info->shard].new_series.push_back(info);
     for (const auto& [info, t, v] : points) {
       auto& w = work[info->shard];
-      if (info->kind == Kind::kCounter) w.counters.push_back({info->id, t, v});
-      else if (info->kind == Kind::kGauge) w.gauges.push_back({info->id, t, v, v, v, v, 1});
+      if (info->kind == Kind::kCounter) w.counters.push_back({info, t, v});
+      else if (info->kind == Kind::kGauge) w.gauges.push_back({info, t, v, v, v, v, 1});
       else {
         Sketch sk;
         sk.add(v);
-        w.dists.push_back({info->id, t, sk});
+        w.dists.push_back({info, t, sk});
       }
     }
     std::vector<bool> busy(2);
@@ -730,7 +730,7 @@ void TestChunks::queriesOverChunksEqualPlainRows() {
       for (auto* p : {chunks.get(), rows.get()}) {
         std::vector<std::tuple<const SeriesInfo*, int64_t, double>> mine;
         for (const auto& [info, when, v] : pts)
-          mine.push_back({*p->catalog.find(info->metric, info->tags, info->kind), when, v});
+          mine.push_back({*p->catalog.find(info->metric(), info->tags().materialize(), info->kind), when, v});
         p->send(t + 1, mine);
       }
     }

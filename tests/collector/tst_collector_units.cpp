@@ -1,12 +1,17 @@
 // Unit tests for the collector's parts, as tables: tag filters, the query planner, time
 // parameters, configuration files, the de-duplication window, batch validation, the write-ahead
-// log (torn tails, rollback, truncation) and the shard store's merge rule.
+// log (torn tails, rollback, truncation), the shard store's merge rule, the catalog's interned
+// series records and the shard's windows of open buckets.
 #include <QTemporaryDir>
 #include <QtTest>
 
 #include <fstream>
+#include <mutex>
+#include <set>
 
 #include "aggregate/catalog.h"
+#include "aggregate/router.h"
+#include "aggregate/shard.h"
 #include "config.h"
 #include "ingest/batch_decoder.h"
 #include "ingest/producer_table.h"
@@ -36,6 +41,12 @@ class TestCollectorUnits : public QObject {
   void batchValidation();
   void walRoundTripTornTailRollbackAndTruncate();
   void storeMergesIntoStoredBuckets();
+  void catalogInternsStringsAndKeepsRecords();
+  void catalogRestoresIdsWithGaps();
+  void windowBoundariesAtEveryResolution_data();
+  void windowBoundariesAtEveryResolution();
+  void latePointIntoOpenThenFinalWindow();
+  void checkpointWritesOpenWindowsOnce();
 };
 
 void TestCollectorUnits::filterParsing_data() {
@@ -313,7 +324,7 @@ void TestCollectorUnits::storeMergesIntoStoredBuckets() {
   auto store = ShardStore::open((dir.path() + "/s.sqlite").toStdString(), res);
   QVERIFY(store.has_value());
   auto& s = **store;
-  SeriesInfo c{1, 0, 0, Kind::kCounter, "c", {}}, g{2, 0, 0, Kind::kGauge, "g", {}}, d{3, 0, 0, Kind::kDistribution, "d", {}};
+  SeriesDef c{1, 0, 0, Kind::kCounter, "c", {}}, g{2, 0, 0, Kind::kGauge, "g", {}}, d{3, 0, 0, Kind::kDistribution, "d", {}};
   BucketAgg a, b;
   a.add_counter(3);
   b.add_counter(4);
@@ -357,6 +368,301 @@ void TestCollectorUnits::storeMergesIntoStoredBuckets() {
   QCOMPARE(rows[0].agg.min, 1.0);
   QCOMPARE(rows[0].agg.max, 100.0);
   QVERIFY(std::abs(rows[0].agg.sketch->quantile(0.5) - 50) <= 1);
+}
+
+void TestCollectorUnits::catalogInternsStringsAndKeepsRecords() {
+  SeriesCatalog catalog(2);
+  std::vector<const SeriesInfo*> made;
+  for (int i = 0; i < 20000; ++i) {
+    bool created = false;
+    auto s = catalog.get_or_create("req", {{"code", std::to_string(200 + i % 5)}, {"host", "h" + std::to_string(i)}},
+                                   Kind::kCounter, &created);
+    QVERIFY(s.has_value());
+    QVERIFY(created);
+    made.push_back(*s);
+  }
+  bool created = true;
+  auto g = catalog.get_or_create("temp", {{"host", "h7"}}, Kind::kGauge, &created);
+  QVERIFY(g.has_value() && created);
+  // "req", "temp", "code", "host", 5 codes and 20000 hosts, each once.
+  QCOMPARE(catalog.interned_strings(), size_t(2 + 2 + 5 + 20000));
+  QCOMPARE(catalog.size(), size_t(20001));
+  // Records do not move and read back what they were made from, after every later insertion.
+  const SeriesInfo* first = made.front();
+  QCOMPARE(first->metric(), std::string_view("req"));
+  QCOMPARE(first->tags().materialize(), (Tags{{"code", "200"}, {"host", "h0"}}));
+  QVERIFY(first->tags() == (Tags{{"code", "200"}, {"host", "h0"}}));
+  QVERIFY(!(first->tags() == (Tags{{"code", "200"}})));
+  QCOMPARE(first->def().metric, std::string("req"));
+  QCOMPARE((*g)->tags()[0].value, std::string_view("h7"));
+  auto again = catalog.get_or_create("req", {{"code", "200"}, {"host", "h0"}}, Kind::kCounter, &created);
+  QVERIFY(again.has_value() && !created);
+  QCOMPARE(*again, first);
+  QCOMPARE(catalog.by_id(first->id), first);
+  QCOMPARE(catalog.by_id(made.back()->id), made.back());
+  QVERIFY(catalog.by_id(999999) == nullptr);
+  QVERIFY(!catalog.find("req", {{"code", "200"}}, Kind::kCounter).has_value());
+  QCOMPARE(catalog.find("req", {{"code", "204"}, {"host", "h19999"}}, Kind::kCounter).value(), made.back());
+  QCOMPARE(catalog.get_or_create("req", {}, Kind::kGauge, &created).status().code(), StatusCode::kInvalidArgument);
+  QCOMPARE(catalog.series_of("req").size(), size_t(20000));
+  QCOMPARE(*catalog.kind_of("temp"), Kind::kGauge);
+  // Slots are dense per shard and kind: each shard's counters are 0..n-1, the gauge is 0.
+  std::vector<std::set<uint32_t>> used_slots(2);
+  for (const auto* s : made) {
+    QCOMPARE(s->shard, catalog.shard_of(s->hash));
+    QCOMPARE(s->hash, series_hash(series_key(s->metric(), s->tags().materialize())));
+    used_slots[s->shard].insert(s->slot);
+  }
+  for (const auto& sl : used_slots) QCOMPARE(size_t(*sl.rbegin() + 1), sl.size());
+  QCOMPARE((*g)->slot, uint32_t(0));
+}
+
+void TestCollectorUnits::catalogRestoresIdsWithGaps() {
+  SeriesCatalog catalog(1);
+  for (uint64_t id : {7, 3, 100000}) {
+    SeriesDef d{id, 0, 0, Kind::kCounter, "m", {{"id", std::to_string(id)}}};
+    d.hash = series_hash(series_key(d.metric, d.tags));
+    QVERIFY(catalog.restore(d).is_ok());
+    QVERIFY(catalog.restore(d).is_ok());  // a known id is left as it is
+  }
+  QCOMPARE(catalog.size(), size_t(3));
+  QCOMPARE(catalog.by_id(3)->tags()[0].value, std::string_view("3"));
+  QVERIFY(catalog.by_id(4) == nullptr);
+  bool created = false;
+  auto s = catalog.get_or_create("m", {{"id", "new"}}, Kind::kCounter, &created);
+  QVERIFY(s.has_value() && created);
+  QCOMPARE((*s)->id, uint64_t(100001));  // after the highest restored id
+  QCOMPARE(catalog.find("m", {{"id", "7"}}, Kind::kCounter).value(), catalog.by_id(7));
+  QVERIFY(!catalog.restore(SeriesDef{0, 1, 0, Kind::kCounter, "m", {}}).is_ok());
+}
+
+namespace {
+
+// One shard over the default resolutions with a manual clock; FINAL and CORRECTION updates are
+// collected from its final sink. Its thread wakes only for work (every send() carries a point of
+// the "tick" series at the clock's second), so it applies a batch before it flushes at the new
+// clock, whatever the timing.
+struct OneShard {
+  static constexpr int64_t kT0 = 1'800'000'000 - 1'800'000'000 % 3600;  // an hour boundary
+  QTemporaryDir dir;
+  ManualClock clock{kT0 * 1000};
+  SelfMetrics metrics;
+  std::vector<Resolution> res = *parse_retention(kDefaultRetention);
+  SeriesCatalog catalog{1};
+  std::unique_ptr<Shard> shard;
+  std::unique_ptr<Router> router;
+  std::mutex mu;
+  std::vector<wire::LiveUpdate> finals;  // GUARDED_BY(mu)
+  uint64_t lsn = 0;
+
+  explicit OneShard(int64_t checkpoint_s = 1 << 30) {
+    auto store = ShardStore::open((dir.path() + "/shard.sqlite").toStdString(), res);
+    ShardOptions o;
+    o.resolutions = res;
+    o.tick_ms = 3'600'000;
+    o.retention_every_s = 1 << 30;
+    o.checkpoint_every_s = checkpoint_s;
+    shard = std::make_unique<Shard>(o, std::move(*store), clock, nullptr, metrics);
+    shard->set_final_sink([this](const std::vector<wire::LiveUpdate>& u) {
+      std::lock_guard lock(mu);
+      finals.insert(finals.end(), u.begin(), u.end());
+    });
+    router = std::make_unique<Router>(std::vector<Shard*>{shard.get()});
+    shard->start();
+  }
+  ~OneShard() { shard->stop(); }
+  const SeriesInfo* series(const std::string& metric, Kind kind) {
+    bool created = false;
+    return *catalog.get_or_create(metric, {{"k", "v"}}, kind, &created);
+  }
+  // Points (series, time, value) with the clock at now_s; returns once they are applied.
+  void send(int64_t now_s, const std::vector<std::tuple<const SeriesInfo*, int64_t, double>>& points) {
+    clock.set_ms(now_s * 1000);
+    std::vector<ShardWork> work(1);
+    auto all = points;
+    all.emplace_back(series("tick", Kind::kCounter), now_s, 1);
+    for (const auto& [info, t, v] : all) {
+      work[0].new_series.push_back(info);
+      if (info->kind == Kind::kCounter) work[0].counters.push_back({info, t, v});
+      else if (info->kind == Kind::kGauge) work[0].gauges.push_back({info, t, v, v, v, v, 1});
+      else {
+        Sketch sk;
+        sk.add(v);
+        work[0].dists.push_back({info, t, sk});
+      }
+    }
+    router->route(std::move(work), ++lsn);
+    while (shard->applied_lsn() < lsn || shard->queue_depth() > 0) QThread::usleep(50);
+  }
+  // Stored (+) open buckets of one series at resolution r.
+  std::vector<StoredBucket> read(const SeriesInfo* info, size_t r, int64_t from, int64_t to) {
+    std::vector<std::vector<StoredBucket>> out;
+    int64_t wm = 0;
+    if (!shard->read({info}, r, from, to, &out, &wm).is_ok()) return {};
+    return out[0];
+  }
+  double counter_sum(const SeriesInfo* info, size_t r, int64_t from, int64_t to) {
+    const int64_t step = res[r].step_s;
+    StepGrid g{bucket_start(from, step), bucket_start(to + step - 1, step), step};
+    std::vector<double> out(g.steps(), 0);
+    int64_t wm = 0;
+    if (!shard->add_counter_sums({info}, {0}, r, g, out.data(), &wm).is_ok()) return -1;
+    double total = 0;
+    for (double v : out) total += v;
+    return total;
+  }
+  std::vector<wire::LiveUpdate> finals_of(int64_t time) {
+    std::lock_guard lock(mu);
+    std::vector<wire::LiveUpdate> out;
+    for (const auto& u : finals)
+      if (u.time() == time && u.metric() != "tick") out.push_back(u);
+    return out;
+  }
+  bool wait_for(const std::function<bool()>& done) {
+    for (int i = 0; i < 20000 && !done(); ++i) QThread::usleep(250);
+    return done();
+  }
+};
+
+}  // namespace
+
+void TestCollectorUnits::windowBoundariesAtEveryResolution_data() {
+  QTest::addColumn<int>("resolution");
+  const char* names[] = {"1 s", "10 s", "1 m", "1 h"};
+  for (int r = 0; r < 4; ++r) QTest::newRow(names[r]) << r;
+}
+
+// Points on both sides of every bucket edge land in the right bucket, exactly, while the
+// windows are open and after they are final and stored; gauges and distributions too.
+void TestCollectorUnits::windowBoundariesAtEveryResolution() {
+  QFETCH(int, resolution);
+  OneShard f;
+  const size_t r = static_cast<size_t>(resolution);
+  const int64_t step = f.res[r].step_s;
+  const int64_t t0 = OneShard::kT0;
+  const SeriesInfo* c = f.series("c", Kind::kCounter);
+  const SeriesInfo* g = f.series("g", Kind::kGauge);
+  const SeriesInfo* d = f.series("d", Kind::kDistribution);
+  // Times relative to t0 and the value each carries (powers of two: any mix-up shows).
+  const std::vector<std::pair<int64_t, double>> pts = {
+      {-1, 1}, {0, 2}, {step - 1, 4}, {step, 8}, {2 * step - 1, 16}, {2 * step, 32}};
+  std::vector<std::tuple<const SeriesInfo*, int64_t, double>> send;
+  for (const auto& [dt, v] : pts)
+    for (const auto* s : {c, g, d}) send.emplace_back(s, t0 + dt, v);
+  f.send(t0, send);  // every point's bucket is still open (none ends before the watermark, t0 - 2)
+  auto expect = [&](const char* when) {
+    const auto got = f.read(c, r, t0 - step, t0 + 3 * step);
+    QVERIFY2(got.size() == 4, when);
+    const double want[] = {1, 2 + 4, 8 + 16, 32};
+    for (size_t i = 0; i < 4; ++i) {
+      QCOMPARE(got[i].time, t0 - step + static_cast<int64_t>(i) * step);
+      QCOMPARE(got[i].agg.sum, want[i]);
+    }
+    QCOMPARE(f.counter_sum(c, r, t0 - step, t0 + 3 * step), 63.0);
+    const auto gg = f.read(g, r, t0 - step, t0 + 3 * step);
+    QVERIFY2(gg.size() == 4, when);
+    QCOMPARE(gg[1].agg.count, uint64_t(2));
+    QCOMPARE(gg[1].agg.min, 2.0);
+    QCOMPARE(gg[1].agg.max, 4.0);
+    QCOMPARE(gg[1].agg.last, 4.0);
+    QCOMPARE(gg[1].agg.sum, 6.0);
+    const auto dd = f.read(d, r, t0 - step, t0 + 3 * step);
+    QVERIFY2(dd.size() == 4, when);
+    QCOMPARE(dd[2].agg.count, uint64_t(2));
+    QVERIFY(dd[2].agg.sketch != nullptr);
+    QCOMPARE(dd[2].agg.sketch->count(), uint64_t(2));
+  };
+  expect("open");
+  // Past every bucket's end (plus lateness): all final and stored; reads answer the same.
+  f.send(t0 + 4 * step + 3, {});
+  // One flush writes every due window at every resolution; the last second's FINALs follow it.
+  QVERIFY(f.wait_for([&] { return f.finals_of(t0 + 2 * step).size() == 3; }));
+  expect("final");
+}
+
+// A point for a bucket the watermark has passed merges into the window while it is still in
+// memory (its FINAL includes it); once the window is written, another becomes a CORRECTION.
+void TestCollectorUnits::latePointIntoOpenThenFinalWindow() {
+  OneShard f;
+  const int64_t t0 = OneShard::kT0 + 100;
+  const SeriesInfo* c = f.series("late.c", Kind::kCounter);
+  const SeriesInfo* g = f.series("late.g", Kind::kGauge);
+  f.send(t0, {{c, t0, 1}, {g, t0, 5}});
+  // Same batch: the clock has moved past t0's end, but the window is only finalised after it.
+  f.send(t0 + 3, {{c, t0, 2}, {g, t0, 7}});
+  QVERIFY(f.wait_for([&] { return f.finals_of(t0).size() == 2; }));
+  for (const auto& u : f.finals_of(t0)) {
+    QCOMPARE(u.state(), wire::LiveUpdate::FINAL);
+    QCOMPARE(u.value(), u.metric() == "late.c" ? 3.0 : 7.0);
+  }
+  QCOMPARE(f.metrics.late_points.load(), uint64_t(2));
+  f.send(t0 + 4, {{c, t0, 4}, {g, t0, 1}});
+  QVERIFY(f.wait_for([&] { return f.finals_of(t0).size() == 4; }));
+  for (const auto& u : f.finals_of(t0)) {
+    if (u.state() != wire::LiveUpdate::CORRECTION) continue;
+    if (u.metric() == "late.c") {
+      QCOMPARE(u.value(), 7.0);
+      QCOMPARE(u.added_sum(), 4.0);
+    } else {
+      QCOMPARE(u.value(), 1.0);  // the later arrival's last
+      QCOMPARE(u.min(), 1.0);
+      QCOMPARE(u.max(), 7.0);
+      QCOMPARE(u.count(), uint64_t(3));
+    }
+  }
+  QCOMPARE(f.metrics.late_points.load(), uint64_t(4));
+  for (size_t r = 0; r < 4; ++r) {
+    QCOMPARE(f.counter_sum(c, r, t0 - 7200, t0 + 7200), 7.0);
+    const auto gg = f.read(g, r, t0 - 7200, t0 + 7200);
+    QCOMPARE(gg.size(), size_t(1));
+    QCOMPARE(gg[0].agg.count, uint64_t(3));
+  }
+  // A late point while its coarser windows are still open: 1 s is final, 1 h is not.
+  f.send(t0 + 10, {{c, t0, 8}});
+  for (size_t r = 0; r < 4; ++r) QCOMPARE(f.counter_sum(c, r, t0 - 7200, t0 + 7200), 15.0);
+}
+
+// A checkpoint writes every open window as a partial bucket and records safe_lsn; later points
+// for the same buckets open new windows; reads count each point exactly once throughout.
+void TestCollectorUnits::checkpointWritesOpenWindowsOnce() {
+  OneShard f(1);
+  const int64_t t0 = OneShard::kT0 + 200;
+  const SeriesInfo* c = f.series("cp.c", Kind::kCounter);
+  const SeriesInfo* d = f.series("cp.d", Kind::kDistribution);
+  auto check = [&](double c_sum, uint64_t d_count, double d_sum) {
+    for (size_t r = 0; r < 4; ++r) {
+      QCOMPARE(f.counter_sum(c, r, t0 - 7200, t0 + 7200), c_sum);
+      const auto dd = f.read(d, r, t0 - 7200, t0 + 7200);
+      QCOMPARE(dd.size(), size_t(1));
+      QCOMPARE(dd[0].agg.count, d_count);
+      QCOMPARE(dd[0].agg.sum, d_sum);
+    }
+  };
+  // The first flush is a checkpoint (the last one was at start, 200 s ago): it writes the open
+  // windows as partial buckets and drops them from memory.
+  f.send(t0, {{c, t0, 3}, {d, t0, 10}});
+  QVERIFY(f.wait_for([&] { return f.shard->safe_lsn() >= f.lsn; }));
+  check(3, 1, 10);
+  // New windows for the same buckets: stored partial (+) open.
+  f.send(t0, {{c, t0, 4}, {d, t0, 20}});
+  check(7, 2, 30);
+  const uint64_t before = f.lsn;
+  f.send(t0 + 1, {});  // a second later: the next checkpoint; t0 is still open (its end + lateness is t0 + 3)
+  QVERIFY(f.wait_for([&] { return f.shard->safe_lsn() > before; }));
+  check(7, 2, 30);
+  f.send(t0 + 1, {{c, t0, 5}});
+  check(12, 2, 30);
+  QVERIFY(f.finals_of(t0).empty());
+  // Final: the counter is published with its merged value (stored partials + the window since).
+  // The distribution has had no point since the last checkpoint wrote it: nothing is open, so
+  // nothing is published (as before windows; its PARTIALs went out live).
+  f.send(t0 + 4, {});
+  QVERIFY(f.wait_for([&] { return f.finals_of(t0).size() == 1; }));
+  const auto u = f.finals_of(t0).front();
+  QCOMPARE(u.state(), wire::LiveUpdate::FINAL);
+  QCOMPARE(u.metric(), std::string("cp.c"));
+  QCOMPARE(u.sum(), 12.0);
+  check(12, 2, 30);
 }
 
 QTEST_GUILESS_MAIN(TestCollectorUnits)
