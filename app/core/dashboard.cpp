@@ -146,6 +146,34 @@ Status validateDataSource(const DataSource& d, const std::string& where) {
   return Status::ok();
 }
 
+Result<std::string> expandHeaderValue(std::string_view v,
+                                      const std::function<std::optional<std::string>(const std::string&)>& lookup) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != '$' || i + 1 == v.size()) {
+      out += v[i];
+      continue;
+    }
+    if (v[i + 1] == '$') {
+      out += '$';
+      ++i;
+      continue;
+    }
+    if (v[i + 1] != '{') {
+      out += v[i];
+      continue;
+    }
+    size_t close = v.find('}', i + 2);
+    if (close == std::string_view::npos) return Status::invalid_argument("unclosed ${ in a header value");
+    const std::string name(v.substr(i + 2, close - i - 2));
+    auto value = lookup(name);
+    if (!value) return Status::not_found("environment variable " + name + " is not set");
+    out += *value;
+    i = close;
+  }
+  return out;
+}
+
 const DataSource* findSource(const Dashboard& d, std::string_view name) {
   for (const auto& s : d.sources)
     if (s.name == name) return &s;

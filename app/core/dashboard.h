@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -61,12 +62,17 @@ struct GridRect {
 struct DataSource {
   std::string name;  // unique within the dashboard; panels name it in their `source`
   std::string url;   // API base: http://vm:8428, http://vmselect:8481/select/0/prometheus
-  // Sent with every request: Authorization, X-Scope-OrgID (a Mimir tenant), ...
+  // Sent with every request: Authorization, X-Scope-OrgID (a Mimir tenant), ... A value may name
+  // environment variables, ${NAME}, so that a shared file need not hold the token itself.
   std::vector<std::pair<std::string, std::string>> headers;
   int64_t minStepS = 10;  // finest query step; at least the scrape interval of what it holds
   bool operator==(const DataSource&) const = default;
 };
 Status validateDataSource(const DataSource& source, const std::string& where = "source");
+// A header value with each ${NAME} replaced by `lookup(NAME)`; a name lookup does not know is an
+// error that names it. "$$" is a literal "$".
+Result<std::string> expandHeaderValue(std::string_view value,
+                                      const std::function<std::optional<std::string>(const std::string&)>& lookup);
 
 struct PanelSpec {
   std::string title;

@@ -189,7 +189,11 @@ void PanelEditor::sourceChanged() {
     if (onPrometheus() && notRegex < 0) row.op->addItem(filterOpName(FilterOp::NotRegex));
     if (!onPrometheus() && notRegex >= 0) row.op->removeItem(notRegex);
   }
+  // Another source has other metrics and labels: what was chosen for the old one goes.
   m_metrics.clear();
+  m_groupBy->clear();
+  m_pendingGroupBy.clear();
+  m_tags.clear();
   m_metric->blockSignals(true);
   m_metric->clear();
   m_metric->blockSignals(false);

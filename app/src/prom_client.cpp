@@ -29,7 +29,22 @@ void PromClient::get(const std::string& path, QObject* context, RawCallback cb) 
   QNetworkRequest req(url);
   req.setTransferTimeout(m_timeoutMs);
   req.setRawHeader("Accept", "application/json");
-  for (const auto& [k, v] : m_source.headers) req.setRawHeader(QByteArray::fromStdString(k), QByteArray::fromStdString(v));
+  for (const auto& [k, v] : m_source.headers) {
+    auto value = expandHeaderValue(v, [](const std::string& name) -> std::optional<std::string> {
+      if (!qEnvironmentVariableIsSet(name.c_str())) return std::nullopt;
+      return qEnvironmentVariable(name.c_str()).toStdString();
+    });
+    if (!value) {
+      // Reported as a failed request (status -1) rather than sent without the header.
+      const QString why = QStringLiteral("header %1: %2").arg(QString::fromStdString(k), QString::fromStdString(value.status().message()));
+      QPointer<QObject> ctx(context);
+      QMetaObject::invokeMethod(this, [ctx, cb, why] {
+        if (ctx) cb(-1, QByteArray(), why);
+      }, Qt::QueuedConnection);
+      return;
+    }
+    req.setRawHeader(QByteArray::fromStdString(k), QByteArray::fromStdString(*value));
+  }
   QNetworkReply* reply = m_nam->get(req);
   QPointer<QObject> ctx(context);
   connect(reply, &QNetworkReply::finished, this, [reply, ctx, cb = std::move(cb)] {
@@ -48,6 +63,10 @@ void PromClient::getParsed(const std::string& path, QObject* context, Callback<T
                             .arg(QString::fromStdString(m_source.name), QString::fromStdString(m_source.url));
   get(path, context, [this, ctx, cb, parse, where](int status, QByteArray body, QString netError) {
     const std::string_view text(body.constData(), size_t(body.size()));
+    if (status < 0) {
+      cb(Status::invalid_argument(QStringLiteral("%1: %2").arg(where, netError).toStdString()));
+      return;
+    }
     if (status == 0) {
       cb(Status::unavailable(QStringLiteral("%1 is unreachable: %2").arg(where, netError).toStdString()));
       return;

@@ -25,6 +25,8 @@
 #include <QPushButton>
 #include <QStandardItemModel>
 #include <QStandardPaths>
+#include <QTcpServer>
+#include <QTcpSocket>
 #include <QTemporaryDir>
 #include <QtTest>
 #include <map>
@@ -253,6 +255,7 @@ class TestDashboardPrometheus : public QObject {
   void errorsShowInThePanel();
   void liveModeRequeriesEveryStep();
   void unfinishedBucketIsNotAsked();
+  void headersAreSentAndHttpErrorsShown();
   void dataSourcesDialogTestsTheConnection();
   void headlessExportMixesCollectorAndVictoriaMetrics();
   void prometheusServerAnswersTheSamePanels();
@@ -510,6 +513,49 @@ void TestDashboardPrometheus::unfinishedBucketIsNotAsked() {
   std::vector<Point> expected = perMinute(m_t0, [](int) { return 12.0; });
   expected.pop_back();
   QVERIFY2(shown[0].points == expected, describe(shown[0].points).c_str());
+}
+
+// A server behind a base path that wants a token: the source's headers go with the request (the
+// token read from the environment), and its plain-text 401 is the panel's error.
+void TestDashboardPrometheus::headersAreSentAndHttpErrorsShown() {
+  QTcpServer server;
+  QVERIFY(server.listen(QHostAddress::LocalHost));
+  QByteArray request;
+  connect(&server, &QTcpServer::newConnection, this, [&] {
+    QTcpSocket* s = server.nextPendingConnection();
+    connect(s, &QTcpSocket::readyRead, s, [&request, s] {
+      request += s->readAll();
+      if (!request.contains("\r\n\r\n")) return;
+      s->write("HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
+               "Connection: close\r\n\r\nmissing bearer token\n");
+      s->disconnectFromHost();
+    });
+  });
+  qputenv("TALLY_TEST_TOKEN", "s3cr3t");
+  DataSources sources;
+  sources.setSources({{"auth", QStringLiteral("http://127.0.0.1:%1/select/0/prometheus/").arg(server.serverPort()).toStdString(),
+                       {{"Authorization", "Bearer ${TALLY_TEST_TOKEN}"}, {"X-Scope-OrgID", "team-a"}}, 10}});
+  PanelSpec spec;
+  spec.source = "auth";
+  spec.metric = "up";
+  spec.fn = "max";
+  PanelController c(nullptr, nullptr);
+  c.setDataSources(&sources);
+  QSignalSpy done(&c, &PanelController::queryFinished);
+  c.setSpec(spec);
+  QVERIFY(done.wait(10000));
+  QCOMPARE(c.error(), QStringLiteral("HTTP 401: missing bearer token"));
+  QVERIFY2(request.startsWith("GET /select/0/prometheus/api/v1/query_range?query=max%20%28max_over_time%28up%5B"),
+           request.constData());
+  QVERIFY2(request.contains("\r\nAuthorization: Bearer s3cr3t\r\n"), request.constData());
+  QVERIFY2(request.contains("\r\nX-Scope-OrgID: team-a\r\n"), request.constData());
+
+  qunsetenv("TALLY_TEST_TOKEN");
+  request.clear();
+  c.refresh();
+  QVERIFY(done.wait(10000));
+  QVERIFY2(c.error().endsWith("header Authorization: environment variable TALLY_TEST_TOKEN is not set"), qPrintable(c.error()));
+  QVERIFY(request.isEmpty());  // nothing went out without the token
 }
 
 void TestDashboardPrometheus::dataSourcesDialogTestsTheConnection() {

@@ -4,6 +4,7 @@
 // version 1 files still open and are written back as version 1, corrupt source entries refused
 // with the field named).
 #include <QFile>
+#include <map>
 #include <QtTest>
 
 #include "core/dashboard.h"
@@ -43,6 +44,8 @@ class TestDashboardPromQL : public QObject {
   void errorAnswers();
   void labelListsAndBuildInfo();
   void dataSourcesRoundTrip();
+  void headerValuesReadTheEnvironment_data();
+  void headerValuesReadTheEnvironment();
   void versionOneFileOpensAndStaysVersionOne();
   void corruptSourceRefused_data();
   void corruptSourceRefused();
@@ -287,6 +290,33 @@ void TestDashboardPromQL::dataSourcesRoundTrip() {
   QVERIFY2(back.has_value(), back.status().message().c_str());
   QVERIFY(*back == d);
   QCOMPARE(serializeDashboard(*back), text);
+}
+
+void TestDashboardPromQL::headerValuesReadTheEnvironment_data() {
+  QTest::addColumn<QString>("value");
+  QTest::addColumn<QString>("expanded");  // or the error
+  QTest::addColumn<bool>("ok");
+  QTest::newRow("plain") << "team-a" << "team-a" << true;
+  QTest::newRow("variable") << "Bearer ${TOKEN}" << "Bearer s3cr3t" << true;
+  QTest::newRow("two") << "${USER_NAME}:${TOKEN}" << "ann:s3cr3t" << true;
+  QTest::newRow("empty variable") << "x${EMPTY}y" << "xy" << true;
+  QTest::newRow("dollar escape") << "$${TOKEN} costs $5" << "${TOKEN} costs $5" << true;
+  QTest::newRow("unset") << "Bearer ${NOPE}" << "environment variable NOPE is not set" << false;
+  QTest::newRow("unclosed") << "Bearer ${TOKEN" << "unclosed ${ in a header value" << false;
+}
+
+void TestDashboardPromQL::headerValuesReadTheEnvironment() {
+  QFETCH(QString, value);
+  QFETCH(QString, expanded);
+  QFETCH(bool, ok);
+  const std::map<std::string, std::string> env = {{"TOKEN", "s3cr3t"}, {"USER_NAME", "ann"}, {"EMPTY", ""}};
+  auto r = expandHeaderValue(value.toStdString(), [&](const std::string& name) -> std::optional<std::string> {
+    auto it = env.find(name);
+    if (it == env.end()) return std::nullopt;
+    return it->second;
+  });
+  QCOMPARE(r.has_value(), ok);
+  QCOMPARE(QString::fromStdString(ok ? *r : r.status().message()), expanded);
 }
 
 void TestDashboardPromQL::versionOneFileOpensAndStaysVersionOne() {
