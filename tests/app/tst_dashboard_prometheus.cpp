@@ -35,6 +35,10 @@
 #include "core/csv.h"
 #include "core/promql.h"
 #include "dashboard_canvas.h"
+#include "dashboard_document.h"
+#include "main_window.h"
+#include "metric_browser.h"
+#include "metric_tree_model.h"
 #include "data_sources.h"
 #include "data_sources_dialog.h"
 #include "panel_controller.h"
@@ -260,6 +264,7 @@ class TestDashboardPrometheus : public QObject {
   void headlessExportMixesCollectorAndVictoriaMetrics();
   void prometheusServerAnswersTheSamePanels();
   void canvasPanelsFollowRenamedSources();
+  void mainWindowOpensBrowsesAndSavesSources();
 
  private:
   bool runQuery(PanelController& c, const PanelSpec& spec, int64_t from, int64_t to);
@@ -758,6 +763,76 @@ void TestDashboardPrometheus::canvasPanelsFollowRenamedSources() {
   QSignalSpy done(canvas.panels()[0]->controller(), &PanelController::queryFinished);
   QVERIFY(done.count() > 0 || done.wait(10000));
   QVERIFY2(canvas.panels()[0]->controller()->error().isEmpty(), qPrintable(canvas.panels()[0]->controller()->error()));
+}
+
+void TestDashboardPrometheus::mainWindowOpensBrowsesAndSavesSources() {
+  QTemporaryDir dir;
+  const QString file = dir.filePath("sources.json");
+  {
+    QFile f(file);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write(QString(R"({"format":"tally-dashboard","version":2,"title":"With a source","live":false,
+      "range":{"from":%2,"to":%3},
+      "sources":[{"name":"vm","type":"prometheus","url":"%1","min_step":"1m"}],
+      "panels":[{"metric":"api.errors","grid":{"x":0,"y":0,"w":6,"h":4}},
+                {"source":"vm","metric":"req_total","fn":"sum","grid":{"x":6,"y":0,"w":6,"h":4}}]})")
+                .arg(m_vm.url().toString())
+                .arg(m_t0)
+                .arg(m_t0 + 360)
+                .toUtf8());
+  }
+  MainWindowOptions o;
+  o.collector = QUrl(QStringLiteral("http://127.0.0.1:%1").arg(freePort()));
+  o.live = "tcp://127.0.0.1:1";
+  o.dashboard = file;
+  MainWindow w(o);
+  w.show();
+  QCOMPARE(w.canvas()->dataSources()->names(), QStringList{"vm"});
+  QVERIFY(w.findChild<QAction*>("dataSourcesAction"));
+  // The VictoriaMetrics panel draws while the collector is away.
+  PanelController* vmPanel = w.canvas()->panels()[1]->controller();
+  QTRY_VERIFY_WITH_TIMEOUT(vmPanel->hasData(), 10000);
+  QVERIFY2(vmPanel->error().isEmpty(), qPrintable(vmPanel->error()));
+  QCOMPARE(vmPanel->visibleSeries().at(0).points.size(), size_t(kMinutes));
+
+  // The browser lists the source's metrics; a double-click adds a panel on that source.
+  QComboBox* sources = w.browser()->sourceCombo();
+  QVERIFY(sources->isVisibleTo(&w));
+  QCOMPARE(sources->count(), 2);
+  QSignalSpy loaded(w.browser(), &MetricBrowser::metricsLoaded);
+  sources->setCurrentIndex(1);
+  QVERIFY(loaded.wait(10000));
+  QCOMPARE(w.browser()->model()->source(), QStringLiteral("vm"));
+  QCOMPARE(w.browser()->model()->rowCount(), 4);
+  emit w.browser()->metricActivated("req_total");
+  QCOMPARE(w.canvas()->panels().size(), 3);
+  const PanelSpec added = w.canvas()->panels()[2]->spec();
+  QCOMPARE(QString::fromStdString(added.source), QStringLiteral("vm"));
+  QCOMPARE(QString::fromStdString(added.fn), QStringLiteral("rate"));
+
+  // Saved and read back: the sources and the panels' sources survive.
+  const QString saved = dir.filePath("saved.json");
+  QVERIFY(w.saveDashboard(saved));
+  Dashboard back;
+  QString error;
+  QVERIFY2(DashboardDocument::read(saved, &back, &error), qPrintable(error));
+  QVERIFY(back.sources == w.canvas()->dataSources()->sources());
+  QCOMPARE(back.panels.size(), size_t(3));
+  QCOMPARE(QString::fromStdString(back.panels[2].source), QStringLiteral("vm"));
+
+  // A file with a corrupt source is refused with its path and the field; nothing changes.
+  const QString bad = dir.filePath("bad-source.json");
+  {
+    QFile f(bad);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write(R"({"format":"tally-dashboard","version":2,"sources":[{"name":"vm","type":"prometheus","url":"vm:8428"}]})");
+  }
+  QVERIFY(!DashboardDocument::read(bad, &back, &error));
+  QVERIFY2(error.contains("bad-source.json") && error.contains("sources[0].url: 'vm:8428' is not an http:// or https:// URL"),
+           qPrintable(error));
+  QVERIFY(!w.openDashboard(bad, false));
+  QCOMPARE(w.canvas()->panels().size(), 3);
+  QCOMPARE(w.canvas()->dataSources()->names(), QStringList{"vm"});
 }
 
 QTEST_MAIN(TestDashboardPrometheus)
