@@ -393,7 +393,9 @@ bool Shard::flush(int64_t now_s, bool everything) {
         windows_[res].erase(it);
       }
       late_.clear();
-      pending_series_.clear();
+      // A burst of new series (start-up, a deploy) leaves no large buffer behind.
+      if (pending_series_.capacity() > 4096) std::vector<const SeriesInfo*>().swap(pending_series_);
+      else pending_series_.clear();
       // Keep at most as many spare pages as are in use: enough for the next windows.
       for (size_t k = 0; k < kKinds; ++k) {
         size_t in_use = 0;
