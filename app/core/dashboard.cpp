@@ -133,6 +133,10 @@ Status validateDataSource(const DataSource& d, const std::string& where) {
   if (scheme == 0 || url.size() == scheme || url[scheme] == '/' || url.find_first_of(" \t\r\n?#") != std::string_view::npos)
     return Status::invalid_argument(where + ".url: '" + d.url +
                                     "' is not an http:// or https:// URL of a Prometheus API (no query string)");
+  std::string_view path = url.substr(0, url.find_last_not_of('/') + 1);
+  if (path.ends_with("/api/v1") || path.ends_with("/api/v1/query_range") || path.ends_with("/api/v1/query"))
+    return Status::invalid_argument(where + ".url: leave out the /api/v1/... part, the dashboard adds it ('" +
+                                    std::string(path.substr(0, path.find("/api/v1"))) + "')");
   for (size_t i = 0; i < d.headers.size(); ++i) {
     const auto& [k, v] = d.headers[i];
     if (!isHeaderName(k)) return Status::invalid_argument(where + ".headers: '" + k + "' is not an HTTP header name");

@@ -347,6 +347,8 @@ void TestDashboardPromQL::corruptSourceRefused_data() {
                                 << "sources[0].type: unknown data source type 'influx' (prometheus)";
   QTest::newRow("bad url") << "[" + ok + R"(,{"name":"b","type":"prometheus","url":"ftp://x"}])" << "[]"
                            << "sources[1].url: 'ftp://x' is not an http:// or https:// URL";
+  QTest::newRow("url with /api/v1") << R"([{"name":"vm","type":"prometheus","url":"http://vm:8428/api/v1/"}])" << "[]"
+                                    << "sources[0].url: leave out the /api/v1/... part, the dashboard adds it ('http://vm:8428')";
   QTest::newRow("url with query") << R"([{"name":"vm","type":"prometheus","url":"http://x/?a=1"}])" << "[]"
                                   << "sources[0].url:";
   QTest::newRow("headers not an object") << R"([{"name":"vm","type":"prometheus","url":"http://x","headers":["a"]}])"
