@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <set>
 #include <tuple>
 
@@ -260,6 +261,48 @@ Result<QueryResult> parsePromMatrix(std::string_view body, int64_t step) {
     }
   }
   return r;
+}
+
+Result<std::map<std::string, std::string>> parsePromMetadata(std::string_view body) {
+  auto data = parseSuccess(body);
+  if (!data) return data.status();
+  if (!data->is_object()) return Status::corruption("metadata answer: \"data\" is not an object");
+  std::map<std::string, std::string> out;
+  for (auto it = data->begin(); it != data->end(); ++it) {
+    if (!it->is_array() || it->empty() || !(*it)[0].is_object()) continue;
+    auto type = (*it)[0].find("type");
+    if (type != (*it)[0].end() && type->is_string()) out[it.key()] = type->get<std::string>();
+  }
+  return out;
+}
+
+std::vector<MetricInfo> promMetricKinds(const std::vector<std::string>& names,
+                                        const std::map<std::string, std::string>& types) {
+  auto typeOf = [&](const std::string& n) {
+    auto it = types.find(n);
+    return it == types.end() ? std::string() : it->second;
+  };
+  std::vector<MetricInfo> out;
+  out.reserve(names.size());
+  for (const auto& name : names) {
+    std::string kind;
+    const std::string t = typeOf(name);
+    if (t == "counter") kind = "counter";
+    else if (t == "gauge") kind = "gauge";
+    else if (t == "summary" || t == "histogram") kind = "distribution";
+    else
+      for (const char* suffix : {"_bucket", "_count", "_sum", "_total"}) {
+        if (!name.ends_with(suffix)) continue;
+        const std::string base = typeOf(name.substr(0, name.size() - std::strlen(suffix)));
+        if (std::string_view(suffix) == "_bucket" && base == "histogram") kind = "distribution";
+        else if (std::string_view(suffix) == "_total" && base == "counter") kind = "counter";  // OpenMetrics family
+        else if ((std::string_view(suffix) == "_count" || std::string_view(suffix) == "_sum") &&
+                 (base == "histogram" || base == "summary"))
+          kind = "counter";
+      }
+    out.push_back({name, kind, 0});
+  }
+  return out;
 }
 
 Result<std::vector<std::string>> parsePromStrings(std::string_view body) {

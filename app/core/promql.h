@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,6 +69,15 @@ std::string promInstantQueryPath(std::string_view expr);
 Result<QueryResult> parsePromMatrix(std::string_view body, int64_t step);
 // {"status":"success","data":["a","b"]}: label names or values.
 Result<std::vector<std::string>> parsePromStrings(std::string_view body);
+// /api/v1/metadata: metric family -> Prometheus type ("counter", "gauge", "histogram", "summary").
+// VictoriaMetrics answers {} (it keeps no metadata); Prometheus knows what it scraped.
+Result<std::map<std::string, std::string>> parsePromMetadata(std::string_view body);
+// Metric names with the dashboard's kinds from those types: counters (and a histogram's or
+// summary's _count and _sum) "counter", gauges "gauge", a histogram's _bucket series and a summary
+// "distribution"; "" when the server does not say.
+std::vector<MetricInfo> promMetricKinds(const std::vector<std::string>& names,
+                                        const std::map<std::string, std::string>& types);
+
 // Any answer: ok for {"status":"success","data":...}, else what is wrong.
 Status checkPromAnswer(std::string_view body);
 // The version in /api/v1/status/buildinfo; "" when the server leaves it out.

@@ -333,8 +333,15 @@ void MainWindow::addPanelForMetric(const QString& metric) {
   s.grid.h = 5;
   s.source = m_browser->currentSource().toStdString();
   const QString kind = m_browser->model()->kindOf(metric);
-  if (!s.source.empty()) {
-    // Prometheus does not say a metric's type here; its naming conventions do.
+  if (!s.source.empty() && kind == "distribution" && metric.endsWith("_bucket")) s.fn = "p99";
+  else if (!s.source.empty() && kind == "distribution") {
+    s.fn = "max";  // a summary: one line per quantile (quantiles of several series do not merge)
+    s.groupBy = {"quantile"};
+  }
+  else if (!s.source.empty() && kind == "gauge") s.fn = "avg";
+  else if (!s.source.empty() && kind == "counter") s.fn = "rate";
+  else if (!s.source.empty()) {
+    // Without metadata (VictoriaMetrics keeps none) the naming conventions say what they can.
     if (metric.endsWith("_bucket")) s.fn = "p99";
     else if (metric.endsWith("_total") || metric.endsWith("_count") || metric.endsWith("_sum")) s.fn = "rate";
     else s.fn = "max";

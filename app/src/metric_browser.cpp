@@ -16,6 +16,9 @@
 #include "prom_client.h"
 
 #include <QComboBox>
+#include <QPointer>
+
+#include "core/promql.h"
 
 MetricBrowser::MetricBrowser(CollectorClient* client, QWidget* parent)
     : QWidget(parent), m_client(client), m_model(new MetricTreeModel(this)), m_proxy(new QSortFilterProxyModel(this)) {
@@ -104,19 +107,24 @@ void MetricBrowser::reload() {
   if (!source.isEmpty()) {
     PromClient* client = m_sources ? m_sources->client(source.toStdString()) : nullptr;
     if (!client) return;
-    client->fetchMetricNames(this, [this, source](tally::Result<std::vector<std::string>> r) {
-      if (source != currentSource()) return;  // superseded
+    QPointer<PromClient> guard(client);
+    client->fetchMetricNames(this, [this, source, guard](tally::Result<std::vector<std::string>> r) {
+      if (source != currentSource() || !guard) return;  // superseded
       if (!r) {
         m_status->setText(tr("Metrics of %1: %2").arg(source, QString::fromStdString(r.status().message())));
         return;
       }
-      std::vector<tally::dash::MetricInfo> metrics;
-      for (auto& name : *r) metrics.push_back({std::move(name), "", 0});
-      m_model->setSource(source);
-      m_model->setMetrics(metrics);
-      m_view->setColumnHidden(MetricTreeModel::SeriesColumn, true);  // unknown there
-      m_status->setText(tr("%n metric(s) in %1", nullptr, int(metrics.size())).arg(source));
-      emit metricsLoaded();
+      // Kinds from the metadata where the server keeps it (Prometheus does, VictoriaMetrics not);
+      // without it the list still shows, kinds unknown.
+      guard->fetchMetadata(this, [this, source, names = *r](tally::Result<std::map<std::string, std::string>> types) {
+        if (source != currentSource()) return;
+        const auto metrics = tally::dash::promMetricKinds(names, types ? *types : std::map<std::string, std::string>{});
+        m_model->setSource(source);
+        m_model->setMetrics(metrics);
+        m_view->setColumnHidden(MetricTreeModel::SeriesColumn, true);  // unknown there
+        m_status->setText(tr("%n metric(s) in %1", nullptr, int(metrics.size())).arg(source));
+        emit metricsLoaded();
+      });
     });
     return;
   }

@@ -89,6 +89,10 @@ void PromClient::fetchMetricNames(QObject* context, Callback<std::vector<std::st
   getParsed<std::vector<std::string>>(promLabelValuesPath("__name__"), context, std::move(cb), &parsePromStrings);
 }
 
+void PromClient::fetchMetadata(QObject* context, Callback<std::map<std::string, std::string>> cb) {
+  getParsed<std::map<std::string, std::string>>("/api/v1/metadata", context, std::move(cb), &parsePromMetadata);
+}
+
 void PromClient::fetchLabels(const std::string& metric, QObject* context, Callback<std::vector<std::string>> cb) {
   getParsed<std::vector<std::string>>(promLabelsPath(promSelector(metric, {})), context,
                                       [cb](Result<std::vector<std::string>> r) {

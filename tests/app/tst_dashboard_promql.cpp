@@ -43,6 +43,7 @@ class TestDashboardPromQL : public QObject {
   void errorAnswers_data();
   void errorAnswers();
   void labelListsAndBuildInfo();
+  void metricKindsFromMetadata();
   void dataSourcesRoundTrip();
   void headerValuesReadTheEnvironment_data();
   void headerValuesReadTheEnvironment();
@@ -262,6 +263,28 @@ void TestDashboardPromQL::labelListsAndBuildInfo() {
            QStringLiteral("2.42.0"));
   QCOMPARE(QString::fromStdString(*parsePromBuildInfo(R"({"status":"success","data":{}})")), QString());
   QVERIFY(checkPromAnswer(R"({"status":"success","data":{"resultType":"scalar","result":[1,"1"]}})").is_ok());
+}
+
+void TestDashboardPromQL::metricKindsFromMetadata() {
+  auto types = parsePromMetadata(R"({"status":"success","data":{
+    "http_requests":[{"type":"counter","help":"","unit":""}],
+    "queue_depth":[{"type":"gauge","help":"","unit":""}],
+    "rpc_seconds":[{"type":"histogram","help":"","unit":""}],
+    "api_latency_ms":[{"type":"summary","help":"","unit":""}],
+    "odd":[]}})");
+  QVERIFY2(types.has_value(), types.status().message().c_str());
+  QCOMPARE(types->size(), size_t(4));
+  const std::vector<std::string> names = {"http_requests_total", "queue_depth", "rpc_seconds_bucket", "rpc_seconds_count",
+                                          "rpc_seconds_sum", "api_latency_ms", "api_latency_ms_count", "odd", "unknown_total"};
+  const auto kinds = promMetricKinds(names, *types);
+  std::vector<std::string> got;
+  for (const auto& m : kinds) got.push_back(m.name + ":" + m.kind);
+  QCOMPARE(got, (std::vector<std::string>{"http_requests_total:counter", "queue_depth:gauge", "rpc_seconds_bucket:distribution",
+                                          "rpc_seconds_count:counter", "rpc_seconds_sum:counter", "api_latency_ms:distribution",
+                                          "api_latency_ms_count:counter", "odd:", "unknown_total:"}));
+  // VictoriaMetrics keeps no metadata.
+  auto none = parsePromMetadata(R"({"status":"success","data":{}})");
+  QVERIFY(none.has_value() && none->empty());
 }
 
 void TestDashboardPromQL::dataSourcesRoundTrip() {
