@@ -389,6 +389,10 @@ bool Shard::flush(int64_t now_s, bool everything) {
     if (s) {
       for (const auto& [res, start] : due) {
         auto it = windows_[res].find(start);
+        if (res == 0 && start + opts_.resolutions[0].step_s > wm) {
+          keep_checkpointed(it->second);  // still open: it owes its series a FINAL
+          continue;
+        }
         recycle(std::move(it->second));
         windows_[res].erase(it);
       }
@@ -431,12 +435,37 @@ bool Shard::flush(int64_t now_s, bool everything) {
   return true;
 }
 
+void Shard::keep_checkpointed(Window& w) {
+  w.checkpointed = true;
+  for (auto& pages : w.pages) {
+    for (auto& pg : pages) {
+      if (!pg) continue;
+      pg->dirty.fill(0);
+      for (size_t word = 0; word < pg->present.size(); ++word) {
+        for (uint64_t bits = pg->present[word]; bits; bits &= bits - 1) {
+          const size_t i = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
+          if (pg->sums) pg->sums[i] = 0;
+          else pg->aggs[i] = BucketAgg();
+        }
+      }
+    }
+  }
+}
+
 void Shard::publish_partials() {
   if (!live_) return;
   std::vector<wire::LiveUpdate> updates;
   {
     std::lock_guard lock(state_mu_);
     for (auto& [start, w] : windows_[0]) {
+      // A checkpointed window holds only what arrived since the checkpoint, not the bucket: its
+      // series get their FINAL (merged with what is stored) within the lateness instead.
+      if (w.checkpointed) {
+        for (auto& pages : w.pages)
+          for (auto& pg : pages)
+            if (pg) pg->dirty.fill(0);
+        continue;
+      }
       for (size_t k = 0; k < kKinds; ++k) {
         for (size_t p = 0; p < w.pages[k].size(); ++p) {
           Page* pg = w.pages[k][p].get();

@@ -141,6 +141,10 @@ class Shard {
   // Every open bucket of one resolution with one bucket start.
   struct Window {
     std::array<std::vector<std::unique_ptr<Page>>, kKinds> pages;  // per kind, by slot / kPageSlots
+    // A checkpoint wrote this 1 s window while it was still open: its values are what arrived
+    // since (stored (+) window is the bucket), and its present bits still name every series with
+    // the bucket, so each gets its FINAL (with the merged value) when the window is finalised.
+    bool checkpointed = false;
   };
   // A bucket that was already final when this data arrived; merged into storage at the next flush.
   struct LateBucket {
@@ -166,6 +170,8 @@ class Shard {
   // The open bucket of info in w: sum (counters) or agg, or both nullptr when it has none.
   static std::pair<const double*, const BucketAgg*> find_bucket(const Window& w, const SeriesInfo* info);
   void recycle(Window&& w);
+  // After a checkpoint wrote w while open: zero its values, keep its present bits, mark it.
+  void keep_checkpointed(Window& w);
   // Writes due buckets (all of them when everything is set: a checkpoint); false on a storage error.
   bool flush(int64_t now_s, bool everything);
   bool replay_skips(uint64_t series_id, size_t res, int64_t point_time, uint64_t lsn);

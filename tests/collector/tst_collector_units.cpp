@@ -47,6 +47,7 @@ class TestCollectorUnits : public QObject {
   void windowBoundariesAtEveryResolution();
   void latePointIntoOpenThenFinalWindow();
   void checkpointWritesOpenWindowsOnce();
+  void checkpointedBucketStillGetsItsFinal();
 };
 
 void TestCollectorUnits::filterParsing_data() {
@@ -653,16 +654,46 @@ void TestCollectorUnits::checkpointWritesOpenWindowsOnce() {
   f.send(t0 + 1, {{c, t0, 5}});
   check(12, 2, 30);
   QVERIFY(f.finals_of(t0).empty());
-  // Final: the counter is published with its merged value (stored partials + the window since).
-  // The distribution has had no point since the last checkpoint wrote it: nothing is open, so
-  // nothing is published (as before windows; its PARTIALs went out live).
+  // Final: each series is published once with its merged value (stored partials + what arrived
+  // since), the distribution too, although no point reached it after the last checkpoint wrote it
+  // (a live subscriber and the remote-write forwarder rely on every bucket's FINAL).
   f.send(t0 + 4, {});
-  QVERIFY(f.wait_for([&] { return f.finals_of(t0).size() == 1; }));
-  const auto u = f.finals_of(t0).front();
-  QCOMPARE(u.state(), wire::LiveUpdate::FINAL);
-  QCOMPARE(u.metric(), std::string("cp.c"));
-  QCOMPARE(u.sum(), 12.0);
+  QVERIFY(f.wait_for([&] { return f.finals_of(t0).size() == 2; }));
+  auto finals = f.finals_of(t0);
+  std::sort(finals.begin(), finals.end(), [](const auto& a, const auto& b) { return a.metric() < b.metric(); });
+  QCOMPARE(finals[0].state(), wire::LiveUpdate::FINAL);
+  QCOMPARE(finals[0].metric(), std::string("cp.c"));
+  QCOMPARE(finals[0].sum(), 12.0);
+  QCOMPARE(finals[1].state(), wire::LiveUpdate::FINAL);
+  QCOMPARE(finals[1].metric(), std::string("cp.d"));
+  QCOMPARE(finals[1].count(), uint64_t(2));
+  QCOMPARE(finals[1].sum(), 30.0);
   check(12, 2, 30);
+  f.send(t0 + 6, {});
+  QVERIFY(f.wait_for([&] { return f.shard->applied_lsn() >= f.lsn; }));
+  QCOMPARE(f.finals_of(t0).size(), size_t(2));  // and only once
+}
+
+// A bucket a checkpoint writes while it is open, and that gets no point after, is still published
+// FINAL once, with its whole value; PARTIALs stop for it after the checkpoint (the window holds only
+// what arrived since), and none carries a partial value as the bucket's.
+void TestCollectorUnits::checkpointedBucketStillGetsItsFinal() {
+  OneShard f(1);
+  const int64_t t0 = OneShard::kT0 + 300;
+  const SeriesInfo* c = f.series("cpf.c", Kind::kCounter);
+  const SeriesInfo* g = f.series("cpf.g", Kind::kGauge);
+  f.send(t0, {{c, t0, 5}, {g, t0, 7}});
+  QVERIFY(f.wait_for([&] { return f.shard->safe_lsn() >= f.lsn; }));  // a checkpoint wrote both
+  f.send(t0 + 3, {});  // the watermark (t0 + 3 - 2) passes t0's end
+  QVERIFY(f.wait_for([&] { return f.finals_of(t0).size() == 2; }));
+  auto finals = f.finals_of(t0);
+  std::sort(finals.begin(), finals.end(), [](const auto& a, const auto& b) { return a.metric() < b.metric(); });
+  QCOMPARE(finals[0].metric(), std::string("cpf.c"));
+  QCOMPARE(finals[0].sum(), 5.0);
+  QCOMPARE(finals[1].metric(), std::string("cpf.g"));
+  QCOMPARE(finals[1].count(), uint64_t(1));
+  QCOMPARE(finals[1].value(), 7.0);  // a gauge's last
+  for (size_t r = 0; r < 4; ++r) QCOMPARE(f.counter_sum(c, r, t0 - 7200, t0 + 7200), 5.0);
 }
 
 QTEST_GUILESS_MAIN(TestCollectorUnits)
