@@ -637,6 +637,9 @@ void TestCollectorUnits::checkpointWritesOpenWindowsOnce() {
       QCOMPARE(dd.size(), size_t(1));
       QCOMPARE(dd[0].agg.count, d_count);
       QCOMPARE(dd[0].agg.sum, d_sum);
+      QVERIFY(dd[0].agg.sketch);  // the sketch holds every value too, not only the totals
+      QCOMPARE(dd[0].agg.sketch->count(), d_count);
+      QCOMPARE(dd[0].agg.sketch->sum(), d_sum);
     }
   };
   // The first flush is a checkpoint (the last one was at start, 200 s ago): it writes the open
