@@ -31,6 +31,7 @@
 #include <QtTest>
 #include <map>
 
+#include "free_port.h"
 #include "collector_fixture.h"
 #include "core/csv.h"
 #include "core/promql.h"
@@ -57,21 +58,6 @@ Q_DECLARE_METATYPE(std::vector<TagFilter>)
 Q_DECLARE_METATYPE(std::vector<std::string>)
 
 namespace {
-
-// A loopback TCP port nobody listens on right now.
-int freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = -1;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
 
 // A blocking HTTP call through Qt: status and body.
 std::pair<int, QByteArray> http(const QString& method, const QUrl& url, const QByteArray& body = {}) {
@@ -101,7 +87,7 @@ class VictoriaMetrics {
   }
   static QString binary() { return QStandardPaths::findExecutable("victoria-metrics"); }
   bool start() {
-    m_port = freePort();
+    m_port = tally::testing::free_port();
     m_proc.setProcessChannelMode(QProcess::ForwardedChannels);
     m_proc.start(binary(), {"-httpListenAddr=127.0.0.1:" + QString::number(m_port),
                             "-storageDataPath=" + m_dir.path(), "-retentionPeriod=1d", "-search.disableCache",
@@ -152,7 +138,7 @@ class PrometheusServer {
       qWarning("promtool: %s", tool.readAll().constData());
       return false;
     }
-    m_port = freePort();
+    m_port = tally::testing::free_port();
     m_proc.setProcessChannelMode(QProcess::ForwardedChannels);
     m_proc.start(QStandardPaths::findExecutable("prometheus"),
                  {"--config.file=" + cfg.fileName(), "--storage.tsdb.path=" + m_dir.filePath("data"),
@@ -453,7 +439,7 @@ void TestDashboardPrometheus::errorsShowInThePanel() {
   }
   {
     DataSources gone;
-    gone.setSources({{"down", QStringLiteral("http://127.0.0.1:%1").arg(freePort()).toStdString(), {}, 10}});
+    gone.setSources({{"down", QStringLiteral("http://127.0.0.1:%1").arg(tally::testing::free_port()).toStdString(), {}, 10}});
     PanelSpec spec;
     spec.source = "down";
     spec.metric = "req_total";
@@ -573,7 +559,7 @@ void TestDashboardPrometheus::dataSourcesDialogTestsTheConnection() {
   QCOMPARE(tested.last().first().toBool(), true);
   QVERIFY2(dialog.testResult()->text().startsWith("Connected: Prometheus API"), qPrintable(dialog.testResult()->text()));
 
-  dialog.urlEdit()->setText(QStringLiteral("http://127.0.0.1:%1").arg(freePort()));
+  dialog.urlEdit()->setText(QStringLiteral("http://127.0.0.1:%1").arg(tally::testing::free_port()));
   dialog.testButton()->click();
   QVERIFY(tested.wait(10000));
   QCOMPARE(tested.last().first().toBool(), false);
@@ -823,7 +809,7 @@ void TestDashboardPrometheus::mainWindowOpensBrowsesAndSavesSources() {
                 .toUtf8());
   }
   MainWindowOptions o;
-  o.collector = QUrl(QStringLiteral("http://127.0.0.1:%1").arg(freePort()));
+  o.collector = QUrl(QStringLiteral("http://127.0.0.1:%1").arg(tally::testing::free_port()));
   o.live = "tcp://127.0.0.1:1";
   o.dashboard = file;
   MainWindow w(o);

@@ -33,6 +33,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "free_port.h"
 #include "forward/remote_write.h"
 #include "tally/common/sketch.h"
 #include "tally/common/wire.h"
@@ -43,6 +44,8 @@ using namespace tally::collector;
 extern char** environ;
 
 namespace {
+
+using tally::testing::free_port;
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -89,20 +92,6 @@ wire::LiveUpdate dist_update(int series, int64_t t) {
   u.set_value(static_cast<double>(sk.count()));
   sketch_to_proto(sk, u.mutable_sketch());
   return u;
-}
-
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = -1;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
 }
 
 // Hands `seconds` rounds of `series` counter buckets to the sink and waits until the receiver

@@ -10,6 +10,7 @@
 
 #include <fstream>
 
+#include "free_port.h"
 #include "collector_process.h"
 #include "tally/common/time_bucket.h"
 
@@ -17,21 +18,6 @@ using namespace tally;
 using namespace tally::testing;
 
 namespace {
-
-// A loopback TCP port nobody listens on right now.
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  int port = -1;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
 
 // Runs promtool check metrics on `text`; returns (exit code, what it printed).
 std::pair<int, QString> promtool_check(const QString& promtool, const std::string& text) {

@@ -20,6 +20,7 @@
 #include <numeric>
 #include <thread>
 
+#include "free_port.h"
 #include "collector_process.h"
 #include "config.h"
 #include "forward/remote_write.h"
@@ -35,22 +36,6 @@ using namespace tally::testing;
 namespace {
 
 int64_t now_s() { return SystemClock::instance().now_s(); }
-
-// A loopback TCP port nobody listens on right now.
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  int port = -1;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
 
 wire::LiveUpdate update(wire::Kind kind, wire::LiveUpdate::State state, int64_t t, double value,
                         std::vector<std::pair<std::string, std::string>> tags = {}, const std::string& metric = "m") {
