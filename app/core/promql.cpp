@@ -42,16 +42,6 @@ bool isBareMetric(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return isLabelStart(c) || isDigit(c) || c == ':'; });
 }
 
-const char* matchOp(FilterOp op) {
-  switch (op) {
-    case FilterOp::Eq: return "=";
-    case FilterOp::NotEq: return "!=";
-    case FilterOp::Regex: return "=~";
-    case FilterOp::NotRegex: return "!~";
-  }
-  return "=";
-}
-
 std::string groupClause(const std::vector<std::string>& keys) {
   std::string out;
   for (const auto& k : keys) out += (out.empty() ? "" : ", ") + promLabel(k);
@@ -118,7 +108,7 @@ std::string promSelector(std::string_view metric, const std::vector<TagFilter>& 
   std::string out;
   if (isBareMetric(metric)) out = std::string(metric);
   else add("__name__=" + promQuote(metric));  // works in Prometheus 2 and 3 and VictoriaMetrics
-  for (const auto& f : filters) add(promLabel(f.key) + matchOp(f.op) + promQuote(f.value));
+  for (const auto& f : filters) add(promLabel(f.key) + filterOpName(f.op) + promQuote(f.value));
   if (!matchers.empty() || out.empty()) out += "{" + matchers + "}";
   return out;
 }

@@ -4,6 +4,8 @@
 #include <QNetworkReply>
 #include <QNetworkRequest>
 
+#include "http_json.h"
+
 using namespace tally;
 using namespace tally::dash;
 
@@ -15,12 +17,7 @@ CollectorClient::CollectorClient(const QUrl& baseUrl, QObject* parent)
 CollectorClient::~CollectorClient() { m_pool.waitForDone(); }
 
 void CollectorClient::get(const std::string& path, QObject* context, RawCallback cb) {
-  QUrl url = m_baseUrl;
-  QString p = QString::fromStdString(path);
-  int q = p.indexOf('?');
-  url.setPath(q < 0 ? p : p.left(q));
-  url.setQuery(q < 0 ? QString() : p.mid(q + 1), QUrl::StrictMode);
-  QNetworkRequest req(url);
+  QNetworkRequest req(apiUrl(m_baseUrl, path));
   req.setTransferTimeout(m_timeoutMs);
   req.setRawHeader("Accept", "application/json");
   QNetworkReply* reply = m_nam->get(req);
@@ -57,13 +54,7 @@ void CollectorClient::getParsed(const std::string& path, QObject* context, Callb
       cb(status == 404 ? Status::not_found(msg) : Status::invalid_argument(msg));
       return;
     }
-    // Parse off the GUI thread; hand the value back through this object's event queue.
-    m_pool.start([this, ctx, cb, parse, body] {
-      auto parsed = std::make_shared<Result<T>>(parse(std::string_view(body.constData(), size_t(body.size()))));
-      QMetaObject::invokeMethod(this, [ctx, cb, parsed] {
-        if (ctx) cb(std::move(*parsed));
-      }, Qt::QueuedConnection);
-    });
+    parseOffThread<T>(m_pool, this, ctx, std::move(body), cb, parse);
   });
 }
 

@@ -7,6 +7,8 @@
 #include <QUrl>
 #include <memory>
 
+#include "http_json.h"
+
 using namespace tally;
 using namespace tally::dash;
 
@@ -18,15 +20,7 @@ PromClient::PromClient(const DataSource& source, QObject* parent)
 PromClient::~PromClient() { m_pool.waitForDone(); }
 
 void PromClient::get(const std::string& path, QObject* context, RawCallback cb) {
-  // The API sits below the base URL's own path (http://vmselect:8481/select/0/prometheus).
-  QUrl url(QString::fromStdString(m_source.url));
-  QString p = QString::fromStdString(path);
-  int q = p.indexOf('?');
-  QString basePath = url.path();
-  while (basePath.endsWith('/')) basePath.chop(1);
-  url.setPath(basePath + (q < 0 ? p : p.left(q)));
-  url.setQuery(q < 0 ? QString() : p.mid(q + 1), QUrl::StrictMode);
-  QNetworkRequest req(url);
+  QNetworkRequest req(apiUrl(QUrl(QString::fromStdString(m_source.url)), path));
   req.setTransferTimeout(m_timeoutMs);
   req.setRawHeader("Accept", "application/json");
   for (const auto& [k, v] : m_source.headers) {
@@ -76,12 +70,7 @@ void PromClient::getParsed(const std::string& path, QObject* context, Callback<T
       cb(status == 404 ? Status::not_found(msg) : Status::invalid_argument(msg));
       return;
     }
-    m_pool.start([this, ctx, cb, parse, body] {
-      auto parsed = std::make_shared<Result<T>>(parse(std::string_view(body.constData(), size_t(body.size()))));
-      QMetaObject::invokeMethod(this, [ctx, cb, parsed] {
-        if (ctx) cb(std::move(*parsed));
-      }, Qt::QueuedConnection);
-    });
+    parseOffThread<T>(m_pool, this, ctx, std::move(body), cb, parse);
   });
 }
 
