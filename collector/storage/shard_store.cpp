@@ -119,6 +119,8 @@ Result<std::vector<SeriesDef>> ShardStore::load_series() {
 Status ShardStore::drop_step(int64_t step_s, uint64_t* freed_bytes) {
   if (std::any_of(resolutions_.begin(), resolutions_.end(), [&](const Resolution& r) { return r.step_s == step_s; }))
     return Status::invalid_argument(path_ + ": resolution " + std::to_string(step_s) + " s is configured; not dropped");
+  if (options_.layout != StorageLayout::kChunks)
+    return Status::invalid_argument(path_ + ": plain rows name tables by position; a step cannot be dropped");
   auto free_pages = [this]() -> Result<int64_t> {
     auto st = db_->prepare("SELECT freelist_count * page_size FROM pragma_freelist_count, pragma_page_size");
     if (!st) return st.status();
@@ -128,8 +130,6 @@ Status ShardStore::drop_step(int64_t step_s, uint64_t* freed_bytes) {
   };
   auto before = free_pages();
   if (!before) return before.status();
-  if (options_.layout != StorageLayout::kChunks)
-    return Status::invalid_argument(path_ + ": plain rows name tables by position; a step cannot be dropped");
   if (auto s = drop_chunk_layout_step(*db_, step_s); !s) return s;
   auto after = free_pages();
   if (!after) return after.status();
