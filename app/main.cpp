@@ -18,7 +18,8 @@ int main(int argc, char** argv) {
     QByteArray a(argv[i]);
     if (a.startsWith("--export-png") || a.startsWith("--export-csv")) exporting = true;
   }
-  if (exporting && !qEnvironmentVariableIsSet("QT_QPA_PLATFORM")) qputenv("QT_QPA_PLATFORM", "offscreen");
+  if (exporting && !qEnvironmentVariableIsSet("QT_QPA_PLATFORM"))
+    qputenv("QT_QPA_PLATFORM", "offscreen");
 
   QApplication app(argc, argv);
   QApplication::setApplicationName("tally-dashboard");
@@ -30,23 +31,33 @@ int main(int argc, char** argv) {
   parser.setApplicationDescription(
       "Tally dashboard: live charts of a Tally collector.\n\n"
       "Exit codes of exports: 0 ok, 64 bad command line, 65 dashboard file unreadable or invalid,\n"
-      "69 collector unreachable, 70 a panel's query failed (files still written), 73 cannot write output.");
+      "69 collector unreachable, 70 a panel's query failed (files still written), 73 cannot write "
+      "output.");
   parser.addHelpOption();
   parser.addVersionOption();
-  QCommandLineOption collector("collector", "Collector HTTP API base URL.", "URL", "http://127.0.0.1:7071");
-  QCommandLineOption live("live", "Collector live stream (ZeroMQ PUB) endpoint.", "ENDPOINT", "tcp://127.0.0.1:7072");
+  QCommandLineOption collector("collector", "Collector HTTP API base URL.", "URL",
+                               "http://127.0.0.1:7071");
+  QCommandLineOption live("live", "Collector live stream (ZeroMQ PUB) endpoint.", "ENDPOINT",
+                          "tcp://127.0.0.1:7072");
   QCommandLineOption dashboard("dashboard", "Dashboard JSON file to open.", "FILE");
-  QCommandLineOption range("range", "Time range: a duration (15m, 1h, 7d) or FROM:TO unix seconds.", "RANGE");
-  QCommandLineOption png("export-png", "Write the dashboard (or --panel) as an image (.png, .svg, .pdf) and exit.", "FILE");
-  QCommandLineOption csv("export-csv", "Write the shown data as CSV and exit (FILE-N.csv per panel when several).",
-                         "FILE");
+  QCommandLineOption range("range", "Time range: a duration (15m, 1h, 7d) or FROM:TO unix seconds.",
+                           "RANGE");
+  QCommandLineOption png(
+      "export-png", "Write the dashboard (or --panel) as an image (.png, .svg, .pdf) and exit.",
+      "FILE");
+  QCommandLineOption csv(
+      "export-csv", "Write the shown data as CSV and exit (FILE-N.csv per panel when several).",
+      "FILE");
   QCommandLineOption size("size", "Image size for --export-png.", "WxH", "1600x900");
   QCommandLineOption panel("panel", "Export only panel N (1-based, in file order).", "N", "0");
   QCommandLineOption timeout("timeout", "Seconds to wait for the collector's answers.", "S", "30");
-  QCommandLineOption screenshot("screenshot", "Open the window, save a screenshot of it after --screenshot-delay "
-                                "seconds and quit (for documentation).", "FILE");
+  QCommandLineOption screenshot("screenshot",
+                                "Open the window, save a screenshot of it after --screenshot-delay "
+                                "seconds and quit (for documentation).",
+                                "FILE");
   QCommandLineOption screenshotDelay("screenshot-delay", "Seconds before --screenshot.", "S", "8");
-  parser.addOptions({collector, live, dashboard, range, png, csv, size, panel, timeout, screenshot, screenshotDelay});
+  parser.addOptions({collector, live, dashboard, range, png, csv, size, panel, timeout, screenshot,
+                     screenshotDelay});
   if (!parser.parse(QApplication::arguments())) {
     std::fprintf(stderr, "tally-dashboard: %s\n", qPrintable(parser.errorText()));
     return kExitUsage;
@@ -56,7 +67,8 @@ int main(int argc, char** argv) {
 
   QUrl collectorUrl = QUrl::fromUserInput(parser.value(collector));
   if (!collectorUrl.isValid() || collectorUrl.scheme() != "http") {
-    std::fprintf(stderr, "tally-dashboard: --collector '%s' is not an http:// URL\n", qPrintable(parser.value(collector)));
+    std::fprintf(stderr, "tally-dashboard: --collector '%s' is not an http:// URL\n",
+                 qPrintable(parser.value(collector)));
     return kExitUsage;
   }
   if (parser.isSet(png) || parser.isSet(csv)) {
@@ -84,7 +96,8 @@ int main(int argc, char** argv) {
   if (!parser.value(range).isEmpty()) {
     tally::dash::TimeRangeSpec r;
     if (!parseRangeArg(parser.value(range), &r)) {
-      std::fprintf(stderr, "tally-dashboard: --range '%s' is neither a duration like 1h nor FROM:TO\n",
+      std::fprintf(stderr,
+                   "tally-dashboard: --range '%s' is neither a duration like 1h nor FROM:TO\n",
                    qPrintable(parser.value(range)));
       return kExitUsage;
     }
@@ -96,7 +109,8 @@ int main(int argc, char** argv) {
     const QString file = parser.value(screenshot);
     QTimer::singleShot(parser.value(screenshotDelay).toInt() * 1000, &w, [&w, file] {
       const bool ok = w.grab().save(file);
-      std::fprintf(ok ? stdout : stderr, "%s %s\n", ok ? "wrote" : "cannot write", qPrintable(file));
+      std::fprintf(ok ? stdout : stderr, "%s %s\n", ok ? "wrote" : "cannot write",
+                   qPrintable(file));
       QApplication::exit(ok ? 0 : kExitCantWrite);
     });
   }

@@ -2,9 +2,9 @@
 
 #include "storage/wal.h"
 
+#include <toml++/toml.h>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace tally::collector {
 
@@ -12,15 +12,21 @@ Status CollectorConfig::validate() {
   auto r = parse_retention(retention);
   if (!r) return Status::invalid_argument("retention: " + r.status().message());
   resolutions = *r;
-  if (lateness_s < 0 || lateness_s > 3600) return Status::invalid_argument("lateness must be 0s..1h");
+  if (lateness_s < 0 || lateness_s > 3600)
+    return Status::invalid_argument("lateness must be 0s..1h");
   if (max_future_s < 0) return Status::invalid_argument("max_future must not be negative");
   if (shards > 256) return Status::invalid_argument("shards must be at most 256");
   if (data_dir.empty()) return Status::invalid_argument("data_dir is empty");
-  if (max_batch_bytes < 1024) return Status::invalid_argument("max_batch_bytes must be at least 1024");
-  if (auto f = parse_fsync_policy(fsync); !f) return Status::invalid_argument("fsync: " + f.status().message());
-  if (checkpoint_s < 1 || checkpoint_s > 3600) return Status::invalid_argument("checkpoint must be 1s..1h");
-  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
-  if (!kLevels.count(log_level)) return Status::invalid_argument("log_level must be one of trace, debug, info, warn, error");
+  if (max_batch_bytes < 1024)
+    return Status::invalid_argument("max_batch_bytes must be at least 1024");
+  if (auto f = parse_fsync_policy(fsync); !f)
+    return Status::invalid_argument("fsync: " + f.status().message());
+  if (checkpoint_s < 1 || checkpoint_s > 3600)
+    return Status::invalid_argument("checkpoint must be 1s..1h");
+  static const std::set<std::string> kLevels = {"trace", "debug",    "info", "warn",
+                                                "error", "critical", "off"};
+  if (!kLevels.count(log_level))
+    return Status::invalid_argument("log_level must be one of trace, debug, info, warn, error");
   remote_write.add_default_labels();
   if (auto s = remote_write.validate(); !s) return s;
   return Status::ok();
@@ -37,19 +43,28 @@ Status load_remote_write(const toml::table& t, const std::string& path, RemoteWr
   }
   if (auto n = t["remote_write_labels"]; n) {
     const toml::table* labels = n.as_table();
-    if (!labels) return Status::invalid_argument(path + ": 'remote_write_labels' must be a table like { instance = \"c1\" }");
+    if (!labels)
+      return Status::invalid_argument(
+          path + ": 'remote_write_labels' must be a table like { instance = \"c1\" }");
     for (const auto& [k, v] : *labels) {
       auto value = v.value<std::string>();
-      if (!value) return Status::invalid_argument(path + ": remote_write_labels." + std::string(k.str()) + " must be a string");
+      if (!value)
+        return Status::invalid_argument(path + ": remote_write_labels." + std::string(k.str()) +
+                                        " must be a string");
       if (auto s = rw.set_label(std::string(k.str()) + "=" + *value); !s) return s;
     }
   }
   if (auto n = t["remote_write_headers"]; n) {
     const toml::table* headers = n.as_table();
-    if (!headers) return Status::invalid_argument(path + ": 'remote_write_headers' must be a table like { \"X-Scope-OrgID\" = \"team-a\" }");
+    if (!headers)
+      return Status::invalid_argument(
+          path +
+          ": 'remote_write_headers' must be a table like { \"X-Scope-OrgID\" = \"team-a\" }");
     for (const auto& [k, v] : *headers) {
       auto value = v.value<std::string>();
-      if (!value) return Status::invalid_argument(path + ": remote_write_headers." + std::string(k.str()) + " must be a string");
+      if (!value)
+        return Status::invalid_argument(path + ": remote_write_headers." + std::string(k.str()) +
+                                        " must be a string");
       rw.headers.emplace_back(std::string(k.str()), *value);
     }
   }
@@ -57,7 +72,8 @@ Status load_remote_write(const toml::table& t, const std::string& path, RemoteWr
                             {"remote_write_max_buffered", &rw.max_buffered_samples}}) {
     if (auto n = t[key]; n) {
       auto v = n.value<int64_t>();
-      if (!v || *v <= 0) return Status::invalid_argument(path + ": '" + key + "' must be a positive integer");
+      if (!v || *v <= 0)
+        return Status::invalid_argument(path + ": '" + key + "' must be a positive integer");
       *field = static_cast<uint64_t>(*v);
     }
   }
@@ -67,7 +83,9 @@ Status load_remote_write(const toml::table& t, const std::string& path, RemoteWr
                             {"remote_write_max_backoff", &rw.max_backoff_ms}}) {
     if (auto n = t[key]; n) {
       auto v = n.value<std::string>();
-      if (!v) return Status::invalid_argument(path + ": '" + key + "' must be a duration like \"500ms\" or \"5s\"");
+      if (!v)
+        return Status::invalid_argument(path + ": '" + key +
+                                        "' must be a duration like \"500ms\" or \"5s\"");
       auto d = parse_duration_ms(*v);
       if (!d) return Status::invalid_argument(path + ": '" + key + "': " + d.status().message());
       *field = *d;
@@ -97,15 +115,34 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
   }
   t = std::move(parsed).table();
 #endif
-  static const std::set<std::string> kKeys = {"data_dir", "shards", "ingest", "http", "live", "statsd", "statsd_unix",
-                                              "retention", "lateness", "max_future", "max_batch_bytes",
-                                              "self_metrics", "log_level", "log_file", "fsync", "checkpoint",
-                                              "remote_write_url", "remote_write_labels", "remote_write_headers",
+  static const std::set<std::string> kKeys = {"data_dir",
+                                              "shards",
+                                              "ingest",
+                                              "http",
+                                              "live",
+                                              "statsd",
+                                              "statsd_unix",
+                                              "retention",
+                                              "lateness",
+                                              "max_future",
+                                              "max_batch_bytes",
+                                              "self_metrics",
+                                              "log_level",
+                                              "log_file",
+                                              "fsync",
+                                              "checkpoint",
+                                              "remote_write_url",
+                                              "remote_write_labels",
+                                              "remote_write_headers",
                                               "remote_write_max_samples",
-                                              "remote_write_flush_interval", "remote_write_max_buffered",
-                                              "remote_write_timeout", "remote_write_min_backoff", "remote_write_max_backoff"};
+                                              "remote_write_flush_interval",
+                                              "remote_write_max_buffered",
+                                              "remote_write_timeout",
+                                              "remote_write_min_backoff",
+                                              "remote_write_max_backoff"};
   for (const auto& [k, v] : t) {
-    if (!kKeys.count(std::string(k.str()))) return Status::invalid_argument(path + ": unknown setting '" + std::string(k.str()) + "'");
+    if (!kKeys.count(std::string(k.str())))
+      return Status::invalid_argument(path + ": unknown setting '" + std::string(k.str()) + "'");
   }
   auto str = [&](const char* key, std::string& out) -> Status {
     if (auto n = t[key]; n) {
@@ -117,18 +154,28 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
   };
   auto dur = [&](const char* key, int64_t& out) -> Status {
     if (auto n = t[key]; n) {
-      if (auto i = n.value<int64_t>()) { out = *i; return Status::ok(); }
+      if (auto i = n.value<int64_t>()) {
+        out = *i;
+        return Status::ok();
+      }
       auto v = n.value<std::string>();
-      if (!v) return Status::invalid_argument(path + ": '" + key + "' must be a duration like \"2s\"");
+      if (!v)
+        return Status::invalid_argument(path + ": '" + key + "' must be a duration like \"2s\"");
       auto d = parse_duration(*v);
       if (!d) return Status::invalid_argument(path + ": '" + key + "': " + d.status().message());
       out = *d;
     }
     return Status::ok();
   };
-  for (auto [key, field] : {std::pair{"data_dir", &c.data_dir}, {"ingest", &c.ingest}, {"http", &c.http},
-                            {"live", &c.live}, {"statsd", &c.statsd}, {"statsd_unix", &c.statsd_unix},
-                            {"retention", &c.retention}, {"log_level", &c.log_level}, {"log_file", &c.log_file},
+  for (auto [key, field] : {std::pair{"data_dir", &c.data_dir},
+                            {"ingest", &c.ingest},
+                            {"http", &c.http},
+                            {"live", &c.live},
+                            {"statsd", &c.statsd},
+                            {"statsd_unix", &c.statsd_unix},
+                            {"retention", &c.retention},
+                            {"log_level", &c.log_level},
+                            {"log_file", &c.log_file},
                             {"fsync", &c.fsync}}) {
     if (auto s = str(key, *field); !s) return s;
   }
@@ -137,12 +184,14 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
   if (auto s = dur("checkpoint", c.checkpoint_s); !s) return s;
   if (auto n = t["shards"]; n) {
     auto v = n.value<int64_t>();
-    if (!v || *v < 0) return Status::invalid_argument(path + ": 'shards' must be a non-negative integer");
+    if (!v || *v < 0)
+      return Status::invalid_argument(path + ": 'shards' must be a non-negative integer");
     c.shards = static_cast<uint32_t>(*v);
   }
   if (auto n = t["max_batch_bytes"]; n) {
     auto v = n.value<int64_t>();
-    if (!v || *v <= 0) return Status::invalid_argument(path + ": 'max_batch_bytes' must be a positive integer");
+    if (!v || *v <= 0)
+      return Status::invalid_argument(path + ": 'max_batch_bytes' must be a positive integer");
     c.max_batch_bytes = static_cast<uint64_t>(*v);
   }
   if (auto n = t["self_metrics"]; n) {
@@ -175,11 +224,13 @@ std::string config_to_toml(const CollectorConfig& c) {
   const auto& rw = c.remote_write;
   o << "remote_write_url = \"" << rw.url << "\"\n"
     << "remote_write_labels = {";
-  for (size_t i = 0; i < rw.labels.size(); ++i) o << (i ? ", " : " ") << rw.labels[i].first << " = \"" << rw.labels[i].second << "\"";
+  for (size_t i = 0; i < rw.labels.size(); ++i)
+    o << (i ? ", " : " ") << rw.labels[i].first << " = \"" << rw.labels[i].second << "\"";
   o << (rw.labels.empty() ? "}\n" : " }\n");
   // Header values may be secrets (Authorization): names only.
   o << "remote_write_headers = {";
-  for (size_t i = 0; i < rw.headers.size(); ++i) o << (i ? ", " : " ") << '"' << rw.headers[i].first << "\" = \"(set)\"";
+  for (size_t i = 0; i < rw.headers.size(); ++i)
+    o << (i ? ", " : " ") << '"' << rw.headers[i].first << "\" = \"(set)\"";
   o << (rw.headers.empty() ? "}\n" : " }\n")
     << "remote_write_max_samples = " << rw.max_samples_per_request << "\n"
     << "remote_write_flush_interval = \"" << format_duration_ms(rw.flush_interval_ms) << "\"\n"

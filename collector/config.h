@@ -19,18 +19,19 @@ struct CollectorConfig {
   std::string ingest = "tcp://127.0.0.1:7070";
   std::string http = "127.0.0.1:7071";
   std::string live = "tcp://127.0.0.1:7072";
-  std::string statsd = "127.0.0.1:8125";   // "off" disables
-  std::string statsd_unix;                 // unix datagram socket path; empty = none
+  std::string statsd = "127.0.0.1:8125";  // "off" disables
+  std::string statsd_unix;                // unix datagram socket path; empty = none
   std::string retention = std::string(kDefaultRetention);
   int64_t lateness_s = 2;
   int64_t max_future_s = 600;
   uint64_t max_batch_bytes = 64u << 20;
   bool self_metrics = true;
-  std::string fsync = "always";       // write-ahead log: always, never, or an interval like "100ms"
-  int64_t checkpoint_s = 30;          // how often open buckets are written so the log can shrink
+  std::string fsync = "always";  // write-ahead log: always, never, or an interval like "100ms"
+  int64_t checkpoint_s = 30;     // how often open buckets are written so the log can shrink
   std::string log_level = "info";
   std::string log_file;  // empty = stderr
-  std::string ready_file;  // written with the bound endpoints once listening (for tests and scripts)
+  std::string
+      ready_file;  // written with the bound endpoints once listening (for tests and scripts)
   RemoteWriteOptions remote_write;  // the remote_write_* keys; forwarding is off without a url
 
   std::vector<Resolution> resolutions;  // parsed from retention by validate()

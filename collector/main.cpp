@@ -1,7 +1,7 @@
 // tally-collector: receives metric batches (ZeroMQ, StatsD), aggregates them into time buckets,
 // keeps them in sharded SQLite files and serves queries (HTTP) and a live stream (ZeroMQ PUB).
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <csignal>
 #include <filesystem>
@@ -17,53 +17,73 @@ using namespace tally::collector;
 
 int main(int argc, char** argv) {
   CollectorConfig defaults;
-  CLI::App app{"tally-collector: receives metrics from Tally SDKs and StatsD clients, aggregates them into\n"
-               "1 s / 10 s / 1 m / 1 h buckets, stores them in sharded SQLite files and serves queries.\n"
-               "Settings come from --config (TOML) and are overridden by the flags below.",
-               "tally-collector"};
+  CLI::App app{
+      "tally-collector: receives metrics from Tally SDKs and StatsD clients, aggregates them into\n"
+      "1 s / 10 s / 1 m / 1 h buckets, stores them in sharded SQLite files and serves queries.\n"
+      "Settings come from --config (TOML) and are overridden by the flags below.",
+      "tally-collector"};
   app.get_formatter()->column_width(34);
   // A later flag wins, so scripts can append overrides.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   std::string config_path;
   app.add_option("-c,--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
   // Flags are read into optionals so only what was given overrides the file.
-  std::optional<std::string> data_dir, ingest, http, live, statsd, statsd_unix, retention, lateness, max_future,
-      log_level, log_file, ready_file, fsync, checkpoint;
+  std::optional<std::string> data_dir, ingest, http, live, statsd, statsd_unix, retention, lateness,
+      max_future, log_level, log_file, ready_file, fsync, checkpoint;
   std::optional<uint32_t> shards;
   std::optional<uint64_t> max_batch_bytes;
   bool no_self_metrics = false, print_config = false;
   app.add_option("--data-dir", data_dir, "Data directory (default " + defaults.data_dir + ")");
-  app.add_option("--shards", shards, "Shard files, fixed when the data directory is created (default: one per core)");
-  app.add_option("--ingest", ingest, "ZeroMQ endpoint SDKs send to (default " + defaults.ingest + ")");
-  app.add_option("--http", http, "HTTP API host:port, port 0 picks one (default " + defaults.http + ")");
-  app.add_option("--live", live, "ZeroMQ PUB endpoint of the live stream, or off (default " + defaults.live + ")");
-  app.add_option("--statsd", statsd, "StatsD UDP host:port, or off (default " + defaults.statsd + ")");
+  app.add_option("--shards", shards,
+                 "Shard files, fixed when the data directory is created (default: one per core)");
+  app.add_option("--ingest", ingest,
+                 "ZeroMQ endpoint SDKs send to (default " + defaults.ingest + ")");
+  app.add_option("--http", http,
+                 "HTTP API host:port, port 0 picks one (default " + defaults.http + ")");
+  app.add_option("--live", live,
+                 "ZeroMQ PUB endpoint of the live stream, or off (default " + defaults.live + ")");
+  app.add_option("--statsd", statsd,
+                 "StatsD UDP host:port, or off (default " + defaults.statsd + ")");
   app.add_option("--statsd-unix", statsd_unix, "StatsD unix datagram socket path (default: none)");
-  app.add_option("--retention", retention, "Resolutions and how long each is kept (default " + defaults.retention + ")");
+  app.add_option("--retention", retention,
+                 "Resolutions and how long each is kept (default " + defaults.retention + ")");
   app.add_option("--lateness", lateness, "How long a bucket stays open after it ends (default 2s)");
   app.add_option("--max-future", max_future, "Reject points further ahead than this (default 10m)");
   app.add_option("--max-batch-bytes", max_batch_bytes, "Largest accepted batch (default 64 MiB)");
-  app.add_option("--fsync", fsync, "Write-ahead log sync: always (default), never, or an interval like 100ms");
-  app.add_option("--checkpoint", checkpoint, "How often open buckets are written so the log can shrink (default 30s)");
-  app.add_flag("--no-self-metrics", no_self_metrics, "Do not record the collector's own tally.collector.* metrics");
+  app.add_option("--fsync", fsync,
+                 "Write-ahead log sync: always (default), never, or an interval like 100ms");
+  app.add_option("--checkpoint", checkpoint,
+                 "How often open buckets are written so the log can shrink (default 30s)");
+  app.add_flag("--no-self-metrics", no_self_metrics,
+               "Do not record the collector's own tally.collector.* metrics");
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error (default info)");
   app.add_option("--log-file", log_file, "Log to this file instead of stderr");
-  app.add_option("--ready-file", ready_file, "Write the bound endpoints here (JSON) once listening");
-  app.add_flag("--print-config", print_config, "Print the effective configuration as TOML and exit");
+  app.add_option("--ready-file", ready_file,
+                 "Write the bound endpoints here (JSON) once listening");
+  app.add_flag("--print-config", print_config,
+               "Print the effective configuration as TOML and exit");
   // Remote-write forwarding (docs/SCALING.md).
   std::optional<std::string> rw_url, rw_flush, rw_timeout, rw_min_backoff, rw_max_backoff;
   std::optional<uint64_t> rw_max_samples, rw_max_buffered;
   std::vector<std::string> rw_labels, rw_headers;
-  app.add_option("--remote-write-url", rw_url, "Forward final buckets by Prometheus remote-write to this URL (default: off)");
-  app.add_option("--remote-write-label", rw_labels, "name=value added to every forwarded series; repeatable (default instance=<hostname>)")
+  app.add_option("--remote-write-url", rw_url,
+                 "Forward final buckets by Prometheus remote-write to this URL (default: off)");
+  app.add_option(
+         "--remote-write-label", rw_labels,
+         "name=value added to every forwarded series; repeatable (default instance=<hostname>)")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  app.add_option("--remote-write-header", rw_headers, "\"Name: value\" sent with every request (e.g. X-Scope-OrgID); repeatable")
+  app.add_option("--remote-write-header", rw_headers,
+                 "\"Name: value\" sent with every request (e.g. X-Scope-OrgID); repeatable")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  app.add_option("--remote-write-max-samples", rw_max_samples, "Samples per remote-write request (default 2000)");
-  app.add_option("--remote-write-flush-interval", rw_flush, "Send a smaller request after this long (default 1s)");
-  app.add_option("--remote-write-max-buffered", rw_max_buffered, "Samples kept while the receiver is away; then the oldest go (default 500000)");
+  app.add_option("--remote-write-max-samples", rw_max_samples,
+                 "Samples per remote-write request (default 2000)");
+  app.add_option("--remote-write-flush-interval", rw_flush,
+                 "Send a smaller request after this long (default 1s)");
+  app.add_option("--remote-write-max-buffered", rw_max_buffered,
+                 "Samples kept while the receiver is away; then the oldest go (default 500000)");
   app.add_option("--remote-write-timeout", rw_timeout, "Per request (default 10s)");
-  app.add_option("--remote-write-min-backoff", rw_min_backoff, "First retry delay, doubling (default 100ms)");
+  app.add_option("--remote-write-min-backoff", rw_min_backoff,
+                 "First retry delay, doubling (default 100ms)");
   app.add_option("--remote-write-max-backoff", rw_max_backoff, "Longest retry delay (default 5s)");
   CLI11_PARSE(app, argc, argv);
 
@@ -90,8 +110,9 @@ int main(int argc, char** argv) {
   if (ready_file) cfg.ready_file = *ready_file;
   if (fsync) cfg.fsync = *fsync;
   if (no_self_metrics) cfg.self_metrics = false;
-  for (auto [text, field, name] : {std::tuple{&lateness, &cfg.lateness_s, "--lateness"}, {&max_future, &cfg.max_future_s, "--max-future"},
-                                    {&checkpoint, &cfg.checkpoint_s, "--checkpoint"}}) {
+  for (auto [text, field, name] : {std::tuple{&lateness, &cfg.lateness_s, "--lateness"},
+                                   {&max_future, &cfg.max_future_s, "--max-future"},
+                                   {&checkpoint, &cfg.checkpoint_s, "--checkpoint"}}) {
     if (!*text) continue;
     auto d = parse_duration(**text);
     if (!d) {
@@ -115,10 +136,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  for (auto [text, field, name] : {std::tuple{&rw_flush, &cfg.remote_write.flush_interval_ms, "--remote-write-flush-interval"},
-                                    {&rw_timeout, &cfg.remote_write.timeout_ms, "--remote-write-timeout"},
-                                    {&rw_min_backoff, &cfg.remote_write.min_backoff_ms, "--remote-write-min-backoff"},
-                                    {&rw_max_backoff, &cfg.remote_write.max_backoff_ms, "--remote-write-max-backoff"}}) {
+  for (auto [text, field, name] :
+       {std::tuple{&rw_flush, &cfg.remote_write.flush_interval_ms, "--remote-write-flush-interval"},
+        {&rw_timeout, &cfg.remote_write.timeout_ms, "--remote-write-timeout"},
+        {&rw_min_backoff, &cfg.remote_write.min_backoff_ms, "--remote-write-min-backoff"},
+        {&rw_max_backoff, &cfg.remote_write.max_backoff_ms, "--remote-write-max-backoff"}}) {
     if (!*text) continue;
     auto d = parse_duration_ms(**text);
     if (!d) {
@@ -146,7 +168,8 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  // A file-size limit (RLIMIT_FSIZE) must surface as a write error (EFBIG), handled like a full disk.
+  // A file-size limit (RLIMIT_FSIZE) must surface as a write error (EFBIG), handled like a full
+  // disk.
   std::signal(SIGXFSZ, SIG_IGN);
 
   auto server = Server::create(cfg, SystemClock::instance());
@@ -159,18 +182,20 @@ int main(int argc, char** argv) {
     spdlog::critical("event=start_failed error=\"{}\"", bound.status().to_string());
     return 1;
   }
-  spdlog::info("event=listening ingest={} http={} live={} statsd={} statsd_port={}", bound->ingest, bound->http_port,
-               bound->live, cfg.statsd, bound->statsd_port);
+  spdlog::info("event=listening ingest={} http={} live={} statsd={} statsd_port={}", bound->ingest,
+               bound->http_port, bound->live, cfg.statsd, bound->statsd_port);
   if (!cfg.ready_file.empty()) {
     const std::string tmp = cfg.ready_file + ".tmp";
     {
       std::ofstream out(tmp, std::ios::trunc);
-      out << "{\"ingest\":\"" << bound->ingest << "\",\"http_port\":" << bound->http_port << ",\"live\":\""
-          << bound->live << "\",\"statsd_port\":" << bound->statsd_port << ",\"pid\":" << getpid() << "}\n";
+      out << "{\"ingest\":\"" << bound->ingest << "\",\"http_port\":" << bound->http_port
+          << ",\"live\":\"" << bound->live << "\",\"statsd_port\":" << bound->statsd_port
+          << ",\"pid\":" << getpid() << "}\n";
     }
     std::error_code ec;
     std::filesystem::rename(tmp, cfg.ready_file, ec);
-    if (ec) spdlog::warn("event=ready_file_failed path={} error=\"{}\"", cfg.ready_file, ec.message());
+    if (ec)
+      spdlog::warn("event=ready_file_failed path={} error=\"{}\"", cfg.ready_file, ec.message());
   }
 
   int sig = 0;

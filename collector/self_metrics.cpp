@@ -37,7 +37,8 @@ void sample(std::ostringstream& o, const char* name, const T& v) {
 
 void summary(std::ostringstream& o, const char* name, const char* help, const LatencyStat& s) {
   family(o, name, "summary", help);
-  for (double q : {0.5, 0.9, 0.99}) o << name << "{quantile=\"" << q << "\"} " << s.quantile_s(q) << '\n';
+  for (double q : {0.5, 0.9, 0.99})
+    o << name << "{quantile=\"" << q << "\"} " << s.quantile_s(q) << '\n';
   o << name << "_sum " << static_cast<double>(s.sum_us.load()) / 1e6 << '\n';
   o << name << "_count " << s.count.load() << '\n';
 }
@@ -53,28 +54,44 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   };
   const C counters[] = {
       {"tally_batches_received_total", "Batches received over ZeroMQ.", &batches_received},
-      {"tally_batches_rejected_total", "Batches rejected as invalid (error Ack).", &batches_rejected},
-      {"tally_batches_duplicate_total", "Batches already seen (same producer and sequence).", &batches_duplicate},
-      {"tally_batches_unknown_ref_total", "Batches naming a series reference the collector does not know.", &batches_unknown_ref},
-      {"tally_batches_unavailable_total", "Batches refused because storage was unavailable.", &batches_unavailable},
+      {"tally_batches_rejected_total", "Batches rejected as invalid (error Ack).",
+       &batches_rejected},
+      {"tally_batches_duplicate_total", "Batches already seen (same producer and sequence).",
+       &batches_duplicate},
+      {"tally_batches_unknown_ref_total",
+       "Batches naming a series reference the collector does not know.", &batches_unknown_ref},
+      {"tally_batches_unavailable_total", "Batches refused because storage was unavailable.",
+       &batches_unavailable},
       {"tally_points_received_total", "Points accepted from all ingest paths.", &points_received},
-      {"tally_points_rejected_old_total", "Points older than the longest retention.", &points_rejected_old},
-      {"tally_points_rejected_future_total", "Points further in the future than allowed.", &points_rejected_future},
+      {"tally_points_rejected_old_total", "Points older than the longest retention.",
+       &points_rejected_old},
+      {"tally_points_rejected_future_total", "Points further in the future than allowed.",
+       &points_rejected_future},
       {"tally_bytes_received_total", "Bytes of batches received.", &bytes_received},
-      {"tally_sdk_dropped_batches_total", "Batches SDK producers report they dropped.", &sdk_dropped_batches},
+      {"tally_sdk_dropped_batches_total", "Batches SDK producers report they dropped.",
+       &sdk_dropped_batches},
       {"tally_statsd_lines_total", "StatsD lines accepted.", &statsd_lines},
       {"tally_statsd_rejected_total", "StatsD lines rejected.", &statsd_rejected},
-      {"tally_late_points_total", "Points that arrived for a final bucket and were merged into it.", &late_points},
+      {"tally_late_points_total", "Points that arrived for a final bucket and were merged into it.",
+       &late_points},
       {"tally_buckets_written_total", "Buckets written to storage.", &buckets_written},
       {"tally_flush_errors_total", "Storage transactions that failed.", &flush_errors},
       {"tally_retention_deleted_total", "Buckets deleted by retention.", &retention_deleted},
       {"tally_queries_total", "Queries answered.", &queries},
       {"tally_queries_rejected_total", "Queries rejected as invalid.", &queries_rejected},
       {"tally_live_updates_total", "Bucket updates published on the live stream.", &live_updates},
-      {"tally_remote_write_samples_total", "Samples the remote-write receiver accepted.", &remote_write_samples},
-      {"tally_remote_write_dropped_samples_total", "Samples not forwarded: buffer full (oldest dropped), rejected with a 4xx, or unsent at stop.", &remote_write_dropped},
-      {"tally_remote_write_failed_requests_total", "Remote-write requests that failed (network error or HTTP error status).", &remote_write_failed_requests},
-      {"tally_remote_write_retries_total", "Remote-write requests sent again after a 5xx, 429 or network error.", &remote_write_retries},
+      {"tally_remote_write_samples_total", "Samples the remote-write receiver accepted.",
+       &remote_write_samples},
+      {"tally_remote_write_dropped_samples_total",
+       "Samples not forwarded: buffer full (oldest dropped), rejected with a 4xx, or unsent at "
+       "stop.",
+       &remote_write_dropped},
+      {"tally_remote_write_failed_requests_total",
+       "Remote-write requests that failed (network error or HTTP error status).",
+       &remote_write_failed_requests},
+      {"tally_remote_write_retries_total",
+       "Remote-write requests sent again after a 5xx, 429 or network error.",
+       &remote_write_retries},
   };
   for (const auto& c : counters) {
     family(o, c.name, "counter", c.help);
@@ -86,7 +103,8 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   sample(o, "tally_series", series);
   family(o, "tally_storage_healthy", "gauge", "1 when storage accepts writes, 0 when it does not.");
   sample(o, "tally_storage_healthy", storage_healthy);
-  family(o, "tally_remote_write_queue_samples", "gauge", "Samples waiting to be forwarded by remote-write, or in flight.");
+  family(o, "tally_remote_write_queue_samples", "gauge",
+         "Samples waiting to be forwarded by remote-write, or in flight.");
   sample(o, "tally_remote_write_queue_samples", remote_write_queue);
   family(o, "tally_uptime_seconds", "gauge", "Seconds since the collector started.");
   o << "tally_uptime_seconds " << uptime_s << '\n';

@@ -31,7 +31,7 @@ struct SelfMetrics {
   std::atomic<uint64_t> points_rejected_old{0};
   std::atomic<uint64_t> points_rejected_future{0};
   std::atomic<uint64_t> bytes_received{0};
-  std::atomic<uint64_t> sdk_dropped_batches{0};   // as reported by producers
+  std::atomic<uint64_t> sdk_dropped_batches{0};  // as reported by producers
   std::atomic<uint64_t> statsd_lines{0};
   std::atomic<uint64_t> statsd_rejected{0};
   // aggregation and storage
@@ -50,11 +50,11 @@ struct SelfMetrics {
   // live
   std::atomic<uint64_t> live_updates{0};
   // remote-write forwarding (forward/remote_write.h)
-  std::atomic<uint64_t> remote_write_samples{0};          // accepted by the receiver
-  std::atomic<uint64_t> remote_write_dropped{0};          // buffer full, rejected (4xx) or unsent at stop
+  std::atomic<uint64_t> remote_write_samples{0};  // accepted by the receiver
+  std::atomic<uint64_t> remote_write_dropped{0};  // buffer full, rejected (4xx) or unsent at stop
   std::atomic<uint64_t> remote_write_failed_requests{0};  // every request that did not succeed
   std::atomic<uint64_t> remote_write_retries{0};
-  std::atomic<int64_t> remote_write_queue{0};             // samples waiting or in flight
+  std::atomic<int64_t> remote_write_queue{0};  // samples waiting or in flight
 
   std::string to_prometheus(int64_t uptime_s) const;
 };

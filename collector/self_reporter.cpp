@@ -38,7 +38,8 @@ void SelfReporter::tick() {
       work[s->shard].counters.push_back({s, t, static_cast<double>(delta)});
   }
   auto gauge = [&](const char* name, double v) {
-    if (const SeriesInfo* s = series(name, Kind::kGauge, work)) work[s->shard].gauges.push_back({s, t, v, v, v, v, 1});
+    if (const SeriesInfo* s = series(name, Kind::kGauge, work))
+      work[s->shard].gauges.push_back({s, t, v, v, v, v, 1});
   };
   gauge("tally.collector.series", static_cast<double>(catalog_.size()));
   gauge("tally.collector.queue_depth", static_cast<double>(metrics_.queue_depth.load()));
@@ -49,10 +50,12 @@ void SelfReporter::tick() {
     last_sum = sum_us;
     return dc ? static_cast<double>(ds) / static_cast<double>(dc) / 1000.0 : 0.0;
   };
-  gauge("tally.collector.flush_latency_ms", mean_ms(metrics_.flush_latency.count.load(), metrics_.flush_latency.sum_us.load(),
-                                                    last_flush_count_, last_flush_sum_));
-  gauge("tally.collector.query_latency_ms", mean_ms(metrics_.query_latency.count.load(), metrics_.query_latency.sum_us.load(),
-                                                    last_query_count_, last_query_sum_));
+  gauge("tally.collector.flush_latency_ms",
+        mean_ms(metrics_.flush_latency.count.load(), metrics_.flush_latency.sum_us.load(),
+                last_flush_count_, last_flush_sum_));
+  gauge("tally.collector.query_latency_ms",
+        mean_ms(metrics_.query_latency.count.load(), metrics_.query_latency.sum_us.load(),
+                last_query_count_, last_query_sum_));
   router_.route(std::move(work));
 }
 

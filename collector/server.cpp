@@ -2,8 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <thread>
@@ -22,8 +22,10 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   auto dir = open_data_dir(cfg.data_dir, wanted);
   if (!dir) return dir.status();
   if (!dir->created && cfg.shards && cfg.shards != dir->shards)
-    spdlog::warn("event=shards_fixed configured={} stored={} note=\"the data directory keeps the count it was created with\"",
-                 cfg.shards, dir->shards);
+    spdlog::warn(
+        "event=shards_fixed configured={} stored={} note=\"the data directory keeps the count it "
+        "was created with\"",
+        cfg.shards, dir->shards);
   srv->catalog_ = std::make_unique<SeriesCatalog>(dir->shards);
   srv->live_ = std::make_unique<LivePublisher>(srv->zmq_, srv->metrics_);
 
@@ -43,10 +45,12 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
     so.resolutions = cfg.resolutions;
     so.lateness_s = cfg.lateness_s;
     so.checkpoint_every_s = cfg.checkpoint_s;
-    auto shard = std::make_unique<Shard>(so, std::move(*store), clock, srv->live_.get(), srv->metrics_);
+    auto shard =
+        std::make_unique<Shard>(so, std::move(*store), clock, srv->live_.get(), srv->metrics_);
     for (auto& info : *series) {
       if (srv->catalog_->shard_of(info.hash) != i)
-        return Status::corruption(shard_path(*dir, i) + ": series " + std::to_string(info.id) + " belongs to another shard");
+        return Status::corruption(shard_path(*dir, i) + ": series " + std::to_string(info.id) +
+                                  " belongs to another shard");
       info.shard = i;
       if (auto s = srv->catalog_->restore(info); !s) return s;
       shard->restore_series(srv->catalog_->by_id(info.id));
@@ -59,36 +63,48 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   // A changed retention list applies to the existing data now, and the log says what it does.
   if (!dir->created && !dir->retention.empty() && dir->retention != cfg.retention) {
     auto old = parse_retention(dir->retention);
-    if (!old) return Status::corruption(cfg.data_dir + "/TALLY: bad retention: " + old.status().message());
+    if (!old)
+      return Status::corruption(cfg.data_dir + "/TALLY: bad retention: " + old.status().message());
     for (const auto& o : *old) {
       auto it = std::find_if(cfg.resolutions.begin(), cfg.resolutions.end(),
                              [&](const Resolution& r) { return r.step_s == o.step_s; });
       if (it == cfg.resolutions.end()) {
-        spdlog::warn("event=retention_change resolution={} old={} action=drop note=\"no longer configured: its stored "
-                     "buckets are deleted now\"", format_duration(o.step_s), format_duration(o.retention_s));
+        spdlog::warn(
+            "event=retention_change resolution={} old={} action=drop note=\"no longer configured: "
+            "its stored "
+            "buckets are deleted now\"",
+            format_duration(o.step_s), format_duration(o.retention_s));
         uint64_t freed = 0;
         for (auto& shard : srv->shards_) {
           uint64_t bytes = 0;
           if (auto st = shard->store().drop_step(o.step_s, &bytes); !st) return st;
           freed += bytes;
         }
-        spdlog::info("event=retention_change resolution={} action=dropped freed_bytes={}", format_duration(o.step_s), freed);
+        spdlog::info("event=retention_change resolution={} action=dropped freed_bytes={}",
+                     format_duration(o.step_s), freed);
       } else if (it->retention_s < o.retention_s) {
-        spdlog::warn("event=retention_change resolution={} old={} new={} action=drop_older note=\"buckets older than {} "
-                     "are deleted now\"", format_duration(o.step_s), format_duration(o.retention_s),
-                     format_duration(it->retention_s), format_duration(it->retention_s));
+        spdlog::warn(
+            "event=retention_change resolution={} old={} new={} action=drop_older note=\"buckets "
+            "older than {} "
+            "are deleted now\"",
+            format_duration(o.step_s), format_duration(o.retention_s),
+            format_duration(it->retention_s), format_duration(it->retention_s));
       } else if (it->retention_s > o.retention_s) {
-        spdlog::info("event=retention_change resolution={} old={} new={} action=keep_longer", format_duration(o.step_s),
-                     format_duration(o.retention_s), format_duration(it->retention_s));
+        spdlog::info("event=retention_change resolution={} old={} new={} action=keep_longer",
+                     format_duration(o.step_s), format_duration(o.retention_s),
+                     format_duration(it->retention_s));
       }
     }
     for (size_t r = 0; r < cfg.resolutions.size(); ++r) {
       const int64_t step = cfg.resolutions[r].step_s;
-      if (std::any_of(old->begin(), old->end(), [&](const Resolution& o) { return o.step_s == step; })) continue;
+      if (std::any_of(old->begin(), old->end(),
+                      [&](const Resolution& o) { return o.step_s == step; }))
+        continue;
       // New resolution: fill it from the coarsest finer resolution that existed before.
       std::optional<size_t> src;
       for (size_t f = 0; f < r; ++f) {
-        if (std::any_of(old->begin(), old->end(), [&](const Resolution& o) { return o.step_s == cfg.resolutions[f].step_s; }))
+        if (std::any_of(old->begin(), old->end(),
+                        [&](const Resolution& o) { return o.step_s == cfg.resolutions[f].step_s; }))
           src = f;
       }
       uint64_t written = 0;
@@ -99,8 +115,10 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
           written += *n;
         }
       }
-      spdlog::info("event=retention_change resolution={} action=added filled_from={} buckets_written={}", format_duration(step),
-                   src ? format_duration(cfg.resolutions[*src].step_s) : std::string("none"), written);
+      spdlog::info(
+          "event=retention_change resolution={} action=added filled_from={} buckets_written={}",
+          format_duration(step),
+          src ? format_duration(cfg.resolutions[*src].step_s) : std::string("none"), written);
     }
   }
   if (dir->retention != cfg.retention) {
@@ -112,11 +130,13 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
     auto rw = RemoteWriter::create(cfg.remote_write, srv->shards_.size(), srv->metrics_, clock);
     if (!rw) return rw.status();
     srv->remote_write_ = std::move(*rw);
-    for (size_t i = 0; i < srv->shards_.size(); ++i) srv->shards_[i]->set_final_sink(srv->remote_write_->sink(i));
+    for (size_t i = 0; i < srv->shards_.size(); ++i)
+      srv->shards_[i]->set_final_sink(srv->remote_write_->sink(i));
   }
 
   // Ingest: producers' refs and sequence windows, the write-ahead log, then the ROUTER socket.
-  auto producers = ProducerTable::open((std::filesystem::path(cfg.data_dir) / "ingest.sqlite").string(), *srv->catalog_);
+  auto producers = ProducerTable::open(
+      (std::filesystem::path(cfg.data_dir) / "ingest.sqlite").string(), *srv->catalog_);
   if (!producers) return producers.status();
   srv->producers_ = std::move(*producers);
   ZmqIngestOptions io;
@@ -143,7 +163,8 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
       spdlog::error("event=wal_record_undecodable lsn={}", lsn);
       return;
     }
-    DecodedBatch d = decode_batch(batch, *srv->producers_, *srv->catalog_, io.limits, clock.now_s());
+    DecodedBatch d =
+        decode_batch(batch, *srv->producers_, *srv->catalog_, io.limits, clock.now_s());
     if (d.code != wire::Ack::OK) {
       spdlog::error("event=wal_record_rejected lsn={} reason=\"{}\"", lsn, d.reason);
       return;
@@ -163,38 +184,47 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   // New records must follow every LSN the shards have stored, even if the log was emptied.
   srv->wal_->advance_to(max_lsn + 1);
   if (auto s = srv->producers_->save_sequences(); !s) return s;
-  spdlog::info("event=wal_replayed records={} points_considered={} next_lsn={} log_bytes={}", replayed, reapplied_points,
-               srv->wal_->next_lsn(), srv->wal_->bytes());
+  spdlog::info("event=wal_replayed records={} points_considered={} next_lsn={} log_bytes={}",
+               replayed, reapplied_points, srv->wal_->next_lsn(), srv->wal_->bytes());
 
-  srv->ingest_ = std::make_unique<ZmqIngest>(srv->zmq_, io, *srv->catalog_, *srv->producers_, *srv->router_,
-                                             *srv->wal_, clock, srv->metrics_);
+  srv->ingest_ = std::make_unique<ZmqIngest>(srv->zmq_, io, *srv->catalog_, *srv->producers_,
+                                             *srv->router_, *srv->wal_, clock, srv->metrics_);
   // StatsD / DogStatsD over UDP and a unix datagram socket.
-  srv->statsd_router_ = std::make_unique<StatsdRouter>(*srv->catalog_, *srv->router_, srv->metrics_, io.limits, clock);
+  srv->statsd_router_ = std::make_unique<StatsdRouter>(*srv->catalog_, *srv->router_, srv->metrics_,
+                                                       io.limits, clock);
   StatsdListenerOptions so;
   so.udp = cfg.statsd;
   so.unix_path = cfg.statsd_unix;
   srv->statsd_ = std::make_unique<StatsdListener>(
-      so, [r = srv->statsd_router_.get()](std::vector<StatsdSample>&& s) { (*r)(std::move(s)); }, clock);
+      so, [r = srv->statsd_router_.get()](std::vector<StatsdSample>&& s) { (*r)(std::move(s)); },
+      clock);
 
-  if (cfg.self_metrics) srv->reporter_ = std::make_unique<SelfReporter>(*srv->catalog_, *srv->router_, srv->metrics_, clock);
+  if (cfg.self_metrics)
+    srv->reporter_ =
+        std::make_unique<SelfReporter>(*srv->catalog_, *srv->router_, srv->metrics_, clock);
   srv->ingest_->set_tick([s = srv.get()] {
     auto c = s->statsd_->counters();
     s->metrics_.statsd_lines.store(c.lines_ok, std::memory_order_relaxed);
-    s->metrics_.statsd_rejected.store(c.lines_rejected_total() + s->statsd_router_->rejected(), std::memory_order_relaxed);
+    s->metrics_.statsd_rejected.store(c.lines_rejected_total() + s->statsd_router_->rejected(),
+                                      std::memory_order_relaxed);
     if (s->reporter_) s->reporter_->tick();
   });
 
   // Query.
-  srv->engine_ = std::make_unique<QueryEngine>(*srv->catalog_, *srv->router_, cfg.resolutions, clock);
-  srv->http_ = std::make_unique<HttpApi>(*srv->engine_, *srv->catalog_, *srv->router_, srv->metrics_, clock);
+  srv->engine_ =
+      std::make_unique<QueryEngine>(*srv->catalog_, *srv->router_, cfg.resolutions, clock);
+  srv->http_ =
+      std::make_unique<HttpApi>(*srv->engine_, *srv->catalog_, *srv->router_, srv->metrics_, clock);
   srv->http_->set_health_check([i = srv->ingest_.get()] { return i->log_healthy(); });
   srv->metrics_.series.store(static_cast<int64_t>(srv->catalog_->size()));
-  spdlog::info("event=opened data_dir={} shards={} series={} retention={} created={}", cfg.data_dir, dir->shards,
-               srv->catalog_->size(), cfg.retention, dir->created);
+  spdlog::info("event=opened data_dir={} shards={} series={} retention={} created={}", cfg.data_dir,
+               dir->shards, srv->catalog_->size(), cfg.retention, dir->created);
   return srv;
 }
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+}
 
 Result<BoundEndpoints> Server::start() {
   BoundEndpoints b;
@@ -223,10 +253,12 @@ void Server::stop() {
     // Only final buckets are forwarded: let the watermark pass everything received (bounded
     // in real time, for clocks that do not move) so the last seconds are sent, not just stored.
     const int64_t until_s = clock_.now_s() + 1 + config_.lateness_s;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(config_.lateness_s + 2);
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(config_.lateness_s + 2);
     while (clock_.now_s() < until_s && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));  // two shard ticks: finalise and hand over
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(250));  // two shard ticks: finalise and hand over
   }
   for (auto& s : shards_) s->stop();
   if (remote_write_) remote_write_->stop();  // sends what is queued, within its drain timeout

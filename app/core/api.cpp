@@ -15,8 +15,8 @@ std::string percentEncode(std::string_view s) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-        c == '.' || c == '~') {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '_' || c == '.' || c == '~') {
       out += char(c);
     } else {
       out += '%';
@@ -52,7 +52,8 @@ std::string str(const json& j, const char* key) {
 Result<json> parseJson(std::string_view body) {
   try {
     json j = json::parse(body.begin(), body.end());
-    if (!j.is_object()) return Status::corruption("collector answered with JSON that is not an object");
+    if (!j.is_object())
+      return Status::corruption("collector answered with JSON that is not an object");
     return j;
   } catch (const json::exception& e) {
     return Status::corruption(std::string("collector answered with invalid JSON: ") + e.what());
@@ -63,7 +64,8 @@ std::vector<Bin> parseBins(const json& arr) {
   std::vector<Bin> out;
   if (!arr.is_array()) return out;
   out.reserve(arr.size());
-  for (const auto& b : arr) out.push_back({num<double>(b, "lower"), num<double>(b, "upper"), num<uint64_t>(b, "count")});
+  for (const auto& b : arr)
+    out.push_back({num<double>(b, "lower"), num<double>(b, "upper"), num<uint64_t>(b, "count")});
   return out;
 }
 
@@ -93,10 +95,13 @@ std::string heatmapPath(const QueryRequest& r) {
   return q;
 }
 
-std::string tagsPath(std::string_view metric) { return "/api/tags?metric=" + percentEncode(metric); }
+std::string tagsPath(std::string_view metric) {
+  return "/api/tags?metric=" + percentEncode(metric);
+}
 
 std::string metricsPath(std::string_view search) {
-  return search.empty() ? std::string("/api/metrics") : "/api/metrics?search=" + percentEncode(search);
+  return search.empty() ? std::string("/api/metrics")
+                        : "/api/metrics?search=" + percentEncode(search);
 }
 
 Result<QueryResult> parseQuery(std::string_view body) {
@@ -112,7 +117,8 @@ Result<QueryResult> parseQuery(std::string_view body) {
   r.step = num<int64_t>(j, "step");
   r.resolution = num<int64_t>(j, "resolution");
   auto series = j.find("series");
-  if (series == j.end() || !series->is_array()) return Status::corruption("query answer has no \"series\" array");
+  if (series == j.end() || !series->is_array())
+    return Status::corruption("query answer has no \"series\" array");
   for (const auto& s : *series) {
     Series out;
     if (auto tags = s.find("tags"); tags != s.end() && tags->is_object())
@@ -127,7 +133,8 @@ Result<QueryResult> parseQuery(std::string_view body) {
         out.points.push_back({p[0].get<int64_t>(), v});
       }
     }
-    if (auto pf = s.find("partial_from"); pf != s.end() && pf->is_number()) out.partialFrom = pf->get<int64_t>();
+    if (auto pf = s.find("partial_from"); pf != s.end() && pf->is_number())
+      out.partialFrom = pf->get<int64_t>();
     r.series.push_back(std::move(out));
   }
   return r;
@@ -160,7 +167,8 @@ Result<HeatmapResult> parseHeatmap(std::string_view body) {
   h.from = num<int64_t>(j, "from");
   h.to = num<int64_t>(j, "to");
   auto cols = j.find("columns");
-  if (cols == j.end() || !cols->is_array()) return Status::corruption("heatmap answer has no \"columns\" array");
+  if (cols == j.end() || !cols->is_array())
+    return Status::corruption("heatmap answer has no \"columns\" array");
   for (const auto& c : *cols) {
     HeatmapColumn col;
     col.time = num<int64_t>(c, "time");
@@ -178,9 +186,11 @@ Result<std::vector<MetricInfo>> parseMetrics(std::string_view body) {
   auto doc = parseJson(body);
   if (!doc) return doc.status();
   auto m = doc->find("metrics");
-  if (m == doc->end() || !m->is_array()) return Status::corruption("metrics answer has no \"metrics\" array");
+  if (m == doc->end() || !m->is_array())
+    return Status::corruption("metrics answer has no \"metrics\" array");
   std::vector<MetricInfo> out;
-  for (const auto& e : *m) out.push_back({str(e, "name"), str(e, "kind"), num<int64_t>(e, "series")});
+  for (const auto& e : *m)
+    out.push_back({str(e, "name"), str(e, "kind"), num<int64_t>(e, "series")});
   return out;
 }
 
@@ -188,7 +198,8 @@ Result<TagValues> parseTags(std::string_view body) {
   auto doc = parseJson(body);
   if (!doc) return doc.status();
   auto t = doc->find("tags");
-  if (t == doc->end() || !t->is_object()) return Status::corruption("tags answer has no \"tags\" object");
+  if (t == doc->end() || !t->is_object())
+    return Status::corruption("tags answer has no \"tags\" object");
   TagValues out;
   for (auto it = t->begin(); it != t->end(); ++it) {
     auto& vals = out[it.key()];

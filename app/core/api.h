@@ -96,7 +96,7 @@ struct QueryRequest {
   std::string fn = "sum";
   int64_t from = 0;
   int64_t to = 0;
-  int64_t step = 0;  // 0 = auto
+  int64_t step = 0;          // 0 = auto
   int histogramBuckets = 0;  // /api/histogram only; 0 = collector default
 };
 

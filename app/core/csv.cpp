@@ -34,8 +34,8 @@ std::string formatIsoUtc(int64_t t) {
   return buf;
 }
 
-std::string seriesToCsv(const std::string& metric, const std::string& fn, const std::vector<Series>& series,
-                        int64_t from, int64_t to) {
+std::string seriesToCsv(const std::string& metric, const std::string& fn,
+                        const std::vector<Series>& series, int64_t from, int64_t to) {
   std::set<std::string> keys;
   for (const auto& s : series)
     for (const auto& t : s.tags) keys.insert(t.key);
@@ -62,7 +62,8 @@ std::string seriesToCsv(const std::string& metric, const std::string& fn, const 
 std::string histogramToCsv(const HistogramResult& h) {
   std::string out = "lower,upper,count\n";
   for (const auto& b : h.buckets)
-    out += formatNumber(b.lower) + "," + formatNumber(b.upper) + "," + std::to_string(b.count) + "\n";
+    out +=
+        formatNumber(b.lower) + "," + formatNumber(b.upper) + "," + std::to_string(b.count) + "\n";
   return out;
 }
 
@@ -70,10 +71,12 @@ std::string heatmapToCsv(const HeatmapResult& h, int64_t from, int64_t to) {
   std::string out = "timestamp,time,count,p50,p90,p99,lower,upper,bin_count\n";
   for (const auto& c : h.columns) {
     if (c.time < from || c.time >= to) continue;
-    std::string prefix = std::to_string(c.time) + "," + formatIsoUtc(c.time) + "," + std::to_string(c.count) + "," +
-                         formatNumber(c.p50) + "," + formatNumber(c.p90) + "," + formatNumber(c.p99) + ",";
+    std::string prefix = std::to_string(c.time) + "," + formatIsoUtc(c.time) + "," +
+                         std::to_string(c.count) + "," + formatNumber(c.p50) + "," +
+                         formatNumber(c.p90) + "," + formatNumber(c.p99) + ",";
     for (const auto& b : c.buckets)
-      out += prefix + formatNumber(b.lower) + "," + formatNumber(b.upper) + "," + std::to_string(b.count) + "\n";
+      out += prefix + formatNumber(b.lower) + "," + formatNumber(b.upper) + "," +
+             std::to_string(b.count) + "\n";
   }
   return out;
 }
@@ -97,7 +100,8 @@ std::vector<std::vector<std::string>> parseCsv(std::string_view text) {
       continue;
     }
     any = true;
-    if (c == '"') quoted = true;
+    if (c == '"')
+      quoted = true;
     else if (c == ',') {
       row.push_back(std::move(field));
       field.clear();

@@ -13,13 +13,13 @@
 namespace tally::dash {
 
 std::string csvField(std::string_view s);
-std::string formatNumber(double v);       // shortest round-trip form: 0.1, 3, 1e+20
-std::string formatIsoUtc(int64_t t);      // 2026-11-27T21:00:00Z
+std::string formatNumber(double v);   // shortest round-trip form: 0.1, 3, 1e+20
+std::string formatIsoUtc(int64_t t);  // 2026-11-27T21:00:00Z
 
 // One row per point: timestamp,time,metric,fn,<group-by keys...>,value. Points outside
 // [from, to) are left out, as the chart does not show them.
-std::string seriesToCsv(const std::string& metric, const std::string& fn, const std::vector<Series>& series,
-                        int64_t from, int64_t to);
+std::string seriesToCsv(const std::string& metric, const std::string& fn,
+                        const std::vector<Series>& series, int64_t from, int64_t to);
 // lower,upper,count per bin.
 std::string histogramToCsv(const HistogramResult& h);
 // timestamp,time,count,p50,p90,p99,lower,upper,bin_count: one row per bin of each column in

@@ -17,17 +17,23 @@ using nlohmann::json;
 
 const char* chartTypeName(ChartType type) {
   switch (type) {
-    case ChartType::Line: return "line";
-    case ChartType::StackedArea: return "stacked";
-    case ChartType::Bars: return "bars";
-    case ChartType::Histogram: return "histogram";
-    case ChartType::Heatmap: return "heatmap";
+    case ChartType::Line:
+      return "line";
+    case ChartType::StackedArea:
+      return "stacked";
+    case ChartType::Bars:
+      return "bars";
+    case ChartType::Histogram:
+      return "histogram";
+    case ChartType::Heatmap:
+      return "heatmap";
   }
   return "line";
 }
 
 std::optional<ChartType> parseChartType(std::string_view name) {
-  for (auto t : {ChartType::Line, ChartType::StackedArea, ChartType::Bars, ChartType::Histogram, ChartType::Heatmap})
+  for (auto t : {ChartType::Line, ChartType::StackedArea, ChartType::Bars, ChartType::Histogram,
+                 ChartType::Heatmap})
     if (name == chartTypeName(t)) return t;
   return std::nullopt;
 }
@@ -38,10 +44,14 @@ bool chartNeedsDistribution(ChartType type) {
 
 const char* filterOpName(FilterOp op) {
   switch (op) {
-    case FilterOp::Eq: return "=";
-    case FilterOp::NotEq: return "!=";
-    case FilterOp::Regex: return "=~";
-    case FilterOp::NotRegex: return "!~";
+    case FilterOp::Eq:
+      return "=";
+    case FilterOp::NotEq:
+      return "!=";
+    case FilterOp::Regex:
+      return "=~";
+    case FilterOp::NotRegex:
+      return "!~";
   }
   return "=";
 }
@@ -54,19 +64,24 @@ std::optional<FilterOp> parseFilterOp(std::string_view op) {
   return std::nullopt;
 }
 
-std::string TagFilter::toString() const { return key + filterOpName(op) + value; }
+std::string TagFilter::toString() const {
+  return key + filterOpName(op) + value;
+}
 
 bool TagFilter::matches(const Tags& tags) const {
   const std::string* found = nullptr;
   for (const auto& t : tags)
     if (t.key == key) found = &t.value;
   switch (op) {
-    case FilterOp::Eq: return found && *found == value;
-    case FilterOp::NotEq: return !found || *found != value;
+    case FilterOp::Eq:
+      return found && *found == value;
+    case FilterOp::NotEq:
+      return !found || *found != value;
     case FilterOp::Regex:
     case FilterOp::NotRegex:
       try {
-        bool m = std::regex_match(found ? *found : std::string(), std::regex(value, std::regex::ECMAScript));
+        bool m = std::regex_match(found ? *found : std::string(),
+                                  std::regex(value, std::regex::ECMAScript));
         return op == FilterOp::Regex ? m : !m;
       } catch (const std::regex_error&) {
         return false;
@@ -76,7 +91,8 @@ bool TagFilter::matches(const Tags& tags) const {
 }
 
 const std::vector<std::string>& queryFunctions() {
-  static const std::vector<std::string> fns = {"sum", "rate", "avg", "min", "max", "count", "p50", "p90", "p99"};
+  static const std::vector<std::string> fns = {"sum",   "rate", "avg", "min", "max",
+                                               "count", "p50",  "p90", "p99"};
   return fns;
 }
 
@@ -87,7 +103,8 @@ bool isQueryFunction(std::string_view fn) {
 
 std::string PanelSpec::displayTitle() const {
   if (!title.empty()) return title;
-  if (!source.empty() && !promql.empty()) return promql.size() > 80 ? promql.substr(0, 77) + "..." : promql;
+  if (!source.empty() && !promql.empty())
+    return promql.size() > 80 ? promql.substr(0, 77) + "..." : promql;
   if (metric.empty()) return "New panel";
   std::string t = chartNeedsDistribution(chart) ? metric : fn + "(" + metric + ")";
   if (!groupBy.empty()) {
@@ -109,8 +126,10 @@ bool hasControlChars(std::string_view s) {
 // the Tally collector's stricter rules apply to collector panels only.
 Status validatePromName(std::string_view name, const char* what) {
   if (name.empty()) return Status::invalid_argument(std::string(what) + " is empty");
-  if (name.size() > 1024) return Status::invalid_argument(std::string(what) + " is longer than 1024 bytes");
-  if (hasControlChars(name)) return Status::invalid_argument(std::string(what) + " contains a control character");
+  if (name.size() > 1024)
+    return Status::invalid_argument(std::string(what) + " is longer than 1024 bytes");
+  if (hasControlChars(name))
+    return Status::invalid_argument(std::string(what) + " contains a control character");
   return Status::ok();
 }
 
@@ -130,28 +149,36 @@ Status validateDataSource(const DataSource& d, const std::string& where) {
     return Status::invalid_argument(where + ".name: at most 64 bytes without control characters");
   std::string_view url = d.url;
   size_t scheme = url.starts_with("http://") ? 7 : url.starts_with("https://") ? 8 : 0;
-  if (scheme == 0 || url.size() == scheme || url[scheme] == '/' || url.find_first_of(" \t\r\n?#") != std::string_view::npos)
-    return Status::invalid_argument(where + ".url: '" + d.url +
-                                    "' is not an http:// or https:// URL of a Prometheus API (no query string)");
+  if (scheme == 0 || url.size() == scheme || url[scheme] == '/' ||
+      url.find_first_of(" \t\r\n?#") != std::string_view::npos)
+    return Status::invalid_argument(
+        where + ".url: '" + d.url +
+        "' is not an http:// or https:// URL of a Prometheus API (no query string)");
   std::string_view path = url.substr(0, url.find_last_not_of('/') + 1);
-  if (path.ends_with("/api/v1") || path.ends_with("/api/v1/query_range") || path.ends_with("/api/v1/query"))
-    return Status::invalid_argument(where + ".url: leave out the /api/v1/... part, the dashboard adds it ('" +
-                                    std::string(path.substr(0, path.find("/api/v1"))) + "')");
+  if (path.ends_with("/api/v1") || path.ends_with("/api/v1/query_range") ||
+      path.ends_with("/api/v1/query"))
+    return Status::invalid_argument(
+        where + ".url: leave out the /api/v1/... part, the dashboard adds it ('" +
+        std::string(path.substr(0, path.find("/api/v1"))) + "')");
   for (size_t i = 0; i < d.headers.size(); ++i) {
     const auto& [k, v] = d.headers[i];
-    if (!isHeaderName(k)) return Status::invalid_argument(where + ".headers: '" + k + "' is not an HTTP header name");
+    if (!isHeaderName(k))
+      return Status::invalid_argument(where + ".headers: '" + k + "' is not an HTTP header name");
     if (v.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
-      return Status::invalid_argument(where + ".headers." + k + ": the value contains a line break");
+      return Status::invalid_argument(where + ".headers." + k +
+                                      ": the value contains a line break");
     for (size_t j = 0; j < i; ++j)
       if (strcasecmp(d.headers[j].first.c_str(), k.c_str()) == 0)
         return Status::invalid_argument(where + ".headers: '" + k + "' is given twice");
   }
-  if (d.minStepS < 1 || d.minStepS > 86400) return Status::invalid_argument(where + ".min_step: must be 1s..1d");
+  if (d.minStepS < 1 || d.minStepS > 86400)
+    return Status::invalid_argument(where + ".min_step: must be 1s..1d");
   return Status::ok();
 }
 
-Result<std::string> expandHeaderValue(std::string_view v,
-                                      const std::function<std::optional<std::string>(const std::string&)>& lookup) {
+Result<std::string> expandHeaderValue(
+    std::string_view v,
+    const std::function<std::optional<std::string>(const std::string&)>& lookup) {
   std::string out;
   for (size_t i = 0; i < v.size(); ++i) {
     if (v[i] != '$' || i + 1 == v.size()) {
@@ -168,7 +195,8 @@ Result<std::string> expandHeaderValue(std::string_view v,
       continue;
     }
     size_t close = v.find('}', i + 2);
-    if (close == std::string_view::npos) return Status::invalid_argument("unclosed ${ in a header value");
+    if (close == std::string_view::npos)
+      return Status::invalid_argument("unclosed ${ in a header value");
     const std::string name(v.substr(i + 2, close - i - 2));
     auto value = lookup(name);
     if (!value) return Status::not_found("environment variable " + name + " is not set");
@@ -184,32 +212,41 @@ const DataSource* findSource(const Dashboard& d, std::string_view name) {
   return nullptr;
 }
 
-int dashboardFileVersion(const Dashboard& d) { return d.sources.empty() ? 1 : kDashboardVersion; }
+int dashboardFileVersion(const Dashboard& d) {
+  return d.sources.empty() ? 1 : kDashboardVersion;
+}
 
 Status validatePanel(const PanelSpec& p, const std::string& where) {
   const bool prom = !p.source.empty();
   if (!p.metric.empty()) {
-    if (auto s = prom ? validatePromName(p.metric, "metric name") : validate_metric_name(p.metric); !s)
+    if (auto s = prom ? validatePromName(p.metric, "metric name") : validate_metric_name(p.metric);
+        !s)
       return Status::invalid_argument(where + ".metric: " + s.message());
   }
   if (!prom && !p.promql.empty())
-    return Status::invalid_argument(where + ".promql: a PromQL expression needs a Prometheus data source");
+    return Status::invalid_argument(where +
+                                    ".promql: a PromQL expression needs a Prometheus data source");
   if (prom && chartNeedsDistribution(p.chart))
-    return Status::invalid_argument(where + ".chart: " + chartTypeName(p.chart) +
-                                    " needs the Tally collector's distributions; a Prometheus source draws line, "
-                                    "stacked or bars");
-  if (!isQueryFunction(p.fn)) return Status::invalid_argument(where + ".fn: unknown function '" + p.fn + "'");
+    return Status::invalid_argument(
+        where + ".chart: " + chartTypeName(p.chart) +
+        " needs the Tally collector's distributions; a Prometheus source draws line, "
+        "stacked or bars");
+  if (!isQueryFunction(p.fn))
+    return Status::invalid_argument(where + ".fn: unknown function '" + p.fn + "'");
   for (size_t i = 0; i < p.filters.size(); ++i) {
     const auto& f = p.filters[i];
     std::string w = where + ".filters[" + std::to_string(i) + "]";
     if (prom) {
       // Prometheus checks its own (RE2) regular expressions; a bad one is the panel's query error.
-      if (auto s = validatePromName(f.key, "label name"); !s) return Status::invalid_argument(w + ".key: " + s.message());
+      if (auto s = validatePromName(f.key, "label name"); !s)
+        return Status::invalid_argument(w + ".key: " + s.message());
       continue;
     }
-    if (auto s = validate_tag_key(f.key); !s) return Status::invalid_argument(w + ".key: " + s.message());
+    if (auto s = validate_tag_key(f.key); !s)
+      return Status::invalid_argument(w + ".key: " + s.message());
     if (f.op == FilterOp::NotRegex)
-      return Status::invalid_argument(w + ".op: !~ needs a Prometheus data source (the collector knows =, !=, =~)");
+      return Status::invalid_argument(
+          w + ".op: !~ needs a Prometheus data source (the collector knows =, !=, =~)");
     if (f.op == FilterOp::Regex) {
       try {
         std::regex re(f.value, std::regex::ECMAScript);
@@ -219,18 +256,24 @@ Status validatePanel(const PanelSpec& p, const std::string& where) {
     }
   }
   for (size_t i = 0; i < p.groupBy.size(); ++i)
-    if (auto s = prom ? validatePromName(p.groupBy[i], "label name") : validate_tag_key(p.groupBy[i]); !s)
-      return Status::invalid_argument(where + ".group_by[" + std::to_string(i) + "]: " + s.message());
+    if (auto s =
+            prom ? validatePromName(p.groupBy[i], "label name") : validate_tag_key(p.groupBy[i]);
+        !s)
+      return Status::invalid_argument(where + ".group_by[" + std::to_string(i) +
+                                      "]: " + s.message());
   const auto& g = p.grid;
   if (g.x < 0 || g.w < 1 || g.x + g.w > kGridColumns)
-    return Status::invalid_argument(where + ".grid: x and w must fit in " + std::to_string(kGridColumns) + " columns");
-  if (g.y < 0 || g.h < 1 || g.h > 100) return Status::invalid_argument(where + ".grid: y must be >= 0 and h in 1..100");
+    return Status::invalid_argument(where + ".grid: x and w must fit in " +
+                                    std::to_string(kGridColumns) + " columns");
+  if (g.y < 0 || g.h < 1 || g.h > 100)
+    return Status::invalid_argument(where + ".grid: y must be >= 0 and h in 1..100");
   return Status::ok();
 }
 
 Status validateDashboard(const Dashboard& d) {
   if (d.range.isCustom()) {
-    if (*d.range.to <= *d.range.from) return Status::invalid_argument("range: 'to' must be after 'from'");
+    if (*d.range.to <= *d.range.from)
+      return Status::invalid_argument("range: 'to' must be after 'from'");
   } else if (auto r = parse_duration(d.range.relative); !r) {
     return Status::invalid_argument("range.last: " + r.status().message());
   }
@@ -239,13 +282,15 @@ Status validateDashboard(const Dashboard& d) {
     if (auto s = validateDataSource(d.sources[i], where); !s) return s;
     for (size_t j = 0; j < i; ++j)
       if (d.sources[j].name == d.sources[i].name)
-        return Status::invalid_argument(where + ".name: '" + d.sources[i].name + "' is defined twice");
+        return Status::invalid_argument(where + ".name: '" + d.sources[i].name +
+                                        "' is defined twice");
   }
   for (size_t i = 0; i < d.panels.size(); ++i) {
     const std::string where = "panels[" + std::to_string(i) + "]";
     const auto& p = d.panels[i];
     if (!p.source.empty() && !findSource(d, p.source))
-      return Status::invalid_argument(where + ".source: no data source named '" + p.source + "' in \"sources\"");
+      return Status::invalid_argument(where + ".source: no data source named '" + p.source +
+                                      "' in \"sources\"");
     if (auto s = validatePanel(p, where); !s) return s;
   }
   return Status::ok();
@@ -274,7 +319,8 @@ struct Reader {
     }
     return v->get<std::string>();
   }
-  int64_t integer(const json& obj, const char* key, const std::string& where, int64_t def, bool required = false) {
+  int64_t integer(const json& obj, const char* key, const std::string& where, int64_t def,
+                  bool required = false) {
     const json* v = get(obj, key, where, required);
     if (!v) return def;
     if (!v->is_number_integer()) {
@@ -309,12 +355,16 @@ PanelSpec readPanel(Reader& r, const json& p, const std::string& where) {
   out.metric = r.str(p, "metric", where);
   out.fn = r.str(p, "fn", where, false, "sum");
   std::string chart = r.str(p, "chart", where, false, "line");
-  if (auto t = parseChartType(chart)) out.chart = *t;
-  else r.fail(where + ".chart: unknown chart type '" + chart + "' (line, stacked, bars, histogram, heatmap)");
+  if (auto t = parseChartType(chart))
+    out.chart = *t;
+  else
+    r.fail(where + ".chart: unknown chart type '" + chart +
+           "' (line, stacked, bars, histogram, heatmap)");
   out.unit = r.str(p, "unit", where);
   out.logY = r.boolean(p, "log_y", where, false);
   if (const json* f = r.get(p, "filters", where, false)) {
-    if (!f->is_array()) r.fail(where + ".filters: must be an array");
+    if (!f->is_array())
+      r.fail(where + ".filters: must be an array");
     else
       for (size_t i = 0; i < f->size(); ++i) {
         std::string w = where + ".filters[" + std::to_string(i) + "]";
@@ -326,22 +376,28 @@ PanelSpec readPanel(Reader& r, const json& p, const std::string& where) {
         TagFilter tf;
         tf.key = r.str(item, "key", w, true);
         std::string op = r.str(item, "op", w, false, "=");
-        if (auto o = parseFilterOp(op)) tf.op = *o;
-        else r.fail(w + ".op: unknown operator '" + op + "' (=, !=, =~, !~)");
+        if (auto o = parseFilterOp(op))
+          tf.op = *o;
+        else
+          r.fail(w + ".op: unknown operator '" + op + "' (=, !=, =~, !~)");
         tf.value = r.str(item, "value", w, true);
         out.filters.push_back(std::move(tf));
       }
   }
   if (const json* g = r.get(p, "group_by", where, false)) {
-    if (!g->is_array()) r.fail(where + ".group_by: must be an array of tag keys");
+    if (!g->is_array())
+      r.fail(where + ".group_by: must be an array of tag keys");
     else
       for (const auto& k : *g) {
-        if (!k.is_string()) r.fail(where + ".group_by: must be an array of tag keys");
-        else out.groupBy.push_back(k.get<std::string>());
+        if (!k.is_string())
+          r.fail(where + ".group_by: must be an array of tag keys");
+        else
+          out.groupBy.push_back(k.get<std::string>());
       }
   }
   if (const json* g = r.get(p, "grid", where, false)) {
-    if (!g->is_object()) r.fail(where + ".grid: must be an object {x, y, w, h}");
+    if (!g->is_object())
+      r.fail(where + ".grid: must be an object {x, y, w, h}");
     else {
       out.grid.x = static_cast<int>(r.integer(*g, "x", where + ".grid", 0));
       out.grid.y = static_cast<int>(r.integer(*g, "y", where + ".grid", 0));
@@ -364,16 +420,21 @@ DataSource readSource(Reader& r, const json& s, const std::string& where) {
     r.fail(where + ".type: unknown data source type '" + type + "' (prometheus)");
   out.url = r.str(s, "url", where, true);
   if (const json* h = r.get(s, "headers", where, false)) {
-    if (!h->is_object()) r.fail(where + ".headers: must be an object {\"Header-Name\": \"value\"}");
+    if (!h->is_object())
+      r.fail(where + ".headers: must be an object {\"Header-Name\": \"value\"}");
     else
       for (auto it = h->begin(); it != h->end(); ++it) {
-        if (!it->is_string()) r.fail(where + ".headers." + it.key() + ": must be a string");
-        else out.headers.emplace_back(it.key(), it->get<std::string>());
+        if (!it->is_string())
+          r.fail(where + ".headers." + it.key() + ": must be a string");
+        else
+          out.headers.emplace_back(it.key(), it->get<std::string>());
       }
   }
   std::string minStep = r.str(s, "min_step", where, false, "10s");
-  if (auto d = parse_duration(minStep)) out.minStepS = *d;
-  else r.fail(where + ".min_step: " + d.status().message());
+  if (auto d = parse_duration(minStep))
+    out.minStepS = *d;
+  else
+    r.fail(where + ".min_step: " + d.status().message());
   return out;
 }
 
@@ -387,9 +448,11 @@ Result<Dashboard> parseDashboard(std::string_view text) {
     // nlohmann's message carries the line and column.
     std::string what = e.what();
     auto pos = what.find("parse error");
-    return Status::corruption("not valid JSON: " + (pos == std::string::npos ? what : what.substr(pos)));
+    return Status::corruption("not valid JSON: " +
+                              (pos == std::string::npos ? what : what.substr(pos)));
   }
-  if (!doc.is_object()) return Status::corruption("not a Tally dashboard: the top level must be a JSON object");
+  if (!doc.is_object())
+    return Status::corruption("not a Tally dashboard: the top level must be a JSON object");
   auto fmt = doc.find("format");
   if (fmt == doc.end() || !fmt->is_string() || fmt->get<std::string>() != kDashboardFormat)
     return Status::corruption("not a Tally dashboard: \"format\" must be \"tally-dashboard\"");
@@ -398,14 +461,16 @@ Result<Dashboard> parseDashboard(std::string_view text) {
     return Status::corruption("\"version\" is missing or not a positive whole number");
   int64_t version = ver->get<int64_t>();
   if (version > kDashboardVersion)
-    return Status::invalid_argument("written by a newer Tally: dashboard version " + std::to_string(version) +
-                                    ", this build reads up to version " + std::to_string(kDashboardVersion));
+    return Status::invalid_argument("written by a newer Tally: dashboard version " +
+                                    std::to_string(version) + ", this build reads up to version " +
+                                    std::to_string(kDashboardVersion));
   Reader r;
   Dashboard d;
   d.title = r.str(doc, "title", "dashboard", false, "Untitled");
   d.live = r.boolean(doc, "live", "dashboard", true);
   if (const json* range = r.get(doc, "range", "dashboard", false)) {
-    if (!range->is_object()) r.fail("range: must be an object {\"last\": \"1h\"} or {\"from\": t, \"to\": t}");
+    if (!range->is_object())
+      r.fail("range: must be an object {\"last\": \"1h\"} or {\"from\": t, \"to\": t}");
     else if (range->contains("from") || range->contains("to")) {
       d.range.from = r.integer(*range, "from", "range", 0, true);
       d.range.to = r.integer(*range, "to", "range", 0, true);
@@ -415,13 +480,15 @@ Result<Dashboard> parseDashboard(std::string_view text) {
     }
   }
   if (const json* sources = r.get(doc, "sources", "dashboard", false)) {
-    if (!sources->is_array()) r.fail("sources: must be an array");
+    if (!sources->is_array())
+      r.fail("sources: must be an array");
     else
       for (size_t i = 0; i < sources->size(); ++i)
         d.sources.push_back(readSource(r, (*sources)[i], "sources[" + std::to_string(i) + "]"));
   }
   if (const json* panels = r.get(doc, "panels", "dashboard", false)) {
-    if (!panels->is_array()) r.fail("panels: must be an array");
+    if (!panels->is_array())
+      r.fail("panels: must be an array");
     else
       for (size_t i = 0; i < panels->size(); ++i)
         d.panels.push_back(readPanel(r, (*panels)[i], "panels[" + std::to_string(i) + "]"));
@@ -450,7 +517,10 @@ std::string serializeDashboard(const Dashboard& d) {
     for (const auto& s : d.sources) {
       json headers = json::object();
       for (const auto& [k, v] : s.headers) headers[k] = v;
-      sources.push_back({{"name", s.name}, {"type", "prometheus"}, {"url", s.url}, {"headers", headers},
+      sources.push_back({{"name", s.name},
+                         {"type", "prometheus"},
+                         {"url", s.url},
+                         {"headers", headers},
                          {"min_step", format_duration(s.minStepS)}});
     }
     doc["sources"] = sources;
@@ -463,7 +533,8 @@ std::string serializeDashboard(const Dashboard& d) {
     if (!p.promql.empty()) jp["promql"] = p.promql;
     jp["metric"] = p.metric;
     json filters = json::array();
-    for (const auto& f : p.filters) filters.push_back({{"key", f.key}, {"op", filterOpName(f.op)}, {"value", f.value}});
+    for (const auto& f : p.filters)
+      filters.push_back({{"key", f.key}, {"op", filterOpName(f.op)}, {"value", f.value}});
     jp["filters"] = filters;
     jp["group_by"] = p.groupBy;
     jp["fn"] = p.fn;

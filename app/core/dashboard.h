@@ -32,7 +32,7 @@ std::optional<ChartType> parseChartType(std::string_view name);
 bool chartNeedsDistribution(ChartType type);  // histogram and heatmap
 
 enum class FilterOp { Eq, NotEq, Regex, NotRegex };  // NotRegex (!~): Prometheus sources only
-const char* filterOpName(FilterOp op);  // "=", "!=", "=~", "!~"
+const char* filterOpName(FilterOp op);               // "=", "!=", "=~", "!~"
 std::optional<FilterOp> parseFilterOp(std::string_view op);
 
 struct TagFilter {
@@ -71,13 +71,15 @@ struct DataSource {
 Status validateDataSource(const DataSource& source, const std::string& where = "source");
 // A header value with each ${NAME} replaced by `lookup(NAME)`; a name lookup does not know is an
 // error that names it. "$$" is a literal "$".
-Result<std::string> expandHeaderValue(std::string_view value,
-                                      const std::function<std::optional<std::string>(const std::string&)>& lookup);
+Result<std::string> expandHeaderValue(
+    std::string_view value,
+    const std::function<std::optional<std::string>(const std::string&)>& lookup);
 
 struct PanelSpec {
   std::string title;
   std::string source;  // "" = the Tally collector, else a DataSource's name
-  std::string promql;  // Prometheus sources only: a raw expression used instead of metric/filters/fn
+  std::string
+      promql;  // Prometheus sources only: a raw expression used instead of metric/filters/fn
   std::string metric;
   std::vector<TagFilter> filters;
   std::vector<std::string> groupBy;

@@ -38,12 +38,15 @@ std::vector<XY> lttb(const std::vector<XY>& in, size_t threshold) {
       avgY /= double(nEnd - nStart);
     }
     size_t pick = start;
-    if (iMin >= start && iMin < end) pick = iMin;
-    else if (iMax >= start && iMax < end) pick = iMax;
+    if (iMin >= start && iMin < end)
+      pick = iMin;
+    else if (iMax >= start && iMax < end)
+      pick = iMax;
     else {
       double best = -1;
       for (size_t i = start; i < end; ++i) {
-        double area = std::abs((in[a].x - avgX) * (in[i].y - in[a].y) - (in[a].x - in[i].x) * (avgY - in[a].y));
+        double area = std::abs((in[a].x - avgX) * (in[i].y - in[a].y) -
+                               (in[a].x - in[i].x) * (avgY - in[a].y));
         if (area > best) {
           best = area;
           pick = i;
@@ -92,8 +95,10 @@ std::vector<XY> minMaxPerPixel(const std::vector<XY>& in, double xMin, double xM
 }
 
 std::pair<size_t, size_t> visibleRange(const std::vector<XY>& in, double xMin, double xMax) {
-  auto lo = std::lower_bound(in.begin(), in.end(), xMin, [](const XY& p, double x) { return p.x < x; });
-  auto hi = std::upper_bound(in.begin(), in.end(), xMax, [](double x, const XY& p) { return x < p.x; });
+  auto lo =
+      std::lower_bound(in.begin(), in.end(), xMin, [](const XY& p, double x) { return p.x < x; });
+  auto hi =
+      std::upper_bound(in.begin(), in.end(), xMax, [](double x, const XY& p) { return x < p.x; });
   size_t first = size_t(lo - in.begin());
   size_t last = size_t(hi - in.begin());
   if (first > 0) --first;

@@ -101,7 +101,8 @@ bool LiveBuffer::apply(const LiveUpdate& u) {
   c.partial = u.state == LiveUpdate::State::Partial;
   c.sketch = u.sketch;
   if (m_cells > m_options.maxCells) {
-    int64_t oldest = std::numeric_limits<int64_t>::max(), newest = std::numeric_limits<int64_t>::min();
+    int64_t oldest = std::numeric_limits<int64_t>::max(),
+            newest = std::numeric_limits<int64_t>::min();
     for (const auto& [k, sc] : m_series)
       if (!sc.secs.empty()) {
         oldest = std::min(oldest, sc.secs.begin()->first);
@@ -129,8 +130,8 @@ std::optional<int64_t> LiveBuffer::takeStaleCorrection() {
   return v;
 }
 
-std::optional<double> LiveBuffer::bucketValue(const std::vector<const SeriesCells*>& members, int64_t b, int64_t step,
-                                              bool* partial) const {
+std::optional<double> LiveBuffer::bucketValue(const std::vector<const SeriesCells*>& members,
+                                              int64_t b, int64_t step, bool* partial) const {
   const std::string& fn = m_options.fn;
   double total = 0, sum = 0, mn = std::numeric_limits<double>::infinity(), mx = -mn;
   uint64_t count = 0;
@@ -197,12 +198,14 @@ void LiveBuffer::mergeInto(QueryResult& r, int64_t to) const {
   const int64_t step = r.step > 0 ? r.step : 1;
   const int64_t start = std::max(bucket_start(m_coverageStart + step - 1, step), r.from);
   const int64_t end = bucket_start(to + step - 1, step);
-  const bool zeroFill = (r.kind == "counter" || r.kind.empty()) &&
-                        (m_options.fn == "sum" || m_options.fn == "rate" || m_options.fn == "count");
+  const bool zeroFill =
+      (r.kind == "counter" || r.kind.empty()) &&
+      (m_options.fn == "sum" || m_options.fn == "rate" || m_options.fn == "count");
   std::map<Tags, std::vector<const SeriesCells*>> groups;
   for (const auto& [key, s] : m_series) groups[s.groupTags].push_back(&s);
   for (const auto& [tags, members] : groups) {
-    auto it = std::find_if(r.series.begin(), r.series.end(), [&](const Series& s) { return s.tags == tags; });
+    auto it = std::find_if(r.series.begin(), r.series.end(),
+                           [&](const Series& s) { return s.tags == tags; });
     if (it == r.series.end()) {
       Series s;
       s.tags = tags;
@@ -226,8 +229,10 @@ void LiveBuffer::mergeInto(QueryResult& r, int64_t to) const {
       bool partial = false;
       std::optional<double> v;
       if (g != groups.end()) v = bucketValue(g->second, b, step, &partial);
-      if (v) tail[b] = *v;
-      else if (zeroFill && b >= r.to) tail[b] = 0;
+      if (v)
+        tail[b] = *v;
+      else if (zeroFill && b >= r.to)
+        tail[b] = 0;
       if (partial && !partialFrom) partialFrom = b;
     }
     for (const auto& [t, v] : tail) s.points.push_back({t, v});

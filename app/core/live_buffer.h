@@ -41,7 +41,8 @@ struct LiveUpdate {
   std::shared_ptr<const Sketch> sketch;  // distributions only
 };
 
-// Decodes a tally.wire.LiveBatch; a frame that does not parse or holds an invalid sketch is an error.
+// Decodes a tally.wire.LiveBatch; a frame that does not parse or holds an invalid sketch is an
+// error.
 Result<std::vector<LiveUpdate>> decodeLiveBatch(const void* data, size_t size);
 // The inverse, for tests and tools.
 std::string encodeLiveBatch(const std::vector<LiveUpdate>& updates);
@@ -91,8 +92,8 @@ class LiveBuffer {
     Kind kind = Kind::kCounter;
     std::map<int64_t, Cell> secs;
   };
-  std::optional<double> bucketValue(const std::vector<const SeriesCells*>& members, int64_t b, int64_t step,
-                                    bool* partial) const;
+  std::optional<double> bucketValue(const std::vector<const SeriesCells*>& members, int64_t b,
+                                    int64_t step, bool* partial) const;
 
   Options m_options;
   int64_t m_coverageStart = 0;

@@ -17,8 +17,12 @@ using nlohmann::json;
 
 namespace {
 
-bool isLabelStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isLabelStart(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 bool isBareLabel(std::string_view s) {
   if (s.empty() || !isLabelStart(s[0])) return false;
@@ -28,18 +32,22 @@ bool isBareLabel(std::string_view s) {
 // Words the PromQL lexer reads as keywords: such a metric cannot stand bare before its braces.
 bool isKeyword(std::string_view s) {
   static const std::set<std::string, std::less<>> kWords = {
-      "and",  "or",     "unless", "atan2",  "by",      "without",      "on",       "ignoring", "group_left",
-      "group_right", "offset", "bool", "start", "end", "sum", "avg", "count", "min", "max", "group", "stddev",
-      "stdvar", "topk", "bottomk", "count_values", "quantile", "limitk", "limit_ratio", "inf", "nan"};
+      "and",          "or",       "unless",     "atan2",       "by",     "without",
+      "on",           "ignoring", "group_left", "group_right", "offset", "bool",
+      "start",        "end",      "sum",        "avg",         "count",  "min",
+      "max",          "group",    "stddev",     "stdvar",      "topk",   "bottomk",
+      "count_values", "quantile", "limitk",     "limit_ratio", "inf",    "nan"};
   std::string lower(s);
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return char(std::tolower(c)); });
   return kWords.count(lower) > 0;
 }
 
 bool isBareMetric(std::string_view s) {
   if (s.empty() || !(isLabelStart(s[0]) || s[0] == ':')) return false;
   if (isKeyword(s)) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return isLabelStart(c) || isDigit(c) || c == ':'; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return isLabelStart(c) || isDigit(c) || c == ':'; });
 }
 
 std::string groupClause(const std::vector<std::string>& keys) {
@@ -48,7 +56,8 @@ std::string groupClause(const std::vector<std::string>& keys) {
   return out;
 }
 
-std::string aggregate(const char* op, const std::vector<std::string>& groupBy, const std::string& inner) {
+std::string aggregate(const char* op, const std::vector<std::string>& groupBy,
+                      const std::string& inner) {
   std::string out = op;
   if (!groupBy.empty()) out += " by (" + groupClause(groupBy) + ")";
   return out + " (" + inner + ")";
@@ -65,11 +74,14 @@ Result<json> parseSuccess(std::string_view body) {
   try {
     j = json::parse(body.begin(), body.end());
   } catch (const json::exception& e) {
-    return Status::corruption(std::string("the data source answered with invalid JSON: ") + e.what());
+    return Status::corruption(std::string("the data source answered with invalid JSON: ") +
+                              e.what());
   }
-  if (!j.is_object()) return Status::corruption("the data source answered with JSON that is not an object");
+  if (!j.is_object())
+    return Status::corruption("the data source answered with JSON that is not an object");
   auto st = j.find("status");
-  if (st != j.end() && st->is_string() && *st == "error") return Status::invalid_argument(promErrorMessage(200, body));
+  if (st != j.end() && st->is_string() && *st == "error")
+    return Status::invalid_argument(promErrorMessage(200, body));
   auto data = j.find("data");
   if (data == j.end()) return Status::corruption("the data source's answer has no \"data\"");
   return json(std::move(*data));
@@ -82,11 +94,21 @@ std::string promQuote(std::string_view s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '"': out += "\\\""; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           out += "\\x";
@@ -100,27 +122,34 @@ std::string promQuote(std::string_view s) {
   return out + "\"";
 }
 
-std::string promLabel(std::string_view name) { return isBareLabel(name) ? std::string(name) : promQuote(name); }
+std::string promLabel(std::string_view name) {
+  return isBareLabel(name) ? std::string(name) : promQuote(name);
+}
 
 std::string promSelector(std::string_view metric, const std::vector<TagFilter>& filters) {
   std::string matchers;
   auto add = [&](const std::string& m) { matchers += (matchers.empty() ? "" : ", ") + m; };
   std::string out;
-  if (isBareMetric(metric)) out = std::string(metric);
-  else add("__name__=" + promQuote(metric));  // works in Prometheus 2 and 3 and VictoriaMetrics
+  if (isBareMetric(metric))
+    out = std::string(metric);
+  else
+    add("__name__=" + promQuote(metric));  // works in Prometheus 2 and 3 and VictoriaMetrics
   for (const auto& f : filters) add(promLabel(f.key) + filterOpName(f.op) + promQuote(f.value));
   if (!matchers.empty() || out.empty()) out += "{" + matchers + "}";
   return out;
 }
 
-Status promFunctionSupported(const std::string& fn, const std::string& metric, const std::vector<std::string>& names) {
+Status promFunctionSupported(const std::string& fn, const std::string& metric,
+                             const std::vector<std::string>& names) {
   if (!isQueryFunction(fn)) return Status::invalid_argument("unknown function '" + fn + "'");
   if (fn.size() == 3 && fn[0] == 'p') {
     if (metric.ends_with("_bucket")) return Status::ok();
-    if (std::find(names.begin(), names.end(), metric + "_bucket") != names.end()) return Status::ok();
-    return Status::invalid_argument("percentiles need a Prometheus histogram (a '" + metric +
-                                    "_bucket' series with 'le' labels); for a summary write PromQL such as " +
-                                    metric + "{quantile=\"0.99\"}");
+    if (std::find(names.begin(), names.end(), metric + "_bucket") != names.end())
+      return Status::ok();
+    return Status::invalid_argument(
+        "percentiles need a Prometheus histogram (a '" + metric +
+        "_bucket' series with 'le' labels); for a summary write PromQL such as " + metric +
+        "{quantile=\"0.99\"}");
   }
   return Status::ok();
 }
@@ -131,16 +160,19 @@ Result<std::string> buildPromQL(const PanelSpec& p, int64_t stepS) {
     std::string e = replaceAll(p.promql, "$__rate_interval", range);
     return replaceAll(std::move(e), "$__interval", range);
   }
-  if (p.metric.empty()) return Status::invalid_argument("choose a metric or write a PromQL expression");
+  if (p.metric.empty())
+    return Status::invalid_argument("choose a metric or write a PromQL expression");
   if (chartNeedsDistribution(p.chart))
     return Status::invalid_argument(std::string(chartTypeName(p.chart)) +
                                     " charts need the Tally collector's distributions");
   const std::string sel = promSelector(p.metric, p.filters) + "[" + range + "]";
   const std::string& fn = p.fn;
   if (fn == "sum") return aggregate("sum", p.groupBy, "increase(" + sel + ")");
-  if (fn == "rate") return aggregate("sum", p.groupBy, "increase(" + sel + ")") + " / " + std::to_string(stepS);
+  if (fn == "rate")
+    return aggregate("sum", p.groupBy, "increase(" + sel + ")") + " / " + std::to_string(stepS);
   if (fn == "count") return aggregate("sum", p.groupBy, "count_over_time(" + sel + ")");
-  if (fn == "avg" || fn == "min" || fn == "max") return aggregate(fn.c_str(), p.groupBy, fn + "_over_time(" + sel + ")");
+  if (fn == "avg" || fn == "min" || fn == "max")
+    return aggregate(fn.c_str(), p.groupBy, fn + "_over_time(" + sel + ")");
   if (fn == "p50" || fn == "p90" || fn == "p99") {
     const std::string bucket = p.metric.ends_with("_bucket") ? p.metric : p.metric + "_bucket";
     std::vector<std::string> keys = p.groupBy;
@@ -148,7 +180,8 @@ Result<std::string> buildPromQL(const PanelSpec& p, int64_t stepS) {
     keys.push_back("le");
     const char* q = fn == "p50" ? "0.5" : fn == "p90" ? "0.9" : "0.99";
     return "histogram_quantile(" + std::string(q) + ", " +
-           aggregate("sum", keys, "rate(" + promSelector(bucket, p.filters) + "[" + range + "])") + ")";
+           aggregate("sum", keys, "rate(" + promSelector(bucket, p.filters) + "[" + range + "])") +
+           ")";
   }
   return Status::invalid_argument("unknown function '" + fn + "'");
 }
@@ -179,9 +212,13 @@ std::string promLabelsPath(std::string_view match) {
   return p;
 }
 
-std::string promBuildInfoPath() { return "/api/v1/status/buildinfo"; }
+std::string promBuildInfoPath() {
+  return "/api/v1/status/buildinfo";
+}
 
-std::string promInstantQueryPath(std::string_view expr) { return "/api/v1/query?query=" + percentEncode(expr); }
+std::string promInstantQueryPath(std::string_view expr) {
+  return "/api/v1/query?query=" + percentEncode(expr);
+}
 
 Result<QueryResult> parsePromMatrix(std::string_view body, int64_t step) {
   auto data = parseSuccess(body);
@@ -192,7 +229,8 @@ Result<QueryResult> parsePromMatrix(std::string_view body, int64_t step) {
   if (type == d.end() || !type->is_string() || *type != "matrix")
     return Status::corruption("query_range answer: expected \"resultType\": \"matrix\"");
   auto result = d.find("result");
-  if (result == d.end() || !result->is_array()) return Status::corruption("query_range answer has no \"result\" array");
+  if (result == d.end() || !result->is_array())
+    return Status::corruption("query_range answer has no \"result\" array");
   QueryResult r;
   r.step = r.resolution = step;
   std::vector<std::string> names;
@@ -202,12 +240,15 @@ Result<QueryResult> parsePromMatrix(std::string_view body, int64_t step) {
     if (auto m = s.find("metric"); m != s.end() && m->is_object())
       for (auto it = m->begin(); it != m->end(); ++it) {
         std::string v = it->is_string() ? it->get<std::string>() : it->dump();
-        if (it.key() == "__name__") name = std::move(v);
-        else out.tags.push_back({it.key(), std::move(v)});
+        if (it.key() == "__name__")
+          name = std::move(v);
+        else
+          out.tags.push_back({it.key(), std::move(v)});
       }
     canonicalize(out.tags);
     auto values = s.find("values");
-    if (values == s.end() || !values->is_array()) return Status::corruption("query_range answer: a series has no \"values\"");
+    if (values == s.end() || !values->is_array())
+      return Status::corruption("query_range answer: a series has no \"values\"");
     out.points.reserve(values->size());
     for (const auto& p : *values) {
       if (!p.is_array() || p.size() != 2 || !p[0].is_number() || !p[1].is_string())
@@ -215,13 +256,15 @@ Result<QueryResult> parsePromMatrix(std::string_view body, int64_t step) {
       const std::string v = p[1].get<std::string>();
       char* end = nullptr;
       double x = std::strtod(v.c_str(), &end);  // also reads NaN, +Inf, -Inf
-      if (end == v.c_str() || *end != '\0') return Status::corruption("query_range answer: '" + v + "' is not a number");
+      if (end == v.c_str() || *end != '\0')
+        return Status::corruption("query_range answer: '" + v + "' is not a number");
       out.points.push_back({std::llround(p[0].get<double>()) - step, x});
     }
     names.push_back(std::move(name));
     r.series.push_back(std::move(out));
   }
-  // __name__ is noise when every series has the same one (or none), and the only difference otherwise.
+  // __name__ is noise when every series has the same one (or none), and the only difference
+  // otherwise.
   std::set<std::string> seen;
   bool clash = false;
   for (const auto& s : r.series) clash |= !seen.insert(tags_to_string(s.tags)).second;
@@ -232,10 +275,10 @@ Result<QueryResult> parsePromMatrix(std::string_view body, int64_t step) {
         canonicalize(r.series[i].tags);
       }
   auto tagLess = [](const Series& a, const Series& b) {
-    return std::lexicographical_compare(a.tags.begin(), a.tags.end(), b.tags.begin(), b.tags.end(),
-                                        [](const Tag& x, const Tag& y) {
-                                          return std::tie(x.key, x.value) < std::tie(y.key, y.value);
-                                        });
+    return std::lexicographical_compare(
+        a.tags.begin(), a.tags.end(), b.tags.begin(), b.tags.end(), [](const Tag& x, const Tag& y) {
+          return std::tie(x.key, x.value) < std::tie(y.key, y.value);
+        });
   };
   std::sort(r.series.begin(), r.series.end(), tagLess);
   if (!r.series.empty()) {
@@ -277,15 +320,20 @@ std::vector<MetricInfo> promMetricKinds(const std::vector<std::string>& names,
   for (const auto& name : names) {
     std::string kind;
     const std::string t = typeOf(name);
-    if (t == "counter") kind = "counter";
-    else if (t == "gauge") kind = "gauge";
-    else if (t == "summary" || t == "histogram") kind = "distribution";
+    if (t == "counter")
+      kind = "counter";
+    else if (t == "gauge")
+      kind = "gauge";
+    else if (t == "summary" || t == "histogram")
+      kind = "distribution";
     else
       for (const char* suffix : {"_bucket", "_count", "_sum", "_total"}) {
         if (!name.ends_with(suffix)) continue;
         const std::string base = typeOf(name.substr(0, name.size() - std::strlen(suffix)));
-        if (std::string_view(suffix) == "_bucket" && base == "histogram") kind = "distribution";
-        else if (std::string_view(suffix) == "_total" && base == "counter") kind = "counter";  // OpenMetrics family
+        if (std::string_view(suffix) == "_bucket" && base == "histogram")
+          kind = "distribution";
+        else if (std::string_view(suffix) == "_total" && base == "counter")
+          kind = "counter";  // OpenMetrics family
         else if ((std::string_view(suffix) == "_count" || std::string_view(suffix) == "_sum") &&
                  (base == "histogram" || base == "summary"))
           kind = "counter";
@@ -298,7 +346,8 @@ std::vector<MetricInfo> promMetricKinds(const std::vector<std::string>& names,
 Result<std::vector<std::string>> parsePromStrings(std::string_view body) {
   auto data = parseSuccess(body);
   if (!data) return data.status();
-  if (!data->is_array()) return Status::corruption("the data source's answer: \"data\" is not a list");
+  if (!data->is_array())
+    return Status::corruption("the data source's answer: \"data\" is not a list");
   std::vector<std::string> out;
   out.reserve(data->size());
   for (const auto& v : *data)
@@ -326,7 +375,8 @@ std::string promErrorMessage(int httpStatus, std::string_view body) {
     auto e = j.find("error");
     if (e != j.end() && e->is_string()) {
       std::string type;
-      if (auto t = j.find("errorType"); t != j.end() && t->is_string()) type = t->get<std::string>();
+      if (auto t = j.find("errorType"); t != j.end() && t->is_string())
+        type = t->get<std::string>();
       return type.empty() ? e->get<std::string>() : type + ": " + e->get<std::string>();
     }
   }

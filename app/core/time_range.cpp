@@ -9,8 +9,9 @@ namespace tally::dash {
 
 const std::vector<RangePreset>& rangePresets() {
   static const std::vector<RangePreset> presets = {
-      {"Last 5 minutes", "5m", 300},       {"Last 15 minutes", "15m", 900}, {"Last 1 hour", "1h", 3600},
-      {"Last 6 hours", "6h", 6 * 3600},    {"Last 24 hours", "24h", 86400}, {"Last 7 days", "7d", 7 * 86400},
+      {"Last 5 minutes", "5m", 300},       {"Last 15 minutes", "15m", 900},
+      {"Last 1 hour", "1h", 3600},         {"Last 6 hours", "6h", 6 * 3600},
+      {"Last 24 hours", "24h", 86400},     {"Last 7 days", "7d", 7 * 86400},
       {"Last 30 days", "30d", 30 * 86400},
   };
   return presets;
@@ -23,10 +24,11 @@ TimeWindow resolveRange(const TimeRangeSpec& spec, int64_t now) {
   return {now - seconds, now};
 }
 
-int64_t chooseStep(const TimeWindow& w, int pixelWidth, int64_t now, const std::vector<Resolution>& retention,
-                   int pixelsPerPoint) {
-  static const int64_t kNice[] = {1,    2,    5,     10,    15,    30,    60,     120,    300,    600,
-                                  900,  1800, 3600,  7200,  10800, 21600, 43200,  86400,  172800, 604800};
+int64_t chooseStep(const TimeWindow& w, int pixelWidth, int64_t now,
+                   const std::vector<Resolution>& retention, int pixelsPerPoint) {
+  static const int64_t kNice[] = {1,     2,     5,     10,    15,     30,    60,
+                                  120,   300,   600,   900,   1800,   3600,  7200,
+                                  10800, 21600, 43200, 86400, 172800, 604800};
   int64_t minRes = 1;
   if (!retention.empty()) {
     minRes = retention.back().step_s;
@@ -76,13 +78,24 @@ std::string formatValue(double v) {
   double a = std::abs(v);
   const char* suffix = "";
   double scaled = v;
-  if (a >= 1e12) { scaled = v / 1e12; suffix = "T"; }
-  else if (a >= 1e9) { scaled = v / 1e9; suffix = "G"; }
-  else if (a >= 1e6) { scaled = v / 1e6; suffix = "M"; }
-  else if (a >= 1e4) { scaled = v / 1e3; suffix = "k"; }
+  if (a >= 1e12) {
+    scaled = v / 1e12;
+    suffix = "T";
+  } else if (a >= 1e9) {
+    scaled = v / 1e9;
+    suffix = "G";
+  } else if (a >= 1e6) {
+    scaled = v / 1e6;
+    suffix = "M";
+  } else if (a >= 1e4) {
+    scaled = v / 1e3;
+    suffix = "k";
+  }
   char buf[64];
-  if (a != 0 && a < 0.001) std::snprintf(buf, sizeof buf, "%.2g", v);
-  else std::snprintf(buf, sizeof buf, "%.4g%s", scaled, suffix);
+  if (a != 0 && a < 0.001)
+    std::snprintf(buf, sizeof buf, "%.2g", v);
+  else
+    std::snprintf(buf, sizeof buf, "%.4g%s", scaled, suffix);
   return buf;
 }
 
@@ -104,12 +117,14 @@ std::string fmt(int64_t t, const char* pattern) {
 
 }  // namespace
 
-std::string formatLocalTime(int64_t t) { return fmt(t, "%Y-%m-%d %H:%M:%S"); }
+std::string formatLocalTime(int64_t t) {
+  return fmt(t, "%Y-%m-%d %H:%M:%S");
+}
 
 std::vector<TimeTick> timeTicks(int64_t from, int64_t to, int maxTicks) {
-  static const int64_t kSteps[] = {1,    2,    5,     10,    15,    30,    60,    120,   300,   600,
-                                   900,  1800, 3600,  7200,  10800, 21600, 43200, 86400, 172800, 604800,
-                                   2592000};
+  static const int64_t kSteps[] = {1,     2,     5,     10,    15,     30,     60,
+                                   120,   300,   600,   900,   1800,   3600,   7200,
+                                   10800, 21600, 43200, 86400, 172800, 604800, 2592000};
   std::vector<TimeTick> out;
   if (to <= from || maxTicks < 1) return out;
   int64_t span = to - from;
@@ -122,8 +137,11 @@ std::vector<TimeTick> timeTicks(int64_t from, int64_t to, int maxTicks) {
   // Align to local time: shift by the UTC offset so "every 6 h" falls on 00:00, 06:00, ...
   int64_t offset = localTm(from).tm_gmtoff;
   int64_t first = bucket_start(from + offset + step - 1, step) - offset;
-  const char* pattern = step < 60 ? "%H:%M:%S" : step < 86400 ? (span > 86400 ? "%a %H:%M" : "%H:%M") : "%b %d";
-  for (int64_t t = first; t <= to && out.size() < 200; t += step) out.push_back({t, fmt(t, pattern)});
+  const char* pattern = step < 60      ? "%H:%M:%S"
+                        : step < 86400 ? (span > 86400 ? "%a %H:%M" : "%H:%M")
+                                       : "%b %d";
+  for (int64_t t = first; t <= to && out.size() < 200; t += step)
+    out.push_back({t, fmt(t, pattern)});
   return out;
 }
 

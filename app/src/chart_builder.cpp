@@ -57,14 +57,17 @@ class HeatmapItem : public QGraphicsItem {
     // column into rows about 4 px high (log-spaced on a log axis) so cells read as a heatmap.
     const int rows = std::max(8, int(area.height() / 4));
     auto toUnit = [&](double v) {
-      if (log) return (std::log(std::max(v, yMin)) - std::log(yMin)) / (std::log(yMax) - std::log(yMin));
+      if (log)
+        return (std::log(std::max(v, yMin)) - std::log(yMin)) / (std::log(yMax) - std::log(yMin));
       return (v - yMin) / (yMax - yMin);
     };
     auto rowValue = [&](int r) {
       double u = double(r) / rows;
-      return log ? std::exp(std::log(yMin) + u * (std::log(yMax) - std::log(yMin))) : yMin + u * (yMax - yMin);
+      return log ? std::exp(std::log(yMin) + u * (std::log(yMax) - std::log(yMin)))
+                 : yMin + u * (yMax - yMin);
     };
-    std::vector<std::vector<double>> cells(m_data.columns.size(), std::vector<double>(size_t(rows), 0.0));
+    std::vector<std::vector<double>> cells(m_data.columns.size(),
+                                           std::vector<double>(size_t(rows), 0.0));
     double maxCell = 0;
     for (size_t c = 0; c < m_data.columns.size(); ++c)
       for (const auto& b : m_data.columns[c].buckets) {
@@ -107,13 +110,14 @@ class HeatmapItem : public QGraphicsItem {
   }
   // Light yellow to deep purple: readable under dark percentile lines.
   static QColor ramp(double t) {
-    static const QColor stops[] = {QColor(255, 247, 188), QColor(254, 196, 79), QColor(236, 112, 20),
-                                   QColor(204, 76, 2), QColor(122, 1, 119)};
+    static const QColor stops[] = {QColor(255, 247, 188), QColor(254, 196, 79),
+                                   QColor(236, 112, 20), QColor(204, 76, 2), QColor(122, 1, 119)};
     t = std::clamp(t, 0.0, 1.0) * 4;
     int i = std::min(3, int(t));
     double f = t - i;
     const QColor &a = stops[i], &b = stops[i + 1];
-    return QColor::fromRgbF(float(a.redF() + (b.redF() - a.redF()) * f), float(a.greenF() + (b.greenF() - a.greenF()) * f),
+    return QColor::fromRgbF(float(a.redF() + (b.redF() - a.redF()) * f),
+                            float(a.greenF() + (b.greenF() - a.greenF()) * f),
                             float(a.blueF() + (b.blueF() - a.blueF()) * f));
   }
 
@@ -128,7 +132,9 @@ namespace {
 
 const char* kLabelProperty = "tallyLabel";
 
-QString unitTitle(const PanelSpec& spec) { return QString::fromStdString(spec.unit); }
+QString unitTitle(const PanelSpec& spec) {
+  return QString::fromStdString(spec.unit);
+}
 
 QString valueText(double v, const PanelSpec& spec) {
   QString s = QString::number(v, 'g', 10);
@@ -151,14 +157,16 @@ PanelChart::PanelChart(QChart* chart, QObject* parent) : QObject(parent), m_char
 PanelChart::~PanelChart() = default;
 
 bool PanelChart::openGLAvailable() {
-  return QGuiApplication::platformName() == QLatin1String("xcb") && qEnvironmentVariableIsEmpty("TALLY_NO_OPENGL");
+  return QGuiApplication::platformName() == QLatin1String("xcb") &&
+         qEnvironmentVariableIsEmpty("TALLY_NO_OPENGL");
 }
 
 QColor PanelChart::seriesColor(int index) {
   // Tableau 10: distinguishable, also in print.
-  static const QColor palette[] = {QColor("#4e79a7"), QColor("#f28e2b"), QColor("#e15759"), QColor("#76b7b2"),
-                                   QColor("#59a14f"), QColor("#edc948"), QColor("#b07aa1"), QColor("#ff9da7"),
-                                   QColor("#9c755f"), QColor("#bab0ac")};
+  static const QColor palette[] = {QColor("#4e79a7"), QColor("#f28e2b"), QColor("#e15759"),
+                                   QColor("#76b7b2"), QColor("#59a14f"), QColor("#edc948"),
+                                   QColor("#b07aa1"), QColor("#ff9da7"), QColor("#9c755f"),
+                                   QColor("#bab0ac")};
   return palette[index % 10];
 }
 
@@ -185,11 +193,21 @@ void PanelChart::render(const PanelController& panel) {
   const PanelSpec& spec = panel.spec();
   Kind kind = Kind::Line;
   switch (spec.chart) {
-    case ChartType::Line: kind = Kind::Line; break;
-    case ChartType::StackedArea: kind = Kind::Stacked; break;
-    case ChartType::Bars: kind = Kind::Bars; break;
-    case ChartType::Histogram: kind = Kind::Histogram; break;
-    case ChartType::Heatmap: kind = Kind::Heatmap; break;
+    case ChartType::Line:
+      kind = Kind::Line;
+      break;
+    case ChartType::StackedArea:
+      kind = Kind::Stacked;
+      break;
+    case ChartType::Bars:
+      kind = Kind::Bars;
+      break;
+    case ChartType::Histogram:
+      kind = Kind::Histogram;
+      break;
+    case ChartType::Heatmap:
+      kind = Kind::Heatmap;
+      break;
   }
   QStringList labels;
   bool logX = false, logY = spec.logY;
@@ -239,7 +257,8 @@ void PanelChart::render(const PanelController& panel) {
         m_x = ax;
       } else {
         m_x = new QCategoryAxis;
-        static_cast<QCategoryAxis*>(m_x)->setLabelsPosition(QCategoryAxis::AxisLabelsPositionOnValue);
+        static_cast<QCategoryAxis*>(m_x)->setLabelsPosition(
+            QCategoryAxis::AxisLabelsPositionOnValue);
       }
       m_x->setTitleText(unitTitle(spec));
     } else {
@@ -258,8 +277,10 @@ void PanelChart::render(const PanelController& panel) {
       ay->setLabelsPosition(QCategoryAxis::AxisLabelsPositionOnValue);
       m_y = ay;
     }
-    if (kind == Kind::Histogram) m_y->setTitleText(tr("count"));
-    else m_y->setTitleText(unitTitle(spec));
+    if (kind == Kind::Histogram)
+      m_y->setTitleText(tr("count"));
+    else
+      m_y->setTitleText(unitTitle(spec));
     QFont af = m_x->labelsFont();
     af.setPointSizeF(8);
     m_x->setLabelsFont(af);
@@ -333,12 +354,13 @@ void PanelChart::render(const PanelController& panel) {
           if (m_heatmap) m_heatmap->areaChanged();
         });
         break;
-      case Kind::None: break;
+      case Kind::None:
+        break;
     }
     hookLegend();
     // One series without tags needs no legend: the title says what it is.
-    const bool single = (kind == Kind::Line || kind == Kind::Stacked || kind == Kind::Bars) && labels.size() == 1 &&
-                        labels.first() == QString::fromStdString(spec.metric);
+    const bool single = (kind == Kind::Line || kind == Kind::Stacked || kind == Kind::Bars) &&
+                        labels.size() == 1 && labels.first() == QString::fromStdString(spec.metric);
     m_chart->legend()->setVisible(!single);
     for (auto* s : m_chart->series()) {
       const QString label = s->property(kLabelProperty).toString();
@@ -355,17 +377,22 @@ void PanelChart::render(const PanelController& panel) {
   }
   m_drawnPoints = 0;
   switch (kind) {
-    case Kind::Histogram: renderHistogram(panel); break;
-    case Kind::Heatmap: renderHeatmap(panel); break;
-    default: renderSeries(panel); break;
+    case Kind::Histogram:
+      renderHistogram(panel);
+      break;
+    case Kind::Heatmap:
+      renderHeatmap(panel);
+      break;
+    default:
+      renderSeries(panel);
+      break;
   }
 }
 
 void PanelChart::hookLegend() {
   for (QLegendMarker* m : m_chart->legend()->markers()) {
-    connect(m, &QLegendMarker::clicked, this, [this, m] {
-      emit legendClicked(m->series()->property(kLabelProperty).toString());
-    });
+    connect(m, &QLegendMarker::clicked, this,
+            [this, m] { emit legendClicked(m->series()->property(kLabelProperty).toString()); });
   }
 }
 
@@ -386,7 +413,8 @@ void PanelChart::setTimeAxis(double from, double to) {
   ax->setRange(from, to);
 }
 
-void PanelChart::setValueAxis(QAbstractAxis* axis, double min, double max, bool log, int pixels, bool horizontal) {
+void PanelChart::setValueAxis(QAbstractAxis* axis, double min, double max, bool log, int pixels,
+                              bool horizontal) {
   if (!std::isfinite(min) || !std::isfinite(max)) {
     min = 0;
     max = 1;
@@ -599,20 +627,23 @@ void PanelChart::renderHistogram(const PanelController& panel) {
   QList<QPointF> upper, lower;
   for (const auto& b : h->buckets) {
     double c = std::max(base, double(b.count));
-    upper << QPointF(b.lower, base) << QPointF(b.lower, c) << QPointF(b.upper, c) << QPointF(b.upper, base);
+    upper << QPointF(b.lower, base) << QPointF(b.lower, c) << QPointF(b.upper, c)
+          << QPointF(b.upper, base);
     lower << QPointF(b.lower, base) << QPointF(b.upper, base);
   }
   m_lines[0]->replace(upper);
   m_lowers[0]->replace(lower);
   m_drawnPoints = int(upper.size());
-  double top = log ? std::pow(10.0, std::ceil(std::log10(maxCount * 1.05))) : niceCeil(maxCount * 1.05);
+  double top =
+      log ? std::pow(10.0, std::ceil(std::log10(maxCount * 1.05))) : niceCeil(maxCount * 1.05);
   const double ps[] = {h->p50, h->p90, h->p99};
   const char* names[] = {"p50", "p90", "p99"};
   for (int i = 0; i < 3; ++i) {
     m_lines[i + 1]->replace(QList<QPointF>{QPointF(ps[i], base), QPointF(ps[i], top)});
-    m_lines[i + 1]->setName(QStringLiteral("%1 %2 %3")
-                                .arg(names[i], QString::number(ps[i], 'g', 4), unitTitle(panel.spec()))
-                                .trimmed());
+    m_lines[i + 1]->setName(
+        QStringLiteral("%1 %2 %3")
+            .arg(names[i], QString::number(ps[i], 'g', 4), unitTitle(panel.spec()))
+            .trimmed());
   }
   m_chart->series().first()->setName(tr("count %1").arg(h->count));
   double lo = h->buckets.front().lower, hi = h->buckets.back().upper;
@@ -654,7 +685,8 @@ void PanelChart::renderHeatmap(const PanelController& panel) {
     lo = 1;
     hi = 10;
   }
-  setValueAxis(m_y, lo, hi, qobject_cast<QLogValueAxis*>(m_y) != nullptr, int(m_chart->plotArea().height()), false);
+  setValueAxis(m_y, lo, hi, qobject_cast<QLogValueAxis*>(m_y) != nullptr,
+               int(m_chart->plotArea().height()), false);
   if (m_heatmap) {
     HeatmapResult copy = h ? *h : HeatmapResult{};
     m_heatmap->setData(std::move(copy), m_lines[0]);
@@ -669,16 +701,21 @@ QString PanelChart::hoverText(const PanelController& panel, QPointF value) const
     if (!h) return {};
     for (const auto& b : h->buckets)
       if (x > b.lower && x <= b.upper)
-        return tr("(%1, %2] %3\ncount %4").arg(b.lower, 0, 'g', 6).arg(b.upper, 0, 'g', 6)
-            .arg(unitTitle(spec)).arg(b.count);
-    return tr("p50 %1\np90 %2\np99 %3").arg(valueText(h->p50, spec), valueText(h->p90, spec), valueText(h->p99, spec));
+        return tr("(%1, %2] %3\ncount %4")
+            .arg(b.lower, 0, 'g', 6)
+            .arg(b.upper, 0, 'g', 6)
+            .arg(unitTitle(spec))
+            .arg(b.count);
+    return tr("p50 %1\np90 %2\np99 %3")
+        .arg(valueText(h->p50, spec), valueText(h->p90, spec), valueText(h->p99, spec));
   }
   if (m_kind == Kind::Heatmap) {
     const HeatmapResult* h = panel.heatmap();
     if (!h) return {};
     for (const auto& c : h->columns) {
       if (x < double(c.time) || x >= double(c.time + std::max<int64_t>(1, h->step))) continue;
-      QString text = QString::fromStdString(formatLocalTime(c.time)) + tr("\n%1 observations").arg(c.count);
+      QString text =
+          QString::fromStdString(formatLocalTime(c.time)) + tr("\n%1 observations").arg(c.count);
       for (const auto& b : c.buckets)
         if (value.y() > b.lower && value.y() <= b.upper)
           text += tr("\n(%1, %2]: %3").arg(b.lower, 0, 'g', 5).arg(b.upper, 0, 'g', 5).arg(b.count);
@@ -698,7 +735,8 @@ QString PanelChart::hoverText(const PanelController& panel, QPointF value) const
   for (const auto& s : r->series) {
     QString label = QString::fromStdString(s.label(spec.metric));
     if (panel.hiddenSeries().contains(label)) continue;
-    auto it = std::lower_bound(s.points.begin(), s.points.end(), t, [](const Point& p, int64_t v) { return p.t < v; });
+    auto it = std::lower_bound(s.points.begin(), s.points.end(), t,
+                               [](const Point& p, int64_t v) { return p.t < v; });
     if (it == s.points.end() || it->t != t) continue;
     if (++lines > 12) {
       text += "\n…";

@@ -43,7 +43,7 @@ class PanelChart : public QObject {
   // Text for a hover at a chart value (x, y): time, then each visible group's exact value.
   QString hoverText(const PanelController& panel, QPointF value) const;
   int drawnPoints() const { return m_drawnPoints; }  // after decimation, for tests
-  QStringList seriesNames() const;                  // legend order
+  QStringList seriesNames() const;                   // legend order
 
   static QColor seriesColor(int index);
 
@@ -58,15 +58,16 @@ class PanelChart : public QObject {
   void renderHistogram(const PanelController& panel);
   void renderHeatmap(const PanelController& panel);
   void setTimeAxis(double from, double to);
-  void setValueAxis(QAbstractAxis* axis, double min, double max, bool log, int pixels, bool horizontal);
+  void setValueAxis(QAbstractAxis* axis, double min, double max, bool log, int pixels,
+                    bool horizontal);
   void hookLegend();
 
   QChart* m_chart;
   Kind m_kind = Kind::None;
   QString m_shapeKey;
   QStringList m_labels;
-  QList<QXYSeries*> m_lines;  // per label: line series, or the upper series of an area
-  QList<QXYSeries*> m_lowers; // per label (stacked/bars): lower series of the area
+  QList<QXYSeries*> m_lines;   // per label: line series, or the upper series of an area
+  QList<QXYSeries*> m_lowers;  // per label (stacked/bars): lower series of the area
   QAbstractAxis* m_x = nullptr;
   QAbstractAxis* m_y = nullptr;
   HeatmapItem* m_heatmap = nullptr;

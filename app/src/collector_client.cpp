@@ -14,7 +14,9 @@ CollectorClient::CollectorClient(const QUrl& baseUrl, QObject* parent)
   m_pool.setMaxThreadCount(2);
 }
 
-CollectorClient::~CollectorClient() { m_pool.waitForDone(); }
+CollectorClient::~CollectorClient() {
+  m_pool.waitForDone();
+}
 
 void CollectorClient::get(const std::string& path, QObject* context, RawCallback cb) {
   QNetworkRequest req(apiUrl(m_baseUrl, path));
@@ -46,11 +48,13 @@ void CollectorClient::getParsed(const std::string& path, QObject* context, Callb
   QString where = m_baseUrl.toString();
   get(path, context, [this, ctx, cb, parse, where](int status, QByteArray body, QString netError) {
     if (status == 0) {
-      cb(Status::unavailable(QStringLiteral("collector at %1 is unreachable: %2").arg(where, netError).toStdString()));
+      cb(Status::unavailable(
+          QStringLiteral("collector at %1 is unreachable: %2").arg(where, netError).toStdString()));
       return;
     }
     if (status != 200) {
-      std::string msg = errorMessage(status, std::string_view(body.constData(), size_t(body.size())));
+      std::string msg =
+          errorMessage(status, std::string_view(body.constData(), size_t(body.size())));
       cb(status == 404 ? Status::not_found(msg) : Status::invalid_argument(msg));
       return;
     }
@@ -66,15 +70,18 @@ void CollectorClient::fetchTags(const QString& metric, QObject* context, Callbac
   getParsed<TagValues>(tagsPath(metric.toStdString()), context, std::move(cb), &parseTags);
 }
 
-void CollectorClient::query(const QueryRequest& request, QObject* context, Callback<QueryResult> cb) {
+void CollectorClient::query(const QueryRequest& request, QObject* context,
+                            Callback<QueryResult> cb) {
   getParsed<QueryResult>(queryPath(request), context, std::move(cb), &parseQuery);
 }
 
-void CollectorClient::histogram(const QueryRequest& request, QObject* context, Callback<HistogramResult> cb) {
+void CollectorClient::histogram(const QueryRequest& request, QObject* context,
+                                Callback<HistogramResult> cb) {
   getParsed<HistogramResult>(histogramPath(request), context, std::move(cb), &parseHistogram);
 }
 
-void CollectorClient::heatmap(const QueryRequest& request, QObject* context, Callback<HeatmapResult> cb) {
+void CollectorClient::heatmap(const QueryRequest& request, QObject* context,
+                              Callback<HeatmapResult> cb) {
   getParsed<HeatmapResult>(heatmapPath(request), context, std::move(cb), &parseHeatmap);
 }
 

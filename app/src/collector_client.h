@@ -34,10 +34,12 @@ class CollectorClient : public QObject {
 
   void fetchMetrics(QObject* context, Callback<std::vector<tally::dash::MetricInfo>> cb);
   void fetchTags(const QString& metric, QObject* context, Callback<tally::dash::TagValues> cb);
-  void query(const tally::dash::QueryRequest& request, QObject* context, Callback<tally::dash::QueryResult> cb);
+  void query(const tally::dash::QueryRequest& request, QObject* context,
+             Callback<tally::dash::QueryResult> cb);
   void histogram(const tally::dash::QueryRequest& request, QObject* context,
                  Callback<tally::dash::HistogramResult> cb);
-  void heatmap(const tally::dash::QueryRequest& request, QObject* context, Callback<tally::dash::HeatmapResult> cb);
+  void heatmap(const tally::dash::QueryRequest& request, QObject* context,
+               Callback<tally::dash::HeatmapResult> cb);
   // Health never fails as a Result: an unreachable collector is a Health with ok == false.
   void fetchHealth(QObject* context, std::function<void(tally::dash::Health, bool reachable)> cb);
 

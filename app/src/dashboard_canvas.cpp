@@ -46,7 +46,9 @@ Dashboard DashboardCanvas::dashboard() const {
   return d;
 }
 
-double DashboardCanvas::columnWidth() const { return double(std::max(width(), 400) - kGap) / kGridColumns; }
+double DashboardCanvas::columnWidth() const {
+  return double(std::max(width(), 400) - kGap) / kGridColumns;
+}
 
 QRect DashboardCanvas::cellRect(const GridRect& g) const {
   const double cw = columnWidth();
@@ -85,33 +87,37 @@ void DashboardCanvas::wire(PanelWidget* panel) {
   });
   connect(panel, &PanelWidget::moveRequested, this, &DashboardCanvas::movePanel);
   connect(panel, &PanelWidget::resizeRequested, this, &DashboardCanvas::resizePanel);
-  connect(panel, &PanelWidget::metricDropped, this, [this](PanelWidget* p, const QString& metric, const QString& source) {
-    // The panel now shows the dropped metric; filters, group-by and title belonged to the old one.
-    PanelSpec s = p->spec();
-    if (s.source != source.toStdString() && !chartNeedsDistribution(s.chart)) s.fn = source.isEmpty() ? "sum" : "rate";
-    if (!source.isEmpty() && chartNeedsDistribution(s.chart)) s.chart = ChartType::Line;
-    s.source = source.toStdString();
-    s.promql.clear();
-    s.metric = metric.toStdString();
-    s.filters.clear();
-    s.groupBy.clear();
-    s.title.clear();
-    p->setSpec(s);
-    emit modified();
-  });
-  connect(panel, &PanelWidget::headerDragged, this, [this](PanelWidget* p, QPoint d, bool finished) {
-    const GridRect g = p->spec().grid;
-    QRect home = cellRect(g);
-    if (!finished) {
-      p->raise();
-      p->move(home.topLeft() + d);
-      return;
-    }
-    GridRect n = g;
-    n.x = std::clamp(g.x + int(std::round(d.x() / columnWidth())), 0, kGridColumns - g.w);
-    n.y = std::max(0, g.y + int(std::round(double(d.y()) / kRowHeight)));
-    setPanelGrid(p, n);
-  });
+  connect(panel, &PanelWidget::metricDropped, this,
+          [this](PanelWidget* p, const QString& metric, const QString& source) {
+            // The panel now shows the dropped metric; filters, group-by and title belonged to the
+            // old one.
+            PanelSpec s = p->spec();
+            if (s.source != source.toStdString() && !chartNeedsDistribution(s.chart))
+              s.fn = source.isEmpty() ? "sum" : "rate";
+            if (!source.isEmpty() && chartNeedsDistribution(s.chart)) s.chart = ChartType::Line;
+            s.source = source.toStdString();
+            s.promql.clear();
+            s.metric = metric.toStdString();
+            s.filters.clear();
+            s.groupBy.clear();
+            s.title.clear();
+            p->setSpec(s);
+            emit modified();
+          });
+  connect(panel, &PanelWidget::headerDragged, this,
+          [this](PanelWidget* p, QPoint d, bool finished) {
+            const GridRect g = p->spec().grid;
+            QRect home = cellRect(g);
+            if (!finished) {
+              p->raise();
+              p->move(home.topLeft() + d);
+              return;
+            }
+            GridRect n = g;
+            n.x = std::clamp(g.x + int(std::round(d.x() / columnWidth())), 0, kGridColumns - g.w);
+            n.y = std::max(0, g.y + int(std::round(double(d.y()) / kRowHeight)));
+            setPanelGrid(p, n);
+          });
   connect(panel, &PanelWidget::gripDragged, this, [this](PanelWidget* p, QPoint d, bool finished) {
     const GridRect g = p->spec().grid;
     QRect home = cellRect(g);
@@ -131,7 +137,8 @@ PanelWidget* DashboardCanvas::addPanel(const PanelSpec& specIn, bool findPlace) 
   if (findPlace) {
     std::vector<PanelSpec> others;
     for (auto* p : m_panels) others.push_back(p->spec());
-    spec.grid = placeNewPanel(others, std::min(spec.grid.w, kGridColumns), std::max(2, spec.grid.h));
+    spec.grid =
+        placeNewPanel(others, std::min(spec.grid.w, kGridColumns), std::max(2, spec.grid.h));
   }
   auto* panel = new PanelWidget(m_client, m_live, this);
   panel->controller()->setDataSources(m_sources);
@@ -208,11 +215,14 @@ void DashboardCanvas::setRange(const TimeRangeSpec& range) {
 void DashboardCanvas::setLive(bool live) {
   m_dashboard.live = live;
   for (auto* p : m_panels) p->controller()->setLive(live);
-  if (live) m_tick.start();
-  else m_tick.stop();
+  if (live)
+    m_tick.start();
+  else
+    m_tick.stop();
 }
 
-void DashboardCanvas::setSources(const std::vector<DataSource>& sources, const std::map<std::string, std::string>& renamed) {
+void DashboardCanvas::setSources(const std::vector<DataSource>& sources,
+                                 const std::map<std::string, std::string>& renamed) {
   for (auto* p : m_panels) {
     auto it = renamed.find(p->spec().source);
     if (p->spec().source.empty() || it == renamed.end()) continue;

@@ -6,9 +6,9 @@
 #pragma once
 
 #include <QList>
-#include <map>
 #include <QTimer>
 #include <QWidget>
+#include <map>
 
 #include "core/dashboard.h"
 
@@ -35,7 +35,8 @@ class DashboardCanvas : public QWidget {
   void setTitle(const QString& title) { m_dashboard.title = title.toStdString(); }
   DataSources* dataSources() const { return m_sources; }
   // Replaces the data sources; `renamed` maps old names to new ones, and the panels follow.
-  void setSources(const std::vector<tally::dash::DataSource>& sources, const std::map<std::string, std::string>& renamed);
+  void setSources(const std::vector<tally::dash::DataSource>& sources,
+                  const std::map<std::string, std::string>& renamed);
   int panelsUsingSource(const std::string& name) const;
   void setRange(const tally::dash::TimeRangeSpec& range);
   void setLive(bool live);

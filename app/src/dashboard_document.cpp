@@ -37,7 +37,9 @@ bool DashboardDocument::read(const QString& path, Dashboard* out, QString* error
   QByteArray data = f.readAll();
   auto parsed = parseDashboard(std::string_view(data.constData(), size_t(data.size())));
   if (!parsed) {
-    if (error) *error = QStringLiteral("%1: %2").arg(path, QString::fromStdString(parsed.status().message()));
+    if (error)
+      *error =
+          QStringLiteral("%1: %2").arg(path, QString::fromStdString(parsed.status().message()));
     return false;
   }
   *out = std::move(*parsed);
@@ -51,8 +53,8 @@ bool DashboardDocument::write(const Dashboard& d, const QString& path, QString* 
   }
   QSaveFile f(path);
   std::string text = serializeDashboard(d);
-  if (!f.open(QIODevice::WriteOnly) || f.write(text.data(), qint64(text.size())) != qint64(text.size()) ||
-      !f.commit()) {
+  if (!f.open(QIODevice::WriteOnly) ||
+      f.write(text.data(), qint64(text.size())) != qint64(text.size()) || !f.commit()) {
     if (error) *error = QStringLiteral("%1: %2").arg(path, f.errorString());
     return false;
   }
@@ -80,8 +82,11 @@ void DashboardDocument::addRecent(const QString& path) {
   emit changed();
 }
 
-QString DashboardDocument::lastDashboard() const { return QSettings().value("dashboards/last").toString(); }
+QString DashboardDocument::lastDashboard() const {
+  return QSettings().value("dashboards/last").toString();
+}
 
 void DashboardDocument::rememberLast(const QString& path) {
-  QSettings().setValue("dashboards/last", path.isEmpty() ? QString() : QFileInfo(path).absoluteFilePath());
+  QSettings().setValue("dashboards/last",
+                       path.isEmpty() ? QString() : QFileInfo(path).absoluteFilePath());
 }

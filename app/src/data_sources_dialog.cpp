@@ -19,7 +19,8 @@ using namespace tally;
 using namespace tally::dash;
 
 DataSourcesDialog::DataSourcesDialog(const std::vector<DataSource>& sources,
-                                     std::function<int(const std::string&)> panelsUsing, QWidget* parent)
+                                     std::function<int(const std::string&)> panelsUsing,
+                                     QWidget* parent)
     : QDialog(parent), m_panelsUsing(std::move(panelsUsing)) {
   setWindowTitle(tr("Data sources"));
   setMinimumSize(760, 420);
@@ -31,9 +32,10 @@ DataSourcesDialog::DataSourcesDialog(const std::vector<DataSource>& sources,
   m_add->setObjectName("addSourceButton");
   m_remove = new QPushButton(tr("Remove"), this);
   m_remove->setObjectName("removeSourceButton");
-  auto* builtin = new QLabel(tr("The Tally collector is always there; add Prometheus-compatible servers "
-                                "(VictoriaMetrics, Prometheus, Mimir, Thanos Query) here."),
-                             this);
+  auto* builtin =
+      new QLabel(tr("The Tally collector is always there; add Prometheus-compatible servers "
+                    "(VictoriaMetrics, Prometheus, Mimir, Thanos Query) here."),
+                 this);
   builtin->setWordWrap(true);
   builtin->setStyleSheet("color: #5f6368;");
 
@@ -43,10 +45,12 @@ DataSourcesDialog::DataSourcesDialog(const std::vector<DataSource>& sources,
   m_name->setPlaceholderText(tr("e.g. vm"));
   m_url = new QLineEdit(m_form);
   m_url->setObjectName("sourceUrl");
-  m_url->setPlaceholderText(tr("http://127.0.0.1:8428  or  http://vmselect:8481/select/0/prometheus"));
+  m_url->setPlaceholderText(
+      tr("http://127.0.0.1:8428  or  http://vmselect:8481/select/0/prometheus"));
   m_minStep = new QLineEdit(m_form);
   m_minStep->setObjectName("sourceMinStep");
-  m_minStep->setToolTip(tr("The finest step panels ask for: at least the scrape interval of the data (10s, 1m)"));
+  m_minStep->setToolTip(
+      tr("The finest step panels ask for: at least the scrape interval of the data (10s, 1m)"));
   m_headers = new QTableWidget(0, 2, m_form);
   m_headers->setObjectName("sourceHeaders");
   m_headers->setHorizontalHeaderLabels({tr("Header"), tr("Value")});
@@ -153,7 +157,9 @@ DataSource DataSourcesDialog::formSource() const {
   auto step = parse_duration(m_minStep->text().trimmed().toStdString());
   s.minStepS = step ? *step : 0;
   for (int r = 0; r < m_headers->rowCount(); ++r) {
-    auto text = [&](int c) { return m_headers->item(r, c) ? m_headers->item(r, c)->text().trimmed() : QString(); };
+    auto text = [&](int c) {
+      return m_headers->item(r, c) ? m_headers->item(r, c)->text().trimmed() : QString();
+    };
     if (text(0).isEmpty() && text(1).isEmpty()) continue;
     s.headers.emplace_back(text(0).toStdString(), text(1).toStdString());
   }
@@ -171,7 +177,9 @@ void DataSourcesDialog::addSource() {
   storeForm();
   DataSource s;
   std::string name = "prometheus";
-  for (int i = 2; std::any_of(m_items.begin(), m_items.end(), [&](const Item& it) { return it.source.name == name; }); ++i)
+  for (int i = 2; std::any_of(m_items.begin(), m_items.end(),
+                              [&](const Item& it) { return it.source.name == name; });
+       ++i)
     name = "prometheus-" + std::to_string(i);
   s.name = name;
   s.url = "http://127.0.0.1:8428";
@@ -231,7 +239,8 @@ std::vector<DataSource> DataSourcesDialog::sources() const {
 std::map<std::string, std::string> DataSourcesDialog::renamed() const {
   std::map<std::string, std::string> out;
   for (const auto& it : m_items)
-    if (!it.originalName.empty() && it.originalName != it.source.name) out[it.originalName] = it.source.name;
+    if (!it.originalName.empty() && it.originalName != it.source.name)
+      out[it.originalName] = it.source.name;
   return out;
 }
 
@@ -239,10 +248,12 @@ void DataSourcesDialog::accept() {
   storeForm();
   for (size_t i = 0; i < m_items.size(); ++i) {
     const DataSource& s = m_items[i].source;
-    const std::string where = s.name.empty() ? "source " + std::to_string(i + 1) : "'" + s.name + "'";
+    const std::string where =
+        s.name.empty() ? "source " + std::to_string(i + 1) : "'" + s.name + "'";
     Status st = validateDataSource(s, where);
     for (size_t j = 0; j < i && st; ++j)
-      if (m_items[j].source.name == s.name) st = Status::invalid_argument(where + ": the name is used twice");
+      if (m_items[j].source.name == s.name)
+        st = Status::invalid_argument(where + ": the name is used twice");
     if (!st) {
       m_list->setCurrentRow(int(i));
       m_error->setText(QString::fromStdString(st.message()));

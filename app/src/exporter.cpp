@@ -48,7 +48,8 @@ QString panelMessage(const PanelController& panel) {
   if (!panel.spec().hasQuery()) return QObject::tr("No metric chosen");
   if (!panel.error().isEmpty()) return QObject::tr("Query failed: %1").arg(panel.error());
   if (!panel.hasData())
-    return panel.onPrometheus() ? QObject::tr("No answer from data source %1").arg(QString::fromStdString(panel.spec().source))
+    return panel.onPrometheus() ? QObject::tr("No answer from data source %1")
+                                      .arg(QString::fromStdString(panel.spec().source))
                                 : QObject::tr("No answer from the collector");
   bool empty = true;
   if (auto* r = panel.series())
@@ -67,7 +68,8 @@ void paintPanel(const PanelController& panel, QPainter* painter, const QRectF& r
   PanelChart pc(chart);
   pc.setShowTitle(true);
   chart->setGeometry(QRectF(QPointF(0, 0), rect.size()));
-  // Render twice: the first pass settles the layout (plot area), the second places the ticks for it.
+  // Render twice: the first pass settles the layout (plot area), the second places the ticks for
+  // it.
   pc.render(panel);
   if (chart->layout()) chart->layout()->activate();
   pc.render(panel);
@@ -101,7 +103,8 @@ QImage renderPanel(const PanelController& panel, QSize size) {
 namespace {
 
 template <typename Paint>
-bool writeImage(const QString& path, QSize size, const QString& title, QString* error, Paint paint) {
+bool writeImage(const QString& path, QSize size, const QString& title, QString* error,
+                Paint paint) {
   const QString suffix = QFileInfo(path).suffix().toLower();
   if (suffix == "svg") {
     QSvgGenerator gen;
@@ -143,8 +146,8 @@ bool writeImage(const QString& path, QSize size, const QString& title, QString* 
   paint(&p);
   p.end();
   QSaveFile f(path);
-  if (!f.open(QIODevice::WriteOnly) || !img.save(&f, suffix == "jpg" || suffix == "jpeg" ? "JPG" : "PNG") ||
-      !f.commit()) {
+  if (!f.open(QIODevice::WriteOnly) ||
+      !img.save(&f, suffix == "jpg" || suffix == "jpeg" ? "JPG" : "PNG") || !f.commit()) {
     if (error) *error = QStringLiteral("cannot write %1: %2").arg(path, f.errorString());
     return false;
   }
@@ -153,13 +156,14 @@ bool writeImage(const QString& path, QSize size, const QString& title, QString* 
 
 }  // namespace
 
-bool writePanelImage(const PanelController& panel, const QString& path, QSize size, QString* error) {
+bool writePanelImage(const PanelController& panel, const QString& path, QSize size,
+                     QString* error) {
   return writeImage(path, size, QString::fromStdString(panel.spec().displayTitle()), error,
                     [&](QPainter* p) { paintPanel(panel, p, QRectF(QPointF(0, 0), size)); });
 }
 
-void paintDashboard(const QString& title, const QString& subtitle, const QList<const PanelController*>& panels,
-                    QPainter* painter, QSize size) {
+void paintDashboard(const QString& title, const QString& subtitle,
+                    const QList<const PanelController*>& panels, QPainter* painter, QSize size) {
   const int header = 34;
   painter->fillRect(QRect(QPoint(0, 0), size), QColor("#f1f3f4"));
   QFont f = painter->font();
@@ -167,12 +171,14 @@ void paintDashboard(const QString& title, const QString& subtitle, const QList<c
   f.setBold(true);
   painter->setFont(f);
   painter->setPen(QColor("#202124"));
-  painter->drawText(QRect(10, 0, size.width() - 20, header), Qt::AlignVCenter | Qt::AlignLeft, title);
+  painter->drawText(QRect(10, 0, size.width() - 20, header), Qt::AlignVCenter | Qt::AlignLeft,
+                    title);
   f.setPointSizeF(9);
   f.setBold(false);
   painter->setFont(f);
   painter->setPen(QColor("#5f6368"));
-  painter->drawText(QRect(10, 0, size.width() - 20, header), Qt::AlignVCenter | Qt::AlignRight, subtitle);
+  painter->drawText(QRect(10, 0, size.width() - 20, header), Qt::AlignVCenter | Qt::AlignRight,
+                    subtitle);
   int rows = 1;
   for (const auto* p : panels) rows = std::max(rows, p->spec().grid.y + p->spec().grid.h);
   const double colW = double(size.width()) / kGridColumns;
@@ -180,14 +186,15 @@ void paintDashboard(const QString& title, const QString& subtitle, const QList<c
   const double gap = 4;
   for (const auto* p : panels) {
     const GridRect& g = p->spec().grid;
-    QRectF r(g.x * colW + gap, header + g.y * rowH + gap, g.w * colW - 2 * gap, g.h * rowH - 2 * gap);
+    QRectF r(g.x * colW + gap, header + g.y * rowH + gap, g.w * colW - 2 * gap,
+             g.h * rowH - 2 * gap);
     painter->fillRect(r, Qt::white);
     paintPanel(*p, painter, r);
   }
 }
 
-QImage renderDashboard(const QString& title, const QString& subtitle, const QList<const PanelController*>& panels,
-                       QSize size) {
+QImage renderDashboard(const QString& title, const QString& subtitle,
+                       const QList<const PanelController*>& panels, QSize size) {
   QImage img(size, QImage::Format_ARGB32_Premultiplied);
   img.fill(Qt::white);
   QPainter p(&img);
@@ -197,8 +204,8 @@ QImage renderDashboard(const QString& title, const QString& subtitle, const QLis
 }
 
 bool writeDashboardImage(const QString& title, const QString& subtitle,
-                         const QList<const PanelController*>& panels, const QString& path, QSize size,
-                         QString* error) {
+                         const QList<const PanelController*>& panels, const QString& path,
+                         QSize size, QString* error) {
   return writeImage(path, size, title, error,
                     [&](QPainter* p) { paintDashboard(title, subtitle, panels, p, size); });
 }

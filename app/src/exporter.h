@@ -24,12 +24,12 @@ QImage renderPanel(const PanelController& panel, QSize size);
 bool writePanelImage(const PanelController& panel, const QString& path, QSize size, QString* error);
 
 // The dashboard's grid scaled to size, with a title line.
-void paintDashboard(const QString& title, const QString& subtitle, const QList<const PanelController*>& panels,
-                    QPainter* painter, QSize size);
-QImage renderDashboard(const QString& title, const QString& subtitle, const QList<const PanelController*>& panels,
-                       QSize size);
+void paintDashboard(const QString& title, const QString& subtitle,
+                    const QList<const PanelController*>& panels, QPainter* painter, QSize size);
+QImage renderDashboard(const QString& title, const QString& subtitle,
+                       const QList<const PanelController*>& panels, QSize size);
 bool writeDashboardImage(const QString& title, const QString& subtitle,
-                         const QList<const PanelController*>& panels, const QString& path, QSize size,
-                         QString* error);
+                         const QList<const PanelController*>& panels, const QString& path,
+                         QSize size, QString* error);
 
 }  // namespace Exporter

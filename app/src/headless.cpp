@@ -18,7 +18,9 @@
 using namespace tally::dash;
 
 namespace {
-void err(const QString& s) { std::fprintf(stderr, "tally-dashboard: %s\n", qPrintable(s)); }
+void err(const QString& s) {
+  std::fprintf(stderr, "tally-dashboard: %s\n", qPrintable(s));
+}
 
 }  // namespace
 
@@ -43,7 +45,8 @@ namespace {
 QString withIndex(const QString& path, int index) {
   QFileInfo fi(path);
   QString base = fi.completeBaseName(), suffix = fi.suffix();
-  return fi.dir().filePath(QStringLiteral("%1-%2%3").arg(base).arg(index).arg(suffix.isEmpty() ? "" : "." + suffix));
+  return fi.dir().filePath(
+      QStringLiteral("%1-%2%3").arg(base).arg(index).arg(suffix.isEmpty() ? "" : "." + suffix));
 }
 }  // namespace
 
@@ -59,11 +62,14 @@ int runHeadless(const HeadlessOptions& o) {
     return kExitDashboard;
   }
   if (!o.range.isEmpty() && !parseRangeArg(o.range, &d.range)) {
-    err(QStringLiteral("--range '%1' is neither a duration like 1h nor FROM:TO unix seconds").arg(o.range));
+    err(QStringLiteral("--range '%1' is neither a duration like 1h nor FROM:TO unix seconds")
+            .arg(o.range));
     return kExitUsage;
   }
   if (o.panel < 0 || o.panel > int(d.panels.size())) {
-    err(QStringLiteral("--panel %1: the dashboard has %2 panels").arg(o.panel).arg(d.panels.size()));
+    err(QStringLiteral("--panel %1: the dashboard has %2 panels")
+            .arg(o.panel)
+            .arg(d.panels.size()));
     return kExitUsage;
   }
   CollectorClient client(o.collector);
@@ -77,7 +83,8 @@ int runHeadless(const HeadlessOptions& o) {
   QEventLoop loop;
   bool needsCollector = false;
   for (size_t i = 0; i < d.panels.size(); ++i)
-    needsCollector |= (!o.panel || int(i) + 1 == o.panel) && d.panels[i].onCollector() && d.panels[i].hasQuery();
+    needsCollector |=
+        (!o.panel || int(i) + 1 == o.panel) && d.panels[i].onCollector() && d.panels[i].hasQuery();
   if (needsCollector) {
     bool reachable = false;
     QString reason;
@@ -88,7 +95,8 @@ int runHeadless(const HeadlessOptions& o) {
     });
     loop.exec();
     if (!reachable) {
-      err(QStringLiteral("cannot reach the collector at %1: %2").arg(o.collector.toString(), reason));
+      err(QStringLiteral("cannot reach the collector at %1: %2")
+              .arg(o.collector.toString(), reason));
       return kExitUnreachable;
     }
   }
@@ -126,7 +134,9 @@ int runHeadless(const HeadlessOptions& o) {
       err(QStringLiteral("panel %1 (%2): %3")
               .arg(o.panel ? o.panel : int(i) + 1)
               .arg(QString::fromStdString(panels[i]->spec().displayTitle()),
-                   panels[i]->error().isEmpty() ? QStringLiteral("no answer in %1 s").arg(o.timeoutS) : panels[i]->error()));
+                   panels[i]->error().isEmpty()
+                       ? QStringLiteral("no answer in %1 s").arg(o.timeoutS)
+                       : panels[i]->error()));
       exitCode = kExitQueryFailed;
     }
   }
@@ -138,9 +148,11 @@ int runHeadless(const HeadlessOptions& o) {
       QList<const PanelController*> list;
       for (const auto& p : panels) list << p.get();
       TimeWindow w = resolveRange(d.range, QDateTime::currentSecsSinceEpoch());
-      QString subtitle = QStringLiteral("%1 – %2").arg(QString::fromStdString(formatLocalTime(w.from)),
-                                                        QString::fromStdString(formatLocalTime(w.to)));
-      ok = Exporter::writeDashboardImage(QString::fromStdString(d.title), subtitle, list, o.png, o.size, &error);
+      QString subtitle =
+          QStringLiteral("%1 – %2").arg(QString::fromStdString(formatLocalTime(w.from)),
+                                        QString::fromStdString(formatLocalTime(w.to)));
+      ok = Exporter::writeDashboardImage(QString::fromStdString(d.title), subtitle, list, o.png,
+                                         o.size, &error);
     }
     if (!ok) {
       err(error);

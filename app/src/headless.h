@@ -25,11 +25,11 @@ struct HeadlessOptions {
 // Exit codes, also printed by --help.
 enum HeadlessExit {
   kExitOk = 0,
-  kExitUsage = 64,          // bad command line (EX_USAGE)
-  kExitDashboard = 65,      // dashboard file unreadable, corrupt or from a newer Tally (EX_DATAERR)
-  kExitUnreachable = 69,    // collector unreachable or unhealthy (EX_UNAVAILABLE)
-  kExitQueryFailed = 70,    // a panel's query failed; files are still written, showing the error
-  kExitCantWrite = 73,      // an output file could not be written (EX_CANTCREAT)
+  kExitUsage = 64,        // bad command line (EX_USAGE)
+  kExitDashboard = 65,    // dashboard file unreadable, corrupt or from a newer Tally (EX_DATAERR)
+  kExitUnreachable = 69,  // collector unreachable or unhealthy (EX_UNAVAILABLE)
+  kExitQueryFailed = 70,  // a panel's query failed; files are still written, showing the error
+  kExitCantWrite = 73,    // an output file could not be written (EX_CANTCREAT)
 };
 
 int runHeadless(const HeadlessOptions& options);

@@ -4,7 +4,8 @@
 
 #include "collector_client.h"
 
-HealthMonitor::HealthMonitor(CollectorClient* client, QObject* parent) : QObject(parent), m_client(client) {
+HealthMonitor::HealthMonitor(CollectorClient* client, QObject* parent)
+    : QObject(parent), m_client(client) {
   m_timer.setSingleShot(true);
   connect(&m_timer, &QTimer::timeout, this, &HealthMonitor::checkNow);
   // Any failed request is a hint to look now rather than at the next poll.
@@ -13,11 +14,14 @@ HealthMonitor::HealthMonitor(CollectorClient* client, QObject* parent) : QObject
   });
 }
 
-void HealthMonitor::start() { checkNow(); }
+void HealthMonitor::start() {
+  checkNow();
+}
 
 int HealthMonitor::nextRetrySeconds() const {
   if (!m_timer.isActive()) return 0;
-  return std::max<int>(0, int((QDateTime::currentMSecsSinceEpoch() - m_nextCheck.toMSecsSinceEpoch()) / -1000));
+  return std::max<int>(
+      0, int((QDateTime::currentMSecsSinceEpoch() - m_nextCheck.toMSecsSinceEpoch()) / -1000));
 }
 
 void HealthMonitor::schedule(int ms) {
@@ -29,7 +33,8 @@ void HealthMonitor::checkNow() {
   if (m_inFlight) return;
   m_inFlight = true;
   m_timer.stop();
-  m_client->fetchHealth(this, [this](tally::dash::Health h, bool reachable) { onAnswer(h, reachable); });
+  m_client->fetchHealth(this,
+                        [this](tally::dash::Health h, bool reachable) { onAnswer(h, reachable); });
 }
 
 void HealthMonitor::onAnswer(const tally::dash::Health& h, bool reachable) {

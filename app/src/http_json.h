@@ -35,11 +35,16 @@ inline QUrl apiUrl(const QUrl& base, const std::string& pathAndQuery) {
 template <typename T, typename Parse>
 void parseOffThread(QThreadPool& pool, QObject* owner, QPointer<QObject> context, QByteArray body,
                     std::function<void(Result<T>)> cb, Parse parse) {
-  pool.start([owner, context, cb = std::move(cb), parse = std::move(parse), body = std::move(body)] {
-    auto parsed = std::make_shared<Result<T>>(parse(std::string_view(body.constData(), size_t(body.size()))));
-    QMetaObject::invokeMethod(owner, [context, cb, parsed] {
-      if (context) cb(std::move(*parsed));
-    }, Qt::QueuedConnection);
+  pool.start([owner, context, cb = std::move(cb), parse = std::move(parse),
+              body = std::move(body)] {
+    auto parsed =
+        std::make_shared<Result<T>>(parse(std::string_view(body.constData(), size_t(body.size()))));
+    QMetaObject::invokeMethod(
+        owner,
+        [context, cb, parsed] {
+          if (context) cb(std::move(*parsed));
+        },
+        Qt::QueuedConnection);
   });
 }
 

@@ -4,7 +4,8 @@
 #include <QTimer>
 #include <zmq.hpp>
 
-LiveSubscriber::LiveSubscriber(QObject* parent) : QObject(parent), m_context(std::make_unique<zmq::context_t>(1)) {}
+LiveSubscriber::LiveSubscriber(QObject* parent)
+    : QObject(parent), m_context(std::make_unique<zmq::context_t>(1)) {}
 
 LiveSubscriber::~LiveSubscriber() {
   delete m_notifier;
@@ -24,13 +25,16 @@ bool LiveSubscriber::connectTo(const QString& endpoint, QString* error) {
     sock->set(zmq::sockopt::linger, 0);
     sock->set(zmq::sockopt::rcvhwm, 100000);
     sock->connect(endpoint.toStdString());
-    for (auto it = m_refs.cbegin(); it != m_refs.cend(); ++it) sock->set(zmq::sockopt::subscribe, it.key().toStdString());
+    for (auto it = m_refs.cbegin(); it != m_refs.cend(); ++it)
+      sock->set(zmq::sockopt::subscribe, it.key().toStdString());
     auto fd = sock->get(zmq::sockopt::fd);
     m_socket = std::move(sock);
     m_notifier = new QSocketNotifier(qintptr(fd), QSocketNotifier::Read, this);
     connect(m_notifier, &QSocketNotifier::activated, this, &LiveSubscriber::drain);
   } catch (const zmq::error_t& e) {
-    if (error) *error = QStringLiteral("cannot connect to %1: %2").arg(endpoint, QString::fromUtf8(e.what()));
+    if (error)
+      *error =
+          QStringLiteral("cannot connect to %1: %2").arg(endpoint, QString::fromUtf8(e.what()));
     return false;
   }
   QTimer::singleShot(0, this, &LiveSubscriber::drain);

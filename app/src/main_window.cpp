@@ -4,7 +4,6 @@
 #include <QCloseEvent>
 #include <QComboBox>
 #include <QDir>
-#include <QRegularExpression>
 #include <QDockWidget>
 #include <QFileDialog>
 #include <QFileInfo>
@@ -14,6 +13,7 @@
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QPushButton>
+#include <QRegularExpression>
 #include <QScrollArea>
 #include <QStandardPaths>
 #include <QStatusBar>
@@ -45,7 +45,8 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
       m_document(new DashboardDocument(this)) {
   setWindowIcon(QIcon(":/tally/icons/tally.svg"));
   QString liveError;
-  if (!m_live->connectTo(options.live, &liveError)) qWarning("tally-dashboard: %s", qPrintable(liveError));
+  if (!m_live->connectTo(options.live, &liveError))
+    qWarning("tally-dashboard: %s", qPrintable(liveError));
 
   m_canvas = new DashboardCanvas(m_client, m_live, this);
   auto* scroll = new QScrollArea(this);
@@ -55,7 +56,8 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
 
   m_banner = new QWidget(this);
   m_banner->setObjectName("collectorBanner");
-  m_banner->setStyleSheet("#collectorBanner { background: #fce8e6; border-bottom: 1px solid #f28b82; }");
+  m_banner->setStyleSheet(
+      "#collectorBanner { background: #fce8e6; border-bottom: 1px solid #f28b82; }");
   m_bannerText = new QLabel(m_banner);
   m_bannerText->setWordWrap(true);
   auto* retry = new QPushButton(tr("Retry now"), m_banner);
@@ -115,7 +117,8 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
 
   // The dashboard to show: the one asked for, else the last one, else the demo.
   QString path = options.dashboard.isEmpty() ? m_document->lastDashboard() : options.dashboard;
-  if (path.isEmpty() || !QFileInfo::exists(path) || !openDashboard(path, !options.dashboard.isEmpty()))
+  if (path.isEmpty() || !QFileInfo::exists(path) ||
+      !openDashboard(path, !options.dashboard.isEmpty()))
     setDashboard(DashboardDocument::builtin(":/tally/dashboards/demo.json"), QString());
   m_health->start();
   m_browser->reload();
@@ -129,10 +132,13 @@ void MainWindow::buildActions() {
   m_recentMenu = file->addMenu(tr("Open &recent"));
   QMenu* shipped = file->addMenu(tr("Open shipped dashboard"));
   shipped->addAction(tr("Tally demo"), this, [this] {
-    if (maybeSave()) setDashboard(DashboardDocument::builtin(":/tally/dashboards/demo.json"), QString());
+    if (maybeSave())
+      setDashboard(DashboardDocument::builtin(":/tally/dashboards/demo.json"), QString());
   });
   shipped->addAction(tr("Collector health"), this, [this] {
-    if (maybeSave()) setDashboard(DashboardDocument::builtin(":/tally/dashboards/collector-health.json"), QString());
+    if (maybeSave())
+      setDashboard(DashboardDocument::builtin(":/tally/dashboards/collector-health.json"),
+                   QString());
   });
   file->addSeparator();
   file->addAction(tr("&Save"), QKeySequence::Save, this, &MainWindow::save);
@@ -147,7 +153,8 @@ void MainWindow::buildActions() {
   QMenu* dash = menuBar()->addMenu(tr("&Dashboard"));
   QAction* sources = dash->addAction(tr("Data &sources…"), this, &MainWindow::editDataSources);
   sources->setObjectName("dataSourcesAction");
-  sources->setToolTip(tr("Prometheus-compatible servers (VictoriaMetrics, Prometheus) panels can read"));
+  sources->setToolTip(
+      tr("Prometheus-compatible servers (VictoriaMetrics, Prometheus) panels can read"));
 
   QToolBar* tb = addToolBar(tr("Dashboard"));
   tb->setObjectName("mainToolbar");
@@ -207,8 +214,10 @@ void MainWindow::setTimeRange(const TimeRangeSpec& range) {
 }
 
 void MainWindow::showError(const QString& title, const QString& text) {
-  if (m_interactive) QMessageBox::warning(this, title, text);
-  else qWarning("tally-dashboard: %s", qPrintable(text));
+  if (m_interactive)
+    QMessageBox::warning(this, title, text);
+  else
+    qWarning("tally-dashboard: %s", qPrintable(text));
 }
 
 bool MainWindow::openDashboard(const QString& path, bool interactive) {
@@ -216,7 +225,8 @@ bool MainWindow::openDashboard(const QString& path, bool interactive) {
   QString error;
   if (!DashboardDocument::read(path, &d, &error)) {
     m_interactive = interactive;
-    showError(tr("Cannot open dashboard"), tr("The dashboard was not opened and nothing was changed.\n\n%1").arg(error));
+    showError(tr("Cannot open dashboard"),
+              tr("The dashboard was not opened and nothing was changed.\n\n%1").arg(error));
     m_interactive = true;
     statusBar()->showMessage(error, 15000);
     return false;
@@ -266,9 +276,11 @@ bool MainWindow::save() {
 
 bool MainWindow::saveAs() {
   QString suggested = dashboardsDir() + "/" +
-                      QString::fromStdString(m_canvas->dashboard().title).replace(QRegularExpression("[^A-Za-z0-9._-]+"), "-") +
+                      QString::fromStdString(m_canvas->dashboard().title)
+                          .replace(QRegularExpression("[^A-Za-z0-9._-]+"), "-") +
                       ".json";
-  QString path = QFileDialog::getSaveFileName(this, tr("Save dashboard"), suggested, tr("Tally dashboards (*.json)"));
+  QString path = QFileDialog::getSaveFileName(this, tr("Save dashboard"), suggested,
+                                              tr("Tally dashboards (*.json)"));
   if (path.isEmpty()) return false;
   if (!path.endsWith(".json")) path += ".json";
   return saveDashboard(path);
@@ -299,16 +311,19 @@ void MainWindow::importDashboard() {
 }
 
 void MainWindow::exportDashboard() {
-  QString path = QFileDialog::getSaveFileName(this, tr("Export dashboard file"), QString(), tr("Tally dashboards (*.json)"));
+  QString path = QFileDialog::getSaveFileName(this, tr("Export dashboard file"), QString(),
+                                              tr("Tally dashboards (*.json)"));
   if (path.isEmpty()) return;
   QString error;
-  if (!DashboardDocument::write(m_canvas->dashboard(), path, &error)) showError(tr("Export failed"), error);
+  if (!DashboardDocument::write(m_canvas->dashboard(), path, &error))
+    showError(tr("Export failed"), error);
 }
 
 void MainWindow::exportDashboardImage() {
   bool ok = false;
-  QString sizeText = QInputDialog::getText(this, tr("Export dashboard image"), tr("Size in pixels (WIDTHxHEIGHT):"),
-                                           QLineEdit::Normal, "1600x900", &ok);
+  QString sizeText = QInputDialog::getText(this, tr("Export dashboard image"),
+                                           tr("Size in pixels (WIDTHxHEIGHT):"), QLineEdit::Normal,
+                                           "1600x900", &ok);
   if (!ok) return;
   QSize size = Exporter::parseSize(sizeText);
   if (!size.isValid()) {
@@ -323,7 +338,8 @@ void MainWindow::exportDashboardImage() {
   Dashboard d = m_canvas->dashboard();
   QString error;
   QString subtitle = m_range->combo()->currentText();
-  if (!Exporter::writeDashboardImage(QString::fromStdString(d.title), subtitle, panels, path, size, &error))
+  if (!Exporter::writeDashboardImage(QString::fromStdString(d.title), subtitle, panels, path, size,
+                                     &error))
     showError(tr("Export failed"), error);
 }
 
@@ -333,27 +349,36 @@ void MainWindow::addPanelForMetric(const QString& metric) {
   s.grid.h = 5;
   s.source = m_browser->currentSource().toStdString();
   const QString kind = m_browser->model()->kindOf(metric);
-  if (!s.source.empty() && kind == "distribution" && metric.endsWith("_bucket")) s.fn = "p99";
+  if (!s.source.empty() && kind == "distribution" && metric.endsWith("_bucket"))
+    s.fn = "p99";
   else if (!s.source.empty() && kind == "distribution") {
     s.fn = "max";  // a summary: one line per quantile (quantiles of several series do not merge)
     s.groupBy = {"quantile"};
-  }
-  else if (!s.source.empty() && kind == "gauge") s.fn = "avg";
-  else if (!s.source.empty() && kind == "counter") s.fn = "rate";
+  } else if (!s.source.empty() && kind == "gauge")
+    s.fn = "avg";
+  else if (!s.source.empty() && kind == "counter")
+    s.fn = "rate";
   else if (!s.source.empty()) {
     // Without metadata (VictoriaMetrics keeps none) the naming conventions say what they can.
-    if (metric.endsWith("_bucket")) s.fn = "p99";
-    else if (metric.endsWith("_total") || metric.endsWith("_count") || metric.endsWith("_sum")) s.fn = "rate";
-    else s.fn = "max";
-  } else if (kind == "distribution") s.fn = "p99";
-  else if (kind == "gauge") s.fn = "avg";
-  else s.fn = "rate";
+    if (metric.endsWith("_bucket"))
+      s.fn = "p99";
+    else if (metric.endsWith("_total") || metric.endsWith("_count") || metric.endsWith("_sum"))
+      s.fn = "rate";
+    else
+      s.fn = "max";
+  } else if (kind == "distribution")
+    s.fn = "p99";
+  else if (kind == "gauge")
+    s.fn = "avg";
+  else
+    s.fn = "rate";
   m_canvas->addPanel(s);
 }
 
 void MainWindow::editDataSources() {
-  DataSourcesDialog dialog(m_canvas->dataSources()->sources(),
-                           [this](const std::string& name) { return m_canvas->panelsUsingSource(name); }, this);
+  DataSourcesDialog dialog(
+      m_canvas->dataSources()->sources(),
+      [this](const std::string& name) { return m_canvas->panelsUsingSource(name); }, this);
   if (dialog.exec() != QDialog::Accepted) return;
   if (dialog.sources() == m_canvas->dataSources()->sources() && dialog.renamed().empty()) return;
   m_canvas->setSources(dialog.sources(), dialog.renamed());
@@ -362,9 +387,10 @@ void MainWindow::editDataSources() {
 
 bool MainWindow::maybeSave() {
   if (!m_document->isModified() || m_canvas->panels().isEmpty()) return true;
-  auto answer = QMessageBox::question(this, tr("Unsaved dashboard"),
-                                      tr("Save the changes to “%1”?").arg(QString::fromStdString(m_canvas->dashboard().title)),
-                                      QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel);
+  auto answer = QMessageBox::question(
+      this, tr("Unsaved dashboard"),
+      tr("Save the changes to “%1”?").arg(QString::fromStdString(m_canvas->dashboard().title)),
+      QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel);
   if (answer == QMessageBox::Save) return save();
   return answer == QMessageBox::Discard;
 }
@@ -380,8 +406,8 @@ void MainWindow::closeEvent(QCloseEvent* e) {
 
 void MainWindow::updateTitle() {
   setWindowTitle(QStringLiteral("%1%2 — %3 — Tally")
-                     .arg(QString::fromStdString(m_canvas->dashboard().title), m_document->isModified() ? "*" : "",
-                          m_document->displayName()));
+                     .arg(QString::fromStdString(m_canvas->dashboard().title),
+                          m_document->isModified() ? "*" : "", m_document->displayName()));
 }
 
 void MainWindow::updateRecentMenu() {
@@ -413,7 +439,8 @@ void MainWindow::updateHealth() {
                                   .arg(humanDuration(h.uptimeS)));
       break;
     case S::Unhealthy:
-      m_statusHealth->setText(tr("<span style='color:#e37400'>●</span> unhealthy: %1").arg(m_health->reason()));
+      m_statusHealth->setText(
+          tr("<span style='color:#e37400'>●</span> unhealthy: %1").arg(m_health->reason()));
       break;
     case S::Unreachable:
       m_statusHealth->setText(tr("<span style='color:#d93025'>●</span> unreachable"));
@@ -421,12 +448,15 @@ void MainWindow::updateHealth() {
   }
   const bool bad = m_health->state() == S::Unreachable || m_health->state() == S::Unhealthy;
   if (bad) {
-    QString what = m_health->state() == S::Unreachable ? tr("Cannot reach the collector at %1: %2")
-                                                       : tr("The collector at %1 reports a problem: %2");
+    QString what = m_health->state() == S::Unreachable
+                       ? tr("Cannot reach the collector at %1: %2")
+                       : tr("The collector at %1 reports a problem: %2");
     m_bannerText->setText(what.arg(m_client->baseUrl().toString(), m_health->reason()) +
                           tr(" — retrying in %1 s.").arg(m_health->nextRetrySeconds()));
   }
   m_banner->setVisible(bad);
-  m_statusLive->setText(m_canvas->isLive() ? tr("live %1 · %2 updates").arg(m_live->endpoint()).arg(m_live->framesReceived())
-                                           : tr("live off"));
+  m_statusLive->setText(
+      m_canvas->isLive()
+          ? tr("live %1 · %2 updates").arg(m_live->endpoint()).arg(m_live->framesReceived())
+          : tr("live off"));
 }

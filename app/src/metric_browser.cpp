@@ -6,9 +6,9 @@
 #include <QSortFilterProxyModel>
 #include <QTimer>
 #include <QToolButton>
-#include <algorithm>
 #include <QTreeView>
 #include <QVBoxLayout>
+#include <algorithm>
 
 #include "collector_client.h"
 #include "data_sources.h"
@@ -21,7 +21,10 @@
 #include "core/promql.h"
 
 MetricBrowser::MetricBrowser(CollectorClient* client, QWidget* parent)
-    : QWidget(parent), m_client(client), m_model(new MetricTreeModel(this)), m_proxy(new QSortFilterProxyModel(this)) {
+    : QWidget(parent),
+      m_client(client),
+      m_model(new MetricTreeModel(this)),
+      m_proxy(new QSortFilterProxyModel(this)) {
   m_proxy->setSourceModel(m_model);
   m_proxy->setRecursiveFilteringEnabled(true);
   m_proxy->setFilterRole(MetricTreeModel::MetricNameRole);
@@ -51,9 +54,12 @@ MetricBrowser::MetricBrowser(CollectorClient* client, QWidget* parent)
   m_view->setUniformRowHeights(true);
   m_view->header()->setStretchLastSection(false);
   m_view->header()->setSectionResizeMode(MetricTreeModel::NameColumn, QHeaderView::Stretch);
-  m_view->header()->setSectionResizeMode(MetricTreeModel::KindColumn, QHeaderView::ResizeToContents);
-  m_view->header()->setSectionResizeMode(MetricTreeModel::SeriesColumn, QHeaderView::ResizeToContents);
-  m_view->setColumnHidden(MetricTreeModel::KindColumn, true);  // the icon says it; the tooltip spells it
+  m_view->header()->setSectionResizeMode(MetricTreeModel::KindColumn,
+                                         QHeaderView::ResizeToContents);
+  m_view->header()->setSectionResizeMode(MetricTreeModel::SeriesColumn,
+                                         QHeaderView::ResizeToContents);
+  m_view->setColumnHidden(MetricTreeModel::KindColumn,
+                          true);  // the icon says it; the tooltip spells it
   m_status = new QLabel(this);
   m_status->setWordWrap(true);
 
@@ -100,7 +106,9 @@ void MetricBrowser::updateSources() {
   if (keep < 0) reload();
 }
 
-QString MetricBrowser::currentSource() const { return m_sourceCombo->currentData().toString(); }
+QString MetricBrowser::currentSource() const {
+  return m_sourceCombo->currentData().toString();
+}
 
 void MetricBrowser::reload() {
   const QString source = currentSource();
@@ -108,24 +116,28 @@ void MetricBrowser::reload() {
     PromClient* client = m_sources ? m_sources->client(source.toStdString()) : nullptr;
     if (!client) return;
     QPointer<PromClient> guard(client);
-    client->fetchMetricNames(this, [this, source, guard](tally::Result<std::vector<std::string>> r) {
-      if (source != currentSource() || !guard) return;  // superseded
-      if (!r) {
-        m_status->setText(tr("Metrics of %1: %2").arg(source, QString::fromStdString(r.status().message())));
-        return;
-      }
-      // Kinds from the metadata where the server keeps it (Prometheus does, VictoriaMetrics not);
-      // without it the list still shows, kinds unknown.
-      guard->fetchMetadata(this, [this, source, names = *r](tally::Result<std::map<std::string, std::string>> types) {
-        if (source != currentSource()) return;
-        const auto metrics = tally::dash::promMetricKinds(names, types ? *types : std::map<std::string, std::string>{});
-        m_model->setSource(source);
-        m_model->setMetrics(metrics);
-        m_view->setColumnHidden(MetricTreeModel::SeriesColumn, true);  // unknown there
-        m_status->setText(tr("%n metric(s) in %1", nullptr, int(metrics.size())).arg(source));
-        emit metricsLoaded();
-      });
-    });
+    client->fetchMetricNames(
+        this, [this, source, guard](tally::Result<std::vector<std::string>> r) {
+          if (source != currentSource() || !guard) return;  // superseded
+          if (!r) {
+            m_status->setText(
+                tr("Metrics of %1: %2").arg(source, QString::fromStdString(r.status().message())));
+            return;
+          }
+          // Kinds from the metadata where the server keeps it (Prometheus does, VictoriaMetrics
+          // not); without it the list still shows, kinds unknown.
+          guard->fetchMetadata(this, [this, source, names = *r](
+                                         tally::Result<std::map<std::string, std::string>> types) {
+            if (source != currentSource()) return;
+            const auto metrics = tally::dash::promMetricKinds(
+                names, types ? *types : std::map<std::string, std::string>{});
+            m_model->setSource(source);
+            m_model->setMetrics(metrics);
+            m_view->setColumnHidden(MetricTreeModel::SeriesColumn, true);  // unknown there
+            m_status->setText(tr("%n metric(s) in %1", nullptr, int(metrics.size())).arg(source));
+            emit metricsLoaded();
+          });
+        });
     return;
   }
   m_client->fetchMetrics(this, [this](tally::Result<std::vector<tally::dash::MetricInfo>> r) {
@@ -141,7 +153,8 @@ void MetricBrowser::reload() {
       std::sort(out.begin(), out.end());
       return out;
     };
-    if (names(*r) != names(m_model->metrics()) || m_model->rowCount() == 0 || !m_model->source().isEmpty()) {
+    if (names(*r) != names(m_model->metrics()) || m_model->rowCount() == 0 ||
+        !m_model->source().isEmpty()) {
       m_model->setSource(QString());
       m_model->setMetrics(*r);
       m_view->setColumnHidden(MetricTreeModel::SeriesColumn, false);

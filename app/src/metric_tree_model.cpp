@@ -3,7 +3,8 @@
 #include <QMimeData>
 #include <algorithm>
 
-MetricTreeModel::MetricTreeModel(QObject* parent) : QAbstractItemModel(parent), m_root(std::make_unique<Node>()) {}
+MetricTreeModel::MetricTreeModel(QObject* parent)
+    : QAbstractItemModel(parent), m_root(std::make_unique<Node>()) {}
 MetricTreeModel::~MetricTreeModel() = default;
 
 QIcon MetricTreeModel::kindIcon(const QString& kind) {
@@ -18,7 +19,8 @@ QIcon MetricTreeModel::kindIcon(const QString& kind) {
 void MetricTreeModel::setMetrics(const std::vector<tally::dash::MetricInfo>& metrics) {
   beginResetModel();
   m_metrics = metrics;
-  std::sort(m_metrics.begin(), m_metrics.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::sort(m_metrics.begin(), m_metrics.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
   m_root = std::make_unique<Node>();
   for (int i = 0; i < int(m_metrics.size()); ++i) {
     const QStringList parts = QString::fromStdString(m_metrics[i].name).split('.');
@@ -86,12 +88,15 @@ int MetricTreeModel::rowCount(const QModelIndex& parent) const {
   return int(nodeOf(parent)->children.size());
 }
 
-int MetricTreeModel::columnCount(const QModelIndex&) const { return ColumnCount; }
+int MetricTreeModel::columnCount(const QModelIndex&) const {
+  return ColumnCount;
+}
 
 QVariant MetricTreeModel::data(const QModelIndex& index, int role) const {
   if (!index.isValid()) return {};
   const Node* n = nodeOf(index);
-  const tally::dash::MetricInfo* m = n->metricIndex >= 0 ? &m_metrics[size_t(n->metricIndex)] : nullptr;
+  const tally::dash::MetricInfo* m =
+      n->metricIndex >= 0 ? &m_metrics[size_t(n->metricIndex)] : nullptr;
   const QString kind = m ? QString::fromStdString(m->kind) : QString();
   switch (role) {
     case Qt::DisplayRole:
@@ -104,10 +109,12 @@ QVariant MetricTreeModel::data(const QModelIndex& index, int role) const {
       if (m && kind.isEmpty()) return {};
       return index.column() == NameColumn ? QVariant(kindIcon(kind)) : QVariant();
     case Qt::ToolTipRole:
-      if (m && !m_source.isEmpty()) return QStringLiteral("%1\nfrom data source %2").arg(n->path, m_source);
+      if (m && !m_source.isEmpty())
+        return QStringLiteral("%1\nfrom data source %2").arg(n->path, m_source);
       return m ? QStringLiteral("%1\n%2, %3 series").arg(n->path, kind).arg(m->series) : n->path;
     case Qt::TextAlignmentRole:
-      return index.column() == SeriesColumn ? QVariant(Qt::AlignRight | Qt::AlignVCenter) : QVariant();
+      return index.column() == SeriesColumn ? QVariant(Qt::AlignRight | Qt::AlignVCenter)
+                                            : QVariant();
     case MetricNameRole:
       return n->path;
     case KindRole:
@@ -121,9 +128,12 @@ QVariant MetricTreeModel::data(const QModelIndex& index, int role) const {
 QVariant MetricTreeModel::headerData(int section, Qt::Orientation orientation, int role) const {
   if (orientation != Qt::Horizontal || role != Qt::DisplayRole) return {};
   switch (section) {
-    case NameColumn: return tr("Metric");
-    case KindColumn: return tr("Kind");
-    case SeriesColumn: return tr("Series");
+    case NameColumn:
+      return tr("Metric");
+    case KindColumn:
+      return tr("Kind");
+    case SeriesColumn:
+      return tr("Series");
   }
   return {};
 }
@@ -135,7 +145,9 @@ Qt::ItemFlags MetricTreeModel::flags(const QModelIndex& index) const {
   return f;
 }
 
-QStringList MetricTreeModel::mimeTypes() const { return {QString::fromLatin1(kMetricMimeType), "text/plain"}; }
+QStringList MetricTreeModel::mimeTypes() const {
+  return {QString::fromLatin1(kMetricMimeType), "text/plain"};
+}
 
 QMimeData* MetricTreeModel::mimeData(const QModelIndexList& indexes) const {
   for (const QModelIndex& i : indexes) {

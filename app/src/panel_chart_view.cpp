@@ -20,10 +20,13 @@ PanelChartView::PanelChartView(PanelController* panel, QWidget* parent)
   connect(m_chart, &PanelChart::legendClicked, this, [this](const QString& label) {
     m_panel->setSeriesHidden(label, !m_panel->hiddenSeries().contains(label));
   });
-  connect(chart(), &QChart::plotAreaChanged, this, [this](const QRectF& r) { emit plotWidthChanged(int(r.width())); });
+  connect(chart(), &QChart::plotAreaChanged, this,
+          [this](const QRectF& r) { emit plotWidthChanged(int(r.width())); });
 }
 
-void PanelChartView::redraw() { m_chart->render(*m_panel); }
+void PanelChartView::redraw() {
+  m_chart->render(*m_panel);
+}
 
 QPointF PanelChartView::toValue(QPointF pos) const {
   if (chart()->series().isEmpty()) return {};
@@ -92,8 +95,10 @@ void PanelChartView::mouseReleaseEvent(QMouseEvent* e) {
     QRect r = m_band->geometry();
     if (r.width() < 6) return;
     QPointF a = toValue(r.topLeft()), b = toValue(r.bottomRight());
-    if (m_chart->isTimeChart()) emitWindow(std::min(a.x(), b.x()), std::max(a.x(), b.x()));
-    else chart()->zoomIn(QRectF(mapToScene(r.topLeft()), mapToScene(r.bottomRight())));
+    if (m_chart->isTimeChart())
+      emitWindow(std::min(a.x(), b.x()), std::max(a.x(), b.x()));
+    else
+      chart()->zoomIn(QRectF(mapToScene(r.topLeft()), mapToScene(r.bottomRight())));
     return;
   }
   if (drag == Drag::Pan && m_chart->isTimeChart()) {

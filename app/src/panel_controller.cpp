@@ -21,10 +21,14 @@ const std::vector<Resolution>& defaultRetention() {
 }  // namespace
 
 PanelController::PanelController(CollectorClient* client, LiveSubscriber* live, QObject* parent)
-    : QObject(parent), m_client(client), m_liveSub(live), m_now([] { return QDateTime::currentSecsSinceEpoch(); }) {
+    : QObject(parent),
+      m_client(client),
+      m_liveSub(live),
+      m_now([] { return QDateTime::currentSecsSinceEpoch(); }) {
   m_requeryTimer.setSingleShot(true);
   connect(&m_requeryTimer, &QTimer::timeout, this, &PanelController::refresh);
-  if (m_liveSub) connect(m_liveSub, &LiveSubscriber::updatesReceived, this, &PanelController::onLiveUpdates);
+  if (m_liveSub)
+    connect(m_liveSub, &LiveSubscriber::updatesReceived, this, &PanelController::onLiveUpdates);
   m_window = resolveRange(m_range, now());
 }
 
@@ -44,11 +48,13 @@ PanelController::~PanelController() {
 void PanelController::setSpec(const PanelSpec& spec) {
   PanelSpec old = m_spec;
   m_spec = spec;
-  bool queryChanged = old.source != spec.source || old.promql != spec.promql || old.metric != spec.metric ||
-                      old.filters != spec.filters || old.groupBy != spec.groupBy ||
-                      old.fn != spec.fn || chartNeedsDistribution(old.chart) != chartNeedsDistribution(spec.chart) ||
+  bool queryChanged = old.source != spec.source || old.promql != spec.promql ||
+                      old.metric != spec.metric || old.filters != spec.filters ||
+                      old.groupBy != spec.groupBy || old.fn != spec.fn ||
+                      chartNeedsDistribution(old.chart) != chartNeedsDistribution(spec.chart) ||
                       (old.chart == ChartType::Histogram) != (spec.chart == ChartType::Histogram);
-  if (old.chart != spec.chart && (old.chart == ChartType::Bars || spec.chart == ChartType::Bars)) queryChanged = true;
+  if (old.chart != spec.chart && (old.chart == ChartType::Bars || spec.chart == ChartType::Bars))
+    queryChanged = true;
   if (queryChanged) {
     m_series.reset();
     m_histogram.reset();
@@ -79,7 +85,8 @@ void PanelController::setLive(bool live) {
 }
 
 void PanelController::updateSubscription() {
-  QString want = m_live && m_liveSub && !onPrometheus() ? QString::fromStdString(m_spec.metric) : QString();
+  QString want =
+      m_live && m_liveSub && !onPrometheus() ? QString::fromStdString(m_spec.metric) : QString();
   if (want == m_subscribed) return;
   if (m_liveSub && !m_subscribed.isEmpty()) m_liveSub->unsubscribe(m_subscribed);
   m_subscribed = want;
@@ -124,8 +131,10 @@ void PanelController::setPixelWidth(int pixels) {
 int64_t PanelController::step() const {
   if (onPrometheus()) {
     const DataSource* src = m_sources ? m_sources->find(m_spec.source) : nullptr;
-    const std::vector<Resolution> finest = {{src ? src->minStepS : 10, std::numeric_limits<int64_t>::max()}};
-    return chooseStep(m_window, m_pixelWidth, now(), finest, m_spec.chart == ChartType::Bars ? 8 : 3);
+    const std::vector<Resolution> finest = {
+        {src ? src->minStepS : 10, std::numeric_limits<int64_t>::max()}};
+    return chooseStep(m_window, m_pixelWidth, now(), finest,
+                      m_spec.chart == ChartType::Bars ? 8 : 3);
   }
   int ppp = m_spec.chart == ChartType::Bars ? 8 : m_spec.chart == ChartType::Heatmap ? 8 : 3;
   return chooseStep(m_window, m_pixelWidth, now(), defaultRetention(), ppp);
@@ -137,7 +146,9 @@ TimeWindow PanelController::shownWindow() const {
   return {bucket_start(m_window.from, st), m_window.to};
 }
 
-bool PanelController::hasData() const { return m_series || m_histogram || m_heatmap; }
+bool PanelController::hasData() const {
+  return m_series || m_histogram || m_heatmap;
+}
 
 QueryRequest PanelController::request() const {
   QueryRequest r;
@@ -284,9 +295,12 @@ void PanelController::tick() {
   m_window = resolveRange(m_range, now());
   if (onPrometheus()) {
     // No stream from a Prometheus server: ask again once a step has passed (at most every 5 s).
-    const bool due = now() - m_lastQueryAt >= std::max<int64_t>(5, m_requestedStep) || step() != m_requestedStep;
-    if (!m_loading && due) refresh();
-    else emit dataChanged();
+    const bool due =
+        now() - m_lastQueryAt >= std::max<int64_t>(5, m_requestedStep) || step() != m_requestedStep;
+    if (!m_loading && due)
+      refresh();
+    else
+      emit dataChanged();
     return;
   }
   if (m_series && !m_loading) {
@@ -322,8 +336,10 @@ void PanelController::onLiveUpdates(const QString& metric, const std::vector<Liv
 }
 
 void PanelController::setSeriesHidden(const QString& label, bool hidden) {
-  if (hidden) m_hidden.insert(label);
-  else m_hidden.remove(label);
+  if (hidden)
+    m_hidden.insert(label);
+  else
+    m_hidden.remove(label);
   emit dataChanged();
 }
 
@@ -348,10 +364,13 @@ std::string PanelController::csv() const {
     case ChartType::Histogram:
       return m_histogram ? histogramToCsv(*m_histogram) : histogramToCsv({});
     case ChartType::Heatmap:
-      return heatmapToCsv(m_heatmap ? *m_heatmap : HeatmapResult{}, shownWindow().from, shownWindow().to);
+      return heatmapToCsv(m_heatmap ? *m_heatmap : HeatmapResult{}, shownWindow().from,
+                          shownWindow().to);
     default:
       if (onPrometheus() && !m_spec.promql.empty())
-        return seriesToCsv(m_spec.promql, "promql", visibleSeries(), shownWindow().from, shownWindow().to);
-      return seriesToCsv(m_spec.metric, m_spec.fn, visibleSeries(), shownWindow().from, shownWindow().to);
+        return seriesToCsv(m_spec.promql, "promql", visibleSeries(), shownWindow().from,
+                           shownWindow().to);
+      return seriesToCsv(m_spec.metric, m_spec.fn, visibleSeries(), shownWindow().from,
+                         shownWindow().to);
   }
 }

@@ -67,7 +67,9 @@ class PanelController : public QObject {
   bool hasData() const;
 
   const tally::dash::QueryResult* series() const { return m_series ? &*m_series : nullptr; }
-  const tally::dash::HistogramResult* histogram() const { return m_histogram ? &*m_histogram : nullptr; }
+  const tally::dash::HistogramResult* histogram() const {
+    return m_histogram ? &*m_histogram : nullptr;
+  }
   const tally::dash::HeatmapResult* heatmap() const { return m_heatmap ? &*m_heatmap : nullptr; }
 
   // Series hidden by a legend click (by label); hidden series are not drawn nor exported.
@@ -88,7 +90,7 @@ class PanelController : public QObject {
 
  signals:
   void dataChanged();
-  void stateChanged();      // loading / error
+  void stateChanged();  // loading / error
   void queryFinished(bool ok);
 
  private:

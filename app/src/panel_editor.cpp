@@ -52,7 +52,8 @@ void setItemEnabled(QComboBox* combo, int index, bool enabled) {
 PanelEditor::PanelEditor(CollectorClient* client, const PanelSpec& spec, QWidget* parent)
     : PanelEditor(client, nullptr, spec, parent) {}
 
-PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const PanelSpec& spec, QWidget* parent)
+PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const PanelSpec& spec,
+                         QWidget* parent)
     : QDialog(parent), m_client(client), m_sources(sources), m_original(spec) {
   setWindowTitle(tr("Edit panel"));
   setMinimumWidth(520);
@@ -66,8 +67,9 @@ PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const Pa
     m_source->addItem(QString::fromStdString(spec.source), QString::fromStdString(spec.source));
   m_source->setCurrentIndex(std::max(0, m_source->findData(QString::fromStdString(spec.source))));
   m_source->setEnabled(m_source->count() > 1);
-  m_source->setToolTip(tr("Where the panel's data comes from; add Prometheus-compatible servers under "
-                          "Dashboard ▸ Data sources"));
+  m_source->setToolTip(
+      tr("Where the panel's data comes from; add Prometheus-compatible servers under "
+         "Dashboard ▸ Data sources"));
 
   m_metric = new QComboBox(this);
   m_metric->setObjectName("metricCombo");
@@ -94,13 +96,16 @@ PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const Pa
 
   m_fn = new QComboBox(this);
   m_fn->setObjectName("fnCombo");
-  for (const auto& fn : queryFunctions()) m_fn->addItem(tr(fnLabel(fn)), QString::fromStdString(fn));
+  for (const auto& fn : queryFunctions())
+    m_fn->addItem(tr(fnLabel(fn)), QString::fromStdString(fn));
   m_fn->setCurrentIndex(std::max(0, m_fn->findData(QString::fromStdString(spec.fn))));
 
   m_chart = new QComboBox(this);
   m_chart->setObjectName("chartCombo");
-  for (const auto& c : kCharts) m_chart->addItem(tr(c.label), QString::fromLatin1(chartTypeName(c.type)));
-  m_chart->setCurrentIndex(std::max(0, m_chart->findData(QString::fromLatin1(chartTypeName(spec.chart)))));
+  for (const auto& c : kCharts)
+    m_chart->addItem(tr(c.label), QString::fromLatin1(chartTypeName(c.type)));
+  m_chart->setCurrentIndex(
+      std::max(0, m_chart->findData(QString::fromLatin1(chartTypeName(spec.chart)))));
 
   m_title = new QLineEdit(QString::fromStdString(spec.title), this);
   m_title->setObjectName("titleEdit");
@@ -124,14 +129,16 @@ PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const Pa
   promLayout->setContentsMargins(0, 0, 0, 0);
   m_promql = new QLineEdit(QString::fromStdString(spec.promql), m_promRow);
   m_promql->setObjectName("promqlEdit");
-  m_promql->setPlaceholderText(tr("Optional; replaces metric, filters, group by and function. "
-                                  "e.g. sum by (job) (rate(http_requests_total[$__interval]))"));
+  m_promql->setPlaceholderText(
+      tr("Optional; replaces metric, filters, group by and function. "
+         "e.g. sum by (job) (rate(http_requests_total[$__interval]))"));
   m_preview = new QLabel(m_promRow);
   m_preview->setObjectName("promqlPreview");
   m_preview->setWordWrap(true);
   m_preview->setTextInteractionFlags(Qt::TextSelectableByMouse);
   m_preview->setStyleSheet("color: #5f6368; font-family: monospace;");
-  promLayout->addWidget(new QLabel(tr("PromQL expression ($__interval = the panel's step):"), m_promRow));
+  promLayout->addWidget(
+      new QLabel(tr("PromQL expression ($__interval = the panel's step):"), m_promRow));
   promLayout->addWidget(m_promql);
   promLayout->addWidget(m_preview);
 
@@ -180,7 +187,9 @@ PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const Pa
   updateForKind();
 }
 
-bool PanelEditor::onPrometheus() const { return !m_source->currentData().toString().isEmpty(); }
+bool PanelEditor::onPrometheus() const {
+  return !m_source->currentData().toString().isEmpty();
+}
 
 void PanelEditor::sourceChanged() {
   m_promRow->setVisible(onPrometheus());
@@ -207,7 +216,8 @@ void PanelEditor::loadMetrics() {
   auto apply = [this, source](Result<std::vector<MetricInfo>> r) {
     if (source != m_source->currentData().toString()) return;  // superseded
     if (!r) {
-      m_error->setText(tr("Cannot list metrics: %1").arg(QString::fromStdString(r.status().message())));
+      m_error->setText(
+          tr("Cannot list metrics: %1").arg(QString::fromStdString(r.status().message())));
       return;
     }
     m_error->clear();
@@ -247,7 +257,8 @@ void PanelEditor::loadTags(const QString& metric) {
   if (metric.isEmpty()) return;
   const QString source = m_source->currentData().toString();
   auto callback = [this, metric, source](Result<TagValues> r) {
-    if (metric != m_metric->currentText() || source != m_source->currentData().toString()) return;  // superseded
+    if (metric != m_metric->currentText() || source != m_source->currentData().toString())
+      return;  // superseded
     m_tags = r ? *r : TagValues{};
     // Group-by choices: keep what was checked, add the metric's keys.
     QStringList checked = m_pendingGroupBy;
@@ -295,11 +306,13 @@ PanelEditor::FilterRow PanelEditor::addFilterRow(const TagFilter& filter) {
   for (const auto& [k, v] : m_tags) r.key->addItem(QString::fromStdString(k));
   r.key->setEditText(QString::fromStdString(filter.key));
   r.op->setObjectName("filterOp");
-  for (FilterOp op : {FilterOp::Eq, FilterOp::NotEq, FilterOp::Regex}) r.op->addItem(filterOpName(op));
+  for (FilterOp op : {FilterOp::Eq, FilterOp::NotEq, FilterOp::Regex})
+    r.op->addItem(filterOpName(op));
   if (onPrometheus()) r.op->addItem(filterOpName(FilterOp::NotRegex));
   r.op->setCurrentText(filterOpName(filter.op));
-  r.op->setToolTip(tr("= equals, != differs, =~ matches the regular expression (whole value), "
-                      "!~ does not match it (Prometheus sources)"));
+  r.op->setToolTip(
+      tr("= equals, != differs, =~ matches the regular expression (whole value), "
+         "!~ does not match it (Prometheus sources)"));
   r.value->setEditable(true);
   r.value->setObjectName("filterValue");
   r.value->setInsertPolicy(QComboBox::NoInsert);
@@ -368,11 +381,16 @@ void PanelEditor::updateForKind() {
       auto type = parseChartType(m_chart->itemData(i).toString().toStdString());
       setItemEnabled(m_chart, i, !chartNeedsDistribution(*type));
     }
-    if (auto type = parseChartType(m_chart->currentData().toString().toStdString()); type && chartNeedsDistribution(*type))
-      m_chart->setCurrentIndex(m_chart->findData(QString::fromLatin1(chartTypeName(ChartType::Line))));
+    if (auto type = parseChartType(m_chart->currentData().toString().toStdString());
+        type && chartNeedsDistribution(*type))
+      m_chart->setCurrentIndex(
+          m_chart->findData(QString::fromLatin1(chartTypeName(ChartType::Line))));
     notes << tr("Histogram and heatmap charts need the Tally collector's distributions.");
     const bool raw = !m_promql->text().trimmed().isEmpty();
-    if (raw) notes.prepend(tr("The PromQL expression is used as written: metric, filters, group by and function are ignored."));
+    if (raw)
+      notes.prepend(
+          tr("The PromQL expression is used as written: metric, filters, group by and function are "
+             "ignored."));
     m_note->setText(notes.join(' '));
     m_fn->setEnabled(!raw);
     m_groupBy->setEnabled(!raw);
@@ -382,7 +400,8 @@ void PanelEditor::updateForKind() {
   m_note->clear();
   QString kind;
   for (const auto& m : m_metrics)
-    if (QString::fromStdString(m.name) == m_metric->currentText()) kind = QString::fromStdString(m.kind);
+    if (QString::fromStdString(m.name) == m_metric->currentText())
+      kind = QString::fromStdString(m.kind);
   m_kindLabel->setText(kind);
   const bool dist = kind == "distribution", gauge = kind == "gauge", known = !kind.isEmpty();
   for (int i = 0; i < m_fn->count(); ++i) {
@@ -411,7 +430,8 @@ void PanelEditor::updatePreview() {
   }
   // The step follows the panel's width and range; a minute shows the shape.
   auto e = buildPromQL(s, 60);
-  m_preview->setText(e ? tr("At a 1m step: %1").arg(QString::fromStdString(*e)) : QString::fromStdString(e.status().message()));
+  m_preview->setText(e ? tr("At a 1m step: %1").arg(QString::fromStdString(*e))
+                       : QString::fromStdString(e.status().message()));
 }
 
 PanelSpec PanelEditor::spec() const {
@@ -432,9 +452,11 @@ PanelSpec PanelEditor::spec() const {
   if (m_groupBy->count() == 0)
     for (const QString& k : m_pendingGroupBy) s.groupBy.push_back(k.toStdString());
   for (int i = 0; i < m_groupBy->count(); ++i)
-    if (m_groupBy->item(i)->checkState() == Qt::Checked) s.groupBy.push_back(m_groupBy->item(i)->text().toStdString());
+    if (m_groupBy->item(i)->checkState() == Qt::Checked)
+      s.groupBy.push_back(m_groupBy->item(i)->text().toStdString());
   s.fn = m_fn->currentData().toString().toStdString();
-  s.chart = parseChartType(m_chart->currentData().toString().toStdString()).value_or(ChartType::Line);
+  s.chart =
+      parseChartType(m_chart->currentData().toString().toStdString()).value_or(ChartType::Line);
   s.title = m_title->text().trimmed().toStdString();
   s.unit = m_unit->text().trimmed().toStdString();
   s.logY = m_logY->isChecked();
@@ -444,7 +466,8 @@ PanelSpec PanelEditor::spec() const {
 void PanelEditor::accept() {
   PanelSpec s = spec();
   if (!s.hasQuery()) {
-    m_error->setText(s.source.empty() ? tr("Choose a metric.") : tr("Choose a metric or write a PromQL expression."));
+    m_error->setText(s.source.empty() ? tr("Choose a metric.")
+                                      : tr("Choose a metric or write a PromQL expression."));
     return;
   }
   if (!s.source.empty() && s.promql.empty()) {

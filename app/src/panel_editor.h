@@ -29,7 +29,8 @@ class QVBoxLayout;
 class PanelEditor : public QDialog {
   Q_OBJECT
  public:
-  PanelEditor(CollectorClient* client, const tally::dash::PanelSpec& spec, QWidget* parent = nullptr);
+  PanelEditor(CollectorClient* client, const tally::dash::PanelSpec& spec,
+              QWidget* parent = nullptr);
   PanelEditor(CollectorClient* client, DataSources* sources, const tally::dash::PanelSpec& spec,
               QWidget* parent = nullptr);
 

@@ -16,11 +16,17 @@ void PanelTableModel::setTable(std::vector<std::vector<std::string>> rows) {
   endResetModel();
 }
 
-void PanelTableModel::setFromPanel(const PanelController& panel) { setTable(tally::dash::parseCsv(panel.csv())); }
+void PanelTableModel::setFromPanel(const PanelController& panel) {
+  setTable(tally::dash::parseCsv(panel.csv()));
+}
 
-int PanelTableModel::rowCount(const QModelIndex& parent) const { return parent.isValid() ? 0 : int(m_rows.size()); }
+int PanelTableModel::rowCount(const QModelIndex& parent) const {
+  return parent.isValid() ? 0 : int(m_rows.size());
+}
 
-int PanelTableModel::columnCount(const QModelIndex& parent) const { return parent.isValid() ? 0 : int(m_header.size()); }
+int PanelTableModel::columnCount(const QModelIndex& parent) const {
+  return parent.isValid() ? 0 : int(m_header.size());
+}
 
 QVariant PanelTableModel::data(const QModelIndex& index, int role) const {
   if (!index.isValid() || index.row() >= int(m_rows.size())) return {};
@@ -31,7 +37,8 @@ QVariant PanelTableModel::data(const QModelIndex& index, int role) const {
   if (role == Qt::TextAlignmentRole) {
     bool numeric = false;
     QString::fromStdString(field).toDouble(&numeric);
-    return numeric ? QVariant(Qt::AlignRight | Qt::AlignVCenter) : QVariant(Qt::AlignLeft | Qt::AlignVCenter);
+    return numeric ? QVariant(Qt::AlignRight | Qt::AlignVCenter)
+                   : QVariant(Qt::AlignLeft | Qt::AlignVCenter);
   }
   return {};
 }
@@ -39,6 +46,8 @@ QVariant PanelTableModel::data(const QModelIndex& index, int role) const {
 QVariant PanelTableModel::headerData(int section, Qt::Orientation orientation, int role) const {
   if (role != Qt::DisplayRole) return {};
   if (orientation == Qt::Horizontal)
-    return section < int(m_header.size()) ? QVariant(QString::fromStdString(m_header[size_t(section)])) : QVariant();
+    return section < int(m_header.size())
+               ? QVariant(QString::fromStdString(m_header[size_t(section)]))
+               : QVariant();
   return section + 1;
 }

@@ -1,8 +1,10 @@
 #include "panel_widget.h"
 
+#include <QDialog>
 #include <QDragEnterEvent>
 #include <QFileDialog>
 #include <QHBoxLayout>
+#include <QHeaderView>
 #include <QInputDialog>
 #include <QLabel>
 #include <QMenu>
@@ -10,8 +12,6 @@
 #include <QMimeData>
 #include <QMouseEvent>
 #include <QRegularExpression>
-#include <QDialog>
-#include <QHeaderView>
 #include <QTableView>
 #include <QToolButton>
 #include <QVBoxLayout>
@@ -53,7 +53,8 @@ PanelWidget::PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget*
   m_title->setTextInteractionFlags(Qt::NoTextInteraction);
   auto* edit = headerButton(QStringLiteral("✎"), tr("Edit panel"), m_header);
   edit->setObjectName("editButton");
-  m_resetZoom = headerButton(QStringLiteral("⟲"), tr("Reset zoom (or double-click the chart)"), m_header);
+  m_resetZoom =
+      headerButton(QStringLiteral("⟲"), tr("Reset zoom (or double-click the chart)"), m_header);
   m_resetZoom->setObjectName("resetZoomButton");
   m_resetZoom->hide();
   auto* exportButton = headerButton(QStringLiteral("⤓"), tr("Export"), m_header);
@@ -102,8 +103,9 @@ PanelWidget::PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget*
   m_grip->setFixedSize(14, 14);
   m_grip->setCursor(Qt::SizeFDiagCursor);
   m_grip->setToolTip(tr("Drag to resize"));
-  m_grip->setStyleSheet("background: qlineargradient(x1:0, y1:0, x2:1, y2:1, stop:0.55 transparent, "
-                        "stop:0.56 #9aa0a6, stop:0.66 transparent, stop:0.75 #9aa0a6, stop:0.85 transparent);");
+  m_grip->setStyleSheet(
+      "background: qlineargradient(x1:0, y1:0, x2:1, y2:1, stop:0.55 transparent, "
+      "stop:0.56 #9aa0a6, stop:0.66 transparent, stop:0.75 #9aa0a6, stop:0.85 transparent);");
 
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(2, 2, 2, 2);
@@ -136,7 +138,9 @@ PanelWidget::PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget*
   updateState();
 }
 
-PanelSpec PanelWidget::spec() const { return m_controller->spec(); }
+PanelSpec PanelWidget::spec() const {
+  return m_controller->spec();
+}
 
 void PanelWidget::setSpec(const PanelSpec& spec) {
   m_controller->setSpec(spec);
@@ -159,16 +163,19 @@ void PanelWidget::updateState() {
   QString title = QString::fromStdString(s.displayTitle());
   if (m_controller->isLoading() && !m_controller->hasData()) title += QStringLiteral("  …");
   m_title->setText(title);
-  m_title->setToolTip(s.onCollector() ? QString::fromStdString(s.metric)
-                                      : tr("%1 (data source %2)")
-                                            .arg(QString::fromStdString(m_controller->lastPromQL().empty()
-                                                                            ? s.metric
-                                                                            : m_controller->lastPromQL()),
-                                                 QString::fromStdString(s.source)));
+  m_title->setToolTip(s.onCollector()
+                          ? QString::fromStdString(s.metric)
+                          : tr("%1 (data source %2)")
+                                .arg(QString::fromStdString(m_controller->lastPromQL().empty()
+                                                                ? s.metric
+                                                                : m_controller->lastPromQL()),
+                                     QString::fromStdString(s.source)));
   m_resetZoom->setVisible(m_controller->isZoomed());
   QString msg;
-  if (!s.hasQuery()) msg = tr("Drop a metric here, or click ✎ to choose one.");
-  else if (!m_controller->error().isEmpty()) msg = tr("Query failed: %1").arg(m_controller->error());
+  if (!s.hasQuery())
+    msg = tr("Drop a metric here, or click ✎ to choose one.");
+  else if (!m_controller->error().isEmpty())
+    msg = tr("Query failed: %1").arg(m_controller->error());
   else if (m_controller->hasData() && !m_controller->isLoading()) {
     bool empty = true;
     if (auto* r = m_controller->series())
@@ -178,8 +185,9 @@ void PanelWidget::updateState() {
     if (empty) msg = tr("No data in this time range.");
   }
   m_message->setText(msg);
-  m_message->setStyleSheet(m_controller->error().isEmpty() ? "color: #5f6368; padding: 4px;"
-                                                           : "color: #b3261e; padding: 4px; font-weight: bold;");
+  m_message->setStyleSheet(m_controller->error().isEmpty()
+                               ? "color: #5f6368; padding: 4px;"
+                               : "color: #b3261e; padding: 4px; font-weight: bold;");
   m_message->setVisible(!msg.isEmpty());
 }
 
@@ -206,15 +214,19 @@ bool PanelWidget::eventFilter(QObject* watched, QEvent* event) {
   } else if (event->type() == QEvent::MouseMove && m_dragging) {
     auto* me = static_cast<QMouseEvent*>(event);
     QPoint d = me->globalPosition().toPoint() - m_pressGlobal;
-    if (isGrip) emit gripDragged(this, d, false);
-    else emit headerDragged(this, d, false);
+    if (isGrip)
+      emit gripDragged(this, d, false);
+    else
+      emit headerDragged(this, d, false);
     return true;
   } else if (event->type() == QEvent::MouseButtonRelease && m_dragging) {
     auto* me = static_cast<QMouseEvent*>(event);
     m_dragging = false;
     QPoint d = me->globalPosition().toPoint() - m_pressGlobal;
-    if (isGrip) emit gripDragged(this, d, true);
-    else emit headerDragged(this, d, true);
+    if (isGrip)
+      emit gripDragged(this, d, true);
+    else
+      emit headerDragged(this, d, true);
     return true;
   } else if (event->type() == QEvent::MouseButtonDblClick && !isGrip) {
     emit editRequested(this);
@@ -242,27 +254,34 @@ void PanelWidget::showDataTable() {
 }
 
 void PanelWidget::exportCsvDialog() {
-  QString name = QString::fromStdString(spec().displayTitle()).replace(QRegularExpression("[^A-Za-z0-9._-]+"), "-");
-  QString path = QFileDialog::getSaveFileName(this, tr("Export panel as CSV"), name + ".csv", tr("CSV (*.csv)"));
+  QString name = QString::fromStdString(spec().displayTitle())
+                     .replace(QRegularExpression("[^A-Za-z0-9._-]+"), "-");
+  QString path = QFileDialog::getSaveFileName(this, tr("Export panel as CSV"), name + ".csv",
+                                              tr("CSV (*.csv)"));
   if (path.isEmpty()) return;
   QString err;
-  if (!Exporter::writeCsv(*m_controller, path, &err)) QMessageBox::warning(this, tr("Export failed"), err);
+  if (!Exporter::writeCsv(*m_controller, path, &err))
+    QMessageBox::warning(this, tr("Export failed"), err);
 }
 
 void PanelWidget::exportImageDialog() {
   bool ok = false;
-  QString size = QInputDialog::getText(this, tr("Export image"), tr("Size in pixels (WIDTHxHEIGHT):"),
-                                       QLineEdit::Normal, QStringLiteral("%1x%2").arg(width()).arg(height()), &ok);
+  QString size = QInputDialog::getText(this, tr("Export image"),
+                                       tr("Size in pixels (WIDTHxHEIGHT):"), QLineEdit::Normal,
+                                       QStringLiteral("%1x%2").arg(width()).arg(height()), &ok);
   if (!ok) return;
   QSize sz = Exporter::parseSize(size);
   if (!sz.isValid()) {
-    QMessageBox::warning(this, tr("Export failed"), tr("'%1' is not a size like 1600x900").arg(size));
+    QMessageBox::warning(this, tr("Export failed"),
+                         tr("'%1' is not a size like 1600x900").arg(size));
     return;
   }
-  QString name = QString::fromStdString(spec().displayTitle()).replace(QRegularExpression("[^A-Za-z0-9._-]+"), "-");
+  QString name = QString::fromStdString(spec().displayTitle())
+                     .replace(QRegularExpression("[^A-Za-z0-9._-]+"), "-");
   QString path = QFileDialog::getSaveFileName(this, tr("Export panel image"), name + ".png",
                                               tr("PNG (*.png);;SVG (*.svg);;PDF (*.pdf)"));
   if (path.isEmpty()) return;
   QString err;
-  if (!Exporter::writePanelImage(*m_controller, path, sz, &err)) QMessageBox::warning(this, tr("Export failed"), err);
+  if (!Exporter::writePanelImage(*m_controller, path, sz, &err))
+    QMessageBox::warning(this, tr("Export failed"), err);
 }

@@ -41,11 +41,12 @@ class PanelWidget : public QFrame {
   void editRequested(PanelWidget* panel);
   void removeRequested(PanelWidget* panel);
   void duplicateRequested(PanelWidget* panel);
-  void moveRequested(PanelWidget* panel, int dx, int dy);    // in grid cells
-  void resizeRequested(PanelWidget* panel, int dw, int dh);  // in grid cells
+  void moveRequested(PanelWidget* panel, int dx, int dy);               // in grid cells
+  void resizeRequested(PanelWidget* panel, int dw, int dh);             // in grid cells
   void headerDragged(PanelWidget* panel, QPoint delta, bool finished);  // pixels since press
   void gripDragged(PanelWidget* panel, QPoint delta, bool finished);
-  void metricDropped(PanelWidget* panel, const QString& metric, const QString& source);  // "" = collector
+  void metricDropped(PanelWidget* panel, const QString& metric,
+                     const QString& source);  // "" = collector
 
  protected:
   void dragEnterEvent(QDragEnterEvent* e) override;

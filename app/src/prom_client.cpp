@@ -17,7 +17,9 @@ PromClient::PromClient(const DataSource& source, QObject* parent)
   m_pool.setMaxThreadCount(2);
 }
 
-PromClient::~PromClient() { m_pool.waitForDone(); }
+PromClient::~PromClient() {
+  m_pool.waitForDone();
+}
 
 void PromClient::get(const std::string& path, QObject* context, RawCallback cb) {
   QNetworkRequest req(apiUrl(QUrl(QString::fromStdString(m_source.url)), path));
@@ -30,11 +32,16 @@ void PromClient::get(const std::string& path, QObject* context, RawCallback cb) 
     });
     if (!value) {
       // Reported as a failed request (status -1) rather than sent without the header.
-      const QString why = QStringLiteral("header %1: %2").arg(QString::fromStdString(k), QString::fromStdString(value.status().message()));
+      const QString why =
+          QStringLiteral("header %1: %2")
+              .arg(QString::fromStdString(k), QString::fromStdString(value.status().message()));
       QPointer<QObject> ctx(context);
-      QMetaObject::invokeMethod(this, [ctx, cb, why] {
-        if (ctx) cb(-1, QByteArray(), why);
-      }, Qt::QueuedConnection);
+      QMetaObject::invokeMethod(
+          this,
+          [ctx, cb, why] {
+            if (ctx) cb(-1, QByteArray(), why);
+          },
+          Qt::QueuedConnection);
       return;
     }
     req.setRawHeader(QByteArray::fromStdString(k), QByteArray::fromStdString(*value));
@@ -53,8 +60,9 @@ template <typename T>
 void PromClient::getParsed(const std::string& path, QObject* context, Callback<T> cb,
                            std::function<Result<T>(std::string_view)> parse) {
   QPointer<QObject> ctx(context);
-  const QString where = QStringLiteral("data source '%1' at %2")
-                            .arg(QString::fromStdString(m_source.name), QString::fromStdString(m_source.url));
+  const QString where =
+      QStringLiteral("data source '%1' at %2")
+          .arg(QString::fromStdString(m_source.name), QString::fromStdString(m_source.url));
   get(path, context, [this, ctx, cb, parse, where](int status, QByteArray body, QString netError) {
     const std::string_view text(body.constData(), size_t(body.size()));
     if (status < 0) {
@@ -62,7 +70,8 @@ void PromClient::getParsed(const std::string& path, QObject* context, Callback<T
       return;
     }
     if (status == 0) {
-      cb(Status::unavailable(QStringLiteral("%1 is unreachable: %2").arg(where, netError).toStdString()));
+      cb(Status::unavailable(
+          QStringLiteral("%1 is unreachable: %2").arg(where, netError).toStdString()));
       return;
     }
     if (status != 200) {
@@ -75,26 +84,30 @@ void PromClient::getParsed(const std::string& path, QObject* context, Callback<T
 }
 
 void PromClient::fetchMetricNames(QObject* context, Callback<std::vector<std::string>> cb) {
-  getParsed<std::vector<std::string>>(promLabelValuesPath("__name__"), context, std::move(cb), &parsePromStrings);
+  getParsed<std::vector<std::string>>(promLabelValuesPath("__name__"), context, std::move(cb),
+                                      &parsePromStrings);
 }
 
 void PromClient::fetchMetadata(QObject* context, Callback<std::map<std::string, std::string>> cb) {
-  getParsed<std::map<std::string, std::string>>("/api/v1/metadata", context, std::move(cb), &parsePromMetadata);
+  getParsed<std::map<std::string, std::string>>("/api/v1/metadata", context, std::move(cb),
+                                                &parsePromMetadata);
 }
 
-void PromClient::fetchLabels(const std::string& metric, QObject* context, Callback<std::vector<std::string>> cb) {
-  getParsed<std::vector<std::string>>(promLabelsPath(promSelector(metric, {})), context,
-                                      [cb](Result<std::vector<std::string>> r) {
-                                        if (r) std::erase(*r, std::string("__name__"));
-                                        cb(std::move(r));
-                                      },
-                                      &parsePromStrings);
+void PromClient::fetchLabels(const std::string& metric, QObject* context,
+                             Callback<std::vector<std::string>> cb) {
+  getParsed<std::vector<std::string>>(
+      promLabelsPath(promSelector(metric, {})), context,
+      [cb](Result<std::vector<std::string>> r) {
+        if (r) std::erase(*r, std::string("__name__"));
+        cb(std::move(r));
+      },
+      &parsePromStrings);
 }
 
-void PromClient::fetchLabelValues(const std::string& label, const std::string& metric, QObject* context,
-                                  Callback<std::vector<std::string>> cb) {
-  getParsed<std::vector<std::string>>(promLabelValuesPath(label, promSelector(metric, {})), context, std::move(cb),
-                                      &parsePromStrings);
+void PromClient::fetchLabelValues(const std::string& label, const std::string& metric,
+                                  QObject* context, Callback<std::vector<std::string>> cb) {
+  getParsed<std::vector<std::string>>(promLabelValuesPath(label, promSelector(metric, {})), context,
+                                      std::move(cb), &parsePromStrings);
 }
 
 void PromClient::fetchTags(const std::string& metric, QObject* context, Callback<TagValues> cb) {
@@ -111,11 +124,13 @@ void PromClient::fetchTags(const std::string& metric, QObject* context, Callback
       (*tags)[k];
       if (*pending >= kMaxCompletedLabels) continue;
       ++*pending;
-      fetchLabelValues(k, metric, ctx, [k, tags, pending, cb](Result<std::vector<std::string>> values) {
-        // A label whose values cannot be listed is still a key to filter or group by.
-        if (values) (*tags)[k] = std::move(*values);
-        if (--*pending == 0) cb(std::move(*tags));
-      });
+      fetchLabelValues(k, metric, ctx,
+                       [k, tags, pending, cb](Result<std::vector<std::string>> values) {
+                         // A label whose values cannot be listed is still a key to filter or group
+                         // by.
+                         if (values) (*tags)[k] = std::move(*values);
+                         if (--*pending == 0) cb(std::move(*tags));
+                       });
     }
     if (*pending == 0) cb(std::move(*tags));
   });
@@ -130,25 +145,35 @@ void PromClient::queryRange(const std::string& expr, const PromRange& range, QOb
 
 void PromClient::testConnection(QObject* context, Callback<std::string> cb) {
   QPointer<QObject> ctx(context);
-  getParsed<std::string>(promBuildInfoPath(), context, [this, ctx, cb](Result<std::string> info) {
-    if (!ctx) return;
-    if (info) {
-      cb(std::string(info->empty() ? "Connected: Prometheus API (the server does not report a version)"
-                                   : "Connected: Prometheus API, version " + *info));
-      return;
-    }
-    if (info.status().code() == StatusCode::kUnavailable) {
-      cb(info.status());
-      return;
-    }
-    // Not every compatible server has buildinfo; one that evaluates `1` answers queries.
-    const std::string why = info.status().message();
-    getParsed<std::string>(promInstantQueryPath("1"), ctx, [why, cb](Result<std::string> q) {
-      if (q) cb(std::string("Connected: the server answers PromQL queries (no build info: " + why + ")"));
-      else cb(q.status());
-    }, [](std::string_view body) -> Result<std::string> {
-      if (auto st = checkPromAnswer(body); !st) return st;
-      return std::string("ok");
-    });
-  }, &parsePromBuildInfo);
+  getParsed<std::string>(
+      promBuildInfoPath(), context,
+      [this, ctx, cb](Result<std::string> info) {
+        if (!ctx) return;
+        if (info) {
+          cb(std::string(info->empty()
+                             ? "Connected: Prometheus API (the server does not report a version)"
+                             : "Connected: Prometheus API, version " + *info));
+          return;
+        }
+        if (info.status().code() == StatusCode::kUnavailable) {
+          cb(info.status());
+          return;
+        }
+        // Not every compatible server has buildinfo; one that evaluates `1` answers queries.
+        const std::string why = info.status().message();
+        getParsed<std::string>(
+            promInstantQueryPath("1"), ctx,
+            [why, cb](Result<std::string> q) {
+              if (q)
+                cb(std::string(
+                    "Connected: the server answers PromQL queries (no build info: " + why + ")"));
+              else
+                cb(q.status());
+            },
+            [](std::string_view body) -> Result<std::string> {
+              if (auto st = checkPromAnswer(body); !st) return st;
+              return std::string("ok");
+            });
+      },
+      &parsePromBuildInfo);
 }

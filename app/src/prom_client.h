@@ -36,7 +36,8 @@ class PromClient : public QObject {
   // Metric family -> Prometheus type (/api/v1/metadata); empty where the server keeps none.
   void fetchMetadata(QObject* context, Callback<std::map<std::string, std::string>> cb);
   // Label names of a metric's series, without __name__ (/api/v1/labels?match[]=metric).
-  void fetchLabels(const std::string& metric, QObject* context, Callback<std::vector<std::string>> cb);
+  void fetchLabels(const std::string& metric, QObject* context,
+                   Callback<std::vector<std::string>> cb);
   // Values of one label among a metric's series (/api/v1/label/<k>/values?match[]=metric).
   void fetchLabelValues(const std::string& label, const std::string& metric, QObject* context,
                         Callback<std::vector<std::string>> cb);

@@ -2,4 +2,6 @@
 
 #include <QtGlobal>
 
-void initTallyResources() { Q_INIT_RESOURCE(tally); }
+void initTallyResources() {
+  Q_INIT_RESOURCE(tally);
+}

@@ -32,9 +32,10 @@ void TimeRangePicker::setRange(const TimeRangeSpec& range) {
 void TimeRangePicker::sync() {
   const int customIndex = m_combo->count() - 1;
   if (m_range.isCustom()) {
-    m_combo->setItemText(customIndex, QStringLiteral("%1 – %2")
-                                          .arg(QString::fromStdString(formatLocalTime(*m_range.from)).left(16),
-                                               QString::fromStdString(formatLocalTime(*m_range.to)).left(16)));
+    m_combo->setItemText(customIndex,
+                         QStringLiteral("%1 – %2").arg(
+                             QString::fromStdString(formatLocalTime(*m_range.from)).left(16),
+                             QString::fromStdString(formatLocalTime(*m_range.to)).left(16)));
     m_combo->setCurrentIndex(customIndex);
     return;
   }
@@ -75,7 +76,8 @@ bool TimeRangePicker::askCustom() {
     e->setTimeSpec(Qt::LocalTime);
   }
   QDateTime now = QDateTime::currentDateTime();
-  from->setDateTime(m_range.isCustom() ? QDateTime::fromSecsSinceEpoch(*m_range.from) : now.addSecs(-3600));
+  from->setDateTime(m_range.isCustom() ? QDateTime::fromSecsSinceEpoch(*m_range.from)
+                                       : now.addSecs(-3600));
   to->setDateTime(m_range.isCustom() ? QDateTime::fromSecsSinceEpoch(*m_range.to) : now);
   auto* form = new QFormLayout(&dlg);
   form->addRow(tr("From (local time)"), from);

@@ -29,7 +29,11 @@ struct BucketAgg {
   BucketAgg(const BucketAgg& o) { *this = o; }
   BucketAgg& operator=(const BucketAgg& o) {
     if (this == &o) return *this;
-    sum = o.sum; count = o.count; min = o.min; max = o.max; last = o.last;
+    sum = o.sum;
+    count = o.count;
+    min = o.min;
+    max = o.max;
+    last = o.last;
     sketch = o.sketch ? std::make_unique<Sketch>(*o.sketch) : nullptr;
     return *this;
   }
@@ -55,7 +59,9 @@ struct BucketAgg {
   // Merges `later` (arrived after this one) into this.
   void merge(const BucketAgg& later, Kind kind) {
     switch (kind) {
-      case Kind::kCounter: sum += later.sum; break;
+      case Kind::kCounter:
+        sum += later.sum;
+        break;
       case Kind::kGauge:
         if (later.count) add_gauge(later.last, later.min, later.max, later.sum, later.count);
         break;

@@ -11,8 +11,8 @@ namespace tally::collector {
 namespace {
 
 Status kind_conflict(std::string_view metric, Kind have, Kind want) {
-  return Status::invalid_argument("metric '" + std::string(metric) + "' is a " + kind_name(have) + ", not a " +
-                                  kind_name(want));
+  return Status::invalid_argument("metric '" + std::string(metric) + "' is a " + kind_name(have) +
+                                  ", not a " + kind_name(want));
 }
 
 // Records live in blocks aligned to their size, each headed by its catalog, so a record finds
@@ -21,17 +21,21 @@ constexpr size_t kRecordBlockBytes = size_t{1} << 18;
 struct RecordBlockHead {
   const SeriesCatalog* owner;
 };
-constexpr size_t kRecordsPerBlock = (kRecordBlockBytes - sizeof(RecordBlockHead)) / sizeof(SeriesInfo);
+constexpr size_t kRecordsPerBlock =
+    (kRecordBlockBytes - sizeof(RecordBlockHead)) / sizeof(SeriesInfo);
 constexpr uint64_t kMaxIds = uint64_t{1} << 32;  // ids and string ids are stored as uint32
 constexpr size_t kRecordDirSize = (kMaxIds + kRecordsPerBlock - 1) / kRecordsPerBlock;
-static_assert(sizeof(SeriesInfo) == 40, "SeriesInfo is the catalog's per-series record; keep it small");
+static_assert(sizeof(SeriesInfo) == 40,
+              "SeriesInfo is the catalog's per-series record; keep it small");
 
 SeriesInfo* record_in(void* block, size_t i) {
   auto* base = static_cast<char*>(block) + sizeof(RecordBlockHead);
   return reinterpret_cast<SeriesInfo*>(base) + i;
 }
 
-size_t kind_index(Kind k) { return static_cast<size_t>(static_cast<int>(k) - 1); }
+size_t kind_index(Kind k) {
+  return static_cast<size_t>(static_cast<int>(k) - 1);
+}
 
 }  // namespace
 
@@ -116,11 +120,13 @@ class SeriesCatalog::StringPool {
   }
   Result<uint32_t> intern(std::string_view s) {
     if (uint32_t id = find(s)) return id;
-    if (s.size() > kMaxLen) return Status::invalid_argument("a name or tag longer than 65535 bytes");
+    if (s.size() > kMaxLen)
+      return Status::invalid_argument("a name or tag longer than 65535 bytes");
     const size_t head = s.size() < 255 ? 1 : 3;
     const size_t need = head + s.size();
     if (used_ % kBlock + need > kBlock) used_ += kBlock - used_ % kBlock;  // never straddle blocks
-    if (used_ + need > bytes_.capacity() || next_ >= kMaxIds) return Status::unavailable("string pool full");
+    if (used_ + need > bytes_.capacity() || next_ >= kMaxIds)
+      return Status::unavailable("string pool full");
     auto* p = reinterpret_cast<unsigned char*>(bytes_.ensure(used_));
     if (head == 1) {
       p[0] = static_cast<unsigned char>(s.size());
@@ -147,12 +153,15 @@ class SeriesCatalog::StringPool {
   uint64_t next_ = 1;
 };
 
-TagRef TagsView::iterator::operator*() const { return {c_->string_at(p_[0]), c_->string_at(p_[1])}; }
+TagRef TagsView::iterator::operator*() const {
+  return {c_->string_at(p_[0]), c_->string_at(p_[1])};
+}
 
 bool TagsView::operator==(const Tags& t) const {
   if (t.size() != n_) return false;
   for (size_t i = 0; i < n_; ++i) {
-    if (c_->string_at(pairs_[2 * i]) != t[i].key || c_->string_at(pairs_[2 * i + 1]) != t[i].value) return false;
+    if (c_->string_at(pairs_[2 * i]) != t[i].key || c_->string_at(pairs_[2 * i + 1]) != t[i].value)
+      return false;
   }
   return true;
 }
@@ -162,14 +171,18 @@ const SeriesCatalog* SeriesInfo::owner() const {
   return reinterpret_cast<const RecordBlockHead*>(base)->owner;
 }
 
-std::string_view SeriesInfo::metric() const { return owner()->string_at(metric_); }
+std::string_view SeriesInfo::metric() const {
+  return owner()->string_at(metric_);
+}
 
 TagsView SeriesInfo::tags() const {
   const SeriesCatalog* c = owner();
   return {c, ntags_ ? c->tag_pairs_->at(tags_at_) : nullptr, ntags_};
 }
 
-SeriesDef SeriesInfo::def() const { return {id, hash, shard, kind, std::string(metric()), tags().materialize()}; }
+SeriesDef SeriesInfo::def() const {
+  return {id, hash, shard, kind, std::string(metric()), tags().materialize()};
+}
 
 SeriesCatalog::SeriesCatalog(uint32_t shard_count)
     : shard_count_(shard_count),
@@ -186,7 +199,9 @@ SeriesCatalog::~SeriesCatalog() {
   std::free(record_blocks_);
 }
 
-std::string_view SeriesCatalog::string_at(uint32_t id) const { return strings_->at(id); }
+std::string_view SeriesCatalog::string_at(uint32_t id) const {
+  return strings_->at(id);
+}
 
 const SeriesInfo* SeriesCatalog::record(uint64_t id) const {
   if (id == 0 || id >= kMaxIds) return nullptr;
@@ -196,7 +211,8 @@ const SeriesInfo* SeriesCatalog::record(uint64_t id) const {
   return r->id == id ? r : nullptr;
 }
 
-const SeriesInfo* SeriesCatalog::lookup(uint64_t hash, std::string_view metric, const Tags& tags) const {
+const SeriesInfo* SeriesCatalog::lookup(uint64_t hash, std::string_view metric,
+                                        const Tags& tags) const {
   const uint32_t id = by_hash_->find(hash, [&](uint32_t v) {
     const SeriesInfo* r = record(v);
     return r->hash == hash && string_at(r->metric_) == metric && r->tags() == tags;
@@ -204,9 +220,10 @@ const SeriesInfo* SeriesCatalog::lookup(uint64_t hash, std::string_view metric, 
   return id ? record(id) : nullptr;
 }
 
-Result<const SeriesInfo*> SeriesCatalog::insert(uint64_t id, uint64_t hash, std::string_view metric, const Tags& tags,
-                                                Kind kind) {
-  if (id == 0 || id >= kMaxIds) return Status::invalid_argument("series id " + std::to_string(id) + " out of range");
+Result<const SeriesInfo*> SeriesCatalog::insert(uint64_t id, uint64_t hash, std::string_view metric,
+                                                const Tags& tags, Kind kind) {
+  if (id == 0 || id >= kMaxIds)
+    return Status::invalid_argument("series id " + std::to_string(id) + " out of range");
   if (kind != Kind::kCounter && kind != Kind::kGauge && kind != Kind::kDistribution)
     return Status::invalid_argument("unknown kind");
   if (tags.size() > 255) return Status::invalid_argument("too many tags");
@@ -248,7 +265,8 @@ Result<const SeriesInfo*> SeriesCatalog::insert(uint64_t id, uint64_t hash, std:
   r->ntags_ = static_cast<uint32_t>(tags.size());
   by_hash_->insert(hash, static_cast<uint32_t>(id), [&](uint32_t v) { return record(v)->hash; });
   auto e = by_metric_.find(metric);
-  if (e == by_metric_.end()) e = by_metric_.emplace(std::string(metric), MetricEntry{kind, {}}).first;
+  if (e == by_metric_.end())
+    e = by_metric_.emplace(std::string(metric), MetricEntry{kind, {}}).first;
   e->second.kind = kind;
   e->second.ids.push_back(static_cast<uint32_t>(id));
   ++size_;
@@ -258,30 +276,36 @@ Result<const SeriesInfo*> SeriesCatalog::insert(uint64_t id, uint64_t hash, std:
 Status SeriesCatalog::check(std::string_view metric, Kind kind) const {
   std::shared_lock lock(mu_);
   auto it = by_metric_.find(metric);
-  if (it != by_metric_.end() && it->second.kind != kind) return kind_conflict(metric, it->second.kind, kind);
+  if (it != by_metric_.end() && it->second.kind != kind)
+    return kind_conflict(metric, it->second.kind, kind);
   return Status::ok();
 }
 
-Result<const SeriesInfo*> SeriesCatalog::find(std::string_view metric, const Tags& tags, Kind kind) const {
+Result<const SeriesInfo*> SeriesCatalog::find(std::string_view metric, const Tags& tags,
+                                              Kind kind) const {
   uint64_t hash = series_hash(series_key(metric, tags));
   std::shared_lock lock(mu_);
   auto m = by_metric_.find(metric);
-  if (m != by_metric_.end() && m->second.kind != kind) return kind_conflict(metric, m->second.kind, kind);
+  if (m != by_metric_.end() && m->second.kind != kind)
+    return kind_conflict(metric, m->second.kind, kind);
   if (const SeriesInfo* r = lookup(hash, metric, tags)) return r;
   return Status::not_found("no such series");
 }
 
-Result<const SeriesInfo*> SeriesCatalog::get_or_create(std::string_view metric, const Tags& tags, Kind kind,
-                                                       bool* created) {
+Result<const SeriesInfo*> SeriesCatalog::get_or_create(std::string_view metric, const Tags& tags,
+                                                       Kind kind, bool* created) {
   *created = false;
-  if (auto found = find(metric, tags, kind); found.has_value()) return found;
-  else if (found.status().code() != StatusCode::kNotFound) return found.status();
+  if (auto found = find(metric, tags, kind); found.has_value())
+    return found;
+  else if (found.status().code() != StatusCode::kNotFound)
+    return found.status();
 
   uint64_t hash = series_hash(series_key(metric, tags));
   std::unique_lock lock(mu_);
   // Re-check under the write lock: another thread may have created it meanwhile.
   auto m = by_metric_.find(metric);
-  if (m != by_metric_.end() && m->second.kind != kind) return kind_conflict(metric, m->second.kind, kind);
+  if (m != by_metric_.end() && m->second.kind != kind)
+    return kind_conflict(metric, m->second.kind, kind);
   if (const SeriesInfo* r = lookup(hash, metric, tags)) return r;
   auto r = insert(next_id_, hash, metric, tags, kind);
   if (!r) return r.status();

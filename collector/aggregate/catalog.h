@@ -19,8 +19,8 @@
 #include <array>
 #include <iterator>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -36,11 +36,11 @@ class SeriesCatalog;
 // A series as storage keeps it (load at start-up, restore()) and as put_series writes it.
 struct SeriesDef {
   uint64_t id = 0;
-  uint64_t hash = 0;   // series_hash(canonical key)
+  uint64_t hash = 0;  // series_hash(canonical key)
   uint32_t shard = 0;
   Kind kind = Kind::kCounter;
   std::string metric;
-  Tags tags;           // canonical
+  Tags tags;  // canonical
 };
 
 // One tag of a catalog series, viewing interned strings.
@@ -63,9 +63,17 @@ class TagsView {
     iterator() = default;
     iterator(const SeriesCatalog* c, const uint32_t* p) : c_(c), p_(p) {}
     TagRef operator*() const;
-    iterator& operator++() { p_ += 2; return *this; }
-    iterator operator++(int) { auto t = *this; p_ += 2; return t; }
+    iterator& operator++() {
+      p_ += 2;
+      return *this;
+    }
+    iterator operator++(int) {
+      auto t = *this;
+      p_ += 2;
+      return t;
+    }
     bool operator==(const iterator& o) const { return p_ == o.p_; }
+
    private:
     const SeriesCatalog* c_ = nullptr;
     const uint32_t* p_ = nullptr;  // (key id, value id) pairs
@@ -87,11 +95,12 @@ class TagsView {
 
 // A series the catalog owns. 40 bytes; only the catalog creates them.
 struct SeriesInfo {
-  uint64_t id = 0;     // global, assigned by the catalog, stored in the shard's series table
-  uint64_t hash = 0;   // series_hash(canonical key)
+  uint64_t id = 0;    // global, assigned by the catalog, stored in the shard's series table
+  uint64_t hash = 0;  // series_hash(canonical key)
   uint32_t shard = 0;
   Kind kind = Kind::kCounter;
-  uint32_t slot = 0;   // dense index among the series of the same shard and kind (the shard's arrays)
+  uint32_t slot =
+      0;  // dense index among the series of the same shard and kind (the shard's arrays)
 
   std::string_view metric() const;
   TagsView tags() const;
@@ -123,7 +132,8 @@ class SeriesCatalog {
 
   // The existing series for metric+tags (tags canonical), or a new one; invalid_argument when the
   // metric already exists with another kind. *created tells whether it is new.
-  Result<const SeriesInfo*> get_or_create(std::string_view metric, const Tags& tags, Kind kind, bool* created);
+  Result<const SeriesInfo*> get_or_create(std::string_view metric, const Tags& tags, Kind kind,
+                                          bool* created);
   // Looks a series up without creating it; kind mismatch is an error as above.
   Result<const SeriesInfo*> find(std::string_view metric, const Tags& tags, Kind kind) const;
   // Checks that get_or_create would succeed, without creating anything.
@@ -153,26 +163,28 @@ class SeriesCatalog {
   class FlatIndex;
 
   std::string_view string_at(uint32_t id) const;
-  const SeriesInfo* lookup(uint64_t hash, std::string_view metric, const Tags& tags) const;  // under mu_
-  Result<const SeriesInfo*> insert(uint64_t id, uint64_t hash, std::string_view metric, const Tags& tags,
-                                   Kind kind);                                              // under unique mu_
+  const SeriesInfo* lookup(uint64_t hash, std::string_view metric,
+                           const Tags& tags) const;  // under mu_
+  Result<const SeriesInfo*> insert(uint64_t id, uint64_t hash, std::string_view metric,
+                                   const Tags& tags,
+                                   Kind kind);  // under unique mu_
   const SeriesInfo* record(uint64_t id) const;
 
   const uint32_t shard_count_;
   mutable std::shared_mutex mu_;
-  uint64_t next_id_ = 1;                                  // GUARDED_BY(mu_)
-  size_t size_ = 0;                                       // GUARDED_BY(mu_)
-  std::unique_ptr<StringPool> strings_;                   // writes GUARDED_BY(mu_)
-  std::unique_ptr<Blocks<uint32_t, 65536>> tag_pairs_;    // writes GUARDED_BY(mu_)
-  uint64_t tag_pairs_used_ = 0;                           // GUARDED_BY(mu_)
-  void** record_blocks_ = nullptr;                        // GUARDED_BY(mu_) (see record())
-  std::unique_ptr<FlatIndex> by_hash_;                    // GUARDED_BY(mu_)
+  uint64_t next_id_ = 1;                                // GUARDED_BY(mu_)
+  size_t size_ = 0;                                     // GUARDED_BY(mu_)
+  std::unique_ptr<StringPool> strings_;                 // writes GUARDED_BY(mu_)
+  std::unique_ptr<Blocks<uint32_t, 65536>> tag_pairs_;  // writes GUARDED_BY(mu_)
+  uint64_t tag_pairs_used_ = 0;                         // GUARDED_BY(mu_)
+  void** record_blocks_ = nullptr;                      // GUARDED_BY(mu_) (see record())
+  std::unique_ptr<FlatIndex> by_hash_;                  // GUARDED_BY(mu_)
   struct MetricEntry {
     Kind kind;
     std::vector<uint32_t> ids;
   };
   std::map<std::string, MetricEntry, std::less<>> by_metric_;  // GUARDED_BY(mu_)
-  std::vector<std::array<uint32_t, 3>> next_slot_;        // per shard, per kind; GUARDED_BY(mu_)
+  std::vector<std::array<uint32_t, 3>> next_slot_;  // per shard, per kind; GUARDED_BY(mu_)
 };
 
 }  // namespace tally::collector

@@ -34,7 +34,8 @@ class Router {
     return safe == UINT64_MAX ? 0 : safe;
   }
   bool healthy() const {
-    for (auto* s : shards_) if (!s->healthy()) return false;
+    for (auto* s : shards_)
+      if (!s->healthy()) return false;
     return true;
   }
   size_t shard_count() const { return shards_.size(); }

@@ -31,8 +31,12 @@ wire::LiveUpdate make_update(const SeriesInfo& info, int64_t time, const BucketA
     u.set_max(agg.max);
   }
   switch (info.kind) {
-    case Kind::kCounter: u.set_value(agg.sum); break;
-    case Kind::kGauge: u.set_value(agg.last); break;
+    case Kind::kCounter:
+      u.set_value(agg.sum);
+      break;
+    case Kind::kGauge:
+      u.set_value(agg.last);
+      break;
     case Kind::kDistribution:
       u.set_value(static_cast<double>(agg.count));
       if (agg.sketch) sketch_to_proto(*agg.sketch, u.mutable_sketch());
@@ -41,7 +45,9 @@ wire::LiveUpdate make_update(const SeriesInfo& info, int64_t time, const BucketA
   return u;
 }
 
-size_t kind_index(Kind k) { return static_cast<size_t>(static_cast<int>(k) - 1); }
+size_t kind_index(Kind k) {
+  return static_cast<size_t>(static_cast<int>(k) - 1);
+}
 
 BucketAgg counter_agg(double sum) {
   BucketAgg a;
@@ -51,16 +57,22 @@ BucketAgg counter_agg(double sum) {
 
 }  // namespace
 
-Shard::Shard(ShardOptions opts, std::unique_ptr<ShardStore> store, const Clock& clock, LivePublisher* live,
-             SelfMetrics& metrics)
-    : opts_(std::move(opts)), store_(std::move(store)), clock_(clock), live_(live), metrics_(metrics) {
+Shard::Shard(ShardOptions opts, std::unique_ptr<ShardStore> store, const Clock& clock,
+             LivePublisher* live, SelfMetrics& metrics)
+    : opts_(std::move(opts)),
+      store_(std::move(store)),
+      clock_(clock),
+      live_(live),
+      metrics_(metrics) {
   windows_.resize(opts_.resolutions.size());
   // Where the last run left off; a store that cannot say starts from zero (replay re-checks).
   if (auto a = store_->get_meta("applied_lsn", 0); a) applied_lsn_ = static_cast<uint64_t>(*a);
   if (auto s = store_->get_meta("safe_lsn", 0); s) safe_lsn_ = static_cast<uint64_t>(*s);
 }
 
-Shard::~Shard() { stop(); }
+Shard::~Shard() {
+  stop();
+}
 
 void Shard::start() {
   // The first retention pass runs right away: a shortened retention applies on start.
@@ -134,8 +146,10 @@ Shard::Page& Shard::page(Window& w, Kind kind, uint32_t slot) {
       free_pages_[k].pop_back();
     } else {
       pages[at] = std::make_unique<Page>();
-      if (kind == Kind::kCounter) pages[at]->sums = std::make_unique<double[]>(kPageSlots);
-      else pages[at]->aggs = std::make_unique<BucketAgg[]>(kPageSlots);
+      if (kind == Kind::kCounter)
+        pages[at]->sums = std::make_unique<double[]>(kPageSlots);
+      else
+        pages[at]->aggs = std::make_unique<BucketAgg[]>(kPageSlots);
     }
   }
   return *pages[at];
@@ -157,10 +171,12 @@ void Shard::for_each_bucket(const Window& w, size_t k, Fn&& fn) {
   }
 }
 
-std::pair<const double*, const BucketAgg*> Shard::find_bucket(const Window& w, const SeriesInfo* info) {
+std::pair<const double*, const BucketAgg*> Shard::find_bucket(const Window& w,
+                                                              const SeriesInfo* info) {
   const auto& pages = w.pages[kind_index(info->kind)];
   const size_t at = info->slot / kPageSlots, i = info->slot % kPageSlots;
-  if (at >= pages.size() || !pages[at] || !(pages[at]->present[i / 64] >> (i % 64) & 1)) return {nullptr, nullptr};
+  if (at >= pages.size() || !pages[at] || !(pages[at]->present[i / 64] >> (i % 64) & 1))
+    return {nullptr, nullptr};
   const Page& pg = *pages[at];
   return {pg.sums ? &pg.sums[i] : nullptr, pg.aggs ? &pg.aggs[i] : nullptr};
 }
@@ -182,8 +198,8 @@ void Shard::recycle(Window&& w) {
 }
 
 template <typename AddSum, typename AddAgg>
-void Shard::add_point(const SeriesInfo* info, int64_t time, int64_t wm, uint64_t lsn, bool replaying, uint64_t* late,
-                      AddSum&& add_sum, AddAgg&& add_agg) {
+void Shard::add_point(const SeriesInfo* info, int64_t time, int64_t wm, uint64_t lsn,
+                      bool replaying, uint64_t* late, AddSum&& add_sum, AddAgg&& add_agg) {
   const size_t slot = info->slot % kPageSlots, word = slot / 64;
   const uint64_t bit = uint64_t{1} << (slot % 64);
   for (size_t r = 0; r < windows_.size(); ++r) {
@@ -251,8 +267,10 @@ Result<uint64_t> Shard::backfill(size_t res, size_t from_res) {
       const int64_t start = bucket_start(rows[a].time, step);
       BucketAgg acc = rows[a].agg;
       size_t b = a + 1;
-      for (; b < rows.size() && bucket_start(rows[b].time, step) == start; ++b) acc.merge(rows[b].agg, all[i]->kind);
-      s = store_->merge_bucket(all[i]->id, all[i]->kind, res, start, acc, applied_lsn_.load(), nullptr);
+      for (; b < rows.size() && bucket_start(rows[b].time, step) == start; ++b)
+        acc.merge(rows[b].agg, all[i]->kind);
+      s = store_->merge_bucket(all[i]->id, all[i]->kind, res, start, acc, applied_lsn_.load(),
+                               nullptr);
       ++written;
       a = b;
     }
@@ -283,21 +301,25 @@ void Shard::apply(ShardWork& w, bool replaying) {
   // definitions first).
   for (const auto& p : w.counters) {
     if (!owns(p.series)) continue;
-    add_point(p.series, p.time, wm, w.lsn, replaying, &late, [&](double& sum) { sum += p.value; },
-              [&](BucketAgg& a) { a.add_counter(p.value); });
+    add_point(
+        p.series, p.time, wm, w.lsn, replaying, &late, [&](double& sum) { sum += p.value; },
+        [&](BucketAgg& a) { a.add_counter(p.value); });
   }
   for (const auto& p : w.gauges) {
     if (!owns(p.series)) continue;
-    add_point(p.series, p.time, wm, w.lsn, replaying, &late, [](double&) {},
-              [&](BucketAgg& a) { a.add_gauge(p.last, p.min, p.max, p.sum, p.count); });
+    add_point(
+        p.series, p.time, wm, w.lsn, replaying, &late, [](double&) {},
+        [&](BucketAgg& a) { a.add_gauge(p.last, p.min, p.max, p.sum, p.count); });
   }
   for (const auto& p : w.dists) {
     if (!owns(p.series)) continue;
-    add_point(p.series, p.time, wm, w.lsn, replaying, &late, [](double&) {},
-              [&](BucketAgg& a) { a.add_sketch(p.sketch); });
+    add_point(
+        p.series, p.time, wm, w.lsn, replaying, &late, [](double&) {},
+        [&](BucketAgg& a) { a.add_sketch(p.sketch); });
   }
   if (late && !replaying) metrics_.late_points.fetch_add(late, std::memory_order_relaxed);
-  if (w.lsn > applied_lsn_.load(std::memory_order_relaxed)) applied_lsn_.store(w.lsn, std::memory_order_release);
+  if (w.lsn > applied_lsn_.load(std::memory_order_relaxed))
+    applied_lsn_.store(w.lsn, std::memory_order_release);
 }
 
 bool Shard::flush(int64_t now_s, bool everything) {
@@ -337,17 +359,20 @@ bool Shard::flush(int64_t now_s, bool everything) {
   const bool publish = live_ || final_sink_;
   uint64_t written = 0;
   Status s = store_->begin();
-  for (size_t i = 0; s && i < pending_series_.size(); ++i) s = store_->put_series(pending_series_[i]->def());
-  auto write = [&](const SeriesInfo& info, size_t res, int64_t start, const BucketAgg& agg, bool late) {
+  for (size_t i = 0; s && i < pending_series_.size(); ++i)
+    s = store_->put_series(pending_series_[i]->def());
+  auto write = [&](const SeriesInfo& info, size_t res, int64_t start, const BucketAgg& agg,
+                   bool late) {
     const bool final = start + opts_.resolutions[res].step_s <= wm;
     ++written;
-    // A bucket that was late, or partly written by a checkpoint, is published with its merged value.
+    // A bucket that was late, or partly written by a checkpoint, is published with its merged
+    // value.
     if (res == 0 && publish && (late || (final && start <= last_checkpoint_s_))) {
       BucketAgg merged;
       s = store_->merge_bucket(info.id, info.kind, res, start, agg, lsn, &merged);
       if (s && (late || final)) {
-        updates.push_back(
-            make_update(info, start, merged, late ? wire::LiveUpdate::CORRECTION : wire::LiveUpdate::FINAL));
+        updates.push_back(make_update(
+            info, start, merged, late ? wire::LiveUpdate::CORRECTION : wire::LiveUpdate::FINAL));
         if (late) {
           updates.back().set_added_sum(agg.sum);
           updates.back().set_added_count(agg.count);
@@ -355,7 +380,8 @@ bool Shard::flush(int64_t now_s, bool everything) {
       }
     } else {
       s = store_->merge_bucket(info.id, info.kind, res, start, agg, lsn, nullptr);
-      if (s && res == 0 && final && publish) updates.push_back(make_update(info, start, agg, wire::LiveUpdate::FINAL));
+      if (s && res == 0 && final && publish)
+        updates.push_back(make_update(info, start, agg, wire::LiveUpdate::FINAL));
     }
   };
   for (const auto& [res, start] : due) {
@@ -363,8 +389,10 @@ bool Shard::flush(int64_t now_s, bool everything) {
     for (size_t k = 0; s && k < kKinds; ++k) {
       for_each_bucket(w, k, [&](uint32_t slot, const double* sum, const BucketAgg* agg) {
         if (!s) return;
-        if (sum) write(*series_[k][slot], res, start, counter_agg(*sum), false);
-        else write(*series_[k][slot], res, start, *agg, false);
+        if (sum)
+          write(*series_[k][slot], res, start, counter_agg(*sum), false);
+        else
+          write(*series_[k][slot], res, start, *agg, false);
       });
     }
     if (!s) break;
@@ -398,8 +426,10 @@ bool Shard::flush(int64_t now_s, bool everything) {
       }
       late_.clear();
       // A burst of new series (start-up, a deploy) leaves no large buffer behind.
-      if (pending_series_.capacity() > 4096) std::vector<const SeriesInfo*>().swap(pending_series_);
-      else pending_series_.clear();
+      if (pending_series_.capacity() > 4096)
+        std::vector<const SeriesInfo*>().swap(pending_series_);
+      else
+        pending_series_.clear();
       // Keep at most as many spare pages as are in use: enough for the next windows.
       for (size_t k = 0; k < kKinds; ++k) {
         size_t in_use = 0;
@@ -429,7 +459,8 @@ bool Shard::flush(int64_t now_s, bool everything) {
   }
   metrics_.buckets_written.fetch_add(written, std::memory_order_relaxed);
   metrics_.flush_latency.record_us(static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()));
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count()));
   if (final_sink_ && !updates.empty()) final_sink_(updates);
   if (live_) live_->publish(std::move(updates));
   return true;
@@ -444,8 +475,10 @@ void Shard::keep_checkpointed(Window& w) {
       for (size_t word = 0; word < pg->present.size(); ++word) {
         for (uint64_t bits = pg->present[word]; bits; bits &= bits - 1) {
           const size_t i = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
-          if (pg->sums) pg->sums[i] = 0;
-          else pg->aggs[i] = BucketAgg();
+          if (pg->sums)
+            pg->sums[i] = 0;
+          else
+            pg->aggs[i] = BucketAgg();
         }
       }
     }
@@ -474,8 +507,11 @@ void Shard::publish_partials() {
             for (uint64_t bits = pg->dirty[word]; bits; bits &= bits - 1) {
               const size_t i = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
               const SeriesInfo& info = *series_[k][p * kPageSlots + i];
-              if (pg->sums) updates.push_back(make_update(info, start, counter_agg(pg->sums[i]), wire::LiveUpdate::PARTIAL));
-              else updates.push_back(make_update(info, start, pg->aggs[i], wire::LiveUpdate::PARTIAL));
+              if (pg->sums)
+                updates.push_back(
+                    make_update(info, start, counter_agg(pg->sums[i]), wire::LiveUpdate::PARTIAL));
+              else
+                updates.push_back(make_update(info, start, pg->aggs[i], wire::LiveUpdate::PARTIAL));
             }
             pg->dirty[word] = 0;
           }
@@ -521,16 +557,19 @@ void Shard::compact_storage(int64_t now_s) {
   const auto t0 = std::chrono::steady_clock::now();
   Status s = store_->compact(watermark(now_s), &cs);
   if (!s) {
-    if (!compact_failed_) spdlog::warn("event=compaction_failed shard={} error=\"{}\"", opts_.index, s.to_string());
+    if (!compact_failed_)
+      spdlog::warn("event=compaction_failed shard={} error=\"{}\"", opts_.index, s.to_string());
     compact_failed_ = true;
     return;
   }
   if (compact_failed_) spdlog::info("event=compaction_recovered shard={}", opts_.index);
   compact_failed_ = false;
   if (cs.chunks) {
-    spdlog::info("event=chunks_written shard={} chunks={} segments={} hot_rows={} ms={}", opts_.index, cs.chunks,
-                 cs.segments, cs.hot_rows,
-                 std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
+    spdlog::info(
+        "event=chunks_written shard={} chunks={} segments={} hot_rows={} ms={}", opts_.index,
+        cs.chunks, cs.segments, cs.hot_rows,
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
   }
 }
 
@@ -554,12 +593,16 @@ void Shard::run() {
     if (stopping) {
       publish_partials();
       if (!flush(now_ms / 1000, true))
-        spdlog::error("event=shutdown_flush_failed shard={} (open buckets are lost unless the log replays them)",
-                      opts_.index);
+        spdlog::error(
+            "event=shutdown_flush_failed shard={} (open buckets are lost unless the log replays "
+            "them)",
+            opts_.index);
       return;
     }
-    if (now_ms / 1000 - last_checkpoint_s_ >= opts_.checkpoint_every_s) flush(now_ms / 1000, true);
-    else flush(now_ms / 1000, false);
+    if (now_ms / 1000 - last_checkpoint_s_ >= opts_.checkpoint_every_s)
+      flush(now_ms / 1000, true);
+    else
+      flush(now_ms / 1000, false);
     if (healthy_.load(std::memory_order_relaxed)) compact_storage(now_ms / 1000);
     if (now_ms - last_partial_ms_ >= 1000) {
       publish_partials();
@@ -577,9 +620,10 @@ int64_t Shard::retention_horizon(size_t res) const {
   return keep > 0 ? clock_.now_s() - keep : std::numeric_limits<int64_t>::min();
 }
 
-Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
-                   std::vector<std::vector<StoredBucket>>* out, int64_t* wm) {
-  (void)wait_applied(std::chrono::milliseconds(5000));  // see note_routed(); bounded for an overloaded shard
+Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from,
+                   int64_t to, std::vector<std::vector<StoredBucket>>* out, int64_t* wm) {
+  (void)wait_applied(
+      std::chrono::milliseconds(5000));  // see note_routed(); bounded for an overloaded shard
   auto reader = store_->acquire_reader();
   if (!reader) return reader.status();
   out->assign(series.size(), {});
@@ -598,8 +642,10 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
       for (size_t i = 0; i < series.size(); ++i) {
         if (!owns(series[i])) continue;
         auto [sum, agg] = find_bucket(w->second, series[i]);
-        if (sum) open[i].push_back({w->first, counter_agg(*sum)});
-        else if (agg) open[i].push_back({w->first, *agg});
+        if (sum)
+          open[i].push_back({w->first, counter_agg(*sum)});
+        else if (agg)
+          open[i].push_back({w->first, *agg});
       }
     }
     // Late buckets: rare and few; a window and a late bucket never share a start.
@@ -614,11 +660,15 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
       }
       for (size_t i = 0; i < open.size(); ++i) {
         auto& o = open[i];
-        std::stable_sort(o.begin(), o.end(), [](const StoredBucket& a, const StoredBucket& b) { return a.time < b.time; });
+        std::stable_sort(o.begin(), o.end(), [](const StoredBucket& a, const StoredBucket& b) {
+          return a.time < b.time;
+        });
         size_t n = 0;
         for (size_t j = 0; j < o.size(); ++j) {
-          if (n && o[n - 1].time == o[j].time) o[n - 1].agg.merge(o[j].agg, series[i]->kind);
-          else if (n++ != j) o[n - 1] = std::move(o[j]);
+          if (n && o[n - 1].time == o[j].time)
+            o[n - 1].agg.merge(o[j].agg, series[i]->kind);
+          else if (n++ != j)
+            o[n - 1] = std::move(o[j]);
         }
         o.resize(n);
       }
@@ -653,9 +703,11 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
   return Status::ok();
 }
 
-Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series, const std::vector<uint32_t>& rows,
-                               size_t res, const StepGrid& grid, double* out, int64_t* wm) {
-  (void)wait_applied(std::chrono::milliseconds(5000));  // see note_routed(); bounded for an overloaded shard
+Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series,
+                               const std::vector<uint32_t>& rows, size_t res, const StepGrid& grid,
+                               double* out, int64_t* wm) {
+  (void)wait_applied(
+      std::chrono::milliseconds(5000));  // see note_routed(); bounded for an overloaded shard
   auto reader = store_->acquire_reader();
   if (!reader) return reader.status();
   const size_t steps = grid.steps();
@@ -670,13 +722,16 @@ Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series, con
     g.since = std::max(g.since, retention_horizon(res));  // as in read()
     shard_series = series_count_;
     const auto& wins = windows_[res];
-    for (auto w = wins.lower_bound(std::max(g.from, g.since)); w != wins.end() && w->first < g.to; ++w) {
+    for (auto w = wins.lower_bound(std::max(g.from, g.since)); w != wins.end() && w->first < g.to;
+         ++w) {
       const size_t step = static_cast<size_t>((w->first - g.from) / g.step);
       for (size_t i = 0; i < series.size(); ++i) {
         if (!owns(series[i])) continue;
         auto [sum, agg] = find_bucket(w->second, series[i]);
-        if (sum) out[rows[i] * steps + step] += *sum;
-        else if (agg) out[rows[i] * steps + step] += agg->sum;
+        if (sum)
+          out[rows[i] * steps + step] += *sum;
+        else if (agg)
+          out[rows[i] * steps + step] += agg->sum;
       }
     }
     auto lo = late_.lower_bound(LateKey{res, std::max(g.from, g.since), 0});
@@ -687,8 +742,8 @@ Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series, con
       for (auto it = lo; it != hi; ++it) {
         auto at = index.find(std::get<2>(it->first));
         if (at == index.end()) continue;
-        out[rows[at->second] * steps + static_cast<size_t>((std::get<1>(it->first) - g.from) / g.step)] +=
-            it->second.agg.sum;
+        out[rows[at->second] * steps +
+            static_cast<size_t>((std::get<1>(it->first) - g.from) / g.step)] += it->second.agg.sum;
       }
     }
   }

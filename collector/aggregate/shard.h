@@ -28,8 +28,8 @@
 #include <map>
 #include <mutex>
 #include <set>
-#include <tuple>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -83,8 +83,8 @@ struct ShardOptions {
 
 class Shard {
  public:
-  Shard(ShardOptions opts, std::unique_ptr<ShardStore> store, const Clock& clock, LivePublisher* live,
-        SelfMetrics& metrics);
+  Shard(ShardOptions opts, std::unique_ptr<ShardStore> store, const Clock& clock,
+        LivePublisher* live, SelfMetrics& metrics);
   ~Shard();
 
   // Receives every 1 s bucket this shard finalises (FINAL) or corrects (CORRECTION), after it is
@@ -113,8 +113,9 @@ class Shard {
   // Counters only, the query fast path: adds the stored (+) open sums of series[i] over the grid's
   // steps to out[rows[i] * grid.steps() + step index] (out: rows x steps doubles), decoding chunks
   // straight into it. *watermark as for read().
-  Status add_counter_sums(const std::vector<const SeriesInfo*>& series, const std::vector<uint32_t>& rows,
-                          size_t res, const StepGrid& grid, double* out, int64_t* watermark);
+  Status add_counter_sums(const std::vector<const SeriesInfo*>& series,
+                          const std::vector<uint32_t>& rows, size_t res, const StepGrid& grid,
+                          double* out, int64_t* watermark);
 
   size_t queue_depth() const;
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
@@ -134,9 +135,10 @@ class Shard {
   // The open buckets of kPageSlots consecutive slots of one kind in one window.
   struct Page {
     std::array<uint64_t, kPageSlots / 64> present{};
-    std::array<uint64_t, kPageSlots / 64> dirty{};  // changed since the last PARTIAL publication (1 s only)
-    std::unique_ptr<double[]> sums;                 // counters
-    std::unique_ptr<BucketAgg[]> aggs;              // gauges and distributions
+    std::array<uint64_t, kPageSlots / 64>
+        dirty{};                        // changed since the last PARTIAL publication (1 s only)
+    std::unique_ptr<double[]> sums;     // counters
+    std::unique_ptr<BucketAgg[]> aggs;  // gauges and distributions
   };
   // Every open bucket of one resolution with one bucket start.
   struct Window {
@@ -161,18 +163,20 @@ class Shard {
   // Adds one point to the bucket of info at every resolution (add_sum for counters' sums, add_agg
   // for every other open bucket).
   template <typename AddSum, typename AddAgg>
-  void add_point(const SeriesInfo* info, int64_t time, int64_t wm, uint64_t lsn, bool replaying, uint64_t* late,
-                 AddSum&& add_sum, AddAgg&& add_agg);
+  void add_point(const SeriesInfo* info, int64_t time, int64_t wm, uint64_t lsn, bool replaying,
+                 uint64_t* late, AddSum&& add_sum, AddAgg&& add_agg);
   Page& page(Window& w, Kind kind, uint32_t slot);
   // Calls fn(slot, sum or nullptr, agg or nullptr) for every open bucket of kind k in w.
   template <typename Fn>
   static void for_each_bucket(const Window& w, size_t k, Fn&& fn);
   // The open bucket of info in w: sum (counters) or agg, or both nullptr when it has none.
-  static std::pair<const double*, const BucketAgg*> find_bucket(const Window& w, const SeriesInfo* info);
+  static std::pair<const double*, const BucketAgg*> find_bucket(const Window& w,
+                                                                const SeriesInfo* info);
   void recycle(Window&& w);
   // After a checkpoint wrote w while open: zero its values, keep its present bits, mark it.
   void keep_checkpointed(Window& w);
-  // Writes due buckets (all of them when everything is set: a checkpoint); false on a storage error.
+  // Writes due buckets (all of them when everything is set: a checkpoint); false on a storage
+  // error.
   bool flush(int64_t now_s, bool everything);
   bool replay_skips(uint64_t series_id, size_t res, int64_t point_time, uint64_t lsn);
   void publish_partials();
@@ -192,17 +196,20 @@ class Shard {
 
   mutable std::mutex queue_mu_;
   std::condition_variable queue_cv_;
-  std::deque<ShardWork> queue_;   // GUARDED_BY(queue_mu_)
-  bool stopping_ = false;         // GUARDED_BY(queue_mu_)
+  std::deque<ShardWork> queue_;  // GUARDED_BY(queue_mu_)
+  bool stopping_ = false;        // GUARDED_BY(queue_mu_)
 
   // Open buckets: written by the shard thread under state_mu_, read by queries under it.
   mutable std::mutex state_mu_;
-  std::array<std::vector<const SeriesInfo*>, kKinds> series_;   // per kind, by slot; GUARDED_BY(state_mu_)
-  size_t series_count_ = 0;                                     // GUARDED_BY(state_mu_)
-  std::vector<std::map<int64_t, Window>> windows_;              // per resolution, by bucket start; GUARDED_BY(state_mu_)
-  std::map<LateKey, LateBucket> late_;                          // GUARDED_BY(state_mu_)
-  std::array<std::vector<std::unique_ptr<Page>>, kKinds> free_pages_;  // finalised windows' pages, for reuse
-  std::vector<const SeriesInfo*> pending_series_;               // not yet in the series table
+  std::array<std::vector<const SeriesInfo*>, kKinds>
+      series_;               // per kind, by slot; GUARDED_BY(state_mu_)
+  size_t series_count_ = 0;  // GUARDED_BY(state_mu_)
+  std::vector<std::map<int64_t, Window>>
+      windows_;                         // per resolution, by bucket start; GUARDED_BY(state_mu_)
+  std::map<LateKey, LateBucket> late_;  // GUARDED_BY(state_mu_)
+  std::array<std::vector<std::unique_ptr<Page>>, kKinds>
+      free_pages_;                                 // finalised windows' pages, for reuse
+  std::vector<const SeriesInfo*> pending_series_;  // not yet in the series table
 
   std::atomic<bool> healthy_{true};
   std::atomic<uint64_t> applied_lsn_{0};

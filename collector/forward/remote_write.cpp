@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <bit>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <regex>
@@ -27,7 +27,8 @@ Result<int64_t> parse_duration_ms(std::string_view text) {
     auto digits = text.substr(0, text.size() - 2);
     auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), ms);
     if (ec != std::errc() || ptr != digits.data() + digits.size() || ms <= 0)
-      return Status::invalid_argument("duration '" + std::string(text) + "' is not a positive whole number of ms");
+      return Status::invalid_argument("duration '" + std::string(text) +
+                                      "' is not a positive whole number of ms");
     return ms;
   }
   auto s = parse_duration(text);
@@ -45,31 +46,39 @@ Status RemoteWriteOptions::validate() const {
   if (url.empty()) return Status::ok();
   static const std::regex kUrl(R"(^https?://[^/\s]+(/\S*)?$)");
   if (!std::regex_match(url, kUrl))
-    return Status::invalid_argument("remote_write_url must look like http://host:port/api/v1/write, not '" + url + "'");
+    return Status::invalid_argument(
+        "remote_write_url must look like http://host:port/api/v1/write, not '" + url + "'");
   for (const auto& [k, v] : labels) {
     if (k.empty() || k.rfind("__", 0) == 0 || prom_label_name(k) != k)
-      return Status::invalid_argument("remote_write_labels: '" + k + "' is no Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not __...)");
+      return Status::invalid_argument(
+          "remote_write_labels: '" + k +
+          "' is no Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not __...)");
   }
   static const std::regex kHeaderName(R"(^[A-Za-z0-9!#$%&'*+.^_`|~-]+$)");
   for (const auto& [k, v] : headers) {
     if (!std::regex_match(k, kHeaderName) || v.find_first_of("\r\n") != std::string::npos)
       return Status::invalid_argument("remote_write_headers: '" + k + "' is no valid HTTP header");
   }
-  if (max_samples_per_request < 1) return Status::invalid_argument("remote_write_max_samples must be at least 1");
+  if (max_samples_per_request < 1)
+    return Status::invalid_argument("remote_write_max_samples must be at least 1");
   if (max_buffered_samples < max_samples_per_request)
-    return Status::invalid_argument("remote_write_max_buffered must be at least remote_write_max_samples");
+    return Status::invalid_argument(
+        "remote_write_max_buffered must be at least remote_write_max_samples");
   if (flush_interval_ms < 10 || flush_interval_ms > 60000)
     return Status::invalid_argument("remote_write_flush_interval must be 10ms..1m");
-  if (timeout_ms < 100 || timeout_ms > 600000) return Status::invalid_argument("remote_write_timeout must be 100ms..10m");
+  if (timeout_ms < 100 || timeout_ms > 600000)
+    return Status::invalid_argument("remote_write_timeout must be 100ms..10m");
   if (min_backoff_ms < 1 || max_backoff_ms < min_backoff_ms || max_backoff_ms > 600000)
-    return Status::invalid_argument("remote_write backoff must satisfy 1ms <= min_backoff <= max_backoff <= 10m");
+    return Status::invalid_argument(
+        "remote_write backoff must satisfy 1ms <= min_backoff <= max_backoff <= 10m");
   return Status::ok();
 }
 
 Status RemoteWriteOptions::add_header(std::string_view name_colon_value) {
   auto colon = name_colon_value.find(':');
   if (colon == std::string_view::npos || colon == 0)
-    return Status::invalid_argument("remote-write header must be 'Name: value', not '" + std::string(name_colon_value) + "'");
+    return Status::invalid_argument("remote-write header must be 'Name: value', not '" +
+                                    std::string(name_colon_value) + "'");
   std::string_view value = name_colon_value.substr(colon + 1);
   while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
   headers.emplace_back(std::string(name_colon_value.substr(0, colon)), std::string(value));
@@ -77,20 +86,27 @@ Status RemoteWriteOptions::add_header(std::string_view name_colon_value) {
 }
 
 void RemoteWriteOptions::add_default_labels() {
-  if (!enabled() || std::any_of(labels.begin(), labels.end(), [](const auto& l) { return l.first == "instance"; })) return;
+  if (!enabled() || std::any_of(labels.begin(), labels.end(),
+                                [](const auto& l) { return l.first == "instance"; }))
+    return;
   char host[256] = {};
-  if (gethostname(host, sizeof host - 1) != 0 || host[0] == 0) std::snprintf(host, sizeof host, "tally-collector");
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == 0)
+    std::snprintf(host, sizeof host, "tally-collector");
   labels.emplace_back("instance", host);
 }
 
 Status RemoteWriteOptions::set_label(std::string_view name_eq_value) {
   auto eq = name_eq_value.find('=');
   if (eq == std::string_view::npos || eq == 0)
-    return Status::invalid_argument("remote-write label must be name=value, not '" + std::string(name_eq_value) + "'");
+    return Status::invalid_argument("remote-write label must be name=value, not '" +
+                                    std::string(name_eq_value) + "'");
   std::string name(name_eq_value.substr(0, eq)), value(name_eq_value.substr(eq + 1));
-  auto it = std::find_if(labels.begin(), labels.end(), [&](const auto& l) { return l.first == name; });
-  if (it != labels.end()) it->second = value;
-  else labels.emplace_back(name, value);
+  auto it =
+      std::find_if(labels.begin(), labels.end(), [&](const auto& l) { return l.first == name; });
+  if (it != labels.end())
+    it->second = value;
+  else
+    labels.emplace_back(name, value);
   return Status::ok();
 }
 
@@ -104,11 +120,13 @@ constexpr const char* kQuantileLabels[] = {"0.5", "0.9", "0.99"};
 
 }  // namespace
 
-PromSampleMapper::PromSampleMapper(int64_t floor_ms, std::vector<std::pair<std::string, std::string>> extra_labels)
+PromSampleMapper::PromSampleMapper(int64_t floor_ms,
+                                   std::vector<std::pair<std::string, std::string>> extra_labels)
     : floor_ms_(floor_ms), extra_labels_(std::move(extra_labels)) {}
 
-std::shared_ptr<const PromSeries> PromSampleMapper::series(const wire::LiveUpdate& u, const std::string& name,
-                                                             const char* quantile) const {
+std::shared_ptr<const PromSeries> PromSampleMapper::series(const wire::LiveUpdate& u,
+                                                           const std::string& name,
+                                                           const char* quantile) const {
   PromLabels l;
   auto has = [&](const std::string& n) {
     return std::any_of(l.begin(), l.end(), [&](const auto& p) { return p.first == n; });
@@ -161,7 +179,8 @@ PromSampleMapper::State& PromSampleMapper::state(const wire::LiveUpdate& u) {
   return s;
 }
 
-void PromSampleMapper::add(Cumulative& c, double delta, int64_t bucket_end_ms, std::vector<PromSample>* out) {
+void PromSampleMapper::add(Cumulative& c, double delta, int64_t bucket_end_ms,
+                           std::vector<PromSample>* out) {
   // Never before the series' newest sample (a correction lands there) nor before this run began.
   const int64_t t = std::max({bucket_end_ms, c.last_ms + 1, floor_ms_ + 1});
   if (c.last_ms < 0) out->push_back({c.series, t - 1, 0.0});  // where this run's total starts
@@ -170,7 +189,8 @@ void PromSampleMapper::add(Cumulative& c, double delta, int64_t bucket_end_ms, s
   out->push_back({c.series, t, c.total});
 }
 
-void PromSampleMapper::set(Plain& p, double value, int64_t bucket_end_ms, std::vector<PromSample>* out) {
+void PromSampleMapper::set(Plain& p, double value, int64_t bucket_end_ms,
+                           std::vector<PromSample>* out) {
   if (bucket_end_ms <= p.last_ms || bucket_end_ms <= floor_ms_) {
     ++skipped_;
     return;
@@ -187,12 +207,14 @@ void PromSampleMapper::map(const wire::LiveUpdate& u, std::vector<PromSample>* o
   s.last_update_ms = std::max(s.last_update_ms, end_ms);
   switch (u.kind()) {
     case wire::DISTRIBUTION: {
-      add(s.cumulative[0], static_cast<double>(correction ? u.added_count() : u.count()), end_ms, out);
+      add(s.cumulative[0], static_cast<double>(correction ? u.added_count() : u.count()), end_ms,
+          out);
       add(s.cumulative[1], correction ? u.added_sum() : u.sum(), end_ms, out);
       if (u.count() == 0 || !u.has_sketch()) break;
       auto sketch = sketch_from_proto(u.sketch());
       if (!sketch) break;
-      for (size_t i = 0; i < std::size(kQuantiles); ++i) set(s.plain[i], sketch->quantile(kQuantiles[i]), end_ms, out);
+      for (size_t i = 0; i < std::size(kQuantiles); ++i)
+        set(s.plain[i], sketch->quantile(kQuantiles[i]), end_ms, out);
       break;
     }
     case wire::GAUGE:
@@ -205,7 +227,8 @@ void PromSampleMapper::map(const wire::LiveUpdate& u, std::vector<PromSample>* o
 }
 
 size_t PromSampleMapper::forget_idle(int64_t before_ms) {
-  return std::erase_if(series_, [&](const auto& kv) { return kv.second.last_update_ms < before_ms; });
+  return std::erase_if(series_,
+                       [&](const auto& kv) { return kv.second.last_update_ms < before_ms; });
 }
 
 // Protobuf wire format (remote_write.proto): a length-delimited field is (field << 3 | 2), a
@@ -213,15 +236,16 @@ size_t PromSampleMapper::forget_idle(int64_t before_ms) {
 // (field 2, type 0).
 namespace {
 
-constexpr char kTimeSeriesTag = (1 << 3) | 2;  // WriteRequest.timeseries
-constexpr char kLabelTag = (1 << 3) | 2;       // TimeSeries.labels
-constexpr char kSampleTag = (2 << 3) | 2;      // TimeSeries.samples
-constexpr char kNameTag = (1 << 3) | 2;        // Label.name
-constexpr char kValueTag = (2 << 3) | 2;       // Label.value
-constexpr char kSampleValueTag = (1 << 3) | 1; // Sample.value
-constexpr char kTimestampTag = (2 << 3) | 0;   // Sample.timestamp
+constexpr char kTimeSeriesTag = (1 << 3) | 2;   // WriteRequest.timeseries
+constexpr char kLabelTag = (1 << 3) | 2;        // TimeSeries.labels
+constexpr char kSampleTag = (2 << 3) | 2;       // TimeSeries.samples
+constexpr char kNameTag = (1 << 3) | 2;         // Label.name
+constexpr char kValueTag = (2 << 3) | 2;        // Label.value
+constexpr char kSampleValueTag = (1 << 3) | 1;  // Sample.value
+constexpr char kTimestampTag = (2 << 3) | 0;    // Sample.timestamp
 
-static_assert(std::endian::native == std::endian::little, "Sample.value is copied as little-endian fixed64");
+static_assert(std::endian::native == std::endian::little,
+              "Sample.value is copied as little-endian fixed64");
 
 size_t varint_size(uint64_t v) {
   size_t n = 1;
@@ -298,7 +322,8 @@ std::string encode_write_request(const std::vector<PromSample>& samples) {
   index.reserve(samples.size());
   for (uint32_t i = 0; i < samples.size(); ++i) {
     auto [it, created] = index.try_emplace(samples[i].series.get(), groups.size());
-    if (created) groups.push_back({samples[i].series.get(), {}, samples[i].series->encoded_labels.size()});
+    if (created)
+      groups.push_back({samples[i].series.get(), {}, samples[i].series->encoded_labels.size()});
     Group& g = groups[it->second];
     g.samples.push_back(i);
     const size_t n = sample_size(samples[i]);
@@ -343,13 +368,15 @@ constexpr int64_t kLogEveryMs = 10000;
 }  // namespace
 
 Result<std::unique_ptr<RemoteWriter>> RemoteWriter::create(RemoteWriteOptions opts, size_t shards,
-                                                           SelfMetrics& metrics, const Clock& clock) {
+                                                           SelfMetrics& metrics,
+                                                           const Clock& clock) {
   if (auto s = opts.validate(); !s) return s;
   if (!opts.enabled()) return Status::invalid_argument("remote_write_url is empty");
   return std::unique_ptr<RemoteWriter>(new RemoteWriter(std::move(opts), shards, metrics, clock));
 }
 
-RemoteWriter::RemoteWriter(RemoteWriteOptions opts, size_t shards, SelfMetrics& metrics, const Clock& clock)
+RemoteWriter::RemoteWriter(RemoteWriteOptions opts, size_t shards, SelfMetrics& metrics,
+                           const Clock& clock)
     : opts_([&] {
         opts.add_default_labels();
         return std::move(opts);
@@ -362,10 +389,13 @@ RemoteWriter::RemoteWriter(RemoteWriteOptions opts, size_t shards, SelfMetrics& 
   scheme_host_port_ = opts_.url.substr(0, slash);
   path_ = slash == std::string::npos ? "/" : opts_.url.substr(slash);
   const int64_t floor_ms = clock_.now_ms();
-  for (size_t i = 0; i < shards; ++i) mappers_.push_back(std::make_unique<PromSampleMapper>(floor_ms, opts_.labels));
+  for (size_t i = 0; i < shards; ++i)
+    mappers_.push_back(std::make_unique<PromSampleMapper>(floor_ms, opts_.labels));
 }
 
-RemoteWriter::~RemoteWriter() { stop(); }
+RemoteWriter::~RemoteWriter() {
+  stop();
+}
 
 Shard::FinalSink RemoteWriter::sink(size_t shard) {
   PromSampleMapper* mapper = mappers_.at(shard).get();
@@ -377,7 +407,8 @@ Shard::FinalSink RemoteWriter::sink(size_t shard) {
     const int64_t now = clock_.now_ms();
     if (now >= *next_idle_check) {
       if (size_t n = mapper->forget_idle(now - kIdleForgetMs))
-        spdlog::info("event=remote_write_series_forgotten series={} idle_s={}", n, kIdleForgetMs / 1000);
+        spdlog::info("event=remote_write_series_forgotten series={} idle_s={}", n,
+                     kIdleForgetMs / 1000);
       *next_idle_check = now + kIdleCheckMs;
     }
     if (!samples.empty()) enqueue(std::move(samples));
@@ -396,7 +427,8 @@ void RemoteWriter::enqueue(std::vector<PromSample>&& samples) {
       }
       queue_.push_back(std::move(s));
     }
-    metrics_.remote_write_queue.store(static_cast<int64_t>(queue_.size() + in_flight_), std::memory_order_relaxed);
+    metrics_.remote_write_queue.store(static_cast<int64_t>(queue_.size() + in_flight_),
+                                      std::memory_order_relaxed);
     wake = queue_.size() >= opts_.max_samples_per_request;
   }
   if (dropped) {
@@ -404,15 +436,16 @@ void RemoteWriter::enqueue(std::vector<PromSample>&& samples) {
     const int64_t now = clock_.now_ms();
     int64_t last = last_drop_log_ms_.load(std::memory_order_relaxed);
     if (now - last >= kLogEveryMs && last_drop_log_ms_.compare_exchange_strong(last, now))
-      spdlog::warn("event=remote_write_buffer_full dropped_oldest={} max_buffered={} url={}", dropped,
-                   opts_.max_buffered_samples, opts_.url);
+      spdlog::warn("event=remote_write_buffer_full dropped_oldest={} max_buffered={} url={}",
+                   dropped, opts_.max_buffered_samples, opts_.url);
   }
   if (wake) cv_.notify_one();
 }
 
 void RemoteWriter::start() {
-  spdlog::info("event=remote_write_started url={} max_samples={} flush_interval={} max_buffered={}", opts_.url,
-               opts_.max_samples_per_request, format_duration_ms(opts_.flush_interval_ms), opts_.max_buffered_samples);
+  spdlog::info("event=remote_write_started url={} max_samples={} flush_interval={} max_buffered={}",
+               opts_.url, opts_.max_samples_per_request,
+               format_duration_ms(opts_.flush_interval_ms), opts_.max_buffered_samples);
   thread_ = std::thread([this] {
     try {
       run();
@@ -426,7 +459,9 @@ void RemoteWriter::stop() {
   {
     std::lock_guard lock(mu_);
     if (stopping_ && !thread_.joinable()) return;
-    if (!stopping_) drain_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.drain_timeout_ms);
+    if (!stopping_)
+      drain_deadline_ =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.drain_timeout_ms);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -434,8 +469,10 @@ void RemoteWriter::stop() {
   std::lock_guard lock(mu_);
   if (!queue_.empty()) {
     metrics_.remote_write_dropped.fetch_add(queue_.size(), std::memory_order_relaxed);
-    spdlog::warn("event=remote_write_unsent samples={} url={} reason=\"stopping; the receiver did not take them in time\"",
-                 queue_.size(), opts_.url);
+    spdlog::warn(
+        "event=remote_write_unsent samples={} url={} reason=\"stopping; the receiver did not take "
+        "them in time\"",
+        queue_.size(), opts_.url);
     queue_.clear();
   }
   metrics_.remote_write_queue.store(0, std::memory_order_relaxed);
@@ -458,7 +495,8 @@ bool RemoteWriter::wait_backoff(int64_t ms) {
   return !(stopping_ && std::chrono::steady_clock::now() >= drain_deadline_);
 }
 
-RemoteWriter::Outcome RemoteWriter::post(const std::string& body, int* http_status, std::string* error) {
+RemoteWriter::Outcome RemoteWriter::post(const std::string& body, int* http_status,
+                                         std::string* error) {
   if (!client_) {
     client_ = std::make_unique<httplib::Client>(scheme_host_port_);
     const auto t = std::chrono::milliseconds(opts_.timeout_ms);
@@ -489,7 +527,8 @@ RemoteWriter::Outcome RemoteWriter::post(const std::string& body, int* http_stat
 
 void RemoteWriter::run() {
   int64_t last_failed_log_ms = INT64_MIN / 2, last_rejected_log_ms = INT64_MIN / 2;
-  auto next_flush = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.flush_interval_ms);
+  auto next_flush =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.flush_interval_ms);
   std::vector<PromSample> batch;
   while (true) {
     batch.clear();
@@ -499,18 +538,22 @@ void RemoteWriter::run() {
                      [&] { return stopping_ || queue_.size() >= opts_.max_samples_per_request; });
       if (queue_.empty()) {
         if (stopping_) return;
-        next_flush = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.flush_interval_ms);
+        next_flush =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.flush_interval_ms);
         continue;
       }
       // A partial request only when the interval is over (or at stop).
-      if (queue_.size() < opts_.max_samples_per_request && !stopping_ && std::chrono::steady_clock::now() < next_flush)
+      if (queue_.size() < opts_.max_samples_per_request && !stopping_ &&
+          std::chrono::steady_clock::now() < next_flush)
         continue;
       const size_t n = std::min<size_t>(queue_.size(), opts_.max_samples_per_request);
-      batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(n)));
+      batch.assign(std::make_move_iterator(queue_.begin()),
+                   std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(n)));
       queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
       in_flight_ = n;
     }
-    next_flush = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.flush_interval_ms);
+    next_flush =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.flush_interval_ms);
     const std::string body = encode_write_request(batch);
     int64_t backoff = opts_.min_backoff_ms;
     bool sent = false;
@@ -520,7 +563,8 @@ void RemoteWriter::run() {
       Outcome o = post(body, &status, &error);
       if (o == Outcome::kSent) {
         metrics_.remote_write_samples.fetch_add(batch.size(), std::memory_order_relaxed);
-        if (attempt > 0) spdlog::info("event=remote_write_recovered url={} attempts={}", opts_.url, attempt + 1);
+        if (attempt > 0)
+          spdlog::info("event=remote_write_recovered url={} attempts={}", opts_.url, attempt + 1);
         sent = true;
         break;
       }
@@ -531,13 +575,16 @@ void RemoteWriter::run() {
       if (log) last_log_ms = now;
       if (o == Outcome::kRejected) {
         if (log)
-          spdlog::error("event=remote_write_rejected url={} status={} samples={} error=\"{}\" (not retried: a 4xx would repeat)",
-                        opts_.url, status, batch.size(), error);
+          spdlog::error(
+              "event=remote_write_rejected url={} status={} samples={} error=\"{}\" (not retried: "
+              "a 4xx would repeat)",
+              opts_.url, status, batch.size(), error);
         break;
       }
       if (log)
-        spdlog::warn("event=remote_write_failed url={} status={} samples={} retry_in_ms={} error=\"{}\"", opts_.url,
-                     status, batch.size(), backoff, error);
+        spdlog::warn(
+            "event=remote_write_failed url={} status={} samples={} retry_in_ms={} error=\"{}\"",
+            opts_.url, status, batch.size(), backoff, error);
       if (!wait_backoff(backoff)) break;
       metrics_.remote_write_retries.fetch_add(1, std::memory_order_relaxed);
       backoff = std::min(backoff * 2, opts_.max_backoff_ms);
@@ -546,7 +593,8 @@ void RemoteWriter::run() {
     {
       std::lock_guard lock(mu_);
       in_flight_ = 0;
-      metrics_.remote_write_queue.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
+      metrics_.remote_write_queue.store(static_cast<int64_t>(queue_.size()),
+                                        std::memory_order_relaxed);
     }
     if (drain_expired()) return;
   }

@@ -121,8 +121,8 @@ std::string encode_write_request(const std::vector<PromSample>& samples);
 class RemoteWriter {
  public:
   // Checks the options (the URL must be http:// or https://).
-  static Result<std::unique_ptr<RemoteWriter>> create(RemoteWriteOptions opts, size_t shards, SelfMetrics& metrics,
-                                                      const Clock& clock);
+  static Result<std::unique_ptr<RemoteWriter>> create(RemoteWriteOptions opts, size_t shards,
+                                                      SelfMetrics& metrics, const Clock& clock);
   ~RemoteWriter();
 
   // The sink for shard i's final buckets (Shard::set_final_sink).
@@ -149,14 +149,14 @@ class RemoteWriter {
   std::string scheme_host_port_;
   std::string path_;
   std::vector<std::unique_ptr<PromSampleMapper>> mappers_;  // [shard], used on that shard's thread
-  std::unique_ptr<httplib::Client> client_;                  // sender thread only (keep-alive)
+  std::unique_ptr<httplib::Client> client_;                 // sender thread only (keep-alive)
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<PromSample> queue_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;         // GUARDED_BY(mu_)
+  std::deque<PromSample> queue_;                          // GUARDED_BY(mu_)
+  bool stopping_ = false;                                 // GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point drain_deadline_;  // GUARDED_BY(mu_), set with stopping_
-  size_t in_flight_ = 0;          // samples in the request being sent; GUARDED_BY(mu_)
+  size_t in_flight_ = 0;  // samples in the request being sent; GUARDED_BY(mu_)
   std::atomic<int64_t> last_drop_log_ms_{INT64_MIN / 2};  // bounds the buffer-full log line
   std::thread thread_;
 };

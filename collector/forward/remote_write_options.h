@@ -1,6 +1,6 @@
-// RemoteWriteOptions: the settings of the remote-write forwarder (collector/forward/remote_write.h),
-// the `remote_write_*` keys of the collector's configuration. An empty url turns it off.
-// Thread-safety: a value type.
+// RemoteWriteOptions: the settings of the remote-write forwarder
+// (collector/forward/remote_write.h), the `remote_write_*` keys of the collector's configuration.
+// An empty url turns it off. Thread-safety: a value type.
 #pragma once
 
 #include <cstdint>

@@ -25,21 +25,24 @@ DecodedBatch invalid(std::string reason) {
 
 }  // namespace
 
-DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers, SeriesCatalog& catalog,
-                          const IngestLimits& limits, int64_t now_s) {
+DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
+                          SeriesCatalog& catalog, const IngestLimits& limits, int64_t now_s) {
   const uint64_t pid = batch.producer_id();
   // Phase 1: check everything, change nothing.
   std::unordered_map<uint32_t, PendingDef> defs;
   for (const auto& d : batch.defs()) {
     PendingDef def;
     def.metric = d.metric();
-    if (auto s = validate_metric_name(def.metric); !s) return invalid("series ref " + std::to_string(d.ref()) + ": " + s.message());
+    if (auto s = validate_metric_name(def.metric); !s)
+      return invalid("series ref " + std::to_string(d.ref()) + ": " + s.message());
     for (const auto& t : d.tags()) def.tags.push_back({t.key(), t.value()});
     if (auto s = validate_tags(def.tags); !s)
-      return invalid("series ref " + std::to_string(d.ref()) + " (" + def.metric + "): " + s.message());
+      return invalid("series ref " + std::to_string(d.ref()) + " (" + def.metric +
+                     "): " + s.message());
     canonicalize(def.tags);
     auto kind = kind_from_proto(d.kind());
-    if (!kind) return invalid("series ref " + std::to_string(d.ref()) + " (" + def.metric + ") has no kind");
+    if (!kind)
+      return invalid("series ref " + std::to_string(d.ref()) + " (" + def.metric + ") has no kind");
     def.kind = *kind;
     if (auto s = catalog.check(def.metric, def.kind); !s) return invalid(s.message());
     auto [it, inserted] = defs.emplace(d.ref(), std::move(def));
@@ -62,7 +65,8 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers, Se
   auto check_ref_kind = [&](uint32_t ref, Kind want, const char* column) -> std::string {
     auto k = kind_of_ref(ref);
     if (k && *k != want)
-      return std::string(column) + " point for series ref " + std::to_string(ref) + ", which is a " + kind_name(*k);
+      return std::string(column) + " point for series ref " + std::to_string(ref) +
+             ", which is a " + kind_name(*k);
     return {};
   };
 
@@ -71,7 +75,8 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers, Se
     return invalid("counter columns differ in length");
   for (int i = 0; i < c.refs_size(); ++i) {
     if (!std::isfinite(c.values(i))) return invalid("counter value is not finite");
-    if (auto e = check_ref_kind(c.refs(i), Kind::kCounter, "counter"); !e.empty()) return invalid(e);
+    if (auto e = check_ref_kind(c.refs(i), Kind::kCounter, "counter"); !e.empty())
+      return invalid(e);
   }
   const auto& g = batch.gauges();
   const int ng = g.refs_size();
@@ -79,9 +84,11 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers, Se
       g.sum_size() != ng || g.count_size() != ng)
     return invalid("gauge columns differ in length");
   for (int i = 0; i < ng; ++i) {
-    if (!std::isfinite(g.last(i)) || !std::isfinite(g.min(i)) || !std::isfinite(g.max(i)) || !std::isfinite(g.sum(i)))
+    if (!std::isfinite(g.last(i)) || !std::isfinite(g.min(i)) || !std::isfinite(g.max(i)) ||
+        !std::isfinite(g.sum(i)))
       return invalid("gauge value is not finite");
-    if (g.count(i) == 0 || g.min(i) > g.max(i)) return invalid("gauge point has no samples or min above max");
+    if (g.count(i) == 0 || g.min(i) > g.max(i))
+      return invalid("gauge point has no samples or min above max");
     if (auto e = check_ref_kind(g.refs(i), Kind::kGauge, "gauge"); !e.empty()) return invalid(e);
   }
   std::vector<Sketch> sketches;
@@ -90,7 +97,8 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers, Se
     auto s = sketch_from_proto(d.sketch());
     if (!s) return invalid("distribution point: " + s.status().message());
     if (s->count() == 0) return invalid("distribution point has no observations");
-    if (auto e = check_ref_kind(d.ref(), Kind::kDistribution, "distribution"); !e.empty()) return invalid(e);
+    if (auto e = check_ref_kind(d.ref(), Kind::kDistribution, "distribution"); !e.empty())
+      return invalid(e);
     sketches.push_back(std::move(*s));
   }
   if (!unknown.empty()) {
@@ -127,8 +135,14 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers, Se
     return producers.ref(pid, ref);
   };
   auto time_ok = [&](int64_t t) {
-    if (t < now_s - limits.max_age_s) { ++out.rejected_old; return false; }
-    if (t > now_s + limits.max_future_s) { ++out.rejected_future; return false; }
+    if (t < now_s - limits.max_age_s) {
+      ++out.rejected_old;
+      return false;
+    }
+    if (t > now_s + limits.max_future_s) {
+      ++out.rejected_future;
+      return false;
+    }
     return true;
   };
   for (int i = 0; i < c.refs_size(); ++i) {
@@ -140,14 +154,16 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers, Se
   for (int i = 0; i < ng; ++i) {
     if (!time_ok(g.times(i))) continue;
     const SeriesInfo* s = lookup(g.refs(i));
-    out.per_shard[s->shard].gauges.push_back({s, g.times(i), g.last(i), g.min(i), g.max(i), g.sum(i), g.count(i)});
+    out.per_shard[s->shard].gauges.push_back(
+        {s, g.times(i), g.last(i), g.min(i), g.max(i), g.sum(i), g.count(i)});
     ++out.points;
   }
   for (int i = 0; i < batch.distributions_size(); ++i) {
     const auto& d = batch.distributions(i);
     if (!time_ok(d.time())) continue;
     const SeriesInfo* s = lookup(d.ref());
-    out.per_shard[s->shard].dists.push_back({s, d.time(), std::move(sketches[static_cast<size_t>(i)])});
+    out.per_shard[s->shard].dists.push_back(
+        {s, d.time(), std::move(sketches[static_cast<size_t>(i)])});
     ++out.points;
   }
   return out;

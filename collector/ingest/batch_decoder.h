@@ -27,13 +27,13 @@ struct DecodedBatch {
   wire::Ack::Code code = wire::Ack::OK;
   std::string reason;
   std::vector<uint32_t> unknown_refs;
-  std::vector<ShardWork> per_shard;    // index = shard
+  std::vector<ShardWork> per_shard;  // index = shard
   uint64_t points = 0;
   uint64_t rejected_old = 0;
   uint64_t rejected_future = 0;
 };
 
-DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers, SeriesCatalog& catalog,
-                          const IngestLimits& limits, int64_t now_s);
+DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
+                          SeriesCatalog& catalog, const IngestLimits& limits, int64_t now_s);
 
 }  // namespace tally::collector

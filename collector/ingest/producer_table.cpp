@@ -7,16 +7,19 @@ namespace {
 constexpr size_t kWords = ProducerTable::kWindow / 64;
 }
 
-Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& path, const SeriesCatalog& catalog) {
+Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& path,
+                                                           const SeriesCatalog& catalog) {
   auto db = Db::open(path, true);
   if (!db) return db.status();
   auto t = std::make_unique<ProducerTable>();
   t->db_ = std::move(*db);
-  if (auto s = t->db_->exec(
-          "CREATE TABLE IF NOT EXISTS producer_refs(producer INTEGER NOT NULL, ref INTEGER NOT NULL,"
-          " series_id INTEGER NOT NULL, PRIMARY KEY(producer, ref)) WITHOUT ROWID;"
-          "CREATE TABLE IF NOT EXISTS producer_seqs(producer INTEGER PRIMARY KEY, high INTEGER NOT NULL,"
-          " window BLOB NOT NULL);");
+  if (auto s =
+          t->db_->exec("CREATE TABLE IF NOT EXISTS producer_refs(producer INTEGER NOT NULL, ref "
+                       "INTEGER NOT NULL,"
+                       " series_id INTEGER NOT NULL, PRIMARY KEY(producer, ref)) WITHOUT ROWID;"
+                       "CREATE TABLE IF NOT EXISTS producer_seqs(producer INTEGER PRIMARY KEY, "
+                       "high INTEGER NOT NULL,"
+                       " window BLOB NOT NULL);");
       !s)
     return s;
   auto p = [&](Stmt* out, std::string_view sql) -> Status {
@@ -25,8 +28,14 @@ Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& pa
     *out = std::move(*st);
     return Status::ok();
   };
-  if (auto s = p(&t->put_ref_, "INSERT OR REPLACE INTO producer_refs(producer, ref, series_id) VALUES(?,?,?)"); !s) return s;
-  if (auto s = p(&t->put_seq_, "INSERT OR REPLACE INTO producer_seqs(producer, high, window) VALUES(?,?,?)"); !s) return s;
+  if (auto s = p(&t->put_ref_,
+                 "INSERT OR REPLACE INTO producer_refs(producer, ref, series_id) VALUES(?,?,?)");
+      !s)
+    return s;
+  if (auto s = p(&t->put_seq_,
+                 "INSERT OR REPLACE INTO producer_seqs(producer, high, window) VALUES(?,?,?)");
+      !s)
+    return s;
   if (auto s = p(&t->begin_, "BEGIN IMMEDIATE"); !s) return s;
   if (auto s = p(&t->commit_, "COMMIT"); !s) return s;
 
@@ -37,7 +46,9 @@ Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& pa
     if (!row) return row.status();
     if (!*row) break;
     const SeriesInfo* info = catalog.by_id(static_cast<uint64_t>(refs.int64(2)));
-    if (info) t->producers_[static_cast<uint64_t>(refs.int64(0))].refs[static_cast<uint32_t>(refs.int64(1))] = info;
+    if (info)
+      t->producers_[static_cast<uint64_t>(refs.int64(0))]
+          .refs[static_cast<uint32_t>(refs.int64(1))] = info;
   }
   if (auto s = p(&seqs, "SELECT producer, high, window FROM producer_seqs"); !s) return s;
   while (true) {
@@ -96,7 +107,8 @@ const SeriesInfo* ProducerTable::ref(uint64_t producer, uint32_t r) const {
   return rit == it->second.refs.end() ? nullptr : rit->second;
 }
 
-Status ProducerTable::add_refs(uint64_t producer, const std::vector<std::pair<uint32_t, const SeriesInfo*>>& refs) {
+Status ProducerTable::add_refs(uint64_t producer,
+                               const std::vector<std::pair<uint32_t, const SeriesInfo*>>& refs) {
   if (refs.empty()) return Status::ok();
   if (auto s = begin_.run(); !s) return s;
   for (const auto& [r, info] : refs) {

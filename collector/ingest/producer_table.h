@@ -22,13 +22,15 @@ class ProducerTable {
 
   // Opens (creating) the table's file and loads it; refs to series the catalog no longer knows are
   // dropped (the SDK then receives UNKNOWN_REF and resends its definitions).
-  static Result<std::unique_ptr<ProducerTable>> open(const std::string& path, const SeriesCatalog& catalog);
+  static Result<std::unique_ptr<ProducerTable>> open(const std::string& path,
+                                                     const SeriesCatalog& catalog);
 
   bool seen(uint64_t producer, uint64_t seq) const;
   void mark_seen(uint64_t producer, uint64_t seq);
   const SeriesInfo* ref(uint64_t producer, uint32_t ref) const;
   // Records new references durably before the batch that defines them is acknowledged.
-  Status add_refs(uint64_t producer, const std::vector<std::pair<uint32_t, const SeriesInfo*>>& refs);
+  Status add_refs(uint64_t producer,
+                  const std::vector<std::pair<uint32_t, const SeriesInfo*>>& refs);
   // Persists the sequence windows (called periodically and at shutdown).
   Status save_sequences();
   size_t producers() const { return producers_.size(); }
@@ -36,8 +38,8 @@ class ProducerTable {
  private:
   struct Producer {
     std::unordered_map<uint32_t, const SeriesInfo*> refs;
-    uint64_t high = 0;                 // highest accepted seq; 0 = none
-    std::vector<uint64_t> window;      // bit i set: seq (high - i) accepted, i < kWindow
+    uint64_t high = 0;             // highest accepted seq; 0 = none
+    std::vector<uint64_t> window;  // bit i set: seq (high - i) accepted, i < kWindow
     bool dirty = false;
   };
   std::unique_ptr<Db> db_;

@@ -26,13 +26,15 @@ namespace {
 // 64 KiB holds any UDP datagram (65,507 bytes of payload at most); a bigger unix datagram is
 // truncated and its cut-off last line counted as kTruncated.
 constexpr size_t kDatagramBytes = 64 * 1024;
-constexpr unsigned kBatch = 16;                // datagrams per recvmmsg call
-constexpr int kMaxBatchesPerWake = 64;         // then look at the clock and the other socket
-constexpr int kSetPollMs = 50;                 // how often open sets are checked against the clock
-constexpr int64_t kSetMaxOpenMs = 2000;        // a set bucket in the future closes after this
+constexpr unsigned kBatch = 16;          // datagrams per recvmmsg call
+constexpr int kMaxBatchesPerWake = 64;   // then look at the clock and the other socket
+constexpr int kSetPollMs = 50;           // how often open sets are checked against the clock
+constexpr int64_t kSetMaxOpenMs = 2000;  // a set bucket in the future closes after this
 constexpr size_t kMaxLoggedLineBytes = 200;
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 // key=value log quoting: backslash, quote and non-printable bytes escaped, long lines cut.
 std::string log_quote(std::string_view s) {
@@ -79,18 +81,20 @@ Result<Fd> bind_udp(const std::string& address, int rcvbuf) {
   if (!address.empty() && address[0] == '[') {
     size_t close = address.find("]:");
     if (close == std::string::npos)
-      return Status::invalid_argument("statsd address '" + address + "' must be host:port or [v6-host]:port");
+      return Status::invalid_argument("statsd address '" + address +
+                                      "' must be host:port or [v6-host]:port");
     host = address.substr(1, close - 1);
     port = address.substr(close + 2);
   } else {
     size_t colon = address.rfind(':');
     if (colon == std::string::npos || colon == 0)
-      return Status::invalid_argument("statsd address '" + address + "' must be host:port (or \"off\")");
+      return Status::invalid_argument("statsd address '" + address +
+                                      "' must be host:port (or \"off\")");
     host = address.substr(0, colon);
     port = address.substr(colon + 1);
   }
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoi(port) > 65535)
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) > 65535)
     return Status::invalid_argument("statsd address '" + address + "' has an invalid port");
 
   addrinfo hints{};
@@ -116,20 +120,22 @@ Result<Fd> bind_unix(const std::string& path, int rcvbuf, unsigned mode) {
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof addr.sun_path)
     return Status::invalid_argument("statsd unix socket path is " + std::to_string(path.size()) +
-                                    " bytes, the limit is " + std::to_string(sizeof addr.sun_path - 1) +
-                                    ": " + path);
+                                    " bytes, the limit is " +
+                                    std::to_string(sizeof addr.sun_path - 1) + ": " + path);
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
 
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode))
-      return Status::invalid_argument("statsd unix socket path exists and is not a socket: " + path);
+      return Status::invalid_argument("statsd unix socket path exists and is not a socket: " +
+                                      path);
     // A socket file left by a crashed process is replaced; one with a live reader is not.
     Fd probe(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     if (probe && ::connect(probe.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
       return Status::io_error("statsd: unix socket " + path + " is in use by another process");
     if (::unlink(path.c_str()) != 0)
-      return Status::io_error("statsd: cannot remove stale socket " + path + ": " + errno_text(errno));
+      return Status::io_error("statsd: cannot remove stale socket " + path + ": " +
+                              errno_text(errno));
   }
 
   Fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -152,7 +158,9 @@ uint64_t StatsdCounters::lines_rejected_total() const {
 
 struct StatsdListener::Impl {
   Impl(StatsdListenerOptions o, StatsdSink s, const Clock& c)
-      : options(std::move(o)), sink(std::move(s)), clock(c),
+      : options(std::move(o)),
+        sink(std::move(s)),
+        clock(c),
         logger(options.logger ? options.logger : spdlog::default_logger()) {}
 
   // Set state: one entry per (bucket start, series key); owned by the listener thread.
@@ -170,8 +178,8 @@ struct StatsdListener::Impl {
   void close_sets(int64_t now_ms, bool all);
   void resolve_gauge(StatsdSample& s);
   void deliver();
-  void log_reject(size_t line_number, std::string_view line, StatsdReject reason, std::string_view detail,
-                  int64_t now_ms);
+  void log_reject(size_t line_number, std::string_view line, StatsdReject reason,
+                  std::string_view detail, int64_t now_ms);
 
   const StatsdListenerOptions options;
   const StatsdSink sink;
@@ -202,13 +210,17 @@ struct StatsdListener::Impl {
       set_members_dropped{0}, gauge_deltas_untracked{0}, sink_errors{0}, receive_errors{0};
   std::array<std::atomic<uint64_t>, kStatsdRejectReasons> rejected{};
 
-  static void bump(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
+  static void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
+    c.fetch_add(n, std::memory_order_relaxed);
+  }
 };
 
 StatsdListener::StatsdListener(StatsdListenerOptions options, StatsdSink sink, const Clock& clock)
     : impl_(std::make_unique<Impl>(std::move(options), std::move(sink), clock)) {}
 
-StatsdListener::~StatsdListener() { stop(); }
+StatsdListener::~StatsdListener() {
+  stop();
+}
 
 Status StatsdListener::start() {
   Impl& m = *impl_;
@@ -224,7 +236,7 @@ Status StatsdListener::start() {
     socklen_t len = sizeof ss;
     if (::getsockname(udp.fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
       uint16_t port = ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
-                                                : reinterpret_cast<sockaddr_in*>(&ss)->sin_port;
+                                               : reinterpret_cast<sockaddr_in*>(&ss)->sin_port;
       m.udp_port.store(ntohs(port));
     }
   }
@@ -270,7 +282,9 @@ void StatsdListener::stop() {
   }
 }
 
-uint16_t StatsdListener::udp_port() const { return impl_->udp_port.load(); }
+uint16_t StatsdListener::udp_port() const {
+  return impl_->udp_port.load();
+}
 
 StatsdCounters StatsdListener::counters() const {
   const Impl& m = *impl_;
@@ -356,7 +370,8 @@ void StatsdListener::Impl::handle_datagram(std::string_view data, bool truncated
     data = last_nl == std::string_view::npos ? std::string_view() : data.substr(0, last_nl + 1);
     bump(rejected[static_cast<size_t>(StatsdReject::kTruncated)]);
     log_reject(0, cut, StatsdReject::kTruncated,
-               "datagram larger than " + std::to_string(kDatagramBytes) + " bytes was truncated", now_ms);
+               "datagram larger than " + std::to_string(kDatagramBytes) + " bytes was truncated",
+               now_ms);
   }
   const size_t first = pending.size();
   errors.clear();
@@ -411,7 +426,8 @@ void StatsdListener::Impl::add_to_set(StatsdSample&& s, int64_t now_ms) {
       bump(set_members_dropped);
       return;
     }
-    it = sets.emplace(std::move(key), OpenSet{std::move(s.metric), std::move(s.tags), now_ms, {}}).first;
+    it = sets.emplace(std::move(key), OpenSet{std::move(s.metric), std::move(s.tags), now_ms, {}})
+             .first;
     int64_t close_ms = std::min((s.timestamp_s + 1) * 1000, now_ms + kSetMaxOpenMs);
     next_set_close_ms = std::min(next_set_close_ms, close_ms);
   }
@@ -461,14 +477,17 @@ void StatsdListener::Impl::deliver() {
   pending.clear();
 }
 
-void StatsdListener::Impl::log_reject(size_t line_number, std::string_view line, StatsdReject reason,
-                                      std::string_view detail, int64_t now_ms) {
-  if (last_log_ms != std::numeric_limits<int64_t>::min() && now_ms - last_log_ms < options.log_interval_ms) {
+void StatsdListener::Impl::log_reject(size_t line_number, std::string_view line,
+                                      StatsdReject reason, std::string_view detail,
+                                      int64_t now_ms) {
+  if (last_log_ms != std::numeric_limits<int64_t>::min() &&
+      now_ms - last_log_ms < options.log_interval_ms) {
     ++suppressed_logs;
     return;
   }
   logger->warn("event=statsd_reject reason={} line_number={} detail={} line={} suppressed={}",
-               statsd_reject_name(reason), line_number, log_quote(detail), log_quote(line), suppressed_logs);
+               statsd_reject_name(reason), line_number, log_quote(detail), log_quote(line),
+               suppressed_logs);
   last_log_ms = now_ms;
   suppressed_logs = 0;
 }

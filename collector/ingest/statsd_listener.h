@@ -48,15 +48,15 @@ struct StatsdListenerOptions {
   // A unix datagram socket to bind as well; empty = none. A stale socket file is replaced; a
   // path another live listener is bound to is an error.
   std::string unix_path;
-  unsigned unix_mode = 0622;           // permission bits of the socket file: anyone may send
-  int recv_buffer_bytes = 4 << 20;     // SO_RCVBUF request; the kernel caps it at rmem_max
-  size_t max_open_sets = 100'000;      // (series, bucket) sets held at once
-  size_t max_set_members = 100'000;    // unique members counted per set and bucket
+  unsigned unix_mode = 0622;         // permission bits of the socket file: anyone may send
+  int recv_buffer_bytes = 4 << 20;   // SO_RCVBUF request; the kernel caps it at rmem_max
+  size_t max_open_sets = 100'000;    // (series, bucket) sets held at once
+  size_t max_set_members = 100'000;  // unique members counted per set and bucket
   // Apply gauge deltas here, against the last value this listener saw for the series. Off: the
   // sink gets delta samples and applies them itself.
   bool resolve_gauge_deltas = true;
-  size_t max_gauge_series = 100'000;   // gauges whose current value is kept
-  int64_t log_interval_ms = 1000;      // at most one reject log line per interval
+  size_t max_gauge_series = 100'000;       // gauges whose current value is kept
+  int64_t log_interval_ms = 1000;          // at most one reject log line per interval
   std::shared_ptr<spdlog::logger> logger;  // null: spdlog's default logger
 };
 
@@ -67,11 +67,11 @@ struct StatsdCounters {
   uint64_t lines_ok = 0;
   uint64_t samples = 0;  // samples parsed (sets included, before they become gauges)
   std::array<uint64_t, kStatsdRejectReasons> lines_rejected{};  // indexed by StatsdReject
-  uint64_t sets_emitted = 0;          // set buckets closed into a gauge sample
-  uint64_t set_members_dropped = 0;   // members not counted: max_open_sets / max_set_members
-  uint64_t gauge_deltas_untracked = 0; // deltas applied to 0 because max_gauge_series was reached
-  uint64_t sink_errors = 0;           // exceptions thrown by the sink
-  uint64_t receive_errors = 0;        // recvmmsg failures other than EAGAIN / EINTR
+  uint64_t sets_emitted = 0;            // set buckets closed into a gauge sample
+  uint64_t set_members_dropped = 0;     // members not counted: max_open_sets / max_set_members
+  uint64_t gauge_deltas_untracked = 0;  // deltas applied to 0 because max_gauge_series was reached
+  uint64_t sink_errors = 0;             // exceptions thrown by the sink
+  uint64_t receive_errors = 0;          // recvmmsg failures other than EAGAIN / EINTR
 
   uint64_t rejected(StatsdReject r) const { return lines_rejected[static_cast<size_t>(r)]; }
   uint64_t lines_rejected_total() const;
@@ -79,7 +79,8 @@ struct StatsdCounters {
 
 class StatsdListener {
  public:
-  StatsdListener(StatsdListenerOptions options, StatsdSink sink, const Clock& clock = SystemClock::instance());
+  StatsdListener(StatsdListenerOptions options, StatsdSink sink,
+                 const Clock& clock = SystemClock::instance());
   ~StatsdListener();  // stop()
   StatsdListener(const StatsdListener&) = delete;
   StatsdListener& operator=(const StatsdListener&) = delete;

@@ -10,8 +10,12 @@ bool is_key_char(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
          c == '.' || c == '-';
 }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_lower(char c) { return c >= 'a' && c <= 'z'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_lower(char c) {
+  return c >= 'a' && c <= 'z';
+}
 
 std::string_view trim_spaces(std::string_view s) {
   while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
@@ -29,7 +33,9 @@ std::string quoted(std::string_view s) {
   return out;
 }
 
-StatsdError error(StatsdReject reason, std::string message) { return {reason, std::move(message)}; }
+StatsdError error(StatsdReject reason, std::string message) {
+  return {reason, std::move(message)};
+}
 
 // A finite decimal number with an optional sign: "1", "-2.5", "+3", "1e3", ".5".
 // from_chars alone would also take "inf" and "nan", and no leading '+'.
@@ -67,9 +73,10 @@ std::optional<StatsdError> parse_tags(std::string_view text, Tags& tags) {
     if (item.empty()) continue;
     size_t colon = item.find(':');
     std::string_view raw_key = trim_spaces(item.substr(0, colon));
-    std::string_view value =
-        colon == std::string_view::npos ? std::string_view("true") : trim_spaces(item.substr(colon + 1));
-    if (raw_key.empty()) return error(StatsdReject::kTags, "tag " + quoted(item) + " has an empty key");
+    std::string_view value = colon == std::string_view::npos ? std::string_view("true")
+                                                             : trim_spaces(item.substr(colon + 1));
+    if (raw_key.empty())
+      return error(StatsdReject::kTags, "tag " + quoted(item) + " has an empty key");
     if (value.empty())
       return error(StatsdReject::kTags, "tag " + quoted(item) + " has an empty value");
     std::string key = map_statsd_tag_key(raw_key);
@@ -93,27 +100,42 @@ std::optional<StatsdError> parse_tags(std::string_view text, Tags& tags) {
 
 const char* statsd_type_name(StatsdType type) {
   switch (type) {
-    case StatsdType::kCounter: return "counter";
-    case StatsdType::kGauge: return "gauge";
-    case StatsdType::kDistribution: return "distribution";
-    case StatsdType::kSet: return "set";
+    case StatsdType::kCounter:
+      return "counter";
+    case StatsdType::kGauge:
+      return "gauge";
+    case StatsdType::kDistribution:
+      return "distribution";
+    case StatsdType::kSet:
+      return "set";
   }
   return "unknown";
 }
 
 const char* statsd_reject_name(StatsdReject reason) {
   switch (reason) {
-    case StatsdReject::kSyntax: return "syntax";
-    case StatsdReject::kMetricName: return "metric_name";
-    case StatsdReject::kValue: return "value";
-    case StatsdReject::kType: return "type";
-    case StatsdReject::kSampleRate: return "sample_rate";
-    case StatsdReject::kTags: return "tags";
-    case StatsdReject::kTimestamp: return "timestamp";
-    case StatsdReject::kField: return "field";
-    case StatsdReject::kEvent: return "event";
-    case StatsdReject::kServiceCheck: return "service_check";
-    case StatsdReject::kTruncated: return "truncated";
+    case StatsdReject::kSyntax:
+      return "syntax";
+    case StatsdReject::kMetricName:
+      return "metric_name";
+    case StatsdReject::kValue:
+      return "value";
+    case StatsdReject::kType:
+      return "type";
+    case StatsdReject::kSampleRate:
+      return "sample_rate";
+    case StatsdReject::kTags:
+      return "tags";
+    case StatsdReject::kTimestamp:
+      return "timestamp";
+    case StatsdReject::kField:
+      return "field";
+    case StatsdReject::kEvent:
+      return "event";
+    case StatsdReject::kServiceCheck:
+      return "service_check";
+    case StatsdReject::kTruncated:
+      return "truncated";
   }
   return "unknown";
 }
@@ -141,8 +163,10 @@ std::string map_statsd_tag_key(std::string_view key) {
   return out;
 }
 
-std::optional<StatsdError> parse_statsd_line(std::string_view line, std::vector<StatsdSample>& out) {
-  if (line.starts_with("_e{")) return error(StatsdReject::kEvent, "DogStatsD events (_e{) are not supported");
+std::optional<StatsdError> parse_statsd_line(std::string_view line,
+                                             std::vector<StatsdSample>& out) {
+  if (line.starts_with("_e{"))
+    return error(StatsdReject::kEvent, "DogStatsD events (_e{) are not supported");
   if (line.starts_with("_sc|"))
     return error(StatsdReject::kServiceCheck, "DogStatsD service checks (_sc|) are not supported");
 
@@ -151,8 +175,10 @@ std::optional<StatsdError> parse_statsd_line(std::string_view line, std::vector<
   std::string_view head = line.substr(0, bar);
   size_t colon = head.find(':');
   if (colon == std::string_view::npos)
-    return error(StatsdReject::kSyntax, "expected name:value|type, found no ':' before the first '|'");
-  if (bar == std::string_view::npos) return error(StatsdReject::kSyntax, "expected '|type' after the value");
+    return error(StatsdReject::kSyntax,
+                 "expected name:value|type, found no ':' before the first '|'");
+  if (bar == std::string_view::npos)
+    return error(StatsdReject::kSyntax, "expected '|type' after the value");
   std::string_view name = head.substr(0, colon);
   std::string_view values = head.substr(colon + 1);
   std::string_view rest = line.substr(bar + 1);
@@ -164,7 +190,9 @@ std::optional<StatsdError> parse_statsd_line(std::string_view line, std::vector<
   if (auto s = validate_metric_name(name); !s)
     return error(StatsdReject::kMetricName, s.message() + ": " + quoted(name));
   auto type = parse_type(type_text);
-  if (!type) return error(StatsdReject::kType, "unknown type " + quoted(type_text) + "; expected c, g, ms, h, d or s");
+  if (!type)
+    return error(StatsdReject::kType,
+                 "unknown type " + quoted(type_text) + "; expected c, g, ms, h, d or s");
 
   // Optional fields, in any order, each at most once.
   std::optional<double> rate;
@@ -182,7 +210,8 @@ std::optional<StatsdError> parse_statsd_line(std::string_view line, std::vector<
       if (rate) return error(StatsdReject::kField, "sample rate given twice");
       auto r = parse_number(field.substr(1));
       if (!r || !(*r > 0 && *r <= 1))
-        return error(StatsdReject::kSampleRate, "sample rate " + quoted(field.substr(1)) + " is not a number in (0, 1]");
+        return error(StatsdReject::kSampleRate,
+                     "sample rate " + quoted(field.substr(1)) + " is not a number in (0, 1]");
       rate = *r;
     } else if (field[0] == '#') {
       if (have_tags) return error(StatsdReject::kField, "tags given twice");
@@ -194,10 +223,12 @@ std::optional<StatsdError> parse_statsd_line(std::string_view line, std::vector<
       std::string_view digits = field.substr(1);
       auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), ts);
       if (ec != std::errc() || ptr != digits.data() + digits.size() || ts <= 0)
-        return error(StatsdReject::kTimestamp, "timestamp " + quoted(field) + " is not a positive integer of unix seconds");
+        return error(StatsdReject::kTimestamp,
+                     "timestamp " + quoted(field) + " is not a positive integer of unix seconds");
       timestamp = ts;
     } else if (field[0] == 'T') {
-      return error(StatsdReject::kTimestamp, "timestamp " + quoted(field) + " is not a positive integer of unix seconds");
+      return error(StatsdReject::kTimestamp,
+                   "timestamp " + quoted(field) + " is not a positive integer of unix seconds");
     } else if (field.starts_with("c:")) {
       // DogStatsD container id (origin detection): accepted and not turned into a tag.
       if (have_container) return error(StatsdReject::kField, "container id given twice");
@@ -244,11 +275,18 @@ std::optional<StatsdError> parse_statsd_line(std::string_view line, std::vector<
     if (v.empty()) return fail(error(StatsdReject::kValue, "empty value"));
     char sign = 0;
     auto number = parse_number(v, &sign);
-    if (!number) return fail(error(StatsdReject::kValue, "value " + quoted(v) + " is not a finite number"));
+    if (!number)
+      return fail(error(StatsdReject::kValue, "value " + quoted(v) + " is not a finite number"));
     switch (*type) {
-      case StatsdType::kCounter: push(*number / sample_rate, false); break;
-      case StatsdType::kGauge: push(*number, sign != 0); break;
-      default: push(*number, false); break;
+      case StatsdType::kCounter:
+        push(*number / sample_rate, false);
+        break;
+      case StatsdType::kGauge:
+        push(*number, sign != 0);
+        break;
+      default:
+        push(*number, false);
+        break;
     }
     if (sep == std::string_view::npos) break;
     values = values.substr(sep + 1);

@@ -11,8 +11,14 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
   // Observations of one distribution series in one second share a sketch.
   std::map<std::pair<uint64_t, int64_t>, Sketch> sketches;
   for (auto& s : samples) {
-    if (s.timestamp_s < now - limits_.max_age_s) { ++old; continue; }
-    if (s.timestamp_s > now + limits_.max_future_s) { ++future; continue; }
+    if (s.timestamp_s < now - limits_.max_age_s) {
+      ++old;
+      continue;
+    }
+    if (s.timestamp_s > now + limits_.max_future_s) {
+      ++future;
+      continue;
+    }
     Kind kind = s.type == StatsdType::kCounter ? Kind::kCounter
                 : s.type == StatsdType::kGauge ? Kind::kGauge
                                                : Kind::kDistribution;
@@ -22,7 +28,8 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
       ++rejected;
       if (now != last_log_s_) {
         last_log_s_ = now;
-        spdlog::warn("event=statsd_reject reason=kind_conflict metric={} detail=\"{}\"", s.metric, info.status().message());
+        spdlog::warn("event=statsd_reject reason=kind_conflict metric={} detail=\"{}\"", s.metric,
+                     info.status().message());
       }
       continue;
     }
@@ -31,9 +38,15 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
     if (created) w.new_series.push_back(si);
     const int64_t t = s.timestamp_s;
     switch (kind) {
-      case Kind::kCounter: w.counters.push_back({si, t, s.value}); break;
-      case Kind::kGauge: w.gauges.push_back({si, t, s.value, s.value, s.value, s.value, 1}); break;
-      case Kind::kDistribution: sketches[{si->id, t}].add(s.value, s.observation_weight()); break;
+      case Kind::kCounter:
+        w.counters.push_back({si, t, s.value});
+        break;
+      case Kind::kGauge:
+        w.gauges.push_back({si, t, s.value, s.value, s.value, s.value, 1});
+        break;
+      case Kind::kDistribution:
+        sketches[{si->id, t}].add(s.value, s.observation_weight());
+        break;
     }
     ++accepted;
   }

@@ -18,7 +18,8 @@ namespace tally::collector {
 
 class StatsdRouter {
  public:
-  StatsdRouter(SeriesCatalog& catalog, Router& router, SelfMetrics& metrics, IngestLimits limits, const Clock& clock)
+  StatsdRouter(SeriesCatalog& catalog, Router& router, SelfMetrics& metrics, IngestLimits limits,
+               const Clock& clock)
       : catalog_(catalog), router_(router), metrics_(metrics), limits_(limits), clock_(clock) {}
 
   void operator()(std::vector<StatsdSample>&& samples);

@@ -6,10 +6,17 @@
 
 namespace tally::collector {
 
-ZmqIngest::ZmqIngest(zmq::context_t& ctx, ZmqIngestOptions opts, SeriesCatalog& catalog, ProducerTable& producers,
-                     Router& router, Wal& wal, const Clock& clock, SelfMetrics& metrics)
-    : ctx_(ctx), opts_(std::move(opts)), catalog_(catalog), producers_(producers), router_(router), wal_(wal),
-      clock_(clock), metrics_(metrics) {}
+ZmqIngest::ZmqIngest(zmq::context_t& ctx, ZmqIngestOptions opts, SeriesCatalog& catalog,
+                     ProducerTable& producers, Router& router, Wal& wal, const Clock& clock,
+                     SelfMetrics& metrics)
+    : ctx_(ctx),
+      opts_(std::move(opts)),
+      catalog_(catalog),
+      producers_(producers),
+      router_(router),
+      wal_(wal),
+      clock_(clock),
+      metrics_(metrics) {}
 
 Result<std::string> ZmqIngest::start() {
   socket_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
@@ -43,7 +50,8 @@ void ZmqIngest::run() {
       for (int n = 0; n < 1000 && (items[0].revents & ZMQ_POLLIN); ++n) {
         zmq::message_t identity, payload;
         if (!socket_->recv(identity, zmq::recv_flags::dontwait)) break;
-        // DEALER sends one frame; a REQ peer adds an empty delimiter. The payload is the last frame.
+        // DEALER sends one frame; a REQ peer adds an empty delimiter. The payload is the last
+        // frame.
         bool more = identity.more();
         while (more) {
           if (!socket_->recv(payload, zmq::recv_flags::none)) break;
@@ -82,8 +90,10 @@ void ZmqIngest::set_log_health(bool ok, const Status& why) {
   if (ok) {
     spdlog::info("event=log_recovered note=\"acknowledging batches again\"");
   } else {
-    spdlog::error("event=log_unwritable error=\"{}\" note=\"batches are answered UNAVAILABLE; SDKs keep and resend them\"",
-                  why.to_string());
+    spdlog::error(
+        "event=log_unwritable error=\"{}\" note=\"batches are answered UNAVAILABLE; SDKs keep and "
+        "resend them\"",
+        why.to_string());
   }
   metrics_.storage_healthy.store(ok && router_.healthy() ? 1 : 0);
 }
@@ -109,12 +119,14 @@ void ZmqIngest::commit_group() {
       router_.route(std::move(p.decoded.per_shard), p.lsn);
       metrics_.points_received.fetch_add(p.decoded.points, std::memory_order_relaxed);
       metrics_.points_rejected_old.fetch_add(p.decoded.rejected_old, std::memory_order_relaxed);
-      metrics_.points_rejected_future.fetch_add(p.decoded.rejected_future, std::memory_order_relaxed);
+      metrics_.points_rejected_future.fetch_add(p.decoded.rejected_future,
+                                                std::memory_order_relaxed);
       if (p.dropped_batches) {
         // Producers report a running total; the metric adds what is new since the last report.
         uint64_t& seen = dropped_by_producer_[p.ack.producer_id()];
         if (p.dropped_batches > seen) {
-          metrics_.sdk_dropped_batches.fetch_add(p.dropped_batches - seen, std::memory_order_relaxed);
+          metrics_.sdk_dropped_batches.fetch_add(p.dropped_batches - seen,
+                                                 std::memory_order_relaxed);
           seen = p.dropped_batches;
         }
       }
@@ -154,7 +166,8 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
     return;
   }
   bool in_group = false;
-  for (const auto& p : group_) in_group |= p.ack.producer_id() == batch.producer_id() && p.ack.seq() == batch.seq();
+  for (const auto& p : group_)
+    in_group |= p.ack.producer_id() == batch.producer_id() && p.ack.seq() == batch.seq();
   if (in_group || producers_.seen(batch.producer_id(), batch.seq())) {
     // A copy inside the current group is answered after the group's sync, like the original.
     if (in_group) commit_group();
@@ -183,7 +196,8 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
   switch (d.code) {
     case wire::Ack::OK: {
       if (!group_mark_) group_mark_ = wal_.mark();
-      auto lsn = wal_.append(std::string_view(static_cast<const char*>(payload.data()), payload.size()));
+      auto lsn =
+          wal_.append(std::string_view(static_cast<const char*>(payload.data()), payload.size()));
       if (!lsn) {
         set_log_health(false, lsn.status());
         metrics_.batches_unavailable.fetch_add(1, std::memory_order_relaxed);
@@ -191,7 +205,8 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
         ack.set_reason("the collector cannot log the batch: " + lsn.status().message());
         break;
       }
-      group_.push_back(Pending{std::move(identity), std::move(ack), std::move(d), *lsn, batch.dropped_batches()});
+      group_.push_back(Pending{std::move(identity), std::move(ack), std::move(d), *lsn,
+                               batch.dropped_batches()});
       return;  // acknowledged by commit_group()
     }
     case wire::Ack::INVALID:
@@ -224,8 +239,8 @@ void ZmqIngest::log_reject(const std::string& reason, uint64_t producer) {
     return;
   }
   last_reject_log_s_ = now;
-  spdlog::warn("event=batch_rejected producer={:016x} reason=\"{}\" suppressed={}", producer, reason,
-               suppressed_rejects_);
+  spdlog::warn("event=batch_rejected producer={:016x} reason=\"{}\" suppressed={}", producer,
+               reason, suppressed_rejects_);
   suppressed_rejects_ = 0;
 }
 

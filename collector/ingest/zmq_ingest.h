@@ -12,8 +12,8 @@
 
 #include <atomic>
 #include <functional>
-#include <thread>
 #include <optional>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -35,8 +35,9 @@ struct ZmqIngestOptions {
 
 class ZmqIngest {
  public:
-  ZmqIngest(zmq::context_t& ctx, ZmqIngestOptions opts, SeriesCatalog& catalog, ProducerTable& producers,
-            Router& router, Wal& wal, const Clock& clock, SelfMetrics& metrics);
+  ZmqIngest(zmq::context_t& ctx, ZmqIngestOptions opts, SeriesCatalog& catalog,
+            ProducerTable& producers, Router& router, Wal& wal, const Clock& clock,
+            SelfMetrics& metrics);
   ~ZmqIngest() { stop(); }
 
   // Binds the ROUTER socket and starts the thread; returns the bound endpoint.

@@ -59,7 +59,8 @@ void LivePublisher::run() {
       std::string payload = lb.SerializeAsString();
       socket_->send(zmq::buffer(metric), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
       socket_->send(zmq::buffer(payload), zmq::send_flags::dontwait);
-      metrics_.live_updates.fetch_add(static_cast<uint64_t>(lb.updates_size()), std::memory_order_relaxed);
+      metrics_.live_updates.fetch_add(static_cast<uint64_t>(lb.updates_size()),
+                                      std::memory_order_relaxed);
     }
   }
 }

@@ -19,7 +19,8 @@ using json = nlohmann::json;
 
 // Integral values print as integers so counts read as counts.
 json number(double v) {
-  if (std::isfinite(v) && v == std::floor(v) && std::abs(v) < 9007199254740992.0) return static_cast<int64_t>(v);
+  if (std::isfinite(v) && v == std::floor(v) && std::abs(v) < 9007199254740992.0)
+    return static_cast<int64_t>(v);
   if (!std::isfinite(v)) return nullptr;
   return v;
 }
@@ -32,7 +33,8 @@ json tags_json(const Tags& tags) {
 
 json bins_json(const std::vector<Sketch::Bin>& bins) {
   json a = json::array();
-  for (const auto& b : bins) a.push_back({{"lower", b.lower}, {"upper", b.upper}, {"count", b.count}});
+  for (const auto& b : bins)
+    a.push_back({{"lower", b.lower}, {"upper", b.upper}, {"count", b.count}});
   return a;
 }
 
@@ -41,21 +43,28 @@ void reply(httplib::Response& res, int status, const json& body) {
   res.set_content(body.dump(), "application/json");
 }
 
-void error(httplib::Response& res, int status, const std::string& msg) { reply(res, status, {{"error", msg}}); }
+void error(httplib::Response& res, int status, const std::string& msg) {
+  reply(res, status, {{"error", msg}});
+}
 
 int http_status(const Status& s) {
   switch (s.code()) {
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kNotFound: return 404;
-    case StatusCode::kUnavailable: return 503;
-    default: return 500;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kUnavailable:
+      return 503;
+    default:
+      return 500;
   }
 }
 
 Result<int64_t> parse_int(std::string_view s) {
   int64_t v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) return Status::invalid_argument("'" + std::string(s) + "' is not a whole number");
+  if (ec != std::errc() || p != s.data() + s.size())
+    return Status::invalid_argument("'" + std::string(s) + "' is not a whole number");
   return v;
 }
 
@@ -64,7 +73,8 @@ Result<RangeQuery> parse_range(const httplib::Request& req, int64_t now_s, bool 
   RangeQuery q;
   q.metric = req.get_param_value("metric");
   if (q.metric.empty()) return Status::invalid_argument("missing parameter 'metric'");
-  if (auto s = validate_metric_name(q.metric); !s) return Status::invalid_argument("metric: " + s.message());
+  if (auto s = validate_metric_name(q.metric); !s)
+    return Status::invalid_argument("metric: " + s.message());
   for (size_t i = 0; i < req.get_param_value_count("filter"); ++i) {
     auto f = parse_filter(req.get_param_value("filter", i));
     if (!f) return f.status();
@@ -76,7 +86,8 @@ Result<RangeQuery> parse_range(const httplib::Request& req, int64_t now_s, bool 
     size_t comma = gb.find(',', pos);
     std::string key = gb.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     if (!key.empty()) {
-      if (auto s = validate_tag_key(key); !s) return Status::invalid_argument("group_by: " + s.message());
+      if (auto s = validate_tag_key(key); !s)
+        return Status::invalid_argument("group_by: " + s.message());
       q.group_by.push_back(key);
     }
     if (comma == std::string::npos) break;
@@ -105,7 +116,9 @@ Result<RangeQuery> parse_range(const httplib::Request& req, int64_t now_s, bool 
   if (need_fn) {
     std::string fn = req.has_param("fn") ? req.get_param_value("fn") : "sum";
     auto f = parse_fn(fn);
-    if (!f) return Status::invalid_argument("unknown fn '" + fn + "'; use sum, rate, avg, min, max, count, p50, p90 or p99");
+    if (!f)
+      return Status::invalid_argument("unknown fn '" + fn +
+                                      "'; use sum, rate, avg, min, max, count, p50, p90 or p99");
     q.fn = *f;
   }
   return q;
@@ -127,31 +140,45 @@ Result<int64_t> parse_time_param(std::string_view text, int64_t now_s) {
     return now_s - *d;
   }
   auto v = parse_int(text);
-  if (!v) return Status::invalid_argument("time '" + std::string(text) + "' must be unix seconds, 'now' or -<duration>");
+  if (!v)
+    return Status::invalid_argument("time '" + std::string(text) +
+                                    "' must be unix seconds, 'now' or -<duration>");
   return *v;
 }
 
-HttpApi::HttpApi(QueryEngine& engine, const SeriesCatalog& catalog, Router& router, SelfMetrics& metrics,
-                 const Clock& clock)
-    : engine_(engine), catalog_(catalog), router_(router), metrics_(metrics), clock_(clock),
+HttpApi::HttpApi(QueryEngine& engine, const SeriesCatalog& catalog, Router& router,
+                 SelfMetrics& metrics, const Clock& clock)
+    : engine_(engine),
+      catalog_(catalog),
+      router_(router),
+      metrics_(metrics),
+      clock_(clock),
       started_s_(clock.now_s()) {}
 
-HttpApi::~HttpApi() { stop(); }
+HttpApi::~HttpApi() {
+  stop();
+}
 
 Result<int> HttpApi::start(const std::string& listen) {
   size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return Status::invalid_argument("http listen address '" + listen + "' must be host:port");
+  if (colon == std::string::npos)
+    return Status::invalid_argument("http listen address '" + listen + "' must be host:port");
   std::string host = listen.substr(0, colon);
   auto port = parse_int(listen.substr(colon + 1));
-  if (!port || *port < 0 || *port > 65535) return Status::invalid_argument("http port in '" + listen + "' is not valid");
+  if (!port || *port < 0 || *port > 65535)
+    return Status::invalid_argument("http port in '" + listen + "' is not valid");
   server_ = std::make_unique<httplib::Server>();
   server_->set_read_timeout(5, 0);
   server_->set_write_timeout(5, 0);
   server_->set_keep_alive_max_count(1000);
   server_->set_payload_max_length(1 << 20);
   routes();
-  int bound = *port == 0 ? server_->bind_to_any_port(host) : (server_->bind_to_port(host, static_cast<int>(*port)) ? static_cast<int>(*port) : -1);
-  if (bound < 0) return Status::io_error("cannot listen on " + listen + " (in use or not permitted)");
+  int bound =
+      *port == 0
+          ? server_->bind_to_any_port(host)
+          : (server_->bind_to_port(host, static_cast<int>(*port)) ? static_cast<int>(*port) : -1);
+  if (bound < 0)
+    return Status::io_error("cannot listen on " + listen + " (in use or not permitted)");
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return bound;
 }
@@ -168,103 +195,140 @@ void HttpApi::routes() {
       auto t0 = std::chrono::steady_clock::now();
       handler(req, res);
       metrics_.queries.fetch_add(1, std::memory_order_relaxed);
-      if (res.status == 400 || res.status == 404) metrics_.queries_rejected.fetch_add(1, std::memory_order_relaxed);
-      metrics_.query_latency.record_us(static_cast<uint64_t>(
-          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()));
+      if (res.status == 400 || res.status == 404)
+        metrics_.queries_rejected.fetch_add(1, std::memory_order_relaxed);
+      metrics_.query_latency.record_us(
+          static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                    std::chrono::steady_clock::now() - t0)
+                                    .count()));
     };
   };
 
   s.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     if (!router_.healthy() || (health_ && !health_())) {
-      reply(res, 503, {{"status", "unavailable"}, {"reason", "storage is not accepting writes (disk full or unwritable); batches are not acknowledged"}});
+      reply(res, 503,
+            {{"status", "unavailable"},
+             {"reason",
+              "storage is not accepting writes (disk full or unwritable); batches are not "
+              "acknowledged"}});
       return;
     }
-    reply(res, 200, {{"status", "ok"}, {"uptime_s", clock_.now_s() - started_s_}, {"series", catalog_.size()}});
+    reply(
+        res, 200,
+        {{"status", "ok"}, {"uptime_s", clock_.now_s() - started_s_}, {"series", catalog_.size()}});
   });
 
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     metrics_.series.store(static_cast<int64_t>(catalog_.size()));
-    res.set_content(metrics_.to_prometheus(clock_.now_s() - started_s_), "text/plain; version=0.0.4; charset=utf-8");
+    res.set_content(metrics_.to_prometheus(clock_.now_s() - started_s_),
+                    "text/plain; version=0.0.4; charset=utf-8");
   });
 
   s.Get("/api/metrics", timed([this](const httplib::Request& req, httplib::Response& res) {
-    std::string search = req.get_param_value("search");
-    json list = json::array();
-    for (const auto& m : catalog_.metrics()) {
-      if (!search.empty() && m.name.find(search) == std::string::npos) continue;
-      list.push_back({{"name", m.name}, {"kind", kind_name(m.kind)}, {"series", m.series}});
-    }
-    reply(res, 200, {{"metrics", list}});
-  }));
+          std::string search = req.get_param_value("search");
+          json list = json::array();
+          for (const auto& m : catalog_.metrics()) {
+            if (!search.empty() && m.name.find(search) == std::string::npos) continue;
+            list.push_back({{"name", m.name}, {"kind", kind_name(m.kind)}, {"series", m.series}});
+          }
+          reply(res, 200, {{"metrics", list}});
+        }));
 
   s.Get("/api/tags", timed([this](const httplib::Request& req, httplib::Response& res) {
-    std::string metric = req.get_param_value("metric");
-    if (metric.empty()) return error(res, 400, "missing parameter 'metric'");
-    if (!catalog_.kind_of(metric)) return error(res, 404, "unknown metric '" + metric + "'");
-    std::map<std::string, std::set<std::string>> tags;
-    for (const SeriesInfo* s : catalog_.series_of(metric))
-      for (const auto& t : s->tags()) tags[std::string(t.key)].emplace(t.value);
-    json o = json::object();
-    for (const auto& [k, vs] : tags) o[k] = json(std::vector<std::string>(vs.begin(), vs.end()));
-    reply(res, 200, {{"metric", metric}, {"tags", o}});
-  }));
+          std::string metric = req.get_param_value("metric");
+          if (metric.empty()) return error(res, 400, "missing parameter 'metric'");
+          if (!catalog_.kind_of(metric)) return error(res, 404, "unknown metric '" + metric + "'");
+          std::map<std::string, std::set<std::string>> tags;
+          for (const SeriesInfo* s : catalog_.series_of(metric))
+            for (const auto& t : s->tags()) tags[std::string(t.key)].emplace(t.value);
+          json o = json::object();
+          for (const auto& [k, vs] : tags)
+            o[k] = json(std::vector<std::string>(vs.begin(), vs.end()));
+          reply(res, 200, {{"metric", metric}, {"tags", o}});
+        }));
 
   s.Get("/api/query", timed([this](const httplib::Request& req, httplib::Response& res) {
-    auto q = parse_range(req, clock_.now_s(), true);
-    if (!q) return error(res, 400, q.status().message());
-    auto r = engine_.range(*q);
-    if (!r) return error(res, http_status(r.status()), r.status().message());
-    json series = json::array();
-    for (const auto& sr : r->series) {
-      json pts = json::array();
-      for (const auto& [t, v] : sr.points) pts.push_back({t, number(v)});
-      json js = {{"tags", tags_json(sr.group)}, {"points", std::move(pts)}};
-      if (sr.partial_from) js["partial_from"] = *sr.partial_from;
-      series.push_back(std::move(js));
-    }
-    reply(res, 200, {{"metric", q->metric}, {"kind", kind_name(r->kind)}, {"fn", fn_name(q->fn)}, {"from", r->from},
-                     {"to", r->to}, {"step", r->step}, {"resolution", r->resolution}, {"series", std::move(series)}});
-  }));
+          auto q = parse_range(req, clock_.now_s(), true);
+          if (!q) return error(res, 400, q.status().message());
+          auto r = engine_.range(*q);
+          if (!r) return error(res, http_status(r.status()), r.status().message());
+          json series = json::array();
+          for (const auto& sr : r->series) {
+            json pts = json::array();
+            for (const auto& [t, v] : sr.points) pts.push_back({t, number(v)});
+            json js = {{"tags", tags_json(sr.group)}, {"points", std::move(pts)}};
+            if (sr.partial_from) js["partial_from"] = *sr.partial_from;
+            series.push_back(std::move(js));
+          }
+          reply(res, 200,
+                {{"metric", q->metric},
+                 {"kind", kind_name(r->kind)},
+                 {"fn", fn_name(q->fn)},
+                 {"from", r->from},
+                 {"to", r->to},
+                 {"step", r->step},
+                 {"resolution", r->resolution},
+                 {"series", std::move(series)}});
+        }));
 
   s.Get("/api/histogram", timed([this](const httplib::Request& req, httplib::Response& res) {
-    auto q = parse_range(req, clock_.now_s(), false);
-    if (!q) return error(res, 400, q.status().message());
-    auto r = engine_.histogram(*q, parse_bins(req));
-    if (!r) return error(res, http_status(r.status()), r.status().message());
-    reply(res, 200, {{"metric", q->metric}, {"from", r->from}, {"to", r->to}, {"count", r->count}, {"sum", number(r->sum)},
-                     {"min", number(r->min)}, {"max", number(r->max)}, {"p50", r->p50}, {"p90", r->p90},
-                     {"p99", r->p99}, {"buckets", bins_json(r->buckets)}});
-  }));
+          auto q = parse_range(req, clock_.now_s(), false);
+          if (!q) return error(res, 400, q.status().message());
+          auto r = engine_.histogram(*q, parse_bins(req));
+          if (!r) return error(res, http_status(r.status()), r.status().message());
+          reply(res, 200,
+                {{"metric", q->metric},
+                 {"from", r->from},
+                 {"to", r->to},
+                 {"count", r->count},
+                 {"sum", number(r->sum)},
+                 {"min", number(r->min)},
+                 {"max", number(r->max)},
+                 {"p50", r->p50},
+                 {"p90", r->p90},
+                 {"p99", r->p99},
+                 {"buckets", bins_json(r->buckets)}});
+        }));
 
   s.Get("/api/heatmap", timed([this](const httplib::Request& req, httplib::Response& res) {
-    auto q = parse_range(req, clock_.now_s(), false);
-    if (!q) return error(res, 400, q.status().message());
-    auto r = engine_.heatmap(*q, parse_bins(req));
-    if (!r) return error(res, http_status(r.status()), r.status().message());
-    json cols = json::array();
-    for (const auto& c : r->columns)
-      cols.push_back({{"time", c.time}, {"count", c.count}, {"p50", c.p50}, {"p90", c.p90}, {"p99", c.p99},
-                      {"buckets", bins_json(c.buckets)}});
-    reply(res, 200, {{"metric", q->metric}, {"from", r->from}, {"to", r->to}, {"step", r->step}, {"columns", std::move(cols)}});
-  }));
+          auto q = parse_range(req, clock_.now_s(), false);
+          if (!q) return error(res, 400, q.status().message());
+          auto r = engine_.heatmap(*q, parse_bins(req));
+          if (!r) return error(res, http_status(r.status()), r.status().message());
+          json cols = json::array();
+          for (const auto& c : r->columns)
+            cols.push_back({{"time", c.time},
+                            {"count", c.count},
+                            {"p50", c.p50},
+                            {"p90", c.p90},
+                            {"p99", c.p99},
+                            {"buckets", bins_json(c.buckets)}});
+          reply(res, 200,
+                {{"metric", q->metric},
+                 {"from", r->from},
+                 {"to", r->to},
+                 {"step", r->step},
+                 {"columns", std::move(cols)}});
+        }));
 
   register_prom_routes(s, engine_, catalog_, clock_, metrics_);
 
   s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.body.empty()) error(res, res.status, res.status == 404 ? "no such endpoint" : "request failed");
+    if (res.body.empty())
+      error(res, res.status, res.status == 404 ? "no such endpoint" : "request failed");
   });
-  s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-    // Process boundary of a request: log what escaped and answer 500.
-    std::string what = "unknown";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    spdlog::error("event=http_exception path={} error=\"{}\"", req.path, what);
-    error(res, 500, "internal error: " + what);
-  });
+  s.set_exception_handler(
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        // Process boundary of a request: log what escaped and answer 500.
+        std::string what = "unknown";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {}
+        spdlog::error("event=http_exception path={} error=\"{}\"", req.path, what);
+        error(res, 500, "internal error: " + what);
+      });
 }
 
 }  // namespace tally::collector

@@ -23,7 +23,8 @@ Result<int64_t> parse_time_param(std::string_view text, int64_t now_s);
 
 class HttpApi {
  public:
-  HttpApi(QueryEngine& engine, const SeriesCatalog& catalog, Router& router, SelfMetrics& metrics, const Clock& clock);
+  HttpApi(QueryEngine& engine, const SeriesCatalog& catalog, Router& router, SelfMetrics& metrics,
+          const Clock& clock);
   ~HttpApi();
 
   // Extra health condition beside the shards' (e.g. the write-ahead log is writable).

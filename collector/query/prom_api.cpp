@@ -26,9 +26,10 @@ using promql::Matcher;
 using promql::Node;
 using Labels = std::map<std::string, std::string>;
 
-constexpr int64_t kMaxPoints = 11000;           // Prometheus's limit of points per series
-constexpr int64_t kLookbackS = 300;             // Prometheus's default lookback delta for gauges
-constexpr int64_t kInstantQuantileWindowS = 60; // quantiles of an instant query cover the last minute
+constexpr int64_t kMaxPoints = 11000;  // Prometheus's limit of points per series
+constexpr int64_t kLookbackS = 300;    // Prometheus's default lookback delta for gauges
+constexpr int64_t kInstantQuantileWindowS =
+    60;  // quantiles of an instant query cover the last minute
 constexpr const char* kDefaultQuantiles[] = {"0.5", "0.9", "0.99"};
 
 // ---------------------------------------------------------------------------------------------
@@ -39,13 +40,20 @@ struct PromError {
   std::string type = "bad_data";
   std::string message;
 };
-PromError bad_data(std::string m) { return {400, "bad_data", std::move(m)}; }
-PromError unsupported(std::string m) { return {422, "execution", std::move(m)}; }
+PromError bad_data(std::string m) {
+  return {400, "bad_data", std::move(m)};
+}
+PromError unsupported(std::string m) {
+  return {422, "execution", std::move(m)};
+}
 PromError from_status(const Status& s) {
   switch (s.code()) {
-    case StatusCode::kInvalidArgument: return bad_data(s.message());
-    case StatusCode::kUnavailable: return {503, "unavailable", s.message()};
-    default: return {500, "internal", s.message()};
+    case StatusCode::kInvalidArgument:
+      return bad_data(s.message());
+    case StatusCode::kUnavailable:
+      return {503, "unavailable", s.message()};
+    default:
+      return {500, "internal", s.message()};
   }
 }
 using MaybeError = std::optional<PromError>;
@@ -86,9 +94,11 @@ std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
     return ec == std::errc() && p == s.data() + pos + n;
   };
   int y, mo, d, h, mi, se;
-  if (s.size() < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
+  if (s.size() < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') ||
+      s[13] != ':' || s[16] != ':')
     return std::nullopt;
-  if (!num(0, 4, &y) || !num(5, 2, &mo) || !num(8, 2, &d) || !num(11, 2, &h) || !num(14, 2, &mi) || !num(17, 2, &se))
+  if (!num(0, 4, &y) || !num(5, 2, &mo) || !num(8, 2, &d) || !num(11, 2, &h) || !num(14, 2, &mi) ||
+      !num(17, 2, &se))
     return std::nullopt;
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return std::nullopt;
   size_t i = 19;
@@ -144,15 +154,17 @@ std::optional<int64_t> parse_step_ms(const std::string& s) {
   return *d;
 }
 
-std::optional<PromError> time_param(const httplib::Request& req, const char* name, std::optional<int64_t> dflt,
-                                    int64_t* out) {
+std::optional<PromError> time_param(const httplib::Request& req, const char* name,
+                                    std::optional<int64_t> dflt, int64_t* out) {
   if (!req.has_param(name) && dflt) {
     *out = *dflt;
     return std::nullopt;
   }
   std::string v = req.get_param_value(name);
   auto t = parse_time_ms(v);
-  if (!t) return bad_data("invalid parameter \"" + std::string(name) + "\": cannot parse \"" + v + "\" to a valid timestamp");
+  if (!t)
+    return bad_data("invalid parameter \"" + std::string(name) + "\": cannot parse \"" + v +
+                    "\" to a valid timestamp");
   *out = *t;
   return std::nullopt;
 }
@@ -160,7 +172,9 @@ std::optional<PromError> time_param(const httplib::Request& req, const char* nam
 // ---------------------------------------------------------------------------------------------
 // Names: which Tally metric a Prometheus name means
 
-bool label_char(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; }
+bool label_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
 
 bool valid_label_name(std::string_view s) {
   if (s.empty() || (s[0] >= '0' && s[0] <= '9')) return false;
@@ -238,8 +252,8 @@ class NameTable {
 struct Leaf {
   Exposed exposed;
   std::vector<const SeriesInfo*> series;
-  std::vector<Labels> labels;           // per series, with __name__, without quantile
-  std::vector<std::string> quantiles;   // summaries: the quantile label values asked for
+  std::vector<Labels> labels;          // per series, with __name__, without quantile
+  std::vector<std::string> quantiles;  // summaries: the quantile label values asked for
 };
 
 Labels labels_of(const SeriesInfo& s, const std::string& name) {
@@ -248,12 +262,14 @@ Labels labels_of(const SeriesInfo& s, const std::string& name) {
   for (const auto& t : s.tags()) {
     std::string k = prom_label_name(t.key);
     if (k.starts_with("__")) continue;  // reserved for Prometheus's own labels
-    l.emplace(std::move(k), std::string(t.value));   // mapped-key collisions: the first tag in key order wins
+    l.emplace(std::move(k),
+              std::string(t.value));  // mapped-key collisions: the first tag in key order wins
   }
   return l;
 }
 
-// A matcher's label: the Prometheus label, else a Tally tag key given quoted ({"http.method"="GET"}).
+// A matcher's label: the Prometheus label, else a Tally tag key given quoted
+// ({"http.method"="GET"}).
 std::string label_value(const Labels& l, const SeriesInfo& s, const std::string& name) {
   if (auto it = l.find(name); it != l.end()) return it->second;
   for (const auto& t : s.tags())
@@ -261,7 +277,8 @@ std::string label_value(const Labels& l, const SeriesInfo& s, const std::string&
   return {};
 }
 
-MaybeError select_leaf(const SeriesCatalog& catalog, const Node& sel, const Exposed& e, bool quantile_label, Leaf* out) {
+MaybeError select_leaf(const SeriesCatalog& catalog, const Node& sel, const Exposed& e,
+                       bool quantile_label, Leaf* out) {
   out->exposed = e;
   const bool summary = e.summary() && quantile_label;
   if (summary) {
@@ -271,7 +288,8 @@ MaybeError select_leaf(const SeriesCatalog& catalog, const Node& sel, const Expo
         candidates = {m.value};
         break;
       }
-    if (candidates.empty()) candidates.assign(std::begin(kDefaultQuantiles), std::end(kDefaultQuantiles));
+    if (candidates.empty())
+      candidates.assign(std::begin(kDefaultQuantiles), std::end(kDefaultQuantiles));
     for (const auto& c : candidates) {
       bool ok = true;
       for (const auto& m : sel.matchers)
@@ -280,7 +298,8 @@ MaybeError select_leaf(const SeriesCatalog& catalog, const Node& sel, const Expo
       double q = -1;
       auto [p, ec] = std::from_chars(c.data(), c.data() + c.size(), q);
       if (ec != std::errc() || p != c.data() + c.size() || !(q >= 0 && q <= 1))
-        return bad_data("quantile=\"" + c + "\" of distribution '" + e.name + "' is not a number between 0 and 1");
+        return bad_data("quantile=\"" + c + "\" of distribution '" + e.name +
+                        "' is not a number between 0 and 1");
       out->quantiles.push_back(c);
     }
     if (out->quantiles.empty()) return std::nullopt;
@@ -313,7 +332,7 @@ struct Series {
 
 struct Value {
   bool scalar = false;
-  std::vector<double> s;      // scalar: one per timestamp
+  std::vector<double> s;  // scalar: one per timestamp
   std::vector<Series> vec;
 };
 
@@ -337,7 +356,9 @@ Labels group_key(const Labels& l, const Node& agg) {
   Labels key;
   if (agg.without) {
     for (const auto& [k, v] : l) {
-      if (k == "__name__" || std::find(agg.grouping.begin(), agg.grouping.end(), k) != agg.grouping.end()) continue;
+      if (k == "__name__" ||
+          std::find(agg.grouping.begin(), agg.grouping.end(), k) != agg.grouping.end())
+        continue;
       key.emplace(k, v);
     }
   } else {
@@ -353,9 +374,13 @@ class Evaluator {
 
   // times_ms: the evaluation timestamps, ascending; step_ms: the range query's step, 0 for an
   // instant query.
-  Evaluator(const QueryEngine& engine, const SeriesCatalog& catalog, const Clock& clock, std::vector<int64_t> times_ms,
-            int64_t step_ms)
-      : engine_(engine), catalog_(catalog), clock_(clock), names_(catalog), times_(std::move(times_ms)) {
+  Evaluator(const QueryEngine& engine, const SeriesCatalog& catalog, const Clock& clock,
+            std::vector<int64_t> times_ms, int64_t step_ms)
+      : engine_(engine),
+        catalog_(catalog),
+        clock_(clock),
+        names_(catalog),
+        times_(std::move(times_ms)) {
     // A bucket [b, b + r) counts at time t when it has ended by then: b + r <= ceil(t).
     for (int64_t t : times_) cutoffs_.push_back(t >= 0 ? (t + 999) / 1000 : t / 1000);
     step_s_ = step_ms > 0 ? std::max<int64_t>(1, (step_ms + 999) / 1000) : 0;
@@ -380,11 +405,14 @@ class Evaluator {
         }
         return std::nullopt;
       }
-      case Node::Type::kBinary: return binary(n, out);
-      case Node::Type::kSelector: return selector(n, Mode::kInstant, 0, out);
+      case Node::Type::kBinary:
+        return binary(n, out);
+      case Node::Type::kSelector:
+        return selector(n, Mode::kInstant, 0, out);
       case Node::Type::kCall: {
         const Node& sel = unparen(n.arg(0));
-        return selector(sel, n.text == "rate" ? Mode::kRate : Mode::kIncrease, *sel.range_ms / 1000, out);
+        return selector(sel, n.text == "rate" ? Mode::kRate : Mode::kIncrease, *sel.range_ms / 1000,
+                        out);
       }
       case Node::Type::kAggregate:
         if (n.text == "tally_quantile") return tally_quantile(n, out);
@@ -412,7 +440,9 @@ class Evaluator {
     for (auto& series : v.vec) {
       series.labels.erase("__name__");
       for (size_t i = 0; i < series.v.size(); ++i)
-        if (series.v[i]) series.v[i] = vec_left ? arith(n.text, *series.v[i], s.s[i]) : arith(n.text, s.s[i], *series.v[i]);
+        if (series.v[i])
+          series.v[i] =
+              vec_left ? arith(n.text, *series.v[i], s.s[i]) : arith(n.text, s.s[i], *series.v[i]);
     }
     *out = std::move(v);
     return std::nullopt;
@@ -432,16 +462,23 @@ class Evaluator {
         for (const Series* m : members) {
           if (!m->v[i]) continue;
           const double x = *m->v[i];
-          if (count == 0) acc = op == "count" ? 0 : x;
-          else if (op == "sum" || op == "avg") acc += x;
-          else if (op == "min") acc = std::isnan(acc) || x < acc ? x : acc;
-          else if (op == "max") acc = std::isnan(acc) || x > acc ? x : acc;
+          if (count == 0)
+            acc = op == "count" ? 0 : x;
+          else if (op == "sum" || op == "avg")
+            acc += x;
+          else if (op == "min")
+            acc = std::isnan(acc) || x < acc ? x : acc;
+          else if (op == "max")
+            acc = std::isnan(acc) || x > acc ? x : acc;
           ++count;
         }
         if (count == 0) continue;
-        if (op == "count") g.v[i] = static_cast<double>(count);
-        else if (op == "avg") g.v[i] = acc / static_cast<double>(count);
-        else g.v[i] = acc;
+        if (op == "count")
+          g.v[i] = static_cast<double>(count);
+        else if (op == "avg")
+          g.v[i] = acc / static_cast<double>(count);
+        else
+          g.v[i] = acc;
       }
       out->vec.push_back(std::move(g));
     }
@@ -453,11 +490,13 @@ class Evaluator {
     if (mode == Mode::kInstant) return std::nullopt;
     const std::string fn = mode == Mode::kRate ? "rate" : "increase";
     if (e.kind == Kind::kGauge)
-      return unsupported(fn + "() of gauge '" + e.name + "' is not supported: a Tally gauge is not cumulative; use " + fn +
+      return unsupported(fn + "() of gauge '" + e.name +
+                         "' is not supported: a Tally gauge is not cumulative; use " + fn +
                          "() on a counter or on a distribution's _count or _sum");
     if (e.summary())
-      return unsupported(fn + "() of the quantiles of distribution '" + e.name + "' is not supported; use " + fn + "(" +
-                         e.name + "_count[..]) or " + fn + "(" + e.name + "_sum[..])");
+      return unsupported(fn + "() of the quantiles of distribution '" + e.name +
+                         "' is not supported; use " + fn + "(" + e.name + "_count[..]) or " + fn +
+                         "(" + e.name + "_sum[..])");
     return std::nullopt;
   }
 
@@ -469,9 +508,12 @@ class Evaluator {
       if (leaf.series.empty()) continue;
       std::vector<Series> part;
       MaybeError err;
-      if (e.summary()) err = summary(leaf, &part);
-      else if (e.kind == Kind::kGauge) err = gauge(leaf, &part);
-      else err = cumulative(leaf, mode, window_s, &part);
+      if (e.summary())
+        err = summary(leaf, &part);
+      else if (e.kind == Kind::kGauge)
+        err = gauge(leaf, &part);
+      else
+        err = cumulative(leaf, mode, window_s, &part);
       if (err) return err;
       for (auto& s : part) {
         if (mode != Mode::kInstant) s.labels.erase("__name__");
@@ -499,7 +541,8 @@ class Evaluator {
     return res.size() - 1;
   }
 
-  MaybeError read(const Leaf& leaf, size_t res, int64_t from, int64_t to, std::vector<std::vector<StoredBucket>>* out) const {
+  MaybeError read(const Leaf& leaf, size_t res, int64_t from, int64_t to,
+                  std::vector<std::vector<StoredBucket>>* out) const {
     if (from >= to) {
       out->assign(leaf.series.size(), {});
       return std::nullopt;
@@ -509,15 +552,18 @@ class Evaluator {
   }
 
   static double amount(const BucketAgg& a, const Exposed& e) {
-    if (e.kind == Kind::kDistribution) return e.variant == Variant::kCount ? static_cast<double>(a.count) : a.sum;
+    if (e.kind == Kind::kDistribution)
+      return e.variant == Variant::kCount ? static_cast<double>(a.count) : a.sum;
     return a.sum;
   }
 
   // The total of every bucket before `a` (a multiple of resolution r's step), read coarsest
   // first so that the long past costs one bucket per coarse step:
-  //   [0, a) = [0, floor(a, s_n)) at s_n + [floor(a, s_n), floor(a, s_n-1)) at s_n-1 + ... + [.., a) at r.
+  //   [0, a) = [0, floor(a, s_n)) at s_n + [floor(a, s_n), floor(a, s_n-1)) at s_n-1 + ... + [..,
+  //   a) at r.
   // Each resolution divides the next (parse_retention), so the pieces tile [0, a) exactly.
-  MaybeError totals_before(const Leaf& leaf, size_t r, int64_t a, std::vector<double>* sums, std::vector<char>* seen) const {
+  MaybeError totals_before(const Leaf& leaf, size_t r, int64_t a, std::vector<double>* sums,
+                           std::vector<char>* seen) const {
     sums->assign(leaf.series.size(), 0);
     seen->assign(leaf.series.size(), 0);
     const auto& res = engine_.resolutions();
@@ -556,7 +602,8 @@ class Evaluator {
       }
       // (total of the buckets that ended by x, whether the series had any by then)
       auto before = [&](int64_t x) {
-        size_t n = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), x - rs) - starts.begin());
+        size_t n = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), x - rs) -
+                                       starts.begin());
         return std::pair<double, bool>{base[i] + prefix[n], seen[i] || n > 0};
       };
       Series s{leaf.labels[i], std::vector<std::optional<double>>(times_.size())};
@@ -581,13 +628,16 @@ class Evaluator {
     const int64_t rs = engine_.resolutions()[r].step_s;
     const int64_t lookback = std::max(kLookbackS, rs);
     std::vector<std::vector<StoredBucket>> buckets;
-    if (auto err = read(leaf, r, bucket_start(cutoffs_.front() - lookback, rs), cutoffs_.back(), &buckets)) return err;
+    if (auto err =
+            read(leaf, r, bucket_start(cutoffs_.front() - lookback, rs), cutoffs_.back(), &buckets))
+      return err;
     for (size_t i = 0; i < leaf.series.size(); ++i) {
       const auto& bs = buckets[i];
       Series s{leaf.labels[i], std::vector<std::optional<double>>(times_.size())};
       for (size_t t = 0; t < cutoffs_.size(); ++t) {
         const int64_t c = cutoffs_[t];
-        auto it = std::upper_bound(bs.begin(), bs.end(), c - rs, [](int64_t x, const StoredBucket& b) { return x < b.time; });
+        auto it = std::upper_bound(bs.begin(), bs.end(), c - rs,
+                                   [](int64_t x, const StoredBucket& b) { return x < b.time; });
         while (it != bs.begin()) {
           --it;
           if (it->time < c - lookback) break;
@@ -612,14 +662,16 @@ class Evaluator {
     const int64_t rs = engine_.resolutions()[r].step_s;
     w = std::max(w, rs);
     std::vector<std::vector<StoredBucket>> buckets;
-    if (auto err = read(leaf, r, bucket_start(cutoffs_.front() - w, rs), cutoffs_.back(), &buckets)) return err;
+    if (auto err = read(leaf, r, bucket_start(cutoffs_.front() - w, rs), cutoffs_.back(), &buckets))
+      return err;
     sketches->assign(groups, std::vector<Sketch>(times_.size()));
     for (size_t i = 0; i < leaf.series.size(); ++i) {
       const auto& bs = buckets[i];
       auto& out = (*sketches)[group_of[i]];
       for (size_t t = 0; t < cutoffs_.size(); ++t) {
         const int64_t c = cutoffs_[t];
-        auto lo = std::lower_bound(bs.begin(), bs.end(), c - w, [](const StoredBucket& b, int64_t x) { return b.time < x; });
+        auto lo = std::lower_bound(bs.begin(), bs.end(), c - w,
+                                   [](const StoredBucket& b, int64_t x) { return b.time < x; });
         for (auto it = lo; it != bs.end() && it->time + rs <= c; ++it)
           if (it->agg.sketch) out[t].merge(*it->agg.sketch);
       }
@@ -655,17 +707,22 @@ class Evaluator {
     for (const Exposed& e : names_.select(sel)) {
       if (!e.summary())
         return unsupported("tally_quantile needs a distribution; '" + e.name + "' is " +
-                           (e.kind == Kind::kDistribution ? "a distribution's " + std::string(e.variant == Variant::kCount ? "_count" : "_sum")
-                                                          : std::string("a ") + kind_name(e.kind)));
+                           (e.kind == Kind::kDistribution
+                                ? "a distribution's " +
+                                      std::string(e.variant == Variant::kCount ? "_count" : "_sum")
+                                : std::string("a ") + kind_name(e.kind)));
       for (const auto& m : sel.matchers)
         if (m.name == "quantile")
-          return bad_data("tally_quantile's selector must not match on quantile; the quantile is its first argument");
+          return bad_data(
+              "tally_quantile's selector must not match on quantile; the quantile is its first "
+              "argument");
       Leaf leaf;
       if (auto err = select_leaf(catalog_, sel, e, false, &leaf)) return err;
       if (leaf.series.empty()) continue;
       std::map<Labels, size_t> index;
       std::vector<size_t> group_of;
-      for (const auto& l : leaf.labels) group_of.push_back(index.emplace(group_key(l, n), index.size()).first->second);
+      for (const auto& l : leaf.labels)
+        group_of.push_back(index.emplace(group_key(l, n), index.size()).first->second);
       std::vector<std::vector<Sketch>> sketches;
       if (auto err = window_sketches(leaf, group_of, index.size(), &sketches)) return err;
       for (const auto& [key, g] : index) {
@@ -688,7 +745,8 @@ class Evaluator {
 };
 
 // Every series (label set) a series selector matches; summaries give one per quantile.
-MaybeError series_of(const SeriesCatalog& catalog, const NameTable& names, const Node& sel, std::set<Labels>* out) {
+MaybeError series_of(const SeriesCatalog& catalog, const NameTable& names, const Node& sel,
+                     std::set<Labels>* out) {
   for (const Exposed& e : names.select(sel)) {
     Leaf leaf;
     if (auto err = select_leaf(catalog, sel, e, true, &leaf)) return err;
@@ -718,7 +776,8 @@ json labels_json(const Labels& l) {
 
 class PromApi {
  public:
-  PromApi(const QueryEngine& engine, const SeriesCatalog& catalog, const Clock& clock, SelfMetrics& metrics)
+  PromApi(const QueryEngine& engine, const SeriesCatalog& catalog, const Clock& clock,
+          SelfMetrics& metrics)
       : engine_(engine), catalog_(catalog), clock_(clock), metrics_(metrics) {}
 
   using Handler = MaybeError (PromApi::*)(const httplib::Request&, json* data);
@@ -738,15 +797,20 @@ class PromApi {
     metrics_.queries.fetch_add(1, std::memory_order_relaxed);
     if (err) {
       res.status = err->http;
-      res.set_content(json{{"status", "error"}, {"errorType", err->type}, {"error", err->message}}.dump(), "application/json");
-      if (err->http == 400 || err->http == 422) metrics_.queries_rejected.fetch_add(1, std::memory_order_relaxed);
+      res.set_content(
+          json{{"status", "error"}, {"errorType", err->type}, {"error", err->message}}.dump(),
+          "application/json");
+      if (err->http == 400 || err->http == 422)
+        metrics_.queries_rejected.fetch_add(1, std::memory_order_relaxed);
       log_rejection(req, *err);
     } else {
       res.status = 200;
-      res.set_content(json{{"status", "success"}, {"data", std::move(data)}}.dump(), "application/json");
+      res.set_content(json{{"status", "success"}, {"data", std::move(data)}}.dump(),
+                      "application/json");
     }
     metrics_.query_latency.record_us(static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()));
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count()));
   }
 
   MaybeError query(const httplib::Request& req, json* data) {
@@ -759,14 +823,21 @@ class PromApi {
     int64_t start = 0, end = 0;
     if (auto e = time_param(req, "start", std::nullopt, &start)) return e;
     if (auto e = time_param(req, "end", std::nullopt, &end)) return e;
-    if (end < start) return bad_data("invalid parameter \"end\": end timestamp must not be before start time");
+    if (end < start)
+      return bad_data("invalid parameter \"end\": end timestamp must not be before start time");
     const std::string step_text = req.get_param_value("step");
     auto step = parse_step_ms(step_text);
-    if (!step) return bad_data("invalid parameter \"step\": cannot parse \"" + step_text + "\" to a valid duration");
+    if (!step)
+      return bad_data("invalid parameter \"step\": cannot parse \"" + step_text +
+                      "\" to a valid duration");
     if (*step <= 0)
-      return bad_data("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer");
+      return bad_data(
+          "invalid parameter \"step\": zero or negative query resolution step widths are not "
+          "accepted. Try a positive integer");
     if ((end - start) / *step > kMaxPoints)
-      return bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)");
+      return bad_data(
+          "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query "
+          "resolution (?step=XX)");
     std::vector<int64_t> times;
     for (int64_t t = start; t <= end; t += *step) times.push_back(t);
     return run(req.get_param_value("query"), std::move(times), *step, data);
@@ -812,26 +883,34 @@ class PromApi {
     if (req.has_param("limit")) {
       const std::string l = req.get_param_value("limit");
       auto [p, ec] = std::from_chars(l.data(), l.data() + l.size(), limit);
-      if (ec != std::errc() || p != l.data() + l.size()) return bad_data("invalid parameter \"limit\": \"" + l + "\" is not a number");
+      if (ec != std::errc() || p != l.data() + l.size())
+        return bad_data("invalid parameter \"limit\": \"" + l + "\" is not a number");
     }
     *data = json::object();
     NameTable names(catalog_);
     for (const auto& [name, e] : names.all()) {
       if (e.variant != Variant::kValue || (!only.empty() && only != name)) continue;
       if (limit >= 0 && static_cast<int64_t>(data->size()) >= limit) break;
-      const char* type = e.kind == Kind::kCounter ? "counter" : e.kind == Kind::kGauge ? "gauge" : "summary";
-      (*data)[name] = json::array({{{"type", type}, {"help", std::string("Tally ") + kind_name(e.kind) + " " + e.metric}, {"unit", ""}}});
+      const char* type = e.kind == Kind::kCounter ? "counter"
+                         : e.kind == Kind::kGauge ? "gauge"
+                                                  : "summary";
+      (*data)[name] =
+          json::array({{{"type", type},
+                        {"help", std::string("Tally ") + kind_name(e.kind) + " " + e.metric},
+                        {"unit", ""}}});
     }
     return std::nullopt;
   }
 
   MaybeError buildinfo(const httplib::Request&, json* data) {
-    *data = {{"version", TALLY_VERSION}, {"revision", ""}, {"branch", ""}, {"buildUser", ""}, {"buildDate", ""}, {"goVersion", ""}};
+    *data = {{"version", TALLY_VERSION}, {"revision", ""},  {"branch", ""},
+             {"buildUser", ""},          {"buildDate", ""}, {"goVersion", ""}};
     return std::nullopt;
   }
 
  private:
-  MaybeError run(const std::string& query, std::vector<int64_t> times, int64_t step_ms, json* data) {
+  MaybeError run(const std::string& query, std::vector<int64_t> times, int64_t step_ms,
+                 json* data) {
     auto expr = promql::parse(query);
     if (!expr) return bad_data("invalid parameter \"query\": " + expr.status().message());
     promql::ValueType type = promql::ValueType::kScalar;
@@ -844,8 +923,11 @@ class PromApi {
       if (range)
         return bad_data(std::string("invalid expression type \"") + promql::value_type_name(type) +
                         "\" for range query, must be Scalar or instant Vector");
-      if (type == promql::ValueType::kString) return unsupported("a string as the query's result is not supported");
-      return unsupported("a range vector as the query's result (raw samples) is not supported; wrap it in rate() or increase()");
+      if (type == promql::ValueType::kString)
+        return unsupported("a string as the query's result is not supported");
+      return unsupported(
+          "a range vector as the query's result (raw samples) is not supported; wrap it in rate() "
+          "or increase()");
     }
     Evaluator ev(engine_, catalog_, clock_, times, step_ms);
     Value v;
@@ -853,24 +935,29 @@ class PromApi {
 
     if (v.scalar) {
       if (!range) {
-        *data = {{"resultType", "scalar"}, {"result", json::array({prom_time(times[0]), prom_float(v.s[0])})}};
+        *data = {{"resultType", "scalar"},
+                 {"result", json::array({prom_time(times[0]), prom_float(v.s[0])})}};
         return std::nullopt;
       }
       Series s{{}, {}};
       for (double x : v.s) s.v.emplace_back(x);
       v.vec = {std::move(s)};
     }
-    std::sort(v.vec.begin(), v.vec.end(), [](const Series& a, const Series& b) { return a.labels < b.labels; });
+    std::sort(v.vec.begin(), v.vec.end(),
+              [](const Series& a, const Series& b) { return a.labels < b.labels; });
     json result = json::array();
     for (const auto& s : v.vec) {
       if (!range) {
-        if (s.v[0]) result.push_back({{"metric", labels_json(s.labels)}, {"value", {prom_time(times[0]), prom_float(*s.v[0])}}});
+        if (s.v[0])
+          result.push_back({{"metric", labels_json(s.labels)},
+                            {"value", {prom_time(times[0]), prom_float(*s.v[0])}}});
         continue;
       }
       json values = json::array();
       for (size_t i = 0; i < s.v.size(); ++i)
         if (s.v[i]) values.push_back({prom_time(times[i]), prom_float(*s.v[i])});
-      if (!values.empty()) result.push_back({{"metric", labels_json(s.labels)}, {"values", std::move(values)}});
+      if (!values.empty())
+        result.push_back({{"metric", labels_json(s.labels)}, {"values", std::move(values)}});
     }
     *data = {{"resultType", range ? "matrix" : "vector"}, {"result", std::move(result)}};
     return std::nullopt;
@@ -911,8 +998,9 @@ class PromApi {
       suppressed_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    spdlog::info("event=prom_query_rejected path={} status={} error_type={} error=\"{}\" suppressed={}", req.path, err.http,
-                 err.type, err.message, suppressed_.exchange(0));
+    spdlog::info(
+        "event=prom_query_rejected path={} status={} error_type={} error=\"{}\" suppressed={}",
+        req.path, err.http, err.type, err.message, suppressed_.exchange(0));
   }
 
   const QueryEngine& engine_;
@@ -939,11 +1027,13 @@ std::string prom_label_name(std::string_view tally_key) {
   return out;
 }
 
-void register_prom_routes(httplib::Server& server, const QueryEngine& engine, const SeriesCatalog& catalog,
-                          const Clock& clock, SelfMetrics& metrics) {
+void register_prom_routes(httplib::Server& server, const QueryEngine& engine,
+                          const SeriesCatalog& catalog, const Clock& clock, SelfMetrics& metrics) {
   auto api = std::make_shared<PromApi>(engine, catalog, clock, metrics);
   auto route = [&](const char* path, PromApi::Handler h) {
-    auto fn = [api, h](const httplib::Request& req, httplib::Response& res) { api->serve(h, req, res); };
+    auto fn = [api, h](const httplib::Request& req, httplib::Response& res) {
+      api->serve(h, req, res);
+    };
     server.Get(path, fn);
     server.Post(path, fn);
   };

@@ -31,7 +31,7 @@ std::string prom_metric_name(std::string_view tally_metric);
 std::string prom_label_name(std::string_view tally_key);
 
 // Adds the /api/v1/* routes to an HTTP server (HttpApi::routes() calls this once).
-void register_prom_routes(httplib::Server& server, const QueryEngine& engine, const SeriesCatalog& catalog,
-                          const Clock& clock, SelfMetrics& metrics);
+void register_prom_routes(httplib::Server& server, const QueryEngine& engine,
+                          const SeriesCatalog& catalog, const Clock& clock, SelfMetrics& metrics);
 
 }  // namespace tally::collector

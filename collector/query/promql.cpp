@@ -12,12 +12,35 @@ namespace {
 // Lexer
 
 enum class Tok {
-  kEnd, kIdent, kNumber, kDuration, kString,
-  kLParen, kRParen, kLBrace, kRBrace, kLBracket, kRBracket, kComma, kColon, kAt,
-  kAssign,                                   // =
-  kEqlRegex, kNeqRegex,                      // =~ !~
-  kEql, kNeq, kLss, kGtr, kLte, kGte,        // == != < > <= >=
-  kAdd, kSub, kMul, kDiv, kMod, kPow,
+  kEnd,
+  kIdent,
+  kNumber,
+  kDuration,
+  kString,
+  kLParen,
+  kRParen,
+  kLBrace,
+  kRBrace,
+  kLBracket,
+  kRBracket,
+  kComma,
+  kColon,
+  kAt,
+  kAssign,  // =
+  kEqlRegex,
+  kNeqRegex,  // =~ !~
+  kEql,
+  kNeq,
+  kLss,
+  kGtr,
+  kLte,
+  kGte,  // == != < > <= >=
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kMod,
+  kPow,
 };
 
 struct Token {
@@ -33,9 +56,15 @@ struct ParseError {
   std::string what;
 };
 
-bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_alnum(char c) { return is_alpha(c) || is_digit(c); }
+bool is_alpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_alnum(char c) {
+  return is_alpha(c) || is_digit(c);
+}
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -44,59 +73,98 @@ std::string lower(std::string s) {
 
 const char* tok_name(Tok t) {
   switch (t) {
-    case Tok::kEnd: return "end of input";
-    case Tok::kIdent: return "identifier";
-    case Tok::kNumber: return "number";
-    case Tok::kDuration: return "duration";
-    case Tok::kString: return "string";
-    case Tok::kLParen: return "\"(\"";
-    case Tok::kRParen: return "\")\"";
-    case Tok::kLBrace: return "\"{\"";
-    case Tok::kRBrace: return "\"}\"";
-    case Tok::kLBracket: return "\"[\"";
-    case Tok::kRBracket: return "\"]\"";
-    case Tok::kComma: return "\",\"";
-    case Tok::kColon: return "\":\"";
-    case Tok::kAt: return "\"@\"";
-    case Tok::kAssign: return "\"=\"";
-    case Tok::kEqlRegex: return "\"=~\"";
-    case Tok::kNeqRegex: return "\"!~\"";
-    case Tok::kEql: return "\"==\"";
-    case Tok::kNeq: return "\"!=\"";
-    case Tok::kLss: return "\"<\"";
-    case Tok::kGtr: return "\">\"";
-    case Tok::kLte: return "\"<=\"";
-    case Tok::kGte: return "\">=\"";
-    case Tok::kAdd: return "\"+\"";
-    case Tok::kSub: return "\"-\"";
-    case Tok::kMul: return "\"*\"";
-    case Tok::kDiv: return "\"/\"";
-    case Tok::kMod: return "\"%\"";
-    case Tok::kPow: return "\"^\"";
+    case Tok::kEnd:
+      return "end of input";
+    case Tok::kIdent:
+      return "identifier";
+    case Tok::kNumber:
+      return "number";
+    case Tok::kDuration:
+      return "duration";
+    case Tok::kString:
+      return "string";
+    case Tok::kLParen:
+      return "\"(\"";
+    case Tok::kRParen:
+      return "\")\"";
+    case Tok::kLBrace:
+      return "\"{\"";
+    case Tok::kRBrace:
+      return "\"}\"";
+    case Tok::kLBracket:
+      return "\"[\"";
+    case Tok::kRBracket:
+      return "\"]\"";
+    case Tok::kComma:
+      return "\",\"";
+    case Tok::kColon:
+      return "\":\"";
+    case Tok::kAt:
+      return "\"@\"";
+    case Tok::kAssign:
+      return "\"=\"";
+    case Tok::kEqlRegex:
+      return "\"=~\"";
+    case Tok::kNeqRegex:
+      return "\"!~\"";
+    case Tok::kEql:
+      return "\"==\"";
+    case Tok::kNeq:
+      return "\"!=\"";
+    case Tok::kLss:
+      return "\"<\"";
+    case Tok::kGtr:
+      return "\">\"";
+    case Tok::kLte:
+      return "\"<=\"";
+    case Tok::kGte:
+      return "\">=\"";
+    case Tok::kAdd:
+      return "\"+\"";
+    case Tok::kSub:
+      return "\"-\"";
+    case Tok::kMul:
+      return "\"*\"";
+    case Tok::kDiv:
+      return "\"/\"";
+    case Tok::kMod:
+      return "\"%\"";
+    case Tok::kPow:
+      return "\"^\"";
   }
   return "?";
 }
 
 std::string describe(const Token& t) {
   switch (t.type) {
-    case Tok::kIdent: return "identifier \"" + t.text + "\"";
-    case Tok::kNumber: return "number \"" + t.text + "\"";
-    case Tok::kDuration: return "duration \"" + t.text + "\"";
-    case Tok::kString: return "string";
-    default: return tok_name(t.type);
+    case Tok::kIdent:
+      return "identifier \"" + t.text + "\"";
+    case Tok::kNumber:
+      return "number \"" + t.text + "\"";
+    case Tok::kDuration:
+      return "duration \"" + t.text + "\"";
+    case Tok::kString:
+      return "string";
+    default:
+      return tok_name(t.type);
   }
 }
 
 // Reads "5m", "1h30m", "500ms" at s[i]: one or more <digits><unit> with units in decreasing
 // order, each at most once (Prometheus's model.ParseDuration).
 bool lex_duration(std::string_view s, size_t* i, int64_t* ms) {
-  static const std::pair<std::string_view, int64_t> kUnits[] = {
-      {"y", 365LL * 86400000}, {"w", 7LL * 86400000}, {"d", 86400000}, {"h", 3600000},
-      {"ms", 1}, {"m", 60000}, {"s", 1000}};
+  static const std::pair<std::string_view, int64_t> kUnits[] = {{"y", 365LL * 86400000},
+                                                                {"w", 7LL * 86400000},
+                                                                {"d", 86400000},
+                                                                {"h", 3600000},
+                                                                {"ms", 1},
+                                                                {"m", 60000},
+                                                                {"s", 1000}};
   // The order units must appear in: y w d h m s ms.
   auto rank = [](std::string_view u) {
     static const std::string_view kOrder[] = {"y", "w", "d", "h", "m", "s", "ms"};
-    for (int r = 0; r < 7; ++r) if (kOrder[r] == u) return r;
+    for (int r = 0; r < 7; ++r)
+      if (kOrder[r] == u) return r;
     return 99;
   };
   size_t p = *i;
@@ -108,7 +176,10 @@ bool lex_duration(std::string_view s, size_t* i, int64_t* ms) {
     while (p < s.size() && is_digit(s[p])) ++p;
     std::string_view unit;
     for (const auto& [u, _] : kUnits) {
-      if (s.substr(p, u.size()) == u) { unit = u; break; }
+      if (s.substr(p, u.size()) == u) {
+        unit = u;
+        break;
+      }
     }
     if (unit.empty()) return false;
     int r = rank(unit);
@@ -118,7 +189,8 @@ bool lex_duration(std::string_view s, size_t* i, int64_t* ms) {
     auto [end, ec] = std::from_chars(s.data() + d, s.data() + p, n);
     if (ec != std::errc() || end != s.data() + p) return false;
     int64_t mult = 0;
-    for (const auto& [u, m] : kUnits) if (u == unit) mult = m;
+    for (const auto& [u, m] : kUnits)
+      if (u == unit) mult = m;
     if (n > std::numeric_limits<int64_t>::max() / mult) return false;
     total += n * mult;
     p += unit.size();
@@ -156,7 +228,8 @@ class Lexer {
         std::string l = lower(t.text);
         if (l == "inf" || l == "nan") {
           t.type = Tok::kNumber;
-          t.number = l == "inf" ? std::numeric_limits<double>::infinity() : std::numeric_limits<double>::quiet_NaN();
+          t.number = l == "inf" ? std::numeric_limits<double>::infinity()
+                                : std::numeric_limits<double>::quiet_NaN();
         } else {
           t.type = Tok::kIdent;
         }
@@ -167,36 +240,88 @@ class Lexer {
       } else {
         ++i_;
         switch (c) {
-          case '(': t.type = Tok::kLParen; break;
-          case ')': t.type = Tok::kRParen; break;
-          case '{': t.type = Tok::kLBrace; break;
-          case '}': t.type = Tok::kRBrace; break;
-          case '[': t.type = Tok::kLBracket; ++brackets; break;
-          case ']': t.type = Tok::kRBracket; --brackets; break;
-          case ',': t.type = Tok::kComma; break;
-          case ':': t.type = Tok::kColon; break;
-          case '@': t.type = Tok::kAt; break;
-          case '+': t.type = Tok::kAdd; break;
-          case '-': t.type = Tok::kSub; break;
-          case '*': t.type = Tok::kMul; break;
-          case '/': t.type = Tok::kDiv; break;
-          case '%': t.type = Tok::kMod; break;
-          case '^': t.type = Tok::kPow; break;
+          case '(':
+            t.type = Tok::kLParen;
+            break;
+          case ')':
+            t.type = Tok::kRParen;
+            break;
+          case '{':
+            t.type = Tok::kLBrace;
+            break;
+          case '}':
+            t.type = Tok::kRBrace;
+            break;
+          case '[':
+            t.type = Tok::kLBracket;
+            ++brackets;
+            break;
+          case ']':
+            t.type = Tok::kRBracket;
+            --brackets;
+            break;
+          case ',':
+            t.type = Tok::kComma;
+            break;
+          case ':':
+            t.type = Tok::kColon;
+            break;
+          case '@':
+            t.type = Tok::kAt;
+            break;
+          case '+':
+            t.type = Tok::kAdd;
+            break;
+          case '-':
+            t.type = Tok::kSub;
+            break;
+          case '*':
+            t.type = Tok::kMul;
+            break;
+          case '/':
+            t.type = Tok::kDiv;
+            break;
+          case '%':
+            t.type = Tok::kMod;
+            break;
+          case '^':
+            t.type = Tok::kPow;
+            break;
           case '=':
-            if (two('=')) { t.type = Tok::kEql; ++i_; }
-            else if (two('~')) { t.type = Tok::kEqlRegex; ++i_; }
-            else t.type = Tok::kAssign;
+            if (two('=')) {
+              t.type = Tok::kEql;
+              ++i_;
+            } else if (two('~')) {
+              t.type = Tok::kEqlRegex;
+              ++i_;
+            } else
+              t.type = Tok::kAssign;
             break;
           case '!':
-            if (two('=')) { t.type = Tok::kNeq; ++i_; }
-            else if (two('~')) { t.type = Tok::kNeqRegex; ++i_; }
-            else { *err = {t.pos, "unexpected character after '!': " + quote_char(i_)}; return false; }
+            if (two('=')) {
+              t.type = Tok::kNeq;
+              ++i_;
+            } else if (two('~')) {
+              t.type = Tok::kNeqRegex;
+              ++i_;
+            } else {
+              *err = {t.pos, "unexpected character after '!': " + quote_char(i_)};
+              return false;
+            }
             break;
           case '<':
-            if (two('=')) { t.type = Tok::kLte; ++i_; } else t.type = Tok::kLss;
+            if (two('=')) {
+              t.type = Tok::kLte;
+              ++i_;
+            } else
+              t.type = Tok::kLss;
             break;
           case '>':
-            if (two('=')) { t.type = Tok::kGte; ++i_; } else t.type = Tok::kGtr;
+            if (two('=')) {
+              t.type = Tok::kGte;
+              ++i_;
+            } else
+              t.type = Tok::kGtr;
             break;
           default:
             *err = {t.pos, "unexpected character: '" + std::string(1, c) + "'"};
@@ -230,7 +355,8 @@ class Lexer {
     // A duration: digits followed directly by a unit letter.
     size_t p = i_;
     while (p < s_.size() && is_digit(s_[p])) ++p;
-    if (p < s_.size() && p > b && std::string_view("smhdwy").find(s_[p]) != std::string_view::npos) {
+    if (p < s_.size() && p > b &&
+        std::string_view("smhdwy").find(s_[p]) != std::string_view::npos) {
       size_t q = i_;
       int64_t ms = 0;
       if (!lex_duration(s_, &q, &ms)) {
@@ -312,19 +438,41 @@ class Lexer {
       }
       char e = s_[i_++];
       switch (e) {
-        case 'a': out.push_back('\a'); break;
-        case 'b': out.push_back('\b'); break;
-        case 'f': out.push_back('\f'); break;
-        case 'n': out.push_back('\n'); break;
-        case 'r': out.push_back('\r'); break;
-        case 't': out.push_back('\t'); break;
-        case 'v': out.push_back('\v'); break;
-        case '\\': out.push_back('\\'); break;
-        case '"': case '\'': out.push_back(e); break;
-        case 'x': case 'u': case 'U': {
+        case 'a':
+          out.push_back('\a');
+          break;
+        case 'b':
+          out.push_back('\b');
+          break;
+        case 'f':
+          out.push_back('\f');
+          break;
+        case 'n':
+          out.push_back('\n');
+          break;
+        case 'r':
+          out.push_back('\r');
+          break;
+        case 't':
+          out.push_back('\t');
+          break;
+        case 'v':
+          out.push_back('\v');
+          break;
+        case '\\':
+          out.push_back('\\');
+          break;
+        case '"':
+        case '\'':
+          out.push_back(e);
+          break;
+        case 'x':
+        case 'u':
+        case 'U': {
           const size_t n = e == 'x' ? 2 : e == 'u' ? 4 : 8;
           uint32_t cp = 0;
-          auto [end, ec] = std::from_chars(s_.data() + i_, s_.data() + std::min(s_.size(), i_ + n), cp, 16);
+          auto [end, ec] =
+              std::from_chars(s_.data() + i_, s_.data() + std::min(s_.size(), i_ + n), cp, 16);
           if (ec != std::errc() || end != s_.data() + i_ + n) {
             *err = {i_ - 2, "invalid escape sequence in string"};
             return false;
@@ -351,11 +499,13 @@ class Lexer {
         }
         default:
           if (e >= '0' && e <= '7') {  // \ooo
-            if (i_ + 1 >= s_.size() || s_[i_] < '0' || s_[i_] > '7' || s_[i_ + 1] < '0' || s_[i_ + 1] > '7') {
+            if (i_ + 1 >= s_.size() || s_[i_] < '0' || s_[i_] > '7' || s_[i_ + 1] < '0' ||
+                s_[i_ + 1] > '7') {
               *err = {i_ - 2, "invalid escape sequence in string"};
               return false;
             }
-            out.push_back(static_cast<char>(((e - '0') << 6) | ((s_[i_] - '0') << 3) | (s_[i_ + 1] - '0')));
+            out.push_back(
+                static_cast<char>(((e - '0') << 6) | ((s_[i_] - '0') << 3) | (s_[i_ + 1] - '0')));
             i_ += 2;
             break;
           }
@@ -382,46 +532,119 @@ struct AggregationOp {
   bool supported;
 };
 constexpr AggregationOp kAggregations[] = {
-    {"sum", false, true}, {"avg", false, true}, {"min", false, true}, {"max", false, true},
-    {"count", false, true}, {"group", false, false}, {"stddev", false, false}, {"stdvar", false, false},
-    {"topk", true, false}, {"bottomk", true, false}, {"quantile", true, false}, {"count_values", true, false},
-    {"limitk", true, false}, {"limit_ratio", true, false},
+    {"sum", false, true},           {"avg", false, true},
+    {"min", false, true},           {"max", false, true},
+    {"count", false, true},         {"group", false, false},
+    {"stddev", false, false},       {"stdvar", false, false},
+    {"topk", true, false},          {"bottomk", true, false},
+    {"quantile", true, false},      {"count_values", true, false},
+    {"limitk", true, false},        {"limit_ratio", true, false},
     {"tally_quantile", true, true},  // Tally's: quantile of the merged distribution of each group
 };
 
 const AggregationOp* aggregation(std::string_view name) {
-  for (const auto& a : kAggregations) if (a.name == name) return &a;
+  for (const auto& a : kAggregations)
+    if (a.name == name) return &a;
   return nullptr;
 }
 
 // Every PromQL function (Prometheus 2.x and 3.x), so an unsupported one is named as such rather
 // than reported as unknown.
-constexpr std::string_view kKnownFunctions[] = {
-    "abs", "absent", "absent_over_time", "acos", "acosh", "asin", "asinh", "atan", "atanh",
-    "avg_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min", "cos", "cosh",
-    "count_over_time", "day_of_month", "day_of_week", "day_of_year", "days_in_month", "deg", "delta",
-    "deriv", "double_exponential_smoothing", "exp", "floor", "histogram_avg", "histogram_count",
-    "histogram_fraction", "histogram_quantile", "histogram_stddev", "histogram_stdvar", "histogram_sum",
-    "holt_winters", "hour", "idelta", "increase", "info", "irate", "label_join", "label_replace",
-    "last_over_time", "ln", "log10", "log2", "mad_over_time", "max_over_time", "min_over_time", "minute",
-    "month", "pi", "predict_linear", "present_over_time", "quantile_over_time", "rad", "rate", "resets",
-    "round", "scalar", "sgn", "sin", "sinh", "sort", "sort_by_label", "sort_by_label_desc", "sort_desc",
-    "sqrt", "stddev_over_time", "stdvar_over_time", "sum_over_time", "tan", "tanh", "time", "timestamp",
-    "vector", "year"};
+constexpr std::string_view kKnownFunctions[] = {"abs",
+                                                "absent",
+                                                "absent_over_time",
+                                                "acos",
+                                                "acosh",
+                                                "asin",
+                                                "asinh",
+                                                "atan",
+                                                "atanh",
+                                                "avg_over_time",
+                                                "ceil",
+                                                "changes",
+                                                "clamp",
+                                                "clamp_max",
+                                                "clamp_min",
+                                                "cos",
+                                                "cosh",
+                                                "count_over_time",
+                                                "day_of_month",
+                                                "day_of_week",
+                                                "day_of_year",
+                                                "days_in_month",
+                                                "deg",
+                                                "delta",
+                                                "deriv",
+                                                "double_exponential_smoothing",
+                                                "exp",
+                                                "floor",
+                                                "histogram_avg",
+                                                "histogram_count",
+                                                "histogram_fraction",
+                                                "histogram_quantile",
+                                                "histogram_stddev",
+                                                "histogram_stdvar",
+                                                "histogram_sum",
+                                                "holt_winters",
+                                                "hour",
+                                                "idelta",
+                                                "increase",
+                                                "info",
+                                                "irate",
+                                                "label_join",
+                                                "label_replace",
+                                                "last_over_time",
+                                                "ln",
+                                                "log10",
+                                                "log2",
+                                                "mad_over_time",
+                                                "max_over_time",
+                                                "min_over_time",
+                                                "minute",
+                                                "month",
+                                                "pi",
+                                                "predict_linear",
+                                                "present_over_time",
+                                                "quantile_over_time",
+                                                "rad",
+                                                "rate",
+                                                "resets",
+                                                "round",
+                                                "scalar",
+                                                "sgn",
+                                                "sin",
+                                                "sinh",
+                                                "sort",
+                                                "sort_by_label",
+                                                "sort_by_label_desc",
+                                                "sort_desc",
+                                                "sqrt",
+                                                "stddev_over_time",
+                                                "stdvar_over_time",
+                                                "sum_over_time",
+                                                "tan",
+                                                "tanh",
+                                                "time",
+                                                "timestamp",
+                                                "vector",
+                                                "year"};
 
 bool known_function(std::string_view name) {
-  return std::find(std::begin(kKnownFunctions), std::end(kKnownFunctions), name) != std::end(kKnownFunctions);
+  return std::find(std::begin(kKnownFunctions), std::end(kKnownFunctions), name) !=
+         std::end(kKnownFunctions);
 }
 
 bool is_keyword(std::string_view s) {
-  static const std::string_view kKeywords[] = {"by", "without", "on", "ignoring", "group_left", "group_right",
-                                               "bool", "offset", "and", "or", "unless", "atan2"};
+  static const std::string_view kKeywords[] = {"by",         "without",     "on",     "ignoring",
+                                               "group_left", "group_right", "bool",   "offset",
+                                               "and",        "or",          "unless", "atan2"};
   return std::find(std::begin(kKeywords), std::end(kKeywords), s) != std::end(kKeywords);
 }
 
 bool valid_label_name(std::string_view s) {
   if (s.empty() || !is_alpha(s[0])) return false;
-  for (char c : s) if (!is_alnum(c)) return false;
+  for (char c : s)
+    if (!is_alnum(c)) return false;
   return true;
 }
 
@@ -443,7 +666,9 @@ class Parser {
  private:
   const Token& peek(size_t k = 0) const { return t_[std::min(i_ + k, t_.size() - 1)]; }
   const Token& next() { return t_[std::min(i_++, t_.size() - 1)]; }
-  bool peek_ident(std::string_view word) const { return peek().type == Tok::kIdent && peek().text == word; }
+  bool peek_ident(std::string_view word) const {
+    return peek().type == Tok::kIdent && peek().text == word;
+  }
 
   NodePtr fail(size_t pos, std::string what) {
     if (err_->what.empty()) *err_ = {pos, std::move(what)};
@@ -474,15 +699,27 @@ class Parser {
   // binds tighter than unary minus).
   static int precedence(const Token& t) {
     switch (t.type) {
-      case Tok::kEql: case Tok::kNeq: case Tok::kLss: case Tok::kGtr: case Tok::kLte: case Tok::kGte: return 3;
-      case Tok::kAdd: case Tok::kSub: return 4;
-      case Tok::kMul: case Tok::kDiv: case Tok::kMod: return 5;
+      case Tok::kEql:
+      case Tok::kNeq:
+      case Tok::kLss:
+      case Tok::kGtr:
+      case Tok::kLte:
+      case Tok::kGte:
+        return 3;
+      case Tok::kAdd:
+      case Tok::kSub:
+        return 4;
+      case Tok::kMul:
+      case Tok::kDiv:
+      case Tok::kMod:
+        return 5;
       case Tok::kIdent:
         if (t.text == "or") return 1;
         if (t.text == "and" || t.text == "unless") return 2;
         if (t.text == "atan2") return 5;
         return 0;
-      default: return 0;
+      default:
+        return 0;
     }
   }
   static std::string op_string(const Token& t) {
@@ -598,7 +835,9 @@ class Parser {
         int64_t d = next().ms * sign;
         Node* target = n.get();
         if (target->type != Node::Type::kSelector && target->type != Node::Type::kSubquery)
-          return fail(pos, "offset modifier must be preceded by an instant vector selector or range vector selector or a subquery");
+          return fail(pos,
+                      "offset modifier must be preceded by an instant vector selector or range "
+                      "vector selector or a subquery");
         if (target->offset_ms) return fail(pos, "offset may not be set multiple times");
         target->offset_ms = d;
       } else if (peek().type == Tok::kAt) {
@@ -609,12 +848,16 @@ class Parser {
           ++i_;
         } else if (peek_ident("start") || peek_ident("end")) {
           ++i_;
-          if (!expect(Tok::kLParen, " after @ start/end") || !expect(Tok::kRParen, " after @ start/end")) return nullptr;
+          if (!expect(Tok::kLParen, " after @ start/end") ||
+              !expect(Tok::kRParen, " after @ start/end"))
+            return nullptr;
         } else {
           return unexpected(" in @, expected timestamp");
         }
         if (n->type != Node::Type::kSelector && n->type != Node::Type::kSubquery)
-          return fail(pos, "@ modifier must be preceded by an instant vector selector or range vector selector or a subquery");
+          return fail(pos,
+                      "@ modifier must be preceded by an instant vector selector or range vector "
+                      "selector or a subquery");
         if (n->has_at) return fail(pos, "@ <timestamp> may not be set multiple times");
         n->has_at = true;
       } else {
@@ -667,9 +910,12 @@ class Parser {
         if (peek().type == Tok::kLBrace && !matchers(n.get())) return nullptr;
         return finish_selector(std::move(n));
       }
-      case Tok::kEnd: return fail(t.pos, "unexpected end of input");
-      case Tok::kRParen: return fail(t.pos, "unexpected right parenthesis ')'");
-      default: return unexpected("");
+      case Tok::kEnd:
+        return fail(t.pos, "unexpected end of input");
+      case Tok::kRParen:
+        return fail(t.pos, "unexpected right parenthesis ')'");
+      default:
+        return unexpected("");
     }
   }
 
@@ -680,7 +926,8 @@ class Parser {
         n->metric = it->value;
         it = n->matchers.erase(it);
       } else if (it->name == "__name__" && it->op == Matcher::Op::kEq) {
-        return fail(n->pos, "metric name must not be set twice: \"" + n->metric + "\" or \"" + it->value + "\"");
+        return fail(n->pos, "metric name must not be set twice: \"" + n->metric + "\" or \"" +
+                                it->value + "\"");
       } else {
         ++it;
       }
@@ -703,10 +950,12 @@ class Parser {
         return false;
       }
       Matcher m;
-      if (name.type == Tok::kString && (peek(1).type == Tok::kComma || peek(1).type == Tok::kRBrace)) {
+      if (name.type == Tok::kString &&
+          (peek(1).type == Tok::kComma || peek(1).type == Tok::kRBrace)) {
         ++i_;
         if (!sel->metric.empty()) {
-          fail(name.pos, "metric name must not be set twice: \"" + sel->metric + "\" or \"" + name.text + "\"");
+          fail(name.pos, "metric name must not be set twice: \"" + sel->metric + "\" or \"" +
+                             name.text + "\"");
           return false;
         }
         sel->metric = name.text;
@@ -721,12 +970,22 @@ class Parser {
         }
         ++i_;
         switch (peek().type) {
-          case Tok::kAssign: m.op = Matcher::Op::kEq; break;
-          case Tok::kNeq: m.op = Matcher::Op::kNe; break;
-          case Tok::kEqlRegex: m.op = Matcher::Op::kRe; break;
-          case Tok::kNeqRegex: m.op = Matcher::Op::kNre; break;
+          case Tok::kAssign:
+            m.op = Matcher::Op::kEq;
+            break;
+          case Tok::kNeq:
+            m.op = Matcher::Op::kNe;
+            break;
+          case Tok::kEqlRegex:
+            m.op = Matcher::Op::kRe;
+            break;
+          case Tok::kNeqRegex:
+            m.op = Matcher::Op::kNre;
+            break;
           case Tok::kEql:
-            fail(peek().pos, "unexpected \"==\" in label matching, expected one of \"=\", \"!=\", \"=~\" or \"!~\"");
+            fail(peek().pos,
+                 "unexpected \"==\" in label matching, expected one of \"=\", \"!=\", \"=~\" or "
+                 "\"!~\"");
             return false;
           default:
             unexpected(" in label matching, expected one of \"=\", \"!=\", \"=~\" or \"!~\"");
@@ -775,7 +1034,8 @@ class Parser {
         unexpected(" in grouping opts, expected label");
         return false;
       }
-      if (peek().type == Tok::kComma) ++i_;
+      if (peek().type == Tok::kComma)
+        ++i_;
       else if (peek().type != Tok::kRParen) {
         unexpected(" in grouping opts, expected \",\" or \")\"");
         return false;
@@ -806,15 +1066,19 @@ class Parser {
       NodePtr arg = expr(0);
       if (!arg) return nullptr;
       n->args.push_back(std::move(arg));
-      if (peek().type == Tok::kComma) ++i_;
-      else if (peek().type == Tok::kEnd) return fail(open, "unclosed left parenthesis");
-      else if (peek().type != Tok::kRParen) return unexpected(" in aggregation, expected \",\" or \")\"");
+      if (peek().type == Tok::kComma)
+        ++i_;
+      else if (peek().type == Tok::kEnd)
+        return fail(open, "unclosed left parenthesis");
+      else if (peek().type != Tok::kRParen)
+        return unexpected(" in aggregation, expected \",\" or \")\"");
     }
     ++i_;
     const size_t want = op.param ? 2 : 1;
     if (n->args.size() != want)
-      return fail(name.pos, "wrong number of arguments for aggregate expression provided, expected " +
-                                std::to_string(want) + ", got " + std::to_string(n->args.size()));
+      return fail(name.pos,
+                  "wrong number of arguments for aggregate expression provided, expected " +
+                      std::to_string(want) + ", got " + std::to_string(n->args.size()));
     if ((peek_ident("by") || peek_ident("without")) && !grouping(n.get())) return nullptr;
     return n;
   }
@@ -828,9 +1092,12 @@ class Parser {
       NodePtr arg = expr(0);
       if (!arg) return nullptr;
       n->args.push_back(std::move(arg));
-      if (peek().type == Tok::kComma) ++i_;
-      else if (peek().type == Tok::kEnd) return fail(open, "unclosed left parenthesis");
-      else if (peek().type != Tok::kRParen) return unexpected(" in call, expected \",\" or \")\"");
+      if (peek().type == Tok::kComma)
+        ++i_;
+      else if (peek().type == Tok::kEnd)
+        return fail(open, "unclosed left parenthesis");
+      else if (peek().type != Tok::kRParen)
+        return unexpected(" in call, expected \",\" or \")\"");
     }
     ++i_;
     return n;
@@ -862,8 +1129,12 @@ Status parse_error(std::string_view q, const ParseError& e) {
 // ---------------------------------------------------------------------------------------------
 // Checker
 
-Problem bad(std::string msg) { return {Problem::Kind::kBadData, std::move(msg)}; }
-Problem unsupported(std::string msg) { return {Problem::Kind::kUnsupported, std::move(msg)}; }
+Problem bad(std::string msg) {
+  return {Problem::Kind::kBadData, std::move(msg)};
+}
+Problem unsupported(std::string msg) {
+  return {Problem::Kind::kUnsupported, std::move(msg)};
+}
 
 std::optional<Problem> check_node(const Node& n, ValueType* type);
 
@@ -896,7 +1167,8 @@ std::optional<Problem> check_node(const Node& n, ValueType* type) {
       if (n.offset_ms) return unsupported("the offset modifier is not supported");
       if (n.has_at) return unsupported("the @ modifier is not supported");
       if (n.range_ms && *n.range_ms % 1000 != 0)
-        return unsupported("range [" + std::to_string(*n.range_ms) + "ms] is not a whole number of seconds; Tally stores 1 s buckets");
+        return unsupported("range [" + std::to_string(*n.range_ms) +
+                           "ms] is not a whole number of seconds; Tally stores 1 s buckets");
       *type = n.range_ms ? ValueType::kMatrix : ValueType::kVector;
       return std::nullopt;
     case Node::Type::kParen:
@@ -906,51 +1178,63 @@ std::optional<Problem> check_node(const Node& n, ValueType* type) {
     case Node::Type::kUnary:
       if (auto p = check_args(n, &types)) return p;
       if (types[0] != ValueType::kScalar && types[0] != ValueType::kVector)
-        return bad("unary expression only allowed on expressions of type scalar or instant vector, got \"" +
-                   std::string(value_type_name(types[0])) + "\"");
+        return bad(
+            "unary expression only allowed on expressions of type scalar or instant vector, got "
+            "\"" +
+            std::string(value_type_name(types[0])) + "\"");
       *type = types[0];
       return std::nullopt;
     case Node::Type::kCall: {
       if (!known_function(n.text)) return bad("unknown function with name \"" + n.text + "\"");
       if (n.text != "rate" && n.text != "increase")
-        return unsupported("function " + n.text + "() is not supported; Tally supports " + std::string(kSupportedFunctions));
+        return unsupported("function " + n.text + "() is not supported; Tally supports " +
+                           std::string(kSupportedFunctions));
       if (auto p = check_args(n, &types)) return p;
       if (types.size() != 1)
-        return bad("expected 1 argument(s) in call to \"" + n.text + "\", got " + std::to_string(types.size()));
+        return bad("expected 1 argument(s) in call to \"" + n.text + "\", got " +
+                   std::to_string(types.size()));
       if (types[0] != ValueType::kMatrix)
-        return bad("expected type range vector in call to function \"" + n.text + "\", got " + value_type_name(types[0]));
+        return bad("expected type range vector in call to function \"" + n.text + "\", got " +
+                   value_type_name(types[0]));
       *type = ValueType::kVector;
       return std::nullopt;
     }
     case Node::Type::kAggregate: {
       const AggregationOp* op = aggregation(n.text);
       if (!op->supported)
-        return unsupported("aggregation " + n.text + " is not supported; Tally supports " + std::string(kSupportedAggregations));
+        return unsupported("aggregation " + n.text + " is not supported; Tally supports " +
+                           std::string(kSupportedAggregations));
       if (auto p = check_args(n, &types)) return p;
       if (types.back() != ValueType::kVector)
-        return bad("expected type instant vector in aggregation expression, got " + std::string(value_type_name(types.back())));
+        return bad("expected type instant vector in aggregation expression, got " +
+                   std::string(value_type_name(types.back())));
       if (op->param) {  // tally_quantile(φ, distribution)
         const Node& phi = unparen(n.arg(0));
         if (phi.type != Node::Type::kNumber)
-          return unsupported(n.text + "'s first argument must be a number literal (the quantile, 0..1)");
+          return unsupported(n.text +
+                             "'s first argument must be a number literal (the quantile, 0..1)");
         if (!(phi.number >= 0 && phi.number <= 1))
-          return bad(n.text + ": quantile must be between 0 and 1, got " + std::to_string(phi.number));
+          return bad(n.text + ": quantile must be between 0 and 1, got " +
+                     std::to_string(phi.number));
         const Node& sel = unparen(n.arg(1));
         if (sel.type != Node::Type::kSelector)
-          return unsupported(n.text + " needs a distribution selector as its second argument, e.g. " + n.text +
-                             "(0.99, api_latency_ms)");
+          return unsupported(n.text +
+                             " needs a distribution selector as its second argument, e.g. " +
+                             n.text + "(0.99, api_latency_ms)");
       }
       *type = ValueType::kVector;
       return std::nullopt;
     }
     case Node::Type::kBinary: {
       const std::string& op = n.text;
-      if (op == "and" || op == "or" || op == "unless") return unsupported("set operator '" + op + "' is not supported");
+      if (op == "and" || op == "or" || op == "unless")
+        return unsupported("set operator '" + op + "' is not supported");
       if (op == "==" || op == "!=" || op == "<" || op == ">" || op == "<=" || op == ">=")
         return unsupported("comparison operator '" + op + "' is not supported");
       if (op == "atan2") return unsupported("binary operator 'atan2' is not supported");
       if (n.bool_modifier) return unsupported("the bool modifier is not supported");
-      if (!n.matching.empty()) return unsupported("vector matching (" + n.matching + ") is not supported");
+      if (!n.matching.empty())
+        return unsupported("vector matching (" + n.matching + ") is not supported");
       if (!n.group.empty()) return unsupported(n.group + " is not supported");
       if (auto p = check_args(n, &types)) return p;
       for (ValueType t : types) {
@@ -958,8 +1242,11 @@ std::optional<Problem> check_node(const Node& n, ValueType* type) {
           return bad("binary expression must contain only scalar and instant vector types");
       }
       if (types[0] == ValueType::kVector && types[1] == ValueType::kVector)
-        return unsupported("binary operator '" + op + "' between two instant vectors is not supported; one side must be a number");
-      *type = types[0] == ValueType::kScalar && types[1] == ValueType::kScalar ? ValueType::kScalar : ValueType::kVector;
+        return unsupported(
+            "binary operator '" + op +
+            "' between two instant vectors is not supported; one side must be a number");
+      *type = types[0] == ValueType::kScalar && types[1] == ValueType::kScalar ? ValueType::kScalar
+                                                                               : ValueType::kVector;
       return std::nullopt;
     }
   }
@@ -970,30 +1257,42 @@ std::optional<Problem> check_node(const Node& n, ValueType* type) {
 
 const char* op_text(Matcher::Op op) {
   switch (op) {
-    case Matcher::Op::kEq: return "=";
-    case Matcher::Op::kNe: return "!=";
-    case Matcher::Op::kRe: return "=~";
-    case Matcher::Op::kNre: return "!~";
+    case Matcher::Op::kEq:
+      return "=";
+    case Matcher::Op::kNe:
+      return "!=";
+    case Matcher::Op::kRe:
+      return "=~";
+    case Matcher::Op::kNre:
+      return "!~";
   }
   return "?";
 }
 
 bool Matcher::matches(const std::string& v) const {
   switch (op) {
-    case Op::kEq: return v == value;
-    case Op::kNe: return v != value;
-    case Op::kRe: return std::regex_match(v, *re);
-    case Op::kNre: return !std::regex_match(v, *re);
+    case Op::kEq:
+      return v == value;
+    case Op::kNe:
+      return v != value;
+    case Op::kRe:
+      return std::regex_match(v, *re);
+    case Op::kNre:
+      return !std::regex_match(v, *re);
   }
   return false;
 }
 
 const char* value_type_name(ValueType t) {
   switch (t) {
-    case ValueType::kScalar: return "scalar";
-    case ValueType::kVector: return "instant vector";
-    case ValueType::kMatrix: return "range vector";
-    case ValueType::kString: return "string";
+    case ValueType::kScalar:
+      return "scalar";
+    case ValueType::kVector:
+      return "instant vector";
+    case ValueType::kMatrix:
+      return "range vector";
+    case ValueType::kString:
+      return "string";
   }
   return "?";
 }
@@ -1036,11 +1335,15 @@ Result<Expr> parse(std::string_view query) {
 Result<Expr> parse_selector(std::string_view text) {
   auto e = parse(text);
   if (!e) return e;
-  if (e->root->type != Node::Type::kSelector || e->root->range_ms || e->root->offset_ms || e->root->has_at)
-    return Status::invalid_argument("1:1: parse error: expected a series selector such as api_errors{status=\"500\"}");
+  if (e->root->type != Node::Type::kSelector || e->root->range_ms || e->root->offset_ms ||
+      e->root->has_at)
+    return Status::invalid_argument(
+        "1:1: parse error: expected a series selector such as api_errors{status=\"500\"}");
   return e;
 }
 
-std::optional<Problem> check(const Node& root, ValueType* type) { return check_node(root, type); }
+std::optional<Problem> check(const Node& root, ValueType* type) {
+  return check_node(root, type);
+}
 
 }  // namespace tally::collector::promql

@@ -31,7 +31,7 @@ struct Matcher {
   std::string name;
   Op op = Op::kEq;
   std::string value;
-  std::shared_ptr<const std::regex> re;  // kRe, kNre: compiled, anchored
+  std::shared_ptr<const std::regex> re;      // kRe, kNre: compiled, anchored
   bool matches(const std::string& v) const;  // an absent label is ""
 };
 const char* op_text(Matcher::Op op);
@@ -49,19 +49,30 @@ using NodePtr = std::unique_ptr<Node>;
 
 // One node of the syntax tree. A tagged struct: `type` says which fields mean something.
 struct Node {
-  enum class Type { kNumber, kString, kSelector, kCall, kAggregate, kBinary, kUnary, kParen, kSubquery };
+  enum class Type {
+    kNumber,
+    kString,
+    kSelector,
+    kCall,
+    kAggregate,
+    kBinary,
+    kUnary,
+    kParen,
+    kSubquery
+  };
   Type type = Type::kNumber;
   size_t pos = 0;  // byte offset of the node's first token in the query
 
-  double number = 0;        // kNumber
-  std::string text;         // kString: the value; kCall, kAggregate: the name; kBinary, kUnary: the operator
+  double number = 0;  // kNumber
+  std::string
+      text;  // kString: the value; kCall, kAggregate: the name; kBinary, kUnary: the operator
 
   // kSelector: metric name (may be empty) and every other matcher; `[range]` makes it a range
   // selector. offset and @ apply to selectors and subqueries.
   std::string metric;
   std::vector<Matcher> matchers;
-  std::optional<int64_t> range_ms;    // kSelector with [..], kSubquery's range
-  std::optional<int64_t> step_ms;     // kSubquery's resolution (0 when omitted)
+  std::optional<int64_t> range_ms;  // kSelector with [..], kSubquery's range
+  std::optional<int64_t> step_ms;   // kSubquery's resolution (0 when omitted)
   std::optional<int64_t> offset_ms;
   bool has_at = false;
 
@@ -110,7 +121,8 @@ std::optional<Problem> check(const Node& root, ValueType* type);
 Result<int64_t> parse_prom_duration(std::string_view text);
 
 // The supported aggregation operators and range functions, for messages and docs.
-inline constexpr std::string_view kSupportedAggregations = "sum, avg, min, max, count, tally_quantile";
+inline constexpr std::string_view kSupportedAggregations =
+    "sum, avg, min, max, count, tally_quantile";
 inline constexpr std::string_view kSupportedFunctions = "rate, increase";
 
 }  // namespace tally::collector::promql

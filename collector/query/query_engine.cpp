@@ -17,8 +17,8 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Accumulates one group's step bucket from per-series step aggregates.
 struct GroupAcc {
-  double total = 0;      // counter totals / gauge sums
-  double last_sum = 0;   // gauges: sum of each series' last
+  double total = 0;     // counter totals / gauge sums
+  double last_sum = 0;  // gauges: sum of each series' last
   uint64_t count = 0;
   uint64_t nseries = 0;
   double min = kInf, max = -kInf;
@@ -49,36 +49,57 @@ struct GroupAcc {
     if (kind == Kind::kDistribution) {
       if (sketch.empty()) return std::nullopt;
       switch (fn) {
-        case Fn::kSum: return sketch.sum();
-        case Fn::kCount: return static_cast<double>(sketch.count());
-        case Fn::kRate: return static_cast<double>(sketch.count()) / static_cast<double>(step);
-        case Fn::kAvg: return sketch.sum() / static_cast<double>(sketch.count());
-        case Fn::kMin: return sketch.min();
-        case Fn::kMax: return sketch.max();
-        case Fn::kP50: return sketch.quantile(0.5);
-        case Fn::kP90: return sketch.quantile(0.9);
-        case Fn::kP99: return sketch.quantile(0.99);
+        case Fn::kSum:
+          return sketch.sum();
+        case Fn::kCount:
+          return static_cast<double>(sketch.count());
+        case Fn::kRate:
+          return static_cast<double>(sketch.count()) / static_cast<double>(step);
+        case Fn::kAvg:
+          return sketch.sum() / static_cast<double>(sketch.count());
+        case Fn::kMin:
+          return sketch.min();
+        case Fn::kMax:
+          return sketch.max();
+        case Fn::kP50:
+          return sketch.quantile(0.5);
+        case Fn::kP90:
+          return sketch.quantile(0.9);
+        case Fn::kP99:
+          return sketch.quantile(0.99);
       }
     }
     if (nseries == 0) return std::nullopt;
     if (kind == Kind::kCounter) {
       switch (fn) {
         case Fn::kSum:
-        case Fn::kCount: return total;
-        case Fn::kRate: return total / static_cast<double>(step);
-        case Fn::kAvg: return total / static_cast<double>(nseries);
-        case Fn::kMin: return min;
-        case Fn::kMax: return max;
-        default: return std::nullopt;
+        case Fn::kCount:
+          return total;
+        case Fn::kRate:
+          return total / static_cast<double>(step);
+        case Fn::kAvg:
+          return total / static_cast<double>(nseries);
+        case Fn::kMin:
+          return min;
+        case Fn::kMax:
+          return max;
+        default:
+          return std::nullopt;
       }
     }
     switch (fn) {  // gauge
-      case Fn::kSum: return last_sum;
-      case Fn::kCount: return static_cast<double>(count);
-      case Fn::kAvg: return count ? total / static_cast<double>(count) : 0.0;
-      case Fn::kMin: return min;
-      case Fn::kMax: return max;
-      default: return std::nullopt;
+      case Fn::kSum:
+        return last_sum;
+      case Fn::kCount:
+        return static_cast<double>(count);
+      case Fn::kAvg:
+        return count ? total / static_cast<double>(count) : 0.0;
+      case Fn::kMin:
+        return min;
+      case Fn::kMax:
+        return max;
+      default:
+        return std::nullopt;
     }
   }
 };
@@ -91,7 +112,8 @@ void per_step(const std::vector<StoredBucket>& buckets, Kind kind, int64_t step,
     int64_t s = bucket_start(buckets[i].time, step);
     BucketAgg acc = buckets[i].agg;
     size_t j = i + 1;
-    for (; j < buckets.size() && bucket_start(buckets[j].time, step) == s; ++j) acc.merge(buckets[j].agg, kind);
+    for (; j < buckets.size() && bucket_start(buckets[j].time, step) == s; ++j)
+      acc.merge(buckets[j].agg, kind);
     emit(s, acc);
     i = j;
   }
@@ -103,7 +125,8 @@ Result<TagFilter> parse_filter(std::string_view text) {
   TagFilter f;
   size_t pos = text.find_first_of("=!");
   if (pos == std::string_view::npos || pos == 0)
-    return Status::invalid_argument("filter '" + std::string(text) + "' must be key=value, key!=value or key=~regex");
+    return Status::invalid_argument("filter '" + std::string(text) +
+                                    "' must be key=value, key!=value or key=~regex");
   f.key = std::string(text.substr(0, pos));
   std::string_view rest = text.substr(pos);
   if (rest.starts_with("!=")) {
@@ -116,13 +139,16 @@ Result<TagFilter> parse_filter(std::string_view text) {
     f.op = TagFilter::Op::kEq;
     f.value = std::string(rest.substr(1));
   } else {
-    return Status::invalid_argument("filter '" + std::string(text) + "' must be key=value, key!=value or key=~regex");
+    return Status::invalid_argument("filter '" + std::string(text) +
+                                    "' must be key=value, key!=value or key=~regex");
   }
-  if (auto s = validate_tag_key(f.key); !s) return Status::invalid_argument("filter '" + std::string(text) + "': " + s.message());
+  if (auto s = validate_tag_key(f.key); !s)
+    return Status::invalid_argument("filter '" + std::string(text) + "': " + s.message());
   if (f.op == TagFilter::Op::kRe) {
     // Regex compilation reports errors by exception: this is the boundary where it becomes a value.
     try {
-      f.re = std::make_shared<const std::regex>(f.value, std::regex::ECMAScript | std::regex::optimize);
+      f.re = std::make_shared<const std::regex>(f.value,
+                                                std::regex::ECMAScript | std::regex::optimize);
     } catch (const std::regex_error& e) {
       return Status::invalid_argument("filter '" + std::string(text) + "': bad regex: " + e.what());
     }
@@ -145,9 +171,15 @@ bool matches_all(const std::vector<TagFilter>& filters, const TagRange& tags) {
     }
     const std::string_view value = v.value_or(std::string_view());
     switch (f.op) {
-      case TagFilter::Op::kEq: if (!v || value != f.value) return false; break;
-      case TagFilter::Op::kNe: if (value == f.value) return false; break;
-      case TagFilter::Op::kRe: if (!std::regex_match(value.begin(), value.end(), *f.re)) return false; break;
+      case TagFilter::Op::kEq:
+        if (!v || value != f.value) return false;
+        break;
+      case TagFilter::Op::kNe:
+        if (value == f.value) return false;
+        break;
+      case TagFilter::Op::kRe:
+        if (!std::regex_match(value.begin(), value.end(), *f.re)) return false;
+        break;
     }
   }
   return true;
@@ -155,28 +187,43 @@ bool matches_all(const std::vector<TagFilter>& filters, const TagRange& tags) {
 
 }  // namespace
 
-bool filter_matches(const std::vector<TagFilter>& filters, const Tags& tags) { return matches_all(filters, tags); }
-bool filter_matches(const std::vector<TagFilter>& filters, const TagsView& tags) { return matches_all(filters, tags); }
+bool filter_matches(const std::vector<TagFilter>& filters, const Tags& tags) {
+  return matches_all(filters, tags);
+}
+bool filter_matches(const std::vector<TagFilter>& filters, const TagsView& tags) {
+  return matches_all(filters, tags);
+}
 
 std::optional<Fn> parse_fn(std::string_view n) {
   static const std::pair<std::string_view, Fn> kFns[] = {
-      {"sum", Fn::kSum}, {"rate", Fn::kRate}, {"avg", Fn::kAvg}, {"min", Fn::kMin}, {"max", Fn::kMax},
-      {"count", Fn::kCount}, {"p50", Fn::kP50}, {"p90", Fn::kP90}, {"p99", Fn::kP99}};
-  for (const auto& [name, fn] : kFns) if (name == n) return fn;
+      {"sum", Fn::kSum}, {"rate", Fn::kRate}, {"avg", Fn::kAvg},
+      {"min", Fn::kMin}, {"max", Fn::kMax},   {"count", Fn::kCount},
+      {"p50", Fn::kP50}, {"p90", Fn::kP90},   {"p99", Fn::kP99}};
+  for (const auto& [name, fn] : kFns)
+    if (name == n) return fn;
   return std::nullopt;
 }
 
 const char* fn_name(Fn fn) {
   switch (fn) {
-    case Fn::kSum: return "sum";
-    case Fn::kRate: return "rate";
-    case Fn::kAvg: return "avg";
-    case Fn::kMin: return "min";
-    case Fn::kMax: return "max";
-    case Fn::kCount: return "count";
-    case Fn::kP50: return "p50";
-    case Fn::kP90: return "p90";
-    case Fn::kP99: return "p99";
+    case Fn::kSum:
+      return "sum";
+    case Fn::kRate:
+      return "rate";
+    case Fn::kAvg:
+      return "avg";
+    case Fn::kMin:
+      return "min";
+    case Fn::kMax:
+      return "max";
+    case Fn::kCount:
+      return "count";
+    case Fn::kP50:
+      return "p50";
+    case Fn::kP90:
+      return "p90";
+    case Fn::kP99:
+      return "p99";
   }
   return "?";
 }
@@ -196,7 +243,8 @@ std::vector<Sketch::Bin> coarsen_bins(const std::vector<Sketch::Bin>& bins, size
   return out;
 }
 
-Result<std::pair<int64_t, size_t>> QueryEngine::plan(int64_t from, int64_t to, int64_t step, int64_t points) const {
+Result<std::pair<int64_t, size_t>> QueryEngine::plan(int64_t from, int64_t to, int64_t step,
+                                                     int64_t points) const {
   if (to <= from) return Status::invalid_argument("'to' must be after 'from'");
   const int64_t now = clock_.now_s();
   auto covers = [&](size_t r) { return now - resolutions_[r].retention_s <= from; };
@@ -210,14 +258,16 @@ Result<std::pair<int64_t, size_t>> QueryEngine::plan(int64_t from, int64_t to, i
     if (!best) best = 0;
     if ((to - from) / step > kMaxPointsPerSeries)
       return Status::invalid_argument("step " + std::to_string(step) + "s gives more than " +
-                                      std::to_string(kMaxPointsPerSeries) + " points; use a larger step");
+                                      std::to_string(kMaxPointsPerSeries) +
+                                      " points; use a larger step");
     return std::make_pair(step, *best);
   }
   if (points <= 0) points = 300;
   const int64_t raw = std::max<int64_t>(1, (to - from + points - 1) / points);
   // The finest resolution at least as coarse as the wanted step that holds the range's start.
   for (size_t r = 0; r < resolutions_.size(); ++r) {
-    if (resolutions_[r].step_s >= raw && covers(r)) return std::make_pair(resolutions_[r].step_s, r);
+    if (resolutions_[r].step_s >= raw && covers(r))
+      return std::make_pair(resolutions_[r].step_s, r);
   }
   // Every resolution that holds the start is finer than wanted, or none holds it: use the
   // coarsest one with the step rounded up to its multiple.
@@ -236,8 +286,9 @@ Result<QueryEngine::Matched> QueryEngine::match(const RangeQuery& q) const {
   return m;
 }
 
-Status QueryEngine::read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
-                         std::vector<std::vector<StoredBucket>>* out, int64_t* watermark) const {
+Status QueryEngine::read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from,
+                         int64_t to, std::vector<std::vector<StoredBucket>>* out,
+                         int64_t* watermark) const {
   out->assign(series.size(), {});
   std::vector<std::vector<size_t>> by_shard(router_.shard_count());
   for (size_t i = 0; i < series.size(); ++i) by_shard[series[i]->shard].push_back(i);
@@ -256,22 +307,26 @@ Status QueryEngine::read(const std::vector<const SeriesInfo*>& series, size_t re
   // Fan out to the shards that hold matching series; the calling thread takes the last one.
   std::vector<std::future<void>> futures;
   std::vector<size_t> busy;
-  for (size_t sh = 0; sh < by_shard.size(); ++sh) if (!by_shard[sh].empty()) busy.push_back(sh);
-  for (size_t k = 0; k + 1 < busy.size(); ++k) futures.push_back(std::async(std::launch::async, run_shard, busy[k]));
+  for (size_t sh = 0; sh < by_shard.size(); ++sh)
+    if (!by_shard[sh].empty()) busy.push_back(sh);
+  for (size_t k = 0; k + 1 < busy.size(); ++k)
+    futures.push_back(std::async(std::launch::async, run_shard, busy[k]));
   if (!busy.empty()) run_shard(busy.back());
   for (auto& f : futures) f.wait();
   *watermark = std::numeric_limits<int64_t>::max();
   for (size_t sh : busy) {
     if (!parts[sh].status) return parts[sh].status;
     *watermark = std::min(*watermark, parts[sh].watermark);
-    for (size_t k = 0; k < by_shard[sh].size(); ++k) (*out)[by_shard[sh][k]] = std::move(parts[sh].buckets[k]);
+    for (size_t k = 0; k < by_shard[sh].size(); ++k)
+      (*out)[by_shard[sh][k]] = std::move(parts[sh].buckets[k]);
   }
   if (busy.empty()) *watermark = clock_.now_s();
   return Status::ok();
 }
 
-Status QueryEngine::sum_counters(const std::vector<const SeriesInfo*>& series, const std::vector<uint32_t>& group_of,
-                                 size_t groups, size_t res, const StepGrid& grid, std::vector<double>* totals,
+Status QueryEngine::sum_counters(const std::vector<const SeriesInfo*>& series,
+                                 const std::vector<uint32_t>& group_of, size_t groups, size_t res,
+                                 const StepGrid& grid, std::vector<double>* totals,
                                  int64_t* watermark) const {
   const size_t cells = groups * grid.steps();
   struct Part {
@@ -299,10 +354,12 @@ Status QueryEngine::sum_counters(const std::vector<const SeriesInfo*>& series, c
       p.grid.assign(cells, 0.0);
       out = p.grid.data();
     }
-    p.status = router_.shard(busy[k]).add_counter_sums(p.series, p.rows, res, grid, out, &p.watermark);
+    p.status =
+        router_.shard(busy[k]).add_counter_sums(p.series, p.rows, res, grid, out, &p.watermark);
   };
   std::vector<std::future<void>> futures;
-  for (size_t k = 1; k < busy.size(); ++k) futures.push_back(std::async(std::launch::async, run_shard, k));
+  for (size_t k = 1; k < busy.size(); ++k)
+    futures.push_back(std::async(std::launch::async, run_shard, k));
   if (!busy.empty()) run_shard(0);
   for (auto& f : futures) f.wait();
   *watermark = std::numeric_limits<int64_t>::max();
@@ -322,7 +379,8 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
   const Kind kind = m->kind;
   const bool percentile = q.fn == Fn::kP50 || q.fn == Fn::kP90 || q.fn == Fn::kP99;
   if (percentile && kind != Kind::kDistribution)
-    return Status::invalid_argument(std::string(fn_name(q.fn)) + " needs a distribution; '" + q.metric + "' is a " + kind_name(kind));
+    return Status::invalid_argument(std::string(fn_name(q.fn)) + " needs a distribution; '" +
+                                    q.metric + "' is a " + kind_name(kind));
   if (q.fn == Fn::kRate && kind == Kind::kGauge)
     return Status::invalid_argument("rate is not defined for a gauge");
   auto p = plan(q.from, q.to, q.step, q.points);
@@ -335,11 +393,13 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
   out.from = bucket_start(q.from, step);
   out.to = bucket_start(q.to - 1, step) + step;
   if ((out.to - out.from) / step > kMaxPointsPerSeries)
-    return Status::invalid_argument("the range has more than " + std::to_string(kMaxPointsPerSeries) + " steps");
+    return Status::invalid_argument("the range has more than " +
+                                    std::to_string(kMaxPointsPerSeries) + " steps");
 
   // Counter sums, rates and counts add bucket sums and nothing else: the fast path hands each shard
   // a grid of groups x steps and never builds a bucket, a map or a sketch.
-  const bool zero_fill = kind == Kind::kCounter && (q.fn == Fn::kSum || q.fn == Fn::kRate || q.fn == Fn::kCount);
+  const bool zero_fill =
+      kind == Kind::kCounter && (q.fn == Fn::kSum || q.fn == Fn::kRate || q.fn == Fn::kCount);
   if (zero_fill) {
     std::vector<uint32_t> group_of(m->series.size());
     std::vector<Tags> keys;
@@ -368,11 +428,13 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
     if (keys.size() * steps <= kMaxFastPathCells) {
       std::vector<double> totals;
       int64_t wm = 0;
-      if (auto s = sum_counters(m->series, group_of, keys.size(), res, grid, &totals, &wm); !s) return s;
+      if (auto s = sum_counters(m->series, group_of, keys.size(), res, grid, &totals, &wm); !s)
+        return s;
       // Groups come out in Tags order, as the general path's std::map gives them.
       std::vector<uint32_t> order(keys.size());
       for (uint32_t g = 0; g < order.size(); ++g) order[g] = g;
-      std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return keys[a] < keys[b]; });
+      std::sort(order.begin(), order.end(),
+                [&](uint32_t a, uint32_t b) { return keys[a] < keys[b]; });
       int64_t first_open = bucket_start(wm, step);
       if (first_open + step <= wm) first_open += step;
       for (uint32_t g : order) {
@@ -414,7 +476,8 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
     if (zero_fill) {
       for (int64_t t = out.from; t < out.to; t += step) {
         auto it = steps.find(t);
-        sr.points.emplace_back(t, it == steps.end() ? 0.0 : it->second.value(q.fn, kind, step).value_or(0.0));
+        sr.points.emplace_back(
+            t, it == steps.end() ? 0.0 : it->second.value(q.fn, kind, step).value_or(0.0));
       }
     } else {
       for (const auto& [t, acc] : steps) {
@@ -435,7 +498,8 @@ Result<HistogramResult> QueryEngine::histogram(const RangeQuery& q, size_t max_b
   auto m = match(q);
   if (!m) return m.status();
   if (m->kind != Kind::kDistribution)
-    return Status::invalid_argument("a histogram needs a distribution; '" + q.metric + "' is a " + kind_name(m->kind));
+    return Status::invalid_argument("a histogram needs a distribution; '" + q.metric + "' is a " +
+                                    kind_name(m->kind));
   // One step over the whole range at the coarsest resolution that holds it.
   auto p = plan(q.from, q.to, 0, 1);
   if (!p) return p.status();
@@ -466,7 +530,8 @@ Result<HeatmapResult> QueryEngine::heatmap(const RangeQuery& q, size_t max_bins)
   auto m = match(q);
   if (!m) return m.status();
   if (m->kind != Kind::kDistribution)
-    return Status::invalid_argument("a heatmap needs a distribution; '" + q.metric + "' is a " + kind_name(m->kind));
+    return Status::invalid_argument("a heatmap needs a distribution; '" + q.metric + "' is a " +
+                                    kind_name(m->kind));
   auto p = plan(q.from, q.to, q.step, q.points);
   if (!p) return p.status();
   const auto [step, res] = *p;

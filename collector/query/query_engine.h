@@ -41,7 +41,7 @@ struct RangeQuery {
   std::vector<std::string> group_by;
   int64_t from = 0;
   int64_t to = 0;
-  int64_t step = 0;  // 0 = auto
+  int64_t step = 0;      // 0 = auto
   int64_t points = 300;  // target number of points for auto step
   Fn fn = Fn::kSum;
 };
@@ -81,7 +81,8 @@ std::vector<Sketch::Bin> coarsen_bins(const std::vector<Sketch::Bin>& bins, size
 
 class QueryEngine {
  public:
-  QueryEngine(const SeriesCatalog& catalog, Router& router, std::vector<Resolution> resolutions, const Clock& clock)
+  QueryEngine(const SeriesCatalog& catalog, Router& router, std::vector<Resolution> resolutions,
+              const Clock& clock)
       : catalog_(catalog), router_(router), resolutions_(std::move(resolutions)), clock_(clock) {}
 
   Result<RangeResult> range(const RangeQuery& q) const;
@@ -89,13 +90,14 @@ class QueryEngine {
   Result<HeatmapResult> heatmap(const RangeQuery& q, size_t max_bins) const;
 
   // Picks (step, resolution index) for a range; exposed for tests.
-  Result<std::pair<int64_t, size_t>> plan(int64_t from, int64_t to, int64_t step, int64_t points) const;
+  Result<std::pair<int64_t, size_t>> plan(int64_t from, int64_t to, int64_t step,
+                                          int64_t points) const;
   const std::vector<Resolution>& resolutions() const { return resolutions_; }
 
   // Stored (+) open buckets of each series at resolution index res over [from, to), out[i] for
   // series[i] in time order, for callers that combine buckets themselves (the Prometheus API).
-  Status read_buckets(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
-                      std::vector<std::vector<StoredBucket>>* out) const {
+  Status read_buckets(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from,
+                      int64_t to, std::vector<std::vector<StoredBucket>>* out) const {
     int64_t watermark = 0;
     return read(series, res, from, to, out, &watermark);
   }
@@ -110,10 +112,11 @@ class QueryEngine {
   Status read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
               std::vector<std::vector<StoredBucket>>* out, int64_t* watermark) const;
   // Counters: adds every series' bucket sums on the grid into totals[group_of[i] * steps + step],
-  // shards in parallel, each decoding straight into its own grid; shard grids add up in shard order.
-  Status sum_counters(const std::vector<const SeriesInfo*>& series, const std::vector<uint32_t>& group_of,
-                      size_t groups, size_t res, const StepGrid& grid, std::vector<double>* totals,
-                      int64_t* watermark) const;
+  // shards in parallel, each decoding straight into its own grid; shard grids add up in shard
+  // order.
+  Status sum_counters(const std::vector<const SeriesInfo*>& series,
+                      const std::vector<uint32_t>& group_of, size_t groups, size_t res,
+                      const StepGrid& grid, std::vector<double>* totals, int64_t* watermark) const;
 
   const SeriesCatalog& catalog_;
   Router& router_;

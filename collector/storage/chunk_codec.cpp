@@ -17,7 +17,9 @@ namespace cf = chunk_format;
 
 // --- bytes in and out ---
 
-void put_u8(std::string* out, uint8_t v) { out->push_back(static_cast<char>(v)); }
+void put_u8(std::string* out, uint8_t v) {
+  out->push_back(static_cast<char>(v));
+}
 void put_varint(std::string* out, uint64_t v) {
   while (v >= 0x80) {
     out->push_back(static_cast<char>(v | 0x80));
@@ -89,20 +91,24 @@ inline uint32_t token_of(uint64_t u, int* nextra) {
     return static_cast<uint32_t>(u);
   }
   const int b = 63 - std::countl_zero(u);
-  const auto sub = static_cast<uint32_t>((u >> (b - cf::kMantissaBits)) & ((1u << cf::kMantissaBits) - 1));
+  const auto sub =
+      static_cast<uint32_t>((u >> (b - cf::kMantissaBits)) & ((1u << cf::kMantissaBits) - 1));
   *nextra = b - cf::kMantissaBits;
-  return cf::kDirectTokens + static_cast<uint32_t>(b - cf::kDirectBits) * (1u << cf::kMantissaBits) + sub;
+  return cf::kDirectTokens +
+         static_cast<uint32_t>(b - cf::kDirectBits) * (1u << cf::kMantissaBits) + sub;
 }
 
 constexpr int extra_bits_of(uint32_t token) {
   if (token < cf::kDirectTokens) return 0;
-  return static_cast<int>((token - cf::kDirectTokens) >> cf::kMantissaBits) + cf::kDirectBits - cf::kMantissaBits;
+  return static_cast<int>((token - cf::kDirectTokens) >> cf::kMantissaBits) + cf::kDirectBits -
+         cf::kMantissaBits;
 }
 
 constexpr uint64_t value_of(uint32_t token, uint64_t extra) {
   if (token < cf::kDirectTokens) return token;
   const int nextra = extra_bits_of(token);
-  const uint64_t top = (1u << cf::kMantissaBits) | ((token - cf::kDirectTokens) & ((1u << cf::kMantissaBits) - 1));
+  const uint64_t top =
+      (1u << cf::kMantissaBits) | ((token - cf::kDirectTokens) & ((1u << cf::kMantissaBits) - 1));
   return (top << nextra) | extra;
 }
 
@@ -204,13 +210,16 @@ struct Model {
   uint32_t start[cf::kTokens] = {};
 };
 
-int ceil_log2(uint64_t v) { return v <= 1 ? 0 : 64 - std::countl_zero(v - 1); }
+int ceil_log2(uint64_t v) {
+  return v <= 1 ? 0 : 64 - std::countl_zero(v - 1);
+}
 
 // Quantises counts (adding up to n) to frequencies adding up to 2^P, each present token >= 1.
 void normalise(const uint32_t* counts, size_t n, Model* m) {
   m->ntok = 0;
   for (uint32_t t = 0; t < cf::kTokens; ++t) m->ntok += counts[t] ? 1 : 0;
-  m->prob_bits = std::clamp(std::max(ceil_log2(n), ceil_log2(m->ntok) + 1), cf::kRansMinProbBits, cf::kRansMaxProbBits);
+  m->prob_bits = std::clamp(std::max(ceil_log2(n), ceil_log2(m->ntok) + 1), cf::kRansMinProbBits,
+                            cf::kRansMaxProbBits);
   const uint32_t total = 1u << m->prob_bits;
   int64_t sum = 0;
   for (uint32_t t = 0; t < cf::kTokens; ++t) {
@@ -218,7 +227,8 @@ void normalise(const uint32_t* counts, size_t n, Model* m) {
       m->freq[t] = 0;
       continue;
     }
-    auto f = static_cast<uint32_t>(std::llround(static_cast<double>(counts[t]) * total / static_cast<double>(n)));
+    auto f = static_cast<uint32_t>(
+        std::llround(static_cast<double>(counts[t]) * total / static_cast<double>(n)));
     m->freq[t] = std::max<uint32_t>(1, f);
     sum += m->freq[t];
   }
@@ -324,7 +334,8 @@ bool read_table(Reader& in, DecTable* t) {
   for (uint32_t k = 0; k < t->ntok; ++k) {
     const uint64_t gap = in.varint();
     const uint64_t f = in.varint() + 1;
-    if (!in.ok || gap >= cf::kTokens || prev + 1 + gap >= cf::kTokens || f > total - acc) return false;
+    if (!in.ok || gap >= cf::kTokens || prev + 1 + gap >= cf::kTokens || f > total - acc)
+      return false;
     const auto tok = static_cast<uint32_t>(prev + 1 + static_cast<int>(gap));
     t->freq[tok] = static_cast<uint16_t>(f);
     t->start[tok] = static_cast<uint16_t>(acc);
@@ -338,7 +349,8 @@ bool read_table(Reader& in, DecTable* t) {
 // Decodes n tokens from the stream [p, end). The states live in registers (nothing takes their
 // address), so the byte stores cannot force them to memory. False when the stream is malformed:
 // a well-formed one ends exactly where every state is back at its initial value.
-bool rans_run(const DecTable& t, const uint8_t* p, const uint8_t* const end, size_t n, uint8_t* __restrict tokens) {
+bool rans_run(const DecTable& t, const uint8_t* p, const uint8_t* const end, size_t n,
+              uint8_t* __restrict tokens) {
   static_assert(cf::kRansStates == 4);
   if (end - p < 16) return false;
   uint32_t x0 = get_le32(p), x1 = get_le32(p + 4), x2 = get_le32(p + 8), x3 = get_le32(p + 12);
@@ -354,7 +366,8 @@ bool rans_run(const DecTable& t, const uint8_t* p, const uint8_t* const end, siz
   };
   size_t i = 0;
   for (; i + 3 < n; i += 4) {
-    const uint32_t s0 = sym[x0 & mask], s1 = sym[x1 & mask], s2 = sym[x2 & mask], s3 = sym[x3 & mask];
+    const uint32_t s0 = sym[x0 & mask], s1 = sym[x1 & mask], s2 = sym[x2 & mask],
+                   s3 = sym[x3 & mask];
     x0 = freq[s0] * (x0 >> P) + (x0 & mask) - start[s0];
     x1 = freq[s1] * (x1 >> P) + (x1 & mask) - start[s1];
     x2 = freq[s2] * (x2 >> P) + (x2 & mask) - start[s2];
@@ -376,13 +389,18 @@ bool rans_run(const DecTable& t, const uint8_t* p, const uint8_t* const end, siz
     *xs[k] = x;
     tokens[i] = static_cast<uint8_t>(s0);
   }
-  return x0 == cf::kRansLow && x1 == cf::kRansLow && x2 == cf::kRansLow && x3 == cf::kRansLow && p == end;
+  return x0 == cf::kRansLow && x1 == cf::kRansLow && x2 == cf::kRansLow && x3 == cf::kRansLow &&
+         p == end;
 }
 
 // --- columns ---
 
-inline uint64_t zigzag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
-inline int64_t unzigzag(uint64_t u) { return static_cast<int64_t>(u >> 1) ^ -static_cast<int64_t>(u & 1); }
+inline uint64_t zigzag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+inline int64_t unzigzag(uint64_t u) {
+  return static_cast<int64_t>(u >> 1) ^ -static_cast<int64_t>(u & 1);
+}
 
 bool integral(double v) {
   return v == std::trunc(v) && std::fabs(v) <= cf::kMaxIntegral && !(v == 0 && std::signbit(v));
@@ -422,7 +440,8 @@ void encode_int_column(const double* v, size_t n, std::string* out) {
     delta_extra += static_cast<uint64_t>(e);
     prev = iv;
   }
-  const bool use_delta = estimate(delta_counts, n, delta_extra) < estimate(raw_counts, n, raw_extra);
+  const bool use_delta =
+      estimate(delta_counts, n, delta_extra) < estimate(raw_counts, n, raw_extra);
   const std::vector<uint64_t>& u = use_delta ? delta : raw;
   put_u8(out, static_cast<uint8_t>(use_delta  ? cf::ColumnEncoding::kIntDelta
                                    : negative ? cf::ColumnEncoding::kIntRaw
@@ -501,7 +520,8 @@ void encode_packed_column(const double* v, size_t n, std::string* out) {
   put_varint(out, zigzag(lo));
   put_u8(out, static_cast<uint8_t>(width));
   BitWriter bw{out};
-  for (size_t i = 0; i < n; ++i) bw.put(static_cast<uint64_t>(static_cast<int64_t>(v[i]) - lo), width);
+  for (size_t i = 0; i < n; ++i)
+    bw.put(static_cast<uint64_t>(static_cast<int64_t>(v[i]) - lo), width);
   bw.finish();
 }
 
@@ -575,13 +595,16 @@ bool decode_column(Reader& in, size_t n, double* out) {
         case cf::ColumnEncoding::kIntUnsigned:
           for (size_t i = 0; i < n; ++i) {
             const uint32_t t = tk[i];
-            out[i] = t < cf::kDirectTokens ? direct[t] : static_cast<double>(base[t] | br.get(nbits[t]));
+            out[i] =
+                t < cf::kDirectTokens ? direct[t] : static_cast<double>(base[t] | br.get(nbits[t]));
           }
           break;
         case cf::ColumnEncoding::kIntRaw:
           for (size_t i = 0; i < n; ++i) {
             const uint32_t t = tk[i];
-            out[i] = t < cf::kDirectTokens ? direct[t] : static_cast<double>(unzigzag(base[t] | br.get(nbits[t])));
+            out[i] = t < cf::kDirectTokens
+                         ? direct[t]
+                         : static_cast<double>(unzigzag(base[t] | br.get(nbits[t])));
           }
           break;
         default: {
@@ -617,7 +640,8 @@ bool decode_column(Reader& in, size_t n, double* out) {
     }
     case cf::ColumnEncoding::kFloat: {
       thread_local std::vector<uint8_t> planes;
-      if (!get_bytes_block(in, &planes, 8 * static_cast<uint64_t>(n)) || planes.size() != 8 * n) return false;
+      if (!get_bytes_block(in, &planes, 8 * static_cast<uint64_t>(n)) || planes.size() != 8 * n)
+        return false;
       uint64_t prev = 0;
       for (size_t i = 0; i < n; ++i) {
         uint64_t x = 0;
@@ -651,8 +675,8 @@ void encode_presence(uint32_t nslots, const std::vector<ChunkSlot>& slots, std::
 }
 
 // Present runs as [begin, end) pairs; false when the runs do not add up to nslots.
-bool decode_presence(Reader& in, uint32_t nslots, std::vector<std::pair<uint32_t, uint32_t>>* present,
-                     size_t* npresent) {
+bool decode_presence(Reader& in, uint32_t nslots,
+                     std::vector<std::pair<uint32_t, uint32_t>>* present, size_t* npresent) {
   present->clear();
   *npresent = 0;
   const uint64_t nruns = in.varint();
@@ -731,8 +755,10 @@ void put_hot_entry(std::string* out, uint64_t prev_id, const HotEntry& e) {
       put_u8(out, static_cast<uint8_t>(e.kind));
       int32_t first_pos = 0, first_neg = 0;
       put_varint(out, a.sketch ? a.sketch->zero_count() : 0);
-      put_bins(out, a.sketch ? a.sketch->positive_bins() : std::vector<Sketch::KeyCount>{}, &first_pos);
-      put_bins(out, a.sketch ? a.sketch->negative_bins() : std::vector<Sketch::KeyCount>{}, &first_neg);
+      put_bins(out, a.sketch ? a.sketch->positive_bins() : std::vector<Sketch::KeyCount>{},
+               &first_pos);
+      put_bins(out, a.sketch ? a.sketch->negative_bins() : std::vector<Sketch::KeyCount>{},
+               &first_neg);
       put_f64(out, a.sketch ? a.sketch->sum() : a.sum);
       put_f64(out, a.sketch ? a.sketch->min() : a.min);
       put_f64(out, a.sketch ? a.sketch->max() : a.max);
@@ -803,7 +829,9 @@ bool get_hot_entry(Reader& in, uint64_t prev_id, HotEntry* e, bool skip) {
   return false;
 }
 
-Status corrupt(const char* what) { return Status::corruption(std::string("chunk: ") + what); }
+Status corrupt(const char* what) {
+  return Status::corruption(std::string("chunk: ") + what);
+}
 
 // Checks version, kind, slot count and checksum; leaves `in` at the presence runs.
 Status open_chunk(std::string_view blob, Kind kind, uint32_t nslots, Reader* in) {
@@ -846,12 +874,18 @@ std::string encode_chunk(Kind kind, uint32_t nslots, const std::vector<ChunkSlot
       column([](const BucketAgg& a) { return a.last; });
       break;
     case Kind::kDistribution: {
-      column([](const BucketAgg& a) { return a.sketch ? static_cast<double>(a.sketch->zero_count()) : 0.0; });
+      column([](const BucketAgg& a) {
+        return a.sketch ? static_cast<double>(a.sketch->zero_count()) : 0.0;
+      });
       std::string bins;
       int32_t first_pos = 0, first_neg = 0;
       for (const auto& s : slots) {
-        put_bins(&bins, s.agg.sketch ? s.agg.sketch->positive_bins() : std::vector<Sketch::KeyCount>{}, &first_pos);
-        put_bins(&bins, s.agg.sketch ? s.agg.sketch->negative_bins() : std::vector<Sketch::KeyCount>{}, &first_neg);
+        put_bins(&bins,
+                 s.agg.sketch ? s.agg.sketch->positive_bins() : std::vector<Sketch::KeyCount>{},
+                 &first_pos);
+        put_bins(&bins,
+                 s.agg.sketch ? s.agg.sketch->negative_bins() : std::vector<Sketch::KeyCount>{},
+                 &first_neg);
       }
       if (n) put_bytes_block(&out, reinterpret_cast<const uint8_t*>(bins.data()), bins.size());
       column([](const BucketAgg& a) { return a.sketch ? a.sketch->sum() : a.sum; });
@@ -864,7 +898,8 @@ std::string encode_chunk(Kind kind, uint32_t nslots, const std::vector<ChunkSlot
   return out;
 }
 
-Status decode_chunk(std::string_view blob, Kind kind, uint32_t nslots, std::vector<ChunkSlot>* out) {
+Status decode_chunk(std::string_view blob, Kind kind, uint32_t nslots,
+                    std::vector<ChunkSlot>* out) {
   out->clear();
   Reader in{nullptr, nullptr};
   if (auto s = open_chunk(blob, kind, nslots, &in); !s) return s;
@@ -887,9 +922,13 @@ Status decode_chunk(std::string_view blob, Kind kind, uint32_t nslots, std::vect
       if (!column([](BucketAgg& a, double v) { a.sum = v; })) return corrupt("bad sum column");
       break;
     case Kind::kGauge:
-      if (!column([](BucketAgg& a, double v) { a.count = v >= 0 && v <= cf::kMaxIntegral ? static_cast<uint64_t>(v) : 0; }) ||
-          !column([](BucketAgg& a, double v) { a.sum = v; }) || !column([](BucketAgg& a, double v) { a.min = v; }) ||
-          !column([](BucketAgg& a, double v) { a.max = v; }) || !column([](BucketAgg& a, double v) { a.last = v; }))
+      if (!column([](BucketAgg& a, double v) {
+            a.count = v >= 0 && v <= cf::kMaxIntegral ? static_cast<uint64_t>(v) : 0;
+          }) ||
+          !column([](BucketAgg& a, double v) { a.sum = v; }) ||
+          !column([](BucketAgg& a, double v) { a.min = v; }) ||
+          !column([](BucketAgg& a, double v) { a.max = v; }) ||
+          !column([](BucketAgg& a, double v) { a.last = v; }))
         return corrupt("bad gauge column");
       break;
     case Kind::kDistribution: {
@@ -898,7 +937,8 @@ Status decode_chunk(std::string_view blob, Kind kind, uint32_t nslots, std::vect
       if (!decode_column(in, n, zero.data())) return corrupt("bad zero-count column");
       thread_local std::vector<uint8_t> bins;
       if (n && !get_bytes_block(in, &bins, uint64_t{1} << 30)) return corrupt("bad sketch bins");
-      if (!column([](BucketAgg& a, double v) { a.sum = v; }) || !column([](BucketAgg& a, double v) { a.min = v; }) ||
+      if (!column([](BucketAgg& a, double v) { a.sum = v; }) ||
+          !column([](BucketAgg& a, double v) { a.min = v; }) ||
           !column([](BucketAgg& a, double v) { a.max = v; }))
         return corrupt("bad distribution column");
       Reader bin_in{bins.data(), bins.data() + bins.size()};
@@ -917,7 +957,8 @@ Status decode_chunk(std::string_view blob, Kind kind, uint32_t nslots, std::vect
           }
         a.count = count;
         if (count == 0) continue;  // a bucket without samples has no sketch
-        auto sk = Sketch::from_parts(count, a.sum, a.min, a.max, static_cast<uint64_t>(zero[i]), pos, neg);
+        auto sk = Sketch::from_parts(count, a.sum, a.min, a.max, static_cast<uint64_t>(zero[i]),
+                                     pos, neg);
         if (!sk) return corrupt("bad sketch");
         a.sketch = std::make_unique<Sketch>(std::move(*sk));
       }
@@ -983,7 +1024,8 @@ Status find_in_hot_row(std::string_view blob, uint64_t series_id, HotEntry* out,
 }
 
 Result<Kind> chunk_kind(std::string_view blob) {
-  if (blob.size() < 2 || static_cast<uint8_t>(blob[0]) != cf::kChunkVersion) return corrupt("unknown version");
+  if (blob.size() < 2 || static_cast<uint8_t>(blob[0]) != cf::kChunkVersion)
+    return corrupt("unknown version");
   const auto k = static_cast<uint8_t>(blob[1]);
   if (k != static_cast<uint8_t>(Kind::kCounter) && k != static_cast<uint8_t>(Kind::kGauge) &&
       k != static_cast<uint8_t>(Kind::kDistribution))

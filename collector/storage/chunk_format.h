@@ -22,9 +22,10 @@ inline constexpr uint8_t kChunkVersion = 2;
 // Buckets per segment: a minute at 1 s, 10 minutes at 10 s. Buckets per chunk: an hour, and at
 // least kMinChunkSlots (1 s: 3600; 10 s: 360; 1 m: 360 = 6 h; 1 h: 360 = 15 days), rounded up to
 // whole segments. An hour of 1 s buckets is what the entropy coder needs: its table costs about 25
-// bytes, 0.007 bytes a point; a minute-long chunk would spend more on tables than on values. Coarser
-// resolutions hold bigger values, so 360 of them carry the table as well, and a query for the last
-// hours at 10 s or 1 m reads one chunk per series and hour, not six segments (docs/BENCHMARKS.md).
+// bytes, 0.007 bytes a point; a minute-long chunk would spend more on tables than on values.
+// Coarser resolutions hold bigger values, so 360 of them carry the table as well, and a query for
+// the last hours at 10 s or 1 m reads one chunk per series and hour, not six segments
+// (docs/BENCHMARKS.md).
 inline constexpr uint32_t kSegmentSlots = 60;
 inline constexpr int64_t kChunkSpanS = 3600;
 inline constexpr uint32_t kMinChunkSlots = 360;
@@ -34,7 +35,8 @@ constexpr uint32_t chunk_slots(int64_t step_s) {
   const int64_t n = per_hour > kMinChunkSlots ? per_hour : kMinChunkSlots;
   return static_cast<uint32_t>((n + kSegmentSlots - 1) / kSegmentSlots * kSegmentSlots);
 }
-static_assert(chunk_slots(1) == 3600 && chunk_slots(10) == 360 && chunk_slots(60) == 360 && chunk_slots(7) == 540);
+static_assert(chunk_slots(1) == 3600 && chunk_slots(10) == 360 && chunk_slots(60) == 360 &&
+              chunk_slots(7) == 540);
 static_assert(kChunkSlots % kSegmentSlots == 0 && kMinChunkSlots % kSegmentSlots == 0);
 
 // Segment and chunk rows are keyed by one integer, (window index << 32) | series id, so one
@@ -64,9 +66,9 @@ enum class ColumnEncoding : uint8_t {
   kConst = 0,     // every value is bitwise the same double: 8 bytes
   kIntRaw = 1,    // integral values: zigzag(v) as rANS tokens + extra bits
   kIntDelta = 2,  // integral values: zigzag(v - previous) as rANS tokens + extra bits
-  kFloat = 3,     // XOR with the previous value, byte planes, zstd (or stored when zstd does not help)
+  kFloat = 3,  // XOR with the previous value, byte planes, zstd (or stored when zstd does not help)
   kIntUnsigned = 4,  // integral values >= 0 (most counters): v as rANS tokens + extra bits
-  kIntPacked = 5,    // integral values: zigzag(min) varint, bit width u8, (v - min) in that many bits
+  kIntPacked = 5,  // integral values: zigzag(min) varint, bit width u8, (v - min) in that many bits
 };
 // Segments are read far more often than their size matters (they live an hour at most): their
 // integral columns are bit-packed, which decodes several times faster than rANS; chunks use rANS.
@@ -81,7 +83,7 @@ inline constexpr int kZstdLevel = 3;
 // position b (b >= 4) is token kDirectTokens + (b - 4) * 4 + (the two bits below the top bit),
 // followed by b - 2 extra bits stored raw. 16 + 60 * 4 = 256 tokens cover every uint64.
 inline constexpr uint32_t kDirectTokens = 16;
-inline constexpr int kDirectBits = 4;      // log2(kDirectTokens)
+inline constexpr int kDirectBits = 4;  // log2(kDirectTokens)
 inline constexpr int kMantissaBits = 2;
 inline constexpr uint32_t kTokens = 256;
 

@@ -1,8 +1,9 @@
 // ChunkLayout: a resolution's points in three tiers with disjoint time ranges (chunk_format.h):
 //
-//   chunk_<step>  [.., chunk_until)          key (t / (step * chunk_slots(step))) << 32 | series -> blob
-//   seg_<step>    [chunk_until, seg_until)   key (t / (step * kSegmentSlots)) << 32 | series -> blob
-//   hot_<step>    [seg_until, ..)            (t, series id >> kHotGroupBits) -> that time's buckets
+//   chunk_<step>  [.., chunk_until)          key (t / (step * chunk_slots(step))) << 32 | series ->
+//   blob seg_<step>    [chunk_until, seg_until)   key (t / (step * kSegmentSlots)) << 32 | series
+//   -> blob hot_<step>    [seg_until, ..)            (t, series id >> kHotGroupBits) -> that time's
+//   buckets
 //
 // meta('seg_until.<step>') and meta('chunk_until.<step>') hold the two boundaries; compaction moves
 // them forward in the same transaction that moves the data, so a reader's snapshot always sees
@@ -39,8 +40,12 @@ inline uint32_t tier_slots(Tier t, const Resolution& r) {
 
 // Tables and boundaries are named by the resolution's step in seconds (hot_1, chunk_10, ...), not
 // its place in the retention list, so a changed list never reads one step's data as another's.
-std::string hot_table(const Resolution& r) { return "hot_" + std::to_string(r.step_s); }
-std::string tier_table(Tier t, const Resolution& r) { return kTierTable[t] + std::to_string(r.step_s); }
+std::string hot_table(const Resolution& r) {
+  return "hot_" + std::to_string(r.step_s);
+}
+std::string tier_table(Tier t, const Resolution& r) {
+  return kTierTable[t] + std::to_string(r.step_s);
+}
 std::string until_key(Tier t, const Resolution& r) {
   return (t == kSeg ? "seg_until." : "chunk_until.") + std::to_string(r.step_s);
 }
@@ -48,8 +53,12 @@ std::string until_key(Tier t, const Resolution& r) {
 inline int64_t blob_key(int64_t index, uint64_t series_id) {
   return static_cast<int64_t>((static_cast<uint64_t>(index) << cf::kKeySeriesBits) | series_id);
 }
-inline uint64_t key_series(int64_t key) { return static_cast<uint64_t>(key) & cf::kMaxChunkSeriesId; }
-inline int64_t key_index(int64_t key) { return key >> cf::kKeySeriesBits; }
+inline uint64_t key_series(int64_t key) {
+  return static_cast<uint64_t>(key) & cf::kMaxChunkSeriesId;
+}
+inline int64_t key_index(int64_t key) {
+  return key >> cf::kKeySeriesBits;
+}
 
 Status prepare_into(Db& db, Stmt* out, const std::string& sql) {
   auto st = db.prepare(sql);
@@ -58,7 +67,9 @@ Status prepare_into(Db& db, Stmt* out, const std::string& sql) {
   return Status::ok();
 }
 
-inline uint64_t hot_group(uint64_t series_id) { return series_id >> cf::kHotGroupBits; }
+inline uint64_t hot_group(uint64_t series_id) {
+  return series_id >> cf::kHotGroupBits;
+}
 
 // Merges `later` into the entry for its series (inserting it), keeping entries sorted by id.
 Status merge_entry(std::vector<HotEntry>* entries, HotEntry&& later, BucketAgg** merged) {
@@ -66,7 +77,8 @@ Status merge_entry(std::vector<HotEntry>* entries, HotEntry&& later, BucketAgg**
                              [](const HotEntry& e, uint64_t id) { return e.series_id < id; });
   if (it != entries->end() && it->series_id == later.series_id) {
     if (it->kind != later.kind)
-      return Status::corruption("series " + std::to_string(later.series_id) + " stored as another kind");
+      return Status::corruption("series " + std::to_string(later.series_id) +
+                                " stored as another kind");
     it->agg.merge(later.agg, later.kind);
   } else {
     it = entries->insert(it, std::move(later));
@@ -76,7 +88,8 @@ Status merge_entry(std::vector<HotEntry>* entries, HotEntry&& later, BucketAgg**
 }
 
 // Merges `agg` into the slot at `index` of a decoded chunk (slots sorted by index).
-BucketAgg& merge_slot(std::vector<ChunkSlot>* slots, uint32_t index, const BucketAgg& agg, Kind kind) {
+BucketAgg& merge_slot(std::vector<ChunkSlot>* slots, uint32_t index, const BucketAgg& agg,
+                      Kind kind) {
   auto it = std::lower_bound(slots->begin(), slots->end(), index,
                              [](const ChunkSlot& s, uint32_t i) { return s.index < i; });
   if (it != slots->end() && it->index == index) {
@@ -89,16 +102,19 @@ BucketAgg& merge_slot(std::vector<ChunkSlot>* slots, uint32_t index, const Bucke
 
 // Both the writer and the reader prepare these per resolution.
 struct TierStmts {
-  Stmt get;       // SELECT lsn, data WHERE key=?
-  Stmt first;     // the smallest key
-  Stmt scan;      // key, lsn, data for key in [?, ?)
+  Stmt get;    // SELECT lsn, data WHERE key=?
+  Stmt first;  // the smallest key
+  Stmt scan;   // key, lsn, data for key in [?, ?)
 };
 
 Status prepare_tier(Db& db, Tier t, const Resolution& r, TierStmts* s) {
   const std::string tb = tier_table(t, r);
-  if (auto st = prepare_into(db, &s->get, "SELECT lsn, data FROM " + tb + " WHERE key=?"); !st) return st;
-  if (auto st = prepare_into(db, &s->first, "SELECT key FROM " + tb + " ORDER BY key LIMIT 1"); !st) return st;
-  return prepare_into(db, &s->scan, "SELECT key, lsn, data FROM " + tb + " WHERE key>=? AND key<? ORDER BY key");
+  if (auto st = prepare_into(db, &s->get, "SELECT lsn, data FROM " + tb + " WHERE key=?"); !st)
+    return st;
+  if (auto st = prepare_into(db, &s->first, "SELECT key FROM " + tb + " ORDER BY key LIMIT 1"); !st)
+    return st;
+  return prepare_into(db, &s->scan,
+                      "SELECT key, lsn, data FROM " + tb + " WHERE key>=? AND key<? ORDER BY key");
 }
 
 // Runs a one-row query; *found tells whether there was a row, fn(stmt) reads it.
@@ -120,13 +136,16 @@ class ChunkWriter final : public PointWriter {
     size_t res;
     int64_t t;
     uint64_t grp;
-    bool operator<(const RowKey& o) const { return std::tie(res, t, grp) < std::tie(o.res, o.t, o.grp); }
+    bool operator<(const RowKey& o) const {
+      return std::tie(res, t, grp) < std::tie(o.res, o.t, o.grp);
+    }
   };
   struct PendingRow {
     bool loaded = false;  // entries include the stored row
     uint64_t lsn = 0;
     std::vector<HotEntry> entries;  // sorted by series id
   };
+
  public:
   ChunkWriter(Db& db, std::vector<Resolution> res) : db_(db), res_(std::move(res)) {}
 
@@ -139,30 +158,50 @@ class ChunkWriter final : public PointWriter {
     if (auto s = prepare_into(db_, &commit_, "COMMIT"); !s) return s;
     if (auto s = prepare_into(db_, &rollback_, "ROLLBACK"); !s) return s;
     if (auto s = prepare_into(db_, &get_meta_, "SELECT value FROM meta WHERE key=?"); !s) return s;
-    if (auto s = prepare_into(db_, &set_meta_, "INSERT INTO meta(key, value) VALUES(?,?)"
-                                               " ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+    if (auto s = prepare_into(db_, &set_meta_,
+                              "INSERT INTO meta(key, value) VALUES(?,?)"
+                              " ON CONFLICT(key) DO UPDATE SET value=excluded.value");
         !s)
       return s;
     for (size_t r = 0; r < n; ++r) {
       auto& p = per_res_[r];
       const std::string hot = hot_table(res_[r]);
-      if (auto s = prepare_into(db_, &p.hot_put, "INSERT OR REPLACE INTO " + hot + "(t, grp, lsn, data) VALUES(?,?,?,?)");
+      if (auto s =
+              prepare_into(db_, &p.hot_put,
+                           "INSERT OR REPLACE INTO " + hot + "(t, grp, lsn, data) VALUES(?,?,?,?)");
           !s)
         return s;
-      if (auto s = prepare_into(db_, &p.hot_get, "SELECT lsn, data FROM " + hot + " WHERE t=? AND grp=?"); !s) return s;
-      if (auto s = prepare_into(db_, &p.hot_del, "DELETE FROM " + hot + " WHERE t=? AND grp=?"); !s) return s;
-      if (auto s = prepare_into(db_, &p.hot_first, "SELECT t FROM " + hot + " ORDER BY t LIMIT 1"); !s) return s;
-      if (auto s = prepare_into(db_, &p.hot_delete_range, "DELETE FROM " + hot + " WHERE t>=? AND t<?"); !s) return s;
-      if (auto s = prepare_into(db_, &p.hot_older, "SELECT t FROM " + hot + " WHERE t<? AND grp=?"); !s) return s;
+      if (auto s = prepare_into(db_, &p.hot_get,
+                                "SELECT lsn, data FROM " + hot + " WHERE t=? AND grp=?");
+          !s)
+        return s;
+      if (auto s = prepare_into(db_, &p.hot_del, "DELETE FROM " + hot + " WHERE t=? AND grp=?"); !s)
+        return s;
+      if (auto s = prepare_into(db_, &p.hot_first, "SELECT t FROM " + hot + " ORDER BY t LIMIT 1");
+          !s)
+        return s;
+      if (auto s =
+              prepare_into(db_, &p.hot_delete_range, "DELETE FROM " + hot + " WHERE t>=? AND t<?");
+          !s)
+        return s;
+      if (auto s = prepare_into(db_, &p.hot_older, "SELECT t FROM " + hot + " WHERE t<? AND grp=?");
+          !s)
+        return s;
       for (Tier t : {kSeg, kChunk}) {
         auto& ts = p.tier[t];
         const std::string tb = tier_table(t, res_[r]);
         if (auto s = prepare_tier(db_, t, res_[r], &ts.q); !s) return s;
-        if (auto s = prepare_into(db_, &ts.put, "INSERT OR REPLACE INTO " + tb + "(key, lsn, data) VALUES(?,?,?)"); !s)
+        if (auto s = prepare_into(
+                db_, &ts.put, "INSERT OR REPLACE INTO " + tb + "(key, lsn, data) VALUES(?,?,?)");
+            !s)
           return s;
         if (auto s = prepare_into(db_, &ts.del, "DELETE FROM " + tb + " WHERE key=?"); !s) return s;
-        if (auto s = prepare_into(db_, &ts.del_range, "DELETE FROM " + tb + " WHERE key>=? AND key<?"); !s) return s;
-        if (auto s = prepare_into(db_, &ts.del_below, "DELETE FROM " + tb + " WHERE key<?"); !s) return s;
+        if (auto s =
+                prepare_into(db_, &ts.del_range, "DELETE FROM " + tb + " WHERE key>=? AND key<?");
+            !s)
+          return s;
+        if (auto s = prepare_into(db_, &ts.del_below, "DELETE FROM " + tb + " WHERE key<?"); !s)
+          return s;
         auto v = meta(until_key(t, res_[r]));
         if (!v) return v.status();
         until_[t][r] = *v;
@@ -171,10 +210,11 @@ class ChunkWriter final : public PointWriter {
     return Status::ok();
   }
 
-  Status merge(uint64_t series_id, Kind kind, size_t r, int64_t time, const BucketAgg& agg, uint64_t lsn,
-               BucketAgg* merged_out) override {
+  Status merge(uint64_t series_id, Kind kind, size_t r, int64_t time, const BucketAgg& agg,
+               uint64_t lsn, BucketAgg* merged_out) override {
     if (time < 0) return Status::invalid_argument("bucket time before 1970");
-    if (series_id > cf::kMaxChunkSeriesId) return Status::invalid_argument("series id beyond the chunk key range");
+    if (series_id > cf::kMaxChunkSeriesId)
+      return Status::invalid_argument("series id beyond the chunk key range");
     if (time >= until_[kSeg][r]) return merge_hot(series_id, kind, r, time, agg, lsn, merged_out);
     const Tier t = time >= until_[kChunk][r] ? kSeg : kChunk;
     return merge_blob(t, series_id, kind, r, time, agg, lsn, merged_out);
@@ -210,7 +250,12 @@ class ChunkWriter final : public PointWriter {
       auto& ts = p.tier[t];
       bool found = false;
       int64_t first = 0;
-      if (auto s = one_row(ts.q.first, &found, [&](const Stmt& st) { first = st.int64(0); return Status::ok(); }); !s)
+      if (auto s = one_row(ts.q.first, &found,
+                           [&](const Stmt& st) {
+                             first = st.int64(0);
+                             return Status::ok();
+                           });
+          !s)
         return s;
       if (!found) continue;
       // Whole windows only: the ones that end at or before `before`.
@@ -252,10 +297,11 @@ class ChunkWriter final : public PointWriter {
       st.bind(1, time).bind(2, hot_group(series_id));
       HotEntry e;
       bool has = false;
-      if (auto s = one_row(st, &found, [&](const Stmt& row) {
-            lsn = static_cast<uint64_t>(row.int64(0));
-            return find_in_hot_row(row.blob(1), series_id, &e, &has);
-          });
+      if (auto s = one_row(st, &found,
+                           [&](const Stmt& row) {
+                             lsn = static_cast<uint64_t>(row.int64(0));
+                             return find_in_hot_row(row.blob(1), series_id, &e, &has);
+                           });
           !s)
         return s;
       return has ? lsn : 0;
@@ -266,17 +312,19 @@ class ChunkWriter final : public PointWriter {
     st.bind(1, blob_key(bucket_start(time, w) / w, series_id));
     std::vector<ChunkSlot> slots;
     Kind kind = Kind::kCounter;
-    if (auto s = one_row(st, &found, [&](const Stmt& row) -> Status {
-          lsn = static_cast<uint64_t>(row.int64(0));
-          auto k = chunk_kind(row.blob(1));
-          if (!k) return k.status();
-          kind = *k;
-          return decode_chunk(row.blob(1), kind, tier_slots(t, res_[r]), &slots);
-        });
+    if (auto s = one_row(st, &found,
+                         [&](const Stmt& row) -> Status {
+                           lsn = static_cast<uint64_t>(row.int64(0));
+                           auto k = chunk_kind(row.blob(1));
+                           if (!k) return k.status();
+                           kind = *k;
+                           return decode_chunk(row.blob(1), kind, tier_slots(t, res_[r]), &slots);
+                         });
         !s)
       return s;
     const auto index = static_cast<uint32_t>((time - bucket_start(time, w)) / res_[r].step_s);
-    const bool has = std::any_of(slots.begin(), slots.end(), [&](const ChunkSlot& c) { return c.index == index; });
+    const bool has = std::any_of(slots.begin(), slots.end(),
+                                 [&](const ChunkSlot& c) { return c.index == index; });
     return found && has ? lsn : 0;
   }
 
@@ -288,14 +336,17 @@ class ChunkWriter final : public PointWriter {
         while (true) {
           bool found = false;
           int64_t first = 0;
-          if (auto s = one_row(per_res_[r].hot_first, &found, [&](const Stmt& st) {
-                first = st.int64(0);
-                return Status::ok();
-              });
+          if (auto s = one_row(per_res_[r].hot_first, &found,
+                               [&](const Stmt& st) {
+                                 first = st.int64(0);
+                                 return Status::ok();
+                               });
               !s)
             return s;
           if (!found || first >= seg_target) break;
-          if (auto s = transaction([&] { return compact_hot(r, bucket_start(first, window(kSeg, r)), stats); }); !s)
+          if (auto s = transaction(
+                  [&] { return compact_hot(r, bucket_start(first, window(kSeg, r)), stats); });
+              !s)
             return s;
         }
         if (until_[kSeg][r] < seg_target) {
@@ -308,20 +359,24 @@ class ChunkWriter final : public PointWriter {
         while (true) {
           bool found = false;
           int64_t first = 0;
-          if (auto s = one_row(per_res_[r].tier[kSeg].q.first, &found, [&](const Stmt& st) {
-                first = st.int64(0);
-                return Status::ok();
-              });
+          if (auto s = one_row(per_res_[r].tier[kSeg].q.first, &found,
+                               [&](const Stmt& st) {
+                                 first = st.int64(0);
+                                 return Status::ok();
+                               });
               !s)
             return s;
           const int64_t start = key_index(first) * window(kSeg, r);
           if (!found || start >= chunk_target) break;
-          if (auto s = transaction([&] { return compact_segments(r, bucket_start(start, window(kChunk, r)), stats); });
+          if (auto s = transaction([&] {
+                return compact_segments(r, bucket_start(start, window(kChunk, r)), stats);
+              });
               !s)
             return s;
         }
         if (until_[kChunk][r] < chunk_target) {
-          if (auto s = transaction([&] { return set_until(kChunk, r, chunk_target); }); !s) return s;
+          if (auto s = transaction([&] { return set_until(kChunk, r, chunk_target); }); !s)
+            return s;
         }
       }
     }
@@ -350,10 +405,11 @@ class ChunkWriter final : public PointWriter {
     get_meta_.bind(1, std::string_view(key));
     bool found = false;
     int64_t v = 0;
-    if (auto s = one_row(get_meta_, &found, [&](const Stmt& st) {
-          v = st.int64(0);
-          return Status::ok();
-        });
+    if (auto s = one_row(get_meta_, &found,
+                         [&](const Stmt& st) {
+                           v = st.int64(0);
+                           return Status::ok();
+                         });
         !s)
       return s;
     return v;
@@ -378,15 +434,16 @@ class ChunkWriter final : public PointWriter {
       pending_until_.clear();
       return s;
     }
-    for (const auto& p : pending_until_) until_[p.tier][p.res] = std::max(until_[p.tier][p.res], p.value);
+    for (const auto& p : pending_until_)
+      until_[p.tier][p.res] = std::max(until_[p.tier][p.res], p.value);
     pending_until_.clear();
     return Status::ok();
   }
 
   // A bucket into its hot row. Rows gather in pending_ and are written by before_commit(), so a
   // flush writes each row once; merged_out needs the stored row now, so that loads it first.
-  Status merge_hot(uint64_t series_id, Kind kind, size_t r, int64_t time, const BucketAgg& agg, uint64_t lsn,
-                   BucketAgg* merged_out) {
+  Status merge_hot(uint64_t series_id, Kind kind, size_t r, int64_t time, const BucketAgg& agg,
+                   uint64_t lsn, BucketAgg* merged_out) {
     PendingRow& row = pending_[RowKey{r, time, hot_group(series_id)}];
     if (merged_out && !row.loaded) {
       if (auto s = load_pending(r, time, hot_group(series_id), &row); !s) return s;
@@ -399,21 +456,24 @@ class ChunkWriter final : public PointWriter {
   }
 
   // Reads a stored hot row; *found (if given) tells whether there was one.
-  Status load_hot(size_t r, int64_t t, uint64_t grp, std::vector<HotEntry>* entries, uint64_t* lsn, bool* found) {
+  Status load_hot(size_t r, int64_t t, uint64_t grp, std::vector<HotEntry>* entries, uint64_t* lsn,
+                  bool* found) {
     auto& st = per_res_[r].hot_get;
     st.bind(1, t).bind(2, grp);
     bool f = false;
-    if (auto s = one_row(st, &f, [&](const Stmt& row) {
-          *lsn = static_cast<uint64_t>(row.int64(0));
-          return decode_hot_row(row.blob(1), entries);
-        });
+    if (auto s = one_row(st, &f,
+                         [&](const Stmt& row) {
+                           *lsn = static_cast<uint64_t>(row.int64(0));
+                           return decode_hot_row(row.blob(1), entries);
+                         });
         !s)
       return s;
     if (found) *found = f;
     return Status::ok();
   }
 
-  Status store_hot(size_t r, int64_t t, uint64_t grp, const std::vector<HotEntry>& entries, uint64_t lsn) {
+  Status store_hot(size_t r, int64_t t, uint64_t grp, const std::vector<HotEntry>& entries,
+                   uint64_t lsn) {
     auto& p = per_res_[r];
     if (entries.empty()) {
       p.hot_del.bind(1, t).bind(2, grp);
@@ -452,8 +512,8 @@ class ChunkWriter final : public PointWriter {
 
  private:
   // A bucket into its encoded segment or chunk: decode, merge, re-encode (late points only).
-  Status merge_blob(Tier t, uint64_t series_id, Kind kind, size_t r, int64_t time, const BucketAgg& agg, uint64_t lsn,
-                    BucketAgg* merged_out) {
+  Status merge_blob(Tier t, uint64_t series_id, Kind kind, size_t r, int64_t time,
+                    const BucketAgg& agg, uint64_t lsn, BucketAgg* merged_out) {
     auto& ts = per_res_[r].tier[t];
     const int64_t w = window(t, r);
     const int64_t start = bucket_start(time, w);
@@ -462,16 +522,18 @@ class ChunkWriter final : public PointWriter {
     uint64_t stored_lsn = 0;
     bool found = false;
     ts.q.get.bind(1, key);
-    if (auto s = one_row(ts.q.get, &found, [&](const Stmt& st) {
-          stored_lsn = static_cast<uint64_t>(st.int64(0));
-          return decode_chunk(st.blob(1), kind, tier_slots(t, res_[r]), &slots);
-        });
+    if (auto s = one_row(ts.q.get, &found,
+                         [&](const Stmt& st) {
+                           stored_lsn = static_cast<uint64_t>(st.int64(0));
+                           return decode_chunk(st.blob(1), kind, tier_slots(t, res_[r]), &slots);
+                         });
         !s)
       return s;
     const auto index = static_cast<uint32_t>((time - start) / res_[r].step_s);
     BucketAgg& merged = merge_slot(&slots, index, agg, kind);
     if (merged_out) *merged_out = merged;
-    return put_blob(ts, key, std::max(stored_lsn, lsn), encode_chunk(kind, tier_slots(t, res_[r]), slots));
+    return put_blob(ts, key, std::max(stored_lsn, lsn),
+                    encode_chunk(kind, tier_slots(t, res_[r]), slots));
   }
 
   Status put_blob(TierWriter& ts, int64_t key, uint64_t lsn, const std::string& blob) {
@@ -481,15 +543,17 @@ class ChunkWriter final : public PointWriter {
 
   // Merges `slots` with what the tier already holds for `key` (only after unusual histories,
   // e.g. hot rows converted from plain rows below a boundary).
-  Status merge_existing(size_t r, Tier t, int64_t key, Kind kind, std::vector<ChunkSlot>* slots, uint64_t* lsn) {
+  Status merge_existing(size_t r, Tier t, int64_t key, Kind kind, std::vector<ChunkSlot>* slots,
+                        uint64_t* lsn) {
     TierWriter& ts = per_res_[r].tier[t];
     bool found = false;
     std::vector<ChunkSlot> stored;
     ts.q.get.bind(1, key);
-    if (auto s = one_row(ts.q.get, &found, [&](const Stmt& st) {
-          *lsn = std::max(*lsn, static_cast<uint64_t>(st.int64(0)));
-          return decode_chunk(st.blob(1), kind, tier_slots(t, res_[r]), &stored);
-        });
+    if (auto s = one_row(ts.q.get, &found,
+                         [&](const Stmt& st) {
+                           *lsn = std::max(*lsn, static_cast<uint64_t>(st.int64(0)));
+                           return decode_chunk(st.blob(1), kind, tier_slots(t, res_[r]), &stored);
+                         });
         !s)
       return s;
     if (!found) return Status::ok();
@@ -514,8 +578,9 @@ class ChunkWriter final : public PointWriter {
     if (p.hot_cursors.empty()) {
       p.hot_cursors.resize(n);
       for (auto& c : p.hot_cursors) {
-        if (auto s = prepare_into(db_, &c, "SELECT grp, lsn, data FROM " + hot_table(res_[r]) +
-                                               " WHERE t=? ORDER BY grp");
+        if (auto s = prepare_into(
+                db_, &c,
+                "SELECT grp, lsn, data FROM " + hot_table(res_[r]) + " WHERE t=? ORDER BY grp");
             !s)
           return s;
       }
@@ -556,7 +621,8 @@ class ChunkWriter final : public PointWriter {
         for (size_t e = 0; s && e < entries.size(); ++e) {
           Series& ser = group[entries[e].series_id];
           if (!ser.slots.empty() && ser.kind != entries[e].kind) {
-            s = Status::corruption("series " + std::to_string(entries[e].series_id) + " has hot rows of two kinds");
+            s = Status::corruption("series " + std::to_string(entries[e].series_id) +
+                                   " has hot rows of two kinds");
             break;
           }
           ser.kind = entries[e].kind;
@@ -576,7 +642,8 @@ class ChunkWriter final : public PointWriter {
         if (t == kChunk) {
           // The chunk boundary is past this window already: merge bucket by bucket.
           for (size_t i = 0; s && i < ser.slots.size(); ++i)
-            s = merge_blob(kChunk, sid, ser.kind, r, w + ser.slots[i].index * step, ser.slots[i].agg, ser.lsn, nullptr);
+            s = merge_blob(kChunk, sid, ser.kind, r, w + ser.slots[i].index * step,
+                           ser.slots[i].agg, ser.lsn, nullptr);
           continue;
         }
         const int64_t key = blob_key(w / window(kSeg, r), sid);
@@ -589,7 +656,8 @@ class ChunkWriter final : public PointWriter {
     if (!s) return s;
     p.hot_delete_range.bind(1, w).bind(2, w + window(kSeg, r));
     if (auto st = p.hot_delete_range.run(); !st) return st;
-    return until_[kSeg][r] < w + window(kSeg, r) ? set_until(kSeg, r, w + window(kSeg, r)) : Status::ok();
+    return until_[kSeg][r] < w + window(kSeg, r) ? set_until(kSeg, r, w + window(kSeg, r))
+                                                 : Status::ok();
   }
 
   // Moves the segments of chunk window [c, c + window) into chunks.
@@ -599,8 +667,9 @@ class ChunkWriter final : public PointWriter {
     if (p.seg_cursors.empty()) {
       p.seg_cursors.resize(n);
       for (auto& cur : p.seg_cursors) {
-        if (auto s = prepare_into(db_, &cur, "SELECT key, lsn, data FROM " + tier_table(kSeg, res_[r]) +
-                                                 " WHERE key>=? AND key<? ORDER BY key");
+        if (auto s = prepare_into(db_, &cur,
+                                  "SELECT key, lsn, data FROM " + tier_table(kSeg, res_[r]) +
+                                      " WHERE key>=? AND key<? ORDER BY key");
             !s)
           return s;
       }
@@ -615,7 +684,9 @@ class ChunkWriter final : public PointWriter {
     };
     Status s;
     for (uint32_t k = 0; s && k < n; ++k) {
-      p.seg_cursors[k].bind(1, blob_key(first_index + k, 0)).bind(2, blob_key(first_index + k + 1, 0));
+      p.seg_cursors[k]
+          .bind(1, blob_key(first_index + k, 0))
+          .bind(2, blob_key(first_index + k + 1, 0));
       s = advance(k);
     }
     const bool fresh = c >= until_[kChunk][r];
@@ -650,7 +721,9 @@ class ChunkWriter final : public PointWriter {
       if (!s) break;
       const int64_t key = blob_key(c / window(kChunk, r), sid);
       if (!fresh) s = merge_existing(r, kChunk, key, kind, &slots, &lsn);
-      if (s) s = put_blob(p.tier[kChunk], key, lsn, encode_chunk(kind, tier_slots(kChunk, res_[r]), slots));
+      if (s)
+        s = put_blob(p.tier[kChunk], key, lsn,
+                     encode_chunk(kind, tier_slots(kChunk, res_[r]), slots));
       if (stats) ++stats->chunks;
     }
     for (auto& cur : p.seg_cursors) cur.reset();
@@ -658,7 +731,8 @@ class ChunkWriter final : public PointWriter {
     auto& del = p.tier[kSeg].del_range;
     del.bind(1, blob_key(first_index, 0)).bind(2, blob_key(first_index + n, 0));
     if (auto st = del.run(); !st) return st;
-    return until_[kChunk][r] < c + window(kChunk, r) ? set_until(kChunk, r, c + window(kChunk, r)) : Status::ok();
+    return until_[kChunk][r] < c + window(kChunk, r) ? set_until(kChunk, r, c + window(kChunk, r))
+                                                     : Status::ok();
   }
 
   struct PendingUntil {
@@ -677,8 +751,8 @@ class ChunkWriter final : public PointWriter {
 };
 
 // Adds n consecutive slot sums, the first at time t0, into a grid row; per_step slots make a step.
-void add_run(double* row, const StepGrid& grid, int64_t t0, int64_t step, int64_t per_step, const double* v,
-             uint32_t n) {
+void add_run(double* row, const StepGrid& grid, int64_t t0, int64_t step, int64_t per_step,
+             const double* v, uint32_t n) {
   const int64_t k = (t0 - grid.from) / step;  // slots from the grid's start
   size_t idx = static_cast<size_t>(k / per_step);
   int64_t rem = k % per_step;
@@ -724,12 +798,22 @@ class ChunkReader final : public PointReader {
     if (p.prepared) return Status::ok();
     {
       const std::string hot = hot_table(res_[r]);
-      if (auto s = prepare_into(db_, &p.hot_get, "SELECT data FROM " + hot + " WHERE t=? AND grp=?"); !s) return s;
-      if (auto s = prepare_into(db_, &p.hot_scan, "SELECT t, data FROM " + hot + " WHERE t>=? AND t<? ORDER BY t, grp");
+      if (auto s =
+              prepare_into(db_, &p.hot_get, "SELECT data FROM " + hot + " WHERE t=? AND grp=?");
           !s)
         return s;
-      if (auto s = prepare_into(db_, &p.hot_first, "SELECT t FROM " + hot + " ORDER BY t LIMIT 1"); !s) return s;
-      if (auto s = prepare_into(db_, &p.hot_last, "SELECT t FROM " + hot + " ORDER BY t DESC LIMIT 1"); !s) return s;
+      if (auto s =
+              prepare_into(db_, &p.hot_scan,
+                           "SELECT t, data FROM " + hot + " WHERE t>=? AND t<? ORDER BY t, grp");
+          !s)
+        return s;
+      if (auto s = prepare_into(db_, &p.hot_first, "SELECT t FROM " + hot + " ORDER BY t LIMIT 1");
+          !s)
+        return s;
+      if (auto s =
+              prepare_into(db_, &p.hot_last, "SELECT t FROM " + hot + " ORDER BY t DESC LIMIT 1");
+          !s)
+        return s;
       for (Tier t : {kSeg, kChunk})
         if (auto s = prepare_tier(db_, t, res_[r], &p.tier[t]); !s) return s;
     }
@@ -755,12 +839,13 @@ class ChunkReader final : public PointReader {
     return Status::ok();
   }
 
-  Status read(const std::vector<SeriesRef>& series, size_t r, int64_t from, int64_t to, size_t shard_series,
-              std::vector<std::vector<StoredBucket>>* out) override {
+  Status read(const std::vector<SeriesRef>& series, size_t r, int64_t from, int64_t to,
+              size_t shard_series, std::vector<std::vector<StoredBucket>>* out) override {
     out->assign(series.size(), {});
     if (r >= res_.size()) return Status::invalid_argument("no resolution " + std::to_string(r));
     std::vector<ChunkSlot> slots;
-    auto on_blob = [&](Tier t, size_t i, int64_t start, int64_t lo, int64_t hi, std::string_view blob) -> Status {
+    auto on_blob = [&](Tier t, size_t i, int64_t start, int64_t lo, int64_t hi,
+                       std::string_view blob) -> Status {
       if (auto s = decode_chunk(blob, series[i].kind, tier_slots(t, res_[r]), &slots); !s) return s;
       auto& dst = (*out)[i];
       for (auto& sl : slots) {
@@ -776,8 +861,9 @@ class ChunkReader final : public PointReader {
     return visit(series, r, from, to, shard_series, on_blob, on_row);
   }
 
-  Status add_counter_sums(const std::vector<SeriesRef>& series, const std::vector<uint32_t>& rows, size_t r,
-                          const StepGrid& grid, size_t shard_series, double* out) override {
+  Status add_counter_sums(const std::vector<SeriesRef>& series, const std::vector<uint32_t>& rows,
+                          size_t r, const StepGrid& grid, size_t shard_series,
+                          double* out) override {
     if (r >= res_.size()) return Status::invalid_argument("no resolution " + std::to_string(r));
     const int64_t step = res_[r].step_s;
     if (grid.step % step != 0 || grid.from % step != 0)
@@ -786,17 +872,20 @@ class ChunkReader final : public PointReader {
     const int64_t per_step = grid.step / step;
     thread_local std::vector<SlotRun> runs;
     thread_local std::vector<double> values;
-    auto on_blob = [&](Tier t, size_t i, int64_t start, int64_t lo, int64_t hi, std::string_view blob) -> Status {
+    auto on_blob = [&](Tier t, size_t i, int64_t start, int64_t lo, int64_t hi,
+                       std::string_view blob) -> Status {
       const uint32_t nslots = tier_slots(t, res_[r]);
       if (auto s = decode_counter_runs(blob, nslots, &runs, &values); !s) return s;
       // Slots [jlo, jhi) fall in [lo, hi); each grid step takes per_step consecutive slots.
       const auto jlo = static_cast<uint32_t>(std::max<int64_t>(0, (lo - start + step - 1) / step));
-      const auto jhi = static_cast<uint32_t>(std::min<int64_t>(nslots, (hi - start + step - 1) / step));
+      const auto jhi =
+          static_cast<uint32_t>(std::min<int64_t>(nslots, (hi - start + step - 1) / step));
       double* row = out + rows[i] * steps;
       for (const SlotRun& run : runs) {
         const uint32_t b = std::max(run.begin, jlo), e = std::min(run.end, jhi);
         if (b >= e) continue;
-        add_run(row, grid, start + int64_t{b} * step, step, per_step, values.data() + run.first + (b - run.begin), e - b);
+        add_run(row, grid, start + int64_t{b} * step, step, per_step,
+                values.data() + run.first + (b - run.begin), e - b);
       }
       return Status::ok();
     };
@@ -804,7 +893,8 @@ class ChunkReader final : public PointReader {
       add_to_grid(grid, out + rows[i] * steps, time, e.agg.sum);
       return Status::ok();
     };
-    return visit(series, r, std::max(grid.from, grid.since), grid.to, shard_series, on_blob, on_row);
+    return visit(series, r, std::max(grid.from, grid.since), grid.to, shard_series, on_blob,
+                 on_row);
   }
 
  private:
@@ -818,13 +908,15 @@ class ChunkReader final : public PointReader {
 
   // Point lookups for a few series, one scan per window (or of the hot range) for many: a scan
   // reads every series' row of the window, so it pays when the query wants a good share of them.
-  static bool few(size_t n, size_t shard_series) { return shard_series == 0 || n * 8 <= shard_series; }
+  static bool few(size_t n, size_t shard_series) {
+    return shard_series == 0 || n * 8 <= shard_series;
+  }
 
   // Calls on_blob for each segment and chunk and on_row for each hot row holding buckets of the
   // series in [from, to), tier by tier in time order, so each series' calls come in time order.
   template <typename OnBlob, typename OnRow>
-  Status visit(const std::vector<SeriesRef>& series, size_t r, int64_t from, int64_t to, size_t shard_series,
-               OnBlob&& on_blob, OnRow&& on_row) {
+  Status visit(const std::vector<SeriesRef>& series, size_t r, int64_t from, int64_t to,
+               size_t shard_series, OnBlob&& on_blob, OnRow&& on_row) {
     from = std::max<int64_t>(from, 0);
     if (to <= from || series.empty()) return Status::ok();
     if (auto s = prepare_res(r); !s) return s;
@@ -835,24 +927,29 @@ class ChunkReader final : public PointReader {
       for (size_t i = 0; i < series.size(); ++i) index.emplace(series[i].id, i);
     }
     const int64_t cu = until_[kChunk][r], su = until_[kSeg][r];
-    if (auto s = visit_tier(kChunk, series, r, from, std::min(to, cu), lookups, index, on_blob); !s) return s;
-    if (auto s = visit_tier(kSeg, series, r, std::max(from, cu), std::min(to, su), lookups, index, on_blob); !s)
+    if (auto s = visit_tier(kChunk, series, r, from, std::min(to, cu), lookups, index, on_blob); !s)
+      return s;
+    if (auto s = visit_tier(kSeg, series, r, std::max(from, cu), std::min(to, su), lookups, index,
+                            on_blob);
+        !s)
       return s;
     return visit_hot(series, r, std::max(from, su), to, lookups, index, on_row);
   }
 
   template <typename OnBlob>
-  Status visit_tier(Tier t, const std::vector<SeriesRef>& series, size_t r, int64_t lo, int64_t hi, bool lookups,
-                    const std::unordered_map<uint64_t, size_t>& index, OnBlob&& on_blob) {
+  Status visit_tier(Tier t, const std::vector<SeriesRef>& series, size_t r, int64_t lo, int64_t hi,
+                    bool lookups, const std::unordered_map<uint64_t, size_t>& index,
+                    OnBlob&& on_blob) {
     if (lo >= hi) return Status::ok();
     auto& ts = per_res_[r].tier[t];
     // Start at the oldest stored window rather than walk empty ones.
     bool found = false;
     int64_t first = 0;
-    if (auto s = one_row(ts.first, &found, [&](const Stmt& st) {
-          first = st.int64(0);
-          return Status::ok();
-        });
+    if (auto s = one_row(ts.first, &found,
+                         [&](const Stmt& st) {
+                           first = st.int64(0);
+                           return Status::ok();
+                         });
         !s)
       return s;
     if (!found) return Status::ok();
@@ -863,7 +960,9 @@ class ChunkReader final : public PointReader {
         for (size_t i = 0; i < series.size(); ++i) {
           if (series[i].id > cf::kMaxChunkSeriesId) continue;
           ts.get.bind(1, blob_key(wi, series[i].id));
-          if (auto s = one_row(ts.get, &found, [&](const Stmt& st) { return on_blob(t, i, c, lo, hi, st.blob(1)); });
+          if (auto s =
+                  one_row(ts.get, &found,
+                          [&](const Stmt& st) { return on_blob(t, i, c, lo, hi, st.blob(1)); });
               !s)
             return s;
         }
@@ -890,13 +989,15 @@ class ChunkReader final : public PointReader {
   }
 
   template <typename OnRow>
-  Status visit_hot(const std::vector<SeriesRef>& series, size_t r, int64_t lo, int64_t hi, bool lookups,
-                   const std::unordered_map<uint64_t, size_t>& index, OnRow&& on_row) {
+  Status visit_hot(const std::vector<SeriesRef>& series, size_t r, int64_t lo, int64_t hi,
+                   bool lookups, const std::unordered_map<uint64_t, size_t>& index,
+                   OnRow&& on_row) {
     if (lo >= hi) return Status::ok();
     auto& p = per_res_[r];
     auto deliver = [&](size_t i, int64_t t, HotEntry& e) -> Status {
       if (e.kind != series[i].kind)
-        return Status::corruption("series " + std::to_string(series[i].id) + " has hot rows of another kind");
+        return Status::corruption("series " + std::to_string(series[i].id) +
+                                  " has hot rows of another kind");
       return on_row(i, t, e);
     };
     if (!lookups) {
@@ -943,9 +1044,10 @@ class ChunkReader final : public PointReader {
       for (size_t i = 0; i < series.size(); ++i) {
         bool has = false;
         p.hot_get.bind(1, t).bind(2, hot_group(series[i].id));
-        if (auto s = one_row(p.hot_get, &found, [&](const Stmt& st) {
-              return find_in_hot_row(st.blob(0), series[i].id, &e, &has);
-            });
+        if (auto s = one_row(p.hot_get, &found,
+                             [&](const Stmt& st) {
+                               return find_in_hot_row(st.blob(0), series[i].id, &e, &has);
+                             });
             !s)
           return s;
         if (has) {
@@ -981,13 +1083,15 @@ std::string chunk_layout_schema(const std::vector<Resolution>& resolutions) {
   return schema;
 }
 
-Result<std::unique_ptr<PointWriter>> make_chunk_writer(Db& db, const std::vector<Resolution>& resolutions) {
+Result<std::unique_ptr<PointWriter>> make_chunk_writer(Db& db,
+                                                       const std::vector<Resolution>& resolutions) {
   auto w = std::make_unique<ChunkWriter>(db, resolutions);
   if (auto s = w->prepare(); !s) return s;
   return std::unique_ptr<PointWriter>(std::move(w));
 }
 
-Result<std::unique_ptr<PointReader>> make_chunk_reader(Db& db, const std::vector<Resolution>& resolutions) {
+Result<std::unique_ptr<PointReader>> make_chunk_reader(Db& db,
+                                                       const std::vector<Resolution>& resolutions) {
   auto r = std::make_unique<ChunkReader>(db, resolutions);
   if (auto s = r->prepare(); !s) return s;
   return std::unique_ptr<PointReader>(std::move(r));
@@ -997,7 +1101,8 @@ Status drop_chunk_layout_step(Db& db, int64_t step_s) {
   const Resolution r{step_s, 0};
   std::string sql = "BEGIN IMMEDIATE;DROP TABLE IF EXISTS " + hot_table(r) + ";";
   for (Tier t : {kSeg, kChunk})
-    sql += "DROP TABLE IF EXISTS " + tier_table(t, r) + ";DELETE FROM meta WHERE key='" + until_key(t, r) + "';";
+    sql += "DROP TABLE IF EXISTS " + tier_table(t, r) + ";DELETE FROM meta WHERE key='" +
+           until_key(t, r) + "';";
   sql += "COMMIT;";
   if (auto s = db.exec(sql); !s) {
     (void)db.exec("ROLLBACK");
@@ -1011,8 +1116,10 @@ namespace {
 // Plain rows of one resolution into hot rows, (time, group) by (time, group). Counters kept
 // zeros in min/max/last; gauges and distributions without samples have no min/max.
 Status convert_table(Db& db, const std::string& from, const std::string& to) {
-  auto read = db.prepare("SELECT p.t, p.series_id, s.kind, p.lsn, p.sum, p.count, p.min, p.max, p.last, p.sketch FROM " +
-                         from + " p JOIN series s ON s.id = p.series_id ORDER BY p.t, p.series_id");
+  auto read = db.prepare(
+      "SELECT p.t, p.series_id, s.kind, p.lsn, p.sum, p.count, p.min, p.max, p.last, p.sketch "
+      "FROM " +
+      from + " p JOIN series s ON s.id = p.series_id ORDER BY p.t, p.series_id");
   if (!read) return read.status();
   auto put = db.prepare("INSERT OR REPLACE INTO " + to + "(t, grp, lsn, data) VALUES(?,?,?,?)");
   if (!put) return put.status();
@@ -1074,7 +1181,8 @@ Status convert_rows_to_chunks(Db& db, const std::vector<Resolution>& resolutions
   for (size_t r = 0; s && r < resolutions.size(); ++r) {
     Result<bool> row = false;
     {
-      auto exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name='points_" + std::to_string(r) + "'");
+      auto exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name='points_" +
+                               std::to_string(r) + "'");
       if (!exists) {
         s = exists.status();
         break;
@@ -1089,8 +1197,10 @@ Status convert_rows_to_chunks(Db& db, const std::vector<Resolution>& resolutions
     s = convert_table(db, "points_" + std::to_string(r), hot_table(resolutions[r]));
     if (s) s = db.exec("DROP TABLE points_" + std::to_string(r));
   }
-  if (s) s = db.exec("INSERT INTO meta(key, value) VALUES('storage_format', " +
-                     std::to_string(cf::kStorageFormat) + ") ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+  if (s)
+    s = db.exec("INSERT INTO meta(key, value) VALUES('storage_format', " +
+                std::to_string(cf::kStorageFormat) +
+                ") ON CONFLICT(key) DO UPDATE SET value=excluded.value");
   if (s) s = db.exec("COMMIT");
   if (!s) {
     (void)db.exec("ROLLBACK");
@@ -1099,7 +1209,9 @@ Status convert_rows_to_chunks(Db& db, const std::vector<Resolution>& resolutions
   // New files use kPageSize; an old one takes it by a VACUUM, which needs a rollback journal.
   s = db.exec("PRAGMA journal_mode=DELETE; PRAGMA page_size=" + std::to_string(cf::kPageSize) +
               "; VACUUM; PRAGMA journal_mode=WAL;");
-  if (!s) spdlog::warn("event=storage_convert_vacuum_failed path={} error=\"{}\"", db.path(), s.to_string());
+  if (!s)
+    spdlog::warn("event=storage_convert_vacuum_failed path={} error=\"{}\"", db.path(),
+                 s.to_string());
   return Status::ok();
 }
 

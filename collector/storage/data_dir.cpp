@@ -22,13 +22,16 @@ Result<DataDirLayout> open_data_dir(const std::string& path, uint32_t wanted_sha
     int version = 0;
     while (std::getline(in, line)) {
       if (line.rfind("format=", 0) == 0) version = std::atoi(line.c_str() + 7);
-      if (line.rfind("shards=", 0) == 0) d.shards = static_cast<uint32_t>(std::atoi(line.c_str() + 7));
+      if (line.rfind("shards=", 0) == 0)
+        d.shards = static_cast<uint32_t>(std::atoi(line.c_str() + 7));
       if (line.rfind("retention=", 0) == 0) d.retention = line.substr(10);
     }
     if (version != kDataFormatVersion)
-      return Status::corruption(meta.string() + ": format " + std::to_string(version) + ", this collector reads format " +
+      return Status::corruption(meta.string() + ": format " + std::to_string(version) +
+                                ", this collector reads format " +
                                 std::to_string(kDataFormatVersion));
-    if (d.shards == 0 || d.shards > 256) return Status::corruption(meta.string() + ": bad shard count");
+    if (d.shards == 0 || d.shards > 256)
+      return Status::corruption(meta.string() + ": bad shard count");
     return d;
   }
   d.shards = wanted_shards;
@@ -51,7 +54,8 @@ Status record_retention(const DataDirLayout& d, const std::string& retention) {
   const fs::path tmp = fs::path(d.path) / "TALLY.tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << "format=" << kDataFormatVersion << "\nshards=" << d.shards << "\nretention=" << retention << "\n";
+    out << "format=" << kDataFormatVersion << "\nshards=" << d.shards << "\nretention=" << retention
+        << "\n";
     out.flush();
     if (!out) return Status::io_error("cannot write " + tmp.string());
   }

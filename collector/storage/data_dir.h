@@ -15,7 +15,7 @@ inline constexpr int kDataFormatVersion = 1;
 struct DataDirLayout {
   std::string path;
   uint32_t shards = 0;
-  bool created = false;  // this call created it
+  bool created = false;   // this call created it
   std::string retention;  // the retention list the data was last opened with ("" if unknown)
 };
 

@@ -18,9 +18,10 @@ namespace tally::collector {
 class PointWriter {
  public:
   virtual ~PointWriter() = default;
-  virtual Status merge(uint64_t series_id, Kind kind, size_t res, int64_t time, const BucketAgg& agg, uint64_t lsn,
-                       BucketAgg* merged_out) = 0;
-  virtual Status delete_before(uint64_t series_id, size_t res, int64_t before, int64_t* deleted) = 0;
+  virtual Status merge(uint64_t series_id, Kind kind, size_t res, int64_t time,
+                       const BucketAgg& agg, uint64_t lsn, BucketAgg* merged_out) = 0;
+  virtual Status delete_before(uint64_t series_id, size_t res, int64_t before,
+                               int64_t* deleted) = 0;
   virtual Status delete_all_before(size_t res, int64_t before, int64_t* deleted) = 0;
   virtual Result<uint64_t> stored_lsn(uint64_t series_id, size_t res, int64_t time) = 0;
   // Runs its own transactions; called outside one.
@@ -38,15 +39,20 @@ class PointReader {
   virtual Status pin() = 0;
   virtual Status read(const std::vector<SeriesRef>& series, size_t res, int64_t from, int64_t to,
                       size_t shard_series, std::vector<std::vector<StoredBucket>>* out) = 0;
-  virtual Status add_counter_sums(const std::vector<SeriesRef>& series, const std::vector<uint32_t>& rows,
-                                  size_t res, const StepGrid& grid, size_t shard_series, double* out) = 0;
+  virtual Status add_counter_sums(const std::vector<SeriesRef>& series,
+                                  const std::vector<uint32_t>& rows, size_t res,
+                                  const StepGrid& grid, size_t shard_series, double* out) = 0;
 };
 
 // Both create their tables if missing.
-Result<std::unique_ptr<PointWriter>> make_chunk_writer(Db& db, const std::vector<Resolution>& resolutions);
-Result<std::unique_ptr<PointReader>> make_chunk_reader(Db& db, const std::vector<Resolution>& resolutions);
-Result<std::unique_ptr<PointWriter>> make_row_writer(Db& db, const std::vector<Resolution>& resolutions);
-Result<std::unique_ptr<PointReader>> make_row_reader(Db& db, const std::vector<Resolution>& resolutions);
+Result<std::unique_ptr<PointWriter>> make_chunk_writer(Db& db,
+                                                       const std::vector<Resolution>& resolutions);
+Result<std::unique_ptr<PointReader>> make_chunk_reader(Db& db,
+                                                       const std::vector<Resolution>& resolutions);
+Result<std::unique_ptr<PointWriter>> make_row_writer(Db& db,
+                                                     const std::vector<Resolution>& resolutions);
+Result<std::unique_ptr<PointReader>> make_row_reader(Db& db,
+                                                     const std::vector<Resolution>& resolutions);
 
 // Schema of each layout (CREATE TABLE IF NOT EXISTS ...).
 std::string chunk_layout_schema(const std::vector<Resolution>& resolutions);

@@ -9,10 +9,14 @@
 namespace tally::collector {
 namespace {
 
-std::string table(size_t res) { return "points_" + std::to_string(res); }
+std::string table(size_t res) {
+  return "points_" + std::to_string(res);
+}
 
 // min/max are stored only when there is data; an empty aggregate's +-inf is not a value.
-double finite_or_zero(double v) { return std::isfinite(v) ? v : 0.0; }
+double finite_or_zero(double v) {
+  return std::isfinite(v) ? v : 0.0;
+}
 
 std::string encode_sketch(const Sketch& s) {
   wire::Sketch p;
@@ -61,51 +65,65 @@ class RowWriter final : public PointWriter {
     lsn_.resize(nres_);
     for (size_t r = 0; r < nres_; ++r) {
       // Counters and gauges merge in SQL; distributions (sketch blobs) merge in C++ and replace.
-      if (auto s = prepare_into(db_, &upsert_[r], "INSERT INTO " + table(r) +
-                                                      "(series_id, t, sum, count, min, max, last, sketch, lsn)"
-                                                      " VALUES(?,?,?,?,?,?,?,?,?)"
-                                                      " ON CONFLICT(series_id, t) DO UPDATE SET sum=sum+excluded.sum,"
-                                                      " count=count+excluded.count, min=min(min, excluded.min),"
-                                                      " max=max(max, excluded.max), last=excluded.last,"
-                                                      " sketch=excluded.sketch, lsn=excluded.lsn");
+      if (auto s = prepare_into(db_, &upsert_[r],
+                                "INSERT INTO " + table(r) +
+                                    "(series_id, t, sum, count, min, max, last, sketch, lsn)"
+                                    " VALUES(?,?,?,?,?,?,?,?,?)"
+                                    " ON CONFLICT(series_id, t) DO UPDATE SET sum=sum+excluded.sum,"
+                                    " count=count+excluded.count, min=min(min, excluded.min),"
+                                    " max=max(max, excluded.max), last=excluded.last,"
+                                    " sketch=excluded.sketch, lsn=excluded.lsn");
           !s)
         return s;
-      if (auto s = prepare_into(db_, &select_[r], "SELECT sum, count, min, max, last, sketch FROM " + table(r) +
-                                                      " WHERE series_id=? AND t=?");
+      if (auto s = prepare_into(db_, &select_[r],
+                                "SELECT sum, count, min, max, last, sketch FROM " + table(r) +
+                                    " WHERE series_id=? AND t=?");
           !s)
         return s;
-      if (auto s = prepare_into(db_, &delete_[r], "DELETE FROM " + table(r) + " WHERE series_id=? AND t<?"); !s)
+      if (auto s = prepare_into(db_, &delete_[r],
+                                "DELETE FROM " + table(r) + " WHERE series_id=? AND t<?");
+          !s)
         return s;
-      if (auto s = prepare_into(db_, &delete_all_[r], "DELETE FROM " + table(r) + " WHERE t<?"); !s) return s;
-      if (auto s = prepare_into(db_, &lsn_[r], "SELECT lsn FROM " + table(r) + " WHERE series_id=? AND t=?"); !s)
+      if (auto s = prepare_into(db_, &delete_all_[r], "DELETE FROM " + table(r) + " WHERE t<?"); !s)
+        return s;
+      if (auto s = prepare_into(db_, &lsn_[r],
+                                "SELECT lsn FROM " + table(r) + " WHERE series_id=? AND t=?");
+          !s)
         return s;
     }
     return Status::ok();
   }
 
-  Status merge(uint64_t series_id, Kind kind, size_t res, int64_t time, const BucketAgg& agg, uint64_t lsn,
-               BucketAgg* merged_out) override {
+  Status merge(uint64_t series_id, Kind kind, size_t res, int64_t time, const BucketAgg& agg,
+               uint64_t lsn, BucketAgg* merged_out) override {
     // The upsert adds sum and count and takes min/max in SQL; a sketch cannot merge in SQL, so for
     // distributions the merged sketch is computed here and replaces the stored blob.
     BucketAgg merged;
     if (kind == Kind::kDistribution || merged_out) {
       bool found = false;
       if (auto s = read_row(res, series_id, time, kind, &merged, &found); !s) return s;
-      if (found) merged.merge(agg, kind);
-      else merged = agg;
+      if (found)
+        merged.merge(agg, kind);
+      else
+        merged = agg;
       if (merged_out) *merged_out = merged;
     }
     const bool has_values = kind == Kind::kCounter || agg.count > 0;
     std::string blob;
     if (kind == Kind::kDistribution && merged.sketch) blob = encode_sketch(*merged.sketch);
     auto& st = upsert_[res];
-    st.bind(1, series_id).bind(2, time).bind(3, agg.sum).bind(4, agg.count)
+    st.bind(1, series_id)
+        .bind(2, time)
+        .bind(3, agg.sum)
+        .bind(4, agg.count)
         .bind(5, has_values ? finite_or_zero(agg.min) : 0.0)
         .bind(6, has_values ? finite_or_zero(agg.max) : 0.0)
         .bind(7, agg.last)
         .bind(9, lsn);
-    if (!blob.empty()) st.bind_blob(8, blob.data(), blob.size());
-    else st.bind_null(8);
+    if (!blob.empty())
+      st.bind_blob(8, blob.data(), blob.size());
+    else
+      st.bind_null(8);
     return st.run();
   }
 
@@ -138,7 +156,8 @@ class RowWriter final : public PointWriter {
   Status compact(int64_t, CompactStats*) override { return Status::ok(); }
 
  private:
-  Status read_row(size_t res, uint64_t series_id, int64_t time, Kind kind, BucketAgg* out, bool* found) {
+  Status read_row(size_t res, uint64_t series_id, int64_t time, Kind kind, BucketAgg* out,
+                  bool* found) {
     auto& st = select_[res];
     st.bind(1, series_id).bind(2, time);
     auto row = st.step();
@@ -165,8 +184,9 @@ class RowReader final : public PointReader {
     if (auto s = prepare_into(db_, &pin_, "SELECT count(*) FROM meta"); !s) return s;
     read_.resize(nres_);
     for (size_t i = 0; i < nres_; ++i) {
-      if (auto s = prepare_into(db_, &read_[i], "SELECT t, sum, count, min, max, last, sketch FROM " + table(i) +
-                                                    " WHERE series_id=? AND t>=? AND t<? ORDER BY t");
+      if (auto s = prepare_into(db_, &read_[i],
+                                "SELECT t, sum, count, min, max, last, sketch FROM " + table(i) +
+                                    " WHERE series_id=? AND t>=? AND t<? ORDER BY t");
           !s)
         return s;
     }
@@ -191,16 +211,17 @@ class RowReader final : public PointReader {
     return Status::ok();
   }
 
-  Status add_counter_sums(const std::vector<SeriesRef>& series, const std::vector<uint32_t>& rows, size_t res,
-                          const StepGrid& grid, size_t, double* out) override {
+  Status add_counter_sums(const std::vector<SeriesRef>& series, const std::vector<uint32_t>& rows,
+                          size_t res, const StepGrid& grid, size_t, double* out) override {
     if (res >= nres_) return Status::invalid_argument("no resolution " + std::to_string(res));
     const size_t steps = grid.steps();
     for (size_t i = 0; i < series.size(); ++i) {
       double* row = out + rows[i] * steps;
-      Status s = scan(series[i], res, std::max(grid.from, grid.since), grid.to, [&](int64_t t, const Stmt& st) -> Status {
-        add_to_grid(grid, row, t, st.real(1));
-        return Status::ok();
-      });
+      Status s = scan(series[i], res, std::max(grid.from, grid.since), grid.to,
+                      [&](int64_t t, const Stmt& st) -> Status {
+                        add_to_grid(grid, row, t, st.real(1));
+                        return Status::ok();
+                      });
       if (!s) return s;
     }
     return Status::ok();
@@ -240,20 +261,24 @@ std::string row_layout_schema(const std::vector<Resolution>& resolutions) {
   for (size_t r = 0; r < resolutions.size(); ++r) {
     // One row per (series, bucket); the primary key makes a time-range scan of a series one range.
     schema += "CREATE TABLE IF NOT EXISTS " + table(r) +
-              "(series_id INTEGER NOT NULL, t INTEGER NOT NULL, sum REAL NOT NULL, count INTEGER NOT NULL,"
-              " min REAL NOT NULL, max REAL NOT NULL, last REAL NOT NULL, sketch BLOB, lsn INTEGER NOT NULL,"
+              "(series_id INTEGER NOT NULL, t INTEGER NOT NULL, sum REAL NOT NULL, count INTEGER "
+              "NOT NULL,"
+              " min REAL NOT NULL, max REAL NOT NULL, last REAL NOT NULL, sketch BLOB, lsn INTEGER "
+              "NOT NULL,"
               " PRIMARY KEY(series_id, t)) WITHOUT ROWID;";
   }
   return schema;
 }
 
-Result<std::unique_ptr<PointWriter>> make_row_writer(Db& db, const std::vector<Resolution>& resolutions) {
+Result<std::unique_ptr<PointWriter>> make_row_writer(Db& db,
+                                                     const std::vector<Resolution>& resolutions) {
   auto w = std::make_unique<RowWriter>(db, resolutions.size());
   if (auto s = w->prepare(); !s) return s;
   return std::unique_ptr<PointWriter>(std::move(w));
 }
 
-Result<std::unique_ptr<PointReader>> make_row_reader(Db& db, const std::vector<Resolution>& resolutions) {
+Result<std::unique_ptr<PointReader>> make_row_reader(Db& db,
+                                                     const std::vector<Resolution>& resolutions) {
   auto r = std::make_unique<RowReader>(db, resolutions.size());
   if (auto s = r->prepare(); !s) return s;
   return std::unique_ptr<PointReader>(std::move(r));

@@ -26,13 +26,15 @@ Result<bool> table_exists(Db& db, const std::string& name) {
 
 }  // namespace
 
-ShardStore::ShardStore(std::string path, std::vector<Resolution> resolutions, ShardStoreOptions options)
+ShardStore::ShardStore(std::string path, std::vector<Resolution> resolutions,
+                       ShardStoreOptions options)
     : path_(std::move(path)), resolutions_(std::move(resolutions)), options_(options) {}
 ShardStore::~ShardStore() = default;
 ShardReader::ShardReader() = default;
 ShardReader::~ShardReader() = default;
 
-Result<std::unique_ptr<ShardStore>> ShardStore::open(const std::string& path, const std::vector<Resolution>& resolutions,
+Result<std::unique_ptr<ShardStore>> ShardStore::open(const std::string& path,
+                                                     const std::vector<Resolution>& resolutions,
                                                      ShardStoreOptions options) {
   const bool chunks = options.layout == StorageLayout::kChunks;
   // The page size only applies to a new file; it must be set before WAL mode writes the header.
@@ -41,9 +43,11 @@ Result<std::unique_ptr<ShardStore>> ShardStore::open(const std::string& path, co
   std::unique_ptr<ShardStore> s(new ShardStore(path, resolutions, options));
   s->db_ = std::move(*db);
   Db& d = *s->db_;
-  if (auto st = d.exec("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
-                       "CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, metric TEXT NOT NULL,"
-                       " tags TEXT NOT NULL, kind INTEGER NOT NULL);");
+  if (auto st =
+          d.exec("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) "
+                 "WITHOUT ROWID;"
+                 "CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, metric TEXT NOT NULL,"
+                 " tags TEXT NOT NULL, kind INTEGER NOT NULL);");
       !st)
     return st;
   if (auto st = s->prepare(); !st) return st;
@@ -57,7 +61,8 @@ Result<std::unique_ptr<ShardStore>> ShardStore::open(const std::string& path, co
   int stored = static_cast<int>(*format);
   if (stored == 0 && *has_rows) stored = 1;
   if (stored > chunk_format::kStorageFormat)
-    return Status::corruption(path + ": storage format " + std::to_string(stored) + ", this collector reads up to " +
+    return Status::corruption(path + ": storage format " + std::to_string(stored) +
+                              ", this collector reads up to " +
                               std::to_string(chunk_format::kStorageFormat));
   if (chunks) {
     if (stored == 1) {
@@ -71,7 +76,8 @@ Result<std::unique_ptr<ShardStore>> ShardStore::open(const std::string& path, co
     s->points_ = std::move(*w);
   } else {
     if (stored == chunk_format::kStorageFormat)
-      return Status::invalid_argument(path + " is in the chunk layout; it cannot be opened as plain rows");
+      return Status::invalid_argument(path +
+                                      " is in the chunk layout; it cannot be opened as plain rows");
     if (auto st = d.exec(row_layout_schema(resolutions)); !st) return st;
     auto w = make_row_writer(d, resolutions);
     if (!w) return w.status();
@@ -85,11 +91,14 @@ Status ShardStore::prepare() {
   if (auto s = prepare_into(d, &begin_, "BEGIN IMMEDIATE"); !s) return s;
   if (auto s = prepare_into(d, &commit_, "COMMIT"); !s) return s;
   if (auto s = prepare_into(d, &rollback_, "ROLLBACK"); !s) return s;
-  if (auto s = prepare_into(d, &put_series_, "INSERT OR IGNORE INTO series(id, metric, tags, kind) VALUES(?,?,?,?)"); !s)
+  if (auto s = prepare_into(d, &put_series_,
+                            "INSERT OR IGNORE INTO series(id, metric, tags, kind) VALUES(?,?,?,?)");
+      !s)
     return s;
   if (auto s = prepare_into(d, &get_meta_, "SELECT value FROM meta WHERE key=?"); !s) return s;
   return prepare_into(d, &set_meta_,
-                      "INSERT INTO meta(key, value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+                      "INSERT INTO meta(key, value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET "
+                      "value=excluded.value");
 }
 
 Result<std::vector<SeriesDef>> ShardStore::load_series() {
@@ -104,11 +113,13 @@ Result<std::vector<SeriesDef>> ShardStore::load_series() {
     info.id = static_cast<uint64_t>(st->int64(0));
     info.metric = std::string(st->text(1));
     auto key = parse_series_key(std::string(info.metric) + std::string(st->text(2)));
-    if (!key) return Status::corruption(path_ + ": series " + std::to_string(info.id) + " has bad tags");
+    if (!key)
+      return Status::corruption(path_ + ": series " + std::to_string(info.id) + " has bad tags");
     info.tags = std::move(key->second);
     auto kind = static_cast<Kind>(st->int64(3));
     if (kind != Kind::kCounter && kind != Kind::kGauge && kind != Kind::kDistribution)
-      return Status::corruption(path_ + ": series " + std::to_string(info.id) + " has unknown kind");
+      return Status::corruption(path_ + ": series " + std::to_string(info.id) +
+                                " has unknown kind");
     info.kind = kind;
     info.hash = series_hash(series_key(info.metric, info.tags));
     out.push_back(std::move(info));
@@ -117,12 +128,16 @@ Result<std::vector<SeriesDef>> ShardStore::load_series() {
 }
 
 Status ShardStore::drop_step(int64_t step_s, uint64_t* freed_bytes) {
-  if (std::any_of(resolutions_.begin(), resolutions_.end(), [&](const Resolution& r) { return r.step_s == step_s; }))
-    return Status::invalid_argument(path_ + ": resolution " + std::to_string(step_s) + " s is configured; not dropped");
+  if (std::any_of(resolutions_.begin(), resolutions_.end(),
+                  [&](const Resolution& r) { return r.step_s == step_s; }))
+    return Status::invalid_argument(path_ + ": resolution " + std::to_string(step_s) +
+                                    " s is configured; not dropped");
   if (options_.layout != StorageLayout::kChunks)
-    return Status::invalid_argument(path_ + ": plain rows name tables by position; a step cannot be dropped");
+    return Status::invalid_argument(
+        path_ + ": plain rows name tables by position; a step cannot be dropped");
   auto free_pages = [this]() -> Result<int64_t> {
-    auto st = db_->prepare("SELECT freelist_count * page_size FROM pragma_freelist_count, pragma_page_size");
+    auto st = db_->prepare(
+        "SELECT freelist_count * page_size FROM pragma_freelist_count, pragma_page_size");
     if (!st) return st.status();
     auto row = st->step();
     if (!row) return row.status();
@@ -158,14 +173,17 @@ void ShardStore::rollback() {
 
 Status ShardStore::put_series(const SeriesDef& s) {
   std::string key = series_key(s.metric, s.tags);
-  put_series_.bind(1, s.id).bind(2, std::string_view(s.metric)).bind(3, std::string_view(key).substr(s.metric.size()))
+  put_series_.bind(1, s.id)
+      .bind(2, std::string_view(s.metric))
+      .bind(3, std::string_view(key).substr(s.metric.size()))
       .bind(4, static_cast<int>(s.kind));
   return put_series_.run();
 }
 
-Status ShardStore::merge_bucket(uint64_t series_id, Kind kind, size_t res, int64_t time, const BucketAgg& agg,
-                                uint64_t lsn, BucketAgg* merged_out) {
-  if (res >= resolutions_.size()) return Status::invalid_argument("no resolution " + std::to_string(res));
+Status ShardStore::merge_bucket(uint64_t series_id, Kind kind, size_t res, int64_t time,
+                                const BucketAgg& agg, uint64_t lsn, BucketAgg* merged_out) {
+  if (res >= resolutions_.size())
+    return Status::invalid_argument("no resolution " + std::to_string(res));
   if (in_transaction_) return points_->merge(series_id, kind, res, time, agg, lsn, merged_out);
   // Outside begin()/commit(): a transaction of its own.
   if (auto s = begin(); !s) return s;
@@ -176,17 +194,20 @@ Status ShardStore::merge_bucket(uint64_t series_id, Kind kind, size_t res, int64
 }
 
 Status ShardStore::delete_before(uint64_t series_id, size_t res, int64_t before, int64_t* deleted) {
-  if (res >= resolutions_.size()) return Status::invalid_argument("no resolution " + std::to_string(res));
+  if (res >= resolutions_.size())
+    return Status::invalid_argument("no resolution " + std::to_string(res));
   return points_->delete_before(series_id, res, before, deleted);
 }
 
 Status ShardStore::delete_all_before(size_t res, int64_t before, int64_t* deleted) {
-  if (res >= resolutions_.size()) return Status::invalid_argument("no resolution " + std::to_string(res));
+  if (res >= resolutions_.size())
+    return Status::invalid_argument("no resolution " + std::to_string(res));
   return points_->delete_all_before(res, before, deleted);
 }
 
 Result<uint64_t> ShardStore::stored_lsn(uint64_t series_id, size_t res, int64_t time) {
-  if (res >= resolutions_.size()) return Status::invalid_argument("no resolution " + std::to_string(res));
+  if (res >= resolutions_.size())
+    return Status::invalid_argument("no resolution " + std::to_string(res));
   return points_->stored_lsn(series_id, res, time);
 }
 
@@ -254,7 +275,9 @@ Status ShardReader::begin_snapshot() {
   return Status::ok();
 }
 
-void ShardReader::end_snapshot() { (void)end_.run(); }
+void ShardReader::end_snapshot() {
+  (void)end_.run();
+}
 
 Status ShardReader::read(uint64_t series_id, Kind kind, size_t res, int64_t from, int64_t to,
                          std::vector<StoredBucket>* out) {
@@ -270,8 +293,9 @@ Status ShardReader::read(const std::vector<SeriesRef>& series, size_t res, int64
   return points_->read(series, res, from, to, shard_series, out);
 }
 
-Status ShardReader::add_counter_sums(const std::vector<SeriesRef>& series, const std::vector<uint32_t>& rows,
-                                     size_t res, const StepGrid& grid, size_t shard_series, double* out) {
+Status ShardReader::add_counter_sums(const std::vector<SeriesRef>& series,
+                                     const std::vector<uint32_t>& rows, size_t res,
+                                     const StepGrid& grid, size_t shard_series, double* out) {
   return points_->add_counter_sums(series, rows, res, grid, shard_series, out);
 }
 

@@ -41,7 +41,8 @@ struct SeriesRef {
 // multiple of the resolution read). Row r of a grid array is out[r * steps() .. (r + 1) * steps()).
 struct StepGrid {
   int64_t from = 0, to = 0, step = 1;
-  int64_t since = std::numeric_limits<int64_t>::min();  // buckets before this are not read (retention)
+  int64_t since =
+      std::numeric_limits<int64_t>::min();  // buckets before this are not read (retention)
   size_t steps() const { return static_cast<size_t>((to - from) / step); }
 };
 
@@ -55,9 +56,9 @@ struct ShardStoreOptions {
 };
 
 struct CompactStats {
-  uint64_t hot_rows = 0;   // hot rows encoded into segments
-  uint64_t segments = 0;   // segments written
-  uint64_t chunks = 0;     // chunks written (each from the segments of its window)
+  uint64_t hot_rows = 0;  // hot rows encoded into segments
+  uint64_t segments = 0;  // segments written
+  uint64_t chunks = 0;    // chunks written (each from the segments of its window)
 };
 
 class ShardReader {
@@ -69,15 +70,16 @@ class ShardReader {
   void end_snapshot();
   // Appends the stored buckets of a series at resolution index res with from <= time < to,
   // in time order.
-  Status read(uint64_t series_id, Kind kind, size_t res, int64_t from, int64_t to, std::vector<StoredBucket>* out);
+  Status read(uint64_t series_id, Kind kind, size_t res, int64_t from, int64_t to,
+              std::vector<StoredBucket>* out);
   // The same for many series at once: out->at(i) belongs to series[i]. shard_series (how many
   // series the shard holds) picks between point lookups and one scan per window.
-  Status read(const std::vector<SeriesRef>& series, size_t res, int64_t from, int64_t to, size_t shard_series,
-              std::vector<std::vector<StoredBucket>>* out);
+  Status read(const std::vector<SeriesRef>& series, size_t res, int64_t from, int64_t to,
+              size_t shard_series, std::vector<std::vector<StoredBucket>>* out);
   // Counters only: adds the sum of every stored bucket of series[i] in [grid.from, grid.to) to
   // out[rows[i] * grid.steps() + step index]. Decodes chunks straight into the grid: no BucketAgg.
-  Status add_counter_sums(const std::vector<SeriesRef>& series, const std::vector<uint32_t>& rows, size_t res,
-                          const StepGrid& grid, size_t shard_series, double* out);
+  Status add_counter_sums(const std::vector<SeriesRef>& series, const std::vector<uint32_t>& rows,
+                          size_t res, const StepGrid& grid, size_t shard_series, double* out);
 
  private:
   friend class ShardStore;
@@ -88,7 +90,8 @@ class ShardReader {
 
 class ShardStore {
  public:
-  static Result<std::unique_ptr<ShardStore>> open(const std::string& path, const std::vector<Resolution>& resolutions,
+  static Result<std::unique_ptr<ShardStore>> open(const std::string& path,
+                                                  const std::vector<Resolution>& resolutions,
                                                   ShardStoreOptions options = {});
   ~ShardStore();
 

@@ -40,9 +40,12 @@ Status Stmt::run() {
   return r.status();
 }
 
-Db::~Db() { sqlite3_close_v2(db_); }
+Db::~Db() {
+  sqlite3_close_v2(db_);
+}
 
-Result<std::unique_ptr<Db>> Db::open(const std::string& path, bool create, bool read_only, int page_size) {
+Result<std::unique_ptr<Db>> Db::open(const std::string& path, bool create, bool read_only,
+                                     int page_size) {
   sqlite3* db = nullptr;
   int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
   if (create && !read_only) flags |= SQLITE_OPEN_CREATE;
@@ -79,11 +82,14 @@ Status Db::exec(std::string_view sql) {
 
 Result<Stmt> Db::prepare(std::string_view sql) {
   sqlite3_stmt* s = nullptr;
-  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &s, nullptr);
   if (rc != SQLITE_OK) return status_from(db_, rc, "prepare");
   return Stmt(db_, s);
 }
 
-Status Db::error(std::string_view what) const { return status_from(db_, sqlite3_errcode(db_), what); }
+Status Db::error(std::string_view what) const {
+  return status_from(db_, sqlite3_errcode(db_), what);
+}
 
 }  // namespace tally::collector

@@ -25,10 +25,22 @@ class Stmt {
   }
   ~Stmt() { sqlite3_finalize(s_); }
 
-  Stmt& bind(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); return *this; }
-  Stmt& bind(int i, uint64_t v) { sqlite3_bind_int64(s_, i, static_cast<int64_t>(v)); return *this; }
-  Stmt& bind(int i, int v) { sqlite3_bind_int(s_, i, v); return *this; }
-  Stmt& bind(int i, double v) { sqlite3_bind_double(s_, i, v); return *this; }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& bind(int i, uint64_t v) {
+    sqlite3_bind_int64(s_, i, static_cast<int64_t>(v));
+    return *this;
+  }
+  Stmt& bind(int i, int v) {
+    sqlite3_bind_int(s_, i, v);
+    return *this;
+  }
+  Stmt& bind(int i, double v) {
+    sqlite3_bind_double(s_, i, v);
+    return *this;
+  }
   Stmt& bind(int i, std::string_view v) {
     sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
@@ -37,24 +49,32 @@ class Stmt {
     sqlite3_bind_blob(s_, i, p, static_cast<int>(n), SQLITE_TRANSIENT);
     return *this;
   }
-  Stmt& bind_null(int i) { sqlite3_bind_null(s_, i); return *this; }
+  Stmt& bind_null(int i) {
+    sqlite3_bind_null(s_, i);
+    return *this;
+  }
 
   // True while there is a row; false at the end; a Status error otherwise.
   Result<bool> step();
   // Runs to completion (for statements without rows) and resets.
   Status run();
-  void reset() { sqlite3_reset(s_); sqlite3_clear_bindings(s_); }
+  void reset() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
 
   int64_t int64(int col) const { return sqlite3_column_int64(s_, col); }
   double real(int col) const { return sqlite3_column_double(s_, col); }
   bool is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
   std::string_view text(int col) const {
     auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
-    return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(s_, col))) : std::string_view();
+    return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(s_, col)))
+             : std::string_view();
   }
   std::string_view blob(int col) const {
     auto p = static_cast<const char*>(sqlite3_column_blob(s_, col));
-    return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(s_, col))) : std::string_view();
+    return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(s_, col)))
+             : std::string_view();
   }
 
  private:
@@ -70,8 +90,8 @@ class Db {
 
   // Opens (creating if asked) a database file in WAL mode with a busy timeout. page_size (bytes, a
   // power of two) applies when the file is new; 0 keeps SQLite's default.
-  static Result<std::unique_ptr<Db>> open(const std::string& path, bool create, bool read_only = false,
-                                          int page_size = 0);
+  static Result<std::unique_ptr<Db>> open(const std::string& path, bool create,
+                                          bool read_only = false, int page_size = 0);
 
   Status exec(std::string_view sql);
   Result<Stmt> prepare(std::string_view sql);

@@ -26,16 +26,22 @@ int64_t steady_ms() {
   return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
-void put32(char* p, uint32_t v) { for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i)); }
-void put64(char* p, uint64_t v) { for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i)); }
+void put32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
+void put64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
 uint32_t get32(const char* p) {
   uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  for (int i = 0; i < 4; ++i)
+    v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
   return v;
 }
 uint64_t get64(const char* p) {
   uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    v |= static_cast<uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
   return v;
 }
 
@@ -49,14 +55,16 @@ uint32_t checksum(const char* type_lsn, std::string_view payload) {
 
 std::string segment_name(uint64_t first_lsn) {
   char name[40];
-  std::snprintf(name, sizeof name, "%020llu%s", static_cast<unsigned long long>(first_lsn), kSuffix);
+  std::snprintf(name, sizeof name, "%020llu%s", static_cast<unsigned long long>(first_lsn),
+                kSuffix);
   return name;
 }
 
 Status errno_status(const std::string& what) {
   int e = errno;
   std::string msg = what + ": " + std::strerror(e);
-  return (e == ENOSPC || e == EFBIG || e == EDQUOT) ? Status::unavailable(msg) : Status::io_error(msg);
+  return (e == ENOSPC || e == EFBIG || e == EDQUOT) ? Status::unavailable(msg)
+                                                    : Status::io_error(msg);
 }
 
 }  // namespace
@@ -87,7 +95,8 @@ Result<std::unique_ptr<Wal>> Wal::open(WalOptions opts) {
   for (const auto& e : fs::directory_iterator(w->opts_.dir, ec)) {
     const std::string name = e.path().filename().string();
     if (name.size() != 20 + std::strlen(kSuffix) || name.substr(20) != kSuffix) continue;
-    Segment s{std::strtoull(name.c_str(), nullptr, 10), e.path().string(), static_cast<uint64_t>(e.file_size(ec))};
+    Segment s{std::strtoull(name.c_str(), nullptr, 10), e.path().string(),
+              static_cast<uint64_t>(e.file_size(ec))};
     w->segments_.push_back(s);
   }
   if (ec) return Status::io_error("cannot list " + w->opts_.dir + ": " + ec.message());
@@ -117,13 +126,25 @@ Status Wal::replay(const std::function<void(uint64_t, std::string_view)>& fn) {
     size_t pos = 0;
     std::string bad;
     while (pos < buf.size()) {
-      if (buf.size() - pos < kHeaderBytes) { bad = "torn header"; break; }
+      if (buf.size() - pos < kHeaderBytes) {
+        bad = "torn header";
+        break;
+      }
       const uint32_t len = get32(&buf[pos]);
       const uint32_t crc = get32(&buf[pos + 4]);
-      if (len > kMaxPayloadBytes || buf.size() - pos - kHeaderBytes < len) { bad = "torn record"; break; }
+      if (len > kMaxPayloadBytes || buf.size() - pos - kHeaderBytes < len) {
+        bad = "torn record";
+        break;
+      }
       std::string_view payload(&buf[pos + kHeaderBytes], len);
-      if (checksum(&buf[pos + 8], payload) != crc) { bad = "checksum mismatch"; break; }
-      if (static_cast<uint8_t>(buf[pos + 8]) != kTypeBatch) { bad = "unknown record type"; break; }
+      if (checksum(&buf[pos + 8], payload) != crc) {
+        bad = "checksum mismatch";
+        break;
+      }
+      if (static_cast<uint8_t>(buf[pos + 8]) != kTypeBatch) {
+        bad = "unknown record type";
+        break;
+      }
       const uint64_t lsn = get64(&buf[pos + 9]);
       fn(lsn, payload);
       next_lsn_ = std::max(next_lsn_, lsn + 1);
@@ -131,13 +152,15 @@ Status Wal::replay(const std::function<void(uint64_t, std::string_view)>& fn) {
     }
     if (!bad.empty()) {
       // Only the tail of the log can be torn: what follows was never acknowledged. Cut it off.
-      spdlog::warn("event=wal_tail_cut segment={} offset={} reason=\"{}\" dropped_bytes={}", seg.path, pos, bad,
-                   buf.size() - pos);
-      if (::truncate(seg.path.c_str(), static_cast<off_t>(pos)) != 0) return errno_status("truncate " + seg.path);
+      spdlog::warn("event=wal_tail_cut segment={} offset={} reason=\"{}\" dropped_bytes={}",
+                   seg.path, pos, bad, buf.size() - pos);
+      if (::truncate(seg.path.c_str(), static_cast<off_t>(pos)) != 0)
+        return errno_status("truncate " + seg.path);
       total_bytes_ -= seg.bytes - pos;
       seg.bytes = pos;
       for (size_t later = si + 1; later < segments_.size(); ++later) {
-        spdlog::warn("event=wal_segment_dropped segment={} reason=\"follows a torn record\"", segments_[later].path);
+        spdlog::warn("event=wal_segment_dropped segment={} reason=\"follows a torn record\"",
+                     segments_[later].path);
         total_bytes_ -= segments_[later].bytes;
         ::unlink(segments_[later].path.c_str());
       }
@@ -175,7 +198,8 @@ Result<uint64_t> Wal::append(std::string_view payload) {
   if (payload.size() > kMaxPayloadBytes) return Status::invalid_argument("log record too large");
   if (fd_ < 0) {
     // Continue the last segment if there is one, else start a new one.
-    if (auto s = open_segment(segments_.empty() ? next_lsn_ : segments_.back().first_lsn); !s) return s;
+    if (auto s = open_segment(segments_.empty() ? next_lsn_ : segments_.back().first_lsn); !s)
+      return s;
   } else if (segments_.back().bytes >= opts_.segment_bytes) {
     if (auto s = open_segment(next_lsn_); !s) return s;
   }
@@ -198,7 +222,8 @@ Result<uint64_t> Wal::append(std::string_view payload) {
       Status s = errno_status("append to " + seg.path);
       // Cut the partial record so the log stays a sequence of whole records.
       if (::ftruncate(fd_, static_cast<off_t>(seg.bytes)) != 0)
-        spdlog::error("event=wal_truncate_failed segment={} error=\"{}\"", seg.path, std::strerror(errno));
+        spdlog::error("event=wal_truncate_failed segment={} error=\"{}\"", seg.path,
+                      std::strerror(errno));
       return s;
     }
     done += static_cast<size_t>(n);
@@ -214,7 +239,8 @@ Status Wal::sync(bool force) {
   if (!dirty_ || fd_ < 0) return Status::ok();
   const int64_t now = steady_ms();
   switch (opts_.fsync) {
-    case FsyncPolicy::kAlways: break;
+    case FsyncPolicy::kAlways:
+      break;
     case FsyncPolicy::kInterval:
       if (!force && now - last_sync_ms_ < opts_.fsync_interval_ms) return Status::ok();
       break;
@@ -255,7 +281,8 @@ Status Wal::truncate(uint64_t safe_lsn) {
   size_t drop = 0;
   while (drop + 1 < segments_.size() && segments_[drop + 1].first_lsn - 1 <= safe_lsn) ++drop;
   for (size_t i = 0; i < drop; ++i) {
-    if (::unlink(segments_[i].path.c_str()) != 0 && errno != ENOENT) return errno_status("delete " + segments_[i].path);
+    if (::unlink(segments_[i].path.c_str()) != 0 && errno != ENOENT)
+      return errno_status("delete " + segments_[i].path);
     total_bytes_ -= segments_[i].bytes;
   }
   segments_.erase(segments_.begin(), segments_.begin() + static_cast<long>(drop));

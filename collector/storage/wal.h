@@ -25,7 +25,8 @@ enum class FsyncPolicy {
               // the process alone loses nothing (the data is in the page cache)
   kNever,     // leave it to the OS
 };
-Result<std::pair<FsyncPolicy, int64_t>> parse_fsync_policy(std::string_view text);  // "always", "100ms", "never"
+Result<std::pair<FsyncPolicy, int64_t>> parse_fsync_policy(
+    std::string_view text);  // "always", "100ms", "never"
 
 struct WalOptions {
   std::string dir;
@@ -46,7 +47,9 @@ class Wal {
 
   uint64_t next_lsn() const { return next_lsn_; }
   // Raises next_lsn (e.g. to follow what the shards stored when the log was emptied).
-  void advance_to(uint64_t lsn) { if (lsn > next_lsn_) next_lsn_ = lsn; }
+  void advance_to(uint64_t lsn) {
+    if (lsn > next_lsn_) next_lsn_ = lsn;
+  }
 
   // Appends one record under next_lsn() and returns that LSN. On failure (disk full) the
   // partial record is cut off again and nothing is appended.
@@ -60,7 +63,9 @@ class Wal {
     uint64_t bytes;
     uint64_t next_lsn;
   };
-  Mark mark() const { return {segments_.size(), segments_.empty() ? 0 : segments_.back().bytes, next_lsn_}; }
+  Mark mark() const {
+    return {segments_.size(), segments_.empty() ? 0 : segments_.back().bytes, next_lsn_};
+  }
   Status rollback(const Mark& m);
   // Deletes whole segments whose records all have lsn <= safe_lsn.
   Status truncate(uint64_t safe_lsn);

@@ -7,8 +7,12 @@
 namespace tally {
 namespace {
 
-bool is_alpha_(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_alpha_(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 // Checks UTF-8 well-formedness and the absence of control characters (C0, DEL, C1).
 bool valid_utf8_no_controls(std::string_view s) {
@@ -16,13 +20,23 @@ bool valid_utf8_no_controls(std::string_view s) {
   while (i < s.size()) {
     auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x20 || c == 0x7f) return false;
-    if (c < 0x80) { ++i; continue; }
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
     size_t len;
     uint32_t cp;
-    if ((c & 0xe0) == 0xc0) { len = 2; cp = c & 0x1f; }
-    else if ((c & 0xf0) == 0xe0) { len = 3; cp = c & 0x0f; }
-    else if ((c & 0xf8) == 0xf0) { len = 4; cp = c & 0x07; }
-    else return false;
+    if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else
+      return false;
     if (i + len > s.size()) return false;
     for (size_t k = 1; k < len; ++k) {
       auto cc = static_cast<unsigned char>(s[i + k]);
@@ -30,7 +44,8 @@ bool valid_utf8_no_controls(std::string_view s) {
       cp = (cp << 6) | (cc & 0x3f);
     }
     // Overlong forms, surrogates, out of range, C1 controls.
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return false;
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000))
+      return false;
     if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
     if (cp >= 0x80 && cp <= 0x9f) return false;
     i += len;
@@ -42,9 +57,12 @@ bool valid_utf8_no_controls(std::string_view s) {
 
 const char* kind_name(Kind kind) {
   switch (kind) {
-    case Kind::kCounter: return "counter";
-    case Kind::kGauge: return "gauge";
-    case Kind::kDistribution: return "distribution";
+    case Kind::kCounter:
+      return "counter";
+    case Kind::kGauge:
+      return "gauge";
+    case Kind::kDistribution:
+      return "distribution";
   }
   return "unknown";
 }
@@ -65,7 +83,8 @@ Status validate_metric_name(std::string_view name) {
     return Status::invalid_argument("metric name must start with a letter or '_'");
   for (char c : name) {
     if (!(is_alpha_(c) || is_digit(c) || c == '.' || c == ':' || c == '-'))
-      return Status::invalid_argument("metric name has an invalid character; allowed: [A-Za-z0-9_.:-]");
+      return Status::invalid_argument(
+          "metric name has an invalid character; allowed: [A-Za-z0-9_.:-]");
   }
   return Status::ok();
 }
@@ -75,7 +94,8 @@ Status validate_tag_key(std::string_view key) {
   if (key.size() > kMaxTagKeyBytes)
     return Status::invalid_argument("tag key is " + std::to_string(key.size()) +
                                     " bytes, the limit is " + std::to_string(kMaxTagKeyBytes));
-  if (!is_alpha_(key[0])) return Status::invalid_argument("tag key must start with a letter or '_'");
+  if (!is_alpha_(key[0]))
+    return Status::invalid_argument("tag key must start with a letter or '_'");
   for (char c : key) {
     if (!(is_alpha_(c) || is_digit(c) || c == '.' || c == '-'))
       return Status::invalid_argument("tag key has an invalid character; allowed: [A-Za-z0-9_.-]");
@@ -135,7 +155,8 @@ Result<std::pair<std::string, Tags>> parse_series_key(std::string_view key) {
   out.first = std::string(key.substr(0, pos));
   while (pos != std::string_view::npos) {
     size_t next = key.find(kKeySeparator, pos + 1);
-    std::string_view part = key.substr(pos + 1, next == std::string_view::npos ? next : next - pos - 1);
+    std::string_view part =
+        key.substr(pos + 1, next == std::string_view::npos ? next : next - pos - 1);
     size_t eq = part.find('=');
     if (eq == std::string_view::npos) return Status::corruption("series key part without '='");
     out.second.push_back(Tag{std::string(part.substr(0, eq)), std::string(part.substr(eq + 1))});

@@ -16,8 +16,12 @@ int32_t Sketch::key_of(double v) {
   return std::clamp(k, -kMaxSketchKey, kMaxSketchKey);
 }
 
-double Sketch::value_of(int32_t key) { return 2.0 * std::pow(kGamma, key) / (kGamma + 1.0); }
-double Sketch::lower_of(int32_t key) { return std::pow(kGamma, key - 1); }
+double Sketch::value_of(int32_t key) {
+  return 2.0 * std::pow(kGamma, key) / (kGamma + 1.0);
+}
+double Sketch::lower_of(int32_t key) {
+  return std::pow(kGamma, key - 1);
+}
 
 void Sketch::Store::add(int32_t key, uint64_t n) {
   if (bins.empty()) {
@@ -42,9 +46,12 @@ void Sketch::add(double v, uint64_t n) {
   }
   count_ += n;
   sum_ += v * static_cast<double>(n);
-  if (v >= kMinIndexable) pos_.add(key_of(v), n);
-  else if (v <= -kMinIndexable) neg_.add(key_of(-v), n);
-  else zero_count_ += n;
+  if (v >= kMinIndexable)
+    pos_.add(key_of(v), n);
+  else if (v <= -kMinIndexable)
+    neg_.add(key_of(-v), n);
+  else
+    zero_count_ += n;
 }
 
 void Sketch::merge(const Sketch& o) {
@@ -75,15 +82,24 @@ double Sketch::quantile(double q) const {
   bool found = false;
   for (size_t i = neg_.bins.size(); i-- > 0 && !found;) {
     seen += neg_.bins[i];
-    if (seen > rank) { result = -value_of(neg_.offset + static_cast<int32_t>(i)); found = true; }
+    if (seen > rank) {
+      result = -value_of(neg_.offset + static_cast<int32_t>(i));
+      found = true;
+    }
   }
   if (!found) {
     seen += zero_count_;
-    if (seen > rank) { result = 0; found = true; }
+    if (seen > rank) {
+      result = 0;
+      found = true;
+    }
   }
   for (size_t i = 0; i < pos_.bins.size() && !found; ++i) {
     seen += pos_.bins[i];
-    if (seen > rank) { result = value_of(pos_.offset + static_cast<int32_t>(i)); found = true; }
+    if (seen > rank) {
+      result = value_of(pos_.offset + static_cast<int32_t>(i));
+      found = true;
+    }
   }
   return std::clamp(result, min_, max_);
 }
@@ -111,8 +127,9 @@ std::vector<Sketch::KeyCount> Sketch::store_bins(const Store& s) {
   return out;
 }
 
-Result<Sketch> Sketch::from_parts(uint64_t count, double sum, double min, double max, uint64_t zero_count,
-                                  const std::vector<KeyCount>& pos, const std::vector<KeyCount>& neg) {
+Result<Sketch> Sketch::from_parts(uint64_t count, double sum, double min, double max,
+                                  uint64_t zero_count, const std::vector<KeyCount>& pos,
+                                  const std::vector<KeyCount>& neg) {
   Sketch s;
   uint64_t total = zero_count;
   for (const auto* store : {&pos, &neg}) {
@@ -140,8 +157,7 @@ Result<Sketch> Sketch::from_parts(uint64_t count, double sum, double min, double
 
 bool Sketch::operator==(const Sketch& o) const {
   return count_ == o.count_ && sum_ == o.sum_ && min_ == o.min_ && max_ == o.max_ &&
-         zero_count_ == o.zero_count_ && positive_bins().size() == o.positive_bins().size() &&
-         [&] {
+         zero_count_ == o.zero_count_ && positive_bins().size() == o.positive_bins().size() && [&] {
            auto a = positive_bins(), b = o.positive_bins();
            for (size_t i = 0; i < a.size(); ++i)
              if (a[i].key != b[i].key || a[i].count != b[i].count) return false;

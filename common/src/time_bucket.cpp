@@ -11,7 +11,7 @@ struct Unit {
   int64_t seconds;
 };
 constexpr Unit kUnits[] = {{'y', 365 * 86400}, {'w', 7 * 86400}, {'d', 86400},
-                           {'h', 3600},        {'m', 60},         {'s', 1}};
+                           {'h', 3600},        {'m', 60},        {'s', 1}};
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -29,16 +29,21 @@ Result<int64_t> parse_duration(std::string_view text) {
   if (last < '0' || last > '9') {
     bool found = false;
     for (const auto& u : kUnits) {
-      if (u.suffix == last) { mult = u.seconds; found = true; }
+      if (u.suffix == last) {
+        mult = u.seconds;
+        found = true;
+      }
     }
     if (!found)
-      return Status::invalid_argument("duration '" + std::string(text) + "' has an unknown unit; use s, m, h, d, w or y");
+      return Status::invalid_argument("duration '" + std::string(text) +
+                                      "' has an unknown unit; use s, m, h, d, w or y");
     text.remove_suffix(1);
   }
   int64_t n = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
   if (ec != std::errc() || ptr != text.data() + text.size() || n <= 0)
-    return Status::invalid_argument("duration '" + std::string(text) + "' is not a positive whole number");
+    return Status::invalid_argument("duration '" + std::string(text) +
+                                    "' is not a positive whole number");
   if (n > INT64_MAX / mult) return Status::invalid_argument("duration is too large");
   return n * mult;
 }
@@ -58,24 +63,29 @@ Result<std::vector<Resolution>> parse_retention(std::string_view text) {
   size_t pos = 0;
   while (pos <= text.size()) {
     size_t comma = text.find(',', pos);
-    std::string_view item = trim(text.substr(pos, comma == std::string_view::npos ? comma : comma - pos));
+    std::string_view item =
+        trim(text.substr(pos, comma == std::string_view::npos ? comma : comma - pos));
     size_t colon = item.find(':');
     if (colon == std::string_view::npos)
-      return Status::invalid_argument("retention item '" + std::string(item) + "' must be resolution:retention, e.g. 10s:7d");
+      return Status::invalid_argument("retention item '" + std::string(item) +
+                                      "' must be resolution:retention, e.g. 10s:7d");
     auto step = parse_duration(item.substr(0, colon));
     if (!step) return step.status();
     auto keep = parse_duration(item.substr(colon + 1));
     if (!keep) return keep.status();
     if (*keep < *step)
-      return Status::invalid_argument("retention '" + std::string(item) + "' keeps less than one bucket");
+      return Status::invalid_argument("retention '" + std::string(item) +
+                                      "' keeps less than one bucket");
     if (!out.empty()) {
       const auto& prev = out.back();
       if (*step <= prev.step_s || *step % prev.step_s != 0)
         return Status::invalid_argument("resolution " + format_duration(*step) +
-                                        " must be a larger multiple of " + format_duration(prev.step_s));
+                                        " must be a larger multiple of " +
+                                        format_duration(prev.step_s));
       if (*keep < prev.retention_s)
         return Status::invalid_argument("retention of " + format_duration(*step) +
-                                        " must not be shorter than that of " + format_duration(prev.step_s));
+                                        " must not be shorter than that of " +
+                                        format_duration(prev.step_s));
     }
     out.push_back({*step, *keep});
     if (comma == std::string_view::npos) break;

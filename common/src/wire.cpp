@@ -30,14 +30,20 @@ Result<Sketch> sketch_from_proto(const wire::Sketch& p) {
   return Sketch::from_parts(p.count(), p.sum(), p.min(), p.max(), p.zero_count(), pos, neg);
 }
 
-wire::Kind kind_to_proto(Kind k) { return static_cast<wire::Kind>(static_cast<int>(k)); }
+wire::Kind kind_to_proto(Kind k) {
+  return static_cast<wire::Kind>(static_cast<int>(k));
+}
 
 std::optional<Kind> kind_from_proto(wire::Kind k) {
   switch (k) {
-    case wire::COUNTER: return Kind::kCounter;
-    case wire::GAUGE: return Kind::kGauge;
-    case wire::DISTRIBUTION: return Kind::kDistribution;
-    default: return std::nullopt;
+    case wire::COUNTER:
+      return Kind::kCounter;
+    case wire::GAUGE:
+      return Kind::kGauge;
+    case wire::DISTRIBUTION:
+      return Kind::kDistribution;
+    default:
+      return std::nullopt;
   }
 }
 

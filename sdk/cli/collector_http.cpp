@@ -11,13 +11,20 @@ namespace {
 
 std::string describe(httplib::Error e) {
   switch (e) {
-    case httplib::Error::Connection: return "connection refused or host unreachable";
-    case httplib::Error::ConnectionTimeout: return "connection timed out";
-    case httplib::Error::Read: return "no complete answer (read failed or timed out)";
-    case httplib::Error::Write: return "could not send the request";
-    case httplib::Error::SSLConnection: return "TLS handshake failed";
-    case httplib::Error::SSLServerVerification: return "TLS certificate not trusted";
-    default: return httplib::to_string(e);
+    case httplib::Error::Connection:
+      return "connection refused or host unreachable";
+    case httplib::Error::ConnectionTimeout:
+      return "connection timed out";
+    case httplib::Error::Read:
+      return "no complete answer (read failed or timed out)";
+    case httplib::Error::Write:
+      return "could not send the request";
+    case httplib::Error::SSLConnection:
+      return "TLS handshake failed";
+    case httplib::Error::SSLServerVerification:
+      return "TLS certificate not trusted";
+    default:
+      return httplib::to_string(e);
   }
 }
 
@@ -38,7 +45,8 @@ Result<HttpTarget> parse_collector_url(std::string_view url) {
   } else if (rest.starts_with("http://")) {
     rest.remove_prefix(7);
   } else if (rest.find("://") != std::string_view::npos) {
-    return Status::invalid_argument("collector URL must be http:// or https://: " + std::string(url));
+    return Status::invalid_argument("collector URL must be http:// or https://: " +
+                                    std::string(url));
   }
   if (auto slash = rest.find('/'); slash != std::string_view::npos) {
     t.prefix = std::string(rest.substr(slash));
@@ -48,23 +56,27 @@ Result<HttpTarget> parse_collector_url(std::string_view url) {
   std::string_view host = rest;
   if (!rest.empty() && rest.front() == '[') {  // [v6]:port
     auto close = rest.find(']');
-    if (close == std::string_view::npos) return Status::invalid_argument("bad collector URL: " + std::string(url));
+    if (close == std::string_view::npos)
+      return Status::invalid_argument("bad collector URL: " + std::string(url));
     host = rest.substr(1, close - 1);
     rest = rest.substr(close + 1);
-    if (!rest.empty() && rest.front() != ':') return Status::invalid_argument("bad collector URL: " + std::string(url));
+    if (!rest.empty() && rest.front() != ':')
+      return Status::invalid_argument("bad collector URL: " + std::string(url));
   } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
     host = rest.substr(0, colon);
     rest = rest.substr(colon);
   } else {
     rest = {};
   }
-  if (host.empty()) return Status::invalid_argument("collector URL has no host: " + std::string(url));
+  if (host.empty())
+    return Status::invalid_argument("collector URL has no host: " + std::string(url));
   t.host = std::string(host);
   if (!rest.empty()) {
     std::string_view port = rest.substr(1);
     int p = 0;
     auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
-    if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || p <= 0 || p > 65535)
+    if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || p <= 0 ||
+        p > 65535)
       return Status::invalid_argument("collector URL has an invalid port: " + std::string(url));
     t.port = p;
   }
@@ -76,7 +88,8 @@ CollectorHttp::CollectorHttp(HttpTarget target, std::chrono::milliseconds timeou
 
 CollectorHttp::~CollectorHttp() = default;
 
-HttpReply CollectorHttp::get(const std::string& path, const std::multimap<std::string, std::string>& params) {
+HttpReply CollectorHttp::get(const std::string& path,
+                             const std::multimap<std::string, std::string>& params) {
   httplib::Client client(target_.url().substr(0, target_.url().size() - target_.prefix.size()));
   const auto secs = static_cast<time_t>(timeout_.count() / 1000);
   const auto usecs = static_cast<time_t>((timeout_.count() % 1000) * 1000);
@@ -84,7 +97,8 @@ HttpReply CollectorHttp::get(const std::string& path, const std::multimap<std::s
   client.set_read_timeout(secs, usecs);
   client.set_write_timeout(secs, usecs);
   httplib::Params query(params.begin(), params.end());
-  auto res = client.Get((target_.prefix + path).c_str(), query, httplib::Headers{{"Accept", "application/json"}});
+  auto res = client.Get((target_.prefix + path).c_str(), query,
+                        httplib::Headers{{"Accept", "application/json"}});
 
   HttpReply reply;
   if (!res) {

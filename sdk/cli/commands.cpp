@@ -21,7 +21,8 @@ using nlohmann::json;
 using Params = std::multimap<std::string, std::string>;
 
 // Resolves --collector and runs one GET; prints the failure to err.
-int fetch(const GlobalOptions& g, const std::string& path, const Params& params, json& body, std::ostream& err) {
+int fetch(const GlobalOptions& g, const std::string& path, const Params& params, json& body,
+          std::ostream& err) {
   auto target = parse_collector_url(g.collector);
   if (!target) {
     err << "tally: " << target.status().message() << '\n';
@@ -46,9 +47,15 @@ std::string time_param(const std::string& text) {
 
 void print(const GlobalOptions& g, const json& body, const TextTable& table, std::ostream& out) {
   switch (g.format) {
-    case Format::kJson: out << body.dump() << '\n'; break;
-    case Format::kCsv: write_csv(table, out); break;
-    case Format::kTable: write_table(table, out); break;
+    case Format::kJson:
+      out << body.dump() << '\n';
+      break;
+    case Format::kCsv:
+      write_csv(table, out);
+      break;
+    case Format::kTable:
+      write_table(table, out);
+      break;
   }
 }
 
@@ -64,8 +71,11 @@ bool split_tag(const std::string& text, std::string& key, std::string& value) {
 }  // namespace
 
 int run_query(const GlobalOptions& g, const QueryArgs& a, std::ostream& out, std::ostream& err) {
-  Params params{{"metric", a.metric}, {"from", time_param(a.from)}, {"to", time_param(a.to)},
-                {"step", a.step},     {"fn", a.fn}};
+  Params params{{"metric", a.metric},
+                {"from", time_param(a.from)},
+                {"to", time_param(a.to)},
+                {"step", a.step},
+                {"fn", a.fn}};
   for (const auto& f : a.filters) params.emplace("filter", f);
   if (!a.group_by.empty()) {
     std::string joined;
@@ -75,15 +85,18 @@ int run_query(const GlobalOptions& g, const QueryArgs& a, std::ostream& out, std
   json body;
   if (int rc = fetch(g, "/api/query", params, body, err); rc != kExitOk) return rc;
   if (g.format == Format::kTable) {
-    out << "# " << body.value("metric", a.metric) << " (" << body.value("kind", "?") << ") " << body.value("fn", a.fn)
-        << ", step " << body.value("step", 0) << "s, " << format_time_utc(body.value("from", int64_t{0})) << " .. "
+    out << "# " << body.value("metric", a.metric) << " (" << body.value("kind", "?") << ") "
+        << body.value("fn", a.fn) << ", step " << body.value("step", 0) << "s, "
+        << format_time_utc(body.value("from", int64_t{0})) << " .. "
         << format_time_utc(body.value("to", int64_t{0})) << '\n';
   }
-  print(g, body, g.format == Format::kTable ? query_wide_table(body) : query_long_table(body, false), out);
+  print(g, body,
+        g.format == Format::kTable ? query_wide_table(body) : query_long_table(body, false), out);
   return kExitOk;
 }
 
-int run_metrics(const GlobalOptions& g, const MetricsArgs& a, std::ostream& out, std::ostream& err) {
+int run_metrics(const GlobalOptions& g, const MetricsArgs& a, std::ostream& out,
+                std::ostream& err) {
   Params params;
   if (!a.search.empty()) params.emplace("search", a.search);
   json body;
@@ -132,9 +145,15 @@ int run_emit(const GlobalOptions& g, const EmitArgs& a, std::ostream& out, std::
     return kExitUsage;
   }
   switch (*kind) {
-    case Kind::kCounter: client.count(a.metric, a.value, tags); break;
-    case Kind::kGauge: client.set_gauge(a.metric, a.value, tags); break;
-    case Kind::kDistribution: client.observe(a.metric, a.value, tags); break;
+    case Kind::kCounter:
+      client.count(a.metric, a.value, tags);
+      break;
+    case Kind::kGauge:
+      client.set_gauge(a.metric, a.value, tags);
+      break;
+    case Kind::kDistribution:
+      client.observe(a.metric, a.value, tags);
+      break;
   }
   const bool flushed = client.flush(g.timeout);
   const ClientStats stats = client.stats();
@@ -147,30 +166,35 @@ int run_emit(const GlobalOptions& g, const EmitArgs& a, std::ostream& out, std::
     return kExitRejected;
   }
   if (!flushed || stats.batches_acked == 0) {
-    err << "tally: no acknowledgement from " << g.ingest << " within " << g.timeout.count() / 1000.0 << " s"
-        << (client.last_error().empty() ? "" : " (" + client.last_error() + ")") << '\n';
+    err << "tally: no acknowledgement from " << g.ingest << " within " << g.timeout.count() / 1000.0
+        << " s" << (client.last_error().empty() ? "" : " (" + client.last_error() + ")") << '\n';
     return kExitUnreachable;
   }
 
   canonicalize(tags);
   json jtags = json::object();
   for (const auto& t : tags) jtags[t.key] = t.value;
-  json body = {{"acknowledged", true}, {"metric", a.metric}, {"kind", kind_name(*kind)}, {"value", a.value},
+  json body = {{"acknowledged", true},
+               {"metric", a.metric},
+               {"kind", kind_name(*kind)},
+               {"value", a.value},
                {"tags", jtags}};
   TextTable table;
   table.header = {"metric", "kind", "tags", "value", "acknowledged"};
-  table.rows.push_back({a.metric, kind_name(*kind), tags_to_string(tags), format_number(a.value), "true"});
+  table.rows.push_back(
+      {a.metric, kind_name(*kind), tags_to_string(tags), format_number(a.value), "true"});
   if (g.format == Format::kTable) {
     out << "acknowledged: " << kind_name(*kind) << ' ' << a.metric
-        << (tags.empty() ? "" : "{" + tags_to_string(tags) + "}") << ' ' << format_number(a.value) << '\n';
+        << (tags.empty() ? "" : "{" + tags_to_string(tags) + "}") << ' ' << format_number(a.value)
+        << '\n';
   } else {
     print(g, body, table, out);
   }
   return kExitOk;
 }
 
-int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>& stop, std::ostream& out,
-             std::ostream& err) {
+int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>& stop,
+             std::ostream& out, std::ostream& err) {
   std::vector<std::pair<std::string, std::string>> filters;
   for (const auto& f : a.filters) {
     std::string k, v;
@@ -187,7 +211,8 @@ int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>&
   sub.set(zmq::sockopt::linger, 0);
   // Connection events tell "not connected yet" apart from "connected, nothing happening".
   const std::string monitor_endpoint = "inproc://tally-tail-monitor";
-  if (zmq_socket_monitor(sub.handle(), monitor_endpoint.c_str(), ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0) {
+  if (zmq_socket_monitor(sub.handle(), monitor_endpoint.c_str(),
+                         ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0) {
     err << "tally: zmq_socket_monitor: " << zmq_strerror(zmq_errno()) << '\n';
     return kExitUsage;
   }
@@ -223,7 +248,8 @@ int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>&
       err << "tally: not connected to " << g.live << " yet; still trying\n";
       warned = true;
     }
-    zmq::pollitem_t items[] = {{sub.handle(), 0, ZMQ_POLLIN, 0}, {monitor.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::pollitem_t items[] = {{sub.handle(), 0, ZMQ_POLLIN, 0},
+                               {monitor.handle(), 0, ZMQ_POLLIN, 0}};
     zmq::poll(items, 2, std::chrono::milliseconds(100));
     if (items[1].revents & ZMQ_POLLIN) {
       zmq::message_t event, endpoint;
@@ -250,7 +276,8 @@ int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>&
       if (!extra.more()) break;
     }
     // Subscriptions are prefix matches: "api.errors" also receives "api.errors_total".
-    if (!wanted.contains(std::string(static_cast<const char*>(topic.data()), topic.size()))) continue;
+    if (!wanted.contains(std::string(static_cast<const char*>(topic.data()), topic.size())))
+      continue;
     if (!batch.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
       err << "tally: undecodable live update on topic " << topic.to_string() << '\n';
       continue;
@@ -265,15 +292,20 @@ int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>&
       }
       if (!match) continue;
       switch (g.format) {
-        case Format::kJson: out << live_update_json(u).dump() << '\n'; break;
+        case Format::kJson:
+          out << live_update_json(u).dump() << '\n';
+          break;
         case Format::kCsv: {
           TextTable row;
           row.rows.push_back(live_update_row(u, false));
-          for (size_t i = 0; i < row.rows[0].size(); ++i) out << (i ? "," : "") << csv_field(row.rows[0][i]);
+          for (size_t i = 0; i < row.rows[0].size(); ++i)
+            out << (i ? "," : "") << csv_field(row.rows[0][i]);
           out << '\n';
           break;
         }
-        case Format::kTable: out << live_update_line(u) << '\n'; break;
+        case Format::kTable:
+          out << live_update_line(u) << '\n';
+          break;
       }
       out.flush();
       if (a.count > 0 && ++printed >= a.count) return kExitOk;

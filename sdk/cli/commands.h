@@ -23,7 +23,7 @@ struct GlobalOptions {
 
 struct QueryArgs {
   std::string metric;
-  std::vector<std::string> filters;   // "k=v", "k!=v", "k=~re"
+  std::vector<std::string> filters;  // "k=v", "k!=v", "k=~re"
   std::vector<std::string> group_by;
   std::string from = "-1h";
   std::string to = "now";
@@ -42,15 +42,15 @@ struct TagsArgs {
 struct EmitArgs {
   std::string metric;
   double value = 1;
-  std::string kind = "counter";     // counter, gauge, distribution
-  std::vector<std::string> tags;    // "k=v"
+  std::string kind = "counter";   // counter, gauge, distribution
+  std::vector<std::string> tags;  // "k=v"
 };
 
 struct TailArgs {
   std::vector<std::string> metrics;
-  std::vector<std::string> filters;  // "k=v": only updates whose tag k equals v
-  bool final_only = false;           // skip PARTIAL updates
-  uint64_t count = 0;                // stop after this many updates; 0 = never
+  std::vector<std::string> filters;       // "k=v": only updates whose tag k equals v
+  bool final_only = false;                // skip PARTIAL updates
+  uint64_t count = 0;                     // stop after this many updates; 0 = never
   std::chrono::milliseconds duration{0};  // stop after this long; 0 = never
 };
 
@@ -59,7 +59,7 @@ int run_metrics(const GlobalOptions& g, const MetricsArgs& a, std::ostream& out,
 int run_tags(const GlobalOptions& g, const TagsArgs& a, std::ostream& out, std::ostream& err);
 int run_emit(const GlobalOptions& g, const EmitArgs& a, std::ostream& out, std::ostream& err);
 // Runs until `stop` is set (SIGINT/SIGTERM), count updates were printed, or duration passed.
-int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>& stop, std::ostream& out,
-             std::ostream& err);
+int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>& stop,
+             std::ostream& out, std::ostream& err);
 
 }  // namespace tally::cli

@@ -23,7 +23,9 @@ using namespace tally::cli;
 namespace {
 
 std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop.store(true); }
+void on_signal(int) {
+  g_stop.store(true);
+}
 
 // CLI11 validator for "10s", "5m", "2h" (tally::parse_duration).
 struct DurationValidator : public CLI::Validator {
@@ -45,10 +47,11 @@ std::chrono::milliseconds seconds_of(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"tally: query, emit and follow the metrics of a Tally collector.\n"
-               "Exit codes: 0 ok, 1 usage, 2 collector unreachable, 3 rejected by the collector,\n"
-               "4 not found.",
-               "tally"};
+  CLI::App app{
+      "tally: query, emit and follow the metrics of a Tally collector.\n"
+      "Exit codes: 0 ok, 1 usage, 2 collector unreachable, 3 rejected by the collector,\n"
+      "4 not found.",
+      "tally"};
   app.set_version_flag("--version", std::string("tally ") + TALLY_VERSION);
   app.require_subcommand(1);
   app.fallthrough();  // global options may also follow the subcommand
@@ -58,9 +61,15 @@ int main(int argc, char** argv) {
   GlobalOptions g;
   std::string format = "table";
   std::string timeout = "10s";
-  app.add_option("--collector", g.collector, "Collector HTTP API")->envname("TALLY_COLLECTOR")->capture_default_str();
-  app.add_option("--ingest", g.ingest, "Collector ingest endpoint (emit)")->envname("TALLY_INGEST")->capture_default_str();
-  app.add_option("--live", g.live, "Collector live endpoint (tail)")->envname("TALLY_LIVE")->capture_default_str();
+  app.add_option("--collector", g.collector, "Collector HTTP API")
+      ->envname("TALLY_COLLECTOR")
+      ->capture_default_str();
+  app.add_option("--ingest", g.ingest, "Collector ingest endpoint (emit)")
+      ->envname("TALLY_INGEST")
+      ->capture_default_str();
+  app.add_option("--live", g.live, "Collector live endpoint (tail)")
+      ->envname("TALLY_LIVE")
+      ->capture_default_str();
   app.add_option("--format", format, "Output: table, json or csv")
       ->check(CLI::IsMember({"table", "json", "csv"}))
       ->capture_default_str();
@@ -74,12 +83,17 @@ int main(int argc, char** argv) {
   QueryArgs qa;
   auto* query = app.add_subcommand("query", "Range query: one value per step bucket per group");
   query->add_option("metric", qa.metric, "Metric name")->required();
-  query->add_option("--filter", qa.filters, "Tag filter k=v, k!=v or k=~regex; repeatable")->allow_extra_args(false);
-  query->add_option("--group-by", qa.group_by, "Tag keys to group by, comma-separated")->delimiter(',')->allow_extra_args(false);
-  query->add_option("--from", qa.from, "Start: unix seconds, -1h, now or 2024-05-01T12:00:00Z")->capture_default_str();
+  query->add_option("--filter", qa.filters, "Tag filter k=v, k!=v or k=~regex; repeatable")
+      ->allow_extra_args(false);
+  query->add_option("--group-by", qa.group_by, "Tag keys to group by, comma-separated")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  query->add_option("--from", qa.from, "Start: unix seconds, -1h, now or 2024-05-01T12:00:00Z")
+      ->capture_default_str();
   query->add_option("--to", qa.to, "End (exclusive), same forms as --from")->capture_default_str();
   query->add_option("--step", qa.step, "Bucket width (10s, 1m) or auto")->capture_default_str();
-  query->add_option("--fn", qa.fn, "sum, rate, avg, min, max, count, p50, p90, p99")->capture_default_str();
+  query->add_option("--fn", qa.fn, "sum, rate, avg, min, max, count, p50, p90, p99")
+      ->capture_default_str();
 
   MetricsArgs ma;
   auto* metrics = app.add_subcommand("metrics", "List metrics with their kind and series count");
@@ -90,9 +104,11 @@ int main(int argc, char** argv) {
   tags->add_option("metric", ta.metric, "Metric name")->required();
 
   EmitArgs ea;
-  auto* emit = app.add_subcommand("emit", "Send one count, gauge value or observation; waits for the ack");
+  auto* emit =
+      app.add_subcommand("emit", "Send one count, gauge value or observation; waits for the ack");
   emit->add_option("metric", ea.metric, "Metric name")->required();
-  emit->add_option("value", ea.value, "The value: a count, a gauge value or an observation")->required();
+  emit->add_option("value", ea.value, "The value: a count, a gauge value or an observation")
+      ->required();
   emit->add_option("--kind", ea.kind, "counter, gauge or distribution")
       ->check(CLI::IsMember({"counter", "gauge", "distribution"}))
       ->capture_default_str();
@@ -102,8 +118,10 @@ int main(int argc, char** argv) {
   std::string tail_duration;
   auto* tail = app.add_subcommand("tail", "Follow live updates of metrics until Ctrl-C");
   tail->add_option("metrics", la.metrics, "Metric names")->required();
-  tail->add_option("--filter", la.filters, "Only series with tag k=v; repeatable")->allow_extra_args(false);
-  tail->add_flag("--final", la.final_only, "Only final buckets and corrections, no partial updates");
+  tail->add_option("--filter", la.filters, "Only series with tag k=v; repeatable")
+      ->allow_extra_args(false);
+  tail->add_flag("--final", la.final_only,
+                 "Only final buckets and corrections, no partial updates");
   tail->add_option("--count", la.count, "Stop after this many updates");
   tail->add_option("--duration", tail_duration, "Stop after this long")->check(duration);
 

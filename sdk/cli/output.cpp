@@ -21,7 +21,8 @@ void write_table(const TextTable& t, std::ostream& out) {
   if (t.header.empty()) return;
   std::vector<size_t> width(t.header.size(), 0);
   auto measure = [&](const std::vector<std::string>& row) {
-    for (size_t i = 0; i < row.size() && i < width.size(); ++i) width[i] = std::max(width[i], row[i].size());
+    for (size_t i = 0; i < row.size() && i < width.size(); ++i)
+      width[i] = std::max(width[i], row[i].size());
   };
   measure(t.header);
   for (const auto& r : t.rows) measure(r);
@@ -62,10 +63,13 @@ void write_csv(const TextTable& t, std::ostream& out) {
   for (const auto& r : t.rows) line(r);
 }
 
-std::string format_number(double v) { return fmt::format("{}", v); }
+std::string format_number(double v) {
+  return fmt::format("{}", v);
+}
 
 std::string format_number_short(double v) {
-  if (std::isfinite(v) && v == std::trunc(v) && std::fabs(v) < 1e15) return fmt::format("{:.0f}", v);
+  if (std::isfinite(v) && v == std::trunc(v) && std::fabs(v) < 1e15)
+    return fmt::format("{:.0f}", v);
   return fmt::format("{:.6g}", v);
 }
 
@@ -108,7 +112,8 @@ TextTable metrics_table(const json& body) {
   TextTable t;
   t.header = {"NAME", "KIND", "SERIES"};
   for (const auto& m : body.value("metrics", json::array())) {
-    t.rows.push_back({m.value("name", ""), m.value("kind", ""), std::to_string(m.value("series", 0))});
+    t.rows.push_back(
+        {m.value("name", ""), m.value("kind", ""), std::to_string(m.value("series", 0))});
   }
   return t;
 }
@@ -118,7 +123,8 @@ TextTable tags_table(const json& body) {
   t.header = {"KEY", "VALUE"};
   const json tags = body.value("tags", json::object());
   for (auto it = tags.begin(); it != tags.end(); ++it) {
-    for (const auto& v : it.value()) t.rows.push_back({it.key(), v.is_string() ? v.get<std::string>() : v.dump()});
+    for (const auto& v : it.value())
+      t.rows.push_back({it.key(), v.is_string() ? v.get<std::string>() : v.dump()});
   }
   return t;
 }
@@ -135,7 +141,8 @@ std::vector<std::string> group_keys(const json& body) {
 }
 
 std::string point_value(const json& v, bool full) {
-  if (v.is_number()) return full ? format_number(v.get<double>()) : format_number_short(v.get<double>());
+  if (v.is_number())
+    return full ? format_number(v.get<double>()) : format_number_short(v.get<double>());
   if (v.is_null()) return "";
   return v.is_string() ? v.get<std::string>() : v.dump();
 }
@@ -201,9 +208,12 @@ namespace {
 
 const char* state_name(int state) {
   switch (state) {
-    case wire::LiveUpdate::PARTIAL: return "partial";
-    case wire::LiveUpdate::FINAL: return "final";
-    case wire::LiveUpdate::CORRECTION: return "correction";
+    case wire::LiveUpdate::PARTIAL:
+      return "partial";
+    case wire::LiveUpdate::FINAL:
+      return "final";
+    case wire::LiveUpdate::CORRECTION:
+      return "correction";
   }
   return "unknown";
 }
@@ -241,10 +251,17 @@ std::optional<Percentiles> percentiles(const wire::LiveUpdate& u) {
 json live_update_json(const wire::LiveUpdate& u) {
   json tags = json::object();
   for (const auto& t : u.tags()) tags[t.key()] = t.value();
-  json j = {{"metric", u.metric()},       {"tags", tags},          {"kind", wire_kind_name(u.kind())},
-            {"resolution", u.resolution_s()}, {"time", u.time()}, {"state", state_name(u.state())},
-            {"value", u.value()},         {"sum", u.sum()},        {"count", u.count()},
-            {"min", u.min()},             {"max", u.max()}};
+  json j = {{"metric", u.metric()},
+            {"tags", tags},
+            {"kind", wire_kind_name(u.kind())},
+            {"resolution", u.resolution_s()},
+            {"time", u.time()},
+            {"state", state_name(u.state())},
+            {"value", u.value()},
+            {"sum", u.sum()},
+            {"count", u.count()},
+            {"min", u.min()},
+            {"max", u.max()}};
   if (auto p = percentiles(u)) {
     j["p50"] = p->p50;
     j["p90"] = p->p90;
@@ -254,7 +271,8 @@ json live_update_json(const wire::LiveUpdate& u) {
 }
 
 std::vector<std::string> live_update_header() {
-  return {"time", "state", "metric", "tags", "kind", "value", "sum", "count", "min", "max", "p50", "p90", "p99"};
+  return {"time",  "state", "metric", "tags", "kind", "value", "sum",
+          "count", "min",   "max",    "p50",  "p90",  "p99"};
 }
 
 std::vector<std::string> live_update_row(const wire::LiveUpdate& u, bool iso_time) {
@@ -285,14 +303,14 @@ std::vector<std::string> live_update_row(const wire::LiveUpdate& u, bool iso_tim
 }
 
 std::string live_update_line(const wire::LiveUpdate& u) {
-  std::string line = fmt::format("{}  {:<10}  {}  {}", format_time_utc(u.time()), state_name(u.state()),
-                                 series_label(u), wire_kind_name(u.kind()));
+  std::string line = fmt::format("{}  {:<10}  {}  {}", format_time_utc(u.time()),
+                                 state_name(u.state()), series_label(u), wire_kind_name(u.kind()));
   if (u.kind() == wire::DISTRIBUTION) {
     line += fmt::format("  count={} sum={} min={} max={}", u.count(), format_number_short(u.sum()),
                         format_number_short(u.min()), format_number_short(u.max()));
     if (auto p = percentiles(u))
-      line += fmt::format(" p50={} p90={} p99={}", format_number_short(p->p50), format_number_short(p->p90),
-                          format_number_short(p->p99));
+      line += fmt::format(" p50={} p90={} p99={}", format_number_short(p->p50),
+                          format_number_short(p->p90), format_number_short(p->p99));
   } else if (u.kind() == wire::GAUGE) {
     line += fmt::format("  last={} min={} max={} count={}", format_number_short(u.value()),
                         format_number_short(u.min()), format_number_short(u.max()), u.count());

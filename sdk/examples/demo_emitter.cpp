@@ -10,11 +10,11 @@
 //
 // Rates follow a slow wave (period 5 min) so charts move. Stops on SIGINT/SIGTERM and
 // flushes what is pending before exiting.
-#include <csignal>
-#include <cstdio>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <thread>
@@ -28,7 +28,9 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-void on_signal(int) { g_stop.store(true); }
+void on_signal(int) {
+  g_stop.store(true);
+}
 
 struct Endpoint {
   const char* path;
@@ -38,11 +40,8 @@ struct Endpoint {
 };
 
 constexpr Endpoint kEndpoints[] = {
-    {"/login", 0.20, 35, 0.010},
-    {"/cart", 0.25, 22, 0.004},
-    {"/checkout", 0.10, 120, 0.020},
-    {"/search", 0.35, 60, 0.006},
-    {"/profile", 0.10, 15, 0.002},
+    {"/login", 0.20, 35, 0.010},  {"/cart", 0.25, 22, 0.004},    {"/checkout", 0.10, 120, 0.020},
+    {"/search", 0.35, 60, 0.006}, {"/profile", 0.10, 15, 0.002},
 };
 constexpr const char* kRegions[] = {"eu", "us", "apac"};
 constexpr double kRegionShare[] = {0.45, 0.40, 0.15};
@@ -57,9 +56,11 @@ int main(int argc, char** argv) {
   double duration_s = 0;
   double rate_scale = 1.0;
   app.add_option("--endpoint", endpoint, "collector ingest endpoint")->capture_default_str();
-  app.add_option("--duration", duration_s, "seconds to run; 0 = until SIGINT/SIGTERM")->capture_default_str();
-  app.add_option("--rate-scale", rate_scale, "multiplies every rate")->capture_default_str()->check(
-      CLI::PositiveNumber);
+  app.add_option("--duration", duration_s, "seconds to run; 0 = until SIGINT/SIGTERM")
+      ->capture_default_str();
+  app.add_option("--rate-scale", rate_scale, "multiplies every rate")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
   std::signal(SIGINT, on_signal);
@@ -68,20 +69,24 @@ int main(int argc, char** argv) {
   tally::ClientOptions opts;
   opts.endpoint = endpoint;
   tally::Client client(opts);
-  if (auto err = client.last_error(); !err.empty()) std::fprintf(stderr, "tally-demo-emitter: %s\n", err.c_str());
+  if (auto err = client.last_error(); !err.empty())
+    std::fprintf(stderr, "tally-demo-emitter: %s\n", err.c_str());
 
   // Pre-bound handles for the fixed series; the request counters use direct calls, as a
   // service that learns the status code at run time would.
   std::vector<tally::Counter> signups;
   for (const char* r : kRegions) signups.push_back(client.counter("user.signup", {{"region", r}}));
   std::vector<tally::Distribution> latency;
-  for (const auto& e : kEndpoints) latency.push_back(client.distribution("api.latency_ms", {{"endpoint", e.path}}));
+  for (const auto& e : kEndpoints)
+    latency.push_back(client.distribution("api.latency_ms", {{"endpoint", e.path}}));
   tally::Gauge queue = client.gauge("queue.depth");
 
   std::mt19937_64 rng(std::random_device{}());
   std::uniform_real_distribution<double> uni(0, 1);
   std::normal_distribution<double> normal(0, 1);
-  auto poisson = [&](double mean) { return std::poisson_distribution<int>(std::max(mean, 1e-9))(rng); };
+  auto poisson = [&](double mean) {
+    return std::poisson_distribution<int>(std::max(mean, 1e-9))(rng);
+  };
   auto pick = [&](const double* shares, size_t n) {
     double x = uni(rng), acc = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -111,7 +116,8 @@ int main(int argc, char** argv) {
       size_t e = pick(endpoint_shares, std::size(kEndpoints));
       const Endpoint& ep = kEndpoints[e];
       bool error = uni(rng) < ep.error_rate * (2.0 - wave);  // errors rise as the wave dips
-      const char* status = error ? (uni(rng) < 0.7 ? "500" : "503") : (uni(rng) < 0.97 ? "200" : "404");
+      const char* status =
+          error ? (uni(rng) < 0.7 ? "500" : "503") : (uni(rng) < 0.97 ? "200" : "404");
       client.count("api.requests", 1, {{"endpoint", ep.path}, {"status", status}});
       if (error) client.count("api.errors", 1, {{"endpoint", ep.path}, {"status", status}});
       double ms = ep.median_ms * std::exp(0.6 * normal(rng)) * (error ? 3.0 : 1.0);
@@ -136,9 +142,13 @@ int main(int argc, char** argv) {
   bool delivered = client.flush(std::chrono::seconds(5));
   auto s = client.stats();
   std::fprintf(stderr,
-               "tally-demo-emitter: %llu batches sent, %llu acked, %llu resent, %llu dropped, %llu rejected%s\n",
-               static_cast<unsigned long long>(s.batches_sent), static_cast<unsigned long long>(s.batches_acked),
-               static_cast<unsigned long long>(s.batches_resent), static_cast<unsigned long long>(s.batches_dropped),
-               static_cast<unsigned long long>(s.batches_rejected), delivered ? "" : "; some batches undelivered");
+               "tally-demo-emitter: %llu batches sent, %llu acked, %llu resent, %llu dropped, %llu "
+               "rejected%s\n",
+               static_cast<unsigned long long>(s.batches_sent),
+               static_cast<unsigned long long>(s.batches_acked),
+               static_cast<unsigned long long>(s.batches_resent),
+               static_cast<unsigned long long>(s.batches_dropped),
+               static_cast<unsigned long long>(s.batches_rejected),
+               delivered ? "" : "; some batches undelivered");
   return 0;
 }

@@ -50,41 +50,53 @@ Tags TagSpan::to_tags() const {
 void Counter::add(double value) const {
   if (ref_ == kInvalidRef || !std::isfinite(value)) [[unlikely]] {
     if (!core_) return;
-    if (ref_ == kInvalidRef) core_->note_invalid_ref();
-    else core_->note_invalid_value(value);
+    if (ref_ == kInvalidRef)
+      core_->note_invalid_ref();
+    else
+      core_->note_invalid_value(value);
     return;
   }
   detail::ThreadState* ts = core_->local();
   static_cast<CounterSlot*>(core_->slot_for(ts, ref_))->add(value);
 }
 
-bool Counter::valid() const { return ref_ != kInvalidRef; }
+bool Counter::valid() const {
+  return ref_ != kInvalidRef;
+}
 
 void Gauge::set(double value) const {
   if (ref_ == kInvalidRef || !std::isfinite(value)) [[unlikely]] {
     if (!core_) return;
-    if (ref_ == kInvalidRef) core_->note_invalid_ref();
-    else core_->note_invalid_value(value);
+    if (ref_ == kInvalidRef)
+      core_->note_invalid_ref();
+    else
+      core_->note_invalid_value(value);
     return;
   }
   detail::ThreadState* ts = core_->local();
   set_gauge_slot(static_cast<GaugeSlot*>(core_->slot_for(ts, ref_)), value);
 }
 
-bool Gauge::valid() const { return ref_ != kInvalidRef; }
+bool Gauge::valid() const {
+  return ref_ != kInvalidRef;
+}
 
 void Distribution::observe(double value) const {
   if (ref_ == kInvalidRef || !std::isfinite(value)) [[unlikely]] {
     if (!core_) return;
-    if (ref_ == kInvalidRef) core_->note_invalid_ref();
-    else core_->note_invalid_value(value);
+    if (ref_ == kInvalidRef)
+      core_->note_invalid_ref();
+    else
+      core_->note_invalid_value(value);
     return;
   }
   detail::ThreadState* ts = core_->local();
   static_cast<DistributionSlot*>(core_->slot_for(ts, ref_))->observe(value);
 }
 
-bool Distribution::valid() const { return ref_ != kInvalidRef; }
+bool Distribution::valid() const {
+  return ref_ != kInvalidRef;
+}
 
 // ---------------------------------------------------------------- client
 
@@ -146,13 +158,21 @@ void Client::observe(std::string_view metric, double value, TagSpan tags) {
     static_cast<DistributionSlot*>(s)->observe(value);
 }
 
-bool Client::flush(std::chrono::milliseconds timeout) { return core_->flush(timeout); }
+bool Client::flush(std::chrono::milliseconds timeout) {
+  return core_->flush(timeout);
+}
 
-ClientStats Client::stats() const { return core_->stats(); }
+ClientStats Client::stats() const {
+  return core_->stats();
+}
 
-std::string Client::last_error() const { return core_->last_error(); }
+std::string Client::last_error() const {
+  return core_->last_error();
+}
 
-uint64_t Client::producer_id() const { return core_->producer_id(); }
+uint64_t Client::producer_id() const {
+  return core_->producer_id();
+}
 
 Status Client::validate(std::string_view metric, TagSpan tags) {
   if (Status s = validate_metric_name(metric); !s) return s;

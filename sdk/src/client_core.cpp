@@ -16,8 +16,9 @@ std::atomic<uint64_t> g_next_client_id{1};
 
 uint64_t random_producer_id() {
   std::random_device rd;
-  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd() ^
-                      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::mt19937_64 gen(
+      (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
   uint64_t id = 0;
   while (id == 0) id = gen();
   return id;
@@ -81,10 +82,11 @@ ClientCore::ClientCore(ClientOptions options)
       id_(g_next_client_id.fetch_add(1)),
       producer_id_(options_.producer_id ? options_.producer_id : random_producer_id()) {
   if (::pipe2(wake_fds_, O_NONBLOCK | O_CLOEXEC) != 0) wake_fds_[0] = wake_fds_[1] = -1;
-  sender_ = std::make_unique<Sender>(options_, producer_id_, [this](uint32_t ref) -> const SeriesInfo* {
-    std::lock_guard lk(registry_mu_);
-    return ref < series_.size() ? series_[ref].get() : nullptr;
-  });
+  sender_ =
+      std::make_unique<Sender>(options_, producer_id_, [this](uint32_t ref) -> const SeriesInfo* {
+        std::lock_guard lk(registry_mu_);
+        return ref < series_.size() ? series_[ref].get() : nullptr;
+      });
   for (auto& e : sender_->take_errors()) last_error_ = e;
   published_ = sender_->counters();
   last_sample_ms_ = clock_ms();
@@ -111,7 +113,8 @@ ClientCore::~ClientCore() {
 void ClientCore::wake() {
   if (wake_fds_[1] < 0) return;
   char b = 1;
-  [[maybe_unused]] ssize_t n = ::write(wake_fds_[1], &b, 1);  // full pipe: a wake-up is pending anyway
+  [[maybe_unused]] ssize_t n =
+      ::write(wake_fds_[1], &b, 1);  // full pipe: a wake-up is pending anyway
 }
 
 // ---------------------------------------------------------------- recording
@@ -119,7 +122,8 @@ void ClientCore::wake() {
 ThreadState* ClientCore::local_slow() {
   static thread_local ThreadRegistry registry;
   auto& states = registry.states;
-  std::erase_if(states, [](const auto& s) { return !s->client_alive.load(std::memory_order_acquire); });
+  std::erase_if(states,
+                [](const auto& s) { return !s->client_alive.load(std::memory_order_acquire); });
   for (auto& s : states) {
     if (s->client_id == id_) {
       t_client_id_ = id_;
@@ -147,23 +151,32 @@ Slot* ClientCore::make_slot(ThreadState* ts, uint32_t ref) {
   if (!s) return nullptr;
   std::unique_ptr<Slot> slot;
   switch (s->kind) {
-    case Kind::kCounter: slot = std::make_unique<CounterSlot>(s); break;
-    case Kind::kGauge: slot = std::make_unique<GaugeSlot>(s); break;
-    case Kind::kDistribution: slot = std::make_unique<DistributionSlot>(s); break;
+    case Kind::kCounter:
+      slot = std::make_unique<CounterSlot>(s);
+      break;
+    case Kind::kGauge:
+      slot = std::make_unique<GaugeSlot>(s);
+      break;
+    case Kind::kDistribution:
+      slot = std::make_unique<DistributionSlot>(s);
+      break;
   }
   Slot* raw = slot.get();
   {
     std::lock_guard lk(ts->mu);
     ts->slots.push_back(std::move(slot));
   }
-  if (ts->by_ref.size() <= ref) ts->by_ref.resize(std::max<size_t>(ref + 1, ts->by_ref.size() * 2), nullptr);
+  if (ts->by_ref.size() <= ref)
+    ts->by_ref.resize(std::max<size_t>(ref + 1, ts->by_ref.size() * 2), nullptr);
   ts->by_ref[ref] = raw;
   return raw;
 }
 
-Result<const SeriesInfo*> ClientCore::resolve(Kind kind, std::string_view metric, const TagSpan& tags) {
+Result<const SeriesInfo*> ClientCore::resolve(Kind kind, std::string_view metric,
+                                              const TagSpan& tags) {
   if (Status st = Client::validate(metric, tags); !st) {
-    return Status::invalid_argument(std::string(kind_name(kind)) + " '" + std::string(metric) + "': " + st.message());
+    return Status::invalid_argument(std::string(kind_name(kind)) + " '" + std::string(metric) +
+                                    "': " + st.message());
   }
   Tags canon = tags.to_tags();
   canonicalize(canon);
@@ -171,19 +184,20 @@ Result<const SeriesInfo*> ClientCore::resolve(Kind kind, std::string_view metric
   std::lock_guard lk(registry_mu_);
   if (auto it = by_key_.find(key); it != by_key_.end()) {
     if (it->second->kind != kind) {
-      return Status::invalid_argument("metric '" + std::string(metric) + "' is a " + kind_name(it->second->kind) +
-                                      ", not a " + kind_name(kind));
+      return Status::invalid_argument("metric '" + std::string(metric) + "' is a " +
+                                      kind_name(it->second->kind) + ", not a " + kind_name(kind));
     }
     return static_cast<const SeriesInfo*>(it->second);
   }
-  if (auto it = metric_kinds_.find(std::string(metric)); it != metric_kinds_.end() && it->second != kind) {
-    return Status::invalid_argument("metric '" + std::string(metric) + "' is a " + kind_name(it->second) +
-                                    ", not a " + kind_name(kind));
+  if (auto it = metric_kinds_.find(std::string(metric));
+      it != metric_kinds_.end() && it->second != kind) {
+    return Status::invalid_argument("metric '" + std::string(metric) + "' is a " +
+                                    kind_name(it->second) + ", not a " + kind_name(kind));
   }
   if (series_.size() >= options_.max_series) {
-    return Status::invalid_argument("series limit of " + std::to_string(options_.max_series) + " reached; " +
-                                    kind_name(kind) + " '" + std::string(metric) + "' {" + tags_to_string(canon) +
-                                    "} dropped");
+    return Status::invalid_argument("series limit of " + std::to_string(options_.max_series) +
+                                    " reached; " + kind_name(kind) + " '" + std::string(metric) +
+                                    "' {" + tags_to_string(canon) + "} dropped");
   }
   auto info = std::make_unique<SeriesInfo>();
   info->ref = static_cast<uint32_t>(series_.size());
@@ -201,17 +215,17 @@ Slot* ClientCore::lookup(Kind kind, std::string_view metric, const TagSpan& tags
   ThreadState* ts = local();
   uint64_t h = lookup_hash(metric, tags);
   Slot* s = ts->lookup.find(h, metric, tags);
-  if (s && s->series->kind == kind) [[likely]] return s;
+  if (s && s->series->kind == kind) [[likely]]
+    return s;
   return lookup_slow(ts, h, s, kind, metric, tags);
 }
 
-
-Slot* ClientCore::lookup_slow(ThreadState* ts, uint64_t h, Slot* s, Kind kind, std::string_view metric,
-                              const TagSpan& tags) {
+Slot* ClientCore::lookup_slow(ThreadState* ts, uint64_t h, Slot* s, Kind kind,
+                              std::string_view metric, const TagSpan& tags) {
   if (s) {
     invalid_values_.fetch_add(1, std::memory_order_relaxed);
-    set_error("metric '" + std::string(metric) + "' is a " + kind_name(s->series->kind) + ", not a " +
-              kind_name(kind));
+    set_error("metric '" + std::string(metric) + "' is a " + kind_name(s->series->kind) +
+              ", not a " + kind_name(kind));
     return nullptr;
   }
   auto r = resolve(kind, metric, tags);
@@ -225,15 +239,20 @@ Slot* ClientCore::lookup_slow(ThreadState* ts, uint64_t h, Slot* s, Kind kind, s
   return s;
 }
 
-void ClientCore::note_invalid(std::string_view why) { set_error(std::string(why)); }
+void ClientCore::note_invalid(std::string_view why) {
+  set_error(std::string(why));
+}
 
-void ClientCore::note_invalid_ref() { invalid_values_.fetch_add(1, std::memory_order_relaxed); }
+void ClientCore::note_invalid_ref() {
+  invalid_values_.fetch_add(1, std::memory_order_relaxed);
+}
 
 void ClientCore::note_invalid_value(double v) {
   invalid_values_.fetch_add(1, std::memory_order_relaxed);
   // One message is enough; a stream of NaNs must not turn into a stream of locks.
   if (!nonfinite_noted_.exchange(true, std::memory_order_relaxed))
-    set_error("non-finite value " + std::to_string(v) + " dropped (NaN and infinities are not recorded)");
+    set_error("non-finite value " + std::to_string(v) +
+              " dropped (NaN and infinities are not recorded)");
 }
 
 void ClientCore::set_error(std::string msg) {
@@ -250,7 +269,8 @@ bool ClientCore::flush(std::chrono::milliseconds timeout) {
   lk.unlock();
   wake();
   lk.lock();
-  return cv_.wait_until(lk, deadline, [&] { return flush_served_ >= gen && published_.batches_pending == 0; });
+  return cv_.wait_until(lk, deadline,
+                        [&] { return flush_served_ >= gen && published_.batches_pending == 0; });
 }
 
 ClientStats ClientCore::stats() const {
@@ -292,7 +312,8 @@ void ClientCore::run() {
     try {
       bool forced = requested > served_local_ || (stopping && !final_batch_built);
       // Sample at every second boundary, so each second's deltas land in that second's bucket.
-      if (forced || bucket_start(now, kBucketMs) != bucket_start(last_sample_ms_, kBucketMs)) sample(now);
+      if (forced || bucket_start(now, kBucketMs) != bucket_start(last_sample_ms_, kBucketMs))
+        sample(now);
       if (forced || now >= next_flush_ms_) {
         build_batch(now);
         next_flush_ms_ = bucket_start(now, interval) + interval;
@@ -300,19 +321,20 @@ void ClientCore::run() {
       served_local_ = requested;
       if (stopping) final_batch_built = true;
 
-      bool done = stopping && (sender_->pending() == 0 || std::chrono::steady_clock::now() >= deadline);
+      bool done =
+          stopping && (sender_->pending() == 0 || std::chrono::steady_clock::now() >= deadline);
       if (!done) {
         int64_t target = std::min(bucket_start(now, kBucketMs) + kBucketMs, next_flush_ms_);
         if (!sender_->blocked()) target = std::min(target, sender_->next_due_ms());
         int64_t wait = std::clamp<int64_t>(target - now, 0, idle_cap);
         if (stopping) {
-          auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+          auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+              deadline - std::chrono::steady_clock::now());
           wait = std::clamp<int64_t>(left.count(), 0, wait);
         }
         sender_->pump(now, wait, wake_fds_[0]);
         char buf[64];
-        while (wake_fds_[0] >= 0 && ::read(wake_fds_[0], buf, sizeof buf) > 0) {
-        }
+        while (wake_fds_[0] >= 0 && ::read(wake_fds_[0], buf, sizeof buf) > 0) {}
       }
       publish();
       if (done) return;

@@ -32,12 +32,14 @@ class ClientCore {
 
   // ---- recording (any thread)
   ThreadState* local() {
-    if (t_client_id_ == id_) [[likely]] return t_state_;
+    if (t_client_id_ == id_) [[likely]]
+      return t_state_;
     return local_slow();
   }
   Slot* slot_for(ThreadState* ts, uint32_t ref) {
     if (ref < ts->by_ref.size()) [[likely]] {
-      if (Slot* s = ts->by_ref[ref]) [[likely]] return s;
+      if (Slot* s = ts->by_ref[ref]) [[likely]]
+        return s;
     }
     return make_slot(ts, ref);
   }
@@ -95,12 +97,12 @@ class ClientCore {
 
   // Series registry.
   mutable std::mutex registry_mu_;
-  std::unordered_map<std::string, SeriesInfo*> by_key_;     // guarded by registry_mu_
-  std::unordered_map<std::string, Kind> metric_kinds_;      // guarded by registry_mu_
-  std::vector<std::unique_ptr<SeriesInfo>> series_;         // guarded by registry_mu_; index = ref
+  std::unordered_map<std::string, SeriesInfo*> by_key_;  // guarded by registry_mu_
+  std::unordered_map<std::string, Kind> metric_kinds_;   // guarded by registry_mu_
+  std::vector<std::unique_ptr<SeriesInfo>> series_;      // guarded by registry_mu_; index = ref
 
   std::mutex threads_mu_;
-  std::vector<std::shared_ptr<ThreadState>> threads_;       // guarded by threads_mu_
+  std::vector<std::shared_ptr<ThreadState>> threads_;  // guarded by threads_mu_
 
   std::atomic<uint64_t> invalid_values_{0};
   std::atomic<bool> nonfinite_noted_{false};
@@ -109,12 +111,12 @@ class ClientCore {
   // Exchanged between client threads and the flush thread.
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  uint64_t flush_requested_ = 0;   // guarded by mu_
-  uint64_t flush_served_ = 0;      // guarded by mu_: requests whose data is in a batch
-  bool stopping_ = false;          // guarded by mu_
+  uint64_t flush_requested_ = 0;  // guarded by mu_
+  uint64_t flush_served_ = 0;     // guarded by mu_: requests whose data is in a batch
+  bool stopping_ = false;         // guarded by mu_
   std::chrono::steady_clock::time_point close_deadline_;  // guarded by mu_
-  ClientStats published_;          // guarded by mu_: the sender's counters, refreshed per loop
-  std::string last_error_;         // guarded by mu_
+  ClientStats published_;              // guarded by mu_: the sender's counters, refreshed per loop
+  std::string last_error_;             // guarded by mu_
   uint64_t transport_exceptions_ = 0;  // guarded by mu_
 
   // Flush thread only.

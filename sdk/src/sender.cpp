@@ -26,7 +26,9 @@ Sender::Sender(const ClientOptions& options, uint64_t producer_id, DefLookup def
   }
 }
 
-Sender::~Sender() { socket_.reset(); }
+Sender::~Sender() {
+  socket_.reset();
+}
 
 void Sender::enqueue(wire::Batch batch, std::vector<uint32_t> refs, size_t points, int64_t now_ms) {
   Pending p;
@@ -125,7 +127,8 @@ void Sender::handle_ack(const zmq::message_t& msg, int64_t now_ms) {
   wire::Ack ack;
   if (msg.more() || !ack.ParseFromArray(msg.data(), static_cast<int>(msg.size()))) {
     ++counters_.transport_errors;
-    errors_.push_back("undecodable ack from the collector (" + std::to_string(msg.size()) + " bytes)");
+    errors_.push_back("undecodable ack from the collector (" + std::to_string(msg.size()) +
+                      " bytes)");
     return;
   }
   if (ack.producer_id() != producer_id_) {
@@ -158,7 +161,8 @@ void Sender::handle_ack(const zmq::message_t& msg, int64_t now_ms) {
       bool already = true;
       for (uint32_t r : refs) {
         acked_defs_.erase(r);
-        if (std::find(p->def_refs.begin(), p->def_refs.end(), r) == p->def_refs.end()) already = false;
+        if (std::find(p->def_refs.begin(), p->def_refs.end(), r) == p->def_refs.end())
+          already = false;
       }
       add_defs(*p, refs);
       // Resend at once with the definitions; if it already carried them, the collector is not
@@ -177,6 +181,8 @@ void Sender::handle_ack(const zmq::message_t& msg, int64_t now_ms) {
   }
 }
 
-std::vector<std::string> Sender::take_errors() { return std::exchange(errors_, {}); }
+std::vector<std::string> Sender::take_errors() {
+  return std::exchange(errors_, {});
+}
 
 }  // namespace tally::detail

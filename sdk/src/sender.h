@@ -53,10 +53,10 @@ class Sender {
  private:
   struct Pending {
     wire::Batch batch;
-    std::vector<uint32_t> refs;     // refs with points in the batch
-    std::vector<uint32_t> def_refs; // refs whose definitions the batch carries
+    std::vector<uint32_t> refs;      // refs with points in the batch
+    std::vector<uint32_t> def_refs;  // refs whose definitions the batch carries
     size_t points = 0;
-    int64_t due_ms = 0;             // (re)send when the clock reaches this
+    int64_t due_ms = 0;  // (re)send when the clock reaches this
     int attempts = 0;
   };
 

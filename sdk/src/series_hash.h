@@ -47,11 +47,14 @@ inline uint64_t absorb(uint64_t h, std::string_view s) {
     n -= 8;
   }
   uint64_t tail;
-  if (n >= 4) tail = (load32(p) << 32) | load32(p + n - 4);
+  if (n >= 4)
+    tail = (load32(p) << 32) | load32(p + n - 4);
   else if (n > 0)
     tail = (static_cast<uint64_t>(static_cast<uint8_t>(p[0])) << 16) |
-           (static_cast<uint64_t>(static_cast<uint8_t>(p[n >> 1])) << 8) | static_cast<uint8_t>(p[n - 1]);
-  else tail = 0;
+           (static_cast<uint64_t>(static_cast<uint8_t>(p[n >> 1])) << 8) |
+           static_cast<uint8_t>(p[n - 1]);
+  else
+    tail = 0;
   return mum(h ^ tail, kP2);
 }
 

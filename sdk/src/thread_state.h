@@ -16,10 +16,10 @@
 #include <string_view>
 #include <vector>
 
+#include "series_hash.h"
 #include "tally/client.h"
 #include "tally/common/series_key.h"
 #include "tally/common/sketch.h"
-#include "series_hash.h"
 #include "wire_format.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -39,7 +39,9 @@ class SpinLock {
       }
     }
   }
-  void unlock() { flag_.store(false, std::memory_order_release); }
+  void unlock() {
+    flag_.store(false, std::memory_order_release);
+  }
 
  private:
   std::atomic<bool> flag_{false};
@@ -61,7 +63,9 @@ struct Slot {
 
 struct CounterSlot final : Slot {
   using Slot::Slot;
-  void add(double v) { total.store(total.load(std::memory_order_relaxed) + v, std::memory_order_relaxed); }
+  void add(double v) {
+    total.store(total.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+  }
   std::atomic<double> total{0};
   double sampled = 0;  // flush thread only
 };
@@ -69,7 +73,8 @@ struct CounterSlot final : Slot {
 struct GaugeAgg {
   uint64_t count = 0;
   double last = 0, min = 0, max = 0, sum = 0;
-  int64_t last_order = 0;  // when `last` was set (TSC or steady clock), to pick the latest across threads
+  int64_t last_order =
+      0;  // when `last` was set (TSC or steady clock), to pick the latest across threads
 
   void add(double v, int64_t order) {
     if (count == 0) {
@@ -166,9 +171,12 @@ struct DistributionSlot final : Slot {
     }
     ++count;
     sum += v;
-    if (sign > 0) pos.add(key);
-    else if (sign < 0) neg.add(key);
-    else ++zero_count;
+    if (sign > 0)
+      pos.add(key);
+    else if (sign < 0)
+      neg.add(key);
+    else
+      ++zero_count;
   }
 };
 

@@ -19,9 +19,14 @@ class CollectorFixture {
 
   bool start(QStringList extra = {}) {
     const QString ready = m_dir.filePath("ready.json");
-    QStringList args = {"--data-dir", m_dir.filePath("data"), "--http", "127.0.0.1:0", "--ingest",
-                        "tcp://127.0.0.1:*", "--live", "tcp://127.0.0.1:*", "--statsd", "off",
-                        "--ready-file", ready, "--shards", "2", "--log-level", "warn"};
+    QStringList args = {"--data-dir",   m_dir.filePath("data"),
+                        "--http",       "127.0.0.1:0",
+                        "--ingest",     "tcp://127.0.0.1:*",
+                        "--live",       "tcp://127.0.0.1:*",
+                        "--statsd",     "off",
+                        "--ready-file", ready,
+                        "--shards",     "2",
+                        "--log-level",  "warn"};
     m_proc.setProcessChannelMode(QProcess::ForwardedErrorChannel);
     m_proc.start(TALLY_COLLECTOR_BIN, args + extra);
     if (!m_proc.waitForStarted(5000)) return false;

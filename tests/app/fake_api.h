@@ -22,9 +22,13 @@ class FakeApi : public QObject {
       }
     });
   }
-  QUrl url() const { return QUrl(QStringLiteral("http://127.0.0.1:%1").arg(m_server.serverPort())); }
+  QUrl url() const {
+    return QUrl(QStringLiteral("http://127.0.0.1:%1").arg(m_server.serverPort()));
+  }
   // Longest matching prefix wins.
-  void route(const QString& prefix, QByteArray body, int status = 200) { m_routes[prefix] = {status, std::move(body)}; }
+  void route(const QString& prefix, QByteArray body, int status = 200) {
+    m_routes[prefix] = {status, std::move(body)};
+  }
   const QList<QString>& requests() const { return m_requests; }
   QString lastRequest(const QString& prefix) const {
     for (auto it = m_requests.crbegin(); it != m_requests.crend(); ++it)
@@ -53,8 +57,10 @@ class FakeApi : public QObject {
         best = int(it.key().size());
         a = it.value();
       }
-    QByteArray head = "HTTP/1.1 " + QByteArray::number(a.status) + " X\r\nContent-Type: application/json\r\n"
-                      "Connection: close\r\nContent-Length: " + QByteArray::number(a.body.size()) + "\r\n\r\n";
+    QByteArray head = "HTTP/1.1 " + QByteArray::number(a.status) +
+                      " X\r\nContent-Type: application/json\r\n"
+                      "Connection: close\r\nContent-Length: " +
+                      QByteArray::number(a.body.size()) + "\r\n\r\n";
     s->write(head + a.body);
     s->disconnectFromHost();
   }

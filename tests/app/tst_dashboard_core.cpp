@@ -24,7 +24,9 @@ std::string readFile(const QString& path) {
   ss << in.rdbuf();
   return ss.str();
 }
-QString testData(const char* name) { return QStringLiteral(TALLY_TEST_DATA "/") + name; }
+QString testData(const char* name) {
+  return QStringLiteral(TALLY_TEST_DATA "/") + name;
+}
 }  // namespace
 
 class TestDashboardCore : public QObject {
@@ -104,7 +106,8 @@ void TestDashboardCore::dashboardRoundTrip() {
 void TestDashboardCore::shippedDashboardsParse_data() {
   QTest::addColumn<QString>("path");
   QTest::newRow("demo") << QStringLiteral(TALLY_SOURCE_DIR "/resources/dashboards/demo.json");
-  QTest::newRow("collector health") << QStringLiteral(TALLY_SOURCE_DIR "/resources/dashboards/collector-health.json");
+  QTest::newRow("collector health")
+      << QStringLiteral(TALLY_SOURCE_DIR "/resources/dashboards/collector-health.json");
 }
 
 void TestDashboardCore::shippedDashboardsParse() {
@@ -119,16 +122,26 @@ void TestDashboardCore::shippedDashboardsParse() {
 void TestDashboardCore::badDashboardRefused_data() {
   QTest::addColumn<QString>("file");
   QTest::addColumn<QString>("reason");
-  QTest::newRow("truncated") << "corrupt-truncated.json" << "not valid JSON";
-  QTest::newRow("not an object") << "corrupt-array.json" << "top level must be a JSON object";
-  QTest::newRow("wrong format") << "corrupt-format.json" << "\"format\" must be \"tally-dashboard\"";
-  QTest::newRow("future version") << "future-version.json" << "newer Tally: dashboard version 99";
-  QTest::newRow("bad chart") << "corrupt-chart.json" << "panels[1].chart: unknown chart type 'pie'";
-  QTest::newRow("bad filter op") << "corrupt-filter.json" << "panels[0].filters[0].op: unknown operator '~'";
-  QTest::newRow("grid overflow") << "corrupt-grid.json" << "panels[0].grid";
-  QTest::newRow("bad fn") << "corrupt-fn.json" << "panels[0].fn: unknown function 'median'";
-  QTest::newRow("bad regex") << "corrupt-regex.json" << "bad regular expression";
-  QTest::newRow("no version") << "corrupt-noversion.json" << "\"version\" is missing";
+  QTest::newRow("truncated") << "corrupt-truncated.json"
+                             << "not valid JSON";
+  QTest::newRow("not an object") << "corrupt-array.json"
+                                 << "top level must be a JSON object";
+  QTest::newRow("wrong format") << "corrupt-format.json"
+                                << "\"format\" must be \"tally-dashboard\"";
+  QTest::newRow("future version") << "future-version.json"
+                                  << "newer Tally: dashboard version 99";
+  QTest::newRow("bad chart") << "corrupt-chart.json"
+                             << "panels[1].chart: unknown chart type 'pie'";
+  QTest::newRow("bad filter op") << "corrupt-filter.json"
+                                 << "panels[0].filters[0].op: unknown operator '~'";
+  QTest::newRow("grid overflow") << "corrupt-grid.json"
+                                 << "panels[0].grid";
+  QTest::newRow("bad fn") << "corrupt-fn.json"
+                          << "panels[0].fn: unknown function 'median'";
+  QTest::newRow("bad regex") << "corrupt-regex.json"
+                             << "bad regular expression";
+  QTest::newRow("no version") << "corrupt-noversion.json"
+                              << "\"version\" is missing";
 }
 
 void TestDashboardCore::badDashboardRefused() {
@@ -138,7 +151,8 @@ void TestDashboardCore::badDashboardRefused() {
   QVERIFY2(!text.empty(), qPrintable(file));
   auto d = parseDashboard(text);
   QVERIFY(!d.has_value());
-  QVERIFY2(QString::fromStdString(d.status().message()).contains(reason), d.status().message().c_str());
+  QVERIFY2(QString::fromStdString(d.status().message()).contains(reason),
+           d.status().message().c_str());
 }
 
 void TestDashboardCore::filterMatches_data() {
@@ -146,15 +160,33 @@ void TestDashboardCore::filterMatches_data() {
   QTest::addColumn<QString>("value");
   QTest::addColumn<QString>("tagValue");  // empty = tag absent
   QTest::addColumn<bool>("match");
-  QTest::newRow("eq") << "=" << "eu" << "eu" << true;
-  QTest::newRow("eq other") << "=" << "eu" << "us" << false;
-  QTest::newRow("eq absent") << "=" << "eu" << "" << false;
-  QTest::newRow("ne") << "!=" << "eu" << "us" << true;
-  QTest::newRow("ne same") << "!=" << "eu" << "eu" << false;
-  QTest::newRow("ne absent") << "!=" << "eu" << "" << true;
-  QTest::newRow("re whole") << "=~" << "e." << "eu" << true;
-  QTest::newRow("re not partial") << "=~" << "e" << "eu" << false;
-  QTest::newRow("re alt") << "=~" << "us|eu" << "us" << true;
+  QTest::newRow("eq") << "="
+                      << "eu"
+                      << "eu" << true;
+  QTest::newRow("eq other") << "="
+                            << "eu"
+                            << "us" << false;
+  QTest::newRow("eq absent") << "="
+                             << "eu"
+                             << "" << false;
+  QTest::newRow("ne") << "!="
+                      << "eu"
+                      << "us" << true;
+  QTest::newRow("ne same") << "!="
+                           << "eu"
+                           << "eu" << false;
+  QTest::newRow("ne absent") << "!="
+                             << "eu"
+                             << "" << true;
+  QTest::newRow("re whole") << "=~"
+                            << "e."
+                            << "eu" << true;
+  QTest::newRow("re not partial") << "=~"
+                                  << "e"
+                                  << "eu" << false;
+  QTest::newRow("re alt") << "=~"
+                          << "us|eu"
+                          << "us" << true;
 }
 
 void TestDashboardCore::filterMatches() {
@@ -188,9 +220,10 @@ void TestDashboardCore::queryPathEncodes() {
   r.from = 100;
   r.to = 200;
   r.step = 10;
-  QCOMPARE(queryPath(r), std::string("/api/query?metric=api.errors&filter=endpoint%3D~%2Fapi%2F.%2A"
-                                     "&filter=status%21%3D200&from=100&to=200&group_by=endpoint%2Cstatus"
-                                     "&step=10&fn=rate"));
+  QCOMPARE(queryPath(r),
+           std::string("/api/query?metric=api.errors&filter=endpoint%3D~%2Fapi%2F.%2A"
+                       "&filter=status%21%3D200&from=100&to=200&group_by=endpoint%2Cstatus"
+                       "&step=10&fn=rate"));
   r.step = 0;
   QVERIFY(heatmapPath(r).find("&step=auto") != std::string::npos);
   r.histogramBuckets = 40;
@@ -236,7 +269,8 @@ void TestDashboardCore::parseErrors() {
   Health bad = parseHealth(503, "{\"status\":\"unavailable\",\"reason\":\"disk full\"}");
   QVERIFY(!bad.ok);
   QCOMPARE(bad.reason, std::string("disk full"));
-  auto metrics = parseMetrics("{\"metrics\":[{\"name\":\"a.b\",\"kind\":\"counter\",\"series\":2}]}");
+  auto metrics =
+      parseMetrics("{\"metrics\":[{\"name\":\"a.b\",\"kind\":\"counter\",\"series\":2}]}");
   QVERIFY(metrics.has_value());
   QCOMPARE(metrics->at(0), (MetricInfo{"a.b", "counter", 2}));
   auto tags = parseTags("{\"metric\":\"a\",\"tags\":{\"k\":[\"v1\",\"v2\"]}}");
@@ -267,9 +301,12 @@ void TestDashboardCore::seriesCsvHasTagsAndOnlyVisibleRange() {
   series[1].points = {{100, 0.5}};
   auto rows = parseCsv(seriesToCsv("api.errors", "sum", series, 100, 120));
   QCOMPARE(rows.size(), size_t(4));
-  QCOMPARE(rows[0], (std::vector<std::string>{"timestamp", "time", "metric", "fn", "endpoint", "status", "value"}));
-  QCOMPARE(rows[1], (std::vector<std::string>{"100", "1970-01-01T00:01:40Z", "api.errors", "sum", "/a,b", "", "2"}));
-  QCOMPARE(rows[3], (std::vector<std::string>{"100", "1970-01-01T00:01:40Z", "api.errors", "sum", "/c", "500", "0.5"}));
+  QCOMPARE(rows[0], (std::vector<std::string>{"timestamp", "time", "metric", "fn", "endpoint",
+                                              "status", "value"}));
+  QCOMPARE(rows[1], (std::vector<std::string>{"100", "1970-01-01T00:01:40Z", "api.errors", "sum",
+                                              "/a,b", "", "2"}));
+  QCOMPARE(rows[3], (std::vector<std::string>{"100", "1970-01-01T00:01:40Z", "api.errors", "sum",
+                                              "/c", "500", "0.5"}));
 }
 
 void TestDashboardCore::lttbKeepsEndpointsAndExtremes_data() {
@@ -298,7 +335,8 @@ void TestDashboardCore::lttbKeepsEndpointsAndExtremes() {
   QCOMPARE(out.back(), in.back());
   QVERIFY(std::find(out.begin(), out.end(), in[n / 3]) != out.end());
   QVERIFY(std::find(out.begin(), out.end(), in[n / 2]) != out.end());
-  QVERIFY(std::is_sorted(out.begin(), out.end(), [](const XY& a, const XY& b) { return a.x < b.x; }));
+  QVERIFY(
+      std::is_sorted(out.begin(), out.end(), [](const XY& a, const XY& b) { return a.x < b.x; }));
 }
 
 void TestDashboardCore::minMaxPerPixelKeepsExtremes() {
@@ -332,9 +370,12 @@ void TestDashboardCore::chooseStep_data() {
   QTest::newRow("1h at 300px") << qint64(3600) << qint64(3600) << 300 << qint64(60);
   QTest::newRow("24h at 1200px") << qint64(86400) << qint64(86400) << 1200 << qint64(300);
   QTest::newRow("7d at 1200px") << qint64(7 * 86400) << qint64(7 * 86400) << 1200 << qint64(1800);
-  QTest::newRow("30d at 1200px") << qint64(30 * 86400) << qint64(30 * 86400) << 1200 << qint64(7200);
-  QTest::newRow("zoomed 5m two days ago: 10s data only") << qint64(300) << qint64(2 * 86400) << 900 << qint64(10);
-  QTest::newRow("zoomed 1h 20 days ago: 1m data only") << qint64(3600) << qint64(20 * 86400) << 900 << qint64(60);
+  QTest::newRow("30d at 1200px") << qint64(30 * 86400) << qint64(30 * 86400) << 1200
+                                 << qint64(7200);
+  QTest::newRow("zoomed 5m two days ago: 10s data only")
+      << qint64(300) << qint64(2 * 86400) << 900 << qint64(10);
+  QTest::newRow("zoomed 1h 20 days ago: 1m data only")
+      << qint64(3600) << qint64(20 * 86400) << 900 << qint64(60);
   QTest::newRow("tiny width") << qint64(3600) << qint64(3600) << 1 << qint64(3600);
 }
 
@@ -455,17 +496,21 @@ void TestDashboardCore::liveReplacesBucketValues() {
   QVERIFY(buf.apply(counterUpdate("eu", 1001, 5, LiveUpdate::State::Partial)));
   QVERIFY(buf.apply(counterUpdate("eu", 1001, 6, LiveUpdate::State::Final)));
   QVERIFY(buf.apply(counterUpdate("eu", 1003, 4, LiveUpdate::State::Partial)));
-  QVERIFY(!buf.apply([] { auto u = counterUpdate("eu", 1001, 1); u.metric = "other"; return u; }()));
+  QVERIFY(!buf.apply([] {
+    auto u = counterUpdate("eu", 1001, 1);
+    u.metric = "other";
+    return u;
+  }()));
   QueryResult m = r;
   buf.mergeInto(m, 1004);
   QCOMPARE(m.to, int64_t(1004));
   const auto& pts = m.series[0].points;
   QCOMPARE(pts.size(), size_t(9));
-  QCOMPARE(pts[0], (Point{995, 1}));      // before coverage: the HTTP answer
-  QCOMPARE(pts[5], (Point{1000, 1}));     // covered, no live data: kept
-  QCOMPARE(pts[6], (Point{1001, 6}));     // replaced by the final value
-  QCOMPARE(pts[7], (Point{1002, 0}));     // new bucket, zero-filled counter
-  QCOMPARE(pts[8], (Point{1003, 4}));     // new bucket from live
+  QCOMPARE(pts[0], (Point{995, 1}));   // before coverage: the HTTP answer
+  QCOMPARE(pts[5], (Point{1000, 1}));  // covered, no live data: kept
+  QCOMPARE(pts[6], (Point{1001, 6}));  // replaced by the final value
+  QCOMPARE(pts[7], (Point{1002, 0}));  // new bucket, zero-filled counter
+  QCOMPARE(pts[8], (Point{1003, 4}));  // new bucket from live
   QCOMPARE(*m.series[0].partialFrom, int64_t(1003));
   // A correction replaces the final value.
   buf.apply(counterUpdate("eu", 1001, 7, LiveUpdate::State::Correction));

@@ -75,7 +75,8 @@ Run runDashboard(const QStringList& args) {
   p.setProcessEnvironment(env);
   p.start(TALLY_DASHBOARD_BIN, args);
   p.waitForFinished(60000);
-  return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1, QString::fromUtf8(p.readAllStandardOutput()),
+  return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1,
+          QString::fromUtf8(p.readAllStandardOutput()),
           QString::fromUtf8(p.readAllStandardError())};
 }
 
@@ -109,17 +110,23 @@ void TestDashboardIntegration::initTestCase() {
   o.endpoint = m_collector.ingest().toStdString();
   m_sdk = std::make_unique<Client>(o);
   // Known totals: api.errors by endpoint and status, user.signup by region.
-  const std::map<std::pair<std::string, std::string>, int> errors = {
-      {{"/login", "500"}, 7}, {{"/login", "503"}, 2}, {{"/cart", "500"}, 4}, {{"/cart", "503"}, 9}, {{"/search", "500"}, 1}};
+  const std::map<std::pair<std::string, std::string>, int> errors = {{{"/login", "500"}, 7},
+                                                                     {{"/login", "503"}, 2},
+                                                                     {{"/cart", "500"}, 4},
+                                                                     {{"/cart", "503"}, 9},
+                                                                     {{"/search", "500"}, 1}};
   for (const auto& [k, n] : errors)
-    for (int i = 0; i < n; ++i) m_sdk->count("api.errors", 1, {{"endpoint", k.first}, {"status", k.second}});
+    for (int i = 0; i < n; ++i)
+      m_sdk->count("api.errors", 1, {{"endpoint", k.first}, {"status", k.second}});
   for (int i = 0; i < 11; ++i) m_sdk->count("user.signup", 1, {{"region", "eu"}});
   for (int i = 0; i < 6; ++i) m_sdk->count("user.signup", 1, {{"region", "us"}});
   m_sdk->count("user.signup", 2.5, {{"region", "apac"}});
-  for (int i = 1; i <= 200; ++i) m_sdk->observe("api.latency_ms", double(i), {{"endpoint", "/login"}});
+  for (int i = 1; i <= 200; ++i)
+    m_sdk->observe("api.latency_ms", double(i), {{"endpoint", "/login"}});
   m_sdk->set_gauge("queue.depth", 12);
   QVERIFY(m_sdk->flush(std::chrono::seconds(10)));
-  const int64_t flushed = QDateTime::currentSecsSinceEpoch();  // every point is stamped at or before this
+  const int64_t flushed =
+      QDateTime::currentSecsSinceEpoch();  // every point is stamped at or before this
   m_client = new CollectorClient(m_collector.url(), this);
   // An ack means durable (logged), not yet aggregated: wait until queries see every point.
   auto apiTotal = [this](const char* metric) {
@@ -152,7 +159,8 @@ void TestDashboardIntegration::panelFromEditorHoldsApiNumbers() {
   QVERIFY(row.value->findText("503") >= 0);
   row.value->setCurrentIndex(row.value->findText("503"));
   for (int i = 0; i < editor.groupByList()->count(); ++i)
-    if (editor.groupByList()->item(i)->text() == "endpoint") editor.groupByList()->item(i)->setCheckState(Qt::Checked);
+    if (editor.groupByList()->item(i)->text() == "endpoint")
+      editor.groupByList()->item(i)->setCheckState(Qt::Checked);
   editor.fnCombo()->setCurrentIndex(editor.fnCombo()->findData("sum"));
   editor.chartCombo()->setCurrentIndex(editor.chartCombo()->findData("line"));
   editor.accept();
@@ -191,7 +199,8 @@ void TestDashboardIntegration::panelFromEditorHoldsApiNumbers() {
   std::map<std::string, double> byEndpoint;
   for (const auto& s : shown->series) byEndpoint[s.tags.at(0).value] = total(s);
   for (const auto& [k, v] : byEndpoint) qInfo("api.errors{status!=503} %s: %g", k.c_str(), v);
-  QCOMPARE(byEndpoint, (std::map<std::string, double>{{"/cart", 4}, {"/login", 7}, {"/search", 1}}));
+  QCOMPARE(byEndpoint,
+           (std::map<std::string, double>{{"/cart", 4}, {"/login", 7}, {"/search", 1}}));
   m_panel->flushRedraw();
 }
 
@@ -235,7 +244,8 @@ void TestDashboardIntegration::csvExportEqualsShownData() {
   QByteArray text = f.readAll();
   auto rows = parseCsv(std::string_view(text.constData(), size_t(text.size())));
   QVERIFY(rows.size() > 1);
-  QCOMPARE(rows[0], (std::vector<std::string>{"timestamp", "time", "metric", "fn", "endpoint", "value"}));
+  QCOMPARE(rows[0],
+           (std::vector<std::string>{"timestamp", "time", "metric", "fn", "endpoint", "value"}));
   size_t row = 1;
   for (const auto& s : m_panel->controller()->visibleSeries())
     for (const auto& p : s.points) {
@@ -257,7 +267,8 @@ void TestDashboardIntegration::pngExportHasSizeAndIsNotBlank() {
   QTemporaryDir dir;
   QString path = dir.filePath("panel.png");
   QString err;
-  QVERIFY2(Exporter::writePanelImage(*m_panel->controller(), path, QSize(1000, 560), &err), qPrintable(err));
+  QVERIFY2(Exporter::writePanelImage(*m_panel->controller(), path, QSize(1000, 560), &err),
+           qPrintable(err));
   QImage img(path);
   QCOMPARE(img.size(), QSize(1000, 560));
   QVERIFY(distinctColors(img) > 30);
@@ -323,7 +334,8 @@ void TestDashboardIntegration::liveUpdatesArriveAndCorrectionsReplace() {
   r.step = 1;
   auto apiValue = [&] {
     QueryResult api = apiQuery(m_collector.url(), r);
-    return api.series.size() == 1 && !api.series[0].points.empty() ? api.series[0].points.front().v : -1.0;
+    return api.series.size() == 1 && !api.series[0].points.empty() ? api.series[0].points.front().v
+                                                                   : -1.0;
   };
   QTRY_COMPARE_WITH_TIMEOUT(apiValue(), 7.0, 5000);
 }
@@ -347,9 +359,10 @@ void TestDashboardIntegration::headlessExportWritesFiles() {
   QVERIFY(f.open(QIODevice::WriteOnly));
   f.write(QByteArray::fromStdString(serializeDashboard(d)));
   f.close();
-  Run run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard", dir.filePath("d.json"),
-                          "--range", "15m", "--export-png", dir.filePath("out.png"), "--size", "1200x700",
-                          "--export-csv", dir.filePath("out.csv")});
+  Run run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard",
+                          dir.filePath("d.json"), "--range", "15m", "--export-png",
+                          dir.filePath("out.png"), "--size", "1200x700", "--export-csv",
+                          dir.filePath("out.csv")});
   QVERIFY2(run.code == 0, qPrintable(run.err));
   QImage img(dir.filePath("out.png"));
   QCOMPARE(img.size(), QSize(1200, 700));
@@ -364,8 +377,9 @@ void TestDashboardIntegration::headlessExportWritesFiles() {
   QCOMPARE(signups, 19.5);
   QVERIFY(csv2.readAll().startsWith("lower,upper,count\n"));
   // One panel alone, as SVG.
-  run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard", dir.filePath("d.json"), "--panel",
-                      "2", "--export-png", dir.filePath("hist.svg"), "--size", "800x400"});
+  run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard",
+                      dir.filePath("d.json"), "--panel", "2", "--export-png",
+                      dir.filePath("hist.svg"), "--size", "800x400"});
   QVERIFY2(run.code == 0, qPrintable(run.err));
   QVERIFY(QFileInfo(dir.filePath("hist.svg")).size() > 1000);
 }
@@ -378,16 +392,16 @@ void TestDashboardIntegration::headlessExitCodes() {
   probe.listen(QHostAddress::LocalHost, 0);
   const quint16 port = probe.serverPort();
   probe.close();
-  Run run = runDashboard({"--collector", QStringLiteral("http://127.0.0.1:%1").arg(port), "--dashboard", demo,
-                          "--export-png", dir.filePath("x.png")});
+  Run run = runDashboard({"--collector", QStringLiteral("http://127.0.0.1:%1").arg(port),
+                          "--dashboard", demo, "--export-png", dir.filePath("x.png")});
   QCOMPARE(run.code, int(kExitUnreachable));
   QVERIFY2(run.err.contains("cannot reach the collector"), qPrintable(run.err));
   QVERIFY(!QFile::exists(dir.filePath("x.png")));
   // Corrupt and future dashboards: path and reason, nothing written.
   for (const char* name : {"corrupt-truncated.json", "future-version.json"}) {
     const QString path = QStringLiteral(TALLY_TEST_DATA "/") + name;
-    run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard", path, "--export-png",
-                        dir.filePath("y.png")});
+    run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard", path,
+                        "--export-png", dir.filePath("y.png")});
     QCOMPARE(run.code, int(kExitDashboard));
     QVERIFY2(run.err.contains(path), qPrintable(run.err));
     QVERIFY(!QFile::exists(dir.filePath("y.png")));
@@ -402,16 +416,16 @@ void TestDashboardIntegration::headlessExitCodes() {
   QVERIFY(f.open(QIODevice::WriteOnly));
   f.write(QByteArray::fromStdString(serializeDashboard(d)));
   f.close();
-  run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard", dir.filePath("bad.json"),
-                      "--export-png", dir.filePath("z.png")});
+  run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard",
+                      dir.filePath("bad.json"), "--export-png", dir.filePath("z.png")});
   QCOMPARE(run.code, int(kExitQueryFailed));
   QVERIFY(QFile::exists(dir.filePath("z.png")));
   // Bad command line.
   run = runDashboard({"--export-png", dir.filePath("w.png"), "--size", "huge"});
   QCOMPARE(run.code, int(kExitUsage));
   // Unwritable output.
-  run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard", demo, "--export-png",
-                      "/nonexistent-dir/out.png"});
+  run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard", demo,
+                      "--export-png", "/nonexistent-dir/out.png"});
   QCOMPARE(run.code, int(kExitCantWrite));
 }
 
@@ -421,9 +435,10 @@ void TestDashboardIntegration::shippedCollectorHealthDashboardResolves() {
   QTemporaryDir dir;
   Run run;
   QTRY_VERIFY_WITH_TIMEOUT(
-      (run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard",
-                           QStringLiteral(TALLY_SOURCE_DIR "/resources/dashboards/collector-health.json"),
-                           "--export-png", dir.filePath("health.png")}),
+      (run = runDashboard(
+           {"--collector", m_collector.url().toString(), "--dashboard",
+            QStringLiteral(TALLY_SOURCE_DIR "/resources/dashboards/collector-health.json"),
+            "--export-png", dir.filePath("health.png")}),
        run.code == 0),
       20000);
   QCOMPARE(QImage(dir.filePath("health.png")).size(), QSize(1600, 900));

@@ -22,8 +22,12 @@ class TestDashboardModels : public QObject {
 };
 
 static std::vector<MetricInfo> sampleMetrics() {
-  return {{"api.errors", "counter", 12},   {"api.latency_ms", "distribution", 5}, {"api", "gauge", 1},
-          {"user.signup", "counter", 3},   {"queue.depth", "gauge", 1},           {"a.b.c.d", "counter", 1},
+  return {{"api.errors", "counter", 12},
+          {"api.latency_ms", "distribution", 5},
+          {"api", "gauge", 1},
+          {"user.signup", "counter", 3},
+          {"queue.depth", "gauge", 1},
+          {"a.b.c.d", "counter", 1},
           {"tally.collector.series", "gauge", 1}};
 }
 
@@ -66,7 +70,8 @@ void TestDashboardModels::metricTreeResetAndSearch() {
   QCOMPARE(proxy.rowCount(), 1);  // api > latency_ms
   QModelIndex api = proxy.index(0, 0);
   QCOMPARE(proxy.rowCount(api), 1);
-  QCOMPARE(proxy.index(0, 0, api).data(MetricTreeModel::MetricNameRole).toString(), QString("api.latency_ms"));
+  QCOMPARE(proxy.index(0, 0, api).data(MetricTreeModel::MetricNameRole).toString(),
+           QString("api.latency_ms"));
   proxy.setFilterFixedString("");
   model.setMetrics({});
   QCOMPARE(model.rowCount(), 0);
@@ -88,12 +93,14 @@ void TestDashboardModels::metricTreeMimeData() {
 void TestDashboardModels::panelTableModel() {
   PanelTableModel model;
   QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);
-  model.setTable({{"timestamp", "region", "value"}, {"100", "eu", "1.5"}, {"110", "us, west", "2"}});
+  model.setTable(
+      {{"timestamp", "region", "value"}, {"100", "eu", "1.5"}, {"110", "us, west", "2"}});
   QCOMPARE(model.rowCount(), 2);
   QCOMPARE(model.columnCount(), 3);
   QCOMPARE(model.headerData(1, Qt::Horizontal).toString(), QString("region"));
   QCOMPARE(model.index(1, 1).data().toString(), QString("us, west"));
-  QCOMPARE(model.index(0, 2).data(Qt::TextAlignmentRole).toInt(), int(Qt::AlignRight | Qt::AlignVCenter));
+  QCOMPARE(model.index(0, 2).data(Qt::TextAlignmentRole).toInt(),
+           int(Qt::AlignRight | Qt::AlignVCenter));
   model.setTable({});
   QCOMPARE(model.rowCount(), 0);
   QCOMPARE(model.columnCount(), 0);

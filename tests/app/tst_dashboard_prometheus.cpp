@@ -31,17 +31,17 @@
 #include <QtTest>
 #include <map>
 
-#include "free_port.h"
 #include "collector_fixture.h"
 #include "core/csv.h"
 #include "core/promql.h"
 #include "dashboard_canvas.h"
 #include "dashboard_document.h"
+#include "data_sources.h"
+#include "data_sources_dialog.h"
+#include "free_port.h"
 #include "main_window.h"
 #include "metric_browser.h"
 #include "metric_tree_model.h"
-#include "data_sources.h"
-#include "data_sources_dialog.h"
 #include "panel_controller.h"
 #include "panel_editor.h"
 #include "panel_widget.h"
@@ -60,7 +60,8 @@ Q_DECLARE_METATYPE(std::vector<std::string>)
 namespace {
 
 // A blocking HTTP call through Qt: status and body.
-std::pair<int, QByteArray> http(const QString& method, const QUrl& url, const QByteArray& body = {}) {
+std::pair<int, QByteArray> http(const QString& method, const QUrl& url,
+                                const QByteArray& body = {}) {
   QNetworkAccessManager nam;
   QNetworkRequest req(url);
   req.setTransferTimeout(10000);
@@ -90,8 +91,8 @@ class VictoriaMetrics {
     m_port = tally::testing::free_port();
     m_proc.setProcessChannelMode(QProcess::ForwardedChannels);
     m_proc.start(binary(), {"-httpListenAddr=127.0.0.1:" + QString::number(m_port),
-                            "-storageDataPath=" + m_dir.path(), "-retentionPeriod=1d", "-search.disableCache",
-                            "-loggerLevel=ERROR"});
+                            "-storageDataPath=" + m_dir.path(), "-retentionPeriod=1d",
+                            "-search.disableCache", "-loggerLevel=ERROR"});
     if (!m_proc.waitForStarted(5000)) return false;
     for (int i = 0; i < 150; ++i) {
       if (http("GET", url("/health")).first == 200) return true;
@@ -99,7 +100,9 @@ class VictoriaMetrics {
     }
     return false;
   }
-  QUrl url(const QString& path = {}) const { return QUrl(QStringLiteral("http://127.0.0.1:%1%2").arg(m_port).arg(path)); }
+  QUrl url(const QString& path = {}) const {
+    return QUrl(QStringLiteral("http://127.0.0.1:%1%2").arg(m_port).arg(path));
+  }
 
  private:
   QTemporaryDir m_dir;
@@ -120,7 +123,8 @@ class PrometheusServer {
     }
   }
   static bool installed() {
-    return !QStandardPaths::findExecutable("prometheus").isEmpty() && !QStandardPaths::findExecutable("promtool").isEmpty();
+    return !QStandardPaths::findExecutable("prometheus").isEmpty() &&
+           !QStandardPaths::findExecutable("promtool").isEmpty();
   }
   bool start(const QByteArray& openMetrics) {
     QFile om(m_dir.filePath("samples.om"));
@@ -132,17 +136,19 @@ class PrometheusServer {
     cfg.close();
     QProcess tool;
     tool.setProcessChannelMode(QProcess::MergedChannels);
-    tool.start(QStandardPaths::findExecutable("promtool"),
-               {"tsdb", "create-blocks-from", "openmetrics", om.fileName(), m_dir.filePath("data")});
+    tool.start(
+        QStandardPaths::findExecutable("promtool"),
+        {"tsdb", "create-blocks-from", "openmetrics", om.fileName(), m_dir.filePath("data")});
     if (!tool.waitForFinished(30000) || tool.exitCode() != 0) {
       qWarning("promtool: %s", tool.readAll().constData());
       return false;
     }
     m_port = tally::testing::free_port();
     m_proc.setProcessChannelMode(QProcess::ForwardedChannels);
-    m_proc.start(QStandardPaths::findExecutable("prometheus"),
-                 {"--config.file=" + cfg.fileName(), "--storage.tsdb.path=" + m_dir.filePath("data"),
-                  "--web.listen-address=127.0.0.1:" + QString::number(m_port), "--log.level=error"});
+    m_proc.start(
+        QStandardPaths::findExecutable("prometheus"),
+        {"--config.file=" + cfg.fileName(), "--storage.tsdb.path=" + m_dir.filePath("data"),
+         "--web.listen-address=127.0.0.1:" + QString::number(m_port), "--log.level=error"});
     if (!m_proc.waitForStarted(5000)) return false;
     for (int i = 0; i < 150; ++i) {
       if (http("GET", url("/-/ready")).first == 200) return true;
@@ -150,7 +156,9 @@ class PrometheusServer {
     }
     return false;
   }
-  QUrl url(const QString& path = {}) const { return QUrl(QStringLiteral("http://127.0.0.1:%1%2").arg(m_port).arg(path)); }
+  QUrl url(const QString& path = {}) const {
+    return QUrl(QStringLiteral("http://127.0.0.1:%1%2").arg(m_port).arg(path));
+  }
 
  private:
   QTemporaryDir m_dir;
@@ -169,20 +177,28 @@ class PrometheusServer {
 //                         before its first value; adds 6 at each sample
 constexpr int kSamples = 36;
 constexpr int kMinutes = 6;
-double incA(int k) { return k % 7 + 1; }
-double tempX(int k) { return k % 5; }
-double tempY(int k) { return 100 + k % 4; }
+double incA(int k) {
+  return k % 7 + 1;
+}
+double tempX(int k) {
+  return k % 5;
+}
+double tempY(int k) {
+  return 100 + k % 4;
+}
 
 QByteArray importText(int64_t t0) {
   QByteArray out;
   auto line = [&](const char* series, double v, int64_t t) {
-    out += QByteArray(series) + " " + QByteArray::number(v, 'g', 17) + " " + QByteArray::number(qint64(t) * 1000) + "\n";
+    out += QByteArray(series) + " " + QByteArray::number(v, 'g', 17) + " " +
+           QByteArray::number(qint64(t) * 1000) + "\n";
   };
   // Counters start from an explicit 0, so the first bucket's increase has a sample before it.
   line(R"(req_total{path="/a"})", 0, t0 - 5);
   line(R"(req_total{path="/b"})", 0, t0 - 5);
   out += "fresh_total 0 " + QByteArray::number(qint64(t0 + 5) * 1000 - 1) + "\n";
-  for (const char* le : {"1", "2", "4", "+Inf"}) line(QByteArray("lat_bucket{le=\"") + le + "\"}", 0, t0 - 5);
+  for (const char* le : {"1", "2", "4", "+Inf"})
+    line(QByteArray("lat_bucket{le=\"") + le + "\"}", 0, t0 - 5);
   double a = 0, b = 0, obs = 0;
   for (int k = 0; k < kSamples; ++k) {
     const int64_t t = t0 + 5 + 10 * k;
@@ -195,7 +211,8 @@ QByteArray importText(int64_t t0) {
     line(R"(temp{room="x"})", tempX(k), t);
     line(R"(temp{room="y"})", tempY(k), t);
     line(R"(lat_bucket{le="1"})", 0, t);
-    for (const char* le : {"2", "4", "+Inf"}) line(QByteArray("lat_bucket{le=\"") + le + "\"}", obs, t);
+    for (const char* le : {"2", "4", "+Inf"})
+      line(QByteArray("lat_bucket{le=\"") + le + "\"}", obs, t);
   }
   return out;
 }
@@ -220,9 +237,12 @@ std::vector<Point> perMinute(int64_t t0, const std::function<double(int firstK)>
 double over6(int k0, double (*g)(int), const char* op) {
   double acc = std::string(op) == "min" ? 1e300 : std::string(op) == "max" ? -1e300 : 0;
   for (int k = k0; k < k0 + 6; ++k) {
-    if (std::string(op) == "min") acc = std::min(acc, g(k));
-    else if (std::string(op) == "max") acc = std::max(acc, g(k));
-    else acc += g(k);
+    if (std::string(op) == "min")
+      acc = std::min(acc, g(k));
+    else if (std::string(op) == "max")
+      acc = std::max(acc, g(k));
+    else
+      acc += g(k);
   }
   return acc;
 }
@@ -272,13 +292,16 @@ void TestDashboardPrometheus::initTestCase() {
   QCOMPARE(imported.first, 204);
   QCOMPARE(http("GET", m_vm.url("/internal/force_flush")).first, 200);
   QTRY_VERIFY_WITH_TIMEOUT(
-      http("GET", m_vm.url("/api/v1/query?query=count(req_total)%2Bcount(temp)&time=" + QString::number(m_t0 + 400)))
+      http("GET", m_vm.url("/api/v1/query?query=count(req_total)%2Bcount(temp)&time=" +
+                           QString::number(m_t0 + 400)))
           .second.contains("\"4\""),
       15000);
-  m_sources.setSources({{"vm", m_vm.url().toString().toStdString(), {{"X-Scope-OrgID", "team-a"}}, 60}});
+  m_sources.setSources(
+      {{"vm", m_vm.url().toString().toStdString(), {{"X-Scope-OrgID", "team-a"}}, 60}});
 }
 
-bool TestDashboardPrometheus::runQuery(PanelController& c, const PanelSpec& spec, int64_t from, int64_t to) {
+bool TestDashboardPrometheus::runQuery(PanelController& c, const PanelSpec& spec, int64_t from,
+                                       int64_t to) {
   c.setDataSources(&m_sources);
   c.setPixelWidth(800);
   TimeRangeSpec range;
@@ -303,40 +326,54 @@ void TestDashboardPrometheus::panelSeriesEqualLoadedSamples_data() {
   auto sumA = [](int k0) { return over6(k0, incA, "sum"); };
   auto sumB = [](int) { return 12.0; };
   QTest::newRow("sum by path = increase per minute")
-      << "req_total" << F{} << G{"path"} << "sum" << ""
-      << Expected{{"path=/a", perMinute(t0, sumA)}, {"path=/b", perMinute(t0, sumB)}};
-  QTest::newRow("sum of all paths") << "req_total" << F{} << G{} << "sum" << ""
-                                    << Expected{{"req_total", perMinute(t0, [&](int k) { return sumA(k) + 12; })}};
-  QTest::newRow("rate by path") << "req_total" << F{} << G{"path"} << "rate" << ""
-                                << Expected{{"path=/a", perMinute(t0, [&](int k) { return sumA(k) / 60; })},
-                                            {"path=/b", perMinute(t0, [](int) { return 12.0 / 60; })}};
+      << "req_total" << F{} << G{"path"} << "sum"
+      << "" << Expected{{"path=/a", perMinute(t0, sumA)}, {"path=/b", perMinute(t0, sumB)}};
+  QTest::newRow("sum of all paths")
+      << "req_total" << F{} << G{} << "sum"
+      << "" << Expected{{"req_total", perMinute(t0, [&](int k) { return sumA(k) + 12; })}};
+  QTest::newRow("rate by path") << "req_total" << F{} << G{"path"} << "rate"
+                                << ""
+                                << Expected{
+                                       {"path=/a",
+                                        perMinute(t0, [&](int k) { return sumA(k) / 60; })},
+                                       {"path=/b", perMinute(t0, [](int) { return 12.0 / 60; })}};
   // VictoriaMetrics' rate() would divide the first bucket by 50.001 s, not 60 (regression).
   QTest::newRow("rate of a series starting with remote-write's 0 sample")
-      << "fresh_total" << F{} << G{} << "rate" << ""
-      << Expected{{"fresh_total", perMinute(t0, [](int) { return 36.0 / 60; })}};
-  QTest::newRow("filter =") << "req_total" << F{{"path", FilterOp::Eq, "/b"}} << G{} << "sum" << ""
-                            << Expected{{"req_total", perMinute(t0, sumB)}};
-  QTest::newRow("filter !=") << "req_total" << F{{"path", FilterOp::NotEq, "/b"}} << G{} << "sum" << ""
-                             << Expected{{"req_total", perMinute(t0, sumA)}};
-  QTest::newRow("filter =~ whole value") << "req_total" << F{{"path", FilterOp::Regex, "/(a|c)"}} << G{"path"} << "sum"
-                                         << "" << Expected{{"path=/a", perMinute(t0, sumA)}};
-  QTest::newRow("filter !~") << "req_total" << F{{"path", FilterOp::NotRegex, "/a"}} << G{"path"} << "sum" << ""
-                             << Expected{{"path=/b", perMinute(t0, sumB)}};
+      << "fresh_total" << F{} << G{} << "rate"
+      << "" << Expected{{"fresh_total", perMinute(t0, [](int) { return 36.0 / 60; })}};
+  QTest::newRow("filter =") << "req_total" << F{{"path", FilterOp::Eq, "/b"}} << G{} << "sum"
+                            << "" << Expected{{"req_total", perMinute(t0, sumB)}};
+  QTest::newRow("filter !=") << "req_total" << F{{"path", FilterOp::NotEq, "/b"}} << G{} << "sum"
+                             << "" << Expected{{"req_total", perMinute(t0, sumA)}};
+  QTest::newRow("filter =~ whole value")
+      << "req_total" << F{{"path", FilterOp::Regex, "/(a|c)"}} << G{"path"} << "sum"
+      << "" << Expected{{"path=/a", perMinute(t0, sumA)}};
+  QTest::newRow("filter !~") << "req_total" << F{{"path", FilterOp::NotRegex, "/a"}} << G{"path"}
+                             << "sum"
+                             << "" << Expected{{"path=/b", perMinute(t0, sumB)}};
   QTest::newRow("max of gauge by room")
-      << "temp" << F{} << G{"room"} << "max" << ""
+      << "temp" << F{} << G{"room"} << "max"
+      << ""
       << Expected{{"room=x", perMinute(t0, [](int k) { return over6(k, tempX, "max"); })},
                   {"room=y", perMinute(t0, [](int k) { return over6(k, tempY, "max"); })}};
-  QTest::newRow("min of gauge") << "temp" << F{{"room", FilterOp::Eq, "y"}} << G{} << "min" << ""
-                                << Expected{{"temp", perMinute(t0, [](int k) { return over6(k, tempY, "min"); })}};
-  QTest::newRow("avg of gauge") << "temp" << F{{"room", FilterOp::Eq, "x"}} << G{} << "avg" << ""
-                                << Expected{{"temp", perMinute(t0, [](int k) { return over6(k, tempX, "sum") / 6; })}};
-  QTest::newRow("count = samples") << "temp" << F{} << G{"room"} << "count" << ""
+  QTest::newRow("min of gauge") << "temp" << F{{"room", FilterOp::Eq, "y"}} << G{} << "min"
+                                << "" << Expected{{"temp", perMinute(t0, [](int k) {
+                                                     return over6(k, tempY, "min");
+                                                   })}};
+  QTest::newRow("avg of gauge") << "temp" << F{{"room", FilterOp::Eq, "x"}} << G{} << "avg"
+                                << "" << Expected{{"temp", perMinute(t0, [](int k) {
+                                                     return over6(k, tempX, "sum") / 6;
+                                                   })}};
+  QTest::newRow("count = samples") << "temp" << F{} << G{"room"} << "count"
+                                   << ""
                                    << Expected{{"room=x", perMinute(t0, [](int) { return 6.0; })},
                                                {"room=y", perMinute(t0, [](int) { return 6.0; })}};
   // Every observation lies in (1, 2]: the median interpolates to the middle of that bucket.
-  QTest::newRow("p50 of histogram") << "lat" << F{} << G{} << "p50" << ""
-                                    << Expected{{"lat", perMinute(t0, [](int) { return 1.5; })}};
-  QTest::newRow("raw PromQL") << "" << F{} << G{} << "sum" << "sum(increase(req_total{path=\"/a\"}[$__interval])) * 2"
+  QTest::newRow("p50 of histogram")
+      << "lat" << F{} << G{} << "p50"
+      << "" << Expected{{"lat", perMinute(t0, [](int) { return 1.5; })}};
+  QTest::newRow("raw PromQL") << "" << F{} << G{} << "sum"
+                              << "sum(increase(req_total{path=\"/a\"}[$__interval])) * 2"
                               << Expected{{"", perMinute(t0, [&](int k) { return sumA(k) * 2; })}};
 }
 
@@ -372,7 +409,8 @@ void TestDashboardPrometheus::panelSeriesEqualLoadedSamples() {
   // The CSV holds the same numbers.
   auto rows = parseCsv(c.csv());
   QCOMPARE(rows.size(), 1 + expected.size() * kMinutes);
-  QCOMPARE(QString::fromStdString(rows[1].back()), QString::fromStdString(formatNumber(expected.begin()->second[0].v)));
+  QCOMPARE(QString::fromStdString(rows[1].back()),
+           QString::fromStdString(formatNumber(expected.begin()->second[0].v)));
 }
 
 void TestDashboardPrometheus::metricListAndLabelCompletion() {
@@ -412,7 +450,8 @@ void TestDashboardPrometheus::metricListAndLabelCompletion() {
   // Percentiles of a counter have no PromQL form: disabled, and the note says why.
   auto* model = qobject_cast<QStandardItemModel*>(editor.fnCombo()->model());
   QVERIFY(!model->item(editor.fnCombo()->findData("p99"))->isEnabled());
-  QVERIFY2(editor.noteLabel()->text().contains("Percentiles need a Prometheus histogram"), qPrintable(editor.noteLabel()->text()));
+  QVERIFY2(editor.noteLabel()->text().contains("Percentiles need a Prometheus histogram"),
+           qPrintable(editor.noteLabel()->text()));
   auto* charts = qobject_cast<QStandardItemModel*>(editor.chartCombo()->model());
   QVERIFY(!charts->item(editor.chartCombo()->findData("heatmap"))->isEnabled());
   editor.metricCombo()->setCurrentIndex(editor.metricCombo()->findText("lat_bucket"));
@@ -439,7 +478,11 @@ void TestDashboardPrometheus::errorsShowInThePanel() {
   }
   {
     DataSources gone;
-    gone.setSources({{"down", QStringLiteral("http://127.0.0.1:%1").arg(tally::testing::free_port()).toStdString(), {}, 10}});
+    gone.setSources(
+        {{"down",
+          QStringLiteral("http://127.0.0.1:%1").arg(tally::testing::free_port()).toStdString(),
+          {},
+          10}});
     PanelSpec spec;
     spec.source = "down";
     spec.metric = "req_total";
@@ -448,7 +491,8 @@ void TestDashboardPrometheus::errorsShowInThePanel() {
     QSignalSpy done(&c, &PanelController::queryFinished);
     c.setSpec(spec);
     QVERIFY(done.wait(15000));
-    QVERIFY2(c.error().contains("data source 'down'") && c.error().contains("is unreachable"), qPrintable(c.error()));
+    QVERIFY2(c.error().contains("data source 'down'") && c.error().contains("is unreachable"),
+             qPrintable(c.error()));
   }
   {
     PanelSpec spec;
@@ -517,15 +561,21 @@ void TestDashboardPrometheus::headersAreSentAndHttpErrorsShown() {
     connect(s, &QTcpSocket::readyRead, s, [&request, s] {
       request += s->readAll();
       if (!request.contains("\r\n\r\n")) return;
-      s->write("HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
-               "Connection: close\r\n\r\nmissing bearer token\n");
+      s->write(
+          "HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
+          "Connection: close\r\n\r\nmissing bearer token\n");
       s->disconnectFromHost();
     });
   });
   qputenv("TALLY_TEST_TOKEN", "s3cr3t");
   DataSources sources;
-  sources.setSources({{"auth", QStringLiteral("http://127.0.0.1:%1/select/0/prometheus/").arg(server.serverPort()).toStdString(),
-                       {{"Authorization", "Bearer ${TALLY_TEST_TOKEN}"}, {"X-Scope-OrgID", "team-a"}}, 10}});
+  sources.setSources(
+      {{"auth",
+        QStringLiteral("http://127.0.0.1:%1/select/0/prometheus/")
+            .arg(server.serverPort())
+            .toStdString(),
+        {{"Authorization", "Bearer ${TALLY_TEST_TOKEN}"}, {"X-Scope-OrgID", "team-a"}},
+        10}});
   PanelSpec spec;
   spec.source = "auth";
   spec.metric = "up";
@@ -536,7 +586,8 @@ void TestDashboardPrometheus::headersAreSentAndHttpErrorsShown() {
   c.setSpec(spec);
   QVERIFY(done.wait(10000));
   QCOMPARE(c.error(), QStringLiteral("HTTP 401: missing bearer token"));
-  QVERIFY2(request.startsWith("GET /select/0/prometheus/api/v1/query_range?query=max%20%28max_over_time%28up%5B"),
+  QVERIFY2(request.startsWith(
+               "GET /select/0/prometheus/api/v1/query_range?query=max%20%28max_over_time%28up%5B"),
            request.constData());
   QVERIFY2(request.contains("\r\nAuthorization: Bearer s3cr3t\r\n"), request.constData());
   QVERIFY2(request.contains("\r\nX-Scope-OrgID: team-a\r\n"), request.constData());
@@ -545,7 +596,9 @@ void TestDashboardPrometheus::headersAreSentAndHttpErrorsShown() {
   request.clear();
   c.refresh();
   QVERIFY(done.wait(10000));
-  QVERIFY2(c.error().endsWith("header Authorization: environment variable TALLY_TEST_TOKEN is not set"), qPrintable(c.error()));
+  QVERIFY2(
+      c.error().endsWith("header Authorization: environment variable TALLY_TEST_TOKEN is not set"),
+      qPrintable(c.error()));
   QVERIFY(request.isEmpty());  // nothing went out without the token
 }
 
@@ -557,13 +610,15 @@ void TestDashboardPrometheus::dataSourcesDialogTestsTheConnection() {
   dialog.testButton()->click();
   QVERIFY(tested.wait(10000));
   QCOMPARE(tested.last().first().toBool(), true);
-  QVERIFY2(dialog.testResult()->text().startsWith("Connected: Prometheus API"), qPrintable(dialog.testResult()->text()));
+  QVERIFY2(dialog.testResult()->text().startsWith("Connected: Prometheus API"),
+           qPrintable(dialog.testResult()->text()));
 
   dialog.urlEdit()->setText(QStringLiteral("http://127.0.0.1:%1").arg(tally::testing::free_port()));
   dialog.testButton()->click();
   QVERIFY(tested.wait(10000));
   QCOMPARE(tested.last().first().toBool(), false);
-  QVERIFY2(dialog.testResult()->text().contains("is unreachable"), qPrintable(dialog.testResult()->text()));
+  QVERIFY2(dialog.testResult()->text().contains("is unreachable"),
+           qPrintable(dialog.testResult()->text()));
 
   dialog.urlEdit()->setText("vm:8428");
   dialog.testButton()->click();
@@ -601,15 +656,17 @@ void TestDashboardPrometheus::headlessExportMixesCollectorAndVictoriaMetrics() {
   {
     QFile f(file);
     QVERIFY(f.open(QIODevice::WriteOnly));
-    f.write(QString(R"json({"format":"tally-dashboard","version":2,"title":"Collector and VictoriaMetrics",
+    f.write(
+        QString(
+            R"json({"format":"tally-dashboard","version":2,"title":"Collector and VictoriaMetrics",
       "live":false,"range":{"last":"15m"},
       "sources":[{"name":"vm","type":"prometheus","url":"%1","min_step":"1m"}],
       "panels":[
         {"metric":"api.errors","fn":"sum","chart":"bars","grid":{"x":0,"y":0,"w":6,"h":4}},
         {"source":"vm","metric":"req_total","group_by":["path"],"fn":"sum","chart":"bars","grid":{"x":6,"y":0,"w":6,"h":4}},
         {"source":"vm","promql":"max(max_over_time(temp[$__interval]))","title":"hottest room","grid":{"x":0,"y":4,"w":12,"h":4}}]})json")
-                .arg(m_vm.url().toString())
-                .toUtf8());
+            .arg(m_vm.url().toString())
+            .toUtf8());
   }
   QProcess p;
   QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
@@ -619,8 +676,9 @@ void TestDashboardPrometheus::headlessExportMixesCollectorAndVictoriaMetrics() {
   double collectorTotal = 0;
   QList<QList<QString>> vmRows;
   for (int attempt = 0; attempt < 20 && collectorTotal != 5; ++attempt) {
-    p.start(TALLY_DASHBOARD_BIN, {"--dashboard", file, "--collector", collector.url().toString(), "--export-csv",
-                                  dir.filePath("out.csv"), "--export-png", dir.filePath("out.png")});
+    p.start(TALLY_DASHBOARD_BIN,
+            {"--dashboard", file, "--collector", collector.url().toString(), "--export-csv",
+             dir.filePath("out.csv"), "--export-png", dir.filePath("out.png")});
     QVERIFY(p.waitForFinished(60000));
     QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
     QFile c(dir.filePath("out-1.csv"));
@@ -639,10 +697,11 @@ void TestDashboardPrometheus::headlessExportMixesCollectorAndVictoriaMetrics() {
   {
     QEventLoop loop;
     std::map<std::string, std::string> types;
-    viaProm.client("tally")->fetchMetadata(&loop, [&](Result<std::map<std::string, std::string>> r) {
-      if (r) types = *r;
-      loop.quit();
-    });
+    viaProm.client("tally")->fetchMetadata(&loop,
+                                           [&](Result<std::map<std::string, std::string>> r) {
+                                             if (r) types = *r;
+                                             loop.quit();
+                                           });
     loop.exec();
     const auto kinds = promMetricKinds({"api_errors"}, types);
     QCOMPARE(QString::fromStdString(kinds[0].kind), QStringLiteral("counter"));
@@ -677,12 +736,15 @@ void TestDashboardPrometheus::headlessExportMixesCollectorAndVictoriaMetrics() {
   QFile v(dir.filePath("out-2.csv"));
   QVERIFY(v.open(QIODevice::ReadOnly));
   auto rows = parseCsv(v.readAll().toStdString());
-  QCOMPARE(rows[0], (std::vector<std::string>{"timestamp", "time", "metric", "fn", "path", "value"}));
+  QCOMPARE(rows[0],
+           (std::vector<std::string>{"timestamp", "time", "metric", "fn", "path", "value"}));
   std::map<std::pair<std::string, int64_t>, double> got;
-  for (size_t i = 1; i < rows.size(); ++i) got[{rows[i][4], std::stoll(rows[i][0])}] = std::stod(rows[i][5]);
+  for (size_t i = 1; i < rows.size(); ++i)
+    got[{rows[i][4], std::stoll(rows[i][0])}] = std::stod(rows[i][5]);
   for (int m = 0; m < kMinutes; ++m) {
     const double a = got[{"/a", m_t0 + 60 * m}], b = got[{"/b", m_t0 + 60 * m}];
-    QVERIFY2(a == over6(6 * m, incA, "sum") && b == 12, qPrintable(QStringLiteral("minute %1: %2 %3").arg(m).arg(a).arg(b)));
+    QVERIFY2(a == over6(6 * m, incA, "sum") && b == 12,
+             qPrintable(QStringLiteral("minute %1: %2 %3").arg(m).arg(a).arg(b)));
   }
   for (const auto& [key, value] : got)
     if (key.second < m_t0 || key.second >= m_t0 + 60 * kMinutes) QVERIFY(value == 0);
@@ -701,12 +763,12 @@ void TestDashboardPrometheus::headlessExportMixesCollectorAndVictoriaMetrics() {
   // Without the collector, a dashboard with a collector panel fails as before; one with only
   // VictoriaMetrics panels does not need it.
   collector.stop();
-  p.start(TALLY_DASHBOARD_BIN, {"--dashboard", file, "--collector", collector.url().toString(), "--export-csv",
-                                dir.filePath("again.csv")});
+  p.start(TALLY_DASHBOARD_BIN, {"--dashboard", file, "--collector", collector.url().toString(),
+                                "--export-csv", dir.filePath("again.csv")});
   QVERIFY(p.waitForFinished(60000));
   QCOMPARE(p.exitCode(), 69);
-  p.start(TALLY_DASHBOARD_BIN, {"--dashboard", file, "--collector", collector.url().toString(), "--panel", "2",
-                                "--export-csv", dir.filePath("vm-only.csv")});
+  p.start(TALLY_DASHBOARD_BIN, {"--dashboard", file, "--collector", collector.url().toString(),
+                                "--panel", "2", "--export-csv", dir.filePath("vm-only.csv")});
   QVERIFY(p.waitForFinished(60000));
   QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
 }
@@ -714,7 +776,8 @@ void TestDashboardPrometheus::headlessExportMixesCollectorAndVictoriaMetrics() {
 // The same panel code against Prometheus itself: gauge functions are exact there too (its
 // increase() and rate() extrapolate to the window's edges, so counters are not compared here).
 void TestDashboardPrometheus::prometheusServerAnswersTheSamePanels() {
-  if (!PrometheusServer::installed()) QSKIP("prometheus/promtool not installed (installer/install-deps.sh installs them)");
+  if (!PrometheusServer::installed())
+    QSKIP("prometheus/promtool not installed (installer/install-deps.sh installs them)");
   PrometheusServer prom;
   QVERIFY2(prom.start(openMetricsText(m_t0)), "prometheus did not start");
   DataSources sources;
@@ -724,7 +787,8 @@ void TestDashboardPrometheus::prometheusServerAnswersTheSamePanels() {
   QSignalSpy tested(&dialog, &DataSourcesDialog::testFinished);
   dialog.testButton()->click();
   QVERIFY(tested.wait(10000));
-  QVERIFY2(dialog.testResult()->text().startsWith("Connected: Prometheus API, version 2."), qPrintable(dialog.testResult()->text()));
+  QVERIFY2(dialog.testResult()->text().startsWith("Connected: Prometheus API, version 2."),
+           qPrintable(dialog.testResult()->text()));
 
   struct Case {
     const char* fn;
@@ -732,12 +796,21 @@ void TestDashboardPrometheus::prometheusServerAnswersTheSamePanels() {
     Expected expected;
   };
   const std::vector<Case> cases = {
-      {"max", "", {{"room=x", perMinute(m_t0, [](int k) { return over6(k, tempX, "max"); })},
-                   {"room=y", perMinute(m_t0, [](int k) { return over6(k, tempY, "max"); })}}},
-      {"min", "", {{"room=x", perMinute(m_t0, [](int k) { return over6(k, tempX, "min"); })},
-                   {"room=y", perMinute(m_t0, [](int k) { return over6(k, tempY, "min"); })}}},
-      {"count", "", {{"room=x", perMinute(m_t0, [](int) { return 6.0; })}, {"room=y", perMinute(m_t0, [](int) { return 6.0; })}}},
-      {"sum", "sum(count_over_time(temp[$__interval]))", {{"", perMinute(m_t0, [](int) { return 12.0; })}}},
+      {"max",
+       "",
+       {{"room=x", perMinute(m_t0, [](int k) { return over6(k, tempX, "max"); })},
+        {"room=y", perMinute(m_t0, [](int k) { return over6(k, tempY, "max"); })}}},
+      {"min",
+       "",
+       {{"room=x", perMinute(m_t0, [](int k) { return over6(k, tempX, "min"); })},
+        {"room=y", perMinute(m_t0, [](int k) { return over6(k, tempY, "min"); })}}},
+      {"count",
+       "",
+       {{"room=x", perMinute(m_t0, [](int) { return 6.0; })},
+        {"room=y", perMinute(m_t0, [](int) { return 6.0; })}}},
+      {"sum",
+       "sum(count_over_time(temp[$__interval]))",
+       {{"", perMinute(m_t0, [](int) { return 12.0; })}}},
   };
   for (const auto& tc : cases) {
     PanelSpec spec;
@@ -761,9 +834,11 @@ void TestDashboardPrometheus::prometheusServerAnswersTheSamePanels() {
     QCOMPARE(shown.size(), tc.expected.size());
     size_t i = 0;
     for (const auto& [label, points] : tc.expected) {
-      QCOMPARE(QString::fromStdString(shown[i].label(spec.promql.empty() ? spec.metric : "")), QString::fromStdString(label));
-      QVERIFY2(shown[i].points == points,
-               (c.lastPromQL() + "\nshown " + describe(shown[i].points) + "\nloaded " + describe(points)).c_str());
+      QCOMPARE(QString::fromStdString(shown[i].label(spec.promql.empty() ? spec.metric : "")),
+               QString::fromStdString(label));
+      QVERIFY2(shown[i].points == points, (c.lastPromQL() + "\nshown " + describe(shown[i].points) +
+                                           "\nloaded " + describe(points))
+                                              .c_str());
       ++i;
     }
   }
@@ -780,7 +855,8 @@ void TestDashboardPrometheus::canvasPanelsFollowRenamedSources() {
   canvas.setDashboard(d);
   QCOMPARE(canvas.panelsUsingSource("vm"), 1);
   QSignalSpy modified(&canvas, &DashboardCanvas::modified);
-  canvas.setSources({{"victoria", m_vm.url().toString().toStdString(), {}, 60}}, {{"vm", "victoria"}});
+  canvas.setSources({{"victoria", m_vm.url().toString().toStdString(), {}, 60}},
+                    {{"vm", "victoria"}});
   QCOMPARE(modified.count(), 1);
   QCOMPARE(QString::fromStdString(canvas.panels()[0]->spec().source), QStringLiteral("victoria"));
   QVERIFY(canvas.panels()[1]->spec().onCollector());
@@ -789,7 +865,8 @@ void TestDashboardPrometheus::canvasPanelsFollowRenamedSources() {
   QVERIFY2(validateDashboard(after).is_ok(), validateDashboard(after).message().c_str());
   QSignalSpy done(canvas.panels()[0]->controller(), &PanelController::queryFinished);
   QVERIFY(done.count() > 0 || done.wait(10000));
-  QVERIFY2(canvas.panels()[0]->controller()->error().isEmpty(), qPrintable(canvas.panels()[0]->controller()->error()));
+  QVERIFY2(canvas.panels()[0]->controller()->error().isEmpty(),
+           qPrintable(canvas.panels()[0]->controller()->error()));
 }
 
 void TestDashboardPrometheus::mainWindowOpensBrowsesAndSavesSources() {
@@ -852,10 +929,12 @@ void TestDashboardPrometheus::mainWindowOpensBrowsesAndSavesSources() {
   {
     QFile f(bad);
     QVERIFY(f.open(QIODevice::WriteOnly));
-    f.write(R"({"format":"tally-dashboard","version":2,"sources":[{"name":"vm","type":"prometheus","url":"vm:8428"}]})");
+    f.write(
+        R"({"format":"tally-dashboard","version":2,"sources":[{"name":"vm","type":"prometheus","url":"vm:8428"}]})");
   }
   QVERIFY(!DashboardDocument::read(bad, &back, &error));
-  QVERIFY2(error.contains("bad-source.json") && error.contains("sources[0].url: 'vm:8428' is not an http:// or https:// URL"),
+  QVERIFY2(error.contains("bad-source.json") &&
+               error.contains("sources[0].url: 'vm:8428' is not an http:// or https:// URL"),
            qPrintable(error));
   QVERIFY(!w.openDashboard(bad, false));
   QCOMPARE(w.canvas()->panels().size(), 3);

@@ -4,8 +4,8 @@
 // version 1 files still open and are written back as version 1, corrupt source entries refused
 // with the field named).
 #include <QFile>
-#include <map>
 #include <QtTest>
+#include <map>
 
 #include "core/dashboard.h"
 #include "core/promql.h"
@@ -23,7 +23,9 @@ std::string readFile(const QString& path) {
   if (!f.open(QIODevice::ReadOnly)) return {};
   return f.readAll().toStdString();
 }
-QString testData(const char* name) { return QStringLiteral(TALLY_TEST_DATA "/") + name; }
+QString testData(const char* name) {
+  return QStringLiteral(TALLY_TEST_DATA "/") + name;
+}
 }  // namespace
 
 class TestDashboardPromQL : public QObject {
@@ -61,40 +63,67 @@ void TestDashboardPromQL::promqlFromPanel_data() {
   QTest::addColumn<QString>("expected");
   using F = std::vector<TagFilter>;
   using G = std::vector<std::string>;
-  QTest::newRow("sum = increase per bucket") << "api_errors" << F{} << G{} << "sum" << ""
+  QTest::newRow("sum = increase per bucket") << "api_errors" << F{} << G{} << "sum"
+                                             << ""
                                              << "sum (increase(api_errors[1m]))";
-  QTest::newRow("sum by") << "api_errors" << F{} << G{"endpoint", "status"} << "sum" << ""
+  QTest::newRow("sum by") << "api_errors" << F{} << G{"endpoint", "status"} << "sum"
+                          << ""
                           << "sum by (endpoint, status) (increase(api_errors[1m]))";
-  QTest::newRow("rate") << "http_requests_total" << F{{"code", FilterOp::Eq, "200"}} << G{"job"} << "rate" << ""
+  QTest::newRow("rate") << "http_requests_total" << F{{"code", FilterOp::Eq, "200"}} << G{"job"}
+                        << "rate"
+                        << ""
                         << "sum by (job) (increase(http_requests_total{code=\"200\"}[1m])) / 60";
   QTest::newRow("all four operators")
       << "api_errors"
-      << F{{"a", FilterOp::Eq, "x"}, {"b", FilterOp::NotEq, "y"}, {"c", FilterOp::Regex, "5.."}, {"d", FilterOp::NotRegex, "/health|/ready"}}
-      << G{} << "sum" << ""
+      << F{{"a", FilterOp::Eq, "x"},
+           {"b", FilterOp::NotEq, "y"},
+           {"c", FilterOp::Regex, "5.."},
+           {"d", FilterOp::NotRegex, "/health|/ready"}}
+      << G{} << "sum"
+      << ""
       << "sum (increase(api_errors{a=\"x\", b!=\"y\", c=~\"5..\", d!~\"/health|/ready\"}[1m]))";
-  QTest::newRow("avg of gauge") << "queue_depth" << F{} << G{"queue"} << "avg" << ""
+  QTest::newRow("avg of gauge") << "queue_depth" << F{} << G{"queue"} << "avg"
+                                << ""
                                 << "avg by (queue) (avg_over_time(queue_depth[1m]))";
-  QTest::newRow("min") << "temp" << F{} << G{} << "min" << "" << "min (min_over_time(temp[1m]))";
-  QTest::newRow("max") << "temp" << F{} << G{} << "max" << "" << "max (max_over_time(temp[1m]))";
-  QTest::newRow("count = samples") << "temp" << F{} << G{"room"} << "count" << ""
+  QTest::newRow("min") << "temp" << F{} << G{} << "min"
+                       << ""
+                       << "min (min_over_time(temp[1m]))";
+  QTest::newRow("max") << "temp" << F{} << G{} << "max"
+                       << ""
+                       << "max (max_over_time(temp[1m]))";
+  QTest::newRow("count = samples") << "temp" << F{} << G{"room"} << "count"
+                                   << ""
                                    << "sum by (room) (count_over_time(temp[1m]))";
   QTest::newRow("p99 of histogram base name")
-      << "http_duration_seconds" << F{{"job", FilterOp::Eq, "api"}} << G{"route"} << "p99" << ""
-      << "histogram_quantile(0.99, sum by (route, le) (rate(http_duration_seconds_bucket{job=\"api\"}[1m])))";
-  QTest::newRow("p50 of _bucket, le not twice") << "lat_bucket" << F{} << G{"le"} << "p50" << ""
-                                                << "histogram_quantile(0.5, sum by (le) (rate(lat_bucket[1m])))";
-  QTest::newRow("escaped regex value") << "m" << F{{"path", FilterOp::Regex, R"(/a\.b|"q")"}} << G{} << "sum" << ""
-                                       << R"(sum (increase(m{path=~"/a\\.b|\"q\""}[1m])))";
-  QTest::newRow("dotted metric goes into braces") << "api.latency-ms" << F{{"k", FilterOp::Eq, "v"}} << G{} << "max"
-                                                  << "" << R"(max (max_over_time({__name__="api.latency-ms", k="v"}[1m])))";
-  QTest::newRow("keyword metric goes into braces") << "sum" << F{} << G{} << "sum" << ""
+      << "http_duration_seconds" << F{{"job", FilterOp::Eq, "api"}} << G{"route"} << "p99"
+      << ""
+      << "histogram_quantile(0.99, sum by (route, le) "
+         "(rate(http_duration_seconds_bucket{job=\"api\"}[1m])))";
+  QTest::newRow("p50 of _bucket, le not twice")
+      << "lat_bucket" << F{} << G{"le"} << "p50"
+      << ""
+      << "histogram_quantile(0.5, sum by (le) (rate(lat_bucket[1m])))";
+  QTest::newRow("escaped regex value")
+      << "m" << F{{"path", FilterOp::Regex, R"(/a\.b|"q")"}} << G{} << "sum"
+      << ""
+      << R"(sum (increase(m{path=~"/a\\.b|\"q\""}[1m])))";
+  QTest::newRow("dotted metric goes into braces")
+      << "api.latency-ms" << F{{"k", FilterOp::Eq, "v"}} << G{} << "max"
+      << ""
+      << R"(max (max_over_time({__name__="api.latency-ms", k="v"}[1m])))";
+  QTest::newRow("keyword metric goes into braces") << "sum" << F{} << G{} << "sum"
+                                                   << ""
                                                    << R"(sum (increase({__name__="sum"}[1m])))";
-  QTest::newRow("colon metric stays bare") << "job:rate:5m" << F{} << G{} << "max" << ""
+  QTest::newRow("colon metric stays bare") << "job:rate:5m" << F{} << G{} << "max"
+                                           << ""
                                            << "max (max_over_time(job:rate:5m[1m]))";
-  QTest::newRow("odd label names quoted") << "m" << F{{"http.method", FilterOp::Eq, "GET"}} << G{"k-8s"} << "sum" << ""
-                                          << R"(sum by ("k-8s") (increase(m{"http.method"="GET"}[1m])))";
+  QTest::newRow("odd label names quoted")
+      << "m" << F{{"http.method", FilterOp::Eq, "GET"}} << G{"k-8s"} << "sum"
+      << ""
+      << R"(sum by ("k-8s") (increase(m{"http.method"="GET"}[1m])))";
   QTest::newRow("raw promql, intervals replaced")
-      << "ignored" << F{} << G{} << "sum" << "sum(rate(x[$__rate_interval])) / sum(rate(y[$__interval]))"
+      << "ignored" << F{} << G{} << "sum"
+      << "sum(rate(x[$__rate_interval])) / sum(rate(y[$__interval]))"
       << "sum(rate(x[1m])) / sum(rate(y[1m]))";
 }
 
@@ -122,15 +151,32 @@ void TestDashboardPromQL::quoting_data() {
   QTest::addColumn<QString>("in");
   QTest::addColumn<QString>("quoted");
   QTest::addColumn<QString>("label");
-  QTest::newRow("plain") << "abc" << "\"abc\"" << "abc";
-  QTest::newRow("quote") << "a\"b" << R"("a\"b")" << R"("a\"b")";
-  QTest::newRow("backslash") << R"(a\b)" << R"("a\\b")" << R"("a\\b")";
-  QTest::newRow("newline, tab") << "a\nb\tc" << R"("a\nb\tc")" << R"("a\nb\tc")";
-  QTest::newRow("control") << QString("a") + QChar(1) << R"("a\x01")" << R"("a\x01")";
-  QTest::newRow("utf-8 stays") << "größe" << "\"größe\"" << "\"größe\"";
-  QTest::newRow("leading digit") << "1x" << "\"1x\"" << "\"1x\"";
-  QTest::newRow("underscore name") << "_x_1" << "\"_x_1\"" << "_x_1";
-  QTest::newRow("dot") << "http.method" << "\"http.method\"" << "\"http.method\"";
+  QTest::newRow("plain") << "abc"
+                         << "\"abc\""
+                         << "abc";
+  QTest::newRow("quote") << "a\"b"
+                         << R"("a\"b")"
+                         << R"("a\"b")";
+  QTest::newRow("backslash") << R"(a\b)"
+                             << R"("a\\b")"
+                             << R"("a\\b")";
+  QTest::newRow("newline, tab") << "a\nb\tc"
+                                << R"("a\nb\tc")"
+                                << R"("a\nb\tc")";
+  QTest::newRow("control") << QString("a") + QChar(1) << R"("a\x01")"
+                           << R"("a\x01")";
+  QTest::newRow("utf-8 stays") << "größe"
+                               << "\"größe\""
+                               << "\"größe\"";
+  QTest::newRow("leading digit") << "1x"
+                                 << "\"1x\""
+                                 << "\"1x\"";
+  QTest::newRow("underscore name") << "_x_1"
+                                   << "\"_x_1\""
+                                   << "_x_1";
+  QTest::newRow("dot") << "http.method"
+                       << "\"http.method\""
+                       << "\"http.method\"";
 }
 
 void TestDashboardPromQL::quoting() {
@@ -145,11 +191,22 @@ void TestDashboardPromQL::unsupportedFunctions_data() {
   QTest::addColumn<QString>("fn");
   QTest::addColumn<QString>("metric");
   QTest::addColumn<QString>("error");  // empty = supported
-  QTest::newRow("sum") << "sum" << "req_total" << "";
-  QTest::newRow("p99 of a counter") << "p99" << "req_total" << "percentiles need a Prometheus histogram (a 'req_total_bucket' series";
-  QTest::newRow("p99, histogram exists") << "p99" << "lat" << "";
-  QTest::newRow("p90 of _bucket") << "p90" << "lat_bucket" << "";
-  QTest::newRow("unknown") << "median" << "lat" << "unknown function 'median'";
+  QTest::newRow("sum") << "sum"
+                       << "req_total"
+                       << "";
+  QTest::newRow("p99 of a counter")
+      << "p99"
+      << "req_total"
+      << "percentiles need a Prometheus histogram (a 'req_total_bucket' series";
+  QTest::newRow("p99, histogram exists") << "p99"
+                                         << "lat"
+                                         << "";
+  QTest::newRow("p90 of _bucket") << "p90"
+                                  << "lat_bucket"
+                                  << "";
+  QTest::newRow("unknown") << "median"
+                           << "lat"
+                           << "unknown function 'median'";
 }
 
 void TestDashboardPromQL::unsupportedFunctions() {
@@ -158,8 +215,10 @@ void TestDashboardPromQL::unsupportedFunctions() {
   QFETCH(QString, error);
   const std::vector<std::string> names = {"req_total", "lat_bucket", "lat_count", "lat_sum"};
   Status st = promFunctionSupported(fn.toStdString(), metric.toStdString(), names);
-  if (error.isEmpty()) QVERIFY2(st.is_ok(), st.message().c_str());
-  else QVERIFY2(!st && QString::fromStdString(st.message()).contains(error), st.message().c_str());
+  if (error.isEmpty())
+    QVERIFY2(st.is_ok(), st.message().c_str());
+  else
+    QVERIFY2(!st && QString::fromStdString(st.message()).contains(error), st.message().c_str());
 }
 
 void TestDashboardPromQL::evaluationTimes_data() {
@@ -168,9 +227,12 @@ void TestDashboardPromQL::evaluationTimes_data() {
   QTest::addColumn<qint64>("step");
   QTest::addColumn<qint64>("start");
   QTest::addColumn<qint64>("end");
-  QTest::newRow("aligned") << qint64(6000) << qint64(6360) << qint64(60) << qint64(6060) << qint64(6360);
-  QTest::newRow("unaligned from, to") << qint64(6010) << qint64(6361) << qint64(60) << qint64(6060) << qint64(6420);
-  QTest::newRow("one bucket") << qint64(100) << qint64(101) << qint64(10) << qint64(110) << qint64(110);
+  QTest::newRow("aligned") << qint64(6000) << qint64(6360) << qint64(60) << qint64(6060)
+                           << qint64(6360);
+  QTest::newRow("unaligned from, to")
+      << qint64(6010) << qint64(6361) << qint64(60) << qint64(6060) << qint64(6420);
+  QTest::newRow("one bucket") << qint64(100) << qint64(101) << qint64(10) << qint64(110)
+                              << qint64(110);
 }
 
 void TestDashboardPromQL::evaluationTimes() {
@@ -186,10 +248,12 @@ void TestDashboardPromQL::evaluationTimes() {
 }
 
 void TestDashboardPromQL::requestPaths() {
-  QCOMPARE(QString::fromStdString(promQueryRangePath("sum(rate(x{a=~\"b+\"}[1m]))", {60, 120, 60})),
-           QStringLiteral("/api/v1/query_range?query=sum%28rate%28x%7Ba%3D~%22b%2B%22%7D%5B1m%5D%29%29"
-                          "&start=60&end=120&step=60"));
-  QCOMPARE(QString::fromStdString(promLabelValuesPath("__name__")), QStringLiteral("/api/v1/label/__name__/values"));
+  QCOMPARE(
+      QString::fromStdString(promQueryRangePath("sum(rate(x{a=~\"b+\"}[1m]))", {60, 120, 60})),
+      QStringLiteral("/api/v1/query_range?query=sum%28rate%28x%7Ba%3D~%22b%2B%22%7D%5B1m%5D%29%29"
+                     "&start=60&end=120&step=60"));
+  QCOMPARE(QString::fromStdString(promLabelValuesPath("__name__")),
+           QStringLiteral("/api/v1/label/__name__/values"));
   QCOMPARE(QString::fromStdString(promLabelValuesPath("path", promSelector("req_total", {}))),
            QStringLiteral("/api/v1/label/path/values?match%5B%5D=req_total"));
   QCOMPARE(QString::fromStdString(promLabelsPath(promSelector("a.b", {}))),
@@ -213,36 +277,48 @@ void TestDashboardPromQL::matrixBecomesSeriesAtBucketStarts() {
   QVERIFY(std::isnan(r->series[1].points[1].v));
   QCOMPARE(r->from, int64_t(1000));
   QCOMPARE(r->to, int64_t(1180));
-  QVERIFY(!parsePromMatrix(R"({"status":"success","data":{"resultType":"vector","result":[]}})", 60));
-  QVERIFY(!parsePromMatrix(R"({"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"x"]]}]}})", 60));
+  QVERIFY(
+      !parsePromMatrix(R"({"status":"success","data":{"resultType":"vector","result":[]}})", 60));
+  QVERIFY(!parsePromMatrix(
+      R"({"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"x"]]}]}})",
+      60));
 }
 
 void TestDashboardPromQL::matrixKeepsNameOnlyWhereItDistinguishes() {
   auto same = parsePromMatrix(R"({"status":"success","data":{"resultType":"matrix","result":[
     {"metric":{"__name__":"up","job":"a"},"values":[[10,"1"]]},
-    {"metric":{"__name__":"up","job":"b"},"values":[[10,"0"]]}]}})", 10);
+    {"metric":{"__name__":"up","job":"b"},"values":[[10,"0"]]}]}})",
+                              10);
   QVERIFY(same.has_value());
   QCOMPARE(QString::fromStdString(tags_to_string(same->series[0].tags)), QStringLiteral("job=a"));
   auto differ = parsePromMatrix(R"({"status":"success","data":{"resultType":"matrix","result":[
     {"metric":{"__name__":"x_sum"},"values":[[10,"1"]]},
-    {"metric":{"__name__":"x_count"},"values":[[10,"2"]]}]}})", 10);
+    {"metric":{"__name__":"x_count"},"values":[[10,"2"]]}]}})",
+                                10);
   QVERIFY(differ.has_value());
-  QCOMPARE(QString::fromStdString(tags_to_string(differ->series[0].tags)), QStringLiteral("__name__=x_count"));
-  QCOMPARE(QString::fromStdString(tags_to_string(differ->series[1].tags)), QStringLiteral("__name__=x_sum"));
+  QCOMPARE(QString::fromStdString(tags_to_string(differ->series[0].tags)),
+           QStringLiteral("__name__=x_count"));
+  QCOMPARE(QString::fromStdString(tags_to_string(differ->series[1].tags)),
+           QStringLiteral("__name__=x_sum"));
 }
 
 void TestDashboardPromQL::errorAnswers_data() {
   QTest::addColumn<int>("status");
   QTest::addColumn<QString>("body");
   QTest::addColumn<QString>("message");
-  QTest::newRow("prometheus bad_data") << 400
-                                       << R"({"status":"error","errorType":"bad_data","error":"1:5: parse error: unclosed left parenthesis"})"
-                                       << "bad_data: 1:5: parse error: unclosed left parenthesis";
-  QTest::newRow("victoriametrics 422") << 422 << R"({"status":"error","errorType":"422","error":"cannot parse"})"
-                                       << "422: cannot parse";
-  QTest::newRow("plain text") << 404 << "unsupported path requested: /api/v1/x\n" << "HTTP 404: unsupported path requested: /api/v1/x";
-  QTest::newRow("html") << 502 << "<html>\n<body>Bad gateway</body>" << "HTTP 502: <html>";
-  QTest::newRow("empty") << 500 << "" << "HTTP 500";
+  QTest::newRow("prometheus bad_data")
+      << 400
+      << R"({"status":"error","errorType":"bad_data","error":"1:5: parse error: unclosed left parenthesis"})"
+      << "bad_data: 1:5: parse error: unclosed left parenthesis";
+  QTest::newRow("victoriametrics 422")
+      << 422 << R"({"status":"error","errorType":"422","error":"cannot parse"})"
+      << "422: cannot parse";
+  QTest::newRow("plain text") << 404 << "unsupported path requested: /api/v1/x\n"
+                              << "HTTP 404: unsupported path requested: /api/v1/x";
+  QTest::newRow("html") << 502 << "<html>\n<body>Bad gateway</body>"
+                        << "HTTP 502: <html>";
+  QTest::newRow("empty") << 500 << ""
+                         << "HTTP 500";
 }
 
 void TestDashboardPromQL::errorAnswers() {
@@ -256,13 +332,18 @@ void TestDashboardPromQL::labelListsAndBuildInfo() {
   auto names = parsePromStrings(R"({"status":"success","data":["__name__","path"]})");
   QVERIFY(names.has_value());
   QCOMPARE(*names, (std::vector<std::string>{"__name__", "path"}));
-  auto err = parsePromStrings(R"({"status":"error","errorType":"bad_data","error":"invalid match[]"})");
+  auto err =
+      parsePromStrings(R"({"status":"error","errorType":"bad_data","error":"invalid match[]"})");
   QVERIFY(!err);
-  QCOMPARE(QString::fromStdString(err.status().message()), QStringLiteral("bad_data: invalid match[]"));
-  QCOMPARE(QString::fromStdString(*parsePromBuildInfo(R"({"status":"success","data":{"version":"2.42.0"}})")),
+  QCOMPARE(QString::fromStdString(err.status().message()),
+           QStringLiteral("bad_data: invalid match[]"));
+  QCOMPARE(QString::fromStdString(
+               *parsePromBuildInfo(R"({"status":"success","data":{"version":"2.42.0"}})")),
            QStringLiteral("2.42.0"));
-  QCOMPARE(QString::fromStdString(*parsePromBuildInfo(R"({"status":"success","data":{}})")), QString());
-  QVERIFY(checkPromAnswer(R"({"status":"success","data":{"resultType":"scalar","result":[1,"1"]}})").is_ok());
+  QCOMPARE(QString::fromStdString(*parsePromBuildInfo(R"({"status":"success","data":{}})")),
+           QString());
+  QVERIFY(checkPromAnswer(R"({"status":"success","data":{"resultType":"scalar","result":[1,"1"]}})")
+              .is_ok());
 }
 
 void TestDashboardPromQL::metricKindsFromMetadata() {
@@ -274,14 +355,18 @@ void TestDashboardPromQL::metricKindsFromMetadata() {
     "odd":[]}})");
   QVERIFY2(types.has_value(), types.status().message().c_str());
   QCOMPARE(types->size(), size_t(4));
-  const std::vector<std::string> names = {"http_requests_total", "queue_depth", "rpc_seconds_bucket", "rpc_seconds_count",
-                                          "rpc_seconds_sum", "api_latency_ms", "api_latency_ms_count", "odd", "unknown_total"};
+  const std::vector<std::string> names = {
+      "http_requests_total", "queue_depth",    "rpc_seconds_bucket",   "rpc_seconds_count",
+      "rpc_seconds_sum",     "api_latency_ms", "api_latency_ms_count", "odd",
+      "unknown_total"};
   const auto kinds = promMetricKinds(names, *types);
   std::vector<std::string> got;
   for (const auto& m : kinds) got.push_back(m.name + ":" + m.kind);
-  QCOMPARE(got, (std::vector<std::string>{"http_requests_total:counter", "queue_depth:gauge", "rpc_seconds_bucket:distribution",
-                                          "rpc_seconds_count:counter", "rpc_seconds_sum:counter", "api_latency_ms:distribution",
-                                          "api_latency_ms_count:counter", "odd:", "unknown_total:"}));
+  QCOMPARE(got,
+           (std::vector<std::string>{"http_requests_total:counter", "queue_depth:gauge",
+                                     "rpc_seconds_bucket:distribution", "rpc_seconds_count:counter",
+                                     "rpc_seconds_sum:counter", "api_latency_ms:distribution",
+                                     "api_latency_ms_count:counter", "odd:", "unknown_total:"}));
   // VictoriaMetrics keeps no metadata.
   auto none = parsePromMetadata(R"({"status":"success","data":{}})");
   QVERIFY(none.has_value() && none->empty());
@@ -291,8 +376,10 @@ void TestDashboardPromQL::dataSourcesRoundTrip() {
   Dashboard d;
   d.title = "Mixed";
   d.sources.push_back({"vm", "http://127.0.0.1:8428", {}, 10});
-  d.sources.push_back({"mimir", "https://mimir.example:8080/prometheus",
-                       {{"Authorization", "Bearer abc"}, {"X-Scope-OrgID", "team-a"}}, 60});
+  d.sources.push_back({"mimir",
+                       "https://mimir.example:8080/prometheus",
+                       {{"Authorization", "Bearer abc"}, {"X-Scope-OrgID", "team-a"}},
+                       60});
   PanelSpec collector;
   collector.metric = "api.errors";
   PanelSpec vm;
@@ -319,25 +406,34 @@ void TestDashboardPromQL::headerValuesReadTheEnvironment_data() {
   QTest::addColumn<QString>("value");
   QTest::addColumn<QString>("expanded");  // or the error
   QTest::addColumn<bool>("ok");
-  QTest::newRow("plain") << "team-a" << "team-a" << true;
-  QTest::newRow("variable") << "Bearer ${TOKEN}" << "Bearer s3cr3t" << true;
-  QTest::newRow("two") << "${USER_NAME}:${TOKEN}" << "ann:s3cr3t" << true;
-  QTest::newRow("empty variable") << "x${EMPTY}y" << "xy" << true;
-  QTest::newRow("dollar escape") << "$${TOKEN} costs $5" << "${TOKEN} costs $5" << true;
-  QTest::newRow("unset") << "Bearer ${NOPE}" << "environment variable NOPE is not set" << false;
-  QTest::newRow("unclosed") << "Bearer ${TOKEN" << "unclosed ${ in a header value" << false;
+  QTest::newRow("plain") << "team-a"
+                         << "team-a" << true;
+  QTest::newRow("variable") << "Bearer ${TOKEN}"
+                            << "Bearer s3cr3t" << true;
+  QTest::newRow("two") << "${USER_NAME}:${TOKEN}"
+                       << "ann:s3cr3t" << true;
+  QTest::newRow("empty variable") << "x${EMPTY}y"
+                                  << "xy" << true;
+  QTest::newRow("dollar escape") << "$${TOKEN} costs $5"
+                                 << "${TOKEN} costs $5" << true;
+  QTest::newRow("unset") << "Bearer ${NOPE}"
+                         << "environment variable NOPE is not set" << false;
+  QTest::newRow("unclosed") << "Bearer ${TOKEN"
+                            << "unclosed ${ in a header value" << false;
 }
 
 void TestDashboardPromQL::headerValuesReadTheEnvironment() {
   QFETCH(QString, value);
   QFETCH(QString, expanded);
   QFETCH(bool, ok);
-  const std::map<std::string, std::string> env = {{"TOKEN", "s3cr3t"}, {"USER_NAME", "ann"}, {"EMPTY", ""}};
-  auto r = expandHeaderValue(value.toStdString(), [&](const std::string& name) -> std::optional<std::string> {
-    auto it = env.find(name);
-    if (it == env.end()) return std::nullopt;
-    return it->second;
-  });
+  const std::map<std::string, std::string> env = {
+      {"TOKEN", "s3cr3t"}, {"USER_NAME", "ann"}, {"EMPTY", ""}};
+  auto r = expandHeaderValue(value.toStdString(),
+                             [&](const std::string& name) -> std::optional<std::string> {
+                               auto it = env.find(name);
+                               if (it == env.end()) return std::nullopt;
+                               return it->second;
+                             });
   QCOMPARE(r.has_value(), ok);
   QCOMPARE(QString::fromStdString(ok ? *r : r.status().message()), expanded);
 }
@@ -362,34 +458,64 @@ void TestDashboardPromQL::corruptSourceRefused_data() {
   QTest::addColumn<QString>("panels");   // the "panels" array
   QTest::addColumn<QString>("reason");
   const QString ok = R"({"name":"vm","type":"prometheus","url":"http://127.0.0.1:8428"})";
-  QTest::newRow("not an array") << R"({"name":"vm"})" << "[]" << "sources: must be an array";
-  QTest::newRow("not an object") << "[1]" << "[]" << "sources[0]: must be an object";
-  QTest::newRow("no name") << R"([{"type":"prometheus","url":"http://x"}])" << "[]" << "sources[0].name: missing";
-  QTest::newRow("no url") << R"([{"name":"vm","type":"prometheus"}])" << "[]" << "sources[0].url: missing";
-  QTest::newRow("unknown type") << R"([{"name":"vm","type":"influx","url":"http://x"}])" << "[]"
-                                << "sources[0].type: unknown data source type 'influx' (prometheus)";
-  QTest::newRow("bad url") << "[" + ok + R"(,{"name":"b","type":"prometheus","url":"ftp://x"}])" << "[]"
+  QTest::newRow("not an array") << R"({"name":"vm"})"
+                                << "[]"
+                                << "sources: must be an array";
+  QTest::newRow("not an object") << "[1]"
+                                 << "[]"
+                                 << "sources[0]: must be an object";
+  QTest::newRow("no name") << R"([{"type":"prometheus","url":"http://x"}])"
+                           << "[]"
+                           << "sources[0].name: missing";
+  QTest::newRow("no url") << R"([{"name":"vm","type":"prometheus"}])"
+                          << "[]"
+                          << "sources[0].url: missing";
+  QTest::newRow("unknown type")
+      << R"([{"name":"vm","type":"influx","url":"http://x"}])"
+      << "[]"
+      << "sources[0].type: unknown data source type 'influx' (prometheus)";
+  QTest::newRow("bad url") << "[" + ok + R"(,{"name":"b","type":"prometheus","url":"ftp://x"}])"
+                           << "[]"
                            << "sources[1].url: 'ftp://x' is not an http:// or https:// URL";
-  QTest::newRow("url with /api/v1") << R"([{"name":"vm","type":"prometheus","url":"http://vm:8428/api/v1/"}])" << "[]"
-                                    << "sources[0].url: leave out the /api/v1/... part, the dashboard adds it ('http://vm:8428')";
-  QTest::newRow("url with query") << R"([{"name":"vm","type":"prometheus","url":"http://x/?a=1"}])" << "[]"
+  QTest::newRow("url with /api/v1")
+      << R"([{"name":"vm","type":"prometheus","url":"http://vm:8428/api/v1/"}])"
+      << "[]"
+      << "sources[0].url: leave out the /api/v1/... part, the dashboard adds it ('http://vm:8428')";
+  QTest::newRow("url with query") << R"([{"name":"vm","type":"prometheus","url":"http://x/?a=1"}])"
+                                  << "[]"
                                   << "sources[0].url:";
-  QTest::newRow("headers not an object") << R"([{"name":"vm","type":"prometheus","url":"http://x","headers":["a"]}])"
-                                         << "[]" << "sources[0].headers: must be an object";
-  QTest::newRow("bad header name") << R"([{"name":"vm","type":"prometheus","url":"http://x","headers":{"X Y":"1"}}])"
-                                   << "[]" << "sources[0].headers: 'X Y' is not an HTTP header name";
-  QTest::newRow("header line break") << R"([{"name":"vm","type":"prometheus","url":"http://x","headers":{"A":"1\r\nB: 2"}}])"
-                                     << "[]" << "sources[0].headers.A: the value contains a line break";
-  QTest::newRow("bad min_step") << R"([{"name":"vm","type":"prometheus","url":"http://x","min_step":"soon"}])" << "[]"
-                                << "sources[0].min_step:";
-  QTest::newRow("duplicate name") << "[" + ok + "," + ok + "]" << "[]" << "sources[1].name: 'vm' is defined twice";
-  QTest::newRow("panel names unknown source") << "[" + ok + "]" << R"([{"source":"vm2","metric":"x"}])"
+  QTest::newRow("headers not an object")
+      << R"([{"name":"vm","type":"prometheus","url":"http://x","headers":["a"]}])"
+      << "[]"
+      << "sources[0].headers: must be an object";
+  QTest::newRow("bad header name")
+      << R"([{"name":"vm","type":"prometheus","url":"http://x","headers":{"X Y":"1"}}])"
+      << "[]"
+      << "sources[0].headers: 'X Y' is not an HTTP header name";
+  QTest::newRow("header line break")
+      << R"([{"name":"vm","type":"prometheus","url":"http://x","headers":{"A":"1\r\nB: 2"}}])"
+      << "[]"
+      << "sources[0].headers.A: the value contains a line break";
+  QTest::newRow("bad min_step")
+      << R"([{"name":"vm","type":"prometheus","url":"http://x","min_step":"soon"}])"
+      << "[]"
+      << "sources[0].min_step:";
+  QTest::newRow("duplicate name") << "[" + ok + "," + ok + "]"
+                                  << "[]"
+                                  << "sources[1].name: 'vm' is defined twice";
+  QTest::newRow("panel names unknown source") << "[" + ok + "]"
+                                              << R"([{"source":"vm2","metric":"x"}])"
                                               << "panels[0].source: no data source named 'vm2'";
-  QTest::newRow("promql on the collector") << "[]" << R"([{"metric":"x","promql":"up"}])"
-                                           << "panels[0].promql: a PromQL expression needs a Prometheus data source";
-  QTest::newRow("!~ on the collector") << "[]" << R"([{"metric":"x","filters":[{"key":"a","op":"!~","value":"b"}]}])"
-                                       << "panels[0].filters[0].op: !~ needs a Prometheus data source";
-  QTest::newRow("heatmap on prometheus") << "[" + ok + "]" << R"([{"source":"vm","metric":"x","chart":"heatmap"}])"
+  QTest::newRow("promql on the collector")
+      << "[]"
+      << R"([{"metric":"x","promql":"up"}])"
+      << "panels[0].promql: a PromQL expression needs a Prometheus data source";
+  QTest::newRow("!~ on the collector")
+      << "[]"
+      << R"([{"metric":"x","filters":[{"key":"a","op":"!~","value":"b"}]}])"
+      << "panels[0].filters[0].op: !~ needs a Prometheus data source";
+  QTest::newRow("heatmap on prometheus") << "[" + ok + "]"
+                                         << R"([{"source":"vm","metric":"x","chart":"heatmap"}])"
                                          << "panels[0].chart: heatmap needs the Tally collector";
 }
 
@@ -397,12 +523,14 @@ void TestDashboardPromQL::corruptSourceRefused() {
   QFETCH(QString, sources);
   QFETCH(QString, panels);
   QFETCH(QString, reason);
-  const QString text = QStringLiteral(R"({"format":"tally-dashboard","version":2,"sources":%1,"panels":%2})")
-                           .arg(sources, panels);
+  const QString text =
+      QStringLiteral(R"({"format":"tally-dashboard","version":2,"sources":%1,"panels":%2})")
+          .arg(sources, panels);
   auto d = parseDashboard(text.toStdString());
   QVERIFY2(!d.has_value(), qPrintable(text));
   QCOMPARE(d.status().code(), StatusCode::kCorruption);
-  QVERIFY2(QString::fromStdString(d.status().message()).contains(reason), d.status().message().c_str());
+  QVERIFY2(QString::fromStdString(d.status().message()).contains(reason),
+           d.status().message().c_str());
 }
 
 QTEST_APPLESS_MAIN(TestDashboardPromQL)

@@ -10,6 +10,7 @@
 #include <QDropEvent>
 #include <QElapsedTimer>
 #include <QLabel>
+#include <QLegendMarker>
 #include <QLineEdit>
 #include <QListWidget>
 #include <QMimeData>
@@ -18,7 +19,6 @@
 #include <QStandardItemModel>
 #include <QStandardPaths>
 #include <QStatusBar>
-#include <QLegendMarker>
 #include <QXYSeries>
 #include <QtTest>
 #include <zmq.hpp>
@@ -51,18 +51,20 @@ constexpr int64_t kFrom = 1700000000;
 
 // A /api/query answer: `groups` series of n points from kFrom at `step`.
 QByteArray queryJson(int groups, int n, int64_t step, const char* key = "region") {
-  QByteArray out = "{\"metric\":\"user.signup\",\"kind\":\"counter\",\"fn\":\"sum\",\"from\":" + QByteArray::number(kFrom) +
-                   ",\"to\":" + QByteArray::number(kFrom + n * step) + ",\"step\":" + QByteArray::number(step) +
-                   ",\"resolution\":1,\"series\":[";
+  QByteArray out = "{\"metric\":\"user.signup\",\"kind\":\"counter\",\"fn\":\"sum\",\"from\":" +
+                   QByteArray::number(kFrom) + ",\"to\":" + QByteArray::number(kFrom + n * step) +
+                   ",\"step\":" + QByteArray::number(step) + ",\"resolution\":1,\"series\":[";
   out.reserve(n * groups * 24 + 200);
   for (int g = 0; g < groups; ++g) {
     if (g) out += ',';
-    out += "{\"tags\":{\"" + QByteArray(key) + "\":\"r" + QByteArray::number(g) + "\"},\"points\":[";
+    out +=
+        "{\"tags\":{\"" + QByteArray(key) + "\":\"r" + QByteArray::number(g) + "\"},\"points\":[";
     for (int i = 0; i < n; ++i) {
       if (i) out += ',';
       double v = (g + 1) * 10 + 5 * std::sin(i / 7.0 + g);
       if (i == n / 3 && g == 0) v = 1000;  // a spike decimation must keep
-      out += '[' + QByteArray::number(kFrom + i * step) + ',' + QByteArray::number(v, 'g', 12) + ']';
+      out +=
+          '[' + QByteArray::number(kFrom + i * step) + ',' + QByteArray::number(v, 'g', 12) + ']';
     }
     out += "]}";
   }
@@ -71,32 +73,37 @@ QByteArray queryJson(int groups, int n, int64_t step, const char* key = "region"
 }
 
 QByteArray histogramJson() {
-  QByteArray b = "{\"metric\":\"api.latency_ms\",\"count\":1000,\"sum\":50000,\"min\":1,\"max\":900,"
-                 "\"p50\":35.1,\"p90\":88,\"p99\":410.3,\"buckets\":[";
+  QByteArray b =
+      "{\"metric\":\"api.latency_ms\",\"count\":1000,\"sum\":50000,\"min\":1,\"max\":900,"
+      "\"p50\":35.1,\"p90\":88,\"p99\":410.3,\"buckets\":[";
   double lo = 1;
   for (int i = 0; i < 40; ++i) {
     double hi = lo * 1.2;
     if (i) b += ',';
     b += "{\"lower\":" + QByteArray::number(lo) + ",\"upper\":" + QByteArray::number(hi) +
-         ",\"count\":" + QByteArray::number(int(100 * std::exp(-std::pow((i - 20) / 6.0, 2)))) + "}";
+         ",\"count\":" + QByteArray::number(int(100 * std::exp(-std::pow((i - 20) / 6.0, 2)))) +
+         "}";
     lo = hi;
   }
   return b + "]}";
 }
 
 QByteArray heatmapJson(int columns, int64_t step) {
-  QByteArray b = "{\"metric\":\"api.latency_ms\",\"step\":" + QByteArray::number(step) + ",\"from\":" +
-                 QByteArray::number(kFrom) + ",\"to\":" + QByteArray::number(kFrom + columns * step) + ",\"columns\":[";
+  QByteArray b = "{\"metric\":\"api.latency_ms\",\"step\":" + QByteArray::number(step) +
+                 ",\"from\":" + QByteArray::number(kFrom) +
+                 ",\"to\":" + QByteArray::number(kFrom + columns * step) + ",\"columns\":[";
   for (int c = 0; c < columns; ++c) {
     if (c) b += ',';
-    b += "{\"time\":" + QByteArray::number(kFrom + c * step) + ",\"count\":100,\"p50\":" + QByteArray::number(20 + c % 5) +
+    b += "{\"time\":" + QByteArray::number(kFrom + c * step) +
+         ",\"count\":100,\"p50\":" + QByteArray::number(20 + c % 5) +
          ",\"p90\":" + QByteArray::number(80 + c % 7) + ",\"p99\":300,\"buckets\":[";
     double lo = 2;
     for (int i = 0; i < 25; ++i) {
       double hi = lo * 1.3;
       if (i) b += ',';
       b += "{\"lower\":" + QByteArray::number(lo) + ",\"upper\":" + QByteArray::number(hi) +
-           ",\"count\":" + QByteArray::number(1 + int(50 * std::exp(-std::pow((i - 10 - c % 4) / 4.0, 2)))) + "}";
+           ",\"count\":" +
+           QByteArray::number(1 + int(50 * std::exp(-std::pow((i - 10 - c % 4) / 4.0, 2)))) + "}";
       lo = hi;
     }
     b += "]}";
@@ -170,25 +177,34 @@ void TestDashboardWidgets::initTestCase() {
                "{\"name\":\"api.latency_ms\",\"kind\":\"distribution\",\"series\":2},"
                "{\"name\":\"queue.depth\",\"kind\":\"gauge\",\"series\":1},"
                "{\"name\":\"user.signup\",\"kind\":\"counter\",\"series\":3}]}");
-  m_api->route("/api/tags?metric=user.signup", "{\"metric\":\"user.signup\",\"tags\":{\"region\":[\"eu\",\"us\"]}}");
+  m_api->route("/api/tags?metric=user.signup",
+               "{\"metric\":\"user.signup\",\"tags\":{\"region\":[\"eu\",\"us\"]}}");
   m_api->route("/api/tags?metric=api.errors",
-               "{\"metric\":\"api.errors\",\"tags\":{\"endpoint\":[\"/cart\",\"/login\"],\"status\":[\"500\",\"503\"]}}");
+               "{\"metric\":\"api.errors\",\"tags\":{\"endpoint\":[\"/cart\",\"/"
+               "login\"],\"status\":[\"500\",\"503\"]}}");
   m_api->route("/api/query", queryJson(3, 120, 10));
   m_api->route("/api/histogram", histogramJson());
   m_api->route("/api/heatmap", heatmapJson(60, 60));
 }
 
-void TestDashboardWidgets::init() { QSettings().clear(); }
+void TestDashboardWidgets::init() {
+  QSettings().clear();
+}
 
 void TestDashboardWidgets::chartTypesRenderAndExport_data() {
   QTest::addColumn<QString>("chart");
   QTest::addColumn<QString>("fn");
   QTest::addColumn<int>("legendEntries");
-  QTest::newRow("line") << "line" << "sum" << 3;
-  QTest::newRow("stacked") << "stacked" << "sum" << 3;
-  QTest::newRow("bars") << "bars" << "sum" << 3;
-  QTest::newRow("histogram") << "histogram" << "sum" << 4;
-  QTest::newRow("heatmap") << "heatmap" << "sum" << 3;
+  QTest::newRow("line") << "line"
+                        << "sum" << 3;
+  QTest::newRow("stacked") << "stacked"
+                           << "sum" << 3;
+  QTest::newRow("bars") << "bars"
+                        << "sum" << 3;
+  QTest::newRow("histogram") << "histogram"
+                             << "sum" << 4;
+  QTest::newRow("heatmap") << "heatmap"
+                           << "sum" << 3;
 }
 
 void TestDashboardWidgets::chartTypesRenderAndExport() {
@@ -224,7 +240,8 @@ void TestDashboardWidgets::chartTypesRenderAndExport() {
   QTemporaryDir dir;
   QString path = dir.filePath(chart + ".png");
   QString err;
-  QVERIFY2(Exporter::writePanelImage(*panel.controller(), path, QSize(1200, 500), &err), qPrintable(err));
+  QVERIFY2(Exporter::writePanelImage(*panel.controller(), path, QSize(1200, 500), &err),
+           qPrintable(err));
   QImage back(path);
   QCOMPARE(back.size(), QSize(1200, 500));
   QVERIFY(panel.messageLabel()->isHidden());
@@ -244,7 +261,8 @@ void TestDashboardWidgets::svgAndPdfExport() {
   QVERIFY(fileBytes(dir.filePath("p.svg")).contains("<svg"));
   QVERIFY(Exporter::writePanelImage(c, dir.filePath("p.pdf"), QSize(800, 400), &err));
   QVERIFY(fileBytes(dir.filePath("p.pdf")).startsWith("%PDF"));
-  QVERIFY(Exporter::writeDashboardImage("Dash", "range", {&c}, dir.filePath("d.png"), QSize(1000, 700), &err));
+  QVERIFY(Exporter::writeDashboardImage("Dash", "range", {&c}, dir.filePath("d.png"),
+                                        QSize(1000, 700), &err));
   QCOMPARE(QImage(dir.filePath("d.png")).size(), QSize(1000, 700));
   QVERIFY(!Exporter::writePanelImage(c, "/nonexistent-dir/x.png", QSize(100, 100), &err));
   QVERIFY(err.contains("/nonexistent-dir/x.png"));
@@ -325,7 +343,8 @@ void TestDashboardWidgets::millionPointsAreDecimated() {
   qInfo("redraw of 1,000,000 points: %lld ms", perRedraw);
   PanelChart* pc = panel.chartView()->panelChart();
   const int px = int(pc->chart()->plotArea().width());
-  QVERIFY2(pc->drawnPoints() <= 2 * px + 2, qPrintable(QString("%1 points for %2 px").arg(pc->drawnPoints()).arg(px)));
+  QVERIFY2(pc->drawnPoints() <= 2 * px + 2,
+           qPrintable(QString("%1 points for %2 px").arg(pc->drawnPoints()).arg(px)));
   auto* line = qobject_cast<QXYSeries*>(pc->chart()->series().first());
   bool spike = false;
   for (const QPointF& p : line->points()) spike |= p.y() == 1000;
@@ -351,7 +370,8 @@ void TestDashboardWidgets::zoomRequeriesWithFinerStep() {
   emit panel.chartView()->zoomRequested(kFrom + 600, kFrom + 900);
   QVERIFY(done.wait(5000));
   QString zoomed = m_api->lastRequest("/api/query");
-  QVERIFY2(zoomed.contains("step=1&") && zoomed.contains(QString("from=%1").arg(kFrom + 600)), qPrintable(zoomed));
+  QVERIFY2(zoomed.contains("step=1&") && zoomed.contains(QString("from=%1").arg(kFrom + 600)),
+           qPrintable(zoomed));
   QVERIFY(panel.controller()->isZoomed());
   emit panel.chartView()->resetZoomRequested();
   QVERIFY(done.wait(5000));
@@ -376,7 +396,9 @@ void TestDashboardWidgets::mouseZoomPanAndReset() {
   QSignalSpy zoom(view, &PanelChartView::zoomRequested);
   QSignalSpy reset(view, &PanelChartView::resetZoomRequested);
   const QRectF plot = view->chart()->plotArea();
-  auto at = [&](double fx) { return view->mapFromScene(QPointF(plot.left() + plot.width() * fx, plot.center().y())); };
+  auto at = [&](double fx) {
+    return view->mapFromScene(QPointF(plot.left() + plot.width() * fx, plot.center().y()));
+  };
   // Rubber band from 25% to 75% of the plot: the middle half of the window.
   QTest::mousePress(view->viewport(), Qt::LeftButton, Qt::NoModifier, at(0.25));
   QTest::mouseMove(view->viewport(), at(0.5));
@@ -386,7 +408,8 @@ void TestDashboardWidgets::mouseZoomPanAndReset() {
   const qint64 from = zoom[0][0].toLongLong(), to = zoom[0][1].toLongLong();
   QVERIFY2(std::abs(from - (kFrom + 300)) <= 10 && std::abs(to - (kFrom + 900)) <= 10,
            qPrintable(QString("%1..%2").arg(from - kFrom).arg(to - kFrom)));
-  QTRY_VERIFY_WITH_TIMEOUT(panel.controller()->isZoomed() && !panel.controller()->isLoading(), 5000);
+  QTRY_VERIFY_WITH_TIMEOUT(panel.controller()->isZoomed() && !panel.controller()->isLoading(),
+                           5000);
   panel.flushRedraw();
   // Right-drag pans: the window moves by the dragged span, keeping its length.
   zoom.clear();
@@ -437,7 +460,8 @@ void TestDashboardWidgets::unreachableCollectorShowsBannerAndBacksOff() {
   QTRY_VERIFY_WITH_TIMEOUT(w.health()->state() == HealthMonitor::State::Unreachable, 5000);
   QTRY_VERIFY_WITH_TIMEOUT(w.banner()->isVisible(), 3000);
   const int first = w.health()->nextRetrySeconds();
-  QTRY_VERIFY_WITH_TIMEOUT(w.health()->nextRetrySeconds() > first || w.health()->nextRetrySeconds() >= 1, 5000);
+  QTRY_VERIFY_WITH_TIMEOUT(
+      w.health()->nextRetrySeconds() > first || w.health()->nextRetrySeconds() >= 1, 5000);
   // Panels say why they are empty.
   QVERIFY(!w.canvas()->panels().isEmpty());
   PanelWidget* p = w.canvas()->panels().first();
@@ -457,10 +481,14 @@ void TestDashboardWidgets::unreachableCollectorShowsBannerAndBacksOff() {
 void TestDashboardWidgets::badDashboardFileRefusedAndUntouched_data() {
   QTest::addColumn<QString>("file");
   QTest::addColumn<QString>("reason");
-  QTest::newRow("corrupt") << "corrupt-truncated.json" << "not valid JSON";
-  QTest::newRow("future version") << "future-version.json" << "newer Tally";
-  QTest::newRow("bad chart") << "corrupt-chart.json" << "panels[1].chart";
-  QTest::newRow("missing") << "does-not-exist.json" << "does-not-exist.json";
+  QTest::newRow("corrupt") << "corrupt-truncated.json"
+                           << "not valid JSON";
+  QTest::newRow("future version") << "future-version.json"
+                                  << "newer Tally";
+  QTest::newRow("bad chart") << "corrupt-chart.json"
+                             << "panels[1].chart";
+  QTest::newRow("missing") << "does-not-exist.json"
+                           << "does-not-exist.json";
 }
 
 void TestDashboardWidgets::badDashboardFileRefusedAndUntouched() {
@@ -543,7 +571,8 @@ void TestDashboardWidgets::canvasAddMoveResizeRemove() {
   emit b->headerDragged(b, QPoint(int(canvas.width() / 12.0 * 3), 0), true);
   QCOMPARE(b->spec().grid.x, 0);  // full width cannot move right
   canvas.resizePanel(b, -6, 0);
-  emit b->headerDragged(b, QPoint(int(canvas.width() / 12.0 * 3), DashboardCanvas::kRowHeight * 2), true);
+  emit b->headerDragged(b, QPoint(int(canvas.width() / 12.0 * 3), DashboardCanvas::kRowHeight * 2),
+                        true);
   QCOMPARE(b->spec().grid.x, 3);
   QCOMPARE(b->spec().grid.y, 2);
   emit b->gripDragged(b, QPoint(int(canvas.width() / 12.0 * 2), DashboardCanvas::kRowHeight), true);
@@ -596,7 +625,8 @@ void TestDashboardWidgets::editorBuildsSpecFromWidgets() {
   row2.op->setCurrentText("=~");
   row2.value->setEditText("/(cart|login)");
   for (int i = 0; i < editor.groupByList()->count(); ++i)
-    if (editor.groupByList()->item(i)->text() == "endpoint") editor.groupByList()->item(i)->setCheckState(Qt::Checked);
+    if (editor.groupByList()->item(i)->text() == "endpoint")
+      editor.groupByList()->item(i)->setCheckState(Qt::Checked);
   editor.fnCombo()->setCurrentIndex(editor.fnCombo()->findData("rate"));
   editor.chartCombo()->setCurrentIndex(editor.chartCombo()->findData("bars"));
   editor.titleEdit()->setText("Errors");
@@ -653,7 +683,8 @@ void TestDashboardWidgets::rangePickerPresets() {
 }
 
 namespace {
-std::string liveFrame(const char* metric, const char* region, int64_t t, double v, LiveUpdate::State st) {
+std::string liveFrame(const char* metric, const char* region, int64_t t, double v,
+                      LiveUpdate::State st) {
   LiveUpdate u;
   u.metric = metric;
   u.tags = {{"region", region}};
@@ -680,16 +711,20 @@ void TestDashboardWidgets::liveSubscriberDeliversExactTopicsOnly() {
   QSignalSpy spy(&sub, &LiveSubscriber::updatesReceived);
   sub.subscribe("user.signup");
   // Slow joiner: publish until the subscription is in place.
-  QTRY_VERIFY_WITH_TIMEOUT((publish(pub, "user.signup", liveFrame("user.signup", "eu", 100, 1, LiveUpdate::State::Partial)),
-                            spy.size() > 0),
-                           5000);
+  QTRY_VERIFY_WITH_TIMEOUT(
+      (publish(pub, "user.signup",
+               liveFrame("user.signup", "eu", 100, 1, LiveUpdate::State::Partial)),
+       spy.size() > 0),
+      5000);
   QTest::qWait(300);  // the last probes arrive
   spy.clear();
   const quint64 bad = sub.badFrames();
-  publish(pub, "user.signup.extra", liveFrame("user.signup.extra", "eu", 100, 1, LiveUpdate::State::Final));
+  publish(pub, "user.signup.extra",
+          liveFrame("user.signup.extra", "eu", 100, 1, LiveUpdate::State::Final));
   publish(pub, "user.signup", "garbage\xff\xff");
   for (int i = 0; i < 50; ++i)  // a burst: one notifier edge must drain all of it
-    publish(pub, "user.signup", liveFrame("user.signup", "eu", 100 + i, i, LiveUpdate::State::Final));
+    publish(pub, "user.signup",
+            liveFrame("user.signup", "eu", 100 + i, i, LiveUpdate::State::Final));
   QTRY_COMPARE_WITH_TIMEOUT(spy.size(), 50, 5000);
   for (const auto& args : spy) QCOMPARE(args.at(0).toString(), QString("user.signup"));
   QCOMPARE(sub.badFrames(), bad + 1);
@@ -706,8 +741,9 @@ void TestDashboardWidgets::liveUpdatesReplaceBucketsInPanel() {
   // The API knows 120 s of zeros; the clock is pinned so the window is deterministic.
   int64_t now = kFrom + 120;
   FakeApi api;
-  QByteArray zeros = "{\"metric\":\"user.signup\",\"kind\":\"counter\",\"fn\":\"sum\",\"from\":" + QByteArray::number(kFrom) +
-                     ",\"to\":" + QByteArray::number(now) + ",\"step\":1,\"resolution\":1,\"series\":[]}";
+  QByteArray zeros = "{\"metric\":\"user.signup\",\"kind\":\"counter\",\"fn\":\"sum\",\"from\":" +
+                     QByteArray::number(kFrom) + ",\"to\":" + QByteArray::number(now) +
+                     ",\"step\":1,\"resolution\":1,\"series\":[]}";
   api.route("/api/query", zeros);
   CollectorClient client(api.url());
   PanelController c(&client, &sub);
@@ -734,9 +770,11 @@ void TestDashboardWidgets::liveUpdatesReplaceBucketsInPanel() {
   };
   const int64_t b = now + 2;  // after coverage start
   now = b + 1;
-  QTRY_VERIFY_WITH_TIMEOUT((publish(pub, "user.signup", liveFrame("user.signup", "eu", b, 2, LiveUpdate::State::Partial)),
-                            c.tick(), valueAt("eu", b) == 2),
-                           5000);
+  QTRY_VERIFY_WITH_TIMEOUT(
+      (publish(pub, "user.signup",
+               liveFrame("user.signup", "eu", b, 2, LiveUpdate::State::Partial)),
+       c.tick(), valueAt("eu", b) == 2),
+      5000);
   publish(pub, "user.signup", liveFrame("user.signup", "eu", b, 5, LiveUpdate::State::Partial));
   QTRY_COMPARE_WITH_TIMEOUT(valueAt("eu", b), 5.0, 3000);  // replaced, not 7
   publish(pub, "user.signup", liveFrame("user.signup", "eu", b, 6, LiveUpdate::State::Final));
@@ -745,7 +783,8 @@ void TestDashboardWidgets::liveUpdatesReplaceBucketsInPanel() {
   QTRY_COMPARE_WITH_TIMEOUT(valueAt("eu", b), 9.0, 3000);
   // The window slides with the clock; new groups appear.
   now += 5;
-  publish(pub, "user.signup", liveFrame("user.signup", "us", now - 1, 4, LiveUpdate::State::Partial));
+  publish(pub, "user.signup",
+          liveFrame("user.signup", "us", now - 1, 4, LiveUpdate::State::Partial));
   QTRY_COMPARE_WITH_TIMEOUT(valueAt("us", now - 1), 4.0, 3000);
   c.tick();
   QCOMPARE(c.window().to, now);

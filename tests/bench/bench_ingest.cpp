@@ -36,7 +36,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 // A batch of `points` counter points over `series` series, one second per `series` points.
-wire::Batch columnar(uint64_t producer, uint64_t seq, int series, int points, int64_t t0, bool with_defs) {
+wire::Batch columnar(uint64_t producer, uint64_t seq, int series, int points, int64_t t0,
+                     bool with_defs) {
   wire::Batch b;
   b.set_producer_id(producer);
   b.set_seq(seq);
@@ -93,7 +94,8 @@ wire::Batch per_point_strings(int series, int points, int64_t t0) {
 void bench_decode(bool quick) {
   const int series = 10000, points = quick ? 200000 : 1000000;
   const int64_t now = SystemClock::instance().now_s();
-  auto dir = std::filesystem::temp_directory_path() / ("tally-bench-decode-" + std::to_string(getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("tally-bench-decode-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   SeriesCatalog catalog(2);
   auto producers = ProducerTable::open((dir / "ingest.sqlite").string(), catalog);
@@ -115,28 +117,33 @@ void bench_decode(bool quick) {
     best = std::min(best, seconds_since(t0));
     if (d.points != static_cast<uint64_t>(points)) std::printf("unexpected point count\n");
   }
-  std::printf("decode/columnar           %8.1f M points/s   %5.1f bytes/point\n", points / best / 1e6,
-              static_cast<double>(bytes.size()) / points);
+  std::printf("decode/columnar           %8.1f M points/s   %5.1f bytes/point\n",
+              points / best / 1e6, static_cast<double>(bytes.size()) / points);
 
   const int sp = points / 10;  // the per-point format is slow; a tenth is enough to measure
   std::string slow = per_point_strings(series, sp, now - 100).SerializeAsString();
   double best_slow = 1e9;
   for (int rep = 0; rep < 3; ++rep) {
     SeriesCatalog cat2(2);
-    auto prod2 = ProducerTable::open((dir / ("ingest2-" + std::to_string(rep) + ".sqlite")).string(), cat2);
+    auto prod2 =
+        ProducerTable::open((dir / ("ingest2-" + std::to_string(rep) + ".sqlite")).string(), cat2);
     auto t0 = std::chrono::steady_clock::now();
     wire::Batch b;
     b.ParseFromString(slow);
     DecodedBatch d = decode_batch(b, **prod2, cat2, limits, now);
     best_slow = std::min(best_slow, seconds_since(t0));
   }
-  std::printf("decode/strings-per-point  %8.1f M points/s   %5.1f bytes/point   (columnar is %.0fx faster)\n",
-              sp / best_slow / 1e6, static_cast<double>(slow.size()) / sp, (sp / best_slow) > 0 ? (points / best) / (sp / best_slow) : 0);
+  std::printf(
+      "decode/strings-per-point  %8.1f M points/s   %5.1f bytes/point   (columnar is %.0fx "
+      "faster)\n",
+      sp / best_slow / 1e6, static_cast<double>(slow.size()) / sp,
+      (sp / best_slow) > 0 ? (points / best) / (sp / best_slow) : 0);
   std::filesystem::remove_all(dir);
 }
 
 void bench_pipeline(bool quick, const char* fsync) {
-  auto dir = std::filesystem::temp_directory_path() / ("tally-bench-pipe-" + std::to_string(getpid()) + fsync);
+  auto dir = std::filesystem::temp_directory_path() /
+             ("tally-bench-pipe-" + std::to_string(getpid()) + fsync);
   CollectorConfig cfg;
   cfg.data_dir = dir.string();
   cfg.ingest = "tcp://127.0.0.1:*";
@@ -161,14 +168,17 @@ void bench_pipeline(bool quick, const char* fsync) {
   std::vector<std::string> frames;
   frames.push_back(columnar(9, 1, series, series, now - 30, true).SerializeAsString());
   for (int i = 0; i < batches; ++i)
-    frames.push_back(columnar(9, static_cast<uint64_t>(i + 2), series, per_batch, now - 20 + i % 10, false).SerializeAsString());
+    frames.push_back(
+        columnar(9, static_cast<uint64_t>(i + 2), series, per_batch, now - 20 + i % 10, false)
+            .SerializeAsString());
   zmq::context_t ctx;
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
   s.connect(bound->ingest);
   auto t0 = std::chrono::steady_clock::now();
   size_t sent = 0, acked = 0, ok = 0;
   while (acked < frames.size()) {
-    while (sent < frames.size() && sent - acked < 8) s.send(zmq::buffer(frames[sent++]), zmq::send_flags::none);
+    while (sent < frames.size() && sent - acked < 8)
+      s.send(zmq::buffer(frames[sent++]), zmq::send_flags::none);
     zmq::message_t m;
     (void)s.recv(m);
     wire::Ack ack;
@@ -178,11 +188,14 @@ void bench_pipeline(bool quick, const char* fsync) {
   }
   const double ack_s = seconds_since(t0);
   // Wait until the shards have applied everything.
-  while ((*server)->metrics().queue_depth.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while ((*server)->metrics().queue_depth.load() > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   const double all_s = seconds_since(t0);
   const double pts = static_cast<double>(series) + static_cast<double>(batches) * per_batch;
-  std::printf("pipeline/fsync=%-7s  %8.2f M points/s acknowledged, %.2f M points/s aggregated (%zu/%zu acks OK)\n",
-              fsync, pts / ack_s / 1e6, pts / all_s / 1e6, ok, frames.size());
+  std::printf(
+      "pipeline/fsync=%-7s  %8.2f M points/s acknowledged, %.2f M points/s aggregated (%zu/%zu "
+      "acks OK)\n",
+      fsync, pts / ack_s / 1e6, pts / all_s / 1e6, ok, frames.size());
   (*server)->stop();
   std::filesystem::remove_all(dir);
 }

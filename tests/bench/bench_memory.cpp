@@ -39,14 +39,17 @@ long rss_bytes() {
 
 // Creates series [base, base + n) of metric in the catalog; when route is set, also sends each a
 // point at t (one per kind's shape) through the router.
-void feed(SeriesCatalog& catalog, Router* router, const std::string& metric, Kind kind, int n, int64_t t) {
+void feed(SeriesCatalog& catalog, Router* router, const std::string& metric, Kind kind, int n,
+          int64_t t) {
   const int chunk = 10000;
   for (int base = 0; base < n; base += chunk) {
     std::vector<ShardWork> work(catalog.shard_count());
     for (int i = base; i < std::min(n, base + chunk); ++i) {
       bool created = false;
-      auto s = catalog.get_or_create(metric, {{"endpoint", "/e" + std::to_string(i % 50)}, {"instance", "i" + std::to_string(i)}},
-                                     kind, &created);
+      auto s = catalog.get_or_create(
+          metric,
+          {{"endpoint", "/e" + std::to_string(i % 50)}, {"instance", "i" + std::to_string(i)}},
+          kind, &created);
       if (!s) {
         std::fprintf(stderr, "bench_memory: %s\n", s.status().to_string().c_str());
         std::exit(1);
@@ -55,8 +58,12 @@ void feed(SeriesCatalog& catalog, Router* router, const std::string& metric, Kin
       auto& w = work[(*s)->shard];
       w.new_series.push_back(*s);  // the definition, also for series the catalog already had
       switch (kind) {
-        case Kind::kCounter: w.counters.push_back({*s, t, 1.0}); break;
-        case Kind::kGauge: w.gauges.push_back({*s, t, 1.0, 1.0, 1.0, 1.0, 1}); break;
+        case Kind::kCounter:
+          w.counters.push_back({*s, t, 1.0});
+          break;
+        case Kind::kGauge:
+          w.gauges.push_back({*s, t, 1.0, 1.0, 1.0, 1.0, 1});
+          break;
         case Kind::kDistribution: {
           Sketch sk;
           sk.add(12.5);
@@ -78,7 +85,8 @@ int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const int n = quick ? 100000 : 1000000;
   spdlog::set_level(spdlog::level::warn);
-  auto dir = std::filesystem::temp_directory_path() / ("tally-bench-mem-" + std::to_string(getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("tally-bench-mem-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   const auto res = *parse_retention(kDefaultRetention);
   SelfMetrics metrics;
@@ -106,23 +114,29 @@ int main(int argc, char** argv) {
   settle(metrics);
   const long after = rss_bytes();
   auto per = [](long a, long b, int count) { return static_cast<double>(b - a) / count; };
-  std::printf("memory/active-series  %d series, %.0f bytes per series above the empty process (RSS %.1f -> %.1f MiB)\n", n,
-              per(before, after, n), before / 1048576.0, after / 1048576.0);
-  std::printf("memory/catalog        %.0f bytes per series (%zu interned strings)\n", per(before, cataloged, n),
-              catalog.interned_strings());
-  std::printf("memory/shards         %.0f bytes per series (open buckets at %zu resolutions, series state)\n",
-              per(cataloged, after, n), res.size());
+  std::printf(
+      "memory/active-series  %d series, %.0f bytes per series above the empty process (RSS %.1f -> "
+      "%.1f MiB)\n",
+      n, per(before, after, n), before / 1048576.0, after / 1048576.0);
+  std::printf("memory/catalog        %.0f bytes per series (%zu interned strings)\n",
+              per(before, cataloged, n), catalog.interned_strings());
+  std::printf(
+      "memory/shards         %.0f bytes per series (open buckets at %zu resolutions, series "
+      "state)\n",
+      per(cataloged, after, n), res.size());
   const int m = n / 10;
   long a = rss_bytes();
   feed(catalog, &router, "queue.depth", Kind::kGauge, m, t);
   settle(metrics);
   long b = rss_bytes();
-  std::printf("memory/gauge          %d series, %.0f bytes per series (catalog + shards)\n", m, per(a, b, m));
+  std::printf("memory/gauge          %d series, %.0f bytes per series (catalog + shards)\n", m,
+              per(a, b, m));
   a = rss_bytes();
   feed(catalog, &router, "api.latency_ms", Kind::kDistribution, m, t);
   settle(metrics);
   b = rss_bytes();
-  std::printf("memory/distribution   %d series, %.0f bytes per series (catalog + shards)\n", m, per(a, b, m));
+  std::printf("memory/distribution   %d series, %.0f bytes per series (catalog + shards)\n", m,
+              per(a, b, m));
   for (auto& s : shards) s->stop();
   std::filesystem::remove_all(dir);
   return 0;

@@ -14,18 +14,18 @@
 // Usage: bench_remote_write [--quick]
 #include <arpa/inet.h>
 #include <httplib.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <malloc.h>
+#include <netinet/in.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -33,8 +33,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "free_port.h"
 #include "forward/remote_write.h"
+#include "free_port.h"
 #include "tally/common/sketch.h"
 #include "tally/common/wire.h"
 
@@ -51,7 +51,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-size_t heap_bytes() { return mallinfo2().uordblks; }
+size_t heap_bytes() {
+  return mallinfo2().uordblks;
+}
 
 // The calling thread's CPU time: time spent descheduled on a shared machine does not count.
 double thread_cpu_s() {
@@ -125,7 +127,8 @@ double send_all(const std::string& url, int series, int seconds, uint64_t* sampl
   *samples_out = metrics.remote_write_samples.load();
   (*w)->stop();
   if (metrics.remote_write_dropped.load())
-    std::fprintf(stderr, "dropped %llu samples\n", static_cast<unsigned long long>(metrics.remote_write_dropped.load()));
+    std::fprintf(stderr, "dropped %llu samples\n",
+                 static_cast<unsigned long long>(metrics.remote_write_dropped.load()));
   return static_cast<double>(*samples_out) / secs;
 }
 
@@ -162,9 +165,12 @@ int main(int argc, char** argv) {
       best = std::min(best, thread_cpu_s() - t0);
     }
     const double ns = best * 1e9 / kSeries;
-    std::printf("map/counter          %d series: %.0f ns per final bucket (1 sample)\n", kSeries, ns);
-    std::printf("memory/counter       %.0f bytes of heap per forwarded counter series (state + label set)\n",
-                static_cast<double>(heap1 - heap0 - samples_heap) / kSeries);
+    std::printf("map/counter          %d series: %.0f ns per final bucket (1 sample)\n", kSeries,
+                ns);
+    std::printf(
+        "memory/counter       %.0f bytes of heap per forwarded counter series (state + label "
+        "set)\n",
+        static_cast<double>(heap1 - heap0 - samples_heap) / kSeries);
 
     // encode: requests of 2000 samples of steady-state buckets.
     std::vector<PromSample> req(out.begin(), out.begin() + 2000);
@@ -176,8 +182,11 @@ int main(int argc, char** argv) {
       best_enc = std::min(best_enc, thread_cpu_s() - t0);
     }
     const double enc_ns = best_enc * 1e9 / (2000.0 * 100);
-    std::printf("encode               %.0f ns per sample (protobuf + snappy), %.1f bytes per sample on the wire "
-                "(2000 samples, 2000 series per request)\n", enc_ns, static_cast<double>(bytes) / 2000);
+    std::printf(
+        "encode               %.0f ns per sample (protobuf + snappy), %.1f bytes per sample on the "
+        "wire "
+        "(2000 samples, 2000 series per request)\n",
+        enc_ns, static_cast<double>(bytes) / 2000);
   }
   {
     PromSampleMapper m(0, {{"instance", "collector-1"}});
@@ -199,8 +208,10 @@ int main(int argc, char** argv) {
       best = std::min(best, thread_cpu_s() - t0);
     }
     const double ns = best * 1e9 / kDists;
-    std::printf("map/distribution     %d series: %.0f ns per final bucket (5 samples: _count, _sum, 3 quantiles)\n",
-                kDists, ns);
+    std::printf(
+        "map/distribution     %d series: %.0f ns per final bucket (5 samples: _count, _sum, 3 "
+        "quantiles)\n",
+        kDists, ns);
     std::printf("memory/distribution  %.0f bytes of heap per forwarded distribution series\n",
                 static_cast<double>(heap1 - heap0 - samples_heap) / kDists);
   }
@@ -210,23 +221,33 @@ int main(int argc, char** argv) {
   const int send_seconds = quick ? 3 : 10;
   {
     httplib::Server server;
-    server.Post("/api/v1/write", [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+    server.Post("/api/v1/write",
+                [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
     const int port = server.bind_to_any_port("127.0.0.1");
     std::thread th([&] { server.listen_after_bind(); });
     uint64_t n = 0;
-    const double rate = send_all("http://127.0.0.1:" + std::to_string(port) + "/api/v1/write", send_series, send_seconds, &n);
-    std::printf("send/null-receiver   %llu samples: %.0f samples/s (requests of 2000, one sender thread)\n",
-                static_cast<unsigned long long>(n), rate);
+    const double rate = send_all("http://127.0.0.1:" + std::to_string(port) + "/api/v1/write",
+                                 send_series, send_seconds, &n);
+    std::printf(
+        "send/null-receiver   %llu samples: %.0f samples/s (requests of 2000, one sender thread)\n",
+        static_cast<unsigned long long>(n), rate);
     server.stop();
     th.join();
   }
   const char* vm_bin = "/usr/bin/victoria-metrics";
   if (access(vm_bin, X_OK) == 0) {
     const int port = free_port();
-    const std::string dir = (std::filesystem::temp_directory_path() / ("bench-vm-" + std::to_string(getpid()))).string();
-    std::string a1 = "-httpListenAddr=127.0.0.1:" + std::to_string(port), a2 = "-storageDataPath=" + dir;
-    char* args[] = {const_cast<char*>(vm_bin), a1.data(), a2.data(), const_cast<char*>("-retentionPeriod=1d"),
-                    const_cast<char*>("-loggerLevel=ERROR"), nullptr};
+    const std::string dir =
+        (std::filesystem::temp_directory_path() / ("bench-vm-" + std::to_string(getpid())))
+            .string();
+    std::string a1 = "-httpListenAddr=127.0.0.1:" + std::to_string(port),
+                a2 = "-storageDataPath=" + dir;
+    char* args[] = {const_cast<char*>(vm_bin),
+                    a1.data(),
+                    a2.data(),
+                    const_cast<char*>("-retentionPeriod=1d"),
+                    const_cast<char*>("-loggerLevel=ERROR"),
+                    nullptr};
     pid_t pid = 0;
     if (posix_spawn(&pid, vm_bin, nullptr, nullptr, args, environ) == 0) {
       httplib::Client c("127.0.0.1", port);
@@ -236,9 +257,12 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
       uint64_t n = 0;
-      const double rate = send_all("http://127.0.0.1:" + std::to_string(port) + "/api/v1/write", send_series, send_seconds, &n);
-      std::printf("send/victoria-metrics %llu samples: %.0f samples/s into a single-node VictoriaMetrics on the same 2 cores\n",
-                  static_cast<unsigned long long>(n), rate);
+      const double rate = send_all("http://127.0.0.1:" + std::to_string(port) + "/api/v1/write",
+                                   send_series, send_seconds, &n);
+      std::printf(
+          "send/victoria-metrics %llu samples: %.0f samples/s into a single-node VictoriaMetrics "
+          "on the same 2 cores\n",
+          static_cast<unsigned long long>(n), rate);
       kill(pid, SIGTERM);
       waitpid(pid, nullptr, 0);
     }

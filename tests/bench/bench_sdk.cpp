@@ -8,6 +8,7 @@
 //
 // Usage: bench_sdk [--quick]     (--quick: 10x fewer iterations, for CI smoke runs)
 //        BENCH_FILTER=observe bench_sdk   runs only the cases whose name contains "observe"
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
@@ -15,7 +16,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <algorithm>
 #include <new>
 #include <random>
 #include <string>
@@ -43,10 +43,18 @@ void* operator new[](std::size_t n) {
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 namespace {
 
@@ -107,8 +115,9 @@ double thread_cpu_ns() {
 }
 
 // Runs body(i) for i in [0, n) on `threads` threads (after a warm-up pass on each thread);
-// ns/op is the recording thread's CPU time per operation (the slowest thread's). The best of kRepeats runs is kept, so a
-// machine shared with other work reports what the code costs, not what the scheduler did.
+// ns/op is the recording thread's CPU time per operation (the slowest thread's). The best of
+// kRepeats runs is kept, so a machine shared with other work reports what the code costs, not what
+// the scheduler did.
 constexpr int kRepeats = 5;
 
 template <typename F>
@@ -122,8 +131,7 @@ Result measure_once(uint64_t n, int threads, F& body) {
     pool.emplace_back([&, t] {
       for (uint64_t i = 0; i < n / 10 + 1000; ++i) body(i);  // warm-up: slots, tables, bins
       ready.fetch_add(1);
-      while (!go.load()) {
-      }
+      while (!go.load()) {}
       uint64_t a0 = t_allocations;
       double t0 = thread_cpu_ns();
       for (uint64_t i = 0; i < n; ++i) body(i);
@@ -132,8 +140,7 @@ Result measure_once(uint64_t n, int threads, F& body) {
       ns[static_cast<size_t>(t)] = t1 - t0;
     });
   }
-  while (ready.load() < threads) {
-  }
+  while (ready.load() < threads) {}
   go.store(true);
   for (auto& th : pool) th.join();
   double worst = 0;
@@ -158,7 +165,9 @@ Result measure(uint64_t n, int threads, F body) {
   return best;
 }
 
-bool selected(const char* name) { return !g_filter || std::strstr(name, g_filter); }
+bool selected(const char* name) {
+  return !g_filter || std::strstr(name, g_filter);
+}
 
 void report(const char* name, Result r) {
   std::printf("sdk  %-46s %7.1f ns/op   %.4f allocs/op\n", name, r.ns_per_op, r.allocs_per_op);
@@ -187,21 +196,21 @@ int main(int argc, char** argv) {
   CASE("Counter::add (1 thread)", measure(n, 1, [&](uint64_t) { signups.add(); }));
   CASE("Counter::add (2 threads, same series)", measure(n, 2, [&](uint64_t) { signups.add(); }));
 
-  CASE("Client::count, 3 tags, known series",
-         measure(n, 1, [&](uint64_t) {
-           client.count("api.requests", 1, {{"endpoint", "/checkout"}, {"status", "200"}, {"region", "eu"}});
-         }));
-  CASE("Client::count, 3 tags, known series (2 thr)",
-         measure(n, 2, [&](uint64_t) {
-           client.count("api.requests", 1, {{"endpoint", "/checkout"}, {"status", "200"}, {"region", "eu"}});
-         }));
+  CASE("Client::count, 3 tags, known series", measure(n, 1, [&](uint64_t) {
+         client.count("api.requests", 1,
+                      {{"endpoint", "/checkout"}, {"status", "200"}, {"region", "eu"}});
+       }));
+  CASE("Client::count, 3 tags, known series (2 thr)", measure(n, 2, [&](uint64_t) {
+         client.count("api.requests", 1,
+                      {{"endpoint", "/checkout"}, {"status", "200"}, {"region", "eu"}});
+       }));
 
   std::vector<std::string> endpoints;
   for (int i = 0; i < 64; ++i) endpoints.push_back("/api/v1/resource" + std::to_string(i));
-  CASE("Client::count, 3 tags, 64 series rotating",
-         measure(n, 1, [&](uint64_t i) {
-           client.count("api.requests", 1, {{"endpoint", endpoints[i & 63]}, {"status", "200"}, {"region", "eu"}});
-         }));
+  CASE("Client::count, 3 tags, 64 series rotating", measure(n, 1, [&](uint64_t i) {
+         client.count("api.requests", 1,
+                      {{"endpoint", endpoints[i & 63]}, {"status", "200"}, {"region", "eu"}});
+       }));
 
   std::mt19937_64 rng(1);
   std::lognormal_distribution<double> lognormal(3.0, 1.0);
@@ -209,9 +218,10 @@ int main(int argc, char** argv) {
   for (double& v : values) v = lognormal(rng);
   auto latency = client.distribution("api.latency_ms", {{"endpoint", "/checkout"}});
   CASE("Distribution::observe (lognormal values)",
-         measure(n, 1, [&](uint64_t i) { latency.observe(values[i & 4095]); }));
-  CASE("Client::observe, 1 tag, known series",
-         measure(n, 1, [&](uint64_t i) { client.observe("api.latency_ms", values[i & 4095], {{"endpoint", "/cart"}}); }));
+       measure(n, 1, [&](uint64_t i) { latency.observe(values[i & 4095]); }));
+  CASE("Client::observe, 1 tag, known series", measure(n, 1, [&](uint64_t i) {
+         client.observe("api.latency_ms", values[i & 4095], {{"endpoint", "/cart"}});
+       }));
 
   auto depth = client.gauge("queue.depth");
   CASE("Gauge::set", measure(n, 1, [&](uint64_t i) { depth.set(double(i & 1023)); }));

@@ -7,11 +7,12 @@
 // and the real storage path: SeriesCatalog -> Router -> Shard (aggregation into every resolution,
 // flushes, checkpoints, compaction) -> ShardStore, driven by a manual clock one second at a time,
 // as a live collector would see the points. Then:
-//   disk      bytes per point of the 1 s resolution's tables (dbstat), of every table, and of the file
-//   ingest    points per second (wall) and CPU-seconds per million points (process CPU, parse excluded)
-//   queries   QueryEngine::range p50/p99 over --runs runs, each on new SQLite connections (no page
-//             cache); one series at step 1 s, and sum by (status) over all series at step 10 s, read
-//             from the 10 s rollups (the planner's choice) and from the 1 s buckets.
+//   disk      bytes per point of the 1 s resolution's tables (dbstat), of every table, and of the
+//   file ingest    points per second (wall) and CPU-seconds per million points (process CPU, parse
+//   excluded) queries   QueryEngine::range p50/p99 over --runs runs, each on new SQLite connections
+//   (no page
+//             cache); one series at step 1 s, and sum by (status) over all series at step 10 s,
+//             read from the 10 s rollups (the planner's choice) and from the 1 s buckets.
 //
 // Usage: bench_storage [--full | --seconds N] [--runs N] [--no-baseline] [--keep DIR] [--quick]
 //   default 600 s of data (6 M points, about a minute); --full (or TALLY_BENCH_FULL=1): the hour
@@ -50,8 +51,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int64_t kStart = 1795806000;  // gen_counters' start in the recorded runs (an hour boundary)
-constexpr uint32_t kShards = 2;         // one per core on the reference machine
+constexpr int64_t kStart =
+    1795806000;                  // gen_counters' start in the recorded runs (an hour boundary)
+constexpr uint32_t kShards = 2;  // one per core on the reference machine
 
 // VictoriaMetrics 1.79 single-node on the same data and machine kind (docs/BENCHMARKS.md).
 struct Reference {
@@ -99,7 +101,8 @@ bool parse_key(std::string_view key, std::string* metric, Tags* tags) {
     const size_t eq = rest.find("=\"");
     const size_t end = rest.find('"', eq + 2);
     if (eq == std::string_view::npos || end == std::string_view::npos) return false;
-    tags->push_back({std::string(rest.substr(0, eq)), std::string(rest.substr(eq + 2, end - eq - 2))});
+    tags->push_back(
+        {std::string(rest.substr(0, eq)), std::string(rest.substr(eq + 2, end - eq - 2))});
     rest = rest.substr(std::min(rest.size(), end + 2));
   }
   std::sort(tags->begin(), tags->end(), [](const Tag& a, const Tag& b) { return a.key < b.key; });
@@ -114,8 +117,8 @@ bool load_dataset(const std::string& gen_src, int64_t seconds, const fs::path& t
   fs::create_directories(out);
   const std::string cc = "gcc -O2 -o '" + gen.string() + "' '" + gen_src + "' -lm";
   if (std::system(cc.c_str()) != 0) return false;
-  const std::string run = "'" + gen.string() + "' " + std::to_string(kStart) + " " + std::to_string(seconds) +
-                          " 60 '" + out.string() + "' 2>/dev/null";
+  const std::string run = "'" + gen.string() + "' " + std::to_string(kStart) + " " +
+                          std::to_string(seconds) + " 60 '" + out.string() + "' 2>/dev/null";
   if (std::system(run.c_str()) != 0) return false;
 
   const double cpu0 = cpu_seconds();
@@ -135,7 +138,8 @@ bool load_dataset(const std::string& gen_src, int64_t seconds, const fs::path& t
     int64_t cur_ts = -1;
     size_t k = 0;
     while (p < end) {
-      const char* brace = static_cast<const char*>(std::memchr(p, '}', static_cast<size_t>(end - p)));
+      const char* brace =
+          static_cast<const char*>(std::memchr(p, '}', static_cast<size_t>(end - p)));
       if (!brace) return false;
       std::string_view key(p, static_cast<size_t>(brace + 1 - p));
       p = brace + 2;
@@ -181,7 +185,9 @@ struct Quantiles {
 };
 Quantiles quantiles(std::vector<double> ms) {
   std::sort(ms.begin(), ms.end());
-  auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<size_t>(q * static_cast<double>(ms.size())))]; };
+  auto at = [&](double q) {
+    return ms[std::min(ms.size() - 1, static_cast<size_t>(q * static_cast<double>(ms.size())))];
+  };
   return {at(0.5), at(0.99), 0};
 }
 
@@ -214,7 +220,8 @@ double used_bytes(const std::string& path, double* file) {
   auto db = Db::open(path, false, true);
   if (!db) return 0;
   auto st = (*db)->prepare(
-      "SELECT (SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM pragma_freelist_count),"
+      "SELECT (SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM "
+      "pragma_freelist_count),"
       " (SELECT page_size FROM pragma_page_size)");
   if (!st) return 0;
   auto row = st->step();
@@ -238,14 +245,16 @@ LayoutResult run_layout(StorageLayout layout, const Dataset& d, const fs::path& 
   const auto res = *parse_retention(kDefaultRetention);
   std::vector<std::string> paths;
   fs::create_directories(dir);
-  for (uint32_t i = 0; i < kShards; ++i) paths.push_back((dir / ("shard-" + std::to_string(i) + ".sqlite")).string());
+  for (uint32_t i = 0; i < kShards; ++i)
+    paths.push_back((dir / ("shard-" + std::to_string(i) + ".sqlite")).string());
   ManualClock clock(kStart * 1000);
   SelfMetrics metrics;
   SeriesCatalog catalog(kShards);
   std::vector<const SeriesInfo*> ids(d.series.size());
   for (size_t i = 0; i < d.series.size(); ++i) {
     bool created = false;
-    ids[i] = *catalog.get_or_create(d.series[i].first, d.series[i].second, Kind::kCounter, &created);
+    ids[i] =
+        *catalog.get_or_create(d.series[i].first, d.series[i].second, Kind::kCounter, &created);
   }
 
   // Ingest: second t arrives when the clock reads t + 1, like a live SDK's flush; the next second
@@ -286,7 +295,8 @@ LayoutResult run_layout(StorageLayout layout, const Dataset& d, const fs::path& 
       router.route(std::move(work), ++lsn);
     }
     for (auto& s : shards)
-      while (s->applied_lsn() < lsn || s->queue_depth() > 0) std::this_thread::sleep_for(std::chrono::microseconds(20));
+      while (s->applied_lsn() < lsn || s->queue_depth() > 0)
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
     // The last seconds become final; stop() writes whatever is still open.
     clock.set_ms((kStart + d.seconds + 3) * 1000);
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
@@ -363,18 +373,23 @@ LayoutResult run_layout(StorageLayout layout, const Dataset& d, const fs::path& 
     };
     RangeQuery one;
     one.metric = "api_requests";
-    one.filters = {*parse_filter("endpoint=e1"), *parse_filter("status=200"), *parse_filter("region=r1")};
+    one.filters = {*parse_filter("endpoint=e1"), *parse_filter("status=200"),
+                   *parse_filter("region=r1")};
     one.from = kStart;
     one.to = kStart + d.seconds;
     one.step = 1;
     size_t col = 0;
-    while (col < ids.size() && series_key(ids[col]->metric(), ids[col]->tags().materialize()) !=
-                                   series_key("api_requests", {{"endpoint", "e1"}, {"region", "r1"}, {"status", "200"}}))
+    while (
+        col < ids.size() &&
+        series_key(ids[col]->metric(), ids[col]->tags().materialize()) !=
+            series_key("api_requests", {{"endpoint", "e1"}, {"region", "r1"}, {"status", "200"}}))
       ++col;
     r.one = time_query(engine, one, [&](const RangeResult& out) {
-      if (out.series.size() != 1 || out.series[0].points.size() != static_cast<size_t>(d.seconds)) return false;
+      if (out.series.size() != 1 || out.series[0].points.size() != static_cast<size_t>(d.seconds))
+        return false;
       for (int64_t t = 0; t < d.seconds; ++t)
-        if (out.series[0].points[static_cast<size_t>(t)].second != d.values[static_cast<size_t>(t) * 10000 + col])
+        if (out.series[0].points[static_cast<size_t>(t)].second !=
+            d.values[static_cast<size_t>(t) * 10000 + col])
           return false;
       return true;
     });
@@ -425,15 +440,22 @@ int main(int argc, char** argv) {
   int runs = 50;
   bool baseline = true;
   std::string keep;
-  if (const char* e = std::getenv("TALLY_BENCH_FULL"); e && *e && std::strcmp(e, "0") != 0) seconds = 3600;
+  if (const char* e = std::getenv("TALLY_BENCH_FULL"); e && *e && std::strcmp(e, "0") != 0)
+    seconds = 3600;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--full") seconds = 3600;
-    else if (a == "--quick") seconds = 120, runs = 10;
-    else if (a == "--seconds" && i + 1 < argc) seconds = std::atoll(argv[++i]);
-    else if (a == "--runs" && i + 1 < argc) runs = std::atoi(argv[++i]);
-    else if (a == "--no-baseline") baseline = false;
-    else if (a == "--keep" && i + 1 < argc) keep = argv[++i];
+    if (a == "--full")
+      seconds = 3600;
+    else if (a == "--quick")
+      seconds = 120, runs = 10;
+    else if (a == "--seconds" && i + 1 < argc)
+      seconds = std::atoll(argv[++i]);
+    else if (a == "--runs" && i + 1 < argc)
+      runs = std::atoi(argv[++i]);
+    else if (a == "--no-baseline")
+      baseline = false;
+    else if (a == "--keep" && i + 1 < argc)
+      keep = argv[++i];
   }
   seconds = std::clamp<int64_t>(seconds, 60, 3600) / 60 * 60;
   spdlog::set_level(spdlog::level::warn);
@@ -441,11 +463,13 @@ int main(int argc, char** argv) {
   std::string gen = TALLY_SOURCE_DIR "/../shared/bench-data/gen_counters.c";
   if (const char* e = std::getenv("TALLY_BENCH_GEN")) gen = e;
   if (!fs::exists(gen)) {
-    std::printf("bench_storage: skipped: no dataset generator at %s (set TALLY_BENCH_GEN)\n", gen.c_str());
+    std::printf("bench_storage: skipped: no dataset generator at %s (set TALLY_BENCH_GEN)\n",
+                gen.c_str());
     return 0;
   }
-  const fs::path tmp = keep.empty() ? fs::temp_directory_path() / ("tally-bench-storage-" + std::to_string(getpid()))
-                                    : fs::path(keep);
+  const fs::path tmp =
+      keep.empty() ? fs::temp_directory_path() / ("tally-bench-storage-" + std::to_string(getpid()))
+                   : fs::path(keep);
   fs::remove_all(tmp);
   fs::create_directories(tmp);
 
@@ -455,15 +479,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_storage: could not generate or parse the dataset\n");
     return 1;
   }
-  std::printf("bench_storage: %zu series x %" PRId64 " s = %" PRIu64 " points (generated and parsed in %.1f s;"
+  std::printf("bench_storage: %zu series x %" PRId64 " s = %" PRIu64
+              " points (generated and parsed in %.1f s;"
               " parse %.2f CPU-s, %.0f ns a line), %u shards, retention %s, %d query runs\n",
-              d.series.size(), d.seconds, d.points, since(g0), d.parse_cpu_s, d.parse_cpu_s * 1e9 / d.points, kShards,
-              std::string(kDefaultRetention).c_str(), runs);
+              d.series.size(), d.seconds, d.points, since(g0), d.parse_cpu_s,
+              d.parse_cpu_s * 1e9 / d.points, kShards, std::string(kDefaultRetention).c_str(),
+              runs);
   std::printf("load average at the start: %s", loadavg().c_str());
 
   std::vector<std::pair<const char*, LayoutResult>> results;
   results.emplace_back("chunks", run_layout(StorageLayout::kChunks, d, tmp / "chunks", runs));
-  if (baseline) results.emplace_back("plain rows", run_layout(StorageLayout::kPlainRows, d, tmp / "rows", runs));
+  if (baseline)
+    results.emplace_back("plain rows",
+                         run_layout(StorageLayout::kPlainRows, d, tmp / "rows", runs));
   const Reference vm;
   const double m = static_cast<double>(d.points) / 1e6;
 
@@ -480,24 +508,60 @@ int main(int argc, char** argv) {
   const char* f3 = " %14.3f";
   const char* f1 = " %14.1f";
   const char* f0 = " %14.0f";
-  line("disk: bytes/point, 1 s resolution", [&](const LayoutResult& r) { return r.bytes_1s / d.points; }, vm.bytes_per_point, f3);
-  line("disk: bytes/point, all tables (rollups included)", [&](const LayoutResult& r) { return r.bytes_all / d.points; }, -1, f3);
-  line("disk: bytes/point, all tables, rollups compacted", [&](const LayoutResult& r) { return r.bytes_all_compacted / d.points; }, -1, f3);
-  line("disk: bytes/point, file (free pages included)", [&](const LayoutResult& r) { return r.bytes_file / d.points; }, -1, f3);
-  line("ingest: M points/s (wall)", [&](const LayoutResult& r) { return m / r.ingest_wall_s; }, vm.points_per_s / 1e6, f3);
-  line("ingest: CPU-s per M points", [&](const LayoutResult& r) { return r.ingest_cpu_s / m; }, vm.cpu_s_per_m, f3);
-  line("ingest: time in shard flushes (both shards), s", [&](const LayoutResult& r) { return r.flush_s; }, -1, f3);
-  line("ingest: final compaction, s", [&](const LayoutResult& r) { return r.compact_wall_s; }, -1, f3);
-  line("query: one series, step 1 s, p50 ms", [&](const LayoutResult& r) { return r.one.p50; }, vm.one_p50_ms, f3);
-  line("query: one series, step 1 s, p99 ms", [&](const LayoutResult& r) { return r.one.p99; }, vm.one_p99_ms, f3);
-  line("query: sum by (status), step 10 s, p50 ms", [&](const LayoutResult& r) { return r.sum10.p50; }, vm.sum_p50_ms, f1);
-  line("query: sum by (status), step 10 s, p99 ms", [&](const LayoutResult& r) { return r.sum10.p99; }, vm.sum_p99_ms, f1);
-  line("query: sum by (status), step 10 s from 1 s, p50 ms", [&](const LayoutResult& r) { return r.sum1.p50; }, -1, f1);
-  line("query: sum by (status), step 10 s from 1 s, p99 ms", [&](const LayoutResult& r) { return r.sum1.p99; }, -1, f1);
-  line("query: CPU ms per run, one series", [&](const LayoutResult& r) { return r.one.cpu; }, -1, f3);
-  line("query: CPU ms per run, sum by (status) step 10 s", [&](const LayoutResult& r) { return r.sum10.cpu; }, -1, f1);
-  line("query: CPU ms per run, same from 1 s", [&](const LayoutResult& r) { return r.sum1.cpu; }, -1, f1);
-  line("query: runs (fewest of the three queries)", [&](const LayoutResult& r) { return static_cast<double>(r.runs_done); }, -1, f0);
+  line(
+      "disk: bytes/point, 1 s resolution",
+      [&](const LayoutResult& r) { return r.bytes_1s / d.points; }, vm.bytes_per_point, f3);
+  line(
+      "disk: bytes/point, all tables (rollups included)",
+      [&](const LayoutResult& r) { return r.bytes_all / d.points; }, -1, f3);
+  line(
+      "disk: bytes/point, all tables, rollups compacted",
+      [&](const LayoutResult& r) { return r.bytes_all_compacted / d.points; }, -1, f3);
+  line(
+      "disk: bytes/point, file (free pages included)",
+      [&](const LayoutResult& r) { return r.bytes_file / d.points; }, -1, f3);
+  line(
+      "ingest: M points/s (wall)", [&](const LayoutResult& r) { return m / r.ingest_wall_s; },
+      vm.points_per_s / 1e6, f3);
+  line(
+      "ingest: CPU-s per M points", [&](const LayoutResult& r) { return r.ingest_cpu_s / m; },
+      vm.cpu_s_per_m, f3);
+  line(
+      "ingest: time in shard flushes (both shards), s",
+      [&](const LayoutResult& r) { return r.flush_s; }, -1, f3);
+  line(
+      "ingest: final compaction, s", [&](const LayoutResult& r) { return r.compact_wall_s; }, -1,
+      f3);
+  line(
+      "query: one series, step 1 s, p50 ms", [&](const LayoutResult& r) { return r.one.p50; },
+      vm.one_p50_ms, f3);
+  line(
+      "query: one series, step 1 s, p99 ms", [&](const LayoutResult& r) { return r.one.p99; },
+      vm.one_p99_ms, f3);
+  line(
+      "query: sum by (status), step 10 s, p50 ms",
+      [&](const LayoutResult& r) { return r.sum10.p50; }, vm.sum_p50_ms, f1);
+  line(
+      "query: sum by (status), step 10 s, p99 ms",
+      [&](const LayoutResult& r) { return r.sum10.p99; }, vm.sum_p99_ms, f1);
+  line(
+      "query: sum by (status), step 10 s from 1 s, p50 ms",
+      [&](const LayoutResult& r) { return r.sum1.p50; }, -1, f1);
+  line(
+      "query: sum by (status), step 10 s from 1 s, p99 ms",
+      [&](const LayoutResult& r) { return r.sum1.p99; }, -1, f1);
+  line(
+      "query: CPU ms per run, one series", [&](const LayoutResult& r) { return r.one.cpu; }, -1,
+      f3);
+  line(
+      "query: CPU ms per run, sum by (status) step 10 s",
+      [&](const LayoutResult& r) { return r.sum10.cpu; }, -1, f1);
+  line(
+      "query: CPU ms per run, same from 1 s", [&](const LayoutResult& r) { return r.sum1.cpu; }, -1,
+      f1);
+  line(
+      "query: runs (fewest of the three queries)",
+      [&](const LayoutResult& r) { return static_cast<double>(r.runs_done); }, -1, f0);
   std::printf("\ntables (MiB):");
   for (const auto& [name, r] : results)
     for (const auto& [t, b] : r.table_bytes)

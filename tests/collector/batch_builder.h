@@ -18,7 +18,8 @@ struct BatchBuilder {
     b.set_producer_id(producer);
     b.set_seq(seq);
   }
-  BatchBuilder& def(uint32_t ref, const std::string& metric, std::vector<std::pair<std::string, std::string>> tags,
+  BatchBuilder& def(uint32_t ref, const std::string& metric,
+                    std::vector<std::pair<std::string, std::string>> tags,
                     wire::Kind kind = wire::COUNTER) {
     auto* d = b.add_defs();
     d->set_ref(ref);
@@ -37,7 +38,8 @@ struct BatchBuilder {
     b.mutable_counters()->add_values(v);
     return *this;
   }
-  BatchBuilder& gauge(uint32_t ref, int64_t t, double last, double min, double max, double sum, uint64_t n) {
+  BatchBuilder& gauge(uint32_t ref, int64_t t, double last, double min, double max, double sum,
+                      uint64_t n) {
     auto* g = b.mutable_gauges();
     g->add_refs(ref);
     g->add_times(t);

@@ -33,9 +33,13 @@ class CollectorProcess {
   // Starts the collector with extra arguments; returns false (and logs) if it does not get ready.
   bool start(QStringList extra = {}) {
     ready_file_ = tmp_.path() + "/ready-" + QString::number(++starts_) + ".json";
-    QStringList args = {"--data-dir", data_dir_, "--http", "127.0.0.1:0", "--ingest", "tcp://127.0.0.1:*",
-                        "--live", "tcp://127.0.0.1:*", "--statsd", "off", "--ready-file", ready_file_,
-                        "--shards", "2"};
+    QStringList args = {"--data-dir",   data_dir_,
+                        "--http",       "127.0.0.1:0",
+                        "--ingest",     "tcp://127.0.0.1:*",
+                        "--live",       "tcp://127.0.0.1:*",
+                        "--statsd",     "off",
+                        "--ready-file", ready_file_,
+                        "--shards",     "2"};
     args += extra;
     proc_.setProcessChannelMode(QProcess::ForwardedErrorChannel);
     if (wrapper_.isEmpty()) {

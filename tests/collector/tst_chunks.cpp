@@ -1,9 +1,9 @@
 // Chunk codec and chunked shard storage, as tables: encode/decode round trips per kind and value
 // shape, damaged blobs (a corruption Status, never a crash), late points into compacted chunks,
 // and the chunk layout answering exactly what the plain-row layout answers over the same writes.
+#include <xxhash.h>
 #include <QTemporaryDir>
 #include <QtTest>
-#include <xxhash.h>
 
 #include <bit>
 #include <cmath>
@@ -45,7 +45,9 @@ BucketAgg dist(std::initializer_list<double> values) {
   return a;
 }
 
-bool same_double(double a, double b) { return std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b); }
+bool same_double(double a, double b) {
+  return std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b);
+}
 
 // Field by field, bitwise for doubles; what a kind does not store is not compared.
 QString diff(Kind kind, const BucketAgg& a, const BucketAgg& b) {
@@ -55,7 +57,8 @@ QString diff(Kind kind, const BucketAgg& a, const BucketAgg& b) {
   if (a.count != b.count) return QString("count %1 != %2").arg(a.count).arg(b.count);
   if (!same_double(a.min, b.min)) return "min " + num(a.min) + " != " + num(b.min);
   if (!same_double(a.max, b.max)) return "max " + num(a.max) + " != " + num(b.max);
-  if (kind == Kind::kGauge && !same_double(a.last, b.last)) return "last " + num(a.last) + " != " + num(b.last);
+  if (kind == Kind::kGauge && !same_double(a.last, b.last))
+    return "last " + num(a.last) + " != " + num(b.last);
   if (kind == Kind::kDistribution) {
     if (bool(a.sketch) != bool(b.sketch)) return "sketch presence differs";
     if (a.sketch && !(*a.sketch == *b.sketch)) return "sketch differs";
@@ -65,8 +68,23 @@ QString diff(Kind kind, const BucketAgg& a, const BucketAgg& b) {
 
 // Value shapes for the round-trip table.
 enum class Shape {
-  kSmallCounts, kFractional, kAllZeros, kLarge, kExtremes, kBeyondExact, kNegative, kCumulative, kSparse, kEmpty,
-  kOneSlot, kNaNAndInf, kMinusZero, kGauges, kGaugeIntegral, kSketches, kSketchesSparse
+  kSmallCounts,
+  kFractional,
+  kAllZeros,
+  kLarge,
+  kExtremes,
+  kBeyondExact,
+  kNegative,
+  kCumulative,
+  kSparse,
+  kEmpty,
+  kOneSlot,
+  kNaNAndInf,
+  kMinusZero,
+  kGauges,
+  kGaugeIntegral,
+  kSketches,
+  kSketchesSparse
 };
 
 std::vector<ChunkSlot> make_slots(Shape shape, uint32_t nslots) {
@@ -76,35 +94,60 @@ std::vector<ChunkSlot> make_slots(Shape shape, uint32_t nslots) {
   auto add = [&](uint32_t i, BucketAgg a) { out.push_back({i, std::move(a)}); };
   for (uint32_t i = 0; i < nslots; ++i) {
     switch (shape) {
-      case Shape::kSmallCounts: add(i, counter(poisson(rng))); break;
-      case Shape::kFractional: add(i, counter(poisson(rng) / 3.0)); break;
-      case Shape::kAllZeros: add(i, counter(0)); break;
-      case Shape::kLarge: add(i, counter(static_cast<double>((uint64_t{1} << 53) - rng() % 1000))); break;
-      case Shape::kExtremes: add(i, counter(i % 2 ? cf::kMaxIntegral : -cf::kMaxIntegral + i)); break;
-      case Shape::kBeyondExact: add(i, counter(1e300 * (i % 7) + 1e17)); break;
-      case Shape::kNegative: add(i, counter(-static_cast<double>(poisson(rng)) * (i % 2 ? 1 : 1000))); break;
-      case Shape::kCumulative: add(i, counter(1e6 + i * 17.0 + poisson(rng))); break;
+      case Shape::kSmallCounts:
+        add(i, counter(poisson(rng)));
+        break;
+      case Shape::kFractional:
+        add(i, counter(poisson(rng) / 3.0));
+        break;
+      case Shape::kAllZeros:
+        add(i, counter(0));
+        break;
+      case Shape::kLarge:
+        add(i, counter(static_cast<double>((uint64_t{1} << 53) - rng() % 1000)));
+        break;
+      case Shape::kExtremes:
+        add(i, counter(i % 2 ? cf::kMaxIntegral : -cf::kMaxIntegral + i));
+        break;
+      case Shape::kBeyondExact:
+        add(i, counter(1e300 * (i % 7) + 1e17));
+        break;
+      case Shape::kNegative:
+        add(i, counter(-static_cast<double>(poisson(rng)) * (i % 2 ? 1 : 1000)));
+        break;
+      case Shape::kCumulative:
+        add(i, counter(1e6 + i * 17.0 + poisson(rng)));
+        break;
       case Shape::kSparse:
         if (rng() % 5 == 0) add(i, counter(poisson(rng)));
         break;
-      case Shape::kEmpty: break;
+      case Shape::kEmpty:
+        break;
       case Shape::kOneSlot:
         if (i == nslots / 2) add(i, counter(12345));
         break;
-      case Shape::kNaNAndInf: add(i, counter(i % 3 == 0 ? kInf : i % 3 == 1 ? -kInf : std::nan(""))); break;
-      case Shape::kMinusZero: add(i, counter(i % 2 ? -0.0 : 0.0)); break;
+      case Shape::kNaNAndInf:
+        add(i, counter(i % 3 == 0 ? kInf : i % 3 == 1 ? -kInf : std::nan("")));
+        break;
+      case Shape::kMinusZero:
+        add(i, counter(i % 2 ? -0.0 : 0.0));
+        break;
       case Shape::kGauges: {
         double v = std::sin(i / 10.0) * 100;
         add(i, gauge(v, v - 1.5, v + 2.25, v * 3, 3));
         break;
       }
-      case Shape::kGaugeIntegral: add(i, gauge(i % 10, 0, 20, 100 + i, 1 + i % 4)); break;
+      case Shape::kGaugeIntegral:
+        add(i, gauge(i % 10, 0, 20, 100 + i, 1 + i % 4));
+        break;
       case Shape::kSketches:
         add(i, dist({0.0, 1.0 + i, 250.0 * (i % 5 + 1), -3.5, 1e6 + i}));
         break;
       case Shape::kSketchesSparse:
-        if (i % 13 == 0) add(i, dist({static_cast<double>(i), 42.0}));
-        else if (i % 13 == 1) add(i, BucketAgg{});  // a distribution bucket without samples
+        if (i % 13 == 0)
+          add(i, dist({static_cast<double>(i), 42.0}));
+        else if (i % 13 == 1)
+          add(i, BucketAgg{});  // a distribution bucket without samples
         break;
     }
   }
@@ -113,7 +156,8 @@ std::vector<ChunkSlot> make_slots(Shape shape, uint32_t nslots) {
 
 // A counter chunk, valid, for the corruption table.
 std::string sample_chunk() {
-  return encode_chunk(Kind::kCounter, cf::kSegmentSlots, make_slots(Shape::kSmallCounts, cf::kSegmentSlots));
+  return encode_chunk(Kind::kCounter, cf::kSegmentSlots,
+                      make_slots(Shape::kSmallCounts, cf::kSegmentSlots));
 }
 
 // Recomputes the trailing checksum, so the structural checks, not the checksum, must catch damage.
@@ -153,7 +197,9 @@ void TestChunks::roundTrip_data() {
   QTest::addColumn<Kind>("kind");
   QTest::addColumn<int>("shape");
   QTest::addColumn<uint32_t>("nslots");
-  auto row = [](const char* name, Kind k, Shape s, uint32_t n) { QTest::newRow(name) << k << int(s) << n; };
+  auto row = [](const char* name, Kind k, Shape s, uint32_t n) {
+    QTest::newRow(name) << k << int(s) << n;
+  };
   for (uint32_t n : {cf::kSegmentSlots, cf::kChunkSlots}) {
     const std::string suffix = n == cf::kChunkSlots ? " (chunk)" : " (segment)";
     auto name = [&](const char* base) { return qstrdup((base + suffix).c_str()); };
@@ -193,7 +239,8 @@ void TestChunks::roundTrip() {
     QVERIFY2(d.isEmpty(), qPrintable(QString("slot %1: ").arg(buckets[i].index) + d));
   }
   // The blob says what it is: another kind or slot count is refused.
-  QCOMPARE(decode_chunk(blob, kind == Kind::kGauge ? Kind::kCounter : Kind::kGauge, nslots, &back).code(),
+  QCOMPARE(decode_chunk(blob, kind == Kind::kGauge ? Kind::kCounter : Kind::kGauge, nslots, &back)
+               .code(),
            StatusCode::kCorruption);
   QCOMPARE(decode_chunk(blob, kind, nslots + 1, &back).code(), StatusCode::kCorruption);
 }
@@ -215,14 +262,17 @@ void TestChunks::counterSumsMatchDecode() {
   QVERIFY(decode_counter_sums(blob, cf::kChunkSlots, dense.data()).is_ok());
   std::vector<double> want(cf::kChunkSlots, 0.0);
   for (const auto& s : buckets) want[s.index] = s.agg.sum;
-  for (uint32_t i = 0; i < cf::kChunkSlots; ++i) QVERIFY2(same_double(dense[i], want[i]), qPrintable(QString::number(i)));
+  for (uint32_t i = 0; i < cf::kChunkSlots; ++i)
+    QVERIFY2(same_double(dense[i], want[i]), qPrintable(QString::number(i)));
 }
 
 void TestChunks::damagedChunkIsCorruption_data() {
   QTest::addColumn<QByteArray>("blob");
   QTest::addColumn<bool>("fixChecksum");
   const std::string good = sample_chunk();
-  auto bytes = [](const std::string& s) { return QByteArray(s.data(), static_cast<int>(s.size())); };
+  auto bytes = [](const std::string& s) {
+    return QByteArray(s.data(), static_cast<int>(s.size()));
+  };
   QTest::newRow("empty") << QByteArray() << false;
   QTest::newRow("one byte") << QByteArray("\x01", 1) << false;
   QTest::newRow("truncated by one") << bytes(good.substr(0, good.size() - 1)) << false;
@@ -238,7 +288,8 @@ void TestChunks::damagedChunkIsCorruption_data() {
   QTest::newRow("presence runs do not add up") << bytes(runs) << true;
   std::string shorter = good.substr(0, good.size() - 5) + good.substr(good.size() - 4);
   QTest::newRow("a byte too few") << bytes(shorter) << true;
-  std::string longer = good.substr(0, good.size() - 4) + std::string("\x00", 1) + good.substr(good.size() - 4);
+  std::string longer =
+      good.substr(0, good.size() - 4) + std::string("\x00", 1) + good.substr(good.size() - 4);
   QTest::newRow("a byte too many") << bytes(longer) << true;
   QTest::newRow("garbage") << QByteArray(200, '\xff') << false;
   QTest::newRow("garbage, checksum right") << QByteArray(200, '\xff') << true;
@@ -250,7 +301,8 @@ void TestChunks::damagedChunkIsCorruption() {
   std::string b(blob.constData(), static_cast<size_t>(blob.size()));
   if (fixChecksum) fix_checksum(&b);
   std::vector<ChunkSlot> out;
-  QCOMPARE(decode_chunk(b, Kind::kCounter, cf::kSegmentSlots, &out).code(), StatusCode::kCorruption);
+  QCOMPARE(decode_chunk(b, Kind::kCounter, cf::kSegmentSlots, &out).code(),
+           StatusCode::kCorruption);
   std::vector<double> dense(cf::kSegmentSlots);
   QCOMPARE(decode_counter_sums(b, cf::kSegmentSlots, dense.data()).code(), StatusCode::kCorruption);
 }
@@ -260,10 +312,12 @@ void TestChunks::damagedChunkIsCorruption() {
 void TestChunks::randomDamageNeverCrashes() {
   std::vector<std::pair<Kind, std::string>> blobs = {
       {Kind::kCounter, sample_chunk()},
-      {Kind::kCounter, encode_chunk(Kind::kCounter, cf::kSegmentSlots, make_slots(Shape::kFractional, cf::kSegmentSlots))},
-      {Kind::kGauge, encode_chunk(Kind::kGauge, cf::kSegmentSlots, make_slots(Shape::kGauges, cf::kSegmentSlots))},
-      {Kind::kDistribution,
-       encode_chunk(Kind::kDistribution, cf::kSegmentSlots, make_slots(Shape::kSketches, cf::kSegmentSlots))},
+      {Kind::kCounter, encode_chunk(Kind::kCounter, cf::kSegmentSlots,
+                                    make_slots(Shape::kFractional, cf::kSegmentSlots))},
+      {Kind::kGauge, encode_chunk(Kind::kGauge, cf::kSegmentSlots,
+                                  make_slots(Shape::kGauges, cf::kSegmentSlots))},
+      {Kind::kDistribution, encode_chunk(Kind::kDistribution, cf::kSegmentSlots,
+                                         make_slots(Shape::kSketches, cf::kSegmentSlots))},
   };
   std::mt19937 rng(7);
   size_t corrupt = 0, total = 0;
@@ -282,15 +336,18 @@ void TestChunks::randomDamageNeverCrashes() {
       }
     }
   }
-  qInfo("%zu of %zu damaged blobs were refused; the rest decode to other values (the checksum catches those)",
-        corrupt, total);
+  qInfo(
+      "%zu of %zu damaged blobs were refused; the rest decode to other values (the checksum "
+      "catches those)",
+      corrupt, total);
   // Without the checksum fixed, every change is refused.
   std::string b = sample_chunk();
   for (size_t pos = 0; pos < b.size(); ++pos) {
     std::string d = b;
     d[pos] ^= 0x01;
     std::vector<ChunkSlot> out;
-    QCOMPARE(decode_chunk(d, Kind::kCounter, cf::kSegmentSlots, &out).code(), StatusCode::kCorruption);
+    QCOMPARE(decode_chunk(d, Kind::kCounter, cf::kSegmentSlots, &out).code(),
+             StatusCode::kCorruption);
   }
 }
 
@@ -302,7 +359,8 @@ void TestChunks::hourOfPoissonCountsIsSmall() {
   const double bytes_per_point = static_cast<double>(blob.size()) / cf::kChunkSlots;
   qInfo("%zu bytes, %.3f bytes a point", blob.size(), bytes_per_point);
   QVERIFY(bytes_per_point < 0.40);
-  const std::string zeros = encode_chunk(Kind::kCounter, cf::kChunkSlots, make_slots(Shape::kAllZeros, cf::kChunkSlots));
+  const std::string zeros =
+      encode_chunk(Kind::kCounter, cf::kChunkSlots, make_slots(Shape::kAllZeros, cf::kChunkSlots));
   QVERIFY2(zeros.size() < 24, qPrintable(QString::number(zeros.size())));
 }
 
@@ -317,7 +375,8 @@ struct Stores {
   std::unique_ptr<ShardStore> chunks, rows;
   Stores() {
     auto c = ShardStore::open((dir.path() + "/chunks.sqlite").toStdString(), kRes);
-    auto r = ShardStore::open((dir.path() + "/rows.sqlite").toStdString(), kRes, {StorageLayout::kPlainRows});
+    auto r = ShardStore::open((dir.path() + "/rows.sqlite").toStdString(), kRes,
+                              {StorageLayout::kPlainRows});
     if (c) chunks = std::move(*c);
     if (r) rows = std::move(*r);
   }
@@ -349,7 +408,8 @@ struct Stores {
   bool open_ = false;
 };
 
-std::vector<StoredBucket> read_all(ShardStore& s, uint64_t id, Kind kind, size_t res, int64_t from, int64_t to) {
+std::vector<StoredBucket> read_all(ShardStore& s, uint64_t id, Kind kind, size_t res, int64_t from,
+                                   int64_t to) {
   std::vector<StoredBucket> out;
   auto r = s.acquire_reader();
   if (!r) return out;
@@ -364,16 +424,21 @@ std::vector<StoredBucket> read_all(ShardStore& s, uint64_t id, Kind kind, size_t
 QString compare(Kind kind, const std::vector<StoredBucket>& a, const std::vector<StoredBucket>& b) {
   if (a.size() != b.size()) return QString("%1 buckets != %2").arg(a.size()).arg(b.size());
   for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i].time != b[i].time) return QString("bucket %1: time %2 != %3").arg(i).arg(a[i].time).arg(b[i].time);
+    if (a[i].time != b[i].time)
+      return QString("bucket %1: time %2 != %3").arg(i).arg(a[i].time).arg(b[i].time);
     // The plain-row layout stores counters' min/max as 0 and gauges' NaN-free values: compare what
     // the kind means.
-    if (a[i].agg.sum != b[i].agg.sum) return QString("t=%1: sum %2 != %3").arg(a[i].time).arg(a[i].agg.sum).arg(b[i].agg.sum);
+    if (a[i].agg.sum != b[i].agg.sum)
+      return QString("t=%1: sum %2 != %3").arg(a[i].time).arg(a[i].agg.sum).arg(b[i].agg.sum);
     if (kind == Kind::kCounter) continue;
-    if (a[i].agg.count != b[i].agg.count || a[i].agg.min != b[i].agg.min || a[i].agg.max != b[i].agg.max)
+    if (a[i].agg.count != b[i].agg.count || a[i].agg.min != b[i].agg.min ||
+        a[i].agg.max != b[i].agg.max)
       return QString("t=%1: count/min/max differ").arg(a[i].time);
-    if (kind == Kind::kGauge && a[i].agg.last != b[i].agg.last) return QString("t=%1: last differs").arg(a[i].time);
-    if (kind == Kind::kDistribution && (bool(a[i].agg.sketch) != bool(b[i].agg.sketch) ||
-                                        (a[i].agg.sketch && !(*a[i].agg.sketch == *b[i].agg.sketch))))
+    if (kind == Kind::kGauge && a[i].agg.last != b[i].agg.last)
+      return QString("t=%1: last differs").arg(a[i].time);
+    if (kind == Kind::kDistribution &&
+        (bool(a[i].agg.sketch) != bool(b[i].agg.sketch) ||
+         (a[i].agg.sketch && !(*a[i].agg.sketch == *b[i].agg.sketch))))
       return QString("t=%1: sketch differs").arg(a[i].time);
   }
   return {};
@@ -396,9 +461,12 @@ void TestChunks::lateBucketMergesIntoCompactedChunk() {
   QVERIFY(st.chunks && st.rows);
   auto agg = [&](int i) {
     switch (kind) {
-      case Kind::kCounter: return counter(i % 7);
-      case Kind::kGauge: return gauge(i, i - 1, i + 1, 3 * i, 3);
-      default: return dist({double(i), i * 2.0});
+      case Kind::kCounter:
+        return counter(i % 7);
+      case Kind::kGauge:
+        return gauge(i, i - 1, i + 1, 3 * i, 3);
+      default:
+        return dist({double(i), i * 2.0});
     }
   };
   for (int i = 0; i < 7200; i += 3) QVERIFY(st.merge(7, kind, 0, kT0 + i, agg(i), 10 + i).is_ok());
@@ -414,7 +482,8 @@ void TestChunks::lateBucketMergesIntoCompactedChunk() {
   BucketAgg merged_rows;
   QVERIFY(st.rows->merge_bucket(7, kind, 0, kT0 + 30, agg(1), 99999, &merged_rows).is_ok());
   QVERIFY(st.rows->commit().is_ok());
-  QVERIFY2(diff(kind, merged_rows, merged).isEmpty() || kind == Kind::kCounter, qPrintable(diff(kind, merged_rows, merged)));
+  QVERIFY2(diff(kind, merged_rows, merged).isEmpty() || kind == Kind::kCounter,
+           qPrintable(diff(kind, merged_rows, merged)));
   QCOMPARE(merged.sum, merged_rows.sum);
   QVERIFY(st.merge(7, kind, 0, kT0 + 31, agg(2), 100000).is_ok());
   QCOMPARE(*st.chunks->stored_lsn(7, 0, kT0 + 31), uint64_t(100000));
@@ -426,7 +495,8 @@ void TestChunks::lateBucketMergesIntoCompactedChunk() {
 void TestChunks::chunkLayoutAnswersLikePlainRows_data() {
   QTest::addColumn<int>("seed");
   QTest::addColumn<int>("series");
-  for (int seed : {1, 2}) QTest::newRow(qPrintable(QString("seed %1, few series").arg(seed))) << seed << 3;
+  for (int seed : {1, 2})
+    QTest::newRow(qPrintable(QString("seed %1, few series").arg(seed))) << seed << 3;
   QTest::newRow("many series (scans, not lookups)") << 4 << 12;
 }
 
@@ -441,15 +511,20 @@ void TestChunks::chunkLayoutAnswersLikePlainRows() {
   std::mt19937_64 rng(static_cast<uint64_t>(seed));
   std::vector<SeriesRef> refs;
   for (int i = 0; i < series; ++i)
-    refs.push_back({static_cast<uint64_t>(100 + i), i % 5 == 3 ? Kind::kGauge : i % 5 == 4 ? Kind::kDistribution : Kind::kCounter});
+    refs.push_back({static_cast<uint64_t>(100 + i), i % 5 == 3   ? Kind::kGauge
+                                                    : i % 5 == 4 ? Kind::kDistribution
+                                                                 : Kind::kCounter});
   auto agg_for = [&](Kind kind) {
     switch (kind) {
-      case Kind::kCounter: return counter(static_cast<double>(rng() % 4 == 0 ? rng() % 50 : 0) + (rng() % 9 == 0 ? 0.25 : 0));
+      case Kind::kCounter:
+        return counter(static_cast<double>(rng() % 4 == 0 ? rng() % 50 : 0) +
+                       (rng() % 9 == 0 ? 0.25 : 0));
       case Kind::kGauge: {
         double v = static_cast<double>(rng() % 1000) / 8;
         return gauge(v, v - 1, v + 1, 2 * v, 2);
       }
-      default: return dist({static_cast<double>(rng() % 500), 1.5});
+      default:
+        return dist({static_cast<double>(rng() % 500), 1.5});
     }
   };
   const int64_t span = 2 * 3600 + 300;  // two chunks, then segments and hot rows
@@ -488,7 +563,10 @@ void TestChunks::chunkLayoutAnswersLikePlainRows() {
     for (const auto& s : refs) {
       const QString d = compare(s.kind, read_all(*st.rows, s.id, s.kind, res, from, to),
                                 read_all(*st.chunks, s.id, s.kind, res, from, to));
-      QVERIFY2(d.isEmpty(), qPrintable(QString("series %1 res %2 [%3, %4): ").arg(s.id).arg(res).arg(from).arg(to) + d));
+      QVERIFY2(
+          d.isEmpty(),
+          qPrintable(QString("series %1 res %2 [%3, %4): ").arg(s.id).arg(res).arg(from).arg(to) +
+                     d));
     }
     // ... and all at once (scans).
     std::vector<std::vector<StoredBucket>> all_rows, all_chunks;
@@ -496,7 +574,9 @@ void TestChunks::chunkLayoutAnswersLikePlainRows() {
       auto r = store->acquire_reader();
       QVERIFY(r.has_value());
       QVERIFY((*r)->begin_snapshot().is_ok());
-      QVERIFY((*r)->read(refs, res, from, to, refs.size(), store == st.rows.get() ? &all_rows : &all_chunks).is_ok());
+      QVERIFY((*r)->read(refs, res, from, to, refs.size(),
+                         store == st.rows.get() ? &all_rows : &all_chunks)
+                  .is_ok());
       (*r)->end_snapshot();
       store->release_reader(std::move(*r));
     }
@@ -520,7 +600,8 @@ void TestChunks::chunkLayoutAnswersLikePlainRows() {
       auto r = store->acquire_reader();
       QVERIFY((*r)->begin_snapshot().is_ok());
       QVERIFY((*r)->add_counter_sums(counters, rows, res, grid, refs.size(),
-                                     store == st.rows.get() ? want.data() : got.data()).is_ok());
+                                     store == st.rows.get() ? want.data() : got.data())
+                  .is_ok());
       (*r)->end_snapshot();
       store->release_reader(std::move(*r));
     }
@@ -535,16 +616,18 @@ void TestChunks::chunkLayoutAnswersLikePlainRows() {
 // into it cannot count anything twice).
 void TestChunks::storedLsnSurvivesCompaction() {
   Stores st;
-  for (int i = 0; i < 120; ++i) QVERIFY(st.merge(5, Kind::kCounter, 0, kT0 + i, counter(1), 1000 + i).is_ok());
+  for (int i = 0; i < 120; ++i)
+    QVERIFY(st.merge(5, Kind::kCounter, 0, kT0 + i, counter(1), 1000 + i).is_ok());
   QCOMPARE(*st.chunks->stored_lsn(5, 0, kT0 + 10), uint64_t(1010));
   QCOMPARE(*st.chunks->stored_lsn(6, 0, kT0 + 10), uint64_t(0));
   QVERIFY(st.chunks->compact(kT0 + 60).is_ok());  // the first minute becomes a segment
   QCOMPARE(*st.chunks->stored_lsn(5, 0, kT0 + 10), uint64_t(1059));
   QCOMPARE(*st.chunks->stored_lsn(5, 0, kT0 + 70), uint64_t(1070));  // still a hot row
-  QVERIFY(st.chunks->compact(kT0 + 3600 + 5).is_ok());              // the whole hour becomes a chunk
+  QVERIFY(st.chunks->compact(kT0 + 3600 + 5).is_ok());  // the whole hour becomes a chunk
   QCOMPARE(*st.chunks->stored_lsn(5, 0, kT0 + 10), uint64_t(1119));
   QCOMPARE(*st.chunks->stored_lsn(5, 0, kT0 + 119), uint64_t(1119));
-  QCOMPARE(*st.chunks->stored_lsn(5, 0, kT0 + 3000), uint64_t(0));  // in the chunk's window, not stored
+  QCOMPARE(*st.chunks->stored_lsn(5, 0, kT0 + 3000),
+           uint64_t(0));  // in the chunk's window, not stored
   QCOMPARE(*st.chunks->stored_lsn(6, 0, kT0 + 10), uint64_t(0));
 }
 
@@ -559,7 +642,9 @@ void TestChunks::plainRowFileIsConverted() {
     QVERIFY((*rows)->begin().is_ok());
     QVERIFY((*rows)->put_series(SeriesDef{9, 0, 0, Kind::kGauge, "g", {}}).is_ok());
     for (int i = 0; i < 200; ++i)
-      QVERIFY((*rows)->merge_bucket(9, Kind::kGauge, 0, kT0 + i, gauge(i, i, i, i, 1), 50 + i, nullptr).is_ok());
+      QVERIFY((*rows)
+                  ->merge_bucket(9, Kind::kGauge, 0, kT0 + i, gauge(i, i, i, i, 1), 50 + i, nullptr)
+                  .is_ok());
     QVERIFY((*rows)->commit().is_ok());
     before = read_all(**rows, 9, Kind::kGauge, 0, kT0, kT0 + 200);
     QCOMPARE(before.size(), size_t(200));
@@ -567,24 +652,29 @@ void TestChunks::plainRowFileIsConverted() {
   auto chunks = ShardStore::open(path, kRes);
   QVERIFY2(chunks.has_value(), chunks.status().to_string().c_str());
   QCOMPARE(*(*chunks)->get_meta("storage_format", 0), int64_t(cf::kStorageFormat));
-  QVERIFY(compare(Kind::kGauge, before, read_all(**chunks, 9, Kind::kGauge, 0, kT0, kT0 + 200)).isEmpty());
+  QVERIFY(compare(Kind::kGauge, before, read_all(**chunks, 9, Kind::kGauge, 0, kT0, kT0 + 200))
+              .isEmpty());
   QVERIFY((*chunks)->compact(kT0 + 7200).is_ok());
-  QVERIFY(compare(Kind::kGauge, before, read_all(**chunks, 9, Kind::kGauge, 0, kT0, kT0 + 200)).isEmpty());
+  QVERIFY(compare(Kind::kGauge, before, read_all(**chunks, 9, Kind::kGauge, 0, kT0, kT0 + 200))
+              .isEmpty());
   QCOMPARE(*(*chunks)->stored_lsn(9, 0, kT0), uint64_t(249));
   auto series = (*chunks)->load_series();
   QVERIFY(series.has_value() && series->size() == 1);
   // And it is not readable as plain rows any more.
   chunks->reset();
-  QCOMPARE(ShardStore::open(path, kRes, {StorageLayout::kPlainRows}).status().code(), StatusCode::kInvalidArgument);
+  QCOMPARE(ShardStore::open(path, kRes, {StorageLayout::kPlainRows}).status().code(),
+           StatusCode::kInvalidArgument);
 }
 
 void TestChunks::retentionDropsWholeWindows() {
   Stores st;
-  for (int i = 0; i < 3 * 3600; i += 5) QVERIFY(st.merge(3, Kind::kCounter, 0, kT0 + i, counter(1), 1).is_ok());
+  for (int i = 0; i < 3 * 3600; i += 5)
+    QVERIFY(st.merge(3, Kind::kCounter, 0, kT0 + i, counter(1), 1).is_ok());
   QVERIFY(st.chunks->compact(kT0 + 2 * 3600 + 120).is_ok());  // two chunks, two segments, hot rows
   int64_t deleted = 0;
   QVERIFY(st.chunks->begin().is_ok());
-  QVERIFY(st.chunks->delete_all_before(0, kT0 + 3600 + 1800, &deleted).is_ok());  // half-way into the 2nd chunk
+  QVERIFY(st.chunks->delete_all_before(0, kT0 + 3600 + 1800, &deleted)
+              .is_ok());  // half-way into the 2nd chunk
   QVERIFY(st.chunks->commit().is_ok());
   QCOMPARE(deleted, int64_t(1));
   auto left = read_all(*st.chunks, 3, Kind::kCounter, 0, kT0, kT0 + 3 * 3600);
@@ -615,7 +705,8 @@ struct Pipeline {
   explicit Pipeline(StorageLayout layout) {
     std::vector<Shard*> raw;
     for (uint32_t i = 0; i < 2; ++i) {
-      auto store = ShardStore::open((dir.path() + QString("/shard-%1.sqlite").arg(i)).toStdString(), res, {layout});
+      auto store = ShardStore::open((dir.path() + QString("/shard-%1.sqlite").arg(i)).toStdString(),
+                                    res, {layout});
       ShardOptions o;
       o.index = i;
       o.resolutions = res;
@@ -632,15 +723,18 @@ struct Pipeline {
     for (auto& s : shards) s->stop();
   }
   // Points (series, time, value) at clock `now_s`; returns once every shard has applied them.
-  void send(int64_t now_s, const std::vector<std::tuple<const SeriesInfo*, int64_t, double>>& points,
+  void send(int64_t now_s,
+            const std::vector<std::tuple<const SeriesInfo*, int64_t, double>>& points,
             const std::vector<const SeriesInfo*>& fresh = {}) {
     clock.set_ms(now_s * 1000);
     std::vector<ShardWork> work(2);
     for (const auto* info : fresh) work[info->shard].new_series.push_back(info);
     for (const auto& [info, t, v] : points) {
       auto& w = work[info->shard];
-      if (info->kind == Kind::kCounter) w.counters.push_back({info, t, v});
-      else if (info->kind == Kind::kGauge) w.gauges.push_back({info, t, v, v, v, v, 1});
+      if (info->kind == Kind::kCounter)
+        w.counters.push_back({info, t, v});
+      else if (info->kind == Kind::kGauge)
+        w.gauges.push_back({info, t, v, v, v, v, 1});
       else {
         Sketch sk;
         sk.add(v);
@@ -651,7 +745,8 @@ struct Pipeline {
     for (size_t i = 0; i < 2; ++i) busy[i] = work[i].points() > 0 || !work[i].new_series.empty();
     router->route(std::move(work), ++lsn);
     for (size_t i = 0; i < 2; ++i)
-      while ((busy[i] && shards[i]->applied_lsn() < lsn) || shards[i]->queue_depth() > 0) QThread::usleep(50);
+      while ((busy[i] && shards[i]->applied_lsn() < lsn) || shards[i]->queue_depth() > 0)
+        QThread::usleep(50);
   }
 };
 
@@ -671,12 +766,21 @@ void TestChunks::queriesOverChunksEqualPlainRows_data() {
           << "req" << fn << "code" << step << qint64(kT0) << end;
     }
     QTest::newRow(qPrintable(QString("req sum, no grouping, step %1, inside the chunk").arg(step)))
-        << "req" << "sum" << "" << step << qint64(kT0 + 1234) << qint64(kT0 + 2345);
+        << "req"
+        << "sum"
+        << "" << step << qint64(kT0 + 1234) << qint64(kT0 + 2345);
     QTest::newRow(qPrintable(QString("req sum by code,region step %1 across tiers").arg(step)))
-        << "req" << "sum" << "code,region" << step << qint64(kT0 + 3500) << end + 100;
+        << "req"
+        << "sum"
+        << "code,region" << step << qint64(kT0 + 3500) << end + 100;
     QTest::newRow(qPrintable(QString("temp avg by region, step %1").arg(step)))
-        << "temp" << "avg" << "region" << step << qint64(kT0) << end;
-    QTest::newRow(qPrintable(QString("lat p90, step %1").arg(step))) << "lat" << "p90" << "" << step << qint64(kT0) << end;
+        << "temp"
+        << "avg"
+        << "region" << step << qint64(kT0) << end;
+    QTest::newRow(qPrintable(QString("lat p90, step %1").arg(step)))
+        << "lat"
+        << "p90"
+        << "" << step << qint64(kT0) << end;
   }
 }
 
@@ -712,7 +816,8 @@ void TestChunks::queriesOverChunksEqualPlainRows() {
         }
       };
       for (const char* code : {"200", "500"})
-        for (const char* region : {"a", "b", "c"}) make("req", Kind::kCounter, {{"code", code}, {"region", region}});
+        for (const char* region : {"a", "b", "c"})
+          make("req", Kind::kCounter, {{"code", code}, {"region", region}});
       for (const char* region : {"a", "b"}) make("temp", Kind::kGauge, {{"region", region}});
       make("lat", Kind::kDistribution, {{"region", "a"}});
       p->send(kT0, {}, created);
@@ -722,15 +827,18 @@ void TestChunks::queriesOverChunksEqualPlainRows() {
       std::vector<std::tuple<const SeriesInfo*, int64_t, double>> pts;
       for (const auto& [info, code] : all) {
         if (rng() % 3 == 0) continue;
-        const int64_t when = rng() % 40 == 0 && t > kT0 + 200 ? t - 120 - static_cast<int64_t>(rng() % 60) : t;
-        const double v = info->kind == Kind::kCounter ? static_cast<double>(rng() % 6) : static_cast<double>(rng() % 100) - 20;
+        const int64_t when =
+            rng() % 40 == 0 && t > kT0 + 200 ? t - 120 - static_cast<int64_t>(rng() % 60) : t;
+        const double v = info->kind == Kind::kCounter ? static_cast<double>(rng() % 6)
+                                                      : static_cast<double>(rng() % 100) - 20;
         pts.push_back({info, when, v});
         if (info->kind == Kind::kCounter) sent[{code, when}] += v;
       }
       for (auto* p : {chunks.get(), rows.get()}) {
         std::vector<std::tuple<const SeriesInfo*, int64_t, double>> mine;
         for (const auto& [info, when, v] : pts)
-          mine.push_back({*p->catalog.find(info->metric(), info->tags().materialize(), info->kind), when, v});
+          mine.push_back(
+              {*p->catalog.find(info->metric(), info->tags().materialize(), info->kind), when, v});
         p->send(t + 1, mine);
       }
     }
@@ -740,7 +848,8 @@ void TestChunks::queriesOverChunksEqualPlainRows() {
   RangeQuery q;
   q.metric = metric.toStdString();
   q.fn = *parse_fn(fn.toStdString());
-  for (const auto& g : groupBy.split(',', Qt::SkipEmptyParts)) q.group_by.push_back(g.toStdString());
+  for (const auto& g : groupBy.split(',', Qt::SkipEmptyParts))
+    q.group_by.push_back(g.toStdString());
   q.step = step;
   q.from = from;
   q.to = to;
@@ -763,8 +872,9 @@ void TestChunks::queriesOverChunksEqualPlainRows() {
     for (const auto& sr : a->series) {
       for (const auto& [t, v] : sr.points) {
         double want = 0;
-        for (auto it = sent.lower_bound({sr.group[0].value, t}); it != sent.end() && it->first.first == sr.group[0].value &&
-                                                                  it->first.second < t + step;
+        for (auto it = sent.lower_bound({sr.group[0].value, t});
+             it != sent.end() && it->first.first == sr.group[0].value &&
+             it->first.second < t + step;
              ++it)
           want += it->second;
         QCOMPARE(v, want);

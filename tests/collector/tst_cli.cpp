@@ -86,10 +86,11 @@ void TestCli::initTestCase() {
   QVERIFY(dir_.isValid());
   const QString ready = dir_.filePath("ready.json");
   collector_.setProcessChannelMode(QProcess::ForwardedErrorChannel);
-  collector_.start(TALLY_COLLECTOR_BIN,
-                   {"--data-dir", dir_.filePath("data"), "--http", "127.0.0.1:0", "--ingest", "tcp://127.0.0.1:*",
-                    "--live", "tcp://127.0.0.1:*", "--statsd", "off", "--no-self-metrics", "--shards", "2",
-                    "--log-level", "warn", "--ready-file", ready});
+  collector_.start(
+      TALLY_COLLECTOR_BIN,
+      {"--data-dir", dir_.filePath("data"), "--http", "127.0.0.1:0", "--ingest",
+       "tcp://127.0.0.1:*", "--live", "tcp://127.0.0.1:*", "--statsd", "off", "--no-self-metrics",
+       "--shards", "2", "--log-level", "warn", "--ready-file", ready});
   QVERIFY2(collector_.waitForStarted(10000), qPrintable(collector_.errorString()));
   QTRY_VERIFY_WITH_TIMEOUT(QFile::exists(ready), 20000);
   QFile f(ready);
@@ -116,11 +117,16 @@ void TestCli::cleanupTestCase() {
 void TestCli::csvQuoting_data() {
   QTest::addColumn<QString>("in");
   QTest::addColumn<QString>("out");
-  QTest::newRow("plain") << "eu-west" << "eu-west";
-  QTest::newRow("comma") << "a,b" << "\"a,b\"";
-  QTest::newRow("quote") << "say \"hi\"" << "\"say \"\"hi\"\"\"";
-  QTest::newRow("newline") << "a\nb" << "\"a\nb\"";
-  QTest::newRow("empty") << "" << "";
+  QTest::newRow("plain") << "eu-west"
+                         << "eu-west";
+  QTest::newRow("comma") << "a,b"
+                         << "\"a,b\"";
+  QTest::newRow("quote") << "say \"hi\""
+                         << "\"say \"\"hi\"\"\"";
+  QTest::newRow("newline") << "a\nb"
+                           << "\"a\nb\"";
+  QTest::newRow("empty") << ""
+                         << "";
 }
 
 void TestCli::csvQuoting() {
@@ -133,12 +139,18 @@ void TestCli::numbers_data() {
   QTest::addColumn<double>("v");
   QTest::addColumn<QString>("full");
   QTest::addColumn<QString>("short_");
-  QTest::newRow("integer") << 3.0 << "3" << "3";
-  QTest::newRow("big integer") << 123456789.0 << "123456789" << "123456789";
-  QTest::newRow("tenth") << 0.1 << "0.1" << "0.1";
-  QTest::newRow("sum of tenths") << (0.1 + 0.2) << "0.30000000000000004" << "0.3";
-  QTest::newRow("negative") << -2.5 << "-2.5" << "-2.5";
-  QTest::newRow("long fraction") << 35.123456789 << "35.123456789" << "35.1235";
+  QTest::newRow("integer") << 3.0 << "3"
+                           << "3";
+  QTest::newRow("big integer") << 123456789.0 << "123456789"
+                               << "123456789";
+  QTest::newRow("tenth") << 0.1 << "0.1"
+                         << "0.1";
+  QTest::newRow("sum of tenths") << (0.1 + 0.2) << "0.30000000000000004"
+                                 << "0.3";
+  QTest::newRow("negative") << -2.5 << "-2.5"
+                            << "-2.5";
+  QTest::newRow("long fraction") << 35.123456789 << "35.123456789"
+                                 << "35.1235";
 }
 
 void TestCli::numbers() {
@@ -176,8 +188,8 @@ void TestCli::collectorUrl_data() {
   QTest::newRow("default") << "http://127.0.0.1:7071" << true << "http://127.0.0.1:7071";
   QTest::newRow("no scheme") << "localhost:9000" << true << "http://localhost:9000";
   QTest::newRow("no port") << "http://metrics.internal" << true << "http://metrics.internal:7071";
-  QTest::newRow("https default port") << "https://metrics.example.com/tally/" << true
-                                      << "https://metrics.example.com:443/tally";
+  QTest::newRow("https default port")
+      << "https://metrics.example.com/tally/" << true << "https://metrics.example.com:443/tally";
   QTest::newRow("ipv6") << "http://[::1]:7071" << true << "http://[::1]:7071";
   QTest::newRow("bad scheme") << "ftp://x:1" << false << "";
   QTest::newRow("bad port") << "http://x:99999" << false << "";
@@ -195,7 +207,8 @@ void TestCli::collectorUrl() {
 }
 
 void TestCli::queryTables() {
-  const json body = json::parse(R"({"metric":"api.errors","kind":"counter","fn":"sum","from":1700000000,
+  const json body =
+      json::parse(R"({"metric":"api.errors","kind":"counter","fn":"sum","from":1700000000,
     "to":1700000020,"step":10,"resolution":10,"series":[
       {"tags":{"region":"eu"},"points":[[1700000000,3],[1700000010,0.5]],"partial_from":1700000010},
       {"tags":{"region":"us, west"},"points":[[1700000010,7]]}]})");
@@ -219,7 +232,8 @@ void TestCli::queryTables() {
   QCOMPARE(QString::fromStdString(table.str()), QString("NAME            KIND          SERIES\n"
                                                         "a               counter       12\n"
                                                         "api.latency_ms  distribution  3\n"));
-  TextTable ungrouped = query_wide_table(json::parse(R"({"fn":"p99","series":[{"tags":{},"points":[[0,1]]}]})"));
+  TextTable ungrouped =
+      query_wide_table(json::parse(R"({"fn":"p99","series":[{"tags":{},"points":[[0,1]]}]})"));
   QCOMPARE(ungrouped.header[1], std::string("p99"));
 }
 
@@ -257,7 +271,8 @@ void TestCli::liveUpdateFormats() {
   QCOMPARE(row[1], std::string("final"));
   QCOMPARE(row[3], std::string("endpoint=/login"));
   QString line = QString::fromStdString(live_update_line(u));
-  QVERIFY2(line.startsWith("2023-11-14T22:13:20Z  final       api.latency_ms{endpoint=/login}  distribution  count=2"),
+  QVERIFY2(line.startsWith("2023-11-14T22:13:20Z  final       api.latency_ms{endpoint=/login}  "
+                           "distribution  count=2"),
            qPrintable(line));
 }
 
@@ -270,24 +285,36 @@ void TestCli::exitCodes_data() {
   QTest::newRow("help") << QStringList{"--help"} << int(kExitOk) << "Exit codes";
   QTest::newRow("version") << QStringList{"--version"} << int(kExitOk) << "tally ";
   QTest::newRow("no subcommand") << QStringList{} << int(kExitUsage) << "subcommand is required";
-  QTest::newRow("unknown subcommand") << QStringList{"frobnicate"} << int(kExitUsage) << "subcommand";
-  QTest::newRow("query without metric") << QStringList{"query"} << int(kExitUsage) << "metric is required";
-  QTest::newRow("bad format") << QStringList{"metrics", "--format", "xml"} << int(kExitUsage) << "xml";
-  QTest::newRow("bad timeout") << QStringList{"metrics", "--timeout", "soon"} << int(kExitUsage) << "timeout";
-  QTest::newRow("bad collector url") << QStringList{"metrics", "--collector", "ftp://x"} << int(kExitUsage) << "http";
-  QTest::newRow("emit bad name") << QStringList{"emit", "bad name", "1"} << int(kExitUsage) << "invalid character";
-  QTest::newRow("emit bad tag") << QStringList{"emit", "x", "1", "--tag", "novalue"} << int(kExitUsage)
-                                << "key=value";
-  QTest::newRow("emit bad kind") << QStringList{"emit", "x", "1", "--kind", "meter"} << int(kExitUsage) << "meter";
+  QTest::newRow("unknown subcommand")
+      << QStringList{"frobnicate"} << int(kExitUsage) << "subcommand";
+  QTest::newRow("query without metric")
+      << QStringList{"query"} << int(kExitUsage) << "metric is required";
+  QTest::newRow("bad format") << QStringList{"metrics", "--format", "xml"} << int(kExitUsage)
+                              << "xml";
+  QTest::newRow("bad timeout") << QStringList{"metrics", "--timeout", "soon"} << int(kExitUsage)
+                               << "timeout";
+  QTest::newRow("bad collector url")
+      << QStringList{"metrics", "--collector", "ftp://x"} << int(kExitUsage) << "http";
+  QTest::newRow("emit bad name") << QStringList{"emit", "bad name", "1"} << int(kExitUsage)
+                                 << "invalid character";
+  QTest::newRow("emit bad tag") << QStringList{"emit", "x", "1", "--tag", "novalue"}
+                                << int(kExitUsage) << "key=value";
+  QTest::newRow("emit bad kind") << QStringList{"emit", "x", "1", "--kind", "meter"}
+                                 << int(kExitUsage) << "meter";
   QTest::newRow("emit nan") << QStringList{"emit", "x", "nan"} << int(kExitUsage) << "finite";
-  QTest::newRow("emit word value") << QStringList{"emit", "x", "lots"} << int(kExitUsage) << "value";
-  QTest::newRow("unreachable collector") << QStringList{"metrics", "--collector", "http://127.0.0.1:1"}
-                                         << int(kExitUnreachable) << "cannot reach the collector";
-  QTest::newRow("unknown metric tags") << QStringList{"tags", "no.such.metric"} << int(kExitNotFound)
-                                       << "unknown metric";
-  QTest::newRow("bad fn") << QStringList{"query", "x", "--fn", "median"} << int(kExitRejected) << "400";
-  QTest::newRow("bad filter") << QStringList{"query", "x", "--filter", "nonsense"} << int(kExitRejected) << "400";
-  QTest::newRow("bad from") << QStringList{"query", "x", "--from", "yesterday"} << int(kExitRejected) << "from";
+  QTest::newRow("emit word value")
+      << QStringList{"emit", "x", "lots"} << int(kExitUsage) << "value";
+  QTest::newRow("unreachable collector")
+      << QStringList{"metrics", "--collector", "http://127.0.0.1:1"} << int(kExitUnreachable)
+      << "cannot reach the collector";
+  QTest::newRow("unknown metric tags")
+      << QStringList{"tags", "no.such.metric"} << int(kExitNotFound) << "unknown metric";
+  QTest::newRow("bad fn") << QStringList{"query", "x", "--fn", "median"} << int(kExitRejected)
+                          << "400";
+  QTest::newRow("bad filter") << QStringList{"query", "x", "--filter", "nonsense"}
+                              << int(kExitRejected) << "400";
+  QTest::newRow("bad from") << QStringList{"query", "x", "--from", "yesterday"}
+                            << int(kExitRejected) << "from";
 }
 
 void TestCli::exitCodes() {
@@ -295,14 +322,22 @@ void TestCli::exitCodes() {
   QFETCH(int, code);
   QFETCH(QString, says);
   Run r = tally(args);
-  QVERIFY2(r.code == code, qPrintable(QString("exit %1, want %2; stderr: %3").arg(r.code).arg(code).arg(r.err)));
+  QVERIFY2(r.code == code,
+           qPrintable(QString("exit %1, want %2; stderr: %3").arg(r.code).arg(code).arg(r.err)));
   QVERIFY2((r.out + r.err).contains(says), qPrintable(r.out + r.err));
 }
 
 json TestCli::queryJson(const QStringList& extra) {
   const qint64 now = QDateTime::currentSecsSinceEpoch();
-  QStringList args{"query", "--format", "json", "--from", QString::number(now - 300), "--to",
-                   QString::number(now + 60), "--step", "1s"};
+  QStringList args{"query",
+                   "--format",
+                   "json",
+                   "--from",
+                   QString::number(now - 300),
+                   "--to",
+                   QString::number(now + 60),
+                   "--step",
+                   "1s"};
   Run r = tally(args + extra);
   if (r.code != 0) {
     qWarning() << "query failed" << r.code << r.err;
@@ -328,12 +363,16 @@ std::map<std::string, double> totals(const json& body) {
 }  // namespace
 
 void TestCli::emitThenQueryGivesExactSums() {
-  for (const auto& [region, value] : {std::pair{"eu", "3"}, {"eu", "2.5"}, {"us", "4"}, {"eu", "1"}}) {
-    Run r = tally({"emit", "cli.signup", value, "--tag", QString("region=") + region, "--tag", "plan=free"});
+  for (const auto& [region, value] :
+       {std::pair{"eu", "3"}, {"eu", "2.5"}, {"us", "4"}, {"eu", "1"}}) {
+    Run r = tally(
+        {"emit", "cli.signup", value, "--tag", QString("region=") + region, "--tag", "plan=free"});
     QVERIFY2(r.code == 0, qPrintable(r.err));
-    QVERIFY2(r.out.startsWith("acknowledged: counter cli.signup{plan=free,region="), qPrintable(r.out));
+    QVERIFY2(r.out.startsWith("acknowledged: counter cli.signup{plan=free,region="),
+             qPrintable(r.out));
   }
-  Run json_emit = tally({"emit", "cli.signup", "1", "--tag", "region=apac", "--tag", "plan=free", "--format", "json"});
+  Run json_emit = tally({"emit", "cli.signup", "1", "--tag", "region=apac", "--tag", "plan=free",
+                         "--format", "json"});
   QCOMPARE(json_emit.code, 0);
   json ack = json::parse(json_emit.out.toStdString());
   QCOMPARE(ack["acknowledged"].get<bool>(), true);
@@ -341,8 +380,10 @@ void TestCli::emitThenQueryGivesExactSums() {
 
   // Acknowledged means durable; the open bucket is visible to queries right away or very soon.
   std::map<std::string, double> got;
-  const std::map<std::string, double> want{{"region=apac", 1}, {"region=eu", 6.5}, {"region=us", 4}};
-  QTRY_VERIFY_WITH_TIMEOUT((got = totals(queryJson({"cli.signup", "--group-by", "region"}))) == want, 10000);
+  const std::map<std::string, double> want{
+      {"region=apac", 1}, {"region=eu", 6.5}, {"region=us", 4}};
+  QTRY_VERIFY_WITH_TIMEOUT(
+      (got = totals(queryJson({"cli.signup", "--group-by", "region"}))) == want, 10000);
   QCOMPARE(totals(queryJson({"cli.signup"})), (std::map<std::string, double>{{"", 11.5}}));
   QCOMPARE(totals(queryJson({"cli.signup", "--filter", "region!=eu"})),
            (std::map<std::string, double>{{"", 5}}));
@@ -364,7 +405,8 @@ void TestCli::emitThenQueryGivesExactSums() {
   QCOMPARE(csv_sums["us"], 4.0);
 
   // Table: a header line and one column per group.
-  Run table = tally({"query", "cli.signup", "--group-by", "region", "--from", "-5m", "--step", "1m"});
+  Run table =
+      tally({"query", "cli.signup", "--group-by", "region", "--from", "-5m", "--step", "1m"});
   QCOMPARE(table.code, 0);
   QVERIFY2(table.out.startsWith("# cli.signup (counter) sum, step 60s"), qPrintable(table.out));
   QVERIFY2(table.out.contains(QRegularExpression("TIME\\s+region=apac\\s+region=eu\\s+region=us")),
@@ -379,7 +421,8 @@ void TestCli::emitDistributionAndGauge() {
     QCOMPARE(tally({"emit", "cli.latency_ms", v, "--kind", "distribution"}).code, 0);
   }
   QCOMPARE(tally({"emit", "cli.depth", "7", "--kind", "gauge"}).code, 0);
-  QCOMPARE(tally({"emit", "cli.depth", "-3", "--kind", "gauge"}).code, 0);  // negative values need no "--"
+  QCOMPARE(tally({"emit", "cli.depth", "-3", "--kind", "gauge"}).code,
+           0);  // negative values need no "--"
 
   auto only = [](const json& body) {
     auto t = totals(body);
@@ -391,8 +434,8 @@ void TestCli::emitDistributionAndGauge() {
   for (double v : {10, 20, 30}) sk.add(v);
   if (QDateTime::currentSecsSinceEpoch() / 86400 == day_before) {
     const qint64 day = day_before * 86400;
-    Run p99 = tally({"query", "cli.latency_ms", "--fn", "p99", "--format", "json", "--from", QString::number(day), "--to",
-                     QString::number(day + 86400), "--step", "1d"});
+    Run p99 = tally({"query", "cli.latency_ms", "--fn", "p99", "--format", "json", "--from",
+                     QString::number(day), "--to", QString::number(day + 86400), "--step", "1d"});
     QCOMPARE(p99.code, 0);
     QCOMPARE(only(json::parse(p99.out.toStdString(), nullptr, false)), sk.quantile(0.99));
   }
@@ -407,7 +450,8 @@ void TestCli::emitDistributionAndGauge() {
 
 void TestCli::metricsAndTags() {
   QCOMPARE(tally({"emit", "cli.tagged", "1", "--tag", "b=2", "--tag", "a=x,y"}).code, 0);
-  QTRY_VERIFY_WITH_TIMEOUT(tally({"metrics", "--search", "cli.tagged"}).out.contains("cli.tagged"), 10000);
+  QTRY_VERIFY_WITH_TIMEOUT(tally({"metrics", "--search", "cli.tagged"}).out.contains("cli.tagged"),
+                           10000);
 
   Run j = tally({"metrics", "--format", "json", "--search", "cli."});
   QCOMPARE(j.code, 0);
@@ -440,8 +484,8 @@ void TestCli::emitToUnreachableIngestExits2() {
 
 void TestCli::tailFollowsLiveUpdates() {
   QProcess tail;
-  tail.start(TALLY_CLI_BIN, {"--live", live_, "tail", "cli.live", "--format", "json", "--final", "--count", "1",
-                             "--duration", "60s"});
+  tail.start(TALLY_CLI_BIN, {"--live", live_, "tail", "cli.live", "--format", "json", "--final",
+                             "--count", "1", "--duration", "60s"});
   QVERIFY(tail.waitForStarted());
   // A SUB socket misses what was published before it joined: emit until the tail has a line.
   QElapsedTimer t;
@@ -462,11 +506,13 @@ void TestCli::tailFollowsLiveUpdates() {
   QCOMPARE(u["kind"].get<std::string>(), std::string("counter"));
   QVERIFY(u["state"] == "final" || u["state"] == "correction");
   const double v = u["value"].get<double>();
-  QVERIFY2(v >= 5 && std::fmod(v, 5) == 0 && v <= 5.0 * emitted, qPrintable(QString::fromStdString(u.dump())));
+  QVERIFY2(v >= 5 && std::fmod(v, 5) == 0 && v <= 5.0 * emitted,
+           qPrintable(QString::fromStdString(u.dump())));
 }
 
 void TestCli::tailNeverConnectedExits2() {
-  Run r = tally({"tail", "cli.live", "--live", "tcp://127.0.0.1:1", "--duration", "2s", "--timeout", "1s"});
+  Run r = tally(
+      {"tail", "cli.live", "--live", "tcp://127.0.0.1:1", "--duration", "2s", "--timeout", "1s"});
   QCOMPARE(r.code, int(kExitUnreachable));
   QVERIFY2(r.err.contains("never connected"), qPrintable(r.err));
 }

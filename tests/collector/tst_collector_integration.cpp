@@ -20,10 +20,13 @@ using namespace tally::testing;
 
 namespace {
 
-int64_t now_s() { return SystemClock::instance().now_s(); }
+int64_t now_s() {
+  return SystemClock::instance().now_s();
+}
 
 std::string q(const std::string& metric, int64_t from, int64_t to, const std::string& extra = "") {
-  return "/api/query?metric=" + metric + "&from=" + std::to_string(from) + "&to=" + std::to_string(to) + extra;
+  return "/api/query?metric=" + metric + "&from=" + std::to_string(from) +
+         "&to=" + std::to_string(to) + extra;
 }
 
 std::map<std::string, double> by_tag(const json& answer, const std::string& key) {
@@ -65,13 +68,16 @@ void TestCollectorIntegration::millionIncrementsFromFourThreadsComeBackExactly()
     o.flush_interval = std::chrono::milliseconds(200);
     Client client(o);
     std::vector<Counter> handles;
-    for (int i = 0; i < 100; ++i) handles.push_back(client.counter("test.hits", {{"series", std::to_string(i)}}));
+    for (int i = 0; i < 100; ++i)
+      handles.push_back(client.counter("test.hits", {{"series", std::to_string(i)}}));
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
       threads.emplace_back([&, t] {
         for (int i = 0; i < 250000; ++i) {
-          if (i % 2) handles[static_cast<size_t>((i + t) % 100)].add();
-          else client.count("test.hits", 1, {{"series", std::to_string((i + t) % 100)}});
+          if (i % 2)
+            handles[static_cast<size_t>((i + t) % 100)].add();
+          else
+            client.count("test.hits", 1, {{"series", std::to_string((i + t) % 100)}});
         }
       });
     }
@@ -101,7 +107,10 @@ void TestCollectorIntegration::filtersAndGroupBySelectTheRightSeries() {
       .def(2, "api.errors", {{"endpoint", "/a"}, {"status", "503"}})
       .def(3, "api.errors", {{"status", "500"}, {"endpoint", "/b"}})  // tag order does not matter
       .def(4, "api.errors", {{"endpoint", "/c"}})
-      .count(1, t, 3).count(2, t, 5).count(3, t, 7).count(4, t, 11);
+      .count(1, t, 3)
+      .count(2, t, 5)
+      .count(3, t, 7)
+      .count(4, t, 11);
   auto ack = p.send(b.b);
   QVERIFY(ack);
   QCOMPARE(ack->code(), wire::Ack::OK);
@@ -128,7 +137,8 @@ void TestCollectorIntegration::filtersAndGroupBySelectTheRightSeries() {
     QVERIFY2(r["series"].size() == cs.series, cs.extra.c_str());
     if (cs.series) QVERIFY2(total(r) == cs.expected, cs.extra.c_str());
   }
-  auto byEndpoint = by_tag(c.get(q("api.errors", t - 10, t + 10, "&group_by=endpoint")), "endpoint");
+  auto byEndpoint =
+      by_tag(c.get(q("api.errors", t - 10, t + 10, "&group_by=endpoint")), "endpoint");
   QCOMPARE(byEndpoint["/a"], 8.0);
   QCOMPARE(byEndpoint["/b"], 7.0);
   QCOMPARE(byEndpoint["/c"], 11.0);
@@ -173,10 +183,11 @@ void TestCollectorIntegration::sumsAgreeAcrossResolutions() {
   for (const char* step : {"1", "10", "60"}) {
     json r = c.get(q("res.check", t0, t0 + 180, std::string("&step=") + step));
     double minute[3] = {0, 0, 0};
-    for (const auto& pt : r["series"][0]["points"]) minute[(pt[0].get<int64_t>() - t0) / 60] += pt[1].get<double>();
-    QCOMPARE(minute[0], 1830.0);   // 1..60
-    QCOMPARE(minute[1], 5430.0);   // 61..120
-    QCOMPARE(minute[2], 9030.0);   // 121..180
+    for (const auto& pt : r["series"][0]["points"])
+      minute[(pt[0].get<int64_t>() - t0) / 60] += pt[1].get<double>();
+    QCOMPARE(minute[0], 1830.0);  // 1..60
+    QCOMPARE(minute[1], 5430.0);  // 61..120
+    QCOMPARE(minute[2], 9030.0);  // 121..180
   }
   json rate = c.get(q("res.check", t0, t0 + 60, "&step=60&fn=rate"));
   QCOMPARE(rate["series"][0]["points"][0][1].get<double>(), 1830.0 / 60);
@@ -191,7 +202,8 @@ void TestCollectorIntegration::latePointIsMergedAndPublishedAsCorrection() {
   sub.connect(c.live());
   RawProducer p(c.ingest());
   const int64_t t = now_s();
-  QCOMPARE(p.send(BatchBuilder(9, 1).def(1, "late.metric", {}).count(1, t, 2).b)->code(), wire::Ack::OK);
+  QCOMPARE(p.send(BatchBuilder(9, 1).def(1, "late.metric", {}).count(1, t, 2).b)->code(),
+           wire::Ack::OK);
   // Reads the live stream; returns true once an update for bucket t with this state and value came.
   auto saw = [&](wire::LiveUpdate::State state, double value) {
     return eventually([&] {
@@ -214,7 +226,8 @@ void TestCollectorIntegration::latePointIsMergedAndPublishedAsCorrection() {
   QCOMPARE(p.send(BatchBuilder(9, 2).count(1, t, 3).b)->code(), wire::Ack::OK);
   QVERIFY(saw(wire::LiveUpdate::CORRECTION, 5));
   QCOMPARE(total(c.get(q("late.metric", t, t + 1, "&step=1"))), 5.0);
-  for (const char* step : {"10", "60"}) QCOMPARE(total(c.get(q("late.metric", t - 60, t + 60, std::string("&step=") + step))), 5.0);
+  for (const char* step : {"10", "60"})
+    QCOMPARE(total(c.get(q("late.metric", t - 60, t + 60, std::string("&step=") + step))), 5.0);
   auto [status, metrics] = c.get_raw("/metrics");
   QVERIFY2(metrics.find("\ntally_late_points_total 1\n") != std::string::npos,
            metrics.substr(metrics.find("\ntally_late_points_total "), 40).c_str());
@@ -243,7 +256,8 @@ void TestCollectorIntegration::malformedFrameAndInvalidNameAreRejectedWhileServi
   QVERIFY(c.start());
   RawProducer p(c.ingest());
   const int64_t t = now_s() - 20;
-  QCOMPARE(p.send(BatchBuilder(5, 1).def(1, "good.metric", {}).count(1, t, 6).b)->code(), wire::Ack::OK);
+  QCOMPARE(p.send(BatchBuilder(5, 1).def(1, "good.metric", {}).count(1, t, 6).b)->code(),
+           wire::Ack::OK);
 
   auto garbage = p.send_frame(std::string("\xff\xff\xff\xff not a protobuf", 20));
   QVERIFY(garbage);
@@ -251,12 +265,18 @@ void TestCollectorIntegration::malformedFrameAndInvalidNameAreRejectedWhileServi
   QVERIFY(garbage->reason().find("malformed") != std::string::npos);
 
   // A valid series next to an invalid one: the whole batch is refused, nothing is created.
-  auto bad = p.send(BatchBuilder(5, 2).def(1, "good.metric", {}).def(2, "1bad name", {}).def(3, "other.new", {})
-                        .count(1, t, 1000).count(3, t, 1).b);
+  auto bad = p.send(BatchBuilder(5, 2)
+                        .def(1, "good.metric", {})
+                        .def(2, "1bad name", {})
+                        .def(3, "other.new", {})
+                        .count(1, t, 1000)
+                        .count(3, t, 1)
+                        .b);
   QVERIFY(bad);
   QCOMPARE(bad->code(), wire::Ack::INVALID);
   QVERIFY2(bad->reason().find("metric name") != std::string::npos, bad->reason().c_str());
-  auto badTag = p.send(BatchBuilder(5, 3).def(4, "good.metric", {{"k", std::string(201, 'v')}}).count(4, t, 1).b);
+  auto badTag = p.send(
+      BatchBuilder(5, 3).def(4, "good.metric", {{"k", std::string(201, 'v')}}).count(4, t, 1).b);
   QCOMPARE(badTag->code(), wire::Ack::INVALID);
   QVERIFY(badTag->reason().find("tag value") != std::string::npos);
   auto kind = p.send(BatchBuilder(5, 4).def(5, "good.metric", {{"x", "y"}}, wire::GAUGE).b);
@@ -287,7 +307,11 @@ void TestCollectorIntegration::dataAndDeduplicationSurviveACleanRestart() {
   CollectorProcess c;
   QVERIFY(c.start());
   const int64_t t = now_s();
-  auto first = BatchBuilder(13, 1).def(1, "restart.metric", {{"a", "b"}}).count(1, t - 100, 5).count(1, t, 7).b;
+  auto first = BatchBuilder(13, 1)
+                   .def(1, "restart.metric", {{"a", "b"}})
+                   .count(1, t - 100, 5)
+                   .count(1, t, 7)
+                   .b;
   {
     RawProducer p(c.ingest());
     QCOMPARE(p.send(first)->code(), wire::Ack::OK);
@@ -303,7 +327,8 @@ void TestCollectorIntegration::dataAndDeduplicationSurviveACleanRestart() {
   QCOMPARE(p.send(BatchBuilder(13, 2).count(1, t, 1).b)->code(), wire::Ack::OK);
   QVERIFY(eventually([&] { return total(c.get(q("restart.metric", t - 200, t + 5))) == 13; }));
   for (const char* step : {"10", "60"})
-    QCOMPARE(total(c.get(q("restart.metric", t - 240, t + 60, std::string("&step=") + step))), 13.0);
+    QCOMPARE(total(c.get(q("restart.metric", t - 240, t + 60, std::string("&step=") + step))),
+             13.0);
 }
 
 void TestCollectorIntegration::gaugesAndDistributionsThroughTheSdk() {
@@ -332,7 +357,8 @@ void TestCollectorIntegration::gaugesAndDistributionsThroughTheSdk() {
   QCOMPARE(total(cnt), 4.0);
   QCOMPARE(total(c.get(q("api.latency_ms", start - 5, end, "&fn=count&step=60"))), 1000.0);
   QCOMPARE(total(c.get(q("api.latency_ms", start - 5, end, "&fn=sum&step=60"))), 500500.0);
-  json h = c.get("/api/histogram?metric=api.latency_ms&from=" + std::to_string(start - 5) + "&to=" + std::to_string(end));
+  json h = c.get("/api/histogram?metric=api.latency_ms&from=" + std::to_string(start - 5) +
+                 "&to=" + std::to_string(end));
   QCOMPARE(h["count"].get<int>(), 1000);
   QCOMPARE(h["min"].get<double>(), 1.0);
   QCOMPARE(h["max"].get<double>(), 1000.0);
@@ -342,7 +368,8 @@ void TestCollectorIntegration::gaugesAndDistributionsThroughTheSdk() {
   for (const auto& b : h["buckets"]) binned += b["count"].get<uint64_t>();
   QCOMPARE(binned, uint64_t(1000));
   QVERIFY(h["buckets"].size() <= 60);
-  json hm = c.get("/api/heatmap?metric=api.latency_ms&step=60&from=" + std::to_string(start - 5) + "&to=" + std::to_string(end));
+  json hm = c.get("/api/heatmap?metric=api.latency_ms&step=60&from=" + std::to_string(start - 5) +
+                  "&to=" + std::to_string(end));
   uint64_t hm_count = 0;
   for (const auto& col : hm["columns"]) hm_count += col["count"].get<uint64_t>();
   QCOMPARE(hm_count, uint64_t(1000));
@@ -352,7 +379,8 @@ void TestCollectorIntegration::badQueriesGetClearErrors() {
   CollectorProcess c;
   QVERIFY(c.start());
   RawProducer p(c.ingest());
-  QCOMPARE(p.send(BatchBuilder(3, 1).def(1, "q.metric", {}).count(1, now_s() - 10, 1).b)->code(), wire::Ack::OK);
+  QCOMPARE(p.send(BatchBuilder(3, 1).def(1, "q.metric", {}).count(1, now_s() - 10, 1).b)->code(),
+           wire::Ack::OK);
   QVERIFY(eventually([&] { return c.get("/api/metrics")["metrics"].size() > 0; }));
   struct Case {
     std::string path;
@@ -378,7 +406,8 @@ void TestCollectorIntegration::badQueriesGetClearErrors() {
   for (const auto& cs : cases) {
     json r = c.get(cs.path);
     QVERIFY2(r["_status"].get<int>() == cs.status, (cs.path + " -> " + r.dump()).c_str());
-    QVERIFY2(r["error"].get<std::string>().find(cs.words) != std::string::npos, (cs.path + " -> " + r.dump()).c_str());
+    QVERIFY2(r["error"].get<std::string>().find(cs.words) != std::string::npos,
+             (cs.path + " -> " + r.dump()).c_str());
   }
   QCOMPARE(c.get("/healthz")["status"].get<std::string>(), std::string("ok"));
 }
@@ -390,17 +419,24 @@ void TestCollectorIntegration::statsdLinesOverUdpCountExactly() {
   QUdpSocket udp;
   const int64_t start = now_s();
   auto send = [&](const QByteArray& packet) {
-    QCOMPARE(udp.writeDatagram(packet, QHostAddress::LocalHost, static_cast<quint16>(c.statsd_port())), packet.size());
+    QCOMPARE(
+        udp.writeDatagram(packet, QHostAddress::LocalHost, static_cast<quint16>(c.statsd_port())),
+        packet.size());
   };
-  for (int i = 0; i < 100; ++i) send("ad.click:1|c|#campaign:spring,country:de\nad.click:2|c|@0.5|#campaign:spring,country:fr");
-  send("ad.click:1|c\nbroken line\nad.click:x|c\nlat.ms:10|ms\nlat.ms:20|h|#endpoint:/a\nq.len:5|g\nq.len:+3|g");
+  for (int i = 0; i < 100; ++i)
+    send("ad.click:1|c|#campaign:spring,country:de\nad.click:2|c|@0.5|#campaign:spring,country:fr");
+  send(
+      "ad.click:1|c\nbroken "
+      "line\nad.click:x|c\nlat.ms:10|ms\nlat.ms:20|h|#endpoint:/a\nq.len:5|g\nq.len:+3|g");
   send("ad.click:1|g");  // ad.click is a counter: refused, counted
   QVERIFY(eventually([&] { return total(c.get(q("ad.click", start - 5, now_s() + 2))) == 501; }));
-  auto byCountry = by_tag(c.get(q("ad.click", start - 5, now_s() + 2, "&group_by=country")), "country");
+  auto byCountry =
+      by_tag(c.get(q("ad.click", start - 5, now_s() + 2, "&group_by=country")), "country");
   QCOMPARE(byCountry["de"], 100.0);
   QCOMPARE(byCountry["fr"], 400.0);  // 2 at @0.5 counts 4
   QCOMPARE(byCountry["<none>"], 1.0);
-  QVERIFY(eventually([&] { return total(c.get(q("lat.ms", start - 5, now_s() + 2, "&fn=count"))) == 2; }));
+  QVERIFY(eventually(
+      [&] { return total(c.get(q("lat.ms", start - 5, now_s() + 2, "&fn=count"))) == 2; }));
   json last = c.get(q("q.len", start - 5, now_s() + 2, "&fn=max&step=60"));
   double mx = 0;
   for (const auto& p : last["series"][0]["points"]) mx = std::max(mx, p[1].get<double>());
@@ -441,7 +477,8 @@ static QStringList shard_tables(const QString& data_dir) {
   QStringList out;
   for (const QFileInfo& fi : QDir(data_dir).entryInfoList({"shard-*.sqlite"}, QDir::Files)) {
     sqlite3* db = nullptr;
-    if (sqlite3_open_v2(fi.filePath().toUtf8().constData(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    if (sqlite3_open_v2(fi.filePath().toUtf8().constData(), &db, SQLITE_OPEN_READONLY, nullptr) !=
+        SQLITE_OK) {
       sqlite3_close(db);
       return {};
     }
@@ -473,7 +510,8 @@ void TestCollectorIntegration::changedRetentionAppliesToExistingDataOnTheNextSta
     RawProducer p(c.ingest());
     QCOMPARE(p.send(b.b)->code(), wire::Ack::OK);
   }
-  QVERIFY(eventually([&] { return total(c.get(q("ret.metric", now - 3600, now + 1, "&step=60"))) == all; }));
+  QVERIFY(eventually(
+      [&] { return total(c.get(q("ret.metric", now - 3600, now + 1, "&step=60"))) == all; }));
   QCOMPARE(c.stop(), 0);
 
   // A 10 s resolution appears (filled from the 1 s data) and 1 s keeps only 10 minutes.
@@ -503,9 +541,11 @@ void TestCollectorIntegration::changedRetentionAppliesToExistingDataOnTheNextSta
   QCOMPARE(total(minutes), all);
   f.seek(0);
   const QByteArray after = f.readAll();
-  const qsizetype warned = after.indexOf("event=retention_change resolution=1m old=1d action=drop ");
+  const qsizetype warned =
+      after.indexOf("event=retention_change resolution=1m old=1d action=drop ");
   QVERIFY(warned >= 0);
-  QVERIFY(after.indexOf("event=retention_change resolution=1m action=dropped freed_bytes=") > warned);
+  QVERIFY(after.indexOf("event=retention_change resolution=1m action=dropped freed_bytes=") >
+          warned);
   QCOMPARE(c.stop(), 0);
   const QStringList tables = shard_tables(c.data_dir());
   QVERIFY2(!tables.isEmpty(), "no shard files");

@@ -75,8 +75,8 @@ void TestCollectorUnits::filterParsing() {
 
 void TestCollectorUnits::filterMatching_data() {
   QTest::addColumn<QString>("filter");
-  QTest::addColumn<bool>("matchesLogin500");   // {endpoint=/login, status=500}
-  QTest::addColumn<bool>("matchesNoStatus");   // {endpoint=/cart}
+  QTest::addColumn<bool>("matchesLogin500");  // {endpoint=/login, status=500}
+  QTest::addColumn<bool>("matchesNoStatus");  // {endpoint=/cart}
   QTest::newRow("eq") << "endpoint=/login" << true << false;
   QTest::newRow("eq absent") << "status=500" << true << false;
   QTest::newRow("ne") << "status!=500" << false << true;
@@ -98,22 +98,31 @@ void TestCollectorUnits::filterMatching() {
 }
 
 void TestCollectorUnits::planner_data() {
-  QTest::addColumn<qint64>("rangeS");   // from = now - range, to = now
-  QTest::addColumn<qint64>("step");     // 0 = auto
+  QTest::addColumn<qint64>("rangeS");  // from = now - range, to = now
+  QTest::addColumn<qint64>("step");    // 0 = auto
   QTest::addColumn<qint64>("points");
   QTest::addColumn<qint64>("wantStep");
   QTest::addColumn<qint64>("wantResolution");
   QTest::newRow("5m auto") << qint64(300) << qint64(0) << qint64(300) << qint64(1) << qint64(1);
   QTest::newRow("1h auto") << qint64(3600) << qint64(0) << qint64(300) << qint64(60) << qint64(60);
-  QTest::newRow("1h auto 3600 points") << qint64(3600) << qint64(0) << qint64(3600) << qint64(1) << qint64(1);
-  QTest::newRow("1h step 10") << qint64(3600) << qint64(10) << qint64(0) << qint64(10) << qint64(10);
-  QTest::newRow("1h step 30 reads 10s") << qint64(3600) << qint64(30) << qint64(0) << qint64(30) << qint64(10);
-  QTest::newRow("1h step 7 reads 1s") << qint64(3600) << qint64(7) << qint64(0) << qint64(7) << qint64(1);
-  QTest::newRow("1d step 60: 1s gone, 1m") << qint64(86400) << qint64(60) << qint64(0) << qint64(60) << qint64(60);
-  QTest::newRow("1d step 10 reads 10s") << qint64(86400) << qint64(10) << qint64(0) << qint64(10) << qint64(10);
-  QTest::newRow("30d auto reads 1h") << qint64(30 * 86400) << qint64(0) << qint64(300) << qint64(3 * 3600) << qint64(3600);
-  QTest::newRow("30d step 1h") << qint64(30 * 86400) << qint64(3600) << qint64(0) << qint64(3600) << qint64(3600);
-  QTest::newRow("1y auto: coarsest, rounded") << qint64(365 * 86400) << qint64(0) << qint64(100) << qint64(88 * 3600) << qint64(3600);
+  QTest::newRow("1h auto 3600 points")
+      << qint64(3600) << qint64(0) << qint64(3600) << qint64(1) << qint64(1);
+  QTest::newRow("1h step 10") << qint64(3600) << qint64(10) << qint64(0) << qint64(10)
+                              << qint64(10);
+  QTest::newRow("1h step 30 reads 10s")
+      << qint64(3600) << qint64(30) << qint64(0) << qint64(30) << qint64(10);
+  QTest::newRow("1h step 7 reads 1s")
+      << qint64(3600) << qint64(7) << qint64(0) << qint64(7) << qint64(1);
+  QTest::newRow("1d step 60: 1s gone, 1m")
+      << qint64(86400) << qint64(60) << qint64(0) << qint64(60) << qint64(60);
+  QTest::newRow("1d step 10 reads 10s")
+      << qint64(86400) << qint64(10) << qint64(0) << qint64(10) << qint64(10);
+  QTest::newRow("30d auto reads 1h")
+      << qint64(30 * 86400) << qint64(0) << qint64(300) << qint64(3 * 3600) << qint64(3600);
+  QTest::newRow("30d step 1h") << qint64(30 * 86400) << qint64(3600) << qint64(0) << qint64(3600)
+                               << qint64(3600);
+  QTest::newRow("1y auto: coarsest, rounded")
+      << qint64(365 * 86400) << qint64(0) << qint64(100) << qint64(88 * 3600) << qint64(3600);
 }
 
 void TestCollectorUnits::planner() {
@@ -156,15 +165,24 @@ void TestCollectorUnits::timeParameter() {
 void TestCollectorUnits::configFile_data() {
   QTest::addColumn<QString>("toml");
   QTest::addColumn<QString>("error");  // empty = must load; else words in the message
-  QTest::newRow("empty") << "" << "";
-  QTest::newRow("all keys") << "data_dir = \"/tmp/x\"\nshards = 4\nretention = \"1s:1d,1m:30d\"\nlateness = \"5s\"\n"
-                               "fsync = \"100ms\"\ncheckpoint = \"1m\"\nself_metrics = false\nstatsd = \"off\"\n" << "";
-  QTest::newRow("typo key") << "retension = \"1s:1d\"" << "unknown setting 'retension'";
-  QTest::newRow("bad toml") << "shards = = 4" << ":1:";
-  QTest::newRow("wrong type") << "shards = \"four\"" << "'shards'";
-  QTest::newRow("bad duration") << "lateness = \"soon\"" << "'lateness'";
-  QTest::newRow("bad retention") << "retention = \"1s:6h,10s:1d,15s:7d\"" << "retention";
-  QTest::newRow("bad fsync") << "fsync = \"sometimes\"" << "fsync";
+  QTest::newRow("empty") << ""
+                         << "";
+  QTest::newRow("all keys")
+      << "data_dir = \"/tmp/x\"\nshards = 4\nretention = \"1s:1d,1m:30d\"\nlateness = \"5s\"\n"
+         "fsync = \"100ms\"\ncheckpoint = \"1m\"\nself_metrics = false\nstatsd = \"off\"\n"
+      << "";
+  QTest::newRow("typo key") << "retension = \"1s:1d\""
+                            << "unknown setting 'retension'";
+  QTest::newRow("bad toml") << "shards = = 4"
+                            << ":1:";
+  QTest::newRow("wrong type") << "shards = \"four\""
+                              << "'shards'";
+  QTest::newRow("bad duration") << "lateness = \"soon\""
+                                << "'lateness'";
+  QTest::newRow("bad retention") << "retention = \"1s:6h,10s:1d,15s:7d\""
+                                 << "retention";
+  QTest::newRow("bad fsync") << "fsync = \"sometimes\""
+                             << "fsync";
 }
 
 void TestCollectorUnits::configFile() {
@@ -198,7 +216,7 @@ void TestCollectorUnits::dedupWindow() {
   QVERIFY(!p.seen(2, 1));  // another producer
   p.mark_seen(1, 2);
   p.mark_seen(1, 3 + ProducerTable::kWindow + 10);
-  QVERIFY(p.seen(1, 3));   // fell below the window: treated as seen
+  QVERIFY(p.seen(1, 3));  // fell below the window: treated as seen
   QVERIFY(!p.seen(1, 3 + ProducerTable::kWindow + 9));
   for (uint64_t s = 200; s < 300; s += 3) p.mark_seen(7, s);
   QVERIFY(p.save_sequences().is_ok());
@@ -240,26 +258,67 @@ void TestCollectorUnits::batchValidation_data() {
     b.mutable_counters()->add_values(v);
   };
   const int64_t now = 1'800'000'000;
-  QTest::newRow("ok") << make([&](auto& b) { def(b, 1, "a.b", wire::COUNTER); counter(b, 1, now, 1); }) << int(wire::Ack::OK) << "";
-  QTest::newRow("no kind") << make([&](auto& b) { def(b, 1, "a.b", wire::KIND_UNSPECIFIED); }) << int(wire::Ack::INVALID) << "no kind";
-  QTest::newRow("bad name") << make([&](auto& b) { def(b, 1, "a b", wire::COUNTER); }) << int(wire::Ack::INVALID) << "invalid character";
-  QTest::newRow("long name") << make([&](auto& b) { def(b, 1, std::string(201, 'a'), wire::COUNTER); }) << int(wire::Ack::INVALID) << "201 bytes";
-  QTest::newRow("dup tag") << make([&](auto& b) { def(b, 1, "a", wire::COUNTER, {{"k", "1"}, {"k", "2"}}); }) << int(wire::Ack::INVALID) << "twice";
-  QTest::newRow("ref twice") << make([&](auto& b) { def(b, 1, "a", wire::COUNTER); def(b, 1, "b", wire::COUNTER); }) << int(wire::Ack::INVALID) << "defined twice";
-  QTest::newRow("two kinds") << make([&](auto& b) { def(b, 1, "a", wire::COUNTER); def(b, 2, "a", wire::GAUGE, {{"x", "y"}}); }) << int(wire::Ack::INVALID) << "two kinds";
-  QTest::newRow("kind of point") << make([&](auto& b) { def(b, 1, "g", wire::GAUGE); counter(b, 1, now, 1); }) << int(wire::Ack::INVALID) << "which is a gauge";
-  QTest::newRow("ragged") << make([&](auto& b) { def(b, 1, "a", wire::COUNTER); counter(b, 1, now, 1); b.mutable_counters()->add_values(2); }) << int(wire::Ack::INVALID) << "differ in length";
-  QTest::newRow("inf") << make([&](auto& b) { def(b, 1, "a", wire::COUNTER); counter(b, 1, now, INFINITY); }) << int(wire::Ack::INVALID) << "not finite";
+  QTest::newRow("ok") << make([&](auto& b) {
+    def(b, 1, "a.b", wire::COUNTER);
+    counter(b, 1, now, 1);
+  }) << int(wire::Ack::OK)
+                      << "";
+  QTest::newRow("no kind") << make([&](auto& b) { def(b, 1, "a.b", wire::KIND_UNSPECIFIED); })
+                           << int(wire::Ack::INVALID) << "no kind";
+  QTest::newRow("bad name") << make([&](auto& b) { def(b, 1, "a b", wire::COUNTER); })
+                            << int(wire::Ack::INVALID) << "invalid character";
+  QTest::newRow("long name") << make([&](auto& b) {
+    def(b, 1, std::string(201, 'a'), wire::COUNTER);
+  }) << int(wire::Ack::INVALID)
+                             << "201 bytes";
+  QTest::newRow("dup tag") << make([&](auto& b) {
+    def(b, 1, "a", wire::COUNTER, {{"k", "1"}, {"k", "2"}});
+  }) << int(wire::Ack::INVALID)
+                           << "twice";
+  QTest::newRow("ref twice") << make([&](auto& b) {
+    def(b, 1, "a", wire::COUNTER);
+    def(b, 1, "b", wire::COUNTER);
+  }) << int(wire::Ack::INVALID)
+                             << "defined twice";
+  QTest::newRow("two kinds") << make([&](auto& b) {
+    def(b, 1, "a", wire::COUNTER);
+    def(b, 2, "a", wire::GAUGE, {{"x", "y"}});
+  }) << int(wire::Ack::INVALID)
+                             << "two kinds";
+  QTest::newRow("kind of point") << make([&](auto& b) {
+    def(b, 1, "g", wire::GAUGE);
+    counter(b, 1, now, 1);
+  }) << int(wire::Ack::INVALID) << "which is a gauge";
+  QTest::newRow("ragged") << make([&](auto& b) {
+    def(b, 1, "a", wire::COUNTER);
+    counter(b, 1, now, 1);
+    b.mutable_counters()->add_values(2);
+  }) << int(wire::Ack::INVALID)
+                          << "differ in length";
+  QTest::newRow("inf") << make([&](auto& b) {
+    def(b, 1, "a", wire::COUNTER);
+    counter(b, 1, now, INFINITY);
+  }) << int(wire::Ack::INVALID)
+                       << "not finite";
   QTest::newRow("gauge min>max") << make([&](auto& b) {
     def(b, 1, "g", wire::GAUGE);
     auto* g = b.mutable_gauges();
-    g->add_refs(1); g->add_times(now); g->add_last(1); g->add_min(5); g->add_max(2); g->add_sum(1); g->add_count(1);
+    g->add_refs(1);
+    g->add_times(now);
+    g->add_last(1);
+    g->add_min(5);
+    g->add_max(2);
+    g->add_sum(1);
+    g->add_count(1);
   }) << int(wire::Ack::INVALID) << "min above max";
   QTest::newRow("empty sketch") << make([&](auto& b) {
     def(b, 1, "d", wire::DISTRIBUTION);
-    auto* d = b.add_distributions(); d->set_ref(1); d->set_time(now);
+    auto* d = b.add_distributions();
+    d->set_ref(1);
+    d->set_time(now);
   }) << int(wire::Ack::INVALID) << "no observations";
-  QTest::newRow("unknown ref") << make([&](auto& b) { counter(b, 9, now, 1); }) << int(wire::Ack::UNKNOWN_REF) << "unknown series refs";
+  QTest::newRow("unknown ref") << make([&](auto& b) { counter(b, 9, now, 1); })
+                               << int(wire::Ack::UNKNOWN_REF) << "unknown series refs";
 }
 
 void TestCollectorUnits::batchValidation() {
@@ -286,7 +345,8 @@ void TestCollectorUnits::walRoundTripTornTailRollbackAndTruncate() {
     auto w = Wal::open(o);
     QVERIFY(w.has_value());
     QVERIFY((*w)->replay([](uint64_t, std::string_view) {}).is_ok());
-    for (int i = 1; i <= 6; ++i) QCOMPARE(*(*w)->append(std::string(60, char('a' + i))), uint64_t(i));
+    for (int i = 1; i <= 6; ++i)
+      QCOMPARE(*(*w)->append(std::string(60, char('a' + i))), uint64_t(i));
     QVERIFY((*w)->sync(true).is_ok());
     auto mark = (*w)->mark();
     QCOMPARE(*(*w)->append("taken back"), uint64_t(7));
@@ -302,9 +362,10 @@ void TestCollectorUnits::walRoundTripTornTailRollbackAndTruncate() {
   auto w = Wal::open(o);
   std::vector<uint64_t> lsns;
   QVERIFY((*w)->replay([&](uint64_t lsn, std::string_view payload) {
-    QCOMPARE(payload, std::string_view(std::string(60, char('a' + lsn))));
-    lsns.push_back(lsn);
-  }).is_ok());
+                QCOMPARE(payload, std::string_view(std::string(60, char('a' + lsn))));
+                lsns.push_back(lsn);
+              })
+              .is_ok());
   QCOMPARE(lsns, (std::vector<uint64_t>{1, 2, 3, 4, 5}));
   QCOMPARE((*w)->next_lsn(), uint64_t(6));
   QCOMPARE(*(*w)->append(std::string(60, 'f')), uint64_t(6));
@@ -325,7 +386,8 @@ void TestCollectorUnits::storeMergesIntoStoredBuckets() {
   auto store = ShardStore::open((dir.path() + "/s.sqlite").toStdString(), res);
   QVERIFY(store.has_value());
   auto& s = **store;
-  SeriesDef c{1, 0, 0, Kind::kCounter, "c", {}}, g{2, 0, 0, Kind::kGauge, "g", {}}, d{3, 0, 0, Kind::kDistribution, "d", {}};
+  SeriesDef c{1, 0, 0, Kind::kCounter, "c", {}}, g{2, 0, 0, Kind::kGauge, "g", {}},
+      d{3, 0, 0, Kind::kDistribution, "d", {}};
   BucketAgg a, b;
   a.add_counter(3);
   b.add_counter(4);
@@ -376,8 +438,9 @@ void TestCollectorUnits::catalogInternsStringsAndKeepsRecords() {
   std::vector<const SeriesInfo*> made;
   for (int i = 0; i < 20000; ++i) {
     bool created = false;
-    auto s = catalog.get_or_create("req", {{"code", std::to_string(200 + i % 5)}, {"host", "h" + std::to_string(i)}},
-                                   Kind::kCounter, &created);
+    auto s = catalog.get_or_create(
+        "req", {{"code", std::to_string(200 + i % 5)}, {"host", "h" + std::to_string(i)}},
+        Kind::kCounter, &created);
     QVERIFY(s.has_value());
     QVERIFY(created);
     made.push_back(*s);
@@ -396,15 +459,18 @@ void TestCollectorUnits::catalogInternsStringsAndKeepsRecords() {
   QVERIFY(!(first->tags() == (Tags{{"code", "200"}})));
   QCOMPARE(first->def().metric, std::string("req"));
   QCOMPARE((*g)->tags()[0].value, std::string_view("h7"));
-  auto again = catalog.get_or_create("req", {{"code", "200"}, {"host", "h0"}}, Kind::kCounter, &created);
+  auto again =
+      catalog.get_or_create("req", {{"code", "200"}, {"host", "h0"}}, Kind::kCounter, &created);
   QVERIFY(again.has_value() && !created);
   QCOMPARE(*again, first);
   QCOMPARE(catalog.by_id(first->id), first);
   QCOMPARE(catalog.by_id(made.back()->id), made.back());
   QVERIFY(catalog.by_id(999999) == nullptr);
   QVERIFY(!catalog.find("req", {{"code", "200"}}, Kind::kCounter).has_value());
-  QCOMPARE(catalog.find("req", {{"code", "204"}, {"host", "h19999"}}, Kind::kCounter).value(), made.back());
-  QCOMPARE(catalog.get_or_create("req", {}, Kind::kGauge, &created).status().code(), StatusCode::kInvalidArgument);
+  QCOMPARE(catalog.find("req", {{"code", "204"}, {"host", "h19999"}}, Kind::kCounter).value(),
+           made.back());
+  QCOMPARE(catalog.get_or_create("req", {}, Kind::kGauge, &created).status().code(),
+           StatusCode::kInvalidArgument);
   QCOMPARE(catalog.series_of("req").size(), size_t(20000));
   QCOMPARE(*catalog.kind_of("temp"), Kind::kGauge);
   // Slots are dense per shard and kind: each shard's counters are 0..n-1, the gauge is 0.
@@ -477,15 +543,18 @@ struct OneShard {
     return *catalog.get_or_create(metric, {{"k", "v"}}, kind, &created);
   }
   // Points (series, time, value) with the clock at now_s; returns once they are applied.
-  void send(int64_t now_s, const std::vector<std::tuple<const SeriesInfo*, int64_t, double>>& points) {
+  void send(int64_t now_s,
+            const std::vector<std::tuple<const SeriesInfo*, int64_t, double>>& points) {
     clock.set_ms(now_s * 1000);
     std::vector<ShardWork> work(1);
     auto all = points;
     all.emplace_back(series("tick", Kind::kCounter), now_s, 1);
     for (const auto& [info, t, v] : all) {
       work[0].new_series.push_back(info);
-      if (info->kind == Kind::kCounter) work[0].counters.push_back({info, t, v});
-      else if (info->kind == Kind::kGauge) work[0].gauges.push_back({info, t, v, v, v, v, 1});
+      if (info->kind == Kind::kCounter)
+        work[0].counters.push_back({info, t, v});
+      else if (info->kind == Kind::kGauge)
+        work[0].gauges.push_back({info, t, v, v, v, v, 1});
       else {
         Sketch sk;
         sk.add(v);
@@ -651,7 +720,9 @@ void TestCollectorUnits::checkpointWritesOpenWindowsOnce() {
   f.send(t0, {{c, t0, 4}, {d, t0, 20}});
   check(7, 2, 30);
   const uint64_t before = f.lsn;
-  f.send(t0 + 1, {});  // a second later: the next checkpoint; t0 is still open (its end + lateness is t0 + 3)
+  f.send(
+      t0 + 1,
+      {});  // a second later: the next checkpoint; t0 is still open (its end + lateness is t0 + 3)
   QVERIFY(f.wait_for([&] { return f.shard->safe_lsn() > before; }));
   check(7, 2, 30);
   f.send(t0 + 1, {{c, t0, 5}});
@@ -663,7 +734,8 @@ void TestCollectorUnits::checkpointWritesOpenWindowsOnce() {
   f.send(t0 + 4, {});
   QVERIFY(f.wait_for([&] { return f.finals_of(t0).size() == 2; }));
   auto finals = f.finals_of(t0);
-  std::sort(finals.begin(), finals.end(), [](const auto& a, const auto& b) { return a.metric() < b.metric(); });
+  std::sort(finals.begin(), finals.end(),
+            [](const auto& a, const auto& b) { return a.metric() < b.metric(); });
   QCOMPARE(finals[0].state(), wire::LiveUpdate::FINAL);
   QCOMPARE(finals[0].metric(), std::string("cp.c"));
   QCOMPARE(finals[0].sum(), 12.0);
@@ -678,8 +750,8 @@ void TestCollectorUnits::checkpointWritesOpenWindowsOnce() {
 }
 
 // A bucket a checkpoint writes while it is open, and that gets no point after, is still published
-// FINAL once, with its whole value; PARTIALs stop for it after the checkpoint (the window holds only
-// what arrived since), and none carries a partial value as the bucket's.
+// FINAL once, with its whole value; PARTIALs stop for it after the checkpoint (the window holds
+// only what arrived since), and none carries a partial value as the bucket's.
 void TestCollectorUnits::checkpointedBucketStillGetsItsFinal() {
   OneShard f(1);
   const int64_t t0 = OneShard::kT0 + 300;
@@ -690,7 +762,8 @@ void TestCollectorUnits::checkpointedBucketStillGetsItsFinal() {
   f.send(t0 + 3, {});  // the watermark (t0 + 3 - 2) passes t0's end
   QVERIFY(f.wait_for([&] { return f.finals_of(t0).size() == 2; }));
   auto finals = f.finals_of(t0);
-  std::sort(finals.begin(), finals.end(), [](const auto& a, const auto& b) { return a.metric() < b.metric(); });
+  std::sort(finals.begin(), finals.end(),
+            [](const auto& a, const auto& b) { return a.metric() < b.metric(); });
   QCOMPARE(finals[0].metric(), std::string("cpf.c"));
   QCOMPARE(finals[0].sum(), 5.0);
   QCOMPARE(finals[1].metric(), std::string("cpf.g"));

@@ -35,9 +35,11 @@ class TestCrash : public QObject {
 
 void TestCrash::killedCollectorLosesAndDoublesNothing() {
   const int ingest_port = free_port(), http_port = free_port();
-  const QStringList args = {"--ingest", QString("tcp://127.0.0.1:%1").arg(ingest_port), "--http",
-                            QString("127.0.0.1:%1").arg(http_port), "--live", "off", "--checkpoint", "2s",
-                            "--lateness", "1s"};
+  const QStringList args = {"--ingest",     QString("tcp://127.0.0.1:%1").arg(ingest_port),
+                            "--http",       QString("127.0.0.1:%1").arg(http_port),
+                            "--live",       "off",
+                            "--checkpoint", "2s",
+                            "--lateness",   "1s"};
   CollectorProcess c;
   QVERIFY(c.start(args));
   const int64_t start = SystemClock::instance().now_s();
@@ -56,7 +58,8 @@ void TestCrash::killedCollectorLosesAndDoublesNothing() {
     emitters.emplace_back([&, t] {
       std::mt19937 rng(static_cast<unsigned>(t + 1));
       std::vector<Counter> handles;
-      for (int s = 0; s < kSeries; ++s) handles.push_back(client->counter("crash.hits", {{"series", std::to_string(s)}}));
+      for (int s = 0; s < kSeries; ++s)
+        handles.push_back(client->counter("crash.hits", {{"series", std::to_string(s)}}));
       auto lat = client->distribution("crash.latency", {{"thread", std::to_string(t)}});
       while (!stop.load()) {
         int s = static_cast<int>(rng() % kSeries);
@@ -78,7 +81,8 @@ void TestCrash::killedCollectorLosesAndDoublesNothing() {
     std::this_thread::sleep_for(std::chrono::milliseconds(700 + rng() % 1300));
     if (kills % 2 == 0) {
       const int64_t ms = SystemClock::instance().now_ms();
-      std::this_thread::sleep_for(std::chrono::milliseconds(1000 - ms % 1000 + static_cast<int64_t>(rng() % 20)));
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(1000 - ms % 1000 + static_cast<int64_t>(rng() % 20)));
     }
     c.kill();
     std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 300));
@@ -97,7 +101,8 @@ void TestCrash::killedCollectorLosesAndDoublesNothing() {
   QCOMPARE(stats.batches_dropped, uint64_t(0));
   QCOMPARE(stats.batches_rejected, uint64_t(0));
   qInfo("sdk: %llu batches sent, %llu resent after a kill",
-        static_cast<unsigned long long>(stats.batches_sent), static_cast<unsigned long long>(stats.batches_resent));
+        static_cast<unsigned long long>(stats.batches_sent),
+        static_cast<unsigned long long>(stats.batches_resent));
   client.reset();
   QCOMPARE(kills, 6);
 
@@ -105,8 +110,9 @@ void TestCrash::killedCollectorLosesAndDoublesNothing() {
   int64_t expected_total = 0;
   for (auto& s : sent) expected_total += s.load();
   for (const char* step : {"1", "10", "60"}) {
-    const std::string path = "/api/query?metric=crash.hits&group_by=series&step=" + std::string(step) +
-                             "&from=" + std::to_string(start - 120) + "&to=" + std::to_string(end + 120);
+    const std::string path =
+        "/api/query?metric=crash.hits&group_by=series&step=" + std::string(step) +
+        "&from=" + std::to_string(start - 120) + "&to=" + std::to_string(end + 120);
     json r = c.get(path);
     QVERIFY2(r["_status"].get<int>() == 200, r.dump().substr(0, 300).c_str());
     QCOMPARE(r["resolution"].get<int>(), std::atoi(step));
@@ -119,14 +125,15 @@ void TestCrash::killedCollectorLosesAndDoublesNothing() {
       QCOMPARE(static_cast<int64_t>(sum), sent[idx].load());
     }
   }
-  json lat = c.get("/api/query?metric=crash.latency&fn=count&step=60&from=" + std::to_string(start - 120) +
-                   "&to=" + std::to_string(end + 120));
+  json lat =
+      c.get("/api/query?metric=crash.latency&fn=count&step=60&from=" + std::to_string(start - 120) +
+            "&to=" + std::to_string(end + 120));
   QCOMPARE(static_cast<uint64_t>(total(lat)), observed.load());
   // And once more after a clean restart.
   QCOMPARE(c.stop(), 0);
   QVERIFY(c.start(args));
-  json again = c.get("/api/query?metric=crash.hits&step=60&from=" + std::to_string(start - 120) + "&to=" +
-                     std::to_string(end + 120));
+  json again = c.get("/api/query?metric=crash.hits&step=60&from=" + std::to_string(start - 120) +
+                     "&to=" + std::to_string(end + 120));
   QCOMPARE(static_cast<int64_t>(total(again)), expected_total);
 }
 

@@ -26,7 +26,9 @@ void TestDiskFull::stopsAcknowledgingAndResumesWhenSpaceIsBack() {
   QVERIFY(c.pid() > 0);
   // Once it runs, cap the size of any file it writes (the soft limit; the hard one stays open so
   // it can be lifted again without privileges).
-  QCOMPARE(QProcess::execute("prlimit", {"--pid", QString::number(c.pid()), "--fsize=700000:unlimited"}), 0);
+  QCOMPARE(
+      QProcess::execute("prlimit", {"--pid", QString::number(c.pid()), "--fsize=700000:unlimited"}),
+      0);
   const int64_t start = SystemClock::instance().now_s();
 
   ClientOptions o;
@@ -36,7 +38,9 @@ void TestDiskFull::stopsAcknowledgingAndResumesWhenSpaceIsBack() {
   Client client(o);
   int64_t sent = 0;
   std::vector<Counter> handles;
-  for (int i = 0; i < 2000; ++i) handles.push_back(client.counter("disk.fill", {{"series", std::to_string(i)}, {"pad", std::string(150, 'p')}}));
+  for (int i = 0; i < 2000; ++i)
+    handles.push_back(client.counter(
+        "disk.fill", {{"series", std::to_string(i)}, {"pad", std::string(150, 'p')}}));
   // Emit until the collector reports it cannot write.
   bool unhealthy = false;
   for (int round = 0; round < 600 && !unhealthy; ++round) {
@@ -48,7 +52,8 @@ void TestDiskFull::stopsAcknowledgingAndResumesWhenSpaceIsBack() {
   QVERIFY2(unhealthy, "the collector never reported the file-size limit");
   auto [st, prom] = c.get_raw("/metrics");
   QVERIFY(prom.find("\ntally_storage_healthy 0\n") != std::string::npos);
-  QVERIFY(c.get("/healthz")["reason"].get<std::string>().find("not accepting writes") != std::string::npos);
+  QVERIFY(c.get("/healthz")["reason"].get<std::string>().find("not accepting writes") !=
+          std::string::npos);
   // Keep emitting a little while it refuses: those batches wait in the SDK.
   for (int round = 0; round < 50; ++round) {
     for (auto& h : handles) h.add();
@@ -58,12 +63,15 @@ void TestDiskFull::stopsAcknowledgingAndResumesWhenSpaceIsBack() {
   QVERIFY(client.stats().unavailable_acks > 0);
 
   // Space is back.
-  QCOMPARE(QProcess::execute("prlimit", {"--pid", QString::number(c.pid()), "--fsize=unlimited:unlimited"}), 0);
+  QCOMPARE(QProcess::execute("prlimit",
+                             {"--pid", QString::number(c.pid()), "--fsize=unlimited:unlimited"}),
+           0);
   QVERIFY(eventually([&] { return c.get_raw("/healthz").first == 200; }, 30000));
   QVERIFY(client.flush(std::chrono::seconds(30)));
   QCOMPARE(client.stats().batches_dropped, uint64_t(0));
-  const std::string path = "/api/query?metric=disk.fill&step=60&from=" + std::to_string(start - 60) + "&to=" +
-                           std::to_string(SystemClock::instance().now_s() + 60);
+  const std::string path =
+      "/api/query?metric=disk.fill&step=60&from=" + std::to_string(start - 60) +
+      "&to=" + std::to_string(SystemClock::instance().now_s() + 60);
   QVERIFY(eventually([&] { return static_cast<int64_t>(total(c.get(path))) == sent; }));
   QFile f(log);
   QVERIFY(f.open(QIODevice::ReadOnly));

@@ -18,8 +18,9 @@ using namespace tally::testing;
 
 namespace {
 
-int64_t now_s() { return SystemClock::instance().now_s(); }
-
+int64_t now_s() {
+  return SystemClock::instance().now_s();
+}
 
 Sketch range_sketch(int from, int to) {
   Sketch s;
@@ -136,8 +137,10 @@ class TestPromApi : public QObject {
 
  private:
   std::string range(const std::string& query, int64_t start, int64_t end, int64_t step) {
-    Answer a = prom_->get("/api/v1/query_range", {{"query", query}, {"start", std::to_string(start)},
-                                                  {"end", std::to_string(end)}, {"step", std::to_string(step)}});
+    Answer a = prom_->get("/api/v1/query_range", {{"query", query},
+                                                  {"start", std::to_string(start)},
+                                                  {"end", std::to_string(end)},
+                                                  {"step", std::to_string(step)}});
     if (a.status != 200) return "HTTP " + std::to_string(a.status) + " " + a.body;
     return render(a.j["data"], t0_);
   }
@@ -173,15 +176,20 @@ void TestPromApi::initTestCase() {
   counters.def(1, "api.errors", {{"endpoint", "/a"}, {"status", "500"}})
       .def(2, "api.errors", {{"endpoint", "/a"}, {"status", "503"}})
       .def(3, "api.errors", {{"status", "500"}, {"endpoint", "/b"}})
-      .count(1, t0, 3).count(1, t0 + 10, 5).count(1, t0 + 70, 7)
-      .count(2, t0 + 30, 2).count(2, t0 + 90, 4)
-      .count(3, t0 + 59, 11).count(3, t0 + 60, 13);
+      .count(1, t0, 3)
+      .count(1, t0 + 10, 5)
+      .count(1, t0 + 70, 7)
+      .count(2, t0 + 30, 2)
+      .count(2, t0 + 90, 4)
+      .count(3, t0 + 59, 11)
+      .count(3, t0 + 60, 13);
   QCOMPARE(p.send(counters.b)->code(), wire::Ack::OK);
   // Gauges: q1 has 3 samples in second t0+5 (last 5) and one in t0+65 (7); q2 one in t0+10 (1).
   BatchBuilder gauges(101, 2);
   gauges.def(4, "queue.depth", {{"queue", "q1"}}, wire::GAUGE)
       .def(5, "queue.depth", {{"queue", "q2"}}, wire::GAUGE)
-      .gauge(4, t0 + 5, 5, 2, 9, 16, 3).gauge(4, t0 + 65, 7, 7, 7, 7, 1)
+      .gauge(4, t0 + 5, 5, 2, 9, 16, 3)
+      .gauge(4, t0 + 65, 7, 7, 7, 7, 1)
       .gauge(5, t0 + 10, 1, 1, 1, 1, 1);
   QCOMPARE(p.send(gauges.b)->code(), wire::Ack::OK);
   // Distributions: /login observed 1..1000 in second t0+5, /cart 1..100 in t0+65.
@@ -199,38 +207,50 @@ void TestPromApi::initTestCase() {
       .def(9, "web_hits", {{"http.method", "POST"}})
       .def(10, "lat", {}, wire::DISTRIBUTION)
       .def(11, "lat.count", {})
-      .count(8, t0 + 1, 1).count(9, t0 + 1, 2).count(11, t0 + 1, 4)
+      .count(8, t0 + 1, 1)
+      .count(9, t0 + 1, 2)
+      .count(11, t0 + 1, 4)
       .dist(10, t0 + 1, range_sketch(1, 3));
   QCOMPARE(p.send(names.b)->code(), wire::Ack::OK);
   // Acked means durable; the shards apply it a moment later.
   QVERIFY(eventually([&] {
-    return instant("sum(api_errors)", t0 + 120) == "{} 120:45" && instant("sum(queue_depth)", t0 + 120) == "{} 120:8" &&
-           instant("sum(api_latency_ms_count)", t0 + 120) == "{} 120:1100" && instant("sum(lat_count)", t0 + 120) == "{} 120:4";
+    return instant("sum(api_errors)", t0 + 120) == "{} 120:45" &&
+           instant("sum(queue_depth)", t0 + 120) == "{} 120:8" &&
+           instant("sum(api_latency_ms_count)", t0 + 120) == "{} 120:1100" &&
+           instant("sum(lat_count)", t0 + 120) == "{} 120:4";
   }));
 }
 
-void TestPromApi::cleanupTestCase() { QCOMPARE(collector_.stop(), 0); }
+void TestPromApi::cleanupTestCase() {
+  QCOMPARE(collector_.stop(), 0);
+}
 
 void TestPromApi::countersAreCumulativeAndIncreaseIsExact_data() {
   QTest::addColumn<QString>("query");
   QTest::addColumn<QString>("expected");
   // Range t0 .. t0+120 step 60. No value at t0: nothing had ended by then.
   QTest::newRow("running total") << "api_errors"
-      << "api_errors{endpoint=\"/a\",status=\"500\"} 60:8 120:15\n"
-         "api_errors{endpoint=\"/a\",status=\"503\"} 60:2 120:6\n"
-         "api_errors{endpoint=\"/b\",status=\"500\"} 60:11 120:24";
+                                 << "api_errors{endpoint=\"/a\",status=\"500\"} 60:8 120:15\n"
+                                    "api_errors{endpoint=\"/a\",status=\"503\"} 60:2 120:6\n"
+                                    "api_errors{endpoint=\"/b\",status=\"500\"} 60:11 120:24";
   QTest::newRow("increase") << "increase(api_errors[1m])"
-      << "{endpoint=\"/a\",status=\"500\"} 60:8 120:7\n"
-         "{endpoint=\"/a\",status=\"503\"} 60:2 120:4\n"
-         "{endpoint=\"/b\",status=\"500\"} 60:11 120:13";
+                            << "{endpoint=\"/a\",status=\"500\"} 60:8 120:7\n"
+                               "{endpoint=\"/a\",status=\"503\"} 60:2 120:4\n"
+                               "{endpoint=\"/b\",status=\"500\"} 60:11 120:13";
   QTest::newRow("increase over 2m") << "increase(api_errors{endpoint=\"/b\"}[2m])"
-      << "{endpoint=\"/b\",status=\"500\"} 60:11 120:24";
+                                    << "{endpoint=\"/b\",status=\"500\"} 60:11 120:24";
   QTest::newRow("rate") << "rate(api_errors{endpoint=\"/a\"}[1m])"
-      << QString::fromStdString("{endpoint=\"/a\",status=\"500\"} 60:" + fmt(8.0 / 60) + " 120:" + fmt(7.0 / 60) + "\n"
-                                "{endpoint=\"/a\",status=\"503\"} 60:" + fmt(2.0 / 60) + " 120:" + fmt(4.0 / 60));
-  QTest::newRow("rate * 60 = increase") << "sum(rate(api_errors[1m])) * 60" << "{} 60:21 120:24";
-  QTest::newRow("scalar") << "1 + 1" << "{} 0:2 60:2 120:2";
-  QTest::newRow("unknown metric") << "no_such_metric" << "";
+                        << QString::fromStdString("{endpoint=\"/a\",status=\"500\"} 60:" +
+                                                  fmt(8.0 / 60) + " 120:" + fmt(7.0 / 60) +
+                                                  "\n"
+                                                  "{endpoint=\"/a\",status=\"503\"} 60:" +
+                                                  fmt(2.0 / 60) + " 120:" + fmt(4.0 / 60));
+  QTest::newRow("rate * 60 = increase") << "sum(rate(api_errors[1m])) * 60"
+                                        << "{} 60:21 120:24";
+  QTest::newRow("scalar") << "1 + 1"
+                          << "{} 0:2 60:2 120:2";
+  QTest::newRow("unknown metric") << "no_such_metric"
+                                  << "";
 }
 
 void TestPromApi::countersAreCumulativeAndIncreaseIsExact() {
@@ -251,8 +271,10 @@ void TestPromApi::aggregationsAndMatchers_data() {
     const char* expected;
   } rows[] = {
       {"sum(api_errors)", "{} 120:45"},
-      {"sum by (status) (increase(api_errors[2m]))", "{status=\"500\"} 120:39\n{status=\"503\"} 120:6"},
-      {"sum(increase(api_errors[2m])) by (endpoint)", "{endpoint=\"/a\"} 120:21\n{endpoint=\"/b\"} 120:24"},
+      {"sum by (status) (increase(api_errors[2m]))",
+       "{status=\"500\"} 120:39\n{status=\"503\"} 120:6"},
+      {"sum(increase(api_errors[2m])) by (endpoint)",
+       "{endpoint=\"/a\"} 120:21\n{endpoint=\"/b\"} 120:24"},
       {"sum without (status) (api_errors)", "{endpoint=\"/a\"} 120:21\n{endpoint=\"/b\"} 120:24"},
       {"sum without (endpoint, status) (api_errors)", "{} 120:45"},
       {"count(api_errors)", "{} 120:3"},
@@ -261,14 +283,24 @@ void TestPromApi::aggregationsAndMatchers_data() {
       {"max(api_errors)", "{} 120:24"},
       {"avg(api_errors)", "{} 120:15"},
       {"max by (nosuchlabel) (api_errors)", "{} 120:24"},
-      {"api_errors{status=~\"5..\"}", "api_errors{endpoint=\"/a\",status=\"500\"} 120:15\napi_errors{endpoint=\"/a\",status=\"503\"} 120:6\napi_errors{endpoint=\"/b\",status=\"500\"} 120:24"},
+      {"api_errors{status=~\"5..\"}",
+       "api_errors{endpoint=\"/a\",status=\"500\"} "
+       "120:15\napi_errors{endpoint=\"/a\",status=\"503\"} "
+       "120:6\napi_errors{endpoint=\"/b\",status=\"500\"} 120:24"},
       {"api_errors{status=~\"50\"}", ""},  // anchored: "50" does not match "500"
       {"api_errors{status!~\"50[0-2]\"}", "api_errors{endpoint=\"/a\",status=\"503\"} 120:6"},
       {"api_errors{endpoint!=\"/a\"}", "api_errors{endpoint=\"/b\",status=\"500\"} 120:24"},
-      {"api_errors{endpoint=~\"/a|/b\",status=\"500\"}", "api_errors{endpoint=\"/a\",status=\"500\"} 120:15\napi_errors{endpoint=\"/b\",status=\"500\"} 120:24"},
-      {"api_errors{host=\"\"}", "api_errors{endpoint=\"/a\",status=\"500\"} 120:15\napi_errors{endpoint=\"/a\",status=\"503\"} 120:6\napi_errors{endpoint=\"/b\",status=\"500\"} 120:24"},
-      {"api_errors{status!=\"\",endpoint=\"/b\"}", "api_errors{endpoint=\"/b\",status=\"500\"} 120:24"},
-      {"{__name__=~\"api_err.*\",endpoint=\"/b\"}", "api_errors{endpoint=\"/b\",status=\"500\"} 120:24"},
+      {"api_errors{endpoint=~\"/a|/b\",status=\"500\"}",
+       "api_errors{endpoint=\"/a\",status=\"500\"} "
+       "120:15\napi_errors{endpoint=\"/b\",status=\"500\"} 120:24"},
+      {"api_errors{host=\"\"}",
+       "api_errors{endpoint=\"/a\",status=\"500\"} "
+       "120:15\napi_errors{endpoint=\"/a\",status=\"503\"} "
+       "120:6\napi_errors{endpoint=\"/b\",status=\"500\"} 120:24"},
+      {"api_errors{status!=\"\",endpoint=\"/b\"}",
+       "api_errors{endpoint=\"/b\",status=\"500\"} 120:24"},
+      {"{__name__=~\"api_err.*\",endpoint=\"/b\"}",
+       "api_errors{endpoint=\"/b\",status=\"500\"} 120:24"},
       {"{\"api.errors\",endpoint=\"/b\"}", "api_errors{endpoint=\"/b\",status=\"500\"} 120:24"},
       {"-api_errors{endpoint=\"/b\"}", "{endpoint=\"/b\",status=\"500\"} 120:-24"},
       {"api_errors{endpoint=\"/b\"} / 4", "{endpoint=\"/b\",status=\"500\"} 120:6"},
@@ -290,18 +322,23 @@ void TestPromApi::bucketsCountFromTheSecondAfterThem() {
   // At 10 s steps (the 10 s resolution) and with a window that is not a whole minute.
   QCOMPARE(QString::fromStdString(range("api_errors{endpoint=\"/b\"}", t0_ + 50, t0_ + 70, 10)),
            QString("api_errors{endpoint=\"/b\",status=\"500\"} 60:11 70:24"));
-  QCOMPARE(QString::fromStdString(range("increase(api_errors{endpoint=\"/a\",status=\"500\"}[10s])", t0_ + 10, t0_ + 80, 10)),
+  QCOMPARE(QString::fromStdString(range("increase(api_errors{endpoint=\"/a\",status=\"500\"}[10s])",
+                                        t0_ + 10, t0_ + 80, 10)),
            QString("{endpoint=\"/a\",status=\"500\"} 10:3 20:5 30:0 40:0 50:0 60:0 70:0 80:7"));
   // An instant query at any second (1 s resolution), and the cumulative total long after.
   QCOMPARE(QString::fromStdString(instant("api_errors{endpoint=\"/a\",status=\"500\"}", t0_ + 11)),
            QString("api_errors{endpoint=\"/a\",status=\"500\"} 11:8"));
-  QCOMPARE(QString::fromStdString(instant("sum(api_errors)", now_s())).section(':', 1), QString("45"));
+  QCOMPARE(QString::fromStdString(instant("sum(api_errors)", now_s())).section(':', 1),
+           QString("45"));
   // Fractional and RFC 3339 times read as Prometheus reads them.
-  Answer frac = prom_->get("/api/v1/query", {{"query", "sum(api_errors)"}, {"time", std::to_string(t0_ + 60) + ".5"}});
+  Answer frac = prom_->get(
+      "/api/v1/query", {{"query", "sum(api_errors)"}, {"time", std::to_string(t0_ + 60) + ".5"}});
   QCOMPARE(frac.j["data"]["result"][0]["value"][0].get<double>(), double(t0_) + 60.5);
-  QCOMPARE(frac.j["data"]["result"][0]["value"][1].get<std::string>(), std::string("34"));  // 8 + 2 + 24: second t0+60 counts
+  QCOMPARE(frac.j["data"]["result"][0]["value"][1].get<std::string>(),
+           std::string("34"));  // 8 + 2 + 24: second t0+60 counts
   const QDateTime at = QDateTime::fromSecsSinceEpoch(t0_ + 120, QTimeZone::utc());
-  Answer rfc = prom_->get("/api/v1/query", {{"query", "sum(api_errors)"}, {"time", at.toString(Qt::ISODate).toStdString()}});
+  Answer rfc = prom_->get("/api/v1/query", {{"query", "sum(api_errors)"},
+                                            {"time", at.toString(Qt::ISODate).toStdString()}});
   QCOMPARE(rfc.j["data"]["result"][0]["value"][1].get<std::string>(), std::string("45"));
 }
 
@@ -314,7 +351,8 @@ void TestPromApi::gaugesShowTheLastValueWithinTheLookback() {
   // q2's only sample (second t0+10) is seen for 5 minutes after it ended, then no more.
   QCOMPARE(QString::fromStdString(instant("queue_depth", t0_ + 310)),
            QString("queue_depth{queue=\"q1\"} 310:7\nqueue_depth{queue=\"q2\"} 310:1"));
-  QCOMPARE(QString::fromStdString(instant("queue_depth", t0_ + 312)), QString("queue_depth{queue=\"q1\"} 312:7"));
+  QCOMPARE(QString::fromStdString(instant("queue_depth", t0_ + 312)),
+           QString("queue_depth{queue=\"q1\"} 312:7"));
 }
 
 void TestPromApi::distributionsAreSummaries() {
@@ -322,35 +360,49 @@ void TestPromApi::distributionsAreSummaries() {
   both.merge(cart_);
   // _count and _sum are cumulative, like counters.
   QCOMPARE(QString::fromStdString(range("api_latency_ms_count", t0_, t0_ + 120, 60)),
-           QString("api_latency_ms_count{endpoint=\"/cart\"} 120:100\napi_latency_ms_count{endpoint=\"/login\"} 60:1000 120:1000"));
+           QString("api_latency_ms_count{endpoint=\"/cart\"} "
+                   "120:100\napi_latency_ms_count{endpoint=\"/login\"} 60:1000 120:1000"));
   QCOMPARE(QString::fromStdString(range("api_latency_ms_sum", t0_, t0_ + 120, 60)),
-           QString("api_latency_ms_sum{endpoint=\"/cart\"} 120:5050\napi_latency_ms_sum{endpoint=\"/login\"} 60:500500 120:500500"));
+           QString("api_latency_ms_sum{endpoint=\"/cart\"} "
+                   "120:5050\napi_latency_ms_sum{endpoint=\"/login\"} 60:500500 120:500500"));
   QCOMPARE(QString::fromStdString(instant("increase(api_latency_ms_count[1m])", t0_ + 120)),
            QString("{endpoint=\"/cart\"} 120:100\n{endpoint=\"/login\"} 120:0"));
   QCOMPARE(QString::fromStdString(instant("sum(rate(api_latency_ms_sum[2m]))", t0_ + 120)),
            QString::fromStdString("{} 120:" + fmt(5050.0 / 120 + 500500.0 / 120)));
   // Quantiles per step: each point covers the step before it; no observations, no point.
   QCOMPARE(QString::fromStdString(range("api_latency_ms{quantile=\"0.99\"}", t0_, t0_ + 120, 60)),
-           QString::fromStdString("api_latency_ms{endpoint=\"/cart\",quantile=\"0.99\"} 120:" + fmt(cart_.quantile(0.99)) + "\n" +
-                                  "api_latency_ms{endpoint=\"/login\",quantile=\"0.99\"} 60:" + fmt(login_.quantile(0.99))));
+           QString::fromStdString("api_latency_ms{endpoint=\"/cart\",quantile=\"0.99\"} 120:" +
+                                  fmt(cart_.quantile(0.99)) + "\n" +
+                                  "api_latency_ms{endpoint=\"/login\",quantile=\"0.99\"} 60:" +
+                                  fmt(login_.quantile(0.99))));
   // Any quantile can be asked for; the bare name gives 0.5, 0.9 and 0.99 (an instant query
   // covers the minute before its time).
   QCOMPARE(QString::fromStdString(instant("api_latency_ms{quantile=\"0.75\"}", t0_ + 60)),
-           QString::fromStdString("api_latency_ms{endpoint=\"/login\",quantile=\"0.75\"} 60:" + fmt(login_.quantile(0.75))));
+           QString::fromStdString("api_latency_ms{endpoint=\"/login\",quantile=\"0.75\"} 60:" +
+                                  fmt(login_.quantile(0.75))));
   QCOMPARE(QString::fromStdString(instant("api_latency_ms{endpoint=\"/login\"}", t0_ + 60)),
-           QString::fromStdString("api_latency_ms{endpoint=\"/login\",quantile=\"0.5\"} 60:" + fmt(login_.quantile(0.5)) + "\n" +
-                                  "api_latency_ms{endpoint=\"/login\",quantile=\"0.9\"} 60:" + fmt(login_.quantile(0.9)) + "\n" +
-                                  "api_latency_ms{endpoint=\"/login\",quantile=\"0.99\"} 60:" + fmt(login_.quantile(0.99))));
-  QCOMPARE(QString::fromStdString(instant("api_latency_ms{quantile=~\"0.9.*\",endpoint=\"/login\"}", t0_ + 60)).count('\n'), 1);
+           QString::fromStdString("api_latency_ms{endpoint=\"/login\",quantile=\"0.5\"} 60:" +
+                                  fmt(login_.quantile(0.5)) + "\n" +
+                                  "api_latency_ms{endpoint=\"/login\",quantile=\"0.9\"} 60:" +
+                                  fmt(login_.quantile(0.9)) + "\n" +
+                                  "api_latency_ms{endpoint=\"/login\",quantile=\"0.99\"} 60:" +
+                                  fmt(login_.quantile(0.99))));
+  QCOMPARE(QString::fromStdString(
+               instant("api_latency_ms{quantile=~\"0.9.*\",endpoint=\"/login\"}", t0_ + 60))
+               .count('\n'),
+           1);
   QVERIFY(std::abs(login_.quantile(0.5) - 500) <= 5);
   // tally_quantile merges the sketches of each group: the p99 of everything, per endpoint.
-  QCOMPARE(QString::fromStdString(range("tally_quantile(0.99, api_latency_ms)", t0_ + 120, t0_ + 120, 120)),
+  QCOMPARE(QString::fromStdString(
+               range("tally_quantile(0.99, api_latency_ms)", t0_ + 120, t0_ + 120, 120)),
            QString::fromStdString("{} 120:" + fmt(both.quantile(0.99))));
-  QCOMPARE(QString::fromStdString(range("tally_quantile by (endpoint) (0.5, api_latency_ms)", t0_ + 120, t0_ + 120, 120)),
-           QString::fromStdString("{endpoint=\"/cart\"} 120:" + fmt(cart_.quantile(0.5)) + "\n{endpoint=\"/login\"} 120:" +
-                                  fmt(login_.quantile(0.5))));
+  QCOMPARE(QString::fromStdString(range("tally_quantile by (endpoint) (0.5, api_latency_ms)",
+                                        t0_ + 120, t0_ + 120, 120)),
+           QString::fromStdString("{endpoint=\"/cart\"} 120:" + fmt(cart_.quantile(0.5)) +
+                                  "\n{endpoint=\"/login\"} 120:" + fmt(login_.quantile(0.5))));
   // max of per-series quantiles is what PromQL over summaries gives; it is not the merged p99.
-  QCOMPARE(QString::fromStdString(range("max(api_latency_ms{quantile=\"0.99\"})", t0_ + 120, t0_ + 120, 120)),
+  QCOMPARE(QString::fromStdString(
+               range("max(api_latency_ms{quantile=\"0.99\"})", t0_ + 120, t0_ + 120, 120)),
            QString::fromStdString("{} 120:" + fmt(login_.quantile(0.99))));
 }
 
@@ -359,26 +411,33 @@ void TestPromApi::seriesLabelsAndLabelValues() {
            json::parse(R"([{"__name__":"api_errors","endpoint":"/a","status":"500"},
                            {"__name__":"api_errors","endpoint":"/b","status":"500"}])"));
   // Two match[] are a union; a summary lists one series per default quantile.
-  QCOMPARE(data("/api/v1/series", {{"match[]", "queue_depth{queue=\"q2\"}"}, {"match[]", "api_latency_ms{endpoint=\"/cart\"}"}}),
+  QCOMPARE(data("/api/v1/series", {{"match[]", "queue_depth{queue=\"q2\"}"},
+                                   {"match[]", "api_latency_ms{endpoint=\"/cart\"}"}}),
            json::parse(R"([{"__name__":"api_latency_ms","endpoint":"/cart","quantile":"0.5"},
                            {"__name__":"api_latency_ms","endpoint":"/cart","quantile":"0.9"},
                            {"__name__":"api_latency_ms","endpoint":"/cart","quantile":"0.99"},
                            {"__name__":"queue_depth","queue":"q2"}])"));
-  QCOMPARE(data("/api/v1/series", {{"match[]", "api_latency_ms_count"}, {"start", "0"}, {"end", "1"}}),
-           json::parse(R"([{"__name__":"api_latency_ms_count","endpoint":"/cart"},
+  QCOMPARE(
+      data("/api/v1/series", {{"match[]", "api_latency_ms_count"}, {"start", "0"}, {"end", "1"}}),
+      json::parse(R"([{"__name__":"api_latency_ms_count","endpoint":"/cart"},
                            {"__name__":"api_latency_ms_count","endpoint":"/login"}])"));
   QCOMPARE(data("/api/v1/labels", {{"match[]", "{__name__=~\"api_.*|queue_.*\"}"}}),
            json::parse(R"(["__name__","endpoint","quantile","queue","status"])"));
   QCOMPARE(data("/api/v1/label/endpoint/values"), json::parse(R"(["/a","/b","/cart","/login"])"));
-  QCOMPARE(data("/api/v1/label/status/values", {{"match[]", "api_errors{endpoint=\"/a\"}"}}), json::parse(R"(["500","503"])"));
+  QCOMPARE(data("/api/v1/label/status/values", {{"match[]", "api_errors{endpoint=\"/a\"}"}}),
+           json::parse(R"(["500","503"])"));
   QCOMPARE(data("/api/v1/label/__name__/values", {{"match[]", "{__name__=~\"api_.*\"}"}}),
-           json::parse(R"(["api_errors","api_latency_ms","api_latency_ms_count","api_latency_ms_sum"])"));
+           json::parse(
+               R"(["api_errors","api_latency_ms","api_latency_ms_count","api_latency_ms_sum"])"));
   QCOMPARE(data("/api/v1/label/nosuch/values"), json::array());
   json all_labels = data("/api/v1/labels");
   for (const char* l : {"__name__", "endpoint", "http_method", "quantile", "queue", "status"})
-    QVERIFY2(std::find(all_labels.begin(), all_labels.end(), l) != all_labels.end(), all_labels.dump().c_str());
-  QCOMPARE(data("/api/v1/metadata", {{"metric", "api_latency_ms"}}),
-           json::parse(R"({"api_latency_ms":[{"type":"summary","help":"Tally distribution api.latency_ms","unit":""}]})"));
+    QVERIFY2(std::find(all_labels.begin(), all_labels.end(), l) != all_labels.end(),
+             all_labels.dump().c_str());
+  QCOMPARE(
+      data("/api/v1/metadata", {{"metric", "api_latency_ms"}}),
+      json::parse(
+          R"({"api_latency_ms":[{"type":"summary","help":"Tally distribution api.latency_ms","unit":""}]})"));
   json meta = data("/api/v1/metadata");
   QCOMPARE(meta["api_errors"][0]["type"].get<std::string>(), std::string("counter"));
   QCOMPARE(meta["queue_depth"][0]["type"].get<std::string>(), std::string("gauge"));
@@ -388,14 +447,19 @@ void TestPromApi::seriesLabelsAndLabelValues() {
 void TestPromApi::namesMapByTheDocumentedRule() {
   // web.hits and web_hits both map to web_hits: the metric already named so wins; the other
   // stays reachable by its Tally name. lat's derived lat_count loses to the counter lat.count.
-  QCOMPARE(QString::fromStdString(instant("web_hits", t0_ + 60)), QString("web_hits{http_method=\"POST\"} 60:2"));
-  QCOMPARE(QString::fromStdString(instant("{__name__=\"web.hits\"}", t0_ + 60)), QString("web_hits{http_method=\"GET\"} 60:1"));
-  QCOMPARE(QString::fromStdString(instant("{\"web.hits\"}", t0_ + 60)), QString("web_hits{http_method=\"GET\"} 60:1"));
+  QCOMPARE(QString::fromStdString(instant("web_hits", t0_ + 60)),
+           QString("web_hits{http_method=\"POST\"} 60:2"));
+  QCOMPARE(QString::fromStdString(instant("{__name__=\"web.hits\"}", t0_ + 60)),
+           QString("web_hits{http_method=\"GET\"} 60:1"));
+  QCOMPARE(QString::fromStdString(instant("{\"web.hits\"}", t0_ + 60)),
+           QString("web_hits{http_method=\"GET\"} 60:1"));
   QCOMPARE(QString::fromStdString(instant("lat_count", t0_ + 60)), QString("lat_count 60:4"));
   QCOMPARE(QString::fromStdString(instant("lat_sum", t0_ + 60)), QString("lat_sum 60:6"));
   // Tag keys map the same way, and a quoted Tally key matches too.
-  QCOMPARE(QString::fromStdString(instant("web_hits{http_method=\"POST\"}", t0_ + 60)), QString("web_hits{http_method=\"POST\"} 60:2"));
-  QCOMPARE(QString::fromStdString(instant("web_hits{\"http.method\"=\"POST\"}", t0_ + 60)), QString("web_hits{http_method=\"POST\"} 60:2"));
+  QCOMPARE(QString::fromStdString(instant("web_hits{http_method=\"POST\"}", t0_ + 60)),
+           QString("web_hits{http_method=\"POST\"} 60:2"));
+  QCOMPARE(QString::fromStdString(instant("web_hits{\"http.method\"=\"POST\"}", t0_ + 60)),
+           QString("web_hits{http_method=\"POST\"} 60:2"));
   json names = data("/api/v1/label/__name__/values", {{"match[]", "{__name__=~\"web.*|lat.*\"}"}});
   QCOMPARE(names, json::parse(R"(["lat","lat_count","lat_sum","web_hits"])"));
 }
@@ -403,15 +467,21 @@ void TestPromApi::namesMapByTheDocumentedRule() {
 void TestPromApi::postFormEqualsGet() {
   const std::string t0 = std::to_string(t0_), t1 = std::to_string(t0_ + 120);
   const std::pair<std::string, Params> cases[] = {
-      {"/api/v1/query_range", {{"query", "sum by (status) (rate(api_errors[1m]))"}, {"start", t0}, {"end", t1}, {"step", "60"}}},
-      {"/api/v1/query_range", {{"query", "api_latency_ms{quantile=\"0.9\"}"}, {"start", t0}, {"end", t1}, {"step", "1m"}}},
+      {"/api/v1/query_range",
+       {{"query", "sum by (status) (rate(api_errors[1m]))"},
+        {"start", t0},
+        {"end", t1},
+        {"step", "60"}}},
+      {"/api/v1/query_range",
+       {{"query", "api_latency_ms{quantile=\"0.9\"}"}, {"start", t0}, {"end", t1}, {"step", "1m"}}},
       {"/api/v1/query", {{"query", "api_errors{endpoint=~\"/a|/b\"} * 2"}, {"time", t1}}},
       {"/api/v1/query", {{"query", "1 + 1"}, {"time", t1}}},
       {"/api/v1/series", {{"match[]", "api_errors"}, {"match[]", "queue_depth"}}},
       {"/api/v1/labels", {{"match[]", "queue_depth"}}},
       {"/api/v1/label/queue/values", {}},
       {"/api/v1/query", {{"query", "irate(api_errors[1m])"}, {"time", t1}}},
-      {"/api/v1/query_range", {{"query", "sum(api_errors"}, {"start", t0}, {"end", t1}, {"step", "60"}}},
+      {"/api/v1/query_range",
+       {{"query", "sum(api_errors"}, {"start", t0}, {"end", t1}, {"step", "60"}}},
   };
   for (const auto& [path, params] : cases) {
     Answer g = prom_->get(path, params);
@@ -432,32 +502,99 @@ void TestPromApi::errorsInPrometheusShape_data() {
   const QString q = "/api/v1/query", r = "/api/v1/query_range";
   const QString span = "start=1000&end=2000&step=60";
   // Outside the subset: 422, errorType execution, naming the construct.
-  QTest::newRow("irate") << q << "irate(api_errors[5m])" << "" << 422 << "execution" << "function irate() is not supported; Tally supports rate, increase";
-  QTest::newRow("topk") << q << "topk(3, api_errors)" << "" << 422 << "execution" << "aggregation topk is not supported";
-  QTest::newRow("vector/vector") << q << "api_errors / api_errors" << "" << 422 << "execution" << "binary operator '/' between two instant vectors is not supported";
-  QTest::newRow("comparison") << r << "api_errors > 3" << span << 422 << "execution" << "comparison operator '>' is not supported";
-  QTest::newRow("offset") << q << "api_errors offset 5m" << "" << 422 << "execution" << "the offset modifier is not supported";
-  QTest::newRow("subquery") << q << "sum(api_errors[10m:1m])" << "" << 422 << "execution" << "subqueries ([range:step]) are not supported";
-  QTest::newRow("rate of gauge") << q << "rate(queue_depth[1m])" << "" << 422 << "execution" << "rate() of gauge 'queue_depth' is not supported";
-  QTest::newRow("rate of quantiles") << q << "increase(api_latency_ms[1m])" << "" << 422 << "execution" << "increase() of the quantiles of distribution 'api_latency_ms' is not supported; use increase(api_latency_ms_count[..])";
-  QTest::newRow("tally_quantile of counter") << q << "tally_quantile(0.5, api_errors)" << "" << 422 << "execution" << "tally_quantile needs a distribution; 'api_errors' is a counter";
-  QTest::newRow("raw samples") << q << "api_errors[5m]" << "" << 422 << "execution" << "a range vector as the query's result (raw samples) is not supported";
+  QTest::newRow("irate") << q << "irate(api_errors[5m])"
+                         << "" << 422 << "execution"
+                         << "function irate() is not supported; Tally supports rate, increase";
+  QTest::newRow("topk") << q << "topk(3, api_errors)"
+                        << "" << 422 << "execution"
+                        << "aggregation topk is not supported";
+  QTest::newRow("vector/vector")
+      << q << "api_errors / api_errors"
+      << "" << 422 << "execution"
+      << "binary operator '/' between two instant vectors is not supported";
+  QTest::newRow("comparison") << r << "api_errors > 3" << span << 422 << "execution"
+                              << "comparison operator '>' is not supported";
+  QTest::newRow("offset") << q << "api_errors offset 5m"
+                          << "" << 422 << "execution"
+                          << "the offset modifier is not supported";
+  QTest::newRow("subquery") << q << "sum(api_errors[10m:1m])"
+                            << "" << 422 << "execution"
+                            << "subqueries ([range:step]) are not supported";
+  QTest::newRow("rate of gauge") << q << "rate(queue_depth[1m])"
+                                 << "" << 422 << "execution"
+                                 << "rate() of gauge 'queue_depth' is not supported";
+  QTest::newRow("rate of quantiles")
+      << q << "increase(api_latency_ms[1m])"
+      << "" << 422 << "execution"
+      << "increase() of the quantiles of distribution 'api_latency_ms' is not supported; use "
+         "increase(api_latency_ms_count[..])";
+  QTest::newRow("tally_quantile of counter")
+      << q << "tally_quantile(0.5, api_errors)"
+      << "" << 422 << "execution"
+      << "tally_quantile needs a distribution; 'api_errors' is a counter";
+  QTest::newRow("raw samples")
+      << q << "api_errors[5m]"
+      << "" << 422 << "execution"
+      << "a range vector as the query's result (raw samples) is not supported";
   // Bad queries and parameters: 400, errorType bad_data, Prometheus's wording.
-  QTest::newRow("parse") << q << "sum(api_errors" << "" << 400 << "bad_data" << "invalid parameter \"query\": 1:4: parse error: unclosed left parenthesis";
-  QTest::newRow("empty") << q << "" << "" << 400 << "bad_data" << "invalid parameter \"query\": 1:1: parse error: no expression found in input";
-  QTest::newRow("type") << q << "rate(api_errors)" << "" << 400 << "bad_data" << "invalid parameter \"query\": expected type range vector in call to function \"rate\", got instant vector";
-  QTest::newRow("unknown fn") << q << "foo(api_errors)" << "" << 400 << "bad_data" << "invalid parameter \"query\": unknown function with name \"foo\"";
-  QTest::newRow("range result") << r << "api_errors[5m]" << span << 400 << "bad_data" << "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector";
-  QTest::newRow("bad quantile") << q << "api_latency_ms{quantile=\"p99\"}" << "" << 400 << "bad_data" << "quantile=\"p99\" of distribution 'api_latency_ms' is not a number between 0 and 1";
-  QTest::newRow("bad time") << q << "api_errors" << "time=yesterday" << 400 << "bad_data" << "invalid parameter \"time\": cannot parse \"yesterday\" to a valid timestamp";
-  QTest::newRow("no start") << r << "api_errors" << "end=2000&step=60" << 400 << "bad_data" << "invalid parameter \"start\": cannot parse \"\" to a valid timestamp";
-  QTest::newRow("end before start") << r << "api_errors" << "start=2000&end=1000&step=60" << 400 << "bad_data" << "invalid parameter \"end\": end timestamp must not be before start time";
-  QTest::newRow("no step") << r << "api_errors" << "start=1000&end=2000" << 400 << "bad_data" << "invalid parameter \"step\": cannot parse \"\" to a valid duration";
-  QTest::newRow("zero step") << r << "api_errors" << "start=1000&end=2000&step=0" << 400 << "bad_data" << "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer";
-  QTest::newRow("too many points") << r << "api_errors" << "start=0&end=100000&step=1" << 400 << "bad_data" << "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)";
-  QTest::newRow("series without match") << "/api/v1/series" << "" << "" << 400 << "bad_data" << "no match[] parameter provided";
-  QTest::newRow("series bad match") << "/api/v1/series" << "" << "match[]=rate(x[5m])" << 400 << "bad_data" << "invalid parameter \"match[]\": 1:1: parse error: expected a series selector";
-  QTest::newRow("label name") << "/api/v1/label/bad.name/values" << "" << "" << 400 << "bad_data" << "invalid label name: \"bad.name\"";
+  QTest::newRow("parse")
+      << q << "sum(api_errors"
+      << "" << 400 << "bad_data"
+      << "invalid parameter \"query\": 1:4: parse error: unclosed left parenthesis";
+  QTest::newRow("empty")
+      << q << ""
+      << "" << 400 << "bad_data"
+      << "invalid parameter \"query\": 1:1: parse error: no expression found in input";
+  QTest::newRow("type") << q << "rate(api_errors)"
+                        << "" << 400 << "bad_data"
+                        << "invalid parameter \"query\": expected type range vector in call to "
+                           "function \"rate\", got instant vector";
+  QTest::newRow("unknown fn") << q << "foo(api_errors)"
+                              << "" << 400 << "bad_data"
+                              << "invalid parameter \"query\": unknown function with name \"foo\"";
+  QTest::newRow("range result") << r << "api_errors[5m]" << span << 400 << "bad_data"
+                                << "invalid expression type \"range vector\" for range query, must "
+                                   "be Scalar or instant Vector";
+  QTest::newRow("bad quantile")
+      << q << "api_latency_ms{quantile=\"p99\"}"
+      << "" << 400 << "bad_data"
+      << "quantile=\"p99\" of distribution 'api_latency_ms' is not a number between 0 and 1";
+  QTest::newRow("bad time")
+      << q << "api_errors"
+      << "time=yesterday" << 400 << "bad_data"
+      << "invalid parameter \"time\": cannot parse \"yesterday\" to a valid timestamp";
+  QTest::newRow("no start")
+      << r << "api_errors"
+      << "end=2000&step=60" << 400 << "bad_data"
+      << "invalid parameter \"start\": cannot parse \"\" to a valid timestamp";
+  QTest::newRow("end before start")
+      << r << "api_errors"
+      << "start=2000&end=1000&step=60" << 400 << "bad_data"
+      << "invalid parameter \"end\": end timestamp must not be before start time";
+  QTest::newRow("no step") << r << "api_errors"
+                           << "start=1000&end=2000" << 400 << "bad_data"
+                           << "invalid parameter \"step\": cannot parse \"\" to a valid duration";
+  QTest::newRow("zero step") << r << "api_errors"
+                             << "start=1000&end=2000&step=0" << 400 << "bad_data"
+                             << "invalid parameter \"step\": zero or negative query resolution "
+                                "step widths are not accepted. Try a positive integer";
+  QTest::newRow("too many points") << r << "api_errors"
+                                   << "start=0&end=100000&step=1" << 400 << "bad_data"
+                                   << "exceeded maximum resolution of 11,000 points per "
+                                      "timeseries. Try decreasing the query resolution (?step=XX)";
+  QTest::newRow("series without match") << "/api/v1/series"
+                                        << ""
+                                        << "" << 400 << "bad_data"
+                                        << "no match[] parameter provided";
+  QTest::newRow("series bad match")
+      << "/api/v1/series"
+      << ""
+      << "match[]=rate(x[5m])" << 400 << "bad_data"
+      << "invalid parameter \"match[]\": 1:1: parse error: expected a series selector";
+  QTest::newRow("label name") << "/api/v1/label/bad.name/values"
+                              << ""
+                              << "" << 400 << "bad_data"
+                              << "invalid label name: \"bad.name\"";
 }
 
 void TestPromApi::errorsInPrometheusShape() {
@@ -474,8 +611,10 @@ void TestPromApi::errorsInPrometheusShape() {
   };
   const int before = rejected();
   Params params;
-  if (!query.isEmpty() || path.endsWith("query") || path.endsWith("query_range")) params.emplace_back("query", query.toStdString());
-  for (const auto& kv : extra.split('&', Qt::SkipEmptyParts)) params.emplace_back(kv.section('=', 0, 0).toStdString(), kv.section('=', 1).toStdString());
+  if (!query.isEmpty() || path.endsWith("query") || path.endsWith("query_range"))
+    params.emplace_back("query", query.toStdString());
+  for (const auto& kv : extra.split('&', Qt::SkipEmptyParts))
+    params.emplace_back(kv.section('=', 0, 0).toStdString(), kv.section('=', 1).toStdString());
   Answer a = prom_->get(path.toStdString(), params);
   QCOMPARE(a.status, status);
   QCOMPARE(QString::fromStdString(a.j.value("status", "")), QString("error"));
@@ -487,20 +626,31 @@ void TestPromApi::errorsInPrometheusShape() {
 void TestPromApi::responseShapes() {
   // Exactly Prometheus's envelope and field order for each result type.
   const std::string t1 = std::to_string(t0_ + 120);
-  Answer m = prom_->get("/api/v1/query_range", {{"query", "sum(api_errors)"}, {"start", std::to_string(t0_ + 60)}, {"end", t1}, {"step", "60"}});
-  QCOMPARE(QString::fromStdString(m.body),
-           QString::fromStdString(R"({"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[)" +
-                                  std::to_string(t0_ + 60) + R"(,"21"],[)" + t1 + R"(,"45"]]}]}})"));
+  Answer m = prom_->get("/api/v1/query_range", {{"query", "sum(api_errors)"},
+                                                {"start", std::to_string(t0_ + 60)},
+                                                {"end", t1},
+                                                {"step", "60"}});
+  QCOMPARE(
+      QString::fromStdString(m.body),
+      QString::fromStdString(
+          R"({"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[)" +
+          std::to_string(t0_ + 60) + R"(,"21"],[)" + t1 + R"(,"45"]]}]}})"));
   Answer v = prom_->get("/api/v1/query", {{"query", "api_errors{endpoint=\"/b\"}"}, {"time", t1}});
-  QCOMPARE(QString::fromStdString(v.body),
-           QString::fromStdString(R"({"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"api_errors","endpoint":"/b","status":"500"},"value":[)" +
-                                  t1 + R"(,"24"]}]}})"));
+  QCOMPARE(
+      QString::fromStdString(v.body),
+      QString::fromStdString(
+          R"({"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"api_errors","endpoint":"/b","status":"500"},"value":[)" +
+          t1 + R"(,"24"]}]}})"));
   Answer s = prom_->get("/api/v1/query", {{"query", "1/0"}, {"time", t1 + ".25"}});
-  QCOMPARE(QString::fromStdString(s.body),
-           QString::fromStdString(R"({"status":"success","data":{"resultType":"scalar","result":[)" + t1 + R"(.25,"+Inf"]}})"));
+  QCOMPARE(
+      QString::fromStdString(s.body),
+      QString::fromStdString(R"({"status":"success","data":{"resultType":"scalar","result":[)" +
+                             t1 + R"(.25,"+Inf"]}})"));
   Answer e = prom_->get("/api/v1/query", {{"query", "topk(1, api_errors)"}});
-  QCOMPARE(QString::fromStdString(e.body),
-           QString(R"({"status":"error","errorType":"execution","error":"aggregation topk is not supported; Tally supports sum, avg, min, max, count, tally_quantile"})"));
+  QCOMPARE(
+      QString::fromStdString(e.body),
+      QString(
+          R"({"status":"error","errorType":"execution","error":"aggregation topk is not supported; Tally supports sum, avg, min, max, count, tally_quantile"})"));
   json b = data("/api/v1/status/buildinfo");
   QVERIFY(!b.value("version", "").empty());
   QVERIFY(b.contains("revision") && b.contains("goVersion"));

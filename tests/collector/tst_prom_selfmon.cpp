@@ -10,8 +10,8 @@
 
 #include <fstream>
 
-#include "free_port.h"
 #include "collector_process.h"
+#include "free_port.h"
 #include "tally/common/time_bucket.h"
 
 using namespace tally;
@@ -72,7 +72,8 @@ class TestPromSelfMonitoring : public QObject {
 
 void TestPromSelfMonitoring::metricsPassPromtoolCheck() {
   const QString promtool = QStandardPaths::findExecutable("promtool");
-  if (promtool.isEmpty()) QSKIP("promtool not installed (installer/install-deps.sh installs the prometheus package)");
+  if (promtool.isEmpty())
+    QSKIP("promtool not installed (installer/install-deps.sh installs the prometheus package)");
   CollectorProcess c;
   QVERIFY(c.start());
   // Fresh, then after traffic and queries (every family has samples, latency summaries non-zero).
@@ -84,17 +85,22 @@ void TestPromSelfMonitoring::metricsPassPromtoolCheck() {
   c.get_raw("/api/v1/query?query=sum(selfmon_hits)");
   c.get_raw("/api/v1/query?query=topk(1,selfmon_hits)");  // a rejected query
   c.get_raw("/api/query?metric=selfmon.hits");
-  QVERIFY(eventually([&] { return c.get_raw("/metrics").second.find("tally_batches_received_total 5\n") != std::string::npos; }));
+  QVERIFY(eventually([&] {
+    return c.get_raw("/metrics").second.find("tally_batches_received_total 5\n") !=
+           std::string::npos;
+  }));
   auto [s1, busy] = c.get_raw("/metrics");
   auto [rc1, out1] = promtool_check(promtool, busy);
-  QVERIFY2(rc1 == 0 && out1.trimmed().isEmpty(), qPrintable(out1 + "\n" + QString::fromStdString(busy)));
+  QVERIFY2(rc1 == 0 && out1.trimmed().isEmpty(),
+           qPrintable(out1 + "\n" + QString::fromStdString(busy)));
   QVERIFY(busy.find("tally_queries_rejected_total 1\n") != std::string::npos);
 }
 
 void TestPromSelfMonitoring::promtoolCatchesBrokenExposition_data() {
   // Controls: the check above means something only if promtool fails these.
   QTest::addColumn<QString>("text");
-  QTest::newRow("counter without _total") << "# HELP x_hits Hits.\n# TYPE x_hits counter\nx_hits 1\n";
+  QTest::newRow("counter without _total")
+      << "# HELP x_hits Hits.\n# TYPE x_hits counter\nx_hits 1\n";
   QTest::newRow("no HELP") << "# TYPE x_total counter\nx_total 1\n";
   QTest::newRow("syntax") << "# HELP x_total Hits.\n# TYPE x_total counter\nx_total{a=\"b\" 1\n";
 }
@@ -109,7 +115,8 @@ void TestPromSelfMonitoring::promtoolCatchesBrokenExposition() {
 
 void TestPromSelfMonitoring::prometheusScrapesTheExactBatchCount() {
   const QString prometheus = QStandardPaths::findExecutable("prometheus");
-  if (prometheus.isEmpty()) QSKIP("prometheus not installed (installer/install-deps.sh installs it)");
+  if (prometheus.isEmpty())
+    QSKIP("prometheus not installed (installer/install-deps.sh installs it)");
   CollectorProcess c;
   QVERIFY(c.start());
   const int port = free_port();
@@ -125,12 +132,14 @@ void TestPromSelfMonitoring::prometheusScrapesTheExactBatchCount() {
            "scrape_configs:\n"
            "  - job_name: tally\n"
            "    static_configs:\n"
-           "      - targets: ['127.0.0.1:" << c.http_port() << "']\n";
+           "      - targets: ['127.0.0.1:"
+        << c.http_port() << "']\n";
   }
   QProcess prom;
   prom.setProcessChannelMode(QProcess::MergedChannels);
-  prom.start(prometheus, {"--config.file=" + dir + "/prometheus.yml", "--storage.tsdb.path=" + dir + "/data",
-                          "--web.listen-address=127.0.0.1:" + QString::number(port), "--log.level=warn"});
+  prom.start(prometheus,
+             {"--config.file=" + dir + "/prometheus.yml", "--storage.tsdb.path=" + dir + "/data",
+              "--web.listen-address=127.0.0.1:" + QString::number(port), "--log.level=warn"});
   QVERIFY(prom.waitForStarted(5000));
   auto stop = qScopeGuard([&] {
     prom.terminate();
@@ -149,12 +158,16 @@ void TestPromSelfMonitoring::prometheusScrapesTheExactBatchCount() {
     return j["data"]["result"][0]["value"][1].get<std::string>();
   };
   // Prometheus starts, scrapes every second; wait for the count, not for time.
-  const bool seen = eventually([&] { return value("tally_batches_received_total{job=\"tally\"}") == "7"; }, 45000);
-  QVERIFY2(seen, qPrintable("Prometheus shows '" + QString::fromStdString(value("tally_batches_received_total")) +
+  const bool seen = eventually(
+      [&] { return value("tally_batches_received_total{job=\"tally\"}") == "7"; }, 45000);
+  QVERIFY2(seen, qPrintable("Prometheus shows '" +
+                            QString::fromStdString(value("tally_batches_received_total")) +
                             "'; its log:\n" + QString::fromUtf8(prom.readAll())));
   QCOMPARE(QString::fromStdString(value("tally_batches_duplicate_total")), QString("1"));
   QCOMPARE(QString::fromStdString(value("tally_batches_rejected_total")), QString("1"));
-  QCOMPARE(QString::fromStdString(value("up{job=\"tally\",instance=\"127.0.0.1:" + std::to_string(c.http_port()) + "\"}")), QString("1"));
+  QCOMPARE(QString::fromStdString(value(
+               "up{job=\"tally\",instance=\"127.0.0.1:" + std::to_string(c.http_port()) + "\"}")),
+           QString("1"));
   // Prometheus stored the samples as the types /metrics declared (a summary's quantiles included).
   QVERIFY(!value("tally_query_latency_seconds{quantile=\"0.99\"}").empty());
 }

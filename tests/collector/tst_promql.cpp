@@ -14,7 +14,9 @@ Q_DECLARE_METATYPE(tally::collector::promql::ValueType)
 
 namespace {
 
-std::string sv(const QString& s) { return s.toStdString(); }
+std::string sv(const QString& s) {
+  return s.toStdString();
+}
 
 }  // namespace
 
@@ -51,7 +53,7 @@ void TestPromql::mustParse_data() {
       {"api_errors{status!=\"500\",endpoint=~\"/a|/b\",host!~\"web-.*\",}", ValueType::kVector},
       {"{__name__=\"api_errors\"}", ValueType::kVector},
       {"{__name__=~\"api_.*\"}", ValueType::kVector},
-      {"{\"api.errors\"}", ValueType::kVector},                          // Prometheus 3 quoted name
+      {"{\"api.errors\"}", ValueType::kVector},  // Prometheus 3 quoted name
       {"{\"api.errors\", \"http.method\"=\"GET\"}", ValueType::kVector},
       {"tally:requests:rate5m", ValueType::kVector},
       {"api_errors[5m]", ValueType::kMatrix},
@@ -66,7 +68,7 @@ void TestPromql::mustParse_data() {
       {"min(queue_depth)", ValueType::kVector},
       {"max by () (queue_depth)", ValueType::kVector},
       {"count by (endpoint,) (api_errors)", ValueType::kVector},
-      {"sum by (group, on, bool) (x)", ValueType::kVector},               // keywords as label names
+      {"sum by (group, on, bool) (x)", ValueType::kVector},  // keywords as label names
       {"api_latency_ms{quantile=\"0.99\"}", ValueType::kVector},
       {"max by (endpoint) (api_latency_ms{quantile=\"0.99\"})", ValueType::kVector},
       {"tally_quantile(0.99, api_latency_ms)", ValueType::kVector},
@@ -87,7 +89,8 @@ void TestPromql::mustParse_data() {
       {"((api_errors))", ValueType::kVector},
       {"sum(\n  rate(api_errors[5m])  # per second\n)", ValueType::kVector},
   };
-  for (const auto& r : rows) QTest::newRow(QString(r.query).replace('\n', "\\n").toUtf8()) << QString(r.query) << r.type;
+  for (const auto& r : rows)
+    QTest::newRow(QString(r.query).replace('\n', "\\n").toUtf8()) << QString(r.query) << r.type;
 }
 
 void TestPromql::mustParse() {
@@ -114,26 +117,43 @@ void TestPromql::mustNotParse_data() {
       {"(1 + 2", "1:1: parse error: unclosed left parenthesis"},
       {"api_errors)", "1:11: parse error: unexpected right parenthesis ')'"},
       {"api_errors{status=\"500\"", "1:11: parse error: unexpected end of input inside braces"},
-      {"api_errors{status=500}", "1:19: parse error: unexpected number \"500\" in label matching, expected string"},
-      {"api_errors{status==\"500\"}", "1:18: parse error: unexpected \"==\" in label matching, expected one of \"=\", \"!=\", \"=~\" or \"!~\""},
-      {"api_errors{status}", "1:18: parse error: unexpected \"}\" in label matching, expected one of \"=\", \"!=\", \"=~\" or \"!~\""},
-      {"api_errors{status=\"a\" endpoint=\"b\"}", "1:23: parse error: unexpected identifier \"endpoint\" in label matching, expected \",\" or \"}\""},
+      {"api_errors{status=500}",
+       "1:19: parse error: unexpected number \"500\" in label matching, expected string"},
+      {"api_errors{status==\"500\"}",
+       "1:18: parse error: unexpected \"==\" in label matching, expected one of \"=\", \"!=\", "
+       "\"=~\" or \"!~\""},
+      {"api_errors{status}",
+       "1:18: parse error: unexpected \"}\" in label matching, expected one of \"=\", \"!=\", "
+       "\"=~\" or \"!~\""},
+      {"api_errors{status=\"a\" endpoint=\"b\"}",
+       "1:23: parse error: unexpected identifier \"endpoint\" in label matching, expected \",\" or "
+       "\"}\""},
       {"api_errors{status=\"unterminated}", "1:19: parse error: unterminated quoted string"},
       {"api_errors{status=~\"(\"}", "1:20: parse error: invalid regular expression \"(\""},
       {"{}", "1:1: parse error: vector selector must contain at least one non-empty matcher"},
-      {"{status=~\".*\"}", "1:1: parse error: vector selector must contain at least one non-empty matcher"},
-      {"api_errors{__name__=\"other\"}", "1:1: parse error: metric name must not be set twice: \"api_errors\" or \"other\""},
+      {"{status=~\".*\"}",
+       "1:1: parse error: vector selector must contain at least one non-empty matcher"},
+      {"api_errors{__name__=\"other\"}",
+       "1:1: parse error: metric name must not be set twice: \"api_errors\" or \"other\""},
       {"api_errors[5]", "1:12: parse error: unexpected number \"5\" in range, expected duration"},
       {"api_errors[5x]", "1:12: parse error: bad number or duration syntax: \"5x\""},
       {"api_errors[5m1h]", "1:12: parse error: bad duration \"5m1h\""},
       {"api_errors[0s]", "1:11: parse error: range duration must be greater than 0"},
       {"rate(api_errors[5m])[5m]", "1:21: parse error: ranges only allowed for vector selectors"},
       {"api_errors[5m][5m]", "1:15: parse error: ranges only allowed for vector selectors"},
-      {"sum by (endpoint (api_errors)", "1:18: parse error: unexpected \"(\" in grouping opts, expected \",\" or \")\""},
-      {"sum by (\"x\" endpoint) (y)", "1:13: parse error: unexpected identifier \"endpoint\" in grouping opts, expected \",\" or \")\""},
-      {"sum by (a) (x) by (b)", "1:16: parse error: grouping may be given only once (before or after the expression)"},
-      {"sum(a, b)", "1:1: parse error: wrong number of arguments for aggregate expression provided, expected 1, got 2"},
-      {"tally_quantile(api_latency_ms)", "1:1: parse error: wrong number of arguments for aggregate expression provided, expected 2, got 1"},
+      {"sum by (endpoint (api_errors)",
+       "1:18: parse error: unexpected \"(\" in grouping opts, expected \",\" or \")\""},
+      {"sum by (\"x\" endpoint) (y)",
+       "1:13: parse error: unexpected identifier \"endpoint\" in grouping opts, expected \",\" or "
+       "\")\""},
+      {"sum by (a) (x) by (b)",
+       "1:16: parse error: grouping may be given only once (before or after the expression)"},
+      {"sum(a, b)",
+       "1:1: parse error: wrong number of arguments for aggregate expression provided, expected 1, "
+       "got 2"},
+      {"tally_quantile(api_latency_ms)",
+       "1:1: parse error: wrong number of arguments for aggregate expression provided, expected 2, "
+       "got 1"},
       {"sum", "1:4: parse error: unexpected end of input in aggregation, expected \"(\""},
       {"1 +", "1:4: parse error: unexpected end of input"},
       {"api_errors $ 2", "1:12: parse error: unexpected character: '$'"},
@@ -141,13 +161,17 @@ void TestPromql::mustNotParse_data() {
       {"5m", "1:1: parse error: unexpected duration \"5m\""},
       {"1.5.5", "1:1: parse error: bad number or duration syntax: \"1.5.5\""},
       {"by (x)", "1:1: parse error: unexpected identifier \"by\""},
-      {"api_errors offset", "1:18: parse error: unexpected end of input in offset, expected duration"},
+      {"api_errors offset",
+       "1:18: parse error: unexpected end of input in offset, expected duration"},
       {"api_errors offset 1m offset 2m", "1:22: parse error: offset may not be set multiple times"},
-      {"api_errors{\"a.b\"=\"x\", \"c\"}", "1:23: parse error: metric name must not be set twice: \"api_errors\" or \"c\""},
+      {"api_errors{\"a.b\"=\"x\", \"c\"}",
+       "1:23: parse error: metric name must not be set twice: \"api_errors\" or \"c\""},
       {"\"\\q\"", "1:2: parse error: unknown escape sequence '\\q' in string"},
       {"a\n+ )", "2:3: parse error: unexpected right parenthesis ')'"},
   };
-  for (const auto& r : rows) QTest::newRow(QString(r.query).replace('\n', "\\n").toUtf8()) << QString(r.query) << QString(r.error);
+  for (const auto& r : rows)
+    QTest::newRow(QString(r.query).replace('\n', "\\n").toUtf8())
+        << QString(r.query) << QString(r.error);
 }
 
 void TestPromql::mustNotParse() {
@@ -166,16 +190,22 @@ void TestPromql::typeErrors_data() {
     const char* query;
     const char* error;
   } rows[] = {
-      {"rate(api_errors)", "expected type range vector in call to function \"rate\", got instant vector"},
+      {"rate(api_errors)",
+       "expected type range vector in call to function \"rate\", got instant vector"},
       {"increase(1)", "expected type range vector in call to function \"increase\", got scalar"},
       {"rate(a[5m], b[5m])", "expected 1 argument(s) in call to \"rate\", got 2"},
-      {"sum(api_errors[5m])", "expected type instant vector in aggregation expression, got range vector"},
+      {"sum(api_errors[5m])",
+       "expected type instant vector in aggregation expression, got range vector"},
       {"api_errors[5m] + 1", "binary expression must contain only scalar and instant vector types"},
-      {"-api_errors[5m]", "unary expression only allowed on expressions of type scalar or instant vector, got \"range vector\""},
+      {"-api_errors[5m]",
+       "unary expression only allowed on expressions of type scalar or instant vector, got \"range "
+       "vector\""},
       {"nosuchfn(api_errors)", "unknown function with name \"nosuchfn\""},
       {"tally_quantile(1.5, api_latency_ms)", "tally_quantile: quantile must be between 0 and 1"},
   };
-  for (const auto& r : rows) QTest::newRow(QString(r.query).replace('\n', "\\n").toUtf8()) << QString(r.query) << QString(r.error);
+  for (const auto& r : rows)
+    QTest::newRow(QString(r.query).replace('\n', "\\n").toUtf8())
+        << QString(r.query) << QString(r.error);
 }
 
 void TestPromql::typeErrors() {
@@ -198,10 +228,14 @@ void TestPromql::unsupported_data() {
     const char* error;
   } rows[] = {
       {"irate(api_errors[5m])", "function irate() is not supported; Tally supports rate, increase"},
-      {"histogram_quantile(0.9, rate(x_bucket[5m]))", "function histogram_quantile() is not supported"},
+      {"histogram_quantile(0.9, rate(x_bucket[5m]))",
+       "function histogram_quantile() is not supported"},
       {"avg_over_time(queue_depth[5m])", "function avg_over_time() is not supported"},
-      {"label_replace(x, \"a\", \"$1\", \"b\", \"(.*)\")", "function label_replace() is not supported"},
-      {"topk(5, api_errors)", "aggregation topk is not supported; Tally supports sum, avg, min, max, count, tally_quantile"},
+      {"label_replace(x, \"a\", \"$1\", \"b\", \"(.*)\")",
+       "function label_replace() is not supported"},
+      {"topk(5, api_errors)",
+       "aggregation topk is not supported; Tally supports sum, avg, min, max, count, "
+       "tally_quantile"},
       {"quantile(0.9, queue_depth)", "aggregation quantile is not supported"},
       {"stddev(queue_depth)", "aggregation stddev is not supported"},
       {"count_values(\"v\", queue_depth)", "aggregation count_values is not supported"},
@@ -213,7 +247,9 @@ void TestPromql::unsupported_data() {
       {"max_over_time(rate(api_errors[1m])[10m:])", "function max_over_time() is not supported"},
       {"sum(rate(api_errors[1m])[10m:])", "subqueries ([range:step]) are not supported"},
       {"api_errors[1500ms]", "range [1500ms] is not a whole number of seconds"},
-      {"a / b", "binary operator '/' between two instant vectors is not supported; one side must be a number"},
+      {"a / b",
+       "binary operator '/' between two instant vectors is not supported; one side must be a "
+       "number"},
       {"a > 5", "comparison operator '>' is not supported"},
       {"a == bool 5", "comparison operator '==' is not supported"},
       {"a and b", "set operator 'and' is not supported"},
@@ -222,10 +258,14 @@ void TestPromql::unsupported_data() {
       {"a * on (x) b", "vector matching (on) is not supported"},
       {"a + ignoring (x) group_left (y) b", "vector matching (ignoring) is not supported"},
       {"2 atan2 3", "binary operator 'atan2' is not supported"},
-      {"tally_quantile(x, api_latency_ms)", "tally_quantile's first argument must be a number literal"},
-      {"tally_quantile(0.5, rate(x[5m]))", "tally_quantile needs a distribution selector as its second argument"},
+      {"tally_quantile(x, api_latency_ms)",
+       "tally_quantile's first argument must be a number literal"},
+      {"tally_quantile(0.5, rate(x[5m]))",
+       "tally_quantile needs a distribution selector as its second argument"},
   };
-  for (const auto& r : rows) QTest::newRow(QString(r.query).replace('\n', "\\n").toUtf8()) << QString(r.query) << QString(r.error);
+  for (const auto& r : rows)
+    QTest::newRow(QString(r.query).replace('\n', "\\n").toUtf8())
+        << QString(r.query) << QString(r.error);
 }
 
 void TestPromql::unsupported() {
@@ -265,7 +305,8 @@ void TestPromql::selectorStructure() {
   QVERIFY(n.has_value());
   QCOMPARE(n->root->metric, std::string("api_errors"));
   QCOMPARE(n->root->matchers.size(), size_t(1));
-  QCOMPARE(n->root->matchers[0].value, std::string("a\"b\xc3\xa9" "A"));
+  QCOMPARE(n->root->matchers[0].value, std::string("a\"b\xc3\xa9"
+                                                   "A"));
 
   // Precedence: 1 + 2 * 3 ^ 2 ^ 0.5 groups as 1 + (2 * (3 ^ (2 ^ 0.5))); -2 ^ 2 is -(2 ^ 2).
   auto p = parse("1 + 2 * 3 ^ 2 ^ 0.5");
@@ -295,20 +336,22 @@ void TestPromql::matchers_data() {
       {"x{l=\"500\"}", "5000", false},
       {"x{l!=\"500\"}", "503", true},
       {"x{l=~\"5..\"}", "503", true},
-      {"x{l=~\"5..\"}", "5030", false},            // anchored at both ends
+      {"x{l=~\"5..\"}", "5030", false},  // anchored at both ends
       {"x{l=~\"50\"}", "503", false},
-      {"x{l=~\"/a|/b\"}", "/b", true},             // alternation is anchored as a whole
+      {"x{l=~\"/a|/b\"}", "/b", true},  // alternation is anchored as a whole
       {"x{l=~\"/a|/b\"}", "/bb", false},
       {"x{l!~\"5..\"}", "404", true},
       {"x{l!~\"5..\"}", "500", false},
-      {"x{l=~\"(?i)get\"}", "GET", true},          // RE2's (?i) flag
+      {"x{l=~\"(?i)get\"}", "GET", true},  // RE2's (?i) flag
       {"x{l=~\"get\"}", "GET", false},
-      {"x{l=\"\"}", "", true},                     // an absent label is ""
+      {"x{l=\"\"}", "", true},  // an absent label is ""
       {"x{l=~\".*\"}", "", true},
       {"x{l=~\".+\"}", "", false},
       {"x{l!=\"\"}", "", false},
   };
-  for (const auto& r : rows) QTest::newRow((std::string(r.selector) + " ~ " + r.value).c_str()) << QString(r.selector) << QString(r.value) << r.matches;
+  for (const auto& r : rows)
+    QTest::newRow((std::string(r.selector) + " ~ " + r.value).c_str())
+        << QString(r.selector) << QString(r.value) << r.matches;
 }
 
 void TestPromql::matchers() {
@@ -355,11 +398,21 @@ void TestPromql::names_data() {
   QTest::addColumn<QString>("tally");
   QTest::addColumn<QString>("metric");
   QTest::addColumn<QString>("label");
-  QTest::newRow("plain") << "api_errors" << "api_errors" << "api_errors";
-  QTest::newRow("dots") << "api.latency.ms" << "api_latency_ms" << "api_latency_ms";
-  QTest::newRow("dash") << "http-requests" << "http_requests" << "http_requests";
-  QTest::newRow("colon") << "job:rate:5m" << "job:rate:5m" << "job_rate_5m";  // ':' is legal in metric names only
-  QTest::newRow("mixed") << "a.b-c:d_e" << "a_b_c:d_e" << "a_b_c_d_e";
+  QTest::newRow("plain") << "api_errors"
+                         << "api_errors"
+                         << "api_errors";
+  QTest::newRow("dots") << "api.latency.ms"
+                        << "api_latency_ms"
+                        << "api_latency_ms";
+  QTest::newRow("dash") << "http-requests"
+                        << "http_requests"
+                        << "http_requests";
+  QTest::newRow("colon") << "job:rate:5m"
+                         << "job:rate:5m"
+                         << "job_rate_5m";  // ':' is legal in metric names only
+  QTest::newRow("mixed") << "a.b-c:d_e"
+                         << "a_b_c:d_e"
+                         << "a_b_c_d_e";
 }
 
 void TestPromql::names() {

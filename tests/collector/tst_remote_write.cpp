@@ -20,10 +20,10 @@
 #include <numeric>
 #include <thread>
 
-#include "free_port.h"
 #include "collector_process.h"
 #include "config.h"
 #include "forward/remote_write.h"
+#include "free_port.h"
 #include "remote_write.pb.h"
 #include "tally/client.h"
 #include "tally/common/sketch.h"
@@ -35,10 +35,13 @@ using namespace tally::testing;
 
 namespace {
 
-int64_t now_s() { return SystemClock::instance().now_s(); }
+int64_t now_s() {
+  return SystemClock::instance().now_s();
+}
 
 wire::LiveUpdate update(wire::Kind kind, wire::LiveUpdate::State state, int64_t t, double value,
-                        std::vector<std::pair<std::string, std::string>> tags = {}, const std::string& metric = "m") {
+                        std::vector<std::pair<std::string, std::string>> tags = {},
+                        const std::string& metric = "m") {
   wire::LiveUpdate u;
   u.set_metric(metric);
   u.set_kind(kind);
@@ -68,7 +71,8 @@ std::string label(const PromSample& s, const std::string& name) {
 }
 
 // (time ms, value) of every sample of one name, in order.
-std::vector<std::pair<int64_t, double>> points(const std::vector<PromSample>& s, const std::string& name) {
+std::vector<std::pair<int64_t, double>> points(const std::vector<PromSample>& s,
+                                               const std::string& name) {
   std::vector<std::pair<int64_t, double>> out;
   for (const auto& p : s)
     if (label(p, "__name__") == name) out.emplace_back(p.time_ms, p.value);
@@ -92,15 +96,18 @@ class VictoriaMetrics {
   bool start() {
     proc_.setProcessChannelMode(QProcess::ForwardedChannels);
     // latencyOffset: fresh samples are visible to queries at once; no cache between polls.
-    proc_.start(binary(), {"-httpListenAddr=127.0.0.1:" + QString::number(port_), "-storageDataPath=" + dir_.path(),
-                           "-retentionPeriod=1d", "-search.latencyOffset=1s", "-search.disableCache",
-                           "-loggerLevel=ERROR"});
+    proc_.start(binary(),
+                {"-httpListenAddr=127.0.0.1:" + QString::number(port_),
+                 "-storageDataPath=" + dir_.path(), "-retentionPeriod=1d",
+                 "-search.latencyOffset=1s", "-search.disableCache", "-loggerLevel=ERROR"});
     if (!proc_.waitForStarted(5000)) return false;
-    return eventually([&] {
-      httplib::Client c("127.0.0.1", port_);
-      auto r = c.Get("/health");
-      return r && r->status == 200;
-    }, 15000);
+    return eventually(
+        [&] {
+          httplib::Client c("127.0.0.1", port_);
+          auto r = c.Get("/health");
+          return r && r->status == 200;
+        },
+        15000);
   }
   void stop() {
     if (proc_.state() == QProcess::NotRunning) return;
@@ -111,9 +118,12 @@ class VictoriaMetrics {
     }
   }
   int port() const { return port_; }
-  std::string write_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/api/v1/write"; }
+  std::string write_url() const {
+    return "http://127.0.0.1:" + std::to_string(port_) + "/api/v1/write";
+  }
 
-  // Raw samples of the series a selector matches: labels (without __name__) -> values in time order.
+  // Raw samples of the series a selector matches: labels (without __name__) -> values in time
+  // order.
   std::map<std::string, std::vector<double>> exported(const std::string& selector) const {
     httplib::Client c("127.0.0.1", port_);
     std::map<std::string, std::vector<double>> out;
@@ -128,7 +138,8 @@ class VictoriaMetrics {
         if (k != "__name__") key += (key.empty() ? "" : ",") + k + "=" + v.get<std::string>();
       // Samples are in time order per series; ties keep VictoriaMetrics' order.
       auto& values = out[key];
-      for (const auto& v : j["values"]) values.push_back(v.is_number() ? v.get<double>() : std::nan(""));
+      for (const auto& v : j["values"])
+        values.push_back(v.is_number() ? v.get<double>() : std::nan(""));
     }
     return out;
   }
@@ -143,7 +154,8 @@ class VictoriaMetrics {
   std::map<std::string, double> query(const std::string& promql) const {
     httplib::Client c("127.0.0.1", port_);
     std::map<std::string, double> out;
-    auto r = c.Get("/api/v1/query", httplib::Params{{"query", promql}, {"time", std::to_string(now_s())}},
+    auto r = c.Get("/api/v1/query",
+                   httplib::Params{{"query", promql}, {"time", std::to_string(now_s())}},
                    httplib::Headers{});
     if (!r || r->status != 200) return out;
     json j = json::parse(r->body, nullptr, false);
@@ -174,9 +186,18 @@ double self_metric(const CollectorProcess& c, const std::string& name) {
 }
 
 QStringList remote_write_args(const std::string& url, const char* instance) {
-  return {"--remote-write-url", QString::fromStdString(url), "--remote-write-label", QString("instance=") + instance,
-          "--remote-write-flush-interval", "200ms", "--remote-write-min-backoff", "50ms",
-          "--remote-write-max-backoff", "500ms", "--lateness", "1s"};
+  return {"--remote-write-url",
+          QString::fromStdString(url),
+          "--remote-write-label",
+          QString("instance=") + instance,
+          "--remote-write-flush-interval",
+          "200ms",
+          "--remote-write-min-backoff",
+          "50ms",
+          "--remote-write-max-backoff",
+          "500ms",
+          "--lateness",
+          "1s"};
 }
 
 // What the SDK part of the VictoriaMetrics tests emits, and what it must read back.
@@ -196,7 +217,8 @@ void emit_through_sdk(const std::string& endpoint, int rounds, Emitted* e, const
     for (int s = 0; s < 5; ++s) {
       const int n = 10 * s + r + 1;
       client.count("rw.hits", n, {{"series", std::to_string(s)}, {"http.method", "GET"}});
-      e->hits["http_method=GET,instance=" + std::string(instance) + ",series=" + std::to_string(s)] += n;
+      e->hits["http_method=GET,instance=" + std::string(instance) +
+              ",series=" + std::to_string(s)] += n;
     }
     client.set_gauge("rw.queue-depth", 100 + r);
     e->last_depth = 100 + r;
@@ -245,7 +267,8 @@ void TestRemoteWrite::countersAreCumulativeFromAZeroSample() {
   m.map(update(wire::COUNTER, wire::LiveUpdate::FINAL, 1001, 2), &out);
   m.map(update(wire::COUNTER, wire::LiveUpdate::FINAL, 1005, 0.5), &out);
   // A bucket's sample carries its end: [1000, 1001) -> 1001000 ms.
-  QCOMPARE(points(out, "m"), (Points{{1000'999, 0}, {1001'000, 3}, {1002'000, 5}, {1006'000, 5.5}}));
+  QCOMPARE(points(out, "m"),
+           (Points{{1000'999, 0}, {1001'000, 3}, {1002'000, 5}, {1006'000, 5.5}}));
 }
 
 void TestRemoteWrite::correctionsAddWhatTheyAddedAtTheNewestTime() {
@@ -256,8 +279,12 @@ void TestRemoteWrite::correctionsAddWhatTheyAddedAtTheNewestTime() {
   m.map(correction(wire::COUNTER, 1000, 4, 1), &out);  // bucket 1000 is now 4: one more
   m.map(correction(wire::COUNTER, 1000, 7, 3), &out);  // and three more
   m.map(update(wire::COUNTER, wire::LiveUpdate::FINAL, 1002, 1), &out);
-  QCOMPARE(points(out, "m"),
-           (Points{{1000'999, 0}, {1001'000, 3}, {1002'000, 5}, {1002'001, 6}, {1002'002, 9}, {1003'000, 10}}));
+  QCOMPARE(points(out, "m"), (Points{{1000'999, 0},
+                                     {1001'000, 3},
+                                     {1002'000, 5},
+                                     {1002'001, 6},
+                                     {1002'002, 9},
+                                     {1003'000, 10}}));
   // A correction of a bucket this forwarder never saw (an earlier run sent it): only what it added.
   PromSampleMapper fresh(5000'000, {});
   out.clear();
@@ -275,7 +302,8 @@ void TestRemoteWrite::replayedBucketsAfterARestartStartAfterTheFloor() {
   m.map(update(wire::COUNTER, wire::LiveUpdate::FINAL, 2001, 1), &out);
   QCOMPARE(points(out, "m"), (Points{{2000'000, 0}, {2000'001, 5}, {2000'002, 6}, {2002'000, 7}}));
   out.clear();
-  m.map(update(wire::GAUGE, wire::LiveUpdate::FINAL, 1990, 5, {}, "g"), &out);  // a gauge cannot move
+  m.map(update(wire::GAUGE, wire::LiveUpdate::FINAL, 1990, 5, {}, "g"),
+        &out);  // a gauge cannot move
   QCOMPARE(out.size(), size_t(0));
   QCOMPARE(m.skipped(), uint64_t(1));
 }
@@ -285,7 +313,8 @@ void TestRemoteWrite::gaugeSamplesNeverGoBackInTime() {
   std::vector<PromSample> out;
   m.map(update(wire::GAUGE, wire::LiveUpdate::FINAL, 1000, 7), &out);
   m.map(update(wire::GAUGE, wire::LiveUpdate::FINAL, 1002, 9), &out);
-  m.map(update(wire::GAUGE, wire::LiveUpdate::CORRECTION, 1001, 8), &out);  // older than 1002: not sent
+  m.map(update(wire::GAUGE, wire::LiveUpdate::CORRECTION, 1001, 8),
+        &out);  // older than 1002: not sent
   m.map(update(wire::GAUGE, wire::LiveUpdate::FINAL, 1003, -1.5), &out);
   QCOMPARE(points(out, "m"), (Points{{1001'000, 7}, {1003'000, 9}, {1004'000, -1.5}}));
   QCOMPARE(m.skipped(), uint64_t(1));
@@ -326,14 +355,19 @@ void TestRemoteWrite::labelsFollowTheReadApiNames() {
   PromSampleMapper m(0, {{"instance", "c1"}, {"dc", "eu"}, {"empty", ""}});
   std::vector<PromSample> out;
   m.map(update(wire::COUNTER, wire::LiveUpdate::FINAL, 10, 1,
-               {{"__secret", "x"}, {"http.method", "GET"}, {"http_method", "POST"}, {"instance", "from-tag"}},
+               {{"__secret", "x"},
+                {"http.method", "GET"},
+                {"http_method", "POST"},
+                {"instance", "from-tag"}},
                "api.latency-ms"),
         &out);
   QCOMPARE(out.size(), size_t(2));
   // Sorted by name; '.'/'-' -> '_'; the first of two keys that map to one name wins; reserved
   // __ names are left out; a tag beats a configured label; an empty value is no label.
-  const PromLabels want = {
-      {"__name__", "api_latency_ms"}, {"dc", "eu"}, {"http_method", "GET"}, {"instance", "from-tag"}};
+  const PromLabels want = {{"__name__", "api_latency_ms"},
+                           {"dc", "eu"},
+                           {"http_method", "GET"},
+                           {"instance", "from-tag"}};
   QCOMPARE(out[0].series->labels(), want);
   QCOMPARE(out[0].series.get(), out[1].series.get());  // one label set per series, shared
 }
@@ -367,14 +401,17 @@ void TestRemoteWrite::requestGroupsSamplesBySeries() {
   QCOMPARE(a.labels(1).name(), std::string("instance"));
   QCOMPARE(a.labels(2).value(), std::string("a"));
   QCOMPARE(a.samples_size(), 4);  // 0, then 1, 2, 3
-  for (int i = 1; i < a.samples_size(); ++i) QVERIFY(a.samples(i).timestamp() > a.samples(i - 1).timestamp());
+  for (int i = 1; i < a.samples_size(); ++i)
+    QVERIFY(a.samples(i).timestamp() > a.samples(i - 1).timestamp());
   QCOMPARE(a.samples(3).value(), 3.0);
   QCOMPARE(req.timeseries(1).samples(3).value(), 6.0);
 
   // The hand-written encoding against the generated parser: odd values, long strings, big times.
   auto series = std::make_shared<const PromSeries>(
       PromLabels{{"__name__", "g"}, {"long", std::string(300, 'x')}, {"utf8", "größe"}});
-  std::vector<PromSample> odd = {{series, 0, 0.0}, {series, 1, -2.25}, {series, 1'800'000'000'000, 1e300},
+  std::vector<PromSample> odd = {{series, 0, 0.0},
+                                 {series, 1, -2.25},
+                                 {series, 1'800'000'000'000, 1e300},
                                  {series, INT64_C(1) << 62, -0.0}};
   prometheus::WriteRequest r2;
   QVERIFY(decode(encode_write_request(odd), &r2));
@@ -395,16 +432,26 @@ void TestRemoteWrite::optionsAreChecked_data() {
   QTest::addColumn<QString>("url");
   QTest::addColumn<QString>("label");
   QTest::addColumn<bool>("ok");
-  QTest::newRow("off") << "" << "" << true;
-  QTest::newRow("http") << "http://vm:8428/api/v1/write" << "" << true;
-  QTest::newRow("https") << "https://mimir.example/api/v1/push" << "cluster=eu" << true;
-  QTest::newRow("no path") << "http://127.0.0.1:8480" << "" << true;
-  QTest::newRow("scheme") << "ftp://vm/api/v1/write" << "" << false;
-  QTest::newRow("no scheme") << "vm:8428/api/v1/write" << "" << false;
-  QTest::newRow("reserved label") << "http://vm/w" << "__name__=x" << false;
-  QTest::newRow("dotted label") << "http://vm/w" << "a.b=x" << false;
-  QTest::newRow("header") << "http://vm/w" << "H:X-Scope-OrgID: t1" << true;
-  QTest::newRow("bad header") << "http://vm/w" << "H:Bad Header: t1" << false;
+  QTest::newRow("off") << ""
+                       << "" << true;
+  QTest::newRow("http") << "http://vm:8428/api/v1/write"
+                        << "" << true;
+  QTest::newRow("https") << "https://mimir.example/api/v1/push"
+                         << "cluster=eu" << true;
+  QTest::newRow("no path") << "http://127.0.0.1:8480"
+                           << "" << true;
+  QTest::newRow("scheme") << "ftp://vm/api/v1/write"
+                          << "" << false;
+  QTest::newRow("no scheme") << "vm:8428/api/v1/write"
+                             << "" << false;
+  QTest::newRow("reserved label") << "http://vm/w"
+                                  << "__name__=x" << false;
+  QTest::newRow("dotted label") << "http://vm/w"
+                                << "a.b=x" << false;
+  QTest::newRow("header") << "http://vm/w"
+                          << "H:X-Scope-OrgID: t1" << true;
+  QTest::newRow("bad header") << "http://vm/w"
+                              << "H:Bad Header: t1" << false;
 }
 
 void TestRemoteWrite::optionsAreChecked() {
@@ -413,8 +460,10 @@ void TestRemoteWrite::optionsAreChecked() {
   QFETCH(bool, ok);
   RemoteWriteOptions o;
   o.url = url.toStdString();
-  if (label.startsWith("H:")) QVERIFY(o.add_header(label.mid(2).toStdString()).is_ok());
-  else if (!label.isEmpty()) QVERIFY(o.set_label(label.toStdString()).is_ok());
+  if (label.startsWith("H:"))
+    QVERIFY(o.add_header(label.mid(2).toStdString()).is_ok());
+  else if (!label.isEmpty())
+    QVERIFY(o.set_label(label.toStdString()).is_ok());
   QCOMPARE(o.validate().is_ok(), ok);
   QCOMPARE(parse_duration_ms("250ms").value(), int64_t(250));
   QCOMPARE(parse_duration_ms("2s").value(), int64_t(2000));
@@ -426,18 +475,28 @@ void TestRemoteWrite::optionsAreChecked() {
 void TestRemoteWrite::configFileKeys_data() {
   QTest::addColumn<QString>("toml");
   QTest::addColumn<QString>("error");  // empty = must load
-  QTest::newRow("off") << "" << "";
+  QTest::newRow("off") << ""
+                       << "";
   QTest::newRow("all keys")
-      << "remote_write_url = \"http://vm:8428/api/v1/write\"\nremote_write_labels = { instance = \"c1\", dc = \"eu\" }\n"
+      << "remote_write_url = \"http://vm:8428/api/v1/write\"\nremote_write_labels = { instance = "
+         "\"c1\", dc = \"eu\" }\n"
          "remote_write_headers = { \"X-Scope-OrgID\" = \"t\" }\nremote_write_max_samples = 500\n"
-         "remote_write_flush_interval = \"250ms\"\nremote_write_max_buffered = 10000\nremote_write_timeout = \"3s\"\n"
+         "remote_write_flush_interval = \"250ms\"\nremote_write_max_buffered = "
+         "10000\nremote_write_timeout = \"3s\"\n"
          "remote_write_min_backoff = \"10ms\"\nremote_write_max_backoff = \"1m\"\n"
       << "";
-  QTest::newRow("labels not a table") << "remote_write_labels = \"instance=c1\"" << "must be a table";
-  QTest::newRow("bad label name") << "remote_write_url = \"http://vm/w\"\nremote_write_labels = { \"a-b\" = \"x\" }" << "label name";
-  QTest::newRow("bad duration") << "remote_write_flush_interval = \"soon\"" << "remote_write_flush_interval";
-  QTest::newRow("buffer below request") << "remote_write_url = \"http://vm/w\"\nremote_write_max_buffered = 10" << "max_buffered";
-  QTest::newRow("typo") << "remote_write_uri = \"http://vm/w\"" << "unknown setting";
+  QTest::newRow("labels not a table") << "remote_write_labels = \"instance=c1\""
+                                      << "must be a table";
+  QTest::newRow("bad label name")
+      << "remote_write_url = \"http://vm/w\"\nremote_write_labels = { \"a-b\" = \"x\" }"
+      << "label name";
+  QTest::newRow("bad duration") << "remote_write_flush_interval = \"soon\""
+                                << "remote_write_flush_interval";
+  QTest::newRow("buffer below request")
+      << "remote_write_url = \"http://vm/w\"\nremote_write_max_buffered = 10"
+      << "max_buffered";
+  QTest::newRow("typo") << "remote_write_uri = \"http://vm/w\""
+                        << "unknown setting";
 }
 
 void TestRemoteWrite::configFileKeys() {
@@ -456,7 +515,8 @@ void TestRemoteWrite::configFileKeys() {
   QVERIFY2(s.is_ok(), s.to_string().c_str());
   if (QTest::currentDataTag() == QString("all keys")) {
     const RemoteWriteOptions& o = c->remote_write;
-    QCOMPARE(o.labels, (std::vector<std::pair<std::string, std::string>>{{"dc", "eu"}, {"instance", "c1"}}));
+    QCOMPARE(o.labels,
+             (std::vector<std::pair<std::string, std::string>>{{"dc", "eu"}, {"instance", "c1"}}));
     QCOMPARE(o.headers.size(), size_t(1));
     QCOMPARE(o.max_samples_per_request, uint64_t(500));
     QCOMPARE(o.flush_interval_ms, int64_t(250));
@@ -464,7 +524,8 @@ void TestRemoteWrite::configFileKeys() {
     QCOMPARE(o.timeout_ms, int64_t(3000));
     QCOMPARE(o.min_backoff_ms, int64_t(10));
     QCOMPARE(o.max_backoff_ms, int64_t(60000));
-    QVERIFY(config_to_toml(*c).find("remote_write_labels = { dc = \"eu\", instance = \"c1\" }") != std::string::npos);
+    QVERIFY(config_to_toml(*c).find("remote_write_labels = { dc = \"eu\", instance = \"c1\" }") !=
+            std::string::npos);
   } else {
     QVERIFY(!c->remote_write.enabled());
     QVERIFY(c->remote_write.labels.empty());  // no default label while forwarding is off
@@ -488,7 +549,8 @@ void TestRemoteWrite::receiverSeesTheProtocolAndRetriesOnlyServerErrors() {
     ++requests;
     {
       std::lock_guard lock(mu);
-      for (const char* h : {"Content-Encoding", "Content-Type", "X-Prometheus-Remote-Write-Version", "X-Scope-OrgID"})
+      for (const char* h : {"Content-Encoding", "Content-Type", "X-Prometheus-Remote-Write-Version",
+                            "X-Scope-OrgID"})
         headers[h] = req.get_header_value(h);
     }
     if (failures_left.fetch_sub(1) > 0) {
@@ -530,8 +592,9 @@ void TestRemoteWrite::receiverSeesTheProtocolAndRetriesOnlyServerErrors() {
   } join{server, serving};
 
   CollectorProcess c;
-  QVERIFY(c.start(remote_write_args("http://127.0.0.1:" + std::to_string(port) + "/api/v1/write", "fake") +
-                  QStringList{"--no-self-metrics", "--remote-write-header", "X-Scope-OrgID: team-a"}));
+  QVERIFY(c.start(
+      remote_write_args("http://127.0.0.1:" + std::to_string(port) + "/api/v1/write", "fake") +
+      QStringList{"--no-self-metrics", "--remote-write-header", "X-Scope-OrgID: team-a"}));
   RawProducer p(c.ingest());
   wire::Batch b;
   b.set_producer_id(7);
@@ -550,10 +613,12 @@ void TestRemoteWrite::receiverSeesTheProtocolAndRetriesOnlyServerErrors() {
   QVERIFY(ack && ack->code() == wire::Ack::OK);
 
   const std::string key = "__name__=fake_hits,instance=fake,";
-  QVERIFY(eventually([&] {
-    std::lock_guard lock(mu);
-    return last.count(key) && last[key] == 33;
-  }, 20000));
+  QVERIFY(eventually(
+      [&] {
+        std::lock_guard lock(mu);
+        return last.count(key) && last[key] == 33;
+      },
+      20000));
   {
     std::lock_guard lock(mu);
     QCOMPARE(headers["Content-Encoding"], std::string("snappy"));
@@ -562,7 +627,8 @@ void TestRemoteWrite::receiverSeesTheProtocolAndRetriesOnlyServerErrors() {
     QCOMPARE(headers["X-Scope-OrgID"], std::string("team-a"));  // --remote-write-header
     QVERIFY(ordered);
   }
-  QVERIFY(eventually([&] { return self_metric(c, "tally_remote_write_samples_total") >= 4; }));  // 0 + 3 buckets
+  QVERIFY(eventually(
+      [&] { return self_metric(c, "tally_remote_write_samples_total") >= 4; }));  // 0 + 3 buckets
   QCOMPARE(self_metric(c, "tally_remote_write_failed_requests_total"), 2.0);
   QCOMPARE(self_metric(c, "tally_remote_write_retries_total"), 2.0);
   QCOMPARE(self_metric(c, "tally_remote_write_dropped_samples_total"), 0.0);
@@ -578,7 +644,8 @@ void TestRemoteWrite::receiverSeesTheProtocolAndRetriesOnlyServerErrors() {
   b.mutable_counters()->add_values(5);
   ack = p.send(b);
   QVERIFY(ack && ack->code() == wire::Ack::OK);
-  QVERIFY(eventually([&] { return self_metric(c, "tally_remote_write_dropped_samples_total") >= 1; }));
+  QVERIFY(
+      eventually([&] { return self_metric(c, "tally_remote_write_dropped_samples_total") >= 1; }));
   QCOMPARE(self_metric(c, "tally_remote_write_failed_requests_total"), 3.0);
   QThread::msleep(1200);  // a retry would have come by now (max backoff 500 ms)
   QCOMPARE(requests.load(), before + 1);
@@ -618,7 +685,8 @@ void TestRemoteWrite::fullBufferDropsTheOldestButCountersKeepTheirTotal() {
   CollectorProcess c;
   // Room for 2 waiting samples and 1 in flight: a counter with 6 buckets must overflow it.
   QVERIFY(c.start(remote_write_args("http://127.0.0.1:" + std::to_string(port) + "/w", "full") +
-                  QStringList{"--no-self-metrics", "--remote-write-max-samples", "1", "--remote-write-max-buffered", "2"}));
+                  QStringList{"--no-self-metrics", "--remote-write-max-samples", "1",
+                              "--remote-write-max-buffered", "2"}));
   double sent = 0;
   {
     ClientOptions o;
@@ -633,13 +701,16 @@ void TestRemoteWrite::fullBufferDropsTheOldestButCountersKeepTheirTotal() {
     }
     QVERIFY(client.flush(std::chrono::seconds(10)));
   }
-  QVERIFY(eventually([&] { return self_metric(c, "tally_remote_write_dropped_samples_total") >= 3; }, 15000));
+  QVERIFY(eventually(
+      [&] { return self_metric(c, "tally_remote_write_dropped_samples_total") >= 3; }, 15000));
   up = true;
   // The newest cumulative sample carries every count, including those of the dropped samples.
-  QVERIFY(eventually([&] {
-    std::lock_guard lock(mu);
-    return last["full_hits"] == sent;
-  }, 15000));
+  QVERIFY(eventually(
+      [&] {
+        std::lock_guard lock(mu);
+        return last["full_hits"] == sent;
+      },
+      15000));
   QCOMPARE(self_metric(c, "tally_remote_write_queue_samples"), 0.0);
   QCOMPARE(c.stop(), 0);
 }
@@ -684,9 +755,12 @@ void TestRemoteWrite::victoriaMetricsHoldsExactlyWhatWasEmitted() {
   QVERIFY(eventually(hits_ok, 20000));
   QCOMPARE(vm.last("rw_hits"), e.hits);
   QCOMPARE(vm.last("rw_late"), (std::map<std::string, double>{{"instance=c1", 8}}));
-  QCOMPARE(vm.last("rw_queue_depth"), (std::map<std::string, double>{{"instance=c1", e.last_depth}}));
-  QCOMPARE(vm.last("rw_latency_ms_count"), (std::map<std::string, double>{{"instance=c1", e.latency_count}}));
-  QCOMPARE(vm.last("rw_latency_ms_sum"), (std::map<std::string, double>{{"instance=c1", e.latency_sum}}));
+  QCOMPARE(vm.last("rw_queue_depth"),
+           (std::map<std::string, double>{{"instance=c1", e.last_depth}}));
+  QCOMPARE(vm.last("rw_latency_ms_count"),
+           (std::map<std::string, double>{{"instance=c1", e.latency_count}}));
+  QCOMPARE(vm.last("rw_latency_ms_sum"),
+           (std::map<std::string, double>{{"instance=c1", e.latency_sum}}));
   auto quantiles = vm.last("rw_latency_ms");
   QCOMPARE(quantiles.size(), size_t(3));
   QVERIFY(quantiles.count("instance=c1,quantile=0.99"));
@@ -696,8 +770,9 @@ void TestRemoteWrite::victoriaMetricsHoldsExactlyWhatWasEmitted() {
     QVERIFY2(v > 0 && v <= 50.5, q);
   }
   // Through VictoriaMetrics' own functions: increase() over the whole run is the emitted total.
-  QCOMPARE(vm.query("sum(increase(rw_hits[10m]))")[""], std::accumulate(e.hits.begin(), e.hits.end(), 0.0,
-                                                                          [](double a, auto& kv) { return a + kv.second; }));
+  QCOMPARE(vm.query("sum(increase(rw_hits[10m]))")[""],
+           std::accumulate(e.hits.begin(), e.hits.end(), 0.0,
+                           [](double a, auto& kv) { return a + kv.second; }));
   QCOMPARE(vm.query("increase(rw_late[10m])")["instance=c1"], 8.0);
 
   // A restart: totals start again from 0, which VictoriaMetrics reads as a counter reset, so
@@ -713,7 +788,8 @@ void TestRemoteWrite::victoriaMetricsHoldsExactlyWhatWasEmitted() {
   auto increase = vm.query("increase(rw_hits[10m])");
   QCOMPARE(increase.size(), both.size());
   for (auto& [k, v] : both) QCOMPARE(increase[k], v);
-  QCOMPARE(vm.query("increase(rw_latency_ms_count[10m])")["instance=c1"], e.latency_count + more.latency_count);
+  QCOMPARE(vm.query("increase(rw_latency_ms_count[10m])")["instance=c1"],
+           e.latency_count + more.latency_count);
 }
 
 void TestRemoteWrite::victoriaMetricsStartingLateStillGetsEverything() {
@@ -726,15 +802,18 @@ void TestRemoteWrite::victoriaMetricsStartingLateStillGetsEverything() {
   emit_through_sdk(c.ingest(), 3, &e, "c2");
   if (QTest::currentTestFailed()) return;
   // The collector keeps the samples and retries with backoff.
-  QVERIFY(eventually([&] { return self_metric(c, "tally_remote_write_retries_total") >= 2; }, 15000));
+  QVERIFY(
+      eventually([&] { return self_metric(c, "tally_remote_write_retries_total") >= 2; }, 15000));
   QVERIFY(self_metric(c, "tally_remote_write_failed_requests_total") >= 2);
   QVERIFY(self_metric(c, "tally_remote_write_queue_samples") > 0);
   QCOMPARE(self_metric(c, "tally_remote_write_samples_total"), 0.0);
 
   QVERIFY(vm.start());
   QVERIFY(eventually([&] { return vm.last("rw_hits") == e.hits; }, 20000));
-  QCOMPARE(vm.last("rw_latency_ms_count"), (std::map<std::string, double>{{"instance=c2", e.latency_count}}));
-  QCOMPARE(vm.last("rw_queue_depth"), (std::map<std::string, double>{{"instance=c2", e.last_depth}}));
+  QCOMPARE(vm.last("rw_latency_ms_count"),
+           (std::map<std::string, double>{{"instance=c2", e.latency_count}}));
+  QCOMPARE(vm.last("rw_queue_depth"),
+           (std::map<std::string, double>{{"instance=c2", e.last_depth}}));
   QVERIFY(eventually([&] { return self_metric(c, "tally_remote_write_queue_samples") == 0; }));
   QCOMPARE(self_metric(c, "tally_remote_write_dropped_samples_total"), 0.0);
   QCOMPARE(c.stop(), 0);

@@ -24,7 +24,9 @@ Q_DECLARE_METATYPE(QList<double>)
 
 namespace {
 
-std::string sv(const QByteArray& b) { return std::string(b.constData(), static_cast<size_t>(b.size())); }
+std::string sv(const QByteArray& b) {
+  return std::string(b.constData(), static_cast<size_t>(b.size()));
+}
 
 // Collects what a listener hands to its sink; thread-safe.
 class Collected {
@@ -70,8 +72,8 @@ class UdpSender {
   }
   ~UdpSender() { ::close(fd_); }
   bool send(const std::string& payload) {
-    return ::sendto(fd_, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&addr_), sizeof addr_) ==
-           static_cast<ssize_t>(payload.size());
+    return ::sendto(fd_, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&addr_),
+                    sizeof addr_) == static_cast<ssize_t>(payload.size());
   }
 
  private:
@@ -84,7 +86,8 @@ bool send_unix(const std::string& path, const std::string& payload) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  ssize_t n = ::sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ssize_t n = ::sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&addr),
+                       sizeof addr);
   ::close(fd);
   return n == static_cast<ssize_t>(payload.size());
 }
@@ -150,10 +153,11 @@ void TestStatsd::mustParse_data() {
   QTest::addColumn<qint64>("timestamp");
 
   using L = QList<double>;
-  auto row = [](const char* name, const char* line, const char* metric, const char* tags, const char* type,
-                L values, double rate = 1, bool delta = false, const char* member = "", qint64 ts = 0) {
-    QTest::newRow(name) << QByteArray(line) << QString(metric) << QString(tags) << QString(type) << values
-                        << rate << delta << QByteArray(member) << ts;
+  auto row = [](const char* name, const char* line, const char* metric, const char* tags,
+                const char* type, L values, double rate = 1, bool delta = false,
+                const char* member = "", qint64 ts = 0) {
+    QTest::newRow(name) << QByteArray(line) << QString(metric) << QString(tags) << QString(type)
+                        << values << rate << delta << QByteArray(member) << ts;
   };
   // Counters
   row("counter", "api.errors:1|c", "api.errors", "", "counter", {1});
@@ -174,29 +178,39 @@ void TestStatsd::mustParse_data() {
   row("gauge rate ignored", "conns:7|g|@0.5", "conns", "", "gauge", {7}, 0.5);
   // Distributions
   row("timer", "api.latency:320|ms", "api.latency", "", "distribution", {320});
-  row("timer rate kept", "api.latency:320|ms|@0.25", "api.latency", "", "distribution", {320}, 0.25);
+  row("timer rate kept", "api.latency:320|ms|@0.25", "api.latency", "", "distribution", {320},
+      0.25);
   row("histogram", "size:1024|h", "size", "", "distribution", {1024});
   row("distribution", "size:-1.5|d", "size", "", "distribution", {-1.5});
   // Sets
   row("set", "users.unique:alice|s", "users.unique", "", "set", {0}, 1, false, "alice");
-  row("set member with colon", "ips:10.0.0.1:443|s", "ips", "", "set", {0}, 1, false, "10.0.0.1:443");
+  row("set member with colon", "ips:10.0.0.1:443|s", "ips", "", "set", {0}, 1, false,
+      "10.0.0.1:443");
   row("set numeric member", "ids:42|s", "ids", "", "set", {0}, 1, false, "42");
   // DogStatsD tags
-  row("tags", "api.errors:1|c|#region:eu,status:500", "api.errors", "region=eu,status=500", "counter", {1});
+  row("tags", "api.errors:1|c|#region:eu,status:500", "api.errors", "region=eu,status=500",
+      "counter", {1});
   row("tags sorted", "a:1|c|#z:1,a:2,m:3", "a", "a=2,m=3,z=1", "counter", {1});
-  row("tag without value is true", "a:1|c|#canary,env:prod", "a", "canary=true,env=prod", "counter", {1});
-  row("tag value with colons", "a:1|c|#url:http://x:80/p", "a", "url=http://x:80/p", "counter", {1});
-  row("tag value utf8 and spaces", "a:1|c|#city:M\xc3\xbcnchen Ost", "a", "city=M\xc3\xbcnchen Ost", "counter", {1});
-  row("tag spaces trimmed", "a:1|c|#env: prod , region :eu", "a", "env=prod,region=eu", "counter", {1});
-  row("empty tag elements skipped", "a:1|c|#env:prod,,region:eu,", "a", "env=prod,region=eu", "counter", {1});
+  row("tag without value is true", "a:1|c|#canary,env:prod", "a", "canary=true,env=prod", "counter",
+      {1});
+  row("tag value with colons", "a:1|c|#url:http://x:80/p", "a", "url=http://x:80/p", "counter",
+      {1});
+  row("tag value utf8 and spaces", "a:1|c|#city:M\xc3\xbcnchen Ost", "a", "city=M\xc3\xbcnchen Ost",
+      "counter", {1});
+  row("tag spaces trimmed", "a:1|c|#env: prod , region :eu", "a", "env=prod,region=eu", "counter",
+      {1});
+  row("empty tag elements skipped", "a:1|c|#env:prod,,region:eu,", "a", "env=prod,region=eu",
+      "counter", {1});
   row("empty tag section", "a:1|c|#", "a", "", "counter", {1});
-  row("tag key slash mapped", "a:1|c|#app.kubernetes.io/name:web", "a", "app.kubernetes.io_name=web", "counter", {1});
+  row("tag key slash mapped", "a:1|c|#app.kubernetes.io/name:web", "a",
+      "app.kubernetes.io_name=web", "counter", {1});
   row("tag key digit first mapped", "a:1|c|#2xx:yes", "a", "_2xx=yes", "counter", {1});
   row("rate then tags", "a:1|c|@0.5|#k:v", "a", "k=v", "counter", {2}, 0.5);
   row("tags then rate", "a:1|c|#k:v|@0.5", "a", "k=v", "counter", {2}, 0.5);
   // DogStatsD extensions
-  row("container id ignored", "a:1|c|#k:v|c:83c0a99c0a54c0c187f461c7980e9b57f3f6a8b0c918c8d93df19a9de6f3fe1d", "a",
-      "k=v", "counter", {1});
+  row("container id ignored",
+      "a:1|c|#k:v|c:83c0a99c0a54c0c187f461c7980e9b57f3f6a8b0c918c8d93df19a9de6f3fe1d", "a", "k=v",
+      "counter", {1});
   row("timestamp", "a:1|c|T1700000000", "a", "", "counter", {1}, 1, false, "", 1700000000);
   row("unknown lowercase field skipped", "a:1|c|e:it-false,cn-x|card:low", "a", "", "counter", {1});
   // DogStatsD 1.1 multi-value
@@ -204,7 +218,8 @@ void TestStatsd::mustParse_data() {
   row("multi-value counter scaled", "a:1:2|c|@0.5", "a", "", "counter", {2, 4}, 0.5);
   row("multi-value gauge deltas", "g:+1:-2|g", "g", "", "gauge", {1, -2}, 1, true);
   // Limits
-  row("200-byte name", (std::string(200, 'n') + ":1|c").c_str(), std::string(200, 'n').c_str(), "", "counter", {1});
+  row("200-byte name", (std::string(200, 'n') + ":1|c").c_str(), std::string(200, 'n').c_str(), "",
+      "counter", {1});
 }
 
 void TestStatsd::mustParse() {
@@ -284,7 +299,10 @@ void TestStatsd::mustNotParse_data() {
   row("tag empty key", "a:1|c|#:prod", "tags", "empty key");
   row("tag duplicate key", "a:1|c|#env:a,env:b", "tags", "twice");
   row("tag duplicate after mapping", "a:1|c|#a/b:1,a_b:2", "tags", "twice");
-  row("tag control char", "a:1|c|#env:a\x01" "b", "tags", "control");
+  row("tag control char",
+      "a:1|c|#env:a\x01"
+      "b",
+      "tags", "control");
   row("tag bad utf8", "a:1|c|#env:\xff", "tags", "UTF-8");
   row("tag value 201 bytes", "a:1|c|#k:" + QByteArray(201, 'v'), "tags", "limit");
   row("tag key 101 bytes", "a:1|c|#" + QByteArray(101, 'k') + ":v", "tags", "limit");
@@ -316,7 +334,8 @@ void TestStatsd::tagKeyMapping_data() {
   QTest::newRow("digit first") << QByteArray("9k") << QByteArray("_9k");
   QTest::newRow("dot first") << QByteArray(".k") << QByteArray("_.k");
   QTest::newRow("dash first") << QByteArray("-k") << QByteArray("_-k");
-  QTest::newRow("utf8 one per code point") << QByteArray("caf\xc3\xa9\xe2\x82\xac") << QByteArray("caf__");
+  QTest::newRow("utf8 one per code point")
+      << QByteArray("caf\xc3\xa9\xe2\x82\xac") << QByteArray("caf__");
 }
 
 void TestStatsd::tagKeyMapping() {
@@ -440,8 +459,8 @@ void TestStatsd::udpSumsAreExact() {
   for (int p = 0; p < 200; ++p) {
     std::string packet;
     packet += "api.errors:1|c|#region:eu\n";
-    packet += "api.errors:1|c|@0.5|#region:eu\n";   // counts 2
-    packet += "api.errors:1|c|@0.1|#region:us\n";   // counts 10
+    packet += "api.errors:1|c|@0.5|#region:eu\n";  // counts 2
+    packet += "api.errors:1|c|@0.1|#region:us\n";  // counts 10
     packet += "bytes:2.5|c\n";
     packet += "not a line\n";
     packet += "lat:10:20|ms|#region:eu\n";
@@ -450,7 +469,8 @@ void TestStatsd::udpSumsAreExact() {
     packet += "conns:+1|g\n";
     packet += "size:100|d";
     QVERIFY(sender.send(packet));
-    if (p % 50 == 49) QTRY_COMPARE(listener.counters().packets, uint64_t(p + 1));  // pace the loopback
+    if (p % 50 == 49)
+      QTRY_COMPARE(listener.counters().packets, uint64_t(p + 1));  // pace the loopback
   }
   QTRY_COMPARE(listener.counters().packets, uint64_t{200});
   QTRY_COMPARE(listener.counters().lines_ok, uint64_t{200 * 9});
@@ -480,7 +500,7 @@ void TestStatsd::udpSumsAreExact() {
     if (s.metric == "depth") last_depth = s.value;
   }
   QCOMPARE(lat_weight, uint64_t{200 * 4});
-  QCOMPARE(conns, 200.0);  // 200 times "+1"
+  QCOMPARE(conns, 200.0);       // 200 times "+1"
   QCOMPARE(last_depth, 199.0);  // one socket, one thread: datagrams arrive in order
 }
 
@@ -498,7 +518,8 @@ void TestStatsd::udpPortZeroAndPortInUse() {
   Status s = second.start();
   QVERIFY(!s.is_ok());
   QCOMPARE(s.code(), StatusCode::kIoError);
-  QVERIFY2(s.message().find("127.0.0.1:" + std::to_string(port)) != std::string::npos, s.message().c_str());
+  QVERIFY2(s.message().find("127.0.0.1:" + std::to_string(port)) != std::string::npos,
+           s.message().c_str());
   QVERIFY2(s.message().find("in use") != std::string::npos, s.message().c_str());
   QCOMPARE(second.udp_port(), uint16_t{0});
   first.stop();
@@ -514,7 +535,8 @@ void TestStatsd::setsBecomeGaugesWhenTheBucketCloses() {
   QVERIFY(listener.start().is_ok());
   UdpSender sender(listener.udp_port());
 
-  QVERIFY(sender.send("users:alice|s|#app:web\nusers:bob|s|#app:web\nusers:alice|s|#app:web\nusers:carol|s"));
+  QVERIFY(sender.send(
+      "users:alice|s|#app:web\nusers:bob|s|#app:web\nusers:alice|s|#app:web\nusers:carol|s"));
   QVERIFY(sender.send("users:bob|s|#app:web\nusers:dave|s|#app:web\nother:1|c"));
   QTRY_COMPARE(listener.counters().lines_ok, uint64_t{7});
   QTRY_COMPARE(got.size(), size_t{1});  // the counter; the sets are still open
@@ -557,7 +579,8 @@ void TestStatsd::setsAreFlushedOnStop() {
   QVERIFY(listener.start().is_ok());
   UdpSender sender(listener.udp_port());
   // The |T timestamp picks the bucket; a third unique member is over the limit and counted.
-  QVERIFY(sender.send("u:a|s|T1600000000\nu:b|s|T1600000000\nu:a|s|T1600000000\nu:c|s|T1600000000"));
+  QVERIFY(
+      sender.send("u:a|s|T1600000000\nu:b|s|T1600000000\nu:a|s|T1600000000\nu:c|s|T1600000000"));
   QTRY_COMPARE(listener.counters().lines_ok, uint64_t{4});
   listener.stop();
   QCOMPARE(listener.counters().set_members_dropped, uint64_t{1});
@@ -579,15 +602,18 @@ void TestStatsd::gaugeDeltasAreResolvedPerSeries() {
   UdpSender sender(listener.udp_port());
   // A delta on an unseen gauge starts from 0; a plain value sets; deltas add to the last value;
   // the same metric with other tags is another gauge; a third series is over the limit.
-  QVERIFY(sender.send("g:+2|g|#h:a\ng:10|g|#h:a\ng:-3|g|#h:a\ng:+1:+1|g|#h:a\ng:+5|g|#h:b\ng:+7|g|#h:c\ng:+7|g|#h:c"));
+  QVERIFY(
+      sender.send("g:+2|g|#h:a\ng:10|g|#h:a\ng:-3|g|#h:a\ng:+1:+1|g|#h:a\ng:+5|g|#h:b\ng:+7|g|#h:"
+                  "c\ng:+7|g|#h:c"));
   QTRY_COMPARE(got.size(), size_t{8});
   std::vector<std::pair<std::string, double>> values;
   for (const auto& s : got.samples()) {
     QVERIFY(!s.delta);
     values.emplace_back(tags_to_string(s.tags), s.value);
   }
-  const std::vector<std::pair<std::string, double>> want{{"h=a", 2}, {"h=a", 10}, {"h=a", 7}, {"h=a", 8},
-                                                         {"h=a", 9}, {"h=b", 5},  {"h=c", 7}, {"h=c", 7}};
+  const std::vector<std::pair<std::string, double>> want{{"h=a", 2}, {"h=a", 10}, {"h=a", 7},
+                                                         {"h=a", 8}, {"h=a", 9},  {"h=b", 5},
+                                                         {"h=c", 7}, {"h=c", 7}};
   QCOMPARE(values, want);
   listener.stop();
   QCOMPARE(listener.counters().gauge_deltas_untracked, uint64_t{2});
@@ -621,9 +647,11 @@ void TestStatsd::unixDatagramSocket() {
   QVERIFY(listener.start().is_ok());
   QCOMPARE(listener.udp_port(), uint16_t{0});
   QVERIFY(QFileInfo(QString::fromStdString(path)).exists());
-  QCOMPARE(QFileInfo(QString::fromStdString(path)).permissions() & QFileDevice::WriteOther, QFileDevice::WriteOther);
+  QCOMPARE(QFileInfo(QString::fromStdString(path)).permissions() & QFileDevice::WriteOther,
+           QFileDevice::WriteOther);
 
-  for (int i = 0; i < 100; ++i) QVERIFY(send_unix(path, "jobs.done:1|c|#queue:mail\njobs.done:2|c|@0.5|#queue:mail"));
+  for (int i = 0; i < 100; ++i)
+    QVERIFY(send_unix(path, "jobs.done:1|c|#queue:mail\njobs.done:2|c|@0.5|#queue:mail"));
   QTRY_COMPARE(listener.counters().lines_ok, uint64_t{200});
   QTRY_COMPARE(got.sums(StatsdType::kCounter)["jobs.done{queue=mail}"], 500.0);
   listener.stop();
@@ -718,10 +746,12 @@ void TestStatsd::rejectsAreCountedAndLoggedAtABoundedRate() {
   for (const QString& l : QString::fromStdString(log.str()).split('\n'))
     if (l.contains("event=statsd_reject")) rejects << l;
   QCOMPARE(rejects.size(), 2);  // one per second, however many lines were bad
-  QCOMPARE(rejects[0],
-           QString("level=warning event=statsd_reject reason=metric_name line_number=2 detail=\"metric name has an "
-                   "invalid character; allowed: [A-Za-z0-9_.:-]: 'bad name'\" line=\"bad name:1|c\" suppressed=0"));
-  QVERIFY2(rejects[1].contains("reason=sample_rate") && rejects[1].contains("suppressed=3"), qPrintable(rejects[1]));
+  QCOMPARE(rejects[0], QString("level=warning event=statsd_reject reason=metric_name line_number=2 "
+                               "detail=\"metric name has an "
+                               "invalid character; allowed: [A-Za-z0-9_.:-]: 'bad name'\" "
+                               "line=\"bad name:1|c\" suppressed=0"));
+  QVERIFY2(rejects[1].contains("reason=sample_rate") && rejects[1].contains("suppressed=3"),
+           qPrintable(rejects[1]));
 }
 
 void TestStatsd::sinkExceptionIsCountedNotFatal() {
@@ -730,11 +760,9 @@ void TestStatsd::sinkExceptionIsCountedNotFatal() {
   StatsdListenerOptions opt;
   opt.udp = "127.0.0.1:0";
   opt.logger = string_logger(log);
-  StatsdListener listener(
-      opt,
-      [&](std::vector<StatsdSample>&&) {
-        if (calls.fetch_add(1) == 0) throw std::runtime_error("shard queue full");
-      });
+  StatsdListener listener(opt, [&](std::vector<StatsdSample>&&) {
+    if (calls.fetch_add(1) == 0) throw std::runtime_error("shard queue full");
+  });
   QVERIFY(listener.start().is_ok());
   UdpSender sender(listener.udp_port());
   QVERIFY(sender.send("a:1|c"));
@@ -742,7 +770,8 @@ void TestStatsd::sinkExceptionIsCountedNotFatal() {
   QVERIFY(sender.send("a:1|c"));
   QTRY_COMPARE(calls.load(), 2);
   listener.stop();
-  QVERIFY(QString::fromStdString(log.str()).contains("event=statsd_sink_error error=\"shard queue full\""));
+  QVERIFY(QString::fromStdString(log.str()).contains(
+      "event=statsd_sink_error error=\"shard queue full\""));
 }
 
 void TestStatsd::offDisablesUdp() {
@@ -759,13 +788,25 @@ void TestStatsd::badAddressesAreClearErrors_data() {
   QTest::addColumn<QString>("udp");
   QTest::addColumn<QString>("unix_path");
   QTest::addColumn<QString>("says");
-  QTest::newRow("no port") << "127.0.0.1" << "" << "host:port";
-  QTest::newRow("port not a number") << "127.0.0.1:http" << "" << "invalid port";
-  QTest::newRow("port too big") << "127.0.0.1:70000" << "" << "invalid port";
-  QTest::newRow("empty host") << ":8125" << "" << "host:port";
-  QTest::newRow("unknown host") << "no-such-host.invalid:8125" << "" << "no-such-host.invalid";
+  QTest::newRow("no port") << "127.0.0.1"
+                           << ""
+                           << "host:port";
+  QTest::newRow("port not a number") << "127.0.0.1:http"
+                                     << ""
+                                     << "invalid port";
+  QTest::newRow("port too big") << "127.0.0.1:70000"
+                                << ""
+                                << "invalid port";
+  QTest::newRow("empty host") << ":8125"
+                              << ""
+                              << "host:port";
+  QTest::newRow("unknown host") << "no-such-host.invalid:8125"
+                                << ""
+                                << "no-such-host.invalid";
   QTest::newRow("unix path too long") << "off" << QString(200, 'p') << "limit";
-  QTest::newRow("unix dir missing") << "off" << "/nonexistent-dir/statsd.sock" << "cannot bind unix socket";
+  QTest::newRow("unix dir missing") << "off"
+                                    << "/nonexistent-dir/statsd.sock"
+                                    << "cannot bind unix socket";
 }
 
 void TestStatsd::badAddressesAreClearErrors() {

@@ -94,7 +94,10 @@ void TestCommon::tagValue_data() {
   QTest::newRow("empty") << QByteArray("") << false;
   QTest::newRow("newline") << QByteArray("a\nb") << false;
   QTest::newRow("tab") << QByteArray("a\tb") << false;
-  QTest::newRow("unit separator") << QByteArray("a\x1f" "b") << false;
+  QTest::newRow("unit separator") << QByteArray(
+                                         "a\x1f"
+                                         "b")
+                                  << false;
   QTest::newRow("DEL") << QByteArray("a\x7f") << false;
   QTest::newRow("C1 control") << QByteArray("a\xc2\x85") << false;
   QTest::newRow("bad utf8") << QByteArray("a\xff") << false;
@@ -127,7 +130,8 @@ void TestCommon::seriesKeyIsCanonicalAndRoundTrips() {
   canonicalize(a);
   canonicalize(b);
   QCOMPARE(series_key("api.errors", a), series_key("api.errors", b));
-  QCOMPARE(series_key("api.errors", a), std::string("api.errors\x1f" "endpoint=/login\x1fstatus=500"));
+  QCOMPARE(series_key("api.errors", a), std::string("api.errors\x1f"
+                                                    "endpoint=/login\x1fstatus=500"));
   QCOMPARE(series_hash(series_key("api.errors", a)), series_hash(series_key("api.errors", b)));
   auto parsed = parse_series_key(series_key("api.errors", {{"q", "a=b"}}));
   QVERIFY(parsed.has_value());
@@ -180,16 +184,26 @@ void TestCommon::duration() {
 void TestCommon::retention_data() {
   QTest::addColumn<QString>("text");
   QTest::addColumn<QString>("canonical");  // empty = must fail
-  QTest::newRow("default") << QString::fromLatin1(kDefaultRetention.data()) << "1s:6h,10s:7d,1m:30d,1h:2y";
-  QTest::newRow("single") << "1s:1d" << "1s:1d";
-  QTest::newRow("spaces") << "1s:6h, 10s:7d" << "1s:6h,10s:7d";
-  QTest::newRow("not multiple") << "1s:6h,15s:7d,20s:30d" << "";
-  QTest::newRow("not increasing") << "1s:6h,1s:7d" << "";
-  QTest::newRow("coarse first") << "10s:6h" << "";
-  QTest::newRow("shorter retention") << "1s:7d,10s:1d" << "";
-  QTest::newRow("less than a bucket") << "1s:6h,1h:30m" << "";
-  QTest::newRow("missing colon") << "1s" << "";
-  QTest::newRow("empty item") << "1s:6h," << "";
+  QTest::newRow("default") << QString::fromLatin1(kDefaultRetention.data())
+                           << "1s:6h,10s:7d,1m:30d,1h:2y";
+  QTest::newRow("single") << "1s:1d"
+                          << "1s:1d";
+  QTest::newRow("spaces") << "1s:6h, 10s:7d"
+                          << "1s:6h,10s:7d";
+  QTest::newRow("not multiple") << "1s:6h,15s:7d,20s:30d"
+                                << "";
+  QTest::newRow("not increasing") << "1s:6h,1s:7d"
+                                  << "";
+  QTest::newRow("coarse first") << "10s:6h"
+                                << "";
+  QTest::newRow("shorter retention") << "1s:7d,10s:1d"
+                                     << "";
+  QTest::newRow("less than a bucket") << "1s:6h,1h:30m"
+                                      << "";
+  QTest::newRow("missing colon") << "1s"
+                                 << "";
+  QTest::newRow("empty item") << "1s:6h,"
+                              << "";
 }
 
 void TestCommon::retention() {
@@ -197,8 +211,10 @@ void TestCommon::retention() {
   QFETCH(QString, canonical);
   auto r = parse_retention(text.toStdString());
   QCOMPARE(r.has_value(), !canonical.isEmpty());
-  if (r) QCOMPARE(QString::fromStdString(format_retention(*r)), canonical);
-  else QVERIFY(!r.status().message().empty());
+  if (r)
+    QCOMPARE(QString::fromStdString(format_retention(*r)), canonical);
+  else
+    QVERIFY(!r.status().message().empty());
 }
 
 void TestCommon::bucketStart_data() {

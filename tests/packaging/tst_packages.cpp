@@ -20,8 +20,8 @@ struct Run {
   QString out;  // stdout and stderr
 };
 
-Run run(const QString& program, const QStringList& args, const QString& cwd = {}, const QStringList& env = {},
-        int timeout_ms = 300000) {
+Run run(const QString& program, const QStringList& args, const QString& cwd = {},
+        const QStringList& env = {}, int timeout_ms = 300000) {
   QProcess p;
   p.setProcessChannelMode(QProcess::MergedChannels);
   if (!cwd.isEmpty()) p.setWorkingDirectory(cwd);
@@ -47,10 +47,10 @@ Run run(const QString& program, const QStringList& args, const QString& cwd = {}
   return r;
 }
 
-#define RUN_OK(r)                                           \
-  do {                                                      \
-    if ((r).code != 0) qWarning().noquote() << (r).out;     \
-    QCOMPARE((r).code, 0);                                  \
+#define RUN_OK(r)                                       \
+  do {                                                  \
+    if ((r).code != 0) qWarning().noquote() << (r).out; \
+    QCOMPARE((r).code, 0);                              \
   } while (0)
 
 bool write_file(const QString& path, const QByteArray& text) {
@@ -114,7 +114,8 @@ class TestPackages : public QObject {
   }
   // Counts tiny.requests{build=<build>} through the packaged collector's HTTP API.
   double counted(const CollectorProcess& c, const std::string& build, int64_t from) const {
-    json q = c.get("/api/query?metric=tiny.requests&filter=build%3D" + build + "&from=" + std::to_string(from - 5) +
+    json q = c.get("/api/query?metric=tiny.requests&filter=build%3D" + build +
+                   "&from=" + std::to_string(from - 5) +
                    "&to=" + std::to_string(tally::SystemClock::instance().now_s() + 5));
     return total(q);
   }
@@ -137,8 +138,10 @@ void TestPackages::initTestCase() {
   root_ = tmp_.path() + "/root";
   QVERIFY(QDir().mkpath(out));
   QVERIFY(QDir().mkpath(root_));
-  Run cpack = run(TALLY_CPACK, {"-G", "DEB", "--config", QString(TALLY_BUILD_DIR) + "/CPackConfig.cmake", "-B", out},
-                  TALLY_BUILD_DIR);
+  Run cpack =
+      run(TALLY_CPACK,
+          {"-G", "DEB", "--config", QString(TALLY_BUILD_DIR) + "/CPackConfig.cmake", "-B", out},
+          TALLY_BUILD_DIR);
   RUN_OK(cpack);
   for (const QFileInfo& f : QDir(out).entryInfoList({"*.deb"}, QDir::Files)) {
     const QString name = run("dpkg-deb", {"-f", f.absoluteFilePath(), "Package"}).out.trimmed();
@@ -153,11 +156,13 @@ void TestPackages::initTestCase() {
   QVERIFY(debs_.contains("libtally-dev"));
   dashboard_ = debs_.contains("tally-dashboard");
   for (const auto& [name, path] : debs_.asKeyValueRange())
-    QVERIFY2(QFileInfo(path).fileName().startsWith(name + "_" TALLY_VERSION "-1_"), qPrintable(path));
+    QVERIFY2(QFileInfo(path).fileName().startsWith(name + "_" TALLY_VERSION "-1_"),
+             qPrintable(path));
 }
 
 void TestPackages::collectorPackageHoldsServiceConfigAndScripts() {
-  for (const char* f : {"/usr/bin/tally-collector", "/usr/bin/tally", "/usr/lib/systemd/system/tally-collector.service",
+  for (const char* f : {"/usr/bin/tally-collector", "/usr/bin/tally",
+                        "/usr/lib/systemd/system/tally-collector.service",
                         "/etc/tally/collector.toml", "/usr/share/doc/tally-collector/README.md"})
     QVERIFY2(QFileInfo::exists(root_ + f), f);
   QVERIFY(QFileInfo(root_ + "/usr/bin/tally-collector").isExecutable());
@@ -181,7 +186,8 @@ void TestPackages::collectorPackageHoldsServiceConfigAndScripts() {
   QVERIFY(text.contains("--system") && text.contains("tally"));  // the tally system user
   QVERIFY(text.contains("/var/lib/tally"));
   // The packaged binary reads the packaged config: data in /var/lib/tally.
-  Run printed = run(root_ + "/usr/bin/tally-collector", {"--config", root_ + "/etc/tally/collector.toml", "--print-config"});
+  Run printed = run(root_ + "/usr/bin/tally-collector",
+                    {"--config", root_ + "/etc/tally/collector.toml", "--print-config"});
   RUN_OK(printed);
   QVERIFY2(printed.out.contains("data_dir = \"/var/lib/tally\""), qPrintable(printed.out));
   RUN_OK(run(root_ + "/usr/bin/tally", {"--help"}));
@@ -192,16 +198,19 @@ void TestPackages::collectorUnitVerifies() {
   QFile unit(unit_path);
   QVERIFY(unit.open(QIODevice::ReadOnly));
   const QString text = unit.readAll();
-  for (const char* line : {"User=tally", "ExecStart=/usr/bin/tally-collector --config /etc/tally/collector.toml",
-                           "StateDirectory=tally", "ReadWritePaths=/var/lib/tally", "ProtectSystem=strict",
-                           "NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectHome=yes", "WantedBy=multi-user.target"})
+  for (const char* line :
+       {"User=tally", "ExecStart=/usr/bin/tally-collector --config /etc/tally/collector.toml",
+        "StateDirectory=tally", "ReadWritePaths=/var/lib/tally", "ProtectSystem=strict",
+        "NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectHome=yes", "WantedBy=multi-user.target"})
     QVERIFY2(text.contains(QString(line) + "\n"), line);
 
   const QString analyze = QStandardPaths::findExecutable("systemd-analyze");
   if (analyze.isEmpty()) QSKIP("systemd-analyze not installed; unit checked by content only");
   // verify wants ExecStart= to exist: a copy of the unit that starts the unpacked binary.
   const QString copy = tmp_.path() + "/tally-collector.service";
-  QVERIFY(write_file(copy, QString(text).replace("ExecStart=/usr/bin/", "ExecStart=" + root_ + "/usr/bin/").toUtf8()));
+  QVERIFY(write_file(
+      copy,
+      QString(text).replace("ExecStart=/usr/bin/", "ExecStart=" + root_ + "/usr/bin/").toUtf8()));
   Run verify = run(analyze, {"verify", copy});
   RUN_OK(verify);
   QVERIFY2(!verify.out.contains("Unknown key") && !verify.out.contains("Unknown lvalue") &&
@@ -218,8 +227,9 @@ void TestPackages::collectorUnitVerifies() {
 
 void TestPackages::dashboardPackageHoldsDesktopFileAndIcon() {
   if (!dashboard_) QSKIP("built without the dashboard (TALLY_BUILD_APP=OFF)");
-  for (const char* f : {"/usr/bin/tally-dashboard", "/usr/share/applications/tally-dashboard.desktop",
-                        "/usr/share/icons/hicolor/scalable/apps/tally-dashboard.svg"})
+  for (const char* f :
+       {"/usr/bin/tally-dashboard", "/usr/share/applications/tally-dashboard.desktop",
+        "/usr/share/icons/hicolor/scalable/apps/tally-dashboard.svg"})
     QVERIFY2(QFileInfo::exists(root_ + f), f);
   QFile desktop(root_ + "/usr/share/applications/tally-dashboard.desktop");
   QVERIFY(desktop.open(QIODevice::ReadOnly));
@@ -227,7 +237,8 @@ void TestPackages::dashboardPackageHoldsDesktopFileAndIcon() {
   QVERIFY(text.contains("Exec=tally-dashboard"));
   QVERIFY(text.contains("Icon=tally-dashboard"));
   const QString validate = QStandardPaths::findExecutable("desktop-file-validate");
-  if (!validate.isEmpty()) RUN_OK(run(validate, {root_ + "/usr/share/applications/tally-dashboard.desktop"}));
+  if (!validate.isEmpty())
+    RUN_OK(run(validate, {root_ + "/usr/share/applications/tally-dashboard.desktop"}));
   const QString depends = field("tally-dashboard", "Depends");
   for (const char* dep : {"libqt6widgets6", "libqt6charts6", "qt6-qpa-plugins"})
     QVERIFY2(depends.contains(dep), qPrintable("Depends: " + depends));
@@ -237,8 +248,9 @@ void TestPackages::dashboardPackageHoldsDesktopFileAndIcon() {
 }
 
 void TestPackages::sdkPackageHoldsHeadersLibrariesAndConfigs() {
-  for (const char* f : {"/usr/include/tally/client.h", "/usr/include/tally/common/status.h",
-                        "/usr/include/tally/common/series_key.h", "/usr/include/tally/common/time_bucket.h"})
+  for (const char* f :
+       {"/usr/include/tally/client.h", "/usr/include/tally/common/status.h",
+        "/usr/include/tally/common/series_key.h", "/usr/include/tally/common/time_bucket.h"})
     QVERIFY2(QFileInfo::exists(root_ + f), f);
   const QString lib = libdir();
   QVERIFY2(!lib.isEmpty(), "no libtally.a under usr/lib");
@@ -249,7 +261,8 @@ void TestPackages::sdkPackageHoldsHeadersLibrariesAndConfigs() {
                         "/cmake/Tally/TallyTargets.cmake", "/pkgconfig/tally.pc"})
     QVERIFY2(QFileInfo::exists(lib + f), f);
   // Every header the public one includes is in the package (the build below proves it too).
-  QDirIterator headers(root_ + "/usr/include/tally", {"*.h"}, QDir::Files, QDirIterator::Subdirectories);
+  QDirIterator headers(root_ + "/usr/include/tally", {"*.h"}, QDir::Files,
+                       QDirIterator::Subdirectories);
   while (headers.hasNext()) {
     QFile h(headers.next());
     QVERIFY(h.open(QIODevice::ReadOnly));
@@ -257,7 +270,8 @@ void TestPackages::sdkPackageHoldsHeadersLibrariesAndConfigs() {
     QRegularExpression inc(R"re(#include "([^"]+)")re");
     for (auto it = inc.globalMatch(text); it.hasNext();) {
       const QString included = it.next().captured(1);
-      QVERIFY2(QFileInfo::exists(root_ + "/usr/include/" + included), qPrintable(h.fileName() + " includes " + included));
+      QVERIFY2(QFileInfo::exists(root_ + "/usr/include/" + included),
+               qPrintable(h.fileName() + " includes " + included));
     }
   }
   // The static library is self-contained: the SDK and tally_common (e.g. the wire schema).
@@ -278,8 +292,13 @@ void TestPackages::serviceBuildsWithCMakeAndCountsIntoThePackagedCollector() {
   QVERIFY(QDir().mkpath(src));
   QVERIFY(write_file(src + "/main.cpp", kServiceMain));
   QVERIFY(write_file(src + "/CMakeLists.txt", kServiceCMake));
-  QStringList configure = {"-S", src, "-B", build, "-DCMAKE_PREFIX_PATH=" + root_ + "/usr",
-                           "-DCMAKE_CXX_COMPILER=" TALLY_CXX, "-DCMAKE_BUILD_TYPE=Release"};
+  QStringList configure = {"-S",
+                           src,
+                           "-B",
+                           build,
+                           "-DCMAKE_PREFIX_PATH=" + root_ + "/usr",
+                           "-DCMAKE_CXX_COMPILER=" TALLY_CXX,
+                           "-DCMAKE_BUILD_TYPE=Release"};
   if (!QStandardPaths::findExecutable("ninja").isEmpty()) configure += {"-G", "Ninja"};
   RUN_OK(run(TALLY_CMAKE, configure));
   RUN_OK(run(TALLY_CMAKE, {"--build", build, "-j", "2"}));
@@ -296,7 +315,9 @@ void TestPackages::serviceBuildsWithCMakeAndCountsIntoThePackagedCollector() {
     RUN_OK(r);
     QVERIFY2(r.out.contains("delivered=1"), qPrintable(r.out));
   }
-  QVERIFY(eventually([&] { return counted(c, "service_shared", from) == 1000 && counted(c, "service_static", from) == 1000; }));
+  QVERIFY(eventually([&] {
+    return counted(c, "service_shared", from) == 1000 && counted(c, "service_static", from) == 1000;
+  }));
   QCOMPARE(c.stop(), 0);
 }
 
@@ -306,14 +327,16 @@ void TestPackages::serviceBuildsWithPkgConfig() {
   const QString src = tmp_.path() + "/service/main.cpp";
   if (!QFileInfo::exists(src)) QVERIFY(write_file(src, kServiceMain));
   // The .pc says prefix=/usr, as installed; the sysroot points it into the unpacked root.
-  const QStringList env = {"PKG_CONFIG_PATH=" + lib + "/pkgconfig", "PKG_CONFIG_SYSROOT_DIR=" + root_,
-                           "PKG_CONFIG_ALLOW_SYSTEM_CFLAGS=1", "PKG_CONFIG_ALLOW_SYSTEM_LIBS=1"};
+  const QStringList env = {"PKG_CONFIG_PATH=" + lib + "/pkgconfig",
+                           "PKG_CONFIG_SYSROOT_DIR=" + root_, "PKG_CONFIG_ALLOW_SYSTEM_CFLAGS=1",
+                           "PKG_CONFIG_ALLOW_SYSTEM_LIBS=1"};
   Run version = run("pkg-config", {"--modversion", "tally"}, {}, env);
   RUN_OK(version);
   QCOMPARE(version.out.trimmed(), QString(TALLY_VERSION));
   Run flags = run("pkg-config", {"--cflags", "--libs", "tally"}, {}, env);
   RUN_OK(flags);
-  QVERIFY2(flags.out.contains("-I" + root_ + "/usr/include") && flags.out.contains("-ltally"), qPrintable(flags.out));
+  QVERIFY2(flags.out.contains("-I" + root_ + "/usr/include") && flags.out.contains("-ltally"),
+           qPrintable(flags.out));
   const QString exe = tmp_.path() + "/service_pc";
   QStringList args = {"-std=c++20", "-O1", src, "-o", exe};
   args += flags.out.trimmed().split(' ', Qt::SkipEmptyParts);
@@ -322,7 +345,8 @@ void TestPackages::serviceBuildsWithPkgConfig() {
   CollectorProcess c;
   QVERIFY(start_packaged_collector(c));
   const int64_t from = tally::SystemClock::instance().now_s();
-  Run r = run(exe, {QString::fromStdString(c.ingest()), "pkg_config"}, {}, {"LD_LIBRARY_PATH=" + lib}, 60000);
+  Run r = run(exe, {QString::fromStdString(c.ingest()), "pkg_config"}, {},
+              {"LD_LIBRARY_PATH=" + lib}, 60000);
   RUN_OK(r);
   QVERIFY(eventually([&] { return counted(c, "pkg_config", from) == 1000; }));
   QCOMPARE(c.stop(), 0);

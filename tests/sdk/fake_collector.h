@@ -38,7 +38,8 @@ class FakeCollector {
     uint64_t count = 0;
   };
 
-  explicit FakeCollector(const std::string& bind = "tcp://127.0.0.1:*") : socket_(ctx_, zmq::socket_type::router) {
+  explicit FakeCollector(const std::string& bind = "tcp://127.0.0.1:*")
+      : socket_(ctx_, zmq::socket_type::router) {
     socket_.set(zmq::sockopt::linger, 0);
     socket_.bind(bind);
     endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
@@ -104,7 +105,8 @@ class FakeCollector {
   }
 
   // Waits (real time) until pred() holds; pred runs without the lock held.
-  bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout = std::chrono::seconds(10)) const {
+  bool wait_for(const std::function<bool()>& pred,
+                std::chrono::milliseconds timeout = std::chrono::seconds(10)) const {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!pred()) {
       if (std::chrono::steady_clock::now() >= deadline) return false;

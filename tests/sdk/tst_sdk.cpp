@@ -39,7 +39,8 @@ std::string unused_endpoint() {
 
 size_t deliveries_of(const FakeCollector& c, uint64_t seq) {
   auto all = c.received();
-  return static_cast<size_t>(std::count_if(all.begin(), all.end(), [&](const auto& b) { return b.seq() == seq; }));
+  return static_cast<size_t>(
+      std::count_if(all.begin(), all.end(), [&](const auto& b) { return b.seq() == seq; }));
 }
 
 }  // namespace
@@ -76,7 +77,8 @@ void TestSdk::exactTotalsFromFourThreads() {
   constexpr int kThreads = 4, kPerThread = 250'000, kSeries = 100;
   std::vector<Counter> handles;
   for (int s = 0; s < kSeries; ++s)
-    handles.push_back(client.counter("test.hits", {{"series", std::to_string(s)}, {"kind", "handle"}}));
+    handles.push_back(
+        client.counter("test.hits", {{"series", std::to_string(s)}, {"kind", "handle"}}));
   std::vector<std::string> names;
   for (int s = 0; s < kSeries; ++s) names.push_back(std::to_string(s));
   std::vector<std::thread> threads;
@@ -84,8 +86,11 @@ void TestSdk::exactTotalsFromFourThreads() {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
         int s = (i + t) % kSeries;
-        if (i % 2 == 0) handles[static_cast<size_t>(s)].add();
-        else client.count("test.hits", 1, {{"kind", "direct"}, {"series", names[static_cast<size_t>(s)]}});
+        if (i % 2 == 0)
+          handles[static_cast<size_t>(s)].add();
+        else
+          client.count("test.hits", 1,
+                       {{"kind", "direct"}, {"series", names[static_cast<size_t>(s)]}});
       }
     });
   }
@@ -481,7 +486,8 @@ void TestSdk::kindConflictAndNonFiniteValues() {
   client.count("test.mixed", 1, {{"a", "1"}});
   auto g = client.gauge("test.mixed", {{"a", "2"}});  // same metric, other kind
   QVERIFY(!g.valid());
-  QVERIFY2(QString::fromStdString(client.last_error()).contains("is a counter"), client.last_error().c_str());
+  QVERIFY2(QString::fromStdString(client.last_error()).contains("is a counter"),
+           client.last_error().c_str());
   client.observe("test.mixed", 1, {{"a", "1"}});  // known series, wrong kind
   QCOMPARE(client.stats().invalid_values, uint64_t(1));
 
@@ -492,7 +498,8 @@ void TestSdk::kindConflictAndNonFiniteValues() {
   client.observe("test.finite.ms", std::nan(""));
   c.add(2);
   QCOMPARE(client.stats().invalid_values, uint64_t(5));
-  QVERIFY2(QString::fromStdString(client.last_error()).contains("non-finite"), client.last_error().c_str());
+  QVERIFY2(QString::fromStdString(client.last_error()).contains("non-finite"),
+           client.last_error().c_str());
   QVERIFY(client.flush(5s));
   QCOMPARE(collector.counter_total("test.finite"), 2.0);
   QCOMPARE(collector.counter_total("test.mixed{a=1}"), 1.0);
@@ -508,7 +515,8 @@ void TestSdk::seriesLimitBoundsMemory() {
   auto st = client.stats();
   QCOMPARE(st.series, uint64_t(2));
   QCOMPARE(st.invalid_values, uint64_t(3));
-  QVERIFY2(QString::fromStdString(client.last_error()).contains("series limit"), client.last_error().c_str());
+  QVERIFY2(QString::fromStdString(client.last_error()).contains("series limit"),
+           client.last_error().c_str());
 }
 
 void TestSdk::defaultHandlesAreHarmless() {

@@ -52,15 +52,20 @@ class TagSpan {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Winit-list-lifetime"  // by design: a parameter type, see above
 #endif
-  TagSpan(std::initializer_list<TagView> tags) : views_(tags.begin()), size_(tags.size()) {}  // NOLINT
+  TagSpan(std::initializer_list<TagView> tags)
+      : views_(tags.begin()), size_(tags.size()) {}  // NOLINT
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
-  TagSpan(std::span<const TagView> tags) : views_(tags.data()), size_(tags.size()) {}         // NOLINT
-  TagSpan(const Tags& tags) : owned_(tags.data()), size_(tags.size()) {}                      // NOLINT
+  TagSpan(std::span<const TagView> tags) : views_(tags.data()), size_(tags.size()) {}  // NOLINT
+  TagSpan(const Tags& tags) : owned_(tags.data()), size_(tags.size()) {}               // NOLINT
 
-  size_t size() const { return size_; }
-  bool empty() const { return size_ == 0; }
+  size_t size() const {
+    return size_;
+  }
+  bool empty() const {
+    return size_ == 0;
+  }
   TagView operator[](size_t i) const {
     return views_ ? views_[i] : TagView{owned_[i].key, owned_[i].value};
   }
@@ -95,19 +100,19 @@ struct ClientOptions {
 };
 
 struct ClientStats {
-  uint64_t series = 0;              // distinct series defined
-  uint64_t batches_sent = 0;        // batches built (= the last sequence number used)
-  uint64_t batches_acked = 0;       // acknowledged OK or DUPLICATE
-  uint64_t batches_resent = 0;      // retransmissions (ack timeout, UNKNOWN_REF, UNAVAILABLE)
-  uint64_t batches_dropped = 0;     // dropped unacknowledged because the buffer was full
-  uint64_t batches_rejected = 0;    // answered INVALID; not resent (see last_error())
-  uint64_t batches_pending = 0;     // built, not yet acknowledged
-  uint64_t unknown_ref_acks = 0;    // UNKNOWN_REF answers (definitions were resent)
-  uint64_t unavailable_acks = 0;    // UNAVAILABLE answers (resent later)
-  uint64_t points_sent = 0;         // points in the batches built
-  uint64_t points_dropped = 0;      // points in dropped or rejected batches
-  uint64_t invalid_values = 0;      // recordings dropped as invalid
-  uint64_t transport_errors = 0;    // socket errors and undecodable acks
+  uint64_t series = 0;            // distinct series defined
+  uint64_t batches_sent = 0;      // batches built (= the last sequence number used)
+  uint64_t batches_acked = 0;     // acknowledged OK or DUPLICATE
+  uint64_t batches_resent = 0;    // retransmissions (ack timeout, UNKNOWN_REF, UNAVAILABLE)
+  uint64_t batches_dropped = 0;   // dropped unacknowledged because the buffer was full
+  uint64_t batches_rejected = 0;  // answered INVALID; not resent (see last_error())
+  uint64_t batches_pending = 0;   // built, not yet acknowledged
+  uint64_t unknown_ref_acks = 0;  // UNKNOWN_REF answers (definitions were resent)
+  uint64_t unavailable_acks = 0;  // UNAVAILABLE answers (resent later)
+  uint64_t points_sent = 0;       // points in the batches built
+  uint64_t points_dropped = 0;    // points in dropped or rejected batches
+  uint64_t invalid_values = 0;    // recordings dropped as invalid
+  uint64_t transport_errors = 0;  // socket errors and undecodable acks
 };
 
 // Adds to a counter series. add() costs a few nanoseconds and never allocates once the

@@ -25,7 +25,7 @@ inline constexpr char kKeySeparator = '\x1f';
 
 enum class Kind : int { kCounter = 1, kGauge = 2, kDistribution = 3 };
 
-const char* kind_name(Kind kind);                            // "counter", "gauge", "distribution"
+const char* kind_name(Kind kind);  // "counter", "gauge", "distribution"
 std::optional<Kind> parse_kind(std::string_view name);
 
 struct Tag {

@@ -22,8 +22,8 @@ inline constexpr int32_t kMaxSketchKey = 8000;  // gamma^8000 ~ 1e139: beyond an
 class Sketch {
  public:
   struct Bin {
-    double lower;   // exclusive
-    double upper;   // inclusive
+    double lower;  // exclusive
+    double upper;  // inclusive
     uint64_t count;
   };
 
@@ -53,8 +53,9 @@ class Sketch {
   std::vector<KeyCount> negative_bins() const { return store_bins(neg_); }
 
   // Builds a sketch from decoded parts; checks that the bins add up to count and keys are in range.
-  static Result<Sketch> from_parts(uint64_t count, double sum, double min, double max, uint64_t zero_count,
-                                   const std::vector<KeyCount>& pos, const std::vector<KeyCount>& neg);
+  static Result<Sketch> from_parts(uint64_t count, double sum, double min, double max,
+                                   uint64_t zero_count, const std::vector<KeyCount>& pos,
+                                   const std::vector<KeyCount>& neg);
 
   static int32_t key_of(double positive_value);
   static double value_of(int32_t key);

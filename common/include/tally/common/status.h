@@ -17,9 +17,9 @@ enum class StatusCode {
   kOk = 0,
   kInvalidArgument,  // bad input from a client: name, tag, query, frame
   kNotFound,
-  kCorruption,       // stored data or a file does not parse
-  kIoError,          // the filesystem or a socket failed
-  kUnavailable,      // try again later (disk full, collector unreachable)
+  kCorruption,   // stored data or a file does not parse
+  kIoError,      // the filesystem or a socket failed
+  kUnavailable,  // try again later (disk full, collector unreachable)
   kInternal,
 };
 
@@ -27,7 +27,9 @@ class [[nodiscard]] Status {
  public:
   Status() = default;
   static Status ok() { return Status(); }
-  static Status invalid_argument(std::string msg) { return {StatusCode::kInvalidArgument, std::move(msg)}; }
+  static Status invalid_argument(std::string msg) {
+    return {StatusCode::kInvalidArgument, std::move(msg)};
+  }
   static Status not_found(std::string msg) { return {StatusCode::kNotFound, std::move(msg)}; }
   static Status corruption(std::string msg) { return {StatusCode::kCorruption, std::move(msg)}; }
   static Status io_error(std::string msg) { return {StatusCode::kIoError, std::move(msg)}; }
@@ -51,8 +53,10 @@ const char* status_code_name(StatusCode code);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}                 // NOLINT: implicit by design
-  Result(Status status) : v_(std::move(status)) { assert(!std::get<Status>(v_).is_ok()); }  // NOLINT
+  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(Status status) : v_(std::move(status)) {
+    assert(!std::get<Status>(v_).is_ok());
+  }  // NOLINT
 
   bool has_value() const { return v_.index() == 0; }
   explicit operator bool() const { return has_value(); }
