@@ -2,7 +2,7 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build run test bench package clean
+.PHONY: all deps configure build run test test-long bench package clean format format-check
 
 all: build
 
@@ -19,7 +19,12 @@ run: build
 	@installer/run-demo.sh
 
 test: build
-	@cd $(BUILD_DIR) && QT_QPA_PLATFORM=offscreen ctest --output-on-failure -j $(JOBS) --timeout 600
+	@cd $(BUILD_DIR) && QT_QPA_PLATFORM=offscreen ctest --output-on-failure -j $(JOBS) --timeout 600 -LE long
+
+# Suites too long for every change (long fuzz runs, power-loss schedules, compatibility and load
+# runs); .ci/run runs them after `make test`.
+test-long: build
+	@cd $(BUILD_DIR) && QT_QPA_PLATFORM=offscreen ctest --output-on-failure -j $(JOBS) --timeout 3000 -L long --no-tests=ignore
 
 bench: build
 	@tests/bench/run.sh
@@ -29,3 +34,13 @@ package: build
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# Layout is .clang-format's; format-check fails (and lists the files) when a file differs from it.
+FORMAT_FILES = git ls-files '*.cpp' '*.h' '*.c' '*.cc'
+
+format: deps
+	@$(FORMAT_FILES) | xargs clang-format -i
+
+format-check: deps
+	@$(FORMAT_FILES) | xargs clang-format --dry-run --Werror 2>&1 | grep -o '^[^:]*:[0-9]*' | sort -u -t: -k1,1 | sed 's/^/unformatted: /'; \
+	  $(FORMAT_FILES) | xargs clang-format --dry-run --Werror >/dev/null 2>&1

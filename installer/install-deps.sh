@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
+  clang-format      # make format / format-check keep the layout in .clang-format
   qt6-base-dev qt6-charts-dev qt6-svg-dev libgl-dev
   libqt6opengl6-dev  # Qt6Charts' CMake config needs Qt6OpenGL; --no-install-recommends leaves it out
   libzmq3-dev cppzmq-dev
