@@ -45,6 +45,7 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
     so.resolutions = cfg.resolutions;
     so.lateness_s = cfg.lateness_s;
     so.checkpoint_every_s = cfg.checkpoint_s;
+    so.debug_apply_delay_us = cfg.debug_apply_delay_us;
     auto shard =
         std::make_unique<Shard>(so, std::move(*store), clock, srv->live_.get(), srv->metrics_);
     for (auto& info : *series) {
@@ -142,6 +143,8 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   ZmqIngestOptions io;
   io.endpoint = cfg.ingest;
   io.max_batch_bytes = cfg.max_batch_bytes;
+  io.max_queued_bytes = cfg.max_queued_bytes;
+  io.debug_def_delay_us = cfg.debug_def_delay_us;
   io.limits.max_future_s = cfg.max_future_s;
   io.limits.max_age_s = cfg.resolutions.back().retention_s;
 

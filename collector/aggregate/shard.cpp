@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <unordered_map>
+#include <utility>
 
 #include "tally/common/wire.h"
 
@@ -92,7 +93,17 @@ void Shard::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+size_t work_bytes(const ShardWork& w) {
+  // A sketch's bins live on the heap; ~32 8-byte bins is typical of one second of latencies.
+  constexpr size_t kSketchBinsEstimate = 256;
+  return sizeof(ShardWork) + w.new_series.capacity() * sizeof(const SeriesInfo*) +
+         w.counters.capacity() * sizeof(CounterIn) + w.gauges.capacity() * sizeof(GaugeIn) +
+         w.dists.capacity() * (sizeof(DistIn) + kSketchBinsEstimate);
+}
+
 void Shard::submit(ShardWork&& work) {
+  work.bytes = work_bytes(work);
+  queued_bytes_.fetch_add(work.bytes, std::memory_order_relaxed);
   {
     std::lock_guard lock(queue_mu_);
     queue_.push_back(std::move(work));
@@ -585,8 +596,14 @@ void Shard::run() {
       stopping = stopping_;
     }
     for (auto& w : work) {
+      if (opts_.debug_apply_delay_us > 0 && !stopping)
+        std::this_thread::sleep_for(std::chrono::microseconds(opts_.debug_apply_delay_us));
       apply(w);
       metrics_.queue_depth.fetch_sub(1, std::memory_order_relaxed);
+      const size_t bytes = std::exchange(w.bytes, 0);
+      w = ShardWork{};  // free it now: the budget counts it as gone
+      queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+      applied_bytes_.fetch_add(bytes, std::memory_order_relaxed);
     }
     work.clear();
     const int64_t now_ms = clock_.now_ms();
