@@ -39,6 +39,11 @@ class Router {
     for (auto* s : shards_) b += s->queued_bytes();
     return b;
   }
+  uint64_t held_bytes() const {
+    uint64_t b = 0;
+    for (auto* s : shards_) b += s->held_bytes();
+    return b;
+  }
   uint64_t applied_bytes() const {
     uint64_t b = 0;
     for (auto* s : shards_) b += s->applied_bytes();

@@ -192,6 +192,26 @@ std::pair<const double*, const BucketAgg*> Shard::find_bucket(const Window& w,
   return {pg.sums ? &pg.sums[i] : nullptr, pg.aggs ? &pg.aggs[i] : nullptr};
 }
 
+void Shard::update_held_bytes() {
+  // A std::map node: the key and value plus about 32 bytes of links and colour.
+  constexpr size_t kLateNode = sizeof(LateKey) + sizeof(LateBucket) + 32;
+  const size_t page_bytes[kKinds] = {sizeof(Page) + kPageSlots * sizeof(double),
+                                     sizeof(Page) + kPageSlots * sizeof(BucketAgg),
+                                     sizeof(Page) + kPageSlots * sizeof(BucketAgg)};
+  // Only what is overdue counts: windows the watermark has passed that are not yet written, and
+  // late buckets. Open windows are the steady state and are bounded by the series count.
+  const int64_t wm = watermark(clock_.now_s());
+  uint64_t b = late_.size() * kLateNode;
+  for (size_t r = 0; r < windows_.size(); ++r)
+    for (const auto& [start, w] : windows_[r]) {
+      if (start + opts_.resolutions[r].step_s > wm) break;  // by start: the rest is open
+      for (size_t k = 0; k < kKinds; ++k)
+        for (const auto& pg : w.pages[k])
+          if (pg) b += page_bytes[k];
+    }
+  held_bytes_.store(b, std::memory_order_relaxed);
+}
+
 void Shard::recycle(Window&& w) {
   for (size_t k = 0; k < kKinds; ++k) {
     for (auto& pg : w.pages[k]) {
@@ -606,6 +626,7 @@ void Shard::run() {
       applied_bytes_.fetch_add(bytes, std::memory_order_relaxed);
     }
     work.clear();
+    update_held_bytes();
     const int64_t now_ms = clock_.now_ms();
     if (stopping) {
       publish_partials();
@@ -621,6 +642,7 @@ void Shard::run() {
     else
       flush(now_ms / 1000, false);
     if (healthy_.load(std::memory_order_relaxed)) compact_storage(now_ms / 1000);
+    update_held_bytes();
     if (now_ms - last_partial_ms_ >= 1000) {
       publish_partials();
       last_partial_ms_ = now_ms;

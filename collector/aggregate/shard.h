@@ -128,6 +128,10 @@ class Shard {
   size_t queue_depth() const;
   // Bytes (work_bytes) submitted and not yet applied, and applied since start.
   uint64_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
+  // Bytes of buckets held in memory that are overdue: windows the watermark has passed but the
+  // shard has not written yet, and late buckets (a shard that falls behind its watermark turns
+  // every point into a late bucket). Refreshed by the shard thread after each round of work.
+  uint64_t held_bytes() const { return held_bytes_.load(std::memory_order_relaxed); }
   uint64_t applied_bytes() const { return applied_bytes_.load(std::memory_order_relaxed); }
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
   uint64_t applied_lsn() const { return applied_lsn_.load(std::memory_order_acquire); }
@@ -184,6 +188,7 @@ class Shard {
   static std::pair<const double*, const BucketAgg*> find_bucket(const Window& w,
                                                                 const SeriesInfo* info);
   void recycle(Window&& w);
+  void update_held_bytes();  // shard thread
   // After a checkpoint wrote w while open: zero its values, keep its present bits, mark it.
   void keep_checkpointed(Window& w);
   // Writes due buckets (all of them when everything is set: a checkpoint); false on a storage
@@ -226,6 +231,7 @@ class Shard {
   std::atomic<uint64_t> applied_lsn_{0};
   std::atomic<uint64_t> queued_bytes_{0};
   std::atomic<uint64_t> applied_bytes_{0};
+  std::atomic<uint64_t> held_bytes_{0};
   std::atomic<uint64_t> routed_lsn_{0};
   std::atomic<uint64_t> safe_lsn_{0};
   int64_t last_checkpoint_s_ = 0;

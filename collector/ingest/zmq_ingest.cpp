@@ -155,7 +155,7 @@ void ZmqIngest::commit_group() {
 }
 
 uint64_t ZmqIngest::queued_bytes() {
-  const uint64_t q = router_.queued_bytes() + group_bytes_;
+  const uint64_t q = router_.queued_bytes() + router_.held_bytes() + group_bytes_;
   metrics_.queued_bytes.store(static_cast<int64_t>(q), std::memory_order_relaxed);
   if (static_cast<int64_t>(q) > metrics_.queued_bytes_peak.load(std::memory_order_relaxed))
     metrics_.queued_bytes_peak.store(static_cast<int64_t>(q), std::memory_order_relaxed);

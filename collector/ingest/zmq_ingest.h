@@ -4,19 +4,20 @@
 // without decoding it (batch_header.h), the budget check, the definitions the collector already
 // holds cut out, protobuf decode, validation (decode_batch) and an append to the write-ahead log.
 //
-// Backpressure: the bytes accepted but not yet applied (decoded batches waiting for the group's
-// sync plus the shard queues, work_bytes()) are bounded by max_queued_bytes. While they are at
-// the bound a new batch is answered UNAVAILABLE with retry_after_ms (the time the shards need to
-// drain to half the bound at their measured rate, 100 ms .. 5 s) instead of being queued; so the
-// collector holds at most the bound plus one batch. ZeroMQ's own receive queue is bounded by
-// rcv_hwm frames per peer (a peer beyond it is pushed back by TCP) and max_batch_bytes per frame.
-// Frames are taken in bursts: one log sync covers the burst (group commit), then every batch of it
-// is acknowledged and its points go to the shards. A batch is acknowledged OK only once its record
-// is durable (per fsync policy); if the log cannot be written (disk full) the burst is taken back
-// out of the log and answered UNAVAILABLE, and the SDKs resend. Rejected frames are counted and
-// logged at a bounded rate. The thread also drives the collector's own metrics and the log's
-// truncation once a second. Thread-safety: start()/stop() from the owning thread; everything else
-// runs on the ingest thread.
+// Backpressure: the bytes accepted but not yet applied or stored (decoded batches waiting for the
+// group's sync, the shard queues (work_bytes()) and the shards' overdue buckets (held_bytes():
+// windows past the watermark not yet written, late buckets)) are bounded by max_queued_bytes. While
+// they are at the bound a new batch is answered UNAVAILABLE with retry_after_ms (the time the
+// shards need to drain to half the bound at their measured rate, 100 ms .. 5 s) instead of being
+// queued; so the collector holds at most the bound plus one batch. ZeroMQ's own receive queue is
+// bounded by rcv_hwm frames per peer (a peer beyond it is pushed back by TCP) and max_batch_bytes
+// per frame. Frames are taken in bursts: one log sync covers the burst (group commit), then every
+// batch of it is acknowledged and its points go to the shards. A batch is acknowledged OK only once
+// its record is durable (per fsync policy); if the log cannot be written (disk full) the burst is
+// taken back out of the log and answered UNAVAILABLE, and the SDKs resend. Rejected frames are
+// counted and logged at a bounded rate. The thread also drives the collector's own metrics and the
+// log's truncation once a second. Thread-safety: start()/stop() from the owning thread; everything
+// else runs on the ingest thread.
 #pragma once
 
 #include <atomic>

@@ -81,8 +81,12 @@ void Sender::forget(Pending& p) {
   }
 }
 
-void Sender::mark_answered(Pending& p) {
+void Sender::mark_answered(Pending& p, bool sample) {
   if (!p.awaiting) return;
+  if (sample && p.attempts == 1 && last_now_ms_ >= p.sent_ms) {  // Karn: only unambiguous samples
+    const int64_t rtt = last_now_ms_ - p.sent_ms;
+    srtt_ms_ = srtt_ms_ == 0 ? std::max<int64_t>(1, rtt) : (7 * srtt_ms_ + rtt) / 8;
+  }
   p.awaiting = false;
   --in_flight_;
 }
@@ -94,8 +98,9 @@ int64_t Sender::jitter(int64_t ms) {
 }
 
 int64_t Sender::backoff_ms(int n) {
-  const int64_t base = std::max<int64_t>(1, options_.ack_timeout.count());
-  const int64_t cap = std::max<int64_t>(base, options_.max_retry_delay.count());
+  const int64_t cap = std::max<int64_t>(1, options_.max_retry_delay.count());
+  const int64_t base =
+      std::min(cap, std::max<int64_t>({1, options_.ack_timeout.count(), 3 * srtt_ms_}));
   int64_t d = base;
   for (int i = 1; i < n && d < cap; ++i) d *= 2;
   d = std::min(d, cap);
@@ -151,6 +156,7 @@ int64_t Sender::next_due_ms() const {
 }
 
 void Sender::send_due(int64_t now_ms) {
+  last_now_ms_ = now_ms;
   blocked_ = false;
   if (!socket_) {
     blocked_ = !pending_.empty();
@@ -159,7 +165,7 @@ void Sender::send_due(int64_t now_ms) {
   // Deliveries not answered in time: send again (their next deadline is longer), one at a time.
   for (Pending& p : pending_) {
     if (!p.awaiting || p.due_ms > now_ms) continue;
-    mark_answered(p);
+    mark_answered(p, false);  // a timeout is no answer-time sample
     ++counters_.ack_timeouts;
     window_ = 1;
     p.due_ms = now_ms;
@@ -204,6 +210,7 @@ void Sender::send_window(int64_t now_ms) {
     ++p.attempts;
     p.awaiting = true;
     ++in_flight_;
+    p.sent_ms = now_ms;
     p.due_ms = now_ms + backoff_ms(p.attempts);
   }
 }
@@ -236,6 +243,7 @@ std::deque<Sender::Pending>::iterator Sender::find(uint64_t seq) {
 }
 
 void Sender::handle_ack(const zmq::message_t& msg, int64_t now_ms) {
+  last_now_ms_ = now_ms;
   wire::Ack ack;
   if (msg.more() || !ack.ParseFromArray(msg.data(), static_cast<int>(msg.size()))) {
     ++counters_.transport_errors;

@@ -4,8 +4,9 @@
 //
 //   window      batches sent and not yet answered; 1 at start and after any timeout or
 //               UNAVAILABLE, +1 per acknowledgement up to kMaxWindow
-//   ack timeout attempt n waits ack_timeout * 2^(n-1) (jittered +0..50 %, at most
-//               max_retry_delay) before it is sent again
+//   ack timeout attempt n waits T * 2^(n-1) (jittered +0..50 %, at most max_retry_delay)
+//               before it is sent again; T = max(ack_timeout, 3 x the smoothed answer time of
+//               first deliveries), so a collector that is slow but answering is not flooded
 //   UNAVAILABLE nothing is sent for the collector's retry_after_ms (jittered +0..50 %), or for
 //               the backoff of the consecutive refusals when it gives no hint
 //
@@ -78,6 +79,7 @@ class Sender {
     bool sent_once = false;  // definitions decided
     bool awaiting = false;   // sent, no answer yet (counted in in_flight_)
     int64_t due_ms = 0;      // awaiting: the ack deadline; otherwise: the earliest (re)send
+    int64_t sent_ms = 0;     // the last delivery
     int attempts = 0;
   };
 
@@ -91,7 +93,7 @@ class Sender {
   void commit_defs(Pending& p, const std::string& bytes, const std::vector<uint32_t>& refs);
   void enforce_bounds();
   void forget(Pending& p);  // bookkeeping before p leaves pending_
-  void mark_answered(Pending& p);
+  void mark_answered(Pending& p, bool sample = true);
   // ack_timeout * 2^(n-1), jittered, capped at max_retry_delay.
   int64_t backoff_ms(int n);
   int64_t jitter(int64_t ms);
@@ -108,6 +110,9 @@ class Sender {
   size_t window_ = 1;
   int64_t hold_until_ms_ = 0;  // no sends before this (UNAVAILABLE)
   int refusals_ = 0;           // consecutive UNAVAILABLE answers
+  int64_t srtt_ms_ = 0;
+  int64_t last_now_ms_ = 0;  // the clock at the last send or ack handling        // smoothed answer
+                             // time of first deliveries (0 = no sample yet)
   std::unordered_set<uint32_t> acked_defs_;
   std::unordered_map<uint32_t, uint32_t> carried_;  // ref -> pending batches carrying its def
   std::mt19937_64 rng_;
