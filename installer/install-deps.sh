@@ -13,6 +13,7 @@ packages=(
   libsqlite3-dev
   libcpp-httplib-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev
   libxxhash-dev libzstd-dev libsnappy-dev zlib1g-dev
+  libre2-dev  # label matchers (=~, !~): RE2 regexes, Prometheus syntax, linear-time matching
   xvfb xauth curl
   prometheus  # promtool checks /metrics; a real server scrapes the collector in tests
   victoria-metrics  # remote-write forwarding is tested against a real single-node server
