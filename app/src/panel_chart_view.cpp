@@ -6,7 +6,7 @@
 #include <QValueAxis>
 #include <cmath>
 
-#include "chart_builder.h"
+#include "panel_chart.h"
 #include "panel_controller.h"
 
 PanelChartView::PanelChartView(PanelController* panel, QWidget* parent)

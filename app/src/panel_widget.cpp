@@ -16,9 +16,9 @@
 #include <QToolButton>
 #include <QVBoxLayout>
 
-#include "chart_builder.h"
 #include "exporter.h"
 #include "metric_tree_model.h"
+#include "panel_chart.h"
 #include "panel_chart_view.h"
 #include "panel_controller.h"
 #include "panel_table_model.h"

@@ -23,7 +23,6 @@
 #include <QtTest>
 #include <zmq.hpp>
 
-#include "chart_builder.h"
 #include "collector_client.h"
 #include "core/csv.h"
 #include "dashboard_canvas.h"
@@ -34,6 +33,7 @@
 #include "live_subscriber.h"
 #include "main_window.h"
 #include "metric_tree_model.h"
+#include "panel_chart.h"
 #include "panel_chart_view.h"
 #include "panel_controller.h"
 #include "panel_editor.h"

@@ -1,4 +1,4 @@
-#include "chart_builder.h"
+#include "panel_chart.h"
 
 #include <QAreaSeries>
 #include <QCategoryAxis>
