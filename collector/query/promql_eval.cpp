@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <numeric>
 
@@ -262,6 +263,73 @@ class Evaluator {
     return std::nullopt;
   }
 
+  // The oldest second resolution k still holds.
+  int64_t horizon(size_t k) const {
+    const int64_t keep = engine_.resolutions()[k].retention_s;
+    return keep > 0 ? clock_.now_s() - keep : std::numeric_limits<int64_t>::min();
+  }
+
+  // What resolution r's whole buckets miss before each x in xs: [bucket_start(x, r), x), read
+  // from the finer resolutions, coarsest first, each for the part it covers and as far back as
+  // it still holds:
+  //   [floor(x, s_r), floor(x, s_r-1)) at r-1 + ... + [floor(x, s_1), x) at the finest.
+  // (*sums)[i][j] is series i's amount there before xs[j]; (*seen)[i][j] whether it had any.
+  // When every x is a multiple of r's step (a range query whose grid r divides) nothing is read.
+  MaybeError tails(const Leaf& leaf, size_t r, const std::vector<int64_t>& xs,
+                   std::vector<std::vector<double>>* sums,
+                   std::vector<std::vector<char>>* seen) const {
+    const auto& res = engine_.resolutions();
+    sums->assign(leaf.series.size(), std::vector<double>(xs.size(), 0));
+    seen->assign(leaf.series.size(), std::vector<char>(xs.size(), 0));
+    for (size_t k = r; k-- > 0;) {
+      struct Piece {
+        size_t x;
+        int64_t lo, hi;
+      };
+      std::vector<Piece> pieces;
+      for (size_t j = 0; j < xs.size(); ++j) {
+        const int64_t lo = bucket_start(xs[j], res[k + 1].step_s);
+        const int64_t hi = bucket_start(xs[j], res[k].step_s);
+        if (lo < hi && lo >= horizon(k)) pieces.push_back({j, lo, hi});
+      }
+      if (pieces.empty()) continue;
+      // A few pieces (an instant query: its time and the window's start) are read one by one;
+      // many (an unaligned range query) in one read over their span.
+      std::vector<std::pair<int64_t, int64_t>> reads;
+      if (pieces.size() <= 4) {
+        for (const auto& p : pieces) reads.emplace_back(p.lo, p.hi);
+      } else {
+        int64_t lo = pieces.front().lo, hi = pieces.front().hi;
+        for (const auto& p : pieces) lo = std::min(lo, p.lo), hi = std::max(hi, p.hi);
+        reads.emplace_back(lo, hi);
+      }
+      for (const auto& [lo, hi] : reads) {
+        std::vector<std::vector<StoredBucket>> buckets;
+        if (auto err = read(leaf, k, lo, hi, &buckets)) return err;
+        for (size_t i = 0; i < leaf.series.size(); ++i) {
+          const auto& bs = buckets[i];
+          if (bs.empty()) continue;
+          std::vector<double> prefix{0};
+          for (const auto& b : bs) prefix.push_back(prefix.back() + amount(b.agg, leaf.exposed));
+          auto index = [&](int64_t x) {
+            return static_cast<size_t>(
+                std::lower_bound(bs.begin(), bs.end(), x,
+                                 [](const StoredBucket& b, int64_t v) { return b.time < v; }) -
+                bs.begin());
+          };
+          for (const auto& p : pieces) {
+            if (p.lo < lo || p.hi > hi) continue;
+            const size_t a = index(p.lo), b = index(p.hi);
+            if (a == b) continue;
+            (*sums)[i][p.x] += prefix[b] - prefix[a];
+            (*seen)[i][p.x] = 1;
+          }
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
   // Counters and a distribution's _count/_sum: cumulative since the series' first bucket.
   MaybeError cumulative(const Leaf& leaf, Mode mode, int64_t w, std::vector<Series>* out) const {
     if (mode == Mode::kInstant) w = 0;
@@ -273,6 +341,14 @@ class Evaluator {
     if (auto err = totals_before(leaf, r, a, &base, &seen)) return err;
     std::vector<std::vector<StoredBucket>> buckets;
     if (auto err = read(leaf, r, a, cutoffs_.back(), &buckets)) return err;
+    // Every point a total is taken at: each cutoff, then (rate, increase) each window's start.
+    std::vector<int64_t> xs = cutoffs_;
+    if (mode != Mode::kInstant)
+      for (int64_t c : cutoffs_) xs.push_back(c - w);
+    std::vector<std::vector<double>> tail;
+    std::vector<std::vector<char>> tail_seen;
+    if (auto err = tails(leaf, r, xs, &tail, &tail_seen)) return err;
+    const size_t nc = cutoffs_.size();
     for (size_t i = 0; i < leaf.series.size(); ++i) {
       std::vector<int64_t> starts;
       std::vector<double> prefix{0};
@@ -280,21 +356,23 @@ class Evaluator {
         starts.push_back(b.time);
         prefix.push_back(prefix.back() + amount(b.agg, leaf.exposed));
       }
-      // (total of the buckets that ended by x, whether the series had any by then)
-      auto before = [&](int64_t x) {
+      // (total of the buckets that ended by xs[j], whether the series had any by then)
+      auto before = [&](size_t j) {
+        const int64_t x = xs[j];
         size_t n = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), x - rs) -
                                        starts.begin());
-        return std::pair<double, bool>{base[i] + prefix[n], seen[i] || n > 0};
+        return std::pair<double, bool>{base[i] + prefix[n] + tail[i][j],
+                                       seen[i] || n > 0 || tail_seen[i][j]};
       };
       Series s{leaf.labels[i], std::vector<std::optional<double>>(times_.size())};
-      for (size_t t = 0; t < cutoffs_.size(); ++t) {
-        auto [total, exists] = before(cutoffs_[t]);
+      for (size_t t = 0; t < nc; ++t) {
+        auto [total, exists] = before(t);
         if (!exists) continue;
         if (mode == Mode::kInstant) {
           s.v[t] = total;
           continue;
         }
-        const double increase = total - before(cutoffs_[t] - w).first;
+        const double increase = total - before(nc + t).first;
         s.v[t] = mode == Mode::kRate ? increase / static_cast<double>(w) : increase;
       }
       out->push_back(std::move(s));

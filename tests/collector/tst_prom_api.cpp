@@ -125,6 +125,7 @@ class TestPromApi : public QObject {
   void aggregationsAndMatchers_data();
   void aggregationsAndMatchers();
   void bucketsCountFromTheSecondAfterThem();
+  void windowEdgesNeverLoseRecentData();
   void gaugesShowTheLastValueWithinTheLookback();
   void distributionsAreSummaries();
   void seriesLabelsAndLabelValues();
@@ -340,6 +341,32 @@ void TestPromApi::bucketsCountFromTheSecondAfterThem() {
   Answer rfc = prom_->get("/api/v1/query", {{"query", "sum(api_errors)"},
                                             {"time", at.toString(Qt::ISODate).toStdString()}});
   QCOMPARE(rfc.j["data"]["result"][0]["value"][1].get<std::string>(), std::string("45"));
+}
+
+// increase(x[7d]) over the last minutes and increase(x[30d]) with all data in the current hour:
+// the coarse resolution such a window needs has not closed the bucket that holds the recent
+// seconds; they come from the finer resolutions, so the answer is the exact count at every
+// second (it was a per-minute staircase, and nothing at all for 30d).
+void TestPromApi::windowEdgesNeverLoseRecentData() {
+  const int64_t s1 = now_s() - 40, s2 = s1 + 17;
+  RawProducer p(collector_.ingest());
+  BatchBuilder b(102, 1);
+  b.def(20, "edge.hits", {{"k", "v"}}).count(20, s1, 5).count(20, s2, 7);
+  QCOMPARE(p.send(b.b)->code(), wire::Ack::OK);
+  auto at = [&](int64_t t, const std::string& v) { return std::to_string(t - t0_) + ":" + v; };
+  QVERIFY(
+      eventually([&] { return instant("sum(edge_hits)", s2 + 1) == "{} " + at(s2 + 1, "12"); }));
+  for (const char* w : {"7d", "30d", "2y"}) {
+    const std::string q = std::string("sum(increase(edge_hits[") + w + "]))";
+    QCOMPARE(QString::fromStdString(instant(q, s2 + 1)),
+             QString::fromStdString("{} " + at(s2 + 1, "12")));
+    QCOMPARE(QString::fromStdString(instant(q, s2)), QString::fromStdString("{} " + at(s2, "5")));
+    // A range over the last minute, step 1 s: the exact total at every second.
+    std::string expected = "{}";
+    for (int64_t t = s1 - 3; t <= s2 + 3; ++t)
+      if (t > s1) expected += " " + at(t, t > s2 ? "12" : "5");
+    QCOMPARE(QString::fromStdString(range(q, s1 - 3, s2 + 3, 1)), QString::fromStdString(expected));
+  }
 }
 
 void TestPromApi::gaugesShowTheLastValueWithinTheLookback() {
