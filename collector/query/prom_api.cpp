@@ -225,8 +225,9 @@ class PromApi {
       for (double x : v.s) s.v.emplace_back(x);
       v.vec = {std::move(s)};
     }
-    std::sort(v.vec.begin(), v.vec.end(),
-              [](const Series& a, const Series& b) { return a.labels < b.labels; });
+    if (!v.ordered)
+      std::sort(v.vec.begin(), v.vec.end(),
+                [](const Series& a, const Series& b) { return a.labels < b.labels; });
     json result = json::array();
     for (const auto& s : v.vec) {
       if (!range) {

@@ -31,6 +31,7 @@ struct Value {
   bool scalar = false;
   std::vector<double> s;  // scalar: one per timestamp
   std::vector<Series> vec;
+  bool ordered = false;  // vec is in the order sort()/sort_desc() gave it, not by labels
 };
 
 struct EvalContext {
