@@ -14,6 +14,7 @@ packages=(
   libcpp-httplib-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev
   libxxhash-dev libzstd-dev libsnappy-dev zlib1g-dev
   xvfb xauth curl
+  x11-apps  # xwd: the dashboard screen test captures what the X server shows (tst_dashboard_screen)
   prometheus  # promtool checks /metrics; a real server scrapes the collector in tests
   victoria-metrics  # remote-write forwarding is tested against a real single-node server
   dpkg-dev file     # make package: dpkg-shlibdeps computes Depends of the .debs
