@@ -16,10 +16,11 @@ constexpr int kSeqField = 2;       // Batch.seq, varint
 constexpr int kDefsField = 3;      // Batch.defs, length-delimited SeriesDef
 constexpr int kDefRefField = 1;    // SeriesDef.ref, varint
 
-// The ref of a serialised SeriesDef; nullopt if it has none or cannot be walked.
+// The ref of a serialised SeriesDef (0 when absent: proto3 does not write a default); nullopt if
+// it cannot be walked.
 std::optional<uint32_t> def_ref(const uint8_t* p, int n) {
   CodedInputStream in(p, n);
-  std::optional<uint32_t> ref;
+  std::optional<uint32_t> ref = 0;
   while (uint32_t tag = in.ReadTag()) {
     if (WireFormatLite::GetTagFieldNumber(tag) == kDefRefField &&
         WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_VARINT) {
