@@ -333,9 +333,7 @@ std::optional<LineError> parse_metric_line(std::string_view line, const StatsdPa
       break;
     }
     budget_used += per_sample;
-    StatsdSample& s = out.emplace_back();
-    s.metric = proto.metric;
-    s.tags = proto.tags;
+    StatsdSample& s = out.emplace_back();  // name and tags are filled in once the line is good
     s.type = type;
     s.value = value;
     s.count = count;
@@ -349,6 +347,13 @@ std::optional<LineError> parse_metric_line(std::string_view line, const StatsdPa
     out.resize(first);
     return err;
   }
+  // Every value but the last gets a copy of the name and tags; the last takes them.
+  for (size_t i = first; i + 1 < out.size(); ++i) {
+    out[i].metric = proto.metric;
+    out[i].tags = proto.tags;
+  }
+  out.back().metric = std::move(proto.metric);
+  out.back().tags = std::move(proto.tags);
   counts.tags_dropped += tag_counts.tags_dropped;
   counts.names_mapped += tag_counts.names_mapped;
   return std::nullopt;

@@ -447,6 +447,20 @@ void TestCollectorIntegration::statsdLinesOverUdpCountExactly() {
     return prom.find("\ntally_statsd_rejected_total{reason=\"kind_conflict\"} 1\n") !=
            std::string::npos;
   }));
+  // A name and a tag key Tally does not allow are stored mapped; the API shows the originals.
+  send("api latency:1|c|#app.kubernetes.io/name:web");
+  const std::string stored = "U__api_20_latency";
+  QVERIFY(eventually([&] {
+    const json metrics = c.get("/api/metrics");
+    for (const auto& m : metrics["metrics"])
+      if (m["name"] == stored) return m.value("original", "") == "api latency";
+    return false;
+  }));
+  json tags = c.get("/api/tags?metric=" + stored);
+  QCOMPARE(tags["original"].get<std::string>(), std::string("api latency"));
+  QCOMPARE(tags["original_keys"]["U__app.kubernetes.io_2f_name"].get<std::string>(),
+           std::string("app.kubernetes.io/name"));
+  QCOMPARE(tags["tags"]["U__app.kubernetes.io_2f_name"][0].get<std::string>(), std::string("web"));
   // One series per reason; events and service checks are their own kinds, not rejects.
   auto [st, prom] = c.get_raw("/metrics");
   for (const char* line :
