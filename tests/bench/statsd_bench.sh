@@ -69,12 +69,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {  # a free port on loopback for the given protocol (tcp or udp)
-  /usr/bin/python3 - "$1" <<'EOF'
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1] == "udp" else socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
-EOF
+free_port() {  # a loopback port nobody listens on (tcp or udp), for Netdata's private instance
+  local p
+  for _ in $(seq 50); do
+    p=$(shuf -i 20000-60999 -n 1)
+    if ! ss -Hln"${1:0:1}" "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return; fi
+  done
+  echo "statsd_bench.sh: no free $1 port found" >&2; return 1
 }
 
 udp_drops() {  # RcvbufErrors + InErrors from the Udp line of /proc/net/snmp
@@ -99,16 +100,16 @@ wait_for() {  # wait_for SECONDS COMMAND...: poll until COMMAND succeeds
 # start), stop_X.
 
 start_tally() {
-  local http udp
-  http="$(free_port tcp)"; udp="$(free_port udp)"
   mkdir -p "$work/tally"
-  "$collector" --data-dir "$work/tally/data" --ingest "tcp://127.0.0.1:$(free_port tcp)" \
-    --http "127.0.0.1:$http" --live off --statsd "127.0.0.1:$udp" --fsync never \
+  # Port 0 everywhere: the collector picks free ports and writes them to its ready file.
+  "$collector" --data-dir "$work/tally/data" --ingest "tcp://127.0.0.1:*" \
+    --http "127.0.0.1:0" --live off --statsd "127.0.0.1:0" --fsync never \
     --no-self-metrics --log-level warn --log-file "$work/tally/log" \
     --ready-file "$work/tally/ready.json" &
   RX_PID=$!; pids+=("$RX_PID")
   wait_for 20 test -s "$work/tally/ready.json" || { echo "tally did not start" >&2; cat "$work/tally/log" >&2; exit 1; }
-  RX_PORT="$udp"; TALLY_HTTP="$http"
+  RX_PORT="$(sed -n 's/.*"statsd_port":\([0-9]*\).*/\1/p' "$work/tally/ready.json")"
+  TALLY_HTTP="$(sed -n 's/.*"http_port":\([0-9]*\).*/\1/p' "$work/tally/ready.json")"
 }
 counted_tally() {
   curl -sf "http://127.0.0.1:$TALLY_HTTP/metrics" | awk '$1 == "tally_statsd_lines_total" { printf "%d\n", $2 }'
