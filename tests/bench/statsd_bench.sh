@@ -181,10 +181,10 @@ EOF
   /usr/sbin/netdata -D -c "$d/netdata.conf" -P "$d/run/netdata.pid" >"$d/log/stdout.log" 2>&1 &
   RX_PID=$!; pids+=("$RX_PID")
   RX_PORT="$udp"; NETDATA_WEB="$web"
-  wait_for 30 curl -sf "http://127.0.0.1:$web/api/v1/info" || { echo "netdata did not start" >&2; tail -20 "$d/log/error.log" >&2 || true; return 1; }
+  wait_for 120 curl -sf "http://127.0.0.1:$web/api/v1/info" || { echo "netdata did not start" >&2; tail -20 "$d/log/error.log" >&2 || true; return 1; }
   # Its statsd charts appear once the first metric arrived.
   "$loadgen" --port "$udp" --rate 1000 --seconds 0.1 --series 10 >/dev/null
-  wait_for 20 curl -sf "http://127.0.0.1:$web/api/v1/data?chart=netdata.statsd_events&points=1" || { echo "netdata has no statsd_events chart" >&2; return 1; }
+  wait_for 60 curl -sf "http://127.0.0.1:$web/api/v1/data?chart=netdata.statsd_events&points=1" || { echo "netdata has no statsd_events chart" >&2; return 1; }
 }
 counted_netdata() {
   # Sum of the per-second "counters" events since the instance started (1 s resolution, memory
