@@ -17,6 +17,14 @@ Status CollectorConfig::validate() {
   if (max_future_s < 0) return Status::invalid_argument("max_future must not be negative");
   if (shards > 256) return Status::invalid_argument("shards must be at most 256");
   if (data_dir.empty()) return Status::invalid_argument("data_dir is empty");
+  if (statsd_dialect != "dogstatsd" && statsd_dialect != "etsy")
+    return Status::invalid_argument("statsd_dialect must be \"dogstatsd\" or \"etsy\", not \"" +
+                                    statsd_dialect + "\"");
+  if (!statsd_unix_dialect.empty() && statsd_unix_dialect != "dogstatsd" &&
+      statsd_unix_dialect != "etsy")
+    return Status::invalid_argument(
+        "statsd_unix_dialect must be \"dogstatsd\" or \"etsy\", not \"" + statsd_unix_dialect +
+        "\"");
   if (max_batch_bytes < 1024)
     return Status::invalid_argument("max_batch_bytes must be at least 1024");
   if (max_queued_bytes < 65536)
@@ -124,6 +132,8 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
                                               "live",
                                               "statsd",
                                               "statsd_unix",
+                                              "statsd_dialect",
+                                              "statsd_unix_dialect",
                                               "retention",
                                               "lateness",
                                               "max_future",
@@ -176,6 +186,8 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
                             {"live", &c.live},
                             {"statsd", &c.statsd},
                             {"statsd_unix", &c.statsd_unix},
+                            {"statsd_dialect", &c.statsd_dialect},
+                            {"statsd_unix_dialect", &c.statsd_unix_dialect},
                             {"retention", &c.retention},
                             {"log_level", &c.log_level},
                             {"log_file", &c.log_file},
@@ -221,6 +233,8 @@ std::string config_to_toml(const CollectorConfig& c) {
     << "live = \"" << c.live << "\"\n"
     << "statsd = \"" << c.statsd << "\"\n"
     << "statsd_unix = \"" << c.statsd_unix << "\"\n"
+    << "statsd_dialect = \"" << c.statsd_dialect << "\"\n"
+    << "statsd_unix_dialect = \"" << c.statsd_unix_dialect << "\"\n"
     << "retention = \"" << c.retention << "\"\n"
     << "lateness = \"" << format_duration(c.lateness_s) << "\"\n"
     << "max_future = \"" << format_duration(c.max_future_s) << "\"\n"

@@ -21,6 +21,10 @@ struct CollectorConfig {
   std::string live = "tcp://127.0.0.1:7072";
   std::string statsd = "127.0.0.1:8125";  // "off" disables
   std::string statsd_unix;                // unix datagram socket path; empty = none
+  // How each StatsD socket reads lines: "dogstatsd" (as the Datadog Agent) or "etsy" (as Etsy
+  // StatsD); docs/format/statsd.md. statsd_unix_dialect empty = the same as statsd_dialect.
+  std::string statsd_dialect = "dogstatsd";
+  std::string statsd_unix_dialect;
   std::string retention = std::string(kDefaultRetention);
   int64_t lateness_s = 2;
   int64_t max_future_s = 600;

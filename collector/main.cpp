@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   std::string config_path;
   app.add_option("-c,--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
   // Flags are read into optionals so only what was given overrides the file.
+  std::optional<std::string> statsd_dialect;
   std::optional<std::string> data_dir, ingest, http, live, statsd, statsd_unix, retention, lateness,
       max_future, log_level, log_file, ready_file, fsync, checkpoint, debug_apply_delay,
       debug_def_delay;
@@ -46,6 +47,8 @@ int main(int argc, char** argv) {
   app.add_option("--statsd", statsd,
                  "StatsD UDP host:port, or off (default " + defaults.statsd + ")");
   app.add_option("--statsd-unix", statsd_unix, "StatsD unix datagram socket path (default: none)");
+  app.add_option("--statsd-dialect", statsd_dialect,
+                 "How StatsD lines are read: dogstatsd (default) or etsy");
   app.add_option("--retention", retention,
                  "Resolutions and how long each is kept (default " + defaults.retention + ")");
   app.add_option("--lateness", lateness, "How long a bucket stays open after it ends (default 2s)");
@@ -110,6 +113,7 @@ int main(int argc, char** argv) {
   if (live) cfg.live = *live;
   if (statsd) cfg.statsd = *statsd;
   if (statsd_unix) cfg.statsd_unix = *statsd_unix;
+  if (statsd_dialect) cfg.statsd_dialect = *statsd_dialect;
   if (retention) cfg.retention = *retention;
   if (max_batch_bytes) cfg.max_batch_bytes = *max_batch_bytes;
   if (max_queued_bytes) cfg.max_queued_bytes = *max_queued_bytes;

@@ -77,8 +77,17 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
       {"tally_bytes_received_total", "Bytes of batches received.", &bytes_received},
       {"tally_sdk_dropped_batches_total", "Batches SDK producers report they dropped.",
        &sdk_dropped_batches},
-      {"tally_statsd_lines_total", "StatsD lines accepted.", &statsd_lines},
-      {"tally_statsd_rejected_total", "StatsD lines rejected.", &statsd_rejected},
+      {"tally_statsd_lines_total", "StatsD metric lines accepted.", &statsd_lines},
+      {"tally_statsd_events_total",
+       "DogStatsD events (_e{...}) received well-formed; counted, not stored yet.", &statsd_events},
+      {"tally_statsd_service_checks_total",
+       "DogStatsD service checks (_sc|...) received well-formed; counted, not stored yet.",
+       &statsd_service_checks},
+      {"tally_statsd_tags_dropped_total",
+       "Tags left out of accepted StatsD lines (empty value, too long, not UTF-8, beyond 32).",
+       &statsd_tags_dropped},
+      {"tally_statsd_names_mapped_total",
+       "StatsD metric names and tag keys stored under a mapped spelling.", &statsd_names_mapped},
       {"tally_late_points_total", "Points that arrived for a final bucket and were merged into it.",
        &late_points},
       {"tally_buckets_written_total", "Buckets written to storage.", &buckets_written},
@@ -104,6 +113,11 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
     family(o, c.name, "counter", c.help);
     sample(o, c.name, *c.v);
   }
+  family(o, "tally_statsd_rejected_total", "counter",
+         "StatsD lines rejected (and samples refused by kind), by reason.");
+  for (size_t i = 0; i < kStatsdRejectReasons; ++i)
+    o << "tally_statsd_rejected_total{reason=\"" << statsd_reject_name(static_cast<StatsdReject>(i))
+      << "\"} " << statsd_rejected_by_reason[i].load(std::memory_order_relaxed) << '\n';
   family(o, "tally_queue_depth", "gauge", "Work items waiting in the shard queues.");
   sample(o, "tally_queue_depth", queue_depth);
   family(o, "tally_ingest_queued_bytes", "gauge",

@@ -3,9 +3,12 @@
 // Thread-safety: every field is an atomic; any thread may update and read.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <string>
+
+#include "ingest/statsd_parser.h"
 
 namespace tally::collector {
 
@@ -37,7 +40,12 @@ struct SelfMetrics {
   std::atomic<uint64_t> bytes_received{0};
   std::atomic<uint64_t> sdk_dropped_batches{0};  // as reported by producers
   std::atomic<uint64_t> statsd_lines{0};
-  std::atomic<uint64_t> statsd_rejected{0};
+  std::atomic<uint64_t> statsd_rejected{0};  // all reasons together
+  std::array<std::atomic<uint64_t>, kStatsdRejectReasons> statsd_rejected_by_reason{};
+  std::atomic<uint64_t> statsd_events{0};
+  std::atomic<uint64_t> statsd_service_checks{0};
+  std::atomic<uint64_t> statsd_tags_dropped{0};
+  std::atomic<uint64_t> statsd_names_mapped{0};
   // aggregation and storage
   std::atomic<uint64_t> late_points{0};
   std::atomic<uint64_t> buckets_written{0};

@@ -236,6 +236,12 @@ void Server::wire_ingest(const ZmqIngestOptions& io) {
   StatsdListenerOptions so;
   so.udp = cfg.statsd;
   so.unix_path = cfg.statsd_unix;
+  so.udp_dialect = parse_statsd_dialect(cfg.statsd_dialect).value_or(StatsdDialect::kDogStatsd);
+  so.unix_dialect = parse_statsd_dialect(cfg.statsd_unix_dialect.empty() ? cfg.statsd_dialect
+                                                                         : cfg.statsd_unix_dialect)
+                        .value_or(StatsdDialect::kDogStatsd);
+  so.max_age_s = io.limits.max_age_s;
+  so.max_future_s = io.limits.max_future_s;
   statsd_ = std::make_unique<StatsdListener>(
       so, [r = statsd_router_.get()](std::vector<StatsdSample>&& s) { (*r)(std::move(s)); },
       clock_);
@@ -247,6 +253,15 @@ void Server::wire_ingest(const ZmqIngestOptions& io) {
     s->metrics_.statsd_lines.store(c.lines_ok, std::memory_order_relaxed);
     s->metrics_.statsd_rejected.store(c.lines_rejected_total() + s->statsd_router_->rejected(),
                                       std::memory_order_relaxed);
+    for (size_t i = 0; i < kStatsdRejectReasons; ++i) {
+      uint64_t n = c.lines_rejected[i];
+      if (i == static_cast<size_t>(StatsdReject::kKindConflict)) n += s->statsd_router_->rejected();
+      s->metrics_.statsd_rejected_by_reason[i].store(n, std::memory_order_relaxed);
+    }
+    s->metrics_.statsd_events.store(c.events, std::memory_order_relaxed);
+    s->metrics_.statsd_service_checks.store(c.service_checks, std::memory_order_relaxed);
+    s->metrics_.statsd_tags_dropped.store(c.tags_dropped, std::memory_order_relaxed);
+    s->metrics_.statsd_names_mapped.store(c.names_mapped, std::memory_order_relaxed);
     if (s->reporter_) s->reporter_->tick();
   });
 }

@@ -17,7 +17,7 @@
 #include "forward/remote_write.h"
 #include "ingest/producer_table.h"
 #include "ingest/statsd_listener.h"
-#include "ingest/statsd_sink.h"
+#include "ingest/statsd_router.h"
 #include "ingest/zmq_ingest.h"
 #include "live/publisher.h"
 #include "query/http_api.h"

@@ -172,8 +172,9 @@ struct StatsdListener::Impl {
   };
 
   void run();
-  void receive(int fd);
-  void handle_datagram(std::string_view data, bool truncated, int64_t now_ms);
+  void receive(int fd, StatsdDialect dialect);
+  void handle_datagram(std::string_view data, bool truncated, int64_t now_ms,
+                       StatsdDialect dialect);
   void add_to_set(StatsdSample&& s, int64_t now_ms);
   void close_sets(int64_t now_ms, bool all);
   void resolve_gauge(StatsdSample& s);
@@ -206,8 +207,9 @@ struct StatsdListener::Impl {
   uint64_t suppressed_logs = 0;
 
   // Counters: written by the listener thread, read by anyone.
-  std::atomic<uint64_t> packets{0}, bytes{0}, lines_ok{0}, samples{0}, sets_emitted{0},
-      set_members_dropped{0}, gauge_deltas_untracked{0}, sink_errors{0}, receive_errors{0};
+  std::atomic<uint64_t> packets{0}, bytes{0}, lines_ok{0}, events{0}, service_checks{0},
+      tags_dropped{0}, names_mapped{0}, samples{0}, sets_emitted{0}, set_members_dropped{0},
+      gauge_deltas_untracked{0}, sink_errors{0}, receive_errors{0};
   std::array<std::atomic<uint64_t>, kStatsdRejectReasons> rejected{};
 
   static void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
@@ -293,6 +295,10 @@ StatsdCounters StatsdListener::counters() const {
   c.packets = get(m.packets);
   c.bytes = get(m.bytes);
   c.lines_ok = get(m.lines_ok);
+  c.events = get(m.events);
+  c.service_checks = get(m.service_checks);
+  c.tags_dropped = get(m.tags_dropped);
+  c.names_mapped = get(m.names_mapped);
   c.samples = get(m.samples);
   for (size_t i = 0; i < kStatsdRejectReasons; ++i) c.lines_rejected[i] = get(m.rejected[i]);
   c.sets_emitted = get(m.sets_emitted);
@@ -319,7 +325,8 @@ void StatsdListener::Impl::run() {
       }
       if (stopping.load()) break;
       for (nfds_t i = 1; rc > 0 && i < n; ++i) {
-        if (fds[i].revents & (POLLIN | POLLERR)) receive(fds[i].fd);
+        if (fds[i].revents & (POLLIN | POLLERR))
+          receive(fds[i].fd, fds[i].fd == udp_fd.fd ? options.udp_dialect : options.unix_dialect);
       }
       close_sets(clock.now_ms(), false);
       deliver();
@@ -333,7 +340,7 @@ void StatsdListener::Impl::run() {
   }
 }
 
-void StatsdListener::Impl::receive(int fd) {
+void StatsdListener::Impl::receive(int fd, StatsdDialect dialect) {
   mmsghdr msgs[kBatch];
   iovec iov[kBatch];
   for (int round = 0; round < kMaxBatchesPerWake; ++round) {
@@ -354,14 +361,15 @@ void StatsdListener::Impl::receive(int fd) {
     const int64_t now_ms = clock.now_ms();
     for (int i = 0; i < got; ++i) {
       handle_datagram(std::string_view(buffers.data() + i * kDatagramBytes, msgs[i].msg_len),
-                      (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0, now_ms);
+                      (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0, now_ms, dialect);
     }
     deliver();
     if (static_cast<unsigned>(got) < kBatch) return;
   }
 }
 
-void StatsdListener::Impl::handle_datagram(std::string_view data, bool truncated, int64_t now_ms) {
+void StatsdListener::Impl::handle_datagram(std::string_view data, bool truncated, int64_t now_ms,
+                                           StatsdDialect dialect) {
   bump(bytes, data.size());
   if (truncated) {
     // The tail of the last line is gone: parse the complete lines, count the cut one.
@@ -375,8 +383,19 @@ void StatsdListener::Impl::handle_datagram(std::string_view data, bool truncated
   }
   const size_t first = pending.size();
   errors.clear();
-  StatsdPacketCounts counts = parse_statsd_packet(data, pending, errors);
+  StatsdParseOptions po;
+  po.dialect = dialect;
+  po.now_s = now_ms / 1000;
+  po.max_age_s = options.max_age_s;
+  po.max_future_s = options.max_future_s;
+  po.max_values_per_line = options.max_values_per_line;
+  po.max_decoded_bytes = options.max_decoded_bytes;
+  StatsdPacketCounts counts = parse_statsd_packet(data, po, pending, errors);
   bump(lines_ok, counts.lines_ok);
+  if (counts.events) bump(events, counts.events);
+  if (counts.service_checks) bump(service_checks, counts.service_checks);
+  if (counts.tags_dropped) bump(tags_dropped, counts.tags_dropped);
+  if (counts.names_mapped) bump(names_mapped, counts.names_mapped);
   bump(samples, pending.size() - first);
   for (const StatsdLineError& e : errors) {
     bump(rejected[static_cast<size_t>(e.reason)]);
@@ -393,7 +412,10 @@ void StatsdListener::Impl::handle_datagram(std::string_view data, bool truncated
     if (s.type == StatsdType::kSet) {
       add_to_set(std::move(s), now_ms);
     } else {
-      if (s.type == StatsdType::kGauge && options.resolve_gauge_deltas) resolve_gauge(s);
+      // Only the etsy dialect has deltas; its absolute gauges are the base of later deltas.
+      if (s.type == StatsdType::kGauge && dialect == StatsdDialect::kEtsy &&
+          options.resolve_gauge_deltas)
+        resolve_gauge(s);
       if (keep != i) pending[keep] = std::move(s);
       ++keep;
     }

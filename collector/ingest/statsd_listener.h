@@ -5,9 +5,10 @@
 // receives (docs/format/statsd.md):
 //   - counters, gauges and distributions as parsed, with `timestamp_s` set: the line's "|T" or
 //     else the receive time from the injected clock (unix seconds);
-//   - gauges as absolute values: the listener keeps each StatsD gauge's current value and turns
-//     "+N" / "-N" into that value plus N (from 0 for a gauge it has not seen since it started,
-//     as StatsD does), so `delta` is always false on what the sink gets (resolve_gauge_deltas);
+//   - gauges as absolute values: in the etsy dialect the listener keeps each StatsD gauge's
+//     current value and turns "+N" / "-N" into that value plus N (from 0 for a gauge it has not
+//     seen since it started, as StatsD does), so `delta` is always false on what the sink gets
+//     (resolve_gauge_deltas); in the dogstatsd dialect every gauge value is absolute already;
 //   - never kSet: the listener keeps the unique members of each (series, 1 s bucket) and, when
 //     the bucket closes on the clock (or 2 s after it opened, for "|T" in the future), emits one
 //     kGauge sample whose value is the number of unique members and whose timestamp_s is the
@@ -48,10 +49,18 @@ struct StatsdListenerOptions {
   // A unix datagram socket to bind as well; empty = none. A stale socket file is replaced; a
   // path another live listener is bound to is an error.
   std::string unix_path;
-  unsigned unix_mode = 0622;         // permission bits of the socket file: anyone may send
-  int recv_buffer_bytes = 4 << 20;   // SO_RCVBUF request; the kernel caps it at rmem_max
-  size_t max_open_sets = 100'000;    // (series, bucket) sets held at once
-  size_t max_set_members = 100'000;  // unique members counted per set and bucket
+  unsigned unix_mode = 0622;  // permission bits of the socket file: anyone may send
+  StatsdDialect udp_dialect = StatsdDialect::kDogStatsd;   // how lines on the UDP socket read
+  StatsdDialect unix_dialect = StatsdDialect::kDogStatsd;  // ... and on the unix socket
+  // "|T" older than now - max_age_s or newer than now + max_future_s: the line is rejected
+  // (timestamp_too_old / timestamp_too_new). The collector passes its ingest limits.
+  int64_t max_age_s = 2 * 365 * 86400;
+  int64_t max_future_s = 600;
+  size_t max_values_per_line = 1024;    // DogStatsD multi-value items in one line
+  size_t max_decoded_bytes = 8u << 20;  // per datagram (statsd_parser.h)
+  int recv_buffer_bytes = 4 << 20;      // SO_RCVBUF request; the kernel caps it at rmem_max
+  size_t max_open_sets = 100'000;       // (series, bucket) sets held at once
+  size_t max_set_members = 100'000;     // unique members counted per set and bucket
   // Apply gauge deltas here, against the last value this listener saw for the series. Off: the
   // sink gets delta samples and applies them itself.
   bool resolve_gauge_deltas = true;
@@ -65,7 +74,11 @@ struct StatsdCounters {
   uint64_t packets = 0;
   uint64_t bytes = 0;
   uint64_t lines_ok = 0;
-  uint64_t samples = 0;  // samples parsed (sets included, before they become gauges)
+  uint64_t events = 0;          // well-formed DogStatsD events ("_e{"), counted, not stored yet
+  uint64_t service_checks = 0;  // well-formed DogStatsD service checks ("_sc|"), counted
+  uint64_t tags_dropped = 0;    // tags left out of accepted lines (docs/format/statsd.md)
+  uint64_t names_mapped = 0;    // metric names and tag keys stored under a mapped spelling
+  uint64_t samples = 0;         // samples parsed (sets included, before they become gauges)
   std::array<uint64_t, kStatsdRejectReasons> lines_rejected{};  // indexed by StatsdReject
   uint64_t sets_emitted = 0;            // set buckets closed into a gauge sample
   uint64_t set_members_dropped = 0;     // members not counted: max_open_sets / max_set_members

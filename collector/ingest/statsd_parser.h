@@ -1,14 +1,21 @@
-// StatsD / DogStatsD line parser: one datagram in, samples and per-line errors out.
+// StatsD / DogStatsD line parser: one datagram in, samples and per-line outcomes out.
 //
 //   api.errors:1|c|@0.5|#region:eu,status:500
-//   name:value[:value...]|type[|@rate][|#k:v,k2:v2][|c:container][|T<unix seconds>]
+//   name:value[:value...]|type[|@rate][|#k:v,k2:v2][|T<unix seconds>][|c:...][|e:...][|x...]
+//   _e{title_len,text_len}:title|text[|d:ts][|h:host][|p:prio][|t:alert][|#tags]   (event)
+//   _sc|name|status[|d:ts][|h:host][|#tags][|m:message]                             (check)
 //
-// Types: c (counter), g (gauge; "+N"/"-N" is a delta), ms / h / d (timer, histogram,
-// distribution: all three are distribution observations), s (set). The full grammar, the tag
-// mapping and a must-parse / must-not-parse table are in docs/format/statsd.md.
+// Two dialects (docs/format/statsd.md has the table, line by line):
+//   kDogStatsd  as the Datadog Agent reads it: gauges are absolute ("-3" sets -3), sample rates
+//               weight histograms by trunc(1/rate) and "|T" lines are not scaled, origin tags and
+//               fields are dropped, unknown fields are ignored;
+//   kEtsy       as Etsy StatsD reads it: a signed gauge value ("+5", "-3") is a delta, timer and
+//               histogram weights are round(1/rate).
+// Names and tag keys Tally's rules do not allow are mapped (tally/common/name_mapping.h), never
+// rejected; a tag that still cannot be stored is dropped and counted, and the line is kept. Only
+// a line that cannot mean anything is rejected, with one StatsdReject reason.
 //
-// A malformed line yields one StatsdLineError and no samples; it never affects the other lines
-// of the datagram. Thread-safety: pure functions; they allocate only what they append.
+// Thread-safety: pure functions; they allocate only what they append.
 #pragma once
 
 #include <cstddef>
@@ -22,6 +29,10 @@
 
 namespace tally::collector {
 
+enum class StatsdDialect : uint8_t { kDogStatsd, kEtsy };
+const char* statsd_dialect_name(StatsdDialect d);  // "dogstatsd", "etsy"
+std::optional<StatsdDialect> parse_statsd_dialect(std::string_view name);
+
 enum class StatsdType : uint8_t {
   kCounter,       // "c"
   kGauge,         // "g"
@@ -31,45 +42,59 @@ enum class StatsdType : uint8_t {
 const char* statsd_type_name(StatsdType type);  // "counter", "gauge", "distribution", "set"
 
 struct StatsdSample {
-  std::string metric;
-  Tags tags;  // validated and canonical (sorted by key)
+  std::string metric;  // mapped (name_mapping.h)
+  Tags tags;           // mapped, valid and canonical (sorted by key)
   StatsdType type = StatsdType::kCounter;
-  // counter: the increment, already divided by sample_rate (what the aggregator adds);
+  // counter: the increment, already scaled by the sample rate where the dialect scales it;
   // gauge: the new value, or the change when `delta`; distribution: one observation; set: 0.
   double value = 0;
-  // As sent, in (0, 1]; 1 when absent. Ignored for gauges and sets (as in StatsD).
-  double sample_rate = 1;
-  bool delta = false;       // gauge only: "+N" / "-N" adds to the current gauge
+  // distribution only: how many observations this sample stands for, and the factor its value
+  // adds to the sum (the Agent's histograms add value/rate to the sum but trunc(1/rate) to the
+  // count). Both 1 when unsampled.
+  uint64_t count = 1;
+  double sum_weight = 1;
+  bool delta = false;       // gauge only (etsy dialect): "+N" / "-N" adds to the current gauge
   std::string set_member;   // set only: the member as sent (opaque bytes)
-  int64_t timestamp_s = 0;  // DogStatsD "|T<unix s>"; 0 = not given (the listener stamps it)
-
-  // Distribution observations count 1/sample_rate times; the sketch counts in integers, so the
-  // weight is rounded to the nearest integer, at least 1 (@0.5 -> 2, @0.1 -> 10, @0.3 -> 3).
-  uint64_t observation_weight() const;
+  int64_t timestamp_s = 0;  // "|T<unix s>"; 0 = not given (the listener stamps it)
 
   bool operator==(const StatsdSample&) const = default;
 };
 
-// Why a line was rejected; each reason is a separate counter in the collector's own metrics.
+// Why a line was rejected; each reason is one series of tally_statsd_rejected_total{reason}.
 enum class StatsdReject : uint8_t {
-  kSyntax,        // no ':' after the name or no '|type'
-  kMetricName,    // fails validate_metric_name
-  kValue,         // empty, not a finite number, or an empty set member
-  kType,          // unknown type
-  kSampleRate,    // not a number in (0, 1]
-  kTags,          // tag key or value invalid after mapping, duplicate key, too many tags
-  kTimestamp,     // "|T" not followed by a positive integer
-  kField,         // empty, repeated or unknown "|" field
-  kEvent,         // DogStatsD event "_e{...}": not supported
-  kServiceCheck,  // DogStatsD service check "_sc|...": not supported
-  kTruncated,     // the datagram was cut by the receive buffer (listener only)
+  kSyntax,           // no ':' in name:value, no '|type', an empty name or value
+  kMetricName,       // the name is not UTF-8, or longer than kMaxMetricBytes once mapped
+  kValue,            // not a finite number, or non-finite once scaled
+  kType,             // unknown type
+  kSampleRate,       // not a number, or not in [kMinSampleRate, +inf)
+  kTimestamp,        // "|T" not followed by a positive integer
+  kTimestampTooOld,  // "|T" older than the collector keeps (max_age_s)
+  kTimestampTooNew,  // "|T" further ahead than allowed (max_future_s)
+  kValuesPerLine,    // more values than max_values_per_line
+  kDatagramBudget,   // the datagram's samples would decode to more than max_decoded_bytes
+  kEvent,            // an "_e{" line that is not a well-formed event
+  kServiceCheck,     // an "_sc|" line that is not a well-formed service check
+  kTruncated,        // the datagram was cut by the receive buffer (listener only)
+  kKindConflict,     // the metric exists with another kind (router only)
 };
-inline constexpr size_t kStatsdRejectReasons = 11;
+inline constexpr size_t kStatsdRejectReasons = 14;
 const char* statsd_reject_name(StatsdReject reason);  // "syntax", "metric_name", ... (snake_case)
 
-struct StatsdError {
-  StatsdReject reason = StatsdReject::kSyntax;
-  std::string message;  // human-readable, names the offending part
+// Smallest sample rate taken: 1/rate weights stay below 1e9 observations, so a count and a sum
+// stay exact integers and finite (@1e-300 would make 1e300 observations of one line).
+inline constexpr double kMinSampleRate = 1e-9;
+
+struct StatsdParseOptions {
+  StatsdDialect dialect = StatsdDialect::kDogStatsd;
+  // "|T" checks: when now_s > 0, a timestamp before now_s - max_age_s or after
+  // now_s + max_future_s rejects the line (kTimestampTooOld / kTimestampTooNew).
+  int64_t now_s = 0;
+  int64_t max_age_s = 0;
+  int64_t max_future_s = 0;
+  size_t max_values_per_line = 1024;  // DogStatsD multi-value "x:1:2:3|h"
+  // Decoded bytes one datagram may produce (per sample: its struct, metric and tags); a 64 KiB
+  // datagram of one line with 30,000 values and 32 tags would otherwise copy ~300 MB of tags.
+  size_t max_decoded_bytes = 8u << 20;
 };
 
 struct StatsdLineError {
@@ -80,23 +105,19 @@ struct StatsdLineError {
 };
 
 struct StatsdPacketCounts {
-  size_t lines_ok = 0;        // lines that produced samples (a multi-value line counts once)
+  size_t lines_ok = 0;        // metric lines that produced samples (a multi-value line once)
   size_t lines_rejected = 0;  // == errors appended
+  size_t events = 0;          // well-formed "_e{" lines
+  size_t service_checks = 0;  // well-formed "_sc|" lines
+  size_t tags_dropped = 0;    // tags left out of an accepted line (see docs/format/statsd.md)
+  size_t names_mapped = 0;    // metric names or tag keys stored under a mapped spelling
 };
-
-// Parses one line (without its newline). On success appends one sample per value and returns
-// nullopt; on failure appends nothing and returns why.
-std::optional<StatsdError> parse_statsd_line(std::string_view line, std::vector<StatsdSample>& out);
 
 // Parses a datagram of lines separated by "\n" or "\r\n" (a trailing newline and empty lines
 // are fine and not counted). Appends samples and errors; every good line counts even when
 // others in the datagram are bad.
-StatsdPacketCounts parse_statsd_packet(std::string_view packet, std::vector<StatsdSample>& samples,
+StatsdPacketCounts parse_statsd_packet(std::string_view packet, const StatsdParseOptions& options,
+                                       std::vector<StatsdSample>& samples,
                                        std::vector<StatsdLineError>& errors);
-
-// Maps a DogStatsD tag key onto Tally's key alphabet [A-Za-z_][A-Za-z0-9_.-]*: every other
-// character (one per UTF-8 code point) becomes '_', and a key starting with a digit, '.' or '-'
-// gets a leading '_'. "app.kubernetes.io/name" -> "app.kubernetes.io_name", "2xx" -> "_2xx".
-std::string map_statsd_tag_key(std::string_view key);
 
 }  // namespace tally::collector

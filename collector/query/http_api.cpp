@@ -11,6 +11,7 @@
 #include <set>
 
 #include "query/prom_api.h"
+#include "tally/common/name_mapping.h"
 
 namespace tally::collector {
 namespace {
@@ -229,7 +230,11 @@ void HttpApi::routes() {
           json list = json::array();
           for (const auto& m : catalog_.metrics()) {
             if (!search.empty() && m.name.find(search) == std::string::npos) continue;
-            list.push_back({{"name", m.name}, {"kind", kind_name(m.kind)}, {"series", m.series}});
+            json item = {{"name", m.name}, {"kind", kind_name(m.kind)}, {"series", m.series}};
+            // A name stored under the name mapping (name_mapping.h) also shows as it was sent.
+            if (m.name.starts_with("U__"))
+              if (auto original = unmap_name(m.name)) item["original"] = *original;
+            list.push_back(std::move(item));
           }
           reply(res, 200, {{"metrics", list}});
         }));
@@ -242,9 +247,17 @@ void HttpApi::routes() {
           for (const SeriesInfo* s : catalog_.series_of(metric))
             for (const auto& t : s->tags()) tags[std::string(t.key)].emplace(t.value);
           json o = json::object();
-          for (const auto& [k, vs] : tags)
+          json originals = json::object();
+          for (const auto& [k, vs] : tags) {
             o[k] = json(std::vector<std::string>(vs.begin(), vs.end()));
-          reply(res, 200, {{"metric", metric}, {"tags", o}});
+            if (k.starts_with("U__"))
+              if (auto original = unmap_name(k)) originals[k] = *original;
+          }
+          json body = {{"metric", metric}, {"tags", o}};
+          if (!originals.empty()) body["original_keys"] = originals;
+          if (metric.starts_with("U__"))
+            if (auto original = unmap_name(metric)) body["original"] = *original;
+          reply(res, 200, body);
         }));
 
   s.Get("/api/query", timed([this](const httplib::Request& req, httplib::Response& res) {

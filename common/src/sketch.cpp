@@ -54,6 +54,13 @@ void Sketch::add(double v, uint64_t n) {
     zero_count_ += n;
 }
 
+void Sketch::add_with_sum(double v, uint64_t n, double sum_added) {
+  if (n == 0 || std::isnan(v) || std::isnan(sum_added)) return;
+  const double sum_before = sum_;
+  add(v, n);
+  sum_ = sum_before + sum_added;
+}
+
 void Sketch::merge(const Sketch& o) {
   if (o.count_ == 0) return;
   if (count_ == 0) {

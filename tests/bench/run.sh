@@ -21,4 +21,10 @@ for bin in "$dir"/bench_*; do
   "$bin" "$@" || { echo "$(basename "$bin") failed with status $?" >&2; status=1; }
 done
 [ "$found" -eq 1 ] || echo "run.sh: no bench_* executables in $dir" >&2
+# StatsD side by side with Netdata (statsd_bench.sh); with --quick: one short step, Tally only.
+echo
+echo "== statsd_bench.sh"
+quick=()
+for a in "$@"; do [ "$a" = --quick ] && quick=(--quick); done
+BUILD_DIR="$build" "$root/tests/bench/statsd_bench.sh" "${quick[@]}" || { echo "statsd_bench.sh failed" >&2; status=1; }
 exit $status

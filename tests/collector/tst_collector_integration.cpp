@@ -427,7 +427,8 @@ void TestCollectorIntegration::statsdLinesOverUdpCountExactly() {
     send("ad.click:1|c|#campaign:spring,country:de\nad.click:2|c|@0.5|#campaign:spring,country:fr");
   send(
       "ad.click:1|c\nbroken "
-      "line\nad.click:x|c\nlat.ms:10|ms\nlat.ms:20|h|#endpoint:/a\nq.len:5|g\nq.len:+3|g");
+      "line\nad.click:x|c\nlat.ms:10|ms\nlat.ms:20|h|#endpoint:/a\nq.len:5|g\nq.len:+3|g\n"
+      "_e{5,4}:title|text|#k:v\n_sc|redis.up|0");
   send("ad.click:1|g");  // ad.click is a counter: refused, counted
   QVERIFY(eventually([&] { return total(c.get(q("ad.click", start - 5, now_s() + 2))) == 501; }));
   auto byCountry =
@@ -440,11 +441,35 @@ void TestCollectorIntegration::statsdLinesOverUdpCountExactly() {
   json last = c.get(q("q.len", start - 5, now_s() + 2, "&fn=max&step=60"));
   double mx = 0;
   for (const auto& p : last["series"][0]["points"]) mx = std::max(mx, p[1].get<double>());
-  QCOMPARE(mx, 8.0);
+  QCOMPARE(mx, 5.0);  // dogstatsd dialect: "+3" sets the gauge to 3, as the Agent does
   QVERIFY(eventually([&] {
     auto [st, prom] = c.get_raw("/metrics");
-    return prom.find("\ntally_statsd_rejected_total 3\n") != std::string::npos;
+    return prom.find("\ntally_statsd_rejected_total{reason=\"kind_conflict\"} 1\n") !=
+           std::string::npos;
   }));
+  // A name and a tag key Tally does not allow are stored mapped; the API shows the originals.
+  send("api latency:1|c|#app.kubernetes.io/name:web");
+  const std::string stored = "U__api_20_latency";
+  QVERIFY(eventually([&] {
+    const json metrics = c.get("/api/metrics");
+    for (const auto& m : metrics["metrics"])
+      if (m["name"] == stored) return m.value("original", "") == "api latency";
+    return false;
+  }));
+  json tags = c.get("/api/tags?metric=" + stored);
+  QCOMPARE(tags["original"].get<std::string>(), std::string("api latency"));
+  QCOMPARE(tags["original_keys"]["U__app.kubernetes.io_2f_name"].get<std::string>(),
+           std::string("app.kubernetes.io/name"));
+  QCOMPARE(tags["tags"]["U__app.kubernetes.io_2f_name"][0].get<std::string>(), std::string("web"));
+  // One series per reason; events and service checks are their own kinds, not rejects.
+  auto [st, prom] = c.get_raw("/metrics");
+  for (const char* line :
+       {"tally_statsd_rejected_total{reason=\"syntax\"} 1\n",
+        "tally_statsd_rejected_total{reason=\"value\"} 1\n",
+        "tally_statsd_rejected_total{reason=\"event\"} 0\n",
+        "tally_statsd_rejected_total{reason=\"service_check\"} 0\n",
+        "tally_statsd_events_total 1\n", "tally_statsd_service_checks_total 1\n"})
+    QVERIFY2(prom.find(std::string("\n") + line) != std::string::npos, line);
 }
 
 void TestCollectorIntegration::thirtyDayQueryReadsHourlyRollupsAndEqualsWhatWasSent() {

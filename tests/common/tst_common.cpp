@@ -6,6 +6,7 @@
 #include <random>
 
 #include "tally/common/label_matcher.h"
+#include "tally/common/name_mapping.h"
 #include "tally/common/series_key.h"
 #include "tally/common/sketch.h"
 #include "tally/common/status.h"
@@ -19,6 +20,10 @@ class TestCommon : public QObject {
  private slots:
   void metricName_data();
   void metricName();
+  void nameMapping_data();
+  void nameMapping();
+  void nameMappingRejectsBadEscapesAndBadUtf8();
+  void sketchAddWithSum();
   void tagKey_data();
   void tagKey();
   void tagValue_data();
@@ -353,6 +358,70 @@ void TestCommon::resultCarriesValueOrStatus() {
   QVERIFY(!err.has_value());
   QCOMPARE(err.status().code(), StatusCode::kIoError);
   QCOMPARE(err.status().to_string(), std::string("io_error: disk full"));
+}
+
+void TestCommon::nameMapping_data() {
+  QTest::addColumn<QByteArray>("raw");
+  QTest::addColumn<bool>("metric");  // metric alphabet, else tag-key alphabet
+  QTest::addColumn<QByteArray>("stored");
+  auto row = [](const char* name, QByteArray raw, bool metric, QByteArray stored) {
+    QTest::newRow(name) << raw << metric << stored;
+  };
+  row("valid kept", "api.errors_total:x", true, "api.errors_total:x");
+  row("valid key kept", "k8s.pod-name_x", false, "k8s.pod-name_x");
+  row("space", "api latency", true, "U__api_20_latency");
+  row("digit first", "1xx", true, "U___31_xx");
+  row("slash in a key", "app.kubernetes.io/name", false, "U__app.kubernetes.io_2f_name");
+  row("colon not allowed in a key", "a:b", false, "U__a_3a_b");
+  row("underscore doubled once escaped", "a_b c", true, "U__a__b_20_c");
+  row("two-byte code point", "caf\xc3\xa9", true, "U__caf_e9_");
+  row("three-byte code point", "\xe2\x82\xac", true, "U___20ac_");
+  row("four-byte code point", "\xf0\x9f\x98\x80", true, "U___1f600_");
+  row("marker itself escaped", "U__x", true, "U__U____x");
+  row("empty", "", false, "U__");
+  row("dot first", ".k", false, "U___2e_k");
+}
+
+void TestCommon::nameMapping() {
+  QFETCH(QByteArray, raw);
+  QFETCH(bool, metric);
+  QFETCH(QByteArray, stored);
+  const auto alphabet = metric ? NameAlphabet::kMetric : NameAlphabet::kTagKey;
+  const std::string in(raw.constData(), static_cast<size_t>(raw.size()));
+  auto mapped = map_name(in, alphabet);
+  QVERIFY(mapped.has_value());
+  QCOMPARE(QByteArray::fromStdString(*mapped), stored);
+  if (metric)
+    QVERIFY2(validate_metric_name(*mapped).is_ok(), mapped->c_str());
+  else
+    QVERIFY2(validate_tag_key(*mapped).is_ok(), mapped->c_str());
+  auto back = unmap_name(*mapped);
+  QVERIFY(back.has_value());
+  QCOMPARE(QByteArray::fromStdString(*back), raw);  // reversible
+}
+
+void TestCommon::nameMappingRejectsBadEscapesAndBadUtf8() {
+  QVERIFY(!map_name("a\xff", NameAlphabet::kMetric));
+  QVERIFY(!map_name("\xc3", NameAlphabet::kMetric));          // cut sequence
+  QVERIFY(!map_name("\xc0\xaf", NameAlphabet::kMetric));      // overlong '/'
+  QVERIFY(!map_name("\xed\xa0\x80", NameAlphabet::kMetric));  // surrogate
+  QVERIFY(!unmap_name("U__a_zz_"));
+  QVERIFY(!unmap_name("U__a_20"));
+  QVERIFY(!unmap_name("U__a_d800_"));
+  QVERIFY(!unmap_name("U__a_110000_"));
+  QCOMPARE(*unmap_name("plain"), std::string("plain"));
+}
+
+void TestCommon::sketchAddWithSum() {
+  Sketch s;
+  s.add_with_sum(666, 4, 666 / 0.21);
+  QCOMPARE(s.count(), uint64_t{4});
+  QCOMPARE(s.sum(), 666 / 0.21);
+  QCOMPARE(s.min(), 666.0);
+  QCOMPARE(s.max(), 666.0);
+  s.add_with_sum(1, 0, 5);  // no observations: nothing changes
+  QCOMPARE(s.count(), uint64_t{4});
+  QCOMPARE(s.sum(), 666 / 0.21);
 }
 
 // One table for the label matcher: must-match, must-not-match and must-not-parse rows. Regexes

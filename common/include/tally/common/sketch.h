@@ -28,6 +28,9 @@ class Sketch {
   };
 
   void add(double v, uint64_t n = 1);
+  // As add(), but the sum grows by `sum_added` instead of v * n (a DogStatsD histogram sampled
+  // at @0.21 counts trunc(1/0.21) = 4 observations and adds v / 0.21 to the sum).
+  void add_with_sum(double v, uint64_t n, double sum_added);
   void merge(const Sketch& other);
   void clear() { *this = Sketch(); }
 

@@ -1,4 +1,4 @@
-#include "ingest/statsd_sink.h"
+#include "ingest/statsd_router.h"
 
 #include <spdlog/spdlog.h>
 
@@ -45,7 +45,9 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
         w.gauges.push_back({si, t, s.value, s.value, s.value, s.value, 1});
         break;
       case Kind::kDistribution:
-        sketches[{si->id, t}].add(s.value, s.observation_weight());
+        // The sampled weight: `count` observations; the sum grows by value * sum_weight
+        // (statsd_parser.h: the Agent's histograms count trunc(1/rate) but sum value/rate).
+        sketches[{si->id, t}].add_with_sum(s.value, s.count, s.value * s.sum_weight);
         break;
     }
     ++accepted;

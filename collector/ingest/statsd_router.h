@@ -1,6 +1,6 @@
 // StatsdRouter: turns StatsD samples (already parsed, gauge deltas resolved, sets turned into
 // gauges by the StatsdListener) into shard work: counters add, gauges become one-sample gauge
-// points, timers/histograms/distributions become sketch observations weighted by 1/rate.
+// points, timers/histograms/distributions become sketch observations of the sample's weight.
 // A sample whose metric already exists with another kind is dropped, counted and logged.
 // Thread-safety: called on the listener thread; the catalog and router are thread-safe.
 #pragma once
@@ -23,7 +23,8 @@ class StatsdRouter {
       : catalog_(catalog), router_(router), metrics_(metrics), limits_(limits), clock_(clock) {}
 
   void operator()(std::vector<StatsdSample>&& samples);
-  // Samples dropped here (kind conflicts), beside the lines the listener rejected.
+  // Samples dropped here (kind conflicts: tally_statsd_rejected_total{reason="kind_conflict"}),
+  // beside the lines the listener rejected.
   uint64_t rejected() const { return rejected_.load(std::memory_order_relaxed); }
 
  private:
