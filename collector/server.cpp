@@ -144,6 +144,15 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   io.max_batch_bytes = cfg.max_batch_bytes;
   io.limits.max_future_s = cfg.max_future_s;
   io.limits.max_age_s = cfg.resolutions.back().retention_s;
+  io.limits.max_points = cfg.limits.batch_max_points;
+  io.limits.max_defs = cfg.limits.batch_max_defs;
+  io.limits.max_sketch_bins = cfg.limits.sketch_max_bins;
+  io.limits.max_sketch_key_span = cfg.limits.sketch_max_key_span;
+  // What the log holds was accepted under the budgets it was sent under: replay checks meaning,
+  // not size (a lowered budget must not drop acknowledged batches).
+  IngestLimits replay_limits = io.limits;
+  replay_limits.max_points = replay_limits.max_defs = INT64_MAX;
+  replay_limits.max_sketch_bins = replay_limits.max_sketch_key_span = INT64_MAX;
 
   WalOptions wo;
   wo.dir = (std::filesystem::path(cfg.data_dir) / "wal").string();
@@ -164,7 +173,7 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
       return;
     }
     DecodedBatch d =
-        decode_batch(batch, *srv->producers_, *srv->catalog_, io.limits, clock.now_s());
+        decode_batch(batch, *srv->producers_, *srv->catalog_, replay_limits, clock.now_s());
     if (d.code != wire::Ack::OK) {
       spdlog::error("event=wal_record_rejected lsn={} reason=\"{}\"", lsn, d.reason);
       return;
@@ -195,6 +204,9 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   StatsdListenerOptions so;
   so.udp = cfg.statsd;
   so.unix_path = cfg.statsd_unix;
+  so.on_thread_failure = [m = &srv->metrics_](const std::string& e) {
+    m->thread_failed("statsd", e);
+  };
   srv->statsd_ = std::make_unique<StatsdListener>(
       so, [r = srv->statsd_router_.get()](std::vector<StatsdSample>&& s) { (*r)(std::move(s)); },
       clock);
@@ -211,8 +223,11 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   });
 
   // Query.
-  srv->engine_ =
-      std::make_unique<QueryEngine>(*srv->catalog_, *srv->router_, cfg.resolutions, clock);
+  srv->engine_ = std::make_unique<QueryEngine>(
+      *srv->catalog_, *srv->router_, cfg.resolutions, clock,
+      QueryLimits{cfg.limits.query_max_points, cfg.limits.query_max_series,
+                  cfg.limits.query_max_samples, cfg.limits.query_timeout_ms},
+      &srv->metrics_);
   srv->http_ =
       std::make_unique<HttpApi>(*srv->engine_, *srv->catalog_, *srv->router_, srv->metrics_, clock);
   srv->http_->set_health_check([i = srv->ingest_.get()] { return i->log_healthy(); });

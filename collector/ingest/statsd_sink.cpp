@@ -45,7 +45,17 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
         w.gauges.push_back({si, t, s.value, s.value, s.value, s.value, 1});
         break;
       case Kind::kDistribution:
-        sketches[{si->id, t}].add(s.value, s.observation_weight());
+        // value x weight can pass DBL_MAX (1e308 at @0.5): the sketch holds its sum there.
+        switch (sketches[{si->id, t}].add(s.value, s.observation_weight())) {
+          case Sketch::Added::kExact:
+            break;
+          case Sketch::Added::kClamped:
+            metrics_.hit(Limit::kBucketSum);
+            break;
+          case Sketch::Added::kRefused:
+            metrics_.hit(Limit::kBucketValue);
+            break;
+        }
         break;
     }
     ++accepted;

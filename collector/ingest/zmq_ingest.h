@@ -30,7 +30,7 @@ namespace tally::collector {
 struct ZmqIngestOptions {
   std::string endpoint = "tcp://127.0.0.1:7070";
   IngestLimits limits;
-  size_t max_batch_bytes = 64u << 20;
+  size_t max_batch_bytes = 4u << 20;
 };
 
 class ZmqIngest {
@@ -61,6 +61,8 @@ class ZmqIngest {
   void handle(zmq::message_t& identity, const zmq::message_t& payload);
   void commit_group();
   void set_log_health(bool ok, const Status& why);
+  // Hands the new series of a batch that could not be logged to their shards.
+  void route_definitions(DecodedBatch& d);
   void send_ack(const zmq::message_t& identity, const wire::Ack& ack);
   void log_reject(const std::string& reason, uint64_t producer);
 
