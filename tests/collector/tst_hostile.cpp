@@ -172,9 +172,10 @@ void TestHostile::hostileInput_data() {
   const double big = std::numeric_limits<double>::max() / 1.5;  // two of them overflow
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
-  auto udp = [](const char* name, const std::string& line, const char* counted) {
+  auto udp = [](const char* name, const std::string& line, const char* counted,
+                bool storage = true) {
     QTest::newRow(name) << "udp" << QByteArray() << QByteArray::fromStdString(line) << counted << -1
-                        << true;
+                        << storage;
   };
   auto zmq = [](const char* name, const std::string& bytes, const char* counted, int ack,
                 bool storage = false) {
@@ -218,6 +219,19 @@ void TestHostile::hostileInput_data() {
                 .dist(1, t, sketch_with_sum(big, 1))
                 .dist(1, t, sketch_with_sum(big, 1))),
       kSum, kOk, true);
+
+  udp("statsd invalid UTF-8 name", "hostile.\xff\xfe:1|c\n", "tally_statsd_rejected_total", false);
+  udp("statsd NaN value", "hostile.nan2:nan|c\n", "tally_statsd_rejected_total", false);
+  udp(
+      "statsd 2000 values on one line",
+      "hostile.many_values:" +
+          [] {
+            std::string v;
+            for (int i = 0; i < 2000; ++i) v += i ? ":1" : "1";
+            return v;
+          }() +
+          "|d\n",
+      "tally_statsd_lines_total", false);
 
   // Decode budgets: checked before anything is built.
   {
