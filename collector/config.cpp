@@ -3,6 +3,7 @@
 #include "storage/wal.h"
 
 #include <toml++/toml.h>
+#include <charconv>
 #include <set>
 #include <sstream>
 
@@ -154,7 +155,7 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
                                               "remote_write_min_backoff",
                                               "remote_write_max_backoff"};
   for (const auto& [k, v] : t) {
-    if (!kKeys.count(std::string(k.str())))
+    if (!kKeys.count(std::string(k.str())) && !is_limit_key(k.str()))
       return Status::invalid_argument(path + ": unknown setting '" + std::string(k.str()) + "'");
   }
   auto str = [&](const char* key, std::string& out) -> Status {
@@ -220,8 +221,75 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
     if (!v) return Status::invalid_argument(path + ": 'self_metrics' must be true or false");
     c.self_metrics = *v;
   }
+  for (const auto& [k, node] : t) {
+    if (!is_limit_key(k.str())) continue;
+    std::string text;
+    if (auto i = node.value<int64_t>())
+      text = std::to_string(*i);
+    else if (auto str_v = node.value<std::string>())
+      text = *str_v;
+    else
+      return Status::invalid_argument(path + ": '" + std::string(k.str()) +
+                                      "' must be a positive integer (or a duration)");
+    auto set = set_limit(c.limits, k.str(), text);
+    if (!set) return Status::invalid_argument(path + ": " + set.status().message());
+  }
   if (auto s = load_remote_write(t, path, c.remote_write); !s) return s;
   return c;
+}
+
+namespace {
+
+struct LimitField {
+  const char* key;
+  int64_t InputLimits::*field;
+  bool duration_ms;
+};
+constexpr LimitField kLimitFields[] = {
+    {"query_max_points", &InputLimits::query_max_points, false},
+    {"query_max_series", &InputLimits::query_max_series, false},
+    {"query_max_samples", &InputLimits::query_max_samples, false},
+    {"query_timeout", &InputLimits::query_timeout_ms, true},
+    {"batch_max_points", &InputLimits::batch_max_points, false},
+    {"batch_max_defs", &InputLimits::batch_max_defs, false},
+    {"sketch_max_bins", &InputLimits::sketch_max_bins, false},
+    {"sketch_max_key_span", &InputLimits::sketch_max_key_span, false},
+};
+
+}  // namespace
+
+bool is_limit_key(std::string_view key) {
+  for (const auto& f : kLimitFields)
+    if (key == f.key) return true;
+  return false;
+}
+
+Result<bool> set_limit(InputLimits& l, std::string_view key, std::string_view value) {
+  for (const auto& f : kLimitFields) {
+    if (key != f.key) continue;
+    int64_t v = 0;
+    if (f.duration_ms) {
+      auto d = parse_duration_ms(value);
+      if (!d) return Status::invalid_argument(std::string(key) + ": " + d.status().message());
+      v = *d;
+    } else {
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+      if (ec != std::errc() || p != value.data() + value.size())
+        return Status::invalid_argument(std::string(key) + " must be a positive integer");
+    }
+    if (v <= 0) return Status::invalid_argument(std::string(key) + " must be positive");
+    l.*f.field = v;
+    return true;
+  }
+  return false;
+}
+
+std::vector<std::pair<std::string, std::string>> limits_as_toml(const InputLimits& l) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& f : kLimitFields)
+    out.emplace_back(f.key, f.duration_ms ? "\"" + format_duration_ms(l.*f.field) + "\""
+                                          : std::to_string(l.*f.field));
+  return out;
 }
 
 std::string config_to_toml(const CollectorConfig& c) {
@@ -245,6 +313,7 @@ std::string config_to_toml(const CollectorConfig& c) {
     << "checkpoint = \"" << format_duration(c.checkpoint_s) << "\"\n"
     << "log_level = \"" << c.log_level << "\"\n"
     << "log_file = \"" << c.log_file << "\"\n";
+  for (const auto& [k, v] : limits_as_toml(c.limits)) o << k << " = " << v << "\n";
   const auto& rw = c.remote_write;
   o << "remote_write_url = \"" << rw.url << "\"\n"
     << "remote_write_labels = {";

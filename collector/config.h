@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "forward/remote_write_options.h"
@@ -12,6 +14,19 @@
 #include "tally/common/time_bucket.h"
 
 namespace tally::collector {
+
+// Budgets for what one client may ask of the collector; each hit is counted as
+// tally_limit_hits_total{limit=...} and answered with a clear error (docs/CORRECTNESS.md).
+struct InputLimits {
+  int64_t query_max_points = 100000;     // steps per series of one /api/query answer
+  int64_t query_max_series = 100000;     // series one query reads
+  int64_t query_max_samples = 50000000;  // stored buckets one query reads (series x buckets)
+  int64_t query_timeout_ms = 30000;      // a query still running after this is cut short
+  int64_t batch_max_points = 1000000;    // points in one SDK batch
+  int64_t batch_max_defs = 100000;       // series definitions in one SDK batch
+  int64_t sketch_max_bins = 4096;        // non-empty bins in one distribution point
+  int64_t sketch_max_key_span = 4096;    // highest - lowest sketch key in one point (x8 bytes)
+};
 
 struct CollectorConfig {
   std::string data_dir = "./data";
@@ -28,13 +43,14 @@ struct CollectorConfig {
   std::string retention = std::string(kDefaultRetention);
   int64_t lateness_s = 2;
   int64_t max_future_s = 600;
-  uint64_t max_batch_bytes = 64u << 20;
   // Bytes of accepted batches not yet applied by the shards; beyond it batches are answered
   // UNAVAILABLE with a retry-after hint (backpressure) instead of being queued.
   uint64_t max_queued_bytes = 256u << 20;
   // Tests only, set by hidden flags, never by the file: play a slow collector.
   int64_t debug_apply_delay_us = 0;  // --debug-apply-delay: per shard work item
   int64_t debug_def_delay_us = 0;    // --debug-def-delay: per series definition decoded
+  uint64_t max_batch_bytes = 4u << 20;  // 4 MiB: about 200 k points; SDK batches are far smaller
+  InputLimits limits;
   bool self_metrics = true;
   std::string fsync = "always";  // write-ahead log: always, never, or an interval like "100ms"
   int64_t checkpoint_s = 30;     // how often open buckets are written so the log can shrink
@@ -49,6 +65,13 @@ struct CollectorConfig {
 };
 
 // Reads the TOML file over `base`; unknown keys are errors (a typo must not pass silently).
+// Sets one of the InputLimits by its TOML key ("query_max_series", "query_timeout" takes a
+// duration like "10s"); false when the key is not one of them.
+bool is_limit_key(std::string_view key);
+Result<bool> set_limit(InputLimits& l, std::string_view key, std::string_view value);
+// (key, value) of every limit, as the TOML file spells them.
+std::vector<std::pair<std::string, std::string>> limits_as_toml(const InputLimits& l);
+
 Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfig base);
 std::string config_to_toml(const CollectorConfig& c);
 

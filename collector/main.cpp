@@ -53,13 +53,13 @@ int main(int argc, char** argv) {
                  "Resolutions and how long each is kept (default " + defaults.retention + ")");
   app.add_option("--lateness", lateness, "How long a bucket stays open after it ends (default 2s)");
   app.add_option("--max-future", max_future, "Reject points further ahead than this (default 10m)");
-  app.add_option("--max-batch-bytes", max_batch_bytes, "Largest accepted batch (default 64 MiB)");
   app.add_option("--max-queued-bytes", max_queued_bytes,
                  "Accepted, not yet applied bytes before batches are refused with a retry-after "
                  "(default 256 MiB)");
   // Tests only: play a slow collector. Hidden (an empty group) and not in the config file.
   app.add_option("--debug-apply-delay", debug_apply_delay, "per shard work item")->group("");
   app.add_option("--debug-def-delay", debug_def_delay, "per series definition decoded")->group("");
+  app.add_option("--max-batch-bytes", max_batch_bytes, "Largest accepted batch (default 4 MiB)");
   app.add_option("--fsync", fsync,
                  "Write-ahead log sync: always (default), never, or an interval like 100ms");
   app.add_option("--checkpoint", checkpoint,
@@ -72,6 +72,11 @@ int main(int argc, char** argv) {
                  "Write the bound endpoints here (JSON) once listening");
   app.add_flag("--print-config", print_config,
                "Print the effective configuration as TOML and exit");
+  std::vector<std::string> limits;
+  app.add_option("--limit", limits,
+                 "key=value for one input budget, e.g. query_max_series=1000; repeatable (the "
+                 "keys and defaults are in the README)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   // Remote-write forwarding (docs/SCALING.md).
   std::optional<std::string> rw_url, rw_flush, rw_timeout, rw_min_backoff, rw_max_backoff;
   std::optional<uint64_t> rw_max_samples, rw_max_buffered;
@@ -171,6 +176,19 @@ int main(int argc, char** argv) {
       return 2;
     }
     *field = *d;
+  }
+  for (const auto& kv : limits) {
+    const size_t eq = kv.find('=');
+    auto set = eq == std::string::npos
+                   ? Result<bool>(Status::invalid_argument("'" + kv + "' is not key=value"))
+                   : set_limit(cfg.limits, std::string_view(kv).substr(0, eq),
+                               std::string_view(kv).substr(eq + 1));
+    if (!set || !*set) {
+      std::cerr << "tally-collector: --limit: "
+                << (set ? "unknown limit '" + kv.substr(0, eq) + "'" : set.status().message())
+                << "\n";
+      return 2;
+    }
   }
   if (auto s = cfg.validate(); !s) {
     std::cerr << "tally-collector: " << s.message() << "\n";

@@ -45,6 +45,52 @@ void summary(std::ostringstream& o, const char* name, const char* help, const La
 
 }  // namespace
 
+void SelfMetrics::thread_failed(const std::string& thread, const std::string& error) {
+  threads_failed.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(failure_mu_);
+  if (failure_.empty())
+    failure_ = "thread " + thread + " failed (" + error + "); the collector needs a restart";
+}
+
+std::string SelfMetrics::thread_failure() const {
+  std::lock_guard lock(failure_mu_);
+  return failure_;
+}
+
+const char* limit_name(Limit l) {
+  switch (l) {
+    case Limit::kBucketSum:
+      return "bucket_sum";
+    case Limit::kBucketCount:
+      return "bucket_count";
+    case Limit::kBucketValue:
+      return "bucket_value";
+    case Limit::kQueryRange:
+      return "query_range";
+    case Limit::kQueryPoints:
+      return "query_points";
+    case Limit::kQuerySeries:
+      return "query_series";
+    case Limit::kQuerySamples:
+      return "query_samples";
+    case Limit::kQueryDeadline:
+      return "query_deadline";
+    case Limit::kBatchPoints:
+      return "batch_points";
+    case Limit::kBatchDefs:
+      return "batch_defs";
+    case Limit::kSketchBins:
+      return "sketch_bins";
+    case Limit::kSketchKeySpan:
+      return "sketch_key_span";
+    case Limit::kBatchBytes:
+      return "batch_bytes";
+    case Limit::kCount:
+      break;
+  }
+  return "unknown";
+}
+
 std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   std::ostringstream o;
   struct C {
@@ -105,6 +151,13 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
       {"tally_remote_write_failed_requests_total",
        "Remote-write requests that failed (network error or HTTP error status).",
        &remote_write_failed_requests},
+      {"tally_threads_failed_total",
+       "Collector threads that ended on an exception (event=thread_failed); /healthz is 503.",
+       &threads_failed},
+      {"tally_buckets_quarantined_total",
+       "Buckets that could not be encoded, or merged with what is stored: kept aside and logged, "
+       "not written.",
+       &buckets_quarantined},
       {"tally_remote_write_retries_total",
        "Remote-write requests sent again after a 5xx, 429 or network error.",
        &remote_write_retries},
@@ -118,6 +171,11 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   for (size_t i = 0; i < kStatsdRejectReasons; ++i)
     o << "tally_statsd_rejected_total{reason=\"" << statsd_reject_name(static_cast<StatsdReject>(i))
       << "\"} " << statsd_rejected_by_reason[i].load(std::memory_order_relaxed) << '\n';
+  family(o, "tally_limit_hits_total", "counter",
+         "Inputs that hit a budget or an invariant, by limit (refused, clamped or cut short).");
+  for (size_t i = 0; i < static_cast<size_t>(Limit::kCount); ++i)
+    o << "tally_limit_hits_total{limit=\"" << limit_name(static_cast<Limit>(i)) << "\"} "
+      << limit_hits[i].load(std::memory_order_relaxed) << '\n';
   family(o, "tally_queue_depth", "gauge", "Work items waiting in the shard queues.");
   sample(o, "tally_queue_depth", queue_depth);
   family(o, "tally_ingest_queued_bytes", "gauge",

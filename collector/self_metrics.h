@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include "ingest/statsd_parser.h"
@@ -23,7 +24,38 @@ struct LatencyStat {
   double quantile_s(double q) const;
 };
 
+// The budgets and invariants the collector enforces on what it is sent; each hit is counted as
+// tally_limit_hits_total{limit="<name>"} (docs/CORRECTNESS.md lists them).
+enum class Limit {
+  kBucketSum,      // a bucket's sum would pass +-DBL_MAX: held there
+  kBucketCount,    // a bucket's count would overflow uint64: the value is refused
+  kBucketValue,    // a NaN or infinite value reached a bucket: refused
+  kQueryRange,     // /api/query from/to outside the accepted range
+  kQueryPoints,    // points per series of one query
+  kQuerySeries,    // series one query reads
+  kQuerySamples,   // stored buckets one query reads
+  kQueryDeadline,  // a query ran past its deadline
+  kBatchPoints,    // points in one SDK batch
+  kBatchDefs,      // series definitions in one SDK batch
+  kSketchBins,     // bins in one distribution point
+  kSketchKeySpan,  // key span (highest - lowest key) of one distribution point
+  kBatchBytes,     // an SDK batch larger than max_batch_bytes
+  kCount,
+};
+const char* limit_name(Limit l);
+
 struct SelfMetrics {
+  std::atomic<uint64_t> limit_hits[static_cast<size_t>(Limit::kCount)] = {};
+  void hit(Limit l, uint64_t n = 1) {
+    limit_hits[static_cast<size_t>(l)].fetch_add(n, std::memory_order_relaxed);
+  }
+  uint64_t hits(Limit l) const {
+    return limit_hits[static_cast<size_t>(l)].load(std::memory_order_relaxed);
+  }
+  // Buckets that could not be written (they did not encode, or what they merge into did not
+  // decode): kept aside and logged, never a failed flush.
+  std::atomic<uint64_t> buckets_quarantined{0};
+
   // ingest
   std::atomic<uint64_t> batches_received{0};
   std::atomic<uint64_t> batches_rejected{0};
@@ -68,7 +100,16 @@ struct SelfMetrics {
   std::atomic<uint64_t> remote_write_retries{0};
   std::atomic<int64_t> remote_write_queue{0};  // samples waiting or in flight
 
+  // Threads that ended on an exception (thread_guard.h); the first one is /healthz's reason.
+  std::atomic<uint64_t> threads_failed{0};
+  void thread_failed(const std::string& thread, const std::string& error);
+  std::string thread_failure() const;  // empty while no thread failed
+
   std::string to_prometheus(int64_t uptime_s) const;
+
+ private:
+  mutable std::mutex failure_mu_;
+  std::string failure_;  // GUARDED_BY(failure_mu_)
 };
 
 }  // namespace tally::collector

@@ -171,12 +171,21 @@ ZmqIngestOptions Server::ingest_options() const {
   io.debug_def_delay_us = cfg.debug_def_delay_us;
   io.limits.max_future_s = cfg.max_future_s;
   io.limits.max_age_s = cfg.resolutions.back().retention_s;
+  io.limits.max_points = cfg.limits.batch_max_points;
+  io.limits.max_defs = cfg.limits.batch_max_defs;
+  io.limits.max_sketch_bins = cfg.limits.sketch_max_bins;
+  io.limits.max_sketch_key_span = cfg.limits.sketch_max_key_span;
   return io;
 }
 
 // Producers' refs and sequence windows, then the write-ahead log and its replay.
-Status Server::replay_log(const IngestLimits& limits, uint64_t max_lsn) {
+Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   const auto& cfg = config_;
+  // What the log holds was accepted under the budgets it was sent under: replay checks meaning,
+  // not size (a lowered budget must not drop acknowledged batches).
+  IngestLimits limits = ingest_limits;
+  limits.max_points = limits.max_defs = INT64_MAX;
+  limits.max_sketch_bins = limits.max_sketch_key_span = INT64_MAX;
   auto producers = ProducerTable::open(
       (std::filesystem::path(cfg.data_dir) / "ingest.sqlite").string(), *catalog_);
   if (!producers) return producers.status();
@@ -242,6 +251,7 @@ void Server::wire_ingest(const ZmqIngestOptions& io) {
                         .value_or(StatsdDialect::kDogStatsd);
   so.max_age_s = io.limits.max_age_s;
   so.max_future_s = io.limits.max_future_s;
+  so.on_thread_failure = [m = &metrics_](const std::string& e) { m->thread_failed("statsd", e); };
   statsd_ = std::make_unique<StatsdListener>(
       so, [r = statsd_router_.get()](std::vector<StatsdSample>&& s) { (*r)(std::move(s)); },
       clock_);
@@ -268,7 +278,11 @@ void Server::wire_ingest(const ZmqIngestOptions& io) {
 
 void Server::wire_query() {
   const auto& cfg = config_;
-  engine_ = std::make_unique<QueryEngine>(*catalog_, *router_, cfg.resolutions, clock_);
+  engine_ = std::make_unique<QueryEngine>(
+      *catalog_, *router_, cfg.resolutions, clock_,
+      QueryLimits{cfg.limits.query_max_points, cfg.limits.query_max_series,
+                  cfg.limits.query_max_samples, cfg.limits.query_timeout_ms},
+      &metrics_);
   http_ = std::make_unique<HttpApi>(*engine_, *catalog_, *router_, metrics_, clock_);
   http_->set_health_check([i = ingest_.get()] { return i->log_healthy(); });
   metrics_.series.store(static_cast<int64_t>(catalog_->size()));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "aggregate/shard.h"
@@ -53,6 +54,12 @@ class Router {
     for (auto* s : shards_)
       if (!s->healthy()) return false;
     return true;
+  }
+  // The first unhealthy shard's reason; empty when all are healthy.
+  std::string health_reason() const {
+    for (auto* s : shards_)
+      if (auto r = s->health_reason(); !r.empty()) return r;
+    return {};
   }
   size_t shard_count() const { return shards_.size(); }
   Shard& shard(size_t i) { return *shards_[i]; }

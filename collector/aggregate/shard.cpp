@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <unordered_map>
 #include <utility>
 
 #include "tally/common/wire.h"
+#include "thread_guard.h"
 
 namespace tally::collector {
 namespace {
@@ -80,7 +82,8 @@ void Shard::start() {
   last_retention_s_ = clock_.now_s() - opts_.retention_every_s;
   last_checkpoint_s_ = clock_.now_s();
   replay_lsn_cache_.clear();
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread(
+      [this] { guarded("shard-" + std::to_string(opts_.index), metrics_, [this] { run(); }); });
 }
 
 void Shard::stop() {
@@ -328,25 +331,52 @@ void Shard::apply(ShardWork& w, bool replaying) {
   }
   const int64_t wm = watermark(clock_.now_s());
   uint64_t late = 0;
+  // What each merge did (bucket.h): a clamped sum or a refused value is counted, once per point
+  // per resolution it reached.
+  uint64_t clamped = 0, refused_count = 0, refused_value = 0;
+  auto note = [&](BucketAgg::Added how, bool count_overflow_possible) {
+    if (how == BucketAgg::Added::kClamped)
+      ++clamped;
+    else if (how == BucketAgg::Added::kRefused)
+      ++(count_overflow_possible ? refused_count : refused_value);
+  };
   // A point of a series this shard does not know is dropped (unreachable: ingest sends
   // definitions first).
   for (const auto& p : w.counters) {
     if (!owns(p.series)) continue;
     add_point(
-        p.series, p.time, wm, w.lsn, replaying, &late, [&](double& sum) { sum += p.value; },
-        [&](BucketAgg& a) { a.add_counter(p.value); });
+        p.series, p.time, wm, w.lsn, replaying, &late,
+        [&](double& sum) {
+          BucketAgg::Added how =
+              std::isfinite(p.value) ? BucketAgg::Added::kExact : BucketAgg::Added::kRefused;
+          if (how == BucketAgg::Added::kExact) sum = BucketAgg::saturating_add(sum, p.value, &how);
+          note(how, false);
+        },
+        [&](BucketAgg& a) { note(a.add_counter(p.value), false); });
   }
   for (const auto& p : w.gauges) {
     if (!owns(p.series)) continue;
+    const bool finite = std::isfinite(p.last) && std::isfinite(p.min) && std::isfinite(p.max) &&
+                        std::isfinite(p.sum);
     add_point(
         p.series, p.time, wm, w.lsn, replaying, &late, [](double&) {},
-        [&](BucketAgg& a) { a.add_gauge(p.last, p.min, p.max, p.sum, p.count); });
+        [&](BucketAgg& a) { note(a.add_gauge(p.last, p.min, p.max, p.sum, p.count), finite); });
   }
   for (const auto& p : w.dists) {
     if (!owns(p.series)) continue;
     add_point(
         p.series, p.time, wm, w.lsn, replaying, &late, [](double&) {},
-        [&](BucketAgg& a) { a.add_sketch(p.sketch); });
+        [&](BucketAgg& a) { note(a.add_sketch(p.sketch), true); });
+  }
+  if (clamped) metrics_.hit(Limit::kBucketSum, clamped);
+  if (refused_count) metrics_.hit(Limit::kBucketCount, refused_count);
+  if (refused_value) metrics_.hit(Limit::kBucketValue, refused_value);
+  if (clamped + refused_count + refused_value && clock_.now_s() != last_limit_log_s_) {
+    last_limit_log_s_ = clock_.now_s();  // at most one line a second per shard
+    spdlog::warn(
+        "event=bucket_limit shard={} clamped_sums={} refused_count_overflow={} "
+        "refused_non_finite={}",
+        opts_.index, clamped, refused_count, refused_value);
   }
   if (late && !replaying) metrics_.late_points.fetch_add(late, std::memory_order_relaxed);
   if (w.lsn > applied_lsn_.load(std::memory_order_relaxed))
@@ -354,7 +384,92 @@ void Shard::apply(ShardWork& w, bool replaying) {
 }
 
 bool Shard::flush(int64_t now_s, bool everything) {
+  const auto t0 = std::chrono::steady_clock::now();
+  FlushResult out;
+  Status s = write_due(now_s, everything, &out);
+  if (!s) {
+    // The one failure path: nothing of this flush is in storage and nothing left memory, so the
+    // next flush writes it all again.
+    store_->rollback();
+    metrics_.flush_errors.fetch_add(1, std::memory_order_relaxed);
+    set_unhealthy(s);
+    return false;
+  }
+  if (everything) {
+    safe_lsn_.store(out.lsn, std::memory_order_release);
+    last_checkpoint_s_ = now_s;
+  }
+  if (!healthy_.exchange(true)) {
+    spdlog::info("event=storage_recovered shard={}", opts_.index);
+    metrics_.storage_healthy.store(1);
+  }
+  if (!out.wrote) return true;
+  metrics_.buckets_written.fetch_add(out.written, std::memory_order_relaxed);
+  metrics_.flush_latency.record_us(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count()));
+  if (final_sink_ && !out.updates.empty()) final_sink_(out.updates);
+  if (live_) live_->publish(std::move(out.updates));
+  return true;
+}
+
+void Shard::set_unhealthy(const Status& s) {
+  // Say what failed: a full disk, an unwritable one, and data that does not decode are
+  // different problems for whoever reads /healthz.
+  const std::string shard = "shard " + std::to_string(opts_.index);
+  std::string reason = "storage is not accepting writes: ";
+  switch (s.code()) {
+    case StatusCode::kUnavailable:
+      reason += "disk full (" + shard;
+      break;
+    case StatusCode::kIoError:
+      reason += "I/O error, disk unwritable (" + shard;
+      break;
+    case StatusCode::kCorruption:
+      reason += "corruption, not a full disk (" + shard;
+      break;
+    default:
+      reason += "error (" + shard;
+      break;
+  }
+  reason += ": " + s.to_string() + "); batches are not acknowledged";
+  {
+    std::lock_guard lock(reason_mu_);
+    health_reason_ = std::move(reason);
+  }
+  if (healthy_.exchange(false)) {
+    spdlog::error("event=flush_failed shard={} error=\"{}\"", opts_.index, s.to_string());
+    metrics_.storage_healthy.store(0);
+  }
+}
+
+std::string Shard::health_reason() const {
+  std::lock_guard lock(reason_mu_);
+  return healthy() ? std::string() : health_reason_;
+}
+
+void Shard::quarantine(const SeriesInfo& info, size_t res, int64_t start, const BucketAgg& agg,
+                       const Status& why) {
+  // Kept aside in memory (the newest kMaxQuarantined) and in the log line, which holds every
+  // value needed to put it back by hand; counted; logged at most once a second per shard.
+  constexpr size_t kMaxQuarantined = 1024;
+  metrics_.buckets_quarantined.fetch_add(1, std::memory_order_relaxed);
+  ++quarantined_total_;
+  if (quarantined_.size() >= kMaxQuarantined) quarantined_.pop_front();
+  quarantined_.push_back({&info, res, start, agg});
+  const int64_t now = clock_.now_s();
+  if (now == last_quarantine_log_s_) return;
+  last_quarantine_log_s_ = now;
+  spdlog::error(
+      "event=bucket_quarantined shard={} series={} metric={} resolution={} time={} sum={} "
+      "count={} quarantined_total={} error=\"{}\"",
+      opts_.index, info.id, info.metric(), res, start, agg.sum, agg.count, quarantined_total_,
+      why.to_string());
+}
+
+Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
   const int64_t wm = watermark(now_s);
+  out->lsn = applied_lsn_.load(std::memory_order_relaxed);
   // Due: every window whose end the watermark has passed (all of them for a checkpoint) and every
   // late bucket. The shard thread alone changes windows_ and late_, so they stay as they are until
   // the commit below.
@@ -366,53 +481,47 @@ bool Shard::flush(int64_t now_s, bool everything) {
       due.emplace_back(r, start);
     }
   }
-  if (due.empty() && late_.empty() && pending_series_.empty()) {
-    if (everything) {
-      const uint64_t lsn = applied_lsn_.load(std::memory_order_relaxed);
-      if (lsn > safe_lsn_.load(std::memory_order_relaxed)) {
-        Status s = store_->begin();
-        if (s) s = store_->set_meta("safe_lsn", static_cast<int64_t>(lsn));
-        if (s) s = store_->commit();
-        if (!s) {
-          store_->rollback();
-          return false;
-        }
-        safe_lsn_.store(lsn, std::memory_order_release);
-      }
-      last_checkpoint_s_ = now_s;
-    }
-    return true;
+  out->wrote = !(due.empty() && late_.empty() && pending_series_.empty());
+  if (!out->wrote) {
+    if (!everything || out->lsn <= safe_lsn_.load(std::memory_order_relaxed)) return Status::ok();
+    Status s = store_->begin();
+    if (s) s = store_->set_meta("safe_lsn", static_cast<int64_t>(out->lsn));
+    if (s) s = store_->commit();
+    return s;
   }
 
-  const auto t0 = std::chrono::steady_clock::now();
-  const uint64_t lsn = applied_lsn_.load(std::memory_order_relaxed);
-  std::vector<wire::LiveUpdate> updates;
   const bool publish = live_ || final_sink_;
-  uint64_t written = 0;
   Status s = store_->begin();
   for (size_t i = 0; s && i < pending_series_.size(); ++i)
     s = store_->put_series(pending_series_[i]->def());
   auto write = [&](const SeriesInfo& info, size_t res, int64_t start, const BucketAgg& agg,
                    bool late) {
     const bool final = start + opts_.resolutions[res].step_s <= wm;
-    ++written;
+    ++out->written;
     // A bucket that was late, or partly written by a checkpoint, is published with its merged
     // value.
-    if (res == 0 && publish && (late || (final && start <= last_checkpoint_s_))) {
-      BucketAgg merged;
-      s = store_->merge_bucket(info.id, info.kind, res, start, agg, lsn, &merged);
-      if (s && (late || final)) {
-        updates.push_back(make_update(
-            info, start, merged, late ? wire::LiveUpdate::CORRECTION : wire::LiveUpdate::FINAL));
-        if (late) {
-          updates.back().set_added_sum(agg.sum);
-          updates.back().set_added_count(agg.count);
-        }
+    const bool need_merged =
+        res == 0 && publish && (late || (final && start <= last_checkpoint_s_));
+    BucketAgg merged;
+    Status m = store_->merge_bucket(info.id, info.kind, res, start, agg, out->lsn,
+                                    need_merged ? &merged : nullptr);
+    if (m.code() == StatusCode::kCorruption || m.code() == StatusCode::kInvalidArgument) {
+      // This bucket, or what it merges into, does not encode or decode: one bucket's problem,
+      // not the shard's. Nothing of it was written; the flush goes on.
+      quarantine(info, res, start, agg, m);
+      return;
+    }
+    s = m;
+    if (!s) return;
+    if (need_merged) {
+      out->updates.push_back(make_update(
+          info, start, merged, late ? wire::LiveUpdate::CORRECTION : wire::LiveUpdate::FINAL));
+      if (late) {
+        out->updates.back().set_added_sum(agg.sum);
+        out->updates.back().set_added_count(agg.count);
       }
-    } else {
-      s = store_->merge_bucket(info.id, info.kind, res, start, agg, lsn, nullptr);
-      if (s && res == 0 && final && publish)
-        updates.push_back(make_update(info, start, agg, wire::LiveUpdate::FINAL));
+    } else if (res == 0 && final && publish) {
+      out->updates.push_back(make_update(info, start, agg, wire::LiveUpdate::FINAL));
     }
   };
   for (const auto& [res, start] : due) {
@@ -430,71 +539,37 @@ bool Shard::flush(int64_t now_s, bool everything) {
   }
   for (auto it = late_.begin(); s && it != late_.end(); ++it)
     write(*it->second.info, std::get<0>(it->first), std::get<1>(it->first), it->second.agg, true);
-  if (s) s = store_->set_meta("applied_lsn", static_cast<int64_t>(lsn));
-  if (s && everything) s = store_->set_meta("safe_lsn", static_cast<int64_t>(lsn));
-  if (!s) {
-    store_->rollback();
-    metrics_.flush_errors.fetch_add(1, std::memory_order_relaxed);
-    if (healthy_.exchange(false)) {
-      spdlog::error("event=flush_failed shard={} error=\"{}\"", opts_.index, s.to_string());
-      metrics_.storage_healthy.store(0);
+  if (s) s = store_->set_meta("applied_lsn", static_cast<int64_t>(out->lsn));
+  if (s && everything) s = store_->set_meta("safe_lsn", static_cast<int64_t>(out->lsn));
+  if (!s) return s;
+
+  // Commit and drop from memory atomically with respect to readers (see read()).
+  std::lock_guard lock(state_mu_);
+  if (s = store_->commit(); !s) return s;
+  for (const auto& [res, start] : due) {
+    auto it = windows_[res].find(start);
+    if (res == 0 && start + opts_.resolutions[0].step_s > wm) {
+      keep_checkpointed(it->second);  // still open: it owes its series a FINAL
+      continue;
     }
-    return false;
+    recycle(std::move(it->second));
+    windows_[res].erase(it);
   }
-  {
-    // Commit and drop from memory atomically with respect to readers (see read()).
-    std::lock_guard lock(state_mu_);
-    s = store_->commit();
-    if (s) {
-      for (const auto& [res, start] : due) {
-        auto it = windows_[res].find(start);
-        if (res == 0 && start + opts_.resolutions[0].step_s > wm) {
-          keep_checkpointed(it->second);  // still open: it owes its series a FINAL
-          continue;
-        }
-        recycle(std::move(it->second));
-        windows_[res].erase(it);
-      }
-      late_.clear();
-      // A burst of new series (start-up, a deploy) leaves no large buffer behind.
-      if (pending_series_.capacity() > 4096)
-        std::vector<const SeriesInfo*>().swap(pending_series_);
-      else
-        pending_series_.clear();
-      // Keep at most as many spare pages as are in use: enough for the next windows.
-      for (size_t k = 0; k < kKinds; ++k) {
-        size_t in_use = 0;
-        for (const auto& wins : windows_)
-          for (const auto& [start, w] : wins)
-            for (const auto& pg : w.pages[k]) in_use += pg != nullptr;
-        if (free_pages_[k].size() > in_use) free_pages_[k].resize(in_use);
-      }
-    }
+  late_.clear();
+  // A burst of new series (start-up, a deploy) leaves no large buffer behind.
+  if (pending_series_.capacity() > 4096)
+    std::vector<const SeriesInfo*>().swap(pending_series_);
+  else
+    pending_series_.clear();
+  // Keep at most as many spare pages as are in use: enough for the next windows.
+  for (size_t k = 0; k < kKinds; ++k) {
+    size_t in_use = 0;
+    for (const auto& wins : windows_)
+      for (const auto& [start, w] : wins)
+        for (const auto& pg : w.pages[k]) in_use += pg != nullptr;
+    if (free_pages_[k].size() > in_use) free_pages_[k].resize(in_use);
   }
-  if (!s) {
-    store_->rollback();
-    metrics_.flush_errors.fetch_add(1, std::memory_order_relaxed);
-    if (healthy_.exchange(false)) {
-      spdlog::error("event=flush_failed shard={} error=\"{}\"", opts_.index, s.to_string());
-      metrics_.storage_healthy.store(0);
-    }
-    return false;
-  }
-  if (everything) {
-    safe_lsn_.store(lsn, std::memory_order_release);
-    last_checkpoint_s_ = now_s;
-  }
-  if (!healthy_.exchange(true)) {
-    spdlog::info("event=storage_recovered shard={}", opts_.index);
-    metrics_.storage_healthy.store(1);
-  }
-  metrics_.buckets_written.fetch_add(written, std::memory_order_relaxed);
-  metrics_.flush_latency.record_us(static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
-          .count()));
-  if (final_sink_ && !updates.empty()) final_sink_(updates);
-  if (live_) live_->publish(std::move(updates));
-  return true;
+  return Status::ok();
 }
 
 void Shard::keep_checkpointed(Window& w) {

@@ -134,6 +134,8 @@ class Shard {
   uint64_t held_bytes() const { return held_bytes_.load(std::memory_order_relaxed); }
   uint64_t applied_bytes() const { return applied_bytes_.load(std::memory_order_relaxed); }
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
+  // Why storage is unhealthy ("disk full…", "storage corruption…"); empty when healthy.
+  std::string health_reason() const;
   uint64_t applied_lsn() const { return applied_lsn_.load(std::memory_order_acquire); }
   // Read-your-acknowledged-writes: the router notes the newest logged work it handed over, and a
   // query waits (bounded) until the shard has applied it, so a batch acknowledged before a query
@@ -194,6 +196,18 @@ class Shard {
   // Writes due buckets (all of them when everything is set: a checkpoint); false on a storage
   // error.
   bool flush(int64_t now_s, bool everything);
+  struct FlushResult {
+    uint64_t lsn = 0;
+    bool wrote = false;  // anything beyond the safe LSN
+    uint64_t written = 0;
+    std::vector<wire::LiveUpdate> updates;
+  };
+  // Writes what is due in one transaction and drops it from memory; on an error the caller rolls
+  // back (flush() is the one failure path).
+  Status write_due(int64_t now_s, bool everything, FlushResult* out);
+  void set_unhealthy(const Status& s);
+  void quarantine(const SeriesInfo& info, size_t res, int64_t start, const BucketAgg& agg,
+                  const Status& why);
   bool replay_skips(uint64_t series_id, size_t res, int64_t point_time, uint64_t lsn);
   void publish_partials();
   void apply_retention(int64_t now_s);
@@ -228,6 +242,18 @@ class Shard {
   std::vector<const SeriesInfo*> pending_series_;  // not yet in the series table
 
   std::atomic<bool> healthy_{true};
+  mutable std::mutex reason_mu_;
+  std::string health_reason_;  // GUARDED_BY(reason_mu_)
+  struct Quarantined {
+    const SeriesInfo* info;
+    size_t res;
+    int64_t start;
+    BucketAgg agg;
+  };
+  std::deque<Quarantined> quarantined_;  // shard thread only; the newest, bounded
+  uint64_t quarantined_total_ = 0;
+  int64_t last_quarantine_log_s_ = 0;
+  int64_t last_limit_log_s_ = 0;
   std::atomic<uint64_t> applied_lsn_{0};
   std::atomic<uint64_t> queued_bytes_{0};
   std::atomic<uint64_t> applied_bytes_{0};

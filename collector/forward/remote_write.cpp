@@ -1,5 +1,7 @@
 #include "forward/remote_write.h"
 
+#include "thread_guard.h"
+
 #include <httplib.h>
 #include <snappy.h>
 #include <spdlog/spdlog.h>
@@ -446,13 +448,7 @@ void RemoteWriter::start() {
   spdlog::info("event=remote_write_started url={} max_samples={} flush_interval={} max_buffered={}",
                opts_.url, opts_.max_samples_per_request,
                format_duration_ms(opts_.flush_interval_ms), opts_.max_buffered_samples);
-  thread_ = std::thread([this] {
-    try {
-      run();
-    } catch (const std::exception& e) {  // the thread's boundary: say so, forwarding stops
-      spdlog::critical("event=remote_write_thread_failed url={} error=\"{}\"", opts_.url, e.what());
-    }
-  });
+  thread_ = std::thread([this] { guarded("remote-write", metrics_, [this] { run(); }); });
 }
 
 void RemoteWriter::stop() {

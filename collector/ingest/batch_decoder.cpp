@@ -23,11 +23,50 @@ DecodedBatch invalid(std::string reason) {
   return d;
 }
 
+DecodedBatch over(Limit l, std::string reason) {
+  DecodedBatch d = invalid(std::move(reason));
+  d.limit_hit = l;
+  return d;
+}
+
+// Key span of one store of a wire sketch, read without building anything.
+int64_t key_span(const google::protobuf::RepeatedField<int32_t>& keys) {
+  if (keys.empty()) return 0;
+  auto [lo, hi] = std::minmax_element(keys.begin(), keys.end());
+  return static_cast<int64_t>(*hi) - static_cast<int64_t>(*lo);
+}
+
 }  // namespace
 
 DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
                           SeriesCatalog& catalog, const IngestLimits& limits, int64_t now_s) {
   const uint64_t pid = batch.producer_id();
+  // Phase 0: the decoded size, before anything is built for it.
+  const int64_t points = int64_t{batch.counters().refs_size()} + batch.gauges().refs_size() +
+                         batch.distributions_size();
+  if (points > limits.max_points)
+    return over(Limit::kBatchPoints, "batch of " + std::to_string(points) +
+                                         " points is above the limit of " +
+                                         std::to_string(limits.max_points));
+  if (batch.defs_size() > limits.max_defs)
+    return over(Limit::kBatchDefs, "batch of " + std::to_string(batch.defs_size()) +
+                                       " series definitions is above the limit of " +
+                                       std::to_string(limits.max_defs));
+  for (const auto& d : batch.distributions()) {
+    const auto& sk = d.sketch();
+    const int64_t bins = int64_t{sk.pos_keys_size()} + sk.neg_keys_size();
+    if (bins > limits.max_sketch_bins)
+      return over(Limit::kSketchBins, "distribution point for series ref " +
+                                          std::to_string(d.ref()) + " has " + std::to_string(bins) +
+                                          " bins; the limit is " +
+                                          std::to_string(limits.max_sketch_bins));
+    const int64_t span = std::max(key_span(sk.pos_keys()), key_span(sk.neg_keys()));
+    if (span > limits.max_sketch_key_span)
+      return over(Limit::kSketchKeySpan, "distribution point for series ref " +
+                                             std::to_string(d.ref()) + " spans " +
+                                             std::to_string(span) + " sketch keys; the limit is " +
+                                             std::to_string(limits.max_sketch_key_span));
+  }
   // Phase 1: check everything, change nothing.
   std::unordered_map<uint32_t, PendingDef> defs;
   for (const auto& d : batch.defs()) {
@@ -125,10 +164,11 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
     if (producers.ref(pid, ref) != *info) new_refs.emplace_back(ref, *info);
   }
   if (auto s = producers.add_refs(pid, new_refs); !s) {
-    DecodedBatch d;
-    d.code = wire::Ack::UNAVAILABLE;
-    d.reason = "cannot record series refs: " + s.message();
-    return d;
+    // The series are in the catalog now: per_shard keeps their definitions (no points) so the
+    // caller can hand them to their shards.
+    out.code = wire::Ack::UNAVAILABLE;
+    out.reason = "cannot record series refs: " + s.message();
+    return out;
   }
   auto lookup = [&](uint32_t ref) -> const SeriesInfo* {
     if (auto it = resolved.find(ref); it != resolved.end()) return it->second;

@@ -21,16 +21,22 @@ namespace tally::collector {
 struct IngestLimits {
   int64_t max_age_s = 2 * 365 * 86400;  // the longest retention
   int64_t max_future_s = 600;
+  // Decoded size of one batch, checked before anything is allocated for it (InputLimits).
+  int64_t max_points = 1000000;
+  int64_t max_defs = 100000;
+  int64_t max_sketch_bins = 4096;      // non-empty bins in one distribution point
+  int64_t max_sketch_key_span = 4096;  // highest - lowest key of one store of one point
 };
 
 struct DecodedBatch {
   wire::Ack::Code code = wire::Ack::OK;
   std::string reason;
   std::vector<uint32_t> unknown_refs;
-  std::vector<ShardWork> per_shard;  // index = shard
+  std::vector<ShardWork> per_shard;  // index = shard; UNAVAILABLE: the new series only
   uint64_t points = 0;
   uint64_t rejected_old = 0;
   uint64_t rejected_future = 0;
+  Limit limit_hit = Limit::kCount;  // the budget an INVALID batch went over, if any
 };
 
 DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,

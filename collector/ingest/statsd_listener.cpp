@@ -334,9 +334,15 @@ void StatsdListener::Impl::run() {
     close_sets(clock.now_ms(), true);
     deliver();
   } catch (const std::exception& e) {
-    // Nothing above throws on bad input; this is memory exhaustion or a bug. Counted and logged.
+    // Nothing above throws on bad input; this is memory exhaustion or a bug. Counted, logged and
+    // reported (the collector's /healthz turns 503).
     bump(receive_errors);
-    logger->critical("event=statsd_thread_exit error=\"{}\"", e.what());
+    logger->critical("event=thread_failed thread=statsd error=\"{}\"", e.what());
+    if (options.on_thread_failure) options.on_thread_failure(e.what());
+  } catch (...) {
+    bump(receive_errors);
+    logger->critical("event=thread_failed thread=statsd error=\"not a std::exception\"");
+    if (options.on_thread_failure) options.on_thread_failure("not a std::exception");
   }
 }
 

@@ -67,6 +67,9 @@ struct StatsdListenerOptions {
   size_t max_gauge_series = 100'000;       // gauges whose current value is kept
   int64_t log_interval_ms = 1000;          // at most one reject log line per interval
   std::shared_ptr<spdlog::logger> logger;  // null: spdlog's default logger
+  // Told the error when the listener thread ends on an exception (the collector turns /healthz
+  // to 503 with it); may be empty.
+  std::function<void(const std::string&)> on_thread_failure;
 };
 
 // A snapshot; every field counts since start().

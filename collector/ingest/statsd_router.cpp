@@ -47,7 +47,17 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
       case Kind::kDistribution:
         // The sampled weight: `count` observations; the sum grows by value * sum_weight
         // (statsd_parser.h: the Agent's histograms count trunc(1/rate) but sum value/rate).
-        sketches[{si->id, t}].add_with_sum(s.value, s.count, s.value * s.sum_weight);
+        // value x weight can pass DBL_MAX (1e308 at @0.5): the sketch holds its sum there.
+        switch (sketches[{si->id, t}].add_with_sum(s.value, s.count, s.value * s.sum_weight)) {
+          case Sketch::Added::kExact:
+            break;
+          case Sketch::Added::kClamped:
+            metrics_.hit(Limit::kBucketSum);
+            break;
+          case Sketch::Added::kRefused:
+            metrics_.hit(Limit::kBucketValue);
+            break;
+        }
         break;
     }
     ++accepted;

@@ -1,5 +1,7 @@
 #include "ingest/zmq_ingest.h"
 
+#include "thread_guard.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -36,7 +38,7 @@ Result<std::string> ZmqIngest::start() {
     return Status::io_error("cannot bind ingest endpoint " + opts_.endpoint + ": " + e.what());
   }
   std::string bound = socket_->get(zmq::sockopt::last_endpoint);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] { guarded("ingest", metrics_, [this] { run(); }); });
   return bound;
 }
 
@@ -110,6 +112,18 @@ void ZmqIngest::set_log_health(bool ok, const Status& why) {
   metrics_.storage_healthy.store(ok && router_.healthy() ? 1 : 0);
 }
 
+void ZmqIngest::route_definitions(DecodedBatch& d) {
+  // The batch is not logged, but decoding already put its new series in the catalog: the resent
+  // batch will not create them again, so their shards must learn of them now, or their points
+  // would be dropped until a restart. Definitions only; the points come with the resend.
+  for (auto& w : d.per_shard) {
+    w.counters.clear();
+    w.gauges.clear();
+    w.dists.clear();
+  }
+  router_.route(std::move(d.per_shard));
+}
+
 void ZmqIngest::commit_group() {
   if (group_.empty()) return;
   Status s = wal_.sync();
@@ -119,6 +133,7 @@ void ZmqIngest::commit_group() {
       spdlog::error("event=wal_rollback_failed error=\"{}\"", r.to_string());
     set_log_health(false, s);
     for (auto& p : group_) {
+      route_definitions(p.decoded);
       p.ack.set_code(wire::Ack::UNAVAILABLE);
       p.ack.set_reason("the collector cannot make the batch durable: " + s.message());
       metrics_.batches_unavailable.fetch_add(1, std::memory_order_relaxed);
@@ -226,6 +241,7 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
   const size_t body_size = stripped ? stripped->size() : payload.size();
   wire::Batch batch;
   if (payload.size() > opts_.max_batch_bytes) {
+    metrics_.hit(Limit::kBatchBytes);
     ack.set_code(wire::Ack::INVALID);
     ack.set_reason("batch of " + std::to_string(payload.size()) + " bytes is above the limit of " +
                    std::to_string(opts_.max_batch_bytes));
@@ -264,6 +280,7 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
       auto lsn =
           wal_.append(std::string_view(static_cast<const char*>(payload.data()), payload.size()));
       if (!lsn) {
+        route_definitions(d);
         set_log_health(false, lsn.status());
         metrics_.batches_unavailable.fetch_add(1, std::memory_order_relaxed);
         ack.set_code(wire::Ack::UNAVAILABLE);
@@ -277,12 +294,14 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
     }
     case wire::Ack::INVALID:
       metrics_.batches_rejected.fetch_add(1, std::memory_order_relaxed);
+      if (d.limit_hit != Limit::kCount) metrics_.hit(d.limit_hit);
       log_reject(d.reason, batch.producer_id());
       break;
     case wire::Ack::UNKNOWN_REF:
       metrics_.batches_unknown_ref.fetch_add(1, std::memory_order_relaxed);
       break;
     default:
+      route_definitions(d);  // refs could not be saved, but the series exist now
       metrics_.batches_unavailable.fetch_add(1, std::memory_order_relaxed);
       break;
   }

@@ -41,12 +41,12 @@ namespace tally::collector {
 struct ZmqIngestOptions {
   std::string endpoint = "tcp://127.0.0.1:7070";
   IngestLimits limits;
-  size_t max_batch_bytes = 64u << 20;
   size_t max_queued_bytes = 256u << 20;
   int rcv_hwm = 16;  // frames per peer queued inside ZeroMQ (SDKs keep at most 8 in flight)
   // Tests only (the hidden --debug-def-delay flag): the ingest thread sleeps this long per series
   // definition it decodes, to play a collector that is slow to take new series.
   int64_t debug_def_delay_us = 0;
+  size_t max_batch_bytes = 4u << 20;
 };
 
 class ZmqIngest {
@@ -80,6 +80,8 @@ class ZmqIngest {
   uint32_t retry_after_ms(uint64_t queued) const;
   void commit_group();
   void set_log_health(bool ok, const Status& why);
+  // Hands the new series of a batch that could not be logged to their shards.
+  void route_definitions(DecodedBatch& d);
   void send_ack(const zmq::message_t& identity, const wire::Ack& ack);
   void log_reject(const std::string& reason, uint64_t producer);
 

@@ -1,5 +1,7 @@
 #include "live/publisher.h"
 
+#include "thread_guard.h"
+
 #include <map>
 
 namespace tally::collector {
@@ -15,12 +17,13 @@ Result<std::string> LivePublisher::start(const std::string& endpoint) {
     return Status::io_error("cannot bind live endpoint " + endpoint + ": " + e.what());
   }
   std::string bound = socket_->get(zmq::sockopt::last_endpoint);
-  enabled_ = true;
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] { guarded("publisher", metrics_, [this] { run(); }); });
+  enabled_.store(true, std::memory_order_release);
   return bound;
 }
 
 void LivePublisher::stop() {
+  enabled_.store(false, std::memory_order_release);
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -31,7 +34,7 @@ void LivePublisher::stop() {
 }
 
 void LivePublisher::publish(std::vector<wire::LiveUpdate>&& updates) {
-  if (!enabled_ || updates.empty()) return;
+  if (!enabled_.load(std::memory_order_acquire) || updates.empty()) return;
   {
     std::lock_guard lock(mu_);
     if (queue_.size() + updates.size() > kMaxQueued) return;  // nobody is keeping up; drop

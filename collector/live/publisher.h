@@ -6,6 +6,7 @@
 // high-water mark does the same on the socket). Thread-safety: publish() from any thread.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -43,7 +44,8 @@ class LivePublisher {
   std::condition_variable cv_;
   std::vector<wire::LiveUpdate> queue_;  // GUARDED_BY(mu_)
   bool stopping_ = false;                // GUARDED_BY(mu_)
-  bool enabled_ = false;
+  // Read by shard threads in publish(), set once the thread runs: atomic (it was a data race).
+  std::atomic<bool> enabled_{false};
 };
 
 }  // namespace tally::collector

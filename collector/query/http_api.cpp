@@ -1,11 +1,14 @@
 #include "query/http_api.h"
 
+#include "thread_guard.h"
+
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -41,7 +44,9 @@ json bins_json(const std::vector<Sketch::Bin>& bins) {
 
 void reply(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  // Requests are checked for UTF-8 before routing; replace is the net under that (an error that
+  // quotes stored bytes must still be an answer, not a 500).
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
 void error(httplib::Response& res, int status, const std::string& msg) {
@@ -138,7 +143,9 @@ Result<int64_t> parse_time_param(std::string_view text, int64_t now_s) {
   if (text.front() == '-') {
     auto d = parse_duration(text.substr(1));
     if (!d) return d.status();
-    return now_s - *d;
+    int64_t t = 0;  // checked: the engine clamps what is out of range, nothing wraps around
+    if (__builtin_sub_overflow(now_s, *d, &t)) return std::numeric_limits<int64_t>::min();
+    return t;
   }
   auto v = parse_int(text);
   if (!v)
@@ -169,10 +176,27 @@ Result<int> HttpApi::start(const std::string& listen) {
   if (!port || *port < 0 || *port > 65535)
     return Status::invalid_argument("http port in '" + listen + "' is not valid");
   server_ = std::make_unique<httplib::Server>();
-  server_->set_read_timeout(5, 0);
+  // Connections are served by a fixed pool; an idle or slow client holds a worker only until
+  // these deadlines (a request line and headers, or a body, must arrive within 2 s), so a
+  // handful of them cannot stall /healthz for long. kWorkers is the number of connections served
+  // at once; beyond it connections wait in the accept queue.
+  constexpr size_t kWorkers = 32;
+  server_->new_task_queue = [] { return new httplib::ThreadPool(kWorkers); };
+  server_->set_read_timeout(2, 0);
   server_->set_write_timeout(5, 0);
+  server_->set_keep_alive_timeout(2);
   server_->set_keep_alive_max_count(1000);
   server_->set_payload_max_length(1 << 20);
+  // Every path and parameter must be UTF-8 before any handler sees it: 400, never a 500 from
+  // deep inside (a JSON writer meeting a stray byte).
+  server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    bool ok = valid_utf8(req.path, true);
+    for (const auto& [k, v] : req.params) ok = ok && valid_utf8(k, true) && valid_utf8(v, true);
+    if (ok) return httplib::Server::HandlerResponse::Unhandled;
+    metrics_.queries_rejected.fetch_add(1, std::memory_order_relaxed);
+    error(res, 400, "the request is not valid UTF-8 (path or a parameter)");
+    return httplib::Server::HandlerResponse::Handled;
+  });
   routes();
   int bound =
       *port == 0
@@ -180,7 +204,8 @@ Result<int> HttpApi::start(const std::string& listen) {
           : (server_->bind_to_port(host, static_cast<int>(*port)) ? static_cast<int>(*port) : -1);
   if (bound < 0)
     return Status::io_error("cannot listen on " + listen + " (in use or not permitted)");
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ =
+      std::thread([this] { guarded("http", metrics_, [this] { server_->listen_after_bind(); }); });
   return bound;
 }
 
@@ -206,12 +231,17 @@ void HttpApi::routes() {
   };
 
   s.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+    if (auto failed = metrics_.thread_failure(); !failed.empty()) {
+      reply(res, 503, {{"status", "unavailable"}, {"reason", failed}});
+      return;
+    }
     if (!router_.healthy() || (health_ && !health_())) {
-      reply(res, 503,
-            {{"status", "unavailable"},
-             {"reason",
-              "storage is not accepting writes (disk full or unwritable); batches are not "
-              "acknowledged"}});
+      std::string reason = router_.health_reason();
+      if (reason.empty())
+        reason =
+            "the write-ahead log is not accepting writes (disk full or unwritable); batches are "
+            "not acknowledged";
+      reply(res, 503, {{"status", "unavailable"}, {"reason", reason}});
       return;
     }
     reply(

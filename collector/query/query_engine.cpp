@@ -1,5 +1,6 @@
 #include "query/query_engine.h"
 
+#include <algorithm>
 #include <cmath>
 #include <future>
 #include <limits>
@@ -9,7 +10,6 @@
 namespace tally::collector {
 namespace {
 
-constexpr int64_t kMaxPointsPerSeries = 100000;
 // The counter fast path keeps a groups x steps grid per shard: beyond this many cells (64 MiB of
 // doubles) a query takes the general path.
 constexpr size_t kMaxFastPathCells = size_t{8} << 20;
@@ -218,10 +218,10 @@ Result<std::pair<int64_t, size_t>> QueryEngine::plan(int64_t from, int64_t to, i
       if (covers(r) || !best) best = r;
     }
     if (!best) best = 0;
-    if ((to - from) / step > kMaxPointsPerSeries)
-      return Status::invalid_argument("step " + std::to_string(step) + "s gives more than " +
-                                      std::to_string(kMaxPointsPerSeries) +
-                                      " points; use a larger step");
+    if ((to - from) / step > limits_.max_points)
+      return over(Limit::kQueryPoints, "step " + std::to_string(step) + "s gives more than " +
+                                           std::to_string(limits_.max_points) +
+                                           " points per series; use a larger step");
     return std::make_pair(step, *best);
   }
   if (points <= 0) points = 300;
@@ -236,6 +236,48 @@ Result<std::pair<int64_t, size_t>> QueryEngine::plan(int64_t from, int64_t to, i
   const size_t r = resolutions_.size() - 1;
   const int64_t rs = resolutions_[r].step_s;
   return std::make_pair((raw + rs - 1) / rs * rs, r);
+}
+
+Status QueryEngine::over(Limit l, std::string msg) const {
+  if (metrics_) metrics_->hit(l);
+  return Status::invalid_argument(std::move(msg) + " (limit " + limit_name(l) + ")");
+}
+
+RangeQuery QueryEngine::clamp_times(const RangeQuery& in) const {
+  RangeQuery q = in;
+  q.from = std::clamp(q.from, kMinQueryTime, kMaxQueryTime);
+  q.to = std::clamp(q.to, kMinQueryTime, kMaxQueryTime);
+  if ((q.from != in.from || q.to != in.to) && metrics_) metrics_->hit(Limit::kQueryRange);
+  return q;
+}
+
+Status QueryEngine::check_budget(size_t series, size_t res, int64_t from, int64_t to) const {
+  if (static_cast<int64_t>(series) > limits_.max_series)
+    return over(Limit::kQuerySeries, "the query matches " + std::to_string(series) +
+                                         " series; the limit is " +
+                                         std::to_string(limits_.max_series) + "; add a filter");
+  // Stored buckets it may read: series x buckets of the resolution in the range (checked: a
+  // product that overflows is over any budget).
+  // Nothing older than the resolution's retention is read, however early `from` is.
+  const int64_t keep = resolutions_[res].retention_s;
+  if (keep > 0) from = std::max(from, clock_.now_s() - keep);
+  const int64_t buckets = std::max<int64_t>(0, to - from) / resolutions_[res].step_s + 1;
+  int64_t samples = 0;
+  if (__builtin_mul_overflow(static_cast<int64_t>(series), buckets, &samples) ||
+      samples > limits_.max_samples)
+    return over(Limit::kQuerySamples, "the query would read up to " +
+                                          (samples > 0 ? std::to_string(samples) : "too many") +
+                                          " stored buckets; the limit is " +
+                                          std::to_string(limits_.max_samples) +
+                                          "; narrow the range or add a filter");
+  return Status::ok();
+}
+
+Status QueryEngine::check_deadline(int64_t started_ms) const {
+  if (clock_.now_ms() - started_ms <= limits_.timeout_ms) return Status::ok();
+  return over(Limit::kQueryDeadline, "the query ran past its deadline of " +
+                                         std::to_string(limits_.timeout_ms) +
+                                         " ms; narrow the range or add a filter");
 }
 
 Result<QueryEngine::Matched> QueryEngine::match(const RangeQuery& q) const {
@@ -335,7 +377,9 @@ Status QueryEngine::sum_counters(const std::vector<const SeriesInfo*>& series,
   return Status::ok();
 }
 
-Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
+Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
+  const int64_t started_ms = clock_.now_ms();
+  const RangeQuery q = clamp_times(asked);
   auto m = match(q);
   if (!m) return m.status();
   const Kind kind = m->kind;
@@ -354,9 +398,10 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
   out.resolution = resolutions_[res].step_s;
   out.from = bucket_start(q.from, step);
   out.to = bucket_start(q.to - 1, step) + step;
-  if ((out.to - out.from) / step > kMaxPointsPerSeries)
-    return Status::invalid_argument("the range has more than " +
-                                    std::to_string(kMaxPointsPerSeries) + " steps");
+  if ((out.to - out.from) / step > limits_.max_points)
+    return over(Limit::kQueryPoints,
+                "the range has more than " + std::to_string(limits_.max_points) + " steps");
+  if (auto s = check_budget(m->series.size(), res, out.from, out.to); !s) return s;
 
   // Counter sums, rates and counts add bucket sums and nothing else: the fast path hands each shard
   // a grid of groups x steps and never builds a bucket, a map or a sketch.
@@ -392,6 +437,7 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
       int64_t wm = 0;
       if (auto s = sum_counters(m->series, group_of, keys.size(), res, grid, &totals, &wm); !s)
         return s;
+      if (auto s = check_deadline(started_ms); !s) return s;
       // Groups come out in Tags order, as the general path's std::map gives them.
       std::vector<uint32_t> order(keys.size());
       for (uint32_t g = 0; g < order.size(); ++g) order[g] = g;
@@ -419,6 +465,7 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
   std::vector<std::vector<StoredBucket>> buckets;
   int64_t wm = 0;
   if (auto s = read(m->series, res, out.from, out.to, &buckets, &wm); !s) return s;
+  if (auto s = check_deadline(started_ms); !s) return s;
 
   // Group the series by their group-by tag values.
   std::map<Tags, std::map<int64_t, GroupAcc>> groups;
@@ -456,7 +503,9 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& q) const {
   return out;
 }
 
-Result<HistogramResult> QueryEngine::histogram(const RangeQuery& q, size_t max_bins) const {
+Result<HistogramResult> QueryEngine::histogram(const RangeQuery& asked, size_t max_bins) const {
+  const int64_t started_ms = clock_.now_ms();
+  const RangeQuery q = clamp_times(asked);
   auto m = match(q);
   if (!m) return m.status();
   if (m->kind != Kind::kDistribution)
@@ -470,9 +519,11 @@ Result<HistogramResult> QueryEngine::histogram(const RangeQuery& q, size_t max_b
   HistogramResult out;
   out.from = bucket_start(q.from, rs);
   out.to = bucket_start(q.to - 1, rs) + rs;
+  if (auto s = check_budget(m->series.size(), res, out.from, out.to); !s) return s;
   std::vector<std::vector<StoredBucket>> buckets;
   int64_t wm = 0;
   if (auto s = read(m->series, res, out.from, out.to, &buckets, &wm); !s) return s;
+  if (auto s = check_deadline(started_ms); !s) return s;
   Sketch all;
   for (const auto& series : buckets)
     for (const auto& b : series)
@@ -488,7 +539,9 @@ Result<HistogramResult> QueryEngine::histogram(const RangeQuery& q, size_t max_b
   return out;
 }
 
-Result<HeatmapResult> QueryEngine::heatmap(const RangeQuery& q, size_t max_bins) const {
+Result<HeatmapResult> QueryEngine::heatmap(const RangeQuery& asked, size_t max_bins) const {
+  const int64_t started_ms = clock_.now_ms();
+  const RangeQuery q = clamp_times(asked);
   auto m = match(q);
   if (!m) return m.status();
   if (m->kind != Kind::kDistribution)
@@ -501,9 +554,14 @@ Result<HeatmapResult> QueryEngine::heatmap(const RangeQuery& q, size_t max_bins)
   out.step = step;
   out.from = bucket_start(q.from, step);
   out.to = bucket_start(q.to - 1, step) + step;
+  if ((out.to - out.from) / step > limits_.max_points)
+    return over(Limit::kQueryPoints,
+                "the range has more than " + std::to_string(limits_.max_points) + " steps");
+  if (auto s = check_budget(m->series.size(), res, out.from, out.to); !s) return s;
   std::vector<std::vector<StoredBucket>> buckets;
   int64_t wm = 0;
   if (auto s = read(m->series, res, out.from, out.to, &buckets, &wm); !s) return s;
+  if (auto s = check_deadline(started_ms); !s) return s;
   std::map<int64_t, Sketch> columns;
   for (const auto& series : buckets) {
     per_step(series, Kind::kDistribution, step, [&](int64_t s, const BucketAgg& a) {

@@ -77,11 +77,30 @@ struct HeatmapResult {
 // Merges adjacent bins until at most max_bins remain (for drawing).
 std::vector<Sketch::Bin> coarsen_bins(const std::vector<Sketch::Bin>& bins, size_t max_bins);
 
+// What one query may ask for (config InputLimits); over a budget it is answered
+// invalid_argument (HTTP 400) with the budget named, and counted in SelfMetrics.
+struct QueryLimits {
+  int64_t max_points = 100000;     // steps per series
+  int64_t max_series = 100000;     // series read
+  int64_t max_samples = 50000000;  // stored buckets read (series x buckets at the resolution)
+  int64_t timeout_ms = 30000;      // checked between the phases of a query
+};
+
+// Query times outside [kMinQueryTime, kMaxQueryTime] (1970 .. year 9999) are clamped to it, so
+// no difference of two times can overflow.
+inline constexpr int64_t kMinQueryTime = 0;
+inline constexpr int64_t kMaxQueryTime = 253402300799;
+
 class QueryEngine {
  public:
   QueryEngine(const SeriesCatalog& catalog, Router& router, std::vector<Resolution> resolutions,
-              const Clock& clock)
-      : catalog_(catalog), router_(router), resolutions_(std::move(resolutions)), clock_(clock) {}
+              const Clock& clock, QueryLimits limits = {}, SelfMetrics* metrics = nullptr)
+      : catalog_(catalog),
+        router_(router),
+        resolutions_(std::move(resolutions)),
+        clock_(clock),
+        limits_(limits),
+        metrics_(metrics) {}
 
   Result<RangeResult> range(const RangeQuery& q) const;
   Result<HistogramResult> histogram(const RangeQuery& q, size_t max_bins) const;
@@ -106,6 +125,13 @@ class QueryEngine {
     std::vector<const SeriesInfo*> series;
   };
   Result<Matched> match(const RangeQuery& q) const;
+  // A copy of q with its times clamped (counted as limit query_range when they were).
+  RangeQuery clamp_times(const RangeQuery& q) const;
+  // The series, samples and deadline budgets of one query reading `series` at resolution res
+  // over [from, to); started_ms is when the query began (clock_.now_ms()).
+  Status check_budget(size_t series, size_t res, int64_t from, int64_t to) const;
+  Status check_deadline(int64_t started_ms) const;
+  Status over(Limit l, std::string msg) const;
   // Reads every series at resolution res over [from, to); out[i] for series[i].
   Status read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
               std::vector<std::vector<StoredBucket>>* out, int64_t* watermark) const;
@@ -120,6 +146,8 @@ class QueryEngine {
   Router& router_;
   const std::vector<Resolution> resolutions_;
   const Clock& clock_;
+  const QueryLimits limits_;
+  SelfMetrics* metrics_;
 };
 
 }  // namespace tally::collector

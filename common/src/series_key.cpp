@@ -14,12 +14,13 @@ bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
 
-// Checks UTF-8 well-formedness and the absence of control characters (C0, DEL, C1).
-bool valid_utf8_no_controls(std::string_view s) {
+}  // namespace
+
+bool valid_utf8(std::string_view s, bool controls_ok) {
   size_t i = 0;
   while (i < s.size()) {
     auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) return false;
+    if (!controls_ok && (c < 0x20 || c == 0x7f)) return false;
     if (c < 0x80) {
       ++i;
       continue;
@@ -47,13 +48,11 @@ bool valid_utf8_no_controls(std::string_view s) {
     if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000))
       return false;
     if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    if (cp >= 0x80 && cp <= 0x9f) return false;
+    if (!controls_ok && cp >= 0x80 && cp <= 0x9f) return false;
     i += len;
   }
   return true;
 }
-
-}  // namespace
 
 const char* kind_name(Kind kind) {
   switch (kind) {
@@ -108,7 +107,7 @@ Status validate_tag_value(std::string_view value) {
   if (value.size() > kMaxTagValueBytes)
     return Status::invalid_argument("tag value is " + std::to_string(value.size()) +
                                     " bytes, the limit is " + std::to_string(kMaxTagValueBytes));
-  if (!valid_utf8_no_controls(value))
+  if (!valid_utf8(value, false))
     return Status::invalid_argument("tag value must be UTF-8 without control characters");
   return Status::ok();
 }

@@ -2,12 +2,21 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace tally {
 namespace {
 
 const double kGamma = (1 + kSketchRelativeAccuracy) / (1 - kSketchRelativeAccuracy);
 const double kInvLogGamma = 1.0 / std::log(kGamma);
+
+// a + b, held at +-DBL_MAX instead of becoming infinite; *clamped is set when it was held.
+double saturating_add(double a, double b, bool* clamped) {
+  const double r = a + b;
+  if (std::isfinite(r)) return r;
+  *clamped = true;
+  return std::copysign(std::numeric_limits<double>::max(), r);
+}
 
 }  // namespace
 
@@ -24,20 +33,38 @@ double Sketch::lower_of(int32_t key) {
 }
 
 void Sketch::Store::add(int32_t key, uint64_t n) {
+  // Dense bins over at most kMaxSketchSpan keys: a key that would widen the span further folds
+  // the lowest bins into one (DDSketch's collapsing-lowest store), so no input, merge or decode
+  // allocates more than kMaxSketchSpan x 8 bytes per store. Only the lowest quantiles of a sketch
+  // spanning ~35 decades lose accuracy.
   if (bins.empty()) {
     offset = key;
     bins.assign(1, 0);
   } else if (key < offset) {
-    bins.insert(bins.begin(), static_cast<size_t>(offset - key), 0);
-    offset = key;
+    const int32_t top = offset + static_cast<int32_t>(bins.size()) - 1;
+    if (top - key >= kMaxSketchSpan) key = top - kMaxSketchSpan + 1;  // the lowest kept bin
+    if (key < offset) {
+      bins.insert(bins.begin(), static_cast<size_t>(offset - key), 0);
+      offset = key;
+    }
   } else if (key >= offset + static_cast<int32_t>(bins.size())) {
+    if (key - offset >= kMaxSketchSpan) {
+      const int32_t low = key - kMaxSketchSpan + 1;  // the new lowest key
+      const size_t fold = std::min(bins.size(), static_cast<size_t>(low - offset));
+      uint64_t folded = 0;
+      for (size_t i = 0; i < fold; ++i) folded += bins[i];
+      bins.erase(bins.begin(), bins.begin() + static_cast<std::ptrdiff_t>(fold));
+      if (bins.empty()) bins.assign(1, 0);
+      bins.front() += folded;
+      offset = low;
+    }
     bins.resize(static_cast<size_t>(key - offset + 1), 0);
   }
   bins[static_cast<size_t>(key - offset)] += n;
 }
 
-void Sketch::add(double v, uint64_t n) {
-  if (n == 0 || std::isnan(v)) return;
+Sketch::Added Sketch::add(double v, uint64_t n) {
+  if (n == 0 || !std::isfinite(v) || count_ + n < count_) return Added::kRefused;
   if (count_ == 0) {
     min_ = max_ = v;
   } else {
@@ -45,37 +72,45 @@ void Sketch::add(double v, uint64_t n) {
     max_ = std::max(max_, v);
   }
   count_ += n;
-  sum_ += v * static_cast<double>(n);
+  bool clamped = false;
+  sum_ = saturating_add(sum_, v * static_cast<double>(n), &clamped);
   if (v >= kMinIndexable)
     pos_.add(key_of(v), n);
   else if (v <= -kMinIndexable)
     neg_.add(key_of(-v), n);
   else
     zero_count_ += n;
+  return clamped ? Added::kClamped : Added::kExact;
 }
 
-void Sketch::add_with_sum(double v, uint64_t n, double sum_added) {
-  if (n == 0 || std::isnan(v) || std::isnan(sum_added)) return;
+Sketch::Added Sketch::add_with_sum(double v, uint64_t n, double sum_added) {
+  if (std::isnan(sum_added) || std::isinf(sum_added)) return Added::kRefused;
   const double sum_before = sum_;
-  add(v, n);
-  sum_ = sum_before + sum_added;
+  const Added added = add(v, n);
+  if (added == Added::kRefused) return added;
+  bool clamped = false;
+  sum_ = saturating_add(sum_before, sum_added, &clamped);
+  return clamped ? Added::kClamped : Added::kExact;
 }
 
-void Sketch::merge(const Sketch& o) {
-  if (o.count_ == 0) return;
+Sketch::Added Sketch::merge(const Sketch& o) {
+  if (o.count_ == 0) return Added::kExact;
+  if (count_ + o.count_ < count_) return Added::kRefused;  // every bin stays below count_
   if (count_ == 0) {
     *this = o;
-    return;
+    return Added::kExact;
   }
   min_ = std::min(min_, o.min_);
   max_ = std::max(max_, o.max_);
   count_ += o.count_;
-  sum_ += o.sum_;
+  bool clamped = false;
+  sum_ = saturating_add(sum_, o.sum_, &clamped);
   zero_count_ += o.zero_count_;
   for (size_t i = 0; i < o.pos_.bins.size(); ++i)
     if (o.pos_.bins[i]) pos_.add(o.pos_.offset + static_cast<int32_t>(i), o.pos_.bins[i]);
   for (size_t i = 0; i < o.neg_.bins.size(); ++i)
     if (o.neg_.bins[i]) neg_.add(o.neg_.offset + static_cast<int32_t>(i), o.neg_.bins[i]);
+  return clamped ? Added::kClamped : Added::kExact;
 }
 
 double Sketch::quantile(double q) const {

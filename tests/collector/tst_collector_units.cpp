@@ -193,6 +193,14 @@ void TestCollectorUnits::configFile_data() {
                                  << "retention";
   QTest::newRow("bad fsync") << "fsync = \"sometimes\""
                              << "fsync";
+  QTest::newRow("limits") << "query_max_series = 10\nquery_timeout = \"2s\"\nsketch_max_bins = 64"
+                          << "";
+  QTest::newRow("limit zero") << "query_max_series = 0"
+                              << "query_max_series must be positive";
+  QTest::newRow("limit not a number") << "batch_max_points = \"many\""
+                                      << "batch_max_points must be a positive integer";
+  QTest::newRow("limit bad duration") << "query_timeout = \"soon\""
+                                      << "query_timeout";
 }
 
 void TestCollectorUnits::configFile() {

@@ -7,6 +7,7 @@
 
 #include <thread>
 
+#include "batch_builder.h"
 #include "collector_process.h"
 #include "tally/client.h"
 
@@ -17,6 +18,7 @@ class TestDiskFull : public QObject {
   Q_OBJECT
  private slots:
   void stopsAcknowledgingAndResumesWhenSpaceIsBack();
+  void seriesCreatedByAFailedAppendKeepTheirPoints();
 };
 
 void TestDiskFull::stopsAcknowledgingAndResumesWhenSpaceIsBack() {
@@ -78,6 +80,38 @@ void TestDiskFull::stopsAcknowledgingAndResumesWhenSpaceIsBack() {
   const QByteArray text = f.readAll();
   QVERIFY(text.contains("event=log_unwritable") || text.contains("event=flush_failed"));
   QVERIFY(text.contains("event=log_recovered") || text.contains("event=storage_recovered"));
+}
+
+void TestDiskFull::seriesCreatedByAFailedAppendKeepTheirPoints() {
+  // A batch defines a new series, decoding puts it in the catalog, then recording it fails (the
+  // producer refs or the log append hit the file-size limit): UNAVAILABLE. The resend must not lose
+  // its point because the series now "exists" without its shard knowing it.
+  CollectorProcess c;
+  QVERIFY(c.start({"--no-self-metrics"}));
+  QCOMPARE(QProcess::execute("prlimit", {"--pid", QString::number(c.pid()), "--fsize=1:unlimited"}),
+           0);
+  const int64_t t = SystemClock::instance().now_s();
+  BatchBuilder b(4242, 1);
+  b.def(1, "orphan.points", {{"k", "v"}}).count(1, t, 5);
+  RawProducer p(c.ingest());
+  auto first = p.send(b.b);
+  QVERIFY(first);
+  QCOMPARE(first->code(), wire::Ack::UNAVAILABLE);
+  QCOMPARE(QProcess::execute("prlimit",
+                             {"--pid", QString::number(c.pid()), "--fsize=unlimited:unlimited"}),
+           0);
+  // The SDK resends the same batch until it is acknowledged.
+  QVERIFY(eventually(
+      [&] {
+        auto a = p.send(b.b);
+        return a && a->code() == wire::Ack::OK;
+      },
+      30000));
+  const std::string path =
+      "/api/query?metric=orphan.points&step=60&from=" + std::to_string(t - 60) +
+      "&to=" + std::to_string(t + 60);
+  QVERIFY2(eventually([&] { return total(c.get(path)) == 5; }, 5000), c.get(path).dump().c_str());
+  QCOMPARE(total(c.get(path)), 5.0);
 }
 
 QTEST_GUILESS_MAIN(TestDiskFull)

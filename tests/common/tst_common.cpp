@@ -2,7 +2,9 @@
 // bucket math, the sketch and its wire form. Tables of must-pass / must-fail cases.
 #include <QtTest>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "tally/common/label_matcher.h"
@@ -43,6 +45,10 @@ class TestCommon : public QObject {
   void sketchMergeEqualsSingleSketch();
   void sketchNegativeAndZero();
   void sketchWireRoundTripAndValidation();
+  void sketchSumIsHeldAtDblMax_data();
+  void sketchSumIsHeldAtDblMax();
+  void sketchKeySpanIsBounded_data();
+  void sketchKeySpanIsBounded();
   void resultCarriesValueOrStatus();
   void labelMatcher_data();
   void labelMatcher();
@@ -327,6 +333,77 @@ void TestCommon::sketchNegativeAndZero() {
   auto bins = s.bins();
   QCOMPARE(bins.size(), size_t(3));
   QVERIFY(bins[0].upper < 0 && bins[2].lower > 0);
+}
+
+void TestCommon::sketchSumIsHeldAtDblMax_data() {
+  QTest::addColumn<double>("value");
+  QTest::addColumn<quint64>("weight");
+  QTest::addColumn<int>("adds");
+  QTest::addColumn<double>("sum");
+  const double max = std::numeric_limits<double>::max();
+  QTest::newRow("1e308 x 2") << 1e308 << quint64(2) << 1 << max;
+  QTest::newRow("1e308 twice") << 1e308 << quint64(1) << 2 << max;
+  QTest::newRow("-1e308 twice") << -1e308 << quint64(1) << 2 << -max;
+  QTest::newRow("1e300 x 1e10") << 1e300 << quint64(10000000000) << 1 << max;
+}
+
+void TestCommon::sketchSumIsHeldAtDblMax() {
+  // Merging must never make a sketch that cannot be encoded (a sum of +-Inf): the sum is held at
+  // +-DBL_MAX and the add says so; count, min, max and bins stay exact.
+  QFETCH(double, value);
+  QFETCH(quint64, weight);
+  QFETCH(int, adds);
+  QFETCH(double, sum);
+  Sketch s;
+  Sketch::Added last = Sketch::Added::kExact;
+  for (int i = 0; i < adds; ++i) last = s.add(value, weight);
+  QCOMPARE(static_cast<int>(last), static_cast<int>(Sketch::Added::kClamped));
+  QCOMPARE(s.sum(), sum);
+  QCOMPARE(s.count(), weight * static_cast<quint64>(adds));
+  Sketch merged;
+  merged.merge(s);
+  QCOMPARE(static_cast<int>(merged.merge(s)), static_cast<int>(Sketch::Added::kClamped));
+  QCOMPARE(merged.sum(), sum);
+  wire::Sketch p;
+  sketch_to_proto(merged, &p);
+  QVERIFY(sketch_from_proto(p).has_value());
+  // A count past 2^64 refuses the value and changes nothing.
+  Sketch full;
+  QCOMPARE(static_cast<int>(full.add(1, UINT64_MAX)), static_cast<int>(Sketch::Added::kExact));
+  QCOMPARE(static_cast<int>(full.add(1, 1)), static_cast<int>(Sketch::Added::kRefused));
+  QCOMPARE(static_cast<int>(full.merge(full)), static_cast<int>(Sketch::Added::kRefused));
+  QCOMPARE(full.count(), UINT64_MAX);
+  QCOMPARE(static_cast<int>(full.add(std::numeric_limits<double>::infinity())),
+           static_cast<int>(Sketch::Added::kRefused));
+}
+
+void TestCommon::sketchKeySpanIsBounded_data() {
+  QTest::addColumn<QList<double>>("values");
+  QTest::newRow("1e-60 then 1e60") << QList<double>{1e-60, 1e60};
+  QTest::newRow("1e60 then 1e-60") << QList<double>{1e60, 1e-60};
+  QTest::newRow("negative 1e-60 and 1e60") << QList<double>{-1e-60, -1e60};
+  QTest::newRow("a wide sweep") << QList<double>{1e-9, 1e-30, 1e30, 1e60, 1, 1e-60, 5};
+}
+
+void TestCommon::sketchKeySpanIsBounded() {
+  // Keys -8000 .. +8000 are each valid, but a dense store over both would be 128 KiB per store;
+  // the store keeps at most kMaxSketchSpan keys, folding the lowest together.
+  QFETCH(QList<double>, values);
+  Sketch s;
+  for (double v : values) QCOMPARE(static_cast<int>(s.add(v)), 0);
+  QCOMPARE(s.count(), static_cast<uint64_t>(values.size()));
+  for (const auto& bins : {s.positive_bins(), s.negative_bins()}) {
+    if (bins.empty()) continue;
+    QVERIFY2(bins.back().key - bins.front().key < kMaxSketchSpan,
+             qPrintable(QString::number(bins.back().key - bins.front().key)));
+  }
+  // The highest value keeps its 1% accuracy; the total is exact; it still round-trips.
+  QCOMPARE(s.quantile(1), *std::max_element(values.begin(), values.end()));
+  wire::Sketch p;
+  sketch_to_proto(s, &p);
+  auto back = sketch_from_proto(p);
+  QVERIFY(back.has_value());
+  QCOMPARE(back->count(), s.count());
 }
 
 void TestCommon::sketchWireRoundTripAndValidation() {

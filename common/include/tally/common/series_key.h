@@ -39,6 +39,9 @@ using Tags = std::vector<Tag>;
 Status validate_metric_name(std::string_view name);
 Status validate_tag_key(std::string_view key);
 Status validate_tag_value(std::string_view value);
+// Well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF); without
+// controls_ok, C0, DEL and C1 control characters are refused too.
+bool valid_utf8(std::string_view s, bool controls_ok);
 // Validates every tag and the count; rejects a key that appears twice.
 Status validate_tags(const Tags& tags);
 

@@ -18,6 +18,9 @@ namespace tally {
 inline constexpr double kSketchRelativeAccuracy = 0.01;
 inline constexpr double kMinIndexable = 1e-9;
 inline constexpr int32_t kMaxSketchKey = 8000;  // gamma^8000 ~ 1e139: beyond any real measurement
+// Widest key span one store keeps dense (32 KiB): gamma^4096 ~ 1e35, far wider than real data;
+// beyond it the lowest bins fold together.
+inline constexpr int32_t kMaxSketchSpan = 4096;
 
 class Sketch {
  public:
@@ -27,11 +30,15 @@ class Sketch {
     uint64_t count;
   };
 
-  void add(double v, uint64_t n = 1);
+  // What add() and merge() did. The sum never becomes infinite: past +-DBL_MAX it is held there
+  // (kClamped; count, min, max and bins stay exact). kRefused: nothing changed, because the value
+  // is NaN or infinite, n is 0, or the count would overflow uint64.
+  enum class Added { kExact, kClamped, kRefused };
+  Added add(double v, uint64_t n = 1);
   // As add(), but the sum grows by `sum_added` instead of v * n (a DogStatsD histogram sampled
   // at @0.21 counts trunc(1/0.21) = 4 observations and adds v / 0.21 to the sum).
-  void add_with_sum(double v, uint64_t n, double sum_added);
-  void merge(const Sketch& other);
+  Added add_with_sum(double v, uint64_t n, double sum_added);
+  Added merge(const Sketch& other);
   void clear() { *this = Sketch(); }
 
   // q in [0, 1]; 0 for an empty sketch. Exact at q = 0 and q = 1 (min and max).
