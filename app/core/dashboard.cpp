@@ -106,7 +106,13 @@ std::string PanelSpec::displayTitle() const {
   if (!source.empty() && !promql.empty())
     return promql.size() > 80 ? promql.substr(0, 77) + "..." : promql;
   if (metric.empty()) return "New panel";
-  std::string t = chartNeedsDistribution(chart) ? metric : fn + "(" + metric + ")";
+  std::string what = metric;
+  if (!filters.empty()) {
+    what += "{";
+    for (size_t i = 0; i < filters.size(); ++i) what += (i ? "," : "") + filters[i].toString();
+    what += "}";
+  }
+  std::string t = chartNeedsDistribution(chart) ? what : fn + "(" + what + ")";
   if (!groupBy.empty()) {
     t += " by ";
     for (size_t i = 0; i < groupBy.size(); ++i) t += (i ? "," : "") + groupBy[i];

@@ -89,7 +89,9 @@ struct PanelSpec {
   bool logY = false;
   GridRect grid;
   bool operator==(const PanelSpec&) const = default;
-  std::string displayTitle() const;  // title, or "fn(metric) by k" when untitled
+  // The title, or when untitled "fn(metric{k=v,...}) by k" (the filters too: two panels on one
+  // metric with different filters must not read alike).
+  std::string displayTitle() const;
   bool hasQuery() const { return !metric.empty() || !promql.empty(); }
   bool onCollector() const { return source.empty(); }
 };
