@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
-#include <regex>
 
 #include <nlohmann/json.hpp>
 
@@ -68,26 +67,36 @@ std::string TagFilter::toString() const {
   return key + filterOpName(op) + value;
 }
 
-bool TagFilter::matches(const Tags& tags) const {
-  const std::string* found = nullptr;
-  for (const auto& t : tags)
-    if (t.key == key) found = &t.value;
+Result<LabelMatcher> TagFilter::compile() const {
+  LabelMatcher::Op o = LabelMatcher::Op::kEq;
   switch (op) {
     case FilterOp::Eq:
-      return found && *found == value;
+      o = LabelMatcher::Op::kEq;
+      break;
     case FilterOp::NotEq:
-      return !found || *found != value;
+      o = LabelMatcher::Op::kNe;
+      break;
     case FilterOp::Regex:
+      o = LabelMatcher::Op::kRe;
+      break;
     case FilterOp::NotRegex:
-      try {
-        bool m = std::regex_match(found ? *found : std::string(),
-                                  std::regex(value, std::regex::ECMAScript));
-        return op == FilterOp::Regex ? m : !m;
-      } catch (const std::regex_error&) {
-        return false;
-      }
+      o = LabelMatcher::Op::kNre;
+      break;
   }
-  return false;
+  return LabelMatcher::make(key, o, value);
+}
+
+bool matchesTags(const LabelMatcher& m, const Tags& tags) {
+  const std::string* found = nullptr;
+  for (const auto& t : tags)
+    if (t.key == m.name()) found = &t.value;
+  if (m.op() == LabelMatcher::Op::kEq && !found) return false;  // = never matches an absent key
+  return m.matches(found ? std::string_view(*found) : std::string_view());
+}
+
+bool TagFilter::matches(const Tags& tags) const {
+  auto m = compile();
+  return m && matchesTags(*m, tags);
 }
 
 const std::vector<std::string>& queryFunctions() {
@@ -106,7 +115,13 @@ std::string PanelSpec::displayTitle() const {
   if (!source.empty() && !promql.empty())
     return promql.size() > 80 ? promql.substr(0, 77) + "..." : promql;
   if (metric.empty()) return "New panel";
-  std::string t = chartNeedsDistribution(chart) ? metric : fn + "(" + metric + ")";
+  std::string what = metric;
+  if (!filters.empty()) {
+    what += "{";
+    for (size_t i = 0; i < filters.size(); ++i) what += (i ? "," : "") + filters[i].toString();
+    what += "}";
+  }
+  std::string t = chartNeedsDistribution(chart) ? what : fn + "(" + what + ")";
   if (!groupBy.empty()) {
     t += " by ";
     for (size_t i = 0; i < groupBy.size(); ++i) t += (i ? "," : "") + groupBy[i];
@@ -247,13 +262,8 @@ Status validatePanel(const PanelSpec& p, const std::string& where) {
     if (f.op == FilterOp::NotRegex)
       return Status::invalid_argument(
           w + ".op: !~ needs a Prometheus data source (the collector knows =, !=, =~)");
-    if (f.op == FilterOp::Regex) {
-      try {
-        std::regex re(f.value, std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
-        return Status::invalid_argument(w + ".value: bad regular expression '" + f.value + "'");
-      }
-    }
+    if (f.op == FilterOp::Regex && !f.compile())
+      return Status::invalid_argument(w + ".value: bad regular expression '" + f.value + "'");
   }
   for (size_t i = 0; i < p.groupBy.size(); ++i)
     if (auto s =

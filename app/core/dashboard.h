@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tally/common/label_matcher.h"
 #include "tally/common/series_key.h"
 #include "tally/common/status.h"
 
@@ -40,11 +41,18 @@ struct TagFilter {
   FilterOp op = FilterOp::Eq;
   std::string value;
   std::string toString() const;  // "endpoint!=/login", the API's `filter` parameter
-  // Same meaning as the collector: =~ is an ECMAScript regex matching the whole value; a series
-  // without the key has the value "" for !=, =~ and !~ purposes and never matches =.
+  // The collector's own matcher (common/label_matcher.h): =~ is an RE2 regex matching the whole
+  // value, compiled once here. A bad regex is an error.
+  Result<LabelMatcher> compile() const;
+  // Same meaning as the collector: a series without the key has the value "" for !=, =~ and !~
+  // purposes and never matches =. Compiles on each call: hold a compile()d matcher where it runs
+  // often (matchesTags()).
   bool matches(const Tags& tags) const;
   bool operator==(const TagFilter&) const = default;
 };
+
+// A compiled filter against a series' tags (the rules of TagFilter::matches()).
+bool matchesTags(const LabelMatcher& m, const Tags& tags);
 
 // The functions of docs/API.md's /api/query.
 const std::vector<std::string>& queryFunctions();
@@ -89,7 +97,9 @@ struct PanelSpec {
   bool logY = false;
   GridRect grid;
   bool operator==(const PanelSpec&) const = default;
-  std::string displayTitle() const;  // title, or "fn(metric) by k" when untitled
+  // The title, or when untitled "fn(metric{k=v,...}) by k" (the filters too: two panels on one
+  // metric with different filters must not read alike).
+  std::string displayTitle() const;
   bool hasQuery() const { return !metric.empty() || !promql.empty(); }
   bool onCollector() const { return source.empty(); }
 };

@@ -64,8 +64,27 @@ std::string encodeLiveBatch(const std::vector<LiveUpdate>& updates) {
   return batch.SerializeAsString();
 }
 
+LiveBuffer::LiveBuffer(Options options) : m_options(std::move(options)) {
+  compileFilters();
+}
+
+void LiveBuffer::compileFilters() {
+  // Once per panel query, not per update: this runs on the GUI thread for every live frame.
+  m_matchers.clear();
+  m_badFilter = false;
+  for (const auto& f : m_options.filters) {
+    auto m = f.compile();
+    if (!m) {
+      m_badFilter = true;  // the panel's query shows the error; the stream adds nothing
+      continue;
+    }
+    m_matchers.push_back(std::move(*m));
+  }
+}
+
 void LiveBuffer::reset(Options options, int64_t coverageStart) {
   m_options = std::move(options);
+  compileFilters();
   m_coverageStart = coverageStart;
   m_series.clear();
   m_cells = 0;
@@ -74,8 +93,9 @@ void LiveBuffer::reset(Options options, int64_t coverageStart) {
 
 bool LiveBuffer::apply(const LiveUpdate& u) {
   if (u.metric != m_options.metric) return false;
-  for (const auto& f : m_options.filters)
-    if (!f.matches(u.tags)) return false;
+  if (m_badFilter) return false;
+  for (const auto& m : m_matchers)
+    if (!matchesTags(m, u.tags)) return false;
   if (u.time < m_coverageStart) {
     if (u.state == LiveUpdate::State::Correction)
       m_staleCorrection = std::min(m_staleCorrection.value_or(u.time), u.time);

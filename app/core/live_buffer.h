@@ -58,7 +58,7 @@ class LiveBuffer {
   };
 
   LiveBuffer() = default;
-  explicit LiveBuffer(Options options) : m_options(std::move(options)) {}
+  explicit LiveBuffer(Options options);
 
   // Forgets everything; the buffer covers time from `coverageStart` on.
   void reset(Options options, int64_t coverageStart);
@@ -95,7 +95,11 @@ class LiveBuffer {
   std::optional<double> bucketValue(const std::vector<const SeriesCells*>& members, int64_t b,
                                     int64_t step, bool* partial) const;
 
+  void compileFilters();
+
   Options m_options;
+  std::vector<LabelMatcher> m_matchers;  // m_options.filters, compiled (RE2) once
+  bool m_badFilter = false;
   int64_t m_coverageStart = 0;
   std::map<std::string, SeriesCells> m_series;  // by canonical series key
   size_t m_cells = 0;

@@ -1,5 +1,6 @@
 #include "dashboard_canvas.h"
 
+#include <QPainter>
 #include <QResizeEvent>
 #include <algorithm>
 #include <cmath>
@@ -46,6 +47,37 @@ Dashboard DashboardCanvas::dashboard() const {
   return d;
 }
 
+bool DashboardCanvas::undoRemove() {
+  if (!m_removed) return false;
+  Removed r = *m_removed;
+  m_removed.reset();
+  // Back where it was: panels that moved up into its room are pushed down again.
+  PanelWidget* p = addPanel(r.spec, false);
+  m_panels.move(m_panels.indexOf(p), std::clamp<qsizetype>(r.index, 0, m_panels.size() - 1));
+  pushDownOverlaps(p);
+  relayout();
+  emit modified();
+  return true;
+}
+
+void DashboardCanvas::paintEvent(QPaintEvent* e) {
+  QWidget::paintEvent(e);
+  if (!m_panels.isEmpty()) return;
+  QPainter p(this);
+  p.setPen(palette().color(QPalette::PlaceholderText));
+  QFont f = font();
+  f.setPointSizeF(f.pointSizeF() * 1.25);
+  p.setFont(f);
+  p.drawText(rect().adjusted(40, 40, -40, -40), Qt::AlignCenter | Qt::TextWordWrap, emptyHint());
+}
+
+QString DashboardCanvas::emptyHint() {
+  return tr(
+      "This dashboard has no panels yet.\n\nDouble-click a metric in the Metrics list on the "
+      "left (or drag it here) to chart it, or click “Add panel” in the toolbar to choose "
+      "the metric, filters and chart yourself.");
+}
+
 double DashboardCanvas::columnWidth() const {
   return double(std::max(width(), 400) - kGap) / kGridColumns;
 }
@@ -71,6 +103,7 @@ void DashboardCanvas::relayout() {
   }
   setMinimumHeight((rows + 2) * kRowHeight);  // room below to drag panels into
   updateGeometry();
+  update();  // the empty-canvas hint comes and goes
 }
 
 void DashboardCanvas::resizeEvent(QResizeEvent* e) {
@@ -156,10 +189,32 @@ PanelWidget* DashboardCanvas::addPanel(const PanelSpec& specIn, bool findPlace) 
 }
 
 void DashboardCanvas::removePanel(PanelWidget* panel) {
-  if (!m_panels.removeOne(panel)) return;
+  const qsizetype index = m_panels.indexOf(panel);
+  if (index < 0) return;
+  m_removed = Removed{panel->spec(), int(index)};
+  m_panels.removeAt(index);
   panel->hide();
   panel->deleteLater();
+  // Panels below move up into the room it leaves (no hole), each as far as it can.
+  std::vector<PanelWidget*> byRow(m_panels.begin(), m_panels.end());
+  std::stable_sort(byRow.begin(), byRow.end(), [](PanelWidget* a, PanelWidget* b) {
+    return a->spec().grid.y < b->spec().grid.y;
+  });
+  for (PanelWidget* p : byRow) {
+    GridRect g = p->spec().grid;
+    while (g.y > 0) {
+      GridRect up = g;
+      --up.y;
+      bool blocked = false;
+      for (PanelWidget* o : m_panels)
+        if (o != p && overlaps(up, o->spec().grid)) blocked = true;
+      if (blocked) break;
+      g = up;
+    }
+    p->controller()->setGrid(g);
+  }
   relayout();
+  emit panelRemoved(QString::fromStdString(m_removed->spec.displayTitle()));
   emit modified();
 }
 

@@ -9,6 +9,7 @@
 #include <QTimer>
 #include <QWidget>
 #include <map>
+#include <optional>
 
 #include "core/dashboard.h"
 
@@ -27,7 +28,11 @@ class DashboardCanvas : public QWidget {
 
   const QList<PanelWidget*>& panels() const { return m_panels; }
   PanelWidget* addPanel(const tally::dash::PanelSpec& spec, bool findPlace = true);
+  // Removes a panel; the panels below move up into its room. undoRemove() puts the last removed
+  // one back (same place, same settings); false when there is nothing to undo.
   void removePanel(PanelWidget* panel);
+  bool undoRemove();
+  bool canUndoRemove() const { return m_removed.has_value(); }
   void movePanel(PanelWidget* panel, int dx, int dy);
   void resizePanel(PanelWidget* panel, int dw, int dh);
   void setPanelGrid(PanelWidget* panel, const tally::dash::GridRect& grid);
@@ -46,6 +51,8 @@ class DashboardCanvas : public QWidget {
   static constexpr int kRowHeight = 64;
   QRect cellRect(const tally::dash::GridRect& g) const;
   QSize sizeHint() const override;
+  // What an empty canvas says (File › New): how to get a first panel.
+  static QString emptyHint();
 
  public slots:
   void refreshAll();
@@ -53,9 +60,11 @@ class DashboardCanvas : public QWidget {
 
  signals:
   void modified();
+  void panelRemoved(const QString& title);
 
  protected:
   void resizeEvent(QResizeEvent* e) override;
+  void paintEvent(QPaintEvent* e) override;
 
  private:
   void relayout();
@@ -69,4 +78,9 @@ class DashboardCanvas : public QWidget {
   tally::dash::Dashboard m_dashboard;  // title, range, live; panels live in the widgets
   QList<PanelWidget*> m_panels;
   QTimer m_tick;
+  struct Removed {
+    tally::dash::PanelSpec spec;
+    int index = 0;
+  };
+  std::optional<Removed> m_removed;
 };

@@ -15,6 +15,7 @@
 #include <QPushButton>
 #include <QRegularExpression>
 #include <QScrollArea>
+#include <QSettings>
 #include <QStandardPaths>
 #include <QStatusBar>
 #include <QToolBar>
@@ -98,10 +99,10 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
 
   buildActions();
 
-  connect(m_range, &TimeRangePicker::rangeChanged, this, [this](const TimeRangeSpec& r) {
-    m_canvas->setRange(r);
-    m_document->setModified(true);
-  });
+  // Looking at another time (range, zoom, live) is not an edit: the file keeps the range it is
+  // saved with, as Grafana does, and closing asks nothing.
+  connect(m_range, &TimeRangePicker::rangeChanged, this,
+          [this](const TimeRangeSpec& r) { m_canvas->setRange(r); });
   connect(m_canvas, &DashboardCanvas::modified, this, [this] { m_document->setModified(true); });
   connect(m_document, &DashboardDocument::changed, this, [this] {
     updateTitle();
@@ -130,7 +131,8 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
     setDashboard(DashboardDocument::builtin(":/tally/dashboards/demo.json"), QString());
   m_health->start();
   m_browser->reload();
-  resize(1400, 900);
+  // The size and place the window had when it was last closed.
+  if (!restoreGeometry(QSettings().value("window/geometry").toByteArray())) resize(1400, 900);
 }
 
 void MainWindow::buildActions() {
@@ -157,6 +159,21 @@ void MainWindow::buildActions() {
   file->addAction(tr("Export dashboard &image…"), this, &MainWindow::exportDashboardImage);
   file->addSeparator();
   file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
+
+  QMenu* edit = menuBar()->addMenu(tr("&Edit"));
+  QAction* undo = edit->addAction(tr("&Undo remove panel"), QKeySequence::Undo, this, [this] {
+    if (m_canvas->undoRemove()) statusBar()->clearMessage();
+  });
+  undo->setObjectName("undoRemoveAction");
+  undo->setEnabled(false);
+  connect(m_canvas, &DashboardCanvas::panelRemoved, this, [this, undo](const QString& title) {
+    undo->setEnabled(true);
+    statusBar()->showMessage(tr("Removed “%1”. Edit › Undo (%2) puts it back.")
+                                 .arg(title, QKeySequence(QKeySequence::Undo).toString()),
+                             15000);
+  });
+  connect(m_canvas, &DashboardCanvas::modified, undo,
+          [this, undo] { undo->setEnabled(m_canvas->canUndoRemove()); });
 
   QMenu* dash = menuBar()->addMenu(tr("&Dashboard"));
   QAction* sources = dash->addAction(tr("Data &sources…"), this, &MainWindow::editDataSources);
@@ -197,7 +214,6 @@ void MainWindow::buildActions() {
   connect(m_liveAction, &QAction::toggled, this, [this](bool on) {
     if (on == m_canvas->isLive()) return;
     m_canvas->setLive(on);
-    m_document->setModified(true);
   });
   QAction* refresh = tb->addAction(tr("Refresh"), m_canvas, &DashboardCanvas::refreshAll);
   refresh->setShortcut(QKeySequence::Refresh);
@@ -231,7 +247,6 @@ void MainWindow::setDashboard(const Dashboard& d, const QString& path) {
 void MainWindow::setTimeRange(const TimeRangeSpec& range) {
   m_range->setRange(range);
   m_canvas->setRange(range);
-  m_document->setModified(true);
 }
 
 void MainWindow::showError(const QString& title, const QString& text) {
@@ -253,10 +268,14 @@ bool MainWindow::openDashboard(const QString& path, bool interactive) {
     return false;
   }
   setDashboard(d, QFileInfo(path).absoluteFilePath());
+  QSettings().setValue("folders/dashboards", QFileInfo(path).absolutePath());
   return true;
 }
 
 bool MainWindow::saveDashboard(const QString& path) {
+  // An untitled dashboard takes its file's name, so the window and the recent list say which.
+  if (m_canvas->dashboard().title == Dashboard{}.title)
+    m_canvas->setTitle(QFileInfo(path).completeBaseName());
   QString error;
   if (!DashboardDocument::write(m_canvas->dashboard(), path, &error)) {
     showError(tr("Cannot save dashboard"), error);
@@ -266,6 +285,8 @@ bool MainWindow::saveDashboard(const QString& path) {
   m_document->setModified(false);
   m_document->addRecent(path);
   m_document->rememberLast(path);
+  QSettings().setValue("folders/dashboards", QFileInfo(path).absolutePath());
+  updateTitle();
   return true;
 }
 
@@ -277,7 +298,10 @@ void MainWindow::newDashboard() {
   setDashboard(d, QString());
 }
 
+// The folder of the last dashboard opened or saved, else the app's own.
 static QString dashboardsDir() {
+  const QString last = QSettings().value("folders/dashboards").toString();
+  if (!last.isEmpty() && QFileInfo(last).isDir()) return last;
   QString dir = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/dashboards";
   QDir().mkpath(dir);
   return dir;
@@ -422,6 +446,7 @@ void MainWindow::closeEvent(QCloseEvent* e) {
     return;
   }
   m_document->rememberLast(m_document->path());
+  QSettings().setValue("window/geometry", saveGeometry());
   e->accept();
 }
 

@@ -63,6 +63,7 @@ class XvfbServer {
     m_pid = -1;
   }
   QString display() const { return m_display; }
+  pid_t pid() const { return m_pid; }
 
  private:
   bool fail(QString* error, const QString& why) {

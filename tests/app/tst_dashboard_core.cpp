@@ -187,6 +187,16 @@ void TestDashboardCore::filterMatches_data() {
   QTest::newRow("re alt") << "=~"
                           << "us|eu"
                           << "us" << true;
+  // The collector's syntax (RE2, as Prometheus): what ECMAScript lacks matches here too.
+  QTest::newRow("re2 unicode class") << "=~"
+                                     << "\\pL+"
+                                     << "eu" << true;
+  QTest::newRow("re2 flag group") << "=~"
+                                  << "(?i:EU)"
+                                  << "eu" << true;
+  QTest::newRow("nre absent") << "!~"
+                              << "e."
+                              << "" << true;
 }
 
 void TestDashboardCore::filterMatches() {

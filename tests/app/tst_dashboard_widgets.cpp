@@ -163,6 +163,11 @@ class TestDashboardWidgets : public QObject {
   void missingBucketsAreGapsNotLines();
   void outageIsAGapNotZeros();
   void bannerClearsAsSoonAsDataFlows();
+  void untitledTakesFileNameAndViewingIsNotEditing();
+  void removePanelClosesHoleAndUndoes();
+  void windowSizeAndFolderRemembered();
+  void distinctColoursAndFilterInTitle();
+  void dragZoomStopsAtNow();
 
  private:
   FakeApi* m_api = nullptr;
@@ -988,6 +993,110 @@ void TestDashboardWidgets::bannerClearsAsSoonAsDataFlows() {
       2000);
   QVERIFY2(clock.elapsed() < 2000, qPrintable(QString::number(clock.elapsed())));
   w.document()->setModified(false);
+}
+
+void TestDashboardWidgets::untitledTakesFileNameAndViewingIsNotEditing() {
+  QTemporaryDir dir;
+  MainWindowOptions o;
+  o.collector = m_api->url();
+  MainWindow w(o);
+  w.newDashboard();
+  QCOMPARE(w.canvas()->dashboard().title, std::string("Untitled"));
+  QVERIFY(!DashboardCanvas::emptyHint().isEmpty());
+  QVERIFY(!w.document()->isModified());
+  // Looking at another range or toggling live is not an edit.
+  TimeRangeSpec r;
+  r.relative = "6h";
+  w.rangePicker()->setRange(r);
+  emit w.rangePicker()->rangeChanged(r);
+  w.liveAction()->toggle();
+  QVERIFY(!w.document()->isModified());
+  PanelSpec s;
+  s.metric = "user.signup";
+  w.canvas()->addPanel(s);
+  QVERIFY(w.saveDashboard(dir.filePath("checkout-errors.json")));
+  QCOMPARE(w.canvas()->dashboard().title, std::string("checkout-errors"));
+  QVERIFY2(w.windowTitle().startsWith("checkout-errors"), qPrintable(w.windowTitle()));
+}
+
+void TestDashboardWidgets::removePanelClosesHoleAndUndoes() {
+  DashboardCanvas canvas(m_client, nullptr);
+  canvas.resize(1200, 800);
+  Dashboard d;
+  PanelSpec a;
+  a.metric = "user.signup";
+  a.grid = {0, 0, 12, 4};
+  PanelSpec b = a;
+  b.title = "below";
+  b.grid = {0, 4, 6, 4};
+  d.panels = {a, b};
+  canvas.setDashboard(d);
+  QVERIFY(!canvas.canUndoRemove());
+  canvas.removePanel(canvas.panels().first());
+  QCOMPARE(canvas.panels().size(), 1);
+  QCOMPARE(canvas.panels().first()->spec().grid, (GridRect{0, 0, 6, 4}));  // moved up, no hole
+  QVERIFY(canvas.undoRemove());
+  QCOMPARE(canvas.dashboard().panels.size(), size_t(2));
+  QCOMPARE(canvas.dashboard().panels[0].grid, (GridRect{0, 0, 12, 4}));
+  QCOMPARE(canvas.dashboard().panels[1].grid, (GridRect{0, 4, 6, 4}));
+  QVERIFY(!canvas.undoRemove());
+}
+
+void TestDashboardWidgets::windowSizeAndFolderRemembered() {
+  QTemporaryDir dir;
+  MainWindowOptions o;
+  o.collector = m_api->url();
+  {
+    MainWindow w(o);
+    w.resize(900, 640);
+    PanelSpec s;
+    s.metric = "user.signup";
+    w.canvas()->addPanel(s);
+    QVERIFY(w.saveDashboard(dir.filePath("a.json")));
+    w.close();
+  }
+  MainWindow again(o);
+  QCOMPARE(again.size(), QSize(900, 640));
+  QCOMPARE(QSettings().value("folders/dashboards").toString(),
+           QFileInfo(dir.path()).absoluteFilePath());
+}
+
+void TestDashboardWidgets::distinctColoursAndFilterInTitle() {
+  QSet<QRgb> colours;
+  for (int i = 0; i < 40; ++i) colours.insert(PanelChart::seriesColor(i).rgb());
+  QCOMPARE(colours.size(), 40);
+  PanelSpec s;
+  s.metric = "api.errors";
+  s.fn = "rate";
+  s.filters = {{"status", FilterOp::Eq, "500"}};
+  s.groupBy = {"endpoint"};
+  QCOMPARE(s.displayTitle(), std::string("rate(api.errors{status=500}) by endpoint"));
+}
+
+void TestDashboardWidgets::dragZoomStopsAtNow() {
+  PanelWidget panel(m_client, nullptr);
+  panel.resize(800, 400);
+  panel.show();
+  QVERIFY(QTest::qWaitForWindowExposed(&panel));
+  int64_t now = kFrom + 1200;
+  panel.controller()->setNowFunction([&now] { return now; });
+  QSignalSpy done(panel.controller(), &PanelController::queryFinished);
+  panel.controller()->setRange(fixedRange(1200));
+  PanelSpec s;
+  s.metric = "user.signup";
+  panel.setSpec(s);
+  QVERIFY(done.wait(5000));
+  panel.flushRedraw();
+  PanelChartView* view = panel.chartView();
+  QSignalSpy zoom(view, &PanelChartView::zoomRequested);
+  const QRect plot = view->mapFromScene(view->chart()->plotArea()).boundingRect();
+  const QPoint from(plot.center().x(), plot.center().y());
+  QTest::mousePress(view->viewport(), Qt::LeftButton, {}, from);
+  QTest::mouseMove(view->viewport(), QPoint(view->width() - 2, from.y()));
+  QTest::mouseRelease(view->viewport(), Qt::LeftButton, {}, QPoint(view->width() - 2, from.y()));
+  QCOMPARE(zoom.size(), 1);
+  QVERIFY2(zoom.first().at(1).toLongLong() <= now,
+           qPrintable(QString("zoom to %1, now %2").arg(zoom.first().at(1).toLongLong()).arg(now)));
 }
 
 QTEST_MAIN(TestDashboardWidgets)
