@@ -215,6 +215,7 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
       std::make_unique<QueryEngine>(*srv->catalog_, *srv->router_, cfg.resolutions, clock);
   srv->http_ =
       std::make_unique<HttpApi>(*srv->engine_, *srv->catalog_, *srv->router_, srv->metrics_, clock);
+  srv->http_->set_promql_limits({cfg.promql_max_length, cfg.promql_max_depth});
   srv->http_->set_health_check([i = srv->ingest_.get()] { return i->log_healthy(); });
   srv->metrics_.series.store(static_cast<int64_t>(srv->catalog_->size()));
   spdlog::info("event=opened data_dir={} shards={} series={} retention={} created={}", cfg.data_dir,

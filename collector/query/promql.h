@@ -102,9 +102,16 @@ struct Expr {
   std::string query;
 };
 
+// Bounds on what a query may cost to parse and evaluate (configurable: promql_max_length,
+// promql_max_depth). Depth counts nesting: parentheses, calls, aggregations, operators.
+struct Limits {
+  size_t max_length = 8192;  // bytes (a GET request line is limited to 8 KB too)
+  size_t max_depth = 128;
+};
+
 // Parses a whole query; on a syntax error the status is invalid_argument with
-// "<line>:<col>: parse error: <what>".
-Result<Expr> parse(std::string_view query);
+// "<line>:<col>: parse error: <what>"; past a limit, invalid_argument naming it.
+Result<Expr> parse(std::string_view query, const Limits& limits = {});
 
 // Parses one series selector (the match[] parameter of /api/v1/series and friends).
 Result<Expr> parse_selector(std::string_view text);

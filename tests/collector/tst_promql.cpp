@@ -33,6 +33,7 @@ class TestPromql : public QObject {
   void unsupported();
   void accepted_data();
   void accepted();
+  void limits();
   void selectorStructure();
   void matchers_data();
   void matchers();
@@ -323,6 +324,27 @@ void TestPromql::accepted() {
   auto p = check(*e->root, &t);
   QVERIFY2(!p.has_value(), p ? p->message.c_str() : "");
   QCOMPARE(QString(value_type_name(t)), type);
+}
+
+// Length and depth are bounded (configurable); the error names the limit and the setting.
+void TestPromql::limits() {
+  Limits small{20, 4};
+  auto longq = parse("sum(rate(api_errors[5m]))", small);
+  QVERIFY(!longq.has_value());
+  QCOMPARE(QString::fromStdString(longq.status().message()),
+           QString("query is 25 bytes long; the limit is 20 (the collector's promql_max_length)"));
+  QVERIFY(parse("sum(x)", small).has_value());
+  auto deep = parse("((((x))))", small);
+  QVERIFY(!deep.has_value());
+  QVERIFY(deep.status().message().find("nested more than 4 levels deep") != std::string::npos);
+  auto chain = parse("x+x+x+x+x", small);  // parsed in a loop, but a tree 5 deep
+  QVERIFY(!chain.has_value());
+  QVERIFY(chain.status().message().find("promql_max_depth") != std::string::npos);
+  // The defaults take what dashboards send, and refuse a pathological nesting without a crash.
+  QVERIFY(parse("sum by (a) (rate(x[5m])) / ignoring(b) group_left sum(rate(y[5m]))").has_value());
+  QVERIFY(!parse(std::string(100000, '(')).has_value());
+  QVERIFY(!parse(std::string(4000, '(') + "1" + std::string(4000, ')'), Limits{1 << 20, 128})
+               .has_value());
 }
 
 void TestPromql::selectorStructure() {
