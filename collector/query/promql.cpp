@@ -1102,14 +1102,13 @@ class Parser {
         }
         const Token& value = next();
         m.value = value.text;
-        if (m.op == Matcher::Op::kRe || m.op == Matcher::Op::kNre) {
-          auto re = compile_regex(m.value);
-          if (!re) {
-            fail(value.pos, re.status().message());
-            return false;
-          }
-          m.re = *re;
+        auto compiled = LabelMatcher::make(m.name, static_cast<LabelMatcher::Op>(m.op), m.value);
+        if (!compiled) {
+          fail(value.pos,
+               "invalid regular expression \"" + m.value + "\": " + compiled.status().message());
+          return false;
         }
+        m.compiled = std::make_shared<const LabelMatcher>(std::move(*compiled));
         sel->matchers.push_back(std::move(m));
       }
       if (peek().type == Tok::kComma) {
@@ -1392,17 +1391,7 @@ const char* op_text(Matcher::Op op) {
 }
 
 bool Matcher::matches(const std::string& v) const {
-  switch (op) {
-    case Op::kEq:
-      return v == value;
-    case Op::kNe:
-      return v != value;
-    case Op::kRe:
-      return std::regex_match(v, *re);
-    case Op::kNre:
-      return !std::regex_match(v, *re);
-  }
-  return false;
+  return compiled->matches(v);
 }
 
 const char* value_type_name(ValueType t) {
@@ -1417,21 +1406,6 @@ const char* value_type_name(ValueType t) {
       return "string";
   }
   return "?";
-}
-
-Result<std::shared_ptr<const std::regex>> compile_regex(const std::string& re2) {
-  auto flags = std::regex::ECMAScript | std::regex::optimize;
-  std::string_view body = re2;
-  if (body.starts_with("(?i)")) {
-    flags |= std::regex::icase;
-    body.remove_prefix(4);
-  }
-  // Regex compilation reports errors by exception: this is the boundary where it becomes a value.
-  try {
-    return std::make_shared<const std::regex>(std::string(body), flags);
-  } catch (const std::regex_error& e) {
-    return Status::invalid_argument("invalid regular expression \"" + re2 + "\": " + e.what());
-  }
 }
 
 Result<int64_t> parse_prom_duration(std::string_view text) {

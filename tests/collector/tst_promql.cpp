@@ -415,6 +415,10 @@ void TestPromql::matchers_data() {
       {"x{l=~\".*\"}", "", true},
       {"x{l=~\".+\"}", "", false},
       {"x{l!=\"\"}", "", false},
+      // RE2 syntax, as Prometheus: classes by property, named groups, '.' across a newline.
+      {"x{l=~\"\\\\pL+\"}", "abc", true},
+      {"x{l=~\"(?P<g>a)b\"}", "ab", true},
+      {"x{l=~\"a.b\"}", "a\nb", true},
   };
   for (const auto& r : rows)
     QTest::newRow((std::string(r.selector) + " ~ " + r.value).c_str())
