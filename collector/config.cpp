@@ -145,6 +145,8 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
                                               "log_file",
                                               "fsync",
                                               "checkpoint",
+                                              "promql_max_length",
+                                              "promql_max_depth",
                                               "remote_write_url",
                                               "remote_write_labels",
                                               "remote_write_headers",
@@ -215,6 +217,15 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
     if (!v || *v <= 0)
       return Status::invalid_argument(path + ": 'max_queued_bytes' must be a positive integer");
     c.max_queued_bytes = static_cast<uint64_t>(*v);
+  }
+  for (auto [key, field] : {std::pair{"promql_max_length", &c.promql_max_length},
+                            {"promql_max_depth", &c.promql_max_depth}}) {
+    if (auto n = t[key]; n) {
+      auto v = n.value<int64_t>();
+      if (!v || *v <= 0)
+        return Status::invalid_argument(path + ": '" + key + "' must be a positive integer");
+      *field = static_cast<uint64_t>(*v);
+    }
   }
   if (auto n = t["self_metrics"]; n) {
     auto v = n.value<bool>();
@@ -311,6 +322,8 @@ std::string config_to_toml(const CollectorConfig& c) {
     << "self_metrics = " << (c.self_metrics ? "true" : "false") << "\n"
     << "fsync = \"" << c.fsync << "\"\n"
     << "checkpoint = \"" << format_duration(c.checkpoint_s) << "\"\n"
+    << "promql_max_length = " << c.promql_max_length << "\n"
+    << "promql_max_depth = " << c.promql_max_depth << "\n"
     << "log_level = \"" << c.log_level << "\"\n"
     << "log_file = \"" << c.log_file << "\"\n";
   for (const auto& [k, v] : limits_as_toml(c.limits)) o << k << " = " << v << "\n";

@@ -58,7 +58,9 @@ struct CollectorConfig {
   std::string log_file;  // empty = stderr
   std::string
       ready_file;  // written with the bound endpoints once listening (for tests and scripts)
-  RemoteWriteOptions remote_write;  // the remote_write_* keys; forwarding is off without a url
+  uint64_t promql_max_length = 8192;  // bytes of one PromQL query
+  uint64_t promql_max_depth = 128;    // nesting levels of one PromQL query
+  RemoteWriteOptions remote_write;    // the remote_write_* keys; forwarding is off without a url
 
   std::vector<Resolution> resolutions;  // parsed from retention by validate()
   Status validate();

@@ -284,6 +284,7 @@ void Server::wire_query() {
                   cfg.limits.query_max_samples, cfg.limits.query_timeout_ms},
       &metrics_);
   http_ = std::make_unique<HttpApi>(*engine_, *catalog_, *router_, metrics_, clock_);
+  http_->set_promql_limits({cfg.promql_max_length, cfg.promql_max_depth});
   http_->set_health_check([i = ingest_.get()] { return i->log_healthy(); });
   metrics_.series.store(static_cast<int64_t>(catalog_->size()));
 }

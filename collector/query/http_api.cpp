@@ -354,7 +354,7 @@ void HttpApi::routes() {
                  {"columns", std::move(cols)}});
         }));
 
-  register_prom_routes(s, engine_, catalog_, clock_, metrics_);
+  register_prom_routes(s, engine_, catalog_, clock_, metrics_, promql_limits_);
 
   s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.body.empty())

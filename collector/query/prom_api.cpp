@@ -60,8 +60,8 @@ json labels_json(const Labels& l) {
 class PromApi {
  public:
   PromApi(const QueryEngine& engine, const SeriesCatalog& catalog, const Clock& clock,
-          SelfMetrics& metrics)
-      : engine_(engine), catalog_(catalog), clock_(clock), metrics_(metrics) {}
+          SelfMetrics& metrics, const promql::Limits& limits)
+      : engine_(engine), catalog_(catalog), clock_(clock), metrics_(metrics), limits_(limits) {}
 
   using Handler = MaybeError (PromApi::*)(const httplib::Request&, json* data);
 
@@ -185,6 +185,17 @@ class PromApi {
     return std::nullopt;
   }
 
+  // Tally keeps no exemplars; Grafana asks when "Exemplars" is on and gets an empty list.
+  MaybeError exemplars(const httplib::Request& req, json* data) {
+    if (req.has_param("query")) {
+      auto expr = promql::parse(req.get_param_value("query"), limits_);
+      if (!expr) return bad_data("invalid parameter \"query\": " + expr.status().message());
+    }
+    if (auto e = check_range(req)) return e;
+    *data = json::array();
+    return std::nullopt;
+  }
+
   MaybeError buildinfo(const httplib::Request&, json* data) {
     *data = {{"version", TALLY_VERSION}, {"revision", ""},  {"branch", ""},
              {"buildUser", ""},          {"buildDate", ""}, {"goVersion", ""}};
@@ -194,7 +205,7 @@ class PromApi {
  private:
   MaybeError run(const std::string& query, std::vector<int64_t> times, int64_t step_ms,
                  json* data) {
-    auto expr = promql::parse(query);
+    auto expr = promql::parse(query, limits_);
     if (!expr) return bad_data("invalid parameter \"query\": " + expr.status().message());
     promql::ValueType type = promql::ValueType::kScalar;
     if (auto p = promql::check(*expr->root, &type)) {
@@ -290,6 +301,7 @@ class PromApi {
   const SeriesCatalog& catalog_;
   const Clock& clock_;
   SelfMetrics& metrics_;
+  const promql::Limits limits_;
   std::atomic<int64_t> last_log_ms_{0};
   std::atomic<uint64_t> suppressed_{0};
 };
@@ -297,8 +309,9 @@ class PromApi {
 }  // namespace
 
 void register_prom_routes(httplib::Server& server, const QueryEngine& engine,
-                          const SeriesCatalog& catalog, const Clock& clock, SelfMetrics& metrics) {
-  auto api = std::make_shared<PromApi>(engine, catalog, clock, metrics);
+                          const SeriesCatalog& catalog, const Clock& clock, SelfMetrics& metrics,
+                          const promql::Limits& limits) {
+  auto api = std::make_shared<PromApi>(engine, catalog, clock, metrics, limits);
   auto route = [&](const char* path, PromApi::Handler h) {
     auto fn = [api, h](const httplib::Request& req, httplib::Response& res) {
       api->serve(h, req, res);
@@ -313,6 +326,7 @@ void register_prom_routes(httplib::Server& server, const QueryEngine& engine,
   route(R"(/api/v1/label/([^/]+)/values)", &PromApi::label_values);
   route("/api/v1/metadata", &PromApi::metadata);
   route("/api/v1/status/buildinfo", &PromApi::buildinfo);
+  route("/api/v1/query_exemplars", &PromApi::exemplars);
 }
 
 }  // namespace tally::collector

@@ -17,7 +17,8 @@
 #include <string>
 #include <string_view>
 
-#include "query/prom_names.h"  // prom_metric_name, prom_label_name
+#include "query/prom_names.h"
+#include "query/promql.h"  // prom_metric_name, prom_label_name
 #include "query/query_engine.h"
 #include "self_metrics.h"
 
@@ -29,6 +30,7 @@ namespace tally::collector {
 
 // Adds the /api/v1/* routes to an HTTP server (HttpApi::routes() calls this once).
 void register_prom_routes(httplib::Server& server, const QueryEngine& engine,
-                          const SeriesCatalog& catalog, const Clock& clock, SelfMetrics& metrics);
+                          const SeriesCatalog& catalog, const Clock& clock, SelfMetrics& metrics,
+                          const promql::Limits& limits = {});
 
 }  // namespace tally::collector

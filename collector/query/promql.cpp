@@ -720,9 +720,22 @@ bool valid_label_name(std::string_view s) {
   return true;
 }
 
+std::string too_deep(size_t max_depth) {
+  return "query is nested more than " + std::to_string(max_depth) +
+         " levels deep (the collector's promql_max_depth)";
+}
+
+// The depth of a syntax tree: a chain of binary operators counts one level per operator.
+size_t tree_depth(const Node& n) {
+  size_t d = 0;
+  for (const auto& a : n.args) d = std::max(d, tree_depth(*a));
+  return d + 1;
+}
+
 class Parser {
  public:
-  Parser(std::string_view query, std::vector<Token> toks) : query_(query), t_(std::move(toks)) {}
+  Parser(std::string_view query, std::vector<Token> toks, size_t max_depth)
+      : query_(query), t_(std::move(toks)), max_depth_(max_depth) {}
 
   NodePtr parse_all(ParseError* err) {
     err_ = err;
@@ -800,7 +813,16 @@ class Parser {
     return s.substr(1, s.size() - 2);  // strip the quotes
   }
 
+  // Counts the parser's own nesting, so a deep query is refused before it can use up the stack.
+  struct Nest {
+    explicit Nest(size_t* d) : d_(d) { ++*d_; }
+    ~Nest() { --*d_; }
+    size_t* d_;
+  };
+
   NodePtr expr(int min_prec) {
+    Nest nest(&depth_);
+    if (depth_ > max_depth_) return fail(peek().pos, too_deep(max_depth_));
     NodePtr lhs = unary();
     if (!lhs) return nullptr;
     while (true) {
@@ -839,6 +861,8 @@ class Parser {
 
   NodePtr unary() {
     if (peek().type == Tok::kSub || peek().type == Tok::kAdd) {
+      Nest nest(&depth_);  // "- - - x" recurses here
+      if (depth_ > max_depth_) return fail(peek().pos, too_deep(max_depth_));
       const Token& op = next();
       NodePtr operand = unary();
       if (!operand) return nullptr;
@@ -1078,14 +1102,13 @@ class Parser {
         }
         const Token& value = next();
         m.value = value.text;
-        if (m.op == Matcher::Op::kRe || m.op == Matcher::Op::kNre) {
-          auto re = compile_regex(m.value);
-          if (!re) {
-            fail(value.pos, re.status().message());
-            return false;
-          }
-          m.re = *re;
+        auto compiled = LabelMatcher::make(m.name, static_cast<LabelMatcher::Op>(m.op), m.value);
+        if (!compiled) {
+          fail(value.pos,
+               "invalid regular expression \"" + m.value + "\": " + compiled.status().message());
+          return false;
         }
+        m.compiled = std::make_shared<const LabelMatcher>(std::move(*compiled));
         sel->matchers.push_back(std::move(m));
       }
       if (peek().type == Tok::kComma) {
@@ -1187,6 +1210,8 @@ class Parser {
   std::vector<Token> t_;
   size_t i_ = 0;
   ParseError* err_ = nullptr;
+  size_t max_depth_;
+  size_t depth_ = 0;
 };
 
 std::string position(std::string_view q, size_t pos) {
@@ -1366,17 +1391,7 @@ const char* op_text(Matcher::Op op) {
 }
 
 bool Matcher::matches(const std::string& v) const {
-  switch (op) {
-    case Op::kEq:
-      return v == value;
-    case Op::kNe:
-      return v != value;
-    case Op::kRe:
-      return std::regex_match(v, *re);
-    case Op::kNre:
-      return !std::regex_match(v, *re);
-  }
-  return false;
+  return compiled->matches(v);
 }
 
 const char* value_type_name(ValueType t) {
@@ -1393,21 +1408,6 @@ const char* value_type_name(ValueType t) {
   return "?";
 }
 
-Result<std::shared_ptr<const std::regex>> compile_regex(const std::string& re2) {
-  auto flags = std::regex::ECMAScript | std::regex::optimize;
-  std::string_view body = re2;
-  if (body.starts_with("(?i)")) {
-    flags |= std::regex::icase;
-    body.remove_prefix(4);
-  }
-  // Regex compilation reports errors by exception: this is the boundary where it becomes a value.
-  try {
-    return std::make_shared<const std::regex>(std::string(body), flags);
-  } catch (const std::regex_error& e) {
-    return Status::invalid_argument("invalid regular expression \"" + re2 + "\": " + e.what());
-  }
-}
-
 Result<int64_t> parse_prom_duration(std::string_view text) {
   size_t i = 0;
   int64_t ms = 0;
@@ -1416,15 +1416,21 @@ Result<int64_t> parse_prom_duration(std::string_view text) {
   return ms;
 }
 
-Result<Expr> parse(std::string_view query) {
+Result<Expr> parse(std::string_view query, const Limits& limits) {
+  if (query.size() > limits.max_length)
+    return Status::invalid_argument(
+        "query is " + std::to_string(query.size()) + " bytes long; the limit is " +
+        std::to_string(limits.max_length) + " (the collector's promql_max_length)");
   std::vector<Token> toks;
   ParseError err{0, {}};
   Lexer lexer(query);
   if (!lexer.run(&toks, &err)) return parse_error(query, err);
   if (toks.size() == 1) return parse_error(query, {0, "no expression found in input"});
-  Parser p(query, std::move(toks));
+  Parser p(query, std::move(toks), limits.max_depth);
   NodePtr root = p.parse_all(&err);
   if (!root) return parse_error(query, err);
+  if (tree_depth(*root) > limits.max_depth)
+    return Status::invalid_argument(too_deep(limits.max_depth));
   return Expr{std::move(root), std::string(query)};
 }
 

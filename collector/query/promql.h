@@ -17,29 +17,26 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "tally/common/label_matcher.h"
 #include "tally/common/status.h"
 
 namespace tally::collector::promql {
 
+// A selector's label matcher: the name, operator and value as written, matched by the one label
+// matcher of common/ (RE2, anchored as Prometheus anchors it).
 struct Matcher {
   enum class Op { kEq, kNe, kRe, kNre };
   std::string name;
   Op op = Op::kEq;
   std::string value;
-  std::shared_ptr<const std::regex> re;      // kRe, kNre: compiled, anchored
-  bool matches(const std::string& v) const;  // an absent label is ""
+  std::shared_ptr<const LabelMatcher> compiled;  // set by the parser
+  bool matches(const std::string& v) const;      // an absent label is ""
 };
 const char* op_text(Matcher::Op op);
-
-// Compiles a Prometheus regex (RE2 syntax, fully anchored) as an ECMAScript std::regex: a
-// leading "(?i)" becomes the icase flag; other RE2-only syntax (\pL, (?P<name>..), (?s)) is a
-// compile error. Throws nothing: a bad regex is an invalid_argument status.
-Result<std::shared_ptr<const std::regex>> compile_regex(const std::string& re2);
 
 enum class ValueType { kScalar, kVector, kMatrix, kString };
 const char* value_type_name(ValueType t);  // "scalar", "instant vector", "range vector", "string"
@@ -102,9 +99,16 @@ struct Expr {
   std::string query;
 };
 
+// Bounds on what a query may cost to parse and evaluate (configurable: promql_max_length,
+// promql_max_depth). Depth counts nesting: parentheses, calls, aggregations, operators.
+struct Limits {
+  size_t max_length = 8192;  // bytes (a GET request line is limited to 8 KB too)
+  size_t max_depth = 128;
+};
+
 // Parses a whole query; on a syntax error the status is invalid_argument with
-// "<line>:<col>: parse error: <what>".
-Result<Expr> parse(std::string_view query);
+// "<line>:<col>: parse error: <what>"; past a limit, invalid_argument naming it.
+Result<Expr> parse(std::string_view query, const Limits& limits = {});
 
 // Parses one series selector (the match[] parameter of /api/v1/series and friends).
 Result<Expr> parse_selector(std::string_view text);

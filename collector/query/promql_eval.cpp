@@ -1,12 +1,13 @@
 #include "query/promql_eval.h"
 
+#include <re2/re2.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
 #include <map>
 #include <numeric>
-#include <regex>
 #include <system_error>
 
 namespace tally::collector::prom {
@@ -334,14 +335,17 @@ class Evaluator {
       const std::string& repl = string_arg(n.arg(2));
       const std::string& src = string_arg(n.arg(3));
       const std::string& re = string_arg(n.arg(4));
-      auto compiled = promql::compile_regex(re);
-      if (!compiled) return bad_data("invalid regular expression in label_replace(): " + re);
+      // RE2, anchored as Prometheus anchors it.
+      const re2::RE2 compiled("^(?s:" + re + ")$");
+      if (!compiled.ok()) return bad_data("invalid regular expression in label_replace(): " + re);
+      const int groups = compiled.NumberOfCapturingGroups() + 1;
       if (!valid_label_name(dst))
         return bad_data("invalid destination label name in label_replace(): " + dst);
       for (auto& s : v.vec) {
         const std::string value = s.labels.count(src) ? s.labels[src] : "";
-        std::smatch m;
-        if (!std::regex_match(value, m, **compiled)) continue;
+        std::vector<re2::StringPiece> m(static_cast<size_t>(groups));
+        if (!compiled.Match(value, 0, value.size(), re2::RE2::ANCHOR_BOTH, m.data(), groups))
+          continue;
         // $1, ${1}: the groups, as Go's Regexp.Expand.
         std::string res;
         for (size_t i = 0; i < repl.size(); ++i) {
@@ -359,7 +363,7 @@ class Evaluator {
             continue;
           }
           const size_t g = std::stoul(repl.substr(j, k - j));
-          if (g < m.size()) res += m[g].str();
+          if (g < m.size()) res += std::string(m[g].data(), m[g].size());
           i = brace ? k : k - 1;
         }
         if (res.empty())

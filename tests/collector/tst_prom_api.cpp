@@ -650,6 +650,15 @@ void TestPromApi::errorsInPrometheusShape_data() {
   QTest::newRow("many-to-many") << q << "api_errors + on(endpoint) api_errors"
                                 << "" << 422 << "execution"
                                 << "found duplicate series for the match group";
+  const std::string deep = std::string(200, '(') + "1" + std::string(200, ')');
+  QTest::newRow("too deep") << q << QString::fromStdString(deep) << "" << 400 << "bad_data"
+                            << "invalid parameter \"query\": 1:129: parse error: query is nested "
+                               "more than 128 levels deep (the collector's promql_max_depth)";
+  std::string chain = "1";
+  for (int i = 0; i < 150; ++i) chain += "+1";
+  QTest::newRow("too deep chain")
+      << q << QString::fromStdString(chain) << "" << 400 << "bad_data"
+      << "invalid parameter \"query\": query is nested more than 128 levels deep";
   QTest::newRow("scalar comparison") << q << "1 > 2"
                                      << "" << 400 << "bad_data"
                                      << "invalid parameter \"query\": comparisons between scalars "
@@ -788,6 +797,10 @@ void TestPromApi::responseShapes() {
       QString::fromStdString(e.body),
       QString(
           R"({"status":"error","errorType":"execution","error":"aggregation limitk is not supported; Tally supports sum, avg, min, max, count, group, stddev, stdvar, topk, bottomk, quantile, count_values, tally_quantile"})"));
+  Answer ex =
+      prom_->post("/api/v1/query_exemplars",
+                  {{"query", "sum(rate(api_errors[5m]))"}, {"start", "1000"}, {"end", "2000"}});
+  QCOMPARE(QString::fromStdString(ex.body), QString(R"({"status":"success","data":[]})"));
   json b = data("/api/v1/status/buildinfo");
   QVERIFY(!b.value("version", "").empty());
   QVERIFY(b.contains("revision") && b.contains("goVersion"));

@@ -33,6 +33,7 @@ class TestPromql : public QObject {
   void unsupported();
   void accepted_data();
   void accepted();
+  void limits();
   void selectorStructure();
   void matchers_data();
   void matchers();
@@ -325,6 +326,27 @@ void TestPromql::accepted() {
   QCOMPARE(QString(value_type_name(t)), type);
 }
 
+// Length and depth are bounded (configurable); the error names the limit and the setting.
+void TestPromql::limits() {
+  Limits small{20, 4};
+  auto longq = parse("sum(rate(api_errors[5m]))", small);
+  QVERIFY(!longq.has_value());
+  QCOMPARE(QString::fromStdString(longq.status().message()),
+           QString("query is 25 bytes long; the limit is 20 (the collector's promql_max_length)"));
+  QVERIFY(parse("sum(x)", small).has_value());
+  auto deep = parse("((((x))))", small);
+  QVERIFY(!deep.has_value());
+  QVERIFY(deep.status().message().find("nested more than 4 levels deep") != std::string::npos);
+  auto chain = parse("x+x+x+x+x", small);  // parsed in a loop, but a tree 5 deep
+  QVERIFY(!chain.has_value());
+  QVERIFY(chain.status().message().find("promql_max_depth") != std::string::npos);
+  // The defaults take what dashboards send, and refuse a pathological nesting without a crash.
+  QVERIFY(parse("sum by (a) (rate(x[5m])) / ignoring(b) group_left sum(rate(y[5m]))").has_value());
+  QVERIFY(!parse(std::string(100000, '(')).has_value());
+  QVERIFY(!parse(std::string(4000, '(') + "1" + std::string(4000, ')'), Limits{1 << 20, 128})
+               .has_value());
+}
+
 void TestPromql::selectorStructure() {
   auto e = parse("sum by (endpoint) (rate(api_errors{status=~\"5..\", host!=\"b\"}[5m]))");
   QVERIFY(e.has_value());
@@ -393,6 +415,10 @@ void TestPromql::matchers_data() {
       {"x{l=~\".*\"}", "", true},
       {"x{l=~\".+\"}", "", false},
       {"x{l!=\"\"}", "", false},
+      // RE2 syntax, as Prometheus: classes by property, named groups, '.' across a newline.
+      {"x{l=~\"\\\\pL+\"}", "abc", true},
+      {"x{l=~\"(?P<g>a)b\"}", "ab", true},
+      {"x{l=~\"a.b\"}", "a\nb", true},
   };
   for (const auto& r : rows)
     QTest::newRow((std::string(r.selector) + " ~ " + r.value).c_str())
