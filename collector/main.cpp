@@ -31,8 +31,8 @@ int main(int argc, char** argv) {
   std::optional<std::string> data_dir, ingest, http, live, statsd, statsd_unix, retention, lateness,
       max_future, log_level, log_file, ready_file, fsync, checkpoint;
   std::optional<uint32_t> shards;
-  std::optional<uint64_t> max_batch_bytes;
-  bool no_self_metrics = false, print_config = false;
+  std::optional<uint64_t> max_batch_bytes, wal_segment_bytes;
+  bool no_self_metrics = false, print_config = false, salvage_wal = false;
   app.add_option("--data-dir", data_dir, "Data directory (default " + defaults.data_dir + ")");
   app.add_option("--shards", shards,
                  "Shard files, fixed when the data directory is created (default: one per core)");
@@ -50,10 +50,15 @@ int main(int argc, char** argv) {
   app.add_option("--lateness", lateness, "How long a bucket stays open after it ends (default 2s)");
   app.add_option("--max-future", max_future, "Reject points further ahead than this (default 10m)");
   app.add_option("--max-batch-bytes", max_batch_bytes, "Largest accepted batch (default 64 MiB)");
+  app.add_option("--wal-segment-bytes", wal_segment_bytes,
+                 "Write-ahead log segment size; whole segments are deleted (default 64 MiB)");
   app.add_option("--fsync", fsync,
                  "Write-ahead log sync: always (default), never, or an interval like 100ms");
   app.add_option("--checkpoint", checkpoint,
                  "How often open buckets are written so the log can shrink (default 30s)");
+  app.add_flag("--salvage-wal", salvage_wal,
+               "Start past damage in the middle of the write-ahead log: move the damaged bytes to "
+               "<segment>.damaged-<offset> and keep every record after them");
   app.add_flag("--no-self-metrics", no_self_metrics,
                "Do not record the collector's own tally.collector.* metrics");
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error (default info)");
@@ -105,11 +110,13 @@ int main(int argc, char** argv) {
   if (statsd_unix) cfg.statsd_unix = *statsd_unix;
   if (retention) cfg.retention = *retention;
   if (max_batch_bytes) cfg.max_batch_bytes = *max_batch_bytes;
+  if (wal_segment_bytes) cfg.wal_segment_bytes = *wal_segment_bytes;
   if (log_level) cfg.log_level = *log_level;
   if (log_file) cfg.log_file = *log_file;
   if (ready_file) cfg.ready_file = *ready_file;
   if (fsync) cfg.fsync = *fsync;
   if (no_self_metrics) cfg.self_metrics = false;
+  cfg.salvage_wal = salvage_wal;
   for (auto [text, field, name] : {std::tuple{&lateness, &cfg.lateness_s, "--lateness"},
                                    {&max_future, &cfg.max_future_s, "--max-future"},
                                    {&checkpoint, &cfg.checkpoint_s, "--checkpoint"}}) {
