@@ -12,30 +12,57 @@
 
 namespace tally::collector {
 
+namespace {
+
+// With a synced log, SQLite commits are synced too (synchronous=FULL): a checkpoint lets the log
+// drop its segments, so what it wrote must be on disk first.
+bool sync_commits_for(const CollectorConfig& cfg) {
+  auto policy = parse_fsync_policy(cfg.fsync);
+  return policy && policy->first != FsyncPolicy::kNever;
+}
+
+}  // namespace
+
+// Opening is a sequence of named steps; the first that fails ends it, and its Status is what
+// create() returns (the half-built Server is destroyed: nothing was started yet).
 Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clock& clock) {
   if (auto s = config.validate(); !s) return s;
   std::unique_ptr<Server> srv(new Server(std::move(config), clock));
+  DataDirLayout layout;
+  uint64_t max_lsn = 0;
+  ZmqIngestOptions io = srv->ingest_options();
+  Status s = srv->open_storage(&layout, &max_lsn);
+  if (s) s = srv->migrate_retention(layout);
+  if (s) s = srv->open_forwarding();
+  if (s) s = srv->replay_log(io.limits, max_lsn);
+  if (!s) return s;
+  srv->wire_ingest(io);
+  srv->wire_query();
   const auto& cfg = srv->config_;
+  spdlog::info("event=opened data_dir={} shards={} series={} retention={} created={}", cfg.data_dir,
+               layout.shards, srv->catalog_->size(), cfg.retention, layout.created);
+  return srv;
+}
 
-  // Storage: the data directory fixes the shard count when it is created.
+// The data directory (it fixes the shard count when it is created), then one aggregation worker
+// per shard, each owning its series and its SQLite file; the catalog is rebuilt from them.
+Status Server::open_storage(DataDirLayout* layout, uint64_t* max_lsn) {
+  const auto& cfg = config_;
   uint32_t wanted = cfg.shards ? cfg.shards : std::max(1u, std::thread::hardware_concurrency());
   auto dir = open_data_dir(cfg.data_dir, wanted);
   if (!dir) return dir.status();
-  if (!dir->created && cfg.shards && cfg.shards != dir->shards)
+  *layout = *dir;
+  if (!layout->created && cfg.shards && cfg.shards != layout->shards)
     spdlog::warn(
         "event=shards_fixed configured={} stored={} note=\"the data directory keeps the count it "
         "was created with\"",
-        cfg.shards, dir->shards);
-  srv->catalog_ = std::make_unique<SeriesCatalog>(dir->shards);
-  srv->live_ = std::make_unique<LivePublisher>(srv->zmq_, srv->metrics_);
+        cfg.shards, layout->shards);
+  catalog_ = std::make_unique<SeriesCatalog>(layout->shards);
+  live_ = std::make_unique<LivePublisher>(zmq_, metrics_);
 
   // Aggregation: one worker per shard, each owning its series and its SQLite file.
   std::vector<Shard*> raw;
-  uint64_t max_lsn = 0;
-  // With a synced log, SQLite commits are synced too (synchronous=FULL): a checkpoint lets the
-  // log drop its segments, so what it wrote must be on disk first.
-  auto policy = parse_fsync_policy(cfg.fsync);
-  const bool sync_commits = policy->first != FsyncPolicy::kNever;
+  const bool sync_commits = sync_commits_for(cfg);
   // A shard file that cannot be read stops start-up with its name (never a silent empty shard).
   auto unreadable = [](const std::string& path, const Status& s) {
     std::string msg = "shard file " + path + " cannot be read: " + s.message() +
@@ -44,39 +71,42 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
     return s.code() == StatusCode::kCorruption ? Status::corruption(std::move(msg))
                                                : Status::io_error(std::move(msg));
   };
-  for (uint32_t i = 0; i < dir->shards; ++i) {
+  for (uint32_t i = 0; i < layout->shards; ++i) {
     ShardStoreOptions store_opts;
     store_opts.sync_commits = sync_commits;
-    auto store = ShardStore::open(shard_path(*dir, i), cfg.resolutions, store_opts);
-    if (!store) return unreadable(shard_path(*dir, i), store.status());
+    auto store = ShardStore::open(shard_path(*layout, i), cfg.resolutions, store_opts);
+    if (!store) return unreadable(shard_path(*layout, i), store.status());
     auto series = (*store)->load_series();
-    if (!series) return unreadable(shard_path(*dir, i), series.status());
+    if (!series) return unreadable(shard_path(*layout, i), series.status());
     auto lsn = (*store)->get_meta("applied_lsn", 0);
-    if (!lsn) return unreadable(shard_path(*dir, i), lsn.status());
-    max_lsn = std::max(max_lsn, static_cast<uint64_t>(*lsn));
+    if (!lsn) return unreadable(shard_path(*layout, i), lsn.status());
+    *max_lsn = std::max(*max_lsn, static_cast<uint64_t>(*lsn));
     ShardOptions so;
     so.index = i;
     so.resolutions = cfg.resolutions;
     so.lateness_s = cfg.lateness_s;
     so.checkpoint_every_s = cfg.checkpoint_s;
-    auto shard =
-        std::make_unique<Shard>(so, std::move(*store), clock, srv->live_.get(), srv->metrics_);
+    auto shard = std::make_unique<Shard>(so, std::move(*store), clock_, live_.get(), metrics_);
     for (auto& info : *series) {
-      if (srv->catalog_->shard_of(info.hash) != i)
-        return Status::corruption(shard_path(*dir, i) + ": series " + std::to_string(info.id) +
+      if (catalog_->shard_of(info.hash) != i)
+        return Status::corruption(shard_path(*layout, i) + ": series " + std::to_string(info.id) +
                                   " belongs to another shard");
       info.shard = i;
-      if (auto s = srv->catalog_->restore(info); !s) return s;
-      shard->restore_series(srv->catalog_->by_id(info.id));
+      if (auto s = catalog_->restore(info); !s) return s;
+      shard->restore_series(catalog_->by_id(info.id));
     }
     raw.push_back(shard.get());
-    srv->shards_.push_back(std::move(shard));
+    shards_.push_back(std::move(shard));
   }
-  srv->router_ = std::make_unique<Router>(raw);
+  router_ = std::make_unique<Router>(raw);
+  return Status::ok();
+}
 
-  // A changed retention list applies to the existing data now, and the log says what it does.
-  if (!dir->created && !dir->retention.empty() && dir->retention != cfg.retention) {
-    auto old = parse_retention(dir->retention);
+// A changed retention list applies to the existing data now, and the log says what it does.
+Status Server::migrate_retention(const DataDirLayout& dir) {
+  const auto& cfg = config_;
+  if (!dir.created && !dir.retention.empty() && dir.retention != cfg.retention) {
+    auto old = parse_retention(dir.retention);
     if (!old)
       return Status::corruption(cfg.data_dir + "/TALLY: bad retention: " + old.status().message());
     for (const auto& o : *old) {
@@ -89,7 +119,7 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
             "buckets are deleted now\"",
             format_duration(o.step_s), format_duration(o.retention_s));
         uint64_t freed = 0;
-        for (auto& shard : srv->shards_) {
+        for (auto& shard : shards_) {
           uint64_t bytes = 0;
           if (auto st = shard->store().drop_step(o.step_s, &bytes); !st) return st;
           freed += bytes;
@@ -123,7 +153,7 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
       }
       uint64_t written = 0;
       if (src) {
-        for (auto& shard : srv->shards_) {
+        for (auto& shard : shards_) {
           auto n = shard->backfill(r, *src);
           if (!n) return n.status();
           written += *n;
@@ -135,39 +165,52 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
           src ? format_duration(cfg.resolutions[*src].step_s) : std::string("none"), written);
     }
   }
-  if (dir->retention != cfg.retention) {
-    if (auto s = record_retention(*dir, cfg.retention); !s) return s;
+  if (dir.retention != cfg.retention) {
+    if (auto s = record_retention(dir, cfg.retention); !s) return s;
   }
+  return Status::ok();
+}
 
-  // Forwarding: every final or corrected 1 s bucket goes by remote-write to a distributed engine.
+// Forwarding: every final or corrected 1 s bucket goes by remote-write to a distributed engine.
+Status Server::open_forwarding() {
+  const auto& cfg = config_;
   if (cfg.remote_write.enabled()) {
-    auto rw = RemoteWriter::create(cfg.remote_write, srv->shards_.size(), srv->metrics_, clock);
+    auto rw = RemoteWriter::create(cfg.remote_write, shards_.size(), metrics_, clock_);
     if (!rw) return rw.status();
-    srv->remote_write_ = std::move(*rw);
-    for (size_t i = 0; i < srv->shards_.size(); ++i)
-      srv->shards_[i]->set_final_sink(srv->remote_write_->sink(i));
+    remote_write_ = std::move(*rw);
+    for (size_t i = 0; i < shards_.size(); ++i) shards_[i]->set_final_sink(remote_write_->sink(i));
   }
+  return Status::ok();
+}
 
-  // Ingest: producers' refs and sequence windows, the write-ahead log, then the ROUTER socket.
-  const std::string ingest_db = (std::filesystem::path(cfg.data_dir) / "ingest.sqlite").string();
-  auto producers = ProducerTable::open(ingest_db, *srv->catalog_, sync_commits);
-  if (!producers) return Status::io_error(ingest_db + ": " + producers.status().message());
-  srv->producers_ = std::move(*producers);
+ZmqIngestOptions Server::ingest_options() const {
+  const auto& cfg = config_;
   ZmqIngestOptions io;
   io.endpoint = cfg.ingest;
   io.max_batch_bytes = cfg.max_batch_bytes;
   io.limits.max_future_s = cfg.max_future_s;
   io.limits.max_age_s = cfg.resolutions.back().retention_s;
+  return io;
+}
+
+// Producers' refs and sequence windows, then the write-ahead log and its replay.
+Status Server::replay_log(const IngestLimits& limits, uint64_t max_lsn) {
+  const auto& cfg = config_;
+  const std::string ingest_db = (std::filesystem::path(cfg.data_dir) / "ingest.sqlite").string();
+  auto producers = ProducerTable::open(ingest_db, *catalog_, sync_commits_for(cfg));
+  if (!producers) return Status::io_error(ingest_db + ": " + producers.status().message());
+  producers_ = std::move(*producers);
 
   WalOptions wo;
   wo.dir = (std::filesystem::path(cfg.data_dir) / "wal").string();
+  auto policy = parse_fsync_policy(cfg.fsync);
   wo.fsync = policy->first;
   wo.fsync_interval_ms = policy->second;
   wo.salvage = cfg.salvage_wal;
   wo.segment_bytes = cfg.wal_segment_bytes;
   auto wal = Wal::open(wo);
   if (!wal) return wal.status();
-  srv->wal_ = std::move(*wal);
+  wal_ = std::move(*wal);
   // The entries of files created above (shard files, ingest.sqlite, the wal directory) are only
   // durable once their directory is synced.
   if (auto s = sync_directory(cfg.data_dir); !s) return s;
@@ -175,75 +218,78 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   // stored buckets already hold (their LSN says so), so nothing is lost and nothing is doubled.
   uint64_t replayed = 0, reapplied_points = 0;
   Status replay_status;
-  Status rs = srv->wal_->replay([&](uint64_t lsn, std::string_view payload) {
+  Status rs = wal_->replay([&](uint64_t lsn, std::string_view payload) {
     wire::Batch batch;
     if (!batch.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
       spdlog::error("event=wal_record_undecodable lsn={}", lsn);
       return;
     }
-    DecodedBatch d =
-        decode_batch(batch, *srv->producers_, *srv->catalog_, io.limits, clock.now_s());
+    DecodedBatch d = decode_batch(batch, *producers_, *catalog_, limits, clock_.now_s());
     if (d.code != wire::Ack::OK) {
       spdlog::error("event=wal_record_rejected lsn={} reason=\"{}\"", lsn, d.reason);
       return;
     }
-    srv->producers_->mark_seen(batch.producer_id(), batch.seq());
+    producers_->mark_seen(batch.producer_id(), batch.seq());
     for (size_t i = 0; i < d.per_shard.size(); ++i) {
       auto& w = d.per_shard[i];
       if (w.points() == 0 && w.new_series.empty()) continue;
       w.lsn = lsn;
       reapplied_points += w.points();
-      if (auto s = srv->shards_[i]->replay(w); !s && replay_status) replay_status = s;
+      if (auto s = shards_[i]->replay(w); !s && replay_status) replay_status = s;
     }
     ++replayed;
   });
   if (!rs) return rs;
   if (!replay_status) return replay_status;
   // New records must follow every LSN the shards have stored, even if the log was emptied.
-  srv->wal_->advance_to(max_lsn + 1);
-  if (auto s = srv->producers_->save_sequences(); !s) return s;
+  wal_->advance_to(max_lsn + 1);
+  if (auto s = producers_->save_sequences(); !s) return s;
   spdlog::info("event=wal_replayed records={} points_considered={} next_lsn={} log_bytes={}",
-               replayed, reapplied_points, srv->wal_->next_lsn(), srv->wal_->bytes());
+               replayed, reapplied_points, wal_->next_lsn(), wal_->bytes());
+  return Status::ok();
+}
 
-  srv->ingest_ = std::make_unique<ZmqIngest>(srv->zmq_, io, *srv->catalog_, *srv->producers_,
-                                             *srv->router_, *srv->wal_, clock, srv->metrics_);
+// Ingest: the ROUTER socket and StatsD (UDP and a unix datagram socket), and the tick that
+// publishes their counters; nothing listens until start().
+void Server::wire_ingest(const ZmqIngestOptions& io) {
+  const auto& cfg = config_;
+  ingest_ = std::make_unique<ZmqIngest>(zmq_, io, *catalog_, *producers_, *router_, *wal_, clock_,
+                                        metrics_);
   // StatsD / DogStatsD over UDP and a unix datagram socket.
-  srv->statsd_router_ = std::make_unique<StatsdRouter>(*srv->catalog_, *srv->router_, srv->metrics_,
-                                                       io.limits, clock);
+  statsd_router_ = std::make_unique<StatsdRouter>(*catalog_, *router_, metrics_, io.limits, clock_);
   StatsdListenerOptions so;
   so.udp = cfg.statsd;
   so.unix_path = cfg.statsd_unix;
-  srv->statsd_ = std::make_unique<StatsdListener>(
-      so, [r = srv->statsd_router_.get()](std::vector<StatsdSample>&& s) { (*r)(std::move(s)); },
-      clock);
+  statsd_ = std::make_unique<StatsdListener>(
+      so, [r = statsd_router_.get()](std::vector<StatsdSample>&& s) { (*r)(std::move(s)); },
+      clock_);
 
   if (cfg.self_metrics)
-    srv->reporter_ =
-        std::make_unique<SelfReporter>(*srv->catalog_, *srv->router_, srv->metrics_, clock);
-  srv->ingest_->set_tick([s = srv.get()] {
+    reporter_ = std::make_unique<SelfReporter>(*catalog_, *router_, metrics_, clock_);
+  ingest_->set_tick([s = this] {
     auto c = s->statsd_->counters();
     s->metrics_.statsd_lines.store(c.lines_ok, std::memory_order_relaxed);
     s->metrics_.statsd_rejected.store(c.lines_rejected_total() + s->statsd_router_->rejected(),
                                       std::memory_order_relaxed);
     if (s->reporter_) s->reporter_->tick();
   });
+}
 
-  // Query.
-  srv->engine_ =
-      std::make_unique<QueryEngine>(*srv->catalog_, *srv->router_, cfg.resolutions, clock);
-  srv->http_ =
-      std::make_unique<HttpApi>(*srv->engine_, *srv->catalog_, *srv->router_, srv->metrics_, clock);
-  srv->http_->set_health_check([i = srv->ingest_.get()] { return i->log_healthy(); });
-  srv->metrics_.series.store(static_cast<int64_t>(srv->catalog_->size()));
-  spdlog::info("event=opened data_dir={} shards={} series={} retention={} created={}", cfg.data_dir,
-               dir->shards, srv->catalog_->size(), cfg.retention, dir->created);
-  return srv;
+void Server::wire_query() {
+  const auto& cfg = config_;
+  engine_ = std::make_unique<QueryEngine>(*catalog_, *router_, cfg.resolutions, clock_);
+  http_ = std::make_unique<HttpApi>(*engine_, *catalog_, *router_, metrics_, clock_);
+  http_->set_health_check([i = ingest_.get()] { return i->log_healthy(); });
+  metrics_.series.store(static_cast<int64_t>(catalog_->size()));
 }
 
 Server::~Server() {
   stop();
 }
 
+// Starts the threads downstream first (forwarding, shards, live, HTTP, StatsD) and ZeroMQ ingest
+// last, so nothing is accepted before the stage it feeds runs. The first failure is returned;
+// stop() (the destructor runs it too) stops whatever had started.
 Result<BoundEndpoints> Server::start() {
   BoundEndpoints b;
   if (remote_write_) remote_write_->start();

@@ -24,6 +24,7 @@
 #include "query/query_engine.h"
 #include "self_metrics.h"
 #include "self_reporter.h"
+#include "storage/data_dir.h"
 #include "storage/wal.h"
 
 namespace tally::collector {
@@ -52,6 +53,15 @@ class Server {
 
  private:
   Server(CollectorConfig config, const Clock& clock) : config_(std::move(config)), clock_(clock) {}
+
+  // The steps of create(), in order. Each either succeeds or returns the Status create() returns.
+  Status open_storage(DataDirLayout* layout, uint64_t* max_lsn);  // shards, catalog, live
+  Status migrate_retention(const DataDirLayout& layout);  // a changed retention list, applied
+  Status open_forwarding();                               // remote-write, when configured
+  Status replay_log(const IngestLimits& limits, uint64_t max_lsn);  // producers, WAL, replay
+  ZmqIngestOptions ingest_options() const;
+  void wire_ingest(const ZmqIngestOptions& io);  // ZeroMQ, StatsD, the tick (nothing listens)
+  void wire_query();                             // QueryEngine, HTTP API
 
   CollectorConfig config_;
   const Clock& clock_;

@@ -122,65 +122,27 @@ void per_step(const std::vector<StoredBucket>& buckets, Kind kind, int64_t step,
 }  // namespace
 
 Result<TagFilter> parse_filter(std::string_view text) {
-  TagFilter f;
-  size_t pos = text.find_first_of("=!");
-  if (pos == std::string_view::npos || pos == 0)
-    return Status::invalid_argument("filter '" + std::string(text) +
-                                    "' must be key=value, key!=value or key=~regex");
-  f.key = std::string(text.substr(0, pos));
-  std::string_view rest = text.substr(pos);
-  if (rest.starts_with("!=")) {
-    f.op = TagFilter::Op::kNe;
-    f.value = std::string(rest.substr(2));
-  } else if (rest.starts_with("=~")) {
-    f.op = TagFilter::Op::kRe;
-    f.value = std::string(rest.substr(2));
-  } else if (rest.starts_with("=")) {
-    f.op = TagFilter::Op::kEq;
-    f.value = std::string(rest.substr(1));
-  } else {
-    return Status::invalid_argument("filter '" + std::string(text) +
-                                    "' must be key=value, key!=value or key=~regex");
-  }
-  if (auto s = validate_tag_key(f.key); !s)
+  auto f = LabelMatcher::parse(text);
+  if (!f) return Status::invalid_argument("filter " + f.status().message());
+  if (auto s = validate_tag_key(f->name()); !s)
     return Status::invalid_argument("filter '" + std::string(text) + "': " + s.message());
-  if (f.op == TagFilter::Op::kRe) {
-    // Regex compilation reports errors by exception: this is the boundary where it becomes a value.
-    try {
-      f.re = std::make_shared<const std::regex>(f.value,
-                                                std::regex::ECMAScript | std::regex::optimize);
-    } catch (const std::regex_error& e) {
-      return Status::invalid_argument("filter '" + std::string(text) + "': bad regex: " + e.what());
-    }
-  }
   return f;
 }
 
 namespace {
 
-// An absent tag compares as "" (as in Prometheus).
 template <typename TagRange>
 bool matches_all(const std::vector<TagFilter>& filters, const TagRange& tags) {
   for (const auto& f : filters) {
     std::optional<std::string_view> v;
     for (const auto& t : tags) {
-      if (t.key == f.key) {
+      if (t.key == f.name()) {
         v = std::string_view(t.value);
         break;
       }
     }
-    const std::string_view value = v.value_or(std::string_view());
-    switch (f.op) {
-      case TagFilter::Op::kEq:
-        if (!v || value != f.value) return false;
-        break;
-      case TagFilter::Op::kNe:
-        if (value == f.value) return false;
-        break;
-      case TagFilter::Op::kRe:
-        if (!std::regex_match(value.begin(), value.end(), *f.re)) return false;
-        break;
-    }
+    if (!v && f.op() == LabelMatcher::Op::kEq) return false;
+    if (!f.matches(v.value_or(std::string_view()))) return false;
   }
   return true;
 }

@@ -8,26 +8,24 @@
 #pragma once
 
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
 #include "aggregate/catalog.h"
 #include "aggregate/router.h"
+#include "tally/common/label_matcher.h"
 #include "tally/common/time_bucket.h"
 
 namespace tally::collector {
 
-struct TagFilter {
-  enum class Op { kEq, kNe, kRe };
-  std::string key;
-  Op op = Op::kEq;
-  std::string value;
-  std::shared_ptr<const std::regex> re;  // kRe only
-};
+// A filter of the query API is a LabelMatcher over a series' tags (common/label_matcher.h).
+using TagFilter = LabelMatcher;
 
-// Parses "key=value", "key!=value", "key=~regex".
+// Parses "key=value", "key!=value", "key=~regex", "key!~regex" (RE2, whole value); the key must
+// be a valid tag key.
 Result<TagFilter> parse_filter(std::string_view text);
+// True when the tags satisfy every filter. An absent tag has the value "" for !=, =~ and !~; `=`
+// never matches an absent tag (even `key=`).
 bool filter_matches(const std::vector<TagFilter>& filters, const Tags& tags);
 bool filter_matches(const std::vector<TagFilter>& filters, const TagsView& tags);
 

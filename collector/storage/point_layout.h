@@ -1,10 +1,11 @@
 // How a shard file lays out its points: the seam between ShardStore (series, meta, transactions,
 // reader pool) and the point tables. Private to storage/.
 //
-// ChunkLayout (chunk_layout.cpp) is the format: hot rows, segments and chunks (chunk_format.h,
-// docs/format/chunk.md). RowLayout (row_layout.cpp) is the first format, one row per bucket; it is
-// kept as the reference the chunk layout is tested against and as the benchmarks' baseline.
-// Thread-safety: a PointWriter belongs to the shard thread, a PointReader to one reader.
+// ChunkLayout (chunk_layout.h, chunk_writer/reader/migration.cpp) is the format: hot rows, segments
+// and chunks (chunk_format.h, docs/format/chunk.md). RowLayout (row_layout.cpp) is the first
+// format, one row per bucket; it is kept as the reference the chunk layout is tested against and as
+// the benchmarks' baseline. Thread-safety: a PointWriter belongs to the shard thread, a PointReader
+// to one reader.
 #pragma once
 
 #include <memory>

@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
   QueryArgs qa;
   auto* query = app.add_subcommand("query", "Range query: one value per step bucket per group");
   query->add_option("metric", qa.metric, "Metric name")->required();
-  query->add_option("--filter", qa.filters, "Tag filter k=v, k!=v or k=~regex; repeatable")
+  query
+      ->add_option("--filter", qa.filters, "Tag filter k=v, k!=v, k=~regex or k!~regex; repeatable")
       ->allow_extra_args(false);
   query->add_option("--group-by", qa.group_by, "Tag keys to group by, comma-separated")
       ->delimiter(',')

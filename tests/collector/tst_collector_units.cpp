@@ -63,6 +63,9 @@ void TestCollectorUnits::filterParsing_data() {
   QTest::newRow("bad key") << "1k=v" << false;
   QTest::newRow("bad regex") << "k=~(" << false;
   QTest::newRow("bang only") << "k!v" << false;
+  QTest::newRow("nre") << "status!~5.." << true;
+  QTest::newRow("re RE2 flag") << "status=~(?i)err" << true;
+  QTest::newRow("re lookahead is not RE2") << "k=~(?=a)a" << false;
 }
 
 void TestCollectorUnits::filterParsing() {
@@ -85,6 +88,9 @@ void TestCollectorUnits::filterMatching_data() {
   QTest::newRow("re is anchored") << "status=~5" << false << false;
   QTest::newRow("re matches empty") << "status=~|500" << true << true;
   QTest::newRow("re alternation") << "endpoint=~/(login|cart)" << true << true;
+  QTest::newRow("nre") << "status!~5.." << false << true;
+  QTest::newRow("nre absent value") << "status!~" << true << false;
+  QTest::newRow("re RE2 flag") << "endpoint=~(?i)/LOGIN" << true << false;
 }
 
 void TestCollectorUnits::filterMatching() {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "tally/common/label_matcher.h"
 #include "tally/common/series_key.h"
 #include "tally/common/sketch.h"
 #include "tally/common/status.h"
@@ -38,6 +39,9 @@ class TestCommon : public QObject {
   void sketchNegativeAndZero();
   void sketchWireRoundTripAndValidation();
   void resultCarriesValueOrStatus();
+  void labelMatcher_data();
+  void labelMatcher();
+  void labelMatcherRegexIsLinearTime();
 };
 
 void TestCommon::metricName_data() {
@@ -349,6 +353,111 @@ void TestCommon::resultCarriesValueOrStatus() {
   QVERIFY(!err.has_value());
   QCOMPARE(err.status().code(), StatusCode::kIoError);
   QCOMPARE(err.status().to_string(), std::string("io_error: disk full"));
+}
+
+// One table for the label matcher: must-match, must-not-match and must-not-parse rows. Regexes
+// follow Prometheus: RE2 syntax, anchored at both ends, `.` matches a newline.
+void TestCommon::labelMatcher_data() {
+  QTest::addColumn<QString>("matcher");
+  QTest::addColumn<QString>("value");
+  QTest::addColumn<bool>("parses");
+  QTest::addColumn<bool>("matches");
+  // must match
+  QTest::newRow("eq") << "k=abc"
+                      << "abc" << true << true;
+  QTest::newRow("eq empty") << "k="
+                            << "" << true << true;
+  QTest::newRow("eq value with =") << "q=a=b"
+                                   << "a=b" << true << true;
+  QTest::newRow("ne other") << "k!=abc"
+                            << "abd" << true << true;
+  QTest::newRow("re whole value") << "status=~5.."
+                                  << "500" << true << true;
+  QTest::newRow("re alternation") << "ep=~/(login|cart)"
+                                  << "/cart" << true << true;
+  QTest::newRow("re matches empty") << "status=~|500"
+                                    << "" << true << true;
+  QTest::newRow("re dot matches newline") << "k=~a.b"
+                                          << "a\nb" << true << true;
+  QTest::newRow("re RE2 case flag") << "k=~(?i)err"
+                                    << "ERR" << true << true;
+  QTest::newRow("re RE2 class") << "k=~[[:digit:]]+"
+                                << "123" << true << true;
+  QTest::newRow("nre other") << "status!~5.."
+                             << "200" << true << true;
+  QTest::newRow("nre not anchored twice") << "status!~5"
+                                          << "500" << true << true;
+  // must not match
+  QTest::newRow("eq other") << "k=abc"
+                            << "abcd" << true << false;
+  QTest::newRow("ne same") << "k!=abc"
+                           << "abc" << true << false;
+  QTest::newRow("re anchored at start") << "status=~00"
+                                        << "500" << true << false;
+  QTest::newRow("re anchored at end") << "status=~5"
+                                      << "500" << true << false;
+  QTest::newRow("re alternation is anchored") << "k=~a|b"
+                                              << "ab" << true << false;
+  QTest::newRow("re case sensitive") << "k=~err"
+                                     << "ERR" << true << false;
+  QTest::newRow("nre same") << "status!~5.."
+                            << "500" << true << false;
+  // must not parse
+  QTest::newRow("bad regex open group") << "k=~("
+                                        << "" << false << false;
+  QTest::newRow("bad regex in nre") << "k!~[a"
+                                    << "" << false << false;
+  QTest::newRow("bad regex not rewrapped") << "k=~a)|(b"
+                                           << "" << false << false;
+  QTest::newRow("backreference (not RE2)") << "k=~(a)\\1"
+                                           << "" << false << false;
+  QTest::newRow("lookahead (not RE2)") << "k=~(?=a)a"
+                                       << "" << false << false;
+  QTest::newRow("no operator") << "novalue"
+                               << "" << false << false;
+  QTest::newRow("no name") << "=v"
+                           << "" << false << false;
+  QTest::newRow("bang only") << "k!v"
+                             << "" << false << false;
+}
+
+void TestCommon::labelMatcher() {
+  QFETCH(QString, matcher);
+  QFETCH(QString, value);
+  QFETCH(bool, parses);
+  QFETCH(bool, matches);
+  auto m = LabelMatcher::parse(matcher.toStdString());
+  QCOMPARE(m.has_value(), parses);
+  if (!parses) {
+    QVERIFY(m.status().code() == StatusCode::kInvalidArgument);
+    QVERIFY2(m.status().message().find(matcher.toStdString()) != std::string::npos,
+             m.status().message().c_str());
+    if (matcher.contains('~'))
+      QVERIFY2(m.status().message().find("bad regex") != std::string::npos,
+               m.status().message().c_str());
+    return;
+  }
+  QCOMPARE(QString::fromStdString(m->to_string()), matcher);
+  QCOMPARE(m->matches(value.toStdString()), matches);
+  // The same matcher made from its parts agrees, and copies share the compiled regex.
+  auto made = LabelMatcher::make(m->name(), m->op(), m->value());
+  QVERIFY(made.has_value());
+  QVERIFY(*made == *m);
+  LabelMatcher copy = *made;
+  QCOMPARE(copy.matches(value.toStdString()), matches);
+}
+
+// A pattern that takes a backtracking engine exponential time (2^n paths for n 'a's) answers at
+// once: RE2 is linear in the value.
+void TestCommon::labelMatcherRegexIsLinearTime() {
+  auto m = LabelMatcher::parse("k=~(a|a)*b");
+  QVERIFY(m.has_value());
+  const std::string value(5000, 'a');
+  QElapsedTimer t;
+  t.start();
+  QVERIFY(!m->matches(value));
+  QVERIFY(m->matches(value + "b"));
+  QVERIFY2(t.elapsed() < 2000, qPrintable(QString::number(t.elapsed()) + " ms"));
 }
 
 QTEST_APPLESS_MAIN(TestCommon)
