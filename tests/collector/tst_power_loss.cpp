@@ -25,7 +25,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int kSeries = 20;
+constexpr int kSeries =
+    200;  // a batch fills a 4 KiB log segment: segments roll and go all the time
 constexpr int kThreads = 3;
 constexpr int kPowerLosses = 4;
 
@@ -106,7 +107,7 @@ void TestPowerLoss::acknowledgedBatchesSurvivePowerLoss() {
                             "--fsync",
                             "always",
                             "--wal-segment-bytes",
-                            "16384",
+                            "4096",
                             "--no-self-metrics"};
   int generation = 0;
   auto data_of = [&](int g) { return base + QString("/data-%1").arg(g); };
