@@ -19,6 +19,8 @@ Status CollectorConfig::validate() {
   if (data_dir.empty()) return Status::invalid_argument("data_dir is empty");
   if (max_batch_bytes < 1024)
     return Status::invalid_argument("max_batch_bytes must be at least 1024");
+  if (max_queued_bytes < 65536)
+    return Status::invalid_argument("max_queued_bytes must be at least 65536");
   if (auto f = parse_fsync_policy(fsync); !f)
     return Status::invalid_argument("fsync: " + f.status().message());
   if (wal_segment_bytes < 4096 || wal_segment_bytes > (1ull << 32))
@@ -129,6 +131,7 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
                                               "max_future",
                                               "max_batch_bytes",
                                               "wal_segment_bytes",
+                                              "max_queued_bytes",
                                               "self_metrics",
                                               "log_level",
                                               "log_file",
@@ -203,6 +206,12 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
       return Status::invalid_argument(path + ": 'wal_segment_bytes' must be a positive integer");
     c.wal_segment_bytes = static_cast<uint64_t>(*v);
   }
+  if (auto n = t["max_queued_bytes"]; n) {
+    auto v = n.value<int64_t>();
+    if (!v || *v <= 0)
+      return Status::invalid_argument(path + ": 'max_queued_bytes' must be a positive integer");
+    c.max_queued_bytes = static_cast<uint64_t>(*v);
+  }
   if (auto n = t["self_metrics"]; n) {
     auto v = n.value<bool>();
     if (!v) return Status::invalid_argument(path + ": 'self_metrics' must be true or false");
@@ -226,6 +235,7 @@ std::string config_to_toml(const CollectorConfig& c) {
     << "max_future = \"" << format_duration(c.max_future_s) << "\"\n"
     << "max_batch_bytes = " << c.max_batch_bytes << "\n"
     << "wal_segment_bytes = " << c.wal_segment_bytes << "\n"
+    << "max_queued_bytes = " << c.max_queued_bytes << "\n"
     << "self_metrics = " << (c.self_metrics ? "true" : "false") << "\n"
     << "fsync = \"" << c.fsync << "\"\n"
     << "checkpoint = \"" << format_duration(c.checkpoint_s) << "\"\n"

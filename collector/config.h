@@ -25,6 +25,12 @@ struct CollectorConfig {
   int64_t lateness_s = 2;
   int64_t max_future_s = 600;
   uint64_t max_batch_bytes = 64u << 20;
+  // Bytes of accepted batches not yet applied by the shards; beyond it batches are answered
+  // UNAVAILABLE with a retry-after hint (backpressure) instead of being queued.
+  uint64_t max_queued_bytes = 256u << 20;
+  // Tests only, set by hidden flags, never by the file: play a slow collector.
+  int64_t debug_apply_delay_us = 0;  // --debug-apply-delay: per shard work item
+  int64_t debug_def_delay_us = 0;    // --debug-def-delay: per series definition decoded
   bool self_metrics = true;
   std::string fsync = "always";  // write-ahead log: always, never, or an interval like "100ms"
   // Start-up only (--salvage-wal, never in a file): read past damage in the middle of the log,

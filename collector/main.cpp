@@ -29,9 +29,10 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
   // Flags are read into optionals so only what was given overrides the file.
   std::optional<std::string> data_dir, ingest, http, live, statsd, statsd_unix, retention, lateness,
-      max_future, log_level, log_file, ready_file, fsync, checkpoint;
+      max_future, log_level, log_file, ready_file, fsync, checkpoint, debug_apply_delay,
+      debug_def_delay;
   std::optional<uint32_t> shards;
-  std::optional<uint64_t> max_batch_bytes, wal_segment_bytes;
+  std::optional<uint64_t> max_batch_bytes, wal_segment_bytes, max_queued_bytes;
   bool no_self_metrics = false, print_config = false, salvage_wal = false;
   app.add_option("--data-dir", data_dir, "Data directory (default " + defaults.data_dir + ")");
   app.add_option("--shards", shards,
@@ -52,6 +53,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-batch-bytes", max_batch_bytes, "Largest accepted batch (default 64 MiB)");
   app.add_option("--wal-segment-bytes", wal_segment_bytes,
                  "Write-ahead log segment size; whole segments are deleted (default 64 MiB)");
+  app.add_option("--max-queued-bytes", max_queued_bytes,
+                 "Accepted, not yet applied bytes before batches are refused with a retry-after "
+                 "(default 256 MiB)");
+  // Tests only: play a slow collector. Hidden (an empty group) and not in the config file.
+  app.add_option("--debug-apply-delay", debug_apply_delay, "per shard work item")->group("");
+  app.add_option("--debug-def-delay", debug_def_delay, "per series definition decoded")->group("");
   app.add_option("--fsync", fsync,
                  "Write-ahead log sync: always (default), never, or an interval like 100ms");
   app.add_option("--checkpoint", checkpoint,
@@ -111,6 +118,18 @@ int main(int argc, char** argv) {
   if (retention) cfg.retention = *retention;
   if (max_batch_bytes) cfg.max_batch_bytes = *max_batch_bytes;
   if (wal_segment_bytes) cfg.wal_segment_bytes = *wal_segment_bytes;
+  if (max_queued_bytes) cfg.max_queued_bytes = *max_queued_bytes;
+  for (auto [text, field, name] :
+       {std::tuple{&debug_apply_delay, &cfg.debug_apply_delay_us, "--debug-apply-delay"},
+        {&debug_def_delay, &cfg.debug_def_delay_us, "--debug-def-delay"}}) {
+    if (!*text) continue;
+    auto d = parse_duration_ms(**text);
+    if (!d) {
+      std::cerr << "tally-collector: " << name << ": " << d.status().message() << "\n";
+      return 2;
+    }
+    *field = *d * 1000;
+  }
   if (log_level) cfg.log_level = *log_level;
   if (log_file) cfg.log_file = *log_file;
   if (ready_file) cfg.ready_file = *ready_file;

@@ -62,6 +62,13 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
        "Batches naming a series reference the collector does not know.", &batches_unknown_ref},
       {"tally_batches_unavailable_total", "Batches refused because storage was unavailable.",
        &batches_unavailable},
+      {"tally_batches_overloaded_total",
+       "Batches answered UNAVAILABLE with a retry-after because the collector held its limit of "
+       "accepted but not yet applied bytes.",
+       &batches_overloaded},
+      {"tally_batch_defs_skipped_total",
+       "Series definitions in batches that the collector already held and did not decode again.",
+       &defs_skipped},
       {"tally_points_received_total", "Points accepted from all ingest paths.", &points_received},
       {"tally_points_rejected_old_total", "Points older than the longest retention.",
        &points_rejected_old},
@@ -99,6 +106,12 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   }
   family(o, "tally_queue_depth", "gauge", "Work items waiting in the shard queues.");
   sample(o, "tally_queue_depth", queue_depth);
+  family(o, "tally_ingest_queued_bytes", "gauge",
+         "Bytes of accepted batches not yet applied by the shards (bounded by max_queued_bytes).");
+  sample(o, "tally_ingest_queued_bytes", queued_bytes);
+  family(o, "tally_ingest_queued_bytes_peak", "gauge",
+         "The largest tally_ingest_queued_bytes since the collector started.");
+  sample(o, "tally_ingest_queued_bytes_peak", queued_bytes_peak);
   family(o, "tally_series", "gauge", "Series known to the collector.");
   sample(o, "tally_series", series);
   family(o, "tally_storage_healthy", "gauge", "1 when storage accepts writes, 0 when it does not.");

@@ -27,6 +27,10 @@ struct SelfMetrics {
   std::atomic<uint64_t> batches_duplicate{0};
   std::atomic<uint64_t> batches_unknown_ref{0};
   std::atomic<uint64_t> batches_unavailable{0};
+  std::atomic<uint64_t> batches_overloaded{0};  // UNAVAILABLE: the queued-bytes budget is full
+  std::atomic<uint64_t> defs_skipped{0};        // definitions of known refs not decoded again
+  std::atomic<int64_t> queued_bytes{0};         // accepted, not yet applied (max_queued_bytes)
+  std::atomic<int64_t> queued_bytes_peak{0};    // the largest queued_bytes seen
   std::atomic<uint64_t> points_received{0};
   std::atomic<uint64_t> points_rejected_old{0};
   std::atomic<uint64_t> points_rejected_future{0};

@@ -86,6 +86,7 @@ Status Server::open_storage(DataDirLayout* layout, uint64_t* max_lsn) {
     so.resolutions = cfg.resolutions;
     so.lateness_s = cfg.lateness_s;
     so.checkpoint_every_s = cfg.checkpoint_s;
+    so.debug_apply_delay_us = cfg.debug_apply_delay_us;
     auto shard = std::make_unique<Shard>(so, std::move(*store), clock_, live_.get(), metrics_);
     for (auto& info : *series) {
       if (catalog_->shard_of(info.hash) != i)
@@ -188,6 +189,8 @@ ZmqIngestOptions Server::ingest_options() const {
   ZmqIngestOptions io;
   io.endpoint = cfg.ingest;
   io.max_batch_bytes = cfg.max_batch_bytes;
+  io.max_queued_bytes = cfg.max_queued_bytes;
+  io.debug_def_delay_us = cfg.debug_def_delay_us;
   io.limits.max_future_s = cfg.max_future_s;
   io.limits.max_age_s = cfg.resolutions.back().retention_s;
   return io;

@@ -33,6 +33,22 @@ class Router {
     for (auto* s : shards_) safe = std::min(safe, s->safe_lsn());
     return safe == UINT64_MAX ? 0 : safe;
   }
+  // Bytes submitted to the shards and not yet applied; bytes applied since start.
+  uint64_t queued_bytes() const {
+    uint64_t b = 0;
+    for (auto* s : shards_) b += s->queued_bytes();
+    return b;
+  }
+  uint64_t held_bytes() const {
+    uint64_t b = 0;
+    for (auto* s : shards_) b += s->held_bytes();
+    return b;
+  }
+  uint64_t applied_bytes() const {
+    uint64_t b = 0;
+    for (auto* s : shards_) b += s->applied_bytes();
+    return b;
+  }
   bool healthy() const {
     for (auto* s : shards_)
       if (!s->healthy()) return false;

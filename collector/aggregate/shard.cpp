@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <unordered_map>
+#include <utility>
 
 #include "tally/common/wire.h"
 
@@ -92,7 +93,17 @@ void Shard::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+size_t work_bytes(const ShardWork& w) {
+  // A sketch's bins live on the heap; ~32 8-byte bins is typical of one second of latencies.
+  constexpr size_t kSketchBinsEstimate = 256;
+  return sizeof(ShardWork) + w.new_series.capacity() * sizeof(const SeriesInfo*) +
+         w.counters.capacity() * sizeof(CounterIn) + w.gauges.capacity() * sizeof(GaugeIn) +
+         w.dists.capacity() * (sizeof(DistIn) + kSketchBinsEstimate);
+}
+
 void Shard::submit(ShardWork&& work) {
+  work.bytes = work_bytes(work);
+  queued_bytes_.fetch_add(work.bytes, std::memory_order_relaxed);
   {
     std::lock_guard lock(queue_mu_);
     queue_.push_back(std::move(work));
@@ -179,6 +190,26 @@ std::pair<const double*, const BucketAgg*> Shard::find_bucket(const Window& w,
     return {nullptr, nullptr};
   const Page& pg = *pages[at];
   return {pg.sums ? &pg.sums[i] : nullptr, pg.aggs ? &pg.aggs[i] : nullptr};
+}
+
+void Shard::update_held_bytes() {
+  // A std::map node: the key and value plus about 32 bytes of links and colour.
+  constexpr size_t kLateNode = sizeof(LateKey) + sizeof(LateBucket) + 32;
+  const size_t page_bytes[kKinds] = {sizeof(Page) + kPageSlots * sizeof(double),
+                                     sizeof(Page) + kPageSlots * sizeof(BucketAgg),
+                                     sizeof(Page) + kPageSlots * sizeof(BucketAgg)};
+  // Only what is overdue counts: windows the watermark has passed that are not yet written, and
+  // late buckets. Open windows are the steady state and are bounded by the series count.
+  const int64_t wm = watermark(clock_.now_s());
+  uint64_t b = late_.size() * kLateNode;
+  for (size_t r = 0; r < windows_.size(); ++r)
+    for (const auto& [start, w] : windows_[r]) {
+      if (start + opts_.resolutions[r].step_s > wm) break;  // by start: the rest is open
+      for (size_t k = 0; k < kKinds; ++k)
+        for (const auto& pg : w.pages[k])
+          if (pg) b += page_bytes[k];
+    }
+  held_bytes_.store(b, std::memory_order_relaxed);
 }
 
 void Shard::recycle(Window&& w) {
@@ -588,10 +619,17 @@ void Shard::run() {
       stopping = stopping_;
     }
     for (auto& w : work) {
+      if (opts_.debug_apply_delay_us > 0 && !stopping)
+        std::this_thread::sleep_for(std::chrono::microseconds(opts_.debug_apply_delay_us));
       apply(w);
       metrics_.queue_depth.fetch_sub(1, std::memory_order_relaxed);
+      const size_t bytes = std::exchange(w.bytes, 0);
+      w = ShardWork{};  // free it now: the budget counts it as gone
+      queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+      applied_bytes_.fetch_add(bytes, std::memory_order_relaxed);
     }
     work.clear();
+    update_held_bytes();
     const int64_t now_ms = clock_.now_ms();
     if (stopping) {
       publish_partials();
@@ -607,6 +645,7 @@ void Shard::run() {
     else
       flush(now_ms / 1000, false);
     if (healthy_.load(std::memory_order_relaxed)) compact_storage(now_ms / 1000);
+    update_held_bytes();
     if (now_ms - last_partial_ms_ >= 1000) {
       publish_partials();
       last_partial_ms_ = now_ms;

@@ -63,12 +63,17 @@ struct DistIn {
 // Points for one shard from one batch (or one StatsD flush), in arrival order.
 struct ShardWork {
   uint64_t lsn = 0;
+  size_t bytes = 0;  // work_bytes(), set by Shard::submit()
   std::vector<const SeriesInfo*> new_series;
   std::vector<CounterIn> counters;
   std::vector<GaugeIn> gauges;
   std::vector<DistIn> dists;
   size_t points() const { return counters.size() + gauges.size() + dists.size(); }
 };
+
+// The memory a ShardWork holds while it waits in a queue: its arrays' capacity and an estimate
+// of each sketch's bins. The ingest budget (ZmqIngestOptions::max_queued_bytes) counts it.
+size_t work_bytes(const ShardWork& w);
 
 struct ShardOptions {
   uint32_t index = 0;
@@ -79,6 +84,9 @@ struct ShardOptions {
   // Every this often all open buckets are written (as partial buckets where still open), so the
   // write-ahead log before that point can be deleted.
   int64_t checkpoint_every_s = 30;
+  // Tests only (the hidden --debug-apply-delay flag): the thread sleeps this long before applying
+  // each work item, to play a shard that cannot keep up.
+  int64_t debug_apply_delay_us = 0;
 };
 
 class Shard {
@@ -118,6 +126,13 @@ class Shard {
                           double* out, int64_t* watermark);
 
   size_t queue_depth() const;
+  // Bytes (work_bytes) submitted and not yet applied, and applied since start.
+  uint64_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
+  // Bytes of buckets held in memory that are overdue: windows the watermark has passed but the
+  // shard has not written yet, and late buckets (a shard that falls behind its watermark turns
+  // every point into a late bucket). Refreshed by the shard thread after each round of work.
+  uint64_t held_bytes() const { return held_bytes_.load(std::memory_order_relaxed); }
+  uint64_t applied_bytes() const { return applied_bytes_.load(std::memory_order_relaxed); }
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
   uint64_t applied_lsn() const { return applied_lsn_.load(std::memory_order_acquire); }
   // Read-your-acknowledged-writes: the router notes the newest logged work it handed over, and a
@@ -173,6 +188,7 @@ class Shard {
   static std::pair<const double*, const BucketAgg*> find_bucket(const Window& w,
                                                                 const SeriesInfo* info);
   void recycle(Window&& w);
+  void update_held_bytes();  // shard thread
   // After a checkpoint wrote w while open: zero its values, keep its present bits, mark it.
   void keep_checkpointed(Window& w);
   // Writes due buckets (all of them when everything is set: a checkpoint); false on a storage
@@ -213,6 +229,9 @@ class Shard {
 
   std::atomic<bool> healthy_{true};
   std::atomic<uint64_t> applied_lsn_{0};
+  std::atomic<uint64_t> queued_bytes_{0};
+  std::atomic<uint64_t> applied_bytes_{0};
+  std::atomic<uint64_t> held_bytes_{0};
   std::atomic<uint64_t> routed_lsn_{0};
   std::atomic<uint64_t> safe_lsn_{0};
   int64_t last_checkpoint_s_ = 0;

@@ -3,6 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
+#include <optional>
+#include <thread>
 
 namespace tally::collector {
 
@@ -24,6 +27,9 @@ Result<std::string> ZmqIngest::start() {
   socket_->set(zmq::sockopt::router_mandatory, 0);
   // Refuse oversized frames at the transport: ZeroMQ drops the connection, the SDK reconnects.
   socket_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(opts_.max_batch_bytes + 1024));
+  // Bound what waits inside ZeroMQ: beyond this many frames from one peer, ZeroMQ stops reading
+  // its connection and TCP pushes back on the sender.
+  socket_->set(zmq::sockopt::rcvhwm, opts_.rcv_hwm);
   try {
     socket_->bind(opts_.endpoint);
   } catch (const zmq::error_t& e) {
@@ -67,6 +73,12 @@ void ZmqIngest::run() {
     (void)wal_.sync();  // the interval policy syncs here when its time has come
     int64_t now_ms = clock_.now_ms();
     if (now_ms - last_tick_ms >= 1000) {
+      const uint64_t applied = router_.applied_bytes();
+      const uint64_t rate = (applied - last_applied_bytes_) * 1000 /
+                            static_cast<uint64_t>(std::max<int64_t>(1, now_ms - last_tick_ms));
+      drain_bytes_per_s_ = drain_bytes_per_s_ ? (drain_bytes_per_s_ + rate) / 2 : rate;
+      last_applied_bytes_ = applied;
+      (void)queued_bytes();  // keeps the gauges current while nothing arrives
       last_tick_ms = now_ms;
       if (tick_) tick_();
       const uint64_t appended = wal_.next_lsn() - 1;
@@ -139,18 +151,85 @@ void ZmqIngest::commit_group() {
   }
   group_.clear();
   group_mark_.reset();
+  group_bytes_ = 0;
+}
+
+uint64_t ZmqIngest::queued_bytes() {
+  const uint64_t q = router_.queued_bytes() + router_.held_bytes() + group_bytes_;
+  metrics_.queued_bytes.store(static_cast<int64_t>(q), std::memory_order_relaxed);
+  if (static_cast<int64_t>(q) > metrics_.queued_bytes_peak.load(std::memory_order_relaxed))
+    metrics_.queued_bytes_peak.store(static_cast<int64_t>(q), std::memory_order_relaxed);
+  return q;
+}
+
+uint32_t ZmqIngest::retry_after_ms(uint64_t queued) const {
+  // Long enough for the shards to bring the queue down to half the bound at their recent rate.
+  constexpr int64_t kMin = 100, kMax = 5000, kUnknown = 1000;
+  const uint64_t excess =
+      queued > opts_.max_queued_bytes / 2 ? queued - opts_.max_queued_bytes / 2 : 0;
+  if (drain_bytes_per_s_ == 0) return kUnknown;
+  const auto ms = static_cast<int64_t>(excess * 1000 / drain_bytes_per_s_);
+  return static_cast<uint32_t>(std::clamp(ms, kMin, kMax));
 }
 
 void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) {
   metrics_.batches_received.fetch_add(1, std::memory_order_relaxed);
   metrics_.bytes_received.fetch_add(payload.size(), std::memory_order_relaxed);
   wire::Ack ack;
+  // A resend is recognised from the frame's header alone, before anything is decoded.
+  const std::optional<BatchHeader> header = payload.size() > opts_.max_batch_bytes
+                                                ? std::nullopt
+                                                : peek_batch_header(payload.data(), payload.size());
+  if (header && header->producer_id != 0 && header->seq != 0) {
+    ack.set_producer_id(header->producer_id);
+    ack.set_seq(header->seq);
+    bool in_group = false;
+    for (const auto& p : group_)
+      in_group |= p.ack.producer_id() == header->producer_id && p.ack.seq() == header->seq;
+    if (in_group || producers_.seen(header->producer_id, header->seq)) {
+      // A copy inside the current group is answered after the group's sync, like the original.
+      if (in_group) commit_group();
+      if (!producers_.seen(header->producer_id, header->seq)) {  // the original's group failed
+        ack.set_code(wire::Ack::UNAVAILABLE);
+        ack.set_reason("the collector cannot make the batch durable now");
+        metrics_.batches_unavailable.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        ack.set_code(wire::Ack::DUPLICATE);
+        metrics_.batches_duplicate.fetch_add(1, std::memory_order_relaxed);
+      }
+      send_ack(identity, ack);
+      return;
+    }
+    // Beyond the budget: refuse now, with a hint, rather than queue.
+    if (const uint64_t queued = queued_bytes(); queued >= opts_.max_queued_bytes) {
+      ack.set_code(wire::Ack::UNAVAILABLE);
+      ack.set_retry_after_ms(retry_after_ms(queued));
+      ack.set_reason("the collector is busy: " + std::to_string(queued) +
+                     " bytes accepted and not yet applied (limit " +
+                     std::to_string(opts_.max_queued_bytes) + "); resend after retry_after_ms");
+      metrics_.batches_overloaded.fetch_add(1, std::memory_order_relaxed);
+      send_ack(identity, ack);
+      return;
+    }
+  }
+  // Definitions this producer's refs already have are not decoded again.
+  std::optional<std::string> stripped;
+  if (header && header->producer_id != 0) {
+    size_t skipped = 0;
+    const uint64_t pid = header->producer_id;
+    stripped = strip_known_defs(
+        payload.data(), payload.size(),
+        [&](uint32_t ref) { return producers_.ref(pid, ref) != nullptr; }, &skipped);
+    metrics_.defs_skipped.fetch_add(skipped, std::memory_order_relaxed);
+  }
+  const void* body = stripped ? stripped->data() : payload.data();
+  const size_t body_size = stripped ? stripped->size() : payload.size();
   wire::Batch batch;
   if (payload.size() > opts_.max_batch_bytes) {
     ack.set_code(wire::Ack::INVALID);
     ack.set_reason("batch of " + std::to_string(payload.size()) + " bytes is above the limit of " +
                    std::to_string(opts_.max_batch_bytes));
-  } else if (!batch.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+  } else if (!header || !batch.ParseFromArray(body, static_cast<int>(body_size))) {
     ack.set_code(wire::Ack::INVALID);
     ack.set_reason("malformed protobuf frame: not a tally.wire.Batch");
   } else if (batch.producer_id() == 0 || batch.seq() == 0) {
@@ -165,23 +244,6 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
     send_ack(identity, ack);
     return;
   }
-  bool in_group = false;
-  for (const auto& p : group_)
-    in_group |= p.ack.producer_id() == batch.producer_id() && p.ack.seq() == batch.seq();
-  if (in_group || producers_.seen(batch.producer_id(), batch.seq())) {
-    // A copy inside the current group is answered after the group's sync, like the original.
-    if (in_group) commit_group();
-    if (!producers_.seen(batch.producer_id(), batch.seq())) {  // the original's group failed
-      ack.set_code(wire::Ack::UNAVAILABLE);
-      ack.set_reason("the collector cannot make the batch durable now");
-      metrics_.batches_unavailable.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      ack.set_code(wire::Ack::DUPLICATE);
-      metrics_.batches_duplicate.fetch_add(1, std::memory_order_relaxed);
-    }
-    send_ack(identity, ack);
-    return;
-  }
   if (!router_.healthy()) {
     metrics_.batches_unavailable.fetch_add(1, std::memory_order_relaxed);
     ack.set_code(wire::Ack::UNAVAILABLE);
@@ -189,6 +251,9 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
     send_ack(identity, ack);
     return;
   }
+  if (opts_.debug_def_delay_us > 0 && batch.defs_size() > 0)
+    std::this_thread::sleep_for(std::chrono::microseconds(opts_.debug_def_delay_us) *
+                                batch.defs_size());
   DecodedBatch d = decode_batch(batch, producers_, catalog_, opts_.limits, clock_.now_s());
   ack.set_code(d.code);
   ack.set_reason(d.reason);
@@ -205,6 +270,7 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
         ack.set_reason("the collector cannot log the batch: " + lsn.status().message());
         break;
       }
+      for (const auto& w : d.per_shard) group_bytes_ += work_bytes(w);
       group_.push_back(Pending{std::move(identity), std::move(ack), std::move(d), *lsn,
                                batch.dropped_batches()});
       return;  // acknowledged by commit_group()

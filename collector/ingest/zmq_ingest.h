@@ -1,13 +1,23 @@
 // ZmqIngest: the ROUTER socket SDKs send batches to, and its thread.
 //
-// Per frame: size check, protobuf decode, de-duplication by (producer, seq), validation
-// (decode_batch) and an append to the write-ahead log. Frames are taken in bursts: one log sync
-// covers the burst (group commit), then every batch of it is acknowledged and its points go to
-// the shards. A batch is acknowledged OK only once its record is durable (per fsync policy); if
-// the log cannot be written (disk full) the burst is taken back out of the log and answered
-// UNAVAILABLE, and the SDKs resend. Rejected frames are counted and logged at a bounded rate.
-// The thread also drives the collector's own metrics and the log's truncation once a second.
-// Thread-safety: start()/stop() from the owning thread; everything else runs on the ingest thread.
+// Per frame: size check, de-duplication by (producer, seq) read from the frame's first bytes
+// without decoding it (batch_header.h), the budget check, the definitions the collector already
+// holds cut out, protobuf decode, validation (decode_batch) and an append to the write-ahead log.
+//
+// Backpressure: the bytes accepted but not yet applied or stored (decoded batches waiting for the
+// group's sync, the shard queues (work_bytes()) and the shards' overdue buckets (held_bytes():
+// windows past the watermark not yet written, late buckets)) are bounded by max_queued_bytes. While
+// they are at the bound a new batch is answered UNAVAILABLE with retry_after_ms (the time the
+// shards need to drain to half the bound at their measured rate, 100 ms .. 5 s) instead of being
+// queued; so the collector holds at most the bound plus one batch. ZeroMQ's own receive queue is
+// bounded by rcv_hwm frames per peer (a peer beyond it is pushed back by TCP) and max_batch_bytes
+// per frame. Frames are taken in bursts: one log sync covers the burst (group commit), then every
+// batch of it is acknowledged and its points go to the shards. A batch is acknowledged OK only once
+// its record is durable (per fsync policy); if the log cannot be written (disk full) the burst is
+// taken back out of the log and answered UNAVAILABLE, and the SDKs resend. Rejected frames are
+// counted and logged at a bounded rate. The thread also drives the collector's own metrics and the
+// log's truncation once a second. Thread-safety: start()/stop() from the owning thread; everything
+// else runs on the ingest thread.
 #pragma once
 
 #include <atomic>
@@ -21,6 +31,7 @@
 
 #include "aggregate/router.h"
 #include "ingest/batch_decoder.h"
+#include "ingest/batch_header.h"
 #include "ingest/producer_table.h"
 #include "self_metrics.h"
 #include "storage/wal.h"
@@ -31,6 +42,11 @@ struct ZmqIngestOptions {
   std::string endpoint = "tcp://127.0.0.1:7070";
   IngestLimits limits;
   size_t max_batch_bytes = 64u << 20;
+  size_t max_queued_bytes = 256u << 20;
+  int rcv_hwm = 16;  // frames per peer queued inside ZeroMQ (SDKs keep at most 8 in flight)
+  // Tests only (the hidden --debug-def-delay flag): the ingest thread sleeps this long per series
+  // definition it decodes, to play a collector that is slow to take new series.
+  int64_t debug_def_delay_us = 0;
 };
 
 class ZmqIngest {
@@ -59,6 +75,9 @@ class ZmqIngest {
   };
   void run();
   void handle(zmq::message_t& identity, const zmq::message_t& payload);
+  // Bytes accepted and not yet applied; updates the queued-bytes gauges.
+  uint64_t queued_bytes();
+  uint32_t retry_after_ms(uint64_t queued) const;
   void commit_group();
   void set_log_health(bool ok, const Status& why);
   void send_ack(const zmq::message_t& identity, const wire::Ack& ack);
@@ -83,6 +102,9 @@ class ZmqIngest {
   std::optional<Wal::Mark> group_mark_;
   std::atomic<bool> log_healthy_{true};
   uint64_t seqs_saved_lsn_ = 0;  // every record up to this LSN has its seq in ingest.sqlite
+  uint64_t group_bytes_ = 0;     // work_bytes of the decoded batches in group_
+  uint64_t last_applied_bytes_ = 0;
+  uint64_t drain_bytes_per_s_ = 0;  // the shards' recent apply rate (for retry_after_ms)
 };
 
 }  // namespace tally::collector

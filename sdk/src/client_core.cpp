@@ -358,6 +358,8 @@ void ClientCore::publish() {
     std::lock_guard lk(mu_);
     published_ = sender_->counters();
     published_.batches_pending = sender_->pending();
+    published_.pending_bytes = sender_->pending_bytes();
+    published_.batches_in_flight = sender_->in_flight();
     published_.transport_errors += transport_exceptions_;
     if (!errors.empty()) last_error_ = errors.back();
     flush_served_ = served_local_;

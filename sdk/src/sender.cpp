@@ -1,6 +1,7 @@
 #include "sender.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "tally/common/wire.h"
 #include "thread_state.h"
@@ -9,7 +10,11 @@
 namespace tally::detail {
 
 Sender::Sender(const ClientOptions& options, uint64_t producer_id, DefLookup defs)
-    : options_(options), producer_id_(producer_id), defs_(std::move(defs)), ctx_(1) {
+    : options_(options),
+      producer_id_(producer_id),
+      defs_(std::move(defs)),
+      ctx_(1),
+      rng_(producer_id) {
   try {
     auto s = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
     s->set(zmq::sockopt::linger, 0);  // delivery is ours (close_timeout), not ZeroMQ's
@@ -32,33 +37,85 @@ Sender::~Sender() {
 
 void Sender::enqueue(wire::Batch batch, std::vector<uint32_t> refs, size_t points, int64_t now_ms) {
   Pending p;
-  p.batch = std::move(batch);
-  p.batch.set_producer_id(producer_id_);
-  p.batch.set_seq(next_seq_++);
+  p.seq = next_seq_++;
+  batch.set_producer_id(producer_id_);
+  batch.set_seq(p.seq);
+  batch.clear_defs();
+  batch.SerializeToString(&p.bytes);  // fields in number order: producer_id and seq come first
   p.points = points;
   p.due_ms = now_ms;
-  std::vector<uint32_t> need;
-  for (uint32_t r : refs)
-    if (!acked_defs_.contains(r)) need.push_back(r);
   p.refs = std::move(refs);
-  add_defs(p, need);
   ++counters_.batches_sent;
   counters_.points_sent += points;
+  pending_bytes_ += p.bytes.size();
   pending_.push_back(std::move(p));
-  size_t bound = std::max<size_t>(1, options_.max_pending_batches);
-  while (pending_.size() > bound) {
+  enforce_bounds();
+}
+
+void Sender::enforce_bounds() {
+  // Oldest first, never the newest, and never a batch awaiting its answer (the collector may have
+  // taken it): those become droppable once answered or timed out, so the bound is exceeded by
+  // at most the batches in flight.
+  const size_t max_batches = std::max<size_t>(1, options_.max_pending_batches);
+  auto over = [&] {
+    return pending_.size() > max_batches || pending_bytes_ > options_.max_pending_bytes;
+  };
+  for (auto it = pending_.begin(); over() && pending_.size() > 1 && it + 1 != pending_.end();) {
+    if (it->awaiting) {
+      ++it;
+      continue;
+    }
     ++counters_.batches_dropped;
-    counters_.points_dropped += pending_.front().points;
-    pending_.pop_front();
+    counters_.points_dropped += it->points;
+    forget(*it);
+    it = pending_.erase(it);
   }
 }
 
-void Sender::add_defs(Pending& p, const std::vector<uint32_t>& refs) {
+void Sender::forget(Pending& p) {
+  mark_answered(p);
+  pending_bytes_ -= p.bytes.size();
+  for (uint32_t r : p.def_refs) {
+    auto it = carried_.find(r);
+    if (it != carried_.end() && --it->second == 0) carried_.erase(it);
+  }
+}
+
+void Sender::mark_answered(Pending& p, bool sample) {
+  if (!p.awaiting) return;
+  if (sample && p.attempts == 1 && last_now_ms_ >= p.sent_ms) {  // Karn: only unambiguous samples
+    const int64_t rtt = last_now_ms_ - p.sent_ms;
+    srtt_ms_ = srtt_ms_ == 0 ? std::max<int64_t>(1, rtt) : (7 * srtt_ms_ + rtt) / 8;
+  }
+  p.awaiting = false;
+  --in_flight_;
+}
+
+int64_t Sender::jitter(int64_t ms) {
+  // +0..50 %: never earlier than asked, and clients that failed together spread out.
+  std::uniform_int_distribution<int64_t> d(0, std::max<int64_t>(0, ms / 2));
+  return ms + d(rng_);
+}
+
+int64_t Sender::backoff_ms(int n) {
+  const int64_t cap = std::max<int64_t>(1, options_.max_retry_delay.count());
+  const int64_t base =
+      std::min(cap, std::max<int64_t>({1, options_.ack_timeout.count(), 3 * srtt_ms_}));
+  int64_t d = base;
+  for (int i = 1; i < n && d < cap; ++i) d *= 2;
+  d = std::min(d, cap);
+  return n <= 1 ? d : std::min(jitter(d), cap);
+}
+
+std::string Sender::encode_defs(const Pending& p, const std::vector<uint32_t>& refs,
+                                std::vector<uint32_t>* encoded) {
+  wire::Batch extra;  // only defs: appended to the serialised batch (repeated fields concatenate)
   for (uint32_t r : refs) {
     if (std::find(p.def_refs.begin(), p.def_refs.end(), r) != p.def_refs.end()) continue;
+    if (std::find(encoded->begin(), encoded->end(), r) != encoded->end()) continue;
     const SeriesInfo* s = defs_(r);
     if (!s) continue;
-    wire::SeriesDef* d = p.batch.add_defs();
+    wire::SeriesDef* d = extra.add_defs();
     d->set_ref(r);
     d->set_metric(s->metric);
     for (const Tag& t : s->tags) {
@@ -67,36 +124,94 @@ void Sender::add_defs(Pending& p, const std::vector<uint32_t>& refs) {
       wt->set_value(t.value);
     }
     d->set_kind(kind_to_proto(s->kind));
-    p.def_refs.push_back(r);
+    encoded->push_back(r);
   }
+  return extra.defs_size() ? extra.SerializeAsString() : std::string();
+}
+
+void Sender::commit_defs(Pending& p, const std::string& bytes, const std::vector<uint32_t>& refs) {
+  p.bytes += bytes;
+  pending_bytes_ += bytes.size();
+  for (uint32_t r : refs) {
+    p.def_refs.push_back(r);
+    ++carried_[r];
+  }
+}
+
+void Sender::add_defs(Pending& p, const std::vector<uint32_t>& refs) {
+  std::vector<uint32_t> encoded;
+  std::string bytes = encode_defs(p, refs, &encoded);
+  commit_defs(p, bytes, encoded);
 }
 
 int64_t Sender::next_due_ms() const {
   int64_t due = INT64_MAX;
-  for (const Pending& p : pending_) due = std::min(due, p.due_ms);
+  for (const Pending& p : pending_) {
+    if (p.awaiting)
+      due = std::min(due, p.due_ms);
+    else if (in_flight_ < window_)
+      due = std::min(due, std::max(p.due_ms, hold_until_ms_));
+  }
   return due;
 }
 
 void Sender::send_due(int64_t now_ms) {
+  last_now_ms_ = now_ms;
   blocked_ = false;
   if (!socket_) {
     blocked_ = !pending_.empty();
     return;
   }
-  std::string bytes;
+  // Deliveries not answered in time: send again (their next deadline is longer), one at a time.
   for (Pending& p : pending_) {
-    if (p.due_ms > now_ms) continue;
-    p.batch.set_sent_unix_ms(now_ms);
-    p.batch.set_dropped_batches(counters_.batches_dropped);
-    p.batch.SerializeToString(&bytes);
-    zmq::message_t msg(bytes.data(), bytes.size());
+    if (!p.awaiting || p.due_ms > now_ms) continue;
+    mark_answered(p, false);  // a timeout is no answer-time sample
+    ++counters_.ack_timeouts;
+    window_ = 1;
+    p.due_ms = now_ms;
+  }
+  if (now_ms >= hold_until_ms_) send_window(now_ms);
+  enforce_bounds();  // definitions added to what was sent count too
+}
+
+void Sender::send_window(int64_t now_ms) {
+  std::string trailer;
+  for (Pending& p : pending_) {
+    if (in_flight_ >= window_) return;
+    if (p.awaiting || p.due_ms > now_ms) continue;
+    // First delivery: definitions for refs the collector has not acknowledged and no earlier
+    // pending batch carries. Kept only once the socket has taken the frame.
+    std::string defs;
+    std::vector<uint32_t> def_refs;
+    if (!p.sent_once) {
+      std::vector<uint32_t> need;
+      for (uint32_t r : p.refs)
+        if (!acked_defs_.contains(r) && !carried_.contains(r)) need.push_back(r);
+      defs = encode_defs(p, need, &def_refs);
+    }
+    wire::Batch tail;  // per delivery; a later occurrence of a scalar field wins
+    tail.set_sent_unix_ms(now_ms);
+    tail.set_dropped_batches(counters_.batches_dropped);
+    tail.SerializeToString(&trailer);
+    zmq::message_t msg(p.bytes.size() + defs.size() + trailer.size());
+    char* out = static_cast<char*>(msg.data());
+    std::memcpy(out, p.bytes.data(), p.bytes.size());
+    std::memcpy(out + p.bytes.size(), defs.data(), defs.size());
+    std::memcpy(out + p.bytes.size() + defs.size(), trailer.data(), trailer.size());
     if (!socket_->send(msg, zmq::send_flags::dontwait)) {
       blocked_ = true;  // no connected collector (immediate) or its queue is full
       return;
     }
+    if (!p.sent_once) {
+      commit_defs(p, defs, def_refs);
+      p.sent_once = true;
+    }
     if (p.attempts > 0) ++counters_.batches_resent;
     ++p.attempts;
-    p.due_ms = now_ms + options_.ack_timeout.count();
+    p.awaiting = true;
+    ++in_flight_;
+    p.sent_ms = now_ms;
+    p.due_ms = now_ms + backoff_ms(p.attempts);
   }
 }
 
@@ -113,17 +228,22 @@ void Sender::pump(int64_t now_ms, int64_t wait_ms, int wake_fd) {
   zmq::poll(items, n, std::chrono::milliseconds(std::max<int64_t>(0, wait_ms)));
   if (!socket_) return;
   zmq::message_t msg;
-  while (socket_->recv(msg, zmq::recv_flags::dontwait)) handle_ack(msg, now_ms);
-  if (items[1].revents & ZMQ_POLLOUT) send_due(now_ms);
+  bool answered = false;
+  while (socket_->recv(msg, zmq::recv_flags::dontwait)) {
+    handle_ack(msg, now_ms);
+    answered = true;
+  }
+  if (answered || (items[1].revents & ZMQ_POLLOUT)) send_due(now_ms);
 }
 
 std::deque<Sender::Pending>::iterator Sender::find(uint64_t seq) {
   auto it = std::lower_bound(pending_.begin(), pending_.end(), seq,
-                             [](const Pending& p, uint64_t s) { return p.batch.seq() < s; });
-  return it != pending_.end() && it->batch.seq() == seq ? it : pending_.end();
+                             [](const Pending& p, uint64_t s) { return p.seq < s; });
+  return it != pending_.end() && it->seq == seq ? it : pending_.end();
 }
 
 void Sender::handle_ack(const zmq::message_t& msg, int64_t now_ms) {
+  last_now_ms_ = now_ms;
   wire::Ack ack;
   if (msg.more() || !ack.ParseFromArray(msg.data(), static_cast<int>(msg.size()))) {
     ++counters_.transport_errors;
@@ -139,12 +259,17 @@ void Sender::handle_ack(const zmq::message_t& msg, int64_t now_ms) {
   auto it = find(ack.seq());
   if (it == pending_.end()) return;  // already resolved (an ack for a resent copy) or dropped
   Pending* p = &*it;
-  auto erase = [&] { pending_.erase(it); };
+  auto erase = [&] {
+    forget(*p);
+    pending_.erase(it);
+  };
   switch (ack.code()) {
     case wire::Ack::OK:
     case wire::Ack::DUPLICATE:
       for (uint32_t r : p->def_refs) acked_defs_.insert(r);
       ++counters_.batches_acked;
+      window_ = std::min(window_ + 1, kMaxWindow);
+      refusals_ = 0;
       erase();
       return;
     case wire::Ack::INVALID:
@@ -156,6 +281,7 @@ void Sender::handle_ack(const zmq::message_t& msg, int64_t now_ms) {
       return;
     case wire::Ack::UNKNOWN_REF: {
       ++counters_.unknown_ref_acks;
+      mark_answered(*p);
       std::vector<uint32_t> refs(ack.unknown_refs().begin(), ack.unknown_refs().end());
       if (refs.empty()) refs = p->refs;  // the collector did not say which: define them all
       bool already = true;
@@ -165,15 +291,25 @@ void Sender::handle_ack(const zmq::message_t& msg, int64_t now_ms) {
           already = false;
       }
       add_defs(*p, refs);
+      p->sent_once = true;
       // Resend at once with the definitions; if it already carried them, the collector is not
-      // keeping up, so wait an ack timeout rather than loop.
-      p->due_ms = already ? now_ms + options_.ack_timeout.count() : now_ms;
+      // keeping up, so back off rather than loop.
+      p->due_ms = already ? now_ms + backoff_ms(p->attempts) : now_ms;
       return;
     }
-    case wire::Ack::UNAVAILABLE:
+    case wire::Ack::UNAVAILABLE: {
       ++counters_.unavailable_acks;
-      p->due_ms = now_ms + options_.ack_timeout.count();
+      mark_answered(*p);
+      window_ = 1;
+      ++refusals_;
+      const int64_t cap = std::max<int64_t>(1, options_.max_retry_delay.count());
+      const int64_t wait = ack.retry_after_ms() > 0
+                               ? std::min<int64_t>(jitter(ack.retry_after_ms()), cap)
+                               : backoff_ms(refusals_);
+      p->due_ms = now_ms + wait;
+      hold_until_ms_ = std::max(hold_until_ms_, now_ms + wait);
       return;
+    }
     default:
       ++counters_.transport_errors;
       errors_.push_back("ack with unknown code " + std::to_string(static_cast<int>(ack.code())));

@@ -14,6 +14,7 @@
 #include "aggregate/shard.h"
 #include "config.h"
 #include "ingest/batch_decoder.h"
+#include "ingest/batch_header.h"
 #include "ingest/producer_table.h"
 #include "query/http_api.h"
 #include "query/query_engine.h"
@@ -37,6 +38,9 @@ class TestCollectorUnits : public QObject {
   void configFile_data();
   void configFile();
   void dedupWindow();
+  void batchHeaderWithoutDecoding_data();
+  void batchHeaderWithoutDecoding();
+  void knownDefinitionsAreCutBeforeDecoding();
   void batchValidation_data();
   void batchValidation();
   void walRoundTripTornTailRollbackAndTruncate();
@@ -776,6 +780,108 @@ void TestCollectorUnits::checkpointedBucketStillGetsItsFinal() {
   QCOMPARE(finals[1].count(), uint64_t(1));
   QCOMPARE(finals[1].value(), 7.0);  // a gauge's last
   for (size_t r = 0; r < 4; ++r) QCOMPARE(f.counter_sum(c, r, t0 - 7200, t0 + 7200), 5.0);
+}
+
+namespace {
+wire::Batch header_test_batch() {
+  wire::Batch b;
+  b.set_producer_id(0xFEEDFACECAFEBEEFull);
+  b.set_seq(300);
+  for (uint32_t r = 0; r < 3; ++r) {
+    auto* d = b.add_defs();
+    d->set_ref(r);
+    d->set_metric("hdr.metric");
+    auto* t = d->add_tags();
+    t->set_key("k");
+    t->set_value(std::to_string(r));
+    d->set_kind(wire::COUNTER);
+  }
+  for (uint32_t r = 0; r < 3; ++r) {
+    b.mutable_counters()->add_refs(r);
+    b.mutable_counters()->add_times(1'700'000'000);
+    b.mutable_counters()->add_values(r + 1.0);
+  }
+  b.set_sent_unix_ms(5);
+  return b;
+}
+}  // namespace
+
+// (producer, seq) read by walking the fields: first, last, repeated (the last wins), absent.
+void TestCollectorUnits::batchHeaderWithoutDecoding_data() {
+  QTest::addColumn<QByteArray>("frame");
+  QTest::addColumn<bool>("ok");
+  QTest::addColumn<quint64>("producer");
+  QTest::addColumn<quint64>("seq");
+  const std::string normal = header_test_batch().SerializeAsString();
+  QTest::newRow("as the SDK writes it") << QByteArray::fromStdString(normal) << true
+                                        << quint64(0xFEEDFACECAFEBEEFull) << quint64(300);
+  wire::Batch tail;  // fields appended later win, as in a decode
+  tail.set_seq(301);
+  const std::string appended = normal + tail.SerializeAsString();
+  QTest::newRow("seq appended at the end") << QByteArray::fromStdString(appended) << true
+                                           << quint64(0xFEEDFACECAFEBEEFull) << quint64(301);
+  wire::Batch head = header_test_batch();
+  head.clear_producer_id();
+  head.clear_seq();
+  wire::Batch ids;
+  ids.set_producer_id(7);
+  ids.set_seq(9);
+  QTest::newRow("header fields last")
+      << QByteArray::fromStdString(head.SerializeAsString() + ids.SerializeAsString()) << true
+      << quint64(7) << quint64(9);
+  QTest::newRow("no header") << QByteArray::fromStdString(head.SerializeAsString()) << true
+                             << quint64(0) << quint64(0);
+  QTest::newRow("truncated") << QByteArray::fromStdString(normal.substr(0, normal.size() - 3))
+                             << false << quint64(0) << quint64(0);
+  QTest::newRow("garbage") << QByteArray("\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 11)
+                           << false << quint64(0) << quint64(0);
+  QTest::newRow("empty") << QByteArray() << true << quint64(0) << quint64(0);
+}
+
+void TestCollectorUnits::batchHeaderWithoutDecoding() {
+  QFETCH(QByteArray, frame);
+  QFETCH(bool, ok);
+  QFETCH(quint64, producer);
+  QFETCH(quint64, seq);
+  auto h = peek_batch_header(frame.constData(), static_cast<size_t>(frame.size()));
+  QCOMPARE(h.has_value(), ok);
+  if (!h) return;
+  QCOMPARE(quint64(h->producer_id), producer);
+  QCOMPARE(quint64(h->seq), seq);
+  wire::Batch full;  // the walk agrees with a full decode whenever both succeed
+  if (full.ParseFromArray(frame.constData(), frame.size())) {
+    QCOMPARE(quint64(full.producer_id()), producer);
+    QCOMPARE(quint64(full.seq()), seq);
+  }
+}
+
+// Definitions of refs the collector holds are left out; everything else decodes as before.
+void TestCollectorUnits::knownDefinitionsAreCutBeforeDecoding() {
+  const wire::Batch b = header_test_batch();
+  const std::string frame = b.SerializeAsString();
+  size_t dropped = 99;
+  auto none = strip_known_defs(
+      frame.data(), frame.size(), [](uint32_t) { return false; }, &dropped);
+  QVERIFY(!none.has_value());  // nothing known: the frame is used as it is
+  QCOMPARE(dropped, size_t(0));
+  for (auto known :
+       {std::set<uint32_t>{1}, std::set<uint32_t>{0, 2}, std::set<uint32_t>{0, 1, 2}}) {
+    auto cut = strip_known_defs(
+        frame.data(), frame.size(), [&](uint32_t r) { return known.contains(r); }, &dropped);
+    QVERIFY(cut.has_value());
+    QCOMPARE(dropped, known.size());
+    wire::Batch got;
+    QVERIFY(got.ParseFromString(*cut));
+    QCOMPARE(got.defs_size(), int(3 - known.size()));
+    for (const auto& d : got.defs()) QVERIFY(!known.contains(d.ref()));
+    wire::Batch want = b;
+    want.clear_defs();
+    got.clear_defs();
+    QCOMPARE(got.SerializeAsString(), want.SerializeAsString());
+  }
+  const std::string bad = frame.substr(0, frame.size() - 3);  // cuts into the packed values
+  QVERIFY(!strip_known_defs(
+      bad.data(), bad.size(), [](uint32_t) { return true; }, &dropped));
 }
 
 QTEST_GUILESS_MAIN(TestCollectorUnits)

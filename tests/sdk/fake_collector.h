@@ -55,6 +55,11 @@ class FakeCollector {
     std::lock_guard lk(mu_);
     policy_ = std::move(p);
   }
+  // The retry_after_ms hint sent with UNAVAILABLE answers (0 = none).
+  void set_retry_after_ms(uint32_t ms) {
+    std::lock_guard lk(mu_);
+    retry_after_ms_ = ms;
+  }
   // Forgets every series definition, as a collector whose data was wiped.
   void forget_refs() {
     std::lock_guard lk(mu_);
@@ -168,6 +173,7 @@ class FakeCollector {
     if (r == Reply::kUnavailable) {
       ack.set_code(wire::Ack::UNAVAILABLE);
       ack.set_reason("disk full (test)");
+      ack.set_retry_after_ms(retry_after_ms_);
       return true;
     }
     if (accepted_.contains(id)) {
@@ -240,6 +246,7 @@ class FakeCollector {
 
   mutable std::mutex mu_;
   Policy policy_;
+  uint32_t retry_after_ms_ = 0;
   std::vector<wire::Batch> received_;
   std::map<std::pair<uint64_t, uint64_t>, int> deliveries_;
   std::set<std::pair<uint64_t, uint64_t>> accepted_;

@@ -55,6 +55,10 @@ class TestSdk : public QObject {
   void withheldAckIsResentWithSameSeq();
   void unknownRefResendsDefinitions();
   void unavailableIsResentLater();
+  void slowCollectorGetsOneBatchInFlight();
+  void resendsBackOffExponentially();
+  void unavailableHonoursRetryAfter();
+  void pendingBytesBoundDropsOldest();
   void invalidAckIsCountedNotResent();
   void boundedBufferKeepsNewestAndCountsDrops();
   void collectorRestartLosesNothing();
@@ -248,6 +252,123 @@ void TestSdk::unavailableIsResentLater() {
   QVERIFY(client.flush(5s));
   QCOMPARE(collector.counter_total("test.unavailable"), 9.0);
   QCOMPARE(client.stats().batches_resent, uint64_t(1));
+}
+
+// While the first batch waits for its ack, nothing else is sent; the batches behind it then go
+// without the definitions it carried.
+void TestSdk::slowCollectorGetsOneBatchInFlight() {
+  FakeCollector collector;
+  std::atomic<bool> hold{true};
+  collector.set_policy([&](const wire::Batch& b, int) {
+    return b.seq() == 1 && hold.load() ? FakeCollector::Reply::kWithhold
+                                       : FakeCollector::Reply::kProcess;
+  });
+  ManualClock clock(kT0);
+  Client client(options_for(collector, &clock));
+  for (int i = 0; i < 3; ++i) {
+    client.count("test.window");
+    client.count("test.window", 1, {{"i", std::to_string(i)}});
+    QVERIFY(!client.flush(0ms));
+    QTRY_COMPARE(client.stats().batches_sent, uint64_t(i + 1));
+  }
+  QTest::qWait(200);  // what would have been sent is sent by now
+  QCOMPARE(collector.received_count(), size_t(1));
+  QCOMPARE(client.stats().batches_in_flight, uint64_t(1));
+  hold.store(false);
+  clock.advance_ms(2000);  // the ack timeout: seq 1 again, acknowledged, then 2 and 3
+  QVERIFY(client.flush(5s));
+  auto got = collector.received();
+  QCOMPARE(got.size(), size_t(4));
+  QCOMPARE(got[1].seq(), uint64_t(1));
+  QCOMPARE(got[0].defs_size(), 2);
+  QCOMPARE(got[2].seq(), uint64_t(2));
+  QCOMPARE(got[2].defs_size(), 1);  // its own new series only, not test.window again
+  QCOMPARE(got[3].defs_size(), 1);
+  QCOMPARE(collector.counter_total("test.window"), 3.0);
+  QCOMPARE(collector.counter_total("test.window{i=2}"), 1.0);
+  QCOMPARE(client.stats().ack_timeouts, uint64_t(1));
+}
+
+// Attempt n waits ack_timeout * 2^(n-1), +0..50 % from the second on.
+void TestSdk::resendsBackOffExponentially() {
+  FakeCollector collector;
+  collector.set_policy([](const wire::Batch&, int previous) {
+    return previous < 3 ? FakeCollector::Reply::kWithhold : FakeCollector::Reply::kProcess;
+  });
+  ManualClock clock(kT0);
+  Client client(options_for(collector, &clock));
+  client.count("test.backoff", 1);
+  QVERIFY(!client.flush(0ms));
+  QTRY_COMPARE(deliveries_of(collector, 1), size_t(1));
+  clock.advance_ms(2000);
+  QTRY_COMPARE(deliveries_of(collector, 1), size_t(2));
+  clock.advance_ms(3999);  // the second attempt waits at least 4 s
+  QTest::qWait(100);
+  QCOMPARE(deliveries_of(collector, 1), size_t(2));
+  clock.advance_ms(2001);  // and at most 6 s
+  QTRY_COMPARE(deliveries_of(collector, 1), size_t(3));
+  clock.advance_ms(7999);  // the third at least 8 s
+  QTest::qWait(100);
+  QCOMPARE(deliveries_of(collector, 1), size_t(3));
+  clock.advance_ms(4001);
+  QVERIFY(client.flush(5s));
+  QCOMPARE(deliveries_of(collector, 1), size_t(4));
+  QCOMPARE(client.stats().ack_timeouts, uint64_t(3));
+  QCOMPARE(collector.counter_total("test.backoff"), 1.0);
+}
+
+// UNAVAILABLE with a hint: nothing at all is sent before it has passed.
+void TestSdk::unavailableHonoursRetryAfter() {
+  FakeCollector collector;
+  collector.set_retry_after_ms(5000);
+  collector.set_policy([](const wire::Batch& b, int previous) {
+    return b.seq() == 1 && previous == 0 ? FakeCollector::Reply::kUnavailable
+                                         : FakeCollector::Reply::kProcess;
+  });
+  ManualClock clock(kT0);
+  Client client(options_for(collector, &clock));
+  client.count("test.retry_after", 2);
+  QVERIFY(!client.flush(0ms));
+  QTRY_COMPARE(client.stats().unavailable_acks, uint64_t(1));
+  client.count("test.retry_after", 3);
+  QVERIFY(!client.flush(0ms));
+  QTRY_COMPARE(client.stats().batches_sent, uint64_t(2));
+  clock.advance_ms(4999);
+  QTest::qWait(100);
+  QCOMPARE(collector.received_count(), size_t(1));  // neither the refused batch nor the next
+  clock.advance_ms(2501);
+  QVERIFY(client.flush(5s));
+  QCOMPARE(collector.counter_total("test.retry_after"), 5.0);
+  QCOMPARE(client.stats().batches_resent, uint64_t(1));
+}
+
+// The byte bound: with no collector, the oldest batches go once the serialised bytes pass it.
+void TestSdk::pendingBytesBoundDropsOldest() {
+  std::string endpoint = unused_endpoint();
+  ManualClock clock(kT0);
+  ClientOptions opts;
+  opts.endpoint = endpoint;
+  opts.clock = &clock;
+  opts.max_pending_bytes = 4096;
+  opts.close_timeout = 1s;
+  Client client(opts);
+  std::vector<Counter> hs;
+  for (int j = 0; j < 100; ++j)
+    hs.push_back(client.counter("test.bytes", {{"j", std::to_string(j)}}));
+  for (int i = 1; i <= 10; ++i) {
+    for (auto& h : hs) h.add();
+    QVERIFY(!client.flush(0ms));
+    QTRY_COMPARE(client.stats().batches_sent, uint64_t(i));
+  }
+  auto st = client.stats();
+  QVERIFY2(st.pending_bytes <= 4096, std::to_string(st.pending_bytes).c_str());
+  QVERIFY(st.batches_dropped > 0);
+  QCOMPARE(st.batches_dropped + st.batches_pending, uint64_t(10));
+  QCOMPARE(st.points_dropped, st.batches_dropped * 100);
+
+  FakeCollector collector(endpoint);
+  QVERIFY(client.flush(10s));
+  QCOMPARE(collector.counter_total("test.bytes{j=7}"), double(st.batches_pending));
 }
 
 void TestSdk::invalidAckIsCountedNotResent() {

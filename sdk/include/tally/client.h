@@ -5,8 +5,15 @@
 // between threads on the hot path); a background flush thread samples the slots at every
 // 1 s boundary of the client's clock, turns the deltas into 1 s buckets and sends one
 // protobuf Batch per flush interval over a ZeroMQ DEALER socket (docs/format/wire.md). Batches
-// are resent with the same sequence number until the collector acknowledges them; at most
-// max_pending_batches are kept (the newest), older ones are dropped and counted.
+// are resent with the same sequence number until the collector acknowledges them. Unacknowledged
+// batches are kept up to max_pending_bytes (serialised size) and max_pending_batches; beyond
+// either bound the oldest are dropped and counted.
+//
+// Backpressure: while the collector is slow the client keeps one batch in flight (the window
+// grows again, one batch per acknowledgement, once acks come back); a batch not acknowledged
+// within ack_timeout is resent after exponentially growing, jittered waits (ack_timeout, 2x,
+// 4x ... up to max_retry_delay); an UNAVAILABLE answer pauses sending for the collector's
+// retry-after hint (jittered), or the same backoff when it gives none.
 //
 // Thread-safety: every method of Client and of the handles is thread-safe. Handles are small
 // values (copy them freely) that point into the Client: they must not outlive it. Recording
@@ -83,10 +90,20 @@ struct ClientOptions {
   // How often a batch is built and sent. Buckets are always 1 s; a longer interval puts
   // several seconds into one batch. A multiple of 1 s keeps batches aligned to seconds.
   std::chrono::milliseconds flush_interval{1000};
-  // Unacknowledged batches kept for resending; beyond this the oldest are dropped (counted).
+  // Bytes of unacknowledged batches (their serialised size, definitions included) kept for
+  // resending; beyond this the oldest are dropped and counted (batches_dropped, points_dropped).
+  // The newest batch is always kept, even when it alone is larger, and so are batches awaiting
+  // their answer (at most 8), which become droppable once answered or timed out.
+  size_t max_pending_bytes = 64u << 20;
+  // A second bound, in batches; the byte bound above is the one that bounds memory. Kept for
+  // compatibility: prefer max_pending_bytes.
   size_t max_pending_batches = 1000;
-  // A batch sent this long ago (client clock) without an ack is sent again, same sequence.
+  // A batch sent this long ago (client clock) without an ack is sent again, same sequence; each
+  // further attempt waits twice as long (with jitter), up to max_retry_delay.
   std::chrono::milliseconds ack_timeout{2000};
+  // The longest wait between two deliveries of one batch, and the longest pause an UNAVAILABLE
+  // answer (or its retry-after hint) can impose.
+  std::chrono::milliseconds max_retry_delay{30000};
   // How long the destructor keeps trying to deliver what is pending (real time).
   std::chrono::milliseconds close_timeout{5000};
   // Identifies this client to the collector; 0 picks a random non-zero 64-bit id.
@@ -100,19 +117,22 @@ struct ClientOptions {
 };
 
 struct ClientStats {
-  uint64_t series = 0;            // distinct series defined
-  uint64_t batches_sent = 0;      // batches built (= the last sequence number used)
-  uint64_t batches_acked = 0;     // acknowledged OK or DUPLICATE
-  uint64_t batches_resent = 0;    // retransmissions (ack timeout, UNKNOWN_REF, UNAVAILABLE)
-  uint64_t batches_dropped = 0;   // dropped unacknowledged because the buffer was full
-  uint64_t batches_rejected = 0;  // answered INVALID; not resent (see last_error())
-  uint64_t batches_pending = 0;   // built, not yet acknowledged
-  uint64_t unknown_ref_acks = 0;  // UNKNOWN_REF answers (definitions were resent)
-  uint64_t unavailable_acks = 0;  // UNAVAILABLE answers (resent later)
-  uint64_t points_sent = 0;       // points in the batches built
-  uint64_t points_dropped = 0;    // points in dropped or rejected batches
-  uint64_t invalid_values = 0;    // recordings dropped as invalid
-  uint64_t transport_errors = 0;  // socket errors and undecodable acks
+  uint64_t series = 0;             // distinct series defined
+  uint64_t batches_sent = 0;       // batches built (= the last sequence number used)
+  uint64_t batches_acked = 0;      // acknowledged OK or DUPLICATE
+  uint64_t batches_resent = 0;     // retransmissions (ack timeout, UNKNOWN_REF, UNAVAILABLE)
+  uint64_t batches_dropped = 0;    // dropped unacknowledged because the buffer was full
+  uint64_t batches_rejected = 0;   // answered INVALID; not resent (see last_error())
+  uint64_t batches_pending = 0;    // built, not yet acknowledged
+  uint64_t pending_bytes = 0;      // serialised bytes of the pending batches (max_pending_bytes)
+  uint64_t batches_in_flight = 0;  // sent and awaiting an answer
+  uint64_t ack_timeouts = 0;       // deliveries not answered within their (backed-off) timeout
+  uint64_t unknown_ref_acks = 0;   // UNKNOWN_REF answers (definitions were resent)
+  uint64_t unavailable_acks = 0;   // UNAVAILABLE answers (resent later)
+  uint64_t points_sent = 0;        // points in the batches built
+  uint64_t points_dropped = 0;     // points in dropped or rejected batches
+  uint64_t invalid_values = 0;     // recordings dropped as invalid
+  uint64_t transport_errors = 0;   // socket errors and undecodable acks
 };
 
 // Adds to a counter series. add() costs a few nanoseconds and never allocates once the

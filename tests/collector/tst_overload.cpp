@@ -1,0 +1,177 @@
+// Under a flood it bends, never breaks: a deliberately slow collector (hidden debug delays) and a
+// few real SDK clients, each sending a burst of batches at once. The collector must push back
+// (UNAVAILABLE with a retry-after, bounded queued bytes) rather than queue, the SDKs must back
+// off rather than resend in a storm, nothing may be dropped, and the totals must be exact.
+//
+// Real parts: the tally-collector binary as a child process, libtally clients over loopback
+// ZeroMQ, the HTTP query API. Nothing waits for time to pass: every wait polls observable state
+// against a deadline.
+#include <QtTest>
+
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "collector_process.h"
+#include "tally/client.h"
+
+using namespace tally;
+using namespace tally::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A sample of the collector's /metrics; -1 when the family is missing.
+double metric(const CollectorProcess& c, const std::string& name) {
+  auto [status, body] = c.get_raw("/metrics");
+  if (status != 200) return -1;
+  std::istringstream in(body);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  }
+  return -1;
+}
+
+}  // namespace
+
+class TestOverload : public QObject {
+  Q_OBJECT
+ private slots:
+  void floodBendsNeverBreaks_data();
+  void floodBendsNeverBreaks();
+};
+
+void TestOverload::floodBendsNeverBreaks_data() {
+  QTest::addColumn<QStringList>("flags");
+  QTest::addColumn<int>("clients");
+  QTest::addColumn<int>("series");                // per client
+  QTest::addColumn<int>("rounds");                // batches per client, sent as one burst
+  QTest::addColumn<qint64>("max_queued_bytes");   // the collector's budget; 0 = default
+  QTest::addColumn<qint64>("max_pending_bytes");  // each client's; 0 = default
+  QTest::addColumn<bool>("expect_pushback");
+
+  // Every client's first batch carries 1,000 definitions, and the collector takes 1 ms for each:
+  // a second per client, longer than the SDK's ack timeout for the clients queued behind. The
+  // batches behind the first must neither carry the definitions again nor be resent in a storm,
+  // and all ten must fit in 256 KiB of client memory.
+  QTest::newRow("new series arrive slowly") << QStringList{"--debug-def-delay", "1ms"} << 3 << 1000
+                                            << 10 << qint64(0) << qint64(256 << 10) << false;
+  // Shards that take 50 ms per work item behind a 64 KiB budget: the collector must answer
+  // UNAVAILABLE with a retry-after rather than queue, and hold at most its budget plus a batch.
+  QTest::newRow("shards apply slowly")
+      << QStringList{"--debug-apply-delay", "50ms", "--max-queued-bytes", "65536"} << 3 << 1000
+      << 10 << qint64(65536) << qint64(0) << true;
+}
+
+void TestOverload::floodBendsNeverBreaks() {
+  QFETCH(QStringList, flags);
+  QFETCH(int, clients);
+  QFETCH(int, series);
+  QFETCH(int, rounds);
+  QFETCH(qint64, max_queued_bytes);
+  QFETCH(qint64, max_pending_bytes);
+  QFETCH(bool, expect_pushback);
+
+  CollectorProcess c;
+  QVERIFY(c.start(flags + QStringList{"--no-self-metrics"}));
+  const int64_t t0 = SystemClock::instance().now_s();
+
+  std::vector<std::unique_ptr<Client>> cs;
+  for (int i = 0; i < clients; ++i) {
+    ClientOptions o;  // SDK defaults but the endpoint (and the byte bound where the row says)
+    o.endpoint = c.ingest();
+    o.close_timeout = 1s;
+    if (max_pending_bytes) o.max_pending_bytes = static_cast<size_t>(max_pending_bytes);
+    cs.push_back(std::make_unique<Client>(o));
+  }
+  std::vector<std::vector<Counter>> handles(static_cast<size_t>(clients));
+  for (int i = 0; i < clients; ++i)
+    for (int s = 0; s < series; ++s)
+      handles[static_cast<size_t>(i)].push_back(cs[static_cast<size_t>(i)]->counter(
+          "flood.hits", {{"client", std::to_string(i)}, {"s", std::to_string(s)}}));
+
+  // The burst: every round adds 1 to every series and builds a batch at once (flush without
+  // waiting for acks), so each client holds `rounds` batches before the collector has answered
+  // much. A round waits only until its batches are built (requests made meanwhile would merge).
+  for (int r = 0; r < rounds; ++r) {
+    for (int i = 0; i < clients; ++i) {
+      for (const Counter& h : handles[static_cast<size_t>(i)]) h.add();
+      (void)cs[static_cast<size_t>(i)]->flush(0ms);
+    }
+    for (int i = 0; i < clients; ++i)
+      QTRY_COMPARE_WITH_TIMEOUT(cs[static_cast<size_t>(i)]->stats().batches_sent, uint64_t(r + 1),
+                                5000);
+  }
+
+  // Everything is delivered; meanwhile no client holds more than its byte bound.
+  uint64_t peak_pending = 0;
+  const uint64_t bound =
+      max_pending_bytes ? uint64_t(max_pending_bytes) : ClientOptions{}.max_pending_bytes;
+  QVERIFY(eventually(
+      [&] {
+        bool all = true;
+        for (auto& cl : cs) {
+          auto st = cl->stats();
+          peak_pending = std::max(peak_pending, st.pending_bytes);
+          all &= st.batches_pending == 0;
+        }
+        return all;
+      },
+      45000));
+  QVERIFY2(peak_pending <= bound, std::to_string(peak_pending).c_str());
+
+  uint64_t resent = 0, timeouts = 0, refused = 0;
+  for (int i = 0; i < clients; ++i) {
+    auto st = cs[static_cast<size_t>(i)]->stats();
+    QCOMPARE(st.batches_acked, uint64_t(rounds));
+    QCOMPARE(st.batches_dropped, uint64_t(0));
+    QCOMPARE(st.points_dropped, uint64_t(0));
+    QCOMPARE(st.batches_rejected, uint64_t(0));
+    resent += st.batches_resent;
+    timeouts += st.ack_timeouts;
+    refused += st.unavailable_acks;
+  }
+
+  // Exact totals, every distinct series stored.
+  const double expected = double(clients) * series * rounds;
+  const std::string q = "/api/query?metric=flood.hits&step=60&from=" + std::to_string(t0 - 120) +
+                        "&to=" + std::to_string(t0 + 120);
+  QVERIFY(eventually([&] { return total(c.get(q)) == expected; }, 20000));
+  json grouped = c.get(q + "&group_by=client,s");
+  QCOMPARE(grouped["series"].size(), size_t(clients * series));
+
+  // No retransmission storm: a resend happens only for a client whose first batch waited behind
+  // the others' longer than the ack timeout, and a resend costs the collector a header read.
+  const double received = metric(c, "tally_batches_received_total");
+  const double duplicates = metric(c, "tally_batches_duplicate_total");
+  const QString summary = QString("received %1 duplicates %2 resent %3 timeouts %4 refused %5")
+                              .arg(received)
+                              .arg(duplicates)
+                              .arg(resent)
+                              .arg(timeouts)
+                              .arg(refused);
+  qInfo().noquote() << summary;
+  QVERIFY2(duplicates >= 0 && duplicates <= 2 * clients, qPrintable(summary));
+  QVERIFY2(timeouts <= uint64_t(2 * clients), qPrintable(summary));
+  // Every resend answers a timeout or a refusal, and refusals come with a retry-after the
+  // clients honour: not a tight loop.
+  QVERIFY2(resent <= timeouts + refused, qPrintable(summary));
+  QVERIFY2(refused <= uint64_t(2 * clients * rounds), qPrintable(summary));
+
+  // The collector's bound on accepted but unapplied bytes: the budget plus one batch.
+  const double peak = metric(c, "tally_ingest_queued_bytes_peak");
+  const double overloaded = metric(c, "tally_batches_overloaded_total");
+  QVERIFY2(peak >= 0 && overloaded >= 0, "queued-bytes metrics missing");
+  if (max_queued_bytes) {
+    const double one_batch = 64.0 * series + 4096;  // work_bytes of one batch, generously
+    QVERIFY2(peak <= double(max_queued_bytes) + one_batch, std::to_string(peak).c_str());
+  }
+  if (expect_pushback) QVERIFY2(overloaded > 0, "the budget was never reached");
+  if (!expect_pushback) QVERIFY(metric(c, "tally_batch_defs_skipped_total") >= 0);
+}
+
+QTEST_GUILESS_MAIN(TestOverload)
+#include "tst_overload.moc"
