@@ -32,6 +32,8 @@ Status CollectorConfig::validate() {
     return Status::invalid_argument("max_queued_bytes must be at least 65536");
   if (auto f = parse_fsync_policy(fsync); !f)
     return Status::invalid_argument("fsync: " + f.status().message());
+  if (wal_segment_bytes < 4096 || wal_segment_bytes > (1ull << 32))
+    return Status::invalid_argument("wal_segment_bytes must be 4096..4294967296");
   if (checkpoint_s < 1 || checkpoint_s > 3600)
     return Status::invalid_argument("checkpoint must be 1s..1h");
   static const std::set<std::string> kLevels = {"trace", "debug",    "info", "warn",
@@ -139,6 +141,7 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
                                               "lateness",
                                               "max_future",
                                               "max_batch_bytes",
+                                              "wal_segment_bytes",
                                               "max_queued_bytes",
                                               "self_metrics",
                                               "log_level",
@@ -211,6 +214,12 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
     if (!v || *v <= 0)
       return Status::invalid_argument(path + ": 'max_batch_bytes' must be a positive integer");
     c.max_batch_bytes = static_cast<uint64_t>(*v);
+  }
+  if (auto n = t["wal_segment_bytes"]; n) {
+    auto v = n.value<int64_t>();
+    if (!v || *v <= 0)
+      return Status::invalid_argument(path + ": 'wal_segment_bytes' must be a positive integer");
+    c.wal_segment_bytes = static_cast<uint64_t>(*v);
   }
   if (auto n = t["max_queued_bytes"]; n) {
     auto v = n.value<int64_t>();
@@ -318,6 +327,7 @@ std::string config_to_toml(const CollectorConfig& c) {
     << "lateness = \"" << format_duration(c.lateness_s) << "\"\n"
     << "max_future = \"" << format_duration(c.max_future_s) << "\"\n"
     << "max_batch_bytes = " << c.max_batch_bytes << "\n"
+    << "wal_segment_bytes = " << c.wal_segment_bytes << "\n"
     << "max_queued_bytes = " << c.max_queued_bytes << "\n"
     << "self_metrics = " << (c.self_metrics ? "true" : "false") << "\n"
     << "fsync = \"" << c.fsync << "\"\n"

@@ -53,7 +53,11 @@ struct CollectorConfig {
   InputLimits limits;
   bool self_metrics = true;
   std::string fsync = "always";  // write-ahead log: always, never, or an interval like "100ms"
-  int64_t checkpoint_s = 30;     // how often open buckets are written so the log can shrink
+  // Start-up only (--salvage-wal, never in a file): read past damage in the middle of the log,
+  // moving the damaged bytes aside (WalOptions::salvage).
+  bool salvage_wal = false;
+  int64_t checkpoint_s = 30;  // how often open buckets are written so the log can shrink
+  uint64_t wal_segment_bytes = 64u << 20;  // a new log segment starts past this size
   std::string log_level = "info";
   std::string log_file;  // empty = stderr
   std::string

@@ -33,8 +33,8 @@ int main(int argc, char** argv) {
       max_future, log_level, log_file, ready_file, fsync, checkpoint, debug_apply_delay,
       debug_def_delay;
   std::optional<uint32_t> shards;
-  std::optional<uint64_t> max_batch_bytes, max_queued_bytes;
-  bool no_self_metrics = false, print_config = false;
+  std::optional<uint64_t> max_batch_bytes, wal_segment_bytes, max_queued_bytes;
+  bool no_self_metrics = false, print_config = false, salvage_wal = false;
   app.add_option("--data-dir", data_dir, "Data directory (default " + defaults.data_dir + ")");
   app.add_option("--shards", shards,
                  "Shard files, fixed when the data directory is created (default: one per core)");
@@ -53,6 +53,8 @@ int main(int argc, char** argv) {
                  "Resolutions and how long each is kept (default " + defaults.retention + ")");
   app.add_option("--lateness", lateness, "How long a bucket stays open after it ends (default 2s)");
   app.add_option("--max-future", max_future, "Reject points further ahead than this (default 10m)");
+  app.add_option("--wal-segment-bytes", wal_segment_bytes,
+                 "Write-ahead log segment size; whole segments are deleted (default 64 MiB)");
   app.add_option("--max-queued-bytes", max_queued_bytes,
                  "Accepted, not yet applied bytes before batches are refused with a retry-after "
                  "(default 256 MiB)");
@@ -64,6 +66,9 @@ int main(int argc, char** argv) {
                  "Write-ahead log sync: always (default), never, or an interval like 100ms");
   app.add_option("--checkpoint", checkpoint,
                  "How often open buckets are written so the log can shrink (default 30s)");
+  app.add_flag("--salvage-wal", salvage_wal,
+               "Start past damage in the middle of the write-ahead log: move the damaged bytes to "
+               "<segment>.damaged-<offset> and keep every record after them");
   app.add_flag("--no-self-metrics", no_self_metrics,
                "Do not record the collector's own tally.collector.* metrics");
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error (default info)");
@@ -121,6 +126,7 @@ int main(int argc, char** argv) {
   if (statsd_dialect) cfg.statsd_dialect = *statsd_dialect;
   if (retention) cfg.retention = *retention;
   if (max_batch_bytes) cfg.max_batch_bytes = *max_batch_bytes;
+  if (wal_segment_bytes) cfg.wal_segment_bytes = *wal_segment_bytes;
   if (max_queued_bytes) cfg.max_queued_bytes = *max_queued_bytes;
   for (auto [text, field, name] :
        {std::tuple{&debug_apply_delay, &cfg.debug_apply_delay_us, "--debug-apply-delay"},
@@ -138,6 +144,7 @@ int main(int argc, char** argv) {
   if (ready_file) cfg.ready_file = *ready_file;
   if (fsync) cfg.fsync = *fsync;
   if (no_self_metrics) cfg.self_metrics = false;
+  cfg.salvage_wal = salvage_wal;
   for (auto [text, field, name] : {std::tuple{&lateness, &cfg.lateness_s, "--lateness"},
                                    {&max_future, &cfg.max_future_s, "--max-future"},
                                    {&checkpoint, &cfg.checkpoint_s, "--checkpoint"}}) {

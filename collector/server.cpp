@@ -12,6 +12,17 @@
 
 namespace tally::collector {
 
+namespace {
+
+// With a synced log, SQLite commits are synced too (synchronous=FULL): a checkpoint lets the log
+// drop its segments, so what it wrote must be on disk first.
+bool sync_commits_for(const CollectorConfig& cfg) {
+  auto policy = parse_fsync_policy(cfg.fsync);
+  return policy && policy->first != FsyncPolicy::kNever;
+}
+
+}  // namespace
+
 // Opening is a sequence of named steps; the first that fails ends it, and its Status is what
 // create() returns (the half-built Server is destroyed: nothing was started yet).
 Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clock& clock) {
@@ -51,13 +62,24 @@ Status Server::open_storage(DataDirLayout* layout, uint64_t* max_lsn) {
 
   // Aggregation: one worker per shard, each owning its series and its SQLite file.
   std::vector<Shard*> raw;
+  const bool sync_commits = sync_commits_for(cfg);
+  // A shard file that cannot be read stops start-up with its name (never a silent empty shard).
+  auto unreadable = [](const std::string& path, const Status& s) {
+    std::string msg = "shard file " + path + " cannot be read: " + s.message() +
+                      " (restore it from a backup, or move it aside to start that shard empty; "
+                      "docs/CORRECTNESS.md)";
+    return s.code() == StatusCode::kCorruption ? Status::corruption(std::move(msg))
+                                               : Status::io_error(std::move(msg));
+  };
   for (uint32_t i = 0; i < layout->shards; ++i) {
-    auto store = ShardStore::open(shard_path(*layout, i), cfg.resolutions);
-    if (!store) return store.status();
+    ShardStoreOptions store_opts;
+    store_opts.sync_commits = sync_commits;
+    auto store = ShardStore::open(shard_path(*layout, i), cfg.resolutions, store_opts);
+    if (!store) return unreadable(shard_path(*layout, i), store.status());
     auto series = (*store)->load_series();
-    if (!series) return series.status();
+    if (!series) return unreadable(shard_path(*layout, i), series.status());
     auto lsn = (*store)->get_meta("applied_lsn", 0);
-    if (!lsn) return lsn.status();
+    if (!lsn) return unreadable(shard_path(*layout, i), lsn.status());
     *max_lsn = std::max(*max_lsn, static_cast<uint64_t>(*lsn));
     ShardOptions so;
     so.index = i;
@@ -186,9 +208,9 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   IngestLimits limits = ingest_limits;
   limits.max_points = limits.max_defs = INT64_MAX;
   limits.max_sketch_bins = limits.max_sketch_key_span = INT64_MAX;
-  auto producers = ProducerTable::open(
-      (std::filesystem::path(cfg.data_dir) / "ingest.sqlite").string(), *catalog_);
-  if (!producers) return producers.status();
+  const std::string ingest_db = (std::filesystem::path(cfg.data_dir) / "ingest.sqlite").string();
+  auto producers = ProducerTable::open(ingest_db, *catalog_, sync_commits_for(cfg));
+  if (!producers) return Status::io_error(ingest_db + ": " + producers.status().message());
   producers_ = std::move(*producers);
 
   WalOptions wo;
@@ -196,9 +218,14 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   auto policy = parse_fsync_policy(cfg.fsync);
   wo.fsync = policy->first;
   wo.fsync_interval_ms = policy->second;
+  wo.salvage = cfg.salvage_wal;
+  wo.segment_bytes = cfg.wal_segment_bytes;
   auto wal = Wal::open(wo);
   if (!wal) return wal.status();
   wal_ = std::move(*wal);
+  // The entries of files created above (shard files, ingest.sqlite, the wal directory) are only
+  // durable once their directory is synced.
+  if (auto s = sync_directory(cfg.data_dir); !s) return s;
   // Replay: every logged batch goes through the same decoding; each shard skips the points its
   // stored buckets already hold (their LSN says so), so nothing is lost and nothing is doubled.
   uint64_t replayed = 0, reapplied_points = 0;

@@ -19,6 +19,7 @@ packages=(
   prometheus  # promtool checks /metrics; a real server scrapes the collector in tests
   victoria-metrics  # remote-write forwarding is tested against a real single-node server
   dpkg-dev file     # make package: dpkg-shlibdeps computes Depends of the .debs
+  clang libfuzzer-14-dev  # make test-long: the libFuzzer harnesses (preset fuzz, tests/fuzz/run.sh)
 )
 
 missing=()

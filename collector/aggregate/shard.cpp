@@ -524,7 +524,10 @@ Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
       out->updates.push_back(make_update(info, start, agg, wire::LiveUpdate::FINAL));
     }
   };
-  for (const auto& [res, start] : due) {
+  for (const auto& due_window : due) {
+    // Plain names: clang 14 (the fuzz build) cannot capture structured bindings in a lambda.
+    const size_t res = due_window.first;
+    const int64_t start = due_window.second;
     const Window& w = windows_[res].at(start);
     for (size_t k = 0; s && k < kKinds; ++k) {
       for_each_bucket(w, k, [&](uint32_t slot, const double* sum, const BucketAgg* agg) {

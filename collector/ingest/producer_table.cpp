@@ -8,11 +8,15 @@ constexpr size_t kWords = ProducerTable::kWindow / 64;
 }
 
 Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& path,
-                                                           const SeriesCatalog& catalog) {
+                                                           const SeriesCatalog& catalog,
+                                                           bool sync_commits) {
   auto db = Db::open(path, true);
   if (!db) return db.status();
   auto t = std::make_unique<ProducerTable>();
   t->db_ = std::move(*db);
+  if (sync_commits) {
+    if (auto s = t->db_->exec("PRAGMA synchronous=FULL;"); !s) return s;
+  }
   if (auto s =
           t->db_->exec("CREATE TABLE IF NOT EXISTS producer_refs(producer INTEGER NOT NULL, ref "
                        "INTEGER NOT NULL,"

@@ -22,8 +22,11 @@ class ProducerTable {
 
   // Opens (creating) the table's file and loads it; refs to series the catalog no longer knows are
   // dropped (the SDK then receives UNKNOWN_REF and resends its definitions).
+  // sync_commits: synchronous=FULL, so saved refs and sequence windows are on disk when a save
+  // returns (the log drops records only after their sequences are saved).
   static Result<std::unique_ptr<ProducerTable>> open(const std::string& path,
-                                                     const SeriesCatalog& catalog);
+                                                     const SeriesCatalog& catalog,
+                                                     bool sync_commits = false);
 
   bool seen(uint64_t producer, uint64_t seq) const;
   void mark_seen(uint64_t producer, uint64_t seq);

@@ -74,8 +74,9 @@ Result<int64_t> parse_int(std::string_view s) {
   return v;
 }
 
-// Reads metric, filter, group_by, from, to, step, points, fn into a RangeQuery.
-Result<RangeQuery> parse_range(const httplib::Request& req, int64_t now_s, bool need_fn) {
+}  // namespace
+
+Result<RangeQuery> parse_range_params(const httplib::Request& req, int64_t now_s, bool need_fn) {
   RangeQuery q;
   q.metric = req.get_param_value("metric");
   if (q.metric.empty()) return Status::invalid_argument("missing parameter 'metric'");
@@ -129,6 +130,8 @@ Result<RangeQuery> parse_range(const httplib::Request& req, int64_t now_s, bool 
   }
   return q;
 }
+
+namespace {
 
 size_t parse_bins(const httplib::Request& req) {
   if (!req.has_param("buckets")) return 60;
@@ -291,7 +294,7 @@ void HttpApi::routes() {
         }));
 
   s.Get("/api/query", timed([this](const httplib::Request& req, httplib::Response& res) {
-          auto q = parse_range(req, clock_.now_s(), true);
+          auto q = parse_range_params(req, clock_.now_s(), true);
           if (!q) return error(res, 400, q.status().message());
           auto r = engine_.range(*q);
           if (!r) return error(res, http_status(r.status()), r.status().message());
@@ -315,7 +318,7 @@ void HttpApi::routes() {
         }));
 
   s.Get("/api/histogram", timed([this](const httplib::Request& req, httplib::Response& res) {
-          auto q = parse_range(req, clock_.now_s(), false);
+          auto q = parse_range_params(req, clock_.now_s(), false);
           if (!q) return error(res, 400, q.status().message());
           auto r = engine_.histogram(*q, parse_bins(req));
           if (!r) return error(res, http_status(r.status()), r.status().message());
@@ -334,7 +337,7 @@ void HttpApi::routes() {
         }));
 
   s.Get("/api/heatmap", timed([this](const httplib::Request& req, httplib::Response& res) {
-          auto q = parse_range(req, clock_.now_s(), false);
+          auto q = parse_range_params(req, clock_.now_s(), false);
           if (!q) return error(res, 400, q.status().message());
           auto r = engine_.heatmap(*q, parse_bins(req));
           if (!r) return error(res, http_status(r.status()), r.status().message());

@@ -15,12 +15,15 @@
 
 namespace httplib {
 class Server;
-}
+struct Request;
+}  // namespace httplib
 
 namespace tally::collector {
 
 // Parses a time parameter: unix seconds, "now", or "-<duration>" relative to now.
 Result<int64_t> parse_time_param(std::string_view text, int64_t now_s);
+// Reads metric, filter, group_by, from, to, step, points and (need_fn) fn of a range request.
+Result<RangeQuery> parse_range_params(const httplib::Request& req, int64_t now_s, bool need_fn);
 
 class HttpApi {
  public:

@@ -1,6 +1,8 @@
 // DataDir: the data directory's layout (docs/format/storage.md): a TALLY file that records the
 // format version and the shard count, fixed when the directory is created, and the shard files
-// shard-NN.sqlite. Thread-safety: pure functions over the filesystem.
+// shard-NN.sqlite. The TALLY file is replaced by write, fsync, rename, fsync of the directory; an
+// empty or unreadable one is a clear start-up error. Thread-safety: pure functions over the
+// filesystem.
 #pragma once
 
 #include <cstdint>
@@ -25,5 +27,7 @@ Result<DataDirLayout> open_data_dir(const std::string& path, uint32_t wanted_sha
 std::string shard_path(const DataDirLayout& d, uint32_t shard);
 // Records the retention list now in effect (after any change was applied).
 Status record_retention(const DataDirLayout& d, const std::string& retention);
+// fsync of a directory: makes the entries created, renamed or deleted in it durable.
+Status sync_directory(const std::string& path);
 
 }  // namespace tally::collector

@@ -43,6 +43,9 @@ Result<std::unique_ptr<ShardStore>> ShardStore::open(const std::string& path,
   std::unique_ptr<ShardStore> s(new ShardStore(path, resolutions, options));
   s->db_ = std::move(*db);
   Db& d = *s->db_;
+  if (options.sync_commits) {
+    if (auto st = d.exec("PRAGMA synchronous=FULL;"); !st) return st;
+  }
   if (auto st =
           d.exec("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) "
                  "WITHOUT ROWID;"

@@ -53,6 +53,9 @@ enum class StorageLayout {
 
 struct ShardStoreOptions {
   StorageLayout layout = StorageLayout::kChunks;
+  // synchronous=FULL: every commit is on disk when commit() returns (the collector sets it unless
+  // fsync = "never", so a checkpoint is durable before the log drops what it covers).
+  bool sync_commits = false;
 };
 
 struct CompactStats {

@@ -106,6 +106,52 @@ Result<std::unique_ptr<Wal>> Wal::open(WalOptions opts) {
   return w;
 }
 
+namespace {
+
+// What is wrong with the record at pos, or "" when it is whole and valid.
+std::string_view check_record(const std::string& buf, size_t pos) {
+  if (buf.size() - pos < kHeaderBytes) return "torn header";
+  const uint32_t len = get32(&buf[pos]);
+  if (len > kMaxPayloadBytes || buf.size() - pos - kHeaderBytes < len) return "torn record";
+  std::string_view payload(&buf[pos + kHeaderBytes], len);
+  if (checksum(&buf[pos + 8], payload) != get32(&buf[pos + 4])) return "checksum mismatch";
+  if (static_cast<uint8_t>(buf[pos + 8]) != kTypeBatch) return "unknown record type";
+  return {};
+}
+
+Status write_whole_file(const std::string& path, std::string_view data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return errno_status("create " + path);
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      Status s = errno_status("write " + path);
+      ::close(fd);
+      return s;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    Status s = errno_status("fsync " + path);
+    ::close(fd);
+    return s;
+  }
+  ::close(fd);
+  return Status::ok();
+}
+
+Status sync_dir(const std::string& dir) {
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return errno_status("open " + dir);
+  const int rc = ::fsync(dfd);
+  ::close(dfd);
+  return rc == 0 ? Status::ok() : errno_status("fsync " + dir);
+}
+
+}  // namespace
+
 Status Wal::replay(const std::function<void(uint64_t, std::string_view)>& fn) {
   std::string buf;
   for (size_t si = 0; si < segments_.size(); ++si) {
@@ -124,49 +170,73 @@ Status Wal::replay(const std::function<void(uint64_t, std::string_view)>& fn) {
     ::close(fd);
     buf.resize(got);
     size_t pos = 0;
-    std::string bad;
+    std::string_view bad;
+    uint64_t last_lsn = 0;
     while (pos < buf.size()) {
-      if (buf.size() - pos < kHeaderBytes) {
-        bad = "torn header";
-        break;
-      }
+      bad = check_record(buf, pos);
+      if (!bad.empty()) break;
       const uint32_t len = get32(&buf[pos]);
-      const uint32_t crc = get32(&buf[pos + 4]);
-      if (len > kMaxPayloadBytes || buf.size() - pos - kHeaderBytes < len) {
-        bad = "torn record";
-        break;
-      }
-      std::string_view payload(&buf[pos + kHeaderBytes], len);
-      if (checksum(&buf[pos + 8], payload) != crc) {
-        bad = "checksum mismatch";
-        break;
-      }
-      if (static_cast<uint8_t>(buf[pos + 8]) != kTypeBatch) {
-        bad = "unknown record type";
-        break;
-      }
       const uint64_t lsn = get64(&buf[pos + 9]);
-      fn(lsn, payload);
+      fn(lsn, std::string_view(&buf[pos + kHeaderBytes], len));
       next_lsn_ = std::max(next_lsn_, lsn + 1);
+      last_lsn = lsn;
       pos += kHeaderBytes + len;
     }
-    if (!bad.empty()) {
-      // Only the tail of the log can be torn: what follows was never acknowledged. Cut it off.
+    if (bad.empty()) continue;
+    // A torn tail is the end of the last segment cut short by a crash: the record was never
+    // acknowledged (nor anything after it, which was appended later). Damage anywhere else is
+    // corruption of acknowledged records: a segment is synced before the next one is created, and
+    // a whole record whose checksum fails but is followed by a valid one was written and
+    // overwritten, not torn.
+    const bool last = si + 1 == segments_.size();
+    bool followed_by_valid = false;
+    if (last && (bad == "checksum mismatch" || bad == "unknown record type")) {
+      const size_t next = pos + kHeaderBytes + get32(&buf[pos]);
+      followed_by_valid = next < buf.size() && check_record(buf, next).empty();
+    }
+    if (last && !followed_by_valid) {
       spdlog::warn("event=wal_tail_cut segment={} offset={} reason=\"{}\" dropped_bytes={}",
                    seg.path, pos, bad, buf.size() - pos);
       if (::truncate(seg.path.c_str(), static_cast<off_t>(pos)) != 0)
         return errno_status("truncate " + seg.path);
       total_bytes_ -= seg.bytes - pos;
       seg.bytes = pos;
-      for (size_t later = si + 1; later < segments_.size(); ++later) {
-        spdlog::warn("event=wal_segment_dropped segment={} reason=\"follows a torn record\"",
-                     segments_[later].path);
-        total_bytes_ -= segments_[later].bytes;
-        ::unlink(segments_[later].path.c_str());
-      }
-      segments_.resize(si + 1);
       break;
     }
+    const std::string damaged = seg.path + ".damaged-" + std::to_string(pos);
+    const uint64_t lost_to = last ? 0 : segments_[si + 1].first_lsn - 1;
+    if (!opts_.salvage) {
+      spdlog::error(
+          "event=wal_corrupt segment={} offset={} reason=\"{}\" segment_index={} segments={}",
+          seg.path, pos, bad, si + 1, segments_.size());
+      return Status::corruption(
+          "write-ahead log damaged: " + std::string(bad) + " in " + seg.path + " at byte offset " +
+          std::to_string(pos) + " (segment " + std::to_string(si + 1) + " of " +
+          std::to_string(segments_.size()) +
+          "); what follows holds acknowledged batches, so nothing was deleted. To start with "
+          "every record that can still be read, run tally-collector once with --salvage-wal and "
+          "the same settings: the damaged rest of this segment is moved to " +
+          damaged + " and the records after it are kept (docs/CORRECTNESS.md, \"Salvaging\")");
+    }
+    // Salvage: keep the unreadable bytes beside the log, cut the segment there, go on reading.
+    if (auto s = write_whole_file(damaged, std::string_view(buf).substr(pos)); !s) return s;
+    if (auto s = sync_dir(opts_.dir); !s) return s;
+    if (::truncate(seg.path.c_str(), static_cast<off_t>(pos)) != 0)
+      return errno_status("truncate " + seg.path);
+    {
+      int sfd = ::open(seg.path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (sfd < 0) return errno_status("open " + seg.path);
+      const int rc = ::fsync(sfd);
+      ::close(sfd);
+      if (rc != 0) return errno_status("fsync " + seg.path);
+    }
+    spdlog::error(
+        "event=wal_salvaged segment={} offset={} reason=\"{}\" moved_bytes={} moved_to={} "
+        "last_good_lsn={} lost_lsns_up_to={}",
+        seg.path, pos, bad, buf.size() - pos, damaged, last_lsn, lost_to);
+    total_bytes_ -= seg.bytes - pos;
+    seg.bytes = pos;
+    ++salvaged_;
   }
   return Status::ok();
 }

@@ -33,6 +33,11 @@ struct WalOptions {
   FsyncPolicy fsync = FsyncPolicy::kAlways;
   int64_t fsync_interval_ms = 100;
   uint64_t segment_bytes = 64u << 20;
+  // replay() normally stops at damage before the log's tail (a bad record in a segment that is not
+  // the last, or a bad whole record followed by a valid one) and names the file and offset. With
+  // salvage it moves the damaged rest of that segment to <segment>.damaged-<offset>, cuts the
+  // segment there and goes on with the next record it can read (tally-collector --salvage-wal).
+  bool salvage = false;
 };
 
 class Wal {
@@ -41,8 +46,10 @@ class Wal {
   // Opens the log directory (creating it). Reading back comes first: replay() then append().
   static Result<std::unique_ptr<Wal>> open(WalOptions opts);
 
-  // Calls fn(lsn, payload) for every valid record in order; a torn or corrupt tail is cut off
-  // (and reported in the log). Afterwards next_lsn() follows the last valid record.
+  // Calls fn(lsn, payload) for every valid record in order; a torn tail (the last segment's end cut
+  // short by a crash) is cut off and reported in the log. Damage anywhere before the tail returns
+  // a corruption Status naming the segment and offset and deletes nothing (see
+  // WalOptions::salvage). Afterwards next_lsn() follows the last valid record.
   Status replay(const std::function<void(uint64_t lsn, std::string_view payload)>& fn);
 
   uint64_t next_lsn() const { return next_lsn_; }
@@ -72,6 +79,8 @@ class Wal {
 
   uint64_t bytes() const { return total_bytes_; }
   size_t segments() const { return segments_.size(); }
+  // Damaged places replay() moved aside (salvage only).
+  size_t salvaged() const { return salvaged_; }
 
  private:
   explicit Wal(WalOptions opts) : opts_(std::move(opts)) {}
@@ -89,6 +98,7 @@ class Wal {
   uint64_t total_bytes_ = 0;
   bool dirty_ = false;
   int64_t last_sync_ms_ = 0;
+  size_t salvaged_ = 0;
 };
 
 }  // namespace tally::collector
