@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "forward/remote_write_options.h"
+#include "tally/common/endpoints.h"
 #include "tally/common/status.h"
 #include "tally/common/time_bucket.h"
 
@@ -16,11 +17,11 @@ namespace tally::collector {
 struct CollectorConfig {
   std::string data_dir = "./data";
   uint32_t shards = 0;  // 0 = one per core; fixed when the data directory is created
-  std::string ingest = "tcp://127.0.0.1:7070";
-  std::string http = "127.0.0.1:7071";
-  std::string live = "tcp://127.0.0.1:7072";
-  std::string statsd = "127.0.0.1:8125";  // "off" disables
-  std::string statsd_unix;                // unix datagram socket path; empty = none
+  std::string ingest = kDefaultIngestEndpoint;
+  std::string http = kDefaultHttpAddress;
+  std::string live = kDefaultLiveEndpoint;
+  std::string statsd = kDefaultStatsdAddress;  // "off" disables
+  std::string statsd_unix;                     // unix datagram socket path; empty = none
   std::string retention = std::string(kDefaultRetention);
   int64_t lateness_s = 2;
   int64_t max_future_s = 600;

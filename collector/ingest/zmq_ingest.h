@@ -24,13 +24,15 @@
 #include "ingest/producer_table.h"
 #include "self_metrics.h"
 #include "storage/wal.h"
+#include "tally/common/endpoints.h"
+#include "tally/common/wire.h"  // kMaxBatchBytes
 
 namespace tally::collector {
 
 struct ZmqIngestOptions {
-  std::string endpoint = "tcp://127.0.0.1:7070";
+  std::string endpoint = kDefaultIngestEndpoint;
   IngestLimits limits;
-  size_t max_batch_bytes = 64u << 20;
+  size_t max_batch_bytes = kMaxBatchBytes;
 };
 
 class ZmqIngest {
