@@ -15,6 +15,7 @@ packages=(
   libxxhash-dev libzstd-dev libsnappy-dev zlib1g-dev
   libre2-dev  # label matchers (=~, !~): RE2 regexes, Prometheus syntax, linear-time matching
   xvfb xauth curl
+  x11-apps  # xwd: the dashboard screen test captures what the X server shows (tst_dashboard_screen)
   prometheus  # promtool checks /metrics; a real server scrapes the collector in tests
   victoria-metrics  # remote-write forwarding is tested against a real single-node server
   dpkg-dev file     # make package: dpkg-shlibdeps computes Depends of the .debs

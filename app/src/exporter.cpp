@@ -11,7 +11,7 @@
 #include <QSvgGenerator>
 #include <algorithm>
 
-#include "chart_builder.h"
+#include "panel_chart.h"
 #include "panel_controller.h"
 
 using namespace tally::dash;

@@ -12,6 +12,7 @@ HealthMonitor::HealthMonitor(CollectorClient* client, QObject* parent)
   connect(client, &CollectorClient::unreachable, this, [this] {
     if (m_state == State::Healthy && !m_inFlight) checkNow();
   });
+  connect(client, &CollectorClient::reachable, this, &HealthMonitor::dataFlowed);
 }
 
 void HealthMonitor::start() {
@@ -37,8 +38,14 @@ void HealthMonitor::checkNow() {
                         [this](tally::dash::Health h, bool reachable) { onAnswer(h, reachable); });
 }
 
+void HealthMonitor::dataFlowed() {
+  m_lastContact = QDateTime::currentSecsSinceEpoch();
+  if (m_state == State::Unreachable) checkNow();
+}
+
 void HealthMonitor::onAnswer(const tally::dash::Health& h, bool reachable) {
   m_inFlight = false;
+  if (reachable) m_lastContact = QDateTime::currentSecsSinceEpoch();
   m_health = h;
   State old = m_state;
   if (!reachable) {
@@ -56,7 +63,7 @@ void HealthMonitor::onAnswer(const tally::dash::Health& h, bool reachable) {
     schedule(m_healthyIntervalMs);
   } else {
     schedule(m_backoffMs);
-    m_backoffMs = std::min(m_backoffMs * 2, 30000);
+    m_backoffMs = std::min(m_backoffMs * 2, 5000);  // /healthz on a loopback is cheap
   }
   emit updated();
   if (m_state != old) {

@@ -1,5 +1,5 @@
 // HealthMonitor: polls the collector's /healthz and tells the window whether it is reachable and
-// healthy. While it is not, polls back off (1 s, 2 s, 4 s ... 30 s) and the window shows a banner
+// healthy. While it is not, polls back off (1 s, 2 s, 4 s, 5 s) and the window shows a banner
 // with the reason and the next retry; the first good answer emits recovered() so panels re-query.
 // Thread-safety: a QObject of the GUI thread.
 #pragma once
@@ -22,6 +22,8 @@ class HealthMonitor : public QObject {
 
   void start();
   State state() const { return m_state; }
+  // Wall-clock second of the last sign of life (a reachable answer or dataFlowed()); 0 = none.
+  qint64 lastContact() const { return m_lastContact; }
   QString reason() const { return m_reason; }
   const tally::dash::Health& lastHealth() const { return m_health; }
   int nextRetrySeconds() const;  // while not healthy
@@ -29,6 +31,10 @@ class HealthMonitor : public QObject {
 
  public slots:
   void checkNow();
+  // Data arrived from the collector (a live frame, an HTTP answer): while it is thought
+  // unreachable or unhealthy, look now instead of at the next backoff step, so the banner clears
+  // as soon as data flows again.
+  void dataFlowed();
 
  signals:
   void stateChanged(HealthMonitor::State state, const QString& reason);
@@ -47,5 +53,6 @@ class HealthMonitor : public QObject {
   int m_backoffMs = 1000;
   int m_healthyIntervalMs = 5000;
   bool m_inFlight = false;
+  qint64 m_lastContact = 0;
   QDateTime m_nextCheck;
 };

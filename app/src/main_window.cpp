@@ -31,6 +31,7 @@
 #include "live_subscriber.h"
 #include "metric_browser.h"
 #include "metric_tree_model.h"
+#include "panel_chart.h"
 #include "panel_controller.h"
 #include "panel_widget.h"
 #include "time_range_picker.h"
@@ -107,6 +108,13 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
     updateRecentMenu();
   });
   connect(m_health, &HealthMonitor::updated, this, &MainWindow::updateHealth);
+  connect(m_live, &LiveSubscriber::updatesReceived, m_health, &HealthMonitor::dataFlowed);
+  connect(m_health, &HealthMonitor::stateChanged, this, [this](HealthMonitor::State s) {
+    if (s != HealthMonitor::State::Unreachable && s != HealthMonitor::State::Healthy) return;
+    for (auto* p : m_canvas->panels())
+      p->controller()->setCollectorReachable(s == HealthMonitor::State::Healthy,
+                                             m_health->lastContact());
+  });
   connect(m_health, &HealthMonitor::recovered, this, [this] {
     m_canvas->refreshAll();
     m_browser->reload();
@@ -155,6 +163,19 @@ void MainWindow::buildActions() {
   sources->setObjectName("dataSourcesAction");
   sources->setToolTip(
       tr("Prometheus-compatible servers (VictoriaMetrics, Prometheus) panels can read"));
+
+  QMenu* view = menuBar()->addMenu(tr("&View"));
+  QAction* gl = view->addAction(tr("Use &OpenGL for line charts"));
+  gl->setObjectName("openGLAction");
+  gl->setCheckable(true);
+  gl->setChecked(PanelChart::openGLEnabled());
+  gl->setToolTip(
+      tr("Faster only with a hardware OpenGL driver; on software OpenGL (most VMs and remote "
+         "desktops) charts can keep stale axis labels and pop-ups turn black"));
+  connect(gl, &QAction::toggled, this, [this](bool on) {
+    PanelChart::setOpenGLSetting(on);
+    for (auto* p : m_canvas->panels()) p->flushRedraw();
+  });
 
   QToolBar* tb = addToolBar(tr("Dashboard"));
   tb->setObjectName("mainToolbar");

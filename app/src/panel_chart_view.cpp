@@ -2,17 +2,18 @@
 
 #include <QMouseEvent>
 #include <QRubberBand>
+#include <QTimer>
 #include <QToolTip>
 #include <QValueAxis>
 #include <cmath>
 
-#include "chart_builder.h"
+#include "panel_chart.h"
 #include "panel_controller.h"
 
 PanelChartView::PanelChartView(PanelController* panel, QWidget* parent)
     : QChartView(new QChart, parent), m_panel(panel) {
   m_chart = new PanelChart(chart(), this);
-  m_chart->setUseOpenGL(PanelChart::openGLAvailable());
+  m_chart->setUseOpenGL(PanelChart::openGLEnabled());
   setRenderHint(QPainter::Antialiasing);
   setRubberBand(QChartView::NoRubberBand);  // our own: zoom must re-query, not scale
   setMouseTracking(true);
@@ -20,11 +21,25 @@ PanelChartView::PanelChartView(PanelController* panel, QWidget* parent)
   connect(m_chart, &PanelChart::legendClicked, this, [this](const QString& label) {
     m_panel->setSeriesHidden(label, !m_panel->hiddenSeries().contains(label));
   });
-  connect(chart(), &QChart::plotAreaChanged, this,
-          [this](const QRectF& r) { emit plotWidthChanged(int(r.width())); });
+  connect(chart(), &QChart::plotAreaChanged, this, [this](const QRectF& r) {
+    emit plotWidthChanged(int(r.width()));
+    // Ticks and decimation were computed for the plot area of the last render; when the layout
+    // settles on another size (new label widths, a legend that wraps), draw again for it, once:
+    // the screen must match what a fresh window would show.
+    if (!m_reflowPending && m_chart->renderedPlotSize() != r.size().toSize() && m_reflows < 2) {
+      m_reflowPending = true;
+      QTimer::singleShot(0, this, [this] {
+        m_reflowPending = false;
+        ++m_reflows;
+        m_chart->render(*m_panel);
+      });
+    }
+  });
 }
 
 void PanelChartView::redraw() {
+  m_reflows = 0;
+  m_chart->setUseOpenGL(PanelChart::openGLEnabled());
   m_chart->render(*m_panel);
 }
 
@@ -92,7 +107,11 @@ void PanelChartView::mouseReleaseEvent(QMouseEvent* e) {
   unsetCursor();
   if (drag == Drag::Zoom && m_band) {
     m_band->hide();
+    // A band dragged past the plot's edges stops at them (past the right edge is the future).
+    const QRect plot = mapFromScene(chart()->plotArea()).boundingRect();
     QRect r = m_band->geometry();
+    r.setLeft(std::max(r.left(), plot.left()));
+    r.setRight(std::min(r.right(), plot.right()));
     if (r.width() < 6) return;
     QPointF a = toValue(r.topLeft()), b = toValue(r.bottomRight());
     if (m_chart->isTimeChart())
@@ -104,7 +123,7 @@ void PanelChartView::mouseReleaseEvent(QMouseEvent* e) {
   if (drag == Drag::Pan && m_chart->isTimeChart()) {
     QPointF a = toValue(m_pressPos), b = toValue(e->pos());
     double dx = a.x() - b.x();
-    if (std::abs(e->pos().x() - m_pressPos.x()) > 2) emitWindow(m_panFrom + dx, m_panTo + dx);
+    if (std::abs(e->pos().x() - m_pressPos.x()) > 2) emitWindow(m_panFrom + dx, m_panTo + dx, true);
     return;
   }
   QChartView::mouseReleaseEvent(e);
@@ -124,8 +143,15 @@ void PanelChartView::wheelEvent(QWheelEvent* e) {
   e->accept();
 }
 
-void PanelChartView::emitWindow(double from, double to) {
-  if (to - from < 2) to = from + 2;
+void PanelChartView::emitWindow(double from, double to, bool keepLength) {
+  // Nothing is known about the future: a window that would end after now ends at now (a pan keeps
+  // its length, a zoom loses the part after now).
+  const double now = double(m_panel->currentTime());
+  if (to > now) {
+    if (keepLength) from -= to - now;
+    to = now;
+  }
+  if (to - from < 2) from = to - 2;
   emit zoomRequested(qint64(std::floor(from)), qint64(std::ceil(to)));
 }
 

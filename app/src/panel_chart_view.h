@@ -36,7 +36,8 @@ class PanelChartView : public QChartView {
 
  private:
   QPointF toValue(QPointF pos) const;
-  void emitWindow(double from, double to);
+  // Asks for [from, to), never past now: a pan (keepLength) slides back, a zoom is cut at now.
+  void emitWindow(double from, double to, bool keepLength = false);
 
   PanelController* m_panel;
   PanelChart* m_chart;
@@ -44,4 +45,6 @@ class PanelChartView : public QChartView {
   QPoint m_pressPos;
   enum class Drag { None, Zoom, Pan } m_drag = Drag::None;
   double m_panFrom = 0, m_panTo = 0;
+  bool m_reflowPending = false;
+  int m_reflows = 0;  // renders for a settled layout since the last data redraw
 };

@@ -203,6 +203,7 @@ void PanelController::refresh() {
         if (stale()) return;
         if (r) {
           m_series = std::move(*r);
+          m_unknownFrom.reset();  // the collector answered for the whole window
           if (m_live && !m_zoom) mergeLive();
         }
         finish(r.status());
@@ -288,6 +289,28 @@ void PanelController::mergeLive() {
   }
   m_liveBuffer.pruneBefore(m_series->from);
   m_liveBuffer.mergeInto(*m_series, m_window.to);
+  trimUnknown();
+}
+
+void PanelController::trimUnknown() {
+  if (!m_unknownFrom || !m_series) return;
+  for (auto& s : m_series->series)
+    std::erase_if(s.points, [this](const Point& p) { return p.t >= *m_unknownFrom; });
+}
+
+void PanelController::setCollectorReachable(bool reachable, int64_t lastContact) {
+  if (onPrometheus()) return;
+  if (!reachable) {
+    if (m_unknownFrom) return;
+    m_unknownFrom = lastContact > 0 ? std::min(lastContact, now()) : now();
+    trimUnknown();
+    emit stateChanged();
+    emit dataChanged();
+    return;
+  }
+  if (!m_unknownFrom) return;
+  resetLive();
+  refresh();
 }
 
 void PanelController::tick() {

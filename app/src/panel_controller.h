@@ -57,6 +57,7 @@ class PanelController : public QObject {
   int pixelWidth() const { return m_pixelWidth; }
   // The clock; tests may pin it.
   void setNowFunction(std::function<int64_t()> now) { m_now = std::move(now); }
+  int64_t currentTime() const { return m_now(); }
 
   tally::dash::TimeWindow window() const { return m_window; }
   // The window widened down to the start of its first bucket: what the chart's x axis spans.
@@ -79,6 +80,13 @@ class PanelController : public QObject {
   std::vector<tally::dash::Series> visibleSeries() const;
   std::string csv() const;
 
+  // The collector cannot be reached (HealthMonitor): time from `lastContact` on is unknown, so the
+  // panel stops drawing there (a gap, never zeros filled in while the window slides) and says
+  // since when its data is stale. reachable(true) resets the stream's coverage (seconds missed
+  // were not seen whole) and re-queries; the answer is the collector's word for the gap.
+  void setCollectorReachable(bool reachable, int64_t lastContact = 0);
+  std::optional<int64_t> unknownFrom() const { return m_unknownFrom; }
+
   const tally::dash::LiveBuffer& liveBuffer() const { return m_liveBuffer; }
   int queriesIssued() const { return m_queries; }
 
@@ -100,6 +108,7 @@ class PanelController : public QObject {
   tally::dash::QueryRequest request() const;
   void finish(const tally::Status& status);
   void mergeLive();
+  void trimUnknown();
   int64_t now() const { return m_now(); }
 
   CollectorClient* m_client;
@@ -126,6 +135,7 @@ class PanelController : public QObject {
   quint64 m_generation = 0;
   int m_queries = 0;
   QSet<QString> m_hidden;
+  std::optional<int64_t> m_unknownFrom;
 
   tally::dash::LiveBuffer m_liveBuffer;
   std::string m_liveKind;  // kind of the metric as the stream tells it

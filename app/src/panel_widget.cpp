@@ -16,9 +16,9 @@
 #include <QToolButton>
 #include <QVBoxLayout>
 
-#include "chart_builder.h"
 #include "exporter.h"
 #include "metric_tree_model.h"
+#include "panel_chart.h"
 #include "panel_chart_view.h"
 #include "panel_controller.h"
 #include "panel_table_model.h"
@@ -172,8 +172,12 @@ void PanelWidget::updateState() {
                                      QString::fromStdString(s.source)));
   m_resetZoom->setVisible(m_controller->isZoomed());
   QString msg;
+  const bool stale = m_controller->unknownFrom().has_value();
   if (!s.hasQuery())
     msg = tr("Drop a metric here, or click ✎ to choose one.");
+  else if (stale)
+    msg = tr("⚠ Stale: no data since %1, the collector cannot be reached. The chart stops there.")
+              .arg(QString::fromStdString(formatLocalTime(*m_controller->unknownFrom())));
   else if (!m_controller->error().isEmpty())
     msg = tr("Query failed: %1").arg(m_controller->error());
   else if (m_controller->hasData() && !m_controller->isLoading()) {
@@ -185,7 +189,8 @@ void PanelWidget::updateState() {
     if (empty) msg = tr("No data in this time range.");
   }
   m_message->setText(msg);
-  m_message->setStyleSheet(m_controller->error().isEmpty()
+  m_message->setStyleSheet(stale ? "color: #8a5300; background: #fef7e0; padding: 4px;"
+                           : m_controller->error().isEmpty()
                                ? "color: #5f6368; padding: 4px;"
                                : "color: #b3261e; padding: 4px; font-weight: bold;");
   m_message->setVisible(!msg.isEmpty());

@@ -10,12 +10,14 @@
 //     increase(x[w]) at t is exactly the sum of its buckets in [t - w, t), rate() that over w.
 //   - a gauge is its last value (looking back 5 minutes); a distribution is a summary:
 //     x{quantile="0.99"} over each step, x_count and x_sum cumulative.
+// The evaluation is query/promql_eval.h, the name table query/prom_names.h.
 // Thread-safety: the handlers only read the catalog and the engine; any number run at once.
 #pragma once
 
 #include <string>
 #include <string_view>
 
+#include "query/prom_names.h"  // prom_metric_name, prom_label_name
 #include "query/query_engine.h"
 #include "self_metrics.h"
 
@@ -24,11 +26,6 @@ class Server;
 }
 
 namespace tally::collector {
-
-// The Prometheus metric name of a Tally metric: '.', '-' (anything outside [a-zA-Z0-9_:]) -> '_'.
-std::string prom_metric_name(std::string_view tally_metric);
-// The Prometheus label name of a Tally tag key: anything outside [a-zA-Z0-9_] -> '_'.
-std::string prom_label_name(std::string_view tally_key);
 
 // Adds the /api/v1/* routes to an HTTP server (HttpApi::routes() calls this once).
 void register_prom_routes(httplib::Server& server, const QueryEngine& engine,

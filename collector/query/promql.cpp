@@ -534,10 +534,10 @@ struct AggregationOp {
 constexpr AggregationOp kAggregations[] = {
     {"sum", false, true},           {"avg", false, true},
     {"min", false, true},           {"max", false, true},
-    {"count", false, true},         {"group", false, false},
-    {"stddev", false, false},       {"stdvar", false, false},
-    {"topk", true, false},          {"bottomk", true, false},
-    {"quantile", true, false},      {"count_values", true, false},
+    {"count", false, true},         {"group", false, true},
+    {"stddev", false, true},        {"stdvar", false, true},
+    {"topk", true, true},           {"bottomk", true, true},
+    {"quantile", true, true},       {"count_values", true, true},
     {"limitk", true, false},        {"limit_ratio", true, false},
     {"tally_quantile", true, true},  // Tally's: quantile of the merged distribution of each group
 };
@@ -628,6 +628,78 @@ constexpr std::string_view kKnownFunctions[] = {"abs",
                                                 "timestamp",
                                                 "vector",
                                                 "year"};
+
+// The functions Tally evaluates, with their argument types ('s' scalar, 'v' instant vector,
+// 'm' range vector, 'S' string) and result type ('s' or 'v').
+struct FunctionSig {
+  std::string_view name;
+  std::string_view args;
+  size_t min_args;
+  bool variadic;  // the last argument repeats
+  char ret;
+};
+constexpr FunctionSig kFunctions[] = {
+    {"rate", "m", 1, false, 'v'},
+    {"increase", "m", 1, false, 'v'},
+    {"abs", "v", 1, false, 'v'},
+    {"ceil", "v", 1, false, 'v'},
+    {"floor", "v", 1, false, 'v'},
+    {"exp", "v", 1, false, 'v'},
+    {"ln", "v", 1, false, 'v'},
+    {"log2", "v", 1, false, 'v'},
+    {"log10", "v", 1, false, 'v'},
+    {"sqrt", "v", 1, false, 'v'},
+    {"sgn", "v", 1, false, 'v'},
+    {"acos", "v", 1, false, 'v'},
+    {"acosh", "v", 1, false, 'v'},
+    {"asin", "v", 1, false, 'v'},
+    {"asinh", "v", 1, false, 'v'},
+    {"atan", "v", 1, false, 'v'},
+    {"atanh", "v", 1, false, 'v'},
+    {"cos", "v", 1, false, 'v'},
+    {"cosh", "v", 1, false, 'v'},
+    {"sin", "v", 1, false, 'v'},
+    {"sinh", "v", 1, false, 'v'},
+    {"tan", "v", 1, false, 'v'},
+    {"tanh", "v", 1, false, 'v'},
+    {"deg", "v", 1, false, 'v'},
+    {"rad", "v", 1, false, 'v'},
+    {"round", "vs", 1, false, 'v'},
+    {"clamp", "vss", 3, false, 'v'},
+    {"clamp_min", "vs", 2, false, 'v'},
+    {"clamp_max", "vs", 2, false, 'v'},
+    {"time", "", 0, false, 's'},
+    {"pi", "", 0, false, 's'},
+    {"vector", "s", 1, false, 'v'},
+    {"scalar", "v", 1, false, 's'},
+    {"sort", "v", 1, false, 'v'},
+    {"sort_desc", "v", 1, false, 'v'},
+    {"label_replace", "vSSSS", 5, false, 'v'},
+    {"label_join", "vSSS", 3, true, 'v'},
+    {"absent", "v", 1, false, 'v'},
+    {"minute", "v", 0, false, 'v'},
+    {"hour", "v", 0, false, 'v'},
+    {"day_of_week", "v", 0, false, 'v'},
+    {"day_of_month", "v", 0, false, 'v'},
+    {"day_of_year", "v", 0, false, 'v'},
+    {"days_in_month", "v", 0, false, 'v'},
+    {"month", "v", 0, false, 'v'},
+    {"year", "v", 0, false, 'v'},
+};
+
+const FunctionSig* function_sig(std::string_view name) {
+  for (const auto& f : kFunctions)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+std::string_view unsupported_function_reason(std::string_view name) {
+  if (name.starts_with("histogram_"))
+    return "Tally keeps a distribution as a sketch, shown as a summary, not as le buckets; use "
+           "x{quantile=\"0.99\"} or tally_quantile(0.99, x)";
+  if (name == "info") return "Tally has no info metrics";
+  return "not implemented yet (docs/PROMETHEUS.md lists what is)";
+}
 
 bool known_function(std::string_view name) {
   return std::find(std::begin(kKnownFunctions), std::end(kKnownFunctions), name) !=
@@ -756,11 +828,10 @@ class Parser {
     }
     if (peek_ident("on") || peek_ident("ignoring")) {
       bin->matching = next().text;
-      std::vector<std::string> ignored;
-      if (!label_list(&ignored)) return false;
+      if (!label_list(&bin->grouping)) return false;
       if (peek_ident("group_left") || peek_ident("group_right")) {
         bin->group = next().text;
-        if (peek().type == Tok::kLParen && !label_list(&ignored)) return false;
+        if (peek().type == Tok::kLParen && !label_list(&bin->include)) return false;
       }
     }
     return true;
@@ -842,11 +913,18 @@ class Parser {
         target->offset_ms = d;
       } else if (peek().type == Tok::kAt) {
         size_t pos = next().pos;
+        Node::At at = Node::At::kTime;
+        int64_t at_ms = 0;
         if (peek().type == Tok::kNumber || peek().type == Tok::kSub || peek().type == Tok::kAdd) {
+          const bool negative = peek().type == Tok::kSub;
           if (peek().type != Tok::kNumber) ++i_;
           if (peek().type != Tok::kNumber) return unexpected(" in @, expected timestamp");
-          ++i_;
+          const double v = next().number;
+          if (!std::isfinite(v) || std::abs(v) > 9.2e12)
+            return fail(pos, "timestamp out of bounds for @ modifier");
+          at_ms = std::llround((negative ? -v : v) * 1000);
         } else if (peek_ident("start") || peek_ident("end")) {
+          at = peek_ident("start") ? Node::At::kStart : Node::At::kEnd;
           ++i_;
           if (!expect(Tok::kLParen, " after @ start/end") ||
               !expect(Tok::kRParen, " after @ start/end"))
@@ -860,6 +938,8 @@ class Parser {
                       "selector or a subquery");
         if (n->has_at) return fail(pos, "@ <timestamp> may not be set multiple times");
         n->has_at = true;
+        n->at = at;
+        n->at_ms = at_ms;
       } else {
         break;
       }
@@ -1164,8 +1244,6 @@ std::optional<Problem> check_node(const Node& n, ValueType* type) {
       *type = ValueType::kString;
       return std::nullopt;
     case Node::Type::kSelector:
-      if (n.offset_ms) return unsupported("the offset modifier is not supported");
-      if (n.has_at) return unsupported("the @ modifier is not supported");
       if (n.range_ms && *n.range_ms % 1000 != 0)
         return unsupported("range [" + std::to_string(*n.range_ms) +
                            "ms] is not a whole number of seconds; Tally stores 1 s buckets");
@@ -1186,17 +1264,26 @@ std::optional<Problem> check_node(const Node& n, ValueType* type) {
       return std::nullopt;
     case Node::Type::kCall: {
       if (!known_function(n.text)) return bad("unknown function with name \"" + n.text + "\"");
-      if (n.text != "rate" && n.text != "increase")
-        return unsupported("function " + n.text + "() is not supported; Tally supports " +
-                           std::string(kSupportedFunctions));
+      const FunctionSig* sig = function_sig(n.text);
+      if (!sig)
+        return unsupported("function " + n.text + "() is not supported: " +
+                           std::string(unsupported_function_reason(n.text)));
       if (auto p = check_args(n, &types)) return p;
-      if (types.size() != 1)
-        return bad("expected 1 argument(s) in call to \"" + n.text + "\", got " +
-                   std::to_string(types.size()));
-      if (types[0] != ValueType::kMatrix)
-        return bad("expected type range vector in call to function \"" + n.text + "\", got " +
-                   value_type_name(types[0]));
-      *type = ValueType::kVector;
+      const size_t want = sig->args.size();
+      if (types.size() < sig->min_args || (!sig->variadic && types.size() > want))
+        return bad("expected " + std::to_string(want) + " argument(s) in call to \"" + n.text +
+                   "\", got " + std::to_string(types.size()));
+      for (size_t i = 0; i < types.size(); ++i) {
+        const char c = sig->args[std::min(i, want - 1)];
+        const ValueType expect = c == 's'   ? ValueType::kScalar
+                                 : c == 'v' ? ValueType::kVector
+                                 : c == 'm' ? ValueType::kMatrix
+                                            : ValueType::kString;
+        if (types[i] != expect)
+          return bad("expected type " + std::string(value_type_name(expect)) +
+                     " in call to function \"" + n.text + "\", got " + value_type_name(types[i]));
+      }
+      *type = sig->ret == 's' ? ValueType::kScalar : ValueType::kVector;
       return std::nullopt;
     }
     case Node::Type::kAggregate: {
@@ -1208,7 +1295,14 @@ std::optional<Problem> check_node(const Node& n, ValueType* type) {
       if (types.back() != ValueType::kVector)
         return bad("expected type instant vector in aggregation expression, got " +
                    std::string(value_type_name(types.back())));
-      if (op->param) {  // tally_quantile(φ, distribution)
+      if (op->param && n.text == "count_values" && types[0] != ValueType::kString)
+        return bad("expected type string in aggregation parameter, got " +
+                   std::string(value_type_name(types[0])));
+      if (op->param && n.text != "count_values" && n.text != "tally_quantile" &&
+          types[0] != ValueType::kScalar)
+        return bad("expected type scalar in aggregation parameter, got " +
+                   std::string(value_type_name(types[0])));
+      if (n.text == "tally_quantile") {  // tally_quantile(φ, distribution)
         const Node& phi = unparen(n.arg(0));
         if (phi.type != Node::Type::kNumber)
           return unsupported(n.text +
@@ -1227,24 +1321,26 @@ std::optional<Problem> check_node(const Node& n, ValueType* type) {
     }
     case Node::Type::kBinary: {
       const std::string& op = n.text;
-      if (op == "and" || op == "or" || op == "unless")
-        return unsupported("set operator '" + op + "' is not supported");
-      if (op == "==" || op == "!=" || op == "<" || op == ">" || op == "<=" || op == ">=")
-        return unsupported("comparison operator '" + op + "' is not supported");
-      if (op == "atan2") return unsupported("binary operator 'atan2' is not supported");
-      if (n.bool_modifier) return unsupported("the bool modifier is not supported");
-      if (!n.matching.empty())
-        return unsupported("vector matching (" + n.matching + ") is not supported");
-      if (!n.group.empty()) return unsupported(n.group + " is not supported");
+      const bool set_op = op == "and" || op == "or" || op == "unless";
+      const bool comparison =
+          op == "==" || op == "!=" || op == "<" || op == ">" || op == "<=" || op == ">=";
       if (auto p = check_args(n, &types)) return p;
       for (ValueType t : types) {
         if (t != ValueType::kScalar && t != ValueType::kVector)
           return bad("binary expression must contain only scalar and instant vector types");
       }
-      if (types[0] == ValueType::kVector && types[1] == ValueType::kVector)
-        return unsupported(
-            "binary operator '" + op +
-            "' between two instant vectors is not supported; one side must be a number");
+      const bool both_vectors = types[0] == ValueType::kVector && types[1] == ValueType::kVector;
+      if (n.bool_modifier && !comparison)
+        return bad("bool modifier can only be used on comparison operators");
+      if (comparison && !n.bool_modifier && types[0] == ValueType::kScalar &&
+          types[1] == ValueType::kScalar)
+        return bad("comparisons between scalars must use BOOL modifier");
+      if (set_op && !both_vectors)
+        return bad("set operator \"" + op + "\" not allowed in binary scalar expression");
+      if ((!n.matching.empty() || !n.group.empty()) && !both_vectors)
+        return bad("vector matching only allowed between instant vectors");
+      if (set_op && !n.group.empty())
+        return bad("no grouping allowed for \"" + op + "\" operation");
       *type = types[0] == ValueType::kScalar && types[1] == ValueType::kScalar ? ValueType::kScalar
                                                                                : ValueType::kVector;
       return std::nullopt;

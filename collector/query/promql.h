@@ -75,6 +75,9 @@ struct Node {
   std::optional<int64_t> step_ms;   // kSubquery's resolution (0 when omitted)
   std::optional<int64_t> offset_ms;
   bool has_at = false;
+  enum class At { kTime, kStart, kEnd };
+  At at = At::kTime;
+  int64_t at_ms = 0;  // has_at with At::kTime
 
   // kCall: the arguments. kAggregate: optional parameter then the expression (args.back()).
   // kBinary: lhs, rhs. kUnary, kParen, kSubquery: the operand.
@@ -85,10 +88,11 @@ struct Node {
   bool without = false;
   std::vector<std::string> grouping;
 
-  // kBinary: the modifiers, kept only so check() can name them.
+  // kBinary: the modifiers; on(...)/ignoring(...) labels are in `grouping`.
   bool bool_modifier = false;
-  std::string matching;  // "on", "ignoring", or empty
-  std::string group;     // "group_left", "group_right", or empty
+  std::string matching;              // "on", "ignoring", or empty
+  std::string group;                 // "group_left", "group_right", or empty
+  std::vector<std::string> include;  // group_left(...)/group_right(...) labels
 
   const Node& arg(size_t i) const { return *args[i]; }
 };
@@ -122,7 +126,7 @@ Result<int64_t> parse_prom_duration(std::string_view text);
 
 // The supported aggregation operators and range functions, for messages and docs.
 inline constexpr std::string_view kSupportedAggregations =
-    "sum, avg, min, max, count, tally_quantile";
-inline constexpr std::string_view kSupportedFunctions = "rate, increase";
+    "sum, avg, min, max, count, group, stddev, stdvar, topk, bottomk, quantile, count_values, "
+    "tally_quantile";
 
 }  // namespace tally::collector::promql

@@ -23,7 +23,6 @@
 #include <QtTest>
 #include <zmq.hpp>
 
-#include "chart_builder.h"
 #include "collector_client.h"
 #include "core/csv.h"
 #include "dashboard_canvas.h"
@@ -34,6 +33,7 @@
 #include "live_subscriber.h"
 #include "main_window.h"
 #include "metric_tree_model.h"
+#include "panel_chart.h"
 #include "panel_chart_view.h"
 #include "panel_controller.h"
 #include "panel_editor.h"
@@ -158,6 +158,11 @@ class TestDashboardWidgets : public QObject {
   void rangePickerPresets();
   void liveSubscriberDeliversExactTopicsOnly();
   void liveUpdatesReplaceBucketsInPanel();
+  void openBucketDrawnPartial_data();
+  void openBucketDrawnPartial();
+  void missingBucketsAreGapsNotLines();
+  void outageIsAGapNotZeros();
+  void bannerClearsAsSoonAsDataFlows();
 
  private:
   FakeApi* m_api = nullptr;
@@ -189,6 +194,7 @@ void TestDashboardWidgets::initTestCase() {
 
 void TestDashboardWidgets::init() {
   QSettings().clear();
+  PanelChart::reloadSettings();
 }
 
 void TestDashboardWidgets::chartTypesRenderAndExport_data() {
@@ -789,6 +795,199 @@ void TestDashboardWidgets::liveUpdatesReplaceBucketsInPanel() {
   c.tick();
   QCOMPARE(c.window().to, now);
   QCOMPARE(valueAt("eu", b), 9.0);
+}
+
+namespace {
+// The line series of a panel's chart that carry `label`: the legend's own first, then the
+// runs after gaps and the open-bucket tail (companions), in the chart's order.
+QList<QXYSeries*> linesOf(PanelChart* pc, const QString& label) {
+  QList<QXYSeries*> out;
+  for (auto* s : pc->chart()->series())
+    if (auto* x = qobject_cast<QXYSeries*>(s); x && x->name() == label && x->count() > 0) out << x;
+  return out;
+}
+}  // namespace
+
+void TestDashboardWidgets::openBucketDrawnPartial_data() {
+  QTest::addColumn<bool>("holdBack");
+  QTest::newRow("dashed (default)") << false;
+  QTest::newRow("held back until final") << true;
+}
+
+void TestDashboardWidgets::openBucketDrawnPartial() {
+  QFETCH(bool, holdBack);
+  if (holdBack) PanelChart::setPartialStyle(PanelChart::PartialStyle::HeldBack);
+  // 10 buckets of 10 s; the last one (kFrom + 90) is still filling and holds 1 of the usual 50.
+  QByteArray json = "{\"metric\":\"user.signup\",\"kind\":\"counter\",\"fn\":\"sum\",\"from\":" +
+                    QByteArray::number(kFrom) + ",\"to\":" + QByteArray::number(kFrom + 100) +
+                    ",\"step\":10,\"resolution\":1,\"series\":[{\"tags\":{},\"points\":[";
+  for (int i = 0; i < 10; ++i)
+    json += (i ? "," : "") + QByteArray("[") + QByteArray::number(kFrom + i * 10) + "," +
+            (i == 9 ? "1" : "50") + "]";
+  json += "],\"partial_from\":" + QByteArray::number(kFrom + 90) + "}]}";
+  FakeApi api;
+  api.route("/api/query", json);
+  CollectorClient client(api.url());
+  PanelWidget panel(&client, nullptr);
+  panel.resize(600, 300);
+  QSignalSpy done(panel.controller(), &PanelController::queryFinished);
+  panel.controller()->setRange(fixedRange(100));
+  PanelSpec spec;
+  spec.metric = "user.signup";
+  panel.setSpec(spec);
+  QVERIFY(done.wait(5000));
+  panel.flushRedraw();
+  PanelChart* pc = panel.chartView()->panelChart();
+  const QList<QXYSeries*> lines = linesOf(pc, "user.signup");
+  QCOMPARE(pc->seriesNames(), QStringList{"user.signup"});  // one legend entry
+  // The solid line ends at the last final bucket, whatever the style.
+  QXYSeries* solid = lines.first();
+  QCOMPARE(solid->pen().style(), Qt::SolidLine);
+  QCOMPARE(solid->at(solid->count() - 1), QPointF(kFrom + 80, 50));
+  if (holdBack) {
+    QCOMPARE(lines.size(), 1);
+  } else {
+    QCOMPARE(lines.size(), 2);
+    QCOMPARE(lines[1]->pen().style(), Qt::DashLine);
+    QCOMPARE(lines[1]->pen().color(), solid->pen().color());
+    QCOMPARE(lines[1]->points(), (QList<QPointF>{QPointF(kFrom + 80, 50), QPointF(kFrom + 90, 1)}));
+  }
+}
+
+void TestDashboardWidgets::missingBucketsAreGapsNotLines() {
+  // A gauge with no data in [kFrom + 30, kFrom + 60): the line stops and starts again.
+  QByteArray json = "{\"metric\":\"queue.depth\",\"kind\":\"gauge\",\"fn\":\"avg\",\"from\":" +
+                    QByteArray::number(kFrom) + ",\"to\":" + QByteArray::number(kFrom + 100) +
+                    ",\"step\":10,\"resolution\":1,\"series\":[{\"tags\":{},\"points\":[";
+  bool first = true;
+  for (int i = 0; i < 10; ++i) {
+    if (i >= 3 && i < 6) continue;
+    json += (first ? "" : ",") + QByteArray("[") + QByteArray::number(kFrom + i * 10) + ",7]";
+    first = false;
+  }
+  json += "]}]}";
+  FakeApi api;
+  api.route("/api/query", json);
+  CollectorClient client(api.url());
+  PanelWidget panel(&client, nullptr);
+  panel.resize(600, 300);
+  QSignalSpy done(panel.controller(), &PanelController::queryFinished);
+  panel.controller()->setRange(fixedRange(100));
+  PanelSpec spec;
+  spec.metric = "queue.depth";
+  spec.fn = "avg";
+  panel.setSpec(spec);
+  QVERIFY(done.wait(5000));
+  panel.flushRedraw();
+  const QList<QXYSeries*> lines = linesOf(panel.chartView()->panelChart(), "queue.depth");
+  QCOMPARE(lines.size(), 2);
+  QCOMPARE(lines[0]->points().last().x(), double(kFrom + 20));
+  QCOMPARE(lines[1]->points().first().x(), double(kFrom + 60));
+}
+
+void TestDashboardWidgets::outageIsAGapNotZeros() {
+  zmq::context_t ctx;
+  zmq::socket_t pub(ctx, zmq::socket_type::pub);
+  pub.bind("tcp://127.0.0.1:*");
+  LiveSubscriber sub;
+  QVERIFY(sub.connectTo(QString::fromStdString(pub.get(zmq::sockopt::last_endpoint))));
+  int64_t now = kFrom + 120;
+  FakeApi api;
+  api.route("/api/query",
+            "{\"metric\":\"user.signup\",\"kind\":\"counter\",\"fn\":\"sum\","
+            "\"from\":" +
+                QByteArray::number(kFrom) + ",\"to\":" + QByteArray::number(now) +
+                ",\"step\":1,\"resolution\":1,\"series\":[]}");
+  CollectorClient client(api.url());
+  PanelWidget panel(&client, &sub);
+  panel.resize(700, 300);
+  PanelController& c = *panel.controller();
+  c.setNowFunction([&now] { return now; });
+  TimeRangeSpec r;
+  r.relative = "2m";
+  c.setRange(r);
+  c.setLive(true);
+  QSignalSpy done(&c, &PanelController::queryFinished);
+  PanelSpec s;
+  s.metric = "user.signup";
+  s.groupBy = {"region"};
+  c.setSpec(s);
+  QVERIFY(done.wait(5000));
+  QCOMPARE(c.step(), int64_t(1));
+  auto pointsFrom = [&c](int64_t t) {
+    int n = 0;
+    if (c.series())
+      for (const auto& se : c.series()->series)
+        for (const auto& p : se.points) n += p.t >= t;
+    return n;
+  };
+  // Data flows for b .. b+2, then the collector goes away at b+3.
+  const int64_t b = now + 2;
+  now = b + 3;
+  QTRY_VERIFY_WITH_TIMEOUT(
+      (publish(pub, "user.signup",
+               liveFrame("user.signup", "eu", b + 2, 4, LiveUpdate::State::Final)),
+       c.tick(), pointsFrom(b + 2) == 1),
+      5000);
+  c.setCollectorReachable(false, b + 3);
+  for (int i = 0; i < 20; ++i) {  // the window keeps sliding for 20 s
+    ++now;
+    c.tick();
+  }
+  QCOMPARE(c.window().to, b + 23);
+  QCOMPARE(pointsFrom(b + 3), 0);  // unknown, not zero
+  panel.flushRedraw();
+  const QList<QXYSeries*> lines = linesOf(panel.chartView()->panelChart(), "region=eu");
+  QVERIFY(!lines.isEmpty());
+  for (auto* l : lines) QVERIFY(l->points().last().x() < double(b + 3));
+  QVERIFY(!panel.messageLabel()->isHidden());
+  QVERIFY2(panel.messageLabel()->text().contains("Stale"),
+           qPrintable(panel.messageLabel()->text()));
+  // Back: the panel asks again and draws what the collector answers for the whole window.
+  done.clear();
+  c.setCollectorReachable(true);
+  QVERIFY(done.wait(5000));
+  QVERIFY(!c.unknownFrom());
+  QVERIFY(panel.messageLabel()->isHidden() || !panel.messageLabel()->text().contains("Stale"));
+}
+
+void TestDashboardWidgets::bannerClearsAsSoonAsDataFlows() {
+  zmq::context_t ctx;
+  zmq::socket_t pub(ctx, zmq::socket_type::pub);
+  pub.bind("tcp://127.0.0.1:*");
+  QTcpServer probe;  // a port nobody listens on
+  probe.listen(QHostAddress::LocalHost, 0);
+  const quint16 port = probe.serverPort();
+  probe.close();
+  MainWindowOptions o;
+  o.collector = QUrl(QStringLiteral("http://127.0.0.1:%1").arg(port));
+  o.live = QString::fromStdString(pub.get(zmq::sockopt::last_endpoint));
+  MainWindow w(o);
+  Dashboard d;
+  d.live = true;
+  PanelSpec s;
+  s.metric = "user.signup";
+  d.panels = {s};
+  w.setDashboard(d, QString());
+  w.show();
+  QTRY_VERIFY_WITH_TIMEOUT(w.banner()->isVisible(), 5000);
+  // Backed off: the next poll is seconds away.
+  QTRY_VERIFY_WITH_TIMEOUT(w.health()->nextRetrySeconds() >= 3, 10000);
+  // The collector is back (same address from the app's point of view) and its stream flows.
+  FakeApi up;
+  up.route("/healthz", "{\"status\":\"ok\",\"uptime_s\":1,\"series\":1}");
+  up.route("/api/query", queryJson(1, 10, 10));
+  w.client()->setBaseUrl(up.url());
+  QElapsedTimer clock;
+  clock.start();
+  QTRY_VERIFY_WITH_TIMEOUT(
+      (publish(pub, "user.signup",
+               liveFrame("user.signup", "eu", QDateTime::currentSecsSinceEpoch(), 1,
+                         LiveUpdate::State::Partial)),
+       !w.banner()->isVisible()),
+      2000);
+  QVERIFY2(clock.elapsed() < 2000, qPrintable(QString::number(clock.elapsed())));
+  w.document()->setModified(false);
 }
 
 QTEST_MAIN(TestDashboardWidgets)

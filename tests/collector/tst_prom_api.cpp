@@ -125,6 +125,10 @@ class TestPromApi : public QObject {
   void aggregationsAndMatchers_data();
   void aggregationsAndMatchers();
   void bucketsCountFromTheSecondAfterThem();
+  void windowEdgesNeverLoseRecentData();
+  void promqlLanguage_data();
+  void promqlLanguage();
+  void sortOrdersAnInstantQuery();
   void gaugesShowTheLastValueWithinTheLookback();
   void distributionsAreSummaries();
   void seriesLabelsAndLabelValues();
@@ -342,6 +346,140 @@ void TestPromApi::bucketsCountFromTheSecondAfterThem() {
   QCOMPARE(rfc.j["data"]["result"][0]["value"][1].get<std::string>(), std::string("45"));
 }
 
+// increase(x[7d]) over the last minutes and increase(x[30d]) with all data in the current hour:
+// the coarse resolution such a window needs has not closed the bucket that holds the recent
+// seconds; they come from the finer resolutions, so the answer is the exact count at every
+// second (it was a per-minute staircase, and nothing at all for 30d).
+void TestPromApi::windowEdgesNeverLoseRecentData() {
+  const int64_t s1 = now_s() - 40, s2 = s1 + 17;
+  RawProducer p(collector_.ingest());
+  BatchBuilder b(102, 1);
+  b.def(20, "edge.hits", {{"k", "v"}}).count(20, s1, 5).count(20, s2, 7);
+  QCOMPARE(p.send(b.b)->code(), wire::Ack::OK);
+  auto at = [&](int64_t t, const std::string& v) { return std::to_string(t - t0_) + ":" + v; };
+  QVERIFY(
+      eventually([&] { return instant("sum(edge_hits)", s2 + 1) == "{} " + at(s2 + 1, "12"); }));
+  for (const char* w : {"7d", "30d", "2y"}) {
+    const std::string q = std::string("sum(increase(edge_hits[") + w + "]))";
+    QCOMPARE(QString::fromStdString(instant(q, s2 + 1)),
+             QString::fromStdString("{} " + at(s2 + 1, "12")));
+    QCOMPARE(QString::fromStdString(instant(q, s2)), QString::fromStdString("{} " + at(s2, "5")));
+    // A range over the last minute, step 1 s: the exact total at every second.
+    std::string expected = "{}";
+    for (int64_t t = s1 - 3; t <= s2 + 3; ++t)
+      if (t > s1) expected += " " + at(t, t > s2 ? "12" : "5");
+    QCOMPARE(QString::fromStdString(range(q, s1 - 3, s2 + 3, 1)), QString::fromStdString(expected));
+  }
+}
+
+// The language as Prometheus evaluates it, over the fixture (range t0 .. t0+120, step 60):
+//   api_errors  A {/a,500} 60:8 120:15   B {/a,503} 60:2 120:6   C {/b,500} 60:11 120:24
+//   queue_depth q1 60:5 120:7  q2 60:1 120:1
+// "T0" in a query is t0.
+void TestPromApi::promqlLanguage_data() {
+  QTest::addColumn<QString>("query");
+  QTest::addColumn<QString>("expected");
+  const std::string A = "{endpoint=\"/a\",status=\"500\"}", B = "{endpoint=\"/a\",status=\"503\"}",
+                    C = "{endpoint=\"/b\",status=\"500\"}";
+  const struct {
+    std::string query, expected;
+  } rows[] = {
+      // Vector matching and arithmetic between vectors.
+      {"sum(increase(api_errors{status=\"500\"}[1m])) / sum(increase(api_errors[1m]))",
+       "{} 60:" + fmt(19.0 / 21) + " 120:" + fmt(20.0 / 24)},
+      {"api_errors - api_errors", A + " 60:0 120:0\n" + B + " 60:0 120:0\n" + C + " 60:0 120:0"},
+      {"api_errors / on(endpoint) group_left sum by (endpoint) (api_errors)",
+       A + " 60:" + fmt(0.8) + " 120:" + fmt(15.0 / 21) + "\n" + B + " 60:" + fmt(0.2) +
+           " 120:" + fmt(6.0 / 21) + "\n" + C + " 60:1 120:1"},
+      {"api_errors / ignoring(status) group_left sum without (status) (api_errors)",
+       A + " 60:" + fmt(0.8) + " 120:" + fmt(15.0 / 21) + "\n" + B + " 60:" + fmt(0.2) +
+           " 120:" + fmt(6.0 / 21) + "\n" + C + " 60:1 120:1"},
+      {"sum by (endpoint) (api_errors) / on(endpoint) group_right api_errors",
+       A + " 60:1.25 120:1.4\n" + B + " 60:5 120:3.5\n" + C + " 60:1 120:1"},
+      {"sum by (endpoint) (api_errors) + on(endpoint) sum by (endpoint) (api_errors)",
+       "{endpoint=\"/a\"} 60:20 120:42\n{endpoint=\"/b\"} 60:22 120:48"},
+      {"1 - api_errors{endpoint=\"/b\"}", C + " 60:-10 120:-23"},
+      {"2 atan2 0", "{} 0:" + fmt(std::atan2(2, 0)) + " 60:" + fmt(std::atan2(2, 0)) +
+                        " 120:" + fmt(std::atan2(2, 0))},
+      // Comparisons filter (keeping the name) or, with bool, give 0/1.
+      {"api_errors > 10", "api_errors" + A + " 120:15\napi_errors" + C + " 60:11 120:24"},
+      {"api_errors > bool 10", A + " 60:0 120:1\n" + B + " 60:0 120:0\n" + C + " 60:1 120:1"},
+      {"queue_depth == 7", "queue_depth{queue=\"q1\"} 120:7"},
+      {"count(api_errors > 5)", "{} 60:2 120:3"},
+      {"2 > bool 1", "{} 0:1 60:1 120:1"},
+      {"api_errors > on(endpoint, status) api_errors{endpoint=\"/a\"} - 1",
+       A + " 60:8 120:15\n" + B + " 60:2 120:6"},  // on() keeps only its labels
+      // Set operators.
+      {"api_errors and api_errors{endpoint=\"/b\"}", "api_errors" + C + " 60:11 120:24"},
+      {"api_errors unless api_errors{endpoint=\"/b\"}",
+       "api_errors" + A + " 60:8 120:15\napi_errors" + B + " 60:2 120:6"},
+      {"api_errors{endpoint=\"/b\"} or api_errors{status=\"503\"}",
+       "api_errors" + B + " 60:2 120:6\napi_errors" + C + " 60:11 120:24"},
+      {"sum(api_errors{endpoint=\"/nope\"}) or vector(0)", "{} 0:0 60:0 120:0"},
+      {"api_errors and on(endpoint) (api_errors > 20)", "api_errors" + C + " 120:24"},
+      // Aggregations.
+      {"topk(1, api_errors)", "api_errors" + C + " 60:11 120:24"},
+      {"bottomk(1, api_errors)", "api_errors" + B + " 60:2 120:6"},
+      {"topk by (endpoint) (1, api_errors)",
+       "api_errors" + A + " 60:8 120:15\napi_errors" + C + " 60:11 120:24"},
+      {"quantile(0.5, api_errors)", "{} 60:8 120:15"},
+      {"quantile(0.25, api_errors)", "{} 60:5 120:" + fmt(10.5)},
+      {"stddev(queue_depth)", "{} 60:2 120:3"},
+      {"stdvar(queue_depth)", "{} 60:4 120:9"},
+      {"count_values(\"v\", queue_depth)", "{v=\"1\"} 60:1 120:1\n{v=\"5\"} 60:1\n{v=\"7\"} 120:1"},
+      {"group by (endpoint) (api_errors)",
+       "{endpoint=\"/a\"} 60:1 120:1\n{endpoint=\"/b\"} 60:1 120:1"},
+      // Functions.
+      {"abs(-api_errors{endpoint=\"/b\"})", C + " 60:11 120:24"},
+      {"clamp(api_errors, 5, 12)",
+       A + " 60:8 120:12\n" + B + " 60:5 120:6\n" + C + " 60:11 120:12"},
+      {"clamp_max(api_errors{endpoint=\"/b\"}, 20)", C + " 60:11 120:20"},
+      {"clamp_min(api_errors{endpoint=\"/b\"}, 20)", C + " 60:20 120:24"},
+      {"round(increase(api_errors[1m]) / 3)",
+       A + " 60:3 120:2\n" + B + " 60:1 120:1\n" + C + " 60:4 120:4"},
+      {"sqrt(queue_depth{queue=\"q2\"})", "{queue=\"q2\"} 60:1 120:1"},
+      {"label_replace(api_errors{endpoint=\"/b\"}, \"ep\", \"x$1\", \"endpoint\", \"/(.*)\")",
+       "api_errors{endpoint=\"/b\",ep=\"xb\",status=\"500\"} 60:11 120:24"},
+      {"label_join(api_errors{endpoint=\"/b\"}, \"j\", \"-\", \"endpoint\", \"status\")",
+       "api_errors{endpoint=\"/b\",j=\"/b-500\",status=\"500\"} 60:11 120:24"},
+      {"time() - T0", "{} 0:0 60:60 120:120"},
+      {"scalar(sum(api_errors)) + 1", "{} 0:NaN 60:22 120:46"},
+      {"absent(nosuch{job=\"x\"})", "{job=\"x\"} 0:1 60:1 120:1"},
+      {"absent(api_errors)", "{} 0:1"},
+      {"minute(vector(125)) + day_of_week(vector(0))", "{} 0:6 60:6 120:6"},
+      {"days_in_month(vector(1709251200)) + day_of_year(vector(1709251200))",
+       "{} 0:92 60:92 120:92"},
+      {"month(vector(1709251200)) * 10000 + year(vector(1709251200))",
+       "{} 0:32024 60:32024 120:32024"},
+      // offset and @.
+      {"api_errors{endpoint=\"/b\"} offset 1m", "api_errors" + C + " 120:11"},
+      {"increase(api_errors{endpoint=\"/b\"}[1m] offset 1m)", C + " 120:11"},
+      {"api_errors{endpoint=\"/b\"} @ T60", "api_errors" + C + " 0:11 60:11 120:11"},
+      {"sum(api_errors @ end())", "{} 0:45 60:45 120:45"},
+  };
+  for (const auto& r : rows)
+    QTest::newRow(r.query.c_str())
+        << QString::fromStdString(r.query) << QString::fromStdString(r.expected);
+}
+
+void TestPromApi::promqlLanguage() {
+  QFETCH(QString, query);
+  QFETCH(QString, expected);
+  query.replace("T60", QString::number(t0_ + 60)).replace("T0", QString::number(t0_));
+  QCOMPARE(QString::fromStdString(range(query.toStdString(), t0_, t0_ + 120, 60)), expected);
+}
+
+void TestPromApi::sortOrdersAnInstantQuery() {
+  QCOMPARE(QString::fromStdString(instant("sort_desc(api_errors)", t0_ + 120)),
+           QString("api_errors{endpoint=\"/b\",status=\"500\"} 120:24\n"
+                   "api_errors{endpoint=\"/a\",status=\"500\"} 120:15\n"
+                   "api_errors{endpoint=\"/a\",status=\"503\"} 120:6"));
+  QCOMPARE(QString::fromStdString(instant("sort(api_errors)", t0_ + 120)),
+           QString("api_errors{endpoint=\"/a\",status=\"503\"} 120:6\n"
+                   "api_errors{endpoint=\"/a\",status=\"500\"} 120:15\n"
+                   "api_errors{endpoint=\"/b\",status=\"500\"} 120:24"));
+}
+
 void TestPromApi::gaugesShowTheLastValueWithinTheLookback() {
   QCOMPARE(QString::fromStdString(range("queue_depth", t0_, t0_ + 120, 60)),
            QString("queue_depth{queue=\"q1\"} 60:5 120:7\nqueue_depth{queue=\"q2\"} 60:1 120:1"));
@@ -504,19 +642,18 @@ void TestPromApi::errorsInPrometheusShape_data() {
   // Outside the subset: 422, errorType execution, naming the construct.
   QTest::newRow("irate") << q << "irate(api_errors[5m])"
                          << "" << 422 << "execution"
-                         << "function irate() is not supported; Tally supports rate, increase";
-  QTest::newRow("topk") << q << "topk(3, api_errors)"
-                        << "" << 422 << "execution"
-                        << "aggregation topk is not supported";
-  QTest::newRow("vector/vector")
-      << q << "api_errors / api_errors"
+                         << "function irate() is not supported";
+  QTest::newRow("histogram_quantile")
+      << q << "histogram_quantile(0.9, rate(x_bucket[5m]))"
       << "" << 422 << "execution"
-      << "binary operator '/' between two instant vectors is not supported";
-  QTest::newRow("comparison") << r << "api_errors > 3" << span << 422 << "execution"
-                              << "comparison operator '>' is not supported";
-  QTest::newRow("offset") << q << "api_errors offset 5m"
-                          << "" << 422 << "execution"
-                          << "the offset modifier is not supported";
+      << "function histogram_quantile() is not supported: Tally keeps a distribution as a sketch";
+  QTest::newRow("many-to-many") << q << "api_errors + on(endpoint) api_errors"
+                                << "" << 422 << "execution"
+                                << "found duplicate series for the match group";
+  QTest::newRow("scalar comparison") << q << "1 > 2"
+                                     << "" << 400 << "bad_data"
+                                     << "invalid parameter \"query\": comparisons between scalars "
+                                        "must use BOOL modifier";
   QTest::newRow("subquery") << q << "sum(api_errors[10m:1m])"
                             << "" << 422 << "execution"
                             << "subqueries ([range:step]) are not supported";
@@ -646,11 +783,11 @@ void TestPromApi::responseShapes() {
       QString::fromStdString(s.body),
       QString::fromStdString(R"({"status":"success","data":{"resultType":"scalar","result":[)" +
                              t1 + R"(.25,"+Inf"]}})"));
-  Answer e = prom_->get("/api/v1/query", {{"query", "topk(1, api_errors)"}});
+  Answer e = prom_->get("/api/v1/query", {{"query", "limitk(1, api_errors)"}});
   QCOMPARE(
       QString::fromStdString(e.body),
       QString(
-          R"({"status":"error","errorType":"execution","error":"aggregation topk is not supported; Tally supports sum, avg, min, max, count, tally_quantile"})"));
+          R"({"status":"error","errorType":"execution","error":"aggregation limitk is not supported; Tally supports sum, avg, min, max, count, group, stddev, stdvar, topk, bottomk, quantile, count_values, tally_quantile"})"));
   json b = data("/api/v1/status/buildinfo");
   QVERIFY(!b.value("version", "").empty());
   QVERIFY(b.contains("revision") && b.contains("goVersion"));

@@ -1,4 +1,4 @@
-#include "chart_builder.h"
+#include "panel_chart.h"
 
 #include <QAreaSeries>
 #include <QCategoryAxis>
@@ -8,6 +8,7 @@
 #include <QLineSeries>
 #include <QLogValueAxis>
 #include <QPainter>
+#include <QSettings>
 #include <QValueAxis>
 #include <algorithm>
 #include <cmath>
@@ -131,6 +132,11 @@ class HeatmapItem : public QGraphicsItem {
 namespace {
 
 const char* kLabelProperty = "tallyLabel";
+const char* kOpenGLSetting = "render/opengl";
+const char* kPartialSetting = "render/partial";
+const char* kCompanionProperty = "tallyCompanion";  // a line's extra segment or partial tail
+int s_partialStyle = -1;
+int s_openGLSetting = -1;  // cached: redraw() asks every second per panel
 
 QString unitTitle(const PanelSpec& spec) {
   return QString::fromStdString(spec.unit);
@@ -156,9 +162,24 @@ PanelChart::PanelChart(QChart* chart, QObject* parent) : QObject(parent), m_char
 
 PanelChart::~PanelChart() = default;
 
-bool PanelChart::openGLAvailable() {
-  return QGuiApplication::platformName() == QLatin1String("xcb") &&
-         qEnvironmentVariableIsEmpty("TALLY_NO_OPENGL");
+bool PanelChart::openGLEnabled() {
+  if (QGuiApplication::platformName() != QLatin1String("xcb")) return false;
+  if (!qEnvironmentVariableIsEmpty("TALLY_NO_OPENGL")) return false;
+  const QByteArray env = qgetenv("TALLY_OPENGL");
+  if (!env.isEmpty()) return env == "1" || env == "on" || env == "true";
+  if (s_openGLSetting < 0) s_openGLSetting = QSettings().value(kOpenGLSetting, false).toBool();
+  return s_openGLSetting == 1;
+}
+
+void PanelChart::setOpenGLSetting(bool on) {
+  QSettings().setValue(kOpenGLSetting, on);
+  s_openGLSetting = on;
+}
+
+void PanelChart::setUseOpenGL(bool on) {
+  if (on == m_useOpenGL) return;
+  m_useOpenGL = on;
+  m_shapeKey.clear();  // rebuild the series with the other path
 }
 
 QColor PanelChart::seriesColor(int index) {
@@ -172,7 +193,8 @@ QColor PanelChart::seriesColor(int index) {
 
 QStringList PanelChart::seriesNames() const {
   QStringList out;
-  for (auto* s : m_chart->series()) out << s->name();
+  for (auto* s : m_chart->series())
+    if (!s->property(kCompanionProperty).toBool()) out << s->name();
   return out;
 }
 
@@ -186,6 +208,8 @@ void PanelChart::clear() {
   }
   m_lines.clear();
   m_lowers.clear();
+  m_segments.clear();
+  m_partials.clear();
   m_x = m_y = nullptr;
 }
 
@@ -376,6 +400,7 @@ void PanelChart::render(const PanelController& panel) {
     }
   }
   m_drawnPoints = 0;
+  m_renderedPlot = m_chart->plotArea().size().toSize();
   switch (kind) {
     case Kind::Histogram:
       renderHistogram(panel);
@@ -387,6 +412,53 @@ void PanelChart::render(const PanelController& panel) {
       renderSeries(panel);
       break;
   }
+}
+
+PanelChart::PartialStyle PanelChart::partialStyle() {
+  if (s_partialStyle < 0)
+    s_partialStyle = QSettings().value(kPartialSetting).toString() == QLatin1String("hold") ? 1 : 0;
+  return s_partialStyle == 1 ? PartialStyle::HeldBack : PartialStyle::Dashed;
+}
+
+void PanelChart::setPartialStyle(PartialStyle style) {
+  QSettings().setValue(kPartialSetting, style == PartialStyle::HeldBack ? QStringLiteral("hold")
+                                                                        : QStringLiteral("dashed"));
+  s_partialStyle = style == PartialStyle::HeldBack ? 1 : 0;
+}
+
+void PanelChart::reloadSettings() {
+  s_partialStyle = -1;
+  s_openGLSetting = -1;
+}
+
+QXYSeries* PanelChart::segment(int label, int index, bool partial) {
+  if (!partial && index == 0) return m_lines[label];
+  QXYSeries* main = m_lines[label];
+  auto make = [&](Qt::PenStyle style) {
+    auto* s = new QLineSeries;
+    s->setName(main->name());
+    s->setProperty(kLabelProperty, main->property(kLabelProperty));
+    s->setProperty(kCompanionProperty, true);
+    QPen pen = main->pen();
+    pen.setStyle(style);
+    s->setPen(pen);
+    s->setUseOpenGL(m_useOpenGL);
+    m_chart->addSeries(s);
+    s->attachAxis(m_x);
+    s->attachAxis(m_y);
+    for (QLegendMarker* m : m_chart->legend()->markers(s)) m->setVisible(false);
+    return s;
+  };
+  if (partial) {
+    if (int(m_partials.size()) <= label) m_partials.resize(size_t(label) + 1, nullptr);
+    QXYSeries*& p = m_partials[size_t(label)];
+    if (!p) p = make(Qt::DashLine);
+    return p;
+  }
+  if (int(m_segments.size()) <= label) m_segments.resize(size_t(label) + 1);
+  auto& extra = m_segments[size_t(label)];
+  while (int(extra.size()) < index) extra.push_back(make(Qt::SolidLine));
+  return extra[size_t(index - 1)];
 }
 
 void PanelChart::hookLegend() {
@@ -482,25 +554,67 @@ void PanelChart::renderSeries(const PanelController& panel) {
     return panel.hiddenSeries().contains(QString::fromStdString(all[i].label(panel.spec().metric)));
   };
   if (m_kind == Kind::Line) {
+    // A line breaks where buckets are missing (no data, or time the collector could not be
+    // asked about): nothing is drawn there, never a zero. The bucket still filling (at or after
+    // partial_from) is drawn dashed from the last final point, or left out until it is final.
+    const double gapAfter = 1.5 * double(std::max<int64_t>(1, r->step));
+    const bool holdBack = partialStyle() == PartialStyle::HeldBack;
     for (size_t i = 0; i < all.size() && int(i) < m_lines.size(); ++i) {
-      if (hidden(i)) {
-        m_lines[int(i)]->clear();
-        continue;
+      const int li = int(i);
+      int usedSegments = 0;
+      bool usedPartial = false;
+      if (!hidden(i)) {
+        std::vector<XY> pts;
+        pts.reserve(all[i].points.size());
+        for (const auto& p : all[i].points)
+          if (std::isfinite(p.v) && (!log || p.v > 0)) pts.push_back({double(p.t), p.v});
+        auto [a, b] = visibleRange(pts, from, to);
+        std::vector<XY> vis(pts.begin() + long(a), pts.begin() + long(b));
+        const double partialFrom =
+            all[i].partialFrom ? double(*all[i].partialFrom) : std::numeric_limits<double>::max();
+        size_t firstPartial = vis.size();
+        while (firstPartial > 0 && vis[firstPartial - 1].x >= partialFrom) --firstPartial;
+        std::vector<XY> partial(vis.begin() + long(firstPartial), vis.end());
+        vis.resize(firstPartial);
+        if (holdBack) partial.clear();
+        for (const auto& p : vis)
+          if (p.x >= from && p.x <= to) extend(p.y);
+        for (const auto& p : partial)
+          if (p.x >= from && p.x <= to) extend(p.y);
+        if (!partial.empty() && !vis.empty() && partial.front().x - vis.back().x <= gapAfter)
+          partial.insert(partial.begin(), vis.back());
+        // Runs between gaps, each decimated to its share of two points per pixel column.
+        const size_t budget = size_t(px) * 2;
+        size_t start = 0;
+        for (size_t k = 1; k <= vis.size(); ++k) {
+          if (k < vis.size() && vis[k].x - vis[k - 1].x <= gapAfter) continue;
+          std::vector<XY> run(vis.begin() + long(start), vis.begin() + long(k));
+          start = k;
+          const size_t share =
+              std::max<size_t>(3, budget * run.size() / std::max<size_t>(1, vis.size()));
+          std::vector<XY> dec = lttb(run, share);
+          QList<QPointF> q;
+          q.reserve(qsizetype(dec.size()));
+          for (const auto& p : dec) q.append(QPointF(p.x, p.y));
+          m_drawnPoints += int(q.size());
+          segment(li, usedSegments++, false)->replace(q);
+        }
+        if (!partial.empty()) {
+          QList<QPointF> q;
+          for (const auto& p : partial) q.append(QPointF(p.x, p.y));
+          m_drawnPoints += int(q.size());
+          segment(li, 0, true)->replace(q);
+          usedPartial = true;
+        }
       }
-      std::vector<XY> pts;
-      pts.reserve(all[i].points.size());
-      for (const auto& p : all[i].points)
-        if (!log || p.v > 0) pts.push_back({double(p.t), p.v});
-      auto [a, b] = visibleRange(pts, from, to);
-      std::vector<XY> vis(pts.begin() + long(a), pts.begin() + long(b));
-      for (const auto& p : vis)
-        if (p.x >= from && p.x <= to) extend(p.y);
-      std::vector<XY> dec = lttb(vis, size_t(px) * 2);
-      QList<QPointF> q;
-      q.reserve(qsizetype(dec.size()));
-      for (const auto& p : dec) q.append(QPointF(p.x, p.y));
-      m_drawnPoints += int(q.size());
-      m_lines[int(i)]->replace(q);
+      if (usedSegments == 0) m_lines[li]->clear();
+      if (li < int(m_segments.size())) {
+        auto& extra = m_segments[size_t(li)];
+        for (size_t k = size_t(std::max(0, usedSegments - 1)); k < extra.size(); ++k)
+          extra[k]->clear();
+      }
+      if (!usedPartial && li < int(m_partials.size()) && m_partials[size_t(li)])
+        m_partials[size_t(li)]->clear();
     }
   } else {
     // Stacked area or bars: cumulative over the visible groups on the union of bucket times.

@@ -1,0 +1,1021 @@
+#include "query/promql_eval.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <regex>
+#include <system_error>
+
+namespace tally::collector::prom {
+namespace {
+
+using promql::Matcher;
+using promql::Node;
+
+constexpr int64_t kLookbackS = 300;  // Prometheus's default lookback delta for gauges
+constexpr int64_t kInstantQuantileWindowS =
+    60;  // quantiles of an instant query cover the last minute
+
+const Node& unparen(const Node& n) {
+  const Node* p = &n;
+  while (p->type == Node::Type::kParen) p = p->args[0].get();
+  return *p;
+}
+
+double arith(const std::string& op, double a, double b) {
+  if (op == "+") return a + b;
+  if (op == "-") return a - b;
+  if (op == "*") return a * b;
+  if (op == "/") return a / b;
+  if (op == "%") return std::fmod(a, b);
+  if (op == "^") return std::pow(a, b);
+  if (op == "atan2") return std::atan2(a, b);
+  return std::nan("");
+}
+
+Labels group_key(const Labels& l, const Node& agg) {
+  Labels key;
+  if (agg.without) {
+    for (const auto& [k, v] : l) {
+      if (k == "__name__" ||
+          std::find(agg.grouping.begin(), agg.grouping.end(), k) != agg.grouping.end())
+        continue;
+      key.emplace(k, v);
+    }
+  } else {
+    for (const auto& g : agg.grouping)
+      if (auto it = l.find(g); it != l.end()) key.emplace(g, it->second);
+  }
+  return key;
+}
+
+bool is_comparison(const std::string& op) {
+  return op == "==" || op == "!=" || op == "<" || op == ">" || op == "<=" || op == ">=";
+}
+
+bool compare(const std::string& op, double a, double b) {
+  if (op == "==") return a == b;
+  if (op == "!=") return a != b;
+  if (op == "<") return a < b;
+  if (op == ">") return a > b;
+  if (op == "<=") return a <= b;
+  return a >= b;
+}
+
+// The labels two series are matched on: on(...) keeps only those, ignoring(...) (and no modifier)
+// drops those and the metric name.
+Labels signature(const Labels& l, const Node& bin) {
+  Labels sig;
+  const auto& names = bin.grouping;
+  const bool on = bin.matching == "on";
+  for (const auto& [k, v] : l) {
+    const bool listed = std::find(names.begin(), names.end(), k) != names.end();
+    if (on ? listed : (!listed && k != "__name__")) sig.emplace(k, v);
+  }
+  return sig;
+}
+
+// Go's strconv.FormatFloat(v, 'f', -1, 64), as count_values writes a value into a label.
+std::string format_value(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  char buf[512];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+  return ec == std::errc() ? std::string(buf, p) : "NaN";
+}
+
+// Days since 1970-01-01 -> civil date (H. Hinnant's civil_from_days).
+void civil_from_days(int64_t z, int64_t* y, unsigned* m, unsigned* d) {
+  z += 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const unsigned doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  *d = doy - (153 * mp + 2) / 5 + 1;
+  *m = mp < 10 ? mp + 3 : mp - 9;
+  *y = static_cast<int64_t>(yoe) + era * 400 + (*m <= 2);
+}
+
+// minute(), hour(), ... of a unix time in seconds, UTC, as Prometheus computes them.
+double date_part(const std::string& fn, double secs) {
+  const int64_t s = static_cast<int64_t>(std::floor(secs));
+  const int64_t days = (s >= 0 ? s : s - 86399) / 86400;
+  const int64_t in_day = s - days * 86400;
+  int64_t y;
+  unsigned m, d;
+  civil_from_days(days, &y, &m, &d);
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (fn == "minute") return static_cast<double>(in_day / 60 % 60);
+  if (fn == "hour") return static_cast<double>(in_day / 3600);
+  if (fn == "day_of_week") return static_cast<double>(((days % 7) + 11) % 7);  // 1970-01-01: Thu
+  if (fn == "day_of_month") return d;
+  if (fn == "month") return m;
+  if (fn == "year") return static_cast<double>(y);
+  if (fn == "days_in_month") return m == 2 && leap ? 29 : kDays[m - 1];
+  // day_of_year
+  unsigned doy = d;
+  for (unsigned k = 1; k < m; ++k) doy += k == 2 && leap ? 29 : kDays[k - 1];
+  return doy;
+}
+
+double math_fn(const std::string& fn, double x) {
+  if (fn == "abs") return std::fabs(x);
+  if (fn == "ceil") return std::ceil(x);
+  if (fn == "floor") return std::floor(x);
+  if (fn == "exp") return std::exp(x);
+  if (fn == "ln") return std::log(x);
+  if (fn == "log2") return std::log2(x);
+  if (fn == "log10") return std::log10(x);
+  if (fn == "sqrt") return std::sqrt(x);
+  if (fn == "sgn") return x > 0 ? 1 : x < 0 ? -1 : x;
+  if (fn == "acos") return std::acos(x);
+  if (fn == "acosh") return std::acosh(x);
+  if (fn == "asin") return std::asin(x);
+  if (fn == "asinh") return std::asinh(x);
+  if (fn == "atan") return std::atan(x);
+  if (fn == "atanh") return std::atanh(x);
+  if (fn == "cos") return std::cos(x);
+  if (fn == "cosh") return std::cosh(x);
+  if (fn == "sin") return std::sin(x);
+  if (fn == "sinh") return std::sinh(x);
+  if (fn == "tan") return std::tan(x);
+  if (fn == "tanh") return std::tanh(x);
+  if (fn == "deg") return x * 180 / M_PI;
+  if (fn == "rad") return x * M_PI / 180;
+  return std::nan("");
+}
+
+// Prometheus's quantile over a sorted set: rank φ(n-1), linear between neighbours.
+double quantile_of(double phi, std::vector<double> v) {
+  if (v.empty()) return std::nan("");
+  if (std::isnan(phi)) return std::nan("");
+  if (phi < 0) return -std::numeric_limits<double>::infinity();
+  if (phi > 1) return std::numeric_limits<double>::infinity();
+  std::sort(v.begin(), v.end());
+  const double rank = phi * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::max(0.0, std::floor(rank)));
+  const size_t hi = std::min(v.size() - 1, lo + 1);
+  const double w = rank - std::floor(rank);
+  return v[lo] * (1 - w) + v[hi] * w;
+}
+
+class Evaluator {
+ public:
+  enum class Mode { kInstant, kIncrease, kRate };
+
+  // times_ms: the evaluation timestamps, ascending; step_ms: the range query's step, 0 for an
+  // instant query; [start_ms, end_ms]: the query's own range (what @ start() / end() mean).
+  Evaluator(const QueryEngine& engine, const SeriesCatalog& catalog, const Clock& clock,
+            const NameTable& names, std::vector<int64_t> times_ms, int64_t step_ms,
+            int64_t start_ms, int64_t end_ms)
+      : engine_(engine),
+        catalog_(catalog),
+        clock_(clock),
+        names_(names),
+        times_(std::move(times_ms)),
+        step_ms_(step_ms),
+        start_ms_(start_ms),
+        end_ms_(end_ms) {
+    // A bucket [b, b + r) counts at time t when it has ended by then: b + r <= ceil(t).
+    for (int64_t t : times_) cutoffs_.push_back(t >= 0 ? (t + 999) / 1000 : t / 1000);
+    step_s_ = step_ms > 0 ? std::max<int64_t>(1, (step_ms + 999) / 1000) : 0;
+  }
+
+  // Whether the result's order is its own (sort, sort_desc) rather than by labels.
+  bool ordered() const { return ordered_; }
+
+  MaybeError eval(const Node& n, Value* out) {
+    const size_t nt = times_.size();
+    ordered_ = false;
+    switch (n.type) {
+      case Node::Type::kNumber:
+        out->scalar = true;
+        out->s.assign(nt, n.number);
+        return std::nullopt;
+      case Node::Type::kParen:
+        return eval(n.arg(0), out);
+      case Node::Type::kUnary: {
+        if (auto e = eval(n.arg(0), out)) return e;
+        for (double& v : out->s) v = -v;
+        for (auto& s : out->vec) {
+          s.labels.erase("__name__");
+          for (auto& v : s.v)
+            if (v) *v = -*v;
+        }
+        return std::nullopt;
+      }
+      case Node::Type::kBinary:
+        return binary(n, out);
+      case Node::Type::kSelector:
+        return shifted(n, [&](Evaluator& ev) { return ev.selector(n, Mode::kInstant, 0, out); });
+      case Node::Type::kCall: {
+        if (n.text != "rate" && n.text != "increase") return function(n, out);
+        const Node& sel = unparen(n.arg(0));
+        const Mode mode = n.text == "rate" ? Mode::kRate : Mode::kIncrease;
+        return shifted(
+            sel, [&](Evaluator& ev) { return ev.selector(sel, mode, *sel.range_ms / 1000, out); });
+      }
+      case Node::Type::kAggregate:
+        if (n.text == "tally_quantile") return tally_quantile(n, out);
+        return aggregate(n, out);
+      default:
+        return unsupported("expression not supported");
+    }
+  }
+
+ private:
+  // Evaluates a selector with offset and @ applied: at shifted times, by an evaluator of its own.
+  template <typename Fn>
+  MaybeError shifted(const Node& sel, Fn&& fn) {
+    if (shifted_ || (!sel.offset_ms && !sel.has_at)) return fn(*this);
+    std::vector<int64_t> times = times_;
+    if (sel.has_at) {
+      const int64_t at = sel.at == Node::At::kStart ? start_ms_
+                         : sel.at == Node::At::kEnd ? end_ms_
+                                                    : sel.at_ms;
+      times.assign(times.size(), at);
+    }
+    if (sel.offset_ms)
+      for (int64_t& t : times) t -= *sel.offset_ms;
+    Evaluator sub(engine_, catalog_, clock_, names_, std::move(times), step_ms_, start_ms_,
+                  end_ms_);
+    sub.shifted_ = true;
+    return fn(sub);
+  }
+
+  MaybeError scalar_arg(const Node& n, std::vector<double>* out) {
+    Value v;
+    if (auto e = eval(n, &v)) return e;
+    *out = std::move(v.s);
+    return std::nullopt;
+  }
+
+  static const std::string& string_arg(const Node& n) { return unparen(n).text; }
+
+  MaybeError function(const Node& n, Value* out) {
+    const std::string& fn = n.text;
+    const size_t nt = times_.size();
+    if (fn == "time" || fn == "pi") {
+      out->scalar = true;
+      out->s.resize(nt);
+      for (size_t i = 0; i < nt; ++i)
+        out->s[i] = fn == "pi" ? M_PI : static_cast<double>(times_[i]) / 1000.0;
+      return std::nullopt;
+    }
+    if (fn == "vector") {
+      std::vector<double> s;
+      if (auto e = scalar_arg(n.arg(0), &s)) return e;
+      Series one{{}, {}};
+      for (double x : s) one.v.emplace_back(x);
+      out->vec.push_back(std::move(one));
+      return std::nullopt;
+    }
+    if (fn == "scalar") {
+      Value v;
+      if (auto e = eval(n.arg(0), &v)) return e;
+      out->scalar = true;
+      out->s.assign(nt, std::nan(""));
+      for (size_t i = 0; i < nt; ++i) {
+        size_t count = 0;
+        for (const auto& s : v.vec)
+          if (s.v[i]) {
+            ++count;
+            out->s[i] = *s.v[i];
+          }
+        if (count != 1) out->s[i] = std::nan("");
+      }
+      return std::nullopt;
+    }
+    // Date functions without an argument read vector(time()).
+    if (n.args.empty()) {
+      Series one{{}, {}};
+      for (int64_t t : times_) one.v.emplace_back(date_part(fn, static_cast<double>(t) / 1000.0));
+      out->vec.push_back(std::move(one));
+      return std::nullopt;
+    }
+    Value v;
+    if (auto e = eval(n.arg(0), &v)) return e;
+    if (fn == "absent") {
+      Series one{{}, std::vector<std::optional<double>>(nt)};
+      for (size_t i = 0; i < nt; ++i) {
+        bool any = false;
+        for (const auto& s : v.vec) any = any || s.v[i].has_value();
+        if (!any) one.v[i] = 1;
+      }
+      // The labels of the argument's equality matchers, as Prometheus gives them.
+      const Node& sel = unparen(n.arg(0));
+      if (sel.type == Node::Type::kSelector)
+        for (const auto& m : sel.matchers)
+          if (m.op == Matcher::Op::kEq && m.name != "__name__") one.labels[m.name] = m.value;
+      out->vec.push_back(std::move(one));
+      return std::nullopt;
+    }
+    if (fn == "sort" || fn == "sort_desc") {
+      // Only an instant query has one order; a range query keeps its series sorted by labels.
+      *out = std::move(v);
+      if (nt == 1) {
+        const bool desc = fn == "sort_desc";
+        std::stable_sort(out->vec.begin(), out->vec.end(), [&](const Series& a, const Series& b) {
+          const double x = a.v[0].value_or(std::nan("")), y = b.v[0].value_or(std::nan(""));
+          if (std::isnan(x) || std::isnan(y)) return !std::isnan(x) && std::isnan(y);
+          return desc ? x > y : x < y;
+        });
+        ordered_ = true;
+      }
+      return std::nullopt;
+    }
+    if (fn == "label_replace") {
+      const std::string& dst = string_arg(n.arg(1));
+      const std::string& repl = string_arg(n.arg(2));
+      const std::string& src = string_arg(n.arg(3));
+      const std::string& re = string_arg(n.arg(4));
+      auto compiled = promql::compile_regex(re);
+      if (!compiled) return bad_data("invalid regular expression in label_replace(): " + re);
+      if (!valid_label_name(dst))
+        return bad_data("invalid destination label name in label_replace(): " + dst);
+      for (auto& s : v.vec) {
+        const std::string value = s.labels.count(src) ? s.labels[src] : "";
+        std::smatch m;
+        if (!std::regex_match(value, m, **compiled)) continue;
+        // $1, ${1}: the groups, as Go's Regexp.Expand.
+        std::string res;
+        for (size_t i = 0; i < repl.size(); ++i) {
+          if (repl[i] != '$' || i + 1 >= repl.size()) {
+            res += repl[i];
+            continue;
+          }
+          size_t j = i + 1;
+          const bool brace = repl[j] == '{';
+          if (brace) ++j;
+          size_t k = j;
+          while (k < repl.size() && std::isdigit(static_cast<unsigned char>(repl[k]))) ++k;
+          if (k == j || (brace && (k >= repl.size() || repl[k] != '}'))) {
+            res += repl[i];
+            continue;
+          }
+          const size_t g = std::stoul(repl.substr(j, k - j));
+          if (g < m.size()) res += m[g].str();
+          i = brace ? k : k - 1;
+        }
+        if (res.empty())
+          s.labels.erase(dst);
+        else
+          s.labels[dst] = res;
+      }
+      *out = std::move(v);
+      return std::nullopt;
+    }
+    if (fn == "label_join") {
+      const std::string& dst = string_arg(n.arg(1));
+      const std::string& sep = string_arg(n.arg(2));
+      if (!valid_label_name(dst))
+        return bad_data("invalid destination label name in label_join(): " + dst);
+      for (auto& s : v.vec) {
+        std::string res;
+        for (size_t a = 3; a < n.args.size(); ++a) {
+          if (a > 3) res += sep;
+          auto it = s.labels.find(string_arg(n.arg(a)));
+          if (it != s.labels.end()) res += it->second;
+        }
+        if (res.empty())
+          s.labels.erase(dst);
+        else
+          s.labels[dst] = res;
+      }
+      *out = std::move(v);
+      return std::nullopt;
+    }
+    // Element-wise functions; they drop the metric name.
+    std::vector<double> a1, a2;
+    if (n.args.size() > 1)
+      if (auto e = scalar_arg(n.arg(1), &a1)) return e;
+    if (n.args.size() > 2)
+      if (auto e = scalar_arg(n.arg(2), &a2)) return e;
+    for (auto& s : v.vec) {
+      s.labels.erase("__name__");
+      for (size_t i = 0; i < nt; ++i) {
+        if (!s.v[i]) continue;
+        double& x = *s.v[i];
+        if (fn == "round") {
+          const double to = a1.empty() ? 1 : a1[i];
+          x = std::floor(x * (1 / to) + 0.5) / (1 / to);
+        } else if (fn == "clamp") {
+          if (a2[i] < a1[i])
+            s.v[i].reset();
+          else
+            x = std::max(a1[i], std::min(a2[i], x));
+        } else if (fn == "clamp_min") {
+          x = std::max(a1[i], x);
+        } else if (fn == "clamp_max") {
+          x = std::min(a1[i], x);
+        } else if (fn == "minute" || fn == "hour" || fn == "day_of_week" || fn == "day_of_month" ||
+                   fn == "day_of_year" || fn == "days_in_month" || fn == "month" || fn == "year") {
+          x = date_part(fn, x);
+        } else {
+          x = math_fn(fn, x);
+        }
+      }
+    }
+    *out = std::move(v);
+    return std::nullopt;
+  }
+
+  MaybeError binary(const Node& n, Value* out) {
+    Value l, r;
+    if (auto e = eval(n.arg(0), &l)) return e;
+    if (auto e = eval(n.arg(1), &r)) return e;
+    const std::string& op = n.text;
+    const bool cmp = is_comparison(op);
+    if (l.scalar && r.scalar) {
+      out->scalar = true;
+      out->s.resize(times_.size());
+      for (size_t i = 0; i < times_.size(); ++i)
+        out->s[i] = cmp ? (compare(op, l.s[i], r.s[i]) ? 1 : 0) : arith(op, l.s[i], r.s[i]);
+      return std::nullopt;
+    }
+    if (op == "and" || op == "or" || op == "unless") return set_operation(n, l, r, out);
+    if (l.scalar || r.scalar) {
+      const bool vec_left = !l.scalar;
+      Value& v = vec_left ? l : r;
+      const Value& s = vec_left ? r : l;
+      for (auto& series : v.vec) {
+        if (!cmp || n.bool_modifier) series.labels.erase("__name__");
+        for (size_t i = 0; i < series.v.size(); ++i) {
+          if (!series.v[i]) continue;
+          const double a = vec_left ? *series.v[i] : s.s[i];
+          const double b = vec_left ? s.s[i] : *series.v[i];
+          if (!cmp)
+            series.v[i] = arith(op, a, b);
+          else if (n.bool_modifier)
+            series.v[i] = compare(op, a, b) ? 1 : 0;
+          else if (!compare(op, a, b))
+            series.v[i].reset();
+        }
+      }
+      *out = std::move(v);
+      return std::nullopt;
+    }
+    return vector_vector(n, l, r, out);
+  }
+
+  // Vector op vector with one-to-one, many-to-one (group_left) or one-to-many (group_right)
+  // matching, per timestamp, as Prometheus's VectorBinop.
+  MaybeError vector_vector(const Node& n, Value& l, Value& r, Value* out) {
+    const std::string& op = n.text;
+    const bool cmp = is_comparison(op);
+    const bool right = n.group == "group_right";
+    const bool grouped = !n.group.empty();
+    // "many" is the side whose series the result keeps; "one" is matched to each.
+    Value& many = right ? r : l;
+    Value& one = right ? l : r;
+    std::map<Labels, std::vector<size_t>> one_by_sig;
+    for (size_t j = 0; j < one.vec.size(); ++j)
+      one_by_sig[signature(one.vec[j].labels, n)].push_back(j);
+    const size_t nt = times_.size();
+    std::map<Labels, size_t> result_index;
+    for (auto& m : many.vec) {
+      auto it = one_by_sig.find(signature(m.labels, n));
+      if (it == one_by_sig.end()) continue;
+      for (size_t i = 0; i < nt; ++i) {
+        if (!m.v[i]) continue;
+        const Series* match = nullptr;
+        for (size_t j : it->second) {
+          if (!one.vec[j].v[i]) continue;
+          if (match)
+            return unsupported(
+                "found duplicate series for the match group on the " +
+                std::string(right ? "left" : "right") +
+                " hand-side of the operation; many-to-many matching not allowed: matching labels "
+                "must be unique on one side");
+          match = &one.vec[j];
+        }
+        if (!match) continue;
+        const double a = right ? *match->v[i] : *m.v[i];
+        const double b = right ? *m.v[i] : *match->v[i];
+        std::optional<double> value;
+        if (!cmp)
+          value = arith(op, a, b);
+        else if (n.bool_modifier)
+          value = compare(op, a, b) ? 1 : 0;
+        else if (compare(op, a, b))
+          value = a;  // a comparison keeps the left-hand value
+        if (!value) continue;
+        Labels labels = m.labels;
+        if (!cmp || n.bool_modifier) labels.erase("__name__");
+        if (!grouped) {
+          if (n.matching == "on") {
+            Labels kept;
+            for (const auto& g : n.grouping)
+              if (auto f = labels.find(g); f != labels.end()) kept.insert(*f);
+            labels = std::move(kept);
+          } else {
+            for (const auto& g : n.grouping) labels.erase(g);
+          }
+        } else {
+          for (const auto& g : n.include) {
+            if (auto f = match->labels.find(g); f != match->labels.end())
+              labels[g] = f->second;
+            else
+              labels.erase(g);
+          }
+        }
+        auto [at, fresh] = result_index.emplace(labels, out->vec.size());
+        if (fresh) out->vec.push_back({labels, std::vector<std::optional<double>>(nt)});
+        auto& dst = out->vec[at->second].v[i];
+        if (dst)
+          return unsupported(
+              grouped ? "multiple matches for labels: grouping labels must ensure unique matches"
+                      : "found duplicate series for the match group on the left hand-side of the "
+                        "operation; many-to-many matching not allowed: matching labels must be "
+                        "unique on one side");
+        dst = value;
+      }
+    }
+    return std::nullopt;
+  }
+
+  // and, or, unless: per timestamp, by the matching labels.
+  MaybeError set_operation(const Node& n, Value& l, Value& r, Value* out) {
+    const size_t nt = times_.size();
+    std::map<Labels, std::vector<const Series*>> rhs;
+    for (const auto& s : r.vec) rhs[signature(s.labels, n)].push_back(&s);
+    auto present = [&](const std::vector<const Series*>* group, size_t i) {
+      if (!group) return false;
+      for (const Series* s : *group)
+        if (s->v[i]) return true;
+      return false;
+    };
+    std::map<Labels, std::vector<const Series*>> lhs;
+    for (auto& s : l.vec) {
+      const Labels sig = signature(s.labels, n);
+      auto it = rhs.find(sig);
+      const auto* group = it == rhs.end() ? nullptr : &it->second;
+      if (n.text != "or")
+        for (size_t i = 0; i < nt; ++i)
+          if (s.v[i] && present(group, i) != (n.text == "and")) s.v[i].reset();
+      lhs[sig].push_back(&s);
+    }
+    std::vector<Series> result = std::move(l.vec);
+    if (n.text == "or") {
+      for (auto& s : r.vec) {
+        auto it = lhs.find(signature(s.labels, n));
+        const auto* group = it == lhs.end() ? nullptr : &it->second;
+        for (size_t i = 0; i < nt; ++i)
+          if (s.v[i] && present(group, i)) s.v[i].reset();
+        result.push_back(std::move(s));
+      }
+    }
+    out->vec = std::move(result);
+    return std::nullopt;
+  }
+
+  MaybeError aggregate(const Node& n, Value* out) {
+    Value child;
+    if (auto e = eval(*n.args.back(), &child)) return e;
+    const std::string& op = n.text;
+    const size_t nt = times_.size();
+    std::vector<double> param;
+    if (n.args.size() > 1 && op != "count_values")
+      if (auto e = scalar_arg(n.arg(0), &param)) return e;
+    std::map<Labels, std::vector<Series*>> groups;
+    for (auto& s : child.vec) groups[group_key(s.labels, n)].push_back(&s);
+    if (op == "topk" || op == "bottomk") {
+      // The k largest (smallest) of each group at each timestamp keep their own labels.
+      for (auto& [key, members] : groups) {
+        std::vector<std::vector<std::optional<double>>> kept(
+            members.size(), std::vector<std::optional<double>>(nt));
+        for (size_t i = 0; i < nt; ++i) {
+          const double kf = param[i];
+          if (std::isnan(kf) || kf < 1) continue;
+          const size_t k = static_cast<size_t>(std::min(kf, 1e9));
+          std::vector<size_t> idx;
+          for (size_t m = 0; m < members.size(); ++m)
+            if (members[m]->v[i]) idx.push_back(m);
+          auto better = [&](size_t a, size_t b) {
+            const double x = *members[a]->v[i], y = *members[b]->v[i];
+            if (std::isnan(x) || std::isnan(y)) return !std::isnan(x) && std::isnan(y);
+            return op == "topk" ? x > y : x < y;
+          };
+          std::stable_sort(idx.begin(), idx.end(), better);
+          for (size_t q = 0; q < idx.size() && q < k; ++q) kept[idx[q]][i] = members[idx[q]]->v[i];
+        }
+        for (size_t m = 0; m < members.size(); ++m)
+          out->vec.push_back({members[m]->labels, std::move(kept[m])});
+      }
+      return std::nullopt;
+    }
+    if (op == "count_values") {
+      const std::string label = unparen(n.arg(0)).text;
+      if (!valid_label_name(label)) return bad_data("invalid label name \"" + label + "\"");
+      std::map<Labels, Series> result;
+      for (auto& [key, members] : groups)
+        for (size_t i = 0; i < nt; ++i)
+          for (const Series* m : members) {
+            if (!m->v[i]) continue;
+            Labels l = key;
+            l[label] = format_value(*m->v[i]);
+            auto [it, fresh] = result.try_emplace(l, Series{l, {}});
+            if (fresh) it->second.v.resize(nt);
+            it->second.v[i] = it->second.v[i].value_or(0) + 1;
+          }
+      for (auto& [l, s] : result) out->vec.push_back(std::move(s));
+      return std::nullopt;
+    }
+    for (auto& [key, members] : groups) {
+      Series g{key, std::vector<std::optional<double>>(nt)};
+      std::vector<double> xs;
+      for (size_t i = 0; i < nt; ++i) {
+        xs.clear();
+        for (const Series* m : members)
+          if (m->v[i]) xs.push_back(*m->v[i]);
+        if (xs.empty()) continue;
+        const double count = static_cast<double>(xs.size());
+        if (op == "count") {
+          g.v[i] = count;
+        } else if (op == "group") {
+          g.v[i] = 1;
+        } else if (op == "sum" || op == "avg") {
+          double acc = 0;
+          for (double x : xs) acc += x;
+          g.v[i] = op == "avg" ? acc / count : acc;
+        } else if (op == "min" || op == "max") {
+          double acc = xs[0];
+          for (double x : xs)
+            if (std::isnan(acc) || (op == "min" ? x < acc : x > acc)) acc = x;
+          g.v[i] = acc;
+        } else if (op == "stddev" || op == "stdvar") {
+          // Welford's running mean and variance, as Prometheus computes them.
+          double mean = 0, m2 = 0, c = 0;
+          for (double x : xs) {
+            c += 1;
+            const double d = x - mean;
+            mean += d / c;
+            m2 += d * (x - mean);
+          }
+          const double var = m2 / c;
+          g.v[i] = op == "stddev" ? std::sqrt(var) : var;
+        } else if (op == "quantile") {
+          g.v[i] = quantile_of(param[i], xs);
+        }
+      }
+      out->vec.push_back(std::move(g));
+    }
+    return std::nullopt;
+  }
+
+  // rate/increase need something cumulative: a counter or a distribution's _count or _sum.
+  static MaybeError check_mode(const Exposed& e, Mode mode) {
+    if (mode == Mode::kInstant) return std::nullopt;
+    const std::string fn = mode == Mode::kRate ? "rate" : "increase";
+    if (e.kind == Kind::kGauge)
+      return unsupported(fn + "() of gauge '" + e.name +
+                         "' is not supported: a Tally gauge is not cumulative; use " + fn +
+                         "() on a counter or on a distribution's _count or _sum");
+    if (e.summary())
+      return unsupported(fn + "() of the quantiles of distribution '" + e.name +
+                         "' is not supported; use " + fn + "(" + e.name + "_count[..]) or " + fn +
+                         "(" + e.name + "_sum[..])");
+    return std::nullopt;
+  }
+
+  MaybeError selector(const Node& sel, Mode mode, int64_t window_s, Value* out) {
+    for (const Exposed& e : names_.select(sel)) {
+      if (auto err = check_mode(e, mode)) return err;
+      Leaf leaf;
+      if (auto err = select_leaf(catalog_, sel, e, true, &leaf)) return err;
+      if (leaf.series.empty()) continue;
+      std::vector<Series> part;
+      MaybeError err;
+      if (e.summary())
+        err = summary(leaf, &part);
+      else if (e.kind == Kind::kGauge)
+        err = gauge(leaf, &part);
+      else
+        err = cumulative(leaf, mode, window_s, &part);
+      if (err) return err;
+      for (auto& s : part) {
+        if (mode != Mode::kInstant) s.labels.erase("__name__");
+        out->vec.push_back(std::move(s));
+      }
+    }
+    return std::nullopt;
+  }
+
+  // The coarsest resolution whose step divides every cutoff and the window (so bucket edges fall
+  // on them) and that still holds `earliest`; else the finest that holds it (edges then round
+  // down to its buckets); else the coarsest.
+  size_t choose_resolution(int64_t window_s, int64_t earliest) const {
+    int64_t g = window_s;
+    for (int64_t c : cutoffs_) g = std::gcd(g, c);
+    const auto& res = engine_.resolutions();
+    const int64_t now = clock_.now_s();
+    auto holds = [&](size_t r) { return now - res[r].retention_s <= earliest; };
+    std::optional<size_t> best;
+    for (size_t r = 0; r < res.size(); ++r)
+      if (g % res[r].step_s == 0 && holds(r)) best = r;
+    if (best) return *best;
+    for (size_t r = 0; r < res.size(); ++r)
+      if (holds(r)) return r;
+    return res.size() - 1;
+  }
+
+  MaybeError read(const Leaf& leaf, size_t res, int64_t from, int64_t to,
+                  std::vector<std::vector<StoredBucket>>* out) const {
+    if (from >= to) {
+      out->assign(leaf.series.size(), {});
+      return std::nullopt;
+    }
+    if (auto s = engine_.read_buckets(leaf.series, res, from, to, out); !s) return from_status(s);
+    return std::nullopt;
+  }
+
+  static double amount(const BucketAgg& a, const Exposed& e) {
+    if (e.kind == Kind::kDistribution)
+      return e.variant == Variant::kCount ? static_cast<double>(a.count) : a.sum;
+    return a.sum;
+  }
+
+  // The total of every bucket before `a` (a multiple of resolution r's step), read coarsest
+  // first so that the long past costs one bucket per coarse step:
+  //   [0, a) = [0, floor(a, s_n)) at s_n + [floor(a, s_n), floor(a, s_n-1)) at s_n-1 + ... + [..,
+  //   a) at r.
+  // Each resolution divides the next (parse_retention), so the pieces tile [0, a) exactly.
+  MaybeError totals_before(const Leaf& leaf, size_t r, int64_t a, std::vector<double>* sums,
+                           std::vector<char>* seen) const {
+    sums->assign(leaf.series.size(), 0);
+    seen->assign(leaf.series.size(), 0);
+    const auto& res = engine_.resolutions();
+    int64_t lo = 0;
+    for (size_t k = res.size(); k-- > r;) {
+      const int64_t hi = k == r ? a : bucket_start(a, res[k].step_s);
+      if (hi <= lo) continue;
+      std::vector<std::vector<StoredBucket>> buckets;
+      if (auto err = read(leaf, k, lo, hi, &buckets)) return err;
+      for (size_t i = 0; i < buckets.size(); ++i) {
+        for (const auto& b : buckets[i]) (*sums)[i] += amount(b.agg, leaf.exposed);
+        if (!buckets[i].empty()) (*seen)[i] = 1;
+      }
+      lo = hi;
+    }
+    return std::nullopt;
+  }
+
+  // The oldest second resolution k still holds.
+  int64_t horizon(size_t k) const {
+    const int64_t keep = engine_.resolutions()[k].retention_s;
+    return keep > 0 ? clock_.now_s() - keep : std::numeric_limits<int64_t>::min();
+  }
+
+  // What resolution r's whole buckets miss before each x in xs: [bucket_start(x, r), x), read
+  // from the finer resolutions, coarsest first, each for the part it covers and as far back as
+  // it still holds:
+  //   [floor(x, s_r), floor(x, s_r-1)) at r-1 + ... + [floor(x, s_1), x) at the finest.
+  // (*sums)[i][j] is series i's amount there before xs[j]; (*seen)[i][j] whether it had any.
+  // When every x is a multiple of r's step (a range query whose grid r divides) nothing is read.
+  MaybeError tails(const Leaf& leaf, size_t r, const std::vector<int64_t>& xs,
+                   std::vector<std::vector<double>>* sums,
+                   std::vector<std::vector<char>>* seen) const {
+    const auto& res = engine_.resolutions();
+    sums->assign(leaf.series.size(), std::vector<double>(xs.size(), 0));
+    seen->assign(leaf.series.size(), std::vector<char>(xs.size(), 0));
+    for (size_t k = r; k-- > 0;) {
+      struct Piece {
+        size_t x;
+        int64_t lo, hi;
+      };
+      std::vector<Piece> pieces;
+      for (size_t j = 0; j < xs.size(); ++j) {
+        const int64_t lo = bucket_start(xs[j], res[k + 1].step_s);
+        const int64_t hi = bucket_start(xs[j], res[k].step_s);
+        if (lo < hi && lo >= horizon(k)) pieces.push_back({j, lo, hi});
+      }
+      if (pieces.empty()) continue;
+      // A few pieces (an instant query: its time and the window's start) are read one by one;
+      // many (an unaligned range query) in one read over their span.
+      std::vector<std::pair<int64_t, int64_t>> reads;
+      if (pieces.size() <= 4) {
+        for (const auto& p : pieces) reads.emplace_back(p.lo, p.hi);
+      } else {
+        int64_t lo = pieces.front().lo, hi = pieces.front().hi;
+        for (const auto& p : pieces) lo = std::min(lo, p.lo), hi = std::max(hi, p.hi);
+        reads.emplace_back(lo, hi);
+      }
+      for (const auto& [lo, hi] : reads) {
+        std::vector<std::vector<StoredBucket>> buckets;
+        if (auto err = read(leaf, k, lo, hi, &buckets)) return err;
+        for (size_t i = 0; i < leaf.series.size(); ++i) {
+          const auto& bs = buckets[i];
+          if (bs.empty()) continue;
+          std::vector<double> prefix{0};
+          for (const auto& b : bs) prefix.push_back(prefix.back() + amount(b.agg, leaf.exposed));
+          auto index = [&](int64_t x) {
+            return static_cast<size_t>(
+                std::lower_bound(bs.begin(), bs.end(), x,
+                                 [](const StoredBucket& b, int64_t v) { return b.time < v; }) -
+                bs.begin());
+          };
+          for (const auto& p : pieces) {
+            if (p.lo < lo || p.hi > hi) continue;
+            const size_t a = index(p.lo), b = index(p.hi);
+            if (a == b) continue;
+            (*sums)[i][p.x] += prefix[b] - prefix[a];
+            (*seen)[i][p.x] = 1;
+          }
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Counters and a distribution's _count/_sum: cumulative since the series' first bucket.
+  MaybeError cumulative(const Leaf& leaf, Mode mode, int64_t w, std::vector<Series>* out) const {
+    if (mode == Mode::kInstant) w = 0;
+    const size_t r = choose_resolution(w, cutoffs_.front() - w);
+    const int64_t rs = engine_.resolutions()[r].step_s;
+    const int64_t a = bucket_start(cutoffs_.front() - w, rs);
+    std::vector<double> base;
+    std::vector<char> seen;
+    if (auto err = totals_before(leaf, r, a, &base, &seen)) return err;
+    std::vector<std::vector<StoredBucket>> buckets;
+    if (auto err = read(leaf, r, a, cutoffs_.back(), &buckets)) return err;
+    // Every point a total is taken at: each cutoff, then (rate, increase) each window's start.
+    std::vector<int64_t> xs = cutoffs_;
+    if (mode != Mode::kInstant)
+      for (int64_t c : cutoffs_) xs.push_back(c - w);
+    std::vector<std::vector<double>> tail;
+    std::vector<std::vector<char>> tail_seen;
+    if (auto err = tails(leaf, r, xs, &tail, &tail_seen)) return err;
+    const size_t nc = cutoffs_.size();
+    for (size_t i = 0; i < leaf.series.size(); ++i) {
+      std::vector<int64_t> starts;
+      std::vector<double> prefix{0};
+      for (const auto& b : buckets[i]) {
+        starts.push_back(b.time);
+        prefix.push_back(prefix.back() + amount(b.agg, leaf.exposed));
+      }
+      // (total of the buckets that ended by xs[j], whether the series had any by then)
+      auto before = [&](size_t j) {
+        const int64_t x = xs[j];
+        size_t n = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), x - rs) -
+                                       starts.begin());
+        return std::pair<double, bool>{base[i] + prefix[n] + tail[i][j],
+                                       seen[i] || n > 0 || tail_seen[i][j]};
+      };
+      Series s{leaf.labels[i], std::vector<std::optional<double>>(times_.size())};
+      for (size_t t = 0; t < nc; ++t) {
+        auto [total, exists] = before(t);
+        if (!exists) continue;
+        if (mode == Mode::kInstant) {
+          s.v[t] = total;
+          continue;
+        }
+        const double increase = total - before(nc + t).first;
+        s.v[t] = mode == Mode::kRate ? increase / static_cast<double>(w) : increase;
+      }
+      out->push_back(std::move(s));
+    }
+    return std::nullopt;
+  }
+
+  // Gauges: the last value of the latest bucket that ended within the lookback.
+  MaybeError gauge(const Leaf& leaf, std::vector<Series>* out) const {
+    const size_t r = choose_resolution(0, cutoffs_.front() - kLookbackS);
+    const int64_t rs = engine_.resolutions()[r].step_s;
+    const int64_t lookback = std::max(kLookbackS, rs);
+    std::vector<std::vector<StoredBucket>> buckets;
+    if (auto err =
+            read(leaf, r, bucket_start(cutoffs_.front() - lookback, rs), cutoffs_.back(), &buckets))
+      return err;
+    for (size_t i = 0; i < leaf.series.size(); ++i) {
+      const auto& bs = buckets[i];
+      Series s{leaf.labels[i], std::vector<std::optional<double>>(times_.size())};
+      for (size_t t = 0; t < cutoffs_.size(); ++t) {
+        const int64_t c = cutoffs_[t];
+        auto it = std::upper_bound(bs.begin(), bs.end(), c - rs,
+                                   [](int64_t x, const StoredBucket& b) { return x < b.time; });
+        while (it != bs.begin()) {
+          --it;
+          if (it->time < c - lookback) break;
+          if (it->agg.count > 0) {
+            s.v[t] = it->agg.last;
+            break;
+          }
+        }
+      }
+      out->push_back(std::move(s));
+    }
+    return std::nullopt;
+  }
+
+  // Merges, per group and timestamp, the sketches of the buckets in the quantile window
+  // [t - w, t): w is the range query's step (the points tile the range), 1 minute for an
+  // instant query. (*sketches)[group][t] stays empty when nothing was observed.
+  MaybeError window_sketches(const Leaf& leaf, const std::vector<size_t>& group_of, size_t groups,
+                             std::vector<std::vector<Sketch>>* sketches) const {
+    int64_t w = step_s_ > 0 ? step_s_ : kInstantQuantileWindowS;
+    const size_t r = choose_resolution(w, cutoffs_.front() - w);
+    const int64_t rs = engine_.resolutions()[r].step_s;
+    w = std::max(w, rs);
+    std::vector<std::vector<StoredBucket>> buckets;
+    if (auto err = read(leaf, r, bucket_start(cutoffs_.front() - w, rs), cutoffs_.back(), &buckets))
+      return err;
+    sketches->assign(groups, std::vector<Sketch>(times_.size()));
+    for (size_t i = 0; i < leaf.series.size(); ++i) {
+      const auto& bs = buckets[i];
+      auto& out = (*sketches)[group_of[i]];
+      for (size_t t = 0; t < cutoffs_.size(); ++t) {
+        const int64_t c = cutoffs_[t];
+        auto lo = std::lower_bound(bs.begin(), bs.end(), c - w,
+                                   [](const StoredBucket& b, int64_t x) { return b.time < x; });
+        for (auto it = lo; it != bs.end() && it->time + rs <= c; ++it)
+          if (it->agg.sketch) out[t].merge(*it->agg.sketch);
+      }
+    }
+    return std::nullopt;
+  }
+
+  // A distribution as a summary: one series per quantile asked for.
+  MaybeError summary(const Leaf& leaf, std::vector<Series>* out) const {
+    std::vector<size_t> group_of(leaf.series.size());
+    std::iota(group_of.begin(), group_of.end(), size_t{0});
+    std::vector<std::vector<Sketch>> sketches;
+    if (auto err = window_sketches(leaf, group_of, leaf.series.size(), &sketches)) return err;
+    for (size_t i = 0; i < leaf.series.size(); ++i) {
+      for (const auto& q : leaf.quantiles) {
+        double phi = 0;
+        std::from_chars(q.data(), q.data() + q.size(), phi);  // select_leaf checked it
+        Series s{leaf.labels[i], std::vector<std::optional<double>>(times_.size())};
+        s.labels["quantile"] = q;
+        for (size_t t = 0; t < times_.size(); ++t)
+          if (!sketches[i][t].empty()) s.v[t] = sketches[i][t].quantile(phi);
+        out->push_back(std::move(s));
+      }
+    }
+    return std::nullopt;
+  }
+
+  // tally_quantile by (labels) (φ, distribution): the φ-quantile of each group's merged sketch.
+  MaybeError tally_quantile(const Node& n, Value* out) {
+    const Node& phi_node = unparen(n.arg(0));
+    const double phi = phi_node.number;
+    const Node& sel = unparen(n.arg(1));
+    for (const Exposed& e : names_.select(sel)) {
+      if (!e.summary())
+        return unsupported("tally_quantile needs a distribution; '" + e.name + "' is " +
+                           (e.kind == Kind::kDistribution
+                                ? "a distribution's " +
+                                      std::string(e.variant == Variant::kCount ? "_count" : "_sum")
+                                : std::string("a ") + kind_name(e.kind)));
+      for (const auto& m : sel.matchers)
+        if (m.name == "quantile")
+          return bad_data(
+              "tally_quantile's selector must not match on quantile; the quantile is its first "
+              "argument");
+      Leaf leaf;
+      if (auto err = select_leaf(catalog_, sel, e, false, &leaf)) return err;
+      if (leaf.series.empty()) continue;
+      std::map<Labels, size_t> index;
+      std::vector<size_t> group_of;
+      for (const auto& l : leaf.labels)
+        group_of.push_back(index.emplace(group_key(l, n), index.size()).first->second);
+      std::vector<std::vector<Sketch>> sketches;
+      if (auto err = window_sketches(leaf, group_of, index.size(), &sketches)) return err;
+      for (const auto& [key, g] : index) {
+        Series s{key, std::vector<std::optional<double>>(times_.size())};
+        for (size_t t = 0; t < times_.size(); ++t)
+          if (!sketches[g][t].empty()) s.v[t] = sketches[g][t].quantile(phi);
+        out->vec.push_back(std::move(s));
+      }
+    }
+    return std::nullopt;
+  }
+
+  const QueryEngine& engine_;
+  const SeriesCatalog& catalog_;
+  const Clock& clock_;
+  const NameTable& names_;
+  std::vector<int64_t> times_;    // ms
+  std::vector<int64_t> cutoffs_;  // s
+  int64_t step_ms_ = 0;
+  int64_t step_s_ = 0;
+  int64_t start_ms_ = 0, end_ms_ = 0;
+  bool shifted_ = false;  // offset and @ already applied
+  bool ordered_ = false;
+};
+}  // namespace
+
+MaybeError evaluate(const EvalContext& ctx, const Node& root, Value* out) {
+  const NameTable names(ctx.catalog);
+  Evaluator ev(ctx.engine, ctx.catalog, ctx.clock, names, ctx.times_ms, ctx.step_ms,
+               ctx.times_ms.front(), ctx.times_ms.back());
+  if (auto e = ev.eval(root, out)) return e;
+  out->ordered = ev.ordered();
+  return std::nullopt;
+}
+
+}  // namespace tally::collector::prom
