@@ -10,6 +10,8 @@
 #include "headless.h"
 #include "main_window.h"
 #include "resources.h"
+#include "tally/common/endpoints.h"
+#include "tally/common/version.h"
 
 int main(int argc, char** argv) {
   // Exports need no display: pick the offscreen platform unless one was asked for.
@@ -24,7 +26,7 @@ int main(int argc, char** argv) {
   QApplication app(argc, argv);
   QApplication::setApplicationName("tally-dashboard");
   QApplication::setOrganizationName("Tally");
-  QApplication::setApplicationVersion("0.1.0");
+  QApplication::setApplicationVersion(tally::kVersion);
   initTallyResources();
 
   QCommandLineParser parser;
@@ -36,9 +38,9 @@ int main(int argc, char** argv) {
   parser.addHelpOption();
   parser.addVersionOption();
   QCommandLineOption collector("collector", "Collector HTTP API base URL.", "URL",
-                               "http://127.0.0.1:7071");
+                               tally::kDefaultCollectorUrl);
   QCommandLineOption live("live", "Collector live stream (ZeroMQ PUB) endpoint.", "ENDPOINT",
-                          "tcp://127.0.0.1:7072");
+                          tally::kDefaultLiveEndpoint);
   QCommandLineOption dashboard("dashboard", "Dashboard JSON file to open.", "FILE");
   QCommandLineOption range("range", "Time range: a duration (15m, 1h, 7d) or FROM:TO unix seconds.",
                            "RANGE");

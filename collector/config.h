@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "forward/remote_write_options.h"
+#include "tally/common/endpoints.h"
 #include "tally/common/status.h"
 #include "tally/common/time_bucket.h"
 
@@ -31,11 +32,11 @@ struct InputLimits {
 struct CollectorConfig {
   std::string data_dir = "./data";
   uint32_t shards = 0;  // 0 = one per core; fixed when the data directory is created
-  std::string ingest = "tcp://127.0.0.1:7070";
-  std::string http = "127.0.0.1:7071";
-  std::string live = "tcp://127.0.0.1:7072";
-  std::string statsd = "127.0.0.1:8125";  // "off" disables
-  std::string statsd_unix;                // unix datagram socket path; empty = none
+  std::string ingest = kDefaultIngestEndpoint;
+  std::string http = kDefaultHttpAddress;
+  std::string live = kDefaultLiveEndpoint;
+  std::string statsd = kDefaultStatsdAddress;  // "off" disables
+  std::string statsd_unix;                     // unix datagram socket path; empty = none
   // How each StatsD socket reads lines: "dogstatsd" (as the Datadog Agent) or "etsy" (as Etsy
   // StatsD); docs/format/statsd.md. statsd_unix_dialect empty = the same as statsd_dialect.
   std::string statsd_dialect = "dogstatsd";
@@ -49,7 +50,7 @@ struct CollectorConfig {
   // Tests only, set by hidden flags, never by the file: play a slow collector.
   int64_t debug_apply_delay_us = 0;  // --debug-apply-delay: per shard work item
   int64_t debug_def_delay_us = 0;    // --debug-def-delay: per series definition decoded
-  uint64_t max_batch_bytes = 4u << 20;  // 4 MiB: about 200 k points; SDK batches are far smaller
+  uint64_t max_batch_bytes = 4u << 20;  // 4 MiB (kMaxBatchBytes): about 200 k points; SDK batches are far smaller
   InputLimits limits;
   bool self_metrics = true;
   std::string fsync = "always";  // write-ahead log: always, never, or an interval like "100ms"

@@ -25,6 +25,7 @@ install(TARGETS tally tally_static_install EXPORT TallyTargets
 install(FILES include/tally/client.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/tally COMPONENT sdk)
 # What client.h includes, and what those include; tst_packages builds a service against them.
 install(FILES
+  ${PROJECT_SOURCE_DIR}/common/include/tally/common/endpoints.h
   ${PROJECT_SOURCE_DIR}/common/include/tally/common/series_key.h
   ${PROJECT_SOURCE_DIR}/common/include/tally/common/status.h
   ${PROJECT_SOURCE_DIR}/common/include/tally/common/time_bucket.h

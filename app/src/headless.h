@@ -10,9 +10,10 @@
 #include <QUrl>
 
 #include "core/dashboard.h"
+#include "tally/common/endpoints.h"
 
 struct HeadlessOptions {
-  QUrl collector = QUrl("http://127.0.0.1:7071");
+  QUrl collector = QUrl(tally::kDefaultCollectorUrl);
   QString dashboard;
   QString range;  // "1h", or "FROM:TO" in unix seconds; empty = the dashboard's own
   QString png;

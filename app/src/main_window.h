@@ -9,6 +9,7 @@
 #include <QUrl>
 
 #include "core/dashboard.h"
+#include "tally/common/endpoints.h"
 
 class CollectorClient;
 class DashboardCanvas;
@@ -23,8 +24,8 @@ class QPushButton;
 class TimeRangePicker;
 
 struct MainWindowOptions {
-  QUrl collector = QUrl("http://127.0.0.1:7071");
-  QString live = "tcp://127.0.0.1:7072";
+  QUrl collector = QUrl(tally::kDefaultCollectorUrl);
+  QString live = tally::kDefaultLiveEndpoint;
   QString dashboard;  // open this instead of the last one
 };
 

@@ -23,27 +23,6 @@ namespace tally::collector {
 // ---------------------------------------------------------------------------------------------
 // Options
 
-Result<int64_t> parse_duration_ms(std::string_view text) {
-  if (text.size() > 2 && text.substr(text.size() - 2) == "ms") {
-    int64_t ms = 0;
-    auto digits = text.substr(0, text.size() - 2);
-    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), ms);
-    if (ec != std::errc() || ptr != digits.data() + digits.size() || ms <= 0)
-      return Status::invalid_argument("duration '" + std::string(text) +
-                                      "' is not a positive whole number of ms");
-    return ms;
-  }
-  auto s = parse_duration(text);
-  if (!s) return s.status();
-  if (*s > INT64_MAX / 1000) return Status::invalid_argument("duration is too large");
-  return *s * 1000;
-}
-
-std::string format_duration_ms(int64_t ms) {
-  if (ms > 0 && ms % 1000 == 0) return format_duration(ms / 1000);
-  return std::to_string(ms) + "ms";
-}
-
 Status RemoteWriteOptions::validate() const {
   if (url.empty()) return Status::ok();
   static const std::regex kUrl(R"(^https?://[^/\s]+(/\S*)?$)");

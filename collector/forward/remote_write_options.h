@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tally/common/status.h"
+#include "tally/common/time_bucket.h"  // parse_duration_ms, format_duration_ms
 
 namespace tally::collector {
 
@@ -44,10 +45,5 @@ struct RemoteWriteOptions {
   // Adds one header; "Name: value" from a flag.
   Status add_header(std::string_view name_colon_value);
 };
-
-// "250ms", "5s", "2m" or a bare number of seconds -> milliseconds.
-Result<int64_t> parse_duration_ms(std::string_view text);
-// The inverse, shortest form: 1500 -> "1500ms", 5000 -> "5s".
-std::string format_duration_ms(int64_t ms);
 
 }  // namespace tally::collector

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "ingest/statsd_parser.h"
+#include "tally/common/endpoints.h"
 #include "tally/common/status.h"
 #include "tally/common/time_bucket.h"
 
@@ -45,7 +46,7 @@ using StatsdSink = std::function<void(std::vector<StatsdSample>&&)>;
 
 struct StatsdListenerOptions {
   // "host:port" (port 0 picks a free port, read it back with udp_port()), "[::1]:8125", or "off".
-  std::string udp = "127.0.0.1:8125";
+  std::string udp = kDefaultStatsdAddress;
   // A unix datagram socket to bind as well; empty = none. A stale socket file is replaced; a
   // path another live listener is bound to is an error.
   std::string unix_path;

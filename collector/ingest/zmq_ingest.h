@@ -35,18 +35,20 @@
 #include "ingest/producer_table.h"
 #include "self_metrics.h"
 #include "storage/wal.h"
+#include "tally/common/endpoints.h"
+#include "tally/common/wire.h"  // kMaxBatchBytes
 
 namespace tally::collector {
 
 struct ZmqIngestOptions {
-  std::string endpoint = "tcp://127.0.0.1:7070";
+  std::string endpoint = kDefaultIngestEndpoint;
   IngestLimits limits;
   size_t max_queued_bytes = 256u << 20;
   int rcv_hwm = 16;  // frames per peer queued inside ZeroMQ (SDKs keep at most 8 in flight)
   // Tests only (the hidden --debug-def-delay flag): the ingest thread sleeps this long per series
   // definition it decodes, to play a collector that is slow to take new series.
   int64_t debug_def_delay_us = 0;
-  size_t max_batch_bytes = 4u << 20;
+  size_t max_batch_bytes = kMaxBatchBytes;
 };
 
 class ZmqIngest {

@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "storage/wal_format.h"
+#include "tally/common/time_bucket.h"
 
 namespace tally::collector {
 
@@ -72,11 +73,8 @@ Status errno_status(const std::string& what) {
 Result<std::pair<FsyncPolicy, int64_t>> parse_fsync_policy(std::string_view text) {
   if (text == "always") return std::make_pair(FsyncPolicy::kAlways, int64_t(0));
   if (text == "never") return std::make_pair(FsyncPolicy::kNever, int64_t(0));
-  std::string t(text);
-  if (t.size() > 2 && t.substr(t.size() - 2) == "ms") {
-    int64_t ms = std::atoll(t.c_str());
-    if (ms > 0 && ms <= 60000) return std::make_pair(FsyncPolicy::kInterval, ms);
-  }
+  auto ms = parse_duration_ms(text);
+  if (ms && *ms <= 60000) return std::make_pair(FsyncPolicy::kInterval, *ms);
   return Status::invalid_argument("fsync must be always, never or an interval like 100ms");
 }
 

@@ -26,7 +26,7 @@ enum class FsyncPolicy {
   kNever,     // leave it to the OS
 };
 Result<std::pair<FsyncPolicy, int64_t>> parse_fsync_policy(
-    std::string_view text);  // "always", "100ms", "never"
+    std::string_view text);  // "always", "never", or an interval of (0, 1m]: "100ms", "1s"
 
 struct WalOptions {
   std::string dir;

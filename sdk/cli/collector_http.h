@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tally/common/endpoints.h"
 #include "tally/common/status.h"
 
 namespace tally::cli {
@@ -20,7 +21,7 @@ namespace tally::cli {
 struct HttpTarget {
   std::string scheme = "http";
   std::string host;
-  int port = 7071;
+  int port = tally::kDefaultHttpPort;
   std::string prefix;  // path prefix without a trailing '/', e.g. "/tally"; usually empty
   std::string url() const;
 };

@@ -11,12 +11,14 @@
 
 #include "output.h"
 
+#include "tally/common/endpoints.h"
+
 namespace tally::cli {
 
 struct GlobalOptions {
-  std::string collector = "http://127.0.0.1:7071";
-  std::string ingest = "tcp://127.0.0.1:7070";
-  std::string live = "tcp://127.0.0.1:7072";
+  std::string collector = tally::kDefaultCollectorUrl;
+  std::string ingest = tally::kDefaultIngestEndpoint;
+  std::string live = tally::kDefaultLiveEndpoint;
   Format format = Format::kTable;
   std::chrono::milliseconds timeout{10'000};  // HTTP requests; emit's wait for the ack
 };

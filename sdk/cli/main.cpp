@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "exit_codes.h"
 #include "tally/common/time_bucket.h"
+#include "tally/common/version.h"
 
 using namespace tally;
 using namespace tally::cli;
@@ -52,7 +53,7 @@ int main(int argc, char** argv) {
       "Exit codes: 0 ok, 1 usage, 2 collector unreachable, 3 rejected by the collector,\n"
       "4 not found.",
       "tally"};
-  app.set_version_flag("--version", std::string("tally ") + TALLY_VERSION);
+  app.set_version_flag("--version", std::string("tally ") + tally::kVersion);
   app.require_subcommand(1);
   app.fallthrough();  // global options may also follow the subcommand
   app.get_formatter()->column_width(30);

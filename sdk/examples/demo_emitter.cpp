@@ -23,6 +23,7 @@
 #include <CLI/CLI.hpp>
 
 #include "tally/client.h"
+#include "tally/common/endpoints.h"
 
 namespace {
 
@@ -52,7 +53,7 @@ constexpr const char* kCountries[] = {"de", "fr", "us", "jp", "br"};
 
 int main(int argc, char** argv) {
   CLI::App app{"Emits demo metrics to a Tally collector"};
-  std::string endpoint = "tcp://127.0.0.1:7070";
+  std::string endpoint = tally::kDefaultIngestEndpoint;
   double duration_s = 0;
   double rate_scale = 1.0;
   app.add_option("--endpoint", endpoint, "collector ingest endpoint")->capture_default_str();

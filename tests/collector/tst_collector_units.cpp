@@ -31,6 +31,8 @@ class TestCollectorUnits : public QObject {
   void filterParsing();
   void filterMatching_data();
   void filterMatching();
+  void fsyncPolicy_data();
+  void fsyncPolicy();
   void planner_data();
   void planner();
   void timeParameter_data();
@@ -105,6 +107,35 @@ void TestCollectorUnits::filterMatching() {
   QVERIFY(f.has_value());
   QCOMPARE(filter_matches({*f}, Tags{{"endpoint", "/login"}, {"status", "500"}}), matchesLogin500);
   QCOMPARE(filter_matches({*f}, Tags{{"endpoint", "/cart"}}), matchesNoStatus);
+}
+
+// The WAL's fsync setting reads its interval with the one duration parser: "12xms" is an error.
+void TestCollectorUnits::fsyncPolicy_data() {
+  QTest::addColumn<QString>("text");
+  QTest::addColumn<int>("policy");  // FsyncPolicy, -1 = must fail
+  QTest::addColumn<qint64>("interval_ms");
+  const int kAlways = int(FsyncPolicy::kAlways), kNever = int(FsyncPolicy::kNever),
+            kInterval = int(FsyncPolicy::kInterval);
+  QTest::newRow("always") << "always" << kAlways << qint64(0);
+  QTest::newRow("never") << "never" << kNever << qint64(0);
+  QTest::newRow("100ms") << "100ms" << kInterval << qint64(100);
+  QTest::newRow("1s") << "1s" << kInterval << qint64(1000);
+  QTest::newRow("one minute is the longest") << "60000ms" << kInterval << qint64(60000);
+  QTest::newRow("longer than a minute") << "60001ms" << -1 << qint64(0);
+  QTest::newRow("junk before ms") << "12xms" << -1 << qint64(0);
+  QTest::newRow("zero") << "0ms" << -1 << qint64(0);
+  QTest::newRow("word") << "sometimes" << -1 << qint64(0);
+}
+
+void TestCollectorUnits::fsyncPolicy() {
+  QFETCH(QString, text);
+  QFETCH(int, policy);
+  QFETCH(qint64, interval_ms);
+  auto p = parse_fsync_policy(text.toStdString());
+  QCOMPARE(p.has_value(), policy >= 0);
+  if (policy < 0) return;
+  QCOMPARE(int(p->first), policy);
+  QCOMPARE(p->second, interval_ms);
 }
 
 void TestCollectorUnits::planner_data() {

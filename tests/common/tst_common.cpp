@@ -35,6 +35,8 @@ class TestCommon : public QObject {
   void hashDiffersByTagOrderOnlyBeforeCanonicalisation();
   void duration_data();
   void duration();
+  void durationMs_data();
+  void durationMs();
   void retention_data();
   void retention();
   void bucketStart_data();
@@ -193,6 +195,34 @@ void TestCommon::duration() {
   if (seconds >= 0) {
     QCOMPARE(*r, seconds);
     QCOMPARE(*parse_duration(format_duration(*r)), seconds);
+  }
+}
+
+// The one millisecond duration parser (remote-write intervals, the WAL's fsync interval).
+void TestCommon::durationMs_data() {
+  QTest::addColumn<QString>("text");
+  QTest::addColumn<qint64>("ms");  // -1 = must fail
+  QTest::newRow("ms") << "250ms" << qint64(250);
+  QTest::newRow("seconds") << "2s" << qint64(2000);
+  QTest::newRow("minutes") << "1m" << qint64(60000);
+  QTest::newRow("bare seconds") << "3" << qint64(3000);
+  QTest::newRow("junk before ms") << "12xms" << qint64(-1);
+  QTest::newRow("only ms") << "ms" << qint64(-1);
+  QTest::newRow("negative ms") << "-5ms" << qint64(-1);
+  QTest::newRow("zero ms") << "0ms" << qint64(-1);
+  QTest::newRow("fraction") << "1.5s" << qint64(-1);
+  QTest::newRow("space before unit") << "5 ms" << qint64(-1);
+  QTest::newRow("unknown unit") << "5us" << qint64(-1);
+}
+
+void TestCommon::durationMs() {
+  QFETCH(QString, text);
+  QFETCH(qint64, ms);
+  auto r = parse_duration_ms(text.toStdString());
+  QCOMPARE(r.has_value(), ms >= 0);
+  if (ms >= 0) {
+    QCOMPARE(*r, ms);
+    QCOMPARE(*parse_duration_ms(format_duration_ms(*r)), ms);
   }
 }
 

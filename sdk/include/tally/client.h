@@ -33,6 +33,7 @@
 #include <string>
 #include <string_view>
 
+#include "tally/common/endpoints.h"
 #include "tally/common/series_key.h"
 #include "tally/common/status.h"
 #include "tally/common/time_bucket.h"
@@ -86,7 +87,7 @@ class TagSpan {
 
 struct ClientOptions {
   // ZeroMQ endpoint of the collector's ingest ROUTER socket.
-  std::string endpoint = "tcp://127.0.0.1:7070";
+  std::string endpoint = kDefaultIngestEndpoint;
   // How often a batch is built and sent. Buckets are always 1 s; a longer interval puts
   // several seconds into one batch. A multiple of 1 s keeps batches aligned to seconds.
   std::chrono::milliseconds flush_interval{1000};

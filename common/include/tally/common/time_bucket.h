@@ -27,6 +27,11 @@ constexpr int64_t bucket_start(int64_t t, int64_t res) {
 Result<int64_t> parse_duration(std::string_view text);
 // The shortest exact rendering: 3600 -> "1h", 90 -> "90s".
 std::string format_duration(int64_t seconds);
+// "250ms", or anything parse_duration takes, in milliseconds. Strict: the whole text is a
+// positive whole number and one unit ("12xms", "1.5s" and "5 ms" are errors).
+Result<int64_t> parse_duration_ms(std::string_view text);
+// The inverse, shortest form: 1500 -> "1500ms", 5000 -> "5s".
+std::string format_duration_ms(int64_t ms);
 
 struct Resolution {
   int64_t step_s = 1;

@@ -3,15 +3,14 @@
 #pragma once
 
 #include "tally.pb.h"
+#include "tally/common/endpoints.h"
 #include "tally/common/series_key.h"
 #include "tally/common/sketch.h"
 
 namespace tally {
 
-// ZeroMQ transport constants (docs/format/wire.md).
-inline constexpr const char* kDefaultIngestEndpoint = "tcp://127.0.0.1:7070";
-inline constexpr const char* kDefaultLiveEndpoint = "tcp://127.0.0.1:7072";
-inline constexpr size_t kMaxBatchBytes = 64 << 20;  // a frame above this is refused unread
+// ZeroMQ transport constants (docs/format/wire.md); the default endpoints are in endpoints.h.
+inline constexpr size_t kMaxBatchBytes = 4 << 20;  // default max_batch_bytes: a larger frame is refused unread
 
 void sketch_to_proto(const Sketch& s, wire::Sketch* out);
 Result<Sketch> sketch_from_proto(const wire::Sketch& p);
