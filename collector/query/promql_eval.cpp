@@ -600,8 +600,9 @@ class Evaluator {
           std::vector<size_t> idx;
           for (size_t m = 0; m < members.size(); ++m)
             if (members[m]->v[i]) idx.push_back(m);
-          auto better = [&](size_t a, size_t b) {
-            const double x = *members[a]->v[i], y = *members[b]->v[i];
+          // An init-capture: clang 14 cannot capture a structured binding (members) by [&].
+          auto better = [&, &ms = members](size_t a, size_t b) {
+            const double x = *ms[a]->v[i], y = *ms[b]->v[i];
             if (std::isnan(x) || std::isnan(y)) return !std::isnan(x) && std::isnan(y);
             return op == "topk" ? x > y : x < y;
           };

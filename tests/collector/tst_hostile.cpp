@@ -193,11 +193,13 @@ void TestHostile::hostileInput_data() {
   const int kOk = wire::Ack::OK, kInvalid = wire::Ack::INVALID;
 
   // Values that are finite alone but not once merged into one bucket.
-  udp("statsd 1e308 at rate 0.5", "hostile.lat1:1e308|d|@0.5\n", kSum);
+  // A sampled DogStatsD distribution adds value / rate to the sum: 2e308 is refused by the parser.
+  udp("statsd 1e308 at rate 0.5", "hostile.lat1:1e308|d|@0.5\n",
+      "tally_statsd_rejected_total{reason=\"value\"}");
   udp("statsd two 1e308 in one line", "hostile.lat2:1e308:1e308|d\n", kSum);
   udp("statsd two 1e308 counters", "hostile.c3:1e308|c\nhostile.c3:1e308|c\n", kSum);
   udp("statsd 1e308 counter at rate 0.1", "hostile.c4:1e308|c|@0.1\n",
-      "tally_limit_hits_total{limit=\"bucket_value\"}");
+      "tally_statsd_rejected_total{reason=\"value\"}");
   zmq("sdk counters overflow in one second",
       frame(BatchBuilder(1, 1).def(1, "hostile.c5", {}).count(1, t, big).count(1, t, big)), kSum,
       kOk, true);
@@ -220,8 +222,10 @@ void TestHostile::hostileInput_data() {
                 .dist(1, t, sketch_with_sum(big, 1))),
       kSum, kOk, true);
 
-  udp("statsd invalid UTF-8 name", "hostile.\xff\xfe:1|c\n", "tally_statsd_rejected_total", false);
-  udp("statsd NaN value", "hostile.nan2:nan|c\n", "tally_statsd_rejected_total", false);
+  udp("statsd invalid UTF-8 name", "hostile.\xff\xfe:1|c\n",
+      "tally_statsd_rejected_total{reason=\"metric_name\"}", false);
+  udp("statsd NaN value", "hostile.nan2:nan|c\n", "tally_statsd_rejected_total{reason=\"value\"}",
+      false);
   udp(
       "statsd 2000 values on one line",
       "hostile.many_values:" +
@@ -231,7 +235,7 @@ void TestHostile::hostileInput_data() {
             return v;
           }() +
           "|d\n",
-      "tally_statsd_lines_total", false);
+      "tally_statsd_rejected_total{reason=\"values_per_line\"}", false);
 
   // Decode budgets: checked before anything is built.
   {
