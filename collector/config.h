@@ -50,7 +50,8 @@ struct CollectorConfig {
   // Tests only, set by hidden flags, never by the file: play a slow collector.
   int64_t debug_apply_delay_us = 0;  // --debug-apply-delay: per shard work item
   int64_t debug_def_delay_us = 0;    // --debug-def-delay: per series definition decoded
-  uint64_t max_batch_bytes = 4u << 20;  // 4 MiB (kMaxBatchBytes): about 200 k points; SDK batches are far smaller
+  uint64_t max_batch_bytes =
+      4u << 20;  // 4 MiB (kMaxBatchBytes): about 200 k points; SDK batches are far smaller
   InputLimits limits;
   bool self_metrics = true;
   std::string fsync = "always";  // write-ahead log: always, never, or an interval like "100ms"

@@ -10,7 +10,8 @@
 namespace tally {
 
 // ZeroMQ transport constants (docs/format/wire.md); the default endpoints are in endpoints.h.
-inline constexpr size_t kMaxBatchBytes = 4 << 20;  // default max_batch_bytes: a larger frame is refused unread
+inline constexpr size_t kMaxBatchBytes =
+    4 << 20;  // default max_batch_bytes: a larger frame is refused unread
 
 void sketch_to_proto(const Sketch& s, wire::Sketch* out);
 Result<Sketch> sketch_from_proto(const wire::Sketch& p);
