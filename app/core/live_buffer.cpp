@@ -225,7 +225,7 @@ void LiveBuffer::mergeInto(QueryResult& r, int64_t to) const {
   for (const auto& [key, s] : m_series) groups[s.groupTags].push_back(&s);
   for (const auto& [tags, members] : groups) {
     auto it = std::find_if(r.series.begin(), r.series.end(),
-                           [&](const Series& s) { return s.tags == tags; });
+                           [&t = tags](const Series& s) { return s.tags == t; });
     if (it == r.series.end()) {
       Series s;
       s.tags = tags;
