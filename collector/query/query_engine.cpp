@@ -207,6 +207,10 @@ std::vector<Sketch::Bin> coarsen_bins(const std::vector<Sketch::Bin>& bins, size
 
 Result<std::pair<int64_t, size_t>> QueryEngine::plan(int64_t from, int64_t to, int64_t step,
                                                      int64_t points) const {
+  // Clamped here too (query() clamps and counts): plan() is called with raw parameters, and
+  // to - from of two unclamped times overflows.
+  from = std::clamp(from, kMinQueryTime, kMaxQueryTime);
+  to = std::clamp(to, kMinQueryTime, kMaxQueryTime);
   if (to <= from) return Status::invalid_argument("'to' must be after 'from'");
   const int64_t now = clock_.now_s();
   auto covers = [&](size_t r) { return now - resolutions_[r].retention_s <= from; };

@@ -35,6 +35,7 @@ class TestCollectorUnits : public QObject {
   void fsyncPolicy();
   void planner_data();
   void planner();
+  void plannerClampsHugeRanges();
   void timeParameter_data();
   void timeParameter();
   void configFile_data();
@@ -180,6 +181,22 @@ void TestCollectorUnits::planner() {
   QVERIFY(p.has_value());
   QCOMPARE(p->first, wantStep);
   QCOMPARE(engine.resolutions()[p->second].step_s, wantResolution);
+}
+
+// Regression (found by fuzz_query_params under UBSan): plan() with times whose difference
+// overflows int64 clamps them first and answers the points budget, never wraps around.
+void TestCollectorUnits::plannerClampsHugeRanges() {
+  ManualClock clock(1'800'000'000'000);
+  SeriesCatalog catalog(1);
+  Router router({});
+  QueryEngine engine(catalog, router, *parse_retention(kDefaultRetention), clock);
+  auto p = engine.plan(-5'000'000'000'000'000'000, 5'000'000'000'000'000'000, 1, 0);
+  QVERIFY(!p.has_value());
+  QVERIFY2(p.status().message().find("points per series") != std::string::npos,
+           p.status().message().c_str());
+  auto automatic = engine.plan(-5'000'000'000'000'000'000, 5'000'000'000'000'000'000, 0, 300);
+  QVERIFY(automatic.has_value());
+  QCOMPARE(engine.resolutions()[automatic->second].step_s, qint64(3600));
 }
 
 void TestCollectorUnits::timeParameter_data() {
