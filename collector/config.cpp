@@ -4,6 +4,7 @@
 
 #include <toml++/toml.h>
 #include <charconv>
+#include <cstdio>
 #include <set>
 #include <sstream>
 
@@ -312,48 +313,69 @@ std::vector<std::pair<std::string, std::string>> limits_as_toml(const InputLimit
   return out;
 }
 
+// A TOML basic string: quotes, backslashes and control characters escaped, so what
+// config_to_toml prints loads back (fuzz_config found a data_dir holding "\r").
+static std::string toml_quoted(std::string_view v) {
+  std::string out = "\"";
+  for (char ch : v) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", u);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out + '"';
+}
+
 std::string config_to_toml(const CollectorConfig& c) {
   std::ostringstream o;
-  o << "data_dir = \"" << c.data_dir << "\"\n"
+  o << "data_dir = " << toml_quoted(c.data_dir) << "\n"
     << "shards = " << c.shards << "\n"
-    << "ingest = \"" << c.ingest << "\"\n"
-    << "http = \"" << c.http << "\"\n"
-    << "live = \"" << c.live << "\"\n"
-    << "statsd = \"" << c.statsd << "\"\n"
-    << "statsd_unix = \"" << c.statsd_unix << "\"\n"
-    << "statsd_dialect = \"" << c.statsd_dialect << "\"\n"
-    << "statsd_unix_dialect = \"" << c.statsd_unix_dialect << "\"\n"
-    << "retention = \"" << c.retention << "\"\n"
-    << "lateness = \"" << format_duration(c.lateness_s) << "\"\n"
-    << "max_future = \"" << format_duration(c.max_future_s) << "\"\n"
+    << "ingest = " << toml_quoted(c.ingest) << "\n"
+    << "http = " << toml_quoted(c.http) << "\n"
+    << "live = " << toml_quoted(c.live) << "\n"
+    << "statsd = " << toml_quoted(c.statsd) << "\n"
+    << "statsd_unix = " << toml_quoted(c.statsd_unix) << "\n"
+    << "statsd_dialect = " << toml_quoted(c.statsd_dialect) << "\n"
+    << "statsd_unix_dialect = " << toml_quoted(c.statsd_unix_dialect) << "\n"
+    << "retention = " << toml_quoted(c.retention) << "\n"
+    << "lateness = " << toml_quoted(format_duration(c.lateness_s)) << "\n"
+    << "max_future = " << toml_quoted(format_duration(c.max_future_s)) << "\n"
     << "max_batch_bytes = " << c.max_batch_bytes << "\n"
     << "wal_segment_bytes = " << c.wal_segment_bytes << "\n"
     << "max_queued_bytes = " << c.max_queued_bytes << "\n"
     << "self_metrics = " << (c.self_metrics ? "true" : "false") << "\n"
-    << "fsync = \"" << c.fsync << "\"\n"
-    << "checkpoint = \"" << format_duration(c.checkpoint_s) << "\"\n"
+    << "fsync = " << toml_quoted(c.fsync) << "\n"
+    << "checkpoint = " << toml_quoted(format_duration(c.checkpoint_s)) << "\n"
     << "promql_max_length = " << c.promql_max_length << "\n"
     << "promql_max_depth = " << c.promql_max_depth << "\n"
-    << "log_level = \"" << c.log_level << "\"\n"
-    << "log_file = \"" << c.log_file << "\"\n";
+    << "log_level = " << toml_quoted(c.log_level) << "\n"
+    << "log_file = " << toml_quoted(c.log_file) << "\n";
   for (const auto& [k, v] : limits_as_toml(c.limits)) o << k << " = " << v << "\n";
   const auto& rw = c.remote_write;
-  o << "remote_write_url = \"" << rw.url << "\"\n"
+  o << "remote_write_url = " << toml_quoted(rw.url) << "\n"
     << "remote_write_labels = {";
   for (size_t i = 0; i < rw.labels.size(); ++i)
-    o << (i ? ", " : " ") << rw.labels[i].first << " = \"" << rw.labels[i].second << "\"";
+    o << (i ? ", " : " ") << rw.labels[i].first << " = " << toml_quoted(rw.labels[i].second);
   o << (rw.labels.empty() ? "}\n" : " }\n");
   // Header values may be secrets (Authorization): names only.
   o << "remote_write_headers = {";
   for (size_t i = 0; i < rw.headers.size(); ++i)
-    o << (i ? ", " : " ") << '"' << rw.headers[i].first << "\" = \"(set)\"";
+    o << (i ? ", " : " ") << toml_quoted(rw.headers[i].first) << " = \"(set)\"";
   o << (rw.headers.empty() ? "}\n" : " }\n")
     << "remote_write_max_samples = " << rw.max_samples_per_request << "\n"
-    << "remote_write_flush_interval = \"" << format_duration_ms(rw.flush_interval_ms) << "\"\n"
+    << "remote_write_flush_interval = " << toml_quoted(format_duration_ms(rw.flush_interval_ms))
+    << "\n"
     << "remote_write_max_buffered = " << rw.max_buffered_samples << "\n"
-    << "remote_write_timeout = \"" << format_duration_ms(rw.timeout_ms) << "\"\n"
-    << "remote_write_min_backoff = \"" << format_duration_ms(rw.min_backoff_ms) << "\"\n"
-    << "remote_write_max_backoff = \"" << format_duration_ms(rw.max_backoff_ms) << "\"\n";
+    << "remote_write_timeout = " << toml_quoted(format_duration_ms(rw.timeout_ms)) << "\n"
+    << "remote_write_min_backoff = " << toml_quoted(format_duration_ms(rw.min_backoff_ms)) << "\n"
+    << "remote_write_max_backoff = " << toml_quoted(format_duration_ms(rw.max_backoff_ms)) << "\n";
   return o.str();
 }
 

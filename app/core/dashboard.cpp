@@ -454,8 +454,9 @@ Result<Dashboard> parseDashboard(std::string_view text) {
   json doc;
   try {
     doc = json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
-    // nlohmann's message carries the line and column.
+  } catch (const json::exception& e) {
+    // nlohmann's message carries the line and column. Not only parse_error: a number out of
+    // range ("9999999999e999999901", found by fuzz_dashboard) throws out_of_range.
     std::string what = e.what();
     auto pos = what.find("parse error");
     return Status::corruption("not valid JSON: " +
