@@ -74,10 +74,12 @@ fi
 say "make test passed in $(($(date +%s) - start)) s"
 
 say "make run, headless, until the dashboard PNG is written ..."
-in_root 'cd /src && rm -f /src/tally-dashboard.png && (unset DISPLAY WAYLAND_DISPLAY; timeout 180 make run) >/src/run.log 2>&1 &
+in_root 'cd /src && rm -f /src/tally-dashboard.png
+  # Its own process group, so stopping it stops the collector and emitters and nothing else.
+  (unset DISPLAY WAYLAND_DISPLAY; exec setsid timeout 180 make run) >/src/run.log 2>&1 &
+  pid=$!
   for i in $(seq 1 170); do [ -s /src/tally-dashboard.png ] && break; sleep 1; done
-  sleep 1; pkill -INT -f run-demo.sh || true; sleep 3
-  pkill -f tally- || true
+  sleep 1; kill -INT -- -$pid 2>/dev/null || true; sleep 5; kill -KILL -- -$pid 2>/dev/null || true
   cat /src/run.log; test -s /src/tally-dashboard.png' >>"$log" 2>&1 || fail "make run wrote no PNG"
 cp "$root/src/tally-dashboard.png" "$work/tally-dashboard.png"
 say "make run wrote $work/tally-dashboard.png"
