@@ -1,5 +1,7 @@
 #include "tally/common/name_mapping.h"
 
+#include "tally/common/series_key.h"
+
 #include <cstdint>
 
 namespace tally {
@@ -17,37 +19,6 @@ bool allowed(unsigned char c, bool first, NameAlphabet a) {
   if (is_alpha_(c)) return true;
   if (first) return false;
   return is_digit(c) || c == '.' || c == '-' || (c == ':' && a == NameAlphabet::kMetric);
-}
-
-// Decodes one UTF-8 code point at s[i]; returns its length (0 when invalid).
-size_t decode_utf8(std::string_view s, size_t i, uint32_t& cp) {
-  auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  const unsigned char c = b(0);
-  size_t len = 0;
-  if (c < 0x80) {
-    cp = c;
-    return 1;
-  } else if ((c & 0xe0) == 0xc0) {
-    len = 2;
-    cp = c & 0x1f;
-  } else if ((c & 0xf0) == 0xe0) {
-    len = 3;
-    cp = c & 0x0f;
-  } else if ((c & 0xf8) == 0xf0) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  for (size_t k = 1; k < len; ++k) {
-    if ((b(k) & 0xc0) != 0x80) return 0;
-    cp = (cp << 6) | (b(k) & 0x3f);
-  }
-  // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
-  static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-  return len;
 }
 
 void append_utf8(std::string& out, uint32_t cp) {

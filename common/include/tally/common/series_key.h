@@ -42,6 +42,9 @@ Status validate_tag_value(std::string_view value);
 // Well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF); without
 // controls_ok, C0, DEL and C1 control characters are refused too.
 bool valid_utf8(std::string_view s, bool controls_ok);
+// Decodes one UTF-8 code point at s[i] into cp; returns its length in bytes, 0 when the bytes
+// there are not UTF-8 (the same rules as valid_utf8). Requires i < s.size().
+size_t decode_utf8(std::string_view s, size_t i, uint32_t& cp);
 // Validates every tag and the count; rejects a key that appears twice.
 Status validate_tags(const Tags& tags);
 
