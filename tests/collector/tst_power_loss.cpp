@@ -5,6 +5,10 @@
 // resends what was not acknowledged. Afterwards the API must hold exactly what was sent: a batch
 // acknowledged before the power went off and missing from the image is a shortfall, one stored
 // twice an excess.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
@@ -82,6 +86,7 @@ class TestPowerLoss : public QObject {
   Q_OBJECT
  private slots:
   void acknowledgedBatchesSurvivePowerLoss();
+  void newFileOnReusedInodeStartsEmpty();
 };
 
 void TestPowerLoss::acknowledgedBatchesSurvivePowerLoss() {
@@ -206,5 +211,82 @@ void TestPowerLoss::acknowledgedBatchesSurvivePowerLoss() {
   QCOMPARE(static_cast<uint64_t>(total(json::parse(lat->body))), observed.load());
 }
 
-QTEST_GUILESS_MAIN(TestPowerLoss)
+namespace {
+
+// Run as a child under the shim (`--reuse-child DIR CTL`): writes and syncs a 9000-byte file,
+// deletes it, creates `new` and writes "abc" to it, until the file system hands `new` the deleted
+// file's inode number (ext4 and tmpfs do within a few tries); then syncs `new` and its directory
+// and asks for the power to go off. Exits 3 if the inode was never reused.
+int reuse_child(const std::string& dir, const std::string& ctl) {
+  const std::string new_path = dir + "/new";
+  auto sync_dir = [&] {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const bool ok = fd >= 0 && ::fsync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    return ok;
+  };
+  const std::string old_bytes(9000, 'o');
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const std::string old_path = dir + "/old" + std::to_string(attempt);
+    int fd = ::open(old_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || ::write(fd, old_bytes.data(), old_bytes.size()) != 9000 || ::fsync(fd) != 0)
+      return 2;
+    struct stat st {};
+    ::fstat(fd, &st);
+    const ino_t old_ino = st.st_ino;
+    ::close(fd);
+    if (!sync_dir() || ::unlink(old_path.c_str()) != 0) return 2;
+    fd = ::open(new_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || ::write(fd, "abc", 3) != 3 || ::fsync(fd) != 0) return 2;
+    ::fstat(fd, &st);
+    ::close(fd);
+    if (!sync_dir()) return 2;
+    if (st.st_ino != old_ino) {
+      if (::unlink(new_path.c_str()) != 0 || !sync_dir()) return 2;
+      continue;
+    }
+    std::printf("inode %llu reused after %d tries\n", static_cast<unsigned long long>(old_ino),
+                attempt + 1);
+    std::fflush(stdout);
+    std::ofstream(ctl + "/snap.tmp") << dir << "-image\n";
+    fs::rename(ctl + "/snap.tmp", ctl + "/snap");
+    for (;;) ::pause();  // the shim kills the process once the image is written
+  }
+  return 3;
+}
+
+}  // namespace
+
+// The shim itself: a file created on the inode number of a deleted one starts empty. A log
+// segment created on a reused inode used to show the deleted segment's bytes after its own end,
+// which the next collector read as a torn record in the middle of the log and refused to start.
+void TestPowerLoss::newFileOnReusedInodeStartsEmpty() {
+  QTemporaryDir tmp;
+  const QString base = fs::canonical(tmp.path().toStdString()).c_str();
+  const QString dir = base + "/d", ctl = base + "/ctl";
+  fs::create_directories(dir.toStdString());
+  fs::create_directories(ctl.toStdString());
+  QProcess child;
+  QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+  env.insert("LD_PRELOAD", TALLY_POWER_LOSS_SHIM);
+  env.insert("TALLY_PL_DIR", dir);
+  env.insert("TALLY_PL_CTL", ctl);
+  child.setProcessEnvironment(env);
+  child.start(QCoreApplication::applicationFilePath(), {"--reuse-child", dir, ctl});
+  QVERIFY(child.waitForFinished(20000));
+  const QString out = QString::fromUtf8(child.readAllStandardOutput()).trimmed();
+  QCOMPARE(child.exitStatus(), QProcess::CrashExit);  // killed by the shim, not exit code 2
+  qInfo("%s", qPrintable(out));
+  std::ifstream in((dir + "-image/new").toStdString(), std::ios::binary);
+  const std::string image((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  QCOMPARE(image, std::string("abc"));
+  QVERIFY(!fs::exists((dir + "-image/old").toStdString()));
+}
+
+int main(int argc, char** argv) {
+  if (argc == 4 && std::string(argv[1]) == "--reuse-child") return reuse_child(argv[2], argv[3]);
+  QCoreApplication app(argc, argv);
+  TestPowerLoss t;
+  return QTest::qExec(&t, argc, argv);
+}
 #include "tst_power_loss.moc"

@@ -348,6 +348,24 @@ __attribute__((constructor)) static void init(void) {
 
 // --- bookkeeping after the real call succeeded ---
 
+// A new file can get the inode number of one deleted earlier. On disk that deleted file is still
+// there while its unlink is not synced, with its own content; the new file starts empty. So the
+// record kept under that number (its synced content, its durable and pending entries, the fds
+// still open on it) moves to a number no real file has, and the new file gets a fresh record.
+// Without this, the new file's image was the old file's content with the new writes laid over
+// it: a log segment created on a reused inode showed the old segment's bytes after its end.
+static ino_t next_detached = (ino_t)-2;
+static void detach_inode(ino_t ino) {
+  File* old = file_of(ino, 0);
+  if (!old) return;
+  const ino_t fake = next_detached--;
+  old->ino = fake;
+  for (int i = 0; i < ndurable; ++i)
+    if (!durable[i].is_dir && durable[i].ino == ino) durable[i].ino = fake;
+  for (NsOp* op = ns_head; op; op = op->next)
+    if (op->kind == 0 && !op->is_dir && op->ino == ino) op->ino = fake;
+}
+
 static void after_open(int fd, const char* path, int existed) {
   const char* r = rel(path);
   if (fd < 0 || fd >= kMaxFds || !r) return;
@@ -359,6 +377,7 @@ static void after_open(int fd, const char* path, int existed) {
     free(fd_dir[fd]);
     fd_dir[fd] = strdup(r);
   } else {
+    if (!existed) detach_inode(st.st_ino);
     File* f = file_of(st.st_ino, 1);
     fd_kind[fd] = f ? (int)(f - files) + 1 : 0;
     if (!existed) {
