@@ -685,6 +685,29 @@ constexpr FunctionSig kFunctions[] = {
     {"days_in_month", "v", 0, false, 'v'},
     {"month", "v", 0, false, 'v'},
     {"year", "v", 0, false, 'v'},
+    {"timestamp", "v", 1, false, 'v'},
+    // Range functions (query/promql_range.h).
+    {"irate", "m", 1, false, 'v'},
+    {"idelta", "m", 1, false, 'v'},
+    {"delta", "m", 1, false, 'v'},
+    {"deriv", "m", 1, false, 'v'},
+    {"predict_linear", "ms", 2, false, 'v'},
+    {"changes", "m", 1, false, 'v'},
+    {"resets", "m", 1, false, 'v'},
+    {"avg_over_time", "m", 1, false, 'v'},
+    {"min_over_time", "m", 1, false, 'v'},
+    {"max_over_time", "m", 1, false, 'v'},
+    {"sum_over_time", "m", 1, false, 'v'},
+    {"count_over_time", "m", 1, false, 'v'},
+    {"last_over_time", "m", 1, false, 'v'},
+    {"stddev_over_time", "m", 1, false, 'v'},
+    {"stdvar_over_time", "m", 1, false, 'v'},
+    {"quantile_over_time", "sm", 2, false, 'v'},
+    {"mad_over_time", "m", 1, false, 'v'},
+    {"present_over_time", "m", 1, false, 'v'},
+    {"absent_over_time", "m", 1, false, 'v'},
+    {"holt_winters", "mss", 3, false, 'v'},
+    {"double_exponential_smoothing", "mss", 3, false, 'v'},
 };
 
 const FunctionSig* function_sig(std::string_view name) {
@@ -1277,7 +1300,12 @@ std::optional<Problem> check_node(const Node& n, ValueType* type) {
     case Node::Type::kParen:
       return check_node(n.arg(0), type);
     case Node::Type::kSubquery:
-      return unsupported("subqueries ([range:step]) are not supported");
+      if (auto p = check_args(n, &types)) return p;
+      if (types[0] != ValueType::kVector)
+        return bad("subquery is only allowed on instant vector, got " +
+                   std::string(value_type_name(types[0])) + " instead");
+      *type = ValueType::kMatrix;
+      return std::nullopt;
     case Node::Type::kUnary:
       if (auto p = check_args(n, &types)) return p;
       if (types[0] != ValueType::kScalar && types[0] != ValueType::kVector)

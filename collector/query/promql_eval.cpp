@@ -2,6 +2,10 @@
 
 #include <re2/re2.h>
 
+#include <cstdio>
+
+#include "query/promql_range.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -215,6 +219,13 @@ class Evaluator {
       case Node::Type::kSelector:
         return shifted(n, [&](Evaluator& ev) { return ev.selector(n, Mode::kInstant, 0, out); });
       case Node::Type::kCall: {
+        if (n.text == "timestamp") return timestamp(n, out);
+        if (n.text == "absent_over_time" || is_range_function(n.text)) {
+          const Node& arg = unparen(n.arg(n.text == "quantile_over_time" ? 1 : 0));
+          // rate and increase of a range selector are exact bucket sums (cumulative()).
+          if ((n.text != "rate" && n.text != "increase") || arg.type != Node::Type::kSelector)
+            return range_call(n, out);
+        }
         if (n.text != "rate" && n.text != "increase") return function(n, out);
         const Node& sel = unparen(n.arg(0));
         const Mode mode = n.text == "rate" ? Mode::kRate : Mode::kIncrease;
@@ -247,6 +258,219 @@ class Evaluator {
                   end_ms_);
     sub.shifted_ = true;
     return fn(sub);
+  }
+
+  // One series of a range vector: its labels and its samples, oldest first.
+  struct RangeSeries {
+    Labels labels;
+    std::vector<Sample> samples;
+  };
+  // A range vector: the series and, per evaluation timestamp, the end of its window (ms; the
+  // window is (end - range_ms, end]).
+  struct RangeVector {
+    std::vector<RangeSeries> series;
+    std::vector<int64_t> ends;
+    int64_t range_ms = 0;
+  };
+
+  // A range selector or a subquery, with its offset and @ applied.
+  MaybeError range_vector(const Node& m, RangeVector* out) {
+    return shifted(m, [&](Evaluator& ev) {
+      return m.type == Node::Type::kSubquery ? ev.subquery_samples(m, out)
+                                             : ev.selector_samples(m, *m.range_ms / 1000, out);
+    });
+  }
+
+  // The samples of a selector's series in the windows (c - w, c] of every cutoff c: one per
+  // stored bucket of the finest resolution that still holds the earliest window, at the bucket's
+  // end; a counter's (and a distribution's _count/_sum) value is its running total, a gauge's the
+  // last value set in the bucket.
+  MaybeError selector_samples(const Node& sel, int64_t w, RangeVector* out) {
+    out->range_ms = w * 1000;
+    for (int64_t c : cutoffs_) out->ends.push_back(c * 1000);
+    const int64_t earliest = cutoffs_.front() - w;
+    const auto& res = engine_.resolutions();
+    size_t r = res.size() - 1;
+    for (size_t k = 0; k < res.size(); ++k)
+      if (horizon(k) <= earliest) {
+        r = k;
+        break;
+      }
+    const int64_t rs = res[r].step_s;
+    const int64_t a = bucket_start(earliest, rs);
+    for (const Exposed& e : names_.select(sel)) {
+      if (e.summary())
+        return unsupported("range functions of the quantiles of distribution '" + e.name +
+                           "' are not supported; use tally_quantile(φ, " + e.name +
+                           ") over a step, or " + e.name + "_count / " + e.name + "_sum");
+      Leaf leaf;
+      if (auto err = select_leaf(catalog_, sel, e, true, &leaf)) return err;
+      if (leaf.series.empty()) continue;
+      std::vector<std::vector<StoredBucket>> buckets;
+      if (auto err = read(leaf, r, a, cutoffs_.back(), &buckets)) return err;
+      const bool cumulative = e.kind != Kind::kGauge;
+      std::vector<double> base;
+      std::vector<char> seen;
+      if (cumulative)
+        if (auto err = totals_before(leaf, r, a, &base, &seen)) return err;
+      for (size_t i = 0; i < leaf.series.size(); ++i) {
+        RangeSeries rsr{leaf.labels[i], {}};
+        double total = cumulative ? base[i] : 0;
+        for (const auto& b : buckets[i]) {
+          if (b.time + rs > cutoffs_.back()) break;
+          if (cumulative) {
+            total += amount(b.agg, leaf.exposed);
+            rsr.samples.push_back({(b.time + rs) * 1000, total});
+          } else if (b.agg.count > 0) {
+            rsr.samples.push_back({(b.time + rs) * 1000, b.agg.last});
+          }
+        }
+        out->series.push_back(std::move(rsr));
+      }
+    }
+    return std::nullopt;
+  }
+
+  // A subquery expr[range:step]: expr evaluated at every multiple of step from the first window's
+  // start to the last timestamp (step defaults to one minute, Prometheus's default evaluation
+  // interval); each timestamp's window holds the values within its range.
+  MaybeError subquery_samples(const Node& sq, RangeVector* out) {
+    constexpr int64_t kDefaultStepMs = 60000;
+    constexpr int64_t kMaxPoints = 1000000;  // evaluations of the inner expression
+    const int64_t range = *sq.range_ms;
+    const int64_t step = sq.step_ms && *sq.step_ms > 0 ? *sq.step_ms : kDefaultStepMs;
+    out->range_ms = range;
+    out->ends = times_;
+    const int64_t lo = times_.front() - range;
+    int64_t first = lo / step * step;
+    if (first < lo) first += step;
+    const int64_t last = times_.back();
+    if (last < first) return std::nullopt;
+    if ((last - first) / step + 1 > kMaxPoints)
+      return bad_data("subquery [" + std::to_string(range / 1000) +
+                      "s:" + std::to_string(step / 1000) + "s] over this range needs " +
+                      std::to_string((last - first) / step + 1) +
+                      " evaluations, more than the limit of " + std::to_string(kMaxPoints) +
+                      "; use a coarser subquery step");
+    std::vector<int64_t> grid;
+    for (int64_t t = first; t <= last; t += step) grid.push_back(t);
+    Evaluator inner(engine_, catalog_, clock_, names_, grid, step, start_ms_, end_ms_);
+    Value v;
+    if (auto e = inner.eval(sq.arg(0), &v)) return e;
+    for (auto& s : v.vec) {
+      RangeSeries rsr{std::move(s.labels), {}};
+      for (size_t k = 0; k < grid.size(); ++k)
+        if (s.v[k]) rsr.samples.push_back({grid[k], *s.v[k]});
+      out->series.push_back(std::move(rsr));
+    }
+    return std::nullopt;
+  }
+
+  // The samples of one series within (end - range, end].
+  static std::span<const Sample> window(const std::vector<Sample>& s, int64_t end, int64_t range) {
+    auto by_time = [](const Sample& x, int64_t t) { return x.t_ms < t; };
+    auto lo = std::lower_bound(s.begin(), s.end(), end - range + 1, by_time);
+    auto hi = std::lower_bound(lo, s.end(), end + 1, by_time);
+    return {s.data() + (lo - s.begin()), static_cast<size_t>(hi - lo)};
+  }
+
+  // A function of a range vector (rate, irate, delta, *_over_time, ..., absent_over_time).
+  MaybeError range_call(const Node& n, Value* out) {
+    const std::string& fn = n.text;
+    const size_t nt = times_.size();
+    const size_t mi = fn == "quantile_over_time" ? 1 : 0;
+    // The scalar arguments, per evaluation timestamp.
+    std::vector<std::vector<double>> params;
+    for (size_t k = 0; k < n.args.size(); ++k) {
+      if (k == mi) continue;
+      params.emplace_back();
+      if (auto e = scalar_arg(n.arg(k), &params.back())) return e;
+    }
+    if (fn == "holt_winters" || fn == "double_exponential_smoothing") {
+      for (size_t i = 0; i < nt; ++i) {
+        char buf[64];
+        for (int f = 0; f < 2; ++f) {
+          const double x = params[static_cast<size_t>(f)][i];
+          if (x > 0 && x < 1) continue;
+          std::snprintf(buf, sizeof buf, "%f", x);
+          return bad_data(std::string("invalid ") + (f == 0 ? "smoothing" : "trend") +
+                          " factor. Expected: 0 < " + (f == 0 ? "sf" : "tf") + " < 1, got: " + buf);
+        }
+      }
+    }
+    const Node& m = unparen(n.arg(mi));
+    RangeVector rv;
+    if (auto e = range_vector(m, &rv)) return e;
+    if (fn == "absent_over_time") {
+      Series one{{}, std::vector<std::optional<double>>(nt)};
+      for (size_t i = 0; i < nt; ++i) {
+        bool any = false;
+        for (const auto& s : rv.series)
+          any = any || !window(s.samples, rv.ends[i], rv.range_ms).empty();
+        if (!any) one.v[i] = 1;
+      }
+      if (m.type == Node::Type::kSelector)
+        for (const auto& mt : m.matchers)
+          if (mt.op == Matcher::Op::kEq && mt.name != "__name__") one.labels[mt.name] = mt.value;
+      out->vec.push_back(std::move(one));
+      return std::nullopt;
+    }
+    const bool keep_name = fn == "last_over_time";
+    std::vector<double> at(params.size());
+    for (auto& s : rv.series) {
+      Series r{std::move(s.labels), std::vector<std::optional<double>>(nt)};
+      if (!keep_name) r.labels.erase("__name__");
+      bool any = false;
+      for (size_t i = 0; i < nt; ++i) {
+        for (size_t k = 0; k < params.size(); ++k) at[k] = params[k][i];
+        r.v[i] = eval_range_function(
+            fn, Window{window(s.samples, rv.ends[i], rv.range_ms), rv.ends[i], rv.range_ms}, at);
+        any = any || r.v[i].has_value();
+      }
+      if (any) out->vec.push_back(std::move(r));
+    }
+    return std::nullopt;
+  }
+
+  // timestamp(v): a gauge's sample time (the end of the bucket its value was last set in);
+  // anything else has its value at the evaluation time itself.
+  MaybeError timestamp(const Node& n, Value* out) {
+    Value v;
+    if (auto e = eval(n.arg(0), &v)) return e;
+    std::map<Labels, std::vector<Sample>> gauge_samples;
+    const Node& arg = unparen(n.arg(0));
+    if (arg.type == Node::Type::kSelector) {
+      RangeVector rv;
+      const auto gauges_only = [&](Evaluator& ev) -> MaybeError {
+        for (const Exposed& e : ev.names_.select(arg))
+          if (e.kind != Kind::kGauge) return std::nullopt;
+        return ev.selector_samples(arg, kLookbackS, &rv);
+      };
+      if (auto e = shifted(arg, gauges_only)) return e;
+      for (auto& s : rv.series) gauge_samples[s.labels] = std::move(s.samples);
+      for (auto& s : v.vec) {
+        auto it = gauge_samples.find(s.labels);
+        for (size_t i = 0; i < times_.size(); ++i) {
+          if (!s.v[i]) continue;
+          if (it == gauge_samples.end()) {
+            s.v[i] = static_cast<double>(times_[i]) / 1000.0;
+            continue;
+          }
+          auto w = window(it->second, rv.ends[i], rv.range_ms);
+          s.v[i] = w.empty() ? static_cast<double>(times_[i]) / 1000.0
+                             : static_cast<double>(w.back().t_ms) / 1000.0;
+        }
+        s.labels.erase("__name__");
+      }
+    } else {
+      for (auto& s : v.vec) {
+        for (size_t i = 0; i < times_.size(); ++i)
+          if (s.v[i]) s.v[i] = static_cast<double>(times_[i]) / 1000.0;
+        s.labels.erase("__name__");
+      }
+    }
+    out->vec = std::move(v.vec);
+    return std::nullopt;
   }
 
   MaybeError scalar_arg(const Node& n, std::vector<double>* out) {

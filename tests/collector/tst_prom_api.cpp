@@ -451,6 +451,35 @@ void TestPromApi::promqlLanguage_data() {
        "{} 0:92 60:92 120:92"},
       {"month(vector(1709251200)) * 10000 + year(vector(1709251200))",
        "{} 0:32024 60:32024 120:32024"},
+      // Range functions: one sample per stored bucket at its end (a counter's running total, a
+      // gauge's last value), windows (t - range, t].
+      {"count_over_time(api_errors[1m])",
+       A + " 60:2 120:1\n" + B + " 60:1 120:1\n" + C + " 60:1 120:1"},
+      {"irate(api_errors{endpoint=\"/a\"}[2m])",
+       A + " 60:0.5 120:" + fmt(7.0 / 60) + "\n" + B + " 120:" + fmt(4.0 / 60)},
+      {"idelta(api_errors{endpoint=\"/b\"}[2m])", C + " 120:13"},
+      {"changes(api_errors[2m])", A + " 60:1 120:2\n" + B + " 60:0 120:1\n" + C + " 60:0 120:1"},
+      {"resets(api_errors{endpoint=\"/b\"}[2m])", C + " 60:0 120:0"},
+      {"max_over_time(queue_depth[1m])", "{queue=\"q1\"} 60:5 120:7\n{queue=\"q2\"} 60:1"},
+      {"min_over_time(queue_depth{queue=\"q1\"}[2m])", "{queue=\"q1\"} 60:5 120:5"},
+      {"last_over_time(queue_depth{queue=\"q1\"}[1m])", "queue_depth{queue=\"q1\"} 60:5 120:7"},
+      {"avg_over_time(queue_depth{queue=\"q1\"}[2m])", "{queue=\"q1\"} 60:5 120:6"},
+      {"sum_over_time(queue_depth{queue=\"q1\"}[2m])", "{queue=\"q1\"} 60:5 120:12"},
+      {"stddev_over_time(queue_depth{queue=\"q1\"}[2m])", "{queue=\"q1\"} 60:0 120:1"},
+      {"quantile_over_time(0.5, queue_depth[2m])",
+       "{queue=\"q1\"} 60:5 120:6\n{queue=\"q2\"} 60:1 120:1"},
+      {"present_over_time(queue_depth{queue=\"q2\"}[1m])", "{queue=\"q2\"} 60:1"},
+      {"absent_over_time(queue_depth{queue=\"q2\"}[1m])", "{queue=\"q2\"} 0:1 120:1"},
+      {"absent_over_time(nosuch{job=\"x\"}[1m])", "{job=\"x\"} 0:1 60:1 120:1"},
+      {"deriv(queue_depth{queue=\"q1\"}[2m])", "{queue=\"q1\"} 120:" + fmt(2.0 / 60)},
+      {"delta(queue_depth{queue=\"q1\"}[2m])", "{queue=\"q1\"} 120:4"},  // 2 over 60 s, to 120 s
+      {"timestamp(queue_depth{queue=\"q1\"}) - T0", "{queue=\"q1\"} 60:6 120:66"},
+      {"timestamp(sum(api_errors)) - T0", "{} 60:60 120:120"},
+      // Subqueries: the inner expression at every whole minute, then the range function.
+      {"max_over_time(sum(api_errors)[2m:1m])", "{} 60:21 120:45"},
+      {"rate(sum(api_errors)[2m:1m])", "{} 120:0.2"},
+      {"max_over_time(rate(api_errors{endpoint=\"/b\"}[1m])[2m:1m])",
+       C + " 60:" + fmt(11.0 / 60) + " 120:" + fmt(13.0 / 60)},
       // offset and @.
       {"api_errors{endpoint=\"/b\"} offset 1m", "api_errors" + C + " 120:11"},
       {"increase(api_errors{endpoint=\"/b\"}[1m] offset 1m)", C + " 120:11"},
@@ -618,6 +647,7 @@ void TestPromApi::postFormEqualsGet() {
       {"/api/v1/labels", {{"match[]", "queue_depth"}}},
       {"/api/v1/label/queue/values", {}},
       {"/api/v1/query", {{"query", "irate(api_errors[1m])"}, {"time", t1}}},
+      {"/api/v1/query", {{"query", "sort_by_label(api_errors, \"status\")"}, {"time", t1}}},
       {"/api/v1/query_range",
        {{"query", "sum(api_errors"}, {"start", t0}, {"end", t1}, {"step", "60"}}},
   };
@@ -640,9 +670,9 @@ void TestPromApi::errorsInPrometheusShape_data() {
   const QString q = "/api/v1/query", r = "/api/v1/query_range";
   const QString span = "start=1000&end=2000&step=60";
   // Outside the subset: 422, errorType execution, naming the construct.
-  QTest::newRow("irate") << q << "irate(api_errors[5m])"
-                         << "" << 422 << "execution"
-                         << "function irate() is not supported";
+  QTest::newRow("sort_by_label") << q << "sort_by_label(api_errors, \"status\")"
+                                 << "" << 422 << "execution"
+                                 << "function sort_by_label() is not supported";
   QTest::newRow("histogram_quantile")
       << q << "histogram_quantile(0.9, rate(x_bucket[5m]))"
       << "" << 422 << "execution"
@@ -663,9 +693,18 @@ void TestPromApi::errorsInPrometheusShape_data() {
                                      << "" << 400 << "bad_data"
                                      << "invalid parameter \"query\": comparisons between scalars "
                                         "must use BOOL modifier";
-  QTest::newRow("subquery") << q << "sum(api_errors[10m:1m])"
-                            << "" << 422 << "execution"
-                            << "subqueries ([range:step]) are not supported";
+  QTest::newRow("subquery of a scalar") << q << "max_over_time(1[10m:1m])"
+                                        << "" << 400 << "bad_data"
+                                        << "invalid parameter \"query\": subquery is only allowed "
+                                           "on instant vector, got scalar instead";
+  QTest::newRow("smoothing factor")
+      << q << "holt_winters(queue_depth[5m], 1.5, 0.5)"
+      << "" << 400 << "bad_data"
+      << "invalid smoothing factor. Expected: 0 < sf < 1, got: 1.500000";
+  QTest::newRow("range function of quantiles")
+      << q << "max_over_time(api_latency_ms[1m])"
+      << "" << 422 << "execution"
+      << "range functions of the quantiles of distribution 'api_latency_ms' are not supported";
   QTest::newRow("rate of gauge") << q << "rate(queue_depth[1m])"
                                  << "" << 422 << "execution"
                                  << "rate() of gauge 'queue_depth' is not supported";
