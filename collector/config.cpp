@@ -41,6 +41,10 @@ Status CollectorConfig::validate() {
                                                 "error", "critical", "off"};
   if (!kLevels.count(log_level))
     return Status::invalid_argument("log_level must be one of trace, debug, info, warn, error");
+  if (log_max_bytes != 0 && log_max_bytes < 4096)
+    return Status::invalid_argument("log_max_bytes must be 0 (never rotate) or at least 4096");
+  if (log_max_files < 1 || log_max_files > 200000)
+    return Status::invalid_argument("log_max_files must be 1..200000");
   remote_write.add_default_labels();
   if (auto s = remote_write.validate(); !s) return s;
   return Status::ok();
@@ -147,6 +151,8 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
                                               "self_metrics",
                                               "log_level",
                                               "log_file",
+                                              "log_max_bytes",
+                                              "log_max_files",
                                               "fsync",
                                               "checkpoint",
                                               "promql_max_length",
@@ -221,6 +227,15 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
     if (!v || *v <= 0)
       return Status::invalid_argument(path + ": 'wal_segment_bytes' must be a positive integer");
     c.wal_segment_bytes = static_cast<uint64_t>(*v);
+  }
+  for (auto [key, field] :
+       {std::pair{"log_max_bytes", &c.log_max_bytes}, {"log_max_files", &c.log_max_files}}) {
+    if (auto n = t[key]; n) {
+      auto v = n.value<int64_t>();
+      if (!v || *v < 0)
+        return Status::invalid_argument(path + ": '" + key + "' must be a non-negative integer");
+      *field = static_cast<uint64_t>(*v);
+    }
   }
   if (auto n = t["max_queued_bytes"]; n) {
     auto v = n.value<int64_t>();
@@ -356,7 +371,9 @@ std::string config_to_toml(const CollectorConfig& c) {
     << "promql_max_length = " << c.promql_max_length << "\n"
     << "promql_max_depth = " << c.promql_max_depth << "\n"
     << "log_level = " << toml_quoted(c.log_level) << "\n"
-    << "log_file = " << toml_quoted(c.log_file) << "\n";
+    << "log_file = " << toml_quoted(c.log_file) << "\n"
+    << "log_max_bytes = " << c.log_max_bytes << "\n"
+    << "log_max_files = " << c.log_max_files << "\n";
   for (const auto& [k, v] : limits_as_toml(c.limits)) o << k << " = " << v << "\n";
   const auto& rw = c.remote_write;
   o << "remote_write_url = " << toml_quoted(rw.url) << "\n"

@@ -62,6 +62,9 @@ struct CollectorConfig {
   uint64_t wal_segment_bytes = 64u << 20;  // a new log segment starts past this size
   std::string log_level = "info";
   std::string log_file;  // empty = stderr
+  // A log file rotates past log_max_bytes; log_max_files rotated files are kept (file.1 ... .N).
+  uint64_t log_max_bytes = 64u << 20;
+  uint64_t log_max_files = 5;
   std::string
       ready_file;  // written with the bound endpoints once listening (for tests and scripts)
   uint64_t promql_max_length = 8192;  // bytes of one PromQL query

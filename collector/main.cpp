@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
       max_future, log_level, log_file, ready_file, fsync, checkpoint, debug_apply_delay,
       debug_def_delay;
   std::optional<uint32_t> shards;
-  std::optional<uint64_t> max_batch_bytes, wal_segment_bytes, max_queued_bytes;
+  std::optional<uint64_t> max_batch_bytes, wal_segment_bytes, max_queued_bytes, log_max_bytes,
+      log_max_files;
   bool no_self_metrics = false, print_config = false, salvage_wal = false;
   app.add_option("--data-dir", data_dir, "Data directory (default " + defaults.data_dir + ")");
   app.add_option("--shards", shards,
@@ -73,6 +74,12 @@ int main(int argc, char** argv) {
                "Do not record the collector's own tally.collector.* metrics");
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error (default info)");
   app.add_option("--log-file", log_file, "Log to this file instead of stderr");
+  app.add_option("--log-max-bytes", log_max_bytes,
+                 "Rotate the log file past this size, 0 never (default 64 MiB)");
+  app.add_option("--log-max-files", log_max_files, "Rotated log files kept (default 5)");
+  std::string check_config;
+  app.add_option("--check-config", check_config,
+                 "Validate this TOML file (with any flags given) and exit: 0 valid, 2 not");
   app.add_option("--ready-file", ready_file,
                  "Write the bound endpoints here (JSON) once listening");
   app.add_flag("--print-config", print_config,
@@ -108,6 +115,13 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   CollectorConfig cfg;
+  if (!check_config.empty()) {
+    if (!config_path.empty() && config_path != check_config) {
+      std::cerr << "tally-collector: --check-config and --config name different files\n";
+      return 2;
+    }
+    config_path = check_config;
+  }
   if (!config_path.empty()) {
     auto loaded = load_config_file(config_path, cfg);
     if (!loaded) {
@@ -141,6 +155,8 @@ int main(int argc, char** argv) {
   }
   if (log_level) cfg.log_level = *log_level;
   if (log_file) cfg.log_file = *log_file;
+  if (log_max_bytes) cfg.log_max_bytes = *log_max_bytes;
+  if (log_max_files) cfg.log_max_files = *log_max_files;
   if (ready_file) cfg.ready_file = *ready_file;
   if (fsync) cfg.fsync = *fsync;
   if (no_self_metrics) cfg.self_metrics = false;
@@ -201,11 +217,16 @@ int main(int argc, char** argv) {
     std::cerr << "tally-collector: " << s.message() << "\n";
     return 2;
   }
+  if (!check_config.empty()) {
+    std::cout << check_config << ": valid\n";
+    return 0;
+  }
   if (print_config) {
     std::cout << config_to_toml(cfg);
     return 0;
   }
-  if (auto s = setup_logging(cfg.log_level, cfg.log_file); !s) {
+  if (auto s = setup_logging(cfg.log_level, cfg.log_file, cfg.log_max_bytes, cfg.log_max_files);
+      !s) {
     std::cerr << "tally-collector: " << s.message() << "\n";
     return 2;
   }

@@ -2,9 +2,14 @@
 // parameters, configuration files, the de-duplication window, batch validation, the write-ahead
 // log (torn tails, rollback, truncation), the shard store's merge rule, the catalog's interned
 // series records and the shard's windows of open buckets.
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -16,6 +21,7 @@
 #include "ingest/batch_decoder.h"
 #include "ingest/batch_header.h"
 #include "ingest/producer_table.h"
+#include "log.h"
 #include "query/http_api.h"
 #include "query/query_engine.h"
 #include "storage/shard_store.h"
@@ -40,6 +46,8 @@ class TestCollectorUnits : public QObject {
   void timeParameter();
   void configFile_data();
   void configFile();
+  void logFileRotatesBySize();
+  void checkConfigValidatesWithoutStarting();
   void dedupWindow();
   void batchHeaderWithoutDecoding_data();
   void batchHeaderWithoutDecoding();
@@ -249,6 +257,65 @@ void TestCollectorUnits::configFile_data() {
                                       << "batch_max_points must be a positive integer";
   QTest::newRow("limit bad duration") << "query_timeout = \"soon\""
                                       << "query_timeout";
+  QTest::newRow("log rotation") << "log_max_bytes = 1048576\nlog_max_files = 3"
+                                << "";
+  QTest::newRow("log never rotates") << "log_max_bytes = 0"
+                                     << "";
+  QTest::newRow("log tiny") << "log_max_bytes = 100"
+                            << "log_max_bytes must be 0 (never rotate) or at least 4096";
+  QTest::newRow("log no files") << "log_max_files = 0"
+                                << "log_max_files must be 1..200000";
+}
+
+// A log file rotates by size: past log_max_bytes it becomes file.1, at most log_max_files kept.
+void TestCollectorUnits::logFileRotatesBySize() {
+  QTemporaryDir dir;
+  const std::string file = (dir.path() + "/collector.log").toStdString();
+  QVERIFY(setup_logging("info", file, 4096, 2).is_ok());
+  const std::string line(100, 'x');
+  for (int i = 0; i < 400; ++i) spdlog::info("event=test n={} {}", i, line);  // ~60 KB
+  spdlog::default_logger()->flush();
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path().toStdString())) {
+    names.push_back(e.path().filename().string());
+    QVERIFY2(e.file_size() <= 4096, e.path().c_str());
+  }
+  std::sort(names.begin(), names.end());
+  QCOMPARE(names,
+           (std::vector<std::string>{"collector.1.log", "collector.2.log", "collector.log"}));
+  // The newest lines are in the live file.
+  std::ifstream in(file);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  QVERIFY(text.find("event=test n=399 ") != std::string::npos);
+  spdlog::drop("tally");
+  spdlog::set_default_logger(spdlog::stderr_logger_mt("tally-test"));
+}
+
+// tally-collector --check-config validates a file without starting: 0 and "valid", or 2 and the
+// reason; nothing is created (no data directory).
+void TestCollectorUnits::checkConfigValidatesWithoutStarting() {
+  QTemporaryDir dir;
+  const QString good = dir.path() + "/good.toml", bad = dir.path() + "/bad.toml";
+  std::ofstream(good.toStdString())
+      << "data_dir = \"" << dir.path().toStdString() << "/data\"\nlog_max_files = 3\n";
+  std::ofstream(bad.toStdString())
+      << "data_dir = \"" << dir.path().toStdString() << "/data\"\nretension = \"1s:1d\"\n";
+  auto run = [](const QStringList& args, QString* out) {
+    QProcess p;
+    p.setProcessChannelMode(QProcess::MergedChannels);
+    p.start(TALLY_COLLECTOR_BIN, args);
+    if (!p.waitForFinished(20000)) return -1;
+    *out = QString::fromUtf8(p.readAll());
+    return p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
+  };
+  QString out;
+  QCOMPARE(run({"--check-config", good}, &out), 0);
+  QCOMPARE(out.trimmed(), good + ": valid");
+  QCOMPARE(run({"--check-config", bad}, &out), 2);
+  QVERIFY2(out.contains("unknown setting 'retension'"), qPrintable(out));
+  QCOMPARE(run({"--check-config", good, "--retention", "10s:1d,15s:2d"}, &out), 2);
+  QVERIFY2(out.contains("retention"), qPrintable(out));
+  QVERIFY(!QFileInfo::exists(dir.path() + "/data"));
 }
 
 void TestCollectorUnits::configFile() {
