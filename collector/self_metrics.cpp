@@ -1,6 +1,8 @@
 #include "self_metrics.h"
 
 #include <bit>
+#include <cmath>
+#include <cstdio>
 #include <sstream>
 
 namespace tally::collector {
@@ -89,6 +91,22 @@ const char* limit_name(Limit l) {
       break;
   }
   return "unknown";
+}
+
+bool SelfMetrics::producer_skew(uint64_t producer, double skew_s) {
+  std::lock_guard lock(skew_mu_);
+  if (auto it = skews_.find(producer); it != skews_.end()) {
+    it->second = skew_s;
+    return false;
+  }
+  if (std::fabs(skew_s) < kSkewNoticeS || skews_.size() >= kSkewProducers) return false;
+  skews_.emplace(producer, skew_s);
+  return true;
+}
+
+std::map<uint64_t, double> SelfMetrics::producer_skews() const {
+  std::lock_guard lock(skew_mu_);
+  return skews_;
 }
 
 std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
@@ -191,6 +209,14 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   family(o, "tally_remote_write_queue_samples", "gauge",
          "Samples waiting to be forwarded by remote-write, or in flight.");
   sample(o, "tally_remote_write_queue_samples", remote_write_queue);
+  family(o, "tally_producer_clock_skew_seconds", "gauge",
+         "A producer's clock minus the collector's, for producers once 10 s or more off (their "
+         "points may be dropped as old or future; docs/OPERATIONS.md).");
+  for (const auto& [producer, skew] : producer_skews()) {
+    char id[17];
+    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(producer));
+    o << "tally_producer_clock_skew_seconds{producer=\"" << id << "\"} " << skew << '\n';
+  }
   family(o, "tally_uptime_seconds", "gauge", "Seconds since the collector started.");
   o << "tally_uptime_seconds " << uptime_s << '\n';
   summary(o, "tally_flush_latency_seconds", "Time to write one shard transaction.", flush_latency);

@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
 
@@ -105,9 +106,22 @@ struct SelfMetrics {
   void thread_failed(const std::string& thread, const std::string& error);
   std::string thread_failure() const;  // empty while no thread failed
 
+  // Producers whose clock is far from the collector's: a batch's sent_unix_ms minus the
+  // collector's time on receipt, in seconds (positive: the producer's clock is ahead; time a batch
+  // waited in a queue reads as negative skew). A producer is listed once it is kSkewNoticeS off
+  // and then follows every batch it sends (so a fixed clock shows as ~0); at most kSkewProducers
+  // are listed. Returns true the first time a producer is listed (the caller logs it once).
+  static constexpr double kSkewNoticeS = 10;
+  static constexpr size_t kSkewProducers = 1000;
+  bool producer_skew(uint64_t producer, double skew_s);
+  std::map<uint64_t, double> producer_skews() const;
+
   std::string to_prometheus(int64_t uptime_s) const;
 
  private:
+  mutable std::mutex skew_mu_;
+  std::map<uint64_t, double> skews_;  // GUARDED_BY(skew_mu_)
+
   mutable std::mutex failure_mu_;
   std::string failure_;  // GUARDED_BY(failure_mu_)
 };

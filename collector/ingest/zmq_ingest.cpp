@@ -270,6 +270,15 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
   if (opts_.debug_def_delay_us > 0 && batch.defs_size() > 0)
     std::this_thread::sleep_for(std::chrono::microseconds(opts_.debug_def_delay_us) *
                                 batch.defs_size());
+  if (batch.sent_unix_ms() != 0) {
+    const double skew_s = static_cast<double>(batch.sent_unix_ms() - clock_.now_ms()) / 1000.0;
+    if (metrics_.producer_skew(batch.producer_id(), skew_s))
+      spdlog::warn(
+          "event=producer_clock_skew producer={:016x} skew_s={:.1f} note=\"this producer's clock "
+          "is off: points more than max_future ahead are dropped as future, points older than "
+          "the retention as old; tally_producer_clock_skew_seconds follows it\"",
+          batch.producer_id(), skew_s);
+  }
   DecodedBatch d = decode_batch(batch, producers_, catalog_, opts_.limits, clock_.now_s());
   ack.set_code(d.code);
   ack.set_reason(d.reason);

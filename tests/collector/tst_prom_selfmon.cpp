@@ -68,7 +68,45 @@ class TestPromSelfMonitoring : public QObject {
   void promtoolCatchesBrokenExposition_data();
   void promtoolCatchesBrokenExposition();
   void prometheusScrapesTheExactBatchCount();
+  void producerClockSkewIsShownAndLoggedOnce();
 };
+
+// A producer whose clock is an hour ahead is listed in tally_producer_clock_skew_seconds and
+// logged once, however many batches it sends; a producer with a good clock is not listed.
+void TestPromSelfMonitoring::producerClockSkewIsShownAndLoggedOnce() {
+  CollectorProcess c;
+  const QString log = c.temp_path() + "/collector.log";
+  QVERIFY(c.start({"--log-file", log}));
+  RawProducer p(c.ingest());
+  const int64_t now_ms = SystemClock::instance().now_ms();
+  for (uint64_t producer : {0xABCDEFull, 0x123456ull}) {
+    for (uint64_t seq = 1; seq <= 3; ++seq) {
+      wire::Batch b;
+      b.set_producer_id(producer);
+      b.set_seq(seq);
+      b.set_sent_unix_ms(producer == 0xABCDEF ? now_ms + 3600 * 1000 : now_ms);
+      auto ack = p.send(b);
+      QVERIFY(ack && ack->code() == wire::Ack::OK);
+    }
+  }
+  auto [status, metrics] = c.get_raw("/metrics");
+  QCOMPARE(status, 200);
+  const std::string prefix = "tally_producer_clock_skew_seconds{producer=\"0000000000abcdef\"} ";
+  const size_t at = metrics.find(prefix);
+  QVERIFY2(at != std::string::npos, metrics.c_str());
+  const double skew = std::stod(metrics.substr(at + prefix.size()));
+  QVERIFY2(skew > 3590 && skew <= 3600, std::to_string(skew).c_str());
+  QVERIFY(metrics.find("producer=\"0000000000123456\"") == std::string::npos);
+  QCOMPARE(c.stop(), 0);
+  std::ifstream in(log.toStdString());
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t lines = 0;
+  for (size_t pos = 0; (pos = text.find("event=producer_clock_skew", pos)) != std::string::npos;
+       ++pos)
+    ++lines;
+  QCOMPARE(lines, size_t(1));
+  QVERIFY(text.find("producer=0000000000abcdef") != std::string::npos);
+}
 
 void TestPromSelfMonitoring::metricsPassPromtoolCheck() {
   const QString promtool = QStandardPaths::findExecutable("promtool");
