@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   std::optional<std::string> statsd_dialect;
   std::optional<std::string> data_dir, ingest, http, live, statsd, statsd_unix, retention, lateness,
       max_future, log_level, log_file, ready_file, fsync, checkpoint, debug_apply_delay,
-      debug_def_delay;
+      debug_def_delay, debug_backup_pause;
   std::optional<uint32_t> shards;
   std::optional<uint64_t> max_batch_bytes, wal_segment_bytes, max_queued_bytes, log_max_bytes,
       log_max_files;
@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
   // Tests only: play a slow collector. Hidden (an empty group) and not in the config file.
   app.add_option("--debug-apply-delay", debug_apply_delay, "per shard work item")->group("");
   app.add_option("--debug-def-delay", debug_def_delay, "per series definition decoded")->group("");
+  app.add_option("--debug-backup-pause", debug_backup_pause, "between snapshots and log copy")
+      ->group("");
   app.add_option("--max-batch-bytes", max_batch_bytes, "Largest accepted batch (default 4 MiB)");
   app.add_option("--fsync", fsync,
                  "Write-ahead log sync: always (default), never, or an interval like 100ms");
@@ -144,7 +146,8 @@ int main(int argc, char** argv) {
   if (max_queued_bytes) cfg.max_queued_bytes = *max_queued_bytes;
   for (auto [text, field, name] :
        {std::tuple{&debug_apply_delay, &cfg.debug_apply_delay_us, "--debug-apply-delay"},
-        {&debug_def_delay, &cfg.debug_def_delay_us, "--debug-def-delay"}}) {
+        {&debug_def_delay, &cfg.debug_def_delay_us, "--debug-def-delay"},
+        {&debug_backup_pause, &cfg.debug_backup_pause_us, "--debug-backup-pause"}}) {
     if (!*text) continue;
     auto d = parse_duration_ms(**text);
     if (!d) {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <thread>
 
+#include "storage/backup_writer.h"
 #include "storage/data_dir.h"
 
 namespace tally::collector {
@@ -255,6 +256,7 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   if (!replay_status) return replay_status;
   // New records must follow every LSN the shards have stored, even if the log was emptied.
   wal_->advance_to(max_lsn + 1);
+  router_->note_replayed(wal_->next_lsn() - 1);
   if (auto s = producers_->save_sequences(); !s) return s;
   spdlog::info("event=wal_replayed records={} points_considered={} next_lsn={} log_bytes={}",
                replayed, reapplied_points, wal_->next_lsn(), wal_->bytes());
@@ -313,7 +315,29 @@ void Server::wire_query() {
   http_ = std::make_unique<HttpApi>(*engine_, *catalog_, *router_, metrics_, clock_);
   http_->set_promql_limits({cfg.promql_max_length, cfg.promql_max_depth});
   http_->set_health_check([i = ingest_.get()] { return i->log_healthy(); });
+  http_->set_backup([this](const std::string& dir) { return backup(dir); });
   metrics_.series.store(static_cast<int64_t>(catalog_->size()));
+}
+
+Result<backup::Manifest> Server::backup(const std::string& dir) {
+  std::lock_guard lock(backup_mu_);
+  spdlog::info("event=backup_started dir={}", dir);
+  const bool existed = std::filesystem::exists(dir);
+  ingest_->hold_log_truncation();  // until the log is copied: no record may go before then
+  auto m = write_backup(config_.data_dir, dir, clock_.now_ms(), config_.debug_backup_pause_us);
+  ingest_->release_log_truncation();
+  if (!m) {
+    spdlog::error("event=backup_failed dir={} error=\"{}\"", dir, m.status().to_string());
+    // What this backup created goes again; a directory that was there is never touched.
+    if (!existed && m.status().code() != StatusCode::kInvalidArgument) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+    return m;
+  }
+  spdlog::info("event=backup_done dir={} files={} bytes={}", dir, m->files.size(),
+               m->total_bytes());
+  return m;
 }
 
 Server::~Server() {

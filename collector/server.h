@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,9 @@ class Server {
   SelfMetrics& metrics() { return metrics_; }
   Router& router() { return *router_; }
   SeriesCatalog& catalog() { return *catalog_; }
+  // Writes a consistent backup of the data directory into `dir` while ingest goes on
+  // (storage/backup_writer.h); one at a time.
+  Result<backup::Manifest> backup(const std::string& dir);
 
  private:
   Server(CollectorConfig config, const Clock& clock) : config_(std::move(config)), clock_(clock) {}
@@ -81,6 +85,7 @@ class Server {
   std::unique_ptr<QueryEngine> engine_;
   std::unique_ptr<HttpApi> http_;
   bool stopped_ = false;
+  std::mutex backup_mu_;
 };
 
 }  // namespace tally::collector

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -27,12 +28,25 @@ class Router {
       shards_[i]->submit(std::move(w));
       if (lsn) shards_[i]->note_routed(lsn);
     }
+    if (lsn > routed_lsn_.load(std::memory_order_relaxed))
+      routed_lsn_.store(lsn, std::memory_order_release);
   }
-  // The LSN below which every logged point is in SQLite, over all shards.
+  // After replay: the log's records up to `lsn` were routed (replayed) before this start.
+  void note_replayed(uint64_t lsn) {
+    if (lsn > routed_lsn_.load(std::memory_order_relaxed))
+      routed_lsn_.store(lsn, std::memory_order_release);
+  }
+  // The LSN up to which every logged point is in SQLite, over all shards (the write-ahead log may
+  // drop the records up to it). A shard that has stored everything routed to it holds nothing
+  // back: an idle shard (no series of its own, or none sending) must not keep the log from ever
+  // being cut. Called on the thread that routes logged work (the ingest thread).
   uint64_t safe_lsn() const {
-    uint64_t safe = UINT64_MAX;
-    for (auto* s : shards_) safe = std::min(safe, s->safe_lsn());
-    return safe == UINT64_MAX ? 0 : safe;
+    uint64_t safe = routed_lsn_.load(std::memory_order_acquire);
+    for (auto* s : shards_) {
+      const uint64_t stored = s->safe_lsn();
+      if (stored < s->routed_lsn()) safe = std::min(safe, stored);
+    }
+    return safe;
   }
   // Bytes submitted to the shards and not yet applied; bytes applied since start.
   uint64_t queued_bytes() const {
@@ -66,6 +80,7 @@ class Router {
 
  private:
   std::vector<Shard*> shards_;
+  std::atomic<uint64_t> routed_lsn_{0};  // the highest LSN routed to any shard
 };
 
 }  // namespace tally::collector

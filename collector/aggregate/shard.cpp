@@ -320,6 +320,8 @@ Result<uint64_t> Shard::backfill(size_t res, size_t from_res) {
 
 Status Shard::replay(ShardWork& w) {
   apply(w, true);
+  // Replayed records are in memory only until the next checkpoint: the log must keep them.
+  if (w.lsn > routed_lsn_.load(std::memory_order_relaxed)) note_routed(w.lsn);
   return Status::ok();
 }
 

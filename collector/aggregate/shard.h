@@ -141,6 +141,7 @@ class Shard {
   // query waits (bounded) until the shard has applied it, so a batch acknowledged before a query
   // started is in that query's answer.
   void note_routed(uint64_t lsn) { routed_lsn_.store(lsn, std::memory_order_release); }
+  uint64_t routed_lsn() const { return routed_lsn_.load(std::memory_order_acquire); }
   bool wait_applied(std::chrono::milliseconds timeout) const;
   // Every logged point with an LSN up to this one is in SQLite.
   uint64_t safe_lsn() const { return safe_lsn_.load(std::memory_order_acquire); }

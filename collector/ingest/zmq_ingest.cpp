@@ -89,8 +89,9 @@ void ZmqIngest::run() {
       else
         seqs_saved_lsn_ = appended;
       // Records whose points are all in SQLite and whose seqs are saved are no longer needed.
-      if (auto s = wal_.truncate(std::min(router_.safe_lsn(), seqs_saved_lsn_)); !s)
-        spdlog::warn("event=wal_truncate_failed error=\"{}\"", s.to_string());
+      if (truncation_holds_.load() == 0)
+        if (auto s = wal_.truncate(std::min(router_.safe_lsn(), seqs_saved_lsn_)); !s)
+          spdlog::warn("event=wal_truncate_failed error=\"{}\"", s.to_string());
     }
   }
   commit_group();

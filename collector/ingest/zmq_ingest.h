@@ -65,6 +65,9 @@ class ZmqIngest {
   void set_tick(std::function<void()> tick) { tick_ = std::move(tick); }
   // False while the log cannot be written (then every batch is answered UNAVAILABLE).
   bool log_healthy() const { return log_healthy_.load(std::memory_order_relaxed); }
+  // While held (a backup copies the log), no log segment is deleted; any thread.
+  void hold_log_truncation() { truncation_holds_.fetch_add(1); }
+  void release_log_truncation() { truncation_holds_.fetch_sub(1); }
 
  private:
   // A batch written to the log, waiting for the group's sync before its ack.
@@ -105,6 +108,7 @@ class ZmqIngest {
   std::vector<Pending> group_;
   std::optional<Wal::Mark> group_mark_;
   std::atomic<bool> log_healthy_{true};
+  std::atomic<int> truncation_holds_{0};
   uint64_t seqs_saved_lsn_ = 0;  // every record up to this LSN has its seq in ingest.sqlite
   uint64_t group_bytes_ = 0;     // work_bytes of the decoded batches in group_
   uint64_t last_applied_bytes_ = 0;

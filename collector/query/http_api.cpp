@@ -252,6 +252,34 @@ void HttpApi::routes() {
         {{"status", "ok"}, {"uptime_s", clock_.now_s() - started_s_}, {"series", catalog_.size()}});
   });
 
+  // A consistent backup of the running collector (docs/OPERATIONS.md): dir is a path on the
+  // collector's machine; the answer says what was written.
+  s.Post("/api/admin/backup", [this](const httplib::Request& req, httplib::Response& res) {
+    const std::string dir = req.get_param_value("dir");
+    if (dir.empty()) return error(res, 400, "missing parameter dir (an absolute path)");
+    if (!backup_) return error(res, 503, "backups are not available");
+    const auto t0 = std::chrono::steady_clock::now();
+    auto m = backup_(dir);
+    if (!m) {
+      const auto code = m.status().code();
+      return error(res,
+                   code == StatusCode::kInvalidArgument ? 400
+                   : code == StatusCode::kUnavailable   ? 507
+                                                        : 500,
+                   m.status().message());
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    reply(res, 200,
+          {{"status", "ok"},
+           {"dir", dir},
+           {"files", m->files.size()},
+           {"bytes", m->total_bytes()},
+           {"created_unix_ms", m->created_unix_ms},
+           {"tally_version", m->tally_version},
+           {"seconds", seconds}});
+  });
+
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     metrics_.series.store(static_cast<int64_t>(catalog_.size()));
     res.set_content(metrics_.to_prometheus(clock_.now_s() - started_s_),

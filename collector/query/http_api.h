@@ -12,6 +12,7 @@
 #include "query/promql.h"
 #include "query/query_engine.h"
 #include "self_metrics.h"
+#include "tally/common/backup.h"
 
 namespace httplib {
 class Server;
@@ -35,6 +36,9 @@ class HttpApi {
   void set_promql_limits(const promql::Limits& l) { promql_limits_ = l; }
   // Extra health condition beside the shards' (e.g. the write-ahead log is writable).
   void set_health_check(std::function<bool()> fn) { health_ = std::move(fn); }
+  // POST /api/admin/backup?dir=/abs/path writes a backup there (Server::backup).
+  using BackupFn = std::function<Result<backup::Manifest>(const std::string& dir)>;
+  void set_backup(BackupFn fn) { backup_ = std::move(fn); }
   // Listens on "host:port" (port 0 picks a free one); returns the bound port.
   Result<int> start(const std::string& listen);
   void stop();
@@ -48,6 +52,7 @@ class HttpApi {
   const Clock& clock_;
   int64_t started_s_;
   std::function<bool()> health_;
+  BackupFn backup_;
   promql::Limits promql_limits_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;

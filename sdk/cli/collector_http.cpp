@@ -88,22 +88,13 @@ CollectorHttp::CollectorHttp(HttpTarget target, std::chrono::milliseconds timeou
 
 CollectorHttp::~CollectorHttp() = default;
 
-HttpReply CollectorHttp::get(const std::string& path,
-                             const std::multimap<std::string, std::string>& params) {
-  httplib::Client client(target_.url().substr(0, target_.url().size() - target_.prefix.size()));
-  const auto secs = static_cast<time_t>(timeout_.count() / 1000);
-  const auto usecs = static_cast<time_t>((timeout_.count() % 1000) * 1000);
-  client.set_connection_timeout(secs, usecs);
-  client.set_read_timeout(secs, usecs);
-  client.set_write_timeout(secs, usecs);
-  httplib::Params query(params.begin(), params.end());
-  auto res = client.Get((target_.prefix + path).c_str(), query,
-                        httplib::Headers{{"Accept", "application/json"}});
+namespace {
 
+HttpReply to_reply(const httplib::Result& res, const HttpTarget& target) {
   HttpReply reply;
   if (!res) {
     reply.exit_code = kExitUnreachable;
-    reply.error = "cannot reach the collector at " + target_.url() + ": " + describe(res.error());
+    reply.error = "cannot reach the collector at " + target.url() + ": " + describe(res.error());
     return reply;
   }
   nlohmann::json body = nlohmann::json::parse(res->body, nullptr, /*allow_exceptions=*/false);
@@ -125,6 +116,36 @@ HttpReply CollectorHttp::get(const std::string& path,
     reply.exit_code = kExitRejected;
   }
   return reply;
+}
+
+void set_timeouts(httplib::Client& client, std::chrono::milliseconds timeout) {
+  const auto secs = static_cast<time_t>(timeout.count() / 1000);
+  const auto usecs = static_cast<time_t>((timeout.count() % 1000) * 1000);
+  client.set_connection_timeout(secs, usecs);
+  client.set_read_timeout(secs, usecs);
+  client.set_write_timeout(secs, usecs);
+}
+
+}  // namespace
+
+HttpReply CollectorHttp::get(const std::string& path,
+                             const std::multimap<std::string, std::string>& params) {
+  httplib::Client client(target_.url().substr(0, target_.url().size() - target_.prefix.size()));
+  set_timeouts(client, timeout_);
+  httplib::Params query(params.begin(), params.end());
+  auto res = client.Get((target_.prefix + path).c_str(), query,
+                        httplib::Headers{{"Accept", "application/json"}});
+  return to_reply(res, target_);
+}
+
+HttpReply CollectorHttp::post(const std::string& path,
+                              const std::multimap<std::string, std::string>& params) {
+  httplib::Client client(target_.url().substr(0, target_.url().size() - target_.prefix.size()));
+  set_timeouts(client, timeout_);
+  httplib::Params form(params.begin(), params.end());
+  auto res = client.Post((target_.prefix + path).c_str(),
+                         httplib::Headers{{"Accept", "application/json"}}, form);
+  return to_reply(res, target_);
 }
 
 }  // namespace tally::cli

@@ -40,6 +40,8 @@ class CollectorHttp {
 
   // GET prefix + path with the (repeatable) query parameters, expecting a JSON object.
   HttpReply get(const std::string& path, const std::multimap<std::string, std::string>& params);
+  // POST prefix + path with the parameters form-encoded (admin actions such as a backup).
+  HttpReply post(const std::string& path, const std::multimap<std::string, std::string>& params);
 
  private:
   HttpTarget target_;

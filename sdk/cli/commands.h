@@ -65,3 +65,21 @@ int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>&
              std::ostream& out, std::ostream& err);
 
 }  // namespace tally::cli
+
+// Backups (backup_commands.cpp; docs/OPERATIONS.md).
+namespace tally::cli {
+
+struct BackupArgs {
+  std::string dir;  // on the collector's machine; a relative path is made absolute here
+};
+struct RestoreArgs {
+  std::string backup;
+  std::string data_dir;
+};
+
+// Asks the running collector to write a consistent backup into a.dir (ingest goes on).
+int run_backup(const GlobalOptions& g, const BackupArgs& a, std::ostream& out, std::ostream& err);
+// Checks a backup against its manifest and copies it into a new or empty data directory.
+int run_restore(const GlobalOptions& g, const RestoreArgs& a, std::ostream& out, std::ostream& err);
+
+}  // namespace tally::cli

@@ -127,6 +127,18 @@ int main(int argc, char** argv) {
   tail->add_option("--count", la.count, "Stop after this many updates");
   tail->add_option("--duration", tail_duration, "Stop after this long")->check(duration);
 
+  BackupArgs ba;
+  auto* backup = app.add_subcommand(
+      "backup",
+      "Write a consistent backup of the running collector's data into DIR (on its machine)");
+  backup->add_option("dir", ba.dir, "A new or empty directory")->required();
+
+  RestoreArgs ra;
+  auto* restore = app.add_subcommand(
+      "restore", "Check a backup and copy it into a new or empty data directory (offline)");
+  restore->add_option("backup", ra.backup, "The backup directory")->required();
+  restore->add_option("data_dir", ra.data_dir, "The data directory to create")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -142,6 +154,8 @@ int main(int argc, char** argv) {
     if (metrics->parsed()) return run_metrics(g, ma, std::cout, std::cerr);
     if (tags->parsed()) return run_tags(g, ta, std::cout, std::cerr);
     if (emit->parsed()) return run_emit(g, ea, std::cout, std::cerr);
+    if (backup->parsed()) return run_backup(g, ba, std::cout, std::cerr);
+    if (restore->parsed()) return run_restore(g, ra, std::cout, std::cerr);
     if (tail->parsed()) {
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);

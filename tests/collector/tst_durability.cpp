@@ -83,6 +83,7 @@ class TestDurability : public QObject {
   void emptyMarkerStopsStartupWithItsName();
   void unreadableShardStopsStartupWithItsName();
   void midLogCorruptionStopsStartupAndSalvageKeepsLaterSegments();
+  void logIsCutWhileSomeShardsAreIdle();
 };
 
 // Six records of 77 bytes (17 header + 60 payload), two per 100-byte segment: [1,2] [3,4] [5,6].
@@ -294,6 +295,53 @@ void TestDurability::midLogCorruptionStopsStartupAndSalvageKeepsLaterSegments() 
   QCOMPARE(res["_status"].get<int>(), 200);
   QCOMPARE(static_cast<int64_t>(total(res)), kBatches - lost);
   QCOMPARE(c.stop(), 0);
+}
+
+// One series on four shards: three shards never receive a point. The log is still cut behind the
+// checkpoints (an idle shard used to hold it back for ever, so the log grew without bound), and a
+// kill -9 afterwards loses and doubles nothing.
+void TestDurability::logIsCutWhileSomeShardsAreIdle() {
+  QTemporaryDir tmp;
+  const QString data = tmp.path() + "/data";
+  CollectorProcess c(data);
+  QVERIFY(c.start(
+      {"--shards", "4", "--checkpoint", "1s", "--lateness", "1s", "--wal-segment-bytes", "4096"}));
+  RawProducer p(c.ingest());
+  auto log_bytes = [&] {
+    uint64_t bytes = 0;
+    for (const auto& e : fs::directory_iterator((data + "/wal").toStdString()))
+      bytes += e.file_size();
+    return bytes;
+  };
+  int64_t sent = 0;
+  uint64_t seq = 0;
+  auto send = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      BatchBuilder b(31, ++seq);
+      if (seq == 1) b.def(1, "idle.hits", {});
+      b.count(1, SystemClock::instance().now_s(), 1);
+      auto ack = p.send(b.b);
+      if (!ack || ack->code() != wire::Ack::OK) return false;
+      ++sent;
+    }
+    return true;
+  };
+  QVERIFY(send(1000));
+  const uint64_t grown = log_bytes();
+  QVERIFY2(grown > 20000, std::to_string(grown).c_str());
+  // Checkpoints pass while a little more arrives: the log shrinks to what they do not cover yet.
+  QVERIFY(eventually(
+      [&] {
+        if (!send(5)) return false;
+        return log_bytes() < grown / 4;
+      },
+      20000));
+  c.kill();
+  QVERIFY(c.start({"--shards", "4"}));
+  const int64_t now = SystemClock::instance().now_s();
+  const json q = c.get("/api/query?metric=idle.hits&step=60&from=" + std::to_string(now - 600) +
+                       "&to=" + std::to_string(now + 60));
+  QCOMPARE(static_cast<int64_t>(total(q)), sent);
 }
 
 QTEST_GUILESS_MAIN(TestDurability)
