@@ -277,7 +277,7 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
       spdlog::warn(
           "event=producer_clock_skew producer={:016x} skew_s={:.1f} note=\"this producer's clock "
           "is off: points more than max_future ahead are dropped as future, points older than "
-          "the retention as old; tally_producer_clock_skew_seconds follows it\"",
+          "the longest retention as old; tally_producer_clock_skew_seconds follows it\"",
           batch.producer_id(), skew_s);
   }
   DecodedBatch d = decode_batch(batch, producers_, catalog_, opts_.limits, clock_.now_s());
