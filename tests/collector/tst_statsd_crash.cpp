@@ -10,7 +10,8 @@
 //   - drained: the senders pause and the collector catches up (its accepted-lines counter and the
 //     query total equal what the senders sent since the start minus what the kernel dropped,
 //     /proc/net/snmp Udp InErrors); then, at a random moment relative to the collector's own
-//     timers (checkpoints, bucket ends, log syncs), the query is taken and the collector killed;
+//     timers (checkpoints, bucket ends, log syncs) while the newest buckets are still open, the
+//     query is taken and the collector killed;
 //     afterwards every (series, bucket) is exactly what the query showed.
 // At the end a clean restart must show the final totals again.
 #include <arpa/inet.h>
@@ -333,8 +334,9 @@ void TestStatsdCrash::killedCollectorKeepsWhatItShowed() {
     std::map<int, Buckets> shown;
     if (!under_load) {
       QVERIFY(drain(kill));
-      // A random moment relative to checkpoints, bucket ends and log syncs.
-      std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 2000));
+      // A random moment relative to checkpoints, bucket ends and log syncs, while the last
+      // seconds' buckets are still open (lateness 1 s).
+      std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 400));
       shown = snapshot(c, &ok);
       QVERIFY(ok);
     } else {
