@@ -54,10 +54,16 @@ void ZmqIngest::run() {
   int64_t last_tick_ms = clock_.now_ms();
   zmq::pollitem_t items[] = {{static_cast<void*>(*socket_), 0, ZMQ_POLLIN, 0},
                              {nullptr, statsd_ ? statsd_->wake_fd() : -1, ZMQ_POLLIN, 0}};
-  const int nitems = statsd_ ? 2 : 1;
   while (!stopping_) {
     try {
-      zmq::poll(items, nitems, std::chrono::milliseconds(100));
+      // StatsD intervals are taken at most every statsd_interval_ms: until the next is due the
+      // wake fd is left out of the poll (it stays readable) and the poll ends when it is due.
+      const int64_t statsd_wait_ms =
+          statsd_ ? last_statsd_take_ms_ + opts_.statsd_interval_ms - clock_.now_ms() : 0;
+      const int nitems = statsd_ && statsd_wait_ms <= 0 ? 2 : 1;
+      const int64_t timeout_ms =
+          statsd_ && statsd_wait_ms > 0 ? std::min<int64_t>(100, statsd_wait_ms) : 100;
+      zmq::poll(items, nitems, std::chrono::milliseconds(timeout_ms));
       // Take what is there as one group: one log sync, then all the acks.
       for (int n = 0; n < 1000 && (items[0].revents & ZMQ_POLLIN); ++n) {
         zmq::message_t identity, payload;
@@ -71,7 +77,8 @@ void ZmqIngest::run() {
         }
         handle(identity, payload);
       }
-      take_statsd();
+      if (statsd_ && clock_.now_ms() >= last_statsd_take_ms_ + opts_.statsd_interval_ms)
+        take_statsd();
       commit_group();
     } catch (const zmq::error_t& e) {
       if (e.num() == ETERM) return;
@@ -134,6 +141,7 @@ void ZmqIngest::take_statsd() {
   if (!statsd_) return;
   StatsdInterval iv = statsd_->take();
   if (iv.empty()) return;
+  last_statsd_take_ms_ = clock_.now_ms();
   if (!group_mark_) group_mark_ = wal_.mark();
   auto lsn = wal_.append(encode_statsd_record(iv.per_shard), wal_format::kTypeStatsd);
   if (!lsn) {

@@ -19,11 +19,12 @@
 // log's truncation once a second.
 //
 // StatsD goes through the same log: the thread also waits on the StatsD router's wake fd, takes
-// the interval the listener has gathered (statsd_router.h), appends it as one StatsD record
-// after the burst's batches, and routes it to the shards only after the group's sync, in LSN
-// order with the batches. If the log cannot be written the interval is routed unlogged (UDP
-// cannot be asked to resend) and counted in tally_statsd_samples_unlogged_total. Thread-safety:
-// start()/stop() from the owning thread; everything else runs on the ingest thread.
+// the interval the listener has gathered (statsd_router.h; at most every statsd_interval_ms),
+// appends it as one StatsD record after the burst's batches, and routes it to the shards only after
+// the group's sync, in LSN order with the batches. If the log cannot be written the interval is
+// routed unlogged (UDP cannot be asked to resend) and counted in
+// tally_statsd_samples_unlogged_total. Thread-safety: start()/stop() from the owning thread;
+// everything else runs on the ingest thread.
 #pragma once
 
 #include <atomic>
@@ -56,6 +57,10 @@ struct ZmqIngestOptions {
   // definition it decodes, to play a collector that is slow to take new series.
   int64_t debug_def_delay_us = 0;
   size_t max_batch_bytes = kMaxBatchBytes;
+  // StatsD intervals are logged at most this often (one record each): the longer, the fewer
+  // series definitions and syncs per line; what the listener accepted becomes visible this much
+  // later (or a sync later, whichever is longer). 20 ms: docs/BENCHMARKS.md, "StatsD logging".
+  int64_t statsd_interval_ms = 20;
 };
 
 class ZmqIngest {
@@ -122,6 +127,7 @@ class ZmqIngest {
   int64_t last_reject_log_s_ = 0;
   uint64_t suppressed_rejects_ = 0;
   int64_t last_unlogged_log_s_ = 0;
+  int64_t last_statsd_take_ms_ = 0;  // when the last non-empty StatsD interval was taken
   std::unordered_map<uint64_t, uint64_t> dropped_by_producer_;
   std::vector<Pending> group_;
   std::vector<PendingStatsd> statsd_group_;  // every LSN here follows every LSN in group_
