@@ -1,6 +1,6 @@
 // Router: hands per-shard work to the shard workers. Every ingest path (ZeroMQ batches, StatsD,
 // the collector's own metrics) goes through it.
-// Thread-safety: route() from any thread.
+// Thread-safety: route() from any thread; logged work (lsn != 0) from the ingest thread alone.
 #pragma once
 
 #include <algorithm>
@@ -19,10 +19,20 @@ class Router {
   // Submits every non-empty item of per_shard (index = shard). `lsn` is the write-ahead log
   // record the work came from, 0 for unlogged work (StatsD, the collector's own metrics). Logged
   // work is routed by the ingest thread alone, so each shard sees it in LSN order.
+  //
+  // A shard that logged work passes by (none of its series in the record) still learns, every
+  // kAdvanceEvery logged records, that it holds everything up to `lsn` (an empty item): its
+  // checkpoint then moves its safe LSN, so the log can be truncated even when some shard never
+  // sees a point (a few StatsD series over many shards).
   void route(std::vector<ShardWork>&& per_shard, uint64_t lsn = 0) {
-    for (size_t i = 0; i < per_shard.size() && i < shards_.size(); ++i) {
-      auto& w = per_shard[i];
-      if (w.points() == 0 && w.new_series.empty()) continue;
+    const bool advance = lsn && ++logged_since_advance_ >= kAdvanceEvery;
+    if (advance) logged_since_advance_ = 0;
+    for (size_t i = 0; i < shards_.size(); ++i) {
+      ShardWork empty;
+      const bool has =
+          i < per_shard.size() && (per_shard[i].points() != 0 || !per_shard[i].new_series.empty());
+      if (!has && !advance) continue;
+      auto& w = has ? per_shard[i] : empty;
       w.lsn = lsn;
       shards_[i]->submit(std::move(w));
       if (lsn) shards_[i]->note_routed(lsn);
@@ -65,7 +75,9 @@ class Router {
   Shard& shard(size_t i) { return *shards_[i]; }
 
  private:
+  static constexpr uint64_t kAdvanceEvery = 64;
   std::vector<Shard*> shards_;
+  uint64_t logged_since_advance_ = 0;  // logged work is routed by the ingest thread alone
 };
 
 }  // namespace tally::collector

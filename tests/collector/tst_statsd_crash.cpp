@@ -24,9 +24,11 @@
 #include <QtTest>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -104,6 +106,7 @@ class TestStatsdCrash : public QObject {
   Q_OBJECT
  private slots:
   void killedCollectorKeepsWhatItShowed();
+  void logOfAFewSeriesOverManyShardsIsTruncated();
 
  private:
   Buckets query(const CollectorProcess& c, int step, bool* ok) const;
@@ -383,6 +386,46 @@ void TestStatsdCrash::killedCollectorKeepsWhatItShowed() {
   QVERIFY2(kept(final_shown, again, true, &why), why.c_str());
   qInfo("sent %lld lines in all; %.0f counted at the end", static_cast<long long>(sent_total()),
         sum_of(again[60]));
+}
+
+// One StatsD series over four shards: three shards never see a logged point, yet the log must
+// still be truncated behind the checkpoints (before the router told idle shards how far the log
+// had gone, their safe LSN stayed 0 and every segment was kept).
+void TestStatsdCrash::logOfAFewSeriesOverManyShardsIsTruncated() {
+  const int udp_port = free_udp_port();
+  CollectorProcess c;
+  QVERIFY(c.start({"--statsd", QString("127.0.0.1:%1").arg(udp_port), "--shards", "4",
+                   "--checkpoint", "1s", "--wal-segment-bytes", "4096", "--no-self-metrics"}));
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  in.sin_port = htons(static_cast<uint16_t>(udp_port));
+  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const std::string line = "lonely.hits:1|c|#series:one";
+  const std::filesystem::path wal = c.data_dir().toStdString() + "/wal";
+  std::set<std::string> seen;  // every segment the log created
+  auto segments = [&] {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(wal)) {
+      if (e.path().extension() != ".log") continue;
+      seen.insert(e.path().filename().string());
+      ++n;
+    }
+    return n;
+  };
+  int sent = 0;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(6);
+  while (std::chrono::steady_clock::now() < end) {
+    sent += ::sendto(fd, line.data(), line.size(), 0, reinterpret_cast<sockaddr*>(&in),
+                     sizeof in) == static_cast<ssize_t>(line.size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    (void)segments();
+  }
+  ::close(fd);
+  const size_t last = segments();
+  qInfo("%d lines sent; %zu log segments created, %zu at the end", sent, seen.size(), last);
+  QVERIFY2(seen.size() >= 5, "the log never had several segments: the test says nothing");
+  QVERIFY2(last <= 3, qPrintable(QString("%1 segments kept").arg(last)));
 }
 
 QTEST_GUILESS_MAIN(TestStatsdCrash)
