@@ -52,6 +52,7 @@ class TestCollectorUnits : public QObject {
   void walRoundTripTornTailRollbackAndTruncate();
   void walReplaysRecordTypesAndOldLogs();
   void statsdIntervalAggregatesAndRecordRoundTrips();
+  void pointOfASeriesNotHandedOverYetIsKept();
   void storeMergesIntoStoredBuckets();
   void catalogInternsStringsAndKeepsRecords();
   void catalogRestoresIdsWithGaps();
@@ -787,6 +788,28 @@ struct OneShard {
 };
 
 }  // namespace
+
+// A series one path created (a StatsD interval not yet logged and routed) can be used by another
+// (an SDK batch, whose decode found it in the catalog and so did not list it as new): the shard
+// takes the point and the series instead of dropping it.
+void TestCollectorUnits::pointOfASeriesNotHandedOverYetIsKept() {
+  OneShard s;
+  const int64_t t = OneShard::kT0 + 5;
+  s.send(t, {});
+  const SeriesInfo* info = s.series("shared.hits", Kind::kCounter);
+  std::vector<ShardWork> work(1);
+  work[0].counters.push_back({info, t, 7});  // no new_series
+  s.router->route(std::move(work), ++s.lsn);
+  QVERIFY(s.wait_for([&] { return s.shard->applied_lsn() >= s.lsn; }));
+  QCOMPARE(s.counter_sum(info, 0, t - 10, t + 10), 7.0);
+  // Handed over later, by the path that created it: nothing doubles.
+  std::vector<ShardWork> late(1);
+  late[0].new_series.push_back(info);
+  late[0].counters.push_back({info, t, 1});
+  s.router->route(std::move(late), ++s.lsn);
+  QVERIFY(s.wait_for([&] { return s.shard->applied_lsn() >= s.lsn; }));
+  QCOMPARE(s.counter_sum(info, 0, t - 10, t + 10), 8.0);
+}
 
 void TestCollectorUnits::windowBoundariesAtEveryResolution_data() {
   QTest::addColumn<int>("resolution");
