@@ -73,6 +73,12 @@ struct SelfMetrics {
   std::atomic<uint64_t> bytes_received{0};
   std::atomic<uint64_t> sdk_dropped_batches{0};  // as reported by producers
   std::atomic<uint64_t> statsd_lines{0};
+  // StatsD samples (after aggregation per interval: one per line, sets one per bucket) routed
+  // once their log record was durable, the records, and samples routed without a record
+  // because the log could not be written.
+  std::atomic<uint64_t> statsd_samples_logged{0};
+  std::atomic<uint64_t> statsd_records_logged{0};
+  std::atomic<uint64_t> statsd_samples_unlogged{0};
   std::atomic<uint64_t> statsd_rejected{0};  // all reasons together
   std::array<std::atomic<uint64_t>, kStatsdRejectReasons> statsd_rejected_by_reason{};
   std::atomic<uint64_t> statsd_events{0};

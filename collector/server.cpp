@@ -8,8 +8,10 @@
 #include <optional>
 #include <thread>
 
+#include "ingest/statsd_record.h"
 #include "storage/backup_writer.h"
 #include "storage/data_dir.h"
+#include "storage/wal_format.h"
 
 namespace tally::collector {
 
@@ -231,7 +233,28 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   // stored buckets already hold (their LSN says so), so nothing is lost and nothing is doubled.
   uint64_t replayed = 0, reapplied_points = 0;
   Status replay_status;
-  Status rs = wal_->replay([&](uint64_t lsn, std::string_view payload) {
+  uint64_t statsd_records = 0;
+  Status rs = wal_->replay_records([&](uint64_t lsn, uint8_t type, std::string_view payload) {
+    if (type == wal_format::kTypeStatsd) {
+      // One interval of StatsD work: it defines every series it touches.
+      std::vector<ShardWork> per_shard;
+      uint64_t points = 0;
+      if (auto s = decode_statsd_record(payload, *catalog_, &per_shard, &points); !s) {
+        spdlog::error("event=wal_record_rejected lsn={} type=statsd reason=\"{}\"", lsn,
+                      s.to_string());
+        return;
+      }
+      for (size_t i = 0; i < per_shard.size(); ++i) {
+        auto& w = per_shard[i];
+        if (w.points() == 0 && w.new_series.empty()) continue;
+        w.lsn = lsn;
+        if (auto s = shards_[i]->replay(w); !s && replay_status) replay_status = s;
+      }
+      reapplied_points += points;
+      ++statsd_records;
+      ++replayed;
+      return;
+    }
     wire::Batch batch;
     if (!batch.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
       spdlog::error("event=wal_record_undecodable lsn={}", lsn);
@@ -258,8 +281,10 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   wal_->advance_to(max_lsn + 1);
   router_->note_replayed(wal_->next_lsn() - 1);
   if (auto s = producers_->save_sequences(); !s) return s;
-  spdlog::info("event=wal_replayed records={} points_considered={} next_lsn={} log_bytes={}",
-               replayed, reapplied_points, wal_->next_lsn(), wal_->bytes());
+  spdlog::info(
+      "event=wal_replayed records={} statsd_records={} points_considered={} next_lsn={} "
+      "log_bytes={}",
+      replayed, statsd_records, reapplied_points, wal_->next_lsn(), wal_->bytes());
   return Status::ok();
 }
 
@@ -270,7 +295,10 @@ void Server::wire_ingest(const ZmqIngestOptions& io) {
   ingest_ = std::make_unique<ZmqIngest>(zmq_, io, *catalog_, *producers_, *router_, *wal_, clock_,
                                         metrics_);
   // StatsD / DogStatsD over UDP and a unix datagram socket.
-  statsd_router_ = std::make_unique<StatsdRouter>(*catalog_, *router_, metrics_, io.limits, clock_);
+  // Its intervals reach the shards through the ingest thread, once their log record is durable.
+  statsd_router_ = std::make_unique<StatsdRouter>(*catalog_, router_->shard_count(), metrics_,
+                                                  io.limits, clock_);
+  ingest_->set_statsd(statsd_router_.get());
   StatsdListenerOptions so;
   so.udp = cfg.statsd;
   so.unix_path = cfg.statsd_unix;
@@ -368,8 +396,9 @@ Result<BoundEndpoints> Server::start() {
 void Server::stop() {
   if (stopped_) return;
   stopped_ = true;
-  if (ingest_) ingest_->stop();
+  // StatsD first: its last interval (open sets included) is logged by the ingest thread's stop.
   if (statsd_) statsd_->stop();
+  if (ingest_) ingest_->stop();
   if (remote_write_) {
     // Only final buckets are forwarded: let the watermark pass everything received (bounded
     // in real time, for clocks that do not move) so the last seconds are sent, not just stored.

@@ -1,6 +1,6 @@
 // Router: hands per-shard work to the shard workers. Every ingest path (ZeroMQ batches, StatsD,
 // the collector's own metrics) goes through it.
-// Thread-safety: route() from any thread.
+// Thread-safety: route() from any thread; logged work (lsn != 0) from the ingest thread alone.
 #pragma once
 
 #include <algorithm>
@@ -18,8 +18,8 @@ class Router {
   explicit Router(std::vector<Shard*> shards) : shards_(std::move(shards)) {}
 
   // Submits every non-empty item of per_shard (index = shard). `lsn` is the write-ahead log
-  // record the work came from, 0 for unlogged work (StatsD, the collector's own metrics). Logged
-  // work is routed by the ingest thread alone, so each shard sees it in LSN order.
+  // record the work came from, 0 for unlogged work (the collector's own metrics). Logged work is
+  // routed by the ingest thread alone, so each shard sees it in LSN order.
   void route(std::vector<ShardWork>&& per_shard, uint64_t lsn = 0) {
     for (size_t i = 0; i < per_shard.size() && i < shards_.size(); ++i) {
       auto& w = per_shard[i];

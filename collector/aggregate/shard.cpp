@@ -342,10 +342,19 @@ void Shard::apply(ShardWork& w, bool replaying) {
     else if (how == BucketAgg::Added::kRefused)
       ++(count_overflow_possible ? refused_count : refused_value);
   };
-  // A point of a series this shard does not know is dropped (unreachable: ingest sends
-  // definitions first).
+  // A point of a series this shard does not know yet but that is its own is taken, and the series
+  // with it: the path that created the series may hand it over later (an SDK batch can use a
+  // series a StatsD interval created and has not logged and routed yet). A point of another
+  // shard's series is dropped (unreachable).
+  auto adopt = [&](const SeriesInfo* info) {
+    if (owns(info)) return true;
+    if (info->shard != opts_.index) return false;
+    add_series(info);
+    pending_series_.push_back(info);  // put_series is idempotent
+    return true;
+  };
   for (const auto& p : w.counters) {
-    if (!owns(p.series)) continue;
+    if (!adopt(p.series)) continue;
     add_point(
         p.series, p.time, wm, w.lsn, replaying, &late,
         [&](double& sum) {
@@ -357,7 +366,7 @@ void Shard::apply(ShardWork& w, bool replaying) {
         [&](BucketAgg& a) { note(a.add_counter(p.value), false); });
   }
   for (const auto& p : w.gauges) {
-    if (!owns(p.series)) continue;
+    if (!adopt(p.series)) continue;
     const bool finite = std::isfinite(p.last) && std::isfinite(p.min) && std::isfinite(p.max) &&
                         std::isfinite(p.sum);
     add_point(
@@ -365,7 +374,7 @@ void Shard::apply(ShardWork& w, bool replaying) {
         [&](BucketAgg& a) { note(a.add_gauge(p.last, p.min, p.max, p.sum, p.count), finite); });
   }
   for (const auto& p : w.dists) {
-    if (!owns(p.series)) continue;
+    if (!adopt(p.series)) continue;
     add_point(
         p.series, p.time, wm, w.lsn, replaying, &late, [](double&) {},
         [&](BucketAgg& a) { note(a.add_sketch(p.sketch), true); });

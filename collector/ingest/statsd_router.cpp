@@ -1,73 +1,151 @@
 #include "ingest/statsd_router.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#include "aggregate/bucket.h"
 
 namespace tally::collector {
 
+StatsdRouter::StatsdRouter(SeriesCatalog& catalog, size_t shard_count, SelfMetrics& metrics,
+                           IngestLimits limits, const Clock& clock)
+    : catalog_(catalog),
+      shard_count_(shard_count),
+      metrics_(metrics),
+      limits_(limits),
+      clock_(clock),
+      wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (wake_fd_ < 0) throw std::runtime_error("statsd: eventfd failed");
+  open_.per_shard.resize(shard_count_);
+}
+
+StatsdRouter::~StatsdRouter() {
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+StatsdInterval StatsdRouter::take() {
+  StatsdInterval out;
+  {
+    std::lock_guard lock(mu_);
+    out = std::move(open_);
+    open_ = StatsdInterval{};
+    open_.per_shard.resize(shard_count_);
+    at_.clear();
+    uint64_t drained;
+    (void)!::read(wake_fd_, &drained, sizeof drained);
+  }
+  return out;
+}
+
 void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
-  std::vector<ShardWork> work(router_.shard_count());
   const int64_t now = clock_.now_s();
-  uint64_t accepted = 0, rejected = 0, old = 0, future = 0;
-  // Observations of one distribution series in one second share a sketch.
-  std::map<std::pair<uint64_t, int64_t>, Sketch> sketches;
-  for (auto& s : samples) {
-    if (s.timestamp_s < now - limits_.max_age_s) {
-      ++old;
-      continue;
-    }
-    if (s.timestamp_s > now + limits_.max_future_s) {
-      ++future;
-      continue;
-    }
-    Kind kind = s.type == StatsdType::kCounter ? Kind::kCounter
-                : s.type == StatsdType::kGauge ? Kind::kGauge
-                                               : Kind::kDistribution;
-    bool created = false;
-    auto info = catalog_.get_or_create(s.metric, s.tags, kind, &created);
-    if (!info) {
-      ++rejected;
-      if (now != last_log_s_) {
-        last_log_s_ = now;
-        spdlog::warn("event=statsd_reject reason=kind_conflict metric={} detail=\"{}\"", s.metric,
-                     info.status().message());
+  uint64_t accepted = 0, rejected = 0, old = 0, future = 0, clamped = 0, refused = 0;
+  bool was_empty = false;
+  {
+    std::lock_guard lock(mu_);
+    was_empty = open_.samples == 0 && open_.empty();
+    for (auto& s : samples) {
+      if (s.timestamp_s < now - limits_.max_age_s) {
+        ++old;
+        continue;
       }
-      continue;
-    }
-    const SeriesInfo* si = *info;
-    auto& w = work[si->shard];
-    if (created) w.new_series.push_back(si);
-    const int64_t t = s.timestamp_s;
-    switch (kind) {
-      case Kind::kCounter:
-        w.counters.push_back({si, t, s.value});
-        break;
-      case Kind::kGauge:
-        w.gauges.push_back({si, t, s.value, s.value, s.value, s.value, 1});
-        break;
-      case Kind::kDistribution:
-        // The sampled weight: `count` observations; the sum grows by value * sum_weight
-        // (statsd_parser.h: the Agent's histograms count trunc(1/rate) but sum value/rate).
-        // value x weight can pass DBL_MAX (1e308 at @0.5): the sketch holds its sum there.
-        switch (sketches[{si->id, t}].add_with_sum(s.value, s.count, s.value * s.sum_weight)) {
-          case Sketch::Added::kExact:
-            break;
-          case Sketch::Added::kClamped:
-            metrics_.hit(Limit::kBucketSum);
-            break;
-          case Sketch::Added::kRefused:
-            metrics_.hit(Limit::kBucketValue);
-            break;
+      if (s.timestamp_s > now + limits_.max_future_s) {
+        ++future;
+        continue;
+      }
+      Kind kind = s.type == StatsdType::kCounter ? Kind::kCounter
+                  : s.type == StatsdType::kGauge ? Kind::kGauge
+                                                 : Kind::kDistribution;
+      bool created = false;
+      auto info = catalog_.get_or_create(s.metric, s.tags, kind, &created);
+      if (!info) {
+        ++rejected;
+        if (now != last_log_s_) {
+          last_log_s_ = now;
+          spdlog::warn("event=statsd_reject reason=kind_conflict metric={} detail=\"{}\"", s.metric,
+                       info.status().message());
         }
-        break;
+        continue;
+      }
+      const SeriesInfo* si = *info;
+      auto& w = open_.per_shard[si->shard];
+      if (created) w.new_series.push_back(si);
+      const int64_t t = s.timestamp_s;
+      auto [it, fresh] = at_.try_emplace(Key{si, t}, 0);
+      switch (kind) {
+        case Kind::kCounter: {
+          if (!std::isfinite(s.value)) {
+            ++refused;
+            continue;
+          }
+          if (fresh) {
+            it->second = w.counters.size();
+            w.counters.push_back({si, t, s.value});
+          } else {
+            // Summed here as the bucket would sum them, held at +-DBL_MAX like the bucket.
+            auto how = BucketAgg::Added::kExact;
+            double& sum = w.counters[it->second].value;
+            sum = BucketAgg::saturating_add(sum, s.value, &how);
+            if (how == BucketAgg::Added::kClamped) ++clamped;
+          }
+          break;
+        }
+        case Kind::kGauge: {
+          if (!std::isfinite(s.value)) {
+            ++refused;
+            continue;
+          }
+          if (fresh) {
+            it->second = w.gauges.size();
+            w.gauges.push_back({si, t, s.value, s.value, s.value, s.value, 1});
+          } else {
+            GaugeIn& g = w.gauges[it->second];
+            auto how = BucketAgg::Added::kExact;
+            g.last = s.value;
+            g.min = std::min(g.min, s.value);
+            g.max = std::max(g.max, s.value);
+            g.sum = BucketAgg::saturating_add(g.sum, s.value, &how);
+            if (how == BucketAgg::Added::kClamped) ++clamped;
+            ++g.count;
+          }
+          break;
+        }
+        case Kind::kDistribution: {
+          if (fresh) {
+            it->second = w.dists.size();
+            w.dists.push_back({si, t, Sketch()});
+          }
+          // The sampled weight: `count` observations; the sum grows by value * sum_weight
+          // (statsd_parser.h: the Agent's histograms count trunc(1/rate) but sum value/rate).
+          // value x weight can pass DBL_MAX (1e308 at @0.5): the sketch holds its sum there.
+          switch (
+              w.dists[it->second].sketch.add_with_sum(s.value, s.count, s.value * s.sum_weight)) {
+            case Sketch::Added::kExact:
+              break;
+            case Sketch::Added::kClamped:
+              ++clamped;
+              break;
+            case Sketch::Added::kRefused:
+              ++refused;
+              break;
+          }
+          break;
+        }
+      }
+      ++accepted;
     }
-    ++accepted;
+    open_.samples += accepted;
+    if (was_empty && !open_.empty()) {
+      const uint64_t one = 1;
+      (void)!::write(wake_fd_, &one, sizeof one);
+    }
   }
-  for (auto& [key, sketch] : sketches) {
-    const SeriesInfo* si = catalog_.by_id(key.first);
-    work[si->shard].dists.push_back({si, key.second, std::move(sketch)});
-  }
-  router_.route(std::move(work));
-  metrics_.points_received.fetch_add(accepted, std::memory_order_relaxed);
+  if (clamped) metrics_.hit(Limit::kBucketSum, clamped);
+  if (refused) metrics_.hit(Limit::kBucketValue, refused);
   rejected_.fetch_add(rejected, std::memory_order_relaxed);
   metrics_.points_rejected_old.fetch_add(old, std::memory_order_relaxed);
   metrics_.points_rejected_future.fetch_add(future, std::memory_order_relaxed);

@@ -1,5 +1,7 @@
 #include "ingest/zmq_ingest.h"
 
+#include "ingest/statsd_record.h"
+#include "storage/wal_format.h"
 #include "thread_guard.h"
 
 #include <spdlog/spdlog.h>
@@ -50,10 +52,18 @@ void ZmqIngest::stop() {
 
 void ZmqIngest::run() {
   int64_t last_tick_ms = clock_.now_ms();
-  zmq::pollitem_t items[] = {{static_cast<void*>(*socket_), 0, ZMQ_POLLIN, 0}};
+  zmq::pollitem_t items[] = {{static_cast<void*>(*socket_), 0, ZMQ_POLLIN, 0},
+                             {nullptr, statsd_ ? statsd_->wake_fd() : -1, ZMQ_POLLIN, 0}};
   while (!stopping_) {
     try {
-      zmq::poll(items, 1, std::chrono::milliseconds(100));
+      // StatsD intervals are taken at most every statsd_interval_ms: until the next is due the
+      // wake fd is left out of the poll (it stays readable) and the poll ends when it is due.
+      const int64_t statsd_wait_ms =
+          statsd_ ? last_statsd_take_ms_ + opts_.statsd_interval_ms - clock_.now_ms() : 0;
+      const int nitems = statsd_ && statsd_wait_ms <= 0 ? 2 : 1;
+      const int64_t timeout_ms =
+          statsd_ && statsd_wait_ms > 0 ? std::min<int64_t>(100, statsd_wait_ms) : 100;
+      zmq::poll(items, nitems, std::chrono::milliseconds(timeout_ms));
       // Take what is there as one group: one log sync, then all the acks.
       for (int n = 0; n < 1000 && (items[0].revents & ZMQ_POLLIN); ++n) {
         zmq::message_t identity, payload;
@@ -67,6 +77,8 @@ void ZmqIngest::run() {
         }
         handle(identity, payload);
       }
+      if (statsd_ && clock_.now_ms() >= last_statsd_take_ms_ + opts_.statsd_interval_ms)
+        take_statsd();
       commit_group();
     } catch (const zmq::error_t& e) {
       if (e.num() == ETERM) return;
@@ -94,6 +106,7 @@ void ZmqIngest::run() {
           spdlog::warn("event=wal_truncate_failed error=\"{}\"", s.to_string());
     }
   }
+  take_statsd();  // the listener stopped first: its last interval is logged here
   commit_group();
   (void)wal_.sync(true);
   if (auto s = producers_.save_sequences(); !s)
@@ -125,8 +138,38 @@ void ZmqIngest::route_definitions(DecodedBatch& d) {
   router_.route(std::move(d.per_shard));
 }
 
+void ZmqIngest::take_statsd() {
+  if (!statsd_) return;
+  StatsdInterval iv = statsd_->take();
+  if (iv.empty()) return;
+  last_statsd_take_ms_ = clock_.now_ms();
+  if (!group_mark_) group_mark_ = wal_.mark();
+  auto lsn = wal_.append(encode_statsd_record(iv.per_shard), wal_format::kTypeStatsd);
+  if (!lsn) {
+    set_log_health(false, lsn.status());
+    route_statsd_unlogged(std::move(iv.per_shard), iv.samples, lsn.status());
+    return;
+  }
+  for (const auto& w : iv.per_shard) group_bytes_ += work_bytes(w);
+  statsd_group_.push_back(PendingStatsd{std::move(iv.per_shard), iv.samples, *lsn});
+}
+
+void ZmqIngest::route_statsd_unlogged(std::vector<ShardWork>&& per_shard, uint64_t samples,
+                                      const Status& why) {
+  // UDP cannot be asked to resend: keep the counts in memory as before logging existed, and say
+  // that a crash before the next checkpoint would lose them.
+  router_.route(std::move(per_shard));
+  metrics_.points_received.fetch_add(samples, std::memory_order_relaxed);
+  metrics_.statsd_samples_unlogged.fetch_add(samples, std::memory_order_relaxed);
+  const int64_t now = clock_.now_s();
+  if (now != last_unlogged_log_s_) {
+    last_unlogged_log_s_ = now;
+    spdlog::error("event=statsd_unlogged samples={} error=\"{}\"", samples, why.to_string());
+  }
+}
+
 void ZmqIngest::commit_group() {
-  if (group_.empty()) return;
+  if (group_.empty() && statsd_group_.empty()) return;
   Status s = wal_.sync();
   if (!s) {
     // Not durable: take the whole group back out of the log and let the producers resend.
@@ -140,6 +183,7 @@ void ZmqIngest::commit_group() {
       metrics_.batches_unavailable.fetch_add(1, std::memory_order_relaxed);
       send_ack(p.identity, p.ack);
     }
+    for (auto& p : statsd_group_) route_statsd_unlogged(std::move(p.per_shard), p.samples, s);
   } else {
     set_log_health(true, s);
     for (auto& p : group_) {
@@ -164,8 +208,16 @@ void ZmqIngest::commit_group() {
                    p.ack.producer_id());
       send_ack(p.identity, p.ack);
     }
+    // After the batches: their LSNs are all below these (take_statsd runs after the burst).
+    for (auto& p : statsd_group_) {
+      router_.route(std::move(p.per_shard), p.lsn);
+      metrics_.points_received.fetch_add(p.samples, std::memory_order_relaxed);
+      metrics_.statsd_samples_logged.fetch_add(p.samples, std::memory_order_relaxed);
+      metrics_.statsd_records_logged.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   group_.clear();
+  statsd_group_.clear();
   group_mark_.reset();
   group_bytes_ = 0;
 }

@@ -16,8 +16,15 @@
 // its record is durable (per fsync policy); if the log cannot be written (disk full) the burst is
 // taken back out of the log and answered UNAVAILABLE, and the SDKs resend. Rejected frames are
 // counted and logged at a bounded rate. The thread also drives the collector's own metrics and the
-// log's truncation once a second. Thread-safety: start()/stop() from the owning thread; everything
-// else runs on the ingest thread.
+// log's truncation once a second.
+//
+// StatsD goes through the same log: the thread also waits on the StatsD router's wake fd, takes
+// the interval the listener has gathered (statsd_router.h; at most every statsd_interval_ms),
+// appends it as one StatsD record after the burst's batches, and routes it to the shards only after
+// the group's sync, in LSN order with the batches. If the log cannot be written the interval is
+// routed unlogged (UDP cannot be asked to resend) and counted in
+// tally_statsd_samples_unlogged_total. Thread-safety: start()/stop() from the owning thread;
+// everything else runs on the ingest thread.
 #pragma once
 
 #include <atomic>
@@ -33,6 +40,7 @@
 #include "ingest/batch_decoder.h"
 #include "ingest/batch_header.h"
 #include "ingest/producer_table.h"
+#include "ingest/statsd_router.h"
 #include "self_metrics.h"
 #include "storage/wal.h"
 #include "tally/common/endpoints.h"
@@ -49,6 +57,10 @@ struct ZmqIngestOptions {
   // definition it decodes, to play a collector that is slow to take new series.
   int64_t debug_def_delay_us = 0;
   size_t max_batch_bytes = kMaxBatchBytes;
+  // StatsD intervals are logged at most this often (one record each): the longer, the fewer
+  // series definitions and syncs per line; what the listener accepted becomes visible this much
+  // later (or a sync later, whichever is longer). 20 ms: docs/BENCHMARKS.md, "StatsD logging".
+  int64_t statsd_interval_ms = 20;
 };
 
 class ZmqIngest {
@@ -63,6 +75,8 @@ class ZmqIngest {
   void stop();
   // Called on the ingest thread about once a second (the collector's own metrics).
   void set_tick(std::function<void()> tick) { tick_ = std::move(tick); }
+  // StatsD intervals to log with each group; set before start(), may stay null.
+  void set_statsd(StatsdRouter* statsd) { statsd_ = statsd; }
   // False while the log cannot be written (then every batch is answered UNAVAILABLE).
   bool log_healthy() const { return log_healthy_.load(std::memory_order_relaxed); }
   // While held (a backup copies the log), no log segment is deleted; any thread.
@@ -78,7 +92,18 @@ class ZmqIngest {
     uint64_t lsn;
     uint64_t dropped_batches;
   };
+  // A StatsD interval written to the log, waiting for the group's sync before it is routed.
+  struct PendingStatsd {
+    std::vector<ShardWork> per_shard;
+    uint64_t samples;
+    uint64_t lsn;
+  };
   void run();
+  // Takes the StatsD router's interval and appends it to the group (after its batches).
+  void take_statsd();
+  // Routes StatsD work the log could not take (lsn 0), counted and logged.
+  void route_statsd_unlogged(std::vector<ShardWork>&& per_shard, uint64_t samples,
+                             const Status& why);
   void handle(zmq::message_t& identity, const zmq::message_t& payload);
   // Bytes accepted and not yet applied; updates the queued-bytes gauges.
   uint64_t queued_bytes();
@@ -104,8 +129,12 @@ class ZmqIngest {
   std::thread thread_;
   int64_t last_reject_log_s_ = 0;
   uint64_t suppressed_rejects_ = 0;
+  int64_t last_unlogged_log_s_ = 0;
+  int64_t last_statsd_take_ms_ = 0;  // when the last non-empty StatsD interval was taken
   std::unordered_map<uint64_t, uint64_t> dropped_by_producer_;
   std::vector<Pending> group_;
+  std::vector<PendingStatsd> statsd_group_;  // every LSN here follows every LSN in group_
+  StatsdRouter* statsd_ = nullptr;
   std::optional<Wal::Mark> group_mark_;
   std::atomic<bool> log_healthy_{true};
   std::atomic<int> truncation_holds_{0};

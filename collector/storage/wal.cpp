@@ -113,7 +113,9 @@ std::string_view check_record(const std::string& buf, size_t pos) {
   if (len > kMaxPayloadBytes || buf.size() - pos - kHeaderBytes < len) return "torn record";
   std::string_view payload(&buf[pos + kHeaderBytes], len);
   if (checksum(&buf[pos + 8], payload) != get32(&buf[pos + 4])) return "checksum mismatch";
-  if (static_cast<uint8_t>(buf[pos + 8]) != kTypeBatch) return "unknown record type";
+  if (const auto type = static_cast<uint8_t>(buf[pos + 8]);
+      type != kTypeBatch && type != kTypeStatsd)
+    return "unknown record type";
   return {};
 }
 
@@ -151,6 +153,10 @@ Status sync_dir(const std::string& dir) {
 }  // namespace
 
 Status Wal::replay(const std::function<void(uint64_t, std::string_view)>& fn) {
+  return replay_records([&](uint64_t lsn, uint8_t, std::string_view p) { fn(lsn, p); });
+}
+
+Status Wal::replay_records(const std::function<void(uint64_t, uint8_t, std::string_view)>& fn) {
   std::string buf;
   for (size_t si = 0; si < segments_.size(); ++si) {
     Segment& seg = segments_[si];
@@ -175,7 +181,7 @@ Status Wal::replay(const std::function<void(uint64_t, std::string_view)>& fn) {
       if (!bad.empty()) break;
       const uint32_t len = get32(&buf[pos]);
       const uint64_t lsn = get64(&buf[pos + 9]);
-      fn(lsn, std::string_view(&buf[pos + kHeaderBytes], len));
+      fn(lsn, static_cast<uint8_t>(buf[pos + 8]), std::string_view(&buf[pos + kHeaderBytes], len));
       next_lsn_ = std::max(next_lsn_, lsn + 1);
       last_lsn = lsn;
       pos += kHeaderBytes + len;
@@ -262,8 +268,9 @@ Status Wal::open_segment(uint64_t first_lsn) {
   return Status::ok();
 }
 
-Result<uint64_t> Wal::append(std::string_view payload) {
+Result<uint64_t> Wal::append(std::string_view payload, uint8_t type) {
   if (payload.size() > kMaxPayloadBytes) return Status::invalid_argument("log record too large");
+  if (type != kTypeBatch && type != kTypeStatsd) return Status::invalid_argument("log record type");
   if (fd_ < 0) {
     // Continue the last segment if there is one, else start a new one.
     if (auto s = open_segment(segments_.empty() ? next_lsn_ : segments_.back().first_lsn); !s)
@@ -273,7 +280,7 @@ Result<uint64_t> Wal::append(std::string_view payload) {
   }
   const uint64_t lsn = next_lsn_;
   char header[kHeaderBytes];
-  header[8] = static_cast<char>(kTypeBatch);
+  header[8] = static_cast<char>(type);
   put64(header + 9, lsn);
   put32(header, static_cast<uint32_t>(payload.size()));
   put32(header + 4, checksum(header + 8, payload));

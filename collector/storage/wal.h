@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "storage/wal_format.h"
 #include "tally/common/status.h"
 
 namespace tally::collector {
@@ -51,6 +52,9 @@ class Wal {
   // a corruption Status naming the segment and offset and deletes nothing (see
   // WalOptions::salvage). Afterwards next_lsn() follows the last valid record.
   Status replay(const std::function<void(uint64_t lsn, std::string_view payload)>& fn);
+  // The same, with each record's type (wal_format::kTypeBatch, kTypeStatsd).
+  Status replay_records(
+      const std::function<void(uint64_t lsn, uint8_t type, std::string_view payload)>& fn);
 
   uint64_t next_lsn() const { return next_lsn_; }
   // Raises next_lsn (e.g. to follow what the shards stored when the log was emptied).
@@ -58,9 +62,9 @@ class Wal {
     if (lsn > next_lsn_) next_lsn_ = lsn;
   }
 
-  // Appends one record under next_lsn() and returns that LSN. On failure (disk full) the
+  // Appends one record of `type` under next_lsn() and returns that LSN. On failure (disk full) the
   // partial record is cut off again and nothing is appended.
-  Result<uint64_t> append(std::string_view payload);
+  Result<uint64_t> append(std::string_view payload, uint8_t type = wal_format::kTypeBatch);
   // Makes what was appended durable, per policy. `force` syncs regardless of the interval.
   Status sync(bool force = false);
   // A position in the log; rollback() cuts everything appended after it (a group whose sync

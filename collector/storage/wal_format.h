@@ -20,6 +20,10 @@ namespace tally::collector::wal_format {
 inline constexpr size_t kHeaderBytes = 4 + 4 + 1 + 8;
 inline constexpr uint32_t kMaxPayloadBytes = 256u << 20;
 inline constexpr uint8_t kTypeBatch = 1;  // payload: a serialised tally.wire.Batch as received
+// payload: one interval of StatsD work (ingest/statsd_record.h). Added after type 1: a log of
+// type 1 records alone (every earlier log) reads as before; a binary that predates type 2 reads
+// such a record as damage (docs/format/wal.md, "Versions").
+inline constexpr uint8_t kTypeStatsd = 2;
 inline constexpr const char* kDirName = "wal";
 inline constexpr const char* kSuffix = ".log";
 

@@ -56,6 +56,7 @@ fi
 
 loadgen="$build/tests/bench/statsd_loadgen"
 collector="${TALLY_COLLECTOR:-$build/collector/tally-collector}"  # override to compare builds
+fsync="${TALLY_FSYNC:-never}"  # the collector's fsync policy (always, never, or an interval)
 for b in "$loadgen" "$collector"; do
   [ -x "$b" ] || { echo "statsd_bench.sh: $b is missing; build first" >&2; exit 1; }
 done
@@ -103,7 +104,7 @@ start_tally() {
   mkdir -p "$work/tally"
   # Port 0 everywhere: the collector picks free ports and writes them to its ready file.
   "$collector" --data-dir "$work/tally/data" --ingest "tcp://127.0.0.1:*" \
-    --http "127.0.0.1:0" --live off --statsd "127.0.0.1:0" --fsync never \
+    --http "127.0.0.1:0" --live off --statsd "127.0.0.1:0" --fsync "$fsync" \
     --no-self-metrics --log-level warn --log-file "$work/tally/log" \
     --ready-file "$work/tally/ready.json" &
   RX_PID=$!; pids+=("$RX_PID")

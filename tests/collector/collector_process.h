@@ -42,11 +42,15 @@ class CollectorProcess {
                         "--shards",     "2"};
     args += extra;
     proc_.setProcessChannelMode(QProcess::ForwardedErrorChannel);
+    // TALLY_TEST_COLLECTOR_BIN runs another build (e.g. an older one, to show a test failing).
+    const QString bin = qEnvironmentVariableIsEmpty("TALLY_TEST_COLLECTOR_BIN")
+                            ? QString(TALLY_COLLECTOR_BIN)
+                            : qEnvironmentVariable("TALLY_TEST_COLLECTOR_BIN");
     if (wrapper_.isEmpty()) {
-      proc_.start(TALLY_COLLECTOR_BIN, args);
+      proc_.start(bin, args);
     } else {
       // e.g. {"prlimit", "--fsize=400000", "--"}: the wrapper execs the collector (same pid).
-      proc_.start(wrapper_.front(), wrapper_.mid(1) + QStringList{TALLY_COLLECTOR_BIN} + args);
+      proc_.start(wrapper_.front(), wrapper_.mid(1) + QStringList{bin} + args);
     }
     if (!proc_.waitForStarted(5000)) return false;
     for (int i = 0; i < 200; ++i) {

@@ -21,11 +21,14 @@
 #include "ingest/batch_decoder.h"
 #include "ingest/batch_header.h"
 #include "ingest/producer_table.h"
+#include "ingest/statsd_record.h"
+#include "ingest/statsd_router.h"
 #include "log.h"
 #include "query/http_api.h"
 #include "query/query_engine.h"
 #include "storage/shard_store.h"
 #include "storage/wal.h"
+#include "storage/wal_format.h"
 
 using namespace tally;
 using namespace tally::collector;
@@ -55,6 +58,9 @@ class TestCollectorUnits : public QObject {
   void batchValidation_data();
   void batchValidation();
   void walRoundTripTornTailRollbackAndTruncate();
+  void walReplaysRecordTypesAndOldLogs();
+  void statsdIntervalAggregatesAndRecordRoundTrips();
+  void pointOfASeriesNotHandedOverYetIsKept();
   void storeMergesIntoStoredBuckets();
   void catalogInternsStringsAndKeepsRecords();
   void catalogRestoresIdsWithGaps();
@@ -513,6 +519,127 @@ void TestCollectorUnits::walRoundTripTornTailRollbackAndTruncate() {
   QCOMPARE(after.back(), uint64_t(6));
 }
 
+// Type 2 (StatsD) records replay with their type beside type 1; a log of type 1 records alone
+// (every log written before type 2) reads as it always did; an unknown type is damage.
+void TestCollectorUnits::walReplaysRecordTypesAndOldLogs() {
+  QTemporaryDir dir;
+  WalOptions o;
+  o.dir = (dir.path() + "/wal").toStdString();
+  {
+    auto w = Wal::open(o);
+    QVERIFY((*w)->replay([](uint64_t, std::string_view) {}).is_ok());
+    QCOMPARE(*(*w)->append("batch"), uint64_t(1));
+    QCOMPARE(*(*w)->append("statsd", wal_format::kTypeStatsd), uint64_t(2));
+    QVERIFY(!(*w)->append("x", 7).has_value());
+    QVERIFY((*w)->sync(true).is_ok());
+  }
+  std::vector<std::tuple<uint64_t, int, std::string>> got;
+  auto w = Wal::open(o);
+  QVERIFY((*w)->replay_records([&](uint64_t lsn, uint8_t type, std::string_view p) {
+                got.emplace_back(lsn, type, std::string(p));
+              })
+              .is_ok());
+  QCOMPARE(got.size(), size_t(2));
+  QCOMPARE(got[0], std::make_tuple(uint64_t(1), 1, std::string("batch")));
+  QCOMPARE(got[1], std::make_tuple(uint64_t(2), 2, std::string("statsd")));
+
+  // An old log: type 1 records only, as every writer before type 2 wrote them (their bytes are
+  // unchanged: append() without a type writes type 1).
+  QTemporaryDir old_dir;
+  WalOptions oo;
+  oo.dir = (old_dir.path() + "/wal").toStdString();
+  {
+    auto ow = Wal::open(oo);
+    QVERIFY((*ow)->replay([](uint64_t, std::string_view) {}).is_ok());
+    for (int i = 0; i < 3; ++i) QVERIFY((*ow)->append("old").has_value());
+    QVERIFY((*ow)->sync(true).is_ok());
+  }
+  std::vector<uint64_t> lsns;
+  auto ow = Wal::open(oo);
+  QVERIFY((*ow)->replay([&](uint64_t lsn, std::string_view) { lsns.push_back(lsn); }).is_ok());
+  QCOMPARE(lsns, (std::vector<uint64_t>{1, 2, 3}));
+}
+
+// The StatsD router sums counters, merges gauges and sketches per (series, second) until the
+// ingest thread takes the interval; the record it is logged as reads back to the same work, in
+// a fresh catalog too (replay after a restart).
+void TestCollectorUnits::statsdIntervalAggregatesAndRecordRoundTrips() {
+  SeriesCatalog catalog(2);
+  SelfMetrics metrics;
+  ManualClock clock(1'800'000'010'000);
+  StatsdRouter router(catalog, 2, metrics, IngestLimits{}, clock);
+  auto sample = [](std::string metric, StatsdType type, double v, int64_t t, std::string tag) {
+    StatsdSample s;
+    s.metric = std::move(metric);
+    s.type = type;
+    s.value = v;
+    s.timestamp_s = t;
+    s.tags = {{"host", std::move(tag)}};
+    return s;
+  };
+  std::vector<StatsdSample> in;
+  in.push_back(sample("hits", StatsdType::kCounter, 1, 1'800'000'000, "a"));
+  in.push_back(sample("hits", StatsdType::kCounter, 2, 1'800'000'000, "a"));
+  in.push_back(sample("hits", StatsdType::kCounter, 4, 1'800'000'001, "a"));
+  in.push_back(sample("hits", StatsdType::kCounter, 8, 1'800'000'000, "b"));
+  in.push_back(sample("temp", StatsdType::kGauge, 5, 1'800'000'000, "a"));
+  in.push_back(sample("temp", StatsdType::kGauge, -1, 1'800'000'000, "a"));
+  in.push_back(sample("temp", StatsdType::kGauge, 3, 1'800'000'000, "a"));
+  in.push_back(sample("lat", StatsdType::kDistribution, 10, 1'800'000'000, "a"));
+  in.push_back(sample("lat", StatsdType::kDistribution, 30, 1'800'000'000, "a"));
+  in.push_back(sample("hits", StatsdType::kGauge, 1, 1'800'000'000, "a"));  // kind conflict
+  uint64_t wake = 0;
+  QCOMPARE(::read(router.wake_fd(), &wake, sizeof wake), ssize_t(-1));  // nothing gathered yet
+  router(std::move(in));
+  QCOMPARE(::read(router.wake_fd(), &wake, sizeof wake), ssize_t(sizeof wake));
+  QCOMPARE(router.rejected(), uint64_t(1));
+  StatsdInterval iv = router.take();
+  QCOMPARE(iv.samples, uint64_t(9));
+  QVERIFY(router.take().empty());
+
+  // What the interval holds, keyed by metric, tag and second.
+  using Row = std::tuple<std::string, std::string, int64_t>;
+  auto flatten = [](const std::vector<ShardWork>& per_shard) {
+    std::map<Row, std::vector<double>> out;
+    size_t new_series = 0;
+    for (const auto& w : per_shard) {
+      new_series += w.new_series.size();
+      for (const auto& p : w.counters)
+        out[{std::string(p.series->metric()), std::string(p.series->tags()[0].value), p.time}]
+            .push_back(p.value);
+      for (const auto& p : w.gauges)
+        out[{std::string(p.series->metric()), std::string(p.series->tags()[0].value), p.time}] = {
+            p.last, p.min, p.max, p.sum, double(p.count)};
+      for (const auto& p : w.dists)
+        out[{std::string(p.series->metric()), std::string(p.series->tags()[0].value), p.time}] = {
+            double(p.sketch.count()), p.sketch.sum()};
+    }
+    out[{"new_series", "", 0}] = {double(new_series)};
+    return out;
+  };
+  const std::map<Row, std::vector<double>> want = {
+      {{"hits", "a", 1'800'000'000}, {3}},    {{"hits", "a", 1'800'000'001}, {4}},
+      {{"hits", "b", 1'800'000'000}, {8}},    {{"temp", "a", 1'800'000'000}, {3, -1, 5, 7, 3}},
+      {{"lat", "a", 1'800'000'000}, {2, 40}}, {{"new_series", "", 0}, {4}},
+  };
+  QCOMPARE(flatten(iv.per_shard), want);
+
+  const std::string payload = encode_statsd_record(iv.per_shard);
+  std::vector<ShardWork> back;
+  uint64_t points = 0;
+  QVERIFY(decode_statsd_record(payload, catalog, &back, &points).is_ok());
+  QCOMPARE(points, uint64_t(5));
+  auto again = flatten(back);
+  again[{"new_series", "", 0}] = {4};  // the catalog knew them already: none new on this read
+  QCOMPARE(again, want);
+
+  SeriesCatalog fresh(2);
+  QVERIFY(decode_statsd_record(payload, fresh, &back, &points).is_ok());
+  QCOMPARE(flatten(back), want);
+  QCOMPARE(fresh.size(), size_t(4));
+  QVERIFY(!decode_statsd_record("not a record", fresh, &back, &points).is_ok());
+}
+
 void TestCollectorUnits::storeMergesIntoStoredBuckets() {
   QTemporaryDir dir;
   auto res = *parse_retention("1s:1d,1m:30d");
@@ -728,6 +855,28 @@ struct OneShard {
 };
 
 }  // namespace
+
+// A series one path created (a StatsD interval not yet logged and routed) can be used by another
+// (an SDK batch, whose decode found it in the catalog and so did not list it as new): the shard
+// takes the point and the series instead of dropping it.
+void TestCollectorUnits::pointOfASeriesNotHandedOverYetIsKept() {
+  OneShard s;
+  const int64_t t = OneShard::kT0 + 5;
+  s.send(t, {});
+  const SeriesInfo* info = s.series("shared.hits", Kind::kCounter);
+  std::vector<ShardWork> work(1);
+  work[0].counters.push_back({info, t, 7});  // no new_series
+  s.router->route(std::move(work), ++s.lsn);
+  QVERIFY(s.wait_for([&] { return s.shard->applied_lsn() >= s.lsn; }));
+  QCOMPARE(s.counter_sum(info, 0, t - 10, t + 10), 7.0);
+  // Handed over later, by the path that created it: nothing doubles.
+  std::vector<ShardWork> late(1);
+  late[0].new_series.push_back(info);
+  late[0].counters.push_back({info, t, 1});
+  s.router->route(std::move(late), ++s.lsn);
+  QVERIFY(s.wait_for([&] { return s.shard->applied_lsn() >= s.lsn; }));
+  QCOMPARE(s.counter_sum(info, 0, t - 10, t + 10), 8.0);
+}
 
 void TestCollectorUnits::windowBoundariesAtEveryResolution_data() {
   QTest::addColumn<int>("resolution");
