@@ -299,13 +299,15 @@ class Evaluator {
     const int64_t rs = res[r].step_s;
     const int64_t a = bucket_start(earliest, rs);
     for (const Exposed& e : names_.select(sel)) {
+      Leaf leaf;
+      if (auto err = select_leaf(catalog_, sel, e, true, &leaf)) return err;
+      if (leaf.series.empty()) continue;
+      // Only when a quantile series is selected: {job="x"}[5m] must not fail because some other
+      // job has a distribution.
       if (e.summary())
         return unsupported("range functions of the quantiles of distribution '" + e.name +
                            "' are not supported; use tally_quantile(φ, " + e.name +
                            ") over a step, or " + e.name + "_count / " + e.name + "_sum");
-      Leaf leaf;
-      if (auto err = select_leaf(catalog_, sel, e, true, &leaf)) return err;
-      if (leaf.series.empty()) continue;
       std::vector<std::vector<StoredBucket>> buckets;
       if (auto err = read(leaf, r, a, cutoffs_.back(), &buckets)) return err;
       const bool cumulative = e.kind != Kind::kGauge;
