@@ -186,8 +186,9 @@ class Evaluator {
         step_ms_(step_ms),
         start_ms_(start_ms),
         end_ms_(end_ms) {
-    // A bucket [b, b + r) counts at time t when it has ended by then: b + r <= ceil(t).
-    for (int64_t t : times_) cutoffs_.push_back(t >= 0 ? (t + 999) / 1000 : t / 1000);
+    // A bucket [b, b + r) counts at time t when it has ended by then: b + r <= t, so
+    // b + r <= floor(t) (its sample, at b + r, is not yet there at t = b + r - 0.5).
+    for (int64_t t : times_) cutoffs_.push_back(t >= 0 ? t / 1000 : -((-t + 999) / 1000));
     step_s_ = step_ms > 0 ? std::max<int64_t>(1, (step_ms + 999) / 1000) : 0;
   }
 
