@@ -492,10 +492,14 @@ class Evaluator {
   // error ("vector cannot contain metrics with the same labelset").
   MaybeError merge_same_labels(Value* v) {
     if (v->scalar || v->vec.size() < 2) return std::nullopt;
-    std::map<Labels, size_t> first;
+    // Usually there is none: find out without copying a label set.
+    std::vector<const Labels*> sorted;
+    sorted.reserve(v->vec.size());
+    for (const auto& s : v->vec) sorted.push_back(&s.labels);
+    std::sort(sorted.begin(), sorted.end(),
+              [](const Labels* a, const Labels* b) { return *a < *b; });
     bool dup = false;
-    for (size_t j = 0; j < v->vec.size() && !dup; ++j)
-      dup = !first.emplace(v->vec[j].labels, j).second;
+    for (size_t j = 1; j < sorted.size() && !dup; ++j) dup = *sorted[j - 1] == *sorted[j];
     if (!dup) return std::nullopt;
     std::vector<Series> merged;
     std::map<Labels, size_t> at;
