@@ -405,7 +405,8 @@ class DemoData {
         add("demo_api_request_duration_seconds_count",
             with({{"method", "GET"}, {"path", "/api/foo"}, {"status", status}}), wire::COUNTER);
       }
-      for (const char* status : {"200", "404", "500", "503"})
+      // 502 counts 15 minutes, then stops for 15 (a counter that goes stale, and comes back).
+      for (const char* status : {"200", "404", "500", "502", "503"})
         add("api_requests", with({{"status", status}}), wire::COUNTER);
       add("api_latency", {{"instance", inst}, {"job", "latency"}}, wire::DISTRIBUTION);
     }
@@ -423,6 +424,7 @@ class DemoData {
         const bool scrape = (t + inst) % 5 == 0;
         const double phase = inst * 1.7 + s.ref * 0.31;
         if (s.metric == "api_requests") {
+          if (s.tags[2].second == "502" && age % 1800 >= 900) continue;
           const double rate = s.tags[2].second == "200" ? 20 : s.tags[2].second == "404" ? 2 : 0.4;
           std::poisson_distribution<int> n(rate);
           b.count(s.ref, t, n(rng_));
