@@ -262,6 +262,10 @@ class Evaluator {
     std::vector<RangeSeries> series;
     std::vector<int64_t> ends;
     int64_t range_ms = 0;
+    // 1 when the samples are a coarse resolution's buckets: one ending exactly at a window's
+    // start holds points of its whole span, all but its last second before the window, so it is
+    // left out (Prometheus, over per-second samples, would see at most that last second's).
+    int64_t open_ms = 0;
   };
 
   // A range selector or a subquery, with its offset and @ applied.
@@ -290,6 +294,7 @@ class Evaluator {
         break;
       }
     const int64_t rs = res[r].step_s;
+    if (rs > 1) out->open_ms = 1;
     // From the bucket that ends at the earliest window's start (windows are closed, [c - w, c]).
     const int64_t a = bucket_start(earliest - 1, rs);
     for (const Exposed& e : names_.select(sel)) {
@@ -363,9 +368,10 @@ class Evaluator {
   }
 
   // The samples of one series within [end - range, end] (closed at both ends, as Prometheus 2.x).
-  static std::span<const Sample> window(const std::vector<Sample>& s, int64_t end, int64_t range) {
+  static std::span<const Sample> window(const std::vector<Sample>& s, int64_t end, int64_t range,
+                                        int64_t open_ms = 0) {
     auto by_time = [](const Sample& x, int64_t t) { return x.t_ms < t; };
-    auto lo = std::lower_bound(s.begin(), s.end(), end - range, by_time);
+    auto lo = std::lower_bound(s.begin(), s.end(), end - range + open_ms, by_time);
     auto hi = std::lower_bound(lo, s.end(), end + 1, by_time);
     return {s.data() + (lo - s.begin()), static_cast<size_t>(hi - lo)};
   }
@@ -402,7 +408,7 @@ class Evaluator {
       for (size_t i = 0; i < nt; ++i) {
         bool any = false;
         for (const auto& s : rv.series)
-          any = any || !window(s.samples, rv.ends[i], rv.range_ms).empty();
+          any = any || !window(s.samples, rv.ends[i], rv.range_ms, rv.open_ms).empty();
         if (!any) one.v[i] = 1;
       }
       if (m.type == Node::Type::kSelector)
@@ -420,7 +426,9 @@ class Evaluator {
       for (size_t i = 0; i < nt; ++i) {
         for (size_t k = 0; k < params.size(); ++k) at[k] = params[k][i];
         r.v[i] = eval_range_function(
-            fn, Window{window(s.samples, rv.ends[i], rv.range_ms), rv.ends[i], rv.range_ms}, at);
+            fn,
+            Window{window(s.samples, rv.ends[i], rv.range_ms, rv.open_ms), rv.ends[i], rv.range_ms},
+            at);
         any = any || r.v[i].has_value();
       }
       if (any) out->vec.push_back(std::move(r));
@@ -452,7 +460,7 @@ class Evaluator {
             s.v[i] = static_cast<double>(times_[i]) / 1000.0;
             continue;
           }
-          auto w = window(it->second, rv.ends[i], rv.range_ms);
+          auto w = window(it->second, rv.ends[i], rv.range_ms, rv.open_ms);
           s.v[i] = w.empty() ? static_cast<double>(times_[i]) / 1000.0
                              : static_cast<double>(w.back().t_ms) / 1000.0;
         }

@@ -127,6 +127,7 @@ class TestPromApi : public QObject {
   void bucketsCountFromTheSecondAfterThem();
   void windowEdgesNeverLoseRecentData();
   void histogramQuantileOverLeCounters();
+  void coarseWindowsLeaveOutTheBucketBeforeTheirStart();
   void promqlLanguage_data();
   void promqlLanguage();
   void sortOrdersAnInstantQuery();
@@ -420,6 +421,36 @@ void TestPromApi::histogramQuantileOverLeCounters() {
   QCOMPARE(QString::fromStdString(instant("histogram_quantile(0.5, req_dur_bucket)", s + 1))
                .section(' ', 0, 0),
            QString("{}"));  // name and le dropped
+}
+
+// Windows are closed, [t - w, t], as in Prometheus 2.x, but where a range selector reads a coarse
+// resolution (its window older than the 1 s resolution keeps), a bucket ending exactly at t - w
+// holds points of its whole span, before the window: it is left out. A collector of its own keeps
+// 1 s buckets for 2 minutes only, so data 10 minutes old is read from 10 s buckets.
+void TestPromApi::coarseWindowsLeaveOutTheBucketBeforeTheirStart() {
+  CollectorProcess c;
+  QVERIFY(c.start({"--retention", "1s:2m,10s:1h,1m:1d,1h:2y"}));
+  PromClient prom(c.http_port());
+  const int64_t t = bucket_start(now_s() - 600, 60);
+  RawProducer p(c.ingest());
+  BatchBuilder b(104, 1);
+  b.def(40, "edge.gauge", {}, wire::GAUGE)
+      .gauge(40, t + 3, 1, 1, 1, 1, 1)    // 10 s bucket [t, t+10), sample at t+4 in Prometheus
+      .gauge(40, t + 15, 2, 2, 2, 2, 1);  // [t+10, t+20), sample at t+16
+  QCOMPARE(p.send(b.b)->code(), wire::Ack::OK);
+  auto value = [&](const std::string& q, int64_t at) {
+    Answer a = prom.get("/api/v1/query", {{"query", q}, {"time", std::to_string(at)}});
+    if (a.status != 200) return "HTTP " + std::to_string(a.status) + " " + a.body;
+    const json& r = a.j["data"]["result"];
+    return r.empty() ? std::string("none") : r[0]["value"][1].get<std::string>();
+  };
+  QVERIFY2(eventually([&] { return value("count_over_time(edge_gauge[5m])", t + 60) == "2"; }),
+           value("count_over_time(edge_gauge[5m])", t + 60).c_str());
+  // [t+10, t+20]: only the bucket [t+10, t+20); [t, t+10) ends at t+10 but its point is at t+3.
+  QCOMPARE(QString::fromStdString(value("count_over_time(edge_gauge[10s])", t + 20)), QString("1"));
+  QCOMPARE(QString::fromStdString(value("max_over_time(edge_gauge[10s])", t + 20)), QString("2"));
+  QCOMPARE(QString::fromStdString(value("count_over_time(edge_gauge[10s])", t + 30)),
+           QString("none"));
 }
 
 void TestPromApi::promqlLanguage_data() {

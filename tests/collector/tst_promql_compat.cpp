@@ -19,10 +19,11 @@
 // The data: the demo service's metric names and label sets (three instances), ~90 minutes of
 // points sent with past timestamps (the collector takes late points and publishes them as
 // corrections; the hidden flag --debug-remote-write-since lets the forwarder stamp them at their
-// own bucket ends). Prometheus takes them with an out-of-order window. Query times follow the
-// tester: a 10 minute range ending 2 minutes before the data ends, at a 10 s step; like the
-// tester's time.Now(), the times are not on whole seconds, so no sample sits exactly on a window
-// edge (Prometheus 2.x closes a range's left edge, Tally leaves it open as Prometheus 3 does).
+// own bucket ends). Prometheus takes them with an out-of-order window. Query times: a 10 minute
+// range ending 2 minutes before the data ends, at a 10 s step, twice: at the tester's times (like
+// its time.Now(), not on a whole second) and at Grafana's (on multiples of the step, so samples
+// sit exactly on window and lookback edges, which Prometheus 2.x closes). docs/PROMQL_COMPAT.md
+// has the method and the latest score.
 #include <QtTest>
 
 #include <cmath>
