@@ -562,14 +562,16 @@ class Evaluator {
     for (auto& [key, g] : groups) {
       Series res{g.labels, std::vector<std::optional<double>>(nt)};
       std::vector<std::pair<double, double>> b;
+      bool any = false;
       for (size_t i = 0; i < nt; ++i) {
         b.clear();
         for (const auto& [upper, s] : g.buckets)
           if (s->v[i]) b.emplace_back(upper, *s->v[i]);
         if (b.empty()) continue;
         res.v[i] = bucket_quantile(q[i], b);
+        any = true;
       }
-      out->vec.push_back(std::move(res));
+      if (any) out->vec.push_back(std::move(res));
     }
     return std::nullopt;
   }
