@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
   app.add_option("--debug-def-delay", debug_def_delay, "per series definition decoded")->group("");
   app.add_option("--debug-backup-pause", debug_backup_pause, "between snapshots and log copy")
       ->group("");
+  // Tests only: forward back-dated points at their own times (RemoteWriteOptions::debug_floor_ms).
+  std::optional<int64_t> debug_rw_since;
+  app.add_option("--debug-remote-write-since", debug_rw_since, "unix seconds")->group("");
   app.add_option("--max-batch-bytes", max_batch_bytes, "Largest accepted batch (default 4 MiB)");
   app.add_option("--fsync", fsync,
                  "Write-ahead log sync: always (default), never, or an interval like 100ms");
@@ -178,6 +181,7 @@ int main(int argc, char** argv) {
   if (rw_url) cfg.remote_write.url = *rw_url;
   if (rw_max_samples) cfg.remote_write.max_samples_per_request = *rw_max_samples;
   if (rw_max_buffered) cfg.remote_write.max_buffered_samples = *rw_max_buffered;
+  if (debug_rw_since) cfg.remote_write.debug_floor_ms = *debug_rw_since * 1000;
   for (const auto& l : rw_labels) {
     if (auto s = cfg.remote_write.set_label(l); !s) {
       std::cerr << "tally-collector: --remote-write-label: " << s.message() << "\n";

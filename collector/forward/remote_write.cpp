@@ -369,7 +369,7 @@ RemoteWriter::RemoteWriter(RemoteWriteOptions opts, size_t shards, SelfMetrics& 
   const size_t slash = opts_.url.find('/', host_begin);
   scheme_host_port_ = opts_.url.substr(0, slash);
   path_ = slash == std::string::npos ? "/" : opts_.url.substr(slash);
-  const int64_t floor_ms = clock_.now_ms();
+  const int64_t floor_ms = opts_.debug_floor_ms >= 0 ? opts_.debug_floor_ms : clock_.now_ms();
   for (size_t i = 0; i < shards; ++i)
     mappers_.push_back(std::make_unique<PromSampleMapper>(floor_ms, opts_.labels));
 }
@@ -386,7 +386,8 @@ Shard::FinalSink RemoteWriter::sink(size_t shard) {
     samples.reserve(updates.size() * 2);
     for (const auto& u : updates) mapper->map(u, &samples);
     const int64_t now = clock_.now_ms();
-    if (now >= *next_idle_check) {
+    // Back-dated test feeds (debug_floor_ms) are older than the idle limit on arrival.
+    if (opts_.debug_floor_ms < 0 && now >= *next_idle_check) {
       if (size_t n = mapper->forget_idle(now - kIdleForgetMs))
         spdlog::info("event=remote_write_series_forgotten series={} idle_s={}", n,
                      kIdleForgetMs / 1000);

@@ -35,6 +35,11 @@ struct RemoteWriteOptions {
   int64_t max_backoff_ms = 5000;
   // At stop, how long queued samples may still be sent before they are dropped (counted).
   int64_t drain_timeout_ms = 10000;
+  // Tests only (hidden flag --debug-remote-write-since): stamp no sample before this unix time in
+  // ms instead of before the forwarder's start, so a test can forward back-dated points at their
+  // own bucket ends (tests/collector/tst_promql_compat.cpp), and never forget idle series (their
+  // bucket times are older than the idle limit already). -1: the forwarder's start.
+  int64_t debug_floor_ms = -1;
 
   bool enabled() const { return !url.empty(); }
   // When forwarding is on and no instance label is set: instance=<hostname>.

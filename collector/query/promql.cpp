@@ -686,6 +686,7 @@ constexpr FunctionSig kFunctions[] = {
     {"month", "v", 0, false, 'v'},
     {"year", "v", 0, false, 'v'},
     {"timestamp", "v", 1, false, 'v'},
+    {"histogram_quantile", "sv", 2, false, 'v'},
     // Range functions (query/promql_range.h).
     {"irate", "m", 1, false, 'v'},
     {"idelta", "m", 1, false, 'v'},
@@ -718,8 +719,9 @@ const FunctionSig* function_sig(std::string_view name) {
 
 std::string_view unsupported_function_reason(std::string_view name) {
   if (name.starts_with("histogram_"))
-    return "Tally keeps a distribution as a sketch, shown as a summary, not as le buckets; use "
-           "x{quantile=\"0.99\"} or tally_quantile(0.99, x)";
+    return "Tally has no native histograms (a distribution is a sketch, shown as a summary); "
+           "use x{quantile=\"0.99\"} or tally_quantile(0.99, x), or histogram_quantile() over "
+           "le-labelled counters";
   if (name == "info") return "Tally has no info metrics";
   return "not implemented yet (docs/PROMETHEUS.md lists what is)";
 }

@@ -186,8 +186,9 @@ class Evaluator {
         step_ms_(step_ms),
         start_ms_(start_ms),
         end_ms_(end_ms) {
-    // A bucket [b, b + r) counts at time t when it has ended by then: b + r <= ceil(t).
-    for (int64_t t : times_) cutoffs_.push_back(t >= 0 ? (t + 999) / 1000 : t / 1000);
+    // A bucket [b, b + r) counts at time t when it has ended by then: b + r <= t, so
+    // b + r <= floor(t) (its sample, at b + r, is not yet there at t = b + r - 0.5).
+    for (int64_t t : times_) cutoffs_.push_back(t >= 0 ? t / 1000 : -((-t + 999) / 1000));
     step_s_ = step_ms > 0 ? std::max<int64_t>(1, (step_ms + 999) / 1000) : 0;
   }
 
@@ -219,18 +220,8 @@ class Evaluator {
       case Node::Type::kSelector:
         return shifted(n, [&](Evaluator& ev) { return ev.selector(n, Mode::kInstant, 0, out); });
       case Node::Type::kCall: {
-        if (n.text == "timestamp") return timestamp(n, out);
-        if (n.text == "absent_over_time" || is_range_function(n.text)) {
-          const Node& arg = unparen(n.arg(n.text == "quantile_over_time" ? 1 : 0));
-          // rate and increase of a range selector are exact bucket sums (cumulative()).
-          if ((n.text != "rate" && n.text != "increase") || arg.type != Node::Type::kSelector)
-            return range_call(n, out);
-        }
-        if (n.text != "rate" && n.text != "increase") return function(n, out);
-        const Node& sel = unparen(n.arg(0));
-        const Mode mode = n.text == "rate" ? Mode::kRate : Mode::kIncrease;
-        return shifted(
-            sel, [&](Evaluator& ev) { return ev.selector(sel, mode, *sel.range_ms / 1000, out); });
+        if (auto e = call(n, out)) return e;
+        return merge_same_labels(out);
       }
       case Node::Type::kAggregate:
         if (n.text == "tally_quantile") return tally_quantile(n, out);
@@ -271,6 +262,10 @@ class Evaluator {
     std::vector<RangeSeries> series;
     std::vector<int64_t> ends;
     int64_t range_ms = 0;
+    // 1 when the samples are a coarse resolution's buckets: one ending exactly at a window's
+    // start holds points of its whole span, all but its last second before the window, so it is
+    // left out (Prometheus, over per-second samples, would see at most that last second's).
+    int64_t open_ms = 0;
   };
 
   // A range selector or a subquery, with its offset and @ applied.
@@ -281,13 +276,15 @@ class Evaluator {
     });
   }
 
-  // The samples of a selector's series in the windows (c - w, c] of every cutoff c: one per
+  // The samples of a selector's series in the windows [c - w, c] of every cutoff c: one per
   // stored bucket of the finest resolution that still holds the earliest window, at the bucket's
   // end; a counter's (and a distribution's _count/_sum) value is its running total, a gauge's the
   // last value set in the bucket.
   MaybeError selector_samples(const Node& sel, int64_t w, RangeVector* out) {
     out->range_ms = w * 1000;
-    for (int64_t c : cutoffs_) out->ends.push_back(c * 1000);
+    // Windows end at the evaluation times themselves: at t = 100.5, [t - 60, t] holds the
+    // samples at 41..100 (closed at both ends, and no sample at 40.5).
+    out->ends = times_;
     const int64_t earliest = cutoffs_.front() - w;
     const auto& res = engine_.resolutions();
     size_t r = res.size() - 1;
@@ -297,15 +294,19 @@ class Evaluator {
         break;
       }
     const int64_t rs = res[r].step_s;
-    const int64_t a = bucket_start(earliest, rs);
+    if (rs > 1) out->open_ms = 1;
+    // From the bucket that ends at the earliest window's start (windows are closed, [c - w, c]).
+    const int64_t a = bucket_start(earliest - 1, rs);
     for (const Exposed& e : names_.select(sel)) {
+      Leaf leaf;
+      if (auto err = select_leaf(catalog_, sel, e, true, &leaf)) return err;
+      if (leaf.series.empty()) continue;
+      // Only when a quantile series is selected: {job="x"}[5m] must not fail because some other
+      // job has a distribution.
       if (e.summary())
         return unsupported("range functions of the quantiles of distribution '" + e.name +
                            "' are not supported; use tally_quantile(φ, " + e.name +
                            ") over a step, or " + e.name + "_count / " + e.name + "_sum");
-      Leaf leaf;
-      if (auto err = select_leaf(catalog_, sel, e, true, &leaf)) return err;
-      if (leaf.series.empty()) continue;
       std::vector<std::vector<StoredBucket>> buckets;
       if (auto err = read(leaf, r, a, cutoffs_.back(), &buckets)) return err;
       const bool cumulative = e.kind != Kind::kGauge;
@@ -366,10 +367,11 @@ class Evaluator {
     return std::nullopt;
   }
 
-  // The samples of one series within (end - range, end].
-  static std::span<const Sample> window(const std::vector<Sample>& s, int64_t end, int64_t range) {
+  // The samples of one series within [end - range, end] (closed at both ends, as Prometheus 2.x).
+  static std::span<const Sample> window(const std::vector<Sample>& s, int64_t end, int64_t range,
+                                        int64_t open_ms = 0) {
     auto by_time = [](const Sample& x, int64_t t) { return x.t_ms < t; };
-    auto lo = std::lower_bound(s.begin(), s.end(), end - range + 1, by_time);
+    auto lo = std::lower_bound(s.begin(), s.end(), end - range + open_ms, by_time);
     auto hi = std::lower_bound(lo, s.end(), end + 1, by_time);
     return {s.data() + (lo - s.begin()), static_cast<size_t>(hi - lo)};
   }
@@ -406,7 +408,7 @@ class Evaluator {
       for (size_t i = 0; i < nt; ++i) {
         bool any = false;
         for (const auto& s : rv.series)
-          any = any || !window(s.samples, rv.ends[i], rv.range_ms).empty();
+          any = any || !window(s.samples, rv.ends[i], rv.range_ms, rv.open_ms).empty();
         if (!any) one.v[i] = 1;
       }
       if (m.type == Node::Type::kSelector)
@@ -424,7 +426,9 @@ class Evaluator {
       for (size_t i = 0; i < nt; ++i) {
         for (size_t k = 0; k < params.size(); ++k) at[k] = params[k][i];
         r.v[i] = eval_range_function(
-            fn, Window{window(s.samples, rv.ends[i], rv.range_ms), rv.ends[i], rv.range_ms}, at);
+            fn,
+            Window{window(s.samples, rv.ends[i], rv.range_ms, rv.open_ms), rv.ends[i], rv.range_ms},
+            at);
         any = any || r.v[i].has_value();
       }
       if (any) out->vec.push_back(std::move(r));
@@ -456,7 +460,7 @@ class Evaluator {
             s.v[i] = static_cast<double>(times_[i]) / 1000.0;
             continue;
           }
-          auto w = window(it->second, rv.ends[i], rv.range_ms);
+          auto w = window(it->second, rv.ends[i], rv.range_ms, rv.open_ms);
           s.v[i] = w.empty() ? static_cast<double>(times_[i]) / 1000.0
                              : static_cast<double>(w.back().t_ms) / 1000.0;
         }
@@ -471,6 +475,145 @@ class Evaluator {
     }
     out->vec = std::move(v.vec);
     return std::nullopt;
+  }
+
+  // A function call (the kCall case of eval()).
+  MaybeError call(const Node& n, Value* out) {
+    if (n.text == "timestamp") return timestamp(n, out);
+    if (n.text == "histogram_quantile") return histogram_quantile(n, out);
+
+    if (n.text == "absent_over_time" || is_range_function(n.text)) {
+      const Node& arg = unparen(n.arg(n.text == "quantile_over_time" ? 1 : 0));
+      // rate and increase of a range selector are exact bucket sums (cumulative()).
+      if ((n.text != "rate" && n.text != "increase") || arg.type != Node::Type::kSelector)
+        return range_call(n, out);
+    }
+    if (n.text != "rate" && n.text != "increase") return function(n, out);
+    const Node& sel = unparen(n.arg(0));
+    const Mode mode = n.text == "rate" ? Mode::kRate : Mode::kIncrease;
+    return shifted(
+        sel, [&](Evaluator& ev) { return ev.selector(sel, mode, *sel.range_ms / 1000, out); });
+  }
+
+  // Series a function left with the same labels (label_replace, or a function dropping the
+  // metric name of two metrics) are one series, as in Prometheus; two values at one time are an
+  // error ("vector cannot contain metrics with the same labelset").
+  MaybeError merge_same_labels(Value* v) {
+    if (v->scalar || v->vec.size() < 2) return std::nullopt;
+    // Usually there is none: find out without copying a label set.
+    std::vector<const Labels*> sorted;
+    sorted.reserve(v->vec.size());
+    for (const auto& s : v->vec) sorted.push_back(&s.labels);
+    std::sort(sorted.begin(), sorted.end(),
+              [](const Labels* a, const Labels* b) { return *a < *b; });
+    bool dup = false;
+    for (size_t j = 1; j < sorted.size() && !dup; ++j) dup = *sorted[j - 1] == *sorted[j];
+    if (!dup) return std::nullopt;
+    std::vector<Series> merged;
+    std::map<Labels, size_t> at;
+    for (auto& s : v->vec) {
+      auto [it, fresh] = at.emplace(s.labels, merged.size());
+      if (fresh) {
+        merged.push_back(std::move(s));
+        continue;
+      }
+      Series& m = merged[it->second];
+      for (size_t i = 0; i < s.v.size(); ++i) {
+        if (!s.v[i]) continue;
+        if (m.v[i]) return unsupported("vector cannot contain metrics with the same labelset");
+        m.v[i] = s.v[i];
+      }
+    }
+    v->vec = std::move(merged);
+    return std::nullopt;
+  }
+
+  // histogram_quantile(φ, v): Prometheus's classic-histogram quantile over series with an `le`
+  // label (cumulative bucket counts, e.g. rate() of counters tagged le); series are grouped by
+  // their labels without `le` (the metric name included) and the result drops name and `le`.
+  // Series without a numeric `le` are skipped, as Prometheus skips them.
+  MaybeError histogram_quantile(const Node& n, Value* out) {
+    std::vector<double> q;
+    if (auto e = scalar_arg(n.arg(0), &q)) return e;
+    Value v;
+    if (auto e = eval(n.arg(1), &v)) return e;
+    struct Group {
+      Labels labels;
+      std::vector<std::pair<double, const Series*>> buckets;  // (upper bound, series)
+    };
+    std::map<Labels, Group> groups;
+    for (const auto& s : v.vec) {
+      auto le = s.labels.find("le");
+      if (le == s.labels.end()) continue;
+      const std::string& text = le->second;
+      char* end = nullptr;
+      const double upper = std::strtod(text.c_str(), &end);
+      if (text.empty() || end != text.c_str() + text.size()) continue;
+      Labels key = s.labels;
+      key.erase("le");
+      auto [it, fresh] = groups.try_emplace(key);
+      if (fresh) {
+        it->second.labels = key;
+        it->second.labels.erase("__name__");
+      }
+      it->second.buckets.emplace_back(upper, &s);
+    }
+    const size_t nt = times_.size();
+    for (auto& [key, g] : groups) {
+      Series res{g.labels, std::vector<std::optional<double>>(nt)};
+      std::vector<std::pair<double, double>> b;
+      bool any = false;
+      for (size_t i = 0; i < nt; ++i) {
+        b.clear();
+        for (const auto& [upper, s] : g.buckets)
+          if (s->v[i]) b.emplace_back(upper, *s->v[i]);
+        if (b.empty()) continue;
+        res.v[i] = bucket_quantile(q[i], b);
+        any = true;
+      }
+      if (any) out->vec.push_back(std::move(res));
+    }
+    return std::nullopt;
+  }
+
+  // Prometheus 2.x's bucketQuantile (promql/quantile.go): sorted by upper bound, buckets of one
+  // bound added up, counts made monotonic, linear interpolation within the bucket.
+  static double bucket_quantile(double q, std::vector<std::pair<double, double>>& b) {
+    if (std::isnan(q)) return std::nan("");
+    if (q < 0) return -INFINITY;
+    if (q > 1) return INFINITY;
+    std::stable_sort(b.begin(), b.end(),
+                     [](const auto& x, const auto& y) { return x.first < y.first; });
+    if (!std::isinf(b.back().first) || b.back().first < 0) return std::nan("");
+    std::vector<std::pair<double, double>> c;
+    for (const auto& x : b) {
+      if (!c.empty() && c.back().first == x.first)
+        c.back().second += x.second;
+      else
+        c.push_back(x);
+    }
+    double max = -INFINITY;
+    for (auto& x : c) {
+      if (x.second > max)
+        max = x.second;
+      else if (x.second < max)
+        x.second = max;
+    }
+    if (c.size() < 2) return std::nan("");
+    const double observations = c.back().second;
+    if (observations == 0) return std::nan("");
+    double rank = q * observations;
+    size_t k = 0;
+    while (k < c.size() - 1 && !(c[k].second >= rank)) ++k;
+    if (k == c.size() - 1) return c[c.size() - 2].first;
+    if (k == 0 && c[0].first <= 0) return c[0].first;
+    double start = 0, end = c[k].first, count = c[k].second;
+    if (k > 0) {
+      start = c[k - 1].first;
+      count -= c[k - 1].second;
+      rank -= c[k - 1].second;
+    }
+    return start + (end - start) * (rank / count);
   }
 
   MaybeError scalar_arg(const Node& n, std::vector<double>* out) {
@@ -1111,29 +1254,55 @@ class Evaluator {
     return std::nullopt;
   }
 
-  // Gauges: the last value of the latest bucket that ended within the lookback.
+  // Gauges: the last value of the latest bucket that ended within the lookback [c - 5m, c]
+  // (closed, as Prometheus 2.x: a sample exactly 5 minutes old still counts). A coarser bucket
+  // ending exactly at c - 5m holds points of several seconds, of which only its last second's is
+  // in the lookback: that second is read from the finest resolution.
   MaybeError gauge(const Leaf& leaf, std::vector<Series>* out) const {
     const size_t r = choose_resolution(0, cutoffs_.front() - kLookbackS);
     const int64_t rs = engine_.resolutions()[r].step_s;
     const int64_t lookback = std::max(kLookbackS, rs);
     std::vector<std::vector<StoredBucket>> buckets;
-    if (auto err =
-            read(leaf, r, bucket_start(cutoffs_.front() - lookback, rs), cutoffs_.back(), &buckets))
+    if (auto err = read(leaf, r, bucket_start(cutoffs_.front() - lookback - 1, rs), cutoffs_.back(),
+                        &buckets))
       return err;
+    const int64_t fine_step = engine_.resolutions()[0].step_s;
+    std::map<int64_t, std::vector<std::vector<StoredBucket>>> edge_seconds;  // by second
+    auto edge_value = [&](size_t i, int64_t second) -> Result<std::optional<double>> {
+      if (r == 0 || fine_step != 1 || horizon(0) > second) return std::optional<double>();
+      auto it = edge_seconds.find(second);
+      if (it == edge_seconds.end()) {
+        std::vector<std::vector<StoredBucket>> one;
+        if (auto err = read(leaf, 0, second, second + 1, &one))
+          return Status::invalid_argument(err->message);
+        it = edge_seconds.emplace(second, std::move(one)).first;
+      }
+      for (const auto& b : it->second[i])
+        if (b.time == second && b.agg.count > 0) return std::optional<double>(b.agg.last);
+      return std::optional<double>();
+    };
     for (size_t i = 0; i < leaf.series.size(); ++i) {
       const auto& bs = buckets[i];
       Series s{leaf.labels[i], std::vector<std::optional<double>>(times_.size())};
       for (size_t t = 0; t < cutoffs_.size(); ++t) {
         const int64_t c = cutoffs_[t];
+        // The first second whose end is in [t - lookback, t] (t may have a fraction).
+        const int64_t t_ms = times_[t] - lookback * 1000;
+        const int64_t from = t_ms >= 0 ? (t_ms + 999) / 1000 : t_ms / 1000;
         auto it = std::upper_bound(bs.begin(), bs.end(), c - rs,
                                    [](int64_t x, const StoredBucket& b) { return x < b.time; });
         while (it != bs.begin()) {
           --it;
-          if (it->time < c - lookback) break;
-          if (it->agg.count > 0) {
-            s.v[t] = it->agg.last;
+          if (it->time + rs < from) break;  // ended before [t - lookback, t]
+          if (it->agg.count == 0) continue;
+          if (it->time + rs == from && rs > 1) {
+            auto v = edge_value(i, from - 1);
+            if (!v) return from_status(v.status());
+            s.v[t] = *v;
             break;
           }
+          s.v[t] = it->agg.last;
+          break;
         }
       }
       out->push_back(std::move(s));

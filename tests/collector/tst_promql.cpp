@@ -242,8 +242,8 @@ void TestPromql::unsupported_data() {
     const char* error;
   } rows[] = {
       {"sort_by_label(api_errors, \"endpoint\")", "function sort_by_label() is not supported"},
-      {"histogram_quantile(0.9, rate(x_bucket[5m]))",
-       "function histogram_quantile() is not supported: Tally keeps a distribution as a sketch"},
+      {"histogram_count(rate(x[5m]))",
+       "function histogram_count() is not supported: Tally has no native histograms"},
       {"api_errors[1500ms]", "range [1500ms] is not a whole number of seconds"},
       {"tally_quantile(x, api_latency_ms)",
        "tally_quantile's first argument must be a number literal"},
