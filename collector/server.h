@@ -10,6 +10,7 @@
 
 #include <zmq.hpp>
 
+#include "aggregate/cardinality.h"
 #include "aggregate/catalog.h"
 #include "aggregate/router.h"
 #include "aggregate/shard.h"
@@ -50,6 +51,7 @@ class Server {
   SelfMetrics& metrics() { return metrics_; }
   Router& router() { return *router_; }
   SeriesCatalog& catalog() { return *catalog_; }
+  CardinalityGuard& cardinality() { return *cardinality_; }
 
  private:
   Server(CollectorConfig config, const Clock& clock) : config_(std::move(config)), clock_(clock) {}
@@ -68,6 +70,7 @@ class Server {
   SelfMetrics metrics_;
   zmq::context_t zmq_{1};
   std::unique_ptr<SeriesCatalog> catalog_;
+  std::unique_ptr<CardinalityGuard> cardinality_;  // the ingest paths create series through it
   std::unique_ptr<LivePublisher> live_;
   std::unique_ptr<RemoteWriter> remote_write_;  // outlives the shards that feed it
   std::vector<std::unique_ptr<Shard>> shards_;

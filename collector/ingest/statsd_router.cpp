@@ -23,7 +23,18 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
                 : s.type == StatsdType::kGauge ? Kind::kGauge
                                                : Kind::kDistribution;
     bool created = false;
-    auto info = catalog_.get_or_create(s.metric, s.tags, kind, &created);
+    Result<const SeriesInfo*> info = Status::internal("unset");
+    if (guard_) {
+      auto a = guard_->admit(s.metric, s.tags, kind, CardinalityGuard::kStatsdProducer, now);
+      if (a) {
+        info = a->series;
+        created = a->created;
+      } else {
+        info = a.status();
+      }
+    } else {
+      info = catalog_.get_or_create(s.metric, s.tags, kind, &created);
+    }
     if (!info) {
       ++rejected;
       if (now != last_log_s_) {

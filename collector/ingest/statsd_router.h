@@ -8,6 +8,7 @@
 #include <atomic>
 #include <map>
 
+#include "aggregate/cardinality.h"
 #include "aggregate/catalog.h"
 #include "aggregate/router.h"
 #include "ingest/batch_decoder.h"
@@ -18,9 +19,15 @@ namespace tally::collector {
 
 class StatsdRouter {
  public:
+  // New series are created through `guard` when given (cardinality limits), else directly.
   StatsdRouter(SeriesCatalog& catalog, Router& router, SelfMetrics& metrics, IngestLimits limits,
-               const Clock& clock)
-      : catalog_(catalog), router_(router), metrics_(metrics), limits_(limits), clock_(clock) {}
+               const Clock& clock, CardinalityGuard* guard = nullptr)
+      : catalog_(catalog),
+        router_(router),
+        metrics_(metrics),
+        limits_(limits),
+        clock_(clock),
+        guard_(guard) {}
 
   void operator()(std::vector<StatsdSample>&& samples);
   // Samples dropped here (kind conflicts: tally_statsd_rejected_total{reason="kind_conflict"}),
@@ -33,6 +40,7 @@ class StatsdRouter {
   SelfMetrics& metrics_;
   const IngestLimits limits_;
   const Clock& clock_;
+  CardinalityGuard* const guard_;
   int64_t last_log_s_ = 0;
   std::atomic<uint64_t> rejected_{0};
 };

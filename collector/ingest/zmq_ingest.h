@@ -49,6 +49,11 @@ struct ZmqIngestOptions {
   // definition it decodes, to play a collector that is slow to take new series.
   int64_t debug_def_delay_us = 0;
   size_t max_batch_bytes = kMaxBatchBytes;
+  CardinalityGuard* cardinality = nullptr;  // new series go through it (cardinality limits)
+  // The producer table's bound (ProducerTable::forget), applied every second.
+  size_t producers_max = 10000;
+  int64_t producer_idle_s = 3600;
+  int64_t producer_min_idle_s = 300;  // beyond producers_max, only producers idle this long go
 };
 
 class ZmqIngest {
