@@ -164,6 +164,10 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
        "Buckets that could not be encoded, or merged with what is stored: kept aside and logged, "
        "not written.",
        &buckets_quarantined},
+      {"tally_producers_forgotten_total",
+       "SDK producers forgotten with their refs: idle for producer_idle, or the least recently "
+       "heard beyond producers_max.",
+       &producers_forgotten},
       {"tally_remote_write_retries_total",
        "Remote-write requests sent again after a 5xx, 429 or network error.",
        &remote_write_retries},

@@ -90,6 +90,7 @@ struct SelfMetrics {
   std::atomic<int64_t> series{0};
   std::atomic<int64_t> producers{0};      // SDK producers the ingest remembers (ProducerTable)
   std::atomic<int64_t> producer_refs{0};  // their series refs
+  std::atomic<uint64_t> producers_forgotten{0};  // idle, or least recent beyond producers_max
   std::atomic<int64_t> storage_healthy{1};
   LatencyStat flush_latency;
   // query

@@ -81,12 +81,17 @@ Result<CardinalityGuard::Admitted> CardinalityGuard::admit(std::string_view metr
       created_by_producer_.clear();
     }
     ++created_by_producer_[producer];
-    auto& slot = per_minute_[static_cast<size_t>(minute / 60) % kMinutes];
-    if (slot.first != minute) slot = {minute, 0};
-    ++slot.second;
-    ++created_;
+    count_created(now_s);
   }
   return Admitted{*r, created, false};
+}
+
+void CardinalityGuard::count_created(int64_t now_s) {
+  const int64_t minute = now_s - now_s % 60;
+  auto& slot = per_minute_[static_cast<size_t>(minute / 60) % kMinutes];
+  if (slot.first != minute) slot = {minute, 0};
+  ++slot.second;
+  ++created_;
 }
 
 Result<CardinalityGuard::Admitted> CardinalityGuard::fold(std::string_view metric, Kind kind,
@@ -97,6 +102,7 @@ Result<CardinalityGuard::Admitted> CardinalityGuard::fold(std::string_view metri
   auto r = catalog_.get_or_create(metric, overflow_tags(), kind, &created);
   if (!r) return r.status();
   std::lock_guard lock(mu_);
+  if (created) count_created(now_s);
   ++overflow_total_;
   auto it = overflow_.find(metric);
   if (it == overflow_.end()) it = overflow_.emplace(std::string(metric), 0).first;

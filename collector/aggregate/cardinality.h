@@ -68,11 +68,13 @@ class CardinalityGuard {
         created_per_minute;  // (minute start, n), oldest first
   };
   Snapshot snapshot(int64_t now_s) const;
-  // tally_series_overflow_total{metric=...} and tally_series_created_total, Prometheus text.
+  // tally_series_overflow_total{metric=...} and tally_series_created_total (overflow series
+  // included), Prometheus text.
   std::string to_prometheus() const;
 
  private:
   static constexpr size_t kMinutes = 60;  // created-per-minute history
+  void count_created(int64_t now_s);      // under mu_
   Result<Admitted> fold(std::string_view metric, Kind kind, Limit why, uint64_t producer,
                         int64_t now_s);
 

@@ -87,8 +87,10 @@ void ZmqIngest::run() {
                                      opts_.producer_min_idle_s);
           !n)
         spdlog::warn("event=producer_forget_failed error=\"{}\"", n.status().to_string());
-      else if (*n)
+      else if (*n) {
+        metrics_.producers_forgotten.fetch_add(*n, std::memory_order_relaxed);
         spdlog::info("event=producers_forgotten count={} remaining={}", *n, producers_.producers());
+      }
       metrics_.producers.store(static_cast<int64_t>(producers_.producers()),
                                std::memory_order_relaxed);
       metrics_.producer_refs.store(static_cast<int64_t>(producers_.refs()),
