@@ -82,16 +82,23 @@ void TestCardinality::overflowKeepsTotalsExact_data() {
   QTest::addColumn<int>("other_series");  // of another metric, defined first (total limit)
   QTest::addColumn<int>("real_series");   // expected, besides the overflow series
   QTest::addColumn<int>("folded");
+  QTest::addColumn<bool>("crash");  // restart after SIGKILL: the log replays the folds
 
   QTest::newRow("series per metric")
-      << QStringList{"--limit", "series_max_per_metric=10"} << 1 << 50 << 0 << 10 << 40;
+      << QStringList{"--limit", "series_max_per_metric=10"} << 1 << 50 << 0 << 10 << 40 << false;
   QTest::newRow("series in total")
-      << QStringList{"--limit", "series_max_total=30"} << 1 << 50 << 20 << 10 << 40;
+      << QStringList{"--limit", "series_max_total=30"} << 1 << 50 << 20 << 10 << 40 << false;
   // 5 a minute per producer: each of three producers gets 5 real series, the rest folds; a
   // producer's limit is its own. (The batch of each producer is decoded within one second.)
   QTest::newRow("new series per producer per minute")
-      << QStringList{"--limit", "series_max_new_per_minute=5"} << 3 << 8 << 0 << 15 << 9;
-  QTest::newRow("within the defaults") << QStringList{} << 2 << 500 << 0 << 1000 << 0;
+      << QStringList{"--limit", "series_max_new_per_minute=5"} << 3 << 8 << 0 << 15 << 9 << false;
+  QTest::newRow("within the defaults") << QStringList{} << 2 << 500 << 0 << 1000 << 0 << false;
+  // Killed before any checkpoint: the write-ahead log replays every batch, and each folded
+  // reference stays folded (the per-producer limit is not applied again at replay).
+  QTest::newRow("series per metric, SIGKILL")
+      << QStringList{"--limit", "series_max_per_metric=10"} << 1 << 50 << 0 << 10 << 40 << true;
+  QTest::newRow("new series per producer per minute, SIGKILL")
+      << QStringList{"--limit", "series_max_new_per_minute=5"} << 3 << 8 << 0 << 15 << 9 << true;
 }
 
 void TestCardinality::overflowKeepsTotalsExact() {
@@ -101,6 +108,7 @@ void TestCardinality::overflowKeepsTotalsExact() {
   QFETCH(int, other_series);
   QFETCH(int, real_series);
   QFETCH(int, folded);
+  QFETCH(bool, crash);
 
   CollectorProcess c;
   QVERIFY(c.start(flags + QStringList{"--no-self-metrics"}));
@@ -139,10 +147,15 @@ void TestCardinality::overflowKeepsTotalsExact() {
   }
 
   // What is stored: after a restart the same series and the same exact total.
-  QCOMPARE(c.stop(), 0);
+  if (crash)
+    c.kill();
+  else
+    QCOMPARE(c.stop(), 0);
   QVERIFY(c.start(flags + QStringList{"--no-self-metrics"}));
   QCOMPARE(series_of(c, "card.req"), with_overflow);
   QCOMPARE(total(c.get(range("card.req", t))), expected);
+  if (folded)
+    QCOMPARE(total(c.get(range("card.req", t) + "&filter=__overflow__%3Dtrue")), double(folded));
 }
 
 void TestCardinality::existingSeriesKeepWorkingBeyondLimit() {
