@@ -52,7 +52,7 @@ Result<CardinalityGuard::Admitted> CardinalityGuard::admit(std::string_view metr
     bool over = false;
     {
       std::lock_guard lock(mu_);
-      if (minute != minute_) {
+      if (minute > minute_) {  // a caller a moment behind never resets the new minute
         minute_ = minute;
         created_by_producer_.clear();
       }
@@ -76,7 +76,7 @@ Result<CardinalityGuard::Admitted> CardinalityGuard::admit(std::string_view metr
         producer, now_s);
   if (created) {
     std::lock_guard lock(mu_);
-    if (minute != minute_) {
+    if (minute > minute_) {
       minute_ = minute;
       created_by_producer_.clear();
     }
