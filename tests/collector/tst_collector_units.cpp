@@ -29,6 +29,7 @@ class TestCollectorUnits : public QObject {
   Q_OBJECT
  private slots:
   void cardinalityGuardFoldsBeyondLimits();
+  void producerTableForgetsIdleAndLeastRecent();
   void filterParsing_data();
   void filterParsing();
   void filterMatching_data();
@@ -558,6 +559,49 @@ void TestCollectorUnits::cardinalityGuardFoldsBeyondLimits() {
   QCOMPARE(c.top_metrics[0].series, size_t(4));
   QCOMPARE(c.top_tag_keys[0].key, std::string("k"));
   QCOMPARE(c.top_tag_keys[0].values, size_t(3));  // 0, 1, 2 (b0 shares "0")
+}
+
+// The producer table's bound: idle producers go, then the least recently heard beyond the count
+// (only among those idle for the minimum), from memory and from the file.
+void TestCollectorUnits::producerTableForgetsIdleAndLeastRecent() {
+  QTemporaryDir dir;
+  const std::string path = (dir.path() + "/i.sqlite").toStdString();
+  SeriesCatalog catalog(2);
+  bool created = false;
+  const SeriesInfo* s = *catalog.get_or_create("m", {}, Kind::kCounter, &created);
+  {
+    auto t = ProducerTable::open(path, catalog);
+    QVERIFY(t.has_value());
+    auto& table = **t;
+    // Producer p last heard at 1000 + 10 p.
+    for (uint64_t p = 1; p <= 6; ++p) {
+      QVERIFY(table.add_refs(p, {{1, s}, {2, s}}).is_ok());
+      table.mark_seen(p, 1);
+      table.touch(p, 1000 + 10 * static_cast<int64_t>(p));
+    }
+    QVERIFY(table.save_sequences().is_ok());
+    QCOMPARE(table.refs(), size_t(12));
+    // At 1100 with idle 85 s: producers 1 (90 s) goes; 2..6 stay.
+    QCOMPARE(table.forget(1100, 85, 100, 0).value(), size_t(1));
+    QVERIFY(table.ref(1, 1) == nullptr);
+    QVERIFY(!table.seen(1, 1));
+    // Beyond a count of 3, but only producers idle for 45 s may go: 2 (80 s), 3 (70 s), 4 (60 s)
+    // and 5 (50 s) could, the two least recent (2, 3) are enough.
+    QCOMPARE(table.forget(1100, 3600, 3, 45).value(), size_t(2));
+    QCOMPARE(table.producers(), size_t(3));
+    QVERIFY(table.ref(4, 1) == s && table.ref(6, 2) == s);
+    // Three left, the count holds: nothing goes.
+    QCOMPARE(table.forget(1100, 3600, 3, 45).value(), size_t(0));
+    // A count of 1 with a minimum idle time of 45 s: 4 and 5 go, 6 (40 s) stays.
+    QCOMPARE(table.forget(1100, 3600, 1, 45).value(), size_t(2));
+    QCOMPARE(table.producers(), size_t(1));
+  }
+  auto reopened = ProducerTable::open(path, catalog);
+  QVERIFY(reopened.has_value());
+  QCOMPARE((*reopened)->producers(), size_t(1));
+  QVERIFY((*reopened)->ref(6, 1) == s);
+  QVERIFY((*reopened)->seen(6, 1));
+  QVERIFY((*reopened)->ref(2, 1) == nullptr);
 }
 
 void TestCollectorUnits::catalogInternsStringsAndKeepsRecords() {
