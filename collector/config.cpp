@@ -290,6 +290,11 @@ constexpr LimitField kLimitFields[] = {
     {"batch_max_defs", &InputLimits::batch_max_defs, false},
     {"sketch_max_bins", &InputLimits::sketch_max_bins, false},
     {"sketch_max_key_span", &InputLimits::sketch_max_key_span, false},
+    {"series_max_per_metric", &InputLimits::series_max_per_metric, false},
+    {"series_max_total", &InputLimits::series_max_total, false},
+    {"series_max_new_per_minute", &InputLimits::series_max_new_per_minute, false},
+    {"producers_max", &InputLimits::producers_max, false},
+    {"producer_idle", &InputLimits::producer_idle_ms, true},
 };
 
 }  // namespace

@@ -27,6 +27,13 @@ struct InputLimits {
   int64_t batch_max_defs = 100000;       // series definitions in one SDK batch
   int64_t sketch_max_bins = 4096;        // non-empty bins in one distribution point
   int64_t sketch_max_key_span = 4096;    // highest - lowest sketch key in one point (x8 bytes)
+  // Cardinality (docs/SECURITY.md): beyond these a new tag combination folds into its metric's
+  // __overflow__="true" series (aggregate/cardinality.h); the producer table forgets producers.
+  int64_t series_max_per_metric = 200000;      // series of one metric
+  int64_t series_max_total = 1000000;          // series in the collector
+  int64_t series_max_new_per_minute = 100000;  // new series one producer creates per minute
+  int64_t producers_max = 10000;               // SDK producers remembered (least recent go)
+  int64_t producer_idle_ms = 3600 * 1000;      // a producer silent this long is forgotten
 };
 
 struct CollectorConfig {

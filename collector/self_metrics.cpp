@@ -87,6 +87,12 @@ const char* limit_name(Limit l) {
       return "sketch_key_span";
     case Limit::kBatchBytes:
       return "batch_bytes";
+    case Limit::kSeriesPerMetric:
+      return "series_per_metric";
+    case Limit::kSeriesTotal:
+      return "series_total";
+    case Limit::kSeriesPerProducer:
+      return "series_per_producer";
     case Limit::kCount:
       break;
   }
@@ -186,6 +192,10 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
        "Buckets that could not be encoded, or merged with what is stored: kept aside and logged, "
        "not written.",
        &buckets_quarantined},
+      {"tally_producers_forgotten_total",
+       "SDK producers forgotten with their refs: idle for producer_idle, or the least recently "
+       "heard beyond producers_max.",
+       &producers_forgotten},
       {"tally_remote_write_retries_total",
        "Remote-write requests sent again after a 5xx, 429 or network error.",
        &remote_write_retries},
@@ -214,6 +224,11 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   sample(o, "tally_ingest_queued_bytes_peak", queued_bytes_peak);
   family(o, "tally_series", "gauge", "Series known to the collector.");
   sample(o, "tally_series", series);
+  family(o, "tally_producers", "gauge",
+         "SDK producers the collector remembers (bounded by producers_max and producer_idle).");
+  sample(o, "tally_producers", producers);
+  family(o, "tally_producer_refs", "gauge", "Series references of the remembered producers.");
+  sample(o, "tally_producer_refs", producer_refs);
   family(o, "tally_storage_healthy", "gauge", "1 when storage accepts writes, 0 when it does not.");
   sample(o, "tally_storage_healthy", storage_healthy);
   family(o, "tally_remote_write_queue_samples", "gauge",

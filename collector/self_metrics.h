@@ -28,19 +28,22 @@ struct LatencyStat {
 // The budgets and invariants the collector enforces on what it is sent; each hit is counted as
 // tally_limit_hits_total{limit="<name>"} (docs/CORRECTNESS.md lists them).
 enum class Limit {
-  kBucketSum,      // a bucket's sum would pass +-DBL_MAX: held there
-  kBucketCount,    // a bucket's count would overflow uint64: the value is refused
-  kBucketValue,    // a NaN or infinite value reached a bucket: refused
-  kQueryRange,     // /api/query from/to outside the accepted range
-  kQueryPoints,    // points per series of one query
-  kQuerySeries,    // series one query reads
-  kQuerySamples,   // stored buckets one query reads
-  kQueryDeadline,  // a query ran past its deadline
-  kBatchPoints,    // points in one SDK batch
-  kBatchDefs,      // series definitions in one SDK batch
-  kSketchBins,     // bins in one distribution point
-  kSketchKeySpan,  // key span (highest - lowest key) of one distribution point
-  kBatchBytes,     // an SDK batch larger than max_batch_bytes
+  kBucketSum,          // a bucket's sum would pass +-DBL_MAX: held there
+  kBucketCount,        // a bucket's count would overflow uint64: the value is refused
+  kBucketValue,        // a NaN or infinite value reached a bucket: refused
+  kQueryRange,         // /api/query from/to outside the accepted range
+  kQueryPoints,        // points per series of one query
+  kQuerySeries,        // series one query reads
+  kQuerySamples,       // stored buckets one query reads
+  kQueryDeadline,      // a query ran past its deadline
+  kBatchPoints,        // points in one SDK batch
+  kBatchDefs,          // series definitions in one SDK batch
+  kSketchBins,         // bins in one distribution point
+  kSketchKeySpan,      // key span (highest - lowest key) of one distribution point
+  kBatchBytes,         // an SDK batch larger than max_batch_bytes
+  kSeriesPerMetric,    // a new series beyond max_series_per_metric: folded into __overflow__
+  kSeriesTotal,        // a new series beyond max_series_total: folded
+  kSeriesPerProducer,  // a producer's new series beyond max_new_series_per_minute: folded
   kCount,
 };
 const char* limit_name(Limit l);
@@ -92,6 +95,9 @@ struct SelfMetrics {
   std::atomic<uint64_t> retention_deleted{0};
   std::atomic<int64_t> queue_depth{0};
   std::atomic<int64_t> series{0};
+  std::atomic<int64_t> producers{0};      // SDK producers the ingest remembers (ProducerTable)
+  std::atomic<int64_t> producer_refs{0};  // their series refs
+  std::atomic<uint64_t> producers_forgotten{0};  // idle, or least recent beyond producers_max
   std::atomic<int64_t> storage_healthy{1};
   LatencyStat flush_latency;
   // query

@@ -61,6 +61,11 @@ Status Server::open_storage(DataDirLayout* layout, uint64_t* max_lsn) {
         "was created with\"",
         cfg.shards, layout->shards);
   catalog_ = std::make_unique<SeriesCatalog>(layout->shards);
+  cardinality_ = std::make_unique<CardinalityGuard>(
+      *catalog_,
+      CardinalityLimits{cfg.limits.series_max_per_metric, cfg.limits.series_max_total,
+                        cfg.limits.series_max_new_per_minute},
+      metrics_);
   live_ = std::make_unique<LivePublisher>(zmq_, metrics_);
 
   // Aggregation: one worker per shard, each owning its series and its SQLite file.
@@ -200,6 +205,9 @@ ZmqIngestOptions Server::ingest_options() const {
   io.limits.max_defs = cfg.limits.batch_max_defs;
   io.limits.max_sketch_bins = cfg.limits.sketch_max_bins;
   io.limits.max_sketch_key_span = cfg.limits.sketch_max_key_span;
+  io.producers_max = static_cast<size_t>(cfg.limits.producers_max);
+  io.producer_idle_s = std::max<int64_t>(1, cfg.limits.producer_idle_ms / 1000);
+  io.producer_min_idle_s = std::min<int64_t>(io.producer_idle_s, 2 * cfg.checkpoint_s + 60);
   return io;
 }
 
@@ -211,6 +219,7 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   IngestLimits limits = ingest_limits;
   limits.max_points = limits.max_defs = INT64_MAX;
   limits.max_sketch_bins = limits.max_sketch_key_span = INT64_MAX;
+  limits.rate_limit_new_series = false;
   const std::string ingest_db = (std::filesystem::path(cfg.data_dir) / "ingest.sqlite").string();
   auto producers = ProducerTable::open(ingest_db, *catalog_, sync_commits_for(cfg));
   if (!producers) return Status::io_error(ingest_db + ": " + producers.status().message());
@@ -260,7 +269,8 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
       spdlog::error("event=wal_record_undecodable lsn={}", lsn);
       return;
     }
-    DecodedBatch d = decode_batch(batch, *producers_, *catalog_, limits, clock_.now_s());
+    DecodedBatch d =
+        decode_batch(batch, *producers_, *catalog_, limits, clock_.now_s(), cardinality_.get());
     if (d.code != wire::Ack::OK) {
       spdlog::error("event=wal_record_rejected lsn={} reason=\"{}\"", lsn, d.reason);
       return;
@@ -292,12 +302,14 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
 // publishes their counters; nothing listens until start().
 void Server::wire_ingest(const ZmqIngestOptions& io) {
   const auto& cfg = config_;
-  ingest_ = std::make_unique<ZmqIngest>(zmq_, io, *catalog_, *producers_, *router_, *wal_, clock_,
+  ZmqIngestOptions opts = io;
+  opts.cardinality = cardinality_.get();
+  ingest_ = std::make_unique<ZmqIngest>(zmq_, opts, *catalog_, *producers_, *router_, *wal_, clock_,
                                         metrics_);
   // StatsD / DogStatsD over UDP and a unix datagram socket.
   // Its intervals reach the shards through the ingest thread, once their log record is durable.
   statsd_router_ = std::make_unique<StatsdRouter>(*catalog_, router_->shard_count(), metrics_,
-                                                  io.limits, clock_);
+                                                  io.limits, clock_, cardinality_.get());
   ingest_->set_statsd(statsd_router_.get());
   StatsdListenerOptions so;
   so.udp = cfg.statsd;
@@ -341,6 +353,7 @@ void Server::wire_query() {
                   cfg.limits.query_max_samples, cfg.limits.query_timeout_ms},
       &metrics_);
   http_ = std::make_unique<HttpApi>(*engine_, *catalog_, *router_, metrics_, clock_);
+  http_->set_cardinality(cardinality_.get());
   http_->set_promql_limits({cfg.promql_max_length, cfg.promql_max_depth});
   http_->set_health_check([i = ingest_.get()] { return i->log_healthy(); });
   http_->set_backup([this](const std::string& dir) { return backup(dir); });

@@ -11,6 +11,7 @@
 
 #include <zmq.hpp>
 
+#include "aggregate/cardinality.h"
 #include "aggregate/catalog.h"
 #include "aggregate/router.h"
 #include "aggregate/shard.h"
@@ -54,6 +55,7 @@ class Server {
   // Writes a consistent backup of the data directory into `dir` while ingest goes on
   // (storage/backup_writer.h); one at a time.
   Result<backup::Manifest> backup(const std::string& dir);
+  CardinalityGuard& cardinality() { return *cardinality_; }
 
  private:
   Server(CollectorConfig config, const Clock& clock) : config_(std::move(config)), clock_(clock) {}
@@ -72,6 +74,7 @@ class Server {
   SelfMetrics metrics_;
   zmq::context_t zmq_{1};
   std::unique_ptr<SeriesCatalog> catalog_;
+  std::unique_ptr<CardinalityGuard> cardinality_;  // the ingest paths create series through it
   std::unique_ptr<LivePublisher> live_;
   std::unique_ptr<RemoteWriter> remote_write_;  // outlives the shards that feed it
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -194,6 +194,37 @@ Result<std::vector<MetricInfo>> parseMetrics(std::string_view body) {
   return out;
 }
 
+std::string cardinalityPath(int top) {
+  return "/api/cardinality?limit=" + std::to_string(top);
+}
+
+Result<Cardinality> parseCardinality(std::string_view body) {
+  auto doc = parseJson(body);
+  if (!doc) return doc.status();
+  auto m = doc->find("top_metrics");
+  if (m == doc->end() || !m->is_array())
+    return Status::corruption("cardinality answer has no \"top_metrics\" array");
+  Cardinality c;
+  c.series = num<int64_t>(*doc, "series");
+  c.metrics = num<int64_t>(*doc, "metrics");
+  c.overflowTotal = num<int64_t>(*doc, "overflow_total");
+  if (auto l = doc->find("limits"); l != doc->end() && l->is_object()) {
+    c.maxPerMetric = num<int64_t>(*l, "series_max_per_metric");
+    c.maxTotal = num<int64_t>(*l, "series_max_total");
+    c.maxNewPerMinute = num<int64_t>(*l, "series_max_new_per_minute");
+  }
+  for (const auto& e : *m)
+    c.topMetrics.push_back(
+        {str(e, "name"), str(e, "kind"), num<int64_t>(e, "series"), num<int64_t>(e, "overflow")});
+  if (auto k = doc->find("top_tag_keys"); k != doc->end() && k->is_array())
+    for (const auto& e : *k)
+      c.topTagKeys.push_back({str(e, "key"), num<int64_t>(e, "values"), num<int64_t>(e, "series")});
+  if (auto p = doc->find("created_per_minute"); p != doc->end() && p->is_array())
+    for (const auto& e : *p)
+      c.createdPerMinute.emplace_back(num<int64_t>(e, "time"), num<int64_t>(e, "created"));
+  return c;
+}
+
 Result<TagValues> parseTags(std::string_view body) {
   auto doc = parseJson(body);
   if (!doc) return doc.status();

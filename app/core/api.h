@@ -89,6 +89,30 @@ struct Health {
 
 using TagValues = std::map<std::string, std::vector<std::string>>;
 
+// GET /api/cardinality: where the series are and what the cardinality limits folded.
+struct Cardinality {
+  struct Metric {
+    std::string name;
+    std::string kind;
+    int64_t series = 0;
+    int64_t overflow = 0;  // new tag combinations folded into its __overflow__ series
+    bool operator==(const Metric&) const = default;
+  };
+  struct TagKey {
+    std::string key;
+    int64_t values = 0;  // distinct values over every series
+    int64_t series = 0;
+    bool operator==(const TagKey&) const = default;
+  };
+  int64_t series = 0;
+  int64_t metrics = 0;
+  int64_t overflowTotal = 0;
+  int64_t maxPerMetric = 0, maxTotal = 0, maxNewPerMinute = 0;  // the limits
+  std::vector<Metric> topMetrics;                               // largest first
+  std::vector<TagKey> topTagKeys;                               // most values first
+  std::vector<std::pair<int64_t, int64_t>> createdPerMinute;    // (minute start, n), oldest first
+};
+
 struct QueryRequest {
   std::string metric;
   std::vector<TagFilter> filters;
@@ -109,12 +133,14 @@ std::string histogramPath(const QueryRequest& r);
 std::string heatmapPath(const QueryRequest& r);
 std::string tagsPath(std::string_view metric);
 std::string metricsPath(std::string_view search = {});
+std::string cardinalityPath(int top);
 
 Result<QueryResult> parseQuery(std::string_view body);
 Result<HistogramResult> parseHistogram(std::string_view body);
 Result<HeatmapResult> parseHeatmap(std::string_view body);
 Result<std::vector<MetricInfo>> parseMetrics(std::string_view body);
 Result<TagValues> parseTags(std::string_view body);
+Result<Cardinality> parseCardinality(std::string_view body);
 Health parseHealth(int httpStatus, std::string_view body);
 // The {"error": "..."} message of a failed call, or a description of the status.
 std::string errorMessage(int httpStatus, std::string_view body);

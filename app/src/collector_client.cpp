@@ -66,6 +66,10 @@ void CollectorClient::fetchMetrics(QObject* context, Callback<std::vector<Metric
   getParsed<std::vector<MetricInfo>>(metricsPath(), context, std::move(cb), &parseMetrics);
 }
 
+void CollectorClient::fetchCardinality(int top, QObject* context, Callback<Cardinality> cb) {
+  getParsed<Cardinality>(cardinalityPath(top), context, std::move(cb), &parseCardinality);
+}
+
 void CollectorClient::fetchTags(const QString& metric, QObject* context, Callback<TagValues> cb) {
   getParsed<TagValues>(tagsPath(metric.toStdString()), context, std::move(cb), &parseTags);
 }

@@ -40,6 +40,7 @@ class CollectorClient : public QObject {
                  Callback<tally::dash::HistogramResult> cb);
   void heatmap(const tally::dash::QueryRequest& request, QObject* context,
                Callback<tally::dash::HeatmapResult> cb);
+  void fetchCardinality(int top, QObject* context, Callback<tally::dash::Cardinality> cb);
   // Health never fails as a Result: an unreachable collector is a Health with ok == false.
   void fetchHealth(QObject* context, std::function<void(tally::dash::Health, bool reachable)> cb);
 

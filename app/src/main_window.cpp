@@ -21,6 +21,7 @@
 #include <QToolBar>
 #include <QVBoxLayout>
 
+#include "cardinality_view.h"
 #include "collector_client.h"
 #include "core/time_range.h"
 #include "dashboard_canvas.h"
@@ -87,6 +88,20 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
   addDockWidget(Qt::LeftDockWidgetArea, dock);
   connect(m_browser, &MetricBrowser::metricActivated, this, &MainWindow::addPanelForMetric);
+
+  // Cardinality (docs/SECURITY.md): hidden until View > Cardinality; loads when shown.
+  auto* cardinality = new CardinalityView(m_client, this);
+  auto* cdock = new QDockWidget(tr("Cardinality"), this);
+  cdock->setObjectName("cardinalityDock");
+  cdock->setWidget(cardinality);
+  addDockWidget(Qt::LeftDockWidgetArea, cdock);
+  tabifyDockWidget(dock, cdock);
+  cdock->hide();
+  connect(cdock, &QDockWidget::visibilityChanged, cardinality, [cardinality](bool visible) {
+    if (visible) cardinality->reload();
+  });
+  connect(cardinality, &CardinalityView::metricActivated, this, &MainWindow::addPanelForMetric);
+  m_cardinalityDock = cdock;
 
   m_range = new TimeRangePicker(this);
   m_statusCollector = new QLabel(this);
@@ -182,6 +197,10 @@ void MainWindow::buildActions() {
       tr("Prometheus-compatible servers (VictoriaMetrics, Prometheus) panels can read"));
 
   QMenu* view = menuBar()->addMenu(tr("&View"));
+  QAction* card = m_cardinalityDock->toggleViewAction();
+  card->setText(tr("&Cardinality"));
+  card->setObjectName("cardinalityAction");
+  view->addAction(card);
   QAction* gl = view->addAction(tr("Use &OpenGL for line charts"));
   gl->setObjectName("openGLAction");
   gl->setCheckable(true);

@@ -17,6 +17,7 @@ class DashboardDocument;
 class HealthMonitor;
 class LiveSubscriber;
 class MetricBrowser;
+class QDockWidget;
 class QAction;
 class QLabel;
 class QMenu;
@@ -78,6 +79,7 @@ class MainWindow : public QMainWindow {
   HealthMonitor* m_health;
   DashboardDocument* m_document;
   DashboardCanvas* m_canvas;
+  QDockWidget* m_cardinalityDock = nullptr;
   MetricBrowser* m_browser;
   TimeRangePicker* m_range;
   QWidget* m_banner;

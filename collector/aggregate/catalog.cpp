@@ -1,11 +1,14 @@
 #include "aggregate/catalog.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
 #include <new>
+#include <unordered_map>
+#include <unordered_set>
 
 namespace tally::collector {
 namespace {
@@ -294,7 +297,15 @@ Result<const SeriesInfo*> SeriesCatalog::find(std::string_view metric, const Tag
 
 Result<const SeriesInfo*> SeriesCatalog::get_or_create(std::string_view metric, const Tags& tags,
                                                        Kind kind, bool* created) {
+  CreateRefusal refused;
+  return get_or_create(metric, tags, kind, CreateBounds{}, created, &refused);
+}
+
+Result<const SeriesInfo*> SeriesCatalog::get_or_create(std::string_view metric, const Tags& tags,
+                                                       Kind kind, const CreateBounds& bounds,
+                                                       bool* created, CreateRefusal* refused) {
   *created = false;
+  *refused = CreateRefusal::kNone;
   if (auto found = find(metric, tags, kind); found.has_value())
     return found;
   else if (found.status().code() != StatusCode::kNotFound)
@@ -307,6 +318,15 @@ Result<const SeriesInfo*> SeriesCatalog::get_or_create(std::string_view metric, 
   if (m != by_metric_.end() && m->second.kind != kind)
     return kind_conflict(metric, m->second.kind, kind);
   if (const SeriesInfo* r = lookup(hash, metric, tags)) return r;
+  if (bounds.max_per_metric && m != by_metric_.end() &&
+      m->second.ids.size() >= bounds.max_per_metric) {
+    *refused = CreateRefusal::kPerMetric;
+    return static_cast<const SeriesInfo*>(nullptr);
+  }
+  if (bounds.max_total && size_ >= bounds.max_total) {
+    *refused = CreateRefusal::kTotal;
+    return static_cast<const SeriesInfo*>(nullptr);
+  }
   auto r = insert(next_id_, hash, metric, tags, kind);
   if (!r) return r.status();
   ++next_id_;
@@ -356,6 +376,51 @@ std::optional<Kind> SeriesCatalog::kind_of(std::string_view metric) const {
 size_t SeriesCatalog::size() const {
   std::shared_lock lock(mu_);
   return size_;
+}
+
+CatalogCardinality SeriesCatalog::cardinality(size_t top) const {
+  std::shared_lock lock(mu_);
+  CatalogCardinality out;
+  out.series = size_;
+  out.metrics = by_metric_.size();
+  for (const auto& [name, entry] : by_metric_)
+    out.top_metrics.push_back({name, entry.kind, entry.ids.size()});
+  auto by_series = [](const MetricSummary& a, const MetricSummary& b) {
+    return a.series != b.series ? a.series > b.series : a.name < b.name;
+  };
+  if (out.top_metrics.size() > top) {
+    std::partial_sort(out.top_metrics.begin(), out.top_metrics.begin() + static_cast<long>(top),
+                      out.top_metrics.end(), by_series);
+    out.top_metrics.resize(top);
+  } else {
+    std::sort(out.top_metrics.begin(), out.top_metrics.end(), by_series);
+  }
+  // Distinct values per key, by interned string id (no string is copied while counting).
+  struct KeyCount {
+    std::unordered_set<uint32_t> values;
+    size_t series = 0;
+  };
+  std::unordered_map<uint32_t, KeyCount> keys;
+  for (const auto& [name, entry] : by_metric_) {
+    for (uint32_t id : entry.ids) {
+      const SeriesInfo* r = record(id);
+      if (!r || r->ntags_ == 0) continue;
+      const uint32_t* p = tag_pairs_->at(r->tags_at_);
+      for (uint32_t i = 0; i < r->ntags_; ++i) {
+        auto& k = keys[p[2 * i]];
+        k.values.insert(p[2 * i + 1]);
+        ++k.series;
+      }
+    }
+  }
+  for (const auto& [key, k] : keys)
+    out.top_tag_keys.push_back({std::string(string_at(key)), k.values.size(), k.series});
+  auto by_values = [](const CatalogCardinality::TagKey& a, const CatalogCardinality::TagKey& b) {
+    return a.values != b.values ? a.values > b.values : a.key < b.key;
+  };
+  std::sort(out.top_tag_keys.begin(), out.top_tag_keys.end(), by_values);
+  if (out.top_tag_keys.size() > top) out.top_tag_keys.resize(top);
+  return out;
 }
 
 size_t SeriesCatalog::interned_strings() const {

@@ -120,6 +120,27 @@ struct MetricSummary {
   size_t series;
 };
 
+// Bounds on creating a series (CardinalityGuard): a new series is refused once its metric holds
+// max_per_metric series or the catalog max_total. 0 = no bound.
+struct CreateBounds {
+  size_t max_per_metric = 0;
+  size_t max_total = 0;
+};
+enum class CreateRefusal { kNone, kPerMetric, kTotal };
+
+// What GET /api/cardinality shows of the catalog, computed in one pass.
+struct CatalogCardinality {
+  struct TagKey {
+    std::string key;
+    size_t values;  // distinct values over every series
+    size_t series;  // series carrying the key
+  };
+  size_t series = 0;
+  size_t metrics = 0;
+  std::vector<MetricSummary> top_metrics;  // by series, largest first
+  std::vector<TagKey> top_tag_keys;        // by distinct values, largest first
+};
+
 class SeriesCatalog {
  public:
   explicit SeriesCatalog(uint32_t shard_count);
@@ -134,6 +155,12 @@ class SeriesCatalog {
   // metric already exists with another kind. *created tells whether it is new.
   Result<const SeriesInfo*> get_or_create(std::string_view metric, const Tags& tags, Kind kind,
                                           bool* created);
+  // As above, but a series that does not exist yet is created only within `bounds` (checked
+  // under the write lock, so concurrent callers cannot pass them together); beyond them the
+  // answer is nullptr and *refused says which bound.
+  Result<const SeriesInfo*> get_or_create(std::string_view metric, const Tags& tags, Kind kind,
+                                          const CreateBounds& bounds, bool* created,
+                                          CreateRefusal* refused);
   // Looks a series up without creating it; kind mismatch is an error as above.
   Result<const SeriesInfo*> find(std::string_view metric, const Tags& tags, Kind kind) const;
   // Checks that get_or_create would succeed, without creating anything.
@@ -147,6 +174,8 @@ class SeriesCatalog {
   std::vector<MetricSummary> metrics() const;
   std::optional<Kind> kind_of(std::string_view metric) const;
   size_t size() const;
+  // The `top` largest metrics and tag keys (one pass over every series, under the read lock).
+  CatalogCardinality cardinality(size_t top) const;
   // Distinct interned strings (metric names, tag keys and values); for tests and benchmarks.
   size_t interned_strings() const;
 

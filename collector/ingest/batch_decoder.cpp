@@ -39,7 +39,8 @@ int64_t key_span(const google::protobuf::RepeatedField<int32_t>& keys) {
 }  // namespace
 
 DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
-                          SeriesCatalog& catalog, const IngestLimits& limits, int64_t now_s) {
+                          SeriesCatalog& catalog, const IngestLimits& limits, int64_t now_s,
+                          CardinalityGuard* guard) {
   const uint64_t pid = batch.producer_id();
   // Phase 0: the decoded size, before anything is built for it.
   const int64_t points = int64_t{batch.counters().refs_size()} + batch.gauges().refs_size() +
@@ -156,12 +157,30 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
   std::unordered_map<uint32_t, const SeriesInfo*> resolved;
   std::vector<std::pair<uint32_t, const SeriesInfo*>> new_refs;
   for (auto& [ref, def] : defs) {
+    const SeriesInfo* prev = producers.ref(pid, ref);
+    // A ref once folded into its metric's overflow series stays there, so replaying the log
+    // decides as the first decoding did.
+    if (guard && prev && prev->kind == def.kind && prev->metric() == def.metric &&
+        CardinalityGuard::is_overflow(*prev)) {
+      resolved[ref] = prev;
+      continue;
+    }
     bool created = false;
-    auto info = catalog.get_or_create(def.metric, def.tags, def.kind, &created);
-    if (!info) return invalid(info.status().message());  // a concurrent kind conflict
-    resolved[ref] = *info;
-    if (created) out.per_shard[(*info)->shard].new_series.push_back(*info);
-    if (producers.ref(pid, ref) != *info) new_refs.emplace_back(ref, *info);
+    const SeriesInfo* info = nullptr;
+    if (guard) {
+      auto a =
+          guard->admit(def.metric, def.tags, def.kind, pid, now_s, limits.rate_limit_new_series);
+      if (!a) return invalid(a.status().message());  // a concurrent kind conflict
+      info = a->series;
+      created = a->created;
+    } else {
+      auto r = catalog.get_or_create(def.metric, def.tags, def.kind, &created);
+      if (!r) return invalid(r.status().message());  // a concurrent kind conflict
+      info = *r;
+    }
+    resolved[ref] = info;
+    if (created) out.per_shard[info->shard].new_series.push_back(info);
+    if (prev != info) new_refs.emplace_back(ref, info);
   }
   if (auto s = producers.add_refs(pid, new_refs); !s) {
     // The series are in the catalog now: per_shard keeps their definitions (no points) so the

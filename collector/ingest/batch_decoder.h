@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "aggregate/cardinality.h"
 #include "aggregate/catalog.h"
 #include "aggregate/shard.h"
 #include "ingest/producer_table.h"
@@ -26,6 +27,9 @@ struct IngestLimits {
   int64_t max_defs = 100000;
   int64_t max_sketch_bins = 4096;      // non-empty bins in one distribution point
   int64_t max_sketch_key_span = 4096;  // highest - lowest key of one store of one point
+  // False while replaying the write-ahead log: the per-producer new-series limit counted the
+  // minute the batch was sent in, not the minute it is replayed in.
+  bool rate_limit_new_series = true;
 };
 
 struct DecodedBatch {
@@ -39,7 +43,10 @@ struct DecodedBatch {
   Limit limit_hit = Limit::kCount;  // the budget an INVALID batch went over, if any
 };
 
+// New series are created through `guard` when given (cardinality limits; a definition beyond
+// them resolves to its metric's overflow series), else directly in the catalog.
 DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
-                          SeriesCatalog& catalog, const IngestLimits& limits, int64_t now_s);
+                          SeriesCatalog& catalog, const IngestLimits& limits, int64_t now_s,
+                          CardinalityGuard* guard = nullptr);
 
 }  // namespace tally::collector

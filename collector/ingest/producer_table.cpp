@@ -1,5 +1,6 @@
 #include "ingest/producer_table.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace tally::collector {
@@ -40,6 +41,8 @@ Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& pa
                  "INSERT OR REPLACE INTO producer_seqs(producer, high, window) VALUES(?,?,?)");
       !s)
     return s;
+  if (auto s = p(&t->del_refs_, "DELETE FROM producer_refs WHERE producer = ?"); !s) return s;
+  if (auto s = p(&t->del_seq_, "DELETE FROM producer_seqs WHERE producer = ?"); !s) return s;
   if (auto s = p(&t->begin_, "BEGIN IMMEDIATE"); !s) return s;
   if (auto s = p(&t->commit_, "COMMIT"); !s) return s;
 
@@ -150,6 +153,54 @@ Status ProducerTable::save_sequences() {
   }
   for (auto& [id, p] : producers_) p.dirty = false;
   return Status::ok();
+}
+
+size_t ProducerTable::refs() const {
+  size_t n = 0;
+  for (const auto& [id, p] : producers_) n += p.refs.size();
+  return n;
+}
+
+void ProducerTable::touch(uint64_t producer, int64_t now_s) {
+  if (auto it = producers_.find(producer); it != producers_.end()) it->second.last_seen_s = now_s;
+}
+
+Result<size_t> ProducerTable::forget(int64_t now_s, int64_t idle_s, size_t max,
+                                     int64_t min_idle_s) {
+  std::vector<std::pair<int64_t, uint64_t>> order;  // (last seen, producer)
+  order.reserve(producers_.size());
+  for (auto& [id, p] : producers_) {
+    if (p.last_seen_s == 0) p.last_seen_s = now_s;  // loaded at start: its idle time starts now
+    order.emplace_back(p.last_seen_s, id);
+  }
+  std::sort(order.begin(), order.end());
+  std::vector<uint64_t> gone;
+  for (size_t i = 0; i < order.size(); ++i) {
+    const bool idle = now_s - order[i].first >= idle_s;
+    const bool beyond = order.size() - i > max && now_s - order[i].first >= min_idle_s;
+    if (!idle && !beyond) break;
+    gone.push_back(order[i].second);
+  }
+  if (gone.empty()) return size_t{0};
+  if (auto s = begin_.run(); !s) return s;
+  for (uint64_t id : gone) {
+    del_refs_.bind(1, id);
+    del_seq_.bind(1, id);
+    if (auto s = del_refs_.run(); !s) {
+      (void)db_->exec("ROLLBACK");
+      return s;
+    }
+    if (auto s = del_seq_.run(); !s) {
+      (void)db_->exec("ROLLBACK");
+      return s;
+    }
+  }
+  if (auto s = commit_.run(); !s) {
+    (void)db_->exec("ROLLBACK");
+    return s;
+  }
+  for (uint64_t id : gone) producers_.erase(id);
+  return gone.size();
 }
 
 }  // namespace tally::collector

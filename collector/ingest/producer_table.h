@@ -4,6 +4,11 @@
 // De-duplication keeps, per producer, the highest accepted sequence number and a window of the
 // kWindow numbers below it; a number below the window counts as a duplicate (the SDK never
 // holds that many unacknowledged batches). The table is saved to data_dir/ingest.sqlite.
+//
+// Bounded (forget()): a producer not heard from for producer_idle, and beyond producers_max the
+// least recently heard, is forgotten with its refs and window, in memory and in the file. If it
+// sends again, its refs are unknown (UNKNOWN_REF: the SDK resends its definitions) and its
+// window starts empty.
 // Thread-safety: owned by the ingest thread.
 #pragma once
 
@@ -37,6 +42,13 @@ class ProducerTable {
   // Persists the sequence windows (called periodically and at shutdown).
   Status save_sequences();
   size_t producers() const { return producers_.size(); }
+  size_t refs() const;  // every producer's, for tests and /api/cardinality
+  // The producer was heard from at now_s (a batch of it was accepted).
+  void touch(uint64_t producer, int64_t now_s);
+  // Forgets producers idle for idle_s or more, then the least recently heard beyond `max` among
+  // those idle for min_idle_s or more (the write-ahead log may still hold a newer producer's
+  // batches, which a replay decodes with its refs). Returns how many were forgotten.
+  Result<size_t> forget(int64_t now_s, int64_t idle_s, size_t max, int64_t min_idle_s);
 
  private:
   struct Producer {
@@ -44,9 +56,10 @@ class ProducerTable {
     uint64_t high = 0;             // highest accepted seq; 0 = none
     std::vector<uint64_t> window;  // bit i set: seq (high - i) accepted, i < kWindow
     bool dirty = false;
+    int64_t last_seen_s = 0;  // 0: loaded at start, not heard from since (treated as now)
   };
   std::unique_ptr<Db> db_;
-  Stmt put_ref_, put_seq_, begin_, commit_;
+  Stmt put_ref_, put_seq_, begin_, commit_, del_refs_, del_seq_;
   std::unordered_map<uint64_t, Producer> producers_;
 };
 

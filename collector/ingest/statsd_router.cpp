@@ -12,12 +12,13 @@
 namespace tally::collector {
 
 StatsdRouter::StatsdRouter(SeriesCatalog& catalog, size_t shard_count, SelfMetrics& metrics,
-                           IngestLimits limits, const Clock& clock)
+                           IngestLimits limits, const Clock& clock, CardinalityGuard* guard)
     : catalog_(catalog),
       shard_count_(shard_count),
       metrics_(metrics),
       limits_(limits),
       clock_(clock),
+      guard_(guard),
       wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   if (wake_fd_ < 0) throw std::runtime_error("statsd: eventfd failed");
   open_.per_shard.resize(shard_count_);
@@ -61,7 +62,18 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
                   : s.type == StatsdType::kGauge ? Kind::kGauge
                                                  : Kind::kDistribution;
       bool created = false;
-      auto info = catalog_.get_or_create(s.metric, s.tags, kind, &created);
+      Result<const SeriesInfo*> info = Status::internal("unset");
+      if (guard_) {
+        auto a = guard_->admit(s.metric, s.tags, kind, CardinalityGuard::kStatsdProducer, now);
+        if (a) {
+          info = a->series;
+          created = a->created;
+        } else {
+          info = a.status();
+        }
+      } else {
+        info = catalog_.get_or_create(s.metric, s.tags, kind, &created);
+      }
       if (!info) {
         ++rejected;
         if (now != last_log_s_) {

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "aggregate/cardinality.h"
 #include "aggregate/catalog.h"
 #include "aggregate/router.h"
 #include "ingest/batch_decoder.h"
@@ -44,8 +45,9 @@ struct StatsdInterval {
 
 class StatsdRouter {
  public:
+  // New series are created through `guard` when given (cardinality limits), else directly.
   StatsdRouter(SeriesCatalog& catalog, size_t shard_count, SelfMetrics& metrics,
-               IngestLimits limits, const Clock& clock);
+               IngestLimits limits, const Clock& clock, CardinalityGuard* guard = nullptr);
   ~StatsdRouter();
   StatsdRouter(const StatsdRouter&) = delete;
   StatsdRouter& operator=(const StatsdRouter&) = delete;
@@ -80,6 +82,7 @@ class StatsdRouter {
   SelfMetrics& metrics_;
   const IngestLimits limits_;
   const Clock& clock_;
+  CardinalityGuard* const guard_;
   int64_t last_log_s_ = 0;  // listener thread
   std::atomic<uint64_t> rejected_{0};
   int wake_fd_ = -1;

@@ -95,6 +95,18 @@ void ZmqIngest::run() {
       (void)queued_bytes();  // keeps the gauges current while nothing arrives
       last_tick_ms = now_ms;
       if (tick_) tick_();
+      if (auto n = producers_.forget(clock_.now_s(), opts_.producer_idle_s, opts_.producers_max,
+                                     opts_.producer_min_idle_s);
+          !n)
+        spdlog::warn("event=producer_forget_failed error=\"{}\"", n.status().to_string());
+      else if (*n) {
+        metrics_.producers_forgotten.fetch_add(*n, std::memory_order_relaxed);
+        spdlog::info("event=producers_forgotten count={} remaining={}", *n, producers_.producers());
+      }
+      metrics_.producers.store(static_cast<int64_t>(producers_.producers()),
+                               std::memory_order_relaxed);
+      metrics_.producer_refs.store(static_cast<int64_t>(producers_.refs()),
+                                   std::memory_order_relaxed);
       const uint64_t appended = wal_.next_lsn() - 1;
       if (auto s = producers_.save_sequences(); !s)
         spdlog::warn("event=producer_state_save_failed error=\"{}\"", s.to_string());
@@ -188,6 +200,7 @@ void ZmqIngest::commit_group() {
     set_log_health(true, s);
     for (auto& p : group_) {
       producers_.mark_seen(p.ack.producer_id(), p.ack.seq());
+      producers_.touch(p.ack.producer_id(), clock_.now_s());
       router_.route(std::move(p.decoded.per_shard), p.lsn);
       metrics_.points_received.fetch_add(p.decoded.points, std::memory_order_relaxed);
       metrics_.points_rejected_old.fetch_add(p.decoded.rejected_old, std::memory_order_relaxed);
@@ -332,7 +345,8 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
           "the longest retention as old; tally_producer_clock_skew_seconds follows it\"",
           batch.producer_id(), skew_s);
   }
-  DecodedBatch d = decode_batch(batch, producers_, catalog_, opts_.limits, clock_.now_s());
+  DecodedBatch d =
+      decode_batch(batch, producers_, catalog_, opts_.limits, clock_.now_s(), opts_.cardinality);
   ack.set_code(d.code);
   ack.set_reason(d.reason);
   for (uint32_t r : d.unknown_refs) ack.add_unknown_refs(r);

@@ -61,6 +61,11 @@ struct ZmqIngestOptions {
   // series definitions and syncs per line; what the listener accepted becomes visible this much
   // later (or a sync later, whichever is longer). 20 ms: docs/BENCHMARKS.md, "StatsD logging".
   int64_t statsd_interval_ms = 20;
+  CardinalityGuard* cardinality = nullptr;  // new series go through it (cardinality limits)
+  // The producer table's bound (ProducerTable::forget), applied every second.
+  size_t producers_max = 10000;
+  int64_t producer_idle_s = 3600;
+  int64_t producer_min_idle_s = 300;  // beyond producers_max, only producers idle this long go
 };
 
 class ZmqIngest {

@@ -282,8 +282,9 @@ void HttpApi::routes() {
 
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     metrics_.series.store(static_cast<int64_t>(catalog_.size()));
-    res.set_content(metrics_.to_prometheus(clock_.now_s() - started_s_),
-                    "text/plain; version=0.0.4; charset=utf-8");
+    std::string text = metrics_.to_prometheus(clock_.now_s() - started_s_);
+    if (cardinality_) text += cardinality_->to_prometheus();
+    res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
   });
 
   s.Get("/api/metrics", timed([this](const httplib::Request& req, httplib::Response& res) {
@@ -298,6 +299,63 @@ void HttpApi::routes() {
             list.push_back(std::move(item));
           }
           reply(res, 200, {{"metrics", list}});
+        }));
+
+  // Which metrics and tag keys hold the series, how fast series are created, and what the
+  // cardinality limits folded (docs/API.md).
+  s.Get("/api/cardinality", timed([this](const httplib::Request& req, httplib::Response& res) {
+          size_t top = 20;
+          if (req.has_param("limit")) {
+            const std::string v = req.get_param_value("limit");
+            size_t n = 0;
+            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+            if (ec != std::errc() || p != v.data() + v.size() || n == 0 || n > 1000)
+              return error(res, 400, "'limit' must be an integer 1..1000");
+            top = n;
+          }
+          const CatalogCardinality c = catalog_.cardinality(top);
+          CardinalityGuard::Snapshot g;
+          if (cardinality_) g = cardinality_->snapshot(clock_.now_s());
+          std::map<std::string, uint64_t, std::less<>> folded(g.overflow_by_metric.begin(),
+                                                              g.overflow_by_metric.end());
+          json metrics = json::array();
+          for (const auto& m : c.top_metrics) {
+            auto f = folded.find(m.name);
+            metrics.push_back({{"name", m.name},
+                               {"kind", kind_name(m.kind)},
+                               {"series", m.series},
+                               {"overflow", f == folded.end() ? 0 : f->second}});
+          }
+          json keys = json::array();
+          for (const auto& k : c.top_tag_keys)
+            keys.push_back({{"key", k.key}, {"values", k.values}, {"series", k.series}});
+          json per_minute = json::array();
+          for (const auto& [t, n] : g.created_per_minute)
+            per_minute.push_back({{"time", t}, {"created", n}});
+          json overflow = json::array();
+          for (const auto& [m, n] : g.overflow_by_metric) {
+            if (overflow.size() >= top) break;
+            overflow.push_back({{"metric", m}, {"folded", n}});
+          }
+          json limits = json::object();
+          if (cardinality_) {
+            const auto& l = cardinality_->limits();
+            limits = {{"series_max_per_metric", l.max_series_per_metric},
+                      {"series_max_total", l.max_series_total},
+                      {"series_max_new_per_minute", l.max_new_series_per_minute}};
+          }
+          reply(res, 200,
+                {{"series", c.series},
+                 {"metrics", c.metrics},
+                 {"series_created", g.created},
+                 {"overflow_total", g.overflow},
+                 {"producers", metrics_.producers.load(std::memory_order_relaxed)},
+                 {"producer_refs", metrics_.producer_refs.load(std::memory_order_relaxed)},
+                 {"limits", std::move(limits)},
+                 {"top_metrics", std::move(metrics)},
+                 {"top_tag_keys", std::move(keys)},
+                 {"created_per_minute", std::move(per_minute)},
+                 {"overflow", std::move(overflow)}});
         }));
 
   s.Get("/api/tags", timed([this](const httplib::Request& req, httplib::Response& res) {

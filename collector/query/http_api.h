@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "aggregate/cardinality.h"
 #include "query/promql.h"
 #include "query/query_engine.h"
 #include "self_metrics.h"
@@ -34,6 +35,8 @@ class HttpApi {
 
   // Bounds on PromQL queries (before start()).
   void set_promql_limits(const promql::Limits& l) { promql_limits_ = l; }
+  // The cardinality limits' state for /api/cardinality and /metrics (before start()).
+  void set_cardinality(const CardinalityGuard* g) { cardinality_ = g; }
   // Extra health condition beside the shards' (e.g. the write-ahead log is writable).
   void set_health_check(std::function<bool()> fn) { health_ = std::move(fn); }
   // POST /api/admin/backup?dir=/abs/path writes a backup there (Server::backup).
@@ -53,6 +56,7 @@ class HttpApi {
   int64_t started_s_;
   std::function<bool()> health_;
   BackupFn backup_;
+  const CardinalityGuard* cardinality_ = nullptr;
   promql::Limits promql_limits_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;

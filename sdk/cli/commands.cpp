@@ -105,6 +105,45 @@ int run_metrics(const GlobalOptions& g, const MetricsArgs& a, std::ostream& out,
   return kExitOk;
 }
 
+int run_cardinality(const GlobalOptions& g, const CardinalityArgs& a, std::ostream& out,
+                    std::ostream& err) {
+  json body;
+  if (int rc = fetch(g, "/api/cardinality", {{"limit", std::to_string(a.top)}}, body, err);
+      rc != kExitOk)
+    return rc;
+  switch (g.format) {
+    case Format::kJson:
+      out << body.dump() << '\n';
+      return kExitOk;
+    case Format::kCsv:
+      write_csv(a.show == "tags"      ? cardinality_tags_table(body)
+                : a.show == "minutes" ? cardinality_minutes_table(body, false)
+                                      : cardinality_metrics_table(body),
+                out);
+      return kExitOk;
+    case Format::kTable:
+      break;
+  }
+  const json limits = body.value("limits", json::object());
+  out << "# " << body.value("series", uint64_t{0}) << " series in "
+      << body.value("metrics", uint64_t{0}) << " metrics; "
+      << body.value("overflow_total", uint64_t{0})
+      << " new tag combinations folded into __overflow__ series; limits: "
+      << limits.value("series_max_per_metric", int64_t{0}) << " series per metric, "
+      << limits.value("series_max_total", int64_t{0}) << " in total, "
+      << limits.value("series_max_new_per_minute", int64_t{0}) << " new per producer a minute\n";
+  out << "\n# Metrics by series\n";
+  write_table(cardinality_metrics_table(body), out);
+  out << "\n# Tag keys by distinct values\n";
+  write_table(cardinality_tags_table(body), out);
+  // Only the minutes that created something; --format csv --show minutes has all sixty.
+  TextTable minutes = cardinality_minutes_table(body, true);
+  std::erase_if(minutes.rows, [](const auto& row) { return row[1] == "0"; });
+  out << "\n# Series created per minute (last hour, minutes without any left out)\n";
+  write_table(minutes, out);
+  return kExitOk;
+}
+
 int run_tags(const GlobalOptions& g, const TagsArgs& a, std::ostream& out, std::ostream& err) {
   json body;
   if (int rc = fetch(g, "/api/tags", {{"metric", a.metric}}, body, err); rc != kExitOk) return rc;

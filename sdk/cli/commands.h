@@ -41,6 +41,11 @@ struct TagsArgs {
   std::string metric;
 };
 
+struct CardinalityArgs {
+  int top = 20;                  // metrics and tag keys listed
+  std::string show = "metrics";  // the one table of --format csv: metrics, tags or minutes
+};
+
 struct EmitArgs {
   std::string metric;
   double value = 1;
@@ -59,6 +64,10 @@ struct TailArgs {
 int run_query(const GlobalOptions& g, const QueryArgs& a, std::ostream& out, std::ostream& err);
 int run_metrics(const GlobalOptions& g, const MetricsArgs& a, std::ostream& out, std::ostream& err);
 int run_tags(const GlobalOptions& g, const TagsArgs& a, std::ostream& out, std::ostream& err);
+// GET /api/cardinality: top metrics by series (with what overflowed), top tag keys by distinct
+// values, series created per minute.
+int run_cardinality(const GlobalOptions& g, const CardinalityArgs& a, std::ostream& out,
+                    std::ostream& err);
 int run_emit(const GlobalOptions& g, const EmitArgs& a, std::ostream& out, std::ostream& err);
 // Runs until `stop` is set (SIGINT/SIGTERM), count updates were printed, or duration passed.
 int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>& stop,

@@ -3,6 +3,7 @@
 //   tally query api.errors --filter region=eu --group-by status --from -1h --fn sum
 //   tally metrics --search api.
 //   tally tags api.errors
+//   tally cardinality --top 10
 //   tally emit deploys 1 --tag service=web
 //   tally tail api.errors api.latency_ms --format json
 //
@@ -105,6 +106,19 @@ int main(int argc, char** argv) {
   auto* tags = app.add_subcommand("tags", "List the tag keys and values of a metric");
   tags->add_option("metric", ta.metric, "Metric name")->required();
 
+  CardinalityArgs ca;
+  auto* cardinality = app.add_subcommand(
+      "cardinality",
+      "Which metrics and tag keys hold the series, series created per minute, and what the "
+      "cardinality limits folded into __overflow__ series");
+  cardinality->add_option("--top", ca.top, "Metrics and tag keys listed")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cardinality
+      ->add_option("--show", ca.show, "The table --format csv prints: metrics, tags or minutes")
+      ->check(CLI::IsMember({"metrics", "tags", "minutes"}))
+      ->capture_default_str();
+
   EmitArgs ea;
   auto* emit =
       app.add_subcommand("emit", "Send one count, gauge value or observation; waits for the ack");
@@ -153,6 +167,7 @@ int main(int argc, char** argv) {
     if (query->parsed()) return run_query(g, qa, std::cout, std::cerr);
     if (metrics->parsed()) return run_metrics(g, ma, std::cout, std::cerr);
     if (tags->parsed()) return run_tags(g, ta, std::cout, std::cerr);
+    if (cardinality->parsed()) return run_cardinality(g, ca, std::cout, std::cerr);
     if (emit->parsed()) return run_emit(g, ea, std::cout, std::cerr);
     if (backup->parsed()) return run_backup(g, ba, std::cout, std::cerr);
     if (restore->parsed()) return run_restore(g, ra, std::cout, std::cerr);

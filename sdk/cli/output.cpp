@@ -118,6 +118,36 @@ TextTable metrics_table(const json& body) {
   return t;
 }
 
+TextTable cardinality_metrics_table(const json& body) {
+  TextTable t;
+  t.header = {"METRIC", "KIND", "SERIES", "OVERFLOW"};
+  for (const auto& m : body.value("top_metrics", json::array()))
+    t.rows.push_back({m.value("name", ""), m.value("kind", ""),
+                      std::to_string(m.value("series", uint64_t{0})),
+                      std::to_string(m.value("overflow", uint64_t{0}))});
+  return t;
+}
+
+TextTable cardinality_tags_table(const json& body) {
+  TextTable t;
+  t.header = {"KEY", "VALUES", "SERIES"};
+  for (const auto& k : body.value("top_tag_keys", json::array()))
+    t.rows.push_back({k.value("key", ""), std::to_string(k.value("values", uint64_t{0})),
+                      std::to_string(k.value("series", uint64_t{0}))});
+  return t;
+}
+
+TextTable cardinality_minutes_table(const json& body, bool iso_time) {
+  TextTable t;
+  t.header = {"MINUTE", "CREATED"};
+  for (const auto& m : body.value("created_per_minute", json::array())) {
+    const int64_t minute = m.value("time", int64_t{0});
+    t.rows.push_back({iso_time ? format_time_utc(minute) : std::to_string(minute),
+                      std::to_string(m.value("created", uint64_t{0}))});
+  }
+  return t;
+}
+
 TextTable tags_table(const json& body) {
   TextTable t;
   t.header = {"KEY", "VALUE"};

@@ -45,6 +45,11 @@ std::string tags_label(const nlohmann::json& tags);
 
 // GET /api/metrics -> NAME KIND SERIES.
 TextTable metrics_table(const nlohmann::json& body);
+// GET /api/cardinality -> METRIC KIND SERIES OVERFLOW; KEY VALUES SERIES; MINUTE CREATED (with
+// iso_time the minute is format_time_utc, else unix seconds).
+TextTable cardinality_metrics_table(const nlohmann::json& body);
+TextTable cardinality_tags_table(const nlohmann::json& body);
+TextTable cardinality_minutes_table(const nlohmann::json& body, bool iso_time);
 // GET /api/tags -> KEY VALUE, one row per pair.
 TextTable tags_table(const nlohmann::json& body);
 // GET /api/query, one row per (series, point): time, the group-by keys, value. For CSV, times are

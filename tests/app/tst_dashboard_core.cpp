@@ -283,6 +283,22 @@ void TestDashboardCore::parseErrors() {
       parseMetrics("{\"metrics\":[{\"name\":\"a.b\",\"kind\":\"counter\",\"series\":2}]}");
   QVERIFY(metrics.has_value());
   QCOMPARE(metrics->at(0), (MetricInfo{"a.b", "counter", 2}));
+  auto card = parseCardinality(
+      R"({"series":24,"metrics":2,"overflow_total":10,
+          "limits":{"series_max_per_metric":20,"series_max_total":1000,"series_max_new_per_minute":5},
+          "top_metrics":[{"name":"a","kind":"counter","series":21,"overflow":10}],
+          "top_tag_keys":[{"key":"user","values":20,"series":20}],
+          "created_per_minute":[{"time":60,"created":0},{"time":120,"created":24}]})");
+  QVERIFY(card.has_value());
+  QCOMPARE(card->series, int64_t(24));
+  QCOMPARE(card->overflowTotal, int64_t(10));
+  QCOMPARE(card->maxPerMetric, int64_t(20));
+  QCOMPARE(card->maxNewPerMinute, int64_t(5));
+  QCOMPARE(card->topMetrics.at(0), (Cardinality::Metric{"a", "counter", 21, 10}));
+  QCOMPARE(card->topTagKeys.at(0), (Cardinality::TagKey{"user", 20, 20}));
+  QCOMPARE(card->createdPerMinute.at(1), (std::pair<int64_t, int64_t>(120, 24)));
+  QCOMPARE(parseCardinality("{\"series\":1}").status().code(), StatusCode::kCorruption);
+  QCOMPARE(cardinalityPath(7), std::string("/api/cardinality?limit=7"));
   auto tags = parseTags("{\"metric\":\"a\",\"tags\":{\"k\":[\"v1\",\"v2\"]}}");
   QVERIFY(tags.has_value());
   QCOMPARE(tags->at("k").size(), size_t(2));

@@ -4,18 +4,24 @@
 // the bucket's value; CSV export equals the shown data; PNG export has the requested size and is
 // not blank; the headless command line exports and reports errors with its exit codes; the
 // shipped dashboards' metrics exist.
+#include <QAbstractItemModelTester>
 #include <QComboBox>
 #include <QDateTime>
 #include <QEventLoop>
+#include <QLabel>
 #include <QListWidget>
 #include <QNetworkAccessManager>
 #include <QNetworkReply>
 #include <QProcess>
+#include <QPushButton>
+#include <QSignalSpy>
 #include <QStandardPaths>
+#include <QTableView>
 #include <QTcpServer>
 #include <QtTest>
 #include <map>
 
+#include "cardinality_view.h"
 #include "collector_client.h"
 #include "collector_fixture.h"
 #include "core/csv.h"
@@ -94,6 +100,7 @@ class TestDashboardIntegration : public QObject {
   void headlessExportWritesFiles();
   void headlessExitCodes();
   void shippedCollectorHealthDashboardResolves();
+  void cardinalityViewShowsTheLargestAndOpensIt();
 
  private:
   CollectorFixture m_collector;
@@ -442,6 +449,44 @@ void TestDashboardIntegration::shippedCollectorHealthDashboardResolves() {
        run.code == 0),
       20000);
   QCOMPARE(QImage(dir.filePath("health.png")).size(), QSize(1600, 900));
+}
+
+// The Cardinality dock against the real collector: api.errors (5 series) first, the tag keys by
+// distinct values, the series created this hour, and a double-click opens the metric.
+void TestDashboardIntegration::cardinalityViewShowsTheLargestAndOpensIt() {
+  CardinalityView view(m_client);
+  QAbstractItemModelTester metricsTester(view.metricsModel(),
+                                         QAbstractItemModelTester::FailureReportingMode::QtTest);
+  QAbstractItemModelTester keysTester(view.tagKeysModel(),
+                                      QAbstractItemModelTester::FailureReportingMode::QtTest);
+  QSignalSpy loaded(&view, &CardinalityView::loaded);
+  QSignalSpy opened(&view, &CardinalityView::metricActivated);
+  view.reload();
+  QVERIFY(loaded.wait(10000));
+  CardinalityModel* m = view.metricsModel();
+  QVERIFY(m->rowCount() >= 4);
+  QCOMPARE(m->data(m->index(0, 0), Qt::DisplayRole).toString(), QString("api.errors"));
+  QCOMPARE(m->data(m->index(0, 2), Qt::DisplayRole).toLongLong(), 5);
+  QCOMPARE(m->data(m->index(0, 3), Qt::DisplayRole).toLongLong(), 0);
+  CardinalityModel* k = view.tagKeysModel();
+  QCOMPARE(k->data(k->index(0, 0), Qt::DisplayRole).toString(), QString("endpoint"));
+  QCOMPARE(k->data(k->index(0, 1), Qt::DisplayRole).toLongLong(), 3);
+  QVERIFY2(view.summary()->text().contains("series in"), qPrintable(view.summary()->text()));
+  view.show();
+  QVERIFY(QTest::qWaitForWindowExposed(&view));
+  QTableView* table = view.metricsView();
+  const QModelIndex first = m->index(0, 0);
+  QTest::mouseClick(table->viewport(), Qt::LeftButton, {}, table->visualRect(first).center());
+  QTest::mouseDClick(table->viewport(), Qt::LeftButton, {}, table->visualRect(first).center());
+  QCOMPARE(opened.count(), 1);
+  QCOMPARE(opened.at(0).at(0).toString(), QString("api.errors"));
+  // The button opens the selected row too.
+  auto* open = view.findChild<QPushButton*>("openMetric");
+  QVERIFY(open);
+  table->setCurrentIndex(m->index(1, 0));
+  open->click();
+  QCOMPARE(opened.count(), 2);
+  QCOMPARE(opened.at(1).at(0).toString(), m->metricAt(1));
 }
 
 QTEST_MAIN(TestDashboardIntegration)

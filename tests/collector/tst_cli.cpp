@@ -49,6 +49,7 @@ class TestCli : public QObject {
   void emitThenQueryGivesExactSums();
   void emitDistributionAndGauge();
   void metricsAndTags();
+  void cardinalityNamesTheLargest();
   void emitToUnreachableIngestExits2();
   void tailFollowsLiveUpdates();
   void tailNeverConnectedExits2();
@@ -481,6 +482,41 @@ void TestCli::metricsAndTags() {
   Run none = tally({"metrics", "--search", "nothing-matches-this"});
   QCOMPARE(none.code, 0);
   QCOMPARE(none.out, QString("NAME  KIND  SERIES\n"));
+}
+
+// `tally cardinality`: the metric with the most series first, its tag key with the most
+// values, and the series created this hour, in all three formats.
+void TestCli::cardinalityNamesTheLargest() {
+  for (int i = 0; i < 4; ++i)
+    QCOMPARE(tally({"emit", "cli.card", "1", "--tag", "req=" + QString::number(i)}).code, 0);
+  QTRY_VERIFY_WITH_TIMEOUT(tally({"metrics", "--format", "csv", "--search", "cli.card"})
+                               .out.contains("cli.card,counter,4"),
+                           10000);
+
+  Run j = tally({"cardinality", "--format", "json", "--top", "1000"});
+  QCOMPARE(j.code, 0);
+  json body = json::parse(j.out.toStdString());
+  bool seen = false;
+  for (const auto& m : body["top_metrics"])
+    if (m["name"] == "cli.card") seen = m["series"] == 4 && m["overflow"] == 0;
+  QVERIFY2(seen, j.out.toUtf8().constData());
+  int created = 0;
+  for (const auto& m : body["created_per_minute"]) created += m["created"].get<int>();
+  QVERIFY(created >= 4);
+
+  Run tags = tally({"cardinality", "--format", "csv", "--show", "tags", "--top", "1000"});
+  QCOMPARE(tags.code, 0);
+  QVERIFY2(tags.out.startsWith("KEY,VALUES,SERIES\n"), qPrintable(tags.out));
+  QVERIFY2(tags.out.contains("\nreq,4,4\n"), qPrintable(tags.out));
+  Run metrics = tally({"cardinality", "--format", "csv", "--top", "1000"});
+  QVERIFY2(metrics.out.contains("\ncli.card,counter,4,0\n"), qPrintable(metrics.out));
+
+  Run table = tally({"cardinality"});
+  QCOMPARE(table.code, 0);
+  for (const char* part : {"# Metrics by series", "METRIC", "# Tag keys by distinct values",
+                           "# Series created per minute", "series per metric"})
+    QVERIFY2(table.out.contains(part), qPrintable(table.out));
+  QCOMPARE(tally({"cardinality", "--top", "0"}).code, 1);
 }
 
 void TestCli::emitToUnreachableIngestExits2() {

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <set>
 
+#include "aggregate/cardinality.h"
 #include "aggregate/catalog.h"
 #include "aggregate/router.h"
 #include "aggregate/shard.h"
@@ -36,6 +37,8 @@ using namespace tally::collector;
 class TestCollectorUnits : public QObject {
   Q_OBJECT
  private slots:
+  void cardinalityGuardFoldsBeyondLimits();
+  void producerTableForgetsIdleAndLeastRecent();
   void filterParsing_data();
   void filterParsing();
   void filterMatching_data();
@@ -691,6 +694,108 @@ void TestCollectorUnits::storeMergesIntoStoredBuckets() {
   QCOMPARE(rows[0].agg.min, 1.0);
   QCOMPARE(rows[0].agg.max, 100.0);
   QVERIFY(std::abs(rows[0].agg.sketch->quantile(0.5) - 50) <= 1);
+}
+
+// The guard in front of the catalog: each limit folds a new combination into the metric's
+// overflow series, existing series are found whatever the limits, the per-producer limit is per
+// producer and per minute, and the counts say what happened.
+void TestCollectorUnits::cardinalityGuardFoldsBeyondLimits() {
+  SeriesCatalog catalog(2);
+  SelfMetrics m;
+  CardinalityGuard g(catalog, CardinalityLimits{3, 6, 4}, m);
+  const int64_t t = 1'800'000'040;  // 40 s into a minute
+  auto admit = [&](const std::string& metric, const std::string& v, uint64_t producer,
+                   int64_t now) {
+    auto a = g.admit(metric, {{"k", v}}, Kind::kCounter, producer, now);
+    if (!a) qFatal("admit failed: %s", a.status().message().c_str());
+    return *a;
+  };
+  for (int i = 0; i < 3; ++i) QVERIFY(admit("a", std::to_string(i), 1, t).created);
+  auto folded = admit("a", "3", 1, t);  // per metric
+  QVERIFY(folded.overflow && folded.created);
+  QVERIFY(CardinalityGuard::is_overflow(*folded.series));
+  QCOMPARE(folded.series->metric(), std::string_view("a"));
+  QCOMPARE(admit("a", "4", 2, t).series, folded.series);  // the same overflow series
+  auto old = admit("a", "0", 1, t);                       // existing: its own series
+  QVERIFY(!old.overflow && !old.created);
+  QCOMPARE(m.hits(Limit::kSeriesPerMetric), uint64_t(2));
+
+  QVERIFY(admit("b", "0", 1, t).created);  // producer 1's fourth new series this minute
+  auto rate = admit("b", "1", 1, t);       // its fifth: folded
+  QVERIFY(rate.overflow);
+  QCOMPARE(m.hits(Limit::kSeriesPerProducer), uint64_t(1));
+  // The catalog now holds a0..a2, a's and b's overflow series and b0: 6, the total limit.
+  QCOMPARE(catalog.size(), size_t(6));
+  auto total = admit("c", "0", 2, t);  // another producer, but the collector is full
+  QVERIFY(total.overflow && total.created);
+  QCOMPARE(m.hits(Limit::kSeriesTotal), uint64_t(1));
+  // Replay does not apply the per-producer limit; the next minute starts the count again.
+  auto replayed = g.admit("b", {{"k", "2"}}, Kind::kCounter, 1, t, false);
+  QVERIFY(replayed && replayed->overflow);  // still beyond the total
+  QCOMPARE(g.admit("a", {{"k", "0"}}, Kind::kGauge, 1, t).status().code(),
+           StatusCode::kInvalidArgument);
+
+  auto snap = g.snapshot(t + 60);
+  QCOMPARE(snap.overflow, uint64_t(5));
+  QCOMPARE(snap.created, uint64_t(7));  // four within the limits, three overflow series
+  QCOMPARE(snap.overflow_by_metric.front(), (std::pair<std::string, uint64_t>("a", 2)));
+  QCOMPARE(snap.created_per_minute.size(), size_t(60));
+  QCOMPARE(snap.created_per_minute.back().second, uint64_t(0));
+  QCOMPARE(snap.created_per_minute[58], (std::pair<int64_t, uint64_t>(1'800'000'000 - 0, 7)));
+  QVERIFY(g.to_prometheus().find("tally_series_overflow_total{metric=\"a\"} 2\n") !=
+          std::string::npos);
+
+  CatalogCardinality c = catalog.cardinality(2);
+  QCOMPARE(c.series, size_t(7));
+  QCOMPARE(c.metrics, size_t(3));
+  QCOMPARE(c.top_metrics.size(), size_t(2));
+  QCOMPARE(c.top_metrics[0].name, std::string("a"));
+  QCOMPARE(c.top_metrics[0].series, size_t(4));
+  QCOMPARE(c.top_tag_keys[0].key, std::string("k"));
+  QCOMPARE(c.top_tag_keys[0].values, size_t(3));  // 0, 1, 2 (b0 shares "0")
+}
+
+// The producer table's bound: idle producers go, then the least recently heard beyond the count
+// (only among those idle for the minimum), from memory and from the file.
+void TestCollectorUnits::producerTableForgetsIdleAndLeastRecent() {
+  QTemporaryDir dir;
+  const std::string path = (dir.path() + "/i.sqlite").toStdString();
+  SeriesCatalog catalog(2);
+  bool created = false;
+  const SeriesInfo* s = *catalog.get_or_create("m", {}, Kind::kCounter, &created);
+  {
+    auto t = ProducerTable::open(path, catalog);
+    QVERIFY(t.has_value());
+    auto& table = **t;
+    // Producer p last heard at 1000 + 10 p.
+    for (uint64_t p = 1; p <= 6; ++p) {
+      QVERIFY(table.add_refs(p, {{1, s}, {2, s}}).is_ok());
+      table.mark_seen(p, 1);
+      table.touch(p, 1000 + 10 * static_cast<int64_t>(p));
+    }
+    QVERIFY(table.save_sequences().is_ok());
+    QCOMPARE(table.refs(), size_t(12));
+    // At 1100 with idle 85 s: producers 1 (90 s) goes; 2..6 stay.
+    QCOMPARE(table.forget(1100, 85, 100, 0).value(), size_t(1));
+    QVERIFY(table.ref(1, 1) == nullptr);
+    QVERIFY(!table.seen(1, 1));
+    // Beyond a count of 3, but only producers idle for 45 s may go: 2 (80 s), 3 (70 s), 4 (60 s)
+    // and 5 (50 s) could, the two least recent (2, 3) are enough.
+    QCOMPARE(table.forget(1100, 3600, 3, 45).value(), size_t(2));
+    QCOMPARE(table.producers(), size_t(3));
+    QVERIFY(table.ref(4, 1) == s && table.ref(6, 2) == s);
+    // Three left, the count holds: nothing goes.
+    QCOMPARE(table.forget(1100, 3600, 3, 45).value(), size_t(0));
+    // A count of 1 with a minimum idle time of 45 s: 4 and 5 go, 6 (40 s) stays.
+    QCOMPARE(table.forget(1100, 3600, 1, 45).value(), size_t(2));
+    QCOMPARE(table.producers(), size_t(1));
+  }
+  auto reopened = ProducerTable::open(path, catalog);
+  QVERIFY(reopened.has_value());
+  QCOMPARE((*reopened)->producers(), size_t(1));
+  QVERIFY((*reopened)->ref(6, 1) == s);
+  QVERIFY((*reopened)->seen(6, 1));
+  QVERIFY((*reopened)->ref(2, 1) == nullptr);
 }
 
 void TestCollectorUnits::catalogInternsStringsAndKeepsRecords() {
