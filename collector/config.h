@@ -55,8 +55,8 @@ struct CollectorConfig {
   // UNAVAILABLE with a retry-after hint (backpressure) instead of being queued.
   uint64_t max_queued_bytes = 256u << 20;
   // Tests only, set by hidden flags, never by the file: play a slow collector.
-  int64_t debug_apply_delay_us = 0;  // --debug-apply-delay: per shard work item
-  int64_t debug_def_delay_us = 0;    // --debug-def-delay: per series definition decoded
+  int64_t debug_apply_delay_us = 0;   // --debug-apply-delay: per shard work item
+  int64_t debug_def_delay_us = 0;     // --debug-def-delay: per series definition decoded
   int64_t debug_backup_pause_us = 0;  // --debug-backup-pause: between the snapshots and the log
   uint64_t max_batch_bytes =
       4u << 20;  // 4 MiB (kMaxBatchBytes): about 200 k points; SDK batches are far smaller
