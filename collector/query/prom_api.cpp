@@ -257,8 +257,7 @@ class PromApi {
     return std::nullopt;
   }
 
-  // start and end are checked but do not narrow the answer: the catalog lists every series it
-  // holds (docs/PROMETHEUS.md).
+  // start and end must be valid times; matched_series() narrows by them.
   static MaybeError check_range(const httplib::Request& req) {
     int64_t t = 0;
     for (const char* p : {"start", "end"})
@@ -267,20 +266,33 @@ class PromApi {
     return std::nullopt;
   }
 
-  // The series every match[] selects (all series when there is none).
+  // The series every match[] selects (all series when there is none), narrowed to those with data
+  // in [start, end] when either is given (prom_names.h, TimeNarrowing).
   MaybeError matched_series(const httplib::Request& req, std::set<Labels>* out) const {
     NameTable names(catalog_);
+    TimeNarrowing narrowing;
+    TimeNarrowing* narrow = nullptr;
+    if (req.has_param("start") || req.has_param("end")) {
+      int64_t start_ms = 0, end_ms = 0;
+      constexpr int64_t kFar = int64_t{1} << 50;
+      if (auto e = time_param(req, "start", -kFar, &start_ms)) return e;
+      if (auto e = time_param(req, "end", kFar, &end_ms)) return e;
+      narrowing.engine = &engine_;
+      narrowing.from_s = start_ms >= 0 ? start_ms / 1000 : -((-start_ms + 999) / 1000);
+      narrowing.to_s = end_ms >= 0 ? (end_ms + 999) / 1000 : -(-end_ms / 1000);
+      narrow = &narrowing;
+    }
     const size_t n = req.get_param_value_count("match[]");
     if (n == 0) {
       Node all;
       all.type = Node::Type::kSelector;
-      return series_of(catalog_, names, all, out);
+      return series_of(catalog_, names, all, out, narrow);
     }
     for (size_t i = 0; i < n; ++i) {
       const std::string text = req.get_param_value("match[]", i);
       auto sel = promql::parse_selector(text);
       if (!sel) return bad_data("invalid parameter \"match[]\": " + sel.status().message());
-      if (auto e = series_of(catalog_, names, *sel->root, out)) return e;
+      if (auto e = series_of(catalog_, names, *sel->root, out, narrow)) return e;
     }
     return std::nullopt;
   }

@@ -149,11 +149,26 @@ MaybeError select_leaf(const SeriesCatalog& catalog, const Node& sel, const Expo
 }
 
 MaybeError series_of(const SeriesCatalog& catalog, const NameTable& names, const Node& sel,
-                     std::set<Labels>* out) {
+                     std::set<Labels>* out, TimeNarrowing* narrow) {
   for (const Exposed& e : names.select(sel)) {
     Leaf leaf;
     if (auto err = select_leaf(catalog, sel, e, true, &leaf)) return err;
-    for (auto& l : leaf.labels) {
+    std::vector<char> has_data(leaf.series.size(), 1);
+    if (narrow && narrow->engine && narrow->read + leaf.series.size() <= narrow->max_series) {
+      narrow->read += leaf.series.size();
+      const auto& res = narrow->engine->resolutions();
+      const size_t r = res.size() - 1;
+      const int64_t step = res[r].step_s;
+      std::vector<std::vector<StoredBucket>> buckets;
+      const int64_t from = narrow->from_s - (narrow->from_s % step + step) % step;
+      if (auto s = narrow->engine->read_buckets(leaf.series, r, from, narrow->to_s + 1, &buckets);
+          !s)
+        return from_status(s);
+      for (size_t i = 0; i < buckets.size(); ++i) has_data[i] = !buckets[i].empty();
+    }
+    for (size_t i = 0; i < leaf.labels.size(); ++i) {
+      if (!has_data[i]) continue;
+      auto& l = leaf.labels[i];
       if (!e.summary()) {
         out->insert(l);
         continue;

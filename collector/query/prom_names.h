@@ -16,6 +16,7 @@
 #include "aggregate/catalog.h"
 #include "query/prom_error.h"
 #include "query/promql.h"
+#include "query/query_engine.h"
 
 namespace tally::collector {
 
@@ -78,9 +79,21 @@ struct Leaf {
 MaybeError select_leaf(const SeriesCatalog& catalog, const promql::Node& sel, const Exposed& e,
                        bool quantile_label, Leaf* out);
 
+// Narrows series look-ups to series with data in [from_s, to_s] (/api/v1/series, /labels,
+// /label/<name>/values with start or end), read from the coarsest resolution's buckets (one per
+// hour by default), so a series that had data within the hour of an edge also counts, as
+// Prometheus counts a whole block. A look-up over more than max_series series is not narrowed
+// (it answers every matching series, as without start and end).
+struct TimeNarrowing {
+  const QueryEngine* engine = nullptr;
+  int64_t from_s = 0, to_s = 0;
+  size_t max_series = 20000;
+  size_t read = 0;  // series read so far in this request
+};
+
 // Every series (label set) a series selector matches; summaries give one per quantile.
 MaybeError series_of(const SeriesCatalog& catalog, const NameTable& names, const promql::Node& sel,
-                     std::set<Labels>* out);
+                     std::set<Labels>* out, TimeNarrowing* narrow = nullptr);
 
 }  // namespace prom
 }  // namespace tally::collector

@@ -136,6 +136,7 @@ class TestPromApi : public QObject {
   void seriesLabelsAndLabelValues();
   void namesMapByTheDocumentedRule();
   void postFormEqualsGet();
+  void grafanaRequestShapes();
   void errorsInPrometheusShape_data();
   void errorsInPrometheusShape();
   void responseShapes();
@@ -673,9 +674,14 @@ void TestPromApi::seriesLabelsAndLabelValues() {
                            {"__name__":"api_latency_ms","endpoint":"/cart","quantile":"0.9"},
                            {"__name__":"api_latency_ms","endpoint":"/cart","quantile":"0.99"},
                            {"__name__":"queue_depth","queue":"q2"}])"));
+  // start and end narrow look-ups to series with data then (at the coarsest resolution's step).
   QCOMPARE(
       data("/api/v1/series", {{"match[]", "api_latency_ms_count"}, {"start", "0"}, {"end", "1"}}),
-      json::parse(R"([{"__name__":"api_latency_ms_count","endpoint":"/cart"},
+      json::array());
+  QCOMPARE(data("/api/v1/series", {{"match[]", "api_latency_ms_count"},
+                                   {"start", std::to_string(t0_)},
+                                   {"end", std::to_string(t0_ + 120)}}),
+           json::parse(R"([{"__name__":"api_latency_ms_count","endpoint":"/cart"},
                            {"__name__":"api_latency_ms_count","endpoint":"/login"}])"));
   QCOMPARE(data("/api/v1/labels", {{"match[]", "{__name__=~\"api_.*|queue_.*\"}"}}),
            json::parse(R"(["__name__","endpoint","quantile","queue","status"])"));
@@ -698,6 +704,71 @@ void TestPromApi::seriesLabelsAndLabelValues() {
   QCOMPARE(meta["api_errors"][0]["type"].get<std::string>(), std::string("counter"));
   QCOMPARE(meta["queue_depth"][0]["type"].get<std::string>(), std::string("gauge"));
   QVERIFY(!meta.contains("api_latency_ms_count"));
+}
+
+// The requests Grafana 10's Prometheus data source sends (public/app/plugins/datasource/prometheus:
+// datasource.ts, language_provider.ts, the query editor's metric and label look-ups), in its
+// shapes: POST forms by default, look-ups narrowed by match[] and by the dashboard's time range.
+void TestPromApi::grafanaRequestShapes() {
+  const std::string start = std::to_string(t0_), end = std::to_string(t0_ + 600);
+  const std::string old_start = std::to_string(t0_ - 30 * 86400),
+                    old_end = std::to_string(t0_ - 29 * 86400);
+  struct Shape {
+    bool post;
+    std::string path;
+    Params params;
+    std::string expect;  // a fragment of the body
+  };
+  const std::vector<Shape> shapes = {
+      // "Save & test" and the version check.
+      {false, "/api/v1/query", {{"query", "1+1"}, {"time", end}}, R"("result":[)"},
+      {false, "/api/v1/status/buildinfo", {}, R"("version":")"},
+      // Metric browser: names, labels of a metric, values of a label for a selector.
+      {false, "/api/v1/label/__name__/values", {{"start", start}, {"end", end}}, R"("api_errors")"},
+      {false, "/api/v1/labels", {{"start", start}, {"end", end}}, R"("endpoint")"},
+      {false,
+       "/api/v1/labels",
+       {{"match[]", "api_errors"}, {"start", start}, {"end", end}},
+       R"(["__name__","endpoint","status"])"},
+      {false,
+       "/api/v1/label/endpoint/values",
+       {{"match[]", "api_errors{status=\"500\"}"}, {"start", start}, {"end", end}},
+       R"(["/a","/b"])"},
+      {false,
+       "/api/v1/series",
+       {{"match[]", "{__name__=\"queue_depth\"}"}, {"start", start}, {"end", end}},
+       R"("queue":"q2")"},
+      {false, "/api/v1/metadata", {}, R"("queue_depth":[{"type":"gauge")"},
+      // The panels: range and instant queries as POST forms, exemplars asked for.
+      {true,
+       "/api/v1/query_range",
+       {{"query", "sum by (endpoint) (rate(api_errors[1m]))"},
+        {"start", start},
+        {"end", end},
+        {"step", "60"}},
+       R"("resultType":"matrix")"},
+      {true, "/api/v1/query", {{"query", "sum(api_errors)"}, {"time", end}}, R"("45"])"},
+      {true,
+       "/api/v1/query_exemplars",
+       {{"query", "api_errors"}, {"start", start}, {"end", end}},
+       R"("data":[])"},
+      // A dashboard range long before the data: the look-ups are empty.
+      {false,
+       "/api/v1/label/__name__/values",
+       {{"start", old_start}, {"end", old_end}},
+       R"("data":[])"},
+      {false,
+       "/api/v1/series",
+       {{"match[]", "api_errors"}, {"start", old_start}, {"end", old_end}},
+       R"("data":[])"},
+  };
+  for (const auto& s : shapes) {
+    Answer a = s.post ? prom_->post(s.path, s.params) : prom_->get(s.path, s.params);
+    QVERIFY2(a.status == 200, (s.path + " -> " + std::to_string(a.status) + " " + a.body).c_str());
+    QVERIFY2(a.body.find(R"("status":"success")") != std::string::npos, a.body.c_str());
+    QVERIFY2(a.body.find(s.expect) != std::string::npos,
+             (s.path + ": no " + s.expect + " in " + a.body).c_str());
+  }
 }
 
 void TestPromApi::namesMapByTheDocumentedRule() {
