@@ -40,6 +40,8 @@
 #include "aggregate/catalog.h"
 #include "aggregate/router.h"
 #include "aggregate/shard.h"
+#include "query/promql.h"
+#include "query/promql_eval.h"
 #include "query/query_engine.h"
 #include "self_metrics.h"
 #include "storage/shard_store.h"
@@ -197,6 +199,9 @@ struct LayoutResult {
   std::map<std::string, double> table_bytes;
   size_t runs_done = SIZE_MAX;  // the fewest runs any query got
   Quantiles one, sum10, sum1;
+  // PromQL over all 10 k series at step 10 s: two aggregations alone, and a binary operator
+  // between them (issue: within twice the cost of the two aggregations).
+  Quantiles prom_a, prom_b, prom_ab;
   bool ok = true;
 };
 
@@ -409,6 +414,48 @@ LayoutResult run_layout(StorageLayout layout, const Dataset& d, const fs::path& 
     };
     r.sum10 = time_query(engine, sum, check_sum);
     r.sum1 = time_query(raw_engine, sum, check_sum);
+
+    // PromQL, evaluated as /api/v1/query_range would (parse, check, evaluate), over the data.
+    auto time_promql = [&](const std::string& query, size_t want_series) {
+      auto expr = promql::parse(query);
+      promql::ValueType type;
+      if (!expr || promql::check(*expr->root, &type)) {
+        std::fprintf(stderr, "bench_storage: PromQL %s refused\n", query.c_str());
+        r.ok = false;
+        return Quantiles{};
+      }
+      std::vector<int64_t> times;
+      for (int64_t t = kStart + 60; t <= kStart + d.seconds; t += 10) times.push_back(t * 1000);
+      std::vector<double> ms;
+      double cpu_ms = 0;
+      for (int i = 0; i <= std::min(runs, 20); ++i) {
+        for (auto& s : shards) s->store().drop_readers();
+        const auto t0 = std::chrono::steady_clock::now();
+        const double c0 = cpu_seconds();
+        prom::Value v;
+        auto err = prom::evaluate(prom::EvalContext{engine, catalog, clock, times, 10000},
+                                  *expr->root, &v);
+        const double took = since(t0) * 1e3;
+        if (err || v.vec.size() != want_series) {
+          std::fprintf(stderr, "bench_storage: PromQL %s gave %zu series%s\n", query.c_str(),
+                       v.vec.size(), err ? (": " + err->message).c_str() : "");
+          r.ok = false;
+          return Quantiles{};
+        }
+        if (i > 0) {
+          ms.push_back(took);
+          cpu_ms += (cpu_seconds() - c0) * 1e3;
+        }
+      }
+      Quantiles out = quantiles(ms);
+      out.cpu = cpu_ms / static_cast<double>(ms.size());
+      return out;
+    };
+    const std::string a = "sum by (status) (rate(api_requests[1m]))";
+    const std::string b = "sum by (status) (rate(api_requests{region=\"r1\"}[1m]))";
+    r.prom_a = time_promql(a, 5);
+    r.prom_b = time_promql(b, 5);
+    r.prom_ab = time_promql(b + " / on(status) " + a, 5);
   }
 
   // Every resolution compacted as far as it goes (rollup windows are 10 h to 150 days long), on a
@@ -562,6 +609,19 @@ int main(int argc, char** argv) {
   line(
       "query: runs (fewest of the three queries)",
       [&](const LayoutResult& r) { return static_cast<double>(r.runs_done); }, -1, f0);
+  line(
+      "PromQL: ms p50, sum by (status) (rate(x[1m])), 10 k",
+      [&](const LayoutResult& r) { return r.prom_a.p50; }, -1, f1);
+  line(
+      "PromQL: ms p50, the same for region r1", [&](const LayoutResult& r) { return r.prom_b.p50; },
+      -1, f1);
+  line(
+      "PromQL: ms p50, the second / on(status) the first",
+      [&](const LayoutResult& r) { return r.prom_ab.p50; }, -1, f1);
+  line(
+      "PromQL: binary / (both aggregations alone), CPU",
+      [&](const LayoutResult& r) { return r.prom_ab.cpu / (r.prom_a.cpu + r.prom_b.cpu); }, -1,
+      " %14.2f");
   std::printf("\ntables (MiB):");
   for (const auto& [name, r] : results)
     for (const auto& [t, b] : r.table_bytes)
