@@ -96,9 +96,11 @@ HttpReply CollectorHttp::get(const std::string& path,
   client.set_connection_timeout(secs, usecs);
   client.set_read_timeout(secs, usecs);
   client.set_write_timeout(secs, usecs);
+  if (!ca_cert_.empty()) client.set_ca_cert_path(ca_cert_.c_str());
   httplib::Params query(params.begin(), params.end());
-  auto res = client.Get((target_.prefix + path).c_str(), query,
-                        httplib::Headers{{"Accept", "application/json"}});
+  httplib::Headers headers{{"Accept", "application/json"}};
+  if (!token_.empty()) headers.emplace("Authorization", "Bearer " + token_);
+  auto res = client.Get((target_.prefix + path).c_str(), query, headers);
 
   HttpReply reply;
   if (!res) {

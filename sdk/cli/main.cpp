@@ -71,6 +71,10 @@ int main(int argc, char** argv) {
   app.add_option("--live", g.live, "Collector live endpoint (tail)")
       ->envname("TALLY_LIVE")
       ->capture_default_str();
+  app.add_option("--token", g.token, "HTTP bearer token (the collector's http_read_tokens)")
+      ->envname("TALLY_TOKEN");
+  app.add_option("--ca-cert", g.ca_cert, "PEM file to verify an https:// collector with")
+      ->envname("TALLY_CA_CERT");
   app.add_option("--format", format, "Output: table, json or csv")
       ->check(CLI::IsMember({"table", "json", "csv"}))
       ->capture_default_str();
@@ -127,6 +131,12 @@ int main(int argc, char** argv) {
   tail->add_option("--count", la.count, "Stop after this many updates");
   tail->add_option("--duration", tail_duration, "Stop after this long")->check(duration);
 
+  KeygenArgs ka;
+  auto* keygen = app.add_subcommand(
+      "keygen", "Write a CurveZMQ key pair: NAME.key (public) and NAME.key_secret (0600)");
+  keygen->add_option("name", ka.base, "File name without extension, e.g. /etc/tally/collector");
+  keygen->add_flag("--token", ka.token, "Print a random HTTP bearer token instead");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -142,6 +152,7 @@ int main(int argc, char** argv) {
     if (metrics->parsed()) return run_metrics(g, ma, std::cout, std::cerr);
     if (tags->parsed()) return run_tags(g, ta, std::cout, std::cerr);
     if (emit->parsed()) return run_emit(g, ea, std::cout, std::cerr);
+    if (keygen->parsed()) return run_keygen(ka, std::cout, std::cerr);
     if (tail->parsed()) {
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
