@@ -49,6 +49,9 @@ struct ZmqIngestOptions {
   // definition it decodes, to play a collector that is slow to take new series.
   int64_t debug_def_delay_us = 0;
   size_t max_batch_bytes = kMaxBatchBytes;
+  // The collector's CURVE secret key (Z85): the socket is a CURVE server and every client's key
+  // is checked by the ZAP handler (auth/zap_handler.h), which must be running. Empty = plain.
+  std::string curve_secret_key;
 };
 
 class ZmqIngest {
