@@ -371,6 +371,108 @@ class TestAuth : public QObject {
     QVERIFY2(err.contains("allow_insecure"), err.constData());
   }
 
+  // Rotation: a new token added to the file and reloaded (admin scope) works; the removed one
+  // stops working; nothing restarts.
+  void tokenRotationByReload() {
+    const QString path = dir_.path() + "/rotate.toml";
+    const std::string fresh = "fresh-token-0123456789abcdef";
+    write_text(path, "http_read_tokens = [\"" + kReadToken + "\"]\nhttp_admin_tokens = [\"" +
+                         kAdminToken + "\"]\n");
+    CollectorProcess c;
+    QVERIFY(c.start({"--config", path}));
+    httplib::Client h("127.0.0.1", c.http_port());
+    auto status = [&](const std::string& token) {
+      auto r = h.Get("/api/metrics", {{"Authorization", "Bearer " + token}});
+      return r ? r->status : 0;
+    };
+    QCOMPARE(status(kReadToken), 200);
+    QCOMPARE(status(fresh), 401);
+    write_text(path, "http_read_tokens = [\"" + fresh + "\"]\nhttp_admin_tokens = [\"" +
+                         kAdminToken + "\"]\n");
+    auto r =
+        h.Post("/api/admin/reload", {{"Authorization", "Bearer " + kAdminToken}}, "", "text/plain");
+    QVERIFY(r);
+    QCOMPARE(r->status, 200);
+    QCOMPARE(status(fresh), 200);
+    QCOMPARE(status(kReadToken), 401);
+    // A file that does not load changes nothing.
+    write_text(path, "http_read_tokens = \"not a list\"\n");
+    r = h.Post("/api/admin/reload", {{"Authorization", "Bearer " + kAdminToken}}, "", "text/plain");
+    QVERIFY(r);
+    QCOMPARE(r->status, 400);
+    QCOMPARE(status(fresh), 200);
+  }
+
+  // The guard's decisions, as a table (no process).
+  void guardTable_data() {
+    QTest::addColumn<QString>("method");
+    QTest::addColumn<QString>("path");
+    QTest::addColumn<QString>("host");
+    QTest::addColumn<QString>("token");
+    QTest::addColumn<int>("status");
+    const QString read = QString::fromStdString(kReadToken);
+    const QString admin = QString::fromStdString(kAdminToken);
+    QTest::newRow("[::1] with port") << "GET"
+                                     << "/api/metrics"
+                                     << "[::1]:7071" << read << 0;
+    QTest::newRow("LOCALHOST") << "GET"
+                               << "/api/metrics"
+                               << "LOCALHOST:7071" << read << 0;
+    QTest::newRow("listen host") << "GET"
+                                 << "/api/metrics"
+                                 << "10.1.2.3:7071" << read << 0;
+    QTest::newRow("suffix trick") << "GET"
+                                  << "/api/metrics"
+                                  << "127.0.0.1.attacker.example" << read << 403;
+    QTest::newRow("no Host (HTTP/1.0)") << "GET"
+                                        << "/api/metrics"
+                                        << "" << read << 0;
+    QTest::newRow("Basic, not Bearer") << "GET"
+                                       << "/api/metrics"
+                                       << "localhost"
+                                       << "" << 401;
+    QTest::newRow("DELETE needs admin") << "DELETE"
+                                        << "/api/metrics"
+                                        << "localhost" << read << 403;
+    QTest::newRow("PUT with admin") << "PUT"
+                                    << "/api/x"
+                                    << "localhost" << admin << 0;
+    QTest::newRow("admin path GET needs admin") << "GET"
+                                                << "/api/admin/x"
+                                                << "localhost" << read << 403;
+    QTest::newRow("healthz POST is not open") << "POST"
+                                              << "/healthz"
+                                              << "localhost"
+                                              << "" << 401;
+  }
+  void guardTable() {
+    QFETCH(QString, method);
+    QFETCH(QString, path);
+    QFETCH(QString, host);
+    QFETCH(QString, token);
+    QFETCH(int, status);
+    HttpGuardOptions o;
+    o.read_tokens = {kReadToken};
+    o.admin_tokens = {kAdminToken};
+    o.listen_host = "10.1.2.3";
+    HttpGuard g(o);
+    const std::string m = method.toStdString(), p = path.toStdString(), h = host.toStdString();
+    const std::string auth =
+        token.isEmpty() ? "Basic dXNlcjpwYXNz" : "Bearer " + token.toStdString();
+    QCOMPARE(g.check({m, p, h, "", "", auth}).status, status);
+  }
+
+  // Keys that are incomplete never fall back to plain: the SDK sends nothing and says why.
+  void sdkWithIncompleteKeysSendsNothing() {
+    ClientOptions o;
+    o.endpoint = "tcp://127.0.0.1:1";
+    o.curve_server_key = server_.public_key;
+    o.close_timeout = std::chrono::milliseconds(100);
+    Client client(o);
+    client.count("auth.incomplete", 1);
+    QTRY_VERIFY_WITH_TIMEOUT(QString::fromStdString(client.last_error()).contains("CURVE"), 5000);
+  }
+
   // StatsD datagrams from a source outside statsd_allowed_sources are dropped and counted.
   void statsdSourceAllowlist() {
     for (const auto& [nets, accepted] : {std::pair{std::string("\"10.0.0.0/8\""), false},
