@@ -191,9 +191,36 @@ Status validateDataSource(const DataSource& d, const std::string& where) {
   return Status::ok();
 }
 
+std::vector<std::string> envAllowPatterns(std::string_view setting) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= setting.size()) {
+    size_t comma = setting.find(',', start);
+    if (comma == std::string_view::npos) comma = setting.size();
+    std::string_view p = setting.substr(start, comma - start);
+    while (!p.empty() && p.front() == ' ') p.remove_prefix(1);
+    while (!p.empty() && p.back() == ' ') p.remove_suffix(1);
+    if (!p.empty()) out.emplace_back(p);
+    start = comma + 1;
+  }
+  if (out.empty()) out.push_back("TALLY_*");
+  return out;
+}
+
+bool envNameAllowed(std::string_view name, const std::vector<std::string>& patterns) {
+  for (const auto& p : patterns) {
+    if (!p.empty() && p.back() == '*') {
+      if (name.starts_with(std::string_view(p).substr(0, p.size() - 1))) return true;
+    } else if (name == p) {
+      return true;
+    }
+  }
+  return false;
+}
+
 Result<std::string> expandHeaderValue(
-    std::string_view v,
-    const std::function<std::optional<std::string>(const std::string&)>& lookup) {
+    std::string_view v, const std::function<std::optional<std::string>(const std::string&)>& lookup,
+    const std::vector<std::string>* allowed) {
   std::string out;
   for (size_t i = 0; i < v.size(); ++i) {
     if (v[i] != '$' || i + 1 == v.size()) {
@@ -213,6 +240,11 @@ Result<std::string> expandHeaderValue(
     if (close == std::string_view::npos)
       return Status::invalid_argument("unclosed ${ in a header value");
     const std::string name(v.substr(i + 2, close - i - 2));
+    if (allowed && !envNameAllowed(name, *allowed))
+      return Status::invalid_argument(
+          "environment variable " + name +
+          " is not one a dashboard file may read (allowed: TALLY_DASHBOARD_ENV_ALLOW, default "
+          "TALLY_*)");
     auto value = lookup(name);
     if (!value) return Status::not_found("environment variable " + name + " is not set");
     out += *value;

@@ -49,6 +49,7 @@ class TestDashboardPromQL : public QObject {
   void dataSourcesRoundTrip();
   void headerValuesReadTheEnvironment_data();
   void headerValuesReadTheEnvironment();
+  void envAllowlistDefaultsToTallyPrefix();
   void versionOneFileOpensAndStaysVersionOne();
   void corruptSourceRefused_data();
   void corruptSourceRefused();
@@ -420,22 +421,49 @@ void TestDashboardPromQL::headerValuesReadTheEnvironment_data() {
                          << "environment variable NOPE is not set" << false;
   QTest::newRow("unclosed") << "Bearer ${TOKEN"
                             << "unclosed ${ in a header value" << false;
+  // Only variables the user allowed (default TALLY_*; here TALLY_* and TOKEN, USER_NAME, EMPTY,
+  // NOPE): a file asking for another secret is refused before it is read.
+  QTest::newRow("allowed prefix") << "Bearer ${TALLY_GRAFANA_TOKEN}"
+                                  << "Bearer t4lly" << true;
+  QTest::newRow("outside the allowlist")
+      << "Bearer ${AWS_SECRET_ACCESS_KEY}"
+      << "environment variable AWS_SECRET_ACCESS_KEY is not one a dashboard file may read "
+         "(allowed: TALLY_DASHBOARD_ENV_ALLOW, default TALLY_*)"
+      << false;
 }
 
 void TestDashboardPromQL::headerValuesReadTheEnvironment() {
   QFETCH(QString, value);
   QFETCH(QString, expanded);
   QFETCH(bool, ok);
-  const std::map<std::string, std::string> env = {
-      {"TOKEN", "s3cr3t"}, {"USER_NAME", "ann"}, {"EMPTY", ""}};
-  auto r = expandHeaderValue(value.toStdString(),
-                             [&](const std::string& name) -> std::optional<std::string> {
-                               auto it = env.find(name);
-                               if (it == env.end()) return std::nullopt;
-                               return it->second;
-                             });
+  const std::map<std::string, std::string> env = {{"TOKEN", "s3cr3t"},
+                                                  {"USER_NAME", "ann"},
+                                                  {"EMPTY", ""},
+                                                  {"TALLY_GRAFANA_TOKEN", "t4lly"},
+                                                  {"AWS_SECRET_ACCESS_KEY", "never"}};
+  const auto allowed = envAllowPatterns("TALLY_*, TOKEN,USER_NAME,EMPTY,NOPE");
+  auto r = expandHeaderValue(
+      value.toStdString(),
+      [&](const std::string& name) -> std::optional<std::string> {
+        auto it = env.find(name);
+        if (it == env.end()) return std::nullopt;
+        return it->second;
+      },
+      &allowed);
   QCOMPARE(r.has_value(), ok);
   QCOMPARE(QString::fromStdString(ok ? *r : r.status().message()), expanded);
+}
+
+void TestDashboardPromQL::envAllowlistDefaultsToTallyPrefix() {
+  const auto d = envAllowPatterns("");
+  QVERIFY(envNameAllowed("TALLY_TOKEN", d));
+  QVERIFY(!envNameAllowed("HOME", d));
+  QVERIFY(!envNameAllowed("TALLY", d));
+  QVERIFY(!envNameAllowed("XTALLY_TOKEN", d));
+  const auto exact = envAllowPatterns("GRAFANA_TOKEN");
+  QVERIFY(envNameAllowed("GRAFANA_TOKEN", exact));
+  QVERIFY(!envNameAllowed("GRAFANA_TOKEN2", exact));
+  QVERIFY(!envNameAllowed("TALLY_TOKEN", exact));
 }
 
 void TestDashboardPromQL::versionOneFileOpensAndStaysVersionOne() {
