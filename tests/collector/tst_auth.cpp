@@ -98,6 +98,7 @@ class TestAuth : public QObject {
  private:
   QTemporaryDir dir_;
   CurveKeyPair server_, allowed_, other_;
+  std::unique_ptr<CollectorProcess> tokens_collector_, origin_collector_;  // shared by rows
 
   QString key_base(const char* name) { return dir_.path() + "/" + name; }
   CurveClientKeys keys_of(const CurveKeyPair& p) {
@@ -139,6 +140,11 @@ class TestAuth : public QObject {
     again.start(TALLY_CLI_BIN, {"keygen", key_base("server")});
     QVERIFY(again.waitForFinished(10000));
     QVERIFY(again.exitCode() != 0);
+  }
+
+  void cleanupTestCase() {
+    tokens_collector_.reset();
+    origin_collector_.reset();
   }
 
   // An SDK whose key is not allowed (or that has no key) is refused and its points are absent;
@@ -227,12 +233,13 @@ class TestAuth : public QObject {
                                            << "" << 200;
   }
   void httpTokens() {
-    static CollectorProcess* c = nullptr;
+    // One collector for every row; stopped in cleanupTestCase() (also after a failed row).
+    auto& c = tokens_collector_;
     if (!c) {
       const QString path = dir_.path() + "/tokens.toml";
       write_text(path, "http_read_tokens = [\"" + kReadToken + "\"]\nhttp_admin_tokens = [\"" +
                            kAdminToken + "\"]\n");
-      c = new CollectorProcess;
+      c = std::make_unique<CollectorProcess>();
       QVERIFY(c->start({"--config", path}));
     }
     QFETCH(QString, method);
@@ -252,8 +259,7 @@ class TestAuth : public QObject {
       auto m = h.Get("/metrics", {{"Authorization", "Bearer " + kReadToken}});
       QVERIFY(m &&
               m->body.find("tally_auth_refused_total{listener=\"http\"} 0") == std::string::npos);
-      delete c;
-      c = nullptr;
+      c.reset();
     }
   }
 
@@ -293,11 +299,11 @@ class TestAuth : public QObject {
                                    << "https://grafana.example" << 200;
   }
   void hostAndOrigin() {
-    static CollectorProcess* c = nullptr;
+    auto& c = origin_collector_;
     if (!c) {
       const QString path = dir_.path() + "/origin.toml";
       write_text(path, "http_allowed_origins = [\"https://grafana.example\"]\n");
-      c = new CollectorProcess;
+      c = std::make_unique<CollectorProcess>();
       QVERIFY(c->start({"--config", path}));
     }
     QFETCH(QString, method);
@@ -312,10 +318,7 @@ class TestAuth : public QObject {
                  : h.Post("/api/v1/query", headers, "query=1", "application/x-www-form-urlencoded");
     QVERIFY(r);
     QCOMPARE(r->status, status);
-    if (QByteArray(QTest::currentDataTag()) == "listed Origin") {
-      delete c;
-      c = nullptr;
-    }
+    if (QByteArray(QTest::currentDataTag()) == "listed Origin") c.reset();
   }
 
   // Each listener on a non-loopback address needs its own authentication or its own
