@@ -207,6 +207,36 @@ std::vector<std::string> envAllowPatterns(std::string_view setting) {
   return out;
 }
 
+Status checkCredentialsTransport(const DataSource& source) {
+  if (source.headers.empty()) return Status::ok();
+  std::string_view url = source.url;
+  auto lower_starts = [&](std::string_view prefix) {
+    if (url.size() < prefix.size()) return false;
+    for (size_t i = 0; i < prefix.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(url[i])) != prefix[i]) return false;
+    return true;
+  };
+  if (lower_starts("https://")) return Status::ok();
+  if (!lower_starts("http://"))
+    return Status::invalid_argument("source " + source.name + ": url must be http:// or https://");
+  std::string_view rest = url.substr(7);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (const size_t at = rest.rfind('@'); at != std::string_view::npos) rest = rest.substr(at + 1);
+  std::string host;
+  if (!rest.empty() && rest.front() == '[')
+    host = std::string(rest.substr(0, rest.find(']') + 1));
+  else
+    host = std::string(rest.substr(0, rest.find(':')));
+  for (auto& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const bool loopback =
+      host == "localhost" || host == "[::1]" ||
+      (host.starts_with("127.") && host.find_first_not_of("0123456789.") == std::string::npos);
+  if (loopback) return Status::ok();
+  return Status::invalid_argument("source " + source.name + " sends headers (credentials) to " +
+                                  host +
+                                  " over plain http: use https:// for a host beyond loopback");
+}
+
 bool envNameAllowed(std::string_view name, const std::vector<std::string>& patterns) {
   for (const auto& p : patterns) {
     if (!p.empty() && p.back() == '*') {

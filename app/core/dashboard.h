@@ -90,6 +90,10 @@ Result<std::string> expandHeaderValue(
 // own host. Patterns are names, or prefixes ending in '*'. `setting` is the user's
 // TALLY_DASHBOARD_ENV_ALLOW ("TALLY_*,GRAFANA_TOKEN", comma-separated); empty = "TALLY_*".
 std::vector<std::string> envAllowPatterns(std::string_view setting);
+// A source that sends headers (credentials) to a host beyond loopback must use https: a token
+// over plain http crosses the network readable (docs/SECURITY.md). OK for no headers, https, or
+// http to localhost / 127.x / [::1].
+Status checkCredentialsTransport(const DataSource& source);
 bool envNameAllowed(std::string_view name, const std::vector<std::string>& patterns);
 
 struct PanelSpec {

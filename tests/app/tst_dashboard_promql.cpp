@@ -50,6 +50,8 @@ class TestDashboardPromQL : public QObject {
   void headerValuesReadTheEnvironment_data();
   void headerValuesReadTheEnvironment();
   void envAllowlistDefaultsToTallyPrefix();
+  void credentialsNeedHttpsBeyondLoopback_data();
+  void credentialsNeedHttpsBeyondLoopback();
   void versionOneFileOpensAndStaysVersionOne();
   void corruptSourceRefused_data();
   void corruptSourceRefused();
@@ -452,6 +454,32 @@ void TestDashboardPromQL::headerValuesReadTheEnvironment() {
       &allowed);
   QCOMPARE(r.has_value(), ok);
   QCOMPARE(QString::fromStdString(ok ? *r : r.status().message()), expanded);
+}
+
+void TestDashboardPromQL::credentialsNeedHttpsBeyondLoopback_data() {
+  QTest::addColumn<QString>("url");
+  QTest::addColumn<bool>("headers");
+  QTest::addColumn<bool>("ok");
+  QTest::newRow("https remote") << "https://vm.example:8428" << true << true;
+  QTest::newRow("http remote, headers") << "http://vm.example:8428" << true << false;
+  QTest::newRow("HTTP remote, headers") << "HTTP://10.0.0.5/select" << true << false;
+  QTest::newRow("http remote, no headers") << "http://vm.example:8428" << false << true;
+  QTest::newRow("http localhost") << "http://localhost:8428" << true << true;
+  QTest::newRow("http 127.0.0.1") << "http://127.0.0.1:8428/x" << true << true;
+  QTest::newRow("http [::1]") << "http://[::1]:8428" << true << true;
+  QTest::newRow("127.x as a name prefix") << "http://127.0.0.1.example.com" << true << false;
+  QTest::newRow("userinfo trick") << "http://localhost@vm.example/" << true << false;
+}
+
+void TestDashboardPromQL::credentialsNeedHttpsBeyondLoopback() {
+  QFETCH(QString, url);
+  QFETCH(bool, headers);
+  QFETCH(bool, ok);
+  DataSource s;
+  s.name = "vm";
+  s.url = url.toStdString();
+  if (headers) s.headers = {{"Authorization", "Bearer ${TALLY_VM_TOKEN}"}};
+  QCOMPARE(static_cast<bool>(checkCredentialsTransport(s)), ok);
 }
 
 void TestDashboardPromQL::envAllowlistDefaultsToTallyPrefix() {
