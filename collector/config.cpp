@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include "auth/security_toml.h"
 #include "storage/wal.h"
 
 #include <toml++/toml.h>
@@ -47,6 +48,7 @@ Status CollectorConfig::validate() {
     return Status::invalid_argument("log_max_files must be 1..200000");
   remote_write.add_default_labels();
   if (auto s = remote_write.validate(); !s) return s;
+  if (auto s = validate_security(security, {ingest, live, http, statsd}); !s) return s;
   return Status::ok();
 }
 
@@ -167,7 +169,7 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
                                               "remote_write_min_backoff",
                                               "remote_write_max_backoff"};
   for (const auto& [k, v] : t) {
-    if (!kKeys.count(std::string(k.str())) && !is_limit_key(k.str()))
+    if (!kKeys.count(std::string(k.str())) && !is_limit_key(k.str()) && !is_security_key(k.str()))
       return Status::invalid_argument(path + ": unknown setting '" + std::string(k.str()) + "'");
   }
   auto str = [&](const char* key, std::string& out) -> Status {
@@ -271,6 +273,7 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
     if (!set) return Status::invalid_argument(path + ": " + set.status().message());
   }
   if (auto s = load_remote_write(t, path, c.remote_write); !s) return s;
+  if (auto s = load_security(t, path, c.security); !s) return s;
   return c;
 }
 
@@ -398,6 +401,7 @@ std::string config_to_toml(const CollectorConfig& c) {
     << "remote_write_timeout = " << toml_quoted(format_duration_ms(rw.timeout_ms)) << "\n"
     << "remote_write_min_backoff = " << toml_quoted(format_duration_ms(rw.min_backoff_ms)) << "\n"
     << "remote_write_max_backoff = " << toml_quoted(format_duration_ms(rw.max_backoff_ms)) << "\n";
+  o << security_to_toml(c.security);
   return o.str();
 }
 

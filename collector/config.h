@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "auth/security_config.h"
 #include "forward/remote_write_options.h"
 #include "tally/common/endpoints.h"
 #include "tally/common/status.h"
@@ -78,6 +79,9 @@ struct CollectorConfig {
   uint64_t promql_max_length = 8192;  // bytes of one PromQL query
   uint64_t promql_max_depth = 128;    // nesting levels of one PromQL query
   RemoteWriteOptions remote_write;    // the remote_write_* keys; forwarding is off without a url
+  // Authentication: CURVE keys, HTTP tokens / Host / Origin / TLS, StatsD sources, and each
+  // listener's allow_insecure (auth/security_config.h, docs/SECURITY.md).
+  SecurityConfig security;
 
   std::vector<Resolution> resolutions;  // parsed from retention by validate()
   Status validate();

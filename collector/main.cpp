@@ -134,6 +134,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     cfg = *loaded;
+    cfg.security.config_file = config_path;  // SIGHUP reads keys and tokens from it again
   }
   if (data_dir) cfg.data_dir = *data_dir;
   if (shards) cfg.shards = *shards;
@@ -243,6 +244,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);  // not a stop: reload the CURVE keys and HTTP tokens
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   // A file-size limit (RLIMIT_FSIZE) must surface as a write error (EFBIG), handled like a full
   // disk.
@@ -275,7 +277,11 @@ int main(int argc, char** argv) {
   }
 
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
+    if (auto r = (*server)->reload_auth(); !r)
+      spdlog::error("event=reload_failed error=\"{}\" note=\"the previous keys and tokens stay\"",
+                    r.status().to_string());
+  }
   spdlog::info("event=stopping signal={}", sig == SIGINT ? "SIGINT" : "SIGTERM");
   (*server)->stop();
   return 0;

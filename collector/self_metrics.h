@@ -113,6 +113,12 @@ struct SelfMetrics {
   std::atomic<uint64_t> remote_write_retries{0};
   std::atomic<int64_t> remote_write_queue{0};  // samples waiting or in flight
 
+  // authentication (auth/): refused CURVE handshakes (ZAP), HTTP requests, StatsD sources
+  std::atomic<uint64_t> auth_refused_ingest{0};
+  std::atomic<uint64_t> auth_refused_live{0};
+  std::atomic<uint64_t> auth_refused_http{0};
+  std::atomic<uint64_t> statsd_sources_refused{0};
+
   // Threads that ended on an exception (thread_guard.h); the first one is /healthz's reason.
   std::atomic<uint64_t> threads_failed{0};
   void thread_failed(const std::string& thread, const std::string& error);

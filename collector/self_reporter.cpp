@@ -25,6 +25,9 @@ void SelfReporter::tick() {
       {"tally.collector.statsd_rejected", &metrics_.statsd_rejected},
       {"tally.collector.buckets_written", &metrics_.buckets_written},
       {"tally.collector.queries", &metrics_.queries},
+      {"tally.collector.auth_refused_ingest", &metrics_.auth_refused_ingest},
+      {"tally.collector.auth_refused_live", &metrics_.auth_refused_live},
+      {"tally.collector.auth_refused_http", &metrics_.auth_refused_http},
   };
   if (last_.empty()) {
     last_.resize(std::size(counters));

@@ -33,6 +33,7 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   std::unique_ptr<Server> srv(new Server(std::move(config), clock));
   DataDirLayout layout;
   uint64_t max_lsn = 0;
+  if (auto a = srv->load_auth(); !a) return a;
   ZmqIngestOptions io = srv->ingest_options();
   Status s = srv->open_storage(&layout, &max_lsn);
   if (s) s = srv->migrate_retention(layout);
@@ -45,6 +46,65 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   spdlog::info("event=opened data_dir={} shards={} series={} retention={} created={}", cfg.data_dir,
                layout.shards, srv->catalog_->size(), cfg.retention, layout.created);
   return srv;
+}
+
+// CURVE: the collector's own key pair and the client keys the ZAP handler lets in. Without a key
+// file ZeroMQ stays plain (validate() allowed that only on loopback or with allow_insecure).
+Status Server::load_auth() {
+  const auto& sec = config_.security;
+  if (!sec.curve()) return Status::ok();
+  auto pair = read_curve_key_file(sec.curve_secret_key_file);
+  if (!pair) return Status::invalid_argument("curve_secret_key_file: " + pair.status().message());
+  if (pair->secret_key.empty())
+    return Status::invalid_argument("curve_secret_key_file " + sec.curve_secret_key_file +
+                                    " holds no secret-key (give the .key_secret file)");
+  curve_ = *pair;
+  auto keys = load_allowed_keys(sec);
+  if (!keys) return keys.status();
+  zap_ = std::make_unique<ZapHandler>(zmq_, metrics_, clock_);
+  if (keys->empty())
+    spdlog::warn(
+        "event=curve_no_clients note=\"no client key is allowed yet: every SDK and "
+        "subscriber is refused until curve_allowed_keys or curve_allowed_keys_dir names "
+        "one (then SIGHUP)\"");
+  spdlog::info("event=curve_enabled server_key={} allowed_keys={}", curve_.public_key,
+               keys->size());
+  zap_->set_allowed(std::move(*keys));
+  return Status::ok();
+}
+
+Result<std::string> Server::reload_auth() {
+  std::lock_guard lock(reload_mu_);
+  SecurityConfig sec = config_.security;
+  if (!sec.config_file.empty()) {
+    auto loaded = load_config_file(sec.config_file, CollectorConfig{});
+    if (!loaded) return loaded.status();
+    const std::string file = sec.config_file;
+    sec = loaded->security;
+    sec.config_file = file;
+  }
+  if (auto v = validate_security(sec, {config_.ingest, config_.live, config_.http, config_.statsd});
+      !v)
+    return v;
+  std::string what;
+  if (zap_) {
+    auto keys = load_allowed_keys(sec);
+    if (!keys) return keys.status();
+    what = std::to_string(keys->size()) + " CURVE client keys";
+    zap_->set_allowed(std::move(*keys));
+  } else if (!sec.curve_allowed_keys.empty() || !sec.curve_allowed_keys_dir.empty()) {
+    what = "CURVE keys not applied (CURVE is set at start: restart to enable it); ";
+  }
+  if (http_) http_->set_tokens(sec.http_read_tokens, sec.http_admin_tokens);
+  what += (what.empty() || what.back() == ' ' ? "" : ", ") +
+          std::to_string(sec.http_read_tokens.size()) + " read tokens, " +
+          std::to_string(sec.http_admin_tokens.size()) + " admin tokens";
+  config_.security.curve_allowed_keys = sec.curve_allowed_keys;
+  config_.security.curve_allowed_keys_dir = sec.curve_allowed_keys_dir;
+  config_.security.http_read_tokens = sec.http_read_tokens;
+  config_.security.http_admin_tokens = sec.http_admin_tokens;
+  spdlog::info("event=auth_reloaded loaded=\"{}\"", what);
+  return what;
 }
 
 // The data directory (it fixes the shard count when it is created), then one aggregation worker
@@ -208,6 +268,7 @@ ZmqIngestOptions Server::ingest_options() const {
   io.producers_max = static_cast<size_t>(cfg.limits.producers_max);
   io.producer_idle_s = std::max<int64_t>(1, cfg.limits.producer_idle_ms / 1000);
   io.producer_min_idle_s = std::min<int64_t>(io.producer_idle_s, 2 * cfg.checkpoint_s + 60);
+  io.curve_secret_key = curve_.secret_key;
   return io;
 }
 
@@ -321,6 +382,8 @@ void Server::wire_ingest(const ZmqIngestOptions& io) {
   so.max_age_s = io.limits.max_age_s;
   so.max_future_s = io.limits.max_future_s;
   so.on_thread_failure = [m = &metrics_](const std::string& e) { m->thread_failed("statsd", e); };
+  for (const auto& c : cfg.security.statsd_allowed_sources)
+    so.allowed_sources.push_back(parse_cidr(c).value());  // validate() parsed each
   statsd_ = std::make_unique<StatsdListener>(
       so, [r = statsd_router_.get()](std::vector<StatsdSample>&& s) { (*r)(std::move(s)); },
       clock_);
@@ -341,6 +404,7 @@ void Server::wire_ingest(const ZmqIngestOptions& io) {
     s->metrics_.statsd_service_checks.store(c.service_checks, std::memory_order_relaxed);
     s->metrics_.statsd_tags_dropped.store(c.tags_dropped, std::memory_order_relaxed);
     s->metrics_.statsd_names_mapped.store(c.names_mapped, std::memory_order_relaxed);
+    s->metrics_.statsd_sources_refused.store(c.sources_refused, std::memory_order_relaxed);
     if (s->reporter_) s->reporter_->tick();
   });
 }
@@ -357,6 +421,14 @@ void Server::wire_query() {
   http_->set_promql_limits({cfg.promql_max_length, cfg.promql_max_depth});
   http_->set_health_check([i = ingest_.get()] { return i->log_healthy(); });
   http_->set_backup([this](const std::string& dir) { return backup(dir); });
+  const auto& sec = cfg.security;
+  http_->set_security({HttpGuardOptions{sec.http_read_tokens,
+                                        sec.http_admin_tokens,
+                                        sec.http_allowed_hosts,
+                                        sec.http_allowed_origins,
+                                        {}},
+                       sec.http_tls_cert_file, sec.http_tls_key_file});
+  http_->set_reload([this] { return reload_auth(); });
   metrics_.series.store(static_cast<int64_t>(catalog_->size()));
 }
 
@@ -390,9 +462,15 @@ Server::~Server() {
 // stop() (the destructor runs it too) stops whatever had started.
 Result<BoundEndpoints> Server::start() {
   BoundEndpoints b;
+  warn_insecure_listeners(config_.security,
+                          {config_.ingest, config_.live, config_.http, config_.statsd});
+  // The ZAP handler answers every CURVE handshake: it listens before any CURVE socket binds.
+  if (zap_) {
+    if (auto s = zap_->start(); !s) return s;
+  }
   if (remote_write_) remote_write_->start();
   for (auto& s : shards_) s->start();
-  auto live = live_->start(config_.live);
+  auto live = live_->start(config_.live, curve_.secret_key);
   if (!live) return live.status();
   b.live = *live;
   auto http = http_->start(config_.http);
@@ -427,6 +505,7 @@ void Server::stop() {
   if (remote_write_) remote_write_->stop();  // sends what is queued, within its drain timeout
   if (http_) http_->stop();
   if (live_) live_->stop();
+  if (zap_) zap_->stop();
   spdlog::info("event=stopped series={}", catalog_ ? catalog_->size() : 0);
 }
 

@@ -15,6 +15,7 @@
 #include "aggregate/catalog.h"
 #include "aggregate/router.h"
 #include "aggregate/shard.h"
+#include "auth/zap_handler.h"
 #include "config.h"
 #include "forward/remote_write.h"
 #include "ingest/producer_table.h"
@@ -28,6 +29,7 @@
 #include "self_reporter.h"
 #include "storage/data_dir.h"
 #include "storage/wal.h"
+#include "tally/common/curve_keys.h"
 
 namespace tally::collector {
 
@@ -49,6 +51,11 @@ class Server {
   // Stops ingest first, then writes every open bucket, then stops the rest.
   void stop();
 
+  // Reads the allowed CURVE keys and the HTTP tokens again (from security.config_file when
+  // set, else from the config the server was created with); SIGHUP and POST /api/admin/reload.
+  // On an error nothing changes. Returns what was loaded, for the log and the answer.
+  Result<std::string> reload_auth();
+
   SelfMetrics& metrics() { return metrics_; }
   Router& router() { return *router_; }
   SeriesCatalog& catalog() { return *catalog_; }
@@ -60,6 +67,7 @@ class Server {
  private:
   Server(CollectorConfig config, const Clock& clock) : config_(std::move(config)), clock_(clock) {}
 
+  Status load_auth();  // the collector's CURVE key pair and the allowed client keys
   // The steps of create(), in order. Each either succeeds or returns the Status create() returns.
   Status open_storage(DataDirLayout* layout, uint64_t* max_lsn);  // shards, catalog, live
   Status migrate_retention(const DataDirLayout& layout);  // a changed retention list, applied
@@ -73,6 +81,9 @@ class Server {
   const Clock& clock_;
   SelfMetrics metrics_;
   zmq::context_t zmq_{1};
+  CurveKeyPair curve_;               // the collector's key pair; empty = plain ZeroMQ
+  std::unique_ptr<ZapHandler> zap_;  // checks client keys when curve_ is set
+  std::mutex reload_mu_;             // one reload at a time (SIGHUP and the admin route)
   std::unique_ptr<SeriesCatalog> catalog_;
   std::unique_ptr<CardinalityGuard> cardinality_;  // the ingest paths create series through it
   std::unique_ptr<LivePublisher> live_;

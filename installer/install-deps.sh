@@ -12,6 +12,7 @@ packages=(
   protobuf-compiler libprotobuf-dev
   libsqlite3-dev
   libcpp-httplib-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev
+  libssl-dev openssl  # HTTPS: cpp-httplib's header includes OpenSSL's; tst_auth makes a test certificate
   libxxhash-dev libzstd-dev libsnappy-dev zlib1g-dev
   libre2-dev  # label matchers (=~, !~): RE2 regexes, Prometheus syntax, linear-time matching
   xvfb xauth curl

@@ -13,8 +13,9 @@
 
 # The collector's files beyond its binaries (those are installed by collector/ and sdk/cli/).
 install(FILES ${CMAKE_CURRENT_LIST_DIR}/tally-collector.service DESTINATION lib/systemd/system COMPONENT collector)
+# 0640: the config may hold tokens and key paths; postinst makes it root:tally (dpkg-statoverride).
 install(FILES ${CMAKE_CURRENT_LIST_DIR}/tally-collector.toml DESTINATION /etc/tally RENAME collector.toml
-        COMPONENT collector)
+        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ COMPONENT collector)
 install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION share/doc/tally-collector COMPONENT collector)
 
 set(CPACK_PACKAGE_NAME tally)

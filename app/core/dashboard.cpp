@@ -191,9 +191,66 @@ Status validateDataSource(const DataSource& d, const std::string& where) {
   return Status::ok();
 }
 
+std::vector<std::string> envAllowPatterns(std::string_view setting) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= setting.size()) {
+    size_t comma = setting.find(',', start);
+    if (comma == std::string_view::npos) comma = setting.size();
+    std::string_view p = setting.substr(start, comma - start);
+    while (!p.empty() && p.front() == ' ') p.remove_prefix(1);
+    while (!p.empty() && p.back() == ' ') p.remove_suffix(1);
+    if (!p.empty()) out.emplace_back(p);
+    start = comma + 1;
+  }
+  if (out.empty()) out.push_back("TALLY_*");
+  return out;
+}
+
+Status checkCredentialsTransport(const DataSource& source) {
+  if (source.headers.empty()) return Status::ok();
+  std::string_view url = source.url;
+  auto lower_starts = [&](std::string_view prefix) {
+    if (url.size() < prefix.size()) return false;
+    for (size_t i = 0; i < prefix.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(url[i])) != prefix[i]) return false;
+    return true;
+  };
+  if (lower_starts("https://")) return Status::ok();
+  if (!lower_starts("http://"))
+    return Status::invalid_argument("source " + source.name + ": url must be http:// or https://");
+  std::string_view rest = url.substr(7);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (const size_t at = rest.rfind('@'); at != std::string_view::npos) rest = rest.substr(at + 1);
+  std::string host;
+  if (!rest.empty() && rest.front() == '[')
+    host = std::string(rest.substr(0, rest.find(']') + 1));
+  else
+    host = std::string(rest.substr(0, rest.find(':')));
+  for (auto& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const bool loopback =
+      host == "localhost" || host == "[::1]" ||
+      (host.starts_with("127.") && host.find_first_not_of("0123456789.") == std::string::npos);
+  if (loopback) return Status::ok();
+  return Status::invalid_argument("source " + source.name + " sends headers (credentials) to " +
+                                  host +
+                                  " over plain http: use https:// for a host beyond loopback");
+}
+
+bool envNameAllowed(std::string_view name, const std::vector<std::string>& patterns) {
+  for (const auto& p : patterns) {
+    if (!p.empty() && p.back() == '*') {
+      if (name.starts_with(std::string_view(p).substr(0, p.size() - 1))) return true;
+    } else if (name == p) {
+      return true;
+    }
+  }
+  return false;
+}
+
 Result<std::string> expandHeaderValue(
-    std::string_view v,
-    const std::function<std::optional<std::string>(const std::string&)>& lookup) {
+    std::string_view v, const std::function<std::optional<std::string>(const std::string&)>& lookup,
+    const std::vector<std::string>* allowed) {
   std::string out;
   for (size_t i = 0; i < v.size(); ++i) {
     if (v[i] != '$' || i + 1 == v.size()) {
@@ -213,6 +270,11 @@ Result<std::string> expandHeaderValue(
     if (close == std::string_view::npos)
       return Status::invalid_argument("unclosed ${ in a header value");
     const std::string name(v.substr(i + 2, close - i - 2));
+    if (allowed && !envNameAllowed(name, *allowed))
+      return Status::invalid_argument(
+          "environment variable " + name +
+          " is not one a dashboard file may read (allowed: TALLY_DASHBOARD_ENV_ALLOW, default "
+          "TALLY_*)");
     auto value = lookup(name);
     if (!value) return Status::not_found("environment variable " + name + " is not set");
     out += *value;

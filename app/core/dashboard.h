@@ -78,10 +78,23 @@ struct DataSource {
 };
 Status validateDataSource(const DataSource& source, const std::string& where = "source");
 // A header value with each ${NAME} replaced by `lookup(NAME)`; a name lookup does not know is an
-// error that names it. "$$" is a literal "$".
+// error that names it. "$$" is a literal "$". With `allowed`, a NAME that matches none of its
+// patterns is an error before anything is looked up (envNameAllowed).
 Result<std::string> expandHeaderValue(
     std::string_view value,
-    const std::function<std::optional<std::string>(const std::string&)>& lookup);
+    const std::function<std::optional<std::string>(const std::string&)>& lookup,
+    const std::vector<std::string>* allowed = nullptr);
+
+// Which environment variables a dashboard file's ${NAME} may read (docs/SECURITY.md): the user's
+// list, never the file's, so a dashboard from elsewhere cannot send AWS_SECRET_ACCESS_KEY to its
+// own host. Patterns are names, or prefixes ending in '*'. `setting` is the user's
+// TALLY_DASHBOARD_ENV_ALLOW ("TALLY_*,GRAFANA_TOKEN", comma-separated); empty = "TALLY_*".
+std::vector<std::string> envAllowPatterns(std::string_view setting);
+// A source that sends headers (credentials) to a host beyond loopback must use https: a token
+// over plain http crosses the network readable (docs/SECURITY.md). OK for no headers, https, or
+// http to localhost / 127.x / [::1].
+Status checkCredentialsTransport(const DataSource& source);
+bool envNameAllowed(std::string_view name, const std::vector<std::string>& patterns);
 
 struct PanelSpec {
   std::string title;

@@ -22,6 +22,10 @@ void CollectorClient::get(const std::string& path, QObject* context, RawCallback
   QNetworkRequest req(apiUrl(m_baseUrl, path));
   req.setTransferTimeout(m_timeoutMs);
   req.setRawHeader("Accept", "application/json");
+  // A collector with http_read_tokens (docs/SECURITY.md): the token comes from the environment,
+  // never from a dashboard file.
+  if (static const QByteArray token = qgetenv("TALLY_TOKEN"); !token.isEmpty())
+    req.setRawHeader("Authorization", "Bearer " + token);
   QNetworkReply* reply = m_nam->get(req);
   ++m_inFlight;
   QPointer<QObject> ctx(context);

@@ -4,6 +4,8 @@
 #include <QTimer>
 #include <zmq.hpp>
 
+#include "tally/common/curve_keys.h"
+
 LiveSubscriber::LiveSubscriber(QObject* parent)
     : QObject(parent), m_context(std::make_unique<zmq::context_t>(1)) {}
 
@@ -24,6 +26,16 @@ bool LiveSubscriber::connectTo(const QString& endpoint, QString* error) {
     auto sock = std::make_unique<zmq::socket_t>(*m_context, zmq::socket_type::sub);
     sock->set(zmq::sockopt::linger, 0);
     sock->set(zmq::sockopt::rcvhwm, 100000);
+    // CURVE as the SDK does it (docs/SECURITY.md): the TALLY_CURVE_* environment variables.
+    auto keys = tally::resolve_curve_client_keys({});
+    if (!keys) {
+      if (error) *error = QString::fromStdString("live stream: " + keys.status().message());
+      return false;
+    }
+    if (auto st = tally::apply_curve_client(sock->handle(), *keys); !st) {
+      if (error) *error = QString::fromStdString("live stream: " + st.message());
+      return false;
+    }
     sock->connect(endpoint.toStdString());
     for (auto it = m_refs.cbegin(); it != m_refs.cend(); ++it)
       sock->set(zmq::sockopt::subscribe, it.key().toStdString());

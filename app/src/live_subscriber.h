@@ -5,7 +5,8 @@
 // operation can consume the edge).
 // Subscriptions are reference-counted per metric (several panels may show one metric); the topic is
 // a prefix match in ZeroMQ, so frames whose topic is not exactly a subscribed metric are ignored.
-// Frames that do not decode are counted, not fatal.
+// Frames that do not decode are counted, not fatal. With TALLY_CURVE_SERVER_KEY and
+// TALLY_CURVE_KEY_FILE set the socket authenticates with CURVE, as the SDK does.
 // Thread-safety: a QObject of the GUI thread.
 #pragma once
 

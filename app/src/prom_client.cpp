@@ -25,11 +25,29 @@ void PromClient::get(const std::string& path, QObject* context, RawCallback cb) 
   QNetworkRequest req(apiUrl(QUrl(QString::fromStdString(m_source.url)), path));
   req.setTransferTimeout(m_timeoutMs);
   req.setRawHeader("Accept", "application/json");
+  // The user's allowlist of variables a dashboard file may read (never the file's own).
+  static const std::vector<std::string> allowed =
+      envAllowPatterns(qEnvironmentVariable("TALLY_DASHBOARD_ENV_ALLOW").toStdString());
+  if (auto plain = checkCredentialsTransport(m_source); !plain) {
+    // Credentials are never sent over plain http beyond loopback: a failed request instead.
+    const QString why = QString::fromStdString(plain.message());
+    QPointer<QObject> ctx(context);
+    QMetaObject::invokeMethod(
+        this,
+        [ctx, cb, why] {
+          if (ctx) cb(-1, QByteArray(), why);
+        },
+        Qt::QueuedConnection);
+    return;
+  }
   for (const auto& [k, v] : m_source.headers) {
-    auto value = expandHeaderValue(v, [](const std::string& name) -> std::optional<std::string> {
-      if (!qEnvironmentVariableIsSet(name.c_str())) return std::nullopt;
-      return qEnvironmentVariable(name.c_str()).toStdString();
-    });
+    auto value = expandHeaderValue(
+        v,
+        [](const std::string& name) -> std::optional<std::string> {
+          if (!qEnvironmentVariableIsSet(name.c_str())) return std::nullopt;
+          return qEnvironmentVariable(name.c_str()).toStdString();
+        },
+        &allowed);
     if (!value) {
       // Reported as a failed request (status -1) rather than sent without the header.
       const QString why =

@@ -181,6 +181,7 @@ struct StatsdListener::Impl {
   void deliver();
   void log_reject(size_t line_number, std::string_view line, StatsdReject reason,
                   std::string_view detail, int64_t now_ms);
+  void log_refused_source(const sockaddr_storage& from, int64_t now_ms);
 
   const StatsdListenerOptions options;
   const StatsdSink sink;
@@ -209,7 +210,7 @@ struct StatsdListener::Impl {
   // Counters: written by the listener thread, read by anyone.
   std::atomic<uint64_t> packets{0}, bytes{0}, lines_ok{0}, events{0}, service_checks{0},
       tags_dropped{0}, names_mapped{0}, samples{0}, sets_emitted{0}, set_members_dropped{0},
-      gauge_deltas_untracked{0}, sink_errors{0}, receive_errors{0};
+      gauge_deltas_untracked{0}, sink_errors{0}, receive_errors{0}, sources_refused{0};
   std::array<std::atomic<uint64_t>, kStatsdRejectReasons> rejected{};
 
   static void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
@@ -306,6 +307,7 @@ StatsdCounters StatsdListener::counters() const {
   c.gauge_deltas_untracked = get(m.gauge_deltas_untracked);
   c.sink_errors = get(m.sink_errors);
   c.receive_errors = get(m.receive_errors);
+  c.sources_refused = get(m.sources_refused);
   return c;
 }
 
@@ -349,12 +351,18 @@ void StatsdListener::Impl::run() {
 void StatsdListener::Impl::receive(int fd, StatsdDialect dialect) {
   mmsghdr msgs[kBatch];
   iovec iov[kBatch];
+  sockaddr_storage from[kBatch];
+  const bool filter = fd == udp_fd.fd && !options.allowed_sources.empty();
   for (int round = 0; round < kMaxBatchesPerWake; ++round) {
     for (unsigned i = 0; i < kBatch; ++i) {
       iov[i] = {buffers.data() + i * kDatagramBytes, kDatagramBytes};
       msgs[i] = {};
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
+      if (filter) {
+        msgs[i].msg_hdr.msg_name = &from[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+      }
     }
     int got = ::recvmmsg(fd, msgs, kBatch, MSG_DONTWAIT, nullptr);
     if (got < 0) {
@@ -366,6 +374,12 @@ void StatsdListener::Impl::receive(int fd, StatsdDialect dialect) {
     }
     const int64_t now_ms = clock.now_ms();
     for (int i = 0; i < got; ++i) {
+      if (filter &&
+          !source_allowed(options.allowed_sources, reinterpret_cast<const sockaddr*>(&from[i]))) {
+        bump(sources_refused);
+        log_refused_source(from[i], now_ms);
+        continue;
+      }
       handle_datagram(std::string_view(buffers.data() + i * kDatagramBytes, msgs[i].msg_len),
                       (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0, now_ms, dialect);
     }
@@ -516,6 +530,24 @@ void StatsdListener::Impl::log_reject(size_t line_number, std::string_view line,
   logger->warn("event=statsd_reject reason={} line_number={} detail={} line={} suppressed={}",
                statsd_reject_name(reason), line_number, log_quote(detail), log_quote(line),
                suppressed_logs);
+  last_log_ms = now_ms;
+  suppressed_logs = 0;
+}
+
+void StatsdListener::Impl::log_refused_source(const sockaddr_storage& from, int64_t now_ms) {
+  if (last_log_ms != std::numeric_limits<int64_t>::min() &&
+      now_ms - last_log_ms < options.log_interval_ms) {
+    ++suppressed_logs;
+    return;
+  }
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (from.ss_family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(from).sin_addr, host, sizeof host);
+  else if (from.ss_family == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(from).sin6_addr, host, sizeof host);
+  logger->warn(
+      "event=statsd_source_refused source={} note=\"not in statsd_allowed_sources\" suppressed={}",
+      host, suppressed_logs);
   last_log_ms = now_ms;
   suppressed_logs = 0;
 }

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/cidr.h"
 #include "ingest/statsd_parser.h"
 #include "tally/common/endpoints.h"
 #include "tally/common/status.h"
@@ -71,6 +72,9 @@ struct StatsdListenerOptions {
   // Told the error when the listener thread ends on an exception (the collector turns /healthz
   // to 503 with it); may be empty.
   std::function<void(const std::string&)> on_thread_failure;
+  // UDP datagrams from a source outside these networks are dropped and counted
+  // (sources_refused); empty = any source. The unix socket is guarded by its file mode instead.
+  std::vector<Cidr> allowed_sources;
 };
 
 // A snapshot; every field counts since start().
@@ -89,6 +93,7 @@ struct StatsdCounters {
   uint64_t gauge_deltas_untracked = 0;  // deltas applied to 0 because max_gauge_series was reached
   uint64_t sink_errors = 0;             // exceptions thrown by the sink
   uint64_t receive_errors = 0;          // recvmmsg failures other than EAGAIN / EINTR
+  uint64_t sources_refused = 0;         // UDP datagrams from outside allowed_sources
 
   uint64_t rejected(StatsdReject r) const { return lines_rejected[static_cast<size_t>(r)]; }
   uint64_t lines_rejected_total() const;

@@ -34,6 +34,11 @@ Result<std::string> ZmqIngest::start() {
   // Bound what waits inside ZeroMQ: beyond this many frames from one peer, ZeroMQ stops reading
   // its connection and TCP pushes back on the sender.
   socket_->set(zmq::sockopt::rcvhwm, opts_.rcv_hwm);
+  if (!opts_.curve_secret_key.empty()) {
+    socket_->set(zmq::sockopt::curve_server, 1);
+    socket_->set(zmq::sockopt::curve_secretkey, opts_.curve_secret_key);
+    socket_->set(zmq::sockopt::zap_domain, "ingest");  // names the listener in ZAP refusals
+  }
   try {
     socket_->bind(opts_.endpoint);
   } catch (const zmq::error_t& e) {

@@ -66,6 +66,9 @@ struct ZmqIngestOptions {
   size_t producers_max = 10000;
   int64_t producer_idle_s = 3600;
   int64_t producer_min_idle_s = 300;  // beyond producers_max, only producers idle this long go
+  // The collector's CURVE secret key (Z85): the socket is a CURVE server and every client's key
+  // is checked by the ZAP handler (auth/zap_handler.h), which must be running. Empty = plain.
+  std::string curve_secret_key;
 };
 
 class ZmqIngest {

@@ -6,11 +6,17 @@
 
 namespace tally::collector {
 
-Result<std::string> LivePublisher::start(const std::string& endpoint) {
+Result<std::string> LivePublisher::start(const std::string& endpoint,
+                                         const std::string& curve_secret_key) {
   if (endpoint == "off") return std::string("off");
   socket_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pub);
   socket_->set(zmq::sockopt::sndhwm, 100000);
   socket_->set(zmq::sockopt::linger, 0);
+  if (!curve_secret_key.empty()) {
+    socket_->set(zmq::sockopt::curve_server, 1);
+    socket_->set(zmq::sockopt::curve_secretkey, curve_secret_key);
+    socket_->set(zmq::sockopt::zap_domain, "live");
+  }
   try {
     socket_->bind(endpoint);
   } catch (const zmq::error_t& e) {

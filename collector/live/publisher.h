@@ -27,8 +27,9 @@ class LivePublisher {
   LivePublisher(zmq::context_t& ctx, SelfMetrics& metrics) : ctx_(ctx), metrics_(metrics) {}
   ~LivePublisher() { stop(); }
 
-  // Binds the PUB socket ("off" disables publishing); returns the bound endpoint.
-  Result<std::string> start(const std::string& endpoint);
+  // Binds the PUB socket ("off" disables publishing); returns the bound endpoint. With a CURVE
+  // secret key (Z85) the socket is a CURVE server: a subscriber needs an allowed key (ZAP).
+  Result<std::string> start(const std::string& endpoint, const std::string& curve_secret_key = {});
   void stop();
   void publish(std::vector<wire::LiveUpdate>&& updates);
 

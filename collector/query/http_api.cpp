@@ -178,7 +178,19 @@ Result<int> HttpApi::start(const std::string& listen) {
   auto port = parse_int(listen.substr(colon + 1));
   if (!port || *port < 0 || *port > 65535)
     return Status::invalid_argument("http port in '" + listen + "' is not valid");
-  server_ = std::make_unique<httplib::Server>();
+  if (!security_.tls_cert_file.empty()) {
+    auto tls = std::make_unique<httplib::SSLServer>(security_.tls_cert_file.c_str(),
+                                                    security_.tls_key_file.c_str());
+    if (!tls->is_valid())
+      return Status::invalid_argument("cannot start HTTPS: " + security_.tls_cert_file + " / " +
+                                      security_.tls_key_file +
+                                      " is not a readable PEM certificate and key pair");
+    server_ = std::move(tls);
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
+  security_.guard.listen_host = host;
+  guard_ = std::make_unique<HttpGuard>(security_.guard);
   // Connections are served by a fixed pool; an idle or slow client holds a worker only until
   // these deadlines (a request line and headers, or a body, must arrive within 2 s), so a
   // handful of them cannot stall /healthz for long. kWorkers is the number of connections served
@@ -193,6 +205,17 @@ Result<int> HttpApi::start(const std::string& listen) {
   // Every path and parameter must be UTF-8 before any handler sees it: 400, never a 500 from
   // deep inside (a JSON writer meeting a stray byte).
   server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // Who may ask comes first (auth/http_guard.h): Host, Origin, token and scope.
+    const GuardVerdict v = guard_->check(
+        {req.method, req.path, req.get_header_value("Host"), req.get_header_value("Origin"),
+         req.get_header_value("Sec-Fetch-Site"), req.get_header_value("Authorization")});
+    if (v.status != 0) {
+      metrics_.auth_refused_http.fetch_add(1, std::memory_order_relaxed);
+      if (v.status == 401) res.set_header("WWW-Authenticate", "Bearer realm=\"tally\"");
+      error(res, v.status, v.error);
+      log_refusal(req, v);
+      return httplib::Server::HandlerResponse::Handled;
+    }
     bool ok = valid_utf8(req.path, true);
     for (const auto& [k, v] : req.params) ok = ok && valid_utf8(k, true) && valid_utf8(v, true);
     if (ok) return httplib::Server::HandlerResponse::Unhandled;
@@ -210,6 +233,25 @@ Result<int> HttpApi::start(const std::string& listen) {
   thread_ =
       std::thread([this] { guarded("http", metrics_, [this] { server_->listen_after_bind(); }); });
   return bound;
+}
+
+void HttpApi::set_tokens(std::vector<std::string> read, std::vector<std::string> admin) {
+  security_.guard.read_tokens = read;
+  security_.guard.admin_tokens = admin;
+  if (guard_) guard_->set_tokens(std::move(read), std::move(admin));
+}
+
+void HttpApi::log_refusal(const httplib::Request& req, const GuardVerdict& v) {
+  // At most one line a second; the next line carries how many were not logged.
+  const int64_t now = clock_.now_s();
+  int64_t last = last_refusal_log_s_.load(std::memory_order_relaxed);
+  if (now == last || !last_refusal_log_s_.compare_exchange_strong(last, now)) {
+    suppressed_refusals_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  spdlog::warn("event=http_refused status={} reason={} peer={} method={} path=\"{}\" suppressed={}",
+               v.status, v.reason, req.remote_addr, req.method, req.path,
+               suppressed_refusals_.exchange(0));
 }
 
 void HttpApi::stop() {
@@ -233,6 +275,14 @@ void HttpApi::routes() {
     };
   };
 
+  // Admin scope (HttpGuard): read the CURVE keys and the tokens again, as SIGHUP does.
+  s.Post("/api/admin/reload", [this](const httplib::Request&, httplib::Response& res) {
+    if (!reload_) return error(res, 404, "reload is not available in this collector");
+    auto r = reload_();
+    if (!r) return error(res, 400, r.status().message());
+    res.set_content(nlohmann::json{{"status", "reloaded"}, {"loaded", *r}}.dump(),
+                    "application/json");
+  });
   s.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     if (auto failed = metrics_.thread_failure(); !failed.empty()) {
       reply(res, 503, {{"status", "unavailable"}, {"reason", failed}});

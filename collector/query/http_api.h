@@ -4,12 +4,14 @@
 // Thread-safety: start()/stop() from the owning thread; handlers run on httplib's pool.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "aggregate/cardinality.h"
+#include "auth/http_guard.h"
 #include "query/promql.h"
 #include "query/query_engine.h"
 #include "self_metrics.h"
@@ -42,12 +44,26 @@ class HttpApi {
   // POST /api/admin/backup?dir=/abs/path writes a backup there (Server::backup).
   using BackupFn = std::function<Result<backup::Manifest>(const std::string& dir)>;
   void set_backup(BackupFn fn) { backup_ = std::move(fn); }
+  // Tokens, Host and Origin allowlists (auth/http_guard.h) and TLS (both files set = HTTPS),
+  // before start(). Without it: no tokens, loopback Host names, no Origin allowed.
+  struct Security {
+    HttpGuardOptions guard;
+    std::string tls_cert_file;
+    std::string tls_key_file;
+  };
+  void set_security(Security s) { security_ = std::move(s); }
+  // POST /api/admin/reload runs this (admin scope): keys and tokens read again; its answer says
+  // what was loaded, or why nothing was.
+  void set_reload(std::function<Result<std::string>()> fn) { reload_ = std::move(fn); }
+  // Replaces the accepted tokens (a reload), while serving.
+  void set_tokens(std::vector<std::string> read, std::vector<std::string> admin);
   // Listens on "host:port" (port 0 picks a free one); returns the bound port.
   Result<int> start(const std::string& listen);
   void stop();
 
  private:
   void routes();
+  void log_refusal(const httplib::Request& req, const GuardVerdict& v);
   QueryEngine& engine_;
   const SeriesCatalog& catalog_;
   Router& router_;
@@ -57,6 +73,11 @@ class HttpApi {
   std::function<bool()> health_;
   BackupFn backup_;
   const CardinalityGuard* cardinality_ = nullptr;
+  Security security_;
+  std::unique_ptr<HttpGuard> guard_;
+  std::function<Result<std::string>()> reload_;
+  std::atomic<int64_t> last_refusal_log_s_{0};
+  std::atomic<uint64_t> suppressed_refusals_{0};
   promql::Limits promql_limits_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;

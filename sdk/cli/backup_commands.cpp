@@ -26,6 +26,7 @@ int run_backup(const GlobalOptions& g, const BackupArgs& a, std::ostream& out, s
   const std::string dir = fs::absolute(a.dir).lexically_normal().string();
   // A backup copies the whole data directory: give it far longer than a query.
   CollectorHttp http(*target, std::max(g.timeout, std::chrono::milliseconds(3600 * 1000)));
+  http.set_auth(g.token, g.ca_cert);
   HttpReply r = http.post("/api/admin/backup", {{"dir", dir}});
   if (r.exit_code != kExitOk) {
     err << "tally: " << r.error << '\n';

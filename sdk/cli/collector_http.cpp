@@ -118,6 +118,12 @@ HttpReply to_reply(const httplib::Result& res, const HttpTarget& target) {
   return reply;
 }
 
+httplib::Headers request_headers(const std::string& token) {
+  httplib::Headers h{{"Accept", "application/json"}};
+  if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
+  return h;
+}
+
 void set_timeouts(httplib::Client& client, std::chrono::milliseconds timeout) {
   const auto secs = static_cast<time_t>(timeout.count() / 1000);
   const auto usecs = static_cast<time_t>((timeout.count() % 1000) * 1000);
@@ -132,9 +138,9 @@ HttpReply CollectorHttp::get(const std::string& path,
                              const std::multimap<std::string, std::string>& params) {
   httplib::Client client(target_.url().substr(0, target_.url().size() - target_.prefix.size()));
   set_timeouts(client, timeout_);
+  if (!ca_cert_.empty()) client.set_ca_cert_path(ca_cert_.c_str());
   httplib::Params query(params.begin(), params.end());
-  auto res = client.Get((target_.prefix + path).c_str(), query,
-                        httplib::Headers{{"Accept", "application/json"}});
+  auto res = client.Get((target_.prefix + path).c_str(), query, request_headers(token_));
   return to_reply(res, target_);
 }
 
@@ -142,9 +148,9 @@ HttpReply CollectorHttp::post(const std::string& path,
                               const std::multimap<std::string, std::string>& params) {
   httplib::Client client(target_.url().substr(0, target_.url().size() - target_.prefix.size()));
   set_timeouts(client, timeout_);
+  if (!ca_cert_.empty()) client.set_ca_cert_path(ca_cert_.c_str());
   httplib::Params form(params.begin(), params.end());
-  auto res = client.Post((target_.prefix + path).c_str(),
-                         httplib::Headers{{"Accept", "application/json"}}, form);
+  auto res = client.Post((target_.prefix + path).c_str(), request_headers(token_), form);
   return to_reply(res, target_);
 }
 

@@ -36,6 +36,12 @@ struct HttpReply {
 class CollectorHttp {
  public:
   CollectorHttp(HttpTarget target, std::chrono::milliseconds timeout);
+  // Sends "Authorization: Bearer <token>" (when not empty) and verifies https:// against
+  // ca_cert (a PEM file; empty = the system's certificates).
+  void set_auth(std::string token, std::string ca_cert) {
+    token_ = std::move(token);
+    ca_cert_ = std::move(ca_cert);
+  }
   ~CollectorHttp();
 
   // GET prefix + path with the (repeatable) query parameters, expecting a JSON object.
@@ -46,6 +52,8 @@ class CollectorHttp {
  private:
   HttpTarget target_;
   std::chrono::milliseconds timeout_;
+  std::string token_;
+  std::string ca_cert_;
 };
 
 }  // namespace tally::cli

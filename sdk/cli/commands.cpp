@@ -4,6 +4,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <random>
 #include <set>
 #include <thread>
 #include <zmq.hpp>
@@ -12,6 +13,7 @@
 #include "exit_codes.h"
 #include "tally.pb.h"
 #include "tally/client.h"
+#include "tally/common/curve_keys.h"
 #include "tally/common/wire.h"
 
 namespace tally::cli {
@@ -29,6 +31,7 @@ int fetch(const GlobalOptions& g, const std::string& path, const Params& params,
     return kExitUsage;
   }
   CollectorHttp http(*target, g.timeout);
+  http.set_auth(g.token, g.ca_cert);
   HttpReply r = http.get(path, params);
   if (r.exit_code != kExitOk) {
     err << "tally: " << r.error << '\n';
@@ -258,6 +261,16 @@ int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>&
   zmq::socket_t monitor(ctx, zmq::socket_type::pair);
   monitor.set(zmq::sockopt::linger, 0);
   monitor.connect(monitor_endpoint);
+  // CURVE keys from the environment, as the SDK takes them (TALLY_CURVE_*).
+  auto keys = resolve_curve_client_keys({});
+  if (!keys) {
+    err << "tally: " << keys.status().message() << '\n';
+    return kExitUsage;
+  }
+  if (auto st = apply_curve_client(sub.handle(), *keys); !st) {
+    err << "tally: " << st.message() << '\n';
+    return kExitUsage;
+  }
   try {
     for (const auto& m : wanted) sub.set(zmq::sockopt::subscribe, m);
     sub.connect(g.live);
@@ -354,6 +367,38 @@ int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>&
     err << "tally: never connected to " << g.live << '\n';
     return kExitUnreachable;
   }
+  return kExitOk;
+}
+
+int run_keygen(const KeygenArgs& a, std::ostream& out, std::ostream& err) {
+  if (a.token) {
+    // 32 random bytes as hex: a bearer token for http_read_tokens / http_admin_tokens.
+    std::random_device rd;  // /dev/urandom on Linux
+    static const char kHex[] = "0123456789abcdef";
+    std::string t;
+    for (int i = 0; i < 32; ++i) {
+      const auto b = static_cast<unsigned>(rd()) & 0xff;
+      t += kHex[b >> 4];
+      t += kHex[b & 15];
+    }
+    out << t << '\n';
+    return kExitOk;
+  }
+  if (a.base.empty()) {
+    err << "tally: keygen needs a file name (writes NAME.key and NAME.key_secret) or --token\n";
+    return kExitUsage;
+  }
+  auto pair = generate_curve_key_pair();
+  if (!pair) {
+    err << "tally: " << pair.status().message() << '\n';
+    return kExitRejected;
+  }
+  if (auto st = write_curve_key_files(a.base, *pair); !st) {
+    err << "tally: " << st.message() << '\n';
+    return kExitRejected;
+  }
+  out << "public-key = \"" << pair->public_key << "\"\n"
+      << "wrote " << a.base << ".key (public) and " << a.base << ".key_secret (secret, 0600)\n";
   return kExitOk;
 }
 

@@ -21,6 +21,13 @@ struct GlobalOptions {
   std::string live = tally::kDefaultLiveEndpoint;
   Format format = Format::kTable;
   std::chrono::milliseconds timeout{10'000};  // HTTP requests; emit's wait for the ack
+  std::string token;                          // HTTP bearer token (TALLY_TOKEN); empty = none
+  std::string ca_cert;  // PEM file to verify an https:// collector with (TALLY_CA_CERT)
+};
+
+struct KeygenArgs {
+  std::string base;    // writes <base>.key and <base>.key_secret
+  bool token = false;  // print a new HTTP token instead
 };
 
 struct QueryArgs {
@@ -69,6 +76,8 @@ int run_tags(const GlobalOptions& g, const TagsArgs& a, std::ostream& out, std::
 int run_cardinality(const GlobalOptions& g, const CardinalityArgs& a, std::ostream& out,
                     std::ostream& err);
 int run_emit(const GlobalOptions& g, const EmitArgs& a, std::ostream& out, std::ostream& err);
+// Writes a CURVE key pair (or prints a random HTTP token); docs/SECURITY.md.
+int run_keygen(const KeygenArgs& a, std::ostream& out, std::ostream& err);
 // Runs until `stop` is set (SIGINT/SIGTERM), count updates were printed, or duration passed.
 int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>& stop,
              std::ostream& out, std::ostream& err);

@@ -72,6 +72,10 @@ int main(int argc, char** argv) {
   app.add_option("--live", g.live, "Collector live endpoint (tail)")
       ->envname("TALLY_LIVE")
       ->capture_default_str();
+  app.add_option("--token", g.token, "HTTP bearer token (the collector's http_read_tokens)")
+      ->envname("TALLY_TOKEN");
+  app.add_option("--ca-cert", g.ca_cert, "PEM file to verify an https:// collector with")
+      ->envname("TALLY_CA_CERT");
   app.add_option("--format", format, "Output: table, json or csv")
       ->check(CLI::IsMember({"table", "json", "csv"}))
       ->capture_default_str();
@@ -152,6 +156,11 @@ int main(int argc, char** argv) {
       "restore", "Check a backup and copy it into a new or empty data directory (offline)");
   restore->add_option("backup", ra.backup, "The backup directory")->required();
   restore->add_option("data_dir", ra.data_dir, "The data directory to create")->required();
+  KeygenArgs ka;
+  auto* keygen = app.add_subcommand(
+      "keygen", "Write a CurveZMQ key pair: NAME.key (public) and NAME.key_secret (0600)");
+  keygen->add_option("name", ka.base, "File name without extension, e.g. /etc/tally/collector");
+  keygen->add_flag("--token", ka.token, "Print a random HTTP bearer token instead");
 
   try {
     app.parse(argc, argv);
@@ -171,6 +180,7 @@ int main(int argc, char** argv) {
     if (emit->parsed()) return run_emit(g, ea, std::cout, std::cerr);
     if (backup->parsed()) return run_backup(g, ba, std::cout, std::cerr);
     if (restore->parsed()) return run_restore(g, ra, std::cout, std::cerr);
+    if (keygen->parsed()) return run_keygen(ka, std::cout, std::cerr);
     if (tail->parsed()) {
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);

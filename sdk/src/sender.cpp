@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "tally/common/curve_keys.h"
 #include "tally/common/wire.h"
 #include "thread_state.h"
 #include "wire_format.h"
@@ -22,6 +23,18 @@ Sender::Sender(const ClientOptions& options, uint64_t producer_id, DefLookup def
     s->set(zmq::sockopt::sndhwm, kSendHighWaterMark);
     s->set(zmq::sockopt::reconnect_ivl, kReconnectIvlMs);
     s->set(zmq::sockopt::reconnect_ivl_max, kReconnectIvlMaxMs);
+    auto keys = resolve_curve_client_keys(
+        {options_.curve_server_key, options_.curve_public_key, options_.curve_secret_key});
+    if (!keys) {
+      ++counters_.transport_errors;
+      errors_.push_back("CURVE keys: " + keys.status().message() + "; nothing is sent");
+      return;
+    }
+    if (auto st = apply_curve_client(s->handle(), *keys); !st) {
+      ++counters_.transport_errors;
+      errors_.push_back(st.message() + "; nothing is sent");
+      return;
+    }
     s->connect(options_.endpoint);
     socket_ = std::move(s);
   } catch (const zmq::error_t& e) {

@@ -309,6 +309,14 @@ void TestDashboardCore::csvEscapesAndRoundTrips() {
   QCOMPARE(csvField("a,b"), std::string("\"a,b\""));
   QCOMPARE(csvField("say \"hi\""), std::string("\"say \"\"hi\"\"\""));
   QCOMPARE(csvField("two\nlines"), std::string("\"two\nlines\""));
+  // CSV injection: text cells a spreadsheet would run as a formula are written as text.
+  QCOMPARE(csvField("=HYPERLINK(\"http://x\")"), std::string("\"'=HYPERLINK(\"\"http://x\"\")\""));
+  QCOMPARE(csvField("+1+1"), std::string("\"'+1+1\""));
+  QCOMPARE(csvField("-2+3"), std::string("\"'-2+3\""));
+  QCOMPARE(csvField("@SUM(A1)"), std::string("\"'@SUM(A1)\""));
+  QCOMPARE(csvField("\t=1"), std::string("\"'\t=1\""));
+  QCOMPARE(csvField("a=b"), std::string("a=b"));
+  QCOMPARE(formatNumber(-3), std::string("-3"));  // numbers stay numbers
   std::string text = "a,\"b,c\",\"d\"\"e\"\nx,\"multi\nline\",\n";
   auto rows = parseCsv(text);
   QCOMPARE(rows.size(), size_t(2));

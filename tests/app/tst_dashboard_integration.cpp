@@ -33,6 +33,7 @@
 #include "panel_widget.h"
 #include "resources.h"
 #include "tally/client.h"
+#include "tally/common/curve_keys.h"
 
 using namespace tally;
 using namespace tally::dash;
@@ -97,6 +98,7 @@ class TestDashboardIntegration : public QObject {
   void csvExportEqualsShownData();
   void pngExportHasSizeAndIsNotBlank();
   void liveUpdatesArriveAndCorrectionsReplace();
+  void liveSubscriberAuthenticatesWithCurve();
   void headlessExportWritesFiles();
   void headlessExitCodes();
   void shippedCollectorHealthDashboardResolves();
@@ -490,4 +492,53 @@ void TestDashboardIntegration::cardinalityViewShowsTheLargestAndOpensIt() {
 }
 
 QTEST_MAIN(TestDashboardIntegration)
+// Against a collector with CURVE on (docs/SECURITY.md), the dashboard's live subscriber takes
+// its keys from TALLY_CURVE_SERVER_KEY and TALLY_CURVE_KEY_FILE, as the SDK does: with an allowed
+// key it receives updates; without keys it receives nothing.
+void TestDashboardIntegration::liveSubscriberAuthenticatesWithCurve() {
+  QTemporaryDir dir;
+  const auto server = tally::generate_curve_key_pair().value();
+  const auto client = tally::generate_curve_key_pair().value();
+  const std::string base = dir.filePath("server").toStdString();
+  QVERIFY(tally::write_curve_key_files(base, server));
+  QVERIFY(tally::write_curve_key_files(dir.filePath("client").toStdString(), client));
+  const QString config = dir.filePath("curve.toml");
+  {
+    QFile f(config);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write(QByteArray::fromStdString("curve_secret_key_file = \"" + base +
+                                      ".key_secret\"\ncurve_allowed_keys = [\"" +
+                                      client.public_key + "\"]\n"));
+  }
+  CollectorFixture collector;
+  QVERIFY(collector.start({"--config", config}));
+  tally::ClientOptions o;
+  o.endpoint = collector.ingest().toStdString();
+  o.curve_server_key = server.public_key;
+  o.curve_public_key = client.public_key;
+  o.curve_secret_key = client.secret_key;
+  tally::Client sdk(o);
+
+  auto updatesWithin = [&](bool withKeys) {
+    if (withKeys) {
+      qputenv("TALLY_CURVE_SERVER_KEY", QByteArray::fromStdString(server.public_key));
+      qputenv("TALLY_CURVE_KEY_FILE", dir.filePath("client.key_secret").toUtf8());
+    }
+    LiveSubscriber sub;
+    const bool connected = sub.connectTo(collector.live());
+    qunsetenv("TALLY_CURVE_SERVER_KEY");
+    qunsetenv("TALLY_CURVE_KEY_FILE");
+    if (!connected) return -1;
+    sub.subscribe("auth.dash");
+    QSignalSpy spy(&sub, &LiveSubscriber::updatesReceived);
+    for (int i = 0; i < 16 && spy.isEmpty(); ++i) {
+      sdk.count("auth.dash", 1);
+      spy.wait(250);
+    }
+    return static_cast<int>(spy.size());
+  };
+  QVERIFY(updatesWithin(true) > 0);
+  QCOMPARE(updatesWithin(false), 0);
+}
+
 #include "tst_dashboard_integration.moc"

@@ -49,6 +49,9 @@ class TestDashboardPromQL : public QObject {
   void dataSourcesRoundTrip();
   void headerValuesReadTheEnvironment_data();
   void headerValuesReadTheEnvironment();
+  void envAllowlistDefaultsToTallyPrefix();
+  void credentialsNeedHttpsBeyondLoopback_data();
+  void credentialsNeedHttpsBeyondLoopback();
   void versionOneFileOpensAndStaysVersionOne();
   void corruptSourceRefused_data();
   void corruptSourceRefused();
@@ -420,22 +423,75 @@ void TestDashboardPromQL::headerValuesReadTheEnvironment_data() {
                          << "environment variable NOPE is not set" << false;
   QTest::newRow("unclosed") << "Bearer ${TOKEN"
                             << "unclosed ${ in a header value" << false;
+  // Only variables the user allowed (default TALLY_*; here TALLY_* and TOKEN, USER_NAME, EMPTY,
+  // NOPE): a file asking for another secret is refused before it is read.
+  QTest::newRow("allowed prefix") << "Bearer ${TALLY_GRAFANA_TOKEN}"
+                                  << "Bearer t4lly" << true;
+  QTest::newRow("outside the allowlist")
+      << "Bearer ${AWS_SECRET_ACCESS_KEY}"
+      << "environment variable AWS_SECRET_ACCESS_KEY is not one a dashboard file may read "
+         "(allowed: TALLY_DASHBOARD_ENV_ALLOW, default TALLY_*)"
+      << false;
 }
 
 void TestDashboardPromQL::headerValuesReadTheEnvironment() {
   QFETCH(QString, value);
   QFETCH(QString, expanded);
   QFETCH(bool, ok);
-  const std::map<std::string, std::string> env = {
-      {"TOKEN", "s3cr3t"}, {"USER_NAME", "ann"}, {"EMPTY", ""}};
-  auto r = expandHeaderValue(value.toStdString(),
-                             [&](const std::string& name) -> std::optional<std::string> {
-                               auto it = env.find(name);
-                               if (it == env.end()) return std::nullopt;
-                               return it->second;
-                             });
+  const std::map<std::string, std::string> env = {{"TOKEN", "s3cr3t"},
+                                                  {"USER_NAME", "ann"},
+                                                  {"EMPTY", ""},
+                                                  {"TALLY_GRAFANA_TOKEN", "t4lly"},
+                                                  {"AWS_SECRET_ACCESS_KEY", "never"}};
+  const auto allowed = envAllowPatterns("TALLY_*, TOKEN,USER_NAME,EMPTY,NOPE");
+  auto r = expandHeaderValue(
+      value.toStdString(),
+      [&](const std::string& name) -> std::optional<std::string> {
+        auto it = env.find(name);
+        if (it == env.end()) return std::nullopt;
+        return it->second;
+      },
+      &allowed);
   QCOMPARE(r.has_value(), ok);
   QCOMPARE(QString::fromStdString(ok ? *r : r.status().message()), expanded);
+}
+
+void TestDashboardPromQL::credentialsNeedHttpsBeyondLoopback_data() {
+  QTest::addColumn<QString>("url");
+  QTest::addColumn<bool>("headers");
+  QTest::addColumn<bool>("ok");
+  QTest::newRow("https remote") << "https://vm.example:8428" << true << true;
+  QTest::newRow("http remote, headers") << "http://vm.example:8428" << true << false;
+  QTest::newRow("HTTP remote, headers") << "HTTP://10.0.0.5/select" << true << false;
+  QTest::newRow("http remote, no headers") << "http://vm.example:8428" << false << true;
+  QTest::newRow("http localhost") << "http://localhost:8428" << true << true;
+  QTest::newRow("http 127.0.0.1") << "http://127.0.0.1:8428/x" << true << true;
+  QTest::newRow("http [::1]") << "http://[::1]:8428" << true << true;
+  QTest::newRow("127.x as a name prefix") << "http://127.0.0.1.example.com" << true << false;
+  QTest::newRow("userinfo trick") << "http://localhost@vm.example/" << true << false;
+}
+
+void TestDashboardPromQL::credentialsNeedHttpsBeyondLoopback() {
+  QFETCH(QString, url);
+  QFETCH(bool, headers);
+  QFETCH(bool, ok);
+  DataSource s;
+  s.name = "vm";
+  s.url = url.toStdString();
+  if (headers) s.headers = {{"Authorization", "Bearer ${TALLY_VM_TOKEN}"}};
+  QCOMPARE(static_cast<bool>(checkCredentialsTransport(s)), ok);
+}
+
+void TestDashboardPromQL::envAllowlistDefaultsToTallyPrefix() {
+  const auto d = envAllowPatterns("");
+  QVERIFY(envNameAllowed("TALLY_TOKEN", d));
+  QVERIFY(!envNameAllowed("HOME", d));
+  QVERIFY(!envNameAllowed("TALLY", d));
+  QVERIFY(!envNameAllowed("XTALLY_TOKEN", d));
+  const auto exact = envAllowPatterns("GRAFANA_TOKEN");
+  QVERIFY(envNameAllowed("GRAFANA_TOKEN", exact));
+  QVERIFY(!envNameAllowed("GRAFANA_TOKEN2", exact));
+  QVERIFY(!envNameAllowed("TALLY_TOKEN", exact));
 }
 
 void TestDashboardPromQL::versionOneFileOpensAndStaysVersionOne() {

@@ -185,6 +185,11 @@ void TestPackages::collectorPackageHoldsServiceConfigAndScripts() {
   const QString text = postinst.readAll();
   QVERIFY(text.contains("--system") && text.contains("tally"));  // the tally system user
   QVERIFY(text.contains("/var/lib/tally"));
+  // The config may hold credentials: 0640 in the package, root:tally once installed.
+  QVERIFY(
+      text.contains("dpkg-statoverride --update --add root tally 0640 /etc/tally/collector.toml"));
+  const auto perms = QFileInfo(root_ + "/etc/tally/collector.toml").permissions();
+  QVERIFY(!(perms & QFileDevice::ReadOther) && !(perms & QFileDevice::WriteGroup));
   // The packaged binary reads the packaged config: data in /var/lib/tally.
   Run printed = run(root_ + "/usr/bin/tally-collector",
                     {"--config", root_ + "/etc/tally/collector.toml", "--print-config"});
@@ -201,7 +206,8 @@ void TestPackages::collectorUnitVerifies() {
   for (const char* line :
        {"User=tally", "ExecStart=/usr/bin/tally-collector --config /etc/tally/collector.toml",
         "StateDirectory=tally", "ReadWritePaths=/var/lib/tally", "ProtectSystem=strict",
-        "NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectHome=yes", "WantedBy=multi-user.target"})
+        "NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectHome=yes", "WantedBy=multi-user.target",
+        "MemoryMax=4G", "TasksMax=512"})
     QVERIFY2(text.contains(QString(line) + "\n"), line);
 
   const QString analyze = QStandardPaths::findExecutable("systemd-analyze");

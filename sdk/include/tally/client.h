@@ -112,6 +112,16 @@ struct ClientOptions {
   // Distinct series (metric + tags) this client accepts; more are rejected as invalid, so a
   // tag with unbounded values cannot eat the process's memory.
   size_t max_series = 100000;
+  // CurveZMQ (docs/SECURITY.md): the collector's public key and this client's key pair, Z85 (40
+  // characters each, from `tally keygen`). Empty fields are taken from the environment:
+  // TALLY_CURVE_SERVER_KEY (or TALLY_CURVE_SERVER_KEY_FILE), and TALLY_CURVE_KEY_FILE (the
+  // client's .key_secret file) or TALLY_CURVE_PUBLIC_KEY + TALLY_CURVE_SECRET_KEY. All empty =
+  // plain ZeroMQ. Keys that are incomplete or malformed: nothing is sent and last_error() says
+  // why (like a malformed endpoint). A collector that does not allow the key never answers: the
+  // batches stay pending (and are dropped beyond max_pending_bytes, counted).
+  std::string curve_server_key;
+  std::string curve_public_key;
+  std::string curve_secret_key;
   // Bucket times, flush and ack deadlines read this clock. nullptr = the system clock. Tests
   // pass a ManualClock; it must outlive the Client.
   const Clock* clock = nullptr;

@@ -1,0 +1,57 @@
+// ZapHandler: the ZeroMQ authentication handler (ZAP, RFC 27) of the collector's context. Every
+// CURVE handshake on the ingest ROUTER and the live PUB socket asks it; it answers 200 for an
+// allowed client public key and 400 for any other, counting each refusal per listener
+// (tally_auth_refused_total{listener}) and logging them at most once a second with the count of
+// those not logged. The allowed set is replaced whole by set_allowed() (SIGHUP, admin reload).
+// A plain (NULL mechanism) client never reaches it: the CURVE server refuses its handshake.
+// Thread-safety: set_allowed()/allowed_count() from any thread; start()/stop() from the owner.
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include <zmq.hpp>
+
+#include "auth/security_config.h"
+#include "self_metrics.h"
+#include "tally/common/time_bucket.h"
+
+namespace tally::collector {
+
+// The allowed client keys (32 raw bytes each): curve_allowed_keys plus the public-key of every
+// *.key file in curve_allowed_keys_dir. A file that cannot be read fails the whole load (a reload
+// keeps the previous set rather than half of a new one).
+[[nodiscard]] Result<std::set<std::string>> load_allowed_keys(const SecurityConfig& s);
+
+class ZapHandler {
+ public:
+  ZapHandler(zmq::context_t& ctx, SelfMetrics& metrics, const Clock& clock)
+      : ctx_(ctx), metrics_(metrics), clock_(clock) {}
+  ~ZapHandler() { stop(); }
+
+  void set_allowed(std::set<std::string> keys);
+  size_t allowed_count() const;
+  // Binds inproc://zeromq.zap.01 in the context; must run before a CURVE socket binds.
+  [[nodiscard]] Status start();
+  void stop();
+
+ private:
+  void run();
+  void log_refusal(const std::string& listener, const std::string& address, const std::string& key);
+
+  zmq::context_t& ctx_;
+  SelfMetrics& metrics_;
+  const Clock& clock_;
+  mutable std::mutex mu_;
+  std::set<std::string> allowed_;  // GUARDED_BY(mu_)
+  std::unique_ptr<zmq::socket_t> socket_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+  int64_t last_log_s_ = 0;  // ZAP thread only
+  uint64_t suppressed_ = 0;
+};
+
+}  // namespace tally::collector
