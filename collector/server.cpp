@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <optional>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "ingest/statsd_record.h"
@@ -76,12 +79,15 @@ Status Server::load_auth() {
 Result<std::string> Server::reload_auth() {
   std::lock_guard lock(reload_mu_);
   SecurityConfig sec = config_.security;
+  std::optional<CollectorConfig> file_cfg;
   if (!sec.config_file.empty()) {
     auto loaded = load_config_file(sec.config_file, CollectorConfig{});
     if (!loaded) return loaded.status();
+    if (auto v = loaded->validate(); !v) return v;
     const std::string file = sec.config_file;
     sec = loaded->security;
     sec.config_file = file;
+    file_cfg = std::move(*loaded);
   }
   if (auto v = validate_security(sec, {config_.ingest, config_.live, config_.http, config_.statsd});
       !v)
@@ -103,7 +109,47 @@ Result<std::string> Server::reload_auth() {
   config_.security.curve_allowed_keys_dir = sec.curve_allowed_keys_dir;
   config_.security.http_read_tokens = sec.http_read_tokens;
   config_.security.http_admin_tokens = sec.http_admin_tokens;
+  if (file_cfg) what += reload_settings(*file_cfg);
   spdlog::info("event=auth_reloaded loaded=\"{}\"", what);
+  return what;
+}
+
+// The rest of a reload: the log level changes live; every other setting the file now says
+// differently from the running collector is named in the log as taking effect at the next start
+// (a flag given on the command line also reads as different: flags override the file).
+std::string Server::reload_settings(const CollectorConfig& file) {
+  std::string what;
+  if (file.log_level != config_.log_level) {
+    spdlog::set_level(spdlog::level::from_str(file.log_level));
+    spdlog::info("event=log_level_changed from={} to={}", config_.log_level, file.log_level);
+    config_.log_level = file.log_level;
+    what += ", log level " + file.log_level;
+  }
+  auto settings = [](const CollectorConfig& c) {
+    std::map<std::string, std::string> out;
+    std::istringstream in(config_to_toml(c));
+    for (std::string line; std::getline(in, line);) {
+      const size_t eq = line.find(" = ");
+      if (eq != std::string::npos && !line.starts_with("#")) out[line.substr(0, eq)] = line;
+    }
+    return out;
+  };
+  static const std::set<std::string> kLive = {"log_level", "curve_allowed_keys",
+                                              "curve_allowed_keys_dir", "http_read_tokens",
+                                              "http_admin_tokens"};
+  const auto running = settings(config_), in_file = settings(file);
+  size_t later = 0;
+  for (const auto& [key, line] : in_file) {
+    if (kLive.count(key)) continue;
+    auto it = running.find(key);
+    if (it != running.end() && it->second == line) continue;
+    ++later;
+    spdlog::warn(
+        "event=reload_needs_restart setting={} note=\"the file changed it; it takes effect when "
+        "the collector starts again\"",
+        key);
+  }
+  if (later) what += ", " + std::to_string(later) + " settings need a restart (logged)";
   return what;
 }
 

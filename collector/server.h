@@ -55,6 +55,7 @@ class Server {
   // set, else from the config the server was created with); SIGHUP and POST /api/admin/reload.
   // On an error nothing changes. Returns what was loaded, for the log and the answer.
   Result<std::string> reload_auth();
+  std::string reload_settings(const CollectorConfig& file);
 
   SelfMetrics& metrics() { return metrics_; }
   Router& router() { return *router_; }

@@ -97,6 +97,8 @@ struct RestoreArgs {
 
 // Asks the running collector to write a consistent backup into a.dir (ingest goes on).
 int run_backup(const GlobalOptions& g, const BackupArgs& a, std::ostream& out, std::ostream& err);
+// Asks the running collector to read its configuration file again (POST /api/admin/reload).
+int run_reload(const GlobalOptions& g, std::ostream& out, std::ostream& err);
 // Checks a backup against its manifest and copies it into a new or empty data directory.
 int run_restore(const GlobalOptions& g, const RestoreArgs& a, std::ostream& out, std::ostream& err);
 

@@ -151,6 +151,9 @@ int main(int argc, char** argv) {
       "Write a consistent backup of the running collector's data into DIR (on its machine)");
   backup->add_option("dir", ba.dir, "A new or empty directory")->required();
 
+  auto* reload = app.add_subcommand(
+      "reload", "Make the running collector read its configuration file again (as SIGHUP)");
+
   RestoreArgs ra;
   auto* restore = app.add_subcommand(
       "restore", "Check a backup and copy it into a new or empty data directory (offline)");
@@ -180,6 +183,7 @@ int main(int argc, char** argv) {
     if (emit->parsed()) return run_emit(g, ea, std::cout, std::cerr);
     if (backup->parsed()) return run_backup(g, ba, std::cout, std::cerr);
     if (restore->parsed()) return run_restore(g, ra, std::cout, std::cerr);
+    if (reload->parsed()) return run_reload(g, std::cout, std::cerr);
     if (keygen->parsed()) return run_keygen(ka, std::cout, std::cerr);
     if (tail->parsed()) {
       std::signal(SIGINT, on_signal);

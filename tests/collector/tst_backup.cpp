@@ -1,9 +1,9 @@
-// Backup and restore against real processes: `tally backup` of a running collector while a
-// producer keeps sending, `tally restore` into a new data directory, and a second collector on it
-// that must answer exactly as at some moment during the backup: batch i adds i, so the restored
-// total is k(k+1)/2 for one k between the batches acknowledged before the backup began and those
-// acknowledged when it ended (a lost or doubled batch gives no such k). Then damaged, unfinished
-// and misdirected backups are refused and change nothing.
+// The operator's commands against real processes. Backup and restore: `tally backup` of a running
+// collector while a producer keeps sending, `tally restore` into a new data directory, and a second
+// collector on it that must answer exactly as at some moment during the backup: batch i adds i, so
+// the restored total is k(k+1)/2 for one k between the batches acknowledged before the backup began
+// and those acknowledged when it ended (a lost or doubled batch gives no such k). Then damaged,
+// unfinished and misdirected backups are refused and change nothing.
 #include <QtTest>
 
 #include <atomic>
@@ -61,7 +61,58 @@ class TestBackup : public QObject {
   void backupDuringIngestRestoresExactly();
   void damagedOrUnfinishedBackupsAreRefused();
   void misdirectedBackupsAreRefused();
+  void reloadAppliesTheLogLevelAndNamesTheRest();
 };
+
+// `tally reload` (as SIGHUP) reads the configuration file again: the log level changes at once;
+// a setting that only a start applies (here lateness) is named in the log; a file that does not
+// load changes nothing and says why.
+void TestBackup::reloadAppliesTheLogLevelAndNamesTheRest() {
+  QTemporaryDir tmp;
+  const QString conf = tmp.path() + "/collector.toml", log = tmp.path() + "/collector.log",
+                ready = tmp.path() + "/ready.json";
+  auto write_conf = [&](const std::string& extra) {
+    std::ofstream(conf.toStdString(), std::ios::trunc)
+        << "data_dir = \"" << tmp.path().toStdString() << "/data\"\n"
+        << "http = \"127.0.0.1:0\"\ningest = \"tcp://127.0.0.1:*\"\nlive = \"off\"\n"
+        << "statsd = \"off\"\nshards = 2\nlog_file = \"" << log.toStdString() << "\"\n"
+        << extra;
+  };
+  write_conf("log_level = \"info\"\n");
+  QProcess c;
+  c.start(TALLY_COLLECTOR_BIN, {"--config", conf, "--ready-file", ready});
+  QVERIFY(eventually([&] { return QFileInfo::exists(ready); }));
+  std::ifstream in(ready.toStdString());
+  const json r = json::parse(in);
+  const QString collector = QString("http://127.0.0.1:%1").arg(r["http_port"].get<int>());
+  auto log_text = [&] {
+    std::ifstream l(log.toStdString());
+    return std::string((std::istreambuf_iterator<char>(l)), std::istreambuf_iterator<char>());
+  };
+  // Unchanged file: nothing to say.
+  Run run = tally_cli({"--collector", collector, "reload"});
+  QVERIFY2(run.code == 0, qPrintable(run.err));
+  QVERIFY(log_text().find("event=reload_needs_restart") == std::string::npos);
+  // Debug logging and a longer lateness.
+  write_conf("log_level = \"debug\"\nlateness = \"5s\"\n");
+  run = tally_cli({"--collector", collector, "reload"});
+  QVERIFY2(run.code == 0, qPrintable(run.err));
+  QVERIFY2(run.out.contains("log level debug") && run.out.contains("1 settings need a restart"),
+           qPrintable(run.out));
+  std::string text = log_text();
+  QVERIFY2(text.find("event=log_level_changed from=info to=debug") != std::string::npos,
+           text.c_str());
+  QVERIFY2(text.find("event=reload_needs_restart setting=lateness") != std::string::npos,
+           text.c_str());
+  // A file that does not load: refused, the running settings stay.
+  write_conf("log_level = \"loud\"\n");
+  run = tally_cli({"--collector", collector, "reload"});
+  QCOMPARE(run.code, 3);
+  QVERIFY2(run.err.contains("log_level"), qPrintable(run.err));
+  c.terminate();
+  QVERIFY(c.waitForFinished(20000));
+  QCOMPARE(c.exitCode(), 0);
+}
 
 void TestBackup::backupDuringIngestRestoresExactly() {
   QTemporaryDir tmp;

@@ -1,4 +1,4 @@
-// tally backup / tally restore (docs/CLI.md, docs/OPERATIONS.md).
+// tally backup / restore / reload: the operator's commands (docs/CLI.md, docs/OPERATIONS.md).
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -71,6 +71,26 @@ int run_restore(const GlobalOptions& g, const RestoreArgs& a, std::ostream& out,
         << a.backup << " into " << a.data_dir << "; start tally-collector --data-dir " << a.data_dir
         << ": it replays the backed-up log and answers as at the backup\n";
   }
+  return kExitOk;
+}
+
+int run_reload(const GlobalOptions& g, std::ostream& out, std::ostream& err) {
+  auto target = parse_collector_url(g.collector);
+  if (!target) {
+    err << "tally: " << target.status().message() << '\n';
+    return kExitUsage;
+  }
+  CollectorHttp http(*target, g.timeout);
+  http.set_auth(g.token, g.ca_cert);
+  HttpReply r = http.post("/api/admin/reload", {});
+  if (r.exit_code != kExitOk) {
+    err << "tally: " << r.error << '\n';
+    return r.exit_code;
+  }
+  if (g.format == Format::kJson)
+    out << r.body.dump() << '\n';
+  else
+    out << "reloaded: " << r.body.value("loaded", std::string()) << '\n';
   return kExitOk;
 }
 
