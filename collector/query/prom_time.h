@@ -13,9 +13,6 @@ namespace tally::collector::prom {
 // "NaN", "+Inf", "-Inf".
 std::string prom_float(double v);
 
-// "2024-05-01T12:00:00Z", "2024-05-01T12:00:00.250+02:00" -> unix ms.
-std::optional<int64_t> parse_rfc3339_ms(std::string_view s);
-
 // Unix seconds (with a fraction) or RFC 3339, as Prometheus's parseTime.
 std::optional<int64_t> parse_time_ms(const std::string& s);
 

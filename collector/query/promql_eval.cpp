@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "query/promql_range.h"
+#include "tally/common/time_text.h"
 
 #include <algorithm>
 #include <charconv>
@@ -90,19 +91,6 @@ std::string format_value(double v) {
   char buf[512];
   auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
   return ec == std::errc() ? std::string(buf, p) : "NaN";
-}
-
-// Days since 1970-01-01 -> civil date (H. Hinnant's civil_from_days).
-void civil_from_days(int64_t z, int64_t* y, unsigned* m, unsigned* d) {
-  z += 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const unsigned doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  *d = doy - (153 * mp + 2) / 5 + 1;
-  *m = mp < 10 ? mp + 3 : mp - 9;
-  *y = static_cast<int64_t>(yoe) + era * 400 + (*m <= 2);
 }
 
 // minute(), hour(), ... of a unix time in seconds, UTC, as Prometheus computes them.

@@ -1,4 +1,5 @@
 #include "output.h"
+#include "tally/common/time_text.h"
 
 #include <fmt/format.h>
 
@@ -83,17 +84,14 @@ std::string format_time_utc(int64_t unix_s) {
 }
 
 std::optional<int64_t> parse_time_utc(std::string_view text) {
+  // RFC 3339 (common/time_text.h), where a date alone is its midnight and a time without a zone
+  // is UTC.
   std::string s(text);
-  if (!s.empty() && s.back() == 'Z') s.pop_back();
-  std::tm tm{};
-  const char* end = nullptr;
-  if (s.size() == 10) {
-    end = strptime(s.c_str(), "%Y-%m-%d", &tm);
-  } else {
-    end = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  }
-  if (end == nullptr || *end != '\0') return std::nullopt;
-  return static_cast<int64_t>(timegm(&tm));
+  if (s.size() == 10) s += "T00:00:00";
+  if (s.size() == 19) s += 'Z';
+  auto ms = parse_rfc3339_ms(s);
+  if (!ms) return std::nullopt;
+  return *ms >= 0 ? *ms / 1000 : -((-*ms + 999) / 1000);
 }
 
 std::string tags_label(const json& tags) {

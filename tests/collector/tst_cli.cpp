@@ -172,6 +172,10 @@ void TestCli::times_data() {
   QTest::newRow("relative is not a time") << "-1h" << qint64(-1);
   QTest::newRow("unix is not a time") << "1700000000" << qint64(-1);
   QTest::newRow("junk after") << "2023-11-14T22:13:20Zx" << qint64(-1);
+  // The one RFC 3339 parser (common/time_text.h), as the Prometheus API reads times.
+  QTest::newRow("offset") << "2023-11-15T00:13:20+02:00" << qint64(1700000000);
+  QTest::newRow("fraction") << "2023-11-14T22:13:20.750Z" << qint64(1700000000);
+  QTest::newRow("month 13") << "2023-13-14T22:13:20Z" << qint64(-1);
 }
 
 void TestCli::times() {
@@ -179,7 +183,8 @@ void TestCli::times() {
   QFETCH(qint64, unix);
   auto t = parse_time_utc(text.toStdString());
   QCOMPARE(t ? static_cast<qint64>(*t) : qint64(-1), unix);
-  if (t) QCOMPARE(QString::fromStdString(format_time_utc(*t)).left(10), text.left(10));
+  if (t && !text.contains('+'))  // in UTC, the date reads back
+    QCOMPARE(QString::fromStdString(format_time_utc(*t)).left(10), text.left(10));
 }
 
 void TestCli::collectorUrl_data() {
