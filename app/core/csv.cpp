@@ -7,22 +7,6 @@
 
 namespace tally::dash {
 
-std::string csvField(std::string_view s) {
-  // A text cell starting with = + - @ (or tab, CR) is a formula to a spreadsheet: a tag value
-  // "=HYPERLINK(...)" must not run when the export is opened (CSV injection). A leading ' makes
-  // it text. Numbers never come through here (formatNumber), so -3 stays a number.
-  const bool formula =
-      !s.empty() && std::string_view("=+-@\t\r").find(s[0]) != std::string_view::npos;
-  if (!formula && s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
-  std::string out = formula ? "\"'" : "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  out += '"';
-  return out;
-}
-
 std::string formatNumber(double v) {
   if (std::isnan(v)) return "";
   char buf[64];

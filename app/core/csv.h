@@ -9,12 +9,15 @@
 #include <vector>
 
 #include "api.h"
+#include "tally/common/csv.h"
 
 namespace tally::dash {
 
 // One text field, quoted when needed; a field starting with = + - @ (a spreadsheet formula) is
-// written as text: "'=..." (docs/SECURITY.md).
-std::string csvField(std::string_view s);
+// written as text: "'=..." (tally/common/csv.h, docs/SECURITY.md).
+inline std::string csvField(std::string_view s) {
+  return tally::csv_text(s);
+}
 std::string formatNumber(double v);   // shortest round-trip form: 0.1, 3, 1e+20
 std::string formatIsoUtc(int64_t t);  // 2026-11-27T21:00:00Z
 

@@ -1,5 +1,4 @@
 #include "output.h"
-#include "tally/common/time_text.h"
 
 #include <fmt/format.h>
 
@@ -12,6 +11,8 @@
 #include <set>
 
 #include "tally.pb.h"
+#include "tally/common/csv.h"
+#include "tally/common/time_text.h"
 #include "tally/common/wire.h"
 
 namespace tally::cli {
@@ -42,14 +43,7 @@ void write_table(const TextTable& t, std::ostream& out) {
 }
 
 std::string csv_field(std::string_view s) {
-  if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out.push_back('"');
-    out.push_back(c);
-  }
-  out.push_back('"');
-  return out;
+  return csv_cell(s);  // tally/common/csv.h: numbers as they are, text quoted, formulas made text
 }
 
 void write_csv(const TextTable& t, std::ostream& out) {

@@ -30,6 +30,8 @@ struct TextTable {
 void write_table(const TextTable& t, std::ostream& out);
 // Header line, then one line per row; fields quoted when they hold , " CR or LF.
 void write_csv(const TextTable& t, std::ostream& out);
+// One CSV cell (tally/common/csv.h csv_cell): numbers as they are, text quoted when needed, a
+// text cell starting with = + - @ made text.
 std::string csv_field(std::string_view s);
 
 // Shortest text that reads back as the same double ("0.1", "3", "1e+20").

@@ -128,6 +128,19 @@ void TestCli::csvQuoting_data() {
                            << "\"a\nb\"";
   QTest::newRow("empty") << ""
                          << "";
+  // A text cell a spreadsheet would run is written as text; numbers stay numbers.
+  QTest::newRow("formula") << "=HYPERLINK(\"http://x\")"
+                           << "\"'=HYPERLINK(\"\"http://x\"\")\"";
+  QTest::newRow("at") << "@SUM(A1)"
+                      << "\"'@SUM(A1)\"";
+  QTest::newRow("minus text") << "-x"
+                              << "\"'-x\"";
+  QTest::newRow("negative number") << "-3"
+                                   << "-3";
+  QTest::newRow("exponent") << "-1.5e+20"
+                            << "-1.5e+20";
+  QTest::newRow("plus") << "+1"
+                        << "\"'+1\"";
 }
 
 void TestCli::csvQuoting() {
