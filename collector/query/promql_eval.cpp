@@ -143,20 +143,6 @@ double math_fn(const std::string& fn, double x) {
   return std::nan("");
 }
 
-// Prometheus's quantile over a sorted set: rank φ(n-1), linear between neighbours.
-double quantile_of(double phi, std::vector<double> v) {
-  if (v.empty()) return std::nan("");
-  if (std::isnan(phi)) return std::nan("");
-  if (phi < 0) return -std::numeric_limits<double>::infinity();
-  if (phi > 1) return std::numeric_limits<double>::infinity();
-  std::sort(v.begin(), v.end());
-  const double rank = phi * static_cast<double>(v.size() - 1);
-  const size_t lo = static_cast<size_t>(std::max(0.0, std::floor(rank)));
-  const size_t hi = std::min(v.size() - 1, lo + 1);
-  const double w = rank - std::floor(rank);
-  return v[lo] * (1 - w) + v[hi] * w;
-}
-
 class Evaluator {
  public:
   enum class Mode { kInstant, kIncrease, kRate };
@@ -1020,7 +1006,7 @@ class Evaluator {
           const double var = m2 / c;
           g.v[i] = op == "stddev" ? std::sqrt(var) : var;
         } else if (op == "quantile") {
-          g.v[i] = quantile_of(param[i], xs);
+          g.v[i] = prom_quantile(param[i], xs);
         }
       }
       out->vec.push_back(std::move(g));

@@ -36,8 +36,9 @@ constexpr std::array<std::string_view, 23> kRangeFunctions = {"rate",
                                                               "holt_winters",
                                                               "first_over_time"};
 
-// Prometheus's quantile: rank φ(n-1), linear between neighbours.
-double quantile(double phi, std::vector<double> v) {
+}  // namespace
+
+double prom_quantile(double phi, std::vector<double> v) {
   if (v.empty() || std::isnan(phi)) return kNaN;
   if (phi < 0) return -std::numeric_limits<double>::infinity();
   if (phi > 1) return std::numeric_limits<double>::infinity();
@@ -48,6 +49,8 @@ double quantile(double phi, std::vector<double> v) {
   const double w = rank - std::floor(rank);
   return v[lo] * (1 - w) + v[hi] * w;
 }
+
+namespace {
 
 // Kahan-compensated running sum, as Prometheus adds samples.
 struct KahanSum {
@@ -158,10 +161,10 @@ std::optional<double> eval_range_function(std::string_view fn, const Window& w,
     std::vector<double> v;
     v.reserve(s.size());
     for (const auto& x : s) v.push_back(x.v);
-    if (fn == "quantile_over_time") return quantile(params.empty() ? kNaN : params[0], v);
-    const double median = quantile(0.5, v);
+    if (fn == "quantile_over_time") return prom_quantile(params.empty() ? kNaN : params[0], v);
+    const double median = prom_quantile(0.5, v);
     for (double& x : v) x = std::fabs(x - median);
-    return quantile(0.5, v);
+    return prom_quantile(0.5, v);
   }
   if (fn == "changes" || fn == "resets") {
     double n = 0;

@@ -16,6 +16,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 namespace tally::collector::prom {
 
@@ -29,6 +30,10 @@ struct Window {
   int64_t end_ms = 0;
   int64_t range_ms = 0;
 };
+
+// Prometheus's quantile of a set of values (quantile, quantile_over_time): rank φ(n-1), linear
+// between neighbours; -Inf below 0, +Inf above 1, NaN for NaN or no values.
+double prom_quantile(double phi, std::vector<double> values);
 
 // Whether `name` is a function of a range vector this module evaluates.
 bool is_range_function(std::string_view name);
