@@ -410,6 +410,10 @@ void TestPowerLoss::newFileOnReusedInodeStartsEmpty() {
   child.start(QCoreApplication::applicationFilePath(), {"--reuse-child", dir, ctl});
   QVERIFY(child.waitForFinished(20000));
   const QString out = QString::fromUtf8(child.readAllStandardOutput()).trimmed();
+  if (child.exitStatus() == QProcess::NormalExit && child.exitCode() == 3)
+    QSKIP(
+        "this file system gave no deleted file's inode number to a new file in 200 tries "
+        "(btrfs never reuses them): the case cannot arise here");
   QCOMPARE(child.exitStatus(), QProcess::CrashExit);  // killed by the shim, not exit code 2
   qInfo("%s", qPrintable(out));
   std::ifstream in((dir + "-image/new").toStdString(), std::ios::binary);
