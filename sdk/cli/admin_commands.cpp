@@ -18,25 +18,19 @@ int run_backup(const GlobalOptions& g, const BackupArgs& a, std::ostream& out, s
     err << "tally: name the directory to write the backup into\n";
     return kExitUsage;
   }
-  auto target = parse_collector_url(g.collector);
-  if (!target) {
-    err << "tally: " << target.status().message() << '\n';
-    return kExitUsage;
-  }
   const std::string dir = fs::absolute(a.dir).lexically_normal().string();
   // A backup copies the whole data directory: give it far longer than a query.
-  CollectorHttp http(*target, std::max(g.timeout, std::chrono::milliseconds(3600 * 1000)));
-  http.set_auth(g.token, g.ca_cert);
-  HttpReply r = http.post("/api/admin/backup", {{"dir", dir}});
-  if (r.exit_code != kExitOk) {
-    err << "tally: " << r.error << '\n';
-    return r.exit_code;
-  }
+  json body;
+  if (int rc =
+          call_collector(g, true, "/api/admin/backup", {{"dir", dir}},
+                         std::max(g.timeout, std::chrono::milliseconds(3600 * 1000)), &body, err);
+      rc != kExitOk)
+    return rc;
   if (g.format == Format::kJson) {
-    out << r.body.dump() << '\n';
+    out << body.dump() << '\n';
   } else {
-    out << "backup written to " << dir << ": " << r.body.value("files", 0) << " files, "
-        << r.body.value("bytes", uint64_t{0}) << " bytes, in " << r.body.value("seconds", 0.0)
+    out << "backup written to " << dir << ": " << body.value("files", 0) << " files, "
+        << body.value("bytes", uint64_t{0}) << " bytes, in " << body.value("seconds", 0.0)
         << " s\n";
   }
   return kExitOk;
@@ -75,22 +69,14 @@ int run_restore(const GlobalOptions& g, const RestoreArgs& a, std::ostream& out,
 }
 
 int run_reload(const GlobalOptions& g, std::ostream& out, std::ostream& err) {
-  auto target = parse_collector_url(g.collector);
-  if (!target) {
-    err << "tally: " << target.status().message() << '\n';
-    return kExitUsage;
-  }
-  CollectorHttp http(*target, g.timeout);
-  http.set_auth(g.token, g.ca_cert);
-  HttpReply r = http.post("/api/admin/reload", {});
-  if (r.exit_code != kExitOk) {
-    err << "tally: " << r.error << '\n';
-    return r.exit_code;
-  }
+  json body;
+  if (int rc = call_collector(g, true, "/api/admin/reload", {}, g.timeout, &body, err);
+      rc != kExitOk)
+    return rc;
   if (g.format == Format::kJson)
-    out << r.body.dump() << '\n';
+    out << body.dump() << '\n';
   else
-    out << "reloaded: " << r.body.value("loaded", std::string()) << '\n';
+    out << "reloaded: " << body.value("loaded", std::string()) << '\n';
   return kExitOk;
 }
 

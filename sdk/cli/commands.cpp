@@ -22,23 +22,10 @@ namespace {
 using nlohmann::json;
 using Params = std::multimap<std::string, std::string>;
 
-// Resolves --collector and runs one GET; prints the failure to err.
+// One GET with the query's timeout; prints the failure to err.
 int fetch(const GlobalOptions& g, const std::string& path, const Params& params, json& body,
           std::ostream& err) {
-  auto target = parse_collector_url(g.collector);
-  if (!target) {
-    err << "tally: " << target.status().message() << '\n';
-    return kExitUsage;
-  }
-  CollectorHttp http(*target, g.timeout);
-  http.set_auth(g.token, g.ca_cert);
-  HttpReply r = http.get(path, params);
-  if (r.exit_code != kExitOk) {
-    err << "tally: " << r.error << '\n';
-    return r.exit_code;
-  }
-  body = std::move(r.body);
-  return kExitOk;
+  return call_collector(g, false, path, params, g.timeout, &body, err);
 }
 
 // ISO-8601 UTC times become unix seconds; everything else ("now", "-1h", unix seconds) goes to
@@ -72,6 +59,25 @@ bool split_tag(const std::string& text, std::string& key, std::string& value) {
 }
 
 }  // namespace
+
+int call_collector(const GlobalOptions& g, bool post, const std::string& path,
+                   const std::multimap<std::string, std::string>& params,
+                   std::chrono::milliseconds timeout, json* body, std::ostream& err) {
+  auto target = parse_collector_url(g.collector);
+  if (!target) {
+    err << "tally: " << target.status().message() << '\n';
+    return kExitUsage;
+  }
+  CollectorHttp http(*target, timeout);
+  http.set_auth(g.token, g.ca_cert);
+  HttpReply r = post ? http.post(path, params) : http.get(path, params);
+  if (r.exit_code != kExitOk) {
+    err << "tally: " << r.error << '\n';
+    return r.exit_code;
+  }
+  *body = std::move(r.body);
+  return kExitOk;
+}
 
 int run_query(const GlobalOptions& g, const QueryArgs& a, std::ostream& out, std::ostream& err) {
   Params params{{"metric", a.metric},

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <iosfwd>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,13 @@ struct TailArgs {
   uint64_t count = 0;                     // stop after this many updates; 0 = never
   std::chrono::milliseconds duration{0};  // stop after this long; 0 = never
 };
+
+// One request to the collector --collector names, with --token and --ca-cert: a GET, or a POST
+// with the parameters form-encoded. On failure writes "tally: <why>" to err and returns the exit
+// code (exit_codes.h); on success fills *body and returns kExitOk.
+int call_collector(const GlobalOptions& g, bool post, const std::string& path,
+                   const std::multimap<std::string, std::string>& params,
+                   std::chrono::milliseconds timeout, nlohmann::json* body, std::ostream& err);
 
 int run_query(const GlobalOptions& g, const QueryArgs& a, std::ostream& out, std::ostream& err);
 int run_metrics(const GlobalOptions& g, const MetricsArgs& a, std::ostream& out, std::ostream& err);
