@@ -11,6 +11,7 @@
 #include <fstream>
 #include <thread>
 
+#include "cli_run.h"
 #include "collector_process.h"
 #include "tally/common/time_bucket.h"
 
@@ -20,26 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int code = -1;
-  QString out, err;
-};
-
-Run tally_cli(const QStringList& args, int timeout_ms = 60000) {
-  QProcess p;
-  p.start(TALLY_CLI_BIN, args);
-  Run r;
-  if (!p.waitForFinished(timeout_ms)) {
-    p.kill();
-    p.waitForFinished();
-    r.err = "timed out";
-    return r;
-  }
-  r.code = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
-  r.out = QString::fromUtf8(p.readAllStandardOutput());
-  r.err = QString::fromUtf8(p.readAllStandardError());
-  return r;
-}
+using Run = CliRun;
 
 QString url(const CollectorProcess& c) {
   return QString("http://127.0.0.1:%1").arg(c.http_port());
@@ -90,12 +72,12 @@ void TestBackup::reloadAppliesTheLogLevelAndNamesTheRest() {
     return std::string((std::istreambuf_iterator<char>(l)), std::istreambuf_iterator<char>());
   };
   // Unchanged file: nothing to say.
-  Run run = tally_cli({"--collector", collector, "reload"});
+  Run run = run_tally_cli({"--collector", collector, "reload"});
   QVERIFY2(run.code == 0, qPrintable(run.err));
   QVERIFY(log_text().find("event=reload_needs_restart") == std::string::npos);
   // Debug logging and a longer lateness.
   write_conf("log_level = \"debug\"\nlateness = \"5s\"\n");
-  run = tally_cli({"--collector", collector, "reload"});
+  run = run_tally_cli({"--collector", collector, "reload"});
   QVERIFY2(run.code == 0, qPrintable(run.err));
   QVERIFY2(run.out.contains("log level debug") && run.out.contains("1 settings need a restart"),
            qPrintable(run.out));
@@ -106,7 +88,7 @@ void TestBackup::reloadAppliesTheLogLevelAndNamesTheRest() {
            text.c_str());
   // A file that does not load: refused, the running settings stay.
   write_conf("log_level = \"loud\"\n");
-  run = tally_cli({"--collector", collector, "reload"});
+  run = run_tally_cli({"--collector", collector, "reload"});
   QCOMPARE(run.code, 3);
   QVERIFY2(run.err.contains("log_level"), qPrintable(run.err));
   c.terminate();
@@ -150,7 +132,7 @@ void TestBackup::backupDuringIngestRestoresExactly() {
   QVERIFY(eventually([&] { return acked.load() >= 300; }));
   std::this_thread::sleep_for(std::chrono::seconds(3));  // the log is cut behind checkpoints
   const int64_t before = acked.load();
-  const Run r = tally_cli({"--collector", url(a), "backup", backup});
+  const Run r = run_tally_cli({"--collector", url(a), "backup", backup});
   const int64_t after = acked.load();
   QVERIFY2(r.code == 0, qPrintable(r.err));
   QVERIFY2(r.out.startsWith("backup written to " + backup), qPrintable(r.out));
@@ -161,7 +143,7 @@ void TestBackup::backupDuringIngestRestoresExactly() {
   QVERIFY(eventually([&] { return stored_total(a, 1) == sent * (sent + 1) / 2; }));
   QCOMPARE(a.stop(), 0);
 
-  const Run rr = tally_cli({"restore", backup, restored});
+  const Run rr = run_tally_cli({"restore", backup, restored});
   QVERIFY2(rr.code == 0, qPrintable(rr.err));
   CollectorProcess b(restored);
   QVERIFY(b.start());
@@ -196,7 +178,7 @@ void TestBackup::damagedOrUnfinishedBackupsAreRefused() {
     b.mutable_counters()->add_times(SystemClock::instance().now_s());
     b.mutable_counters()->add_values(5);
     QCOMPARE(p.send(b)->code(), wire::Ack::OK);
-    const Run r = tally_cli({"--collector", url(a), "backup", backup});
+    const Run r = run_tally_cli({"--collector", url(a), "backup", backup});
     QVERIFY2(r.code == 0, qPrintable(r.err));
     QCOMPARE(a.stop(), 0);
   }
@@ -208,14 +190,14 @@ void TestBackup::damagedOrUnfinishedBackupsAreRefused() {
     f.put('\x5a');
   }
   const QString target = tmp.path() + "/restored";
-  Run r = tally_cli({"restore", backup, target});
+  Run r = run_tally_cli({"restore", backup, target});
   QCOMPARE(r.code, 3);
   QVERIFY2(r.err.contains("backup file shard-01.sqlite differs from what was backed up"),
            qPrintable(r.err));
   QVERIFY(!QFileInfo::exists(target));
   // Without its manifest it is an unfinished backup.
   fs::remove((backup + "/MANIFEST.json").toStdString());
-  r = tally_cli({"restore", backup, target});
+  r = run_tally_cli({"restore", backup, target});
   QCOMPARE(r.code, 4);
   QVERIFY2(r.err.contains("holds no MANIFEST.json"), qPrintable(r.err));
   QVERIFY(!QFileInfo::exists(target));
@@ -226,17 +208,17 @@ void TestBackup::misdirectedBackupsAreRefused() {
   QVERIFY(a.start());
   QTemporaryDir tmp;
   // Inside the data directory.
-  Run r = tally_cli({"--collector", url(a), "backup", a.data_dir() + "/backup"});
+  Run r = run_tally_cli({"--collector", url(a), "backup", a.data_dir() + "/backup"});
   QCOMPARE(r.code, 3);
   QVERIFY2(r.err.contains("is inside the data directory"), qPrintable(r.err));
   // Into a directory that holds something.
   std::ofstream((tmp.path() + "/keep.txt").toStdString()) << "mine\n";
-  r = tally_cli({"--collector", url(a), "backup", tmp.path()});
+  r = run_tally_cli({"--collector", url(a), "backup", tmp.path()});
   QCOMPARE(r.code, 3);
   QVERIFY2(r.err.contains("exists and is not empty"), qPrintable(r.err));
   QVERIFY(QFileInfo::exists(tmp.path() + "/keep.txt"));
   // Restore into a data directory that holds something.
-  r = tally_cli({"restore", tmp.path(), a.data_dir()});
+  r = run_tally_cli({"restore", tmp.path(), a.data_dir()});
   QVERIFY(r.code != 0);
   QCOMPARE(a.stop(), 0);
 }

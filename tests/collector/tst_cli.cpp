@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_run.h"
 #include "collector_http.h"
 #include "exit_codes.h"
 #include "output.h"
@@ -17,11 +18,7 @@ using nlohmann::json;
 
 namespace {
 
-struct Run {
-  int code = -1;
-  QString out;
-  QString err;
-};
+using Run = tally::testing::CliRun;
 
 }  // namespace
 
@@ -66,21 +63,8 @@ class TestCli : public QObject {
 };
 
 Run TestCli::tally(const QStringList& args, int timeout_ms) {
-  QProcess p;
-  QStringList all{"--collector", http_, "--ingest", ingest_, "--live", live_};
-  all += args;
-  p.start(TALLY_CLI_BIN, all);
-  Run r;
-  if (!p.waitForFinished(timeout_ms)) {
-    p.kill();
-    p.waitForFinished();
-    r.err = "timed out";
-    return r;
-  }
-  r.code = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
-  r.out = QString::fromUtf8(p.readAllStandardOutput());
-  r.err = QString::fromUtf8(p.readAllStandardError());
-  return r;
+  return tally::testing::run_tally_cli(
+      QStringList{"--collector", http_, "--ingest", ingest_, "--live", live_} + args, timeout_ms);
 }
 
 void TestCli::initTestCase() {

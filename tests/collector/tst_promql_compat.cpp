@@ -38,6 +38,7 @@
 #include "batch_builder.h"
 #include "collector_process.h"
 #include "free_port.h"
+#include "server_process.h"
 #include "tally/common/time_bucket.h"
 
 using namespace tally;
@@ -335,33 +336,19 @@ class Prometheus {
       cfg << "global:\n  evaluation_interval: 1m\nstorage:\n  tsdb:\n"
              "    out_of_order_time_window: 1d\n";
     }
-    proc_.setProcessChannelMode(QProcess::ForwardedChannels);
-    proc_.start(QStandardPaths::findExecutable("prometheus"),
-                {"--config.file=" + dir + "/prometheus.yml", "--storage.tsdb.path=" + dir + "/data",
-                 "--web.listen-address=127.0.0.1:" + QString::number(port),
-                 "--web.enable-remote-write-receiver", "--log.level=warn"});
-    if (!proc_.waitForStarted(5000)) return false;
-    return eventually(
-        [&] {
-          httplib::Client c("127.0.0.1", port_);
-          auto r = c.Get("/-/ready");
-          return r && r->status == 200;
-        },
-        30000);
+    return server_.start(
+        QStandardPaths::findExecutable("prometheus"),
+        {"--config.file=" + dir + "/prometheus.yml", "--storage.tsdb.path=" + dir + "/data",
+         "--web.listen-address=127.0.0.1:" + QString::number(port),
+         "--web.enable-remote-write-receiver", "--log.level=warn"},
+        port, "/-/ready", 30000);
   }
-  void stop() {
-    if (proc_.state() == QProcess::NotRunning) return;
-    proc_.terminate();
-    if (!proc_.waitForFinished(10000)) {
-      proc_.kill();
-      proc_.waitForFinished(5000);
-    }
-  }
+  void stop() { server_.stop(); }
   int port() const { return port_; }
 
  private:
   int port_ = 0;
-  QProcess proc_;
+  ServerProcess server_;
 };
 
 using Tags = std::vector<std::pair<std::string, std::string>>;

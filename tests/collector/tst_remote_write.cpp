@@ -25,6 +25,7 @@
 #include "forward/remote_write.h"
 #include "free_port.h"
 #include "remote_write.pb.h"
+#include "server_process.h"
 #include "tally/client.h"
 #include "tally/common/sketch.h"
 #include "tally/common/wire.h"
@@ -94,29 +95,14 @@ class VictoriaMetrics {
   static QString binary() { return QStandardPaths::findExecutable("victoria-metrics"); }
 
   bool start() {
-    proc_.setProcessChannelMode(QProcess::ForwardedChannels);
     // latencyOffset: fresh samples are visible to queries at once; no cache between polls.
-    proc_.start(binary(),
-                {"-httpListenAddr=127.0.0.1:" + QString::number(port_),
-                 "-storageDataPath=" + dir_.path(), "-retentionPeriod=1d",
-                 "-search.latencyOffset=1s", "-search.disableCache", "-loggerLevel=ERROR"});
-    if (!proc_.waitForStarted(5000)) return false;
-    return eventually(
-        [&] {
-          httplib::Client c("127.0.0.1", port_);
-          auto r = c.Get("/health");
-          return r && r->status == 200;
-        },
-        15000);
+    return server_.start(binary(),
+                         {"-httpListenAddr=127.0.0.1:" + QString::number(port_),
+                          "-storageDataPath=" + dir_.path(), "-retentionPeriod=1d",
+                          "-search.latencyOffset=1s", "-search.disableCache", "-loggerLevel=ERROR"},
+                         port_, "/health", 15000);
   }
-  void stop() {
-    if (proc_.state() == QProcess::NotRunning) return;
-    proc_.terminate();
-    if (!proc_.waitForFinished(10000)) {
-      proc_.kill();
-      proc_.waitForFinished(5000);
-    }
-  }
+  void stop() { server_.stop(); }
   int port() const { return port_; }
   std::string write_url() const {
     return "http://127.0.0.1:" + std::to_string(port_) + "/api/v1/write";
@@ -172,7 +158,7 @@ class VictoriaMetrics {
  private:
   int port_;
   QTemporaryDir dir_;
-  QProcess proc_;
+  ServerProcess server_;
 };
 
 // A collector's own /metrics sample, or -1.
