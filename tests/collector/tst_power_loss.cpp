@@ -86,6 +86,31 @@ class ShimmedCollector {
   QString ready_;
 };
 
+// The collector's flags under the shim: small log segments and a 1 s checkpoint, so segments are
+// deleted behind the checkpoints all the time and a checkpoint that is not on disk when its
+// segments go loses acknowledged data; every acknowledgement waits for fsync.
+QStringList collector_args(const QString& ingest, int http_port, const QString& statsd) {
+  return {"--ingest",
+          ingest,
+          "--http",
+          QString("127.0.0.1:%1").arg(http_port),
+          "--live",
+          "off",
+          "--statsd",
+          statsd,
+          "--shards",
+          "2",
+          "--checkpoint",
+          "1s",
+          "--lateness",
+          "1s",
+          "--fsync",
+          "always",
+          "--wal-segment-bytes",
+          "4096",
+          "--no-self-metrics"};
+}
+
 }  // namespace
 
 class TestPowerLoss : public QObject {
@@ -102,25 +127,8 @@ void TestPowerLoss::acknowledgedBatchesSurvivePowerLoss() {
   const int ingest_port = free_port(), http_port = free_port();
   // Small log segments and a 1 s checkpoint: segments are deleted behind the checkpoints all the
   // time, so a checkpoint that is not on disk when its segments go loses acknowledged batches.
-  const QStringList args = {"--ingest",
-                            QString("tcp://127.0.0.1:%1").arg(ingest_port),
-                            "--http",
-                            QString("127.0.0.1:%1").arg(http_port),
-                            "--live",
-                            "off",
-                            "--statsd",
-                            "off",
-                            "--shards",
-                            "2",
-                            "--checkpoint",
-                            "1s",
-                            "--lateness",
-                            "1s",
-                            "--fsync",
-                            "always",
-                            "--wal-segment-bytes",
-                            "4096",
-                            "--no-self-metrics"};
+  const QStringList args =
+      collector_args(QString("tcp://127.0.0.1:%1").arg(ingest_port), http_port, "off");
   int generation = 0;
   auto data_of = [&](int g) { return base + QString("/data-%1").arg(g); };
   auto ctl_of = [&](int g) { return base + QString("/ctl-%1").arg(g); };
@@ -240,25 +248,8 @@ void TestPowerLoss::statsdCountsShownSurvivePowerLoss() {
     udp_port = ntohs(a.sin_port);
     ::close(fd);
   }
-  const QStringList args = {"--ingest",
-                            "tcp://127.0.0.1:*",
-                            "--http",
-                            QString("127.0.0.1:%1").arg(http_port),
-                            "--live",
-                            "off",
-                            "--statsd",
-                            QString("127.0.0.1:%1").arg(udp_port),
-                            "--shards",
-                            "2",
-                            "--checkpoint",
-                            "1s",
-                            "--lateness",
-                            "1s",
-                            "--fsync",
-                            "always",
-                            "--wal-segment-bytes",
-                            "4096",
-                            "--no-self-metrics"};
+  const QStringList args =
+      collector_args("tcp://127.0.0.1:*", http_port, QString("127.0.0.1:%1").arg(udp_port));
   int generation = 0;
   auto data_of = [&](int g) { return base + QString("/data-%1").arg(g); };
   auto ctl_of = [&](int g) { return base + QString("/ctl-%1").arg(g); };
