@@ -125,8 +125,6 @@ void TestPowerLoss::acknowledgedBatchesSurvivePowerLoss() {
   QTemporaryDir tmp;
   const QString base = fs::canonical(tmp.path().toStdString()).c_str();
   const int ingest_port = free_port(), http_port = free_port();
-  // Small log segments and a 1 s checkpoint: segments are deleted behind the checkpoints all the
-  // time, so a checkpoint that is not on disk when its segments go loses acknowledged batches.
   const QStringList args =
       collector_args(QString("tcp://127.0.0.1:%1").arg(ingest_port), http_port, "off");
   int generation = 0;
