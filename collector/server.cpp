@@ -110,7 +110,7 @@ Result<std::string> Server::reload_auth() {
   config_.security.http_read_tokens = sec.http_read_tokens;
   config_.security.http_admin_tokens = sec.http_admin_tokens;
   if (file_cfg) what += reload_settings(*file_cfg);
-  spdlog::info("event=auth_reloaded loaded=\"{}\"", what);
+  spdlog::info("event=reloaded loaded=\"{}\"", what);
   return what;
 }
 
@@ -149,7 +149,7 @@ std::string Server::reload_settings(const CollectorConfig& file) {
         "the collector starts again\"",
         key);
   }
-  if (later) what += ", " + std::to_string(later) + " settings need a restart (logged)";
+  if (later) what += ", settings that need a restart: " + std::to_string(later) + " (logged)";
   return what;
 }
 

@@ -79,8 +79,9 @@ void TestBackup::reloadAppliesTheLogLevelAndNamesTheRest() {
   write_conf("log_level = \"debug\"\nlateness = \"5s\"\n");
   run = run_tally_cli({"--collector", collector, "reload"});
   QVERIFY2(run.code == 0, qPrintable(run.err));
-  QVERIFY2(run.out.contains("log level debug") && run.out.contains("1 settings need a restart"),
-           qPrintable(run.out));
+  QVERIFY2(
+      run.out.contains("log level debug") && run.out.contains("settings that need a restart: 1"),
+      qPrintable(run.out));
   std::string text = log_text();
   QVERIFY2(text.find("event=log_level_changed from=info to=debug") != std::string::npos,
            text.c_str());
