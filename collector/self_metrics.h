@@ -138,7 +138,8 @@ struct SelfMetrics {
 
  private:
   mutable std::mutex skew_mu_;
-  std::map<uint64_t, double> skews_;  // GUARDED_BY(skew_mu_)
+  std::map<uint64_t, double> skews_;         // GUARDED_BY(skew_mu_)
+  std::atomic<size_t> skewed_producers_{0};  // skews_.size(), read without the lock
 
   mutable std::mutex failure_mu_;
   std::string failure_;  // GUARDED_BY(failure_mu_)
