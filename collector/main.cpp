@@ -136,90 +136,93 @@ int main(int argc, char** argv) {
     cfg = *loaded;
     cfg.security.config_file = config_path;  // SIGHUP reads keys and tokens from it again
   }
-  if (data_dir) cfg.data_dir = *data_dir;
-  if (shards) cfg.shards = *shards;
-  if (ingest) cfg.ingest = *ingest;
-  if (http) cfg.http = *http;
-  if (live) cfg.live = *live;
-  if (statsd) cfg.statsd = *statsd;
-  if (statsd_unix) cfg.statsd_unix = *statsd_unix;
-  if (statsd_dialect) cfg.statsd_dialect = *statsd_dialect;
-  if (retention) cfg.retention = *retention;
-  if (max_batch_bytes) cfg.max_batch_bytes = *max_batch_bytes;
-  if (wal_segment_bytes) cfg.wal_segment_bytes = *wal_segment_bytes;
-  if (max_queued_bytes) cfg.max_queued_bytes = *max_queued_bytes;
-  for (auto [text, field, name] :
-       {std::tuple{&debug_apply_delay, &cfg.debug_apply_delay_us, "--debug-apply-delay"},
-        {&debug_def_delay, &cfg.debug_def_delay_us, "--debug-def-delay"},
-        {&debug_backup_pause, &cfg.debug_backup_pause_us, "--debug-backup-pause"}}) {
-    if (!*text) continue;
-    auto d = parse_duration_ms(**text);
-    if (!d) {
-      std::cerr << "tally-collector: " << name << ": " << d.status().message() << "\n";
-      return 2;
+  // The flags over what the file says; a reload applies them again over the file it reads.
+  auto apply_flags = [&](CollectorConfig& cfg) -> Status {
+    if (data_dir) cfg.data_dir = *data_dir;
+    if (shards) cfg.shards = *shards;
+    if (ingest) cfg.ingest = *ingest;
+    if (http) cfg.http = *http;
+    if (live) cfg.live = *live;
+    if (statsd) cfg.statsd = *statsd;
+    if (statsd_unix) cfg.statsd_unix = *statsd_unix;
+    if (statsd_dialect) cfg.statsd_dialect = *statsd_dialect;
+    if (retention) cfg.retention = *retention;
+    if (max_batch_bytes) cfg.max_batch_bytes = *max_batch_bytes;
+    if (wal_segment_bytes) cfg.wal_segment_bytes = *wal_segment_bytes;
+    if (max_queued_bytes) cfg.max_queued_bytes = *max_queued_bytes;
+    for (auto [text, field, name] :
+         {std::tuple{&debug_apply_delay, &cfg.debug_apply_delay_us, "--debug-apply-delay"},
+          {&debug_def_delay, &cfg.debug_def_delay_us, "--debug-def-delay"},
+          {&debug_backup_pause, &cfg.debug_backup_pause_us, "--debug-backup-pause"}}) {
+      if (!*text) continue;
+      auto d = parse_duration_ms(**text);
+      if (!d) {
+        return Status::invalid_argument(std::string(name) + ": " + d.status().message());
+      }
+      *field = *d * 1000;
     }
-    *field = *d * 1000;
-  }
-  if (log_level) cfg.log_level = *log_level;
-  if (log_file) cfg.log_file = *log_file;
-  if (log_max_bytes) cfg.log_max_bytes = *log_max_bytes;
-  if (log_max_files) cfg.log_max_files = *log_max_files;
-  if (ready_file) cfg.ready_file = *ready_file;
-  if (fsync) cfg.fsync = *fsync;
-  if (no_self_metrics) cfg.self_metrics = false;
-  cfg.salvage_wal = salvage_wal;
-  for (auto [text, field, name] : {std::tuple{&lateness, &cfg.lateness_s, "--lateness"},
-                                   {&max_future, &cfg.max_future_s, "--max-future"},
-                                   {&checkpoint, &cfg.checkpoint_s, "--checkpoint"}}) {
-    if (!*text) continue;
-    auto d = parse_duration(**text);
-    if (!d) {
-      std::cerr << "tally-collector: " << name << ": " << d.status().message() << "\n";
-      return 2;
+    if (log_level) cfg.log_level = *log_level;
+    if (log_file) cfg.log_file = *log_file;
+    if (log_max_bytes) cfg.log_max_bytes = *log_max_bytes;
+    if (log_max_files) cfg.log_max_files = *log_max_files;
+    if (ready_file) cfg.ready_file = *ready_file;
+    if (fsync) cfg.fsync = *fsync;
+    if (no_self_metrics) cfg.self_metrics = false;
+    cfg.salvage_wal = salvage_wal;
+    for (auto [text, field, name] : {std::tuple{&lateness, &cfg.lateness_s, "--lateness"},
+                                     {&max_future, &cfg.max_future_s, "--max-future"},
+                                     {&checkpoint, &cfg.checkpoint_s, "--checkpoint"}}) {
+      if (!*text) continue;
+      auto d = parse_duration(**text);
+      if (!d) {
+        return Status::invalid_argument(std::string(name) + ": " + d.status().message());
+      }
+      *field = *d;
     }
-    *field = *d;
-  }
-  if (rw_url) cfg.remote_write.url = *rw_url;
-  if (rw_max_samples) cfg.remote_write.max_samples_per_request = *rw_max_samples;
-  if (rw_max_buffered) cfg.remote_write.max_buffered_samples = *rw_max_buffered;
-  if (debug_rw_since) cfg.remote_write.debug_floor_ms = *debug_rw_since * 1000;
-  for (const auto& l : rw_labels) {
-    if (auto s = cfg.remote_write.set_label(l); !s) {
-      std::cerr << "tally-collector: --remote-write-label: " << s.message() << "\n";
-      return 2;
+    if (rw_url) cfg.remote_write.url = *rw_url;
+    if (rw_max_samples) cfg.remote_write.max_samples_per_request = *rw_max_samples;
+    if (rw_max_buffered) cfg.remote_write.max_buffered_samples = *rw_max_buffered;
+    if (debug_rw_since) cfg.remote_write.debug_floor_ms = *debug_rw_since * 1000;
+    for (const auto& l : rw_labels) {
+      if (auto s = cfg.remote_write.set_label(l); !s) {
+        return Status::invalid_argument("--remote-write-label: " + s.message());
+      }
     }
-  }
-  for (const auto& h : rw_headers) {
-    if (auto s = cfg.remote_write.add_header(h); !s) {
-      std::cerr << "tally-collector: --remote-write-header: " << s.message() << "\n";
-      return 2;
+    for (const auto& h : rw_headers) {
+      if (auto s = cfg.remote_write.add_header(h); !s) {
+        return Status::invalid_argument("--remote-write-header: " + s.message());
+      }
     }
-  }
-  for (auto [text, field, name] :
-       {std::tuple{&rw_flush, &cfg.remote_write.flush_interval_ms, "--remote-write-flush-interval"},
-        {&rw_timeout, &cfg.remote_write.timeout_ms, "--remote-write-timeout"},
-        {&rw_min_backoff, &cfg.remote_write.min_backoff_ms, "--remote-write-min-backoff"},
-        {&rw_max_backoff, &cfg.remote_write.max_backoff_ms, "--remote-write-max-backoff"}}) {
-    if (!*text) continue;
-    auto d = parse_duration_ms(**text);
-    if (!d) {
-      std::cerr << "tally-collector: " << name << ": " << d.status().message() << "\n";
-      return 2;
+    for (auto [text, field, name] :
+         {std::tuple{&rw_flush, &cfg.remote_write.flush_interval_ms,
+                     "--remote-write-flush-interval"},
+          {&rw_timeout, &cfg.remote_write.timeout_ms, "--remote-write-timeout"},
+          {&rw_min_backoff, &cfg.remote_write.min_backoff_ms, "--remote-write-min-backoff"},
+          {&rw_max_backoff, &cfg.remote_write.max_backoff_ms, "--remote-write-max-backoff"}}) {
+      if (!*text) continue;
+      auto d = parse_duration_ms(**text);
+      if (!d) {
+        return Status::invalid_argument(std::string(name) + ": " + d.status().message());
+      }
+      *field = *d;
     }
-    *field = *d;
-  }
-  for (const auto& kv : limits) {
-    const size_t eq = kv.find('=');
-    auto set = eq == std::string::npos
-                   ? Result<bool>(Status::invalid_argument("'" + kv + "' is not key=value"))
-                   : set_limit(cfg.limits, std::string_view(kv).substr(0, eq),
-                               std::string_view(kv).substr(eq + 1));
-    if (!set || !*set) {
-      std::cerr << "tally-collector: --limit: "
-                << (set ? "unknown limit '" + kv.substr(0, eq) + "'" : set.status().message())
-                << "\n";
-      return 2;
+    for (const auto& kv : limits) {
+      const size_t eq = kv.find('=');
+      auto set = eq == std::string::npos
+                     ? Result<bool>(Status::invalid_argument("'" + kv + "' is not key=value"))
+                     : set_limit(cfg.limits, std::string_view(kv).substr(0, eq),
+                                 std::string_view(kv).substr(eq + 1));
+      if (!set || !*set) {
+        return Status::invalid_argument(
+            "--limit: " +
+            (set ? "unknown limit '" + kv.substr(0, eq) + "'" : set.status().message()));
+      }
     }
+    return Status::ok();
+  };
+  if (auto s = apply_flags(cfg); !s) {
+    std::cerr << "tally-collector: " << s.message() << "\n";
+    return 2;
   }
   if (auto s = cfg.validate(); !s) {
     std::cerr << "tally-collector: " << s.message() << "\n";
@@ -244,7 +247,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGHUP);  // not a stop: reload the CURVE keys and HTTP tokens
+  sigaddset(&stop_signals, SIGHUP);  // not a stop: reload the configuration (Server::reload_auth)
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   // A file-size limit (RLIMIT_FSIZE) must surface as a write error (EFBIG), handled like a full
   // disk.
@@ -255,6 +258,16 @@ int main(int argc, char** argv) {
     spdlog::critical("event=start_failed error=\"{}\"", server.status().to_string());
     return 1;
   }
+  if (!config_path.empty())
+    (*server)->set_config_loader([&apply_flags, config_path]() -> Result<CollectorConfig> {
+      auto loaded = load_config_file(config_path, CollectorConfig{});
+      if (!loaded) return loaded.status();
+      CollectorConfig c = std::move(*loaded);
+      c.security.config_file = config_path;
+      if (auto s = apply_flags(c); !s) return s;
+      if (auto s = c.validate(); !s) return s;
+      return c;
+    });
   auto bound = (*server)->start();
   if (!bound) {
     spdlog::critical("event=start_failed error=\"{}\"", bound.status().to_string());

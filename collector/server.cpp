@@ -15,6 +15,7 @@
 #include "storage/backup_writer.h"
 #include "storage/data_dir.h"
 #include "storage/wal_format.h"
+#include "tally/common/version.h"
 
 namespace tally::collector {
 
@@ -34,6 +35,8 @@ bool sync_commits_for(const CollectorConfig& cfg) {
 Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clock& clock) {
   if (auto s = config.validate(); !s) return s;
   std::unique_ptr<Server> srv(new Server(std::move(config), clock));
+  srv->limits_ = std::make_unique<LiveLimits>(LiveLimitValues::from(srv->config_));
+  srv->started_max_batch_bytes_ = srv->config_.max_batch_bytes;
   DataDirLayout layout;
   uint64_t max_lsn = 0;
   if (auto a = srv->load_auth(); !a) return a;
@@ -42,6 +45,7 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   if (s) s = srv->migrate_retention(layout);
   if (s) s = srv->open_forwarding();
   if (s) s = srv->replay_log(io.limits, max_lsn);
+  if (s) s = srv->finish_migration();
   if (!s) return s;
   srv->wire_ingest(io);
   srv->wire_query();
@@ -80,8 +84,9 @@ Result<std::string> Server::reload_auth() {
   std::lock_guard lock(reload_mu_);
   SecurityConfig sec = config_.security;
   std::optional<CollectorConfig> file_cfg;
-  if (!sec.config_file.empty()) {
-    auto loaded = load_config_file(sec.config_file, CollectorConfig{});
+  if (config_loader_ || !sec.config_file.empty()) {
+    auto loaded =
+        config_loader_ ? config_loader_() : load_config_file(sec.config_file, CollectorConfig{});
     if (!loaded) return loaded.status();
     if (auto v = loaded->validate(); !v) return v;
     const std::string file = sec.config_file;
@@ -114,9 +119,58 @@ Result<std::string> Server::reload_auth() {
   return what;
 }
 
-// The rest of a reload: the log level changes live; every other setting the file now says
-// differently from the running collector is named in the log as taking effect at the next start
-// (a flag given on the command line also reads as different: flags override the file).
+namespace {
+
+// Why a setting the reload cannot apply waits for a restart (event=reload_needs_restart).
+std::string restart_reason(const std::string& key) {
+  static const std::map<std::string, std::string> kReasons = {
+      {"data_dir", "the data directory is opened at start"},
+      {"shards", "fixed when the data directory was created"},
+      {"ingest", "a listener binds its address at start"},
+      {"http", "a listener binds its address at start"},
+      {"live", "a listener binds its address at start"},
+      {"statsd", "a listener binds its address at start"},
+      {"statsd_unix", "a listener binds its address at start"},
+      {"statsd_dialect", "a StatsD socket's dialect is set when it opens"},
+      {"statsd_unix_dialect", "a StatsD socket's dialect is set when it opens"},
+      {"lateness", "the shards keep their open buckets by it from start"},
+      {"checkpoint", "the shards' checkpoint timer is set at start"},
+      {"fsync", "the write-ahead log is opened at start"},
+      {"wal_segment_bytes", "the write-ahead log is opened at start"},
+      {"self_metrics", "the collector's own reporter is created at start"},
+      {"log_file", "the log file is opened at start"},
+      {"log_max_bytes", "the log file is opened at start"},
+      {"log_max_files", "the log file is opened at start"},
+      {"promql_max_length", "the PromQL routes are set up at start"},
+      {"promql_max_depth", "the PromQL routes are set up at start"},
+      {"curve_secret_key_file", "CURVE is turned on or off, with its key pair, at start"},
+      {"http_tls_cert_file", "HTTPS is set up at start"},
+      {"http_tls_key_file", "HTTPS is set up at start"},
+      {"http_allowed_hosts", "the HTTP guard is set up at start"},
+      {"http_allowed_origins", "the HTTP guard is set up at start"},
+      {"statsd_allowed_sources", "the StatsD sockets read their allowed sources at start"},
+  };
+  if (auto it = kReasons.find(key); it != kReasons.end()) return it->second;
+  if (key.ends_with("allow_insecure")) return "a listener's security is set when it binds";
+  return "read only at start";
+}
+
+// Every setting as `key = value` lines (config_to_toml), by key.
+std::map<std::string, std::string> settings_of(const CollectorConfig& c) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(config_to_toml(c));
+  for (std::string line; std::getline(in, line);) {
+    const size_t eq = line.find(" = ");
+    if (eq != std::string::npos && !line.starts_with("#")) out[line.substr(0, eq)] = line;
+  }
+  return out;
+}
+
+}  // namespace
+
+// The rest of a reload: the log level, the budgets, retention and remote-write change live; every
+// other setting the file now says differently from the running collector is named in the log
+// with why it waits for the next start.
 std::string Server::reload_settings(const CollectorConfig& file) {
   std::string what;
   if (file.log_level != config_.log_level) {
@@ -125,32 +179,153 @@ std::string Server::reload_settings(const CollectorConfig& file) {
     config_.log_level = file.log_level;
     what += ", log level " + file.log_level;
   }
-  auto settings = [](const CollectorConfig& c) {
-    std::map<std::string, std::string> out;
-    std::istringstream in(config_to_toml(c));
-    for (std::string line; std::getline(in, line);) {
-      const size_t eq = line.find(" = ");
-      if (eq != std::string::npos && !line.starts_with("#")) out[line.substr(0, eq)] = line;
-    }
-    return out;
-  };
+  what += reload_limits(file);
+  what += reload_retention(file);
+  what += reload_remote_write(file);
   static const std::set<std::string> kLive = {"log_level", "curve_allowed_keys",
                                               "curve_allowed_keys_dir", "http_read_tokens",
                                               "http_admin_tokens"};
-  const auto running = settings(config_), in_file = settings(file);
+  const auto running = settings_of(config_), in_file = settings_of(file);
   size_t later = 0;
   for (const auto& [key, line] : in_file) {
-    if (kLive.count(key)) continue;
+    // Retention and remote-write said above what they did or why they wait.
+    if (kLive.count(key) || key == "retention" || key.starts_with("remote_write_")) continue;
     auto it = running.find(key);
     if (it != running.end() && it->second == line) continue;
     ++later;
     spdlog::warn(
-        "event=reload_needs_restart setting={} note=\"the file changed it; it takes effect when "
-        "the collector starts again\"",
-        key);
+        "event=reload_needs_restart setting={} reason=\"{}\" note=\"the file changed it; it "
+        "takes effect when the collector starts again\"",
+        key, restart_reason(key));
   }
   if (later) what += ", settings that need a restart: " + std::to_string(later) + " (logged)";
   return what;
+}
+
+// InputLimits and the byte budgets: every component reads them from limits_, so storing them is
+// applying them (the next batch, query, new series or StatsD packet sees them).
+std::string Server::reload_limits(const CollectorConfig& file) {
+  const auto now = limits_->get();
+  LiveLimitValues next = *now;
+  next.input = file.limits;
+  next.max_batch_bytes = file.max_batch_bytes;
+  next.max_queued_bytes = file.max_queued_bytes;
+  next.max_future_s = file.max_future_s;
+  size_t changed = 0;
+  auto log_change = [&](const std::string& limit, const std::string& from, const std::string& to) {
+    if (from == to) return;
+    spdlog::info("event=limit_changed limit={} from={} to={}", limit, from, to);
+    ++changed;
+  };
+  const auto before = limits_as_toml(now->input), after = limits_as_toml(next.input);
+  for (size_t i = 0; i < before.size(); ++i) {
+    auto unquote = [](std::string v) {
+      return v.size() >= 2 && v.front() == '"' ? v.substr(1, v.size() - 2) : v;
+    };
+    log_change(before[i].first, unquote(before[i].second), unquote(after[i].second));
+  }
+  log_change("max_batch_bytes", std::to_string(now->max_batch_bytes),
+             std::to_string(next.max_batch_bytes));
+  log_change("max_queued_bytes", std::to_string(now->max_queued_bytes),
+             std::to_string(next.max_queued_bytes));
+  log_change("max_future", format_duration(now->max_future_s), format_duration(next.max_future_s));
+  if (!changed) return "";
+  if (next.max_batch_bytes > started_max_batch_bytes_)
+    spdlog::warn(
+        "event=reload_needs_restart setting=max_batch_bytes part=socket reason=\"ZeroMQ's largest "
+        "message was set to {} bytes when the ingest socket opened: a frame above it is cut by "
+        "ZeroMQ until a restart; the batch check uses the new value up to it\"",
+        started_max_batch_bytes_ + 1024);
+  limits_->set(std::move(next));
+  config_.limits = file.limits;
+  config_.max_batch_bytes = file.max_batch_bytes;
+  config_.max_queued_bytes = file.max_queued_bytes;
+  config_.max_future_s = file.max_future_s;
+  return ", limits changed: " + std::to_string(changed);
+}
+
+// How long each resolution is kept changes live (queries at once, stored buckets at the next
+// retention sweep, which a change brings forward to the shards' next tick); adding or removing a
+// resolution needs the start-up path (migrate_retention), which creates, fills or drops tables.
+std::string Server::reload_retention(const CollectorConfig& file) {
+  if (file.retention == config_.retention) return "";
+  const auto& now = config_.resolutions;
+  const auto& next = file.resolutions;
+  const bool same_steps =
+      now.size() == next.size() &&
+      std::equal(now.begin(), now.end(), next.begin(),
+                 [](const Resolution& a, const Resolution& b) { return a.step_s == b.step_s; });
+  if (!same_steps) {
+    spdlog::warn(
+        "event=reload_needs_restart setting=retention from={} to={} reason=\"adding or removing "
+        "a resolution creates, fills or drops its stored tables, which only a start does\"",
+        config_.retention, file.retention);
+    return ", settings that need a restart: retention (resolutions added or removed)";
+  }
+  for (size_t r = 0; r < now.size(); ++r) {
+    if (now[r].retention_s == next[r].retention_s) continue;
+    spdlog::info("event=retention_changed resolution={} from={} to={} note=\"{}\"",
+                 format_duration(now[r].step_s), format_duration(now[r].retention_s),
+                 format_duration(next[r].retention_s),
+                 next[r].retention_s < now[r].retention_s
+                     ? "older buckets are no longer read and are deleted at the next sweep"
+                     : "buckets are kept longer from now on");
+  }
+  LiveLimitValues v = *limits_->get();
+  v.resolutions = next;
+  limits_->set(std::move(v));
+  config_.retention = file.retention;
+  config_.resolutions = next;
+  // The next start must not take this for a change to migrate.
+  if (auto s = record_retention(layout_, file.retention); !s)
+    spdlog::warn("event=retention_record_failed error=\"{}\"", s.to_string());
+  else
+    layout_.retention = file.retention;
+  for (auto& shard : shards_) shard->sweep_retention_soon();
+  return ", retention " + file.retention;
+}
+
+// Remote-write: turned on, off, or given new settings. What the running forwarder has not sent yet
+// stays queued for the new settings (RemoteWriter::reconfigure); a forwarder turned off sends what
+// it holds within its drain timeout.
+std::string Server::reload_remote_write(const CollectorConfig& file) {
+  const RemoteWriteOptions& want = file.remote_write;
+  auto running = remote_write_.load();
+  const std::string from = running ? config_.remote_write.url : "off";
+  const std::string to = want.enabled() ? want.url : "off";
+  std::string changed;
+  if (!running && !want.enabled()) {
+    config_.remote_write = want;
+    return "";
+  }
+  if (!running) {
+    auto rw = RemoteWriter::create(want, shards_.size(), metrics_, clock_);
+    if (!rw) {
+      spdlog::error("event=remote_write_reconfigure_failed error=\"{}\"", rw.status().to_string());
+      return ", remote-write not started: " + rw.status().message();
+    }
+    std::shared_ptr<RemoteWriter> w(std::move(*rw));
+    w->start();
+    remote_write_.store(w);
+    changed = "on";
+  } else if (!want.enabled()) {
+    remote_write_.store(nullptr);
+    running->request_stop();  // sends what it holds, within its drain timeout
+    retired_writers_.push_back(std::move(running));
+    changed = "off";
+  } else {
+    auto r = running->reconfigure(want);
+    if (!r) {
+      spdlog::error("event=remote_write_reconfigure_failed error=\"{}\"", r.status().to_string());
+      return ", remote-write unchanged: " + r.status().message();
+    }
+    changed = *r;
+  }
+  config_.remote_write = want;
+  if (changed.empty()) return "";
+  spdlog::info("event=remote_write_reconfigured from_url={} to_url={} changed={}", from, to,
+               changed);
+  return ", remote-write " + changed;
 }
 
 // The data directory (it fixes the shard count when it is created), then one aggregation worker
@@ -161,17 +336,15 @@ Status Server::open_storage(DataDirLayout* layout, uint64_t* max_lsn) {
   auto dir = open_data_dir(cfg.data_dir, wanted);
   if (!dir) return dir.status();
   *layout = *dir;
+  layout_ = *dir;
+  if (auto s = begin_migration(); !s) return s;
   if (!layout->created && cfg.shards && cfg.shards != layout->shards)
     spdlog::warn(
         "event=shards_fixed configured={} stored={} note=\"the data directory keeps the count it "
         "was created with\"",
         cfg.shards, layout->shards);
   catalog_ = std::make_unique<SeriesCatalog>(layout->shards);
-  cardinality_ = std::make_unique<CardinalityGuard>(
-      *catalog_,
-      CardinalityLimits{cfg.limits.series_max_per_metric, cfg.limits.series_max_total,
-                        cfg.limits.series_max_new_per_minute},
-      metrics_);
+  cardinality_ = std::make_unique<CardinalityGuard>(*catalog_, *limits_, metrics_);
   live_ = std::make_unique<LivePublisher>(zmq_, metrics_);
 
   // Aggregation: one worker per shard, each owning its series and its SQLite file.
@@ -201,6 +374,7 @@ Status Server::open_storage(DataDirLayout* layout, uint64_t* max_lsn) {
     so.lateness_s = cfg.lateness_s;
     so.checkpoint_every_s = cfg.checkpoint_s;
     so.debug_apply_delay_us = cfg.debug_apply_delay_us;
+    so.live_limits = limits_.get();
     auto shard = std::make_unique<Shard>(so, std::move(*store), clock_, live_.get(), metrics_);
     for (auto& info : *series) {
       if (catalog_->shard_of(info.hash) != i)
@@ -281,20 +455,54 @@ Status Server::migrate_retention(const DataDirLayout& dir) {
     }
   }
   if (dir.retention != cfg.retention) {
-    if (auto s = record_retention(dir, cfg.retention); !s) return s;
+    if (auto s = record_retention(layout_, cfg.retention); !s) return s;
+    layout_.retention = cfg.retention;
   }
   return Status::ok();
 }
 
+// A directory an older collector wrote (docs/format/storage.md, writer_revision): the log says so
+// before anything is opened, and again with what changed once it is open and its log replayed.
+Status Server::begin_migration() {
+  if (layout_.created || layout_.writer_revision >= kWriterRevision) return Status::ok();
+  spdlog::info("event=migration_started data_dir={} from={} from_version={} to={} to_version={}",
+               layout_.path, layout_.writer_revision,
+               layout_.writer_version.empty() ? "0.1.0" : layout_.writer_version, kWriterRevision,
+               kVersion);
+  return Status::ok();
+}
+
+Status Server::finish_migration() {
+  if (layout_.created || layout_.writer_revision >= kWriterRevision) return Status::ok();
+  size_t converted = 0;
+  for (auto& shard : shards_) converted += shard->store().converted_rows() ? 1 : 0;
+  const int from = layout_.writer_revision;
+  layout_.writer_revision = kWriterRevision;
+  layout_.writer_version = kVersion;
+  if (auto s = record_layout(layout_); !s) return s;
+  // Format 1 is read as it is: the log's records of type 1 replay as before and new StatsD
+  // records are of type 2; only shard files still in plain rows are converted (to chunks).
+  spdlog::info("event=migration_done data_dir={} from={} to={} changes=\"{}\"", layout_.path, from,
+               kWriterRevision,
+               converted ? std::to_string(converted) + " shard files converted from rows to chunks"
+                         : std::string("none needed"));
+  return Status::ok();
+}
+
 // Forwarding: every final or corrected 1 s bucket goes by remote-write to a distributed engine.
+// Each shard hands its final buckets to whichever forwarder is configured at the time (a reload
+// may turn it on, off, or point it elsewhere).
 Status Server::open_forwarding() {
   const auto& cfg = config_;
   if (cfg.remote_write.enabled()) {
     auto rw = RemoteWriter::create(cfg.remote_write, shards_.size(), metrics_, clock_);
     if (!rw) return rw.status();
-    remote_write_ = std::move(*rw);
-    for (size_t i = 0; i < shards_.size(); ++i) shards_[i]->set_final_sink(remote_write_->sink(i));
+    remote_write_.store(std::shared_ptr<RemoteWriter>(std::move(*rw)));
   }
+  for (size_t i = 0; i < shards_.size(); ++i)
+    shards_[i]->set_final_sink([this, i](const std::vector<wire::LiveUpdate>& updates) {
+      if (auto rw = remote_write_.load(std::memory_order_acquire)) rw->deliver(i, updates);
+    });
   return Status::ok();
 }
 
@@ -313,7 +521,8 @@ ZmqIngestOptions Server::ingest_options() const {
   io.limits.max_sketch_key_span = cfg.limits.sketch_max_key_span;
   io.producers_max = static_cast<size_t>(cfg.limits.producers_max);
   io.producer_idle_s = std::max<int64_t>(1, cfg.limits.producer_idle_ms / 1000);
-  io.producer_min_idle_s = std::min<int64_t>(io.producer_idle_s, 2 * cfg.checkpoint_s + 60);
+  io.producer_min_idle_s = 2 * cfg.checkpoint_s + 60;  // ZmqIngest keeps it below the idle limit
+  io.live_limits = limits_.get();
   io.curve_secret_key = curve_.secret_key;
   return io;
 }
@@ -415,8 +624,9 @@ void Server::wire_ingest(const ZmqIngestOptions& io) {
                                         metrics_);
   // StatsD / DogStatsD over UDP and a unix datagram socket.
   // Its intervals reach the shards through the ingest thread, once their log record is durable.
-  statsd_router_ = std::make_unique<StatsdRouter>(*catalog_, router_->shard_count(), metrics_,
-                                                  io.limits, clock_, cardinality_.get());
+  statsd_router_ =
+      std::make_unique<StatsdRouter>(*catalog_, router_->shard_count(), metrics_, io.limits, clock_,
+                                     cardinality_.get(), limits_.get());
   ingest_->set_statsd(statsd_router_.get());
   StatsdListenerOptions so;
   so.udp = cfg.statsd;
@@ -427,6 +637,7 @@ void Server::wire_ingest(const ZmqIngestOptions& io) {
                         .value_or(StatsdDialect::kDogStatsd);
   so.max_age_s = io.limits.max_age_s;
   so.max_future_s = io.limits.max_future_s;
+  so.live_limits = limits_.get();
   so.on_thread_failure = [m = &metrics_](const std::string& e) { m->thread_failed("statsd", e); };
   for (const auto& c : cfg.security.statsd_allowed_sources)
     so.allowed_sources.push_back(parse_cidr(c).value());  // validate() parsed each
@@ -457,11 +668,7 @@ void Server::wire_ingest(const ZmqIngestOptions& io) {
 
 void Server::wire_query() {
   const auto& cfg = config_;
-  engine_ = std::make_unique<QueryEngine>(
-      *catalog_, *router_, cfg.resolutions, clock_,
-      QueryLimits{cfg.limits.query_max_points, cfg.limits.query_max_series,
-                  cfg.limits.query_max_samples, cfg.limits.query_timeout_ms},
-      &metrics_);
+  engine_ = std::make_unique<QueryEngine>(*catalog_, *router_, *limits_, clock_, &metrics_);
   http_ = std::make_unique<HttpApi>(*engine_, *catalog_, *router_, metrics_, clock_);
   http_->set_cardinality(cardinality_.get());
   http_->set_promql_limits({cfg.promql_max_length, cfg.promql_max_depth});
@@ -514,7 +721,7 @@ Result<BoundEndpoints> Server::start() {
   if (zap_) {
     if (auto s = zap_->start(); !s) return s;
   }
-  if (remote_write_) remote_write_->start();
+  if (auto rw = remote_write_.load()) rw->start();
   for (auto& s : shards_) s->start();
   auto live = live_->start(config_.live, curve_.secret_key);
   if (!live) return live.status();
@@ -536,7 +743,8 @@ void Server::stop() {
   // StatsD first: its last interval (open sets included) is logged by the ingest thread's stop.
   if (statsd_) statsd_->stop();
   if (ingest_) ingest_->stop();
-  if (remote_write_) {
+  auto rw = remote_write_.load();
+  if (rw) {
     // Only final buckets are forwarded: let the watermark pass everything received (bounded
     // in real time, for clocks that do not move) so the last seconds are sent, not just stored.
     const int64_t until_s = clock_.now_s() + 1 + config_.lateness_s;
@@ -548,7 +756,11 @@ void Server::stop() {
         std::chrono::milliseconds(250));  // two shard ticks: finalise and hand over
   }
   for (auto& s : shards_) s->stop();
-  if (remote_write_) remote_write_->stop();  // sends what is queued, within its drain timeout
+  if (rw) rw->stop();  // sends what is queued, within its drain timeout
+  {
+    std::lock_guard lock(reload_mu_);
+    for (auto& retired : retired_writers_) retired->stop();
+  }
   if (http_) http_->stop();
   if (live_) live_->stop();
   if (zap_) zap_->stop();

@@ -4,6 +4,8 @@
 // Thread-safety: create/start/stop from one thread.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,6 +25,7 @@
 #include "ingest/statsd_router.h"
 #include "ingest/zmq_ingest.h"
 #include "live/publisher.h"
+#include "live_limits.h"
 #include "query/http_api.h"
 #include "query/query_engine.h"
 #include "self_metrics.h"
@@ -51,11 +54,19 @@ class Server {
   // Stops ingest first, then writes every open bucket, then stops the rest.
   void stop();
 
-  // Reads the allowed CURVE keys and the HTTP tokens again (from security.config_file when
-  // set, else from the config the server was created with); SIGHUP and POST /api/admin/reload.
-  // On an error nothing changes. Returns what was loaded, for the log and the answer.
+  // A reload (SIGHUP and POST /api/admin/reload): reads the configuration again (through the
+  // loader set by set_config_loader, else security.config_file alone, else only the key
+  // directory) and applies what can change live: CURVE client keys, HTTP tokens, the log level,
+  // every InputLimits budget and the byte budgets, how long each resolution is kept, and
+  // remote-write. Every other changed setting is logged as event=reload_needs_restart with the
+  // reason. On an error nothing changes. Returns what was loaded, for the log and the answer.
   Result<std::string> reload_auth();
   std::string reload_settings(const CollectorConfig& file);
+  // How a reload reads the configuration: the file with the command line's flags over it (so a
+  // flag keeps winning), validated. Set before start().
+  void set_config_loader(std::function<Result<CollectorConfig>()> load) {
+    config_loader_ = std::move(load);
+  }
 
   SelfMetrics& metrics() { return metrics_; }
   Router& router() { return *router_; }
@@ -74,6 +85,13 @@ class Server {
   Status migrate_retention(const DataDirLayout& layout);  // a changed retention list, applied
   Status open_forwarding();                               // remote-write, when configured
   Status replay_log(const IngestLimits& limits, uint64_t max_lsn);  // producers, WAL, replay
+  // Data written by an older collector: logged before and after, the writer recorded.
+  Status begin_migration();
+  Status finish_migration();
+  // Parts of reload_settings(): each logs what it changed and returns a note for the answer.
+  std::string reload_limits(const CollectorConfig& file);
+  std::string reload_retention(const CollectorConfig& file);
+  std::string reload_remote_write(const CollectorConfig& file);
   ZmqIngestOptions ingest_options() const;
   void wire_ingest(const ZmqIngestOptions& io);  // ZeroMQ, StatsD, the tick (nothing listens)
   void wire_query();                             // QueryEngine, HTTP API
@@ -85,10 +103,18 @@ class Server {
   CurveKeyPair curve_;               // the collector's key pair; empty = plain ZeroMQ
   std::unique_ptr<ZapHandler> zap_;  // checks client keys when curve_ is set
   std::mutex reload_mu_;             // one reload at a time (SIGHUP and the admin route)
+  std::function<Result<CollectorConfig>()> config_loader_;
+  DataDirLayout layout_;
+  uint64_t started_max_batch_bytes_ = 0;  // the ingest socket's message size is set from it
+  // The budgets and retention in effect (a reload changes them); every component reads it.
+  std::unique_ptr<LiveLimits> limits_;
   std::unique_ptr<SeriesCatalog> catalog_;
   std::unique_ptr<CardinalityGuard> cardinality_;  // the ingest paths create series through it
   std::unique_ptr<LivePublisher> live_;
-  std::unique_ptr<RemoteWriter> remote_write_;  // outlives the shards that feed it
+  // The forwarder now configured (null: off); the shards' final sinks read it for every flush,
+  // a reload swaps it. Writers turned off drain in retired_writers_ until stop().
+  std::atomic<std::shared_ptr<RemoteWriter>> remote_write_;
+  std::vector<std::shared_ptr<RemoteWriter>> retired_writers_;  // GUARDED_BY(reload_mu_)
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<ProducerTable> producers_;

@@ -47,8 +47,9 @@ Result<CardinalityGuard::Admitted> CardinalityGuard::admit(std::string_view metr
   if (found) return Admitted{*found, false, false};
   if (found.status().code() != StatusCode::kNotFound) return found.status();
 
+  const CardinalityLimits limits = this->limits();
   const int64_t minute = now_s - now_s % 60;
-  if (rate_limited && limits_.max_new_series_per_minute > 0) {
+  if (rate_limited && limits.max_new_series_per_minute > 0) {
     bool over = false;
     {
       std::lock_guard lock(mu_);
@@ -57,14 +58,14 @@ Result<CardinalityGuard::Admitted> CardinalityGuard::admit(std::string_view metr
         created_by_producer_.clear();
       }
       auto it = created_by_producer_.find(producer);
-      over = it != created_by_producer_.end() && it->second >= limits_.max_new_series_per_minute;
+      over = it != created_by_producer_.end() && it->second >= limits.max_new_series_per_minute;
     }
     if (over) return fold(metric, kind, Limit::kSeriesPerProducer, producer, now_s);
   }
 
   CreateBounds bounds;
-  bounds.max_per_metric = static_cast<size_t>(std::max<int64_t>(0, limits_.max_series_per_metric));
-  bounds.max_total = static_cast<size_t>(std::max<int64_t>(0, limits_.max_series_total));
+  bounds.max_per_metric = static_cast<size_t>(std::max<int64_t>(0, limits.max_series_per_metric));
+  bounds.max_total = static_cast<size_t>(std::max<int64_t>(0, limits.max_series_total));
   bool created = false;
   CreateRefusal refused = CreateRefusal::kNone;
   auto r = catalog_.get_or_create(metric, tags, kind, bounds, &created, &refused);
@@ -84,6 +85,12 @@ Result<CardinalityGuard::Admitted> CardinalityGuard::admit(std::string_view metr
     count_created(now_s);
   }
   return Admitted{*r, created, false};
+}
+
+CardinalityLimits CardinalityGuard::limits() const {
+  const auto l = limits_.get();
+  return {l->input.series_max_per_metric, l->input.series_max_total,
+          l->input.series_max_new_per_minute};
 }
 
 void CardinalityGuard::count_created(int64_t now_s) {

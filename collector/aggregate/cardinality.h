@@ -12,8 +12,12 @@
 // logged at most once a second (event=series_overflow). An overflow series itself is created
 // beyond the limits: at most one per metric.
 //
-// Thread-safety: all methods are thread-safe (the catalog has its own lock; the counters here
-// are guarded by mu_).
+// The limits are read from the collector's LiveLimits at each new tag combination, so a reload
+// changes them at once; a lowered limit never touches existing series (they keep counting), only
+// new combinations beyond it fold.
+//
+// Thread-safety: all methods are thread-safe (the catalog has its own lock, LiveLimits is
+// thread-safe; the counters here are guarded by mu_).
 #pragma once
 
 #include <array>
@@ -26,6 +30,7 @@
 #include <vector>
 
 #include "aggregate/catalog.h"
+#include "live_limits.h"
 #include "self_metrics.h"
 
 namespace tally::collector {
@@ -43,7 +48,8 @@ class CardinalityGuard {
   // The producer StatsD samples count against (StatsD has no producer id of its own).
   static constexpr uint64_t kStatsdProducer = ~uint64_t{0};
 
-  CardinalityGuard(SeriesCatalog& catalog, CardinalityLimits limits, SelfMetrics& metrics)
+  // `limits` must outlive the guard.
+  CardinalityGuard(SeriesCatalog& catalog, const LiveLimits& limits, SelfMetrics& metrics)
       : catalog_(catalog), limits_(limits), metrics_(metrics) {}
 
   struct Admitted {
@@ -58,7 +64,8 @@ class CardinalityGuard {
                          int64_t now_s, bool rate_limited = true);
 
   static bool is_overflow(const SeriesInfo& s);
-  const CardinalityLimits& limits() const { return limits_; }
+  // The limits now in effect.
+  CardinalityLimits limits() const;
 
   struct Snapshot {
     uint64_t created = 0;   // series created through the guard since start
@@ -79,7 +86,7 @@ class CardinalityGuard {
                         int64_t now_s);
 
   SeriesCatalog& catalog_;
-  const CardinalityLimits limits_;
+  const LiveLimits& limits_;
   SelfMetrics& metrics_;
 
   mutable std::mutex mu_;

@@ -651,11 +651,13 @@ void Shard::apply_retention(int64_t now_s) {
       for (const auto* info : v)
         if (info) ids.push_back(info->id);
   }
+  std::vector<int64_t> keep(opts_.resolutions.size());  // one snapshot for the whole sweep
+  for (size_t r = 0; r < keep.size(); ++r) keep[r] = retention_s(r);
   int64_t deleted = 0;
   Status s = store_->begin();
   for (size_t i = 0; s && i < ids.size(); ++i) {
-    for (size_t r = 0; s && r < opts_.resolutions.size(); ++r) {
-      s = store_->delete_before(ids[i], r, now_s - opts_.resolutions[r].retention_s, &deleted);
+    for (size_t r = 0; s && r < keep.size(); ++r) {
+      s = store_->delete_before(ids[i], r, now_s - keep[r], &deleted);
     }
   }
   if (s) s = store_->commit();
@@ -736,15 +738,21 @@ void Shard::run() {
       publish_partials();
       last_partial_ms_ = now_ms;
     }
-    if (now_ms / 1000 - last_retention_s_ >= opts_.retention_every_s) {
+    const bool sweep_soon = sweep_soon_.exchange(false, std::memory_order_relaxed);
+    if (sweep_soon || now_ms / 1000 - last_retention_s_ >= opts_.retention_every_s) {
       apply_retention(now_ms / 1000);
       last_retention_s_ = now_ms / 1000;
     }
   }
 }
 
+int64_t Shard::retention_s(size_t res) const {
+  if (!opts_.live_limits) return opts_.resolutions[res].retention_s;
+  return opts_.live_limits->get()->resolutions[res].retention_s;
+}
+
 int64_t Shard::retention_horizon(size_t res) const {
-  const int64_t keep = opts_.resolutions[res].retention_s;
+  const int64_t keep = retention_s(res);
   return keep > 0 ? clock_.now_s() - keep : std::numeric_limits<int64_t>::min();
 }
 

@@ -36,6 +36,7 @@
 #include "aggregate/bucket.h"
 #include "aggregate/catalog.h"
 #include "live/publisher.h"
+#include "live_limits.h"
 #include "self_metrics.h"
 #include "storage/shard_store.h"
 #include "tally/common/time_bucket.h"
@@ -81,6 +82,9 @@ struct ShardOptions {
   int64_t lateness_s = 2;
   int64_t tick_ms = 100;
   int64_t retention_every_s = 60;
+  // When set (it must outlive the shard), how long each resolution is kept is read from it (a
+  // reload changes it; the steps stay those of `resolutions`) instead of from `resolutions`.
+  const LiveLimits* live_limits = nullptr;
   // Every this often all open buckets are written (as partial buckets where still open), so the
   // write-ahead log before that point can be deleted.
   int64_t checkpoint_every_s = 30;
@@ -124,6 +128,10 @@ class Shard {
   Status add_counter_sums(const std::vector<const SeriesInfo*>& series,
                           const std::vector<uint32_t>& rows, size_t res, const StepGrid& grid,
                           double* out, int64_t* watermark);
+
+  // The next tick runs the retention sweep (a reload changed how long a resolution is kept);
+  // any thread.
+  void sweep_retention_soon() { sweep_soon_.store(true, std::memory_order_relaxed); }
 
   size_t queue_depth() const;
   // Bytes (work_bytes) submitted and not yet applied, and applied since start.
@@ -216,6 +224,8 @@ class Shard {
   void compact_storage(int64_t now_s);
   // The oldest bucket time a query may see at resolution res (its retention).
   int64_t retention_horizon(size_t res) const;
+  // How long resolution res is kept, now (opts_.live_limits or opts_.resolutions).
+  int64_t retention_s(size_t res) const;
   int64_t watermark(int64_t now_s) const { return now_s - opts_.lateness_s; }
 
   const ShardOptions opts_;
@@ -264,6 +274,7 @@ class Shard {
   int64_t last_checkpoint_s_ = 0;
   int64_t last_partial_ms_ = 0;
   int64_t last_retention_s_ = 0;
+  std::atomic<bool> sweep_soon_{false};
   bool compact_failed_ = false;  // logged once per failure streak
   std::map<std::tuple<uint64_t, size_t, int64_t>, uint64_t> replay_lsn_cache_;  // start-up only
   std::thread thread_;

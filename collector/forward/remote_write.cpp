@@ -107,7 +107,8 @@ PromSampleMapper::PromSampleMapper(int64_t floor_ms,
 
 std::shared_ptr<const PromSeries> PromSampleMapper::series(const wire::LiveUpdate& u,
                                                            const std::string& name,
-                                                           const char* quantile) const {
+                                                           const char* quantile,
+                                                           bool cumulative) const {
   PromLabels l;
   auto has = [&](const std::string& n) {
     return std::any_of(l.begin(), l.end(), [&](const auto& p) { return p.first == n; });
@@ -124,7 +125,7 @@ std::shared_ptr<const PromSeries> PromSampleMapper::series(const wire::LiveUpdat
   for (const auto& [k, v] : extra_labels_)
     if (!v.empty() && !has(k)) l.emplace_back(k, v);
   std::sort(l.begin(), l.end());
-  return std::make_shared<const PromSeries>(l);
+  return std::make_shared<const PromSeries>(l, cumulative);
 }
 
 PromSampleMapper::State& PromSampleMapper::state(const wire::LiveUpdate& u) {
@@ -145,15 +146,15 @@ PromSampleMapper::State& PromSampleMapper::state(const wire::LiveUpdate& u) {
     const std::string name = prom_metric_name(u.metric());
     switch (u.kind()) {
       case wire::DISTRIBUTION:
-        s.cumulative.push_back({series(u, name + "_count", nullptr)});
-        s.cumulative.push_back({series(u, name + "_sum", nullptr)});
-        for (const char* q : kQuantileLabels) s.plain.push_back({series(u, name, q)});
+        s.cumulative.push_back({series(u, name + "_count", nullptr, true)});
+        s.cumulative.push_back({series(u, name + "_sum", nullptr, true)});
+        for (const char* q : kQuantileLabels) s.plain.push_back({series(u, name, q, false)});
         break;
       case wire::GAUGE:
-        s.plain.push_back({series(u, name, nullptr)});
+        s.plain.push_back({series(u, name, nullptr, false)});
         break;
       default:
-        s.cumulative.push_back({series(u, name, nullptr)});
+        s.cumulative.push_back({series(u, name, nullptr, true)});
         break;
     }
   }
@@ -254,7 +255,8 @@ size_t sample_size(const PromSample& s) {
 
 }  // namespace
 
-PromSeries::PromSeries(const PromLabels& labels) {
+PromSeries::PromSeries(const PromLabels& labels, bool cumulative_series)
+    : cumulative(cumulative_series) {
   std::string label;
   for (const auto& [k, v] : labels) {
     label.clear();
@@ -358,20 +360,24 @@ Result<std::unique_ptr<RemoteWriter>> RemoteWriter::create(RemoteWriteOptions op
 
 RemoteWriter::RemoteWriter(RemoteWriteOptions opts, size_t shards, SelfMetrics& metrics,
                            const Clock& clock)
-    : opts_([&] {
-        opts.add_default_labels();
-        return std::move(opts);
-      }()),
-      metrics_(metrics),
-      clock_(clock) {
-  // http://host:port/path -> ("http://host:port", "/path")
-  const size_t host_begin = opts_.url.find("://") + 3;
-  const size_t slash = opts_.url.find('/', host_begin);
-  scheme_host_port_ = opts_.url.substr(0, slash);
-  path_ = slash == std::string::npos ? "/" : opts_.url.substr(slash);
-  const int64_t floor_ms = opts_.debug_floor_ms >= 0 ? opts_.debug_floor_ms : clock_.now_ms();
+    : metrics_(metrics), clock_(clock), debug_floor_ms_(opts.debug_floor_ms) {
+  opts.add_default_labels();
+  opts_ = opts;
+  sending_ = std::move(opts);
+  set_url();
+  const int64_t floor_ms = debug_floor_ms_ >= 0 ? debug_floor_ms_ : clock_.now_ms();
   for (size_t i = 0; i < shards; ++i)
     mappers_.push_back(std::make_unique<PromSampleMapper>(floor_ms, opts_.labels));
+  mapper_gen_.assign(shards, 0);
+  next_idle_check_ms_.assign(shards, 0);
+}
+
+void RemoteWriter::set_url() {
+  // http://host:port/path -> ("http://host:port", "/path")
+  const size_t host_begin = sending_.url.find("://") + 3;
+  const size_t slash = sending_.url.find('/', host_begin);
+  scheme_host_port_ = sending_.url.substr(0, slash);
+  path_ = slash == std::string::npos ? "/" : sending_.url.substr(slash);
 }
 
 RemoteWriter::~RemoteWriter() {
@@ -379,27 +385,40 @@ RemoteWriter::~RemoteWriter() {
 }
 
 Shard::FinalSink RemoteWriter::sink(size_t shard) {
-  PromSampleMapper* mapper = mappers_.at(shard).get();
-  auto next_idle_check = std::make_shared<int64_t>(0);
-  return [this, mapper, next_idle_check](const std::vector<wire::LiveUpdate>& updates) {
-    std::vector<PromSample> samples;
-    samples.reserve(updates.size() * 2);
-    for (const auto& u : updates) mapper->map(u, &samples);
-    const int64_t now = clock_.now_ms();
-    // Back-dated test feeds (debug_floor_ms) are older than the idle limit on arrival.
-    if (opts_.debug_floor_ms < 0 && now >= *next_idle_check) {
-      if (size_t n = mapper->forget_idle(now - kIdleForgetMs))
-        spdlog::info("event=remote_write_series_forgotten series={} idle_s={}", n,
-                     kIdleForgetMs / 1000);
-      *next_idle_check = now + kIdleCheckMs;
+  return [this, shard](const std::vector<wire::LiveUpdate>& updates) { deliver(shard, updates); };
+}
+
+void RemoteWriter::deliver(size_t shard, const std::vector<wire::LiveUpdate>& updates) {
+  // New labels: new series, whose totals start from 0 (a reconfigure() changed them).
+  if (const uint64_t gen = labels_gen_.load(std::memory_order_acquire); gen != mapper_gen_[shard]) {
+    std::vector<std::pair<std::string, std::string>> labels;
+    {
+      std::lock_guard lock(mu_);
+      labels = opts_.labels;
     }
-    if (!samples.empty()) enqueue(std::move(samples));
-  };
+    mappers_[shard] = std::make_unique<PromSampleMapper>(
+        debug_floor_ms_ >= 0 ? debug_floor_ms_ : clock_.now_ms(), std::move(labels));
+    mapper_gen_[shard] = gen;
+  }
+  PromSampleMapper* mapper = mappers_[shard].get();
+  std::vector<PromSample> samples;
+  samples.reserve(updates.size() * 2);
+  for (const auto& u : updates) mapper->map(u, &samples);
+  const int64_t now = clock_.now_ms();
+  // Back-dated test feeds (debug_floor_ms) are older than the idle limit on arrival.
+  if (debug_floor_ms_ < 0 && now >= next_idle_check_ms_[shard]) {
+    if (size_t n = mapper->forget_idle(now - kIdleForgetMs))
+      spdlog::info("event=remote_write_series_forgotten series={} idle_s={}", n,
+                   kIdleForgetMs / 1000);
+    next_idle_check_ms_[shard] = now + kIdleCheckMs;
+  }
+  if (!samples.empty()) enqueue(std::move(samples));
 }
 
 void RemoteWriter::enqueue(std::vector<PromSample>&& samples) {
-  uint64_t dropped = 0;
+  uint64_t dropped = 0, max_buffered = 0;
   bool wake;
+  std::string url;
   {
     std::lock_guard lock(mu_);
     for (auto& s : samples) {
@@ -412,6 +431,10 @@ void RemoteWriter::enqueue(std::vector<PromSample>&& samples) {
     metrics_.remote_write_queue.store(static_cast<int64_t>(queue_.size() + in_flight_),
                                       std::memory_order_relaxed);
     wake = queue_.size() >= opts_.max_samples_per_request;
+    if (dropped) {
+      max_buffered = opts_.max_buffered_samples;
+      url = opts_.url;
+    }
   }
   if (dropped) {
     metrics_.remote_write_dropped.fetch_add(dropped, std::memory_order_relaxed);
@@ -419,28 +442,31 @@ void RemoteWriter::enqueue(std::vector<PromSample>&& samples) {
     int64_t last = last_drop_log_ms_.load(std::memory_order_relaxed);
     if (now - last >= kLogEveryMs && last_drop_log_ms_.compare_exchange_strong(last, now))
       spdlog::warn("event=remote_write_buffer_full dropped_oldest={} max_buffered={} url={}",
-                   dropped, opts_.max_buffered_samples, opts_.url);
+                   dropped, max_buffered, url);
   }
   if (wake) cv_.notify_one();
 }
 
 void RemoteWriter::start() {
   spdlog::info("event=remote_write_started url={} max_samples={} flush_interval={} max_buffered={}",
-               opts_.url, opts_.max_samples_per_request,
-               format_duration_ms(opts_.flush_interval_ms), opts_.max_buffered_samples);
+               sending_.url, sending_.max_samples_per_request,
+               format_duration_ms(sending_.flush_interval_ms), sending_.max_buffered_samples);
   thread_ = std::thread([this] { guarded("remote-write", metrics_, [this] { run(); }); });
 }
 
-void RemoteWriter::stop() {
+void RemoteWriter::request_stop() {
   {
     std::lock_guard lock(mu_);
-    if (stopping_ && !thread_.joinable()) return;
     if (!stopping_)
       drain_deadline_ =
           std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.drain_timeout_ms);
     stopping_ = true;
   }
   cv_.notify_all();
+}
+
+void RemoteWriter::stop() {
+  request_stop();
   if (thread_.joinable()) thread_.join();
   std::lock_guard lock(mu_);
   if (!queue_.empty()) {
@@ -463,7 +489,7 @@ bool RemoteWriter::wait_backoff(int64_t ms) {
   std::unique_lock lock(mu_);
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
   // Only a stop whose drain deadline passes cuts the wait short (stop() notifies).
-  while (true) {
+  while (opts_gen_ == sending_gen_) {  // new settings end the wait: perhaps a new receiver
     const auto limit = stopping_ ? std::min(until, drain_deadline_) : until;
     if (std::chrono::steady_clock::now() >= limit) break;
     cv_.wait_until(lock, limit);
@@ -475,7 +501,7 @@ RemoteWriter::Outcome RemoteWriter::post(const std::string& body, int* http_stat
                                          std::string* error) {
   if (!client_) {
     client_ = std::make_unique<httplib::Client>(scheme_host_port_);
-    const auto t = std::chrono::milliseconds(opts_.timeout_ms);
+    const auto t = std::chrono::milliseconds(sending_.timeout_ms);
     client_->set_connection_timeout(t);
     client_->set_read_timeout(t);
     client_->set_write_timeout(t);
@@ -485,7 +511,7 @@ RemoteWriter::Outcome RemoteWriter::post(const std::string& body, int* http_stat
   httplib::Headers headers = {{"Content-Encoding", "snappy"},
                               {"X-Prometheus-Remote-Write-Version", "0.1.0"},
                               {"User-Agent", "tally-collector"}};
-  for (const auto& [k, v] : opts_.headers) headers.emplace(k, v);
+  for (const auto& [k, v] : sending_.headers) headers.emplace(k, v);
   auto res = client_->Post(path_, headers, body, "application/x-protobuf");
   *http_status = res ? res->status : 0;
   if (!res) {
@@ -501,21 +527,101 @@ RemoteWriter::Outcome RemoteWriter::post(const std::string& body, int* http_stat
   return Outcome::kRejected;
 }
 
+Result<std::string> RemoteWriter::reconfigure(RemoteWriteOptions o) {
+  o.add_default_labels();
+  if (auto st = o.validate(); !st) return st;
+  if (!o.enabled()) return Status::invalid_argument("remote_write_url is empty");
+  o.debug_floor_ms = debug_floor_ms_;
+  std::string changed;
+  bool labels_changed = false;
+  {
+    std::lock_guard lock(mu_);
+    const RemoteWriteOptions& c = opts_;
+    for (auto [name, differs] :
+         {std::pair{"url", o.url != c.url},
+          {"headers", o.headers != c.headers},
+          {"labels", o.labels != c.labels},
+          {"max_samples", o.max_samples_per_request != c.max_samples_per_request},
+          {"flush_interval", o.flush_interval_ms != c.flush_interval_ms},
+          {"max_buffered", o.max_buffered_samples != c.max_buffered_samples},
+          {"timeout", o.timeout_ms != c.timeout_ms},
+          {"backoff",
+           o.min_backoff_ms != c.min_backoff_ms || o.max_backoff_ms != c.max_backoff_ms}})
+      if (differs) changed += (changed.empty() ? "" : ",") + std::string(name);
+    if (changed.empty()) return changed;
+    labels_changed = o.labels != c.labels;
+    opts_ = std::move(o);
+    ++opts_gen_;
+  }
+  if (labels_changed) labels_gen_.fetch_add(1, std::memory_order_release);
+  cv_.notify_all();
+  return changed;
+}
+
+bool RemoteWriter::take_settings() {
+  RemoteWriteOptions o;
+  {
+    std::lock_guard lock(mu_);
+    if (opts_gen_ == sending_gen_) return false;
+    o = opts_;
+    sending_gen_ = opts_gen_;
+  }
+  // Another url, or another tenant (any header but the credentials): another receiver, which is
+  // sent what it does not hold yet.
+  auto identity = [](const RemoteWriteOptions& x) {
+    std::vector<std::pair<std::string, std::string>> h;
+    for (const auto& kv : x.headers)
+      if (kv.first != "Authorization") h.push_back(kv);
+    return std::make_pair(x.url, h);
+  };
+  if (identity(o) != identity(sending_)) ++receiver_;
+  client_.reset();  // a fresh connection with the new url, headers and timeout
+  sending_ = std::move(o);
+  set_url();
+  return true;
+}
+
+void RemoteWriter::for_receiver(const std::vector<PromSample>& batch,
+                                std::vector<PromSample>* out) {
+  out->clear();
+  out->reserve(batch.size() + 8);
+  for (const auto& smp : batch) {
+    const PromSeries& p = *smp.series;
+    if (!p.cumulative) {
+      out->push_back(smp);
+      continue;
+    }
+    if (p.receiver != receiver_) {
+      p.receiver = receiver_;
+      p.offset = p.acked;
+      // A series' own first sample is already its 0 (PromSampleMapper).
+      if (smp.value != p.offset) out->push_back({smp.series, smp.time_ms - 1, 0.0});
+    }
+    out->push_back({smp.series, smp.time_ms, smp.value - p.offset});
+  }
+}
+
 void RemoteWriter::run() {
   int64_t last_failed_log_ms = INT64_MIN / 2, last_rejected_log_ms = INT64_MIN / 2;
   auto next_flush =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.flush_interval_ms);
-  std::vector<PromSample> batch;
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(sending_.flush_interval_ms);
+  std::vector<PromSample> batch, out;
   while (true) {
+    if (take_settings())
+      next_flush = std::min(next_flush, std::chrono::steady_clock::now() +
+                                            std::chrono::milliseconds(sending_.flush_interval_ms));
     batch.clear();
     {
       std::unique_lock lock(mu_);
-      cv_.wait_until(lock, next_flush,
-                     [&] { return stopping_ || queue_.size() >= opts_.max_samples_per_request; });
+      cv_.wait_until(lock, next_flush, [&] {
+        return stopping_ || queue_.size() >= opts_.max_samples_per_request ||
+               opts_gen_ != sending_gen_;
+      });
+      if (opts_gen_ != sending_gen_) continue;  // take the new settings first
       if (queue_.empty()) {
         if (stopping_) return;
-        next_flush =
-            std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.flush_interval_ms);
+        next_flush = std::chrono::steady_clock::now() +
+                     std::chrono::milliseconds(sending_.flush_interval_ms);
         continue;
       }
       // A partial request only when the interval is over (or at stop).
@@ -529,18 +635,27 @@ void RemoteWriter::run() {
       in_flight_ = n;
     }
     next_flush =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.flush_interval_ms);
-    const std::string body = encode_write_request(batch);
-    int64_t backoff = opts_.min_backoff_ms;
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(sending_.flush_interval_ms);
+    for_receiver(batch, &out);
+    std::string body = encode_write_request(out);
+    int64_t backoff = sending_.min_backoff_ms;
     bool sent = false;
     for (int attempt = 0;; ++attempt) {
+      if (attempt > 0 && take_settings()) {  // new settings: the batch goes where they say
+        for_receiver(batch, &out);
+        body = encode_write_request(out);
+        backoff = sending_.min_backoff_ms;
+      }
       int status = 0;
       std::string error;
       Outcome o = post(body, &status, &error);
       if (o == Outcome::kSent) {
         metrics_.remote_write_samples.fetch_add(batch.size(), std::memory_order_relaxed);
+        for (const auto& smp : batch)
+          if (smp.series->cumulative) smp.series->acked = smp.value;
         if (attempt > 0)
-          spdlog::info("event=remote_write_recovered url={} attempts={}", opts_.url, attempt + 1);
+          spdlog::info("event=remote_write_recovered url={} attempts={}", sending_.url,
+                       attempt + 1);
         sent = true;
         break;
       }
@@ -554,16 +669,16 @@ void RemoteWriter::run() {
           spdlog::error(
               "event=remote_write_rejected url={} status={} samples={} error=\"{}\" (not retried: "
               "a 4xx would repeat)",
-              opts_.url, status, batch.size(), error);
+              sending_.url, status, batch.size(), error);
         break;
       }
       if (log)
         spdlog::warn(
             "event=remote_write_failed url={} status={} samples={} retry_in_ms={} error=\"{}\"",
-            opts_.url, status, batch.size(), backoff, error);
+            sending_.url, status, batch.size(), backoff, error);
       if (!wait_backoff(backoff)) break;
       metrics_.remote_write_retries.fetch_add(1, std::memory_order_relaxed);
-      backoff = std::min(backoff * 2, opts_.max_backoff_ms);
+      backoff = std::min(backoff * 2, sending_.max_backoff_ms);
     }
     if (!sent) metrics_.remote_write_dropped.fetch_add(batch.size(), std::memory_order_relaxed);
     {

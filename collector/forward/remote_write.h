@@ -20,9 +20,17 @@
 // quantile samples whose time is not after the series' newest sample are not sent (remote
 // stores refuse out-of-order samples).
 //
+// Receivers and reconfiguration: reconfigure() takes new settings while running (a reload). The
+// samples not yet sent stay queued and go to the receiver now configured; a request under way
+// finishes (or times out) first, and one that failed goes to the new receiver. Cumulative series
+// are introduced to each receiver: the first sample a receiver gets of a series is preceded by a
+// 0 sample 1 ms earlier, and every value it gets is the running total minus what earlier receivers
+// took (`offset`), so each receiver's increase() counts exactly the buckets sent to it, and a
+// receiver that comes back sees a counter reset. New labels start new series (totals from 0).
+//
 // Thread-safety: sink(i) is called on shard i's thread only (it maps with that shard's own state,
 // then appends to a bounded queue under a short lock; it never waits for the network). One
-// sender thread does all HTTP. start()/stop() from one thread.
+// sender thread does all HTTP. start()/stop()/request_stop()/reconfigure() from one thread.
 #pragma once
 
 #include <atomic>
@@ -56,9 +64,14 @@ using PromLabels = std::vector<std::pair<std::string, std::string>>;
 // repeated prometheus.Label fields of a TimeSeries), so a request copies them instead of encoding
 // them every second, and a forwarded series costs its label bytes once.
 struct PromSeries {
-  explicit PromSeries(const PromLabels& labels);
+  explicit PromSeries(const PromLabels& labels, bool cumulative = false);
   PromLabels labels() const;  // decoded again (tests, logs)
   std::string encoded_labels;
+  const bool cumulative;  // a running total (counter, _count, _sum)
+  // The sender thread's alone: what the receivers hold of a cumulative series.
+  mutable uint64_t receiver = 0;  // the receiver it was introduced to (RemoteWriter's), 0: none
+  mutable double offset = 0;      // subtracted from what that receiver is sent
+  mutable double acked = 0;       // the newest running total any receiver took
 };
 
 struct PromSample {
@@ -102,7 +115,7 @@ class PromSampleMapper {
 
   State& state(const wire::LiveUpdate& u);
   std::shared_ptr<const PromSeries> series(const wire::LiveUpdate& u, const std::string& name,
-                                           const char* quantile) const;
+                                           const char* quantile, bool cumulative) const;
   void add(Cumulative& c, double delta, int64_t bucket_end_ms, std::vector<PromSample>* out);
   void set(Plain& p, double value, int64_t bucket_end_ms, std::vector<PromSample>* out);
 
@@ -127,11 +140,18 @@ class RemoteWriter {
 
   // The sink for shard i's final buckets (Shard::set_final_sink).
   Shard::FinalSink sink(size_t shard);
+  // What sink(shard) does: maps shard i's updates and queues the samples; shard i's thread only.
+  void deliver(size_t shard, const std::vector<wire::LiveUpdate>& updates);
 
   void start();
   // Sends what is queued for up to drain_timeout_ms (retrying as usual), then drops the rest
   // (counted) and stops the thread. Call after the shards have stopped.
   void stop();
+  // Begins stop() without waiting: the thread sends what is queued until drain_timeout_ms passes.
+  void request_stop();
+  // Takes new settings (url, headers, labels, batching, timeouts, backoff, buffer) for what is
+  // queued and what comes; returns the names of the settings that changed ("" when none).
+  Result<std::string> reconfigure(RemoteWriteOptions opts);
 
  private:
   RemoteWriter(RemoteWriteOptions opts, size_t shards, SelfMetrics& metrics, const Clock& clock);
@@ -139,22 +159,39 @@ class RemoteWriter {
   void run();
   enum class Outcome { kSent, kRetry, kRejected };
   Outcome post(const std::string& body, int* http_status, std::string* error);
-  // Waits up to ms unless stopping is past its drain deadline; false once it is.
+  // Waits up to ms unless stopping is past its drain deadline or new settings came; false once
+  // the drain deadline passed.
   bool wait_backoff(int64_t ms);
   bool drain_expired();
+  // Sender thread: takes settings that changed since it last looked; true when it did.
+  bool take_settings();
+  void set_url();  // scheme_host_port_ and path_ from sending_.url
+  // Sender thread: the samples a request carries for the current receiver (introductions and
+  // offsets of cumulative series; see the top of this file).
+  void for_receiver(const std::vector<PromSample>& batch, std::vector<PromSample>* out);
 
-  const RemoteWriteOptions opts_;
   SelfMetrics& metrics_;
   const Clock& clock_;
+  const int64_t debug_floor_ms_;  // RemoteWriteOptions::debug_floor_ms (fixed)
+  // Sender thread only: the settings it sends with, and where to.
+  RemoteWriteOptions sending_;
+  uint64_t sending_gen_ = 0;  // the opts_gen_ of sending_; written under mu_
+  uint64_t receiver_ = 1;     // a new url or header set is a new receiver
   std::string scheme_host_port_;
   std::string path_;
-  std::vector<std::unique_ptr<PromSampleMapper>> mappers_;  // [shard], used on that shard's thread
-  std::unique_ptr<httplib::Client> client_;                 // sender thread only (keep-alive)
+  std::unique_ptr<httplib::Client> client_;  // sender thread only (keep-alive)
+  // [shard], used on that shard's thread, replaced there when the labels changed (labels_gen_).
+  std::vector<std::unique_ptr<PromSampleMapper>> mappers_;
+  std::vector<uint64_t> mapper_gen_;
+  std::vector<int64_t> next_idle_check_ms_;
+  std::atomic<uint64_t> labels_gen_{0};
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<PromSample> queue_;                          // GUARDED_BY(mu_)
-  bool stopping_ = false;                                 // GUARDED_BY(mu_)
+  RemoteWriteOptions opts_;       // GUARDED_BY(mu_): the settings now configured
+  uint64_t opts_gen_ = 0;         // GUARDED_BY(mu_): grows with each reconfigure()
+  std::deque<PromSample> queue_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;         // GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point drain_deadline_;  // GUARDED_BY(mu_), set with stopping_
   size_t in_flight_ = 0;  // samples in the request being sent; GUARDED_BY(mu_)
   std::atomic<int64_t> last_drop_log_ms_{INT64_MIN / 2};  // bounds the buffer-full log line

@@ -408,6 +408,11 @@ void StatsdListener::Impl::handle_datagram(std::string_view data, bool truncated
   po.now_s = now_ms / 1000;
   po.max_age_s = options.max_age_s;
   po.max_future_s = options.max_future_s;
+  if (options.live_limits) {
+    const auto l = options.live_limits->get();
+    po.max_age_s = l->max_age_s();
+    po.max_future_s = l->max_future_s;
+  }
   po.max_values_per_line = options.max_values_per_line;
   po.max_decoded_bytes = options.max_decoded_bytes;
   StatsdPacketCounts counts = parse_statsd_packet(data, po, pending, errors);

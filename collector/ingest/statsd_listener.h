@@ -33,6 +33,7 @@
 
 #include "auth/cidr.h"
 #include "ingest/statsd_parser.h"
+#include "live_limits.h"
 #include "tally/common/endpoints.h"
 #include "tally/common/status.h"
 #include "tally/common/time_bucket.h"
@@ -58,6 +59,9 @@ struct StatsdListenerOptions {
   // (timestamp_too_old / timestamp_too_new). The collector passes its ingest limits.
   int64_t max_age_s = 2 * 365 * 86400;
   int64_t max_future_s = 600;
+  // When set (it must outlive the listener), both bounds are read from it for every datagram
+  // instead (a reload changes them).
+  const LiveLimits* live_limits = nullptr;
   size_t max_values_per_line = 1024;    // DogStatsD multi-value items in one line
   size_t max_decoded_bytes = 8u << 20;  // per datagram (statsd_parser.h)
   int recv_buffer_bytes = 4 << 20;      // SO_RCVBUF request; the kernel caps it at rmem_max

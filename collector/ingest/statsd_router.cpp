@@ -12,13 +12,15 @@
 namespace tally::collector {
 
 StatsdRouter::StatsdRouter(SeriesCatalog& catalog, size_t shard_count, SelfMetrics& metrics,
-                           IngestLimits limits, const Clock& clock, CardinalityGuard* guard)
+                           IngestLimits limits, const Clock& clock, CardinalityGuard* guard,
+                           const LiveLimits* live)
     : catalog_(catalog),
       shard_count_(shard_count),
       metrics_(metrics),
       limits_(limits),
       clock_(clock),
       guard_(guard),
+      live_(live),
       wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   if (wake_fd_ < 0) throw std::runtime_error("statsd: eventfd failed");
   open_.per_shard.resize(shard_count_);
@@ -44,17 +46,23 @@ StatsdInterval StatsdRouter::take() {
 
 void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
   const int64_t now = clock_.now_s();
+  int64_t max_age_s = limits_.max_age_s, max_future_s = limits_.max_future_s;
+  if (live_) {
+    const auto l = live_->get();
+    max_age_s = l->max_age_s();
+    max_future_s = l->max_future_s;
+  }
   uint64_t accepted = 0, rejected = 0, old = 0, future = 0, clamped = 0, refused = 0;
   bool was_empty = false;
   {
     std::lock_guard lock(mu_);
     was_empty = open_.samples == 0 && open_.empty();
     for (auto& s : samples) {
-      if (s.timestamp_s < now - limits_.max_age_s) {
+      if (s.timestamp_s < now - max_age_s) {
         ++old;
         continue;
       }
-      if (s.timestamp_s > now + limits_.max_future_s) {
+      if (s.timestamp_s > now + max_future_s) {
         ++future;
         continue;
       }

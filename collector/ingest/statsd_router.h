@@ -27,6 +27,7 @@
 #include "aggregate/router.h"
 #include "ingest/batch_decoder.h"
 #include "ingest/statsd_parser.h"
+#include "live_limits.h"
 #include "self_metrics.h"
 
 namespace tally::collector {
@@ -45,9 +46,12 @@ struct StatsdInterval {
 
 class StatsdRouter {
  public:
-  // New series are created through `guard` when given (cardinality limits), else directly.
+  // New series are created through `guard` when given (cardinality limits), else directly. With
+  // `live` (it must outlive the router) the age and future bounds are read from it for every call
+  // instead of from `limits` (a reload changes them).
   StatsdRouter(SeriesCatalog& catalog, size_t shard_count, SelfMetrics& metrics,
-               IngestLimits limits, const Clock& clock, CardinalityGuard* guard = nullptr);
+               IngestLimits limits, const Clock& clock, CardinalityGuard* guard = nullptr,
+               const LiveLimits* live = nullptr);
   ~StatsdRouter();
   StatsdRouter(const StatsdRouter&) = delete;
   StatsdRouter& operator=(const StatsdRouter&) = delete;
@@ -83,6 +87,7 @@ class StatsdRouter {
   const IngestLimits limits_;
   const Clock& clock_;
   CardinalityGuard* const guard_;
+  const LiveLimits* const live_;
   int64_t last_log_s_ = 0;  // listener thread
   std::atomic<uint64_t> rejected_{0};
   int wake_fd_ = -1;

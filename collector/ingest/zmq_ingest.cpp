@@ -25,6 +25,24 @@ ZmqIngest::ZmqIngest(zmq::context_t& ctx, ZmqIngestOptions opts, SeriesCatalog& 
       clock_(clock),
       metrics_(metrics) {}
 
+ZmqIngest::Budgets ZmqIngest::budgets() const {
+  Budgets b{opts_.limits, opts_.max_batch_bytes, opts_.max_queued_bytes, opts_.producers_max,
+            opts_.producer_idle_s};
+  if (!opts_.live_limits) return b;
+  const auto l = opts_.live_limits->get();
+  b.limits.max_age_s = l->max_age_s();
+  b.limits.max_future_s = l->max_future_s;
+  b.limits.max_points = l->input.batch_max_points;
+  b.limits.max_defs = l->input.batch_max_defs;
+  b.limits.max_sketch_bins = l->input.sketch_max_bins;
+  b.limits.max_sketch_key_span = l->input.sketch_max_key_span;
+  b.max_batch_bytes = l->max_batch_bytes;
+  b.max_queued_bytes = l->max_queued_bytes;
+  b.producers_max = static_cast<size_t>(l->input.producers_max);
+  b.producer_idle_s = std::max<int64_t>(1, l->input.producer_idle_ms / 1000);
+  return b;
+}
+
 Result<std::string> ZmqIngest::start() {
   socket_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
   socket_->set(zmq::sockopt::linger, 0);
@@ -100,8 +118,9 @@ void ZmqIngest::run() {
       (void)queued_bytes();  // keeps the gauges current while nothing arrives
       last_tick_ms = now_ms;
       if (tick_) tick_();
-      if (auto n = producers_.forget(clock_.now_s(), opts_.producer_idle_s, opts_.producers_max,
-                                     opts_.producer_min_idle_s);
+      const Budgets b = budgets();
+      if (auto n = producers_.forget(clock_.now_s(), b.producer_idle_s, b.producers_max,
+                                     std::min(b.producer_idle_s, opts_.producer_min_idle_s));
           !n)
         spdlog::warn("event=producer_forget_failed error=\"{}\"", n.status().to_string());
       else if (*n) {
@@ -248,11 +267,10 @@ uint64_t ZmqIngest::queued_bytes() {
   return q;
 }
 
-uint32_t ZmqIngest::retry_after_ms(uint64_t queued) const {
+uint32_t ZmqIngest::retry_after_ms(uint64_t queued, uint64_t max_queued) const {
   // Long enough for the shards to bring the queue down to half the bound at their recent rate.
   constexpr int64_t kMin = 100, kMax = 5000, kUnknown = 1000;
-  const uint64_t excess =
-      queued > opts_.max_queued_bytes / 2 ? queued - opts_.max_queued_bytes / 2 : 0;
+  const uint64_t excess = queued > max_queued / 2 ? queued - max_queued / 2 : 0;
   if (drain_bytes_per_s_ == 0) return kUnknown;
   const auto ms = static_cast<int64_t>(excess * 1000 / drain_bytes_per_s_);
   return static_cast<uint32_t>(std::clamp(ms, kMin, kMax));
@@ -262,8 +280,9 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
   metrics_.batches_received.fetch_add(1, std::memory_order_relaxed);
   metrics_.bytes_received.fetch_add(payload.size(), std::memory_order_relaxed);
   wire::Ack ack;
+  const Budgets budget = budgets();  // one snapshot for the whole frame
   // A resend is recognised from the frame's header alone, before anything is decoded.
-  const std::optional<BatchHeader> header = payload.size() > opts_.max_batch_bytes
+  const std::optional<BatchHeader> header = payload.size() > budget.max_batch_bytes
                                                 ? std::nullopt
                                                 : peek_batch_header(payload.data(), payload.size());
   if (header && header->producer_id != 0 && header->seq != 0) {
@@ -287,12 +306,12 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
       return;
     }
     // Beyond the budget: refuse now, with a hint, rather than queue.
-    if (const uint64_t queued = queued_bytes(); queued >= opts_.max_queued_bytes) {
+    if (const uint64_t queued = queued_bytes(); queued >= budget.max_queued_bytes) {
       ack.set_code(wire::Ack::UNAVAILABLE);
-      ack.set_retry_after_ms(retry_after_ms(queued));
+      ack.set_retry_after_ms(retry_after_ms(queued, budget.max_queued_bytes));
       ack.set_reason("the collector is busy: " + std::to_string(queued) +
                      " bytes accepted and not yet applied (limit " +
-                     std::to_string(opts_.max_queued_bytes) + "); resend after retry_after_ms");
+                     std::to_string(budget.max_queued_bytes) + "); resend after retry_after_ms");
       metrics_.batches_overloaded.fetch_add(1, std::memory_order_relaxed);
       send_ack(identity, ack);
       return;
@@ -311,11 +330,11 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
   const void* body = stripped ? stripped->data() : payload.data();
   const size_t body_size = stripped ? stripped->size() : payload.size();
   wire::Batch batch;
-  if (payload.size() > opts_.max_batch_bytes) {
+  if (payload.size() > budget.max_batch_bytes) {
     metrics_.hit(Limit::kBatchBytes);
     ack.set_code(wire::Ack::INVALID);
     ack.set_reason("batch of " + std::to_string(payload.size()) + " bytes is above the limit of " +
-                   std::to_string(opts_.max_batch_bytes));
+                   std::to_string(budget.max_batch_bytes));
   } else if (!header || !batch.ParseFromArray(body, static_cast<int>(body_size))) {
     ack.set_code(wire::Ack::INVALID);
     ack.set_reason("malformed protobuf frame: not a tally.wire.Batch");
@@ -351,7 +370,7 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
           batch.producer_id(), skew_s);
   }
   DecodedBatch d =
-      decode_batch(batch, producers_, catalog_, opts_.limits, clock_.now_s(), opts_.cardinality);
+      decode_batch(batch, producers_, catalog_, budget.limits, clock_.now_s(), opts_.cardinality);
   ack.set_code(d.code);
   ack.set_reason(d.reason);
   for (uint32_t r : d.unknown_refs) ack.add_unknown_refs(r);

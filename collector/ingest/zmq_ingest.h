@@ -41,6 +41,7 @@
 #include "ingest/batch_header.h"
 #include "ingest/producer_table.h"
 #include "ingest/statsd_router.h"
+#include "live_limits.h"
 #include "self_metrics.h"
 #include "storage/wal.h"
 #include "tally/common/endpoints.h"
@@ -66,6 +67,11 @@ struct ZmqIngestOptions {
   size_t producers_max = 10000;
   int64_t producer_idle_s = 3600;
   int64_t producer_min_idle_s = 300;  // beyond producers_max, only producers idle this long go
+  // When set, the budgets above (limits, max_batch_bytes, max_queued_bytes, producers_max,
+  // producer_idle_s) are read from it for every frame and every tick instead (a reload changes
+  // them); it must outlive the ZmqIngest. The socket's maximum message size stays what
+  // max_batch_bytes was at start().
+  const LiveLimits* live_limits = nullptr;
   // The collector's CURVE secret key (Z85): the socket is a CURVE server and every client's key
   // is checked by the ZAP handler (auth/zap_handler.h), which must be running. Empty = plain.
   std::string curve_secret_key;
@@ -112,10 +118,19 @@ class ZmqIngest {
   // Routes StatsD work the log could not take (lsn 0), counted and logged.
   void route_statsd_unlogged(std::vector<ShardWork>&& per_shard, uint64_t samples,
                              const Status& why);
+  // The budgets in effect now (opts_, or live_limits when set).
+  struct Budgets {
+    IngestLimits limits;
+    uint64_t max_batch_bytes = 0;
+    uint64_t max_queued_bytes = 0;
+    size_t producers_max = 0;
+    int64_t producer_idle_s = 0;
+  };
+  Budgets budgets() const;
   void handle(zmq::message_t& identity, const zmq::message_t& payload);
   // Bytes accepted and not yet applied; updates the queued-bytes gauges.
   uint64_t queued_bytes();
-  uint32_t retry_after_ms(uint64_t queued) const;
+  uint32_t retry_after_ms(uint64_t queued, uint64_t max_queued) const;
   void commit_group();
   void set_log_health(bool ok, const Status& why);
   // Hands the new series of a batch that could not be logged to their shards.

@@ -205,6 +205,24 @@ std::vector<Sketch::Bin> coarsen_bins(const std::vector<Sketch::Bin>& bins, size
   return out;
 }
 
+QueryEngine::QueryEngine(const SeriesCatalog& catalog, Router& router,
+                         std::vector<Resolution> resolutions, const Clock& clock,
+                         QueryLimits limits, SelfMetrics* metrics)
+    : catalog_(catalog),
+      router_(router),
+      clock_(clock),
+      own_limits_(std::make_unique<LiveLimits>([&] {
+        LiveLimitValues v;
+        v.input.query_max_points = limits.max_points;
+        v.input.query_max_series = limits.max_series;
+        v.input.query_max_samples = limits.max_samples;
+        v.input.query_timeout_ms = limits.timeout_ms;
+        v.resolutions = std::move(resolutions);
+        return v;
+      }())),
+      limits_(*own_limits_),
+      metrics_(metrics) {}
+
 Result<std::pair<int64_t, size_t>> QueryEngine::plan(int64_t from, int64_t to, int64_t step,
                                                      int64_t points) const {
   // Clamped here too (query() clamps and counts): plan() is called with raw parameters, and
@@ -213,32 +231,33 @@ Result<std::pair<int64_t, size_t>> QueryEngine::plan(int64_t from, int64_t to, i
   to = std::clamp(to, kMinQueryTime, kMaxQueryTime);
   if (to <= from) return Status::invalid_argument("'to' must be after 'from'");
   const int64_t now = clock_.now_s();
-  auto covers = [&](size_t r) { return now - resolutions_[r].retention_s <= from; };
+  const auto lim = limits_.get();
+  const std::vector<Resolution>& resolutions = lim->resolutions;
+  auto covers = [&](size_t r) { return now - resolutions[r].retention_s <= from; };
   if (step > 0) {
     // The coarsest resolution that divides the step and still holds the start of the range.
     std::optional<size_t> best;
-    for (size_t r = 0; r < resolutions_.size(); ++r) {
-      if (step % resolutions_[r].step_s != 0) continue;
+    for (size_t r = 0; r < resolutions.size(); ++r) {
+      if (step % resolutions[r].step_s != 0) continue;
       if (covers(r) || !best) best = r;
     }
     if (!best) best = 0;
-    if ((to - from) / step > limits_.max_points)
+    if ((to - from) / step > lim->input.query_max_points)
       return over(Limit::kQueryPoints, "step " + std::to_string(step) + "s gives more than " +
-                                           std::to_string(limits_.max_points) +
+                                           std::to_string(lim->input.query_max_points) +
                                            " points per series; use a larger step");
     return std::make_pair(step, *best);
   }
   if (points <= 0) points = 300;
   const int64_t raw = std::max<int64_t>(1, (to - from + points - 1) / points);
   // The finest resolution at least as coarse as the wanted step that holds the range's start.
-  for (size_t r = 0; r < resolutions_.size(); ++r) {
-    if (resolutions_[r].step_s >= raw && covers(r))
-      return std::make_pair(resolutions_[r].step_s, r);
+  for (size_t r = 0; r < resolutions.size(); ++r) {
+    if (resolutions[r].step_s >= raw && covers(r)) return std::make_pair(resolutions[r].step_s, r);
   }
   // Every resolution that holds the start is finer than wanted, or none holds it: use the
   // coarsest one with the step rounded up to its multiple.
-  const size_t r = resolutions_.size() - 1;
-  const int64_t rs = resolutions_[r].step_s;
+  const size_t r = resolutions.size() - 1;
+  const int64_t rs = resolutions[r].step_s;
   return std::make_pair((raw + rs - 1) / rs * rs, r);
 }
 
@@ -256,31 +275,34 @@ RangeQuery QueryEngine::clamp_times(const RangeQuery& in) const {
 }
 
 Status QueryEngine::check_budget(size_t series, size_t res, int64_t from, int64_t to) const {
-  if (static_cast<int64_t>(series) > limits_.max_series)
-    return over(Limit::kQuerySeries, "the query matches " + std::to_string(series) +
-                                         " series; the limit is " +
-                                         std::to_string(limits_.max_series) + "; add a filter");
+  const auto lim = limits_.get();
+  const std::vector<Resolution>& resolutions = lim->resolutions;
+  if (static_cast<int64_t>(series) > lim->input.query_max_series)
+    return over(Limit::kQuerySeries,
+                "the query matches " + std::to_string(series) + " series; the limit is " +
+                    std::to_string(lim->input.query_max_series) + "; add a filter");
   // Stored buckets it may read: series x buckets of the resolution in the range (checked: a
   // product that overflows is over any budget).
   // Nothing older than the resolution's retention is read, however early `from` is.
-  const int64_t keep = resolutions_[res].retention_s;
+  const int64_t keep = resolutions[res].retention_s;
   if (keep > 0) from = std::max(from, clock_.now_s() - keep);
-  const int64_t buckets = std::max<int64_t>(0, to - from) / resolutions_[res].step_s + 1;
+  const int64_t buckets = std::max<int64_t>(0, to - from) / resolutions[res].step_s + 1;
   int64_t samples = 0;
   if (__builtin_mul_overflow(static_cast<int64_t>(series), buckets, &samples) ||
-      samples > limits_.max_samples)
+      samples > lim->input.query_max_samples)
     return over(Limit::kQuerySamples, "the query would read up to " +
                                           (samples > 0 ? std::to_string(samples) : "too many") +
                                           " stored buckets; the limit is " +
-                                          std::to_string(limits_.max_samples) +
+                                          std::to_string(lim->input.query_max_samples) +
                                           "; narrow the range or add a filter");
   return Status::ok();
 }
 
 Status QueryEngine::check_deadline(int64_t started_ms) const {
-  if (clock_.now_ms() - started_ms <= limits_.timeout_ms) return Status::ok();
+  const int64_t timeout_ms = limits_.get()->input.query_timeout_ms;
+  if (clock_.now_ms() - started_ms <= timeout_ms) return Status::ok();
   return over(Limit::kQueryDeadline, "the query ran past its deadline of " +
-                                         std::to_string(limits_.timeout_ms) +
+                                         std::to_string(timeout_ms) +
                                          " ms; narrow the range or add a filter");
 }
 
@@ -399,12 +421,13 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
   RangeResult out;
   out.kind = kind;
   out.step = step;
-  out.resolution = resolutions_[res].step_s;
+  const auto lim = limits_.get();
+  out.resolution = lim->resolutions[res].step_s;
   out.from = bucket_start(q.from, step);
   out.to = bucket_start(q.to - 1, step) + step;
-  if ((out.to - out.from) / step > limits_.max_points)
-    return over(Limit::kQueryPoints,
-                "the range has more than " + std::to_string(limits_.max_points) + " steps");
+  if ((out.to - out.from) / step > lim->input.query_max_points)
+    return over(Limit::kQueryPoints, "the range has more than " +
+                                         std::to_string(lim->input.query_max_points) + " steps");
   if (auto s = check_budget(m->series.size(), res, out.from, out.to); !s) return s;
 
   // Counter sums, rates and counts add bucket sums and nothing else: the fast path hands each shard
@@ -519,7 +542,7 @@ Result<HistogramResult> QueryEngine::histogram(const RangeQuery& asked, size_t m
   auto p = plan(q.from, q.to, 0, 1);
   if (!p) return p.status();
   const size_t res = p->second;
-  const int64_t rs = resolutions_[res].step_s;
+  const int64_t rs = limits_.get()->resolutions[res].step_s;
   HistogramResult out;
   out.from = bucket_start(q.from, rs);
   out.to = bucket_start(q.to - 1, rs) + rs;
@@ -558,9 +581,10 @@ Result<HeatmapResult> QueryEngine::heatmap(const RangeQuery& asked, size_t max_b
   out.step = step;
   out.from = bucket_start(q.from, step);
   out.to = bucket_start(q.to - 1, step) + step;
-  if ((out.to - out.from) / step > limits_.max_points)
+  const int64_t max_points = limits_.get()->input.query_max_points;
+  if ((out.to - out.from) / step > max_points)
     return over(Limit::kQueryPoints,
-                "the range has more than " + std::to_string(limits_.max_points) + " steps");
+                "the range has more than " + std::to_string(max_points) + " steps");
   if (auto s = check_budget(m->series.size(), res, out.from, out.to); !s) return s;
   std::vector<std::vector<StoredBucket>> buckets;
   int64_t wm = 0;

@@ -4,6 +4,8 @@
 // range's start; series are matched in memory (SeriesCatalog), read from their shards in
 // parallel (Shard::read), combined per series into step buckets, then across the series of each
 // group by the function (docs/API.md has the table of what each function means per kind).
+// The budgets (QueryLimits) and how long each resolution is kept are read from a LiveLimits at each
+// check, so a reload changes them for the next query.
 // Thread-safety: const methods, callable from any number of HTTP threads.
 #pragma once
 
@@ -13,6 +15,7 @@
 
 #include "aggregate/catalog.h"
 #include "aggregate/router.h"
+#include "live_limits.h"
 #include "tally/common/label_matcher.h"
 #include "tally/common/time_bucket.h"
 
@@ -93,14 +96,14 @@ inline constexpr int64_t kMaxQueryTime = 253402300799;
 
 class QueryEngine {
  public:
+  // Fixed budgets and retention.
   QueryEngine(const SeriesCatalog& catalog, Router& router, std::vector<Resolution> resolutions,
-              const Clock& clock, QueryLimits limits = {}, SelfMetrics* metrics = nullptr)
-      : catalog_(catalog),
-        router_(router),
-        resolutions_(std::move(resolutions)),
-        clock_(clock),
-        limits_(limits),
-        metrics_(metrics) {}
+              const Clock& clock, QueryLimits limits = {}, SelfMetrics* metrics = nullptr);
+  // The collector's live budgets and retention (the resolutions' steps must not change);
+  // `limits` must outlive the engine.
+  QueryEngine(const SeriesCatalog& catalog, Router& router, const LiveLimits& limits,
+              const Clock& clock, SelfMetrics* metrics = nullptr)
+      : catalog_(catalog), router_(router), clock_(clock), limits_(limits), metrics_(metrics) {}
 
   Result<RangeResult> range(const RangeQuery& q) const;
   Result<HistogramResult> histogram(const RangeQuery& q, size_t max_bins) const;
@@ -109,7 +112,8 @@ class QueryEngine {
   // Picks (step, resolution index) for a range; exposed for tests.
   Result<std::pair<int64_t, size_t>> plan(int64_t from, int64_t to, int64_t step,
                                           int64_t points) const;
-  const std::vector<Resolution>& resolutions() const { return resolutions_; }
+  // The resolutions and how long each is kept, now.
+  std::vector<Resolution> resolutions() const { return limits_.get()->resolutions; }
 
   // Stored (+) open buckets of each series at resolution index res over [from, to), out[i] for
   // series[i] in time order, for callers that combine buckets themselves (the Prometheus API).
@@ -144,9 +148,9 @@ class QueryEngine {
 
   const SeriesCatalog& catalog_;
   Router& router_;
-  const std::vector<Resolution> resolutions_;
   const Clock& clock_;
-  const QueryLimits limits_;
+  std::unique_ptr<LiveLimits> own_limits_;  // the fixed budgets of the first constructor
+  const LiveLimits& limits_;
   SelfMetrics* metrics_;
 };
 

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "tally/common/version.h"
+
 namespace tally::collector {
 
 namespace fs = std::filesystem;
@@ -93,6 +95,8 @@ Result<DataDirLayout> open_data_dir(const std::string& path, uint32_t wanted_sha
         d.shards = static_cast<uint32_t>(std::atoi(line.c_str() + 7));
       }
       if (line.rfind("retention=", 0) == 0) d.retention = line.substr(10);
+      if (line.rfind("writer_revision=", 0) == 0) d.writer_revision = std::atoi(line.c_str() + 16);
+      if (line.rfind("writer_version=", 0) == 0) d.writer_version = line.substr(15);
     }
     if (!any) return Status::corruption(meta.string() + " is empty" + fix);
     if (!has_format || !has_shards)
@@ -108,17 +112,25 @@ Result<DataDirLayout> open_data_dir(const std::string& path, uint32_t wanted_sha
   }
   d.shards = wanted_shards;
   d.created = true;
-  std::ostringstream text;
-  text << "format=" << kDataFormatVersion << "\nshards=" << d.shards << "\n";
-  if (auto s = write_marker(path, text.str()); !s) return s;
+  d.writer_revision = kWriterRevision;
+  d.writer_version = kVersion;
+  if (auto s = record_layout(d); !s) return s;
   return d;
 }
 
-Status record_retention(const DataDirLayout& d, const std::string& retention) {
+Status record_layout(const DataDirLayout& d) {
   std::ostringstream text;
-  text << "format=" << kDataFormatVersion << "\nshards=" << d.shards << "\nretention=" << retention
-       << "\n";
+  text << "format=" << kDataFormatVersion << "\nshards=" << d.shards << "\n";
+  if (!d.retention.empty()) text << "retention=" << d.retention << "\n";
+  text << "writer_revision=" << d.writer_revision << "\n";
+  if (!d.writer_version.empty()) text << "writer_version=" << d.writer_version << "\n";
   return write_marker(d.path, text.str());
+}
+
+Status record_retention(const DataDirLayout& d, const std::string& retention) {
+  DataDirLayout copy = d;
+  copy.retention = retention;
+  return record_layout(copy);
 }
 
 std::string shard_path(const DataDirLayout& d, uint32_t shard) {

@@ -71,6 +71,7 @@ Result<std::unique_ptr<ShardStore>> ShardStore::open(const std::string& path,
     if (stored == 1) {
       spdlog::info("event=storage_convert path={} from=rows to=chunks", path);
       if (auto st = convert_rows_to_chunks(d, resolutions); !st) return st;
+      s->converted_rows_ = true;
     }
     if (auto st = d.exec(chunk_layout_schema(resolutions)); !st) return st;
     if (auto st = s->set_meta("storage_format", chunk_format::kStorageFormat); !st) return st;

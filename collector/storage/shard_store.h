@@ -100,6 +100,8 @@ class ShardStore {
 
   const std::string& path() const { return path_; }
   StorageLayout layout() const { return options_.layout; }
+  // open() converted the file from plain rows to chunks (a file an older collector wrote).
+  bool converted_rows() const { return converted_rows_; }
 
   // Every series stored in this shard (start-up).
   Result<std::vector<SeriesDef>> load_series();
@@ -148,6 +150,7 @@ class ShardStore {
   std::string path_;
   std::vector<Resolution> resolutions_;
   ShardStoreOptions options_;
+  bool converted_rows_ = false;
   std::unique_ptr<Db> db_;
   std::unique_ptr<PointWriter> points_;
   bool in_transaction_ = false;
