@@ -1,8 +1,10 @@
 // Upgrades: a data directory written by Tally 0.1.0 (commit 65b6d54; data/upgrade/ says how it
 // was made: stored buckets plus a write-ahead log left by a SIGKILL) opens in this collector,
 // which replays 0.1.0's log and answers the exact totals at every resolution; it keeps working
-// on it (new points add to old series) and opens it again after a restart. A directory that a
-// newer Tally wrote is refused with a clear message and left byte for byte as it was.
+// on it (new points add to old series) and opens it again after a restart. The first start logs
+// the migration before and after (event=migration_started, event=migration_done) and records
+// the writer in the TALLY file; the second start logs neither. A directory that a newer Tally
+// wrote is refused with a clear message and left byte for byte as it was.
 #include <QtTest>
 
 #include <filesystem>
@@ -82,7 +84,34 @@ void TestUpgrade::dataFrom010OpensWithExactTotals() {
   std::map<std::string, double> hits = {{"a", 15}, {"b", 10}, {"wal", 300}};
   for (int start = 0; start < 2; ++start) {
     CollectorProcess c(data);
-    QVERIFY2(c.start(kFixtureArgs), "the collector did not start on 0.1.0's data directory");
+    const QString log = tmp.path() + "/collector-" + QString::number(start) + ".log";
+    QVERIFY2(c.start(kFixtureArgs + QStringList{"--log-file", log}),
+             "the collector did not start on 0.1.0's data directory");
+    {
+      std::ifstream in(log.toStdString());
+      const std::string text((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
+      const size_t began = text.find("event=migration_started");
+      const size_t done = text.find("event=migration_done");
+      const size_t opened = text.find("event=opened");
+      QVERIFY2(opened != std::string::npos, text.c_str());
+      if (start == 0) {
+        // Before anything is opened, and after the log is replayed, in that order.
+        QVERIFY2(began != std::string::npos && done != std::string::npos, text.c_str());
+        QVERIFY2(began < text.find("event=wal_replayed") &&
+                     text.find("event=wal_replayed") < done && done < opened,
+                 text.c_str());
+        QVERIFY2(text.find("from=1 from_version=0.1.0 to=2", began) != std::string::npos,
+                 text.c_str());
+        QVERIFY2(text.find("changes=\"none needed\"", done) != std::string::npos, text.c_str());
+        std::ifstream marker((data + "/TALLY").toStdString());
+        const std::string m((std::istreambuf_iterator<char>(marker)),
+                            std::istreambuf_iterator<char>());
+        QVERIFY2(m.find("writer_revision=2\n") != std::string::npos, m.c_str());
+      } else {
+        QVERIFY2(began == std::string::npos && done == std::string::npos, text.c_str());
+      }
+    }
     for (int64_t step : {1, 10, 60, 3600}) {
       const int64_t f = bucket_start(from, step), t = bucket_start(to, step) + step;
       QCOMPARE(sums(c, "upgrade.hits", "sum", step, f, t, true), hits);
