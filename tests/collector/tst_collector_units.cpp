@@ -702,7 +702,12 @@ void TestCollectorUnits::storeMergesIntoStoredBuckets() {
 void TestCollectorUnits::cardinalityGuardFoldsBeyondLimits() {
   SeriesCatalog catalog(2);
   SelfMetrics m;
-  CardinalityGuard g(catalog, CardinalityLimits{3, 6, 4}, m);
+  LiveLimitValues lv;
+  lv.input.series_max_per_metric = 3;
+  lv.input.series_max_total = 6;
+  lv.input.series_max_new_per_minute = 4;
+  LiveLimits live(lv);
+  CardinalityGuard g(catalog, live, m);
   const int64_t t = 1'800'000'040;  // 40 s into a minute
   auto admit = [&](const std::string& metric, const std::string& v, uint64_t producer,
                    int64_t now) {
@@ -753,6 +758,20 @@ void TestCollectorUnits::cardinalityGuardFoldsBeyondLimits() {
   QCOMPARE(c.top_metrics[0].series, size_t(4));
   QCOMPARE(c.top_tag_keys[0].key, std::string("k"));
   QCOMPARE(c.top_tag_keys[0].values, size_t(3));  // 0, 1, 2 (b0 shares "0")
+
+  // Limits changed while running (a reload): raised, a new combination gets its series; lowered
+  // below what a metric holds, its series are still found, only new combinations fold.
+  lv.input.series_max_per_metric = 10;
+  lv.input.series_max_total = 100;
+  live.set(lv);
+  QCOMPARE(g.limits().max_series_total, int64_t(100));
+  auto raised = admit("a", "5", 2, t + 60);
+  QVERIFY(raised.created && !raised.overflow);
+  lv.input.series_max_per_metric = 1;
+  live.set(lv);
+  auto kept = admit("a", "1", 2, t + 60);
+  QVERIFY(!kept.overflow && !kept.created);
+  QCOMPARE(admit("a", "6", 2, t + 60).series, folded.series);
 }
 
 // The producer table's bound: idle producers go, then the least recently heard beyond the count
