@@ -243,6 +243,11 @@ void TestReload::batchBytesChangeLive() {
   QVERIFY(eventually([&] { return sum_at(r.c(), "rl.bytes", 60, t - 3600, t + 60) == 3000; }));
   // Only limits changed: the flags (data directory, listeners) still win over the file.
   QVERIFY2(!r.logged("event=reload_needs_restart"), r.log().c_str());
+  // Above the start value, ZeroMQ's own message size (set when the socket opened) still cuts.
+  r.write("max_batch_bytes = 8388608\n");
+  QCOMPARE(r.admin_reload(), 200);
+  QVERIFY2(r.logged("event=reload_needs_restart setting=max_batch_bytes part=socket"),
+           r.log().c_str());
   QCOMPARE(r.c().stop(), 0);
 }
 
