@@ -10,13 +10,14 @@
 // so one check never mixes values from before and after a reload; a query that checks several
 // budgets reads each check's snapshot afresh.
 //
-// Thread-safety: get() and set() from any thread (std::atomic<std::shared_ptr>); a snapshot is
-// never changed once published, and stays valid for as long as its reader holds it.
+// Thread-safety: get() and set() from any thread (the pointer is swapped under a mutex held only
+// to copy it; libstdc++ 12's std::atomic<std::shared_ptr> is reported by ThreadSanitizer); a
+// snapshot is never changed once published, and stays valid for as long as its reader holds it.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "config.h"
@@ -45,15 +46,18 @@ class LiveLimits {
       : current_(std::make_shared<const LiveLimitValues>(std::move(v))) {}
 
   std::shared_ptr<const LiveLimitValues> get() const {
-    return current_.load(std::memory_order_acquire);
+    std::lock_guard lock(mu_);
+    return current_;
   }
   void set(LiveLimitValues v) {
-    current_.store(std::make_shared<const LiveLimitValues>(std::move(v)),
-                   std::memory_order_release);
-  }
+    auto next = std::make_shared<const LiveLimitValues>(std::move(v));
+    std::lock_guard lock(mu_);
+    current_.swap(next);
+  }  // the previous snapshot goes when its last reader lets go of it
 
  private:
-  std::atomic<std::shared_ptr<const LiveLimitValues>> current_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const LiveLimitValues> current_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace tally::collector

@@ -290,7 +290,7 @@ std::string Server::reload_retention(const CollectorConfig& file) {
 // it holds within its drain timeout.
 std::string Server::reload_remote_write(const CollectorConfig& file) {
   const RemoteWriteOptions& want = file.remote_write;
-  auto running = remote_write_.load();
+  auto running = forwarder();
   const std::string from = running ? config_.remote_write.url : "off";
   const std::string to = want.enabled() ? want.url : "off";
   std::string changed;
@@ -306,10 +306,10 @@ std::string Server::reload_remote_write(const CollectorConfig& file) {
     }
     std::shared_ptr<RemoteWriter> w(std::move(*rw));
     w->start();
-    remote_write_.store(w);
+    set_forwarder(w);
     changed = "on";
   } else if (!want.enabled()) {
-    remote_write_.store(nullptr);
+    set_forwarder(nullptr);
     running->request_stop();  // sends what it holds, within its drain timeout
     retired_writers_.push_back(std::move(running));
     changed = "off";
@@ -497,13 +497,23 @@ Status Server::open_forwarding() {
   if (cfg.remote_write.enabled()) {
     auto rw = RemoteWriter::create(cfg.remote_write, shards_.size(), metrics_, clock_);
     if (!rw) return rw.status();
-    remote_write_.store(std::shared_ptr<RemoteWriter>(std::move(*rw)));
+    set_forwarder(std::shared_ptr<RemoteWriter>(std::move(*rw)));
   }
   for (size_t i = 0; i < shards_.size(); ++i)
     shards_[i]->set_final_sink([this, i](const std::vector<wire::LiveUpdate>& updates) {
-      if (auto rw = remote_write_.load(std::memory_order_acquire)) rw->deliver(i, updates);
+      if (auto rw = forwarder()) rw->deliver(i, updates);
     });
   return Status::ok();
+}
+
+std::shared_ptr<RemoteWriter> Server::forwarder() const {
+  std::lock_guard lock(rw_mu_);
+  return remote_write_;
+}
+
+void Server::set_forwarder(std::shared_ptr<RemoteWriter> rw) {
+  std::lock_guard lock(rw_mu_);
+  remote_write_.swap(rw);
 }
 
 ZmqIngestOptions Server::ingest_options() const {
@@ -721,7 +731,7 @@ Result<BoundEndpoints> Server::start() {
   if (zap_) {
     if (auto s = zap_->start(); !s) return s;
   }
-  if (auto rw = remote_write_.load()) rw->start();
+  if (auto rw = forwarder()) rw->start();
   for (auto& s : shards_) s->start();
   auto live = live_->start(config_.live, curve_.secret_key);
   if (!live) return live.status();
@@ -743,7 +753,7 @@ void Server::stop() {
   // StatsD first: its last interval (open sets included) is logged by the ingest thread's stop.
   if (statsd_) statsd_->stop();
   if (ingest_) ingest_->stop();
-  auto rw = remote_write_.load();
+  auto rw = forwarder();
   if (rw) {
     // Only final buckets are forwarded: let the watermark pass everything received (bounded
     // in real time, for clocks that do not move) so the last seconds are sent, not just stored.

@@ -4,7 +4,6 @@
 // Thread-safety: create/start/stop from one thread.
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -113,7 +112,10 @@ class Server {
   std::unique_ptr<LivePublisher> live_;
   // The forwarder now configured (null: off); the shards' final sinks read it for every flush,
   // a reload swaps it. Writers turned off drain in retired_writers_ until stop().
-  std::atomic<std::shared_ptr<RemoteWriter>> remote_write_;
+  std::shared_ptr<RemoteWriter> forwarder() const;
+  void set_forwarder(std::shared_ptr<RemoteWriter> rw);
+  mutable std::mutex rw_mu_;
+  std::shared_ptr<RemoteWriter> remote_write_;                  // GUARDED_BY(rw_mu_)
   std::vector<std::shared_ptr<RemoteWriter>> retired_writers_;  // GUARDED_BY(reload_mu_)
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<Router> router_;
