@@ -11,11 +11,13 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "tally/common/wire.h"
 
 using namespace tally;
 using namespace tally::collector;
 
 int main(int argc, char** argv) {
+  tally::quiet_protobuf_log();  // every message that fails to parse is answered and counted
   CollectorConfig defaults;
   CLI::App app{
       "tally-collector: receives metrics from Tally SDKs and StatsD clients, aggregates them into\n"
