@@ -62,6 +62,8 @@ mkdir -p "$work/new-debs"
 old_deb=$(ls "$work"/old-debs/tally-collector_*.deb | head -1)
 new_deb=$(ls "$work"/new-debs/tally-collector_*.deb | head -1)
 say "from $(basename "$old_deb") to $(basename "$new_deb")"
+dpkg --compare-versions "$(dpkg-deb -f "$new_deb" Version)" gt "$(dpkg-deb -f "$old_deb" Version)" ||
+  fail "the new package's version is not above the old one's: apt would not upgrade"
 
 # --- a Debian 12 root that boots systemd ----------------------------------------------------------
 if [ ! -x "$root/lib/systemd/systemd" ]; then
@@ -100,11 +102,11 @@ run() {  # run STEP SCRIPT: the script's output goes to the log; fails the check
 }
 # total METRIC: the sum over the last day at 1 h steps, from the installed CLI
 total_cmd='total() { tally --format csv query "$1" --from -1d --to now --step 1h | awk -F, "NR > 1 && \$NF != \"\" { s += \$NF } END { printf \"%.0f\\n\", s }"; }'
-wait_active='for i in $(seq 100); do curl -sf http://127.0.0.1:7071/healthz >/dev/null && break; sleep 0.2; done; curl -sf http://127.0.0.1:7071/healthz >/dev/null'
+wait_active='for i in $(seq 150); do curl -sf http://127.0.0.1:7071/healthz >/dev/null && break; sleep 0.2; done; curl -sf http://127.0.0.1:7071/healthz >/dev/null'
 
 run "apt-get install tally-collector 0.1.0" \
   "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq /debs/old.deb
-   systemctl is-active tally-collector; $wait_active; tally-collector --version || true"
+   $wait_active; systemctl is-active tally-collector; tally-collector --version || true"
 run "edit the config (lateness 3s, an operator's comment) and restart" \
   "printf '\n# operator: edited before the upgrade\nlateness = \"3s\"\n' >> /etc/tally/collector.toml
    systemctl restart tally-collector; $wait_active"
@@ -120,7 +122,7 @@ run "apt-get install this tree's tally-collector over it (keeping the edited con
    apt-get install -y -qq -o Dpkg::Options::=--force-confold /debs/new.deb; $wait_active
    tally-collector --version"
 run "the package restarted the service and kept the config" \
-  "systemctl is-active tally-collector
+  "$wait_active; systemctl is-active tally-collector
    before=\$(cat /tmp/pid.before); after=\$(systemctl show -p MainPID --value tally-collector)
    echo \"main pid \$before -> \$after\"; test \"\$before\" != \"\$after\"
    grep -q 'operator: edited before the upgrade' /etc/tally/collector.toml
