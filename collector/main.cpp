@@ -11,6 +11,7 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "tally/common/version.h"
 #include "tally/common/wire.h"
 
 using namespace tally;
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
       "Settings come from --config (TOML) and are overridden by the flags below.",
       "tally-collector"};
   app.get_formatter()->column_width(34);
+  app.set_version_flag("--version", std::string("tally-collector ") + tally::kVersion);
   // A later flag wins, so scripts can append overrides.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   std::string config_path;

@@ -104,23 +104,34 @@ run() {  # run STEP SCRIPT: the script's output goes to the log; fails the check
 total_cmd='total() { tally --format csv query "$1" --from -1d --to now --step 1h | awk -F, "NR > 1 && \$NF != \"\" { s += \$NF } END { printf \"%.0f\\n\", s }"; }'
 wait_active='for i in $(seq 150); do curl -sf http://127.0.0.1:7071/healthz >/dev/null && break; sleep 0.2; done; curl -sf http://127.0.0.1:7071/healthz >/dev/null'
 
-run "apt-get install tally-collector 0.1.0" \
-  "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq /debs/old.deb
-   $wait_active; systemctl is-active tally-collector; tally-collector --version || true"
+# 0.1.0's unit forbids netlink sockets, and ZeroMQ aborts the collector without them (the
+# journal: "Address family not supported by protocol (src/ip_resolver.cpp:542)"): an operator of
+# 0.1.0 had to allow them in a drop-in. It is removed before the upgrade, so the new package's
+# unit has to start the collector on its own.
+run "apt-get install tally-collector 0.1.0 (with the drop-in its unit needs)" \
+  "export DEBIAN_FRONTEND=noninteractive; dpkg --purge tally-collector >/dev/null 2>&1 || true
+   rm -rf /var/lib/tally /etc/tally /etc/systemd/system/tally-collector.service.d
+   apt-get update -qq; apt-get install -y -qq /debs/old.deb
+   mkdir -p /etc/systemd/system/tally-collector.service.d
+   printf '[Service]\\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\\n' \
+     > /etc/systemd/system/tally-collector.service.d/netlink.conf
+   systemctl daemon-reload; systemctl restart tally-collector
+   $wait_active; systemctl is-active tally-collector; tally-collector --help | head -1"
 run "edit the config (lateness 3s, an operator's comment) and restart" \
-  "printf '\n# operator: edited before the upgrade\nlateness = \"3s\"\n' >> /etc/tally/collector.toml
-   systemctl restart tally-collector; $wait_active"
+  "sed -i 's/^lateness = .*/lateness = \"3s\"  # operator: edited before the upgrade/' /etc/tally/collector.toml
+   grep -q 'operator: edited' /etc/tally/collector.toml; systemctl restart tally-collector; $wait_active"
 run "send counts with 0.1.0's tally emit and StatsD" \
   "for v in 1 2 3 4 5; do tally emit upgrade.hits \$v --tag k=a; done
    tally emit upgrade.latency 10 --kind distribution; tally emit upgrade.latency 30 --kind distribution
    printf 'upgrade.statsd:7|c\nupgrade.statsd:8|c\n' > /dev/udp/127.0.0.1/8125; sleep 5
    $total_cmd
    test \"\$(total upgrade.hits)\" = 15; test \"\$(total upgrade.statsd)\" = 15
-   systemctl show -p MainPID --value tally-collector > /tmp/pid.before"
+   systemctl show -p MainPID --value tally-collector > /tmp/pid.before
+   rm -r /etc/systemd/system/tally-collector.service.d; systemctl daemon-reload"
 run "apt-get install this tree's tally-collector over it (keeping the edited config)" \
   "export DEBIAN_FRONTEND=noninteractive
    apt-get install -y -qq -o Dpkg::Options::=--force-confold /debs/new.deb; $wait_active
-   tally-collector --version"
+   tally-collector --version; tally --version"
 run "the package restarted the service and kept the config" \
   "$wait_active; systemctl is-active tally-collector
    before=\$(cat /tmp/pid.before); after=\$(systemctl show -p MainPID --value tally-collector)
