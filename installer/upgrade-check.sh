@@ -129,7 +129,7 @@ run "send counts with 0.1.0's tally emit and StatsD" \
    systemctl show -p MainPID --value tally-collector > /tmp/pid.before
    rm -r /etc/systemd/system/tally-collector.service.d; systemctl daemon-reload"
 run "apt-get install this tree's tally-collector over it (keeping the edited config)" \
-  "export DEBIAN_FRONTEND=noninteractive
+  "export DEBIAN_FRONTEND=noninteractive; date '+%Y-%m-%d %H:%M:%S' > /tmp/upgrade.since
    apt-get install -y -qq -o Dpkg::Options::=--force-confold /debs/new.deb; $wait_active
    tally-collector --version; tally --version"
 run "the package restarted the service and kept the config" \
@@ -140,8 +140,8 @@ run "the package restarted the service and kept the config" \
    stat -c '%a %U %G' /etc/tally/collector.toml; test \"\$(stat -c '%a %U %G' /etc/tally/collector.toml)\" = '640 root tally'
    systemctl show -p Environment -p MemoryMax -p TasksMax tally-collector"
 run "the collector opened the 0.1.0 data directory (journal)" \
-  "journalctl -u tally-collector --no-pager -o cat | tail -n 40
-   journalctl -u tally-collector --no-pager -o cat | grep -E 'event=opened .*created=false'"
+  "journal() { journalctl -u tally-collector --since \"\$(cat /tmp/upgrade.since)\" --no-pager -o cat; }
+   journal | tail -n 40; journal | grep -E 'event=opened .*created=false'"
 run "the totals are the same, and new counts add to them exactly" \
   "$total_cmd
    test \"\$(total upgrade.hits)\" = 15; test \"\$(total upgrade.statsd)\" = 15
