@@ -261,7 +261,8 @@ void TestPackages::sdkPackageHoldsHeadersLibrariesAndConfigs() {
   const QString lib = libdir();
   QVERIFY2(!lib.isEmpty(), "no libtally.a under usr/lib");
   QVERIFY(QFileInfo(lib + "/libtally.so").isSymLink());
-  QVERIFY(QFileInfo::exists(lib + "/libtally.so.0"));
+  QVERIFY(QFileInfo::exists(lib + "/libtally.so.1"));  // SOVERSION 1 (sdk/CMakeLists.txt)
+  QVERIFY(!QFileInfo::exists(lib + "/libtally.so.0"));
   QVERIFY(QFileInfo::exists(lib + "/libtally.so." TALLY_VERSION));
   for (const char* f : {"/cmake/Tally/TallyConfig.cmake", "/cmake/Tally/TallyConfigVersion.cmake",
                         "/cmake/Tally/TallyTargets.cmake", "/pkgconfig/tally.pc"})
