@@ -246,7 +246,7 @@ void TestPackages::dashboardPackageHoldsDesktopFileAndIcon() {
   if (!validate.isEmpty())
     RUN_OK(run(validate, {root_ + "/usr/share/applications/tally-dashboard.desktop"}));
   const QString depends = field("tally-dashboard", "Depends");
-  for (const char* dep : {"libqt6widgets6", "libqt6charts6", "qt6-qpa-plugins"})
+  for (const char* dep : {"libqt6widgets6", "libqt6charts6", "qt6-qpa-plugins", "libqt6keychain1"})
     QVERIFY2(depends.contains(dep), qPrintable("Depends: " + depends));
   // Nothing of the collector's or the SDK's files in the dashboard package.
   Run contents = run("dpkg-deb", {"-c", deb("tally-dashboard")});
