@@ -71,6 +71,7 @@ bool DashboardDocument::read(const QString& path, Dashboard* out, QString* error
 }
 
 QString DashboardDocument::SecretNotes::text() const {
+  if (inFile.isEmpty() && missing.isEmpty()) return QString();
   QStringList out;
   const QString store = SecretStore::instance().describe();
   if (!inFile.isEmpty())
