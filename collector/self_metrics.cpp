@@ -214,14 +214,23 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
     o << "tally_statsd_rejected_total{reason=\"" << statsd_reject_name(static_cast<StatsdReject>(i))
       << "\"} " << statsd_rejected_by_reason[i].load(std::memory_order_relaxed) << '\n';
   family(o, "tally_auth_refused_total", "counter",
-         "Connections and requests refused by authentication, by listener (CURVE keys through "
-         "ZAP, HTTP tokens / Host / Origin, StatsD sources outside statsd_allowed_sources).");
-  for (auto [listener, v] : {std::pair{"ingest", &auth_refused_ingest},
-                             {"live", &auth_refused_live},
-                             {"http", &auth_refused_http},
-                             {"statsd", &statsd_sources_refused}})
-    o << "tally_auth_refused_total{listener=\"" << listener << "\"} "
-      << v->load(std::memory_order_relaxed) << '\n';
+         "Connections and requests refused by authentication, by listener and reason (key: a "
+         "CURVE key ZAP does not allow; handshake: a CURVE handshake that failed before ZAP, e.g. "
+         "a client without keys; request: HTTP tokens / Host / Origin; source: StatsD sources "
+         "outside statsd_allowed_sources).");
+  struct Refused {
+    const char* listener;
+    const char* reason;
+    const std::atomic<uint64_t>* v;
+  };
+  for (const Refused& r : {Refused{"ingest", "key", &auth_refused_ingest},
+                           Refused{"ingest", "handshake", &auth_refused_ingest_handshake},
+                           Refused{"live", "key", &auth_refused_live},
+                           Refused{"live", "handshake", &auth_refused_live_handshake},
+                           Refused{"http", "request", &auth_refused_http},
+                           Refused{"statsd", "source", &statsd_sources_refused}})
+    o << "tally_auth_refused_total{listener=\"" << r.listener << "\",reason=\"" << r.reason
+      << "\"} " << r.v->load(std::memory_order_relaxed) << '\n';
   family(o, "tally_limit_hits_total", "counter",
          "Inputs that hit a budget or an invariant, by limit (refused, clamped or cut short).");
   for (size_t i = 0; i < static_cast<size_t>(Limit::kCount); ++i)

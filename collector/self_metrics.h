@@ -113,9 +113,12 @@ struct SelfMetrics {
   std::atomic<uint64_t> remote_write_retries{0};
   std::atomic<int64_t> remote_write_queue{0};  // samples waiting or in flight
 
-  // authentication (auth/): refused CURVE handshakes (ZAP), HTTP requests, StatsD sources
+  // authentication (auth/): refused CURVE handshakes (ZAP: a key not allowed; handshake: failed
+  // before ZAP, e.g. a client without keys), HTTP requests, StatsD sources
   std::atomic<uint64_t> auth_refused_ingest{0};
   std::atomic<uint64_t> auth_refused_live{0};
+  std::atomic<uint64_t> auth_refused_ingest_handshake{0};
+  std::atomic<uint64_t> auth_refused_live_handshake{0};
   std::atomic<uint64_t> auth_refused_http{0};
   std::atomic<uint64_t> statsd_sources_refused{0};
 

@@ -315,6 +315,9 @@ ZmqIngestOptions Server::ingest_options() const {
   io.producer_idle_s = std::max<int64_t>(1, cfg.limits.producer_idle_ms / 1000);
   io.producer_min_idle_s = std::min<int64_t>(io.producer_idle_s, 2 * cfg.checkpoint_s + 60);
   io.curve_secret_key = curve_.secret_key;
+  io.watch_handshakes = [this](zmq::socket_t& s) {
+    return zap_ ? zap_->watch(s, "ingest") : Status::ok();
+  };
   return io;
 }
 
@@ -516,7 +519,9 @@ Result<BoundEndpoints> Server::start() {
   }
   if (remote_write_) remote_write_->start();
   for (auto& s : shards_) s->start();
-  auto live = live_->start(config_.live, curve_.secret_key);
+  auto live = live_->start(config_.live, curve_.secret_key, [this](zmq::socket_t& s) {
+    return zap_ ? zap_->watch(s, "live") : Status::ok();
+  });
   if (!live) return live.status();
   b.live = *live;
   auto http = http_->start(config_.http);

@@ -17,6 +17,7 @@ void DataSources::setSources(const std::vector<DataSource>& sources) {
     } else {
       auto* c = new PromClient(s, this);
       c->setTimeout(m_timeoutS);
+      applyBlocked(s.name, c);
       clients[s.name] = c;
     }
   }
@@ -46,4 +47,19 @@ const DataSource* DataSources::find(const std::string& name) const {
 void DataSources::setTimeout(int seconds) {
   m_timeoutS = seconds;
   for (auto& [name, c] : m_clients) c->setTimeout(seconds);
+}
+
+void DataSources::setBlocked(const std::set<std::string>& names) {
+  m_blocked = names;
+  for (auto& [name, c] : m_clients) applyBlocked(name, c);
+}
+
+void DataSources::applyBlocked(const std::string& name, PromClient* client) const {
+  client->setBlocked(
+      m_blocked.count(name)
+          ? QStringLiteral("nothing sent: you chose not to send this source's headers to %1 "
+                           "(open the dashboard again to be asked, or edit the source in "
+                           "Dashboard › Data sources)")
+                .arg(QString::fromStdString(urlHostPort(client->source().url)))
+          : QString());
 }

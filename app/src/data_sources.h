@@ -8,6 +8,7 @@
 #include <QObject>
 #include <QStringList>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "core/dashboard.h"
@@ -27,6 +28,11 @@ class DataSources : public QObject {
   const tally::dash::DataSource* find(const std::string& name) const;
   // Seconds before a request fails, for every client (headless --timeout).
   void setTimeout(int seconds);
+  // Sources whose host the user did not allow (host_approval.h): their clients send nothing and
+  // fail every request saying so. Set before setSources() so that no request goes out first;
+  // kept for sources added later under these names.
+  void setBlocked(const std::set<std::string>& names);
+  const std::set<std::string>& blocked() const { return m_blocked; }
 
  signals:
   void changed();
@@ -35,4 +41,6 @@ class DataSources : public QObject {
   std::vector<tally::dash::DataSource> m_sources;
   std::map<std::string, PromClient*> m_clients;
   int m_timeoutS = 15;
+  std::set<std::string> m_blocked;
+  void applyBlocked(const std::string& name, PromClient* client) const;
 };

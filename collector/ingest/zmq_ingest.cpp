@@ -38,6 +38,9 @@ Result<std::string> ZmqIngest::start() {
     socket_->set(zmq::sockopt::curve_server, 1);
     socket_->set(zmq::sockopt::curve_secretkey, opts_.curve_secret_key);
     socket_->set(zmq::sockopt::zap_domain, "ingest");  // names the listener in ZAP refusals
+    if (opts_.watch_handshakes)
+      if (auto s = opts_.watch_handshakes(*socket_); !s)
+        spdlog::warn("event=handshake_monitor_failed listener=ingest error=\"{}\"", s.message());
   }
   try {
     socket_->bind(opts_.endpoint);

@@ -69,6 +69,9 @@ struct ZmqIngestOptions {
   // The collector's CURVE secret key (Z85): the socket is a CURVE server and every client's key
   // is checked by the ZAP handler (auth/zap_handler.h), which must be running. Empty = plain.
   std::string curve_secret_key;
+  // With CURVE: called with the socket before it binds (the ZAP handler's watch(), which counts
+  // the handshakes that fail before ZAP is asked). A failure is logged; ingest runs on.
+  std::function<Status(zmq::socket_t&)> watch_handshakes;
 };
 
 class ZmqIngest {

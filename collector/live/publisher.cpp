@@ -2,12 +2,15 @@
 
 #include "thread_guard.h"
 
+#include <spdlog/spdlog.h>
+
 #include <map>
 
 namespace tally::collector {
 
-Result<std::string> LivePublisher::start(const std::string& endpoint,
-                                         const std::string& curve_secret_key) {
+Result<std::string> LivePublisher::start(
+    const std::string& endpoint, const std::string& curve_secret_key,
+    const std::function<Status(zmq::socket_t&)>& watch_handshakes) {
   if (endpoint == "off") return std::string("off");
   socket_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pub);
   socket_->set(zmq::sockopt::sndhwm, 100000);
@@ -16,6 +19,9 @@ Result<std::string> LivePublisher::start(const std::string& endpoint,
     socket_->set(zmq::sockopt::curve_server, 1);
     socket_->set(zmq::sockopt::curve_secretkey, curve_secret_key);
     socket_->set(zmq::sockopt::zap_domain, "live");
+    if (watch_handshakes)
+      if (auto s = watch_handshakes(*socket_); !s)
+        spdlog::warn("event=handshake_monitor_failed listener=live error=\"{}\"", s.message());
   }
   try {
     socket_->bind(endpoint);

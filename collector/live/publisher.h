@@ -9,6 +9,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -28,8 +29,10 @@ class LivePublisher {
   ~LivePublisher() { stop(); }
 
   // Binds the PUB socket ("off" disables publishing); returns the bound endpoint. With a CURVE
-  // secret key (Z85) the socket is a CURVE server: a subscriber needs an allowed key (ZAP).
-  Result<std::string> start(const std::string& endpoint, const std::string& curve_secret_key = {});
+  // secret key (Z85) the socket is a CURVE server: a subscriber needs an allowed key (ZAP), and
+  // `watch_handshakes` (if set) is called with the socket before it binds (ZapHandler::watch()).
+  Result<std::string> start(const std::string& endpoint, const std::string& curve_secret_key = {},
+                            const std::function<Status(zmq::socket_t&)>& watch_handshakes = {});
   void stop();
   void publish(std::vector<wire::LiveUpdate>&& updates);
 

@@ -248,7 +248,7 @@ void TestPackages::dashboardPackageHoldsDesktopFileAndIcon() {
   if (!validate.isEmpty())
     RUN_OK(run(validate, {root_ + "/usr/share/applications/tally-dashboard.desktop"}));
   const QString depends = field("tally-dashboard", "Depends");
-  for (const char* dep : {"libqt6widgets6", "libqt6charts6", "qt6-qpa-plugins"})
+  for (const char* dep : {"libqt6widgets6", "libqt6charts6", "qt6-qpa-plugins", "libqt6keychain1"})
     QVERIFY2(depends.contains(dep), qPrintable("Depends: " + depends));
   // Nothing of the collector's or the SDK's files in the dashboard package.
   Run contents = run("dpkg-deb", {"-c", deb("tally-dashboard")});
@@ -263,7 +263,8 @@ void TestPackages::sdkPackageHoldsHeadersLibrariesAndConfigs() {
   const QString lib = libdir();
   QVERIFY2(!lib.isEmpty(), "no libtally.a under usr/lib");
   QVERIFY(QFileInfo(lib + "/libtally.so").isSymLink());
-  QVERIFY(QFileInfo::exists(lib + "/libtally.so.0"));
+  QVERIFY(QFileInfo::exists(lib + "/libtally.so.1"));  // SOVERSION 1 (sdk/CMakeLists.txt)
+  QVERIFY(!QFileInfo::exists(lib + "/libtally.so.0"));
   QVERIFY(QFileInfo::exists(lib + "/libtally.so." TALLY_VERSION));
   for (const char* f : {"/cmake/Tally/TallyConfig.cmake", "/cmake/Tally/TallyConfigVersion.cmake",
                         "/cmake/Tally/TallyTargets.cmake", "/pkgconfig/tally.pc"})
