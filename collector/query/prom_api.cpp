@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "query/http_server.h"
 #include "query/prom_error.h"
 #include "query/prom_names.h"
 #include "query/prom_time.h"
@@ -326,6 +327,7 @@ void register_prom_routes(httplib::Server& server, const QueryEngine& engine,
   auto api = std::make_shared<PromApi>(engine, catalog, clock, metrics, limits);
   auto route = [&](const char* path, PromApi::Handler h) {
     auto fn = [api, h](const httplib::Request& req, httplib::Response& res) {
+      http_request_body_read();  // a POSTed query has arrived: it is handled without a deadline
       api->serve(h, req, res);
     };
     server.Get(path, fn);

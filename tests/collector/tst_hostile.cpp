@@ -6,7 +6,10 @@
 // look broken), the bad input was counted under the named /metrics line, and the well-formed
 // traffic's total is exact (what the producer saw acknowledged is what a query returns).
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -118,6 +121,7 @@ class TestHostile : public QObject {
   void hostileInput_data();
   void hostileInput();
   void idleAndSlowConnectionsDoNotStallHealthz();
+  void thousandsOfIdleAndSlowConnectionsAreShed();
   void restartAfterOverflowingValuesIsHealthy();
 
  private:
@@ -152,6 +156,11 @@ QStringList args() {
 }
 
 void TestHostile::initTestCase() {
+  // thousandsOfIdleAndSlowConnectionsAreShed opens 3000 sockets; the collector inherits this.
+  rlimit rl{};
+  QCOMPARE(::getrlimit(RLIMIT_NOFILE, &rl), 0);
+  rl.rlim_cur = std::max<rlim_t>(rl.rlim_cur, std::min<rlim_t>(rl.rlim_max, 8192));
+  QCOMPARE(::setrlimit(RLIMIT_NOFILE, &rl), 0);
   QVERIFY(collector_.start(args()));
   QVERIFY(collector_.statsd_port() > 0);
 }
@@ -470,6 +479,125 @@ void TestHostile::idleAndSlowConnectionsDoNotStallHealthz() {
   for (int fd : fds) ::close(fd);
   QVERIFY2(r, qPrintable(QString("no answer within 1.8 s (%1 ms)").arg(ms)));
   QCOMPARE(r->status, 200);
+}
+
+void TestHostile::thousandsOfIdleAndSlowConnectionsAreShed() {
+  // 3000 connections at once, half of them idle, half sending a request one byte a second
+  // (slowloris), while an SDK producer and a StatsD sender run. /healthz and a real query must
+  // answer within 1.8 s (under the 2 s read timeout), every flooding connection must end with a
+  // 503 (shed: more than http_max_connections, 512, wait), a 408 (its head never arrived) or a
+  // close (idle), and the well-formed totals must be exact.
+  constexpr int kConnections = 3000;
+  rlimit rl{};
+  QCOMPARE(::getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_cur < kConnections + 256) QSKIP("RLIMIT_NOFILE's hard limit is below 3256");
+  const double shed_before =
+      metric_value(metrics(), "tally_limit_hits_total{limit=\"http_connections\"}");
+  const double good_before = good_total();
+  GoodTraffic good(collector_.ingest(), 999999001, "hostile.good");
+  good.start();
+  std::atomic<bool> stop_statsd{false};
+  std::atomic<uint64_t> statsd_sent{0};
+  std::thread statsd([&] {
+    while (!stop_statsd) {
+      if (send_udp(static_cast<uint16_t>(collector_.statsd_port()), "hostile.conn_statsd:1|c\n"))
+        ++statsd_sent;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  QVERIFY(eventually([&] { return good.acked() > 0 && statsd_sent > 0; }));
+
+  // Connected without waiting: a server that accepts slowly must not stall the test.
+  std::vector<int> fds;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(collector_.http_port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < kConnections; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    QVERIFY(fd >= 0);
+    ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);  // EINPROGRESS
+    fds.push_back(fd);
+  }
+  std::atomic<bool> stop_drip{false};
+  std::thread drip([&] {
+    const std::string head =
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + std::string(100, 's') + "\r\n\r\n";
+    for (size_t at = 0; !stop_drip && at < head.size(); ++at) {
+      for (size_t i = 1; i < fds.size(); i += 2)
+        (void)::send(fds[i], head.data() + at, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      for (int k = 0; k < 20 && !stop_drip; ++k)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  auto timed_get = [&](const std::string& path) {
+    httplib::Client c("127.0.0.1", collector_.http_port());
+    c.set_connection_timeout(1, 800000);
+    c.set_read_timeout(1, 800000);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = c.Get(path.c_str());
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    return std::make_tuple(r ? r->status : 0, r ? r->body : std::string(), ms);
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int k = 0; k < 3; ++k) {
+    auto [status, body, ms] = timed_get("/healthz");
+    QVERIFY2(status == 200,
+             qPrintable(QString("/healthz during the flood: status %1 after %2 ms %3")
+                            .arg(status)
+                            .arg(ms)
+                            .arg(QString::fromStdString(body))));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  // The well-formed senders stop; their totals are read while the flood goes on.
+  good.stop();
+  stop_statsd = true;
+  statsd.join();
+  auto [status, body, ms] = timed_get("/api/query?metric=hostile.good&from=-1h&to=now&step=1h");
+  QVERIFY2(status == 200,
+           qPrintable(
+               QString("/api/query during the flood: status %1 after %2 ms").arg(status).arg(ms)));
+  QCOMPARE(total(json::parse(body)) - good_before, static_cast<double>(good.acked()));
+
+  // Every flooding connection ends: 503 (shed), 408 (its head never came) or closed.
+  std::vector<int> ended(fds.size(), 0);  // 0 open, 1 closed, 408, 503
+  int open = static_cast<int>(fds.size());
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(8);
+  while (open > 0 && std::chrono::steady_clock::now() < until) {
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (ended[i]) continue;
+      char buf[64];
+      const ssize_t n = ::recv(fds[i], buf, sizeof buf, MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN)) continue;
+      const std::string got = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+      ended[i] = got.starts_with("HTTP/1.1 503") ? 503 : got.starts_with("HTTP/1.1 408") ? 408 : 1;
+      if (n > 0 && ended[i] == 1) QFAIL(qPrintable(QString::fromStdString("answered: " + got)));
+      --open;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  stop_drip = true;
+  drip.join();
+  for (int fd : fds) ::close(fd);
+  const auto count = [&](int v) { return std::count(ended.begin(), ended.end(), v); };
+  qInfo("flood of %d: %ld shed (503), %ld timed out (408), %ld closed, %d still open", kConnections,
+        count(503), count(408), count(1), open);
+  QCOMPARE(open, 0);
+  QVERIFY(count(503) > 0);
+  const double shed =
+      metric_value(metrics(), "tally_limit_hits_total{limit=\"http_connections\"}") - shed_before;
+  QCOMPARE(shed, static_cast<double>(count(503)));
+
+  // StatsD counts are visible once logged (a few milliseconds); every datagram sent on loopback
+  // was counted as a line.
+  QVERIFY(eventually([&] {
+    auto q = collector_.get("/api/query?metric=hostile.conn_statsd&from=-1h&to=now&step=1h");
+    return q["_status"] == 200 && total(q) == static_cast<double>(statsd_sent.load());
+  }));
+  auto [hs, hbody] = collector_.get_raw("/healthz");
+  QVERIFY2(hs == 200, hbody.c_str());
 }
 
 void TestHostile::restartAfterOverflowingValuesIsHealthy() {
