@@ -100,6 +100,23 @@ class GoodTraffic {
   std::thread thread_;
 };
 
+// A thread that runs fn(stop) until stopped; stopped and joined when it goes out of scope, so a
+// failing check cannot leave it running.
+class Loop {
+ public:
+  template <typename Fn>
+  explicit Loop(Fn fn) : thread_([this, fn] { fn(stop_); }) {}
+  ~Loop() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 std::string frame(const BatchBuilder& b) {
   return b.b.SerializeAsString();
 }
@@ -496,10 +513,9 @@ void TestHostile::thousandsOfIdleAndSlowConnectionsAreShed() {
   const double good_before = good_total();
   GoodTraffic good(collector_.ingest(), 999999001, "hostile.good");
   good.start();
-  std::atomic<bool> stop_statsd{false};
   std::atomic<uint64_t> statsd_sent{0};
-  std::thread statsd([&] {
-    while (!stop_statsd) {
+  Loop statsd([&](const std::atomic<bool>& stop) {
+    while (!stop) {
       if (send_udp(static_cast<uint16_t>(collector_.statsd_port()), "hostile.conn_statsd:1|c\n"))
         ++statsd_sent;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -509,6 +525,12 @@ void TestHostile::thousandsOfIdleAndSlowConnectionsAreShed() {
 
   // Connected without waiting: a server that accepts slowly must not stall the test.
   std::vector<int> fds;
+  struct Closer {
+    std::vector<int>& fds;
+    ~Closer() {
+      for (int fd : fds) ::close(fd);
+    }
+  } closer{fds};
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(collector_.http_port()));
@@ -519,14 +541,13 @@ void TestHostile::thousandsOfIdleAndSlowConnectionsAreShed() {
     ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);  // EINPROGRESS
     fds.push_back(fd);
   }
-  std::atomic<bool> stop_drip{false};
-  std::thread drip([&] {
+  Loop drip([&](const std::atomic<bool>& stop) {
     const std::string head =
         "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + std::string(100, 's') + "\r\n\r\n";
-    for (size_t at = 0; !stop_drip && at < head.size(); ++at) {
+    for (size_t at = 0; !stop && at < head.size(); ++at) {
       for (size_t i = 1; i < fds.size(); i += 2)
         (void)::send(fds[i], head.data() + at, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-      for (int k = 0; k < 20 && !stop_drip; ++k)
+      for (int k = 0; k < 20 && !stop; ++k)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
@@ -553,8 +574,7 @@ void TestHostile::thousandsOfIdleAndSlowConnectionsAreShed() {
   }
   // The well-formed senders stop; their totals are read while the flood goes on.
   good.stop();
-  stop_statsd = true;
-  statsd.join();
+  statsd.stop();
   auto [status, body, ms] = timed_get("/api/query?metric=hostile.good&from=-1h&to=now&step=1h");
   QVERIFY2(status == 200,
            qPrintable(
@@ -578,9 +598,7 @@ void TestHostile::thousandsOfIdleAndSlowConnectionsAreShed() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  stop_drip = true;
-  drip.join();
-  for (int fd : fds) ::close(fd);
+  drip.stop();
   const auto count = [&](int v) { return std::count(ended.begin(), ended.end(), v); };
   qInfo("flood of %d: %ld shed (503), %ld timed out (408), %ld closed, %d still open", kConnections,
         count(503), count(408), count(1), open);
@@ -588,7 +606,12 @@ void TestHostile::thousandsOfIdleAndSlowConnectionsAreShed() {
   QVERIFY(count(503) > 0);
   const double shed =
       metric_value(metrics(), "tally_limit_hits_total{limit=\"http_connections\"}") - shed_before;
-  QCOMPARE(shed, static_cast<double>(count(503)));
+  // Each shed connection was answered 503; a client whose last byte crossed the close may see a
+  // reset instead (counted as closed), so the counter lies between the two.
+  QVERIFY2(
+      shed >= static_cast<double>(count(503)) && shed <= static_cast<double>(count(503) + count(1)),
+      qPrintable(
+          QString("tally_limit_hits_total{limit=\"http_connections\"} went up by %1").arg(shed)));
 
   // StatsD counts are visible once logged (a few milliseconds); every datagram sent on loopback
   // was counted as a line.
