@@ -206,6 +206,7 @@ class PromApi {
  private:
   MaybeError run(const std::string& query, std::vector<int64_t> times, int64_t step_ms,
                  json* data) {
+    const Deadline deadline = engine_.deadline();  // query_timeout, from the start
     auto expr = promql::parse(query, limits_);
     if (!expr) return bad_data("invalid parameter \"query\": " + expr.status().message());
     promql::ValueType type = promql::ValueType::kScalar;
@@ -225,7 +226,9 @@ class PromApi {
           "or increase()");
     }
     Value v;
-    if (auto e = evaluate({engine_, catalog_, clock_, times, step_ms}, *expr->root, &v)) return e;
+    if (auto e = evaluate({engine_, catalog_, clock_, times, step_ms, deadline}, *expr->root, &v))
+      return e;
+    if (deadline.passed()) return from_status(engine_.deadline_passed());
 
     if (v.scalar) {
       if (!range) {

@@ -139,6 +139,7 @@ class TestHostile : public QObject {
   void hostileInput();
   void idleAndSlowConnectionsDoNotStallHealthz();
   void thousandsOfIdleAndSlowConnectionsAreShed();
+  void queryPastItsDeadlineIsRefusedWhileItRuns();
   void restartAfterOverflowingValuesIsHealthy();
 
  private:
@@ -621,6 +622,57 @@ void TestHostile::thousandsOfIdleAndSlowConnectionsAreShed() {
   }));
   auto [hs, hbody] = collector_.get_raw("/healthz");
   QVERIFY2(hs == 200, hbody.c_str());
+}
+
+void TestHostile::queryPastItsDeadlineIsRefusedWhileItRuns() {
+  // A store of 500,000 stored distribution buckets (10,000 series x 50 s): with a query_timeout
+  // of 1 ms, a percentile over all of it (/api/query) and a PromQL query over it are refused
+  // with 400 naming the deadline, counted as limit="query_deadline". The scan itself checks the
+  // deadline (every 256 stored chunks or rows), and so does every PromQL node.
+  CollectorProcess c;
+  const QStringList base = {"--statsd", "off", "--checkpoint", "1s", "--lateness", "1s"};
+  QVERIFY(c.start(base));
+  constexpr int kSeries = 10000, kSeconds = 50, kPerBatch = 250;
+  Sketch sketch;
+  for (int v = 1; v <= 20; ++v) sketch.add(v * 1.7, 1);
+  const int64_t t0 = now_s() - 100;
+  RawProducer p(c.ingest());
+  for (int b = 0; b < kSeries / kPerBatch; ++b) {
+    BatchBuilder batch(424242, static_cast<uint64_t>(b + 1));
+    for (uint32_t i = 0; i < kPerBatch; ++i)
+      batch.def(i + 1, "hostile_deadline", {{"s", std::to_string(b * kPerBatch + i)}},
+                wire::DISTRIBUTION);
+    for (uint32_t i = 0; i < kPerBatch; ++i)
+      for (int k = 0; k < kSeconds; ++k) batch.dist(i + 1, t0 + k, sketch);
+    auto ack = p.send(batch.b);
+    QVERIFY2(ack && ack->code() == wire::Ack::OK, ack ? ack->reason().c_str() : "no Ack");
+  }
+  const std::string range = "/api/query?metric=hostile_deadline&from=" + std::to_string(t0) +
+                            "&to=" + std::to_string(t0 + kSeconds) + "&step=1s";
+  QVERIFY(eventually([&] { return total(c.get(range + "&fn=count")) == 20.0 * kSeries * kSeconds; },
+                     30000));
+  QCOMPARE(c.stop(), 0);
+
+  QVERIFY(c.start(base + QStringList{"--limit", "query_timeout=1ms"}));
+  const char* kHits = "tally_limit_hits_total{limit=\"query_deadline\"}";
+  const double hits_before = metric_value(c.get_raw("/metrics").second, kHits);
+  for (const std::string& path :
+       {range + "&fn=p99",
+        "/api/v1/query?query=sum(hostile_deadline_count)&time=" + std::to_string(t0 + kSeconds)}) {
+    const auto start = std::chrono::steady_clock::now();
+    auto [status, body] = c.get_raw(path);
+    qInfo("%s: %d after %lld ms", path.c_str(), status,
+          static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now() - start)
+                                     .count()));
+    QVERIFY2(status == 400 && body.find("deadline") != std::string::npos,
+             qPrintable(QString("%1: %2 %3")
+                            .arg(QString::fromStdString(path))
+                            .arg(status)
+                            .arg(QString::fromStdString(body.substr(0, 200)))));
+  }
+  QCOMPARE(metric_value(c.get_raw("/metrics").second, kHits), hits_before + 2);
+  QCOMPARE(c.stop(), 0);
 }
 
 void TestHostile::restartAfterOverflowingValuesIsHealthy() {
