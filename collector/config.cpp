@@ -298,6 +298,7 @@ constexpr LimitField kLimitFields[] = {
     {"series_max_new_per_minute", &InputLimits::series_max_new_per_minute, false},
     {"producers_max", &InputLimits::producers_max, false},
     {"producer_idle", &InputLimits::producer_idle_ms, true},
+    {"http_max_connections", &InputLimits::http_max_connections, false},
 };
 
 }  // namespace

@@ -93,6 +93,8 @@ const char* limit_name(Limit l) {
       return "series_total";
     case Limit::kSeriesPerProducer:
       return "series_per_producer";
+    case Limit::kHttpConnections:
+      return "http_connections";
     case Limit::kCount:
       break;
   }

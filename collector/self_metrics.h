@@ -44,6 +44,7 @@ enum class Limit {
   kSeriesPerMetric,    // a new series beyond max_series_per_metric: folded into __overflow__
   kSeriesTotal,        // a new series beyond max_series_total: folded
   kSeriesPerProducer,  // a producer's new series beyond max_new_series_per_minute: folded
+  kHttpConnections,    // an HTTP connection shed: beyond http_max_connections waiting (503)
   kCount,
 };
 const char* limit_name(Limit l);

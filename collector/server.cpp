@@ -468,6 +468,7 @@ void Server::wire_query() {
   http_ = std::make_unique<HttpApi>(*engine_, *catalog_, *router_, metrics_, clock_);
   http_->set_cardinality(cardinality_.get());
   http_->set_promql_limits({cfg.promql_max_length, cfg.promql_max_depth});
+  http_->set_max_connections(static_cast<size_t>(cfg.limits.http_max_connections));
   http_->set_health_check([i = ingest_.get()] { return i->log_healthy(); });
   http_->set_backup([this](const std::string& dir) { return backup(dir); });
   const auto& sec = cfg.security;

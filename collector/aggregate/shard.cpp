@@ -749,7 +749,8 @@ int64_t Shard::retention_horizon(size_t res) const {
 }
 
 Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from,
-                   int64_t to, std::vector<std::vector<StoredBucket>>* out, int64_t* wm) {
+                   int64_t to, std::vector<std::vector<StoredBucket>>* out, int64_t* wm,
+                   const Deadline& deadline) {
   (void)wait_applied(
       std::chrono::milliseconds(5000));  // see note_routed(); bounded for an overloaded shard
   auto reader = store_->acquire_reader();
@@ -805,7 +806,9 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
   std::vector<SeriesRef> refs;
   refs.reserve(series.size());
   for (const auto* info : series) refs.push_back({info->id, info->kind});
+  (*reader)->set_deadline(&deadline);
   Status s = (*reader)->read(refs, res, from, to, shard_series, out);
+  (*reader)->set_deadline(nullptr);
   (*reader)->end_snapshot();
   store_->release_reader(std::move(*reader));
   if (!s) return s;
@@ -833,7 +836,7 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
 
 Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series,
                                const std::vector<uint32_t>& rows, size_t res, const StepGrid& grid,
-                               double* out, int64_t* wm) {
+                               double* out, int64_t* wm, const Deadline& deadline) {
   (void)wait_applied(
       std::chrono::milliseconds(5000));  // see note_routed(); bounded for an overloaded shard
   auto reader = store_->acquire_reader();
@@ -878,7 +881,9 @@ Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series,
   std::vector<SeriesRef> refs;
   refs.reserve(series.size());
   for (const auto* info : series) refs.push_back({info->id, info->kind});
+  (*reader)->set_deadline(&deadline);
   Status s = (*reader)->add_counter_sums(refs, rows, res, g, shard_series, out);
+  (*reader)->set_deadline(nullptr);
   (*reader)->end_snapshot();
   store_->release_reader(std::move(*reader));
   return s;

@@ -35,6 +35,7 @@
 
 #include "aggregate/bucket.h"
 #include "aggregate/catalog.h"
+#include "deadline.h"
 #include "live/publisher.h"
 #include "self_metrics.h"
 #include "storage/shard_store.h"
@@ -116,14 +117,16 @@ class Shard {
 
   // Stored (+) open buckets of each series at resolution res in [from, to): out[i] belongs to
   // series[i], in time order. *watermark receives the watermark the open buckets were taken at.
+  // Gives up (Status::unavailable(kPastDeadline)) once `deadline` passes.
   Status read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
-              std::vector<std::vector<StoredBucket>>* out, int64_t* watermark);
+              std::vector<std::vector<StoredBucket>>* out, int64_t* watermark,
+              const Deadline& deadline = {});
   // Counters only, the query fast path: adds the stored (+) open sums of series[i] over the grid's
   // steps to out[rows[i] * grid.steps() + step index] (out: rows x steps doubles), decoding chunks
   // straight into it. *watermark as for read().
   Status add_counter_sums(const std::vector<const SeriesInfo*>& series,
                           const std::vector<uint32_t>& rows, size_t res, const StepGrid& grid,
-                          double* out, int64_t* watermark);
+                          double* out, int64_t* watermark, const Deadline& deadline = {});
 
   size_t queue_depth() const;
   // Bytes (work_bytes) submitted and not yet applied, and applied since start.

@@ -151,8 +151,9 @@ class Evaluator {
   // instant query; [start_ms, end_ms]: the query's own range (what @ start() / end() mean).
   Evaluator(const QueryEngine& engine, const SeriesCatalog& catalog, const Clock& clock,
             const NameTable& names, std::vector<int64_t> times_ms, int64_t step_ms,
-            int64_t start_ms, int64_t end_ms)
-      : engine_(engine),
+            int64_t start_ms, int64_t end_ms, Deadline deadline)
+      : deadline_(deadline),
+        engine_(engine),
         catalog_(catalog),
         clock_(clock),
         names_(names),
@@ -170,6 +171,7 @@ class Evaluator {
   bool ordered() const { return ordered_; }
 
   MaybeError eval(const Node& n, Value* out) {
+    if (deadline_.passed()) return from_status(engine_.deadline_passed());
     const size_t nt = times_.size();
     ordered_ = false;
     switch (n.type) {
@@ -219,8 +221,8 @@ class Evaluator {
     }
     if (sel.offset_ms)
       for (int64_t& t : times) t -= *sel.offset_ms;
-    Evaluator sub(engine_, catalog_, clock_, names_, std::move(times), step_ms_, start_ms_,
-                  end_ms_);
+    Evaluator sub(engine_, catalog_, clock_, names_, std::move(times), step_ms_, start_ms_, end_ms_,
+                  deadline_);
     sub.shifted_ = true;
     return fn(sub);
   }
@@ -329,7 +331,7 @@ class Evaluator {
                       "; use a coarser subquery step");
     std::vector<int64_t> grid;
     for (int64_t t = first; t <= last; t += step) grid.push_back(t);
-    Evaluator inner(engine_, catalog_, clock_, names_, grid, step, start_ms_, end_ms_);
+    Evaluator inner(engine_, catalog_, clock_, names_, grid, step, start_ms_, end_ms_, deadline_);
     Value v;
     if (auto e = inner.eval(sq.arg(0), &v)) return e;
     for (auto& s : v.vec) {
@@ -1076,7 +1078,8 @@ class Evaluator {
       out->assign(leaf.series.size(), {});
       return std::nullopt;
     }
-    if (auto s = engine_.read_buckets(leaf.series, res, from, to, out); !s) return from_status(s);
+    if (auto s = engine_.read_buckets(leaf.series, res, from, to, out, deadline_); !s)
+      return from_status(s);
     return std::nullopt;
   }
 
@@ -1367,6 +1370,7 @@ class Evaluator {
     return std::nullopt;
   }
 
+  const Deadline deadline_;
   const QueryEngine& engine_;
   const SeriesCatalog& catalog_;
   const Clock& clock_;
@@ -1384,7 +1388,7 @@ class Evaluator {
 MaybeError evaluate(const EvalContext& ctx, const Node& root, Value* out) {
   const NameTable names(ctx.catalog);
   Evaluator ev(ctx.engine, ctx.catalog, ctx.clock, names, ctx.times_ms, ctx.step_ms,
-               ctx.times_ms.front(), ctx.times_ms.back());
+               ctx.times_ms.front(), ctx.times_ms.back(), ctx.deadline);
   if (auto e = ev.eval(root, out)) return e;
   out->ordered = ev.ordered();
   return std::nullopt;

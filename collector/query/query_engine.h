@@ -113,11 +113,17 @@ class QueryEngine {
 
   // Stored (+) open buckets of each series at resolution index res over [from, to), out[i] for
   // series[i] in time order, for callers that combine buckets themselves (the Prometheus API).
+  // Gives up with deadline_passed() once `deadline` has.
   Status read_buckets(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from,
-                      int64_t to, std::vector<std::vector<StoredBucket>>* out) const {
+                      int64_t to, std::vector<std::vector<StoredBucket>>* out,
+                      const Deadline& deadline = {}) const {
     int64_t watermark = 0;
-    return read(series, res, from, to, out, &watermark);
+    return read(series, res, from, to, out, &watermark, deadline);
   }
+  // A query starting now must be answered by this (query_timeout).
+  Deadline deadline() const { return {clock_, clock_.now_ms() + limits_.timeout_ms}; }
+  // The answer to a query past its deadline (400 naming the budget), counted as query_deadline.
+  Status deadline_passed() const;
 
  private:
   struct Matched {
@@ -134,13 +140,15 @@ class QueryEngine {
   Status over(Limit l, std::string msg) const;
   // Reads every series at resolution res over [from, to); out[i] for series[i].
   Status read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
-              std::vector<std::vector<StoredBucket>>* out, int64_t* watermark) const;
+              std::vector<std::vector<StoredBucket>>* out, int64_t* watermark,
+              const Deadline& deadline) const;
   // Counters: adds every series' bucket sums on the grid into totals[group_of[i] * steps + step],
   // shards in parallel, each decoding straight into its own grid; shard grids add up in shard
   // order.
   Status sum_counters(const std::vector<const SeriesInfo*>& series,
                       const std::vector<uint32_t>& group_of, size_t groups, size_t res,
-                      const StepGrid& grid, std::vector<double>* totals, int64_t* watermark) const;
+                      const StepGrid& grid, std::vector<double>* totals, int64_t* watermark,
+                      const Deadline& deadline) const;
 
   const SeriesCatalog& catalog_;
   Router& router_;

@@ -296,6 +296,10 @@ Status ShardReader::read(const std::vector<SeriesRef>& series, size_t res, int64
   return points_->read(series, res, from, to, shard_series, out);
 }
 
+void ShardReader::set_deadline(const Deadline* d) {
+  points_->set_deadline(d);
+}
+
 Status ShardReader::add_counter_sums(const std::vector<SeriesRef>& series,
                                      const std::vector<uint32_t>& rows, size_t res,
                                      const StepGrid& grid, size_t shard_series, double* out) {

@@ -19,6 +19,7 @@
 
 #include "aggregate/bucket.h"
 #include "aggregate/catalog.h"
+#include "deadline.h"
 #include "storage/sqlite.h"
 #include "tally/common/time_bucket.h"
 
@@ -83,6 +84,8 @@ class ShardReader {
   // out[rows[i] * grid.steps() + step index]. Decodes chunks straight into the grid: no BucketAgg.
   Status add_counter_sums(const std::vector<SeriesRef>& series, const std::vector<uint32_t>& rows,
                           size_t res, const StepGrid& grid, size_t shard_series, double* out);
+  // The reads above give up once this passes (nullptr: never); the caller keeps it alive.
+  void set_deadline(const Deadline* d);
 
  private:
   friend class ShardStore;
