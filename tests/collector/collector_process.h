@@ -41,7 +41,10 @@ class CollectorProcess {
                         "--ready-file", ready_file_,
                         "--shards",     "2"};
     args += extra;
-    proc_.setProcessChannelMode(QProcess::ForwardedErrorChannel);
+    if (stderr_file_.isEmpty())
+      proc_.setProcessChannelMode(QProcess::ForwardedErrorChannel);
+    else
+      proc_.setStandardErrorFile(stderr_file_, QIODevice::Append);
     // TALLY_TEST_COLLECTOR_BIN runs another build (e.g. an older one, to show a test failing).
     const QString bin = qEnvironmentVariableIsEmpty("TALLY_TEST_COLLECTOR_BIN")
                             ? QString(TALLY_COLLECTOR_BIN)
@@ -96,6 +99,8 @@ class CollectorProcess {
   // A program (and its arguments) that runs the collector, e.g. prlimit with a file-size limit.
   void set_wrapper(QStringList wrapper) { wrapper_ = std::move(wrapper); }
   QString data_dir() const { return data_dir_; }
+  // The collector's stderr goes to this file (appended) instead of the test's own stderr.
+  void set_stderr_file(const QString& path) { stderr_file_ = path; }
   QString temp_path() const { return tmp_.path(); }
 
   // GET path; returns (status, body). status 0 when the request failed.
@@ -116,6 +121,7 @@ class CollectorProcess {
 
  private:
   QTemporaryDir tmp_;
+  QString stderr_file_;
   QString data_dir_;
   QString ready_file_;
   int starts_ = 0;

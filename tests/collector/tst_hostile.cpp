@@ -141,6 +141,7 @@ class TestHostile : public QObject {
   void thousandsOfIdleAndSlowConnectionsAreShed();
   void queryPastItsDeadlineIsRefusedWhileItRuns();
   void restartAfterOverflowingValuesIsHealthy();
+  void invalidUtf8FramesWriteNothingToStderr();
 
  private:
   std::string metrics() const { return collector_.get_raw("/metrics").second; }
@@ -691,4 +692,31 @@ void TestHostile::restartAfterOverflowingValuesIsHealthy() {
 }
 
 QTEST_GUILESS_MAIN(TestHostile)
+// Protobuf writes a stderr line for every string that is not valid UTF-8 when it parses, so a
+// client could write lines as fast as it sends frames, past the log's level, rate limit and
+// rotation. Each such frame is answered INVALID and counted; stderr holds only the collector's log.
+void TestHostile::invalidUtf8FramesWriteNothingToStderr() {
+  QTemporaryDir tmp;
+  CollectorProcess c(tmp.path() + "/data");
+  c.set_stderr_file(tmp.path() + "/stderr.log");
+  QVERIFY(c.start());
+  RawProducer p(c.ingest());
+  const int64_t t = now_s();
+  for (uint64_t i = 0; i < 200; ++i) {
+    auto a = p.send_frame(
+        frame(BatchBuilder(5000 + i, 1).def(1, "hostile.\xff\xfe", {}).count(1, t, 1)), 5000);
+    QVERIFY2(a, "no Ack");
+    QCOMPARE(static_cast<int>(a->code()), static_cast<int>(wire::Ack::INVALID));
+  }
+  QCOMPARE(metric_value(c.get_raw("/metrics").second, "tally_batches_rejected_total"), 200.0);
+  c.stop();
+  QFile f(tmp.path() + "/stderr.log");
+  QVERIFY(f.open(QIODevice::ReadOnly));
+  const QByteArray text = f.readAll();
+  QVERIFY2(text.contains("event=opened"), "the collector's log is not in the captured stderr");
+  QVERIFY2(!text.contains("libprotobuf"),
+           qPrintable(QString::number(text.count("libprotobuf")) + " protobuf lines, e.g. " +
+                      text.mid(text.indexOf("[libprotobuf"), 200)));
+}
+
 #include "tst_hostile.moc"
