@@ -99,7 +99,7 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
   auto kind_of_ref = [&](uint32_t ref) -> std::optional<Kind> {
     if (auto it = defs.find(ref); it != defs.end()) return it->second.kind;
     if (const SeriesInfo* s = producers.ref(pid, ref)) return s->kind;
-    unknown.push_back(ref);
+    if (!limits.skip_unknown_refs) unknown.push_back(ref);
     return std::nullopt;
   };
   auto check_ref_kind = [&](uint32_t ref, Kind want, const char* column) -> std::string {
@@ -189,9 +189,18 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
     out.reason = "cannot record series refs: " + s.message();
     return out;
   }
+  // Every point notes its series' last point (idle-series expiry).
   auto lookup = [&](uint32_t ref) -> const SeriesInfo* {
-    if (auto it = resolved.find(ref); it != resolved.end()) return it->second;
-    return producers.ref(pid, ref);
+    const SeriesInfo* s = nullptr;
+    if (auto it = resolved.find(ref); it != resolved.end())
+      s = it->second;
+    else
+      s = producers.ref(pid, ref);
+    if (s)
+      SeriesCatalog::touch(s, now_s);
+    else
+      ++out.skipped_unknown;  // replay only: kind_of_ref let it through
+    return s;
   };
   auto time_ok = [&](int64_t t) {
     if (t < now_s - limits.max_age_s) {
@@ -207,12 +216,14 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
   for (int i = 0; i < c.refs_size(); ++i) {
     if (!time_ok(c.times(i))) continue;
     const SeriesInfo* s = lookup(c.refs(i));
+    if (!s) continue;
     out.per_shard[s->shard].counters.push_back({s, c.times(i), c.values(i)});
     ++out.points;
   }
   for (int i = 0; i < ng; ++i) {
     if (!time_ok(g.times(i))) continue;
     const SeriesInfo* s = lookup(g.refs(i));
+    if (!s) continue;
     out.per_shard[s->shard].gauges.push_back(
         {s, g.times(i), g.last(i), g.min(i), g.max(i), g.sum(i), g.count(i)});
     ++out.points;
@@ -221,6 +232,7 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
     const auto& d = batch.distributions(i);
     if (!time_ok(d.time())) continue;
     const SeriesInfo* s = lookup(d.ref());
+    if (!s) continue;
     out.per_shard[s->shard].dists.push_back(
         {s, d.time(), std::move(sketches[static_cast<size_t>(i)])});
     ++out.points;
