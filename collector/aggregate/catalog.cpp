@@ -774,9 +774,28 @@ std::vector<uint64_t> SeriesCatalog::take_durable() {
 
 size_t SeriesCatalog::reclaim() {
   std::unique_lock lock(mu_);
-  // Readers registered under epoch E - 1 use the counter epoch E + 1 will use: when it is zero
-  // the epoch moves on, and every reader left started at E or later.
+  // Durable releases leave the indexes now, under the current epoch: only readers registered
+  // under it or an earlier one can have seen them.
   const uint64_t e = epoch_.load();
+  if (!durable_.empty()) {
+    std::unordered_map<std::string_view, std::unordered_set<uint32_t>> gone;
+    for (uint32_t id : durable_) {
+      SeriesInfo* r = record(id);
+      by_hash_->erase(r->hash, id, [&](uint32_t v) { return record(v)->hash; });
+      gone[string_at(r->metric_)].insert(id);
+      set_state(r, kDetached);
+      detached_[id] = e;
+    }
+    for (const auto& [metric, ids] : gone) {
+      auto& v = by_metric_.find(metric)->second.ids;
+      std::erase_if(v, [&](uint32_t id) { return ids.count(id) != 0; });
+      if (v.capacity() > 2 * v.size() + 64) v.shrink_to_fit();
+    }
+    durable_.clear();
+    ++detaches_;
+  }
+  // Readers registered under epoch E - 1 use the counter epoch E + 1 will use: when it is zero
+  // the epoch moves on, and every reader left registered under E or later.
   uint64_t safe = e - 2;
   if (readers_[(e + 1) & 1].load() == 0) {
     epoch_.store(e + 1);
@@ -792,25 +811,6 @@ size_t SeriesCatalog::reclaim() {
     free_record(record(it->first));
     it = detached_.erase(it);
     ++freed;
-  }
-  // Durable releases leave the indexes now; readers that saw them keep them until their Pin goes.
-  if (!durable_.empty()) {
-    std::unordered_map<std::string_view, std::unordered_set<uint32_t>> gone;
-    const uint64_t now_epoch = epoch_.load();
-    for (uint32_t id : durable_) {
-      SeriesInfo* r = record(id);
-      by_hash_->erase(r->hash, id, [&](uint32_t v) { return record(v)->hash; });
-      gone[string_at(r->metric_)].insert(id);
-      set_state(r, kDetached);
-      detached_[id] = now_epoch;
-    }
-    for (const auto& [metric, ids] : gone) {
-      auto& v = by_metric_.find(metric)->second.ids;
-      std::erase_if(v, [&](uint32_t id) { return ids.count(id) != 0; });
-      if (v.capacity() > 2 * v.size() + 64) v.shrink_to_fit();
-    }
-    durable_.clear();
-    ++detaches_;
   }
   return freed;
 }

@@ -55,11 +55,17 @@ Result<std::unique_ptr<ShardStore>> ShardStore::open(const std::string& path,
     return st;
   // Idle-series expiry (docs/format/storage.md): when a series left memory and its last point; a
   // file from before has neither column and every series in it is live.
-  auto has_expired = d.prepare("SELECT 1 FROM pragma_table_info('series') WHERE name='expired_s'");
-  if (!has_expired) return has_expired.status();
-  auto expired_row = has_expired->step();
-  if (!expired_row) return expired_row.status();
-  if (!*expired_row) {
+  bool has_columns = false;
+  {
+    // Finalised here: a statement left open would lock the schema against the conversion below.
+    auto has_expired =
+        d.prepare("SELECT 1 FROM pragma_table_info('series') WHERE name='expired_s'");
+    if (!has_expired) return has_expired.status();
+    auto expired_row = has_expired->step();
+    if (!expired_row) return expired_row.status();
+    has_columns = *expired_row;
+  }
+  if (!has_columns) {
     if (auto st = d.exec("ALTER TABLE series ADD COLUMN expired_s INTEGER NOT NULL DEFAULT 0;"
                          "ALTER TABLE series ADD COLUMN last_s INTEGER NOT NULL DEFAULT 0;");
         !st)

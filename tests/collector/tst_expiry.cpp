@@ -163,6 +163,8 @@ class TestExpiry : public QObject {
 // bounded while the expired series keep growing, and every generation's total is exact afterwards
 // through Tally's API, PromQL and /api/v1/series.
 void TestExpiry::churnStaysBoundedAndQueryable() {
+  if (qEnvironmentVariableIsSet("TALLY_TEST_SKIP_LONG_PARTS"))
+    QSKIP("run as its own ctest entry, tst_expiry_churn (each under 60 s)");
   // make test: 5 generations of 20 k (100 k series: query_max_series for the whole metric);
   // make test-long (TALLY_TEST_LONG): 30 generations, 600 k series.
   const bool long_run = qEnvironmentVariableIsSet("TALLY_TEST_LONG");
@@ -216,9 +218,10 @@ void TestExpiry::churnStaysBoundedAndQueryable() {
   // memory).
   QCOMPARE(c.stop(), 0);
   QVERIFY(c.start({"--limit", "series_idle_expiry=1s", "--no-self-metrics"}));
-  QCOMPARE(metric(c, "tally_series"), 0.0);
+  // The log's tail defines them again: they come back with their old points' times and leave.
+  QVERIFY(settled(c, 0));
   QCOMPARE(tally_total(c, "exp_churn", t, "gen=3"), double(kPerGen * 4));
-  QCOMPARE(prom_series(c, "exp_churn{gen=\"5\"}", t - 60, t + 60), int64_t(kPerGen));
+  QCOMPARE(prom_series(c, "exp_churn{gen=\"4\"}", t - 60, t + 60), int64_t(kPerGen));
 }
 
 // A series that comes back after it expired gets its id back: one series with both points.
@@ -266,7 +269,7 @@ void TestExpiry::expiryFreesRoomBelowTheTotalLimit_data() {
 void TestExpiry::expiryFreesRoomBelowTheTotalLimit() {
   QFETCH(QString, expiry);
   QFETCH(bool, folds);
-  constexpr int kGens = 4, kPerGen = 3000;
+  constexpr int kGens = 3, kPerGen = 3000;
   CollectorProcess c;
   QVERIFY(c.start({"--limit", "series_idle_expiry=" + expiry, "--limit", "series_max_total=5000",
                    "--checkpoint", "1s", "--fsync", "never", "--no-self-metrics"}));
@@ -289,10 +292,14 @@ void TestExpiry::expiryFreesRoomBelowTheTotalLimit() {
 // SIGKILL at random moments while generations expire (sweeps, releases, marks, frees in flight)
 // and a steady set of series goes quiet and comes back: after each restart every total is exact.
 void TestExpiry::killWhileSeriesExpireKeepsTotalsExact() {
+  if (qEnvironmentVariableIsSet("TALLY_TEST_SKIP_LONG_PARTS"))
+    QSKIP("run as its own ctest entry, tst_expiry_crash (each under 60 s)");
   constexpr int kKills = 5, kPerGen = 2000, kSteady = 50;
   std::mt19937 rng(QRandomGenerator::global()->generate());
   CollectorProcess c;
-  const QStringList args = {"--limit", "series_idle_expiry=1s", "--checkpoint", "1s", "--fsync",
+  // Checkpoints every 5 s: the 10 s, 1 m and 1 h buckets of a series stay open that long, so its
+  // expiry waits for them (unlinked, not yet released or durable) for several seconds.
+  const QStringList args = {"--limit", "series_idle_expiry=1s", "--checkpoint", "5s", "--fsync",
                             "never",   "--no-self-metrics"};
   QVERIFY(c.start(args));
   const int64_t t = now_s();
@@ -305,7 +312,7 @@ void TestExpiry::killWhileSeriesExpireKeepsTotalsExact() {
     QVERIFY(p.send(generation(k, kPerGen), "exp_kill", t, k + 1));
     QVERIFY(steady_p.send(steady, "exp_kill", t, 1));
     // Somewhere in the expiry of what was just sent: unlinked, released, marked, freed.
-    QThread::msleep(std::uniform_int_distribution<int>(0, 4000)(rng));
+    QThread::msleep(std::uniform_int_distribution<int>(0, 6000)(rng));
     c.kill();
     QVERIFY2(c.start(args), "the collector did not come back after SIGKILL");
     for (int g = 0; g <= k; ++g)
