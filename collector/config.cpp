@@ -15,6 +15,10 @@ Status CollectorConfig::validate() {
   auto r = parse_retention(retention);
   if (!r) return Status::invalid_argument("retention: " + r.status().message());
   resolutions = *r;
+  if (limits.series_idle_expiry_ms < 0)
+    limits.series_idle_expiry_ms = resolutions.front().retention_s * 1000;
+  if (limits.series_idle_expiry_ms > 0 && limits.series_idle_expiry_ms < 1000)
+    return Status::invalid_argument("series_idle_expiry must be at least 1s (or off)");
   if (lateness_s < 0 || lateness_s > 3600)
     return Status::invalid_argument("lateness must be 0s..1h");
   if (max_future_s < 0) return Status::invalid_argument("max_future must not be negative");
@@ -299,6 +303,7 @@ constexpr LimitField kLimitFields[] = {
     {"producers_max", &InputLimits::producers_max, false},
     {"producer_idle", &InputLimits::producer_idle_ms, true},
     {"http_max_connections", &InputLimits::http_max_connections, false},
+    {"series_idle_expiry", &InputLimits::series_idle_expiry_ms, true},  // also "off"
 };
 
 }  // namespace
@@ -312,6 +317,10 @@ bool is_limit_key(std::string_view key) {
 Result<bool> set_limit(InputLimits& l, std::string_view key, std::string_view value) {
   for (const auto& f : kLimitFields) {
     if (key != f.key) continue;
+    if (f.field == &InputLimits::series_idle_expiry_ms && (value == "off" || value == "0")) {
+      l.*f.field = 0;
+      return true;
+    }
     int64_t v = 0;
     if (f.duration_ms) {
       auto d = parse_duration_ms(value);
@@ -332,8 +341,9 @@ Result<bool> set_limit(InputLimits& l, std::string_view key, std::string_view va
 std::vector<std::pair<std::string, std::string>> limits_as_toml(const InputLimits& l) {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& f : kLimitFields)
-    out.emplace_back(f.key, f.duration_ms ? "\"" + format_duration_ms(l.*f.field) + "\""
-                                          : std::to_string(l.*f.field));
+    out.emplace_back(f.key, !f.duration_ms    ? std::to_string(l.*f.field)
+                            : l.*f.field == 0 ? "\"off\""
+                                              : "\"" + format_duration_ms(l.*f.field) + "\"");
   return out;
 }
 

@@ -38,6 +38,10 @@ struct InputLimits {
   // HTTP connections waiting for their request or for a worker (query/http_server.h); one more
   // sheds the oldest with a 503.
   int64_t http_max_connections = 512;
+  // A series with no point for this long leaves memory and the catalog's indexes (its stored data
+  // stays queryable; catalog.h). -1 = the finest resolution's retention (validate() sets it);
+  // 0 = never ("off").
+  int64_t series_idle_expiry_ms = -1;
 };
 
 struct CollectorConfig {

@@ -202,6 +202,15 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
        "SDK producers forgotten with their refs: idle for producer_idle, or the least recently "
        "heard beyond producers_max.",
        &producers_forgotten},
+      {"tally_series_expired_total",
+       "Series with no point for series_idle_expiry that left memory and the catalog's indexes "
+       "(their stored data stays queryable).",
+       &series_expired},
+      {"tally_series_revived_total",
+       "Expired (or expiring) series that received a point again and came back with their id.",
+       &series_revived},
+      {"tally_series_freed_total",
+       "Catalog records of expired series freed (no reader could still hold them).", &series_freed},
       {"tally_remote_write_retries_total",
        "Remote-write requests sent again after a 5xx, 429 or network error.",
        &remote_write_retries},
@@ -246,8 +255,12 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   family(o, "tally_ingest_queued_bytes_peak", "gauge",
          "The largest tally_ingest_queued_bytes since the collector started.");
   sample(o, "tally_ingest_queued_bytes_peak", queued_bytes_peak);
-  family(o, "tally_series", "gauge", "Series known to the collector.");
+  family(o, "tally_series", "gauge",
+         "Active series: in memory and counted by the cardinality limits.");
   sample(o, "tally_series", series);
+  family(o, "tally_series_expiring", "gauge",
+         "Expired series whose records are still in memory (waiting for their shard or readers).");
+  sample(o, "tally_series_expiring", series_expiring);
   family(o, "tally_producers", "gauge",
          "SDK producers the collector remembers (bounded by producers_max and producer_idle).");
   sample(o, "tally_producers", producers);

@@ -99,6 +99,12 @@ struct SelfMetrics {
   std::atomic<int64_t> producers{0};      // SDK producers the ingest remembers (ProducerTable)
   std::atomic<int64_t> producer_refs{0};  // their series refs
   std::atomic<uint64_t> producers_forgotten{0};  // idle, or least recent beyond producers_max
+  // Idle-series expiry (aggregate/catalog.h): series written as expired by their shard, series
+  // that came back after being unlinked, records freed, and records on their way out.
+  std::atomic<uint64_t> series_expired{0};
+  std::atomic<uint64_t> series_revived{0};
+  std::atomic<uint64_t> series_freed{0};
+  std::atomic<int64_t> series_expiring{0};
   std::atomic<int64_t> storage_healthy{1};
   LatencyStat flush_latency;
   // query

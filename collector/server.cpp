@@ -201,7 +201,15 @@ Status Server::open_storage(DataDirLayout* layout, uint64_t* max_lsn) {
     so.lateness_s = cfg.lateness_s;
     so.checkpoint_every_s = cfg.checkpoint_s;
     so.debug_apply_delay_us = cfg.debug_apply_delay_us;
+    // Series that expired are in storage only: their ids stay taken, their metrics known.
+    auto max_id = (*store)->max_series_id();
+    if (!max_id) return unreadable(shard_path(*layout, i), max_id.status());
+    catalog_->reserve_ids(*max_id);
+    auto expired = (*store)->expired_metrics();
+    if (!expired) return unreadable(shard_path(*layout, i), expired.status());
+    for (const auto& [metric, kind] : *expired) catalog_->restore_stored_metric(metric, kind);
     auto shard = std::make_unique<Shard>(so, std::move(*store), clock_, live_.get(), metrics_);
+    shard->set_catalog(catalog_.get());
     for (auto& info : *series) {
       if (catalog_->shard_of(info.hash) != i)
         return Status::corruption(shard_path(*layout, i) + ": series " + std::to_string(info.id) +
@@ -214,7 +222,42 @@ Status Server::open_storage(DataDirLayout* layout, uint64_t* max_lsn) {
     shards_.push_back(std::move(shard));
   }
   router_ = std::make_unique<Router>(raw);
+  // A series that comes back after it expired gets its stored id (catalog.h): looked up in its
+  // shard's series table by the thread that meets it again (ingest, StatsD), on a pooled reader.
+  catalog_->set_stored_lookup([this](uint32_t shard, std::string_view metric, const Tags& tags,
+                                     Kind kind) -> std::optional<uint64_t> {
+    ShardStore& store = shards_[shard]->store();
+    auto reader = store.acquire_reader();
+    if (!reader) {
+      spdlog::warn("event=stored_series_lookup_failed shard={} error=\"{}\"", shard,
+                   reader.status().to_string());
+      return std::nullopt;
+    }
+    auto id = (*reader)->find_expired(metric, kind, tags);
+    store.release_reader(std::move(*reader));
+    if (!id) {
+      spdlog::warn("event=stored_series_lookup_failed shard={} error=\"{}\"", shard,
+                   id.status().to_string());
+      return std::nullopt;
+    }
+    return *id;
+  });
   return Status::ok();
+}
+
+// Start-up: a producer's saved ref to a series that expired brings that series back into memory
+// (the write-ahead log may still hold batches that use the ref).
+const SeriesInfo* Server::revive_stored(uint64_t id) {
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    auto def = shards_[i]->store().load_series_by_id(id);
+    if (!def || !*def) continue;
+    (*def)->shard = static_cast<uint32_t>(i);
+    if (catalog_->shard_of((*def)->hash) != i || !catalog_->restore(**def)) return nullptr;
+    const SeriesInfo* info = catalog_->by_id(id);
+    shards_[i]->restore_series(info);
+    return info;
+  }
+  return nullptr;
 }
 
 // A changed retention list applies to the existing data now, and the log says what it does.
@@ -314,6 +357,7 @@ ZmqIngestOptions Server::ingest_options() const {
   io.producers_max = static_cast<size_t>(cfg.limits.producers_max);
   io.producer_idle_s = std::max<int64_t>(1, cfg.limits.producer_idle_ms / 1000);
   io.producer_min_idle_s = std::min<int64_t>(io.producer_idle_s, 2 * cfg.checkpoint_s + 60);
+  io.series_idle_expiry_s = cfg.limits.series_idle_expiry_ms / 1000;
   io.curve_secret_key = curve_.secret_key;
   io.watch_handshakes = [this](zmq::socket_t& s) {
     return zap_ ? zap_->watch(s, "ingest") : Status::ok();
@@ -330,8 +374,10 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   limits.max_points = limits.max_defs = INT64_MAX;
   limits.max_sketch_bins = limits.max_sketch_key_span = INT64_MAX;
   limits.rate_limit_new_series = false;
+  limits.skip_unknown_refs = true;
   const std::string ingest_db = (std::filesystem::path(cfg.data_dir) / "ingest.sqlite").string();
-  auto producers = ProducerTable::open(ingest_db, *catalog_, sync_commits_for(cfg));
+  auto producers = ProducerTable::open(ingest_db, *catalog_, sync_commits_for(cfg),
+                                       [this](uint64_t id) { return revive_stored(id); });
   if (!producers) return Status::io_error(ingest_db + ": " + producers.status().message());
   producers_ = std::move(*producers);
 
@@ -350,7 +396,7 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   if (auto s = sync_directory(cfg.data_dir); !s) return s;
   // Replay: every logged batch goes through the same decoding; each shard skips the points its
   // stored buckets already hold (their LSN says so), so nothing is lost and nothing is doubled.
-  uint64_t replayed = 0, reapplied_points = 0;
+  uint64_t replayed = 0, reapplied_points = 0, skipped_unknown = 0;
   Status replay_status;
   uint64_t statsd_records = 0;
   Status rs = wal_->replay_records([&](uint64_t lsn, uint8_t type, std::string_view payload) {
@@ -365,7 +411,7 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
       }
       for (size_t i = 0; i < per_shard.size(); ++i) {
         auto& w = per_shard[i];
-        if (w.points() == 0 && w.new_series.empty()) continue;
+        if (w.empty()) continue;
         w.lsn = lsn;
         if (auto s = shards_[i]->replay(w); !s && replay_status) replay_status = s;
       }
@@ -386,9 +432,10 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
       return;
     }
     producers_->mark_seen(batch.producer_id(), batch.seq());
+    skipped_unknown += d.skipped_unknown;
     for (size_t i = 0; i < d.per_shard.size(); ++i) {
       auto& w = d.per_shard[i];
-      if (w.points() == 0 && w.new_series.empty()) continue;
+      if (w.empty()) continue;
       w.lsn = lsn;
       reapplied_points += w.points();
       if (auto s = shards_[i]->replay(w); !s && replay_status) replay_status = s;
@@ -402,9 +449,9 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   router_->note_replayed(wal_->next_lsn() - 1);
   if (auto s = producers_->save_sequences(); !s) return s;
   spdlog::info(
-      "event=wal_replayed records={} statsd_records={} points_considered={} next_lsn={} "
-      "log_bytes={}",
-      replayed, statsd_records, reapplied_points, wal_->next_lsn(), wal_->bytes());
+      "event=wal_replayed records={} statsd_records={} points_considered={} "
+      "points_of_expired_refs={} next_lsn={} log_bytes={}",
+      replayed, statsd_records, reapplied_points, skipped_unknown, wal_->next_lsn(), wal_->bytes());
   return Status::ok();
 }
 
@@ -463,7 +510,7 @@ void Server::wire_query() {
   engine_ = std::make_unique<QueryEngine>(
       *catalog_, *router_, cfg.resolutions, clock_,
       QueryLimits{cfg.limits.query_max_points, cfg.limits.query_max_series,
-                  cfg.limits.query_max_samples, cfg.limits.query_timeout_ms},
+                  cfg.limits.query_max_samples, cfg.limits.query_timeout_ms, cfg.max_future_s},
       &metrics_);
   http_ = std::make_unique<HttpApi>(*engine_, *catalog_, *router_, metrics_, clock_);
   http_->set_cardinality(cardinality_.get());

@@ -75,6 +75,7 @@ class Server {
   Status open_forwarding();                               // remote-write, when configured
   Status replay_log(const IngestLimits& limits, uint64_t max_lsn);  // producers, WAL, replay
   ZmqIngestOptions ingest_options() const;
+  const SeriesInfo* revive_stored(uint64_t id);  // start-up: an expired series back by id
   void wire_ingest(const ZmqIngestOptions& io);  // ZeroMQ, StatsD, the tick (nothing listens)
   void wire_query();                             // QueryEngine, HTTP API
 

@@ -99,7 +99,8 @@ void Shard::stop() {
 size_t work_bytes(const ShardWork& w) {
   // A sketch's bins live on the heap; ~32 8-byte bins is typical of one second of latencies.
   constexpr size_t kSketchBinsEstimate = 256;
-  return sizeof(ShardWork) + w.new_series.capacity() * sizeof(const SeriesInfo*) +
+  return sizeof(ShardWork) +
+         (w.new_series.capacity() + w.retire.capacity()) * sizeof(const SeriesInfo*) +
          w.counters.capacity() * sizeof(CounterIn) + w.gauges.capacity() * sizeof(GaugeIn) +
          w.dists.capacity() * (sizeof(DistIn) + kSketchBinsEstimate);
 }
@@ -331,6 +332,7 @@ void Shard::apply(ShardWork& w, bool replaying) {
     add_series(info);
     pending_series_.push_back(info);
   }
+  if (catalog_) retiring_.insert(retiring_.end(), w.retire.begin(), w.retire.end());
   const int64_t wm = watermark(clock_.now_s());
   uint64_t late = 0;
   // What each merge did (bucket.h): a clamped sum or a refused value is counted, once per point
@@ -410,6 +412,15 @@ bool Shard::flush(int64_t now_s, bool everything) {
     safe_lsn_.store(out.lsn, std::memory_order_release);
     last_checkpoint_s_ = now_s;
   }
+  if (!to_mark_.empty()) {
+    // Written as expired and committed: the catalog may now let them leave memory.
+    std::vector<uint64_t> ids;
+    ids.reserve(to_mark_.size());
+    for (const auto& e : to_mark_) ids.push_back(e.id);
+    catalog_->mark_durable(ids);
+    metrics_.series_expired.fetch_add(ids.size(), std::memory_order_relaxed);
+    std::vector<Expired>().swap(to_mark_);
+  }
   if (!healthy_.exchange(true)) {
     spdlog::info("event=storage_recovered shard={}", opts_.index);
     metrics_.storage_healthy.store(1);
@@ -467,7 +478,7 @@ void Shard::quarantine(const SeriesInfo& info, size_t res, int64_t start, const 
   metrics_.buckets_quarantined.fetch_add(1, std::memory_order_relaxed);
   ++quarantined_total_;
   if (quarantined_.size() >= kMaxQuarantined) quarantined_.pop_front();
-  quarantined_.push_back({&info, res, start, agg});
+  quarantined_.push_back({info.id, res, start, agg});
   const int64_t now = clock_.now_s();
   if (now == last_quarantine_log_s_) return;
   last_quarantine_log_s_ = now;
@@ -492,7 +503,7 @@ Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
       due.emplace_back(r, start);
     }
   }
-  out->wrote = !(due.empty() && late_.empty() && pending_series_.empty());
+  out->wrote = !(due.empty() && late_.empty() && pending_series_.empty() && to_mark_.empty());
   if (!out->wrote) {
     if (!everything || out->lsn <= safe_lsn_.load(std::memory_order_relaxed)) return Status::ok();
     Status s = store_->begin();
@@ -503,6 +514,10 @@ Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
 
   const bool publish = live_ || final_sink_;
   Status s = store_->begin();
+  // Expired series first: a series that came back since is in pending_series_ (put_series leaves
+  // the mark; the catalog knows it is live).
+  for (size_t i = 0; s && i < to_mark_.size(); ++i)
+    s = store_->mark_expired(to_mark_[i].id, released_at_s_, to_mark_[i].last_s);
   for (size_t i = 0; s && i < pending_series_.size(); ++i)
     s = store_->put_series(pending_series_[i]->def());
   auto write = [&](const SeriesInfo& info, size_t res, int64_t start, const BucketAgg& agg,
@@ -642,22 +657,46 @@ void Shard::publish_partials() {
   if (!updates.empty()) live_->publish(std::move(updates));
 }
 
-void Shard::apply_retention(int64_t now_s) {
-  std::vector<uint64_t> ids;
-  {
-    std::lock_guard lock(state_mu_);
-    ids.reserve(series_count_);
-    for (const auto& v : series_)
-      for (const auto* info : v)
-        if (info) ids.push_back(info->id);
+bool Shard::holds_buckets(const SeriesInfo* info) const {
+  for (const auto& wins : windows_)
+    for (const auto& [start, w] : wins) {
+      auto [sum, agg] = find_bucket(w, info);
+      if (sum || agg) return true;
+    }
+  return false;
+}
+
+void Shard::release_retiring(int64_t now_s) {
+  // A flush just committed everything due; what is still open waits for a later one (a
+  // checkpoint writes every open window, so at most checkpoint_every_s).
+  if (!late_.empty() || !pending_series_.empty()) return;
+  std::lock_guard lock(state_mu_);
+  size_t kept = 0;
+  for (const SeriesInfo* info : retiring_) {
+    const bool owned = owns(info);  // false: its definition never reached this shard
+    if (owned && holds_buckets(info)) {
+      retiring_[kept++] = info;
+      continue;
+    }
+    if (!catalog_->try_release(info)) continue;  // it came back: it stays
+    if (owned) {
+      series_[kind_index(info->kind)][info->slot] = nullptr;
+      --series_count_;
+    }
+    if (to_mark_.empty()) released_at_s_ = now_s;
+    to_mark_.push_back({info->id, SeriesCatalog::last_point_s(info)});
   }
+  retiring_.resize(kept);
+  if (retiring_.capacity() > 4096 && retiring_.size() < retiring_.capacity() / 4)
+    retiring_.shrink_to_fit();
+}
+
+void Shard::apply_retention(int64_t now_s) {
+  // Every stored series at once, the expired ones (no longer in memory) too.
   int64_t deleted = 0;
   Status s = store_->begin();
-  for (size_t i = 0; s && i < ids.size(); ++i) {
-    for (size_t r = 0; s && r < opts_.resolutions.size(); ++r) {
-      s = store_->delete_before(ids[i], r, now_s - opts_.resolutions[r].retention_s, &deleted);
-    }
-  }
+  for (size_t r = 0; s && r < opts_.resolutions.size(); ++r)
+    s = store_->delete_all_before(r, now_s - opts_.resolutions[r].retention_s, &deleted);
   if (s) s = store_->commit();
   if (!s) {
     store_->rollback();
@@ -726,10 +765,10 @@ void Shard::run() {
             opts_.index);
       return;
     }
-    if (now_ms / 1000 - last_checkpoint_s_ >= opts_.checkpoint_every_s)
-      flush(now_ms / 1000, true);
-    else
-      flush(now_ms / 1000, false);
+    const bool flushed = now_ms / 1000 - last_checkpoint_s_ >= opts_.checkpoint_every_s
+                             ? flush(now_ms / 1000, true)
+                             : flush(now_ms / 1000, false);
+    if (flushed && !retiring_.empty()) release_retiring(now_ms / 1000);
     if (healthy_.load(std::memory_order_relaxed)) compact_storage(now_ms / 1000);
     update_held_bytes();
     if (now_ms - last_partial_ms_ >= 1000) {

@@ -66,10 +66,13 @@ struct ShardWork {
   uint64_t lsn = 0;
   size_t bytes = 0;  // work_bytes(), set by Shard::submit()
   std::vector<const SeriesInfo*> new_series;
+  // Series the catalog unlinked (idle-series expiry): released once none of their buckets is open.
+  std::vector<const SeriesInfo*> retire;
   std::vector<CounterIn> counters;
   std::vector<GaugeIn> gauges;
   std::vector<DistIn> dists;
   size_t points() const { return counters.size() + gauges.size() + dists.size(); }
+  bool empty() const { return points() == 0 && new_series.empty() && retire.empty(); }
 };
 
 // The memory a ShardWork holds while it waits in a queue: its arrays' capacity and an estimate
@@ -100,6 +103,9 @@ class Shard {
   // stored, on the shard thread (e.g. the remote-write forwarder). Set before start().
   using FinalSink = std::function<void(const std::vector<wire::LiveUpdate>&)>;
   void set_final_sink(FinalSink sink) { final_sink_ = std::move(sink); }
+  // The catalog whose unlinked series this shard releases (idle-series expiry; catalog.h). Set
+  // before start(); without it `retire` work is ignored.
+  void set_catalog(SeriesCatalog* catalog) { catalog_ = catalog; }
 
   void start();
   // Drains the queue, writes every open bucket (final or not) and stops the thread.
@@ -214,6 +220,10 @@ class Shard {
                   const Status& why);
   bool replay_skips(uint64_t series_id, size_t res, int64_t point_time, uint64_t lsn);
   void publish_partials();
+  // Releases the retiring series that hold no open or late bucket (after a successful flush):
+  // out of this shard's slots, written as expired with the next flush.
+  void release_retiring(int64_t now_s);
+  bool holds_buckets(const SeriesInfo* info) const;
   void apply_retention(int64_t now_s);
   // Encodes the storage windows the flush before it has closed (ShardStore::compact).
   void compact_storage(int64_t now_s);
@@ -244,12 +254,20 @@ class Shard {
   std::array<std::vector<std::unique_ptr<Page>>, kKinds>
       free_pages_;                                 // finalised windows' pages, for reuse
   std::vector<const SeriesInfo*> pending_series_;  // not yet in the series table
+  SeriesCatalog* catalog_ = nullptr;
+  std::vector<const SeriesInfo*> retiring_;  // unlinked by the catalog; shard thread only
+  struct Expired {
+    uint64_t id;
+    int64_t last_s;
+  };
+  std::vector<Expired> to_mark_;  // released, not yet written as expired; shard thread only
+  int64_t released_at_s_ = 0;     // when to_mark_'s releases happened
 
   std::atomic<bool> healthy_{true};
   mutable std::mutex reason_mu_;
   std::string health_reason_;  // GUARDED_BY(reason_mu_)
   struct Quarantined {
-    const SeriesInfo* info;
+    uint64_t series_id;  // its record may be freed by idle-series expiry
     size_t res;
     int64_t start;
     BucketAgg agg;

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <optional>
 #include <thread>
+#include <unordered_set>
 
 namespace tally::collector {
 
@@ -110,6 +111,12 @@ void ZmqIngest::run() {
       else if (*n) {
         metrics_.producers_forgotten.fetch_add(*n, std::memory_order_relaxed);
         spdlog::info("event=producers_forgotten count={} remaining={}", *n, producers_.producers());
+      }
+      if (opts_.series_idle_expiry_s > 0 &&
+          clock_.now_s() - last_sweep_s_ >=
+              std::clamp<int64_t>(opts_.series_idle_expiry_s / 4, 1, 60)) {
+        last_sweep_s_ = clock_.now_s();
+        sweep_series(last_sweep_s_);
       }
       metrics_.producers.store(static_cast<int64_t>(producers_.producers()),
                                std::memory_order_relaxed);
@@ -390,6 +397,48 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
       break;
   }
   send_ack(identity, ack);
+}
+
+void ZmqIngest::sweep_series(int64_t now_s) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<const SeriesInfo*> gone = catalog_.unlink_idle(now_s - opts_.series_idle_expiry_s);
+  if (!gone.empty()) {
+    // No batch decoded from here on resolves a ref to them: an SDK that uses one again is told
+    // UNKNOWN_REF and defines it again (the same series, back with its id).
+    std::unordered_set<const SeriesInfo*> set(gone.begin(), gone.end());
+    for (auto& r : producers_.forget_series(set)) refs_to_delete_[r.series_id].push_back(r);
+    // StatsD samples resolved before the unlink wait in the listener's interval: route them first.
+    take_statsd();
+    commit_group();
+    // Behind every point already routed to them, their shards release them (shard.h).
+    std::vector<ShardWork> per_shard(router_.shard_count());
+    for (const SeriesInfo* s : gone) per_shard[s->shard].retire.push_back(s);
+    router_.route(std::move(per_shard));
+  }
+  // Expiries now durable: the producers' saved refs to them go (a restart no longer needs them).
+  std::vector<ProducerTable::SavedRef> saved;
+  for (uint64_t id : catalog_.take_durable()) {
+    auto it = refs_to_delete_.find(id);
+    if (it == refs_to_delete_.end()) continue;
+    saved.insert(saved.end(), it->second.begin(), it->second.end());
+    refs_to_delete_.erase(it);
+  }
+  if (auto s = producers_.delete_refs(saved); !s) {
+    spdlog::warn("event=producer_refs_delete_failed error=\"{}\"", s.to_string());
+    for (const auto& r : saved) refs_to_delete_[r.series_id].push_back(r);  // next sweep
+  }
+  const size_t freed = catalog_.reclaim();
+  metrics_.series_freed.fetch_add(freed, std::memory_order_relaxed);
+  metrics_.series_revived.store(catalog_.revived(), std::memory_order_relaxed);
+  metrics_.series_expiring.store(static_cast<int64_t>(catalog_.expiring()),
+                                 std::memory_order_relaxed);
+  metrics_.series.store(static_cast<int64_t>(catalog_.size()), std::memory_order_relaxed);
+  if (!gone.empty() || freed)
+    spdlog::info(
+        "event=series_expired count={} freed={} active={} expiring={} ms={}", gone.size(), freed,
+        catalog_.size(), catalog_.expiring(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
 }
 
 void ZmqIngest::send_ack(const zmq::message_t& identity, const wire::Ack& ack) {

@@ -324,6 +324,8 @@ void HttpApi::routes() {
 
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     metrics_.series.store(static_cast<int64_t>(catalog_.size()));
+    metrics_.series_expiring.store(static_cast<int64_t>(catalog_.expiring()));
+    metrics_.series_revived.store(catalog_.revived());
     std::string text = metrics_.to_prometheus(clock_.now_s() - started_s_);
     if (cardinality_) text += cardinality_->to_prometheus();
     res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
@@ -405,6 +407,7 @@ void HttpApi::routes() {
           if (metric.empty()) return error(res, 400, "missing parameter 'metric'");
           if (!catalog_.kind_of(metric)) return error(res, 404, "unknown metric '" + metric + "'");
           std::map<std::string, std::set<std::string>> tags;
+          const auto pin = catalog_.pin();  // the series below stay valid while listed
           for (const SeriesInfo* s : catalog_.series_of(metric))
             for (const auto& t : s->tags()) tags[std::string(t.key)].emplace(t.value);
           json o = json::object();

@@ -290,13 +290,13 @@ class PromApi {
     if (n == 0) {
       Node all;
       all.type = Node::Type::kSelector;
-      return series_of(catalog_, names, all, out, narrow);
+      return series_of(engine_, names, all, out, narrow);
     }
     for (size_t i = 0; i < n; ++i) {
       const std::string text = req.get_param_value("match[]", i);
       auto sel = promql::parse_selector(text);
       if (!sel) return bad_data("invalid parameter \"match[]\": " + sel.status().message());
-      if (auto e = series_of(catalog_, names, *sel->root, out, narrow)) return e;
+      if (auto e = series_of(engine_, names, *sel->root, out, narrow)) return e;
     }
     return std::nullopt;
   }

@@ -275,7 +275,7 @@ class Evaluator {
     const int64_t a = bucket_start(earliest - 1, rs);
     for (const Exposed& e : names_.select(sel)) {
       Leaf leaf;
-      if (auto err = select_leaf(catalog_, sel, e, true, &leaf)) return err;
+      if (auto err = select_leaf(engine_, kMinQueryTime, sel, e, true, &leaf)) return err;
       if (leaf.series.empty()) continue;
       // Only when a quantile series is selected: {job="x"}[5m] must not fail because some other
       // job has a distribution.
@@ -1035,7 +1035,7 @@ class Evaluator {
     for (const Exposed& e : names_.select(sel)) {
       if (auto err = check_mode(e, mode)) return err;
       Leaf leaf;
-      if (auto err = select_leaf(catalog_, sel, e, true, &leaf)) return err;
+      if (auto err = select_leaf(engine_, kMinQueryTime, sel, e, true, &leaf)) return err;
       if (leaf.series.empty()) continue;
       std::vector<Series> part;
       MaybeError err;
@@ -1352,7 +1352,7 @@ class Evaluator {
               "tally_quantile's selector must not match on quantile; the quantile is its first "
               "argument");
       Leaf leaf;
-      if (auto err = select_leaf(catalog_, sel, e, false, &leaf)) return err;
+      if (auto err = select_leaf(engine_, kMinQueryTime, sel, e, false, &leaf)) return err;
       if (leaf.series.empty()) continue;
       std::map<Labels, size_t> index;
       std::vector<size_t> group_of;

@@ -1,5 +1,7 @@
 #include "query/query_engine.h"
 
+#include <unordered_set>
+
 #include <algorithm>
 #include <cmath>
 #include <future>
@@ -288,11 +290,46 @@ Status QueryEngine::deadline_passed() const {
                                          " ms; narrow the range or add a filter");
 }
 
+Result<std::shared_ptr<SeriesSet>> QueryEngine::series_of(std::string_view metric,
+                                                          int64_t from_s) const {
+  auto set = std::make_shared<SeriesSet>();
+  // Memory first, then storage: a series that left memory before the first look was written as
+  // expired before it left, so the second finds it; one in both is taken once.
+  set->pin = catalog_.pin();
+  set->series = catalog_.series_of(metric);
+  if (!catalog_.has_stored(metric)) return set;
+  const int64_t since =
+      from_s <= kMinQueryTime ? std::numeric_limits<int64_t>::min() : from_s - limits_.max_future_s;
+  std::vector<SeriesDef> defs;
+  for (size_t i = 0; i < router_.shard_count(); ++i) {
+    ShardStore& store = router_.shard(i).store();
+    auto reader = store.acquire_reader();
+    if (!reader) return reader.status();
+    const size_t before = defs.size();
+    Status s = (*reader)->expired_series(metric, since, &defs);
+    store.release_reader(std::move(*reader));
+    if (!s) return s;
+    for (size_t k = before; k < defs.size(); ++k) defs[k].shard = static_cast<uint32_t>(i);
+  }
+  if (defs.empty()) return set;
+  std::unordered_set<uint64_t> in_memory;
+  for (const SeriesInfo* s : set->series) in_memory.insert(s->id);
+  for (const auto& d : defs) {
+    if (in_memory.count(d.id)) continue;
+    if (!set->stored) set->stored = std::make_shared<SeriesCatalog>(catalog_.shard_count());
+    if (auto s = set->stored->restore(d); !s) return s;
+    set->series.push_back(set->stored->by_id(d.id));
+  }
+  return set;
+}
+
 Result<QueryEngine::Matched> QueryEngine::match(const RangeQuery& q) const {
   auto kind = catalog_.kind_of(q.metric);
   if (!kind) return Status::not_found("unknown metric '" + q.metric + "'");
-  Matched m{*kind, {}};
-  for (const SeriesInfo* s : catalog_.series_of(q.metric)) {
+  auto set = series_of(q.metric, q.from);
+  if (!set) return set.status();
+  Matched m{*kind, {}, *set};
+  for (const SeriesInfo* s : (*set)->series) {
     if (filter_matches(q.filters, s->tags())) m.series.push_back(s);
   }
   return m;

@@ -7,6 +7,7 @@
 // Thread-safety: const methods, callable from any number of HTTP threads.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -84,6 +85,18 @@ struct QueryLimits {
   int64_t max_series = 100000;     // series read
   int64_t max_samples = 50000000;  // stored buckets read (series x buckets at the resolution)
   int64_t timeout_ms = 30000;      // checked between the phases of a query
+  // How far ahead of its arrival a point may be (config max_future): an expired series whose last
+  // point arrived before from - max_future_s has no bucket at or after `from`.
+  int64_t max_future_s = 600;
+};
+
+// The series of one metric a query reads: those in memory (the catalog's) and those that expired
+// and are in storage only (idle-series expiry, catalog.h), each once. It keeps every series it
+// points to alive (a Pin on the catalog, and a catalog of its own for the stored ones).
+struct SeriesSet {
+  SeriesCatalog::Pin pin;
+  std::shared_ptr<SeriesCatalog> stored;
+  std::vector<const SeriesInfo*> series;
 };
 
 // Query times outside [kMinQueryTime, kMaxQueryTime] (1970 .. year 9999) are clamped to it, so
@@ -105,6 +118,10 @@ class QueryEngine {
   Result<RangeResult> range(const RangeQuery& q) const;
   Result<HistogramResult> histogram(const RangeQuery& q, size_t max_bins) const;
   Result<HeatmapResult> heatmap(const RangeQuery& q, size_t max_bins) const;
+
+  // The series of `metric` that may hold a bucket at or after from_s (every series when from_s is
+  // kMinQueryTime or less).
+  Result<std::shared_ptr<SeriesSet>> series_of(std::string_view metric, int64_t from_s) const;
 
   // Picks (step, resolution index) for a range; exposed for tests.
   Result<std::pair<int64_t, size_t>> plan(int64_t from, int64_t to, int64_t step,
@@ -129,6 +146,7 @@ class QueryEngine {
   struct Matched {
     Kind kind;
     std::vector<const SeriesInfo*> series;
+    std::shared_ptr<SeriesSet> keep;  // what series points to
   };
   Result<Matched> match(const RangeQuery& q) const;
   // A copy of q with its times clamped (counted as limit query_range when they were).
