@@ -58,6 +58,15 @@ Status CollectorConfig::validate() {
 
 namespace {
 
+// "0", "0s", "00m" ...: parse_duration refuses zero (most durations must be positive), but a
+// file may say it where the integer 0 is also taken, and config_to_toml prints 0 as "0s".
+bool zero_duration(std::string_view v) {
+  size_t i = 0;
+  while (i < v.size() && v[i] == '0') ++i;
+  return i > 0 && (i == v.size() || (i + 1 == v.size() && std::string_view("smhdwy").find(v[i]) !=
+                                                              std::string_view::npos));
+}
+
 // The remote_write_* keys (forward/remote_write_options.h).
 Status load_remote_write(const toml::table& t, const std::string& path, RemoteWriteOptions& rw) {
   if (auto n = t["remote_write_url"]; n) {
@@ -193,6 +202,10 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
       auto v = n.value<std::string>();
       if (!v)
         return Status::invalid_argument(path + ": '" + key + "' must be a duration like \"2s\"");
+      if (zero_duration(*v)) {  // validate() says which keys take zero (lateness does)
+        out = 0;
+        return Status::ok();
+      }
       auto d = parse_duration(*v);
       if (!d) return Status::invalid_argument(path + ": '" + key + "': " + d.status().message());
       out = *d;
