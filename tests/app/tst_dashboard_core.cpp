@@ -316,15 +316,23 @@ void TestDashboardCore::csvEscapesAndRoundTrips() {
   QCOMPARE(csvField("@SUM(A1)"), std::string("\"'@SUM(A1)\""));
   QCOMPARE(csvField("\t=1"), std::string("\"'\t=1\""));
   QCOMPARE(csvField("a=b"), std::string("a=b"));
-  QCOMPARE(formatNumber(-3), std::string("-3"));  // numbers stay numbers
+  QCOMPARE(format_number(-3), std::string("-3"));  // numbers stay numbers
   std::string text = "a,\"b,c\",\"d\"\"e\"\nx,\"multi\nline\",\n";
   auto rows = parseCsv(text);
   QCOMPARE(rows.size(), size_t(2));
   QCOMPARE(rows[0], (std::vector<std::string>{"a", "b,c", "d\"e"}));
   QCOMPARE(rows[1], (std::vector<std::string>{"x", "multi\nline", ""}));
   for (double v : {0.1, 1.0 / 3.0, 1e20, -2.5, 123456789.125})
-    QCOMPARE(std::stod(formatNumber(v)), v);
-  QCOMPARE(formatNumber(3), std::string("3"));
+    QCOMPARE(std::stod(format_number(v)), v);
+  QCOMPARE(format_number(3), std::string("3"));
+  // No value (NaN) is an empty cell, as the CLI writes it (tally/common/csv.h); -inf is text.
+  std::vector<Series> gaps(1);
+  gaps[0].points = {{100, std::nan("")}, {110, -HUGE_VAL}, {120, 1e8}};
+  QCOMPARE(seriesToCsv("m", "avg", gaps, 0, 1000),
+           std::string("timestamp,time,metric,fn,value\n"
+                       "100,1970-01-01T00:01:40Z,m,avg,\n"
+                       "110,1970-01-01T00:01:50Z,m,avg,\"'-inf\"\n"
+                       "120,1970-01-01T00:02:00Z,m,avg,100000000\n"));
 }
 
 void TestDashboardCore::seriesCsvHasTagsAndOnlyVisibleRange() {

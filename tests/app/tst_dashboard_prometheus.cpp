@@ -249,7 +249,7 @@ double over6(int k0, double (*g)(int), const char* op) {
 
 std::string describe(const std::vector<Point>& pts) {
   std::string s;
-  for (const auto& p : pts) s += "[" + std::to_string(p.t) + "," + formatNumber(p.v) + "]";
+  for (const auto& p : pts) s += "[" + std::to_string(p.t) + "," + format_number(p.v) + "]";
   return s;
 }
 
@@ -410,7 +410,7 @@ void TestDashboardPrometheus::panelSeriesEqualLoadedSamples() {
   auto rows = parseCsv(c.csv());
   QCOMPARE(rows.size(), 1 + expected.size() * kMinutes);
   QCOMPARE(QString::fromStdString(rows[1].back()),
-           QString::fromStdString(formatNumber(expected.begin()->second[0].v)));
+           QString::fromStdString(format_number(expected.begin()->second[0].v)));
 }
 
 void TestDashboardPrometheus::metricListAndLabelCompletion() {
