@@ -727,7 +727,7 @@ void TestDashboardPrometheus::headlessExportMixesCollectorAndVictoriaMetrics() {
       QVERIFY2(c.error().isEmpty(), qPrintable(c.error()));
       total = 0;
       for (const auto& series : c.visibleSeries())
-        for (const auto& p : series.points) total += p.v;
+        for (const auto& point : series.points) total += point.v;
     }
     QVERIFY2(total == 5, qPrintable(QString::number(total)));
   }
