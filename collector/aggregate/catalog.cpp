@@ -277,7 +277,7 @@ Result<const SeriesInfo*> SeriesCatalog::insert(uint64_t id, uint64_t hash, std:
 }
 
 Status SeriesCatalog::check(std::string_view metric, Kind kind) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   auto it = by_metric_.find(metric);
   if (it != by_metric_.end() && it->second.kind != kind)
     return kind_conflict(metric, it->second.kind, kind);
@@ -287,7 +287,7 @@ Status SeriesCatalog::check(std::string_view metric, Kind kind) const {
 Result<const SeriesInfo*> SeriesCatalog::find(std::string_view metric, const Tags& tags,
                                               Kind kind) const {
   uint64_t hash = series_hash(series_key(metric, tags));
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   auto m = by_metric_.find(metric);
   if (m != by_metric_.end() && m->second.kind != kind)
     return kind_conflict(metric, m->second.kind, kind);
@@ -312,7 +312,7 @@ Result<const SeriesInfo*> SeriesCatalog::get_or_create(std::string_view metric, 
     return found.status();
 
   uint64_t hash = series_hash(series_key(metric, tags));
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   // Re-check under the write lock: another thread may have created it meanwhile.
   auto m = by_metric_.find(metric);
   if (m != by_metric_.end() && m->second.kind != kind)
@@ -335,7 +335,7 @@ Result<const SeriesInfo*> SeriesCatalog::get_or_create(std::string_view metric, 
 }
 
 Status SeriesCatalog::restore(const SeriesDef& def) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   if (record(def.id)) return Status::ok();
   auto r = insert(def.id, def.hash, def.metric, def.tags, def.kind);
   if (!r) return r.status();
@@ -344,12 +344,12 @@ Status SeriesCatalog::restore(const SeriesDef& def) {
 }
 
 const SeriesInfo* SeriesCatalog::by_id(uint64_t id) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return record(id);
 }
 
 std::vector<const SeriesInfo*> SeriesCatalog::series_of(std::string_view metric) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   auto it = by_metric_.find(metric);
   if (it == by_metric_.end()) return {};
   std::vector<const SeriesInfo*> out;
@@ -359,7 +359,7 @@ std::vector<const SeriesInfo*> SeriesCatalog::series_of(std::string_view metric)
 }
 
 std::vector<MetricSummary> SeriesCatalog::metrics() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   std::vector<MetricSummary> out;
   out.reserve(by_metric_.size());
   for (const auto& [name, entry] : by_metric_) out.push_back({name, entry.kind, entry.ids.size()});
@@ -367,19 +367,19 @@ std::vector<MetricSummary> SeriesCatalog::metrics() const {
 }
 
 std::optional<Kind> SeriesCatalog::kind_of(std::string_view metric) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   auto it = by_metric_.find(metric);
   if (it == by_metric_.end()) return std::nullopt;
   return it->second.kind;
 }
 
 size_t SeriesCatalog::size() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return size_;
 }
 
 CatalogCardinality SeriesCatalog::cardinality(size_t top) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   CatalogCardinality out;
   out.series = size_;
   out.metrics = by_metric_.size();
@@ -424,7 +424,7 @@ CatalogCardinality SeriesCatalog::cardinality(size_t top) const {
 }
 
 size_t SeriesCatalog::interned_strings() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return strings_->size();
 }
 

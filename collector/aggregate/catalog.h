@@ -21,11 +21,11 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "tally/common/mutex.h"
 #include "tally/common/series_key.h"
 #include "tally/common/status.h"
 
@@ -192,27 +192,26 @@ class SeriesCatalog {
   class FlatIndex;
 
   std::string_view string_at(uint32_t id) const;
-  const SeriesInfo* lookup(uint64_t hash, std::string_view metric,
-                           const Tags& tags) const;  // under mu_
+  const SeriesInfo* lookup(uint64_t hash, std::string_view metric, const Tags& tags) const
+      REQUIRES_SHARED(mu_);
   Result<const SeriesInfo*> insert(uint64_t id, uint64_t hash, std::string_view metric,
-                                   const Tags& tags,
-                                   Kind kind);  // under unique mu_
+                                   const Tags& tags, Kind kind) REQUIRES(mu_);
   const SeriesInfo* record(uint64_t id) const;
 
   const uint32_t shard_count_;
-  mutable std::shared_mutex mu_;
-  uint64_t next_id_ = 1;                                // GUARDED_BY(mu_)
-  size_t size_ = 0;                                     // GUARDED_BY(mu_)
+  mutable SharedMutex mu_;
+  uint64_t next_id_ GUARDED_BY(mu_) = 1;
+  size_t size_ GUARDED_BY(mu_) = 0;
   std::unique_ptr<StringPool> strings_;                 // writes GUARDED_BY(mu_)
   std::unique_ptr<Blocks<uint32_t, 65536>> tag_pairs_;  // writes GUARDED_BY(mu_)
-  uint64_t tag_pairs_used_ = 0;                         // GUARDED_BY(mu_)
-  void** record_blocks_ = nullptr;                      // GUARDED_BY(mu_) (see record())
-  std::unique_ptr<FlatIndex> by_hash_;                  // GUARDED_BY(mu_)
+  uint64_t tag_pairs_used_ GUARDED_BY(mu_) = 0;
+  void** record_blocks_ = nullptr;  // GUARDED_BY(mu_) (see record())
+  std::unique_ptr<FlatIndex> by_hash_ GUARDED_BY(mu_);
   struct MetricEntry {
     Kind kind;
     std::vector<uint32_t> ids;
   };
-  std::map<std::string, MetricEntry, std::less<>> by_metric_;  // GUARDED_BY(mu_)
+  std::map<std::string, MetricEntry, std::less<>> by_metric_ GUARDED_BY(mu_);
   std::vector<std::array<uint32_t, 3>> next_slot_;  // per shard, per kind; GUARDED_BY(mu_)
 };
 

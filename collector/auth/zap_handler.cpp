@@ -53,12 +53,12 @@ Result<std::set<std::string>> load_allowed_keys(const SecurityConfig& s) {
 }
 
 void ZapHandler::set_allowed(std::set<std::string> keys) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   allowed_ = std::move(keys);
 }
 
 size_t ZapHandler::allowed_count() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return allowed_.size();
 }
 
@@ -99,7 +99,7 @@ void ZapHandler::run() {
       const std::string key = frames[6].to_string();
       bool ok = false;
       if (mechanism == "CURVE") {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         ok = allowed_.count(key) > 0;
       }
       if (!ok) {

@@ -17,6 +17,7 @@
 
 #include "auth/security_config.h"
 #include "self_metrics.h"
+#include "tally/common/mutex.h"
 #include "tally/common/time_bucket.h"
 
 namespace tally::collector {
@@ -45,8 +46,8 @@ class ZapHandler {
   zmq::context_t& ctx_;
   SelfMetrics& metrics_;
   const Clock& clock_;
-  mutable std::mutex mu_;
-  std::set<std::string> allowed_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::set<std::string> allowed_ GUARDED_BY(mu_);
   std::unique_ptr<zmq::socket_t> socket_;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
