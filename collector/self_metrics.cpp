@@ -49,13 +49,13 @@ void summary(std::ostringstream& o, const char* name, const char* help, const La
 
 void SelfMetrics::thread_failed(const std::string& thread, const std::string& error) {
   threads_failed.fetch_add(1, std::memory_order_relaxed);
-  std::lock_guard lock(failure_mu_);
+  MutexLock lock(failure_mu_);
   if (failure_.empty())
     failure_ = "thread " + thread + " failed (" + error + "); the collector needs a restart";
 }
 
 std::string SelfMetrics::thread_failure() const {
-  std::lock_guard lock(failure_mu_);
+  MutexLock lock(failure_mu_);
   return failure_;
 }
 
@@ -105,7 +105,7 @@ bool SelfMetrics::producer_skew(uint64_t producer, double skew_s) {
   // Every batch comes through here: while no producer is listed, a good clock costs no lock.
   if (skewed_producers_.load(std::memory_order_relaxed) == 0 && std::fabs(skew_s) < kSkewNoticeS)
     return false;
-  std::lock_guard lock(skew_mu_);
+  MutexLock lock(skew_mu_);
   if (auto it = skews_.find(producer); it != skews_.end()) {
     it->second = skew_s;
     return false;
@@ -117,7 +117,7 @@ bool SelfMetrics::producer_skew(uint64_t producer, double skew_s) {
 }
 
 std::map<uint64_t, double> SelfMetrics::producer_skews() const {
-  std::lock_guard lock(skew_mu_);
+  MutexLock lock(skew_mu_);
   return skews_;
 }
 

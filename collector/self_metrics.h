@@ -11,6 +11,7 @@
 #include <string>
 
 #include "ingest/statsd_parser.h"
+#include "tally/common/mutex.h"
 
 namespace tally::collector {
 
@@ -147,12 +148,12 @@ struct SelfMetrics {
   std::string to_prometheus(int64_t uptime_s) const;
 
  private:
-  mutable std::mutex skew_mu_;
-  std::map<uint64_t, double> skews_;         // GUARDED_BY(skew_mu_)
+  mutable Mutex skew_mu_;
+  std::map<uint64_t, double> skews_ GUARDED_BY(skew_mu_);
   std::atomic<size_t> skewed_producers_{0};  // skews_.size(), read without the lock
 
-  mutable std::mutex failure_mu_;
-  std::string failure_;  // GUARDED_BY(failure_mu_)
+  mutable Mutex failure_mu_;
+  std::string failure_ GUARDED_BY(failure_mu_);
 };
 
 }  // namespace tally::collector

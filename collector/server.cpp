@@ -77,7 +77,7 @@ Status Server::load_auth() {
 }
 
 Result<std::string> Server::reload_auth() {
-  std::lock_guard lock(reload_mu_);
+  MutexLock lock(reload_mu_);
   SecurityConfig sec = config_.security;
   std::optional<CollectorConfig> file_cfg;
   if (!sec.config_file.empty()) {
@@ -530,7 +530,7 @@ void Server::wire_query() {
 }
 
 Result<backup::Manifest> Server::backup(const std::string& dir) {
-  std::lock_guard lock(backup_mu_);
+  MutexLock lock(backup_mu_);
   spdlog::info("event=backup_started dir={}", dir);
   const bool existed = std::filesystem::exists(dir);
   ingest_->hold_log_truncation();  // until the log is copied: no record may go before then

@@ -30,6 +30,7 @@
 #include "storage/data_dir.h"
 #include "storage/wal.h"
 #include "tally/common/curve_keys.h"
+#include "tally/common/mutex.h"
 
 namespace tally::collector {
 
@@ -85,7 +86,7 @@ class Server {
   zmq::context_t zmq_{1};
   CurveKeyPair curve_;               // the collector's key pair; empty = plain ZeroMQ
   std::unique_ptr<ZapHandler> zap_;  // checks client keys when curve_ is set
-  std::mutex reload_mu_;             // one reload at a time (SIGHUP and the admin route)
+  Mutex reload_mu_;                  // one reload at a time (SIGHUP and the admin route)
   std::unique_ptr<SeriesCatalog> catalog_;
   std::unique_ptr<CardinalityGuard> cardinality_;  // the ingest paths create series through it
   std::unique_ptr<LivePublisher> live_;
@@ -101,7 +102,7 @@ class Server {
   std::unique_ptr<QueryEngine> engine_;
   std::unique_ptr<HttpApi> http_;
   bool stopped_ = false;
-  std::mutex backup_mu_;
+  Mutex backup_mu_;  // one backup at a time
 };
 
 }  // namespace tally::collector

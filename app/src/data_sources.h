@@ -1,8 +1,8 @@
-// DataSources: the dashboard's Prometheus-compatible data sources and one PromClient for each.
-// The canvas owns one; panels, the panel editor and the metric browser look their source's client
-// up by name. Replacing the list keeps the clients of unchanged sources (their requests in flight
-// stay valid) and emits changed().
-// Thread-safety: a QObject of the GUI thread.
+// DataSources: the dashboard's Prometheus-compatible data sources and one PromSource (a
+// DataSourceClient over a PromClient) for each. The canvas owns one; panels, the panel editor and
+// the metric browser find their source's client by name through dataSourceFor()
+// (data_source_client.h). Replacing the list keeps the clients of unchanged sources (their requests
+// in flight stay valid) and emits changed(). Thread-safety: a QObject of the GUI thread.
 #pragma once
 
 #include <QObject>
@@ -14,6 +14,7 @@
 #include "core/dashboard.h"
 
 class PromClient;
+class PromSource;
 
 class DataSources : public QObject {
   Q_OBJECT
@@ -24,7 +25,8 @@ class DataSources : public QObject {
   void setSources(const std::vector<tally::dash::DataSource>& sources);
   QStringList names() const;
   // nullptr for "" (the collector) and for unknown names.
-  PromClient* client(const std::string& name) const;
+  PromSource* source(const std::string& name) const;
+  PromClient* client(const std::string& name) const;  // source(name)'s HTTP client
   const tally::dash::DataSource* find(const std::string& name) const;
   // Seconds before a request fails, for every client (headless --timeout).
   void setTimeout(int seconds);
@@ -39,7 +41,7 @@ class DataSources : public QObject {
 
  private:
   std::vector<tally::dash::DataSource> m_sources;
-  std::map<std::string, PromClient*> m_clients;
+  std::map<std::string, PromSource*> m_clients;
   int m_timeoutS = 15;
   std::set<std::string> m_blocked;
   void applyBlocked(const std::string& name, PromClient* client) const;

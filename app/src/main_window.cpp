@@ -23,6 +23,7 @@
 
 #include "cardinality_view.h"
 #include "collector_client.h"
+#include "core/panel_defaults.h"
 #include "core/time_range.h"
 #include "dashboard_canvas.h"
 #include "dashboard_document.h"
@@ -450,35 +451,8 @@ void MainWindow::exportDashboardImage() {
 }
 
 void MainWindow::addPanelForMetric(const QString& metric) {
-  PanelSpec s;
-  s.metric = metric.toStdString();
-  s.grid.h = 5;
-  s.source = m_browser->currentSource().toStdString();
-  const QString kind = m_browser->model()->kindOf(metric);
-  if (!s.source.empty() && kind == "distribution" && metric.endsWith("_bucket"))
-    s.fn = "p99";
-  else if (!s.source.empty() && kind == "distribution") {
-    s.fn = "max";  // a summary: one line per quantile (quantiles of several series do not merge)
-    s.groupBy = {"quantile"};
-  } else if (!s.source.empty() && kind == "gauge")
-    s.fn = "avg";
-  else if (!s.source.empty() && kind == "counter")
-    s.fn = "rate";
-  else if (!s.source.empty()) {
-    // Without metadata (VictoriaMetrics keeps none) the naming conventions say what they can.
-    if (metric.endsWith("_bucket"))
-      s.fn = "p99";
-    else if (metric.endsWith("_total") || metric.endsWith("_count") || metric.endsWith("_sum"))
-      s.fn = "rate";
-    else
-      s.fn = "max";
-  } else if (kind == "distribution")
-    s.fn = "p99";
-  else if (kind == "gauge")
-    s.fn = "avg";
-  else
-    s.fn = "rate";
-  m_canvas->addPanel(s);
+  m_canvas->addPanel(panelForMetric(metric.toStdString(), m_browser->model()->metricKind(metric),
+                                    m_browser->currentSource().toStdString()));
 }
 
 void MainWindow::editDataSources() {

@@ -507,7 +507,7 @@ void SeriesCatalog::free_record(SeriesInfo* r) {
 }
 
 Status SeriesCatalog::check(std::string_view metric, Kind kind) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   auto it = by_metric_.find(metric);
   if (it != by_metric_.end() && it->second.kind != kind)
     return kind_conflict(metric, it->second.kind, kind);
@@ -517,7 +517,7 @@ Status SeriesCatalog::check(std::string_view metric, Kind kind) const {
 Result<const SeriesInfo*> SeriesCatalog::find(std::string_view metric, const Tags& tags,
                                               Kind kind) const {
   uint64_t hash = series_hash(series_key(metric, tags));
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   auto m = by_metric_.find(metric);
   if (m != by_metric_.end() && m->second.kind != kind)
     return kind_conflict(metric, m->second.kind, kind);
@@ -545,7 +545,7 @@ Result<const SeriesInfo*> SeriesCatalog::get_or_create(std::string_view metric, 
     bool in_memory = false, stored = false;
     uint64_t detaches = 0;
     {
-      std::shared_lock lock(mu_);
+      ReaderLock lock(mu_);
       auto m = by_metric_.find(metric);
       if (m != by_metric_.end() && m->second.kind != kind)
         return kind_conflict(metric, m->second.kind, kind);
@@ -566,7 +566,7 @@ Result<const SeriesInfo*> SeriesCatalog::get_or_create(std::string_view metric, 
     if (!in_memory && stored && stored_lookup_)
       stored_id = stored_lookup_(shard_of(hash), metric, tags, kind);
 
-    std::unique_lock lock(mu_);
+    WriterLock lock(mu_);
     if (detaches_ != detaches) continue;
     auto m = by_metric_.find(metric);
     if (m != by_metric_.end() && m->second.kind != kind)
@@ -604,7 +604,7 @@ Result<const SeriesInfo*> SeriesCatalog::get_or_create(std::string_view metric, 
 }
 
 Status SeriesCatalog::restore(const SeriesDef& def) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   if (record(def.id)) return Status::ok();
   auto r = insert(def.id, def.hash, def.metric, def.tags, def.kind);
   if (!r) return r.status();
@@ -613,7 +613,7 @@ Status SeriesCatalog::restore(const SeriesDef& def) {
 }
 
 void SeriesCatalog::restore_stored_metric(std::string_view metric, Kind kind) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   auto e = by_metric_.find(metric);
   if (e == by_metric_.end())
     e = by_metric_.emplace(std::string(metric), MetricEntry{kind, {}, 0, false}).first;
@@ -622,24 +622,24 @@ void SeriesCatalog::restore_stored_metric(std::string_view metric, Kind kind) {
 }
 
 void SeriesCatalog::reserve_ids(uint64_t max_id) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   if (max_id >= next_id_) next_id_ = max_id + 1;
 }
 
 bool SeriesCatalog::has_stored(std::string_view metric) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   auto it = by_metric_.find(metric);
   return it != by_metric_.end() && it->second.stored;
 }
 
 const SeriesInfo* SeriesCatalog::by_id(uint64_t id) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   const SeriesInfo* r = record(id);
   return r && state_of(r) != kDetached ? r : nullptr;
 }
 
 std::vector<const SeriesInfo*> SeriesCatalog::series_of(std::string_view metric) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   auto it = by_metric_.find(metric);
   if (it == by_metric_.end()) return {};
   std::vector<const SeriesInfo*> out;
@@ -649,7 +649,7 @@ std::vector<const SeriesInfo*> SeriesCatalog::series_of(std::string_view metric)
 }
 
 std::vector<MetricSummary> SeriesCatalog::metrics() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   std::vector<MetricSummary> out;
   out.reserve(by_metric_.size());
   for (const auto& [name, entry] : by_metric_) out.push_back({name, entry.kind, entry.live});
@@ -657,29 +657,29 @@ std::vector<MetricSummary> SeriesCatalog::metrics() const {
 }
 
 std::optional<Kind> SeriesCatalog::kind_of(std::string_view metric) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   auto it = by_metric_.find(metric);
   if (it == by_metric_.end()) return std::nullopt;
   return it->second.kind;
 }
 
 size_t SeriesCatalog::size() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return size_;
 }
 
 size_t SeriesCatalog::expiring() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return expiring_;
 }
 
 uint64_t SeriesCatalog::revived() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return revived_;
 }
 
 CatalogCardinality SeriesCatalog::cardinality(size_t top) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   CatalogCardinality out;
   out.series = size_;
   out.metrics = by_metric_.size();
@@ -724,12 +724,12 @@ CatalogCardinality SeriesCatalog::cardinality(size_t top) const {
 }
 
 size_t SeriesCatalog::interned_strings() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return strings_->size();
 }
 
 std::vector<const SeriesInfo*> SeriesCatalog::unlink_idle(int64_t before_s) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   std::vector<const SeriesInfo*> out;
   const uint64_t last_block = (next_id_ - 1) / kRecordsPerBlock;
   for (uint64_t b = 0; b <= last_block && b < kRecordDirSize; ++b) {
@@ -749,14 +749,14 @@ std::vector<const SeriesInfo*> SeriesCatalog::unlink_idle(int64_t before_s) {
 }
 
 bool SeriesCatalog::try_release(const SeriesInfo* s) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   if (state_of(s) != kUnlinked) return false;
   set_state(s, kReleased);
   return true;
 }
 
 void SeriesCatalog::mark_durable(const std::vector<uint64_t>& ids) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   for (uint64_t id : ids) {
     const SeriesInfo* r = record(id);
     if (!r || state_of(r) != kReleased) continue;  // came back meanwhile
@@ -768,12 +768,12 @@ void SeriesCatalog::mark_durable(const std::vector<uint64_t>& ids) {
 }
 
 std::vector<uint64_t> SeriesCatalog::take_durable() {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   return std::exchange(durable_ids_, {});
 }
 
 size_t SeriesCatalog::reclaim() {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   // Durable releases leave the indexes now, under the current epoch: only readers registered
   // under it or an earlier one can have seen them.
   const uint64_t e = epoch_.load();

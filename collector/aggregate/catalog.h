@@ -40,13 +40,13 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "tally/common/mutex.h"
 #include "tally/common/series_key.h"
 #include "tally/common/status.h"
 

@@ -88,7 +88,7 @@ void Shard::start() {
 
 void Shard::stop() {
   {
-    std::lock_guard lock(queue_mu_);
+    MutexLock lock(queue_mu_);
     if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
   }
@@ -109,7 +109,7 @@ void Shard::submit(ShardWork&& work) {
   work.bytes = work_bytes(work);
   queued_bytes_.fetch_add(work.bytes, std::memory_order_relaxed);
   {
-    std::lock_guard lock(queue_mu_);
+    MutexLock lock(queue_mu_);
     queue_.push_back(std::move(work));
   }
   metrics_.queue_depth.fetch_add(1, std::memory_order_relaxed);
@@ -127,12 +127,12 @@ bool Shard::wait_applied(std::chrono::milliseconds timeout) const {
 }
 
 size_t Shard::queue_depth() const {
-  std::lock_guard lock(queue_mu_);
+  MutexLock lock(queue_mu_);
   return queue_.size();
 }
 
 void Shard::restore_series(const SeriesInfo* info) {
-  std::lock_guard lock(state_mu_);
+  MutexLock lock(state_mu_);
   add_series(info);
 }
 
@@ -204,6 +204,7 @@ void Shard::update_held_bytes() {
                                      sizeof(Page) + kPageSlots * sizeof(BucketAgg)};
   // Only what is overdue counts: windows the watermark has passed that are not yet written, and
   // late buckets. Open windows are the steady state and are bounded by the series count.
+  owner_reads();
   const int64_t wm = watermark(clock_.now_s());
   uint64_t b = late_.size() * kLateNode;
   for (size_t r = 0; r < windows_.size(); ++r)
@@ -283,6 +284,7 @@ bool Shard::replay_skips(uint64_t series_id, size_t res, int64_t point_time, uin
 }
 
 Result<uint64_t> Shard::backfill(size_t res, size_t from_res) {
+  owner_reads();  // start-up, before the shard thread runs
   const int64_t step = opts_.resolutions[res].step_s;
   auto reader = store_->acquire_reader();
   if (!reader) return reader.status();
@@ -327,7 +329,7 @@ Status Shard::replay(ShardWork& w) {
 }
 
 void Shard::apply(ShardWork& w, bool replaying) {
-  std::lock_guard lock(state_mu_);
+  MutexLock lock(state_mu_);
   for (const auto* info : w.new_series) {
     add_series(info);
     pending_series_.push_back(info);
@@ -349,6 +351,7 @@ void Shard::apply(ShardWork& w, bool replaying) {
   // series a StatsD interval created and has not logged and routed yet). A point of another
   // shard's series is dropped (unreachable).
   auto adopt = [&](const SeriesInfo* info) {
+    state_mu_.assert_held();  // apply() holds it; the analysis looks at a lambda on its own
     if (owns(info)) return true;
     if (info->shard != opts_.index) return false;
     add_series(info);
@@ -456,7 +459,7 @@ void Shard::set_unhealthy(const Status& s) {
   }
   reason += ": " + s.to_string() + "); batches are not acknowledged";
   {
-    std::lock_guard lock(reason_mu_);
+    MutexLock lock(reason_mu_);
     health_reason_ = std::move(reason);
   }
   if (healthy_.exchange(false)) {
@@ -466,7 +469,7 @@ void Shard::set_unhealthy(const Status& s) {
 }
 
 std::string Shard::health_reason() const {
-  std::lock_guard lock(reason_mu_);
+  MutexLock lock(reason_mu_);
   return healthy() ? std::string() : health_reason_;
 }
 
@@ -557,6 +560,7 @@ Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
     const Window& w = windows_[res].at(start);
     for (size_t k = 0; s && k < kKinds; ++k) {
       for_each_bucket(w, k, [&](uint32_t slot, const double* sum, const BucketAgg* agg) {
+        owner_reads();  // as write_due: the shard thread reading its own state
         if (!s) return;
         if (sum)
           write(*series_[k][slot], res, start, counter_agg(*sum), false);
@@ -573,7 +577,7 @@ Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
   if (!s) return s;
 
   // Commit and drop from memory atomically with respect to readers (see read()).
-  std::lock_guard lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (s = store_->commit(); !s) return s;
   for (const auto& [res, start] : due) {
     auto it = windows_[res].find(start);
@@ -624,7 +628,7 @@ void Shard::publish_partials() {
   if (!live_) return;
   std::vector<wire::LiveUpdate> updates;
   {
-    std::lock_guard lock(state_mu_);
+    MutexLock lock(state_mu_);
     for (auto& [start, w] : windows_[0]) {
       // A checkpointed window holds only what arrived since the checkpoint, not the bucket: its
       // series get their FINAL (merged with what is stored) within the lateness instead.
@@ -737,9 +741,11 @@ void Shard::run() {
   while (true) {
     bool stopping;
     {
-      std::unique_lock lock(queue_mu_);
-      queue_cv_.wait_for(lock, std::chrono::milliseconds(opts_.tick_ms),
-                         [&] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(queue_mu_);
+      const auto until =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.tick_ms);
+      while (!stopping_ && queue_.empty())
+        if (lock.wait_until(queue_cv_, until) == std::cv_status::timeout) break;
       work.swap(queue_);
       stopping = stopping_;
     }
@@ -798,7 +804,7 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
   std::vector<std::vector<StoredBucket>> open(series.size());
   size_t shard_series = 0;
   {
-    std::lock_guard lock(state_mu_);
+    MutexLock lock(state_mu_);
     if (auto s = (*reader)->begin_snapshot(); !s) return s;
     *wm = watermark(clock_.now_s());
     // Buckets past the resolution's retention are not returned, though storage drops them a
@@ -886,7 +892,7 @@ Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series,
   {
     // Open buckets and the snapshot under one lock, as in read(); sums need no merging: stored
     // and open parts of a bucket simply add.
-    std::lock_guard lock(state_mu_);
+    MutexLock lock(state_mu_);
     if (auto s = (*reader)->begin_snapshot(); !s) return s;
     *wm = watermark(clock_.now_s());
     g.since = std::max(g.since, retention_horizon(res));  // as in read()

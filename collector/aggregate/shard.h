@@ -39,6 +39,7 @@
 #include "live/publisher.h"
 #include "self_metrics.h"
 #include "storage/shard_store.h"
+#include "tally/common/mutex.h"
 #include "tally/common/time_bucket.h"
 
 namespace tally::collector {
@@ -185,13 +186,13 @@ class Shard {
   void run();
   void apply(ShardWork& w, bool replaying = false);
   // Makes info one of this shard's series (idempotent).
-  void add_series(const SeriesInfo* info);
-  bool owns(const SeriesInfo* info) const;
+  void add_series(const SeriesInfo* info) REQUIRES(state_mu_);
+  bool owns(const SeriesInfo* info) const REQUIRES_SHARED(state_mu_);
   // Adds one point to the bucket of info at every resolution (add_sum for counters' sums, add_agg
   // for every other open bucket).
   template <typename AddSum, typename AddAgg>
   void add_point(const SeriesInfo* info, int64_t time, int64_t wm, uint64_t lsn, bool replaying,
-                 uint64_t* late, AddSum&& add_sum, AddAgg&& add_agg);
+                 uint64_t* late, AddSum&& add_sum, AddAgg&& add_agg) REQUIRES(state_mu_);
   Page& page(Window& w, Kind kind, uint32_t slot);
   // Calls fn(slot, sum or nullptr, agg or nullptr) for every open bucket of kind k in w.
   template <typename Fn>
@@ -201,6 +202,11 @@ class Shard {
                                                                 const SeriesInfo* info);
   void recycle(Window&& w);
   void update_held_bytes();  // shard thread
+  // The open state (series_, windows_, late_) is written by the shard thread alone, under
+  // state_mu_ so queries can read it under the lock; the shard thread itself reads it without the
+  // lock (nothing else writes it). Called at the top of such a shard-thread reader, this tells the
+  // lock analysis (thread_annotations.h): reads pass, a write still needs the lock.
+  void owner_reads() const ASSERT_SHARED_CAPABILITY(state_mu_) {}
   // After a checkpoint wrote w while open: zero its values, keep its present bits, mark it.
   void keep_checkpointed(Window& w);
   // Writes due buckets (all of them when everything is set: a checkpoint); false on a storage
@@ -213,8 +219,10 @@ class Shard {
     std::vector<wire::LiveUpdate> updates;
   };
   // Writes what is due in one transaction and drops it from memory; on an error the caller rolls
-  // back (flush() is the one failure path).
-  Status write_due(int64_t now_s, bool everything, FlushResult* out);
+  // back (flush() is the one failure path). Shard thread: it reads the open state without the lock
+  // (see owner_reads) and then takes the lock to drop what it wrote; the analysis cannot follow a
+  // lock-free read that is followed by the lock in one function.
+  Status write_due(int64_t now_s, bool everything, FlushResult* out) NO_THREAD_SAFETY_ANALYSIS;
   void set_unhealthy(const Status& s);
   void quarantine(const SeriesInfo& info, size_t res, int64_t start, const BucketAgg& agg,
                   const Status& why);
@@ -238,19 +246,19 @@ class Shard {
   FinalSink final_sink_;
   SelfMetrics& metrics_;
 
-  mutable std::mutex queue_mu_;
+  mutable Mutex queue_mu_;
   std::condition_variable queue_cv_;
-  std::deque<ShardWork> queue_;  // GUARDED_BY(queue_mu_)
-  bool stopping_ = false;        // GUARDED_BY(queue_mu_)
+  std::deque<ShardWork> queue_ GUARDED_BY(queue_mu_);
+  bool stopping_ GUARDED_BY(queue_mu_) = false;
 
   // Open buckets: written by the shard thread under state_mu_, read by queries under it.
-  mutable std::mutex state_mu_;
-  std::array<std::vector<const SeriesInfo*>, kKinds>
-      series_;               // per kind, by slot; GUARDED_BY(state_mu_)
-  size_t series_count_ = 0;  // GUARDED_BY(state_mu_)
-  std::vector<std::map<int64_t, Window>>
-      windows_;                         // per resolution, by bucket start; GUARDED_BY(state_mu_)
-  std::map<LateKey, LateBucket> late_;  // GUARDED_BY(state_mu_)
+  mutable Mutex state_mu_;
+  std::array<std::vector<const SeriesInfo*>, kKinds> series_
+      GUARDED_BY(state_mu_);  // per kind, by slot
+  size_t series_count_ GUARDED_BY(state_mu_) = 0;
+  std::vector<std::map<int64_t, Window>> windows_
+      GUARDED_BY(state_mu_);  // per resolution, by bucket start
+  std::map<LateKey, LateBucket> late_ GUARDED_BY(state_mu_);
   std::array<std::vector<std::unique_ptr<Page>>, kKinds>
       free_pages_;                                 // finalised windows' pages, for reuse
   std::vector<const SeriesInfo*> pending_series_;  // not yet in the series table
@@ -264,8 +272,8 @@ class Shard {
   int64_t released_at_s_ = 0;     // when to_mark_'s releases happened
 
   std::atomic<bool> healthy_{true};
-  mutable std::mutex reason_mu_;
-  std::string health_reason_;  // GUARDED_BY(reason_mu_)
+  mutable Mutex reason_mu_;
+  std::string health_reason_ GUARDED_BY(reason_mu_);
   struct Quarantined {
     uint64_t series_id;  // its record may be freed by idle-series expiry
     size_t res;

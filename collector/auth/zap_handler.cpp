@@ -54,12 +54,12 @@ Result<std::set<std::string>> load_allowed_keys(const SecurityConfig& s) {
 }
 
 void ZapHandler::set_allowed(std::set<std::string> keys) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   allowed_ = std::move(keys);
 }
 
 size_t ZapHandler::allowed_count() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return allowed_.size();
 }
 
@@ -80,7 +80,7 @@ void ZapHandler::stop() {
   if (thread_.joinable()) thread_.join();
   socket_.reset();
   monitors_.clear();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   new_monitors_.clear();
 }
 
@@ -100,7 +100,7 @@ Status ZapHandler::watch(zmq::socket_t& socket, const std::string& listener) {
   } catch (const zmq::error_t& e) {
     return Status::internal("cannot monitor the " + listener + " socket: " + e.what());
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   new_monitors_.push_back(std::move(m));
   return Status::ok();
 }
@@ -145,7 +145,7 @@ void ZapHandler::run() {
   while (!stopping_) {
     try {
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         for (auto& m : new_monitors_) monitors_.push_back(std::move(m));
         new_monitors_.clear();
       }
@@ -168,7 +168,7 @@ void ZapHandler::run() {
       const std::string key = frames[6].to_string();
       bool ok = false;
       if (mechanism == "CURVE") {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         ok = allowed_.count(key) > 0;
       }
       if (!ok) {

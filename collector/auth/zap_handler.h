@@ -25,6 +25,7 @@
 
 #include "auth/security_config.h"
 #include "self_metrics.h"
+#include "tally/common/mutex.h"
 #include "tally/common/time_bucket.h"
 
 namespace tally::collector {
@@ -62,10 +63,10 @@ class ZapHandler {
   zmq::context_t& ctx_;
   SelfMetrics& metrics_;
   const Clock& clock_;
-  mutable std::mutex mu_;
-  std::set<std::string> allowed_;      // GUARDED_BY(mu_)
-  std::vector<Monitor> new_monitors_;  // GUARDED_BY(mu_): watch() hands them to the ZAP thread
-  std::vector<Monitor> monitors_;      // ZAP thread only (and stop() after the join)
+  mutable Mutex mu_;
+  std::set<std::string> allowed_ GUARDED_BY(mu_);
+  std::vector<Monitor> new_monitors_ GUARDED_BY(mu_);  // watch() hands them to the ZAP thread
+  std::vector<Monitor> monitors_;  // ZAP thread only (and stop() after the join)
   std::unique_ptr<zmq::socket_t> socket_;
   std::atomic<bool> stopping_{false};
   std::thread thread_;

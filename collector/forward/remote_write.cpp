@@ -401,7 +401,7 @@ void RemoteWriter::enqueue(std::vector<PromSample>&& samples) {
   uint64_t dropped = 0;
   bool wake;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto& s : samples) {
       if (queue_.size() >= opts_.max_buffered_samples) {
         queue_.pop_front();  // the oldest goes: a later cumulative sample still carries its count
@@ -433,7 +433,7 @@ void RemoteWriter::start() {
 
 void RemoteWriter::stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_ && !thread_.joinable()) return;
     if (!stopping_)
       drain_deadline_ =
@@ -442,7 +442,7 @@ void RemoteWriter::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!queue_.empty()) {
     metrics_.remote_write_dropped.fetch_add(queue_.size(), std::memory_order_relaxed);
     spdlog::warn(
@@ -455,18 +455,18 @@ void RemoteWriter::stop() {
 }
 
 bool RemoteWriter::drain_expired() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return stopping_ && std::chrono::steady_clock::now() >= drain_deadline_;
 }
 
 bool RemoteWriter::wait_backoff(int64_t ms) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
   // Only a stop whose drain deadline passes cuts the wait short (stop() notifies).
   while (true) {
     const auto limit = stopping_ ? std::min(until, drain_deadline_) : until;
     if (std::chrono::steady_clock::now() >= limit) break;
-    cv_.wait_until(lock, limit);
+    lock.wait_until(cv_, limit);
   }
   return !(stopping_ && std::chrono::steady_clock::now() >= drain_deadline_);
 }
@@ -509,9 +509,9 @@ void RemoteWriter::run() {
   while (true) {
     batch.clear();
     {
-      std::unique_lock lock(mu_);
-      cv_.wait_until(lock, next_flush,
-                     [&] { return stopping_ || queue_.size() >= opts_.max_samples_per_request; });
+      MutexLock lock(mu_);
+      while (!stopping_ && queue_.size() < opts_.max_samples_per_request)
+        if (lock.wait_until(cv_, next_flush) == std::cv_status::timeout) break;
       if (queue_.empty()) {
         if (stopping_) return;
         next_flush =
@@ -567,7 +567,7 @@ void RemoteWriter::run() {
     }
     if (!sent) metrics_.remote_write_dropped.fetch_add(batch.size(), std::memory_order_relaxed);
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       in_flight_ = 0;
       metrics_.remote_write_queue.store(static_cast<int64_t>(queue_.size()),
                                         std::memory_order_relaxed);

@@ -41,6 +41,7 @@
 #include "forward/remote_write_options.h"
 #include "self_metrics.h"
 #include "tally.pb.h"
+#include "tally/common/mutex.h"
 #include "tally/common/time_bucket.h"
 
 namespace httplib {
@@ -151,12 +152,12 @@ class RemoteWriter {
   std::vector<std::unique_ptr<PromSampleMapper>> mappers_;  // [shard], used on that shard's thread
   std::unique_ptr<httplib::Client> client_;                 // sender thread only (keep-alive)
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::deque<PromSample> queue_;                          // GUARDED_BY(mu_)
-  bool stopping_ = false;                                 // GUARDED_BY(mu_)
-  std::chrono::steady_clock::time_point drain_deadline_;  // GUARDED_BY(mu_), set with stopping_
-  size_t in_flight_ = 0;  // samples in the request being sent; GUARDED_BY(mu_)
+  std::deque<PromSample> queue_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::chrono::steady_clock::time_point drain_deadline_ GUARDED_BY(mu_);  // set with stopping_
+  size_t in_flight_ GUARDED_BY(mu_) = 0;                  // samples in the request being sent
   std::atomic<int64_t> last_drop_log_ms_{INT64_MIN / 2};  // bounds the buffer-full log line
   std::thread thread_;
 };

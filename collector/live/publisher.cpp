@@ -37,7 +37,7 @@ Result<std::string> LivePublisher::start(
 void LivePublisher::stop() {
   enabled_.store(false, std::memory_order_release);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -48,7 +48,7 @@ void LivePublisher::stop() {
 void LivePublisher::publish(std::vector<wire::LiveUpdate>&& updates) {
   if (!enabled_.load(std::memory_order_acquire) || updates.empty()) return;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (queue_.size() + updates.size() > kMaxQueued) return;  // nobody is keeping up; drop
     for (auto& u : updates) queue_.push_back(std::move(u));
   }
@@ -59,8 +59,8 @@ void LivePublisher::run() {
   std::vector<wire::LiveUpdate> batch;
   while (true) {
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(mu_);
+      while (!stopping_ && queue_.empty()) lock.wait(cv_);
       if (queue_.empty() && stopping_) return;
       batch.swap(queue_);
     }

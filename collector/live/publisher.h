@@ -19,6 +19,7 @@
 
 #include "self_metrics.h"
 #include "tally.pb.h"
+#include "tally/common/mutex.h"
 #include "tally/common/status.h"
 
 namespace tally::collector {
@@ -44,10 +45,10 @@ class LivePublisher {
   SelfMetrics& metrics_;
   std::unique_ptr<zmq::socket_t> socket_;
   std::thread thread_;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::vector<wire::LiveUpdate> queue_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                // GUARDED_BY(mu_)
+  std::vector<wire::LiveUpdate> queue_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
   // Read by shard threads in publish(), set once the thread runs: atomic (it was a data race).
   std::atomic<bool> enabled_{false};
 };

@@ -207,7 +207,8 @@ Result<int> HttpApi::start(const std::string& listen) {
       return httplib::Server::HandlerResponse::Handled;
     }
     bool ok = valid_utf8(req.path, true);
-    for (const auto& [k, v] : req.params) ok = ok && valid_utf8(k, true) && valid_utf8(v, true);
+    for (const auto& [key, value] : req.params)
+      ok = ok && valid_utf8(key, true) && valid_utf8(value, true);
     if (ok) return httplib::Server::HandlerResponse::Unhandled;
     metrics_.queries_rejected.fetch_add(1, std::memory_order_relaxed);
     error(res, 400, "the request is not valid UTF-8 (path or a parameter)");
@@ -408,8 +409,8 @@ void HttpApi::routes() {
           if (!catalog_.kind_of(metric)) return error(res, 404, "unknown metric '" + metric + "'");
           std::map<std::string, std::set<std::string>> tags;
           const auto pin = catalog_.pin();  // the series below stay valid while listed
-          for (const SeriesInfo* s : catalog_.series_of(metric))
-            for (const auto& t : s->tags()) tags[std::string(t.key)].emplace(t.value);
+          for (const SeriesInfo* info : catalog_.series_of(metric))
+            for (const auto& t : info->tags()) tags[std::string(t.key)].emplace(t.value);
           json o = json::object();
           json originals = json::object();
           for (const auto& [k, vs] : tags) {

@@ -317,7 +317,7 @@ Status ShardStore::set_meta(std::string_view key, int64_t value) {
 
 Result<std::unique_ptr<ShardReader>> ShardStore::acquire_reader() {
   {
-    std::lock_guard lock(readers_mu_);
+    MutexLock lock(readers_mu_);
     if (!readers_.empty()) {
       auto r = std::move(readers_.back());
       readers_.pop_back();
@@ -338,12 +338,12 @@ Result<std::unique_ptr<ShardReader>> ShardStore::acquire_reader() {
 }
 
 void ShardStore::release_reader(std::unique_ptr<ShardReader> r) {
-  std::lock_guard lock(readers_mu_);
+  MutexLock lock(readers_mu_);
   readers_.push_back(std::move(r));
 }
 
 void ShardStore::drop_readers() {
-  std::lock_guard lock(readers_mu_);
+  MutexLock lock(readers_mu_);
   readers_.clear();
 }
 

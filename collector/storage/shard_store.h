@@ -22,6 +22,7 @@
 #include "aggregate/catalog.h"
 #include "deadline.h"
 #include "storage/sqlite.h"
+#include "tally/common/mutex.h"
 #include "tally/common/time_bucket.h"
 
 namespace tally::collector {
@@ -171,8 +172,8 @@ class ShardStore {
   std::unique_ptr<PointWriter> points_;
   bool in_transaction_ = false;
   Stmt begin_, commit_, rollback_, put_series_, mark_expired_, get_meta_, set_meta_;
-  std::mutex readers_mu_;
-  std::vector<std::unique_ptr<ShardReader>> readers_;  // GUARDED_BY(readers_mu_)
+  Mutex readers_mu_;
+  std::vector<std::unique_ptr<ShardReader>> readers_ GUARDED_BY(readers_mu_);
 };
 
 }  // namespace tally::collector

@@ -368,7 +368,7 @@ void TestDashboardPromQL::metricKindsFromMetadata() {
       "unknown_total"};
   const auto kinds = promMetricKinds(names, *types);
   std::vector<std::string> got;
-  for (const auto& m : kinds) got.push_back(m.name + ":" + m.kind);
+  for (const auto& m : kinds) got.push_back(m.name + ":" + (m.kind ? kind_name(*m.kind) : ""));
   QCOMPARE(got,
            (std::vector<std::string>{"http_requests_total:counter", "queue_depth:gauge",
                                      "rpc_seconds_bucket:distribution", "rpc_seconds_count:counter",

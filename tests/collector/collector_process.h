@@ -17,6 +17,7 @@
 #include <string>
 #include <zmq.hpp>
 
+#include "eventually.h"  // tests/support
 #include "tally.pb.h"
 
 namespace tally::testing {
@@ -165,17 +166,6 @@ inline double total(const json& q) {
   for (const auto& s : q["series"])
     for (const auto& p : s["points"]) t += p[1].get<double>();
   return t;
-}
-
-// Polls `fn` until it returns true or the timeout passes (waiting on the collector, not on time).
-template <typename Fn>
-bool eventually(Fn&& fn, int timeout_ms = 15000) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < end) {
-    if (fn()) return true;
-    QThread::msleep(50);
-  }
-  return fn();
 }
 
 }  // namespace tally::testing

@@ -32,12 +32,6 @@ void write_text(const QString& path, const std::string& text) {
   out << text;
 }
 
-std::string toml_list(const std::vector<std::string>& v) {
-  std::string out = "[";
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? ", \"" : "\"") + v[i] + "\"";
-  return out + "]";
-}
-
 // Series of `metric` known to the collector (0 when absent).
 size_t series_of(const CollectorProcess& c, const std::string& metric) {
   json m = c.get("/api/metrics?search=" + metric);

@@ -19,6 +19,7 @@
 #include "aggregate/router.h"
 #include "aggregate/shard.h"
 #include "config.h"
+#include "eventually.h"  // tests/support
 #include "ingest/batch_decoder.h"
 #include "ingest/batch_header.h"
 #include "ingest/producer_table.h"
@@ -1035,8 +1036,7 @@ struct OneShard {
     return out;
   }
   bool wait_for(const std::function<bool()>& done) {
-    for (int i = 0; i < 20000 && !done(); ++i) QThread::usleep(250);
-    return done();
+    return tally::testing::eventually(done, 5000, 1);  // tests/support/eventually.h
   }
 };
 
