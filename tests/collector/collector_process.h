@@ -168,4 +168,21 @@ inline double total(const json& q) {
   return t;
 }
 
+// The value of one sample in a /metrics text, by its name with labels exactly (e.g.
+// `tally_series_overflow_total{metric="a"}`); `missing` when it is absent.
+inline double metric_value(const std::string& text, const std::string& sample, double missing = 0) {
+  size_t at = 0;
+  while ((at = text.find(sample + " ", at)) != std::string::npos) {
+    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + sample.size() + 1));
+    at += sample.size();
+  }
+  return missing;
+}
+
+// The same sample of a running collector's /metrics; -1 when it (or /metrics) is missing.
+inline double metric(const CollectorProcess& c, const std::string& sample) {
+  auto [status, body] = c.get_raw("/metrics");
+  return status == 200 ? metric_value(body, sample, -1) : -1;
+}
+
 }  // namespace tally::testing

@@ -28,17 +28,6 @@ int64_t now_s() {
   return SystemClock::instance().now_s();
 }
 
-// One sample of /metrics by its full line prefix; -1 when missing.
-double metric(const CollectorProcess& c, const std::string& prefix) {
-  auto [status, body] = c.get_raw("/metrics");
-  if (status != 200) return -1;
-  std::istringstream in(body);
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(prefix + " ", 0) == 0) return std::stod(line.substr(prefix.size() + 1));
-  return -1;
-}
-
 int64_t rss_bytes(int pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;

@@ -47,16 +47,6 @@ bool send_udp(uint16_t port, const std::string& payload) {
   return n == static_cast<ssize_t>(payload.size());
 }
 
-// The value of one /metrics sample line (name with labels, exactly), 0 when absent.
-double metric_value(const std::string& text, const std::string& sample) {
-  size_t at = 0;
-  while ((at = text.find(sample + " ", at)) != std::string::npos) {
-    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + sample.size() + 1));
-    at += sample.size();
-  }
-  return 0;
-}
-
 // Sends well-formed counter batches (one point of 1 per batch) until stopped; counts what was
 // acknowledged OK. A batch that is not acknowledged is sent again with the same sequence number,
 // as the SDK does.
