@@ -786,8 +786,9 @@ size_t SeriesCatalog::reclaim() {
       set_state(r, kDetached);
       detached_[id] = e;
     }
-    for (const auto& [metric, ids] : gone) {
-      auto& v = by_metric_.find(metric)->second.ids;
+    for (const auto& entry : gone) {  // not a structured binding: clang 14 cannot capture one
+      const auto& ids = entry.second;
+      auto& v = by_metric_.find(entry.first)->second.ids;
       std::erase_if(v, [&](uint32_t id) { return ids.count(id) != 0; });
       if (v.capacity() > 2 * v.size() + 64) v.shrink_to_fit();
     }
