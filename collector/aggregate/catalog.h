@@ -288,7 +288,7 @@ class SeriesCatalog {
   void free_record(SeriesInfo* r);  // under unique mu_
 
   const uint32_t shard_count_;
-  mutable std::shared_mutex mu_;
+  mutable SharedMutex mu_;
   uint64_t next_id_ = 1;                                       // GUARDED_BY(mu_)
   size_t size_ = 0;                                            // GUARDED_BY(mu_)
   std::unique_ptr<StringPool> strings_;                        // writes GUARDED_BY(mu_)

@@ -82,7 +82,9 @@ int main(int argc, char** argv) {
 
 const char* kServiceCMake = R"(cmake_minimum_required(VERSION 3.20)
 project(tiny_service CXX)
-find_package(Tally 0.1 REQUIRED)
+)"
+                            // the release it is written against (0.x: a minor version may break)
+                            "find_package(Tally " TALLY_VERSION R"( REQUIRED)
 add_executable(service_shared main.cpp)
 target_link_libraries(service_shared PRIVATE Tally::tally)
 add_executable(service_static main.cpp)
