@@ -353,10 +353,14 @@ Result<bool> set_limit(InputLimits& l, std::string_view key, std::string_view va
 
 std::vector<std::pair<std::string, std::string>> limits_as_toml(const InputLimits& l) {
   std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& f : kLimitFields)
+  for (const auto& f : kLimitFields) {
+    // A negative duration is "not set" (series_idle_expiry: validate() puts the finest
+    // resolution's retention there): left out, so the printed file loads back the same.
+    if (f.duration_ms && l.*f.field < 0) continue;
     out.emplace_back(f.key, !f.duration_ms    ? std::to_string(l.*f.field)
                             : l.*f.field == 0 ? "\"off\""
                                               : "\"" + format_duration_ms(l.*f.field) + "\"");
+  }
   return out;
 }
 
