@@ -51,8 +51,8 @@ int main(int argc, char** argv) {
   while (std::chrono::steady_clock::now() < deadline) {
     client.flush(std::chrono::seconds(5));
     st = client.stats();
-    if (st.batches_pending == 0 && st.batches_acked + st.batches_dropped + st.batches_rejected ==
-                                       st.batches_sent)
+    if (st.batches_pending == 0 &&
+        st.batches_acked + st.batches_dropped + st.batches_rejected == st.batches_sent)
       break;
   }
   std::printf(
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(st.batches_pending));
   const bool all_acked = st.batches_pending == 0 && st.batches_dropped == 0 &&
                          st.batches_rejected == 0 && st.batches_acked == st.batches_sent;
-  if (!all_acked) std::fprintf(stderr, "not every batch was acknowledged: %s\n",
-                               client.last_error().c_str());
+  if (!all_acked)
+    std::fprintf(stderr, "not every batch was acknowledged: %s\n", client.last_error().c_str());
   return all_acked ? 0 : 1;
 }
