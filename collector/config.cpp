@@ -372,26 +372,6 @@ std::vector<std::pair<std::string, std::string>> limits_as_toml(const InputLimit
   return out;
 }
 
-// A TOML basic string: quotes, backslashes and control characters escaped, so what
-// config_to_toml prints loads back (fuzz_config found a data_dir holding "\r").
-static std::string toml_quoted(std::string_view v) {
-  std::string out = "\"";
-  for (char ch : v) {
-    const auto u = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (u < 0x20 || u == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", u);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-  return out + '"';
-}
-
 std::string config_to_toml(const CollectorConfig& c) {
   std::ostringstream o;
   o << "data_dir = " << toml_quoted(c.data_dir) << "\n"
