@@ -1,6 +1,9 @@
 # Thin wrapper: `make run` and `make test` do everything on a fresh Debian 12 machine.
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
+# Extra cmake arguments for a first configure; CI passes -DTALLY_WERROR=ON (.ci/run). Given on an
+# existing build directory they re-run cmake with them.
+CMAKE_ARGS ?=
 
 .PHONY: all deps configure build run test test-long bench package clean format format-check
 
@@ -10,7 +13,8 @@ deps:
 	@installer/install-deps.sh
 
 configure: deps
-	@test -f $(BUILD_DIR)/build.ninja || cmake --preset default
+	@if [ ! -f $(BUILD_DIR)/build.ninja ] || [ -n "$(CMAKE_ARGS)" ]; then \
+	  cmake --preset default -B $(BUILD_DIR) $(CMAKE_ARGS); fi
 
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
       "Tally dashboard: live charts of a Tally collector.\n\n"
       "Exit codes of exports: 0 ok, 64 bad command line, 65 dashboard file unreadable or invalid,\n"
       "69 collector unreachable, 70 a panel's query failed (files still written), 73 cannot write "
-      "output.");
+      "output,\n77 a data source would send headers to a host not allowed (--allow-host).");
   parser.addHelpOption();
   parser.addVersionOption();
   QCommandLineOption collector("collector", "Collector HTTP API base URL.", "URL",
@@ -58,8 +58,13 @@ int main(int argc, char** argv) {
                                 "seconds and quit (for documentation).",
                                 "FILE");
   QCommandLineOption screenshotDelay("screenshot-delay", "Seconds before --screenshot.", "S", "8");
-  parser.addOptions({collector, live, dashboard, range, png, csv, size, panel, timeout, screenshot,
-                     screenshotDelay});
+  QCommandLineOption allowHost(
+      "allow-host",
+      "Exports: let data sources with headers (credentials) send them to HOST (host or "
+      "host:port; repeatable), although it was never allowed in the window.",
+      "HOST");
+  parser.addOptions({collector, live, dashboard, range, png, csv, size, panel, timeout, allowHost,
+                     screenshot, screenshotDelay});
   if (!parser.parse(QApplication::arguments())) {
     std::fprintf(stderr, "tally-dashboard: %s\n", qPrintable(parser.errorText()));
     return kExitUsage;
@@ -81,6 +86,7 @@ int main(int argc, char** argv) {
     o.png = parser.value(png);
     o.csv = parser.value(csv);
     o.size = Exporter::parseSize(parser.value(size));
+    o.allowHosts = parser.values(allowHost);
     bool ok1 = false, ok2 = false;
     o.panel = parser.value(panel).toInt(&ok1);
     o.timeoutS = parser.value(timeout).toInt(&ok2);

@@ -15,6 +15,10 @@ Status CollectorConfig::validate() {
   auto r = parse_retention(retention);
   if (!r) return Status::invalid_argument("retention: " + r.status().message());
   resolutions = *r;
+  if (limits.series_idle_expiry_ms < 0)
+    limits.series_idle_expiry_ms = resolutions.front().retention_s * 1000;
+  if (limits.series_idle_expiry_ms > 0 && limits.series_idle_expiry_ms < 1000)
+    return Status::invalid_argument("series_idle_expiry must be at least 1s (or off)");
   if (lateness_s < 0 || lateness_s > 3600)
     return Status::invalid_argument("lateness must be 0s..1h");
   if (max_future_s < 0) return Status::invalid_argument("max_future must not be negative");
@@ -54,6 +58,23 @@ Status CollectorConfig::validate() {
 
 namespace {
 
+// An integer key's value, from a TOML integer only: toml++'s value<int64_t>() also converts a
+// float, and one beyond int64's range (44e034, found by fuzz_config) by an undefined cast.
+template <typename View>
+std::optional<int64_t> integer_of(const View& n) {
+  if (auto* i = n.as_integer()) return i->get();
+  return std::nullopt;
+}
+
+// "0", "0s", "00m" ...: parse_duration refuses zero (most durations must be positive), but a
+// file may say it where the integer 0 is also taken, and config_to_toml prints 0 as "0s".
+bool zero_duration(std::string_view v) {
+  size_t i = 0;
+  while (i < v.size() && v[i] == '0') ++i;
+  return i > 0 && (i == v.size() || (i + 1 == v.size() && std::string_view("smhdwy").find(v[i]) !=
+                                                              std::string_view::npos));
+}
+
 // The remote_write_* keys (forward/remote_write_options.h).
 Status load_remote_write(const toml::table& t, const std::string& path, RemoteWriteOptions& rw) {
   if (auto n = t["remote_write_url"]; n) {
@@ -91,7 +112,7 @@ Status load_remote_write(const toml::table& t, const std::string& path, RemoteWr
   for (auto [key, field] : {std::pair{"remote_write_max_samples", &rw.max_samples_per_request},
                             {"remote_write_max_buffered", &rw.max_buffered_samples}}) {
     if (auto n = t[key]; n) {
-      auto v = n.value<int64_t>();
+      auto v = integer_of(n);
       if (!v || *v <= 0)
         return Status::invalid_argument(path + ": '" + key + "' must be a positive integer");
       *field = static_cast<uint64_t>(*v);
@@ -182,13 +203,17 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
   };
   auto dur = [&](const char* key, int64_t& out) -> Status {
     if (auto n = t[key]; n) {
-      if (auto i = n.value<int64_t>()) {
+      if (auto i = integer_of(n)) {
         out = *i;
         return Status::ok();
       }
       auto v = n.value<std::string>();
       if (!v)
         return Status::invalid_argument(path + ": '" + key + "' must be a duration like \"2s\"");
+      if (zero_duration(*v)) {  // validate() says which keys take zero (lateness does)
+        out = 0;
+        return Status::ok();
+      }
       auto d = parse_duration(*v);
       if (!d) return Status::invalid_argument(path + ": '" + key + "': " + d.status().message());
       out = *d;
@@ -213,19 +238,19 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
   if (auto s = dur("max_future", c.max_future_s); !s) return s;
   if (auto s = dur("checkpoint", c.checkpoint_s); !s) return s;
   if (auto n = t["shards"]; n) {
-    auto v = n.value<int64_t>();
+    auto v = integer_of(n);
     if (!v || *v < 0)
       return Status::invalid_argument(path + ": 'shards' must be a non-negative integer");
     c.shards = static_cast<uint32_t>(*v);
   }
   if (auto n = t["max_batch_bytes"]; n) {
-    auto v = n.value<int64_t>();
+    auto v = integer_of(n);
     if (!v || *v <= 0)
       return Status::invalid_argument(path + ": 'max_batch_bytes' must be a positive integer");
     c.max_batch_bytes = static_cast<uint64_t>(*v);
   }
   if (auto n = t["wal_segment_bytes"]; n) {
-    auto v = n.value<int64_t>();
+    auto v = integer_of(n);
     if (!v || *v <= 0)
       return Status::invalid_argument(path + ": 'wal_segment_bytes' must be a positive integer");
     c.wal_segment_bytes = static_cast<uint64_t>(*v);
@@ -233,14 +258,14 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
   for (auto [key, field] :
        {std::pair{"log_max_bytes", &c.log_max_bytes}, {"log_max_files", &c.log_max_files}}) {
     if (auto n = t[key]; n) {
-      auto v = n.value<int64_t>();
+      auto v = integer_of(n);
       if (!v || *v < 0)
         return Status::invalid_argument(path + ": '" + key + "' must be a non-negative integer");
       *field = static_cast<uint64_t>(*v);
     }
   }
   if (auto n = t["max_queued_bytes"]; n) {
-    auto v = n.value<int64_t>();
+    auto v = integer_of(n);
     if (!v || *v <= 0)
       return Status::invalid_argument(path + ": 'max_queued_bytes' must be a positive integer");
     c.max_queued_bytes = static_cast<uint64_t>(*v);
@@ -248,7 +273,7 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
   for (auto [key, field] : {std::pair{"promql_max_length", &c.promql_max_length},
                             {"promql_max_depth", &c.promql_max_depth}}) {
     if (auto n = t[key]; n) {
-      auto v = n.value<int64_t>();
+      auto v = integer_of(n);
       if (!v || *v <= 0)
         return Status::invalid_argument(path + ": '" + key + "' must be a positive integer");
       *field = static_cast<uint64_t>(*v);
@@ -262,7 +287,7 @@ Result<CollectorConfig> load_config_file(const std::string& path, CollectorConfi
   for (const auto& [k, node] : t) {
     if (!is_limit_key(k.str())) continue;
     std::string text;
-    if (auto i = node.value<int64_t>())
+    if (auto i = integer_of(node))
       text = std::to_string(*i);
     else if (auto str_v = node.value<std::string>())
       text = *str_v;
@@ -298,6 +323,8 @@ constexpr LimitField kLimitFields[] = {
     {"series_max_new_per_minute", &InputLimits::series_max_new_per_minute, false},
     {"producers_max", &InputLimits::producers_max, false},
     {"producer_idle", &InputLimits::producer_idle_ms, true},
+    {"http_max_connections", &InputLimits::http_max_connections, false},
+    {"series_idle_expiry", &InputLimits::series_idle_expiry_ms, true},  // also "off"
 };
 
 }  // namespace
@@ -311,6 +338,10 @@ bool is_limit_key(std::string_view key) {
 Result<bool> set_limit(InputLimits& l, std::string_view key, std::string_view value) {
   for (const auto& f : kLimitFields) {
     if (key != f.key) continue;
+    if (f.field == &InputLimits::series_idle_expiry_ms && (value == "off" || value == "0")) {
+      l.*f.field = 0;
+      return true;
+    }
     int64_t v = 0;
     if (f.duration_ms) {
       auto d = parse_duration_ms(value);
@@ -330,30 +361,15 @@ Result<bool> set_limit(InputLimits& l, std::string_view key, std::string_view va
 
 std::vector<std::pair<std::string, std::string>> limits_as_toml(const InputLimits& l) {
   std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& f : kLimitFields)
-    out.emplace_back(f.key, f.duration_ms ? "\"" + format_duration_ms(l.*f.field) + "\""
-                                          : std::to_string(l.*f.field));
-  return out;
-}
-
-// A TOML basic string: quotes, backslashes and control characters escaped, so what
-// config_to_toml prints loads back (fuzz_config found a data_dir holding "\r").
-static std::string toml_quoted(std::string_view v) {
-  std::string out = "\"";
-  for (char ch : v) {
-    const auto u = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (u < 0x20 || u == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", u);
-      out += buf;
-    } else {
-      out += ch;
-    }
+  for (const auto& f : kLimitFields) {
+    // A negative duration is "not set" (series_idle_expiry: validate() puts the finest
+    // resolution's retention there): left out, so the printed file loads back the same.
+    if (f.duration_ms && l.*f.field < 0) continue;
+    out.emplace_back(f.key, !f.duration_ms    ? std::to_string(l.*f.field)
+                            : l.*f.field == 0 ? "\"off\""
+                                              : "\"" + format_duration_ms(l.*f.field) + "\"");
   }
-  return out + '"';
+  return out;
 }
 
 std::string config_to_toml(const CollectorConfig& c) {

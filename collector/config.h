@@ -35,6 +35,13 @@ struct InputLimits {
   int64_t series_max_new_per_minute = 100000;  // new series one producer creates per minute
   int64_t producers_max = 10000;               // SDK producers remembered (least recent go)
   int64_t producer_idle_ms = 3600 * 1000;      // a producer silent this long is forgotten
+  // HTTP connections waiting for their request or for a worker (query/http_server.h); one more
+  // sheds the oldest with a 503.
+  int64_t http_max_connections = 512;
+  // A series with no point for this long leaves memory and the catalog's indexes (its stored data
+  // stays queryable; catalog.h). -1 = the finest resolution's retention (validate() sets it);
+  // 0 = never ("off").
+  int64_t series_idle_expiry_ms = -1;
 };
 
 struct CollectorConfig {

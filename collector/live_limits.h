@@ -17,10 +17,10 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "config.h"
+#include "tally/common/mutex.h"
 #include "tally/common/time_bucket.h"
 
 namespace tally::collector {
@@ -46,18 +46,18 @@ class LiveLimits {
       : current_(std::make_shared<const LiveLimitValues>(std::move(v))) {}
 
   std::shared_ptr<const LiveLimitValues> get() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return current_;
   }
   void set(LiveLimitValues v) {
     auto next = std::make_shared<const LiveLimitValues>(std::move(v));
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     current_.swap(next);
   }  // the previous snapshot goes when its last reader lets go of it
 
  private:
-  mutable std::mutex mu_;
-  std::shared_ptr<const LiveLimitValues> current_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::shared_ptr<const LiveLimitValues> current_ GUARDED_BY(mu_);
 };
 
 }  // namespace tally::collector

@@ -11,11 +11,14 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "tally/common/version.h"
+#include "tally/common/wire.h"
 
 using namespace tally;
 using namespace tally::collector;
 
 int main(int argc, char** argv) {
+  tally::quiet_protobuf_log();  // every message that fails to parse is answered and counted
   CollectorConfig defaults;
   CLI::App app{
       "tally-collector: receives metrics from Tally SDKs and StatsD clients, aggregates them into\n"
@@ -23,6 +26,7 @@ int main(int argc, char** argv) {
       "Settings come from --config (TOML) and are overridden by the flags below.",
       "tally-collector"};
   app.get_formatter()->column_width(34);
+  app.set_version_flag("--version", std::string("tally-collector ") + tally::kVersion);
   // A later flag wins, so scripts can append overrides.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   std::string config_path;
@@ -137,23 +141,23 @@ int main(int argc, char** argv) {
     cfg.security.config_file = config_path;  // SIGHUP reads keys and tokens from it again
   }
   // The flags over what the file says; a reload applies them again over the file it reads.
-  auto apply_flags = [&](CollectorConfig& cfg) -> Status {
-    if (data_dir) cfg.data_dir = *data_dir;
-    if (shards) cfg.shards = *shards;
-    if (ingest) cfg.ingest = *ingest;
-    if (http) cfg.http = *http;
-    if (live) cfg.live = *live;
-    if (statsd) cfg.statsd = *statsd;
-    if (statsd_unix) cfg.statsd_unix = *statsd_unix;
-    if (statsd_dialect) cfg.statsd_dialect = *statsd_dialect;
-    if (retention) cfg.retention = *retention;
-    if (max_batch_bytes) cfg.max_batch_bytes = *max_batch_bytes;
-    if (wal_segment_bytes) cfg.wal_segment_bytes = *wal_segment_bytes;
-    if (max_queued_bytes) cfg.max_queued_bytes = *max_queued_bytes;
+  auto apply_flags = [&](CollectorConfig& c) -> Status {
+    if (data_dir) c.data_dir = *data_dir;
+    if (shards) c.shards = *shards;
+    if (ingest) c.ingest = *ingest;
+    if (http) c.http = *http;
+    if (live) c.live = *live;
+    if (statsd) c.statsd = *statsd;
+    if (statsd_unix) c.statsd_unix = *statsd_unix;
+    if (statsd_dialect) c.statsd_dialect = *statsd_dialect;
+    if (retention) c.retention = *retention;
+    if (max_batch_bytes) c.max_batch_bytes = *max_batch_bytes;
+    if (wal_segment_bytes) c.wal_segment_bytes = *wal_segment_bytes;
+    if (max_queued_bytes) c.max_queued_bytes = *max_queued_bytes;
     for (auto [text, field, name] :
-         {std::tuple{&debug_apply_delay, &cfg.debug_apply_delay_us, "--debug-apply-delay"},
-          {&debug_def_delay, &cfg.debug_def_delay_us, "--debug-def-delay"},
-          {&debug_backup_pause, &cfg.debug_backup_pause_us, "--debug-backup-pause"}}) {
+         {std::tuple{&debug_apply_delay, &c.debug_apply_delay_us, "--debug-apply-delay"},
+          {&debug_def_delay, &c.debug_def_delay_us, "--debug-def-delay"},
+          {&debug_backup_pause, &c.debug_backup_pause_us, "--debug-backup-pause"}}) {
       if (!*text) continue;
       auto d = parse_duration_ms(**text);
       if (!d) {
@@ -161,17 +165,17 @@ int main(int argc, char** argv) {
       }
       *field = *d * 1000;
     }
-    if (log_level) cfg.log_level = *log_level;
-    if (log_file) cfg.log_file = *log_file;
-    if (log_max_bytes) cfg.log_max_bytes = *log_max_bytes;
-    if (log_max_files) cfg.log_max_files = *log_max_files;
-    if (ready_file) cfg.ready_file = *ready_file;
-    if (fsync) cfg.fsync = *fsync;
-    if (no_self_metrics) cfg.self_metrics = false;
-    cfg.salvage_wal = salvage_wal;
-    for (auto [text, field, name] : {std::tuple{&lateness, &cfg.lateness_s, "--lateness"},
-                                     {&max_future, &cfg.max_future_s, "--max-future"},
-                                     {&checkpoint, &cfg.checkpoint_s, "--checkpoint"}}) {
+    if (log_level) c.log_level = *log_level;
+    if (log_file) c.log_file = *log_file;
+    if (log_max_bytes) c.log_max_bytes = *log_max_bytes;
+    if (log_max_files) c.log_max_files = *log_max_files;
+    if (ready_file) c.ready_file = *ready_file;
+    if (fsync) c.fsync = *fsync;
+    if (no_self_metrics) c.self_metrics = false;
+    c.salvage_wal = salvage_wal;
+    for (auto [text, field, name] : {std::tuple{&lateness, &c.lateness_s, "--lateness"},
+                                     {&max_future, &c.max_future_s, "--max-future"},
+                                     {&checkpoint, &c.checkpoint_s, "--checkpoint"}}) {
       if (!*text) continue;
       auto d = parse_duration(**text);
       if (!d) {
@@ -179,26 +183,25 @@ int main(int argc, char** argv) {
       }
       *field = *d;
     }
-    if (rw_url) cfg.remote_write.url = *rw_url;
-    if (rw_max_samples) cfg.remote_write.max_samples_per_request = *rw_max_samples;
-    if (rw_max_buffered) cfg.remote_write.max_buffered_samples = *rw_max_buffered;
-    if (debug_rw_since) cfg.remote_write.debug_floor_ms = *debug_rw_since * 1000;
+    if (rw_url) c.remote_write.url = *rw_url;
+    if (rw_max_samples) c.remote_write.max_samples_per_request = *rw_max_samples;
+    if (rw_max_buffered) c.remote_write.max_buffered_samples = *rw_max_buffered;
+    if (debug_rw_since) c.remote_write.debug_floor_ms = *debug_rw_since * 1000;
     for (const auto& l : rw_labels) {
-      if (auto s = cfg.remote_write.set_label(l); !s) {
+      if (auto s = c.remote_write.set_label(l); !s) {
         return Status::invalid_argument("--remote-write-label: " + s.message());
       }
     }
     for (const auto& h : rw_headers) {
-      if (auto s = cfg.remote_write.add_header(h); !s) {
+      if (auto s = c.remote_write.add_header(h); !s) {
         return Status::invalid_argument("--remote-write-header: " + s.message());
       }
     }
     for (auto [text, field, name] :
-         {std::tuple{&rw_flush, &cfg.remote_write.flush_interval_ms,
-                     "--remote-write-flush-interval"},
-          {&rw_timeout, &cfg.remote_write.timeout_ms, "--remote-write-timeout"},
-          {&rw_min_backoff, &cfg.remote_write.min_backoff_ms, "--remote-write-min-backoff"},
-          {&rw_max_backoff, &cfg.remote_write.max_backoff_ms, "--remote-write-max-backoff"}}) {
+         {std::tuple{&rw_flush, &c.remote_write.flush_interval_ms, "--remote-write-flush-interval"},
+          {&rw_timeout, &c.remote_write.timeout_ms, "--remote-write-timeout"},
+          {&rw_min_backoff, &c.remote_write.min_backoff_ms, "--remote-write-min-backoff"},
+          {&rw_max_backoff, &c.remote_write.max_backoff_ms, "--remote-write-max-backoff"}}) {
       if (!*text) continue;
       auto d = parse_duration_ms(**text);
       if (!d) {
@@ -210,7 +213,7 @@ int main(int argc, char** argv) {
       const size_t eq = kv.find('=');
       auto set = eq == std::string::npos
                      ? Result<bool>(Status::invalid_argument("'" + kv + "' is not key=value"))
-                     : set_limit(cfg.limits, std::string_view(kv).substr(0, eq),
+                     : set_limit(c.limits, std::string_view(kv).substr(0, eq),
                                  std::string_view(kv).substr(eq + 1));
       if (!set || !*set) {
         return Status::invalid_argument(

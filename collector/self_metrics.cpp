@@ -49,13 +49,13 @@ void summary(std::ostringstream& o, const char* name, const char* help, const La
 
 void SelfMetrics::thread_failed(const std::string& thread, const std::string& error) {
   threads_failed.fetch_add(1, std::memory_order_relaxed);
-  std::lock_guard lock(failure_mu_);
+  MutexLock lock(failure_mu_);
   if (failure_.empty())
     failure_ = "thread " + thread + " failed (" + error + "); the collector needs a restart";
 }
 
 std::string SelfMetrics::thread_failure() const {
-  std::lock_guard lock(failure_mu_);
+  MutexLock lock(failure_mu_);
   return failure_;
 }
 
@@ -93,6 +93,8 @@ const char* limit_name(Limit l) {
       return "series_total";
     case Limit::kSeriesPerProducer:
       return "series_per_producer";
+    case Limit::kHttpConnections:
+      return "http_connections";
     case Limit::kCount:
       break;
   }
@@ -103,7 +105,7 @@ bool SelfMetrics::producer_skew(uint64_t producer, double skew_s) {
   // Every batch comes through here: while no producer is listed, a good clock costs no lock.
   if (skewed_producers_.load(std::memory_order_relaxed) == 0 && std::fabs(skew_s) < kSkewNoticeS)
     return false;
-  std::lock_guard lock(skew_mu_);
+  MutexLock lock(skew_mu_);
   if (auto it = skews_.find(producer); it != skews_.end()) {
     it->second = skew_s;
     return false;
@@ -115,7 +117,7 @@ bool SelfMetrics::producer_skew(uint64_t producer, double skew_s) {
 }
 
 std::map<uint64_t, double> SelfMetrics::producer_skews() const {
-  std::lock_guard lock(skew_mu_);
+  MutexLock lock(skew_mu_);
   return skews_;
 }
 
@@ -200,6 +202,15 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
        "SDK producers forgotten with their refs: idle for producer_idle, or the least recently "
        "heard beyond producers_max.",
        &producers_forgotten},
+      {"tally_series_expired_total",
+       "Series with no point for series_idle_expiry that left memory and the catalog's indexes "
+       "(their stored data stays queryable).",
+       &series_expired},
+      {"tally_series_revived_total",
+       "Expired (or expiring) series that received a point again and came back with their id.",
+       &series_revived},
+      {"tally_series_freed_total",
+       "Catalog records of expired series freed (no reader could still hold them).", &series_freed},
       {"tally_remote_write_retries_total",
        "Remote-write requests sent again after a 5xx, 429 or network error.",
        &remote_write_retries},
@@ -214,14 +225,23 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
     o << "tally_statsd_rejected_total{reason=\"" << statsd_reject_name(static_cast<StatsdReject>(i))
       << "\"} " << statsd_rejected_by_reason[i].load(std::memory_order_relaxed) << '\n';
   family(o, "tally_auth_refused_total", "counter",
-         "Connections and requests refused by authentication, by listener (CURVE keys through "
-         "ZAP, HTTP tokens / Host / Origin, StatsD sources outside statsd_allowed_sources).");
-  for (auto [listener, v] : {std::pair{"ingest", &auth_refused_ingest},
-                             {"live", &auth_refused_live},
-                             {"http", &auth_refused_http},
-                             {"statsd", &statsd_sources_refused}})
-    o << "tally_auth_refused_total{listener=\"" << listener << "\"} "
-      << v->load(std::memory_order_relaxed) << '\n';
+         "Connections and requests refused by authentication, by listener and reason (key: a "
+         "CURVE key ZAP does not allow; handshake: a CURVE handshake that failed before ZAP, e.g. "
+         "a client without keys; request: HTTP tokens / Host / Origin; source: StatsD sources "
+         "outside statsd_allowed_sources).");
+  struct Refused {
+    const char* listener;
+    const char* reason;
+    const std::atomic<uint64_t>* v;
+  };
+  for (const Refused& r : {Refused{"ingest", "key", &auth_refused_ingest},
+                           Refused{"ingest", "handshake", &auth_refused_ingest_handshake},
+                           Refused{"live", "key", &auth_refused_live},
+                           Refused{"live", "handshake", &auth_refused_live_handshake},
+                           Refused{"http", "request", &auth_refused_http},
+                           Refused{"statsd", "source", &statsd_sources_refused}})
+    o << "tally_auth_refused_total{listener=\"" << r.listener << "\",reason=\"" << r.reason
+      << "\"} " << r.v->load(std::memory_order_relaxed) << '\n';
   family(o, "tally_limit_hits_total", "counter",
          "Inputs that hit a budget or an invariant, by limit (refused, clamped or cut short).");
   for (size_t i = 0; i < static_cast<size_t>(Limit::kCount); ++i)
@@ -235,8 +255,12 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   family(o, "tally_ingest_queued_bytes_peak", "gauge",
          "The largest tally_ingest_queued_bytes since the collector started.");
   sample(o, "tally_ingest_queued_bytes_peak", queued_bytes_peak);
-  family(o, "tally_series", "gauge", "Series known to the collector.");
+  family(o, "tally_series", "gauge",
+         "Active series: in memory and counted by the cardinality limits.");
   sample(o, "tally_series", series);
+  family(o, "tally_series_expiring", "gauge",
+         "Expired series whose records are still in memory (waiting for their shard or readers).");
+  sample(o, "tally_series_expiring", series_expiring);
   family(o, "tally_producers", "gauge",
          "SDK producers the collector remembers (bounded by producers_max and producer_idle).");
   sample(o, "tally_producers", producers);

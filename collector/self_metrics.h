@@ -11,6 +11,7 @@
 #include <string>
 
 #include "ingest/statsd_parser.h"
+#include "tally/common/mutex.h"
 
 namespace tally::collector {
 
@@ -44,6 +45,7 @@ enum class Limit {
   kSeriesPerMetric,    // a new series beyond max_series_per_metric: folded into __overflow__
   kSeriesTotal,        // a new series beyond max_series_total: folded
   kSeriesPerProducer,  // a producer's new series beyond max_new_series_per_minute: folded
+  kHttpConnections,    // an HTTP connection shed: beyond http_max_connections waiting (503)
   kCount,
 };
 const char* limit_name(Limit l);
@@ -98,6 +100,12 @@ struct SelfMetrics {
   std::atomic<int64_t> producers{0};      // SDK producers the ingest remembers (ProducerTable)
   std::atomic<int64_t> producer_refs{0};  // their series refs
   std::atomic<uint64_t> producers_forgotten{0};  // idle, or least recent beyond producers_max
+  // Idle-series expiry (aggregate/catalog.h): series written as expired by their shard, series
+  // that came back after being unlinked, records freed, and records on their way out.
+  std::atomic<uint64_t> series_expired{0};
+  std::atomic<uint64_t> series_revived{0};
+  std::atomic<uint64_t> series_freed{0};
+  std::atomic<int64_t> series_expiring{0};
   std::atomic<int64_t> storage_healthy{1};
   LatencyStat flush_latency;
   // query
@@ -113,9 +121,12 @@ struct SelfMetrics {
   std::atomic<uint64_t> remote_write_retries{0};
   std::atomic<int64_t> remote_write_queue{0};  // samples waiting or in flight
 
-  // authentication (auth/): refused CURVE handshakes (ZAP), HTTP requests, StatsD sources
+  // authentication (auth/): refused CURVE handshakes (ZAP: a key not allowed; handshake: failed
+  // before ZAP, e.g. a client without keys), HTTP requests, StatsD sources
   std::atomic<uint64_t> auth_refused_ingest{0};
   std::atomic<uint64_t> auth_refused_live{0};
+  std::atomic<uint64_t> auth_refused_ingest_handshake{0};
+  std::atomic<uint64_t> auth_refused_live_handshake{0};
   std::atomic<uint64_t> auth_refused_http{0};
   std::atomic<uint64_t> statsd_sources_refused{0};
 
@@ -137,12 +148,12 @@ struct SelfMetrics {
   std::string to_prometheus(int64_t uptime_s) const;
 
  private:
-  mutable std::mutex skew_mu_;
-  std::map<uint64_t, double> skews_;         // GUARDED_BY(skew_mu_)
+  mutable Mutex skew_mu_;
+  std::map<uint64_t, double> skews_ GUARDED_BY(skew_mu_);
   std::atomic<size_t> skewed_producers_{0};  // skews_.size(), read without the lock
 
-  mutable std::mutex failure_mu_;
-  std::string failure_;  // GUARDED_BY(failure_mu_)
+  mutable Mutex failure_mu_;
+  std::string failure_ GUARDED_BY(failure_mu_);
 };
 
 }  // namespace tally::collector

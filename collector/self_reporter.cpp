@@ -27,6 +27,8 @@ void SelfReporter::tick() {
       {"tally.collector.queries", &metrics_.queries},
       {"tally.collector.auth_refused_ingest", &metrics_.auth_refused_ingest},
       {"tally.collector.auth_refused_live", &metrics_.auth_refused_live},
+      {"tally.collector.auth_refused_ingest_handshake", &metrics_.auth_refused_ingest_handshake},
+      {"tally.collector.auth_refused_live_handshake", &metrics_.auth_refused_live_handshake},
       {"tally.collector.auth_refused_http", &metrics_.auth_refused_http},
   };
   if (last_.empty()) {

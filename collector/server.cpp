@@ -81,7 +81,7 @@ Status Server::load_auth() {
 }
 
 Result<std::string> Server::reload_auth() {
-  std::lock_guard lock(reload_mu_);
+  MutexLock lock(reload_mu_);
   SecurityConfig sec = config_.security;
   std::optional<CollectorConfig> file_cfg;
   if (config_loader_ || !sec.config_file.empty()) {
@@ -141,6 +141,7 @@ std::string restart_reason(const std::string& key) {
       {"log_file", "the log file is opened at start"},
       {"log_max_bytes", "the log file is opened at start"},
       {"log_max_files", "the log file is opened at start"},
+      {"http_max_connections", "the HTTP server sizes its connection table at start"},
       {"promql_max_length", "the PromQL routes are set up at start"},
       {"promql_max_depth", "the PromQL routes are set up at start"},
       {"curve_secret_key_file", "CURVE is turned on or off, with its key pair, at start"},
@@ -208,6 +209,8 @@ std::string Server::reload_limits(const CollectorConfig& file) {
   const auto now = limits_->get();
   LiveLimitValues next = *now;
   next.input = file.limits;
+  // The HTTP server sizes its connection table at start: a change waits (reload_settings logs it).
+  next.input.http_max_connections = now->input.http_max_connections;
   next.max_batch_bytes = file.max_batch_bytes;
   next.max_queued_bytes = file.max_queued_bytes;
   next.max_future_s = file.max_future_s;
@@ -236,8 +239,8 @@ std::string Server::reload_limits(const CollectorConfig& file) {
         "message was set to {} bytes when the ingest socket opened: a frame above it is cut by "
         "ZeroMQ until a restart; the batch check uses the new value up to it\"",
         started_max_batch_bytes_ + 1024);
+  config_.limits = next.input;
   limits_->set(std::move(next));
-  config_.limits = file.limits;
   config_.max_batch_bytes = file.max_batch_bytes;
   config_.max_queued_bytes = file.max_queued_bytes;
   config_.max_future_s = file.max_future_s;
@@ -374,8 +377,16 @@ Status Server::open_storage(DataDirLayout* layout, uint64_t* max_lsn) {
     so.lateness_s = cfg.lateness_s;
     so.checkpoint_every_s = cfg.checkpoint_s;
     so.debug_apply_delay_us = cfg.debug_apply_delay_us;
+    // Series that expired are in storage only: their ids stay taken, their metrics known.
+    auto max_id = (*store)->max_series_id();
+    if (!max_id) return unreadable(shard_path(*layout, i), max_id.status());
+    catalog_->reserve_ids(*max_id);
+    auto expired = (*store)->expired_metrics();
+    if (!expired) return unreadable(shard_path(*layout, i), expired.status());
+    for (const auto& [metric, kind] : *expired) catalog_->restore_stored_metric(metric, kind);
     so.live_limits = limits_.get();
     auto shard = std::make_unique<Shard>(so, std::move(*store), clock_, live_.get(), metrics_);
+    shard->set_catalog(catalog_.get());
     for (auto& info : *series) {
       if (catalog_->shard_of(info.hash) != i)
         return Status::corruption(shard_path(*layout, i) + ": series " + std::to_string(info.id) +
@@ -388,7 +399,42 @@ Status Server::open_storage(DataDirLayout* layout, uint64_t* max_lsn) {
     shards_.push_back(std::move(shard));
   }
   router_ = std::make_unique<Router>(raw);
+  // A series that comes back after it expired gets its stored id (catalog.h): looked up in its
+  // shard's series table by the thread that meets it again (ingest, StatsD), on a pooled reader.
+  catalog_->set_stored_lookup([this](uint32_t shard, std::string_view metric, const Tags& tags,
+                                     Kind kind) -> std::optional<uint64_t> {
+    ShardStore& store = shards_[shard]->store();
+    auto reader = store.acquire_reader();
+    if (!reader) {
+      spdlog::warn("event=stored_series_lookup_failed shard={} error=\"{}\"", shard,
+                   reader.status().to_string());
+      return std::nullopt;
+    }
+    auto id = (*reader)->find_expired(metric, kind, tags);
+    store.release_reader(std::move(*reader));
+    if (!id) {
+      spdlog::warn("event=stored_series_lookup_failed shard={} error=\"{}\"", shard,
+                   id.status().to_string());
+      return std::nullopt;
+    }
+    return *id;
+  });
   return Status::ok();
+}
+
+// Start-up: a producer's saved ref to a series that expired brings that series back into memory
+// (the write-ahead log may still hold batches that use the ref).
+const SeriesInfo* Server::revive_stored(uint64_t id) {
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    auto def = shards_[i]->store().load_series_by_id(id);
+    if (!def || !*def) continue;
+    (*def)->shard = static_cast<uint32_t>(i);
+    if (catalog_->shard_of((*def)->hash) != i || !catalog_->restore(**def)) return nullptr;
+    const SeriesInfo* info = catalog_->by_id(id);
+    shards_[i]->restore_series(info);
+    return info;
+  }
+  return nullptr;
 }
 
 // A changed retention list applies to the existing data now, and the log says what it does.
@@ -507,12 +553,12 @@ Status Server::open_forwarding() {
 }
 
 std::shared_ptr<RemoteWriter> Server::forwarder() const {
-  std::lock_guard lock(rw_mu_);
+  MutexLock lock(rw_mu_);
   return remote_write_;
 }
 
 void Server::set_forwarder(std::shared_ptr<RemoteWriter> rw) {
-  std::lock_guard lock(rw_mu_);
+  MutexLock lock(rw_mu_);
   remote_write_.swap(rw);
 }
 
@@ -531,9 +577,13 @@ ZmqIngestOptions Server::ingest_options() const {
   io.limits.max_sketch_key_span = cfg.limits.sketch_max_key_span;
   io.producers_max = static_cast<size_t>(cfg.limits.producers_max);
   io.producer_idle_s = std::max<int64_t>(1, cfg.limits.producer_idle_ms / 1000);
-  io.producer_min_idle_s = 2 * cfg.checkpoint_s + 60;  // ZmqIngest keeps it below the idle limit
+  io.producer_min_idle_s = std::min<int64_t>(io.producer_idle_s, 2 * cfg.checkpoint_s + 60);
+  io.series_idle_expiry_s = cfg.limits.series_idle_expiry_ms / 1000;
   io.live_limits = limits_.get();
   io.curve_secret_key = curve_.secret_key;
+  io.watch_handshakes = [this](zmq::socket_t& s) {
+    return zap_ ? zap_->watch(s, "ingest") : Status::ok();
+  };
   return io;
 }
 
@@ -546,8 +596,10 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   limits.max_points = limits.max_defs = INT64_MAX;
   limits.max_sketch_bins = limits.max_sketch_key_span = INT64_MAX;
   limits.rate_limit_new_series = false;
+  limits.skip_unknown_refs = true;
   const std::string ingest_db = (std::filesystem::path(cfg.data_dir) / "ingest.sqlite").string();
-  auto producers = ProducerTable::open(ingest_db, *catalog_, sync_commits_for(cfg));
+  auto producers = ProducerTable::open(ingest_db, *catalog_, sync_commits_for(cfg),
+                                       [this](uint64_t id) { return revive_stored(id); });
   if (!producers) return Status::io_error(ingest_db + ": " + producers.status().message());
   producers_ = std::move(*producers);
 
@@ -566,7 +618,7 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   if (auto s = sync_directory(cfg.data_dir); !s) return s;
   // Replay: every logged batch goes through the same decoding; each shard skips the points its
   // stored buckets already hold (their LSN says so), so nothing is lost and nothing is doubled.
-  uint64_t replayed = 0, reapplied_points = 0;
+  uint64_t replayed = 0, reapplied_points = 0, skipped_unknown = 0;
   Status replay_status;
   uint64_t statsd_records = 0;
   Status rs = wal_->replay_records([&](uint64_t lsn, uint8_t type, std::string_view payload) {
@@ -581,7 +633,7 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
       }
       for (size_t i = 0; i < per_shard.size(); ++i) {
         auto& w = per_shard[i];
-        if (w.points() == 0 && w.new_series.empty()) continue;
+        if (w.empty()) continue;
         w.lsn = lsn;
         if (auto s = shards_[i]->replay(w); !s && replay_status) replay_status = s;
       }
@@ -602,9 +654,10 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
       return;
     }
     producers_->mark_seen(batch.producer_id(), batch.seq());
+    skipped_unknown += d.skipped_unknown;
     for (size_t i = 0; i < d.per_shard.size(); ++i) {
       auto& w = d.per_shard[i];
-      if (w.points() == 0 && w.new_series.empty()) continue;
+      if (w.empty()) continue;
       w.lsn = lsn;
       reapplied_points += w.points();
       if (auto s = shards_[i]->replay(w); !s && replay_status) replay_status = s;
@@ -618,9 +671,9 @@ Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   router_->note_replayed(wal_->next_lsn() - 1);
   if (auto s = producers_->save_sequences(); !s) return s;
   spdlog::info(
-      "event=wal_replayed records={} statsd_records={} points_considered={} next_lsn={} "
-      "log_bytes={}",
-      replayed, statsd_records, reapplied_points, wal_->next_lsn(), wal_->bytes());
+      "event=wal_replayed records={} statsd_records={} points_considered={} "
+      "points_of_expired_refs={} next_lsn={} log_bytes={}",
+      replayed, statsd_records, reapplied_points, skipped_unknown, wal_->next_lsn(), wal_->bytes());
   return Status::ok();
 }
 
@@ -682,6 +735,7 @@ void Server::wire_query() {
   http_ = std::make_unique<HttpApi>(*engine_, *catalog_, *router_, metrics_, clock_);
   http_->set_cardinality(cardinality_.get());
   http_->set_promql_limits({cfg.promql_max_length, cfg.promql_max_depth});
+  http_->set_max_connections(static_cast<size_t>(cfg.limits.http_max_connections));
   http_->set_health_check([i = ingest_.get()] { return i->log_healthy(); });
   http_->set_backup([this](const std::string& dir) { return backup(dir); });
   const auto& sec = cfg.security;
@@ -696,7 +750,7 @@ void Server::wire_query() {
 }
 
 Result<backup::Manifest> Server::backup(const std::string& dir) {
-  std::lock_guard lock(backup_mu_);
+  MutexLock lock(backup_mu_);
   spdlog::info("event=backup_started dir={}", dir);
   const bool existed = std::filesystem::exists(dir);
   ingest_->hold_log_truncation();  // until the log is copied: no record may go before then
@@ -733,7 +787,9 @@ Result<BoundEndpoints> Server::start() {
   }
   if (auto rw = forwarder()) rw->start();
   for (auto& s : shards_) s->start();
-  auto live = live_->start(config_.live, curve_.secret_key);
+  auto live = live_->start(config_.live, curve_.secret_key, [this](zmq::socket_t& s) {
+    return zap_ ? zap_->watch(s, "live") : Status::ok();
+  });
   if (!live) return live.status();
   b.live = *live;
   auto http = http_->start(config_.http);
@@ -768,7 +824,7 @@ void Server::stop() {
   for (auto& s : shards_) s->stop();
   if (rw) rw->stop();  // sends what is queued, within its drain timeout
   {
-    std::lock_guard lock(reload_mu_);
+    MutexLock lock(reload_mu_);
     for (auto& retired : retired_writers_) retired->stop();
   }
   if (http_) http_->stop();

@@ -32,6 +32,7 @@
 #include "storage/data_dir.h"
 #include "storage/wal.h"
 #include "tally/common/curve_keys.h"
+#include "tally/common/mutex.h"
 
 namespace tally::collector {
 
@@ -92,6 +93,7 @@ class Server {
   std::string reload_retention(const CollectorConfig& file);
   std::string reload_remote_write(const CollectorConfig& file);
   ZmqIngestOptions ingest_options() const;
+  const SeriesInfo* revive_stored(uint64_t id);  // start-up: an expired series back by id
   void wire_ingest(const ZmqIngestOptions& io);  // ZeroMQ, StatsD, the tick (nothing listens)
   void wire_query();                             // QueryEngine, HTTP API
 
@@ -101,7 +103,7 @@ class Server {
   zmq::context_t zmq_{1};
   CurveKeyPair curve_;               // the collector's key pair; empty = plain ZeroMQ
   std::unique_ptr<ZapHandler> zap_;  // checks client keys when curve_ is set
-  std::mutex reload_mu_;             // one reload at a time (SIGHUP and the admin route)
+  Mutex reload_mu_;                  // one reload at a time (SIGHUP and the admin route)
   std::function<Result<CollectorConfig>()> config_loader_;
   DataDirLayout layout_;
   uint64_t started_max_batch_bytes_ = 0;  // the ingest socket's message size is set from it
@@ -114,8 +116,8 @@ class Server {
   // a reload swaps it. Writers turned off drain in retired_writers_ until stop().
   std::shared_ptr<RemoteWriter> forwarder() const;
   void set_forwarder(std::shared_ptr<RemoteWriter> rw);
-  mutable std::mutex rw_mu_;
-  std::shared_ptr<RemoteWriter> remote_write_;                  // GUARDED_BY(rw_mu_)
+  mutable Mutex rw_mu_;
+  std::shared_ptr<RemoteWriter> remote_write_ GUARDED_BY(rw_mu_);
   std::vector<std::shared_ptr<RemoteWriter>> retired_writers_;  // GUARDED_BY(reload_mu_)
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<Router> router_;
@@ -128,7 +130,7 @@ class Server {
   std::unique_ptr<QueryEngine> engine_;
   std::unique_ptr<HttpApi> http_;
   bool stopped_ = false;
-  std::mutex backup_mu_;
+  Mutex backup_mu_;  // one backup at a time
 };
 
 }  // namespace tally::collector

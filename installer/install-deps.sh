@@ -8,6 +8,7 @@ packages=(
   clang-format      # make format / format-check keep the layout in .clang-format
   qt6-base-dev qt6-charts-dev qt6-svg-dev libgl-dev
   libqt6opengl6-dev  # Qt6Charts' CMake config needs Qt6OpenGL; --no-install-recommends leaves it out
+  qtkeychain-qt6-dev  # the dashboard's secret header values in the OS keychain (QtKeychain)
   libzmq3-dev cppzmq-dev
   protobuf-compiler libprotobuf-dev
   libsqlite3-dev

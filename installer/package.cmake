@@ -70,8 +70,9 @@ A Qt desktop dashboard for a Tally collector: metric browser, panels of live tim
 charts and histograms filtered and grouped by tags, zoom and pan, saved dashboards, and CSV and
 PNG export of any panel (also headless from the command line).")
 # Not an ELF dependency: Qt's platform plugins (xcb, offscreen). The SVG icon engine comes with
-# libqt6svg6, which shlibdeps finds.
-set(CPACK_DEBIAN_DASHBOARD_PACKAGE_DEPENDS "qt6-qpa-plugins")
+# libqt6svg6, which shlibdeps finds. libqt6keychain1 (secret header values in the OS keychain) is
+# an ELF dependency too; named here as well so that the package says so without dpkg-shlibdeps.
+set(CPACK_DEBIAN_DASHBOARD_PACKAGE_DEPENDS "qt6-qpa-plugins, libqt6keychain1")
 
 set(CPACK_DEBIAN_SDK_PACKAGE_NAME libtally-dev)
 set(CPACK_DEBIAN_SDK_PACKAGE_SECTION libdevel)

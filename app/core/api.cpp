@@ -110,7 +110,7 @@ Result<QueryResult> parseQuery(std::string_view body) {
   const json& j = *doc;
   QueryResult r;
   r.metric = str(j, "metric");
-  r.kind = str(j, "kind");
+  r.kind = parse_kind(str(j, "kind"));
   r.fn = str(j, "fn");
   r.from = num<int64_t>(j, "from");
   r.to = num<int64_t>(j, "to");
@@ -190,7 +190,7 @@ Result<std::vector<MetricInfo>> parseMetrics(std::string_view body) {
     return Status::corruption("metrics answer has no \"metrics\" array");
   std::vector<MetricInfo> out;
   for (const auto& e : *m)
-    out.push_back({str(e, "name"), str(e, "kind"), num<int64_t>(e, "series")});
+    out.push_back({str(e, "name"), parse_kind(str(e, "kind")), num<int64_t>(e, "series")});
   return out;
 }
 
@@ -214,8 +214,8 @@ Result<Cardinality> parseCardinality(std::string_view body) {
     c.maxNewPerMinute = num<int64_t>(*l, "series_max_new_per_minute");
   }
   for (const auto& e : *m)
-    c.topMetrics.push_back(
-        {str(e, "name"), str(e, "kind"), num<int64_t>(e, "series"), num<int64_t>(e, "overflow")});
+    c.topMetrics.push_back({str(e, "name"), parse_kind(str(e, "kind")), num<int64_t>(e, "series"),
+                            num<int64_t>(e, "overflow")});
   if (auto k = doc->find("top_tag_keys"); k != doc->end() && k->is_array())
     for (const auto& e : *k)
       c.topTagKeys.push_back({str(e, "key"), num<int64_t>(e, "values"), num<int64_t>(e, "series")});

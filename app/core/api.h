@@ -32,9 +32,11 @@ struct Series {
   bool operator==(const Series&) const = default;
 };
 
+// A metric's kind is tally::Kind (tally/common/series_key.h), parsed where the JSON comes in;
+// nullopt where the source does not say (a Prometheus server without metadata).
 struct QueryResult {
   std::string metric;
-  std::string kind;
+  std::optional<Kind> kind;
   std::string fn;
   int64_t from = 0;
   int64_t to = 0;
@@ -74,7 +76,7 @@ struct HeatmapResult {
 
 struct MetricInfo {
   std::string name;
-  std::string kind;
+  std::optional<Kind> kind;
   int64_t series = 0;
   bool operator==(const MetricInfo&) const = default;
 };
@@ -93,7 +95,7 @@ using TagValues = std::map<std::string, std::vector<std::string>>;
 struct Cardinality {
   struct Metric {
     std::string name;
-    std::string kind;
+    std::optional<Kind> kind;
     int64_t series = 0;
     int64_t overflow = 0;  // new tag combinations folded into its __overflow__ series
     bool operator==(const Metric&) const = default;

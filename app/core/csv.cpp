@@ -1,18 +1,9 @@
 #include "csv.h"
 
-#include <charconv>
-#include <cmath>
 #include <ctime>
 #include <set>
 
 namespace tally::dash {
-
-std::string formatNumber(double v) {
-  if (std::isnan(v)) return "";
-  char buf[64];
-  auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, ptr);
-}
 
 std::string formatIsoUtc(int64_t t) {
   std::time_t tt = static_cast<std::time_t>(t);
@@ -42,7 +33,7 @@ std::string seriesToCsv(const std::string& metric, const std::string& fn,
     std::string prefix = "," + csvField(metric) + "," + csvField(fn) + tagCols + ",";
     for (const auto& p : s.points) {
       if (p.t < from || p.t >= to) continue;
-      out += std::to_string(p.t) + "," + formatIsoUtc(p.t) + prefix + formatNumber(p.v) + "\n";
+      out += std::to_string(p.t) + "," + formatIsoUtc(p.t) + prefix + csv_number(p.v) + "\n";
     }
   }
   return out;
@@ -51,8 +42,7 @@ std::string seriesToCsv(const std::string& metric, const std::string& fn,
 std::string histogramToCsv(const HistogramResult& h) {
   std::string out = "lower,upper,count\n";
   for (const auto& b : h.buckets)
-    out +=
-        formatNumber(b.lower) + "," + formatNumber(b.upper) + "," + std::to_string(b.count) + "\n";
+    out += csv_number(b.lower) + "," + csv_number(b.upper) + "," + std::to_string(b.count) + "\n";
   return out;
 }
 
@@ -61,10 +51,10 @@ std::string heatmapToCsv(const HeatmapResult& h, int64_t from, int64_t to) {
   for (const auto& c : h.columns) {
     if (c.time < from || c.time >= to) continue;
     std::string prefix = std::to_string(c.time) + "," + formatIsoUtc(c.time) + "," +
-                         std::to_string(c.count) + "," + formatNumber(c.p50) + "," +
-                         formatNumber(c.p90) + "," + formatNumber(c.p99) + ",";
+                         std::to_string(c.count) + "," + csv_number(c.p50) + "," +
+                         csv_number(c.p90) + "," + csv_number(c.p99) + ",";
     for (const auto& b : c.buckets)
-      out += prefix + formatNumber(b.lower) + "," + formatNumber(b.upper) + "," +
+      out += prefix + csv_number(b.lower) + "," + csv_number(b.upper) + "," +
              std::to_string(b.count) + "\n";
   }
   return out;

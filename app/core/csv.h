@@ -1,6 +1,7 @@
 // CSV export of what a panel shows (RFC 4180: comma separated, CRLF-free "\n" line ends, fields
-// with a comma, quote or line break quoted with doubled quotes). Numbers are written in their
-// shortest exact form, so a value read back equals the value shown.
+// with a comma, quote or line break quoted with doubled quotes). Numbers are tally::csv_number
+// (tally/common/csv.h): the shortest exact form, so a value read back equals the value shown, and
+// an empty cell for NaN (no value), as the CLI writes them.
 // Thread-safety: pure functions.
 #pragma once
 
@@ -18,7 +19,6 @@ namespace tally::dash {
 inline std::string csvField(std::string_view s) {
   return tally::csv_text(s);
 }
-std::string formatNumber(double v);   // shortest round-trip form: 0.1, 3, 1e+20
 std::string formatIsoUtc(int64_t t);  // 2026-11-27T21:00:00Z
 
 // One row per point: timestamp,time,metric,fn,<group-by keys...>,value. Points outside

@@ -176,14 +176,15 @@ Status validateDataSource(const DataSource& d, const std::string& where) {
         where + ".url: leave out the /api/v1/... part, the dashboard adds it ('" +
         std::string(path.substr(0, path.find("/api/v1"))) + "')");
   for (size_t i = 0; i < d.headers.size(); ++i) {
-    const auto& [k, v] = d.headers[i];
+    const std::string& k = d.headers[i].name;
+    const std::string& v = d.headers[i].value;
     if (!isHeaderName(k))
       return Status::invalid_argument(where + ".headers: '" + k + "' is not an HTTP header name");
     if (v.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
       return Status::invalid_argument(where + ".headers." + k +
                                       ": the value contains a line break");
     for (size_t j = 0; j < i; ++j)
-      if (strcasecmp(d.headers[j].first.c_str(), k.c_str()) == 0)
+      if (strcasecmp(d.headers[j].name.c_str(), k.c_str()) == 0)
         return Status::invalid_argument(where + ".headers: '" + k + "' is given twice");
   }
   if (d.minStepS < 1 || d.minStepS > 86400)
@@ -207,27 +208,107 @@ std::vector<std::string> envAllowPatterns(std::string_view setting) {
   return out;
 }
 
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// scheme ("http"/"https"), host (lower case, IPv6 in brackets) and port of an http(s) URL.
+struct UrlParts {
+  std::string scheme, host;
+  int port = 0;
+};
+std::optional<UrlParts> splitUrl(std::string_view url) {
+  UrlParts u;
+  const std::string head = lower(url.substr(0, 8));
+  if (head.starts_with("https://")) {
+    u.scheme = "https";
+    u.port = 443;
+    url.remove_prefix(8);
+  } else if (head.starts_with("http://")) {
+    u.scheme = "http";
+    u.port = 80;
+    url.remove_prefix(7);
+  } else {
+    return std::nullopt;
+  }
+  std::string_view rest = url.substr(0, url.find_first_of("/?#"));
+  if (const size_t at = rest.rfind('@'); at != std::string_view::npos) rest = rest.substr(at + 1);
+  std::string_view port;
+  if (!rest.empty() && rest.front() == '[') {
+    const size_t close = rest.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    u.host = lower(rest.substr(0, close + 1));
+    if (close + 1 < rest.size() && rest[close + 1] == ':') port = rest.substr(close + 2);
+  } else {
+    const size_t colon = rest.find(':');
+    u.host = lower(rest.substr(0, colon));
+    if (colon != std::string_view::npos) port = rest.substr(colon + 1);
+  }
+  if (u.host.empty()) return std::nullopt;
+  if (!port.empty()) {
+    if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos)
+      return std::nullopt;
+    u.port = std::stoi(std::string(port));
+  }
+  return u;
+}
+
+}  // namespace
+
+std::string urlHostPort(std::string_view url) {
+  auto u = splitUrl(url);
+  return u ? u->host + ":" + std::to_string(u->port) : std::string();
+}
+
+std::string urlOrigin(std::string_view url) {
+  auto u = splitUrl(url);
+  return u ? u->scheme + "://" + u->host + ":" + std::to_string(u->port) : std::string();
+}
+
+bool isSecretHeaderName(std::string_view name) {
+  const std::string n = lower(name);
+  if (n == "authorization" || n == "proxy-authorization" || n == "cookie") return true;
+  for (const char* part :
+       {"auth", "token", "key", "secret", "password", "passwd", "session", "credential"})
+    if (n.find(part) != std::string::npos) return true;
+  return false;
+}
+
+bool referencesEnvironment(std::string_view v) {
+  for (size_t i = 0; i + 1 < v.size(); ++i) {
+    if (v[i] != '$') continue;
+    if (v[i + 1] == '$') {
+      ++i;  // "$$" is a literal '$'
+      continue;
+    }
+    if (v[i + 1] == '{') return true;
+  }
+  return false;
+}
+
+bool storedAsSecret(const Header& h) {
+  return (h.secret || isSecretHeaderName(h.name)) && !referencesEnvironment(h.value);
+}
+
+std::string secretReference(const DataSource& source, const Header& header) {
+  return std::string(kSecretRefPrefix) + source.name + "/" + header.name;
+}
+
+std::string secretStoreKey(const DataSource& source, const Header& header) {
+  return urlOrigin(source.url) + " " + source.name + "/" + header.name;
+}
+
 Status checkCredentialsTransport(const DataSource& source) {
   if (source.headers.empty()) return Status::ok();
-  std::string_view url = source.url;
-  auto lower_starts = [&](std::string_view prefix) {
-    if (url.size() < prefix.size()) return false;
-    for (size_t i = 0; i < prefix.size(); ++i)
-      if (std::tolower(static_cast<unsigned char>(url[i])) != prefix[i]) return false;
-    return true;
-  };
-  if (lower_starts("https://")) return Status::ok();
-  if (!lower_starts("http://"))
+  auto u = splitUrl(source.url);
+  if (!u)
     return Status::invalid_argument("source " + source.name + ": url must be http:// or https://");
-  std::string_view rest = url.substr(7);
-  rest = rest.substr(0, rest.find_first_of("/?#"));
-  if (const size_t at = rest.rfind('@'); at != std::string_view::npos) rest = rest.substr(at + 1);
-  std::string host;
-  if (!rest.empty() && rest.front() == '[')
-    host = std::string(rest.substr(0, rest.find(']') + 1));
-  else
-    host = std::string(rest.substr(0, rest.find(':')));
-  for (auto& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (u->scheme == "https") return Status::ok();
+  const std::string& host = u->host;
   const bool loopback =
       host == "localhost" || host == "[::1]" ||
       (host.starts_with("127.") && host.find_first_not_of("0123456789.") == std::string::npos);
@@ -496,10 +577,18 @@ DataSource readSource(Reader& r, const json& s, const std::string& where) {
       r.fail(where + ".headers: must be an object {\"Header-Name\": \"value\"}");
     else
       for (auto it = h->begin(); it != h->end(); ++it) {
-        if (!it->is_string())
-          r.fail(where + ".headers." + it.key() + ": must be a string");
-        else
-          out.headers.emplace_back(it.key(), it->get<std::string>());
+        const std::string w = where + ".headers." + it.key();
+        if (it->is_string()) {
+          // A value in the file itself (older files; or ${NAME} references): secret by its name.
+          out.headers.push_back({it.key(), it->get<std::string>(), isSecretHeaderName(it.key())});
+        } else if (it->is_object() && it->size() == 1 && it->contains("secret") &&
+                   (*it)["secret"].is_string() &&
+                   (*it)["secret"].get<std::string>().starts_with(kSecretRefPrefix)) {
+          // {"secret": "keychain:vm/Authorization"}: the value is in the user's secret store.
+          out.headers.push_back({it.key(), std::string(), true});
+        } else {
+          r.fail(w + ": must be a string, or {\"secret\": \"keychain:<source>/<header>\"}");
+        }
       }
   }
   std::string minStep = r.str(s, "min_step", where, false, "10s");
@@ -589,7 +678,12 @@ std::string serializeDashboard(const Dashboard& d) {
     json sources = json::array();
     for (const auto& s : d.sources) {
       json headers = json::object();
-      for (const auto& [k, v] : s.headers) headers[k] = v;
+      for (const auto& h : s.headers) {
+        if (storedAsSecret(h))
+          headers[h.name] = {{"secret", secretReference(s, h)}};  // never the value
+        else
+          headers[h.name] = h.value;
+      }
       sources.push_back({{"name", s.name},
                          {"type", "prometheus"},
                          {"url", s.url},

@@ -66,16 +66,51 @@ struct GridRect {
   bool operator==(const GridRect&) const = default;
 };
 
+// One HTTP header a data source sends with every request.
+struct Header {
+  std::string name;   // Authorization, X-Scope-OrgID (a Mimir tenant), ...
+  std::string value;  // as typed: may name environment variables, ${NAME} (expandHeaderValue)
+  // The value is a credential: the file holds a reference ("keychain:vm/Authorization") and the
+  // value lives in the user's secret store (app/src/secret_store.h), unless it only names
+  // environment variables (storedAsSecret). Set by isSecretHeaderName() or by the user.
+  bool secret = false;
+  bool operator==(const Header&) const = default;
+};
+
 // A Prometheus-compatible query API that panels may read instead of the collector.
 struct DataSource {
   std::string name;  // unique within the dashboard; panels name it in their `source`
   std::string url;   // API base: http://vm:8428, http://vmselect:8481/select/0/prometheus
-  // Sent with every request: Authorization, X-Scope-OrgID (a Mimir tenant), ... A value may name
-  // environment variables, ${NAME}, so that a shared file need not hold the token itself.
-  std::vector<std::pair<std::string, std::string>> headers;
+  // Sent with every request. A value may name environment variables, ${NAME}, so that a shared
+  // file need not hold the token itself. A secret one read from a file whose secret store does
+  // not hold it has an empty value (and the request fails rather than go without it).
+  std::vector<Header> headers;
   int64_t minStepS = 10;  // finest query step; at least the scrape interval of what it holds
   bool operator==(const DataSource&) const = default;
 };
+
+// Secret headers (docs/SECURITY.md, "Secrets of data sources"). A header is secret when the user
+// marks it so, or when its name (any case) is Authorization, Proxy-Authorization or Cookie, or
+// contains auth, token, key, secret, password, passwd, session or credential (X-API-Key,
+// X-Auth-Token, X-Grafana-Token). A secret header's value is kept out of the file unless it
+// references the environment (${NAME}): then the file holds the reference, not the secret.
+bool isSecretHeaderName(std::string_view name);
+bool referencesEnvironment(std::string_view value);  // a ${NAME} that expandHeaderValue() reads
+// (secret || isSecretHeaderName(name)) && !referencesEnvironment(value): the name rule holds
+// whatever the flag says, so no Authorization value is ever written to a file.
+bool storedAsSecret(const Header& header);
+inline constexpr std::string_view kSecretRefPrefix = "keychain:";
+// What the file says instead of the value: "keychain:<source>/<header>".
+std::string secretReference(const DataSource& source, const Header& header);
+// Where the secret store keeps it: "<scheme>://<host>:<port> <source>/<header>". The URL's origin
+// is part of the key, so a file that reuses the names but points elsewhere finds nothing.
+std::string secretStoreKey(const DataSource& source, const Header& header);
+
+// The host a URL sends to, "host:port" in lower case with the scheme's default port filled in
+// ("vm.example:443", "[::1]:8428"); empty for a URL that is not http(s)://host.
+std::string urlHostPort(std::string_view url);
+// "https://vm.example:443": scheme, host and port; empty as above.
+std::string urlOrigin(std::string_view url);
 Status validateDataSource(const DataSource& source, const std::string& where = "source");
 // A header value with each ${NAME} replaced by `lookup(NAME)`; a name lookup does not know is an
 // error that names it. "$$" is a literal "$". With `allowed`, a NAME that matches none of its

@@ -219,7 +219,7 @@ void LiveBuffer::mergeInto(QueryResult& r, int64_t to) const {
   const int64_t start = std::max(bucket_start(m_coverageStart + step - 1, step), r.from);
   const int64_t end = bucket_start(to + step - 1, step);
   const bool zeroFill =
-      (r.kind == "counter" || r.kind.empty()) &&
+      (r.kind == Kind::kCounter || !r.kind) &&
       (m_options.fn == "sum" || m_options.fn == "rate" || m_options.fn == "count");
   std::map<Tags, std::vector<const SeriesCells*>> groups;
   for (const auto& [key, s] : m_series) groups[s.groupTags].push_back(&s);

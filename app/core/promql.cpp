@@ -318,25 +318,25 @@ std::vector<MetricInfo> promMetricKinds(const std::vector<std::string>& names,
   std::vector<MetricInfo> out;
   out.reserve(names.size());
   for (const auto& name : names) {
-    std::string kind;
+    std::optional<Kind> kind;
     const std::string t = typeOf(name);
     if (t == "counter")
-      kind = "counter";
+      kind = Kind::kCounter;
     else if (t == "gauge")
-      kind = "gauge";
+      kind = Kind::kGauge;
     else if (t == "summary" || t == "histogram")
-      kind = "distribution";
+      kind = Kind::kDistribution;
     else
       for (const char* suffix : {"_bucket", "_count", "_sum", "_total"}) {
         if (!name.ends_with(suffix)) continue;
         const std::string base = typeOf(name.substr(0, name.size() - std::strlen(suffix)));
         if (std::string_view(suffix) == "_bucket" && base == "histogram")
-          kind = "distribution";
+          kind = Kind::kDistribution;
         else if (std::string_view(suffix) == "_total" && base == "counter")
-          kind = "counter";  // OpenMetrics family
+          kind = Kind::kCounter;  // OpenMetrics family
         else if ((std::string_view(suffix) == "_count" || std::string_view(suffix) == "_sum") &&
                  (base == "histogram" || base == "summary"))
-          kind = "counter";
+          kind = Kind::kCounter;
       }
     out.push_back({name, kind, 0});
   }

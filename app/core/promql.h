@@ -74,8 +74,8 @@ Result<std::vector<std::string>> parsePromStrings(std::string_view body);
 // VictoriaMetrics answers {} (it keeps no metadata); Prometheus knows what it scraped.
 Result<std::map<std::string, std::string>> parsePromMetadata(std::string_view body);
 // Metric names with the dashboard's kinds from those types: counters (and a histogram's or
-// summary's _count and _sum) "counter", gauges "gauge", a histogram's _bucket series and a summary
-// "distribution"; "" when the server does not say.
+// summary's _count and _sum) counters, gauges gauges, a histogram's _bucket series and a summary
+// distributions; nullopt when the server does not say.
 std::vector<MetricInfo> promMetricKinds(const std::vector<std::string>& names,
                                         const std::map<std::string, std::string>& types);
 

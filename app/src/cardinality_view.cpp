@@ -52,7 +52,7 @@ QVariant CardinalityModel::data(const QModelIndex& index, int role) const {
       case 0:
         return QString::fromStdString(m.name);
       case 1:
-        return QString::fromStdString(m.kind);
+        return m.kind ? QString::fromLatin1(tally::kind_name(*m.kind)) : QString();
       case 2:
         return QVariant::fromValue<qlonglong>(m.series);
       default:

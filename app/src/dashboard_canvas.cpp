@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/panel_defaults.h"
 #include "data_sources.h"
 #include "panel_controller.h"
 #include "panel_editor.h"
@@ -125,15 +126,7 @@ void DashboardCanvas::wire(PanelWidget* panel) {
             // The panel now shows the dropped metric; filters, group-by and title belonged to the
             // old one.
             PanelSpec s = p->spec();
-            if (s.source != source.toStdString() && !chartNeedsDistribution(s.chart))
-              s.fn = source.isEmpty() ? "sum" : "rate";
-            if (!source.isEmpty() && chartNeedsDistribution(s.chart)) s.chart = ChartType::Line;
-            s.source = source.toStdString();
-            s.promql.clear();
-            s.metric = metric.toStdString();
-            s.filters.clear();
-            s.groupBy.clear();
-            s.title.clear();
+            retargetPanel(s, metric.toStdString(), source.toStdString());
             p->setSpec(s);
             emit modified();
           });

@@ -1,5 +1,6 @@
 #include "data_sources.h"
 
+#include "data_source_client.h"
 #include "prom_client.h"
 
 using namespace tally::dash;
@@ -8,15 +9,16 @@ DataSources::DataSources(QObject* parent) : QObject(parent) {}
 
 void DataSources::setSources(const std::vector<DataSource>& sources) {
   if (sources == m_sources) return;
-  std::map<std::string, PromClient*> clients;
+  std::map<std::string, PromSource*> clients;
   for (const auto& s : sources) {
     auto it = m_clients.find(s.name);
     if (it != m_clients.end() && it->second->source() == s) {
       clients[s.name] = it->second;
       m_clients.erase(it);
     } else {
-      auto* c = new PromClient(s, this);
-      c->setTimeout(m_timeoutS);
+      auto* c = new PromSource(s, this);
+      c->client()->setTimeout(m_timeoutS);
+      applyBlocked(s.name, c->client());
       clients[s.name] = c;
     }
   }
@@ -32,9 +34,14 @@ QStringList DataSources::names() const {
   return out;
 }
 
-PromClient* DataSources::client(const std::string& name) const {
+PromSource* DataSources::source(const std::string& name) const {
   auto it = m_clients.find(name);
   return it == m_clients.end() ? nullptr : it->second;
+}
+
+PromClient* DataSources::client(const std::string& name) const {
+  PromSource* s = source(name);
+  return s ? s->client() : nullptr;
 }
 
 const DataSource* DataSources::find(const std::string& name) const {
@@ -45,5 +52,20 @@ const DataSource* DataSources::find(const std::string& name) const {
 
 void DataSources::setTimeout(int seconds) {
   m_timeoutS = seconds;
-  for (auto& [name, c] : m_clients) c->setTimeout(seconds);
+  for (auto& [name, c] : m_clients) c->client()->setTimeout(seconds);
+}
+
+void DataSources::setBlocked(const std::set<std::string>& names) {
+  m_blocked = names;
+  for (auto& [name, c] : m_clients) applyBlocked(name, c->client());
+}
+
+void DataSources::applyBlocked(const std::string& name, PromClient* client) const {
+  client->setBlocked(
+      m_blocked.count(name)
+          ? QStringLiteral("nothing sent: you chose not to send this source's headers to %1 "
+                           "(open the dashboard again to be asked, or edit the source in "
+                           "Dashboard › Data sources)")
+                .arg(QString::fromStdString(urlHostPort(client->source().url)))
+          : QString());
 }

@@ -13,6 +13,7 @@
 #include <algorithm>
 
 #include "prom_client.h"
+#include "secret_store.h"
 #include "tally/common/time_bucket.h"
 
 using namespace tally;
@@ -51,10 +52,20 @@ DataSourcesDialog::DataSourcesDialog(const std::vector<DataSource>& sources,
   m_minStep->setObjectName("sourceMinStep");
   m_minStep->setToolTip(
       tr("The finest step panels ask for: at least the scrape interval of the data (10s, 1m)"));
-  m_headers = new QTableWidget(0, 2, m_form);
+  m_headers = new QTableWidget(0, 3, m_form);
   m_headers->setObjectName("sourceHeaders");
-  m_headers->setHorizontalHeaderLabels({tr("Header"), tr("Value")});
-  m_headers->horizontalHeader()->setStretchLastSection(true);
+  m_headers->setHorizontalHeaderLabels({tr("Header"), tr("Value"), tr("Secret")});
+  m_headers->horizontalHeader()->setSectionResizeMode(1, QHeaderView::Stretch);
+  m_headers->horizontalHeader()->setSectionResizeMode(2, QHeaderView::ResizeToContents);
+  m_secretStore = new QLabel(
+      tr("Secret values (Authorization, tokens, keys, and what you mark Secret) are kept in %1, "
+         "never in the dashboard file.")
+          .arg(SecretStore::instance().describe()),
+      m_form);
+  m_secretStore->setObjectName("secretStoreLabel");
+  m_secretStore->setWordWrap(true);
+  m_secretStore->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  m_secretStore->setStyleSheet("color: #5f6368;");
   m_headers->verticalHeader()->hide();
   m_headers->setMinimumHeight(110);
   auto* addHeader = new QPushButton(tr("Add header"), m_form);
@@ -73,6 +84,7 @@ DataSourcesDialog::DataSourcesDialog(const std::vector<DataSource>& sources,
   auto* headerBox = new QVBoxLayout;
   headerBox->addWidget(m_headers);
   headerBox->addLayout(headerButtons);
+  headerBox->addWidget(m_secretStore);
   auto* form = new QFormLayout(m_form);
   form->addRow(tr("Name"), m_name);
   form->addRow(tr("URL"), m_url);
@@ -115,7 +127,7 @@ DataSourcesDialog::DataSourcesDialog(const std::vector<DataSource>& sources,
   connect(m_remove, &QPushButton::clicked, this, &DataSourcesDialog::removeSource);
   connect(m_test, &QPushButton::clicked, this, &DataSourcesDialog::testConnection);
   connect(addHeader, &QPushButton::clicked, this, [this] {
-    m_headers->insertRow(m_headers->rowCount());
+    addHeaderRow({});
     m_headers->setCurrentCell(m_headers->rowCount() - 1, 0);
   });
   connect(removeHeader, &QPushButton::clicked, this, [this] {
@@ -139,14 +151,26 @@ void DataSourcesDialog::showItem(int row) {
   m_url->setText(QString::fromStdString(s.url));
   m_minStep->setText(QString::fromStdString(format_duration(s.minStepS)));
   m_headers->setRowCount(0);
-  for (const auto& [k, v] : s.headers) {
-    const int r = m_headers->rowCount();
-    m_headers->insertRow(r);
-    m_headers->setItem(r, 0, new QTableWidgetItem(QString::fromStdString(k)));
-    m_headers->setItem(r, 1, new QTableWidgetItem(QString::fromStdString(v)));
-  }
+  for (const auto& h : s.headers) addHeaderRow(h);
   m_testResult->clear();
   m_loading = false;
+}
+
+void DataSourcesDialog::addHeaderRow(const Header& h) {
+  const int r = m_headers->rowCount();
+  m_headers->insertRow(r);
+  m_headers->setItem(r, 0, new QTableWidgetItem(QString::fromStdString(h.name)));
+  auto* value = new QTableWidgetItem(QString::fromStdString(h.value));
+  if (h.secret && h.value.empty())
+    value->setToolTip(tr("Not in this machine's secret store: type the value"));
+  m_headers->setItem(r, 1, value);
+  // Ticked by the name rule (isSecretHeaderName) or by the user; a rule match stays secret.
+  auto* secret = new QTableWidgetItem;
+  secret->setFlags(Qt::ItemIsUserCheckable | Qt::ItemIsEnabled | Qt::ItemIsSelectable);
+  secret->setCheckState(h.secret || isSecretHeaderName(h.name) ? Qt::Checked : Qt::Unchecked);
+  secret->setToolTip(tr("Keep the value in %1, not in the dashboard file")
+                         .arg(SecretStore::instance().describe()));
+  m_headers->setItem(r, 2, secret);
 }
 
 DataSource DataSourcesDialog::formSource() const {
@@ -161,10 +185,15 @@ DataSource DataSourcesDialog::formSource() const {
       return m_headers->item(r, c) ? m_headers->item(r, c)->text().trimmed() : QString();
     };
     if (text(0).isEmpty() && text(1).isEmpty()) continue;
-    s.headers.emplace_back(text(0).toStdString(), text(1).toStdString());
+    const QTableWidgetItem* secret = m_headers->item(r, 2);
+    const std::string name = text(0).toStdString();
+    s.headers.push_back(
+        {name, text(1).toStdString(),
+         (secret && secret->checkState() == Qt::Checked) || isSecretHeaderName(name)});
   }
   // The file keeps headers in name order; so does the dialog, so equal sources compare equal.
-  std::stable_sort(s.headers.begin(), s.headers.end());
+  std::stable_sort(s.headers.begin(), s.headers.end(),
+                   [](const Header& a, const Header& b) { return a.name < b.name; });
   return s;
 }
 

@@ -1,10 +1,11 @@
 // DataSourcesDialog: Dashboard ▸ Data sources: the dashboard's Prometheus-compatible servers
 // (VictoriaMetrics, Prometheus, Mimir, Thanos) beside the built-in Tally collector. Add, edit,
 // rename, remove; each has a name, the API's base URL, HTTP headers sent with every request
-// (Authorization, X-Scope-OrgID) and a minimum step. "Test connection" asks the server as typed
-// for /api/v1/status/buildinfo (else evaluates `1`) and shows the answer.
-// A source that panels still use cannot be removed (the dialog says how many); renames are
-// reported so the panels can follow. OK validates every source (validateDataSource) first.
+// (Authorization, X-Scope-OrgID; the Secret column marks values kept in the secret store, not in
+// the file, and a label says which store that is) and a minimum step. "Test connection" asks the
+// server as typed for /api/v1/status/buildinfo (else evaluates `1`) and shows the answer. A source
+// that panels still use cannot be removed (the dialog says how many); renames are reported so the
+// panels can follow. OK validates every source (validateDataSource) first.
 #pragma once
 
 #include <QDialog>
@@ -43,6 +44,7 @@ class DataSourcesDialog : public QDialog {
   QPushButton* testButton() const { return m_test; }
   QLabel* testResult() const { return m_testResult; }
   QLabel* errorLabel() const { return m_error; }
+  QLabel* secretStoreLabel() const { return m_secretStore; }  // where secret values are kept
 
  public slots:
   void accept() override;
@@ -59,6 +61,7 @@ class DataSourcesDialog : public QDialog {
     std::string originalName;  // "" for a source added in this dialog
   };
   void showItem(int row);
+  void addHeaderRow(const tally::dash::Header& header);
   void storeForm();  // the form into the current item
   tally::dash::DataSource formSource() const;
 
@@ -77,5 +80,6 @@ class DataSourcesDialog : public QDialog {
   QPushButton* m_test;
   QLabel* m_testResult;
   QLabel* m_error;
+  QLabel* m_secretStore;
   PromClient* m_testClient = nullptr;
 };

@@ -47,10 +47,7 @@ namespace {
 QString panelMessage(const PanelController& panel) {
   if (!panel.spec().hasQuery()) return QObject::tr("No metric chosen");
   if (!panel.error().isEmpty()) return QObject::tr("Query failed: %1").arg(panel.error());
-  if (!panel.hasData())
-    return panel.onPrometheus() ? QObject::tr("No answer from data source %1")
-                                      .arg(QString::fromStdString(panel.spec().source))
-                                : QObject::tr("No answer from the collector");
+  if (!panel.hasData()) return QObject::tr("No answer from %1").arg(panel.sourceName());
   bool empty = true;
   if (auto* r = panel.series())
     for (const auto& s : r->series) empty &= s.points.empty();

@@ -13,6 +13,7 @@
 #include "dashboard_document.h"
 #include "data_sources.h"
 #include "exporter.h"
+#include "host_approval.h"
 #include "panel_controller.h"
 
 using namespace tally::dash;
@@ -57,10 +58,12 @@ int runHeadless(const HeadlessOptions& o) {
   }
   Dashboard d;
   QString error;
-  if (!DashboardDocument::read(o.dashboard, &d, &error)) {
+  DashboardDocument::SecretNotes notes;
+  if (!DashboardDocument::read(o.dashboard, &d, &error, &notes)) {
     err("cannot open dashboard " + error);
     return kExitDashboard;
   }
+  if (const QString text = notes.text(); !text.isEmpty()) err("note: " + text);
   if (!o.range.isEmpty() && !parseRangeArg(o.range, &d.range)) {
     err(QStringLiteral("--range '%1' is neither a duration like 1h nor FROM:TO unix seconds")
             .arg(o.range));
@@ -71,6 +74,20 @@ int runHeadless(const HeadlessOptions& o) {
             .arg(o.panel)
             .arg(d.panels.size()));
     return kExitUsage;
+  }
+  // Nothing is sent before every source the export reads may send its headers to its host:
+  // approved in the window once, or named by --allow-host. There is nobody to ask here.
+  for (const DataSource& s : hostApproval::unapproved(d)) {
+    bool used = false;
+    for (size_t i = 0; i < d.panels.size(); ++i)
+      used |= (!o.panel || int(i) + 1 == o.panel) && d.panels[i].source == s.name;
+    if (!used || hostApproval::allowedByFlag(s, o.allowHosts)) continue;
+    const QString host = QString::fromStdString(urlHostPort(s.url));
+    err(QStringLiteral("data source '%1' would send its headers (%2) to %3, a host you have not "
+                       "allowed it to send to: open the dashboard in the window once and allow "
+                       "it, or pass --allow-host %3. Nothing was sent.")
+            .arg(QString::fromStdString(s.name), hostApproval::headerNames(s), host));
+    return kExitHostNotApproved;
   }
   CollectorClient client(o.collector);
   client.setTimeout(o.timeoutS);

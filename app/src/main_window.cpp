@@ -23,6 +23,7 @@
 
 #include "cardinality_view.h"
 #include "collector_client.h"
+#include "core/panel_defaults.h"
 #include "core/time_range.h"
 #include "dashboard_canvas.h"
 #include "dashboard_document.h"
@@ -30,12 +31,14 @@
 #include "data_sources_dialog.h"
 #include "exporter.h"
 #include "health_monitor.h"
+#include "host_approval.h"
 #include "live_subscriber.h"
 #include "metric_browser.h"
 #include "metric_tree_model.h"
 #include "panel_chart.h"
 #include "panel_controller.h"
 #include "panel_widget.h"
+#include "secret_store.h"
 #include "time_range_picker.h"
 
 using namespace tally::dash;
@@ -275,10 +278,41 @@ void MainWindow::showError(const QString& title, const QString& text) {
     qWarning("tally-dashboard: %s", qPrintable(text));
 }
 
+std::set<std::string> MainWindow::askAboutNewHosts(const Dashboard& d, const QString& path) {
+  std::set<std::string> blocked;
+  for (const DataSource& s : hostApproval::unapproved(d)) {
+    HostApprovalDialog dialog(s, QFileInfo(path).fileName(), this);
+    if (dialog.exec() == QDialog::Accepted) {
+      hostApproval::approve(s);
+    } else {
+      blocked.insert(s.name);
+      qInfo("tally-dashboard: event=host_not_approved host=%s source=%s",
+            urlHostPort(s.url).c_str(), s.name.c_str());
+    }
+  }
+  return blocked;
+}
+
+// Opened (or imported) from a file: ask about new hosts before any request goes out, then say
+// what the file's secrets need.
+void MainWindow::showFileDashboard(const Dashboard& d, const QString& path,
+                                   const QString& shownPath,
+                                   const DashboardDocument::SecretNotes& notes) {
+  m_canvas->dataSources()->setBlocked(askAboutNewHosts(d, path));
+  setDashboard(d, shownPath);
+  m_secretsInFile = notes.inFile;
+  if (!notes.inFile.isEmpty()) m_document->setModified(true);  // saving moves them out
+  if (const QString text = notes.text(); !text.isEmpty()) {
+    statusBar()->showMessage(text, 30000);
+    qInfo("tally-dashboard: %s", qPrintable(text));
+  }
+}
+
 bool MainWindow::openDashboard(const QString& path, bool interactive) {
   Dashboard d;
   QString error;
-  if (!DashboardDocument::read(path, &d, &error)) {
+  DashboardDocument::SecretNotes notes;
+  if (!DashboardDocument::read(path, &d, &error, &notes)) {
     m_interactive = interactive;
     showError(tr("Cannot open dashboard"),
               tr("The dashboard was not opened and nothing was changed.\n\n%1").arg(error));
@@ -286,7 +320,7 @@ bool MainWindow::openDashboard(const QString& path, bool interactive) {
     statusBar()->showMessage(error, 15000);
     return false;
   }
-  setDashboard(d, QFileInfo(path).absoluteFilePath());
+  showFileDashboard(d, path, QFileInfo(path).absoluteFilePath(), notes);
   QSettings().setValue("folders/dashboards", QFileInfo(path).absolutePath());
   return true;
 }
@@ -299,6 +333,14 @@ bool MainWindow::saveDashboard(const QString& path) {
   if (!DashboardDocument::write(m_canvas->dashboard(), path, &error)) {
     showError(tr("Cannot save dashboard"), error);
     return false;
+  }
+  if (!m_secretsInFile.isEmpty()) {
+    const QString text =
+        tr("Moved the secret header values (%1) out of the dashboard file into %2.")
+            .arg(m_secretsInFile.join(", "), SecretStore::instance().describe());
+    statusBar()->showMessage(text, 30000);
+    qInfo("tally-dashboard: event=secrets_moved %s", qPrintable(text));
+    m_secretsInFile.clear();
   }
   m_document->setPath(QFileInfo(path).absoluteFilePath());
   m_document->setModified(false);
@@ -365,12 +407,13 @@ void MainWindow::importDashboard() {
   if (path.isEmpty()) return;
   Dashboard d;
   QString error;
-  if (!DashboardDocument::read(path, &d, &error)) {
+  DashboardDocument::SecretNotes notes;
+  if (!DashboardDocument::read(path, &d, &error, &notes)) {
     showError(tr("Cannot import dashboard"), error);
     return;
   }
   // An import is a new, unsaved copy: the original file is never written.
-  setDashboard(d, QString());
+  showFileDashboard(d, path, QString(), notes);
   m_document->setModified(true);
 }
 
@@ -408,35 +451,8 @@ void MainWindow::exportDashboardImage() {
 }
 
 void MainWindow::addPanelForMetric(const QString& metric) {
-  PanelSpec s;
-  s.metric = metric.toStdString();
-  s.grid.h = 5;
-  s.source = m_browser->currentSource().toStdString();
-  const QString kind = m_browser->model()->kindOf(metric);
-  if (!s.source.empty() && kind == "distribution" && metric.endsWith("_bucket"))
-    s.fn = "p99";
-  else if (!s.source.empty() && kind == "distribution") {
-    s.fn = "max";  // a summary: one line per quantile (quantiles of several series do not merge)
-    s.groupBy = {"quantile"};
-  } else if (!s.source.empty() && kind == "gauge")
-    s.fn = "avg";
-  else if (!s.source.empty() && kind == "counter")
-    s.fn = "rate";
-  else if (!s.source.empty()) {
-    // Without metadata (VictoriaMetrics keeps none) the naming conventions say what they can.
-    if (metric.endsWith("_bucket"))
-      s.fn = "p99";
-    else if (metric.endsWith("_total") || metric.endsWith("_count") || metric.endsWith("_sum"))
-      s.fn = "rate";
-    else
-      s.fn = "max";
-  } else if (kind == "distribution")
-    s.fn = "p99";
-  else if (kind == "gauge")
-    s.fn = "avg";
-  else
-    s.fn = "rate";
-  m_canvas->addPanel(s);
+  m_canvas->addPanel(panelForMetric(metric.toStdString(), m_browser->model()->metricKind(metric),
+                                    m_browser->currentSource().toStdString()));
 }
 
 void MainWindow::editDataSources() {
@@ -444,7 +460,24 @@ void MainWindow::editDataSources() {
       m_canvas->dataSources()->sources(),
       [this](const std::string& name) { return m_canvas->panelsUsingSource(name); }, this);
   if (dialog.exec() != QDialog::Accepted) return;
-  if (dialog.sources() == m_canvas->dataSources()->sources() && dialog.renamed().empty()) return;
+  const std::vector<DataSource> before = m_canvas->dataSources()->sources();
+  if (dialog.sources() == before && dialog.renamed().empty()) return;
+  // A source the user added or whose URL or headers they changed is theirs: approved, and no
+  // longer blocked. An unchanged one keeps its state (under its new name if renamed).
+  std::set<std::string> blocked;
+  const auto renamed = dialog.renamed();
+  for (const DataSource& s : dialog.sources()) {
+    std::string oldName = s.name;
+    for (const auto& [from, to] : renamed)
+      if (to == s.name) oldName = from;
+    auto old = std::find_if(before.begin(), before.end(),
+                            [&](const DataSource& b) { return b.name == oldName; });
+    if (old == before.end() || old->url != s.url || old->headers != s.headers)
+      hostApproval::approve(s);
+    else if (m_canvas->dataSources()->blocked().count(oldName))
+      blocked.insert(s.name);
+  }
+  m_canvas->dataSources()->setBlocked(blocked);
   m_canvas->setSources(dialog.sources(), dialog.renamed());
   m_document->setModified(true);
 }

@@ -8,12 +8,15 @@
 #include <QMainWindow>
 #include <QUrl>
 
+#include <set>
+#include <string>
+
 #include "core/dashboard.h"
+#include "dashboard_document.h"
 #include "tally/common/endpoints.h"
 
 class CollectorClient;
 class DashboardCanvas;
-class DashboardDocument;
 class HealthMonitor;
 class LiveSubscriber;
 class MetricBrowser;
@@ -72,6 +75,11 @@ class MainWindow : public QMainWindow {
   void updateRecentMenu();
   void updateHealth();
   bool maybeSave();
+  // Asks about each source of `d` that would send headers to a host not approved for it
+  // (host_approval.h); returns the sources the user chose not to send from.
+  std::set<std::string> askAboutNewHosts(const tally::dash::Dashboard& d, const QString& path);
+  void showFileDashboard(const tally::dash::Dashboard& d, const QString& path,
+                         const QString& shownPath, const DashboardDocument::SecretNotes& notes);
   void showError(const QString& title, const QString& text);
 
   CollectorClient* m_client;
@@ -90,4 +98,5 @@ class MainWindow : public QMainWindow {
   QAction* m_liveAction = nullptr;
   QMenu* m_recentMenu = nullptr;
   bool m_interactive = true;
+  QStringList m_secretsInFile;  // secret values the open file holds itself, until it is saved
 };

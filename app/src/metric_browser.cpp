@@ -10,15 +10,12 @@
 #include <QVBoxLayout>
 #include <algorithm>
 
+#include <QComboBox>
+
 #include "collector_client.h"
+#include "data_source_client.h"
 #include "data_sources.h"
 #include "metric_tree_model.h"
-#include "prom_client.h"
-
-#include <QComboBox>
-#include <QPointer>
-
-#include "core/promql.h"
 
 MetricBrowser::MetricBrowser(CollectorClient* client, QWidget* parent)
     : QWidget(parent),
@@ -112,55 +109,35 @@ QString MetricBrowser::currentSource() const {
 
 void MetricBrowser::reload() {
   const QString source = currentSource();
-  if (!source.isEmpty()) {
-    PromClient* client = m_sources ? m_sources->client(source.toStdString()) : nullptr;
-    if (!client) return;
-    QPointer<PromClient> guard(client);
-    client->fetchMetricNames(
-        this, [this, source, guard](tally::Result<std::vector<std::string>> r) {
-          if (source != currentSource() || !guard) return;  // superseded
-          if (!r) {
-            m_status->setText(
-                tr("Metrics of %1: %2").arg(source, QString::fromStdString(r.status().message())));
-            return;
-          }
-          // Kinds from the metadata where the server keeps it (Prometheus does, VictoriaMetrics
-          // not); without it the list still shows, kinds unknown.
-          guard->fetchMetadata(this, [this, source, names = *r](
-                                         tally::Result<std::map<std::string, std::string>> types) {
-            if (source != currentSource()) return;
-            const auto metrics = tally::dash::promMetricKinds(
-                names, types ? *types : std::map<std::string, std::string>{});
-            m_model->setSource(source);
-            m_model->setMetrics(metrics);
-            m_view->setColumnHidden(MetricTreeModel::SeriesColumn, true);  // unknown there
-            m_status->setText(tr("%n metric(s) in %1", nullptr, int(metrics.size())).arg(source));
-            emit metricsLoaded();
-          });
-        });
-    return;
-  }
-  m_client->fetchMetrics(this, [this](tally::Result<std::vector<tally::dash::MetricInfo>> r) {
-    if (!currentSource().isEmpty()) return;  // superseded
-    if (!r) {
-      m_status->setText(tr("Metrics: %1").arg(QString::fromStdString(r.status().message())));
-      return;
-    }
-    // A reset collapses the tree and drops the selection: only when names or kinds changed.
-    auto names = [](const std::vector<tally::dash::MetricInfo>& v) {
-      std::vector<std::pair<std::string, std::string>> out;
-      for (const auto& m : v) out.emplace_back(m.name, m.kind);
-      std::sort(out.begin(), out.end());
-      return out;
-    };
-    if (names(*r) != names(m_model->metrics()) || m_model->rowCount() == 0 ||
-        !m_model->source().isEmpty()) {
-      m_model->setSource(QString());
-      m_model->setMetrics(*r);
-      m_view->setColumnHidden(MetricTreeModel::SeriesColumn, false);
-      m_view->expandToDepth(0);
-    }
-    m_status->setText(tr("%n metric(s)", nullptr, int(r->size())));
-    emit metricsLoaded();
-  });
+  DataSourceClient* client = dataSourceFor(source.toStdString(), m_client, m_sources);
+  if (!client) return;
+  const bool seriesCounts = client->features().seriesCounts;
+  client->fetchMetrics(
+      DataSourceClient::MetricDetail::kKinds, this,
+      [this, source, seriesCounts](tally::Result<std::vector<tally::dash::MetricInfo>> r) {
+        if (source != currentSource()) return;  // superseded
+        const QString what = source.isEmpty() ? tr("Metrics") : tr("Metrics of %1").arg(source);
+        if (!r) {
+          m_status->setText(tr("%1: %2").arg(what, QString::fromStdString(r.status().message())));
+          return;
+        }
+        // A reset collapses the tree and drops the selection: only when names or kinds changed.
+        auto names = [](const std::vector<tally::dash::MetricInfo>& v) {
+          std::vector<std::pair<std::string, std::optional<tally::Kind>>> out;
+          for (const auto& m : v) out.emplace_back(m.name, m.kind);
+          std::sort(out.begin(), out.end());
+          return out;
+        };
+        if (names(*r) != names(m_model->metrics()) || m_model->rowCount() == 0 ||
+            m_model->source() != source) {
+          m_model->setSource(source);
+          m_model->setMetrics(*r);
+          m_view->setColumnHidden(MetricTreeModel::SeriesColumn, !seriesCounts);
+          m_view->expandToDepth(0);
+        }
+        m_status->setText(source.isEmpty()
+                              ? tr("%n metric(s)", nullptr, int(r->size()))
+                              : tr("%n metric(s) in %1", nullptr, int(r->size())).arg(source));
+        emit metricsLoaded();
+      });
 }

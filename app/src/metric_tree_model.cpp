@@ -7,12 +7,12 @@ MetricTreeModel::MetricTreeModel(QObject* parent)
     : QAbstractItemModel(parent), m_root(std::make_unique<Node>()) {}
 MetricTreeModel::~MetricTreeModel() = default;
 
-QIcon MetricTreeModel::kindIcon(const QString& kind) {
+QIcon MetricTreeModel::kindIcon(std::optional<tally::Kind> kind) {
   static const QIcon counter(":/tally/icons/counter.svg"), gauge(":/tally/icons/gauge.svg"),
       distribution(":/tally/icons/distribution.svg"), folder(":/tally/icons/folder.svg");
-  if (kind == QLatin1String("counter")) return counter;
-  if (kind == QLatin1String("gauge")) return gauge;
-  if (kind == QLatin1String("distribution")) return distribution;
+  if (kind == tally::Kind::kCounter) return counter;
+  if (kind == tally::Kind::kGauge) return gauge;
+  if (kind == tally::Kind::kDistribution) return distribution;
   return folder;
 }
 
@@ -47,10 +47,15 @@ void MetricTreeModel::setMetrics(const std::vector<tally::dash::MetricInfo>& met
   endResetModel();
 }
 
-QString MetricTreeModel::kindOf(const QString& metric) const {
+std::optional<tally::Kind> MetricTreeModel::metricKind(const QString& metric) const {
   for (const auto& m : m_metrics)
-    if (QString::fromStdString(m.name) == metric) return QString::fromStdString(m.kind);
-  return {};
+    if (QString::fromStdString(m.name) == metric) return m.kind;
+  return std::nullopt;
+}
+
+QString MetricTreeModel::kindOf(const QString& metric) const {
+  const auto kind = metricKind(metric);
+  return kind ? QString::fromLatin1(tally::kind_name(*kind)) : QString();
 }
 
 QModelIndex MetricTreeModel::indexOfMetric(const QString& metric) const {
@@ -97,7 +102,7 @@ QVariant MetricTreeModel::data(const QModelIndex& index, int role) const {
   const Node* n = nodeOf(index);
   const tally::dash::MetricInfo* m =
       n->metricIndex >= 0 ? &m_metrics[size_t(n->metricIndex)] : nullptr;
-  const QString kind = m ? QString::fromStdString(m->kind) : QString();
+  const QString kind = m && m->kind ? QString::fromLatin1(tally::kind_name(*m->kind)) : QString();
   switch (role) {
     case Qt::DisplayRole:
       if (index.column() == NameColumn) return n->segment;
@@ -107,7 +112,8 @@ QVariant MetricTreeModel::data(const QModelIndex& index, int role) const {
     case Qt::DecorationRole:
       // A Prometheus source does not say what kind a metric is: no icon rather than a wrong one.
       if (m && kind.isEmpty()) return {};
-      return index.column() == NameColumn ? QVariant(kindIcon(kind)) : QVariant();
+      return index.column() == NameColumn ? QVariant(kindIcon(m ? m->kind : std::nullopt))
+                                          : QVariant();
     case Qt::ToolTipRole:
       if (m && !m_source.isEmpty())
         return QStringLiteral("%1\nfrom data source %2").arg(n->path, m_source);

@@ -29,9 +29,10 @@ class MetricTreeModel : public QAbstractItemModel {
   // The data source the metrics come from ("" = the collector); travels with drags.
   void setSource(const QString& source) { m_source = source; }
   QString source() const { return m_source; }
-  QString kindOf(const QString& metric) const;  // "" if unknown
+  std::optional<tally::Kind> metricKind(const QString& metric) const;  // nullopt if unknown
+  QString kindOf(const QString& metric) const;                         // its name, "" if unknown
   QModelIndex indexOfMetric(const QString& metric) const;
-  static QIcon kindIcon(const QString& kind);
+  static QIcon kindIcon(std::optional<tally::Kind> kind);  // a folder for none
 
   QModelIndex index(int row, int column, const QModelIndex& parent = {}) const override;
   QModelIndex parent(const QModelIndex& child) const override;

@@ -3,22 +3,13 @@
 #include <QDateTime>
 #include <limits>
 
-#include "collector_client.h"
 #include "core/csv.h"
-#include "core/promql.h"
+#include "data_source_client.h"
 #include "data_sources.h"
 #include "live_subscriber.h"
-#include "prom_client.h"
 
 using namespace tally;
 using namespace tally::dash;
-
-namespace {
-const std::vector<Resolution>& defaultRetention() {
-  static const std::vector<Resolution> r = *parse_retention(kDefaultRetention);
-  return r;
-}
-}  // namespace
 
 PanelController::PanelController(CollectorClient* client, LiveSubscriber* live, QObject* parent)
     : QObject(parent),
@@ -37,8 +28,23 @@ void PanelController::setDataSources(DataSources* sources) {
   m_sources = sources;
   if (m_sources)
     connect(m_sources, &DataSources::changed, this, [this] {
-      if (onPrometheus()) refresh();
+      if (!m_spec.source.empty()) refresh();  // the panel's source may have changed
     });
+}
+
+DataSourceClient* PanelController::source() const {
+  return dataSourceFor(m_spec.source, m_client, m_sources);
+}
+
+QString PanelController::sourceName() const {
+  if (DataSourceClient* s = source()) return s->displayName();
+  return m_spec.source.empty() ? tr("the collector")
+                               : tr("data source %1").arg(QString::fromStdString(m_spec.source));
+}
+
+bool PanelController::streams() const {
+  DataSourceClient* s = source();
+  return s ? s->features().liveStream : m_spec.source.empty();
 }
 
 PanelController::~PanelController() {
@@ -60,7 +66,7 @@ void PanelController::setSpec(const PanelSpec& spec) {
     m_histogram.reset();
     m_heatmap.reset();
     m_hidden.clear();
-    m_liveKind.clear();
+    m_liveKind.reset();
     updateSubscription();
     resetLive();
     refresh();
@@ -86,7 +92,7 @@ void PanelController::setLive(bool live) {
 
 void PanelController::updateSubscription() {
   QString want =
-      m_live && m_liveSub && !onPrometheus() ? QString::fromStdString(m_spec.metric) : QString();
+      m_live && m_liveSub && streams() ? QString::fromStdString(m_spec.metric) : QString();
   if (want == m_subscribed) return;
   if (m_liveSub && !m_subscribed.isEmpty()) m_liveSub->unsubscribe(m_subscribed);
   m_subscribed = want;
@@ -129,15 +135,9 @@ void PanelController::setPixelWidth(int pixels) {
 }
 
 int64_t PanelController::step() const {
-  if (onPrometheus()) {
-    const DataSource* src = m_sources ? m_sources->find(m_spec.source) : nullptr;
-    const std::vector<Resolution> finest = {
-        {src ? src->minStepS : 10, std::numeric_limits<int64_t>::max()}};
-    return chooseStep(m_window, m_pixelWidth, now(), finest,
-                      m_spec.chart == ChartType::Bars ? 8 : 3);
-  }
-  int ppp = m_spec.chart == ChartType::Bars ? 8 : m_spec.chart == ChartType::Heatmap ? 8 : 3;
-  return chooseStep(m_window, m_pixelWidth, now(), defaultRetention(), ppp);
+  if (DataSourceClient* s = source()) return s->step(m_window, m_pixelWidth, now(), m_spec.chart);
+  // A source the dashboard does not (or no longer) define: its query fails and says so.
+  return PromSource::stepFor(m_window, m_pixelWidth, now(), m_spec.chart, 10);
 }
 
 TimeWindow PanelController::shownWindow() const {
@@ -150,70 +150,12 @@ bool PanelController::hasData() const {
   return m_series || m_histogram || m_heatmap;
 }
 
-QueryRequest PanelController::request() const {
-  QueryRequest r;
-  r.metric = m_spec.metric;
-  r.filters = m_spec.filters;
-  r.groupBy = m_spec.groupBy;
-  r.fn = m_spec.fn;
-  r.from = m_window.from;
-  r.to = m_window.to;
-  r.step = step();
-  r.histogramBuckets = std::clamp(m_pixelWidth / 10, 10, 120);
-  return r;
-}
-
 void PanelController::refresh() {
   m_requeryTimer.stop();
   if (!m_zoom) m_window = resolveRange(m_range, now());
-  if (onPrometheus()) {
-    refreshPrometheus();
-    return;
-  }
-  if (m_spec.metric.empty() || !m_client) {
-    m_error.clear();
-    emit stateChanged();
-    return;
-  }
-  const quint64 gen = ++m_generation;
-  ++m_queries;
-  m_loading = true;
-  emit stateChanged();
-  QueryRequest req = request();
-  m_queriedWindow = m_window;
-  m_requestedStep = req.step;
-  auto stale = [this, gen] { return gen != m_generation; };
-  switch (m_spec.chart) {
-    case ChartType::Histogram:
-      m_client->histogram(req, this, [this, stale](Result<HistogramResult> r) {
-        if (stale()) return;
-        if (r) m_histogram = std::move(*r);
-        finish(r.status());
-      });
-      break;
-    case ChartType::Heatmap:
-      m_client->heatmap(req, this, [this, stale](Result<HeatmapResult> r) {
-        if (stale()) return;
-        if (r) m_heatmap = std::move(*r);
-        finish(r.status());
-      });
-      break;
-    default:
-      m_client->query(req, this, [this, stale](Result<QueryResult> r) {
-        if (stale()) return;
-        if (r) {
-          m_series = std::move(*r);
-          m_unknownFrom.reset();  // the collector answered for the whole window
-          if (m_live && !m_zoom) mergeLive();
-        }
-        finish(r.status());
-      });
-  }
-}
-
-void PanelController::refreshPrometheus() {
-  if (!m_spec.hasQuery()) {
-    m_error.clear();
+  DataSourceClient* src = source();
+  if (!m_spec.hasQuery() || (!src && m_spec.source.empty())) {
+    m_error.clear();  // nothing to ask (or, in tests, no collector client)
     emit stateChanged();
     return;
   }
@@ -222,43 +164,38 @@ void PanelController::refreshPrometheus() {
   m_queriedWindow = m_window;
   m_requestedStep = step();
   m_lastQueryAt = now();
-  PromClient* client = m_sources ? m_sources->client(m_spec.source) : nullptr;
-  if (!client) {
+  if (!src) {
     m_series.reset();
     finish(Status::not_found("no data source named '" + m_spec.source + "' in this dashboard"));
     return;
   }
-  auto expr = buildPromQL(m_spec, m_requestedStep);
-  if (!expr) {
+  auto text = src->queryText(m_spec, m_requestedStep);
+  if (!text) {
     m_series.reset();
-    m_lastPromQL.clear();
-    finish(expr.status());
+    m_lastQueryText.clear();
+    finish(text.status());
     return;
   }
-  m_lastPromQL = *expr;
-  // Buckets still filling up are left out: an evaluation time in the future is answered from
-  // older data (VictoriaMetrics repeats its last point there), not from the bucket's samples.
-  PromRange range = promRangeFor(m_window.from, m_window.to, m_requestedStep);
-  range.end = std::min(range.end, bucket_start(now(), range.step));
-  if (range.end < range.start) {
-    QueryResult empty;
-    empty.metric = m_spec.metric;
-    empty.step = empty.resolution = range.step;
-    empty.from = empty.to = range.start - range.step;
-    m_series = std::move(empty);
-    finish(Status::ok());
-    return;
-  }
+  m_lastQueryText = *text;
   m_loading = true;
   emit stateChanged();
-  client->queryRange(*expr, range, this, [this, gen, range](Result<QueryResult> r) {
-    if (gen != m_generation) return;
+  DataSourceClient::PanelQuery q;
+  q.spec = m_spec;
+  q.window = m_window;
+  q.step = m_requestedStep;
+  q.histogramBuckets = std::clamp(m_pixelWidth / 10, 10, 120);
+  q.now = now();
+  const bool live = src->features().liveStream;
+  src->runPanel(q, this, [this, gen, live](Result<DataSourceClient::PanelAnswer> r) {
+    if (gen != m_generation) return;  // a newer query is on its way
     if (r) {
-      r->metric = m_spec.metric;
-      r->fn = m_spec.promql.empty() ? m_spec.fn : "promql";
-      r->from = range.start - range.step;
-      r->to = range.end;
-      m_series = std::move(*r);
+      if (r->histogram) m_histogram = std::move(*r->histogram);
+      if (r->heatmap) m_heatmap = std::move(*r->heatmap);
+      if (r->series) {
+        m_series = std::move(*r->series);
+        m_unknownFrom.reset();  // the source answered for the whole window
+        if (live && m_live && !m_zoom) mergeLive();
+      }
     }
     finish(r.status());
   });
@@ -275,7 +212,7 @@ void PanelController::finish(const Status& status) {
 void PanelController::mergeLive() {
   if (!m_series) {
     // A metric the collector did not know at query time (404) starts from the stream alone.
-    if (m_liveBuffer.cellCount() == 0 || m_liveKind.empty()) return;
+    if (m_liveBuffer.cellCount() == 0 || !m_liveKind) return;
     QueryResult r;
     r.metric = m_spec.metric;
     r.kind = m_liveKind;
@@ -299,7 +236,7 @@ void PanelController::trimUnknown() {
 }
 
 void PanelController::setCollectorReachable(bool reachable, int64_t lastContact) {
-  if (onPrometheus()) return;
+  if (!streams()) return;  // the collector's health; a polled source's failures are its errors
   if (!reachable) {
     if (m_unknownFrom) return;
     m_unknownFrom = lastContact > 0 ? std::min(lastContact, now()) : now();
@@ -316,8 +253,8 @@ void PanelController::setCollectorReachable(bool reachable, int64_t lastContact)
 void PanelController::tick() {
   if (!m_live || m_zoom || m_range.isCustom()) return;
   m_window = resolveRange(m_range, now());
-  if (onPrometheus()) {
-    // No stream from a Prometheus server: ask again once a step has passed (at most every 5 s).
+  if (!streams()) {
+    // No stream from the source: ask again once a step has passed (at most every 5 s).
     const bool due =
         now() - m_lastQueryAt >= std::max<int64_t>(5, m_requestedStep) || step() != m_requestedStep;
     if (!m_loading && due)
@@ -343,7 +280,7 @@ void PanelController::onLiveUpdates(const QString& metric, const std::vector<Liv
   if (!m_live || metric != m_subscribed) return;
   bool changed = false;
   for (const auto& u : updates) changed |= m_liveBuffer.apply(u);
-  if (changed && m_liveKind.empty()) m_liveKind = kind_name(updates.front().kind);
+  if (changed && !m_liveKind) m_liveKind = updates.front().kind;
   if (!changed) return;
   if (auto stale = m_liveBuffer.takeStaleCorrection(); stale && *stale >= m_window.from) {
     if (!m_requeryTimer.isActive()) m_requeryTimer.start(300);
@@ -390,7 +327,7 @@ std::string PanelController::csv() const {
       return heatmapToCsv(m_heatmap ? *m_heatmap : HeatmapResult{}, shownWindow().from,
                           shownWindow().to);
     default:
-      if (onPrometheus() && !m_spec.promql.empty())
+      if (!m_spec.promql.empty())  // a raw expression (validatePanel: on a named source only)
         return seriesToCsv(m_spec.promql, "promql", visibleSeries(), shownWindow().from,
                            shownWindow().to);
       return seriesToCsv(m_spec.metric, m_spec.fn, visibleSeries(), shownWindow().from,

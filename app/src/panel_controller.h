@@ -1,17 +1,15 @@
 // PanelController: one panel's data: its spec, the window it shows, the last query answer as a
-// plain value, and the live updates merged into it. It asks CollectorClient for a range query
-// (line, stacked, bars), a histogram or a heatmap, with the step following the chart's pixel
-// width, and emits dataChanged(); views read the snapshot and draw it (they hold no data).
+// plain value, and the live updates merged into it. It asks the panel's data source
+// (DataSourceClient, data_source_client.h: the collector, or a Prometheus-compatible server the
+// spec names) for a range query (line, stacked, bars), a histogram or a heatmap, with the step
+// following the chart's pixel width and what the source can answer, and emits dataChanged();
+// views read the snapshot and draw it (they hold no data).
 //
 // Live: while live is on and the range is relative, the window slides with tick() (once a
-// second); series panels merge LiveBuffer's buckets (replace, never add), histogram and heatmap
-// panels re-query at most every two seconds while updates arrive. A correction older than what
-// the buffer covers triggers a re-query.
-//
-// A panel whose spec names a data source asks that source's PromClient (DataSources) for a
-// query_range of the PromQL its settings stand for (promql.h), with a step no finer than the
-// source's min_step; live, it re-queries every step (at least every 5 s) instead of listening to
-// the collector's stream.
+// second). On a source with a live stream (the collector's), series panels merge LiveBuffer's
+// buckets (replace, never add), histogram and heatmap panels re-query at most every two seconds
+// while updates arrive, and a correction older than what the buffer covers triggers a re-query.
+// On a source without one the panel re-queries every step (at least every 5 s).
 // Thread-safety: GUI thread.
 #pragma once
 
@@ -27,6 +25,7 @@
 #include "core/time_range.h"
 
 class CollectorClient;
+class DataSourceClient;
 class DataSources;
 class LiveSubscriber;
 
@@ -36,12 +35,15 @@ class PanelController : public QObject {
   PanelController(CollectorClient* client, LiveSubscriber* live, QObject* parent = nullptr);
   ~PanelController() override;
 
-  // Where panels on a Prometheus-compatible source find its client; without it they show an error.
+  // Where panels on a named data source find its client; without it they show an error.
   void setDataSources(DataSources* sources);
   const tally::dash::PanelSpec& spec() const { return m_spec; }
-  bool onPrometheus() const { return !m_spec.source.empty(); }
-  // The PromQL of the last query of a Prometheus panel ("" for collector panels).
-  const std::string& lastPromQL() const { return m_lastPromQL; }
+  // The client of the panel's source (dataSourceFor); nullptr when there is none.
+  DataSourceClient* source() const;
+  // For messages: "the collector", "data source vm".
+  QString sourceName() const;
+  // The query text of the last query (its PromQL; "" where the settings are the query).
+  const std::string& lastPromQL() const { return m_lastQueryText; }
   void setSpec(const tally::dash::PanelSpec& spec);  // re-queries if the query changed
   void setGrid(const tally::dash::GridRect& grid) { m_spec.grid = grid; }
 
@@ -103,9 +105,9 @@ class PanelController : public QObject {
 
  private:
   void resetLive();
-  void refreshPrometheus();
+  // Whether the source streams live updates (else the panel polls).
+  bool streams() const;
   void updateSubscription();
-  tally::dash::QueryRequest request() const;
   void finish(const tally::Status& status);
   void mergeLive();
   void trimUnknown();
@@ -113,7 +115,7 @@ class PanelController : public QObject {
 
   CollectorClient* m_client;
   QPointer<DataSources> m_sources;
-  std::string m_lastPromQL;
+  std::string m_lastQueryText;
   int64_t m_lastQueryAt = 0;
   QPointer<LiveSubscriber> m_liveSub;  // may go first when the window is torn down
   tally::dash::PanelSpec m_spec;
@@ -138,6 +140,6 @@ class PanelController : public QObject {
   std::optional<int64_t> m_unknownFrom;
 
   tally::dash::LiveBuffer m_liveBuffer;
-  std::string m_liveKind;  // kind of the metric as the stream tells it
+  std::optional<tally::Kind> m_liveKind;  // kind of the metric as the stream tells it
   QTimer m_requeryTimer;
 };

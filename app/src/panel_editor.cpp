@@ -14,9 +14,8 @@
 #include <QVBoxLayout>
 
 #include "collector_client.h"
-#include "core/promql.h"
+#include "data_source_client.h"
 #include "data_sources.h"
-#include "prom_client.h"
 
 using namespace tally;
 using namespace tally::dash;
@@ -181,22 +180,34 @@ PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const Pa
   connect(m_groupBy, &QListWidget::itemChanged, this, &PanelEditor::updatePreview);
   connect(m_source, &QComboBox::currentIndexChanged, this, &PanelEditor::sourceChanged);
 
-  m_promRow->setVisible(onPrometheus());
+  m_promRow->setVisible(source()->features().expressions);
   loadMetrics();
   loadTags(m_metric->currentText());
   updateForKind();
 }
 
-bool PanelEditor::onPrometheus() const {
-  return !m_source->currentData().toString().isEmpty();
+DataSourceClient* PanelEditor::source() const {
+  const std::string name = m_source->currentData().toString().toStdString();
+  if (DataSourceClient* s = dataSourceFor(name, m_client, m_sources)) return s;
+  if (!m_offline || m_offlineName != name) {
+    delete m_offline;
+    m_offlineName = name;
+    auto* self = const_cast<PanelEditor*>(this);
+    if (name.empty())
+      m_offline = new CollectorSource(nullptr, self);
+    else
+      m_offline = new PromSource(DataSource{name, "", {}, 10}, self);
+  }
+  return m_offline;
 }
 
 void PanelEditor::sourceChanged() {
-  m_promRow->setVisible(onPrometheus());
+  const DataSourceClient::Features f = source()->features();
+  m_promRow->setVisible(f.expressions);
   for (auto& row : m_rows) {
     const int notRegex = row.op->findText(filterOpName(FilterOp::NotRegex));
-    if (onPrometheus() && notRegex < 0) row.op->addItem(filterOpName(FilterOp::NotRegex));
-    if (!onPrometheus() && notRegex >= 0) row.op->removeItem(notRegex);
+    if (f.notRegex && notRegex < 0) row.op->addItem(filterOpName(FilterOp::NotRegex));
+    if (!f.notRegex && notRegex >= 0) row.op->removeItem(notRegex);
   }
   // Another source has other metrics and labels: what was chosen for the old one goes.
   m_metrics.clear();
@@ -231,24 +242,12 @@ void PanelEditor::loadMetrics() {
     updateForKind();
     emit metricsLoaded();
   };
-  if (source.isEmpty()) {
-    if (m_client) m_client->fetchMetrics(this, apply);
-    return;
-  }
-  PromClient* client = m_sources ? m_sources->client(source.toStdString()) : nullptr;
+  DataSourceClient* client = dataSourceFor(source.toStdString(), m_client, m_sources);
   if (!client) {
-    m_error->setText(tr("No data source named '%1'").arg(source));
+    if (!source.isEmpty()) m_error->setText(tr("No data source named '%1'").arg(source));
     return;
   }
-  client->fetchMetricNames(this, [apply](Result<std::vector<std::string>> r) {
-    if (!r) {
-      apply(r.status());
-      return;
-    }
-    std::vector<MetricInfo> metrics;
-    for (auto& n : *r) metrics.push_back({std::move(n), "", 0});
-    apply(std::move(metrics));
-  });
+  client->fetchMetrics(DataSourceClient::MetricDetail::kNames, this, apply);
 }
 
 void PanelEditor::loadTags(const QString& metric) {
@@ -288,11 +287,8 @@ void PanelEditor::loadTags(const QString& metric) {
     updatePreview();
     emit tagsLoaded(metric);
   };
-  if (source.isEmpty()) {
-    if (m_client) m_client->fetchTags(metric, this, callback);
-  } else if (PromClient* client = m_sources ? m_sources->client(source.toStdString()) : nullptr) {
+  if (DataSourceClient* client = dataSourceFor(source.toStdString(), m_client, m_sources))
     client->fetchTags(metric.toStdString(), this, callback);
-  }
 }
 
 PanelEditor::FilterRow PanelEditor::addFilterRow(const TagFilter& filter) {
@@ -308,7 +304,7 @@ PanelEditor::FilterRow PanelEditor::addFilterRow(const TagFilter& filter) {
   r.op->setObjectName("filterOp");
   for (FilterOp op : {FilterOp::Eq, FilterOp::NotEq, FilterOp::Regex})
     r.op->addItem(filterOpName(op));
-  if (onPrometheus()) r.op->addItem(filterOpName(FilterOp::NotRegex));
+  if (source()->features().notRegex) r.op->addItem(filterOpName(FilterOp::NotRegex));
   r.op->setCurrentText(filterOpName(filter.op));
   r.op->setToolTip(
       tr("= equals, != differs, =~ matches the regular expression (whole value), "
@@ -361,75 +357,58 @@ void PanelEditor::removeRow(QWidget* row) {
 }
 
 void PanelEditor::updateForKind() {
-  if (onPrometheus()) {
-    // No kinds here: what has no PromQL form is disabled and the note says why.
-    m_kindLabel->clear();
-    const std::string metric = m_metric->currentText().trimmed().toStdString();
-    std::vector<std::string> names;
-    for (const auto& m : m_metrics) names.push_back(m.name);
-    QStringList notes;
-    for (int i = 0; i < m_fn->count(); ++i) {
-      const std::string fn = m_fn->itemData(i).toString().toStdString();
-      Status st = metric.empty() ? Status::ok() : promFunctionSupported(fn, metric, names);
-      setItemEnabled(m_fn, i, st.is_ok());
-      if (!st && fn == "p99") {
-        QString why = QString::fromStdString(st.message());
-        notes << why.left(1).toUpper() + why.mid(1) + '.';
-      }
+  DataSourceClient* src = source();
+  const DataSourceClient::Features f = src->features();
+  std::optional<Kind> kind;  // nullopt when the source does not say
+  for (const auto& m : m_metrics)
+    if (QString::fromStdString(m.name) == m_metric->currentText()) kind = m.kind;
+  m_kindLabel->setText(f.distributions && kind ? QString::fromLatin1(kind_name(*kind)) : QString());
+  // What the source cannot compute is disabled; a source that does not know kinds says why.
+  const std::string metric = m_metric->currentText().trimmed().toStdString();
+  QStringList notes;
+  for (int i = 0; i < m_fn->count(); ++i) {
+    const std::string fn = m_fn->itemData(i).toString().toStdString();
+    const Status st = src->supportsFunction(fn, metric, kind, m_metrics);
+    setItemEnabled(m_fn, i, st.is_ok());
+    if (!f.distributions && !st && fn == "p99") {
+      QString why = QString::fromStdString(st.message());
+      notes << why.left(1).toUpper() + why.mid(1) + '.';
     }
-    for (int i = 0; i < m_chart->count(); ++i) {
-      auto type = parseChartType(m_chart->itemData(i).toString().toStdString());
-      setItemEnabled(m_chart, i, !chartNeedsDistribution(*type));
-    }
+  }
+  for (int i = 0; i < m_chart->count(); ++i) {
+    auto type = parseChartType(m_chart->itemData(i).toString().toStdString());
+    setItemEnabled(m_chart, i, src->supportsChart(*type, kind));
+  }
+  if (!f.distributions) {
     if (auto type = parseChartType(m_chart->currentData().toString().toStdString());
         type && chartNeedsDistribution(*type))
       m_chart->setCurrentIndex(
           m_chart->findData(QString::fromLatin1(chartTypeName(ChartType::Line))));
     notes << tr("Histogram and heatmap charts need the Tally collector's distributions.");
-    const bool raw = !m_promql->text().trimmed().isEmpty();
-    if (raw)
-      notes.prepend(
-          tr("The PromQL expression is used as written: metric, filters, group by and function are "
-             "ignored."));
-    m_note->setText(notes.join(' '));
-    m_fn->setEnabled(!raw);
-    m_groupBy->setEnabled(!raw);
-    updatePreview();
-    return;
   }
-  m_note->clear();
-  QString kind;
-  for (const auto& m : m_metrics)
-    if (QString::fromStdString(m.name) == m_metric->currentText())
-      kind = QString::fromStdString(m.kind);
-  m_kindLabel->setText(kind);
-  const bool dist = kind == "distribution", gauge = kind == "gauge", known = !kind.isEmpty();
-  for (int i = 0; i < m_fn->count(); ++i) {
-    const QString fn = m_fn->itemData(i).toString();
-    bool ok = true;
-    if (fn.startsWith('p')) ok = !known || dist;
-    if (fn == "rate") ok = !gauge;
-    setItemEnabled(m_fn, i, ok);
-  }
-  for (int i = 0; i < m_chart->count(); ++i) {
-    auto type = parseChartType(m_chart->itemData(i).toString().toStdString());
-    setItemEnabled(m_chart, i, !known || dist || !chartNeedsDistribution(*type));
-  }
+  const bool raw = f.expressions && !m_promql->text().trimmed().isEmpty();
+  if (raw)
+    notes.prepend(
+        tr("The PromQL expression is used as written: metric, filters, group by and function are "
+           "ignored."));
+  m_note->setText(notes.join(' '));
   auto type = parseChartType(m_chart->currentData().toString().toStdString());
   const bool distChart = type && chartNeedsDistribution(*type);
-  m_fn->setEnabled(!distChart);
-  m_groupBy->setEnabled(!distChart);
+  m_fn->setEnabled(!raw && !distChart);
+  m_groupBy->setEnabled(!raw && !distChart);
+  updatePreview();
 }
 
 void PanelEditor::updatePreview() {
-  if (!onPrometheus()) return;
+  DataSourceClient* src = source();
+  if (!src->features().expressions) return;
   PanelSpec s = spec();
   if (!s.hasQuery()) {
     m_preview->setText(tr("Choose a metric or write an expression."));
     return;
   }
   // The step follows the panel's width and range; a minute shows the shape.
-  auto e = buildPromQL(s, 60);
+  auto e = src->queryText(s, 60);
   m_preview->setText(e ? tr("At a 1m step: %1").arg(QString::fromStdString(*e))
                        : QString::fromStdString(e.status().message()));
 }
@@ -437,7 +416,8 @@ void PanelEditor::updatePreview() {
 PanelSpec PanelEditor::spec() const {
   PanelSpec s = m_original;
   s.source = m_source->currentData().toString().toStdString();
-  s.promql = s.source.empty() ? std::string() : m_promql->text().trimmed().toStdString();
+  s.promql =
+      source()->features().expressions ? m_promql->text().trimmed().toStdString() : std::string();
   s.metric = m_metric->currentText().trimmed().toStdString();
   s.filters.clear();
   for (const auto& r : m_rows) {
@@ -465,15 +445,17 @@ PanelSpec PanelEditor::spec() const {
 
 void PanelEditor::accept() {
   PanelSpec s = spec();
+  DataSourceClient* src = source();
+  const DataSourceClient::Features f = src->features();
   if (!s.hasQuery()) {
-    m_error->setText(s.source.empty() ? tr("Choose a metric.")
-                                      : tr("Choose a metric or write a PromQL expression."));
+    m_error->setText(f.expressions ? tr("Choose a metric or write a PromQL expression.")
+                                   : tr("Choose a metric."));
     return;
   }
-  if (!s.source.empty() && s.promql.empty()) {
-    std::vector<std::string> names;
-    for (const auto& m : m_metrics) names.push_back(m.name);
-    if (auto st = promFunctionSupported(s.fn, s.metric, names); !st) {
+  // A source that knows every metric's kind offered only what it computes; one that does not is
+  // asked about the function and metric chosen.
+  if (!f.distributions && s.promql.empty()) {
+    if (auto st = src->supportsFunction(s.fn, s.metric, std::nullopt, m_metrics); !st) {
       m_error->setText(QString::fromStdString(st.message()));
       return;
     }

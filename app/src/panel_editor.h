@@ -17,6 +17,7 @@
 #include "core/dashboard.h"
 
 class CollectorClient;
+class DataSourceClient;
 class DataSources;
 class QCheckBox;
 class QComboBox;
@@ -71,7 +72,9 @@ class PanelEditor : public QDialog {
   void loadMetrics();
   void loadTags(const QString& metric);
   void sourceChanged();
-  bool onPrometheus() const;
+  // The chosen source's client: dataSourceFor(), or without one (no collector client, or a source
+  // the dashboard no longer defines) a client that lists nothing but says what the source can do.
+  DataSourceClient* source() const;
   void updatePreview();
   void updateForKind();
   void fillValues(FilterRow& row);
@@ -79,6 +82,8 @@ class PanelEditor : public QDialog {
 
   CollectorClient* m_client;
   DataSources* m_sources;
+  mutable DataSourceClient* m_offline = nullptr;
+  mutable std::string m_offlineName;
   tally::dash::PanelSpec m_original;
   std::vector<tally::dash::MetricInfo> m_metrics;
   tally::dash::TagValues m_tags;

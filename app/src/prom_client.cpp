@@ -28,9 +28,8 @@ void PromClient::get(const std::string& path, QObject* context, RawCallback cb) 
   // The user's allowlist of variables a dashboard file may read (never the file's own).
   static const std::vector<std::string> allowed =
       envAllowPatterns(qEnvironmentVariable("TALLY_DASHBOARD_ENV_ALLOW").toStdString());
-  if (auto plain = checkCredentialsTransport(m_source); !plain) {
-    // Credentials are never sent over plain http beyond loopback: a failed request instead.
-    const QString why = QString::fromStdString(plain.message());
+  // Reported as a failed request (status -1): nothing is sent.
+  auto refuse = [this, context, cb](const QString& why) {
     QPointer<QObject> ctx(context);
     QMetaObject::invokeMethod(
         this,
@@ -38,30 +37,29 @@ void PromClient::get(const std::string& path, QObject* context, RawCallback cb) 
           if (ctx) cb(-1, QByteArray(), why);
         },
         Qt::QueuedConnection);
-    return;
-  }
-  for (const auto& [k, v] : m_source.headers) {
+  };
+  // The user said "Don't send" to this source's host (host_approval.h).
+  if (!m_blocked.isEmpty()) return refuse(m_blocked);
+  // Credentials are never sent over plain http beyond loopback.
+  if (auto plain = checkCredentialsTransport(m_source); !plain)
+    return refuse(QString::fromStdString(plain.message()));
+  for (const auto& h : m_source.headers) {
+    const std::string& k = h.name;
+    if (h.secret && h.value.empty())
+      return refuse(QStringLiteral("header %1: its secret value is not in this machine's secret "
+                                   "store; enter it in Dashboard › Data sources")
+                        .arg(QString::fromStdString(k)));
     auto value = expandHeaderValue(
-        v,
+        h.value,
         [](const std::string& name) -> std::optional<std::string> {
           if (!qEnvironmentVariableIsSet(name.c_str())) return std::nullopt;
           return qEnvironmentVariable(name.c_str()).toStdString();
         },
         &allowed);
-    if (!value) {
-      // Reported as a failed request (status -1) rather than sent without the header.
-      const QString why =
+    if (!value)  // rather than sent without the header
+      return refuse(
           QStringLiteral("header %1: %2")
-              .arg(QString::fromStdString(k), QString::fromStdString(value.status().message()));
-      QPointer<QObject> ctx(context);
-      QMetaObject::invokeMethod(
-          this,
-          [ctx, cb, why] {
-            if (ctx) cb(-1, QByteArray(), why);
-          },
-          Qt::QueuedConnection);
-      return;
-    }
+              .arg(QString::fromStdString(k), QString::fromStdString(value.status().message())));
     req.setRawHeader(QByteArray::fromStdString(k), QByteArray::fromStdString(*value));
   }
   QNetworkReply* reply = m_nam->get(req);

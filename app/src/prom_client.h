@@ -30,6 +30,9 @@ class PromClient : public QObject {
   void setSource(const tally::dash::DataSource& source) { m_source = source; }
   // Seconds before an unanswered request fails (default 15).
   void setTimeout(int seconds) { m_timeoutMs = seconds * 1000; }
+  // Non-empty: every request fails with this reason and nothing is sent (the user did not allow
+  // this source's host, host_approval.h).
+  void setBlocked(const QString& reason) { m_blocked = reason; }
 
   // Metric names (/api/v1/label/__name__/values).
   void fetchMetricNames(QObject* context, Callback<std::vector<std::string>> cb);
@@ -61,5 +64,6 @@ class PromClient : public QObject {
   tally::dash::DataSource m_source;
   QNetworkAccessManager* m_nam;
   int m_timeoutMs = 15000;
+  QString m_blocked;
   QThreadPool m_pool;  // last member: destroyed first, waits for running parses
 };

@@ -51,15 +51,15 @@ void TimeRangePicker::sync() {
 }
 
 void TimeRangePicker::onActivated(int index) {
-  const QString data = m_combo->itemData(index).toString();
-  if (data == QLatin1String("custom")) {
+  const QString choice = m_combo->itemData(index).toString();
+  if (choice == QLatin1String("custom")) {
     if (!askCustom()) {
       sync();
       return;
     }
   } else {
     m_range = TimeRangeSpec{};
-    m_range.relative = data.toStdString();
+    m_range.relative = choice.toStdString();
   }
   sync();
   emit rangeChanged(m_range);

@@ -52,7 +52,7 @@ Result<CardinalityGuard::Admitted> CardinalityGuard::admit(std::string_view metr
   if (rate_limited && limits.max_new_series_per_minute > 0) {
     bool over = false;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (minute > minute_) {  // a caller a moment behind never resets the new minute
         minute_ = minute;
         created_by_producer_.clear();
@@ -76,7 +76,7 @@ Result<CardinalityGuard::Admitted> CardinalityGuard::admit(std::string_view metr
         refused == CreateRefusal::kPerMetric ? Limit::kSeriesPerMetric : Limit::kSeriesTotal,
         producer, now_s);
   if (created) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (minute > minute_) {
       minute_ = minute;
       created_by_producer_.clear();
@@ -108,7 +108,7 @@ Result<CardinalityGuard::Admitted> CardinalityGuard::fold(std::string_view metri
   bool created = false;
   auto r = catalog_.get_or_create(metric, overflow_tags(), kind, &created);
   if (!r) return r.status();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (created) count_created(now_s);
   ++overflow_total_;
   auto it = overflow_.find(metric);
@@ -130,7 +130,7 @@ Result<CardinalityGuard::Admitted> CardinalityGuard::fold(std::string_view metri
 
 CardinalityGuard::Snapshot CardinalityGuard::snapshot(int64_t now_s) const {
   Snapshot s;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   s.created = created_;
   s.overflow = overflow_total_;
   s.overflow_by_metric.assign(overflow_.begin(), overflow_.end());
@@ -149,7 +149,7 @@ CardinalityGuard::Snapshot CardinalityGuard::snapshot(int64_t now_s) const {
 
 std::string CardinalityGuard::to_prometheus() const {
   std::ostringstream o;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   o << "# HELP tally_series_created_total Series created by the ingest paths within the "
        "cardinality limits.\n# TYPE tally_series_created_total counter\n"
     << "tally_series_created_total " << created_ << '\n';

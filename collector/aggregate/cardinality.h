@@ -32,6 +32,7 @@
 #include "aggregate/catalog.h"
 #include "live_limits.h"
 #include "self_metrics.h"
+#include "tally/common/mutex.h"
 
 namespace tally::collector {
 
@@ -81,7 +82,7 @@ class CardinalityGuard {
 
  private:
   static constexpr size_t kMinutes = 60;  // created-per-minute history
-  void count_created(int64_t now_s);      // under mu_
+  void count_created(int64_t now_s) REQUIRES(mu_);
   Result<Admitted> fold(std::string_view metric, Kind kind, Limit why, uint64_t producer,
                         int64_t now_s);
 
@@ -89,15 +90,15 @@ class CardinalityGuard {
   const LiveLimits& limits_;
   SelfMetrics& metrics_;
 
-  mutable std::mutex mu_;
-  int64_t minute_ = 0;                                               // GUARDED_BY(mu_)
-  std::unordered_map<uint64_t, int64_t> created_by_producer_;        // this minute; GUARDED_BY(mu_)
-  std::array<std::pair<int64_t, uint64_t>, kMinutes> per_minute_{};  // GUARDED_BY(mu_)
-  std::map<std::string, uint64_t, std::less<>> overflow_;            // per metric; GUARDED_BY(mu_)
-  uint64_t created_ = 0;                                             // GUARDED_BY(mu_)
-  uint64_t overflow_total_ = 0;                                      // GUARDED_BY(mu_)
-  int64_t last_log_s_ = 0;                                           // GUARDED_BY(mu_)
-  uint64_t unlogged_ = 0;                                            // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  int64_t minute_ GUARDED_BY(mu_) = 0;
+  std::unordered_map<uint64_t, int64_t> created_by_producer_ GUARDED_BY(mu_);  // this minute
+  std::array<std::pair<int64_t, uint64_t>, kMinutes> per_minute_ GUARDED_BY(mu_){};
+  std::map<std::string, uint64_t, std::less<>> overflow_ GUARDED_BY(mu_);  // per metric
+  uint64_t created_ GUARDED_BY(mu_) = 0;
+  uint64_t overflow_total_ = 0;  // GUARDED_BY(mu_)
+  int64_t last_log_s_ = 0;       // GUARDED_BY(mu_)
+  uint64_t unlogged_ = 0;        // GUARDED_BY(mu_)
 };
 
 }  // namespace tally::collector

@@ -1,31 +1,52 @@
-// SeriesCatalog: every series the collector knows, by id, by canonical-key hash and by metric.
+// SeriesCatalog: every series the collector holds in memory, by id, by canonical-key hash and by
+// metric.
 //
-// Series are created by the ingest paths (ZeroMQ batches, StatsD) and never change; a series'
-// shard is its key hash modulo the shard count. The catalog answers the query planner's
-// "which series of metric M match these filters" in memory, and rebuilds itself at start from
-// the shards' series tables.
+// Series are created by the ingest paths (ZeroMQ batches, StatsD); a series' shard is its key
+// hash modulo the shard count. The catalog answers the query planner's "which series of metric M
+// match these filters" in memory, and rebuilds itself at start from the shards' series tables.
 //
-// Memory (docs/BENCHMARKS.md, bench_memory): a series is a 40-byte SeriesInfo record; metric
-// names, tag keys and tag values are interned once each in an append-only pool, and a series'
-// tags are (key id, value id) pairs in one flat array. Records, strings and tag pairs live in
-// blocks that never move, so a SeriesInfo pointer and what its metric() / tags() return stay
-// valid for the catalog's lifetime (series are never freed while the process runs).
+// Memory (docs/BENCHMARKS.md, bench_memory): a series is a 40-byte SeriesInfo record (plus 5
+// bytes beside it: when it last had a point and its state); metric names, tag keys and tag values
+// are interned once each, reference-counted, and a series' tags are (key id, value id) pairs in
+// one flat array. Records, strings and tag pairs live in blocks that never move; a block whose
+// every entry is freed is returned to the allocator.
+//
+// Idle-series expiry (docs/ARCHITECTURE.md, "Idle series"): a series with no point for the
+// expiry leaves memory in steps, each on the thread that owns what it changes:
+//   1. unlink_idle() (the ingest thread's sweep): LIVE -> UNLINKED. It stops counting against the
+//      cardinality limits and a lookup no longer returns it; the sweep then forgets the producers'
+//      refs to it and hands it to its shard behind every point already routed to it.
+//   2. try_release() (its shard, once none of its buckets is open): UNLINKED -> RELEASED; the
+//      shard writes it as expired in its series table and, once that is committed,
+//      mark_durable().
+//   3. reclaim() (the sweep): a durable RELEASED series -> DETACHED (out of every index), and a
+//      DETACHED one whose detach no reader can have seen -> freed (strings, tag pairs, slot,
+//      record).
+// At any step before it is freed, a point with the same key brings the very record back (LIVE);
+// after it, the key is looked up in storage (set_stored_lookup) and comes back with its old id, so
+// its history joins.
 //
 // Thread-safety: all methods are thread-safe (one shared_mutex). SeriesInfo's accessors take no
-// lock: what they read was written before the record was published under the mutex and never
-// changes after.
+// lock: what they read was written before the record was published under the mutex and does not
+// change until the record is freed. A reader that keeps SeriesInfo pointers beyond one call (a
+// query) holds a Pin for as long as it uses them: reclaim() frees a record only after every Pin
+// taken before it left the indexes is gone (an epoch scheme: two reader counters).
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
+#include "tally/common/mutex.h"
 #include "tally/common/series_key.h"
 #include "tally/common/status.h"
 
@@ -117,7 +138,7 @@ struct SeriesInfo {
 struct MetricSummary {
   std::string name;
   Kind kind;
-  size_t series;
+  size_t series;  // live series (a metric whose series all expired is listed with 0)
 };
 
 // Bounds on creating a series (CardinalityGuard): a new series is refused once its metric holds
@@ -151,69 +172,142 @@ class SeriesCatalog {
   uint32_t shard_count() const { return shard_count_; }
   uint32_t shard_of(uint64_t hash) const { return static_cast<uint32_t>(hash % shard_count_); }
 
+  // Keeps every SeriesInfo this catalog handed out valid while it lives (see the file comment).
+  class Pin {
+   public:
+    Pin() = default;
+    Pin(Pin&& o) noexcept : c_(o.c_), idx_(o.idx_) { o.c_ = nullptr; }
+    Pin& operator=(Pin&& o) noexcept;
+    Pin(const Pin&) = delete;
+    Pin& operator=(const Pin&) = delete;
+    ~Pin() { release(); }
+
+   private:
+    friend class SeriesCatalog;
+    Pin(const SeriesCatalog* c, uint32_t idx) : c_(c), idx_(idx) {}
+    void release();
+    const SeriesCatalog* c_ = nullptr;
+    uint32_t idx_ = 0;
+  };
+  Pin pin() const;
+
   // The existing series for metric+tags (tags canonical), or a new one; invalid_argument when the
-  // metric already exists with another kind. *created tells whether it is new.
+  // metric already exists with another kind. *created tells whether the shard must learn it: a
+  // new series, or one that had expired and comes back (same id).
   Result<const SeriesInfo*> get_or_create(std::string_view metric, const Tags& tags, Kind kind,
                                           bool* created);
-  // As above, but a series that does not exist yet is created only within `bounds` (checked
-  // under the write lock, so concurrent callers cannot pass them together); beyond them the
-  // answer is nullptr and *refused says which bound.
+  // As above, but a series that is not live yet is created only within `bounds` (checked under
+  // the write lock, so concurrent callers cannot pass them together); beyond them the answer is
+  // nullptr and *refused says which bound.
   Result<const SeriesInfo*> get_or_create(std::string_view metric, const Tags& tags, Kind kind,
                                           const CreateBounds& bounds, bool* created,
                                           CreateRefusal* refused);
-  // Looks a series up without creating it; kind mismatch is an error as above.
+  // Looks a live series up without creating it (and notes a point for it); kind mismatch is an
+  // error as above.
   Result<const SeriesInfo*> find(std::string_view metric, const Tags& tags, Kind kind) const;
   // Checks that get_or_create would succeed, without creating anything.
   Status check(std::string_view metric, Kind kind) const;
 
-  // Restores a series loaded from storage (start-up); a known id is left as it is.
+  // Restores a series loaded from storage (start-up, or a query's own catalog of stored series);
+  // a known id is left as it is.
   [[nodiscard]] Status restore(const SeriesDef& def);
+  // Start-up: `metric` has series that expired and are in storage only; ids up to max_id are
+  // taken in storage.
+  void restore_stored_metric(std::string_view metric, Kind kind);
+  void reserve_ids(uint64_t max_id);
+  // The id of the expired series metric+tags in storage (its shard's series table), if any. Set
+  // before the ingest threads run; called without the catalog's lock.
+  using StoredLookup = std::function<std::optional<uint64_t>(
+      uint32_t shard, std::string_view metric, const Tags& tags, Kind kind)>;
+  void set_stored_lookup(StoredLookup f) { stored_lookup_ = std::move(f); }
+  // True when some series of `metric` expired and may be in storage only (a query reads them).
+  bool has_stored(std::string_view metric) const;
 
+  // A series in memory by id (live or on its way out), or nullptr.
   const SeriesInfo* by_id(uint64_t id) const;
+  // Every series of the metric in memory, live or on its way out (a reader holds a Pin).
   std::vector<const SeriesInfo*> series_of(std::string_view metric) const;
   std::vector<MetricSummary> metrics() const;
   std::optional<Kind> kind_of(std::string_view metric) const;
-  size_t size() const;
-  // The `top` largest metrics and tag keys (one pass over every series, under the read lock).
+  size_t size() const;  // live series
+  // The `top` largest metrics and tag keys (one pass over every live series, under the read
+  // lock).
   CatalogCardinality cardinality(size_t top) const;
   // Distinct interned strings (metric names, tag keys and values); for tests and benchmarks.
   size_t interned_strings() const;
+
+  // --- expiry (see the file comment) ---
+  // Notes a point for s at now_s (any thread; no lock).
+  static void touch(const SeriesInfo* s, int64_t now_s);
+  static int64_t last_point_s(const SeriesInfo* s);
+  bool is_live(const SeriesInfo* s) const;
+  // Step 1, the sweep: every live series whose last point is before before_s is unlinked.
+  std::vector<const SeriesInfo*> unlink_idle(int64_t before_s);
+  // Step 2, the series' shard: false when it came back meanwhile (it stays).
+  bool try_release(const SeriesInfo* s);
+  void mark_durable(const std::vector<uint64_t>& ids);
+  // Step 3, the sweep; returns how many records were freed. take_durable(): the ids made durable
+  // since the last call (the sweep deletes the producers' saved refs to them).
+  size_t reclaim();
+  std::vector<uint64_t> take_durable();
+  // Records in memory that are not live (on their way out), and series that came back after
+  // being unlinked (since start); for tests and /metrics.
+  size_t expiring() const;
+  uint64_t revived() const;
 
  private:
   friend struct SeriesInfo;
   friend class TagsView;
 
-  // Append-only storage in fixed blocks reached through a directory allocated once (calloc'd:
-  // untouched directory pages cost nothing), so nothing ever moves and readers need no lock.
+  enum State : uint8_t { kFree = 0, kLive = 1, kUnlinked = 2, kReleased = 3, kDetached = 4 };
+
   template <typename T, size_t kPerBlock>
   class Blocks;
+  template <typename T, size_t kPerBlock>
+  class Arena;
   class StringPool;
   // Open addressing over uint32 values (0 = empty); hashing and equality come from the caller.
   class FlatIndex;
+  struct MetricEntry {
+    Kind kind;
+    std::vector<uint32_t> ids;  // every record in memory (any state but detached)
+    size_t live = 0;
+    bool stored = false;  // some series expired: storage may hold series memory does not
+  };
 
   std::string_view string_at(uint32_t id) const;
-  const SeriesInfo* lookup(uint64_t hash, std::string_view metric,
-                           const Tags& tags) const;  // under mu_
+  // The record of metric+tags in the hash index (any state), under mu_.
+  SeriesInfo* lookup(uint64_t hash, std::string_view metric, const Tags& tags) const;
   Result<const SeriesInfo*> insert(uint64_t id, uint64_t hash, std::string_view metric,
                                    const Tags& tags,
                                    Kind kind);  // under unique mu_
-  const SeriesInfo* record(uint64_t id) const;
+  SeriesInfo* record(uint64_t id) const;        // any state but free
+  static State state_of(const SeriesInfo* r);
+  static void set_state(const SeriesInfo* r, State s);
+  void relink(SeriesInfo* r);       // under unique mu_: back to live
+  void free_record(SeriesInfo* r);  // under unique mu_
 
   const uint32_t shard_count_;
-  mutable std::shared_mutex mu_;
-  uint64_t next_id_ = 1;                                // GUARDED_BY(mu_)
-  size_t size_ = 0;                                     // GUARDED_BY(mu_)
-  std::unique_ptr<StringPool> strings_;                 // writes GUARDED_BY(mu_)
-  std::unique_ptr<Blocks<uint32_t, 65536>> tag_pairs_;  // writes GUARDED_BY(mu_)
-  uint64_t tag_pairs_used_ = 0;                         // GUARDED_BY(mu_)
-  void** record_blocks_ = nullptr;                      // GUARDED_BY(mu_) (see record())
-  std::unique_ptr<FlatIndex> by_hash_;                  // GUARDED_BY(mu_)
-  struct MetricEntry {
-    Kind kind;
-    std::vector<uint32_t> ids;
-  };
+  mutable SharedMutex mu_;
+  uint64_t next_id_ = 1;                                       // GUARDED_BY(mu_)
+  size_t size_ = 0;                                            // GUARDED_BY(mu_)
+  std::unique_ptr<StringPool> strings_;                        // writes GUARDED_BY(mu_)
+  std::unique_ptr<Arena<uint32_t, 65536>> tag_pairs_;          // writes GUARDED_BY(mu_)
+  void** record_blocks_ = nullptr;                             // GUARDED_BY(mu_) (see record())
+  std::unique_ptr<FlatIndex> by_hash_;                         // GUARDED_BY(mu_)
   std::map<std::string, MetricEntry, std::less<>> by_metric_;  // GUARDED_BY(mu_)
   std::vector<std::array<uint32_t, 3>> next_slot_;  // per shard, per kind; GUARDED_BY(mu_)
+  std::vector<std::array<std::vector<uint32_t>, 3>> free_slots_;  // GUARDED_BY(mu_)
+  StoredLookup stored_lookup_;
+  bool any_stored_ = false;                          // GUARDED_BY(mu_)
+  uint64_t detaches_ = 0;                            // GUARDED_BY(mu_): bumped when a record leaves
+  size_t expiring_ = 0;                              // GUARDED_BY(mu_)
+  uint64_t revived_ = 0;                             // GUARDED_BY(mu_)
+  std::unordered_set<uint32_t> durable_;             // RELEASED and durable; GUARDED_BY(mu_)
+  std::unordered_map<uint32_t, uint64_t> detached_;  // id -> epoch; GUARDED_BY(mu_)
+  std::vector<uint64_t> durable_ids_;                // since take_durable(); GUARDED_BY(mu_)
+  mutable std::atomic<uint64_t> epoch_{2};
+  mutable std::array<std::atomic<uint64_t>, 2> readers_{};
 };
 
 }  // namespace tally::collector

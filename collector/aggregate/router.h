@@ -23,7 +23,7 @@ class Router {
   void route(std::vector<ShardWork>&& per_shard, uint64_t lsn = 0) {
     for (size_t i = 0; i < per_shard.size() && i < shards_.size(); ++i) {
       auto& w = per_shard[i];
-      if (w.points() == 0 && w.new_series.empty()) continue;
+      if (w.empty()) continue;
       w.lsn = lsn;
       shards_[i]->submit(std::move(w));
       if (lsn) shards_[i]->note_routed(lsn);

@@ -88,7 +88,7 @@ void Shard::start() {
 
 void Shard::stop() {
   {
-    std::lock_guard lock(queue_mu_);
+    MutexLock lock(queue_mu_);
     if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
   }
@@ -99,7 +99,8 @@ void Shard::stop() {
 size_t work_bytes(const ShardWork& w) {
   // A sketch's bins live on the heap; ~32 8-byte bins is typical of one second of latencies.
   constexpr size_t kSketchBinsEstimate = 256;
-  return sizeof(ShardWork) + w.new_series.capacity() * sizeof(const SeriesInfo*) +
+  return sizeof(ShardWork) +
+         (w.new_series.capacity() + w.retire.capacity()) * sizeof(const SeriesInfo*) +
          w.counters.capacity() * sizeof(CounterIn) + w.gauges.capacity() * sizeof(GaugeIn) +
          w.dists.capacity() * (sizeof(DistIn) + kSketchBinsEstimate);
 }
@@ -108,7 +109,7 @@ void Shard::submit(ShardWork&& work) {
   work.bytes = work_bytes(work);
   queued_bytes_.fetch_add(work.bytes, std::memory_order_relaxed);
   {
-    std::lock_guard lock(queue_mu_);
+    MutexLock lock(queue_mu_);
     queue_.push_back(std::move(work));
   }
   metrics_.queue_depth.fetch_add(1, std::memory_order_relaxed);
@@ -126,12 +127,12 @@ bool Shard::wait_applied(std::chrono::milliseconds timeout) const {
 }
 
 size_t Shard::queue_depth() const {
-  std::lock_guard lock(queue_mu_);
+  MutexLock lock(queue_mu_);
   return queue_.size();
 }
 
 void Shard::restore_series(const SeriesInfo* info) {
-  std::lock_guard lock(state_mu_);
+  MutexLock lock(state_mu_);
   add_series(info);
 }
 
@@ -203,6 +204,7 @@ void Shard::update_held_bytes() {
                                      sizeof(Page) + kPageSlots * sizeof(BucketAgg)};
   // Only what is overdue counts: windows the watermark has passed that are not yet written, and
   // late buckets. Open windows are the steady state and are bounded by the series count.
+  owner_reads();
   const int64_t wm = watermark(clock_.now_s());
   uint64_t b = late_.size() * kLateNode;
   for (size_t r = 0; r < windows_.size(); ++r)
@@ -282,6 +284,7 @@ bool Shard::replay_skips(uint64_t series_id, size_t res, int64_t point_time, uin
 }
 
 Result<uint64_t> Shard::backfill(size_t res, size_t from_res) {
+  owner_reads();  // start-up, before the shard thread runs
   const int64_t step = opts_.resolutions[res].step_s;
   auto reader = store_->acquire_reader();
   if (!reader) return reader.status();
@@ -326,11 +329,12 @@ Status Shard::replay(ShardWork& w) {
 }
 
 void Shard::apply(ShardWork& w, bool replaying) {
-  std::lock_guard lock(state_mu_);
+  MutexLock lock(state_mu_);
   for (const auto* info : w.new_series) {
     add_series(info);
     pending_series_.push_back(info);
   }
+  if (catalog_) retiring_.insert(retiring_.end(), w.retire.begin(), w.retire.end());
   const int64_t wm = watermark(clock_.now_s());
   uint64_t late = 0;
   // What each merge did (bucket.h): a clamped sum or a refused value is counted, once per point
@@ -347,6 +351,7 @@ void Shard::apply(ShardWork& w, bool replaying) {
   // series a StatsD interval created and has not logged and routed yet). A point of another
   // shard's series is dropped (unreachable).
   auto adopt = [&](const SeriesInfo* info) {
+    state_mu_.assert_held();  // apply() holds it; the analysis looks at a lambda on its own
     if (owns(info)) return true;
     if (info->shard != opts_.index) return false;
     add_series(info);
@@ -410,6 +415,15 @@ bool Shard::flush(int64_t now_s, bool everything) {
     safe_lsn_.store(out.lsn, std::memory_order_release);
     last_checkpoint_s_ = now_s;
   }
+  if (!to_mark_.empty()) {
+    // Written as expired and committed: the catalog may now let them leave memory.
+    std::vector<uint64_t> ids;
+    ids.reserve(to_mark_.size());
+    for (const auto& e : to_mark_) ids.push_back(e.id);
+    catalog_->mark_durable(ids);
+    metrics_.series_expired.fetch_add(ids.size(), std::memory_order_relaxed);
+    std::vector<Expired>().swap(to_mark_);
+  }
   if (!healthy_.exchange(true)) {
     spdlog::info("event=storage_recovered shard={}", opts_.index);
     metrics_.storage_healthy.store(1);
@@ -445,7 +459,7 @@ void Shard::set_unhealthy(const Status& s) {
   }
   reason += ": " + s.to_string() + "); batches are not acknowledged";
   {
-    std::lock_guard lock(reason_mu_);
+    MutexLock lock(reason_mu_);
     health_reason_ = std::move(reason);
   }
   if (healthy_.exchange(false)) {
@@ -455,7 +469,7 @@ void Shard::set_unhealthy(const Status& s) {
 }
 
 std::string Shard::health_reason() const {
-  std::lock_guard lock(reason_mu_);
+  MutexLock lock(reason_mu_);
   return healthy() ? std::string() : health_reason_;
 }
 
@@ -467,7 +481,7 @@ void Shard::quarantine(const SeriesInfo& info, size_t res, int64_t start, const 
   metrics_.buckets_quarantined.fetch_add(1, std::memory_order_relaxed);
   ++quarantined_total_;
   if (quarantined_.size() >= kMaxQuarantined) quarantined_.pop_front();
-  quarantined_.push_back({&info, res, start, agg});
+  quarantined_.push_back({info.id, res, start, agg});
   const int64_t now = clock_.now_s();
   if (now == last_quarantine_log_s_) return;
   last_quarantine_log_s_ = now;
@@ -492,7 +506,7 @@ Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
       due.emplace_back(r, start);
     }
   }
-  out->wrote = !(due.empty() && late_.empty() && pending_series_.empty());
+  out->wrote = !(due.empty() && late_.empty() && pending_series_.empty() && to_mark_.empty());
   if (!out->wrote) {
     if (!everything || out->lsn <= safe_lsn_.load(std::memory_order_relaxed)) return Status::ok();
     Status s = store_->begin();
@@ -503,6 +517,10 @@ Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
 
   const bool publish = live_ || final_sink_;
   Status s = store_->begin();
+  // Expired series first: a series that came back since is in pending_series_ (put_series leaves
+  // the mark; the catalog knows it is live).
+  for (size_t i = 0; s && i < to_mark_.size(); ++i)
+    s = store_->mark_expired(to_mark_[i].id, released_at_s_, to_mark_[i].last_s);
   for (size_t i = 0; s && i < pending_series_.size(); ++i)
     s = store_->put_series(pending_series_[i]->def());
   auto write = [&](const SeriesInfo& info, size_t res, int64_t start, const BucketAgg& agg,
@@ -542,6 +560,7 @@ Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
     const Window& w = windows_[res].at(start);
     for (size_t k = 0; s && k < kKinds; ++k) {
       for_each_bucket(w, k, [&](uint32_t slot, const double* sum, const BucketAgg* agg) {
+        owner_reads();  // as write_due: the shard thread reading its own state
         if (!s) return;
         if (sum)
           write(*series_[k][slot], res, start, counter_agg(*sum), false);
@@ -558,7 +577,7 @@ Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
   if (!s) return s;
 
   // Commit and drop from memory atomically with respect to readers (see read()).
-  std::lock_guard lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (s = store_->commit(); !s) return s;
   for (const auto& [res, start] : due) {
     auto it = windows_[res].find(start);
@@ -609,7 +628,7 @@ void Shard::publish_partials() {
   if (!live_) return;
   std::vector<wire::LiveUpdate> updates;
   {
-    std::lock_guard lock(state_mu_);
+    MutexLock lock(state_mu_);
     for (auto& [start, w] : windows_[0]) {
       // A checkpointed window holds only what arrived since the checkpoint, not the bucket: its
       // series get their FINAL (merged with what is stored) within the lateness instead.
@@ -642,24 +661,47 @@ void Shard::publish_partials() {
   if (!updates.empty()) live_->publish(std::move(updates));
 }
 
-void Shard::apply_retention(int64_t now_s) {
-  std::vector<uint64_t> ids;
-  {
-    std::lock_guard lock(state_mu_);
-    ids.reserve(series_count_);
-    for (const auto& v : series_)
-      for (const auto* info : v)
-        if (info) ids.push_back(info->id);
+bool Shard::holds_buckets(const SeriesInfo* info) const {
+  for (const auto& wins : windows_)
+    for (const auto& [start, w] : wins) {
+      auto [sum, agg] = find_bucket(w, info);
+      if (sum || agg) return true;
+    }
+  return false;
+}
+
+void Shard::release_retiring(int64_t now_s) {
+  // A flush just committed everything due; what is still open waits for a later one (a
+  // checkpoint writes every open window, so at most checkpoint_every_s).
+  if (!late_.empty() || !pending_series_.empty()) return;
+  std::lock_guard lock(state_mu_);
+  size_t kept = 0;
+  for (const SeriesInfo* info : retiring_) {
+    const bool owned = owns(info);  // false: its definition never reached this shard
+    if (owned && holds_buckets(info)) {
+      retiring_[kept++] = info;
+      continue;
+    }
+    if (!catalog_->try_release(info)) continue;  // it came back: it stays
+    if (owned) {
+      series_[kind_index(info->kind)][info->slot] = nullptr;
+      --series_count_;
+    }
+    if (to_mark_.empty()) released_at_s_ = now_s;
+    to_mark_.push_back({info->id, SeriesCatalog::last_point_s(info)});
   }
-  std::vector<int64_t> keep(opts_.resolutions.size());  // one snapshot for the whole sweep
-  for (size_t r = 0; r < keep.size(); ++r) keep[r] = retention_s(r);
+  retiring_.resize(kept);
+  if (retiring_.capacity() > 4096 && retiring_.size() < retiring_.capacity() / 4)
+    retiring_.shrink_to_fit();
+}
+
+void Shard::apply_retention(int64_t now_s) {
+  // Every stored series at once, the expired ones (no longer in memory) too.
+  // Each resolution's retention is read live once per sweep (a reload may shorten it).
   int64_t deleted = 0;
   Status s = store_->begin();
-  for (size_t i = 0; s && i < ids.size(); ++i) {
-    for (size_t r = 0; s && r < keep.size(); ++r) {
-      s = store_->delete_before(ids[i], r, now_s - keep[r], &deleted);
-    }
-  }
+  for (size_t r = 0; s && r < opts_.resolutions.size(); ++r)
+    s = store_->delete_all_before(r, now_s - retention_s(r), &deleted);
   if (s) s = store_->commit();
   if (!s) {
     store_->rollback();
@@ -700,9 +742,11 @@ void Shard::run() {
   while (true) {
     bool stopping;
     {
-      std::unique_lock lock(queue_mu_);
-      queue_cv_.wait_for(lock, std::chrono::milliseconds(opts_.tick_ms),
-                         [&] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(queue_mu_);
+      const auto until =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.tick_ms);
+      while (!stopping_ && queue_.empty())
+        if (lock.wait_until(queue_cv_, until) == std::cv_status::timeout) break;
       work.swap(queue_);
       stopping = stopping_;
     }
@@ -728,10 +772,10 @@ void Shard::run() {
             opts_.index);
       return;
     }
-    if (now_ms / 1000 - last_checkpoint_s_ >= opts_.checkpoint_every_s)
-      flush(now_ms / 1000, true);
-    else
-      flush(now_ms / 1000, false);
+    const bool flushed = now_ms / 1000 - last_checkpoint_s_ >= opts_.checkpoint_every_s
+                             ? flush(now_ms / 1000, true)
+                             : flush(now_ms / 1000, false);
+    if (flushed && !retiring_.empty()) release_retiring(now_ms / 1000);
     if (healthy_.load(std::memory_order_relaxed)) compact_storage(now_ms / 1000);
     update_held_bytes();
     if (now_ms - last_partial_ms_ >= 1000) {
@@ -757,7 +801,8 @@ int64_t Shard::retention_horizon(size_t res) const {
 }
 
 Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from,
-                   int64_t to, std::vector<std::vector<StoredBucket>>* out, int64_t* wm) {
+                   int64_t to, std::vector<std::vector<StoredBucket>>* out, int64_t* wm,
+                   const Deadline& deadline) {
   (void)wait_applied(
       std::chrono::milliseconds(5000));  // see note_routed(); bounded for an overloaded shard
   auto reader = store_->acquire_reader();
@@ -766,7 +811,7 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
   std::vector<std::vector<StoredBucket>> open(series.size());
   size_t shard_series = 0;
   {
-    std::lock_guard lock(state_mu_);
+    MutexLock lock(state_mu_);
     if (auto s = (*reader)->begin_snapshot(); !s) return s;
     *wm = watermark(clock_.now_s());
     // Buckets past the resolution's retention are not returned, though storage drops them a
@@ -813,7 +858,9 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
   std::vector<SeriesRef> refs;
   refs.reserve(series.size());
   for (const auto* info : series) refs.push_back({info->id, info->kind});
+  (*reader)->set_deadline(&deadline);
   Status s = (*reader)->read(refs, res, from, to, shard_series, out);
+  (*reader)->set_deadline(nullptr);
   (*reader)->end_snapshot();
   store_->release_reader(std::move(*reader));
   if (!s) return s;
@@ -841,7 +888,7 @@ Status Shard::read(const std::vector<const SeriesInfo*>& series, size_t res, int
 
 Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series,
                                const std::vector<uint32_t>& rows, size_t res, const StepGrid& grid,
-                               double* out, int64_t* wm) {
+                               double* out, int64_t* wm, const Deadline& deadline) {
   (void)wait_applied(
       std::chrono::milliseconds(5000));  // see note_routed(); bounded for an overloaded shard
   auto reader = store_->acquire_reader();
@@ -852,7 +899,7 @@ Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series,
   {
     // Open buckets and the snapshot under one lock, as in read(); sums need no merging: stored
     // and open parts of a bucket simply add.
-    std::lock_guard lock(state_mu_);
+    MutexLock lock(state_mu_);
     if (auto s = (*reader)->begin_snapshot(); !s) return s;
     *wm = watermark(clock_.now_s());
     g.since = std::max(g.since, retention_horizon(res));  // as in read()
@@ -886,7 +933,9 @@ Status Shard::add_counter_sums(const std::vector<const SeriesInfo*>& series,
   std::vector<SeriesRef> refs;
   refs.reserve(series.size());
   for (const auto* info : series) refs.push_back({info->id, info->kind});
+  (*reader)->set_deadline(&deadline);
   Status s = (*reader)->add_counter_sums(refs, rows, res, g, shard_series, out);
+  (*reader)->set_deadline(nullptr);
   (*reader)->end_snapshot();
   store_->release_reader(std::move(*reader));
   return s;

@@ -35,10 +35,12 @@
 
 #include "aggregate/bucket.h"
 #include "aggregate/catalog.h"
+#include "deadline.h"
 #include "live/publisher.h"
 #include "live_limits.h"
 #include "self_metrics.h"
 #include "storage/shard_store.h"
+#include "tally/common/mutex.h"
 #include "tally/common/time_bucket.h"
 
 namespace tally::collector {
@@ -66,10 +68,13 @@ struct ShardWork {
   uint64_t lsn = 0;
   size_t bytes = 0;  // work_bytes(), set by Shard::submit()
   std::vector<const SeriesInfo*> new_series;
+  // Series the catalog unlinked (idle-series expiry): released once none of their buckets is open.
+  std::vector<const SeriesInfo*> retire;
   std::vector<CounterIn> counters;
   std::vector<GaugeIn> gauges;
   std::vector<DistIn> dists;
   size_t points() const { return counters.size() + gauges.size() + dists.size(); }
+  bool empty() const { return points() == 0 && new_series.empty() && retire.empty(); }
 };
 
 // The memory a ShardWork holds while it waits in a queue: its arrays' capacity and an estimate
@@ -103,6 +108,9 @@ class Shard {
   // stored, on the shard thread (e.g. the remote-write forwarder). Set before start().
   using FinalSink = std::function<void(const std::vector<wire::LiveUpdate>&)>;
   void set_final_sink(FinalSink sink) { final_sink_ = std::move(sink); }
+  // The catalog whose unlinked series this shard releases (idle-series expiry; catalog.h). Set
+  // before start(); without it `retire` work is ignored.
+  void set_catalog(SeriesCatalog* catalog) { catalog_ = catalog; }
 
   void start();
   // Drains the queue, writes every open bucket (final or not) and stops the thread.
@@ -120,14 +128,16 @@ class Shard {
 
   // Stored (+) open buckets of each series at resolution res in [from, to): out[i] belongs to
   // series[i], in time order. *watermark receives the watermark the open buckets were taken at.
+  // Gives up (Status::unavailable(kPastDeadline)) once `deadline` passes.
   Status read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
-              std::vector<std::vector<StoredBucket>>* out, int64_t* watermark);
+              std::vector<std::vector<StoredBucket>>* out, int64_t* watermark,
+              const Deadline& deadline = {});
   // Counters only, the query fast path: adds the stored (+) open sums of series[i] over the grid's
   // steps to out[rows[i] * grid.steps() + step index] (out: rows x steps doubles), decoding chunks
   // straight into it. *watermark as for read().
   Status add_counter_sums(const std::vector<const SeriesInfo*>& series,
                           const std::vector<uint32_t>& rows, size_t res, const StepGrid& grid,
-                          double* out, int64_t* watermark);
+                          double* out, int64_t* watermark, const Deadline& deadline = {});
 
   // The next tick runs the retention sweep (a reload changed how long a resolution is kept);
   // any thread.
@@ -184,13 +194,13 @@ class Shard {
   void run();
   void apply(ShardWork& w, bool replaying = false);
   // Makes info one of this shard's series (idempotent).
-  void add_series(const SeriesInfo* info);
-  bool owns(const SeriesInfo* info) const;
+  void add_series(const SeriesInfo* info) REQUIRES(state_mu_);
+  bool owns(const SeriesInfo* info) const REQUIRES_SHARED(state_mu_);
   // Adds one point to the bucket of info at every resolution (add_sum for counters' sums, add_agg
   // for every other open bucket).
   template <typename AddSum, typename AddAgg>
   void add_point(const SeriesInfo* info, int64_t time, int64_t wm, uint64_t lsn, bool replaying,
-                 uint64_t* late, AddSum&& add_sum, AddAgg&& add_agg);
+                 uint64_t* late, AddSum&& add_sum, AddAgg&& add_agg) REQUIRES(state_mu_);
   Page& page(Window& w, Kind kind, uint32_t slot);
   // Calls fn(slot, sum or nullptr, agg or nullptr) for every open bucket of kind k in w.
   template <typename Fn>
@@ -200,6 +210,11 @@ class Shard {
                                                                 const SeriesInfo* info);
   void recycle(Window&& w);
   void update_held_bytes();  // shard thread
+  // The open state (series_, windows_, late_) is written by the shard thread alone, under
+  // state_mu_ so queries can read it under the lock; the shard thread itself reads it without the
+  // lock (nothing else writes it). Called at the top of such a shard-thread reader, this tells the
+  // lock analysis (thread_annotations.h): reads pass, a write still needs the lock.
+  void owner_reads() const ASSERT_SHARED_CAPABILITY(state_mu_) {}
   // After a checkpoint wrote w while open: zero its values, keep its present bits, mark it.
   void keep_checkpointed(Window& w);
   // Writes due buckets (all of them when everything is set: a checkpoint); false on a storage
@@ -212,13 +227,19 @@ class Shard {
     std::vector<wire::LiveUpdate> updates;
   };
   // Writes what is due in one transaction and drops it from memory; on an error the caller rolls
-  // back (flush() is the one failure path).
-  Status write_due(int64_t now_s, bool everything, FlushResult* out);
+  // back (flush() is the one failure path). Shard thread: it reads the open state without the lock
+  // (see owner_reads) and then takes the lock to drop what it wrote; the analysis cannot follow a
+  // lock-free read that is followed by the lock in one function.
+  Status write_due(int64_t now_s, bool everything, FlushResult* out) NO_THREAD_SAFETY_ANALYSIS;
   void set_unhealthy(const Status& s);
   void quarantine(const SeriesInfo& info, size_t res, int64_t start, const BucketAgg& agg,
                   const Status& why);
   bool replay_skips(uint64_t series_id, size_t res, int64_t point_time, uint64_t lsn);
   void publish_partials();
+  // Releases the retiring series that hold no open or late bucket (after a successful flush):
+  // out of this shard's slots, written as expired with the next flush.
+  void release_retiring(int64_t now_s);
+  bool holds_buckets(const SeriesInfo* info) const;
   void apply_retention(int64_t now_s);
   // Encodes the storage windows the flush before it has closed (ShardStore::compact).
   void compact_storage(int64_t now_s);
@@ -235,28 +256,36 @@ class Shard {
   FinalSink final_sink_;
   SelfMetrics& metrics_;
 
-  mutable std::mutex queue_mu_;
+  mutable Mutex queue_mu_;
   std::condition_variable queue_cv_;
-  std::deque<ShardWork> queue_;  // GUARDED_BY(queue_mu_)
-  bool stopping_ = false;        // GUARDED_BY(queue_mu_)
+  std::deque<ShardWork> queue_ GUARDED_BY(queue_mu_);
+  bool stopping_ GUARDED_BY(queue_mu_) = false;
 
   // Open buckets: written by the shard thread under state_mu_, read by queries under it.
-  mutable std::mutex state_mu_;
-  std::array<std::vector<const SeriesInfo*>, kKinds>
-      series_;               // per kind, by slot; GUARDED_BY(state_mu_)
-  size_t series_count_ = 0;  // GUARDED_BY(state_mu_)
-  std::vector<std::map<int64_t, Window>>
-      windows_;                         // per resolution, by bucket start; GUARDED_BY(state_mu_)
-  std::map<LateKey, LateBucket> late_;  // GUARDED_BY(state_mu_)
+  mutable Mutex state_mu_;
+  std::array<std::vector<const SeriesInfo*>, kKinds> series_
+      GUARDED_BY(state_mu_);  // per kind, by slot
+  size_t series_count_ GUARDED_BY(state_mu_) = 0;
+  std::vector<std::map<int64_t, Window>> windows_
+      GUARDED_BY(state_mu_);  // per resolution, by bucket start
+  std::map<LateKey, LateBucket> late_ GUARDED_BY(state_mu_);
   std::array<std::vector<std::unique_ptr<Page>>, kKinds>
       free_pages_;                                 // finalised windows' pages, for reuse
   std::vector<const SeriesInfo*> pending_series_;  // not yet in the series table
+  SeriesCatalog* catalog_ = nullptr;
+  std::vector<const SeriesInfo*> retiring_;  // unlinked by the catalog; shard thread only
+  struct Expired {
+    uint64_t id;
+    int64_t last_s;
+  };
+  std::vector<Expired> to_mark_;  // released, not yet written as expired; shard thread only
+  int64_t released_at_s_ = 0;     // when to_mark_'s releases happened
 
   std::atomic<bool> healthy_{true};
-  mutable std::mutex reason_mu_;
-  std::string health_reason_;  // GUARDED_BY(reason_mu_)
+  mutable Mutex reason_mu_;
+  std::string health_reason_ GUARDED_BY(reason_mu_);
   struct Quarantined {
-    const SeriesInfo* info;
+    uint64_t series_id;  // its record may be freed by idle-series expiry
     size_t res;
     int64_t start;
     BucketAgg agg;

@@ -59,7 +59,7 @@ HttpGuard::HttpGuard(HttpGuardOptions opts) : origins_(std::move(opts.allowed_or
 }
 
 void HttpGuard::set_tokens(std::vector<std::string> read, std::vector<std::string> admin) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   read_ = std::move(read);
   admin_ = std::move(admin);
 }
@@ -94,7 +94,7 @@ GuardVerdict HttpGuard::check(const HttpRequestView& r) const {
   if (r.fetch_site == "cross-site" || r.fetch_site == "same-site")
     return {403, "requests from browser pages of other sites are refused", "origin"};
   if (r.path == "/healthz" && !changes_state(r.method, r.path)) return {};
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (read_.empty() && admin_.empty()) return {};
   constexpr std::string_view kBearer = "Bearer ";
   if (!r.authorization.starts_with(kBearer))

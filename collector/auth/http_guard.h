@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tally/common/mutex.h"
+
 namespace tally::collector {
 
 struct HttpGuardOptions {
@@ -53,9 +55,9 @@ class HttpGuard {
   bool host_allowed(std::string_view host) const;
   std::vector<std::string> hosts_;  // lower case; "*" = any
   std::vector<std::string> origins_;
-  mutable std::mutex mu_;
-  std::vector<std::string> read_;   // GUARDED_BY(mu_)
-  std::vector<std::string> admin_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::vector<std::string> read_ GUARDED_BY(mu_);
+  std::vector<std::string> admin_ GUARDED_BY(mu_);
 };
 
 }  // namespace tally::collector

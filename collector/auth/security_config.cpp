@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <sstream>
 
 #include "auth/cidr.h"
@@ -187,15 +188,26 @@ Status load_security(const toml::table& t, const std::string& path, SecurityConf
   return Status::ok();
 }
 
-std::string security_to_toml(const SecurityConfig& s) {
-  auto quoted = [](const std::string& v) {
-    std::string out = "\"";
-    for (char c : v) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
+std::string toml_quoted(std::string_view v) {
+  std::string out = "\"";
+  for (char ch : v) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", u);
+      out += buf;
+    } else {
+      out += ch;
     }
-    return out + "\"";
-  };
+  }
+  return out + '"';
+}
+
+std::string security_to_toml(const SecurityConfig& s) {
+  auto quoted = [](const std::string& v) { return toml_quoted(v); };
   auto list = [&](const std::vector<std::string>& v, bool secret) {
     std::string out = "[";
     for (size_t i = 0; i < v.size(); ++i)

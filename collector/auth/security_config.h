@@ -74,4 +74,9 @@ bool is_security_key(std::string_view key);
 // The settings as TOML lines; tokens as "(set)", never their values.
 std::string security_to_toml(const SecurityConfig& s);
 
+// A TOML basic string: quotes, backslashes and control characters escaped, so what
+// config_to_toml and security_to_toml print loads back (fuzz_config found "\r" in a data_dir, then
+// in a TLS key path).
+std::string toml_quoted(std::string_view v);
+
 }  // namespace tally::collector

@@ -393,7 +393,7 @@ void RemoteWriter::deliver(size_t shard, const std::vector<wire::LiveUpdate>& up
   if (const uint64_t gen = labels_gen_.load(std::memory_order_acquire); gen != mapper_gen_[shard]) {
     std::vector<std::pair<std::string, std::string>> labels;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       labels = opts_.labels;
     }
     mappers_[shard] = std::make_unique<PromSampleMapper>(
@@ -420,7 +420,7 @@ void RemoteWriter::enqueue(std::vector<PromSample>&& samples) {
   bool wake;
   std::string url;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto& s : samples) {
       if (queue_.size() >= opts_.max_buffered_samples) {
         queue_.pop_front();  // the oldest goes: a later cumulative sample still carries its count
@@ -456,7 +456,8 @@ void RemoteWriter::start() {
 
 void RemoteWriter::request_stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
     if (!stopping_)
       drain_deadline_ =
           std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.drain_timeout_ms);
@@ -468,7 +469,7 @@ void RemoteWriter::request_stop() {
 void RemoteWriter::stop() {
   request_stop();
   if (thread_.joinable()) thread_.join();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!queue_.empty()) {
     metrics_.remote_write_dropped.fetch_add(queue_.size(), std::memory_order_relaxed);
     spdlog::warn(
@@ -481,18 +482,18 @@ void RemoteWriter::stop() {
 }
 
 bool RemoteWriter::drain_expired() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return stopping_ && std::chrono::steady_clock::now() >= drain_deadline_;
 }
 
 bool RemoteWriter::wait_backoff(int64_t ms) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
   // Only a stop whose drain deadline passes cuts the wait short (stop() notifies).
   while (opts_gen_ == sending_gen_) {  // new settings end the wait: perhaps a new receiver
     const auto limit = stopping_ ? std::min(until, drain_deadline_) : until;
     if (std::chrono::steady_clock::now() >= limit) break;
-    cv_.wait_until(lock, limit);
+    lock.wait_until(cv_, limit);
   }
   return !(stopping_ && std::chrono::steady_clock::now() >= drain_deadline_);
 }
@@ -535,7 +536,7 @@ Result<std::string> RemoteWriter::reconfigure(RemoteWriteOptions o) {
   std::string changed;
   bool labels_changed = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     const RemoteWriteOptions& c = opts_;
     for (auto [name, differs] :
          {std::pair{"url", o.url != c.url},
@@ -561,7 +562,7 @@ Result<std::string> RemoteWriter::reconfigure(RemoteWriteOptions o) {
 bool RemoteWriter::take_settings() {
   RemoteWriteOptions o;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (opts_gen_ == sending_gen_) return false;
     o = opts_;
     sending_gen_ = opts_gen_;
@@ -612,11 +613,10 @@ void RemoteWriter::run() {
                                             std::chrono::milliseconds(sending_.flush_interval_ms));
     batch.clear();
     {
-      std::unique_lock lock(mu_);
-      cv_.wait_until(lock, next_flush, [&] {
-        return stopping_ || queue_.size() >= opts_.max_samples_per_request ||
-               opts_gen_ != sending_gen_;
-      });
+      MutexLock lock(mu_);
+      while (!stopping_ && queue_.size() < opts_.max_samples_per_request &&
+             opts_gen_ == sending_gen_)
+        if (lock.wait_until(cv_, next_flush) == std::cv_status::timeout) break;
       if (opts_gen_ != sending_gen_) continue;  // take the new settings first
       if (queue_.empty()) {
         if (stopping_) return;
@@ -682,7 +682,7 @@ void RemoteWriter::run() {
     }
     if (!sent) metrics_.remote_write_dropped.fetch_add(batch.size(), std::memory_order_relaxed);
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       in_flight_ = 0;
       metrics_.remote_write_queue.store(static_cast<int64_t>(queue_.size()),
                                         std::memory_order_relaxed);

@@ -49,6 +49,7 @@
 #include "forward/remote_write_options.h"
 #include "self_metrics.h"
 #include "tally.pb.h"
+#include "tally/common/mutex.h"
 #include "tally/common/time_bucket.h"
 
 namespace httplib {
@@ -186,14 +187,14 @@ class RemoteWriter {
   std::vector<int64_t> next_idle_check_ms_;
   std::atomic<uint64_t> labels_gen_{0};
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  RemoteWriteOptions opts_;       // GUARDED_BY(mu_): the settings now configured
-  uint64_t opts_gen_ = 0;         // GUARDED_BY(mu_): grows with each reconfigure()
-  std::deque<PromSample> queue_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;         // GUARDED_BY(mu_)
-  std::chrono::steady_clock::time_point drain_deadline_;  // GUARDED_BY(mu_), set with stopping_
-  size_t in_flight_ = 0;  // samples in the request being sent; GUARDED_BY(mu_)
+  RemoteWriteOptions opts_ GUARDED_BY(mu_);  // the settings now configured
+  uint64_t opts_gen_ GUARDED_BY(mu_) = 0;    // grows with each reconfigure()
+  std::deque<PromSample> queue_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::chrono::steady_clock::time_point drain_deadline_ GUARDED_BY(mu_);  // set with stopping_
+  size_t in_flight_ GUARDED_BY(mu_) = 0;                  // samples in the request being sent
   std::atomic<int64_t> last_drop_log_ms_{INT64_MIN / 2};  // bounds the buffer-full log line
   std::thread thread_;
 };

@@ -99,7 +99,7 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
   auto kind_of_ref = [&](uint32_t ref) -> std::optional<Kind> {
     if (auto it = defs.find(ref); it != defs.end()) return it->second.kind;
     if (const SeriesInfo* s = producers.ref(pid, ref)) return s->kind;
-    unknown.push_back(ref);
+    if (!limits.skip_unknown_refs) unknown.push_back(ref);
     return std::nullopt;
   };
   auto check_ref_kind = [&](uint32_t ref, Kind want, const char* column) -> std::string {
@@ -189,9 +189,20 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
     out.reason = "cannot record series refs: " + s.message();
     return out;
   }
-  auto lookup = [&](uint32_t ref) -> const SeriesInfo* {
-    if (auto it = resolved.find(ref); it != resolved.end()) return it->second;
-    return producers.ref(pid, ref);
+  // Every point notes its series' last point (idle-series expiry): now, or while replaying the log
+  // the point's own time (not later than now), so a series the log's tail brings back into memory
+  // leaves again as its points say.
+  auto lookup = [&](uint32_t ref, int64_t t) -> const SeriesInfo* {
+    const SeriesInfo* s = nullptr;
+    if (auto it = resolved.find(ref); it != resolved.end())
+      s = it->second;
+    else
+      s = producers.ref(pid, ref);
+    if (s)
+      SeriesCatalog::touch(s, limits.skip_unknown_refs ? std::min(t, now_s) : now_s);
+    else
+      ++out.skipped_unknown;  // replay only: kind_of_ref let it through
+    return s;
   };
   auto time_ok = [&](int64_t t) {
     if (t < now_s - limits.max_age_s) {
@@ -206,13 +217,15 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
   };
   for (int i = 0; i < c.refs_size(); ++i) {
     if (!time_ok(c.times(i))) continue;
-    const SeriesInfo* s = lookup(c.refs(i));
+    const SeriesInfo* s = lookup(c.refs(i), c.times(i));
+    if (!s) continue;
     out.per_shard[s->shard].counters.push_back({s, c.times(i), c.values(i)});
     ++out.points;
   }
   for (int i = 0; i < ng; ++i) {
     if (!time_ok(g.times(i))) continue;
-    const SeriesInfo* s = lookup(g.refs(i));
+    const SeriesInfo* s = lookup(g.refs(i), g.times(i));
+    if (!s) continue;
     out.per_shard[s->shard].gauges.push_back(
         {s, g.times(i), g.last(i), g.min(i), g.max(i), g.sum(i), g.count(i)});
     ++out.points;
@@ -220,7 +233,8 @@ DecodedBatch decode_batch(const wire::Batch& batch, ProducerTable& producers,
   for (int i = 0; i < batch.distributions_size(); ++i) {
     const auto& d = batch.distributions(i);
     if (!time_ok(d.time())) continue;
-    const SeriesInfo* s = lookup(d.ref());
+    const SeriesInfo* s = lookup(d.ref(), d.time());
+    if (!s) continue;
     out.per_shard[s->shard].dists.push_back(
         {s, d.time(), std::move(sketches[static_cast<size_t>(i)])});
     ++out.points;

@@ -30,6 +30,11 @@ struct IngestLimits {
   // False while replaying the write-ahead log: the per-producer new-series limit counted the
   // minute the batch was sent in, not the minute it is replayed in.
   bool rate_limit_new_series = true;
+  // True while replaying the write-ahead log: a point whose ref the producer table no longer has
+  // is skipped (counted in DecodedBatch::skipped_unknown) instead of refusing the record. A saved
+  // ref goes only once its series' expiry is durable, which comes after every point logged for it
+  // is stored (catalog.h), or with its producer (forgotten only when the log no longer holds it).
+  bool skip_unknown_refs = false;
 };
 
 struct DecodedBatch {
@@ -40,6 +45,7 @@ struct DecodedBatch {
   uint64_t points = 0;
   uint64_t rejected_old = 0;
   uint64_t rejected_future = 0;
+  uint64_t skipped_unknown = 0;     // replay only (IngestLimits::skip_unknown_refs)
   Limit limit_hit = Limit::kCount;  // the budget an INVALID batch went over, if any
 };
 

@@ -10,7 +10,8 @@ constexpr size_t kWords = ProducerTable::kWindow / 64;
 
 Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& path,
                                                            const SeriesCatalog& catalog,
-                                                           bool sync_commits) {
+                                                           bool sync_commits,
+                                                           const Revive& revive) {
   auto db = Db::open(path, true);
   if (!db) return db.status();
   auto t = std::make_unique<ProducerTable>();
@@ -43,6 +44,10 @@ Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& pa
     return s;
   if (auto s = p(&t->del_refs_, "DELETE FROM producer_refs WHERE producer = ?"); !s) return s;
   if (auto s = p(&t->del_seq_, "DELETE FROM producer_seqs WHERE producer = ?"); !s) return s;
+  if (auto s = p(&t->del_ref_,
+                 "DELETE FROM producer_refs WHERE producer = ? AND ref = ? AND series_id = ?");
+      !s)
+    return s;
   if (auto s = p(&t->begin_, "BEGIN IMMEDIATE"); !s) return s;
   if (auto s = p(&t->commit_, "COMMIT"); !s) return s;
 
@@ -52,7 +57,9 @@ Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& pa
     auto row = refs.step();
     if (!row) return row.status();
     if (!*row) break;
-    const SeriesInfo* info = catalog.by_id(static_cast<uint64_t>(refs.int64(2)));
+    const auto id = static_cast<uint64_t>(refs.int64(2));
+    const SeriesInfo* info = catalog.by_id(id);
+    if (!info && revive) info = revive(id);
     if (info)
       t->producers_[static_cast<uint64_t>(refs.int64(0))]
           .refs[static_cast<uint32_t>(refs.int64(1))] = info;
@@ -152,6 +159,46 @@ Status ProducerTable::save_sequences() {
     return s;
   }
   for (auto& [id, p] : producers_) p.dirty = false;
+  return Status::ok();
+}
+
+std::vector<ProducerTable::SavedRef> ProducerTable::forget_series(
+    const std::unordered_set<const SeriesInfo*>& gone) {
+  std::vector<SavedRef> out;
+  for (auto& [id, p] : producers_) {
+    for (auto it = p.refs.begin(); it != p.refs.end();) {
+      if (gone.count(it->second)) {
+        out.push_back({id, it->first, it->second->id});
+        it = p.refs.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    // A table that lost most of its refs gives its buckets back.
+    if (p.refs.empty())
+      std::unordered_map<uint32_t, const SeriesInfo*>().swap(p.refs);
+    else if (p.refs.bucket_count() > 4 * p.refs.size() + 64)
+      p.refs.rehash(0);
+  }
+  return out;
+}
+
+Status ProducerTable::delete_refs(const std::vector<SavedRef>& refs) {
+  if (refs.empty()) return Status::ok();
+  if (auto s = begin_.run(); !s) return s;
+  for (const auto& r : refs) {
+    if (auto p = producers_.find(r.producer); p != producers_.end() && p->second.refs.count(r.ref))
+      continue;  // defined again: the saved row is its new definition
+    del_ref_.bind(1, r.producer).bind(2, static_cast<int64_t>(r.ref)).bind(3, r.series_id);
+    if (auto s = del_ref_.run(); !s) {
+      (void)db_->exec("ROLLBACK");
+      return s;
+    }
+  }
+  if (auto s = commit_.run(); !s) {
+    (void)db_->exec("ROLLBACK");
+    return s;
+  }
   return Status::ok();
 }
 

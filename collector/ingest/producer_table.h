@@ -12,8 +12,10 @@
 // Thread-safety: owned by the ingest thread.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "aggregate/catalog.h"
@@ -29,9 +31,13 @@ class ProducerTable {
   // dropped (the SDK then receives UNKNOWN_REF and resends its definitions).
   // sync_commits: synchronous=FULL, so saved refs and sequence windows are on disk when a save
   // returns (the log drops records only after their sequences are saved).
+  // A saved ref whose series is not in memory (it expired) is passed to `revive`, which may bring
+  // the series back from storage; without it (or when it answers nullptr) the ref is dropped.
+  using Revive = std::function<const SeriesInfo*(uint64_t series_id)>;
   static Result<std::unique_ptr<ProducerTable>> open(const std::string& path,
                                                      const SeriesCatalog& catalog,
-                                                     bool sync_commits = false);
+                                                     bool sync_commits = false,
+                                                     const Revive& revive = {});
 
   bool seen(uint64_t producer, uint64_t seq) const;
   void mark_seen(uint64_t producer, uint64_t seq);
@@ -45,6 +51,18 @@ class ProducerTable {
   size_t refs() const;  // every producer's, for tests and /api/cardinality
   // The producer was heard from at now_s (a batch of it was accepted).
   void touch(uint64_t producer, int64_t now_s);
+  // Idle-series expiry: forgets in memory every ref to a series in `gone` (the producer's next
+  // batch that uses one is answered UNKNOWN_REF and the SDK defines it again). The saved rows stay
+  // until delete_refs(), called once the expiry is durable: until then a restart replays the log
+  // with them.
+  struct SavedRef {
+    uint64_t producer;
+    uint32_t ref;
+    uint64_t series_id;
+  };
+  std::vector<SavedRef> forget_series(const std::unordered_set<const SeriesInfo*>& gone);
+  // Deletes the saved rows of these refs, except a ref its producer has defined again.
+  Status delete_refs(const std::vector<SavedRef>& refs);
   // Forgets producers idle for idle_s or more, then the least recently heard beyond `max` among
   // those idle for min_idle_s or more (the write-ahead log may still hold a newer producer's
   // batches, which a replay decodes with its refs). Returns how many were forgotten.
@@ -59,7 +77,7 @@ class ProducerTable {
     int64_t last_seen_s = 0;  // 0: loaded at start, not heard from since (treated as now)
   };
   std::unique_ptr<Db> db_;
-  Stmt put_ref_, put_seq_, begin_, commit_, del_refs_, del_seq_;
+  Stmt put_ref_, put_seq_, begin_, commit_, del_refs_, del_seq_, del_ref_;
   std::unordered_map<uint64_t, Producer> producers_;
 };
 

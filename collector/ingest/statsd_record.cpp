@@ -105,6 +105,12 @@ Status decode_statsd_record(std::string_view payload, SeriesCatalog& catalog,
     if (!sketch) return sketch.status();
     (*per_shard)[si->shard].dists.push_back({si, d.time(), std::move(*sketch)});
   }
+  // Replay: a series' last point is the latest point the record holds for it (idle-series expiry).
+  for (const ShardWork& w : *per_shard) {
+    for (const CounterIn& p : w.counters) SeriesCatalog::touch(p.series, p.time);
+    for (const GaugeIn& p : w.gauges) SeriesCatalog::touch(p.series, p.time);
+    for (const DistIn& p : w.dists) SeriesCatalog::touch(p.series, p.time);
+  }
   *points = static_cast<uint64_t>(c.refs_size() + g.refs_size() + b.distributions_size());
   return Status::ok();
 }

@@ -33,7 +33,7 @@ StatsdRouter::~StatsdRouter() {
 StatsdInterval StatsdRouter::take() {
   StatsdInterval out;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     out = std::move(open_);
     open_ = StatsdInterval{};
     open_.per_shard.resize(shard_count_);
@@ -55,7 +55,7 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
   uint64_t accepted = 0, rejected = 0, old = 0, future = 0, clamped = 0, refused = 0;
   bool was_empty = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     was_empty = open_.samples == 0 && open_.empty();
     for (auto& s : samples) {
       if (s.timestamp_s < now - max_age_s) {

@@ -29,6 +29,7 @@
 #include "ingest/statsd_parser.h"
 #include "live_limits.h"
 #include "self_metrics.h"
+#include "tally/common/mutex.h"
 
 namespace tally::collector {
 
@@ -92,10 +93,9 @@ class StatsdRouter {
   std::atomic<uint64_t> rejected_{0};
   int wake_fd_ = -1;
 
-  std::mutex mu_;
-  StatsdInterval open_;  // GUARDED_BY(mu_)
-  std::unordered_map<Key, size_t, KeyHash>
-      at_;  // GUARDED_BY(mu_): index into counters/gauges/dists
+  Mutex mu_;
+  StatsdInterval open_ GUARDED_BY(mu_);
+  std::unordered_map<Key, size_t, KeyHash> at_ GUARDED_BY(mu_);  // index into counters/gauges/dists
 };
 
 }  // namespace tally::collector

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <optional>
 #include <thread>
+#include <unordered_set>
 
 namespace tally::collector {
 
@@ -26,8 +27,8 @@ ZmqIngest::ZmqIngest(zmq::context_t& ctx, ZmqIngestOptions opts, SeriesCatalog& 
       metrics_(metrics) {}
 
 ZmqIngest::Budgets ZmqIngest::budgets() const {
-  Budgets b{opts_.limits, opts_.max_batch_bytes, opts_.max_queued_bytes, opts_.producers_max,
-            opts_.producer_idle_s};
+  Budgets b{opts_.limits,        opts_.max_batch_bytes, opts_.max_queued_bytes,
+            opts_.producers_max, opts_.producer_idle_s, opts_.series_idle_expiry_s};
   if (!opts_.live_limits) return b;
   const auto l = opts_.live_limits->get();
   b.limits.max_age_s = l->max_age_s();
@@ -40,6 +41,7 @@ ZmqIngest::Budgets ZmqIngest::budgets() const {
   b.max_queued_bytes = l->max_queued_bytes;
   b.producers_max = static_cast<size_t>(l->input.producers_max);
   b.producer_idle_s = std::max<int64_t>(1, l->input.producer_idle_ms / 1000);
+  b.series_idle_expiry_s = l->input.series_idle_expiry_ms / 1000;
   return b;
 }
 
@@ -56,6 +58,9 @@ Result<std::string> ZmqIngest::start() {
     socket_->set(zmq::sockopt::curve_server, 1);
     socket_->set(zmq::sockopt::curve_secretkey, opts_.curve_secret_key);
     socket_->set(zmq::sockopt::zap_domain, "ingest");  // names the listener in ZAP refusals
+    if (opts_.watch_handshakes)
+      if (auto s = opts_.watch_handshakes(*socket_); !s)
+        spdlog::warn("event=handshake_monitor_failed listener=ingest error=\"{}\"", s.message());
   }
   try {
     socket_->bind(opts_.endpoint);
@@ -126,6 +131,12 @@ void ZmqIngest::run() {
       else if (*n) {
         metrics_.producers_forgotten.fetch_add(*n, std::memory_order_relaxed);
         spdlog::info("event=producers_forgotten count={} remaining={}", *n, producers_.producers());
+      }
+      if (b.series_idle_expiry_s > 0 &&
+          clock_.now_s() - last_sweep_s_ >=
+              std::clamp<int64_t>(b.series_idle_expiry_s / 4, 1, 60)) {
+        last_sweep_s_ = clock_.now_s();
+        sweep_series(last_sweep_s_, b.series_idle_expiry_s);
       }
       metrics_.producers.store(static_cast<int64_t>(producers_.producers()),
                                std::memory_order_relaxed);
@@ -406,6 +417,48 @@ void ZmqIngest::handle(zmq::message_t& identity, const zmq::message_t& payload) 
       break;
   }
   send_ack(identity, ack);
+}
+
+void ZmqIngest::sweep_series(int64_t now_s, int64_t expiry_s) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<const SeriesInfo*> gone = catalog_.unlink_idle(now_s - expiry_s);
+  if (!gone.empty()) {
+    // No batch decoded from here on resolves a ref to them: an SDK that uses one again is told
+    // UNKNOWN_REF and defines it again (the same series, back with its id).
+    std::unordered_set<const SeriesInfo*> set(gone.begin(), gone.end());
+    for (auto& r : producers_.forget_series(set)) refs_to_delete_[r.series_id].push_back(r);
+    // StatsD samples resolved before the unlink wait in the listener's interval: route them first.
+    take_statsd();
+    commit_group();
+    // Behind every point already routed to them, their shards release them (shard.h).
+    std::vector<ShardWork> per_shard(router_.shard_count());
+    for (const SeriesInfo* s : gone) per_shard[s->shard].retire.push_back(s);
+    router_.route(std::move(per_shard));
+  }
+  // Expiries now durable: the producers' saved refs to them go (a restart no longer needs them).
+  std::vector<ProducerTable::SavedRef> saved;
+  for (uint64_t id : catalog_.take_durable()) {
+    auto it = refs_to_delete_.find(id);
+    if (it == refs_to_delete_.end()) continue;
+    saved.insert(saved.end(), it->second.begin(), it->second.end());
+    refs_to_delete_.erase(it);
+  }
+  if (auto s = producers_.delete_refs(saved); !s) {
+    spdlog::warn("event=producer_refs_delete_failed error=\"{}\"", s.to_string());
+    for (const auto& r : saved) refs_to_delete_[r.series_id].push_back(r);  // next sweep
+  }
+  const size_t freed = catalog_.reclaim();
+  metrics_.series_freed.fetch_add(freed, std::memory_order_relaxed);
+  metrics_.series_revived.store(catalog_.revived(), std::memory_order_relaxed);
+  metrics_.series_expiring.store(static_cast<int64_t>(catalog_.expiring()),
+                                 std::memory_order_relaxed);
+  metrics_.series.store(static_cast<int64_t>(catalog_.size()), std::memory_order_relaxed);
+  if (!gone.empty() || freed)
+    spdlog::info(
+        "event=series_expired count={} freed={} active={} expiring={} ms={}", gone.size(), freed,
+        catalog_.size(), catalog_.expiring(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
 }
 
 void ZmqIngest::send_ack(const zmq::message_t& identity, const wire::Ack& ack) {

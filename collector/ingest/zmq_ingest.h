@@ -72,9 +72,15 @@ struct ZmqIngestOptions {
   // them); it must outlive the ZmqIngest. The socket's maximum message size stays what
   // max_batch_bytes was at start().
   const LiveLimits* live_limits = nullptr;
+  // Idle-series expiry (catalog.h): a series with no point for this long leaves memory; 0 = never.
+  // The sweep runs on this thread every expiry / 4 (1 s .. 1 min). Read from live_limits when set.
+  int64_t series_idle_expiry_s = 0;
   // The collector's CURVE secret key (Z85): the socket is a CURVE server and every client's key
   // is checked by the ZAP handler (auth/zap_handler.h), which must be running. Empty = plain.
   std::string curve_secret_key;
+  // With CURVE: called with the socket before it binds (the ZAP handler's watch(), which counts
+  // the handshakes that fail before ZAP is asked). A failure is logged; ingest runs on.
+  std::function<Status(zmq::socket_t&)> watch_handshakes;
 };
 
 class ZmqIngest {
@@ -125,6 +131,7 @@ class ZmqIngest {
     uint64_t max_queued_bytes = 0;
     size_t producers_max = 0;
     int64_t producer_idle_s = 0;
+    int64_t series_idle_expiry_s = 0;  // 0 = never
   };
   Budgets budgets() const;
   void handle(zmq::message_t& identity, const zmq::message_t& payload);
@@ -136,6 +143,10 @@ class ZmqIngest {
   // Hands the new series of a batch that could not be logged to their shards.
   void route_definitions(DecodedBatch& d);
   void send_ack(const zmq::message_t& identity, const wire::Ack& ack);
+  // Idle-series expiry, one sweep (catalog.h steps 1 and 3): unlinks the idle series, forgets the
+  // producers' refs to them, hands them to their shards behind every point already routed, deletes
+  // the saved refs of the expiries that are durable, and frees what no reader holds.
+  void sweep_series(int64_t now_s, int64_t expiry_s);
   void log_reject(const std::string& reason, uint64_t producer);
 
   zmq::context_t& ctx_;
@@ -165,6 +176,9 @@ class ZmqIngest {
   uint64_t group_bytes_ = 0;     // work_bytes of the decoded batches in group_
   uint64_t last_applied_bytes_ = 0;
   uint64_t drain_bytes_per_s_ = 0;  // the shards' recent apply rate (for retry_after_ms)
+  int64_t last_sweep_s_ = 0;
+  // Saved producer refs of unlinked series, deleted once the series' expiry is durable.
+  std::unordered_map<uint64_t, std::vector<ProducerTable::SavedRef>> refs_to_delete_;
 };
 
 }  // namespace tally::collector

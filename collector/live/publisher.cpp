@@ -2,12 +2,15 @@
 
 #include "thread_guard.h"
 
+#include <spdlog/spdlog.h>
+
 #include <map>
 
 namespace tally::collector {
 
-Result<std::string> LivePublisher::start(const std::string& endpoint,
-                                         const std::string& curve_secret_key) {
+Result<std::string> LivePublisher::start(
+    const std::string& endpoint, const std::string& curve_secret_key,
+    const std::function<Status(zmq::socket_t&)>& watch_handshakes) {
   if (endpoint == "off") return std::string("off");
   socket_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pub);
   socket_->set(zmq::sockopt::sndhwm, 100000);
@@ -16,6 +19,9 @@ Result<std::string> LivePublisher::start(const std::string& endpoint,
     socket_->set(zmq::sockopt::curve_server, 1);
     socket_->set(zmq::sockopt::curve_secretkey, curve_secret_key);
     socket_->set(zmq::sockopt::zap_domain, "live");
+    if (watch_handshakes)
+      if (auto s = watch_handshakes(*socket_); !s)
+        spdlog::warn("event=handshake_monitor_failed listener=live error=\"{}\"", s.message());
   }
   try {
     socket_->bind(endpoint);
@@ -31,7 +37,7 @@ Result<std::string> LivePublisher::start(const std::string& endpoint,
 void LivePublisher::stop() {
   enabled_.store(false, std::memory_order_release);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -42,7 +48,7 @@ void LivePublisher::stop() {
 void LivePublisher::publish(std::vector<wire::LiveUpdate>&& updates) {
   if (!enabled_.load(std::memory_order_acquire) || updates.empty()) return;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (queue_.size() + updates.size() > kMaxQueued) return;  // nobody is keeping up; drop
     for (auto& u : updates) queue_.push_back(std::move(u));
   }
@@ -53,8 +59,8 @@ void LivePublisher::run() {
   std::vector<wire::LiveUpdate> batch;
   while (true) {
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(mu_);
+      while (!stopping_ && queue_.empty()) lock.wait(cv_);
       if (queue_.empty() && stopping_) return;
       batch.swap(queue_);
     }

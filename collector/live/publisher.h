@@ -9,6 +9,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -18,6 +19,7 @@
 
 #include "self_metrics.h"
 #include "tally.pb.h"
+#include "tally/common/mutex.h"
 #include "tally/common/status.h"
 
 namespace tally::collector {
@@ -28,8 +30,10 @@ class LivePublisher {
   ~LivePublisher() { stop(); }
 
   // Binds the PUB socket ("off" disables publishing); returns the bound endpoint. With a CURVE
-  // secret key (Z85) the socket is a CURVE server: a subscriber needs an allowed key (ZAP).
-  Result<std::string> start(const std::string& endpoint, const std::string& curve_secret_key = {});
+  // secret key (Z85) the socket is a CURVE server: a subscriber needs an allowed key (ZAP), and
+  // `watch_handshakes` (if set) is called with the socket before it binds (ZapHandler::watch()).
+  Result<std::string> start(const std::string& endpoint, const std::string& curve_secret_key = {},
+                            const std::function<Status(zmq::socket_t&)>& watch_handshakes = {});
   void stop();
   void publish(std::vector<wire::LiveUpdate>&& updates);
 
@@ -41,10 +45,10 @@ class LivePublisher {
   SelfMetrics& metrics_;
   std::unique_ptr<zmq::socket_t> socket_;
   std::thread thread_;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::vector<wire::LiveUpdate> queue_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                // GUARDED_BY(mu_)
+  std::vector<wire::LiveUpdate> queue_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
   // Read by shard threads in publish(), set once the thread runs: atomic (it was a data race).
   std::atomic<bool> enabled_{false};
 };

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "query/http_server.h"
 #include "query/prom_api.h"
 #include "tally/common/name_mapping.h"
 
@@ -178,33 +179,22 @@ Result<int> HttpApi::start(const std::string& listen) {
   auto port = parse_int(listen.substr(colon + 1));
   if (!port || *port < 0 || *port > 65535)
     return Status::invalid_argument("http port in '" + listen + "' is not valid");
-  if (!security_.tls_cert_file.empty()) {
-    auto tls = std::make_unique<httplib::SSLServer>(security_.tls_cert_file.c_str(),
-                                                    security_.tls_key_file.c_str());
-    if (!tls->is_valid())
-      return Status::invalid_argument("cannot start HTTPS: " + security_.tls_cert_file + " / " +
-                                      security_.tls_key_file +
-                                      " is not a readable PEM certificate and key pair");
-    server_ = std::move(tls);
-  } else {
-    server_ = std::make_unique<httplib::Server>();
-  }
+  // 32 workers; a connection takes one only once its request head has arrived, which must be
+  // within 2 s (a body within 2 s more); at most max_connections wait (query/http_server.h).
+  HttpServerOptions o;
+  o.max_pending = max_connections_;
+  o.tls_cert_file = security_.tls_cert_file;
+  o.tls_key_file = security_.tls_key_file;
+  auto server = make_http_server(o, metrics_);
+  if (!server) return server.status();
+  server_ = std::move(*server);
   security_.guard.listen_host = host;
   guard_ = std::make_unique<HttpGuard>(security_.guard);
-  // Connections are served by a fixed pool; an idle or slow client holds a worker only until
-  // these deadlines (a request line and headers, or a body, must arrive within 2 s), so a
-  // handful of them cannot stall /healthz for long. kWorkers is the number of connections served
-  // at once; beyond it connections wait in the accept queue.
-  constexpr size_t kWorkers = 32;
-  server_->new_task_queue = [] { return new httplib::ThreadPool(kWorkers); };
-  server_->set_read_timeout(2, 0);
-  server_->set_write_timeout(5, 0);
-  server_->set_keep_alive_timeout(2);
-  server_->set_keep_alive_max_count(1000);
   server_->set_payload_max_length(1 << 20);
   // Every path and parameter must be UTF-8 before any handler sees it: 400, never a 500 from
   // deep inside (a JSON writer meeting a stray byte).
   server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    http_request_head_read(req);
     // Who may ask comes first (auth/http_guard.h): Host, Origin, token and scope.
     const GuardVerdict v = guard_->check(
         {req.method, req.path, req.get_header_value("Host"), req.get_header_value("Origin"),
@@ -217,7 +207,8 @@ Result<int> HttpApi::start(const std::string& listen) {
       return httplib::Server::HandlerResponse::Handled;
     }
     bool ok = valid_utf8(req.path, true);
-    for (const auto& [k, v] : req.params) ok = ok && valid_utf8(k, true) && valid_utf8(v, true);
+    for (const auto& [key, value] : req.params)
+      ok = ok && valid_utf8(key, true) && valid_utf8(value, true);
     if (ok) return httplib::Server::HandlerResponse::Unhandled;
     metrics_.queries_rejected.fetch_add(1, std::memory_order_relaxed);
     error(res, 400, "the request is not valid UTF-8 (path or a parameter)");
@@ -277,6 +268,7 @@ void HttpApi::routes() {
 
   // Admin scope (HttpGuard): read the CURVE keys and the tokens again, as SIGHUP does.
   s.Post("/api/admin/reload", [this](const httplib::Request&, httplib::Response& res) {
+    http_request_body_read();
     if (!reload_) return error(res, 404, "reload is not available in this collector");
     auto r = reload_();
     if (!r) return error(res, 400, r.status().message());
@@ -305,6 +297,7 @@ void HttpApi::routes() {
   // A consistent backup of the running collector (docs/OPERATIONS.md): dir is a path on the
   // collector's machine; the answer says what was written.
   s.Post("/api/admin/backup", [this](const httplib::Request& req, httplib::Response& res) {
+    http_request_body_read();
     const std::string dir = req.get_param_value("dir");
     if (dir.empty()) return error(res, 400, "missing parameter dir (an absolute path)");
     if (!backup_) return error(res, 503, "backups are not available");
@@ -332,6 +325,8 @@ void HttpApi::routes() {
 
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     metrics_.series.store(static_cast<int64_t>(catalog_.size()));
+    metrics_.series_expiring.store(static_cast<int64_t>(catalog_.expiring()));
+    metrics_.series_revived.store(catalog_.revived());
     std::string text = metrics_.to_prometheus(clock_.now_s() - started_s_);
     if (cardinality_) text += cardinality_->to_prometheus();
     res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
@@ -413,8 +408,9 @@ void HttpApi::routes() {
           if (metric.empty()) return error(res, 400, "missing parameter 'metric'");
           if (!catalog_.kind_of(metric)) return error(res, 404, "unknown metric '" + metric + "'");
           std::map<std::string, std::set<std::string>> tags;
-          for (const SeriesInfo* s : catalog_.series_of(metric))
-            for (const auto& t : s->tags()) tags[std::string(t.key)].emplace(t.value);
+          const auto pin = catalog_.pin();  // the series below stay valid while listed
+          for (const SeriesInfo* info : catalog_.series_of(metric))
+            for (const auto& t : info->tags()) tags[std::string(t.key)].emplace(t.value);
           json o = json::object();
           json originals = json::object();
           for (const auto& [k, vs] : tags) {

@@ -57,6 +57,8 @@ class HttpApi {
   void set_reload(std::function<Result<std::string>()> fn) { reload_ = std::move(fn); }
   // Replaces the accepted tokens (a reload), while serving.
   void set_tokens(std::vector<std::string> read, std::vector<std::string> admin);
+  // HTTP connections waiting for their request or for a worker (http_max_connections).
+  void set_max_connections(size_t n) { max_connections_ = n; }
   // Listens on "host:port" (port 0 picks a free one); returns the bound port.
   Result<int> start(const std::string& listen);
   void stop();
@@ -79,6 +81,7 @@ class HttpApi {
   std::atomic<int64_t> last_refusal_log_s_{0};
   std::atomic<uint64_t> suppressed_refusals_{0};
   promql::Limits promql_limits_;
+  size_t max_connections_ = 512;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
 };

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "query/http_server.h"
 #include "query/prom_error.h"
 #include "query/prom_names.h"
 #include "query/prom_time.h"
@@ -205,6 +206,7 @@ class PromApi {
  private:
   MaybeError run(const std::string& query, std::vector<int64_t> times, int64_t step_ms,
                  json* data) {
+    const Deadline deadline = engine_.deadline();  // query_timeout, from the start
     auto expr = promql::parse(query, limits_);
     if (!expr) return bad_data("invalid parameter \"query\": " + expr.status().message());
     promql::ValueType type = promql::ValueType::kScalar;
@@ -224,7 +226,9 @@ class PromApi {
           "or increase()");
     }
     Value v;
-    if (auto e = evaluate({engine_, catalog_, clock_, times, step_ms}, *expr->root, &v)) return e;
+    if (auto e = evaluate({engine_, catalog_, clock_, times, step_ms, deadline}, *expr->root, &v))
+      return e;
+    if (deadline.passed()) return from_status(engine_.deadline_passed());
 
     if (v.scalar) {
       if (!range) {
@@ -286,13 +290,13 @@ class PromApi {
     if (n == 0) {
       Node all;
       all.type = Node::Type::kSelector;
-      return series_of(catalog_, names, all, out, narrow);
+      return series_of(engine_, names, all, out, narrow);
     }
     for (size_t i = 0; i < n; ++i) {
       const std::string text = req.get_param_value("match[]", i);
       auto sel = promql::parse_selector(text);
       if (!sel) return bad_data("invalid parameter \"match[]\": " + sel.status().message());
-      if (auto e = series_of(catalog_, names, *sel->root, out, narrow)) return e;
+      if (auto e = series_of(engine_, names, *sel->root, out, narrow)) return e;
     }
     return std::nullopt;
   }
@@ -326,6 +330,7 @@ void register_prom_routes(httplib::Server& server, const QueryEngine& engine,
   auto api = std::make_shared<PromApi>(engine, catalog, clock, metrics, limits);
   auto route = [&](const char* path, PromApi::Handler h) {
     auto fn = [api, h](const httplib::Request& req, httplib::Response& res) {
+      http_request_body_read();  // a POSTed query has arrived: it is handled without a deadline
       api->serve(h, req, res);
     };
     server.Get(path, fn);

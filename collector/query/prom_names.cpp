@@ -103,7 +103,7 @@ std::string label_value(const Labels& l, const SeriesInfo& s, const std::string&
 
 }  // namespace
 
-MaybeError select_leaf(const SeriesCatalog& catalog, const Node& sel, const Exposed& e,
+MaybeError select_leaf(const QueryEngine& engine, int64_t from_s, const Node& sel, const Exposed& e,
                        bool quantile_label, Leaf* out) {
   out->exposed = e;
   const bool summary = e.summary() && quantile_label;
@@ -130,7 +130,10 @@ MaybeError select_leaf(const SeriesCatalog& catalog, const Node& sel, const Expo
     }
     if (out->quantiles.empty()) return std::nullopt;
   }
-  for (const SeriesInfo* s : catalog.series_of(e.metric)) {
+  auto set = engine.series_of(e.metric, from_s);
+  if (!set) return from_status(set.status());
+  out->keep = *set;
+  for (const SeriesInfo* s : (*set)->series) {
     Labels l = labels_of(*s, e.name);
     if (e.summary()) l.erase("quantile");  // the summary's own label shadows a tag of that name
     bool ok = true;
@@ -148,11 +151,13 @@ MaybeError select_leaf(const SeriesCatalog& catalog, const Node& sel, const Expo
   return std::nullopt;
 }
 
-MaybeError series_of(const SeriesCatalog& catalog, const NameTable& names, const Node& sel,
+MaybeError series_of(const QueryEngine& engine, const NameTable& names, const Node& sel,
                      std::set<Labels>* out, TimeNarrowing* narrow) {
   for (const Exposed& e : names.select(sel)) {
     Leaf leaf;
-    if (auto err = select_leaf(catalog, sel, e, true, &leaf)) return err;
+    if (auto err =
+            select_leaf(engine, narrow ? narrow->from_s : kMinQueryTime, sel, e, true, &leaf))
+      return err;
     std::vector<char> has_data(leaf.series.size(), 1);
     if (narrow && narrow->engine && narrow->read + leaf.series.size() <= narrow->max_series) {
       narrow->read += leaf.series.size();

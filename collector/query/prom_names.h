@@ -70,14 +70,16 @@ class NameTable {
 struct Leaf {
   Exposed exposed;
   std::vector<const SeriesInfo*> series;
+  std::shared_ptr<SeriesSet> keep;     // what series points to
   std::vector<Labels> labels;          // per series, with __name__, without quantile
   std::vector<std::string> quantiles;  // summaries: the quantile label values asked for
 };
 
 // Fills *out with the series of `e` that selector `sel` matches. quantile_label: a summary's
 // quantile matchers choose its quantiles (false: tally_quantile, where they are refused).
-MaybeError select_leaf(const SeriesCatalog& catalog, const promql::Node& sel, const Exposed& e,
-                       bool quantile_label, Leaf* out);
+// Series that expired are read from storage when they may hold a bucket at or after from_s.
+MaybeError select_leaf(const QueryEngine& engine, int64_t from_s, const promql::Node& sel,
+                       const Exposed& e, bool quantile_label, Leaf* out);
 
 // Narrows series look-ups to series with data in [from_s, to_s] (/api/v1/series, /labels,
 // /label/<name>/values with start or end), read from the coarsest resolution's buckets (one per
@@ -92,7 +94,7 @@ struct TimeNarrowing {
 };
 
 // Every series (label set) a series selector matches; summaries give one per quantile.
-MaybeError series_of(const SeriesCatalog& catalog, const NameTable& names, const promql::Node& sel,
+MaybeError series_of(const QueryEngine& engine, const NameTable& names, const promql::Node& sel,
                      std::set<Labels>* out, TimeNarrowing* narrow = nullptr);
 
 }  // namespace prom

@@ -151,8 +151,9 @@ class Evaluator {
   // instant query; [start_ms, end_ms]: the query's own range (what @ start() / end() mean).
   Evaluator(const QueryEngine& engine, const SeriesCatalog& catalog, const Clock& clock,
             const NameTable& names, std::vector<int64_t> times_ms, int64_t step_ms,
-            int64_t start_ms, int64_t end_ms)
-      : engine_(engine),
+            int64_t start_ms, int64_t end_ms, Deadline deadline)
+      : deadline_(deadline),
+        engine_(engine),
         catalog_(catalog),
         clock_(clock),
         names_(names),
@@ -170,6 +171,7 @@ class Evaluator {
   bool ordered() const { return ordered_; }
 
   MaybeError eval(const Node& n, Value* out) {
+    if (deadline_.passed()) return from_status(engine_.deadline_passed());
     const size_t nt = times_.size();
     ordered_ = false;
     switch (n.type) {
@@ -219,8 +221,8 @@ class Evaluator {
     }
     if (sel.offset_ms)
       for (int64_t& t : times) t -= *sel.offset_ms;
-    Evaluator sub(engine_, catalog_, clock_, names_, std::move(times), step_ms_, start_ms_,
-                  end_ms_);
+    Evaluator sub(engine_, catalog_, clock_, names_, std::move(times), step_ms_, start_ms_, end_ms_,
+                  deadline_);
     sub.shifted_ = true;
     return fn(sub);
   }
@@ -273,7 +275,7 @@ class Evaluator {
     const int64_t a = bucket_start(earliest - 1, rs);
     for (const Exposed& e : names_.select(sel)) {
       Leaf leaf;
-      if (auto err = select_leaf(catalog_, sel, e, true, &leaf)) return err;
+      if (auto err = select_leaf(engine_, kMinQueryTime, sel, e, true, &leaf)) return err;
       if (leaf.series.empty()) continue;
       // Only when a quantile series is selected: {job="x"}[5m] must not fail because some other
       // job has a distribution.
@@ -329,7 +331,7 @@ class Evaluator {
                       "; use a coarser subquery step");
     std::vector<int64_t> grid;
     for (int64_t t = first; t <= last; t += step) grid.push_back(t);
-    Evaluator inner(engine_, catalog_, clock_, names_, grid, step, start_ms_, end_ms_);
+    Evaluator inner(engine_, catalog_, clock_, names_, grid, step, start_ms_, end_ms_, deadline_);
     Value v;
     if (auto e = inner.eval(sq.arg(0), &v)) return e;
     for (auto& s : v.vec) {
@@ -1033,7 +1035,7 @@ class Evaluator {
     for (const Exposed& e : names_.select(sel)) {
       if (auto err = check_mode(e, mode)) return err;
       Leaf leaf;
-      if (auto err = select_leaf(catalog_, sel, e, true, &leaf)) return err;
+      if (auto err = select_leaf(engine_, kMinQueryTime, sel, e, true, &leaf)) return err;
       if (leaf.series.empty()) continue;
       std::vector<Series> part;
       MaybeError err;
@@ -1076,7 +1078,8 @@ class Evaluator {
       out->assign(leaf.series.size(), {});
       return std::nullopt;
     }
-    if (auto s = engine_.read_buckets(leaf.series, res, from, to, out); !s) return from_status(s);
+    if (auto s = engine_.read_buckets(leaf.series, res, from, to, out, deadline_); !s)
+      return from_status(s);
     return std::nullopt;
   }
 
@@ -1349,7 +1352,7 @@ class Evaluator {
               "tally_quantile's selector must not match on quantile; the quantile is its first "
               "argument");
       Leaf leaf;
-      if (auto err = select_leaf(catalog_, sel, e, false, &leaf)) return err;
+      if (auto err = select_leaf(engine_, kMinQueryTime, sel, e, false, &leaf)) return err;
       if (leaf.series.empty()) continue;
       std::map<Labels, size_t> index;
       std::vector<size_t> group_of;
@@ -1367,6 +1370,7 @@ class Evaluator {
     return std::nullopt;
   }
 
+  const Deadline deadline_;
   const QueryEngine& engine_;
   const SeriesCatalog& catalog_;
   const Clock& clock_;
@@ -1384,7 +1388,7 @@ class Evaluator {
 MaybeError evaluate(const EvalContext& ctx, const Node& root, Value* out) {
   const NameTable names(ctx.catalog);
   Evaluator ev(ctx.engine, ctx.catalog, ctx.clock, names, ctx.times_ms, ctx.step_ms,
-               ctx.times_ms.front(), ctx.times_ms.back());
+               ctx.times_ms.front(), ctx.times_ms.back(), ctx.deadline);
   if (auto e = ev.eval(root, out)) return e;
   out->ordered = ev.ordered();
   return std::nullopt;

@@ -40,6 +40,7 @@ struct EvalContext {
   const Clock& clock;
   std::vector<int64_t> times_ms;  // the evaluation timestamps, ascending
   int64_t step_ms = 0;            // the range query's step, 0 for an instant query
+  Deadline deadline = {};         // checked at every node and inside the reads (query_timeout)
 };
 
 // Evaluates `root` (which promql::check() accepted as a scalar or instant vector).

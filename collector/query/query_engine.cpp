@@ -1,5 +1,7 @@
 #include "query/query_engine.h"
 
+#include <unordered_set>
+
 #include <algorithm>
 #include <cmath>
 #include <future>
@@ -299,18 +301,56 @@ Status QueryEngine::check_budget(size_t series, size_t res, int64_t from, int64_
 }
 
 Status QueryEngine::check_deadline(int64_t started_ms) const {
-  const int64_t timeout_ms = limits_.get()->input.query_timeout_ms;
-  if (clock_.now_ms() - started_ms <= timeout_ms) return Status::ok();
+  if (clock_.now_ms() - started_ms <= timeout_ms()) return Status::ok();
+  return deadline_passed();
+}
+
+Status QueryEngine::deadline_passed() const {
   return over(Limit::kQueryDeadline, "the query ran past its deadline of " +
-                                         std::to_string(timeout_ms) +
+                                         std::to_string(timeout_ms()) +
                                          " ms; narrow the range or add a filter");
+}
+
+Result<std::shared_ptr<SeriesSet>> QueryEngine::series_of(std::string_view metric,
+                                                          int64_t from_s) const {
+  auto set = std::make_shared<SeriesSet>();
+  // Memory first, then storage: a series that left memory before the first look was written as
+  // expired before it left, so the second finds it; one in both is taken once.
+  set->pin = catalog_.pin();
+  set->series = catalog_.series_of(metric);
+  if (!catalog_.has_stored(metric)) return set;
+  const int64_t since = from_s <= kMinQueryTime ? std::numeric_limits<int64_t>::min()
+                                                : from_s - limits_.get()->max_future_s;
+  std::vector<SeriesDef> defs;
+  for (size_t i = 0; i < router_.shard_count(); ++i) {
+    ShardStore& store = router_.shard(i).store();
+    auto reader = store.acquire_reader();
+    if (!reader) return reader.status();
+    const size_t before = defs.size();
+    Status s = (*reader)->expired_series(metric, since, &defs);
+    store.release_reader(std::move(*reader));
+    if (!s) return s;
+    for (size_t k = before; k < defs.size(); ++k) defs[k].shard = static_cast<uint32_t>(i);
+  }
+  if (defs.empty()) return set;
+  std::unordered_set<uint64_t> in_memory;
+  for (const SeriesInfo* s : set->series) in_memory.insert(s->id);
+  for (const auto& d : defs) {
+    if (in_memory.count(d.id)) continue;
+    if (!set->stored) set->stored = std::make_shared<SeriesCatalog>(catalog_.shard_count());
+    if (auto s = set->stored->restore(d); !s) return s;
+    set->series.push_back(set->stored->by_id(d.id));
+  }
+  return set;
 }
 
 Result<QueryEngine::Matched> QueryEngine::match(const RangeQuery& q) const {
   auto kind = catalog_.kind_of(q.metric);
   if (!kind) return Status::not_found("unknown metric '" + q.metric + "'");
-  Matched m{*kind, {}};
-  for (const SeriesInfo* s : catalog_.series_of(q.metric)) {
+  auto set = series_of(q.metric, q.from);
+  if (!set) return set.status();
+  Matched m{*kind, {}, *set};
+  for (const SeriesInfo* s : (*set)->series) {
     if (filter_matches(q.filters, s->tags())) m.series.push_back(s);
   }
   return m;
@@ -318,7 +358,7 @@ Result<QueryEngine::Matched> QueryEngine::match(const RangeQuery& q) const {
 
 Status QueryEngine::read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from,
                          int64_t to, std::vector<std::vector<StoredBucket>>* out,
-                         int64_t* watermark) const {
+                         int64_t* watermark, const Deadline& deadline) const {
   out->assign(series.size(), {});
   std::vector<std::vector<size_t>> by_shard(router_.shard_count());
   for (size_t i = 0; i < series.size(); ++i) by_shard[series[i]->shard].push_back(i);
@@ -332,7 +372,7 @@ Status QueryEngine::read(const std::vector<const SeriesInfo*>& series, size_t re
   auto run_shard = [&](size_t sh) {
     Part& p = parts[sh];
     for (size_t i : by_shard[sh]) p.series.push_back(series[i]);
-    p.status = router_.shard(sh).read(p.series, res, from, to, &p.buckets, &p.watermark);
+    p.status = router_.shard(sh).read(p.series, res, from, to, &p.buckets, &p.watermark, deadline);
   };
   // Fan out to the shards that hold matching series; the calling thread takes the last one.
   std::vector<std::future<void>> futures;
@@ -345,7 +385,7 @@ Status QueryEngine::read(const std::vector<const SeriesInfo*>& series, size_t re
   for (auto& f : futures) f.wait();
   *watermark = std::numeric_limits<int64_t>::max();
   for (size_t sh : busy) {
-    if (!parts[sh].status) return parts[sh].status;
+    if (!parts[sh].status) return deadline.passed() ? deadline_passed() : parts[sh].status;
     *watermark = std::min(*watermark, parts[sh].watermark);
     for (size_t k = 0; k < by_shard[sh].size(); ++k)
       (*out)[by_shard[sh][k]] = std::move(parts[sh].buckets[k]);
@@ -357,7 +397,7 @@ Status QueryEngine::read(const std::vector<const SeriesInfo*>& series, size_t re
 Status QueryEngine::sum_counters(const std::vector<const SeriesInfo*>& series,
                                  const std::vector<uint32_t>& group_of, size_t groups, size_t res,
                                  const StepGrid& grid, std::vector<double>* totals,
-                                 int64_t* watermark) const {
+                                 int64_t* watermark, const Deadline& deadline) const {
   const size_t cells = groups * grid.steps();
   struct Part {
     std::vector<const SeriesInfo*> series;
@@ -384,8 +424,8 @@ Status QueryEngine::sum_counters(const std::vector<const SeriesInfo*>& series,
       p.grid.assign(cells, 0.0);
       out = p.grid.data();
     }
-    p.status =
-        router_.shard(busy[k]).add_counter_sums(p.series, p.rows, res, grid, out, &p.watermark);
+    p.status = router_.shard(busy[k]).add_counter_sums(p.series, p.rows, res, grid, out,
+                                                       &p.watermark, deadline);
   };
   std::vector<std::future<void>> futures;
   for (size_t k = 1; k < busy.size(); ++k)
@@ -395,7 +435,7 @@ Status QueryEngine::sum_counters(const std::vector<const SeriesInfo*>& series,
   *watermark = std::numeric_limits<int64_t>::max();
   for (size_t k = 0; k < busy.size(); ++k) {
     const Part& p = parts[busy[k]];
-    if (!p.status) return p.status;
+    if (!p.status) return deadline.passed() ? deadline_passed() : p.status;
     *watermark = std::min(*watermark, p.watermark);
     for (size_t c = 0; k > 0 && c < cells; ++c) (*totals)[c] += p.grid[c];
   }
@@ -405,6 +445,9 @@ Status QueryEngine::sum_counters(const std::vector<const SeriesInfo*>& series,
 
 Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
   const int64_t started_ms = clock_.now_ms();
+  // Checked between the phases and inside their loops (every 256 series, stored chunks or rows).
+  const Deadline deadline(clock_, started_ms + timeout_ms());
+  uint32_t ticks = 0;
   const RangeQuery q = clamp_times(asked);
   auto m = match(q);
   if (!m) return m.status();
@@ -462,7 +505,9 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
     if (keys.size() * steps <= kMaxFastPathCells) {
       std::vector<double> totals;
       int64_t wm = 0;
-      if (auto s = sum_counters(m->series, group_of, keys.size(), res, grid, &totals, &wm); !s)
+      if (auto s =
+              sum_counters(m->series, group_of, keys.size(), res, grid, &totals, &wm, deadline);
+          !s)
         return s;
       if (auto s = check_deadline(started_ms); !s) return s;
       // Groups come out in Tags order, as the general path's std::map gives them.
@@ -491,12 +536,13 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
 
   std::vector<std::vector<StoredBucket>> buckets;
   int64_t wm = 0;
-  if (auto s = read(m->series, res, out.from, out.to, &buckets, &wm); !s) return s;
+  if (auto s = read(m->series, res, out.from, out.to, &buckets, &wm, deadline); !s) return s;
   if (auto s = check_deadline(started_ms); !s) return s;
 
   // Group the series by their group-by tag values.
   std::map<Tags, std::map<int64_t, GroupAcc>> groups;
   for (size_t i = 0; i < m->series.size(); ++i) {
+    if (deadline.passed_every(&ticks)) return deadline_passed();
     Tags key;
     for (const auto& g : q.group_by) {
       for (const auto& t : m->series[i]->tags()) {
@@ -507,6 +553,7 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
     per_step(buckets[i], kind, step, [&](int64_t s, const BucketAgg& a) { g[s].fold(a, kind); });
   }
   for (auto& [key, steps] : groups) {
+    if (deadline.passed_every(&ticks, 16)) return deadline_passed();
     SeriesResult sr;
     sr.group = key;
     if (zero_fill) {
@@ -547,14 +594,18 @@ Result<HistogramResult> QueryEngine::histogram(const RangeQuery& asked, size_t m
   out.from = bucket_start(q.from, rs);
   out.to = bucket_start(q.to - 1, rs) + rs;
   if (auto s = check_budget(m->series.size(), res, out.from, out.to); !s) return s;
+  const Deadline deadline(clock_, started_ms + timeout_ms());
   std::vector<std::vector<StoredBucket>> buckets;
   int64_t wm = 0;
-  if (auto s = read(m->series, res, out.from, out.to, &buckets, &wm); !s) return s;
+  if (auto s = read(m->series, res, out.from, out.to, &buckets, &wm, deadline); !s) return s;
   if (auto s = check_deadline(started_ms); !s) return s;
   Sketch all;
-  for (const auto& series : buckets)
+  uint32_t ticks = 0;
+  for (const auto& series : buckets) {
+    if (deadline.passed_every(&ticks)) return deadline_passed();
     for (const auto& b : series)
       if (b.agg.sketch) all.merge(*b.agg.sketch);
+  }
   out.count = all.count();
   out.sum = all.sum();
   out.min = all.min();
@@ -586,12 +637,15 @@ Result<HeatmapResult> QueryEngine::heatmap(const RangeQuery& asked, size_t max_b
     return over(Limit::kQueryPoints,
                 "the range has more than " + std::to_string(max_points) + " steps");
   if (auto s = check_budget(m->series.size(), res, out.from, out.to); !s) return s;
+  const Deadline deadline(clock_, started_ms + timeout_ms());
   std::vector<std::vector<StoredBucket>> buckets;
   int64_t wm = 0;
-  if (auto s = read(m->series, res, out.from, out.to, &buckets, &wm); !s) return s;
+  if (auto s = read(m->series, res, out.from, out.to, &buckets, &wm, deadline); !s) return s;
   if (auto s = check_deadline(started_ms); !s) return s;
   std::map<int64_t, Sketch> columns;
+  uint32_t ticks = 0;
   for (const auto& series : buckets) {
+    if (deadline.passed_every(&ticks)) return deadline_passed();
     per_step(series, Kind::kDistribution, step, [&](int64_t s, const BucketAgg& a) {
       if (a.sketch) columns[s].merge(*a.sketch);
     });

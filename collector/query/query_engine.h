@@ -9,6 +9,7 @@
 // Thread-safety: const methods, callable from any number of HTTP threads.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -87,6 +88,18 @@ struct QueryLimits {
   int64_t max_series = 100000;     // series read
   int64_t max_samples = 50000000;  // stored buckets read (series x buckets at the resolution)
   int64_t timeout_ms = 30000;      // checked between the phases of a query
+  // How far ahead of its arrival a point may be (config max_future): an expired series whose last
+  // point arrived before from - max_future_s has no bucket at or after `from`.
+  int64_t max_future_s = 600;
+};
+
+// The series of one metric a query reads: those in memory (the catalog's) and those that expired
+// and are in storage only (idle-series expiry, catalog.h), each once. It keeps every series it
+// points to alive (a Pin on the catalog, and a catalog of its own for the stored ones).
+struct SeriesSet {
+  SeriesCatalog::Pin pin;
+  std::shared_ptr<SeriesCatalog> stored;
+  std::vector<const SeriesInfo*> series;
 };
 
 // Query times outside [kMinQueryTime, kMaxQueryTime] (1970 .. year 9999) are clamped to it, so
@@ -109,6 +122,10 @@ class QueryEngine {
   Result<HistogramResult> histogram(const RangeQuery& q, size_t max_bins) const;
   Result<HeatmapResult> heatmap(const RangeQuery& q, size_t max_bins) const;
 
+  // The series of `metric` that may hold a bucket at or after from_s (every series when from_s is
+  // kMinQueryTime or less).
+  Result<std::shared_ptr<SeriesSet>> series_of(std::string_view metric, int64_t from_s) const;
+
   // Picks (step, resolution index) for a range; exposed for tests.
   Result<std::pair<int64_t, size_t>> plan(int64_t from, int64_t to, int64_t step,
                                           int64_t points) const;
@@ -117,16 +134,24 @@ class QueryEngine {
 
   // Stored (+) open buckets of each series at resolution index res over [from, to), out[i] for
   // series[i] in time order, for callers that combine buckets themselves (the Prometheus API).
+  // Gives up with deadline_passed() once `deadline` has.
   Status read_buckets(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from,
-                      int64_t to, std::vector<std::vector<StoredBucket>>* out) const {
+                      int64_t to, std::vector<std::vector<StoredBucket>>* out,
+                      const Deadline& deadline = {}) const {
     int64_t watermark = 0;
-    return read(series, res, from, to, out, &watermark);
+    return read(series, res, from, to, out, &watermark, deadline);
   }
+  // A query starting now must be answered by this (query_timeout).
+  Deadline deadline() const { return {clock_, clock_.now_ms() + timeout_ms()}; }
+  int64_t timeout_ms() const { return limits_.get()->input.query_timeout_ms; }  // live
+  // The answer to a query past its deadline (400 naming the budget), counted as query_deadline.
+  Status deadline_passed() const;
 
  private:
   struct Matched {
     Kind kind;
     std::vector<const SeriesInfo*> series;
+    std::shared_ptr<SeriesSet> keep;  // what series points to
   };
   Result<Matched> match(const RangeQuery& q) const;
   // A copy of q with its times clamped (counted as limit query_range when they were).
@@ -138,13 +163,15 @@ class QueryEngine {
   Status over(Limit l, std::string msg) const;
   // Reads every series at resolution res over [from, to); out[i] for series[i].
   Status read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
-              std::vector<std::vector<StoredBucket>>* out, int64_t* watermark) const;
+              std::vector<std::vector<StoredBucket>>* out, int64_t* watermark,
+              const Deadline& deadline) const;
   // Counters: adds every series' bucket sums on the grid into totals[group_of[i] * steps + step],
   // shards in parallel, each decoding straight into its own grid; shard grids add up in shard
   // order.
   Status sum_counters(const std::vector<const SeriesInfo*>& series,
                       const std::vector<uint32_t>& group_of, size_t groups, size_t res,
-                      const StepGrid& grid, std::vector<double>* totals, int64_t* watermark) const;
+                      const StepGrid& grid, std::vector<double>* totals, int64_t* watermark,
+                      const Deadline& deadline) const;
 
   const SeriesCatalog& catalog_;
   Router& router_;

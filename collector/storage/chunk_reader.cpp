@@ -114,8 +114,10 @@ class ChunkReader final : public PointReader {
     out->assign(series.size(), {});
     if (r >= res_.size()) return Status::invalid_argument("no resolution " + std::to_string(r));
     std::vector<ChunkSlot> slots;
+    uint32_t visited = 0;
     auto on_blob = [&](Tier t, size_t i, int64_t start, int64_t lo, int64_t hi,
                        std::string_view blob) -> Status {
+      if (auto s = past_deadline(&visited); !s) return s;
       if (auto s = decode_chunk(blob, series[i].kind, tier_slots(t, res_[r]), &slots); !s) return s;
       auto& dst = (*out)[i];
       for (auto& sl : slots) {
@@ -125,6 +127,7 @@ class ChunkReader final : public PointReader {
       return Status::ok();
     };
     auto on_row = [&](size_t i, int64_t time, HotEntry& e) -> Status {
+      if (auto s = past_deadline(&visited); !s) return s;
       (*out)[i].push_back({time, std::move(e.agg)});
       return Status::ok();
     };
@@ -142,8 +145,10 @@ class ChunkReader final : public PointReader {
     const int64_t per_step = grid.step / step;
     thread_local std::vector<SlotRun> runs;
     thread_local std::vector<double> values;
+    uint32_t visited = 0;
     auto on_blob = [&](Tier t, size_t i, int64_t start, int64_t lo, int64_t hi,
                        std::string_view blob) -> Status {
+      if (auto s = past_deadline(&visited); !s) return s;
       const uint32_t nslots = tier_slots(t, res_[r]);
       if (auto s = decode_counter_runs(blob, nslots, &runs, &values); !s) return s;
       // Slots [jlo, jhi) fall in [lo, hi); each grid step takes per_step consecutive slots.
@@ -160,6 +165,7 @@ class ChunkReader final : public PointReader {
       return Status::ok();
     };
     auto on_row = [&](size_t i, int64_t time, HotEntry& e) -> Status {
+      if (auto s = past_deadline(&visited); !s) return s;
       add_to_grid(grid, out + rows[i] * steps, time, e.agg.sum);
       return Status::ok();
     };

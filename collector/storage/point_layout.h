@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "deadline.h"
 #include "storage/shard_store.h"
 #include "storage/sqlite.h"
 
@@ -36,6 +37,9 @@ class PointWriter {
 class PointReader {
  public:
   virtual ~PointReader() = default;
+  // The deadline of the query reading (nullptr: none); reads give up with Status::unavailable
+  // once it has passed, checked every 256 stored rows or chunks.
+  void set_deadline(const Deadline* d) { deadline_ = d; }
   // The first read of a snapshot's transaction (it pins the snapshot).
   virtual Status pin() = 0;
   virtual Status read(const std::vector<SeriesRef>& series, size_t res, int64_t from, int64_t to,
@@ -43,6 +47,15 @@ class PointReader {
   virtual Status add_counter_sums(const std::vector<SeriesRef>& series,
                                   const std::vector<uint32_t>& rows, size_t res,
                                   const StepGrid& grid, size_t shard_series, double* out) = 0;
+
+ protected:
+  Status past_deadline(uint32_t* n) const {
+    return deadline_ && deadline_->passed_every(n) ? Status::unavailable(kPastDeadline)
+                                                   : Status::ok();
+  }
+
+ private:
+  const Deadline* deadline_ = nullptr;
 };
 
 // Both create their tables if missing.

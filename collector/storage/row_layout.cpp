@@ -199,8 +199,10 @@ class RowReader final : public PointReader {
               std::vector<std::vector<StoredBucket>>* out) override {
     out->assign(series.size(), {});
     if (res >= nres_) return Status::invalid_argument("no resolution " + std::to_string(res));
+    uint32_t visited = 0;
     for (size_t i = 0; i < series.size(); ++i) {
       Status s = scan(series[i], res, from, to, [&](int64_t t, const Stmt& st) -> Status {
+        if (auto d = past_deadline(&visited); !d) return d;
         StoredBucket b{t, {}};
         if (auto d = decode_row(st, 1, series[i].kind, &b.agg); !d) return d;
         (*out)[i].push_back(std::move(b));
@@ -215,10 +217,12 @@ class RowReader final : public PointReader {
                           size_t res, const StepGrid& grid, size_t, double* out) override {
     if (res >= nres_) return Status::invalid_argument("no resolution " + std::to_string(res));
     const size_t steps = grid.steps();
+    uint32_t visited = 0;
     for (size_t i = 0; i < series.size(); ++i) {
       double* row = out + rows[i] * steps;
       Status s = scan(series[i], res, std::max(grid.from, grid.since), grid.to,
                       [&](int64_t t, const Stmt& st) -> Status {
+                        if (auto d = past_deadline(&visited); !d) return d;
                         add_to_grid(grid, row, t, st.real(1));
                         return Status::ok();
                       });

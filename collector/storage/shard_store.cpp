@@ -53,6 +53,28 @@ Result<std::unique_ptr<ShardStore>> ShardStore::open(const std::string& path,
                  " tags TEXT NOT NULL, kind INTEGER NOT NULL);");
       !st)
     return st;
+  // Idle-series expiry (docs/format/storage.md): when a series left memory and its last point; a
+  // file from before has neither column and every series in it is live.
+  bool has_columns = false;
+  {
+    // Finalised here: a statement left open would lock the schema against the conversion below.
+    auto has_expired =
+        d.prepare("SELECT 1 FROM pragma_table_info('series') WHERE name='expired_s'");
+    if (!has_expired) return has_expired.status();
+    auto expired_row = has_expired->step();
+    if (!expired_row) return expired_row.status();
+    has_columns = *expired_row;
+  }
+  if (!has_columns) {
+    if (auto st = d.exec("ALTER TABLE series ADD COLUMN expired_s INTEGER NOT NULL DEFAULT 0;"
+                         "ALTER TABLE series ADD COLUMN last_s INTEGER NOT NULL DEFAULT 0;");
+        !st)
+      return st;
+  }
+  if (auto st = d.exec("CREATE INDEX IF NOT EXISTS series_expired ON series(metric, kind, tags)"
+                       " WHERE expired_s != 0;");
+      !st)
+    return st;
   if (auto st = s->prepare(); !st) return st;
 
   // Which format is the file in? A file written before chunks existed has no storage_format and
@@ -99,36 +121,93 @@ Status ShardStore::prepare() {
                             "INSERT OR IGNORE INTO series(id, metric, tags, kind) VALUES(?,?,?,?)");
       !s)
     return s;
+  if (auto s = prepare_into(d, &mark_expired_,
+                            "UPDATE series SET expired_s = ?, last_s = ? WHERE id = ?");
+      !s)
+    return s;
   if (auto s = prepare_into(d, &get_meta_, "SELECT value FROM meta WHERE key=?"); !s) return s;
   return prepare_into(d, &set_meta_,
                       "INSERT INTO meta(key, value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET "
                       "value=excluded.value");
 }
 
+namespace {
+
+// A row (id, metric, tags, kind) of the series table.
+Result<SeriesDef> series_row(const Stmt& st, const std::string& path) {
+  SeriesDef info;
+  info.id = static_cast<uint64_t>(st.int64(0));
+  info.metric = std::string(st.text(1));
+  auto key = parse_series_key(std::string(info.metric) + std::string(st.text(2)));
+  if (!key)
+    return Status::corruption(path + ": series " + std::to_string(info.id) + " has bad tags");
+  info.tags = std::move(key->second);
+  auto kind = static_cast<Kind>(st.int64(3));
+  if (kind != Kind::kCounter && kind != Kind::kGauge && kind != Kind::kDistribution)
+    return Status::corruption(path + ": series " + std::to_string(info.id) + " has unknown kind");
+  info.kind = kind;
+  info.hash = series_hash(series_key(info.metric, info.tags));
+  return info;
+}
+
+// The tags column: the canonical key without its metric ("{a=1,b=2}" or "").
+std::string tags_text(std::string_view metric, const Tags& tags) {
+  return series_key(metric, tags).substr(metric.size());
+}
+
+}  // namespace
+
 Result<std::vector<SeriesDef>> ShardStore::load_series() {
-  auto st = db_->prepare("SELECT id, metric, tags, kind FROM series");
+  auto st = db_->prepare("SELECT id, metric, tags, kind FROM series WHERE expired_s = 0");
   if (!st) return st.status();
   std::vector<SeriesDef> out;
   while (true) {
     auto row = st->step();
     if (!row) return row.status();
     if (!*row) break;
-    SeriesDef info;
-    info.id = static_cast<uint64_t>(st->int64(0));
-    info.metric = std::string(st->text(1));
-    auto key = parse_series_key(std::string(info.metric) + std::string(st->text(2)));
-    if (!key)
-      return Status::corruption(path_ + ": series " + std::to_string(info.id) + " has bad tags");
-    info.tags = std::move(key->second);
-    auto kind = static_cast<Kind>(st->int64(3));
-    if (kind != Kind::kCounter && kind != Kind::kGauge && kind != Kind::kDistribution)
-      return Status::corruption(path_ + ": series " + std::to_string(info.id) +
-                                " has unknown kind");
-    info.kind = kind;
-    info.hash = series_hash(series_key(info.metric, info.tags));
-    out.push_back(std::move(info));
+    auto info = series_row(*st, path_);
+    if (!info) return info.status();
+    out.push_back(std::move(*info));
   }
   return out;
+}
+
+Result<uint64_t> ShardStore::max_series_id() {
+  auto st = db_->prepare("SELECT coalesce(max(id), 0) FROM series");
+  if (!st) return st.status();
+  auto row = st->step();
+  if (!row) return row.status();
+  return static_cast<uint64_t>(*row ? st->int64(0) : 0);
+}
+
+Result<std::vector<std::pair<std::string, Kind>>> ShardStore::expired_metrics() {
+  auto st = db_->prepare("SELECT DISTINCT metric, kind FROM series WHERE expired_s != 0");
+  if (!st) return st.status();
+  std::vector<std::pair<std::string, Kind>> out;
+  while (true) {
+    auto row = st->step();
+    if (!row) return row.status();
+    if (!*row) break;
+    out.emplace_back(std::string(st->text(0)), static_cast<Kind>(st->int64(1)));
+  }
+  return out;
+}
+
+Result<std::optional<SeriesDef>> ShardStore::load_series_by_id(uint64_t id) {
+  auto st = db_->prepare("SELECT id, metric, tags, kind FROM series WHERE id = ?");
+  if (!st) return st.status();
+  st->bind(1, id);
+  auto row = st->step();
+  if (!row) return row.status();
+  if (!*row) return std::optional<SeriesDef>();
+  auto info = series_row(*st, path_);
+  if (!info) return info.status();
+  return std::optional<SeriesDef>(std::move(*info));
+}
+
+Status ShardStore::mark_expired(uint64_t id, int64_t at_s, int64_t last_s) {
+  mark_expired_.bind(1, at_s).bind(2, last_s).bind(3, id);
+  return mark_expired_.run();
 }
 
 Status ShardStore::drop_step(int64_t step_s, uint64_t* freed_bytes) {
@@ -239,7 +318,7 @@ Status ShardStore::set_meta(std::string_view key, int64_t value) {
 
 Result<std::unique_ptr<ShardReader>> ShardStore::acquire_reader() {
   {
-    std::lock_guard lock(readers_mu_);
+    MutexLock lock(readers_mu_);
     if (!readers_.empty()) {
       auto r = std::move(readers_.back());
       readers_.pop_back();
@@ -260,12 +339,12 @@ Result<std::unique_ptr<ShardReader>> ShardStore::acquire_reader() {
 }
 
 void ShardStore::release_reader(std::unique_ptr<ShardReader> r) {
-  std::lock_guard lock(readers_mu_);
+  MutexLock lock(readers_mu_);
   readers_.push_back(std::move(r));
 }
 
 void ShardStore::drop_readers() {
-  std::lock_guard lock(readers_mu_);
+  MutexLock lock(readers_mu_);
   readers_.clear();
 }
 
@@ -295,6 +374,58 @@ Status ShardReader::read(const std::vector<SeriesRef>& series, size_t res, int64
                          size_t shard_series, std::vector<std::vector<StoredBucket>>* out) {
   out->assign(series.size(), {});
   return points_->read(series, res, from, to, shard_series, out);
+}
+
+void ShardReader::set_deadline(const Deadline* d) {
+  points_->set_deadline(d);
+}
+
+Result<std::optional<uint64_t>> ShardReader::find_expired(std::string_view metric, Kind kind,
+                                                          const Tags& tags) {
+  if (!find_expired_.valid()) {
+    if (auto s = prepare_into(*db_, &find_expired_,
+                              "SELECT id FROM series WHERE metric = ? AND kind = ? AND tags = ? "
+                              "AND expired_s != 0");
+        !s)
+      return s;
+  }
+  const std::string text = tags_text(metric, tags);
+  find_expired_.bind(1, metric).bind(2, static_cast<int>(kind)).bind(3, std::string_view(text));
+  auto row = find_expired_.step();
+  std::optional<uint64_t> out;
+  if (row && *row) out = static_cast<uint64_t>(find_expired_.int64(0));
+  find_expired_.reset();
+  if (!row) return row.status();
+  return out;
+}
+
+Status ShardReader::expired_series(std::string_view metric, int64_t since_s,
+                                   std::vector<SeriesDef>* out) {
+  if (!expired_series_.valid()) {
+    if (auto s = prepare_into(*db_, &expired_series_,
+                              "SELECT id, metric, tags, kind FROM series WHERE metric = ? AND "
+                              "expired_s != 0 AND last_s >= ?");
+        !s)
+      return s;
+  }
+  expired_series_.bind(1, metric).bind(2, since_s);
+  Status status;
+  while (true) {
+    auto row = expired_series_.step();
+    if (!row) {
+      status = row.status();
+      break;
+    }
+    if (!*row) break;
+    auto info = series_row(expired_series_, "shard file");
+    if (!info) {
+      status = info.status();
+      break;
+    }
+    out->push_back(std::move(*info));
+  }
+  expired_series_.reset();
+  return status;
 }
 
 Status ShardReader::add_counter_sums(const std::vector<SeriesRef>& series,

@@ -14,12 +14,15 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "aggregate/bucket.h"
 #include "aggregate/catalog.h"
+#include "deadline.h"
 #include "storage/sqlite.h"
+#include "tally/common/mutex.h"
 #include "tally/common/time_bucket.h"
 
 namespace tally::collector {
@@ -83,11 +86,20 @@ class ShardReader {
   // out[rows[i] * grid.steps() + step index]. Decodes chunks straight into the grid: no BucketAgg.
   Status add_counter_sums(const std::vector<SeriesRef>& series, const std::vector<uint32_t>& rows,
                           size_t res, const StepGrid& grid, size_t shard_series, double* out);
+  // The reads above give up once this passes (nullptr: never); the caller keeps it alive.
+  void set_deadline(const Deadline* d);
+
+  // Expired series (catalog.h, "Idle-series expiry"): the stored id of metric+tags (canonical)
+  // if it expired; outside a snapshot.
+  Result<std::optional<uint64_t>> find_expired(std::string_view metric, Kind kind,
+                                               const Tags& tags);
+  // Appends every expired series of `metric` whose last point came at or after since_s.
+  Status expired_series(std::string_view metric, int64_t since_s, std::vector<SeriesDef>* out);
 
  private:
   friend class ShardStore;
   std::unique_ptr<Db> db_;
-  Stmt begin_, end_;
+  Stmt begin_, end_, find_expired_, expired_series_;
   std::unique_ptr<PointReader> points_;
 };
 
@@ -103,14 +115,22 @@ class ShardStore {
   // open() converted the file from plain rows to chunks (a file an older collector wrote).
   bool converted_rows() const { return converted_rows_; }
 
-  // Every series stored in this shard (start-up).
+  // Every series of this shard that has not expired (start-up): what the catalog holds in memory.
   Result<std::vector<SeriesDef>> load_series();
+  // Start-up: the largest series id stored (expired ones too), 0 when none; every metric with an
+  // expired series (and its kind); one series by id, expired or not.
+  Result<uint64_t> max_series_id();
+  Result<std::vector<std::pair<std::string, Kind>>> expired_metrics();
+  Result<std::optional<SeriesDef>> load_series_by_id(uint64_t id);
 
   // --- writer (shard thread) ---
   Status begin();
   Status commit();
   void rollback();
   Status put_series(const SeriesDef& s);
+  // The series left memory at at_s; its last point came at last_s. It stays expired in storage
+  // (also when it comes back: its record in memory then says it is live).
+  Status mark_expired(uint64_t id, int64_t at_s, int64_t last_s);
   // stored (+) agg. When merged_out is set it receives the merged bucket (for corrections).
   // `time` is the bucket's start; lsn the log position the write includes (see stored_lsn).
   // Inside begin()/commit() writes may be gathered and land at commit(); outside, it commits.
@@ -154,9 +174,9 @@ class ShardStore {
   std::unique_ptr<Db> db_;
   std::unique_ptr<PointWriter> points_;
   bool in_transaction_ = false;
-  Stmt begin_, commit_, rollback_, put_series_, get_meta_, set_meta_;
-  std::mutex readers_mu_;
-  std::vector<std::unique_ptr<ShardReader>> readers_;  // GUARDED_BY(readers_mu_)
+  Stmt begin_, commit_, rollback_, put_series_, mark_expired_, get_meta_, set_meta_;
+  Mutex readers_mu_;
+  std::vector<std::unique_ptr<ShardReader>> readers_ GUARDED_BY(readers_mu_);
 };
 
 }  // namespace tally::collector

@@ -24,6 +24,7 @@ class Stmt {
     return *this;
   }
   ~Stmt() { sqlite3_finalize(s_); }
+  bool valid() const { return s_ != nullptr; }
 
   Stmt& bind(int i, int64_t v) {
     sqlite3_bind_int64(s_, i, v);

@@ -1,5 +1,9 @@
 #include "tally/common/wire.h"
 
+#include <google/protobuf/stubs/logging.h>
+
+#include <cstdio>
+
 namespace tally {
 
 void sketch_to_proto(const Sketch& s, wire::Sketch* out) {
@@ -45,6 +49,14 @@ std::optional<Kind> kind_from_proto(wire::Kind k) {
     default:
       return std::nullopt;
   }
+}
+
+void quiet_protobuf_log() {
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
+        if (level >= google::protobuf::LOGLEVEL_FATAL)
+          std::fprintf(stderr, "[libprotobuf FATAL %s:%d] %s\n", file, line, message.c_str());
+      });
 }
 
 }  // namespace tally

@@ -58,11 +58,8 @@ void write_csv(const TextTable& t, std::ostream& out) {
   for (const auto& r : t.rows) line(r);
 }
 
-std::string format_number(double v) {
-  return fmt::format("{}", v);
-}
-
 std::string format_number_short(double v) {
+  if (std::isnan(v)) return "";  // missing, as in format_number
   if (std::isfinite(v) && v == std::trunc(v) && std::fabs(v) < 1e15)
     return fmt::format("{:.0f}", v);
   return fmt::format("{:.6g}", v);

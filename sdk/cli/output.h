@@ -12,6 +12,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "tally/common/csv.h"  // format_number, csv_cell
+
 namespace tally::wire {
 class LiveUpdate;
 }
@@ -34,9 +36,8 @@ void write_csv(const TextTable& t, std::ostream& out);
 // text cell starting with = + - @ made text.
 std::string csv_field(std::string_view s);
 
-// Shortest text that reads back as the same double ("0.1", "3", "1e+20").
-std::string format_number(double v);
-// For people: whole numbers in full, others to 6 significant digits.
+// Full numbers are tally::format_number (tally/common/csv.h): shortest round-trip text, "" for
+// NaN. For people: whole numbers in full, others to 6 significant digits, "" for NaN.
 std::string format_number_short(double v);
 // "2024-05-01T12:00:00Z".
 std::string format_time_utc(int64_t unix_s);

@@ -84,7 +84,7 @@ ClientCore::ClientCore(ClientOptions options)
   if (::pipe2(wake_fds_, O_NONBLOCK | O_CLOEXEC) != 0) wake_fds_[0] = wake_fds_[1] = -1;
   sender_ =
       std::make_unique<Sender>(options_, producer_id_, [this](uint32_t ref) -> const SeriesInfo* {
-        std::lock_guard lk(registry_mu_);
+        MutexLock lk(registry_mu_);
         return ref < series_.size() ? series_[ref].get() : nullptr;
       });
   for (auto& e : sender_->take_errors()) last_error_ = e;
@@ -97,13 +97,13 @@ ClientCore::ClientCore(ClientOptions options)
 
 ClientCore::~ClientCore() {
   {
-    std::lock_guard lk(mu_);
+    MutexLock lk(mu_);
     stopping_ = true;
     close_deadline_ = std::chrono::steady_clock::now() + options_.close_timeout;
   }
   wake();
   thread_.join();
-  std::lock_guard lk(threads_mu_);
+  MutexLock lk(threads_mu_);
   for (auto& ts : threads_) ts->client_alive.store(false, std::memory_order_release);
   sender_.reset();
   for (int fd : wake_fds_)
@@ -133,7 +133,7 @@ ThreadState* ClientCore::local_slow() {
   }
   auto ts = std::make_shared<ThreadState>(id_);
   {
-    std::lock_guard lk(threads_mu_);
+    MutexLock lk(threads_mu_);
     threads_.push_back(ts);
   }
   states.push_back(ts);
@@ -145,7 +145,7 @@ ThreadState* ClientCore::local_slow() {
 Slot* ClientCore::make_slot(ThreadState* ts, uint32_t ref) {
   const SeriesInfo* s = nullptr;
   {
-    std::lock_guard lk(registry_mu_);
+    MutexLock lk(registry_mu_);
     if (ref < series_.size()) s = series_[ref].get();
   }
   if (!s) return nullptr;
@@ -163,7 +163,7 @@ Slot* ClientCore::make_slot(ThreadState* ts, uint32_t ref) {
   }
   Slot* raw = slot.get();
   {
-    std::lock_guard lk(ts->mu);
+    MutexLock lk(ts->mu);
     ts->slots.push_back(std::move(slot));
   }
   if (ts->by_ref.size() <= ref)
@@ -181,7 +181,7 @@ Result<const SeriesInfo*> ClientCore::resolve(Kind kind, std::string_view metric
   Tags canon = tags.to_tags();
   canonicalize(canon);
   std::string key = series_key(metric, canon);
-  std::lock_guard lk(registry_mu_);
+  MutexLock lk(registry_mu_);
   if (auto it = by_key_.find(key); it != by_key_.end()) {
     if (it->second->kind != kind) {
       return Status::invalid_argument("metric '" + std::string(metric) + "' is a " +
@@ -256,7 +256,7 @@ void ClientCore::note_invalid_value(double v) {
 }
 
 void ClientCore::set_error(std::string msg) {
-  std::lock_guard lk(mu_);
+  MutexLock lk(mu_);
   last_error_ = std::move(msg);
 }
 
@@ -264,23 +264,27 @@ void ClientCore::set_error(std::string msg) {
 
 bool ClientCore::flush(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::unique_lock lk(mu_);
-  uint64_t gen = ++flush_requested_;
-  lk.unlock();
+  uint64_t gen = 0;
+  {
+    MutexLock lk(mu_);
+    gen = ++flush_requested_;
+  }
   wake();
-  lk.lock();
-  return cv_.wait_until(lk, deadline,
-                        [&] { return flush_served_ >= gen && published_.batches_pending == 0; });
+  MutexLock lk(mu_);
+  while (!(flush_served_ >= gen && published_.batches_pending == 0))
+    if (lk.wait_until(cv_, deadline) == std::cv_status::timeout)
+      return flush_served_ >= gen && published_.batches_pending == 0;
+  return true;
 }
 
 ClientStats ClientCore::stats() const {
   ClientStats s;
   {
-    std::lock_guard lk(mu_);
+    MutexLock lk(mu_);
     s = published_;
   }
   {
-    std::lock_guard lk(registry_mu_);
+    MutexLock lk(registry_mu_);
     s.series = series_.size();
   }
   s.invalid_values = invalid_values_.load(std::memory_order_relaxed);
@@ -288,7 +292,7 @@ ClientStats ClientCore::stats() const {
 }
 
 std::string ClientCore::last_error() const {
-  std::lock_guard lk(mu_);
+  MutexLock lk(mu_);
   return last_error_;
 }
 
@@ -303,7 +307,7 @@ void ClientCore::run() {
     bool stopping;
     std::chrono::steady_clock::time_point deadline;
     {
-      std::lock_guard lk(mu_);
+      MutexLock lk(mu_);
       requested = flush_requested_;
       stopping = stopping_;
       deadline = close_deadline_;
@@ -341,7 +345,7 @@ void ClientCore::run() {
     } catch (const zmq::error_t& e) {
       // The thread boundary: count, report, and carry on after a pause rather than spin.
       {
-        std::lock_guard lk(mu_);
+        MutexLock lk(mu_);
         ++transport_exceptions_;
         last_error_ = std::string("flush thread: ZeroMQ error: ") + e.what();
       }
@@ -355,7 +359,7 @@ void ClientCore::run() {
 void ClientCore::publish() {
   auto errors = sender_->take_errors();
   {
-    std::lock_guard lk(mu_);
+    MutexLock lk(mu_);
     published_ = sender_->counters();
     published_.batches_pending = sender_->pending();
     published_.pending_bytes = sender_->pending_bytes();
@@ -375,17 +379,17 @@ void ClientCore::sample(int64_t now_ms) {
   last_sample_ms_ = now_ms;
   std::vector<std::shared_ptr<ThreadState>> states;
   {
-    std::lock_guard lk(threads_mu_);
+    MutexLock lk(threads_mu_);
     states = threads_;
   }
   for (const auto& ts : states) {
     bool retired = ts->retired.load(std::memory_order_acquire);
     {
-      std::lock_guard lk(ts->mu);
+      MutexLock lk(ts->mu);
       for (const auto& slot : ts->slots) sample_slot(*slot, bucket);
     }
     if (retired) {
-      std::lock_guard lk(threads_mu_);
+      MutexLock lk(threads_mu_);
       std::erase(threads_, ts);
     }
   }

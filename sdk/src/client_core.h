@@ -21,6 +21,7 @@
 
 #include "sender.h"
 #include "tally/client.h"
+#include "tally/common/mutex.h"
 #include "thread_state.h"
 
 namespace tally::detail {
@@ -96,28 +97,28 @@ class ClientCore {
   static thread_local ThreadState* t_state_ __attribute__((tls_model("initial-exec")));
 
   // Series registry.
-  mutable std::mutex registry_mu_;
-  std::unordered_map<std::string, SeriesInfo*> by_key_;  // guarded by registry_mu_
-  std::unordered_map<std::string, Kind> metric_kinds_;   // guarded by registry_mu_
-  std::vector<std::unique_ptr<SeriesInfo>> series_;      // guarded by registry_mu_; index = ref
+  mutable Mutex registry_mu_;
+  std::unordered_map<std::string, SeriesInfo*> by_key_ GUARDED_BY(registry_mu_);
+  std::unordered_map<std::string, Kind> metric_kinds_ GUARDED_BY(registry_mu_);
+  std::vector<std::unique_ptr<SeriesInfo>> series_ GUARDED_BY(registry_mu_);  // index = ref
 
-  std::mutex threads_mu_;
-  std::vector<std::shared_ptr<ThreadState>> threads_;  // guarded by threads_mu_
+  Mutex threads_mu_;
+  std::vector<std::shared_ptr<ThreadState>> threads_ GUARDED_BY(threads_mu_);
 
   std::atomic<uint64_t> invalid_values_{0};
   std::atomic<bool> nonfinite_noted_{false};
   int wake_fds_[2] = {-1, -1};  // a pipe: client threads write a byte to wake the flush thread
 
   // Exchanged between client threads and the flush thread.
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  uint64_t flush_requested_ = 0;  // guarded by mu_
-  uint64_t flush_served_ = 0;     // guarded by mu_: requests whose data is in a batch
-  bool stopping_ = false;         // guarded by mu_
-  std::chrono::steady_clock::time_point close_deadline_;  // guarded by mu_
-  ClientStats published_;              // guarded by mu_: the sender's counters, refreshed per loop
-  std::string last_error_;             // guarded by mu_
-  uint64_t transport_exceptions_ = 0;  // guarded by mu_
+  uint64_t flush_requested_ GUARDED_BY(mu_) = 0;
+  uint64_t flush_served_ GUARDED_BY(mu_) = 0;  // requests whose data is in a batch
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::chrono::steady_clock::time_point close_deadline_ GUARDED_BY(mu_);
+  ClientStats published_ GUARDED_BY(mu_);  // the sender's counters, refreshed per loop
+  std::string last_error_ GUARDED_BY(mu_);
+  uint64_t transport_exceptions_ GUARDED_BY(mu_) = 0;
 
   // Flush thread only.
   uint64_t served_local_ = 0;

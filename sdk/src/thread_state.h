@@ -18,6 +18,7 @@
 
 #include "series_hash.h"
 #include "tally/client.h"
+#include "tally/common/mutex.h"
 #include "tally/common/series_key.h"
 #include "tally/common/sketch.h"
 #include "wire_format.h"
@@ -235,10 +236,10 @@ struct ThreadState {
   LookupTable lookup;
 
   // Shared with the flush thread.
-  std::mutex mu;
-  std::vector<std::unique_ptr<Slot>> slots;  // guarded by mu; appended by the owner
-  std::atomic<bool> retired{false};          // the thread exited: sample once more, then free
-  std::atomic<bool> client_alive{true};      // the client was destroyed: the thread may prune
+  Mutex mu;
+  std::vector<std::unique_ptr<Slot>> slots GUARDED_BY(mu);  // appended by the owner
+  std::atomic<bool> retired{false};      // the thread exited: sample once more, then free
+  std::atomic<bool> client_alive{true};  // the client was destroyed: the thread may prune
 };
 
 }  // namespace tally::detail

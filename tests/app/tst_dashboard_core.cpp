@@ -12,6 +12,7 @@
 #include "core/dashboard.h"
 #include "core/decimate.h"
 #include "core/live_buffer.h"
+#include "core/panel_defaults.h"
 #include "core/time_range.h"
 
 using namespace tally;
@@ -45,6 +46,9 @@ class TestDashboardCore : public QObject {
   void parseHistogramAndHeatmap();
   void parseErrors();
   void csvEscapesAndRoundTrips();
+  void panelForMetricDefaults_data();
+  void panelForMetricDefaults();
+  void retargetPanelKeepsOnlyWhatFits();
   void seriesCsvHasTagsAndOnlyVisibleRange();
   void lttbKeepsEndpointsAndExtremes_data();
   void lttbKeepsEndpointsAndExtremes();
@@ -282,7 +286,7 @@ void TestDashboardCore::parseErrors() {
   auto metrics =
       parseMetrics("{\"metrics\":[{\"name\":\"a.b\",\"kind\":\"counter\",\"series\":2}]}");
   QVERIFY(metrics.has_value());
-  QCOMPARE(metrics->at(0), (MetricInfo{"a.b", "counter", 2}));
+  QCOMPARE(metrics->at(0), (MetricInfo{"a.b", Kind::kCounter, 2}));
   auto card = parseCardinality(
       R"({"series":24,"metrics":2,"overflow_total":10,
           "limits":{"series_max_per_metric":20,"series_max_total":1000,"series_max_new_per_minute":5},
@@ -294,7 +298,7 @@ void TestDashboardCore::parseErrors() {
   QCOMPARE(card->overflowTotal, int64_t(10));
   QCOMPARE(card->maxPerMetric, int64_t(20));
   QCOMPARE(card->maxNewPerMinute, int64_t(5));
-  QCOMPARE(card->topMetrics.at(0), (Cardinality::Metric{"a", "counter", 21, 10}));
+  QCOMPARE(card->topMetrics.at(0), (Cardinality::Metric{"a", Kind::kCounter, 21, 10}));
   QCOMPARE(card->topTagKeys.at(0), (Cardinality::TagKey{"user", 20, 20}));
   QCOMPARE(card->createdPerMinute.at(1), (std::pair<int64_t, int64_t>(120, 24)));
   QCOMPARE(parseCardinality("{\"series\":1}").status().code(), StatusCode::kCorruption);
@@ -302,6 +306,119 @@ void TestDashboardCore::parseErrors() {
   auto tags = parseTags("{\"metric\":\"a\",\"tags\":{\"k\":[\"v1\",\"v2\"]}}");
   QVERIFY(tags.has_value());
   QCOMPARE(tags->at("k").size(), size_t(2));
+}
+
+// The panel a metric gets from the metric browser, by source and kind (one rule for the window).
+void TestDashboardCore::panelForMetricDefaults_data() {
+  QTest::addColumn<QString>("metric");
+  QTest::addColumn<QString>("kind");
+  QTest::addColumn<QString>("source");
+  QTest::addColumn<QString>("fn");
+  QTest::addColumn<QString>("groupBy");
+  QTest::newRow("collector counter") << "api.errors"
+                                     << "counter"
+                                     << ""
+                                     << "rate"
+                                     << "";
+  QTest::newRow("collector gauge") << "queue.depth"
+                                   << "gauge"
+                                   << ""
+                                   << "avg"
+                                   << "";
+  QTest::newRow("collector distribution") << "api.latency"
+                                          << "distribution"
+                                          << ""
+                                          << "p99"
+                                          << "";
+  QTest::newRow("collector unknown kind") << "new.metric"
+                                          << ""
+                                          << ""
+                                          << "rate"
+                                          << "";
+  QTest::newRow("prom histogram") << "http_seconds_bucket"
+                                  << "distribution"
+                                  << "vm"
+                                  << "p99"
+                                  << "";
+  QTest::newRow("prom summary") << "rpc_seconds"
+                                << "distribution"
+                                << "vm"
+                                << "max"
+                                << "quantile";
+  QTest::newRow("prom gauge") << "up"
+                              << "gauge"
+                              << "vm"
+                              << "avg"
+                              << "";
+  QTest::newRow("prom counter") << "req_total"
+                                << "counter"
+                                << "vm"
+                                << "rate"
+                                << "";
+  QTest::newRow("prom no metadata, _bucket") << "lat_bucket"
+                                             << ""
+                                             << "vm"
+                                             << "p99"
+                                             << "";
+  QTest::newRow("prom no metadata, _total") << "req_total"
+                                            << ""
+                                            << "vm"
+                                            << "rate"
+                                            << "";
+  QTest::newRow("prom no metadata, _count") << "lat_count"
+                                            << ""
+                                            << "vm"
+                                            << "rate"
+                                            << "";
+  QTest::newRow("prom no metadata, _sum") << "lat_sum"
+                                          << ""
+                                          << "vm"
+                                          << "rate"
+                                          << "";
+  QTest::newRow("prom no metadata, other") << "temp"
+                                           << ""
+                                           << "vm"
+                                           << "max"
+                                           << "";
+}
+
+void TestDashboardCore::panelForMetricDefaults() {
+  QFETCH(QString, metric);
+  QFETCH(QString, kind);
+  QFETCH(QString, source);
+  QFETCH(QString, fn);
+  QFETCH(QString, groupBy);
+  const PanelSpec s =
+      panelForMetric(metric.toStdString(), parse_kind(kind.toStdString()), source.toStdString());
+  QCOMPARE(QString::fromStdString(s.metric), metric);
+  QCOMPARE(QString::fromStdString(s.source), source);
+  QCOMPARE(QString::fromStdString(s.fn), fn);
+  QCOMPARE(s.groupBy.empty() ? QString() : QString::fromStdString(s.groupBy[0]), groupBy);
+  QCOMPARE(s.grid.h, 5);
+}
+
+void TestDashboardCore::retargetPanelKeepsOnlyWhatFits() {
+  PanelSpec s;
+  s.metric = "api.latency";
+  s.fn = "p90";
+  s.chart = ChartType::Heatmap;
+  s.filters = {{"region", FilterOp::Eq, "eu"}};
+  s.groupBy = {"region"};
+  s.title = "Latency";
+  retargetPanel(s, "api.latency2", "");  // same source, distribution chart: fn stays
+  QCOMPARE(s.fn, std::string("p90"));
+  QVERIFY(s.chart == ChartType::Heatmap);
+  QVERIFY(s.filters.empty() && s.groupBy.empty() && s.title.empty());
+  retargetPanel(s, "lat_bucket", "vm");  // no distribution charts there: a line
+  QVERIFY(s.chart == ChartType::Line);
+  QCOMPARE(s.fn, std::string("p90"));  // the chart fixed it when the source changed
+  QCOMPARE(s.source, std::string("vm"));
+  s.promql = "up";
+  retargetPanel(s, "api.errors", "");  // back to the collector: its sum
+  QCOMPARE(s.fn, std::string("sum"));
+  QVERIFY(s.promql.empty());
+  retargetPanel(s, "req_total", "vm");
+  QCOMPARE(s.fn, std::string("rate"));
 }
 
 void TestDashboardCore::csvEscapesAndRoundTrips() {
@@ -316,15 +433,23 @@ void TestDashboardCore::csvEscapesAndRoundTrips() {
   QCOMPARE(csvField("@SUM(A1)"), std::string("\"'@SUM(A1)\""));
   QCOMPARE(csvField("\t=1"), std::string("\"'\t=1\""));
   QCOMPARE(csvField("a=b"), std::string("a=b"));
-  QCOMPARE(formatNumber(-3), std::string("-3"));  // numbers stay numbers
+  QCOMPARE(format_number(-3), std::string("-3"));  // numbers stay numbers
   std::string text = "a,\"b,c\",\"d\"\"e\"\nx,\"multi\nline\",\n";
   auto rows = parseCsv(text);
   QCOMPARE(rows.size(), size_t(2));
   QCOMPARE(rows[0], (std::vector<std::string>{"a", "b,c", "d\"e"}));
   QCOMPARE(rows[1], (std::vector<std::string>{"x", "multi\nline", ""}));
   for (double v : {0.1, 1.0 / 3.0, 1e20, -2.5, 123456789.125})
-    QCOMPARE(std::stod(formatNumber(v)), v);
-  QCOMPARE(formatNumber(3), std::string("3"));
+    QCOMPARE(std::stod(format_number(v)), v);
+  QCOMPARE(format_number(3), std::string("3"));
+  // No value (NaN) is an empty cell, as the CLI writes it (tally/common/csv.h); -inf is text.
+  std::vector<Series> gaps(1);
+  gaps[0].points = {{100, std::nan("")}, {110, -HUGE_VAL}, {120, 1e8}};
+  QCOMPARE(seriesToCsv("m", "avg", gaps, 0, 1000),
+           std::string("timestamp,time,metric,fn,value\n"
+                       "100,1970-01-01T00:01:40Z,m,avg,\n"
+                       "110,1970-01-01T00:01:50Z,m,avg,\"'-inf\"\n"
+                       "120,1970-01-01T00:02:00Z,m,avg,100000000\n"));
 }
 
 void TestDashboardCore::seriesCsvHasTagsAndOnlyVisibleRange() {
@@ -469,7 +594,7 @@ void TestDashboardCore::formatValueShort() {
 
 static QueryResult emptyResult(const char* kind, int64_t step, int64_t from, int64_t to) {
   QueryResult r;
-  r.kind = kind;
+  r.kind = parse_kind(kind);
   r.step = step;
   r.from = from;
   r.to = to;
@@ -519,7 +644,7 @@ void TestDashboardCore::liveReplacesBucketValues() {
   LiveBuffer buf;
   buf.reset({"user.signup", {}, {}, "sum"}, 1000);
   QueryResult r;
-  r.kind = "counter";
+  r.kind = Kind::kCounter;
   r.step = 1;
   r.from = 995;
   r.to = 1002;
@@ -563,7 +688,7 @@ void TestDashboardCore::liveGroupsAndAggregates() {
     buf.apply(counterUpdate("ap", t, 100));  // filtered out
   }
   QueryResult r;
-  r.kind = "counter";
+  r.kind = Kind::kCounter;
   r.step = 5;
   r.from = 990;
   r.to = 1000;

@@ -114,7 +114,8 @@ class TestDashboardIntegration : public QObject {
 void TestDashboardIntegration::initTestCase() {
   QStandardPaths::setTestModeEnabled(true);
   initTallyResources();
-  QVERIFY2(m_collector.start(), "the collector did not start");
+  // Lateness 1 s: the live test waits for a bucket to become final.
+  QVERIFY2(m_collector.start({"--lateness", "1s"}), "the collector did not start");
   ClientOptions o;
   o.endpoint = m_collector.ingest().toStdString();
   m_sdk = std::make_unique<Client>(o);
@@ -299,7 +300,16 @@ void TestDashboardIntegration::liveUpdatesArriveAndCorrectionsReplace() {
   c.setSpec(s);
   QVERIFY(done.wait(10000));  // 404 for a metric that does not exist yet is fine
   QCOMPARE(c.step(), int64_t(1));
-  QTest::qWait(2500);  // let the subscription settle past the coverage start
+  // The stream covers whole seconds from coverageStart on: wait for that second. A ZeroMQ
+  // subscription reaches the collector a little after subscribe(): a probe metric subscribed
+  // after live.test arrives only once both subscriptions have (one connection, in order).
+  QTRY_VERIFY_WITH_TIMEOUT(QDateTime::currentSecsSinceEpoch() >= c.liveBuffer().coverageStart(),
+                           5000);
+  sub.subscribe("live.probe");
+  const quint64 framesBefore = sub.framesReceived();
+  QTRY_VERIFY_WITH_TIMEOUT((m_sdk->count("live.probe", 1), m_sdk->flush(std::chrono::seconds(1)) &&
+                                                               sub.framesReceived() > framesBefore),
+                           10000);
   const int queriesBefore = c.queriesIssued();
   m_sdk->count("live.test", 3, {{"k", "a"}});
   QVERIFY(m_sdk->flush(std::chrono::seconds(10)));
@@ -315,8 +325,15 @@ void TestDashboardIntegration::liveUpdatesArriveAndCorrectionsReplace() {
   QCOMPARE(c.queriesIssued(), queriesBefore);
   QVERIFY(c.liveBuffer().cellCount() > 0);
   const int64_t t0 = findValue(3);
-  // Wait until the bucket is final (watermark: 2 s lateness), then send a late point for it.
-  QTest::qWait(4000);
+  // Wait until the stream says the bucket is final (the collector's watermark passed it), then
+  // send a late point for it.
+  auto finalAt = [&c](int64_t t) {
+    if (!c.series() || c.series()->series.empty()) return false;
+    for (const auto& se : c.series()->series)
+      if (se.partialFrom && *se.partialFrom <= t) return false;
+    return true;
+  };
+  QTRY_VERIFY_WITH_TIMEOUT(finalAt(t0), 10000);
   ManualClock past(t0 * 1000 + 500);
   ClientOptions lateOptions;
   lateOptions.endpoint = m_collector.ingest().toStdString();

@@ -22,13 +22,13 @@ class TestDashboardModels : public QObject {
 };
 
 static std::vector<MetricInfo> sampleMetrics() {
-  return {{"api.errors", "counter", 12},
-          {"api.latency_ms", "distribution", 5},
-          {"api", "gauge", 1},
-          {"user.signup", "counter", 3},
-          {"queue.depth", "gauge", 1},
-          {"a.b.c.d", "counter", 1},
-          {"tally.collector.series", "gauge", 1}};
+  return {{"api.errors", tally::Kind::kCounter, 12},
+          {"api.latency_ms", tally::Kind::kDistribution, 5},
+          {"api", tally::Kind::kGauge, 1},
+          {"user.signup", tally::Kind::kCounter, 3},
+          {"queue.depth", tally::Kind::kGauge, 1},
+          {"a.b.c.d", tally::Kind::kCounter, 1},
+          {"tally.collector.series", tally::Kind::kGauge, 1}};
 }
 
 void TestDashboardModels::metricTreeStructure() {

@@ -249,7 +249,7 @@ double over6(int k0, double (*g)(int), const char* op) {
 
 std::string describe(const std::vector<Point>& pts) {
   std::string s;
-  for (const auto& p : pts) s += "[" + std::to_string(p.t) + "," + formatNumber(p.v) + "]";
+  for (const auto& p : pts) s += "[" + std::to_string(p.t) + "," + format_number(p.v) + "]";
   return s;
 }
 
@@ -410,7 +410,7 @@ void TestDashboardPrometheus::panelSeriesEqualLoadedSamples() {
   auto rows = parseCsv(c.csv());
   QCOMPARE(rows.size(), 1 + expected.size() * kMinutes);
   QCOMPARE(QString::fromStdString(rows[1].back()),
-           QString::fromStdString(formatNumber(expected.begin()->second[0].v)));
+           QString::fromStdString(format_number(expected.begin()->second[0].v)));
 }
 
 void TestDashboardPrometheus::metricListAndLabelCompletion() {
@@ -704,7 +704,7 @@ void TestDashboardPrometheus::headlessExportMixesCollectorAndVictoriaMetrics() {
                                            });
     loop.exec();
     const auto kinds = promMetricKinds({"api_errors"}, types);
-    QCOMPARE(QString::fromStdString(kinds[0].kind), QStringLiteral("counter"));
+    QVERIFY(kinds[0].kind == Kind::kCounter);
     PanelSpec spec;
     spec.source = "tally";
     spec.metric = "api_errors";
@@ -727,7 +727,7 @@ void TestDashboardPrometheus::headlessExportMixesCollectorAndVictoriaMetrics() {
       QVERIFY2(c.error().isEmpty(), qPrintable(c.error()));
       total = 0;
       for (const auto& series : c.visibleSeries())
-        for (const auto& p : series.points) total += p.v;
+        for (const auto& point : series.points) total += point.v;
     }
     QVERIFY2(total == 5, qPrintable(QString::number(total)));
   }

@@ -47,6 +47,10 @@ class TestDashboardPromQL : public QObject {
   void labelListsAndBuildInfo();
   void metricKindsFromMetadata();
   void dataSourcesRoundTrip();
+  void secretHeadersLeaveTheFile_data();
+  void secretHeadersLeaveTheFile();
+  void urlHostPorts_data();
+  void urlHostPorts();
   void headerValuesReadTheEnvironment_data();
   void headerValuesReadTheEnvironment();
   void envAllowlistDefaultsToTallyPrefix();
@@ -364,7 +368,7 @@ void TestDashboardPromQL::metricKindsFromMetadata() {
       "unknown_total"};
   const auto kinds = promMetricKinds(names, *types);
   std::vector<std::string> got;
-  for (const auto& m : kinds) got.push_back(m.name + ":" + m.kind);
+  for (const auto& m : kinds) got.push_back(m.name + ":" + (m.kind ? kind_name(*m.kind) : ""));
   QCOMPARE(got,
            (std::vector<std::string>{"http_requests_total:counter", "queue_depth:gauge",
                                      "rpc_seconds_bucket:distribution", "rpc_seconds_count:counter",
@@ -379,10 +383,11 @@ void TestDashboardPromQL::dataSourcesRoundTrip() {
   Dashboard d;
   d.title = "Mixed";
   d.sources.push_back({"vm", "http://127.0.0.1:8428", {}, 10});
-  d.sources.push_back({"mimir",
-                       "https://mimir.example:8080/prometheus",
-                       {{"Authorization", "Bearer abc"}, {"X-Scope-OrgID", "team-a"}},
-                       60});
+  d.sources.push_back(
+      {"mimir",
+       "https://mimir.example:8080/prometheus",
+       {{"Authorization", "Bearer ${TALLY_MIMIR_TOKEN}", true}, {"X-Scope-OrgID", "team-a"}},
+       60});
   PanelSpec collector;
   collector.metric = "api.errors";
   PanelSpec vm;
@@ -403,6 +408,100 @@ void TestDashboardPromQL::dataSourcesRoundTrip() {
   QVERIFY2(back.has_value(), back.status().message().c_str());
   QVERIFY(*back == d);
   QCOMPARE(serializeDashboard(*back), text);
+}
+
+// Secret values never reach the file: the name rule (Authorization, *token*, *key*, ...) or the
+// user's mark puts a reference there instead; a value that only names ${VARIABLES} stays.
+void TestDashboardPromQL::secretHeadersLeaveTheFile_data() {
+  QTest::addColumn<QString>("name");
+  QTest::addColumn<QString>("value");
+  QTest::addColumn<bool>("marked");
+  QTest::addColumn<bool>("inFile");
+  QTest::newRow("Authorization") << "Authorization"
+                                 << "Bearer abc123" << false << false;
+  QTest::newRow("lower case") << "authorization"
+                              << "Basic dXNlcjpwdw==" << false << false;
+  QTest::newRow("Proxy-Authorization") << "Proxy-Authorization"
+                                       << "Basic x" << false << false;
+  QTest::newRow("Cookie") << "Cookie"
+                          << "session=abc123" << false << false;
+  QTest::newRow("X-API-Key") << "X-API-Key"
+                             << "abc123" << false << false;
+  QTest::newRow("X-Auth-Token") << "X-Auth-Token"
+                                << "abc123" << false << false;
+  QTest::newRow("X-Grafana-Secret") << "X-Grafana-Secret"
+                                    << "abc123" << false << false;
+  QTest::newRow("X-Password") << "X-Password"
+                              << "abc123" << false << false;
+  QTest::newRow("tenant") << "X-Scope-OrgID"
+                          << "team-a" << false << true;
+  QTest::newRow("tenant, marked secret") << "X-Scope-OrgID"
+                                         << "team-b" << true << false;
+  QTest::newRow("names a variable") << "Authorization"
+                                    << "Bearer ${TALLY_TOKEN}" << false << true;
+  QTest::newRow("$$ is no variable") << "Authorization"
+                                     << "Bearer $${x}" << false << false;
+}
+
+void TestDashboardPromQL::secretHeadersLeaveTheFile() {
+  QFETCH(QString, name);
+  QFETCH(QString, value);
+  QFETCH(bool, marked);
+  QFETCH(bool, inFile);
+  Dashboard d;
+  d.sources.push_back({"vm",
+                       "https://vm.example/select/0/prometheus",
+                       {{name.toStdString(), value.toStdString(), marked}},
+                       10});
+  const std::string text = serializeDashboard(d);
+  QCOMPARE(text.find(value.toStdString()) != std::string::npos, inFile);
+  const std::string ref = "\"secret\": \"keychain:vm/" + name.toStdString() + "\"";
+  QVERIFY2((text.find(ref) != std::string::npos) == !inFile, text.c_str());
+  auto back = parseDashboard(text);
+  QVERIFY2(back.has_value(), back.status().message().c_str());
+  const Header& h = back->sources.at(0).headers.at(0);
+  QCOMPARE(QString::fromStdString(h.name), name);
+  QCOMPARE(QString::fromStdString(h.value), inFile ? value : QString());
+  QCOMPARE(h.secret, marked || isSecretHeaderName(name.toStdString()));
+  QCOMPARE(storedAsSecret(h), !inFile);
+  // The store's key names the origin, so another host's file finds nothing under it.
+  QCOMPARE(secretStoreKey(d.sources[0], d.sources[0].headers[0]),
+           "https://vm.example:443 vm/" + name.toStdString());
+}
+
+void TestDashboardPromQL::urlHostPorts_data() {
+  QTest::addColumn<QString>("url");
+  QTest::addColumn<QString>("hostPort");
+  QTest::addColumn<QString>("origin");
+  QTest::newRow("https default port") << "https://VM.example/x"
+                                      << "vm.example:443"
+                                      << "https://vm.example:443";
+  QTest::newRow("http default port") << "http://vm.example"
+                                     << "vm.example:80"
+                                     << "http://vm.example:80";
+  QTest::newRow("explicit port") << "HTTP://10.0.0.5:8428/select"
+                                 << "10.0.0.5:8428"
+                                 << "http://10.0.0.5:8428";
+  QTest::newRow("IPv6") << "http://[::1]:9090"
+                        << "[::1]:9090"
+                        << "http://[::1]:9090";
+  QTest::newRow("userinfo") << "https://localhost@evil.example:8443/"
+                            << "evil.example:8443"
+                            << "https://evil.example:8443";
+  QTest::newRow("not http") << "ftp://vm.example"
+                            << ""
+                            << "";
+  QTest::newRow("bad port") << "http://vm.example:84x8"
+                            << ""
+                            << "";
+}
+
+void TestDashboardPromQL::urlHostPorts() {
+  QFETCH(QString, url);
+  QFETCH(QString, hostPort);
+  QFETCH(QString, origin);
+  QCOMPARE(QString::fromStdString(urlHostPort(url.toStdString())), hostPort);
+  QCOMPARE(QString::fromStdString(urlOrigin(url.toStdString())), origin);
 }
 
 void TestDashboardPromQL::headerValuesReadTheEnvironment_data() {
@@ -540,6 +639,14 @@ void TestDashboardPromQL::corruptSourceRefused_data() {
   QTest::newRow("url with query") << R"([{"name":"vm","type":"prometheus","url":"http://x/?a=1"}])"
                                   << "[]"
                                   << "sources[0].url:";
+  QTest::newRow("secret reference elsewhere")
+      << R"([{"name":"vm","type":"prometheus","url":"http://x","headers":{"A":{"secret":"vault:a"}}}])"
+      << "[]"
+      << "sources[0].headers.A: must be a string, or {\"secret\": \"keychain:<source>/<header>\"}";
+  QTest::newRow("secret reference with a value")
+      << R"([{"name":"vm","type":"prometheus","url":"http://x","headers":{"A":{"secret":"keychain:vm/A","value":"x"}}}])"
+      << "[]"
+      << "sources[0].headers.A: must be a string, or {\"secret\": \"keychain:<source>/<header>\"}";
   QTest::newRow("headers not an object")
       << R"([{"name":"vm","type":"prometheus","url":"http://x","headers":["a"]}])"
       << "[]"

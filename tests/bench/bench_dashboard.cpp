@@ -211,7 +211,7 @@ void zoom300() {
   PanelWidget panel(&client, nullptr);
   panel.setGeometry(0, 0, 1200, 600);
   panel.show();
-  QTest::qWaitForWindowExposed(&panel);
+  if (!QTest::qWaitForWindowExposed(&panel)) std::fprintf(stderr, "window not exposed\n");
   TimeRangeSpec r;
   r.from = to - 900;
   r.to = to;
@@ -251,7 +251,7 @@ void pan1M() {
   PanelWidget panel(&client, nullptr);
   panel.setGeometry(0, 0, 1200, 600);
   panel.show();
-  QTest::qWaitForWindowExposed(&panel);
+  if (!QTest::qWaitForWindowExposed(&panel)) std::fprintf(stderr, "window not exposed\n");
   TimeRangeSpec r;
   r.from = to - n;
   r.to = to;

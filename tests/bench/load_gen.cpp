@@ -7,8 +7,8 @@
 // stops emitting, waits until every client has nothing pending, and checks that the collector's
 // total and its number of distinct series are exactly what was emitted.
 //
-//   load_gen --ingest tcp://127.0.0.1:7070 --http 127.0.0.1:7071 --collector-pid PID \
-//            --clients 5 --series 100000 --rate 1 --ramp 20 --duration 300
+//   load_gen --ingest tcp://127.0.0.1:7070 --http 127.0.0.1:7071 --collector-pid PID
+//            --clients 5 --series 100000 --rate 1 --ramp 20 --duration 300       (one line)
 //
 // Exit status 0 only if the totals are exact and no client dropped anything.
 #include <httplib.h>
@@ -235,7 +235,8 @@ int main(int argc, char** argv) {
         http.metric("tally_batches_received_total"), http.metric("tally_batches_duplicate_total"),
         http.metric("tally_batches_overloaded_total"),
         http.metric("tally_ingest_queued_bytes") / 1048576.0, pending / 1048576.0,
-        (unsigned long long)dropped, (unsigned long long)resent, (unsigned long long)timeouts);
+        static_cast<unsigned long long>(dropped), static_cast<unsigned long long>(resent),
+        static_cast<unsigned long long>(timeouts));
     last_points = pts;
     std::printf("%s\n", row);
     std::fflush(stdout);
@@ -315,10 +316,11 @@ int main(int argc, char** argv) {
       "rss collector max_min1_mib=%.1f max_later_mib=%.1f ratio=%.2f; load_gen "
       "max_min1_mib=%.1f max_later_mib=%.1f ratio=%.2f\n"
       "emit_to_queryable probes=%zu p50_s=%.2f p99_s=%.2f max_s=%.2f\n",
-      clients, series, rate, duration_s, ramp_s, (unsigned long long)expected, got,
-      exact ? "yes" : "NO", stored_series, size_t(clients) * series, (unsigned long long)sent,
-      (unsigned long long)resent, (unsigned long long)timeouts, (unsigned long long)unavailable,
-      (unsigned long long)dropped, delivered ? "yes" : "NO", drain_s, received, dups,
+      clients, series, rate, duration_s, ramp_s, static_cast<unsigned long long>(expected), got,
+      exact ? "yes" : "NO", stored_series, size_t(clients) * series,
+      static_cast<unsigned long long>(sent), static_cast<unsigned long long>(resent),
+      static_cast<unsigned long long>(timeouts), static_cast<unsigned long long>(unavailable),
+      static_cast<unsigned long long>(dropped), delivered ? "yes" : "NO", drain_s, received, dups,
       received > 0 ? 100.0 * dups / received : 0.0, points, cpu, cpu > 0 ? points / cpu : 0.0,
       max_rss_min1 / 1024.0, max_rss_later / 1024.0,
       max_rss_min1 ? double(max_rss_later) / double(max_rss_min1) : 0.0, max_own_min1 / 1024.0,

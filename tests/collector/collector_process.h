@@ -17,6 +17,7 @@
 #include <string>
 #include <zmq.hpp>
 
+#include "eventually.h"  // tests/support
 #include "tally.pb.h"
 
 namespace tally::testing {
@@ -41,7 +42,10 @@ class CollectorProcess {
                         "--ready-file", ready_file_,
                         "--shards",     "2"};
     args += extra;
-    proc_.setProcessChannelMode(QProcess::ForwardedErrorChannel);
+    if (stderr_file_.isEmpty())
+      proc_.setProcessChannelMode(QProcess::ForwardedErrorChannel);
+    else
+      proc_.setStandardErrorFile(stderr_file_, QIODevice::Append);
     // TALLY_TEST_COLLECTOR_BIN runs another build (e.g. an older one, to show a test failing).
     const QString bin = qEnvironmentVariableIsEmpty("TALLY_TEST_COLLECTOR_BIN")
                             ? QString(TALLY_COLLECTOR_BIN)
@@ -96,6 +100,8 @@ class CollectorProcess {
   // A program (and its arguments) that runs the collector, e.g. prlimit with a file-size limit.
   void set_wrapper(QStringList wrapper) { wrapper_ = std::move(wrapper); }
   QString data_dir() const { return data_dir_; }
+  // The collector's stderr goes to this file (appended) instead of the test's own stderr.
+  void set_stderr_file(const QString& path) { stderr_file_ = path; }
   QString temp_path() const { return tmp_.path(); }
 
   // GET path; returns (status, body). status 0 when the request failed.
@@ -116,6 +122,7 @@ class CollectorProcess {
 
  private:
   QTemporaryDir tmp_;
+  QString stderr_file_;
   QString data_dir_;
   QString ready_file_;
   int starts_ = 0;
@@ -161,15 +168,21 @@ inline double total(const json& q) {
   return t;
 }
 
-// Polls `fn` until it returns true or the timeout passes (waiting on the collector, not on time).
-template <typename Fn>
-bool eventually(Fn&& fn, int timeout_ms = 15000) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < end) {
-    if (fn()) return true;
-    QThread::msleep(50);
+// The value of one sample in a /metrics text, by its name with labels exactly (e.g.
+// `tally_series_overflow_total{metric="a"}`); `missing` when it is absent.
+inline double metric_value(const std::string& text, const std::string& sample, double missing = 0) {
+  size_t at = 0;
+  while ((at = text.find(sample + " ", at)) != std::string::npos) {
+    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + sample.size() + 1));
+    at += sample.size();
   }
-  return fn();
+  return missing;
+}
+
+// The same sample of a running collector's /metrics; -1 when it (or /metrics) is missing.
+inline double metric(const CollectorProcess& c, const std::string& sample) {
+  auto [status, body] = c.get_raw("/metrics");
+  return status == 200 ? metric_value(body, sample, -1) : -1;
 }
 
 }  // namespace tally::testing

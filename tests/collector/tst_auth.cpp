@@ -32,12 +32,6 @@ void write_text(const QString& path, const std::string& text) {
   out << text;
 }
 
-std::string toml_list(const std::vector<std::string>& v) {
-  std::string out = "[";
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? ", \"" : "\"") + v[i] + "\"";
-  return out + "]";
-}
-
 // Series of `metric` known to the collector (0 when absent).
 size_t series_of(const CollectorProcess& c, const std::string& metric) {
   json m = c.get("/api/metrics?search=" + metric);
@@ -47,10 +41,12 @@ size_t series_of(const CollectorProcess& c, const std::string& metric) {
   return 0;
 }
 
-// tally_auth_refused_total{listener="<l>"} from /metrics (-1 when missing).
-double refused(const CollectorProcess& c, const std::string& listener) {
+// tally_auth_refused_total{listener="<l>"[,reason="<r>"]} from /metrics (-1 when missing).
+double refused(const CollectorProcess& c, const std::string& listener,
+               const std::string& reason = {}) {
   auto [status, body] = c.get_raw("/metrics");
-  const std::string key = "tally_auth_refused_total{listener=\"" + listener + "\"} ";
+  const std::string key = "tally_auth_refused_total{listener=\"" + listener + "\"" +
+                          (reason.empty() ? "" : ",reason=\"" + reason + "\"") + "} ";
   const size_t at = body.find(key);
   if (status != 200 || at == std::string::npos) return -1;
   return std::stod(body.substr(at + key.size()));
@@ -158,7 +154,55 @@ class TestAuth : public QObject {
     QVERIFY(eventually([&] { return series_of(c, "auth.allowed") == 1; }));
     QCOMPARE(series_of(c, "auth.other_key"), size_t(0));
     QCOMPARE(series_of(c, "auth.no_key"), size_t(0));
-    QVERIFY(eventually([&] { return refused(c, "ingest") >= 1; }));
+    QVERIFY(eventually([&] { return refused(c, "ingest", "key") >= 1; }));
+  }
+
+  // A plain (NULL mechanism) client fails the CURVE handshake before ZAP is asked: each such
+  // handshake is still counted, as reason="handshake", on the socket it reached. One connection
+  // attempt each (no reconnection): exactly one refusal each, and none counted as a key refusal.
+  void curvePlainClientsAreCounted() {
+    const QString log = dir_.path() + "/handshake.log";
+    CollectorProcess c;
+    QVERIFY(c.start({"--config", curve_config("log_file = \"" + log.toStdString() + "\"\n")}));
+    QCOMPARE(refused(c, "ingest", "handshake"), 0.0);
+    QCOMPARE(refused(c, "live", "handshake"), 0.0);
+    zmq::context_t ctx(1);
+    zmq::socket_t dealer(ctx, zmq::socket_type::dealer), sub(ctx, zmq::socket_type::sub);
+    for (zmq::socket_t* s : {&dealer, &sub}) {
+      s->set(zmq::sockopt::linger, 0);
+      s->set(zmq::sockopt::reconnect_ivl, -1);  // one handshake, not one per 100 ms
+    }
+    sub.set(zmq::sockopt::subscribe, "");
+    dealer.connect(c.ingest());
+    sub.connect(c.live());
+    (void)dealer.send(zmq::str_buffer("not a batch"), zmq::send_flags::dontwait);
+    QVERIFY(eventually([&] { return refused(c, "ingest", "handshake") == 1; }));
+    QVERIFY(eventually([&] { return refused(c, "live", "handshake") == 1; }));
+    QTest::qWait(500);  // nothing more arrives late
+    QCOMPARE(refused(c, "ingest", "handshake"), 1.0);
+    QCOMPARE(refused(c, "live", "handshake"), 1.0);
+    QCOMPARE(refused(c, "ingest", "key"), 0.0);
+    QCOMPARE(refused(c, "live", "key"), 0.0);
+    // A client with a key ZAP refuses is a key refusal, not also a handshake one.
+    zmq::socket_t keyed(ctx, zmq::socket_type::dealer);
+    keyed.set(zmq::sockopt::linger, 0);
+    keyed.set(zmq::sockopt::reconnect_ivl, -1);
+    QVERIFY(apply_curve_client(keyed.handle(), keys_of(other_)));
+    keyed.connect(c.ingest());
+    (void)keyed.send(zmq::str_buffer("not a batch"), zmq::send_flags::dontwait);
+    QVERIFY(eventually([&] { return refused(c, "ingest", "key") == 1; }));
+    QTest::qWait(500);
+    QCOMPARE(refused(c, "ingest", "key"), 1.0);
+    QCOMPARE(refused(c, "ingest", "handshake"), 1.0);
+    // The log says so, at the bounded rate of every refusal.
+    auto logged = [&](const char* what) {
+      QFile f(log);
+      return f.open(QIODevice::ReadOnly) && f.readAll().contains(what);
+    };
+    QVERIFY(eventually([&] {
+      return logged("event=auth_refused listener=ingest reason=handshake") &&
+             logged("event=auth_refused listener=live reason=handshake");
+    }));
   }
 
   // A key file added to the directory is allowed after SIGHUP (and not before).
@@ -190,7 +234,7 @@ class TestAuth : public QObject {
     QVERIFY(live_frames(c.live(), keys_of(allowed_), 4000, poke) > 0);
     QCOMPARE(live_frames(c.live(), CurveClientKeys{}, 3000, poke), 0);
     QCOMPARE(live_frames(c.live(), keys_of(other_), 3000, poke), 0);
-    QVERIFY(eventually([&] { return refused(c, "live") >= 1; }));
+    QVERIFY(eventually([&] { return refused(c, "live", "key") >= 1; }));
   }
 
   // Missing or wrong token: 401; a read token reads (200) but cannot change state (403); an admin
@@ -257,8 +301,11 @@ class TestAuth : public QObject {
     if (QByteArray(QTest::currentDataTag()) == "healthz without token") {
       // The last row: refusals were counted.
       auto m = h.Get("/metrics", {{"Authorization", "Bearer " + kReadToken}});
-      QVERIFY(m &&
-              m->body.find("tally_auth_refused_total{listener=\"http\"} 0") == std::string::npos);
+      QVERIFY(m);
+      const std::string key = "tally_auth_refused_total{listener=\"http\",reason=\"request\"} ";
+      const size_t at = m->body.find(key);
+      QVERIFY2(at != std::string::npos, m->body.c_str());
+      QVERIFY(std::stod(m->body.substr(at + key.size())) > 0);
       c.reset();
     }
   }
@@ -498,7 +545,7 @@ class TestAuth : public QObject {
       } else {
         QVERIFY(eventually([&] {
           ::sendto(fd, line.data(), line.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
-          return refused(c, "statsd") >= 3;
+          return refused(c, "statsd", "source") >= 3;
         }));
         QCOMPARE(series_of(c, "auth.statsd"), size_t(0));
       }

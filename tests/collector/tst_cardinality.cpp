@@ -26,18 +26,6 @@ int64_t now_s() {
   return SystemClock::instance().now_s();
 }
 
-// One sample of the collector's /metrics (a full line prefix such as
-// `tally_series_overflow_total{metric="a"}`); -1 when it is missing.
-double metric(const CollectorProcess& c, const std::string& prefix) {
-  auto [status, body] = c.get_raw("/metrics");
-  if (status != 200) return -1;
-  std::istringstream in(body);
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(prefix + " ", 0) == 0) return std::stod(line.substr(prefix.size() + 1));
-  return -1;
-}
-
 // Series the collector holds for `metric` (0 when it does not know it).
 int64_t series_of(const CollectorProcess& c, const std::string& metric_name) {
   json m = c.get("/api/metrics?search=" + metric_name);

@@ -11,6 +11,7 @@
 
 #include "aggregate/router.h"
 #include "aggregate/shard.h"
+#include "eventually.h"  // tests/support
 #include "query/query_engine.h"
 #include "self_metrics.h"
 #include "storage/chunk_codec.h"
@@ -746,7 +747,27 @@ struct Pipeline {
     router->route(std::move(work), ++lsn);
     for (size_t i = 0; i < 2; ++i)
       while ((busy[i] && shards[i]->applied_lsn() < lsn) || shards[i]->queue_depth() > 0)
-        QThread::usleep(50);
+        QThread::usleep(50);  // a poll on the shard's progress (thousands of sends: no 50 ms steps)
+  }
+  // Returns once every shard has run a whole pass (apply, flush, compaction) at the current clock.
+  // A shard applies what it took from its queue and then flushes and compacts, in one pass; so an
+  // empty item applied after another was applied means the pass in between has finished.
+  bool settle() {
+    for (int round = 0; round < 2; ++round) {
+      ++lsn;
+      for (auto& s : shards) {
+        ShardWork w;
+        w.lsn = lsn;
+        s->submit(std::move(w));
+      }
+      if (!tally::testing::eventually([&] {
+            for (auto& s : shards)
+              if (s->applied_lsn() < lsn) return false;
+            return true;
+          }))
+        return false;
+    }
+    return true;
   }
 };
 
@@ -842,8 +863,11 @@ void TestChunks::queriesOverChunksEqualPlainRows() {
         p->send(t + 1, mine);
       }
     }
-    for (auto* p : {chunks.get(), rows.get()}) p->send(kT0 + 3725, {});
-    QThread::msleep(50);  // a few ticks: the last flush and compaction
+    // The clock moves past the last buckets; the shards' next pass writes and compacts them.
+    for (auto* p : {chunks.get(), rows.get()}) {
+      p->send(kT0 + 3725, {});
+      QVERIFY(p->settle());
+    }
   }
   RangeQuery q;
   q.metric = metric.toStdString();

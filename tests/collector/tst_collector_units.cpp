@@ -19,6 +19,7 @@
 #include "aggregate/router.h"
 #include "aggregate/shard.h"
 #include "config.h"
+#include "eventually.h"  // tests/support
 #include "ingest/batch_decoder.h"
 #include "ingest/batch_header.h"
 #include "ingest/producer_table.h"
@@ -67,6 +68,8 @@ class TestCollectorUnits : public QObject {
   void storeMergesIntoStoredBuckets();
   void catalogInternsStringsAndKeepsRecords();
   void catalogRestoresIdsWithGaps();
+  void catalogExpiryFreesEverythingAndKeysComeBack();
+  void catalogPinKeepsExpiredRecords();
   void windowBoundariesAtEveryResolution_data();
   void windowBoundariesAtEveryResolution();
   void latePointIntoOpenThenFinalWindow();
@@ -887,6 +890,85 @@ void TestCollectorUnits::catalogRestoresIdsWithGaps() {
   QVERIFY(!catalog.restore(SeriesDef{0, 1, 0, Kind::kCounter, "m", {}}).is_ok());
 }
 
+// Idle-series expiry, the catalog's part (catalog.h): unlinked series stop counting, come back as
+// the same record, and once released, durable and reclaimed twice (no reader) their records,
+// strings and slots are freed and used again; the hash index still finds every other series
+// (entries after a removed one move back); a key that comes back after it was freed gets the id
+// storage has for it.
+void TestCollectorUnits::catalogExpiryFreesEverythingAndKeysComeBack() {
+  SeriesCatalog catalog(2);
+  constexpr int kN = 3000;
+  std::vector<const SeriesInfo*> all;
+  bool created = false;
+  for (int i = 0; i < kN; ++i) {
+    auto s =
+        catalog.get_or_create("x", {{"req", "r" + std::to_string(i)}}, Kind::kCounter, &created);
+    QVERIFY(s.has_value() && created);
+    all.push_back(*s);
+  }
+  const size_t strings = catalog.interned_strings();
+  QCOMPARE(strings, size_t(kN + 2));  // x, req, and each value
+  const int64_t now = SystemClock::instance().now_s();
+  for (int i = 0; i < kN; i += 2) SeriesCatalog::touch(all[i], now + 100);  // even ones stay
+  auto gone = catalog.unlink_idle(now + 50);
+  QCOMPARE(gone.size(), size_t(kN / 2));
+  QCOMPARE(catalog.size(), size_t(kN / 2));
+  QCOMPARE(catalog.expiring(), size_t(kN / 2));
+  QVERIFY(!catalog.find("x", {{"req", "r1"}}, Kind::kCounter).has_value());
+  // r1 comes back before it is released: the same record, and the shard must learn it again.
+  auto back = catalog.get_or_create("x", {{"req", "r1"}}, Kind::kCounter, &created);
+  QVERIFY(back.has_value() && created && *back == all[1]);
+  QVERIFY(!catalog.try_release(all[1]));
+  std::vector<uint64_t> ids;
+  for (const SeriesInfo* s : gone) {
+    if (s == all[1]) continue;
+    QVERIFY(catalog.try_release(s));
+    ids.push_back(s->id);
+  }
+  catalog.mark_durable(ids);
+  QCOMPARE(catalog.take_durable().size(), ids.size());
+  QCOMPARE(catalog.reclaim(), size_t(0));  // detached now; freed once no reader can hold them
+  QVERIFY(catalog.by_id(all[3]->id) == nullptr);
+  QCOMPARE(catalog.series_of("x").size(), size_t(kN / 2 + 1));
+  QCOMPARE(catalog.reclaim(), ids.size());
+  QCOMPARE(catalog.expiring(), size_t(0));
+  QCOMPARE(catalog.interned_strings(), strings - ids.size());
+  for (int i = 0; i < kN; i += 2)
+    QCOMPARE(catalog.find("x", {{"req", "r" + std::to_string(i)}}, Kind::kCounter).value(), all[i]);
+  // A freed key comes back with the id storage has for it; a new key reuses a freed slot.
+  catalog.set_stored_lookup([](uint32_t, std::string_view, const Tags& tags, Kind) {
+    return tags[0].value == "r3" ? std::optional<uint64_t>(4) : std::nullopt;
+  });
+  auto r3 = catalog.get_or_create("x", {{"req", "r3"}}, Kind::kCounter, &created);
+  QVERIFY(r3.has_value() && created);
+  QCOMPARE((*r3)->id, uint64_t(4));
+  QCOMPARE(catalog.revived(), uint64_t(2));
+  auto fresh = catalog.get_or_create("x", {{"req", "new"}}, Kind::kCounter, &created);
+  QVERIFY(fresh.has_value() && created);
+  QCOMPARE((*fresh)->id, uint64_t(kN + 1));
+  QVERIFY((*fresh)->slot < uint32_t(kN / 2 + 3));  // a freed slot, not a new one
+  QCOMPARE(catalog.size(), size_t(kN / 2 + 3));
+}
+
+void TestCollectorUnits::catalogPinKeepsExpiredRecords() {
+  SeriesCatalog catalog(1);
+  bool created = false;
+  const SeriesInfo* s = *catalog.get_or_create("p", {{"k", "v"}}, Kind::kGauge, &created);
+  const uint64_t id = s->id;
+  auto pin = catalog.pin();
+  QCOMPARE(catalog.unlink_idle(SystemClock::instance().now_s() + 10).size(), size_t(1));
+  QVERIFY(catalog.try_release(s));
+  catalog.mark_durable({id});
+  for (int i = 0; i < 5; ++i) QCOMPARE(catalog.reclaim(), size_t(0));  // the pin holds it
+  QCOMPARE(s->id, id);
+  QCOMPARE(s->tags()[0].value, std::string_view("v"));
+  pin = SeriesCatalog::Pin();
+  size_t freed = 0;
+  for (int i = 0; i < 3; ++i) freed += catalog.reclaim();
+  QCOMPARE(freed, size_t(1));
+  QCOMPARE(catalog.interned_strings(), size_t(0));
+}
+
 namespace {
 
 // One shard over the default resolutions with a manual clock; FINAL and CORRECTION updates are
@@ -973,8 +1055,7 @@ struct OneShard {
     return out;
   }
   bool wait_for(const std::function<bool()>& done) {
-    for (int i = 0; i < 20000 && !done(); ++i) QThread::usleep(250);
-    return done();
+    return tally::testing::eventually(done, 5000, 1);  // tests/support/eventually.h
   }
 };
 

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "collector_process.h"
+#include "sdk_load.h"  // tests/support
 #include "tally/client.h"
 
 using namespace tally;
@@ -44,34 +45,13 @@ void TestCrash::killedCollectorLosesAndDoublesNothing() {
   QVERIFY(c.start(args));
   const int64_t start = SystemClock::instance().now_s();
 
-  std::atomic<int64_t> sent[kSeries] = {};
-  std::atomic<uint64_t> observed = 0;
-  std::atomic<bool> stop{false};
   ClientOptions o;
   o.endpoint = "tcp://127.0.0.1:" + std::to_string(ingest_port);
   o.flush_interval = std::chrono::milliseconds(200);
   o.ack_timeout = std::chrono::milliseconds(500);
   o.close_timeout = std::chrono::milliseconds(30000);
   auto client = std::make_unique<Client>(o);
-  std::vector<std::thread> emitters;
-  for (int t = 0; t < kThreads; ++t) {
-    emitters.emplace_back([&, t] {
-      std::mt19937 rng(static_cast<unsigned>(t + 1));
-      std::vector<Counter> handles;
-      for (int s = 0; s < kSeries; ++s)
-        handles.push_back(client->counter("crash.hits", {{"series", std::to_string(s)}}));
-      auto lat = client->distribution("crash.latency", {{"thread", std::to_string(t)}});
-      while (!stop.load()) {
-        int s = static_cast<int>(rng() % kSeries);
-        int v = 1 + static_cast<int>(rng() % 5);
-        handles[static_cast<size_t>(s)].add(v);
-        sent[s] += v;
-        lat.observe(1 + rng() % 100);
-        ++observed;
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-      }
-    });
-  }
+  SdkLoad load(*client, {.prefix = "crash", .threads = kThreads, .series = kSeries, .seed = 1});
 
   // Kill and restart the collector at random moments while the load runs.
   std::mt19937 rng(42);
@@ -93,9 +73,8 @@ void TestCrash::killedCollectorLosesAndDoublesNothing() {
     }
     QVERIFY2(started, "the collector did not come back after SIGKILL");
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
-  stop = true;
-  for (auto& th : emitters) th.join();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // a last second of load
+  load.stop();
   QVERIFY(client->flush(std::chrono::seconds(60)));
   const auto stats = client->stats();
   QCOMPARE(stats.batches_dropped, uint64_t(0));
@@ -107,8 +86,7 @@ void TestCrash::killedCollectorLosesAndDoublesNothing() {
   QCOMPARE(kills, 6);
 
   const int64_t end = SystemClock::instance().now_s() + 2;
-  int64_t expected_total = 0;
-  for (auto& s : sent) expected_total += s.load();
+  const int64_t expected_total = load.sent_total();
   for (const char* step : {"1", "10", "60"}) {
     const std::string path =
         "/api/query?metric=crash.hits&group_by=series&step=" + std::string(step) +
@@ -122,13 +100,13 @@ void TestCrash::killedCollectorLosesAndDoublesNothing() {
       int idx = std::stoi(s["tags"]["series"].get<std::string>());
       double sum = 0;
       for (const auto& p : s["points"]) sum += p[1].get<double>();
-      QCOMPARE(static_cast<int64_t>(sum), sent[idx].load());
+      QCOMPARE(static_cast<int64_t>(sum), load.sent(idx));
     }
   }
   json lat =
       c.get("/api/query?metric=crash.latency&fn=count&step=60&from=" + std::to_string(start - 120) +
             "&to=" + std::to_string(end + 120));
-  QCOMPARE(static_cast<uint64_t>(total(lat)), observed.load());
+  QCOMPARE(static_cast<uint64_t>(total(lat)), load.observed());
   // And once more after a clean restart.
   QCOMPARE(c.stop(), 0);
   QVERIFY(c.start(args));

@@ -6,7 +6,10 @@
 // look broken), the bad input was counted under the named /metrics line, and the well-formed
 // traffic's total is exact (what the producer saw acknowledged is what a query returns).
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,16 +45,6 @@ bool send_udp(uint16_t port, const std::string& payload) {
                        sizeof addr);
   ::close(fd);
   return n == static_cast<ssize_t>(payload.size());
-}
-
-// The value of one /metrics sample line (name with labels, exactly), 0 when absent.
-double metric_value(const std::string& text, const std::string& sample) {
-  size_t at = 0;
-  while ((at = text.find(sample + " ", at)) != std::string::npos) {
-    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + sample.size() + 1));
-    at += sample.size();
-  }
-  return 0;
 }
 
 // Sends well-formed counter batches (one point of 1 per batch) until stopped; counts what was
@@ -97,6 +90,23 @@ class GoodTraffic {
   std::thread thread_;
 };
 
+// A thread that runs fn(stop) until stopped; stopped and joined when it goes out of scope, so a
+// failing check cannot leave it running.
+class Loop {
+ public:
+  template <typename Fn>
+  explicit Loop(Fn fn) : thread_([this, fn] { fn(stop_); }) {}
+  ~Loop() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 std::string frame(const BatchBuilder& b) {
   return b.b.SerializeAsString();
 }
@@ -118,7 +128,10 @@ class TestHostile : public QObject {
   void hostileInput_data();
   void hostileInput();
   void idleAndSlowConnectionsDoNotStallHealthz();
+  void thousandsOfIdleAndSlowConnectionsAreShed();
+  void queryPastItsDeadlineIsRefusedWhileItRuns();
   void restartAfterOverflowingValuesIsHealthy();
+  void invalidUtf8FramesWriteNothingToStderr();
 
  private:
   std::string metrics() const { return collector_.get_raw("/metrics").second; }
@@ -152,6 +165,11 @@ QStringList args() {
 }
 
 void TestHostile::initTestCase() {
+  // thousandsOfIdleAndSlowConnectionsAreShed opens 3000 sockets; the collector inherits this.
+  rlimit rl{};
+  QCOMPARE(::getrlimit(RLIMIT_NOFILE, &rl), 0);
+  rl.rlim_cur = std::max<rlim_t>(rl.rlim_cur, std::min<rlim_t>(rl.rlim_max, 8192));
+  QCOMPARE(::setrlimit(RLIMIT_NOFILE, &rl), 0);
   QVERIFY(collector_.start(args()));
   QVERIFY(collector_.statsd_port() > 0);
 }
@@ -472,6 +490,182 @@ void TestHostile::idleAndSlowConnectionsDoNotStallHealthz() {
   QCOMPARE(r->status, 200);
 }
 
+void TestHostile::thousandsOfIdleAndSlowConnectionsAreShed() {
+  // 3000 connections at once, half of them idle, half sending a request one byte a second
+  // (slowloris), while an SDK producer and a StatsD sender run. /healthz and a real query must
+  // answer within 1.8 s (under the 2 s read timeout), every flooding connection must end with a
+  // 503 (shed: more than http_max_connections, 512, wait), a 408 (its head never arrived) or a
+  // close (idle), and the well-formed totals must be exact.
+  constexpr int kConnections = 3000;
+  rlimit rl{};
+  QCOMPARE(::getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_cur < kConnections + 256) QSKIP("RLIMIT_NOFILE's hard limit is below 3256");
+  const double shed_before =
+      metric_value(metrics(), "tally_limit_hits_total{limit=\"http_connections\"}");
+  const double good_before = good_total();
+  GoodTraffic good(collector_.ingest(), 999999001, "hostile.good");
+  good.start();
+  std::atomic<uint64_t> statsd_sent{0};
+  Loop statsd([&](const std::atomic<bool>& stop) {
+    while (!stop) {
+      if (send_udp(static_cast<uint16_t>(collector_.statsd_port()), "hostile.conn_statsd:1|c\n"))
+        ++statsd_sent;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  QVERIFY(eventually([&] { return good.acked() > 0 && statsd_sent > 0; }));
+
+  // Connected without waiting: a server that accepts slowly must not stall the test.
+  std::vector<int> fds;
+  struct Closer {
+    std::vector<int>& fds;
+    ~Closer() {
+      for (int fd : fds) ::close(fd);
+    }
+  } closer{fds};
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(collector_.http_port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < kConnections; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    QVERIFY(fd >= 0);
+    ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);  // EINPROGRESS
+    fds.push_back(fd);
+  }
+  Loop drip([&](const std::atomic<bool>& stop) {
+    const std::string head =
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + std::string(100, 's') + "\r\n\r\n";
+    for (size_t at = 0; !stop && at < head.size(); ++at) {
+      for (size_t i = 1; i < fds.size(); i += 2)
+        (void)::send(fds[i], head.data() + at, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      for (int k = 0; k < 20 && !stop; ++k)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  auto timed_get = [&](const std::string& path) {
+    httplib::Client c("127.0.0.1", collector_.http_port());
+    c.set_connection_timeout(1, 800000);
+    c.set_read_timeout(1, 800000);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = c.Get(path.c_str());
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    return std::make_tuple(r ? r->status : 0, r ? r->body : std::string(), ms);
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int k = 0; k < 3; ++k) {
+    auto [status, body, ms] = timed_get("/healthz");
+    QVERIFY2(status == 200,
+             qPrintable(QString("/healthz during the flood: status %1 after %2 ms %3")
+                            .arg(status)
+                            .arg(ms)
+                            .arg(QString::fromStdString(body))));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  // The well-formed senders stop; their totals are read while the flood goes on.
+  good.stop();
+  statsd.stop();
+  auto [status, body, ms] = timed_get("/api/query?metric=hostile.good&from=-1h&to=now&step=1h");
+  QVERIFY2(status == 200,
+           qPrintable(
+               QString("/api/query during the flood: status %1 after %2 ms").arg(status).arg(ms)));
+  QCOMPARE(total(json::parse(body)) - good_before, static_cast<double>(good.acked()));
+
+  // Every flooding connection ends: 503 (shed), 408 (its head never came) or closed.
+  std::vector<int> ended(fds.size(), 0);  // 0 open, 1 closed, 408, 503
+  int open = static_cast<int>(fds.size());
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(8);
+  while (open > 0 && std::chrono::steady_clock::now() < until) {
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (ended[i]) continue;
+      char buf[64];
+      const ssize_t n = ::recv(fds[i], buf, sizeof buf, MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN)) continue;
+      const std::string got = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+      ended[i] = got.starts_with("HTTP/1.1 503") ? 503 : got.starts_with("HTTP/1.1 408") ? 408 : 1;
+      if (n > 0 && ended[i] == 1) QFAIL(qPrintable(QString::fromStdString("answered: " + got)));
+      --open;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  drip.stop();
+  const auto count = [&](int v) { return std::count(ended.begin(), ended.end(), v); };
+  qInfo("flood of %d: %ld shed (503), %ld timed out (408), %ld closed, %d still open", kConnections,
+        count(503), count(408), count(1), open);
+  QCOMPARE(open, 0);
+  QVERIFY(count(503) > 0);
+  const double shed =
+      metric_value(metrics(), "tally_limit_hits_total{limit=\"http_connections\"}") - shed_before;
+  // Each shed connection was answered 503; a client whose last byte crossed the close may see a
+  // reset instead (counted as closed), so the counter lies between the two.
+  QVERIFY2(
+      shed >= static_cast<double>(count(503)) && shed <= static_cast<double>(count(503) + count(1)),
+      qPrintable(
+          QString("tally_limit_hits_total{limit=\"http_connections\"} went up by %1").arg(shed)));
+
+  // StatsD counts are visible once logged (a few milliseconds); every datagram sent on loopback
+  // was counted as a line.
+  QVERIFY(eventually([&] {
+    auto q = collector_.get("/api/query?metric=hostile.conn_statsd&from=-1h&to=now&step=1h");
+    return q["_status"] == 200 && total(q) == static_cast<double>(statsd_sent.load());
+  }));
+  auto [hs, hbody] = collector_.get_raw("/healthz");
+  QVERIFY2(hs == 200, hbody.c_str());
+}
+
+void TestHostile::queryPastItsDeadlineIsRefusedWhileItRuns() {
+  // A store of 500,000 stored distribution buckets (10,000 series x 50 s): with a query_timeout
+  // of 1 ms, a percentile over all of it (/api/query) and a PromQL query over it are refused
+  // with 400 naming the deadline, counted as limit="query_deadline". The scan itself checks the
+  // deadline (every 256 stored chunks or rows), and so does every PromQL node.
+  CollectorProcess c;
+  const QStringList base = {"--statsd", "off", "--checkpoint", "1s", "--lateness", "1s"};
+  QVERIFY(c.start(base));
+  constexpr int kSeries = 10000, kSeconds = 50, kPerBatch = 250;
+  Sketch sketch;
+  for (int v = 1; v <= 20; ++v) sketch.add(v * 1.7, 1);
+  const int64_t t0 = now_s() - 100;
+  RawProducer p(c.ingest());
+  for (int b = 0; b < kSeries / kPerBatch; ++b) {
+    BatchBuilder batch(424242, static_cast<uint64_t>(b + 1));
+    for (uint32_t i = 0; i < kPerBatch; ++i)
+      batch.def(i + 1, "hostile_deadline", {{"s", std::to_string(b * kPerBatch + i)}},
+                wire::DISTRIBUTION);
+    for (uint32_t i = 0; i < kPerBatch; ++i)
+      for (int k = 0; k < kSeconds; ++k) batch.dist(i + 1, t0 + k, sketch);
+    auto ack = p.send(batch.b);
+    QVERIFY2(ack && ack->code() == wire::Ack::OK, ack ? ack->reason().c_str() : "no Ack");
+  }
+  const std::string range = "/api/query?metric=hostile_deadline&from=" + std::to_string(t0) +
+                            "&to=" + std::to_string(t0 + kSeconds) + "&step=1s";
+  QVERIFY(eventually([&] { return total(c.get(range + "&fn=count")) == 20.0 * kSeries * kSeconds; },
+                     30000));
+  QCOMPARE(c.stop(), 0);
+
+  QVERIFY(c.start(base + QStringList{"--limit", "query_timeout=1ms"}));
+  const char* kHits = "tally_limit_hits_total{limit=\"query_deadline\"}";
+  const double hits_before = metric_value(c.get_raw("/metrics").second, kHits);
+  for (const std::string& path :
+       {range + "&fn=p99",
+        "/api/v1/query?query=sum(hostile_deadline_count)&time=" + std::to_string(t0 + kSeconds)}) {
+    const auto start = std::chrono::steady_clock::now();
+    auto [status, body] = c.get_raw(path);
+    qInfo("%s: %d after %lld ms", path.c_str(), status,
+          static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now() - start)
+                                     .count()));
+    QVERIFY2(status == 400 && body.find("deadline") != std::string::npos,
+             qPrintable(QString("%1: %2 %3")
+                            .arg(QString::fromStdString(path))
+                            .arg(status)
+                            .arg(QString::fromStdString(body.substr(0, 200)))));
+  }
+  QCOMPARE(metric_value(c.get_raw("/metrics").second, kHits), hits_before + 2);
+  QCOMPARE(c.stop(), 0);
+}
+
 void TestHostile::restartAfterOverflowingValuesIsHealthy() {
   // What was logged replays through the same checks after a restart.
   QCOMPARE(collector_.stop(), 0);
@@ -488,4 +682,31 @@ void TestHostile::restartAfterOverflowingValuesIsHealthy() {
 }
 
 QTEST_GUILESS_MAIN(TestHostile)
+// Protobuf writes a stderr line for every string that is not valid UTF-8 when it parses, so a
+// client could write lines as fast as it sends frames, past the log's level, rate limit and
+// rotation. Each such frame is answered INVALID and counted; stderr holds only the collector's log.
+void TestHostile::invalidUtf8FramesWriteNothingToStderr() {
+  QTemporaryDir tmp;
+  CollectorProcess c(tmp.path() + "/data");
+  c.set_stderr_file(tmp.path() + "/stderr.log");
+  QVERIFY(c.start());
+  RawProducer p(c.ingest());
+  const int64_t t = now_s();
+  for (uint64_t i = 0; i < 200; ++i) {
+    auto a = p.send_frame(
+        frame(BatchBuilder(5000 + i, 1).def(1, "hostile.\xff\xfe", {}).count(1, t, 1)), 5000);
+    QVERIFY2(a, "no Ack");
+    QCOMPARE(static_cast<int>(a->code()), static_cast<int>(wire::Ack::INVALID));
+  }
+  QCOMPARE(metric_value(c.get_raw("/metrics").second, "tally_batches_rejected_total"), 200.0);
+  c.stop();
+  QFile f(tmp.path() + "/stderr.log");
+  QVERIFY(f.open(QIODevice::ReadOnly));
+  const QByteArray text = f.readAll();
+  QVERIFY2(text.contains("event=opened"), "the collector's log is not in the captured stderr");
+  QVERIFY2(!text.contains("libprotobuf"),
+           qPrintable(QString::number(text.count("libprotobuf")) + " protobuf lines, e.g. " +
+                      text.mid(text.indexOf("[libprotobuf"), 200)));
+}
+
 #include "tst_hostile.moc"

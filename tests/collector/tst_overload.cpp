@@ -21,22 +21,6 @@ using namespace tally;
 using namespace tally::testing;
 using namespace std::chrono_literals;
 
-namespace {
-
-// A sample of the collector's /metrics; -1 when the family is missing.
-double metric(const CollectorProcess& c, const std::string& name) {
-  auto [status, body] = c.get_raw("/metrics");
-  if (status != 200) return -1;
-  std::istringstream in(body);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
-  }
-  return -1;
-}
-
-}  // namespace
-
 class TestOverload : public QObject {
   Q_OBJECT
  private slots:

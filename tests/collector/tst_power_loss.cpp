@@ -24,6 +24,7 @@
 
 #include "collector_process.h"
 #include "free_port.h"
+#include "sdk_load.h"
 #include "tally/client.h"
 
 using namespace tally;
@@ -134,34 +135,17 @@ void TestPowerLoss::acknowledgedBatchesSurvivePowerLoss() {
   QVERIFY(c->start(data_of(0), ctl_of(0), args));
   const int64_t start = SystemClock::instance().now_s();
 
-  std::atomic<int64_t> sent[kSeries] = {};
-  std::atomic<uint64_t> observed = 0;
-  std::atomic<bool> stop{false};
   ClientOptions o;
   o.endpoint = "tcp://127.0.0.1:" + std::to_string(ingest_port);
   o.flush_interval = std::chrono::milliseconds(100);
   o.ack_timeout = std::chrono::milliseconds(500);
   o.close_timeout = std::chrono::milliseconds(30000);
   auto client = std::make_unique<Client>(o);
-  std::vector<std::thread> emitters;
-  for (int t = 0; t < kThreads; ++t) {
-    emitters.emplace_back([&, t] {
-      std::mt19937 rng(static_cast<unsigned>(t + 11));
-      std::vector<Counter> handles;
-      for (int s = 0; s < kSeries; ++s)
-        handles.push_back(client->counter("power.hits", {{"series", std::to_string(s)}}));
-      auto lat = client->distribution("power.latency", {{"thread", std::to_string(t)}});
-      while (!stop.load()) {
-        const int s = static_cast<int>(rng() % kSeries);
-        const int v = 1 + static_cast<int>(rng() % 5);
-        handles[static_cast<size_t>(s)].add(v);
-        sent[s] += v;
-        lat.observe(1 + rng() % 100);
-        ++observed;
-        std::this_thread::sleep_for(std::chrono::microseconds(300));
-      }
-    });
-  }
+  SdkLoad load(*client, {.prefix = "power",
+                         .threads = kThreads,
+                         .series = kSeries,
+                         .seed = 11,
+                         .pace = std::chrono::microseconds(300)});
 
   std::mt19937 rng(7);
   uint64_t acked_before_loss = 0;
@@ -182,9 +166,8 @@ void TestPowerLoss::acknowledgedBatchesSurvivePowerLoss() {
     }
     QVERIFY2(started, "the collector did not start on the synced image");
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
-  stop = true;
-  for (auto& th : emitters) th.join();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // a last second of load
+  load.stop();
   QVERIFY(client->flush(std::chrono::seconds(60)));
   const auto stats = client->stats();
   QCOMPARE(stats.batches_dropped, uint64_t(0));
@@ -196,8 +179,7 @@ void TestPowerLoss::acknowledgedBatchesSurvivePowerLoss() {
   client.reset();
 
   const int64_t end = SystemClock::instance().now_s() + 2;
-  int64_t expected_total = 0;
-  for (auto& s : sent) expected_total += s.load();
+  const int64_t expected_total = load.sent_total();
   httplib::Client http("127.0.0.1", http_port);
   http.set_read_timeout(20, 0);
   for (const char* step : {"1", "10", "60"}) {
@@ -214,14 +196,14 @@ void TestPowerLoss::acknowledgedBatchesSurvivePowerLoss() {
       const int idx = std::stoi(s["tags"]["series"].get<std::string>());
       double sum = 0;
       for (const auto& p : s["points"]) sum += p[1].get<double>();
-      QCOMPARE(static_cast<int64_t>(sum), sent[idx].load());
+      QCOMPARE(static_cast<int64_t>(sum), load.sent(idx));
     }
   }
   auto lat = http.Get(("/api/query?metric=power.latency&fn=count&step=60&from=" +
                        std::to_string(start - 120) + "&to=" + std::to_string(end + 120))
                           .c_str());
   QVERIFY(lat);
-  QCOMPARE(static_cast<uint64_t>(total(json::parse(lat->body))), observed.load());
+  QCOMPARE(static_cast<uint64_t>(total(json::parse(lat->body))), load.observed());
 }
 
 // StatsD with fsync=always: a count a query showed was in a synced log record before it was

@@ -212,6 +212,7 @@ class TestReload : public QObject {
   void remoteWriteMovesToANewReceiverWithoutLossOrDouble();
   void remoteWriteTurnsOnAndOff();
   void restartOnlySettingsSayWhy();
+  void idleExpiryChangesLiveConnectionTableWaits();
 };
 
 // max_batch_bytes: lowered by SIGHUP, a 16 KB batch is refused; raised by the admin route, it is
@@ -463,6 +464,37 @@ void TestReload::restartOnlySettingsSayWhy() {
   QVERIFY2(log.find("event=reload_needs_restart setting=statsd_dialect reason=\"a StatsD "
                     "socket's dialect is set when it opens\"") != std::string::npos,
            log.c_str());
+  QCOMPARE(r.c().stop(), 0);
+}
+
+// series_idle_expiry off at start: 3 idle series stay in memory; a reload to 2s makes the ingest
+// thread's next sweeps expire them (their totals stay queryable). http_max_connections in the same
+// file is named as waiting for a restart, and not reported as a changed limit.
+void TestReload::idleExpiryChangesLiveConnectionTableWaits() {
+  Reloadable r;
+  // Checkpoints every second: a shard lets an idle series go once its open buckets are written.
+  QVERIFY(r.start("series_idle_expiry = \"off\"\n", {"--checkpoint", "1s"}));
+  RawProducer p(r.c().ingest());
+  const int64_t t = now_s();
+  BatchBuilder b(35, 1);
+  for (uint32_t k = 0; k < 3; ++k)
+    b.def(k + 1, "rl.idle", {{"k", std::to_string(k)}}).count(k + 1, t - 5, k + 1);
+  QCOMPARE(p.send(b.b)->code(), wire::Ack::OK);
+  QVERIFY(eventually([&] { return sum_at(r.c(), "rl.idle", 60, t - 600, t + 60) == 6; }));
+  // Expiry off: an expiry of the 2 s this test later sets would have happened by now.
+  QTest::qWait(3000);
+  QCOMPARE(self_metric(r.c(), "tally_series_expired_total"), 0.0);
+
+  r.write("series_idle_expiry = \"2s\"\nhttp_max_connections = 64\n");
+  QVERIFY(r.sighup());
+  QVERIFY2(r.logged("event=limit_changed limit=series_idle_expiry from=off to=2s"),
+           r.log().c_str());
+  QVERIFY2(r.logged("event=reload_needs_restart setting=http_max_connections reason=\"the HTTP "
+                    "server sizes its connection table at start\""),
+           r.log().c_str());
+  QVERIFY2(!r.logged("limit=http_max_connections"), r.log().c_str());
+  QVERIFY(eventually([&] { return self_metric(r.c(), "tally_series_expired_total") == 3; }, 20000));
+  QCOMPARE(sum_at(r.c(), "rl.idle", 60, t - 600, t + 60), 6.0);
   QCOMPARE(r.c().stop(), 0);
 }
 

@@ -213,7 +213,7 @@ void emit_through_sdk(const std::string& endpoint, int rounds, Emitted* e, const
       e->latency_count += 1;
       e->latency_sum += v * (r + 1);
     }
-    QThread::msleep(400);
+    QThread::msleep(400);  // the load's pace: the rounds spread over several 1 s buckets
   }
   QVERIFY(client.flush(std::chrono::seconds(10)));
 }
@@ -633,7 +633,8 @@ void TestRemoteWrite::receiverSeesTheProtocolAndRetriesOnlyServerErrors() {
   QVERIFY(
       eventually([&] { return self_metric(c, "tally_remote_write_dropped_samples_total") >= 1; }));
   QCOMPARE(self_metric(c, "tally_remote_write_failed_requests_total"), 3.0);
-  QThread::msleep(1200);  // a retry would have come by now (max backoff 500 ms)
+  // That nothing more comes is the point: a retry would have come by now (max backoff 500 ms).
+  QThread::msleep(1200);
   QCOMPARE(requests.load(), before + 1);
   QCOMPARE(self_metric(c, "tally_remote_write_retries_total"), 2.0);
   QCOMPARE(self_metric(c, "tally_remote_write_queue_samples"), 0.0);
@@ -683,7 +684,7 @@ void TestRemoteWrite::fullBufferDropsTheOldestButCountersKeepTheirTotal() {
     for (int i = 0; i < 6; ++i) {
       hits.add(i + 1);
       sent += i + 1;
-      QThread::msleep(1000);
+      QThread::msleep(1000);  // one bucket (and one remote-write sample) per second: the point
     }
     QVERIFY(client.flush(std::chrono::seconds(10)));
   }
@@ -728,7 +729,9 @@ void TestRemoteWrite::victoriaMetricsHoldsExactlyWhatWasEmitted() {
     b.mutable_counters()->add_values(seq == 1 ? 5 : 3);
     auto ack = p.send(b);
     QVERIFY(ack && ack->code() == wire::Ack::OK);
-    QThread::msleep(1500);  // each its own correction
+    // Each its own correction: once the shard has applied this point (counted as late) its pass
+    // flushes the correction before it takes the next batch.
+    QVERIFY(eventually([&] { return self_metric(c, "tally_late_points_total") >= double(seq); }));
   }
 
   Emitted e;

@@ -87,16 +87,6 @@ struct Sender {
   std::atomic<bool> idle{false};
 };
 
-// The value of one /metrics sample line (name with labels, exactly), 0 when absent.
-double metric_value(const std::string& text, const std::string& sample) {
-  size_t at = 0;
-  while ((at = text.find(sample + " ", at)) != std::string::npos) {
-    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + sample.size() + 1));
-    at += sample.size();
-  }
-  return 0;
-}
-
 // (series, bucket start) -> value of one query answer.
 using Buckets = std::map<std::pair<std::string, int64_t>, double>;
 

@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 
+#include "tally/common/csv.h"
 #include "tally/common/label_matcher.h"
 #include "tally/common/name_mapping.h"
 #include "tally/common/series_key.h"
@@ -52,6 +53,8 @@ class TestCommon : public QObject {
   void sketchKeySpanIsBounded_data();
   void sketchKeySpanIsBounded();
   void resultCarriesValueOrStatus();
+  void numberText_data();
+  void numberText();
   void labelMatcher_data();
   void labelMatcher();
   void labelMatcherRegexIsLinearTime();
@@ -533,6 +536,62 @@ void TestCommon::sketchAddWithSum() {
 
 // One table for the label matcher: must-match, must-not-match and must-not-parse rows. Regexes
 // follow Prometheus: RE2 syntax, anchored at both ends, `.` matches a newline.
+// One rule for numbers in every CSV and table (the dashboard's export, the CLI): shortest
+// round-trip text, plain digits for exponents in [-4, 16), NaN an empty (missing) cell.
+void TestCommon::numberText_data() {
+  QTest::addColumn<double>("v");
+  QTest::addColumn<QString>("text");
+  QTest::addColumn<QString>("cell");
+  QTest::newRow("integer") << 3.0 << "3"
+                           << "3";
+  QTest::newRow("zero") << 0.0 << "0"
+                        << "0";
+  QTest::newRow("negative") << -2.5 << "-2.5"
+                            << "-2.5";
+  QTest::newRow("tenth") << 0.1 << "0.1"
+                         << "0.1";
+  QTest::newRow("sum of tenths") << (0.1 + 0.2) << "0.30000000000000004"
+                                 << "0.30000000000000004";
+  QTest::newRow("third") << (1.0 / 3.0) << "0.3333333333333333"
+                         << "0.3333333333333333";
+  QTest::newRow("big integer") << 123456789.0 << "123456789"
+                               << "123456789";
+  QTest::newRow("1e8 in digits") << 1e8 << "100000000"
+                                 << "100000000";
+  QTest::newRow("1e15 in digits") << 1e15 << "1000000000000000"
+                                  << "1000000000000000";
+  QTest::newRow("1e16 with exponent") << 1e16 << "1e+16"
+                                      << "1e+16";
+  QTest::newRow("1e20") << 1e20 << "1e+20"
+                        << "1e+20";
+  QTest::newRow("negative exponent") << -1.5e20 << "-1.5e+20"
+                                     << "-1.5e+20";
+  QTest::newRow("1e-4 in digits") << 1e-4 << "0.0001"
+                                  << "0.0001";
+  QTest::newRow("1e-5 with exponent") << 1e-5 << "1e-05"
+                                      << "1e-05";
+  QTest::newRow("smallest subnormal") << 4.9406564584124654e-324 << "5e-324"
+                                      << "5e-324";
+  QTest::newRow("largest") << 1.7976931348623157e308 << "1.7976931348623157e+308"
+                           << "1.7976931348623157e+308";
+  QTest::newRow("nan is missing") << std::nan("") << ""
+                                  << "";
+  QTest::newRow("inf") << HUGE_VAL << "inf"
+                       << "inf";
+  QTest::newRow("-inf is text, not a formula") << -HUGE_VAL << "-inf"
+                                               << "\"'-inf\"";
+}
+
+void TestCommon::numberText() {
+  QFETCH(double, v);
+  QFETCH(QString, text);
+  QFETCH(QString, cell);
+  QCOMPARE(QString::fromStdString(format_number(v)), text);
+  QCOMPARE(QString::fromStdString(csv_number(v)), cell);
+  if (std::isfinite(v))  // reads back exactly (strtod: stod refuses a subnormal)
+    QCOMPARE(std::strtod(format_number(v).c_str(), nullptr), v);
+}
+
 void TestCommon::labelMatcher_data() {
   QTest::addColumn<QString>("matcher");
   QTest::addColumn<QString>("value");

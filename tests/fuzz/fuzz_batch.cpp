@@ -8,9 +8,14 @@
 #include "ingest/batch_decoder.h"
 #include "ingest/producer_table.h"
 #include "tally.pb.h"
+#include "tally/common/wire.h"
 
 using namespace tally;
 using namespace tally::collector;
+
+// Protobuf's line per invalid UTF-8 string would be most of the run's time (the collector
+// quiets it the same way).
+static const bool kProtobufQuiet = (tally::quiet_protobuf_log(), true);
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   wire::Batch batch;

@@ -13,10 +13,15 @@
 #include <vector>
 
 #include "storage/wal.h"
+#include "tally/common/wire.h"
 
 using namespace tally;
 using namespace tally::collector;
 namespace fs = std::filesystem;
+
+// Protobuf's line per invalid UTF-8 string would be most of the run's time (the collector
+// quiets it the same way).
+static const bool kProtobufQuiet = (tally::quiet_protobuf_log(), true);
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const fs::path dir = [] {

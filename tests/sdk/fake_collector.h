@@ -20,6 +20,7 @@
 
 #include <zmq.hpp>
 
+#include "eventually.h"  // tests/support
 #include "tally.pb.h"
 #include "tally/common/series_key.h"
 #include "tally/common/sketch.h"
@@ -112,12 +113,7 @@ class FakeCollector {
   // Waits (real time) until pred() holds; pred runs without the lock held.
   bool wait_for(const std::function<bool()>& pred,
                 std::chrono::milliseconds timeout = std::chrono::seconds(10)) const {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return true;
+    return tally::testing::eventually(pred, static_cast<int>(timeout.count()), 2);
   }
 
   static std::string display_key(const std::string& metric, const Tags& tags) {

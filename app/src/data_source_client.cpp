@@ -1,0 +1,226 @@
+#include "data_source_client.h"
+
+#include <limits>
+
+#include "collector_client.h"
+#include "core/promql.h"
+#include "data_sources.h"
+#include "prom_client.h"
+
+using namespace tally;
+using namespace tally::dash;
+
+namespace {
+
+const std::vector<Resolution>& defaultRetention() {
+  static const std::vector<Resolution> r = *parse_retention(kDefaultRetention);
+  return r;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------ the collector
+
+CollectorSource::CollectorSource(CollectorClient* client, QObject* parent)
+    : DataSourceClient(parent), m_client(client) {}
+
+CollectorSource* CollectorSource::of(CollectorClient* client) {
+  if (!client) return nullptr;
+  if (auto* s = client->findChild<CollectorSource*>(QString(), Qt::FindDirectChildrenOnly))
+    return s;
+  return new CollectorSource(client, client);
+}
+
+DataSourceClient::Features CollectorSource::features() const {
+  Features f;
+  f.liveStream = true;
+  f.distributions = true;
+  f.seriesCounts = true;
+  return f;
+}
+
+QString CollectorSource::displayName() const {
+  return tr("the collector");
+}
+
+void CollectorSource::fetchMetrics(MetricDetail, QObject* context,
+                                   Callback<std::vector<MetricInfo>> cb) {
+  if (m_client) m_client->fetchMetrics(context, std::move(cb));
+}
+
+void CollectorSource::fetchTags(const std::string& metric, QObject* context,
+                                Callback<TagValues> cb) {
+  if (m_client) m_client->fetchTags(QString::fromStdString(metric), context, std::move(cb));
+}
+
+int64_t CollectorSource::step(const TimeWindow& window, int pixelWidth, int64_t now,
+                              ChartType chart) const {
+  const int ppp = chart == ChartType::Bars ? 8 : chart == ChartType::Heatmap ? 8 : 3;
+  return chooseStep(window, pixelWidth, now, defaultRetention(), ppp);
+}
+
+Result<std::string> CollectorSource::queryText(const PanelSpec&, int64_t) const {
+  return std::string();  // the settings are the query (/api/query's parameters)
+}
+
+void CollectorSource::runPanel(const PanelQuery& q, QObject* context, Callback<PanelAnswer> cb) {
+  if (!m_client) return;
+  QueryRequest r;
+  r.metric = q.spec.metric;
+  r.filters = q.spec.filters;
+  r.groupBy = q.spec.groupBy;
+  r.fn = q.spec.fn;
+  r.from = q.window.from;
+  r.to = q.window.to;
+  r.step = q.step;
+  r.histogramBuckets = q.histogramBuckets;
+  switch (q.spec.chart) {
+    case ChartType::Histogram:
+      m_client->histogram(r, context, [cb](Result<HistogramResult> h) {
+        if (!h) return cb(h.status());
+        PanelAnswer a;
+        a.histogram = std::move(*h);
+        cb(std::move(a));
+      });
+      break;
+    case ChartType::Heatmap:
+      m_client->heatmap(r, context, [cb](Result<HeatmapResult> h) {
+        if (!h) return cb(h.status());
+        PanelAnswer a;
+        a.heatmap = std::move(*h);
+        cb(std::move(a));
+      });
+      break;
+    default:
+      m_client->query(r, context, [cb](Result<QueryResult> s) {
+        if (!s) return cb(s.status());
+        PanelAnswer a;
+        a.series = std::move(*s);
+        cb(std::move(a));
+      });
+  }
+}
+
+Status CollectorSource::supportsFunction(const std::string& fn, const std::string&,
+                                         std::optional<Kind> kind,
+                                         const std::vector<MetricInfo>&) const {
+  // A metric of unknown kind (not sent yet) may be anything: everything stays possible.
+  if (fn.starts_with('p') && kind && *kind != Kind::kDistribution)
+    return Status::invalid_argument("percentiles need a distribution");
+  if (fn == "rate" && kind == Kind::kGauge) return Status::invalid_argument("a gauge has no rate");
+  return Status::ok();
+}
+
+bool CollectorSource::supportsChart(ChartType chart, std::optional<Kind> kind) const {
+  return !kind || *kind == Kind::kDistribution || !chartNeedsDistribution(chart);
+}
+
+// ------------------------------------------------------------ a Prometheus-compatible server
+
+PromSource::PromSource(const DataSource& source, QObject* parent)
+    : DataSourceClient(parent), m_client(new PromClient(source, this)) {}
+
+const DataSource& PromSource::source() const {
+  return m_client->source();
+}
+
+int64_t PromSource::stepFor(const TimeWindow& window, int pixelWidth, int64_t now, ChartType chart,
+                            int64_t minStepS) {
+  const std::vector<Resolution> finest = {{minStepS, std::numeric_limits<int64_t>::max()}};
+  return chooseStep(window, pixelWidth, now, finest, chart == ChartType::Bars ? 8 : 3);
+}
+
+DataSourceClient::Features PromSource::features() const {
+  Features f;
+  f.notRegex = true;
+  f.expressions = true;
+  return f;
+}
+
+QString PromSource::displayName() const {
+  return tr("data source %1").arg(QString::fromStdString(source().name));
+}
+
+void PromSource::fetchMetrics(MetricDetail detail, QObject* context,
+                              Callback<std::vector<MetricInfo>> cb) {
+  QPointer<PromClient> guard(m_client);
+  m_client->fetchMetricNames(context, [detail, context, guard,
+                                       cb](Result<std::vector<std::string>> r) {
+    if (!r) return cb(r.status());
+    if (detail == MetricDetail::kNames) {
+      std::vector<MetricInfo> metrics;
+      for (auto& n : *r) metrics.push_back({std::move(n), std::nullopt, 0});
+      return cb(std::move(metrics));
+    }
+    if (!guard) return;
+    // Kinds from the metadata where the server keeps it (Prometheus does, VictoriaMetrics not);
+    // without it the list still comes, kinds unknown.
+    guard->fetchMetadata(context, [names = *r, cb](Result<std::map<std::string, std::string>> t) {
+      cb(promMetricKinds(names, t ? *t : std::map<std::string, std::string>{}));
+    });
+  });
+}
+
+void PromSource::fetchTags(const std::string& metric, QObject* context, Callback<TagValues> cb) {
+  m_client->fetchTags(metric, context, std::move(cb));
+}
+
+int64_t PromSource::step(const TimeWindow& window, int pixelWidth, int64_t now,
+                         ChartType chart) const {
+  return stepFor(window, pixelWidth, now, chart, source().minStepS);
+}
+
+Result<std::string> PromSource::queryText(const PanelSpec& spec, int64_t step) const {
+  return buildPromQL(spec, step);
+}
+
+void PromSource::runPanel(const PanelQuery& q, QObject* context, Callback<PanelAnswer> cb) {
+  auto expr = buildPromQL(q.spec, q.step);
+  if (!expr) return cb(expr.status());
+  // Buckets still filling up are left out: an evaluation time in the future is answered from
+  // older data (VictoriaMetrics repeats its last point there), not from the bucket's samples.
+  PromRange range = promRangeFor(q.window.from, q.window.to, q.step);
+  range.end = std::min(range.end, bucket_start(q.now, range.step));
+  if (range.end < range.start) {
+    PanelAnswer a;
+    a.series.emplace();
+    a.series->metric = q.spec.metric;
+    a.series->step = a.series->resolution = range.step;
+    a.series->from = a.series->to = range.start - range.step;
+    return cb(std::move(a));
+  }
+  m_client->queryRange(*expr, range, context,
+                       [metric = q.spec.metric, fn = q.spec.promql.empty() ? q.spec.fn : "promql",
+                        range, cb](Result<QueryResult> r) {
+                         if (!r) return cb(r.status());
+                         r->metric = metric;
+                         r->fn = fn;
+                         r->from = range.start - range.step;
+                         r->to = range.end;
+                         PanelAnswer a;
+                         a.series = std::move(*r);
+                         cb(std::move(a));
+                       });
+}
+
+Status PromSource::supportsFunction(const std::string& fn, const std::string& metric,
+                                    std::optional<Kind>,
+                                    const std::vector<MetricInfo>& metrics) const {
+  if (metric.empty()) return Status::ok();
+  std::vector<std::string> names;
+  names.reserve(metrics.size());
+  for (const auto& m : metrics) names.push_back(m.name);
+  return promFunctionSupported(fn, metric, names);
+}
+
+bool PromSource::supportsChart(ChartType chart, std::optional<Kind>) const {
+  return !chartNeedsDistribution(chart);  // no distributions: no histogram nor heatmap
+}
+
+// ------------------------------------------------------------------------------ the choice
+
+DataSourceClient* dataSourceFor(const std::string& name, CollectorClient* collector,
+                                const DataSources* sources) {
+  if (name.empty()) return CollectorSource::of(collector);
+  return sources ? sources->source(name) : nullptr;
+}
