@@ -277,35 +277,35 @@ class SeriesCatalog {
 
   std::string_view string_at(uint32_t id) const;
   // The record of metric+tags in the hash index (any state), under mu_.
-  SeriesInfo* lookup(uint64_t hash, std::string_view metric, const Tags& tags) const;
+  SeriesInfo* lookup(uint64_t hash, std::string_view metric, const Tags& tags) const
+      REQUIRES_SHARED(mu_);
   Result<const SeriesInfo*> insert(uint64_t id, uint64_t hash, std::string_view metric,
-                                   const Tags& tags,
-                                   Kind kind);  // under unique mu_
-  SeriesInfo* record(uint64_t id) const;        // any state but free
+                                   const Tags& tags, Kind kind) REQUIRES(mu_);
+  SeriesInfo* record(uint64_t id) const;  // any state but free
   static State state_of(const SeriesInfo* r);
   static void set_state(const SeriesInfo* r, State s);
-  void relink(SeriesInfo* r);       // under unique mu_: back to live
-  void free_record(SeriesInfo* r);  // under unique mu_
+  void relink(SeriesInfo* r) REQUIRES(mu_);  // back to live
+  void free_record(SeriesInfo* r) REQUIRES(mu_);
 
   const uint32_t shard_count_;
   mutable SharedMutex mu_;
-  uint64_t next_id_ = 1;                                       // GUARDED_BY(mu_)
-  size_t size_ = 0;                                            // GUARDED_BY(mu_)
-  std::unique_ptr<StringPool> strings_;                        // writes GUARDED_BY(mu_)
-  std::unique_ptr<Arena<uint32_t, 65536>> tag_pairs_;          // writes GUARDED_BY(mu_)
-  void** record_blocks_ = nullptr;                             // GUARDED_BY(mu_) (see record())
-  std::unique_ptr<FlatIndex> by_hash_;                         // GUARDED_BY(mu_)
-  std::map<std::string, MetricEntry, std::less<>> by_metric_;  // GUARDED_BY(mu_)
-  std::vector<std::array<uint32_t, 3>> next_slot_;  // per shard, per kind; GUARDED_BY(mu_)
-  std::vector<std::array<std::vector<uint32_t>, 3>> free_slots_;  // GUARDED_BY(mu_)
+  uint64_t next_id_ GUARDED_BY(mu_) = 1;
+  size_t size_ GUARDED_BY(mu_) = 0;
+  std::unique_ptr<StringPool> strings_;                // writes GUARDED_BY(mu_)
+  std::unique_ptr<Arena<uint32_t, 65536>> tag_pairs_;  // writes GUARDED_BY(mu_)
+  void** record_blocks_ = nullptr;                     // GUARDED_BY(mu_) (see record())
+  std::unique_ptr<FlatIndex> by_hash_ PT_GUARDED_BY(mu_);
+  std::map<std::string, MetricEntry, std::less<>> by_metric_ GUARDED_BY(mu_);
+  std::vector<std::array<uint32_t, 3>> next_slot_ GUARDED_BY(mu_);  // per shard, per kind
+  std::vector<std::array<std::vector<uint32_t>, 3>> free_slots_ GUARDED_BY(mu_);
   StoredLookup stored_lookup_;
-  bool any_stored_ = false;                          // GUARDED_BY(mu_)
-  uint64_t detaches_ = 0;                            // GUARDED_BY(mu_): bumped when a record leaves
-  size_t expiring_ = 0;                              // GUARDED_BY(mu_)
-  uint64_t revived_ = 0;                             // GUARDED_BY(mu_)
-  std::unordered_set<uint32_t> durable_;             // RELEASED and durable; GUARDED_BY(mu_)
-  std::unordered_map<uint32_t, uint64_t> detached_;  // id -> epoch; GUARDED_BY(mu_)
-  std::vector<uint64_t> durable_ids_;                // since take_durable(); GUARDED_BY(mu_)
+  bool any_stored_ GUARDED_BY(mu_) = false;
+  uint64_t detaches_ GUARDED_BY(mu_) = 0;  // bumped when a record leaves
+  size_t expiring_ GUARDED_BY(mu_) = 0;
+  uint64_t revived_ GUARDED_BY(mu_) = 0;
+  std::unordered_set<uint32_t> durable_ GUARDED_BY(mu_);             // RELEASED and durable
+  std::unordered_map<uint32_t, uint64_t> detached_ GUARDED_BY(mu_);  // id -> epoch
+  std::vector<uint64_t> durable_ids_ GUARDED_BY(mu_);                // since take_durable()
   mutable std::atomic<uint64_t> epoch_{2};
   mutable std::array<std::atomic<uint64_t>, 2> readers_{};
 };

@@ -673,8 +673,12 @@ bool Shard::holds_buckets(const SeriesInfo* info) const {
 void Shard::release_retiring(int64_t now_s) {
   // A flush just committed everything due; what is still open waits for a later one (a
   // checkpoint writes every open window, so at most checkpoint_every_s).
-  if (!late_.empty() || !pending_series_.empty()) return;
-  std::lock_guard lock(state_mu_);
+  const bool late = [this] {
+    owner_reads();
+    return !late_.empty();
+  }();
+  if (late || !pending_series_.empty()) return;
+  MutexLock lock(state_mu_);
   size_t kept = 0;
   for (const SeriesInfo* info : retiring_) {
     const bool owned = owns(info);  // false: its definition never reached this shard

@@ -239,7 +239,7 @@ class Shard {
   // Releases the retiring series that hold no open or late bucket (after a successful flush):
   // out of this shard's slots, written as expired with the next flush.
   void release_retiring(int64_t now_s);
-  bool holds_buckets(const SeriesInfo* info) const;
+  bool holds_buckets(const SeriesInfo* info) const REQUIRES_SHARED(state_mu_);
   void apply_retention(int64_t now_s);
   // Encodes the storage windows the flush before it has closed (ShardStore::compact).
   void compact_storage(int64_t now_s);

@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tally/common/mutex.h"
 #include "thread_guard.h"
 
 // The library's own serving of one accepted socket: Server::process_and_close_socket, private in
@@ -115,7 +116,7 @@ class ConnectionPool final : public httplib::TaskQueue {
 
   void shutdown() override {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stopping_ = true;
     }
     uint64_t one = 1;
@@ -123,6 +124,7 @@ class ConnectionPool final : public httplib::TaskQueue {
     ready_cv_.notify_all();
     for (auto& t : workers_) t.join();
     waiter_.join();
+    MutexLock lock(mu_);  // nothing else runs now; the analysis sees the fields held
     for (const auto& [seq, w] : waiting_) ::close(w.fd);
     for (const auto& r : ready_) ::close(r.fd);
     waiting_.clear();
@@ -138,7 +140,7 @@ class ConnectionPool final : public httplib::TaskQueue {
     }
     int victim = -1;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (waiting_.size() + ready_.size() >= max_pending_) {
         if (!waiting_.empty()) {  // the oldest still waiting for its request, else the oldest ready
           victim = waiting_.begin()->second.fd;
@@ -196,7 +198,7 @@ class ConnectionPool final : public httplib::TaskQueue {
                : Head::kComplete;
   }
 
-  void forget_waiting(int fd) {  // requires mu_
+  void forget_waiting(int fd) REQUIRES(mu_) {
     auto it = seq_of_.find(fd);
     ::epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
     waiting_.erase(it->second);
@@ -212,7 +214,7 @@ class ConnectionPool final : public httplib::TaskQueue {
       gone.clear();
       late.clear();
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         if (stopping_) return;
         bool woke = false;
         for (int k = 0; k < n; ++k) {
@@ -262,8 +264,8 @@ class ConnectionPool final : public httplib::TaskQueue {
     for (;;) {
       Waiting c{};
       {
-        std::unique_lock lock(mu_);
-        ready_cv_.wait(lock, [&] { return stopping_ || !ready_.empty(); });
+        MutexLock lock(mu_);
+        while (!stopping_ && ready_.empty()) lock.wait(ready_cv_);
         if (stopping_) return;
         c = ready_.front();
         ready_.pop_front();
@@ -274,7 +276,7 @@ class ConnectionPool final : public httplib::TaskQueue {
         slot.deadline_ns.store(now_ns() + slot.request_deadline_ns, std::memory_order_relaxed);
       }
       serve_(c.fd);  // reads, answers, keeps alive, closes c.fd
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (slot.watch_fd >= 0) ::close(slot.watch_fd);
       slot.watch_fd = -1;
     }
@@ -289,14 +291,14 @@ class ConnectionPool final : public httplib::TaskQueue {
   int wake_ = -1;
   int64_t last_log_s_ = 0;   // the listening thread's
   uint64_t suppressed_ = 0;  // the listening thread's
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable ready_cv_;
-  bool stopping_ = false;                     // guarded by mu_
-  uint64_t next_seq_ = 0;                     // guarded by mu_
-  std::map<uint64_t, Waiting> waiting_;       // by accept order; guarded by mu_
-  std::unordered_map<int, uint64_t> seq_of_;  // fd -> its key in waiting_; guarded by mu_
-  std::deque<Waiting> ready_;                 // whole requests, oldest first; guarded by mu_
-  std::vector<Slot> slots_;                   // one per worker; watch_fd guarded by mu_
+  bool stopping_ GUARDED_BY(mu_) = false;
+  uint64_t next_seq_ GUARDED_BY(mu_) = 0;
+  std::map<uint64_t, Waiting> waiting_ GUARDED_BY(mu_);       // by accept order
+  std::unordered_map<int, uint64_t> seq_of_ GUARDED_BY(mu_);  // fd -> its key in waiting_
+  std::deque<Waiting> ready_ GUARDED_BY(mu_);                 // whole requests, oldest first
+  std::vector<Slot> slots_;  // one per worker; watch_fd guarded by mu_
   std::thread waiter_;
   std::vector<std::thread> workers_;
 };
