@@ -15,6 +15,7 @@
 
 #include <QtTest>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <limits>
 #include <thread>
@@ -129,6 +130,7 @@ class TestHostile : public QObject {
   void hostileInput();
   void idleAndSlowConnectionsDoNotStallHealthz();
   void thousandsOfIdleAndSlowConnectionsAreShed();
+  void stalledBodiesAndIdleKeepAliveGiveWorkersBack();
   void queryPastItsDeadlineIsRefusedWhileItRuns();
   void restartAfterOverflowingValuesIsHealthy();
   void invalidUtf8FramesWriteNothingToStderr();
@@ -488,6 +490,99 @@ void TestHostile::idleAndSlowConnectionsDoNotStallHealthz() {
   for (int fd : fds) ::close(fd);
   QVERIFY2(r, qPrintable(QString("no answer within 1.8 s (%1 ms)").arg(ms)));
   QCOMPARE(r->status, 200);
+}
+
+void TestHostile::stalledBodiesAndIdleKeepAliveGiveWorkersBack() {
+  // 40 POSTs whose head arrives whole but whose body stops after 10 of 1000 bytes, and 40
+  // keep-alive connections that asked once and then stay silent: 80 connections, more than the
+  // 32 workers, each past the point where the waiter hands it to one. /healthz must still answer
+  // within 1.8 s (under the 2 s body deadline), and the server must end every one of them itself:
+  // a stalled body within its deadline (2 s), an idle keep-alive connection after 2 s.
+  constexpr int kEach = 40;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<int> fds;
+  struct Closer {
+    std::vector<int>& fds;
+    ~Closer() {
+      for (int fd : fds) ::close(fd);
+    }
+  } closer{fds};
+  auto open = [&] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(collector_.http_port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
+      fds.push_back(fd);
+    else if (fd >= 0)
+      ::close(fd);
+    return fds.empty() ? -1 : fds.back();
+  };
+  auto send_all = [](int fd, const std::string& text) {
+    return ::send(fd, text.data(), text.size(), MSG_NOSIGNAL) == ssize_t(text.size());
+  };
+  const std::string stalled =
+      "POST /api/v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+      "application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nquery=up+a";
+  const std::string once =
+      "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n";
+  for (int i = 0; i < kEach; ++i) {
+    const int fd = open();
+    QVERIFY(fd >= 0);
+    QVERIFY(send_all(fd, stalled));
+  }
+  for (int i = 0; i < kEach; ++i) {
+    const int fd = open();
+    QVERIFY(fd >= 0);
+    QVERIFY(send_all(fd, once));
+    pollfd p{fd, POLLIN, 0};
+    QVERIFY(::poll(&p, 1, 5000) == 1);
+    char head[16] = {};
+    QVERIFY(::recv(fd, head, sizeof head - 1, 0) > 12);
+    QVERIFY2(std::string(head).starts_with("HTTP/1.1 200"), head);  // the rest is read below
+  }
+
+  httplib::Client c("127.0.0.1", collector_.http_port());
+  c.set_connection_timeout(1, 800000);
+  c.set_read_timeout(1, 800000);
+  const auto asked = std::chrono::steady_clock::now();
+  auto r = c.Get("/healthz");
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - asked)
+                      .count();
+  QVERIFY2(r, qPrintable(QString("/healthz: no answer within 1.8 s (%1 ms)").arg(ms)));
+  QCOMPARE(r->status, 200);
+
+  // Every connection ends from the server's side (EOF or reset; what it said first is drained).
+  size_t ended = 0;
+  std::vector<bool> done(fds.size(), false);
+  while (ended < fds.size() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(12)) {
+    std::vector<pollfd> ps;
+    std::vector<size_t> at;
+    for (size_t i = 0; i < fds.size(); ++i)
+      if (!done[i]) {
+        ps.push_back({fds[i], POLLIN, 0});
+        at.push_back(i);
+      }
+    if (::poll(ps.data(), ps.size(), 200) <= 0) continue;
+    for (size_t k = 0; k < ps.size(); ++k) {
+      if (!ps[k].revents) continue;
+      char buf[4096];
+      const ssize_t n = ::recv(ps[k].fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        done[at[k]] = true;
+        ++ended;
+      }
+    }
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  QVERIFY2(ended == fds.size(), qPrintable(QString("%1 of %2 connections ended by the server "
+                                                   "within %3 s")
+                                               .arg(ended)
+                                               .arg(fds.size())
+                                               .arg(secs, 0, 'f', 1)));
+  QCOMPARE(collector_.get_raw("/healthz").first, 200);
 }
 
 void TestHostile::thousandsOfIdleAndSlowConnectionsAreShed() {
