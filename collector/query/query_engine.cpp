@@ -577,14 +577,20 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
   return out;
 }
 
+Result<QueryEngine::Matched> QueryEngine::match_distribution(const RangeQuery& q,
+                                                             std::string_view what) const {
+  auto m = match(q);
+  if (m && m->kind != Kind::kDistribution)
+    return Status::invalid_argument(std::string(what) + " needs a distribution; '" + q.metric +
+                                    "' is a " + kind_name(m->kind));
+  return m;
+}
+
 Result<HistogramResult> QueryEngine::histogram(const RangeQuery& asked, size_t max_bins) const {
   const int64_t started_ms = clock_.now_ms();
   const RangeQuery q = clamp_times(asked);
-  auto m = match(q);
+  auto m = match_distribution(q, "a histogram");
   if (!m) return m.status();
-  if (m->kind != Kind::kDistribution)
-    return Status::invalid_argument("a histogram needs a distribution; '" + q.metric + "' is a " +
-                                    kind_name(m->kind));
   // One step over the whole range at the coarsest resolution that holds it.
   auto p = plan(q.from, q.to, 0, 1);
   if (!p) return p.status();
@@ -620,11 +626,8 @@ Result<HistogramResult> QueryEngine::histogram(const RangeQuery& asked, size_t m
 Result<HeatmapResult> QueryEngine::heatmap(const RangeQuery& asked, size_t max_bins) const {
   const int64_t started_ms = clock_.now_ms();
   const RangeQuery q = clamp_times(asked);
-  auto m = match(q);
+  auto m = match_distribution(q, "a heatmap");
   if (!m) return m.status();
-  if (m->kind != Kind::kDistribution)
-    return Status::invalid_argument("a heatmap needs a distribution; '" + q.metric + "' is a " +
-                                    kind_name(m->kind));
   auto p = plan(q.from, q.to, q.step, q.points);
   if (!p) return p.status();
   const auto [step, res] = *p;

@@ -154,6 +154,8 @@ class QueryEngine {
     std::shared_ptr<SeriesSet> keep;  // what series points to
   };
   Result<Matched> match(const RangeQuery& q) const;
+  // match() for a query that only a distribution answers; `what` names it in the error.
+  Result<Matched> match_distribution(const RangeQuery& q, std::string_view what) const;
   // A copy of q with its times clamped (counted as limit query_range when they were).
   RangeQuery clamp_times(const RangeQuery& q) const;
   // The series, samples and deadline budgets of one query reading `series` at resolution res
