@@ -440,8 +440,7 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
 
   // Counter sums, rates and counts add bucket sums and nothing else: the fast path hands each shard
   // a grid of groups x steps and never builds a bucket, a map or a sketch.
-  const bool zero_fill =
-      kind == Kind::kCounter && (q.fn == Fn::kSum || q.fn == Fn::kRate || q.fn == Fn::kCount);
+  const bool zero_fill = kind == Kind::kCounter && is_additive(q.fn);
   if (zero_fill) {
     std::vector<uint32_t> group_of(m->series.size());
     std::vector<Tags> keys;
