@@ -33,7 +33,7 @@ std::string promSelector(std::string_view metric, const std::vector<TagFilter>& 
 
 // Whether the panel's function has a PromQL form for this metric. Percentiles need a classic
 // histogram: the metric is "x_bucket", or `names` holds "x_bucket". The error says why not.
-Status promFunctionSupported(const std::string& fn, const std::string& metric,
+Status promFunctionSupported(Fn fn, const std::string& metric,
                              const std::vector<std::string>& names);
 
 // The expression of a panel on a Prometheus source for buckets of `stepS` seconds (R = that as a

@@ -101,13 +101,13 @@ void CollectorSource::runPanel(const PanelQuery& q, QObject* context, Callback<P
   }
 }
 
-Status CollectorSource::supportsFunction(const std::string& fn, const std::string&,
-                                         std::optional<Kind> kind,
+Status CollectorSource::supportsFunction(Fn fn, const std::string&, std::optional<Kind> kind,
                                          const std::vector<MetricInfo>&) const {
   // A metric of unknown kind (not sent yet) may be anything: everything stays possible.
-  if (fn.starts_with('p') && kind && *kind != Kind::kDistribution)
+  if (is_percentile(fn) && kind && *kind != Kind::kDistribution)
     return Status::invalid_argument("percentiles need a distribution");
-  if (fn == "rate" && kind == Kind::kGauge) return Status::invalid_argument("a gauge has no rate");
+  if (fn == Fn::kRate && kind == Kind::kGauge)
+    return Status::invalid_argument("a gauge has no rate");
   return Status::ok();
 }
 
@@ -190,7 +190,8 @@ void PromSource::runPanel(const PanelQuery& q, QObject* context, Callback<PanelA
     return cb(std::move(a));
   }
   m_client->queryRange(*expr, range, context,
-                       [metric = q.spec.metric, fn = q.spec.promql.empty() ? q.spec.fn : "promql",
+                       [metric = q.spec.metric,
+                        fn = q.spec.promql.empty() ? std::optional<Fn>(q.spec.fn) : std::nullopt,
                         range, cb](Result<QueryResult> r) {
                          if (!r) return cb(r.status());
                          r->metric = metric;
@@ -203,8 +204,7 @@ void PromSource::runPanel(const PanelQuery& q, QObject* context, Callback<PanelA
                        });
 }
 
-Status PromSource::supportsFunction(const std::string& fn, const std::string& metric,
-                                    std::optional<Kind>,
+Status PromSource::supportsFunction(Fn fn, const std::string& metric, std::optional<Kind>,
                                     const std::vector<MetricInfo>& metrics) const {
   if (metric.empty()) return Status::ok();
   std::vector<std::string> names;

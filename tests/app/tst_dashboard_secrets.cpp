@@ -73,7 +73,7 @@ Dashboard dashboardOn(const QString& url, const std::string& token) {
   PanelSpec p;
   p.source = "auth";
   p.metric = "up";
-  p.fn = "max";
+  p.fn = tally::Fn::kMax;
   d.panels.push_back(p);
   return d;
 }
