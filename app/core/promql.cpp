@@ -303,46 +303,57 @@ Result<QueryResult> parsePromMatrix(std::string_view body, int64_t step) {
   return r;
 }
 
-Result<std::map<std::string, std::string>> parsePromMetadata(std::string_view body) {
+PromType parsePromType(std::string_view name) {
+  if (name == "counter") return PromType::Counter;
+  if (name == "gauge") return PromType::Gauge;
+  if (name == "histogram") return PromType::Histogram;
+  if (name == "summary") return PromType::Summary;
+  return PromType::Other;
+}
+
+Result<PromTypes> parsePromMetadata(std::string_view body) {
   auto data = parseSuccess(body);
   if (!data) return data.status();
   if (!data->is_object()) return Status::corruption("metadata answer: \"data\" is not an object");
-  std::map<std::string, std::string> out;
+  PromTypes out;
   for (auto it = data->begin(); it != data->end(); ++it) {
     if (!it->is_array() || it->empty() || !(*it)[0].is_object()) continue;
     auto type = (*it)[0].find("type");
-    if (type != (*it)[0].end() && type->is_string()) out[it.key()] = type->get<std::string>();
+    if (type != (*it)[0].end() && type->is_string())
+      out[it.key()] = parsePromType(type->get<std::string>());
   }
   return out;
 }
 
 std::vector<MetricInfo> promMetricKinds(const std::vector<std::string>& names,
-                                        const std::map<std::string, std::string>& types) {
-  auto typeOf = [&](const std::string& n) {
+                                        const PromTypes& types) {
+  auto typeOf = [&](const std::string& n) -> std::optional<PromType> {
     auto it = types.find(n);
-    return it == types.end() ? std::string() : it->second;
+    if (it == types.end()) return std::nullopt;
+    return it->second;
   };
   std::vector<MetricInfo> out;
   out.reserve(names.size());
   for (const auto& name : names) {
     std::optional<Kind> kind;
-    const std::string t = typeOf(name);
-    if (t == "counter")
+    const std::optional<PromType> t = typeOf(name);
+    if (t == PromType::Counter)
       kind = Kind::kCounter;
-    else if (t == "gauge")
+    else if (t == PromType::Gauge)
       kind = Kind::kGauge;
-    else if (t == "summary" || t == "histogram")
+    else if (t == PromType::Summary || t == PromType::Histogram)
       kind = Kind::kDistribution;
     else
       for (const char* suffix : {"_bucket", "_count", "_sum", "_total"}) {
         if (!name.ends_with(suffix)) continue;
-        const std::string base = typeOf(name.substr(0, name.size() - std::strlen(suffix)));
-        if (std::string_view(suffix) == "_bucket" && base == "histogram")
+        const std::optional<PromType> base =
+            typeOf(name.substr(0, name.size() - std::strlen(suffix)));
+        if (std::string_view(suffix) == "_bucket" && base == PromType::Histogram)
           kind = Kind::kDistribution;
-        else if (std::string_view(suffix) == "_total" && base == "counter")
+        else if (std::string_view(suffix) == "_total" && base == PromType::Counter)
           kind = Kind::kCounter;  // OpenMetrics family
         else if ((std::string_view(suffix) == "_count" || std::string_view(suffix) == "_sum") &&
-                 (base == "histogram" || base == "summary"))
+                 (base == PromType::Histogram || base == PromType::Summary))
           kind = Kind::kCounter;
       }
     out.push_back({name, kind, 0});

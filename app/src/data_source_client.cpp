@@ -144,8 +144,7 @@ QString PromSource::displayName() const {
 void PromSource::fetchMetrics(MetricDetail detail, QObject* context,
                               Callback<std::vector<MetricInfo>> cb) {
   QPointer<PromClient> guard(m_client);
-  m_client->fetchMetricNames(context, [detail, context, guard,
-                                       cb](Result<std::vector<std::string>> r) {
+  auto withNames = [detail, context, guard, cb](Result<std::vector<std::string>> r) {
     if (!r) return cb(r.status());
     if (detail == MetricDetail::kNames) {
       std::vector<MetricInfo> metrics;
@@ -155,10 +154,11 @@ void PromSource::fetchMetrics(MetricDetail detail, QObject* context,
     if (!guard) return;
     // Kinds from the metadata where the server keeps it (Prometheus does, VictoriaMetrics not);
     // without it the list still comes, kinds unknown.
-    guard->fetchMetadata(context, [names = *r, cb](Result<std::map<std::string, std::string>> t) {
-      cb(promMetricKinds(names, t ? *t : std::map<std::string, std::string>{}));
+    guard->fetchMetadata(context, [names = *r, cb](Result<PromTypes> t) {
+      cb(promMetricKinds(names, t ? *t : PromTypes{}));
     });
-  });
+  };
+  m_client->fetchMetricNames(context, std::move(withNames));
 }
 
 void PromSource::fetchTags(const std::string& metric, QObject* context, Callback<TagValues> cb) {

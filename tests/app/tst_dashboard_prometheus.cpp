@@ -697,12 +697,11 @@ void TestDashboardPrometheus::headlessExportMixesCollectorAndVictoriaMetrics() {
   viaProm.setSources({{"tally", collector.url().toString().toStdString(), {}, 1}});
   {
     QEventLoop loop;
-    std::map<std::string, std::string> types;
-    viaProm.client("tally")->fetchMetadata(&loop,
-                                           [&](Result<std::map<std::string, std::string>> r) {
-                                             if (r) types = *r;
-                                             loop.quit();
-                                           });
+    PromTypes types;
+    viaProm.client("tally")->fetchMetadata(&loop, [&](Result<PromTypes> r) {
+      if (r) types = *r;
+      loop.quit();
+    });
     loop.exec();
     const auto kinds = promMetricKinds({"api_errors"}, types);
     QVERIFY(kinds[0].kind == Kind::kCounter);

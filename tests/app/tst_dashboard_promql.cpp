@@ -360,6 +360,10 @@ void TestDashboardPromQL::metricKindsFromMetadata() {
     "odd":[]}})");
   QVERIFY2(types.has_value(), types.status().message().c_str());
   QCOMPARE(types->size(), size_t(4));
+  QCOMPARE(types->at("rpc_seconds"), PromType::Histogram);
+  QCOMPARE(types->at("api_latency_ms"), PromType::Summary);
+  QCOMPARE(parsePromType("gaugehistogram"), PromType::Other);  // no dashboard kind of its own
+  QCOMPARE(parsePromType("Counter"), PromType::Other);         // the names are lower case
   const std::vector<std::string> names = {
       "http_requests_total", "queue_depth",    "rpc_seconds_bucket",   "rpc_seconds_count",
       "rpc_seconds_sum",     "api_latency_ms", "api_latency_ms_count", "odd",
