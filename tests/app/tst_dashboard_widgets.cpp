@@ -729,7 +729,15 @@ void TestDashboardWidgets::liveSubscriberDeliversExactTopicsOnly() {
                liveFrame("user.signup", "eu", 100, 1, LiveUpdate::State::Partial)),
        spy.size() > 0),
       5000);
-  QTest::qWait(300);  // the last probes arrive
+  // Probes still on their way would count below: a marker (time 99, the probes are at 100) goes
+  // after them on the same ordered connection, and once it is in, so is every probe.
+  int64_t lastTime = -1;
+  connect(&sub, &LiveSubscriber::updatesReceived, &sub,
+          [&lastTime](const QString&, const std::vector<LiveUpdate>& updates) {
+            if (!updates.empty()) lastTime = updates.back().time;
+          });
+  publish(pub, "user.signup", liveFrame("user.signup", "eu", 99, 1, LiveUpdate::State::Partial));
+  QTRY_COMPARE_WITH_TIMEOUT(lastTime, int64_t(99), 5000);
   spy.clear();
   const quint64 bad = sub.badFrames();
   publish(pub, "user.signup.extra",
