@@ -79,7 +79,7 @@ std::string queryPath(const QueryRequest& r) {
     q += "&group_by=" + percentEncode(g);
   }
   q += "&step=" + (r.step > 0 ? std::to_string(r.step) : std::string("auto"));
-  q += "&fn=" + percentEncode(r.fn);
+  q += "&fn=" + percentEncode(fn_name(r.fn));
   return q;
 }
 
@@ -111,7 +111,7 @@ Result<QueryResult> parseQuery(std::string_view body) {
   QueryResult r;
   r.metric = str(j, "metric");
   r.kind = parse_kind(str(j, "kind"));
-  r.fn = str(j, "fn");
+  r.fn = parse_fn(str(j, "fn"));
   r.from = num<int64_t>(j, "from");
   r.to = num<int64_t>(j, "to");
   r.step = num<int64_t>(j, "step");

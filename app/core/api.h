@@ -37,7 +37,7 @@ struct Series {
 struct QueryResult {
   std::string metric;
   std::optional<Kind> kind;
-  std::string fn;
+  std::optional<Fn> fn;  // nullopt for a raw PromQL expression (or an answer without a known fn)
   int64_t from = 0;
   int64_t to = 0;
   int64_t step = 0;
@@ -119,7 +119,7 @@ struct QueryRequest {
   std::string metric;
   std::vector<TagFilter> filters;
   std::vector<std::string> groupBy;
-  std::string fn = "sum";
+  Fn fn = Fn::kSum;
   int64_t from = 0;
   int64_t to = 0;
   int64_t step = 0;          // 0 = auto

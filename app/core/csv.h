@@ -21,8 +21,9 @@ inline std::string csvField(std::string_view s) {
 }
 std::string formatIsoUtc(int64_t t);  // 2026-11-27T21:00:00Z
 
-// One row per point: timestamp,time,metric,fn,<group-by keys...>,value. Points outside
-// [from, to) are left out, as the chart does not show them.
+// One row per point: timestamp,time,metric,fn,<group-by keys...>,value; `fn` is the function's
+// name (fn_name) or "promql" for an expression. Points outside [from, to) are left out, as the
+// chart does not show them.
 std::string seriesToCsv(const std::string& metric, const std::string& fn,
                         const std::vector<Series>& series, int64_t from, int64_t to);
 // lower,upper,count per bin.

@@ -99,17 +99,6 @@ bool TagFilter::matches(const Tags& tags) const {
   return m && matchesTags(*m, tags);
 }
 
-const std::vector<std::string>& queryFunctions() {
-  static const std::vector<std::string> fns = {"sum",   "rate", "avg", "min", "max",
-                                               "count", "p50",  "p90", "p99"};
-  return fns;
-}
-
-bool isQueryFunction(std::string_view fn) {
-  const auto& fns = queryFunctions();
-  return std::find(fns.begin(), fns.end(), fn) != fns.end();
-}
-
 std::string PanelSpec::displayTitle() const {
   if (!title.empty()) return title;
   if (!source.empty() && !promql.empty())
@@ -121,7 +110,7 @@ std::string PanelSpec::displayTitle() const {
     for (size_t i = 0; i < filters.size(); ++i) what += (i ? "," : "") + filters[i].toString();
     what += "}";
   }
-  std::string t = chartNeedsDistribution(chart) ? what : fn + "(" + what + ")";
+  std::string t = chartNeedsDistribution(chart) ? what : fn_name(fn) + ("(" + what + ")");
   if (!groupBy.empty()) {
     t += " by ";
     for (size_t i = 0; i < groupBy.size(); ++i) t += (i ? "," : "") + groupBy[i];
@@ -389,8 +378,6 @@ Status validatePanel(const PanelSpec& p, const std::string& where) {
         where + ".chart: " + chartTypeName(p.chart) +
         " needs the Tally collector's distributions; a Prometheus source draws line, "
         "stacked or bars");
-  if (!isQueryFunction(p.fn))
-    return Status::invalid_argument(where + ".fn: unknown function '" + p.fn + "'");
   for (size_t i = 0; i < p.filters.size(); ++i) {
     const auto& f = p.filters[i];
     std::string w = where + ".filters[" + std::to_string(i) + "]";
@@ -506,7 +493,11 @@ PanelSpec readPanel(Reader& r, const json& p, const std::string& where) {
   out.source = r.str(p, "source", where);
   out.promql = r.str(p, "promql", where);
   out.metric = r.str(p, "metric", where);
-  out.fn = r.str(p, "fn", where, false, "sum");
+  const std::string fn = r.str(p, "fn", where, false, "sum");
+  if (auto f = parse_fn(fn))
+    out.fn = *f;
+  else
+    r.fail(where + ".fn: unknown function '" + fn + "'");
   std::string chart = r.str(p, "chart", where, false, "line");
   if (auto t = parseChartType(chart))
     out.chart = *t;
@@ -704,7 +695,7 @@ std::string serializeDashboard(const Dashboard& d) {
       filters.push_back({{"key", f.key}, {"op", filterOpName(f.op)}, {"value", f.value}});
     jp["filters"] = filters;
     jp["group_by"] = p.groupBy;
-    jp["fn"] = p.fn;
+    jp["fn"] = fn_name(p.fn);
     jp["chart"] = chartTypeName(p.chart);
     jp["unit"] = p.unit;
     jp["log_y"] = p.logY;

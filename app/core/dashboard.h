@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tally/common/label_matcher.h"
+#include "tally/common/query_fn.h"
 #include "tally/common/series_key.h"
 #include "tally/common/status.h"
 
@@ -53,10 +54,6 @@ struct TagFilter {
 
 // A compiled filter against a series' tags (the rules of TagFilter::matches()).
 bool matchesTags(const LabelMatcher& m, const Tags& tags);
-
-// The functions of docs/API.md's /api/query.
-const std::vector<std::string>& queryFunctions();
-bool isQueryFunction(std::string_view fn);
 
 struct GridRect {
   int x = 0;  // column, 0..kGridColumns-1
@@ -139,7 +136,7 @@ struct PanelSpec {
   std::string metric;
   std::vector<TagFilter> filters;
   std::vector<std::string> groupBy;
-  std::string fn = "sum";
+  Fn fn = Fn::kSum;  // tally/common/query_fn.h; the file holds its fn_name()
   ChartType chart = ChartType::Line;
   std::string unit;
   bool logY = false;

@@ -152,7 +152,7 @@ std::optional<int64_t> LiveBuffer::takeStaleCorrection() {
 
 std::optional<double> LiveBuffer::bucketValue(const std::vector<const SeriesCells*>& members,
                                               int64_t b, int64_t step, bool* partial) const {
-  const std::string& fn = m_options.fn;
+  const Fn fn = m_options.fn;
   double total = 0, sum = 0, mn = std::numeric_limits<double>::infinity(), mx = -mn;
   uint64_t count = 0;
   int seriesWithData = 0;
@@ -186,29 +186,55 @@ std::optional<double> LiveBuffer::bucketValue(const std::vector<const SeriesCell
   if (!any) return std::nullopt;
   switch (kind) {
     case Kind::kCounter:
-      if (fn == "sum" || fn == "count") return total;
-      if (fn == "rate") return total / double(step);
-      if (fn == "avg") return total / seriesWithData;
-      if (fn == "min") return minTotal;
-      if (fn == "max") return maxTotal;
-      return std::nullopt;
+      switch (fn) {
+        case Fn::kSum:
+        case Fn::kCount:
+          return total;
+        case Fn::kRate:
+          return total / double(step);
+        case Fn::kAvg:
+          return total / seriesWithData;
+        case Fn::kMin:
+          return minTotal;
+        case Fn::kMax:
+          return maxTotal;
+        default:
+          return std::nullopt;  // percentiles need a distribution
+      }
     case Kind::kGauge:
-      if (fn == "sum") return total;
-      if (fn == "count") return double(count);
-      if (fn == "avg") return count ? sum / double(count) : 0.0;
-      if (fn == "min") return mn;
-      if (fn == "max") return mx;
-      return std::nullopt;
+      switch (fn) {
+        case Fn::kSum:
+          return total;
+        case Fn::kCount:
+          return double(count);
+        case Fn::kAvg:
+          return count ? sum / double(count) : 0.0;
+        case Fn::kMin:
+          return mn;
+        case Fn::kMax:
+          return mx;
+        default:
+          return std::nullopt;  // no rate, no percentiles
+      }
     case Kind::kDistribution:
-      if (fn == "sum") return sum;
-      if (fn == "count") return double(count);
-      if (fn == "rate") return double(count) / double(step);
-      if (fn == "avg") return count ? sum / double(count) : 0.0;
-      if (fn == "min") return mn;
-      if (fn == "max") return mx;
-      if (fn == "p50") return merged.quantile(0.50);
-      if (fn == "p90") return merged.quantile(0.90);
-      if (fn == "p99") return merged.quantile(0.99);
+      switch (fn) {
+        case Fn::kSum:
+          return sum;
+        case Fn::kCount:
+          return double(count);
+        case Fn::kRate:
+          return double(count) / double(step);
+        case Fn::kAvg:
+          return count ? sum / double(count) : 0.0;
+        case Fn::kMin:
+          return mn;
+        case Fn::kMax:
+          return mx;
+        case Fn::kP50:
+        case Fn::kP90:
+        case Fn::kP99:
+          return merged.quantile(fn_quantile(fn));
+      }
       return std::nullopt;
   }
   return std::nullopt;
@@ -218,9 +244,7 @@ void LiveBuffer::mergeInto(QueryResult& r, int64_t to) const {
   const int64_t step = r.step > 0 ? r.step : 1;
   const int64_t start = std::max(bucket_start(m_coverageStart + step - 1, step), r.from);
   const int64_t end = bucket_start(to + step - 1, step);
-  const bool zeroFill =
-      (r.kind == Kind::kCounter || !r.kind) &&
-      (m_options.fn == "sum" || m_options.fn == "rate" || m_options.fn == "count");
+  const bool zeroFill = (r.kind == Kind::kCounter || !r.kind) && is_additive(m_options.fn);
   std::map<Tags, std::vector<const SeriesCells*>> groups;
   for (const auto& [key, s] : m_series) groups[s.groupTags].push_back(&s);
   for (const auto& [tags, members] : groups) {

@@ -53,7 +53,7 @@ class LiveBuffer {
     std::string metric;
     std::vector<TagFilter> filters;
     std::vector<std::string> groupBy;
-    std::string fn = "sum";
+    Fn fn = Fn::kSum;
     size_t maxCells = 2'000'000;  // bound on memory: about 100 bytes a cell
   };
 

@@ -18,32 +18,32 @@ PanelSpec panelForMetric(const std::string& metric, std::optional<Kind> kind,
   s.grid.h = 5;
   s.source = source;
   if (source.empty()) {
-    s.fn = kind == Kind::kDistribution ? "p99" : kind == Kind::kGauge ? "avg" : "rate";
+    s.fn = kind == Kind::kDistribution ? Fn::kP99 : kind == Kind::kGauge ? Fn::kAvg : Fn::kRate;
     return s;
   }
   if (kind == Kind::kDistribution && endsWith(metric, "_bucket")) {
-    s.fn = "p99";
+    s.fn = Fn::kP99;
   } else if (kind == Kind::kDistribution) {
-    s.fn = "max";  // a summary: one line per quantile (quantiles of several series do not merge)
+    s.fn = Fn::kMax;  // a summary: one line per quantile (quantiles of several series do not merge)
     s.groupBy = {"quantile"};
   } else if (kind == Kind::kGauge) {
-    s.fn = "avg";
+    s.fn = Fn::kAvg;
   } else if (kind == Kind::kCounter) {
-    s.fn = "rate";
+    s.fn = Fn::kRate;
   } else if (endsWith(metric, "_bucket")) {
     // Without metadata (VictoriaMetrics keeps none) the naming conventions say what they can.
-    s.fn = "p99";
+    s.fn = Fn::kP99;
   } else if (endsWith(metric, "_total") || endsWith(metric, "_count") || endsWith(metric, "_sum")) {
-    s.fn = "rate";
+    s.fn = Fn::kRate;
   } else {
-    s.fn = "max";
+    s.fn = Fn::kMax;
   }
   return s;
 }
 
 void retargetPanel(PanelSpec& s, const std::string& metric, const std::string& source) {
   if (s.source != source && !chartNeedsDistribution(s.chart))
-    s.fn = source.empty() ? "sum" : "rate";
+    s.fn = source.empty() ? Fn::kSum : Fn::kRate;
   if (!source.empty() && chartNeedsDistribution(s.chart)) s.chart = ChartType::Line;
   s.source = source;
   s.promql.clear();

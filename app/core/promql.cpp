@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tally/common/csv.h"
 #include "tally/common/time_bucket.h"
 
 namespace tally::dash {
@@ -139,10 +140,9 @@ std::string promSelector(std::string_view metric, const std::vector<TagFilter>& 
   return out;
 }
 
-Status promFunctionSupported(const std::string& fn, const std::string& metric,
+Status promFunctionSupported(Fn fn, const std::string& metric,
                              const std::vector<std::string>& names) {
-  if (!isQueryFunction(fn)) return Status::invalid_argument("unknown function '" + fn + "'");
-  if (fn.size() == 3 && fn[0] == 'p') {
+  if (is_percentile(fn)) {
     if (metric.ends_with("_bucket")) return Status::ok();
     if (std::find(names.begin(), names.end(), metric + "_bucket") != names.end())
       return Status::ok();
@@ -166,24 +166,31 @@ Result<std::string> buildPromQL(const PanelSpec& p, int64_t stepS) {
     return Status::invalid_argument(std::string(chartTypeName(p.chart)) +
                                     " charts need the Tally collector's distributions");
   const std::string sel = promSelector(p.metric, p.filters) + "[" + range + "]";
-  const std::string& fn = p.fn;
-  if (fn == "sum") return aggregate("sum", p.groupBy, "increase(" + sel + ")");
-  if (fn == "rate")
-    return aggregate("sum", p.groupBy, "increase(" + sel + ")") + " / " + std::to_string(stepS);
-  if (fn == "count") return aggregate("sum", p.groupBy, "count_over_time(" + sel + ")");
-  if (fn == "avg" || fn == "min" || fn == "max")
-    return aggregate(fn.c_str(), p.groupBy, fn + "_over_time(" + sel + ")");
-  if (fn == "p50" || fn == "p90" || fn == "p99") {
-    const std::string bucket = p.metric.ends_with("_bucket") ? p.metric : p.metric + "_bucket";
-    std::vector<std::string> keys = p.groupBy;
-    keys.erase(std::remove(keys.begin(), keys.end(), "le"), keys.end());
-    keys.push_back("le");
-    const char* q = fn == "p50" ? "0.5" : fn == "p90" ? "0.9" : "0.99";
-    return "histogram_quantile(" + std::string(q) + ", " +
-           aggregate("sum", keys, "rate(" + promSelector(bucket, p.filters) + "[" + range + "])") +
-           ")";
+  switch (p.fn) {
+    case Fn::kSum:
+      return aggregate("sum", p.groupBy, "increase(" + sel + ")");
+    case Fn::kRate:
+      return aggregate("sum", p.groupBy, "increase(" + sel + ")") + " / " + std::to_string(stepS);
+    case Fn::kCount:
+      return aggregate("sum", p.groupBy, "count_over_time(" + sel + ")");
+    case Fn::kAvg:
+    case Fn::kMin:
+    case Fn::kMax:
+      return aggregate(fn_name(p.fn), p.groupBy, fn_name(p.fn) + ("_over_time(" + sel + ")"));
+    case Fn::kP50:
+    case Fn::kP90:
+    case Fn::kP99: {
+      const std::string bucket = p.metric.ends_with("_bucket") ? p.metric : p.metric + "_bucket";
+      std::vector<std::string> keys = p.groupBy;
+      keys.erase(std::remove(keys.begin(), keys.end(), "le"), keys.end());
+      keys.push_back("le");
+      return "histogram_quantile(" + format_number(fn_quantile(p.fn)) + ", " +
+             aggregate("sum", keys,
+                       "rate(" + promSelector(bucket, p.filters) + "[" + range + "])") +
+             ")";
+    }
   }
-  return Status::invalid_argument("unknown function '" + fn + "'");
+  return Status::invalid_argument(std::string("unknown function '") + fn_name(p.fn) + "'");
 }
 
 PromRange promRangeFor(int64_t from, int64_t to, int64_t step) {
@@ -296,46 +303,57 @@ Result<QueryResult> parsePromMatrix(std::string_view body, int64_t step) {
   return r;
 }
 
-Result<std::map<std::string, std::string>> parsePromMetadata(std::string_view body) {
+PromType parsePromType(std::string_view name) {
+  if (name == "counter") return PromType::Counter;
+  if (name == "gauge") return PromType::Gauge;
+  if (name == "histogram") return PromType::Histogram;
+  if (name == "summary") return PromType::Summary;
+  return PromType::Other;
+}
+
+Result<PromTypes> parsePromMetadata(std::string_view body) {
   auto data = parseSuccess(body);
   if (!data) return data.status();
   if (!data->is_object()) return Status::corruption("metadata answer: \"data\" is not an object");
-  std::map<std::string, std::string> out;
+  PromTypes out;
   for (auto it = data->begin(); it != data->end(); ++it) {
     if (!it->is_array() || it->empty() || !(*it)[0].is_object()) continue;
     auto type = (*it)[0].find("type");
-    if (type != (*it)[0].end() && type->is_string()) out[it.key()] = type->get<std::string>();
+    if (type != (*it)[0].end() && type->is_string())
+      out[it.key()] = parsePromType(type->get<std::string>());
   }
   return out;
 }
 
 std::vector<MetricInfo> promMetricKinds(const std::vector<std::string>& names,
-                                        const std::map<std::string, std::string>& types) {
-  auto typeOf = [&](const std::string& n) {
+                                        const PromTypes& types) {
+  auto typeOf = [&](const std::string& n) -> std::optional<PromType> {
     auto it = types.find(n);
-    return it == types.end() ? std::string() : it->second;
+    if (it == types.end()) return std::nullopt;
+    return it->second;
   };
   std::vector<MetricInfo> out;
   out.reserve(names.size());
   for (const auto& name : names) {
     std::optional<Kind> kind;
-    const std::string t = typeOf(name);
-    if (t == "counter")
+    const std::optional<PromType> t = typeOf(name);
+    if (t == PromType::Counter)
       kind = Kind::kCounter;
-    else if (t == "gauge")
+    else if (t == PromType::Gauge)
       kind = Kind::kGauge;
-    else if (t == "summary" || t == "histogram")
+    else if (t == PromType::Summary || t == PromType::Histogram)
       kind = Kind::kDistribution;
     else
       for (const char* suffix : {"_bucket", "_count", "_sum", "_total"}) {
         if (!name.ends_with(suffix)) continue;
-        const std::string base = typeOf(name.substr(0, name.size() - std::strlen(suffix)));
-        if (std::string_view(suffix) == "_bucket" && base == "histogram")
+        const std::optional<PromType> base =
+            typeOf(name.substr(0, name.size() - std::strlen(suffix)));
+        if (std::string_view(suffix) == "_bucket" && base == PromType::Histogram)
           kind = Kind::kDistribution;
-        else if (std::string_view(suffix) == "_total" && base == "counter")
+        else if (std::string_view(suffix) == "_total" && base == PromType::Counter)
           kind = Kind::kCounter;  // OpenMetrics family
         else if ((std::string_view(suffix) == "_count" || std::string_view(suffix) == "_sum") &&
-                 (base == "histogram" || base == "summary"))
+                 (base == PromType::Histogram || base == PromType::Summary))
           kind = Kind::kCounter;
       }
     out.push_back({name, kind, 0});

@@ -33,7 +33,7 @@ std::string promSelector(std::string_view metric, const std::vector<TagFilter>& 
 
 // Whether the panel's function has a PromQL form for this metric. Percentiles need a classic
 // histogram: the metric is "x_bucket", or `names` holds "x_bucket". The error says why not.
-Status promFunctionSupported(const std::string& fn, const std::string& metric,
+Status promFunctionSupported(Fn fn, const std::string& metric,
                              const std::vector<std::string>& names);
 
 // The expression of a panel on a Prometheus source for buckets of `stepS` seconds (R = that as a
@@ -70,14 +70,20 @@ std::string promInstantQueryPath(std::string_view expr);
 Result<QueryResult> parsePromMatrix(std::string_view body, int64_t step);
 // {"status":"success","data":["a","b"]}: label names or values.
 Result<std::vector<std::string>> parsePromStrings(std::string_view body);
-// /api/v1/metadata: metric family -> Prometheus type ("counter", "gauge", "histogram", "summary").
-// VictoriaMetrics answers {} (it keeps no metadata); Prometheus knows what it scraped.
-Result<std::map<std::string, std::string>> parsePromMetadata(std::string_view body);
+// A metric family's Prometheus type, as /api/v1/metadata names it ("counter", "gauge",
+// "histogram", "summary"); Other for the types that say nothing about a dashboard kind (unknown,
+// info, stateset, gaugehistogram).
+enum class PromType { Counter, Gauge, Histogram, Summary, Other };
+PromType parsePromType(std::string_view name);
+using PromTypes = std::map<std::string, PromType>;  // metric family -> type
+// /api/v1/metadata. VictoriaMetrics answers {} (it keeps no metadata); Prometheus knows what it
+// scraped.
+Result<PromTypes> parsePromMetadata(std::string_view body);
 // Metric names with the dashboard's kinds from those types: counters (and a histogram's or
 // summary's _count and _sum) counters, gauges gauges, a histogram's _bucket series and a summary
 // distributions; nullopt when the server does not say.
 std::vector<MetricInfo> promMetricKinds(const std::vector<std::string>& names,
-                                        const std::map<std::string, std::string>& types);
+                                        const PromTypes& types);
 
 // Any answer: ok for {"status":"success","data":...}, else what is wrong.
 Status checkPromAnswer(std::string_view body);

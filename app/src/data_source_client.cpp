@@ -101,13 +101,13 @@ void CollectorSource::runPanel(const PanelQuery& q, QObject* context, Callback<P
   }
 }
 
-Status CollectorSource::supportsFunction(const std::string& fn, const std::string&,
-                                         std::optional<Kind> kind,
+Status CollectorSource::supportsFunction(Fn fn, const std::string&, std::optional<Kind> kind,
                                          const std::vector<MetricInfo>&) const {
   // A metric of unknown kind (not sent yet) may be anything: everything stays possible.
-  if (fn.starts_with('p') && kind && *kind != Kind::kDistribution)
+  if (is_percentile(fn) && kind && *kind != Kind::kDistribution)
     return Status::invalid_argument("percentiles need a distribution");
-  if (fn == "rate" && kind == Kind::kGauge) return Status::invalid_argument("a gauge has no rate");
+  if (fn == Fn::kRate && kind == Kind::kGauge)
+    return Status::invalid_argument("a gauge has no rate");
   return Status::ok();
 }
 
@@ -144,8 +144,7 @@ QString PromSource::displayName() const {
 void PromSource::fetchMetrics(MetricDetail detail, QObject* context,
                               Callback<std::vector<MetricInfo>> cb) {
   QPointer<PromClient> guard(m_client);
-  m_client->fetchMetricNames(context, [detail, context, guard,
-                                       cb](Result<std::vector<std::string>> r) {
+  auto withNames = [detail, context, guard, cb](Result<std::vector<std::string>> r) {
     if (!r) return cb(r.status());
     if (detail == MetricDetail::kNames) {
       std::vector<MetricInfo> metrics;
@@ -155,10 +154,11 @@ void PromSource::fetchMetrics(MetricDetail detail, QObject* context,
     if (!guard) return;
     // Kinds from the metadata where the server keeps it (Prometheus does, VictoriaMetrics not);
     // without it the list still comes, kinds unknown.
-    guard->fetchMetadata(context, [names = *r, cb](Result<std::map<std::string, std::string>> t) {
-      cb(promMetricKinds(names, t ? *t : std::map<std::string, std::string>{}));
+    guard->fetchMetadata(context, [names = *r, cb](Result<PromTypes> t) {
+      cb(promMetricKinds(names, t ? *t : PromTypes{}));
     });
-  });
+  };
+  m_client->fetchMetricNames(context, std::move(withNames));
 }
 
 void PromSource::fetchTags(const std::string& metric, QObject* context, Callback<TagValues> cb) {
@@ -190,7 +190,8 @@ void PromSource::runPanel(const PanelQuery& q, QObject* context, Callback<PanelA
     return cb(std::move(a));
   }
   m_client->queryRange(*expr, range, context,
-                       [metric = q.spec.metric, fn = q.spec.promql.empty() ? q.spec.fn : "promql",
+                       [metric = q.spec.metric,
+                        fn = q.spec.promql.empty() ? std::optional<Fn>(q.spec.fn) : std::nullopt,
                         range, cb](Result<QueryResult> r) {
                          if (!r) return cb(r.status());
                          r->metric = metric;
@@ -203,8 +204,7 @@ void PromSource::runPanel(const PanelQuery& q, QObject* context, Callback<PanelA
                        });
 }
 
-Status PromSource::supportsFunction(const std::string& fn, const std::string& metric,
-                                    std::optional<Kind>,
+Status PromSource::supportsFunction(Fn fn, const std::string& metric, std::optional<Kind>,
                                     const std::vector<MetricInfo>& metrics) const {
   if (metric.empty()) return Status::ok();
   std::vector<std::string> names;

@@ -78,7 +78,7 @@ class DataSourceClient : public QObject {
   // Whether the source can compute `fn` for `metric` (of `kind`, nullopt when unknown) among
   // `metrics` (what fetchMetrics listed); the error says why not.
   virtual tally::Status supportsFunction(
-      const std::string& fn, const std::string& metric, std::optional<tally::Kind> kind,
+      tally::Fn fn, const std::string& metric, std::optional<tally::Kind> kind,
       const std::vector<tally::dash::MetricInfo>& metrics) const = 0;
   // Whether a chart type can show a metric of `kind` (nullopt when unknown).
   virtual bool supportsChart(tally::dash::ChartType chart,
@@ -105,7 +105,7 @@ class CollectorSource : public DataSourceClient {
                                        int64_t step) const override;
   void runPanel(const PanelQuery& query, QObject* context, Callback<PanelAnswer> cb) override;
   tally::Status supportsFunction(
-      const std::string& fn, const std::string& metric, std::optional<tally::Kind> kind,
+      tally::Fn fn, const std::string& metric, std::optional<tally::Kind> kind,
       const std::vector<tally::dash::MetricInfo>& metrics) const override;
   bool supportsChart(tally::dash::ChartType chart, std::optional<tally::Kind> kind) const override;
 
@@ -137,7 +137,7 @@ class PromSource : public DataSourceClient {
                                        int64_t step) const override;
   void runPanel(const PanelQuery& query, QObject* context, Callback<PanelAnswer> cb) override;
   tally::Status supportsFunction(
-      const std::string& fn, const std::string& metric, std::optional<tally::Kind> kind,
+      tally::Fn fn, const std::string& metric, std::optional<tally::Kind> kind,
       const std::vector<tally::dash::MetricInfo>& metrics) const override;
   bool supportsChart(tally::dash::ChartType chart, std::optional<tally::Kind> kind) const override;
 

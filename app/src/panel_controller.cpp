@@ -330,7 +330,7 @@ std::string PanelController::csv() const {
       if (!m_spec.promql.empty())  // a raw expression (validatePanel: on a named source only)
         return seriesToCsv(m_spec.promql, "promql", visibleSeries(), shownWindow().from,
                            shownWindow().to);
-      return seriesToCsv(m_spec.metric, m_spec.fn, visibleSeries(), shownWindow().from,
+      return seriesToCsv(m_spec.metric, fn_name(m_spec.fn), visibleSeries(), shownWindow().from,
                          shownWindow().to);
   }
 }

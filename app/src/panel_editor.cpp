@@ -30,17 +30,17 @@ const ChartChoice kCharts[] = {{ChartType::Line, "Line"},
                                {ChartType::Bars, "Bars per bucket"},
                                {ChartType::Histogram, "Histogram (distribution)"},
                                {ChartType::Heatmap, "Heatmap over time (distribution)"}};
-const char* fnLabel(const std::string& fn) {
-  if (fn == "sum") return "sum";
-  if (fn == "rate") return "rate per second";
-  if (fn == "avg") return "average";
-  if (fn == "min") return "min";
-  if (fn == "max") return "max";
-  if (fn == "count") return "count";
-  if (fn == "p50") return "p50 (median)";
-  if (fn == "p90") return "p90";
-  if (fn == "p99") return "p99";
-  return fn.c_str();
+const char* fnLabel(Fn fn) {
+  switch (fn) {
+    case Fn::kRate:
+      return "rate per second";
+    case Fn::kAvg:
+      return "average";
+    case Fn::kP50:
+      return "p50 (median)";
+    default:
+      return fn_name(fn);
+  }
 }
 void setItemEnabled(QComboBox* combo, int index, bool enabled) {
   if (auto* model = qobject_cast<QStandardItemModel*>(combo->model()))
@@ -95,16 +95,13 @@ PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const Pa
 
   m_fn = new QComboBox(this);
   m_fn->setObjectName("fnCombo");
-  for (const auto& fn : queryFunctions())
-    m_fn->addItem(tr(fnLabel(fn)), QString::fromStdString(fn));
-  m_fn->setCurrentIndex(std::max(0, m_fn->findData(QString::fromStdString(spec.fn))));
+  for (Fn fn : kAllFns) m_fn->addItem(tr(fnLabel(fn)), QVariant::fromValue(fn));
+  m_fn->setCurrentIndex(std::max(0, m_fn->findData(QVariant::fromValue(spec.fn))));
 
   m_chart = new QComboBox(this);
   m_chart->setObjectName("chartCombo");
-  for (const auto& c : kCharts)
-    m_chart->addItem(tr(c.label), QString::fromLatin1(chartTypeName(c.type)));
-  m_chart->setCurrentIndex(
-      std::max(0, m_chart->findData(QString::fromLatin1(chartTypeName(spec.chart)))));
+  for (const auto& c : kCharts) m_chart->addItem(tr(c.label), QVariant::fromValue(c.type));
+  m_chart->setCurrentIndex(std::max(0, m_chart->findData(QVariant::fromValue(spec.chart))));
 
   m_title = new QLineEdit(QString::fromStdString(spec.title), this);
   m_title->setObjectName("titleEdit");
@@ -367,23 +364,20 @@ void PanelEditor::updateForKind() {
   const std::string metric = m_metric->currentText().trimmed().toStdString();
   QStringList notes;
   for (int i = 0; i < m_fn->count(); ++i) {
-    const std::string fn = m_fn->itemData(i).toString().toStdString();
+    const Fn fn = m_fn->itemData(i).value<Fn>();
     const Status st = src->supportsFunction(fn, metric, kind, m_metrics);
     setItemEnabled(m_fn, i, st.is_ok());
-    if (!f.distributions && !st && fn == "p99") {
+    if (!f.distributions && !st && fn == Fn::kP99) {
       QString why = QString::fromStdString(st.message());
       notes << why.left(1).toUpper() + why.mid(1) + '.';
     }
   }
   for (int i = 0; i < m_chart->count(); ++i) {
-    auto type = parseChartType(m_chart->itemData(i).toString().toStdString());
-    setItemEnabled(m_chart, i, src->supportsChart(*type, kind));
+    setItemEnabled(m_chart, i, src->supportsChart(m_chart->itemData(i).value<ChartType>(), kind));
   }
   if (!f.distributions) {
-    if (auto type = parseChartType(m_chart->currentData().toString().toStdString());
-        type && chartNeedsDistribution(*type))
-      m_chart->setCurrentIndex(
-          m_chart->findData(QString::fromLatin1(chartTypeName(ChartType::Line))));
+    if (chartNeedsDistribution(m_chart->currentData().value<ChartType>()))
+      m_chart->setCurrentIndex(m_chart->findData(QVariant::fromValue(ChartType::Line)));
     notes << tr("Histogram and heatmap charts need the Tally collector's distributions.");
   }
   const bool raw = f.expressions && !m_promql->text().trimmed().isEmpty();
@@ -392,8 +386,7 @@ void PanelEditor::updateForKind() {
         tr("The PromQL expression is used as written: metric, filters, group by and function are "
            "ignored."));
   m_note->setText(notes.join(' '));
-  auto type = parseChartType(m_chart->currentData().toString().toStdString());
-  const bool distChart = type && chartNeedsDistribution(*type);
+  const bool distChart = chartNeedsDistribution(m_chart->currentData().value<ChartType>());
   m_fn->setEnabled(!raw && !distChart);
   m_groupBy->setEnabled(!raw && !distChart);
   updatePreview();
@@ -434,9 +427,8 @@ PanelSpec PanelEditor::spec() const {
   for (int i = 0; i < m_groupBy->count(); ++i)
     if (m_groupBy->item(i)->checkState() == Qt::Checked)
       s.groupBy.push_back(m_groupBy->item(i)->text().toStdString());
-  s.fn = m_fn->currentData().toString().toStdString();
-  s.chart =
-      parseChartType(m_chart->currentData().toString().toStdString()).value_or(ChartType::Line);
+  s.fn = m_fn->currentData().value<Fn>();
+  s.chart = m_chart->currentData().value<ChartType>();
   s.title = m_title->text().trimmed().toStdString();
   s.unit = m_unit->text().trimmed().toStdString();
   s.logY = m_logY->isChecked();

@@ -104,9 +104,8 @@ void PromClient::fetchMetricNames(QObject* context, Callback<std::vector<std::st
                                       &parsePromStrings);
 }
 
-void PromClient::fetchMetadata(QObject* context, Callback<std::map<std::string, std::string>> cb) {
-  getParsed<std::map<std::string, std::string>>("/api/v1/metadata", context, std::move(cb),
-                                                &parsePromMetadata);
+void PromClient::fetchMetadata(QObject* context, Callback<PromTypes> cb) {
+  getParsed<PromTypes>("/api/v1/metadata", context, std::move(cb), &parsePromMetadata);
 }
 
 void PromClient::fetchLabels(const std::string& metric, QObject* context,

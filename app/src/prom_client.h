@@ -37,7 +37,7 @@ class PromClient : public QObject {
   // Metric names (/api/v1/label/__name__/values).
   void fetchMetricNames(QObject* context, Callback<std::vector<std::string>> cb);
   // Metric family -> Prometheus type (/api/v1/metadata); empty where the server keeps none.
-  void fetchMetadata(QObject* context, Callback<std::map<std::string, std::string>> cb);
+  void fetchMetadata(QObject* context, Callback<tally::dash::PromTypes> cb);
   // Label names of a metric's series, without __name__ (/api/v1/labels?match[]=metric).
   void fetchLabels(const std::string& metric, QObject* context,
                    Callback<std::vector<std::string>> cb);

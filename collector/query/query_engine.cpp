@@ -158,40 +158,6 @@ bool filter_matches(const std::vector<TagFilter>& filters, const TagsView& tags)
   return matches_all(filters, tags);
 }
 
-std::optional<Fn> parse_fn(std::string_view n) {
-  static const std::pair<std::string_view, Fn> kFns[] = {
-      {"sum", Fn::kSum}, {"rate", Fn::kRate}, {"avg", Fn::kAvg},
-      {"min", Fn::kMin}, {"max", Fn::kMax},   {"count", Fn::kCount},
-      {"p50", Fn::kP50}, {"p90", Fn::kP90},   {"p99", Fn::kP99}};
-  for (const auto& [name, fn] : kFns)
-    if (name == n) return fn;
-  return std::nullopt;
-}
-
-const char* fn_name(Fn fn) {
-  switch (fn) {
-    case Fn::kSum:
-      return "sum";
-    case Fn::kRate:
-      return "rate";
-    case Fn::kAvg:
-      return "avg";
-    case Fn::kMin:
-      return "min";
-    case Fn::kMax:
-      return "max";
-    case Fn::kCount:
-      return "count";
-    case Fn::kP50:
-      return "p50";
-    case Fn::kP90:
-      return "p90";
-    case Fn::kP99:
-      return "p99";
-  }
-  return "?";
-}
-
 std::vector<Sketch::Bin> coarsen_bins(const std::vector<Sketch::Bin>& bins, size_t max_bins) {
   if (max_bins == 0 || bins.size() <= max_bins) return bins;
   std::vector<Sketch::Bin> out;
@@ -452,8 +418,7 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
   auto m = match(q);
   if (!m) return m.status();
   const Kind kind = m->kind;
-  const bool percentile = q.fn == Fn::kP50 || q.fn == Fn::kP90 || q.fn == Fn::kP99;
-  if (percentile && kind != Kind::kDistribution)
+  if (is_percentile(q.fn) && kind != Kind::kDistribution)
     return Status::invalid_argument(std::string(fn_name(q.fn)) + " needs a distribution; '" +
                                     q.metric + "' is a " + kind_name(kind));
   if (q.fn == Fn::kRate && kind == Kind::kGauge)
@@ -475,8 +440,7 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
 
   // Counter sums, rates and counts add bucket sums and nothing else: the fast path hands each shard
   // a grid of groups x steps and never builds a bucket, a map or a sketch.
-  const bool zero_fill =
-      kind == Kind::kCounter && (q.fn == Fn::kSum || q.fn == Fn::kRate || q.fn == Fn::kCount);
+  const bool zero_fill = kind == Kind::kCounter && is_additive(q.fn);
   if (zero_fill) {
     std::vector<uint32_t> group_of(m->series.size());
     std::vector<Tags> keys;

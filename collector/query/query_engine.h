@@ -18,6 +18,7 @@
 #include "aggregate/router.h"
 #include "live_limits.h"
 #include "tally/common/label_matcher.h"
+#include "tally/common/query_fn.h"
 #include "tally/common/time_bucket.h"
 
 namespace tally::collector {
@@ -32,10 +33,6 @@ Result<TagFilter> parse_filter(std::string_view text);
 // never matches an absent tag (even `key=`).
 bool filter_matches(const std::vector<TagFilter>& filters, const Tags& tags);
 bool filter_matches(const std::vector<TagFilter>& filters, const TagsView& tags);
-
-enum class Fn { kSum, kRate, kAvg, kMin, kMax, kCount, kP50, kP90, kP99 };
-std::optional<Fn> parse_fn(std::string_view name);
-const char* fn_name(Fn fn);
 
 struct RangeQuery {
   std::string metric;

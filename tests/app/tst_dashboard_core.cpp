@@ -34,6 +34,8 @@ class TestDashboardCore : public QObject {
   Q_OBJECT
  private slots:
   void dashboardRoundTrip();
+  void panelFnInFile_data();
+  void panelFnInFile();
   void shippedDashboardsParse_data();
   void shippedDashboardsParse();
   void badDashboardRefused_data();
@@ -78,7 +80,7 @@ static Dashboard sampleDashboard() {
   p.metric = "api.errors";
   p.filters = {{"status", FilterOp::NotEq, "200"}, {"endpoint", FilterOp::Regex, "/api/.*"}};
   p.groupBy = {"endpoint"};
-  p.fn = "rate";
+  p.fn = Fn::kRate;
   p.chart = ChartType::StackedArea;
   p.unit = "req/s";
   p.logY = true;
@@ -105,6 +107,34 @@ void TestDashboardCore::dashboardRoundTrip() {
   QVERIFY(custom.has_value());
   QVERIFY(custom->range.isCustom());
   QCOMPARE(*custom->range.from, int64_t(1700000000));
+}
+
+// A panel's function is written as the API names it, so saved files read the same as before the
+// dashboard held functions as an enum.
+void TestDashboardCore::panelFnInFile_data() {
+  QTest::addColumn<int>("fn");
+  QTest::addColumn<QString>("text");
+  QTest::newRow("sum") << int(Fn::kSum) << "sum";
+  QTest::newRow("rate") << int(Fn::kRate) << "rate";
+  QTest::newRow("avg") << int(Fn::kAvg) << "avg";
+  QTest::newRow("min") << int(Fn::kMin) << "min";
+  QTest::newRow("max") << int(Fn::kMax) << "max";
+  QTest::newRow("count") << int(Fn::kCount) << "count";
+  QTest::newRow("p50") << int(Fn::kP50) << "p50";
+  QTest::newRow("p90") << int(Fn::kP90) << "p90";
+  QTest::newRow("p99") << int(Fn::kP99) << "p99";
+}
+
+void TestDashboardCore::panelFnInFile() {
+  QFETCH(int, fn);
+  QFETCH(QString, text);
+  Dashboard d = sampleDashboard();
+  d.panels[0].fn = static_cast<Fn>(fn);
+  const std::string file = serializeDashboard(d);
+  QVERIFY2(file.find("\"fn\": \"" + text.toStdString() + "\"") != std::string::npos, file.c_str());
+  auto back = parseDashboard(file);
+  QVERIFY2(back.has_value(), back.status().message().c_str());
+  QCOMPARE(back->panels[0].fn, static_cast<Fn>(fn));
 }
 
 void TestDashboardCore::shippedDashboardsParse_data() {
@@ -230,7 +260,7 @@ void TestDashboardCore::queryPathEncodes() {
   r.metric = "api.errors";
   r.filters = {{"endpoint", FilterOp::Regex, "/api/.*"}, {"status", FilterOp::NotEq, "200"}};
   r.groupBy = {"endpoint", "status"};
-  r.fn = "rate";
+  r.fn = Fn::kRate;
   r.from = 100;
   r.to = 200;
   r.step = 10;
@@ -392,7 +422,7 @@ void TestDashboardCore::panelForMetricDefaults() {
       panelForMetric(metric.toStdString(), parse_kind(kind.toStdString()), source.toStdString());
   QCOMPARE(QString::fromStdString(s.metric), metric);
   QCOMPARE(QString::fromStdString(s.source), source);
-  QCOMPARE(QString::fromStdString(s.fn), fn);
+  QCOMPARE(QString::fromLatin1(fn_name(s.fn)), fn);
   QCOMPARE(s.groupBy.empty() ? QString() : QString::fromStdString(s.groupBy[0]), groupBy);
   QCOMPARE(s.grid.h, 5);
 }
@@ -400,25 +430,25 @@ void TestDashboardCore::panelForMetricDefaults() {
 void TestDashboardCore::retargetPanelKeepsOnlyWhatFits() {
   PanelSpec s;
   s.metric = "api.latency";
-  s.fn = "p90";
+  s.fn = Fn::kP90;
   s.chart = ChartType::Heatmap;
   s.filters = {{"region", FilterOp::Eq, "eu"}};
   s.groupBy = {"region"};
   s.title = "Latency";
   retargetPanel(s, "api.latency2", "");  // same source, distribution chart: fn stays
-  QCOMPARE(s.fn, std::string("p90"));
+  QCOMPARE(s.fn, Fn::kP90);
   QVERIFY(s.chart == ChartType::Heatmap);
   QVERIFY(s.filters.empty() && s.groupBy.empty() && s.title.empty());
   retargetPanel(s, "lat_bucket", "vm");  // no distribution charts there: a line
   QVERIFY(s.chart == ChartType::Line);
-  QCOMPARE(s.fn, std::string("p90"));  // the chart fixed it when the source changed
+  QCOMPARE(s.fn, Fn::kP90);  // the chart fixed it when the source changed
   QCOMPARE(s.source, std::string("vm"));
   s.promql = "up";
   retargetPanel(s, "api.errors", "");  // back to the collector: its sum
-  QCOMPARE(s.fn, std::string("sum"));
+  QCOMPARE(s.fn, Fn::kSum);
   QVERIFY(s.promql.empty());
   retargetPanel(s, "req_total", "vm");
-  QCOMPARE(s.fn, std::string("rate"));
+  QCOMPARE(s.fn, Fn::kRate);
 }
 
 void TestDashboardCore::csvEscapesAndRoundTrips() {
@@ -642,7 +672,7 @@ void TestDashboardCore::liveBatchRoundTrip() {
 
 void TestDashboardCore::liveReplacesBucketValues() {
   LiveBuffer buf;
-  buf.reset({"user.signup", {}, {}, "sum"}, 1000);
+  buf.reset({"user.signup", {}, {}, Fn::kSum}, 1000);
   QueryResult r;
   r.kind = Kind::kCounter;
   r.step = 1;
@@ -681,7 +711,7 @@ void TestDashboardCore::liveReplacesBucketValues() {
 
 void TestDashboardCore::liveGroupsAndAggregates() {
   LiveBuffer buf;
-  buf.reset({"user.signup", {{"region", FilterOp::NotEq, "ap"}}, {"region"}, "sum"}, 1000);
+  buf.reset({"user.signup", {{"region", FilterOp::NotEq, "ap"}}, {"region"}, Fn::kSum}, 1000);
   for (int64_t t = 1000; t < 1010; ++t) {
     buf.apply(counterUpdate("eu", t, 1));
     buf.apply(counterUpdate("us", t, 2));
@@ -699,9 +729,9 @@ void TestDashboardCore::liveGroupsAndAggregates() {
   QCOMPARE(r.series[1].points.back(), (Point{1005, 10}));
   // rate and avg follow the API table.
   LiveBuffer rate;
-  rate.reset({"user.signup", {}, {}, "rate"}, 1000);
+  rate.reset({"user.signup", {}, {}, Fn::kRate}, 1000);
   LiveBuffer avg;
-  avg.reset({"user.signup", {}, {}, "avg"}, 1000);
+  avg.reset({"user.signup", {}, {}, Fn::kAvg}, 1000);
   for (int64_t t = 1000; t < 1010; ++t)
     for (const char* region : {"eu", "us"}) {
       rate.apply(counterUpdate(region, t, region[0] == 'e' ? 1 : 3));
@@ -717,7 +747,7 @@ void TestDashboardCore::liveGroupsAndAggregates() {
 
 void TestDashboardCore::liveCorrectionBeforeCoverageAsksForRequery() {
   LiveBuffer buf;
-  buf.reset({"user.signup", {}, {}, "sum"}, 1000);
+  buf.reset({"user.signup", {}, {}, Fn::kSum}, 1000);
   QVERIFY(buf.apply(counterUpdate("eu", 990, 3, LiveUpdate::State::Correction)));
   auto stale = buf.takeStaleCorrection();
   QVERIFY(stale.has_value());
@@ -728,7 +758,7 @@ void TestDashboardCore::liveCorrectionBeforeCoverageAsksForRequery() {
 
 void TestDashboardCore::livePercentilesFromMergedSketch() {
   LiveBuffer buf;
-  buf.reset({"api.latency_ms", {}, {}, "p90"}, 1000);
+  buf.reset({"api.latency_ms", {}, {}, Fn::kP90}, 1000);
   Sketch all;
   for (int64_t t = 1000; t < 1010; ++t) {
     auto s = std::make_shared<Sketch>();
@@ -756,7 +786,7 @@ void TestDashboardCore::livePercentilesFromMergedSketch() {
 
 void TestDashboardCore::liveBoundedMemory() {
   LiveBuffer buf;
-  buf.reset({"user.signup", {}, {}, "sum", 1000}, 0);
+  buf.reset({"user.signup", {}, {}, Fn::kSum, 1000}, 0);
   for (int64_t t = 0; t < 5000; ++t) buf.apply(counterUpdate("eu", t, 1));
   QVERIFY(buf.cellCount() <= 1000);
   QVERIFY(buf.coverageStart() > 0);

@@ -171,8 +171,9 @@ void TestDashboardIntegration::panelFromEditorHoldsApiNumbers() {
   for (int i = 0; i < editor.groupByList()->count(); ++i)
     if (editor.groupByList()->item(i)->text() == "endpoint")
       editor.groupByList()->item(i)->setCheckState(Qt::Checked);
-  editor.fnCombo()->setCurrentIndex(editor.fnCombo()->findData("sum"));
-  editor.chartCombo()->setCurrentIndex(editor.chartCombo()->findData("line"));
+  editor.fnCombo()->setCurrentIndex(editor.fnCombo()->findData(QVariant::fromValue(Fn::kSum)));
+  editor.chartCombo()->setCurrentIndex(
+      editor.chartCombo()->findData(QVariant::fromValue(ChartType::Line)));
   editor.accept();
   QCOMPARE(editor.result(), int(QDialog::Accepted));
   const PanelSpec spec = editor.spec();
@@ -436,7 +437,7 @@ void TestDashboardIntegration::headlessExitCodes() {
   Dashboard d;
   PanelSpec bad;
   bad.metric = "queue.depth";
-  bad.fn = "rate";  // not defined for gauges
+  bad.fn = Fn::kRate;  // not defined for gauges
   d.panels = {bad};
   QFile f(dir.filePath("bad.json"));
   QVERIFY(f.open(QIODevice::WriteOnly));

@@ -389,7 +389,7 @@ void TestDashboardPrometheus::panelSeriesEqualLoadedSamples() {
   spec.metric = metric.toStdString();
   spec.filters = filters;
   spec.groupBy = groupBy;
-  spec.fn = fn.toStdString();
+  spec.fn = parse_fn(fn.toStdString()).value();
   spec.promql = promql.toStdString();
   PanelController c(nullptr, nullptr);
   QVERIFY(runQuery(c, spec, m_t0, m_t0 + 60 * kMinutes));
@@ -444,25 +444,26 @@ void TestDashboardPrometheus::metricListAndLabelCompletion() {
   QCOMPARE(row.value->count(), 2);
   row.op->setCurrentText("!~");
   row.value->setCurrentIndex(row.value->findText("/b"));
-  editor.fnCombo()->setCurrentIndex(editor.fnCombo()->findData("rate"));
+  editor.fnCombo()->setCurrentIndex(editor.fnCombo()->findData(QVariant::fromValue(Fn::kRate)));
   QCOMPARE(editor.promqlPreview()->text(),
            QStringLiteral("At a 1m step: sum (increase(req_total{path!~\"/b\"}[1m])) / 60"));
   // Percentiles of a counter have no PromQL form: disabled, and the note says why.
   auto* model = qobject_cast<QStandardItemModel*>(editor.fnCombo()->model());
-  QVERIFY(!model->item(editor.fnCombo()->findData("p99"))->isEnabled());
+  QVERIFY(!model->item(editor.fnCombo()->findData(QVariant::fromValue(Fn::kP99)))->isEnabled());
   QVERIFY2(editor.noteLabel()->text().contains("Percentiles need a Prometheus histogram"),
            qPrintable(editor.noteLabel()->text()));
   auto* charts = qobject_cast<QStandardItemModel*>(editor.chartCombo()->model());
-  QVERIFY(!charts->item(editor.chartCombo()->findData("heatmap"))->isEnabled());
+  QVERIFY(!charts->item(editor.chartCombo()->findData(QVariant::fromValue(ChartType::Heatmap)))
+               ->isEnabled());
   editor.metricCombo()->setCurrentIndex(editor.metricCombo()->findText("lat_bucket"));
-  QVERIFY(model->item(editor.fnCombo()->findData("p99"))->isEnabled());
+  QVERIFY(model->item(editor.fnCombo()->findData(QVariant::fromValue(Fn::kP99)))->isEnabled());
   editor.metricCombo()->setCurrentIndex(editor.metricCombo()->findText("req_total"));
   editor.accept();
   QCOMPARE(editor.result(), int(QDialog::Accepted));
   const PanelSpec out = editor.spec();
   QCOMPARE(QString::fromStdString(out.source), QStringLiteral("vm"));
   QCOMPARE(out.filters, (std::vector<TagFilter>{{"path", FilterOp::NotRegex, "/b"}}));
-  QCOMPARE(QString::fromStdString(out.fn), QStringLiteral("rate"));
+  QCOMPARE(out.fn, Fn::kRate);
 }
 
 void TestDashboardPrometheus::errorsShowInThePanel() {
@@ -579,7 +580,7 @@ void TestDashboardPrometheus::headersAreSentAndHttpErrorsShown() {
   PanelSpec spec;
   spec.source = "auth";
   spec.metric = "up";
-  spec.fn = "max";
+  spec.fn = Fn::kMax;
   PanelController c(nullptr, nullptr);
   c.setDataSources(&sources);
   QSignalSpy done(&c, &PanelController::queryFinished);
@@ -696,19 +697,18 @@ void TestDashboardPrometheus::headlessExportMixesCollectorAndVictoriaMetrics() {
   viaProm.setSources({{"tally", collector.url().toString().toStdString(), {}, 1}});
   {
     QEventLoop loop;
-    std::map<std::string, std::string> types;
-    viaProm.client("tally")->fetchMetadata(&loop,
-                                           [&](Result<std::map<std::string, std::string>> r) {
-                                             if (r) types = *r;
-                                             loop.quit();
-                                           });
+    PromTypes types;
+    viaProm.client("tally")->fetchMetadata(&loop, [&](Result<PromTypes> r) {
+      if (r) types = *r;
+      loop.quit();
+    });
     loop.exec();
     const auto kinds = promMetricKinds({"api_errors"}, types);
     QVERIFY(kinds[0].kind == Kind::kCounter);
     PanelSpec spec;
     spec.source = "tally";
     spec.metric = "api_errors";
-    spec.fn = "sum";
+    spec.fn = Fn::kSum;
     PanelController c(nullptr, nullptr);
     c.setDataSources(&viaProm);
     TimeRangeSpec range;
@@ -791,24 +791,24 @@ void TestDashboardPrometheus::prometheusServerAnswersTheSamePanels() {
            qPrintable(dialog.testResult()->text()));
 
   struct Case {
-    const char* fn;
+    Fn fn;
     const char* promql;
     Expected expected;
   };
   const std::vector<Case> cases = {
-      {"max",
+      {Fn::kMax,
        "",
        {{"room=x", perMinute(m_t0, [](int k) { return over6(k, tempX, "max"); })},
         {"room=y", perMinute(m_t0, [](int k) { return over6(k, tempY, "max"); })}}},
-      {"min",
+      {Fn::kMin,
        "",
        {{"room=x", perMinute(m_t0, [](int k) { return over6(k, tempX, "min"); })},
         {"room=y", perMinute(m_t0, [](int k) { return over6(k, tempY, "min"); })}}},
-      {"count",
+      {Fn::kCount,
        "",
        {{"room=x", perMinute(m_t0, [](int) { return 6.0; })},
         {"room=y", perMinute(m_t0, [](int) { return 6.0; })}}},
-      {"sum",
+      {Fn::kSum,
        "sum(count_over_time(temp[$__interval]))",
        {{"", perMinute(m_t0, [](int) { return 12.0; })}}},
   };
@@ -912,7 +912,7 @@ void TestDashboardPrometheus::mainWindowOpensBrowsesAndSavesSources() {
   QCOMPARE(w.canvas()->panels().size(), 3);
   const PanelSpec added = w.canvas()->panels()[2]->spec();
   QCOMPARE(QString::fromStdString(added.source), QStringLiteral("vm"));
-  QCOMPARE(QString::fromStdString(added.fn), QStringLiteral("rate"));
+  QCOMPARE(added.fn, Fn::kRate);
 
   // Saved and read back: the sources and the panels' sources survive.
   const QString saved = dir.filePath("saved.json");

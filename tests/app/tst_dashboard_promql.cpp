@@ -146,7 +146,7 @@ void TestDashboardPromQL::promqlFromPanel() {
   p.metric = metric.toStdString();
   p.filters = filters;
   p.groupBy = groupBy;
-  p.fn = fn.toStdString();
+  p.fn = parse_fn(fn.toStdString()).value();
   p.promql = promql.toStdString();
   auto e = buildPromQL(p, 60);
   QVERIFY2(e.has_value(), e.status().message().c_str());
@@ -211,9 +211,6 @@ void TestDashboardPromQL::unsupportedFunctions_data() {
   QTest::newRow("p90 of _bucket") << "p90"
                                   << "lat_bucket"
                                   << "";
-  QTest::newRow("unknown") << "median"
-                           << "lat"
-                           << "unknown function 'median'";
 }
 
 void TestDashboardPromQL::unsupportedFunctions() {
@@ -221,7 +218,8 @@ void TestDashboardPromQL::unsupportedFunctions() {
   QFETCH(QString, metric);
   QFETCH(QString, error);
   const std::vector<std::string> names = {"req_total", "lat_bucket", "lat_count", "lat_sum"};
-  Status st = promFunctionSupported(fn.toStdString(), metric.toStdString(), names);
+  Status st =
+      promFunctionSupported(parse_fn(fn.toStdString()).value(), metric.toStdString(), names);
   if (error.isEmpty())
     QVERIFY2(st.is_ok(), st.message().c_str());
   else
@@ -362,6 +360,10 @@ void TestDashboardPromQL::metricKindsFromMetadata() {
     "odd":[]}})");
   QVERIFY2(types.has_value(), types.status().message().c_str());
   QCOMPARE(types->size(), size_t(4));
+  QCOMPARE(types->at("rpc_seconds"), PromType::Histogram);
+  QCOMPARE(types->at("api_latency_ms"), PromType::Summary);
+  QCOMPARE(parsePromType("gaugehistogram"), PromType::Other);  // no dashboard kind of its own
+  QCOMPARE(parsePromType("Counter"), PromType::Other);         // the names are lower case
   const std::vector<std::string> names = {
       "http_requests_total", "queue_depth",    "rpc_seconds_bucket",   "rpc_seconds_count",
       "rpc_seconds_sum",     "api_latency_ms", "api_latency_ms_count", "odd",
@@ -395,7 +397,7 @@ void TestDashboardPromQL::dataSourcesRoundTrip() {
   vm.metric = "api_errors";
   vm.filters = {{"status", FilterOp::NotRegex, "2.."}};
   vm.groupBy = {"endpoint"};
-  vm.fn = "rate";
+  vm.fn = Fn::kRate;
   vm.grid = {6, 0, 6, 4};
   PanelSpec raw;
   raw.source = "mimir";

@@ -73,7 +73,7 @@ Dashboard dashboardOn(const QString& url, const std::string& token) {
   PanelSpec p;
   p.source = "auth";
   p.metric = "up";
-  p.fn = "max";
+  p.fn = tally::Fn::kMax;
   d.panels.push_back(p);
   return d;
 }
@@ -247,7 +247,7 @@ class TestDashboardSecrets : public QObject {
     QVERIFY2(c.error().contains("header Authorization: its secret value is not in this machine's "
                                 "secret store"),
              qPrintable(c.error()));
-    QTest::qWait(200);
+    QTest::qWait(200);  // a negative check: a request sent anyway would have arrived by now
     QCOMPARE(other.requests.size(), 0);
     QCOMPARE(server.requests.size(), 0);
   }
@@ -328,7 +328,7 @@ class TestDashboardSecrets : public QObject {
           panel->controller()->error().contains(
               "nothing sent: you chose not to send this source's headers to " + server.hostPort()),
           qPrintable(panel->controller()->error()));
-      QTest::qWait(300);
+      QTest::qWait(300);  // a negative check: a request sent anyway would have arrived by now
       QCOMPARE(server.requests.size(), 0);
     }
     // Opened again: asked again only if it was not allowed.

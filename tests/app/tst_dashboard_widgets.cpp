@@ -230,7 +230,7 @@ void TestDashboardWidgets::chartTypesRenderAndExport() {
   PanelSpec s;
   s.metric = chart == "histogram" || chart == "heatmap" ? "api.latency_ms" : "user.signup";
   s.chart = *parseChartType(chart.toStdString());
-  s.fn = fn.toStdString();
+  s.fn = parse_fn(fn.toStdString()).value();
   s.groupBy = {"region"};
   s.unit = "ms";
   panel.setSpec(s);
@@ -446,7 +446,7 @@ void TestDashboardWidgets::queryErrorShowsInPanel() {
   QSignalSpy done(panel.controller(), &PanelController::queryFinished);
   PanelSpec s;
   s.metric = "queue.depth";
-  s.fn = "rate";
+  s.fn = Fn::kRate;
   panel.setSpec(s);
   QVERIFY(done.wait(5000));
   QCOMPARE(done.first().first().toBool(), false);
@@ -638,8 +638,9 @@ void TestDashboardWidgets::editorBuildsSpecFromWidgets() {
   for (int i = 0; i < editor.groupByList()->count(); ++i)
     if (editor.groupByList()->item(i)->text() == "endpoint")
       editor.groupByList()->item(i)->setCheckState(Qt::Checked);
-  editor.fnCombo()->setCurrentIndex(editor.fnCombo()->findData("rate"));
-  editor.chartCombo()->setCurrentIndex(editor.chartCombo()->findData("bars"));
+  editor.fnCombo()->setCurrentIndex(editor.fnCombo()->findData(QVariant::fromValue(Fn::kRate)));
+  editor.chartCombo()->setCurrentIndex(
+      editor.chartCombo()->findData(QVariant::fromValue(ChartType::Bars)));
   editor.titleEdit()->setText("Errors");
   editor.unitEdit()->setText("/s");
   editor.logYCheck()->setChecked(true);
@@ -649,13 +650,14 @@ void TestDashboardWidgets::editorBuildsSpecFromWidgets() {
   QCOMPARE(s.filters[0], (TagFilter{"status", FilterOp::NotEq, "503"}));
   QCOMPARE(s.filters[1], (TagFilter{"endpoint", FilterOp::Regex, "/(cart|login)"}));
   QCOMPARE(s.groupBy, std::vector<std::string>{"endpoint"});
-  QCOMPARE(s.fn, std::string("rate"));
+  QCOMPARE(s.fn, Fn::kRate);
   QCOMPARE(s.chart, ChartType::Bars);
   QCOMPARE(s.title, std::string("Errors"));
   QVERIFY(s.logY);
   // Percentiles are not offered for a counter.
   auto* model = qobject_cast<QStandardItemModel*>(editor.fnCombo()->model());
-  QVERIFY(model && !model->item(editor.fnCombo()->findData("p99"))->isEnabled());
+  QVERIFY(model &&
+          !model->item(editor.fnCombo()->findData(QVariant::fromValue(Fn::kP99)))->isEnabled());
   editor.accept();
   QCOMPARE(editor.result(), int(QDialog::Accepted));
 }
@@ -727,7 +729,15 @@ void TestDashboardWidgets::liveSubscriberDeliversExactTopicsOnly() {
                liveFrame("user.signup", "eu", 100, 1, LiveUpdate::State::Partial)),
        spy.size() > 0),
       5000);
-  QTest::qWait(300);  // the last probes arrive
+  // Probes still on their way would count below: a marker (time 99, the probes are at 100) goes
+  // after them on the same ordered connection, and once it is in, so is every probe.
+  int64_t lastTime = -1;
+  connect(&sub, &LiveSubscriber::updatesReceived, &sub,
+          [&lastTime](const QString&, const std::vector<LiveUpdate>& updates) {
+            if (!updates.empty()) lastTime = updates.back().time;
+          });
+  publish(pub, "user.signup", liveFrame("user.signup", "eu", 99, 1, LiveUpdate::State::Partial));
+  QTRY_COMPARE_WITH_TIMEOUT(lastTime, int64_t(99), 5000);
   spy.clear();
   const quint64 bad = sub.badFrames();
   publish(pub, "user.signup.extra",
@@ -880,7 +890,7 @@ void TestDashboardWidgets::missingBucketsAreGapsNotLines() {
   panel.controller()->setRange(fixedRange(100));
   PanelSpec spec;
   spec.metric = "queue.depth";
-  spec.fn = "avg";
+  spec.fn = Fn::kAvg;
   panel.setSpec(spec);
   QVERIFY(done.wait(5000));
   panel.flushRedraw();
@@ -1067,7 +1077,7 @@ void TestDashboardWidgets::distinctColoursAndFilterInTitle() {
   QCOMPARE(colours.size(), 40);
   PanelSpec s;
   s.metric = "api.errors";
-  s.fn = "rate";
+  s.fn = Fn::kRate;
   s.filters = {{"status", FilterOp::Eq, "500"}};
   s.groupBy = {"endpoint"};
   QCOMPARE(s.displayTitle(), std::string("rate(api.errors{status=500}) by endpoint"));

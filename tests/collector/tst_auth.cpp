@@ -178,7 +178,9 @@ class TestAuth : public QObject {
     (void)dealer.send(zmq::str_buffer("not a batch"), zmq::send_flags::dontwait);
     QVERIFY(eventually([&] { return refused(c, "ingest", "handshake") == 1; }));
     QVERIFY(eventually([&] { return refused(c, "live", "handshake") == 1; }));
-    QTest::qWait(500);  // nothing more arrives late
+    // A negative check: a second refusal (a retried handshake, a double count) would come within
+    // half a second, so this wait is the test, not a wait for something to happen.
+    QTest::qWait(500);
     QCOMPARE(refused(c, "ingest", "handshake"), 1.0);
     QCOMPARE(refused(c, "live", "handshake"), 1.0);
     QCOMPARE(refused(c, "ingest", "key"), 0.0);
@@ -191,7 +193,7 @@ class TestAuth : public QObject {
     keyed.connect(c.ingest());
     (void)keyed.send(zmq::str_buffer("not a batch"), zmq::send_flags::dontwait);
     QVERIFY(eventually([&] { return refused(c, "ingest", "key") == 1; }));
-    QTest::qWait(500);
+    QTest::qWait(500);  // a negative check, as above: no second key refusal, no handshake one
     QCOMPARE(refused(c, "ingest", "key"), 1.0);
     QCOMPARE(refused(c, "ingest", "handshake"), 1.0);
     // The log says so, at the bounded rate of every refusal.
@@ -207,12 +209,19 @@ class TestAuth : public QObject {
 
   // A key file added to the directory is allowed after SIGHUP (and not before).
   void curveKeysReloadOnSighup() {
+    const QString log = dir_.path() + "/sighup.log";
+    QFile::remove(log);
+    auto reloaded = [&] {
+      QFile f(log);
+      return f.open(QIODevice::ReadOnly) && f.readAll().contains("event=reloaded");
+    };
     CollectorProcess c;
-    QVERIFY(c.start({"--config", curve_config()}));
+    QVERIFY(c.start({"--config", curve_config("log_file = \"" + log.toStdString() + "\"\n")}));
     send_counts(c.ingest(), "auth.before_reload", keys_of(other_), std::chrono::milliseconds(1500));
+    QVERIFY(!reloaded());
     QVERIFY(QFile::copy(key_base("other") + ".key", dir_.path() + "/clients/other.key"));
     ::kill(c.pid(), SIGHUP);
-    QTest::qWait(500);
+    QVERIFY(eventually(reloaded));  // the new key is allowed once the reload is logged
     send_counts(c.ingest(), "auth.after_reload", keys_of(other_), std::chrono::milliseconds(5000));
     QVERIFY(eventually([&] { return series_of(c, "auth.after_reload") == 1; }));
     QCOMPARE(series_of(c, "auth.before_reload"), size_t(0));

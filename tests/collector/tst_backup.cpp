@@ -35,6 +35,20 @@ int64_t stored_total(const CollectorProcess& c, int step) {
   return static_cast<int64_t>(total(q));
 }
 
+// The name of the write-ahead log's oldest segment ("<first lsn>.log", zero-padded, so names
+// sort as their LSNs do); "" when there is none or the directory changed under the listing.
+std::string oldest_segment(const CollectorProcess& c) {
+  std::string oldest;
+  std::error_code ec;
+  fs::directory_iterator it(fs::path(c.data_dir().toStdString()) / "wal", ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const fs::path& p = it->path();
+    if (p.extension() == ".log" && (oldest.empty() || p.filename().string() < oldest))
+      oldest = p.filename().string();
+  }
+  return ec ? std::string() : oldest;
+}
+
 }  // namespace
 
 class TestBackup : public QObject {
@@ -127,11 +141,17 @@ void TestBackup::backupDuringIngestRestoresExactly() {
       auto ack = p.send(b);
       if (!ack || ack->code() != wire::Ack::OK) return;  // the test's checks below then fail
       acked.store(static_cast<int64_t>(seq));
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));  // paces the load
     }
   });
   QVERIFY(eventually([&] { return acked.load() >= 300; }));
-  std::this_thread::sleep_for(std::chrono::seconds(3));  // the log is cut behind checkpoints
+  // The log is cut behind checkpoints: the backup starts once the oldest segment has gone.
+  const std::string first = oldest_segment(a);
+  QVERIFY(!first.empty());
+  QVERIFY(eventually([&] {
+    const std::string now = oldest_segment(a);
+    return !now.empty() && now > first;
+  }));
   const int64_t before = acked.load();
   const Run r = run_tally_cli({"--collector", url(a), "backup", backup});
   const int64_t after = acked.load();

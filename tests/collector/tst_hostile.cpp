@@ -649,6 +649,8 @@ void TestHostile::thousandsOfIdleAndSlowConnectionsAreShed() {
             .count();
     return std::make_tuple(r ? r->status : 0, r ? r->body : std::string(), ms);
   };
+  // Paces the test, not a wait for a state: the flood holds every connection slot for a while
+  // before /healthz is asked, and the three asks spread over it.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   for (int k = 0; k < 3; ++k) {
     auto [status, body, ms] = timed_get("/healthz");

@@ -379,7 +379,7 @@ void TestReload::remoteWriteMovesToANewReceiverWithoutLossOrDouble() {
     bb.count(1, now_s(), v);
     QCOMPARE(p.send(bb.b)->code(), wire::Ack::OK);
     sent += v;
-    QThread::msleep(300);
+    QThread::msleep(300);  // paces the sends: they spread over several 1 s buckets
   };
   const std::string series = "__name__=rl_fwd,instance=rl,";
   for (int i = 1; i <= 4; ++i) send_second(i);
@@ -428,7 +428,7 @@ void TestReload::remoteWriteTurnsOnAndOff() {
     bb.count(1, now_s(), 10 * seq);
     QCOMPARE(p.send(bb.b)->code(), wire::Ack::OK);
     sent += 10 * seq;
-    QThread::msleep(300);
+    QThread::msleep(300);  // paces the sends: they spread over several 1 s buckets
   }
   const std::string series = "__name__=rl_onoff,instance=rl,";
   QVERIFY(eventually([&] { return a.increase(series) == sent; }));

@@ -10,6 +10,7 @@
 #include "tally/common/csv.h"
 #include "tally/common/label_matcher.h"
 #include "tally/common/name_mapping.h"
+#include "tally/common/query_fn.h"
 #include "tally/common/series_key.h"
 #include "tally/common/sketch.h"
 #include "tally/common/status.h"
@@ -58,6 +59,10 @@ class TestCommon : public QObject {
   void labelMatcher_data();
   void labelMatcher();
   void labelMatcherRegexIsLinearTime();
+  void queryFn_data();
+  void queryFn();
+  void queryFnRejects_data();
+  void queryFnRejects();
 };
 
 void TestCommon::metricName_data() {
@@ -693,6 +698,53 @@ void TestCommon::labelMatcherRegexIsLinearTime() {
   QVERIFY(!m->matches(value));
   QVERIFY(m->matches(value + "b"));
   QVERIFY2(t.elapsed() < 2000, qPrintable(QString::number(t.elapsed()) + " ms"));
+}
+
+// Every function's name parses back to it; the names are the API's and the dashboard file's.
+void TestCommon::queryFn_data() {
+  QTest::addColumn<QString>("name");
+  QTest::addColumn<int>("fn");
+  QTest::addColumn<bool>("percentile");
+  QTest::addColumn<double>("quantile");
+  QTest::newRow("sum") << "sum" << int(Fn::kSum) << false << 0.0;
+  QTest::newRow("rate") << "rate" << int(Fn::kRate) << false << 0.0;
+  QTest::newRow("avg") << "avg" << int(Fn::kAvg) << false << 0.0;
+  QTest::newRow("min") << "min" << int(Fn::kMin) << false << 0.0;
+  QTest::newRow("max") << "max" << int(Fn::kMax) << false << 0.0;
+  QTest::newRow("count") << "count" << int(Fn::kCount) << false << 0.0;
+  QTest::newRow("p50") << "p50" << int(Fn::kP50) << true << 0.5;
+  QTest::newRow("p90") << "p90" << int(Fn::kP90) << true << 0.9;
+  QTest::newRow("p99") << "p99" << int(Fn::kP99) << true << 0.99;
+}
+
+void TestCommon::queryFn() {
+  QFETCH(QString, name);
+  QFETCH(int, fn);
+  QFETCH(bool, percentile);
+  QFETCH(double, quantile);
+  const Fn f = static_cast<Fn>(fn);
+  QCOMPARE(QString::fromLatin1(fn_name(f)), name);
+  auto parsed = parse_fn(name.toStdString());
+  QVERIFY(parsed.has_value());
+  QCOMPARE(int(*parsed), fn);
+  QCOMPARE(is_percentile(f), percentile);
+  if (percentile) QCOMPARE(fn_quantile(f), quantile);
+  QVERIFY(std::find(std::begin(kAllFns), std::end(kAllFns), f) != std::end(kAllFns));
+}
+
+void TestCommon::queryFnRejects_data() {
+  QTest::addColumn<QString>("name");
+  QTest::newRow("empty") << "";
+  QTest::newRow("upper case") << "SUM";
+  QTest::newRow("median") << "median";
+  QTest::newRow("p95") << "p95";
+  QTest::newRow("trailing space") << "rate ";
+  QTest::newRow("promql") << "promql";
+}
+
+void TestCommon::queryFnRejects() {
+  QFETCH(QString, name);
+  QVERIFY(!parse_fn(name.toStdString()).has_value());
 }
 
 QTEST_APPLESS_MAIN(TestCommon)

@@ -196,7 +196,7 @@ void TestSdk::withheldAckIsResentWithSameSeq() {
   QVERIFY(!client.flush(300ms));
   QCOMPARE(deliveries_of(collector, 1), size_t(1));
   clock.advance_ms(1999);
-  QTest::qWait(50);
+  QTest::qWait(50);  // a negative check: a resend now would reach the collector within this
   QCOMPARE(deliveries_of(collector, 1), size_t(1));  // not before the ack timeout
   clock.advance_ms(1);
   QVERIFY(client.flush(5s));
@@ -271,7 +271,7 @@ void TestSdk::slowCollectorGetsOneBatchInFlight() {
     QVERIFY(!client.flush(0ms));
     QTRY_COMPARE(client.stats().batches_sent, uint64_t(i + 1));
   }
-  QTest::qWait(200);  // what would have been sent is sent by now
+  QTest::qWait(200);  // a negative check: what would have been sent is sent by now
   QCOMPARE(collector.received_count(), size_t(1));
   QCOMPARE(client.stats().batches_in_flight, uint64_t(1));
   hold.store(false);
@@ -303,12 +303,12 @@ void TestSdk::resendsBackOffExponentially() {
   clock.advance_ms(2000);
   QTRY_COMPARE(deliveries_of(collector, 1), size_t(2));
   clock.advance_ms(3999);  // the second attempt waits at least 4 s
-  QTest::qWait(100);
+  QTest::qWait(100);       // a negative check: an early attempt would have arrived by now
   QCOMPARE(deliveries_of(collector, 1), size_t(2));
   clock.advance_ms(2001);  // and at most 6 s
   QTRY_COMPARE(deliveries_of(collector, 1), size_t(3));
   clock.advance_ms(7999);  // the third at least 8 s
-  QTest::qWait(100);
+  QTest::qWait(100);       // a negative check, as above
   QCOMPARE(deliveries_of(collector, 1), size_t(3));
   clock.advance_ms(4001);
   QVERIFY(client.flush(5s));
@@ -334,7 +334,7 @@ void TestSdk::unavailableHonoursRetryAfter() {
   QVERIFY(!client.flush(0ms));
   QTRY_COMPARE(client.stats().batches_sent, uint64_t(2));
   clock.advance_ms(4999);
-  QTest::qWait(100);
+  QTest::qWait(100);  // a negative check: a send before the hint would have arrived by now
   QCOMPARE(collector.received_count(), size_t(1));  // neither the refused batch nor the next
   clock.advance_ms(2501);
   QVERIFY(client.flush(5s));
@@ -385,7 +385,7 @@ void TestSdk::invalidAckIsCountedNotResent() {
   QVERIFY2(QString::fromStdString(client.last_error()).contains("schema mismatch (test)"),
            client.last_error().c_str());
   clock.advance_ms(10'000);
-  QTest::qWait(100);
+  QTest::qWait(100);  // a negative check: a rejected batch is never resent, however long
   QCOMPARE(collector.received_count(), size_t(1));
 }
 
