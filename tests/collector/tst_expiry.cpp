@@ -155,9 +155,12 @@ void TestExpiry::churnStaysBoundedAndQueryable() {
   if (qEnvironmentVariableIsSet("TALLY_TEST_SKIP_LONG_PARTS"))
     QSKIP("run as its own ctest entry, tst_expiry_churn (each under 60 s)");
   // make test: 5 generations of 20 k (100 k series: query_max_series for the whole metric);
-  // make test-long (TALLY_TEST_LONG): 30 generations, 600 k series.
+  // make test-long (TALLY_TEST_LONG): 30 generations, 600 k series (about 4 s each);
+  // TALLY_TEST_EXPIRY_GENERATIONS sets another count (a longer run shows where RSS settles).
   const bool long_run = qEnvironmentVariableIsSet("TALLY_TEST_LONG");
-  const int kGens = long_run ? 30 : 5;
+  const int kGens = qEnvironmentVariableIsSet("TALLY_TEST_EXPIRY_GENERATIONS")
+                        ? qEnvironmentVariableIntValue("TALLY_TEST_EXPIRY_GENERATIONS")
+                        : long_run ? 30 : 5;
   constexpr int kPerGen = 20000;
   // "Flat" as the load targets score it: the largest RSS after the warm-up generations (SQLite's
   // page caches fill, the indexes reach their size) within 1.1x of the largest during them.
@@ -180,10 +183,20 @@ void TestExpiry::churnStaysBoundedAndQueryable() {
                                            .arg(metric(c, "tally_series_expiring"))));
     const int64_t rss = rss_bytes(c.pid());
     if (qEnvironmentVariableIsSet("TALLY_TEST_TRACE_RSS"))
-      qInfo() << "generation" << g << "rss MiB" << double(rss) / (1 << 20);
+      qInfo().noquote() << "generation" << g << "rss MiB" << double(rss) / (1 << 20) << "heap"
+                        << metric(c, "tally_heap_bytes{state=\"in_use\"}") / (1 << 20) << "free"
+                        << metric(c, "tally_heap_bytes{state=\"free\"}") / (1 << 20) << "sqlite"
+                        << metric(c, "tally_sqlite_memory_bytes") / (1 << 20) << "catalog"
+                        << (metric(c, "tally_catalog_bytes{part=\"records\"}") +
+                            metric(c, "tally_catalog_bytes{part=\"strings\"}") +
+                            metric(c, "tally_catalog_bytes{part=\"tag_pairs\"}") +
+                            metric(c, "tally_catalog_bytes{part=\"indexes\"}") +
+                            metric(c, "tally_catalog_bytes{part=\"expiry\"}")) /
+                               (1 << 20);
     (g < kWarm ? rss_warm : rss_after) = std::max(g < kWarm ? rss_warm : rss_after, rss);
   }
-  const QString summary = QString("rss first three generations %1 MiB, after %2 MiB, live peak %3")
+  const QString summary = QString("rss first %1 generations %2 MiB, after %3 MiB, live peak %4")
+                              .arg(kWarm)
                               .arg(double(rss_warm) / (1 << 20), 0, 'f', 1)
                               .arg(double(rss_after) / (1 << 20), 0, 'f', 1)
                               .arg(live_peak);
