@@ -47,7 +47,7 @@ void keep_large_blocks_out_of_arenas() {
 
 int main(int argc, char** argv) {
   keep_large_blocks_out_of_arenas();  // before any thread has an arena
-  tally::quiet_protobuf_log();  // every message that fails to parse is answered and counted
+  tally::quiet_protobuf_log();        // every message that fails to parse is answered and counted
   CollectorConfig defaults;
   CLI::App app{
       "tally-collector: receives metrics from Tally SDKs and StatsD clients, aggregates them into\n"

@@ -303,9 +303,11 @@ std::string memory_to_prometheus(const SeriesCatalog::Memory& catalog) {
   o << "tally_sqlite_memory_bytes " << sqlite3_memory_used() << '\n';
   family(o, "tally_catalog_bytes", "gauge",
          "The series catalog's memory by part (blocks and index capacity).");
-  const std::pair<const char*, size_t> parts[] = {
-      {"records", catalog.records}, {"strings", catalog.strings}, {"tag_pairs", catalog.tag_pairs},
-      {"indexes", catalog.indexes}, {"expiry", catalog.expiry}};
+  const std::pair<const char*, size_t> parts[] = {{"records", catalog.records},
+                                                  {"strings", catalog.strings},
+                                                  {"tag_pairs", catalog.tag_pairs},
+                                                  {"indexes", catalog.indexes},
+                                                  {"expiry", catalog.expiry}};
   for (const auto& [part, bytes] : parts)
     o << "tally_catalog_bytes{part=\"" << part << "\"} " << bytes << '\n';
   family(o, "tally_catalog_metrics", "gauge",

@@ -142,7 +142,8 @@ class SeriesCatalog::Arena {
     }
   }
   size_t bytes() const {
-    return blocks_.bytes() + live_.capacity() * sizeof(uint32_t) + free_.capacity() * sizeof(size_t);
+    return blocks_.bytes() + live_.capacity() * sizeof(uint32_t) +
+           free_.capacity() * sizeof(size_t);
   }
 
  private:
