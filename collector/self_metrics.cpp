@@ -1,5 +1,8 @@
 #include "self_metrics.h"
 
+#include <malloc.h>
+#include <sqlite3.h>
+
 #include <bit>
 #include <cmath>
 #include <cstdio>
@@ -283,6 +286,33 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   o << "tally_uptime_seconds " << uptime_s << '\n';
   summary(o, "tally_flush_latency_seconds", "Time to write one shard transaction.", flush_latency);
   summary(o, "tally_query_latency_seconds", "Time to answer one query.", query_latency);
+  return o.str();
+}
+
+std::string memory_to_prometheus(const SeriesCatalog::Memory& catalog) {
+  std::ostringstream o;
+  const struct mallinfo2 mi = mallinfo2();
+  family(o, "tally_heap_bytes", "gauge",
+         "The allocator's heap (glibc mallinfo2): in_use is allocated (arenas and mmapped blocks), "
+         "free is held in the arenas but not allocated (fragmentation, or kept for reuse).");
+  o << "tally_heap_bytes{state=\"in_use\"} " << mi.uordblks + mi.hblkhd << '\n';
+  o << "tally_heap_bytes{state=\"free\"} " << mi.fordblks << '\n';
+  o << "tally_heap_bytes{state=\"arena\"} " << mi.arena << '\n';
+  family(o, "tally_sqlite_memory_bytes", "gauge",
+         "Memory SQLite has allocated (sqlite3_memory_used): page caches, schemas, statements.");
+  o << "tally_sqlite_memory_bytes " << sqlite3_memory_used() << '\n';
+  family(o, "tally_catalog_bytes", "gauge",
+         "The series catalog's memory by part (blocks and index capacity).");
+  const std::pair<const char*, size_t> parts[] = {{"records", catalog.records},
+                                                  {"strings", catalog.strings},
+                                                  {"tag_pairs", catalog.tag_pairs},
+                                                  {"indexes", catalog.indexes},
+                                                  {"expiry", catalog.expiry}};
+  for (const auto& [part, bytes] : parts)
+    o << "tally_catalog_bytes{part=\"" << part << "\"} " << bytes << '\n';
+  family(o, "tally_catalog_metrics", "gauge",
+         "Metric names the catalog knows (also those whose series all expired).");
+  o << "tally_catalog_metrics " << catalog.metrics << '\n';
   return o.str();
 }
 

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 
+#include "aggregate/catalog.h"
 #include "ingest/statsd_parser.h"
 #include "tally/common/mutex.h"
 
@@ -155,5 +156,9 @@ struct SelfMetrics {
   mutable Mutex failure_mu_;
   std::string failure_ GUARDED_BY(failure_mu_);
 };
+
+// The collector's memory by where it is held (/metrics): the allocator's heap in use and what it
+// keeps free, SQLite's own allocations (its page caches among them), and the catalog's parts.
+std::string memory_to_prometheus(const SeriesCatalog::Memory& catalog);
 
 }  // namespace tally::collector

@@ -86,17 +86,21 @@ class SeriesCatalog::Blocks {
     if (!b) {
       b = static_cast<T*>(std::malloc(kPerBlock * sizeof(T)));
       if (!b) throw std::bad_alloc();
+      ++allocated_;
     }
     return b + i % kPerBlock;
   }
   void release(size_t block) {
+    if (dir_[block]) --allocated_;
     std::free(dir_[block]);
     dir_[block] = nullptr;
   }
+  size_t bytes() const { return allocated_ * kPerBlock * sizeof(T); }
 
  private:
   const size_t dir_size_;
   T** dir_;
+  size_t allocated_ = 0;
 };
 
 // Runs of T allocated in blocks (a run never straddles two); a block whose every run is freed is
@@ -136,6 +140,10 @@ class SeriesCatalog::Arena {
       blocks_.release(b);
       free_.push_back(b);
     }
+  }
+  size_t bytes() const {
+    return blocks_.bytes() + live_.capacity() * sizeof(uint32_t) +
+           free_.capacity() * sizeof(size_t);
   }
 
  private:
@@ -199,6 +207,11 @@ class SeriesCatalog::FlatIndex {
     while (slots_[i]) i = (i + 1) & mask;
     slots_[i] = v;
   }
+
+ public:
+  size_t bytes() const { return slots_.capacity() * sizeof(uint32_t); }
+
+ private:
   std::vector<uint32_t> slots_;
   size_t used_ = 0;
 };
@@ -264,6 +277,10 @@ class SeriesCatalog::StringPool {
     --live_;
   }
   size_t size() const { return live_; }
+  size_t bytes() const {
+    return bytes_.bytes() + offsets_.bytes() + refs_.bytes() + index_.bytes() +
+           free_ids_.capacity() * sizeof(uint32_t);
+  }
 
  private:
   static uint64_t hash(std::string_view s) { return std::hash<std::string_view>{}(s); }
@@ -726,6 +743,26 @@ CatalogCardinality SeriesCatalog::cardinality(size_t top) const {
 size_t SeriesCatalog::interned_strings() const {
   ReaderLock lock(mu_);
   return strings_->size();
+}
+
+SeriesCatalog::Memory SeriesCatalog::memory() const {
+  ReaderLock lock(mu_);
+  Memory m;
+  for (uint64_t b = 0; b <= (next_id_ - 1) / kRecordsPerBlock && b < kRecordDirSize; ++b)
+    if (record_blocks_[b]) m.records += kRecordBlockBytes;
+  m.strings = strings_->bytes();
+  m.tag_pairs = tag_pairs_->bytes();
+  m.indexes = by_hash_->bytes();
+  for (const auto& [name, entry] : by_metric_)
+    m.indexes += name.capacity() + entry.ids.capacity() * sizeof(uint32_t);
+  for (const auto& per_kind : free_slots_)
+    for (const auto& v : per_kind) m.indexes += v.capacity() * sizeof(uint32_t);
+  // A hash node: the value and the next pointer (and the cached hash for unordered_map).
+  m.expiry = durable_.bucket_count() * sizeof(void*) + durable_.size() * 16 +
+             detached_.bucket_count() * sizeof(void*) + detached_.size() * 32 +
+             durable_ids_.capacity() * sizeof(uint64_t);
+  m.metrics = by_metric_.size();
+  return m;
 }
 
 std::vector<const SeriesInfo*> SeriesCatalog::unlink_idle(int64_t before_s) {

@@ -235,6 +235,17 @@ class SeriesCatalog {
   CatalogCardinality cardinality(size_t top) const;
   // Distinct interned strings (metric names, tag keys and values); for tests and benchmarks.
   size_t interned_strings() const;
+  // What the catalog holds in memory, by part (/metrics, tally_catalog_bytes): the bytes of its
+  // blocks and the capacity of its indexes and lists, so a part that keeps growing shows.
+  struct Memory {
+    size_t records = 0;    // record blocks
+    size_t strings = 0;    // interned string bytes blocks, their offset and count blocks
+    size_t tag_pairs = 0;  // tag pair blocks
+    size_t indexes = 0;    // the hash index, the per-metric id lists, the free slot lists
+    size_t expiry = 0;     // the released, detached and durable id sets
+    size_t metrics = 0;    // metric names known (also those whose series all expired)
+  };
+  Memory memory() const;
 
   // --- expiry (see the file comment) ---
   // Notes a point for s at now_s (any thread; no lock).

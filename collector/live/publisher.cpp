@@ -69,7 +69,10 @@ void LivePublisher::run() {
       auto& lb = by_metric[u.metric()];
       *lb.add_updates() = std::move(u);
     }
-    batch.clear();
+    if (batch.capacity() > kKeptCapacity)
+      std::vector<wire::LiveUpdate>().swap(batch);  // a burst leaves no buffer behind
+    else
+      batch.clear();
     for (auto& [metric, lb] : by_metric) {
       std::string payload = lb.SerializeAsString();
       socket_->send(zmq::buffer(metric), zmq::send_flags::sndmore | zmq::send_flags::dontwait);

@@ -329,6 +329,7 @@ void HttpApi::routes() {
     metrics_.series_revived.store(catalog_.revived());
     std::string text = metrics_.to_prometheus(clock_.now_s() - started_s_);
     if (cardinality_) text += cardinality_->to_prometheus();
+    text += memory_to_prometheus(catalog_.memory());
     res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
   });
 
