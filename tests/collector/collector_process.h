@@ -185,4 +185,13 @@ inline double metric(const CollectorProcess& c, const std::string& sample) {
   return status == 200 ? metric_value(body, sample, -1) : -1;
 }
 
+// A process's resident set size in bytes (VmRSS), 0 when it cannot be read.
+inline int64_t rss_bytes(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  return 0;
+}
+
 }  // namespace tally::testing

@@ -39,15 +39,6 @@ std::string range(const std::string& metric_name, int64_t t) {
          "&to=" + std::to_string(t + 7200);
 }
 
-// Resident set size of a process in bytes (VmRSS), 0 if unreadable.
-int64_t rss_bytes(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
-  return 0;
-}
-
 }  // namespace
 
 class TestCardinality : public QObject {

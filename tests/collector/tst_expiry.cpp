@@ -28,14 +28,6 @@ int64_t now_s() {
   return SystemClock::instance().now_s();
 }
 
-int64_t rss_bytes(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
-  return 0;
-}
-
 std::string esc(const std::string& s) {
   std::string out;
   for (char ch : s) {
