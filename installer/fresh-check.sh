@@ -8,7 +8,9 @@
 #   FRESH_REV=65b6d54 installer/fresh-check.sh   (the same check on an older commit)
 #
 # Keep WORKDIR to look around afterwards (chroot WORKDIR/root bash). Not part of `make test`: it
-# takes 20-30 minutes on 2 cores and needs Debian's package mirror.
+# takes 20-30 minutes on 2 cores and needs Debian's package mirror. Before deleting a WORKDIR whose
+# run was killed, check `grep WORKDIR /proc/mounts` is empty: a left bind mount of /dev makes
+# `rm -rf` delete the host's device nodes (a new run of this script unmounts them first).
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -32,6 +34,13 @@ fail() {
 if ! command -v mmdebstrap >/dev/null; then
   apt-get install -y -qq mmdebstrap >/dev/null
 fi
+
+# A run stopped by SIGKILL (no EXIT trap) leaves its bind mounts of /proc, /sys and /dev in the
+# root: take them down first, so that neither this run nor an `rm -rf` of WORKDIR reaches the
+# host's /dev through them.
+awk -v r="$root/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r | while read -r mp; do
+  umount -l "$mp" 2>/dev/null || true
+done
 
 mounted=()
 cleanup() {
