@@ -317,31 +317,35 @@ void TestReload::loweredSeriesLimitFoldsOnlyNewSeries() {
   QCOMPARE(r.c().stop(), 0);
 }
 
-// 1 s buckets kept 1 h, then 10 min: a point 30 min old leaves the 1 s answer at once and its
+// 1 s buckets kept 3 h, then 10 min: a point 40-100 min old leaves the 1 s answer at once and its
 // bucket is deleted by the sweep the reload brings forward; the recent point stays exact, and the
 // 10 s resolution (unchanged) still holds both. The next start has nothing to migrate. Adding a
 // resolution is named as needing a restart.
 void TestReload::shortenedRetentionDropsOldBucketsAtTheSweep() {
   Reloadable r;
-  QVERIFY(r.start("retention = \"1s:1h,10s:1d\"\n", {"--lateness", "1s", "--no-self-metrics"}));
+  QVERIFY(r.start("retention = \"1s:3h,10s:1d\"\n", {"--lateness", "1s", "--no-self-metrics"}));
   RawProducer p(r.c().ingest());
   const int64_t t = now_s();
+  // The old point sits in the middle of the last whole hour before the new cutoff (t - 10 min):
+  // a 1 s chunk holds an hour and the sweep deletes whole chunks only, so any later point could
+  // share a chunk with kept buckets, depending on the minute the test runs.
+  const int64_t old = (t - 600) / 3600 * 3600 - 1800;
   BatchBuilder b(34, 1);
-  b.def(1, "rl.keep", {}).count(1, t - 1800, 7).count(1, t - 5, 3);
+  b.def(1, "rl.keep", {}).count(1, old, 7).count(1, t - 5, 3);
   QCOMPARE(p.send(b.b)->code(), wire::Ack::OK);
-  QVERIFY(eventually([&] { return sum_at(r.c(), "rl.keep", 1, t - 3000, t + 5) == 10; }));
+  QVERIFY(eventually([&] { return sum_at(r.c(), "rl.keep", 1, t - 7200, t + 5) == 10; }));
   // Both points are stored at both resolutions (not only open) before the change.
   QVERIFY(eventually([&] { return self_metric(r.c(), "tally_buckets_written_total") >= 4; }));
   const double deleted_before = self_metric(r.c(), "tally_retention_deleted_total");
 
   r.write("retention = \"1s:10m,10s:1d\"\n");
   QVERIFY(r.sighup());
-  QCOMPARE(sum_at(r.c(), "rl.keep", 1, t - 3000, t + 5), 3.0);
-  QCOMPARE(sum_at(r.c(), "rl.keep", 10, t - 3000, t + 10), 10.0);
-  QVERIFY2(r.logged("event=retention_changed resolution=1s from=1h to=10m"), r.log().c_str());
+  QCOMPARE(sum_at(r.c(), "rl.keep", 1, t - 7200, t + 5), 3.0);
+  QCOMPARE(sum_at(r.c(), "rl.keep", 10, t - 7200, t + 10), 10.0);
+  QVERIFY2(r.logged("event=retention_changed resolution=1s from=3h to=10m"), r.log().c_str());
   QVERIFY(eventually(
       [&] { return self_metric(r.c(), "tally_retention_deleted_total") >= deleted_before + 1; }));
-  QCOMPARE(sum_at(r.c(), "rl.keep", 1, t - 3000, t + 5), 3.0);
+  QCOMPARE(sum_at(r.c(), "rl.keep", 1, t - 7200, t + 5), 3.0);
 
   // A new resolution needs the start-up path.
   r.write("retention = \"1s:10m,10s:1d,1m:7d\"\n");
@@ -354,8 +358,8 @@ void TestReload::shortenedRetentionDropsOldBucketsAtTheSweep() {
   QVERIFY(r.c().start({"--config", r.c().temp_path() + "/collector.toml", "--lateness", "1s",
                        "--no-self-metrics"}));
   QVERIFY2(!r.logged("event=retention_change "), r.log().c_str());
-  QCOMPARE(sum_at(r.c(), "rl.keep", 1, t - 3000, t + 5), 3.0);
-  QCOMPARE(sum_at(r.c(), "rl.keep", 10, t - 3000, t + 10), 10.0);
+  QCOMPARE(sum_at(r.c(), "rl.keep", 1, t - 7200, t + 5), 3.0);
+  QCOMPARE(sum_at(r.c(), "rl.keep", 10, t - 7200, t + 10), 10.0);
   QCOMPARE(r.c().stop(), 0);
 }
 
