@@ -108,6 +108,14 @@ class Loop {
   std::thread thread_;
 };
 
+// Closes every descriptor in fds when the test ends, however it ends.
+struct FdsCloser {
+  std::vector<int>& fds;
+  ~FdsCloser() {
+    for (int fd : fds) ::close(fd);
+  }
+};
+
 std::string frame(const BatchBuilder& b) {
   return b.b.SerializeAsString();
 }
@@ -501,12 +509,7 @@ void TestHostile::stalledBodiesAndIdleKeepAliveGiveWorkersBack() {
   constexpr int kEach = 40;
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<int> fds;
-  struct Closer {
-    std::vector<int>& fds;
-    ~Closer() {
-      for (int fd : fds) ::close(fd);
-    }
-  } closer{fds};
+  const FdsCloser closer{fds};
   auto open = [&] {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
@@ -612,12 +615,7 @@ void TestHostile::thousandsOfIdleAndSlowConnectionsAreShed() {
 
   // Connected without waiting: a server that accepts slowly must not stall the test.
   std::vector<int> fds;
-  struct Closer {
-    std::vector<int>& fds;
-    ~Closer() {
-      for (int fd : fds) ::close(fd);
-    }
-  } closer{fds};
+  const FdsCloser closer{fds};
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(collector_.http_port()));

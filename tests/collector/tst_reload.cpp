@@ -124,15 +124,6 @@ double sum_at(const CollectorProcess& c, const std::string& metric, int64_t step
   return t;
 }
 
-double self_metric(const CollectorProcess& c, const std::string& name) {
-  auto [status, body] = c.get_raw("/metrics");
-  if (status != 200) return -1;
-  std::istringstream in(body);
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
-  return -1;
-}
-
 // A remote-write receiver on loopback: answers 503 while failing, else keeps every sample per
 // series (labels -> (time, value) in arrival order).
 class Receiver {
@@ -335,8 +326,8 @@ void TestReload::shortenedRetentionDropsOldBucketsAtTheSweep() {
   QCOMPARE(p.send(b.b)->code(), wire::Ack::OK);
   QVERIFY(eventually([&] { return sum_at(r.c(), "rl.keep", 1, t - 7200, t + 5) == 10; }));
   // Both points are stored at both resolutions (not only open) before the change.
-  QVERIFY(eventually([&] { return self_metric(r.c(), "tally_buckets_written_total") >= 4; }));
-  const double deleted_before = self_metric(r.c(), "tally_retention_deleted_total");
+  QVERIFY(eventually([&] { return metric(r.c(), "tally_buckets_written_total") >= 4; }));
+  const double deleted_before = metric(r.c(), "tally_retention_deleted_total");
 
   r.write("retention = \"1s:10m,10s:1d\"\n");
   QVERIFY(r.sighup());
@@ -344,7 +335,7 @@ void TestReload::shortenedRetentionDropsOldBucketsAtTheSweep() {
   QCOMPARE(sum_at(r.c(), "rl.keep", 10, t - 7200, t + 10), 10.0);
   QVERIFY2(r.logged("event=retention_changed resolution=1s from=3h to=10m"), r.log().c_str());
   QVERIFY(eventually(
-      [&] { return self_metric(r.c(), "tally_retention_deleted_total") >= deleted_before + 1; }));
+      [&] { return metric(r.c(), "tally_retention_deleted_total") >= deleted_before + 1; }));
   QCOMPARE(sum_at(r.c(), "rl.keep", 1, t - 7200, t + 5), 3.0);
 
   // A new resolution needs the start-up path.
@@ -390,7 +381,7 @@ void TestReload::remoteWriteMovesToANewReceiverWithoutLossOrDouble() {
   QVERIFY(eventually([&] { return a.increase(series) > 0; }));
   a.set_failing(true);
   for (int i = 5; i <= 10; ++i) send_second(i);
-  QVERIFY(eventually([&] { return self_metric(r.c(), "tally_remote_write_retries_total") >= 2; }));
+  QVERIFY(eventually([&] { return metric(r.c(), "tally_remote_write_retries_total") >= 2; }));
 
   r.write(common + "remote_write_url = \"" + b.url() + "\"\n");
   QVERIFY(r.sighup());
@@ -405,7 +396,7 @@ void TestReload::remoteWriteMovesToANewReceiverWithoutLossOrDouble() {
   QThread::msleep(1500);  // a retry to A would have come by now (backoff at most 200 ms)
   QCOMPARE(a.requests(), a_requests);
   QCOMPARE(a.increase(series) + b.increase(series), sent);
-  QCOMPARE(self_metric(r.c(), "tally_remote_write_dropped_samples_total"), 0.0);
+  QCOMPARE(metric(r.c(), "tally_remote_write_dropped_samples_total"), 0.0);
   QCOMPARE(r.c().stop(), 0);
 }
 
@@ -422,7 +413,7 @@ void TestReload::remoteWriteTurnsOnAndOff() {
   first.def(1, "rl.onoff", {}).count(1, now_s(), 5);
   QCOMPARE(p.send(first.b)->code(), wire::Ack::OK);
   // Its 1 s bucket is final (stored, and handed to no forwarder) before remote-write is on.
-  QVERIFY(eventually([&] { return self_metric(r.c(), "tally_buckets_written_total") >= 1; }));
+  QVERIFY(eventually([&] { return metric(r.c(), "tally_buckets_written_total") >= 1; }));
 
   r.write(common + "remote_write_url = \"" + a.url() + "\"\n");
   QCOMPARE(r.admin_reload(), 200);
@@ -487,7 +478,7 @@ void TestReload::idleExpiryChangesLiveConnectionTableWaits() {
   QVERIFY(eventually([&] { return sum_at(r.c(), "rl.idle", 60, t - 600, t + 60) == 6; }));
   // Expiry off: an expiry of the 2 s this test later sets would have happened by now.
   QTest::qWait(3000);
-  QCOMPARE(self_metric(r.c(), "tally_series_expired_total"), 0.0);
+  QCOMPARE(metric(r.c(), "tally_series_expired_total"), 0.0);
 
   r.write("series_idle_expiry = \"2s\"\nhttp_max_connections = 64\n");
   QVERIFY(r.sighup());
@@ -497,7 +488,7 @@ void TestReload::idleExpiryChangesLiveConnectionTableWaits() {
                     "server sizes its connection table at start\""),
            r.log().c_str());
   QVERIFY2(!r.logged("limit=http_max_connections"), r.log().c_str());
-  QVERIFY(eventually([&] { return self_metric(r.c(), "tally_series_expired_total") == 3; }, 20000));
+  QVERIFY(eventually([&] { return metric(r.c(), "tally_series_expired_total") == 3; }, 20000));
   QCOMPARE(sum_at(r.c(), "rl.idle", 60, t - 600, t + 60), 6.0);
   QCOMPARE(r.c().stop(), 0);
 }

@@ -161,16 +161,6 @@ class VictoriaMetrics {
   ServerProcess server_;
 };
 
-// A collector's own /metrics sample, or -1.
-double self_metric(const CollectorProcess& c, const std::string& name) {
-  auto [status, body] = c.get_raw("/metrics");
-  if (status != 200) return -1;
-  std::istringstream in(body);
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
-  return -1;
-}
-
 QStringList remote_write_args(const std::string& url, const char* instance) {
   return {"--remote-write-url",
           QString::fromStdString(url),
@@ -614,10 +604,10 @@ void TestRemoteWrite::receiverSeesTheProtocolAndRetriesOnlyServerErrors() {
     QVERIFY(ordered);
   }
   QVERIFY(eventually(
-      [&] { return self_metric(c, "tally_remote_write_samples_total") >= 4; }));  // 0 + 3 buckets
-  QCOMPARE(self_metric(c, "tally_remote_write_failed_requests_total"), 2.0);
-  QCOMPARE(self_metric(c, "tally_remote_write_retries_total"), 2.0);
-  QCOMPARE(self_metric(c, "tally_remote_write_dropped_samples_total"), 0.0);
+      [&] { return metric(c, "tally_remote_write_samples_total") >= 4; }));  // 0 + 3 buckets
+  QCOMPARE(metric(c, "tally_remote_write_failed_requests_total"), 2.0);
+  QCOMPARE(metric(c, "tally_remote_write_retries_total"), 2.0);
+  QCOMPARE(metric(c, "tally_remote_write_dropped_samples_total"), 0.0);
 
   // 4xx: counted as failed and dropped, never retried.
   reject = true;
@@ -630,14 +620,13 @@ void TestRemoteWrite::receiverSeesTheProtocolAndRetriesOnlyServerErrors() {
   b.mutable_counters()->add_values(5);
   ack = p.send(b);
   QVERIFY(ack && ack->code() == wire::Ack::OK);
-  QVERIFY(
-      eventually([&] { return self_metric(c, "tally_remote_write_dropped_samples_total") >= 1; }));
-  QCOMPARE(self_metric(c, "tally_remote_write_failed_requests_total"), 3.0);
+  QVERIFY(eventually([&] { return metric(c, "tally_remote_write_dropped_samples_total") >= 1; }));
+  QCOMPARE(metric(c, "tally_remote_write_failed_requests_total"), 3.0);
   // That nothing more comes is the point: a retry would have come by now (max backoff 500 ms).
   QThread::msleep(1200);
   QCOMPARE(requests.load(), before + 1);
-  QCOMPARE(self_metric(c, "tally_remote_write_retries_total"), 2.0);
-  QCOMPARE(self_metric(c, "tally_remote_write_queue_samples"), 0.0);
+  QCOMPARE(metric(c, "tally_remote_write_retries_total"), 2.0);
+  QCOMPARE(metric(c, "tally_remote_write_queue_samples"), 0.0);
   QCOMPARE(c.stop(), 0);
 }
 
@@ -688,8 +677,8 @@ void TestRemoteWrite::fullBufferDropsTheOldestButCountersKeepTheirTotal() {
     }
     QVERIFY(client.flush(std::chrono::seconds(10)));
   }
-  QVERIFY(eventually(
-      [&] { return self_metric(c, "tally_remote_write_dropped_samples_total") >= 3; }, 15000));
+  QVERIFY(eventually([&] { return metric(c, "tally_remote_write_dropped_samples_total") >= 3; },
+                     15000));
   up = true;
   // The newest cumulative sample carries every count, including those of the dropped samples.
   QVERIFY(eventually(
@@ -698,7 +687,7 @@ void TestRemoteWrite::fullBufferDropsTheOldestButCountersKeepTheirTotal() {
         return last["full_hits"] == sent;
       },
       15000));
-  QCOMPARE(self_metric(c, "tally_remote_write_queue_samples"), 0.0);
+  QCOMPARE(metric(c, "tally_remote_write_queue_samples"), 0.0);
   QCOMPARE(c.stop(), 0);
 }
 
@@ -731,7 +720,7 @@ void TestRemoteWrite::victoriaMetricsHoldsExactlyWhatWasEmitted() {
     QVERIFY(ack && ack->code() == wire::Ack::OK);
     // Each its own correction: once the shard has applied this point (counted as late) its pass
     // flushes the correction before it takes the next batch.
-    QVERIFY(eventually([&] { return self_metric(c, "tally_late_points_total") >= double(seq); }));
+    QVERIFY(eventually([&] { return metric(c, "tally_late_points_total") >= double(seq); }));
   }
 
   Emitted e;
@@ -791,11 +780,10 @@ void TestRemoteWrite::victoriaMetricsStartingLateStillGetsEverything() {
   emit_through_sdk(c.ingest(), 3, &e, "c2");
   if (QTest::currentTestFailed()) return;
   // The collector keeps the samples and retries with backoff.
-  QVERIFY(
-      eventually([&] { return self_metric(c, "tally_remote_write_retries_total") >= 2; }, 15000));
-  QVERIFY(self_metric(c, "tally_remote_write_failed_requests_total") >= 2);
-  QVERIFY(self_metric(c, "tally_remote_write_queue_samples") > 0);
-  QCOMPARE(self_metric(c, "tally_remote_write_samples_total"), 0.0);
+  QVERIFY(eventually([&] { return metric(c, "tally_remote_write_retries_total") >= 2; }, 15000));
+  QVERIFY(metric(c, "tally_remote_write_failed_requests_total") >= 2);
+  QVERIFY(metric(c, "tally_remote_write_queue_samples") > 0);
+  QCOMPARE(metric(c, "tally_remote_write_samples_total"), 0.0);
 
   QVERIFY(vm.start());
   QVERIFY(eventually([&] { return vm.last("rw_hits") == e.hits; }, 20000));
@@ -803,8 +791,8 @@ void TestRemoteWrite::victoriaMetricsStartingLateStillGetsEverything() {
            (std::map<std::string, double>{{"instance=c2", e.latency_count}}));
   QCOMPARE(vm.last("rw_queue_depth"),
            (std::map<std::string, double>{{"instance=c2", e.last_depth}}));
-  QVERIFY(eventually([&] { return self_metric(c, "tally_remote_write_queue_samples") == 0; }));
-  QCOMPARE(self_metric(c, "tally_remote_write_dropped_samples_total"), 0.0);
+  QVERIFY(eventually([&] { return metric(c, "tally_remote_write_queue_samples") == 0; }));
+  QCOMPARE(metric(c, "tally_remote_write_dropped_samples_total"), 0.0);
   QCOMPARE(c.stop(), 0);
 }
 
