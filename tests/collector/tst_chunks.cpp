@@ -198,12 +198,12 @@ void TestChunks::roundTrip_data() {
   QTest::addColumn<Kind>("kind");
   QTest::addColumn<int>("shape");
   QTest::addColumn<uint32_t>("nslots");
-  auto row = [](const char* name, Kind k, Shape s, uint32_t n) {
-    QTest::newRow(name) << k << int(s) << n;
+  auto row = [](const std::string& name, Kind k, Shape s, uint32_t n) {
+    QTest::addRow("%s", name.c_str()) << k << int(s) << n;  // addRow keeps its own copy
   };
   for (uint32_t n : {cf::kSegmentSlots, cf::kChunkSlots}) {
     const std::string suffix = n == cf::kChunkSlots ? " (chunk)" : " (segment)";
-    auto name = [&](const char* base) { return qstrdup((base + suffix).c_str()); };
+    auto name = [&](const char* base) { return base + suffix; };
     row(name("counter small integral counts"), Kind::kCounter, Shape::kSmallCounts, n);
     row(name("counter fractional"), Kind::kCounter, Shape::kFractional, n);
     row(name("counter all zeros"), Kind::kCounter, Shape::kAllZeros, n);
