@@ -204,17 +204,6 @@ void MainWindow::buildActions() {
   card->setText(tr("&Cardinality"));
   card->setObjectName("cardinalityAction");
   view->addAction(card);
-  QAction* gl = view->addAction(tr("Use &OpenGL for line charts"));
-  gl->setObjectName("openGLAction");
-  gl->setCheckable(true);
-  gl->setChecked(PanelChart::openGLEnabled());
-  gl->setToolTip(
-      tr("Faster only with a hardware OpenGL driver; on software OpenGL (most VMs and remote "
-         "desktops) charts can keep stale axis labels and pop-ups turn black"));
-  connect(gl, &QAction::toggled, this, [this](bool on) {
-    PanelChart::setOpenGLSetting(on);
-    for (auto* p : m_canvas->panels()) p->flushRedraw();
-  });
 
   QToolBar* tb = addToolBar(tr("Dashboard"));
   tb->setObjectName("mainToolbar");

@@ -129,6 +129,76 @@ class HeatmapItem : public QGraphicsItem {
   uint64_t m_max = 1;
 };
 
+// The lines of a line panel, drawn in one pass: one drawPolyline per run between gaps, mapped from
+// value to pixel coordinates at paint time. Qt Charts' QLineSeries rebuilds every point's geometry
+// and a stroked hit-test shape on each range change (about 35 µs a drawn point), which made a pan
+// frame of a 1 M-point panel 80 ms and a 300-series zoom most of a second (bench_dashboard). The
+// panel's QLineSeries stay in the chart without points: they give the legend its entries, hold
+// the axes, and map positions to values.
+class LineLayer : public QGraphicsItem {
+ public:
+  explicit LineLayer(QChart* chart) : QGraphicsItem(chart), m_chart(chart) {
+    setZValue(5);  // with Qt Charts' own series: over the grid, under the legend
+  }
+  void setPens(QList<QPen> pens) { m_pens = std::move(pens); }
+  void setRuns(std::vector<PanelChart::LineRun> runs) {
+    m_runs = std::move(runs);
+    update();
+  }
+  const std::vector<PanelChart::LineRun>& runs() const { return m_runs; }
+  QRectF boundingRect() const override { return m_chart->plotArea(); }
+  void areaChanged() {
+    prepareGeometryChange();
+    update();
+  }
+  void paint(QPainter* p, const QStyleOptionGraphicsItem*, QWidget*) override {
+    const QRectF area = m_chart->plotArea();
+    const auto xs = m_chart->axes(Qt::Horizontal);
+    const auto ys = m_chart->axes(Qt::Vertical);
+    if (m_runs.empty() || xs.isEmpty() || ys.isEmpty() || area.isEmpty()) return;
+    auto* ax = qobject_cast<QValueAxis*>(xs.first());
+    if (!ax || !(ax->max() > ax->min())) return;
+    const double x0 = ax->min(), sx = area.width() / (ax->max() - ax->min());
+    bool log = false;
+    double y0 = 0, y1 = 1;
+    if (auto* la = qobject_cast<QLogValueAxis*>(ys.first())) {
+      log = true;
+      y0 = std::log(la->min());
+      y1 = std::log(la->max());
+    } else if (auto* va = qobject_cast<QValueAxis*>(ys.first())) {
+      y0 = va->min();
+      y1 = va->max();
+    }
+    if (!(y1 > y0) || !std::isfinite(y0) || !std::isfinite(y1)) return;
+    const double sy = area.height() / (y1 - y0);
+    p->save();
+    p->setClipRect(area);
+    QPolygonF px;
+    for (const auto& run : m_runs) {
+      if (run.label < 0 || run.label >= m_pens.size() || run.points.isEmpty()) continue;
+      px.resize(run.points.size());
+      for (qsizetype i = 0; i < run.points.size(); ++i) {
+        const QPointF& v = run.points[i];
+        const double y = log ? std::log(v.y()) : v.y();
+        px[i] = QPointF(area.left() + (v.x() - x0) * sx, area.bottom() - (y - y0) * sy);
+      }
+      QPen pen = m_pens[run.label];
+      if (run.partial) pen.setStyle(Qt::DashLine);
+      p->setPen(pen);
+      if (px.size() == 1)
+        p->drawPoint(px.first());
+      else
+        p->drawPolyline(px);
+    }
+    p->restore();
+  }
+
+ private:
+  QChart* m_chart;
+  QList<QPen> m_pens;  // per label
+  std::vector<PanelChart::LineRun> m_runs;
+};
+
 namespace {
 
 const char* kLabelProperty = "tallyLabel";
@@ -136,11 +206,8 @@ const char* kLabelProperty = "tallyLabel";
 // cosmetic path (antialiased too); any wider pen goes through the path stroker, which made a
 // 1M-point pan frame 150 ms and a 300-series zoom most of a second (bench_dashboard).
 constexpr qreal kLineWidth = 1.0;
-const char* kOpenGLSetting = "render/opengl";
 const char* kPartialSetting = "render/partial";
-const char* kCompanionProperty = "tallyCompanion";  // a line's extra segment or partial tail
-int s_partialStyle = -1;
-int s_openGLSetting = -1;  // cached: redraw() asks every second per panel
+int s_partialStyle = -1;  // cached: redraw() asks every second per panel
 
 QString unitTitle(const PanelSpec& spec) {
   return QString::fromStdString(spec.unit);
@@ -162,29 +229,14 @@ PanelChart::PanelChart(QChart* chart, QObject* parent) : QObject(parent), m_char
   QFont f = m_chart->legend()->font();
   f.setPointSizeF(8.5);
   m_chart->legend()->setFont(f);
+  // The items drawn in the plot area follow its size (one connection for every rebuild).
+  connect(m_chart, &QChart::plotAreaChanged, this, [this] {
+    if (m_heatmap) m_heatmap->areaChanged();
+    if (m_lineLayer) m_lineLayer->areaChanged();
+  });
 }
 
 PanelChart::~PanelChart() = default;
-
-bool PanelChart::openGLEnabled() {
-  if (QGuiApplication::platformName() != QLatin1String("xcb")) return false;
-  if (!qEnvironmentVariableIsEmpty("TALLY_NO_OPENGL")) return false;
-  const QByteArray env = qgetenv("TALLY_OPENGL");
-  if (!env.isEmpty()) return env == "1" || env == "on" || env == "true";
-  if (s_openGLSetting < 0) s_openGLSetting = QSettings().value(kOpenGLSetting, false).toBool();
-  return s_openGLSetting == 1;
-}
-
-void PanelChart::setOpenGLSetting(bool on) {
-  QSettings().setValue(kOpenGLSetting, on);
-  s_openGLSetting = on;
-}
-
-void PanelChart::setUseOpenGL(bool on) {
-  if (on == m_useOpenGL) return;
-  m_useOpenGL = on;
-  m_shapeKey.clear();  // rebuild the series with the other path
-}
 
 QColor PanelChart::seriesColor(int index) {
   // Tableau 10: distinguishable, also in print.
@@ -201,14 +253,24 @@ QColor PanelChart::seriesColor(int index) {
 
 QStringList PanelChart::seriesNames() const {
   QStringList out;
-  for (auto* s : m_chart->series())
-    if (!s->property(kCompanionProperty).toBool()) out << s->name();
+  for (auto* s : m_chart->series()) out << s->name();
+  return out;
+}
+
+std::vector<PanelChart::LineRun> PanelChart::lineRuns(const QString& label) const {
+  std::vector<LineRun> out;
+  const int index = int(m_labels.indexOf(label));
+  if (!m_lineLayer || index < 0) return out;
+  for (const auto& run : m_lineLayer->runs())
+    if (run.label == index) out.push_back(run);
   return out;
 }
 
 void PanelChart::clear() {
   delete m_heatmap;
   m_heatmap = nullptr;
+  delete m_lineLayer;
+  m_lineLayer = nullptr;
   m_chart->removeAllSeries();
   for (QAbstractAxis* a : m_chart->axes()) {
     m_chart->removeAxis(a);
@@ -216,8 +278,6 @@ void PanelChart::clear() {
   }
   m_lines.clear();
   m_lowers.clear();
-  m_segments.clear();
-  m_partials.clear();
   m_x = m_y = nullptr;
 }
 
@@ -358,13 +418,27 @@ void PanelChart::render(const PanelController& panel) {
       m_lowers << lower;
     };
     switch (kind) {
-      case Kind::Line:
+      case Kind::Line: {
+        QList<QPen> pens;
         for (int i = 0; i < labels.size(); ++i) {
           auto* s = addLine(labels[i], seriesColor(i), Qt::SolidLine, kLineWidth);
-          s->setUseOpenGL(m_useOpenGL);
           m_lines << s;
+          pens << s->pen();
         }
+        m_lineLayer = new LineLayer(m_chart);
+        m_lineLayer->setPens(pens);
+        // A pan or a new y range moves the axes only: the layer maps its points again.
+        for (QAbstractAxis* axis : {m_x, m_y})
+          if (auto* va = qobject_cast<QValueAxis*>(axis))
+            connect(va, &QValueAxis::rangeChanged, this, [this] {
+              if (m_lineLayer) m_lineLayer->update();
+            });
+        if (auto* la = qobject_cast<QLogValueAxis*>(m_y))
+          connect(la, &QLogValueAxis::rangeChanged, this, [this] {
+            if (m_lineLayer) m_lineLayer->update();
+          });
         break;
+      }
       case Kind::Stacked:
         for (int i = 0; i < labels.size(); ++i) addArea(labels[i], seriesColor(i), 0.65);
         break;
@@ -382,9 +456,6 @@ void PanelChart::render(const PanelController& panel) {
         m_lines << addLine("p90", QColor("#1a9e1a"), Qt::SolidLine, 2.2);
         m_lines << addLine("p99", QColor("#000000"), Qt::DashLine, 2.2);
         m_heatmap = new HeatmapItem(m_chart);
-        connect(m_chart, &QChart::plotAreaChanged, this, [this] {
-          if (m_heatmap) m_heatmap->areaChanged();
-        });
         break;
       case Kind::None:
         break;
@@ -436,37 +507,6 @@ void PanelChart::setPartialStyle(PartialStyle style) {
 
 void PanelChart::reloadSettings() {
   s_partialStyle = -1;
-  s_openGLSetting = -1;
-}
-
-QXYSeries* PanelChart::segment(int label, int index, bool partial) {
-  if (!partial && index == 0) return m_lines[label];
-  QXYSeries* main = m_lines[label];
-  auto make = [&](Qt::PenStyle style) {
-    auto* s = new QLineSeries;
-    s->setName(main->name());
-    s->setProperty(kLabelProperty, main->property(kLabelProperty));
-    s->setProperty(kCompanionProperty, true);
-    QPen pen = main->pen();
-    pen.setStyle(style);
-    s->setPen(pen);
-    s->setUseOpenGL(m_useOpenGL);
-    m_chart->addSeries(s);
-    s->attachAxis(m_x);
-    s->attachAxis(m_y);
-    for (QLegendMarker* m : m_chart->legend()->markers(s)) m->setVisible(false);
-    return s;
-  };
-  if (partial) {
-    if (int(m_partials.size()) <= label) m_partials.resize(size_t(label) + 1, nullptr);
-    QXYSeries*& p = m_partials[size_t(label)];
-    if (!p) p = make(Qt::DashLine);
-    return p;
-  }
-  if (int(m_segments.size()) <= label) m_segments.resize(size_t(label) + 1);
-  auto& extra = m_segments[size_t(label)];
-  while (int(extra.size()) < index) extra.push_back(make(Qt::SolidLine));
-  return extra[size_t(index - 1)];
 }
 
 void PanelChart::hookLegend() {
@@ -556,6 +596,7 @@ void PanelChart::renderSeries(const PanelController& panel) {
   };
   if (!r) {
     for (auto* s : m_lines) s->clear();
+    if (m_lineLayer) m_lineLayer->setRuns({});
     setValueAxis(m_y, 0, 1, log, int(m_chart->plotArea().height()), false);
     return;
   }
@@ -569,63 +610,61 @@ void PanelChart::renderSeries(const PanelController& panel) {
     // partial_from) is drawn dashed from the last final point, or left out until it is final.
     const double gapAfter = 1.5 * double(std::max<int64_t>(1, r->step));
     const bool holdBack = partialStyle() == PartialStyle::HeldBack;
+    std::vector<LineRun> runs;
+    std::vector<XY> vis, partial, run;
     for (size_t i = 0; i < all.size() && int(i) < m_lines.size(); ++i) {
+      if (hidden(i)) continue;
       const int li = int(i);
-      int usedSegments = 0;
-      bool usedPartial = false;
-      if (!hidden(i)) {
-        std::vector<XY> pts;
-        pts.reserve(all[i].points.size());
-        for (const auto& p : all[i].points)
-          if (std::isfinite(p.v) && (!log || p.v > 0)) pts.push_back({double(p.t), p.v});
-        auto [a, b] = visibleRange(pts, from, to);
-        std::vector<XY> vis(pts.begin() + long(a), pts.begin() + long(b));
-        const double partialFrom =
-            all[i].partialFrom ? double(*all[i].partialFrom) : std::numeric_limits<double>::max();
-        size_t firstPartial = vis.size();
-        while (firstPartial > 0 && vis[firstPartial - 1].x >= partialFrom) --firstPartial;
-        std::vector<XY> partial(vis.begin() + long(firstPartial), vis.end());
-        vis.resize(firstPartial);
-        if (holdBack) partial.clear();
-        for (const auto& p : vis)
-          if (p.x >= from && p.x <= to) extend(p.y);
-        for (const auto& p : partial)
-          if (p.x >= from && p.x <= to) extend(p.y);
-        if (!partial.empty() && !vis.empty() && partial.front().x - vis.back().x <= gapAfter)
-          partial.insert(partial.begin(), vis.back());
-        // Runs between gaps, each decimated to its share of two points per pixel column.
-        const size_t budget = size_t(px);
-        size_t start = 0;
-        for (size_t k = 1; k <= vis.size(); ++k) {
-          if (k < vis.size() && vis[k].x - vis[k - 1].x <= gapAfter) continue;
-          std::vector<XY> run(vis.begin() + long(start), vis.begin() + long(k));
-          start = k;
-          const size_t share =
-              std::max<size_t>(3, budget * run.size() / std::max<size_t>(1, vis.size()));
-          std::vector<XY> dec = lttb(run, share);
-          QList<QPointF> q;
-          q.reserve(qsizetype(dec.size()));
-          for (const auto& p : dec) q.append(QPointF(p.x, p.y));
-          m_drawnPoints += int(q.size());
-          segment(li, usedSegments++, false)->replace(q);
-        }
-        if (!partial.empty()) {
-          QList<QPointF> q;
-          for (const auto& p : partial) q.append(QPointF(p.x, p.y));
-          m_drawnPoints += int(q.size());
-          segment(li, 0, true)->replace(q);
-          usedPartial = true;
-        }
+      // Only the points in the window (and one either side, so lines reach the frame) are
+      // copied: a pan or zoom over a 1 M-point series looks at the visible part only.
+      const auto& points = all[i].points;
+      auto lo = std::lower_bound(points.begin(), points.end(), from,
+                                 [](const Point& p, double x) { return double(p.t) < x; });
+      auto hi = std::upper_bound(points.begin(), points.end(), to,
+                                 [](double x, const Point& p) { return x < double(p.t); });
+      if (lo != points.begin()) --lo;
+      if (hi != points.end()) ++hi;
+      vis.clear();
+      vis.reserve(size_t(hi - lo));
+      for (auto it = lo; it != hi; ++it)
+        if (std::isfinite(it->v) && (!log || it->v > 0)) vis.push_back({double(it->t), it->v});
+      const double partialFrom =
+          all[i].partialFrom ? double(*all[i].partialFrom) : std::numeric_limits<double>::max();
+      size_t firstPartial = vis.size();
+      while (firstPartial > 0 && vis[firstPartial - 1].x >= partialFrom) --firstPartial;
+      partial.assign(vis.begin() + long(firstPartial), vis.end());
+      vis.resize(firstPartial);
+      if (holdBack) partial.clear();
+      for (const auto& p : vis)
+        if (p.x >= from && p.x <= to) extend(p.y);
+      for (const auto& p : partial)
+        if (p.x >= from && p.x <= to) extend(p.y);
+      if (!partial.empty() && !vis.empty() && partial.front().x - vis.back().x <= gapAfter)
+        partial.insert(partial.begin(), vis.back());
+      // Runs between gaps, each decimated to its share of one point per pixel column.
+      const size_t budget = size_t(px);
+      size_t start = 0;
+      for (size_t k = 1; k <= vis.size(); ++k) {
+        if (k < vis.size() && vis[k].x - vis[k - 1].x <= gapAfter) continue;
+        run.assign(vis.begin() + long(start), vis.begin() + long(k));
+        start = k;
+        const size_t share =
+            std::max<size_t>(3, budget * run.size() / std::max<size_t>(1, vis.size()));
+        std::vector<XY> dec = lttb(run, share);
+        LineRun out{li, false, {}};
+        out.points.reserve(qsizetype(dec.size()));
+        for (const auto& p : dec) out.points.append(QPointF(p.x, p.y));
+        m_drawnPoints += int(out.points.size());
+        runs.push_back(std::move(out));
       }
-      if (usedSegments == 0) m_lines[li]->clear();
-      if (li < int(m_segments.size())) {
-        auto& extra = m_segments[size_t(li)];
-        for (size_t k = size_t(std::max(0, usedSegments - 1)); k < extra.size(); ++k)
-          extra[k]->clear();
+      if (!partial.empty()) {
+        LineRun out{li, true, {}};
+        for (const auto& p : partial) out.points.append(QPointF(p.x, p.y));
+        m_drawnPoints += int(out.points.size());
+        runs.push_back(std::move(out));
       }
-      if (!usedPartial && li < int(m_partials.size()) && m_partials[size_t(li)])
-        m_partials[size_t(li)]->clear();
     }
+    if (m_lineLayer) m_lineLayer->setRuns(std::move(runs));
   } else {
     // Stacked area or bars: cumulative over the visible groups on the union of bucket times.
     std::map<int64_t, std::vector<double>> grid;

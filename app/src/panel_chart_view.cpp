@@ -13,7 +13,6 @@
 PanelChartView::PanelChartView(PanelController* panel, QWidget* parent)
     : QChartView(new QChart, parent), m_panel(panel) {
   m_chart = new PanelChart(chart(), this);
-  m_chart->setUseOpenGL(PanelChart::openGLEnabled());
   setRenderHint(QPainter::Antialiasing);
   setRubberBand(QChartView::NoRubberBand);  // our own: zoom must re-query, not scale
   setMouseTracking(true);
@@ -39,7 +38,6 @@ PanelChartView::PanelChartView(PanelController* panel, QWidget* parent)
 
 void PanelChartView::redraw() {
   m_reflows = 0;
-  m_chart->setUseOpenGL(PanelChart::openGLEnabled());
   m_chart->render(*m_panel);
 }
 

@@ -245,10 +245,8 @@ void TestDashboardScreen::popupListsAreNotBlack() {
   combo->hidePopup();
   // Known, not fixed: on Xvfb without a window manager, Qt 6.4 never paints a pop-up (combo list
   // or menu) over a window that holds a QGraphicsView (a bare QComboBox next to an empty
-  // QGraphicsView shows it; OpenGL composition of the window hides it, which is why it passes with
-  // TALLY_OPENGL=1). Kept so the day it paints, this check says so (XPASS fails the suite).
-  if (!PanelChart::openGLEnabled())
-    QEXPECT_FAIL("", "Qt 6.4 on Xvfb: pop-ups over a QGraphicsView window stay black", Continue);
+  // QGraphicsView shows it). Kept so the day it paints, this check says so (XPASS fails the suite).
+  QEXPECT_FAIL("", "Qt 6.4 on Xvfb: pop-ups over a QGraphicsView window stay black", Continue);
   QVERIFY2(
       black < total / 10,
       qPrintable(QString("%1 of %2 pixels of the pop-up list are black").arg(black).arg(total)));

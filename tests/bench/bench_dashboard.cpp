@@ -7,8 +7,7 @@
 //               by a local HTTP server, parse, decimation, Qt Charts, paint), median of 5;
 //   pan         a 1,000,000-point line panel panned with the mouse: one mouse move to the painted
 //               frame, median and p95 of 60 frames.
-// Options: --seconds N (demo run, default 30), --offscreen, BENCH_FILTER=demo|zoom|pan. The OpenGL
-// setting is the app's default unless TALLY_OPENGL is set.
+// Options: --seconds N (demo run, default 30), --offscreen, BENCH_FILTER=demo|zoom|pan.
 #include <sys/resource.h>
 #include <QApplication>
 #include <QElapsedTimer>
@@ -196,10 +195,9 @@ void demoLive(int seconds, pid_t xserver) {
   for (PanelWidget* p : w.canvas()->panels()) redraws += p->redrawCount();
   std::printf(
       "demo live: %d panels, 1400x900, %.0f s: app %.1f %% of a core, X server %.1f %%, "
-      "total %.1f %%; %.1f chart paints/s, %.1f redraws/s (OpenGL %s)\n",
+      "total %.1f %%; %.1f chart paints/s, %.1f redraws/s\n",
       int(w.canvas()->panels().size()), elapsed, app, x, app + x,
-      (counter.paints - paints0) / elapsed, redraws / elapsed,
-      PanelChart::openGLEnabled() ? "on" : "off");
+      (counter.paints - paints0) / elapsed, redraws / elapsed);
   w.document()->setModified(false);
 }
 
@@ -317,8 +315,7 @@ int main(int argc, char** argv) {
   QApplication::setOrganizationName("TallyBench");
   QApplication::setApplicationName("bench_dashboard");
   initTallyResources();
-  std::printf("platform %s, OpenGL series %s\n", qPrintable(QGuiApplication::platformName()),
-              PanelChart::openGLEnabled() ? "on" : "off");
+  std::printf("platform %s\n", qPrintable(QGuiApplication::platformName()));
   const QByteArray only = qgetenv("BENCH_FILTER");  // demo, zoom or pan: run only that case
   if (only.isEmpty() || only == "demo") demoLive(seconds, xvfb.pid());
   if (only.isEmpty() || only == "zoom") zoom300();
