@@ -104,7 +104,159 @@ std::string metricsPath(std::string_view search) {
                         : "/api/metrics?search=" + percentEncode(search);
 }
 
-Result<QueryResult> parseQuery(std::string_view body) {
+namespace {
+
+// The shape the collector writes (docs/API.md), read without building a JSON document: a
+// 300-series answer holds hundreds of thousands of points, and the document costs a node and an
+// allocation for each number and array (most of a zoom's time, bench_dashboard). Anything else
+// (a tag value that is not a string, a point that is not [integer, number or null], a series that
+// is not an object, invalid JSON) makes it give up, and the document reader decides, so every
+// answer reads the same as before.
+class QueryReader : public nlohmann::json_sax<json> {
+ public:
+  QueryResult result;
+  bool sawSeries = false;
+
+  bool null() override { return scalar(Value::Null, 0, 0); }
+  bool boolean(bool) override { return scalar(Value::Other, 0, 0); }
+  bool number_integer(number_integer_t v) override { return scalar(Value::Int, v, double(v)); }
+  bool number_unsigned(number_unsigned_t v) override {
+    if (v > uint64_t(std::numeric_limits<int64_t>::max())) return false;
+    return scalar(Value::Int, int64_t(v), double(v));
+  }
+  bool number_float(number_float_t v, const string_t&) override {
+    return scalar(Value::Float, 0, v);
+  }
+  bool string(string_t& v) override {
+    switch (top()) {
+      case Ctx::Top:
+        if (m_key == "metric") result.metric = std::move(v);
+        if (m_key == "kind") result.kind = parse_kind(v);
+        if (m_key == "fn") result.fn = parse_fn(v);
+        return true;
+      case Ctx::Tags:
+        result.series.back().tags.push_back({std::move(m_key), std::move(v)});
+        return true;
+      case Ctx::Series:
+      case Ctx::Skip:
+        return true;
+      default:
+        return false;
+    }
+  }
+  bool binary(binary_t&) override { return false; }
+  bool key(string_t& k) override {
+    m_key = std::move(k);
+    return true;
+  }
+  bool start_object(std::size_t) override {
+    switch (top()) {
+      case Ctx::Root:
+        return push(Ctx::Top);
+      case Ctx::SeriesList:
+        result.series.emplace_back();
+        return push(Ctx::Series);
+      case Ctx::Series:
+        return push(m_key == "tags" ? Ctx::Tags : m_key == "points" ? Ctx::Bad : Ctx::Skip);
+      case Ctx::Top:
+        return push(m_key == "series" ? Ctx::Bad : Ctx::Skip);
+      case Ctx::Skip:
+        return push(Ctx::Skip);
+      default:
+        return false;
+    }
+  }
+  bool end_object() override {
+    if (top() == Ctx::Series) canonicalize(result.series.back().tags);
+    m_stack.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    switch (top()) {
+      case Ctx::Top:
+        if (m_key != "series") return push(Ctx::Skip);
+        sawSeries = true;
+        return push(Ctx::SeriesList);
+      case Ctx::Series:
+        return push(m_key == "points" ? Ctx::Points : m_key == "tags" ? Ctx::Bad : Ctx::Skip);
+      case Ctx::Points:
+        m_index = 0;
+        return push(Ctx::Point);
+      case Ctx::Skip:
+        return push(Ctx::Skip);
+      default:
+        return false;
+    }
+  }
+  bool end_array() override {
+    if (top() == Ctx::Point) {
+      if (m_index != 2) return false;
+      result.series.back().points.push_back(m_point);
+    }
+    m_stack.pop_back();
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+ private:
+  enum class Ctx { Root, Top, SeriesList, Series, Tags, Points, Point, Skip, Bad };
+  enum class Value { Null, Int, Float, Other };
+
+  Ctx top() const { return m_stack.empty() ? Ctx::Root : m_stack.back(); }
+  bool push(Ctx c) {
+    if (c == Ctx::Bad) return false;
+    m_stack.push_back(c);
+    return true;
+  }
+  bool scalar(Value kind, int64_t i, double d) {
+    switch (top()) {
+      case Ctx::Top:
+        if (kind != Value::Int && kind != Value::Float) return true;
+        if (m_key == "from" || m_key == "to" || m_key == "step" || m_key == "resolution") {
+          if (kind == Value::Float) return false;  // the document reader truncates it
+          (m_key == "from"   ? result.from
+           : m_key == "to"   ? result.to
+           : m_key == "step" ? result.step
+                             : result.resolution) = i;
+        }
+        return true;
+      case Ctx::Series:
+        if (m_key == "partial_from") {
+          if (kind != Value::Int) return false;
+          result.series.back().partialFrom = i;
+        } else if (m_key == "tags" || m_key == "points") {
+          return false;
+        }
+        return true;
+      case Ctx::Point:
+        if (m_index == 0) {
+          if (kind != Value::Int) return false;
+          m_point.t = i;
+        } else if (m_index == 1) {
+          if (kind == Value::Other) return false;
+          m_point.v = kind == Value::Null ? std::numeric_limits<double>::quiet_NaN() : d;
+        } else {
+          return false;
+        }
+        ++m_index;
+        return true;
+      case Ctx::Skip:
+        return true;
+      default:
+        return false;  // a scalar answer, a series that is not an object, a tag that is no string
+    }
+  }
+
+  std::vector<Ctx> m_stack;
+  std::string m_key;
+  Point m_point{0, 0};
+  int m_index = 0;
+};
+
+// Any answer, through a JSON document.
+Result<QueryResult> parseQueryDocument(std::string_view body) {
   auto doc = parseJson(body);
   if (!doc) return doc.status();
   const json& j = *doc;
@@ -138,6 +290,20 @@ Result<QueryResult> parseQuery(std::string_view body) {
     r.series.push_back(std::move(out));
   }
   return r;
+}
+
+}  // namespace
+
+Result<QueryResult> parseQuery(std::string_view body) {
+  QueryReader reader;
+  bool read = false;
+  try {
+    read = json::sax_parse(body.begin(), body.end(), &reader) && reader.sawSeries;
+  } catch (const json::exception&) {
+    read = false;  // the document reader below reports it
+  }
+  if (read) return std::move(reader.result);
+  return parseQueryDocument(body);
 }
 
 Result<HistogramResult> parseHistogram(std::string_view body) {

@@ -45,6 +45,7 @@ class TestDashboardCore : public QObject {
   void placeNewPanelAvoidsOthers();
   void queryPathEncodes();
   void parseQueryAnswer();
+  void parseQueryUnusualShapes();
   void parseHistogramAndHeatmap();
   void parseErrors();
   void csvEscapesAndRoundTrips();
@@ -287,6 +288,41 @@ void TestDashboardCore::parseQueryAnswer() {
   QVERIFY(r->series[1].partialFrom.has_value());
   QCOMPARE(*r->series[1].partialFrom, int64_t(1700000020));
   QVERIFY(!r->series[0].partialFrom.has_value());
+}
+
+void TestDashboardCore::parseQueryUnusualShapes() {
+  // Answers the collector does not write but a proxy or another version might: each reads as
+  // the JSON document says (a tag value's JSON text, a timestamp truncated, a short or non-array
+  // point skipped, a null value NaN, unknown keys ignored), whichever reader takes it.
+  auto r = parseQuery(R"({"metric":"m","from":10,"to":40,"step":10,"extra":{"a":[1,{"b":2}]},
+    "series":[{"tags":{"code":500,"ok":true},"points":[[10,1],[20.9,2],[30],7,[40,null,9]],
+               "note":[1,2]},
+              {"tags":{"b":"2","a":"1"},"points":[[10,4]],"partial_from":10}]})");
+  QVERIFY2(r.has_value(), r.status().message().c_str());
+  QCOMPARE(r->from, int64_t(10));
+  QCOMPARE(r->series.size(), size_t(2));
+  QCOMPARE(r->series[0].tags, (Tags{{"code", "500"}, {"ok", "true"}}));
+  QCOMPARE(r->series[0].points.size(), size_t(3));
+  QCOMPARE(r->series[0].points[0], (Point{10, 1}));
+  QCOMPARE(r->series[0].points[1], (Point{20, 2}));
+  QCOMPARE(r->series[0].points[2].t, int64_t(40));
+  QVERIFY(std::isnan(r->series[0].points[2].v));
+  QCOMPARE(r->series[1].tags, (Tags{{"a", "1"}, {"b", "2"}}));  // canonical order
+  QCOMPARE(*r->series[1].partialFrom, int64_t(10));
+  // The collector's own shape with a null value and an unknown key: the same answer.
+  auto plain = parseQuery(R"({"metric":"m","kind":"gauge","fn":"avg","from":0,"to":20,"step":10,
+    "resolution":1,"future":{"x":[1]},"series":[{"tags":{"k":"v"},"points":[[0,1.5],[10,null]]}]})");
+  QVERIFY2(plain.has_value(), plain.status().message().c_str());
+  QCOMPARE(plain->kind, std::optional<Kind>(Kind::kGauge));
+  QCOMPARE(plain->fn, std::optional<Fn>(Fn::kAvg));
+  QCOMPARE(plain->resolution, int64_t(1));
+  QCOMPARE(plain->series.size(), size_t(1));
+  QCOMPARE(plain->series[0].points.size(), size_t(2));
+  QCOMPARE(plain->series[0].points[0], (Point{0, 1.5}));
+  QVERIFY(std::isnan(plain->series[0].points[1].v));
+  QVERIFY(!parseQuery("{\"series\":3}").has_value());
+  QVERIFY(!parseQuery("[]").has_value());
+  QVERIFY(!parseQuery("{\"series\":[{\"points\":[[1,2]]}]").has_value());  // cut short
 }
 
 void TestDashboardCore::parseHistogramAndHeatmap() {

@@ -230,7 +230,11 @@ void zoom300() {
     const int64_t a = to - 900 + 60 * i, b = a + 300 - 40 * i;
     panel.controller()->zoomTo({a, b});
     done.wait(10000);
+    if (qEnvironmentVariableIsSet("BENCH_SPLIT"))
+      std::printf("query answered and read %.1f ms\n", double(t.nsecsElapsed()) / 1e6);
     panel.flushRedraw();
+    if (qEnvironmentVariableIsSet("BENCH_SPLIT"))
+      std::printf("rendered %.1f ms\n", double(t.nsecsElapsed()) / 1e6);
     panel.chartView()->viewport()->repaint();
     QApplication::sync();
     ms.push_back(double(t.nsecsElapsed()) / 1e6);
