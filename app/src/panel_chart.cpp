@@ -129,19 +129,37 @@ class HeatmapItem : public QGraphicsItem {
   uint64_t m_max = 1;
 };
 
-// The lines of a line panel, drawn in one pass: one drawPolyline per run between gaps, mapped from
-// value to pixel coordinates at paint time. Qt Charts' QLineSeries rebuilds every point's geometry
-// and a stroked hit-test shape on each range change (about 35 µs a drawn point), which made a pan
-// frame of a 1 M-point panel 80 ms and a 300-series zoom most of a second (bench_dashboard). The
-// panel's QLineSeries stay in the chart without points: they give the legend its entries, hold
-// the axes, and map positions to values.
-class LineLayer : public QGraphicsItem {
+// What a line, stacked-area or bar panel draws in its plot: filled bands, then lines, each mapped
+// from value to pixel coordinates at paint time (a pan only repaints). Qt Charts' line and area
+// series rebuild every point's geometry and a stroked hit-test shape on each change (about 35 µs
+// a drawn point, and most of the live dashboard's CPU), which made a pan frame of a 1 M-point
+// panel 80 ms and a 300-series zoom most of a second (bench_dashboard). The panel's Qt Charts
+// series stay in the chart without points: they give the legend its entries, hold the axes, and
+// map positions to values.
+class PlotLayer : public QGraphicsItem {
  public:
-  explicit LineLayer(QChart* chart) : QGraphicsItem(chart), m_chart(chart) {
+  // A stacked layer: its upper and lower edges at the same times, in value coordinates.
+  struct Band {
+    int label;
+    QPolygonF upper, lower;
+  };
+  // One bar of a layer, in value coordinates.
+  struct Bar {
+    int label;
+    double x0, x1, lo, hi;
+  };
+  explicit PlotLayer(QChart* chart) : QGraphicsItem(chart), m_chart(chart) {
     setZValue(5);  // with Qt Charts' own series: over the grid, under the legend
   }
-  void setPens(QList<QPen> pens) { m_pens = std::move(pens); }
-  void setRuns(std::vector<PanelChart::LineRun> runs) {
+  // Per label: the line pen, or a band's outline (Qt::NoPen for none) and fill.
+  void setStyles(QList<QPen> pens, QList<QBrush> brushes) {
+    m_pens = std::move(pens);
+    m_brushes = std::move(brushes);
+  }
+  void setContent(std::vector<Band> bands, std::vector<Bar> bars,
+                  std::vector<PanelChart::LineRun> runs) {
+    m_bands = std::move(bands);
+    m_bars = std::move(bars);
     m_runs = std::move(runs);
     update();
   }
@@ -155,7 +173,9 @@ class LineLayer : public QGraphicsItem {
     const QRectF area = m_chart->plotArea();
     const auto xs = m_chart->axes(Qt::Horizontal);
     const auto ys = m_chart->axes(Qt::Vertical);
-    if (m_runs.empty() || xs.isEmpty() || ys.isEmpty() || area.isEmpty()) return;
+    if ((m_runs.empty() && m_bands.empty() && m_bars.empty()) || xs.isEmpty() || ys.isEmpty() ||
+        area.isEmpty())
+      return;
     auto* ax = qobject_cast<QValueAxis*>(xs.first());
     if (!ax || !(ax->max() > ax->min())) return;
     const double x0 = ax->min(), sx = area.width() / (ax->max() - ax->min());
@@ -171,17 +191,55 @@ class LineLayer : public QGraphicsItem {
     }
     if (!(y1 > y0) || !std::isfinite(y0) || !std::isfinite(y1)) return;
     const double sy = area.height() / (y1 - y0);
+    auto mapX = [&](double x) { return area.left() + (x - x0) * sx; };
+    auto mapY = [&](double v) { return area.bottom() - ((log ? std::log(v) : v) - y0) * sy; };
+    auto map = [&](const QPolygonF& values, QPolygonF& px) {
+      px.resize(values.size());
+      for (qsizetype i = 0; i < values.size(); ++i)
+        px[i] = QPointF(mapX(values[i].x()), mapY(values[i].y()));
+    };
+    QPolygonF px, lowerPx;
     p->save();
     p->setClipRect(area);
-    QPolygonF px;
+    // Fills are spans, not polygons: a bar is a rectangle, a stacked layer one pixel-wide
+    // rectangle per column between its edges (interpolated as the lines between points are).
+    // Qt's polygon fill of the same bands was 70 % of the live dashboard's CPU.
+    for (const auto& bar : m_bars) {
+      if (bar.label < 0 || bar.label >= m_brushes.size()) continue;
+      const QRectF r =
+          QRectF(QPointF(mapX(bar.x0), mapY(bar.hi)), QPointF(mapX(bar.x1), mapY(bar.lo)))
+              .normalized()
+              .intersected(area);
+      if (!r.isEmpty()) p->fillRect(r, m_brushes[bar.label]);
+    }
+    for (const auto& band : m_bands) {
+      if (band.label < 0 || band.label >= m_brushes.size() || band.upper.size() < 2 ||
+          band.lower.size() != band.upper.size())
+        continue;
+      map(band.upper, px);
+      map(band.lower, lowerPx);
+      const QBrush& brush = m_brushes[band.label];
+      const int first = std::max(int(std::ceil(px.first().x())), int(area.left()));
+      const int last = std::min(int(std::floor(px.last().x())), int(std::ceil(area.right())) - 1);
+      qsizetype seg = 0;
+      for (int col = first; col <= last; ++col) {
+        const double x = col + 0.5;
+        while (seg + 2 < px.size() && px[seg + 1].x() < x) ++seg;
+        const QPointF &a = px[seg], &b = px[seg + 1];
+        const QPointF &la = lowerPx[seg], &lb = lowerPx[seg + 1];
+        const double f = b.x() > a.x() ? std::clamp((x - a.x()) / (b.x() - a.x()), 0.0, 1.0) : 0;
+        const double top = a.y() + (b.y() - a.y()) * f;
+        const double bottom = la.y() + (lb.y() - la.y()) * f;
+        if (bottom > top) p->fillRect(QRectF(col, top, 1, bottom - top), brush);
+      }
+      if (m_pens[band.label].style() != Qt::NoPen) {
+        p->setPen(m_pens[band.label]);
+        p->drawPolyline(px);
+      }
+    }
     for (const auto& run : m_runs) {
       if (run.label < 0 || run.label >= m_pens.size() || run.points.isEmpty()) continue;
-      px.resize(run.points.size());
-      for (qsizetype i = 0; i < run.points.size(); ++i) {
-        const QPointF& v = run.points[i];
-        const double y = log ? std::log(v.y()) : v.y();
-        px[i] = QPointF(area.left() + (v.x() - x0) * sx, area.bottom() - (y - y0) * sy);
-      }
+      map(run.points, px);
       QPen pen = m_pens[run.label];
       if (run.partial) pen.setStyle(Qt::DashLine);
       p->setPen(pen);
@@ -196,6 +254,9 @@ class LineLayer : public QGraphicsItem {
  private:
   QChart* m_chart;
   QList<QPen> m_pens;  // per label
+  QList<QBrush> m_brushes;
+  std::vector<Band> m_bands;
+  std::vector<Bar> m_bars;
   std::vector<PanelChart::LineRun> m_runs;
 };
 
@@ -232,7 +293,7 @@ PanelChart::PanelChart(QChart* chart, QObject* parent) : QObject(parent), m_char
   // The items drawn in the plot area follow its size (one connection for every rebuild).
   connect(m_chart, &QChart::plotAreaChanged, this, [this] {
     if (m_heatmap) m_heatmap->areaChanged();
-    if (m_lineLayer) m_lineLayer->areaChanged();
+    if (m_layer) m_layer->areaChanged();
   });
 }
 
@@ -260,8 +321,8 @@ QStringList PanelChart::seriesNames() const {
 std::vector<PanelChart::LineRun> PanelChart::lineRuns(const QString& label) const {
   std::vector<LineRun> out;
   const int index = int(m_labels.indexOf(label));
-  if (!m_lineLayer || index < 0) return out;
-  for (const auto& run : m_lineLayer->runs())
+  if (!m_layer || index < 0) return out;
+  for (const auto& run : m_layer->runs())
     if (run.label == index) out.push_back(run);
   return out;
 }
@@ -269,8 +330,8 @@ std::vector<PanelChart::LineRun> PanelChart::lineRuns(const QString& label) cons
 void PanelChart::clear() {
   delete m_heatmap;
   m_heatmap = nullptr;
-  delete m_lineLayer;
-  m_lineLayer = nullptr;
+  delete m_layer;
+  m_layer = nullptr;
   m_chart->removeAllSeries();
   for (QAbstractAxis* a : m_chart->axes()) {
     m_chart->removeAxis(a);
@@ -416,6 +477,22 @@ void PanelChart::render(const PanelController& panel) {
       area->attachAxis(m_y);
       m_lines << upper;
       m_lowers << lower;
+      return area;
+    };
+    // Line, stacked and bar panels: the layer draws, the series keep the legend (see PlotLayer).
+    auto addLayer = [&](QList<QPen> pens, QList<QBrush> brushes) {
+      m_layer = new PlotLayer(m_chart);
+      m_layer->setStyles(std::move(pens), std::move(brushes));
+      // A pan or a new y range moves the axes only: the layer maps its points again.
+      for (QAbstractAxis* axis : {m_x, m_y})
+        if (auto* va = qobject_cast<QValueAxis*>(axis))
+          connect(va, &QValueAxis::rangeChanged, this, [this] {
+            if (m_layer) m_layer->update();
+          });
+      if (auto* la = qobject_cast<QLogValueAxis*>(m_y))
+        connect(la, &QLogValueAxis::rangeChanged, this, [this] {
+          if (m_layer) m_layer->update();
+        });
     };
     switch (kind) {
       case Kind::Line: {
@@ -425,26 +502,21 @@ void PanelChart::render(const PanelController& panel) {
           m_lines << s;
           pens << s->pen();
         }
-        m_lineLayer = new LineLayer(m_chart);
-        m_lineLayer->setPens(pens);
-        // A pan or a new y range moves the axes only: the layer maps its points again.
-        for (QAbstractAxis* axis : {m_x, m_y})
-          if (auto* va = qobject_cast<QValueAxis*>(axis))
-            connect(va, &QValueAxis::rangeChanged, this, [this] {
-              if (m_lineLayer) m_lineLayer->update();
-            });
-        if (auto* la = qobject_cast<QLogValueAxis*>(m_y))
-          connect(la, &QLogValueAxis::rangeChanged, this, [this] {
-            if (m_lineLayer) m_lineLayer->update();
-          });
+        addLayer(pens, {});
         break;
       }
       case Kind::Stacked:
-        for (int i = 0; i < labels.size(); ++i) addArea(labels[i], seriesColor(i), 0.65);
+      case Kind::Bars: {
+        QList<QPen> pens;
+        QList<QBrush> brushes;
+        for (int i = 0; i < labels.size(); ++i) {
+          auto* a = addArea(labels[i], seriesColor(i), kind == Kind::Stacked ? 0.65 : 0.9);
+          pens << a->pen();
+          brushes << a->brush();
+        }
+        addLayer(pens, brushes);
         break;
-      case Kind::Bars:
-        for (int i = 0; i < labels.size(); ++i) addArea(labels[i], seriesColor(i), 0.9);
-        break;
+      }
       case Kind::Histogram:
         addArea("count", seriesColor(0), 0.8);
         m_lines << addLine("p50", QColor("#2b2b2b"), Qt::DashLine, 1.5);
@@ -596,11 +668,14 @@ void PanelChart::renderSeries(const PanelController& panel) {
   };
   if (!r) {
     for (auto* s : m_lines) s->clear();
-    if (m_lineLayer) m_lineLayer->setRuns({});
+    if (m_layer) m_layer->setContent({}, {}, {});
     setValueAxis(m_y, 0, 1, log, int(m_chart->plotArea().height()), false);
     return;
   }
   const auto& all = r->series;
+  std::vector<PlotLayer::Band> bands;
+  std::vector<PlotLayer::Bar> bars;
+  std::vector<LineRun> runs;
   auto hidden = [&](size_t i) {
     return panel.hiddenSeries().contains(QString::fromStdString(all[i].label(panel.spec().metric)));
   };
@@ -610,7 +685,6 @@ void PanelChart::renderSeries(const PanelController& panel) {
     // partial_from) is drawn dashed from the last final point, or left out until it is final.
     const double gapAfter = 1.5 * double(std::max<int64_t>(1, r->step));
     const bool holdBack = partialStyle() == PartialStyle::HeldBack;
-    std::vector<LineRun> runs;
     std::vector<XY> vis, partial, run;
     for (size_t i = 0; i < all.size() && int(i) < m_lines.size(); ++i) {
       if (hidden(i)) continue;
@@ -664,7 +738,6 @@ void PanelChart::renderSeries(const PanelController& panel) {
         runs.push_back(std::move(out));
       }
     }
-    if (m_lineLayer) m_lineLayer->setRuns(std::move(runs));
   } else {
     // Stacked area or bars: cumulative over the visible groups on the union of bucket times.
     std::map<int64_t, std::vector<double>> grid;
@@ -711,7 +784,7 @@ void PanelChart::renderSeries(const PanelController& panel) {
     const double gapPx = std::min(std::max(3.0, stepPx * 0.2), stepPx * 0.45);
     const double gap = m_kind == Kind::Bars && stepPx >= 5 ? gapPx * step / stepPx : 0;
     const double base = log ? 1e-12 : 0;
-    std::vector<QList<QPointF>> uppers(shown.size()), lowers(shown.size());
+    std::vector<QPolygonF> uppers(shown.size()), lowers(shown.size());
     for (size_t j : pick) {
       const auto& row = grid[times[j]];
       double t0 = double(times[j]);
@@ -723,25 +796,16 @@ void PanelChart::renderSeries(const PanelController& panel) {
           uppers[k].append(QPointF(t0, hi));
           lowers[k].append(QPointF(t0, lo));
         } else {
-          double a = t0 + gap / 2, b = t0 + step - gap / 2;
-          uppers[k] << QPointF(a, lo) << QPointF(a, hi) << QPointF(b, hi) << QPointF(b, lo);
-          lowers[k] << QPointF(a, lo) << QPointF(b, lo);
+          bars.push_back({int(shown[k]), t0 + gap / 2, t0 + step - gap / 2, lo, hi});
+          m_drawnPoints += 4;
         }
       }
       if (t0 >= from && t0 <= to) extend(cum);
     }
     if (any) extend(base > 0 ? yMin : 0);
-    for (int i = 0; i < m_lines.size(); ++i) {
-      auto it = std::find(shown.begin(), shown.end(), size_t(i));
-      if (it == shown.end()) {
-        m_lines[i]->clear();
-        m_lowers[i]->clear();
-        continue;
-      }
-      size_t k = size_t(it - shown.begin());
+    for (size_t k = 0; k < shown.size() && m_kind == Kind::Stacked; ++k) {
       m_drawnPoints += int(uppers[k].size());
-      m_lines[i]->replace(uppers[k]);
-      m_lowers[i]->replace(lowers[k]);
+      bands.push_back({int(shown[k]), std::move(uppers[k]), std::move(lowers[k])});
     }
   }
   if (!any) yMin = 0, yMax = log ? 10 : 1;
@@ -758,17 +822,15 @@ void PanelChart::renderSeries(const PanelController& panel) {
   if (log && any) {
     // Bars and stacked areas start at the axis floor.
     double floor = std::pow(10.0, std::floor(std::log10(yMin)));
-    for (auto* l : m_lowers) {
-      QList<QPointF> pts = l->points();
-      for (auto& p : pts) p.setY(std::max(p.y(), floor));
-      l->replace(pts);
-    }
-    for (int i = 0; i < m_lowers.size(); ++i) {
-      QList<QPointF> pts = m_lines[i]->points();
-      for (auto& p : pts) p.setY(std::max(p.y(), floor));
-      m_lines[i]->replace(pts);
+    for (auto& band : bands)
+      for (QPolygonF* edge : {&band.upper, &band.lower})
+        for (auto& p : *edge) p.setY(std::max(p.y(), floor));
+    for (auto& bar : bars) {
+      bar.lo = std::max(bar.lo, floor);
+      bar.hi = std::max(bar.hi, floor);
     }
   }
+  if (m_layer) m_layer->setContent(std::move(bands), std::move(bars), std::move(runs));
   setValueAxis(m_y, yMin, yMax, log, int(m_chart->plotArea().height()), false);
 }
 

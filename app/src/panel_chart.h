@@ -3,9 +3,9 @@
 // p50/p90/p99 lines. Time axes are in local time with ticks on round times; y labels are short
 // (1.5k, 2M) with the unit in the axis title.
 //
-// Series are decimated to the plot's pixel width (LTTB, extremes kept). Line panels draw their
-// lines in one graphics item of their own (one polyline per run between gaps, mapped at paint
-// time, so a pan only repaints); stacked areas, bars, histograms and heatmaps use Qt Charts'
+// Series are decimated to the plot's pixel width (LTTB, extremes kept). Line, stacked-area and bar
+// panels draw in one graphics item of their own (a polygon per band, a polyline per run between
+// gaps, mapped at paint time, so a pan only repaints); histograms and heatmaps use Qt Charts'
 // series. The chart is rebuilt only when its shape (type, groups, hidden set, log scale)
 // changes. The same class renders exports at any size, always on the raster path: Qt Charts'
 // OpenGL series left stale labels on screen on software GL and drew slower than this.
@@ -25,7 +25,7 @@
 
 class PanelController;
 class HeatmapItem;
-class LineLayer;
+class PlotLayer;
 class QAbstractAxis;
 class QXYSeries;
 
@@ -87,11 +87,11 @@ class PanelChart : public QObject {
   Kind m_kind = Kind::None;
   QString m_shapeKey;
   QStringList m_labels;
-  // Per label: the line series (for a line panel without points: LineLayer draws it), or the
-  // upper series of an area.
+  // Per label: the line series, or the upper series of an area (without points where PlotLayer
+  // draws them: line, stacked and bar panels).
   QList<QXYSeries*> m_lines;
-  QList<QXYSeries*> m_lowers;        // per label (stacked/bars): lower series of the area
-  LineLayer* m_lineLayer = nullptr;  // line panels
+  QList<QXYSeries*> m_lowers;    // per label (stacked/bars): lower series of the area
+  PlotLayer* m_layer = nullptr;  // line, stacked and bar panels
   QAbstractAxis* m_x = nullptr;
   QAbstractAxis* m_y = nullptr;
   HeatmapItem* m_heatmap = nullptr;

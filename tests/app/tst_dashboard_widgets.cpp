@@ -157,8 +157,8 @@ class TestDashboardWidgets : public QObject {
   void rangePickerPresets();
   void liveSubscriberDeliversExactTopicsOnly();
   void liveUpdatesReplaceBucketsInPanel();
-  void lineLayerDrawsWhereTheAxesSay_data();
-  void lineLayerDrawsWhereTheAxesSay();
+  void plotLayerDrawsWhereTheAxesSay_data();
+  void plotLayerDrawsWhereTheAxesSay();
   void openBucketDrawnPartial_data();
   void openBucketDrawnPartial();
   void missingBucketsAreGapsNotLines();
@@ -820,16 +820,24 @@ std::vector<PanelChart::LineRun> linesOf(PanelChart* pc, const QString& label) {
 }
 }  // namespace
 
-void TestDashboardWidgets::lineLayerDrawsWhereTheAxesSay_data() {
+void TestDashboardWidgets::plotLayerDrawsWhereTheAxesSay_data() {
+  QTest::addColumn<int>("typeIndex");  // ChartType
   QTest::addColumn<bool>("logY");
-  QTest::newRow("linear") << false;
-  QTest::newRow("log") << true;
+  for (auto [name, type] :
+       {std::pair{"line", ChartType::Line}, std::pair{"stacked", ChartType::StackedArea},
+        std::pair{"bars", ChartType::Bars}}) {
+    QTest::addRow("%s, linear", name) << int(type) << false;
+    QTest::addRow("%s, log", name) << int(type) << true;
+  }
 }
 
-void TestDashboardWidgets::lineLayerDrawsWhereTheAxesSay() {
-  // Lines are drawn by the panel's own layer, not by Qt Charts: on screen they must sit where Qt
-  // Charts' axes map their values, also after a pan moves the axis without a new render.
+void TestDashboardWidgets::plotLayerDrawsWhereTheAxesSay() {
+  // Lines, stacked layers and bars are drawn by the panel's own layer, not by Qt Charts: on screen
+  // they must sit where Qt Charts' axes map their values, also after a pan moves the axis without
+  // a new render. A line crosses the value's row; a band or bar fills from it down to the floor.
+  QFETCH(int, typeIndex);
   QFETCH(bool, logY);
+  const auto type = ChartType(typeIndex);
   QByteArray json = "{\"metric\":\"queue.depth\",\"kind\":\"gauge\",\"fn\":\"avg\",\"from\":" +
                     QByteArray::number(kFrom) + ",\"to\":" + QByteArray::number(kFrom + 100) +
                     ",\"step\":10,\"resolution\":1,\"series\":[{\"tags\":{},\"points\":[";
@@ -850,6 +858,7 @@ void TestDashboardWidgets::lineLayerDrawsWhereTheAxesSay() {
   spec.metric = "queue.depth";
   spec.fn = Fn::kAvg;
   spec.logY = logY;
+  spec.chart = type;
   panel.setSpec(spec);
   QVERIFY(done.wait(5000));
   panel.flushRedraw();
@@ -884,7 +893,13 @@ void TestDashboardWidgets::lineLayerDrawsWhereTheAxesSay() {
         near |= std::abs(r - want) <= 1;
         drawn << QString::number(r);
       }
-      QVERIFY2(near, qPrintable(QString("%1: at t=+%2 the line should cross row %3, drawn at %4")
+      if (type != ChartType::Line && !rows.isEmpty()) {
+        // Filled from the value's row (the first coloured row) down to the plot's floor.
+        const int floor = view->mapFromScene(chart->plotArea().bottomLeft()).y();
+        near = std::abs(rows.first() - want) <= 1 && rows.last() >= floor - 2 &&
+               rows.size() >= rows.last() - rows.first() - 1;
+      }
+      QVERIFY2(near, qPrintable(QString("%1: at t=+%2 the drawing should reach row %3, drawn at %4")
                                     .arg(when)
                                     .arg(i * 10 + 5)
                                     .arg(want)
