@@ -1,7 +1,6 @@
 // The real main window in a real X server (Xvfb, no window manager, software OpenGL as on most
 // VMs): what the SCREEN shows (xwd -root) after range changes, zooms and a growing y axis must
 // equal a clean window opened straight into the same state, and pop-up lists must not be black.
-// Runs with the default drawing settings (TALLY_OPENGL=1 shows what OpenGL series did).
 #include <QApplication>
 #include <QComboBox>
 #include <QDir>

@@ -6,8 +6,11 @@
 //   zoom        a 300-series line panel zoomed: from the zoom to the painted chart (query answered
 //               by a local HTTP server, parse, decimation, Qt Charts, paint), median of 5;
 //   pan         a 1,000,000-point line panel panned with the mouse: one mouse move to the painted
-//               frame, median and p95 of 60 frames.
-// Options: --seconds N (demo run, default 30), --offscreen, BENCH_FILTER=demo|zoom|pan.
+//               frame, median and p95 of 60 frames;
+//   emit        a gauge set through the real SDK into a real collector, shown by a live panel:
+//               from the SDK call to the paint that shows the value, median and p99.
+// Options: --seconds N (demo run, default 30), --emits N (default 60), --quick, --offscreen,
+// BENCH_FILTER=demo|zoom|pan|emit.
 #include <sys/resource.h>
 #include <QApplication>
 #include <QElapsedTimer>
@@ -16,17 +19,23 @@
 #include <QStandardPaths>
 #include <QtTest>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <zmq.hpp>
 
+#include <tally/client.h>
+
 #include "collector_client.h"
+#include "collector_fixture.h"
 #include "core/live_buffer.h"
 #include "dashboard_canvas.h"
 #include "dashboard_document.h"
 #include "fake_api.h"
+#include "live_subscriber.h"
 #include "main_window.h"
 #include "panel_chart.h"
 #include "panel_chart_view.h"
@@ -292,16 +301,133 @@ void pan1M() {
               ms[ms.size() / 2], ms[ms.size() * 95 / 100]);
 }
 
+// Records, at each paint of a panel's chart, the first moment the drawn line reaches each value.
+struct ValueWatch : QObject {
+  PanelChart* chart = nullptr;
+  double shown = -1;                                   // the largest value drawn so far
+  std::vector<std::pair<double, int64_t>> firstShown;  // (value, steady ns at the paint)
+  bool eventFilter(QObject*, QEvent* e) override {
+    if (e->type() != QEvent::Paint || !chart || chart->seriesNames().isEmpty()) return false;
+    double top = -1;
+    for (const auto& run : chart->lineRuns(chart->seriesNames().first()))
+      for (const QPointF& p : run.points) top = std::max(top, p.y());
+    if (top > shown) {
+      shown = top;
+      firstShown.emplace_back(top, std::chrono::steady_clock::now().time_since_epoch().count());
+    }
+    return false;
+  }
+};
+
+// emit → screen: the real collector (a child process) and the real SDK with its defaults (a
+// flush a second); a live line panel (max of a gauge over the last 5 minutes, 1 s buckets, the
+// open bucket drawn as partial) in a window on the X server, ticked each second as the canvas
+// does. Once a second, at a random moment, the gauge is set to the next integer; the latency is
+// from that SDK call to the start of the first paint whose line reaches the value.
+bool emitToScreen(int emits) {
+  CollectorFixture collector;
+  if (!collector.start()) {
+    std::fprintf(stderr, "emit: the collector did not start\n");
+    return false;
+  }
+  tally::ClientOptions o;
+  o.endpoint = collector.ingest().toStdString();
+  tally::Client sdk(o);
+  CollectorClient client(collector.url());
+  LiveSubscriber sub;
+  if (!sub.connectTo(collector.live())) {
+    std::fprintf(stderr, "emit: no live stream\n");
+    return false;
+  }
+  // When the stream first brings each value (the collector's part of the latency).
+  std::vector<std::pair<double, int64_t>> streamed;
+  QObject::connect(&sub, &LiveSubscriber::updatesReceived,
+                   [&](const QString&, const std::vector<LiveUpdate>& updates) {
+                     for (const auto& u : updates)
+                       if (streamed.empty() || u.max > streamed.back().first)
+                         streamed.emplace_back(
+                             u.max, std::chrono::steady_clock::now().time_since_epoch().count());
+                   });
+  PanelWidget panel(&client, &sub);
+  panel.setGeometry(0, 0, 1200, 500);
+  panel.show();
+  if (!QTest::qWaitForWindowExposed(&panel)) std::fprintf(stderr, "window not exposed\n");
+  ValueWatch watch;
+  watch.chart = panel.chartView()->panelChart();
+  panel.chartView()->viewport()->installEventFilter(&watch);
+  QTimer tick;
+  QObject::connect(&tick, &QTimer::timeout, [&] { panel.controller()->tick(); });
+  tick.start(1000);
+  // The metric exists before the panel asks for it, so the first answer names its kind.
+  sdk.set_gauge("bench.emit", 0.5);
+  sdk.flush(std::chrono::seconds(5));
+  TimeRangeSpec r;
+  r.relative = "5m";
+  QSignalSpy done(panel.controller(), &PanelController::queryFinished);
+  panel.controller()->setRange(r);
+  panel.controller()->setLive(true);
+  PanelSpec s;
+  s.metric = "bench.emit";
+  s.fn = Fn::kMax;
+  panel.setSpec(s);
+  done.wait(10000);
+  QTest::qWait(2000);  // the live subscription reaches the collector
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> phase(0, 999);
+  std::vector<std::pair<double, int64_t>> sent;
+  for (int i = 1; i <= emits; ++i) {
+    const int wait = phase(rng);
+    QTest::qWait(wait);
+    sent.emplace_back(double(i), std::chrono::steady_clock::now().time_since_epoch().count());
+    sdk.set_gauge("bench.emit", double(i));
+    QTest::qWait(1000 - wait);
+  }
+  QTest::qWait(5000);
+  std::vector<double> ms, streamMs;
+  int missing = 0;
+  auto firstAt = [](const std::vector<std::pair<double, int64_t>>& seen, double v) {
+    auto it = std::find_if(seen.begin(), seen.end(), [v](const auto& f) { return f.first >= v; });
+    return it == seen.end() ? int64_t(-1) : it->second;
+  };
+  for (const auto& [v, at] : sent) {
+    const int64_t shown = firstAt(watch.firstShown, v), came = firstAt(streamed, v);
+    if (shown < 0) {
+      ++missing;
+      continue;
+    }
+    ms.push_back(double(shown - at) / 1e6);
+    if (came >= 0) streamMs.push_back(double(came - at) / 1e6);
+  }
+  std::sort(ms.begin(), ms.end());
+  std::sort(streamMs.begin(), streamMs.end());
+  if (ms.empty()) {
+    std::printf("emit -> screen: no emitted value reached the screen (%d sent)\n", emits);
+    return false;
+  }
+  auto pct = [](const std::vector<double>& v, double q) {
+    return v.empty() ? -1.0 : v[std::min(v.size() - 1, size_t(q * double(v.size())))];
+  };
+  std::printf(
+      "emit -> screen: %zu of %d values, SDK flush %lld ms: median %.0f ms, p99 %.0f ms, max %.0f "
+      "ms%s; emit -> live frame: median %.0f ms, p99 %.0f ms\n",
+      ms.size(), emits, static_cast<long long>(o.flush_interval.count()), pct(ms, 0.5),
+      pct(ms, 0.99), ms.back(), missing ? " (some never shown)" : "", pct(streamMs, 0.5),
+      pct(streamMs, 0.99));
+  return missing == 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int seconds = 30;
+  int emits = 60;
   bool offscreen = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--seconds" && i + 1 < argc) seconds = std::atoi(argv[++i]);
     if (a == "--offscreen") offscreen = true;
-    if (a == "--quick") seconds = 10;
+    if (a == "--emits" && i + 1 < argc) emits = std::atoi(argv[++i]);
+    if (a == "--quick") seconds = 10, emits = 5;
   }
   XvfbServer xvfb;
   if (!offscreen) {
@@ -320,9 +446,13 @@ int main(int argc, char** argv) {
   QApplication::setApplicationName("bench_dashboard");
   initTallyResources();
   std::printf("platform %s\n", qPrintable(QGuiApplication::platformName()));
-  const QByteArray only = qgetenv("BENCH_FILTER");  // demo, zoom or pan: run only that case
+  const QByteArray only = qgetenv("BENCH_FILTER");  // demo, zoom, pan or emit: only that case
   if (only.isEmpty() || only == "demo") demoLive(seconds, xvfb.pid());
   if (only.isEmpty() || only == "zoom") zoom300();
   if (only.isEmpty() || only == "pan") pan1M();
+  // Timings are never checked here; a case that could not run (or a value that never reached the
+  // screen) fails the run, so `bench_dashboard_quick` in the test suite keeps the benchmark
+  // working.
+  if ((only.isEmpty() || only == "emit") && !emitToScreen(emits)) return 1;
   return 0;
 }
