@@ -184,7 +184,9 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
       {"tally_retention_deleted_total", "Buckets deleted by retention.", &retention_deleted},
       {"tally_queries_total", "Queries answered.", &queries},
       {"tally_queries_rejected_total", "Queries rejected as invalid.", &queries_rejected},
-      {"tally_live_updates_total", "Bucket updates published on the live stream.", &live_updates},
+      {"tally_live_updates_total",
+       "Bucket updates published on the live stream (only for metrics somebody subscribes to).",
+       &live_updates},
       {"tally_remote_write_samples_total", "Samples the remote-write receiver accepted.",
        &remote_write_samples},
       {"tally_remote_write_dropped_samples_total",
@@ -269,6 +271,9 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   sample(o, "tally_producers", producers);
   family(o, "tally_producer_refs", "gauge", "Series references of the remembered producers.");
   sample(o, "tally_producer_refs", producer_refs);
+  family(o, "tally_live_topics", "gauge",
+         "Topic prefixes (metric names) live-stream subscribers want; 0 when nobody listens.");
+  sample(o, "tally_live_topics", live_topics);
   family(o, "tally_storage_healthy", "gauge", "1 when storage accepts writes, 0 when it does not.");
   sample(o, "tally_storage_healthy", storage_healthy);
   family(o, "tally_remote_write_queue_samples", "gauge",

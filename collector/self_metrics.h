@@ -115,6 +115,7 @@ struct SelfMetrics {
   LatencyStat query_latency;
   // live
   std::atomic<uint64_t> live_updates{0};
+  std::atomic<int64_t> live_topics{0};  // topic prefixes somebody subscribes to
   // remote-write forwarding (forward/remote_write.h)
   std::atomic<uint64_t> remote_write_samples{0};  // accepted by the receiver
   std::atomic<uint64_t> remote_write_dropped{0};  // buffer full, rejected (4xx) or unsent at stop

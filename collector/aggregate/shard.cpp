@@ -626,13 +626,25 @@ void Shard::keep_checkpointed(Window& w) {
 
 void Shard::publish_partials() {
   if (!live_) return;
+  // Only the metrics somebody watches: the others' partials are not even built.
+  const auto topics = live_->topics();
+  std::string_view last_metric;
+  bool last_wanted = false;
+  auto wanted = [&](const SeriesInfo& info) {
+    const std::string_view m = info.metric();
+    if (m.data() != last_metric.data() || m.size() != last_metric.size()) {
+      last_metric = m;
+      last_wanted = topics->wants(m);
+    }
+    return last_wanted;
+  };
   std::vector<wire::LiveUpdate> updates;
   {
     MutexLock lock(state_mu_);
     for (auto& [start, w] : windows_[0]) {
       // A checkpointed window holds only what arrived since the checkpoint, not the bucket: its
       // series get their FINAL (merged with what is stored) within the lateness instead.
-      if (w.checkpointed) {
+      if (w.checkpointed || topics->empty()) {
         for (auto& pages : w.pages)
           for (auto& pg : pages)
             if (pg) pg->dirty.fill(0);
@@ -646,6 +658,7 @@ void Shard::publish_partials() {
             for (uint64_t bits = pg->dirty[word]; bits; bits &= bits - 1) {
               const size_t i = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
               const SeriesInfo& info = *series_[k][p * kPageSlots + i];
+              if (!wanted(info)) continue;
               if (pg->sums)
                 updates.push_back(
                     make_update(info, start, counter_agg(pg->sums[i]), wire::LiveUpdate::PARTIAL));
@@ -782,7 +795,7 @@ void Shard::run() {
     if (flushed && !retiring_.empty()) release_retiring(now_ms / 1000);
     if (healthy_.load(std::memory_order_relaxed)) compact_storage(now_ms / 1000);
     update_held_bytes();
-    if (now_ms - last_partial_ms_ >= 1000) {
+    if (now_ms - last_partial_ms_ >= opts_.partial_every_ms) {
       publish_partials();
       last_partial_ms_ = now_ms;
     }

@@ -86,6 +86,9 @@ struct ShardOptions {
   std::vector<Resolution> resolutions;
   int64_t lateness_s = 2;
   int64_t tick_ms = 100;
+  // How often the partials of open 1 s buckets go out on the live stream (only for metrics
+  // somebody subscribes to; LivePublisher::topics()). Emit to screen is the SDK's flush plus this.
+  int64_t partial_every_ms = 250;
   int64_t retention_every_s = 60;
   // When set (it must outlive the shard), how long each resolution is kept is read from it (a
   // reload changes it; the steps stay those of `resolutions`) instead of from `resolutions`.

@@ -397,6 +397,9 @@ bool emitToScreen(int emits) {
     }
     ms.push_back(double(shown - at) / 1e6);
     if (came >= 0) streamMs.push_back(double(came - at) / 1e6);
+    if (qEnvironmentVariableIsSet("BENCH_SPLIT"))
+      std::printf("value %.0f: live frame %.0f ms, screen %.0f ms\n", v,
+                  came >= 0 ? double(came - at) / 1e6 : -1.0, double(shown - at) / 1e6);
   }
   std::sort(ms.begin(), ms.end());
   std::sort(streamMs.begin(), streamMs.end());

@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "batch_builder.h"
@@ -48,6 +49,7 @@ class TestCollectorIntegration : public QObject {
   void filtersAndGroupBySelectTheRightSeries();
   void sumsAgreeAcrossResolutions();
   void latePointIsMergedAndPublishedAsCorrection();
+  void liveStreamCarriesOnlyWhatSubscribersWant();
   void duplicateBatchCountsOnce();
   void malformedFrameAndInvalidNameAreRejectedWhileServingCorrectTotals();
   void dataAndDeduplicationSurviveACleanRestart();
@@ -231,6 +233,70 @@ void TestCollectorIntegration::latePointIsMergedAndPublishedAsCorrection() {
   auto [status, metrics] = c.get_raw("/metrics");
   QVERIFY2(metrics.find("\ntally_late_points_total 1\n") != std::string::npos,
            metrics.substr(metrics.find("\ntally_late_points_total "), 40).c_str());
+}
+
+void TestCollectorIntegration::liveStreamCarriesOnlyWhatSubscribersWant() {
+  // The live socket knows what its subscribers want (XPUB): with nobody listening no update is
+  // built or sent; with one subscriber to live.a, live.b's buckets never go out, and every update
+  // counted as published is one the subscriber received.
+  CollectorProcess c;
+  QVERIFY(c.start({"--lateness", "1s"}));
+  RawProducer p(c.ingest());
+  const int64_t t0 = now_s();
+  QCOMPARE(p.send(BatchBuilder(21, 1)
+                      .def(1, "live.a", {})
+                      .def(2, "live.b", {})
+                      .count(1, t0, 1)
+                      .count(2, t0, 1)
+                      .b)
+               ->code(),
+           wire::Ack::OK);
+  // Both buckets close (their FINAL would go out) with nobody subscribed.
+  QVERIFY(eventually([&] {
+    return total(c.get(q("live.b", t0, t0 + 1, "&step=1"))) == 1 &&
+           !c.get(q("live.b", t0, t0 + 1, "&step=1"))["series"][0].contains("partial_from");
+  }));
+  QCOMPARE(metric(c, "tally_live_updates_total"), 0.0);
+  QCOMPARE(metric(c, "tally_live_topics"), 0.0);
+
+  zmq::context_t ctx;
+  zmq::socket_t sub(ctx, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::subscribe, "live.a");
+  sub.connect(c.live());
+  QVERIFY(eventually([&] { return metric(c, "tally_live_topics") == 1; }));
+  // Points for both metrics each second, until live.a's open bucket has gone out as PARTIAL and
+  // its first bucket as FINAL.
+  uint64_t seq = 2, received = 0;
+  bool partial = false, final_seen = false;
+  std::set<std::string> topics;
+  auto drain = [&] {
+    zmq::message_t topic, payload;
+    while (sub.recv(topic, zmq::recv_flags::dontwait)) {
+      (void)sub.recv(payload);
+      topics.insert(topic.to_string());
+      wire::LiveBatch lb;
+      QVERIFY(lb.ParseFromArray(payload.data(), static_cast<int>(payload.size())));
+      received += static_cast<uint64_t>(lb.updates_size());
+      for (const auto& u : lb.updates()) {
+        partial |= u.state() == wire::LiveUpdate::PARTIAL;
+        final_seen |= u.state() == wire::LiveUpdate::FINAL;
+      }
+    }
+  };
+  QVERIFY(eventually([&] {
+    const int64_t t = now_s();
+    (void)p.send(BatchBuilder(21, seq++).count(1, t, 1).count(2, t, 1).b);
+    drain();
+    return partial && final_seen;
+  }));
+  // Quiet: every update counted as published has arrived.
+  QVERIFY(eventually([&] {
+    drain();
+    return metric(c, "tally_live_updates_total") == double(received);
+  }));
+  QCOMPARE(topics, (std::set<std::string>{"live.a"}));
+  sub.close();
+  QVERIFY(eventually([&] { return metric(c, "tally_live_topics") == 0; }));
 }
 
 void TestCollectorIntegration::duplicateBatchCountsOnce() {
