@@ -459,9 +459,14 @@ void PanelChart::render(const PanelController& panel) {
       return s;
     };
     auto addArea = [&](const QString& label, QColor color, qreal alpha) {
-      auto* upper = new QLineSeries;
-      auto* lower = new QLineSeries;
-      auto* area = new QAreaSeries(upper, lower);
+      // QAreaSeries does not delete its boundary series: as its children they go with it (in
+      // clear() or with the chart). Left without an owner, every rebuild leaked them and their
+      // points (LeakSanitizer, tst_dashboard_widgets).
+      auto* area = new QAreaSeries;
+      auto* upper = new QLineSeries(area);
+      auto* lower = new QLineSeries(area);
+      area->setUpperSeries(upper);
+      area->setLowerSeries(lower);
       area->setName(label);
       area->setProperty(kLabelProperty, label);
       QColor fill = color;

@@ -8,13 +8,16 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <limits>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "query/http_server.h"
 #include "query/prom_api.h"
+#include "tally/common/mutex.h"
 #include "tally/common/name_mapping.h"
 
 namespace tally::collector {
@@ -74,6 +77,25 @@ Result<int64_t> parse_int(std::string_view s) {
     return Status::invalid_argument("'" + std::string(s) + "' is not a whole number");
   return v;
 }
+
+// Set once by one thread, waited for by another; setting it again does nothing.
+class Signal {
+ public:
+  void set() {
+    MutexLock lock(mu_);
+    set_ = true;
+    cv_.notify_all();
+  }
+  void wait() {
+    MutexLock lock(mu_);
+    while (!set_) lock.wait(cv_);
+  }
+
+ private:
+  Mutex mu_;
+  std::condition_variable cv_;
+  bool set_ GUARDED_BY(mu_) = false;
+};
 
 }  // namespace
 
@@ -182,6 +204,8 @@ Result<int> HttpApi::start(const std::string& listen) {
   // 32 workers; a connection takes one only once its request head has arrived, which must be
   // within 2 s (a body within 2 s more); at most max_connections wait (query/http_server.h).
   HttpServerOptions o;
+  auto listening = std::make_shared<Signal>();
+  o.on_listening = [listening] { listening->set(); };
   o.max_pending = max_connections_;
   o.tls_cert_file = security_.tls_cert_file;
   o.tls_key_file = security_.tls_key_file;
@@ -221,8 +245,12 @@ Result<int> HttpApi::start(const std::string& listen) {
           : (server_->bind_to_port(host, static_cast<int>(*port)) ? static_cast<int>(*port) : -1);
   if (bound < 0)
     return Status::io_error("cannot listen on " + listen + " (in use or not permitted)");
-  thread_ =
-      std::thread([this] { guarded("http", metrics_, [this] { server_->listen_after_bind(); }); });
+  thread_ = std::thread([this, listening] {
+    guarded("http", metrics_, [this] { server_->listen_after_bind(); });
+    listening->set();  // it ended without listening (logged by guarded): start() must not wait
+  });
+  // A stop() before the loop has begun would be lost and its join would wait for ever.
+  listening->wait();
   return bound;
 }
 

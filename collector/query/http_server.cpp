@@ -354,6 +354,7 @@ void configure(S& s, const HttpServerOptions& o, SelfMetrics& metrics, bool tls,
     s.widen_backlog();  // bound by now; called on the listening thread before it accepts
     s.pool =
         new ConnectionPool(o, max_pending, tls, metrics, [&s, serve](int fd) { serve(&s, fd); });
+    if (o.on_listening) o.on_listening();
     return s.pool;
   };
   s.set_read_timeout(o.request_deadline_ms / 1000, (o.request_deadline_ms % 1000) * 1000);

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -42,6 +43,10 @@ struct HttpServerOptions {
   int keep_alive_s = 2;            // an idle keep-alive connection is closed after this
   std::string tls_cert_file;       // both set: HTTPS
   std::string tls_key_file;
+  // Called on the listening thread once its loop has begun (backlog widened), before it accepts.
+  // Until then the library's stop() does nothing and would close the socket under the backlog's
+  // listen(): HttpApi::start() waits for this before it returns.
+  std::function<void()> on_listening;
 };
 
 // A plain or TLS httplib server whose connections are handled as above. Fails when the TLS

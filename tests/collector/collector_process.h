@@ -57,7 +57,8 @@ class CollectorProcess {
       proc_.start(wrapper_.front(), wrapper_.mid(1) + QStringList{bin} + args);
     }
     if (!proc_.waitForStarted(5000)) return false;
-    for (int i = 0; i < 200; ++i) {
+    // Ready after its log is replayed: 50 MB take 20 s under ThreadSanitizer (tst_hostile).
+    for (int i = 0; i < 1200; ++i) {  // 60 s; a collector that exits ends the wait at once
       std::ifstream in(ready_file_.toStdString());
       if (in) {
         json j = json::parse(in, nullptr, false);

@@ -9,10 +9,13 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "aggregate/cardinality.h"
 #include "aggregate/catalog.h"
@@ -49,6 +52,7 @@ class TestCollectorUnits : public QObject {
   void planner_data();
   void planner();
   void plannerClampsHugeRanges();
+  void httpApiStoppedRightAfterStartEnds();
   void timeParameter_data();
   void timeParameter();
   void configFile_data();
@@ -217,6 +221,36 @@ void TestCollectorUnits::plannerClampsHugeRanges() {
   auto automatic = engine.plan(-5'000'000'000'000'000'000, 5'000'000'000'000'000'000, 0, 300);
   QVERIFY(automatic.has_value());
   QCOMPARE(engine.resolutions()[automatic->second].step_s, qint64(3600));
+}
+
+// Regression (found by ThreadSanitizer in tst_hostile): HttpApi::start() returned as soon as its
+// listening thread was created. The library's stop() does nothing until that thread's loop has
+// begun, so a stop() right after start() was lost and the join waited for ever (a collector sent
+// SIGTERM just after it was ready did not exit); and the loop's first step (widen_backlog's
+// listen()) could use the socket after stop() had closed it.
+void TestCollectorUnits::httpApiStoppedRightAfterStartEnds() {
+  ManualClock clock(1'800'000'000'000);
+  SeriesCatalog catalog(1);
+  Router router({});
+  QueryEngine engine(catalog, router, *parse_retention(kDefaultRetention), clock);
+  SelfMetrics metrics;
+  for (int i = 0; i < 200; ++i) {
+    // On the heap and never freed if a stop() hangs: its threads would still use it.
+    auto api = std::make_unique<HttpApi>(engine, catalog, router, metrics, clock);
+    auto done = std::make_shared<std::atomic<int>>(0);  // 1: started and stopped; 2: no start
+    std::thread t([raw = api.get(), done] {
+      const bool started = raw->start("127.0.0.1:0").has_value();
+      if (started) raw->stop();
+      *done = started ? 1 : 2;
+    });
+    if (!tally::testing::eventually([&] { return done->load() != 0; }, 10000, 1)) {
+      t.detach();
+      (void)api.release();
+      QFAIL(qPrintable(QString("stop() right after start() did not end (round %1)").arg(i)));
+    }
+    t.join();
+    QCOMPARE(done->load(), 1);
+  }
 }
 
 void TestCollectorUnits::timeParameter_data() {

@@ -45,7 +45,7 @@ class ShimmedCollector {
     fs::create_directories(ctl.toStdString());
     ready_ = ctl + "/ready.json";
     QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
-    env.insert("LD_PRELOAD", TALLY_POWER_LOSS_SHIM);
+    env.insert("LD_PRELOAD", TALLY_POWER_LOSS_PRELOAD);
     env.insert("TALLY_PL_DIR", data);
     env.insert("TALLY_PL_CTL", ctl);
     proc_.setProcessEnvironment(env);
@@ -374,7 +374,7 @@ void TestPowerLoss::newFileOnReusedInodeStartsEmpty() {
   fs::create_directories(ctl.toStdString());
   QProcess child;
   QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
-  env.insert("LD_PRELOAD", TALLY_POWER_LOSS_SHIM);
+  env.insert("LD_PRELOAD", TALLY_POWER_LOSS_PRELOAD);
   env.insert("TALLY_PL_DIR", dir);
   env.insert("TALLY_PL_CTL", ctl);
   child.setProcessEnvironment(env);
