@@ -68,7 +68,9 @@ static size_t root_len;
 static char ctl[4096];
 static int active;
 // fd -> watched file index + 1 (file) or -(entry path index + 1) (directory); 0 not watched.
-static int fd_kind[kMaxFds];
+static int fd_kind[kMaxFds];  // written under mu; read without it on the write path: atomics
+static int kind_of(int fd) { return __atomic_load_n(&fd_kind[fd], __ATOMIC_RELAXED); }
+static void set_kind(int fd, int kind) { __atomic_store_n(&fd_kind[fd], kind, __ATOMIC_RELAXED); }
 static char* fd_dir[kMaxFds];
 static File files[kMaxFiles];
 static int nfiles;
@@ -331,7 +333,31 @@ static void* watcher(void* arg) {
   return NULL;
 }
 
+// Every real_* pointer is looked up here, while the process has one thread: later calls only read
+// them (a lazy lookup on first use raced between the collector's threads).
+static void load_all(void) {
+  load_open();
+  load_open64();
+  load_openat();
+  load_openat64();
+  load_close();
+  load_write();
+  load_pwrite();
+  load_pwrite64();
+  load_ftruncate();
+  load_ftruncate64();
+  load_truncate();
+  load_truncate64();
+  load_fsync();
+  load_fdatasync();
+  load_unlink();
+  load_rename();
+  load_mkdir();
+  load_rmdir();
+}
+
 __attribute__((constructor)) static void init(void) {
+  load_all();
   const char* r = getenv("TALLY_PL_DIR");
   const char* c = getenv("TALLY_PL_CTL");
   if (!r || !c || r[0] != '/') return;
@@ -373,13 +399,13 @@ static void after_open(int fd, const char* path, int existed) {
   if (fstat(fd, &st) != 0) return;
   pthread_mutex_lock(&mu);
   if (S_ISDIR(st.st_mode)) {
-    fd_kind[fd] = -1;
+    set_kind(fd, -1);
     free(fd_dir[fd]);
     fd_dir[fd] = strdup(r);
   } else {
     if (!existed) detach_inode(st.st_ino);
     File* f = file_of(st.st_ino, 1);
-    fd_kind[fd] = f ? (int)(f - files) + 1 : 0;
+    set_kind(fd, f ? (int)(f - files) + 1 : 0);
     if (!existed) {
       char* dir = parent_of(r);
       add_ns(0, dir, r, NULL, st.st_ino, 0);
@@ -441,9 +467,9 @@ int openat64(int dirfd, const char* path, int flags, ...) {
 
 int close(int fd) {
   load_close();
-  if (fd >= 0 && fd < kMaxFds && fd_kind[fd]) {
+  if (fd >= 0 && fd < kMaxFds && kind_of(fd)) {
     pthread_mutex_lock(&mu);
-    fd_kind[fd] = 0;
+    set_kind(fd, 0);
     free(fd_dir[fd]);
     fd_dir[fd] = NULL;
     pthread_mutex_unlock(&mu);
@@ -460,7 +486,7 @@ static void record_write(int fd, uint64_t off, const void* buf, ssize_t n) {
 
 ssize_t write(int fd, const void* buf, size_t count) {
   load_write();
-  if (fd < 0 || fd >= kMaxFds || fd_kind[fd] <= 0) return real_write(fd, buf, count);
+  if (fd < 0 || fd >= kMaxFds || kind_of(fd) <= 0) return real_write(fd, buf, count);
   ssize_t n = real_write(fd, buf, count);
   if (n > 0) {
     off_t end = lseek(fd, 0, SEEK_CUR);
@@ -471,13 +497,13 @@ ssize_t write(int fd, const void* buf, size_t count) {
 ssize_t pwrite(int fd, const void* buf, size_t count, off_t off) {
   load_pwrite();
   ssize_t n = real_pwrite(fd, buf, count, off);
-  if (fd >= 0 && fd < kMaxFds && fd_kind[fd] > 0) record_write(fd, (uint64_t)off, buf, n);
+  if (fd >= 0 && fd < kMaxFds && kind_of(fd) > 0) record_write(fd, (uint64_t)off, buf, n);
   return n;
 }
 ssize_t pwrite64(int fd, const void* buf, size_t count, off_t off) {
   load_pwrite64();
   ssize_t n = real_pwrite64(fd, buf, count, off);
-  if (fd >= 0 && fd < kMaxFds && fd_kind[fd] > 0) record_write(fd, (uint64_t)off, buf, n);
+  if (fd >= 0 && fd < kMaxFds && kind_of(fd) > 0) record_write(fd, (uint64_t)off, buf, n);
   return n;
 }
 
@@ -489,13 +515,13 @@ static void record_trunc_fd(int fd, off_t len) {
 int ftruncate(int fd, off_t len) {
   load_ftruncate();
   int rc = real_ftruncate(fd, len);
-  if (rc == 0 && fd >= 0 && fd < kMaxFds && fd_kind[fd] > 0) record_trunc_fd(fd, len);
+  if (rc == 0 && fd >= 0 && fd < kMaxFds && kind_of(fd) > 0) record_trunc_fd(fd, len);
   return rc;
 }
 int ftruncate64(int fd, off_t len) {
   load_ftruncate64();
   int rc = real_ftruncate64(fd, len);
-  if (rc == 0 && fd >= 0 && fd < kMaxFds && fd_kind[fd] > 0) record_trunc_fd(fd, len);
+  if (rc == 0 && fd >= 0 && fd < kMaxFds && kind_of(fd) > 0) record_trunc_fd(fd, len);
   return rc;
 }
 static void record_trunc_path(const char* path, off_t len) {
@@ -521,7 +547,7 @@ int truncate64(const char* path, off_t len) {
 }
 
 static int do_sync(int (*fn)(int), int fd) {
-  if (fd < 0 || fd >= kMaxFds || !fd_kind[fd]) return fn(fd);
+  if (fd < 0 || fd >= kMaxFds || !kind_of(fd)) return fn(fd);
   pthread_mutex_lock(&mu);
   const int kind = fd_kind[fd];
   char* dir = kind < 0 && fd_dir[fd] ? strdup(fd_dir[fd]) : NULL;
