@@ -69,8 +69,12 @@ static char ctl[4096];
 static int active;
 // fd -> watched file index + 1 (file) or -(entry path index + 1) (directory); 0 not watched.
 static int fd_kind[kMaxFds];  // written under mu; read without it on the write path: atomics
-static int kind_of(int fd) { return __atomic_load_n(&fd_kind[fd], __ATOMIC_RELAXED); }
-static void set_kind(int fd, int kind) { __atomic_store_n(&fd_kind[fd], kind, __ATOMIC_RELAXED); }
+static int kind_of(int fd) {
+  return __atomic_load_n(&fd_kind[fd], __ATOMIC_RELAXED);
+}
+static void set_kind(int fd, int kind) {
+  __atomic_store_n(&fd_kind[fd], kind, __ATOMIC_RELAXED);
+}
 static char* fd_dir[kMaxFds];
 static File files[kMaxFiles];
 static int nfiles;
