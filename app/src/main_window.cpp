@@ -3,11 +3,14 @@
 #include <QApplication>
 #include <QCloseEvent>
 #include <QComboBox>
+#include <QDialog>
+#include <QDialogButtonBox>
 #include <QDir>
 #include <QDockWidget>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QHBoxLayout>
+#include <QHeaderView>
 #include <QInputDialog>
 #include <QLabel>
 #include <QMenuBar>
@@ -15,9 +18,11 @@
 #include <QPushButton>
 #include <QRegularExpression>
 #include <QScrollArea>
+#include <QSet>
 #include <QSettings>
 #include <QStandardPaths>
 #include <QStatusBar>
+#include <QTableWidget>
 #include <QToolBar>
 #include <QVBoxLayout>
 
@@ -208,12 +213,14 @@ void MainWindow::buildActions() {
   QToolBar* tb = addToolBar(tr("Dashboard"));
   tb->setObjectName("mainToolbar");
   tb->setMovable(false);
-  tb->addAction(tr("Add panel"), this, [this] {
+  QAction* addPanel = tb->addAction(tr("Add panel"), this, [this] {
     PanelSpec s;
     s.grid.h = 5;
     PanelWidget* p = m_canvas->addPanel(s);
     m_canvas->editPanel(p);
   });
+  addPanel->setObjectName("addPanelAction");
+  addPanel->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_A));
   tb->addAction(sources);
   tb->addSeparator();
   tb->addWidget(new QLabel(tr(" Range "), tb));
@@ -222,6 +229,7 @@ void MainWindow::buildActions() {
   m_liveAction->setObjectName("liveAction");
   m_liveAction->setCheckable(true);
   m_liveAction->setToolTip(tr("Follow new data as it arrives (the window slides)"));
+  m_liveAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_L));
   connect(m_liveAction, &QAction::toggled, this, [this](bool on) {
     if (on == m_canvas->isLive()) return;
     m_canvas->setLive(on);
@@ -229,6 +237,7 @@ void MainWindow::buildActions() {
   QAction* refresh = tb->addAction(tr("Refresh"), m_canvas, &DashboardCanvas::refreshAll);
   refresh->setShortcut(QKeySequence::Refresh);
   QAction* rename = tb->addAction(tr("Rename…"));
+  rename->setShortcut(QKeySequence(Qt::Key_F2));
   connect(rename, &QAction::triggered, this, [this] {
     bool ok = false;
     QString t = QInputDialog::getText(this, tr("Dashboard title"), tr("Title:"), QLineEdit::Normal,
@@ -238,6 +247,61 @@ void MainWindow::buildActions() {
     m_document->setModified(true);
     updateTitle();
   });
+
+  QMenu* help = menuBar()->addMenu(tr("&Help"));
+  QAction* keys = help->addAction(tr("&Keyboard shortcuts"), this, &MainWindow::showShortcuts);
+  keys->setObjectName("shortcutsAction");
+  keys->setShortcut(QKeySequence::HelpContents);
+}
+
+void MainWindow::showShortcuts() {
+  // Built from the window's own actions each time, so the list cannot drift from the keys.
+  if (!m_shortcuts) {
+    m_shortcuts = new QDialog(this);
+    m_shortcuts->setObjectName("shortcutsDialog");
+    m_shortcuts->setWindowTitle(tr("Keyboard shortcuts"));
+    auto* layout = new QVBoxLayout(m_shortcuts);
+    auto* table = new QTableWidget(0, 2, m_shortcuts);
+    table->setObjectName("shortcutsTable");
+    table->setHorizontalHeaderLabels({tr("Action"), tr("Keys")});
+    table->horizontalHeader()->setStretchLastSection(true);
+    table->verticalHeader()->hide();
+    table->setEditTriggers(QAbstractItemView::NoEditTriggers);
+    layout->addWidget(table);
+    auto* close = new QDialogButtonBox(QDialogButtonBox::Close, m_shortcuts);
+    connect(close, &QDialogButtonBox::rejected, m_shortcuts, &QDialog::reject);
+    layout->addWidget(close);
+    m_shortcuts->resize(460, 520);
+  }
+  auto* table = m_shortcuts->findChild<QTableWidget*>("shortcutsTable");
+  QList<QPair<QString, QString>> rows;
+  QSet<QAction*> seen;
+  auto collect = [&](QAction* a) {
+    if (!a || seen.contains(a) || a->shortcut().isEmpty()) return;
+    seen.insert(a);
+    QString name = a->text();
+    name.remove('&');
+    if (name.endsWith(QStringLiteral("…"))) name.chop(1);
+    rows.append({name, a->shortcut().toString(QKeySequence::NativeText)});
+  };
+  for (QAction* menu : menuBar()->actions())
+    if (menu->menu())
+      for (QAction* a : menu->menu()->actions()) collect(a);
+  for (QAction* a : findChildren<QAction*>()) collect(a);
+  // What the charts do with the mouse (no key to list, but nowhere else to find it).
+  rows.append({tr("Zoom into a time span"), tr("Drag across a chart")});
+  rows.append({tr("Pan"), tr("Right-drag or Shift+drag")});
+  rows.append({tr("Zoom around the cursor"), tr("Mouse wheel")});
+  rows.append({tr("Reset the zoom"), tr("Double-click a chart")});
+  rows.append({tr("Hide or show a series"), tr("Click its legend entry")});
+  table->setRowCount(int(rows.size()));
+  for (int i = 0; i < rows.size(); ++i) {
+    table->setItem(i, 0, new QTableWidgetItem(rows[i].first));
+    table->setItem(i, 1, new QTableWidgetItem(rows[i].second));
+  }
+  table->resizeColumnToContents(0);
+  m_shortcuts->show();
+  m_shortcuts->raise();
 }
 
 void MainWindow::setDashboard(const Dashboard& d, const QString& path) {

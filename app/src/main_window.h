@@ -16,6 +16,7 @@
 #include "tally/common/endpoints.h"
 
 class CollectorClient;
+class QDialog;
 class DashboardCanvas;
 class HealthMonitor;
 class LiveSubscriber;
@@ -65,6 +66,9 @@ class MainWindow : public QMainWindow {
   void exportDashboardImage();
   void addPanelForMetric(const QString& metric);
   void editDataSources();
+  // Help › Keyboard shortcuts: every action of the window that has keys, and the charts' mouse
+  // gestures.
+  void showShortcuts();
 
  protected:
   void closeEvent(QCloseEvent* e) override;
@@ -96,6 +100,7 @@ class MainWindow : public QMainWindow {
   QLabel* m_statusHealth;
   QLabel* m_statusLive;
   QAction* m_liveAction = nullptr;
+  QDialog* m_shortcuts = nullptr;
   QMenu* m_recentMenu = nullptr;
   bool m_interactive = true;
   QStringList m_secretsInFile;  // secret values the open file holds itself, until it is saved

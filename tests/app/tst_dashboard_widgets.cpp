@@ -7,18 +7,21 @@
 #include <QCheckBox>
 #include <QComboBox>
 #include <QCryptographicHash>
+#include <QDialog>
 #include <QDropEvent>
 #include <QElapsedTimer>
 #include <QLabel>
 #include <QLegendMarker>
 #include <QLineEdit>
 #include <QListWidget>
+#include <QMenuBar>
 #include <QMimeData>
 #include <QPushButton>
 #include <QSettings>
 #include <QStandardItemModel>
 #include <QStandardPaths>
 #include <QStatusBar>
+#include <QTableWidget>
 #include <QtTest>
 #include <zmq.hpp>
 
@@ -151,6 +154,7 @@ class TestDashboardWidgets : public QObject {
   void badDashboardFileRefusedAndUntouched_data();
   void badDashboardFileRefusedAndUntouched();
   void saveRecentAndReopenLast();
+  void shortcutListShowsEveryKeyOfTheWindow();
   void canvasAddMoveResizeRemove();
   void metricDropSetsPanelMetric();
   void editorBuildsSpecFromWidgets();
@@ -533,6 +537,50 @@ void TestDashboardWidgets::badDashboardFileRefusedAndUntouched() {
   w.document()->setModified(false);
   w.close();
   QCOMPARE(fileBytes(path), before);
+}
+
+void TestDashboardWidgets::shortcutListShowsEveryKeyOfTheWindow() {
+  MainWindowOptions o;
+  o.collector = m_api->url();
+  MainWindow w(o);
+  w.show();
+  QVERIFY(QTest::qWaitForWindowExposed(&w));
+  auto* help = w.findChild<QAction*>("shortcutsAction");
+  QVERIFY(help);
+  QCOMPARE(help->shortcut(), QKeySequence(QKeySequence::HelpContents));
+  help->trigger();
+  auto* dialog = w.findChild<QDialog*>("shortcutsDialog");
+  QVERIFY(dialog && dialog->isVisible());
+  auto* table = dialog->findChild<QTableWidget*>("shortcutsTable");
+  QVERIFY(table);
+  QMap<QString, QString> rows;
+  for (int i = 0; i < table->rowCount(); ++i)
+    rows.insert(table->item(i, 0)->text(), table->item(i, 1)->text());
+  // Every action of the window that has keys is listed with them, under its menu text.
+  int withKeys = 0;
+  QSet<QAction*> actions;
+  for (QAction* a : w.findChildren<QAction*>()) actions.insert(a);
+  for (QAction* m : w.menuBar()->actions())
+    if (m->menu())
+      for (QAction* a : m->menu()->actions()) actions.insert(a);
+  for (QAction* a : actions) {
+    if (a->shortcut().isEmpty()) continue;
+    ++withKeys;
+    QString name = a->text().remove('&');
+    if (name.endsWith(QStringLiteral("…"))) name.chop(1);
+    QVERIFY2(rows.value(name) == a->shortcut().toString(QKeySequence::NativeText),
+             qPrintable(name + ": " + rows.value(name)));
+  }
+  QVERIFY2(withKeys >= 8, qPrintable(QStringList(rows.keys()).join(", ")));
+  QCOMPARE(rows.value("Live"),
+           QKeySequence(Qt::CTRL | Qt::Key_L).toString(QKeySequence::NativeText));
+  QCOMPARE(rows.value("Save"), QKeySequence(QKeySequence::Save).toString(QKeySequence::NativeText));
+  QVERIFY(rows.contains("Pan"));  // the charts' mouse gestures too
+  // The keys work: Ctrl+L toggles Live.
+  const bool live = w.liveAction()->isChecked();
+  QTest::keyClick(&w, Qt::Key_L, Qt::ControlModifier);
+  QCOMPARE(w.liveAction()->isChecked(), !live);
+  w.document()->setModified(false);
 }
 
 void TestDashboardWidgets::saveRecentAndReopenLast() {
