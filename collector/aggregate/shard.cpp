@@ -607,13 +607,24 @@ Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
 
 void Shard::keep_checkpointed(Window& w) {
   w.checkpointed = true;
-  for (auto& pages : w.pages) {
-    for (auto& pg : pages) {
+  const auto topics = live_ ? live_->topics() : nullptr;
+  for (size_t k = 0; k < kKinds; ++k) {
+    const Kind kind = static_cast<Kind>(k + 1);
+    for (size_t p = 0; p < w.pages[k].size(); ++p) {
+      Page* pg = w.pages[k][p].get();
       if (!pg) continue;
-      pg->dirty.fill(0);
+      // Dirty bits stay: a watched series' next PARTIAL is its kept value merged with what comes.
       for (size_t word = 0; word < pg->present.size(); ++word) {
         for (uint64_t bits = pg->present[word]; bits; bits &= bits - 1) {
           const size_t i = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
+          const size_t slot = p * kPageSlots + i;
+          if (topics && !topics->empty() && topics->wants(series_[k][slot]->metric())) {
+            // Checkpointed again while still open: what both checkpoints wrote.
+            BucketAgg now = pg->sums ? counter_agg(pg->sums[i]) : std::move(pg->aggs[i]);
+            const uint64_t key = (static_cast<uint64_t>(k) << 32) | slot;
+            auto [it, fresh] = w.checkpointed_values.try_emplace(key, std::move(now));
+            if (!fresh) (void)it->second.merge(now, kind);
+          }
           if (pg->sums)
             pg->sums[i] = 0;
           else
@@ -642,15 +653,14 @@ void Shard::publish_partials() {
   {
     MutexLock lock(state_mu_);
     for (auto& [start, w] : windows_[0]) {
-      // A checkpointed window holds only what arrived since the checkpoint, not the bucket: its
-      // series get their FINAL (merged with what is stored) within the lateness instead.
-      if (w.checkpointed || topics->empty()) {
+      if (topics->empty()) {
         for (auto& pages : w.pages)
           for (auto& pg : pages)
             if (pg) pg->dirty.fill(0);
         continue;
       }
       for (size_t k = 0; k < kKinds; ++k) {
+        const Kind kind = static_cast<Kind>(k + 1);
         for (size_t p = 0; p < w.pages[k].size(); ++p) {
           Page* pg = w.pages[k][p].get();
           if (!pg) continue;
@@ -659,6 +669,18 @@ void Shard::publish_partials() {
               const size_t i = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
               const SeriesInfo& info = *series_[k][p * kPageSlots + i];
               if (!wanted(info)) continue;
+              if (w.checkpointed) {
+                // The window holds only what arrived since the checkpoint: the bucket is what the
+                // checkpoint wrote merged with it. A series whose written value was not kept
+                // (nobody watched it then) gets its FINAL, merged with storage, instead.
+                const uint64_t key = (static_cast<uint64_t>(k) << 32) | (p * kPageSlots + i);
+                auto it = w.checkpointed_values.find(key);
+                if (it == w.checkpointed_values.end()) continue;
+                BucketAgg bucket = it->second;
+                (void)bucket.merge(pg->sums ? counter_agg(pg->sums[i]) : pg->aggs[i], kind);
+                updates.push_back(make_update(info, start, bucket, wire::LiveUpdate::PARTIAL));
+                continue;
+              }
               if (pg->sums)
                 updates.push_back(
                     make_update(info, start, counter_agg(pg->sums[i]), wire::LiveUpdate::PARTIAL));

@@ -186,6 +186,10 @@ class Shard {
     // since (stored (+) window is the bucket), and its present bits still name every series with
     // the bucket, so each gets its FINAL (with the merged value) when the window is finalised.
     bool checkpointed = false;
+    // What the checkpoint wrote, for the series of metrics live-stream subscribers wanted then
+    // (key: kind << 32 | slot): a PARTIAL after the checkpoint is this merged with what came since,
+    // so a watched bucket keeps going out as it grows. Series not here send only their FINAL.
+    std::unordered_map<uint64_t, BucketAgg> checkpointed_values;
   };
   // A bucket that was already final when this data arrived; merged into storage at the next flush.
   struct LateBucket {

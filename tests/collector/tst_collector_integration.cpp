@@ -50,6 +50,7 @@ class TestCollectorIntegration : public QObject {
   void sumsAgreeAcrossResolutions();
   void latePointIsMergedAndPublishedAsCorrection();
   void liveStreamCarriesOnlyWhatSubscribersWant();
+  void openBucketKeepsItsPartialsAfterACheckpoint();
   void duplicateBatchCountsOnce();
   void malformedFrameAndInvalidNameAreRejectedWhileServingCorrectTotals();
   void dataAndDeduplicationSurviveACleanRestart();
@@ -297,6 +298,42 @@ void TestCollectorIntegration::liveStreamCarriesOnlyWhatSubscribersWant() {
   QCOMPARE(topics, (std::set<std::string>{"live.a"}));
   sub.close();
   QVERIFY(eventually([&] { return metric(c, "tally_live_topics") == 0; }));
+}
+
+void TestCollectorIntegration::openBucketKeepsItsPartialsAfterACheckpoint() {
+  // A checkpoint writes open buckets to storage and keeps only what arrives after it in memory.
+  // A watched bucket still goes out as PARTIAL with its whole value (what the checkpoint wrote
+  // merged with what came since), not only at its FINAL a lateness later.
+  CollectorProcess c;
+  QVERIFY(c.start({"--lateness", "20s", "--checkpoint", "1s"}));
+  zmq::context_t ctx;
+  zmq::socket_t sub(ctx, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::subscribe, "ckpt.metric");
+  sub.connect(c.live());
+  QVERIFY(eventually([&] { return metric(c, "tally_live_topics") == 1; }));
+  RawProducer p(c.ingest());
+  const int64_t t = now_s();
+  QCOMPARE(p.send(BatchBuilder(31, 1).def(1, "ckpt.metric", {}).count(1, t, 5).b)->code(),
+           wire::Ack::OK);
+  auto saw = [&](wire::LiveUpdate::State state, double value) {
+    return eventually([&] {
+      zmq::message_t topic, payload;
+      while (sub.recv(topic, zmq::recv_flags::dontwait)) {
+        (void)sub.recv(payload);
+        wire::LiveBatch lb;
+        if (!lb.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) continue;
+        for (const auto& u : lb.updates())
+          if (u.time() == t && u.state() == state && u.value() == value) return true;
+      }
+      return false;
+    });
+  };
+  QVERIFY(saw(wire::LiveUpdate::PARTIAL, 5));
+  // A checkpoint has written the open bucket (nothing can be final within the 20 s lateness).
+  QVERIFY(eventually([&] { return metric(c, "tally_buckets_written_total") > 0; }));
+  QCOMPARE(p.send(BatchBuilder(31, 2).count(1, t, 3).b)->code(), wire::Ack::OK);
+  QVERIFY(saw(wire::LiveUpdate::PARTIAL, 8));
+  QCOMPARE(total(c.get(q("ckpt.metric", t, t + 1, "&step=1"))), 8.0);
 }
 
 void TestCollectorIntegration::duplicateBatchCountsOnce() {
