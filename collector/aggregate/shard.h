@@ -223,7 +223,7 @@ class Shard {
   // lock analysis (thread_annotations.h): reads pass, a write still needs the lock.
   void owner_reads() const ASSERT_SHARED_CAPABILITY(state_mu_) {}
   // After a checkpoint wrote w while open: zero its values, keep its present bits, mark it.
-  void keep_checkpointed(Window& w);
+  void keep_checkpointed(Window& w) REQUIRES(state_mu_);
   // Writes due buckets (all of them when everything is set: a checkpoint); false on a storage
   // error.
   bool flush(int64_t now_s, bool everything);
