@@ -40,6 +40,22 @@ std::map<std::string, double> by_tag(const json& answer, const std::string& key)
   return out;
 }
 
+// Reads a live-stream subscriber until an update for bucket t with this state and value comes;
+// false when none came by the deadline.
+bool saw_update(zmq::socket_t& sub, int64_t t, wire::LiveUpdate::State state, double value) {
+  return eventually([&] {
+    zmq::message_t topic, payload;
+    while (sub.recv(topic, zmq::recv_flags::dontwait)) {
+      (void)sub.recv(payload);
+      wire::LiveBatch lb;
+      if (!lb.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) continue;
+      for (const auto& u : lb.updates())
+        if (u.time() == t && u.state() == state && u.value() == value) return true;
+    }
+    return false;
+  });
+}
+
 }  // namespace
 
 class TestCollectorIntegration : public QObject {
@@ -207,19 +223,8 @@ void TestCollectorIntegration::latePointIsMergedAndPublishedAsCorrection() {
   const int64_t t = now_s();
   QCOMPARE(p.send(BatchBuilder(9, 1).def(1, "late.metric", {}).count(1, t, 2).b)->code(),
            wire::Ack::OK);
-  // Reads the live stream; returns true once an update for bucket t with this state and value came.
   auto saw = [&](wire::LiveUpdate::State state, double value) {
-    return eventually([&] {
-      zmq::message_t topic, payload;
-      while (sub.recv(topic, zmq::recv_flags::dontwait)) {
-        (void)sub.recv(payload);
-        wire::LiveBatch lb;
-        if (!lb.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) continue;
-        for (const auto& u : lb.updates())
-          if (u.time() == t && u.state() == state && u.value() == value) return true;
-      }
-      return false;
-    });
+    return saw_update(sub, t, state, value);
   };
   // The bucket closes (FINAL, value 2) and leaves memory; then a point for it arrives late.
   QVERIFY(saw(wire::LiveUpdate::FINAL, 2));
@@ -316,17 +321,7 @@ void TestCollectorIntegration::openBucketKeepsItsPartialsAfterACheckpoint() {
   QCOMPARE(p.send(BatchBuilder(31, 1).def(1, "ckpt.metric", {}).count(1, t, 5).b)->code(),
            wire::Ack::OK);
   auto saw = [&](wire::LiveUpdate::State state, double value) {
-    return eventually([&] {
-      zmq::message_t topic, payload;
-      while (sub.recv(topic, zmq::recv_flags::dontwait)) {
-        (void)sub.recv(payload);
-        wire::LiveBatch lb;
-        if (!lb.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) continue;
-        for (const auto& u : lb.updates())
-          if (u.time() == t && u.state() == state && u.value() == value) return true;
-      }
-      return false;
-    });
+    return saw_update(sub, t, state, value);
   };
   QVERIFY(saw(wire::LiveUpdate::PARTIAL, 5));
   // A checkpoint has written the open bucket (nothing can be final within the 20 s lateness).
