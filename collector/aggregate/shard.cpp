@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 
@@ -51,6 +53,25 @@ wire::LiveUpdate make_update(const SeriesInfo& info, int64_t time, const BucketA
 size_t kind_index(Kind k) {
   return static_cast<size_t>(static_cast<int>(k) - 1);
 }
+
+// LiveTopics::wants() series after series: consecutive series mostly share their metric (the
+// catalog interns metric names, so equal names are one string).
+class WantedMetrics {
+ public:
+  explicit WantedMetrics(const LiveTopics& topics) : topics_(topics) {}
+  bool operator()(std::string_view metric) {
+    if (metric.data() != last_.data() || metric.size() != last_.size()) {
+      last_ = metric;
+      wanted_ = topics_.wants(metric);
+    }
+    return wanted_;
+  }
+
+ private:
+  const LiveTopics& topics_;
+  std::string_view last_;
+  bool wanted_ = false;
+};
 
 BucketAgg counter_agg(double sum) {
   BucketAgg a;
@@ -608,6 +629,9 @@ Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
 void Shard::keep_checkpointed(Window& w) {
   w.checkpointed = true;
   const auto topics = live_ ? live_->topics() : nullptr;
+  const bool keep = topics && !topics->empty();
+  std::optional<WantedMetrics> wanted;
+  if (keep) wanted.emplace(*topics);
   for (size_t k = 0; k < kKinds; ++k) {
     const Kind kind = static_cast<Kind>(k + 1);
     for (size_t p = 0; p < w.pages[k].size(); ++p) {
@@ -618,7 +642,7 @@ void Shard::keep_checkpointed(Window& w) {
         for (uint64_t bits = pg->present[word]; bits; bits &= bits - 1) {
           const size_t i = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
           const size_t slot = p * kPageSlots + i;
-          if (topics && !topics->empty() && topics->wants(series_[k][slot]->metric())) {
+          if (keep && (*wanted)(series_[k][slot]->metric())) {
             // Checkpointed again while still open: what both checkpoints wrote.
             BucketAgg now = pg->sums ? counter_agg(pg->sums[i]) : std::move(pg->aggs[i]);
             const uint64_t key = (static_cast<uint64_t>(k) << 32) | slot;
@@ -639,16 +663,7 @@ void Shard::publish_partials() {
   if (!live_) return;
   // Only the metrics somebody watches: the others' partials are not even built.
   const auto topics = live_->topics();
-  std::string_view last_metric;
-  bool last_wanted = false;
-  auto wanted = [&](const SeriesInfo& info) {
-    const std::string_view m = info.metric();
-    if (m.data() != last_metric.data() || m.size() != last_metric.size()) {
-      last_metric = m;
-      last_wanted = topics->wants(m);
-    }
-    return last_wanted;
-  };
+  WantedMetrics wanted(*topics);
   std::vector<wire::LiveUpdate> updates;
   {
     MutexLock lock(state_mu_);
@@ -668,7 +683,7 @@ void Shard::publish_partials() {
             for (uint64_t bits = pg->dirty[word]; bits; bits &= bits - 1) {
               const size_t i = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
               const SeriesInfo& info = *series_[k][p * kPageSlots + i];
-              if (!wanted(info)) continue;
+              if (!wanted(info.metric())) continue;
               if (w.checkpointed) {
                 // The window holds only what arrived since the checkpoint: the bucket is what the
                 // checkpoint wrote merged with it. A series whose written value was not kept

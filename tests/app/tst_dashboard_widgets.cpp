@@ -113,6 +113,18 @@ QByteArray heatmapJson(int columns, int64_t step) {
   return b + "]}";
 }
 
+// A /api/query answer for the gauge queue.depth (avg, 10 s buckets over [kFrom, kFrom + 100)): one
+// series holding `points` (bucket offset from kFrom, value).
+QByteArray gaugeAnswer(const std::vector<std::pair<int, double>>& points) {
+  QByteArray json = "{\"metric\":\"queue.depth\",\"kind\":\"gauge\",\"fn\":\"avg\",\"from\":" +
+                    QByteArray::number(kFrom) + ",\"to\":" + QByteArray::number(kFrom + 100) +
+                    ",\"step\":10,\"resolution\":1,\"series\":[{\"tags\":{},\"points\":[";
+  for (size_t i = 0; i < points.size(); ++i)
+    json += (i ? "," : "") + QByteArray("[") + QByteArray::number(kFrom + points[i].first) + "," +
+            QByteArray::number(points[i].second) + "]";
+  return json + "]}]}";
+}
+
 int distinctColors(const QImage& img) {
   QSet<QRgb> colors;
   for (int y = 0; y < img.height(); y += 3)
@@ -892,15 +904,10 @@ void TestDashboardWidgets::plotLayerDrawsWhereTheAxesSay() {
   QFETCH(int, typeIndex);
   QFETCH(bool, logY);
   const auto type = ChartType(typeIndex);
-  QByteArray json = "{\"metric\":\"queue.depth\",\"kind\":\"gauge\",\"fn\":\"avg\",\"from\":" +
-                    QByteArray::number(kFrom) + ",\"to\":" + QByteArray::number(kFrom + 100) +
-                    ",\"step\":10,\"resolution\":1,\"series\":[{\"tags\":{},\"points\":[";
-  for (int i = 0; i < 10; ++i)
-    json += (i ? "," : "") + QByteArray("[") + QByteArray::number(kFrom + i * 10) + "," +
-            (i < 5 ? "30" : "300") + "]";
-  json += "]}]}";
+  std::vector<std::pair<int, double>> points;
+  for (int i = 0; i < 10; ++i) points.emplace_back(i * 10, i < 5 ? 30 : 300);
   FakeApi api;
-  api.route("/api/query", json);
+  api.route("/api/query", gaugeAnswer(points));
   CollectorClient client(api.url());
   PanelWidget panel(&client, nullptr);
   panel.resize(700, 360);
@@ -1015,18 +1022,11 @@ void TestDashboardWidgets::openBucketDrawnPartial() {
 
 void TestDashboardWidgets::missingBucketsAreGapsNotLines() {
   // A gauge with no data in [kFrom + 30, kFrom + 60): the line stops and starts again.
-  QByteArray json = "{\"metric\":\"queue.depth\",\"kind\":\"gauge\",\"fn\":\"avg\",\"from\":" +
-                    QByteArray::number(kFrom) + ",\"to\":" + QByteArray::number(kFrom + 100) +
-                    ",\"step\":10,\"resolution\":1,\"series\":[{\"tags\":{},\"points\":[";
-  bool first = true;
-  for (int i = 0; i < 10; ++i) {
-    if (i >= 3 && i < 6) continue;
-    json += (first ? "" : ",") + QByteArray("[") + QByteArray::number(kFrom + i * 10) + ",7]";
-    first = false;
-  }
-  json += "]}]}";
+  std::vector<std::pair<int, double>> points;
+  for (int i = 0; i < 10; ++i)
+    if (i < 3 || i >= 6) points.emplace_back(i * 10, 7);
   FakeApi api;
-  api.route("/api/query", json);
+  api.route("/api/query", gaugeAnswer(points));
   CollectorClient client(api.url());
   PanelWidget panel(&client, nullptr);
   panel.resize(600, 300);
