@@ -452,29 +452,58 @@ void ClientCore::sample_slot(Slot& slot, int64_t bucket) {
 
 void ClientCore::build_batch(int64_t now_ms) {
   if (counters_.empty() && gauges_.empty() && distributions_.empty()) return;
+  // The points go out in batches of at most max_batch_bytes, definitions included (a first flush
+  // of 100 k new series is megabytes), cut between points.
+  const size_t budget = std::max<size_t>(1024, options_.max_batch_bytes) - 64;  // 64: header
   wire::Batch batch;
   std::vector<uint32_t> refs;
-  size_t points = 0;
+  size_t points = 0, bytes = 0;
+  uint32_t last_ref = kInvalidRef;  // points come sorted by ref: a ref's def is counted once
+  auto cut = [&] {
+    if (points == 0) return;
+    std::sort(refs.begin(), refs.end());
+    refs.erase(std::unique(refs.begin(), refs.end()), refs.end());
+    sender_->enqueue(std::move(batch), std::move(refs), points, now_ms);
+    batch = wire::Batch();
+    refs = {};
+    points = bytes = 0;
+    last_ref = kInvalidRef;
+  };
+  // Makes room for a point of `point_bytes` (its columns' share) of ref, cutting first if the
+  // batch would pass the budget; the ref's definition counts the first time the batch sees it.
+  auto room = [&](uint32_t ref, size_t point_bytes) {
+    size_t cost = point_bytes + (ref != last_ref ? sender_->def_bytes(ref) : 0);
+    if (points > 0 && bytes + cost > budget) {
+      cut();
+      cost = point_bytes + sender_->def_bytes(ref);
+    }
+    bytes += cost;
+    last_ref = ref;
+    refs.push_back(ref);
+    ++points;
+  };
   auto by_ref_time = [](const auto& a, const auto& b) {
     return a.first.ref != b.first.ref ? a.first.ref < b.first.ref : a.first.time < b.first.time;
   };
 
+  // Packed columns: a ref and a time as varints (at most 5 and 10 bytes), doubles of 8.
   std::vector<std::pair<BucketKey, double>> cs(counters_.begin(), counters_.end());
   std::sort(cs.begin(), cs.end(), by_ref_time);
-  auto* cc = batch.mutable_counters();
   for (const auto& [k, v] : cs) {
     if (v == 0) continue;  // increments that cancelled out
+    room(k.ref, 5 + 10 + 8);
+    auto* cc = batch.mutable_counters();
     cc->add_refs(k.ref);
     cc->add_times(k.time);
     cc->add_values(v);
-    refs.push_back(k.ref);
-    ++points;
   }
 
   std::vector<std::pair<BucketKey, GaugeAgg>> gs(gauges_.begin(), gauges_.end());
   std::sort(gs.begin(), gs.end(), by_ref_time);
-  auto* gc = batch.mutable_gauges();
+  last_ref = kInvalidRef;
   for (const auto& [k, g] : gs) {
+    room(k.ref, 5 + 10 + 4 * 8 + 10);
+    auto* gc = batch.mutable_gauges();
     gc->add_refs(k.ref);
     gc->add_times(k.time);
     gc->add_last(g.last);
@@ -482,30 +511,27 @@ void ClientCore::build_batch(int64_t now_ms) {
     gc->add_max(g.max);
     gc->add_sum(g.sum);
     gc->add_count(g.count);
-    refs.push_back(k.ref);
-    ++points;
   }
 
   std::vector<std::pair<BucketKey, const Sketch*>> ds;
   ds.reserve(distributions_.size());
   for (const auto& [k, s] : distributions_) ds.emplace_back(k, &s);
   std::sort(ds.begin(), ds.end(), by_ref_time);
+  last_ref = kInvalidRef;
+  wire::DistributionPoint p;
   for (const auto& [k, s] : ds) {
-    wire::DistributionPoint* p = batch.add_distributions();
-    p->set_ref(k.ref);
-    p->set_time(k.time);
-    sketch_to_proto(*s, p->mutable_sketch());
-    refs.push_back(k.ref);
-    ++points;
+    p.Clear();
+    p.set_ref(k.ref);
+    p.set_time(k.time);
+    sketch_to_proto(*s, p.mutable_sketch());
+    room(k.ref, p.ByteSizeLong() + 4);
+    *batch.add_distributions() = p;
   }
 
   counters_.clear();
   gauges_.clear();
   distributions_.clear();
-  if (points == 0) return;
-  std::sort(refs.begin(), refs.end());
-  refs.erase(std::unique(refs.begin(), refs.end()), refs.end());
-  sender_->enqueue(std::move(batch), std::move(refs), points, now_ms);
+  cut();
 }
 
 }  // namespace tally::detail

@@ -120,6 +120,17 @@ int64_t Sender::backoff_ms(int n) {
   return n <= 1 ? d : std::min(jitter(d), cap);
 }
 
+size_t Sender::def_bytes(uint32_t ref) const {
+  if (acked_defs_.contains(ref) || carried_.contains(ref)) return 0;
+  const SeriesInfo* s = defs_(ref);
+  if (!s) return 0;
+  // Field tags, lengths and varints: at most 3 bytes of framing a string below 2 MiB, 6 for a
+  // ref, 2 for the kind, 4 for the def and for each tag message.
+  size_t n = 4 + 6 + 2 + 3 + s->metric.size();
+  for (const Tag& t : s->tags) n += 4 + 3 + t.key.size() + 3 + t.value.size();
+  return n;
+}
+
 std::string Sender::encode_defs(const Pending& p, const std::vector<uint32_t>& refs,
                                 std::vector<uint32_t>* encoded) {
   wire::Batch extra;  // only defs: appended to the serialised batch (repeated fields concatenate)

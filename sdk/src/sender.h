@@ -53,6 +53,11 @@ class Sender {
   // oldest pending batch if the buffer is over its bound.
   void enqueue(wire::Batch batch, std::vector<uint32_t> refs, size_t points, int64_t now_ms);
 
+  // Bytes the definition of ref would add to the next batch built: 0 when the collector has
+  // acknowledged it or a pending batch already carries it. An estimate (at least the encoded
+  // size) for splitting a flush under max_batch_bytes.
+  size_t def_bytes(uint32_t ref) const;
+
   // Sends what is due, waits up to wait_ms (real time) for acks or a wake-up, handles acks.
   // wake_fd, when readable, ends the wait early (the caller drains it).
   void pump(int64_t now_ms, int64_t wait_ms, int wake_fd);

@@ -26,6 +26,7 @@ class TestOverload : public QObject {
  private slots:
   void floodBendsNeverBreaks_data();
   void floodBendsNeverBreaks();
+  void firstFlushOfManySeriesFitsTheBatchLimit();
 };
 
 void TestOverload::floodBendsNeverBreaks_data() {
@@ -158,6 +159,52 @@ void TestOverload::floodBendsNeverBreaks() {
   }
   if (expect_pushback) QVERIFY2(overloaded > 0, "the budget was never reached");
   if (!expect_pushback) QVERIFY(metric(c, "tally_batch_defs_skipped_total") >= 0);
+}
+
+// A service that starts with 100,000 series sends 100,000 definitions in its first flush: about
+// 4.5 MB, past the collector's default max_batch_bytes (4 MiB), which refuses such a frame unread.
+// The SDK must split the flush into batches under its own max_batch_bytes (1 MiB by default), so
+// every one is acknowledged at the first delivery, and every series arrives exactly once.
+void TestOverload::firstFlushOfManySeriesFitsTheBatchLimit() {
+  constexpr int kSeries = 100000;
+  CollectorProcess c;
+  QVERIFY(c.start({"--no-self-metrics"}));
+  const int64_t t0 = SystemClock::instance().now_s();
+
+  ClientOptions o;  // SDK defaults but the endpoint; the default max_series is exactly kSeries
+  o.endpoint = c.ingest();
+  o.close_timeout = 1s;
+  o.flush_interval = std::chrono::hours(1);  // one batch build: the flush below
+  Client client(o);
+  for (int s = 0; s < kSeries; ++s)
+    client.counter("burst.hits", {{"service", "checkout-api-production"},
+                                  {"instance", "pod-" + std::to_string(s)}})
+        .add();
+  QCOMPARE(client.stats().series, uint64_t(kSeries));
+  (void)client.flush(0ms);
+  QVERIFY(eventually([&] { return client.stats().batches_sent > 0; }, 5000));
+  QVERIFY(eventually([&] { return client.stats().batches_pending == 0; }, 30000));
+
+  const ClientStats st = client.stats();
+  const QString summary = QString("sent %1 acked %2 resent %3 timeouts %4")
+                              .arg(st.batches_sent)
+                              .arg(st.batches_acked)
+                              .arg(st.batches_resent)
+                              .arg(st.ack_timeouts);
+  qInfo().noquote() << summary;
+  // 4.5 MB of definitions under 1 MiB a batch: at least five batches, each taken at once.
+  QVERIFY2(st.batches_sent >= 5, qPrintable(summary));
+  QCOMPARE(st.batches_acked, st.batches_sent);
+  QCOMPARE(st.batches_resent, uint64_t(0));
+  QCOMPARE(st.batches_dropped, uint64_t(0));
+  QCOMPARE(st.batches_rejected, uint64_t(0));
+  QCOMPARE(metric(c, "tally_batches_duplicate_total"), 0.0);
+  QCOMPARE(metric(c, "tally_batches_unknown_ref_total"), 0.0);
+
+  const std::string q = "/api/query?metric=burst.hits&step=60&from=" + std::to_string(t0 - 120) +
+                        "&to=" + std::to_string(t0 + 120);
+  QVERIFY(eventually([&] { return total(c.get(q)) == double(kSeries); }, 20000));
+  QCOMPARE(metric(c, "tally_series"), double(kSeries));
 }
 
 QTEST_GUILESS_MAIN(TestOverload)

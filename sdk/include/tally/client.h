@@ -4,7 +4,8 @@
 // Recording: every thread pre-aggregates into its own slots (no lock or cache line shared
 // between threads on the hot path); a background flush thread samples the slots at every
 // 1 s boundary of the client's clock, turns the deltas into 1 s buckets and sends one
-// protobuf Batch per flush interval over a ZeroMQ DEALER socket (docs/format/wire.md). Batches
+// protobuf Batch per flush interval over a ZeroMQ DEALER socket (docs/format/wire.md), split into
+// several when it would pass max_batch_bytes (a first flush of many new series). Batches
 // are resent with the same sequence number until the collector acknowledges them. Unacknowledged
 // batches are kept up to max_pending_bytes (serialised size) and max_pending_batches; beyond
 // either bound the oldest are dropped and counted.
@@ -99,6 +100,12 @@ struct ClientOptions {
   // A second bound, in batches; the byte bound above is the one that bounds memory. Kept for
   // compatibility: prefer max_pending_bytes.
   size_t max_pending_batches = 1000;
+  // A batch's serialised size (its points and the definitions of series the collector has not
+  // acknowledged yet) stays under this: a flush with more is split into several batches. Keep it
+  // at or below the collector's max_batch_bytes (4 MiB by default), which refuses a larger frame
+  // unread, so the batch would never be acknowledged. A single point larger than this (a
+  // distribution with a huge sketch) still goes alone in one batch.
+  size_t max_batch_bytes = 1u << 20;
   // A batch sent this long ago (client clock) without an ack is sent again, same sequence; each
   // further attempt waits twice as long (with jitter), up to max_retry_delay.
   std::chrono::milliseconds ack_timeout{2000};
