@@ -89,6 +89,7 @@ Shard::Shard(ShardOptions opts, std::unique_ptr<ShardStore> store, const Clock& 
       live_(live),
       metrics_(metrics) {
   windows_.resize(opts_.resolutions.size());
+  final_wm_ = watermark(clock_.now_s());
   // Where the last run left off; a store that cannot say starts from zero (replay re-checks).
   if (auto a = store_->get_meta("applied_lsn", 0); a) applied_lsn_ = static_cast<uint64_t>(*a);
   if (auto s = store_->get_meta("safe_lsn", 0); s) safe_lsn_ = static_cast<uint64_t>(*s);
@@ -128,6 +129,7 @@ size_t work_bytes(const ShardWork& w) {
 
 void Shard::submit(ShardWork&& work) {
   work.bytes = work_bytes(work);
+  work.arrived_s = clock_.now_s();
   queued_bytes_.fetch_add(work.bytes, std::memory_order_relaxed);
   {
     MutexLock lock(queue_mu_);
@@ -263,9 +265,9 @@ void Shard::add_point(const SeriesInfo* info, int64_t time, int64_t wm, uint64_t
     if (replaying && replay_skips(info->id, r, time, lsn)) continue;
     const int64_t step = opts_.resolutions[r].step_s;
     const int64_t start = bucket_start(time, step);
-    // Late: the watermark has passed the bucket's end. If its window is still in memory (not yet
-    // written) the point merges there and the FINAL value includes it; otherwise it goes to a
-    // late bucket that is merged into the stored one and published as a CORRECTION.
+    // Late: the bucket was written as final. If its window is still in memory (a checkpoint
+    // wrote it while open) the point merges there and the FINAL value includes it; otherwise it
+    // goes to a late bucket that is merged into the stored one and published as a CORRECTION.
     const bool past = start + step <= wm;
     if (past && r == 0) ++*late;
     auto& wins = windows_[r];
@@ -356,7 +358,7 @@ void Shard::apply(ShardWork& w, bool replaying) {
     pending_series_.push_back(info);
   }
   if (catalog_) retiring_.insert(retiring_.end(), w.retire.begin(), w.retire.end());
-  const int64_t wm = watermark(clock_.now_s());
+  const int64_t wm = final_wm_;
   uint64_t late = 0;
   // What each merge did (bucket.h): a clamped sum or a refused value is counted, once per point
   // per resolution it reached.
@@ -513,8 +515,17 @@ void Shard::quarantine(const SeriesInfo& info, size_t res, int64_t start, const 
       why.to_string());
 }
 
+int64_t Shard::flush_watermark(int64_t now_s) {
+  int64_t wm = watermark(now_s);
+  {
+    MutexLock lock(queue_mu_);
+    if (!queue_.empty()) wm = std::min(wm, watermark(queue_.front().arrived_s));
+  }
+  return std::max(wm, final_wm_);
+}
+
 Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
-  const int64_t wm = watermark(now_s);
+  const int64_t wm = flush_watermark(now_s);
   out->lsn = applied_lsn_.load(std::memory_order_relaxed);
   // Due: every window whose end the watermark has passed (all of them for a checkpoint) and every
   // late bucket. The shard thread alone changes windows_ and late_, so they stay as they are until
@@ -529,10 +540,14 @@ Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
   }
   out->wrote = !(due.empty() && late_.empty() && pending_series_.empty() && to_mark_.empty());
   if (!out->wrote) {
-    if (!everything || out->lsn <= safe_lsn_.load(std::memory_order_relaxed)) return Status::ok();
+    if (!everything || out->lsn <= safe_lsn_.load(std::memory_order_relaxed)) {
+      final_wm_ = wm;  // nothing was open up to wm
+      return Status::ok();
+    }
     Status s = store_->begin();
     if (s) s = store_->set_meta("safe_lsn", static_cast<int64_t>(out->lsn));
     if (s) s = store_->commit();
+    if (s) final_wm_ = wm;
     return s;
   }
 
@@ -610,6 +625,7 @@ Status Shard::write_due(int64_t now_s, bool everything, FlushResult* out) {
     windows_[res].erase(it);
   }
   late_.clear();
+  final_wm_ = wm;
   // A burst of new series (start-up, a deploy) leaves no large buffer behind.
   if (pending_series_.capacity() > 4096)
     std::vector<const SeriesInfo*>().swap(pending_series_);
@@ -768,12 +784,12 @@ void Shard::apply_retention(int64_t now_s) {
   }
 }
 
-void Shard::compact_storage(int64_t now_s) {
+void Shard::compact_storage() {
   // Runs right after a successful flush with the same watermark: every window it encodes is final
   // and written, which is what makes a chunk's single LSN valid for all its buckets.
   CompactStats cs;
   const auto t0 = std::chrono::steady_clock::now();
-  Status s = store_->compact(watermark(now_s), &cs);
+  Status s = store_->compact(final_wm_, &cs);
   if (!s) {
     if (!compact_failed_)
       spdlog::warn("event=compaction_failed shard={} error=\"{}\"", opts_.index, s.to_string());
@@ -830,7 +846,7 @@ void Shard::run() {
                              ? flush(now_ms / 1000, true)
                              : flush(now_ms / 1000, false);
     if (flushed && !retiring_.empty()) release_retiring(now_ms / 1000);
-    if (healthy_.load(std::memory_order_relaxed)) compact_storage(now_ms / 1000);
+    if (healthy_.load(std::memory_order_relaxed)) compact_storage();
     update_held_bytes();
     if (now_ms - last_partial_ms_ >= opts_.partial_every_ms) {
       publish_partials();

@@ -14,6 +14,12 @@
 // to the whole window at once when its end passes the watermark. Buckets that were already final
 // when their data came (late) wait in a small map until the next flush.
 //
+// A shard that falls behind (its queue holds work that arrived seconds ago) does not finalise the
+// windows that work may still reach: the flush's watermark is held at the oldest queued work's
+// arrival minus the lateness. So a backlog is applied into open windows (a double per counter
+// series and second) and written once, instead of every point of it becoming a late bucket (a map
+// node, and a read-modify-write of the stored bucket) that slows the shard further.
+//
 // Queries read "stored (+) open" through read(), which takes the open buckets and pins the
 // SQLite snapshot under one mutex, so a bucket is never seen twice or missed while it moves
 // from memory to disk. Thread-safety: submit() and read() from any thread; the rest is the
@@ -66,7 +72,8 @@ struct DistIn {
 // Points for one shard from one batch (or one StatsD flush), in arrival order.
 struct ShardWork {
   uint64_t lsn = 0;
-  size_t bytes = 0;  // work_bytes(), set by Shard::submit()
+  size_t bytes = 0;       // work_bytes(), set by Shard::submit()
+  int64_t arrived_s = 0;  // the shard's clock at submit(): windows its points may reach stay open
   std::vector<const SeriesInfo*> new_series;
   // Series the catalog unlinked (idle-series expiry): released once none of their buckets is open.
   std::vector<const SeriesInfo*> retire;
@@ -248,13 +255,17 @@ class Shard {
   void release_retiring(int64_t now_s);
   bool holds_buckets(const SeriesInfo* info) const REQUIRES_SHARED(state_mu_);
   void apply_retention(int64_t now_s);
-  // Encodes the storage windows the flush before it has closed (ShardStore::compact).
-  void compact_storage(int64_t now_s);
+  // Encodes the storage windows the flush before it has closed, up to final_wm_
+  // (ShardStore::compact).
+  void compact_storage();
   // The oldest bucket time a query may see at resolution res (its retention).
   int64_t retention_horizon(size_t res) const;
   // How long resolution res is kept, now (opts_.live_limits or opts_.resolutions).
   int64_t retention_s(size_t res) const;
   int64_t watermark(int64_t now_s) const { return now_s - opts_.lateness_s; }
+  // The watermark a flush finalises up to: the clock's, held back to the oldest queued work's
+  // arrival (see the top of this file), never below what is already final.
+  int64_t flush_watermark(int64_t now_s);
 
   const ShardOptions opts_;
   std::unique_ptr<ShardStore> store_;
@@ -308,6 +319,9 @@ class Shard {
   std::atomic<uint64_t> routed_lsn_{0};
   std::atomic<uint64_t> safe_lsn_{0};
   int64_t last_checkpoint_s_ = 0;
+  // Every window whose end is at or before this has been written as final (shard thread): a point
+  // for one of them is late. Starts at the watermark of the moment the shard was made.
+  int64_t final_wm_ = 0;
   int64_t last_partial_ms_ = 0;
   int64_t last_retention_s_ = 0;
   std::atomic<bool> sweep_soon_{false};

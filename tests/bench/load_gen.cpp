@@ -10,7 +10,11 @@
 //   load_gen --ingest tcp://127.0.0.1:7070 --http 127.0.0.1:7071 --collector-pid PID
 //            --clients 5 --series 100000 --rate 1 --ramp 20 --duration 300       (one line)
 //
-// Exit status 0 only if the totals are exact and no client dropped anything.
+// The collector must run with its cardinality limits above C x S (series_max_per_metric is 200,000
+// by default; beyond it new series fold into an overflow series, which this counts as a failure):
+// `--limit series_max_per_metric=2000000 --limit series_max_total=2000000`.
+//
+// Exit status 0 only if the totals are exact, nothing overflowed and no client dropped anything.
 #include <httplib.h>
 #include <unistd.h>
 
@@ -200,7 +204,7 @@ int main(int argc, char** argv) {
   const char* header =
       "t_s,clients,collector_rss_mib,loadgen_rss_mib,collector_cpu_s,points_received,"
       "points_per_s,batches_received,duplicates,overloaded,queued_mib,sdk_pending_mib,"
-      "sdk_dropped,sdk_resent,sdk_timeouts";
+      "sdk_dropped,sdk_resent,sdk_timeouts,heap_in_use_mib,sqlite_mib";
   std::printf("%s\n", header);
   if (csv) std::fprintf(csv, "%s\n", header);
   double last_points = 0;
@@ -230,13 +234,15 @@ int main(int argc, char** argv) {
     char row[512];
     std::snprintf(
         row, sizeof row,
-        "%.0f,%zu,%.1f,%.1f,%.1f,%.0f,%.0f,%.0f,%.0f,%.0f,%.1f,%.1f,%llu,%llu,%llu", el, es.size(),
-        rss / 1024.0, own / 1024.0, cpu_s(pid), pts, (pts - last_points) / std::max(dt, 1e-3),
-        http.metric("tally_batches_received_total"), http.metric("tally_batches_duplicate_total"),
-        http.metric("tally_batches_overloaded_total"),
+        "%.0f,%zu,%.1f,%.1f,%.1f,%.0f,%.0f,%.0f,%.0f,%.0f,%.1f,%.1f,%llu,%llu,%llu,%.1f,%.1f", el,
+        es.size(), rss / 1024.0, own / 1024.0, cpu_s(pid), pts,
+        (pts - last_points) / std::max(dt, 1e-3), http.metric("tally_batches_received_total"),
+        http.metric("tally_batches_duplicate_total"), http.metric("tally_batches_overloaded_total"),
         http.metric("tally_ingest_queued_bytes") / 1048576.0, pending / 1048576.0,
         static_cast<unsigned long long>(dropped), static_cast<unsigned long long>(resent),
-        static_cast<unsigned long long>(timeouts));
+        static_cast<unsigned long long>(timeouts),
+        http.metric("tally_heap_bytes{state=\"in_use\"}") / 1048576.0,
+        http.metric("tally_sqlite_memory_bytes") / 1048576.0);
     last_points = pts;
     std::printf("%s\n", row);
     std::fflush(stdout);
@@ -290,11 +296,21 @@ int main(int argc, char** argv) {
     timeouts += st.ack_timeouts;
     unavailable += st.unavailable_acks;
   }
+  // Client by client: one query reads S series, within the collector's default query_max_series
+  // for S up to 100,000.
   double got = -1;
   for (int i = 0; i < 100 && got != double(expected); ++i) {
-    got = http.total("load.c", t_start - 120, now_s() + 60);
+    got = 0;
+    for (int c = 0; c < clients && got >= 0; ++c) {
+      const double t = http.total("load.c", t_start - 120, now_s() + 60,
+                                  "&filter=client%3D" + std::to_string(c));
+      got = t < 0 ? -1 : got + t;
+    }
     if (got != double(expected)) std::this_thread::sleep_for(200ms);
   }
+  // A cardinality limit folds series beyond it into an overflow series: the run must raise the
+  // limits it needs (series_max_per_metric, series_max_total) and say so.
+  const double overflow = http.metric("tally_series_overflow_total{metric=\"load.c\"}");
   const size_t stored_series = http.series_of("load.c");
   const double received = http.metric("tally_batches_received_total");
   const double dups = http.metric("tally_batches_duplicate_total");
@@ -305,10 +321,11 @@ int main(int argc, char** argv) {
     if (latencies.empty()) return -1.0;
     return latencies[std::min(latencies.size() - 1, size_t(q * double(latencies.size())))];
   };
-  const bool exact = got == double(expected) && stored_series == size_t(clients) * series;
+  const bool exact =
+      got == double(expected) && stored_series == size_t(clients) * series && overflow <= 0;
   std::printf(
       "\nsummary clients=%d series_per_client=%zu rate=%d duration_s=%d ramp_s=%d\n"
-      "totals expected=%llu got=%.0f exact=%s distinct_series=%zu (want %zu)\n"
+      "totals expected=%llu got=%.0f exact=%s distinct_series=%zu (want %zu) overflowed=%.0f\n"
       "sdk batches_sent=%llu resent=%llu ack_timeouts=%llu unavailable=%llu dropped=%llu "
       "delivered=%s drain_s=%.1f\n"
       "collector batches_received=%.0f duplicates=%.0f (%.2f %% of received) points=%.0f "
@@ -317,7 +334,7 @@ int main(int argc, char** argv) {
       "max_min1_mib=%.1f max_later_mib=%.1f ratio=%.2f\n"
       "emit_to_queryable probes=%zu p50_s=%.2f p99_s=%.2f max_s=%.2f\n",
       clients, series, rate, duration_s, ramp_s, static_cast<unsigned long long>(expected), got,
-      exact ? "yes" : "NO", stored_series, size_t(clients) * series,
+      exact ? "yes" : "NO", stored_series, size_t(clients) * series, std::max(0.0, overflow),
       static_cast<unsigned long long>(sent), static_cast<unsigned long long>(resent),
       static_cast<unsigned long long>(timeouts), static_cast<unsigned long long>(unavailable),
       static_cast<unsigned long long>(dropped), delivered ? "yes" : "NO", drain_s, received, dups,

@@ -27,6 +27,7 @@ class TestOverload : public QObject {
   void floodBendsNeverBreaks_data();
   void floodBendsNeverBreaks();
   void firstFlushOfManySeriesFitsTheBatchLimit();
+  void aShardBehindTakesItsBacklogIntoOpenWindows();
 };
 
 void TestOverload::floodBendsNeverBreaks_data() {
@@ -177,8 +178,9 @@ void TestOverload::firstFlushOfManySeriesFitsTheBatchLimit() {
   o.flush_interval = std::chrono::hours(1);  // one batch build: the flush below
   Client client(o);
   for (int s = 0; s < kSeries; ++s)
-    client.counter("burst.hits", {{"service", "checkout-api-production"},
-                                  {"instance", "pod-" + std::to_string(s)}})
+    client
+        .counter("burst.hits",
+                 {{"service", "checkout-api-production"}, {"instance", "pod-" + std::to_string(s)}})
         .add();
   QCOMPARE(client.stats().series, uint64_t(kSeries));
   (void)client.flush(0ms);
@@ -205,6 +207,47 @@ void TestOverload::firstFlushOfManySeriesFitsTheBatchLimit() {
                         "&to=" + std::to_string(t0 + 120);
   QVERIFY(eventually([&] { return total(c.get(q)) == double(kSeries); }, 20000));
   QCOMPARE(metric(c, "tally_series"), double(kSeries));
+}
+
+// A shard that falls behind: each work item waits 2.5 s (a debug delay) before it is applied, so
+// the batch a client sends at t+1 is applied at about t+5, past the watermark of its second (the
+// lateness is 2 s). Those points were on time when they arrived; the shard must keep their windows
+// open until its backlog is applied rather than finalise them and turn every point behind into a
+// late bucket (a map node and a read-modify-write of the stored bucket, which made a lagging shard
+// slower still and grew the collector by gigabytes at 500 k series).
+void TestOverload::aShardBehindTakesItsBacklogIntoOpenWindows() {
+  constexpr int kSeries = 200, kRounds = 3;
+  CollectorProcess c;
+  QVERIFY(c.start({"--no-self-metrics", "--debug-apply-delay", "2500ms"}));
+  const int64_t t0 = SystemClock::instance().now_s();
+
+  ClientOptions o;
+  o.endpoint = c.ingest();
+  o.close_timeout = 1s;
+  o.flush_interval = std::chrono::hours(1);  // a batch per round, one second apart
+  Client client(o);
+  std::vector<Counter> handles;
+  for (int s = 0; s < kSeries; ++s)
+    handles.push_back(client.counter("lag.hits", {{"s", std::to_string(s)}}));
+  for (int r = 0; r < kRounds; ++r) {
+    const int64_t second = SystemClock::instance().now_s();
+    for (const Counter& h : handles) h.add();
+    (void)client.flush(0ms);
+    QVERIFY(eventually([&] { return client.stats().batches_sent == uint64_t(r + 1); }, 5000));
+    // The next round's points belong to the next second.
+    QVERIFY(eventually([&] { return SystemClock::instance().now_s() > second; }, 2000));
+  }
+  QVERIFY(eventually([&] { return client.stats().batches_pending == 0; }, 30000));
+
+  const std::string q = "/api/query?metric=lag.hits&step=60&from=" + std::to_string(t0 - 120) +
+                        "&to=" + std::to_string(t0 + 120);
+  QVERIFY(eventually([&] { return total(c.get(q)) == double(kSeries) * kRounds; }, 30000));
+  const ClientStats st = client.stats();
+  QCOMPARE(st.batches_acked, uint64_t(kRounds));
+  QCOMPARE(st.batches_dropped, uint64_t(0));
+  // Every point was taken into an open window: none became late while it waited in the queue.
+  QCOMPARE(metric(c, "tally_late_points_total"), 0.0);
+  QCOMPARE(metric(c, "tally_batches_duplicate_total"), 0.0);
 }
 
 QTEST_GUILESS_MAIN(TestOverload)
