@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -321,8 +323,17 @@ int main(int argc, char** argv) {
       spdlog::warn("event=ready_file_failed path={} error=\"{}\"", cfg.ready_file, ec.message());
   }
 
+  // The main thread waits for signals, and every few seconds gives a grown free heap back.
   int sig = 0;
-  while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
+  while (true) {
+    const timespec every{5, 0};
+    sig = sigtimedwait(&stop_signals, nullptr, &every);
+    if (sig < 0) {
+      if (errno != EAGAIN && errno != EINTR) break;
+      (void)tally::collector::trim_heap((*server)->metrics());
+      continue;
+    }
+    if (sig != SIGHUP) break;
     if (auto r = (*server)->reload_auth(); !r)
       spdlog::error("event=reload_failed error=\"{}\" note=\"the previous keys and tokens stay\"",
                     r.status().to_string());

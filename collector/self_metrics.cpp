@@ -1,11 +1,14 @@
 #include "self_metrics.h"
 
 #include <malloc.h>
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <bit>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <sstream>
 
 namespace tally::collector {
@@ -182,6 +185,11 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
       {"tally_buckets_written_total", "Buckets written to storage.", &buckets_written},
       {"tally_flush_errors_total", "Storage transactions that failed.", &flush_errors},
       {"tally_retention_deleted_total", "Buckets deleted by retention.", &retention_deleted},
+      {"tally_heap_trims_total",
+       "Times the collector gave the allocator's free heap back to the kernel (malloc_trim).",
+       &heap_trims},
+      {"tally_heap_trimmed_bytes_total", "Resident bytes those trims gave back.",
+       &heap_trimmed_bytes},
       {"tally_queries_total", "Queries answered.", &queries},
       {"tally_queries_rejected_total", "Queries rejected as invalid.", &queries_rejected},
       {"tally_live_updates_total",
@@ -292,6 +300,29 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   summary(o, "tally_flush_latency_seconds", "Time to write one shard transaction.", flush_latency);
   summary(o, "tally_query_latency_seconds", "Time to answer one query.", query_latency);
   return o.str();
+}
+
+namespace {
+uint64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+}  // namespace
+
+bool trim_heap(SelfMetrics& m, uint64_t min_free_bytes) {
+  const struct mallinfo2 mi = mallinfo2();
+  const uint64_t in_use = mi.uordblks + mi.hblkhd;
+  if (mi.fordblks < min_free_bytes || mi.fordblks < in_use / 4) return false;
+  const uint64_t before = resident_bytes();
+  malloc_trim(0);
+  const uint64_t after = resident_bytes();
+  m.heap_trims.fetch_add(1, std::memory_order_relaxed);
+  if (before > after) m.heap_trimmed_bytes.fetch_add(before - after, std::memory_order_relaxed);
+  spdlog::debug("event=heap_trimmed free_bytes={} in_use_bytes={} rss_before={} rss_after={}",
+                mi.fordblks, in_use, before, after);
+  return true;
 }
 
 std::string memory_to_prometheus(const SeriesCatalog::Memory& catalog) {

@@ -546,9 +546,11 @@ Status Server::open_forwarding() {
     set_forwarder(std::shared_ptr<RemoteWriter>(std::move(*rw)));
   }
   for (size_t i = 0; i < shards_.size(); ++i)
-    shards_[i]->set_final_sink([this, i](const std::vector<wire::LiveUpdate>& updates) {
-      if (auto rw = forwarder()) rw->deliver(i, updates);
-    });
+    shards_[i]->set_final_sink(
+        [this, i](const std::vector<wire::LiveUpdate>& updates) {
+          if (auto rw = forwarder()) rw->deliver(i, updates);
+        },
+        [this] { return forwarder() != nullptr; });
   return Status::ok();
 }
 

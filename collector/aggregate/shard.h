@@ -116,8 +116,13 @@ class Shard {
 
   // Receives every 1 s bucket this shard finalises (FINAL) or corrects (CORRECTION), after it is
   // stored, on the shard thread (e.g. the remote-write forwarder). Set before start().
+  // `active`, when given, says whether the sink takes anything now (remote-write is configured):
+  // when it does not, the updates are built only for the live stream's subscribers.
   using FinalSink = std::function<void(const std::vector<wire::LiveUpdate>&)>;
-  void set_final_sink(FinalSink sink) { final_sink_ = std::move(sink); }
+  void set_final_sink(FinalSink sink, std::function<bool()> active = {}) {
+    final_sink_ = std::move(sink);
+    final_sink_active_ = std::move(active);
+  }
   // The catalog whose unlinked series this shard releases (idle-series expiry; catalog.h). Set
   // before start(); without it `retire` work is ignored.
   void set_catalog(SeriesCatalog* catalog) { catalog_ = catalog; }
@@ -272,6 +277,7 @@ class Shard {
   const Clock& clock_;
   LivePublisher* live_;
   FinalSink final_sink_;
+  std::function<bool()> final_sink_active_;
   SelfMetrics& metrics_;
 
   mutable Mutex queue_mu_;
