@@ -28,6 +28,7 @@ class ChunkWriter final : public PointWriter {
     bool operator<(const RowKey& o) const {
       return std::tie(res, t, grp) < std::tie(o.res, o.t, o.grp);
     }
+    bool operator==(const RowKey&) const = default;
   };
   struct PendingRow {
     bool loaded = false;  // entries include the stored row
@@ -333,7 +334,19 @@ class ChunkWriter final : public PointWriter {
   // flush writes each row once; merged_out needs the stored row now, so that loads it first.
   Status merge_hot(uint64_t series_id, Kind kind, size_t r, int64_t time, const BucketAgg& agg,
                    uint64_t lsn, BucketAgg* merged_out) {
-    PendingRow& row = pending_[RowKey{r, time, hot_group(series_id)}];
+    // A flush merges bucket after bucket of one window, in series order: mostly the row of the
+    // call before. Rows go to SQLite (inside the transaction) once kMaxPendingRows have gathered,
+    // so a checkpoint of a million series does not hold all its rows in memory at once; a row
+    // merged again after that is loaded back and merged like any stored row.
+    const RowKey key{r, time, hot_group(series_id)};
+    if (!last_row_ || !(last_key_ == key)) {
+      if (pending_.size() >= kMaxPendingRows && !pending_.contains(key)) {
+        if (auto s = write_pending(); !s) return s;
+      }
+      last_row_ = &pending_[key];
+      last_key_ = key;
+    }
+    PendingRow& row = *last_row_;
     if (merged_out && !row.loaded) {
       if (auto s = load_pending(r, time, hot_group(series_id), &row); !s) return s;
     }
@@ -387,7 +400,15 @@ class ChunkWriter final : public PointWriter {
   }
 
  public:
-  Status before_commit() override {
+  Status before_commit() override { return write_pending(); }
+  void after_rollback() override {
+    pending_.clear();
+    last_row_ = nullptr;
+  }
+
+ private:
+  // Writes the gathered rows (stored (+) gathered) into the open transaction.
+  Status write_pending() {
     Status s;
     for (auto& [key, row] : pending_) {
       if (!row.loaded) s = load_pending(key.res, key.t, key.grp, &row);
@@ -395,9 +416,9 @@ class ChunkWriter final : public PointWriter {
       if (!s) break;
     }
     pending_.clear();
+    last_row_ = nullptr;
     return s;
   }
-  void after_rollback() override { pending_.clear(); }
 
  private:
   // A bucket into its encoded segment or chunk: decode, merge, re-encode (late points only).
@@ -635,7 +656,10 @@ class ChunkWriter final : public PointWriter {
   std::vector<PerRes> per_res_;
   std::vector<int64_t> until_[2];  // committed boundaries, per tier and resolution
   std::vector<PendingUntil> pending_until_;
-  std::map<RowKey, PendingRow> pending_;  // hot rows of the open transaction, in key order
+  static constexpr size_t kMaxPendingRows = 512;  // about 9 MiB of counter rows
+  std::map<RowKey, PendingRow> pending_;          // hot rows of the open transaction, in key order
+  PendingRow* last_row_ = nullptr;                // in pending_: the row merge_hot used last
+  RowKey last_key_{};
   Stmt begin_, commit_, rollback_, get_meta_, set_meta_;
 };
 
