@@ -453,9 +453,15 @@ bool Shard::flush(int64_t now_s, bool everything) {
   }
   if (!out.wrote) return true;
   metrics_.buckets_written.fetch_add(out.written, std::memory_order_relaxed);
-  metrics_.flush_latency.record_us(static_cast<uint64_t>(
+  const auto us =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
-          .count()));
+          .count();
+  metrics_.flush_latency.record_us(static_cast<uint64_t>(us));
+  // Work waits while the shard writes: a slow flush is emit-to-queryable latency (and a reason
+  // the ingest budget may refuse batches), so name it.
+  if (us >= 1000000)
+    spdlog::info("event=slow_flush shard={} ms={} buckets={} checkpoint={}", opts_.index, us / 1000,
+                 out.written, everything);
   if (final_sink_ && !out.updates.empty()) final_sink_(out.updates);
   if (live_) live_->publish(std::move(out.updates));
   return true;
@@ -799,7 +805,19 @@ void Shard::compact_storage() {
   // and written, which is what makes a chunk's single LSN valid for all its buckets.
   CompactStats cs;
   const auto t0 = std::chrono::steady_clock::now();
-  Status s = store_->compact(final_wm_, &cs);
+  // Encoding a minute (or an hour) of buckets for every series takes seconds at a million series:
+  // meanwhile the work that arrives is applied in memory (apply touches no storage), so it is
+  // queryable at once and the queue does not fill. Its points land in open windows or, for
+  // buckets already final, in late_, written by the next flush like any late point.
+  std::deque<ShardWork> arrived;
+  Status s = store_->compact(final_wm_, &cs, [&] {
+    {
+      MutexLock lock(queue_mu_);
+      if (stopping_) return;  // run() drains the queue before the last flush
+      arrived.swap(queue_);
+    }
+    apply_all(arrived, false);
+  });
   if (!s) {
     if (!compact_failed_)
       spdlog::warn("event=compaction_failed shard={} error=\"{}\"", opts_.index, s.to_string());
@@ -817,6 +835,20 @@ void Shard::compact_storage() {
   }
 }
 
+void Shard::apply_all(std::deque<ShardWork>& work, bool stopping) {
+  for (auto& w : work) {
+    if (opts_.debug_apply_delay_us > 0 && !stopping)
+      std::this_thread::sleep_for(std::chrono::microseconds(opts_.debug_apply_delay_us));
+    apply(w);
+    metrics_.queue_depth.fetch_sub(1, std::memory_order_relaxed);
+    const size_t bytes = std::exchange(w.bytes, 0);
+    w = ShardWork{};  // free it now: the budget counts it as gone
+    queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    applied_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  work.clear();
+}
+
 void Shard::run() {
   std::deque<ShardWork> work;
   while (true) {
@@ -830,17 +862,7 @@ void Shard::run() {
       work.swap(queue_);
       stopping = stopping_;
     }
-    for (auto& w : work) {
-      if (opts_.debug_apply_delay_us > 0 && !stopping)
-        std::this_thread::sleep_for(std::chrono::microseconds(opts_.debug_apply_delay_us));
-      apply(w);
-      metrics_.queue_depth.fetch_sub(1, std::memory_order_relaxed);
-      const size_t bytes = std::exchange(w.bytes, 0);
-      w = ShardWork{};  // free it now: the budget counts it as gone
-      queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
-      applied_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-    }
-    work.clear();
+    apply_all(work, stopping);
     update_held_bytes();
     const int64_t now_ms = clock_.now_ms();
     if (stopping) {

@@ -212,6 +212,9 @@ class Shard {
 
   void run();
   void apply(ShardWork& w, bool replaying = false);
+  // Applies every item of work in order (the debug delay first, unless stopping) and empties it;
+  // the queue's byte counts follow.
+  void apply_all(std::deque<ShardWork>& work, bool stopping);
   // Makes info one of this shard's series (idempotent).
   void add_series(const SeriesInfo* info) REQUIRES(state_mu_);
   bool owns(const SeriesInfo* info) const REQUIRES_SHARED(state_mu_);

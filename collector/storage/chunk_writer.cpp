@@ -218,7 +218,8 @@ class ChunkWriter final : public PointWriter {
     return found && has ? lsn : 0;
   }
 
-  Status compact(int64_t watermark, CompactStats* stats) override {
+  Status compact(int64_t watermark, CompactStats* stats,
+                 const std::function<void()>& between) override {
     for (size_t r = 0; r < res_.size(); ++r) {
       // Hot rows -> segments, for every segment window that has ended.
       const int64_t seg_target = bucket_start(watermark, window(kSeg, r));
@@ -234,8 +235,9 @@ class ChunkWriter final : public PointWriter {
               !s)
             return s;
           if (!found || first >= seg_target) break;
-          if (auto s = transaction(
-                  [&] { return compact_hot(r, bucket_start(first, window(kSeg, r)), stats); });
+          if (auto s = transaction([&] {
+                return compact_hot(r, bucket_start(first, window(kSeg, r)), stats, between);
+              });
               !s)
             return s;
         }
@@ -259,7 +261,7 @@ class ChunkWriter final : public PointWriter {
           const int64_t start = key_index(first) * window(kSeg, r);
           if (!found || start >= chunk_target) break;
           if (auto s = transaction([&] {
-                return compact_segments(r, bucket_start(start, window(kChunk, r)), stats);
+                return compact_segments(r, bucket_start(start, window(kChunk, r)), stats, between);
               });
               !s)
             return s;
@@ -481,7 +483,11 @@ class ChunkWriter final : public PointWriter {
   // Moves the hot rows of segment window [w, w + window) into segments: one cursor per slot, each
   // walking its rows in group order; a group's rows (one per slot at most) become its series'
   // segments, in id order.
-  Status compact_hot(size_t r, int64_t w, CompactStats* stats) {
+  // Calls between() every kYieldEvery series of an encoding pass.
+  static constexpr uint32_t kYieldEvery = 4096;
+
+  Status compact_hot(size_t r, int64_t w, CompactStats* stats,
+                     const std::function<void()>& between) {
     auto& p = per_res_[r];
     const int64_t step = res_[r].step_s;
     const uint32_t n = cf::kSegmentSlots;
@@ -517,11 +523,13 @@ class ChunkWriter final : public PointWriter {
     };
     std::map<uint64_t, Series> group;
     std::vector<HotEntry> entries;
+    uint32_t groups = 0;
     while (s) {
       uint64_t grp = std::numeric_limits<uint64_t>::max();
       for (uint32_t k = 0; k < n; ++k)
         if (live[k]) grp = std::min(grp, static_cast<uint64_t>(p.hot_cursors[k].int64(0)));
       if (grp == std::numeric_limits<uint64_t>::max()) break;
+      if (between && ++groups % (kYieldEvery >> cf::kHotGroupBits) == 0) between();
       group.clear();
       for (uint32_t k = 0; s && k < n; ++k) {
         auto& c = p.hot_cursors[k];
@@ -571,7 +579,8 @@ class ChunkWriter final : public PointWriter {
   }
 
   // Moves the segments of chunk window [c, c + window) into chunks.
-  Status compact_segments(size_t r, int64_t c, CompactStats* stats) {
+  Status compact_segments(size_t r, int64_t c, CompactStats* stats,
+                          const std::function<void()>& between) {
     auto& p = per_res_[r];
     const uint32_t n = tier_slots(kChunk, res_[r]) / cf::kSegmentSlots;
     if (p.seg_cursors.empty()) {
@@ -601,11 +610,13 @@ class ChunkWriter final : public PointWriter {
     }
     const bool fresh = c >= until_[kChunk][r];
     std::vector<ChunkSlot> slots, seg;
+    uint32_t done = 0;
     while (s) {
       uint64_t sid = std::numeric_limits<uint64_t>::max();
       for (uint32_t k = 0; k < n; ++k)
         if (live[k]) sid = std::min(sid, key_series(p.seg_cursors[k].int64(0)));
       if (sid == std::numeric_limits<uint64_t>::max()) break;
+      if (between && ++done % kYieldEvery == 0) between();
       slots.clear();
       uint64_t lsn = 0;
       Kind kind = Kind::kCounter;

@@ -8,6 +8,8 @@
 // to one reader.
 #pragma once
 
+#include <functional>
+
 #include <memory>
 #include <vector>
 
@@ -26,8 +28,11 @@ class PointWriter {
                                int64_t* deleted) = 0;
   virtual Status delete_all_before(size_t res, int64_t before, int64_t* deleted) = 0;
   virtual Result<uint64_t> stored_lsn(uint64_t series_id, size_t res, int64_t time) = 0;
-  // Runs its own transactions; called outside one.
-  virtual Status compact(int64_t watermark, CompactStats* stats) = 0;
+  // Runs its own transactions; called outside one. `between`, when set, is called every few
+  // thousand series of a long encoding pass (inside its transaction): the shard applies the work
+  // that arrived meanwhile, in memory, so minutes of buckets being encoded do not hold up ingest.
+  virtual Status compact(int64_t watermark, CompactStats* stats,
+                         const std::function<void()>& between) = 0;
   // Writes what merge() gathered in the transaction; called just before COMMIT.
   virtual Status before_commit() { return Status::ok(); }
   // Forgets it; called after ROLLBACK.

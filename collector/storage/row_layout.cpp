@@ -153,7 +153,9 @@ class RowWriter final : public PointWriter {
     return lsn;
   }
 
-  Status compact(int64_t, CompactStats*) override { return Status::ok(); }
+  Status compact(int64_t, CompactStats*, const std::function<void()>&) override {
+    return Status::ok();
+  }
 
  private:
   Status read_row(size_t res, uint64_t series_id, int64_t time, Kind kind, BucketAgg* out,

@@ -294,9 +294,10 @@ Result<uint64_t> ShardStore::stored_lsn(uint64_t series_id, size_t res, int64_t 
   return points_->stored_lsn(series_id, res, time);
 }
 
-Status ShardStore::compact(int64_t watermark, CompactStats* stats) {
+Status ShardStore::compact(int64_t watermark, CompactStats* stats,
+                           const std::function<void()>& between) {
   CompactStats ignored;
-  return points_->compact(watermark, stats ? stats : &ignored);
+  return points_->compact(watermark, stats ? stats : &ignored, between);
 }
 
 Result<int64_t> ShardStore::get_meta(std::string_view key, int64_t fallback) {

@@ -11,6 +11,7 @@
 // beside the writer on a consistent snapshot.
 #pragma once
 
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -149,7 +150,9 @@ class ShardStore {
   // Encodes every window that ends at or before `watermark` (all its buckets final and written)
   // into segments, then chunks; one transaction per window. Call it outside begin()/commit(), after
   // a successful flush; a no-op for kPlainRows and when nothing is due.
-  Status compact(int64_t watermark, CompactStats* stats = nullptr);
+  // `between`: see PointWriter::compact.
+  Status compact(int64_t watermark, CompactStats* stats = nullptr,
+                 const std::function<void()>& between = {});
   // Start-up, before the shard runs: deletes every stored bucket of a step (seconds) the
   // configured retention list no longer has. *freed_bytes: how much of the file became free
   // pages, which later writes reuse.

@@ -28,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -157,6 +158,8 @@ int main(int argc, char** argv) {
   std::vector<double> latencies;
   std::mutex lat_mu;
   std::thread prober([&] {
+    std::mt19937 rng(std::random_device{}());
+    std::uniform_int_distribution<int> phase(0, 999);
     double sent = 0;
     while (!stop.load()) {
       const auto t0 = Clock::now();
@@ -171,7 +174,9 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(20ms);
         if (Clock::now() - t0 > 120s) break;  // counted as missing below
       }
-      std::this_thread::sleep_until(t0 + std::chrono::seconds(probe_every_s));
+      // A random phase against the SDK's 1 s flush, so the latencies spread over it.
+      std::this_thread::sleep_until(t0 + std::chrono::seconds(probe_every_s) +
+                                    std::chrono::milliseconds(phase(rng)));
     }
   });
 

@@ -188,6 +188,7 @@ class TestChunks : public QObject {
   void chunkLayoutAnswersLikePlainRows_data();
   void chunkLayoutAnswersLikePlainRows();
   void storedLsnSurvivesCompaction();
+  void longCompactionLetsTheShardWorkBetween();
   void plainRowFileIsConverted();
   void retentionDropsWholeWindows();
   void queriesOverChunksEqualPlainRows_data();
@@ -630,6 +631,38 @@ void TestChunks::storedLsnSurvivesCompaction() {
   QCOMPARE(*st.chunks->stored_lsn(5, 0, kT0 + 3000),
            uint64_t(0));  // in the chunk's window, not stored
   QCOMPARE(*st.chunks->stored_lsn(6, 0, kT0 + 10), uint64_t(0));
+}
+
+// Encoding a minute of hot rows for many series is one long transaction: it calls `between` every
+// few thousand series (the shard applies what arrived meanwhile, in memory), and what it writes is
+// the same as without it.
+void TestChunks::longCompactionLetsTheShardWorkBetween() {
+  constexpr uint64_t kSeries = 10000;
+  Stores st;
+  QVERIFY(st.chunks->begin().is_ok());
+  for (uint64_t id = 1; id <= kSeries; ++id)
+    for (int i = 0; i < 3; ++i)
+      QVERIFY(
+          st.chunks
+              ->merge_bucket(id, Kind::kCounter, 0, kT0 + 20 * i, counter(double(id)), id, nullptr)
+              .is_ok());
+  QVERIFY(st.chunks->commit().is_ok());
+  int calls = 0;
+  CompactStats cs;
+  QVERIFY(st.chunks->compact(kT0 + 60, &cs, [&] { ++calls; }).is_ok());
+  QCOMPARE(cs.segments, kSeries);
+  QCOMPARE(calls, int(kSeries / 4096));  // after 4096 and 8192 series
+  auto r = st.chunks->acquire_reader();
+  QVERIFY(r.has_value());
+  QVERIFY((*r)->begin_snapshot().is_ok());
+  for (uint64_t id : {uint64_t(1), uint64_t(4097), kSeries}) {
+    std::vector<StoredBucket> rows;
+    QVERIFY((*r)->read(id, Kind::kCounter, 0, kT0, kT0 + 60, &rows).is_ok());
+    QCOMPARE(rows.size(), size_t(3));
+    for (const auto& b : rows) QCOMPARE(b.agg.sum, double(id));
+  }
+  (*r)->end_snapshot();
+  st.chunks->release_reader(std::move(*r));
 }
 
 // A shard file written before chunks existed is converted when opened; nothing read changes.
