@@ -314,7 +314,7 @@ uint64_t resident_bytes() {
 bool trim_heap(SelfMetrics& m, uint64_t min_free_bytes) {
   const struct mallinfo2 mi = mallinfo2();
   const uint64_t in_use = mi.uordblks + mi.hblkhd;
-  if (mi.fordblks < min_free_bytes || mi.fordblks < in_use / 4) return false;
+  if (mi.fordblks < min_free_bytes) return false;
   const uint64_t before = resident_bytes();
   malloc_trim(0);
   const uint64_t after = resident_bytes();

@@ -165,7 +165,7 @@ struct SelfMetrics {
 std::string memory_to_prometheus(const SeriesCatalog::Memory& catalog);
 
 // Gives the allocator's free heap back to the kernel (glibc malloc_trim) when it holds more than
-// min_free_bytes and more than a quarter of what is in use. The collector's threads each allocate
+// min_free_bytes. The collector's threads each allocate
 // from their own arena and free much of it on another thread (a batch decoded by the ingest
 // thread, applied and freed by a shard; a flush's updates): glibc returns free space only from the
 // top of an arena, so at 500 k series 500 MB of free arena space stayed resident beside 130 MB in

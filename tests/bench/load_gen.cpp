@@ -273,6 +273,19 @@ int main(int argc, char** argv) {
     }
     start_client(i);
   }
+  // How long the definitions of every series took: from the last client's start until the
+  // collector's catalog holds them all.
+  const auto all_started = Clock::now();
+  std::atomic<double> defs_taken_s{-1};
+  std::thread defs_watch([&] {
+    while (!stop.load() && Clock::now() < stop_at) {
+      if (http.series_of("load.c") >= size_t(clients) * series) {
+        defs_taken_s = std::chrono::duration<double>(Clock::now() - all_started).count();
+        return;
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+  });
   while (Clock::now() < stop_at) {
     std::this_thread::sleep_until(std::min(stop_at, next_sample));
     if (Clock::now() >= next_sample) {
@@ -281,6 +294,7 @@ int main(int argc, char** argv) {
     }
   }
   for (auto& e : es) e->thread.join();
+  defs_watch.join();
   const auto emit_end = Clock::now();
 
   // Drain: every client delivers what it holds.
@@ -337,7 +351,8 @@ int main(int argc, char** argv) {
       "cpu_s=%.1f points_per_cpu_s=%.0f\n"
       "rss collector max_min1_mib=%.1f max_later_mib=%.1f ratio=%.2f; load_gen "
       "max_min1_mib=%.1f max_later_mib=%.1f ratio=%.2f\n"
-      "emit_to_queryable probes=%zu p50_s=%.2f p99_s=%.2f max_s=%.2f\n",
+      "emit_to_queryable probes=%zu p50_s=%.2f p99_s=%.2f max_s=%.2f\n"
+      "definitions all_series_stored_after_last_client_s=%.1f\n",
       clients, series, rate, duration_s, ramp_s, static_cast<unsigned long long>(expected), got,
       exact ? "yes" : "NO", stored_series, size_t(clients) * series, std::max(0.0, overflow),
       static_cast<unsigned long long>(sent), static_cast<unsigned long long>(resent),
@@ -347,7 +362,8 @@ int main(int argc, char** argv) {
       max_rss_min1 / 1024.0, max_rss_later / 1024.0,
       max_rss_min1 ? double(max_rss_later) / double(max_rss_min1) : 0.0, max_own_min1 / 1024.0,
       max_own_later / 1024.0, max_own_min1 ? double(max_own_later) / double(max_own_min1) : 0.0,
-      latencies.size(), pct(0.5), pct(0.99), latencies.empty() ? -1.0 : latencies.back());
+      latencies.size(), pct(0.5), pct(0.99), latencies.empty() ? -1.0 : latencies.back(),
+      defs_taken_s.load());
   if (csv) std::fclose(csv);
   return exact && dropped == 0 && delivered ? 0 : 1;
 }
