@@ -11,7 +11,7 @@ import argparse
 import csv
 import html
 
-WIDTH, PANEL_H, MARGIN_L, MARGIN_R, MARGIN_T, GAP = 760, 200, 70, 20, 40, 60
+WIDTH, PANEL_H, MARGIN_L, MARGIN_R, MARGIN_T, GAP = 760, 200, 70, 20, 60, 130
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
 
 
@@ -66,10 +66,12 @@ def panel(out, top, title, series, y_label, t_max):
         d = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
         extra = f' stroke-dasharray="{dash}"' if dash else ""
         out.append(f'<polyline points="{d}" fill="none" stroke="{colour}" stroke-width="1.6"{extra}/>')
-        ly = top + 14 + 14 * i
-        out.append(f'<line x1="{MARGIN_L + 10}" x2="{MARGIN_L + 30}" y1="{ly - 4}" y2="{ly - 4}" '
+        # The legend goes under the panel, in two columns, clear of the lines.
+        lx = MARGIN_L + (i % 2) * (plot_w // 2)
+        ly = top + PANEL_H + 36 + 15 * (i // 2)
+        out.append(f'<line x1="{lx}" x2="{lx + 20}" y1="{ly - 4}" y2="{ly - 4}" '
                    f'stroke="{colour}" stroke-width="2"{extra}/>')
-        out.append(f'<text x="{MARGIN_L + 35}" y="{ly}" font-size="11">{html.escape(label)}</text>')
+        out.append(f'<text x="{lx + 25}" y="{ly}" font-size="11">{html.escape(label)}</text>')
 
 
 def main():
@@ -91,11 +93,11 @@ def main():
                         [(r["t_s"], r["heap_in_use_mib"]) for r in rows]))
         rate.append((f"{label}: points taken per second", c, "",
                      [(r["t_s"], r["points_per_s"] / 1e6) for r in rows]))
-    height = MARGIN_T + 2 * PANEL_H + GAP + 40
+    height = MARGIN_T + 2 * PANEL_H + GAP + 90
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
            'font-family="sans-serif">',
            f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
-           f'<text x="{WIDTH / 2}" y="18" font-size="15" text-anchor="middle">{html.escape(a.title)}</text>']
+           f'<text x="{WIDTH / 2}" y="22" font-size="15" text-anchor="middle">{html.escape(a.title)}</text>']
     panel(out, MARGIN_T, "Resident memory", rss, "MiB", t_max)
     panel(out, MARGIN_T + PANEL_H + GAP, "Ingest rate", rate, "M points/s", t_max)
     out.append("</svg>")
