@@ -1,5 +1,7 @@
 #include "ingest/statsd_listener.h"
 
+#include "ingest/statsd_line_cache.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -13,6 +15,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -26,9 +29,12 @@ namespace {
 // 64 KiB holds any UDP datagram (65,507 bytes of payload at most); a bigger unix datagram is
 // truncated and its cut-off last line counted as kTruncated.
 constexpr size_t kDatagramBytes = 64 * 1024;
-constexpr unsigned kBatch = 16;          // datagrams per recvmmsg call
-constexpr int kMaxBatchesPerWake = 64;   // then look at the clock and the other socket
-constexpr int kSetPollMs = 50;           // how often open sets are checked against the clock
+constexpr unsigned kBatch = 16;         // datagrams per recvmmsg call
+constexpr int kMaxBatchesPerWake = 64;  // then look at the clock and the other socket
+constexpr int kSetPollMs = 50;          // how often open sets are checked against the clock
+// The line caches' sums go to the sink at most this often (and when the second changes): a take
+// per wake would hand the router one sample per key for every few datagrams.
+constexpr int kCacheTakeMs = 10;
 constexpr int64_t kSetMaxOpenMs = 2000;  // a set bucket in the future closes after this
 constexpr size_t kMaxLoggedLineBytes = 200;
 
@@ -179,6 +185,9 @@ struct StatsdListener::Impl {
   void close_sets(int64_t now_ms, bool all);
   void resolve_gauge(StatsdSample& s);
   void deliver();
+  // Moves what the line caches summed into `pending` (as samples of the second they were
+  // counted in).
+  void take_cached();
   void log_reject(size_t line_number, std::string_view line, StatsdReject reason,
                   std::string_view detail, int64_t now_ms);
   void log_refused_source(const sockaddr_storage& from, int64_t now_ms);
@@ -201,6 +210,12 @@ struct StatsdListener::Impl {
   std::vector<char> buffers;
   std::vector<StatsdSample> pending;
   std::vector<StatsdLineError> errors;
+  // Counter lines seen before, summed per key for the open second (statsd_line_cache.h); one per
+  // dialect, since a dialect reads a line differently.
+  StatsdLineCache dog_cache{options.line_cache_bytes};
+  StatsdLineCache etsy_cache{options.line_cache_bytes};
+  int64_t cache_second = 0;
+  std::chrono::steady_clock::time_point last_take;
   std::map<std::pair<int64_t, std::string>, OpenSet> sets;
   std::unordered_map<std::string, double> gauges;  // series key -> current value
   int64_t next_set_close_ms = std::numeric_limits<int64_t>::max();
@@ -319,7 +334,8 @@ void StatsdListener::Impl::run() {
       fds[n++] = {wake_fd.fd, POLLIN, 0};
       if (udp_fd) fds[n++] = {udp_fd.fd, POLLIN, 0};
       if (unix_fd) fds[n++] = {unix_fd.fd, POLLIN, 0};
-      int rc = ::poll(fds, n, sets.empty() ? -1 : kSetPollMs);
+      const bool cached = dog_cache.has_counts() || etsy_cache.has_counts();
+      int rc = ::poll(fds, n, cached ? kCacheTakeMs : sets.empty() ? -1 : kSetPollMs);
       if (rc < 0 && errno != EINTR) {
         bump(receive_errors);
         logger->error("event=statsd_poll_error error=\"{}\"", errno_text(errno));
@@ -331,9 +347,15 @@ void StatsdListener::Impl::run() {
           receive(fds[i].fd, fds[i].fd == udp_fd.fd ? options.udp_dialect : options.unix_dialect);
       }
       close_sets(clock.now_ms(), false);
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_take >= std::chrono::milliseconds(kCacheTakeMs)) {
+        take_cached();
+        last_take = now;
+      }
       deliver();
     }
     close_sets(clock.now_ms(), true);
+    take_cached();
     deliver();
   } catch (const std::exception& e) {
     // Nothing above throws on bad input; this is memory exhaustion or a bug. Counted, logged and
@@ -401,7 +423,6 @@ void StatsdListener::Impl::handle_datagram(std::string_view data, bool truncated
                "datagram larger than " + std::to_string(kDatagramBytes) + " bytes was truncated",
                now_ms);
   }
-  const size_t first = pending.size();
   errors.clear();
   StatsdParseOptions po;
   po.dialect = dialect;
@@ -415,13 +436,23 @@ void StatsdListener::Impl::handle_datagram(std::string_view data, bool truncated
   }
   po.max_values_per_line = options.max_values_per_line;
   po.max_decoded_bytes = options.max_decoded_bytes;
-  StatsdPacketCounts counts = parse_statsd_packet(data, po, pending, errors);
+  StatsdLineCache* cache = nullptr;
+  if (options.line_cache_bytes > 0) {
+    cache = dialect == StatsdDialect::kDogStatsd ? &dog_cache : &etsy_cache;
+    // The caches sum per second: a new second first hands out the last one's sums.
+    if (po.now_s != cache_second) {
+      take_cached();
+      cache_second = po.now_s;
+    }
+  }
+  const size_t first = pending.size();
+  StatsdPacketCounts counts = parse_statsd_packet(data, po, pending, errors, cache);
   bump(lines_ok, counts.lines_ok);
   if (counts.events) bump(events, counts.events);
   if (counts.service_checks) bump(service_checks, counts.service_checks);
   if (counts.tags_dropped) bump(tags_dropped, counts.tags_dropped);
   if (counts.names_mapped) bump(names_mapped, counts.names_mapped);
-  bump(samples, pending.size() - first);
+  bump(samples, pending.size() - first + counts.cached);
   for (const StatsdLineError& e : errors) {
     bump(rejected[static_cast<size_t>(e.reason)]);
     log_reject(e.line_number, e.line, e.reason, e.message, now_ms);
@@ -506,6 +537,11 @@ void StatsdListener::Impl::close_sets(int64_t now_ms, bool all) {
     bump(sets_emitted);
     it = sets.erase(it);
   }
+}
+
+void StatsdListener::Impl::take_cached() {
+  if (dog_cache.has_counts()) dog_cache.take(cache_second, pending);
+  if (etsy_cache.has_counts()) etsy_cache.take(cache_second, pending);
 }
 
 void StatsdListener::Impl::deliver() {

@@ -3,6 +3,9 @@
 //
 // One thread owns the sockets: poll -> recvmmsg -> parse_statsd_packet -> sink. What the sink
 // receives (docs/format/statsd.md):
+//   - counter lines seen before summed per key and second by the line cache
+//     (statsd_line_cache.h): one counter sample whose `count` is the number of lines, handed
+//     over once the socket has no more to read (at most 1,024 datagrams) or the second changes;
 //   - counters, gauges and distributions as parsed, with `timestamp_s` set: the line's "|T" or
 //     else the receive time from the injected clock (unix seconds);
 //   - gauges as absolute values: in the etsy dialect the listener keeps each StatsD gauge's
@@ -70,7 +73,10 @@ struct StatsdListenerOptions {
   // Apply gauge deltas here, against the last value this listener saw for the series. Off: the
   // sink gets delta samples and applies them itself.
   bool resolve_gauge_deltas = true;
-  size_t max_gauge_series = 100'000;       // gauges whose current value is kept
+  size_t max_gauge_series = 100'000;  // gauges whose current value is kept
+  // Bytes each line cache may hold (statsd_line_cache.h: counter lines seen before are summed
+  // per second without being parsed again); 0 = no cache, every line parsed.
+  size_t line_cache_bytes = 16u << 20;
   int64_t log_interval_ms = 1000;          // at most one reject log line per interval
   std::shared_ptr<spdlog::logger> logger;  // null: spdlog's default logger
   // Told the error when the listener thread ends on an exception (the collector turns /healthz

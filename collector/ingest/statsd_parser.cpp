@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "ingest/statsd_line_cache.h"
 #include "tally/common/name_mapping.h"
 
 namespace tally::collector {
@@ -163,9 +164,17 @@ size_t decoded_bytes(const StatsdSample& s) {
   return n;
 }
 
+// What a good line's reading was, for the line cache (statsd_line_cache.h).
+struct LineReading {
+  double scale = 1;
+  size_t per_sample = 0;
+  StatsdPacketCounts tag_counts;
+};
+
 std::optional<LineError> parse_metric_line(std::string_view line, const StatsdParseOptions& o,
                                            std::vector<StatsdSample>& out,
-                                           StatsdPacketCounts& counts, size_t& budget_used) {
+                                           StatsdPacketCounts& counts, size_t& budget_used,
+                                           LineReading& reading) {
   // name:values|type[|field...]
   const size_t bar = line.find('|');
   if (bar == std::string_view::npos)
@@ -233,6 +242,7 @@ std::optional<LineError> parse_metric_line(std::string_view line, const StatsdPa
 
   // The name: kept when Tally allows it, else mapped (name_mapping.h).
   std::string metric;
+  size_t metric_mapped = 0;
   if (name_needs_no_mapping(name, NameAlphabet::kMetric)) {
     metric.assign(name);
   } else {
@@ -241,6 +251,7 @@ std::optional<LineError> parse_metric_line(std::string_view line, const StatsdPa
       return LineError{StatsdReject::kMetricName, "metric name " + quoted(name) + " is not UTF-8"};
     metric = std::move(*mapped);
     ++counts.names_mapped;
+    metric_mapped = 1;
   }
   if (metric.size() > kMaxMetricBytes)
     return LineError{StatsdReject::kMetricName, "metric name is " + std::to_string(metric.size()) +
@@ -356,6 +367,10 @@ std::optional<LineError> parse_metric_line(std::string_view line, const StatsdPa
   out.back().tags = std::move(proto.tags);
   counts.tags_dropped += tag_counts.tags_dropped;
   counts.names_mapped += tag_counts.names_mapped;
+  reading.scale = scale;
+  reading.per_sample = per_sample;
+  reading.tag_counts = tag_counts;
+  reading.tag_counts.names_mapped += metric_mapped;
   return std::nullopt;
 }
 
@@ -463,9 +478,52 @@ const char* statsd_reject_name(StatsdReject reason) {
   return "unknown";
 }
 
+namespace {
+
+// A counter line whose key the cache holds: only its value is read, with the parser's own rules
+// (parse_number, times 1/rate, the datagram budget). False leaves the line to the full parser,
+// which then says why it is bad, if it is.
+bool count_cached(std::string_view line, const StatsdParseOptions& o, StatsdLineCache& cache,
+                  StatsdPacketCounts& counts, size_t& budget_used) {
+  std::string_view name, value, rest;
+  if (!StatsdLineCache::split(line, &name, &value, &rest)) return false;
+  StatsdLineCache::Entry* e = cache.find(name, rest);
+  if (!e) return false;
+  auto number = parse_number(value);
+  if (!number) return false;
+  const double increment = *number * e->scale;
+  // Below 2^53 a sum of increments stays finite and, for whole numbers, exact; anything larger
+  // is left to the router's saturating sum, one line at a time.
+  if (!(std::fabs(increment) <= 9007199254740992.0)) return false;
+  if (budget_used + e->per_sample_bytes > o.max_decoded_bytes) return false;
+  budget_used += e->per_sample_bytes;
+  cache.count(*e, increment);
+  ++counts.lines_ok;
+  ++counts.cached;
+  counts.tags_dropped += e->tags_dropped;
+  counts.names_mapped += e->names_mapped;
+  return true;
+}
+
+// Keeps the reading of a good line in the cache when it is one counter sample without "|T".
+void remember(std::string_view line, const std::vector<StatsdSample>& samples, size_t first,
+              const LineReading& reading, StatsdLineCache& cache) {
+  if (samples.size() != first + 1) return;
+  const StatsdSample& s = samples.back();
+  if (s.type != StatsdType::kCounter || s.timestamp_s != 0) return;
+  std::string_view name, value, rest;
+  if (!StatsdLineCache::split(line, &name, &value, &rest)) return;
+  (void)cache.add(name, rest, s, reading.scale, reading.per_sample,
+                  static_cast<uint32_t>(reading.tag_counts.tags_dropped),
+                  static_cast<uint32_t>(reading.tag_counts.names_mapped));
+}
+
+}  // namespace
+
 StatsdPacketCounts parse_statsd_packet(std::string_view packet, const StatsdParseOptions& options,
                                        std::vector<StatsdSample>& samples,
-                                       std::vector<StatsdLineError>& errors) {
+                                       std::vector<StatsdLineError>& errors,
+                                       StatsdLineCache* cache) {
   StatsdPacketCounts counts;
   size_t line_number = 0;
   size_t budget_used = 0;
@@ -483,9 +541,16 @@ StatsdPacketCounts parse_statsd_packet(std::string_view packet, const StatsdPars
     } else if (line.starts_with("_sc")) {
       e = parse_service_check(line);
       if (!e) ++counts.service_checks;
+    } else if (cache && count_cached(line, options, *cache, counts, budget_used)) {
+      continue;
     } else {
-      e = parse_metric_line(line, options, samples, counts, budget_used);
-      if (!e) ++counts.lines_ok;
+      const size_t first = samples.size();
+      LineReading reading;
+      e = parse_metric_line(line, options, samples, counts, budget_used, reading);
+      if (!e) {
+        ++counts.lines_ok;
+        if (cache) remember(line, samples, first, reading, *cache);
+      }
     }
     if (e) {
       errors.push_back(StatsdLineError{line_number, line, e->reason, std::move(e->message)});

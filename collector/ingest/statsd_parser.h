@@ -48,9 +48,10 @@ struct StatsdSample {
   // counter: the increment, already scaled by the sample rate where the dialect scales it;
   // gauge: the new value, or the change when `delta`; distribution: one observation; set: 0.
   double value = 0;
-  // distribution only: how many observations this sample stands for, and the factor its value
-  // adds to the sum (the Agent's histograms add value/rate to the sum but trunc(1/rate) to the
-  // count). Both 1 when unsampled.
+  // distribution: how many observations this sample stands for, and the factor its value adds
+  // to the sum (the Agent's histograms add value/rate to the sum but trunc(1/rate) to the
+  // count). Both 1 when unsampled. counter: `count` is the number of lines whose increments
+  // `value` sums (the listener's line cache, statsd_line_cache.h); 1 from the parser.
   uint64_t count = 1;
   double sum_weight = 1;
   bool delta = false;       // gauge only (etsy dialect): "+N" / "-N" adds to the current gauge
@@ -111,13 +112,19 @@ struct StatsdPacketCounts {
   size_t service_checks = 0;  // well-formed "_sc|" lines
   size_t tags_dropped = 0;    // tags left out of an accepted line (see docs/format/statsd.md)
   size_t names_mapped = 0;    // metric names or tag keys stored under a mapped spelling
+  size_t cached = 0;          // lines_ok counted into the line cache instead of appended
 };
+
+class StatsdLineCache;
 
 // Parses a datagram of lines separated by "\n" or "\r\n" (a trailing newline and empty lines
 // are fine and not counted). Appends samples and errors; every good line counts even when
-// others in the datagram are bad.
+// others in the datagram are bad. With a cache (statsd_line_cache.h), a counter line whose key
+// it holds is counted into it instead of appended (`cached`), and a good line that may be is
+// kept there; what the cache sums comes out of StatsdLineCache::take().
 StatsdPacketCounts parse_statsd_packet(std::string_view packet, const StatsdParseOptions& options,
                                        std::vector<StatsdSample>& samples,
-                                       std::vector<StatsdLineError>& errors);
+                                       std::vector<StatsdLineError>& errors,
+                                       StatsdLineCache* cache = nullptr);
 
 }  // namespace tally::collector

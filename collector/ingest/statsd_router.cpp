@@ -58,12 +58,14 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
     MutexLock lock(mu_);
     was_empty = open_.samples == 0 && open_.empty();
     for (auto& s : samples) {
+      // A counter sample from the listener's line cache stands for `count` lines.
+      const uint64_t lines = s.type == StatsdType::kCounter ? std::max<uint64_t>(1, s.count) : 1;
       if (s.timestamp_s < now - max_age_s) {
-        ++old;
+        old += lines;
         continue;
       }
       if (s.timestamp_s > now + max_future_s) {
-        ++future;
+        future += lines;
         continue;
       }
       Kind kind = s.type == StatsdType::kCounter ? Kind::kCounter
@@ -83,7 +85,7 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
         info = catalog_.get_or_create(s.metric, s.tags, kind, &created);
       }
       if (!info) {
-        ++rejected;
+        rejected += lines;
         if (now != last_log_s_) {
           last_log_s_ = now;
           spdlog::warn("event=statsd_reject reason=kind_conflict metric={} detail=\"{}\"", s.metric,
@@ -99,7 +101,7 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
       switch (kind) {
         case Kind::kCounter: {
           if (!std::isfinite(s.value)) {
-            ++refused;
+            refused += lines;
             continue;
           }
           if (fresh) {
@@ -156,7 +158,7 @@ void StatsdRouter::operator()(std::vector<StatsdSample>&& samples) {
           break;
         }
       }
-      ++accepted;
+      accepted += lines;
     }
     open_.samples += accepted;
     if (was_empty && !open_.empty()) {

@@ -115,6 +115,21 @@ start_tally() {
 counted_tally() {
   curl -sf "http://127.0.0.1:$TALLY_HTTP/metrics" | awk '$1 == "tally_statsd_lines_total" { printf "%d\n", $2 }'
 }
+# What Tally stored, read back through its query API: every line sent during the ladder, in
+# exactly `series` distinct series (the tags kept). Prints STORED ... exact=yes|no.
+stored_tally() {
+  local from="$1" sent="$2" to total=0 nseries=0 m body
+  sleep 3  # the last second becomes final and is logged
+  to=$(( $(date +%s) + 1 ))
+  for m in 0 1 2 3 4 5 6 7 8 9; do
+    body="$(curl -sf "http://127.0.0.1:$TALLY_HTTP/api/query?metric=bench.statsd.m$m&from=$from&to=$to&step=$((to - from))&group_by=host,series")" || continue
+    read -r t n < <(/usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(int(sum(p[1] for s in d["series"] for p in s["points"])), len(d["series"]))' <<<"$body")
+    total=$((total + t)); nseries=$((nseries + n))
+  done
+  local exact=no
+  [ "$total" -eq "$sent" ] && [ "$nseries" -eq "$series" ] && exact=yes
+  printf '%-8s STORED lines_sent=%s stored_total=%s series=%s of %s exact=%s\n' tally "$sent" "$total" "$nseries" "$series" "$exact"
+}
 stop_tally() { kill "$RX_PID"; wait "$RX_PID" 2>/dev/null || true; }
 
 ensure_netdata() {
@@ -199,13 +214,16 @@ stop_netdata() { kill "$RX_PID"; wait "$RX_PID" 2>/dev/null || true; }
 run_receiver() {
   local name="$1" best=0 best_cpu=""
   "start_$name" || { echo "$name: could not start; skipped"; return 0; }
-  local settle=1
+  local settle=2  # Tally publishes its counters on the ingest thread's once-a-second tick
   [ "$name" = netdata ] && settle=3  # its chart lags by up to its update interval
+  local total_sent=0 from
+  from="$(date +%s)"
   for rate in $rates; do
     local c0 d0 t0 out sent c1 d1 t1 counted dropped cpu_s per_m lossless
     c0="$("counted_$name")"; d0="$(udp_drops)"; t0="$(cpu_ticks "$RX_PID")"
     out="$("$loadgen" --port "$RX_PORT" --threads "$threads" --rate "$rate" --seconds "$seconds" --series "$series")"
     sent="$(sed -n 's/.*lines_sent=\([0-9]*\).*/\1/p' <<<"$out")"
+    total_sent=$((total_sent + sent))
     # Let the receiver drain its socket buffer and update its counters.
     sleep "$settle"
     c1="$("counted_$name")"; d1="$(udp_drops)"; t1="$(cpu_ticks "$RX_PID")"
@@ -224,6 +242,7 @@ run_receiver() {
       "$name" "$rate" "$sent" "$counted" "$dropped" "$cpu_s" "$per_m" "$lossless"
     if [ "$lossless" = yes ]; then best="$rate"; best_cpu="$per_m"; fi
   done
+  if [ "$name" = tally ]; then stored_tally "$from" "$total_sent"; fi
   "stop_$name"
   printf '%-8s RESULT lossless_lines_per_s=%s cpu_s_per_M_lines_at_that_rate=%s\n' "$name" "$best" "${best_cpu:--}"
 }

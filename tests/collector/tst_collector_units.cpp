@@ -68,6 +68,7 @@ class TestCollectorUnits : public QObject {
   void walRoundTripTornTailRollbackAndTruncate();
   void walReplaysRecordTypesAndOldLogs();
   void statsdIntervalAggregatesAndRecordRoundTrips();
+  void statsdRouterCountsTheLinesOfACachedCounter();
   void pointOfASeriesNotHandedOverYetIsKept();
   void storeMergesIntoStoredBuckets();
   void catalogInternsStringsAndKeepsRecords();
@@ -598,6 +599,39 @@ void TestCollectorUnits::walReplaysRecordTypesAndOldLogs() {
   auto ow = Wal::open(oo);
   QVERIFY((*ow)->replay([&](uint64_t lsn, std::string_view) { lsns.push_back(lsn); }).is_ok());
   QCOMPARE(lsns, (std::vector<uint64_t>{1, 2, 3}));
+}
+
+// A counter sample from the listener's line cache sums `count` lines: the router counts that
+// many lines accepted (the interval's samples, logged as such) or rejected, not one.
+void TestCollectorUnits::statsdRouterCountsTheLinesOfACachedCounter() {
+  SeriesCatalog catalog(2);
+  SelfMetrics metrics;
+  ManualClock clock(1'800'000'010'000);
+  StatsdRouter router(catalog, 2, metrics, IngestLimits{}, clock);
+  auto sample = [](std::string metric, StatsdType type, double v, uint64_t lines, int64_t t) {
+    StatsdSample s;
+    s.metric = std::move(metric);
+    s.type = type;
+    s.value = v;
+    s.count = lines;
+    s.timestamp_s = t;
+    return s;
+  };
+  std::vector<StatsdSample> in;
+  in.push_back(sample("hits", StatsdType::kCounter, 70, 7, 1'800'000'000));
+  in.push_back(sample("hits", StatsdType::kCounter, 1, 1, 1'800'000'000));
+  in.push_back(sample("temp", StatsdType::kGauge, 5, 1, 1'800'000'000));
+  in.push_back(sample("temp", StatsdType::kCounter, 30, 3, 1'800'000'000));  // kind conflict
+  in.push_back(sample("hits", StatsdType::kCounter, 50, 5, 1'700'000'000));  // too old
+  router(std::move(in));
+  QCOMPARE(router.rejected(), uint64_t(3));
+  QCOMPARE(metrics.points_rejected_old.load(), uint64_t(5));
+  StatsdInterval iv = router.take();
+  QCOMPARE(iv.samples, uint64_t(7 + 1 + 1));
+  double hits = 0;
+  for (const auto& w : iv.per_shard)
+    for (const auto& p : w.counters) hits += p.value;
+  QCOMPARE(hits, 71.0);
 }
 
 // The StatsD router sums counters, merges gauges and sketches per (series, second) until the

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "ingest/statsd_line_cache.h"
 #include "ingest/statsd_listener.h"
 #include "ingest/statsd_parser.h"
 
@@ -54,6 +55,13 @@ class Collected {
   size_t size() const {
     std::lock_guard lock(mu_);
     return samples_.size();
+  }
+  // Lines the samples stand for: a counter from the listener's line cache sums `count` lines.
+  uint64_t lines() const {
+    std::lock_guard lock(mu_);
+    uint64_t n = 0;
+    for (const auto& s : samples_) n += s.type == StatsdType::kCounter ? s.count : 1;
+    return n;
   }
 
  private:
@@ -125,6 +133,9 @@ class TestStatsd : public QObject {
   void sampledDistributionWeights_data();
   void sampledDistributionWeights();
   void failedMultiValueLineAppendsNothing();
+  void lineCacheSumsAsTheParserDoes_data();
+  void lineCacheSumsAsTheParserDoes();
+  void lineCacheStaysInItsBudget();
 
   void udpSumsAreExact();
   void udpPortZeroAndPortInUse();
@@ -589,6 +600,139 @@ void TestStatsd::failedMultiValueLineAppendsNothing() {
   QCOMPARE(out[0].metric, std::string("x"));
 }
 
+// The line cache reads a line it has seen as the full parser would: for each packet, parsed
+// four times with and without a cache, the same lines are good and bad for the same reasons, the
+// same counts come out, and every series sums to the same total over the same number of lines.
+void TestStatsd::lineCacheSumsAsTheParserDoes_data() {
+  QTest::addColumn<QByteArray>("packet");
+  QTest::addColumn<QString>("dialect");
+  QTest::addColumn<int>("maxDecodedBytes");  // 0 = the default
+  QTest::addColumn<int>("cached");           // lines of the four rounds the cache counts
+  QTest::newRow("tagged counter") << QByteArray("api.errors:1|c|#region:eu,status:500")
+                                  << "dogstatsd" << 0 << 3;
+  QTest::newRow("sampled, dogstatsd") << QByteArray("x:1|c|@0.5|#a:b") << "dogstatsd" << 0 << 3;
+  QTest::newRow("sampled, etsy") << QByteArray("x:3|c|@0.1") << "etsy" << 0 << 3;
+  QTest::newRow("tags in another order are another key")
+      << QByteArray("x:1|c|#a:1,b:2\nx:1|c|#b:2,a:1") << "dogstatsd" << 0 << 6;
+  QTest::newRow("mapped name and tag key")
+      << QByteArray("my metric!:2|c|#Bad Key:v") << "dogstatsd" << 0 << 3;
+  QTest::newRow("dropped tag") << QByteArray("a:1|c|#k:v,u:\xff") << "dogstatsd" << 0 << 3;
+  QTest::newRow("signs, decimals and exponents share a key")
+      << QByteArray("x:+3|c\nx:-2.5|c\nx:1e3|c\nx:.5|c") << "dogstatsd" << 0 << 15;
+  QTest::newRow("bad values after a good one")
+      << QByteArray("x:1|c|#a:b\nx:abc|c|#a:b\nx:1e400|c|#a:b\nx:nan|c|#a:b\nx:|c|#a:b")
+      << "dogstatsd" << 0 << 3;
+  QTest::newRow("a value too large to sum here")
+      << QByteArray("x:1e300|c\nx:1|c") << "dogstatsd" << 0 << 4;
+  QTest::newRow("timestamped lines are not cached")
+      << QByteArray("x:1|c|T1700000000") << "dogstatsd" << 0 << 0;
+  QTest::newRow("several values are not cached") << QByteArray("x:1:2|c") << "dogstatsd" << 0 << 0;
+  QTest::newRow("gauges, sets and distributions are not cached")
+      << QByteArray("g:1|g\nh:2|h\nd:3|d\nt:4|ms\ns:u1|s") << "etsy" << 0 << 0;
+  QTest::newRow("crlf and empty lines")
+      << QByteArray("x:1|c\r\n\r\nx:2|c\n") << "dogstatsd" << 0 << 7;
+  QTest::newRow("events and checks between")
+      << QByteArray("x:1|c\n_e{1,1}:a|b\n_sc|check|0\nx:1|c") << "dogstatsd" << 0 << 7;
+  QByteArray many;
+  for (int i = 0; i < 40; ++i) many += "budget.line:1|c|#k:v\n";
+  QTest::newRow("the datagram budget holds for cached lines")
+      << many << "dogstatsd" << 2000 << 8 + 3 * 9;  // 9 lines fit in 2,000 bytes
+}
+
+void TestStatsd::lineCacheSumsAsTheParserDoes() {
+  QFETCH(QByteArray, packet);
+  QFETCH(QString, dialect);
+  QFETCH(int, maxDecodedBytes);
+  QFETCH(int, cached);
+  StatsdParseOptions o;
+  o.dialect = dialect_of(dialect);
+  o.now_s = kT0Ms / 1000;
+  o.max_age_s = 2 * 365 * 86400;
+  o.max_future_s = 600;
+  if (maxDecodedBytes) o.max_decoded_bytes = static_cast<size_t>(maxDecodedBytes);
+
+  struct Outcome {
+    StatsdPacketCounts counts;
+    std::vector<std::pair<size_t, StatsdReject>> errors;
+    std::map<std::string, std::pair<double, uint64_t>> counters;  // key -> (sum, lines)
+    std::vector<StatsdSample> others;
+  };
+  auto run = [&](StatsdLineCache* cache) {
+    Outcome out;
+    std::vector<StatsdSample> samples;
+    for (int round = 0; round < 4; ++round) {
+      std::vector<StatsdLineError> errors;
+      StatsdPacketCounts c = parse_statsd_packet(sv(packet), o, samples, errors, cache);
+      out.counts.lines_ok += c.lines_ok;
+      out.counts.lines_rejected += c.lines_rejected;
+      out.counts.events += c.events;
+      out.counts.service_checks += c.service_checks;
+      out.counts.tags_dropped += c.tags_dropped;
+      out.counts.names_mapped += c.names_mapped;
+      out.counts.cached += c.cached;
+      for (const auto& e : errors) out.errors.emplace_back(e.line_number, e.reason);
+    }
+    if (cache) cache->take(o.now_s, samples);
+    for (auto& s : samples) {
+      if (s.type == StatsdType::kCounter) {
+        auto& [sum, lines] = out.counters[s.metric + "{" + tags_to_string(s.tags) + "}"];
+        sum += s.value;
+        lines += s.count;
+      } else {
+        out.others.push_back(std::move(s));
+      }
+    }
+    return out;
+  };
+  const Outcome want = run(nullptr);
+  StatsdLineCache cache;
+  const Outcome got = run(&cache);
+  QCOMPARE(got.counts.cached, size_t(cached));
+  QCOMPARE(want.counts.cached, size_t{0});
+  QCOMPARE(got.counts.lines_ok, want.counts.lines_ok);
+  QCOMPARE(got.counts.lines_rejected, want.counts.lines_rejected);
+  QCOMPARE(got.counts.events, want.counts.events);
+  QCOMPARE(got.counts.service_checks, want.counts.service_checks);
+  QCOMPARE(got.counts.tags_dropped, want.counts.tags_dropped);
+  QCOMPARE(got.counts.names_mapped, want.counts.names_mapped);
+  QCOMPARE(got.errors, want.errors);
+  QCOMPARE(got.counters, want.counters);
+  QCOMPARE(got.others, want.others);
+  QVERIFY(!cache.has_counts());  // take() handed everything out
+}
+
+// A cache never holds more than its byte budget; when a key does not fit it is cleared at the
+// next take(), and the totals stay exact throughout.
+void TestStatsd::lineCacheStaysInItsBudget() {
+  StatsdLineCache cache(8 * 1024);
+  StatsdParseOptions o;
+  std::vector<StatsdSample> samples;
+  std::vector<StatsdLineError> errors;
+  uint64_t lines = 0;
+  size_t most = 0;
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < 500; ++i) {
+      const std::string line = "budget.m:2|c|#series:s" + std::to_string(i);
+      QCOMPARE(parse_statsd_packet(line, o, samples, errors, &cache).lines_ok, size_t{1});
+      ++lines;
+      QVERIFY(cache.bytes() <= 8 * 1024);
+      most = std::max(most, cache.size());
+    }
+    cache.take(1, samples);
+    QCOMPARE(cache.size(), size_t{0});  // it filled up, so take() started afresh
+  }
+  QVERIFY(most > 10);
+  QVERIFY(errors.empty());
+  double sum = 0;
+  uint64_t counted = 0;
+  for (const auto& s : samples) {
+    sum += s.value;
+    counted += s.count;
+  }
+  QCOMPARE(counted, lines);
+  QCOMPARE(sum, 2.0 * static_cast<double>(lines));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Listener over real sockets
 
@@ -623,7 +767,7 @@ void TestStatsd::udpSumsAreExact() {
   }
   QTRY_COMPARE(listener.counters().packets, uint64_t{200});
   QTRY_COMPARE(listener.counters().lines_ok, uint64_t{200 * 9});
-  QTRY_COMPARE(got.size(), size_t{200 * 10});
+  QTRY_COMPARE(got.lines(), uint64_t{200 * 10});
   listener.stop();  // counters are final once the thread is joined
   StatsdCounters c = listener.counters();
   QCOMPARE(c.rejected(StatsdReject::kSyntax), uint64_t{200});
