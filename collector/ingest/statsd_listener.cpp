@@ -23,6 +23,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "ingest/statsd_line_cache.h"
+
 namespace tally::collector {
 namespace {
 

@@ -115,10 +115,12 @@ start_tally() {
 counted_tally() {
   curl -sf "http://127.0.0.1:$TALLY_HTTP/metrics" | awk '$1 == "tally_statsd_lines_total" { printf "%d\n", $2 }'
 }
-# What Tally stored, read back through its query API: every line sent during the ladder, in
-# exactly `series` distinct series (the tags kept). Prints STORED ... exact=yes|no.
+# What Tally stored, read back through its query API: every line it counted during the ladder,
+# in exactly `series` distinct series (the tags kept). Prints STORED ...; stored_ok=0 when the
+# store holds other than what was counted (or, with --quick, other than what was sent).
+stored_ok=1
 stored_tally() {
-  local from="$1" sent="$2" to total=0 nseries=0 m body
+  local from="$1" sent="$2" counted="$3" to total=0 nseries=0 m body t n
   sleep 3  # the last second becomes final and is logged
   to=$(( $(date +%s) + 1 ))
   for m in 0 1 2 3 4 5 6 7 8 9; do
@@ -126,9 +128,11 @@ stored_tally() {
     read -r t n < <(/usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(int(sum(p[1] for s in d["series"] for p in s["points"])), len(d["series"]))' <<<"$body")
     total=$((total + t)); nseries=$((nseries + n))
   done
-  local exact=no
-  [ "$total" -eq "$sent" ] && [ "$nseries" -eq "$series" ] && exact=yes
-  printf '%-8s STORED lines_sent=%s stored_total=%s series=%s of %s exact=%s\n' tally "$sent" "$total" "$nseries" "$series" "$exact"
+  local exact=yes
+  [ "$total" -eq "$counted" ] && [ "$nseries" -eq "$series" ] || exact=no
+  [ "$quick" -eq 1 ] && [ "$total" -ne "$sent" ] && exact=no
+  [ "$exact" = yes ] || stored_ok=0
+  printf '%-8s STORED lines_sent=%s lines_counted=%s stored_total=%s series=%s of %s exact=%s\n' tally "$sent" "$counted" "$total" "$nseries" "$series" "$exact"
 }
 stop_tally() { kill "$RX_PID"; wait "$RX_PID" 2>/dev/null || true; }
 
@@ -216,7 +220,7 @@ run_receiver() {
   "start_$name" || { echo "$name: could not start; skipped"; return 0; }
   local settle=2  # Tally publishes its counters on the ingest thread's once-a-second tick
   [ "$name" = netdata ] && settle=3  # its chart lags by up to its update interval
-  local total_sent=0 from
+  local total_sent=0 total_counted=0 from
   from="$(date +%s)"
   for rate in $rates; do
     local c0 d0 t0 out sent c1 d1 t1 counted dropped cpu_s per_m lossless
@@ -228,6 +232,7 @@ run_receiver() {
     sleep "$settle"
     c1="$("counted_$name")"; d1="$(udp_drops)"; t1="$(cpu_ticks "$RX_PID")"
     counted=$((c1 - c0)); dropped=$((d1 - d0))
+    total_counted=$((total_counted + counted))
     cpu_s="$(awk -v a="$t0" -v b="$t1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')"
     per_m="$(awk -v c="$cpu_s" -v n="$counted" 'BEGIN { if (n > 0) printf "%.3f", c / (n / 1e6); else print "-" }')"
     lossless=no
@@ -242,7 +247,7 @@ run_receiver() {
       "$name" "$rate" "$sent" "$counted" "$dropped" "$cpu_s" "$per_m" "$lossless"
     if [ "$lossless" = yes ]; then best="$rate"; best_cpu="$per_m"; fi
   done
-  if [ "$name" = tally ]; then stored_tally "$from" "$total_sent"; fi
+  if [ "$name" = tally ]; then stored_tally "$from" "$total_sent" "$total_counted"; fi
   "stop_$name"
   printf '%-8s RESULT lossless_lines_per_s=%s cpu_s_per_M_lines_at_that_rate=%s\n' "$name" "$best" "${best_cpu:--}"
 }
@@ -254,3 +259,4 @@ if [ "$with_netdata" -eq 1 ]; then
   ensure_netdata
   run_receiver netdata
 fi
+exit $(( 1 - stored_ok ))
