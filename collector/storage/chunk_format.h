@@ -38,6 +38,13 @@ constexpr uint32_t chunk_slots(int64_t step_s) {
 static_assert(chunk_slots(1) == 3600 && chunk_slots(10) == 360 && chunk_slots(60) == 360 &&
               chunk_slots(7) == 540);
 static_assert(kChunkSlots % kSegmentSlots == 0 && kMinChunkSlots % kSegmentSlots == 0);
+// Once the open chunk window has this many segments, they are merged into the window's chunk
+// blob so far (a blob says which slots it holds) and the chunk boundary moves to their end, which
+// need not be a chunk window's end. Only 1 s reaches it (60 segments an hour; coarser steps have
+// at most 6 per chunk). Without it a whole hour of 1 s segments waited for the hour to end: about
+// 30 MB at 10,000 series that, freed, stayed in the file as free pages (docs/BENCHMARKS.md, "Disk
+// over hours"). The price: the hour's chunk is encoded 6 times instead of once.
+inline constexpr uint32_t kPartialChunkSegments = 10;
 
 // Segment and chunk rows are keyed by one integer, (window index << 32) | series id, so one
 // window's blobs are one key range in series order and a compaction appends at the end of the

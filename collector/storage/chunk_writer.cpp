@@ -245,8 +245,12 @@ class ChunkWriter final : public PointWriter {
           if (auto s = transaction([&] { return set_until(kSeg, r, seg_target); }); !s) return s;
         }
       }
-      // Segments -> chunks, for every chunk window below the segment boundary.
-      const int64_t chunk_target = bucket_start(until_[kSeg][r], window(kChunk, r));
+      // Segments -> chunks, for every chunk window below the segment boundary, and the open
+      // window's segments so far once there are kPartialChunkSegments of them (chunk_format.h).
+      int64_t chunk_target = bucket_start(until_[kSeg][r], window(kChunk, r));
+      if (until_[kSeg][r] - std::max(chunk_target, until_[kChunk][r]) >=
+          int64_t{cf::kPartialChunkSegments} * window(kSeg, r))
+        chunk_target = until_[kSeg][r];
       if (chunk_target > until_[kChunk][r]) {
         while (true) {
           bool found = false;
@@ -260,8 +264,10 @@ class ChunkWriter final : public PointWriter {
             return s;
           const int64_t start = key_index(first) * window(kSeg, r);
           if (!found || start >= chunk_target) break;
+          const int64_t c = bucket_start(start, window(kChunk, r));
           if (auto s = transaction([&] {
-                return compact_segments(r, bucket_start(start, window(kChunk, r)), stats, between);
+                return compact_segments(r, c, std::min(c + window(kChunk, r), chunk_target), stats,
+                                        between);
               });
               !s)
             return s;
@@ -578,11 +584,14 @@ class ChunkWriter final : public PointWriter {
                                                  : Status::ok();
   }
 
-  // Moves the segments of chunk window [c, c + window) into chunks.
-  Status compact_segments(size_t r, int64_t c, CompactStats* stats,
+  // Moves the segments of [c, end) into the chunks of window c (end is the window's end, or less
+  // for the open window: kPartialChunkSegments), merged with what those chunks hold already.
+  Status compact_segments(size_t r, int64_t c, int64_t end, CompactStats* stats,
                           const std::function<void()>& between) {
     auto& p = per_res_[r];
     const uint32_t n = tier_slots(kChunk, res_[r]) / cf::kSegmentSlots;
+    const auto used = static_cast<uint32_t>(
+        std::clamp<int64_t>((end - c + window(kSeg, r) - 1) / window(kSeg, r), 0, n));
     if (p.seg_cursors.empty()) {
       p.seg_cursors.resize(n);
       for (auto& cur : p.seg_cursors) {
@@ -602,7 +611,7 @@ class ChunkWriter final : public PointWriter {
       return Status::ok();
     };
     Status s;
-    for (uint32_t k = 0; s && k < n; ++k) {
+    for (uint32_t k = 0; s && k < used; ++k) {
       p.seg_cursors[k]
           .bind(1, blob_key(first_index + k, 0))
           .bind(2, blob_key(first_index + k + 1, 0));
@@ -650,10 +659,9 @@ class ChunkWriter final : public PointWriter {
     for (auto& cur : p.seg_cursors) cur.reset();
     if (!s) return s;
     auto& del = p.tier[kSeg].del_range;
-    del.bind(1, blob_key(first_index, 0)).bind(2, blob_key(first_index + n, 0));
+    del.bind(1, blob_key(first_index, 0)).bind(2, blob_key(first_index + used, 0));
     if (auto st = del.run(); !st) return st;
-    return until_[kChunk][r] < c + window(kChunk, r) ? set_until(kChunk, r, c + window(kChunk, r))
-                                                     : Status::ok();
+    return until_[kChunk][r] < end ? set_until(kChunk, r, end) : Status::ok();
   }
 
   struct PendingUntil {

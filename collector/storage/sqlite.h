@@ -13,6 +13,10 @@
 
 namespace tally::collector {
 
+// The most a connection lets its SQLite WAL grow to before a checkpoint, and what the file is cut
+// back to after one (Db::open).
+inline constexpr int64_t kWalBytes = 1 << 20;
+
 class Stmt {
  public:
   Stmt() = default;

@@ -7,6 +7,7 @@
 
 #include <bit>
 #include <cmath>
+#include <filesystem>
 #include <random>
 
 #include "aggregate/router.h"
@@ -17,6 +18,7 @@
 #include "storage/chunk_codec.h"
 #include "storage/chunk_format.h"
 #include "storage/shard_store.h"
+#include "storage/sqlite.h"
 
 using namespace tally;
 using namespace tally::collector;
@@ -189,6 +191,8 @@ class TestChunks : public QObject {
   void chunkLayoutAnswersLikePlainRows();
   void storedLsnSurvivesCompaction();
   void longCompactionLetsTheShardWorkBetween();
+  void openHourIsMergedIntoItsChunkInParts();
+  void sqliteWalIsCheckpointedAndCutBack();
   void plainRowFileIsConverted();
   void retentionDropsWholeWindows();
   void queriesOverChunksEqualPlainRows_data();
@@ -631,6 +635,91 @@ void TestChunks::storedLsnSurvivesCompaction() {
   QCOMPARE(*st.chunks->stored_lsn(5, 0, kT0 + 3000),
            uint64_t(0));  // in the chunk's window, not stored
   QCOMPARE(*st.chunks->stored_lsn(6, 0, kT0 + 10), uint64_t(0));
+}
+
+// The open hour's 1 s segments go into its chunk every kPartialChunkSegments minutes, not all at
+// the hour's end: a bucket of the first minute then reports the LSN of the chunk so far (the
+// largest merged), reads answer exactly what plain rows answer at every minute, a late bucket
+// into the part already merged lands in the chunk, and a reopened store carries on from its
+// boundaries.
+void TestChunks::openHourIsMergedIntoItsChunkInParts() {
+  Stores st;
+  const std::string path = (st.dir.path() + "/chunks.sqlite").toStdString();
+  const uint64_t ids[] = {3, 300, 70000};
+  auto lsn_of = [](int64_t t) { return uint64_t(1000 + (t - kT0)); };
+  auto check_reads = [&](int64_t to) {
+    for (uint64_t id : ids)
+      for (size_t res : {size_t{0}, size_t{1}}) {
+        const QString d =
+            compare(Kind::kCounter, read_all(*st.rows, id, Kind::kCounter, res, kT0, to),
+                    read_all(*st.chunks, id, Kind::kCounter, res, kT0, to));
+        if (!d.isEmpty())
+          return QString("series %1 res %2 to +%3: ").arg(id).arg(res).arg(to - kT0) + d;
+      }
+    return QString();
+  };
+  for (int minute = 0; minute < 75; ++minute) {
+    QVERIFY(st.begin().is_ok());
+    for (int64_t t = kT0 + minute * 60; t < kT0 + (minute + 1) * 60; ++t)
+      for (uint64_t id : ids) {
+        QVERIFY(st.merge(id, Kind::kCounter, 0, t, counter(double(id % 7 + (t % 5))), lsn_of(t))
+                    .is_ok());
+        if (t % 10 == 0)
+          QVERIFY(st.merge(id, Kind::kCounter, 1, t, counter(double(id)), lsn_of(t)).is_ok());
+      }
+    QVERIFY(st.commit().is_ok());
+    const int64_t watermark = kT0 + (minute + 1) * 60 + 2;
+    QVERIFY(st.chunks->compact(watermark).is_ok());
+    QVERIFY(st.rows->compact(watermark).is_ok());
+    if (minute == 9) {
+      // Ten minutes of segments: merged into the hour's chunk, whose LSN is the largest in it.
+      QCOMPARE(*st.chunks->stored_lsn(3, 0, kT0 + 5), lsn_of(kT0 + 599));
+      QCOMPARE(*st.chunks->stored_lsn(3, 0, kT0 + 599), lsn_of(kT0 + 599));
+    }
+    if (minute == 14) {
+      // Between two merges the newest minutes are segments of their own.
+      QCOMPARE(*st.chunks->stored_lsn(3, 0, kT0 + 5), lsn_of(kT0 + 599));
+      QCOMPARE(*st.chunks->stored_lsn(3, 0, kT0 + 14 * 60 + 1), lsn_of(kT0 + 14 * 60 + 59));
+      // A late bucket into the merged part, in both layouts.
+      QVERIFY(st.merge(300, Kind::kCounter, 0, kT0 + 30, counter(1000), 5000).is_ok());
+      QCOMPARE(*st.chunks->stored_lsn(300, 0, kT0 + 30), uint64_t(5000));
+    }
+    if (minute == 25) {
+      // A reopened store reads its boundaries and goes on from them.
+      st.chunks.reset();
+      auto c = ShardStore::open(path, kRes);
+      QVERIFY2(c.has_value(), c ? "" : c.status().to_string().c_str());
+      st.chunks = std::move(*c);
+    }
+    const QString d = check_reads(watermark);
+    QVERIFY2(d.isEmpty(), qPrintable(QString("after minute %1: ").arg(minute) + d));
+  }
+  // The hour closed into one chunk: every bucket of it reports the chunk's LSN.
+  QCOMPARE(*st.chunks->stored_lsn(3, 0, kT0 + 5), lsn_of(kT0 + 3599));
+  QCOMPARE(*st.chunks->stored_lsn(300, 0, kT0 + 3599), uint64_t(5000));  // the late bucket's
+  QCOMPARE(*st.chunks->stored_lsn(3, 0, kT0 + 3600 + 5), lsn_of(kT0 + 3600 + 599));
+}
+
+// A shard file's SQLite WAL is checkpointed once it holds kWalBytes and cut back to that after:
+// 24 MiB written in 100 KiB transactions never leave more than twice that beside the file (SQLite's
+// own default let it grow to 1,000 pages, 16 MiB at 16 KiB pages, and keep it).
+void TestChunks::sqliteWalIsCheckpointedAndCutBack() {
+  QTemporaryDir dir;
+  const std::string path = (dir.path() + "/wal.sqlite").toStdString();
+  auto db = Db::open(path, true, false, 16384);
+  QVERIFY(db.has_value());
+  QVERIFY((*db)->exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").is_ok());
+  const std::string blob(100 * 1024, 'x');
+  int64_t most = 0;
+  for (int i = 0; i < 240; ++i) {
+    auto st = (*db)->prepare("INSERT INTO t VALUES (?, ?)");
+    QVERIFY(st.has_value());
+    st->bind(1, int64_t{i}).bind(2, std::string_view(blob));
+    QVERIFY(st->run().is_ok());
+    most = std::max<int64_t>(most, static_cast<int64_t>(std::filesystem::file_size(path + "-wal")));
+  }
+  QVERIFY2(most <= 2 * kWalBytes, qPrintable(QString("the WAL reached %1 bytes").arg(most)));
+  QVERIFY(most > 0);
 }
 
 // Encoding a minute of hot rows for many series is one long transaction: it calls `between` every
