@@ -63,8 +63,12 @@ int main(int argc, char** argv) {
       "Exports: let data sources with headers (credentials) send them to HOST (host or "
       "host:port; repeatable), although it was never allowed in the window.",
       "HOST");
+  QCommandLineOption var("var",
+                         "A dashboard variable's values: name=value, name=v1,v2 (a multi-value "
+                         "variable) or name=All (repeatable).",
+                         "NAME=VALUES");
   parser.addOptions({collector, live, dashboard, range, png, csv, size, panel, timeout, allowHost,
-                     screenshot, screenshotDelay});
+                     screenshot, screenshotDelay, var});
   if (!parser.parse(QApplication::arguments())) {
     std::fprintf(stderr, "tally-dashboard: %s\n", qPrintable(parser.errorText()));
     return kExitUsage;
@@ -87,6 +91,7 @@ int main(int argc, char** argv) {
     o.csv = parser.value(csv);
     o.size = Exporter::parseSize(parser.value(size));
     o.allowHosts = parser.values(allowHost);
+    o.vars = parser.values(var);
     bool ok1 = false, ok2 = false;
     o.panel = parser.value(panel).toInt(&ok1);
     o.timeoutS = parser.value(timeout).toInt(&ok2);
@@ -110,6 +115,13 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
     w.setTimeRange(r);
+  }
+  for (const QString& v : parser.values(var)) {
+    QString error;
+    if (!w.setVariableArg(v, &error)) {
+      std::fprintf(stderr, "tally-dashboard: %s\n", qPrintable(error));
+      return kExitUsage;
+    }
   }
   if (parser.isSet(size)) w.resize(Exporter::parseSize(parser.value(size)));
   w.show();

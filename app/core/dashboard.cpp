@@ -1,5 +1,7 @@
 #include "dashboard.h"
 
+#include "variables.h"
+
 #include <strings.h>
 
 #include <algorithm>
@@ -360,7 +362,8 @@ const DataSource* findSource(const Dashboard& d, std::string_view name) {
 }
 
 int dashboardFileVersion(const Dashboard& d) {
-  return d.sources.empty() ? 1 : kDashboardVersion;
+  if (!d.variables.empty()) return 3;
+  return d.sources.empty() ? 1 : 2;
 }
 
 Status validatePanel(const PanelSpec& p, const std::string& where) {
@@ -423,6 +426,14 @@ Status validateDashboard(const Dashboard& d) {
     for (size_t j = 0; j < i; ++j)
       if (d.sources[j].name == d.sources[i].name)
         return Status::invalid_argument(where + ".name: '" + d.sources[i].name +
+                                        "' is defined twice");
+  }
+  for (size_t i = 0; i < d.variables.size(); ++i) {
+    const std::string where = "variables[" + std::to_string(i) + "]";
+    if (auto s = validateVariable(d.variables[i], where); !s) return s;
+    for (size_t j = 0; j < i; ++j)
+      if (d.variables[j].name == d.variables[i].name)
+        return Status::invalid_argument(where + ".name: '" + d.variables[i].name +
                                         "' is defined twice");
   }
   for (size_t i = 0; i < d.panels.size(); ++i) {
@@ -590,6 +601,31 @@ DataSource readSource(Reader& r, const json& s, const std::string& where) {
   return out;
 }
 
+Variable readVariable(Reader& r, const json& v, const std::string& where) {
+  Variable out;
+  if (!v.is_object()) {
+    r.fail(where + ": must be an object {name, metric, tag, multi, include_all, current}");
+    return out;
+  }
+  out.name = r.str(v, "name", where, true);
+  out.metric = r.str(v, "metric", where, true);
+  out.tag = r.str(v, "tag", where, true);
+  out.multi = r.boolean(v, "multi", where, false);
+  out.includeAll = r.boolean(v, "include_all", where, true);
+  if (const json* c = r.get(v, "current", where, false)) {
+    if (!c->is_array())
+      r.fail(where + ".current: must be an array of values");
+    else
+      for (const auto& k : *c) {
+        if (!k.is_string())
+          r.fail(where + ".current: must be an array of values");
+        else
+          out.current.push_back(k.get<std::string>());
+      }
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<Dashboard> parseDashboard(std::string_view text) {
@@ -639,6 +675,13 @@ Result<Dashboard> parseDashboard(std::string_view text) {
       for (size_t i = 0; i < sources->size(); ++i)
         d.sources.push_back(readSource(r, (*sources)[i], "sources[" + std::to_string(i) + "]"));
   }
+  if (const json* vars = r.get(doc, "variables", "dashboard", false)) {
+    if (!vars->is_array())
+      r.fail("variables: must be an array");
+    else
+      for (size_t i = 0; i < vars->size(); ++i)
+        d.variables.push_back(readVariable(r, (*vars)[i], "variables[" + std::to_string(i) + "]"));
+  }
   if (const json* panels = r.get(doc, "panels", "dashboard", false)) {
     if (!panels->is_array())
       r.fail("panels: must be an array");
@@ -682,6 +725,17 @@ std::string serializeDashboard(const Dashboard& d) {
                          {"min_step", format_duration(s.minStepS)}});
     }
     doc["sources"] = sources;
+  }
+  if (!d.variables.empty()) {
+    json vars = json::array();
+    for (const auto& v : d.variables)
+      vars.push_back({{"name", v.name},
+                      {"metric", v.metric},
+                      {"tag", v.tag},
+                      {"multi", v.multi},
+                      {"include_all", v.includeAll},
+                      {"current", v.current}});
+    doc["variables"] = vars;
   }
   json panels = json::array();
   for (const auto& p : d.panels) {

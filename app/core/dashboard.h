@@ -24,7 +24,9 @@ namespace tally::dash {
 
 // Version 2 added data sources; a dashboard without any is still written as version 1, so older
 // Tally builds keep opening it (they would read a panel's "source" as the collector's metric).
-inline constexpr int kDashboardVersion = 2;
+// Version 3 added variables (a file with none is written as before): an older build would query
+// "$region" literally.
+inline constexpr int kDashboardVersion = 3;
 inline constexpr std::string_view kDashboardFormat = "tally-dashboard";
 inline constexpr int kGridColumns = 12;
 
@@ -158,11 +160,26 @@ struct TimeRangeSpec {
   bool operator==(const TimeRangeSpec&) const = default;
 };
 
+// A dashboard variable: the values of one tag of one metric on the collector, offered as a
+// drop-down; panels refer to it as $name or ${name} in filter values, PromQL and titles
+// (core/variables.h says how each is replaced).
+struct Variable {
+  std::string name;        // [A-Za-z_][A-Za-z0-9_]*
+  std::string metric;      // whose tag values are offered (the collector's /api/tags)
+  std::string tag;         // which tag
+  bool multi = false;      // several values may be chosen
+  bool includeAll = true;  // "All" is offered
+  // The values chosen; empty = All (or, without includeAll, nothing chosen yet: the same).
+  std::vector<std::string> current;
+  bool operator==(const Variable&) const = default;
+};
+
 struct Dashboard {
   std::string title = "Untitled";
   TimeRangeSpec range;
   bool live = true;
   std::vector<DataSource> sources;
+  std::vector<Variable> variables;
   std::vector<PanelSpec> panels;
   bool operator==(const Dashboard&) const = default;
 };
@@ -172,7 +189,7 @@ struct Dashboard {
 Status validatePanel(const PanelSpec& panel, const std::string& where = "panel");
 Status validateDashboard(const Dashboard& dashboard);
 const DataSource* findSource(const Dashboard& dashboard, std::string_view name);
-// The version a file needs: 1 without data sources, else kDashboardVersion.
+// The version a file needs: 3 with variables, 2 with data sources, else 1.
 int dashboardFileVersion(const Dashboard& dashboard);
 
 Result<Dashboard> parseDashboard(std::string_view json);

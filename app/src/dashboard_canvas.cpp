@@ -35,9 +35,30 @@ void DashboardCanvas::setDashboard(const Dashboard& d) {
   m_dashboard = d;
   m_dashboard.panels.clear();
   m_sources->setSources(d.sources);
+  emit variablesChanged();
   for (const auto& spec : d.panels) addPanel(spec, false);
   setLive(d.live);
   relayout();
+}
+
+void DashboardCanvas::setVariables(const std::vector<Variable>& variables) {
+  m_dashboard.variables = variables;
+  for (auto* p : m_panels) p->setVariables(variables);
+  emit variablesChanged();
+  emit modified();
+}
+
+void DashboardCanvas::setVariableValues(const std::string& name,
+                                        const std::vector<std::string>& values) {
+  bool changed = false;
+  for (auto& v : m_dashboard.variables)
+    if (v.name == name && v.current != values) {
+      v.current = values;
+      changed = true;
+    }
+  if (!changed) return;
+  for (auto* p : m_panels) p->setVariables(m_dashboard.variables);
+  emit variablesChanged();
 }
 
 Dashboard DashboardCanvas::dashboard() const {
@@ -167,6 +188,7 @@ PanelWidget* DashboardCanvas::addPanel(const PanelSpec& specIn, bool findPlace) 
         placeNewPanel(others, std::min(spec.grid.w, kGridColumns), std::max(2, spec.grid.h));
   }
   auto* panel = new PanelWidget(m_client, m_live, this);
+  panel->setVariables(m_dashboard.variables);
   panel->controller()->setDataSources(m_sources);
   m_panels.append(panel);
   wire(panel);
@@ -204,7 +226,7 @@ void DashboardCanvas::removePanel(PanelWidget* panel) {
       if (blocked) break;
       g = up;
     }
-    p->controller()->setGrid(g);
+    p->setGrid(g);
   }
   relayout();
   emit panelRemoved(QString::fromStdString(m_removed->spec.displayTitle()));
@@ -217,7 +239,7 @@ void DashboardCanvas::setPanelGrid(PanelWidget* panel, const GridRect& grid) {
   g.x = std::clamp(g.x, 0, kGridColumns - g.w);
   g.y = std::max(0, g.y);
   g.h = std::clamp(g.h, 1, 100);
-  panel->controller()->setGrid(g);
+  panel->setGrid(g);
   pushDownOverlaps(panel);
   relayout();
   emit modified();
@@ -249,7 +271,7 @@ void DashboardCanvas::pushDownOverlaps(PanelWidget* moved) {
       GridRect g = p->spec().grid;
       if (!overlaps(g, t)) continue;
       g.y = t.y + t.h;
-      p->controller()->setGrid(g);
+      p->setGrid(g);
       queue.append(p);
     }
   }

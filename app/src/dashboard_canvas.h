@@ -43,6 +43,11 @@ class DashboardCanvas : public QWidget {
   void setSources(const std::vector<tally::dash::DataSource>& sources,
                   const std::map<std::string, std::string>& renamed);
   int panelsUsingSource(const std::string& name) const;
+  // The dashboard's variables (core/variables.h): defining them marks the dashboard modified;
+  // choosing values does not (they are saved with it all the same), like the range.
+  const std::vector<tally::dash::Variable>& variables() const { return m_dashboard.variables; }
+  void setVariables(const std::vector<tally::dash::Variable>& variables);
+  void setVariableValues(const std::string& name, const std::vector<std::string>& values);
   void setRange(const tally::dash::TimeRangeSpec& range);
   void setLive(bool live);
   bool isLive() const { return m_dashboard.live; }
@@ -61,6 +66,7 @@ class DashboardCanvas : public QWidget {
  signals:
   void modified();
   void panelRemoved(const QString& title);
+  void variablesChanged();  // defined, or their values chosen
 
  protected:
   void resizeEvent(QResizeEvent* e) override;

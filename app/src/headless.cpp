@@ -1,5 +1,7 @@
 #include "headless.h"
 
+#include "core/variables.h"
+
 #include <QDateTime>
 #include <QDir>
 #include <QEventLoop>
@@ -69,6 +71,11 @@ int runHeadless(const HeadlessOptions& o) {
             .arg(o.range));
     return kExitUsage;
   }
+  for (const QString& v : o.vars)
+    if (auto s = setVariableFromArg(d.variables, v.toStdString()); !s) {
+      err(QString::fromStdString(s.message()));
+      return kExitUsage;
+    }
   if (o.panel < 0 || o.panel > int(d.panels.size())) {
     err(QStringLiteral("--panel %1: the dashboard has %2 panels")
             .arg(o.panel)
@@ -137,7 +144,7 @@ int runHeadless(const HeadlessOptions& o) {
       if (--pending == 0) loop.quit();
     });
     ++pending;
-    c->setSpec(d.panels[i]);
+    c->setSpec(applyVariables(d.panels[i], d.variables));
     if (!d.panels[i].hasQuery()) --pending;
     panels.push_back(std::move(c));
   }

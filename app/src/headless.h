@@ -26,6 +26,8 @@ struct HeadlessOptions {
   // --allow-host: hosts ("host" or "host:port") a data source with headers may send to although
   // this user never approved them in the window (host_approval.h). Not remembered.
   QStringList allowHosts;
+  // --var name=v1,v2: a dashboard variable's values for this export (core/variables.h).
+  QStringList vars;
 };
 
 // Exit codes, also printed by --help.

@@ -1,5 +1,9 @@
 #include "main_window.h"
 
+#include "core/variables.h"
+#include "variable_bar.h"
+#include "variables_dialog.h"
+
 #include <QApplication>
 #include <QCloseEvent>
 #include <QComboBox>
@@ -79,11 +83,17 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   bl->addWidget(retry);
   m_banner->hide();
 
+  m_variableBar = new VariableBar(m_client, this);
+  connect(m_variableBar, &VariableBar::valuesChosen, m_canvas, &DashboardCanvas::setVariableValues);
+  connect(m_canvas, &DashboardCanvas::variablesChanged, m_variableBar,
+          [this] { m_variableBar->setVariables(m_canvas->variables()); });
+
   auto* central = new QWidget(this);
   auto* cl = new QVBoxLayout(central);
   cl->setContentsMargins(0, 0, 0, 0);
   cl->setSpacing(0);
   cl->addWidget(m_banner);
+  cl->addWidget(m_variableBar);
   cl->addWidget(scroll, 1);
   setCentralWidget(central);
 
@@ -203,6 +213,9 @@ void MainWindow::buildActions() {
   sources->setObjectName("dataSourcesAction");
   sources->setToolTip(
       tr("Prometheus-compatible servers (VictoriaMetrics, Prometheus) panels can read"));
+  QAction* vars = dash->addAction(tr("&Variables…"), this, &MainWindow::editVariables);
+  vars->setObjectName("variablesAction");
+  vars->setToolTip(tr("Drop-downs of a tag's values above the panels; panels use them as $name"));
 
   QMenu* view = menuBar()->addMenu(tr("&View"));
   QAction* card = m_cardinalityDock->toggleViewAction();
@@ -506,6 +519,22 @@ void MainWindow::exportDashboardImage() {
 void MainWindow::addPanelForMetric(const QString& metric) {
   m_canvas->addPanel(panelForMetric(metric.toStdString(), m_browser->model()->metricKind(metric),
                                     m_browser->currentSource().toStdString()));
+}
+
+void MainWindow::editVariables() {
+  VariablesDialog dlg(m_client, m_canvas->variables(), this);
+  if (dlg.exec() != QDialog::Accepted) return;
+  if (dlg.variables() != m_canvas->variables()) m_canvas->setVariables(dlg.variables());
+}
+
+bool MainWindow::setVariableArg(const QString& arg, QString* error) {
+  std::vector<Variable> vars = m_canvas->variables();
+  if (auto s = setVariableFromArg(vars, arg.toStdString()); !s) {
+    *error = QString::fromStdString(s.message());
+    return false;
+  }
+  for (const auto& v : vars) m_canvas->setVariableValues(v.name, v.current);
+  return true;
 }
 
 void MainWindow::editDataSources() {

@@ -27,6 +27,7 @@ class QLabel;
 class QMenu;
 class QPushButton;
 class TimeRangePicker;
+class VariableBar;
 
 struct MainWindowOptions {
   QUrl collector = QUrl(tally::kDefaultCollectorUrl);
@@ -54,6 +55,9 @@ class MainWindow : public QMainWindow {
   bool saveDashboard(const QString& path);
   void setDashboard(const tally::dash::Dashboard& d, const QString& path);
   void setTimeRange(const tally::dash::TimeRangeSpec& range);  // like choosing it in the toolbar
+  // --var name=v1,v2: a variable's values, as if chosen above the panels; false with the reason.
+  bool setVariableArg(const QString& arg, QString* error);
+  VariableBar* variableBar() const { return m_variableBar; }
 
  public slots:
   void newDashboard();
@@ -66,6 +70,7 @@ class MainWindow : public QMainWindow {
   void exportDashboardImage();
   void addPanelForMetric(const QString& metric);
   void editDataSources();
+  void editVariables();
   // Help › Keyboard shortcuts: every action of the window that has keys, and the charts' mouse
   // gestures.
   void showShortcuts();
@@ -94,6 +99,7 @@ class MainWindow : public QMainWindow {
   QDockWidget* m_cardinalityDock = nullptr;
   MetricBrowser* m_browser;
   TimeRangePicker* m_range;
+  VariableBar* m_variableBar;
   QWidget* m_banner;
   QLabel* m_bannerText;
   QLabel* m_statusCollector;

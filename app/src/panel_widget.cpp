@@ -1,5 +1,7 @@
 #include "panel_widget.h"
 
+#include "core/variables.h"
+
 #include <QDialog>
 #include <QDragEnterEvent>
 #include <QFileDialog>
@@ -138,12 +140,22 @@ PanelWidget::PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget*
   updateState();
 }
 
-PanelSpec PanelWidget::spec() const {
-  return m_controller->spec();
+void PanelWidget::setSpec(const PanelSpec& spec) {
+  m_spec = spec;
+  m_controller->setSpec(applyVariables(spec, m_variables));
+  updateState();
 }
 
-void PanelWidget::setSpec(const PanelSpec& spec) {
-  m_controller->setSpec(spec);
+void PanelWidget::setGrid(const GridRect& grid) {
+  m_spec.grid = grid;
+  m_controller->setGrid(grid);
+}
+
+void PanelWidget::setVariables(const std::vector<Variable>& variables) {
+  m_variables = variables;
+  const PanelSpec applied = applyVariables(m_spec, m_variables);
+  if (applied == m_controller->spec()) return;
+  m_controller->setSpec(applied);
   updateState();
 }
 
@@ -244,7 +256,8 @@ void PanelWidget::showDataTable() {
   // The rows the CSV export would hold, in a table; a snapshot (refresh by reopening).
   auto* dlg = new QDialog(this);
   dlg->setAttribute(Qt::WA_DeleteOnClose);
-  dlg->setWindowTitle(tr("Data: %1").arg(QString::fromStdString(spec().displayTitle())));
+  dlg->setWindowTitle(
+      tr("Data: %1").arg(QString::fromStdString(m_controller->spec().displayTitle())));
   auto* model = new PanelTableModel(dlg);
   model->setFromPanel(*m_controller);
   auto* view = new QTableView(dlg);
@@ -259,7 +272,7 @@ void PanelWidget::showDataTable() {
 }
 
 void PanelWidget::exportCsvDialog() {
-  QString name = QString::fromStdString(spec().displayTitle())
+  QString name = QString::fromStdString(m_controller->spec().displayTitle())
                      .replace(QRegularExpression("[^A-Za-z0-9._-]+"), "-");
   QString path = QFileDialog::getSaveFileName(this, tr("Export panel as CSV"), name + ".csv",
                                               tr("CSV (*.csv)"));
@@ -281,7 +294,7 @@ void PanelWidget::exportImageDialog() {
                          tr("'%1' is not a size like 1600x900").arg(size));
     return;
   }
-  QString name = QString::fromStdString(spec().displayTitle())
+  QString name = QString::fromStdString(m_controller->spec().displayTitle())
                      .replace(QRegularExpression("[^A-Za-z0-9._-]+"), "-");
   QString path = QFileDialog::getSaveFileName(this, tr("Export panel image"), name + ".png",
                                               tr("PNG (*.png);;SVG (*.svg);;PDF (*.pdf)"));

@@ -23,8 +23,15 @@ class PanelWidget : public QFrame {
 
   PanelController* controller() const { return m_controller; }
   PanelChartView* chartView() const { return m_view; }
-  tally::dash::PanelSpec spec() const;
+  // The panel as saved: its filters, PromQL and title may name the dashboard's variables
+  // ($region); the controller queries applyVariables() of it (core/variables.h).
+  tally::dash::PanelSpec spec() const { return m_spec; }
   void setSpec(const tally::dash::PanelSpec& spec);
+  // Where the panel sits (moves and resizes: no re-query).
+  void setGrid(const tally::dash::GridRect& grid);
+  // The dashboard's variables with their current values; the panel re-queries when what it
+  // queries changes.
+  void setVariables(const std::vector<tally::dash::Variable>& variables);
   QWidget* header() const { return m_header; }
   QWidget* grip() const { return m_grip; }
   QLabel* messageLabel() const { return m_message; }
@@ -58,6 +65,8 @@ class PanelWidget : public QFrame {
   void scheduleRedraw();
 
   PanelController* m_controller;
+  tally::dash::PanelSpec m_spec;
+  std::vector<tally::dash::Variable> m_variables;
   PanelChartView* m_view;
   QWidget* m_header;
   QLabel* m_title;

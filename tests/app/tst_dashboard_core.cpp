@@ -14,6 +14,7 @@
 #include "core/live_buffer.h"
 #include "core/panel_defaults.h"
 #include "core/time_range.h"
+#include "core/variables.h"
 
 using namespace tally;
 using namespace tally::dash;
@@ -69,6 +70,11 @@ class TestDashboardCore : public QObject {
   void liveCorrectionBeforeCoverageAsksForRequery();
   void livePercentilesFromMergedSketch();
   void liveBoundedMemory();
+  void variablesApplyToFilters_data();
+  void variablesApplyToFilters();
+  void variablesInPromqlAndTitles();
+  void variablesInTheFile();
+  void variableFromTheCommandLine();
 };
 
 static Dashboard sampleDashboard() {
@@ -831,4 +837,149 @@ void TestDashboardCore::liveBoundedMemory() {
 }
 
 QTEST_APPLESS_MAIN(TestDashboardCore)
+namespace {
+// "key op value" for each filter, joined by "; ".
+QString filtersText(const std::vector<TagFilter>& fs) {
+  QStringList out;
+  for (const auto& f : fs) out << QString::fromStdString(f.toString());
+  return out.join("; ");
+}
+std::vector<Variable> regionVariable(std::vector<std::string> current) {
+  Variable v;
+  v.name = "region";
+  v.metric = "user.signup";
+  v.tag = "region";
+  v.multi = true;
+  v.current = std::move(current);
+  return {v};
+}
+}  // namespace
+
+// How a filter naming $region reads with the values chosen (core/variables.h), on the collector
+// and on a Prometheus source.
+void TestDashboardCore::variablesApplyToFilters_data() {
+  QTest::addColumn<QString>("op");
+  QTest::addColumn<QString>("value");
+  QTest::addColumn<QStringList>("current");
+  QTest::addColumn<bool>("prometheus");
+  QTest::addColumn<QString>("want");
+  const QStringList all, eu{"eu"}, two{"eu", "us-1"};
+  QTest::newRow("= All: left out") << "="
+                                   << "$region" << all << false << "";
+  QTest::newRow("!= All: left out") << "!="
+                                    << "$region" << all << false << "";
+  QTest::newRow("= one") << "="
+                         << "$region" << eu << false << "region=eu";
+  QTest::newRow("${} form") << "="
+                            << "${region}" << eu << false << "region=eu";
+  QTest::newRow("!= one") << "!="
+                          << "$region" << eu << false << "region!=eu";
+  QTest::newRow("= two") << "="
+                         << "$region" << two << false << "region=~(?:eu|us-1)";
+  QTest::newRow("!= two, collector: one != each")
+      << "!="
+      << "$region" << two << false << "region!=eu; region!=us-1";
+  QTest::newRow("!= two, prometheus: !~") << "!="
+                                          << "$region" << two << true << "region!~(?:eu|us-1)";
+  QTest::newRow("=~ one, quoted") << "=~"
+                                  << "$region" << QStringList{"a.b"} << false << "region=~a\\.b";
+  QTest::newRow("inside a regex") << "=~"
+                                  << "eu-$region-.*" << two << false << "region=~eu-(?:eu|us-1)-.*";
+  QTest::newRow("inside a regex, All") << "=~"
+                                       << "eu-$region" << all << false << "region=~eu-.*";
+  QTest::newRow("unknown name kept") << "="
+                                     << "$zone" << eu << false << "region=$zone";
+  QTest::newRow("not a reference") << "="
+                                   << "cost$" << eu << false << "region=cost$";
+  QTest::newRow("= text around is literal") << "="
+                                            << "x$region" << eu << false << "region=x$region";
+}
+
+void TestDashboardCore::variablesApplyToFilters() {
+  QFETCH(QString, op);
+  QFETCH(QString, value);
+  QFETCH(QStringList, current);
+  QFETCH(bool, prometheus);
+  QFETCH(QString, want);
+  PanelSpec p;
+  p.metric = "user.signup";
+  if (prometheus) p.source = "vm";
+  p.filters = {{"region", *parseFilterOp(op.toStdString()), value.toStdString()}};
+  std::vector<std::string> cur;
+  for (const auto& c : current) cur.push_back(c.toStdString());
+  const PanelSpec applied = applyVariables(p, regionVariable(cur));
+  QCOMPARE(filtersText(applied.filters), want);
+  QCOMPARE(usesVariables(p, regionVariable(cur)), value.contains("region"));
+}
+
+void TestDashboardCore::variablesInPromqlAndTitles() {
+  PanelSpec p;
+  p.source = "vm";
+  p.promql = R"q(sum(rate(req_total{region=~"$region",zone="${zone}"}[5m])))q";
+  p.title = "Requests in $region ($zone)";
+  auto vars = regionVariable({"eu", "us"});
+  PanelSpec a = applyVariables(p, vars);
+  QCOMPARE(a.promql,
+           std::string(R"q(sum(rate(req_total{region=~"(?:eu|us)",zone="${zone}"}[5m])))q"));
+  QCOMPARE(a.title, std::string("Requests in eu+us ($zone)"));
+  vars[0].current.clear();
+  a = applyVariables(p, vars);
+  QCOMPARE(a.promql, std::string(R"q(sum(rate(req_total{region=~".*",zone="${zone}"}[5m])))q"));
+  QCOMPARE(a.title, std::string("Requests in All ($zone)"));
+  QCOMPARE(quoteRegex("a.b*c(d)|[e]{f}^$\\"),
+           std::string("a\\.b\\*c\\(d\\)\\|\\[e\\]\\{f\\}\\^\\$\\\\"));
+}
+
+// Variables make a version 3 file (a dashboard without them stays version 1 or 2, so older
+// builds keep opening it); they round-trip, and a bad one is named.
+void TestDashboardCore::variablesInTheFile() {
+  Dashboard d;
+  PanelSpec p;
+  p.metric = "user.signup";
+  p.filters = {{"region", FilterOp::Eq, "$region"}};
+  d.panels = {p};
+  QVERIFY(serializeDashboard(d).find("\"version\": 1") != std::string::npos);
+  d.variables = regionVariable({"eu"});
+  d.variables[0].includeAll = false;
+  const std::string text = serializeDashboard(d);
+  QVERIFY(text.find("\"version\": 3") != std::string::npos);
+  auto back = parseDashboard(text);
+  QVERIFY2(back.has_value(), back ? "" : back.status().message().c_str());
+  QCOMPARE(back->variables, d.variables);
+  QCOMPARE(*back, d);
+  auto bad = [&](const std::string& json) {
+    auto r = parseDashboard(json);
+    return r ? std::string("parsed") : r.status().message();
+  };
+  const std::string head = R"({"format":"tally-dashboard","version":3,"variables":[)";
+  QCOMPARE(bad(head + R"({"name":"1x","metric":"m","tag":"t"}]})"),
+           std::string("variables[0].name: '1x' must be letters, digits and _ (not starting "
+                       "with a digit)"));
+  QVERIFY(bad(head + R"({"name":"a","tag":"t"}]})").find("variables[0].metric: missing") !=
+          std::string::npos);
+  QVERIFY(bad(head + R"({"name":"a","metric":"m","tag":"t"},{"name":"a","metric":"m","tag":"u"}]})")
+              .find("variables[1].name: 'a' is defined twice") != std::string::npos);
+  QVERIFY(bad(head + R"({"name":"a","metric":"m","tag":"t","current":["x","y"]}]})")
+              .find("takes one value") != std::string::npos);
+  QVERIFY(bad(R"({"format":"tally-dashboard","version":4})").find("newer Tally") !=
+          std::string::npos);
+}
+
+void TestDashboardCore::variableFromTheCommandLine() {
+  auto vars = regionVariable({});
+  QVERIFY(setVariableFromArg(vars, "region=eu,us").is_ok());
+  QCOMPARE(vars[0].current, (std::vector<std::string>{"eu", "us"}));
+  QVERIFY(setVariableFromArg(vars, "region=All").is_ok());
+  QVERIFY(vars[0].current.empty());
+  QCOMPARE(setVariableFromArg(vars, "zone=eu").message(),
+           std::string("--var: the dashboard has no variable 'zone' (it has: region)"));
+  QVERIFY(!setVariableFromArg(vars, "region").is_ok());
+  vars[0].multi = false;
+  QVERIFY(!setVariableFromArg(vars, "region=eu,us").is_ok());
+  vars[0].includeAll = false;
+  QVERIFY(!setVariableFromArg(vars, "region=").is_ok());
+  QVERIFY(setVariableFromArg(vars, "region=us").is_ok());
+  QCOMPARE(vars[0].current, (std::vector<std::string>{"us"}));
+}
+
 #include "tst_dashboard_core.moc"

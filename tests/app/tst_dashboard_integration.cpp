@@ -10,6 +10,7 @@
 #include <QEventLoop>
 #include <QLabel>
 #include <QListWidget>
+#include <QMenu>
 #include <QNetworkAccessManager>
 #include <QNetworkReply>
 #include <QProcess>
@@ -18,6 +19,7 @@
 #include <QStandardPaths>
 #include <QTableView>
 #include <QTcpServer>
+#include <QToolButton>
 #include <QtTest>
 #include <map>
 
@@ -25,15 +27,19 @@
 #include "collector_client.h"
 #include "collector_fixture.h"
 #include "core/csv.h"
+#include "dashboard_canvas.h"
+#include "dashboard_document.h"
 #include "exporter.h"
 #include "headless.h"
 #include "live_subscriber.h"
+#include "main_window.h"
 #include "panel_controller.h"
 #include "panel_editor.h"
 #include "panel_widget.h"
 #include "resources.h"
 #include "tally/client.h"
 #include "tally/common/curve_keys.h"
+#include "variable_bar.h"
 
 using namespace tally;
 using namespace tally::dash;
@@ -103,6 +109,7 @@ class TestDashboardIntegration : public QObject {
   void headlessExitCodes();
   void shippedCollectorHealthDashboardResolves();
   void cardinalityViewShowsTheLargestAndOpensIt();
+  void variablesNarrowThePanelsAndTheExport();
 
  private:
   CollectorFixture m_collector;
@@ -557,6 +564,95 @@ void TestDashboardIntegration::liveSubscriberAuthenticatesWithCurve() {
   };
   QVERIFY(updatesWithin(true) > 0);
   QCOMPARE(updatesWithin(false), 0);
+}
+
+// A dashboard variable over user.signup's regions (eu 11, us 6, apac 2.5): its drop-down offers
+// the collector's values; choosing in it narrows every panel that names $region (= and !=, one
+// value and several), retitles them, is saved with the dashboard without marking it modified;
+// the command line's --var does the same for an export and refuses a name the file lacks.
+void TestDashboardIntegration::variablesNarrowThePanelsAndTheExport() {
+  QTemporaryDir dir;
+  const QString file = dir.filePath("vars.json");
+  {
+    QFile f(file);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write(R"({"format":"tally-dashboard","version":3,"title":"Signups","range":{"last":"15m"},
+      "live":false,
+      "variables":[{"name":"region","metric":"user.signup","tag":"region","multi":true}],
+      "panels":[{"title":"Signups in $region","metric":"user.signup",
+                 "filters":[{"key":"region","op":"=","value":"$region"}],
+                 "grid":{"x":0,"y":0,"w":6,"h":4}},
+                {"metric":"user.signup","filters":[{"key":"region","op":"!=","value":"${region}"}],
+                 "grid":{"x":6,"y":0,"w":6,"h":4}}]})");
+  }
+  MainWindowOptions o;
+  o.collector = m_collector.url();
+  o.live = "tcp://127.0.0.1:1";
+  o.dashboard = file;
+  MainWindow w(o);
+  w.show();
+  QCOMPARE(w.canvas()->panels().size(), qsizetype(2));
+  PanelController* in = w.canvas()->panels()[0]->controller();
+  PanelController* out = w.canvas()->panels()[1]->controller();
+  auto shownTotal = [](PanelController* c) {
+    double t = 0;
+    if (const QueryResult* r = c->series())
+      for (const auto& s : r->series) t += total(s);
+    return t;
+  };
+  // All: the filters are left out.
+  QTRY_COMPARE_WITH_TIMEOUT(shownTotal(in), 19.5, 10000);
+  QTRY_COMPARE_WITH_TIMEOUT(shownTotal(out), 19.5, 10000);
+  QCOMPARE(in->spec().displayTitle(), std::string("Signups in All"));
+
+  VariableBar* bar = w.variableBar();
+  QVERIFY(bar->isVisible());
+  QToolButton* button = bar->button("region");
+  QVERIFY(button);
+  QCOMPARE(button->text(), QString("All"));
+  QTRY_COMPARE_WITH_TIMEOUT(bar->offered("region"), (std::vector<std::string>{"apac", "eu", "us"}),
+                            10000);
+  auto trigger = [&](const QString& text) {
+    for (QAction* a : button->menu()->actions())
+      if (a->text() == text) {
+        a->trigger();
+        return true;
+      }
+    return false;
+  };
+  QVERIFY(trigger("eu"));
+  QCOMPARE(button->text(), QString("eu"));
+  QTRY_COMPARE_WITH_TIMEOUT(shownTotal(in), 11.0, 10000);
+  QTRY_COMPARE_WITH_TIMEOUT(shownTotal(out), 8.5, 10000);
+  QCOMPARE(in->spec().displayTitle(), std::string("Signups in eu"));
+  QVERIFY(trigger("us"));  // multi-value: eu and us
+  QCOMPARE(button->text(), QString("eu + us"));
+  QTRY_COMPARE_WITH_TIMEOUT(shownTotal(in), 17.0, 10000);
+  QTRY_COMPARE_WITH_TIMEOUT(shownTotal(out), 2.5, 10000);  // region != eu and != us
+  QVERIFY(!w.document()->isModified());
+  const Dashboard saved = w.canvas()->dashboard();
+  QCOMPARE(saved.variables.at(0).current, (std::vector<std::string>{"eu", "us"}));
+  QCOMPARE(saved.panels.at(0).filters.at(0).value, std::string("$region"));  // still the template
+  QVERIFY(serializeDashboard(saved).find("\"version\": 3") != std::string::npos);
+  QVERIFY(trigger("All"));
+  QTRY_COMPARE_WITH_TIMEOUT(shownTotal(in), 19.5, 10000);
+
+  // The same from the command line, for an export.
+  Run run =
+      runDashboard({"--collector", m_collector.url().toString(), "--dashboard", file, "--panel",
+                    "1", "--var", "region=us", "--export-csv", dir.filePath("us.csv")});
+  QVERIFY2(run.code == 0, qPrintable(run.err));
+  QFile csv(dir.filePath("us.csv"));
+  QVERIFY(csv.open(QIODevice::ReadOnly));
+  const QByteArray text = csv.readAll();
+  double us = 0;
+  auto rows = parseCsv(std::string_view(text.constData(), size_t(text.size())));
+  for (size_t i = 1; i < rows.size(); ++i) us += std::stod(rows[i].back());
+  QCOMPARE(us, 6.0);
+  run = runDashboard({"--collector", m_collector.url().toString(), "--dashboard", file, "--var",
+                      "zone=eu", "--export-csv", dir.filePath("no.csv")});
+  QCOMPARE(run.code, int(kExitUsage));
+  QVERIFY2(run.err.contains("no variable 'zone'"), qPrintable(run.err));
 }
 
 #include "tst_dashboard_integration.moc"
