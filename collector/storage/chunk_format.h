@@ -38,13 +38,26 @@ constexpr uint32_t chunk_slots(int64_t step_s) {
 static_assert(chunk_slots(1) == 3600 && chunk_slots(10) == 360 && chunk_slots(60) == 360 &&
               chunk_slots(7) == 540);
 static_assert(kChunkSlots % kSegmentSlots == 0 && kMinChunkSlots % kSegmentSlots == 0);
-// Once the open chunk window has this many segments, they are merged into the window's chunk
-// blob so far (a blob says which slots it holds) and the chunk boundary moves to their end, which
-// need not be a chunk window's end. Only 1 s reaches it (60 segments an hour; coarser steps have
-// at most 6 per chunk). Without it a whole hour of 1 s segments waited for the hour to end: about
-// 30 MB at 10,000 series that, freed, stayed in the file as free pages (docs/BENCHMARKS.md, "Disk
-// over hours"). The price: the hour's chunk is encoded 6 times instead of once.
+// The open windows are compacted in parts, so what waits for a window's end stays small:
+// - once the open chunk window has kPartialChunkSegments whole segments (at 1 s: 10 minutes; at
+//   the coarser steps, whose chunks hold 6 segments: 2), they are merged into the window's chunk
+//   blobs so far (a blob says which slots it holds) and the chunk boundary moves to their end,
+//   which need not be a chunk window's end. Without it an hour of 1 s segments waited for the
+//   hour's end: about 30 MB at 10,000 series that, freed, stayed in the file as free pages;
+// - at 10 s and coarser (a segment window of kPartialSegmentMinWindowS or more), once the open
+//   segment window has kPartialSegmentBuckets final buckets in hot rows, they are merged into its
+//   segment blobs so far and the segment boundary moves to their end (the 1 m hot rows would
+//   otherwise wait an hour, the 1 h ones 60 hours). 1 s segments (a minute) are written whole.
+// The price: a chunk or segment is encoded several times (docs/BENCHMARKS.md, "Disk over hours").
 inline constexpr uint32_t kPartialChunkSegments = 10;
+constexpr uint32_t partial_chunk_segments(uint32_t segments_per_chunk) {
+  const uint32_t third = segments_per_chunk / 3 > 2 ? segments_per_chunk / 3 : 2;
+  return third < kPartialChunkSegments ? third : kPartialChunkSegments;
+}
+static_assert(partial_chunk_segments(60) == 10 && partial_chunk_segments(6) == 2 &&
+              partial_chunk_segments(9) == 3);
+inline constexpr uint32_t kPartialSegmentBuckets = 10;
+inline constexpr int64_t kPartialSegmentMinWindowS = 600;
 
 // Segment and chunk rows are keyed by one integer, (window index << 32) | series id, so one
 // window's blobs are one key range in series order and a compaction appends at the end of the

@@ -221,8 +221,16 @@ class ChunkWriter final : public PointWriter {
   Status compact(int64_t watermark, CompactStats* stats,
                  const std::function<void()>& between) override {
     for (size_t r = 0; r < res_.size(); ++r) {
-      // Hot rows -> segments, for every segment window that has ended.
-      const int64_t seg_target = bucket_start(watermark, window(kSeg, r));
+      // Hot rows -> segments, for every segment window that has ended; and, at 10 s and coarser,
+      // the open window's final buckets once there are kPartialSegmentBuckets of them
+      // (chunk_format.h).
+      int64_t seg_target = bucket_start(watermark, window(kSeg, r));
+      if (window(kSeg, r) >= cf::kPartialSegmentMinWindowS) {
+        const int64_t final_end = bucket_start(watermark, res_[r].step_s);
+        if (final_end - std::max(seg_target, until_[kSeg][r]) >=
+            int64_t{cf::kPartialSegmentBuckets} * res_[r].step_s)
+          seg_target = final_end;
+      }
       if (seg_target > until_[kSeg][r]) {
         while (true) {
           bool found = false;
@@ -235,8 +243,9 @@ class ChunkWriter final : public PointWriter {
               !s)
             return s;
           if (!found || first >= seg_target) break;
+          const int64_t w = bucket_start(first, window(kSeg, r));
           if (auto s = transaction([&] {
-                return compact_hot(r, bucket_start(first, window(kSeg, r)), stats, between);
+                return compact_hot(r, w, std::min(w + window(kSeg, r), seg_target), stats, between);
               });
               !s)
             return s;
@@ -247,10 +256,13 @@ class ChunkWriter final : public PointWriter {
       }
       // Segments -> chunks, for every chunk window below the segment boundary, and the open
       // window's segments so far once there are kPartialChunkSegments of them (chunk_format.h).
+      // Only whole segments move: the last one may be partial (above).
       int64_t chunk_target = bucket_start(until_[kSeg][r], window(kChunk, r));
-      if (until_[kSeg][r] - std::max(chunk_target, until_[kChunk][r]) >=
-          int64_t{cf::kPartialChunkSegments} * window(kSeg, r))
-        chunk_target = until_[kSeg][r];
+      const int64_t whole = bucket_start(until_[kSeg][r], window(kSeg, r));
+      if (whole - std::max(chunk_target, until_[kChunk][r]) >=
+          int64_t{cf::partial_chunk_segments(tier_slots(kChunk, res_[r]) / cf::kSegmentSlots)} *
+              window(kSeg, r))
+        chunk_target = whole;
       if (chunk_target > until_[kChunk][r]) {
         while (true) {
           bool found = false;
@@ -492,11 +504,13 @@ class ChunkWriter final : public PointWriter {
   // Calls between() every kYieldEvery series of an encoding pass.
   static constexpr uint32_t kYieldEvery = 4096;
 
-  Status compact_hot(size_t r, int64_t w, CompactStats* stats,
+  Status compact_hot(size_t r, int64_t w, int64_t end, CompactStats* stats,
                      const std::function<void()>& between) {
     auto& p = per_res_[r];
     const int64_t step = res_[r].step_s;
     const uint32_t n = cf::kSegmentSlots;
+    // Buckets of [w, end) only: the rest of an open window stays hot (kPartialSegmentBuckets).
+    const auto used = static_cast<uint32_t>(std::clamp<int64_t>((end - w + step - 1) / step, 0, n));
     if (p.hot_cursors.empty()) {
       p.hot_cursors.resize(n);
       for (auto& c : p.hot_cursors) {
@@ -515,7 +529,7 @@ class ChunkWriter final : public PointWriter {
       return Status::ok();
     };
     Status s;
-    for (uint32_t k = 0; s && k < n; ++k) {
+    for (uint32_t k = 0; s && k < used; ++k) {
       p.hot_cursors[k].bind(1, w + k * step);
       s = advance(k);
     }
@@ -578,10 +592,9 @@ class ChunkWriter final : public PointWriter {
     }
     for (auto& c : p.hot_cursors) c.reset();
     if (!s) return s;
-    p.hot_delete_range.bind(1, w).bind(2, w + window(kSeg, r));
+    p.hot_delete_range.bind(1, w).bind(2, w + int64_t{used} * step);
     if (auto st = p.hot_delete_range.run(); !st) return st;
-    return until_[kSeg][r] < w + window(kSeg, r) ? set_until(kSeg, r, w + window(kSeg, r))
-                                                 : Status::ok();
+    return until_[kSeg][r] < end ? set_until(kSeg, r, end) : Status::ok();
   }
 
   // Moves the segments of [c, end) into the chunks of window c (end is the window's end, or less

@@ -638,7 +638,8 @@ void TestChunks::storedLsnSurvivesCompaction() {
 }
 
 // The open hour's 1 s segments go into its chunk every kPartialChunkSegments minutes, not all at
-// the hour's end: a bucket of the first minute then reports the LSN of the chunk so far (the
+// the hour's end (and at 10 s, hot rows into their segment every 10 buckets, segments into their
+// chunk every two): a bucket of the first minute then reports the LSN of the chunk so far (the
 // largest merged), reads answer exactly what plain rows answer at every minute, a late bucket
 // into the part already merged lands in the chunk, and a reopened store carries on from its
 // boundaries.
@@ -671,6 +672,15 @@ void TestChunks::openHourIsMergedIntoItsChunkInParts() {
     const int64_t watermark = kT0 + (minute + 1) * 60 + 2;
     QVERIFY(st.chunks->compact(watermark).is_ok());
     QVERIFY(st.rows->compact(watermark).is_ok());
+    if (minute == 1) {
+      // At 10 s, the open segment window's final buckets become its segment every 10 buckets:
+      // the first 12 buckets are in it by now, and report its LSN.
+      QCOMPARE(*st.chunks->stored_lsn(3, 1, kT0 + 10), lsn_of(kT0 + 110));
+    }
+    if (minute == 20) {
+      // ... and two whole 10 s segments go into their chunk.
+      QCOMPARE(*st.chunks->stored_lsn(3, 1, kT0 + 10), lsn_of(kT0 + 1190));
+    }
     if (minute == 9) {
       // Ten minutes of segments: merged into the hour's chunk, whose LSN is the largest in it.
       QCOMPARE(*st.chunks->stored_lsn(3, 0, kT0 + 5), lsn_of(kT0 + 599));
