@@ -130,6 +130,8 @@ bool hasControlChars(std::string_view s) {
 
 // Prometheus names: any UTF-8 without control characters (Prometheus 3 quotes the unusual ones);
 // the Tally collector's stricter rules apply to collector panels only.
+}  // namespace
+
 Status validatePromName(std::string_view name, const char* what) {
   if (name.empty()) return Status::invalid_argument(std::string(what) + " is empty");
   if (name.size() > 1024)
@@ -138,6 +140,8 @@ Status validatePromName(std::string_view name, const char* what) {
     return Status::invalid_argument(std::string(what) + " contains a control character");
   return Status::ok();
 }
+
+namespace {
 
 // RFC 9110 token characters.
 bool isHeaderName(std::string_view s) {
@@ -431,6 +435,9 @@ Status validateDashboard(const Dashboard& d) {
   for (size_t i = 0; i < d.variables.size(); ++i) {
     const std::string where = "variables[" + std::to_string(i) + "]";
     if (auto s = validateVariable(d.variables[i], where); !s) return s;
+    if (!d.variables[i].source.empty() && !findSource(d, d.variables[i].source))
+      return Status::invalid_argument(where + ".source: no data source named '" +
+                                      d.variables[i].source + "' in \"sources\"");
     for (size_t j = 0; j < i; ++j)
       if (d.variables[j].name == d.variables[i].name)
         return Status::invalid_argument(where + ".name: '" + d.variables[i].name +
@@ -608,6 +615,7 @@ Variable readVariable(Reader& r, const json& v, const std::string& where) {
     return out;
   }
   out.name = r.str(v, "name", where, true);
+  out.source = r.str(v, "source", where);
   out.metric = r.str(v, "metric", where, true);
   out.tag = r.str(v, "tag", where, true);
   out.multi = r.boolean(v, "multi", where, false);
@@ -728,13 +736,17 @@ std::string serializeDashboard(const Dashboard& d) {
   }
   if (!d.variables.empty()) {
     json vars = json::array();
-    for (const auto& v : d.variables)
-      vars.push_back({{"name", v.name},
-                      {"metric", v.metric},
-                      {"tag", v.tag},
-                      {"multi", v.multi},
-                      {"include_all", v.includeAll},
-                      {"current", v.current}});
+    for (const auto& v : d.variables) {
+      json jv = json::object();
+      jv["name"] = v.name;
+      if (!v.source.empty()) jv["source"] = v.source;
+      jv["metric"] = v.metric;
+      jv["tag"] = v.tag;
+      jv["multi"] = v.multi;
+      jv["include_all"] = v.includeAll;
+      jv["current"] = v.current;
+      vars.push_back(std::move(jv));
+    }
     doc["variables"] = vars;
   }
   json panels = json::array();

@@ -165,7 +165,8 @@ struct TimeRangeSpec {
 // (core/variables.h says how each is replaced).
 struct Variable {
   std::string name;        // [A-Za-z_][A-Za-z0-9_]*
-  std::string metric;      // whose tag values are offered (the collector's /api/tags)
+  std::string source;      // "" = the Tally collector, else a DataSource's name
+  std::string metric;      // whose tag (label) values are offered
   std::string tag;         // which tag
   bool multi = false;      // several values may be chosen
   bool includeAll = true;  // "All" is offered
@@ -187,6 +188,9 @@ struct Dashboard {
 // Checks a panel by the rules of its kind of source (metric names, filter operators, charts); that
 // a named source exists is validateDashboard()'s job.
 Status validatePanel(const PanelSpec& panel, const std::string& where = "panel");
+// A Prometheus metric or label name as Tally takes it: not empty, at most 1,024 bytes, no
+// control characters (`what` names it in the message).
+Status validatePromName(std::string_view name, const char* what);
 Status validateDashboard(const Dashboard& dashboard);
 const DataSource* findSource(const Dashboard& dashboard, std::string_view name);
 // The version a file needs: 3 with variables, 2 with data sources, else 1.

@@ -143,9 +143,11 @@ Status validateVariable(const Variable& v, const std::string& where) {
       !std::all_of(v.name.begin(), v.name.end(), isIdent))
     return Status::invalid_argument(where + ".name: '" + v.name +
                                     "' must be letters, digits and _ (not starting with a digit)");
-  if (auto s = validate_metric_name(v.metric); !s)
+  const bool prom = !v.source.empty();
+  if (auto s = prom ? validatePromName(v.metric, "metric name") : validate_metric_name(v.metric);
+      !s)
     return Status::invalid_argument(where + ".metric: " + s.message());
-  if (auto s = validate_tag_key(v.tag); !s)
+  if (auto s = prom ? validatePromName(v.tag, "label name") : validate_tag_key(v.tag); !s)
     return Status::invalid_argument(where + ".tag: " + s.message());
   if (!v.multi && v.current.size() > 1)
     return Status::invalid_argument(where + ".current: '" + v.name +

@@ -31,8 +31,9 @@ PanelSpec applyVariables(const PanelSpec& panel, const std::vector<Variable>& va
 // Whether the panel refers to any of the variables (a change of theirs re-queries it).
 bool usesVariables(const PanelSpec& panel, const std::vector<Variable>& vars);
 
-// A variable's own rules: a name of [A-Za-z_][A-Za-z0-9_]*, a metric and a tag key the collector
-// would take, at most one current value unless multi.
+// A variable's own rules: a name of [A-Za-z_][A-Za-z0-9_]*, a metric and a tag key its source
+// would take (the collector's rules, or a Prometheus source's), at most one current value unless
+// multi. That a named source exists is validateDashboard()'s job.
 Status validateVariable(const Variable& v, const std::string& where);
 
 // "name=v1,v2" (the command line's --var): sets the variable's current values; "name=" or

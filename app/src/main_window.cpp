@@ -84,6 +84,8 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   m_banner->hide();
 
   m_variableBar = new VariableBar(m_client, this);
+  m_variableBar->setDataSources(m_canvas->dataSources());
+  connect(m_canvas->dataSources(), &DataSources::changed, m_variableBar, &VariableBar::reload);
   connect(m_variableBar, &VariableBar::valuesChosen, m_canvas, &DashboardCanvas::setVariableValues);
   connect(m_canvas, &DashboardCanvas::variablesChanged, m_variableBar,
           [this] { m_variableBar->setVariables(m_canvas->variables()); });
@@ -522,7 +524,7 @@ void MainWindow::addPanelForMetric(const QString& metric) {
 }
 
 void MainWindow::editVariables() {
-  VariablesDialog dlg(m_client, m_canvas->variables(), this);
+  VariablesDialog dlg(m_client, m_canvas->dataSources(), m_canvas->variables(), this);
   if (dlg.exec() != QDialog::Accepted) return;
   if (dlg.variables() != m_canvas->variables()) m_canvas->setVariables(dlg.variables());
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "collector_client.h"
+#include "data_source_client.h"
 
 using namespace tally;
 using namespace tally::dash;
@@ -75,9 +76,11 @@ void VariableBar::setVariables(const std::vector<Variable>& variables) {
     b->setPopupMode(QToolButton::InstantPopup);
     b->setToolButtonStyle(Qt::ToolButtonTextOnly);
     b->setText(buttonText(v));
-    b->setToolTip(tr("Values of tag %1 of %2; panels use it as $%3")
-                      .arg(QString::fromStdString(v.tag), QString::fromStdString(v.metric),
-                           QString::fromStdString(v.name)));
+    b->setToolTip(
+        tr("Values of tag %1 of %2%3; panels use it as $%4")
+            .arg(QString::fromStdString(v.tag), QString::fromStdString(v.metric),
+                 v.source.empty() ? QString() : tr(" on %1").arg(QString::fromStdString(v.source)),
+                 QString::fromStdString(v.name)));
     auto* menu = new QMenu(b);
     b->setMenu(menu);
     const std::string name = v.name;
@@ -101,16 +104,16 @@ void VariableBar::reload() {
 }
 
 void VariableBar::fetch(const Variable& v) {
-  if (!m_client) return;
+  DataSourceClient* source = dataSourceFor(v.source, m_client, m_sources);
+  if (!source) return;  // a source the dashboard does not define: nothing to offer
   const std::string name = v.name, tag = v.tag;
-  m_client->fetchTags(QString::fromStdString(v.metric), this,
-                      [this, name, tag](Result<TagValues> r) {
-                        if (!r) return;  // the drop-down keeps what it had
-                        auto it = r->find(tag);
-                        m_values[name] = it == r->end() ? std::vector<std::string>() : it->second;
-                        for (const auto& var : m_variables)
-                          if (var.name == name) fillMenu(var);
-                      });
+  source->fetchTags(v.metric, this, [this, name, tag](Result<TagValues> r) {
+    if (!r) return;  // the drop-down keeps what it had
+    auto it = r->find(tag);
+    m_values[name] = it == r->end() ? std::vector<std::string>() : it->second;
+    for (const auto& var : m_variables)
+      if (var.name == name) fillMenu(var);
+  });
 }
 
 void VariableBar::fillMenu(const Variable& v) {

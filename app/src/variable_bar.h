@@ -1,8 +1,9 @@
 // VariableBar: one drop-down per dashboard variable (core/variables.h), in a row above the
 // panels; hidden while the dashboard has none. A drop-down lists "All" (when offered) and the
-// values of the variable's tag on the collector (GET /api/tags?metric=...), fetched when the bar
-// is built and again whenever the list opens; a multi-value variable's list has check boxes.
-// Choosing emits valuesChosen(); the canvas applies it to every panel that names the variable.
+// values of the variable's tag on its source (the collector's /api/tags, or a Prometheus source's
+// label values), fetched when the bar is built and again whenever the list opens; a multi-value
+// variable's list has check boxes. Choosing emits valuesChosen(); the canvas applies it to every
+// panel that names the variable.
 #pragma once
 
 #include <QWidget>
@@ -13,6 +14,7 @@
 #include "core/dashboard.h"
 
 class CollectorClient;
+class DataSources;
 class QHBoxLayout;
 class QMenu;
 class QToolButton;
@@ -21,6 +23,8 @@ class VariableBar : public QWidget {
   Q_OBJECT
  public:
   explicit VariableBar(CollectorClient* client, QWidget* parent = nullptr);
+  // The dashboard's Prometheus sources, for variables that name one (it must outlive the bar).
+  void setDataSources(DataSources* sources) { m_sources = sources; }
 
   // Rebuilds the drop-downs (values chosen as the variables say).
   void setVariables(const std::vector<tally::dash::Variable>& variables);
@@ -42,6 +46,7 @@ class VariableBar : public QWidget {
   static QString buttonText(const tally::dash::Variable& v);
 
   CollectorClient* m_client;
+  DataSources* m_sources = nullptr;
   QHBoxLayout* m_layout;
   std::vector<tally::dash::Variable> m_variables;
   std::map<std::string, std::vector<std::string>> m_values;  // per variable, from the collector

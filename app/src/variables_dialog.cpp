@@ -13,13 +13,15 @@
 
 #include "collector_client.h"
 #include "core/variables.h"
+#include "data_source_client.h"
+#include "data_sources.h"
 
 using namespace tally;
 using namespace tally::dash;
 
-VariablesDialog::VariablesDialog(CollectorClient* client, std::vector<Variable> variables,
-                                 QWidget* parent)
-    : QDialog(parent), m_client(client), m_variables(std::move(variables)) {
+VariablesDialog::VariablesDialog(CollectorClient* client, DataSources* sources,
+                                 std::vector<Variable> variables, QWidget* parent)
+    : QDialog(parent), m_client(client), m_sources(sources), m_variables(std::move(variables)) {
   setWindowTitle(tr("Dashboard variables"));
   setObjectName("variablesDialog");
   auto* layout = new QVBoxLayout(this);
@@ -42,6 +44,10 @@ VariablesDialog::VariablesDialog(CollectorClient* client, std::vector<Variable> 
   auto* form = new QFormLayout();
   m_name = new QLineEdit(this);
   m_name->setPlaceholderText(tr("region"));
+  m_source = new QComboBox(this);
+  m_source->addItem(tr("Tally collector"), QString());
+  if (m_sources)
+    for (const QString& n : m_sources->names()) m_source->addItem(n, n);
   m_metric = new QComboBox(this);
   m_metric->setEditable(true);
   m_tag = new QComboBox(this);
@@ -50,6 +56,7 @@ VariablesDialog::VariablesDialog(CollectorClient* client, std::vector<Variable> 
   m_all = new QCheckBox(tr("Offer “All”"), this);
   m_all->setChecked(true);
   form->addRow(tr("Name"), m_name);
+  form->addRow(tr("Source"), m_source);
   form->addRow(tr("Metric"), m_metric);
   form->addRow(tr("Tag"), m_tag);
   form->addRow(QString(), m_multi);
@@ -69,14 +76,9 @@ VariablesDialog::VariablesDialog(CollectorClient* client, std::vector<Variable> 
   connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
   layout->addWidget(buttons);
 
-  if (m_client)
-    m_client->fetchMetrics(this, [this](Result<std::vector<MetricInfo>> r) {
-      if (!r) return;
-      const QString typed = m_metric->currentText();
-      for (const auto& m : *r) m_metric->addItem(QString::fromStdString(m.name));
-      m_metric->setCurrentText(typed);
-    });
+  connect(m_source, &QComboBox::currentIndexChanged, this, [this] { loadMetrics(); });
   connect(m_metric, &QComboBox::currentTextChanged, this, [this] { loadTags(); });
+  loadMetrics();
   refreshList();
 }
 
@@ -84,10 +86,26 @@ QString VariablesDialog::error() const {
   return m_error->text();
 }
 
+void VariablesDialog::loadMetrics() {
+  const std::string source = m_source->currentData().toString().toStdString();
+  DataSourceClient* c = dataSourceFor(source, m_client, m_sources);
+  if (!c) return;
+  c->fetchMetrics(DataSourceClient::MetricDetail::kNames, this,
+                  [this, source](Result<std::vector<MetricInfo>> r) {
+                    if (!r || m_source->currentData().toString().toStdString() != source) return;
+                    const QString typed = m_metric->currentText();
+                    m_metric->clear();
+                    for (const auto& m : *r) m_metric->addItem(QString::fromStdString(m.name));
+                    m_metric->setCurrentText(typed);
+                  });
+}
+
 void VariablesDialog::loadTags() {
-  if (!m_client || m_metric->currentText().isEmpty()) return;
+  const std::string source = m_source->currentData().toString().toStdString();
+  DataSourceClient* c = dataSourceFor(source, m_client, m_sources);
+  if (!c || m_metric->currentText().isEmpty()) return;
   const QString metric = m_metric->currentText();
-  m_client->fetchTags(metric, this, [this, metric](Result<TagValues> r) {
+  c->fetchTags(metric.toStdString(), this, [this, metric](Result<TagValues> r) {
     if (!r || m_metric->currentText() != metric) return;
     const QString typed = m_tag->currentText();
     m_tag->clear();
@@ -99,6 +117,7 @@ void VariablesDialog::loadTags() {
 bool VariablesDialog::addFromForm() {
   Variable v;
   v.name = m_name->text().trimmed().toStdString();
+  v.source = m_source->currentData().toString().toStdString();
   v.metric = m_metric->currentText().trimmed().toStdString();
   v.tag = m_tag->currentText().trimmed().toStdString();
   v.multi = m_multi->isChecked();
@@ -128,9 +147,12 @@ void VariablesDialog::removeAt(int row) {
 void VariablesDialog::refreshList() {
   m_list->clear();
   for (const auto& v : m_variables)
-    m_list->addItem(tr("$%1: tag %2 of %3%4%5")
-                        .arg(QString::fromStdString(v.name), QString::fromStdString(v.tag),
-                             QString::fromStdString(v.metric),
-                             v.multi ? tr(", several values") : QString(),
-                             v.includeAll ? tr(", with All") : QString()));
+    m_list->addItem(
+        tr("$%1: tag %2 of %3%4%5")
+            .arg(QString::fromStdString(v.name), QString::fromStdString(v.tag),
+                 QString::fromStdString(v.metric) +
+                     (v.source.empty() ? QString()
+                                       : tr(" on %1").arg(QString::fromStdString(v.source))),
+                 v.multi ? tr(", several values") : QString(),
+                 v.includeAll ? tr(", with All") : QString()));
 }

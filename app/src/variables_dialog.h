@@ -11,6 +11,7 @@
 #include "core/dashboard.h"
 
 class CollectorClient;
+class DataSources;
 class QCheckBox;
 class QComboBox;
 class QLabel;
@@ -20,12 +21,14 @@ class QListWidget;
 class VariablesDialog : public QDialog {
   Q_OBJECT
  public:
-  VariablesDialog(CollectorClient* client, std::vector<tally::dash::Variable> variables,
-                  QWidget* parent = nullptr);
+  // `sources`: the dashboard's Prometheus sources a variable may read instead of the collector.
+  VariablesDialog(CollectorClient* client, DataSources* sources,
+                  std::vector<tally::dash::Variable> variables, QWidget* parent = nullptr);
   std::vector<tally::dash::Variable> variables() const { return m_variables; }
 
   // The form, for tests: fill it, then addFromForm().
   QLineEdit* nameEdit() const { return m_name; }
+  QComboBox* sourceBox() const { return m_source; }  // data "" = the collector
   QComboBox* metricBox() const { return m_metric; }
   QComboBox* tagBox() const { return m_tag; }
   QCheckBox* multiBox() const { return m_multi; }
@@ -37,12 +40,15 @@ class VariablesDialog : public QDialog {
 
  private:
   void refreshList();
+  void loadMetrics();
   void loadTags();
 
   CollectorClient* m_client;
+  DataSources* m_sources;
   std::vector<tally::dash::Variable> m_variables;
   QListWidget* m_list;
   QLineEdit* m_name;
+  QComboBox* m_source;
   QComboBox* m_metric;
   QComboBox* m_tag;
   QCheckBox* m_multi;

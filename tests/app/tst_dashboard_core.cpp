@@ -961,6 +961,16 @@ void TestDashboardCore::variablesInTheFile() {
               .find("variables[1].name: 'a' is defined twice") != std::string::npos);
   QVERIFY(bad(head + R"({"name":"a","metric":"m","tag":"t","current":["x","y"]}]})")
               .find("takes one value") != std::string::npos);
+  QVERIFY(bad(head + R"({"name":"a","source":"nope","metric":"m","tag":"t"}]})")
+              .find("variables[0].source: no data source named 'nope'") != std::string::npos);
+  // On a Prometheus source the names follow its rules (a label may hold what a tag key may not).
+  Dashboard withSource = d;
+  withSource.sources = {DataSource{"vm", "http://127.0.0.1:8428", {}, 10}};
+  withSource.variables[0].source = "vm";
+  withSource.variables[0].tag = "k8s/app";
+  auto back2 = parseDashboard(serializeDashboard(withSource));
+  QVERIFY2(back2.has_value(), back2 ? "" : back2.status().message().c_str());
+  QCOMPARE(back2->variables, withSource.variables);
   QVERIFY(bad(R"({"format":"tally-dashboard","version":4})").find("newer Tally") !=
           std::string::npos);
 }

@@ -19,6 +19,7 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QListWidget>
+#include <QMenu>
 #include <QNetworkAccessManager>
 #include <QNetworkReply>
 #include <QProcess>
@@ -28,6 +29,7 @@
 #include <QTcpServer>
 #include <QTcpSocket>
 #include <QTemporaryDir>
+#include <QToolButton>
 #include <QtTest>
 #include <map>
 
@@ -48,6 +50,7 @@
 #include "prom_client.h"
 #include "resources.h"
 #include "tally/client.h"
+#include "variable_bar.h"
 
 using namespace tally;
 using namespace tally::dash;
@@ -271,6 +274,7 @@ class TestDashboardPrometheus : public QObject {
   void prometheusServerAnswersTheSamePanels();
   void canvasPanelsFollowRenamedSources();
   void mainWindowOpensBrowsesAndSavesSources();
+  void variableOverASourceNarrowsItsPanels();
 
  private:
   bool runQuery(PanelController& c, const PanelSpec& spec, int64_t from, int64_t to);
@@ -939,6 +943,62 @@ void TestDashboardPrometheus::mainWindowOpensBrowsesAndSavesSources() {
   QVERIFY(!w.openDashboard(bad, false));
   QCOMPARE(w.canvas()->panels().size(), 3);
   QCOMPARE(w.canvas()->dataSources()->names(), QStringList{"vm"});
+}
+
+// A variable over a Prometheus source (VictoriaMetrics): its drop-down offers the source's label
+// values; choosing one narrows the source's panel to what a panel with that filter written out
+// shows, and "All" to what the panel without a filter shows.
+void TestDashboardPrometheus::variableOverASourceNarrowsItsPanels() {
+  QTemporaryDir dir;
+  const QString file = dir.filePath("vars.json");
+  {
+    QFile f(file);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write(QString(R"({"format":"tally-dashboard","version":3,"live":false,
+      "range":{"from":%2,"to":%3},
+      "sources":[{"name":"vm","type":"prometheus","url":"%1","min_step":"1m"}],
+      "variables":[{"name":"path","source":"vm","metric":"req_total","tag":"path"}],
+      "panels":[{"source":"vm","metric":"req_total","fn":"sum","filters":[{"key":"path","op":"=","value":"$path"}],"grid":{"x":0,"y":0,"w":4,"h":4}},
+                {"source":"vm","metric":"req_total","fn":"sum","filters":[{"key":"path","op":"=","value":"/b"}],"grid":{"x":4,"y":0,"w":4,"h":4}},
+                {"source":"vm","metric":"req_total","fn":"sum","grid":{"x":8,"y":0,"w":4,"h":4}}]})")
+                .arg(m_vm.url().toString())
+                .arg(m_t0)
+                .arg(m_t0 + 360)
+                .toUtf8());
+  }
+  MainWindowOptions o;
+  o.collector = QUrl(QStringLiteral("http://127.0.0.1:%1").arg(tally::testing::free_port()));
+  o.live = "tcp://127.0.0.1:1";
+  o.dashboard = file;
+  MainWindow w(o);
+  w.show();
+  PanelController* withVar = w.canvas()->panels()[0]->controller();
+  PanelController* onlyB = w.canvas()->panels()[1]->controller();
+  PanelController* all = w.canvas()->panels()[2]->controller();
+  auto values = [](PanelController* c) {
+    std::vector<double> out;
+    for (const auto& s : c->visibleSeries())
+      for (const auto& p : s.points) out.push_back(p.v);
+    return out;
+  };
+  QTRY_VERIFY_WITH_TIMEOUT(withVar->hasData() && onlyB->hasData() && all->hasData(), 10000);
+  QCOMPARE(values(withVar), values(all));  // All: no filter
+  VariableBar* bar = w.variableBar();
+  QTRY_COMPARE_WITH_TIMEOUT(bar->offered("path"), (std::vector<std::string>{"/a", "/b"}), 10000);
+  QToolButton* button = bar->button("path");
+  QVERIFY(button);
+  bool triggered = false;
+  for (QAction* a : button->menu()->actions())
+    if (a->text() == "/b") {
+      a->trigger();
+      triggered = true;
+    }
+  QVERIFY(triggered);
+  QTRY_VERIFY_WITH_TIMEOUT(
+      !withVar->isLoading() && withVar->hasData() && values(withVar) == values(onlyB), 10000);
+  QVERIFY2(withVar->lastPromQL().find("path=\"/b\"") != std::string::npos,
+           withVar->lastPromQL().c_str());
+  QVERIFY(values(onlyB) != values(all));
 }
 
 QTEST_MAIN(TestDashboardPrometheus)
