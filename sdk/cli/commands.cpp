@@ -1,5 +1,6 @@
 #include "commands.h"
 
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -308,7 +309,13 @@ int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>&
     }
     zmq::pollitem_t items[] = {{sub.handle(), 0, ZMQ_POLLIN, 0},
                                {monitor.handle(), 0, ZMQ_POLLIN, 0}};
-    zmq::poll(items, 2, std::chrono::milliseconds(100));
+    try {
+      zmq::poll(items, 2, std::chrono::milliseconds(100));
+    } catch (const zmq::error_t& e) {
+      // SIGINT / SIGTERM while waiting: the loop sees `stop` and ends as --duration would.
+      if (e.num() == EINTR) continue;
+      throw;
+    }
     if (items[1].revents & ZMQ_POLLIN) {
       zmq::message_t event, endpoint;
       if (monitor.recv(event, zmq::recv_flags::dontwait) && event.size() >= 2) {

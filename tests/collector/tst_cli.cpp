@@ -52,6 +52,7 @@ class TestCli : public QObject {
   void emitToUnreachableIngestExits2();
   void tailFollowsLiveUpdates();
   void tailNeverConnectedExits2();
+  void tailEndsCleanlyOnSigterm();
 
  private:
   Run tally(const QStringList& args, int timeout_ms = 30000);
@@ -569,6 +570,21 @@ void TestCli::tailFollowsLiveUpdates() {
   const double v = u["value"].get<double>();
   QVERIFY2(v >= 5 && std::fmod(v, 5) == 0 && v <= 5.0 * emitted,
            qPrintable(QString::fromStdString(u.dump())));
+}
+
+// SIGINT / SIGTERM end a tail as its --duration would: exit 0, nothing on stderr (it printed
+// "tally: Interrupted system call" and exited 1 when the signal came while it waited).
+void TestCli::tailEndsCleanlyOnSigterm() {
+  QProcess tail;
+  tail.start(TALLY_CLI_BIN, {"--live", live_, "tail", "cli.sigterm", "--duration", "60s"});
+  QVERIFY(tail.waitForStarted());
+  QTest::qWait(700);  // connected and waiting in poll
+  tail.terminate();   // SIGTERM
+  QVERIFY(tail.waitForFinished(10000));
+  QCOMPARE(tail.exitStatus(), QProcess::NormalExit);
+  const QString err = QString::fromUtf8(tail.readAllStandardError());
+  QVERIFY2(err.isEmpty(), qPrintable(err));
+  QCOMPARE(tail.exitCode(), 0);
 }
 
 void TestCli::tailNeverConnectedExits2() {
