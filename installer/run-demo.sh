@@ -22,12 +22,23 @@ for bin in "$COLLECTOR" "$EMITTER" "$DASHBOARD"; do
 done
 
 pids=()
+# Stops one child: SIGTERM, up to 10 s to finish, then SIGKILL.
+stop_pid() {
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 100); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
 cleanup() {
-  trap - EXIT INT TERM
+  # A second Ctrl-C (or SIGTERM) while stopping must not leave the others running.
+  trap '' INT TERM
+  trap - EXIT
   # Newest first: emitters flush to a collector that is still there, then the collector stops.
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    kill "${pids[$i]}" 2>/dev/null || true
-    wait "${pids[$i]}" 2>/dev/null || true
+    stop_pid "${pids[$i]}"
   done
 }
 trap cleanup EXIT
