@@ -15,6 +15,7 @@
 // Usage: bench_ingest [--quick] [statsd_log]   (statsd_log: only the statsd_log cases)
 #include <time.h>
 
+#include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -22,11 +23,18 @@
 #include <filesystem>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <httplib.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zmq.hpp>
 
 #include "aggregate/catalog.h"
+#include "free_port.h"  // tests/support
 #include "ingest/batch_decoder.h"
 #include "ingest/producer_table.h"
 #include "ingest/statsd_record.h"
@@ -298,6 +306,118 @@ void bench_statsd_log(bool quick, const char* fsync) {
   std::filesystem::remove_all(dir);
 }
 
+// The pipeline's points (same series, values and batches) imported into a single-node
+// VictoriaMetrics on the same machine as Prometheus text (/api/v1/import/prometheus), two
+// requests in flight: wall time until VictoriaMetrics counts every row inserted, and its process
+// CPU over that time. Skipped when /usr/bin/victoria-metrics is missing.
+void bench_victoria_metrics(bool quick) {
+  const char* vm_bin = "/usr/bin/victoria-metrics";
+  if (access(vm_bin, X_OK) != 0) {
+    std::printf("import/victoria-metrics skipped (victoria-metrics not installed)\n");
+    return;
+  }
+  const int series = 10000, per_batch = 50000, batches = quick ? 20 : 100;
+  const int64_t now = SystemClock::instance().now_s();
+  std::vector<std::string> bodies;
+  for (int i = 0; i < batches; ++i) {
+    const wire::Batch b =
+        columnar(9, static_cast<uint64_t>(i + 2), series, per_batch, now + i % 10, false);
+    std::string text;
+    text.reserve(static_cast<size_t>(per_batch) * 64);
+    const auto& c = b.counters();
+    for (int k = 0; k < c.refs_size(); ++k) {
+      const uint32_t s = c.refs(k);
+      char line[160];
+      std::snprintf(line, sizeof line, "api_requests{endpoint=\"/e%u\",region=\"r%u\"} %g %lld\n",
+                    s % 50, s / 50, c.values(k), static_cast<long long>(c.times(k)) * 1000);
+      text += line;
+    }
+    bodies.push_back(std::move(text));
+  }
+  const int port = tally::testing::free_port();
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("bench-ingest-vm-" + std::to_string(getpid())))
+          .string();
+  std::string a1 = "-httpListenAddr=127.0.0.1:" + std::to_string(port),
+              a2 = "-storageDataPath=" + dir;
+  char* args[] = {const_cast<char*>(vm_bin),
+                  a1.data(),
+                  a2.data(),
+                  const_cast<char*>("-retentionPeriod=100y"),
+                  const_cast<char*>("-loggerLevel=ERROR"),
+                  nullptr};
+  pid_t pid = 0;
+  if (posix_spawn(&pid, vm_bin, nullptr, nullptr, args, environ) != 0) {
+    std::printf("import/victoria-metrics: cannot start %s\n", vm_bin);
+    return;
+  }
+  auto cpu_ticks = [pid] {
+    std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+    if (!f) return 0.0;
+    char buf[1024];
+    const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    const char* p = std::strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    // Fields after the command: state, then 10 more before utime (14) and stime (15).
+    if (p) std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st);
+    return static_cast<double>(ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  };
+  auto inserted = [port] {
+    httplib::Client c("127.0.0.1", port);
+    auto r = c.Get("/metrics");
+    double n = 0;
+    if (!r || r->status != 200) return n;
+    size_t at = 0;
+    while ((at = r->body.find("vm_rows_inserted_total{", at)) != std::string::npos) {
+      const size_t sp = r->body.find("} ", at);
+      if (sp == std::string::npos) break;
+      n += std::strtod(r->body.c_str() + sp + 2, nullptr);
+      at = sp;
+    }
+    return n;
+  };
+  {
+    httplib::Client c("127.0.0.1", port);
+    for (int i = 0; i < 200; ++i) {
+      auto r = c.Get("/health");
+      if (r && r->status == 200) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  const double base = inserted();
+  const double cpu0 = cpu_ticks();
+  const auto t0 = std::chrono::steady_clock::now();
+  std::atomic<size_t> next{0};
+  std::atomic<int> failed{0};
+  auto sender = [&] {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(120, 0);
+    for (size_t i; (i = next++) < bodies.size();) {
+      auto r = c.Post("/api/v1/import/prometheus", bodies[i], "text/plain");
+      if (!r || r->status / 100 != 2) ++failed;
+    }
+  };
+  std::thread a(sender), b(sender);
+  a.join();
+  b.join();
+  const double pts = static_cast<double>(batches) * per_batch;
+  double got = 0;
+  for (int i = 0; i < 6000 && (got = inserted() - base) < pts; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const double wall = seconds_since(t0);
+  const double cpu = cpu_ticks() - cpu0;
+  std::printf(
+      "import/victoria-metrics  %8.2f M samples/s inserted (%.0f of %.0f rows, %d requests "
+      "failed), "
+      "%.2f M samples per CPU-second of victoria-metrics\n",
+      got / wall / 1e6, got, pts, failed.load(), cpu > 0 ? got / cpu / 1e6 : 0.0);
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -308,6 +428,7 @@ int main(int argc, char** argv) {
     bench_decode(quick);
     bench_pipeline(quick, "always");
     bench_pipeline(quick, "never");
+    bench_victoria_metrics(quick);
   }
   bench_statsd_log(quick, "never");
   bench_statsd_log(quick, "always");
