@@ -1,7 +1,5 @@
 #include "ingest/statsd_listener.h"
 
-#include "ingest/statsd_line_cache.h"
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>

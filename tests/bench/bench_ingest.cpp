@@ -27,9 +27,6 @@
 #include <vector>
 
 #include <httplib.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.hpp>
 
@@ -42,6 +39,7 @@
 #include "server.h"
 #include "storage/wal.h"
 #include "storage/wal_format.h"
+#include "vm_spawn.h"  // tests/support
 
 #include <spdlog/spdlog.h>
 
@@ -311,8 +309,7 @@ void bench_statsd_log(bool quick, const char* fsync) {
 // requests in flight: wall time until VictoriaMetrics counts every row inserted, and its process
 // CPU over that time. Skipped when /usr/bin/victoria-metrics is missing.
 void bench_victoria_metrics(bool quick) {
-  const char* vm_bin = "/usr/bin/victoria-metrics";
-  if (access(vm_bin, X_OK) != 0) {
+  if (!tally::testing::VmProcess::installed()) {
     std::printf("import/victoria-metrics skipped (victoria-metrics not installed)\n");
     return;
   }
@@ -334,23 +331,17 @@ void bench_victoria_metrics(bool quick) {
     }
     bodies.push_back(std::move(text));
   }
-  const int port = tally::testing::free_port();
-  const std::string dir =
-      (std::filesystem::temp_directory_path() / ("bench-ingest-vm-" + std::to_string(getpid())))
-          .string();
-  std::string a1 = "-httpListenAddr=127.0.0.1:" + std::to_string(port),
-              a2 = "-storageDataPath=" + dir;
-  char* args[] = {const_cast<char*>(vm_bin),
-                  a1.data(),
-                  a2.data(),
-                  const_cast<char*>("-retentionPeriod=100y"),
-                  const_cast<char*>("-loggerLevel=ERROR"),
-                  nullptr};
-  pid_t pid = 0;
-  if (posix_spawn(&pid, vm_bin, nullptr, nullptr, args, environ) != 0) {
-    std::printf("import/victoria-metrics: cannot start %s\n", vm_bin);
+  tally::testing::VmProcess vm;
+  if (!vm.start(
+          tally::testing::free_port(),
+          (std::filesystem::temp_directory_path() / ("bench-ingest-vm-" + std::to_string(getpid())))
+              .string(),
+          "100y")) {
+    std::printf("import/victoria-metrics: %s did not start\n", tally::testing::VmProcess::kBin);
     return;
   }
+  const pid_t pid = vm.pid;
+  const int port = vm.port;
   auto cpu_ticks = [pid] {
     std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
     if (!f) return 0.0;
@@ -378,14 +369,6 @@ void bench_victoria_metrics(bool quick) {
     }
     return n;
   };
-  {
-    httplib::Client c("127.0.0.1", port);
-    for (int i = 0; i < 200; ++i) {
-      auto r = c.Get("/health");
-      if (r && r->status == 200) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
   const double base = inserted();
   const double cpu0 = cpu_ticks();
   const auto t0 = std::chrono::steady_clock::now();
@@ -413,9 +396,7 @@ void bench_victoria_metrics(bool quick) {
       "failed), "
       "%.2f M samples per CPU-second of victoria-metrics\n",
       got / wall / 1e6, got, pts, failed.load(), cpu > 0 ? got / cpu / 1e6 : 0.0);
-  kill(pid, SIGTERM);
-  waitpid(pid, nullptr, 0);
-  std::filesystem::remove_all(dir);
+  vm.stop();
 }
 
 }  // namespace

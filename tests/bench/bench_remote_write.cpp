@@ -37,11 +37,10 @@
 #include "free_port.h"
 #include "tally/common/sketch.h"
 #include "tally/common/wire.h"
+#include "vm_spawn.h"
 
 using namespace tally;
 using namespace tally::collector;
-
-extern char** environ;
 
 namespace {
 
@@ -234,39 +233,21 @@ int main(int argc, char** argv) {
     server.stop();
     th.join();
   }
-  const char* vm_bin = "/usr/bin/victoria-metrics";
-  if (access(vm_bin, X_OK) == 0) {
-    const int port = free_port();
-    const std::string dir =
-        (std::filesystem::temp_directory_path() / ("bench-vm-" + std::to_string(getpid())))
-            .string();
-    std::string a1 = "-httpListenAddr=127.0.0.1:" + std::to_string(port),
-                a2 = "-storageDataPath=" + dir;
-    char* args[] = {const_cast<char*>(vm_bin),
-                    a1.data(),
-                    a2.data(),
-                    const_cast<char*>("-retentionPeriod=1d"),
-                    const_cast<char*>("-loggerLevel=ERROR"),
-                    nullptr};
-    pid_t pid = 0;
-    if (posix_spawn(&pid, vm_bin, nullptr, nullptr, args, environ) == 0) {
-      httplib::Client c("127.0.0.1", port);
-      for (int i = 0; i < 100; ++i) {
-        auto r = c.Get("/health");
-        if (r && r->status == 200) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
+  if (tally::testing::VmProcess::installed()) {
+    tally::testing::VmProcess vm;
+    if (vm.start(free_port(),
+                 (std::filesystem::temp_directory_path() / ("bench-vm-" + std::to_string(getpid())))
+                     .string(),
+                 "1d")) {
       uint64_t n = 0;
-      const double rate = send_all("http://127.0.0.1:" + std::to_string(port) + "/api/v1/write",
+      const double rate = send_all("http://127.0.0.1:" + std::to_string(vm.port) + "/api/v1/write",
                                    send_series, send_seconds, &n);
       std::printf(
           "send/victoria-metrics %llu samples: %.0f samples/s into a single-node VictoriaMetrics "
           "on the same 2 cores\n",
           static_cast<unsigned long long>(n), rate);
-      kill(pid, SIGTERM);
-      waitpid(pid, nullptr, 0);
     }
-    std::filesystem::remove_all(dir);
+    vm.stop();
   } else {
     std::printf("send/victoria-metrics skipped (victoria-metrics not installed)\n");
   }
