@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 
+#include "tally/common/alert_rule.h"
 #include "tally/common/csv.h"
 #include "tally/common/label_matcher.h"
 #include "tally/common/name_mapping.h"
@@ -63,6 +64,12 @@ class TestCommon : public QObject {
   void queryFn();
   void queryFnRejects_data();
   void queryFnRejects();
+  void alertRule_data();
+  void alertRule();
+  void alertRuleRejects_data();
+  void alertRuleRejects();
+  void reduceValues();
+  void alertTrackerHoldsForItsDuration();
 };
 
 void TestCommon::metricName_data() {
@@ -745,6 +752,144 @@ void TestCommon::queryFnRejects_data() {
 void TestCommon::queryFnRejects() {
   QFETCH(QString, name);
   QVERIFY(!parse_fn(name.toStdString()).has_value());
+}
+
+void TestCommon::alertRule_data() {
+  QTest::addColumn<QString>("text");
+  QTest::addColumn<QString>("canonical");
+  QTest::addColumn<int>("reduce");
+  QTest::addColumn<qlonglong>("over");
+  QTest::addColumn<QString>("op");
+  QTest::addColumn<double>("threshold");
+  QTest::addColumn<qlonglong>("forS");
+  QTest::newRow("full") << "avg over 1m > 100 for 2m"
+                        << "avg over 1m > 100 for 2m" << int(Reduce::kAvg) << 60LL << ">" << 100.0
+                        << 120LL;
+  QTest::newRow("defaults") << "last > 5"
+                            << "last over 1m > 5" << int(Reduce::kLast) << 60LL << ">" << 5.0
+                            << 0LL;
+  QTest::newRow("spaces") << "  total   over 5m >= 1000   for 30s "
+                          << "total over 5m >= 1000 for 30s" << int(Reduce::kTotal) << 300LL
+                          << ">=" << 1000.0 << 30LL;
+  QTest::newRow("below fraction") << "min < 0.25"
+                                  << "min over 1m < 0.25" << int(Reduce::kMin) << 60LL << "<"
+                                  << 0.25 << 0LL;
+  QTest::newRow("negative") << "max over 10s <= -3.5 for 1h"
+                            << "max over 10s <= -3.5 for 1h" << int(Reduce::kMax) << 10LL
+                            << "<=" << -3.5 << 3600LL;
+  QTest::newRow("exponent") << "avg > 1e6"
+                            << "avg over 1m > 1000000" << int(Reduce::kAvg) << 60LL << ">" << 1e6
+                            << 0LL;
+}
+
+void TestCommon::alertRule() {
+  QFETCH(QString, text);
+  QFETCH(QString, canonical);
+  QFETCH(int, reduce);
+  QFETCH(qlonglong, over);
+  QFETCH(QString, op);
+  QFETCH(double, threshold);
+  QFETCH(qlonglong, forS);
+  auto r = parse_alert_rule(text.toStdString());
+  QVERIFY2(r.has_value(), r.status().message().c_str());
+  QCOMPARE(int(r->reduce), reduce);
+  QCOMPARE(r->over_s, over);
+  QCOMPARE(QString(compare_name(r->compare)), op);
+  QCOMPARE(r->threshold, threshold);
+  QCOMPARE(r->for_s, forS);
+  QCOMPARE(QString::fromStdString(format_alert_rule(*r)), canonical);
+  auto again = parse_alert_rule(format_alert_rule(*r));
+  QVERIFY(again.has_value());
+  QVERIFY(*again == *r);
+}
+
+void TestCommon::alertRuleRejects_data() {
+  QTest::addColumn<QString>("text");
+  QTest::addColumn<QString>("error");
+  QTest::newRow("empty") << ""
+                         << "empty alert rule";
+  QTest::newRow("reduce") << "median > 3"
+                          << "'median' is not last";
+  QTest::newRow("no compare") << "avg over 1m"
+                              << "a comparison is missing";
+  QTest::newRow("bad compare") << "avg = 3"
+                               << "'=' is not a comparison";
+  QTest::newRow("no threshold") << "avg >"
+                                << "a threshold is missing";
+  QTest::newRow("bad threshold") << "avg > 3x"
+                                 << "threshold '3x' is not a number";
+  QTest::newRow("nan") << "avg > nan"
+                       << "threshold 'nan' is not a number";
+  QTest::newRow("over missing") << "avg over"
+                                << "'over' needs a duration";
+  QTest::newRow("over bad") << "avg over 1q > 2"
+                            << "over: duration";
+  QTest::newRow("over long") << "avg over 8d > 2"
+                             << "longer than 7d";
+  QTest::newRow("for missing") << "avg > 2 for"
+                               << "'for' needs a duration";
+  QTest::newRow("for zero") << "avg > 2 for 0s"
+                            << "for: duration";
+  QTest::newRow("trailing") << "avg > 2 for 1m please"
+                            << "unexpected 'please'";
+}
+
+void TestCommon::alertRuleRejects() {
+  QFETCH(QString, text);
+  QFETCH(QString, error);
+  auto r = parse_alert_rule(text.toStdString());
+  QVERIFY(!r.has_value());
+  QVERIFY2(QString::fromStdString(r.status().message()).contains(error),
+           r.status().message().c_str());
+}
+
+void TestCommon::reduceValues() {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<double> v{3, nan, -1, 8, 2};
+  QCOMPARE(*reduce_values(Reduce::kLast, v), 2.0);
+  QCOMPARE(*reduce_values(Reduce::kMin, v), -1.0);
+  QCOMPARE(*reduce_values(Reduce::kMax, v), 8.0);
+  QCOMPARE(*reduce_values(Reduce::kAvg, v), 3.0);
+  QCOMPARE(*reduce_values(Reduce::kTotal, v), 12.0);
+  const std::vector<double> last_nan{1, nan};
+  QCOMPARE(*reduce_values(Reduce::kLast, last_nan), 1.0);
+  const std::vector<double> none{nan, nan};
+  for (Reduce r : kAllReduces) {
+    QVERIFY(!reduce_values(r, none).has_value());
+    QVERIFY(!reduce_values(r, {}).has_value());
+    QCOMPARE(*parse_reduce(reduce_name(r)), r);
+  }
+  QVERIFY(!parse_reduce("Last").has_value());
+}
+
+void TestCommon::alertTrackerHoldsForItsDuration() {
+  using Change = AlertTracker::Change;
+  const AlertRule rule = *parse_alert_rule("avg > 10 for 30s");
+  AlertTracker t;
+  QCOMPARE(t.update(rule, 100, 5.0), Change::kNone);
+  QCOMPARE(t.state(), AlertState::kNormal);
+  QCOMPARE(t.update(rule, 101, 10.0), Change::kNone);  // > 10, not >= 10
+  QCOMPARE(t.update(rule, 102, 11.0), Change::kPending);
+  QCOMPARE(t.state(), AlertState::kPending);
+  QCOMPARE(t.since(), 102LL);
+  QCOMPARE(t.update(rule, 131, 12.0), Change::kNone);   // held 29 s
+  QCOMPARE(t.update(rule, 132, 12.0), Change::kFired);  // held 30 s
+  QCOMPARE(t.state(), AlertState::kFiring);
+  QCOMPARE(t.update(rule, 140, 13.0), Change::kNone);
+  QCOMPARE(t.update(rule, 141, std::nullopt), Change::kResolved);  // no data: not holding
+  QCOMPARE(t.state(), AlertState::kNormal);
+  // Pending that stops holding never fires, and starts over.
+  QCOMPARE(t.update(rule, 150, 20.0), Change::kPending);
+  QCOMPARE(t.update(rule, 170, 2.0), Change::kNone);
+  QCOMPARE(t.update(rule, 171, 20.0), Change::kPending);
+  QCOMPARE(t.since(), 171LL);
+  QCOMPARE(t.update(rule, 200, 20.0), Change::kNone);
+  QCOMPARE(t.update(rule, 201, 20.0), Change::kFired);
+  // Without `for` a rule fires on the first evaluation that holds.
+  const AlertRule now = *parse_alert_rule("last < 1");
+  AlertTracker u;
+  QCOMPARE(u.update(now, 5, 0.5), Change::kFired);
+  QCOMPARE(u.update(now, 6, 1.0), Change::kResolved);
 }
 
 QTEST_APPLESS_MAIN(TestCommon)
