@@ -99,6 +99,11 @@ std::string tagsPath(std::string_view metric) {
   return "/api/tags?metric=" + percentEncode(metric);
 }
 
+std::string annotationsPath(int64_t from, int64_t to, int limit) {
+  return "/api/annotations?from=" + std::to_string(from) + "&to=" + std::to_string(to) +
+         "&limit=" + std::to_string(limit);
+}
+
 std::string metricsPath(std::string_view search) {
   return search.empty() ? std::string("/api/metrics")
                         : "/api/metrics?search=" + percentEncode(search);
@@ -321,6 +326,31 @@ Result<HistogramResult> parseHistogram(std::string_view body) {
   h.p99 = num<double>(j, "p99");
   if (auto b = j.find("buckets"); b != j.end()) h.buckets = parseBins(*b);
   return h;
+}
+
+Result<std::vector<Annotation>> parseAnnotations(std::string_view body) {
+  auto doc = parseJson(body);
+  if (!doc) return doc.status();
+  const json& j = *doc;
+  auto list = j.find("annotations");
+  if (list == j.end() || !list->is_array())
+    return Status::corruption("annotations answer has no \"annotations\" array");
+  std::vector<Annotation> out;
+  for (const auto& a : *list) {
+    if (!a.is_object()) return Status::corruption("an annotation is not an object");
+    Annotation an;
+    an.id = num<int64_t>(a, "id");
+    an.time = num<double>(a, "time");
+    if (auto e = a.find("end"); e != a.end() && e->is_number()) an.end = e->get<double>();
+    an.title = str(a, "title");
+    an.text = str(a, "text");
+    an.source = str(a, "source");
+    if (auto t = a.find("tags"); t != a.end() && t->is_object())
+      for (const auto& [k, v] : t->items())
+        if (v.is_string()) an.tags.push_back({k, v.get<std::string>()});
+    out.push_back(std::move(an));
+  }
+  return out;
 }
 
 Result<HeatmapResult> parseHeatmap(std::string_view body) {

@@ -45,6 +45,19 @@ struct QueryResult {
   std::vector<Series> series;
 };
 
+// An event on the timeline (a deploy, an incident) as the collector keeps it (GET
+// /api/annotations, docs/API.md): from `time` to `end` (unix seconds, to the millisecond).
+struct Annotation {
+  int64_t id = 0;
+  double time = 0;
+  std::optional<double> end;
+  std::string title;
+  std::string text;
+  Tags tags;
+  std::string source;  // "api", "dogstatsd"
+  bool operator==(const Annotation&) const = default;
+};
+
 struct Bin {
   double lower;  // exclusive
   double upper;  // inclusive
@@ -136,6 +149,8 @@ std::string heatmapPath(const QueryRequest& r);
 std::string tagsPath(std::string_view metric);
 std::string metricsPath(std::string_view search = {});
 std::string cardinalityPath(int top);
+// GET /api/annotations over [from, to) (unix seconds), at most `limit`.
+std::string annotationsPath(int64_t from, int64_t to, int limit = 1000);
 
 Result<QueryResult> parseQuery(std::string_view body);
 Result<HistogramResult> parseHistogram(std::string_view body);
@@ -143,6 +158,8 @@ Result<HeatmapResult> parseHeatmap(std::string_view body);
 Result<std::vector<MetricInfo>> parseMetrics(std::string_view body);
 Result<TagValues> parseTags(std::string_view body);
 Result<Cardinality> parseCardinality(std::string_view body);
+// {"annotations":[{"id","time","end"?,"title","text"?,"tags"?,"source"?}, ...]}, in the order sent.
+Result<std::vector<Annotation>> parseAnnotations(std::string_view body);
 Health parseHealth(int httpStatus, std::string_view body);
 // The {"error": "..."} message of a failed call, or a description of the status.
 std::string errorMessage(int httpStatus, std::string_view body);

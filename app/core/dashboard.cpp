@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
 
+#include "tally/common/csv.h"
 #include "tally/common/time_bucket.h"
 
 namespace tally::dash {
@@ -28,19 +30,48 @@ const char* chartTypeName(ChartType type) {
       return "histogram";
     case ChartType::Heatmap:
       return "heatmap";
+    case ChartType::Stat:
+      return "stat";
+    case ChartType::Gauge:
+      return "gauge";
+    case ChartType::Table:
+      return "table";
   }
   return "line";
 }
 
 std::optional<ChartType> parseChartType(std::string_view name) {
   for (auto t : {ChartType::Line, ChartType::StackedArea, ChartType::Bars, ChartType::Histogram,
-                 ChartType::Heatmap})
+                 ChartType::Heatmap, ChartType::Stat, ChartType::Gauge, ChartType::Table})
     if (name == chartTypeName(t)) return t;
   return std::nullopt;
 }
 
 bool chartNeedsDistribution(ChartType type) {
   return type == ChartType::Histogram || type == ChartType::Heatmap;
+}
+
+bool chartIsReduced(ChartType type) {
+  return type == ChartType::Stat || type == ChartType::Gauge || type == ChartType::Table;
+}
+
+bool chartIsVersion4(ChartType type) {
+  return chartIsReduced(type);
+}
+
+bool isHexColor(std::string_view t) {
+  if (t.size() != 7 || t[0] != '#') return false;
+  for (char c : t.substr(1))
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
+  return true;
+}
+
+std::string thresholdColor(const std::vector<Threshold>& thresholds, double value,
+                           const std::string& base) {
+  std::string out = base;
+  for (const auto& t : thresholds)
+    if (value >= t.value) out = t.color;
+  return out;
 }
 
 const char* filterOpName(FilterOp op) {
@@ -365,7 +396,16 @@ const DataSource* findSource(const Dashboard& d, std::string_view name) {
   return nullptr;
 }
 
+namespace {
+bool panelNeedsVersion4(const PanelSpec& p) {
+  return chartIsVersion4(p.chart) || !p.thresholds.empty() || p.alert.has_value() ||
+         p.legend != LegendMode::List || p.minValue || p.maxValue || p.reduce != Reduce::kLast;
+}
+}  // namespace
+
 int dashboardFileVersion(const Dashboard& d) {
+  for (const auto& p : d.panels)
+    if (panelNeedsVersion4(p)) return 4;
   if (!d.variables.empty()) return 3;
   return d.sources.empty() ? 1 : 2;
 }
@@ -402,6 +442,29 @@ Status validatePanel(const PanelSpec& p, const std::string& where) {
     if (f.op == FilterOp::Regex && !f.compile())
       return Status::invalid_argument(w + ".value: bad regular expression '" + f.value + "'");
   }
+  if (p.thresholds.size() > kMaxThresholds)
+    return Status::invalid_argument(where + ".thresholds: at most " +
+                                    std::to_string(kMaxThresholds));
+  for (size_t i = 0; i < p.thresholds.size(); ++i) {
+    const auto& t = p.thresholds[i];
+    const std::string w = where + ".thresholds[" + std::to_string(i) + "]";
+    if (!std::isfinite(t.value)) return Status::invalid_argument(w + ".value: must be a number");
+    if (!isHexColor(t.color))
+      return Status::invalid_argument(w + ".color: '" + t.color + "' is not a colour like #d93025");
+    if (i > 0 && !(p.thresholds[i - 1].value < t.value))
+      return Status::invalid_argument(w + ".value: thresholds must rise (" +
+                                      format_number(p.thresholds[i - 1].value) + " then " +
+                                      format_number(t.value) + ")");
+  }
+  if (p.minValue && p.maxValue && !(*p.minValue < *p.maxValue))
+    return Status::invalid_argument(where + ".max: must be above min");
+  if ((p.minValue && !std::isfinite(*p.minValue)) || (p.maxValue && !std::isfinite(*p.maxValue)))
+    return Status::invalid_argument(where + ".min/max: must be numbers");
+  if (p.legendRows < 1 || p.legendRows > 1000)
+    return Status::invalid_argument(where + ".legend_rows: must be in 1..1000");
+  if (p.alert && chartNeedsDistribution(p.chart))
+    return Status::invalid_argument(where + ".alert: a " + chartTypeName(p.chart) +
+                                    " panel has no series to alert on");
   for (size_t i = 0; i < p.groupBy.size(); ++i)
     if (auto s =
             prom ? validatePromName(p.groupBy[i], "label name") : validate_tag_key(p.groupBy[i]);
@@ -487,6 +550,16 @@ struct Reader {
     }
     return v->get<int64_t>();
   }
+  std::optional<double> number(const json& obj, const char* key, const std::string& where,
+                               bool required = false) {
+    const json* v = get(obj, key, where, required);
+    if (!v) return std::nullopt;
+    if (!v->is_number()) {
+      fail(where + "." + key + ": must be a number");
+      return std::nullopt;
+    }
+    return v->get<double>();
+  }
   bool boolean(const json& obj, const char* key, const std::string& where, bool def) {
     const json* v = get(obj, key, where, false);
     if (!v) return def;
@@ -521,9 +594,48 @@ PanelSpec readPanel(Reader& r, const json& p, const std::string& where) {
     out.chart = *t;
   else
     r.fail(where + ".chart: unknown chart type '" + chart +
-           "' (line, stacked, bars, histogram, heatmap)");
+           "' (line, stacked, bars, histogram, heatmap, stat, gauge, table)");
   out.unit = r.str(p, "unit", where);
   out.logY = r.boolean(p, "log_y", where, false);
+  const std::string reduce = r.str(p, "reduce", where, false, "last");
+  if (auto rd = parse_reduce(reduce))
+    out.reduce = *rd;
+  else
+    r.fail(where + ".reduce: unknown reduction '" + reduce + "' (last, min, max, avg, total)");
+  out.minValue = r.number(p, "min", where);
+  out.maxValue = r.number(p, "max", where);
+  if (const json* t = r.get(p, "thresholds", where, false)) {
+    if (!t->is_array())
+      r.fail(where + ".thresholds: must be an array of {value, color}");
+    else
+      for (size_t i = 0; i < t->size(); ++i) {
+        const std::string w = where + ".thresholds[" + std::to_string(i) + "]";
+        const json& item = (*t)[i];
+        if (!item.is_object()) {
+          r.fail(w + ": must be an object {value, color}");
+          continue;
+        }
+        Threshold th;
+        if (auto v = r.number(item, "value", w, true)) th.value = *v;
+        th.color = r.str(item, "color", w, true);
+        out.thresholds.push_back(std::move(th));
+      }
+  }
+  if (const json* a = r.get(p, "alert", where, false)) {
+    if (!a->is_string()) {
+      r.fail(where + ".alert: must be a rule like \"avg over 1m > 100 for 2m\"");
+    } else if (auto rule = parse_alert_rule(a->get<std::string>())) {
+      out.alert = *rule;
+    } else {
+      r.fail(where + ".alert: " + rule.status().message());
+    }
+  }
+  const std::string legend = r.str(p, "legend", where, false, "list");
+  if (legend == "table")
+    out.legend = LegendMode::Table;
+  else if (legend != "list")
+    r.fail(where + ".legend: '" + legend + "' is not list or table");
+  out.legendRows = static_cast<int>(r.integer(p, "legend_rows", where, 10));
   if (const json* f = r.get(p, "filters", where, false)) {
     if (!f->is_array())
       r.fail(where + ".filters: must be an array");
@@ -765,6 +877,19 @@ std::string serializeDashboard(const Dashboard& d) {
     jp["chart"] = chartTypeName(p.chart);
     jp["unit"] = p.unit;
     jp["log_y"] = p.logY;
+    if (p.reduce != Reduce::kLast || chartIsReduced(p.chart)) jp["reduce"] = reduce_name(p.reduce);
+    if (p.minValue) jp["min"] = *p.minValue;
+    if (p.maxValue) jp["max"] = *p.maxValue;
+    if (!p.thresholds.empty()) {
+      json ths = json::array();
+      for (const auto& t : p.thresholds) ths.push_back({{"value", t.value}, {"color", t.color}});
+      jp["thresholds"] = ths;
+    }
+    if (p.alert) jp["alert"] = format_alert_rule(*p.alert);
+    if (p.legend == LegendMode::Table) {
+      jp["legend"] = "table";
+      jp["legend_rows"] = p.legendRows;
+    }
     jp["grid"] = {{"x", p.grid.x}, {"y", p.grid.y}, {"w", p.grid.w}, {"h", p.grid.h}};
     panels.push_back(std::move(jp));
   }

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tally/common/alert_rule.h"
 #include "tally/common/label_matcher.h"
 #include "tally/common/query_fn.h"
 #include "tally/common/series_key.h"
@@ -25,15 +26,22 @@ namespace tally::dash {
 // Version 2 added data sources; a dashboard without any is still written as version 1, so older
 // Tally builds keep opening it (they would read a panel's "source" as the collector's metric).
 // Version 3 added variables (a file with none is written as before): an older build would query
-// "$region" literally.
-inline constexpr int kDashboardVersion = 3;
+// "$region" literally. Version 4 added stat, gauge and table panels, thresholds, alerts and the
+// legend table (again only where a panel uses one of them).
+inline constexpr int kDashboardVersion = 4;
 inline constexpr std::string_view kDashboardFormat = "tally-dashboard";
 inline constexpr int kGridColumns = 12;
 
-enum class ChartType { Line, StackedArea, Bars, Histogram, Heatmap };
-const char* chartTypeName(ChartType type);  // "line", "stacked", "bars", "histogram", "heatmap"
+// Stat, Gauge and Table show each series reduced to numbers (PanelSpec::reduce; the table shows
+// every reduction) instead of over time.
+enum class ChartType { Line, StackedArea, Bars, Histogram, Heatmap, Stat, Gauge, Table };
+// "line", "stacked", "bars", "histogram", "heatmap", "stat", "gauge", "table"
+const char* chartTypeName(ChartType type);
 std::optional<ChartType> parseChartType(std::string_view name);
 bool chartNeedsDistribution(ChartType type);  // histogram and heatmap
+bool chartIsReduced(ChartType type);          // stat, gauge and table
+// Added in version 4 of the file.
+bool chartIsVersion4(ChartType type);
 
 enum class FilterOp { Eq, NotEq, Regex, NotRegex };  // NotRegex (!~): Prometheus sources only
 const char* filterOpName(FilterOp op);               // "=", "!=", "=~", "!~"
@@ -130,6 +138,18 @@ std::vector<std::string> envAllowPatterns(std::string_view setting);
 Status checkCredentialsTransport(const DataSource& source);
 bool envNameAllowed(std::string_view name, const std::vector<std::string>& patterns);
 
+// A value from which on a panel shows in a colour: a line across time charts, the colour of a
+// stat or gauge. Kept sorted by value; below the first, a panel's value is in its base colour.
+struct Threshold {
+  double value = 0;
+  std::string color;  // "#rrggbb"
+  bool operator==(const Threshold&) const = default;
+};
+inline constexpr size_t kMaxThresholds = 10;
+// How a time chart lists its series: the plain legend above the plot, or a table below it with
+// last / min / max / avg per series (sortable, searchable, the first `legendRows` shown).
+enum class LegendMode { List, Table };
+
 struct PanelSpec {
   std::string title;
   std::string source;  // "" = the Tally collector, else a DataSource's name
@@ -142,6 +162,16 @@ struct PanelSpec {
   ChartType chart = ChartType::Line;
   std::string unit;
   bool logY = false;
+  // Stat and gauge: how each series becomes one number (over the final buckets of the range).
+  Reduce reduce = Reduce::kLast;
+  // A gauge's scale; without, 0 and the largest of the value and the last threshold.
+  std::optional<double> minValue;
+  std::optional<double> maxValue;
+  std::vector<Threshold> thresholds;  // sorted by value
+  // Alerts on this panel's series (tally/common/alert_rule.h), each series on its own.
+  std::optional<AlertRule> alert;
+  LegendMode legend = LegendMode::List;
+  int legendRows = 10;  // the legend table's rows before "N more"
   GridRect grid;
   bool operator==(const PanelSpec&) const = default;
   // The title, or when untitled "fn(metric{k=v,...}) by k" (the filters too: two panels on one
@@ -192,8 +222,15 @@ Status validatePanel(const PanelSpec& panel, const std::string& where = "panel")
 // control characters (`what` names it in the message).
 Status validatePromName(std::string_view name, const char* what);
 Status validateDashboard(const Dashboard& dashboard);
+// "#1a73e8": a colour a threshold may have.
+bool isHexColor(std::string_view text);
+// The colour for `value` under `thresholds` (sorted): the last threshold at or below it, or
+// `base` below them all (or for NaN).
+std::string thresholdColor(const std::vector<Threshold>& thresholds, double value,
+                           const std::string& base);
 const DataSource* findSource(const Dashboard& dashboard, std::string_view name);
-// The version a file needs: 3 with variables, 2 with data sources, else 1.
+// The version a file needs: 4 when a panel uses a version-4 field, 3 with variables, 2 with data
+// sources, else 1.
 int dashboardFileVersion(const Dashboard& dashboard);
 
 Result<Dashboard> parseDashboard(std::string_view json);

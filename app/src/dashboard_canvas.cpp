@@ -135,6 +135,18 @@ void DashboardCanvas::resizeEvent(QResizeEvent* e) {
 
 void DashboardCanvas::wire(PanelWidget* panel) {
   connect(panel, &PanelWidget::removeRequested, this, &DashboardCanvas::removePanel);
+  // Linked time: a zoom, pan or reset on one panel applies to all; the mouse's time on one
+  // time chart is a crosshair on the others.
+  connect(panel, &PanelWidget::zoomRequested, this, [this](PanelWidget*, qint64 from, qint64 to) {
+    for (auto* p : m_panels) p->controller()->zoomTo({from, to});
+  });
+  connect(panel, &PanelWidget::resetZoomRequested, this, [this](PanelWidget*) {
+    for (auto* p : m_panels) p->controller()->resetZoom();
+  });
+  connect(panel, &PanelWidget::hovered, this, [this](PanelWidget* source, double t) {
+    for (auto* p : m_panels)
+      if (p != source) p->setCrosshair(std::isnan(t) ? std::nullopt : std::optional<double>(t));
+  });
   connect(panel, &PanelWidget::editRequested, this, &DashboardCanvas::editPanel);
   connect(panel, &PanelWidget::duplicateRequested, this, [this](PanelWidget* p) {
     PanelSpec s = p->spec();

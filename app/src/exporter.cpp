@@ -11,8 +11,11 @@
 #include <QSvgGenerator>
 #include <algorithm>
 
+#include <cmath>
+#include "core/series_stats.h"
 #include "panel_chart.h"
 #include "panel_controller.h"
+#include "stat_painter.h"
 
 using namespace tally::dash;
 
@@ -58,7 +61,50 @@ QString panelMessage(const PanelController& panel) {
 
 }  // namespace
 
+// The chart and its message, without a legend table.
+static void paintChart(const PanelController& panel, QPainter* painter, const QRectF& rect);
+
 void paintPanel(const PanelController& panel, QPainter* painter, const QRectF& rect) {
+  const PanelSpec& spec = panel.spec();
+  if (chartIsReduced(spec.chart)) {
+    // Title, then the tiles, gauges or table.
+    painter->save();
+    QFont f = painter->font();
+    f.setPointSizeF(10);
+    f.setBold(true);
+    painter->setFont(f);
+    painter->setPen(QColor("#202124"));
+    const double titleH = QFontMetricsF(f).height() + 8;
+    painter->drawText(QRectF(rect.left() + 8, rect.top(), rect.width() - 16, titleH),
+                      Qt::AlignCenter, QString::fromStdString(spec.displayTitle()));
+    painter->restore();
+    const QRectF body = rect.adjusted(0, titleH, 0, 0);
+    const QString msg = panelMessage(panel);
+    if (!msg.isEmpty()) {
+      painter->setPen(panel.error().isEmpty() ? QColor("#5f6368") : QColor("#b3261e"));
+      painter->drawText(body.adjusted(8, 8, -8, -8), Qt::AlignCenter | Qt::TextWordWrap, msg);
+      return;
+    }
+    StatPainter::paint(panel, painter, body);
+    return;
+  }
+  QRectF chartRect = rect;
+  QRectF legendRect;
+  if (spec.legend == LegendMode::Table) {
+    const double h = std::min(rect.height() * 0.35, 24.0 + 18.0 * (spec.legendRows + 1));
+    chartRect = rect.adjusted(0, 0, 0, -h);
+    legendRect = QRectF(rect.left(), chartRect.bottom(), rect.width(), h);
+    const std::string metric = spec.promql.empty() ? spec.metric : std::string();
+    auto rows = seriesStats(panel.visibleSeries(), metric);
+    std::stable_sort(rows.begin(), rows.end(), [](const SeriesStats& a, const SeriesStats& b) {
+      return a.last.value_or(-INFINITY) > b.last.value_or(-INFINITY);
+    });
+    StatPainter::paintTable(painter, legendRect.adjusted(6, 2, -6, -4), rows, spec);
+  }
+  paintChart(panel, painter, chartRect);
+}
+
+static void paintChart(const PanelController& panel, QPainter* painter, const QRectF& rect) {
   QGraphicsScene scene;
   auto* chart = new QChart;
   scene.addItem(chart);

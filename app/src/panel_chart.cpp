@@ -164,6 +164,19 @@ class PlotLayer : public QGraphicsItem {
     update();
   }
   const std::vector<PanelChart::LineRun>& runs() const { return m_runs; }
+  // Thresholds (horizontal, at a value), annotations (vertical, at a time, from `at` to `end`) and
+  // the dashboard's crosshair (vertical, at a time), in value coordinates.
+  void setMarks(std::vector<PanelChart::Mark> thresholds, std::vector<PanelChart::Mark> events) {
+    m_thresholds = std::move(thresholds);
+    m_events = std::move(events);
+    update();
+  }
+  void setCrosshair(std::optional<double> t, QString text) {
+    if (t == m_crosshair && text == m_crosshairText) return;
+    m_crosshair = t;
+    m_crosshairText = std::move(text);
+    update();
+  }
   QRectF boundingRect() const override { return m_chart->plotArea(); }
   void areaChanged() {
     prepareGeometryChange();
@@ -173,8 +186,9 @@ class PlotLayer : public QGraphicsItem {
     const QRectF area = m_chart->plotArea();
     const auto xs = m_chart->axes(Qt::Horizontal);
     const auto ys = m_chart->axes(Qt::Vertical);
-    if ((m_runs.empty() && m_bands.empty() && m_bars.empty()) || xs.isEmpty() || ys.isEmpty() ||
-        area.isEmpty())
+    if ((m_runs.empty() && m_bands.empty() && m_bars.empty() && m_thresholds.empty() &&
+         m_events.empty() && !m_crosshair) ||
+        xs.isEmpty() || ys.isEmpty() || area.isEmpty())
       return;
     auto* ax = qobject_cast<QValueAxis*>(xs.first());
     if (!ax || !(ax->max() > ax->min())) return;
@@ -248,6 +262,51 @@ class PlotLayer : public QGraphicsItem {
       else
         p->drawPolyline(px);
     }
+    p->setRenderHint(QPainter::Antialiasing, false);
+    for (const auto& t : m_thresholds) {
+      if (log && t.at <= 0) continue;
+      const double y = mapY(t.at);
+      if (y < area.top() || y > area.bottom()) continue;
+      p->setPen(QPen(t.color, 1, Qt::DashLine));
+      p->drawLine(QPointF(area.left(), y), QPointF(area.right(), y));
+    }
+    for (const auto& e : m_events) {
+      const double x = mapX(e.at);
+      const double x1 = e.end > e.at ? mapX(e.end) : x;
+      if (x1 < area.left() || x > area.right()) continue;
+      QColor fill = e.color;
+      fill.setAlpha(40);
+      if (x1 > x + 1) p->fillRect(QRectF(QPointF(x, area.top()), QPointF(x1, area.bottom())), fill);
+      p->setPen(QPen(e.color, 1, Qt::DashLine));
+      p->drawLine(QPointF(x, area.top()), QPointF(x, area.bottom()));
+      p->setPen(Qt::NoPen);
+      p->setBrush(e.color);
+      p->drawPolygon(QPolygonF{QPointF(x - 4, area.top()), QPointF(x + 4, area.top()),
+                               QPointF(x, area.top() + 6)});
+    }
+    if (m_crosshair) {
+      const double x = mapX(*m_crosshair);
+      if (x >= area.left() && x <= area.right()) {
+        p->setPen(QPen(QColor(0x5f, 0x63, 0x68), 1));
+        p->drawLine(QPointF(x, area.top()), QPointF(x, area.bottom()));
+        if (!m_crosshairText.isEmpty()) {
+          // The values at that time, in a box beside the line (left of it near the right edge).
+          QFont f = p->font();
+          f.setPointSizeF(8);
+          p->setFont(f);
+          const QFontMetricsF fm(f);
+          const QStringList lines = m_crosshairText.split('\n').mid(0, 6);
+          double w = 0;
+          for (const QString& l : lines) w = std::max(w, fm.horizontalAdvance(l));
+          const QSizeF box(w + 8, fm.height() * lines.size() + 4);
+          QRectF r(QPointF(x + 6, area.top() + 4), box);
+          if (r.right() > area.right()) r.moveRight(x - 6);
+          p->fillRect(r, QColor(255, 255, 255, 225));
+          p->setPen(QColor(0x20, 0x21, 0x24));
+          p->drawText(r.adjusted(4, 2, -4, -2), Qt::AlignLeft | Qt::AlignTop, lines.join('\n'));
+        }
+      }
+    }
     p->restore();
   }
 
@@ -258,6 +317,10 @@ class PlotLayer : public QGraphicsItem {
   std::vector<Band> m_bands;
   std::vector<Bar> m_bars;
   std::vector<PanelChart::LineRun> m_runs;
+  std::vector<PanelChart::Mark> m_thresholds;
+  std::vector<PanelChart::Mark> m_events;
+  std::optional<double> m_crosshair;
+  QString m_crosshairText;
 };
 
 namespace {
@@ -361,6 +424,11 @@ void PanelChart::render(const PanelController& panel) {
     case ChartType::Heatmap:
       kind = Kind::Heatmap;
       break;
+    case ChartType::Stat:
+    case ChartType::Gauge:
+    case ChartType::Table:
+      kind = Kind::Line;  // not drawn as a chart (StatPainter); a line if asked
+      break;
   }
   QStringList labels;
   bool logX = false, logY = spec.logY;
@@ -383,7 +451,7 @@ void PanelChart::render(const PanelController& panel) {
   QStringList hidden = panel.hiddenSeries().values();
   hidden.sort();
   QString key = QStringLiteral("%1|%2|%3|%4|%5|%6|%7")
-                    .arg(int(kind))
+                    .arg(int(kind) * 2 + int(spec.legend == LegendMode::Table))
                     .arg(logX)
                     .arg(logY)
                     .arg(labels.join(QChar(0x1f)), hidden.join(QChar(0x1f)), unitTitle(spec),
@@ -541,7 +609,7 @@ void PanelChart::render(const PanelController& panel) {
     // One series without tags needs no legend: the title says what it is.
     const bool single = (kind == Kind::Line || kind == Kind::Stacked || kind == Kind::Bars) &&
                         labels.size() == 1 && labels.first() == QString::fromStdString(spec.metric);
-    m_chart->legend()->setVisible(!single);
+    m_chart->legend()->setVisible(!single && spec.legend == LegendMode::List);
     for (auto* s : m_chart->series()) {
       const QString label = s->property(kLabelProperty).toString();
       if (!panel.hiddenSeries().contains(label)) continue;
@@ -675,6 +743,7 @@ void PanelChart::renderSeries(const PanelController& panel) {
     for (auto* s : m_lines) s->clear();
     if (m_layer) m_layer->setContent({}, {}, {});
     setValueAxis(m_y, 0, 1, log, int(m_chart->plotArea().height()), false);
+    setMarks(panel);
     return;
   }
   const auto& all = r->series;
@@ -837,6 +906,29 @@ void PanelChart::renderSeries(const PanelController& panel) {
   }
   if (m_layer) m_layer->setContent(std::move(bands), std::move(bars), std::move(runs));
   setValueAxis(m_y, yMin, yMax, log, int(m_chart->plotArea().height()), false);
+  setMarks(panel);
+}
+
+void PanelChart::setMarks(const PanelController& panel) {
+  m_thresholdMarks.clear();
+  for (const auto& t : panel.spec().thresholds)
+    m_thresholdMarks.push_back({t.value, 0, QColor(QString::fromStdString(t.color)), {}});
+  m_annotationMarks.clear();
+  const TimeWindow win = panel.shownWindow();
+  for (const auto& a : panel.annotations()) {
+    const double end = a.end.value_or(a.time);
+    if (end < double(win.from) || a.time >= double(win.to)) continue;
+    QString text = QString::fromStdString(a.title);
+    if (!a.text.empty()) text += QStringLiteral("\n") + QString::fromStdString(a.text);
+    m_annotationMarks.push_back({a.time, end, QColor(0x8e, 0x24, 0xaa), text});
+  }
+  if (m_layer) m_layer->setMarks(m_thresholdMarks, m_annotationMarks);
+}
+
+void PanelChart::setCrosshair(const PanelController& panel, std::optional<double> t) {
+  m_crosshair = t;
+  m_crosshairText = t ? hoverText(panel, QPointF(*t, 0)) : QString();
+  if (m_layer) m_layer->setCrosshair(t, m_crosshairText);
 }
 
 void PanelChart::renderHistogram(const PanelController& panel) {

@@ -19,6 +19,7 @@
 #include <QPointer>
 #include <QPolygonF>
 #include <QString>
+#include <optional>
 #include <vector>
 
 #include "core/time_range.h"
@@ -54,6 +55,21 @@ class PanelChart : public QObject {
     QPolygonF points;
   };
   std::vector<LineRun> lineRuns(const QString& label) const;
+  // A threshold (at a value) or an annotation (at a time, to `end` for a span), drawn over the
+  // plot of line, stacked and bar panels.
+  struct Mark {
+    double at = 0;
+    double end = 0;
+    QColor color;
+    QString text;  // an annotation's title and text, for the hover
+  };
+  std::vector<Mark> thresholdMarks() const { return m_thresholdMarks; }
+  std::vector<Mark> annotationMarks() const { return m_annotationMarks; }
+  // The dashboard's shared crosshair: a vertical line at time t (seconds) on every time chart,
+  // with the time and each shown series' value there (hoverText) beside it.
+  void setCrosshair(const PanelController& panel, std::optional<double> t);
+  std::optional<double> crosshair() const { return m_crosshair; }
+  QString crosshairText() const { return m_crosshairText; }
   QSize renderedPlotSize() const { return m_renderedPlot; }  // the plot area the last render used
   QStringList seriesNames() const;                           // legend order
 
@@ -82,6 +98,7 @@ class PanelChart : public QObject {
   void setValueAxis(QAbstractAxis* axis, double min, double max, bool log, int pixels,
                     bool horizontal);
   void hookLegend();
+  void setMarks(const PanelController& panel);
 
   QChart* m_chart;
   Kind m_kind = Kind::None;
@@ -98,4 +115,8 @@ class PanelChart : public QObject {
   bool m_showTitle = false;
   int m_drawnPoints = 0;
   QSize m_renderedPlot;
+  std::vector<Mark> m_thresholdMarks;
+  std::vector<Mark> m_annotationMarks;
+  std::optional<double> m_crosshair;
+  QString m_crosshairText;
 };

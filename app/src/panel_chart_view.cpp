@@ -91,10 +91,23 @@ void PanelChartView::mouseMoveEvent(QMouseEvent* e) {
     return;
   }
   if (chart()->plotArea().contains(mapToScene(e->pos()))) {
-    QString text = m_chart->hoverText(*m_panel, toValue(e->pos()));
+    const QPointF value = toValue(e->pos());
+    QString text = m_chart->hoverText(*m_panel, value);
+    // An annotation within 4 px of the mouse adds its title and text.
+    for (const auto& mark : m_chart->annotationMarks()) {
+      const QPointF at =
+          chart()->mapToPosition(QPointF(mark.at, value.y()), chart()->series().first());
+      const QPointF end =
+          chart()->mapToPosition(QPointF(mark.end, value.y()), chart()->series().first());
+      const double x = mapToScene(e->pos()).x();
+      if (x >= at.x() - 4 && x <= std::max(at.x(), end.x()) + 4)
+        text = QStringLiteral("⚑ ") + mark.text + (text.isEmpty() ? "" : "\n\n") + text;
+    }
     if (!text.isEmpty()) QToolTip::showText(e->globalPosition().toPoint(), text, this);
+    if (m_chart->isTimeChart()) emit hovered(value.x());
   } else {
     QToolTip::hideText();
+    emit hovered(std::nan(""));
   }
   QChartView::mouseMoveEvent(e);
 }
@@ -158,7 +171,13 @@ void PanelChartView::resizeEvent(QResizeEvent* e) {
   redraw();  // axes tick density follows the size
 }
 
+void PanelChartView::setCrosshair(std::optional<double> t) {
+  if (!m_chart->isTimeChart()) t.reset();
+  m_chart->setCrosshair(*m_panel, t);
+}
+
 void PanelChartView::leaveEvent(QEvent* e) {
   QToolTip::hideText();
+  emit hovered(std::nan(""));
   QChartView::leaveEvent(e);
 }

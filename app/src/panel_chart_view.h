@@ -6,6 +6,7 @@
 
 #include <QChartView>
 #include <QPointer>
+#include <optional>
 
 class PanelChart;
 class PanelController;
@@ -16,6 +17,8 @@ class PanelChartView : public QChartView {
  public:
   PanelChartView(PanelController* panel, QWidget* parent = nullptr);
   PanelChart* panelChart() const { return m_chart; }
+  // The dashboard's crosshair (another panel's hover): a line at time t with the values there.
+  void setCrosshair(std::optional<double> t);
 
  public slots:
   void redraw();
@@ -24,6 +27,7 @@ class PanelChartView : public QChartView {
   void zoomRequested(qint64 from, qint64 to);
   void resetZoomRequested();
   void plotWidthChanged(int pixels);
+  void hovered(double t);  // the time under the mouse on a time chart; NaN once it leaves
 
  protected:
   void mousePressEvent(QMouseEvent* e) override;

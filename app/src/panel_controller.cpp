@@ -1,5 +1,7 @@
 #include "panel_controller.h"
 
+#include "core/series_stats.h"
+
 #include <QDateTime>
 #include <limits>
 
@@ -319,7 +321,15 @@ std::vector<Series> PanelController::visibleSeries() const {
   return out;
 }
 
+void PanelController::setAnnotations(std::vector<Annotation> annotations) {
+  if (annotations == m_annotations) return;
+  m_annotations = std::move(annotations);
+  emit dataChanged();
+}
+
 std::string PanelController::csv() const {
+  if (chartIsReduced(m_spec.chart))
+    return statsToCsv(seriesStats(visibleSeries(), m_spec.promql.empty() ? m_spec.metric : ""));
   switch (m_spec.chart) {
     case ChartType::Histogram:
       return m_histogram ? histogramToCsv(*m_histogram) : histogramToCsv({});

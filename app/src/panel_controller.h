@@ -89,6 +89,11 @@ class PanelController : public QObject {
   void setCollectorReachable(bool reachable, int64_t lastContact = 0);
   std::optional<int64_t> unknownFrom() const { return m_unknownFrom; }
 
+  // The dashboard's annotations over its range (AnnotationFeed); line, stacked and bar charts
+  // mark them.
+  void setAnnotations(std::vector<tally::dash::Annotation> annotations);
+  const std::vector<tally::dash::Annotation>& annotations() const { return m_annotations; }
+
   const tally::dash::LiveBuffer& liveBuffer() const { return m_liveBuffer; }
   int queriesIssued() const { return m_queries; }
 
@@ -139,6 +144,7 @@ class PanelController : public QObject {
   QSet<QString> m_hidden;
   std::optional<int64_t> m_unknownFrom;
 
+  std::vector<tally::dash::Annotation> m_annotations;
   tally::dash::LiveBuffer m_liveBuffer;
   std::optional<tally::Kind> m_liveKind;  // kind of the metric as the stream tells it
   QTimer m_requeryTimer;

@@ -24,6 +24,8 @@
 #include "panel_chart_view.h"
 #include "panel_controller.h"
 #include "panel_table_model.h"
+#include "series_table.h"
+#include "stat_view.h"
 
 using namespace tally::dash;
 
@@ -88,13 +90,23 @@ PanelWidget::PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget*
   auto* hl = new QHBoxLayout(m_header);
   hl->setContentsMargins(6, 2, 2, 0);
   hl->setSpacing(0);
+  m_alertBadge = new QLabel(m_header);
+  m_alertBadge->setObjectName("alertBadge");
+  m_alertBadge->hide();
   hl->addWidget(m_title, 1);
+  hl->addWidget(m_alertBadge);
   hl->addWidget(m_resetZoom);
   hl->addWidget(edit);
   hl->addWidget(exportButton);
   hl->addWidget(menuButton);
 
   m_view = new PanelChartView(m_controller, this);
+  m_stat = new StatView(m_controller, this);
+  m_stat->hide();
+  m_table = new SeriesTable(m_controller, false, this);
+  m_table->hide();
+  m_legend = new SeriesTable(m_controller, true, this);
+  m_legend->hide();
   m_message = new QLabel(this);
   m_message->setObjectName("panelMessage");
   m_message->setWordWrap(true);
@@ -114,7 +126,10 @@ PanelWidget::PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget*
   layout->setSpacing(0);
   layout->addWidget(m_header);
   layout->addWidget(m_message);
-  layout->addWidget(m_view, 1);
+  layout->addWidget(m_view, 3);
+  layout->addWidget(m_stat, 3);
+  layout->addWidget(m_table, 3);
+  layout->addWidget(m_legend, 1);
   auto* bottom = new QHBoxLayout;
   bottom->setContentsMargins(0, 0, 0, 0);
   bottom->addStretch(1);
@@ -131,11 +146,12 @@ PanelWidget::PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget*
   connect(m_controller, &PanelController::dataChanged, this, &PanelWidget::scheduleRedraw);
   connect(m_controller, &PanelController::stateChanged, this, &PanelWidget::updateState);
   connect(edit, &QToolButton::clicked, this, [this] { emit editRequested(this); });
-  connect(m_resetZoom, &QToolButton::clicked, m_controller, &PanelController::resetZoom);
-  connect(m_view, &PanelChartView::zoomRequested, this, [this](qint64 from, qint64 to) {
-    m_controller->zoomTo({from, to});
-  });
-  connect(m_view, &PanelChartView::resetZoomRequested, m_controller, &PanelController::resetZoom);
+  connect(m_resetZoom, &QToolButton::clicked, this, [this] { emit resetZoomRequested(this); });
+  connect(m_view, &PanelChartView::zoomRequested, this,
+          [this](qint64 from, qint64 to) { emit zoomRequested(this, from, to); });
+  connect(m_view, &PanelChartView::resetZoomRequested, this,
+          [this] { emit resetZoomRequested(this); });
+  connect(m_view, &PanelChartView::hovered, this, [this](double t) { emit hovered(this, t); });
   connect(m_view, &PanelChartView::plotWidthChanged, m_controller, &PanelController::setPixelWidth);
   updateState();
 }
@@ -143,7 +159,38 @@ PanelWidget::PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget*
 void PanelWidget::setSpec(const PanelSpec& spec) {
   m_spec = spec;
   m_controller->setSpec(applyVariables(spec, m_variables));
+  updateViews();
   updateState();
+}
+
+void PanelWidget::updateViews() {
+  const ChartType chart = m_controller->spec().chart;
+  const bool reduced = chartIsReduced(chart);
+  m_view->setVisible(!reduced);
+  m_stat->setVisible(chart == ChartType::Stat || chart == ChartType::Gauge);
+  m_table->setVisible(chart == ChartType::Table);
+  m_legend->setVisible(!reduced && !chartNeedsDistribution(chart) &&
+                       m_controller->spec().legend == LegendMode::Table);
+}
+
+void PanelWidget::setAlertBadge(int firing, int pending, const QString& details) {
+  if (firing == 0 && pending == 0) {
+    m_alertBadge->hide();
+    return;
+  }
+  m_alertBadge->setText(firing > 0 ? tr("🔔 %1 firing").arg(firing)
+                                   : tr("⏳ %1 pending").arg(pending));
+  m_alertBadge->setStyleSheet(firing > 0
+                                  ? "color: white; background: #d93025; border-radius: 3px; "
+                                    "padding: 0 4px; font-weight: bold;"
+                                  : "color: #8a5300; background: #fef7e0; border-radius: 3px; "
+                                    "padding: 0 4px;");
+  m_alertBadge->setToolTip(details);
+  m_alertBadge->show();
+}
+
+void PanelWidget::setCrosshair(std::optional<double> t) {
+  if (m_view->isVisible()) m_view->setCrosshair(t);
 }
 
 void PanelWidget::setGrid(const GridRect& grid) {
@@ -167,7 +214,14 @@ void PanelWidget::scheduleRedraw() {
 void PanelWidget::flushRedraw() {
   m_redrawTimer.stop();
   ++m_redraws;
-  m_view->redraw();
+  const ChartType chart = m_controller->spec().chart;
+  if (chart == ChartType::Stat || chart == ChartType::Gauge)
+    m_stat->update();
+  else if (chart == ChartType::Table)
+    m_table->refresh();
+  else
+    m_view->redraw();
+  if (m_legend->isVisible()) m_legend->refresh();
 }
 
 void PanelWidget::updateState() {

@@ -6,6 +6,7 @@
 
 #include <QFrame>
 #include <QTimer>
+#include <optional>
 
 #include "core/dashboard.h"
 
@@ -15,6 +16,8 @@ class PanelChartView;
 class PanelController;
 class QLabel;
 class QToolButton;
+class SeriesTable;
+class StatView;
 
 class PanelWidget : public QFrame {
   Q_OBJECT
@@ -23,6 +26,14 @@ class PanelWidget : public QFrame {
 
   PanelController* controller() const { return m_controller; }
   PanelChartView* chartView() const { return m_view; }
+  StatView* statView() const { return m_stat; }
+  SeriesTable* seriesTable() const { return m_table; }   // a table panel's
+  SeriesTable* legendTable() const { return m_legend; }  // the legend table under a time chart
+  // The panel's alerts (AlertManager): the header shows how many of its series fire.
+  void setAlertBadge(int firing, int pending, const QString& details);
+  QLabel* alertBadge() const { return m_alertBadge; }
+  // The dashboard's crosshair at time t (seconds), or none.
+  void setCrosshair(std::optional<double> t);
   // The panel as saved: its filters, PromQL and title may name the dashboard's variables
   // ($region); the controller queries applyVariables() of it (core/variables.h).
   tally::dash::PanelSpec spec() const { return m_spec; }
@@ -54,6 +65,10 @@ class PanelWidget : public QFrame {
   void gripDragged(PanelWidget* panel, QPoint delta, bool finished);
   void metricDropped(PanelWidget* panel, const QString& metric,
                      const QString& source);  // "" = collector
+  // Linked time: the canvas applies a zoom or its reset to every panel.
+  void zoomRequested(PanelWidget* panel, qint64 from, qint64 to);
+  void resetZoomRequested(PanelWidget* panel);
+  void hovered(PanelWidget* panel, double t);  // NaN: the mouse left the plot
 
  protected:
   void dragEnterEvent(QDragEnterEvent* e) override;
@@ -63,11 +78,16 @@ class PanelWidget : public QFrame {
  private:
   void updateState();
   void scheduleRedraw();
+  void updateViews();  // which of chart, stat view and tables the chart type shows
 
   PanelController* m_controller;
   tally::dash::PanelSpec m_spec;
   std::vector<tally::dash::Variable> m_variables;
   PanelChartView* m_view;
+  StatView* m_stat;
+  SeriesTable* m_table;
+  SeriesTable* m_legend;
+  QLabel* m_alertBadge;
   QWidget* m_header;
   QLabel* m_title;
   QLabel* m_message;
