@@ -66,6 +66,65 @@ bool isHexColor(std::string_view t) {
   return true;
 }
 
+Result<std::vector<Threshold>> parseThresholds(std::string_view text) {
+  static const struct {
+    const char* name;
+    const char* hex;
+  } kNames[] = {{"red", "#d93025"},   {"orange", "#f29900"}, {"yellow", "#f9ab00"},
+                {"green", "#188038"}, {"blue", "#1a73e8"},   {"purple", "#8e24aa"},
+                {"grey", "#80868b"},  {"gray", "#80868b"}};
+  std::vector<Threshold> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string_view::npos) comma = text.size();
+    std::string item(text.substr(pos, comma - pos));
+    pos = comma + 1;
+    const auto first = item.find_first_not_of(" \t");
+    if (first == std::string::npos) {
+      if (comma == text.size()) break;
+      continue;
+    }
+    const auto last = item.find_last_not_of(" \t");
+    item = item.substr(first, last - first + 1);
+    const auto space = item.find_first_of(" \t");
+    if (space == std::string::npos)
+      return Status::invalid_argument("threshold '" + item +
+                                      "' needs a value and a colour (80 red)");
+    const std::string num = item.substr(0, space);
+    std::string color = item.substr(item.find_first_not_of(" \t", space));
+    char* end = nullptr;
+    const double v = std::strtod(num.c_str(), &end);
+    if (end != num.c_str() + num.size() || !std::isfinite(v))
+      return Status::invalid_argument("threshold value '" + num + "' is not a number");
+    for (const auto& n : kNames)
+      if (strcasecmp(color.c_str(), n.name) == 0) color = n.hex;
+    if (!isHexColor(color))
+      return Status::invalid_argument("'" + color + "' is not a colour (#rrggbb, red, orange, " +
+                                      "yellow, green, blue, purple, grey)");
+    std::transform(color.begin(), color.end(), color.begin(),
+                   [](unsigned char c) { return char(std::tolower(c)); });
+    out.push_back({v, color});
+    if (out.size() > kMaxThresholds)
+      return Status::invalid_argument("at most " + std::to_string(kMaxThresholds) + " thresholds");
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Threshold& a, const Threshold& b) { return a.value < b.value; });
+  for (size_t i = 1; i < out.size(); ++i)
+    if (out[i].value == out[i - 1].value)
+      return Status::invalid_argument("two thresholds at " + format_number(out[i].value));
+  return out;
+}
+
+std::string formatThresholds(const std::vector<Threshold>& thresholds) {
+  std::string out;
+  for (const auto& t : thresholds) {
+    if (!out.empty()) out += ", ";
+    out += format_number(t.value) + " " + t.color;
+  }
+  return out;
+}
+
 std::string thresholdColor(const std::vector<Threshold>& thresholds, double value,
                            const std::string& base) {
   std::string out = base;

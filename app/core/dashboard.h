@@ -146,6 +146,11 @@ struct Threshold {
   bool operator==(const Threshold&) const = default;
 };
 inline constexpr size_t kMaxThresholds = 10;
+// The editor's text form of thresholds: "80 #f9ab00, 95 red" (a value and a colour, #rrggbb or
+// one of red, orange, yellow, green, blue, purple, grey), sorted on parsing; "" is none.
+Result<std::vector<Threshold>> parseThresholds(std::string_view text);
+std::string formatThresholds(const std::vector<Threshold>& thresholds);
+
 // How a time chart lists its series: the plain legend above the plot, or a table below it with
 // last / min / max / avg per series (sortable, searchable, the first `legendRows` shown).
 enum class LegendMode { List, Table };

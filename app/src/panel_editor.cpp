@@ -29,7 +29,10 @@ const ChartChoice kCharts[] = {{ChartType::Line, "Line"},
                                {ChartType::StackedArea, "Stacked area"},
                                {ChartType::Bars, "Bars per bucket"},
                                {ChartType::Histogram, "Histogram (distribution)"},
-                               {ChartType::Heatmap, "Heatmap over time (distribution)"}};
+                               {ChartType::Heatmap, "Heatmap over time (distribution)"},
+                               {ChartType::Stat, "Stat (one number per series)"},
+                               {ChartType::Gauge, "Gauge"},
+                               {ChartType::Table, "Table (last, min, max, avg, total)"}};
 const char* fnLabel(Fn fn) {
   switch (fn) {
     case Fn::kRate:
@@ -112,6 +115,24 @@ PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const Pa
   m_logY = new QCheckBox(tr("Logarithmic y axis"), this);
   m_logY->setObjectName("logYCheck");
   m_logY->setChecked(spec.logY);
+  m_reduce = new QComboBox(this);
+  m_reduce->setObjectName("reduceCombo");
+  for (Reduce r : kAllReduces)
+    m_reduce->addItem(QString::fromLatin1(reduce_name(r)), QVariant::fromValue(int(r)));
+  m_reduce->setCurrentIndex(m_reduce->findData(QVariant::fromValue(int(spec.reduce))));
+  m_reduce->setToolTip(
+      tr("How a stat or gauge turns each series into one number, over the "
+         "final buckets of the range"));
+  m_thresholds = new QLineEdit(QString::fromStdString(formatThresholds(spec.thresholds)), this);
+  m_thresholds->setObjectName("thresholdsEdit");
+  m_thresholds->setPlaceholderText(tr("e.g. 80 orange, 95 red (value and colour)"));
+  m_alert = new QLineEdit(
+      spec.alert ? QString::fromStdString(format_alert_rule(*spec.alert)) : QString(), this);
+  m_alert->setObjectName("alertEdit");
+  m_alert->setPlaceholderText(tr("e.g. avg over 1m > 100 for 2m (each series on its own)"));
+  m_legendTable = new QCheckBox(tr("Legend as a table (last, min, max, avg)"), this);
+  m_legendTable->setObjectName("legendTableCheck");
+  m_legendTable->setChecked(spec.legend == LegendMode::Table);
   m_error = new QLabel(this);
   m_error->setStyleSheet("color: #b3261e;");
   m_error->setWordWrap(true);
@@ -155,6 +176,10 @@ PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const Pa
   form->addRow(tr("Title"), m_title);
   form->addRow(tr("Unit"), m_unit);
   form->addRow(QString(), m_logY);
+  form->addRow(tr("Value"), m_reduce);
+  form->addRow(tr("Thresholds"), m_thresholds);
+  form->addRow(tr("Alert when"), m_alert);
+  form->addRow(QString(), m_legendTable);
 
   auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, this);
   connect(buttons, &QDialogButtonBox::accepted, this, &PanelEditor::accept);
@@ -389,6 +414,11 @@ void PanelEditor::updateForKind() {
   const bool distChart = chartNeedsDistribution(m_chart->currentData().value<ChartType>());
   m_fn->setEnabled(!raw && !distChart);
   m_groupBy->setEnabled(!raw && !distChart);
+  const ChartType chart = m_chart->currentData().value<ChartType>();
+  m_reduce->setEnabled(chart == ChartType::Stat || chart == ChartType::Gauge);
+  m_legendTable->setEnabled(!chartIsReduced(chart) && !distChart);
+  m_logY->setEnabled(!chartIsReduced(chart));
+  m_alert->setEnabled(!distChart);
   updatePreview();
 }
 
@@ -432,6 +462,11 @@ PanelSpec PanelEditor::spec() const {
   s.title = m_title->text().trimmed().toStdString();
   s.unit = m_unit->text().trimmed().toStdString();
   s.logY = m_logY->isChecked();
+  s.reduce = Reduce(m_reduce->currentData().toInt());
+  if (auto t = parseThresholds(m_thresholds->text().toStdString())) s.thresholds = *t;
+  s.alert.reset();
+  if (auto a = parse_alert_rule(m_alert->text().toStdString())) s.alert = *a;
+  s.legend = m_legendTable->isChecked() ? LegendMode::Table : LegendMode::List;
   return s;
 }
 
@@ -449,6 +484,16 @@ void PanelEditor::accept() {
   if (!f.distributions && s.promql.empty()) {
     if (auto st = src->supportsFunction(s.fn, s.metric, std::nullopt, m_metrics); !st) {
       m_error->setText(QString::fromStdString(st.message()));
+      return;
+    }
+  }
+  if (auto t = parseThresholds(m_thresholds->text().toStdString()); !t) {
+    m_error->setText(tr("Thresholds: %1").arg(QString::fromStdString(t.status().message())));
+    return;
+  }
+  if (!m_alert->text().trimmed().isEmpty()) {
+    if (auto a = parse_alert_rule(m_alert->text().toStdString()); !a) {
+      m_error->setText(tr("Alert: %1").arg(QString::fromStdString(a.status().message())));
       return;
     }
   }

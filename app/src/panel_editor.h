@@ -49,6 +49,10 @@ class PanelEditor : public QDialog {
   QLineEdit* titleEdit() const { return m_title; }
   QLineEdit* unitEdit() const { return m_unit; }
   QCheckBox* logYCheck() const { return m_logY; }
+  QComboBox* reduceCombo() const { return m_reduce; }
+  QLineEdit* thresholdsEdit() const { return m_thresholds; }
+  QLineEdit* alertEdit() const { return m_alert; }
+  QCheckBox* legendTableCheck() const { return m_legendTable; }
   QPushButton* addFilterButton() const { return m_addFilter; }
   struct FilterRow {
     QWidget* row;
@@ -105,6 +109,10 @@ class PanelEditor : public QDialog {
   QComboBox* m_chart;
   QLineEdit* m_title;
   QLineEdit* m_unit;
+  QComboBox* m_reduce;
+  QLineEdit* m_thresholds;
+  QLineEdit* m_alert;
+  QCheckBox* m_legendTable;
   QCheckBox* m_logY;
   QLabel* m_error;
 };
