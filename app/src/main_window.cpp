@@ -1,5 +1,7 @@
 #include "main_window.h"
 
+#include "alert_manager.h"
+
 #include "core/variables.h"
 #include "variable_bar.h"
 #include "variables_dialog.h"
@@ -26,6 +28,8 @@
 #include <QSettings>
 #include <QStandardPaths>
 #include <QStatusBar>
+#include <QSystemTrayIcon>
+#include <QTableView>
 #include <QTableWidget>
 #include <QToolBar>
 #include <QVBoxLayout>
@@ -122,6 +126,45 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   });
   connect(cardinality, &CardinalityView::metricActivated, this, &MainWindow::addPanelForMetric);
   m_cardinalityDock = cdock;
+
+  // Alerts (docs/DASHBOARD.md): the panels' rules, evaluated once a second; what fires is listed
+  // here and raised as a desktop notification (the system tray's, else the status bar).
+  m_alerts = new AlertManager(m_canvas, this);
+  auto* alertView = new QTableView(this);
+  alertView->setObjectName("alertsView");
+  alertView->setModel(m_alerts);
+  alertView->verticalHeader()->setVisible(false);
+  alertView->horizontalHeader()->setStretchLastSection(true);
+  alertView->setSelectionBehavior(QAbstractItemView::SelectRows);
+  m_alertsDock = new QDockWidget(tr("Alerts"), this);
+  m_alertsDock->setObjectName("alertsDock");
+  m_alertsDock->setWidget(alertView);
+  addDockWidget(Qt::BottomDockWidgetArea, m_alertsDock);
+  m_alertsDock->hide();
+  if (QSystemTrayIcon::isSystemTrayAvailable()) {
+    m_tray = new QSystemTrayIcon(windowIcon(), this);
+    m_tray->setToolTip(tr("Tally dashboard"));
+    m_tray->show();
+    connect(m_tray, &QSystemTrayIcon::messageClicked, this, [this] {
+      m_alertsDock->show();
+      raise();
+      activateWindow();
+    });
+  }
+  connect(m_alerts, &AlertManager::fired, this,
+          [this](const QString& panel, const QString& series, double value, const QString& rule) {
+            const QString title = tr("Alert firing: %1").arg(panel);
+            const QString text = tr("%1 = %2 (%3)").arg(series).arg(value).arg(rule);
+            if (m_tray) m_tray->showMessage(title, text, QSystemTrayIcon::Warning, 10000);
+            statusBar()->showMessage(title + " — " + text, 30000);
+            m_alertsDock->show();
+          });
+  connect(m_alerts, &AlertManager::resolved, this,
+          [this](const QString& panel, const QString& series) {
+            if (m_tray)
+              m_tray->showMessage(tr("Alert resolved: %1").arg(panel), series,
+                                  QSystemTrayIcon::Information, 5000);
+          });
 
   m_range = new TimeRangePicker(this);
   m_statusCollector = new QLabel(this);
@@ -224,6 +267,10 @@ void MainWindow::buildActions() {
   card->setText(tr("&Cardinality"));
   card->setObjectName("cardinalityAction");
   view->addAction(card);
+  QAction* alertsAction = m_alertsDock->toggleViewAction();
+  alertsAction->setText(tr("&Alerts"));
+  alertsAction->setObjectName("alertsAction");
+  view->addAction(alertsAction);
 
   QToolBar* tb = addToolBar(tr("Dashboard"));
   tb->setObjectName("mainToolbar");

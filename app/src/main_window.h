@@ -22,6 +22,8 @@ class HealthMonitor;
 class LiveSubscriber;
 class MetricBrowser;
 class QDockWidget;
+class QSystemTrayIcon;
+class AlertManager;
 class QAction;
 class QLabel;
 class QMenu;
@@ -58,6 +60,8 @@ class MainWindow : public QMainWindow {
   // --var name=v1,v2: a variable's values, as if chosen above the panels; false with the reason.
   bool setVariableArg(const QString& arg, QString* error);
   VariableBar* variableBar() const { return m_variableBar; }
+  AlertManager* alerts() const { return m_alerts; }
+  QDockWidget* alertsDock() const { return m_alertsDock; }
 
  public slots:
   void newDashboard();
@@ -97,6 +101,9 @@ class MainWindow : public QMainWindow {
   DashboardDocument* m_document;
   DashboardCanvas* m_canvas;
   QDockWidget* m_cardinalityDock = nullptr;
+  AlertManager* m_alerts = nullptr;
+  QDockWidget* m_alertsDock = nullptr;
+  QSystemTrayIcon* m_tray = nullptr;
   MetricBrowser* m_browser;
   TimeRangePicker* m_range;
   VariableBar* m_variableBar;
