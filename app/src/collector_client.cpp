@@ -74,6 +74,12 @@ void CollectorClient::fetchCardinality(int top, QObject* context, Callback<Cardi
   getParsed<Cardinality>(cardinalityPath(top), context, std::move(cb), &parseCardinality);
 }
 
+void CollectorClient::fetchAnnotations(int64_t from, int64_t to, QObject* context,
+                                       Callback<std::vector<Annotation>> cb) {
+  getParsed<std::vector<Annotation>>(annotationsPath(from, to), context, std::move(cb),
+                                     &parseAnnotations);
+}
+
 void CollectorClient::fetchTags(const QString& metric, QObject* context, Callback<TagValues> cb) {
   getParsed<TagValues>(tagsPath(metric.toStdString()), context, std::move(cb), &parseTags);
 }

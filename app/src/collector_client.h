@@ -41,6 +41,9 @@ class CollectorClient : public QObject {
   void heatmap(const tally::dash::QueryRequest& request, QObject* context,
                Callback<tally::dash::HeatmapResult> cb);
   void fetchCardinality(int top, QObject* context, Callback<tally::dash::Cardinality> cb);
+  // GET /api/annotations over [from, to).
+  void fetchAnnotations(int64_t from, int64_t to, QObject* context,
+                        Callback<std::vector<tally::dash::Annotation>> cb);
   // Health never fails as a Result: an unreachable collector is a Health with ok == false.
   void fetchHealth(QObject* context, std::function<void(tally::dash::Health, bool reachable)> cb);
 

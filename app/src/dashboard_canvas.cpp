@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/panel_defaults.h"
+#include "collector_client.h"
 #include "data_sources.h"
 #include "panel_controller.h"
 #include "panel_editor.h"
@@ -26,6 +27,7 @@ DashboardCanvas::DashboardCanvas(CollectorClient* client, LiveSubscriber* live, 
   m_tick.setInterval(1000);
   connect(&m_tick, &QTimer::timeout, this, [this] {
     for (auto* p : m_panels) p->controller()->tick();
+    if (++m_ticks % 10 == 0) refreshAnnotations();
   });
 }
 
@@ -39,6 +41,7 @@ void DashboardCanvas::setDashboard(const Dashboard& d) {
   for (const auto& spec : d.panels) addPanel(spec, false);
   setLive(d.live);
   relayout();
+  refreshAnnotations();
 }
 
 void DashboardCanvas::setVariables(const std::vector<Variable>& variables) {
@@ -139,9 +142,11 @@ void DashboardCanvas::wire(PanelWidget* panel) {
   // time chart is a crosshair on the others.
   connect(panel, &PanelWidget::zoomRequested, this, [this](PanelWidget*, qint64 from, qint64 to) {
     for (auto* p : m_panels) p->controller()->zoomTo({from, to});
+    refreshAnnotations();
   });
   connect(panel, &PanelWidget::resetZoomRequested, this, [this](PanelWidget*) {
     for (auto* p : m_panels) p->controller()->resetZoom();
+    refreshAnnotations();
   });
   connect(panel, &PanelWidget::hovered, this, [this](PanelWidget* source, double t) {
     for (auto* p : m_panels)
@@ -292,6 +297,7 @@ void DashboardCanvas::pushDownOverlaps(PanelWidget* moved) {
 void DashboardCanvas::setRange(const TimeRangeSpec& range) {
   m_dashboard.range = range;
   for (auto* p : m_panels) p->controller()->setRange(range);
+  refreshAnnotations();
 }
 
 void DashboardCanvas::setLive(bool live) {
@@ -324,6 +330,21 @@ int DashboardCanvas::panelsUsingSource(const std::string& name) const {
 
 void DashboardCanvas::refreshAll() {
   for (auto* p : m_panels) p->controller()->refresh();
+  refreshAnnotations();
+}
+
+void DashboardCanvas::refreshAnnotations() {
+  if (m_panels.isEmpty() || !m_client) return;
+  int64_t from = INT64_MAX, to = INT64_MIN;
+  for (auto* p : m_panels) {
+    const TimeWindow w = p->controller()->shownWindow();
+    from = std::min(from, w.from);
+    to = std::max(to, w.to);
+  }
+  m_client->fetchAnnotations(from, to, this, [this](tally::Result<std::vector<Annotation>> r) {
+    if (!r) return;  // an older collector without annotations, or unreachable: keep what is shown
+    for (auto* p : m_panels) p->controller()->setAnnotations(*r);
+  });
 }
 
 void DashboardCanvas::editPanel(PanelWidget* panel) {

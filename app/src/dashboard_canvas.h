@@ -61,6 +61,9 @@ class DashboardCanvas : public QWidget {
 
  public slots:
   void refreshAll();
+  // Asks the collector for the annotations over the panels' windows and hands them to every
+  // panel (on refresh, range changes, zooms, and every 10 s while live).
+  void refreshAnnotations();
   void editPanel(PanelWidget* panel);
 
  signals:
@@ -74,6 +77,7 @@ class DashboardCanvas : public QWidget {
 
  private:
   void relayout();
+  int m_ticks = 0;
   void pushDownOverlaps(PanelWidget* moved);
   void wire(PanelWidget* panel);
   double columnWidth() const;
