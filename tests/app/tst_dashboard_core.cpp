@@ -13,6 +13,7 @@
 #include "core/decimate.h"
 #include "core/live_buffer.h"
 #include "core/panel_defaults.h"
+#include "core/series_stats.h"
 #include "core/time_range.h"
 #include "core/variables.h"
 
@@ -75,6 +76,12 @@ class TestDashboardCore : public QObject {
   void variablesInPromqlAndTitles();
   void variablesInTheFile();
   void variableFromTheCommandLine();
+  void version4PanelFieldsRoundTrip();
+  void badVersion4PanelFields_data();
+  void badVersion4PanelFields();
+  void thresholdText_data();
+  void thresholdText();
+  void seriesStatsLeaveOutTheOpenBucket();
 };
 
 static Dashboard sampleDashboard() {
@@ -836,6 +843,151 @@ void TestDashboardCore::liveBoundedMemory() {
   QCOMPARE(buf.cellCount(), size_t(10));
 }
 
+void TestDashboardCore::version4PanelFieldsRoundTrip() {
+  Dashboard d;
+  d.panels.resize(2);
+  d.panels[0].metric = "queue.depth";
+  QCOMPARE(dashboardFileVersion(d), 1);  // none of the new fields: readable by older builds
+  PanelSpec& p = d.panels[1];
+  p.metric = "api.errors";
+  p.chart = ChartType::Gauge;
+  p.reduce = Reduce::kMax;
+  p.minValue = -5;
+  p.maxValue = 250.5;
+  p.thresholds = {{80, "#f29900"}, {95.5, "#d93025"}};
+  p.alert = *parse_alert_rule("avg over 5m >= 0.25 for 2m");
+  p.legend = LegendMode::Table;
+  p.legendRows = 7;
+  p.grid.y = 4;
+  QCOMPARE(dashboardFileVersion(d), 4);
+  const std::string text = serializeDashboard(d);
+  QVERIFY(text.find("\"alert\": \"avg over 5m >= 0.25 for 2m\"") != std::string::npos);
+  auto back = parseDashboard(text);
+  QVERIFY2(back.has_value(), back.status().message().c_str());
+  QVERIFY(*back == d);
+  // Each field alone asks for version 4.
+  Dashboard one;
+  one.panels.resize(1);
+  one.panels[0].metric = "m";
+  one.panels[0].alert = *parse_alert_rule("last > 1");
+  QCOMPARE(dashboardFileVersion(one), 4);
+  one.panels[0].alert.reset();
+  one.panels[0].chart = ChartType::Table;
+  QCOMPARE(dashboardFileVersion(one), 4);
+}
+
+void TestDashboardCore::badVersion4PanelFields_data() {
+  QTest::addColumn<QString>("panel");
+  QTest::addColumn<QString>("reason");
+  QTest::newRow("reduce") << R"("reduce":"median")"
+                          << "panels[0].reduce: unknown reduction 'median'";
+  QTest::newRow("chart") << R"("chart":"pie")"
+                         << "(line, stacked, bars, histogram, heatmap, stat";
+  QTest::newRow("threshold colour") << R"("thresholds":[{"value":1,"color":"red"}])"
+                                    << "panels[0].thresholds[0].color: 'red'";
+  QTest::newRow("threshold order")
+      << R"("thresholds":[{"value":5,"color":"#ff0000"},{"value":2,"color":"#00ff00"}])"
+      << "panels[0].thresholds[1].value: thresholds must rise (5 then 2)";
+  QTest::newRow("threshold value") << R"("thresholds":[{"value":"5","color":"#ff0000"}])"
+                                   << "panels[0].thresholds[0].value: must be a number";
+  QTest::newRow("alert") << R"("alert":"avg > lots")"
+                         << "panels[0].alert: threshold 'lots'";
+  QTest::newRow("alert type") << R"("alert":{"if":1})"
+                              << "panels[0].alert: must be a rule";
+  QTest::newRow("alert on heatmap") << R"("chart":"heatmap","alert":"avg > 1")"
+                                    << "panels[0].alert: a heatmap panel has no series";
+  QTest::newRow("min max") << R"("min":10,"max":10)"
+                           << "panels[0].max: must be above min";
+  QTest::newRow("legend") << R"("legend":"side")"
+                          << "panels[0].legend: 'side' is not list or table";
+  QTest::newRow("legend rows") << R"("legend":"table","legend_rows":0)"
+                               << "legend_rows: must be in 1..1000";
+}
+
+void TestDashboardCore::badVersion4PanelFields() {
+  QFETCH(QString, panel);
+  QFETCH(QString, reason);
+  const std::string text = R"({"format":"tally-dashboard","version":4,"title":"t","panels":[)"
+                           R"({"metric":"api.latency_ms",)" +
+                           panel.toStdString() + "}]}";
+  auto d = parseDashboard(text);
+  QVERIFY(!d.has_value());
+  QVERIFY2(QString::fromStdString(d.status().message()).contains(reason),
+           d.status().message().c_str());
+}
+
+void TestDashboardCore::thresholdText_data() {
+  QTest::addColumn<QString>("text");
+  QTest::addColumn<QString>("canonical");  // "" = an error containing `error`
+  QTest::addColumn<QString>("error");
+  QTest::newRow("empty") << ""
+                         << ""
+                         << "";
+  QTest::newRow("names") << "95 red, 80 Orange"
+                         << "80 #f29900, 95 #d93025"
+                         << "";
+  QTest::newRow("hex") << " 0.5 #1A73E8 ,1e3 #000000,"
+                       << "0.5 #1a73e8, 1000 #000000"
+                       << "";
+  QTest::newRow("negative") << "-3 blue"
+                            << "-3 #1a73e8"
+                            << "";
+  QTest::newRow("no colour") << "80"
+                             << ""
+                             << "needs a value and a colour";
+  QTest::newRow("bad colour") << "80 #ff00"
+                              << ""
+                              << "'#ff00' is not a colour";
+  QTest::newRow("bad value") << "8x0 red"
+                             << ""
+                             << "'8x0' is not a number";
+  QTest::newRow("twice") << "5 red, 5 blue"
+                         << ""
+                         << "two thresholds at 5";
+}
+
+void TestDashboardCore::thresholdText() {
+  QFETCH(QString, text);
+  QFETCH(QString, canonical);
+  QFETCH(QString, error);
+  auto t = parseThresholds(text.toStdString());
+  if (!error.isEmpty()) {
+    QVERIFY(!t.has_value());
+    QVERIFY2(QString::fromStdString(t.status().message()).contains(error),
+             t.status().message().c_str());
+    return;
+  }
+  QVERIFY2(t.has_value(), t.status().message().c_str());
+  QCOMPARE(QString::fromStdString(formatThresholds(*t)), canonical);
+  QVERIFY(*parseThresholds(formatThresholds(*t)) == *t);
+  QCOMPARE(thresholdColor(*t, -1e9, "#base00"), std::string("#base00"));
+}
+
+void TestDashboardCore::seriesStatsLeaveOutTheOpenBucket() {
+  Series s;
+  s.tags = {{"region", "eu"}};
+  s.points = {{100, 4}, {110, std::nan("")}, {120, 2}, {130, 9}, {140, 50}};
+  s.partialFrom = 140;
+  const SeriesStats st = seriesStats(s, "m");
+  QCOMPARE(st.label, std::string("region=eu"));
+  QCOMPARE(*st.last, 9.0);
+  QCOMPARE(st.lastTime, int64_t(130));
+  QCOMPARE(*st.min, 2.0);
+  QCOMPARE(*st.max, 9.0);
+  QCOMPARE(*st.avg, 5.0);
+  QCOMPARE(*st.total, 15.0);
+  const SeriesStats recent = seriesStats(s, "m", 125);  // the window an alert looks at
+  QCOMPARE(*recent.avg, 9.0);
+  QVERIFY(!seriesStats(s, "m", 140).last.has_value());  // only the open bucket: no value
+  QCOMPARE(
+      statsToCsv({st, seriesStats(Series{{{"region", "a,b"}}, {}, {}}, "m")}),
+      std::string("series,last,min,max,avg,total\nregion=eu,9,2,9,5,15\n\"region=a,b\",,,,,\n"));
+  QCOMPARE(formatStat(1234.5, "ms"), std::string("1.23k ms"));
+  QCOMPARE(formatStat(0.5, ""), std::string("0.5"));
+  QCOMPARE(formatStat(-2e6, "B"), std::string("-2M B"));
+  QCOMPARE(formatStat(std::nullopt, "ms"), std::string("–"));
+}
+
 QTEST_APPLESS_MAIN(TestDashboardCore)
 namespace {
 // "key op value" for each filter, joined by "; ".
@@ -971,7 +1123,7 @@ void TestDashboardCore::variablesInTheFile() {
   auto back2 = parseDashboard(serializeDashboard(withSource));
   QVERIFY2(back2.has_value(), back2 ? "" : back2.status().message().c_str());
   QCOMPARE(back2->variables, withSource.variables);
-  QVERIFY(bad(R"({"format":"tally-dashboard","version":4})").find("newer Tally") !=
+  QVERIFY(bad(R"({"format":"tally-dashboard","version":5})").find("newer Tally") !=
           std::string::npos);
 }
 
