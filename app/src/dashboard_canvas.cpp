@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/panel_defaults.h"
 #include "collector_client.h"
+#include "core/panel_defaults.h"
 #include "data_sources.h"
 #include "panel_controller.h"
 #include "panel_editor.h"

@@ -166,7 +166,10 @@ SeriesTable::SeriesTable(PanelController* panel, bool asLegend, QWidget* parent)
                        asLegend ? Qt::DescendingOrder : Qt::AscendingOrder);
   m_view->verticalHeader()->setVisible(false);
   m_view->verticalHeader()->setDefaultSectionSize(m_view->fontMetrics().height() + 4);
+  // The numbers as wide as they need, the name the rest (its full text in the tooltip).
+  m_view->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
   m_view->horizontalHeader()->setSectionResizeMode(SeriesStatsModel::kSeries, QHeaderView::Stretch);
+  m_view->horizontalHeader()->setMinimumSectionSize(40);
   m_view->setSelectionBehavior(QAbstractItemView::SelectRows);
   m_view->setEditTriggers(QAbstractItemView::NoEditTriggers);
   m_view->setTextElideMode(Qt::ElideMiddle);

@@ -85,8 +85,8 @@ void paintStat(QPainter* p, const QRectF& r, const SeriesStats& s, const PanelSp
   }
   const QRectF vr(r.left() + 6, r.top() + labelH, r.width() - 12, r.height() - labelH - 2);
   const QString t = text(v, spec);
+  f.setBold(true);  // before fitting: bold is wider
   QFont vf = fitted(f, t, vr.size(), std::min(40.0, vr.height() * 0.6));
-  vf.setBold(true);
   p->setFont(vf);
   p->setPen(c);
   p->drawText(vr, Qt::AlignCenter, t);
@@ -133,8 +133,9 @@ void paintGauge(QPainter* p, const QRectF& r, const SeriesStats& s, const PanelS
   const QRectF vr(arcRect.center().x() - arcRect.width() * 0.35,
                   arcRect.center().y() - arcRect.height() * 0.2, arcRect.width() * 0.7,
                   arcRect.height() * 0.4);
-  QFont vf = fitted(p->font(), t, vr.size(), std::min(28.0, vr.height() * 0.7));
-  vf.setBold(true);
+  QFont bold = p->font();
+  bold.setBold(true);
+  QFont vf = fitted(bold, t, vr.size(), std::min(28.0, vr.height() * 0.7));
   p->setFont(vf);
   p->setPen(c);
   p->drawText(vr, Qt::AlignCenter, t);
