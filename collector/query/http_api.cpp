@@ -528,11 +528,11 @@ void HttpApi::routes() {
   register_prom_routes(s, engine_, catalog_, clock_, metrics_, promql_limits_);
   register_annotation_routes(s, annotations_, metrics_, clock_);
 
-  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  s.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     // The server's 1 MiB payload limit answers 413 before any handler; an annotation body has
-    // its own limit, answered as the bad input it is.
+    // its own limit, answered (and counted) as the bad input it is.
     if (res.status == 413 && req.path == "/api/annotations") {
-      res.status = 400;
+      metrics_.annotations_rejected[0].fetch_add(1, std::memory_order_relaxed);
       return error(res, 400,
                    "body: larger than " + std::to_string(kMaxAnnotationBodyBytes) + " bytes");
     }
