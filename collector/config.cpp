@@ -325,6 +325,7 @@ constexpr LimitField kLimitFields[] = {
     {"producer_idle", &InputLimits::producer_idle_ms, true},
     {"http_max_connections", &InputLimits::http_max_connections, false},
     {"series_idle_expiry", &InputLimits::series_idle_expiry_ms, true},  // also "off"
+    {"annotations_max", &InputLimits::annotations_max, false},
 };
 
 }  // namespace

@@ -42,6 +42,9 @@ struct InputLimits {
   // stays queryable; catalog.h). -1 = the finest resolution's retention (validate() sets it);
   // 0 = never ("off").
   int64_t series_idle_expiry_ms = -1;
+  // Annotations kept (storage/annotation_store.h); beyond it the oldest by time are deleted and
+  // counted in tally_annotations_dropped_total.
+  int64_t annotations_max = 100000;
 };
 
 struct CollectorConfig {

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 namespace tally::collector {
 
@@ -171,7 +172,9 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
        "(a crash before the next checkpoint loses them).",
        &statsd_samples_unlogged},
       {"tally_statsd_events_total",
-       "DogStatsD events (_e{...}) received well-formed; counted, not stored yet.", &statsd_events},
+       "DogStatsD events (_e{...}) received well-formed (stored as annotations, source "
+       "dogstatsd).",
+       &statsd_events},
       {"tally_statsd_service_checks_total",
        "DogStatsD service checks (_sc|...) received well-formed; counted, not stored yet.",
        &statsd_service_checks},
@@ -180,6 +183,15 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
        &statsd_tags_dropped},
       {"tally_statsd_names_mapped_total",
        "StatsD metric names and tag keys stored under a mapped spelling.", &statsd_names_mapped},
+      {"tally_annotations_dropped_total",
+       "Annotations deleted because the store held annotations_max (the oldest by time go).",
+       &annotations_dropped},
+      {"tally_annotations_expired_total",
+       "Annotations deleted because they ended before the longest retention.",
+       &annotations_expired},
+      {"tally_annotations_queue_dropped_total",
+       "DogStatsD events not stored because the annotation queue was full.",
+       &annotations_queue_dropped},
       {"tally_late_points_total", "Points that arrived for a final bucket and were merged into it.",
        &late_points},
       {"tally_buckets_written_total", "Buckets written to storage.", &buckets_written},
@@ -237,6 +249,17 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
   for (size_t i = 0; i < kStatsdRejectReasons; ++i)
     o << "tally_statsd_rejected_total{reason=\"" << statsd_reject_name(static_cast<StatsdReject>(i))
       << "\"} " << statsd_rejected_by_reason[i].load(std::memory_order_relaxed) << '\n';
+  // Samples follow their own family's HELP and TYPE (the text format requires it).
+  for (const auto& [name, help, values] :
+       {std::tuple{"tally_annotations_total", "Annotations stored, by source.", &annotations},
+        std::tuple{"tally_annotations_rejected_total",
+                   "Annotations refused as invalid (nothing stored), by source.",
+                   &annotations_rejected}}) {
+    family(o, name, "counter", help);
+    for (size_t i = 0; i < values->size(); ++i)
+      o << name << "{source=\"" << (i == 0 ? "api" : "dogstatsd") << "\"} "
+        << (*values)[i].load(std::memory_order_relaxed) << '\n';
+  }
   family(o, "tally_auth_refused_total", "counter",
          "Connections and requests refused by authentication, by listener and reason (key: a "
          "CURVE key ZAP does not allow; handshake: a CURVE handshake that failed before ZAP, e.g. "

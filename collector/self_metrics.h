@@ -91,6 +91,12 @@ struct SelfMetrics {
   std::atomic<uint64_t> statsd_service_checks{0};
   std::atomic<uint64_t> statsd_tags_dropped{0};
   std::atomic<uint64_t> statsd_names_mapped{0};
+  // annotations (storage/annotation_store.h), by source: [0] api, [1] dogstatsd
+  std::array<std::atomic<uint64_t>, 2> annotations{};           // stored
+  std::array<std::atomic<uint64_t>, 2> annotations_rejected{};  // invalid, not stored
+  std::atomic<uint64_t> annotations_dropped{0};                 // deleted beyond annotations_max
+  std::atomic<uint64_t> annotations_expired{0};                 // deleted by retention
+  std::atomic<uint64_t> annotations_queue_dropped{0};  // DogStatsD events: the queue was full
   // aggregation and storage
   std::atomic<uint64_t> late_points{0};
   std::atomic<uint64_t> buckets_written{0};

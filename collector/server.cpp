@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "ingest/statsd_record.h"
+#include "storage/annotation_format.h"
 #include "storage/backup_writer.h"
 #include "storage/data_dir.h"
 #include "storage/wal_format.h"
@@ -44,6 +45,7 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   Status s = srv->open_storage(&layout, &max_lsn);
   if (s) s = srv->migrate_retention(layout);
   if (s) s = srv->open_forwarding();
+  if (s) s = srv->open_annotations();
   if (s) s = srv->replay_log(io.limits, max_lsn);
   if (s) s = srv->finish_migration();
   if (!s) return s;
@@ -589,6 +591,20 @@ ZmqIngestOptions Server::ingest_options() const {
   return io;
 }
 
+// Annotations live in their own file beside the shards, synced like them (a write is answered
+// once committed), bounded by annotations_max and the longest retention (live_limits.h).
+Status Server::open_annotations() {
+  AnnotationStoreOptions o;
+  o.path = (std::filesystem::path(config_.data_dir) / annotation_format::kFileName).string();
+  o.sync_commits = sync_commits_for(config_);
+  o.limits = limits_.get();
+  auto store = AnnotationStore::open(std::move(o), clock_, metrics_);
+  if (!store) return store.status();  // its message names the file
+  annotations_ = std::move(*store);
+  if (auto s = sync_directory(config_.data_dir); !s) return s;
+  return Status::ok();
+}
+
 // Producers' refs and sequence windows, then the write-ahead log and its replay.
 Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   const auto& cfg = config_;
@@ -736,6 +752,7 @@ void Server::wire_query() {
   engine_ = std::make_unique<QueryEngine>(*catalog_, *router_, *limits_, clock_, &metrics_);
   http_ = std::make_unique<HttpApi>(*engine_, *catalog_, *router_, metrics_, clock_);
   http_->set_cardinality(cardinality_.get());
+  http_->set_annotations(annotations_.get());
   http_->set_promql_limits({cfg.promql_max_length, cfg.promql_max_depth});
   http_->set_max_connections(static_cast<size_t>(cfg.limits.http_max_connections));
   http_->set_health_check([i = ingest_.get()] { return i->log_healthy(); });
@@ -789,6 +806,7 @@ Result<BoundEndpoints> Server::start() {
   }
   if (auto rw = forwarder()) rw->start();
   for (auto& s : shards_) s->start();
+  annotations_->start();
   auto live = live_->start(config_.live, curve_.secret_key, [this](zmq::socket_t& s) {
     return zap_ ? zap_->watch(s, "live") : Status::ok();
   });
@@ -830,6 +848,7 @@ void Server::stop() {
     for (auto& retired : retired_writers_) retired->stop();
   }
   if (http_) http_->stop();
+  if (annotations_) annotations_->stop();  // after StatsD and HTTP: what they queued is written
   if (live_) live_->stop();
   if (zap_) zap_->stop();
   spdlog::info("event=stopped series={}", catalog_ ? catalog_->size() : 0);

@@ -29,6 +29,7 @@
 #include "query/query_engine.h"
 #include "self_metrics.h"
 #include "self_reporter.h"
+#include "storage/annotation_store.h"
 #include "storage/data_dir.h"
 #include "storage/wal.h"
 #include "tally/common/curve_keys.h"
@@ -84,6 +85,7 @@ class Server {
   Status open_storage(DataDirLayout* layout, uint64_t* max_lsn);  // shards, catalog, live
   Status migrate_retention(const DataDirLayout& layout);  // a changed retention list, applied
   Status open_forwarding();                               // remote-write, when configured
+  Status open_annotations();  // annotations.sqlite (deploys, incidents, DogStatsD events)
   Status replay_log(const IngestLimits& limits, uint64_t max_lsn);  // producers, WAL, replay
   // Data written by an older collector: logged before and after, the writer recorded.
   Status begin_migration();
@@ -128,6 +130,7 @@ class Server {
   std::unique_ptr<StatsdListener> statsd_;
   std::unique_ptr<SelfReporter> reporter_;
   std::unique_ptr<QueryEngine> engine_;
+  std::unique_ptr<AnnotationStore> annotations_;  // before http_: it outlives the handlers
   std::unique_ptr<HttpApi> http_;
   bool stopped_ = false;
   Mutex backup_mu_;  // one backup at a time

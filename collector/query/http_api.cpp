@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "query/annotations_api.h"
 #include "query/http_server.h"
 #include "query/prom_api.h"
 #include "tally/common/mutex.h"
@@ -99,6 +100,17 @@ class Signal {
 
 }  // namespace
 
+Result<std::pair<int64_t, int64_t>> parse_from_to(const httplib::Request& req, int64_t now_s) {
+  auto from = parse_time_param(req.has_param("from") ? req.get_param_value("from") : "-1h", now_s);
+  if (!from) return Status::invalid_argument("from: " + from.status().message());
+  // `to` is exclusive, so "now" means up to and including the current, still open, second.
+  std::string to_text = req.has_param("to") ? req.get_param_value("to") : "now";
+  auto to = to_text == "now" ? Result<int64_t>(now_s + 1) : parse_time_param(to_text, now_s);
+  if (!to) return Status::invalid_argument("to: " + to.status().message());
+  if (*to <= *from) return Status::invalid_argument("'to' must be after 'from'");
+  return std::pair{*from, *to};
+}
+
 Result<RangeQuery> parse_range_params(const httplib::Request& req, int64_t now_s, bool need_fn) {
   RangeQuery q;
   q.metric = req.get_param_value("metric");
@@ -123,15 +135,10 @@ Result<RangeQuery> parse_range_params(const httplib::Request& req, int64_t now_s
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
-  auto from = parse_time_param(req.has_param("from") ? req.get_param_value("from") : "-1h", now_s);
-  if (!from) return Status::invalid_argument("from: " + from.status().message());
-  // `to` is exclusive, so "now" means up to and including the current, still open, second.
-  std::string to_text = req.has_param("to") ? req.get_param_value("to") : "now";
-  auto to = to_text == "now" ? Result<int64_t>(now_s + 1) : parse_time_param(to_text, now_s);
-  if (!to) return Status::invalid_argument("to: " + to.status().message());
-  q.from = *from;
-  q.to = *to;
-  if (q.to <= q.from) return Status::invalid_argument("'to' must be after 'from'");
+  auto range = parse_from_to(req, now_s);
+  if (!range) return range.status();
+  q.from = range->first;
+  q.to = range->second;
   std::string step = req.get_param_value("step");
   if (!step.empty() && step != "auto") {
     auto d = parse_duration(step);
@@ -519,8 +526,16 @@ void HttpApi::routes() {
         }));
 
   register_prom_routes(s, engine_, catalog_, clock_, metrics_, promql_limits_);
+  register_annotation_routes(s, annotations_, metrics_, clock_);
 
-  s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  s.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // The server's 1 MiB payload limit answers 413 before any handler; an annotation body has
+    // its own limit, answered (and counted) as the bad input it is.
+    if (res.status == 413 && req.path == "/api/annotations") {
+      metrics_.annotations_rejected[0].fetch_add(1, std::memory_order_relaxed);
+      return error(res, 400,
+                   "body: larger than " + std::to_string(kMaxAnnotationBodyBytes) + " bytes");
+    }
     if (res.body.empty())
       error(res, res.status, res.status == 404 ? "no such endpoint" : "request failed");
   });

@@ -15,6 +15,7 @@
 #include "query/promql.h"
 #include "query/query_engine.h"
 #include "self_metrics.h"
+#include "storage/annotation_store.h"
 #include "tally/common/backup.h"
 
 namespace httplib {
@@ -26,6 +27,9 @@ namespace tally::collector {
 
 // Parses a time parameter: unix seconds, "now", or "-<duration>" relative to now.
 Result<int64_t> parse_time_param(std::string_view text, int64_t now_s);
+// Reads from (default -1h) and to (default now, exclusive: now means the current second too) in
+// unix seconds; 'to' must be after 'from'.
+Result<std::pair<int64_t, int64_t>> parse_from_to(const httplib::Request& req, int64_t now_s);
 // Reads metric, filter, group_by, from, to, step, points and (need_fn) fn of a range request.
 Result<RangeQuery> parse_range_params(const httplib::Request& req, int64_t now_s, bool need_fn);
 
@@ -39,6 +43,8 @@ class HttpApi {
   void set_promql_limits(const promql::Limits& l) { promql_limits_ = l; }
   // The cardinality limits' state for /api/cardinality and /metrics (before start()).
   void set_cardinality(const CardinalityGuard* g) { cardinality_ = g; }
+  // The annotation store behind /api/annotations (before start()); without it those routes 404.
+  void set_annotations(AnnotationStore* store) { annotations_ = store; }
   // Extra health condition beside the shards' (e.g. the write-ahead log is writable).
   void set_health_check(std::function<bool()> fn) { health_ = std::move(fn); }
   // POST /api/admin/backup?dir=/abs/path writes a backup there (Server::backup).
@@ -75,6 +81,7 @@ class HttpApi {
   std::function<bool()> health_;
   BackupFn backup_;
   const CardinalityGuard* cardinality_ = nullptr;
+  AnnotationStore* annotations_ = nullptr;
   Security security_;
   std::unique_ptr<HttpGuard> guard_;
   std::function<Result<std::string>()> reload_;
