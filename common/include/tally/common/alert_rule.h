@@ -1,4 +1,5 @@
-// Alert rules: a condition on one series' recent values, held for a while (docs/DASHBOARD.md, "Thresholds and alerts").
+// Alert rules: a condition on one series' recent values, held for a while (docs/DASHBOARD.md,
+// "Thresholds and alerts").
 //
 // The rule's text form is what files hold and users type, the same wherever it is evaluated (the
 // dashboard today; the collector can run the same rules headless):
