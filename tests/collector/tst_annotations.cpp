@@ -108,6 +108,7 @@ class TestAnnotations : public QObject {
   void survivesRestartAndSigkill();
   void annotationsMaxDropsOldest();
   void dogstatsdEventsAreStored();
+  void cliAnnotateAndList();
   void tokensGuardWrites();
 
  private:
@@ -432,6 +433,55 @@ void TestAnnotations::dogstatsdEventsAreStored() {
     return self_metric(c, R"(tally_annotations_rejected_total{source="dogstatsd"})") == 1.0;
   }));
   QCOMPARE(stored(c.http_port()), size_t(2));
+}
+
+void TestAnnotations::cliAnnotateAndList() {
+  const int64_t t = base_ + 5 * 3600;
+  const QString collector = "http://127.0.0.1:" + QString::number(port_);
+  auto run = [&](const QStringList& args, QByteArray* out) {
+    QProcess p;
+    p.start(TALLY_CLI_BIN, QStringList{"--collector", collector} + args);
+    if (!p.waitForFinished(20000)) return -1;
+    *out = p.readAllStandardOutput();
+    return p.exitCode();
+  };
+  QByteArray out;
+  QCOMPARE(
+      run({"annotate", "Deploy web 1.4", "--text", "rolled out", "--tag", "service=web", "--tag",
+           "env=prod", "--time", QString::number(t) + ".5", "--end", QString::number(t + 60)},
+          &out),
+      0);
+  bool ok = false;
+  const qint64 id = out.trimmed().toLongLong(&ok);
+  QVERIFY2(ok && id > 0, out.constData());
+  QCOMPARE(run({"annotations", "--from", QString::number(t - 10), "--to", QString::number(t + 10),
+                "--tag", "service=web", "--format", "json"},
+               &out),
+           0);
+  json got = json::parse(out.toStdString(), nullptr, false);
+  json want = {{"annotations",
+                {{{"id", id},
+                  {"time", static_cast<double>(t) + 0.5},
+                  {"end", t + 60},
+                  {"title", "Deploy web 1.4"},
+                  {"text", "rolled out"},
+                  {"tags", {{"env", "prod"}, {"service", "web"}}},
+                  {"source", "api"}}}}};
+  QCOMPARE(QString::fromStdString(got.dump()), QString::fromStdString(want.dump()));
+  // The table names the columns and holds the title; CSV has a header and one row.
+  QCOMPARE(run({"annotations", "--from", QString::number(t - 10), "--to", QString::number(t + 10)},
+               &out),
+           0);
+  QVERIFY2(out.startsWith("ID") && out.contains("Deploy web 1.4"), out.constData());
+  QCOMPARE(run({"annotations", "--from", QString::number(t - 10), "--to", QString::number(t + 10),
+                "--format", "csv"},
+               &out),
+           0);
+  QCOMPARE(out.count('\n'), 2);
+  // Bad input is the collector's 400: exit code 3 (rejected), nothing printed on stdout.
+  QCOMPARE(run({"annotate", "", "--time", QString::number(t)}, &out), 3);
+  QVERIFY(out.isEmpty());
+  QCOMPARE(run({"annotate", "x", "--tag", "novalue"}, &out), 1);  // usage
 }
 
 void TestAnnotations::tokensGuardWrites() {
