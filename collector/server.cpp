@@ -720,6 +720,18 @@ void Server::wire_ingest(const ZmqIngestOptions& io) {
   so.max_future_s = io.limits.max_future_s;
   so.live_limits = limits_.get();
   so.on_thread_failure = [m = &metrics_](const std::string& e) { m->thread_failed("statsd", e); };
+  // DogStatsD events become annotations: queued without blocking, written by the store's thread.
+  so.event_sink = [store = annotations_.get()](std::vector<StatsdEvent>&& events) {
+    for (StatsdEvent& ev : events) {
+      Annotation a;
+      a.time_ms = ev.time_ms;
+      a.title = std::move(ev.title);
+      a.text = std::move(ev.text);
+      a.tags = std::move(ev.tags);
+      a.source = "dogstatsd";
+      store->submit(std::move(a));  // a full queue drops it and counts it
+    }
+  };
   for (const auto& c : cfg.security.statsd_allowed_sources)
     so.allowed_sources.push_back(parse_cidr(c).value());  // validate() parsed each
   statsd_ = std::make_unique<StatsdListener>(

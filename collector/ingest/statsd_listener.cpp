@@ -210,6 +210,7 @@ struct StatsdListener::Impl {
   std::vector<char> buffers;
   std::vector<StatsdSample> pending;
   std::vector<StatsdLineError> errors;
+  std::vector<StatsdEvent> events_out;  // one datagram's events, for options.event_sink
   // Counter lines seen before, summed per key for the open second (statsd_line_cache.h); one per
   // dialect, since a dialect reads a line differently.
   StatsdLineCache dog_cache{options.line_cache_bytes};
@@ -446,7 +447,21 @@ void StatsdListener::Impl::handle_datagram(std::string_view data, bool truncated
     }
   }
   const size_t first = pending.size();
-  StatsdPacketCounts counts = parse_statsd_packet(data, po, pending, errors, cache);
+  StatsdPacketCounts counts = parse_statsd_packet(data, po, pending, errors, cache,
+                                                  options.event_sink ? &events_out : nullptr);
+  if (!events_out.empty()) {
+    for (StatsdEvent& ev : events_out)
+      if (ev.time_ms == 0) ev.time_ms = now_ms;
+    std::vector<StatsdEvent> out;
+    out.swap(events_out);
+    try {
+      options.event_sink(std::move(out));
+    } catch (const std::exception& e) {
+      bump(sink_errors);
+      logger->error("event=statsd_sink_error error={}", log_quote(e.what()));
+    }
+    events_out.clear();
+  }
   bump(lines_ok, counts.lines_ok);
   if (counts.events) bump(events, counts.events);
   if (counts.service_checks) bump(service_checks, counts.service_checks);

@@ -48,6 +48,10 @@ class logger;
 namespace tally::collector {
 
 using StatsdSink = std::function<void(std::vector<StatsdSample>&&)>;
+// Receives the well-formed DogStatsD events of one datagram (time_ms set: the d: field or the
+// receive time), on the listener thread: it must not block (the collector queues them for the
+// annotation store's thread).
+using StatsdEventSink = std::function<void(std::vector<StatsdEvent>&&)>;
 
 struct StatsdListenerOptions {
   // "host:port" (port 0 picks a free port, read it back with udp_port()), "[::1]:8125", or "off".
@@ -79,6 +83,8 @@ struct StatsdListenerOptions {
   size_t line_cache_bytes = 16u << 20;
   int64_t log_interval_ms = 1000;          // at most one reject log line per interval
   std::shared_ptr<spdlog::logger> logger;  // null: spdlog's default logger
+  // DogStatsD events go here; null = they are only counted.
+  StatsdEventSink event_sink;
   // Told the error when the listener thread ends on an exception (the collector turns /healthz
   // to 503 with it); may be empty.
   std::function<void(const std::string&)> on_thread_failure;
@@ -92,7 +98,7 @@ struct StatsdCounters {
   uint64_t packets = 0;
   uint64_t bytes = 0;
   uint64_t lines_ok = 0;
-  uint64_t events = 0;          // well-formed DogStatsD events ("_e{"), counted, not stored yet
+  uint64_t events = 0;          // well-formed DogStatsD events ("_e{"), handed to event_sink
   uint64_t service_checks = 0;  // well-formed DogStatsD service checks ("_sc|"), counted
   uint64_t tags_dropped = 0;    // tags left out of accepted lines (docs/format/statsd.md)
   uint64_t names_mapped = 0;    // metric names and tag keys stored under a mapped spelling

@@ -374,8 +374,81 @@ std::optional<LineError> parse_metric_line(std::string_view line, const StatsdPa
   return std::nullopt;
 }
 
+// The Agent's escaped newline ("\\n", two bytes) replaced by `with`.
+std::string unescape_newlines(std::string_view s, char with) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size() && s[i + 1] == 'n') {
+      out.push_back(with);
+      ++i;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// The fields after an event's text: "|d:ts|h:host|p:prio|t:alert|k:key|s:source|#tags".
+void read_event_fields(std::string_view tail, StatsdEvent& ev, StatsdPacketCounts& counts) {
+  std::vector<Tag> fields;  // host, priority, ... in the order met; a later one wins
+  auto field = [&](const char* key, std::string_view value) {
+    for (auto& f : fields)
+      if (f.key == key) {
+        f.value = std::string(value);
+        return;
+      }
+    fields.push_back(Tag{key, std::string(value)});
+  };
+  while (!tail.empty()) {
+    if (tail[0] == '|') tail.remove_prefix(1);
+    const size_t bar = tail.find('|');
+    std::string_view item = tail.substr(0, bar);
+    tail = bar == std::string_view::npos ? std::string_view() : tail.substr(bar);
+    if (item.starts_with("#")) {
+      parse_tags(item.substr(1), ev.tags, counts);
+    } else if (item.starts_with("d:")) {
+      int64_t ts = 0;
+      std::string_view v = item.substr(2);
+      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), ts);
+      // A bad or absurd d: is ignored (the receive time stands), as the Agent ignores it.
+      if (ec == std::errc() && p == v.data() + v.size() && ts > 0 && ts < (int64_t{1} << 40))
+        ev.time_ms = ts * 1000;
+    } else if (item.starts_with("h:")) {
+      field("host", item.substr(2));
+    } else if (item.starts_with("p:")) {
+      if (item == "p:low" || item == "p:normal") field("priority", item.substr(2));
+    } else if (item.starts_with("t:")) {
+      std::string_view t = item.substr(2);
+      if (t == "error" || t == "warning" || t == "info" || t == "success") field("alert_type", t);
+    } else if (item.starts_with("k:")) {
+      field("aggregation_key", item.substr(2));
+    } else if (item.starts_with("s:")) {
+      field("source_type_name", item.substr(2));
+    }
+  }
+  for (Tag& f : fields) {
+    if (f.value.empty()) continue;
+    if (!validate_tag_value(f.value)) {
+      ++counts.tags_dropped;
+      continue;
+    }
+    auto same =
+        std::find_if(ev.tags.begin(), ev.tags.end(), [&](const Tag& t) { return t.key == f.key; });
+    if (same != ev.tags.end()) {
+      same->value = std::move(f.value);
+    } else if (ev.tags.size() < kMaxTags) {
+      ev.tags.push_back(std::move(f));
+    } else {
+      ++counts.tags_dropped;
+    }
+  }
+  canonicalize(ev.tags);
+}
+
 // _e{title_len,text_len}:title|text[|field...]; the lengths are in bytes and must match.
-std::optional<LineError> parse_event(std::string_view line) {
+std::optional<LineError> parse_event(std::string_view line, StatsdEvent* ev,
+                                     StatsdPacketCounts& counts) {
   auto bad = [&](const std::string& why) {
     return LineError{StatsdReject::kEvent, "malformed event: " + why};
   };
@@ -396,6 +469,11 @@ std::optional<LineError> parse_event(std::string_view line) {
     return bad("title and text lengths do not match the line");
   std::string_view tail = body.substr(title_len + 1 + text_len);
   if (!tail.empty() && tail[0] != '|') return bad("text longer than its length");
+  if (ev) {
+    ev->title = unescape_newlines(body.substr(0, title_len), ' ');
+    ev->text = unescape_newlines(body.substr(title_len + 1, text_len), '\n');
+    read_event_fields(tail, *ev, counts);
+  }
   return std::nullopt;
 }
 
@@ -522,8 +600,8 @@ void remember(std::string_view line, const std::vector<StatsdSample>& samples, s
 
 StatsdPacketCounts parse_statsd_packet(std::string_view packet, const StatsdParseOptions& options,
                                        std::vector<StatsdSample>& samples,
-                                       std::vector<StatsdLineError>& errors,
-                                       StatsdLineCache* cache) {
+                                       std::vector<StatsdLineError>& errors, StatsdLineCache* cache,
+                                       std::vector<StatsdEvent>* events) {
   StatsdPacketCounts counts;
   size_t line_number = 0;
   size_t budget_used = 0;
@@ -536,8 +614,12 @@ StatsdPacketCounts parse_statsd_packet(std::string_view packet, const StatsdPars
     if (line.empty()) continue;
     std::optional<LineError> e;
     if (line.starts_with("_e{")) {
-      e = parse_event(line);
-      if (!e) ++counts.events;
+      StatsdEvent ev;
+      e = parse_event(line, events ? &ev : nullptr, counts);
+      if (!e) {
+        ++counts.events;
+        if (events) events->push_back(std::move(ev));
+      }
     } else if (line.starts_with("_sc")) {
       e = parse_service_check(line);
       if (!e) ++counts.service_checks;

@@ -61,6 +61,22 @@ struct StatsdSample {
   bool operator==(const StatsdSample&) const = default;
 };
 
+// A well-formed DogStatsD event, as the collector stores it (an annotation, source "dogstatsd"):
+//   _e{17,16}:Deploy web 1.4 ok|rolled\\nout by ci|d:1700000000|h:web-1|p:low|#service:web
+// The Agent's "\\n" (backslash, n) in the text is a newline; in the title, which is one line,
+// it is a space. Tags follow the metric lines' rules; h:, p:, t:, k: and s: become the tags
+// host, priority, alert_type, aggregation_key and source_type_name (they win over a "#" tag of
+// the same key). A p: other than low/normal or a t: other than error/warning/info/success is
+// ignored, as the Agent ignores it.
+struct StatsdEvent {
+  int64_t time_ms = 0;  // d: (unix seconds) * 1000; 0 = not given (the listener stamps it)
+  std::string title;
+  std::string text;
+  Tags tags;  // canonical
+
+  bool operator==(const StatsdEvent&) const = default;
+};
+
 // Why a line was rejected; each reason is one series of tally_statsd_rejected_total{reason}.
 enum class StatsdReject : uint8_t {
   kSyntax,           // no ':' in name:value, no '|type', an empty name or value
@@ -122,9 +138,11 @@ class StatsdLineCache;
 // others in the datagram are bad. With a cache (statsd_line_cache.h), a counter line whose key
 // it holds is counted into it instead of appended (`cached`), and a good line that may be is
 // kept there; what the cache sums comes out of StatsdLineCache::take().
+// With `events`, every well-formed event is appended there too.
 StatsdPacketCounts parse_statsd_packet(std::string_view packet, const StatsdParseOptions& options,
                                        std::vector<StatsdSample>& samples,
                                        std::vector<StatsdLineError>& errors,
-                                       StatsdLineCache* cache = nullptr);
+                                       StatsdLineCache* cache = nullptr,
+                                       std::vector<StatsdEvent>* events = nullptr);
 
 }  // namespace tally::collector

@@ -154,4 +154,13 @@ HttpReply CollectorHttp::post(const std::string& path,
   return to_reply(res, target_);
 }
 
+HttpReply CollectorHttp::post_json(const std::string& path, const nlohmann::json& body) {
+  httplib::Client client(target_.url().substr(0, target_.url().size() - target_.prefix.size()));
+  set_timeouts(client, timeout_);
+  if (!ca_cert_.empty()) client.set_ca_cert_path(ca_cert_.c_str());
+  auto res = client.Post((target_.prefix + path).c_str(), request_headers(token_), body.dump(),
+                         "application/json");
+  return to_reply(res, target_);
+}
+
 }  // namespace tally::cli

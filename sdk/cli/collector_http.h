@@ -48,6 +48,8 @@ class CollectorHttp {
   HttpReply get(const std::string& path, const std::multimap<std::string, std::string>& params);
   // POST prefix + path with the parameters form-encoded (admin actions such as a backup).
   HttpReply post(const std::string& path, const std::multimap<std::string, std::string>& params);
+  // POST prefix + path with a JSON body (POST /api/annotations).
+  HttpReply post_json(const std::string& path, const nlohmann::json& body);
 
  private:
   HttpTarget target_;

@@ -50,7 +50,8 @@ void print(const GlobalOptions& g, const json& body, const TextTable& table, std
   }
 }
 
-// "k=v" -> {k, v}; the value may contain '='.
+}  // namespace
+
 bool split_tag(const std::string& text, std::string& key, std::string& value) {
   size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0) return false;
@@ -58,8 +59,6 @@ bool split_tag(const std::string& text, std::string& key, std::string& value) {
   value = text.substr(eq + 1);
   return true;
 }
-
-}  // namespace
 
 int call_collector(const GlobalOptions& g, bool post, const std::string& path,
                    const std::multimap<std::string, std::string>& params,

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <iosfwd>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,9 @@ int call_collector(const GlobalOptions& g, bool post, const std::string& path,
                    const std::multimap<std::string, std::string>& params,
                    std::chrono::milliseconds timeout, nlohmann::json* body, std::ostream& err);
 
+// "k=v" -> key k, value v (the value may contain '='); false without a key or '='.
+bool split_tag(const std::string& text, std::string& key, std::string& value);
+
 int run_query(const GlobalOptions& g, const QueryArgs& a, std::ostream& out, std::ostream& err);
 int run_metrics(const GlobalOptions& g, const MetricsArgs& a, std::ostream& out, std::ostream& err);
 int run_tags(const GlobalOptions& g, const TagsArgs& a, std::ostream& out, std::ostream& err);
@@ -89,6 +93,35 @@ int run_keygen(const KeygenArgs& a, std::ostream& out, std::ostream& err);
 // Runs until `stop` is set (SIGINT/SIGTERM), count updates were printed, or duration passed.
 int run_tail(const GlobalOptions& g, const TailArgs& a, const std::atomic<bool>& stop,
              std::ostream& out, std::ostream& err);
+
+}  // namespace tally::cli
+
+// Annotations (annotation_commands.cpp; docs/CLI.md): deploys, incidents, DogStatsD events.
+namespace tally::cli {
+
+struct AnnotateArgs {
+  std::string title;
+  std::string text;
+  std::vector<std::string> tags;  // "k=v"
+  std::string time;               // unix seconds (fractions to ms), -1h, now or ISO; "" = now
+  std::string end;                // the same forms; "" = a point in time
+};
+
+struct AnnotationsArgs {
+  std::string from = "-1h";
+  std::string to = "now";
+  std::vector<std::string> tags;  // "k=v": all must match
+  int limit = 1000;
+};
+
+// "now", "-<duration>", "2024-05-01T12:00:00Z" or unix seconds ("1700000000.25") -> unix seconds.
+std::optional<double> annotation_time(const std::string& text, double now_s);
+// POST /api/annotations; prints the new id.
+int run_annotate(const GlobalOptions& g, const AnnotateArgs& a, std::ostream& out,
+                 std::ostream& err);
+// GET /api/annotations: a table, the collector's JSON, or CSV.
+int run_annotations(const GlobalOptions& g, const AnnotationsArgs& a, std::ostream& out,
+                    std::ostream& err);
 
 }  // namespace tally::cli
 

@@ -5,6 +5,8 @@
 //   tally tags api.errors
 //   tally cardinality --top 10
 //   tally emit deploys 1 --tag service=web
+//   tally annotate "Deploy web 1.4" --tag service=web --time -5m
+//   tally annotations --from -1d --tag service=web
 //   tally tail api.errors api.latency_ms --format json
 //
 // Exit codes (exit_codes.h): 0 ok, 1 usage, 2 collector unreachable, 3 rejected, 4 not found.
@@ -134,6 +136,31 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   emit->add_option("--tag", ea.tags, "Tag k=v; repeatable")->allow_extra_args(false);
 
+  AnnotateArgs aa;
+  auto* annotate = app.add_subcommand(
+      "annotate", "Write an annotation (a deploy, an incident) and print its id");
+  annotate->add_option("title", aa.title, "One line, 1..200 bytes")->required();
+  annotate->add_option("--text", aa.text, "Longer text, up to 4096 bytes");
+  annotate->add_option("--tag", aa.tags, "Tag k=v; repeatable")->allow_extra_args(false);
+  annotate->add_option("--time", aa.time,
+                       "When: unix seconds (1700000000.25), -10m, now or 2024-05-01T12:00:00Z "
+                       "(default now)");
+  annotate->add_option("--end", aa.end, "When it ended, same forms (default: a point in time)");
+
+  AnnotationsArgs na;
+  auto* annotations =
+      app.add_subcommand("annotations", "List the annotations that overlap a time range, by time");
+  annotations
+      ->add_option("--from", na.from, "Start: unix seconds, -1h, now or 2024-05-01T12:00:00Z")
+      ->capture_default_str();
+  annotations->add_option("--to", na.to, "End (exclusive), same forms as --from")
+      ->capture_default_str();
+  annotations->add_option("--tag", na.tags, "Only annotations with tag k=v; repeatable")
+      ->allow_extra_args(false);
+  annotations->add_option("--limit", na.limit, "At most this many (1..10000)")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+
   TailArgs la;
   std::string tail_duration;
   auto* tail = app.add_subcommand("tail", "Follow live updates of metrics until Ctrl-C");
@@ -181,6 +208,8 @@ int main(int argc, char** argv) {
     if (tags->parsed()) return run_tags(g, ta, std::cout, std::cerr);
     if (cardinality->parsed()) return run_cardinality(g, ca, std::cout, std::cerr);
     if (emit->parsed()) return run_emit(g, ea, std::cout, std::cerr);
+    if (annotate->parsed()) return run_annotate(g, aa, std::cout, std::cerr);
+    if (annotations->parsed()) return run_annotations(g, na, std::cout, std::cerr);
     if (backup->parsed()) return run_backup(g, ba, std::cout, std::cerr);
     if (restore->parsed()) return run_restore(g, ra, std::cout, std::cerr);
     if (reload->parsed()) return run_reload(g, std::cout, std::cerr);

@@ -137,6 +137,27 @@ TextTable cardinality_minutes_table(const json& body, bool iso_time) {
   return t;
 }
 
+TextTable annotations_table(const json& body, bool iso_time) {
+  TextTable t;
+  t.header = {"ID", "TIME", "END", "TITLE", "TAGS", "SOURCE", "TEXT"};
+  auto when = [iso_time](const json& v) -> std::string {
+    if (!v.is_number()) return "";
+    if (!iso_time) return v.dump();
+    return format_time_utc(static_cast<int64_t>(std::floor(v.get<double>())));
+  };
+  for (const auto& a : body.value("annotations", json::array())) {
+    std::string text = a.value("text", "");
+    if (iso_time) std::replace(text.begin(), text.end(), '\n', ' ');
+    t.rows.push_back({a.contains("id") ? a["id"].dump() : "", when(a.value("time", json())),
+                      when(a.value("end", json())), a.value("title", ""),
+                      tags_label(a.value("tags", json::object())), a.value("source", ""),
+                      std::move(text)});
+  }
+  if (body.value("truncated", false))
+    t.notes.push_back("(more annotations in the range: raise --limit or narrow --from/--to)");
+  return t;
+}
+
 TextTable tags_table(const json& body) {
   TextTable t;
   t.header = {"KEY", "VALUE"};

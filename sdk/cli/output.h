@@ -53,6 +53,10 @@ TextTable metrics_table(const nlohmann::json& body);
 TextTable cardinality_metrics_table(const nlohmann::json& body);
 TextTable cardinality_tags_table(const nlohmann::json& body);
 TextTable cardinality_minutes_table(const nlohmann::json& body, bool iso_time);
+// GET /api/annotations -> ID TIME END TITLE TAGS SOURCE TEXT. With iso_time the times are
+// format_time_utc (to the second), else unix seconds as the collector sent them (to the ms); a
+// newline in a text is a space in the table, kept in CSV.
+TextTable annotations_table(const nlohmann::json& body, bool iso_time);
 // GET /api/tags -> KEY VALUE, one row per pair.
 TextTable tags_table(const nlohmann::json& body);
 // GET /api/query, one row per (series, point): time, the group-by keys, value. For CSV, times are

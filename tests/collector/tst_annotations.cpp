@@ -78,6 +78,16 @@ double self_metric(const CollectorProcess& c, const std::string& series) {
   return std::stod(text.substr(at + series.size() + 2));
 }
 
+void send_udp(int port, const std::string& payload) {
+  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::close(fd);
+}
+
 }  // namespace
 
 class TestAnnotations : public QObject {
@@ -97,6 +107,8 @@ class TestAnnotations : public QObject {
   void badBodiesAre400AndStoreNothing();
   void survivesRestartAndSigkill();
   void annotationsMaxDropsOldest();
+  void dogstatsdEventsAreStored();
+  void cliAnnotateAndList();
   void tokensGuardWrites();
 
  private:
@@ -365,6 +377,111 @@ void TestAnnotations::annotationsMaxDropsOldest() {
   QCOMPARE(post(c.http_port(), {{"time", t + 5}, {"title", "a5"}}).status, 200);
   QCOMPARE(stored(c.http_port()), size_t(3));
   QCOMPARE(self_metric(c, "tally_annotations_dropped_total"), 1.0);
+}
+
+void TestAnnotations::dogstatsdEventsAreStored() {
+  CollectorProcess c;
+  QVERIFY(c.start({"--statsd", "127.0.0.1:0"}));
+  QVERIFY(c.statsd_port() > 0);
+  const int64_t ts = now_s() - 300;
+  const std::string ts_text = std::to_string(ts);
+  // The Agent's "\\n" in the text is a newline; in the title (one line) it becomes a space.
+  send_udp(c.statsd_port(),
+           "_e{18,17}:Deploy\\nweb 1.4 ok|rolled\\nout by ci|d:" + ts_text +
+               "|h:web-1|p:low|t:warning|k:deploy-42|s:ci|#service:web,env:prod,flag\n"
+               "_e{5,9}:title|text\n"  // lengths do not match: rejected
+               "deploys.count:1|c\n"
+               "_e{7,0}:no time|\n");
+  json got;
+  QVERIFY(eventually([&] {
+    got = list(c.http_port(), "from=" + std::to_string(ts - 10) + "&to=now");
+    return got.contains("annotations") && got["annotations"].size() == 2;
+  }));
+  json first = got["annotations"][0];
+  first.erase("id");
+  json want = {{"time", ts},
+               {"title", "Deploy web 1.4 ok"},
+               {"text", "rolled\nout by ci"},
+               {"tags",
+                {{"aggregation_key", "deploy-42"},
+                 {"alert_type", "warning"},
+                 {"env", "prod"},
+                 {"flag", "true"},
+                 {"host", "web-1"},
+                 {"priority", "low"},
+                 {"service", "web"},
+                 {"source_type_name", "ci"}}},
+               {"source", "dogstatsd"}};
+  QCOMPARE(QString::fromStdString(first.dump()), QString::fromStdString(want.dump()));
+  // Without d: the receive time (the collector's clock, unix seconds to the ms).
+  json second = got["annotations"][1];
+  QCOMPARE(second["title"].get<std::string>(), std::string("no time"));
+  QCOMPARE(second["text"].get<std::string>(), std::string(""));
+  QCOMPARE(second["tags"], json::object());
+  QVERIFY(std::abs(second["time"].get<double>() - static_cast<double>(now_s())) < 30);
+  // The listener's counters reach /metrics on the ingest thread's tick.
+  QVERIFY(eventually([&] {
+    return self_metric(c, R"(tally_statsd_rejected_total{reason="event"})") == 1.0 &&
+           self_metric(c, "tally_statsd_events_total") == 2.0 &&
+           self_metric(c, R"(tally_annotations_total{source="dogstatsd"})") == 2.0;
+  }));
+  // An event whose title cannot be stored (a control character) is counted, not stored.
+  send_udp(c.statsd_port(),
+           "_e{3,1}:a\x01"
+           "b|x\n");
+  QVERIFY(eventually([&] {
+    return self_metric(c, R"(tally_annotations_rejected_total{source="dogstatsd"})") == 1.0;
+  }));
+  QCOMPARE(stored(c.http_port()), size_t(2));
+}
+
+void TestAnnotations::cliAnnotateAndList() {
+  const int64_t t = base_ + 5 * 3600;
+  const QString collector = "http://127.0.0.1:" + QString::number(port_);
+  auto run = [&](const QStringList& args, QByteArray* out) {
+    QProcess p;
+    p.start(TALLY_CLI_BIN, QStringList{"--collector", collector} + args);
+    if (!p.waitForFinished(20000)) return -1;
+    *out = p.readAllStandardOutput();
+    return p.exitCode();
+  };
+  QByteArray out;
+  QCOMPARE(
+      run({"annotate", "Deploy web 1.4", "--text", "rolled out", "--tag", "service=web", "--tag",
+           "env=prod", "--time", QString::number(t) + ".5", "--end", QString::number(t + 60)},
+          &out),
+      0);
+  bool ok = false;
+  const qint64 id = out.trimmed().toLongLong(&ok);
+  QVERIFY2(ok && id > 0, out.constData());
+  QCOMPARE(run({"annotations", "--from", QString::number(t - 10), "--to", QString::number(t + 10),
+                "--tag", "service=web", "--format", "json"},
+               &out),
+           0);
+  json got = json::parse(out.toStdString(), nullptr, false);
+  json want = {{"annotations",
+                {{{"id", id},
+                  {"time", static_cast<double>(t) + 0.5},
+                  {"end", t + 60},
+                  {"title", "Deploy web 1.4"},
+                  {"text", "rolled out"},
+                  {"tags", {{"env", "prod"}, {"service", "web"}}},
+                  {"source", "api"}}}}};
+  QCOMPARE(QString::fromStdString(got.dump()), QString::fromStdString(want.dump()));
+  // The table names the columns and holds the title; CSV has a header and one row.
+  QCOMPARE(run({"annotations", "--from", QString::number(t - 10), "--to", QString::number(t + 10)},
+               &out),
+           0);
+  QVERIFY2(out.startsWith("ID") && out.contains("Deploy web 1.4"), out.constData());
+  QCOMPARE(run({"annotations", "--from", QString::number(t - 10), "--to", QString::number(t + 10),
+                "--format", "csv"},
+               &out),
+           0);
+  QCOMPARE(out.count('\n'), 2);
+  // Bad input is the collector's 400: exit code 3 (rejected), nothing printed on stdout.
+  QCOMPARE(run({"annotate", "", "--time", QString::number(t)}, &out), 3);
+  QVERIFY(out.isEmpty());
+  QCOMPARE(run({"annotate", "x", "--tag", "novalue"}, &out), 1);  // usage
 }
 
 void TestAnnotations::tokensGuardWrites() {

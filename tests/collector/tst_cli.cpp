@@ -9,6 +9,7 @@
 
 #include "cli_run.h"
 #include "collector_http.h"
+#include "commands.h"
 #include "exit_codes.h"
 #include "output.h"
 #include "tally.pb.h"
@@ -37,6 +38,9 @@ class TestCli : public QObject {
   void numbers();
   void times_data();
   void times();
+  void annotationTimes_data();
+  void annotationTimes();
+  void annotationsTable();
   void collectorUrl_data();
   void collectorUrl();
   void queryTables();
@@ -187,6 +191,51 @@ void TestCli::times() {
   QCOMPARE(t ? static_cast<qint64>(*t) : qint64(-1), unix);
   if (t && !text.contains('+'))  // in UTC, the date reads back
     QCOMPARE(QString::fromStdString(format_time_utc(*t)).left(10), text.left(10));
+}
+
+void TestCli::annotationTimes_data() {
+  QTest::addColumn<QString>("text");
+  QTest::addColumn<double>("seconds");  // -1: refused
+  QTest::newRow("now") << "now" << 1700000000.5;
+  QTest::newRow("empty is now") << "" << 1700000000.5;
+  QTest::newRow("relative") << "-1h" << 1699996400.5;
+  QTest::newRow("relative ms") << "-250ms" << 1700000000.25;
+  QTest::newRow("unix with fraction") << "1600000000.125" << 1600000000.125;
+  QTest::newRow("unix") << "1600000000" << 1600000000.0;
+  QTest::newRow("iso") << "2024-05-01T12:00:00Z" << 1714564800.0;
+  QTest::newRow("words") << "yesterday" << -1.0;
+  QTest::newRow("bad duration") << "-1x" << -1.0;
+  QTest::newRow("trailing junk") << "1600000000s" << -1.0;
+}
+
+void TestCli::annotationTimes() {
+  QFETCH(QString, text);
+  QFETCH(double, seconds);
+  auto t = annotation_time(text.toStdString(), 1700000000.5);
+  QCOMPARE(t ? *t : -1.0, seconds);
+}
+
+void TestCli::annotationsTable() {
+  const json body = json::parse(R"({"annotations":[
+    {"id":7,"time":1714564800.25,"end":1714564860,"title":"Deploy","text":"a\nb",
+     "tags":{"env":"prod","service":"web"},"source":"api"},
+    {"id":8,"time":1714564900,"title":"Incident, \"big\"","text":"","tags":{},
+     "source":"dogstatsd"}],"truncated":true})");
+  const TextTable table = annotations_table(body, true);
+  QCOMPARE(table.header,
+           (std::vector<std::string>{"ID", "TIME", "END", "TITLE", "TAGS", "SOURCE", "TEXT"}));
+  QCOMPARE(table.rows.size(), size_t(2));
+  QCOMPARE(table.rows[0],
+           (std::vector<std::string>{"7", "2024-05-01T12:00:00Z", "2024-05-01T12:01:00Z", "Deploy",
+                                     "env=prod,service=web", "api", "a b"}));
+  QCOMPARE(table.rows[1][2], std::string(""));  // no end
+  QCOMPARE(table.notes.size(), size_t(1));
+  std::ostringstream csv;
+  write_csv(annotations_table(body, false), csv);
+  QCOMPARE(csv.str(), std::string("ID,TIME,END,TITLE,TAGS,SOURCE,TEXT\n"
+                                  "7,1714564800.25,1714564860,Deploy,\"env=prod,service=web\",api,"
+                                  "\"a\nb\"\n"
+                                  "8,1714564900,,\"Incident, \"\"big\"\"\",,dogstatsd,\n"));
 }
 
 void TestCli::collectorUrl_data() {

@@ -254,7 +254,7 @@ void TestDogStatsdConformance::conformance_data() {
   row("TestUnsafeParseFloatList", "x:|h", "rejected");
   row("TestUnsafeParseFloatList", "x:::|h", "rejected");
 
-  // --- parse_events_test.go: events are counted (not stored yet), never "bad lines" ---------
+  // --- parse_events_test.go: events are counted and stored as annotations, never "bad lines" -
   row("TestEventMinimal", "_e{10,9}:test title|test text", "event");
   row("TestEventMultilinesText", "_e{10,24}:test title|test\\line1\\nline2\\nline3", "event");
   row("TestEventPipeInTitle", "_e{10,24}:test|title|test\\line1\\nline2\\nline3", "event");

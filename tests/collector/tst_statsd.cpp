@@ -126,6 +126,8 @@ class TestStatsd : public QObject {
   void tagsDroppedAreCountedAndTheLineKept();
   void budgetsPerLineAndDatagram();
   void eventsAndServiceChecksAreCountedNotRejected();
+  void eventFields_data();
+  void eventFields();
   void packetWithBadLineInTheMiddle();
   void packetLineEndings_data();
   void packetLineEndings();
@@ -491,6 +493,63 @@ void TestStatsd::eventsAndServiceChecksAreCountedNotRejected() {
   QCOMPARE(c.lines_rejected, size_t{0});
   QVERIFY(errors.empty());
   QCOMPARE(samples.size(), size_t{1});
+}
+
+void TestStatsd::eventFields_data() {
+  QTest::addColumn<QByteArray>("line");
+  QTest::addColumn<qint64>("time_ms");  // 0: no d: (the listener stamps the receive time)
+  QTest::addColumn<QString>("title");
+  QTest::addColumn<QString>("text");
+  QTest::addColumn<QString>("tags");  // canonical "k=v,k2=v2"
+  auto row = [](const char* name, QByteArray line, qint64 t, const char* title, const char* text,
+                const char* tags) {
+    QTest::newRow(name) << line << t << QString::fromUtf8(title) << QString::fromUtf8(text)
+                        << QString::fromUtf8(tags);
+  };
+  row("minimal", "_e{10,9}:test title|test text", 0, "test title", "test text", "");
+  row("empty text", "_e{10,0}:test title|", 0, "test title", "", "");
+  // The Agent's parse_events_test.go: "\\n" is a newline in the text, a lone '\\' stays.
+  row("multiline text", "_e{10,24}:test title|test\\line1\\nline2\\nline3", 0, "test title",
+      "test\\line1\nline2\nline3", "");
+  row("escaped newline in the title is a space", "_e{6,1}:a\\nb c|x", 0, "a b c", "x", "");
+  row("pipe in the title", "_e{10,24}:test|title|test\\line1\\nline2\\nline3", 0, "test|title",
+      "test\\line1\nline2\nline3", "");
+  row("every field",
+      "_e{10,9}:test title|test text|t:warning|d:12345|p:low|h:some.host|k:aggKey|s:source "
+      "test|#tag1,tag2:test",
+      12345000, "test title", "test text",
+      "aggregation_key=aggKey,alert_type=warning,host=some.host,priority=low,source_type_name="
+      "source test,tag1=true,tag2=test");
+  row("bad d: p: t: are ignored", "_e{5,4}:title|text|d:abc|p:urgent|t:test|x:1234", 0, "title",
+      "text", "");
+  row("h: wins over a host tag", "_e{1,1}:a|b|#host:tagged,env:prod|h:field", 0, "a", "b",
+      "env=prod,host=field");
+  row("tags mapped as on metric lines", "_e{1,1}:a|b|#Service Name:web,empty:", 0, "a", "b",
+      "U__Service_20_Name=web");
+}
+
+void TestStatsd::eventFields() {
+  QFETCH(QByteArray, line);
+  QFETCH(qint64, time_ms);
+  QFETCH(QString, title);
+  QFETCH(QString, text);
+  QFETCH(QString, tags);
+  std::vector<StatsdSample> samples;
+  std::vector<StatsdLineError> errors;
+  std::vector<StatsdEvent> events;
+  auto c = parse_statsd_packet(line.toStdString(), {}, samples, errors, nullptr, &events);
+  QVERIFY2(errors.empty(), errors.empty() ? "" : errors[0].message.c_str());
+  QCOMPARE(c.events, size_t{1});
+  QCOMPARE(events.size(), size_t{1});
+  QCOMPARE(events[0].time_ms, int64_t{time_ms});
+  QCOMPARE(QString::fromStdString(events[0].title), title);
+  QCOMPARE(QString::fromStdString(events[0].text), text);
+  QStringList got;
+  for (const Tag& t : events[0].tags) got << QString::fromStdString(t.key + "=" + t.value);
+  QCOMPARE(got.join(','), tags);
+  // Without the events vector the same line is only counted.
+  std::vector<StatsdSample> none;
+  QCOMPARE(parse_statsd_packet(line.toStdString(), {}, none, errors).events, size_t{1});
 }
 
 void TestStatsd::packetWithBadLineInTheMiddle() {

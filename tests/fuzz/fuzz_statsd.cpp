@@ -75,6 +75,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   StatsdPacketCounts c = parse_statsd_packet(packet, options, samples, errors);
   if (c.lines_rejected != errors.size()) std::abort();
   if (c.lines_ok == 0 && !samples.empty()) std::abort();
+  // With events asked for: one per counted event, each with a title and tags the store takes;
+  // what the lines are (samples, errors) does not change.
+  {
+    std::vector<StatsdSample> s2;
+    std::vector<StatsdLineError> e2;
+    std::vector<StatsdEvent> events;
+    StatsdPacketCounts c2 = parse_statsd_packet(packet, options, s2, e2, nullptr, &events);
+    if (events.size() != c2.events || c2.events != c.events || c2.lines_ok != c.lines_ok ||
+        c2.lines_rejected != c.lines_rejected || !(s2 == samples))
+      std::abort();
+    for (const StatsdEvent& ev : events)
+      if (ev.title.empty() || !validate_tags(ev.tags) || ev.time_ms < 0) std::abort();
+  }
 
   const Outcome want = twice(packet, options, nullptr);
   StatsdLineCache cache;
