@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 #include "storage/annotation_format.h"
@@ -129,10 +130,10 @@ Result<int64_t> AnnotationStore::add(Annotation a) {
   };
   if (auto s = validate_annotation(a); !s) return reject(s);
   canonicalize(a.tags);
-  const int64_t max_age_ms = options_.limits->get()->max_age_s() * 1000;
-  if (max_age_ms > 0 && a.end_ms.value_or(a.time_ms) < clock_.now_ms() - max_age_ms)
+  const int64_t max_age = max_age_ms();
+  if (max_age > 0 && a.end_ms.value_or(a.time_ms) < clock_.now_ms() - max_age)
     return reject(Status::invalid_argument("time: older than the longest retention, " +
-                                           format_duration(max_age_ms / 1000)));
+                                           format_duration(max_age / 1000)));
   MutexLock lock(db_mu_);
   auto id = insert(a);
   if (id) metrics_.annotations[src].fetch_add(1, std::memory_order_relaxed);
@@ -163,7 +164,7 @@ Result<int64_t> AnnotationStore::insert(const Annotation& a) {
     if (auto s = tag->bind(1, id).bind(2, t.key).bind(3, t.value).run(); !s) return fail(s);
   }
   // Beyond annotations_max the oldest (by time, then id) go, in the same transaction.
-  const int64_t max = options_.limits->get()->input.annotations_max;
+  const int64_t max = options_.limits ? options_.limits->get()->input.annotations_max : INT64_MAX;
   const int64_t over = rows_ + 1 - max;
   if (over > 0) {
     if (auto s = d.exec("CREATE TEMP TABLE IF NOT EXISTS doomed(id INTEGER PRIMARY KEY);"
@@ -266,10 +267,14 @@ Result<int64_t> AnnotationStore::count() {
   return rows_;
 }
 
+int64_t AnnotationStore::max_age_ms() const {
+  return options_.limits ? options_.limits->get()->max_age_s() * 1000 : 0;
+}
+
 Result<int64_t> AnnotationStore::expire() {
-  const int64_t max_age_ms = options_.limits->get()->max_age_s() * 1000;
-  if (max_age_ms <= 0) return 0;
-  const int64_t cutoff = clock_.now_ms() - max_age_ms;
+  const int64_t max_age = max_age_ms();
+  if (max_age <= 0) return 0;
+  const int64_t cutoff = clock_.now_ms() - max_age;
   MutexLock lock(db_mu_);
   Db& d = *db_;
   if (auto s = d.exec("BEGIN IMMEDIATE"); !s) return s;

@@ -63,7 +63,9 @@ struct AnnotationPage {
 struct AnnotationStoreOptions {
   std::string path;          // the SQLite file (created when missing)
   bool sync_commits = true;  // synchronous=FULL: a commit is on disk when it returns
-  const LiveLimits* limits;  // annotations_max and the longest retention (a reload changes them)
+  // annotations_max and the longest retention (a reload changes them); null = no bound
+  // (tests of the store alone).
+  const LiveLimits* limits = nullptr;
   size_t queue_bytes = 4u << 20;           // submit()'s queue, in bytes of annotations
   int64_t retention_sweep_ms = 60 * 1000;  // how often the store's thread deletes expired rows
 };
@@ -92,8 +94,9 @@ class AnnotationStore {
  private:
   AnnotationStore(AnnotationStoreOptions o, const Clock& clock, SelfMetrics& metrics,
                   std::unique_ptr<Db> db);
-  Status create_schema();
-  Result<int64_t> insert(const Annotation& a);  // requires db_mu_; validated already
+  Status create_schema() REQUIRES(db_mu_);
+  Result<int64_t> insert(const Annotation& a) REQUIRES(db_mu_);  // validated already
+  int64_t max_age_ms() const;                                    // 0 = no age bound
   void run();
 
   const AnnotationStoreOptions options_;

@@ -107,6 +107,7 @@ class TestAnnotations : public QObject {
   void badBodiesAre400AndStoreNothing();
   void survivesRestartAndSigkill();
   void annotationsMaxDropsOldest();
+  void backupAndRestoreKeepAnnotations();
   void dogstatsdEventsAreStored();
   void cliAnnotateAndList();
   void tokensGuardWrites();
@@ -377,6 +378,26 @@ void TestAnnotations::annotationsMaxDropsOldest() {
   QCOMPARE(post(c.http_port(), {{"time", t + 5}, {"title", "a5"}}).status, 200);
   QCOMPARE(stored(c.http_port()), size_t(3));
   QCOMPARE(self_metric(c, "tally_annotations_dropped_total"), 1.0);
+}
+
+void TestAnnotations::backupAndRestoreKeepAnnotations() {
+  const int64_t t = base_ + 6 * 3600;
+  Answer a = post(port_, {{"time", t}, {"title", "backed up"}, {"tags", {{"k", "v"}}}});
+  QCOMPARE(a.status, 200);
+  QTemporaryDir tmp;
+  const QString backup = tmp.path() + "/backup", restored = tmp.path() + "/restored";
+  Answer b = send(port_, "POST", "/api/admin/backup?dir=" + backup.toStdString());
+  QVERIFY2(b.status == 200, b.raw.c_str());
+  QProcess p;
+  p.start(TALLY_CLI_BIN, {"restore", backup, restored});
+  QVERIFY(p.waitForFinished(30000));
+  QCOMPARE(p.exitCode(), 0);
+  CollectorProcess r(restored);
+  QVERIFY(r.start());
+  json got = list(r.http_port(), range(t, t + 1));
+  QCOMPARE(got["annotations"].size(), size_t(1));
+  QCOMPARE(got["annotations"][0]["id"], a.body["id"]);
+  QCOMPARE(got["annotations"][0]["tags"], (json{{"k", "v"}}));
 }
 
 void TestAnnotations::dogstatsdEventsAreStored() {
