@@ -140,12 +140,15 @@ void DashboardCanvas::wire(PanelWidget* panel) {
   connect(panel, &PanelWidget::removeRequested, this, &DashboardCanvas::removePanel);
   // Linked time: a zoom, pan or reset on one panel applies to all; the mouse's time on one
   // time chart is a crosshair on the others.
-  connect(panel, &PanelWidget::zoomRequested, this, [this](PanelWidget*, qint64 from, qint64 to) {
-    for (auto* p : m_panels) p->controller()->zoomTo({from, to});
-    refreshAnnotations();
-  });
-  connect(panel, &PanelWidget::resetZoomRequested, this, [this](PanelWidget*) {
-    for (auto* p : m_panels) p->controller()->resetZoom();
+  connect(panel, &PanelWidget::zoomRequested, this,
+          [this](PanelWidget* source, qint64 from, qint64 to) {
+            for (auto* p : m_panels)
+              if (p != source) p->controller()->zoomTo({from, to});
+            refreshAnnotations();
+          });
+  connect(panel, &PanelWidget::resetZoomRequested, this, [this](PanelWidget* source) {
+    for (auto* p : m_panels)
+      if (p != source) p->controller()->resetZoom();
     refreshAnnotations();
   });
   connect(panel, &PanelWidget::hovered, this, [this](PanelWidget* source, double t) {

@@ -146,11 +146,17 @@ PanelWidget::PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget*
   connect(m_controller, &PanelController::dataChanged, this, &PanelWidget::scheduleRedraw);
   connect(m_controller, &PanelController::stateChanged, this, &PanelWidget::updateState);
   connect(edit, &QToolButton::clicked, this, [this] { emit editRequested(this); });
-  connect(m_resetZoom, &QToolButton::clicked, this, [this] { emit resetZoomRequested(this); });
-  connect(m_view, &PanelChartView::zoomRequested, this,
-          [this](qint64 from, qint64 to) { emit zoomRequested(this, from, to); });
-  connect(m_view, &PanelChartView::resetZoomRequested, this,
-          [this] { emit resetZoomRequested(this); });
+  // The panel zooms itself; the canvas (linked time) moves the others.
+  auto resetZoom = [this] {
+    m_controller->resetZoom();
+    emit resetZoomRequested(this);
+  };
+  connect(m_resetZoom, &QToolButton::clicked, this, resetZoom);
+  connect(m_view, &PanelChartView::zoomRequested, this, [this](qint64 from, qint64 to) {
+    m_controller->zoomTo({from, to});
+    emit zoomRequested(this, from, to);
+  });
+  connect(m_view, &PanelChartView::resetZoomRequested, this, resetZoom);
   connect(m_view, &PanelChartView::hovered, this, [this](double t) { emit hovered(this, t); });
   connect(m_view, &PanelChartView::plotWidthChanged, m_controller, &PanelController::setPixelWidth);
   updateState();
