@@ -191,10 +191,35 @@ bool TagFilter::matches(const Tags& tags) const {
   return m && matchesTags(*m, tags);
 }
 
+PanelSpec PanelSpec::queryAsPanel(const QuerySpec& q) const {
+  PanelSpec p = *this;
+  p.title.clear();
+  p.promql = q.promql;
+  p.metric = q.metric;
+  p.filters = q.filters;
+  p.groupBy = q.groupBy;
+  p.fn = q.fn;
+  p.offsetS = q.offsetS;
+  p.queries.clear();
+  p.expression.clear();
+  return p;
+}
+
 std::string PanelSpec::displayTitle() const {
   if (!title.empty()) return title;
-  if (!source.empty() && !promql.empty())
-    return promql.size() > 80 ? promql.substr(0, 77) + "..." : promql;
+  auto cut = [](std::string t) { return t.size() > 100 ? t.substr(0, 97) + "..." : t; };
+  if (!queries.empty() || !expression.empty()) {
+    // "B / A: A = sum(api.requests), B = sum(api.errors)"
+    PanelSpec a = *this;
+    a.queries.clear();
+    a.expression.clear();
+    std::string t = expression.empty() ? std::string() : expression + ": ";
+    t += "A = " + a.displayTitle();
+    for (const auto& q : queries) t += ", " + q.ref + " = " + queryAsPanel(q).displayTitle();
+    return cut(t);
+  }
+  const std::string off = offsetS ? " offset " + format_duration(offsetS) : std::string();
+  if (!promql.empty()) return cut(promql) + off;
   if (metric.empty()) return "New panel";
   std::string what = metric;
   if (!filters.empty()) {
@@ -207,7 +232,96 @@ std::string PanelSpec::displayTitle() const {
     t += " by ";
     for (size_t i = 0; i < groupBy.size(); ++i) t += (i ? "," : "") + groupBy[i];
   }
-  return t;
+  return t + off;
+}
+
+Result<std::string> substituteQueryRefs(std::string_view e,
+                                        const std::map<std::string, std::string>& exprs) {
+  std::string out;
+  auto isWord = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == ':';
+  };
+  size_t i = 0;
+  bool any = false;
+  while (i < e.size()) {
+    const char c = e[i];
+    if (c == '"' || c == '\'' || c == '`') {  // a string literal, copied as it is
+      size_t j = i + 1;
+      while (j < e.size() && e[j] != c) j += (e[j] == '\\' && c != '`') ? 2 : 1;
+      if (j >= e.size()) return Status::invalid_argument("a string is not closed");
+      out.append(e.substr(i, j + 1 - i));
+      i = j + 1;
+      continue;
+    }
+    if (isWord(c)) {
+      size_t j = i;
+      while (j < e.size() && isWord(e[j])) ++j;
+      const std::string_view word = e.substr(i, j - i);
+      if (word.size() == 1 && word[0] >= 'A' && word[0] <= 'Z') {
+        auto it = exprs.find(std::string(word));
+        if (it == exprs.end()) {
+          std::string names;
+          for (const auto& [k, v] : exprs) names += (names.empty() ? "" : ", ") + k;
+          return Status::invalid_argument("'" + std::string(word) +
+                                          "' is not one of the panel's queries (" + names + ")");
+        }
+        out += "(" + it->second + ")";
+        any = true;
+      } else {
+        out.append(word);
+      }
+      i = j;
+      continue;
+    }
+    out += c;
+    ++i;
+  }
+  if (!any) return Status::invalid_argument("names none of the queries (A, B, ...)");
+  return out;
+}
+
+Result<std::vector<TagFilter>> parseFilterList(std::string_view text) {
+  std::vector<TagFilter> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string_view::npos) comma = text.size();
+    std::string_view item = text.substr(pos, comma - pos);
+    pos = comma + 1;
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (item.empty()) {
+      if (comma == text.size()) break;
+      continue;
+    }
+    const size_t at = item.find_first_of("=!");
+    if (at == std::string_view::npos || at == 0)
+      return Status::invalid_argument("filter '" + std::string(item) +
+                                      "' needs a key, an operator (=, !=, =~, !~) and a value");
+    TagFilter f;
+    f.key = std::string(item.substr(0, at));
+    std::string_view rest = item.substr(at);
+    std::optional<FilterOp> op;
+    for (const char* o : {"!~", "=~", "!=", "="})
+      if (rest.starts_with(o)) {
+        op = parseFilterOp(o);
+        rest.remove_prefix(std::string_view(o).size());
+        break;
+      }
+    if (!op)
+      return Status::invalid_argument("filter '" + std::string(item) +
+                                      "': the operator is one of =, !=, =~, !~");
+    f.op = *op;
+    f.value = std::string(rest);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::string formatFilterList(const std::vector<TagFilter>& filters) {
+  std::string out;
+  for (const auto& f : filters) out += (out.empty() ? "" : ", ") + f.toString();
+  return out;
 }
 
 namespace {
@@ -458,7 +572,9 @@ const DataSource* findSource(const Dashboard& d, std::string_view name) {
 namespace {
 bool panelNeedsVersion4(const PanelSpec& p) {
   return chartIsVersion4(p.chart) || !p.thresholds.empty() || p.alert.has_value() ||
-         p.legend != LegendMode::List || p.minValue || p.maxValue || p.reduce != Reduce::kLast;
+         !p.queries.empty() || !p.expression.empty() || p.offsetS != 0 ||
+         (p.source.empty() && !p.promql.empty()) || p.legend != LegendMode::List || p.minValue ||
+         p.maxValue || p.reduce != Reduce::kLast;
 }
 }  // namespace
 
@@ -476,9 +592,6 @@ Status validatePanel(const PanelSpec& p, const std::string& where) {
         !s)
       return Status::invalid_argument(where + ".metric: " + s.message());
   }
-  if (!prom && !p.promql.empty())
-    return Status::invalid_argument(where +
-                                    ".promql: a PromQL expression needs a Prometheus data source");
   if (prom && chartNeedsDistribution(p.chart))
     return Status::invalid_argument(
         where + ".chart: " + chartTypeName(p.chart) +
@@ -521,6 +634,33 @@ Status validatePanel(const PanelSpec& p, const std::string& where) {
     return Status::invalid_argument(where + ".min/max: must be numbers");
   if (p.legendRows < 1 || p.legendRows > 1000)
     return Status::invalid_argument(where + ".legend_rows: must be in 1..1000");
+  if (p.offsetS < 0 || p.offsetS > kMaxOffsetS)
+    return Status::invalid_argument(where + ".offset: must be between 0 and 2y");
+  if (p.needsPromQL() && chartNeedsDistribution(p.chart))
+    return Status::invalid_argument(where + ".chart: a " + chartTypeName(p.chart) +
+                                    " panel has one query, without PromQL, offset or expression");
+  if (p.queries.size() > kMaxPanelQueries)
+    return Status::invalid_argument(where + ".queries: at most " +
+                                    std::to_string(kMaxPanelQueries));
+  std::vector<std::string> refs = {"A"};
+  for (size_t i = 0; i < p.queries.size(); ++i) {
+    const auto& q = p.queries[i];
+    const std::string w = where + ".queries[" + std::to_string(i) + "]";
+    if (q.ref.size() != 1 || q.ref[0] < 'B' || q.ref[0] > 'Z')
+      return Status::invalid_argument(w + ".ref: '" + q.ref + "' is not a letter B to Z");
+    if (std::find(refs.begin(), refs.end(), q.ref) != refs.end())
+      return Status::invalid_argument(w + ".ref: '" + q.ref + "' is used twice");
+    refs.push_back(q.ref);
+    if (q.metric.empty() && q.promql.empty())
+      return Status::invalid_argument(w + ": needs a metric or a PromQL expression");
+    if (auto st = validatePanel(p.queryAsPanel(q), w); !st) return st;
+  }
+  if (!p.expression.empty()) {
+    std::map<std::string, std::string> known;
+    for (const auto& r : refs) known[r] = "x";
+    if (auto e = substituteQueryRefs(p.expression, known); !e)
+      return Status::invalid_argument(where + ".expression: " + e.status().message());
+  }
   if (p.alert && chartNeedsDistribution(p.chart))
     return Status::invalid_argument(where + ".alert: a " + chartTypeName(p.chart) +
                                     " panel has no series to alert on");
@@ -633,6 +773,67 @@ struct Reader {
   }
 };
 
+std::vector<TagFilter> readFilters(Reader& r, const json& p, const std::string& where) {
+  std::vector<TagFilter> out;
+  if (const json* f = r.get(p, "filters", where, false)) {
+    if (!f->is_array())
+      r.fail(where + ".filters: must be an array");
+    else
+      for (size_t i = 0; i < f->size(); ++i) {
+        std::string w = where + ".filters[" + std::to_string(i) + "]";
+        const json& item = (*f)[i];
+        if (!item.is_object()) {
+          r.fail(w + ": must be an object {key, op, value}");
+          continue;
+        }
+        TagFilter tf;
+        tf.key = r.str(item, "key", w, true);
+        std::string op = r.str(item, "op", w, false, "=");
+        if (auto o = parseFilterOp(op))
+          tf.op = *o;
+        else
+          r.fail(w + ".op: unknown operator '" + op + "' (=, !=, =~, !~)");
+        tf.value = r.str(item, "value", w, true);
+        out.push_back(std::move(tf));
+      }
+  }
+  return out;
+}
+
+std::vector<std::string> readGroupBy(Reader& r, const json& p, const std::string& where) {
+  std::vector<std::string> out;
+  if (const json* g = r.get(p, "group_by", where, false)) {
+    if (!g->is_array())
+      r.fail(where + ".group_by: must be an array of tag keys");
+    else
+      for (const auto& k : *g) {
+        if (!k.is_string())
+          r.fail(where + ".group_by: must be an array of tag keys");
+        else
+          out.push_back(k.get<std::string>());
+      }
+  }
+  return out;
+}
+
+Fn readFn(Reader& r, const json& p, const std::string& where) {
+  const std::string fn = r.str(p, "fn", where, false, "sum");
+  if (auto f = parse_fn(fn)) return *f;
+  r.fail(where + ".fn: unknown function '" + fn + "'");
+  return Fn::kSum;
+}
+
+int64_t readOffset(Reader& r, const json& p, const std::string& where) {
+  const std::string text = r.str(p, "offset", where);
+  if (text.empty()) return 0;
+  auto d = parse_duration(text);
+  if (!d) {
+    r.fail(where + ".offset: " + d.status().message());
+    return 0;
+  }
+  return *d;
+}
+
 PanelSpec readPanel(Reader& r, const json& p, const std::string& where) {
   PanelSpec out;
   if (!p.is_object()) {
@@ -643,11 +844,7 @@ PanelSpec readPanel(Reader& r, const json& p, const std::string& where) {
   out.source = r.str(p, "source", where);
   out.promql = r.str(p, "promql", where);
   out.metric = r.str(p, "metric", where);
-  const std::string fn = r.str(p, "fn", where, false, "sum");
-  if (auto f = parse_fn(fn))
-    out.fn = *f;
-  else
-    r.fail(where + ".fn: unknown function '" + fn + "'");
+  out.fn = readFn(r, p, where);
   std::string chart = r.str(p, "chart", where, false, "line");
   if (auto t = parseChartType(chart))
     out.chart = *t;
@@ -695,37 +892,30 @@ PanelSpec readPanel(Reader& r, const json& p, const std::string& where) {
   else if (legend != "list")
     r.fail(where + ".legend: '" + legend + "' is not list or table");
   out.legendRows = static_cast<int>(r.integer(p, "legend_rows", where, 10));
-  if (const json* f = r.get(p, "filters", where, false)) {
-    if (!f->is_array())
-      r.fail(where + ".filters: must be an array");
+  out.filters = readFilters(r, p, where);
+  out.groupBy = readGroupBy(r, p, where);
+  out.offsetS = readOffset(r, p, where);
+  out.expression = r.str(p, "expression", where);
+  if (const json* qs = r.get(p, "queries", where, false)) {
+    if (!qs->is_array())
+      r.fail(where + ".queries: must be an array");
     else
-      for (size_t i = 0; i < f->size(); ++i) {
-        std::string w = where + ".filters[" + std::to_string(i) + "]";
-        const json& item = (*f)[i];
+      for (size_t i = 0; i < qs->size(); ++i) {
+        const std::string w = where + ".queries[" + std::to_string(i) + "]";
+        const json& item = (*qs)[i];
         if (!item.is_object()) {
-          r.fail(w + ": must be an object {key, op, value}");
+          r.fail(w + ": must be an object {ref, metric, filters, group_by, fn, offset}");
           continue;
         }
-        TagFilter tf;
-        tf.key = r.str(item, "key", w, true);
-        std::string op = r.str(item, "op", w, false, "=");
-        if (auto o = parseFilterOp(op))
-          tf.op = *o;
-        else
-          r.fail(w + ".op: unknown operator '" + op + "' (=, !=, =~, !~)");
-        tf.value = r.str(item, "value", w, true);
-        out.filters.push_back(std::move(tf));
-      }
-  }
-  if (const json* g = r.get(p, "group_by", where, false)) {
-    if (!g->is_array())
-      r.fail(where + ".group_by: must be an array of tag keys");
-    else
-      for (const auto& k : *g) {
-        if (!k.is_string())
-          r.fail(where + ".group_by: must be an array of tag keys");
-        else
-          out.groupBy.push_back(k.get<std::string>());
+        QuerySpec q;
+        q.ref = r.str(item, "ref", w, true);
+        q.promql = r.str(item, "promql", w);
+        q.metric = r.str(item, "metric", w);
+        q.filters = readFilters(r, item, w);
+        q.groupBy = readGroupBy(r, item, w);
+        q.fn = readFn(r, item, w);
+        q.offsetS = readOffset(r, item, w);
+        out.queries.push_back(std::move(q));
       }
   }
   if (const json* g = r.get(p, "grid", where, false)) {
@@ -873,6 +1063,15 @@ Result<Dashboard> parseDashboard(std::string_view text) {
   return d;
 }
 
+namespace {
+json filtersJson(const std::vector<TagFilter>& filters) {
+  json out = json::array();
+  for (const auto& f : filters)
+    out.push_back({{"key", f.key}, {"op", filterOpName(f.op)}, {"value", f.value}});
+  return out;
+}
+}  // namespace
+
 std::string serializeDashboard(const Dashboard& d) {
   json doc = json::object();
   doc["format"] = kDashboardFormat;
@@ -927,10 +1126,7 @@ std::string serializeDashboard(const Dashboard& d) {
     if (!p.source.empty()) jp["source"] = p.source;
     if (!p.promql.empty()) jp["promql"] = p.promql;
     jp["metric"] = p.metric;
-    json filters = json::array();
-    for (const auto& f : p.filters)
-      filters.push_back({{"key", f.key}, {"op", filterOpName(f.op)}, {"value", f.value}});
-    jp["filters"] = filters;
+    jp["filters"] = filtersJson(p.filters);
     jp["group_by"] = p.groupBy;
     jp["fn"] = fn_name(p.fn);
     jp["chart"] = chartTypeName(p.chart);
@@ -945,6 +1141,23 @@ std::string serializeDashboard(const Dashboard& d) {
       jp["thresholds"] = ths;
     }
     if (p.alert) jp["alert"] = format_alert_rule(*p.alert);
+    if (p.offsetS) jp["offset"] = format_duration(p.offsetS);
+    if (!p.queries.empty()) {
+      json qs = json::array();
+      for (const auto& q : p.queries) {
+        json jq = json::object();
+        jq["ref"] = q.ref;
+        if (!q.promql.empty()) jq["promql"] = q.promql;
+        jq["metric"] = q.metric;
+        jq["filters"] = filtersJson(q.filters);
+        jq["group_by"] = q.groupBy;
+        jq["fn"] = fn_name(q.fn);
+        if (q.offsetS) jq["offset"] = format_duration(q.offsetS);
+        qs.push_back(std::move(jq));
+      }
+      jp["queries"] = qs;
+    }
+    if (!p.expression.empty()) jp["expression"] = p.expression;
     if (p.legend == LegendMode::Table) {
       jp["legend"] = "table";
       jp["legend_rows"] = p.legendRows;

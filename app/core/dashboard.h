@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -151,9 +152,36 @@ inline constexpr size_t kMaxThresholds = 10;
 Result<std::vector<Threshold>> parseThresholds(std::string_view text);
 std::string formatThresholds(const std::vector<Threshold>& thresholds);
 
+// The editor's text form of filters: "status=~5.., endpoint!=/login" (comma-separated key, op,
+// value; a value cannot hold a comma here).
+Result<std::vector<TagFilter>> parseFilterList(std::string_view text);
+std::string formatFilterList(const std::vector<TagFilter>& filters);
+
 // How a time chart lists its series: the plain legend above the plot, or a table below it with
 // last / min / max / avg per series (sortable, searchable, the first `legendRows` shown).
 enum class LegendMode { List, Table };
+
+// Another query of a panel (B, C, ...) on the panel's source; the panel's own settings are query
+// A. A panel with several queries, an expression between them or an offset is evaluated as one
+// PromQL expression by its source: the collector's Prometheus API or a Prometheus-compatible
+// server (core/promql.h, buildPanelPromQL).
+struct QuerySpec {
+  std::string ref;     // "B" .. "Z", unique within the panel
+  std::string promql;  // a raw expression used instead of metric, filters, group by and fn
+  std::string metric;
+  std::vector<TagFilter> filters;
+  std::vector<std::string> groupBy;
+  Fn fn = Fn::kSum;
+  int64_t offsetS = 0;  // looks this far back: "1w" is the same time last week
+  bool operator==(const QuerySpec&) const = default;
+};
+inline constexpr size_t kMaxPanelQueries = 10;           // B .. K beside A
+inline constexpr int64_t kMaxOffsetS = 2 * 365 * 86400;  // 2y, the longest default retention
+// `expression` with each query ref (a capital letter standing alone, outside string literals)
+// replaced by "(" + exprs[ref] + ")". A capital letter that names no query is an error, and so is
+// an expression that names none.
+Result<std::string> substituteQueryRefs(std::string_view expression,
+                                        const std::map<std::string, std::string>& exprs);
 
 struct PanelSpec {
   std::string title;
@@ -176,7 +204,12 @@ struct PanelSpec {
   // Alerts on this panel's series (tally/common/alert_rule.h), each series on its own.
   std::optional<AlertRule> alert;
   LegendMode legend = LegendMode::List;
-  int legendRows = 10;  // the legend table's rows before "N more"
+  int legendRows = 10;             // the legend table's rows before "N more"
+  int64_t offsetS = 0;             // query A looks this far back
+  std::vector<QuerySpec> queries;  // B, C, ...
+  // "B / A * 100": what the panel draws, the queries named by their refs; "" = every query's
+  // series (each tagged query=A, query=B, ...).
+  std::string expression;
   GridRect grid;
   bool operator==(const PanelSpec&) const = default;
   // The title, or when untitled "fn(metric{k=v,...}) by k" (the filters too: two panels on one
@@ -184,6 +217,13 @@ struct PanelSpec {
   std::string displayTitle() const;
   bool hasQuery() const { return !metric.empty() || !promql.empty(); }
   bool onCollector() const { return source.empty(); }
+  // Evaluated as PromQL (several queries, an expression, an offset or a raw expression), not by
+  // the collector's /api/query.
+  bool needsPromQL() const {
+    return !promql.empty() || offsetS != 0 || !queries.empty() || !expression.empty();
+  }
+  // Query `ref` as a panel of its own (A is this panel without its other queries).
+  PanelSpec queryAsPanel(const QuerySpec& q) const;
 };
 
 // Either a relative range ending now ("1h") or a fixed [from, to) in unix seconds.

@@ -154,18 +154,19 @@ Status promFunctionSupported(Fn fn, const std::string& metric,
   return Status::ok();
 }
 
-Result<std::string> buildPromQL(const PanelSpec& p, int64_t stepS) {
+Result<std::string> buildPromQL(const PanelSpec& p, int64_t stepS, PromDialect dialect) {
   const std::string range = format_duration(stepS);
   if (!p.promql.empty()) {
     std::string e = replaceAll(p.promql, "$__rate_interval", range);
     return replaceAll(std::move(e), "$__interval", range);
   }
+  const std::string offset = p.offsetS ? " offset " + format_duration(p.offsetS) : std::string();
   if (p.metric.empty())
     return Status::invalid_argument("choose a metric or write a PromQL expression");
   if (chartNeedsDistribution(p.chart))
     return Status::invalid_argument(std::string(chartTypeName(p.chart)) +
                                     " charts need the Tally collector's distributions");
-  const std::string sel = promSelector(p.metric, p.filters) + "[" + range + "]";
+  const std::string sel = promSelector(p.metric, p.filters) + "[" + range + "]" + offset;
   switch (p.fn) {
     case Fn::kSum:
       return aggregate("sum", p.groupBy, "increase(" + sel + ")");
@@ -180,17 +181,48 @@ Result<std::string> buildPromQL(const PanelSpec& p, int64_t stepS) {
     case Fn::kP50:
     case Fn::kP90:
     case Fn::kP99: {
+      if (dialect == PromDialect::Tally)  // the collector's sketches merge exactly
+        return aggregate(
+            "tally_quantile", p.groupBy,
+            format_number(fn_quantile(p.fn)) + ", " + promSelector(p.metric, p.filters) + offset);
       const std::string bucket = p.metric.ends_with("_bucket") ? p.metric : p.metric + "_bucket";
       std::vector<std::string> keys = p.groupBy;
       keys.erase(std::remove(keys.begin(), keys.end(), "le"), keys.end());
       keys.push_back("le");
       return "histogram_quantile(" + format_number(fn_quantile(p.fn)) + ", " +
-             aggregate("sum", keys,
-                       "rate(" + promSelector(bucket, p.filters) + "[" + range + "])") +
+             aggregate(
+                 "sum", keys,
+                 "rate(" + promSelector(bucket, p.filters) + "[" + range + "]" + offset + ")") +
              ")";
     }
   }
   return Status::invalid_argument(std::string("unknown function '") + fn_name(p.fn) + "'");
+}
+
+Result<std::string> buildPanelPromQL(const PanelSpec& p, int64_t stepS, PromDialect dialect) {
+  if (p.queries.empty() && p.expression.empty()) return buildPromQL(p, stepS, dialect);
+  std::map<std::string, std::string> exprs;
+  PanelSpec a = p;
+  a.queries.clear();
+  a.expression.clear();
+  auto ea = buildPromQL(a, stepS, dialect);
+  if (!ea) return Status::invalid_argument("query A: " + ea.status().message());
+  exprs["A"] = *ea;
+  for (const auto& q : p.queries) {
+    auto e = buildPromQL(p.queryAsPanel(q), stepS, dialect);
+    if (!e) return Status::invalid_argument("query " + q.ref + ": " + e.status().message());
+    exprs[q.ref] = *e;
+  }
+  if (!p.expression.empty()) {
+    auto e = substituteQueryRefs(p.expression, exprs);
+    if (!e) return Status::invalid_argument("expression: " + e.status().message());
+    return *e;
+  }
+  std::string out;
+  for (const auto& [ref, e] : exprs)
+    out += (out.empty() ? "" : " or ") +
+           ("label_replace(" + e + ", \"query\", \"" + ref + "\", \"\", \"\")");
+  return out;
 }
 
 PromRange promRangeFor(int64_t from, int64_t to, int64_t step) {

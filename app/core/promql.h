@@ -47,7 +47,19 @@ Status promFunctionSupported(Fn fn, const std::string& metric,
 //   count sum by (g) (count_over_time(m{f}[R])) samples in the bucket
 //   pNN   histogram_quantile(0.NN, sum by (g, le) (rate(m_bucket{f}[R])))
 // A raw `promql` is used as written, with $__interval and $__rate_interval replaced by R.
-Result<std::string> buildPromQL(const PanelSpec& panel, int64_t stepS);
+// With an offset (panel.offsetS) every selector looks that far back: `m{f}[R] offset 1w`.
+// The Tally dialect (the collector's own Prometheus API) takes percentiles from its mergeable
+// sketches, tally_quantile by (g) (0.NN, m{f}), instead of a classic histogram's buckets.
+enum class PromDialect { Prometheus, Tally };
+Result<std::string> buildPromQL(const PanelSpec& panel, int64_t stepS,
+                                PromDialect dialect = PromDialect::Prometheus);
+// The whole panel as one expression: query A (the panel's own settings) and its other queries,
+// each by buildPromQL; with an expression, its refs replaced by theirs ("B / A" ->
+// "(sum(increase(...))) / (...)"); without one, every query's series tagged with the query's ref:
+// label_replace(A, "query", "A", "", "") or label_replace(B, "query", "B", "", ""). A panel of one
+// query is buildPromQL's.
+Result<std::string> buildPanelPromQL(const PanelSpec& panel, int64_t stepS,
+                                     PromDialect dialect = PromDialect::Prometheus);
 
 struct PromRange {
   int64_t start = 0;  // first evaluation time: end of the first bucket

@@ -36,6 +36,7 @@ DataSourceClient::Features CollectorSource::features() const {
   f.liveStream = true;
   f.distributions = true;
   f.seriesCounts = true;
+  f.expressions = true;  // the collector's Prometheus API evaluates PromQL
   return f;
 }
 
@@ -59,12 +60,36 @@ int64_t CollectorSource::step(const TimeWindow& window, int pixelWidth, int64_t 
   return chooseStep(window, pixelWidth, now, defaultRetention(), ppp);
 }
 
-Result<std::string> CollectorSource::queryText(const PanelSpec&, int64_t) const {
-  return std::string();  // the settings are the query (/api/query's parameters)
+Result<std::string> CollectorSource::queryText(const PanelSpec& spec, int64_t step) const {
+  // A panel of one query: its settings are the query (/api/query's parameters).
+  if (!spec.needsPromQL()) return std::string();
+  return buildPanelPromQL(spec, step, PromDialect::Tally);
+}
+
+PromClient* CollectorSource::promClient() {
+  if (!m_client) return nullptr;
+  DataSource s;
+  s.name = "collector";
+  s.url = m_client->baseUrl().toString(QUrl::StripTrailingSlash).toStdString();
+  s.minStepS = 1;
+  // The collector's read token, as CollectorClient sends it (docs/SECURITY.md).
+  if (const QByteArray token = qgetenv("TALLY_TOKEN"); !token.isEmpty())
+    s.headers.push_back({"Authorization", "Bearer " + token.toStdString(), false});
+  if (!m_prom)
+    m_prom = new PromClient(s, this);
+  else if (!(m_prom->source() == s))
+    m_prom->setSource(s);
+  return m_prom;
 }
 
 void CollectorSource::runPanel(const PanelQuery& q, QObject* context, Callback<PanelAnswer> cb) {
   if (!m_client) return;
+  if (q.spec.needsPromQL()) {
+    auto expr = buildPanelPromQL(q.spec, q.step, PromDialect::Tally);
+    if (!expr) return cb(expr.status());
+    if (PromClient* prom = promClient()) runPromQL(prom, q, *expr, context, std::move(cb));
+    return;
+  }
   QueryRequest r;
   r.metric = q.spec.metric;
   r.filters = q.spec.filters;
@@ -171,12 +196,18 @@ int64_t PromSource::step(const TimeWindow& window, int pixelWidth, int64_t now,
 }
 
 Result<std::string> PromSource::queryText(const PanelSpec& spec, int64_t step) const {
-  return buildPromQL(spec, step);
+  return buildPanelPromQL(spec, step);
 }
 
 void PromSource::runPanel(const PanelQuery& q, QObject* context, Callback<PanelAnswer> cb) {
-  auto expr = buildPromQL(q.spec, q.step);
+  auto expr = buildPanelPromQL(q.spec, q.step);
   if (!expr) return cb(expr.status());
+  runPromQL(m_client, q, *expr, context, std::move(cb));
+}
+
+void runPromQL(PromClient* client, const DataSourceClient::PanelQuery& q, const std::string& expr,
+               QObject* context, DataSourceClient::Callback<DataSourceClient::PanelAnswer> cb) {
+  using PanelAnswer = DataSourceClient::PanelAnswer;
   // Buckets still filling up are left out: an evaluation time in the future is answered from
   // older data (VictoriaMetrics repeats its last point there), not from the bucket's samples.
   PromRange range = promRangeFor(q.window.from, q.window.to, q.step);
@@ -189,19 +220,21 @@ void PromSource::runPanel(const PanelQuery& q, QObject* context, Callback<PanelA
     a.series->from = a.series->to = range.start - range.step;
     return cb(std::move(a));
   }
-  m_client->queryRange(*expr, range, context,
-                       [metric = q.spec.metric,
-                        fn = q.spec.promql.empty() ? std::optional<Fn>(q.spec.fn) : std::nullopt,
-                        range, cb](Result<QueryResult> r) {
-                         if (!r) return cb(r.status());
-                         r->metric = metric;
-                         r->fn = fn;
-                         r->from = range.start - range.step;
-                         r->to = range.end;
-                         PanelAnswer a;
-                         a.series = std::move(*r);
-                         cb(std::move(a));
-                       });
+  client->queryRange(expr, range, context,
+                     [metric = q.spec.metric,
+                      fn = q.spec.promql.empty() && q.spec.queries.empty() && q.spec.expression.empty()
+                                  ? std::optional<Fn>(q.spec.fn)
+                                  : std::nullopt,
+                      range, cb](Result<QueryResult> r) {
+                       if (!r) return cb(r.status());
+                       r->metric = metric;
+                       r->fn = fn;
+                       r->from = range.start - range.step;
+                       r->to = range.end;
+                       PanelAnswer a;
+                       a.series = std::move(*r);
+                       cb(std::move(a));
+                     });
 }
 
 Status PromSource::supportsFunction(Fn fn, const std::string& metric, std::optional<Kind>,

@@ -85,6 +85,12 @@ class DataSourceClient : public QObject {
                              std::optional<tally::Kind> kind) const = 0;
 };
 
+// Runs a panel's PromQL `expr` as a query_range over the panel's window and step, leaving out
+// the buckets still filling (an evaluation time in the future is answered from older data).
+void runPromQL(PromClient* client, const DataSourceClient::PanelQuery& query,
+               const std::string& expr, QObject* context,
+               DataSourceClient::Callback<DataSourceClient::PanelAnswer> cb);
+
 // The Tally collector through a CollectorClient (not owned).
 class CollectorSource : public DataSourceClient {
   Q_OBJECT
@@ -110,7 +116,10 @@ class CollectorSource : public DataSourceClient {
   bool supportsChart(tally::dash::ChartType chart, std::optional<tally::Kind> kind) const override;
 
  private:
+  // The collector's Prometheus API (/api/v1 on the same address), for PromQL panels.
+  PromClient* promClient();
   QPointer<CollectorClient> m_client;
+  PromClient* m_prom = nullptr;
 };
 
 // A Prometheus-compatible server through its PromClient (owned, a child).

@@ -46,6 +46,9 @@ QString PanelController::sourceName() const {
 
 bool PanelController::streams() const {
   DataSourceClient* s = source();
+  // A PromQL panel (several queries, an expression, an offset) is evaluated by the source's
+  // Prometheus API, which has no stream: it polls.
+  if (m_spec.needsPromQL()) return false;
   return s ? s->features().liveStream : m_spec.source.empty();
 }
 
@@ -337,9 +340,10 @@ std::string PanelController::csv() const {
       return heatmapToCsv(m_heatmap ? *m_heatmap : HeatmapResult{}, shownWindow().from,
                           shownWindow().to);
     default:
-      if (!m_spec.promql.empty())  // a raw expression (validatePanel: on a named source only)
-        return seriesToCsv(m_spec.promql, "promql", visibleSeries(), shownWindow().from,
-                           shownWindow().to);
+      if (!m_spec.promql.empty() || !m_spec.queries.empty() || !m_spec.expression.empty())
+        // A raw expression, or several queries: the PromQL the source evaluated.
+        return seriesToCsv(m_lastQueryText.empty() ? m_spec.promql : m_lastQueryText, "promql",
+                           visibleSeries(), shownWindow().from, shownWindow().to);
       return seriesToCsv(m_spec.metric, fn_name(m_spec.fn), visibleSeries(), shownWindow().from,
                          shownWindow().to);
   }

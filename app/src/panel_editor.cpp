@@ -5,6 +5,7 @@
 #include <QCompleter>
 #include <QDialogButtonBox>
 #include <QFormLayout>
+#include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
 #include <QListWidget>
@@ -16,6 +17,7 @@
 #include "collector_client.h"
 #include "data_source_client.h"
 #include "data_sources.h"
+#include "tally/common/time_bucket.h"
 
 using namespace tally;
 using namespace tally::dash;
@@ -130,6 +132,18 @@ PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const Pa
       spec.alert ? QString::fromStdString(format_alert_rule(*spec.alert)) : QString(), this);
   m_alert->setObjectName("alertEdit");
   m_alert->setPlaceholderText(tr("e.g. avg over 1m > 100 for 2m (each series on its own)"));
+  m_offset = new QLineEdit(
+      spec.offsetS ? QString::fromStdString(format_duration(spec.offsetS)) : QString(), this);
+  m_offset->setObjectName("offsetEdit");
+  m_offset->setPlaceholderText(tr("e.g. 1w: the same time last week"));
+  m_expression = new QLineEdit(QString::fromStdString(spec.expression), this);
+  m_expression->setObjectName("expressionEdit");
+  m_expression->setPlaceholderText(
+      tr("e.g. B / A * 100 (PromQL; A, B, ... are the queries); empty: draw every query"));
+  m_addQuery = new QPushButton(tr("Add query"), this);
+  m_addQuery->setObjectName("addQueryButton");
+  m_queryLayout = new QVBoxLayout;
+  m_queryLayout->setContentsMargins(0, 0, 0, 0);
   m_legendTable = new QCheckBox(tr("Legend as a table (last, min, max, avg)"), this);
   m_legendTable->setObjectName("legendTableCheck");
   m_legendTable->setChecked(spec.legend == LegendMode::Table);
@@ -171,6 +185,12 @@ PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const Pa
   form->addRow(tr("Filters"), filters);
   form->addRow(tr("Group by"), m_groupBy);
   form->addRow(tr("Function"), m_fn);
+  form->addRow(tr("Offset"), m_offset);
+  auto* queries = new QVBoxLayout;
+  queries->addLayout(m_queryLayout);
+  queries->addWidget(m_addQuery, 0, Qt::AlignLeft);
+  form->addRow(tr("More queries"), queries);
+  form->addRow(tr("Expression"), m_expression);
   form->addRow(QString(), m_note);
   form->addRow(tr("Chart"), m_chart);
   form->addRow(tr("Title"), m_title);
@@ -191,6 +211,10 @@ PanelEditor::PanelEditor(CollectorClient* client, DataSources* sources, const Pa
   layout->addWidget(buttons);
 
   for (const auto& f : spec.filters) addFilterRow(f);
+  for (const auto& q : spec.queries) addQueryRow(q);
+  connect(m_addQuery, &QPushButton::clicked, this, [this] { addQueryRow(); });
+  connect(m_expression, &QLineEdit::textChanged, this, &PanelEditor::updatePreview);
+  connect(m_offset, &QLineEdit::textChanged, this, &PanelEditor::updatePreview);
 
   connect(m_metric, &QComboBox::currentTextChanged, this, [this](const QString& text) {
     updateForKind();
@@ -432,8 +456,13 @@ void PanelEditor::updatePreview() {
   }
   // The step follows the panel's width and range; a minute shows the shape.
   auto e = src->queryText(s, 60);
-  m_preview->setText(e ? tr("At a 1m step: %1").arg(QString::fromStdString(*e))
-                       : QString::fromStdString(e.status().message()));
+  if (e && e->empty())  // the collector's own query API answers a panel of one query
+    m_preview->setText(
+        tr("Asked as /api/query. A PromQL expression here, more queries, an "
+           "expression or an offset make it PromQL."));
+  else
+    m_preview->setText(e ? tr("At a 1m step: %1").arg(QString::fromStdString(*e))
+                         : QString::fromStdString(e.status().message()));
 }
 
 PanelSpec PanelEditor::spec() const {
@@ -467,7 +496,82 @@ PanelSpec PanelEditor::spec() const {
   s.alert.reset();
   if (auto a = parse_alert_rule(m_alert->text().toStdString())) s.alert = *a;
   s.legend = m_legendTable->isChecked() ? LegendMode::Table : LegendMode::List;
+  s.offsetS = 0;
+  if (auto d = parse_duration(m_offset->text().toStdString())) s.offsetS = *d;
+  s.expression = m_expression->text().trimmed().toStdString();
+  s.queries.clear();
+  for (const auto& r : m_queryRows) {
+    QuerySpec q;
+    q.ref = r.ref.toStdString();
+    q.metric = r.metric->currentText().trimmed().toStdString();
+    q.fn = r.fn->currentData().value<Fn>();
+    if (auto f = parseFilterList(r.filters->text().toStdString())) q.filters = *f;
+    for (const QString& k : r.groupBy->text().split(',', Qt::SkipEmptyParts))
+      if (!k.trimmed().isEmpty()) q.groupBy.push_back(k.trimmed().toStdString());
+    if (auto d = parse_duration(r.offset->text().toStdString())) q.offsetS = *d;
+    s.queries.push_back(std::move(q));
+  }
   return s;
+}
+
+PanelEditor::QueryRow PanelEditor::addQueryRow(const QuerySpec& query) {
+  // The next free letter after A.
+  QString ref = QString::fromStdString(query.ref);
+  for (char c = 'B'; ref.isEmpty() && c <= 'Z'; ++c) {
+    bool used = false;
+    for (const auto& r : m_queryRows) used |= r.ref == QChar(c);
+    if (!used) ref = QChar(c);
+  }
+  QueryRow r;
+  r.ref = ref;
+  r.row = new QWidget(this);
+  auto* h = new QHBoxLayout(r.row);
+  h->setContentsMargins(0, 0, 0, 0);
+  h->addWidget(new QLabel(ref, r.row));
+  r.metric = new QComboBox(r.row);
+  r.metric->setEditable(true);
+  r.metric->setObjectName("queryMetric" + ref);
+  for (const auto& m : m_metrics) r.metric->addItem(QString::fromStdString(m.name));
+  r.metric->setEditText(QString::fromStdString(query.metric));
+  r.metric->setMinimumContentsLength(14);
+  r.fn = new QComboBox(r.row);
+  for (Fn fn : kAllFns) r.fn->addItem(QString::fromLatin1(fn_name(fn)), QVariant::fromValue(fn));
+  r.fn->setCurrentIndex(std::max(0, r.fn->findData(QVariant::fromValue(query.fn))));
+  r.filters = new QLineEdit(QString::fromStdString(formatFilterList(query.filters)), r.row);
+  r.filters->setPlaceholderText(tr("filters: status=~5.., region!=eu"));
+  QStringList groups;
+  for (const auto& g : query.groupBy) groups << QString::fromStdString(g);
+  r.groupBy = new QLineEdit(groups.join(", "), r.row);
+  r.groupBy->setPlaceholderText(tr("group by"));
+  r.offset = new QLineEdit(
+      query.offsetS ? QString::fromStdString(format_duration(query.offsetS)) : QString(), r.row);
+  r.offset->setPlaceholderText(tr("offset"));
+  r.offset->setMaximumWidth(60);
+  auto* remove = new QToolButton(r.row);
+  remove->setText(QStringLiteral("✕"));
+  remove->setToolTip(tr("Remove query %1").arg(ref));
+  h->addWidget(r.metric, 2);
+  h->addWidget(r.fn);
+  h->addWidget(r.filters, 2);
+  h->addWidget(r.groupBy, 1);
+  h->addWidget(r.offset);
+  h->addWidget(remove);
+  m_queryLayout->addWidget(r.row);
+  m_queryRows.append(r);
+  QWidget* row = r.row;
+  connect(remove, &QToolButton::clicked, this, [this, row] {
+    for (qsizetype i = 0; i < m_queryRows.size(); ++i)
+      if (m_queryRows[i].row == row) m_queryRows.removeAt(i);
+    row->deleteLater();
+    updatePreview();
+  });
+  for (QLineEdit* e : {r.filters, r.groupBy, r.offset})
+    connect(e, &QLineEdit::textChanged, this, &PanelEditor::updatePreview);
+  connect(r.metric, &QComboBox::currentTextChanged, this, &PanelEditor::updatePreview);
+  connect(r.fn, &QComboBox::currentIndexChanged, this, &PanelEditor::updatePreview);
+  m_addQuery->setEnabled(m_queryRows.size() < qsizetype(kMaxPanelQueries));
+  updatePreview();
+  return r;
 }
 
 void PanelEditor::accept() {
@@ -485,6 +589,26 @@ void PanelEditor::accept() {
     if (auto st = src->supportsFunction(s.fn, s.metric, std::nullopt, m_metrics); !st) {
       m_error->setText(QString::fromStdString(st.message()));
       return;
+    }
+  }
+  if (!m_offset->text().trimmed().isEmpty()) {
+    if (auto d = parse_duration(m_offset->text().toStdString()); !d) {
+      m_error->setText(tr("Offset: %1").arg(QString::fromStdString(d.status().message())));
+      return;
+    }
+  }
+  for (const auto& r : m_queryRows) {
+    if (auto fl = parseFilterList(r.filters->text().toStdString()); !fl) {
+      m_error->setText(
+          tr("Query %1: %2").arg(r.ref, QString::fromStdString(fl.status().message())));
+      return;
+    }
+    if (!r.offset->text().trimmed().isEmpty()) {
+      if (auto d = parse_duration(r.offset->text().toStdString()); !d) {
+        m_error->setText(
+            tr("Query %1 offset: %2").arg(r.ref, QString::fromStdString(d.status().message())));
+        return;
+      }
     }
   }
   if (auto t = parseThresholds(m_thresholds->text().toStdString()); !t) {

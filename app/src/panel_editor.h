@@ -53,6 +53,21 @@ class PanelEditor : public QDialog {
   QLineEdit* thresholdsEdit() const { return m_thresholds; }
   QLineEdit* alertEdit() const { return m_alert; }
   QCheckBox* legendTableCheck() const { return m_legendTable; }
+  // More queries (B, C, ...), an offset of query A and an expression between them.
+  struct QueryRow {
+    QWidget* row;
+    QString ref;
+    QComboBox* metric;
+    QComboBox* fn;
+    QLineEdit* filters;  // "status=~5.., endpoint!=/login"
+    QLineEdit* groupBy;  // "endpoint, status"
+    QLineEdit* offset;   // "1w"
+  };
+  const QList<QueryRow>& queryRows() const { return m_queryRows; }
+  QueryRow addQueryRow(const tally::dash::QuerySpec& query = {});
+  QPushButton* addQueryButton() const { return m_addQuery; }
+  QLineEdit* offsetEdit() const { return m_offset; }
+  QLineEdit* expressionEdit() const { return m_expression; }
   QPushButton* addFilterButton() const { return m_addFilter; }
   struct FilterRow {
     QWidget* row;
@@ -114,5 +129,10 @@ class PanelEditor : public QDialog {
   QLineEdit* m_alert;
   QCheckBox* m_legendTable;
   QCheckBox* m_logY;
+  QLineEdit* m_offset;
+  QLineEdit* m_expression;
+  QPushButton* m_addQuery;
+  QVBoxLayout* m_queryLayout;
+  QList<QueryRow> m_queryRows;
   QLabel* m_error;
 };

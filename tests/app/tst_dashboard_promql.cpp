@@ -16,6 +16,7 @@ using namespace tally::dash;
 
 Q_DECLARE_METATYPE(std::vector<TagFilter>)
 Q_DECLARE_METATYPE(std::vector<std::string>)
+Q_DECLARE_METATYPE(PanelSpec)
 
 namespace {
 std::string readFile(const QString& path) {
@@ -59,6 +60,10 @@ class TestDashboardPromQL : public QObject {
   void versionOneFileOpensAndStaysVersionOne();
   void corruptSourceRefused_data();
   void corruptSourceRefused();
+  void multiQueryPanels_data();
+  void multiQueryPanels();
+  void queryRefsOutsideStringsOnly();
+  void multiQueryFileRoundTrip();
 };
 
 void TestDashboardPromQL::promqlFromPanel_data() {
@@ -671,10 +676,10 @@ void TestDashboardPromQL::corruptSourceRefused_data() {
   QTest::newRow("panel names unknown source") << "[" + ok + "]"
                                               << R"([{"source":"vm2","metric":"x"}])"
                                               << "panels[0].source: no data source named 'vm2'";
-  QTest::newRow("promql on the collector")
+  QTest::newRow("expression naming no query")
       << "[]"
-      << R"([{"metric":"x","promql":"up"}])"
-      << "panels[0].promql: a PromQL expression needs a Prometheus data source";
+      << R"([{"metric":"x","queries":[{"ref":"B","metric":"y"}],"expression":"C / A"}])"
+      << "panels[0].expression: 'C' is not one of the panel's queries (A, B)";
   QTest::newRow("!~ on the collector")
       << "[]"
       << R"([{"metric":"x","filters":[{"key":"a","op":"!~","value":"b"}]}])"
@@ -696,6 +701,158 @@ void TestDashboardPromQL::corruptSourceRefused() {
   QCOMPARE(d.status().code(), StatusCode::kCorruption);
   QVERIFY2(QString::fromStdString(d.status().message()).contains(reason),
            d.status().message().c_str());
+}
+
+void TestDashboardPromQL::multiQueryPanels_data() {
+  QTest::addColumn<PanelSpec>("panel");
+  QTest::addColumn<int>("dialect");
+  QTest::addColumn<QString>("expected");  // or an error it must contain
+  QTest::addColumn<bool>("ok");
+  const int prom = int(PromDialect::Prometheus), tally = int(PromDialect::Tally);
+  PanelSpec a;
+  a.metric = "api.requests";
+  QuerySpec b;
+  b.ref = "B";
+  b.metric = "api.errors";
+  b.filters = {{"status", FilterOp::Regex, "5.."}};
+  {
+    PanelSpec p = a;
+    p.queries = {b};
+    p.expression = "B / A * 100";
+    QTest::newRow("error ratio")
+        << p << tally
+        << "(sum (increase({__name__=\"api.errors\", status=~\"5..\"}[1m]))) / "
+           "(sum (increase({__name__=\"api.requests\"}[1m]))) * 100"
+        << true;
+  }
+  {
+    PanelSpec p = a;
+    p.groupBy = {"endpoint"};
+    p.fn = Fn::kRate;
+    QuerySpec lastWeek;
+    lastWeek.ref = "B";
+    lastWeek.metric = "api.requests";
+    lastWeek.groupBy = {"endpoint"};
+    lastWeek.fn = Fn::kRate;
+    lastWeek.offsetS = 7 * 86400;
+    p.queries = {lastWeek};
+    QTest::newRow("this week and last, no expression")
+        << p << prom
+        << "label_replace(sum by (endpoint) (increase({__name__=\"api.requests\"}[1m])) / 60, "
+           "\"query\", "
+           "\"A\", \"\", \"\") or label_replace(sum by (endpoint) "
+           "(increase({__name__=\"api.requests\"}[1m] "
+           "offset 7d)) / 60, \"query\", \"B\", \"\", \"\")"
+        << true;
+    p.expression = "A - B";
+    QTest::newRow("week over week difference")
+        << p << prom
+        << "(sum by (endpoint) (increase({__name__=\"api.requests\"}[1m])) / 60) - (sum by "
+           "(endpoint) "
+           "(increase({__name__=\"api.requests\"}[1m] offset 7d)) / 60)"
+        << true;
+  }
+  {
+    PanelSpec p = a;
+    p.offsetS = 3600;
+    QTest::newRow("offset alone") << p << tally
+                                  << "sum (increase({__name__=\"api.requests\"}[1m] offset 1h))"
+                                  << true;
+    p.metric = "api.latency_ms";
+    p.fn = Fn::kP99;
+    p.groupBy = {"endpoint"};
+    QTest::newRow("percentile from the collector's sketches")
+        << p << tally
+        << "tally_quantile by (endpoint) (0.99, {__name__=\"api.latency_ms\"} offset 1h)" << true;
+    QTest::newRow("percentile from a histogram elsewhere")
+        << p << prom
+        << "histogram_quantile(0.99, sum by (endpoint, le) "
+           "(rate({__name__=\"api.latency_ms_bucket\"}[1m] "
+           "offset 1h)))"
+        << true;
+  }
+  {
+    PanelSpec p = a;
+    p.queries = {b};
+    p.expression = "C / A";
+    QTest::newRow("unknown ref") << p << prom
+                                 << "expression: 'C' is not one of the panel's queries (A, B)"
+                                 << false;
+    p.expression = "sum(up)";
+    QTest::newRow("no ref") << p << prom << "names none of the queries" << false;
+    p.expression = "A / B";
+    p.queries[0].metric.clear();
+    QTest::newRow("empty query") << p << prom << "query B: choose a metric" << false;
+  }
+}
+
+void TestDashboardPromQL::multiQueryPanels() {
+  QFETCH(PanelSpec, panel);
+  QFETCH(int, dialect);
+  QFETCH(QString, expected);
+  QFETCH(bool, ok);
+  auto e = buildPanelPromQL(panel, 60, PromDialect(dialect));
+  if (!ok) {
+    QVERIFY(!e.has_value());
+    QVERIFY2(QString::fromStdString(e.status().message()).contains(expected),
+             e.status().message().c_str());
+    return;
+  }
+  QVERIFY2(e.has_value(), e.status().message().c_str());
+  QCOMPARE(QString::fromStdString(*e), expected);
+  QVERIFY(panel.needsPromQL());
+}
+
+void TestDashboardPromQL::queryRefsOutsideStringsOnly() {
+  const std::map<std::string, std::string> exprs = {{"A", "a"}, {"B", "b"}};
+  auto e =
+      substituteQueryRefs(R"(A / on(job) B{x="A"} + label_replace(B, "A", "B", "", ""))", exprs);
+  QVERIFY2(e.has_value(), e.status().message().c_str());
+  const std::string want = R"((a) / on(job) (b){x="A"} + label_replace((b), "A", "B", "", ""))";
+  QCOMPARE(*e, want);
+  QVERIFY(substituteQueryRefs("AB + A_x + A", exprs).has_value());  // only a lone letter counts
+  QCOMPARE(*substituteQueryRefs("AB + A_x + A", exprs), std::string("AB + A_x + (a)"));
+  const std::string unclosed = R"(A + "unclosed)";
+  QVERIFY(!substituteQueryRefs(unclosed, exprs).has_value());
+}
+
+void TestDashboardPromQL::multiQueryFileRoundTrip() {
+  Dashboard d;
+  PanelSpec p;
+  p.metric = "api.requests";
+  p.offsetS = 86400;
+  QuerySpec b;
+  b.ref = "B";
+  b.metric = "api.errors";
+  b.filters = {{"status", FilterOp::Regex, "5.."}};
+  b.groupBy = {"endpoint"};
+  b.fn = Fn::kRate;
+  b.offsetS = 3600;
+  QuerySpec c;
+  c.ref = "C";
+  c.promql = "sum(up)";
+  p.queries = {b, c};
+  p.expression = "B / A";
+  d.panels = {p};
+  QCOMPARE(dashboardFileVersion(d), 4);
+  auto back = parseDashboard(serializeDashboard(d));
+  QVERIFY2(back.has_value(), back.status().message().c_str());
+  QVERIFY(*back == d);
+  QCOMPARE(back->panels[0].displayTitle(),
+           std::string("B / A: A = sum(api.requests) offset 1d, B = rate(api.errors{status=~5..}) "
+                       "by endpoint offset 1h, ..."));  // cut at 100 bytes
+  // A raw expression on the collector is PromQL too (its Prometheus API evaluates it).
+  PanelSpec raw;
+  raw.promql = "sum(rate({\"api.errors\"}[$__interval]))";
+  QVERIFY(raw.needsPromQL());
+  QVERIFY(validatePanel(raw, "panel").is_ok());
+  // Filters as the editor types them.
+  auto f = parseFilterList(" status=~5.. , endpoint!=/login,region=eu, host!~db-.*");
+  QVERIFY2(f.has_value(), f.status().message().c_str());
+  QCOMPARE(formatFilterList(*f),
+           std::string("status=~5.., endpoint!=/login, region=eu, host!~db-.*"));
+  QVERIFY(!parseFilterList("status").has_value());
+  QVERIFY(!parseFilterList("=x").has_value());
 }
 
 QTEST_APPLESS_MAIN(TestDashboardPromQL)
