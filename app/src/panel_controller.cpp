@@ -62,6 +62,8 @@ void PanelController::setSpec(const PanelSpec& spec) {
   bool queryChanged = old.source != spec.source || old.promql != spec.promql ||
                       old.metric != spec.metric || old.filters != spec.filters ||
                       old.groupBy != spec.groupBy || old.fn != spec.fn ||
+                      old.offsetS != spec.offsetS || old.queries != spec.queries ||
+                      old.expression != spec.expression ||
                       chartNeedsDistribution(old.chart) != chartNeedsDistribution(spec.chart) ||
                       (old.chart == ChartType::Histogram) != (spec.chart == ChartType::Histogram);
   if (old.chart != spec.chart && (old.chart == ChartType::Bars || spec.chart == ChartType::Bars))
