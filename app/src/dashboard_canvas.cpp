@@ -2,6 +2,8 @@
 
 #include <QPainter>
 #include <QResizeEvent>
+#include <QUndoCommand>
+#include <QUndoStack>
 #include <algorithm>
 #include <cmath>
 
@@ -21,9 +23,86 @@ bool overlaps(const GridRect& a, const GridRect& b) {
 constexpr int kGap = 6;
 }  // namespace
 
+namespace {
+
+// The parts of a dashboard an edit changes: not the range, Live or the values chosen.
+Dashboard edited(Dashboard d) {
+  d.range = {};
+  d.live = true;
+  for (auto& v : d.variables) v.current.clear();
+  return d;
+}
+
+// "Remove panel “Errors”", "Move panel “Errors”", "Edit variables", ...
+QString describeEdit(const Dashboard& a, const Dashboard& b) {
+  auto title = [](const PanelSpec& p) { return QString::fromStdString(p.displayTitle()); };
+  if (a.panels.size() + 1 == b.panels.size())
+    return QObject::tr("Add panel “%1”").arg(title(b.panels.back()));
+  if (a.panels.size() == b.panels.size() + 1) {
+    for (size_t i = 0; i < b.panels.size(); ++i)
+      if (!(a.panels[i] == b.panels[i]))
+        return QObject::tr("Remove panel “%1”").arg(title(a.panels[i]));
+    return QObject::tr("Remove panel “%1”").arg(title(a.panels.back()));
+  }
+  if (a.panels.size() == b.panels.size()) {
+    int changed = 0, moved = 0;
+    bool resized = false;
+    const PanelSpec* which = nullptr;
+    for (size_t i = 0; i < a.panels.size(); ++i) {
+      if (a.panels[i] == b.panels[i]) continue;
+      PanelSpec x = a.panels[i];
+      x.grid = b.panels[i].grid;
+      if (x == b.panels[i]) {
+        ++moved;
+        const GridRect &g0 = a.panels[i].grid, &g1 = b.panels[i].grid;
+        resized |= (g0.w != g1.w || g0.h != g1.h) && g0.x == g1.x && g0.y == g1.y;
+      } else {
+        ++changed;
+      }
+      if (!which) which = &b.panels[i];
+    }
+    if (changed == 1 && which) return QObject::tr("Edit panel “%1”").arg(title(*which));
+    if (changed == 0 && moved > 0 && which)
+      return (resized ? QObject::tr("Resize panel “%1”") : QObject::tr("Move panel “%1”"))
+          .arg(title(*which));
+    if (changed > 1) return QObject::tr("Edit panels");
+  }
+  if (!(a.variables == b.variables)) return QObject::tr("Edit variables");
+  if (!(a.sources == b.sources)) return QObject::tr("Edit data sources");
+  if (a.title != b.title) return QObject::tr("Rename dashboard");
+  return QObject::tr("Edit dashboard");
+}
+
+// One step: the dashboard before and after it.
+class DashboardEdit : public QUndoCommand {
+ public:
+  DashboardEdit(DashboardCanvas* canvas, Dashboard before, Dashboard after)
+      : QUndoCommand(describeEdit(before, after)),
+        m_canvas(canvas),
+        m_before(std::move(before)),
+        m_after(std::move(after)) {}
+  void undo() override { m_canvas->restore(m_before); }
+  void redo() override {
+    if (m_first) {  // pushed after the edit was made
+      m_first = false;
+      return;
+    }
+    m_canvas->restore(m_after);
+  }
+
+ private:
+  DashboardCanvas* m_canvas;
+  Dashboard m_before, m_after;
+  bool m_first = true;
+};
+
+}  // namespace
+
 DashboardCanvas::DashboardCanvas(CollectorClient* client, LiveSubscriber* live, QWidget* parent)
     : QWidget(parent), m_client(client), m_live(live), m_sources(new DataSources(this)) {
   setObjectName("dashboardCanvas");
+  m_undo = new QUndoStack(this);
+  connect(this, &DashboardCanvas::modified, this, &DashboardCanvas::recordEdit);
   m_tick.setInterval(1000);
   connect(&m_tick, &QTimer::timeout, this, [this] {
     for (auto* p : m_panels) p->controller()->tick();
@@ -42,6 +121,8 @@ void DashboardCanvas::setDashboard(const Dashboard& d) {
   setLive(d.live);
   relayout();
   refreshAnnotations();
+  m_undo->clear();  // a new history
+  m_undoBase = edited(dashboard());
 }
 
 void DashboardCanvas::setVariables(const std::vector<Variable>& variables) {
@@ -72,17 +153,56 @@ Dashboard DashboardCanvas::dashboard() const {
   return d;
 }
 
-bool DashboardCanvas::undoRemove() {
-  if (!m_removed) return false;
-  Removed r = *m_removed;
-  m_removed.reset();
-  // Back where it was: panels that moved up into its room are pushed down again.
-  PanelWidget* p = addPanel(r.spec, false);
-  m_panels.move(m_panels.indexOf(p), std::clamp<qsizetype>(r.index, 0, m_panels.size() - 1));
-  pushDownOverlaps(p);
-  relayout();
+DashboardCanvas::~DashboardCanvas() {
+  // The stack goes with the children and says so (cleanChanged); nobody listening is left.
+  m_undo->blockSignals(true);
+}
+
+void DashboardCanvas::recordEdit() {
+  if (m_restoring) return;
+  Dashboard now = edited(dashboard());
+  if (now == m_undoBase) return;
+  m_undo->push(new DashboardEdit(this, m_undoBase, now));
+  m_undoBase = std::move(now);
+}
+
+void DashboardCanvas::noteEdited() {
   emit modified();
-  return true;
+}
+
+void DashboardCanvas::restore(const Dashboard& d) {
+  m_restoring = true;
+  m_dashboard.title = d.title;
+  if (!(m_sources->sources() == d.sources)) m_sources->setSources(d.sources);
+  // Variables as defined then, keeping the values chosen now where the variable still exists.
+  std::vector<Variable> vars = d.variables;
+  for (auto& v : vars)
+    for (const auto& cur : m_dashboard.variables)
+      if (cur.name == v.name) v.current = cur.current;
+  if (!(vars == m_dashboard.variables)) {
+    m_dashboard.variables = vars;
+    for (auto* p : m_panels) p->setVariables(vars);
+    emit variablesChanged();
+  }
+  // Panels in order: an unchanged one is kept as it is (no re-query), a changed one takes its
+  // settings, extra ones go and missing ones come.
+  for (size_t i = 0; i < d.panels.size(); ++i) {
+    if (i < size_t(m_panels.size())) {
+      if (!(m_panels[qsizetype(i)]->spec() == d.panels[i]))
+        m_panels[qsizetype(i)]->setSpec(d.panels[i]);
+    } else {
+      addPanel(d.panels[i], false);
+    }
+  }
+  while (m_panels.size() > qsizetype(d.panels.size())) {
+    PanelWidget* p = m_panels.takeLast();
+    p->hide();
+    p->deleteLater();
+  }
+  relayout();
+  m_undoBase = edited(dashboard());
+  emit modified();  // the document changed; not a new step (m_restoring)
+  m_restoring = false;
 }
 
 void DashboardCanvas::paintEvent(QPaintEvent* e) {
@@ -226,7 +346,7 @@ PanelWidget* DashboardCanvas::addPanel(const PanelSpec& specIn, bool findPlace) 
 void DashboardCanvas::removePanel(PanelWidget* panel) {
   const qsizetype index = m_panels.indexOf(panel);
   if (index < 0) return;
-  m_removed = Removed{panel->spec(), int(index)};
+  const QString removedTitle = QString::fromStdString(panel->spec().displayTitle());
   m_panels.removeAt(index);
   panel->hide();
   panel->deleteLater();
@@ -249,7 +369,7 @@ void DashboardCanvas::removePanel(PanelWidget* panel) {
     p->setGrid(g);
   }
   relayout();
-  emit panelRemoved(QString::fromStdString(m_removed->spec.displayTitle()));
+  emit panelRemoved(removedTitle);
   emit modified();
 }
 

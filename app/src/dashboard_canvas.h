@@ -15,6 +15,7 @@
 
 class CollectorClient;
 class DataSources;
+class QUndoStack;
 class LiveSubscriber;
 class PanelWidget;
 
@@ -22,17 +23,24 @@ class DashboardCanvas : public QWidget {
   Q_OBJECT
  public:
   DashboardCanvas(CollectorClient* client, LiveSubscriber* live, QWidget* parent = nullptr);
+  ~DashboardCanvas() override;
 
   void setDashboard(const tally::dash::Dashboard& dashboard);
   tally::dash::Dashboard dashboard() const;  // title, range, live and the panels as they are now
 
   const QList<PanelWidget*>& panels() const { return m_panels; }
   PanelWidget* addPanel(const tally::dash::PanelSpec& spec, bool findPlace = true);
-  // Removes a panel; the panels below move up into its room. undoRemove() puts the last removed
-  // one back (same place, same settings); false when there is nothing to undo.
+  // Removes a panel; the panels below move up into its room (undo puts it back where it was).
   void removePanel(PanelWidget* panel);
-  bool undoRemove();
-  bool canUndoRemove() const { return m_removed.has_value(); }
+  // Undo and redo of every edit (docs/DASHBOARD.md): each modified() that changed the panels,
+  // variables, data sources or title is one step; the range, Live and chosen variable values are
+  // looking, not editing, and are not steps. Opening a dashboard starts a new history.
+  QUndoStack* undoStack() const { return m_undo; }
+  // The dashboard as `d` has it (panels, variables, sources, title), keeping every panel whose
+  // settings are unchanged (no re-query): what undo and redo do.
+  void restore(const tally::dash::Dashboard& d);
+  // An edit made elsewhere (the title): recorded as a step; emits modified().
+  void noteEdited();
   void movePanel(PanelWidget* panel, int dx, int dy);
   void resizePanel(PanelWidget* panel, int dw, int dh);
   void setPanelGrid(PanelWidget* panel, const tally::dash::GridRect& grid);
@@ -77,6 +85,10 @@ class DashboardCanvas : public QWidget {
 
  private:
   void relayout();
+  void recordEdit();
+  QUndoStack* m_undo;
+  tally::dash::Dashboard m_undoBase;  // the state after the last recorded step
+  bool m_restoring = false;
   int m_ticks = 0;
   void pushDownOverlaps(PanelWidget* moved);
   void wire(PanelWidget* panel);
@@ -88,9 +100,4 @@ class DashboardCanvas : public QWidget {
   tally::dash::Dashboard m_dashboard;  // title, range, live; panels live in the widgets
   QList<PanelWidget*> m_panels;
   QTimer m_tick;
-  struct Removed {
-    tally::dash::PanelSpec spec;
-    int index = 0;
-  };
-  std::optional<Removed> m_removed;
 };

@@ -32,6 +32,7 @@
 #include <QTableView>
 #include <QTableWidget>
 #include <QToolBar>
+#include <QUndoStack>
 #include <QVBoxLayout>
 
 #include "cardinality_view.h"
@@ -239,19 +240,24 @@ void MainWindow::buildActions() {
   file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
 
   QMenu* edit = menuBar()->addMenu(tr("&Edit"));
-  QAction* undo = edit->addAction(tr("&Undo remove panel"), QKeySequence::Undo, this, [this] {
-    if (m_canvas->undoRemove()) statusBar()->clearMessage();
-  });
-  undo->setObjectName("undoRemoveAction");
-  undo->setEnabled(false);
-  connect(m_canvas, &DashboardCanvas::panelRemoved, this, [this, undo](const QString& title) {
-    undo->setEnabled(true);
+  // Undo and redo of every edit (DashboardCanvas::undoStack): "Undo Remove panel “Errors”".
+  QAction* undo = m_canvas->undoStack()->createUndoAction(this, tr("&Undo"));
+  undo->setShortcut(QKeySequence::Undo);
+  undo->setObjectName("undoAction");
+  edit->addAction(undo);
+  QAction* redo = m_canvas->undoStack()->createRedoAction(this, tr("&Redo"));
+  redo->setShortcut(QKeySequence::Redo);
+  redo->setObjectName("redoAction");
+  edit->addAction(redo);
+  connect(m_canvas, &DashboardCanvas::panelRemoved, this, [this](const QString& title) {
     statusBar()->showMessage(tr("Removed “%1”. Edit › Undo (%2) puts it back.")
                                  .arg(title, QKeySequence(QKeySequence::Undo).toString()),
                              15000);
   });
-  connect(m_canvas, &DashboardCanvas::modified, undo,
-          [this, undo] { undo->setEnabled(m_canvas->canUndoRemove()); });
+  // Undoing back to what was saved is unmodified again.
+  connect(m_canvas->undoStack(), &QUndoStack::cleanChanged, this, [this](bool clean) {
+    if (clean) m_document->setModified(false);
+  });
 
   QMenu* dash = menuBar()->addMenu(tr("&Dashboard"));
   QAction* sources = dash->addAction(tr("Data &sources…"), this, &MainWindow::editDataSources);
@@ -306,7 +312,7 @@ void MainWindow::buildActions() {
                                       QString::fromStdString(m_canvas->dashboard().title), &ok);
     if (!ok || t.trimmed().isEmpty()) return;
     m_canvas->setTitle(t.trimmed());
-    m_document->setModified(true);
+    m_canvas->noteEdited();  // a step to undo; marks the dashboard modified
     updateTitle();
   });
 
@@ -459,6 +465,7 @@ bool MainWindow::saveDashboard(const QString& path) {
   }
   m_document->setPath(QFileInfo(path).absoluteFilePath());
   m_document->setModified(false);
+  m_canvas->undoStack()->setClean();
   m_document->addRecent(path);
   m_document->rememberLast(path);
   QSettings().setValue("folders/dashboards", QFileInfo(path).absolutePath());
@@ -610,6 +617,7 @@ void MainWindow::editDataSources() {
   }
   m_canvas->dataSources()->setBlocked(blocked);
   m_canvas->setSources(dialog.sources(), dialog.renamed());
+  m_canvas->noteEdited();
   m_document->setModified(true);
 }
 

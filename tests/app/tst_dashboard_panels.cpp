@@ -7,14 +7,18 @@
 #include <QPushButton>
 #include <QStandardPaths>
 #include <QTableView>
+#include <QTemporaryDir>
+#include <QUndoStack>
 #include <QtTest>
 
 #include "alert_manager.h"
 #include "collector_client.h"
 #include "core/series_stats.h"
 #include "dashboard_canvas.h"
+#include "dashboard_document.h"
 #include "exporter.h"
 #include "fake_api.h"
+#include "main_window.h"
 #include "panel_chart.h"
 #include "panel_chart_view.h"
 #include "panel_controller.h"
@@ -95,6 +99,8 @@ class TestDashboardPanels : public QObject {
   void zoomOnOnePanelMovesAllAndTheCrosshairFollows();
   void alertFiresAfterItsDurationAndResolves();
   void annotationsAreMarkedAndNamedOnHover();
+  void everyEditUndoesAndRedoes();
+  void undoBackToTheSavedFileIsUnmodified();
 
  private:
   // A panel on the fake API showing `spec` over [kFrom, kFrom + 60), its query answered.
@@ -375,6 +381,111 @@ void TestDashboardPanels::annotationsAreMarkedAndNamedOnHover() {
   c->setAnnotations({});
   const QImage none = Exporter::renderPanel(*c, QSize(900, 400));
   QCOMPARE(pixelsOf(none, QColor(0x8e, 0x24, 0xaa)), 0);
+}
+
+void TestDashboardPanels::everyEditUndoesAndRedoes() {
+  DashboardCanvas canvas(m_client, nullptr);
+  canvas.resize(1200, 800);
+  Dashboard d;
+  d.title = "Ops";
+  d.live = false;
+  d.range = range(kFrom, kFrom + 60);
+  PanelSpec a = gaugeSpec(ChartType::Line);
+  a.grid = {0, 0, 6, 4};
+  PanelSpec b = gaugeSpec(ChartType::Bars);
+  b.title = "B";
+  b.grid = {6, 0, 6, 4};
+  d.panels = {a, b};
+  canvas.setDashboard(d);
+  QUndoStack* undo = canvas.undoStack();
+  QVERIFY(!undo->canUndo());
+  std::vector<Dashboard> states = {canvas.dashboard()};
+  auto step = [&](const QString& text) {
+    QCOMPARE(undo->undoText(), text);
+    states.push_back(canvas.dashboard());
+  };
+  canvas.movePanel(canvas.panels()[1], 0, 2);
+  step("Move panel “B”");
+  PanelSpec edited = canvas.panels()[0]->spec();
+  edited.chart = ChartType::Stat;
+  edited.thresholds = {{5, "#d93025"}};
+  canvas.panels()[0]->setSpec(edited);
+  emit canvas.modified();  // as the editor's OK does
+  step("Edit panel “avg(queue.depth) by region”");
+  PanelSpec added = gaugeSpec(ChartType::Table);
+  added.title = "C";
+  canvas.addPanel(added);
+  step("Add panel “C”");
+  Variable v;
+  v.name = "region";
+  v.metric = "queue.depth";
+  v.tag = "region";
+  canvas.setVariables({v});
+  step("Edit variables");
+  canvas.setTitle("Ops 2");
+  canvas.noteEdited();
+  step("Rename dashboard");
+  canvas.removePanel(canvas.panels()[1]);
+  step("Remove panel “B”");
+  // Looking is not editing: no step.
+  canvas.setRange(range(kFrom, kFrom + 30));
+  canvas.setVariableValues("region", {"r1"});
+  QCOMPARE(undo->count(), 6);
+  // Back to the start, step by step; the range and the chosen value stay as they are now.
+  PanelWidget* kept = canvas.panels()[0];
+  for (int i = int(states.size()) - 2; i >= 0; --i) {
+    undo->undo();
+    Dashboard now = canvas.dashboard();
+    Dashboard want = states[size_t(i)];
+    QCOMPARE(now.panels, want.panels);
+    QCOMPARE(now.title, want.title);
+    QCOMPARE(now.variables.size(), want.variables.size());
+    QCOMPARE(now.range, range(kFrom, kFrom + 30));
+  }
+  QVERIFY(!undo->canUndo());
+  QCOMPARE(canvas.panels()[0], kept);  // a panel is reused, not rebuilt
+  for (size_t i = 1; i < states.size(); ++i) {
+    undo->redo();
+    QCOMPARE(canvas.dashboard().panels, states[i].panels);
+    QCOMPARE(canvas.dashboard().title, states[i].title);
+  }
+  QVERIFY(!undo->canRedo());
+  QCOMPARE(canvas.dashboard().variables.size(), size_t(1));  // defined again
+  // A new edit after an undo drops the redo.
+  undo->undo();
+  canvas.movePanel(canvas.panels()[0], 0, 1);
+  QVERIFY(!undo->canRedo());
+}
+
+void TestDashboardPanels::undoBackToTheSavedFileIsUnmodified() {
+  QTemporaryDir dir;
+  const QString file = dir.filePath("d.json");
+  Dashboard d;
+  d.live = false;
+  d.panels = {gaugeSpec(ChartType::Line)};
+  QString err;
+  QVERIFY2(DashboardDocument::write(d, file, &err), qPrintable(err));
+  MainWindowOptions o;
+  o.collector = m_api->url();
+  o.live = "tcp://127.0.0.1:1";
+  o.dashboard = file;
+  MainWindow w(o);
+  QVERIFY(!w.document()->isModified());
+  QAction* undoAction = w.findChild<QAction*>("undoAction");
+  QAction* redoAction = w.findChild<QAction*>("redoAction");
+  QVERIFY(undoAction && redoAction);
+  QCOMPARE(undoAction->shortcut(), QKeySequence(QKeySequence::Undo));
+  QVERIFY(!undoAction->isEnabled());
+  w.canvas()->resizePanel(w.canvas()->panels()[0], 2, 1);
+  QVERIFY(w.document()->isModified());
+  QVERIFY(undoAction->isEnabled());
+  QVERIFY2(undoAction->text().contains("Resize panel"), qPrintable(undoAction->text()));
+  undoAction->trigger();
+  QVERIFY(!w.document()->isModified());  // as saved
+  QCOMPARE(w.canvas()->dashboard().panels[0].grid, d.panels[0].grid);
+  redoAction->trigger();
+  QVERIFY(w.document()->isModified());
+  QCOMPARE(w.canvas()->dashboard().panels[0].grid.w, d.panels[0].grid.w + 2);
 }
 
 QTEST_MAIN(TestDashboardPanels)

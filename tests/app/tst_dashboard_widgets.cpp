@@ -22,6 +22,7 @@
 #include <QStandardPaths>
 #include <QStatusBar>
 #include <QTableWidget>
+#include <QUndoStack>
 #include <QtTest>
 #include <zmq.hpp>
 
@@ -1185,15 +1186,18 @@ void TestDashboardWidgets::removePanelClosesHoleAndUndoes() {
   b.grid = {0, 4, 6, 4};
   d.panels = {a, b};
   canvas.setDashboard(d);
-  QVERIFY(!canvas.canUndoRemove());
+  QVERIFY(!canvas.undoStack()->canUndo());
   canvas.removePanel(canvas.panels().first());
   QCOMPARE(canvas.panels().size(), 1);
   QCOMPARE(canvas.panels().first()->spec().grid, (GridRect{0, 0, 6, 4}));  // moved up, no hole
-  QVERIFY(canvas.undoRemove());
+  QVERIFY(canvas.undoStack()->canUndo());
+  QCOMPARE(canvas.undoStack()->undoText(),
+           QStringLiteral("Remove panel “user.signup”").replace("user.signup", "sum(user.signup)"));
+  canvas.undoStack()->undo();
   QCOMPARE(canvas.dashboard().panels.size(), size_t(2));
   QCOMPARE(canvas.dashboard().panels[0].grid, (GridRect{0, 0, 12, 4}));
   QCOMPARE(canvas.dashboard().panels[1].grid, (GridRect{0, 4, 6, 4}));
-  QVERIFY(!canvas.undoRemove());
+  QVERIFY(!canvas.undoStack()->canUndo());
 }
 
 void TestDashboardWidgets::windowSizeAndFolderRemembered() {
