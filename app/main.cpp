@@ -12,6 +12,7 @@
 #include "resources.h"
 #include "tally/common/endpoints.h"
 #include "tally/common/version.h"
+#include "theme.h"
 
 int main(int argc, char** argv) {
   // Exports need no display: pick the offscreen platform unless one was asked for.
@@ -105,6 +106,7 @@ int main(int argc, char** argv) {
   mo.collector = collectorUrl;
   mo.live = parser.value(live);
   mo.dashboard = parser.value(dashboard);
+  Theme::init();  // light or dark, following the desktop unless View > Theme says otherwise
   MainWindow w(mo);
   if (!parser.value(range).isEmpty()) {
     tally::dash::TimeRangeSpec r;

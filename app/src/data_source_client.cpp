@@ -220,21 +220,22 @@ void runPromQL(PromClient* client, const DataSourceClient::PanelQuery& q, const 
     a.series->from = a.series->to = range.start - range.step;
     return cb(std::move(a));
   }
-  client->queryRange(expr, range, context,
-                     [metric = q.spec.metric,
-                      fn = q.spec.promql.empty() && q.spec.queries.empty() && q.spec.expression.empty()
-                                  ? std::optional<Fn>(q.spec.fn)
-                                  : std::nullopt,
-                      range, cb](Result<QueryResult> r) {
-                       if (!r) return cb(r.status());
-                       r->metric = metric;
-                       r->fn = fn;
-                       r->from = range.start - range.step;
-                       r->to = range.end;
-                       PanelAnswer a;
-                       a.series = std::move(*r);
-                       cb(std::move(a));
-                     });
+  client->queryRange(
+      expr, range, context,
+      [metric = q.spec.metric,
+       fn = q.spec.promql.empty() && q.spec.queries.empty() && q.spec.expression.empty()
+                ? std::optional<Fn>(q.spec.fn)
+                : std::nullopt,
+       range, cb](Result<QueryResult> r) {
+        if (!r) return cb(r.status());
+        r->metric = metric;
+        r->fn = fn;
+        r->from = range.start - range.step;
+        r->to = range.end;
+        PanelAnswer a;
+        a.series = std::move(*r);
+        cb(std::move(a));
+      });
 }
 
 Status PromSource::supportsFunction(Fn fn, const std::string& metric, std::optional<Kind>,

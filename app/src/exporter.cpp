@@ -109,6 +109,7 @@ static void paintChart(const PanelController& panel, QPainter* painter, const QR
   auto* chart = new QChart;
   scene.addItem(chart);
   PanelChart pc(chart);
+  pc.setForceLight(true);  // exports are light whatever the app's theme
   pc.setShowTitle(true);
   chart->setGeometry(QRectF(QPointF(0, 0), rect.size()));
   // Render twice: the first pass settles the layout (plot area), the second places the ticks for

@@ -1,11 +1,13 @@
 #include "main_window.h"
 
 #include "alert_manager.h"
+#include "theme.h"
 
 #include "core/variables.h"
 #include "variable_bar.h"
 #include "variables_dialog.h"
 
+#include <QActionGroup>
 #include <QApplication>
 #include <QCloseEvent>
 #include <QComboBox>
@@ -277,6 +279,22 @@ void MainWindow::buildActions() {
   alertsAction->setText(tr("&Alerts"));
   alertsAction->setObjectName("alertsAction");
   view->addAction(alertsAction);
+  // Theme: follows the desktop unless chosen (theme.h); panels redraw in it at once.
+  QMenu* themeMenu = view->addMenu(tr("&Theme"));
+  auto* themes = new QActionGroup(this);
+  for (auto [mode, label] :
+       {std::pair{Theme::Mode::System, tr("Follow the &desktop")},
+        std::pair{Theme::Mode::Light, tr("&Light")}, std::pair{Theme::Mode::Dark, tr("&Dark")}}) {
+    QAction* a = themeMenu->addAction(label);
+    a->setCheckable(true);
+    a->setChecked(Theme::mode() == mode);
+    a->setObjectName(QStringLiteral("theme_%1").arg(Theme::modeName(mode)));
+    themes->addAction(a);
+    connect(a, &QAction::triggered, this, [this, m = mode] {
+      Theme::setMode(m);
+      for (PanelWidget* p : m_canvas->panels()) p->flushRedraw();
+    });
+  }
 
   QToolBar* tb = addToolBar(tr("Dashboard"));
   tb->setObjectName("mainToolbar");

@@ -16,6 +16,7 @@
 
 #include "core/decimate.h"
 #include "panel_controller.h"
+#include "theme.h"
 
 using namespace tally;
 using namespace tally::dash;
@@ -171,6 +172,10 @@ class PlotLayer : public QGraphicsItem {
     m_events = std::move(events);
     update();
   }
+  void setDark(bool dark) {
+    m_dark = dark;
+    update();
+  }
   void setCrosshair(std::optional<double> t, QString text) {
     if (t == m_crosshair && text == m_crosshairText) return;
     m_crosshair = t;
@@ -287,7 +292,7 @@ class PlotLayer : public QGraphicsItem {
     if (m_crosshair) {
       const double x = mapX(*m_crosshair);
       if (x >= area.left() && x <= area.right()) {
-        p->setPen(QPen(QColor(0x5f, 0x63, 0x68), 1));
+        p->setPen(QPen(m_dark ? QColor(0x9a, 0xa0, 0xa6) : QColor(0x5f, 0x63, 0x68), 1));
         p->drawLine(QPointF(x, area.top()), QPointF(x, area.bottom()));
         if (!m_crosshairText.isEmpty()) {
           // The values at that time, in a box beside the line (left of it near the right edge).
@@ -301,8 +306,8 @@ class PlotLayer : public QGraphicsItem {
           const QSizeF box(w + 8, fm.height() * lines.size() + 4);
           QRectF r(QPointF(x + 6, area.top() + 4), box);
           if (r.right() > area.right()) r.moveRight(x - 6);
-          p->fillRect(r, QColor(255, 255, 255, 225));
-          p->setPen(QColor(0x20, 0x21, 0x24));
+          p->fillRect(r, m_dark ? QColor(0x2d, 0x2e, 0x31, 235) : QColor(255, 255, 255, 225));
+          p->setPen(m_dark ? QColor(0xe8, 0xea, 0xed) : QColor(0x20, 0x21, 0x24));
           p->drawText(r.adjusted(4, 2, -4, -2), Qt::AlignLeft | Qt::AlignTop, lines.join('\n'));
         }
       }
@@ -321,6 +326,7 @@ class PlotLayer : public QGraphicsItem {
   std::vector<PanelChart::Mark> m_events;
   std::optional<double> m_crosshair;
   QString m_crosshairText;
+  bool m_dark = false;
 };
 
 namespace {
@@ -347,12 +353,7 @@ QString valueText(double v, const PanelSpec& spec) {
 
 PanelChart::PanelChart(QChart* chart, QObject* parent) : QObject(parent), m_chart(chart) {
   m_chart->setAnimationOptions(QChart::NoAnimation);
-  m_chart->setMargins(QMargins(2, 2, 2, 2));
-  m_chart->setBackgroundRoundness(0);
-  m_chart->legend()->setAlignment(Qt::AlignBottom);
-  QFont f = m_chart->legend()->font();
-  f.setPointSizeF(8.5);
-  m_chart->legend()->setFont(f);
+  styleChart();
   // The items drawn in the plot area follow its size (one connection for every rebuild).
   connect(m_chart, &QChart::plotAreaChanged, this, [this] {
     if (m_heatmap) m_heatmap->areaChanged();
@@ -361,6 +362,25 @@ PanelChart::PanelChart(QChart* chart, QObject* parent) : QObject(parent), m_char
 }
 
 PanelChart::~PanelChart() = default;
+
+void PanelChart::styleChart() {
+  m_chart->setMargins(QMargins(2, 2, 2, 2));
+  m_chart->setBackgroundRoundness(0);
+  m_chart->legend()->setAlignment(Qt::AlignBottom);
+  QFont f = m_chart->legend()->font();
+  f.setPointSizeF(8.5);
+  m_chart->legend()->setFont(f);
+}
+
+void PanelChart::applyTheme() {
+  const bool dark = !m_forceLight && Theme::isDark();
+  if (dark == m_dark) return;
+  m_dark = dark;
+  // A theme resets fonts, colours and series styles: style again and rebuild at this render.
+  m_chart->setTheme(dark ? QChart::ChartThemeDark : QChart::ChartThemeLight);
+  styleChart();
+  m_shapeKey.clear();
+}
 
 QColor PanelChart::seriesColor(int index) {
   // Tableau 10: distinguishable, also in print.
@@ -406,6 +426,7 @@ void PanelChart::clear() {
 }
 
 void PanelChart::render(const PanelController& panel) {
+  applyTheme();
   const PanelSpec& spec = panel.spec();
   Kind kind = Kind::Line;
   switch (spec.chart) {
@@ -555,6 +576,7 @@ void PanelChart::render(const PanelController& panel) {
     // Line, stacked and bar panels: the layer draws, the series keep the legend (see PlotLayer).
     auto addLayer = [&](QList<QPen> pens, QList<QBrush> brushes) {
       m_layer = new PlotLayer(m_chart);
+      m_layer->setDark(m_dark);
       m_layer->setStyles(std::move(pens), std::move(brushes));
       // A pan or a new y range moves the axes only: the layer maps its points again.
       for (QAbstractAxis* axis : {m_x, m_y})

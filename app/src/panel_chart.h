@@ -38,6 +38,9 @@ class PanelChart : public QObject {
   ~PanelChart() override;
 
   QChart* chart() const { return m_chart; }
+  // Always light (exports), whatever the app's theme (theme.h).
+  void setForceLight(bool on) { m_forceLight = on; }
+  bool isDark() const { return m_dark; }
   // Show the panel title inside the chart (exports), not just in the panel header.
   void setShowTitle(bool on) { m_showTitle = on; }
 
@@ -98,6 +101,8 @@ class PanelChart : public QObject {
   void setValueAxis(QAbstractAxis* axis, double min, double max, bool log, int pixels,
                     bool horizontal);
   void hookLegend();
+  void styleChart();
+  void applyTheme();  // the chart theme for Theme::isDark(), at each render
   void setMarks(const PanelController& panel);
 
   QChart* m_chart;
@@ -119,4 +124,6 @@ class PanelChart : public QObject {
   std::vector<Mark> m_annotationMarks;
   std::optional<double> m_crosshair;
   QString m_crosshairText;
+  bool m_forceLight = false;
+  bool m_dark = false;
 };

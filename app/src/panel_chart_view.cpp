@@ -38,7 +38,10 @@ PanelChartView::PanelChartView(PanelController* panel, QWidget* parent)
 
 void PanelChartView::redraw() {
   m_reflows = 0;
+  const bool wasDark = m_chart->isDark();
   m_chart->render(*m_panel);
+  if (m_chart->isDark() != wasDark || backgroundBrush().style() == Qt::NoBrush)
+    setBackgroundBrush(m_chart->isDark() ? QColor(0x2e, 0x30, 0x3c) : QColor(Qt::white));
 }
 
 QPointF PanelChartView::toValue(QPointF pos) const {

@@ -12,6 +12,10 @@ using namespace tally::dash;
 
 namespace StatPainter {
 
+namespace {
+bool g_dark = false;  // the theme of the current paint() (GUI thread only)
+}  // namespace
+
 QColor valueColor(const PanelSpec& spec, std::optional<double> value) {
   const std::string base = spec.thresholds.empty() ? "#1a73e8" : "#188038";
   if (!value) return QColor("#80868b");
@@ -77,7 +81,7 @@ void paintStat(QPainter* p, const QRectF& r, const SeriesStats& s, const PanelSp
   if (!oneSeries) {
     f.setPointSizeF(8.5);
     p->setFont(f);
-    p->setPen(QColor("#5f6368"));
+    p->setPen((g_dark ? QColor("#9aa0a6") : QColor("#5f6368")));
     const QRectF lr(r.left() + 6, r.top() + 2, r.width() - 12, labelH);
     p->drawText(
         lr, Qt::AlignLeft | Qt::AlignVCenter,
@@ -113,7 +117,8 @@ void paintGauge(QPainter* p, const QRectF& r, const SeriesStats& s, const PanelS
     return 210.0 - 240.0 * f;
   };
   p->setBrush(Qt::NoBrush);
-  p->setPen(QPen(QColor("#e8eaed"), thick, Qt::SolidLine, Qt::FlatCap));
+  p->setPen(
+      QPen(g_dark ? QColor("#3c4043") : QColor("#e8eaed"), thick, Qt::SolidLine, Qt::FlatCap));
   p->drawArc(arcRect, int(210 * 16), int(-240 * 16));
   // The thresholds as a thin outer band.
   const QRectF rim = arcRect.adjusted(-thick / 2 - 2, -thick / 2 - 2, thick / 2 + 2, thick / 2 + 2);
@@ -144,7 +149,7 @@ void paintGauge(QPainter* p, const QRectF& r, const SeriesStats& s, const PanelS
     f.setBold(false);
     f.setPointSizeF(8.5);
     p->setFont(f);
-    p->setPen(QColor("#5f6368"));
+    p->setPen((g_dark ? QColor("#9aa0a6") : QColor("#5f6368")));
     const QRectF lr(r.left() + 4, r.bottom() - labelH - 2, r.width() - 8, labelH);
     p->drawText(
         lr, Qt::AlignCenter,
@@ -155,7 +160,8 @@ void paintGauge(QPainter* p, const QRectF& r, const SeriesStats& s, const PanelS
 }  // namespace
 
 void paintTable(QPainter* p, const QRectF& r, const std::vector<SeriesStats>& rows,
-                const PanelSpec& spec) {
+                const PanelSpec& spec, bool dark) {
+  g_dark = dark;
   QFont f = p->font();
   f.setPointSizeF(8.5);
   p->setFont(f);
@@ -165,7 +171,7 @@ void paintTable(QPainter* p, const QRectF& r, const std::vector<SeriesStats>& ro
   QFont bold = f;
   bold.setBold(true);
   p->setFont(bold);
-  p->setPen(QColor("#202124"));
+  p->setPen((g_dark ? QColor("#e8eaed") : QColor("#202124")));
   p->drawText(QRectF(r.left() + 4, r.top(), nameW - 8, rowH), Qt::AlignLeft | Qt::AlignVCenter,
               QObject::tr("Series"));
   for (int c = 0; c < 5; ++c)
@@ -177,35 +183,39 @@ void paintTable(QPainter* p, const QRectF& r, const std::vector<SeriesStats>& ro
   const int shown = n > fit ? std::max(0, fit - 1) : n;
   for (int i = 0; i < shown; ++i) {
     const double y = r.top() + (i + 1) * rowH;
-    if (i % 2 == 0) p->fillRect(QRectF(r.left(), y, r.width(), rowH), QColor("#f8f9fa"));
-    p->setPen(QColor("#202124"));
+    if (i % 2 == 0)
+      p->fillRect(QRectF(r.left(), y, r.width(), rowH),
+                  (g_dark ? QColor("#28292c") : QColor("#f8f9fa")));
+    p->setPen((g_dark ? QColor("#e8eaed") : QColor("#202124")));
     p->drawText(QRectF(r.left() + 4, y, nameW - 8, rowH), Qt::AlignLeft | Qt::AlignVCenter,
                 QFontMetricsF(f).elidedText(QString::fromStdString(rows[i].label), Qt::ElideMiddle,
                                             nameW - 8));
     int c = 0;
     for (Reduce red : kAllReduces) {
       const auto v = rows[i].get(red);
-      p->setPen(spec.thresholds.empty() ? QColor("#202124") : valueColor(spec, v));
+      p->setPen(spec.thresholds.empty() ? (g_dark ? QColor("#e8eaed") : QColor("#202124"))
+                                        : valueColor(spec, v));
       p->drawText(QRectF(r.left() + nameW + c * colW, y, colW - 6, rowH),
                   Qt::AlignRight | Qt::AlignVCenter, text(v, spec));
       ++c;
     }
   }
   if (shown < n) {
-    p->setPen(QColor("#5f6368"));
+    p->setPen((g_dark ? QColor("#9aa0a6") : QColor("#5f6368")));
     p->drawText(QRectF(r.left() + 4, r.top() + (shown + 1) * rowH, r.width() - 8, rowH),
                 Qt::AlignLeft | Qt::AlignVCenter, QObject::tr("+%1 more").arg(n - shown));
   }
 }
 
-void paint(const PanelController& panel, QPainter* p, const QRectF& rect) {
+void paint(const PanelController& panel, QPainter* p, const QRectF& rect, bool dark) {
+  g_dark = dark;
   const PanelSpec& spec = panel.spec();
   const auto all = stats(panel);
   p->save();
   p->setRenderHint(QPainter::Antialiasing);
   p->setRenderHint(QPainter::TextAntialiasing);
   if (spec.chart == ChartType::Table) {
-    paintTable(p, rect.adjusted(4, 4, -4, -4), all, spec);
+    paintTable(p, rect.adjusted(4, 4, -4, -4), all, spec, dark);
     p->restore();
     return;
   }
@@ -219,7 +229,7 @@ void paint(const PanelController& panel, QPainter* p, const QRectF& rect) {
     f.setBold(false);
     f.setPointSizeF(8.5);
     p->setFont(f);
-    p->setPen(QColor("#5f6368"));
+    p->setPen((g_dark ? QColor("#9aa0a6") : QColor("#5f6368")));
     p->drawText(QRectF(rect.left() + 4, rect.bottom() - 16, rect.width() - 8, 14),
                 Qt::AlignRight | Qt::AlignVCenter, QObject::tr("+%1 more").arg(l.omitted));
   }

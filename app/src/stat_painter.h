@@ -34,10 +34,11 @@ struct Layout {
 };
 Layout layoutTiles(int count, const QRectF& rect, bool gauge);
 
-void paint(const PanelController& panel, QPainter* painter, const QRectF& rect);
+// `dark`: drawn on the dark theme's background (the screen); exports are light.
+void paint(const PanelController& panel, QPainter* painter, const QRectF& rect, bool dark = false);
 // A table of rows (series, last, min, max, avg, total) into rect; what does not fit is counted.
 void paintTable(QPainter* painter, const QRectF& rect,
                 const std::vector<tally::dash::SeriesStats>& rows,
-                const tally::dash::PanelSpec& spec);
+                const tally::dash::PanelSpec& spec, bool dark = false);
 
 }  // namespace StatPainter

@@ -6,6 +6,7 @@
 
 #include "panel_controller.h"
 #include "stat_painter.h"
+#include "theme.h"
 
 using namespace tally;
 using namespace tally::dash;
@@ -19,7 +20,7 @@ StatView::StatView(PanelController* panel, QWidget* parent) : QWidget(parent), m
 void StatView::paintEvent(QPaintEvent*) {
   QPainter p(this);
   p.fillRect(rect(), palette().base());
-  StatPainter::paint(*m_panel, &p, QRectF(rect()));
+  StatPainter::paint(*m_panel, &p, QRectF(rect()), Theme::isDark());
 }
 
 bool StatView::event(QEvent* e) {

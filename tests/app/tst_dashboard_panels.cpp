@@ -5,6 +5,7 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QPushButton>
+#include <QSettings>
 #include <QStandardPaths>
 #include <QTableView>
 #include <QTemporaryDir>
@@ -26,6 +27,7 @@
 #include "series_table.h"
 #include "stat_painter.h"
 #include "stat_view.h"
+#include "theme.h"
 
 using namespace tally;
 using namespace tally::dash;
@@ -101,6 +103,7 @@ class TestDashboardPanels : public QObject {
   void annotationsAreMarkedAndNamedOnHover();
   void everyEditUndoesAndRedoes();
   void undoBackToTheSavedFileIsUnmodified();
+  void darkThemeOnScreenLightExports();
 
  private:
   // A panel on the fake API showing `spec` over [kFrom, kFrom + 60), its query answered.
@@ -486,6 +489,39 @@ void TestDashboardPanels::undoBackToTheSavedFileIsUnmodified() {
   redoAction->trigger();
   QVERIFY(w.document()->isModified());
   QCOMPARE(w.canvas()->dashboard().panels[0].grid.w, d.panels[0].grid.w + 2);
+}
+
+void TestDashboardPanels::darkThemeOnScreenLightExports() {
+  QSettings().remove("view/theme");
+  Theme::init();  // the offscreen platform's palette is light: "system" is light
+  QCOMPARE(Theme::mode(), Theme::Mode::System);
+  QVERIFY(!Theme::isDark());
+  PanelWidget panel(m_client, nullptr);
+  show(panel, gaugeSpec(ChartType::Line));
+  PanelChart* chart = panel.chartView()->panelChart();
+  QCOMPARE(chart->chart()->theme(), QChart::ChartThemeLight);
+  Theme::setMode(Theme::Mode::Dark);
+  QCOMPARE(QSettings().value("view/theme").toString(), QStringLiteral("dark"));
+  QVERIFY(Theme::isDark());
+  QVERIFY(QApplication::palette().color(QPalette::Window).lightness() < 64);
+  panel.flushRedraw();
+  QVERIFY(chart->isDark());
+  QCOMPARE(chart->chart()->theme(), QChart::ChartThemeDark);
+  // The series keep their colours and the chart its data.
+  QCOMPARE(chart->seriesNames().size(), 3);
+  const QImage screen = panel.chartView()->grab().toImage();
+  QVERIFY(QColor(screen.pixel(screen.width() / 2, 4)).lightness() < 100);
+  QVERIFY(QColor(screen.pixel(1, 1)).lightness() < 100);  // no light frame around it
+  // Exports stay light.
+  const QImage exported = Exporter::renderPanel(*panel.controller(), QSize(600, 300));
+  QCOMPARE(QColor(exported.pixel(3, 3)), QColor(Qt::white));
+  // A stat panel's gauge track follows the theme on screen only.
+  Theme::setMode(Theme::Mode::Light);
+  QVERIFY(!Theme::isDark());
+  panel.flushRedraw();
+  QCOMPARE(chart->chart()->theme(), QChart::ChartThemeLight);
+  QVERIFY(QApplication::palette().color(QPalette::Window).lightness() > 128);
+  QSettings().remove("view/theme");
 }
 
 QTEST_MAIN(TestDashboardPanels)
