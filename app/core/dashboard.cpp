@@ -36,13 +36,16 @@ const char* chartTypeName(ChartType type) {
       return "gauge";
     case ChartType::Table:
       return "table";
+    case ChartType::Row:
+      return "row";
   }
   return "line";
 }
 
 std::optional<ChartType> parseChartType(std::string_view name) {
-  for (auto t : {ChartType::Line, ChartType::StackedArea, ChartType::Bars, ChartType::Histogram,
-                 ChartType::Heatmap, ChartType::Stat, ChartType::Gauge, ChartType::Table})
+  for (auto t :
+       {ChartType::Line, ChartType::StackedArea, ChartType::Bars, ChartType::Histogram,
+        ChartType::Heatmap, ChartType::Stat, ChartType::Gauge, ChartType::Table, ChartType::Row})
     if (name == chartTypeName(t)) return t;
   return std::nullopt;
 }
@@ -56,7 +59,7 @@ bool chartIsReduced(ChartType type) {
 }
 
 bool chartIsVersion4(ChartType type) {
-  return chartIsReduced(type);
+  return chartIsReduced(type) || type == ChartType::Row;
 }
 
 bool isHexColor(std::string_view t) {
@@ -634,6 +637,10 @@ Status validatePanel(const PanelSpec& p, const std::string& where) {
     return Status::invalid_argument(where + ".min/max: must be numbers");
   if (p.legendRows < 1 || p.legendRows > 1000)
     return Status::invalid_argument(where + ".legend_rows: must be in 1..1000");
+  if (p.chart == ChartType::Row && (p.grid.x != 0 || p.grid.w != kGridColumns || p.grid.h != 1))
+    return Status::invalid_argument(where + ".grid: a row spans the 12 columns, one row high");
+  if (p.collapsed && p.chart != ChartType::Row)
+    return Status::invalid_argument(where + ".collapsed: only a row collapses");
   if (p.offsetS < 0 || p.offsetS > kMaxOffsetS)
     return Status::invalid_argument(where + ".offset: must be between 0 and 2y");
   if (p.needsPromQL() && chartNeedsDistribution(p.chart))
@@ -892,6 +899,7 @@ PanelSpec readPanel(Reader& r, const json& p, const std::string& where) {
   else if (legend != "list")
     r.fail(where + ".legend: '" + legend + "' is not list or table");
   out.legendRows = static_cast<int>(r.integer(p, "legend_rows", where, 10));
+  out.collapsed = r.boolean(p, "collapsed", where, false);
   out.filters = readFilters(r, p, where);
   out.groupBy = readGroupBy(r, p, where);
   out.offsetS = readOffset(r, p, where);
@@ -1158,6 +1166,7 @@ std::string serializeDashboard(const Dashboard& d) {
       jp["queries"] = qs;
     }
     if (!p.expression.empty()) jp["expression"] = p.expression;
+    if (p.chart == ChartType::Row) jp["collapsed"] = p.collapsed;
     if (p.legend == LegendMode::Table) {
       jp["legend"] = "table";
       jp["legend_rows"] = p.legendRows;
@@ -1167,6 +1176,42 @@ std::string serializeDashboard(const Dashboard& d) {
   }
   doc["panels"] = panels;
   return doc.dump(2) + "\n";
+}
+
+RowLayout layoutRows(const std::vector<PanelSpec>& panels) {
+  RowLayout out;
+  out.hidden.assign(panels.size(), false);
+  out.displayY.resize(panels.size());
+  std::vector<size_t> rows;
+  for (size_t i = 0; i < panels.size(); ++i)
+    if (panels[i].chart == ChartType::Row) rows.push_back(i);
+  std::stable_sort(rows.begin(), rows.end(),
+                   [&](size_t a, size_t b) { return panels[a].grid.y < panels[b].grid.y; });
+  int bottom = 0;
+  for (const auto& p : panels) bottom = std::max(bottom, p.grid.y + p.grid.h);
+  // Each collapsed row frees [row.y + 1, next row's y): what lies below moves up by that.
+  struct Fold {
+    int from, to;
+  };
+  std::vector<Fold> folds;
+  for (size_t k = 0; k < rows.size(); ++k) {
+    const PanelSpec& row = panels[rows[k]];
+    if (!row.collapsed) continue;
+    const int end = k + 1 < rows.size() ? panels[rows[k + 1]].grid.y : bottom;
+    if (end > row.grid.y + 1) folds.push_back({row.grid.y + 1, end});
+  }
+  out.rows = bottom;
+  for (const auto& f : folds) out.rows -= f.to - f.from;
+  for (size_t i = 0; i < panels.size(); ++i) {
+    const int y = panels[i].grid.y;
+    int shift = 0;
+    for (const auto& f : folds) {
+      if (panels[i].chart != ChartType::Row && y >= f.from && y < f.to) out.hidden[i] = true;
+      if (y >= f.to) shift += f.to - f.from;
+    }
+    out.displayY[i] = y - shift;
+  }
+  return out;
 }
 
 GridRect placeNewPanel(const std::vector<PanelSpec>& panels, int w, int h) {

@@ -35,8 +35,10 @@ inline constexpr int kGridColumns = 12;
 
 // Stat, Gauge and Table show each series reduced to numbers (PanelSpec::reduce; the table shows
 // every reduction) instead of over time.
-enum class ChartType { Line, StackedArea, Bars, Histogram, Heatmap, Stat, Gauge, Table };
-// "line", "stacked", "bars", "histogram", "heatmap", "stat", "gauge", "table"
+// Row is not a chart: a full-width header (one grid row) that groups the panels below it, up to
+// the next row, and can collapse them (layoutRows).
+enum class ChartType { Line, StackedArea, Bars, Histogram, Heatmap, Stat, Gauge, Table, Row };
+// "line", "stacked", "bars", "histogram", "heatmap", "stat", "gauge", "table", "row"
 const char* chartTypeName(ChartType type);
 std::optional<ChartType> parseChartType(std::string_view name);
 bool chartNeedsDistribution(ChartType type);  // histogram and heatmap
@@ -210,6 +212,7 @@ struct PanelSpec {
   // "B / A * 100": what the panel draws, the queries named by their refs; "" = every query's
   // series (each tagged query=A, query=B, ...).
   std::string expression;
+  bool collapsed = false;  // a row: its panels are hidden and those below move up
   GridRect grid;
   bool operator==(const PanelSpec&) const = default;
   // The title, or when untitled "fn(metric{k=v,...}) by k" (the filters too: two panels on one
@@ -280,6 +283,16 @@ int dashboardFileVersion(const Dashboard& dashboard);
 
 Result<Dashboard> parseDashboard(std::string_view json);
 std::string serializeDashboard(const Dashboard& dashboard);  // pretty-printed, ends with '\n'
+
+// Where each panel shows with its rows' collapsed state: a panel belongs to the nearest row
+// above it (row.y < panel.y); a collapsed row hides its panels, and everything below the next
+// row moves up by the room they took. Rows and panels above every row always show.
+struct RowLayout {
+  std::vector<bool> hidden;   // per panel
+  std::vector<int> displayY;  // per panel: its row on screen
+  int rows = 0;               // grid rows in use on screen
+};
+RowLayout layoutRows(const std::vector<PanelSpec>& panels);
 
 // First free place for a new panel of width w and height h below or beside the others.
 GridRect placeNewPanel(const std::vector<PanelSpec>& panels, int w = 6, int h = 4);

@@ -1,5 +1,6 @@
 #include "dashboard_canvas.h"
 
+#include <QInputDialog>
 #include <QPainter>
 #include <QResizeEvent>
 #include <QUndoCommand>
@@ -235,16 +236,24 @@ QRect DashboardCanvas::cellRect(const GridRect& g) const {
 }
 
 QSize DashboardCanvas::sizeHint() const {
-  int rows = 0;
-  for (auto* p : m_panels) rows = std::max(rows, p->spec().grid.y + p->spec().grid.h);
+  std::vector<PanelSpec> specs;
+  for (auto* p : m_panels) specs.push_back(p->spec());
+  const int rows = layoutRows(specs).rows;
   return QSize(900, std::max(1, rows) * kRowHeight + kGap);
 }
 
 void DashboardCanvas::relayout() {
-  int rows = 0;
-  for (auto* p : m_panels) {
-    p->setGeometry(cellRect(p->spec().grid));
-    rows = std::max(rows, p->spec().grid.y + p->spec().grid.h);
+  // Rows: a collapsed row hides its panels and what is below moves up (layoutRows).
+  std::vector<PanelSpec> specs;
+  for (auto* p : m_panels) specs.push_back(p->spec());
+  const RowLayout layout = layoutRows(specs);
+  int rows = layout.rows;
+  for (qsizetype i = 0; i < m_panels.size(); ++i) {
+    PanelWidget* p = m_panels[i];
+    GridRect g = p->spec().grid;
+    g.y = layout.displayY[size_t(i)];
+    p->setGeometry(cellRect(g));
+    p->setVisible(!layout.hidden[size_t(i)]);
   }
   setMinimumHeight((rows + 2) * kRowHeight);  // room below to drag panels into
   updateGeometry();
@@ -258,6 +267,13 @@ void DashboardCanvas::resizeEvent(QResizeEvent* e) {
 
 void DashboardCanvas::wire(PanelWidget* panel) {
   connect(panel, &PanelWidget::removeRequested, this, &DashboardCanvas::removePanel);
+  connect(panel, &PanelWidget::collapseToggled, this, [this](PanelWidget* row) {
+    PanelSpec s = row->spec();
+    s.collapsed = !s.collapsed;
+    row->setSpec(s);
+    relayout();
+    emit modified();
+  });
   // Linked time: a zoom, pan or reset on one panel applies to all; the mouse's time on one
   // time chart is a crosshair on the others.
   connect(panel, &PanelWidget::zoomRequested, this,
@@ -470,7 +486,31 @@ void DashboardCanvas::refreshAnnotations() {
   });
 }
 
+PanelWidget* DashboardCanvas::addRow(const QString& title) {
+  PanelSpec s;
+  s.chart = ChartType::Row;
+  s.title = title.toStdString();
+  int bottom = 0;
+  for (auto* p : m_panels) bottom = std::max(bottom, p->spec().grid.y + p->spec().grid.h);
+  s.grid = {0, bottom, kGridColumns, 1};
+  PanelWidget* row = addPanel(s, false);
+  relayout();
+  emit modified();
+  return row;
+}
+
 void DashboardCanvas::editPanel(PanelWidget* panel) {
+  if (panel->spec().chart == ChartType::Row) {  // a row has a title only
+    bool ok = false;
+    const QString t = QInputDialog::getText(this, tr("Row title"), tr("Title:"), QLineEdit::Normal,
+                                            QString::fromStdString(panel->spec().title), &ok);
+    if (!ok) return;
+    PanelSpec s = panel->spec();
+    s.title = t.trimmed().toStdString();
+    panel->setSpec(s);
+    emit modified();
+    return;
+  }
   PanelEditor editor(m_client, m_sources, panel->spec(), this);
   if (editor.exec() != QDialog::Accepted) return;
   panel->setSpec(editor.spec());

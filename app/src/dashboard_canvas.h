@@ -30,6 +30,8 @@ class DashboardCanvas : public QWidget {
 
   const QList<PanelWidget*>& panels() const { return m_panels; }
   PanelWidget* addPanel(const tally::dash::PanelSpec& spec, bool findPlace = true);
+  // A row (a header that groups and collapses the panels below it) at the bottom.
+  PanelWidget* addRow(const QString& title);
   // Removes a panel; the panels below move up into its room (undo puts it back where it was).
   void removePanel(PanelWidget* panel);
   // Undo and redo of every edit (docs/DASHBOARD.md): each modified() that changed the panels,

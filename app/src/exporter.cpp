@@ -223,17 +223,35 @@ void paintDashboard(const QString& title, const QString& subtitle,
   painter->setPen(QColor("#5f6368"));
   painter->drawText(QRect(10, 0, size.width() - 20, header), Qt::AlignVCenter | Qt::AlignRight,
                     subtitle);
-  int rows = 1;
-  for (const auto* p : panels) rows = std::max(rows, p->spec().grid.y + p->spec().grid.h);
+  // As on screen: a collapsed row's panels are left out and what is below moves up.
+  std::vector<PanelSpec> specs;
+  for (const auto* p : panels) specs.push_back(p->spec());
+  const RowLayout layout = layoutRows(specs);
+  const int rows = std::max(1, layout.rows);
   const double colW = double(size.width()) / kGridColumns;
   const double rowH = double(size.height() - header) / rows;
   const double gap = 4;
-  for (const auto* p : panels) {
-    const GridRect& g = p->spec().grid;
-    QRectF r(g.x * colW + gap, header + g.y * rowH + gap, g.w * colW - 2 * gap,
-             g.h * rowH - 2 * gap);
+  for (qsizetype i = 0; i < panels.size(); ++i) {
+    if (layout.hidden[size_t(i)]) continue;
+    const PanelSpec& spec = panels[i]->spec();
+    const GridRect& g = spec.grid;
+    QRectF r(g.x * colW + gap, header + layout.displayY[size_t(i)] * rowH + gap,
+             g.w * colW - 2 * gap, g.h * rowH - 2 * gap);
+    if (spec.chart == ChartType::Row) {  // a header line with its title
+      QFont rf = painter->font();
+      rf.setPointSizeF(11);
+      rf.setBold(true);
+      painter->setFont(rf);
+      painter->setPen(QColor("#202124"));
+      painter->drawText(r.adjusted(4, 0, 0, 0), Qt::AlignVCenter | Qt::AlignLeft,
+                        (spec.collapsed ? QStringLiteral("▸ ") : QStringLiteral("▾ ")) +
+                            QString::fromStdString(spec.title));
+      painter->setPen(QColor("#dadce0"));
+      painter->drawLine(r.bottomLeft(), r.bottomRight());
+      continue;
+    }
     painter->fillRect(r, Qt::white);
-    paintPanel(*p, painter, r);
+    paintPanel(*panels[i], painter, r);
   }
 }
 

@@ -186,6 +186,7 @@ int runHeadless(const HeadlessOptions& o) {
   }
   if (!o.csv.isEmpty()) {
     for (size_t i = 0; i < panels.size(); ++i) {
+      if (panels[i]->spec().chart == tally::dash::ChartType::Row) continue;  // no data of its own
       QString path = panels.size() == 1 ? o.csv : withIndex(o.csv, int(i) + 1);
       if (!Exporter::writeCsv(*panels[i], path, &error)) {
         err(error);

@@ -266,6 +266,14 @@ void MainWindow::buildActions() {
   sources->setObjectName("dataSourcesAction");
   sources->setToolTip(
       tr("Prometheus-compatible servers (VictoriaMetrics, Prometheus) panels can read"));
+  QAction* addRowAction = dash->addAction(tr("Add &row"), this, [this] {
+    bool ok = false;
+    const QString t = QInputDialog::getText(this, tr("Add row"), tr("Row title:"),
+                                            QLineEdit::Normal, tr("Row"), &ok);
+    if (ok) m_canvas->addRow(t.trimmed());
+  });
+  addRowAction->setObjectName("addRowAction");
+  addRowAction->setToolTip(tr("A header that groups the panels below it and collapses them"));
   QAction* vars = dash->addAction(tr("&Variables…"), this, &MainWindow::editVariables);
   vars->setObjectName("variablesAction");
   vars->setToolTip(tr("Drop-downs of a tag's values above the panels; panels use them as $name"));

@@ -448,6 +448,7 @@ void PanelChart::render(const PanelController& panel) {
     case ChartType::Stat:
     case ChartType::Gauge:
     case ChartType::Table:
+    case ChartType::Row:
       kind = Kind::Line;  // not drawn as a chart (StatPainter); a line if asked
       break;
   }

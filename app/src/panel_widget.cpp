@@ -93,12 +93,18 @@ PanelWidget::PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget*
   m_alertBadge = new QLabel(m_header);
   m_alertBadge->setObjectName("alertBadge");
   m_alertBadge->hide();
+  m_collapse = headerButton(QStringLiteral("▾"), tr("Collapse the row"), m_header);
+  m_collapse->setObjectName("collapseButton");
+  m_collapse->hide();
+  connect(m_collapse, &QToolButton::clicked, this, [this] { emit collapseToggled(this); });
+  hl->addWidget(m_collapse);
   hl->addWidget(m_title, 1);
   hl->addWidget(m_alertBadge);
   hl->addWidget(m_resetZoom);
   hl->addWidget(edit);
   hl->addWidget(exportButton);
   hl->addWidget(menuButton);
+  m_panelOnly = {edit, exportButton};
 
   m_view = new PanelChartView(m_controller, this);
   m_stat = new StatView(m_controller, this);
@@ -172,6 +178,21 @@ void PanelWidget::setSpec(const PanelSpec& spec) {
 void PanelWidget::updateViews() {
   const ChartType chart = m_controller->spec().chart;
   const bool reduced = chartIsReduced(chart);
+  const bool row = chart == ChartType::Row;
+  // A row is its header alone: a toggle, its title, and the menu (rename, move, remove).
+  m_collapse->setVisible(row);
+  m_collapse->setText(m_spec.collapsed ? QStringLiteral("▸") : QStringLiteral("▾"));
+  m_collapse->setToolTip(m_spec.collapsed ? tr("Expand the row") : tr("Collapse the row"));
+  for (QWidget* w : m_panelOnly) w->setVisible(!row);
+  m_grip->setVisible(!row);
+  setFrameShape(row ? QFrame::NoFrame : QFrame::StyledPanel);
+  if (row) {
+    m_view->hide();
+    m_stat->hide();
+    m_table->hide();
+    m_legend->hide();
+    return;
+  }
   m_view->setVisible(!reduced);
   m_stat->setVisible(chart == ChartType::Stat || chart == ChartType::Gauge);
   m_table->setVisible(chart == ChartType::Table);
@@ -245,7 +266,9 @@ void PanelWidget::updateState() {
   m_resetZoom->setVisible(m_controller->isZoomed());
   QString msg;
   const bool stale = m_controller->unknownFrom().has_value();
-  if (!s.hasQuery())
+  if (s.chart == ChartType::Row)
+    msg.clear();
+  else if (!s.hasQuery())
     msg = tr("Drop a metric here, or click ✎ to choose one.");
   else if (stale)
     msg = tr("⚠ Stale: no data since %1, the collector cannot be reached. The chart stops there.")

@@ -69,6 +69,7 @@ class PanelWidget : public QFrame {
   void zoomRequested(PanelWidget* panel, qint64 from, qint64 to);
   void resetZoomRequested(PanelWidget* panel);
   void hovered(PanelWidget* panel, double t);  // NaN: the mouse left the plot
+  void collapseToggled(PanelWidget* row);      // a row's ▸ / ▾
 
  protected:
   void dragEnterEvent(QDragEnterEvent* e) override;
@@ -88,6 +89,8 @@ class PanelWidget : public QFrame {
   SeriesTable* m_table;
   SeriesTable* m_legend;
   QLabel* m_alertBadge;
+  QToolButton* m_collapse;
+  QList<QWidget*> m_panelOnly;  // hidden on a row: chart buttons, message, grip
   QWidget* m_header;
   QLabel* m_title;
   QLabel* m_message;

@@ -82,6 +82,7 @@ class TestDashboardCore : public QObject {
   void thresholdText_data();
   void thresholdText();
   void seriesStatsLeaveOutTheOpenBucket();
+  void collapsedRowsHideTheirPanelsAndCloseTheGap();
 };
 
 static Dashboard sampleDashboard() {
@@ -986,6 +987,52 @@ void TestDashboardCore::seriesStatsLeaveOutTheOpenBucket() {
   QCOMPARE(formatStat(0.5, ""), std::string("0.5"));
   QCOMPARE(formatStat(-2e6, "B"), std::string("-2M B"));
   QCOMPARE(formatStat(std::nullopt, "ms"), std::string("–"));
+}
+
+void TestDashboardCore::collapsedRowsHideTheirPanelsAndCloseTheGap() {
+  auto panel = [](int x, int y, int w, int h) {
+    PanelSpec p;
+    p.metric = "m";
+    p.grid = {x, y, w, h};
+    return p;
+  };
+  auto row = [](int y, bool collapsed) {
+    PanelSpec p;
+    p.chart = ChartType::Row;
+    p.title = "r";
+    p.collapsed = collapsed;
+    p.grid = {0, y, kGridColumns, 1};
+    return p;
+  };
+  // 0: above every row; 1: row at 4; 2, 3: its panels; 4: row at 13; 5: its panel.
+  std::vector<PanelSpec> ps = {panel(0, 0, 12, 4), row(4, false),  panel(0, 5, 6, 4),
+                               panel(6, 5, 6, 8),  row(13, false), panel(0, 14, 12, 4)};
+  RowLayout open = layoutRows(ps);
+  QCOMPARE(open.hidden, (std::vector<bool>{false, false, false, false, false, false}));
+  QCOMPARE(open.displayY, (std::vector<int>{0, 4, 5, 5, 13, 14}));
+  QCOMPARE(open.rows, 18);
+  ps[1].collapsed = true;  // its 8 rows (5 .. 12) fold away
+  RowLayout folded = layoutRows(ps);
+  QCOMPARE(folded.hidden, (std::vector<bool>{false, false, true, true, false, false}));
+  QCOMPARE(folded.displayY, (std::vector<int>{0, 4, 5, 5, 5, 6}));
+  QCOMPARE(folded.rows, 10);
+  ps[4].collapsed = true;  // the last row folds to the bottom
+  RowLayout both = layoutRows(ps);
+  QCOMPARE(both.hidden, (std::vector<bool>{false, false, true, true, false, true}));
+  QCOMPARE(both.rows, 6);
+  // In the file: a row spans the grid, one row high; only rows collapse.
+  Dashboard d;
+  d.panels = ps;
+  auto back = parseDashboard(serializeDashboard(d));
+  QVERIFY2(back.has_value(), back.status().message().c_str());
+  QVERIFY(*back == d);
+  QCOMPARE(dashboardFileVersion(d), 4);
+  PanelSpec narrow = row(0, false);
+  narrow.grid.w = 6;
+  QVERIFY(!validatePanel(narrow, "p").is_ok());
+  PanelSpec notRow = panel(0, 0, 6, 4);
+  notRow.collapsed = true;
+  QVERIFY(QString::fromStdString(validatePanel(notRow, "p").message()).contains("only a row"));
 }
 
 QTEST_APPLESS_MAIN(TestDashboardCore)

@@ -9,6 +9,7 @@
 #include <QStandardPaths>
 #include <QTableView>
 #include <QTemporaryDir>
+#include <QToolButton>
 #include <QUndoStack>
 #include <QtTest>
 
@@ -104,6 +105,7 @@ class TestDashboardPanels : public QObject {
   void everyEditUndoesAndRedoes();
   void undoBackToTheSavedFileIsUnmodified();
   void darkThemeOnScreenLightExports();
+  void rowsCollapseTheirPanels();
 
  private:
   // A panel on the fake API showing `spec` over [kFrom, kFrom + 60), its query answered.
@@ -522,6 +524,54 @@ void TestDashboardPanels::darkThemeOnScreenLightExports() {
   QCOMPARE(chart->chart()->theme(), QChart::ChartThemeLight);
   QVERIFY(QApplication::palette().color(QPalette::Window).lightness() > 128);
   QSettings().remove("view/theme");
+}
+
+void TestDashboardPanels::rowsCollapseTheirPanels() {
+  DashboardCanvas canvas(m_client, nullptr);
+  canvas.resize(1200, 1000);
+  canvas.show();
+  Dashboard d;
+  d.live = false;
+  d.range = range(kFrom, kFrom + 60);
+  PanelSpec top = gaugeSpec(ChartType::Line);
+  top.grid = {0, 0, 12, 3};
+  PanelSpec inRow = gaugeSpec(ChartType::Stat);
+  inRow.grid = {0, 4, 12, 3};
+  PanelSpec below = gaugeSpec(ChartType::Table);
+  below.grid = {0, 8, 12, 3};
+  PanelSpec row;
+  row.chart = ChartType::Row;
+  row.title = "Details";
+  row.grid = {0, 3, 12, 1};
+  PanelSpec row2 = row;
+  row2.title = "More";
+  row2.grid.y = 7;
+  d.panels = {top, row, inRow, row2, below};
+  canvas.setDashboard(d);
+  PanelWidget* rowWidget = canvas.panels()[1];
+  PanelWidget* member = canvas.panels()[2];
+  PanelWidget* last = canvas.panels()[4];
+  QVERIFY(member->isVisible());
+  QVERIFY(!rowWidget->chartView()->isVisible());  // a row is its header
+  const int lastY = last->y();
+  QToolButton* toggle = rowWidget->findChild<QToolButton*>("collapseButton");
+  QVERIFY(toggle && toggle->isVisible());
+  QCOMPARE(toggle->text(), QStringLiteral("▾"));
+  QSignalSpy modified(&canvas, &DashboardCanvas::modified);
+  toggle->click();
+  QCOMPARE(modified.count(), 1);
+  QVERIFY(canvas.dashboard().panels[1].collapsed);
+  QCOMPARE(toggle->text(), QStringLiteral("▸"));
+  QVERIFY(!member->isVisible());
+  QCOMPARE(last->y(), lastY - 3 * DashboardCanvas::kRowHeight);  // moved up into the room
+  QCOMPARE(canvas.dashboard().panels[4].grid.y, 8);              // the file keeps where it belongs
+  canvas.undoStack()->undo();
+  QVERIFY(!canvas.dashboard().panels[1].collapsed);
+  QVERIFY(member->isVisible());
+  QCOMPARE(last->y(), lastY);
+  PanelWidget* added = canvas.addRow("Tail");
+  QCOMPARE(added->spec().grid, (GridRect{0, 11, 12, 1}));
+  QCOMPARE(added->spec().chart, ChartType::Row);
 }
 
 QTEST_MAIN(TestDashboardPanels)
