@@ -61,6 +61,7 @@ using namespace tally::dash;
 
 MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
     : QMainWindow(parent),
+      m_options(options),
       m_client(new CollectorClient(options.collector, this)),
       m_live(new LiveSubscriber(this)),
       m_health(new HealthMonitor(m_client, this)),
@@ -220,6 +221,9 @@ void MainWindow::buildActions() {
   QMenu* file = menuBar()->addMenu(tr("&File"));
   file->addAction(tr("&New dashboard"), QKeySequence::New, this, &MainWindow::newDashboard);
   file->addAction(tr("&Open…"), QKeySequence::Open, this, &MainWindow::open);
+  QAction* newWindow = file->addAction(tr("Open in new &window…"), QKeySequence(tr("Ctrl+Shift+O")),
+                                       this, [this] { openInNewWindow(); });
+  newWindow->setObjectName("openInNewWindowAction");
   m_recentMenu = file->addMenu(tr("Open &recent"));
   QMenu* shipped = file->addMenu(tr("Open shipped dashboard"));
   shipped->addAction(tr("Tally demo"), this, [this] {
@@ -538,6 +542,27 @@ bool MainWindow::saveAs() {
   if (path.isEmpty()) return false;
   if (!path.endsWith(".json")) path += ".json";
   return saveDashboard(path);
+}
+
+MainWindow* MainWindow::openInNewWindow(const QString& given) {
+  QString path = given;
+  if (path.isEmpty()) {
+    path = QFileDialog::getOpenFileName(this, tr("Open dashboard in a new window"), dashboardsDir(),
+                                        tr("Tally dashboards (*.json);;All files (*)"));
+    if (path.isEmpty()) return nullptr;
+  }
+  Dashboard d;
+  QString error;
+  if (!DashboardDocument::read(path, &d, &error)) {
+    showError(tr("Cannot open dashboard"), error);
+    return nullptr;
+  }
+  MainWindowOptions o = m_options;
+  o.dashboard = path;
+  auto* w = new MainWindow(o);
+  w->setAttribute(Qt::WA_DeleteOnClose);
+  w->show();
+  return w;
 }
 
 void MainWindow::duplicate() {

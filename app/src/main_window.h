@@ -66,6 +66,9 @@ class MainWindow : public QMainWindow {
  public slots:
   void newDashboard();
   void open();
+  // Another window with the dashboard at `path` (several dashboards open at once); nullptr with
+  // a message when it cannot be read. Empty path: asks for one.
+  MainWindow* openInNewWindow(const QString& path = {});
   bool save();
   bool saveAs();
   void duplicate();
@@ -95,6 +98,7 @@ class MainWindow : public QMainWindow {
                          const QString& shownPath, const DashboardDocument::SecretNotes& notes);
   void showError(const QString& title, const QString& text);
 
+  MainWindowOptions m_options;
   CollectorClient* m_client;
   LiveSubscriber* m_live;
   HealthMonitor* m_health;

@@ -4,6 +4,7 @@
 #include <QAbstractItemModelTester>
 #include <QLabel>
 #include <QLineEdit>
+#include <QPointer>
 #include <QPushButton>
 #include <QSettings>
 #include <QStandardPaths>
@@ -106,6 +107,7 @@ class TestDashboardPanels : public QObject {
   void undoBackToTheSavedFileIsUnmodified();
   void darkThemeOnScreenLightExports();
   void rowsCollapseTheirPanels();
+  void severalDashboardsOpenInWindowsOfTheirOwn();
 
  private:
   // A panel on the fake API showing `spec` over [kFrom, kFrom + 60), its query answered.
@@ -572,6 +574,48 @@ void TestDashboardPanels::rowsCollapseTheirPanels() {
   PanelWidget* added = canvas.addRow("Tail");
   QCOMPARE(added->spec().grid, (GridRect{0, 11, 12, 1}));
   QCOMPARE(added->spec().chart, ChartType::Row);
+}
+
+void TestDashboardPanels::severalDashboardsOpenInWindowsOfTheirOwn() {
+  QTemporaryDir dir;
+  auto write = [&](const QString& name, const std::string& title) {
+    Dashboard d;
+    d.title = title;
+    d.live = false;
+    d.panels = {gaugeSpec(ChartType::Line)};
+    QString err;
+    const QString path = dir.filePath(name);
+    return DashboardDocument::write(d, path, &err) ? path : QString();
+  };
+  const QString a = write("a.json", "First"), b = write("b.json", "Second");
+  QVERIFY(!a.isEmpty() && !b.isEmpty());
+  MainWindowOptions o;
+  o.collector = m_api->url();
+  o.live = "tcp://127.0.0.1:1";
+  o.dashboard = a;
+  MainWindow w(o);
+  QPointer<MainWindow> second = w.openInNewWindow(b);
+  QVERIFY(second);
+  QVERIFY(second->testAttribute(Qt::WA_DeleteOnClose));
+  QCOMPARE(second->canvas()->dashboard().title, std::string("Second"));
+  QCOMPARE(w.canvas()->dashboard().title, std::string("First"));  // untouched
+  // Each has its own history: an edit in one is not undone in the other.
+  second->canvas()->resizePanel(second->canvas()->panels()[0], 1, 0);
+  QVERIFY(second->canvas()->undoStack()->canUndo());
+  QVERIFY(!w.canvas()->undoStack()->canUndo());
+  // A file that does not parse opens nothing.
+  QFile bad(dir.filePath("bad.json"));
+  QVERIFY(bad.open(QIODevice::WriteOnly));
+  bad.write("{not json");
+  bad.close();
+  QTimer::singleShot(0, [] {  // the error box
+    if (QWidget* box = QApplication::activeModalWidget()) box->close();
+  });
+  QVERIFY(!w.openInNewWindow(dir.filePath("bad.json")));
+  second->canvas()->undoStack()->undo();  // back as saved: closing asks nothing
+  QVERIFY(!second->document()->isModified());
+  second->close();
+  QTRY_VERIFY(!second);
 }
 
 QTEST_MAIN(TestDashboardPanels)
