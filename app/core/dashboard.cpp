@@ -780,30 +780,42 @@ struct Reader {
   }
 };
 
+// Calls fn(item, "where.key[i]") for each element of the array `key` of p, which must be objects
+// (`shape` names their fields in the message when one is not).
+template <typename Fn>
+void readObjects(Reader& r, const json& p, const char* key, const std::string& where,
+                 const char* shape, Fn fn) {
+  const json* a = r.get(p, key, where, false);
+  if (!a) return;
+  if (!a->is_array()) {
+    r.fail(where + "." + key + ": must be an array of " + shape);
+    return;
+  }
+  for (size_t i = 0; i < a->size(); ++i) {
+    const std::string w = where + "." + key + "[" + std::to_string(i) + "]";
+    const json& item = (*a)[i];
+    if (!item.is_object()) {
+      r.fail(w + ": must be an object " + shape);
+      continue;
+    }
+    fn(item, w);
+  }
+}
+
 std::vector<TagFilter> readFilters(Reader& r, const json& p, const std::string& where) {
   std::vector<TagFilter> out;
-  if (const json* f = r.get(p, "filters", where, false)) {
-    if (!f->is_array())
-      r.fail(where + ".filters: must be an array");
-    else
-      for (size_t i = 0; i < f->size(); ++i) {
-        std::string w = where + ".filters[" + std::to_string(i) + "]";
-        const json& item = (*f)[i];
-        if (!item.is_object()) {
-          r.fail(w + ": must be an object {key, op, value}");
-          continue;
-        }
-        TagFilter tf;
-        tf.key = r.str(item, "key", w, true);
-        std::string op = r.str(item, "op", w, false, "=");
-        if (auto o = parseFilterOp(op))
-          tf.op = *o;
-        else
-          r.fail(w + ".op: unknown operator '" + op + "' (=, !=, =~, !~)");
-        tf.value = r.str(item, "value", w, true);
-        out.push_back(std::move(tf));
-      }
-  }
+  readObjects(r, p, "filters", where, "{key, op, value}",
+              [&](const json& item, const std::string& w) {
+                TagFilter tf;
+                tf.key = r.str(item, "key", w, true);
+                std::string op = r.str(item, "op", w, false, "=");
+                if (auto o = parseFilterOp(op))
+                  tf.op = *o;
+                else
+                  r.fail(w + ".op: unknown operator '" + op + "' (=, !=, =~, !~)");
+                tf.value = r.str(item, "value", w, true);
+                out.push_back(std::move(tf));
+              });
   return out;
 }
 
@@ -867,23 +879,13 @@ PanelSpec readPanel(Reader& r, const json& p, const std::string& where) {
     r.fail(where + ".reduce: unknown reduction '" + reduce + "' (last, min, max, avg, total)");
   out.minValue = r.number(p, "min", where);
   out.maxValue = r.number(p, "max", where);
-  if (const json* t = r.get(p, "thresholds", where, false)) {
-    if (!t->is_array())
-      r.fail(where + ".thresholds: must be an array of {value, color}");
-    else
-      for (size_t i = 0; i < t->size(); ++i) {
-        const std::string w = where + ".thresholds[" + std::to_string(i) + "]";
-        const json& item = (*t)[i];
-        if (!item.is_object()) {
-          r.fail(w + ": must be an object {value, color}");
-          continue;
-        }
-        Threshold th;
-        if (auto v = r.number(item, "value", w, true)) th.value = *v;
-        th.color = r.str(item, "color", w, true);
-        out.thresholds.push_back(std::move(th));
-      }
-  }
+  readObjects(r, p, "thresholds", where, "{value, color}",
+              [&](const json& item, const std::string& w) {
+                Threshold th;
+                if (auto v = r.number(item, "value", w, true)) th.value = *v;
+                th.color = r.str(item, "color", w, true);
+                out.thresholds.push_back(std::move(th));
+              });
   if (const json* a = r.get(p, "alert", where, false)) {
     if (!a->is_string()) {
       r.fail(where + ".alert: must be a rule like \"avg over 1m > 100 for 2m\"");
@@ -904,28 +906,18 @@ PanelSpec readPanel(Reader& r, const json& p, const std::string& where) {
   out.groupBy = readGroupBy(r, p, where);
   out.offsetS = readOffset(r, p, where);
   out.expression = r.str(p, "expression", where);
-  if (const json* qs = r.get(p, "queries", where, false)) {
-    if (!qs->is_array())
-      r.fail(where + ".queries: must be an array");
-    else
-      for (size_t i = 0; i < qs->size(); ++i) {
-        const std::string w = where + ".queries[" + std::to_string(i) + "]";
-        const json& item = (*qs)[i];
-        if (!item.is_object()) {
-          r.fail(w + ": must be an object {ref, metric, filters, group_by, fn, offset}");
-          continue;
-        }
-        QuerySpec q;
-        q.ref = r.str(item, "ref", w, true);
-        q.promql = r.str(item, "promql", w);
-        q.metric = r.str(item, "metric", w);
-        q.filters = readFilters(r, item, w);
-        q.groupBy = readGroupBy(r, item, w);
-        q.fn = readFn(r, item, w);
-        q.offsetS = readOffset(r, item, w);
-        out.queries.push_back(std::move(q));
-      }
-  }
+  readObjects(r, p, "queries", where, "{ref, metric, filters, group_by, fn, offset}",
+              [&](const json& item, const std::string& w) {
+                QuerySpec q;
+                q.ref = r.str(item, "ref", w, true);
+                q.promql = r.str(item, "promql", w);
+                q.metric = r.str(item, "metric", w);
+                q.filters = readFilters(r, item, w);
+                q.groupBy = readGroupBy(r, item, w);
+                q.fn = readFn(r, item, w);
+                q.offsetS = readOffset(r, item, w);
+                out.queries.push_back(std::move(q));
+              });
   if (const json* g = r.get(p, "grid", where, false)) {
     if (!g->is_object())
       r.fail(where + ".grid: must be an object {x, y, w, h}");

@@ -243,15 +243,14 @@ Result<AnnotationPage> AnnotationStore::list(const AnnotationQuery& q) {
   return page;
 }
 
-Result<bool> AnnotationStore::remove(int64_t id) {
-  MutexLock lock(db_mu_);
+Result<int> AnnotationStore::delete_where(const char* tags_sql, const char* rows_sql, int64_t arg) {
   Db& d = *db_;
   if (auto s = d.exec("BEGIN IMMEDIATE"); !s) return s;
-  auto del_tags = d.prepare("DELETE FROM annotation_tags WHERE id = ?");
-  auto del = d.prepare("DELETE FROM annotations WHERE id = ?");
+  auto del_tags = d.prepare(tags_sql);
+  auto del = d.prepare(rows_sql);
   Status s = !del_tags ? del_tags.status() : !del ? del.status() : Status::ok();
-  if (s) s = del_tags->bind(1, id).run();
-  if (s) s = del->bind(1, id).run();
+  if (s) s = del_tags->bind(1, arg).run();
+  if (s) s = del->bind(1, arg).run();
   const int changed = s ? sqlite3_changes(d.raw()) : 0;
   if (s) s = d.exec("COMMIT");
   if (!s) {
@@ -259,7 +258,15 @@ Result<bool> AnnotationStore::remove(int64_t id) {
     return s;
   }
   rows_ -= changed;
-  return changed > 0;
+  return changed;
+}
+
+Result<bool> AnnotationStore::remove(int64_t id) {
+  MutexLock lock(db_mu_);
+  auto changed = delete_where("DELETE FROM annotation_tags WHERE id = ?",
+                              "DELETE FROM annotations WHERE id = ?", id);
+  if (!changed) return changed.status();
+  return *changed > 0;
 }
 
 Result<int64_t> AnnotationStore::count() {
@@ -276,22 +283,12 @@ Result<int64_t> AnnotationStore::expire() {
   if (max_age <= 0) return 0;
   const int64_t cutoff = clock_.now_ms() - max_age;
   MutexLock lock(db_mu_);
-  Db& d = *db_;
-  if (auto s = d.exec("BEGIN IMMEDIATE"); !s) return s;
-  auto del_tags = d.prepare(
+  auto deleted = delete_where(
       "DELETE FROM annotation_tags WHERE id IN (SELECT id FROM annotations WHERE "
-      "COALESCE(end_ms, time_ms) < ?)");
-  auto del = d.prepare("DELETE FROM annotations WHERE COALESCE(end_ms, time_ms) < ?");
-  Status s = !del_tags ? del_tags.status() : !del ? del.status() : Status::ok();
-  if (s) s = del_tags->bind(1, cutoff).run();
-  if (s) s = del->bind(1, cutoff).run();
-  const int changed = s ? sqlite3_changes(d.raw()) : 0;
-  if (s) s = d.exec("COMMIT");
-  if (!s) {
-    (void)d.exec("ROLLBACK");  // the error that matters is s
-    return s;
-  }
-  rows_ -= changed;
+      "COALESCE(end_ms, time_ms) < ?)",
+      "DELETE FROM annotations WHERE COALESCE(end_ms, time_ms) < ?", cutoff);
+  if (!deleted) return deleted.status();
+  const int changed = *deleted;
   if (changed) metrics_.annotations_expired.fetch_add(changed, std::memory_order_relaxed);
   return changed;
 }

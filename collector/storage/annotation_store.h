@@ -96,7 +96,11 @@ class AnnotationStore {
                   std::unique_ptr<Db> db);
   Status create_schema() REQUIRES(db_mu_);
   Result<int64_t> insert(const Annotation& a) REQUIRES(db_mu_);  // validated already
-  int64_t max_age_ms() const;                                    // 0 = no age bound
+  // In one transaction: the tags of the annotations `rows_sql` deletes, then those annotations
+  // (each statement's one ? is `arg`); returns how many annotations went.
+  Result<int> delete_where(const char* tags_sql, const char* rows_sql, int64_t arg)
+      REQUIRES(db_mu_);
+  int64_t max_age_ms() const;  // 0 = no age bound
   void run();
 
   const AnnotationStoreOptions options_;
