@@ -70,7 +70,7 @@ Result<std::unique_ptr<CoverageStore>> CoverageStore::open(CoverageStoreOptions 
   if (!db) return db.status();
   std::unique_ptr<CoverageStore> store(
       new CoverageStore(std::move(o), clock, metrics, std::move(*db)));
-  MutexLock lock(store->mu_);
+  MutexLock lock(store->db_mu_);
   if (auto s = store->create_schema(); !s) return s;
   if (auto s = store->load(); !s) return s;
   return store;
@@ -123,15 +123,31 @@ Status CoverageStore::load() {
     if (!*row) break;
     all.push_back({q->int64(0), q->int64(1)});
   }
+  MutexLock lock(mu_);
   set_ = CoverageSet(std::move(all));
   return Status::ok();
 }
 
-Status CoverageStore::save() {
-  // Bounded first: what ended before the longest retention, then the oldest beyond the cap.
-  const int64_t keep_ms = options_.limits ? options_.limits->get()->max_age_s() * 1000 : int64_t{0};
-  set_.trim(keep_ms > 0 ? clock_.now_ms() - keep_ms : std::numeric_limits<int64_t>::min(),
-            coverage_format::kMaxIntervals);
+template <typename Change>
+Status CoverageStore::update(Change&& change) {
+  MutexLock write(db_mu_);
+  CoverageSet copy;
+  {
+    MutexLock lock(mu_);
+    if (!change(set_)) return Status::ok();
+    // Bounded: what ended before the longest retention, then the oldest beyond the cap.
+    const int64_t keep_ms =
+        options_.limits ? options_.limits->get()->max_age_s() * 1000 : int64_t{0};
+    set_.trim(keep_ms > 0 ? clock_.now_ms() - keep_ms : std::numeric_limits<int64_t>::min(),
+              coverage_format::kMaxIntervals);
+    copy = set_;
+  }
+  Status s = save(copy);
+  if (!s) metrics_.coverage_write_errors.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
+
+Status CoverageStore::save(const CoverageSet& set) {
   Db& d = *db_;
   if (auto s = d.exec("BEGIN IMMEDIATE;DELETE FROM intervals;"); !s) {
     (void)d.exec("ROLLBACK");  // the error that matters is s
@@ -139,42 +155,42 @@ Status CoverageStore::save() {
   }
   auto put = d.prepare("INSERT INTO intervals(start_ms, end_ms) VALUES(?, ?)");
   Status s = put ? Status::ok() : put.status();
-  for (size_t i = 0; s && i < set_.intervals().size(); ++i) {
-    const auto& iv = set_.intervals()[i];
+  for (size_t i = 0; s && i < set.intervals().size(); ++i) {
+    const auto& iv = set.intervals()[i];
     s = put->bind(1, iv.start_ms).bind(2, iv.end_ms).run();
   }
   if (s) s = d.exec("COMMIT");
-  if (!s) {
-    (void)d.exec("ROLLBACK");
-    metrics_.coverage_write_errors.fetch_add(1, std::memory_order_relaxed);
-  }
+  if (!s) (void)d.exec("ROLLBACK");  // the error that matters is s
   return s;
 }
 
 Status CoverageStore::add_covered(int64_t from_ms, int64_t to_ms) {
-  MutexLock lock(mu_);
-  std::vector<CoverageInterval> all = set_.intervals();
-  all.push_back({from_ms, to_ms});
-  set_ = CoverageSet(std::move(all));
-  return save();
+  return update([&](CoverageSet& set) REQUIRES(mu_) {
+    std::vector<CoverageInterval> all = set.intervals();
+    all.push_back({from_ms, to_ms});
+    set = CoverageSet(std::move(all));
+    return true;
+  });
 }
 
 Status CoverageStore::start() {
-  {
-    MutexLock lock(mu_);
-    set_.begin(clock_.now_ms(), coverage_format::kMergeGapMs);
-    running_ = true;
-    if (auto s = save(); !s) return s;
-  }
+  if (auto s = update([&](CoverageSet& set) REQUIRES(mu_) {
+        set.begin(clock_.now_ms(), coverage_format::kMergeGapMs);
+        running_ = true;
+        return true;
+      });
+      !s)
+    return s;
   thread_ = std::thread([this] { guarded("coverage", metrics_, [this] { run(); }); });
   return Status::ok();
 }
 
 Status CoverageStore::heartbeat() {
-  MutexLock lock(mu_);
-  if (!running_) return Status::ok();
-  set_.extend(clock_.now_ms());
-  return save();
+  return update([&](CoverageSet& set) REQUIRES(mu_) {
+    if (!running_) return false;
+    set.extend(clock_.now_ms());
+    return true;
+  });
 }
 
 Status CoverageStore::finish() {
@@ -184,11 +200,12 @@ Status CoverageStore::finish() {
     cv_.notify_all();
   }
   if (thread_.joinable()) thread_.join();
-  MutexLock lock(mu_);
-  if (!running_) return Status::ok();
-  running_ = false;
-  set_.extend(clock_.now_ms());
-  return save();
+  return update([&](CoverageSet& set) REQUIRES(mu_) {
+    if (!running_) return false;
+    running_ = false;
+    set.extend(clock_.now_ms());
+    return true;
+  });
 }
 
 CoverageSet CoverageStore::snapshot() const {

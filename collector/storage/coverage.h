@@ -97,18 +97,23 @@ class CoverageStore {
   CoverageStore(CoverageStoreOptions o, const Clock& clock, SelfMetrics& metrics,
                 std::unique_ptr<Db> db)
       : options_(std::move(o)), clock_(clock), metrics_(metrics), db_(std::move(db)) {}
-  Status create_schema() REQUIRES(mu_);
-  Status load() REQUIRES(mu_);
-  // Replaces the stored intervals with set_ in one transaction.
-  Status save() REQUIRES(mu_);
+  Status create_schema() REQUIRES(db_mu_);
+  Status load() REQUIRES(db_mu_);
+  // Applies `change` to the intervals in memory (then trims them), and writes the result: the
+  // intervals' mutex only for the change, so queries never wait for the disk.
+  template <typename Change>
+  Status update(Change&& change);
+  // Replaces the stored intervals with `set` in one transaction.
+  Status save(const CoverageSet& set) REQUIRES(db_mu_);
   void run();
 
   const CoverageStoreOptions options_;
   const Clock& clock_;
   SelfMetrics& metrics_;
 
+  Mutex db_mu_;  // one write at a time, in the order of the changes; taken before mu_
+  std::unique_ptr<Db> db_ GUARDED_BY(db_mu_);
   mutable Mutex mu_;
-  std::unique_ptr<Db> db_ GUARDED_BY(mu_);
   CoverageSet set_ GUARDED_BY(mu_);
   bool running_ GUARDED_BY(mu_) = false;  // between start() and finish(): the last one is open
   bool stopping_ GUARDED_BY(mu_) = false;
