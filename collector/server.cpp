@@ -885,7 +885,9 @@ Result<BoundEndpoints> Server::start() {
   if (!http) return http.status();
   b.http_port = *http;
   // Covered from here on: StatsD and ZeroMQ ingest accept data from the next lines.
-  if (auto s = coverage_->start(); !s) return s;
+  // A record that cannot be written (disk full) does not stop ingest: counted, logged, retried.
+  if (auto s = coverage_->start(); !s)
+    spdlog::error("event=coverage_write_failed error=\"{}\"", s.to_string());
   if (auto s = statsd_->start(); !s) return s;
   b.statsd_port = statsd_->udp_port();
   auto ingest = ingest_->start();

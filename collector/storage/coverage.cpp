@@ -174,15 +174,14 @@ Status CoverageStore::add_covered(int64_t from_ms, int64_t to_ms) {
 }
 
 Status CoverageStore::start() {
-  if (auto s = update([&](CoverageSet& set) REQUIRES(mu_) {
-        set.begin(clock_.now_ms(), coverage_format::kMergeGapMs);
-        running_ = true;
-        return true;
-      });
-      !s)
-    return s;
+  Status s = update([&](CoverageSet& set) REQUIRES(mu_) {
+    set.begin(clock_.now_ms(), coverage_format::kMergeGapMs);
+    running_ = true;
+    return true;
+  });
+  // Running either way: the interval is in memory and the next heartbeat writes it.
   thread_ = std::thread([this] { guarded("coverage", metrics_, [this] { run(); }); });
-  return Status::ok();
+  return s;
 }
 
 Status CoverageStore::heartbeat() {

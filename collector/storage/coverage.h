@@ -82,8 +82,8 @@ class CoverageStore {
 
   // Records [from_ms, to_ms] as covered (an upgrade: history from before the record existed).
   Status add_covered(int64_t from_ms, int64_t to_ms);
-  // Begins (or continues) the running interval at the clock's now and writes it; then starts the
-  // heartbeat thread.
+  // Begins (or continues) the running interval at the clock's now, writes it and starts the
+  // heartbeat thread. A failed write is returned, but the store runs: the next heartbeat writes.
   Status start();
   // Writes the running interval's end at the clock's now.
   Status heartbeat();
