@@ -530,7 +530,8 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
         sr.points.reserve(steps);
         const double* row = totals.data() + g * steps;
         for (size_t k = 0; k < steps; ++k) {
-          // A sum that is not 0 came from a bucket that arrived after the read of the gaps.
+          // Left out: not covered and nothing stored (a sum other than 0 means a bucket arrived
+          // between the two reads, so it is kept).
           if (!covered.empty() && !covered[k] && !stored[g * steps + k] && row[k] == 0) continue;
           const double v = q.fn == Fn::kRate ? row[k] / static_cast<double>(step) : row[k];
           sr.points.emplace_back(out.from + static_cast<int64_t>(k) * step, v);
