@@ -192,6 +192,10 @@ std::string SelfMetrics::to_prometheus(int64_t uptime_s) const {
       {"tally_annotations_queue_dropped_total",
        "DogStatsD events not stored because the annotation queue was full.",
        &annotations_queue_dropped},
+      {"tally_coverage_write_errors_total",
+       "Writes of the coverage record (when the collector ran) that failed; the next heartbeat "
+       "tries again.",
+       &coverage_write_errors},
       {"tally_late_points_total", "Points that arrived for a final bucket and were merged into it.",
        &late_points},
       {"tally_buckets_written_total", "Buckets written to storage.", &buckets_written},

@@ -97,6 +97,8 @@ struct SelfMetrics {
   std::atomic<uint64_t> annotations_dropped{0};                 // deleted beyond annotations_max
   std::atomic<uint64_t> annotations_expired{0};                 // deleted by retention
   std::atomic<uint64_t> annotations_queue_dropped{0};  // DogStatsD events: the queue was full
+  // coverage (storage/coverage.h)
+  std::atomic<uint64_t> coverage_write_errors{0};  // a start, heartbeat or stop not written
   // aggregation and storage
   std::atomic<uint64_t> late_points{0};
   std::atomic<uint64_t> buckets_written{0};

@@ -14,6 +14,7 @@
 #include "ingest/statsd_record.h"
 #include "storage/annotation_format.h"
 #include "storage/backup_writer.h"
+#include "storage/coverage_format.h"
 #include "storage/data_dir.h"
 #include "storage/wal_format.h"
 #include "tally/common/version.h"
@@ -46,6 +47,7 @@ Result<std::unique_ptr<Server>> Server::create(CollectorConfig config, const Clo
   if (s) s = srv->migrate_retention(layout);
   if (s) s = srv->open_forwarding();
   if (s) s = srv->open_annotations();
+  if (s) s = srv->open_coverage(layout);
   if (s) s = srv->replay_log(io.limits, max_lsn);
   if (s) s = srv->finish_migration();
   if (!s) return s;
@@ -605,6 +607,60 @@ Status Server::open_annotations() {
   return Status::ok();
 }
 
+// When this collector ran (docs/format/coverage.md). A data directory an older collector wrote
+// has no record: its history counts as covered from its earliest stored bucket (at any
+// resolution) to now, so an upgrade does not turn it into gaps.
+Status Server::open_coverage(const DataDirLayout& layout) {
+  CoverageStoreOptions o;
+  o.path = (std::filesystem::path(config_.data_dir) / coverage_format::kFileName).string();
+  o.sync_commits = sync_commits_for(config_);
+  o.limits = limits_.get();
+  bool existed = false;
+  auto store = CoverageStore::open(std::move(o), clock_, metrics_, &existed);
+  if (!store) return store.status();
+  coverage_ = std::move(*store);
+  if (auto s = sync_directory(config_.data_dir); !s) return s;
+  if (existed || layout.created) return Status::ok();
+  // Per resolution (finest first), the earliest stored bucket over the shards.
+  const size_t nres = config_.resolutions.size();
+  std::vector<std::optional<int64_t>> first(nres);
+  for (auto& shard : shards_) {
+    ShardStore& st = shard->store();
+    auto reader = st.acquire_reader();
+    if (!reader) return reader.status();
+    Status failed = Status::ok();
+    for (size_t r = 0; failed && r < nres; ++r) {
+      auto e = (*reader)->earliest(r);
+      if (!e)
+        failed = e.status();
+      else if (*e)
+        first[r] = first[r] ? std::min(*first[r], **e) : **e;
+    }
+    st.release_reader(std::move(*reader));
+    if (!failed) return failed;
+  }
+  // The earliest at any resolution; a finer resolution that holds data inside that bucket tells
+  // more exactly where in it the data begins (an hour's rollup starts on the hour).
+  std::optional<int64_t> earliest;
+  int64_t earliest_step = 1;
+  for (size_t r = 0; r < nres; ++r)
+    if (first[r] && (!earliest || *first[r] < *earliest)) {
+      earliest = first[r];
+      earliest_step = config_.resolutions[r].step_s;
+    }
+  for (size_t r = 0; earliest && r < nres; ++r)
+    if (first[r] && *first[r] >= *earliest && *first[r] < *earliest + earliest_step) {
+      earliest = first[r];
+      break;
+    }
+  const int64_t now_ms = clock_.now_ms();
+  spdlog::info("event=coverage_created from_stored_data={} note=\"{}\"", earliest.value_or(0),
+               earliest ? "history before this version counts as covered from its earliest bucket"
+                        : "nothing stored yet");
+  if (!earliest) return Status::ok();
+  return coverage_->add_covered(std::min(*earliest * 1000, now_ms), now_ms);
+}
+
 // Producers' refs and sequence windows, then the write-ahead log and its replay.
 Status Server::replay_log(const IngestLimits& ingest_limits, uint64_t max_lsn) {
   const auto& cfg = config_;
@@ -762,6 +818,7 @@ void Server::wire_ingest(const ZmqIngestOptions& io) {
 void Server::wire_query() {
   const auto& cfg = config_;
   engine_ = std::make_unique<QueryEngine>(*catalog_, *router_, *limits_, clock_, &metrics_);
+  engine_->set_coverage(coverage_.get());
   http_ = std::make_unique<HttpApi>(*engine_, *catalog_, *router_, metrics_, clock_);
   http_->set_cardinality(cardinality_.get());
   http_->set_annotations(annotations_.get());
@@ -827,6 +884,10 @@ Result<BoundEndpoints> Server::start() {
   auto http = http_->start(config_.http);
   if (!http) return http.status();
   b.http_port = *http;
+  // Covered from here on: StatsD and ZeroMQ ingest accept data from the next lines.
+  // A record that cannot be written (disk full) does not stop ingest: counted, logged, retried.
+  if (auto s = coverage_->start(); !s)
+    spdlog::error("event=coverage_write_failed error=\"{}\"", s.to_string());
   if (auto s = statsd_->start(); !s) return s;
   b.statsd_port = statsd_->udp_port();
   auto ingest = ingest_->start();
@@ -841,6 +902,11 @@ void Server::stop() {
   // StatsD first: its last interval (open sets included) is logged by the ingest thread's stop.
   if (statsd_) statsd_->stop();
   if (ingest_) ingest_->stop();
+  // Nothing is accepted any more: the exact end of this run's coverage.
+  if (coverage_) {
+    if (auto s = coverage_->finish(); !s)
+      spdlog::error("event=coverage_write_failed error=\"{}\"", s.to_string());
+  }
   auto rw = forwarder();
   if (rw) {
     // Only final buckets are forwarded: let the watermark pass everything received (bounded

@@ -30,6 +30,7 @@
 #include "self_metrics.h"
 #include "self_reporter.h"
 #include "storage/annotation_store.h"
+#include "storage/coverage.h"
 #include "storage/data_dir.h"
 #include "storage/wal.h"
 #include "tally/common/curve_keys.h"
@@ -86,6 +87,9 @@ class Server {
   Status migrate_retention(const DataDirLayout& layout);  // a changed retention list, applied
   Status open_forwarding();                               // remote-write, when configured
   Status open_annotations();  // annotations.sqlite (deploys, incidents, DogStatsD events)
+  // coverage.sqlite: when this collector ran; a directory without one is covered from its
+  // earliest stored bucket to now.
+  Status open_coverage(const DataDirLayout& layout);
   Status replay_log(const IngestLimits& limits, uint64_t max_lsn);  // producers, WAL, replay
   // Data written by an older collector: logged before and after, the writer recorded.
   Status begin_migration();
@@ -129,6 +133,7 @@ class Server {
   std::unique_ptr<StatsdRouter> statsd_router_;
   std::unique_ptr<StatsdListener> statsd_;
   std::unique_ptr<SelfReporter> reporter_;
+  std::unique_ptr<CoverageStore> coverage_;  // before engine_: queries read it
   std::unique_ptr<QueryEngine> engine_;
   std::unique_ptr<AnnotationStore> annotations_;  // before http_: it outlives the handlers
   std::unique_ptr<HttpApi> http_;

@@ -485,6 +485,23 @@ void HttpApi::routes() {
                  {"series", std::move(series)}});
         }));
 
+  // When the collector ran: [start, end] pairs of unix seconds (fractions kept) overlapping
+  // [from, to), clipped to it.
+  s.Get("/api/coverage", timed([this](const httplib::Request& req, httplib::Response& res) {
+          auto ft = parse_from_to(req, clock_.now_s());
+          if (!ft) return error(res, 400, ft.status().message());
+          json spans = json::array();
+          const int64_t from_ms = ft->first * 1000, to_ms = ft->second * 1000;
+          if (auto c = engine_.coverage()) {
+            for (const auto& i : c->within(from_ms, to_ms))
+              spans.push_back({static_cast<double>(i.start_ms) / 1000.0,
+                               static_cast<double>(i.end_ms) / 1000.0});
+          } else {
+            spans.push_back({static_cast<double>(ft->first), static_cast<double>(ft->second)});
+          }
+          reply(res, 200, {{"from", ft->first}, {"to", ft->second}, {"covered", std::move(spans)}});
+        }));
+
   s.Get("/api/histogram", timed([this](const httplib::Request& req, httplib::Response& res) {
           auto q = parse_range_params(req, clock_.now_s(), false);
           if (!q) return error(res, 400, q.status().message());

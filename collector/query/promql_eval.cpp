@@ -1200,6 +1200,14 @@ class Evaluator {
     std::vector<std::vector<char>> tail_seen;
     if (auto err = tails(leaf, r, xs, &tail, &tail_seen)) return err;
     const size_t nc = cutoffs_.size();
+    // rate/increase over a window the collector never covered: Prometheus has no samples where
+    // nothing was scraped, so no value there (not an invented 0), unless a bucket is stored in it.
+    std::vector<char> window_covered(nc, 1);
+    if (mode != Mode::kInstant) {
+      if (auto cov = engine_.coverage())
+        for (size_t t = 0; t < nc; ++t)
+          window_covered[t] = cov->overlaps((cutoffs_[t] - w) * 1000, cutoffs_[t] * 1000) ? 1 : 0;
+    }
     for (size_t i = 0; i < leaf.series.size(); ++i) {
       std::vector<int64_t> starts;
       std::vector<double> prefix{0};
@@ -1224,6 +1232,12 @@ class Evaluator {
           continue;
         }
         const double increase = total - before(nc + t).first;
+        if (!window_covered[t] && increase == 0) {
+          // Any bucket that ended in the window (c - w, c]?
+          const auto lo = std::upper_bound(starts.begin(), starts.end(), cutoffs_[t] - w - rs);
+          const auto hi = std::upper_bound(starts.begin(), starts.end(), cutoffs_[t] - rs);
+          if (lo == hi) continue;
+        }
         s.v[t] = mode == Mode::kRate ? increase / static_cast<double>(w) : increase;
       }
       out->push_back(std::move(s));

@@ -409,6 +409,21 @@ Status QueryEngine::sum_counters(const std::vector<const SeriesInfo*>& series,
   return Status::ok();
 }
 
+std::vector<char> QueryEngine::covered_steps(int64_t from, int64_t to, int64_t step) const {
+  if (!coverage_) return {};
+  const CoverageSet set = coverage_->snapshot();
+  std::vector<char> out;
+  bool all = true;
+  for (int64_t t = from; t < to; t += step) {
+    // A step partly covered counts as covered: the collector counted in part of it.
+    const bool c = set.overlaps(t * 1000, (t + step) * 1000);
+    all = all && c;
+    out.push_back(c ? 1 : 0);
+  }
+  if (all) out.clear();
+  return out;
+}
+
 Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
   const int64_t started_ms = clock_.now_ms();
   // Checked between the phases and inside their loops (every 256 series, stored chunks or rows).
@@ -440,8 +455,23 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
 
   // Counter sums, rates and counts add bucket sums and nothing else: the fast path hands each shard
   // a grid of groups x steps and never builds a bucket, a map or a sketch.
+  // Zero-filled only where the collector ran (coverage): a step it never covered that holds no
+  // stored bucket is left out, as an empty gauge step is; a stored bucket is always returned.
   const bool zero_fill = kind == Kind::kCounter && is_additive(q.fn);
-  if (zero_fill) {
+  const std::vector<char> covered =
+      zero_fill ? covered_steps(out.from, out.to, step) : std::vector<char>();
+  // The uncovered runs of steps [a, b) (step indexes): the fast path reads them again to tell a
+  // stored bucket from nothing there; beyond kMaxGapReads runs the general path is cheaper.
+  constexpr size_t kMaxGapReads = 16;
+  std::vector<std::pair<size_t, size_t>> gaps;
+  for (size_t k = 0; k < covered.size(); ++k) {
+    if (covered[k]) continue;
+    if (!gaps.empty() && gaps.back().second == k)
+      gaps.back().second = k + 1;
+    else
+      gaps.emplace_back(k, k + 1);
+  }
+  if (zero_fill && gaps.size() <= kMaxGapReads) {
     std::vector<uint32_t> group_of(m->series.size());
     std::vector<Tags> keys;
     std::unordered_map<std::string, uint32_t> index;
@@ -474,6 +504,19 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
           !s)
         return s;
       if (auto s = check_deadline(started_ms); !s) return s;
+      // Which uncovered steps hold a stored bucket (of any value, 0 included).
+      std::vector<char> stored(gaps.empty() ? 0 : keys.size() * steps, 0);
+      for (const auto& [a, b] : gaps) {
+        std::vector<std::vector<StoredBucket>> found;
+        int64_t gap_wm = 0;
+        const int64_t ga = out.from + static_cast<int64_t>(a) * step;
+        const int64_t gb = out.from + static_cast<int64_t>(b) * step;
+        if (auto s = read(m->series, res, ga, gb, &found, &gap_wm, deadline); !s) return s;
+        for (size_t i = 0; i < found.size(); ++i)
+          for (const auto& bk : found[i])
+            stored[group_of[i] * steps +
+                   static_cast<size_t>((bucket_start(bk.time, step) - out.from) / step)] = 1;
+      }
       // Groups come out in Tags order, as the general path's std::map gives them.
       std::vector<uint32_t> order(keys.size());
       for (uint32_t g = 0; g < order.size(); ++g) order[g] = g;
@@ -487,6 +530,9 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
         sr.points.reserve(steps);
         const double* row = totals.data() + g * steps;
         for (size_t k = 0; k < steps; ++k) {
+          // Left out: not covered and nothing stored (a sum other than 0 means a bucket arrived
+          // between the two reads, so it is kept).
+          if (!covered.empty() && !covered[k] && !stored[g * steps + k] && row[k] == 0) continue;
           const double v = q.fn == Fn::kRate ? row[k] / static_cast<double>(step) : row[k];
           sr.points.emplace_back(out.from + static_cast<int64_t>(k) * step, v);
         }
@@ -523,6 +569,9 @@ Result<RangeResult> QueryEngine::range(const RangeQuery& asked) const {
     if (zero_fill) {
       for (int64_t t = out.from; t < out.to; t += step) {
         auto it = steps.find(t);
+        if (it == steps.end() && !covered.empty() &&
+            !covered[static_cast<size_t>((t - out.from) / step)])
+          continue;  // nobody was counting: a gap, not a zero
         sr.points.emplace_back(
             t, it == steps.end() ? 0.0 : it->second.value(q.fn, kind, step).value_or(0.0));
       }

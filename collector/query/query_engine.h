@@ -17,6 +17,7 @@
 #include "aggregate/catalog.h"
 #include "aggregate/router.h"
 #include "live_limits.h"
+#include "storage/coverage.h"
 #include "tally/common/label_matcher.h"
 #include "tally/common/query_fn.h"
 #include "tally/common/time_bucket.h"
@@ -115,6 +116,14 @@ class QueryEngine {
               const Clock& clock, SelfMetrics* metrics = nullptr)
       : catalog_(catalog), router_(router), clock_(clock), limits_(limits), metrics_(metrics) {}
 
+  // The collector's coverage record (storage/coverage.h), before the first query; without one
+  // every time counts as covered. Counters are zero-filled only in step buckets that overlap it.
+  void set_coverage(const CoverageStore* c) { coverage_ = c; }
+  // What is covered now; nullopt when there is no record (every time counts as covered).
+  std::optional<CoverageSet> coverage() const {
+    return coverage_ ? std::optional<CoverageSet>(coverage_->snapshot()) : std::nullopt;
+  }
+
   Result<RangeResult> range(const RangeQuery& q) const;
   Result<HistogramResult> histogram(const RangeQuery& q, size_t max_bins) const;
   Result<HeatmapResult> heatmap(const RangeQuery& q, size_t max_bins) const;
@@ -159,6 +168,8 @@ class QueryEngine {
   // over [from, to); started_ms is when the query began (clock_.now_ms()).
   Status check_budget(size_t series, size_t res, int64_t from, int64_t to) const;
   Status check_deadline(int64_t started_ms) const;
+  // Per step of [from, to): whether it overlaps covered time; empty when every step does.
+  std::vector<char> covered_steps(int64_t from, int64_t to, int64_t step) const;
   Status over(Limit l, std::string msg) const;
   // Reads every series at resolution res over [from, to); out[i] for series[i].
   Status read(const std::vector<const SeriesInfo*>& series, size_t res, int64_t from, int64_t to,
@@ -178,6 +189,7 @@ class QueryEngine {
   std::unique_ptr<LiveLimits> own_limits_;  // the fixed budgets of the first constructor
   const LiveLimits& limits_;
   SelfMetrics* metrics_;
+  const CoverageStore* coverage_ = nullptr;
 };
 
 }  // namespace tally::collector

@@ -173,6 +173,27 @@ class ChunkReader final : public PointReader {
                  on_row);
   }
 
+  Result<std::optional<int64_t>> earliest(size_t r) override {
+    if (r >= res_.size()) return Status::invalid_argument("no resolution " + std::to_string(r));
+    if (auto s = prepare_res(r); !s) return s;
+    auto& p = per_res_[r];
+    std::optional<int64_t> first;
+    auto take = [&](int64_t t) { first = first ? std::min(*first, t) : t; };
+    bool found = false;
+    int64_t v = 0;
+    auto get = [&](const Stmt& st) {
+      v = st.int64(0);
+      return Status::ok();
+    };
+    if (auto s = one_row(p.hot_first, &found, get); !s) return s;
+    if (found) take(v);
+    for (Tier t : {kSeg, kChunk}) {
+      if (auto s = one_row(p.tier[t].first, &found, get); !s) return s;
+      if (found) take(key_index(v) * window(t, r));
+    }
+    return first;
+  }
+
  private:
   struct PerRes {
     bool prepared = false;

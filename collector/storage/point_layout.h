@@ -11,6 +11,7 @@
 #include <functional>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "deadline.h"
@@ -52,6 +53,9 @@ class PointReader {
   virtual Status add_counter_sums(const std::vector<SeriesRef>& series,
                                   const std::vector<uint32_t>& rows, size_t res,
                                   const StepGrid& grid, size_t shard_series, double* out) = 0;
+  // The start of the earliest stored bucket at resolution index res, or of the earliest segment or
+  // chunk window holding one (a bound that may be up to one window early); nullopt when none.
+  virtual Result<std::optional<int64_t>> earliest(size_t res) = 0;
 
  protected:
   Status past_deadline(uint32_t* n) const {

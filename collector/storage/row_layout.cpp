@@ -233,6 +233,16 @@ class RowReader final : public PointReader {
     return Status::ok();
   }
 
+  Result<std::optional<int64_t>> earliest(size_t res) override {
+    if (res >= nres_) return Status::invalid_argument("no resolution " + std::to_string(res));
+    auto st = db_.prepare("SELECT MIN(t) FROM " + table(res));
+    if (!st) return st.status();
+    auto row = st->step();
+    if (!row) return row.status();
+    if (!*row || st->is_null(0)) return std::optional<int64_t>();
+    return std::optional<int64_t>(st->int64(0));
+  }
+
  private:
   template <typename Fn>
   Status scan(const SeriesRef& series, size_t res, int64_t from, int64_t to, Fn&& fn) {

@@ -435,4 +435,8 @@ Status ShardReader::add_counter_sums(const std::vector<SeriesRef>& series,
   return points_->add_counter_sums(series, rows, res, grid, shard_series, out);
 }
 
+Result<std::optional<int64_t>> ShardReader::earliest(size_t res) {
+  return points_->earliest(res);
+}
+
 }  // namespace tally::collector

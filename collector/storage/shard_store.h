@@ -87,6 +87,9 @@ class ShardReader {
   // out[rows[i] * grid.steps() + step index]. Decodes chunks straight into the grid: no BucketAgg.
   Status add_counter_sums(const std::vector<SeriesRef>& series, const std::vector<uint32_t>& rows,
                           size_t res, const StepGrid& grid, size_t shard_series, double* out);
+  // The start of the earliest stored bucket at resolution index res (or of the earliest segment
+  // or chunk window holding one); nullopt when nothing is stored there.
+  Result<std::optional<int64_t>> earliest(size_t res);
   // The reads above give up once this passes (nullptr: never); the caller keeps it alive.
   void set_deadline(const Deadline* d);
 

@@ -152,6 +152,8 @@ void TestBackup::backupDuringIngestRestoresExactly() {
     const std::string now = oldest_segment(a);
     return !now.empty() && now > first;
   }));
+  const json covered_a = a.get("/api/coverage?from=-1h");
+  QVERIFY2(covered_a["covered"].size() == 1, covered_a.dump().c_str());
   const int64_t before = acked.load();
   const Run r = run_tally_cli({"--collector", url(a), "backup", backup});
   const int64_t after = acked.load();
@@ -177,6 +179,10 @@ void TestBackup::backupDuringIngestRestoresExactly() {
       static_cast<long long>(before), static_cast<long long>(after), static_cast<long long>(k));
   QCOMPARE(got, k * (k + 1) / 2);
   for (int step : {10, 60}) QCOMPARE(stored_total(b, step), got);
+  // The coverage record came with the backup: the restored collector knows when `a` began.
+  const json covered_b = b.get("/api/coverage?from=-1h");
+  QVERIFY2(!covered_b["covered"].empty(), covered_b.dump().c_str());
+  QCOMPARE(covered_b["covered"][0][0].get<double>(), covered_a["covered"][0][0].get<double>());
   // The restored collector takes new batches on top (the producer's sequence goes on).
   QCOMPARE(b.stop(), 0);
 }

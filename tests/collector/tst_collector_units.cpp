@@ -31,6 +31,8 @@
 #include "log.h"
 #include "query/http_api.h"
 #include "query/query_engine.h"
+#include "storage/coverage.h"
+#include "storage/coverage_format.h"
 #include "storage/shard_store.h"
 #include "storage/wal.h"
 #include "storage/wal_format.h"
@@ -80,6 +82,10 @@ class TestCollectorUnits : public QObject {
   void latePointIntoOpenThenFinalWindow();
   void checkpointWritesOpenWindowsOnce();
   void checkpointedBucketStillGetsItsFinal();
+  void coverageIntervalsMergeCapAndBound();
+  void coverageRecordEndsAtTheLastHeartbeatAfterACrash();
+  void coverageRecordOfANewerTallyIsRefused();
+  void countersAreZeroFilledOnlyInCoveredTime();
 };
 
 void TestCollectorUnits::filterParsing_data() {
@@ -1429,6 +1435,190 @@ void TestCollectorUnits::knownDefinitionsAreCutBeforeDecoding() {
   const std::string bad = frame.substr(0, frame.size() - 3);  // cuts into the packed values
   QVERIFY(!strip_known_defs(
       bad.data(), bad.size(), [](uint32_t) { return true; }, &dropped));
+}
+
+// The interval logic alone: a start continues the last interval after a gap of at most
+// kMergeGapMs, extend never moves an end back, trim drops what ended before the bound and then
+// the oldest beyond the cap, and overlap is on shared time (touching an end is not covered).
+void TestCollectorUnits::coverageIntervalsMergeCapAndBound() {
+  using I = CoverageInterval;
+  CoverageSet s;
+  s.extend(5);  // nothing to extend
+  QVERIFY(s.empty());
+  s.begin(1000, 2000);
+  s.extend(4000);
+  s.extend(3000);  // never backwards
+  QCOMPARE(s.intervals(), (std::vector<I>{{1000, 4000}}));
+  s.begin(6000, 2000);  // 2 s after the end: the same interval
+  QCOMPARE(s.intervals(), (std::vector<I>{{1000, 6000}}));
+  s.begin(8001, 2000);  // 2.001 s: a gap
+  s.extend(9000);
+  QCOMPARE(s.intervals(), (std::vector<I>{{1000, 6000}, {8001, 9000}}));
+  s.begin(8500, 2000);  // a clock that stepped back continues the last one
+  QCOMPARE(s.intervals(), (std::vector<I>{{1000, 6000}, {8001, 9000}}));
+
+  QVERIFY(s.overlaps(0, 1001));
+  QVERIFY(!s.overlaps(0, 1000));     // ends where the interval starts
+  QVERIFY(!s.overlaps(6000, 8001));  // starts where one ends, ends where the next starts
+  QVERIFY(s.overlaps(5999, 6000));
+  QVERIFY(s.overlaps(7000, 20000));
+  QVERIFY(!s.overlaps(9000, 20000));
+  QVERIFY(!s.overlaps(3000, 3000));  // empty
+  QCOMPARE(s.within(2000, 8500), (std::vector<I>{{2000, 6000}, {8001, 8500}}));
+  QCOMPARE(s.within(6000, 8001), (std::vector<I>{}));
+
+  // Unsorted and overlapping input is merged.
+  CoverageSet m({{50, 60}, {10, 20}, {15, 30}, {30, 40}, {70, 69}});
+  QCOMPARE(m.intervals(), (std::vector<I>{{10, 40}, {50, 60}}));
+
+  // Bounds: the age bound first, then the cap keeps the newest.
+  CoverageSet many;
+  for (int64_t k = 0; k < 10; ++k) {
+    many.begin(k * 10000, 2000);
+    many.extend(k * 10000 + 1000);
+  }
+  QCOMPARE(many.trim(25000, 100), size_t(3));  // ended at 1000, 11000, 21000
+  QCOMPARE(many.intervals().front(), (I{30000, 31000}));
+  QCOMPARE(many.trim(0, 4), size_t(3));
+  QCOMPARE(many.intervals(),
+           (std::vector<I>{{60000, 61000}, {70000, 71000}, {80000, 81000}, {90000, 91000}}));
+}
+
+// On disk: start writes the interval's beginning, each heartbeat its end; a store that goes away
+// without finish() (a kill -9) leaves the end of the last heartbeat; finish() writes the exact end;
+// a start within kMergeGapMs of the last end continues it.
+void TestCollectorUnits::coverageRecordEndsAtTheLastHeartbeatAfterACrash() {
+  QTemporaryDir dir;
+  const std::string path = (dir.path() + "/coverage.sqlite").toStdString();
+  ManualClock clock(1'800'000'000'000);
+  const int64_t t = clock.now_ms();
+  SelfMetrics metrics;
+  CoverageStoreOptions o;
+  o.path = path;
+  o.heartbeat_ms = 3'600'000;  // the test beats by hand
+  using I = CoverageInterval;
+  {
+    bool existed = true;
+    auto store = CoverageStore::open(o, clock, metrics, &existed);
+    QVERIFY(store);
+    QVERIFY(!existed);
+    QVERIFY((*store)->start().is_ok());
+    clock.advance_ms(2000);
+    QVERIFY((*store)->heartbeat().is_ok());
+    clock.advance_ms(2000);
+    QVERIFY((*store)->heartbeat().is_ok());
+    clock.advance_ms(1500);
+    // Running: the snapshot ends now.
+    QCOMPARE((*store)->snapshot().intervals(), (std::vector<I>{{t, t + 5500}}));
+  }  // gone without finish(): a kill -9
+  {
+    bool existed = false;
+    auto store = CoverageStore::open(o, clock, metrics, &existed);
+    QVERIFY(store);
+    QVERIFY(existed);
+    QCOMPARE((*store)->snapshot().intervals(), (std::vector<I>{{t, t + 4000}}));
+    clock.set_ms(t + 10000);
+    QVERIFY((*store)->start().is_ok());
+    clock.set_ms(t + 12000);
+    QVERIFY((*store)->finish().is_ok());
+    QVERIFY((*store)->finish().is_ok());  // idempotent
+    clock.set_ms(t + 20000);              // stopped: the snapshot does not run on
+    QCOMPARE((*store)->snapshot().intervals(),
+             (std::vector<I>{{t, t + 4000}, {t + 10000, t + 12000}}));
+  }
+  {
+    auto store = CoverageStore::open(o, clock, metrics);
+    QVERIFY(store);
+    QCOMPARE((*store)->snapshot().intervals(),
+             (std::vector<I>{{t, t + 4000}, {t + 10000, t + 12000}}));
+    clock.set_ms(t + 13500);  // 1.5 s after the last end: continues it
+    QVERIFY((*store)->start().is_ok());
+    clock.set_ms(t + 14000);
+    QVERIFY((*store)->finish().is_ok());
+  }
+  auto store = CoverageStore::open(o, clock, metrics);
+  QVERIFY(store);
+  QCOMPARE((*store)->snapshot().intervals(),
+           (std::vector<I>{{t, t + 4000}, {t + 10000, t + 14000}}));
+  QCOMPARE(metrics.coverage_write_errors.load(), uint64_t(0));
+}
+
+void TestCollectorUnits::coverageRecordOfANewerTallyIsRefused() {
+  QTemporaryDir dir;
+  const std::string path = (dir.path() + "/coverage.sqlite").toStdString();
+  ManualClock clock(1'800'000'000'000);
+  SelfMetrics metrics;
+  CoverageStoreOptions o;
+  o.path = path;
+  QVERIFY(CoverageStore::open(o, clock, metrics));
+  {
+    auto db = Db::open(path, false);
+    QVERIFY(db);
+    QVERIFY((*db)
+                ->exec("UPDATE meta SET value = " + std::to_string(coverage_format::kFormat + 1) +
+                       " WHERE key = 'coverage_format'")
+                .is_ok());
+  }
+  auto again = CoverageStore::open(o, clock, metrics);
+  QVERIFY(!again);
+  QCOMPARE(again.status().code(), StatusCode::kCorruption);
+  QVERIFY2(again.status().message().find("newer Tally") != std::string::npos,
+           again.status().message().c_str());
+}
+
+// /api/query's rule through the engine, on both of its paths (the counter fast path, and the
+// general one taken beyond 16 uncovered runs): a step that shares time with coverage is
+// zero-filled; one that does not is absent unless a bucket is stored in it (a late point, a
+// remote flush), which is returned as stored, 0 included.
+void TestCollectorUnits::countersAreZeroFilledOnlyInCoveredTime() {
+  OneShard f;
+  const int64_t t0 = OneShard::kT0 + 100;
+  const SeriesInfo* c = f.series("cov.c", Kind::kCounter);
+  f.send(t0 + 5, {{c, t0 + 5, 3}});
+  f.send(t0 + 15, {{c, t0 + 15, 4}});  // in no covered interval: stored data still counts
+  f.send(t0 + 16, {{c, t0 + 16, 0}});  // a stored 0 is data too
+  f.send(t0 + 25, {{c, t0 + 25, 2}});
+  f.clock.set_ms((t0 + 50) * 1000);
+  QTemporaryDir dir;
+  CoverageStoreOptions o;
+  o.path = (dir.path() + "/coverage.sqlite").toStdString();
+  auto store = CoverageStore::open(o, f.clock, f.metrics);
+  QVERIFY(store);
+  std::vector<CoverageInterval> spans = {{t0 * 1000, (t0 + 10) * 1000},
+                                         {(t0 + 20) * 1000 + 500, (t0 + 30) * 1000}};
+  for (const auto& i : spans) QVERIFY((*store)->add_covered(i.start_ms, i.end_ms).is_ok());
+  QueryEngine engine(f.catalog, *f.router, f.res, f.clock);
+  engine.set_coverage(store->get());
+
+  auto query = [&](int64_t from, int64_t to, int64_t step) {
+    RangeQuery q;
+    q.metric = "cov.c";
+    q.from = from;
+    q.to = to;
+    q.step = step;
+    q.fn = Fn::kSum;
+    auto r = engine.range(q);
+    std::vector<std::pair<int64_t, double>> pts;
+    if (r && r->series.size() == 1) pts = r->series[0].points;
+    return pts;
+  };
+  using P = std::vector<std::pair<int64_t, double>>;
+  P want;
+  for (int64_t t = t0; t < t0 + 10; ++t) want.emplace_back(t, t == t0 + 5 ? 3 : 0);
+  want.emplace_back(t0 + 15, 4);
+  want.emplace_back(t0 + 16, 0);
+  for (int64_t t = t0 + 20; t < t0 + 30; ++t) want.emplace_back(t, t == t0 + 25 ? 2 : 0);
+  QCOMPARE(query(t0 - 10, t0 + 40, 1), want);
+  // 10 s steps: [t0+10, t0+20) holds stored buckets; [t0+30, t0+40) only touches an end.
+  QCOMPARE(query(t0 - 10, t0 + 40, 10), (P{{t0, 3}, {t0 + 10, 4}, {t0 + 20, 2}}));
+
+  // Seventeen more uncovered runs after t0+40: the general path answers the same.
+  for (int64_t k = 0; k < 17; ++k)
+    QVERIFY(
+        (*store)->add_covered((t0 + 42 + 2 * k) * 1000, (t0 + 42 + 2 * k) * 1000 + 100).is_ok());
+  P more = want;
+  for (int64_t k = 0; k < 17; ++k) more.emplace_back(t0 + 42 + 2 * k, 0);
+  QCOMPARE(query(t0 - 10, t0 + 80, 1), more);
 }
 
 QTEST_GUILESS_MAIN(TestCollectorUnits)

@@ -73,6 +73,7 @@ class TestUpgrade : public QObject {
  private slots:
   void dataFrom010OpensWithExactTotals();
   void dataFromANewerTallyIsRefusedUntouched();
+  void historyWithoutACoverageRecordIsZeroFilledFromItsFirstBucket();
 };
 
 void TestUpgrade::dataFrom010OpensWithExactTotals() {
@@ -164,6 +165,40 @@ void TestUpgrade::dataFromANewerTallyIsRefusedUntouched() {
   const QString out = QString::fromUtf8(p.readAll());
   QVERIFY2(out.contains("format 2, this collector reads format 1"), qPrintable(out));
   QVERIFY(read_dir(data) == before);
+}
+
+// 0.1.0 kept no record of when it ran. Its history counts as covered from its earliest stored
+// bucket on (so an upgrade does not turn old zeros into gaps); before that bucket, nothing.
+void TestUpgrade::historyWithoutACoverageRecordIsZeroFilledFromItsFirstBucket() {
+  QTemporaryDir tmp;
+  const int64_t created = unpack_fixture(tmp.path());
+  QVERIFY(created > 0);
+  const QString data = tmp.path() + "/data";
+  QVERIFY(!fs::exists((data + "/coverage.sqlite").toStdString()));
+  CollectorProcess c(data);
+  QVERIFY(c.start(kFixtureArgs));
+  const int64_t from = created - 300, to = created + 300;
+  const json q = c.get("/api/query?metric=upgrade.hits&fn=sum&step=1&from=" + std::to_string(from) +
+                       "&to=" + std::to_string(to));
+  QCOMPARE(q["series"].size(), size_t(1));
+  std::map<int64_t, double> got;
+  for (const auto& p : q["series"][0]["points"]) got[p[0].get<int64_t>()] = p[1].get<double>();
+  QVERIFY(!got.empty());
+  // The fixture's first points came within two seconds of `created`.
+  const int64_t first = got.begin()->first;
+  QVERIFY2(first >= created && first <= created + 2, qPrintable(QString::number(first - created)));
+  QVERIFY(got.begin()->second > 0);  // the first point is data, not a zero before it
+  // From there on every second is there: zero-filled up to now.
+  for (int64_t t = first; t < to; ++t) QVERIFY2(got.count(t), qPrintable(QString::number(t)));
+  double total = 0;
+  for (const auto& [t, v] : got) total += v;
+  QCOMPARE(total, 325.0);  // a 15, b 10, wal 300
+  // The record now says so, from the first bucket on.
+  const json cov = c.get("/api/coverage?from=" + std::to_string(from));
+  QVERIFY2(cov["covered"].size() == 1, cov.dump().c_str());
+  QCOMPARE(cov["covered"][0][0].get<double>(), static_cast<double>(first));
+  QCOMPARE(c.stop(), 0);
+  QVERIFY(fs::exists((data + "/coverage.sqlite").toStdString()));
 }
 
 QTEST_GUILESS_MAIN(TestUpgrade)
