@@ -13,7 +13,14 @@ using namespace tally::dash;
 namespace StatPainter {
 
 namespace {
-bool g_dark = false;  // the theme of the current paint() (GUI thread only)
+// The colours of a paint: the dark theme's on screen, light in exports.
+struct Ink {
+  QColor text, muted, track, band;
+};
+Ink inkFor(bool dark) {
+  return dark ? Ink{QColor("#e8eaed"), QColor("#9aa0a6"), QColor("#3c4043"), QColor("#28292c")}
+              : Ink{QColor("#202124"), QColor("#5f6368"), QColor("#e8eaed"), QColor("#f8f9fa")};
+}
 }  // namespace
 
 QColor valueColor(const PanelSpec& spec, std::optional<double> value) {
@@ -67,8 +74,8 @@ QFont fitted(QFont f, const QString& s, const QSizeF& box, double maxPt) {
   return f;
 }
 
-void paintStat(QPainter* p, const QRectF& r, const SeriesStats& s, const PanelSpec& spec,
-               bool oneSeries) {
+void paintStat(QPainter* p, const Ink& ink, const QRectF& r, const SeriesStats& s,
+               const PanelSpec& spec, bool oneSeries) {
   const auto v = s.get(spec.reduce);
   const QColor c = valueColor(spec, v);
   QColor bg = c;
@@ -81,7 +88,7 @@ void paintStat(QPainter* p, const QRectF& r, const SeriesStats& s, const PanelSp
   if (!oneSeries) {
     f.setPointSizeF(8.5);
     p->setFont(f);
-    p->setPen((g_dark ? QColor("#9aa0a6") : QColor("#5f6368")));
+    p->setPen(ink.muted);
     const QRectF lr(r.left() + 6, r.top() + 2, r.width() - 12, labelH);
     p->drawText(
         lr, Qt::AlignLeft | Qt::AlignVCenter,
@@ -96,8 +103,8 @@ void paintStat(QPainter* p, const QRectF& r, const SeriesStats& s, const PanelSp
   p->drawText(vr, Qt::AlignCenter, t);
 }
 
-void paintGauge(QPainter* p, const QRectF& r, const SeriesStats& s, const PanelSpec& spec,
-                bool oneSeries) {
+void paintGauge(QPainter* p, const Ink& ink, const QRectF& r, const SeriesStats& s,
+                const PanelSpec& spec, bool oneSeries) {
   const auto v = s.get(spec.reduce);
   double lo = spec.minValue.value_or(0);
   double hi = spec.maxValue.value_or(std::max(
@@ -117,8 +124,7 @@ void paintGauge(QPainter* p, const QRectF& r, const SeriesStats& s, const PanelS
     return 210.0 - 240.0 * f;
   };
   p->setBrush(Qt::NoBrush);
-  p->setPen(
-      QPen(g_dark ? QColor("#3c4043") : QColor("#e8eaed"), thick, Qt::SolidLine, Qt::FlatCap));
+  p->setPen(QPen(ink.track, thick, Qt::SolidLine, Qt::FlatCap));
   p->drawArc(arcRect, int(210 * 16), int(-240 * 16));
   // The thresholds as a thin outer band.
   const QRectF rim = arcRect.adjusted(-thick / 2 - 2, -thick / 2 - 2, thick / 2 + 2, thick / 2 + 2);
@@ -149,7 +155,7 @@ void paintGauge(QPainter* p, const QRectF& r, const SeriesStats& s, const PanelS
     f.setBold(false);
     f.setPointSizeF(8.5);
     p->setFont(f);
-    p->setPen((g_dark ? QColor("#9aa0a6") : QColor("#5f6368")));
+    p->setPen(ink.muted);
     const QRectF lr(r.left() + 4, r.bottom() - labelH - 2, r.width() - 8, labelH);
     p->drawText(
         lr, Qt::AlignCenter,
@@ -161,7 +167,7 @@ void paintGauge(QPainter* p, const QRectF& r, const SeriesStats& s, const PanelS
 
 void paintTable(QPainter* p, const QRectF& r, const std::vector<SeriesStats>& rows,
                 const PanelSpec& spec, bool dark) {
-  g_dark = dark;
+  const Ink ink = inkFor(dark);
   QFont f = p->font();
   f.setPointSizeF(8.5);
   p->setFont(f);
@@ -171,7 +177,7 @@ void paintTable(QPainter* p, const QRectF& r, const std::vector<SeriesStats>& ro
   QFont bold = f;
   bold.setBold(true);
   p->setFont(bold);
-  p->setPen((g_dark ? QColor("#e8eaed") : QColor("#202124")));
+  p->setPen(ink.text);
   p->drawText(QRectF(r.left() + 4, r.top(), nameW - 8, rowH), Qt::AlignLeft | Qt::AlignVCenter,
               QObject::tr("Series"));
   for (int c = 0; c < 5; ++c)
@@ -183,32 +189,29 @@ void paintTable(QPainter* p, const QRectF& r, const std::vector<SeriesStats>& ro
   const int shown = n > fit ? std::max(0, fit - 1) : n;
   for (int i = 0; i < shown; ++i) {
     const double y = r.top() + (i + 1) * rowH;
-    if (i % 2 == 0)
-      p->fillRect(QRectF(r.left(), y, r.width(), rowH),
-                  (g_dark ? QColor("#28292c") : QColor("#f8f9fa")));
-    p->setPen((g_dark ? QColor("#e8eaed") : QColor("#202124")));
+    if (i % 2 == 0) p->fillRect(QRectF(r.left(), y, r.width(), rowH), ink.band);
+    p->setPen(ink.text);
     p->drawText(QRectF(r.left() + 4, y, nameW - 8, rowH), Qt::AlignLeft | Qt::AlignVCenter,
                 QFontMetricsF(f).elidedText(QString::fromStdString(rows[i].label), Qt::ElideMiddle,
                                             nameW - 8));
     int c = 0;
     for (Reduce red : kAllReduces) {
       const auto v = rows[i].get(red);
-      p->setPen(spec.thresholds.empty() ? (g_dark ? QColor("#e8eaed") : QColor("#202124"))
-                                        : valueColor(spec, v));
+      p->setPen(spec.thresholds.empty() ? ink.text : valueColor(spec, v));
       p->drawText(QRectF(r.left() + nameW + c * colW, y, colW - 6, rowH),
                   Qt::AlignRight | Qt::AlignVCenter, text(v, spec));
       ++c;
     }
   }
   if (shown < n) {
-    p->setPen((g_dark ? QColor("#9aa0a6") : QColor("#5f6368")));
+    p->setPen(ink.muted);
     p->drawText(QRectF(r.left() + 4, r.top() + (shown + 1) * rowH, r.width() - 8, rowH),
                 Qt::AlignLeft | Qt::AlignVCenter, QObject::tr("+%1 more").arg(n - shown));
   }
 }
 
 void paint(const PanelController& panel, QPainter* p, const QRectF& rect, bool dark) {
-  g_dark = dark;
+  const Ink ink = inkFor(dark);
   const PanelSpec& spec = panel.spec();
   const auto all = stats(panel);
   p->save();
@@ -223,13 +226,14 @@ void paint(const PanelController& panel, QPainter* p, const QRectF& rect, bool d
   const QRectF area = rect.adjusted(2, 2, -2, -16);
   Layout l = layoutTiles(int(all.size()), area, gauge);
   for (int i = 0; i < l.shown; ++i)
-    (gauge ? paintGauge : paintStat)(p, l.tiles[size_t(i)], all[size_t(i)], spec, all.size() == 1);
+    (gauge ? paintGauge : paintStat)(p, ink, l.tiles[size_t(i)], all[size_t(i)], spec,
+                                     all.size() == 1);
   if (l.omitted > 0) {
     QFont f = p->font();
     f.setBold(false);
     f.setPointSizeF(8.5);
     p->setFont(f);
-    p->setPen((g_dark ? QColor("#9aa0a6") : QColor("#5f6368")));
+    p->setPen(ink.muted);
     p->drawText(QRectF(rect.left() + 4, rect.bottom() - 16, rect.width() - 8, 14),
                 Qt::AlignRight | Qt::AlignVCenter, QObject::tr("+%1 more").arg(l.omitted));
   }
