@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
                                tally::kDefaultCollectorUrl);
   QCommandLineOption live("live", "Collector live stream (ZeroMQ PUB) endpoint.", "ENDPOINT",
                           tally::kDefaultLiveEndpoint);
-  QCommandLineOption dashboard("dashboard", "Dashboard JSON file to open.", "FILE");
+  QCommandLineOption dashboard(
+      "dashboard", "Dashboard JSON file to open; given more than once, each opens in a tab.", "FILE");
   QCommandLineOption range("range", "Time range: a duration (15m, 1h, 7d) or FROM:TO unix seconds.",
                            "RANGE");
   QCommandLineOption png(
@@ -84,6 +85,10 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (parser.isSet(png) || parser.isSet(csv)) {
+    if (parser.values(dashboard).size() > 1) {
+      std::fprintf(stderr, "tally-dashboard: an export reads one --dashboard\n");
+      return kExitUsage;
+    }
     HeadlessOptions o;
     o.collector = collectorUrl;
     o.dashboard = parser.value(dashboard);
@@ -105,7 +110,9 @@ int main(int argc, char** argv) {
   MainWindowOptions mo;
   mo.collector = collectorUrl;
   mo.live = parser.value(live);
-  mo.dashboard = parser.value(dashboard);
+  const QStringList dashboards = parser.values(dashboard);
+  mo.dashboard = dashboards.value(0);
+  mo.moreDashboards = dashboards.mid(1);
   Theme::init();  // light or dark, following the desktop unless View > Theme says otherwise
   MainWindow w(mo);
   if (!parser.value(range).isEmpty()) {

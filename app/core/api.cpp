@@ -353,6 +353,31 @@ Result<std::vector<Annotation>> parseAnnotations(std::string_view body) {
   return out;
 }
 
+std::string annotationBody(const Annotation& a) {
+  json j = {{"time", a.time}, {"title", a.title}};
+  if (a.end) j["end"] = *a.end;
+  if (!a.text.empty()) j["text"] = a.text;
+  if (!a.tags.empty()) {
+    json tags = json::object();
+    for (const auto& [k, v] : a.tags) tags[k] = v;
+    j["tags"] = std::move(tags);
+  }
+  return j.dump();
+}
+
+// The integer field `name` of a JSON object answer.
+static Result<int64_t> intField(std::string_view body, const char* name) {
+  auto doc = parseJson(body);
+  if (!doc) return doc.status();
+  auto v = doc->find(name);
+  if (v == doc->end() || !v->is_number_integer())
+    return Status::corruption(std::string("answer has no integer \"") + name + "\"");
+  return v->get<int64_t>();
+}
+
+Result<int64_t> parseAnnotationId(std::string_view body) { return intField(body, "id"); }
+Result<int64_t> parseDeletedCount(std::string_view body) { return intField(body, "deleted"); }
+
 Result<HeatmapResult> parseHeatmap(std::string_view body) {
   auto doc = parseJson(body);
   if (!doc) return doc.status();

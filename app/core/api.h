@@ -160,6 +160,12 @@ Result<TagValues> parseTags(std::string_view body);
 Result<Cardinality> parseCardinality(std::string_view body);
 // {"annotations":[{"id","time","end"?,"title","text"?,"tags"?,"source"?}, ...]}, in the order sent.
 Result<std::vector<Annotation>> parseAnnotations(std::string_view body);
+// The body of POST /api/annotations for `a` (time, end, title, text, tags; not id or source).
+std::string annotationBody(const Annotation& a);
+// The id in POST /api/annotations' answer ({"id": 42}).
+Result<int64_t> parseAnnotationId(std::string_view body);
+// How many DELETE /api/annotations/<id> removed ({"deleted": 1}).
+Result<int64_t> parseDeletedCount(std::string_view body);
 Health parseHealth(int httpStatus, std::string_view body);
 // The {"error": "..."} message of a failed call, or a description of the status.
 std::string errorMessage(int httpStatus, std::string_view body);

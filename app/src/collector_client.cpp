@@ -19,14 +19,20 @@ CollectorClient::~CollectorClient() {
 }
 
 void CollectorClient::get(const std::string& path, QObject* context, RawCallback cb) {
+  send("GET", path, {}, context, std::move(cb));
+}
+
+void CollectorClient::send(const QByteArray& verb, const std::string& path, const QByteArray& body,
+                           QObject* context, RawCallback cb) {
   QNetworkRequest req(apiUrl(m_baseUrl, path));
   req.setTransferTimeout(m_timeoutMs);
   req.setRawHeader("Accept", "application/json");
+  if (!body.isEmpty()) req.setHeader(QNetworkRequest::ContentTypeHeader, "application/json");
   // A collector with http_read_tokens (docs/SECURITY.md): the token comes from the environment,
   // never from a dashboard file.
   if (static const QByteArray token = qgetenv("TALLY_TOKEN"); !token.isEmpty())
     req.setRawHeader("Authorization", "Bearer " + token);
-  QNetworkReply* reply = m_nam->get(req);
+  QNetworkReply* reply = verb == "GET" ? m_nam->get(req) : m_nam->sendCustomRequest(req, verb, body);
   ++m_inFlight;
   QPointer<QObject> ctx(context);
   connect(reply, &QNetworkReply::finished, this, [this, reply, ctx, cb = std::move(cb)] {
@@ -48,9 +54,17 @@ void CollectorClient::get(const std::string& path, QObject* context, RawCallback
 template <typename T>
 void CollectorClient::getParsed(const std::string& path, QObject* context, Callback<T> cb,
                                 Result<T> (*parse)(std::string_view)) {
+  answerParsed<T>("GET", path, {}, context, std::move(cb), parse);
+}
+
+template <typename T>
+void CollectorClient::answerParsed(const QByteArray& verb, const std::string& path,
+                                   const QByteArray& request, QObject* context, Callback<T> cb,
+                                   Result<T> (*parse)(std::string_view)) {
   QPointer<QObject> ctx(context);
   QString where = m_baseUrl.toString();
-  get(path, context, [this, ctx, cb, parse, where](int status, QByteArray body, QString netError) {
+  send(verb, path, request, context,
+       [this, ctx, cb, parse, where](int status, QByteArray body, QString netError) {
     if (status == 0) {
       cb(Status::unavailable(
           QStringLiteral("collector at %1 is unreachable: %2").arg(where, netError).toStdString()));
@@ -78,6 +92,16 @@ void CollectorClient::fetchAnnotations(int64_t from, int64_t to, QObject* contex
                                        Callback<std::vector<Annotation>> cb) {
   getParsed<std::vector<Annotation>>(annotationsPath(from, to), context, std::move(cb),
                                      &parseAnnotations);
+}
+
+void CollectorClient::addAnnotation(const Annotation& a, QObject* context, Callback<int64_t> cb) {
+  answerParsed<int64_t>("POST", "/api/annotations", QByteArray::fromStdString(annotationBody(a)),
+                        context, std::move(cb), &parseAnnotationId);
+}
+
+void CollectorClient::deleteAnnotation(int64_t id, QObject* context, Callback<int64_t> cb) {
+  answerParsed<int64_t>("DELETE", "/api/annotations/" + std::to_string(id), {}, context,
+                        std::move(cb), &parseDeletedCount);
 }
 
 void CollectorClient::fetchTags(const QString& metric, QObject* context, Callback<TagValues> cb) {

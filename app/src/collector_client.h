@@ -44,6 +44,11 @@ class CollectorClient : public QObject {
   // GET /api/annotations over [from, to).
   void fetchAnnotations(int64_t from, int64_t to, QObject* context,
                         Callback<std::vector<tally::dash::Annotation>> cb);
+  // POST /api/annotations: the new annotation's id. With tokens configured this needs an admin
+  // token (TALLY_TOKEN); a refusal arrives as kInvalidArgument with the collector's message.
+  void addAnnotation(const tally::dash::Annotation& a, QObject* context, Callback<int64_t> cb);
+  // DELETE /api/annotations/<id>; kNotFound when it is gone already.
+  void deleteAnnotation(int64_t id, QObject* context, Callback<int64_t> cb);
   // Health never fails as a Result: an unreachable collector is a Health with ok == false.
   void fetchHealth(QObject* context, std::function<void(tally::dash::Health, bool reachable)> cb);
 
@@ -57,9 +62,16 @@ class CollectorClient : public QObject {
  private:
   using RawCallback = std::function<void(int httpStatus, QByteArray body, QString networkError)>;
   void get(const std::string& path, QObject* context, RawCallback cb);
+  // Any method: GET, POST (with a JSON body), DELETE.
+  void send(const QByteArray& verb, const std::string& path, const QByteArray& body,
+            QObject* context, RawCallback cb);
   template <typename T>
   void getParsed(const std::string& path, QObject* context, Callback<T> cb,
                  tally::Result<T> (*parse)(std::string_view));
+  // An answer of send() as a Result: unreachable, the collector's error, or parse(body).
+  template <typename T>
+  void answerParsed(const QByteArray& verb, const std::string& path, const QByteArray& body,
+                    QObject* context, Callback<T> cb, tally::Result<T> (*parse)(std::string_view));
 
   QUrl m_baseUrl;
   QNetworkAccessManager* m_nam;

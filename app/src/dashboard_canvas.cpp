@@ -1,6 +1,8 @@
 #include "dashboard_canvas.h"
 
+#include <QDateTime>
 #include <QInputDialog>
+#include <QMessageBox>
 #include <QPainter>
 #include <QResizeEvent>
 #include <QUndoCommand>
@@ -8,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "annotation_dialog.h"
 #include "collector_client.h"
 #include "core/panel_defaults.h"
 #include "data_sources.h"
@@ -292,6 +295,8 @@ void DashboardCanvas::wire(PanelWidget* panel) {
       if (p != source) p->setCrosshair(std::isnan(t) ? std::nullopt : std::optional<double>(t));
   });
   connect(panel, &PanelWidget::editRequested, this, &DashboardCanvas::editPanel);
+  connect(panel, &PanelWidget::annotateRequested, this, [this](double t) { annotate(t); });
+  connect(panel, &PanelWidget::deleteAnnotationRequested, this, &DashboardCanvas::deleteAnnotation);
   connect(panel, &PanelWidget::duplicateRequested, this, [this](PanelWidget* p) {
     PanelSpec s = p->spec();
     addPanel(s, true);
@@ -483,6 +488,45 @@ void DashboardCanvas::refreshAnnotations() {
   m_client->fetchAnnotations(from, to, this, [this](tally::Result<std::vector<Annotation>> r) {
     if (!r) return;  // an older collector without annotations, or unreachable: keep what is shown
     for (auto* p : m_panels) p->controller()->setAnnotations(*r);
+  });
+}
+
+void DashboardCanvas::annotate(std::optional<double> t) {
+  AnnotationDialog dialog(t.value_or(double(QDateTime::currentMSecsSinceEpoch()) / 1000), this);
+  if (dialog.exec() != QDialog::Accepted) return;
+  if (auto a = dialog.annotation()) postAnnotation(*a);
+}
+
+void DashboardCanvas::postAnnotation(const Annotation& a) {
+  if (!m_client) return;
+  m_client->addAnnotation(a, this, [this](tally::Result<int64_t> id) {
+    if (!id) {
+      emit annotationFailed(QString::fromStdString(id.status().message()));
+      return;
+    }
+    refreshAnnotations();
+    emit annotationPosted(*id);
+  });
+}
+
+void DashboardCanvas::deleteAnnotation(qint64 id, const QString& title) {
+  const auto answer = QMessageBox::question(
+      this, tr("Delete annotation"),
+      tr("Delete the annotation “%1” from the collector? Every dashboard stops showing it.")
+          .arg(title),
+      QMessageBox::Yes | QMessageBox::Cancel);
+  if (answer == QMessageBox::Yes) removeAnnotation(id);
+}
+
+void DashboardCanvas::removeAnnotation(qint64 id) {
+  if (!m_client) return;
+  m_client->deleteAnnotation(id, this, [this, id](tally::Result<int64_t> deleted) {
+    if (!deleted) {
+      emit annotationFailed(QString::fromStdString(deleted.status().message()));
+      return;
+    }
+    refreshAnnotations();
+    emit annotationDeleted(id);
   });
 }
 

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 
+#include "core/api.h"
 #include "core/dashboard.h"
 
 class CollectorClient;
@@ -48,6 +49,7 @@ class DashboardCanvas : public QWidget {
   void setPanelGrid(PanelWidget* panel, const tally::dash::GridRect& grid);
 
   void setTitle(const QString& title) { m_dashboard.title = title.toStdString(); }
+  const std::string& title() const { return m_dashboard.title; }
   DataSources* dataSources() const { return m_sources; }
   // Replaces the data sources; `renamed` maps old names to new ones, and the panels follow.
   void setSources(const std::vector<tally::dash::DataSource>& sources,
@@ -75,8 +77,21 @@ class DashboardCanvas : public QWidget {
   // panel (on refresh, range changes, zooms, and every 10 s while live).
   void refreshAnnotations();
   void editPanel(PanelWidget* panel);
+  // Asks for an annotation at time t (AnnotationDialog; default now) and posts it.
+  void annotate(std::optional<double> t = std::nullopt);
+  // Asks whether to delete the annotation, then does.
+  void deleteAnnotation(qint64 id, const QString& title);
+
+ public:
+  // POST /api/annotations, then the panels show it: annotationPosted(id), or annotationFailed
+  // with the collector's reason (an admin token it wants, say).
+  void postAnnotation(const tally::dash::Annotation& a);
+  void removeAnnotation(qint64 id);
 
  signals:
+  void annotationPosted(qint64 id);
+  void annotationDeleted(qint64 id);
+  void annotationFailed(const QString& reason);
   void modified();
   void panelRemoved(const QString& title);
   void variablesChanged();  // defined, or their values chosen

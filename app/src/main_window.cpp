@@ -31,9 +31,11 @@
 #include <QStandardPaths>
 #include <QStatusBar>
 #include <QSystemTrayIcon>
+#include <QTabWidget>
 #include <QTableView>
 #include <QTableWidget>
 #include <QToolBar>
+#include <QUndoGroup>
 #include <QUndoStack>
 #include <QVBoxLayout>
 
@@ -42,6 +44,7 @@
 #include "core/panel_defaults.h"
 #include "core/time_range.h"
 #include "dashboard_canvas.h"
+#include "dashboard_tab.h"
 #include "dashboard_document.h"
 #include "data_sources.h"
 #include "data_sources_dialog.h"
@@ -65,17 +68,12 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
       m_client(new CollectorClient(options.collector, this)),
       m_live(new LiveSubscriber(this)),
       m_health(new HealthMonitor(m_client, this)),
-      m_document(new DashboardDocument(this)) {
+      m_tabs(new QTabWidget(this)),
+      m_undoGroup(new QUndoGroup(this)) {
   setWindowIcon(QIcon(":/tally/icons/tally.svg"));
   QString liveError;
   if (!m_live->connectTo(options.live, &liveError))
     qWarning("tally-dashboard: %s", qPrintable(liveError));
-
-  m_canvas = new DashboardCanvas(m_client, m_live, this);
-  auto* scroll = new QScrollArea(this);
-  scroll->setWidget(m_canvas);
-  scroll->setWidgetResizable(true);
-  scroll->setFrameShape(QFrame::NoFrame);
 
   m_banner = new QWidget(this);
   m_banner->setObjectName("collectorBanner");
@@ -91,24 +89,26 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   bl->addWidget(retry);
   m_banner->hide();
 
-  m_variableBar = new VariableBar(m_client, this);
-  m_variableBar->setDataSources(m_canvas->dataSources());
-  connect(m_canvas->dataSources(), &DataSources::changed, m_variableBar, &VariableBar::reload);
-  connect(m_variableBar, &VariableBar::valuesChosen, m_canvas, &DashboardCanvas::setVariableValues);
-  connect(m_canvas, &DashboardCanvas::variablesChanged, m_variableBar,
-          [this] { m_variableBar->setVariables(m_canvas->variables()); });
+  // The open dashboards: the tab bar shows once there are two (one dashboard looks as it always
+  // did); tabs close with their × or Ctrl+W and move by dragging.
+  m_tabs->setObjectName("dashboardTabs");
+  m_tabs->setDocumentMode(true);
+  m_tabs->setTabBarAutoHide(true);
+  m_tabs->setTabsClosable(true);
+  m_tabs->setMovable(true);
+  m_tabs->setElideMode(Qt::ElideRight);
+  connect(m_tabs, &QTabWidget::tabCloseRequested, this, [this](int i) { closeTab(i); });
+  connect(m_tabs, &QTabWidget::currentChanged, this, &MainWindow::currentTabChanged);
 
   auto* central = new QWidget(this);
   auto* cl = new QVBoxLayout(central);
   cl->setContentsMargins(0, 0, 0, 0);
   cl->setSpacing(0);
   cl->addWidget(m_banner);
-  cl->addWidget(m_variableBar);
-  cl->addWidget(scroll, 1);
+  cl->addWidget(m_tabs, 1);
   setCentralWidget(central);
 
   m_browser = new MetricBrowser(m_client, this);
-  m_browser->setDataSources(m_canvas->dataSources());
   auto* dock = new QDockWidget(tr("Metrics"), this);
   dock->setObjectName("metricsDock");
   dock->setWidget(m_browser);
@@ -131,18 +131,16 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   connect(cardinality, &CardinalityView::metricActivated, this, &MainWindow::addPanelForMetric);
   m_cardinalityDock = cdock;
 
-  // Alerts (docs/DASHBOARD.md): the panels' rules, evaluated once a second; what fires is listed
-  // here and raised as a desktop notification (the system tray's, else the status bar).
-  m_alerts = new AlertManager(m_canvas, this);
-  auto* alertView = new QTableView(this);
-  alertView->setObjectName("alertsView");
-  alertView->setModel(m_alerts);
-  alertView->verticalHeader()->setVisible(false);
-  alertView->horizontalHeader()->setStretchLastSection(true);
-  alertView->setSelectionBehavior(QAbstractItemView::SelectRows);
+  // Alerts (docs/DASHBOARD.md): each tab's panels' rules, evaluated once a second in every tab;
+  // the current tab's are listed here, and what fires in any tab is raised as a desktop
+  // notification (the system tray's, else the status bar).
+  m_alertView = new QTableView(this);
+  m_alertView->setObjectName("alertsView");
+  m_alertView->verticalHeader()->setVisible(false);
+  m_alertView->setSelectionBehavior(QAbstractItemView::SelectRows);
   m_alertsDock = new QDockWidget(tr("Alerts"), this);
   m_alertsDock->setObjectName("alertsDock");
-  m_alertsDock->setWidget(alertView);
+  m_alertsDock->setWidget(m_alertView);
   addDockWidget(Qt::BottomDockWidgetArea, m_alertsDock);
   m_alertsDock->hide();
   if (QSystemTrayIcon::isSystemTrayAvailable()) {
@@ -155,20 +153,6 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
       activateWindow();
     });
   }
-  connect(m_alerts, &AlertManager::fired, this,
-          [this](const QString& panel, const QString& series, double value, const QString& rule) {
-            const QString title = tr("Alert firing: %1").arg(panel);
-            const QString text = tr("%1 = %2 (%3)").arg(series).arg(value).arg(rule);
-            if (m_tray) m_tray->showMessage(title, text, QSystemTrayIcon::Warning, 10000);
-            statusBar()->showMessage(title + " — " + text, 30000);
-            m_alertsDock->show();
-          });
-  connect(m_alerts, &AlertManager::resolved, this,
-          [this](const QString& panel, const QString& series) {
-            if (m_tray)
-              m_tray->showMessage(tr("Alert resolved: %1").arg(panel), series,
-                                  QSystemTrayIcon::Information, 5000);
-          });
 
   m_range = new TimeRangePicker(this);
   m_statusCollector = new QLabel(this);
@@ -184,33 +168,44 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent)
   // Looking at another time (range, zoom, live) is not an edit: the file keeps the range it is
   // saved with, as Grafana does, and closing asks nothing.
   connect(m_range, &TimeRangePicker::rangeChanged, this,
-          [this](const TimeRangeSpec& r) { m_canvas->setRange(r); });
-  connect(m_canvas, &DashboardCanvas::modified, this, [this] { m_document->setModified(true); });
-  connect(m_document, &DashboardDocument::changed, this, [this] {
-    updateTitle();
-    updateRecentMenu();
-  });
+          [this](const TimeRangeSpec& r) { canvas()->setRange(r); });
   connect(m_health, &HealthMonitor::updated, this, &MainWindow::updateHealth);
   connect(m_live, &LiveSubscriber::updatesReceived, m_health, &HealthMonitor::dataFlowed);
   connect(m_health, &HealthMonitor::stateChanged, this, [this](HealthMonitor::State s) {
     if (s != HealthMonitor::State::Unreachable && s != HealthMonitor::State::Healthy) return;
-    for (auto* p : m_canvas->panels())
-      p->controller()->setCollectorReachable(s == HealthMonitor::State::Healthy,
-                                             m_health->lastContact());
+    for (DashboardTab* tab : allTabs())
+      for (auto* p : tab->canvas()->panels())
+        p->controller()->setCollectorReachable(s == HealthMonitor::State::Healthy,
+                                               m_health->lastContact());
   });
   connect(m_health, &HealthMonitor::recovered, this, [this] {
-    m_canvas->refreshAll();
+    for (DashboardTab* tab : allTabs()) tab->canvas()->refreshAll();
     m_browser->reload();
   });
   auto* countdown = new QTimer(this);
   countdown->start(1000);
   connect(countdown, &QTimer::timeout, this, &MainWindow::updateHealth);
 
-  // The dashboard to show: the one asked for, else the last one, else the demo.
-  QString path = options.dashboard.isEmpty() ? m_document->lastDashboard() : options.dashboard;
-  if (path.isEmpty() || !QFileInfo::exists(path) ||
-      !openDashboard(path, !options.dashboard.isEmpty()))
-    setDashboard(DashboardDocument::builtin(":/tally/dashboards/demo.json"), QString());
+  // The dashboards to show: the ones asked for, else those open when the app last closed (each in
+  // its tab), else the last one, else the demo.
+  addTab();
+  bool shown = false;
+  if (!options.dashboard.isEmpty()) {
+    shown = QFileInfo::exists(options.dashboard) && openDashboard(options.dashboard, true);
+    for (const QString& more : options.moreDashboards) {
+      if (!shown) {
+        shown = openDashboard(more, true);
+        continue;
+      }
+      if (!tabWithFile(more)) openInNewTab(more);
+    }
+    m_tabs->setCurrentIndex(0);  // the first one given is in front
+  } else {
+    shown = restoreSession();
+    const QString last = document()->lastDashboard();
+    if (!shown && !last.isEmpty() && QFileInfo::exists(last)) shown = openDashboard(last, false);
+  }
+  if (!shown) setDashboard(DashboardDocument::builtin(":/tally/dashboards/demo.json"), QString());
   m_health->start();
   m_browser->reload();
   // The size and place the window had when it was last closed.
@@ -221,9 +216,17 @@ void MainWindow::buildActions() {
   QMenu* file = menuBar()->addMenu(tr("&File"));
   file->addAction(tr("&New dashboard"), QKeySequence::New, this, &MainWindow::newDashboard);
   file->addAction(tr("&Open…"), QKeySequence::Open, this, &MainWindow::open);
-  QAction* newWindow = file->addAction(tr("Open in new &window…"), QKeySequence(tr("Ctrl+Shift+O")),
-                                       this, [this] { openInNewWindow(); });
+  QAction* newTabAction =
+      file->addAction(tr("New &tab"), QKeySequence::AddTab, this, [this] { newTab(); });
+  newTabAction->setObjectName("newTabAction");
+  QAction* openTab = file->addAction(tr("Open in new ta&b…"), QKeySequence(tr("Ctrl+Shift+O")),
+                                     this, [this] { openInNewTab(); });
+  openTab->setObjectName("openInNewTabAction");
+  QAction* newWindow = file->addAction(tr("Open in new &window…"), this, [this] { openInNewWindow(); });
   newWindow->setObjectName("openInNewWindowAction");
+  QAction* closeTabAction = file->addAction(tr("&Close tab"), QKeySequence::Close, this,
+                                            [this] { closeTab(m_tabs->currentIndex()); });
+  closeTabAction->setObjectName("closeTabAction");
   m_recentMenu = file->addMenu(tr("Open &recent"));
   QMenu* shipped = file->addMenu(tr("Open shipped dashboard"));
   shipped->addAction(tr("Tally demo"), this, [this] {
@@ -247,23 +250,15 @@ void MainWindow::buildActions() {
 
   QMenu* edit = menuBar()->addMenu(tr("&Edit"));
   // Undo and redo of every edit (DashboardCanvas::undoStack): "Undo Remove panel “Errors”".
-  QAction* undo = m_canvas->undoStack()->createUndoAction(this, tr("&Undo"));
+  // The group follows the current tab: each tab keeps its own history.
+  QAction* undo = m_undoGroup->createUndoAction(this, tr("&Undo"));
   undo->setShortcut(QKeySequence::Undo);
   undo->setObjectName("undoAction");
   edit->addAction(undo);
-  QAction* redo = m_canvas->undoStack()->createRedoAction(this, tr("&Redo"));
+  QAction* redo = m_undoGroup->createRedoAction(this, tr("&Redo"));
   redo->setShortcut(QKeySequence::Redo);
   redo->setObjectName("redoAction");
   edit->addAction(redo);
-  connect(m_canvas, &DashboardCanvas::panelRemoved, this, [this](const QString& title) {
-    statusBar()->showMessage(tr("Removed “%1”. Edit › Undo (%2) puts it back.")
-                                 .arg(title, QKeySequence(QKeySequence::Undo).toString()),
-                             15000);
-  });
-  // Undoing back to what was saved is unmodified again.
-  connect(m_canvas->undoStack(), &QUndoStack::cleanChanged, this, [this](bool clean) {
-    if (clean) m_document->setModified(false);
-  });
 
   QMenu* dash = menuBar()->addMenu(tr("&Dashboard"));
   QAction* sources = dash->addAction(tr("Data &sources…"), this, &MainWindow::editDataSources);
@@ -274,10 +269,15 @@ void MainWindow::buildActions() {
     bool ok = false;
     const QString t = QInputDialog::getText(this, tr("Add row"), tr("Row title:"),
                                             QLineEdit::Normal, tr("Row"), &ok);
-    if (ok) m_canvas->addRow(t.trimmed());
+    if (ok) canvas()->addRow(t.trimmed());
   });
   addRowAction->setObjectName("addRowAction");
   addRowAction->setToolTip(tr("A header that groups the panels below it and collapses them"));
+  QAction* annotate =
+      dash->addAction(tr("Add a&nnotation…"), this, [this] { canvas()->annotate(); });
+  annotate->setObjectName("annotateAction");
+  annotate->setToolTip(
+      tr("Mark an event (a deploy, an incident) on every panel; or right-click a chart there"));
   QAction* vars = dash->addAction(tr("&Variables…"), this, &MainWindow::editVariables);
   vars->setObjectName("variablesAction");
   vars->setToolTip(tr("Drop-downs of a tag's values above the panels; panels use them as $name"));
@@ -304,7 +304,8 @@ void MainWindow::buildActions() {
     themes->addAction(a);
     connect(a, &QAction::triggered, this, [this, m = mode] {
       Theme::setMode(m);
-      for (PanelWidget* p : m_canvas->panels()) p->flushRedraw();
+      for (DashboardTab* tab : allTabs())
+        for (PanelWidget* p : tab->canvas()->panels()) p->flushRedraw();
     });
   }
 
@@ -314,8 +315,8 @@ void MainWindow::buildActions() {
   QAction* addPanel = tb->addAction(tr("Add panel"), this, [this] {
     PanelSpec s;
     s.grid.h = 5;
-    PanelWidget* p = m_canvas->addPanel(s);
-    m_canvas->editPanel(p);
+    PanelWidget* p = canvas()->addPanel(s);
+    canvas()->editPanel(p);
   });
   addPanel->setObjectName("addPanelAction");
   addPanel->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_A));
@@ -329,22 +330,34 @@ void MainWindow::buildActions() {
   m_liveAction->setToolTip(tr("Follow new data as it arrives (the window slides)"));
   m_liveAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_L));
   connect(m_liveAction, &QAction::toggled, this, [this](bool on) {
-    if (on == m_canvas->isLive()) return;
-    m_canvas->setLive(on);
+    if (on == canvas()->isLive()) return;
+    canvas()->setLive(on);
   });
-  QAction* refresh = tb->addAction(tr("Refresh"), m_canvas, &DashboardCanvas::refreshAll);
+  QAction* refresh = tb->addAction(tr("Refresh"), this, [this] { canvas()->refreshAll(); });
   refresh->setShortcut(QKeySequence::Refresh);
   QAction* rename = tb->addAction(tr("Rename…"));
   rename->setShortcut(QKeySequence(Qt::Key_F2));
   connect(rename, &QAction::triggered, this, [this] {
     bool ok = false;
     QString t = QInputDialog::getText(this, tr("Dashboard title"), tr("Title:"), QLineEdit::Normal,
-                                      QString::fromStdString(m_canvas->dashboard().title), &ok);
+                                      QString::fromStdString(canvas()->dashboard().title), &ok);
     if (!ok || t.trimmed().isEmpty()) return;
-    m_canvas->setTitle(t.trimmed());
-    m_canvas->noteEdited();  // a step to undo; marks the dashboard modified
+    canvas()->setTitle(t.trimmed());
+    canvas()->noteEdited();  // a step to undo; marks the dashboard modified
     updateTitle();
   });
+
+  QAction* nextTab = view->addAction(tr("&Next tab"), this, [this] {
+    if (m_tabs->count() > 1) m_tabs->setCurrentIndex((m_tabs->currentIndex() + 1) % m_tabs->count());
+  });
+  nextTab->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_PageDown), QKeySequence::NextChild});
+  nextTab->setObjectName("nextTabAction");
+  QAction* prevTab = view->addAction(tr("&Previous tab"), this, [this] {
+    if (m_tabs->count() > 1)
+      m_tabs->setCurrentIndex((m_tabs->currentIndex() + m_tabs->count() - 1) % m_tabs->count());
+  });
+  prevTab->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_PageUp), QKeySequence::PreviousChild});
+  prevTab->setObjectName("previousTabAction");
 
   QMenu* help = menuBar()->addMenu(tr("&Help"));
   QAction* keys = help->addAction(tr("&Keyboard shortcuts"), this, &MainWindow::showShortcuts);
@@ -403,23 +416,23 @@ void MainWindow::showShortcuts() {
 }
 
 void MainWindow::setDashboard(const Dashboard& d, const QString& path) {
-  m_canvas->setDashboard(d);
+  canvas()->setDashboard(d);
   m_range->setRange(d.range);
   m_liveAction->blockSignals(true);
   m_liveAction->setChecked(d.live);
   m_liveAction->blockSignals(false);
-  m_document->setPath(path);
-  m_document->setModified(false);
+  document()->setPath(path);
+  document()->setModified(false);
   if (!path.isEmpty()) {
-    m_document->addRecent(path);
-    m_document->rememberLast(path);
+    document()->addRecent(path);
+    document()->rememberLast(path);
   }
   updateTitle();
 }
 
 void MainWindow::setTimeRange(const TimeRangeSpec& range) {
   m_range->setRange(range);
-  m_canvas->setRange(range);
+  canvas()->setRange(range);
 }
 
 void MainWindow::showError(const QString& title, const QString& text) {
@@ -449,10 +462,10 @@ std::set<std::string> MainWindow::askAboutNewHosts(const Dashboard& d, const QSt
 void MainWindow::showFileDashboard(const Dashboard& d, const QString& path,
                                    const QString& shownPath,
                                    const DashboardDocument::SecretNotes& notes) {
-  m_canvas->dataSources()->setBlocked(askAboutNewHosts(d, path));
+  canvas()->dataSources()->setBlocked(askAboutNewHosts(d, path));
   setDashboard(d, shownPath);
-  m_secretsInFile = notes.inFile;
-  if (!notes.inFile.isEmpty()) m_document->setModified(true);  // saving moves them out
+  currentTab()->secretsInFile() = notes.inFile;
+  if (!notes.inFile.isEmpty()) document()->setModified(true);  // saving moves them out
   if (const QString text = notes.text(); !text.isEmpty()) {
     statusBar()->showMessage(text, 30000);
     qInfo("tally-dashboard: %s", qPrintable(text));
@@ -478,26 +491,26 @@ bool MainWindow::openDashboard(const QString& path, bool interactive) {
 
 bool MainWindow::saveDashboard(const QString& path) {
   // An untitled dashboard takes its file's name, so the window and the recent list say which.
-  if (m_canvas->dashboard().title == Dashboard{}.title)
-    m_canvas->setTitle(QFileInfo(path).completeBaseName());
+  if (canvas()->dashboard().title == Dashboard{}.title)
+    canvas()->setTitle(QFileInfo(path).completeBaseName());
   QString error;
-  if (!DashboardDocument::write(m_canvas->dashboard(), path, &error)) {
+  if (!DashboardDocument::write(canvas()->dashboard(), path, &error)) {
     showError(tr("Cannot save dashboard"), error);
     return false;
   }
-  if (!m_secretsInFile.isEmpty()) {
+  if (QStringList& secrets = currentTab()->secretsInFile(); !secrets.isEmpty()) {
     const QString text =
         tr("Moved the secret header values (%1) out of the dashboard file into %2.")
-            .arg(m_secretsInFile.join(", "), SecretStore::instance().describe());
+            .arg(secrets.join(", "), SecretStore::instance().describe());
     statusBar()->showMessage(text, 30000);
     qInfo("tally-dashboard: event=secrets_moved %s", qPrintable(text));
-    m_secretsInFile.clear();
+    secrets.clear();
   }
-  m_document->setPath(QFileInfo(path).absoluteFilePath());
-  m_document->setModified(false);
-  m_canvas->undoStack()->setClean();
-  m_document->addRecent(path);
-  m_document->rememberLast(path);
+  document()->setPath(QFileInfo(path).absoluteFilePath());
+  document()->setModified(false);
+  canvas()->undoStack()->setClean();
+  document()->addRecent(path);
+  document()->rememberLast(path);
   QSettings().setValue("folders/dashboards", QFileInfo(path).absolutePath());
   updateTitle();
   return true;
@@ -506,7 +519,7 @@ bool MainWindow::saveDashboard(const QString& path) {
 void MainWindow::newDashboard() {
   if (!maybeSave()) return;
   Dashboard d;
-  d.range = m_canvas->range();
+  d.range = canvas()->range();
   d.live = true;
   setDashboard(d, QString());
 }
@@ -524,17 +537,22 @@ void MainWindow::open() {
   if (!maybeSave()) return;
   QString path = QFileDialog::getOpenFileName(this, tr("Open dashboard"), dashboardsDir(),
                                               tr("Tally dashboards (*.json);;All files (*)"));
-  if (!path.isEmpty()) openDashboard(path);
+  if (path.isEmpty()) return;
+  // A file open in another tab is shown there, not opened twice.
+  if (DashboardTab* open = tabWithFile(path); open && open != currentTab())
+    m_tabs->setCurrentWidget(open);
+  else
+    openDashboard(path);
 }
 
 bool MainWindow::save() {
-  if (m_document->path().isEmpty()) return saveAs();
-  return saveDashboard(m_document->path());
+  if (document()->path().isEmpty()) return saveAs();
+  return saveDashboard(document()->path());
 }
 
 bool MainWindow::saveAs() {
   QString suggested = dashboardsDir() + "/" +
-                      QString::fromStdString(m_canvas->dashboard().title)
+                      QString::fromStdString(canvas()->dashboard().title)
                           .replace(QRegularExpression("[^A-Za-z0-9._-]+"), "-") +
                       ".json";
   QString path = QFileDialog::getSaveFileName(this, tr("Save dashboard"), suggested,
@@ -566,10 +584,14 @@ MainWindow* MainWindow::openInNewWindow(const QString& given) {
 }
 
 void MainWindow::duplicate() {
-  Dashboard d = m_canvas->dashboard();
+  // The copy opens in a tab of its own; the original stays open as it is.
+  Dashboard d = canvas()->dashboard();
   d.title = tr("Copy of %1").arg(QString::fromStdString(d.title)).toStdString();
+  const std::set<std::string> blocked = canvas()->dataSources()->blocked();
+  m_tabs->setCurrentWidget(addTab());
+  canvas()->dataSources()->setBlocked(blocked);
   setDashboard(d, QString());
-  m_document->setModified(true);
+  document()->setModified(true);
   statusBar()->showMessage(tr("Duplicated: this copy is not saved yet"), 8000);
 }
 
@@ -587,7 +609,7 @@ void MainWindow::importDashboard() {
   }
   // An import is a new, unsaved copy: the original file is never written.
   showFileDashboard(d, path, QString(), notes);
-  m_document->setModified(true);
+  document()->setModified(true);
 }
 
 void MainWindow::exportDashboard() {
@@ -595,7 +617,7 @@ void MainWindow::exportDashboard() {
                                               tr("Tally dashboards (*.json)"));
   if (path.isEmpty()) return;
   QString error;
-  if (!DashboardDocument::write(m_canvas->dashboard(), path, &error))
+  if (!DashboardDocument::write(canvas()->dashboard(), path, &error))
     showError(tr("Export failed"), error);
 }
 
@@ -614,8 +636,8 @@ void MainWindow::exportDashboardImage() {
                                               tr("PNG (*.png);;SVG (*.svg);;PDF (*.pdf)"));
   if (path.isEmpty()) return;
   QList<const PanelController*> panels;
-  for (auto* p : m_canvas->panels()) panels << p->controller();
-  Dashboard d = m_canvas->dashboard();
+  for (auto* p : canvas()->panels()) panels << p->controller();
+  Dashboard d = canvas()->dashboard();
   QString error;
   QString subtitle = m_range->combo()->currentText();
   if (!Exporter::writeDashboardImage(QString::fromStdString(d.title), subtitle, panels, path, size,
@@ -624,32 +646,32 @@ void MainWindow::exportDashboardImage() {
 }
 
 void MainWindow::addPanelForMetric(const QString& metric) {
-  m_canvas->addPanel(panelForMetric(metric.toStdString(), m_browser->model()->metricKind(metric),
+  canvas()->addPanel(panelForMetric(metric.toStdString(), m_browser->model()->metricKind(metric),
                                     m_browser->currentSource().toStdString()));
 }
 
 void MainWindow::editVariables() {
-  VariablesDialog dlg(m_client, m_canvas->dataSources(), m_canvas->variables(), this);
+  VariablesDialog dlg(m_client, canvas()->dataSources(), canvas()->variables(), this);
   if (dlg.exec() != QDialog::Accepted) return;
-  if (dlg.variables() != m_canvas->variables()) m_canvas->setVariables(dlg.variables());
+  if (dlg.variables() != canvas()->variables()) canvas()->setVariables(dlg.variables());
 }
 
 bool MainWindow::setVariableArg(const QString& arg, QString* error) {
-  std::vector<Variable> vars = m_canvas->variables();
+  std::vector<Variable> vars = canvas()->variables();
   if (auto s = setVariableFromArg(vars, arg.toStdString()); !s) {
     *error = QString::fromStdString(s.message());
     return false;
   }
-  for (const auto& v : vars) m_canvas->setVariableValues(v.name, v.current);
+  for (const auto& v : vars) canvas()->setVariableValues(v.name, v.current);
   return true;
 }
 
 void MainWindow::editDataSources() {
   DataSourcesDialog dialog(
-      m_canvas->dataSources()->sources(),
-      [this](const std::string& name) { return m_canvas->panelsUsingSource(name); }, this);
+      canvas()->dataSources()->sources(),
+      [this](const std::string& name) { return canvas()->panelsUsingSource(name); }, this);
   if (dialog.exec() != QDialog::Accepted) return;
-  const std::vector<DataSource> before = m_canvas->dataSources()->sources();
+  const std::vector<DataSource> before = canvas()->dataSources()->sources();
   if (dialog.sources() == before && dialog.renamed().empty()) return;
   // A source the user added or whose URL or headers they changed is theirs: approved, and no
   // longer blocked. An unchanged one keeps its state (under its new name if renamed).
@@ -663,46 +685,247 @@ void MainWindow::editDataSources() {
                             [&](const DataSource& b) { return b.name == oldName; });
     if (old == before.end() || old->url != s.url || old->headers != s.headers)
       hostApproval::approve(s);
-    else if (m_canvas->dataSources()->blocked().count(oldName))
+    else if (canvas()->dataSources()->blocked().count(oldName))
       blocked.insert(s.name);
   }
-  m_canvas->dataSources()->setBlocked(blocked);
-  m_canvas->setSources(dialog.sources(), dialog.renamed());
-  m_canvas->noteEdited();
-  m_document->setModified(true);
+  canvas()->dataSources()->setBlocked(blocked);
+  canvas()->setSources(dialog.sources(), dialog.renamed());
+  canvas()->noteEdited();
+  document()->setModified(true);
 }
 
 bool MainWindow::maybeSave() {
-  if (!m_document->isModified() || m_canvas->panels().isEmpty()) return true;
+  if (!document()->isModified() || canvas()->panels().isEmpty()) return true;
   auto answer = QMessageBox::question(
       this, tr("Unsaved dashboard"),
-      tr("Save the changes to “%1”?").arg(QString::fromStdString(m_canvas->dashboard().title)),
+      tr("Save the changes to “%1”?").arg(QString::fromStdString(canvas()->dashboard().title)),
       QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel);
   if (answer == QMessageBox::Save) return save();
   return answer == QMessageBox::Discard;
 }
 
 void MainWindow::closeEvent(QCloseEvent* e) {
-  if (!maybeSave()) {
-    e->ignore();
-    return;
+  rememberSession();
+  document()->rememberLast(document()->path());
+  // Each modified tab asks in turn, shown while it asks.
+  for (DashboardTab* tab : allTabs()) {
+    if (!tab->document()->isModified()) continue;
+    m_tabs->setCurrentWidget(tab);
+    if (!maybeSave()) {
+      e->ignore();
+      return;
+    }
   }
-  m_document->rememberLast(m_document->path());
   QSettings().setValue("window/geometry", saveGeometry());
   e->accept();
 }
 
+DashboardTab* MainWindow::currentTab() const {
+  return qobject_cast<DashboardTab*>(m_tabs->currentWidget());
+}
+DashboardCanvas* MainWindow::canvas() const { return currentTab()->canvas(); }
+DashboardDocument* MainWindow::document() const { return currentTab()->document(); }
+VariableBar* MainWindow::variableBar() const { return currentTab()->variableBar(); }
+AlertManager* MainWindow::alerts() const { return currentTab()->alerts(); }
+
+QList<DashboardTab*> MainWindow::allTabs() const {
+  QList<DashboardTab*> tabs;
+  for (int i = 0; i < m_tabs->count(); ++i)
+    if (auto* t = qobject_cast<DashboardTab*>(m_tabs->widget(i))) tabs << t;
+  return tabs;
+}
+
+DashboardTab* MainWindow::addTab() {
+  auto* tab = new DashboardTab(m_client, m_live, m_tabs);
+  m_undoGroup->addStack(tab->canvas()->undoStack());
+  DashboardDocument* doc = tab->document();
+  connect(doc, &DashboardDocument::changed, this, [this, tab] {
+    updateTabText(tab);
+    if (tab == currentTab()) updateTitle();
+    updateRecentMenu();
+  });
+  connect(tab->canvas(), &DashboardCanvas::modified, this, [this, tab] { updateTabText(tab); });
+  connect(tab->canvas(), &DashboardCanvas::panelRemoved, this, [this, tab](const QString& title) {
+    if (tab != currentTab()) return;
+    statusBar()->showMessage(tr("Removed “%1”. Edit › Undo (%2) puts it back.")
+                                 .arg(title, QKeySequence(QKeySequence::Undo).toString()),
+                             15000);
+  });
+  // Annotations belong to the collector: one added or deleted here shows in every tab.
+  auto annotationsChanged = [this](const QString& what) {
+    for (DashboardTab* t : allTabs()) t->canvas()->refreshAnnotations();
+    statusBar()->showMessage(what, 8000);
+  };
+  connect(tab->canvas(), &DashboardCanvas::annotationPosted, this,
+          [annotationsChanged] { annotationsChanged(tr("Annotation added")); });
+  connect(tab->canvas(), &DashboardCanvas::annotationDeleted, this,
+          [annotationsChanged] { annotationsChanged(tr("Annotation deleted")); });
+  connect(tab->canvas(), &DashboardCanvas::annotationFailed, this, [this](const QString& reason) {
+    showError(tr("Annotation not changed"),
+              tr("The collector did not take the change: %1\n\nWhere the collector has tokens, "
+                 "annotations need an admin token in TALLY_TOKEN (docs/SECURITY.md).")
+                  .arg(reason));
+  });
+  AlertManager* alerts = tab->alerts();
+  connect(alerts, &AlertManager::firingCountChanged, this, [this, tab] { updateTabText(tab); });
+  connect(alerts, &AlertManager::fired, this,
+          [this, tab](const QString& panel, const QString& series, double value,
+                      const QString& rule) {
+            const QString title = allTabs().size() > 1
+                                      ? tr("Alert firing: %1 › %2").arg(tab->title(), panel)
+                                      : tr("Alert firing: %1").arg(panel);
+            const QString text = tr("%1 = %2 (%3)").arg(series).arg(value).arg(rule);
+            if (m_tray) m_tray->showMessage(title, text, QSystemTrayIcon::Warning, 10000);
+            statusBar()->showMessage(title + " — " + text, 30000);
+            if (tab == currentTab()) m_alertsDock->show();
+          });
+  connect(alerts, &AlertManager::resolved, this,
+          [this](const QString& panel, const QString& series) {
+            if (m_tray)
+              m_tray->showMessage(tr("Alert resolved: %1").arg(panel), series,
+                                  QSystemTrayIcon::Information, 5000);
+          });
+  m_tabs->addTab(tab, tab->tabText());
+  updateTabText(tab);
+  return tab;
+}
+
+void MainWindow::currentTabChanged() {
+  DashboardTab* tab = currentTab();
+  if (!tab || !m_liveAction) return;
+  DashboardCanvas* c = tab->canvas();
+  m_undoGroup->setActiveStack(c->undoStack());
+  m_range->setRange(c->range());
+  m_liveAction->blockSignals(true);
+  m_liveAction->setChecked(c->isLive());
+  m_liveAction->blockSignals(false);
+  m_browser->setDataSources(c->dataSources());
+  m_alertView->setModel(tab->alerts());
+  m_alertView->horizontalHeader()->setStretchLastSection(true);
+  updateTitle();
+  updateRecentMenu();
+  updateHealth();
+}
+
+void MainWindow::updateTabText(DashboardTab* tab) {
+  const int i = m_tabs->indexOf(tab);
+  if (i < 0) return;
+  m_tabs->setTabText(i, tab->tabText());
+  m_tabs->setTabToolTip(i, tab->document()->path().isEmpty()
+                               ? tr("%1 (not saved)").arg(tab->title())
+                               : tab->document()->path());
+}
+
+DashboardTab* MainWindow::tabWithFile(const QString& path) const {
+  const QString abs = QFileInfo(path).absoluteFilePath();
+  for (DashboardTab* tab : allTabs())
+    if (!tab->document()->path().isEmpty() && tab->document()->path() == abs) return tab;
+  return nullptr;
+}
+
+DashboardTab* MainWindow::newTab() {
+  Dashboard d;
+  d.range = canvas()->range();
+  d.live = true;
+  m_tabs->setCurrentWidget(addTab());
+  setDashboard(d, QString());
+  return currentTab();
+}
+
+DashboardTab* MainWindow::openInNewTab(const QString& given) {
+  QString path = given;
+  if (path.isEmpty()) {
+    path = QFileDialog::getOpenFileName(this, tr("Open dashboard in a new tab"), dashboardsDir(),
+                                        tr("Tally dashboards (*.json);;All files (*)"));
+    if (path.isEmpty()) return nullptr;
+  }
+  if (DashboardTab* open = tabWithFile(path)) {
+    m_tabs->setCurrentWidget(open);
+    return open;
+  }
+  Dashboard d;
+  QString error;
+  DashboardDocument::SecretNotes notes;
+  if (!DashboardDocument::read(path, &d, &error, &notes)) {
+    showError(tr("Cannot open dashboard"),
+              tr("The dashboard was not opened and nothing was changed.\n\n%1").arg(error));
+    return nullptr;
+  }
+  m_tabs->setCurrentWidget(addTab());
+  showFileDashboard(d, path, QFileInfo(path).absoluteFilePath(), notes);
+  QSettings().setValue("folders/dashboards", QFileInfo(path).absolutePath());
+  return currentTab();
+}
+
+bool MainWindow::closeTab(int index) {
+  auto* tab = qobject_cast<DashboardTab*>(m_tabs->widget(index));
+  if (!tab) return false;
+  m_tabs->setCurrentWidget(tab);
+  if (!maybeSave()) return false;
+  if (m_tabs->count() == 1) {  // the window always shows a dashboard: a new, empty one
+    newTab();
+  }
+  m_undoGroup->removeStack(tab->canvas()->undoStack());
+  m_tabs->removeTab(m_tabs->indexOf(tab));
+  tab->deleteLater();
+  return true;
+}
+
+// The saved dashboards open in tabs, in their order, and which one was in front.
+void MainWindow::rememberSession() {
+  QStringList paths;
+  int current = 0;
+  for (DashboardTab* tab : allTabs()) {
+    if (tab->document()->path().isEmpty()) continue;
+    if (tab == currentTab()) current = int(paths.size());
+    paths << tab->document()->path();
+  }
+  QSettings settings;
+  settings.setValue("session/tabs", paths);
+  settings.setValue("session/current", current);
+}
+
+bool MainWindow::restoreSession() {
+  QSettings settings;
+  const QStringList paths = settings.value("session/tabs").toStringList();
+  const int current = settings.value("session/current").toInt();
+  DashboardTab* front = nullptr;
+  bool any = false;
+  for (int i = 0; i < paths.size(); ++i) {
+    const QString& path = paths[i];
+    if (!QFileInfo::exists(path) || tabWithFile(path)) continue;
+    DashboardTab* tab = nullptr;
+    if (!any) {
+      if (!openDashboard(path, false)) continue;
+      tab = currentTab();
+    } else {
+      m_interactive = false;
+      tab = openInNewTab(path);
+      m_interactive = true;
+      if (!tab) continue;
+    }
+    any = true;
+    if (i == current) front = tab;
+  }
+  if (front) m_tabs->setCurrentWidget(front);
+  return any;
+}
+
 void MainWindow::updateTitle() {
+  updateTabText(currentTab());
   setWindowTitle(QStringLiteral("%1%2 — %3 — Tally")
-                     .arg(QString::fromStdString(m_canvas->dashboard().title),
-                          m_document->isModified() ? "*" : "", m_document->displayName()));
+                     .arg(QString::fromStdString(canvas()->dashboard().title),
+                          document()->isModified() ? "*" : "", document()->displayName()));
 }
 
 void MainWindow::updateRecentMenu() {
   m_recentMenu->clear();
-  for (const QString& path : m_document->recentFiles())
+  for (const QString& path : document()->recentFiles())
     m_recentMenu->addAction(path, this, [this, path] {
-      if (maybeSave()) openDashboard(path);
+      if (DashboardTab* open = tabWithFile(path); open && open != currentTab())
+        m_tabs->setCurrentWidget(open);
+      else if (maybeSave())
+        openDashboard(path);
     });
   m_recentMenu->setEnabled(!m_recentMenu->isEmpty());
 }
@@ -744,7 +967,7 @@ void MainWindow::updateHealth() {
   }
   m_banner->setVisible(bad);
   m_statusLive->setText(
-      m_canvas->isLive()
+      canvas()->isLive()
           ? tr("live %1 · %2 updates").arg(m_live->endpoint()).arg(m_live->framesReceived())
           : tr("live off"));
 }

@@ -85,6 +85,8 @@ MetricBrowser::MetricBrowser(CollectorClient* client, QWidget* parent)
 }
 
 void MetricBrowser::setDataSources(DataSources* sources) {
+  if (sources == m_sources) return;
+  if (m_sources) disconnect(m_sources, nullptr, this, nullptr);
   m_sources = sources;
   connect(m_sources, &DataSources::changed, this, &MetricBrowser::updateSources);
   updateSources();

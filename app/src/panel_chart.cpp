@@ -935,7 +935,7 @@ void PanelChart::renderSeries(const PanelController& panel) {
 void PanelChart::setMarks(const PanelController& panel) {
   m_thresholdMarks.clear();
   for (const auto& t : panel.spec().thresholds)
-    m_thresholdMarks.push_back({t.value, 0, QColor(QString::fromStdString(t.color)), {}});
+    m_thresholdMarks.push_back({t.value, 0, QColor(QString::fromStdString(t.color)), {}, 0, {}});
   m_annotationMarks.clear();
   const TimeWindow win = panel.shownWindow();
   for (const auto& a : panel.annotations()) {
@@ -943,7 +943,8 @@ void PanelChart::setMarks(const PanelController& panel) {
     if (end < double(win.from) || a.time >= double(win.to)) continue;
     QString text = QString::fromStdString(a.title);
     if (!a.text.empty()) text += QStringLiteral("\n") + QString::fromStdString(a.text);
-    m_annotationMarks.push_back({a.time, end, QColor(0x8e, 0x24, 0xaa), text});
+    m_annotationMarks.push_back(
+        {a.time, end, QColor(0x8e, 0x24, 0xaa), text, a.id, QString::fromStdString(a.title)});
   }
   if (m_layer) m_layer->setMarks(m_thresholdMarks, m_annotationMarks);
 }

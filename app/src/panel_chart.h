@@ -65,6 +65,8 @@ class PanelChart : public QObject {
     double end = 0;
     QColor color;
     QString text;  // an annotation's title and text, for the hover
+    int64_t id = 0;  // an annotation's id on the collector
+    QString title;   // an annotation's title
   };
   std::vector<Mark> thresholdMarks() const { return m_thresholdMarks; }
   std::vector<Mark> annotationMarks() const { return m_annotationMarks; }

@@ -1,5 +1,6 @@
 #include "panel_chart_view.h"
 
+#include <QMenu>
 #include <QMouseEvent>
 #include <QRubberBand>
 #include <QTimer>
@@ -7,6 +8,7 @@
 #include <QValueAxis>
 #include <cmath>
 
+#include "core/time_range.h"
 #include "panel_chart.h"
 #include "panel_controller.h"
 
@@ -97,15 +99,8 @@ void PanelChartView::mouseMoveEvent(QMouseEvent* e) {
     const QPointF value = toValue(e->pos());
     QString text = m_chart->hoverText(*m_panel, value);
     // An annotation within 4 px of the mouse adds its title and text.
-    for (const auto& mark : m_chart->annotationMarks()) {
-      const QPointF at =
-          chart()->mapToPosition(QPointF(mark.at, value.y()), chart()->series().first());
-      const QPointF end =
-          chart()->mapToPosition(QPointF(mark.end, value.y()), chart()->series().first());
-      const double x = mapToScene(e->pos()).x();
-      if (x >= at.x() - 4 && x <= std::max(at.x(), end.x()) + 4)
-        text = QStringLiteral("⚑ ") + mark.text + (text.isEmpty() ? "" : "\n\n") + text;
-    }
+    for (const auto& mark : marksNear(e->pos()))
+      text = QStringLiteral("⚑ ") + mark.text + (text.isEmpty() ? "" : "\n\n") + text;
     if (!text.isEmpty()) QToolTip::showText(e->globalPosition().toPoint(), text, this);
     if (m_chart->isTimeChart()) emit hovered(value.x());
   } else {
@@ -137,10 +132,41 @@ void PanelChartView::mouseReleaseEvent(QMouseEvent* e) {
   if (drag == Drag::Pan && m_chart->isTimeChart()) {
     QPointF a = toValue(m_pressPos), b = toValue(e->pos());
     double dx = a.x() - b.x();
-    if (std::abs(e->pos().x() - m_pressPos.x()) > 2) emitWindow(m_panFrom + dx, m_panTo + dx, true);
+    if (std::abs(e->pos().x() - m_pressPos.x()) > 2)
+      emitWindow(m_panFrom + dx, m_panTo + dx, true);
+    else if (e->button() == Qt::RightButton)  // a click, not a drag
+      showContextMenu(e->pos(), e->globalPosition().toPoint());
     return;
   }
   QChartView::mouseReleaseEvent(e);
+}
+
+std::vector<PanelChart::Mark> PanelChartView::marksNear(QPoint pos) const {
+  std::vector<PanelChart::Mark> near;
+  if (chart()->series().isEmpty()) return near;
+  const double x = mapToScene(pos).x();
+  for (const auto& mark : m_chart->annotationMarks()) {
+    const QPointF at = chart()->mapToPosition(QPointF(mark.at, 0), chart()->series().first());
+    const QPointF end = chart()->mapToPosition(QPointF(mark.end, 0), chart()->series().first());
+    if (x >= at.x() - 4 && x <= std::max(at.x(), end.x()) + 4) near.push_back(mark);
+  }
+  return near;
+}
+
+void PanelChartView::showContextMenu(QPoint pos, QPoint globalPos) {
+  const double t = toValue(pos).x();
+  QMenu menu(this);
+  menu.setObjectName("chartMenu");
+  menu.addAction(tr("Add annotation at %1…")
+                     .arg(QString::fromStdString(tally::dash::formatLocalTime(int64_t(std::floor(t))))),
+                 this, [this, t] { emit annotateRequested(t); });
+  for (const auto& mark : marksNear(pos))
+    if (mark.id > 0)
+      menu.addAction(tr("Delete annotation “%1”…").arg(mark.title), this,
+                     [this, id = mark.id, title = mark.title] {
+                       emit deleteAnnotationRequested(id, title);
+                     });
+  menu.exec(globalPos);
 }
 
 void PanelChartView::mouseDoubleClickEvent(QMouseEvent*) {

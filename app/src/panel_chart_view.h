@@ -1,14 +1,17 @@
 // PanelChartView: the chart of one panel and its mouse: drag a rubber band to zoom (time charts
 // re-query at the finer step; the histogram zooms locally), right- or shift-drag to pan, wheel to
 // zoom around the cursor, double-click to reset, hover for the exact time and values, click a
-// legend entry to hide its group.
+// legend entry to hide its group. A right click (without dragging) on a time chart offers to add
+// an annotation there, or to delete the one under the mouse.
 #pragma once
 
 #include <QChartView>
 #include <QPointer>
 #include <optional>
+#include <vector>
 
-class PanelChart;
+#include "panel_chart.h"
+
 class PanelController;
 class QRubberBand;
 
@@ -28,6 +31,8 @@ class PanelChartView : public QChartView {
   void resetZoomRequested();
   void plotWidthChanged(int pixels);
   void hovered(double t);  // the time under the mouse on a time chart; NaN once it leaves
+  void annotateRequested(double t);  // "Add annotation here…" at time t
+  void deleteAnnotationRequested(qint64 id, const QString& title);
 
  protected:
   void mousePressEvent(QMouseEvent* e) override;
@@ -40,6 +45,9 @@ class PanelChartView : public QChartView {
 
  private:
   QPointF toValue(QPointF pos) const;
+  // The annotation marks within 4 px of `pos` (widget coordinates).
+  std::vector<PanelChart::Mark> marksNear(QPoint pos) const;
+  void showContextMenu(QPoint pos, QPoint globalPos);
   // Asks for [from, to), never past now: a pan (keepLength) slides back, a zoom is cut at now.
   void emitWindow(double from, double to, bool keepLength = false);
 

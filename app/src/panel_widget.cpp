@@ -148,7 +148,12 @@ PanelWidget::PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget*
 
   m_redrawTimer.setSingleShot(true);
   m_redrawTimer.setInterval(40);
-  connect(&m_redrawTimer, &QTimer::timeout, this, &PanelWidget::flushRedraw);
+  connect(&m_redrawTimer, &QTimer::timeout, this, [this] {
+    if (isVisible())
+      flushRedraw();
+    else
+      m_redrawWhenShown = true;
+  });
   connect(m_controller, &PanelController::dataChanged, this, &PanelWidget::scheduleRedraw);
   connect(m_controller, &PanelController::stateChanged, this, &PanelWidget::updateState);
   connect(edit, &QToolButton::clicked, this, [this] { emit editRequested(this); });
@@ -164,6 +169,9 @@ PanelWidget::PanelWidget(CollectorClient* client, LiveSubscriber* live, QWidget*
   });
   connect(m_view, &PanelChartView::resetZoomRequested, this, resetZoom);
   connect(m_view, &PanelChartView::hovered, this, [this](double t) { emit hovered(this, t); });
+  connect(m_view, &PanelChartView::annotateRequested, this, &PanelWidget::annotateRequested);
+  connect(m_view, &PanelChartView::deleteAnnotationRequested, this,
+          &PanelWidget::deleteAnnotationRequested);
   connect(m_view, &PanelChartView::plotWidthChanged, m_controller, &PanelController::setPixelWidth);
   updateState();
 }
@@ -238,8 +246,14 @@ void PanelWidget::scheduleRedraw() {
   updateState();
 }
 
+void PanelWidget::showEvent(QShowEvent* e) {
+  QWidget::showEvent(e);
+  if (m_redrawWhenShown) flushRedraw();
+}
+
 void PanelWidget::flushRedraw() {
   m_redrawTimer.stop();
+  m_redrawWhenShown = false;
   ++m_redraws;
   const ChartType chart = m_controller->spec().chart;
   if (chart == ChartType::Stat || chart == ChartType::Gauge)

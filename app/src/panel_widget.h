@@ -1,7 +1,8 @@
 // PanelWidget: one panel of the dashboard grid: a header (title, which doubles as the handle to
 // move the panel; edit, reset zoom, export and menu buttons), the chart, a line for errors and
 // "no data", and a corner grip to resize. Drop a metric from the browser onto it to plot that
-// metric. Redraws are coalesced: data changes start a 40 ms timer, the chart redraws once.
+// metric. Redraws are coalesced: data changes start a 40 ms timer, the chart redraws once; a
+// hidden panel (another tab, a collapsed row) redraws when it is shown again.
 #pragma once
 
 #include <QFrame>
@@ -68,6 +69,9 @@ class PanelWidget : public QFrame {
   // Linked time: the canvas applies a zoom or its reset to every panel.
   void zoomRequested(PanelWidget* panel, qint64 from, qint64 to);
   void resetZoomRequested(PanelWidget* panel);
+  // The chart's right-click menu: an annotation at time t, or deleting one.
+  void annotateRequested(double t);
+  void deleteAnnotationRequested(qint64 id, const QString& title);
   void hovered(PanelWidget* panel, double t);  // NaN: the mouse left the plot
   void collapseToggled(PanelWidget* row);      // a row's ▸ / ▾
 
@@ -75,6 +79,7 @@ class PanelWidget : public QFrame {
   void dragEnterEvent(QDragEnterEvent* e) override;
   void dropEvent(QDropEvent* e) override;
   bool eventFilter(QObject* watched, QEvent* event) override;
+  void showEvent(QShowEvent* e) override;
 
  private:
   void updateState();
@@ -100,4 +105,5 @@ class PanelWidget : public QFrame {
   QPoint m_pressGlobal;
   bool m_dragging = false;
   int m_redraws = 0;
+  bool m_redrawWhenShown = false;  // data changed while hidden (another tab, a collapsed row)
 };

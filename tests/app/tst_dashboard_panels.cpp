@@ -4,10 +4,13 @@
 #include <QAbstractItemModelTester>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMessageBox>
 #include <QPointer>
 #include <QPushButton>
 #include <QSettings>
 #include <QStandardPaths>
+#include <QTabBar>
+#include <QTabWidget>
 #include <QTableView>
 #include <QTemporaryDir>
 #include <QToolButton>
@@ -19,6 +22,7 @@
 #include "core/series_stats.h"
 #include "dashboard_canvas.h"
 #include "dashboard_document.h"
+#include "dashboard_tab.h"
 #include "exporter.h"
 #include "fake_api.h"
 #include "main_window.h"
@@ -30,6 +34,7 @@
 #include "stat_painter.h"
 #include "stat_view.h"
 #include "theme.h"
+#include "time_range_picker.h"
 
 using namespace tally;
 using namespace tally::dash;
@@ -108,6 +113,8 @@ class TestDashboardPanels : public QObject {
   void darkThemeOnScreenLightExports();
   void rowsCollapseTheirPanels();
   void severalDashboardsOpenInWindowsOfTheirOwn();
+  void severalDashboardsOpenAsTabs();
+  void aHiddenTabDrawsWhenShown();
 
  private:
   // A panel on the fake API showing `spec` over [kFrom, kFrom + 60), its query answered.
@@ -616,6 +623,150 @@ void TestDashboardPanels::severalDashboardsOpenInWindowsOfTheirOwn() {
   QVERIFY(!second->document()->isModified());
   second->close();
   QTRY_VERIFY(!second);
+}
+
+// Writes a dashboard with one line panel, titled `title`, to dir/name.
+static QString writeDashboard(const QTemporaryDir& dir, const QString& name, const std::string& title,
+                              bool live = false) {
+  Dashboard d;
+  d.title = title;
+  d.live = live;
+  d.range = range(kFrom, kFrom + 60);
+  d.panels = {gaugeSpec(ChartType::Line)};
+  QString err;
+  const QString path = dir.filePath(name);
+  return DashboardDocument::write(d, path, &err) ? path : QString();
+}
+
+void TestDashboardPanels::severalDashboardsOpenAsTabs() {
+  QSettings().clear();
+  QTemporaryDir dir;
+  const QString a = writeDashboard(dir, "a.json", "First");
+  const QString b = writeDashboard(dir, "b.json", "Second");
+  QVERIFY(!a.isEmpty() && !b.isEmpty());
+  MainWindowOptions o;
+  o.collector = m_api->url();
+  o.live = "tcp://127.0.0.1:1";
+  o.dashboard = a;
+  o.moreDashboards = {b};  // --dashboard a.json --dashboard b.json
+  auto w = std::make_unique<MainWindow>(o);
+  w->show();
+  QVERIFY(QTest::qWaitForWindowExposed(w.get()));
+  QTabWidget* tabs = w->tabs();
+  QCOMPARE(tabs->count(), 2);
+  QVERIFY(tabs->tabBar()->isVisible());
+  QCOMPARE(tabs->currentIndex(), 0);  // the first one given is in front
+  QCOMPARE(tabs->tabText(0), QStringLiteral("First"));
+  QCOMPARE(tabs->tabText(1), QStringLiteral("Second"));
+  QVERIFY(w->windowTitle().startsWith("First"));
+
+  // Each tab has its own range: the toolbar shows the one in front.
+  w->setTimeRange(range(kFrom - 3600, kFrom));
+  tabs->setCurrentIndex(1);
+  QVERIFY(w->windowTitle().startsWith("Second"));
+  QCOMPARE(w->canvas()->range(), range(kFrom, kFrom + 60));
+  QCOMPARE(w->rangePicker()->range(), range(kFrom, kFrom + 60));
+  tabs->setCurrentIndex(0);
+  QCOMPARE(w->rangePicker()->range(), range(kFrom - 3600, kFrom));
+
+  // Each has its own history, and Edit › Undo follows the tab in front.
+  auto* undo = w->findChild<QAction*>("undoAction");
+  QVERIFY(undo);
+  tabs->setCurrentIndex(1);
+  w->canvas()->resizePanel(w->canvas()->panels()[0], 1, 0);
+  QVERIFY(undo->isEnabled());
+  QCOMPARE(tabs->tabText(1), QStringLiteral("Second*"));
+  tabs->setCurrentIndex(0);
+  QVERIFY(!undo->isEnabled());
+  QCOMPARE(tabs->tabText(0), QStringLiteral("First"));
+  tabs->setCurrentIndex(1);
+  undo->trigger();
+  QCOMPARE(tabs->tabText(1), QStringLiteral("Second"));  // back as saved
+
+  // A file already open is shown in its tab, not opened twice; one that does not parse opens
+  // nothing.
+  QCOMPARE(w->openInNewTab(a), qobject_cast<DashboardTab*>(tabs->widget(0)));
+  QCOMPARE(tabs->currentIndex(), 0);
+  QCOMPARE(tabs->count(), 2);
+  QFile bad(dir.filePath("bad.json"));
+  QVERIFY(bad.open(QIODevice::WriteOnly));
+  bad.write("{not json");
+  bad.close();
+  QTimer::singleShot(0, [] {  // the error box
+    if (QWidget* box = QApplication::activeModalWidget()) box->close();
+  });
+  QVERIFY(!w->openInNewTab(dir.filePath("bad.json")));
+  QCOMPARE(tabs->count(), 2);
+
+  // Duplicate opens the copy beside the original.
+  w->duplicate();
+  QCOMPARE(tabs->count(), 3);
+  QCOMPARE(tabs->currentIndex(), 2);
+  QCOMPARE(tabs->tabText(2), QStringLiteral("Copy of First*"));
+  QCOMPARE(qobject_cast<DashboardTab*>(tabs->widget(0))->title(), QStringLiteral("First"));
+  // Closing a modified tab asks: Cancel keeps it, Discard closes it.
+  auto answer = [](QMessageBox::StandardButton button) {
+    QTimer::singleShot(0, [button] {
+      if (auto* box = qobject_cast<QMessageBox*>(QApplication::activeModalWidget()))
+        box->button(button)->click();
+    });
+  };
+  answer(QMessageBox::Cancel);
+  QVERIFY(!w->closeTab(2));
+  QCOMPARE(tabs->count(), 3);
+  answer(QMessageBox::Discard);
+  QVERIFY(w->closeTab(2));
+  QCOMPARE(tabs->count(), 2);
+
+  // Closing the window remembers the open tabs and the one in front; the next start opens them.
+  tabs->setCurrentIndex(1);
+  QVERIFY(w->close());
+  w.reset();
+  MainWindowOptions again = o;
+  again.dashboard.clear();
+  again.moreDashboards.clear();
+  MainWindow restored(again);
+  QCOMPARE(restored.tabs()->count(), 2);
+  QCOMPARE(restored.tabs()->currentIndex(), 1);
+  QCOMPARE(restored.document()->path(), QFileInfo(b).absoluteFilePath());
+  // The last tab closed leaves a new, empty dashboard, not an empty window.
+  QVERIFY(restored.closeTab(0));
+  QVERIFY(restored.closeTab(0));
+  QCOMPARE(restored.tabs()->count(), 1);
+  QVERIFY(restored.canvas()->panels().isEmpty());
+  QVERIFY(restored.document()->path().isEmpty());
+  QSettings().clear();
+}
+
+void TestDashboardPanels::aHiddenTabDrawsWhenShown() {
+  QSettings().clear();
+  QTemporaryDir dir;
+  const QString a = writeDashboard(dir, "a.json", "First");
+  const QString b = writeDashboard(dir, "b.json", "Second");
+  MainWindowOptions o;
+  o.collector = m_api->url();
+  o.live = "tcp://127.0.0.1:1";
+  o.dashboard = a;
+  o.moreDashboards = {b};
+  MainWindow w(o);
+  w.show();
+  QVERIFY(QTest::qWaitForWindowExposed(&w));
+  auto* hidden = qobject_cast<DashboardTab*>(w.tabs()->widget(1));
+  PanelWidget* panel = hidden->canvas()->panels().first();
+  QTRY_VERIFY(panel->controller()->hasData() && !panel->controller()->isLoading());
+  QTest::qWait(100);  // past the 40 ms redraw timer
+  const int before = panel->redrawCount();
+  // New data for a panel no one sees: nothing is drawn...
+  hidden->canvas()->refreshAll();
+  QTRY_VERIFY(!panel->controller()->isLoading());
+  QTest::qWait(100);
+  QCOMPARE(panel->redrawCount(), before);
+  // ...until its tab is shown, once.
+  w.tabs()->setCurrentWidget(hidden);
+  QTRY_COMPARE(panel->redrawCount(), before + 1);
+  QTest::qWait(100);
+  QCOMPARE(panel->redrawCount(), before + 1);
+  QSettings().clear();
 }
 
 QTEST_MAIN(TestDashboardPanels)
