@@ -6,14 +6,19 @@
 // shipped dashboards' metrics exist.
 #include <QAbstractItemModelTester>
 #include <QComboBox>
+#include <QDialogButtonBox>
 #include <QDateTime>
+#include <QDateTimeEdit>
 #include <QEventLoop>
 #include <QLabel>
+#include <QLineEdit>
 #include <QListWidget>
 #include <QMenu>
+#include <QMessageBox>
 #include <QNetworkAccessManager>
 #include <QNetworkReply>
 #include <QProcess>
+#include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QStandardPaths>
@@ -21,8 +26,10 @@
 #include <QTcpServer>
 #include <QToolButton>
 #include <QtTest>
+#include <functional>
 #include <map>
 
+#include "annotation_dialog.h"
 #include "cardinality_view.h"
 #include "collector_client.h"
 #include "collector_fixture.h"
@@ -33,6 +40,8 @@
 #include "headless.h"
 #include "live_subscriber.h"
 #include "main_window.h"
+#include "panel_chart.h"
+#include "panel_chart_view.h"
 #include "panel_controller.h"
 #include "panel_editor.h"
 #include "panel_widget.h"
@@ -61,6 +70,61 @@ QueryResult apiQuery(const QUrl& base, const QueryRequest& r) {
   reply->deleteLater();
   auto q = parseQuery(std::string_view(body.constData(), size_t(body.size())));
   return q ? *q : QueryResult{};
+}
+
+// GET /api/annotations over the last hour, parsed by the core.
+std::vector<Annotation> apiAnnotations(const QUrl& base) {
+  QNetworkAccessManager nam;
+  QUrl url = base;
+  const int64_t now = QDateTime::currentSecsSinceEpoch();
+  const QString p = QString::fromStdString(annotationsPath(now - 3600, now + 60));
+  url.setPath(p.left(p.indexOf('?')));
+  url.setQuery(p.mid(p.indexOf('?') + 1));
+  QNetworkReply* reply = nam.get(QNetworkRequest(url));
+  QEventLoop loop;
+  QObject::connect(reply, &QNetworkReply::finished, &loop, &QEventLoop::quit);
+  loop.exec();
+  QByteArray body = reply->readAll();
+  reply->deleteLater();
+  auto a = parseAnnotations(std::string_view(body.constData(), size_t(body.size())));
+  return a ? *a : std::vector<Annotation>{};
+}
+
+// Calls `act` once on the first pop-up menu or modal window named `name` (a menu's exec() or a
+// dialog's exec() runs its own event loop, so this polls from a timer).
+void whenShown(const QString& name, std::function<void(QWidget*)> act) {
+  auto* timer = new QTimer;
+  timer->setInterval(20);
+  QObject::connect(timer, &QTimer::timeout, [timer, name, act] {
+    for (QWidget* w : {QApplication::activePopupWidget(), QApplication::activeModalWidget()})
+      if (w && (w->objectName() == name || w->inherits(qPrintable(name)))) {
+        timer->stop();
+        timer->deleteLater();
+        act(w);
+        return;
+      }
+  });
+  timer->start();
+}
+
+// Right-clicks the chart at `pos` (its viewport's coordinates) and picks the menu entry whose
+// text starts with `entry`; false when there is none.
+bool chooseFromChartMenu(PanelChartView* view, QPoint pos, const QString& entry, QStringList* seen) {
+  bool found = false;
+  whenShown("chartMenu", [&](QWidget* w) {
+    auto* menu = qobject_cast<QMenu*>(w);
+    for (QAction* a : menu->actions()) {
+      *seen << a->text();
+      if (!found && a->text().startsWith(entry)) {
+        found = true;
+        menu->setActiveAction(a);
+      }
+    }
+    QTest::keyClick(menu, found ? Qt::Key_Return : Qt::Key_Escape);
+  });
+  QTest::mousePress(view->viewport(), Qt::RightButton, {}, pos);
+  QTest::mouseRelease(view->viewport(), Qt::RightButton, {}, pos);
+  return found;
 }
 
 double total(const Series& s) {
@@ -111,6 +175,7 @@ class TestDashboardIntegration : public QObject {
   void cardinalityViewShowsTheLargestAndOpensIt();
   void variablesNarrowThePanelsAndTheExport();
   void severalQueriesAnExpressionAndAnOffsetOnTheCollector();
+  void annotationsAddedAndDeletedFromAChart();
 
  private:
   CollectorFixture m_collector;
@@ -597,6 +662,77 @@ void TestDashboardIntegration::cardinalityViewShowsTheLargestAndOpensIt() {
   open->click();
   QCOMPARE(opened.count(), 2);
   QCOMPARE(opened.at(1).at(0).toString(), m->metricAt(1));
+}
+
+void TestDashboardIntegration::annotationsAddedAndDeletedFromAChart() {
+  QVERIFY(apiAnnotations(m_collector.url()).empty());
+  DashboardCanvas canvas(m_client, nullptr);
+  Dashboard d;
+  d.range.relative = "15m";
+  d.live = false;
+  PanelSpec s;
+  s.metric = "user.signup";
+  s.grid = {0, 0, 12, 6};
+  d.panels = {s};
+  canvas.setDashboard(d);
+  canvas.resize(1000, 480);
+  canvas.show();
+  QVERIFY(QTest::qWaitForWindowExposed(&canvas));
+  PanelWidget* panel = canvas.panels().first();
+  QTRY_VERIFY_WITH_TIMEOUT(panel->controller()->hasData() && !panel->controller()->isLoading(),
+                           10000);
+  panel->flushRedraw();
+  auto* view = panel->findChild<PanelChartView*>();
+  QVERIFY(view);
+  const QPoint at = view->mapFromScene(view->chart()->plotArea().center());
+  const double clicked =
+      view->chart()->mapToValue(view->mapToScene(at), view->chart()->series().first()).x();
+
+  // Right-click › Add annotation at …: the dialog starts at that time; the title and tags typed
+  // there reach the collector.
+  QSignalSpy posted(&canvas, &DashboardCanvas::annotationPosted);
+  QString dialogTime;
+  whenShown("annotationDialog", [&](QWidget* w) {
+    auto* dialog = qobject_cast<AnnotationDialog*>(w);
+    dialogTime = dialog->timeEdit()->dateTime().toString("yyyy-MM-dd HH:mm:ss");
+    QVERIFY(!dialog->findChild<QDialogButtonBox*>()->button(QDialogButtonBox::Ok)->isEnabled());
+    dialog->tagsEdit()->setText("service=api, env!=prod");  // not key=value: refused
+    dialog->titleEdit()->setText("Deploy api 1.4");
+    QVERIFY(!dialog->annotation());
+    dialog->tagsEdit()->setText("service=api, env=prod");
+    dialog->textEdit()->setPlainText("rolled out by ci");
+    QVERIFY(dialog->findChild<QDialogButtonBox*>()->button(QDialogButtonBox::Ok)->isEnabled());
+    dialog->accept();
+  });
+  QStringList entries;
+  QVERIFY(chooseFromChartMenu(view, at, "Add annotation at", &entries));
+  QCOMPARE(entries.size(), 1);  // no annotation under the mouse yet: nothing to delete
+  QCOMPARE(dialogTime, QDateTime::fromSecsSinceEpoch(qint64(std::floor(clicked)))
+                           .toString("yyyy-MM-dd HH:mm:ss"));
+  QVERIFY(posted.wait(10000) || posted.count() == 1);
+  std::vector<Annotation> stored = apiAnnotations(m_collector.url());
+  QCOMPARE(stored.size(), size_t(1));
+  QCOMPARE(stored[0].title, std::string("Deploy api 1.4"));
+  QCOMPARE(stored[0].text, std::string("rolled out by ci"));
+  QCOMPARE(stored[0].tags, (Tags{{"env", "prod"}, {"service", "api"}}));
+  QCOMPARE(std::floor(stored[0].time), std::floor(clicked));
+  QCOMPARE(stored[0].id, posted.first().first().toLongLong());
+  // The panel marks it where it was clicked.
+  QTRY_COMPARE_WITH_TIMEOUT(view->panelChart()->annotationMarks().size(), size_t(1), 10000);
+  QCOMPARE(view->panelChart()->annotationMarks()[0].id, stored[0].id);
+
+  // Right-click on the mark › Delete annotation, confirmed: gone from the collector and the chart.
+  QSignalSpy deleted(&canvas, &DashboardCanvas::annotationDeleted);
+  whenShown("QMessageBox", [](QWidget* w) {
+    qobject_cast<QMessageBox*>(w)->button(QMessageBox::Yes)->click();
+  });
+  entries.clear();
+  QVERIFY(chooseFromChartMenu(view, at, "Delete annotation “Deploy api 1.4”", &entries));
+  QCOMPARE(entries.size(), 2);
+  QVERIFY(deleted.wait(10000) || deleted.count() == 1);
+  QCOMPARE(deleted.first().first().toLongLong(), stored[0].id);
+  QVERIFY(apiAnnotations(m_collector.url()).empty());
+  QTRY_VERIFY_WITH_TIMEOUT(view->panelChart()->annotationMarks().empty(), 10000);
 }
 
 QTEST_MAIN(TestDashboardIntegration)
