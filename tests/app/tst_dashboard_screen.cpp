@@ -6,6 +6,8 @@
 #include <QDir>
 #include <QFile>
 #include <QListView>
+#include <QMenu>
+#include <QMenuBar>
 #include <QSettings>
 #include <QStandardPaths>
 #include <QTemporaryDir>
@@ -82,6 +84,7 @@ class TestDashboardScreen : public QObject {
   void apply(MainWindow& w, const State& s);
   void settle(MainWindow& w);
   QImage stableCapture(const QRect& area);
+  double blackShare(QWidget* popup);
 
   FakeApi* m_api = nullptr;
   QTemporaryDir m_dir;
@@ -232,29 +235,41 @@ void TestDashboardScreen::screenMatchesCleanRender() {
   QCOMPARE(differ, 0);
 }
 
-void TestDashboardScreen::popupListsAreNotBlack() {
-  auto w = openWindow({fixedRange(kFrom, kFrom + 3600), std::nullopt, 100});
-  QVERIFY(w);
-  QComboBox* combo = w->rangePicker()->combo();
-  combo->showPopup();
-  QWidget* popup = combo->view()->window();
-  QTRY_VERIFY(popup->isVisible());
-  QVERIFY(QTest::qWaitForWindowExposed(popup));
+// Black pixels of what the screen shows where `popup` is, over its area.
+double TestDashboardScreen::blackShare(QWidget* popup) {
   const QImage img = stableCapture(popup->geometry());
-  QVERIFY(!img.isNull());
-
+  if (img.isNull()) return 1;
   int black = 0;
   for (int y = 0; y < img.height(); ++y)
     for (int x = 0; x < img.width(); ++x) black += qGray(img.pixel(x, y)) < 16;
-  const int total = img.width() * img.height();
+  return double(black) / (img.width() * img.height());
+}
+
+void TestDashboardScreen::popupListsAreNotBlack() {
+  auto w = openWindow({fixedRange(kFrom, kFrom + 3600), std::nullopt, 100});
+  QVERIFY(w);
+  // The window fills the screen, as the app's default size does on a screen this size. On an X
+  // server with no window manager, a pop-up over a window that leaves part of the bare root
+  // showing is never drawn (any Qt 6.4 program: a QComboBox alone in a QWidget shows it; see
+  // docs/DASHBOARD.md, "Troubleshooting"), so that layout would test the server, not Tally.
+  w->setGeometry(0, 0, 1280, 800);
+  settle(*w);
+  QComboBox* combo = w->rangePicker()->combo();
+  combo->showPopup();
+  QWidget* list = combo->view()->window();
+  QTRY_VERIFY(list->isVisible());
+  QVERIFY(QTest::qWaitForWindowExposed(list));
+  const double listBlack = blackShare(list);
   combo->hidePopup();
-  // Known, not fixed: on Xvfb without a window manager, Qt 6.4 never paints a pop-up (combo list
-  // or menu) over a window that holds a QGraphicsView (a bare QComboBox next to an empty
-  // QGraphicsView shows it). Kept so the day it paints, this check says so (XPASS fails the suite).
-  QEXPECT_FAIL("", "Qt 6.4 on Xvfb: pop-ups over a QGraphicsView window stay black", Continue);
-  QVERIFY2(
-      black < total / 10,
-      qPrintable(QString("%1 of %2 pixels of the pop-up list are black").arg(black).arg(total)));
+  QVERIFY2(listBlack < 0.1, qPrintable(QString("%1 % of the range list is black").arg(listBlack * 100)));
+
+  QMenu* file = w->menuBar()->actions().first()->menu();
+  QVERIFY(file);
+  file->popup(w->menuBar()->mapToGlobal(QPoint(0, w->menuBar()->height())));
+  QVERIFY(QTest::qWaitForWindowExposed(file));
+  const double menuBlack = blackShare(file);
+  file->hide();
+  QVERIFY2(menuBlack < 0.1, qPrintable(QString("%1 % of the File menu is black").arg(menuBlack * 100)));
 }
 
 int main(int argc, char** argv) {
