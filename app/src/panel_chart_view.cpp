@@ -98,7 +98,7 @@ void PanelChartView::mouseMoveEvent(QMouseEvent* e) {
   if (chart()->plotArea().contains(mapToScene(e->pos()))) {
     const QPointF value = toValue(e->pos());
     QString text = m_chart->hoverText(*m_panel, value);
-    // An annotation within 4 px of the mouse adds its title and text.
+    // An annotation within 6 px of the mouse adds its title and text.
     for (const auto& mark : marksNear(e->pos()))
       text = QStringLiteral("⚑ ") + mark.text + (text.isEmpty() ? "" : "\n\n") + text;
     if (!text.isEmpty()) QToolTip::showText(e->globalPosition().toPoint(), text, this);
@@ -148,7 +148,7 @@ std::vector<PanelChart::Mark> PanelChartView::marksNear(QPoint pos) const {
   for (const auto& mark : m_chart->annotationMarks()) {
     const QPointF at = chart()->mapToPosition(QPointF(mark.at, 0), chart()->series().first());
     const QPointF end = chart()->mapToPosition(QPointF(mark.end, 0), chart()->series().first());
-    if (x >= at.x() - 4 && x <= std::max(at.x(), end.x()) + 4) near.push_back(mark);
+    if (x >= at.x() - 6 && x <= std::max(at.x(), end.x()) + 6) near.push_back(mark);
   }
   return near;
 }

@@ -45,7 +45,7 @@ class PanelChartView : public QChartView {
 
  private:
   QPointF toValue(QPointF pos) const;
-  // The annotation marks within 4 px of `pos` (widget coordinates).
+  // The annotation marks within 6 px of `pos` (widget coordinates): a 1 px line is hard to hit.
   std::vector<PanelChart::Mark> marksNear(QPoint pos) const;
   void showContextMenu(QPoint pos, QPoint globalPos);
   // Asks for [from, to), never past now: a pan (keepLength) slides back, a zoom is cut at now.
