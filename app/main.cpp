@@ -43,7 +43,8 @@ int main(int argc, char** argv) {
   QCommandLineOption live("live", "Collector live stream (ZeroMQ PUB) endpoint.", "ENDPOINT",
                           tally::kDefaultLiveEndpoint);
   QCommandLineOption dashboard(
-      "dashboard", "Dashboard JSON file to open; given more than once, each opens in a tab.", "FILE");
+      "dashboard", "Dashboard JSON file to open; given more than once, each opens in a tab.",
+      "FILE");
   QCommandLineOption range("range", "Time range: a duration (15m, 1h, 7d) or FROM:TO unix seconds.",
                            "RANGE");
   QCommandLineOption png(

@@ -375,8 +375,12 @@ static Result<int64_t> intField(std::string_view body, const char* name) {
   return v->get<int64_t>();
 }
 
-Result<int64_t> parseAnnotationId(std::string_view body) { return intField(body, "id"); }
-Result<int64_t> parseDeletedCount(std::string_view body) { return intField(body, "deleted"); }
+Result<int64_t> parseAnnotationId(std::string_view body) {
+  return intField(body, "id");
+}
+Result<int64_t> parseDeletedCount(std::string_view body) {
+  return intField(body, "deleted");
+}
 
 Result<HeatmapResult> parseHeatmap(std::string_view body) {
   auto doc = parseJson(body);

@@ -32,7 +32,8 @@ void CollectorClient::send(const QByteArray& verb, const std::string& path, cons
   // never from a dashboard file.
   if (static const QByteArray token = qgetenv("TALLY_TOKEN"); !token.isEmpty())
     req.setRawHeader("Authorization", "Bearer " + token);
-  QNetworkReply* reply = verb == "GET" ? m_nam->get(req) : m_nam->sendCustomRequest(req, verb, body);
+  QNetworkReply* reply =
+      verb == "GET" ? m_nam->get(req) : m_nam->sendCustomRequest(req, verb, body);
   ++m_inFlight;
   QPointer<QObject> ctx(context);
   connect(reply, &QNetworkReply::finished, this, [this, reply, ctx, cb = std::move(cb)] {
@@ -65,19 +66,20 @@ void CollectorClient::answerParsed(const QByteArray& verb, const std::string& pa
   QString where = m_baseUrl.toString();
   send(verb, path, request, context,
        [this, ctx, cb, parse, where](int status, QByteArray body, QString netError) {
-    if (status == 0) {
-      cb(Status::unavailable(
-          QStringLiteral("collector at %1 is unreachable: %2").arg(where, netError).toStdString()));
-      return;
-    }
-    if (status != 200) {
-      std::string msg =
-          errorMessage(status, std::string_view(body.constData(), size_t(body.size())));
-      cb(status == 404 ? Status::not_found(msg) : Status::invalid_argument(msg));
-      return;
-    }
-    parseOffThread<T>(m_pool, this, ctx, std::move(body), cb, parse);
-  });
+         if (status == 0) {
+           cb(Status::unavailable(QStringLiteral("collector at %1 is unreachable: %2")
+                                      .arg(where, netError)
+                                      .toStdString()));
+           return;
+         }
+         if (status != 200) {
+           std::string msg =
+               errorMessage(status, std::string_view(body.constData(), size_t(body.size())));
+           cb(status == 404 ? Status::not_found(msg) : Status::invalid_argument(msg));
+           return;
+         }
+         parseOffThread<T>(m_pool, this, ctx, std::move(body), cb, parse);
+       });
 }
 
 void CollectorClient::fetchMetrics(QObject* context, Callback<std::vector<MetricInfo>> cb) {

@@ -40,7 +40,9 @@ DashboardTab::DashboardTab(CollectorClient* client, LiveSubscriber* live, QWidge
   });
 }
 
-QString DashboardTab::title() const { return QString::fromStdString(m_canvas->title()); }
+QString DashboardTab::title() const {
+  return QString::fromStdString(m_canvas->title());
+}
 
 QString DashboardTab::tabText() const {
   QString text = title();

@@ -44,8 +44,8 @@
 #include "core/panel_defaults.h"
 #include "core/time_range.h"
 #include "dashboard_canvas.h"
-#include "dashboard_tab.h"
 #include "dashboard_document.h"
+#include "dashboard_tab.h"
 #include "data_sources.h"
 #include "data_sources_dialog.h"
 #include "exporter.h"
@@ -222,7 +222,8 @@ void MainWindow::buildActions() {
   QAction* openTab = file->addAction(tr("Open in new ta&b…"), QKeySequence(tr("Ctrl+Shift+O")),
                                      this, [this] { openInNewTab(); });
   openTab->setObjectName("openInNewTabAction");
-  QAction* newWindow = file->addAction(tr("Open in new &window…"), this, [this] { openInNewWindow(); });
+  QAction* newWindow =
+      file->addAction(tr("Open in new &window…"), this, [this] { openInNewWindow(); });
   newWindow->setObjectName("openInNewWindowAction");
   QAction* closeTabAction = file->addAction(tr("&Close tab"), QKeySequence::Close, this,
                                             [this] { closeTab(m_tabs->currentIndex()); });
@@ -348,7 +349,8 @@ void MainWindow::buildActions() {
   });
 
   QAction* nextTab = view->addAction(tr("&Next tab"), this, [this] {
-    if (m_tabs->count() > 1) m_tabs->setCurrentIndex((m_tabs->currentIndex() + 1) % m_tabs->count());
+    if (m_tabs->count() > 1)
+      m_tabs->setCurrentIndex((m_tabs->currentIndex() + 1) % m_tabs->count());
   });
   nextTab->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_PageDown), QKeySequence::NextChild});
   nextTab->setObjectName("nextTabAction");
@@ -723,10 +725,18 @@ void MainWindow::closeEvent(QCloseEvent* e) {
 DashboardTab* MainWindow::currentTab() const {
   return qobject_cast<DashboardTab*>(m_tabs->currentWidget());
 }
-DashboardCanvas* MainWindow::canvas() const { return currentTab()->canvas(); }
-DashboardDocument* MainWindow::document() const { return currentTab()->document(); }
-VariableBar* MainWindow::variableBar() const { return currentTab()->variableBar(); }
-AlertManager* MainWindow::alerts() const { return currentTab()->alerts(); }
+DashboardCanvas* MainWindow::canvas() const {
+  return currentTab()->canvas();
+}
+DashboardDocument* MainWindow::document() const {
+  return currentTab()->document();
+}
+VariableBar* MainWindow::variableBar() const {
+  return currentTab()->variableBar();
+}
+AlertManager* MainWindow::alerts() const {
+  return currentTab()->alerts();
+}
 
 QList<DashboardTab*> MainWindow::allTabs() const {
   QList<DashboardTab*> tabs;
@@ -768,17 +778,17 @@ DashboardTab* MainWindow::addTab() {
   });
   AlertManager* alerts = tab->alerts();
   connect(alerts, &AlertManager::firingCountChanged, this, [this, tab] { updateTabText(tab); });
-  connect(alerts, &AlertManager::fired, this,
-          [this, tab](const QString& panel, const QString& series, double value,
-                      const QString& rule) {
-            const QString title = allTabs().size() > 1
-                                      ? tr("Alert firing: %1 › %2").arg(tab->title(), panel)
-                                      : tr("Alert firing: %1").arg(panel);
-            const QString text = tr("%1 = %2 (%3)").arg(series).arg(value).arg(rule);
-            if (m_tray) m_tray->showMessage(title, text, QSystemTrayIcon::Warning, 10000);
-            statusBar()->showMessage(title + " — " + text, 30000);
-            if (tab == currentTab()) m_alertsDock->show();
-          });
+  connect(
+      alerts, &AlertManager::fired, this,
+      [this, tab](const QString& panel, const QString& series, double value, const QString& rule) {
+        const QString title = allTabs().size() > 1
+                                  ? tr("Alert firing: %1 › %2").arg(tab->title(), panel)
+                                  : tr("Alert firing: %1").arg(panel);
+        const QString text = tr("%1 = %2 (%3)").arg(series).arg(value).arg(rule);
+        if (m_tray) m_tray->showMessage(title, text, QSystemTrayIcon::Warning, 10000);
+        statusBar()->showMessage(title + " — " + text, 30000);
+        if (tab == currentTab()) m_alertsDock->show();
+      });
   connect(alerts, &AlertManager::resolved, this,
           [this](const QString& panel, const QString& series) {
             if (m_tray)

@@ -41,7 +41,7 @@ class VariableBar;
 struct MainWindowOptions {
   QUrl collector = QUrl(tally::kDefaultCollectorUrl);
   QString live = tally::kDefaultLiveEndpoint;
-  QString dashboard;         // open this instead of the dashboards open when the app last closed
+  QString dashboard;           // open this instead of the dashboards open when the app last closed
   QStringList moreDashboards;  // and these, each in a tab of its own
 };
 

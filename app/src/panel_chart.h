@@ -64,7 +64,7 @@ class PanelChart : public QObject {
     double at = 0;
     double end = 0;
     QColor color;
-    QString text;  // an annotation's title and text, for the hover
+    QString text;    // an annotation's title and text, for the hover
     int64_t id = 0;  // an annotation's id on the collector
     QString title;   // an annotation's title
   };

@@ -157,15 +157,15 @@ void PanelChartView::showContextMenu(QPoint pos, QPoint globalPos) {
   const double t = toValue(pos).x();
   QMenu menu(this);
   menu.setObjectName("chartMenu");
-  menu.addAction(tr("Add annotation at %1…")
-                     .arg(QString::fromStdString(tally::dash::formatLocalTime(int64_t(std::floor(t))))),
-                 this, [this, t] { emit annotateRequested(t); });
+  menu.addAction(
+      tr("Add annotation at %1…")
+          .arg(QString::fromStdString(tally::dash::formatLocalTime(int64_t(std::floor(t))))),
+      this, [this, t] { emit annotateRequested(t); });
   for (const auto& mark : marksNear(pos))
     if (mark.id > 0)
-      menu.addAction(tr("Delete annotation “%1”…").arg(mark.title), this,
-                     [this, id = mark.id, title = mark.title] {
-                       emit deleteAnnotationRequested(id, title);
-                     });
+      menu.addAction(
+          tr("Delete annotation “%1”…").arg(mark.title), this,
+          [this, id = mark.id, title = mark.title] { emit deleteAnnotationRequested(id, title); });
   menu.exec(globalPos);
 }
 

@@ -30,7 +30,7 @@ class PanelChartView : public QChartView {
   void zoomRequested(qint64 from, qint64 to);
   void resetZoomRequested();
   void plotWidthChanged(int pixels);
-  void hovered(double t);  // the time under the mouse on a time chart; NaN once it leaves
+  void hovered(double t);            // the time under the mouse on a time chart; NaN once it leaves
   void annotateRequested(double t);  // "Add annotation here…" at time t
   void deleteAnnotationRequested(qint64 id, const QString& title);
 

@@ -6,9 +6,9 @@
 // shipped dashboards' metrics exist.
 #include <QAbstractItemModelTester>
 #include <QComboBox>
-#include <QDialogButtonBox>
 #include <QDateTime>
 #include <QDateTimeEdit>
+#include <QDialogButtonBox>
 #include <QEventLoop>
 #include <QLabel>
 #include <QLineEdit>
@@ -17,8 +17,8 @@
 #include <QMessageBox>
 #include <QNetworkAccessManager>
 #include <QNetworkReply>
-#include <QProcess>
 #include <QPlainTextEdit>
+#include <QProcess>
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QStandardPaths>
@@ -109,7 +109,8 @@ void whenShown(const QString& name, std::function<void(QWidget*)> act) {
 
 // Right-clicks the chart at `pos` (its viewport's coordinates) and picks the menu entry whose
 // text starts with `entry`; false when there is none.
-bool chooseFromChartMenu(PanelChartView* view, QPoint pos, const QString& entry, QStringList* seen) {
+bool chooseFromChartMenu(PanelChartView* view, QPoint pos, const QString& entry,
+                         QStringList* seen) {
   bool found = false;
   whenShown("chartMenu", [&](QWidget* w) {
     auto* menu = qobject_cast<QMenu*>(w);
@@ -707,8 +708,9 @@ void TestDashboardIntegration::annotationsAddedAndDeletedFromAChart() {
   QStringList entries;
   QVERIFY(chooseFromChartMenu(view, at, "Add annotation at", &entries));
   QCOMPARE(entries.size(), 1);  // no annotation under the mouse yet: nothing to delete
-  QCOMPARE(dialogTime, QDateTime::fromSecsSinceEpoch(qint64(std::floor(clicked)))
-                           .toString("yyyy-MM-dd HH:mm:ss"));
+  QCOMPARE(
+      dialogTime,
+      QDateTime::fromSecsSinceEpoch(qint64(std::floor(clicked))).toString("yyyy-MM-dd HH:mm:ss"));
   QVERIFY(posted.wait(10000) || posted.count() == 1);
   std::vector<Annotation> stored = apiAnnotations(m_collector.url());
   QCOMPARE(stored.size(), size_t(1));
@@ -723,9 +725,8 @@ void TestDashboardIntegration::annotationsAddedAndDeletedFromAChart() {
 
   // Right-click on the mark › Delete annotation, confirmed: gone from the collector and the chart.
   QSignalSpy deleted(&canvas, &DashboardCanvas::annotationDeleted);
-  whenShown("QMessageBox", [](QWidget* w) {
-    qobject_cast<QMessageBox*>(w)->button(QMessageBox::Yes)->click();
-  });
+  whenShown("QMessageBox",
+            [](QWidget* w) { qobject_cast<QMessageBox*>(w)->button(QMessageBox::Yes)->click(); });
   entries.clear();
   QVERIFY(chooseFromChartMenu(view, at, "Delete annotation “Deploy api 1.4”", &entries));
   QCOMPARE(entries.size(), 2);

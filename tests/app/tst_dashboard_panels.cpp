@@ -626,8 +626,8 @@ void TestDashboardPanels::severalDashboardsOpenInWindowsOfTheirOwn() {
 }
 
 // Writes a dashboard with one line panel, titled `title`, to dir/name.
-static QString writeDashboard(const QTemporaryDir& dir, const QString& name, const std::string& title,
-                              bool live = false) {
+static QString writeDashboard(const QTemporaryDir& dir, const QString& name,
+                              const std::string& title, bool live = false) {
   Dashboard d;
   d.title = title;
   d.live = live;

@@ -261,7 +261,8 @@ void TestDashboardScreen::popupListsAreNotBlack() {
   QVERIFY(QTest::qWaitForWindowExposed(list));
   const double listBlack = blackShare(list);
   combo->hidePopup();
-  QVERIFY2(listBlack < 0.1, qPrintable(QString("%1 % of the range list is black").arg(listBlack * 100)));
+  QVERIFY2(listBlack < 0.1,
+           qPrintable(QString("%1 % of the range list is black").arg(listBlack * 100)));
 
   QMenu* file = w->menuBar()->actions().first()->menu();
   QVERIFY(file);
@@ -269,7 +270,8 @@ void TestDashboardScreen::popupListsAreNotBlack() {
   QVERIFY(QTest::qWaitForWindowExposed(file));
   const double menuBlack = blackShare(file);
   file->hide();
-  QVERIFY2(menuBlack < 0.1, qPrintable(QString("%1 % of the File menu is black").arg(menuBlack * 100)));
+  QVERIFY2(menuBlack < 0.1,
+           qPrintable(QString("%1 % of the File menu is black").arg(menuBlack * 100)));
 }
 
 int main(int argc, char** argv) {
