@@ -55,11 +55,11 @@ using namespace tally::dash;
 
 namespace {
 
-// GET through Qt, parsed by the core: what the API says, independently of the panel.
-QueryResult apiQuery(const QUrl& base, const QueryRequest& r) {
+// GET `path` (with its query) through Qt: the body as the API sent it.
+QByteArray apiGet(const QUrl& base, const std::string& path) {
   QNetworkAccessManager nam;
   QUrl url = base;
-  QString p = QString::fromStdString(queryPath(r));
+  const QString p = QString::fromStdString(path);
   url.setPath(p.left(p.indexOf('?')));
   url.setQuery(p.mid(p.indexOf('?') + 1));
   QNetworkReply* reply = nam.get(QNetworkRequest(url));
@@ -68,24 +68,20 @@ QueryResult apiQuery(const QUrl& base, const QueryRequest& r) {
   loop.exec();
   QByteArray body = reply->readAll();
   reply->deleteLater();
+  return body;
+}
+
+// GET through Qt, parsed by the core: what the API says, independently of the panel.
+QueryResult apiQuery(const QUrl& base, const QueryRequest& r) {
+  const QByteArray body = apiGet(base, queryPath(r));
   auto q = parseQuery(std::string_view(body.constData(), size_t(body.size())));
   return q ? *q : QueryResult{};
 }
 
 // GET /api/annotations over the last hour, parsed by the core.
 std::vector<Annotation> apiAnnotations(const QUrl& base) {
-  QNetworkAccessManager nam;
-  QUrl url = base;
   const int64_t now = QDateTime::currentSecsSinceEpoch();
-  const QString p = QString::fromStdString(annotationsPath(now - 3600, now + 60));
-  url.setPath(p.left(p.indexOf('?')));
-  url.setQuery(p.mid(p.indexOf('?') + 1));
-  QNetworkReply* reply = nam.get(QNetworkRequest(url));
-  QEventLoop loop;
-  QObject::connect(reply, &QNetworkReply::finished, &loop, &QEventLoop::quit);
-  loop.exec();
-  QByteArray body = reply->readAll();
-  reply->deleteLater();
+  const QByteArray body = apiGet(base, annotationsPath(now - 3600, now + 60));
   auto a = parseAnnotations(std::string_view(body.constData(), size_t(body.size())));
   return a ? *a : std::vector<Annotation>{};
 }

@@ -583,6 +583,19 @@ void TestDashboardPanels::rowsCollapseTheirPanels() {
   QCOMPARE(added->spec().chart, ChartType::Row);
 }
 
+// A dashboard file that does not parse, in dir; the error box opening it shows is closed.
+static QString writeUnreadable(const QTemporaryDir& dir) {
+  const QString path = dir.filePath("bad.json");
+  QFile bad(path);
+  if (!bad.open(QIODevice::WriteOnly)) return {};
+  bad.write("{not json");
+  bad.close();
+  QTimer::singleShot(0, [] {
+    if (QWidget* box = QApplication::activeModalWidget()) box->close();
+  });
+  return path;
+}
+
 void TestDashboardPanels::severalDashboardsOpenInWindowsOfTheirOwn() {
   QTemporaryDir dir;
   auto write = [&](const QString& name, const std::string& title) {
@@ -611,14 +624,8 @@ void TestDashboardPanels::severalDashboardsOpenInWindowsOfTheirOwn() {
   QVERIFY(second->canvas()->undoStack()->canUndo());
   QVERIFY(!w.canvas()->undoStack()->canUndo());
   // A file that does not parse opens nothing.
-  QFile bad(dir.filePath("bad.json"));
-  QVERIFY(bad.open(QIODevice::WriteOnly));
-  bad.write("{not json");
-  bad.close();
-  QTimer::singleShot(0, [] {  // the error box
-    if (QWidget* box = QApplication::activeModalWidget()) box->close();
-  });
-  QVERIFY(!w.openInNewWindow(dir.filePath("bad.json")));
+  const QString bad = writeUnreadable(dir);
+  QVERIFY(!w.openInNewWindow(bad));
   second->canvas()->undoStack()->undo();  // back as saved: closing asks nothing
   QVERIFY(!second->document()->isModified());
   second->close();
@@ -688,14 +695,8 @@ void TestDashboardPanels::severalDashboardsOpenAsTabs() {
   QCOMPARE(w->openInNewTab(a), qobject_cast<DashboardTab*>(tabs->widget(0)));
   QCOMPARE(tabs->currentIndex(), 0);
   QCOMPARE(tabs->count(), 2);
-  QFile bad(dir.filePath("bad.json"));
-  QVERIFY(bad.open(QIODevice::WriteOnly));
-  bad.write("{not json");
-  bad.close();
-  QTimer::singleShot(0, [] {  // the error box
-    if (QWidget* box = QApplication::activeModalWidget()) box->close();
-  });
-  QVERIFY(!w->openInNewTab(dir.filePath("bad.json")));
+  const QString bad = writeUnreadable(dir);
+  QVERIFY(!w->openInNewTab(bad));
   QCOMPARE(tabs->count(), 2);
 
   // Duplicate opens the copy beside the original.
