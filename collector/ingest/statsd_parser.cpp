@@ -76,8 +76,10 @@ bool is_origin_tag(std::string_view tag) {
 
 // "#k:v,flag,k2:v2" (without the '#'): split at ',' and each tag at its first ':', as the Agent
 // does (no trimming). Rules in docs/format/statsd.md, "Tags".
+// An event may hold several "|#" sections: `tags` then holds the earlier ones (their keys
+// distinct, after the merge below), and they count against kMaxTags too.
 void parse_tags(std::string_view text, Tags& tags, StatsdPacketCounts& counts) {
-  size_t distinct = 0;
+  size_t distinct = tags.size();
   while (!text.empty()) {
     const size_t comma = text.find(',');
     std::string_view item = text.substr(0, comma);

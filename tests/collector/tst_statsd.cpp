@@ -128,6 +128,7 @@ class TestStatsd : public QObject {
   void eventsAndServiceChecksAreCountedNotRejected();
   void eventFields_data();
   void eventFields();
+  void eventTagsAreCappedAcrossTagSections();
   void packetWithBadLineInTheMiddle();
   void packetLineEndings_data();
   void packetLineEndings();
@@ -550,6 +551,24 @@ void TestStatsd::eventFields() {
   // Without the events vector the same line is only counted.
   std::vector<StatsdSample> none;
   QCOMPARE(parse_statsd_packet(line.toStdString(), {}, none, errors).events, size_t{1});
+}
+
+// An event may carry several "|#" sections; together they keep at most kMaxTags distinct keys,
+// as a metric line's one section does (the store refuses an event with more).
+void TestStatsd::eventTagsAreCappedAcrossTagSections() {
+  std::string first, second;
+  for (int i = 0; i < 20; ++i) first += (i ? ",a" : "a") + std::to_string(i) + ":v";
+  for (int i = 0; i < 20; ++i) second += (i ? ",b" : "b") + std::to_string(i) + ":v";
+  const std::string line = "_e{1,1}:t|x|#" + first + "|#" + second + "|h:web1";
+  std::vector<StatsdSample> samples;
+  std::vector<StatsdLineError> errors;
+  std::vector<StatsdEvent> events;
+  auto c = parse_statsd_packet(line, {}, samples, errors, nullptr, &events);
+  QCOMPARE(c.events, size_t{1});
+  QCOMPARE(events.size(), size_t{1});
+  QCOMPARE(events[0].tags.size(), kMaxTags);
+  QVERIFY(validate_tags(events[0].tags));
+  QCOMPARE(c.tags_dropped, size_t{40 + 1 - kMaxTags});  // 8 b-tags over, and the host field
 }
 
 void TestStatsd::packetWithBadLineInTheMiddle() {
