@@ -870,8 +870,10 @@ DashboardTab* MainWindow::openInNewTab(const QString& given) {
 bool MainWindow::closeTab(int index) {
   auto* tab = qobject_cast<DashboardTab*>(m_tabs->widget(index));
   if (!tab) return false;
-  m_tabs->setCurrentWidget(tab);
-  if (!maybeSave()) return false;
+  if (tab->document()->isModified()) {  // asked about in front; an unmodified one closes in place
+    m_tabs->setCurrentWidget(tab);
+    if (!maybeSave()) return false;
+  }
   if (m_tabs->count() == 1) {  // the window always shows a dashboard: a new, empty one
     newTab();
   }

@@ -731,7 +731,15 @@ void TestDashboardPanels::severalDashboardsOpenAsTabs() {
   QCOMPARE(restored.tabs()->currentIndex(), 1);
   QCOMPARE(restored.document()->path(), QFileInfo(b).absoluteFilePath());
   // The last tab closed leaves a new, empty dashboard, not an empty window.
+  // A tab behind, unmodified, closes where it is: the one in front stays in front throughout.
+  QWidget* behind = restored.tabs()->widget(0);
+  QList<QWidget*> shown;
+  auto watch = connect(restored.tabs(), &QTabWidget::currentChanged,
+                       [&] { shown << restored.tabs()->currentWidget(); });
   QVERIFY(restored.closeTab(0));
+  disconnect(watch);
+  QVERIFY(!shown.contains(behind));
+  QCOMPARE(restored.document()->path(), QFileInfo(b).absoluteFilePath());
   QVERIFY(restored.closeTab(0));
   QCOMPARE(restored.tabs()->count(), 1);
   QVERIFY(restored.canvas()->panels().isEmpty());
