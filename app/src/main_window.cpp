@@ -535,10 +535,15 @@ static QString dashboardsDir() {
   return dir;
 }
 
+// The file dialog every "open a dashboard" action shows; empty when the user cancels.
+static QString askDashboardFile(QWidget* parent, const QString& title, const QString& dir) {
+  return QFileDialog::getOpenFileName(parent, title, dir,
+                                      MainWindow::tr("Tally dashboards (*.json);;All files (*)"));
+}
+
 void MainWindow::open() {
   if (!maybeSave()) return;
-  QString path = QFileDialog::getOpenFileName(this, tr("Open dashboard"), dashboardsDir(),
-                                              tr("Tally dashboards (*.json);;All files (*)"));
+  QString path = askDashboardFile(this, tr("Open dashboard"), dashboardsDir());
   if (path.isEmpty()) return;
   // A file open in another tab is shown there, not opened twice.
   if (DashboardTab* open = tabWithFile(path); open && open != currentTab())
@@ -567,8 +572,7 @@ bool MainWindow::saveAs() {
 MainWindow* MainWindow::openInNewWindow(const QString& given) {
   QString path = given;
   if (path.isEmpty()) {
-    path = QFileDialog::getOpenFileName(this, tr("Open dashboard in a new window"), dashboardsDir(),
-                                        tr("Tally dashboards (*.json);;All files (*)"));
+    path = askDashboardFile(this, tr("Open dashboard in a new window"), dashboardsDir());
     if (path.isEmpty()) return nullptr;
   }
   Dashboard d;
@@ -599,8 +603,7 @@ void MainWindow::duplicate() {
 
 void MainWindow::importDashboard() {
   if (!maybeSave()) return;
-  QString path = QFileDialog::getOpenFileName(this, tr("Import dashboard"), QString(),
-                                              tr("Tally dashboards (*.json);;All files (*)"));
+  QString path = askDashboardFile(this, tr("Import dashboard"), QString());
   if (path.isEmpty()) return;
   Dashboard d;
   QString error;
@@ -845,8 +848,7 @@ DashboardTab* MainWindow::newTab() {
 DashboardTab* MainWindow::openInNewTab(const QString& given) {
   QString path = given;
   if (path.isEmpty()) {
-    path = QFileDialog::getOpenFileName(this, tr("Open dashboard in a new tab"), dashboardsDir(),
-                                        tr("Tally dashboards (*.json);;All files (*)"));
+    path = askDashboardFile(this, tr("Open dashboard in a new tab"), dashboardsDir());
     if (path.isEmpty()) return nullptr;
   }
   if (DashboardTab* open = tabWithFile(path)) {
