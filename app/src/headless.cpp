@@ -152,6 +152,24 @@ int runHeadless(const HeadlessOptions& o) {
   QTimer::singleShot(o.timeoutS * 1000, &loop, &QEventLoop::quit);
   if (pending > 0) loop.exec();
 
+  // The collector's annotations over the exported time, marked as the window marks them. A
+  // collector without annotations (older, 404) or a slow answer leaves the charts unmarked.
+  if (needsCollector && !panels.empty()) {
+    int64_t from = INT64_MAX, to = INT64_MIN;
+    for (const auto& p : panels) {
+      from = std::min(from, p->shownWindow().from);
+      to = std::max(to, p->shownWindow().to);
+    }
+    QEventLoop annotationsLoop;
+    client.fetchAnnotations(from, to, &annotationsLoop,
+                            [&](tally::Result<std::vector<Annotation>> r) {
+                              if (r)
+                                for (auto& p : panels) p->setAnnotations(*r);
+                              annotationsLoop.quit();
+                            });
+    annotationsLoop.exec();
+  }
+
   int exitCode = kExitOk;
   for (size_t i = 0; i < panels.size(); ++i) {
     if (!panels[i]->error().isEmpty() || (!panels[i]->hasData() && panels[i]->spec().hasQuery())) {
